@@ -1,0 +1,1 @@
+"""Source tree shipped in the rag-worker image (copied to /app/src)."""

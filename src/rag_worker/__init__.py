@@ -1,0 +1,1 @@
+"""The RAG worker service that the ragbuild image ships."""
