@@ -1,0 +1,5 @@
+import sys
+
+from ragbuild.cli import main
+
+sys.exit(main())

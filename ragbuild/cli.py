@@ -1,0 +1,154 @@
+"""The CLI: parse flags, run the steps, and map every error to an exit status, in one place."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from ragbuild.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError,
+                             UsageError)
+
+PROG = "build-image.py"
+
+DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port of build-image.sh)."
+
+EPILOG = """\
+examples:
+  %(prog)s --env dev                     build rag-worker:dev, :dev-<timestamp>, :git-<sha>, :latest
+  %(prog)s --env dev --no-cache          the same, without the build cache
+  %(prog)s --version 1.0.0 --env prod    adds :v1.0.0 and :1.0.0; prod needs a version
+  %(prog)s --env staging --version 1.0.0-rc.1 --tag qa --no-latest
+  %(prog)s --version 1.2.3 --env prod --registry 123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker --push
+  %(prog)s --env dev --dry-run           print the commands, run nothing
+  %(prog)s smoke rag-worker:dev          start the image and check /health (see `%(prog)s smoke -h`)
+
+environment variables:
+  ECR_REGISTRY_URI     default for --registry
+  DOCKER               the docker client to run (default: docker on PATH)
+  DOCKER_HOST          the daemon to talk to, as docker itself reads it
+  SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags
+  TZ                   time zone of the timestamp tag (local time, as the bash script)
+  AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR   honoured by the aws CLI for ECR login
+
+exit status:
+  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 130 interrupted
+"""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, allow_abbrev=False,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("-v", "--version", metavar="VERSION", help="semantic version, e.g. 1.2.3 (a leading v is dropped)")
+    add("-e", "--env", metavar="ENV", help="environment: dev, staging, prod (from setup.cfg [ragbuild])")
+    add("-r", "--registry", metavar="URI", default=os.environ.get("ECR_REGISTRY_URI") or None,
+        help="registry URI host[:port]/repository (default: $ECR_REGISTRY_URI)")
+    add("-t", "--tag", metavar="TAG", action="append", default=[], dest="tags",
+        help="additional custom tag (repeatable)")
+    add("--latest", dest="latest", action="store_true", default=True, help="also tag 'latest' (default)")
+    add("--no-latest", dest="latest", action="store_false", help="do not tag 'latest'")
+    add("--no-cache", action="store_true", help="build without the cache")
+    add("--push", action="store_true", help="push every tag to the registry and verify the digests")
+    add("--dry-run", action="store_true", help="print the commands a real run would execute; run nothing")
+    add("--build-arg", metavar="KEY=VALUE", action="append", default=[], dest="build_args",
+        help="extra build arg passed to docker (repeatable)")
+    add("-f", "--file", default="Dockerfile", help="Dockerfile path (default: Dockerfile)")
+    add("--context", default=".", help="build context directory (default: .)")
+    add("--image-name", default=None, help="local image name (default: rag-worker, or setup.cfg [ragbuild])")
+    add("--allow-dirty", action="store_true", help="allow a prod build from a tree with uncommitted changes")
+    add("--smoke-test", action="store_true",
+        help="after the build, run the image and check /health before anything is pushed")
+    add("--skip-existing-immutable", action="store_true",
+        help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten out of the push")
+    return parser
+
+
+def parse_build(argv) -> "Options":
+    from ragbuild.plan import Options
+
+    ns = build_parser().parse_args(argv)
+    return Options(version=ns.version, env=ns.env, registry=ns.registry, tags=tuple(ns.tags),
+                   latest=ns.latest, no_cache=ns.no_cache, push=ns.push, dry_run=ns.dry_run,
+                   build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
+                   image_name=ns.image_name, allow_dirty=ns.allow_dirty, smoke_test=ns.smoke_test,
+                   skip_existing_immutable=ns.skip_existing_immutable)
+
+
+def cmd_build(argv) -> int:
+    from ragbuild import steps
+    from ragbuild.config import load_config
+    from ragbuild.plan import describe_plan, make_plan
+    from ragbuild.runner import Runner
+
+    options = parse_build(argv)
+    config = load_config()
+    moment = steps.clock()
+    steps.check_paths(options)
+    runner = Runner(dry_run=options.dry_run)
+    git = steps.git_info(runner)
+    plan = make_plan(options, config, git, moment)
+    if not git.sha:
+        runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
+    elif git.dirty:
+        runner.log("warning: the git tree has uncommitted changes: tagging git-"
+                   f"{git.sha}-dirty")
+    for line in describe_plan(plan):
+        runner.log(line)
+    pushing = None
+    if options.push:
+        from ragbuild import push
+
+        pushing = push.prepare(runner, plan)  # login and pre-flight: before the long build
+    steps.build(runner, plan, no_attestations=bool(pushing and pushing.no_attestations))
+    steps.summarize(runner, plan)
+    if options.smoke_test:
+        from ragbuild import smoke
+
+        smoke.check(runner, plan)
+    if pushing:
+        pushing.run(runner)
+    elif not options.dry_run:
+        runner.log(push_hint(plan, argv))
+    return EXIT_OK
+
+
+def push_hint(plan, argv) -> str:
+    if plan.registry:
+        return f"push it: {PROG} {shlex.join(list(argv) + ['--push'])}"
+    version = f" VERSION={plan.version}" if plan.version else ""
+    target = "push-prod" if plan.env == "prod" else "push-dev"
+    return (f"push it: make {target} ECR_URI=<registry>/<repository>{version}   "
+            f"(or {PROG} {shlex.join(list(argv) + ['--registry', '<uri>', '--push'])})")
+
+
+SUBCOMMANDS = {}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return SUBCOMMANDS[argv[0]](argv[1:])
+        if argv and argv[0] == "build":
+            argv = argv[1:]
+        return cmd_build(argv)
+    except RagbuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else (EXIT_OK if exit_.code is None else EXIT_USAGE)
+
+
+__all__ = ["main", "EXIT_FAILED"]

@@ -1,0 +1,34 @@
+"""Project defaults: the ``[ragbuild]`` section of the project's setup.cfg (in the working
+directory, where the Dockerfile is), e.g.::
+
+    [ragbuild]
+    image-name = rag-worker
+    environments = dev, staging, prod
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+
+from ragbuild.errors import UsageError
+from ragbuild.plan import DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, Config
+
+
+def load_config(directory: str = ".") -> Config:
+    path = os.path.join(directory, "setup.cfg")
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as err:
+        raise UsageError(f"{path}: cannot be read as a config file: {err.message.splitlines()[0]}") from None
+    if not parser.has_section("ragbuild"):
+        return Config()
+    section = parser["ragbuild"]
+    unknown = set(section) - {"image-name", "environments"}
+    if unknown:
+        raise UsageError(f"{path} [ragbuild]: unknown setting {sorted(unknown)[0]!r}; "
+                         "known: image-name, environments")
+    envs = tuple(e for e in (x.strip() for x in section.get("environments", "").replace(",", " ").split()) if e)
+    return Config(image_name=section.get("image-name", DEFAULT_IMAGE_NAME).strip() or DEFAULT_IMAGE_NAME,
+                  environments=envs or DEFAULT_ENVIRONMENTS)

@@ -1,0 +1,53 @@
+"""The one exception tree. Each class is a message written for the user and an exit status.
+
+The CLI catches ``RagbuildError`` once and prints ``error: <message>``; nothing else in the
+package prints errors or calls ``sys.exit``.
+"""
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class RagbuildError(Exception):
+    """Base class: ``str(err)`` is the one-line message shown to the user."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(RagbuildError):
+    """Bad flags or values; nothing was run."""
+
+    exit_code = EXIT_USAGE
+
+
+class ToolMissing(RagbuildError):
+    """A program we need (docker, git, aws) is not installed."""
+
+
+class CommandFailed(RagbuildError):
+    """A command exited non-zero. Carries what the user needs to see, never a secret."""
+
+    def __init__(self, message, *, returncode=None, output=""):
+        super().__init__(message)
+        self.returncode = returncode
+        self.output = output
+
+
+class DockerUnavailable(RagbuildError):
+    """The docker daemon cannot be reached, or the client cannot build with BuildKit."""
+
+
+class PushFailed(RagbuildError):
+    """Some refs were not pushed or did not verify."""
+
+
+class SmokeTestFailed(RagbuildError):
+    """The built image did not answer /health as expected."""
+
+
+class Interrupted(RagbuildError):
+    """Ctrl-C: the child was terminated and reaped."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,346 @@
+"""The plan: pure functions from flags and facts to tags, build args and commands (as data).
+
+Nothing here reads files, the clock or the environment, or starts a process; the CLI gathers
+those facts and hands them in, and the runner executes the ``Command`` objects made here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+
+from ragbuild.errors import UsageError
+
+DEFAULT_IMAGE_NAME = "rag-worker"
+DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
+#: Build args ragbuild sets itself; a --build-arg may not override them.
+RESERVED_BUILD_ARGS = ("VERSION", "ENVIRONMENT", "GIT_COMMIT", "BUILD_TIMESTAMP")
+TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
+#: The label the Dockerfile puts on every image of this project (``clean`` removes only these).
+PROJECT_LABEL = "org.ragbuild.project"
+
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# docker/distribution reference grammar.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+REGISTRY_RE = re.compile(rf"(?P<host>{_DOMAIN})/(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)")
+IMAGE_NAME_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
+# The pattern of amazon-ecr-credential-helper (ecr-login/api/client.go): account, optional
+# -fips, region, and each AWS partition's domain, including the dual-stack one.
+ECR_HOST_RE = re.compile(
+    r"(?P<account>[0-9]{12})\.dkr[.-]ecr(?P<fips>-fips)?\.(?P<region>[a-zA-Z0-9][a-zA-Z0-9-_]*)\."
+    r"(?:amazonaws\.com(?:\.cn)?|on\.(?:aws|amazonwebservices\.com\.eu)|sc2s\.sgov\.gov|c2s\.ic\.gov"
+    r"|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)"
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One process to start, as data: what ``--dry-run`` prints is ``display()``."""
+
+    argv: tuple
+    env: tuple = ()  # (("DOCKER_BUILDKIT", "1"),): added to the caller's environment
+    mode: str = "capture"  # capture | stream (child writes to our terminal) | tee (both)
+    check: bool = True  # a non-zero exit raises CommandFailed
+    read_only: bool = False  # a query a dry run may still execute (git describe)
+    stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
+    cwd: Optional[str] = None
+    quiet: bool = False  # not echoed as "+ cmd" (the plan already printed it)
+
+    def display(self) -> str:
+        words = [f"{k}={shlex.quote(v)}" for k, v in self.env]
+        words.append(shlex.join(self.argv))
+        if self.stdin:
+            words.append(f"< {self.stdin}")
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Project defaults from the ``[ragbuild]`` section of setup.cfg."""
+
+    image_name: str = DEFAULT_IMAGE_NAME
+    environments: tuple = DEFAULT_ENVIRONMENTS
+
+
+@dataclass(frozen=True)
+class Options:
+    """The build command's flags, as parsed (before validation)."""
+
+    version: Optional[str] = None
+    env: Optional[str] = None
+    registry: Optional[str] = None
+    tags: tuple = ()
+    latest: bool = True
+    no_cache: bool = False
+    push: bool = False
+    dry_run: bool = False
+    build_args: tuple = ()
+    file: str = "Dockerfile"
+    context: str = "."
+    image_name: Optional[str] = None
+    allow_dirty: bool = False
+    smoke_test: bool = False
+    skip_existing_immutable: bool = False
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    sha: Optional[str] = None  # None: no repository, no commits, or no git
+    dirty: bool = False
+    reason: str = ""  # why there is no sha
+
+    @property
+    def tag(self) -> Optional[str]:
+        if not self.sha:
+            return None
+        return f"git-{self.sha}-dirty" if self.dirty else f"git-{self.sha}"
+
+    @property
+    def commit(self) -> str:
+        """GIT_COMMIT as the image reports it: a dirty build says so."""
+        if not self.sha:
+            return "unknown"
+        return f"{self.sha}-dirty" if self.dirty else self.sha
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str
+    path: str
+    region: Optional[str] = None  # set for ECR hosts only
+    account: Optional[str] = None
+
+    @property
+    def is_ecr(self) -> bool:
+        return self.region is not None
+
+    @property
+    def uri(self) -> str:
+        return f"{self.host}/{self.path}"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    base: str  # registry URI or image name
+    tags: tuple  # tag names, in bash's order
+    build_args: tuple  # ((key, value), ...) in the order passed to docker
+    timestamp: str
+    git: GitInfo
+    version: Optional[str]
+    env: Optional[str]
+    registry: Optional[Registry]
+    options: Options = field(repr=False, default_factory=Options)
+
+    @property
+    def refs(self) -> tuple:
+        return tuple(f"{self.base}:{tag}" for tag in self.tags)
+
+    @property
+    def primary(self) -> str:
+        return self.refs[0]
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+def parse_version(raw: str) -> str:
+    """Strip one leading ``v`` and check the rest is semver (bash only stripped the ``v``)."""
+    import semver
+
+    version = raw[1:] if raw.startswith("v") else raw
+    if not version:
+        raise UsageError(f"--version {raw!r} is empty; give a semantic version such as 1.2.3 "
+                         "(with make: VERSION=1.2.3)")
+    try:
+        semver.Version.parse(version)
+    except ValueError:
+        raise UsageError(f"--version {raw!r} is not a semantic version: use MAJOR.MINOR.PATCH with "
+                         "an optional -prerelease and +build, e.g. 1.2.3 or 1.3.0-rc.1") from None
+    return version
+
+
+def check_env(env: str, environments) -> str:
+    if env in environments:
+        return env
+    if not env:
+        raise UsageError(f"--env is empty; choose one of: {', '.join(environments)}")
+    near = difflib.get_close_matches(env, environments, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise UsageError(f"--env {env!r} is not one of {', '.join(environments)}{hint}")
+
+
+def check_tag(tag: str, source: str = "--tag") -> str:
+    if not TAG_RE.fullmatch(tag):
+        raise UsageError(f"{source} {tag!r} is not a valid Docker tag: up to 128 letters, digits, "
+                         "'_', '.' or '-', not starting with '.' or '-'")
+    return tag
+
+
+def parse_registry(uri: str) -> Registry:
+    """``host[:port]/repository`` with docker's reference grammar; ECR hosts get their region."""
+    if not uri:
+        raise UsageError("--registry is empty; give host[:port]/repository, e.g. "
+                         "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker "
+                         "(with make: ECR_URI=...)")
+    if "://" in uri:
+        raise UsageError(f"--registry {uri!r}: drop the scheme, docker wants host[:port]/repository")
+    match = REGISTRY_RE.fullmatch(uri)
+    if not match:
+        lower = uri.lower()
+        hint = f"; did you mean {lower!r}?" if lower != uri and REGISTRY_RE.fullmatch(lower) else ""
+        raise UsageError(f"--registry {uri!r} is not host[:port]/repository with a lowercase "
+                         f"repository path (no tag){hint}")
+    host, path = match["host"], match["path"]
+    if not ("." in host or ":" in host or host == "localhost"):
+        raise UsageError(f"--registry {uri!r} has no registry host ({host!r} would mean Docker Hub "
+                         "user); write e.g. docker.io/{uri}")
+    ecr = ECR_HOST_RE.fullmatch(host)
+    if ecr:
+        return Registry(host, path, region=ecr["region"], account=ecr["account"])
+    return Registry(host, path)
+
+
+def parse_build_arg(raw: str) -> tuple:
+    match = BUILD_ARG_RE.fullmatch(raw)
+    if not match:
+        raise UsageError(f"--build-arg {raw!r} is not KEY=VALUE")
+    key = match["key"]
+    if key in RESERVED_BUILD_ARGS:
+        raise UsageError(f"--build-arg {key} is set by ragbuild itself "
+                         "(from --version, --env, git and the clock)")
+    return key, match["value"]
+
+
+def check_image_name(name: str) -> str:
+    if not IMAGE_NAME_RE.fullmatch(name):
+        raise UsageError(f"--image-name {name!r} is not a lowercase image name like rag-worker")
+    return name
+
+
+# --- facts -> plan -----------------------------------------------------------------------------
+
+
+def git_describe_command() -> Command:
+    """One git call yields the sha and the dirty mark, even where the repository has tags."""
+    return Command(("git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"),
+                   check=False, read_only=True, quiet=True)
+
+
+def parse_git_describe(returncode: int, stdout: str, stderr: str) -> GitInfo:
+    if returncode != 0:
+        text = stderr.strip().lower()
+        if "not a git repository" in text:
+            reason = "not a git repository"
+        elif "head" in text or "no names found" in text or "bad revision" in text:
+            reason = "the git repository has no commits"
+        else:
+            reason = f"git describe failed: {stderr.strip().splitlines()[-1] if stderr.strip() else returncode}"
+        return GitInfo(reason=reason)
+    out = stdout.strip()
+    dirty = out.endswith("-dirty")
+    sha = out[: -len("-dirty")] if dirty else out
+    return GitInfo(sha=sha, dirty=dirty)
+
+
+def format_timestamp(moment: datetime) -> str:
+    return moment.strftime(TIMESTAMP_FORMAT)
+
+
+def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime) -> BuildPlan:
+    """Validate the flags and compute the tags and build args, exactly in bash's order."""
+    if options.version is None and options.env is None:
+        raise UsageError("give --version and/or --env (e.g. --env dev, or --version 1.2.3 --env prod)")
+    version = parse_version(options.version) if options.version is not None else None
+    env = check_env(options.env, config.environments) if options.env is not None else None
+    if env == "prod" and version is None:
+        raise UsageError("--env prod needs --version: production builds are always tagged with a "
+                         "version (with make: VERSION=1.2.3)")
+    registry = parse_registry(options.registry) if options.registry is not None else None
+    if options.push and registry is None:
+        raise UsageError("--push needs a registry: pass --registry host/repository or set "
+                         "ECR_REGISTRY_URI (bash skipped the push and exited 0)")
+    image_name = check_image_name(options.image_name or config.image_name)
+    extra_args = tuple(parse_build_arg(raw) for raw in options.build_args)
+    if env == "prod" and git.dirty and not options.allow_dirty:
+        raise UsageError("the git tree has uncommitted changes; commit them, or pass --allow-dirty to "
+                         "build prod from a dirty tree anyway")
+
+    timestamp = format_timestamp(moment)
+    tags = []
+    if version is not None:
+        tag_version = version.replace("+", "_")
+        tags += [check_tag(f"v{tag_version}", "--version"), check_tag(tag_version, "--version")]
+    if env is not None:
+        tags += [f"{env}-{timestamp}", env]
+    if git.tag:
+        tags.append(git.tag)
+    tags += [check_tag(tag) for tag in options.tags]
+    if options.latest:
+        tags.append("latest")
+    tags = tuple(dict.fromkeys(tags))  # a --tag equal to a generated one is not given twice
+
+    build_args = []
+    if version is not None:
+        build_args.append(("VERSION", version))
+    if env is not None:
+        build_args.append(("ENVIRONMENT", env))
+    build_args.append(("GIT_COMMIT", git.commit))
+    build_args.append(("BUILD_TIMESTAMP", timestamp))
+    build_args += extra_args
+    return BuildPlan(base=registry.uri if registry else image_name, tags=tags,
+                     build_args=tuple(build_args), timestamp=timestamp, git=git, version=version,
+                     env=env, registry=registry, options=options)
+
+
+def build_command(plan: BuildPlan, *, no_attestations: bool = False) -> Command:
+    """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag)."""
+    opts = plan.options
+    argv = ["docker", "build", "-f", opts.file]
+    for ref in plan.refs:
+        argv += ["-t", ref]
+    for key, value in plan.build_args:
+        argv += ["--build-arg", f"{key}={value}"]
+    if opts.no_cache:
+        argv.append("--no-cache")
+    if no_attestations:
+        # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
+        argv += ["--provenance=false", "--sbom=false"]
+    argv.append(opts.context)
+    return Command(tuple(argv), env=(("DOCKER_BUILDKIT", "1"),), mode="stream")
+
+
+def inspect_command(ref: str) -> Command:
+    return Command(("docker", "image", "inspect", "--format",
+                    "{{.Id}} {{.Size}} {{json .RepoTags}}", ref))
+
+
+def describe_plan(plan: BuildPlan) -> list:
+    """The lines printed before the build: image, tags, build args."""
+    lines = [f"image: {plan.base}"]
+    if plan.version:
+        lines.append(f"version: {plan.version}")
+    if plan.env:
+        lines.append(f"environment: {plan.env}")
+    lines.append(f"git commit: {plan.git.commit}")
+    lines.append(f"timestamp: {plan.timestamp}")
+    lines.append("tags:")
+    lines += [f"  - {ref}" for ref in plan.refs]
+    lines.append("build args:")
+    lines += [f"  {k}={v}" for k, v in plan.build_args]
+    return lines
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
