@@ -22,7 +22,13 @@ examples:
   %(prog)s --env staging --version 1.0.0-rc.1 --tag qa --no-latest
   %(prog)s --version 1.2.3 --env prod --registry 123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker --push
   %(prog)s --env dev --dry-run           print the commands, run nothing
-  %(prog)s smoke rag-worker:dev          start the image and check /health (see `%(prog)s smoke -h`)
+  %(prog)s --env prod --version 1.0.0 --smoke-test    build, then run the image and check /health
+
+other commands (each has --help and --dry-run):
+  %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
+  %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
+  %(prog)s logs [-f]                            logs of that container
+  %(prog)s clean                                remove only images labelled org.ragbuild.project
 
 environment variables:
   ECR_REGISTRY_URI     default for --registry
@@ -130,7 +136,70 @@ def push_hint(plan, argv) -> str:
             f"(or {PROG} {shlex.join(list(argv) + ['--registry', '<uri>', '--push'])})")
 
 
-SUBCOMMANDS = {}
+def sub_parser(name: str, description: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=f"{PROG} {name}", description=description, allow_abbrev=False)
+    parser.add_argument("--dry-run", action="store_true", help="print the commands; run nothing")
+    return parser
+
+
+def cmd_smoke(argv) -> int:
+    from ragbuild import smoke
+    from ragbuild.runner import Runner
+
+    parser = sub_parser("smoke", "Start IMAGE on a free local port, wait for /health and check what it "
+                                 "reports; the container is always removed. Exit 1 on failure.")
+    parser.add_argument("image", help="image reference, e.g. rag-worker:dev")
+    parser.add_argument("--expect-version", help="version /health must report")
+    parser.add_argument("--expect-env", help="environment /health must report")
+    parser.add_argument("--expect-commit", help="git commit /health must report")
+    parser.add_argument("--timeout", type=float, default=smoke.DEFAULT_TIMEOUT,
+                        help="seconds to wait for /health (default: %(default)s)")
+    ns = parser.parse_args(argv)
+    expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit)
+    smoke.run(Runner(dry_run=ns.dry_run), expect, timeout=ns.timeout)
+    return EXIT_OK
+
+
+def cmd_run(argv) -> int:
+    from ragbuild import manage
+    from ragbuild.config import load_config
+    from ragbuild.runner import Runner
+
+    parser = sub_parser("run", "Run the image locally in the background as container "
+                               f"{manage.LOCAL_CONTAINER} (replacing an earlier one).")
+    parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
+    parser.add_argument("--port", type=int, default=8080, help="host port (default: %(default)s)")
+    ns = parser.parse_args(argv)
+    image = ns.image or f"{load_config().image_name}:dev"
+    manage.run_local(Runner(dry_run=ns.dry_run), image, port=ns.port)
+    return EXIT_OK
+
+
+def cmd_logs(argv) -> int:
+    from ragbuild import manage
+    from ragbuild.runner import Runner
+
+    parser = sub_parser("logs", f"Show the logs of the local container {manage.LOCAL_CONTAINER}.")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
+    parser.add_argument("--tail", type=int, default=200, help="lines to show (default: %(default)s)")
+    ns = parser.parse_args(argv)
+    manage.logs(Runner(dry_run=ns.dry_run), follow=ns.follow, lines=ns.tail)
+    return EXIT_OK
+
+
+def cmd_clean(argv) -> int:
+    from ragbuild import manage
+    from ragbuild.config import load_config
+    from ragbuild.runner import Runner
+
+    parser = sub_parser("clean", "Remove the images labelled as built by this project "
+                                 "(org.ragbuild.project=<image-name>), and no other image.")
+    ns = parser.parse_args(argv)
+    manage.clean(Runner(dry_run=ns.dry_run), load_config().image_name)
+    return EXIT_OK
+
+
+SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cmd_clean}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,59 @@
+# Every target calls scripts/build-image.py; the Makefile holds no build logic of its own.
+# `make help` lists the targets from their `## ` comments, so it cannot name a missing one.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SCRIPT := $(PY) scripts/build-image.py
+ARGS ?=
+VERSION ?=
+ECR_URI ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs clean test e2e e2e-down
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with ragbuild and its test dependencies (first use of any target does it)
+
+build-dev: $(VENV)/.installed ## build the dev image (rag-worker:dev, :dev-<timestamp>, :git-<sha>, :latest)
+	$(SCRIPT) --env dev $(ARGS)
+
+test-build: $(VENV)/.installed ## build the dev image without the cache
+	$(SCRIPT) --env dev --no-cache $(ARGS)
+
+build-prod: $(VENV)/.installed ## build the prod image: make build-prod VERSION=1.2.3
+	$(SCRIPT) --env prod --version "$(VERSION)" $(ARGS)
+
+prod-ready: $(VENV)/.installed ## build prod, smoke-test it, print the push command: make prod-ready VERSION=1.2.3
+	$(SCRIPT) --env prod --version "$(VERSION)" --smoke-test $(ARGS)
+
+push-dev: $(VENV)/.installed ## build and push dev: make push-dev ECR_URI=<account>.dkr.ecr.<region>.amazonaws.com/<repo>
+	$(SCRIPT) --env dev --registry "$(ECR_URI)" --push $(ARGS)
+
+push-prod: $(VENV)/.installed ## build, smoke-test and push prod: make push-prod ECR_URI=... VERSION=1.2.3
+	$(SCRIPT) --env prod --version "$(VERSION)" --registry "$(ECR_URI)" --smoke-test --push $(ARGS)
+
+run-local: $(VENV)/.installed ## run rag-worker:dev in the background on port 8080 (ARGS="--port 9000")
+	$(SCRIPT) run $(ARGS)
+
+logs: $(VENV)/.installed ## show the local container's logs (ARGS=-f to follow)
+	$(SCRIPT) logs $(ARGS)
+
+clean: $(VENV)/.installed ## remove the images built by this project (label org.ragbuild.project), no other
+	$(SCRIPT) clean $(ARGS)
+
+test: $(VENV)/.installed ## run the unit and service tests
+	$(PY) -m pytest tests/unit tests/service $(ARGS)
+
+e2e: $(VENV)/.installed ## bring up docker, registries and the ECR API (tests/e2e/harness.sh), run the e2e suite
+	bash tests/e2e/harness.sh up
+	$(PY) -m pytest tests/e2e $(ARGS)
+
+e2e-down: ## stop what tests/e2e/harness.sh started
+	bash tests/e2e/harness.sh down

@@ -1,0 +1,128 @@
+"""The smoke test: start the built image, wait for /health, check it reports what was built.
+
+The container always goes away again (``docker rm -f``), pass or fail; a failure carries the
+container's last log lines. Docker picks the host port (``-p 127.0.0.1::8080``), so two runs
+never race for one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from ragbuild.errors import CommandFailed, SmokeTestFailed
+from ragbuild.plan import Command
+
+CONTAINER_PORT = 8080
+DEFAULT_TIMEOUT = 60.0
+LOG_LINES = 30
+
+
+@dataclass(frozen=True)
+class Expectation:
+    image: str
+    version: str = None  # None: not checked
+    environment: str = None
+    git_commit: str = None
+
+    def mismatches(self, health: dict) -> list:
+        wanted = {"version": self.version, "environment": self.environment,
+                  "git_commit": self.git_commit}
+        return [f"{key} is {health.get(key)!r}, expected {value!r}"
+                for key, value in wanted.items() if value is not None and health.get(key) != value]
+
+
+def run_command(image: str) -> Command:
+    return Command(("docker", "run", "-d", "-p", f"127.0.0.1::{CONTAINER_PORT}",
+                    "--label", "org.ragbuild.smoke=1", image))
+
+
+def port_command(container: str) -> Command:
+    return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"), quiet=True)
+
+
+def state_command(container: str) -> Command:
+    return Command(("docker", "inspect", "--format", "{{.State.Running}}", container),
+                   check=False, quiet=True)
+
+
+def logs_command(container: str) -> Command:
+    return Command(("docker", "logs", "--tail", str(LOG_LINES), container), check=False, quiet=True)
+
+
+def remove_command(container: str) -> Command:
+    return Command(("docker", "rm", "-f", container), check=False, quiet=True)
+
+
+def parse_port(output: str) -> int:
+    """``docker port`` prints ``127.0.0.1:49153`` (one line per binding)."""
+    for line in output.splitlines():
+        host, _, port = line.strip().rpartition(":")
+        if port.isdigit():
+            return int(port)
+    raise SmokeTestFailed(f"docker port printed no host port: {output.strip()!r}")
+
+
+def fetch_health(port: int, timeout: float = 2.0):
+    """The /health JSON, or None while the server does not answer yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as response:
+            if response.status != 200:
+                return None
+            return json.loads(response.read().decode())
+    except (urllib.error.URLError, ConnectionError, OSError, ValueError):
+        return None
+
+
+def check(runner, plan, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
+    """Smoke-test the image a build just made."""
+    return run(runner, Expectation(image=plan.primary, version=plan.version, environment=plan.env,
+                                   git_commit=plan.git.commit), timeout=timeout)
+
+
+def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
+        fetch=fetch_health, clock=time.monotonic, sleep=time.sleep) -> dict:
+    started = runner.run(run_command(expect.image))
+    if started.dry:
+        for cmd in (port_command("CONTAINER"), remove_command("CONTAINER")):
+            runner.run(cmd)
+        return {}
+    container = started.stdout.strip()
+    try:
+        port = parse_port(runner.run(port_command(container)).stdout)
+        health = _wait(runner, container, port, timeout, fetch, clock, sleep)
+        problems = expect.mismatches(health)
+        if problems:
+            raise SmokeTestFailed(f"{expect.image}: /health answered but {'; '.join(problems)}")
+        runner.log(f"smoke test passed: {expect.image} answered /health with "
+                   f"{json.dumps(health, sort_keys=True)}")
+        return health
+    except SmokeTestFailed as failure:
+        logs = runner.run(logs_command(container))
+        text = (logs.stdout + logs.stderr).strip()
+        raise SmokeTestFailed(f"{failure}\n--- last {LOG_LINES} log lines of the container ---\n"
+                              f"{text or '(no output)'}") from None
+    except CommandFailed as failure:
+        raise SmokeTestFailed(f"smoke test of {expect.image} could not run: {failure}") from None
+    finally:
+        runner.run(remove_command(container))
+
+
+def _wait(runner, container, port, timeout, fetch, clock, sleep) -> dict:
+    deadline = clock() + timeout
+    attempt = 0
+    while True:
+        health = fetch(port)
+        if health is not None:
+            return health
+        attempt += 1
+        if attempt % 5 == 0:
+            state = runner.run(state_command(container))
+            if state.stdout.strip() != "true":
+                raise SmokeTestFailed(f"{container[:12]} exited before /health answered")
+        if clock() >= deadline:
+            raise SmokeTestFailed(f"/health did not answer within {timeout:.0f}s")
+        sleep(0.5)
