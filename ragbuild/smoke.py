@@ -84,7 +84,8 @@ def check(runner, plan, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
 
 
 def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
-        fetch=fetch_health, clock=time.monotonic, sleep=time.sleep) -> dict:
+        fetch=None, clock=time.monotonic, sleep=time.sleep) -> dict:
+    fetch = fetch or fetch_health
     started = runner.run(run_command(expect.image))
     if started.dry:
         for cmd in (port_command("CONTAINER"), remove_command("CONTAINER")):
