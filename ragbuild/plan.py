@@ -31,12 +31,15 @@ _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 REGISTRY_RE = re.compile(rf"(?P<host>{_DOMAIN})/(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)")
 IMAGE_NAME_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
-# The pattern of amazon-ecr-credential-helper (ecr-login/api/client.go): account, optional
-# -fips, region, and each AWS partition's domain, including the dual-stack one.
+# The pattern of amazon-ecr-credential-helper (ecr-login/api/client.go, ``ecrPattern``): account,
+# optional -fips, region, and each AWS partition's domain: amazonaws.com, amazonaws.com.cn,
+# amazonaws.eu (European Sovereign Cloud), the dual-stack ``dkr-ecr.<region>.on.aws`` and
+# ``on.amazonwebservices.com.cn``, and the ISO partitions. Matched against the host name without
+# its port, as the helper does (``url.Hostname()``).
 ECR_HOST_RE = re.compile(
     r"(?P<account>[0-9]{12})\.dkr[.-]ecr(?P<fips>-fips)?\.(?P<region>[a-zA-Z0-9][a-zA-Z0-9-_]*)\."
-    r"(?:amazonaws\.com(?:\.cn)?|on\.(?:aws|amazonwebservices\.com\.eu)|sc2s\.sgov\.gov|c2s\.ic\.gov"
-    r"|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)"
+    r"(?:amazonaws\.(?:com(?:\.cn)?|eu)|on\.(?:aws|amazonwebservices\.com\.cn)|sc2s\.sgov\.gov"
+    r"|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)"
 )
 
 
@@ -201,7 +204,7 @@ def parse_registry(uri: str) -> Registry:
     if not ("." in host or ":" in host or host == "localhost"):
         raise UsageError(f"--registry {uri!r} has no registry host ({host!r} would mean Docker Hub "
                          "user); write e.g. docker.io/{uri}")
-    ecr = ECR_HOST_RE.fullmatch(host)
+    ecr = ECR_HOST_RE.fullmatch(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
     if ecr:
         return Registry(host, path, region=ecr["region"], account=ecr["account"])
     return Registry(host, path)
