@@ -203,7 +203,7 @@ def parse_registry(uri: str) -> Registry:
     host, path = match["host"], match["path"]
     if not ("." in host or ":" in host or host == "localhost"):
         raise UsageError(f"--registry {uri!r} has no registry host ({host!r} would mean Docker Hub "
-                         "user); write e.g. docker.io/{uri}")
+                         f"user); write e.g. docker.io/{uri}")
     ecr = ECR_HOST_RE.fullmatch(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
     if ecr:
         return Registry(host, path, region=ecr["region"], account=ecr["account"])

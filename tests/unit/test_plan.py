@@ -1,0 +1,389 @@
+"""The pure plan: validation, the tag plan (against bash's output written out by hand), the
+build command as data, and how git's answer is read."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime
+
+import pytest
+
+from ragbuild.cli import parse_build
+from ragbuild.errors import EXIT_USAGE, UsageError
+from ragbuild.plan import (Command, Config, GitInfo, Options, build_command, check_env, check_tag,
+                           describe_plan, format_timestamp, git_describe_command, human_size,
+                           inspect_command, make_plan, parse_build_arg, parse_git_describe,
+                           parse_registry, parse_version)
+
+MOMENT = datetime(2023, 12, 3, 14, 30, 22)
+TS = "20231203-143022"
+GIT = GitInfo(sha="a1b2c3d")
+ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
+ECR_PROD = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-prod"
+
+
+def plan_for(argv, git=GIT, config=Config(), moment=MOMENT):
+    return make_plan(parse_build(argv), config, git, moment)
+
+
+# --- the tag plan: every example of docs/DOCKER_BUILD_GUIDE.md and of the bash --help ----------
+# Each expected list is what build-image.sh tags for that input (its TAGS array, in order), with
+# `git rev-parse --short HEAD` = a1b2c3d and `date +%Y%m%d-%H%M%S` = 20231203-143022.
+
+GUIDE_EXAMPLES = [
+    pytest.param(["--env", "dev"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:latest",
+    ], id="development"),
+    pytest.param(["--version", "1.0.0", "--env", "prod"], [
+        "rag-worker:v1.0.0", "rag-worker:1.0.0", "rag-worker:prod-20231203-143022",
+        "rag-worker:prod", "rag-worker:git-a1b2c3d", "rag-worker:latest",
+    ], id="production-1.0.0"),
+    pytest.param(["--env", "staging", "--version", "1.0.0-rc.1"], [
+        "rag-worker:v1.0.0-rc.1", "rag-worker:1.0.0-rc.1", "rag-worker:staging-20231203-143022",
+        "rag-worker:staging", "rag-worker:git-a1b2c3d", "rag-worker:latest",
+    ], id="staging-rc"),
+    pytest.param(["--env", "dev", "--registry", ECR_DEV], [
+        f"{ECR_DEV}:dev-20231203-143022", f"{ECR_DEV}:dev", f"{ECR_DEV}:git-a1b2c3d",
+        f"{ECR_DEV}:latest",
+    ], id="ecr-registry"),
+    pytest.param(["--env", "prod", "--version", "1.0.0", "--registry", ECR_PROD, "--push"], [
+        f"{ECR_PROD}:v1.0.0", f"{ECR_PROD}:1.0.0", f"{ECR_PROD}:prod-20231203-143022",
+        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
+    ], id="build-and-push"),
+    pytest.param(["--env", "dev", "--no-cache"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:latest",
+    ], id="no-cache"),
+    pytest.param(["--env", "dev", "--tag", "my-custom-tag"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:my-custom-tag", "rag-worker:latest",
+    ], id="custom-tag"),
+    pytest.param(["--version", "1.2.3", "--env", "prod", "--registry", ECR_PROD, "--push",
+                  "--no-cache"], [
+        f"{ECR_PROD}:v1.2.3", f"{ECR_PROD}:1.2.3", f"{ECR_PROD}:prod-20231203-143022",
+        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
+    ], id="multiple-operations"),
+    pytest.param(["--version", "1.0.0", "--env", "dev"], [
+        "rag-worker:v1.0.0", "rag-worker:1.0.0", "rag-worker:dev-20231203-143022",
+        "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest",
+    ], id="help-example-version-dev"),
+    pytest.param(["--version", "v1.2.3", "--env", "prod", "--registry", ECR_PROD], [
+        f"{ECR_PROD}:v1.2.3", f"{ECR_PROD}:1.2.3", f"{ECR_PROD}:prod-20231203-143022",
+        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
+    ], id="leading-v-stripped-once"),
+    pytest.param(["--version", "2.0.0", "--no-latest"], [
+        "rag-worker:v2.0.0", "rag-worker:2.0.0", "rag-worker:git-a1b2c3d",
+    ], id="version-only-no-latest"),
+    pytest.param(["--env", "dev", "--no-latest", "--latest"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:latest",
+    ], id="latest-after-no-latest"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", GUIDE_EXAMPLES)
+def test_tag_plan_matches_bash(argv, expected):
+    assert list(plan_for(argv).refs) == expected
+
+
+def test_no_git_means_no_git_tag_and_unknown_commit():
+    plan = plan_for(["--env", "dev"], git=GitInfo(reason="not a git repository"))
+    assert list(plan.refs) == ["rag-worker:dev-20231203-143022", "rag-worker:dev",
+                               "rag-worker:latest"]
+    assert ("GIT_COMMIT", "unknown") in plan.build_args
+
+
+def test_dirty_tree_is_tagged_and_reported_as_dirty():
+    plan = plan_for(["--env", "dev"], git=GitInfo(sha="a1b2c3d", dirty=True))
+    assert "rag-worker:git-a1b2c3d-dirty" in plan.refs
+    assert ("GIT_COMMIT", "a1b2c3d-dirty") in plan.build_args
+
+
+def test_repeated_custom_tags_keep_their_order_after_git():
+    plan = plan_for(["--env", "dev", "-t", "one", "--tag=two", "--no-latest"])
+    assert list(plan.tags) == [f"dev-{TS}", "dev", "git-a1b2c3d", "one", "two"]
+
+
+def test_custom_tag_equal_to_a_generated_one_is_given_once():
+    plan = plan_for(["--env", "dev", "--tag", "latest"])
+    assert list(plan.tags) == [f"dev-{TS}", "dev", "git-a1b2c3d", "latest"]
+
+
+def test_image_name_from_flag_and_from_config():
+    assert plan_for(["--env", "dev", "--image-name", "acme/worker"]).base == "acme/worker"
+    assert plan_for(["--env", "dev"], config=Config(image_name="other")).base == "other"
+    # a registry wins over the image name, as BASE_IMAGE did in bash
+    assert plan_for(["--env", "dev", "--image-name", "x", "-r", ECR_DEV]).base == ECR_DEV
+
+
+def test_build_metadata_plus_becomes_underscore_in_tags_only():
+    plan = plan_for(["--version", "1.2.3+build.5", "--env", "dev"])
+    assert plan.tags[:2] == ("v1.2.3_build.5", "1.2.3_build.5")
+    assert ("VERSION", "1.2.3+build.5") in plan.build_args
+
+
+def test_build_args_in_bash_order_then_extra():
+    plan = plan_for(["--version", "v1.0.0", "--env", "prod", "--build-arg", "PIP_INDEX=https://x/y",
+                     "--build-arg=EMPTY="])
+    assert list(plan.build_args) == [
+        ("VERSION", "1.0.0"), ("ENVIRONMENT", "prod"), ("GIT_COMMIT", "a1b2c3d"),
+        ("BUILD_TIMESTAMP", TS), ("PIP_INDEX", "https://x/y"), ("EMPTY", ""),
+    ]
+
+
+def test_timestamp_is_the_same_instant_for_tag_and_build_arg():
+    plan = plan_for(["--env", "dev"], moment=datetime(1999, 1, 2, 3, 4, 5))
+    assert plan.timestamp == "19990102-030405"
+    assert "dev-19990102-030405" in plan.tags
+    assert ("BUILD_TIMESTAMP", "19990102-030405") in plan.build_args
+
+
+def test_format_timestamp_pads_every_field():
+    assert format_timestamp(datetime(2024, 2, 3, 4, 5, 6)) == "20240203-040506"
+
+
+# --- the build command, as data ----------------------------------------------------------------
+
+
+def test_build_command_is_one_docker_build_with_every_tag():
+    cmd = build_command(plan_for(["--version", "1.0.0", "--env", "prod", "--no-cache", "-f",
+                                  "docker/Dockerfile", "--context", "src"]))
+    assert cmd.argv == (
+        "docker", "build", "-f", "docker/Dockerfile",
+        "-t", "rag-worker:v1.0.0", "-t", "rag-worker:1.0.0",
+        "-t", "rag-worker:prod-20231203-143022", "-t", "rag-worker:prod",
+        "-t", "rag-worker:git-a1b2c3d", "-t", "rag-worker:latest",
+        "--build-arg", "VERSION=1.0.0", "--build-arg", "ENVIRONMENT=prod",
+        "--build-arg", "GIT_COMMIT=a1b2c3d", "--build-arg", "BUILD_TIMESTAMP=20231203-143022",
+        "--no-cache", "src",
+    )
+    assert cmd.env == (("DOCKER_BUILDKIT", "1"),)
+    assert cmd.mode == "stream"
+    assert cmd.check and not cmd.read_only
+
+
+def test_build_command_without_no_cache_has_none():
+    assert "--no-cache" not in build_command(plan_for(["--env", "dev"])).argv
+
+
+def test_build_command_for_a_push_drops_attestations():
+    cmd = build_command(plan_for(["--env", "dev"]), no_attestations=True)
+    assert cmd.argv[-3:] == ("--provenance=false", "--sbom=false", ".")
+
+
+def test_inspect_command_asks_for_id_size_and_tags_in_one_call():
+    assert inspect_command("rag-worker:dev").argv == (
+        "docker", "image", "inspect", "--format", "{{.Id}} {{.Size}} {{json .RepoTags}}",
+        "rag-worker:dev")
+
+
+def test_display_is_shell_quoted_and_round_trips():
+    cmd = Command(("docker", "build", "-t", "a b", "--build-arg", "X=it's"), env=(("K", "v w"),),
+                  stdin="<password>")
+    assert cmd.display() == ("K='v w' docker build -t 'a b' --build-arg 'X=it'\"'\"'s' "
+                             "< <password>")
+    assert shlex.split(Command(("docker", "x y", "$HOME")).display()) == ["docker", "x y", "$HOME"]
+
+
+def test_describe_plan_lists_tags_and_build_args():
+    lines = describe_plan(plan_for(["--env", "dev"]))
+    assert "  - rag-worker:dev-20231203-143022" in lines
+    assert "  BUILD_TIMESTAMP=20231203-143022" in lines
+    assert lines[0] == "image: rag-worker"
+
+
+@pytest.mark.parametrize("size, text", [(0, "0B"), (999, "999B"), (1000, "1.0kB"),
+                                        (151_234_567, "151.2MB"), (2_500_000_000, "2.5GB"),
+                                        (5_000_000_000_000, "5000.0GB")])
+def test_human_size_in_docker_units(size, text):
+    assert human_size(size) == text
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, version", [
+    ("1.2.3", "1.2.3"), ("v1.2.3", "1.2.3"), ("1.0.0-rc.1", "1.0.0-rc.1"),
+    ("1.2.3+build.5", "1.2.3+build.5"), ("v0.0.0-alpha.1+exp.sha.5114f85", "0.0.0-alpha.1+exp.sha.5114f85"),
+])
+def test_semantic_versions_are_accepted(raw, version):
+    assert parse_version(raw) == version
+
+
+@pytest.mark.parametrize("raw", ["1.0", "01.2.3", "latest", "1.2.3.4", "vv1.2.3", "V1.2.3", "1.2.3-",
+                                 "1.2", " 1.2.3", "1.2.3-rc..1", ""])
+def test_non_semantic_versions_are_refused_naming_the_value(raw):
+    with pytest.raises(UsageError) as err:
+        parse_version(raw)
+    message = str(err.value)
+    assert f"--version {raw!r}" in message
+    assert "\n" not in message
+    assert err.value.exit_code == EXIT_USAGE
+
+
+def test_version_message_says_what_is_allowed():
+    with pytest.raises(UsageError, match=r"MAJOR\.MINOR\.PATCH"):
+        parse_version("1.0")
+
+
+def test_env_in_the_configured_list():
+    assert check_env("staging", ("dev", "staging", "prod")) == "staging"
+
+
+@pytest.mark.parametrize("raw, near", [("prd", "prod"), ("stagign", "staging"), ("Dev", "dev"),
+                                       ("development", "dev")])
+def test_env_near_miss_suggests_the_right_one(raw, near):
+    with pytest.raises(UsageError) as err:
+        check_env(raw, ("dev", "staging", "prod"))
+    assert str(err.value) == (f"--env {raw!r} is not one of dev, staging, prod; "
+                              f"did you mean {near!r}?")
+
+
+def test_env_far_miss_lists_the_choices_without_a_guess():
+    with pytest.raises(UsageError) as err:
+        check_env("qa", ("dev", "staging", "prod"))
+    assert str(err.value) == "--env 'qa' is not one of dev, staging, prod"
+
+
+def test_env_empty():
+    with pytest.raises(UsageError, match="--env is empty; choose one of: dev, staging, prod"):
+        check_env("", ("dev", "staging", "prod"))
+
+
+@pytest.mark.parametrize("tag", ["a", "_x", "1.0.0-rc.1", "A" * 128, "git-a1b2c3d-dirty", "v1.2.3_b.5"])
+def test_valid_tags(tag):
+    assert check_tag(tag) == tag
+
+
+@pytest.mark.parametrize("tag", ["", ".hidden", "-dash", "a" * 129, "a:b", "a/b", "a b", "a+b", "é"])
+def test_invalid_tags_are_refused(tag):
+    with pytest.raises(UsageError) as err:
+        check_tag(tag)
+    assert str(err.value).startswith(f"--tag {tag!r} is not a valid Docker tag: up to 128 letters")
+
+
+def test_version_too_long_for_a_tag_is_refused_as_version():
+    version = "1.0.0-" + "a" * 125  # v + 131 characters > 128
+    with pytest.raises(UsageError, match=r"^--version 'v1\.0\.0-a+' is not a valid Docker tag"):
+        plan_for(["--version", version, "--env", "dev"])
+
+
+@pytest.mark.parametrize("uri, host, path, region", [
+    ("123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker",
+     "123456789012.dkr.ecr.us-east-1.amazonaws.com", "rag-worker", "us-east-1"),
+    ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/rag",
+     "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "team/rag", "cn-north-1"),
+    ("localhost:5000/rag-worker", "localhost:5000", "rag-worker", None),
+    ("registry.example.com:443/a/b_c/d-e", "registry.example.com:443", "a/b_c/d-e", None),
+    (ECR_DEV, "123456789.dkr.ecr.us-east-1.amazonaws.com", "rag-worker-dev", None),  # 9 digits: not ECR
+])
+def test_registries_accepted(uri, host, path, region):
+    registry = parse_registry(uri)
+    assert (registry.host, registry.path, registry.region) == (host, path, region)
+    assert registry.uri == uri
+
+
+@pytest.mark.parametrize("uri, fragment", [
+    ("", "--registry is empty"),
+    ("https://r.example.com/x", "drop the scheme"),
+    ("r.example.com/Rag-Worker", "lowercase repository path"),
+    ("r.example.com/x:tag", "no tag"),
+    ("r.example.com", "is not host[:port]/repository"),
+    ("rag/worker", "has no registry host"),
+])
+def test_bad_registries_are_refused_naming_the_value(uri, fragment):
+    with pytest.raises(UsageError) as err:
+        parse_registry(uri)
+    assert fragment in str(err.value)
+    assert (repr(uri) in str(err.value)) or uri == ""
+
+
+def test_uppercase_registry_path_suggests_lowercase():
+    with pytest.raises(UsageError, match=r"did you mean 'r\.example\.com/rag-worker'\?"):
+        parse_registry("r.example.com/Rag-Worker")
+
+
+def test_registry_without_host_message_shows_the_docker_hub_spelling():
+    with pytest.raises(UsageError) as err:
+        parse_registry("someuser/rag-worker")
+    assert "docker.io/someuser/rag-worker" in str(err.value)
+    assert "{" not in str(err.value)
+
+
+@pytest.mark.parametrize("raw, pair", [("A=1", ("A", "1")), ("_x=a=b", ("_x", "a=b")),
+                                       ("E=", ("E", ""))])
+def test_build_args(raw, pair):
+    assert parse_build_arg(raw) == pair
+
+
+@pytest.mark.parametrize("raw, fragment", [("A", "is not KEY=VALUE"), ("=1", "is not KEY=VALUE"),
+                                           ("1A=x", "is not KEY=VALUE"),
+                                           ("VERSION=9", "is set by ragbuild itself"),
+                                           ("GIT_COMMIT=x", "is set by ragbuild itself")])
+def test_bad_build_args(raw, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        parse_build_arg(raw)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    ([], "give --version and/or --env"),
+    (["--env", "prod"], "--env prod needs --version"),
+    (["--env", "dev", "--push"], "--push needs a registry"),
+    (["--env", "dev", "--image-name", "Rag"], "--image-name 'Rag' is not a lowercase image name"),
+])
+def test_plan_level_refusals(argv, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        plan_for(argv)
+
+
+def test_prod_from_dirty_tree_needs_allow_dirty():
+    dirty = GitInfo(sha="a1b2c3d", dirty=True)
+    with pytest.raises(UsageError, match="--allow-dirty"):
+        plan_for(["--env", "prod", "--version", "1.0.0"], git=dirty)
+    plan = plan_for(["--env", "prod", "--version", "1.0.0", "--allow-dirty"], git=dirty)
+    assert "git-a1b2c3d-dirty" in plan.tags
+    # other environments build from a dirty tree without asking
+    assert "git-a1b2c3d-dirty" in plan_for(["--env", "dev"], git=dirty).tags
+
+
+def test_env_list_comes_from_config():
+    config = Config(environments=("qa", "live"))
+    assert plan_for(["--env", "qa"], config=config).env == "qa"
+    with pytest.raises(UsageError, match="not one of qa, live"):
+        plan_for(["--env", "dev"], config=config)
+
+
+# --- git ---------------------------------------------------------------------------------------
+
+
+def test_git_is_one_read_only_quiet_describe():
+    cmd = git_describe_command()
+    assert cmd.argv == ("git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*")
+    assert cmd.read_only and not cmd.check and cmd.quiet
+
+
+@pytest.mark.parametrize("returncode, stdout, stderr, info", [
+    (0, "a1b2c3d\n", "", GitInfo(sha="a1b2c3d")),
+    (0, "a1b2c3d-dirty\n", "", GitInfo(sha="a1b2c3d", dirty=True)),
+    # what git 2.39 prints (LC_ALL=C) outside a repository and in one without commits
+    (128, "", "fatal: not a git repository (or any of the parent directories): .git\n",
+     GitInfo(reason="not a git repository")),
+    (128, "", "fatal: bad revision 'HEAD'\n", GitInfo(reason="the git repository has no commits")),
+    (128, "", "fatal: detected dubious ownership in repository at '/x'\nhint: run git config\n",
+     GitInfo(reason="git describe failed: hint: run git config")),
+    (1, "", "", GitInfo(reason="git describe failed: 1")),
+])
+def test_parse_git_describe(returncode, stdout, stderr, info):
+    assert parse_git_describe(returncode, stdout, stderr) == info
+
+
+def test_git_info_tag_and_commit():
+    assert GitInfo(sha="abc1234").tag == "git-abc1234"
+    assert GitInfo(sha="abc1234", dirty=True).tag == "git-abc1234-dirty"
+    assert GitInfo().tag is None and GitInfo().commit == "unknown"
+
+
+def test_options_defaults_are_bash_defaults():
+    options = Options()
+    assert options.latest is True and options.file == "Dockerfile" and options.context == "."
