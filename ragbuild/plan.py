@@ -174,7 +174,10 @@ def check_env(env: str, environments) -> str:
         return env
     if not env:
         raise UsageError(f"--env is empty; choose one of: {', '.join(environments)}")
-    near = difflib.get_close_matches(env, environments, n=1)
+    lower = env.lower()
+    # difflib misses the long spellings people type ("production" vs "prod"): prefixes count too
+    near = difflib.get_close_matches(lower, environments, n=1) or [
+        e for e in environments if lower.startswith(e.lower()) or e.lower().startswith(lower)][:1]
     hint = f"; did you mean {near[0]!r}?" if near else ""
     raise UsageError(f"--env {env!r} is not one of {', '.join(environments)}{hint}")
 
@@ -244,7 +247,10 @@ def parse_git_describe(returncode: int, stdout: str, stderr: str) -> GitInfo:
         elif "head" in text or "no names found" in text or "bad revision" in text:
             reason = "the git repository has no commits"
         else:
-            reason = f"git describe failed: {stderr.strip().splitlines()[-1] if stderr.strip() else returncode}"
+            # git's own "fatal:" line says what is wrong; the lines after it are advice
+            lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+            fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+            reason = f"git describe failed: {(fatal or lines or [returncode])[0]}"
         return GitInfo(reason=reason)
     out = stdout.strip()
     dirty = out.endswith("-dirty")

@@ -232,7 +232,8 @@ def test_env_in_the_configured_list():
 
 
 @pytest.mark.parametrize("raw, near", [("prd", "prod"), ("stagign", "staging"), ("Dev", "dev"),
-                                       ("development", "dev")])
+                                       ("development", "dev"), ("production", "prod"),
+                                       ("PROD", "prod"), ("stage", "staging")])
 def test_env_near_miss_suggests_the_right_one(raw, near):
     with pytest.raises(UsageError) as err:
         check_env(raw, ("dev", "staging", "prod"))
@@ -370,8 +371,11 @@ def test_git_is_one_read_only_quiet_describe():
     (128, "", "fatal: not a git repository (or any of the parent directories): .git\n",
      GitInfo(reason="not a git repository")),
     (128, "", "fatal: bad revision 'HEAD'\n", GitInfo(reason="the git repository has no commits")),
-    (128, "", "fatal: detected dubious ownership in repository at '/x'\nhint: run git config\n",
-     GitInfo(reason="git describe failed: hint: run git config")),
+    (128, "", "fatal: detected dubious ownership in repository at '/x'\nTo add an exception for "
+              "this directory, call:\n\n\tgit config --global --add safe.directory /x\n",
+     GitInfo(reason="git describe failed: fatal: detected dubious ownership in repository at '/x'")),
+    (129, "", "error: unknown option `exclude=*'\nusage: git describe [<options>]\n",
+     GitInfo(reason="git describe failed: error: unknown option `exclude=*'")),
     (1, "", "", GitInfo(reason="git describe failed: 1")),
 ])
 def test_parse_git_describe(returncode, stdout, stderr, info):
