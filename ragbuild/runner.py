@@ -114,7 +114,7 @@ class Runner:
             stdout, stderr = self._wait(proc, cmd.mode, stdin)
         except KeyboardInterrupt:
             _terminate(proc)
-            raise Interrupted(f"interrupted; stopped {cmd.argv[0]} {cmd.argv[1]}") from None
+            raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
         result = Result(proc.returncode, stdout, stderr)
         if cmd.check and not result.ok:
             raise CommandFailed(failure_message(cmd, result), returncode=result.returncode,

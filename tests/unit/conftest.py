@@ -70,7 +70,8 @@ def project(tmp_path, monkeypatch, stub_bin):
 
 
 def register_git(fp, stdout: str = SHA + "\n", returncode: int = 0, stderr: str = ""):
-    return fp.register(GIT_DESCRIBE, stdout=stdout, stderr=stderr, returncode=returncode)
+    return fp.register([fp.program("git"), *GIT_DESCRIBE[1:]], stdout=stdout, stderr=stderr,
+                       returncode=returncode)
 
 
 def docker_calls(fp) -> int:

@@ -1,0 +1,339 @@
+"""The runner: how commands are logged, started, fed, captured or streamed, and stopped.
+
+Faked processes (pytest-subprocess) show what would be started; a few real, short-lived
+processes (sh, cat, sleep) show the streams and Ctrl-C, which a fake cannot."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+from ragbuild.errors import EXIT_INTERRUPTED, CommandFailed, Interrupted, ToolMissing
+from ragbuild.plan import Command
+from ragbuild.runner import Runner, Secret, failure_message, resolve, Result
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
+
+
+def quiet_runner(**kw):
+    out, log = io.StringIO(), io.StringIO()
+    return Runner(out=out, log=log, **kw), out, log
+
+
+# --- logging and what is started ---------------------------------------------------------------
+
+
+def test_command_is_logged_shell_quoted_with_the_bare_program_name(fp, stub_bin):
+    fp.allow_unregistered(False)
+    recorder = fp.register([fp.program("docker"), "build", "-t", "a b", "."])
+    runner, out, log = quiet_runner()
+    runner.run(Command(("docker", "build", "-t", "a b", "."), env=(("DOCKER_BUILDKIT", "1"),)))
+    assert log.getvalue() == "+ DOCKER_BUILDKIT=1 docker build -t 'a b' .\n"
+    assert out.getvalue() == ""
+    assert len(recorder.calls) == 1
+
+
+def test_quiet_command_is_not_logged(fp, stub_bin):
+    fp.register([fp.program("docker"), "version"])
+    runner, out, log = quiet_runner()
+    runner.run(Command(("docker", "version"), quiet=True))
+    assert log.getvalue() == ""
+
+
+def test_env_is_added_to_the_callers_environment(fp, stub_bin, monkeypatch):
+    monkeypatch.setenv("RAGBUILD_TEST_MARK", "kept")
+    recorder = fp.register([fp.program("docker"), "build", "."])
+    runner, _, _ = quiet_runner()
+    runner.run(Command(("docker", "build", "."), env=(("DOCKER_BUILDKIT", "1"),)))
+    env = recorder.calls[0].kwargs["env"]
+    assert env["DOCKER_BUILDKIT"] == "1"
+    assert env["RAGBUILD_TEST_MARK"] == "kept"
+
+
+def test_cwd_is_passed(fp, stub_bin, tmp_path):
+    recorder = fp.register([fp.program("docker"), "ps"])
+    runner, _, _ = quiet_runner()
+    runner.run(Command(("docker", "ps"), cwd=str(tmp_path)))
+    assert recorder.calls[0].kwargs["cwd"] == str(tmp_path)
+
+
+def test_docker_variable_names_the_binary_but_not_what_is_shown(fp, monkeypatch):
+    monkeypatch.setenv("DOCKER", "/opt/x/mydocker")
+    fp.allow_unregistered(False)
+    fp.register([fp.program("mydocker"), "ps"], stdout="ok\n")
+    runner, _, log = quiet_runner()
+    result = runner.run(Command(("docker", "ps")))
+    assert list(fp.calls[0]) == ["/opt/x/mydocker", "ps"]
+    assert result.stdout == "ok\n"
+    assert log.getvalue() == "+ docker ps\n"
+
+
+def test_resolve(monkeypatch):
+    monkeypatch.delenv("DOCKER", raising=False)
+    monkeypatch.delenv("AWS_CLI", raising=False)
+    assert resolve("docker") == "docker"
+    monkeypatch.setenv("DOCKER", "/usr/bin/docker")
+    monkeypatch.setenv("AWS_CLI", "/opt/aws/bin/aws")
+    monkeypatch.setenv("GIT", "/nope/git")  # only docker and aws can be replaced
+    assert (resolve("docker"), resolve("aws"), resolve("git")) == ("/usr/bin/docker",
+                                                                   "/opt/aws/bin/aws", "git")
+    monkeypatch.setenv("DOCKER", "")
+    assert resolve("docker") == "docker"
+
+
+# --- dry run -----------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_instead_of_running(fp, stub_bin):
+    fp.allow_unregistered(False)  # any start would raise
+    runner, out, log = quiet_runner(dry_run=True)
+    result = runner.run(Command(("docker", "push", "r.example.com/x:1 2"), env=(("A", "b"),)))
+    assert out.getvalue() == "A=b docker push 'r.example.com/x:1 2'\n"
+    assert result == Result(0, dry=True)
+    assert len(fp.calls) == 0
+
+
+def test_dry_run_prints_the_bare_name_even_with_docker_set(fp, monkeypatch):
+    monkeypatch.setenv("DOCKER", "/opt/x/mydocker")
+    fp.allow_unregistered(False)
+    runner, out, _ = quiet_runner(dry_run=True)
+    runner.run(Command(("docker", "build", ".")))
+    assert out.getvalue() == "docker build .\n"
+
+
+def test_dry_run_still_runs_read_only_queries(fp):
+    fp.allow_unregistered(False)
+    fp.register([fp.program("git"), "describe"], stdout="abc1234\n")
+    runner, out, _ = quiet_runner(dry_run=True)
+    result = runner.run(Command(("git", "describe"), read_only=True, quiet=True))
+    assert result.stdout == "abc1234\n" and not result.dry
+    assert out.getvalue() == ""
+
+
+# --- capture, check ----------------------------------------------------------------------------
+
+
+def test_capture_keeps_stdout_and_stderr_apart(fp, stub_bin):
+    recorder = fp.register([fp.program("docker"), "ps"], stdout="out\n", stderr="err\n")
+    runner, out, _ = quiet_runner()
+    result = runner.run(Command(("docker", "ps")))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "out\n", "err\n")
+    assert out.getvalue() == ""
+    kwargs = recorder.calls[0].kwargs
+    assert kwargs["stdout"] is not None and kwargs["stderr"] is not None
+
+
+def test_failure_raises_with_the_command_and_the_tail_of_its_output(fp, stub_bin):
+    said = "".join(f"line {i}\n" for i in range(1, 31))
+    fp.register([fp.program("docker"), "pull", "x y"], stderr=said, returncode=3)
+    runner, _, _ = quiet_runner()
+    with pytest.raises(CommandFailed) as err:
+        runner.run(Command(("docker", "pull", "x y")))
+    message = str(err.value)
+    assert message.splitlines()[0] == "`docker pull 'x y'` failed (exit 3):"
+    assert message.splitlines()[1:] == [f"line {i}" for i in range(16, 31)]
+    assert err.value.returncode == 3
+    assert err.value.output == said
+
+
+def test_check_false_returns_the_failure(fp, stub_bin):
+    fp.register([fp.program("docker"), "buildx", "version"], stderr="no buildx\n", returncode=1)
+    runner, _, _ = quiet_runner()
+    result = runner.run(Command(("docker", "buildx", "version"), check=False))
+    assert not result.ok and result.returncode == 1 and result.stderr == "no buildx\n"
+
+
+def test_failure_message_of_a_streamed_command_points_above():
+    cmd = Command(("docker", "build", "."), mode="stream")
+    assert failure_message(cmd, Result(1)) == "`docker build .` failed (exit 1); its output is above"
+
+
+def test_failure_message_without_output_is_one_line():
+    assert failure_message(Command(("docker", "ps")), Result(2)) == "`docker ps` failed (exit 2)"
+
+
+# --- stream and tee (real processes) -----------------------------------------------------------
+
+
+def test_stream_lets_the_child_write_to_our_terminal(capfd):
+    runner = Runner(log=io.StringIO())
+    result = runner.run(Command(("sh", "-c", "echo progress; echo step >&2"), mode="stream"))
+    assert (result.stdout, result.stderr) == ("", "")
+    captured = capfd.readouterr()
+    assert captured.out == "progress\n"
+    assert captured.err == "step\n"
+
+
+def test_stream_is_not_piped(fp, stub_bin):
+    recorder = fp.register([fp.program("docker"), "build", "."])
+    runner, _, _ = quiet_runner()
+    runner.run(Command(("docker", "build", "."), mode="stream"))
+    kwargs = recorder.calls[0].kwargs
+    assert kwargs["stdout"] is None and kwargs["stderr"] is None
+
+
+def test_stream_failure_raises(capfd):
+    runner = Runner(log=io.StringIO())
+    with pytest.raises(CommandFailed, match="its output is above"):
+        runner.run(Command(("sh", "-c", "echo broken >&2; exit 4"), mode="stream"))
+    assert capfd.readouterr().err == "broken\n"
+
+
+def test_tee_shows_and_keeps_stdout_and_stderr():
+    runner, out, _ = quiet_runner()
+    result = runner.run(Command(("sh", "-c", "echo one; echo two >&2; echo three"), mode="tee"))
+    assert out.getvalue() == "one\ntwo\nthree\n"
+    assert result.stdout == "one\ntwo\nthree\n"
+
+
+def test_tee_failure_message_carries_the_output():
+    runner, _, _ = quiet_runner()
+    with pytest.raises(CommandFailed) as err:
+        runner.run(Command(("sh", "-c", "echo denied; exit 1"), mode="tee"))
+    assert str(err.value).endswith(":\ndenied")
+
+
+# --- secrets on stdin --------------------------------------------------------------------------
+
+
+def test_secret_is_never_shown():
+    secret = Secret("hunter2")
+    shown = [repr(secret), str(secret), f"{secret}", "%s" % secret, "{}".format(secret),
+             repr([secret]), repr({"password": secret})]
+    assert all("hunter2" not in text for text in shown)
+    assert secret.reveal() == "hunter2"
+
+
+@pytest.mark.parametrize("mode", ["capture", "tee"])
+def test_secret_is_fed_on_stdin_and_not_logged(mode):
+    runner, out, log = quiet_runner()
+    result = runner.run(Command(("sh", "-c", "read line; echo got=$line"), stdin="<password>",
+                                mode=mode), stdin=Secret("hunter2"))
+    assert result.stdout == "got=hunter2\n"
+    assert log.getvalue() == "+ sh -c 'read line; echo got=$line' < <password>\n"
+
+
+def test_secret_reaches_stdin_of_a_faked_process(fp, stub_bin):
+    fed = []
+    fp.register([fp.program("docker"), "login", "--password-stdin"], stdin_callable=fed.append)
+    runner, _, log = quiet_runner()
+    runner.run(Command(("docker", "login", "--password-stdin"), stdin="<ecr token>"),
+               stdin=Secret("t0ken"))
+    assert fed == [b"t0ken"]
+    assert "t0ken" not in log.getvalue()
+
+
+def test_dry_run_prints_the_placeholder_not_the_secret(fp):
+    fp.allow_unregistered(False)
+    runner, out, _ = quiet_runner(dry_run=True)
+    runner.run(Command(("docker", "login", "--password-stdin"), stdin="<ecr token>"),
+               stdin=Secret("t0ken"))
+    assert out.getvalue() == "docker login --password-stdin < <ecr token>\n"
+
+
+def test_a_secret_for_a_command_without_stdin_is_refused(fp):
+    fp.allow_unregistered(False)
+    runner, _, _ = quiet_runner()
+    with pytest.raises(ValueError):
+        runner.run(Command(("docker", "ps")), stdin=Secret("x"))
+
+
+def test_without_a_secret_stdin_is_closed():
+    runner, _, _ = quiet_runner()
+    result = runner.run(Command(("sh", "-c", "cat; echo end")))
+    assert result.stdout == "end\n"  # cat saw EOF at once, nothing waited on the terminal
+
+
+# --- missing programs --------------------------------------------------------------------------
+
+
+def test_missing_program_on_path(stub_bin):
+    runner, _, _ = quiet_runner()
+    with pytest.raises(ToolMissing, match="^no-such-tool-4711 not found: install no-such-tool-4711$"):
+        runner.run(Command(("no-such-tool-4711", "x")))
+
+
+def test_missing_docker_named_by_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER", str(tmp_path / "nope" / "docker"))
+    runner, _, _ = quiet_runner()
+    with pytest.raises(ToolMissing) as err:
+        runner.run(Command(("docker", "ps")))
+    assert str(err.value) == (f"{tmp_path}/nope/docker not found: install docker or set DOCKER "
+                              "to its path")
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------
+
+
+def sigint_when_started(pidfile, timeout=10.0):
+    """From another thread: once the child has written its pid, deliver SIGINT to the main
+    thread (where a blocking wait must be interrupted, as a real Ctrl-C would)."""
+    main = threading.main_thread().ident
+
+    def fire():
+        deadline = time.monotonic() + timeout
+        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    thread = threading.Thread(target=fire, daemon=True)
+    thread.start()
+    return thread
+
+
+def gone(pid):
+    try:
+        os.kill(pid, 0)  # succeeds for a zombie, i.e. a child nobody reaped
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("mode", ["capture", "stream", "tee"])
+def test_ctrl_c_terminates_and_reaps_the_child(tmp_path, mode):
+    pidfile = tmp_path / "pid"
+    runner, _, _ = quiet_runner()
+    thread = sigint_when_started(pidfile)
+    started = time.monotonic()
+    with pytest.raises(Interrupted) as err:
+        runner.run(Command(("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"), mode=mode))
+    thread.join()
+    assert time.monotonic() - started < 10
+    assert err.value.exit_code == EXIT_INTERRUPTED == 130
+    assert str(err.value) == "interrupted; stopped sh -c"
+    assert gone(int(pidfile.read_text()))
+
+
+def test_ctrl_c_on_a_command_without_arguments(tmp_path):
+    pidfile = tmp_path / "pid"
+    script = tmp_path / "long-task"
+    script.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 30\n")
+    script.chmod(0o755)
+    runner, _, _ = quiet_runner()
+    thread = sigint_when_started(pidfile)
+    with pytest.raises(Interrupted) as err:
+        runner.run(Command((str(script),)))
+    thread.join()
+    assert str(err.value) == f"interrupted; stopped {script}"
+    assert gone(int(pidfile.read_text()))
+
+
+def test_a_child_ignoring_sigterm_is_killed(tmp_path, monkeypatch):
+    from ragbuild import runner as runner_module
+
+    real = runner_module._terminate
+    monkeypatch.setattr(runner_module, "_terminate", lambda proc: real(proc, grace=0.3))
+    pidfile = tmp_path / "pid"
+    runner, _, _ = quiet_runner()
+    thread = sigint_when_started(pidfile)
+    with pytest.raises(Interrupted):
+        runner.run(Command(("sh", "-c", f"trap '' TERM; echo $$ > {pidfile}; sleep 30 & wait; "
+                                        "sleep 30")))
+    thread.join()
+    assert gone(int(pidfile.read_text()))
