@@ -733,6 +733,9 @@ check_registries_push() {
     delete_manifest "http://127.0.0.1:$PLAIN_PORT" "$SELFTEST_IMAGE" harness
     delete_manifest "https://$ECR_HOST" "$SELFTEST_IMAGE" harness \
         --cacert "$E2E_ECR_CA" --resolve "$ECR_HOST:443:127.0.0.1" -u "$ECR_USER:$ECR_PASSWORD"
+    # and drop the (now empty) repository so the catalogs the tests see are theirs
+    rm -rf "$PLAIN_DIR/data/docker/registry/v2/repositories/$SELFTEST_IMAGE" \
+        "$ECR_DIR/data/docker/registry/v2/repositories/$SELFTEST_IMAGE"
     log "docker push works to localhost:$PLAIN_PORT and (after docker login) to $ECR_HOST"
 }
 
