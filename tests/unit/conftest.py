@@ -10,19 +10,7 @@ import time
 import pytest
 from plumbum import local
 
-#: 2023-12-03 14:30:22 UTC, the instant of the guide's examples (dev-20231203-143022).
-EPOCH = "1701613822"
-STAMP = "20231203-143022"
-SHA = "a1b2c3d"
-
-#: The one git call the build makes.
-GIT_DESCRIBE = ["git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"]
-
-
-def set_tz(monkeypatch, tz: str) -> None:
-    """Change the local time zone for this process (undone by the ``project`` fixture)."""
-    monkeypatch.setenv("TZ", tz)
-    time.tzset()
+from fakes import EPOCH, register_git, set_tz
 
 
 @pytest.fixture(autouse=True)
@@ -67,15 +55,6 @@ def project(tmp_path, monkeypatch, stub_bin):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     set_tz(monkeypatch, "UTC")
     return root
-
-
-def register_git(fp, stdout: str = SHA + "\n", returncode: int = 0, stderr: str = ""):
-    return fp.register([fp.program("git"), *GIT_DESCRIBE[1:]], stdout=stdout, stderr=stderr,
-                       returncode=returncode)
-
-
-def docker_calls(fp) -> int:
-    return fp.call_count([fp.program("docker"), fp.any()])
 
 
 @pytest.fixture

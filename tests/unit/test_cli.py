@@ -1,0 +1,553 @@
+"""The build command end to end through ``main()``: flags, validation before any docker call,
+the dry run, the one build and one inspect, failures and exit codes, and the script entry points.
+
+Processes are faked with pytest-subprocess; ``strict_fp`` refuses anything not registered and
+answers ``git describe`` with a1b2c3d. The clock is SOURCE_DATE_EPOCH=2023-12-03 14:30:22 UTC.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from plumbum import local
+
+from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz
+from ragbuild import cli, steps
+from ragbuild.config import load_config
+from ragbuild.errors import Interrupted
+from ragbuild.plan import Config
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = "docker"
+
+DEV_BUILD = ("DOCKER_BUILDKIT=1 docker build -f Dockerfile -t rag-worker:dev-20231203-143022 "
+             "-t rag-worker:dev -t rag-worker:git-a1b2c3d -t rag-worker:latest "
+             "--build-arg ENVIRONMENT=dev --build-arg GIT_COMMIT=a1b2c3d "
+             "--build-arg BUILD_TIMESTAMP=20231203-143022 .")
+DEV_INSPECT = ("docker image inspect --format '{{.Id}} {{.Size}} {{json .RepoTags}}' "
+               "rag-worker:dev-20231203-143022")
+
+
+def run_main(argv, capsys):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tags_of(build_line):
+    words = shlex.split(build_line)
+    return [words[i + 1] for i, word in enumerate(words) if word == "-t"]
+
+
+# --- flags -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("short, long_eq, field, value", [
+    (["-v", "1.2.3"], ["--version=1.2.3"], "version", "1.2.3"),
+    (["--version", "1.2.3"], ["--version=1.2.3"], "version", "1.2.3"),
+    (["-e", "dev"], ["--env=dev"], "env", "dev"),
+    (["-r", "r.example.com/x"], ["--registry=r.example.com/x"], "registry", "r.example.com/x"),
+    (["-t", "a", "-t", "b"], ["--tag=a", "--tag=b"], "tags", ("a", "b")),
+    (["--no-latest"], ["--no-latest"], "latest", False),
+    (["--no-latest", "--latest"], ["--latest"], "latest", True),
+    (["--no-cache"], ["--no-cache"], "no_cache", True),
+    (["--push"], ["--push"], "push", True),
+    (["--dry-run"], ["--dry-run"], "dry_run", True),
+    (["--build-arg", "A=1", "--build-arg", "B=x=y"], ["--build-arg=A=1", "--build-arg=B=x=y"],
+     "build_args", ("A=1", "B=x=y")),
+    (["-f", "docker/Dockerfile"], ["--file=docker/Dockerfile"], "file", "docker/Dockerfile"),
+    (["--context", "src"], ["--context=src"], "context", "src"),
+    (["--image-name", "acme"], ["--image-name=acme"], "image_name", "acme"),
+])
+def test_each_flag_in_both_spellings(short, long_eq, field, value, monkeypatch):
+    monkeypatch.delenv("ECR_REGISTRY_URI", raising=False)
+    assert getattr(cli.parse_build(short), field) == value
+    assert getattr(cli.parse_build(long_eq), field) == value
+
+
+def test_defaults(monkeypatch):
+    monkeypatch.delenv("ECR_REGISTRY_URI", raising=False)
+    options = cli.parse_build([])
+    assert (options.version, options.env, options.registry, options.tags) == (None, None, None, ())
+    assert options.latest and not options.no_cache and not options.push and not options.dry_run
+    assert (options.file, options.context, options.image_name) == ("Dockerfile", ".", None)
+
+
+def test_registry_defaults_to_ecr_registry_uri(monkeypatch):
+    monkeypatch.setenv("ECR_REGISTRY_URI", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/rag")
+    assert cli.parse_build([]).registry == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/rag"
+    assert cli.parse_build(["-r", "r.example.com/x"]).registry == "r.example.com/x"
+    monkeypatch.setenv("ECR_REGISTRY_URI", "")
+    assert cli.parse_build([]).registry is None
+
+
+def test_registry_from_environment_reaches_the_tags(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("ECR_REGISTRY_URI", "r.example.com/team/rag")
+    code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 0
+    assert tags_of(out.splitlines()[0])[0] == f"r.example.com/team/rag:dev-{STAMP}"
+
+
+def test_help_shows_flags_examples_environment_and_exit_codes(strict_fp, capsys):
+    code, out, err = run_main(["--help"], capsys)
+    assert code == 0 and err == ""
+    for flag in ("-v VERSION, --version VERSION", "-e ENV, --env ENV", "-r URI, --registry URI",
+                 "-t TAG, --tag TAG", "--latest", "--no-latest", "--no-cache", "--push",
+                 "-h, --help", "--dry-run", "--build-arg KEY=VALUE", "-f FILE, --file FILE",
+                 "--context CONTEXT", "--image-name IMAGE_NAME"):
+        assert flag in out, flag
+    assert "examples:\n  build-image.py --env dev " in out
+    assert "environment variables:" in out
+    for variable in ("ECR_REGISTRY_URI", "DOCKER ", "SOURCE_DATE_EPOCH", "TZ "):
+        assert f"\n  {variable}" in out, variable
+    assert "exit status:\n  0 success, 1 a command failed, 2 bad usage" in out
+    assert "130 interrupted" in out
+    assert len(strict_fp.calls) == 0
+
+
+def test_short_help(strict_fp, capsys):
+    code, out, _ = run_main(["-h"], capsys)
+    assert code == 0 and out.startswith("usage: build-image.py")
+
+
+def test_build_subcommand_name_is_accepted(project, strict_fp, capsys):
+    code, out, _ = run_main(["build", "--env", "dev", "--dry-run"], capsys)
+    assert code == 0 and out.splitlines() == [DEV_BUILD, DEV_INSPECT]
+
+
+# --- project configuration (setup.cfg [ragbuild]) ----------------------------------------------
+
+
+def test_setup_cfg_sets_image_name_and_environments(project, strict_fp, capsys):
+    (project / "setup.cfg").write_text("[metadata]\nname = x\n\n[ragbuild]\n"
+                                       "image-name = acme-worker\nenvironments = dev, qa\n")
+    code, out, _ = run_main(["--env", "qa", "--dry-run", "--no-latest"], capsys)
+    assert code == 0
+    assert tags_of(out.splitlines()[0]) == [f"acme-worker:qa-{STAMP}", "acme-worker:qa",
+                                            "acme-worker:git-a1b2c3d"]
+
+
+def test_setup_cfg_environments_limit_env(project, strict_fp, capsys):
+    (project / "setup.cfg").write_text("[ragbuild]\nenvironments = dev qa\n")
+    code, _, err = run_main(["--env", "staging", "--dry-run"], capsys)
+    assert code == 2
+    assert err == "error: --env 'staging' is not one of dev, qa\n"
+
+
+def test_image_name_flag_beats_setup_cfg(project, strict_fp, capsys):
+    (project / "setup.cfg").write_text("[ragbuild]\nimage-name = acme-worker\n")
+    code, out, _ = run_main(["--env", "dev", "--dry-run", "--image-name=other"], capsys)
+    assert code == 0 and tags_of(out.splitlines()[0])[0] == f"other:dev-{STAMP}"
+
+
+def test_setup_cfg_unknown_key_is_refused(project, strict_fp, capsys):
+    (project / "setup.cfg").write_text("[ragbuild]\nimage_name = typo\n")
+    code, _, err = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and "unknown setting 'image_name'" in err
+    assert docker_calls(strict_fp) == 0
+
+
+def test_the_projects_own_setup_cfg():
+    assert load_config(str(REPO)) == Config(image_name="rag-worker",
+                                            environments=("dev", "staging", "prod"))
+
+
+def test_no_setup_cfg_means_defaults(tmp_path):
+    assert load_config(str(tmp_path)) == Config()
+
+
+# --- validation: one line, exit 2, nothing started ---------------------------------------------
+
+BAD_INPUTS = [
+    ([], "give --version and/or --env"),
+    (["--env", "dve"], "--env 'dve' is not one of dev, staging, prod; did you mean 'dev'?"),
+    (["--env", "production", "--version", "1.0.0"], "did you mean 'prod'?"),
+    (["--version", "1.0", "--env", "dev"], "--version '1.0' is not a semantic version"),
+    (["--version", "01.2.3", "--env", "dev"], "--version '01.2.3' is not a semantic version"),
+    (["--version", "latest", "--env", "dev"], "--version 'latest' is not a semantic version"),
+    (["--version=1.2.3.4", "--env=dev"], "--version '1.2.3.4' is not a semantic version"),
+    (["--version="], "--version '' is empty"),
+    (["--env", "prod"], "--env prod needs --version"),
+    (["--env", "dev", "--tag", ".hidden"], "--tag '.hidden' is not a valid Docker tag"),
+    (["--env", "dev", "-t", "ok", "-t", "a:b"], "--tag 'a:b' is not a valid Docker tag"),
+    (["--env", "dev", "--tag", "x" * 129], "is not a valid Docker tag: up to 128"),
+    (["--env", "dev", "--registry", "r.example.com/Rag"], "--registry 'r.example.com/Rag' is not "
+                                                          "host[:port]/repository with a lowercase"),
+    (["--env", "dev", "--registry", "https://r.example.com/x"], "drop the scheme"),
+    (["--env", "dev", "--registry", "rag-worker"], "--registry 'rag-worker' is not host[:port]"),
+    (["--env", "dev", "--push"], "--push needs a registry"),
+    (["--env", "dev", "-f", "missing.Dockerfile"], "Dockerfile 'missing.Dockerfile' not found"),
+    (["--env", "dev", "--context", "nowhere"], "build context 'nowhere' is not a directory"),
+    (["--env", "dev", "--build-arg", "NOVALUE"], "--build-arg 'NOVALUE' is not KEY=VALUE"),
+    (["--env", "dev", "--build-arg", "VERSION=9"], "--build-arg VERSION is set by ragbuild itself"),
+    (["--env", "dev", "--image-name", "Rag"], "--image-name 'Rag' is not a lowercase image name"),
+    (["--env", "dev", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--env", "dev", "--ver", "1.0.0"], "unrecognized arguments: --ver"),  # no abbreviations
+    (["--env"], "argument -e/--env: expected one argument"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", BAD_INPUTS)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry"])
+def test_bad_input_is_one_line_exit_2_and_no_docker(argv, fragment, dry_run, project, strict_fp,
+                                                    capsys):
+    code, out, err = run_main(argv + (["--dry-run"] if dry_run else []), capsys)
+    assert code == 2
+    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert fragment in err
+    assert "Traceback" not in err and out == ""
+    assert docker_calls(strict_fp) == 0
+
+
+def test_bad_source_date_epoch(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 2
+    assert err == "error: SOURCE_DATE_EPOCH='yesterday' is not a number of seconds since 1970\n"
+    assert docker_calls(strict_fp) == 0
+
+
+# --- dry run -----------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_exact_commands_and_runs_only_git(project, strict_fp, capsys):
+    code, out, err = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 0
+    assert out.splitlines() == [DEV_BUILD, DEV_INSPECT]
+    assert len(strict_fp.calls) == 1 and list(strict_fp.calls[0])[1:] == [
+        "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"]
+    assert "tags:\n  - rag-worker:dev-20231203-143022\n" in err  # the plan is still shown
+
+
+def test_dry_run_quotes_what_the_shell_would_split(project, strict_fp, capsys):
+    code, out, _ = run_main(["--env", "dev", "--dry-run", "--no-latest",
+                             "--build-arg", "NOTE=two words; $HOME"], capsys)
+    assert code == 0
+    build = out.splitlines()[0]
+    assert "--build-arg 'NOTE=two words; $HOME'" in build
+    assert shlex.split(build)[0:3] == ["DOCKER_BUILDKIT=1", "docker", "build"]
+
+
+def test_dry_run_shows_bare_docker_even_when_docker_is_set(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("DOCKER", "/opt/x/mydocker")
+    code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 0 and out.splitlines() == [DEV_BUILD, DEV_INSPECT]
+
+
+DRY_RUN_EXAMPLES = [
+    (["--env", "dev"], ["rag-worker:dev-20231203-143022", "rag-worker:dev",
+                        "rag-worker:git-a1b2c3d", "rag-worker:latest"]),
+    (["--version", "1.0.0", "--env", "prod"], [
+        "rag-worker:v1.0.0", "rag-worker:1.0.0", "rag-worker:prod-20231203-143022",
+        "rag-worker:prod", "rag-worker:git-a1b2c3d", "rag-worker:latest"]),
+    (["--env", "staging", "--version", "1.0.0-rc.1"], [
+        "rag-worker:v1.0.0-rc.1", "rag-worker:1.0.0-rc.1", "rag-worker:staging-20231203-143022",
+        "rag-worker:staging", "rag-worker:git-a1b2c3d", "rag-worker:latest"]),
+    (["--env", "dev", "--registry", "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"], [
+        "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev:dev-20231203-143022",
+        "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev:dev",
+        "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev:git-a1b2c3d",
+        "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev:latest"]),
+    (["--env", "dev", "--tag", "my-custom-tag"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:my-custom-tag", "rag-worker:latest"]),
+    (["--env", "dev", "--no-cache"], ["rag-worker:dev-20231203-143022", "rag-worker:dev",
+                                      "rag-worker:git-a1b2c3d", "rag-worker:latest"]),
+]
+
+
+@pytest.mark.parametrize("argv, expected", DRY_RUN_EXAMPLES)
+def test_guide_examples_as_dry_runs(argv, expected, project, strict_fp, capsys):
+    code, out, _ = run_main(argv + ["--dry-run"], capsys)
+    assert code == 0
+    build, inspect = out.splitlines()
+    assert tags_of(build) == expected
+    assert ("--no-cache" in shlex.split(build)) == ("--no-cache" in argv)
+    assert inspect.endswith(" " + expected[0])
+
+
+# --- the clock ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tz, stamp", [("UTC", "20231203-143022"), ("EST+5", "20231203-093022"),
+                                       ("IST-5:30", "20231203-200022")])
+def test_timestamp_is_local_time_in_tz(tz, stamp, project, strict_fp, capsys, monkeypatch):
+    set_tz(monkeypatch, tz)
+    code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 0
+    build = out.splitlines()[0]
+    assert tags_of(build)[0] == f"rag-worker:dev-{stamp}"
+    assert f"--build-arg BUILD_TIMESTAMP={stamp} " in build
+
+
+def test_same_source_date_epoch_gives_the_same_commands(project, fp, capsys, monkeypatch):
+    register_git(fp)
+    register_git(fp)
+    register_git(fp)
+    first = run_main(["--env", "dev", "--dry-run"], capsys)
+    second = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert first == second
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(EPOCH) + 1))
+    third = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert "dev-20231203-143023" in third[1]
+
+
+def test_without_source_date_epoch_the_clock_is_now_in_tz(monkeypatch):
+    set_tz(monkeypatch, "XXX+5")  # POSIX: five hours west of UTC
+    expected = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=5)
+    moment = steps.clock({})
+    assert abs((moment - expected).total_seconds()) < 5
+    assert steps.clock({"SOURCE_DATE_EPOCH": ""}) is not None  # empty: now, as unset
+
+
+def test_the_clock_is_read_once_for_tag_and_build_arg(project, strict_fp, capsys, monkeypatch):
+    moments = iter([datetime(2020, 1, 1, 0, 0, 1), datetime(2020, 1, 1, 0, 0, 2)])
+    reads = []
+    monkeypatch.setattr(steps, "clock", lambda *a, **k: reads.append(1) or next(moments))
+    code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 0 and len(reads) == 1
+    assert "dev-20200101-000001" in out and "BUILD_TIMESTAMP=20200101-000001" in out
+
+
+# --- the build: one docker build, one docker image inspect -------------------------------------
+
+
+def register_build_and_inspect(fp, program=DOCKER, repo_tags=None, returncode=0):
+    build = fp.register([fp.program(program), "build", fp.any()], returncode=returncode)
+    tags = repo_tags if repo_tags is not None else [
+        f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
+    listed = "[" + ",".join(f'"{t}"' for t in tags) + "]"
+    inspect = fp.register([fp.program(program), "image", "inspect", fp.any()],
+                          stdout=f"sha256:0123456789ab 151234567 {listed}\n")
+    return build, inspect
+
+
+def test_a_cached_build_runs_exactly_build_then_inspect(project, strict_fp, capsys):
+    build, inspect = register_build_and_inspect(strict_fp)
+    code, out, err = run_main(["--env", "dev"], capsys)
+    assert code == 0, err
+    assert docker_calls(strict_fp) == 2
+    assert [Path(call[0]).name for call in strict_fp.calls] == ["git", "docker", "docker"]
+    assert list(strict_fp.calls[1])[1:] == shlex.split(DEV_BUILD)[2:]
+    assert list(strict_fp.calls[2])[1:] == shlex.split(DEV_INSPECT)[1:]
+    kwargs = build.calls[0].kwargs
+    assert kwargs["env"]["DOCKER_BUILDKIT"] == "1"
+    assert kwargs["stdout"] is None and kwargs["stderr"] is None  # docker's progress is streamed
+    assert out == ""
+
+
+def test_plan_before_build_and_summary_after(project, strict_fp, capsys):
+    register_build_and_inspect(strict_fp)
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 0
+    lines = err.splitlines()
+    build_at = lines.index(f"+ {DEV_BUILD}")
+    assert lines.index("  - rag-worker:dev-20231203-143022") < build_at
+    assert lines.index("  GIT_COMMIT=a1b2c3d") < build_at
+    after = lines[build_at + 1:]
+    assert after[:6] == [
+        f"+ {DEV_INSPECT}",
+        "built sha256:0123456789ab (151.2MB) with 4 tags:",
+        "  rag-worker:dev-20231203-143022", "  rag-worker:dev", "  rag-worker:git-a1b2c3d",
+        "  rag-worker:latest",
+    ]
+    assert "run it: docker run -p 8080:8080 rag-worker:dev-20231203-143022" in after
+    assert any(line.startswith("push it: ") for line in after)
+
+
+def test_no_cache_reaches_the_build(project, strict_fp, capsys):
+    build, _ = register_build_and_inspect(strict_fp)
+    assert run_main(["--env", "dev", "--no-cache"], capsys)[0] == 0
+    assert "--no-cache" in strict_fp.calls[1]
+    assert docker_calls(strict_fp) == 2
+
+
+def test_docker_variable_starts_that_binary(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("DOCKER", "/opt/x/mydocker")
+    register_build_and_inspect(strict_fp, program="mydocker")
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 0, err
+    assert [call[0] for call in list(strict_fp.calls)[1:]] == ["/opt/x/mydocker"] * 2
+    assert f"+ {DEV_BUILD}" in err.splitlines()  # the log still says docker
+
+
+def test_image_lacking_a_tag_fails(project, strict_fp, capsys):
+    register_build_and_inspect(strict_fp, repo_tags=[f"rag-worker:dev-{STAMP}"])
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    assert "error: the built image lacks tags rag-worker:dev, rag-worker:git-a1b2c3d" in err
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_docker_on_path(tmp_path, monkeypatch):
+    """A PATH holding only a git (faked by fp anyway): docker is not installed."""
+    bin_dir = tmp_path / "nodocker"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text("#!/bin/sh\nexit 99\n")
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with local.env(PATH=str(bin_dir)):
+        yield
+
+
+def test_docker_not_installed(project, strict_fp, no_docker_on_path, capsys):
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == "error: docker not found: install docker or set DOCKER to its path"
+    assert docker_calls(strict_fp) == 0
+
+
+def test_docker_variable_naming_a_missing_file(project, fp, capsys, monkeypatch, tmp_path):
+    register_git(fp)
+    fp.allow_unregistered(True)  # the start really is attempted, and fails
+    monkeypatch.setenv("DOCKER", str(tmp_path / "nope" / "docker"))
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == (f"error: {tmp_path}/nope/docker not found: install docker "
+                                    "or set DOCKER to its path")
+
+
+def register_failed_build(fp, version_stdout="", version_stderr="", version_rc=0, buildx_rc=None):
+    fp.register([fp.program(DOCKER), "build", fp.any()], returncode=1)
+    fp.register([fp.program(DOCKER), "version", "--format", "{{.Client.Version}}"],
+                stdout=version_stdout, stderr=version_stderr, returncode=version_rc)
+    if buildx_rc is not None:
+        fp.register([fp.program(DOCKER), "buildx", "version"], returncode=buildx_rc,
+                    stderr="docker: 'buildx' is not a docker command.\n" if buildx_rc else "",
+                    stdout="" if buildx_rc else "github.com/docker/buildx v0.12.1\n")
+
+
+DAEMON_DOWN = ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
+               "Is the docker daemon running?\n")
+
+
+def test_daemon_unreachable(project, strict_fp, capsys):
+    register_failed_build(strict_fp, "24.0.7\n", DAEMON_DOWN, version_rc=1)
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    last = err.splitlines()[-1]
+    assert last.startswith("error: cannot reach the Docker daemon at the local socket")
+    assert "DOCKER_HOST" in last
+    assert docker_calls(strict_fp) == 2  # build, version: no inspect
+
+
+def test_daemon_unreachable_names_docker_host(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.5:2375")
+    register_failed_build(strict_fp, "24.0.7\n",
+                          "Cannot connect to the Docker daemon at tcp://10.0.0.5:2375. Is the "
+                          "docker daemon running?\n", version_rc=1)
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1 and "at tcp://10.0.0.5:2375" in err.splitlines()[-1]
+
+
+def test_client_without_buildkit(project, strict_fp, capsys):
+    register_failed_build(strict_fp, "25.0.3\n", buildx_rc=1)
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    last = err.splitlines()[-1]
+    assert last.startswith("error: this docker client (25.0.3) needs the buildx plugin")
+    assert "install buildx" in last and "set DOCKER" in last
+
+
+def test_old_client_without_buildx_is_a_plain_build_failure(project, strict_fp, capsys):
+    register_failed_build(strict_fp, "20.10.24\n")  # BuildKit built in: buildx is not asked
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == "error: docker build failed (exit 1); its output is above"
+    assert strict_fp.call_count([strict_fp.program(DOCKER), "buildx", "version"]) == 0
+
+
+def test_failing_dockerfile(project, strict_fp, capsys):
+    register_failed_build(strict_fp, "24.0.7\n", buildx_rc=0)
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == "error: docker build failed (exit 1); its output is above"
+    assert strict_fp.call_count([strict_fp.program(DOCKER), "image", "inspect", strict_fp.any()]) == 0
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt(), Interrupted("interrupted; stopped docker build")])
+def test_ctrl_c_exits_130(raised, project, strict_fp, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(steps, "build", interrupted)
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 130
+    assert err.splitlines()[-1].startswith("error: interrupted")
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+def child_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER", "ECR_REGISTRY_URI")}
+    env.update(SOURCE_DATE_EPOCH=EPOCH, TZ="UTC", **extra)
+    return env
+
+
+def test_python_dash_m_ragbuild_help():
+    done = subprocess.run([sys.executable, "-m", "ragbuild", "--help"], cwd=REPO,
+                          capture_output=True, text=True, env=child_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: build-image.py")
+
+
+@pytest.fixture
+def fresh_clone(tmp_path):
+    """The files a clone has, somewhere else, never installed."""
+    clone = tmp_path / "clone"
+    shutil.copytree(REPO / "ragbuild", clone / "ragbuild",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "scripts", clone / "scripts")
+    return clone
+
+
+def test_script_help_from_a_fresh_clone(fresh_clone, tmp_path):
+    # -I: no PYTHONPATH, no user site, no script directory or cwd on sys.path
+    done = subprocess.run([sys.executable, "-I", str(fresh_clone / "scripts" / "build-image.py"),
+                           "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          env=child_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: build-image.py")
+
+
+def test_script_dry_run_from_a_fresh_clone(fresh_clone, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "Dockerfile").write_text("FROM scratch\n")
+    done = subprocess.run([sys.executable, "-I", str(fresh_clone / "scripts" / "build-image.py"),
+                           "--env", "dev", "--dry-run"], cwd=work, capture_output=True, text=True,
+                          env=child_env(GIT_CEILING_DIRECTORIES=str(tmp_path)), timeout=60)
+    assert done.returncode == 0, done.stderr
+    build, inspect = done.stdout.splitlines()
+    assert tags_of(build) == [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:latest"]
+    assert "--build-arg GIT_COMMIT=unknown" in build
+    assert "warning: not a git repository" in done.stderr
+
+
+def test_script_without_its_packages_says_how_to_install(fresh_clone, tmp_path):
+    bare = [sys.executable, "-S", "-I"]  # no site-packages at all
+    probe = subprocess.run(bare + ["-c", "import importlib.util as u; "
+                                         "print(u.find_spec('plumbum') is None and "
+                                         "u.find_spec('semver') is None)"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.stdout.strip() != "True":
+        pytest.skip("this interpreter has plumbum or semver outside site-packages")
+    done = subprocess.run(bare + [str(fresh_clone / "scripts" / "build-image.py"), "--env", "dev"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: missing Python packages "
+                                                                   "plumbum, semver: ")
+    assert "pip install plumbum semver" in done.stderr
