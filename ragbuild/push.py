@@ -1,0 +1,557 @@
+"""``--push``: log in to ECR, check the repository, push every tag, verify every digest.
+
+``prepare`` runs before the build (so a missing repository or an immutable tag stops us before
+the long build): it finds out whether ``docker build`` goes through buildx (then the build must
+not attach attestations, which would turn the image into an index SageMaker refuses), logs in to
+ECR and runs the ECR pre-flight. It returns a ``Pushing`` whose ``run`` pushes each ref on its
+own, retrying transient failures, and then checks on the registry that every pushed tag names the
+one single-image manifest ``docker push`` reported.
+
+Like the other steps this module starts no process itself: it hands ``Command`` objects to the
+runner. The functions at the top are pure (text in, answer out) and are tested on their own.
+The ECR password only ever lives in a ``Secret`` fed to ``docker login`` on stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
+from ragbuild.plan import ECR_HOST_RE, BuildPlan, Command, Registry
+from ragbuild.runner import Secret, tail
+
+#: Attempts per ``docker push`` / ``docker manifest inspect`` when the failure looks transient.
+ATTEMPTS = 3
+#: Seconds to wait before the second attempt; doubled before each further one.
+BACKOFF = 2.0
+
+PASSWORD_PLACEHOLDER = "<password from aws ecr get-login-password>"
+AWS_ENV_VARS = ("AWS_PROFILE", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL")
+AWS_INSTALL_HINT = ("install the AWS CLI (`pip install awscli`, or AWS CLI v2: "
+                    "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
+                    ", or set AWS_CLI to its path")
+
+IMAGE_MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.oci.image.manifest.v1+json")
+INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
+               "application/vnd.oci.image.index.v1+json")
+
+# docker push's last line: "<tag>: digest: sha256:<64 hex> size: <bytes>"
+PUSH_DIGEST_RE = re.compile(r"digest: (?P<digest>sha256:[0-9a-f]{64}) size: \d+")
+
+# Failure classes of a registry operation, most specific first (a denied push that also says
+# EOF is an authentication failure, and is not retried).
+IMMUTABLE = "immutable"
+AUTH = "auth"
+NOT_FOUND = "not-found"
+DAEMON = "daemon"
+TRANSIENT = "transient"
+OTHER = "other"
+_CLASSES = (
+    (IMMUTABLE, re.compile(r"already exists in the|cannot be overwritten", re.I)),
+    (AUTH, re.compile(r"unauthorized|no basic auth credentials|denied", re.I)),
+    (NOT_FOUND, re.compile(r"name unknown|repository\b[^\n]*\bnot found"
+                           r"|does not exist in the registry", re.I)),
+    (DAEMON, re.compile(r"cannot connect to the docker daemon|is the docker daemon running", re.I)),
+    (TRANSIENT, re.compile(
+        r"connection reset|broken pipe|i/o timeout|timeout|timed out|\bEOF\b"
+        r"|toomanyrequests|too many requests"
+        r"|HTTP(?: status)?:? *5\d\d\b|\b5\d\d (?:internal server error|bad gateway"
+        r"|service unavailable|gateway time-?out)"
+        r"|internal server error|bad gateway|service unavailable|gateway time-?out", re.I)),
+)
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+def classify_failure(output: str) -> str:
+    """Which kind of failure a registry command's output describes (one of the classes above)."""
+    for kind, pattern in _CLASSES:
+        if pattern.search(output):
+            return kind
+    return OTHER
+
+
+def parse_push_digest(output: str) -> Optional[str]:
+    """The manifest digest ``docker push`` reported (the last one it printed), or None."""
+    found = PUSH_DIGEST_RE.findall(output)
+    return found[-1] if found else None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    media_type: str
+    digest: str
+
+
+def parse_manifest_verbose(text: str) -> Manifest:
+    """Read ``docker manifest inspect --verbose``: one JSON object (``Descriptor`` has the
+    manifest's digest and media type) for an image manifest, a JSON list of them (one per
+    platform; the index's own digest is not shown) for an index. Raises ValueError for an
+    index or for output that is not one of those."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError(f"not JSON: {tail(text, 3)!r}") from None
+    if isinstance(data, list):
+        raise IndexManifest(f"an image index of {len(data)} manifests")
+    if not isinstance(data, dict) or not isinstance(data.get("Descriptor"), dict):
+        raise ValueError("no Descriptor in the output")
+    descriptor = data["Descriptor"]
+    media_type = descriptor.get("mediaType") or ""
+    digest = descriptor.get("digest") or ""
+    if media_type in INDEX_TYPES:
+        raise IndexManifest(f"an image index ({media_type})")
+    if not digest.startswith("sha256:"):
+        raise ValueError(f"no digest in the Descriptor: {descriptor!r}")
+    return Manifest(media_type, digest)
+
+
+class IndexManifest(ValueError):
+    """The registry holds an index (manifest list), not a single image manifest."""
+
+
+def wildcard_match(pattern: str, tag: str) -> bool:
+    """ECR's WILDCARD tag filter: ``*`` matches any run of characters (none included); every
+    other character (ECR allows ``[0-9a-zA-Z._-]``) matches itself; the whole tag must match."""
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, tag) is not None
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    name: str
+    mutability: str  # MUTABLE | IMMUTABLE | IMMUTABLE_WITH_EXCLUSION | MUTABLE_WITH_EXCLUSION
+    filters: tuple = ()  # WILDCARD patterns of imageTagMutabilityExclusionFilters
+
+    def is_immutable(self, tag: str) -> bool:
+        """IMMUTABLE: every tag. IMMUTABLE_WITH_EXCLUSION: every tag but those matching a
+        filter. MUTABLE_WITH_EXCLUSION: only tags matching a filter. MUTABLE: none."""
+        excluded = any(wildcard_match(pattern, tag) for pattern in self.filters)
+        if self.mutability == "IMMUTABLE":
+            return True
+        if self.mutability == "IMMUTABLE_WITH_EXCLUSION":
+            return not excluded
+        if self.mutability == "MUTABLE_WITH_EXCLUSION":
+            return excluded
+        return False
+
+    def describe(self) -> str:
+        if self.filters:
+            return f"{self.mutability} (exclusion filters: {', '.join(self.filters)})"
+        return self.mutability
+
+
+def parse_describe_repositories(text: str) -> RepositoryInfo:
+    """The first repository of ``aws ecr describe-repositories --output json``."""
+    repo = json.loads(text)["repositories"][0]
+    filters = tuple(f["filter"] for f in repo.get("imageTagMutabilityExclusionFilters") or ()
+                    if f.get("filterType", "WILDCARD") == "WILDCARD" and f.get("filter"))
+    return RepositoryInfo(repo.get("repositoryName", ""), repo.get("imageTagMutability") or "MUTABLE",
+                          filters)
+
+
+def parse_list_images(text: str) -> set:
+    """The tags in ``aws ecr list-images --output json``."""
+    return {i["imageTag"] for i in json.loads(text).get("imageIds", ()) if i.get("imageTag")}
+
+
+def cred_helper(config_text: str, host: str) -> Optional[str]:
+    """The credential helper docker's config.json names for ``host`` in ``credHelpers``."""
+    try:
+        config = json.loads(config_text)
+    except ValueError:
+        return None
+    helpers = config.get("credHelpers") if isinstance(config, dict) else None
+    if not isinstance(helpers, dict):
+        return None
+    return helpers.get(host) or helpers.get(f"https://{host}") or None
+
+
+def docker_config_path(environ) -> str:
+    directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return os.path.join(directory, "config.json")
+
+
+def aws_context(environ) -> str:
+    """`` (AWS_PROFILE=ci, AWS_ENDPOINT_URL=...)`` for the AWS settings in effect, or ``""``."""
+    parts = [f"{name}={environ[name]}" for name in AWS_ENV_VARS if environ.get(name)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def explain_aws_failure(stderr: str, registry: Registry, environ, needs: str) -> str:
+    """Why an ``aws ecr`` call failed, and what to do about it; ``needs`` names the IAM action."""
+    ctx = aws_context(environ)
+    text = stderr
+    if "Unable to locate credentials" in text or "NoCredentialsError" in text:
+        return (f"no AWS credentials found{ctx}: run `aws configure` or `aws sso login`, set "
+                "AWS_PROFILE, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if re.search(r"ExpiredToken|expired", text, re.I):
+        profile = environ.get("AWS_PROFILE")
+        refresh = f"`aws sso login --profile {profile}`" if profile else "`aws sso login`"
+        return (f"the AWS credentials{ctx} have expired: refresh them ({refresh}, or new "
+                "temporary keys) and run again")
+    match = re.search(r"config profile \((?P<name>[^)]*)\) could not be found", text)
+    if match:
+        return (f"AWS profile {match['name']!r} is not configured: fix AWS_PROFILE or add the "
+                "profile to ~/.aws/config")
+    if re.search(r"Could not connect to the endpoint URL|EndpointConnectionError|UnknownEndpoint"
+                 r"|Invalid endpoint|Provided region_name|Name or service not known", text):
+        return (f"cannot reach the ECR API for region {registry.region} (from the registry host "
+                f"{registry.host}){ctx}: check the region in --registry, AWS_ENDPOINT_URL / "
+                "AWS_ENDPOINT_URL_ECR, and the network")
+    if re.search(r"UnrecognizedClient|InvalidClientTokenId|InvalidSignature|security token "
+                 r"included in the request is invalid|SignatureDoesNotMatch", text):
+        return (f"AWS rejected the credentials{ctx}: check AWS_PROFILE or AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY")
+    if re.search(r"AccessDenied|not authorized to perform", text):
+        return f"the AWS identity{ctx} is not allowed to {needs}"
+    return f"the aws CLI failed{ctx}"
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def attestation_probe_command() -> Command:
+    """``docker build --help`` lists ``--provenance`` exactly when the build goes through buildx
+    (docker >= 23 with the plugin), the one case where the flag is both needed and accepted."""
+    return Command(("docker", "build", "--help"), check=False, read_only=True, quiet=True)
+
+
+def _aws_env(registry: Registry) -> tuple:
+    match = ECR_HOST_RE.fullmatch(registry.host.split(":")[0])
+    return (("AWS_USE_FIPS_ENDPOINT", "true"),) if match and match["fips"] else ()
+
+
+def get_login_password_command(registry: Registry) -> Command:
+    return Command(("aws", "ecr", "get-login-password", "--region", registry.region),
+                   env=_aws_env(registry), check=False)
+
+
+def docker_login_command(host: str) -> Command:
+    return Command(("docker", "login", "--username", "AWS", "--password-stdin", host),
+                   stdin=PASSWORD_PLACEHOLDER, check=False)
+
+
+def describe_repositories_command(registry: Registry) -> Command:
+    return Command(("aws", "ecr", "describe-repositories", "--repository-names", registry.path,
+                    "--region", registry.region, "--output", "json"),
+                   env=_aws_env(registry), check=False)
+
+
+def list_images_command(registry: Registry) -> Command:
+    return Command(("aws", "ecr", "list-images", "--repository-name", registry.path, "--region",
+                    registry.region, "--filter", "tagStatus=TAGGED", "--output", "json"),
+                   env=_aws_env(registry), check=False)
+
+
+def push_command(ref: str) -> Command:
+    return Command(("docker", "push", ref), mode="tee", check=False)
+
+
+def is_loopback(host: str) -> bool:
+    """localhost / 127.0.0.0/8 / ::1, with or without a port: the hosts dockerd treats as
+    insecure (plain HTTP allowed) by default."""
+    name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
+    return name == "localhost" or name == "::1" or name.startswith("127.")
+
+
+def manifest_inspect_command(ref: str, host: str) -> Command:
+    """One call that shows both the digest and the media type of what ``ref`` names.
+
+    docker 20.10 hides ``docker manifest`` behind the experimental switch. Unlike the daemon,
+    this client does not fall back to plain HTTP for a loopback registry unless ``--insecure``
+    (it then says "no such manifest"); elsewhere ``--insecure`` would also skip TLS verification,
+    so it is given for loopback hosts only."""
+    argv = ["docker", "manifest", "inspect"]
+    if is_loopback(host):
+        argv.append("--insecure")
+    argv += ["--verbose", ref]
+    return Command(tuple(argv), env=(("DOCKER_CLI_EXPERIMENTAL", "enabled"),), check=False)
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pushing:
+    """What ``prepare`` found; ``run`` pushes and verifies after the build."""
+
+    plan: BuildPlan
+    refs: tuple  # the refs to push, in the plan's order
+    skipped: tuple = ()  # refs left out (immutable and already in the repository)
+    no_attestations: bool = False
+    helper: Optional[str] = None  # the docker credential helper used for the host, if any
+    environ: dict = field(default_factory=dict, repr=False)
+    sleep: Callable = field(default=time.sleep, repr=False)
+
+    def run(self, runner) -> Optional[str]:
+        """Push every ref, then verify; returns ``<repository>@<digest>`` (None in a dry run)."""
+        pushed = {}
+        for ref in self.refs:
+            try:
+                pushed[ref] = self._push(runner, ref)
+            except PushFailed as failure:
+                left = [r for r in self.refs if r not in pushed]
+                raise PushFailed(f"{failure}\npushed: {', '.join(pushed) or 'nothing'}\n"
+                                 f"not pushed: {', '.join(left)}") from None
+        if runner.dry_run:
+            for ref in self.refs:
+                runner.run(manifest_inspect_command(ref, self.plan.registry.host))
+            return None
+        return self._verify(runner, pushed)
+
+    def _push(self, runner, ref: str) -> Optional[str]:
+        result, kind = run_retrying(runner, push_command(ref), self.sleep, f"docker push {ref}")
+        if result.dry:
+            return None
+        output = result.stdout + result.stderr
+        if result.ok:
+            digest = parse_push_digest(output)
+            if not digest:
+                raise PushFailed(f"docker push {ref} succeeded but printed no digest:\n{tail(output)}")
+            return digest
+        raise PushFailed(f"{self._explain_push(ref, kind)}\n{tail(output)}")
+
+    def _explain_push(self, ref: str, kind: str) -> str:
+        registry = self.plan.registry
+        host, path = registry.host, registry.path
+        if kind == IMMUTABLE:
+            tag = ref.rsplit(":", 1)[1]
+            fix = (f"`aws ecr put-image-tag-mutability --repository-name {path} --region "
+                   f"{registry.region} ...`" if registry.is_ecr else "the registry's settings")
+            return (f"{ref}: the tag {tag!r} already exists and the repository's tags are "
+                    "immutable, so it cannot be overwritten; push only new tags "
+                    "(--skip-existing-immutable leaves existing ones out, --no-latest drops "
+                    f"'latest'), or allow overwriting with {fix}")
+        if kind == AUTH:
+            if registry.is_ecr and self.helper:
+                return (f"{ref}: {host} refused the push; docker gets its credentials from "
+                        f"docker-credential-{self.helper} (credHelpers in "
+                        f"{docker_config_path(self.environ)}){aws_context(self.environ)}: check "
+                        "the AWS credentials it uses and that they may push (ecr:PutImage, "
+                        "ecr:InitiateLayerUpload, ...)")
+            if registry.is_ecr:
+                return (f"{ref}: {host} refused the push: the ECR token may have expired or the "
+                        f"AWS identity{aws_context(self.environ)} may not push to {path} "
+                        "(ecr:PutImage, ecr:InitiateLayerUpload, ...); run again to log in anew")
+            return (f"{ref}: {host} refused the push: not logged in, or not allowed to push to "
+                    f"{path}; run `docker login {host}` and try again")
+        if kind == NOT_FOUND:
+            if registry.is_ecr:
+                return (f"{ref}: repository {path} does not exist in {host}; create it: "
+                        f"aws ecr create-repository --repository-name {path} --region "
+                        f"{registry.region}")
+            return f"{ref}: {host} has no repository {path} (or does not let you see it)"
+        if kind == DAEMON:
+            return f"{ref}: cannot reach the Docker daemon: start it or set DOCKER_HOST"
+        if kind == TRANSIENT:
+            return f"{ref}: push failed {ATTEMPTS} times with a network or registry error"
+        return f"docker push {ref} failed"
+
+    def _verify(self, runner, pushed: dict) -> str:
+        registry = self.plan.registry
+        problems = []
+        for ref, digest in pushed.items():
+            result, _ = run_retrying(runner, manifest_inspect_command(ref, registry.host),
+                                        self.sleep,
+                                        f"docker manifest inspect {ref}")
+            if not result.ok:
+                said = result.stdout + result.stderr
+                hint = ""
+                if "no such manifest" in said and not registry.is_ecr:
+                    hint = (f" (if {registry.host} is a plain-HTTP registry, `docker manifest` "
+                            "cannot read it back)")
+                problems.append(f"{ref}: cannot read its manifest back from the registry{hint}:\n"
+                                f"{tail(said, 5)}")
+                continue
+            try:
+                manifest = parse_manifest_verbose(result.stdout)
+            except IndexManifest as index:
+                problems.append(f"{ref} is {index}, not a single image manifest: SageMaker "
+                                "refuses image indexes; build without attestations "
+                                "(--provenance=false --sbom=false) for a single platform")
+                continue
+            except ValueError as bad:
+                problems.append(f"{ref}: cannot read `docker manifest inspect --verbose`: {bad}")
+                continue
+            if manifest.digest != digest:
+                problems.append(f"{ref} resolves to {manifest.digest} on the registry, but "
+                                f"docker push reported {digest}")
+        digests = sorted(set(pushed.values()))
+        if len(digests) > 1:
+            problems.append("the tags of this build were pushed as different manifests: "
+                            + ", ".join(f"{ref} {d}" for ref, d in pushed.items()))
+        if problems:
+            raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
+        pinned = f"{self.plan.registry.uri}@{digests[0]}"
+        runner.log(f"pushed and verified {len(pushed)} tags, all {digests[0]}:")
+        for ref in pushed:
+            runner.log(f"  {ref}")
+        if self.skipped:
+            runner.log(f"left out (immutable, already in the repository): {', '.join(self.skipped)}")
+        print(pinned, flush=True)  # stdout: the one line a script wants
+        return pinned
+
+
+def run_retrying(runner, cmd: Command, sleep: Callable, what: str):
+    """Run ``cmd``; retry a transient failure with exponential backoff, ``ATTEMPTS`` in all.
+    Returns the last result and its failure class (None when it succeeded or was not run)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        result = runner.run(cmd)
+        if result.ok or result.dry:
+            return result, None
+        output = result.stdout + result.stderr
+        kind = classify_failure(output)
+        if kind != TRANSIENT or attempt == ATTEMPTS:
+            return result, kind
+        delay = BACKOFF * 2 ** (attempt - 1)
+        last = tail(output, 1)
+        runner.log(f"{what} failed ({last}); retrying in {delay:g}s "
+                   f"(attempt {attempt + 1} of {ATTEMPTS})")
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def prepare(runner, plan: BuildPlan, *, environ=None, sleep: Callable = time.sleep) -> Pushing:
+    """Before the build: the attestation probe, ECR login and pre-flight."""
+    environ = os.environ if environ is None else environ
+    registry = plan.registry
+    probe = runner.run(attestation_probe_command())
+    no_attestations = probe.ok and "--provenance" in probe.stdout
+    refs, skipped, helper = plan.refs, (), None
+    if registry.is_ecr:
+        helper = _configured_helper(registry.host, environ)
+        if helper:
+            runner.log(f"not logging in to {registry.host}: docker gets its credentials from "
+                       f"docker-credential-{helper} (credHelpers in {docker_config_path(environ)})")
+            if not shutil.which(f"docker-credential-{helper}", path=environ.get("PATH")):
+                runner.log(f"warning: docker-credential-{helper} is not on PATH: docker will "
+                           "push without credentials")
+        else:
+            login(runner, registry, environ)
+        repository = preflight(runner, registry, environ)
+        if repository is not None:
+            skip_tags = immutable_conflicts(runner, plan, repository, environ)
+            skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
+            refs = tuple(ref for ref in plan.refs if ref not in skipped)
+    return Pushing(plan, refs, skipped, no_attestations, helper, dict(environ), sleep)
+
+
+def _configured_helper(host: str, environ) -> Optional[str]:
+    try:
+        with open(docker_config_path(environ), encoding="utf-8") as config:
+            return cred_helper(config.read(), host)
+    except OSError:
+        return None
+
+
+def _run_aws(runner, cmd: Command):
+    try:
+        return runner.run(cmd)
+    except ToolMissing:
+        raise ToolMissing(f"the aws CLI is needed to log in to ECR: {AWS_INSTALL_HINT}") from None
+
+
+def login(runner, registry: Registry, environ) -> None:
+    """``aws ecr get-login-password`` on its own, its output fed to ``docker login`` on stdin."""
+    password = _login_password(runner, registry, environ)
+    result = runner.run(docker_login_command(registry.host), stdin=password)
+    if result.dry:
+        return
+    if not result.ok:
+        said = _scrub(result.stdout + result.stderr, password)
+        raise CommandFailed(f"docker login to {registry.host} with the ECR password failed "
+                            f"(exit {result.returncode}){aws_context(environ)}:\n{tail(said)}",
+                            returncode=result.returncode)
+    runner.log(f"logged in to {registry.host} (ECR region {registry.region}){aws_context(environ)}")
+
+
+def _login_password(runner, registry: Registry, environ) -> Secret:
+    result = _run_aws(runner, get_login_password_command(registry))
+    if result.dry:
+        return Secret("")
+    if not result.ok:
+        hint = explain_aws_failure(result.stderr, registry, environ,
+                                   "get an ECR token (ecr:GetAuthorizationToken)")
+        raise CommandFailed(f"aws ecr get-login-password --region {registry.region} failed: "
+                            f"{hint}\n{tail(result.stderr)}", returncode=result.returncode)
+    password = Secret(result.stdout.strip())
+    if not password.reveal():
+        raise CommandFailed("aws ecr get-login-password printed no password")
+    return password
+
+
+def _scrub(text: str, secret: Secret) -> str:
+    value = secret.reveal()
+    return text.replace(value, "***") if value else text
+
+
+def preflight(runner, registry: Registry, environ) -> Optional[RepositoryInfo]:
+    """The repository must exist; returns its mutability settings (None in a dry run)."""
+    result = _run_aws(runner, describe_repositories_command(registry))
+    if result.dry:
+        return None
+    if not result.ok:
+        if "RepositoryNotFoundException" in result.stderr:
+            raise PushFailed(f"ECR repository {registry.path} does not exist in {registry.host}; "
+                             f"create it: aws ecr create-repository --repository-name "
+                             f"{registry.path} --region {registry.region}")
+        hint = explain_aws_failure(result.stderr, registry, environ,
+                                   "describe the repository (ecr:DescribeRepositories)")
+        raise CommandFailed(f"checking ECR repository {registry.path} failed: {hint}\n"
+                            f"{tail(result.stderr)}", returncode=result.returncode)
+    try:
+        return parse_describe_repositories(result.stdout)
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise CommandFailed("cannot read `aws ecr describe-repositories` output:\n"
+                            f"{tail(result.stdout, 5)}") from None
+
+
+def immutable_conflicts(runner, plan: BuildPlan, repository: RepositoryInfo, environ) -> tuple:
+    """Planned tags the repository would refuse: immutable and already there. Stops unless
+    ``--skip-existing-immutable``; returns the tags to leave out of the push."""
+    immutable = [tag for tag in plan.tags if repository.is_immutable(tag)]
+    if not immutable:
+        return ()
+    registry = plan.registry
+    result = _run_aws(runner, list_images_command(registry))
+    if not result.ok:
+        hint = explain_aws_failure(result.stderr, registry, environ,
+                                   "list the repository's images (ecr:ListImages)")
+        raise CommandFailed(f"listing the tags of ECR repository {registry.path} failed: {hint}\n"
+                            f"{tail(result.stderr)}", returncode=result.returncode)
+    try:
+        existing = parse_list_images(result.stdout)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CommandFailed("cannot read `aws ecr list-images` output:\n"
+                            f"{tail(result.stdout, 5)}") from None
+    conflicts = tuple(tag for tag in immutable if tag in existing)
+    moving = [tag for tag in ("latest", plan.env) if tag in immutable and tag not in conflicts]
+    if moving:
+        runner.log(f"warning: {', '.join(moving)} will be immutable in {registry.path} "
+                   f"({repository.describe()}): this push creates them, the next one cannot move "
+                   "them")
+    if not conflicts:
+        return ()
+    if plan.options.skip_existing_immutable:
+        runner.log(f"skipping tags that already exist in {registry.path} and are immutable "
+                   f"({repository.describe()}): {', '.join(conflicts)}; the build still tags "
+                   "them locally")
+        if len(conflicts) == len(plan.tags):
+            raise PushFailed(f"every planned tag already exists in {registry.path} and is "
+                             "immutable: nothing to push")
+        return conflicts
+    no_latest = ", --no-latest to drop 'latest'" if "latest" in conflicts else ""
+    raise PushFailed(f"ECR repository {registry.path} is {repository.describe()}: the tags "
+                     f"{', '.join(conflicts)} already exist there and cannot be overwritten. "
+                     f"Pass --skip-existing-immutable to push only the other tags{no_latest}, "
+                     "or allow overwriting: aws ecr put-image-tag-mutability --repository-name "
+                     f"{registry.path} --region {registry.region} --image-tag-mutability MUTABLE")
