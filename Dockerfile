@@ -38,7 +38,10 @@ RUN python -m venv /opt/venv
 # Requirements alone first, so this expensive layer stays cached while only
 # source files change.
 COPY src/rag_worker/requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+# pip and setuptools only install; the service never imports them. Removing
+# them from the venv takes ~25 MB out of the final image.
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip uninstall --yes setuptools pip
 
 # ------------------------------------------------------------------ final --
 FROM ${PYTHON_IMAGE}
@@ -52,7 +55,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # read-only to it.
 # `serve`: SageMaker starts containers as `docker run IMAGE serve`, which
 # replaces CMD; this script makes that start the same server as CMD does.
-RUN useradd --system --user-group --uid 10001 --no-create-home \
+RUN groupadd --system --gid 10001 ragworker \
+ && useradd --system --uid 10001 --gid ragworker --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin ragworker \
  && printf '%s\n' '#!/bin/sh' \
         'exec uvicorn src.rag_worker.inference:app --host 0.0.0.0 --port 8080 "$@"' \
