@@ -110,6 +110,9 @@ class Runner:
             )
         except FileNotFoundError:
             raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
+        except OSError as err:  # DOCKER names a directory or a file without the execute bit
+            raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
+                              f"{_missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
         try:
             stdout, stderr = self._wait(proc, cmd.mode, stdin)
         except KeyboardInterrupt:

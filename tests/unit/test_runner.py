@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -250,6 +251,13 @@ def test_without_a_secret_stdin_is_closed():
     assert result.stdout == "end\n"  # cat saw EOF at once, nothing waited on the terminal
 
 
+def test_without_a_secret_stdin_is_dev_null_not_the_terminal(fp, stub_bin):
+    recorder = fp.register([fp.program("docker"), "build", "."])
+    runner, _, _ = quiet_runner()
+    runner.run(Command(("docker", "build", "."), mode="stream"))
+    assert recorder.calls[0].kwargs["stdin"] == subprocess.DEVNULL
+
+
 # --- missing programs --------------------------------------------------------------------------
 
 
@@ -266,6 +274,22 @@ def test_missing_docker_named_by_the_variable(monkeypatch, tmp_path):
         runner.run(Command(("docker", "ps")))
     assert str(err.value) == (f"{tmp_path}/nope/docker not found: install docker or set DOCKER "
                               "to its path")
+
+
+@pytest.mark.parametrize("make", ["directory", "not-executable"])
+def test_docker_variable_naming_something_not_runnable(monkeypatch, tmp_path, make):
+    target = tmp_path / "docker"
+    if make == "directory":
+        target.mkdir()
+    else:
+        target.write_text("#!/bin/sh\n")
+        target.chmod(0o644)
+    monkeypatch.setenv("DOCKER", str(target))
+    runner, _, _ = quiet_runner()
+    with pytest.raises(ToolMissing) as err:
+        runner.run(Command(("docker", "ps")))
+    assert str(err.value) == (f"{target} cannot be run (Permission denied): install docker or "
+                              "set DOCKER to its path")
 
 
 # --- Ctrl-C ------------------------------------------------------------------------------------
