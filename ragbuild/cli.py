@@ -79,9 +79,9 @@ def build_parser() -> ArgumentParser:
 
 
 def parse_build(argv) -> "Options":
+    ns = build_parser().parse_args(argv)  # --help exits here, before the plan's imports
     from ragbuild.plan import Options
 
-    ns = build_parser().parse_args(argv)
     return Options(version=ns.version, env=ns.env, registry=ns.registry, tags=tuple(ns.tags),
                    latest=ns.latest, no_cache=ns.no_cache, push=ns.push, dry_run=ns.dry_run,
                    build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
@@ -90,12 +90,12 @@ def parse_build(argv) -> "Options":
 
 
 def cmd_build(argv) -> int:
+    options = parse_build(argv)
     from ragbuild import steps
     from ragbuild.config import load_config
     from ragbuild.plan import describe_plan, make_plan
     from ragbuild.runner import Runner
 
-    options = parse_build(argv)
     config = load_config()
     moment = steps.clock()
     steps.check_paths(options)
