@@ -1,0 +1,688 @@
+"""--push: ECR host recognition, login, pre-flight, push with retries and verification, against
+faked aws and docker calls (pytest-subprocess), and through the CLI."""
+
+import json
+import logging
+from datetime import datetime
+
+import pytest
+
+from ragbuild import cli, push
+from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
+from ragbuild.plan import Config, GitInfo, Options, make_plan, parse_registry
+from ragbuild.runner import Runner
+
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+PLAIN = "registry.example.com:5000"
+PASSWORD = "eyJwYXlsb2FkIjoiU0VDUkVULVRPS0VOLTQyIn0="  # what get-login-password prints
+DIGEST = "sha256:" + "ab" * 32
+OTHER_DIGEST = "sha256:" + "cd" * 32
+MOMENT = datetime(2026, 1, 2, 3, 4, 5)
+TS = "20260102-030405"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in ("DOCKER", "AWS_CLI", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR",
+                 "ECR_REGISTRY_URI", "SOURCE_DATE_EPOCH"):
+        monkeypatch.delenv(name, raising=False)
+    config_dir = tmp_path / "docker-config"
+    config_dir.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config_dir))
+    return config_dir
+
+
+class FakeSleep:
+    def __init__(self):
+        self.delays = []
+
+    def __call__(self, seconds):
+        self.delays.append(seconds)
+
+
+def build_plan(registry=f"{ECR}/rag-worker", **options):
+    values = dict(env="dev", registry=registry, push=True)
+    values.update(options)
+    return make_plan(Options(**values), Config(), GitInfo(sha="abc1234"), MOMENT)
+
+
+def refs_of(base, tags=(f"dev-{TS}", "dev", "git-abc1234", "latest")):
+    return [f"{base}:{tag}" for tag in tags]
+
+
+def docker(fp, *args, **kw):
+    fp.register([fp.program("docker"), *args], **kw)
+
+
+def aws(fp, *args, **kw):
+    fp.register([fp.program("aws"), "ecr", *args], **kw)
+
+
+def register_probe(fp, buildx=False):
+    help_text = "Usage:  docker build [OPTIONS] PATH | URL | -\n      --pull\n"
+    if buildx:
+        help_text += "      --provenance string   Shorthand for \"--attest=type=provenance\"\n"
+    docker(fp, "build", "--help", stdout=help_text)
+
+
+def register_login(fp, host=ECR, seen=None):
+    aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
+
+    def stdin(data):
+        if seen is not None:
+            seen.append(data)
+        return {"stdout": "Login Succeeded\n"}
+
+    docker(fp, "login", "--username", "AWS", "--password-stdin", host, stdin_callable=stdin)
+
+
+def repository_json(name="rag-worker", mutability="MUTABLE", filters=()):
+    repo = {"repositoryName": name, "imageTagMutability": mutability,
+            "repositoryUri": f"{ECR}/{name}"}
+    if filters:
+        repo["imageTagMutabilityExclusionFilters"] = [
+            {"filterType": "WILDCARD", "filter": f} for f in filters]
+    return json.dumps({"repositories": [repo]})
+
+
+def register_describe(fp, path="rag-worker", **kw):
+    aws(fp, "describe-repositories", "--repository-names", path, "--region", "us-east-1",
+        "--output", "json", **kw)
+
+
+def register_list_images(fp, tags, path="rag-worker"):
+    ids = [{"imageDigest": OTHER_DIGEST, "imageTag": t} for t in tags]
+    aws(fp, "list-images", "--repository-name", path, "--region", "us-east-1", "--filter",
+        "tagStatus=TAGGED", "--output", "json", stdout=json.dumps({"imageIds": ids}))
+
+
+def push_ok(ref, digest=DIGEST):
+    tag = ref.rsplit(":", 1)[1]
+    return (f"The push refers to repository [{ref.rsplit(':', 1)[0]}]\n"
+            f"5c1cc8fb3f8e: Pushed\n{tag}: digest: {digest} size: 528\n")
+
+
+def register_push(fp, ref, stdout=None, returncode=0, digest=DIGEST):
+    docker(fp, "push", ref, stdout=push_ok(ref, digest) if stdout is None else stdout,
+           returncode=returncode)
+
+
+def verbose_manifest(ref, digest=DIGEST, media_type=DOCKER_MANIFEST):
+    return json.dumps({"Ref": ref, "Descriptor": {"mediaType": media_type, "digest": digest,
+                                                  "size": 528},
+                       "SchemaV2Manifest": {"schemaVersion": 2, "mediaType": media_type}})
+
+
+def register_inspect(fp, ref, stdout=None, returncode=0, digest=DIGEST, insecure=False):
+    args = ["manifest", "inspect"] + (["--insecure"] if insecure else []) + ["--verbose", ref]
+    docker(fp, *args, stdout=verbose_manifest(ref, digest) if stdout is None else stdout,
+           returncode=returncode)
+
+
+def prepared(plan, sleep=None, **kw):
+    """A Pushing for a plain registry without running prepare's probes."""
+    return push.Pushing(plan, plan.refs, sleep=sleep or FakeSleep(), **kw)
+
+
+# --- ECR host recognition ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host, region", [
+    ("123456789012.dkr.ecr.us-east-1.amazonaws.com", "us-east-1"),
+    ("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+    ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+    ("123456789012.dkr-ecr.eu-west-1.on.aws", "eu-west-1"),  # dual-stack
+    ("123456789012.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn", "cn-northwest-1"),
+    ("123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu", "eusc-de-east-1"),
+    ("123456789012.dkr.ecr.us-iso-east-1.c2s.ic.gov", "us-iso-east-1"),
+    ("123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov", "us-isob-east-1"),
+    ("123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk", "eu-isoe-west-1"),
+    ("123456789012.dkr.ecr.us-isof-south-1.csp.hci.ic.gov", "us-isof-south-1"),
+    ("123456789012.dkr.ecr.us-east-1.amazonaws.com:443", "us-east-1"),
+])
+def test_ecr_hosts_of_every_partition_give_their_region(host, region):
+    registry = parse_registry(f"{host}/team/rag-worker")
+    assert registry.is_ecr
+    assert registry.region == region
+    assert registry.account == "123456789012"
+    assert registry.path == "team/rag-worker"
+
+
+@pytest.mark.parametrize("host", [
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.example",
+    "123456789012.dkr.ecr.us-east-1.on.aws.evil.example",
+    "evil123456789012.dkr.ecr.us-east-1.amazonaws.com",
+    "12345678901.dkr.ecr.us-east-1.amazonaws.com",
+    "123456789012.dkr.ecr.us-east-1.amazonaws.co",
+    "123456789012.dkrxecr.us-east-1.amazonaws.com",
+    "123456789012.dkr.ecr.us-east-1.amazonaws.eu.com",
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn.example",
+    "public.ecr.aws",
+    "localhost:5000",
+])
+def test_look_alike_hosts_are_not_ecr(host):
+    registry = parse_registry(f"{host}/rag-worker")
+    assert not registry.is_ecr
+    assert registry.region is None
+
+
+def test_fips_host_asks_the_aws_cli_for_the_fips_endpoint_and_others_keep_the_env():
+    fips = parse_registry("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/r")
+    assert ("AWS_USE_FIPS_ENDPOINT", "true") in push.get_login_password_command(fips).env
+    plain = parse_registry(f"{ECR}/r")
+    # nothing set over the caller's AWS_PROFILE / AWS_ENDPOINT_URL*
+    assert push.get_login_password_command(plain).env == ()
+    assert push.describe_repositories_command(plain).env == ()
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output, kind", [
+    ("tag invalid: The image tag 'latest' already exists in the 'rag-worker' repository and "
+     "cannot be overwritten because the repository is immutable.", push.IMMUTABLE),
+    ("unauthorized: authentication required", push.AUTH),
+    ("no basic auth credentials", push.AUTH),
+    ("denied: Your authorization token has expired. Reauthenticate and try again.", push.AUTH),
+    ("denied: requested access to the resource is denied\nunexpected EOF", push.AUTH),
+    ("name unknown: The repository with name 'x' does not exist in the registry with id '1'",
+     push.NOT_FOUND),
+    ("error: repository rag-worker not found", push.NOT_FOUND),
+    ("read tcp 127.0.0.1:4242->127.0.0.1:443: read: connection reset by peer", push.TRANSIENT),
+    ("dial tcp: lookup registry: i/o timeout", push.TRANSIENT),
+    ("net/http: TLS handshake timeout", push.TRANSIENT),
+    ("Put \"https://r/v2/x/blobs/uploads/\": EOF", push.TRANSIENT),
+    ("received unexpected HTTP status: 503 Service Unavailable", push.TRANSIENT),
+    ("received unexpected HTTP status: 500 Internal Server Error", push.TRANSIENT),
+    ("toomanyrequests: Rate exceeded", push.TRANSIENT),
+    ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", push.DAEMON),
+    ("An image does not exist locally with the tag: r/x", push.OTHER),
+    ("size: 429 layers", push.OTHER),
+])
+def test_push_failures_are_classified(output, kind):
+    assert push.classify_failure(output) == kind
+
+
+def test_parse_push_digest_takes_the_digest_line():
+    assert push.parse_push_digest(push_ok(f"{ECR}/r:dev")) == DIGEST
+    assert push.parse_push_digest("latest: Pushed\n") is None
+
+
+def test_parse_manifest_verbose_reads_descriptor_and_refuses_indexes():
+    manifest = push.parse_manifest_verbose(verbose_manifest("r:dev"))
+    assert manifest == push.Manifest(DOCKER_MANIFEST, DIGEST)
+    # an index: docker prints a list with one entry per platform manifest
+    listing = json.dumps([json.loads(verbose_manifest("r:dev@" + DIGEST))])
+    with pytest.raises(push.IndexManifest):
+        push.parse_manifest_verbose(listing)
+    with pytest.raises(push.IndexManifest):
+        push.parse_manifest_verbose(verbose_manifest("r:dev", media_type=push.INDEX_TYPES[1]))
+    with pytest.raises(ValueError):
+        push.parse_manifest_verbose("no such manifest: r:dev")
+
+
+@pytest.mark.parametrize("mutability, filters, immutable, mutable", [
+    ("MUTABLE", (), [], ["latest", "dev", "v1.2.3"]),
+    ("IMMUTABLE", (), ["latest", "dev", "v1.2.3"], []),
+    # IMMUTABLE_WITH_EXCLUSION: tags matching a filter stay mutable
+    ("IMMUTABLE_WITH_EXCLUSION", ("latest", "dev*"), ["v1.2.3", "git-abc1234", "xdev"],
+     ["latest", "dev", "dev-20260102-030405", "devel"]),
+    # MUTABLE_WITH_EXCLUSION: only tags matching a filter are immutable
+    ("MUTABLE_WITH_EXCLUSION", ("v*", "*.*.*"), ["v1.2.3", "1.2.3"], ["latest", "dev", "1.2"]),
+])
+def test_tag_mutability_with_exclusion_filters(mutability, filters, immutable, mutable):
+    repo = push.RepositoryInfo("r", mutability, filters)
+    assert [t for t in immutable if not repo.is_immutable(t)] == []
+    assert [t for t in mutable if repo.is_immutable(t)] == []
+
+
+def test_wildcards_match_the_whole_tag_and_treat_dots_literally():
+    assert push.wildcard_match("prod-*", "prod-1")
+    assert push.wildcard_match("prod-*", "prod-")
+    assert not push.wildcard_match("prod-*", "xprod-1")
+    assert not push.wildcard_match("1.2", "102")
+
+
+def test_describe_repositories_json_is_read_with_its_exclusion_filters():
+    info = push.parse_describe_repositories(repository_json(
+        mutability="IMMUTABLE_WITH_EXCLUSION", filters=("latest", "dev*")))
+    assert info == push.RepositoryInfo("rag-worker", "IMMUTABLE_WITH_EXCLUSION", ("latest", "dev*"))
+
+
+def test_cred_helper_is_found_by_host():
+    config = json.dumps({"credHelpers": {ECR: "ecr-login", "gcr.io": "gcloud"}})
+    assert push.cred_helper(config, ECR) == "ecr-login"
+    assert push.cred_helper(config, "other.example") is None
+    assert push.cred_helper("{not json", ECR) is None
+    assert push.cred_helper(json.dumps({"credsStore": "desktop"}), ECR) is None
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    register_probe(fp)
+    seen = []
+    register_login(fp, seen=seen)
+    register_describe(fp, stdout=repository_json())
+    pushing = push.prepare(Runner(), build_plan(), sleep=FakeSleep())
+
+    assert seen == [PASSWORD.encode()]  # stdin, not argv
+    login_calls = [c for c in fp.calls if "login" in c]
+    assert login_calls and all(PASSWORD not in " ".join(map(str, c)) for c in login_calls)
+    assert pushing.refs == tuple(refs_of(f"{ECR}/rag-worker"))
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err + caplog.text
+    assert f"logged in to {ECR}" in err
+    assert "<password from aws ecr get-login-password>" in err
+
+
+def test_login_message_names_the_aws_profile_and_endpoint(fp, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_PROFILE", "ci")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:18633")
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json())
+    push.prepare(Runner(), build_plan())
+    err = capsys.readouterr().err
+    assert "AWS_PROFILE=ci" in err and "AWS_ENDPOINT_URL_ECR=http://127.0.0.1:18633" in err
+
+
+def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
+    register_probe(fp)
+    aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
+    # even if docker echoed the password, the message shows *** instead
+    docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, returncode=1,
+           stderr=f"Error response from daemon: login attempt failed with status: 401 "
+                  f"Unauthorized (password {PASSWORD})\n")
+    with pytest.raises(CommandFailed) as err:
+        push.prepare(Runner(), build_plan())
+    message = str(err.value)
+    assert "docker login to " + ECR in message and "401 Unauthorized" in message
+    assert PASSWORD not in message and PASSWORD not in repr(err.value.args)
+    assert PASSWORD not in err.value.output
+    out, errout = capsys.readouterr()
+    assert PASSWORD not in out + errout
+    assert fp.call_count([fp.program("aws"), "ecr", "describe-repositories", fp.any()]) == 0
+
+
+@pytest.mark.parametrize("stderr, expected", [
+    ('Unable to locate credentials. You can configure credentials by running "aws configure".',
+     "no AWS credentials found"),
+    ("An error occurred (ExpiredTokenException) when calling the GetAuthorizationToken operation: "
+     "The security token included in the request is expired", "have expired"),
+    ('Could not connect to the endpoint URL: "https://api.ecr.us-east-1.amazonaws.com/"',
+     "cannot reach the ECR API for region us-east-1"),
+    ("The config profile (nope) could not be found", "AWS profile 'nope' is not configured"),
+    ("An error occurred (AccessDeniedException) when calling the GetAuthorizationToken operation:"
+     " User: arn:aws:iam::1:user/x is not authorized to perform: ecr:GetAuthorizationToken",
+     "ecr:GetAuthorizationToken"),
+])
+def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
+    register_probe(fp)
+    aws(fp, "get-login-password", "--region", "us-east-1", returncode=255, stderr=stderr + "\n")
+    with pytest.raises(CommandFailed) as err:
+        push.prepare(Runner(), build_plan())
+    assert expected in str(err.value)
+    assert fp.call_count([fp.program("docker"), "login", fp.any()]) == 0
+
+
+def test_missing_aws_cli_names_how_to_install_it(fp, monkeypatch):
+    register_probe(fp)
+    monkeypatch.setenv("AWS_CLI", "ragbuild-test-no-such-aws")
+    with pytest.raises(ToolMissing) as err:
+        push.prepare(Runner(), build_plan())
+    assert "pip install awscli" in str(err.value) and "AWS CLI v2" in str(err.value)
+
+
+def test_configured_credential_helper_skips_login(fp, clean_env, capsys):
+    (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
+    register_probe(fp)
+    register_describe(fp, stdout=repository_json())
+    pushing = push.prepare(Runner(), build_plan())
+    assert pushing.helper == "ecr-login"
+    assert fp.call_count([fp.program("aws"), "ecr", "get-login-password", fp.any()]) == 0
+    assert fp.call_count([fp.program("docker"), "login", fp.any()]) == 0
+    err = capsys.readouterr().err
+    assert "not logging in" in err and "docker-credential-ecr-login" in err
+
+
+def test_plain_registry_gets_no_login_and_no_preflight(fp):
+    register_probe(fp)
+    pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
+    assert pushing.refs == tuple(refs_of(f"{PLAIN}/rag-worker"))
+    assert [c[1] for c in fp.calls] == ["build"]  # only the attestation probe ran
+
+
+@pytest.mark.parametrize("buildx", [True, False])
+def test_buildx_builds_drop_attestations(fp, buildx):
+    register_probe(fp, buildx=buildx)
+    pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
+    assert pushing.no_attestations is buildx
+
+
+# --- pre-flight --------------------------------------------------------------------------------
+
+
+def test_missing_repository_names_the_create_command(fp):
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, returncode=254, stderr=(
+        "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories "
+        "operation: The repository with name 'rag-worker' does not exist in the registry with id "
+        "'123456789012'\n"))
+    with pytest.raises(PushFailed) as err:
+        push.prepare(Runner(), build_plan())
+    assert ("aws ecr create-repository --repository-name rag-worker --region us-east-1"
+            in str(err.value))
+
+
+def test_immutable_repository_stops_on_existing_tags(fp):
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
+    register_list_images(fp, ["latest", "dev", "dev-20250101-000000"])
+    with pytest.raises(PushFailed) as err:
+        push.prepare(Runner(), build_plan())
+    message = str(err.value)
+    assert "the tags dev, latest already exist" in message
+    assert "--skip-existing-immutable" in message
+    assert f"dev-{TS}" not in message and "git-abc1234" not in message
+
+
+def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
+    register_list_images(fp, ["latest", "dev"])
+    plan = build_plan(skip_existing_immutable=True)
+    pushing = push.prepare(Runner(), plan)
+    base = f"{ECR}/rag-worker"
+    assert pushing.refs == (f"{base}:dev-{TS}", f"{base}:git-abc1234")
+    assert pushing.skipped == (f"{base}:dev", f"{base}:latest")
+    assert plan.refs == tuple(refs_of(base))  # the build still tags them all
+    assert "skipping tags that already exist in rag-worker and are immutable" in capsys.readouterr().err
+
+
+def test_exclusion_filters_decide_which_tags_conflict(fp):
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json(mutability="IMMUTABLE_WITH_EXCLUSION",
+                                                 filters=("latest",)))
+    register_list_images(fp, ["latest", "dev"])
+    with pytest.raises(PushFailed) as err:
+        push.prepare(Runner(), build_plan())
+    assert "the tags dev already exist" in str(err.value)  # latest is excluded: mutable
+
+
+def test_mutable_repository_needs_no_tag_listing(fp):
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json(mutability="MUTABLE_WITH_EXCLUSION",
+                                                 filters=("v*",)))
+    pushing = push.prepare(Runner(), build_plan())  # no v* tags planned
+    assert fp.call_count([fp.program("aws"), "ecr", "list-images", fp.any()]) == 0
+    assert len(pushing.refs) == 4
+
+
+def test_new_immutable_moving_tags_get_a_warning(fp, capsys):
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
+    register_list_images(fp, [])
+    pushing = push.prepare(Runner(), build_plan())
+    assert len(pushing.refs) == 4
+    assert "warning: latest, dev will be immutable" in capsys.readouterr().err
+
+
+# --- push --------------------------------------------------------------------------------------
+
+
+def test_pushes_each_ref_then_verifies_and_prints_the_digest_ref(fp, capsys):
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    for ref in plan.refs:
+        register_push(fp, ref)
+    for ref in plan.refs:
+        register_inspect(fp, ref)
+    sleep = FakeSleep()
+    pinned = prepared(plan, sleep).run(Runner())
+    assert pinned == f"{PLAIN}/rag-worker@{DIGEST}"
+    assert [c[1:] for c in fp.calls if c[1] == "push"] == [["push", r] for r in plan.refs]
+    assert not any("--all-tags" in c for c in fp.calls)
+    assert all(c[1:3] == ["manifest", "inspect"] for c in fp.calls if c[1] != "push")
+    assert sleep.delays == []
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == pinned
+    assert f"dev-{TS}: digest: {DIGEST}" in out  # tee: progress shown
+
+
+def test_loopback_registries_are_inspected_with_insecure():
+    assert "--insecure" in push.manifest_inspect_command("localhost:5000/r:dev", "localhost:5000").argv
+    assert "--insecure" in push.manifest_inspect_command("127.0.0.1:5000/r:dev", "127.0.0.1:5000").argv
+    ecr = push.manifest_inspect_command(f"{ECR}/r:dev", ECR)
+    assert "--insecure" not in ecr.argv
+    assert ("DOCKER_CLI_EXPERIMENTAL", "enabled") in ecr.env
+
+
+def test_transient_failures_are_retried_with_backoff(fp, capsys):
+    plan = build_plan(f"{PLAIN}/rag-worker", latest=False)
+    first, *rest = plan.refs
+    register_push(fp, first, stdout="read: connection reset by peer\n", returncode=1)
+    register_push(fp, first, stdout="received unexpected HTTP status: 502 Bad Gateway\n",
+                  returncode=1)
+    register_push(fp, first)
+    for ref in rest:
+        register_push(fp, ref)
+    for ref in plan.refs:
+        register_inspect(fp, ref)
+    sleep = FakeSleep()
+    prepared(plan, sleep).run(Runner())
+    assert fp.call_count([fp.program("docker"), "push", first]) == 3
+    assert sleep.delays == [2.0, 4.0]
+    assert "retrying in 2s (attempt 2 of 3)" in capsys.readouterr().err
+
+
+def test_transient_failure_gives_up_after_three_attempts(fp):
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    first = plan.refs[0]
+    for _ in range(3):
+        register_push(fp, first, stdout="Put https://x/v2/: EOF\n", returncode=1)
+    sleep = FakeSleep()
+    with pytest.raises(PushFailed) as err:
+        prepared(plan, sleep).run(Runner())
+    assert fp.call_count([fp.program("docker"), "push", first]) == 3
+    assert sleep.delays == [2.0, 4.0]
+    assert "push failed 3 times" in str(err.value)
+
+
+@pytest.mark.parametrize("registry, output, expected", [
+    (f"{PLAIN}/rag-worker", "unauthorized: authentication required",
+     f"run `docker login {PLAIN}`"),
+    (f"{PLAIN}/rag-worker", "no basic auth credentials", f"run `docker login {PLAIN}`"),
+    (f"{ECR}/rag-worker", "denied: Your authorization token has expired. Reauthenticate.",
+     "the ECR token may have expired"),
+    (f"{ECR}/rag-worker", "name unknown: The repository with name 'rag-worker' does not exist",
+     "aws ecr create-repository --repository-name rag-worker --region us-east-1"),
+    (f"{PLAIN}/rag-worker", "repository rag-worker not found", f"{PLAIN} has no repository"),
+    (f"{ECR}/rag-worker", "tag invalid: The image tag 'dev' already exists in the 'rag-worker' "
+     "repository and cannot be overwritten because the repository is immutable.",
+     "already exists and the repository's tags are immutable"),
+])
+def test_permanent_push_failures_are_not_retried(fp, registry, output, expected):
+    plan = build_plan(registry)
+    first = plan.refs[0]
+    register_push(fp, first, stdout=output + "\n", returncode=1)
+    sleep = FakeSleep()
+    with pytest.raises(PushFailed) as err:
+        prepared(plan, sleep).run(Runner())
+    assert expected in str(err.value)
+    assert fp.call_count([fp.program("docker"), "push", first]) == 1
+    assert sleep.delays == []
+
+
+def test_failed_push_lists_what_was_and_was_not_pushed(fp):
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    a, b, c, d = plan.refs
+    register_push(fp, a)
+    register_push(fp, b)
+    register_push(fp, c, stdout="denied: requested access to the resource is denied\n",
+                  returncode=1)
+    with pytest.raises(PushFailed) as err:
+        prepared(plan).run(Runner())
+    assert err.value.exit_code == 1
+    message = str(err.value)
+    assert f"pushed: {a}, {b}\n" in message
+    assert f"not pushed: {c}, {d}" in message
+    assert fp.call_count([fp.program("docker"), "push", d]) == 0
+
+
+# --- verification ------------------------------------------------------------------------------
+
+
+def test_registry_digest_must_match_what_push_reported(fp):
+    plan = build_plan(f"{PLAIN}/rag-worker", latest=False)
+    for ref in plan.refs:
+        register_push(fp, ref)
+    register_inspect(fp, plan.refs[0])
+    register_inspect(fp, plan.refs[1], digest=OTHER_DIGEST)
+    register_inspect(fp, plan.refs[2])
+    with pytest.raises(PushFailed) as err:
+        prepared(plan).run(Runner())
+    message = str(err.value)
+    assert f"{plan.refs[1]} resolves to {OTHER_DIGEST}" in message
+    assert plan.refs[0] + " resolves" not in message
+
+
+def test_tags_of_one_build_must_share_one_digest(fp):
+    plan = build_plan(f"{PLAIN}/rag-worker", latest=False)
+    register_push(fp, plan.refs[0])
+    register_push(fp, plan.refs[1], digest=OTHER_DIGEST)
+    register_push(fp, plan.refs[2])
+    register_inspect(fp, plan.refs[0])
+    register_inspect(fp, plan.refs[1], digest=OTHER_DIGEST)
+    register_inspect(fp, plan.refs[2])
+    with pytest.raises(PushFailed) as err:
+        prepared(plan).run(Runner())
+    assert "pushed as different manifests" in str(err.value)
+
+
+def test_index_manifest_is_refused_naming_sagemaker(fp):
+    plan = build_plan(f"{PLAIN}/rag-worker", latest=False, env="staging")
+    for ref in plan.refs:
+        register_push(fp, ref)
+    listing = json.dumps([json.loads(verbose_manifest(plan.refs[0] + "@" + DIGEST))])
+    register_inspect(fp, plan.refs[0], stdout=listing)
+    for ref in plan.refs[1:]:
+        register_inspect(fp, ref)
+    with pytest.raises(PushFailed) as err:
+        prepared(plan).run(Runner())
+    message = str(err.value)
+    assert "SageMaker" in message and plan.refs[0] in message
+    assert "--provenance=false" in message
+
+
+# --- dry run -----------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_whole_push_and_fetches_no_password(fp, capsys):
+    register_probe(fp)  # a read-only query: runs even in a dry run
+    plan = build_plan(dry_run=True)
+    runner = Runner(dry_run=True)
+    pushing = push.prepare(runner, plan)
+    assert pushing.run(runner) is None
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "aws ecr get-login-password --region us-east-1"
+    assert lines[1] == (f"docker login --username AWS --password-stdin {ECR} "
+                        "< <password from aws ecr get-login-password>")
+    assert lines[2].startswith("aws ecr describe-repositories --repository-names rag-worker")
+    assert [line for line in lines if line.startswith("docker push")] == [
+        f"docker push {ref}" for ref in plan.refs]
+    assert sum("docker manifest inspect --verbose" in line for line in lines) == 4
+    assert PASSWORD not in out
+    assert [c[1] for c in fp.calls] == ["build"]  # nothing but the probe ran
+
+
+# --- through the CLI ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(MOMENT.timestamp())))
+    return tmp_path
+
+
+def register_git(fp):
+    fp.register([fp.program("git"), "describe", "--always", "--dirty", "--abbrev=7",
+                 "--exclude=*"], stdout="abc1234\n")
+
+
+def cli_build_argv(ref):
+    return ["docker", "build", "-f", "Dockerfile", *sum((["-t", r] for r in ref), []),
+            "--build-arg", "ENVIRONMENT=dev", "--build-arg", "GIT_COMMIT=abc1234",
+            "--build-arg", f"BUILD_TIMESTAMP={TS}"]
+
+
+def test_failed_build_never_pushes(fp, project, capsys):
+    register_git(fp)
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json())
+    refs = refs_of(f"{ECR}/rag-worker")
+    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "."], returncode=1)
+    docker(fp, "version", "--format", "{{.Client.Version}}", stdout="20.10.24\n")
+    code = cli.main(["--env", "dev", "--registry", f"{ECR}/rag-worker", "--push"])
+    assert code == 1
+    assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 0
+    assert fp.call_count([fp.program("docker"), "manifest", fp.any()]) == 0
+    out, err = capsys.readouterr()
+    assert "docker build failed" in err
+    assert PASSWORD not in out + err
+
+
+def test_failed_preflight_never_builds(fp, project, capsys):
+    register_git(fp)
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, returncode=254,
+                      stderr="An error occurred (RepositoryNotFoundException) ...\n")
+    code = cli.main(["--env", "dev", "--registry", f"{ECR}/rag-worker", "--push"])
+    assert code == 1
+    assert fp.call_count([fp.program("docker"), "build", "-f", fp.any()]) == 0
+    assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 0
+    assert "aws ecr create-repository" in capsys.readouterr().err
+
+
+def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
+        fp, project, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    register_git(fp)
+    register_probe(fp, buildx=True)
+    seen = []
+    register_login(fp, seen=seen)
+    register_describe(fp, stdout=repository_json())
+    refs = refs_of(f"{ECR}/rag-worker")
+    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "--provenance=false",
+                 "--sbom=false", "."])
+    tags = json.dumps(refs)
+    docker(fp, "image", "inspect", "--format", "{{.Id}} {{.Size}} {{json .RepoTags}}", refs[0],
+           stdout=f"sha256:{'ee' * 32} 123456 {tags}\n")
+    for ref in refs:
+        register_push(fp, ref)
+    for ref in refs:
+        register_inspect(fp, ref)
+    code = cli.main(["--env", "dev", "--registry", f"{ECR}/rag-worker", "--push"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert seen == [PASSWORD.encode()]
+    assert out.splitlines()[-1] == f"{ECR}/rag-worker@{DIGEST}"
+    assert PASSWORD not in out + err + caplog.text
+    # every push comes after the build, which dropped buildx's attestations
+    calls = [list(c) for c in fp.calls]
+    build_at = [i for i, c in enumerate(calls) if "--provenance=false" in c]
+    pushes_at = [i for i, c in enumerate(calls) if c[1] == "push"]
+    assert len(build_at) == 1 and len(pushes_at) == 4 and min(pushes_at) > build_at[0]
