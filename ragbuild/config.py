@@ -12,7 +12,7 @@ import configparser
 import os
 
 from ragbuild.errors import UsageError
-from ragbuild.plan import DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, Config
+from ragbuild.plan import DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, Config, check_tag
 
 
 def load_config(directory: str = ".") -> Config:
@@ -29,6 +29,8 @@ def load_config(directory: str = ".") -> Config:
     if unknown:
         raise UsageError(f"{path} [ragbuild]: unknown setting {sorted(unknown)[0]!r}; "
                          "known: image-name, environments")
-    envs = tuple(e for e in (x.strip() for x in section.get("environments", "").replace(",", " ").split()) if e)
+    envs = tuple(section.get("environments", "").replace(",", " ").split())
+    for env in envs:
+        check_tag(env, f"{path} [ragbuild] environments:")
     return Config(image_name=section.get("image-name", DEFAULT_IMAGE_NAME).strip() or DEFAULT_IMAGE_NAME,
                   environments=envs or DEFAULT_ENVIRONMENTS)

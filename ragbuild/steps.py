@@ -56,6 +56,9 @@ def diagnose(runner) -> None:
                                 check=False, quiet=True))
     client = result.stdout.strip()
     text = result.stderr.lower()
+    if result.returncode != 0 and "permission denied" in text:
+        raise DockerUnavailable("no permission to use the Docker daemon's socket: add your user to "
+                                "the docker group (then log in again), or run with sudo")
     if result.returncode != 0 and any(marker in text for marker in DAEMON_DOWN_MARKERS):
         where = os.environ.get("DOCKER_HOST") or "the local socket"
         raise DockerUnavailable(f"cannot reach the Docker daemon at {where}: start it "

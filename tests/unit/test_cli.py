@@ -451,6 +451,15 @@ def test_daemon_unreachable_names_docker_host(project, strict_fp, capsys, monkey
     assert code == 1 and "at tcp://10.0.0.5:2375" in err.splitlines()[-1]
 
 
+def test_socket_permission_denied(project, strict_fp, capsys):
+    register_failed_build(strict_fp, "24.0.7\n",
+                          "permission denied while trying to connect to the Docker daemon socket "
+                          "at unix:///var/run/docker.sock\n", version_rc=1)
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    assert err.splitlines()[-1].startswith("error: no permission to use the Docker daemon's socket")
+
+
 def test_client_without_buildkit(project, strict_fp, capsys):
     register_failed_build(strict_fp, "25.0.3\n", buildx_rc=1)
     code, _, err = run_main(["--env", "dev"], capsys)
