@@ -1,0 +1,256 @@
+"""Fixtures of the end-to-end suite: real commands against the real engine of tests/e2e/harness.sh
+(helpers such as ``Result``, ``Docker`` and ``RegistryAPI`` are in support.py).
+
+Every case runs what a user types (``make ...``, ``./scripts/build-image.py ...``) in a clean copy
+of the working tree (its own git repository with one commit, so the tree is clean and its sha is
+known), with the repository's ``.venv`` and ``DOCKER=/usr/bin/docker`` from the harness env file.
+
+Reusable pieces (e.g. for the push cases):
+
+* ``e2e_env``: the harness env file as a dict (brought up by the harness if it is missing; a missing
+  engine skips, or fails under ``CI=true``).
+* ``new_project(name, image_name=None)`` / ``project``: a clean copy; ``project.make(...)``,
+  ``project.script(...)``, ``project.popen_script(...)`` run in it and return a ``Result``.
+* ``runner``: runs any command with the suite's environment (``runner.run(argv, env=...)``).
+* ``docker``: ``$DOCKER`` calls and image look-ups; ``images``: removes what a test built.
+* ``pip_args``: the wheel-mirror ``--build-arg``s every worker build needs (one string, for
+  ``ARGS=``); ``tiny_context(*lines)``: a ``FROM python:3.11-slim`` build context.
+* ``plain_registry`` / ``ecr_registry``: the registries' own HTTP API (tags, manifests, digests).
+* ``docker_config``: an empty ``DOCKER_CONFIG`` directory (logged out of everything); the suite's
+  default ``DOCKER_CONFIG`` is an empty session directory too.
+* ``unique(label)``: a lowercase name no other run or test uses.
+* ``dev_build``: the one worker build (``make build-dev``) the session shares.
+
+A module that sets ``RUNS_LAST = True`` runs after all others (``make clean`` removes every image
+of the project, the session's shared build included).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import secrets
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from .support import (BASE_IMAGE, BUILD_TIMEOUT, ENV_FILE, HARNESS, IN_CI, REPO, SCRUBBED,
+                      WORKER, Docker, Images, Project, RegistryAPI, Result, Runner, copy_tree, git,
+                      set_image_name)
+
+
+def read_env_file(path: Path) -> dict:
+    """The ``export K=V`` lines of the harness env file (values may be double-quoted)."""
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line.startswith("export "):
+            continue
+        words = shlex.split(line[len("export "):])
+        if words and "=" in words[0]:
+            key, _, value = words[0].partition("=")
+            env[key] = value
+    return env
+
+
+def engine_answers(docker_binary: str) -> tuple:
+    try:
+        done = subprocess.run([docker_binary, "info", "--format", "{{.ServerVersion}}"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return False, str(err)
+    return done.returncode == 0, (done.stderr or done.stdout).strip()
+
+
+def unavailable(reason: str):
+    if IN_CI:
+        pytest.fail(f"e2e: {reason} (CI=true: an e2e test never skips)", pytrace=False)
+    pytest.skip(f"e2e: {reason}")
+
+
+@pytest.fixture(scope="session")
+def e2e_env() -> dict:
+    """The harness env file, brought up with `harness.sh up` (idempotent) when it is missing or
+    its engine does not answer."""
+    env = read_env_file(ENV_FILE) if ENV_FILE.is_file() else {}
+    ok, why = engine_answers(env["DOCKER"]) if env.get("DOCKER") else (False, f"no {ENV_FILE}")
+    if not ok:
+        print(f"e2e: {why}; running bash {HARNESS} up", flush=True)
+        try:
+            up = subprocess.run(["bash", str(HARNESS), "up"], capture_output=True, text=True,
+                                timeout=1800)
+        except subprocess.TimeoutExpired:
+            unavailable("tests/e2e/harness.sh up did not finish within 30 minutes")
+        if up.returncode != 0:
+            tail = "\n".join(up.stderr.strip().splitlines()[-15:])
+            unavailable(f"tests/e2e/harness.sh up failed (exit {up.returncode}):\n{tail}")
+        env = read_env_file(ENV_FILE) if ENV_FILE.is_file() else {}
+        ok, why = engine_answers(env["DOCKER"]) if env.get("DOCKER") else (False, f"no {ENV_FILE}")
+        if not ok:
+            unavailable(f"the Docker engine does not answer after harness.sh up: {why}")
+    return env
+
+
+@pytest.fixture(scope="session")
+def venv() -> Path:
+    """The repository's .venv (``make venv``: the Makefile's own bootstrap)."""
+    path = REPO / ".venv"
+    if not (path / ".installed").exists():
+        done = subprocess.run(["make", "-C", str(REPO), "venv"], capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT)
+        assert done.returncode == 0, f"make venv failed:\n{done.stdout}\n{done.stderr}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def token() -> str:
+    """Names this run's images and repositories apart from any other run's."""
+    return secrets.token_hex(3)
+
+
+@pytest.fixture(scope="session")
+def base_env(e2e_env, venv, tmp_path_factory) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    env.update(e2e_env)
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
+    env["BUILDKIT_PROGRESS"] = "plain"  # docker's step lines ("#10 CACHED") in the output
+    env["DOCKER_CONFIG"] = str(tmp_path_factory.mktemp("docker-config"))
+    env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"  # moto only
+    env["NO_PROXY"] = env["no_proxy"] = f"localhost,127.0.0.1,{e2e_env.get('E2E_ECR_HOST', '')}"
+    return env
+
+
+@pytest.fixture(scope="session")
+def runner(base_env, tmp_path_factory) -> Runner:
+    return Runner(base_env, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def docker(runner, e2e_env) -> Docker:
+    return Docker(runner, e2e_env["DOCKER"])
+
+
+@pytest.fixture(scope="session")
+def pip_args(e2e_env) -> str:
+    """For ``ARGS=``: the wheel mirror (PyPI is unreachable inside builds)."""
+    return e2e_env["E2E_PIP_BUILD_ARGS"]
+
+
+@pytest.fixture(scope="session")
+def new_project(runner, venv, token, tmp_path_factory):
+    """``new_project(name, image_name=None)``: a fresh clean copy with a commit of its own."""
+    counter = itertools.count(1)
+
+    def make(name: str = "project", image_name: Optional[str] = None) -> Project:
+        path = tmp_path_factory.mktemp(f"copy-{name}")
+        copy_tree(REPO, path)
+        if image_name:
+            set_image_name(path / "setup.cfg", image_name)
+        git(path, "init", "-q")
+        git(path, "add", "-A")
+        # the message makes each copy's sha (and so its git-<sha> tag) its own
+        git(path, "commit", "-q", "-m", f"e2e copy {token}-{next(counter)} {name}")
+        sha = git(path, "rev-parse", "--short", "HEAD")
+        return Project(path=path, sha=sha, venv=venv, runner=Runner(runner.env, path))
+
+    return make
+
+
+@pytest.fixture
+def project(new_project, request) -> Project:
+    return new_project(re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40])
+
+
+@pytest.fixture
+def images(docker):
+    tracked = Images(docker)
+    yield tracked
+    tracked.cleanup()
+
+
+@pytest.fixture(scope="session")
+def session_images(docker):
+    tracked = Images(docker)
+    yield tracked
+    tracked.cleanup()
+
+
+@pytest.fixture
+def unique(token):
+    """``unique("push")`` -> e.g. ``ragbuild-e2e-1a2b3c-push-1``: lowercase, repository-safe."""
+    counter = itertools.count(1)
+
+    def name(label: str = "t") -> str:
+        return f"ragbuild-e2e-{token}-{label}-{next(counter)}"
+
+    return name
+
+
+@pytest.fixture
+def tiny_context(tmp_path, token):
+    """``tiny_context(*lines)``: a build context whose Dockerfile is ``FROM python:3.11-slim``
+    plus ``lines`` (default: a LABEL); returns the Dockerfile's path."""
+    counter = itertools.count(1)
+
+    def make(*lines) -> Path:
+        directory = tmp_path / f"context-{next(counter)}"
+        directory.mkdir()
+        body = lines or (f'LABEL org.ragbuild.e2e="{token}"',)
+        dockerfile = directory / "Dockerfile"
+        dockerfile.write_text("\n".join((f"FROM {BASE_IMAGE}", *body)) + "\n")
+        return dockerfile
+
+    return make
+
+
+@pytest.fixture
+def docker_config(tmp_path) -> Path:
+    """A fresh, empty DOCKER_CONFIG: pass ``env={"DOCKER_CONFIG": docker_config}``."""
+    path = tmp_path / "docker-config"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def plain_registry(e2e_env) -> RegistryAPI:
+    return RegistryAPI(e2e_env["E2E_REGISTRY"])
+
+
+@pytest.fixture(scope="session")
+def ecr_registry(e2e_env) -> RegistryAPI:
+    return RegistryAPI(e2e_env["E2E_ECR_HOST"], scheme="https", cafile=e2e_env["E2E_ECR_CA"],
+                       auth=(e2e_env["E2E_ECR_USER"], e2e_env["E2E_ECR_PASSWORD"]))
+
+
+@dataclass
+class DevBuild:
+    project: Project
+    result: Result
+    image_id: str
+    timestamp: str
+    #: ref -> image id, read right after the build (later builds move :latest and the like)
+    ref_ids: dict
+    repo_tags: list
+
+
+@pytest.fixture(scope="session")
+def dev_build(new_project, docker, session_images, pip_args) -> DevBuild:
+    """``make build-dev`` of the worker, once per session."""
+    project = new_project("dev")
+    result = project.make("build-dev", f"ARGS={pip_args}").assert_ok()
+    image_id = session_images.track_result(result)
+    timestamp = result.timestamp()
+    refs = [f"{WORKER}:{tag}" for tag in (f"dev-{timestamp}", "dev", f"git-{project.sha}", "latest")]
+    return DevBuild(project=project, result=result, image_id=image_id, timestamp=timestamp,
+                    ref_ids={ref: docker.image_id(ref) for ref in refs},
+                    repo_tags=sorted(docker.inspect(image_id)["RepoTags"]))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with ``RUNS_LAST = True`` go last (stable: the others keep their order)."""
+    items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUNS_LAST", False)))
