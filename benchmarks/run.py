@@ -1,0 +1,667 @@
+#!/usr/bin/env python3
+"""ragbuild's performance report: ``make bench`` (after ``tests/e2e/harness.sh up --with-buildessential``).
+
+Runs on the e2e harness's Docker engine, base images, wheel mirror and plain registry, and
+prints one Markdown report (also written to benchmarks/results/latest.md): every figure in it
+comes from this run. Timings are wall-clock seconds of a whole command, from start to exit,
+measured here with ``time.perf_counter``; each row gives the median and, beside it, the min and
+max of its runs. Rows are interleaved run by run (A1 B1 C1 A2 B2 ...) so a burst of load from
+elsewhere on the machine hits every row alike rather than one.
+
+Sections:
+  1. wrapper overhead: a fully cached rebuild of a tiny image through ragbuild, a bare
+     ``docker build`` (the floor) and the command sequence build-image.sh would run
+  2. the worker image: cold build, rebuild after a one-line change under src/, no-change rebuild
+  3. image size: the multi-stage Dockerfile against benchmarks/Dockerfile.single-stage
+  4. push to the plain registry: one tag, six tags, a re-push of unchanged tags
+  5. CLI latency of --help and --dry-run, with ``python -X importtime`` top entries
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "build-image.py"
+RESULTS = REPO / "benchmarks" / "results"
+SINGLE_STAGE = REPO / "benchmarks" / "Dockerfile.single-stage"
+DEFAULT_ENV_FILE = Path(os.environ.get("RAGBUILD_E2E_STATE", "/var/tmp/ragbuild-e2e")) / "env"
+BE_IMAGE = "python:3.11-slim-buildessential"
+
+SMALL = "ragbuild-bench-small"
+WORKER = "ragbuild-bench-worker"
+SINGLE = "ragbuild-bench-single"
+GIT_ID = ("-c", "user.name=ragbuild bench", "-c", "user.email=bench@ragbuild.invalid",
+          "-c", "commit.gpgsign=false")
+PUSH_EPOCH = "1767225600"  # SOURCE_DATE_EPOCH for the push runs: a re-push has the same tags
+
+TARGETS = {  # name: (limit, what it is)
+    "change": (0.15, "rebuild after a one-line src/ change / cold build"),
+    "size": (0.60, "multi-stage image size / single-stage (build-essential) size"),
+    "push": (1.30, "push of six tags / push of one tag"),
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --- environment and processes -----------------------------------------------------------------
+
+
+def load_env_file(path: Path) -> dict:
+    """The environment after sourcing the harness's env file (it is shell: let bash read it)."""
+    if not path.is_file():
+        sys.exit(f"error: {path} not found: bring the harness up first "
+                 "(bash tests/e2e/harness.sh up --with-buildessential), or run `make bench`")
+    done = subprocess.run(["bash", "-c", 'set -a; . "$1"; env -0', "bash", str(path)],
+                          capture_output=True, check=True)
+    pairs = (item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
+    return dict(pairs)
+
+
+class Sh:
+    """Runs commands with the harness's environment; output goes to one log file."""
+
+    def __init__(self, env: dict, logfile: Path):
+        self.env = env
+        self.logfile = logfile
+        self._log = open(logfile, "a", encoding="utf-8")
+
+    def run(self, argv, *, cwd=None, extra_env=None, check=True, capture=False):
+        env = {**self.env, **(extra_env or {})}
+        self._log.write(f"\n$ (cd {cwd or os.getcwd()}) {shlex.join(map(str, argv))}\n")
+        self._log.flush()
+        if capture:
+            done = subprocess.run(list(map(str, argv)), cwd=cwd, env=env, capture_output=True,
+                                  text=True)
+            self._log.write(done.stdout + done.stderr)
+        else:
+            done = subprocess.run(list(map(str, argv)), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=self._log, stderr=subprocess.STDOUT)
+        if check and done.returncode != 0:
+            self._log.flush()
+            raise SystemExit(f"error: `{shlex.join(map(str, argv))}` failed (exit "
+                             f"{done.returncode}); see {self.logfile}")
+        return done
+
+    def timed(self, argv, *, cwd=None, extra_env=None, output: Path | None = None) -> float:
+        """Wall-clock seconds of one command; its output goes to ``output`` (or the log)."""
+        env = {**self.env, **(extra_env or {})}
+        sink = open(output, "w", encoding="utf-8") if output else self._log
+        if not output:
+            self._log.write(f"\n$ (cd {cwd}) {shlex.join(map(str, argv))}\n")
+            self._log.flush()
+        try:
+            start = time.perf_counter()
+            done = subprocess.run(list(map(str, argv)), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=sink, stderr=subprocess.STDOUT)
+            elapsed = time.perf_counter() - start
+        finally:
+            if output:
+                sink.close()
+        if done.returncode != 0:
+            raise SystemExit(f"error: `{shlex.join(map(str, argv))}` failed (exit "
+                             f"{done.returncode}); see {output or self.logfile}")
+        return elapsed
+
+    def out(self, argv, **kw) -> str:
+        return self.run(argv, capture=True, **kw).stdout.strip()
+
+
+def load_sample() -> dict:
+    """Load average and processes of others that would add noise (e2e tests, builds, pushes)."""
+    with open("/proc/loadavg", encoding="utf-8") as f:
+        load1 = float(f.read().split()[0])
+    me = os.getpid()
+    others = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if re.search(r"pytest|build-image\.py|docker (build|push)|buildx", cmd):
+            others += 1
+    return {"load1": load1, "others": others}
+
+
+# --- statistics and formatting -----------------------------------------------------------------
+
+
+class Row:
+    def __init__(self, section: str, name: str, note: str = ""):
+        self.section, self.name, self.note = section, name, note
+        self.samples: list = []
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def fmt_time(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def fmt_size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def met(value: float, limit: float) -> str:
+    return "met" if value <= limit else "**not met**"
+
+
+def interleave(rows_and_fns, runs: int, between=None) -> None:
+    """Run each (row, fn) once per round, rotating the order each round."""
+    for i in range(runs):
+        k = i % len(rows_and_fns)
+        for row, fn in rows_and_fns[k:] + rows_and_fns[:k]:
+            row.samples.append(fn(i))
+        if between:
+            between(i)
+
+
+# --- the benchmark -----------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args, env: dict, work: Path):
+        self.args = args
+        self.env = env
+        self.work = work
+        self.py = sys.executable
+        self.docker = env.get("DOCKER") or "/usr/bin/docker"
+        self.sh = Sh(env, work / "bench.log")
+        self.rid = dt.datetime.now().strftime("%H%M%S") + f"-{os.getpid()}"
+        self.rows: list = []
+        self.notes: list = []
+        self.ratios: list = []  # (name, value text, target text, verdict)
+        self.counts: list = []  # (variant, docker, git)
+        self.sizes: list = []
+        self.importtime: dict = {}
+        self.samples: list = [load_sample()]
+        self.pip_args = shlex.split(env.get("E2E_PIP_BUILD_ARGS", ""))
+        registry = env["E2E_REGISTRY"]  # localhost:PORT
+        self.push_host = "127.0.0.1:" + registry.rsplit(":", 1)[1]
+        state = Path(env.get("RAGBUILD_E2E_STATE", "/var/tmp/ragbuild-e2e"))
+        self.repos_dir = state / "registry-plain" / "data" / "docker" / "registry" / "v2" / "repositories"
+        # a PATH directory whose `docker` is the harness's client (/usr/local/bin/docker lacks buildx)
+        self.realbin = work / "realbin"
+        self.realbin.mkdir()
+        (self.realbin / "docker").symlink_to(self.docker)
+        self.path = f"{self.realbin}{os.pathsep}{env.get('PATH', os.defpath)}"
+        self.git = shutil.which("git", path=self.path) or "git"
+
+    def row(self, section, name, note="") -> Row:
+        row = Row(section, name, note)
+        self.rows.append(row)
+        return row
+
+    def ragbuild(self, *flags) -> list:
+        return [self.py, SCRIPT, *flags]
+
+    def git_init(self, directory: Path) -> None:
+        self.sh.run([self.git, "init", "-q"], cwd=directory)
+        self.sh.run([self.git, *GIT_ID, "add", "-A"], cwd=directory)
+        self.sh.run([self.git, *GIT_ID, "commit", "-q", "-m", "bench"], cwd=directory)
+
+    # -- 1. wrapper overhead --------------------------------------------------------------------
+
+    def small_context(self) -> Path:
+        ctx = self.work / "small"
+        ctx.mkdir()
+        (ctx / "hello.txt").write_text("ragbuild benchmark\n")
+        (ctx / "Dockerfile").write_text(
+            f"FROM {self.env.get('E2E_BASE_IMAGE', 'python:3.11-slim')}\n"
+            "LABEL org.ragbuild.bench=wrapper-overhead\n"
+            "COPY hello.txt /hello.txt\n")
+        self.git_init(ctx)
+        return ctx
+
+    def bash_equivalent(self, ctx: Path) -> Path:
+        """The commands build-image.sh --env dev runs, in its order (not the script's text)."""
+        script = self.work / "bash-equivalent.sh"
+        script.write_text(f"""\
+#!/usr/bin/env bash
+# Generated by benchmarks/run.py: the command sequence build-image.sh runs for --env dev
+# (timestamp, git check and sha, one build with the first tag, a docker tag per other tag,
+# a docker images per tag); not the script itself (no argument parsing, colours or checks).
+set -euo pipefail
+export DOCKER_BUILDKIT=1
+TIMESTAMP=$(date +%Y%m%d-%H%M%S)
+GIT_COMMIT=
+if git rev-parse --git-dir >/dev/null 2>&1; then GIT_COMMIT=$(git rev-parse --short HEAD); fi
+B={SMALL}
+TAGS=("$B:dev-$TIMESTAMP" "$B:dev")
+[[ -n $GIT_COMMIT ]] && TAGS+=("$B:git-$GIT_COMMIT")
+TAGS+=("$B:latest")
+docker build --build-arg ENVIRONMENT=dev --build-arg "GIT_COMMIT=$GIT_COMMIT" \\
+    --build-arg "BUILD_TIMESTAMP=$TIMESTAMP" -f Dockerfile -t "${{TAGS[0]}}" .
+for tag in "${{TAGS[@]:1}}"; do docker tag "${{TAGS[0]}}" "$tag"; done
+for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Size}}}}' "$tag" | tail -n 1)"; done
+""")
+        return script
+
+    def shim(self) -> tuple:
+        shim = self.work / "shim"
+        shim.mkdir()
+        counter = self.work / "count"
+        for name, real in (("docker", self.docker), ("git", self.git)):
+            path = shim / name
+            path.write_text(f'#!/bin/sh\necho {name} >> "$BENCH_COUNT_FILE"\nexec {shlex.quote(real)} "$@"\n')
+            path.chmod(0o755)
+        return shim, counter
+
+    def wrapper_overhead(self) -> None:
+        log("1/5 wrapper overhead: tiny image, fully cached rebuilds")
+        ctx = self.small_context()
+        script = self.bash_equivalent(ctx)
+        shutil.copy(script, RESULTS / "bash-equivalent.sh")
+        variants = {
+            "floor": (["docker", "build", "-t", f"{SMALL}:floor", "."], {"DOCKER_BUILDKIT": "1"}),
+            "ragbuild": (self.ragbuild("--env", "dev", "--image-name", SMALL), {}),
+            "bash": (["bash", str(script)], {}),
+        }
+        timed_env = {"PATH": self.path, "DOCKER": self.docker}
+        for argv, extra in variants.values():  # warm-up: every variant fully cached afterwards
+            self.sh.run(argv, cwd=ctx, extra_env={**timed_env, **extra})
+        floor = self.row("1. wrapper overhead", "bare `DOCKER_BUILDKIT=1 docker build` (floor)",
+                         "1 tag")
+        rag = self.row("1. wrapper overhead", "`scripts/build-image.py --env dev`",
+                       "4 tags, one build")
+        bash = self.row("1. wrapper overhead",
+                        "bash-equivalent command sequence (not build-image.sh itself)",
+                        "4 tags: build + 3 `docker tag` + 4 `docker images`")
+        fns = []
+        for row, key in ((floor, "floor"), (rag, "ragbuild"), (bash, "bash")):
+            argv, extra = variants[key]
+            fns.append((row, lambda i, a=argv, e=extra: self.sh.timed(a, cwd=ctx,
+                                                                        extra_env={**timed_env, **e})))
+        interleave(fns, self.args.runs)
+        # process counts: one more run of each through a PATH shim (the timed runs above were not)
+        shim, counter = self.shim()
+        count_env = {"PATH": f"{shim}{os.pathsep}{self.env.get('PATH', '')}",
+                     "DOCKER": str(shim / "docker"), "BENCH_COUNT_FILE": str(counter)}
+        for label, key in (("bare docker build", "floor"), ("build-image.py --env dev", "ragbuild"),
+                           ("bash-equivalent sequence", "bash")):
+            counter.write_text("")
+            argv, extra = variants[key]
+            self.sh.run(argv, cwd=ctx, extra_env={**count_env, **extra})
+            names = counter.read_text().split()
+            self.counts.append((label, names.count("docker"), names.count("git")))
+        self.derived_overhead(floor, rag, bash)
+
+    def derived_overhead(self, floor: Row, rag: Row, bash: Row) -> None:
+        for row in (rag, bash):
+            extra = [s - f for s, f in zip(row.samples, floor.samples)]
+            self.ratios.append((f"{row.name.split(' (')[0]} minus floor (per round)",
+                                f"{fmt_time(statistics.median(extra))} median "
+                                f"({fmt_time(min(extra))} to {fmt_time(max(extra))})", "-", "-"))
+
+    # -- 2. worker image ------------------------------------------------------------------------
+
+    def worker_copy(self) -> Path:
+        copy = self.work / "project"
+        copy.mkdir()
+        for name in ("Dockerfile", ".dockerignore", "setup.cfg"):
+            shutil.copy(REPO / name, copy / name)
+        shutil.copytree(REPO / "src", copy / "src",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        self.git_init(copy)
+        return copy
+
+    def worker(self) -> Path:
+        log("2/5 worker image: cold, one-line change, no change")
+        copy = self.worker_copy()
+        build = self.ragbuild("--env", "dev", "--image-name", WORKER, *self.pip_args)
+        extra = {"PATH": self.path, "DOCKER": self.docker}
+        logs = self.work / "worker-logs"
+        logs.mkdir()
+        target = copy / "src" / "rag_worker" / "inference.py"
+        cold = self.row("2. worker image", "cold build (`--no-cache`)")
+        change = self.row("2. worker image", "rebuild after a one-line change under `src/`")
+        same = self.row("2. worker image", "rebuild with no change")
+        for i in range(self.args.worker_runs):
+            log(f"  round {i + 1}/{self.args.worker_runs}")
+            cold.samples.append(self.sh.timed(build + ["--no-cache"], cwd=copy, extra_env=extra,
+                                              output=logs / f"cold-{i}.log"))
+            with open(target, "a", encoding="utf-8") as f:
+                f.write(f"# benchmark change {self.rid}-{i}\n")
+            self.sh.run([self.git, *GIT_ID, "commit", "-q", "-am", f"change {i}"], cwd=copy)
+            change.samples.append(self.sh.timed(build, cwd=copy, extra_env=extra,
+                                                output=logs / f"change-{i}.log"))
+            same.samples.append(self.sh.timed(build, cwd=copy, extra_env=extra,
+                                              output=logs / f"same-{i}.log"))
+        for row, key in ((cold, "cold"), (change, "change"), (same, "same")):
+            row.note = self.cache_note(logs, key)
+        if self.args.worker_runs < 5:
+            cold.note += f"; {self.args.worker_runs} runs only (--worker-runs)"
+        ratio = change.median / cold.median
+        limit, what = TARGETS["change"]
+        self.ratios.append((what, f"{ratio:.3f}", f"<= {limit}", met(ratio, limit)))
+        return copy
+
+    @staticmethod
+    def cache_note(logs: Path, key: str) -> str:
+        """How many build steps ran and how many came from the cache, from the last run's log."""
+        text = sorted(logs.glob(f"{key}-*.log"))[-1].read_text(errors="replace")
+        steps = {vertex for vertex, instruction in
+                 re.findall(r"^(#\d+) \[(?:[\w.-]+ )?\d+/\d+\] (\S+)", text, re.M)
+                 if instruction.upper() != "FROM"}
+        cached = set(re.findall(r"^(#\d+) CACHED", text, re.M))
+        return f"{len(steps & cached)} of {len(steps)} Dockerfile steps (after FROM) cached"
+
+    # -- 3. image size --------------------------------------------------------------------------
+
+    def size(self, copy: Path) -> None:
+        log("3/5 image size: multi-stage against single-stage with build-essential")
+        self.sh.run([self.docker, "build", "-f", SINGLE_STAGE, "--build-arg",
+                     f"PYTHON_IMAGE={BE_IMAGE}", *self.pip_args, "-t", f"{SINGLE}:latest", copy],
+                    extra_env={"DOCKER_BUILDKIT": "1"})
+
+        def size_of(ref):
+            return int(self.sh.out([self.docker, "image", "inspect", "--format", "{{.Size}}", ref]))
+
+        multi = size_of(f"{WORKER}:dev")
+        single = size_of(f"{SINGLE}:latest")
+        self.sizes = [
+            ("multi-stage `Dockerfile` (the worker image)", multi,
+             f"base {self.env.get('E2E_BASE_IMAGE', 'python:3.11-slim')}: "
+             f"{fmt_size(size_of(self.env.get('E2E_BASE_IMAGE', 'python:3.11-slim')))}"),
+            ("single-stage `benchmarks/Dockerfile.single-stage`", single,
+             f"base {BE_IMAGE}: {fmt_size(size_of(BE_IMAGE))}"),
+        ]
+        limit, what = TARGETS["size"]
+        self.ratios.append((what, f"{multi / single:.3f}", f"<= {limit}", met(multi / single, limit)))
+
+    # -- 4. push --------------------------------------------------------------------------------
+
+    def drop_repo(self, name: str) -> bool:
+        """Remove a benchmark repository from the registry's storage, so the next first push
+        cannot mount its layers from it (docker mounts blobs across repositories it knows)."""
+        path = self.repos_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+            return True
+        return False
+
+    @staticmethod
+    def layer_counts(text: str) -> tuple:
+        return (len(re.findall(r": Pushed\s*$", text, re.M)),
+                len(re.findall(r": Mounted from ", text, re.M)),
+                len(re.findall(r": Layer already exists\s*$", text, re.M)))
+
+    def push(self, copy: Path) -> None:
+        log("4/5 push to the plain registry")
+        help_text = self.sh.out(self.ragbuild("--help"))
+        if "--push" not in help_text:
+            raise SystemExit("error: build-image.py --help lists no --push")
+        logs = self.work / "push-logs"
+        logs.mkdir()
+        base = f"{self.push_host}/bench-{self.rid}"
+        extra = {"PATH": self.path, "DOCKER": self.docker, "SOURCE_DATE_EPOCH": PUSH_EPOCH}
+        one = self.row("4. push", "`docker push`, one tag, new repository")
+        six = self.row("4. push", "`docker push` x 6 tags, new repository")
+        rag = self.row("4. push", "`build-image.py --push`, six tags, new repository",
+                       "includes a cached build and the 6-tag verification")
+        again = self.row("4. push", "`build-image.py --push` again, nothing changed",
+                         "same six tags (SOURCE_DATE_EPOCH fixed)")
+        layers = {one.name: [], six.name: [], rag.name: [], again.name: []}
+        used = []
+
+        def direct(i, n, row):
+            repo = f"bench-{self.rid}-d{n}-{i}"
+            refs = [f"{self.push_host}/{repo}:t{k}" for k in range(n)]
+            for ref in refs:
+                self.sh.run([self.docker, "tag", f"{WORKER}:dev", ref])
+            out = logs / f"d{n}-{i}.log"
+            elapsed = 0.0
+            text = ""
+            for k, ref in enumerate(refs):
+                part = logs / f"d{n}-{i}-{k}.log"
+                elapsed += self.sh.timed([self.docker, "push", ref], output=part)
+                text += part.read_text(errors="replace")
+            out.write_text(text)
+            layers[row.name].append(self.layer_counts(text))
+            used.append(repo)
+            self.drop_repo(repo)
+            return elapsed
+
+        def through_ragbuild(i):
+            repo = f"bench-{self.rid}-r6-{i}"
+            argv = self.ragbuild("--env", "dev", "--registry", f"{self.push_host}/{repo}", "--push",
+                                 "-t", "bench-a", "-t", "bench-b", *self.pip_args)
+            first = logs / f"r6-{i}.log"
+            elapsed = self.sh.timed(argv, cwd=copy, extra_env=extra, output=first)
+            layers[rag.name].append(self.layer_counts(first.read_text(errors="replace")))
+            second = logs / f"r6-again-{i}.log"
+            again.samples.append(self.sh.timed(argv, cwd=copy, extra_env=extra, output=second))
+            layers[again.name].append(self.layer_counts(second.read_text(errors="replace")))
+            for path in (first, second):
+                if "pushed and verified 6 tags" not in path.read_text(errors="replace"):
+                    raise SystemExit(f"error: {path}: build-image.py did not push and verify 6 tags")
+            used.append(repo)
+            self.drop_repo(repo)
+            return elapsed
+
+        # a first push of the warm-up repository, so no row pays for anything done once only
+        self.sh.run([self.docker, "tag", f"{WORKER}:dev", f"{base}-warmup:t"])
+        self.sh.run([self.docker, "push", f"{base}-warmup:t"])
+        used.append(f"bench-{self.rid}-warmup")
+        self.drop_repo(f"bench-{self.rid}-warmup")
+        interleave([(one, lambda i: direct(i, 1, one)), (six, lambda i: direct(i, 6, six)),
+                    (rag, through_ragbuild)], self.args.push_runs)
+        for row in (one, six, rag, again):
+            pushed = sorted(set(layers[row.name]))
+            text = "; ".join(f"{p} pushed, {m} mounted, {e} already there" for p, m, e in pushed)
+            row.note = "; ".join(filter(None, [row.note, f"layers per run: {text}"]))
+        self.push_repos = used
+        if not self.repos_dir.is_dir():
+            self.notes.append(f"could not find the registry's storage ({self.repos_dir}): "
+                              "repositories were not removed between runs")
+        limit, what = TARGETS["push"]
+        ratio = rag.median / one.median
+        self.ratios.append((f"{what}: `build-image.py --push` (6 tags) / `docker push` (1 tag)",
+                            f"{ratio:.3f}", f"<= {limit}", met(ratio, limit)))
+        direct_ratio = six.median / one.median
+        self.ratios.append((f"{what}: `docker push` x 6 / `docker push` x 1 (like for like)",
+                            f"{direct_ratio:.3f}", f"<= {limit}", met(direct_ratio, limit)))
+
+    # -- 5. CLI latency -------------------------------------------------------------------------
+
+    def cli(self) -> None:
+        log("5/5 CLI latency")
+        ctx = self.work / "small"
+        extra = {"PATH": self.path, "DOCKER": self.docker}
+        cases = [
+            (self.row("5. CLI latency", "`python -c pass` (interpreter start-up, the floor)"),
+             [self.py, "-c", "pass"]),
+            (self.row("5. CLI latency", "`build-image.py --help`"), self.ragbuild("--help")),
+            (self.row("5. CLI latency", "`build-image.py --env dev --dry-run`",
+                      "runs one read-only `git describe`"),
+             self.ragbuild("--env", "dev", "--image-name", SMALL, "--dry-run")),
+        ]
+        for _, argv in cases:  # warm-up: bytecode compiled, files in the page cache
+            self.sh.run(argv, cwd=ctx, extra_env=extra)
+        interleave([(row, lambda i, a=argv: self.sh.timed(a, cwd=ctx, extra_env=extra))
+                    for row, argv in cases], self.args.cli_runs)
+        for label, flags in (("--help", ["--help"]),
+                             ("--env dev --dry-run", ["--env", "dev", "--image-name", SMALL, "--dry-run"])):
+            done = self.sh.run([self.py, "-X", "importtime", SCRIPT, *flags], cwd=ctx,
+                               extra_env=extra, capture=True)
+            self.importtime[label] = parse_importtime(done.stderr)
+
+    # -- report ---------------------------------------------------------------------------------
+
+    def facts(self) -> list:
+        def cpu_model():
+            try:
+                for line in open("/proc/cpuinfo", encoding="utf-8"):
+                    if line.startswith("model name"):
+                        return line.split(":", 1)[1].strip()
+            except OSError:
+                pass
+            return platform.processor() or "unknown CPU"
+
+        fmt = "{{.Client.Version}} / {{.Server.Version}}"
+        versions = self.sh.out([self.docker, "version", "--format", fmt])
+        nproc = self.sh.out(["nproc"])
+        return [
+            f"date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+            f"machine: {nproc} cores ({cpu_model()}), Linux {platform.release()}, "
+            f"docker client / server {versions} ({self.docker}), Python {platform.python_version()}",
+            f"command: `make bench` (ran `{shlex.join(['benchmarks/run.py', *sys.argv[1:]])}`)",
+        ]
+
+    def report(self, facts: list) -> str:
+        out = ["### Results", ""]
+        out += [f"- {line}" for line in facts]
+        first, last = self.samples[0], self.samples[-1]
+        peak_load = max(s["load1"] for s in self.samples)
+        peak_others = max(s["others"] for s in self.samples)
+        out.append(f"- load average (1 min): {first['load1']:.2f} at the start, {last['load1']:.2f} "
+                   f"at the end, at most {peak_load:.2f} between sections; processes of others "
+                   f"(pytest, build-image.py, docker build/push) seen at section boundaries: "
+                   f"at most {peak_others}"
+                   + (" (concurrent load: figures are noisier)" if peak_others or peak_load > 1.5
+                      else ""))
+        out += ["", "Wall-clock time of the whole command; median of the runs, min and max beside it.",
+                "", "| benchmark | runs | median | min | max | notes |",
+                "| --- | ---: | ---: | ---: | ---: | --- |"]
+        section = None
+        for row in self.rows:
+            if row.section != section:
+                section = row.section
+                out.append(f"| **{section}** | | | | | |")
+            out.append(f"| {row.name} | {len(row.samples)} | {fmt_time(row.median)} | "
+                       f"{fmt_time(min(row.samples))} | {fmt_time(max(row.samples))} | {row.note} |")
+        if self.sizes:
+            out += ["", "| 3. image size | bytes | size | notes |", "| --- | ---: | ---: | --- |"]
+            out += [f"| {name} | {size} | {fmt_size(size)} | {note} |" for name, size, note in self.sizes]
+        if self.counts:
+            out += ["", "Processes started by one run (counted in one extra run of each through a PATH "
+                    "shim of `docker` and `git`; the timed runs did not go through the shim):", "",
+                    "| 1. wrapper overhead | docker | git |", "| --- | ---: | ---: |"]
+            out += [f"| {label} | {d} | {g} |" for label, d, g in self.counts]
+        out += ["", "| ratio | value | target | |", "| --- | ---: | ---: | --- |"]
+        out += [f"| {name} | {value} | {target} | {verdict} |" for name, value, target, verdict in self.ratios]
+        for label, entries in self.importtime.items():
+            out += ["", f"`python -X importtime build-image.py {label}` (one run): "
+                    f"{entries['total']:.1f} ms of imports in all; the top-level imports by "
+                    "cumulative time:", "",
+                    "| top-level import | cumulative | heaviest import it pulls in |", "| --- | ---: | --- |"]
+            out += [f"| {name} | {cum:.1f} ms | "
+                    + (f"{heavy[0]} {heavy[1]:.1f} ms" if heavy else "") + " |"
+                    for name, cum, heavy in entries["top"]]
+        out += ["", "Notes:", ""]
+        out += [f"- {note}" for note in self.notes]
+        return "\n".join(out) + "\n"
+
+    def cleanup(self) -> None:
+        refs = self.sh.out([self.docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).split()
+        prefixes = (f"{SMALL}:", f"{WORKER}:", f"{SINGLE}:", f"{self.push_host}/bench-{self.rid}")
+        mine = [ref for ref in refs if ref.startswith(prefixes)]
+        for k in range(0, len(mine), 50):
+            self.sh.run([self.docker, "image", "rm", *mine[k:k + 50]], check=False)
+        for repo in getattr(self, "push_repos", []):
+            self.drop_repo(repo)
+
+
+def parse_importtime(stderr: str) -> dict:
+    """``import time: self | cumulative | name`` lines (microseconds, children printed before
+    their parent) -> the top-level imports by cumulative time, each with the heaviest import
+    it pulls in from outside its own package."""
+    top, children = [], []
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if not m:
+            continue
+        name, cum, depth = m[4], int(m[2]) / 1000, len(m[3]) // 2
+        if depth:
+            children.append((name, cum))
+            continue
+        foreign = [c for c in children if not c[0].startswith(f"{name}.")] or children
+        heaviest = max(foreign, key=lambda c: c[1]) if foreign else None
+        top.append((name, cum, heaviest))
+        children = []
+    return {"total": sum(cum for _, cum, _ in top),
+            "top": sorted(top, key=lambda e: e[1], reverse=True)[:8]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE,
+                        help="the e2e harness's env file (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=9, help="runs of each fast row (default: 9)")
+    parser.add_argument("--cli-runs", type=int, default=15, help="runs of each CLI row (default: 15)")
+    parser.add_argument("--worker-runs", type=int, default=5,
+                        help="rounds of cold/change/no-change worker builds (default: 5)")
+    parser.add_argument("--push-runs", type=int, default=5, help="rounds of pushes (default: 5)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir and images")
+    args = parser.parse_args()
+    env = load_env_file(args.env_file)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="ragbuild-bench-"))
+    bench = Bench(args, env, work)
+    log(f"work dir {work}, log {bench.sh.logfile}")
+    started = time.monotonic()
+    ok = False
+    try:
+        bench.wrapper_overhead()
+        bench.samples.append(load_sample())
+        copy = bench.worker()
+        bench.samples.append(load_sample())
+        bench.size(copy)
+        bench.push(copy)
+        bench.samples.append(load_sample())
+        bench.cli()
+        bench.samples.append(load_sample())
+        bench.notes += [
+            "the bash row is the command sequence build-image.sh runs for `--env dev`, generated "
+            "at benchmark time (benchmarks/results/bash-equivalent.sh), not the script itself: "
+            "its argument parsing, colour echo and checks are left out, so it is a lower bound "
+            "for the script",
+            "worker builds go through `build-image.py --env dev` with the harness's wheel-mirror "
+            "build args, in a git-initialised temp copy of Dockerfile, .dockerignore, setup.cfg "
+            "and src/; each change run appends one comment line to src/rag_worker/inference.py "
+            "and commits it",
+            f"pushes go to the harness's plain registry ({env['E2E_REGISTRY']}) addressed as "
+            f"{bench.push_host}, each first push to a new repository that is removed from the "
+            "registry's storage right after, so no later push can mount its layers from it; "
+            "`layers per run` shows what docker reported",
+            "the one-tag push is a direct `docker push`: build-image.py always makes at least "
+            "two tags (and then builds and verifies), so it has no one-tag run",
+            f"whole benchmark: {time.monotonic() - started:.0f} s",
+        ]
+        text = bench.report(bench.facts())
+        ok = True
+    finally:
+        if not args.keep:
+            bench.cleanup()
+            if ok:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                log(f"failed: kept {work} (log: {bench.sh.logfile})")
+    (RESULTS / "latest.md").write_text(text)
+    print(text, end="")
+    log(f"written to {RESULTS / 'latest.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
