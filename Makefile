@@ -9,7 +9,7 @@ VERSION ?=
 ECR_URI ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs clean test e2e e2e-down
+.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs clean test e2e e2e-down bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,3 +57,7 @@ e2e: $(VENV)/.installed ## bring up docker, registries and the ECR API (tests/e2
 
 e2e-down: ## stop what tests/e2e/harness.sh started
 	bash tests/e2e/harness.sh down
+
+bench: $(VENV)/.installed ## run the benchmarks on the e2e harness (table in benchmarks/results/latest.md)
+	bash tests/e2e/harness.sh up --with-buildessential
+	$(PY) benchmarks/run.py $(ARGS)
