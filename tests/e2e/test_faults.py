@@ -1,0 +1,114 @@
+"""Faults, through the script users run: the daemon unreachable, a failing Dockerfile, Ctrl-C
+during a build, docker not installed. Each gets a clear one-line error and its exit status."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .support import alive, descendants, process_table
+
+pytestmark = pytest.mark.e2e
+
+INTERRUPT_DEADLINE = 20  # seconds from Ctrl-C to the script's exit
+BUILD_START_DEADLINE = 120
+
+
+def build_args(dockerfile, image_name):
+    return ["--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
+            "--image-name", image_name]
+
+
+def assert_one_error_line(result, *words):
+    assert "Traceback" not in result.text, result.describe()
+    errors = result.error_lines()
+    assert len(errors) == 1, result.describe()
+    assert result.stderr.rstrip().splitlines()[-1] == errors[0], "the error is not the last word"
+    for word in words:
+        assert word in errors[0], f"{word!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+def test_daemon_unreachable_exits_1_naming_the_daemon(project, tiny_context, unique, docker):
+    name = unique("nodaemon")
+    socket = "unix:///nonexistent.sock"
+    result = project.script(*build_args(tiny_context(), name), env={"DOCKER_HOST": socket})
+    assert result.returncode == 1, result.describe()
+    error = assert_one_error_line(result, socket)
+    assert "daemon" in error.lower()
+    assert docker.refs(name) == []
+
+
+def test_failing_dockerfile_exits_1_build_failed(project, tiny_context, unique, docker, images):
+    name = images.track_repository(unique("runfalse"))
+    result = project.script(*build_args(tiny_context("RUN false"), name))
+    assert result.returncode == 1, result.describe()
+    assert_one_error_line(result, "docker build failed")
+    assert "RUN false" in result.stderr  # docker's own output was shown, above the error
+    assert docker.refs(name) == []
+
+
+def test_docker_not_installed_exits_1_with_one_line(project, tiny_context, unique):
+    result = project.script(*build_args(tiny_context(), unique("nodocker")),
+                            env={"DOCKER": "/nonexistent/docker"})
+    assert result.returncode == 1, result.describe()
+    assert_one_error_line(result, "/nonexistent/docker", "not found")
+
+
+def sleepers(marker: str) -> dict:
+    return {pid: cmd for pid, (_, state, cmd) in process_table().items()
+            if cmd == f"sleep {marker}" and state != "Z"}
+
+
+def test_ctrl_c_during_a_build_exits_130_and_leaves_nothing(project, tiny_context, unique, docker,
+                                                            images, tmp_path):
+    # a unique sleep: never cached, and its process can be found on this machine while it runs
+    marker = f"60.{int(secrets.token_hex(3), 16)}"
+    name = images.track_repository(unique("ctrlc"))
+    running_before = {line.split()[0] for line in docker.containers("status=running")}
+    with open(tmp_path / "stderr", "w") as err:
+        proc = project.popen_script(*build_args(tiny_context(f"RUN sleep {marker}"), name),
+                                    stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + BUILD_START_DEADLINE
+        while not sleepers(marker):
+            assert proc.poll() is None, f"the script exited early ({proc.returncode})"
+            assert time.monotonic() < deadline, "the build's RUN step never started"
+            time.sleep(0.2)
+        children = descendants(proc.pid)
+        clients = {pid: cmd for pid, cmd in children.items() if " build " in f" {cmd} "}
+        assert clients, f"no docker build child: {children}"
+
+        interrupted = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does on Ctrl-C: the whole foreground group
+        returncode = proc.wait(timeout=INTERRUPT_DEADLINE)
+        elapsed = time.monotonic() - interrupted
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the script did not exit within {INTERRUPT_DEADLINE}s of Ctrl-C")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = (tmp_path / "stderr").read_text()
+    print(stderr)
+    assert returncode == 130, stderr
+    assert elapsed < INTERRUPT_DEADLINE
+    assert "interrupted" in stderr.splitlines()[-1], stderr
+
+    # the docker client was terminated and reaped, and no docker build of ours runs anywhere
+    assert [pid for pid in clients if alive(pid)] == []
+    assert [cmd for _, _, cmd in process_table().values() if f"{name}:" in cmd] == []
+    # the daemon cancelled the build: the RUN step's process goes away
+    deadline = time.monotonic() + 15
+    while sleepers(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sleepers(marker) == {}, "the RUN step still runs after Ctrl-C"
+    # no container was left running, and no half-built image is tagged
+    running_after = {line.split()[0] for line in docker.containers("status=running")}
+    assert running_after - running_before == set()
+    assert docker.refs(name) == []
