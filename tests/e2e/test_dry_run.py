@@ -1,0 +1,48 @@
+"""``--dry-run`` prints exactly the commands a real run executes.
+
+With SOURCE_DATE_EPOCH fixed, the dry run's lines (stdout) must equal the ``+ ...`` lines the real
+run logs to stderr for the commands it starts, the ``docker build`` line above all, and the real
+run must make the tags the dry run's ``docker build`` named.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+EPOCH = "1700000000"
+
+
+def test_dry_run_prints_the_commands_the_real_run_executes(project, tiny_context, unique, docker,
+                                                          images):
+    name = images.track_repository(unique("dry"))
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    flags = ["--version", "1.2.3-rc.1+build.5", "--env", "staging", "--tag", "qa", "--no-latest",
+             "--build-arg", "NOTE=two words, 'quoted'", "--no-cache",
+             "-f", dockerfile, "--context", dockerfile.parent, "--image-name", name]
+    env = {"SOURCE_DATE_EPOCH": EPOCH, "TZ": "UTC"}
+
+    dry = project.script(*flags, "--dry-run", env=env).assert_ok()
+    printed = dry.stdout.splitlines()
+    builds = [line for line in printed if line.startswith("DOCKER_BUILDKIT=1 docker build ")]
+    assert len(builds) == 1, dry.describe()
+    assert docker.refs(name) == [], "the dry run built something"
+
+    real = project.script(*flags, env=env).assert_ok()
+    images.track_result(real)
+    executed = [line[2:] for line in real.stderr.splitlines() if line.startswith("+ ")]
+    assert [line for line in executed if " docker build " in f" {line}"] == builds
+    assert executed == printed
+
+    # the dry run's build line is a real command line: its -t are the tags the engine now holds
+    argv = shlex.split(builds[0])
+    tags = [argv[i + 1] for i, word in enumerate(argv) if word == "-t"]
+    assert tags == [f"{name}:v1.2.3-rc.1_build.5", f"{name}:1.2.3-rc.1_build.5",
+                    f"{name}:staging-20231114-221320", f"{name}:staging",
+                    f"{name}:git-{project.sha}", f"{name}:qa"]
+    assert docker.refs(name) == sorted(tags)
+    assert "VERSION=1.2.3-rc.1+build.5" in argv  # the build arg keeps semver's '+'
+    assert "NOTE=two words, 'quoted'" in argv
