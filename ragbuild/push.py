@@ -51,6 +51,7 @@ IMMUTABLE = "immutable"
 AUTH = "auth"
 NOT_FOUND = "not-found"
 DAEMON = "daemon"
+UNREACHABLE = "unreachable"
 TRANSIENT = "transient"
 OTHER = "other"
 _CLASSES = (
@@ -59,6 +60,7 @@ _CLASSES = (
     (NOT_FOUND, re.compile(r"name unknown|repository\b[^\n]*\bnot found"
                            r"|does not exist in the registry", re.I)),
     (DAEMON, re.compile(r"cannot connect to the docker daemon|is the docker daemon running", re.I)),
+    (UNREACHABLE, re.compile(r"connection refused|no such host|server misbehaving", re.I)),
     (TRANSIENT, re.compile(
         r"connection reset|broken pipe|i/o timeout|timeout|timed out|\bEOF\b"
         r"|toomanyrequests|too many requests"
@@ -211,6 +213,9 @@ def explain_aws_failure(stderr: str, registry: Registry, environ, needs: str) ->
                  r"included in the request is invalid|SignatureDoesNotMatch", text):
         return (f"AWS rejected the credentials{ctx}: check AWS_PROFILE or AWS_ACCESS_KEY_ID / "
                 "AWS_SECRET_ACCESS_KEY")
+    if "Invalid choice" in text:
+        return ("this aws CLI is too old for this command: upgrade it (`pip install -U awscli`) "
+                "or use AWS CLI v2")
     if re.search(r"AccessDenied|not authorized to perform", text):
         return f"the AWS identity{ctx} is not allowed to {needs}"
     return f"the aws CLI failed{ctx}"
@@ -289,7 +294,7 @@ class Pushing:
     skipped: tuple = ()  # refs left out (immutable and already in the repository)
     no_attestations: bool = False
     helper: Optional[str] = None  # the docker credential helper used for the host, if any
-    environ: dict = field(default_factory=dict, repr=False)
+    environ: dict = field(default_factory=dict, repr=False)  # AWS_* and DOCKER_CONFIG, for messages
     sleep: Callable = field(default=time.sleep, repr=False)
 
     def run(self, runner) -> Optional[str]:
@@ -352,6 +357,9 @@ class Pushing:
             return f"{ref}: {host} has no repository {path} (or does not let you see it)"
         if kind == DAEMON:
             return f"{ref}: cannot reach the Docker daemon: start it or set DOCKER_HOST"
+        if kind == UNREACHABLE:
+            return (f"{ref}: cannot reach {host}: check the host and port in --registry and that "
+                    "the registry is up")
         if kind == TRANSIENT:
             return f"{ref}: push failed {ATTEMPTS} times with a network or registry error"
         return f"docker push {ref} failed"
@@ -442,7 +450,8 @@ def prepare(runner, plan: BuildPlan, *, environ=None, sleep: Callable = time.sle
             skip_tags = immutable_conflicts(runner, plan, repository, environ)
             skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
             refs = tuple(ref for ref in plan.refs if ref not in skipped)
-    return Pushing(plan, refs, skipped, no_attestations, helper, dict(environ), sleep)
+    kept = {name: environ[name] for name in (*AWS_ENV_VARS, "DOCKER_CONFIG") if name in environ}
+    return Pushing(plan, refs, skipped, no_attestations, helper, kept, sleep)
 
 
 def _configured_helper(host: str, environ) -> Optional[str]:
@@ -457,7 +466,7 @@ def _run_aws(runner, cmd: Command):
     try:
         return runner.run(cmd)
     except ToolMissing:
-        raise ToolMissing(f"the aws CLI is needed to log in to ECR: {AWS_INSTALL_HINT}") from None
+        raise ToolMissing(f"the aws CLI is needed to push to ECR: {AWS_INSTALL_HINT}") from None
 
 
 def login(runner, registry: Registry, environ) -> None:
@@ -550,8 +559,10 @@ def immutable_conflicts(runner, plan: BuildPlan, repository: RepositoryInfo, env
                              "immutable: nothing to push")
         return conflicts
     no_latest = ", --no-latest to drop 'latest'" if "latest" in conflicts else ""
-    raise PushFailed(f"ECR repository {registry.path} is {repository.describe()}: the tags "
-                     f"{', '.join(conflicts)} already exist there and cannot be overwritten. "
+    these = (f"the tags {', '.join(conflicts)} already exist" if len(conflicts) > 1
+             else f"the tag {conflicts[0]} already exists")
+    raise PushFailed(f"ECR repository {registry.path} is {repository.describe()}: {these} "
+                     "there and cannot be overwritten. "
                      f"Pass --skip-existing-immutable to push only the other tags{no_latest}, "
                      "or allow overwriting: aws ecr put-image-tag-mutability --repository-name "
                      f"{registry.path} --region {registry.region} --image-tag-mutability MUTABLE")

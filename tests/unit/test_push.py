@@ -197,6 +197,9 @@ def test_fips_host_asks_the_aws_cli_for_the_fips_endpoint_and_others_keep_the_en
     ("received unexpected HTTP status: 500 Internal Server Error", push.TRANSIENT),
     ("toomanyrequests: Rate exceeded", push.TRANSIENT),
     ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", push.DAEMON),
+    ('Get "http://localhost:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
+     push.UNREACHABLE),
+    ("dial tcp: lookup nosuch.example: no such host", push.UNREACHABLE),
     ("An image does not exist locally with the tag: r/x", push.OTHER),
     ("size: 429 layers", push.OTHER),
 ])
@@ -316,6 +319,7 @@ def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
     ('Could not connect to the endpoint URL: "https://api.ecr.us-east-1.amazonaws.com/"',
      "cannot reach the ECR API for region us-east-1"),
     ("The config profile (nope) could not be found", "AWS profile 'nope' is not configured"),
+    ("aws: error: argument operation: Invalid choice, valid choices are: ...", "too old"),
     ("An error occurred (AccessDeniedException) when calling the GetAuthorizationToken operation:"
      " User: arn:aws:iam::1:user/x is not authorized to perform: ecr:GetAuthorizationToken",
      "ecr:GetAuthorizationToken"),
@@ -414,7 +418,7 @@ def test_exclusion_filters_decide_which_tags_conflict(fp):
     register_list_images(fp, ["latest", "dev"])
     with pytest.raises(PushFailed) as err:
         push.prepare(Runner(), build_plan())
-    assert "the tags dev already exist" in str(err.value)  # latest is excluded: mutable
+    assert "the tag dev already exists" in str(err.value)  # latest is excluded: mutable
 
 
 def test_mutable_repository_needs_no_tag_listing(fp):
@@ -506,6 +510,8 @@ def test_transient_failure_gives_up_after_three_attempts(fp):
     (f"{ECR}/rag-worker", "name unknown: The repository with name 'rag-worker' does not exist",
      "aws ecr create-repository --repository-name rag-worker --region us-east-1"),
     (f"{PLAIN}/rag-worker", "repository rag-worker not found", f"{PLAIN} has no repository"),
+    (f"{PLAIN}/rag-worker", "dial tcp 10.0.0.1:5000: connect: connection refused",
+     f"cannot reach {PLAIN}"),
     (f"{ECR}/rag-worker", "tag invalid: The image tag 'dev' already exists in the 'rag-worker' "
      "repository and cannot be overwritten because the repository is immutable.",
      "already exists and the repository's tags are immutable"),
