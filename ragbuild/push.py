@@ -525,7 +525,8 @@ def preflight(runner, registry: Registry, environ) -> Optional[RepositoryInfo]:
 
 
 def immutable_conflicts(runner, plan: BuildPlan, repository: RepositoryInfo, environ) -> tuple:
-    """Planned tags the repository would refuse: immutable and already there. Stops unless
+    """Planned tags an immutable repository refuses: those already there, and the moving tags
+    (latest, the env tag) that the next build must overwrite. Stops unless
     ``--skip-existing-immutable``; returns the tags to leave out of the push."""
     immutable = [tag for tag in plan.tags if repository.is_immutable(tag)]
     if not immutable:
@@ -542,27 +543,23 @@ def immutable_conflicts(runner, plan: BuildPlan, repository: RepositoryInfo, env
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CommandFailed("cannot read `aws ecr list-images` output:\n"
                             f"{tail(result.stdout, 5)}") from None
-    conflicts = tuple(tag for tag in immutable if tag in existing)
-    moving = [tag for tag in ("latest", plan.env) if tag in immutable and tag not in conflicts]
-    if moving:
-        runner.log(f"warning: {', '.join(moving)} will be immutable in {registry.path} "
-                   f"({repository.describe()}): this push creates them, the next one cannot move "
-                   "them")
+    # latest and the env tag exist to move from build to build; an immutable repository would
+    # freeze them at their first push, so they count as conflicts even while still absent.
+    moving = {"latest", plan.env}
+    conflicts = tuple(tag for tag in immutable if tag in existing or tag in moving)
     if not conflicts:
         return ()
     if plan.options.skip_existing_immutable:
-        runner.log(f"skipping tags that already exist in {registry.path} and are immutable "
+        runner.log(f"skipping tags that {registry.path} keeps immutable "
                    f"({repository.describe()}): {', '.join(conflicts)}; the build still tags "
                    "them locally")
         if len(conflicts) == len(plan.tags):
-            raise PushFailed(f"every planned tag already exists in {registry.path} and is "
-                             "immutable: nothing to push")
+            raise PushFailed(f"every planned tag is immutable in {registry.path}: nothing to push")
         return conflicts
     no_latest = ", --no-latest to drop 'latest'" if "latest" in conflicts else ""
-    these = (f"the tags {', '.join(conflicts)} already exist" if len(conflicts) > 1
-             else f"the tag {conflicts[0]} already exists")
-    raise PushFailed(f"ECR repository {registry.path} is {repository.describe()}: {these} "
-                     "there and cannot be overwritten. "
+    raise PushFailed(f"ECR repository {registry.path} is {repository.describe()}: the planned "
+                     f"tags {', '.join(conflicts)} cannot be pushed (already there, or moving tags "
+                     "that must be overwritten by the next build). "
                      f"Pass --skip-existing-immutable to push only the other tags{no_latest}, "
                      "or allow overwriting: aws ecr put-image-tag-mutability --repository-name "
                      f"{registry.path} --region {registry.region} --image-tag-mutability MUTABLE")

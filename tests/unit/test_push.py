@@ -391,7 +391,7 @@ def test_immutable_repository_stops_on_existing_tags(fp):
     with pytest.raises(PushFailed) as err:
         push.prepare(Runner(), build_plan())
     message = str(err.value)
-    assert "the tags dev, latest already exist" in message
+    assert "the planned tags dev, latest cannot be pushed" in message
     assert "--skip-existing-immutable" in message
     assert f"dev-{TS}" not in message and "git-abc1234" not in message
 
@@ -407,7 +407,7 @@ def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
     assert pushing.refs == (f"{base}:dev-{TS}", f"{base}:git-abc1234")
     assert pushing.skipped == (f"{base}:dev", f"{base}:latest")
     assert plan.refs == tuple(refs_of(base))  # the build still tags them all
-    assert "skipping tags that already exist in rag-worker and are immutable" in capsys.readouterr().err
+    assert "skipping tags that rag-worker keeps immutable" in capsys.readouterr().err
 
 
 def test_exclusion_filters_decide_which_tags_conflict(fp):
@@ -418,7 +418,7 @@ def test_exclusion_filters_decide_which_tags_conflict(fp):
     register_list_images(fp, ["latest", "dev"])
     with pytest.raises(PushFailed) as err:
         push.prepare(Runner(), build_plan())
-    assert "the tag dev already exists" in str(err.value)  # latest is excluded: mutable
+    assert "the planned tags dev cannot be pushed" in str(err.value)  # latest is excluded: mutable
 
 
 def test_mutable_repository_needs_no_tag_listing(fp):
@@ -431,14 +431,28 @@ def test_mutable_repository_needs_no_tag_listing(fp):
     assert len(pushing.refs) == 4
 
 
-def test_new_immutable_moving_tags_get_a_warning(fp, capsys):
+def test_fresh_immutable_repository_refuses_the_moving_tags(fp):
+    """latest and the env tag must move with every build: an immutable repository would freeze
+    them at their first push, so they stop the run even before they exist there."""
     register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
-    pushing = push.prepare(Runner(), build_plan())
-    assert len(pushing.refs) == 4
-    assert "warning: latest, dev will be immutable" in capsys.readouterr().err
+    with pytest.raises(PushFailed) as err:
+        push.prepare(Runner(), build_plan())
+    message = str(err.value)
+    assert "the planned tags dev, latest cannot be pushed" in message
+    assert f"dev-{TS}" not in message and "git-abc1234" not in message
+
+
+def test_fresh_immutable_repository_with_skip_pushes_only_new_unique_tags(fp):
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
+    register_list_images(fp, [])
+    pushing = push.prepare(Runner(), build_plan(skip_existing_immutable=True))
+    base = f"{ECR}/rag-worker"
+    assert pushing.refs == (f"{base}:dev-{TS}", f"{base}:git-abc1234")
 
 
 # --- push --------------------------------------------------------------------------------------
