@@ -96,7 +96,7 @@ class Sh:
         if check and done.returncode != 0:
             self._log.flush()
             raise SystemExit(f"error: `{shlex.join(map(str, argv))}` failed (exit "
-                             f"{done.returncode}); see {self.logfile}")
+                             f"{done.returncode}); see {self.logfile}{self.why()}")
         return done
 
     def timed(self, argv, *, cwd=None, extra_env=None, output: Path | None = None) -> float:
@@ -116,8 +116,18 @@ class Sh:
                 sink.close()
         if done.returncode != 0:
             raise SystemExit(f"error: `{shlex.join(map(str, argv))}` failed (exit "
-                             f"{done.returncode}); see {output or self.logfile}")
+                             f"{done.returncode}); see {output or self.logfile}{self.why()}")
         return elapsed
+
+    def why(self) -> str:
+        """A hint when the harness's base image vanished (someone removed it mid-run)."""
+        base = self.env.get("E2E_BASE_IMAGE", "python:3.11-slim")
+        docker = self.env.get("DOCKER") or "/usr/bin/docker"
+        probe = subprocess.run([docker, "image", "inspect", base], capture_output=True, env=self.env)
+        if probe.returncode != 0:
+            return (f"\n{base} is gone from the engine (removed by someone else during the run?): "
+                    "run `make bench` again, it brings the harness up first")
+        return ""
 
     def out(self, argv, **kw) -> str:
         return self.run(argv, capture=True, **kw).stdout.strip()
@@ -196,6 +206,7 @@ class Bench:
         self.sizes: list = []
         self.importtime: dict = {}
         self.samples: list = [load_sample()]
+        self.base_ids: list = []
         self.pip_args = shlex.split(env.get("E2E_PIP_BUILD_ARGS", ""))
         registry = env["E2E_REGISTRY"]  # localhost:PORT
         self.push_host = "127.0.0.1:" + registry.rsplit(":", 1)[1]
@@ -431,7 +442,6 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
         again = self.row("4. push", "`build-image.py --push` again, nothing changed",
                          "same six tags (SOURCE_DATE_EPOCH fixed)")
         layers = {one.name: [], six.name: [], rag.name: [], again.name: []}
-        used = []
 
         def direct(i, n, row):
             repo = f"bench-{self.rid}-d{n}-{i}"
@@ -447,7 +457,6 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
                 text += part.read_text(errors="replace")
             out.write_text(text)
             layers[row.name].append(self.layer_counts(text))
-            used.append(repo)
             self.drop_repo(repo)
             return elapsed
 
@@ -464,14 +473,12 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             for path in (first, second):
                 if "pushed and verified 6 tags" not in path.read_text(errors="replace"):
                     raise SystemExit(f"error: {path}: build-image.py did not push and verify 6 tags")
-            used.append(repo)
             self.drop_repo(repo)
             return elapsed
 
         # a first push of the warm-up repository, so no row pays for anything done once only
         self.sh.run([self.docker, "tag", f"{WORKER}:dev", f"{base}-warmup:t"])
         self.sh.run([self.docker, "push", f"{base}-warmup:t"])
-        used.append(f"bench-{self.rid}-warmup")
         self.drop_repo(f"bench-{self.rid}-warmup")
         interleave([(one, lambda i: direct(i, 1, one)), (six, lambda i: direct(i, 6, six)),
                     (rag, through_ragbuild)], self.args.push_runs)
@@ -479,7 +486,6 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             pushed = sorted(set(layers[row.name]))
             text = "; ".join(f"{p} pushed, {m} mounted, {e} already there" for p, m, e in pushed)
             row.note = "; ".join(filter(None, [row.note, f"layers per run: {text}"]))
-        self.push_repos = used
         if not self.repos_dir.is_dir():
             self.notes.append(f"could not find the registry's storage ({self.repos_dir}): "
                               "repositories were not removed between runs")
@@ -516,6 +522,10 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             self.importtime[label] = parse_importtime(done.stderr)
 
     # -- report ---------------------------------------------------------------------------------
+
+    def base_id(self) -> None:
+        base = self.env.get("E2E_BASE_IMAGE", "python:3.11-slim")
+        self.base_ids.append(self.sh.out([self.docker, "image", "inspect", "--format", "{{.Id}}", base]))
 
     def facts(self) -> list:
         def cpu_model():
@@ -587,8 +597,9 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
         mine = [ref for ref in refs if ref.startswith(prefixes)]
         for k in range(0, len(mine), 50):
             self.sh.run([self.docker, "image", "rm", *mine[k:k + 50]], check=False)
-        for repo in getattr(self, "push_repos", []):
-            self.drop_repo(repo)
+        if self.repos_dir.is_dir():
+            for path in self.repos_dir.glob(f"bench-{self.rid}-*"):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def parse_importtime(stderr: str) -> dict:
@@ -632,6 +643,7 @@ def main() -> int:
     started = time.monotonic()
     ok = False
     try:
+        bench.base_id()
         bench.wrapper_overhead()
         bench.samples.append(load_sample())
         copy = bench.worker()
@@ -641,6 +653,11 @@ def main() -> int:
         bench.samples.append(load_sample())
         bench.cli()
         bench.samples.append(load_sample())
+        bench.base_id()
+        if len(set(bench.base_ids)) > 1:
+            bench.notes.append(f"the base image {env.get('E2E_BASE_IMAGE')} was replaced during "
+                               "the run (by someone else): builds before and after used different "
+                               "bases")
         bench.notes += [
             "the bash row is the command sequence build-image.sh runs for `--env dev`, generated "
             "at benchmark time (benchmarks/results/bash-equivalent.sh), not the script itself: "
