@@ -56,7 +56,7 @@ def build_parser() -> ArgumentParser:
     add = parser.add_argument
     add("-v", "--version", metavar="VERSION", help="semantic version, e.g. 1.2.3 (a leading v is dropped)")
     add("-e", "--env", metavar="ENV", help="environment: dev, staging, prod (from setup.cfg [ragbuild])")
-    add("-r", "--registry", metavar="URI", default=os.environ.get("ECR_REGISTRY_URI") or None,
+    add("-r", "--registry", metavar="URI",
         help="registry URI host[:port]/repository (default: $ECR_REGISTRY_URI)")
     add("-t", "--tag", metavar="TAG", action="append", default=[], dest="tags",
         help="additional custom tag (repeatable)")
@@ -82,7 +82,11 @@ def parse_build(argv) -> "Options":
     ns = build_parser().parse_args(argv)  # --help exits here, before the plan's imports
     from ragbuild.plan import Options
 
-    return Options(version=ns.version, env=ns.env, registry=ns.registry, tags=tuple(ns.tags),
+    registry, registry_source = ns.registry, "--registry"
+    if registry is None and os.environ.get("ECR_REGISTRY_URI"):
+        registry, registry_source = os.environ["ECR_REGISTRY_URI"], "ECR_REGISTRY_URI"
+    return Options(version=ns.version, env=ns.env, registry=registry,
+                   registry_source=registry_source, tags=tuple(ns.tags),
                    latest=ns.latest, no_cache=ns.no_cache, push=ns.push, dry_run=ns.dry_run,
                    build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
                    image_name=ns.image_name, allow_dirty=ns.allow_dirty, smoke_test=ns.smoke_test,

@@ -79,6 +79,7 @@ class Options:
     version: Optional[str] = None
     env: Optional[str] = None
     registry: Optional[str] = None
+    registry_source: str = "--registry"  # or ECR_REGISTRY_URI, when the value came from there
     tags: tuple = ()
     latest: bool = True
     no_cache: bool = False
@@ -189,23 +190,24 @@ def check_tag(tag: str, source: str = "--tag") -> str:
     return tag
 
 
-def parse_registry(uri: str) -> Registry:
-    """``host[:port]/repository`` with docker's reference grammar; ECR hosts get their region."""
+def parse_registry(uri: str, source: str = "--registry") -> Registry:
+    """``host[:port]/repository`` with docker's reference grammar; ECR hosts get their region.
+    ``source`` names where the value came from (the flag, or ECR_REGISTRY_URI) in messages."""
     if not uri:
-        raise UsageError("--registry is empty; give host[:port]/repository, e.g. "
+        raise UsageError(f"{source} is empty; give host[:port]/repository, e.g. "
                          "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker "
                          "(with make: ECR_URI=...)")
     if "://" in uri:
-        raise UsageError(f"--registry {uri!r}: drop the scheme, docker wants host[:port]/repository")
+        raise UsageError(f"{source} {uri!r}: drop the scheme, docker wants host[:port]/repository")
     match = REGISTRY_RE.fullmatch(uri)
     if not match:
         lower = uri.lower()
         hint = f"; did you mean {lower!r}?" if lower != uri and REGISTRY_RE.fullmatch(lower) else ""
-        raise UsageError(f"--registry {uri!r} is not host[:port]/repository with a lowercase "
+        raise UsageError(f"{source} {uri!r} is not host[:port]/repository with a lowercase "
                          f"repository path (no tag){hint}")
     host, path = match["host"], match["path"]
     if not ("." in host or ":" in host or host == "localhost"):
-        raise UsageError(f"--registry {uri!r} has no registry host ({host!r} would mean Docker Hub "
+        raise UsageError(f"{source} {uri!r} has no registry host ({host!r} would mean Docker Hub "
                          f"user); write e.g. docker.io/{uri}")
     ecr = ECR_HOST_RE.fullmatch(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
     if ecr:
@@ -271,7 +273,8 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime) 
     if env == "prod" and version is None:
         raise UsageError("--env prod needs --version: production builds are always tagged with a "
                          "version (with make: VERSION=1.2.3)")
-    registry = parse_registry(options.registry) if options.registry is not None else None
+    registry = (parse_registry(options.registry, options.registry_source)
+                if options.registry is not None else None)
     if options.push and registry is None:
         raise UsageError("--push needs a registry: pass --registry host/repository or set "
                          "ECR_REGISTRY_URI (bash skipped the push and exited 0)")

@@ -95,6 +95,14 @@ def test_registry_from_environment_reaches_the_tags(project, strict_fp, capsys, 
     assert tags_of(out.splitlines()[0])[0] == f"r.example.com/team/rag:dev-{STAMP}"
 
 
+def test_bad_registry_from_environment_names_the_variable(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("ECR_REGISTRY_URI", "https://r.example.com/rag")
+    code, _, err = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 2
+    assert err.splitlines()[-1].startswith("error: ECR_REGISTRY_URI 'https://r.example.com/rag': drop")
+    assert docker_calls(strict_fp) == 0
+
+
 def test_help_shows_flags_examples_environment_and_exit_codes(strict_fp, capsys):
     code, out, err = run_main(["--help"], capsys)
     assert code == 0 and err == ""
