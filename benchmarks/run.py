@@ -45,6 +45,9 @@ WORKER = "ragbuild-bench-worker"
 SINGLE = "ragbuild-bench-single"
 GIT_ID = ("-c", "user.name=ragbuild bench", "-c", "user.email=bench@ragbuild.invalid",
           "-c", "commit.gpgsign=false")
+# programs whose processes the counting run records (docker and git; uname, date and tail are
+# the other programs the three variants start: plumbum's import runs `uname -p`)
+COUNTED = ("docker", "git", "uname", "date", "tail")
 PROJECT_LABEL = 'org.ragbuild.project="rag-worker"'
 BENCH_LABEL = 'org.ragbuild.project="ragbuild-bench"'
 PUSH_EPOCH = "1767225600"  # SOURCE_DATE_EPOCH for the push runs: a re-push has the same tags
@@ -273,7 +276,8 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
         shim = self.work / "shim"
         shim.mkdir()
         counter = self.work / "count"
-        for name, real in (("docker", self.docker), ("git", self.git)):
+        for name in COUNTED:
+            real = self.docker if name == "docker" else shutil.which(name, path=self.path) or name
             path = shim / name
             path.write_text(f'#!/bin/sh\necho {name} >> "$BENCH_COUNT_FILE"\nexec {shlex.quote(real)} "$@"\n')
             path.chmod(0o755)
@@ -315,7 +319,7 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             argv, extra = variants[key]
             self.sh.run(argv, cwd=ctx, extra_env={**count_env, **extra})
             names = counter.read_text().split()
-            self.counts.append((label, names.count("docker"), names.count("git")))
+            self.counts.append((label, *(names.count(name) for name in COUNTED)))
         self.derived_overhead(floor, rag, bash)
 
     def derived_overhead(self, floor: Row, rag: Row, bash: Row) -> None:
@@ -574,19 +578,31 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             out += [f"| {name} | {size} | {fmt_size(size)} | {note} |" for name, size, note in self.sizes]
         if self.counts:
             out += ["", "Processes started by one run (counted in one extra run of each through a PATH "
-                    "shim of `docker` and `git`; the timed runs did not go through the shim):", "",
-                    "| 1. wrapper overhead | docker | git |", "| --- | ---: | ---: |"]
-            out += [f"| {label} | {d} | {g} |" for label, d, g in self.counts]
-        out += ["", "| ratio | value | target | |", "| --- | ---: | ---: | --- |"]
+                    f"shim of {', '.join(f'`{c}`' for c in COUNTED)}; the timed runs did not go "
+                    "through the shim):", "",
+                    "| 1. wrapper overhead | " + " | ".join(COUNTED) + " |",
+                    "| --- |" + " ---: |" * len(COUNTED)]
+            out += ["| " + " | ".join(map(str, row)) + " |" for row in self.counts]
+        out += ["", "| derived figure | value | target | |", "| --- | ---: | ---: | --- |"]
         out += [f"| {name} | {value} | {target} | {verdict} |" for name, value, target, verdict in self.ratios]
         for label, entries in self.importtime.items():
             out += ["", f"`python -X importtime build-image.py {label}` (one run): "
-                    f"{entries['total']:.1f} ms of imports in all; the top-level imports by "
-                    "cumulative time:", "",
+                    f"{entries['total']:.1f} ms of imports in all; the top-level imports of 1 ms or "
+                    "more by cumulative time:", "",
                     "| top-level import | cumulative | heaviest import it pulls in |", "| --- | ---: | --- |"]
             out += [f"| {name} | {cum:.1f} ms | "
                     + (f"{heavy[0]} {heavy[1]:.1f} ms" if heavy else "") + " |"
                     for name, cum, heavy in entries["top"]]
+        names = {name for entries in self.importtime.values() for name, _, heavy in entries["top"]
+                 for name in (name, heavy[0] if heavy else "")}
+        if "plumbum" in names:
+            self.notes.append("plumbum is imported on the `--dry-run` path (and every build) because "
+                              "the runner starts the read-only `git describe` through it; its import "
+                              "pulls in urllib.request (http.client, ssl, email) and runs `uname -p` "
+                              "(see the process table)")
+        if any(name.startswith("__editable__") for name in names):
+            self.notes.append("`site`'s `__editable___ragbuild_*_finder` comes from the venv's "
+                              "`pip install -e .` (make venv); a regular install has no such finder")
         out += ["", "Notes:", ""]
         out += [f"- {note}" for note in self.notes]
         return "\n".join(out) + "\n"
@@ -620,7 +636,7 @@ def parse_importtime(stderr: str) -> dict:
         top.append((name, cum, heaviest))
         children = []
     return {"total": sum(cum for _, cum, _ in top),
-            "top": sorted(top, key=lambda e: e[1], reverse=True)[:8]}
+            "top": sorted((e for e in top if e[1] >= 1.0), key=lambda e: e[1], reverse=True)[:8]}
 
 
 def main() -> int:
