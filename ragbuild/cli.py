@@ -60,8 +60,9 @@ def build_parser() -> ArgumentParser:
         help="registry URI host[:port]/repository (default: $ECR_REGISTRY_URI)")
     add("-t", "--tag", metavar="TAG", action="append", default=[], dest="tags",
         help="additional custom tag (repeatable)")
-    add("--latest", dest="latest", action="store_true", default=True, help="also tag 'latest' (default)")
-    add("--no-latest", dest="latest", action="store_false", help="do not tag 'latest'")
+    add("--latest", dest="latest", action="store_true", default=None, help="also tag 'latest' (default)")
+    add("--no-latest", dest="latest", action="store_false",
+        help="do not tag 'latest' (= --latest-policy never)")
     add("--no-cache", action="store_true", help="build without the cache")
     add("--push", action="store_true", help="push every tag to the registry and verify the digests")
     add("--dry-run", action="store_true", help="print the commands a real run would execute; run nothing")
@@ -75,13 +76,51 @@ def build_parser() -> ArgumentParser:
         help="after the build, run the image and check /health before anything is pushed")
     add("--skip-existing-immutable", action="store_true",
         help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten out of the push")
+    tags = parser.add_argument_group("more tags (beyond bash)")
+    tags.add_argument("--semver-tags", action="store_true",
+                      help="also tag <major> and <major>.<minor> for a release version (not a prerelease)")
+    tags.add_argument("--latest-policy", choices=("always", "auto", "never"), default=None,
+                      help="always: tag latest (default, as bash); never: = --no-latest; auto: only a "
+                           "release not lower than the highest v* git tag moves latest, <major>, "
+                           "<major>.<minor>")
+    tags.add_argument("--build-number", metavar="N", help="also tag build-N (N a positive integer)")
+    tags.add_argument("--ci-tags", action="store_true",
+                      help="tag build-N with N from BUILD_NUMBER, GITHUB_RUN_NUMBER or CI_PIPELINE_IID "
+                           "(first set wins)")
+    where = parser.add_argument_group("where and how to build (beyond bash)")
+    where.add_argument("--builder", metavar="NAME",
+                       help="buildx builder to build on (docker buildx build --builder NAME), e.g. a "
+                            "remote BuildKit")
+    where.add_argument("--platform", metavar="LIST",
+                       help="target platform(s), e.g. linux/amd64; more than one needs buildx and "
+                            "--push (an image index, not for SageMaker)")
+    where.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
+                       help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
+                            "or an image (repeatable)")
+    where.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
+                       help="build cache export: type=inline (plain docker build too) or "
+                            "type=registry,ref=...,mode=max (needs buildx) (repeatable)")
+    where.add_argument("--pull", action="store_true", help="always pull a newer version of the FROM images")
     return parser
+
+
+def latest_policy(latest, policy) -> str:
+    """--latest / --no-latest and --latest-policy as one policy; contradictions are refused."""
+    if policy is None:
+        return "never" if latest is False else "always"
+    if latest is not None and (latest and policy != "always" or not latest and policy != "never"):
+        flag = "--latest" if latest else "--no-latest"
+        raise UsageError(f"{flag} contradicts --latest-policy {policy}: give one of them "
+                         f"({flag} means --latest-policy {'always' if latest else 'never'})")
+    return policy
 
 
 def parse_build(argv) -> "Options":
     ns = build_parser().parse_args(argv)  # --help exits here, before the plan's imports
     from ragbuild.plan import Options
 
+    policy = latest_policy(ns.latest, ns.latest_policy)
+    ns.latest = policy != "never"
     registry, registry_source = ns.registry, "--registry"
     if registry is None and os.environ.get("ECR_REGISTRY_URI"):
         registry, registry_source = os.environ["ECR_REGISTRY_URI"], "ECR_REGISTRY_URI"
@@ -90,7 +129,10 @@ def parse_build(argv) -> "Options":
                    latest=ns.latest, no_cache=ns.no_cache, push=ns.push, dry_run=ns.dry_run,
                    build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
                    image_name=ns.image_name, allow_dirty=ns.allow_dirty, smoke_test=ns.smoke_test,
-                   skip_existing_immutable=ns.skip_existing_immutable)
+                   skip_existing_immutable=ns.skip_existing_immutable,
+                   semver_tags=ns.semver_tags, latest_policy=policy, build_number=ns.build_number,
+                   ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
+                   cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull)
 
 
 def cmd_build(argv) -> int:
@@ -105,7 +147,7 @@ def cmd_build(argv) -> int:
     steps.check_paths(options)
     runner = Runner(dry_run=options.dry_run)
     git = steps.git_info(runner)
-    plan = make_plan(options, config, git, moment)
+    plan = make_plan(options, config, git, moment, **steps.plan_facts(runner, options))
     if not git.sha:
         runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
     elif git.dirty:
@@ -113,12 +155,14 @@ def cmd_build(argv) -> int:
                    f"{git.sha}-dirty")
     for line in describe_plan(plan):
         runner.log(line)
+    steps.check_buildx(runner, plan)
     pushing = None
     if options.push:
         from ragbuild import push
 
         pushing = push.prepare(runner, plan)  # login and pre-flight: before the long build
-    steps.build(runner, plan, no_attestations=bool(pushing and pushing.no_attestations))
+    steps.build(runner, plan, no_attestations=bool(pushing and pushing.no_attestations),
+                refs=pushing.refs if pushing else None)
     steps.summarize(runner, plan)
     if options.smoke_test:
         from ragbuild import smoke

@@ -92,6 +92,17 @@ class Options:
     allow_dirty: bool = False
     smoke_test: bool = False
     skip_existing_immutable: bool = False
+    # tags beyond bash's (channels.py)
+    semver_tags: bool = False
+    latest_policy: str = "always"  # always | auto | never; latest=False means never
+    build_number: Optional[str] = None
+    ci_tags: bool = False
+    # where and how to build (builders.py)
+    builder: Optional[str] = None
+    platform: Optional[str] = None  # comma list, as given
+    cache_from: tuple = ()
+    cache_to: tuple = ()
+    pull: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,17 @@ class BuildPlan:
     env: Optional[str]
     registry: Optional[Registry]
     options: Options = field(repr=False, default_factory=Options)
+    notes: tuple = ()  # why each moving tag (latest, <major>, <major>.<minor>) was kept or not
+    platforms: tuple = ()
+    buildx: tuple = ()  # why the build needs docker buildx build (empty: plain docker build)
+    cache_from: tuple = ()  # builders.Cache
+    cache_to: tuple = ()
+    docker: object = None  # builders.DockerTarget: the daemon docker talks to
+
+    @property
+    def multi_platform(self) -> bool:
+        """More than one platform: an index the build pushes itself (no local image)."""
+        return len(self.platforms) > 1
 
     @property
     def refs(self) -> tuple:
@@ -264,8 +286,15 @@ def format_timestamp(moment: datetime) -> str:
     return moment.strftime(TIMESTAMP_FORMAT)
 
 
-def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime) -> BuildPlan:
-    """Validate the flags and compute the tags and build args, exactly in bash's order."""
+def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, *,
+              version_tags: Optional[tuple] = None, environ=None, docker=None) -> BuildPlan:
+    """Validate the flags and compute the tags and build args, exactly in bash's order.
+
+    More facts, all optional: ``version_tags`` (``channels.parse_version_tags`` of ``git tag
+    --list 'v*'``, asked for ``--latest-policy auto`` only), ``environ`` (the CI variables
+    ``--ci-tags`` reads) and ``docker`` (the ``builders.DockerTarget`` the plan names)."""
+    from ragbuild import builders, channels
+
     if options.version is None and options.env is None:
         raise UsageError("give --version and/or --env (e.g. --env dev, or --version 1.2.3 --env prod)")
     version = parse_version(options.version) if options.version is not None else None
@@ -283,18 +312,39 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime) 
     if env == "prod" and git.dirty and not options.allow_dirty:
         raise UsageError("the git tree has uncommitted changes; commit them, or pass --allow-dirty to "
                          "build prod from a dirty tree anyway")
+    policy = options.latest_policy if options.latest else "never"
+    channel = channels.version_channels(version, semver_tags=options.semver_tags, policy=policy,
+                                        known=version_tags)
+    number = channels.build_number(options.build_number, options.ci_tags, environ or {})
+    builder = builders.check_builder(options.builder) if options.builder is not None else None
+    platforms = builders.parse_platforms(options.platform) if options.platform is not None else ()
+    cache_from = tuple(builders.parse_cache(raw, "--cache-from") for raw in options.cache_from)
+    cache_to = tuple(builders.parse_cache(raw, "--cache-to") for raw in options.cache_to)
+    buildx = builders.buildx_reasons(builder=builder, platforms=platforms, cache_from=cache_from,
+                                     cache_to=cache_to)
+    if len(platforms) > 1 and not options.push:
+        raise UsageError(f"--platform {','.join(platforms)} builds an image index, which the local "
+                         "image store cannot hold: add --push (and --registry) so the build pushes "
+                         f"it itself. {builders.NOT_FOR_SAGEMAKER}")
+    if len(platforms) > 1 and options.smoke_test:
+        raise UsageError("--smoke-test runs the local image, and a multi-platform build leaves none "
+                         "(it pushes straight to the registry); smoke-test a --platform linux/amd64 "
+                         "build instead")
 
     timestamp = format_timestamp(moment)
     tags = []
     if version is not None:
         tag_version = version.replace("+", "_")
         tags += [check_tag(f"v{tag_version}", "--version"), check_tag(tag_version, "--version")]
+        tags += channel.tags  # <major>.<minor>, <major> (--semver-tags)
     if env is not None:
         tags += [f"{env}-{timestamp}", env]
     if git.tag:
         tags.append(git.tag)
+    if number:
+        tags.append(f"build-{number[0]}")
     tags += [check_tag(tag) for tag in options.tags]
-    if options.latest:
+    if channel.latest:
         tags.append("latest")
     tags = tuple(dict.fromkeys(tags))  # a --tag equal to a generated one is not given twice
 
@@ -306,26 +356,66 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime) 
     build_args.append(("GIT_COMMIT", git.commit))
     build_args.append(("BUILD_TIMESTAMP", timestamp))
     build_args += extra_args
+    given = {key for key, _ in extra_args}
+    if not buildx and any(c.type == "inline" for c in cache_to) and "BUILDKIT_INLINE_CACHE" not in given:
+        build_args.append(("BUILDKIT_INLINE_CACHE", "1"))  # plain docker build's --cache-to type=inline
+    notes = channel.notes
+    if number:
+        notes += (f"build-{number[0]}: build number from {number[1]}",)
     return BuildPlan(base=registry.uri if registry else image_name, tags=tags,
                      build_args=tuple(build_args), timestamp=timestamp, git=git, version=version,
-                     env=env, registry=registry, options=options)
+                     env=env, registry=registry, options=options, notes=notes,
+                     platforms=platforms, buildx=buildx, cache_from=cache_from, cache_to=cache_to,
+                     docker=docker)
 
 
-def build_command(plan: BuildPlan, *, no_attestations: bool = False) -> Command:
-    """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag)."""
+def build_command(plan: BuildPlan, *, no_attestations: bool = False,
+                  refs: Optional[tuple] = None) -> Command:
+    """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag).
+
+    ``docker buildx build`` when the plan needs it (``plan.buildx``): ``--load`` for one
+    platform, ``--push`` of ``refs`` (default: every ref) for several (builders.py)."""
     opts = plan.options
-    argv = ["docker", "build", "-f", opts.file]
-    for ref in plan.refs:
+    if plan.buildx:
+        argv = ["docker", "buildx", "build"]
+        if opts.builder:
+            argv += ["--builder", opts.builder]
+        argv += ["-f", opts.file]
+    else:
+        argv = ["docker", "build", "-f", opts.file]
+    for ref in (refs if refs is not None and plan.multi_platform else plan.refs):
         argv += ["-t", ref]
     for key, value in plan.build_args:
         argv += ["--build-arg", f"{key}={value}"]
     if opts.no_cache:
         argv.append("--no-cache")
+    if opts.pull:
+        argv.append("--pull")
+    if plan.platforms:
+        argv += ["--platform", ",".join(plan.platforms)]
+    for cache in plan.cache_from:
+        argv += ["--cache-from", cache.raw if plan.buildx else cache.ref]
+    for cache in plan.cache_to:
+        if plan.buildx:  # plain docker build: BUILDKIT_INLINE_CACHE=1 among the build args
+            argv += ["--cache-to", cache.raw]
+    if plan.buildx:
+        argv.append("--push" if plan.multi_platform else "--load")
     if no_attestations:
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
     argv.append(opts.context)
-    return Command(tuple(argv), env=(("DOCKER_BUILDKIT", "1"),), mode="stream")
+    env = () if plan.buildx else (("DOCKER_BUILDKIT", "1"),)
+    return Command(tuple(argv), env=env, mode="stream")
+
+
+def buildx_version_command() -> Command:
+    """Whether the client has buildx, asked before a build that needs it."""
+    return Command(("docker", "buildx", "version"), check=False, read_only=True, quiet=True)
+
+
+def version_tags_command() -> Command:
+    """The repository's ``v*`` tags, for --latest-policy auto (the one extra git call)."""
+    return Command(("git", "tag", "--list", "v*"), check=False, read_only=True, quiet=True)
 
 
 def inspect_command(ref: str) -> Command:
@@ -342,10 +432,43 @@ def describe_plan(plan: BuildPlan) -> list:
         lines.append(f"environment: {plan.env}")
     lines.append(f"git commit: {plan.git.commit}")
     lines.append(f"timestamp: {plan.timestamp}")
+    lines += _describe_builder(plan)
     lines.append("tags:")
     lines += [f"  - {ref}" for ref in plan.refs]
+    if plan.notes:
+        lines.append("tag choices:")
+        lines += [f"  {note}" for note in plan.notes]
     lines.append("build args:")
     lines += [f"  {k}={v}" for k, v in plan.build_args]
+    return lines
+
+
+def _describe_builder(plan: BuildPlan) -> list:
+    """Which daemon, builder, platforms and cache the build uses."""
+    from ragbuild.builders import NOT_FOR_SAGEMAKER
+
+    opts, lines = plan.options, []
+    if plan.docker is not None:
+        lines.append(f"docker daemon: {plan.docker.describe()}")
+    if plan.buildx:
+        name = (f"{opts.builder} (--builder)" if opts.builder
+                else "the selected buildx builder (docker buildx use, or BUILDX_BUILDER)")
+        lines.append(f"builder: {name}, via docker buildx build (for {'; '.join(plan.buildx)})")
+    if plan.multi_platform:
+        lines.append(f"platforms: {', '.join(plan.platforms)} (one image index, pushed by the build "
+                     f"itself; {NOT_FOR_SAGEMAKER})")
+    elif plan.platforms:
+        lines.append(f"platform: {plan.platforms[0]}")
+    for cache in plan.cache_from:
+        lines.append(f"cache from: {cache.raw if plan.buildx else cache.ref}")
+    for cache in plan.cache_to:
+        how = "" if plan.buildx else " (plain docker build: BUILDKIT_INLINE_CACHE=1)"
+        lines.append(f"cache to: {cache.raw}{how}")
+        if cache.type != "inline" and not opts.builder:
+            lines.append("  note: buildx's default builder (docker driver) cannot export this "
+                         "cache; use --builder with a docker-container, kubernetes or remote builder")
+    if opts.pull:
+        lines.append("pull: always pull the FROM images (--pull)")
     return lines
 
 

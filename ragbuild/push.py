@@ -14,6 +14,7 @@ The ECR password only ever lives in a ``Secret`` fed to ``docker login`` on stdi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ragbuild.builders import NOT_FOR_SAGEMAKER
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
 from ragbuild.plan import ECR_HOST_RE, BuildPlan, Command, Registry
 from ragbuild.runner import Secret, tail
@@ -118,6 +120,48 @@ def parse_manifest_verbose(text: str) -> Manifest:
 
 class IndexManifest(ValueError):
     """The registry holds an index (manifest list), not a single image manifest."""
+
+
+@dataclass(frozen=True)
+class Index:
+    digest: str
+    platforms: tuple  # "os/arch[/variant]" of each image in it (attestations left out)
+
+
+def normalize_platform(platform: str) -> str:
+    """containerd's spelling rules for comparison: arm64/v8 is arm64, arm is arm/v7, amd64/v1
+    is amd64."""
+    parts = platform.split("/")
+    if parts[1:2] == ["arm64"] and parts[2:] == ["v8"] or parts[1:2] == ["amd64"] and parts[2:] == ["v1"]:
+        parts = parts[:2]
+    elif parts[1:] == ["arm"]:
+        parts.append("v7")
+    return "/".join(parts)
+
+
+def parse_index_raw(text: str) -> Index:
+    """Read ``docker buildx imagetools inspect --raw``: the registry's manifest bytes exactly
+    (buildx prints them without a newline, so their sha256 is the digest). Raises ValueError
+    unless it is an image index; ``unknown/unknown`` entries (attestations) are left out."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError(f"not JSON: {tail(text, 3)!r}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a manifest")
+    media_type = data.get("mediaType") or ""
+    manifests = data.get("manifests")
+    if media_type not in INDEX_TYPES and not (not media_type and isinstance(manifests, list)):
+        raise ValueError(f"a single image manifest ({media_type or 'no media type'}), not an "
+                         "image index of the platforms")
+    platforms = []
+    for entry in manifests or ():
+        spec = entry.get("platform") or {}
+        name = "/".join(p for p in (spec.get("os"), spec.get("architecture"), spec.get("variant")) if p)
+        if name and name != "unknown/unknown":
+            platforms.append(name)
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return Index(digest, tuple(platforms))
 
 
 def wildcard_match(pattern: str, tag: str) -> bool:
@@ -257,6 +301,12 @@ def list_images_command(registry: Registry) -> Command:
                    env=_aws_env(registry), check=False)
 
 
+def imagetools_inspect_command(ref: str) -> Command:
+    """The raw manifest of ``ref`` as the registry serves it (multi-platform builds: buildx is
+    there anyway, and ``docker manifest inspect`` does not show an index's own digest)."""
+    return Command(("docker", "buildx", "imagetools", "inspect", "--raw", ref), check=False)
+
+
 def push_command(ref: str) -> Command:
     return Command(("docker", "push", ref), mode="tee", check=False)
 
@@ -298,7 +348,10 @@ class Pushing:
     sleep: Callable = field(default=time.sleep, repr=False)
 
     def run(self, runner) -> Optional[str]:
-        """Push every ref, then verify; returns ``<repository>@<digest>`` (None in a dry run)."""
+        """Push every ref, then verify; returns ``<repository>@<digest>`` (None in a dry run).
+        A multi-platform build pushed its refs itself: they are only verified."""
+        if self.plan.multi_platform:
+            return self._verify_index(runner)
         pushed = {}
         for ref in self.refs:
             try:
@@ -406,6 +459,50 @@ class Pushing:
         if self.skipped:
             runner.log(f"left out (immutable, already in the repository): {', '.join(self.skipped)}")
         print(pinned, flush=True)  # stdout: the one line a script wants
+        return pinned
+
+
+    def _verify_index(self, runner) -> Optional[str]:
+        """Every ref names one image index holding every requested platform."""
+        wanted = [normalize_platform(p) for p in self.plan.platforms]
+        found, problems = {}, []
+        for ref in self.refs:
+            result, _ = run_retrying(runner, imagetools_inspect_command(ref), self.sleep,
+                                     f"docker buildx imagetools inspect {ref}")
+            if result.dry:
+                continue
+            if not result.ok:
+                problems.append(f"{ref}: cannot read its manifest back from the registry:\n"
+                                f"{tail(result.stdout + result.stderr, 5)}")
+                continue
+            try:
+                index = parse_index_raw(result.stdout)
+            except ValueError as bad:
+                problems.append(f"{ref} is {bad}" if str(bad).startswith("a single")
+                                else f"{ref}: cannot read `docker buildx imagetools inspect --raw`: {bad}")
+                continue
+            have = {normalize_platform(p) for p in index.platforms}
+            missing = [p for p in wanted if p not in have]
+            if missing:
+                problems.append(f"{ref}: the index lacks {', '.join(missing)} (it has "
+                                f"{', '.join(index.platforms) or 'no platform'})")
+            found[ref] = index.digest
+        if runner.dry_run:
+            return None
+        digests = sorted(set(found.values()))
+        if len(digests) > 1:
+            problems.append("the tags of this build name different indexes: "
+                            + ", ".join(f"{ref} {d}" for ref, d in found.items()))
+        if problems:
+            raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
+        pinned = f"{self.plan.registry.uri}@{digests[0]}"
+        runner.log(f"pushed and verified {len(found)} tags, all the image index {digests[0]} of "
+                   f"{', '.join(self.plan.platforms)} ({NOT_FOR_SAGEMAKER}):")
+        for ref in found:
+            runner.log(f"  {ref}")
+        if self.skipped:
+            runner.log(f"left out (the repository keeps them immutable): {', '.join(self.skipped)}")
+        print(pinned, flush=True)
         return pinned
 
 

@@ -7,8 +7,9 @@ import os
 from datetime import datetime
 
 from ragbuild.errors import CommandFailed, DockerUnavailable, ToolMissing, UsageError
-from ragbuild.plan import (BuildPlan, Command, GitInfo, Options, build_command, git_describe_command,
-                           human_size, inspect_command, parse_git_describe)
+from ragbuild.plan import (BuildPlan, Command, GitInfo, Options, build_command, buildx_version_command,
+                           git_describe_command, human_size, inspect_command, parse_git_describe,
+                           version_tags_command)
 
 DAEMON_DOWN_MARKERS = ("cannot connect to the docker daemon", "is the docker daemon running",
                        "error during connect", "connection refused", "no such file or directory")
@@ -40,16 +41,83 @@ def git_info(runner) -> GitInfo:
     return parse_git_describe(result.returncode, result.stdout, result.stderr)
 
 
-def build(runner, plan: BuildPlan, *, no_attestations: bool = False) -> None:
+def plan_facts(runner, options: Options, environ=os.environ) -> dict:
+    """The facts ``make_plan`` takes besides git and the clock: the ``v*`` git tags (one
+    read-only git call, for --latest-policy auto only), the CI variables and the docker target."""
+    from ragbuild.builders import DockerTarget
+    from ragbuild.channels import CI_BUILD_NUMBER_VARS, parse_version_tags
+
+    version_tags = None
+    if options.latest and options.latest_policy == "auto":
+        try:
+            result = runner.run(version_tags_command())
+        except ToolMissing:
+            result = None
+        if result is None or not result.ok:
+            runner.log("warning: cannot list the v* git tags: --latest-policy auto compares "
+                       "the version with none")
+        version_tags = parse_version_tags(result.stdout) if result is not None and result.ok else ()
+    return {
+        "version_tags": version_tags,
+        "environ": {name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ},
+        "docker": DockerTarget(host=environ.get("DOCKER_HOST") or None,
+                               context=environ.get("DOCKER_CONTEXT") or None,
+                               current_context=current_context(environ)),
+    }
+
+
+def current_context(environ=os.environ):
+    """``currentContext`` of docker's config.json (set by ``docker context use``), or None."""
+    directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     try:
-        runner.run(build_command(plan, no_attestations=no_attestations))
+        with open(os.path.join(directory, "config.json"), encoding="utf-8") as config:
+            data = json.load(config)
+    except (OSError, ValueError):
+        return None
+    value = data.get("currentContext") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def check_buildx(runner, plan: BuildPlan) -> None:
+    """A build that needs ``docker buildx build`` stops before anything else runs when the
+    client has no buildx (exit 1); a dry run only warns."""
+    if not plan.buildx:
+        return
+    from ragbuild.builders import BUILDX_HINT
+
+    try:
+        result = runner.run(buildx_version_command())
+    except ToolMissing as missing:
+        if not runner.dry_run:
+            raise
+        runner.log(f"warning: {missing} (a real run stops here)")
+        return
+    if result.ok:
+        return
+    message = (f"this build needs docker buildx (for {'; '.join(plan.buildx)}), and this docker "
+               f"client has no buildx: {BUILDX_HINT}")
+    if runner.dry_run:
+        runner.log(f"warning: {message} (a real run stops here)")
+        return
+    raise DockerUnavailable(message)
+
+
+def build(runner, plan: BuildPlan, *, no_attestations: bool = False, refs=None) -> None:
+    """``refs``: what a multi-platform build pushes (the push's refs, immutable ones left out)."""
+    try:
+        runner.run(build_command(plan, no_attestations=no_attestations, refs=refs))
     except CommandFailed as failure:
-        diagnose(runner)
-        raise CommandFailed(f"docker build failed (exit {failure.returncode}); its output is above",
+        diagnose(runner, plan)
+        what = "docker buildx build" if plan.buildx else "docker build"
+        hint = ""
+        if plan.options.pull:
+            hint = ("; with --pull, docker must reach the registry of every FROM image: check "
+                    "the network and registry login, or drop --pull to build from the local copy")
+        raise CommandFailed(f"{what} failed (exit {failure.returncode}); its output is above{hint}",
                             returncode=failure.returncode) from None
 
 
-def diagnose(runner) -> None:
+def diagnose(runner, plan: BuildPlan = None) -> None:
     """After a failed build, tell an unreachable daemon or a client without BuildKit from a
     failing Dockerfile. Runs only on the failure path, so a good build pays nothing for it."""
     result = runner.run(Command(("docker", "version", "--format", "{{.Client.Version}}"),
@@ -60,9 +128,15 @@ def diagnose(runner) -> None:
         raise DockerUnavailable("no permission to use the Docker daemon's socket: add your user to "
                                 "the docker group (then log in again), or run with sudo")
     if result.returncode != 0 and any(marker in text for marker in DAEMON_DOWN_MARKERS):
-        where = os.environ.get("DOCKER_HOST") or "the local socket"
-        raise DockerUnavailable(f"cannot reach the Docker daemon at {where}: start it "
-                                "(e.g. `dockerd` or `systemctl start docker`) or set DOCKER_HOST")
+        target = plan.docker if plan is not None and plan.docker is not None else None
+        if target is None:
+            from ragbuild.builders import DockerTarget
+
+            target = DockerTarget(host=os.environ.get("DOCKER_HOST") or None,
+                                  context=os.environ.get("DOCKER_CONTEXT") or None)
+        raise DockerUnavailable(f"cannot reach the Docker daemon {target.unreachable()}: start it "
+                                "(e.g. `dockerd` or `systemctl start docker`) or point DOCKER_HOST "
+                                "or DOCKER_CONTEXT at a running one")
     major = client.split(".")[0]
     if major.isdigit() and int(major) >= 23:
         buildx = runner.run(Command(("docker", "buildx", "version"), check=False, quiet=True))
@@ -75,6 +149,10 @@ def diagnose(runner) -> None:
 
 def summarize(runner, plan: BuildPlan) -> dict:
     """One ``docker image inspect`` gives the id, size and tags (bash ran one per tag)."""
+    if plan.multi_platform:
+        runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
+                   "no local image to inspect")
+        return {}
     result = runner.run(inspect_command(plan.primary))
     if result.dry:
         return {}

@@ -1,0 +1,166 @@
+"""Where and how the image is built: the docker daemon or context, a buildx builder, target
+platforms and the build cache. Pure: values in, validated values and messages out.
+
+The plain ``docker build`` (BuildKit built into the daemon, as Debian's docker 20.10) does one
+platform, ``--pull``, ``--cache-from <image>`` and an inline cache (the
+``BUILDKIT_INLINE_CACHE=1`` build arg). Everything else needs ``docker buildx build``:
+
+* ``--builder NAME`` (``docker build --builder`` exists only where ``docker build`` is buildx,
+  docker 23+; ``docker buildx build --builder`` works on every client that has the plugin);
+* more than one ``--platform``: the result is an image index, which the classic image store
+  cannot load, so the build pushes it itself (``--push``) instead of ``--load``;
+* ``--cache-to`` other than ``type=inline``, and ``--cache-from`` other than a registry ref
+  (``type=local``, ``type=gha``, ...).
+
+A ``docker buildx build`` of one platform gets ``--load``, so the image lands in the daemon's
+store as with ``docker build`` and the summary, smoke test and push work unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from ragbuild.errors import UsageError
+from ragbuild.plan import _DOMAIN, _PATH_COMPONENT
+
+#: os/arch[/variant], as docker spells platforms: linux/amd64, linux/arm64, linux/arm/v7.
+PLATFORM_RE = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
+#: buildx builder names (``docker buildx create --name``).
+BUILDER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+IMAGE_REF_RE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+CACHE_FROM_TYPES = ("registry", "local", "gha", "s3", "azblob")
+CACHE_TO_TYPES = ("inline",) + CACHE_FROM_TYPES
+#: The attribute each cache type cannot do without, per direction.
+_REQUIRED = {("registry", "--cache-from"): "ref", ("registry", "--cache-to"): "ref",
+             ("local", "--cache-from"): "src", ("local", "--cache-to"): "dest"}
+
+BUILDX_HINT = ("install the buildx plugin (docker-buildx-plugin from Docker's packages, or "
+               "docker-buildx on Debian/Ubuntu), or set DOCKER to a docker client that has it")
+#: Shown wherever a multi-platform build is planned.
+NOT_FOR_SAGEMAKER = ("SageMaker runs a single-platform image, not an index: for SageMaker build "
+                     "one platform (--platform linux/amd64)")
+
+
+@dataclass(frozen=True)
+class Cache:
+    """One ``--cache-from`` / ``--cache-to`` value: its buildx type and the value as given."""
+
+    flag: str
+    type: str
+    raw: str
+    ref: Optional[str] = None  # the image ref of a registry cache
+
+    def __str__(self) -> str:
+        return self.raw
+
+
+@dataclass(frozen=True)
+class DockerTarget:
+    """Which daemon docker talks to, as docker decides it: DOCKER_HOST beats DOCKER_CONTEXT,
+    which beats the ``currentContext`` of config.json (``docker context use``)."""
+
+    host: Optional[str] = None
+    context: Optional[str] = None  # DOCKER_CONTEXT
+    current_context: Optional[str] = None  # config.json currentContext
+
+    def describe(self) -> str:
+        if self.host:
+            ignored = (f" (DOCKER_CONTEXT={self.context} is ignored while DOCKER_HOST is set)"
+                       if self.context else "")
+            return f"DOCKER_HOST={self.host}{ignored}"
+        if self.context:
+            return f"docker context {self.context!r} (DOCKER_CONTEXT)"
+        if self.current_context and self.current_context != "default":
+            return f"docker context {self.current_context!r} (docker context use)"
+        return "the local socket (default context)"
+
+    def unreachable(self) -> str:
+        """Where the unreachable daemon is, for the diagnose message."""
+        if self.host:
+            return f"at {self.host}"
+        if self.context:
+            return f"of docker context {self.context!r} (DOCKER_CONTEXT)"
+        if self.current_context and self.current_context != "default":
+            return f"of docker context {self.current_context!r}"
+        return "at the local socket"
+
+
+def parse_platforms(raw: str) -> tuple:
+    """``linux/amd64,linux/arm64`` -> ("linux/amd64", "linux/arm64"); duplicates once."""
+    items = [item.strip() for item in raw.split(",")]
+    if not raw.strip() or any(not item for item in items):
+        raise UsageError(f"--platform {raw!r} has an empty entry; give os/arch[,os/arch...], "
+                         "e.g. linux/amd64 or linux/amd64,linux/arm64")
+    for item in items:
+        if not PLATFORM_RE.fullmatch(item):
+            raise UsageError(f"--platform {item!r} is not os/arch[/variant] in lowercase, e.g. "
+                             "linux/amd64, linux/arm64, linux/arm/v7")
+    return tuple(dict.fromkeys(items))
+
+
+def check_builder(name: str) -> str:
+    if not BUILDER_RE.fullmatch(name):
+        raise UsageError(f"--builder {name!r} is not a buildx builder name (letters, digits, "
+                         "'_', '.', '-'); `docker buildx ls` lists them")
+    return name
+
+
+def parse_cache(raw: str, flag: str) -> Cache:
+    """A buildx cache spec (``type=registry,ref=host/repo:cache,mode=max``), or a bare image
+    ref, which buildx and docker read as a registry cache."""
+    types = CACHE_FROM_TYPES if flag == "--cache-from" else CACHE_TO_TYPES
+    example = ("type=registry,ref=<registry>/<repository>:buildcache" +
+               (",mode=max" if flag == "--cache-to" else ""))
+    if not raw:
+        raise UsageError(f"{flag} is empty; give e.g. {example}")
+    if "=" not in raw:
+        _check_ref(raw, flag, raw)
+        return Cache(flag, "registry", raw, ref=raw)
+    attrs = {}
+    for part in raw.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} {raw!r}: {part!r} is not key=value; give e.g. {example}")
+        attrs[key.strip().lower()] = value.strip()
+    kind = attrs.get("type") or ("registry" if "ref" in attrs else "")
+    if kind not in types:
+        inline = (" (type=inline is written with --cache-to; read it back with --cache-from "
+                  "<image>)" if kind == "inline" else "")
+        raise UsageError(f"{flag} {raw!r}: type must be one of {', '.join(types)}{inline}")
+    needed = _REQUIRED.get((kind, flag))
+    if needed and not attrs.get(needed):
+        raise UsageError(f"{flag} {raw!r}: type={kind} needs {needed}=..., e.g. {example}")
+    ref = attrs.get("ref") if kind == "registry" else None
+    if ref is not None:
+        _check_ref(ref, flag, raw)
+    return Cache(flag, kind, raw, ref=ref)
+
+
+def _check_ref(ref: str, flag: str, raw: str) -> None:
+    if not IMAGE_REF_RE.fullmatch(ref):
+        raise UsageError(f"{flag} {raw!r}: {ref!r} is not an image reference like "
+                         "registry.example.com/rag-worker:buildcache")
+
+
+def buildx_reasons(*, builder: Optional[str], platforms: tuple, cache_from: tuple,
+                   cache_to: tuple) -> tuple:
+    """Why this build needs ``docker buildx build`` (empty: plain ``docker build`` does)."""
+    reasons = []
+    if builder:
+        reasons.append(f"--builder {builder}")
+    if len(platforms) > 1:
+        reasons.append(f"--platform {','.join(platforms)}")
+    reasons += [f"--cache-from {c.raw}" for c in cache_from if c.type != "registry"]
+    reasons += [f"--cache-to {c.raw}" for c in cache_to if c.type != "inline"]
+    return tuple(reasons)
+
+
+def classic_cache_from(cache: Cache) -> str:
+    """What plain ``docker build --cache-from`` takes: an image ref. docker 20.10 splits the
+    flag's value at commas and reads each piece as an image, so ``type=registry,ref=X`` would
+    silently import nothing; X itself is what it understands."""
+    return cache.ref

@@ -1,0 +1,146 @@
+"""Tags beyond bash's: semver channels (``<major>``, ``<major>.<minor>``), the ``latest`` policy
+and CI build numbers. Pure: the git tags and the environment are facts handed in.
+
+Where the tags go (bash's own tags keep bash's order)::
+
+    v<version>, <version>, <major>.<minor>, <major>, <env>-<timestamp>, <env>,
+    git-<sha>, build-<N>, each --tag, latest
+
+``--latest-policy auto`` moves a moving tag only when the version is a release (no prerelease)
+and is not lower than the highest stable ``v*`` git tag of that tag's channel: ``latest``
+compares with every ``v*`` tag, ``<major>`` with the ``v<major>.*`` tags and
+``<major>.<minor>`` with the ``v<major>.<minor>.*`` tags, so a patch release of an older line
+(1.4.1 after v2.0.0) still moves ``1`` and ``1.4`` but not ``latest``. Prerelease git tags do
+not count: they never move anything themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from ragbuild.errors import UsageError
+
+LATEST_POLICIES = ("always", "auto", "never")
+#: Where --ci-tags looks for the build number, first set wins: Jenkins, GitHub Actions, GitLab CI.
+CI_BUILD_NUMBER_VARS = ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
+BUILD_NUMBER_RE = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class Channels:
+    tags: tuple = ()  # ("1.2", "1"): right after <version>
+    latest: bool = True
+    notes: tuple = ()  # one line per moving tag: why it was kept or left out
+
+
+def parse_version_tags(stdout: str) -> tuple:
+    """The ``v*`` tags of ``git tag --list 'v*'`` that are semver, as ``(tag, Version)``."""
+    import semver
+
+    found = []
+    for line in stdout.splitlines():
+        name = line.strip()
+        if not name.startswith("v"):
+            continue
+        try:
+            found.append((name, semver.Version.parse(name[1:])))
+        except ValueError:
+            continue  # v1.0, vNext, ...: not version tags
+    return tuple(found)
+
+
+def _highest(known, match=lambda v: True):
+    stable = [(name, v) for name, v in known if not v.prerelease and match(v)]
+    return max(stable, key=lambda item: item[1]) if stable else None
+
+
+def version_channels(version: Optional[str], *, semver_tags: bool, policy: str,
+                     known: Optional[tuple] = None) -> Channels:
+    """The channel tags and whether ``latest`` moves, with a note for each decision.
+
+    ``known`` is ``parse_version_tags``' answer; it is only consulted for ``policy == "auto"``.
+    Notes are written only when there is a choice to explain (``--semver-tags`` or ``auto``)."""
+    import semver
+
+    if policy not in LATEST_POLICIES:
+        raise UsageError(f"--latest-policy {policy!r} is not one of {', '.join(LATEST_POLICIES)}")
+    if semver_tags and version is None:
+        raise UsageError("--semver-tags needs --version (it adds <major> and <major>.<minor>)")
+    explain = semver_tags or policy == "auto"
+    parsed = semver.Version.parse(version) if version is not None else None
+    known = known or ()
+    notes, tags = [], []
+
+    def decide(tag: str, match, scope: str) -> bool:
+        """For a moving tag under --latest-policy auto: keep it, or say why not."""
+        if parsed is None:
+            notes.append(f"{tag}: left out: no --version (with --latest-policy auto only a "
+                         "released version moves it)")
+            return False
+        if parsed.prerelease:
+            notes.append(f"{tag}: left out: {version} is a prerelease")
+            return False
+        highest = _highest(known, match)
+        if highest is None:
+            notes.append(f"{tag}: kept: {version} is a release and there is no {scope} tag")
+            return True
+        name, top = highest
+        if parsed.compare(top) < 0:
+            notes.append(f"{tag}: left out: {version} < {name}, the highest {scope} tag")
+            return False
+        notes.append(f"{tag}: kept: {version} >= {name}, the highest {scope} tag")
+        return True
+
+    if semver_tags:
+        major, minor = f"{parsed.major}", f"{parsed.major}.{parsed.minor}"
+        for tag, match, scope in (
+                (minor, lambda v: (v.major, v.minor) == (parsed.major, parsed.minor),
+                 f"v{minor}.*"),
+                (major, lambda v: v.major == parsed.major, f"v{major}.*")):
+            if policy == "auto":
+                if decide(tag, match, scope):
+                    tags.append(tag)
+            elif parsed.prerelease:
+                notes.append(f"{tag}: left out: {version} is a prerelease")
+            else:
+                notes.append(f"{tag}: kept: {version} is a release (--latest-policy {policy}: "
+                             "git tags are not compared)")
+                tags.append(tag)
+    if policy == "always":
+        latest = True
+        if explain:
+            notes.append("latest: kept: --latest-policy always (the default, as bash)")
+    elif policy == "never":
+        latest = False
+        if explain:
+            notes.append("latest: left out: --latest-policy never (--no-latest)")
+    else:
+        latest = decide("latest", lambda v: True, "version")
+    return Channels(tuple(tags), latest, tuple(notes))
+
+
+def build_number(flag: Optional[str], ci_tags: bool, environ: Mapping) -> Optional[tuple]:
+    """``(N, where it came from)`` for the ``build-<N>`` tag, or None.
+
+    ``--build-number`` wins over ``--ci-tags``; with ``--ci-tags`` alone the first of
+    ``CI_BUILD_NUMBER_VARS`` that is set (and not empty) gives N."""
+    if flag is not None:
+        return _check_build_number(flag, "--build-number"), "--build-number"
+    if not ci_tags:
+        return None
+    for name in CI_BUILD_NUMBER_VARS:
+        value = environ.get(name)
+        if value:
+            return _check_build_number(value, name), name
+    raise UsageError(f"--ci-tags needs a build number: none of {', '.join(CI_BUILD_NUMBER_VARS)} "
+                     "is set (or pass --build-number N)")
+
+
+def _check_build_number(raw: str, source: str) -> str:
+    text = raw.strip()
+    if not BUILD_NUMBER_RE.fullmatch(text) or int(text) == 0:
+        given = f"{source} {raw!r}" if source.startswith("--") else f"{source}={raw!r} (read by --ci-tags)"
+        raise UsageError(f"{given} is not a positive integer (the build-<N> tag needs one)")
+    return str(int(text))
