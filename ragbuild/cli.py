@@ -76,6 +76,13 @@ def build_parser() -> ArgumentParser:
         help="after the build, run the image and check /health before anything is pushed")
     add("--skip-existing-immutable", action="store_true",
         help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten out of the push")
+    checks = parser.add_argument_group("checks (beyond bash)")
+    checks.add_argument("--context-warn-mb", metavar="MB", type=_megabytes, default=100.0,
+                        help="warn, naming the largest entries, when the build context (after "
+                             ".dockerignore) exceeds MB megabytes (default: 100; 0: never)")
+    checks.add_argument("--allow-secrets", action="store_true",
+                        help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
+                             "or .pypirc with a token) in the build context instead of refusing")
     tags = parser.add_argument_group("more tags (beyond bash)")
     tags.add_argument("--semver-tags", action="store_true",
                       help="also tag <major> and <major>.<minor> for a release version (not a prerelease)")
@@ -115,6 +122,16 @@ def latest_policy(latest, policy) -> str:
     return policy
 
 
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes (0 or more)")
+    return value
+
+
 def parse_build(argv) -> "Options":
     ns = build_parser().parse_args(argv)  # --help exits here, before the plan's imports
     from ragbuild.plan import Options
@@ -130,6 +147,7 @@ def parse_build(argv) -> "Options":
                    build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
                    image_name=ns.image_name, allow_dirty=ns.allow_dirty, smoke_test=ns.smoke_test,
                    skip_existing_immutable=ns.skip_existing_immutable,
+                   context_warn_mb=ns.context_warn_mb, allow_secrets=ns.allow_secrets,
                    semver_tags=ns.semver_tags, latest_policy=policy, build_number=ns.build_number,
                    ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
                    cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull)
@@ -155,6 +173,9 @@ def cmd_build(argv) -> int:
                    f"{git.sha}-dirty")
     for line in describe_plan(plan):
         runner.log(line)
+    from ragbuild import guard
+
+    guard.check(runner, plan)  # what the context would send: before login and the long build
     steps.check_buildx(runner, plan)
     pushing = None
     if options.push:

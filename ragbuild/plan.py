@@ -92,6 +92,9 @@ class Options:
     allow_dirty: bool = False
     smoke_test: bool = False
     skip_existing_immutable: bool = False
+    # checks beyond bash's (guard.py)
+    context_warn_mb: float = 100.0  # warn above this context size; 0: never
+    allow_secrets: bool = False
     # tags beyond bash's (channels.py)
     semver_tags: bool = False
     latest_policy: str = "always"  # always | auto | never; latest=False means never
