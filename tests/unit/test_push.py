@@ -542,6 +542,20 @@ def test_permanent_push_failures_are_not_retried(fp, registry, output, expected)
     assert sleep.delays == []
 
 
+@pytest.mark.parametrize("missing, expected", [
+    (True, "docker-credential-ecr-login, which credHelpers in"),
+    (False, "check the AWS credentials it uses"),
+])
+def test_refused_push_with_a_credential_helper_names_a_missing_helper(fp, missing, expected):
+    plan = build_plan(f"{ECR}/rag-worker")
+    register_push(fp, plan.refs[0], stdout="no basic auth credentials\n", returncode=1)
+    pushing = prepared(plan, helper="ecr-login", helper_missing=missing)
+    with pytest.raises(PushFailed) as err:
+        pushing.run(Runner())
+    assert expected in str(err.value)
+    assert ("is not on PATH" in str(err.value)) is missing
+
+
 def test_failed_push_lists_what_was_and_was_not_pushed(fp):
     plan = build_plan(f"{PLAIN}/rag-worker")
     a, b, c, d = plan.refs
