@@ -1,0 +1,230 @@
+"""The context guard: what ``docker build`` would send, checked before it is sent.
+
+It reads the build context (read-only; no process), applies ``.dockerignore`` with a port of
+Docker's own matcher (moby/patternmatcher), and reports the files and bytes that would be sent.
+Above a threshold it warns and names the largest entries; when the context would carry likely
+secrets it refuses (``UsageError``, exit 2) unless ``--allow-secrets``. It also warns about
+``--build-arg`` names that look like secrets, since build args stay readable in the image's
+history. Being read-only, it runs in ``--dry-run`` too, so a dry run shows its verdict.
+
+The matcher library is imported here, lazily, only on the build path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ragbuild.errors import ToolMissing, UsageError
+from ragbuild.plan import human_size
+
+#: How many of the largest top-level entries a size warning names.
+LARGEST = 5
+
+#: ``.env`` files that are templates by convention, not secrets.
+ENV_TEMPLATES = (".env.example", ".env.sample", ".env.template", ".env.dist", ".env.defaults")
+SSH_KEY_PREFIXES = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
+# A literal credential in .npmrc / .pypirc: `_authToken=...`, `_auth=...`, `password = ...`,
+# `token: ...`; a value that only references an environment variable (`${NPM_TOKEN}`) is not one.
+CREDENTIAL_LINE_RE = re.compile(
+    r"^[^#;\n]*?(?:_authToken|_auth|_password|password|token)\s*[=:][ \t]*(?!\$\{|[ \t]*$)\S",
+    re.I | re.M)
+SECRET_ARG_WORDS = ("TOKEN", "PASSWORD", "PASSWD", "SECRET", "CREDENTIAL")
+SECRET_ARG_PARTS = ("KEY", "KEYS", "APIKEY", "PRIVATEKEY")
+
+
+@dataclass
+class ContextReport:
+    """What the build context holds after ``.dockerignore``."""
+
+    root: str
+    ignore_file: Optional[str]  # the ignore file applied, or None
+    files: int = 0
+    bytes: int = 0
+    entries: dict = field(default_factory=dict)  # top-level entry -> [bytes, files]
+    secrets: list = field(default_factory=list)  # [(path, why)], in walk order
+
+    def largest(self, count: int = LARGEST) -> list:
+        """``[(entry, bytes, files)]``, largest first; directories end with ``/``."""
+        ranked = sorted(self.entries.items(), key=lambda item: (-item[1][0], item[0]))
+        return [(name, size, files) for name, (size, files) in ranked[:count]]
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+def secret_reason(path: str, read_text=None) -> Optional[str]:
+    """Why the context file ``path`` (slash-separated, relative) is likely a secret, or None.
+    ``read_text()`` is called only for files whose content decides (.npmrc, .pypirc)."""
+    name = path.rsplit("/", 1)[-1]
+    if name.startswith(".env") and name not in ENV_TEMPLATES:
+        return "environment file"
+    if name.endswith(".pem"):
+        return "PEM key or certificate"
+    if name.startswith(SSH_KEY_PREFIXES) and not name.endswith(".pub"):
+        return "SSH private key"
+    if path == ".aws/credentials" or path.endswith("/.aws/credentials"):
+        return "AWS credentials"
+    if name == ".netrc":
+        return "netrc credentials"
+    if name in (".npmrc", ".pypirc") and read_text is not None:
+        if CREDENTIAL_LINE_RE.search(read_text()):
+            return "token or password"
+    return None
+
+
+def secret_build_args(build_args) -> list:
+    """The names among ``(key, value)`` build args that look like secrets."""
+    names = []
+    for key, _ in build_args:
+        upper = key.upper()
+        parts = re.split(r"[_\-]", upper)
+        if any(word in upper for word in SECRET_ARG_WORDS) or any(p in SECRET_ARG_PARTS for p in parts):
+            names.append(key)
+    return names
+
+
+def read_patterns(text: str) -> list:
+    """The lines of a ``.dockerignore``: the matcher drops comments and blank lines itself."""
+    return text.splitlines()
+
+
+# --- the matcher -------------------------------------------------------------------------------
+
+
+class _SdkMatcher:
+    """Python < 3.11 (e2b-dockerfile-utils needs 3.11): the Docker SDK's port of the same matcher.
+    Slower to import (it pulls in requests) and case-insensitive, unlike Docker on Linux."""
+
+    def __init__(self, patterns):
+        from docker.utils.build import PatternMatcher
+
+        kept = [p.strip() for p in patterns if p.strip() and not p.lstrip().startswith("#")]
+        self._matcher = PatternMatcher(kept)
+
+    def matches(self, path: str) -> bool:
+        return self._matcher.matches(path)
+
+    def may_match_under(self, path: str) -> bool:
+        return any(p.exclusion and p.cleaned_pattern.startswith(path) for p in self._matcher.patterns)
+
+
+def make_matcher(patterns):
+    """Docker's ``.dockerignore`` semantics: ``matches(path)`` says whether a slash-separated
+    relative path is excluded; ``may_match_under(dir)`` whether a ``!`` pattern could bring back
+    something below an excluded directory (else the walk skips it)."""
+    try:
+        from e2b_dockerfile_utils.dockerignore import PatternMatcher
+    except ImportError:
+        try:
+            return _SdkMatcher(patterns)
+        except ImportError:
+            raise ToolMissing("the build-context check needs e2b-dockerfile-utils (Python 3.11+) "
+                              "or, on older Pythons, docker (the Docker SDK): run `make venv`, or "
+                              "`python3 -m pip install e2b-dockerfile-utils`") from None
+    return PatternMatcher(patterns)
+
+
+# --- the walk ----------------------------------------------------------------------------------
+
+
+def ignore_file(context: str, dockerfile: str) -> Optional[str]:
+    """The ignore file BuildKit applies: ``<Dockerfile>.dockerignore`` beside the Dockerfile,
+    else ``.dockerignore`` at the root of the context."""
+    for candidate in (f"{dockerfile}.dockerignore", os.path.join(context, ".dockerignore")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
+    """Walk ``context`` as docker would send it; symlinks are sent as links, not followed."""
+    path = ignore_file(context, dockerfile)
+    patterns = []
+    if path:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                patterns = read_patterns(handle.read())
+        except OSError as err:
+            raise UsageError(f"{path}: cannot be read: {err.strerror}") from None
+    try:
+        matcher = make_matcher(patterns)
+    except ValueError as err:
+        raise UsageError(f"{path}: {err}") from None
+    report = ContextReport(root=context, ignore_file=path)
+    stack = [("", context)]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as err:
+            raise UsageError(f"cannot read {directory} in the build context: {err.strerror}") from None
+        for entry in entries:
+            rel = prefix + entry.name
+            excluded = matcher.matches(rel)
+            if entry.is_dir(follow_symlinks=False):
+                if not excluded or matcher.may_match_under(rel):
+                    stack.append((rel + "/", entry.path))
+                continue
+            if excluded:
+                continue
+            size = entry.stat(follow_symlinks=False).st_size
+            report.files += 1
+            report.bytes += size
+            top = rel.split("/", 1)
+            key = top[0] + "/" if len(top) > 1 else top[0]
+            totals = report.entries.setdefault(key, [0, 0])
+            totals[0] += size
+            totals[1] += 1
+            why = secret_reason(rel, lambda p=entry.path: _read(p))
+            if why:
+                report.secrets.append((rel, why))
+    return report
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(1 << 20)
+    except OSError:
+        return ""
+
+
+# --- the step ----------------------------------------------------------------------------------
+
+
+def check(runner, plan) -> ContextReport:
+    """Before the build: report the context, warn when it is large, refuse likely secrets."""
+    options = plan.options
+    for name in secret_build_args(plan.build_args):
+        runner.log(f"warning: --build-arg {name} looks like a secret: build args stay readable in "
+                   "the image's history (docker history); pass secrets with `docker build --secret` "
+                   "and `RUN --mount=type=secret` instead")
+    report = scan_context(options.context, options.file)
+    applied = f"after {report.ignore_file}" if report.ignore_file else "(no .dockerignore)"
+    runner.log(f"build context {options.context}: {_files(report.files)}, "
+               f"{human_size(report.bytes)} {applied}")
+    limit = options.context_warn_mb  # MB of 10^6 bytes, as human_size counts; 0: never
+    if limit and report.bytes > limit * 1e6:
+        runner.log(f"warning: the build context is {human_size(report.bytes)}, more than "
+                   f"{limit:g}MB (--context-warn-mb); docker sends all of it before building. "
+                   "Add what the image does not need to .dockerignore. Largest:")
+        for name, size, files in report.largest():
+            count = f" ({_files(files)})" if name.endswith("/") else ""
+            runner.log(f"  {human_size(size):>8}  {name}{count}")
+    if report.secrets:
+        listed = ", ".join(f"{path} ({why})" for path, why in report.secrets)
+        if options.allow_secrets:
+            runner.log(f"warning: sending likely secrets in the build context (--allow-secrets): "
+                       f"{listed}")
+        else:
+            raise UsageError(f"the build context would send likely secrets: {listed}; add them to "
+                             f"{report.ignore_file or os.path.join(options.context, '.dockerignore')}"
+                             ", or pass --allow-secrets if they belong in the image")
+    return report

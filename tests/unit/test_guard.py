@@ -1,0 +1,261 @@
+"""The context guard: what the build context sends after .dockerignore, its size warning, the
+refusal of likely secrets, the build-arg warning, and its place in the build (before any docker
+call, in --dry-run too). Contexts are real directories under tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakes import docker_calls, register_git
+from ragbuild import cli, guard
+from ragbuild.errors import UsageError
+from ragbuild.plan import Options
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tree(root: Path, files: dict) -> Path:
+    """Create ``files`` ({relative path: content or size in bytes}) under ``root``."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, int):
+            path.write_bytes(b"x" * content)
+        else:
+            path.write_text(content)
+    return root
+
+
+def sent(root: Path, dockerfile: str = "Dockerfile") -> guard.ContextReport:
+    """What the guard counts as sent from the context ``root``."""
+    return guard.scan_context(str(root), str(root / dockerfile))
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def log(self, message):
+        self.lines.append(message)
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+
+class FakePlan:
+    def __init__(self, root, build_args=(), **options):
+        self.options = Options(context=str(root), file=str(root / "Dockerfile"), **options)
+        self.build_args = tuple(build_args)
+
+
+# --- .dockerignore semantics (the library's; checked where Docker differs from gitignore) ------
+
+
+MATCHER_CASES = [
+    # (patterns, path, excluded)
+    (["*.log"], "a.log", True),
+    (["*.log"], "sub/a.log", False),  # Docker anchors at the root; gitignore would match
+    (["**/*.log"], "sub/deep/a.log", True),
+    (["data"], "data/x/y.bin", True),  # a matched directory excludes what is under it
+    (["data", "!data/keep.txt"], "data/keep.txt", False),
+    (["data", "!data/keep.txt"], "data/drop.txt", True),
+    (["/build/"], "build/out.o", True),  # leading and trailing slashes do not matter
+    (["# a comment", ""], "# a comment", False),
+    (["*", "!src"], "src/app.py", False),
+    (["docs/*.md"], "docs/deep/x.md", False),
+]
+
+
+@pytest.fixture(params=["e2b", "docker-sdk"])
+def matcher_factory(request):
+    if request.param == "e2b":
+        return guard.make_matcher
+    pytest.importorskip("docker.utils.build")
+    return guard._SdkMatcher
+
+
+@pytest.mark.parametrize("patterns, path, excluded", MATCHER_CASES)
+def test_dockerignore_semantics(matcher_factory, patterns, path, excluded):
+    assert matcher_factory(list(patterns)).matches(path) is excluded
+
+
+def test_the_walk_counts_files_and_bytes_after_dockerignore(tmp_path):
+    root = tree(tmp_path, {
+        "Dockerfile": 10, ".dockerignore": ".git\n**/__pycache__\n*.log\ndata\n!data/keep.bin\n",
+        "src/app.py": 100, "src/__pycache__/app.pyc": 5000, "app.log": 7000, "sub/kept.log": 3,
+        ".git/objects/pack": 90000, "data/big.bin": 80000, "data/keep.bin": 20,
+    })
+    report = sent(root)
+    ignore_size = len((root / ".dockerignore").read_text())
+    # Dockerfile, .dockerignore, src/app.py, sub/kept.log, data/keep.bin
+    assert report.files == 5
+    assert report.bytes == 10 + ignore_size + 100 + 3 + 20
+    assert report.ignore_file == str(root / ".dockerignore")
+    assert report.entries["src/"] == [100, 1] and report.entries["data/"] == [20, 1]
+
+
+def test_an_excluded_directory_without_exceptions_is_not_walked(tmp_path, monkeypatch):
+    root = tree(tmp_path, {"Dockerfile": 1, ".dockerignore": "node_modules\n",
+                           "node_modules/a/b.js": 1, "src/x.py": 1})
+    walked = []
+    real = os.scandir
+    monkeypatch.setattr(guard.os, "scandir", lambda d: walked.append(Path(d).name) or real(d))
+    sent(root)
+    assert "node_modules" not in walked and "src" in walked
+
+
+def test_dockerfile_specific_ignore_file_wins(tmp_path):
+    root = tree(tmp_path, {"Dockerfile": 1, "Dockerfile.dockerignore": "big\n",
+                           ".dockerignore": "small\n", "big/x": 1000, "small/y": 10})
+    report = sent(root)
+    assert report.ignore_file == str(root / "Dockerfile.dockerignore")
+    assert "big/" not in report.entries and report.entries["small/"] == [10, 1]
+
+
+def test_symlinks_are_sent_as_links_not_followed(tmp_path):
+    outside = tree(tmp_path / "outside", {"huge.bin": 100000})
+    root = tree(tmp_path / "ctx", {"Dockerfile": 1})
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    report = sent(root)
+    assert report.files == 2 and report.bytes < 1000
+
+
+def test_an_invalid_pattern_is_a_usage_error_naming_the_file(tmp_path):
+    root = tree(tmp_path, {"Dockerfile": 1, ".dockerignore": "[a-\n"})
+    with pytest.raises(UsageError, match=r"\.dockerignore: Invalid ignore pattern '\[a-'"):
+        sent(root)
+
+
+# --- what counts as a secret -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, content, why", [
+    (".env", "", "environment file"),
+    ("config/.env.production", "", "environment file"),
+    (".env.example", "", None),
+    ("certs/server.pem", "", "PEM key or certificate"),
+    ("id_rsa", "", "SSH private key"),
+    ("keys/id_ed25519", "", "SSH private key"),
+    ("id_rsa.pub", "", None),
+    (".aws/credentials", "", "AWS credentials"),
+    ("home/.aws/credentials", "", "AWS credentials"),
+    (".aws/config", "", None),
+    (".npmrc", "//registry.npmjs.org/:_authToken=npm_abc123\n", "token or password"),
+    (".npmrc", "//registry.npmjs.org/:_authToken=${NPM_TOKEN}\n", None),
+    (".npmrc", "registry=https://registry.npmjs.org/\n", None),
+    (".pypirc", "[pypi]\nusername = __token__\npassword = pypi-AgEIcHlwaS5vcmc\n", "token or password"),
+    (".pypirc", "[distutils]\nindex-servers = pypi\n# password = \n", None),
+    (".netrc", "", "netrc credentials"),
+    ("src/app.py", "password = 'x'", None),  # only the files named above are read
+])
+def test_secret_reason(path, content, why):
+    assert guard.secret_reason(path, lambda: content) == why
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("NPM_TOKEN", True), ("DB_PASSWORD", True), ("AWS_SECRET_ACCESS_KEY", True), ("API_KEY", True),
+    ("OPENAI_APIKEY", True), ("github-token", True), ("PIP_INDEX_URL", False),
+    ("PYTHON_IMAGE", False), ("KEYBOARD", False), ("MONKEY_PATCH", False),
+])
+def test_secret_looking_build_arg_names(name, secret):
+    assert guard.secret_build_args([(name, "v")]) == ([name] if secret else [])
+
+
+# --- the step ----------------------------------------------------------------------------------
+
+
+def test_check_reports_size_and_refuses_secrets_naming_them(tmp_path):
+    root = tree(tmp_path, {"Dockerfile": 1, ".dockerignore": "*.pem\n", "ok.pem": 1, ".env": 1,
+                           "deploy/id_rsa": 1})
+    log = Log()
+    with pytest.raises(UsageError) as refused:
+        guard.check(log, FakePlan(root))
+    message = str(refused.value)
+    assert message.startswith("the build context would send likely secrets: ")
+    assert ".env (environment file)" in message and "deploy/id_rsa (SSH private key)" in message
+    assert "ok.pem" not in message  # excluded by .dockerignore: not sent
+    assert "--allow-secrets" in message and str(root / ".dockerignore") in message
+    assert log.lines[0].startswith(f"build context {root}: 4 files, ")
+
+
+def test_allow_secrets_turns_the_refusal_into_a_warning(tmp_path):
+    root = tree(tmp_path, {"Dockerfile": 1, ".env": 1})
+    log = Log()
+    guard.check(log, FakePlan(root, allow_secrets=True))
+    assert "warning: sending likely secrets in the build context (--allow-secrets): .env" in log.text
+
+
+def test_a_large_context_warns_with_the_largest_entries(tmp_path):
+    root = tree(tmp_path, {"Dockerfile": 1, "data/a.bin": 600_000, "data/b.bin": 600_000,
+                           "model.bin": 300_000, "src/app.py": 10})
+    log = Log()
+    guard.check(log, FakePlan(root, context_warn_mb=1))
+    assert log.lines[0] == f"build context {root}: 5 files, 1.5MB (no .dockerignore)"
+    assert log.lines[1].startswith("warning: the build context is 1.5MB, more than 1MB "
+                                   "(--context-warn-mb)")
+    assert log.lines[2:] == ["     1.2MB  data/ (2 files)", "   300.0kB  model.bin",
+                             "       10B  src/ (1 file)", "        1B  Dockerfile"]
+
+
+@pytest.mark.parametrize("limit", [0, 2])
+def test_no_size_warning_at_or_below_the_limit_or_with_0(tmp_path, limit):
+    root = tree(tmp_path, {"Dockerfile": 1, "data.bin": 1_500_000})
+    log = Log()
+    guard.check(log, FakePlan(root, context_warn_mb=limit))
+    assert not any(line.startswith("warning") for line in log.lines)
+
+
+def test_secret_build_arg_warns_about_image_history(tmp_path):
+    root = tree(tmp_path, {"Dockerfile": 1})
+    log = Log()
+    guard.check(log, FakePlan(root, build_args=[("VERSION", "1"), ("NPM_TOKEN", "abc")]))
+    assert log.lines[0].startswith("warning: --build-arg NPM_TOKEN looks like a secret: build args "
+                                   "stay readable in the image's history")
+    assert "abc" not in log.text
+
+
+# --- in the build command ----------------------------------------------------------------------
+
+
+def test_secrets_in_the_context_stop_the_build_before_any_docker_call(project, strict_fp, capsys):
+    (project / ".env").write_text("DB_PASSWORD=x\n")
+    code = cli.main(["--env", "dev"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines()[-1].startswith("error: the build context would send likely secrets: "
+                                           ".env (environment file)")
+    assert docker_calls(strict_fp) == 0
+
+
+def test_dry_run_shows_the_context_summary_and_refuses_alike(project, strict_fp, capsys):
+    code = cli.main(["--env", "dev", "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "build context .: 1 file, 13B (no .dockerignore)" in err.splitlines()
+    assert "build context" not in out  # stdout stays the commands a real run executes
+    (project / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    register_git(strict_fp)
+    assert cli.main(["--env", "dev", "--dry-run"]) == 2
+    assert "id_rsa (SSH private key)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "nan"])
+def test_context_warn_mb_must_be_a_size(value):
+    with pytest.raises(UsageError, match="--context-warn-mb"):
+        cli.parse_build(["--env", "dev", f"--context-warn-mb={value}"])
+
+
+def test_the_matcher_library_is_imported_only_on_the_build_path(tmp_path):
+    probe = ("import sys; from ragbuild import cli\n"
+             "for argv in (['--help'], ['clean', '--help'], ['--env', 'nope']):\n"
+             "    cli.main(argv)\n"
+             "print('e2b_dockerfile_utils' in sys.modules, 'docker' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stdout.strip().splitlines()[-1] == "False False", done.stderr
