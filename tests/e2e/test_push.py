@@ -1,0 +1,365 @@
+"""``--push`` through what users type (``make push-dev``, ``make push-prod``, the script), checked
+against the registries' own HTTP API rather than against what ragbuild says it did.
+
+Two registries of the harness: a plain-HTTP one (``E2E_REGISTRY``, no login) and an ECR-shaped TLS
+one (``E2E_ECR_HOST``, htpasswd user AWS) whose ECR API (login token, describe-repositories,
+list-images) is moto. Every ECR case starts from an empty ``DOCKER_CONFIG`` (logged out); the
+moto repositories a case creates are deleted again, the registry repositories have unique names.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import shutil
+import stat
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+IMAGE_MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.oci.image.manifest.v1+json")
+BUILD_LINE = "+ DOCKER_BUILDKIT=1 docker build "
+PINNED_RE = re.compile(r"@sha256:[0-9a-f]{64}$", re.M)
+MAKE_DIRECTORY_RE = re.compile(r"make(\[\d+\])?: (Entering|Leaving) directory ")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def planned_refs(result) -> list:
+    """The refs the plan listed under ``tags:`` (stderr), in order."""
+    refs = re.findall(r"^  - (\S+)$", result.stderr, re.M)
+    assert refs, f"no planned tags: {result.describe()}"
+    return refs
+
+
+def tags_of(refs) -> list:
+    return [ref.rsplit(":", 1)[1] for ref in refs]
+
+
+def pinned_line(result) -> str:
+    """The last line the script printed on stdout (``make -C`` adds its own directory lines)."""
+    lines = [line for line in result.stdout.strip().splitlines()
+             if not MAKE_DIRECTORY_RE.match(line)]
+    assert lines, f"nothing on stdout: {result.describe()}"
+    return lines[-1]
+
+
+def make_exit(result, target: str) -> int:
+    """The script's exit status, as make reports it for ``target``."""
+    match = re.search(rf"\[Makefile:\d+: {target}\] Error (\d+)$", result.stderr, re.M)
+    assert match, f"make did not report the recipe's failure: {result.describe()}"
+    return int(match[1])
+
+
+def assert_registry_holds(registry, repository: str, tags, pinned: str) -> str:
+    """``repository`` lists exactly ``tags``; each names one single-image manifest whose digest
+    is the one in ``pinned`` (``<registry>/<repository>@sha256:...``)."""
+    assert registry.tags(repository) == sorted(tags)
+    manifests = {tag: registry.manifest(repository, tag) for tag in tags}
+    digests = {tag: m.digest for tag, m in manifests.items()}
+    assert len(set(digests.values())) == 1, f"the tags name different manifests: {digests}"
+    digest = next(iter(digests.values()))
+    assert pinned == f"{registry.host}/{repository}@{digest}"
+    for tag, manifest in manifests.items():
+        assert manifest.media_type in IMAGE_MANIFEST_TYPES, (tag, manifest.media_type)
+        assert "manifests" not in manifest.body and manifest.body.get("layers"), (tag, manifest.body)
+    return digest
+
+
+def assert_not_built(result, docker, repository_ref: str) -> None:
+    assert BUILD_LINE not in result.stderr, f"docker build ran: {result.describe()}"
+    assert docker.refs(repository_ref) == []
+
+
+def no_success_claimed(result) -> None:
+    assert not PINNED_RE.search(result.stdout), f"a pinned digest was printed: {result.describe()}"
+    assert "pushed and verified" not in result.text
+
+
+def config_json(directory) -> dict:
+    path = directory / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def secret_forms(password: str) -> tuple:
+    """The password as it could leak: plain, and as the base64 ``user:password`` docker stores."""
+    return (password, base64.b64encode(f"AWS:{password}".encode()).decode())
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ecr_repository(runner, unique):
+    """``ecr_repository(label, *flags)``: ``aws ecr create-repository`` of a unique name on moto
+    (deleted at teardown); returns the name."""
+    created = []
+
+    def create(label: str, *flags) -> str:
+        name = unique(label)
+        runner.run(["aws", "ecr", "create-repository", "--repository-name", name, *flags]
+                   ).assert_ok()
+        created.append(name)
+        return name
+
+    yield create
+    for name in created:
+        runner.run(["aws", "ecr", "delete-repository", "--repository-name", name, "--force"])
+
+
+@pytest.fixture
+def ecr_host(e2e_env) -> str:
+    return e2e_env["E2E_ECR_HOST"]
+
+
+def tiny_args(dockerfile, *flags) -> list:
+    return ["-f", dockerfile, "--context", dockerfile.parent, *flags]
+
+
+# --- the plain registry ------------------------------------------------------------------------
+
+
+def test_push_dev_to_a_plain_registry_pushes_exactly_the_planned_tags(project, docker, images,
+                                                                       tiny_context, unique,
+                                                                       e2e_env, pip_args,
+                                                                       plain_registry):
+    registry = e2e_env["E2E_REGISTRY"]
+    name = unique("plain")
+    uri = images.track_repository(f"{registry}/{name}")
+    # a stale tag of an older build, in the same local repository: never pushed
+    stale = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}-stale"')
+    built = docker("build", "--quiet", "--tag", f"{uri}:stale", stale.parent).assert_ok()
+    stale_id = images.track(built.stdout.strip())
+
+    result = project.make("push-dev", f"ECR_URI={uri}", f"ARGS={pip_args}").assert_ok()
+    images.track_result(result)
+    refs = planned_refs(result)
+    ts, sha = result.timestamp(), project.sha
+    assert tags_of(refs) == [f"dev-{ts}", "dev", f"git-{sha}", "latest"]
+    assert all(ref.startswith(f"{uri}:") for ref in refs)
+
+    # one docker push per planned ref, never --all-tags
+    pushes = [line for line in result.stderr.splitlines() if line.startswith("+ docker push ")]
+    assert pushes == [f"+ docker push {ref}" for ref in refs]
+    pinned = pinned_line(result)
+    assert_registry_holds(plain_registry, name, tags_of(refs), pinned)
+    assert name in plain_registry.catalog()
+    assert "stale" not in plain_registry.tags(name)
+    assert docker.image_id(f"{uri}:stale") == stale_id  # the stale tag was left alone locally
+
+
+# --- ECR ---------------------------------------------------------------------------------------
+
+
+def test_push_prod_to_ecr_logs_in_checks_the_repository_and_verifies(project, docker, images,
+                                                                       ecr_repository, ecr_host,
+                                                                       docker_config, e2e_env,
+                                                                       pip_args, ecr_registry):
+    name = ecr_repository("ecr")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    assert config_json(docker_config) == {}  # logged out of everything
+
+    result = project.make("push-prod", f"ECR_URI={uri}", "VERSION=1.0.0", f"ARGS={pip_args}",
+                          env={"DOCKER_CONFIG": docker_config}).assert_ok()
+    images.track_result(result)
+
+    # login (password on stdin only), pre-flight, then the build, smoke test and push, in order
+    lines = result.stderr.splitlines()
+    steps = ["+ aws ecr get-login-password --region us-east-1",
+             f"+ docker login --username AWS --password-stdin {ecr_host} < "
+             "<password from aws ecr get-login-password>",
+             f"logged in to {ecr_host} (ECR region us-east-1)",
+             f"+ aws ecr describe-repositories --repository-names {name} --region us-east-1",
+             BUILD_LINE, "smoke test passed", "+ docker push "]
+    found = [next((i for i, line in enumerate(lines) if line.startswith(step)), None)
+             for step in steps]
+    assert None not in found and found == sorted(found), (dict(zip(steps, found)),
+                                                          result.describe())
+    for leaked in secret_forms(e2e_env["E2E_ECR_PASSWORD"]):
+        assert leaked not in result.text, "the ECR password was printed"
+
+    refs = planned_refs(result)
+    ts, sha = result.timestamp(), project.sha
+    assert tags_of(refs) == ["v1.0.0", "1.0.0", f"prod-{ts}", "prod", f"git-{sha}", "latest"]
+    assert_registry_holds(ecr_registry, name, tags_of(refs), pinned_line(result))
+    # the login really happened, into the DOCKER_CONFIG given
+    assert ecr_host in config_json(docker_config).get("auths", {})
+
+
+def test_missing_ecr_repository_stops_before_the_build(project, docker, unique, ecr_host,
+                                                       docker_config, pip_args, ecr_registry):
+    name = unique("missing")  # never created
+    uri = f"{ecr_host}/{name}"
+    result = project.make("push-dev", f"ECR_URI={uri}", f"ARGS={pip_args}",
+                          env={"DOCKER_CONFIG": docker_config})
+    assert make_exit(result, "push-dev") == 1
+    errors = result.error_lines()
+    assert len(errors) == 1, result.describe()
+    assert f"aws ecr create-repository --repository-name {name} --region us-east-1" in errors[0]
+    assert_not_built(result, docker, uri)
+    assert ecr_registry.tags(name) == []
+
+
+def test_immutable_ecr_repository_stops_or_skips_the_moving_tags(project, docker, images,
+                                                                 ecr_repository, ecr_host,
+                                                                 tiny_context, docker_config,
+                                                                 ecr_registry):
+    name = ecr_repository("immutable", "--image-tag-mutability", "IMMUTABLE")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    flags = tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push")
+    env = {"DOCKER_CONFIG": docker_config}
+
+    stopped = project.script(*flags, env=env)
+    assert stopped.returncode == 1, stopped.describe()
+    errors = stopped.error_lines()
+    assert len(errors) == 1, stopped.describe()
+    named = re.search(r"the planned tags (.+?) cannot be pushed", errors[0])
+    assert named and set(named[1].split(", ")) == {"dev", "latest"}, errors[0]
+    assert "--skip-existing-immutable" in errors[0]
+    assert_not_built(stopped, docker, uri)
+
+    skipped = project.script(*flags, "--skip-existing-immutable", env=env).assert_ok()
+    images.track_result(skipped)
+    refs = planned_refs(skipped)
+    ts = skipped.timestamp()
+    assert tags_of(refs) == [f"dev-{ts}", "dev", f"git-{project.sha}", "latest"]
+    pushed = [f"dev-{ts}", f"git-{project.sha}"]
+    assert_registry_holds(ecr_registry, name, pushed, pinned_line(skipped))
+    # the build still made every tag locally
+    assert docker.refs(uri) == sorted(refs)
+    left_out = [line for line in skipped.stderr.splitlines() if line.startswith("left out")]
+    assert len(left_out) == 1 and f"{uri}:dev" in left_out[0] and f"{uri}:latest" in left_out[0]
+    # nothing was in the repository: the log must not claim the tags already were
+    assert "already" not in left_out[0], left_out[0]
+
+
+def test_cred_helper_for_the_host_skips_the_login(project, docker, images, ecr_repository,
+                                                  ecr_host, tiny_context, docker_config, runner,
+                                                  ecr_registry):
+    assert shutil.which("docker-credential-ecr-login", path=runner.env["PATH"]) is None, \
+        "this case needs a machine without docker-credential-ecr-login"
+    config = {"credHelpers": {ecr_host: "ecr-login"}}
+    (docker_config / "config.json").write_text(json.dumps(config))
+    name = ecr_repository("helper")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
+                            env={"DOCKER_CONFIG": docker_config})
+    assert result.returncode == 1, result.describe()
+    assert (f"not logging in to {ecr_host}: docker gets its credentials from "
+            "docker-credential-ecr-login") in result.stderr
+    assert "+ aws ecr get-login-password" not in result.stderr
+    assert "+ docker login" not in result.stderr
+    errors = result.error_lines()
+    assert len(errors) == 1, result.describe()
+    # the error names the cause: the helper docker would run is not installed
+    assert "docker-credential-ecr-login" in errors[0]
+    assert re.search(r"not (on PATH|installed|found)", errors[0]), errors[0]
+    assert "pushed: nothing" in result.stderr
+    no_success_claimed(result)
+    assert ecr_registry.tags(name) == []
+    assert config_json(docker_config) == config  # no login wrote to it
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stopped_plain_registry(runner, e2e_env, plain_registry):
+    """The plain registry stopped for the test, and always started again."""
+    harness = e2e_env["E2E_HARNESS"]
+    runner.run(["bash", harness, "stop-registry"]).assert_ok()
+    try:
+        yield
+    finally:
+        runner.run(["bash", harness, "start-registry"]).assert_ok()
+        plain_registry.catalog()  # answers again
+
+
+def test_unreachable_registry_fails_listing_what_was_not_pushed(project, docker, images,
+                                                                 tiny_context, unique, e2e_env,
+                                                                 stopped_plain_registry,
+                                                                 plain_registry):
+    registry = e2e_env["E2E_REGISTRY"]
+    name = unique("down")
+    uri = images.track_repository(f"{registry}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"))
+    assert result.returncode == 1, result.describe()
+    images.track_result(result)  # the build went through; the push did not
+    errors = result.error_lines()
+    assert len(errors) == 1, result.describe()
+    assert f"cannot reach {registry}" in errors[0]
+    refs = planned_refs(result)
+    assert "pushed: nothing" in result.stderr.splitlines()
+    assert f"not pushed: {', '.join(refs)}" in result.stderr.splitlines()
+    no_success_claimed(result)
+    assert "Traceback" not in result.text
+
+
+def test_wrong_ecr_password_fails_the_login_without_showing_it(project, docker, ecr_repository,
+                                                              ecr_host, tiny_context,
+                                                              docker_config, tmp_path):
+    wrong = f"wrong-password-{secrets.token_hex(8)}"
+    fake = tmp_path / "aws"
+    fake.write_text('#!/bin/sh\n'
+                    f'if [ "$2" = get-login-password ]; then echo {wrong}; exit 0; fi\n'
+                    'exec aws "$@"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    name = ecr_repository("wrongpw")
+    uri = f"{ecr_host}/{name}"
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
+                            env={"DOCKER_CONFIG": docker_config, "AWS_CLI": fake})
+    assert result.returncode == 1, result.describe()
+    errors = result.error_lines()
+    assert len(errors) == 1, result.describe()
+    assert f"docker login to {ecr_host}" in errors[0] and "failed" in errors[0]
+    for leaked in secret_forms(wrong):
+        assert leaked not in result.text, "the wrong password was printed"
+    assert "401" in result.stderr or "unauthorized" in result.stderr.lower()
+    assert_not_built(result, docker, uri)
+    assert ecr_host not in config_json(docker_config).get("auths", {})
+
+
+# --- dry run -----------------------------------------------------------------------------------
+
+
+def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, unique, ecr_host,
+                                                              tiny_context, docker_config,
+                                                              e2e_env):
+    name = unique("dry")  # no repository: a pre-flight that really ran would fail
+    uri = f"{ecr_host}/{name}"
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push",
+                                       "--dry-run"),
+                            env={"DOCKER_CONFIG": docker_config}).assert_ok()
+    refs = planned_refs(result)
+    printed = result.stdout.splitlines()
+    login = ["aws ecr get-login-password --region us-east-1",
+             f"docker login --username AWS --password-stdin {ecr_host} < "
+             "<password from aws ecr get-login-password>"]
+    assert printed[:2] == login, result.describe()
+    assert printed[2].startswith(f"aws ecr describe-repositories --repository-names {name} ")
+    builds = [i for i, line in enumerate(printed) if line.startswith("DOCKER_BUILDKIT=1 docker build ")]
+    assert len(builds) == 1 and builds[0] > 2
+    pushes = [line for line in printed if line.startswith("docker push ")]
+    assert pushes == [f"docker push {ref}" for ref in refs]
+    inspects = [line for line in printed if " docker manifest inspect " in f" {line}"]
+    assert inspects == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
+                        for ref in refs]
+    assert printed.index(pushes[-1]) < printed.index(inspects[0])
+    assert e2e_env["E2E_ECR_PASSWORD"] not in result.text
+
+    # nothing ran: no command logged as executed, no login, no image
+    assert [line for line in result.stderr.splitlines() if line.startswith("+ ")] == []
+    assert list(docker_config.iterdir()) == []
+    assert docker.refs(uri) == []
