@@ -83,6 +83,14 @@ def build_parser() -> ArgumentParser:
     checks.add_argument("--allow-secrets", action="store_true",
                         help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
                              "or .pypirc with a token) in the build context instead of refusing")
+    checks.add_argument("--scan", action="store_true",
+                        help="after the build (and smoke test), scan the image for vulnerabilities; "
+                             "findings stop the run before any push (default scanner: trivy image "
+                             "--exit-code 1 --severity HIGH,CRITICAL)")
+    checks.add_argument("--scan-command", metavar="CMD",
+                        help="the scanner to run, with {image} in it (implies --scan), e.g. "
+                             "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
+                             "[ragbuild], else trivy")
     tags = parser.add_argument_group("more tags (beyond bash)")
     tags.add_argument("--semver-tags", action="store_true",
                       help="also tag <major> and <major>.<minor> for a release version (not a prerelease)")
@@ -148,6 +156,7 @@ def parse_build(argv) -> "Options":
                    image_name=ns.image_name, allow_dirty=ns.allow_dirty, smoke_test=ns.smoke_test,
                    skip_existing_immutable=ns.skip_existing_immutable,
                    context_warn_mb=ns.context_warn_mb, allow_secrets=ns.allow_secrets,
+                   scan=ns.scan or ns.scan_command is not None, scan_command=ns.scan_command,
                    semver_tags=ns.semver_tags, latest_policy=policy, build_number=ns.build_number,
                    ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
                    cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull)
@@ -176,6 +185,11 @@ def cmd_build(argv) -> int:
     from ragbuild import guard
 
     guard.check(runner, plan)  # what the context would send: before login and the long build
+    scanner = None
+    if options.scan:
+        from ragbuild import scan
+
+        scanner = scan.prepare(plan, config)  # a missing scanner stops us before the build
     steps.check_buildx(runner, plan)
     pushing = None
     if options.push:
@@ -189,6 +203,8 @@ def cmd_build(argv) -> int:
         from ragbuild import smoke
 
         smoke.check(runner, plan)
+    if scanner:
+        scan.run(runner, scanner, plan)  # findings stop the run: no push after a failed scan
     if pushing:
         pushing.run(runner)
     elif not options.dry_run:

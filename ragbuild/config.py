@@ -4,6 +4,7 @@ directory, where the Dockerfile is), e.g.::
     [ragbuild]
     image-name = rag-worker
     environments = dev, staging, prod
+    scan-command = grype {image} --fail-on high
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ def load_config(directory: str = ".") -> Config:
     if not parser.has_section("ragbuild"):
         return Config()
     section = parser["ragbuild"]
-    unknown = set(section) - {"image-name", "environments"}
+    unknown = set(section) - {"image-name", "environments", "scan-command"}
     if unknown:
         raise UsageError(f"{path} [ragbuild]: unknown setting {sorted(unknown)[0]!r}; "
-                         "known: image-name, environments")
+                         "known: image-name, environments, scan-command")
+    scan_command = section.get("scan-command", "", raw=True).strip() or None  # raw: % is literal
+    if scan_command is not None:
+        from ragbuild.scan import parse_scan_command
+
+        parse_scan_command(scan_command, f"{path} [ragbuild] scan-command")
     envs = tuple(section.get("environments", "").replace(",", " ").split())
     for env in envs:
         check_tag(env, f"{path} [ragbuild] environments:")
     return Config(image_name=section.get("image-name", DEFAULT_IMAGE_NAME).strip() or DEFAULT_IMAGE_NAME,
-                  environments=envs or DEFAULT_ENVIRONMENTS)
+                  environments=envs or DEFAULT_ENVIRONMENTS, scan_command=scan_command)

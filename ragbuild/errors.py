@@ -47,6 +47,10 @@ class SmokeTestFailed(RagbuildError):
     """The built image did not answer /health as expected."""
 
 
+class ScanFailed(RagbuildError):
+    """The vulnerability scanner exited non-zero (findings, or its own failure): no push."""
+
+
 class Interrupted(RagbuildError):
     """Ctrl-C: the child was terminated and reaped."""
 

@@ -70,6 +70,7 @@ class Config:
 
     image_name: str = DEFAULT_IMAGE_NAME
     environments: tuple = DEFAULT_ENVIRONMENTS
+    scan_command: Optional[str] = None  # the vulnerability scanner for --scan, with {image}
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Options:
     # checks beyond bash's (guard.py)
     context_warn_mb: float = 100.0  # warn above this context size; 0: never
     allow_secrets: bool = False
+    scan: bool = False  # scan.py: the vulnerability gate before the push
+    scan_command: Optional[str] = None
     # tags beyond bash's (channels.py)
     semver_tags: bool = False
     latest_policy: str = "always"  # always | auto | never; latest=False means never

@@ -1,0 +1,97 @@
+"""``--scan``: a vulnerability gate between the build and the push.
+
+The scanner is chosen before the build (so a missing one stops the run before the long build):
+``--scan-command``, else ``scan-command`` in setup.cfg ``[ragbuild]``, else trivy when it is on
+PATH; none is an error, never a silent pass. After the build, the summary and the smoke test it
+runs on the primary ref with its output streamed; a non-zero exit stops the run before any push.
+Like the other steps, this module starts no process: it hands a ``Command`` to the runner.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from dataclasses import dataclass
+
+from ragbuild.errors import ScanFailed, ToolMissing, UsageError
+from ragbuild.plan import Command
+
+PLACEHOLDER = "{image}"
+#: The default scanner: trivy fails (exit 1) on HIGH or CRITICAL findings.
+TRIVY = "trivy image --exit-code 1 --severity HIGH,CRITICAL {image}"
+
+
+@dataclass(frozen=True)
+class Scanner:
+    argv: tuple  # words, one or more holding {image}
+    source: str  # where it came from, for messages
+
+
+def parse_scan_command(text: str, source: str) -> tuple:
+    """Split a scan command as a shell would (no shell runs it); it must name ``{image}``."""
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as err:
+        raise UsageError(f"{source} {text!r} cannot be split into words: {err}") from None
+    if not words:
+        raise UsageError(f"{source} is empty; give a command with {PLACEHOLDER}, e.g. "
+                         f"'grype {PLACEHOLDER} --fail-on high'")
+    if not any(PLACEHOLDER in word for word in words):
+        raise UsageError(f"{source} {text!r} does not say where the image goes: put {PLACEHOLDER} "
+                         f"in it, e.g. '{words[0]} {PLACEHOLDER}'")
+    return words
+
+
+def prepare(plan, config, *, which=shutil.which, environ=os.environ) -> Scanner:
+    """Before the build: the scanner must exist, and there must be a local image to scan."""
+    if getattr(plan, "multi_platform", False):
+        raise UsageError("--scan scans the local image, and a multi-platform build leaves none (it "
+                         "pushes straight to the registry); scan a --platform linux/amd64 build")
+    return resolve(plan.options.scan_command, config.scan_command, which=which, environ=environ)
+
+
+def resolve(command, configured, *, which=shutil.which, environ=os.environ) -> Scanner:
+    """The scanner to run: the flag's command, setup.cfg's, or trivy found on PATH."""
+    if command is not None:
+        scanner = Scanner(parse_scan_command(command, "--scan-command"), "--scan-command")
+    elif configured:
+        source = "setup.cfg [ragbuild] scan-command"
+        scanner = Scanner(parse_scan_command(configured, source), source)
+    elif which("trivy", path=environ.get("PATH")):
+        scanner = Scanner(tuple(shlex.split(TRIVY)), "trivy on PATH")
+    else:
+        raise ToolMissing("--scan found no scanner: install trivy (https://trivy.dev), or name one "
+                          "with --scan-command 'grype {image} --fail-on high' or scan-command in "
+                          "setup.cfg [ragbuild]")
+    program = _program(scanner.argv[0], environ)
+    if not which(program, path=environ.get("PATH")):
+        raise ToolMissing(f"the scanner {program} ({scanner.source}) is not installed or not "
+                          "executable")
+    return scanner
+
+
+def _program(name: str, environ) -> str:
+    """The binary the runner would start (``DOCKER`` may name another docker)."""
+    from ragbuild.runner import PROGRAM_ENV
+
+    variable = PROGRAM_ENV.get(name)
+    return (environ.get(variable) if variable else None) or name
+
+
+def scan_command(scanner: Scanner, image: str) -> Command:
+    """The scanner's own output streams to the terminal: its findings are the message."""
+    return Command(tuple(word.replace(PLACEHOLDER, image) for word in scanner.argv),
+                   mode="stream", check=False)
+
+
+def run(runner, scanner: Scanner, plan) -> None:
+    image = plan.primary
+    result = runner.run(scan_command(scanner, image))
+    if result.dry:
+        return
+    if not result.ok:
+        pushed = "; nothing was pushed" if plan.options.push else ""
+        raise ScanFailed(f"the vulnerability scan of {image} failed (exit {result.returncode}; "
+                         f"its findings are above){pushed}")
+    runner.log(f"vulnerability scan passed: {image}")
