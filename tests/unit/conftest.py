@@ -45,13 +45,18 @@ def stub_bin(tmp_path, monkeypatch):
 @pytest.fixture
 def project(tmp_path, monkeypatch, stub_bin):
     """A project directory as the working directory: a Dockerfile, no setup.cfg, a clean
-    environment (no registry, no DOCKER override), and a fixed clock in UTC."""
+    environment (no registry, no DOCKER override, no docker context, no CI build number, an
+    empty DOCKER_CONFIG), and a fixed clock in UTC."""
     root = tmp_path / "project"
     root.mkdir()
     (root / "Dockerfile").write_text("FROM scratch\n")
     monkeypatch.chdir(root)
-    for name in ("ECR_REGISTRY_URI", "DOCKER", "AWS_CLI", "DOCKER_HOST"):
+    for name in ("ECR_REGISTRY_URI", "DOCKER", "AWS_CLI", "DOCKER_HOST", "DOCKER_CONTEXT",
+                 "BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID"):
         monkeypatch.delenv(name, raising=False)
+    docker_config = tmp_path / "docker-config"  # no current context from the user's config.json
+    docker_config.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     set_tz(monkeypatch, "UTC")
     return root

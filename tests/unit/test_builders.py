@@ -1,0 +1,491 @@
+"""Where and how the image is built: --builder, --platform, --cache-from/--cache-to, --pull and
+the docker daemon the plan names; the buildx check before the build; a multi-platform build that
+pushes its own index and is verified per platform. Processes are faked (pytest-subprocess)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from datetime import datetime
+
+import pytest
+
+from fakes import STAMP, docker_calls, register_git
+from ragbuild import cli, push
+from ragbuild.builders import DockerTarget, parse_cache, parse_platforms
+from ragbuild.errors import PushFailed, UsageError
+from ragbuild.plan import Config, GitInfo, build_command, describe_plan, make_plan
+from ragbuild.runner import Runner
+
+MOMENT = datetime(2023, 12, 3, 14, 30, 22)
+GIT = GitInfo(sha="a1b2c3d")
+REG = "registry.example.com:5000/rag-worker"
+REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d"]
+BUILD_ARGS = ["--build-arg", "ENVIRONMENT=dev", "--build-arg", "GIT_COMMIT=a1b2c3d",
+              "--build-arg", f"BUILD_TIMESTAMP={STAMP}"]
+AMD64_ARM64 = "linux/amd64,linux/arm64"
+
+
+def plan_for(argv, docker=None):
+    return make_plan(cli.parse_build(argv), Config(), GIT, MOMENT, docker=docker)
+
+
+def tagged(refs):
+    return sum((["-t", ref] for ref in refs), [])
+
+
+# --- values, checked before any docker call ------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, platforms", [
+    ("linux/amd64", ("linux/amd64",)),
+    ("linux/amd64,linux/arm64", ("linux/amd64", "linux/arm64")),
+    ("linux/amd64, linux/arm/v7", ("linux/amd64", "linux/arm/v7")),
+    ("linux/amd64,linux/amd64", ("linux/amd64",)),
+])
+def test_platform_lists(raw, platforms):
+    assert parse_platforms(raw) == platforms
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ("", "has an empty entry"), ("linux/amd64,", "has an empty entry"),
+    ("amd64", "'amd64' is not os/arch[/variant]"), ("Linux/AMD64", "is not os/arch"),
+    ("linux/arm/v7/x", "is not os/arch"),
+])
+def test_bad_platforms(raw, fragment):
+    with pytest.raises(UsageError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        parse_platforms(raw)
+
+
+@pytest.mark.parametrize("raw, flag, kind, ref", [
+    ("type=registry,ref=r.example.com/rag:cache", "--cache-from", "registry", "r.example.com/rag:cache"),
+    ("r.example.com/rag:cache", "--cache-from", "registry", "r.example.com/rag:cache"),
+    ("rag-worker:dev", "--cache-from", "registry", "rag-worker:dev"),
+    ("ref=r.example.com/rag:cache", "--cache-from", "registry", "r.example.com/rag:cache"),
+    ("type=local,src=/tmp/cache", "--cache-from", "local", None),
+    ("type=gha", "--cache-from", "gha", None),
+    ("type=inline", "--cache-to", "inline", None),
+    ("type=registry,ref=r.example.com/rag:cache,mode=max", "--cache-to", "registry",
+     "r.example.com/rag:cache"),
+    ("type=local,dest=/tmp/cache", "--cache-to", "local", None),
+])
+def test_cache_specs(raw, flag, kind, ref):
+    cache = parse_cache(raw, flag)
+    assert (cache.type, cache.ref, cache.raw) == (kind, ref, raw)
+
+
+@pytest.mark.parametrize("raw, flag, fragment", [
+    ("", "--cache-from", "--cache-from is empty"),
+    ("type=inline", "--cache-from", "type=inline is written with --cache-to"),
+    ("type=registry", "--cache-to", "type=registry needs ref="),
+    ("type=local", "--cache-from", "type=local needs src="),
+    ("type=local,src=/x", "--cache-to", "type=local needs dest="),
+    ("type=redis,ref=x", "--cache-to", "type must be one of inline, registry, local"),
+    ("type=registry,ref=Bad Ref", "--cache-from", "'Bad Ref' is not an image reference"),
+    ("type=registry,mode", "--cache-to", "'mode' is not key=value"),
+    ("https://r.example.com/x", "--cache-from", "is not an image reference"),
+])
+def test_bad_cache_specs(raw, flag, fragment):
+    with pytest.raises(UsageError) as err:
+        parse_cache(raw, flag)
+    assert fragment in str(err.value)
+
+
+# --- the build command, as data ------------------------------------------------------------------
+
+
+BUILD_COMMANDS = [
+    pytest.param(["--platform", "linux/amd64", "--pull"], [
+        "docker", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS, "--pull",
+        "--platform", "linux/amd64", "."], id="one-platform-plain-docker-build"),
+    pytest.param(["--cache-from", "type=registry,ref=r.example.com/rag:cache",
+                  "--cache-from", "rag-worker:dev", "--cache-to", "type=inline"], [
+        "docker", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS,
+        "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--cache-from", "r.example.com/rag:cache",
+        "--cache-from", "rag-worker:dev", "."], id="plain-build-gets-refs-and-inline-cache-arg"),
+    pytest.param(["--cache-to", "type=inline", "--build-arg", "BUILDKIT_INLINE_CACHE=0"], [
+        "docker", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS,
+        "--build-arg", "BUILDKIT_INLINE_CACHE=0", "."], id="own-inline-cache-arg-wins"),
+    pytest.param(["--builder", "remote", "--no-cache"], [
+        "docker", "buildx", "build", "--builder", "remote", "-f", "Dockerfile", *tagged(REFS),
+        *BUILD_ARGS, "--no-cache", "--load", "."], id="builder-loads-the-image"),
+    pytest.param(["--builder", "remote", "--cache-from", "type=registry,ref=r.example.com/rag:c",
+                  "--cache-to", "type=registry,ref=r.example.com/rag:c,mode=max",
+                  "--cache-to", "type=inline"], [
+        "docker", "buildx", "build", "--builder", "remote", "-f", "Dockerfile", *tagged(REFS),
+        *BUILD_ARGS, "--cache-from", "type=registry,ref=r.example.com/rag:c",
+        "--cache-to", "type=registry,ref=r.example.com/rag:c,mode=max",
+        "--cache-to", "type=inline", "--load", "."], id="buildx-gets-the-specs-as-given"),
+    pytest.param(["--cache-to", "type=registry,ref=r.example.com/rag:c"], [
+        "docker", "buildx", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS,
+        "--cache-to", "type=registry,ref=r.example.com/rag:c", "--load", "."],
+        id="registry-cache-export-needs-buildx"),
+    pytest.param(["--cache-from", "type=local,src=/tmp/c"], [
+        "docker", "buildx", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS,
+        "--cache-from", "type=local,src=/tmp/c", "--load", "."], id="local-cache-needs-buildx"),
+    pytest.param(["--platform", AMD64_ARM64, "--registry", REG, "--push"], [
+        "docker", "buildx", "build", "-f", "Dockerfile",
+        *tagged([f"{REG}:dev-{STAMP}", f"{REG}:dev", f"{REG}:git-a1b2c3d"]), *BUILD_ARGS,
+        "--platform", AMD64_ARM64, "--push", "."], id="multi-platform-pushes"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", BUILD_COMMANDS)
+def test_build_command(argv, expected):
+    cmd = build_command(plan_for(["--env", "dev", "--no-latest", *argv]))
+    assert list(cmd.argv) == expected
+    assert cmd.env == (() if expected[1] == "buildx" else (("DOCKER_BUILDKIT", "1"),))
+
+
+def test_multi_platform_build_pushes_only_the_refs_the_push_keeps():
+    plan = plan_for(["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG, "--push"])
+    cmd = build_command(plan, refs=(f"{REG}:dev-{STAMP}", f"{REG}:git-a1b2c3d"))
+    assert [cmd.argv[i + 1] for i, w in enumerate(cmd.argv) if w == "-t"] == [
+        f"{REG}:dev-{STAMP}", f"{REG}:git-a1b2c3d"]
+    # a single-platform build tags every ref locally, whatever the push leaves out
+    single = build_command(plan_for(["--env", "dev", "--registry", REG, "--push"]),
+                           refs=(f"{REG}:dev-{STAMP}",))
+    assert single.argv.count("-t") == 4
+
+
+def test_multi_platform_drops_attestations_when_pushing_asks():
+    plan = plan_for(["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG, "--push"])
+    assert build_command(plan, no_attestations=True).argv[-4:] == (
+        "--push", "--provenance=false", "--sbom=false", ".")
+
+
+# --- the printed plan ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target, line", [
+    (DockerTarget(), "docker daemon: the local socket (default context)"),
+    (DockerTarget(host="tcp://10.0.0.5:2376"), "docker daemon: DOCKER_HOST=tcp://10.0.0.5:2376"),
+    (DockerTarget(host="tcp://10.0.0.5:2376", context="ci"),
+     "docker daemon: DOCKER_HOST=tcp://10.0.0.5:2376 (DOCKER_CONTEXT=ci is ignored while "
+     "DOCKER_HOST is set)"),
+    (DockerTarget(context="ci"), "docker daemon: docker context 'ci' (DOCKER_CONTEXT)"),
+    (DockerTarget(current_context="big-box"),
+     "docker daemon: docker context 'big-box' (docker context use)"),
+    (DockerTarget(current_context="default"), "docker daemon: the local socket (default context)"),
+])
+def test_plan_names_the_daemon(target, line):
+    assert line in describe_plan(plan_for(["--env", "dev"], docker=target))
+
+
+def test_plan_names_builder_platforms_cache_and_pull():
+    lines = describe_plan(plan_for(["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG,
+                                    "--push", "--cache-to", "type=registry,ref=r.example.com/c",
+                                    "--pull"]))
+    assert ("builder: the selected buildx builder (docker buildx use, or BUILDX_BUILDER), via "
+            f"docker buildx build (for --platform {AMD64_ARM64}; --cache-to "
+            "type=registry,ref=r.example.com/c)") in lines
+    assert ("platforms: linux/amd64, linux/arm64 (one image index, pushed by the build itself; "
+            "SageMaker runs a single-platform image, not an index: for SageMaker build one "
+            "platform (--platform linux/amd64))") in lines
+    assert "cache to: type=registry,ref=r.example.com/c" in lines
+    assert any("cannot export this cache; use --builder" in line for line in lines)
+    assert "pull: always pull the FROM images (--pull)" in lines
+
+
+def test_plain_build_plan_says_how_it_caches():
+    lines = describe_plan(plan_for(["--env", "dev", "--platform", "linux/amd64", "--cache-from",
+                                    "type=registry,ref=r.example.com/c", "--cache-to",
+                                    "type=inline"]))
+    assert "platform: linux/amd64" in lines
+    assert "cache from: r.example.com/c" in lines
+    assert "cache to: type=inline (plain docker build: BUILDKIT_INLINE_CACHE=1)" in lines
+    assert not any(line.startswith("builder:") for line in lines)
+
+
+# --- through the CLI ----------------------------------------------------------------------------
+
+
+def run_main(argv, capsys):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+BAD_BUILDER_INPUTS = [
+    (["--platform", AMD64_ARM64], "builds an image index, which the local image store cannot "
+                                  "hold: add --push"),
+    (["--platform", AMD64_ARM64, "--registry", REG, "--push", "--smoke-test"],
+     "--smoke-test runs the local image"),
+    (["--platform", "linux"], "--platform 'linux' is not os/arch"),
+    (["--builder", "my builder"], "--builder 'my builder' is not a buildx builder name"),
+    (["--cache-to", "type=s4"], "type must be one of"),
+    (["--cache-from", "type=registry"], "type=registry needs ref="),
+    (["--no-latest", "--latest-policy", "always"], "--no-latest contradicts --latest-policy always"),
+    (["--ci-tags"], "none of BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID is set"),
+    (["--build-number", "x"], "--build-number 'x' is not a positive integer"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", BAD_BUILDER_INPUTS)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry"])
+def test_bad_values_exit_2_before_any_docker_call(argv, fragment, dry_run, project, strict_fp,
+                                                  capsys):
+    code, out, err = run_main(["--env", "dev", *argv] + (["--dry-run"] if dry_run else []), capsys)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert fragment in err
+    assert out == "" and docker_calls(strict_fp) == 0
+
+
+def test_multi_platform_without_push_says_it_is_not_for_sagemaker(project, strict_fp, capsys):
+    _, _, err = run_main(["--env", "dev", "--platform", AMD64_ARM64], capsys)
+    assert "SageMaker runs a single-platform image" in err
+
+
+def test_help_lists_the_new_flags(strict_fp, capsys):
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    for flag in ("--semver-tags", "--latest-policy {always,auto,never}", "--build-number N",
+                 "--ci-tags", "--builder NAME", "--platform LIST", "--cache-from SPEC",
+                 "--cache-to SPEC", "--pull"):
+        assert flag in out, flag
+
+
+def test_only_auto_asks_git_for_tags(project, strict_fp, capsys):
+    register_git(strict_fp)  # two runs
+    tags = strict_fp.register([strict_fp.program("git"), "tag", "--list", "v*"],
+                              stdout="v1.0.0\nv2.0.0\n")
+    code, out, _ = run_main(["--version", "1.5.0", "--dry-run"], capsys)
+    assert code == 0 and tags.call_count() == 0
+    code, out, err = run_main(["--version", "1.5.0", "--latest-policy", "auto", "--dry-run"], capsys)
+    assert code == 0 and tags.call_count() == 1
+    assert ":latest" not in out and "latest: left out: 1.5.0 < v2.0.0" in err
+
+
+def register_buildx(fp, present=True):
+    return fp.register([fp.program("docker"), "buildx", "version"],
+                       stdout="github.com/docker/buildx v0.12.1 30feaa1\n" if present else "",
+                       stderr="" if present else "docker: 'buildx' is not a docker command.\n",
+                       returncode=0 if present else 1)
+
+
+def test_missing_buildx_stops_before_the_build_with_the_install_hint(project, strict_fp, capsys):
+    register_buildx(strict_fp, present=False)
+    code, _, err = run_main(["--env", "dev", "--builder", "remote"], capsys)
+    assert code == 1
+    last = err.splitlines()[-1]
+    assert last.startswith("error: this build needs docker buildx (for --builder remote), and "
+                           "this docker client has no buildx: install the buildx plugin")
+    assert "set DOCKER to a docker client that has it" in last
+    assert docker_calls(strict_fp) == 1  # buildx version, and no build
+
+
+def test_missing_buildx_in_a_dry_run_is_a_warning(project, strict_fp, capsys):
+    register_buildx(strict_fp, present=False)
+    code, out, err = run_main(["--env", "dev", "--builder", "remote", "--dry-run"], capsys)
+    assert code == 0
+    assert "warning: this build needs docker buildx" in err and "(a real run stops here)" in err
+    assert out.splitlines()[0].startswith("docker buildx build --builder remote -f Dockerfile ")
+
+
+def test_builder_build_runs_buildx_and_loads_the_image(project, strict_fp, capsys):
+    register_buildx(strict_fp)
+    build = strict_fp.register([strict_fp.program("docker"), "buildx", "build", strict_fp.any()])
+    listed = json.dumps(REFS + ["rag-worker:latest"])
+    strict_fp.register([strict_fp.program("docker"), "image", "inspect", strict_fp.any()],
+                       stdout=f"sha256:0123 151234567 {listed}\n")
+    code, _, err = run_main(["--env", "dev", "--builder", "remote", "--pull"], capsys)
+    assert code == 0, err
+    argv = list(strict_fp.calls[2])
+    assert argv[1:5] == ["buildx", "build", "--builder", "remote"]
+    assert argv[-3:] == ["--pull", "--load", "."]
+    assert build.calls[0].kwargs["stdout"] is None  # streamed, as docker build
+    assert "builder: remote (--builder), via docker buildx build (for --builder remote)" in err
+
+
+def test_plain_build_never_asks_for_buildx(project, strict_fp, capsys):
+    code, out, _ = run_main(["--env", "dev", "--platform", "linux/amd64", "--cache-to",
+                             "type=inline", "--dry-run"], capsys)
+    assert code == 0
+    assert out.startswith("DOCKER_BUILDKIT=1 docker build -f Dockerfile ")
+    assert len(strict_fp.calls) == 1  # git describe only
+
+
+def test_dry_run_shows_the_new_flags_effect(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("GITHUB_RUN_NUMBER", "314")
+    code, out, err = run_main(["--version", "1.2.3", "--env", "dev", "--semver-tags", "--ci-tags",
+                               "--platform", "linux/amd64", "--pull", "--cache-from",
+                               "type=registry,ref=r.example.com/rag:cache", "--dry-run"], capsys)
+    assert code == 0
+    assert shlex.split(out.splitlines()[0]) == [
+        "DOCKER_BUILDKIT=1", "docker", "build", "-f", "Dockerfile",
+        *tagged([f"rag-worker:{t}" for t in ("v1.2.3", "1.2.3", "1.2", "1", f"dev-{STAMP}", "dev",
+                                              "git-a1b2c3d", "build-314", "latest")]),
+        "--build-arg", "VERSION=1.2.3", *BUILD_ARGS, "--pull", "--platform", "linux/amd64",
+        "--cache-from", "r.example.com/rag:cache", "."]
+    assert "  build-314: build number from GITHUB_RUN_NUMBER\n" in err
+
+
+@pytest.mark.parametrize("variables, where", [
+    ({"DOCKER_CONTEXT": "buildbox"}, "of docker context 'buildbox' (DOCKER_CONTEXT)"),
+    ({"DOCKER_HOST": "tcp://10.0.0.5:2375", "DOCKER_CONTEXT": "buildbox"}, "at tcp://10.0.0.5:2375"),
+])
+def test_unreachable_daemon_names_the_context(variables, where, project, strict_fp, capsys,
+                                              monkeypatch):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    strict_fp.register([strict_fp.program("docker"), "build", strict_fp.any()], returncode=1)
+    strict_fp.register([strict_fp.program("docker"), "version", "--format", "{{.Client.Version}}"],
+                       stdout="20.10.24\n", returncode=1,
+                       stderr="error during connect: Get \"http://buildbox/v1.24/version\"\n")
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    last = err.splitlines()[-1]
+    assert last.startswith(f"error: cannot reach the Docker daemon {where}: start it")
+    assert last.endswith("or point DOCKER_HOST or DOCKER_CONTEXT at a running one")
+
+
+def test_current_context_of_the_docker_config_is_named(project, strict_fp, capsys, monkeypatch,
+                                                       tmp_path):
+    config = tmp_path / "other-docker-config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"currentContext": "big-box"}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    _, _, err = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert "docker daemon: docker context 'big-box' (docker context use)\n" in err
+
+
+def test_failed_pull_build_says_what_pull_needs(project, strict_fp, capsys):
+    strict_fp.register([strict_fp.program("docker"), "build", strict_fp.any()], returncode=1)
+    strict_fp.register([strict_fp.program("docker"), "version", "--format", "{{.Client.Version}}"],
+                       stdout="20.10.24\n")
+    code, _, err = run_main(["--env", "dev", "--pull"], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        "error: docker build failed (exit 1); its output is above; with --pull, docker must "
+        "reach the registry of every FROM image: check the network and registry login, or drop "
+        "--pull to build from the local copy")
+
+
+# --- a multi-platform push: the build pushes, ragbuild verifies the index -----------------------
+
+
+DOCKER_IMAGE = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def raw_index(platforms=("linux/amd64", "linux/arm64"), attestations=True):
+    manifests = []
+    for n, platform in enumerate(platforms):
+        os_, arch, *variant = platform.split("/")
+        spec = {"architecture": arch, "os": os_}
+        if variant:
+            spec["variant"] = variant[0]
+        manifests.append({"mediaType": DOCKER_IMAGE, "digest": "sha256:" + f"{n}" * 64,
+                          "size": 528, "platform": spec})
+    if attestations:
+        manifests.append({"mediaType": DOCKER_IMAGE, "digest": "sha256:" + "9" * 64, "size": 566,
+                          "platform": {"architecture": "unknown", "os": "unknown"}})
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests},
+                      indent=2)
+
+
+def digest_of(text):
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def multi_plan(**extra):
+    return plan_for(["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG, "--push",
+                     "--no-latest", *extra.get("argv", [])])
+
+
+def register_imagetools(fp, ref, stdout, returncode=0):
+    fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", ref],
+                stdout=stdout, returncode=returncode)
+
+
+def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
+    plan = multi_plan()
+    raw = raw_index(("linux/amd64", "linux/arm64/v8"))  # arm64/v8 is arm64
+    for ref in plan.refs:
+        register_imagetools(fp, ref, raw)
+    pinned = push.Pushing(plan, plan.refs).run(Runner())
+    assert pinned == f"{REG}@{digest_of(raw)}"
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == pinned
+    assert f"pushed and verified 3 tags, all the image index {digest_of(raw)}" in err
+    assert "SageMaker runs a single-platform image" in err
+    assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 0
+
+
+@pytest.mark.parametrize("stdouts, fragment", [
+    ([raw_index(("linux/amd64",))] * 3, "the index lacks linux/arm64 (it has linux/amd64)"),
+    ([json.dumps({"schemaVersion": 2, "mediaType": DOCKER_IMAGE, "layers": []})] * 3,
+     "is a single image manifest (application/vnd.docker.distribution.manifest.v2+json), not an "
+     "image index"),
+    ([raw_index(), raw_index(attestations=False), raw_index()],
+     "the tags of this build name different indexes"),
+    (["not json"] * 3, "cannot read `docker buildx imagetools inspect --raw`: not JSON"),
+])
+def test_index_verification_failures(fp, stdouts, fragment):
+    plan = multi_plan()
+    for ref, stdout in zip(plan.refs, stdouts):
+        register_imagetools(fp, ref, stdout)
+    with pytest.raises(PushFailed) as err:
+        push.Pushing(plan, plan.refs).run(Runner())
+    assert fragment in str(err.value)
+
+
+def test_unreadable_index_names_the_ref(fp):
+    plan = multi_plan()
+    for ref in plan.refs[1:]:
+        register_imagetools(fp, ref, raw_index())
+    fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", plan.refs[0]],
+                stderr="ERROR: unexpected status: 401 Unauthorized\n", returncode=1)
+    with pytest.raises(PushFailed) as err:
+        push.Pushing(plan, plan.refs).run(Runner())
+    assert f"{plan.refs[0]}: cannot read its manifest back from the registry" in str(err.value)
+
+
+def test_single_platform_push_still_refuses_an_index(fp):
+    plan = plan_for(["--env", "dev", "--platform", "linux/amd64", "--registry", REG, "--push",
+                     "--no-latest"])
+    for ref in plan.refs:
+        fp.register([fp.program("docker"), "push", ref],
+                    stdout=f"{ref.rsplit(':', 1)[1]}: digest: sha256:{'ab' * 32} size: 528\n")
+    listing = json.dumps([{"Ref": plan.refs[0], "Descriptor": {"mediaType": DOCKER_IMAGE,
+                                                               "digest": "sha256:" + "ab" * 32}}])
+    for ref in plan.refs:
+        fp.register([fp.program("docker"), "manifest", "inspect", "--verbose", ref], stdout=listing)
+    with pytest.raises(PushFailed, match="SageMaker refuses image indexes"):
+        push.Pushing(plan, plan.refs).run(Runner())
+
+
+def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
+    fp = strict_fp
+    fp.register([fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
+    register_buildx(fp)
+    refs = [f"{REG}:dev-{STAMP}", f"{REG}:dev", f"{REG}:git-a1b2c3d"]
+    fp.register([fp.program("docker"), "buildx", "build", "-f", "Dockerfile", *tagged(refs),
+                 *BUILD_ARGS, "--platform", AMD64_ARM64, "--push", "."])
+    raw = raw_index()
+    for ref in refs:
+        register_imagetools(fp, ref, raw)
+    code, out, err = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
+                               "--registry", REG, "--push"], capsys)
+    assert code == 0, err
+    assert out.splitlines() == [f"{REG}@{digest_of(raw)}"]
+    names = [" ".join(c[1:3]) for c in fp.calls]
+    # buildx is asked for before the push's probe, login and pre-flight
+    assert names == ["describe --always", "buildx version", "build --help", "buildx build",
+                     "buildx imagetools", "buildx imagetools", "buildx imagetools"]
+    assert "no local image to inspect" in err
+
+
+def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp, capsys):
+    strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="")
+    register_buildx(strict_fp)
+    code, out, _ = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
+                             "--registry", REG, "--push", "--dry-run"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("docker buildx build -f Dockerfile -t ")
+    assert lines[0].endswith(f"--platform {AMD64_ARM64} --push .")
+    assert lines[1:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
+                         for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]

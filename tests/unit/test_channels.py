@@ -1,0 +1,223 @@
+"""Tags beyond bash's, through the pure plan: --semver-tags, --latest-policy, --build-number and
+--ci-tags. Every expected tag list is written out in full, in order."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from ragbuild.channels import parse_version_tags, version_channels
+from ragbuild.cli import parse_build
+from ragbuild.errors import UsageError
+from ragbuild.plan import Config, GitInfo, describe_plan, make_plan, version_tags_command
+
+MOMENT = datetime(2023, 12, 3, 14, 30, 22)
+TS = "20231203-143022"
+GIT = GitInfo(sha="a1b2c3d")
+#: What `git tag --list 'v*'` prints in the repository these tests imagine.
+GIT_TAGS = "v0.9\nv1.2.3\nv1.4.0\nv2.0.0-rc.1\nvNext\n"
+
+
+def plan_for(argv, tags=GIT_TAGS, environ=None):
+    known = parse_version_tags(tags) if tags is not None else None
+    return make_plan(parse_build(argv), Config(), GIT, MOMENT, version_tags=known,
+                     environ=environ or {})
+
+
+TAG_PLANS = [
+    # --semver-tags: <major>.<minor>, <major> right after <version>; latest stays bash's
+    pytest.param(["--version", "1.5.0", "--semver-tags"], [
+        "v1.5.0", "1.5.0", "1.5", "1", "git-a1b2c3d", "latest"], id="semver-release"),
+    pytest.param(["--version", "1.5.0", "--env", "prod", "--semver-tags"], [
+        "v1.5.0", "1.5.0", "1.5", "1", f"prod-{TS}", "prod", "git-a1b2c3d", "latest"],
+        id="semver-prod"),
+    pytest.param(["--version", "1.5.0-rc.1", "--env", "staging", "--semver-tags"], [
+        "v1.5.0-rc.1", "1.5.0-rc.1", f"staging-{TS}", "staging", "git-a1b2c3d", "latest"],
+        id="semver-prerelease-no-channels-latest-as-bash"),
+    pytest.param(["--version", "1.2.3+build.5", "--semver-tags"], [
+        "v1.2.3_build.5", "1.2.3_build.5", "1.2", "1", "git-a1b2c3d", "latest"],
+        id="semver-build-metadata-is-a-release"),
+    pytest.param(["--version", "0.3.0", "--semver-tags", "--no-latest"], [
+        "v0.3.0", "0.3.0", "0.3", "0", "git-a1b2c3d"], id="semver-zero-major-no-latest"),
+    # --latest-policy auto against v0.9 (not semver), v1.2.3, v1.4.0, v2.0.0-rc.1 (prerelease)
+    pytest.param(["--version", "1.4.1", "--latest-policy", "auto", "--semver-tags"], [
+        "v1.4.1", "1.4.1", "1.4", "1", "git-a1b2c3d", "latest"], id="auto-newest"),
+    pytest.param(["--version", "1.4.0", "--latest-policy", "auto", "--semver-tags"], [
+        "v1.4.0", "1.4.0", "1.4", "1", "git-a1b2c3d", "latest"], id="auto-rebuild-of-the-highest"),
+    pytest.param(["--version", "1.2.4", "--latest-policy", "auto", "--semver-tags"], [
+        "v1.2.4", "1.2.4", "1.2", "git-a1b2c3d"], id="auto-patch-of-an-older-minor"),
+    pytest.param(["--version", "1.2.0", "--latest-policy", "auto", "--semver-tags"], [
+        "v1.2.0", "1.2.0", "git-a1b2c3d"], id="auto-older-than-everything"),
+    pytest.param(["--version", "1.3.0-rc.1", "--latest-policy", "auto", "--semver-tags"], [
+        "v1.3.0-rc.1", "1.3.0-rc.1", "git-a1b2c3d"], id="auto-prerelease"),
+    pytest.param(["--version", "1.5.0", "--latest-policy", "auto"], [
+        "v1.5.0", "1.5.0", "git-a1b2c3d", "latest"], id="auto-without-semver-tags"),
+    pytest.param(["--version", "1.3.0", "--latest-policy", "auto"], [
+        "v1.3.0", "1.3.0", "git-a1b2c3d"], id="auto-lower-drops-latest"),
+    pytest.param(["--env", "dev", "--latest-policy", "auto"], [
+        f"dev-{TS}", "dev", "git-a1b2c3d"], id="auto-without-version"),
+    pytest.param(["--version", "1.9.0", "--latest-policy=never", "--semver-tags"], [
+        "v1.9.0", "1.9.0", "1.9", "1", "git-a1b2c3d"], id="never"),
+    pytest.param(["--version", "1.9.0", "--latest-policy", "always", "--latest"], [
+        "v1.9.0", "1.9.0", "git-a1b2c3d", "latest"], id="always-agrees-with-latest"),
+    # build-N after git-<sha>, before each --tag and latest
+    pytest.param(["--env", "dev", "--build-number", "42", "--tag", "qa"], [
+        f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "qa", "latest"], id="build-number"),
+    pytest.param(["--version", "2.1.0", "--env", "prod", "--semver-tags", "--build-number=7",
+                  "-t", "release"], [
+        "v2.1.0", "2.1.0", "2.1", "2", f"prod-{TS}", "prod", "git-a1b2c3d", "build-7",
+        "release", "latest"], id="everything"),
+    pytest.param(["--env", "dev", "--build-number", "0042"], [
+        f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "latest"], id="build-number-leading-zeros"),
+    pytest.param(["--env", "dev", "--build-number", "42", "--tag", "build-42"], [
+        f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "latest"], id="build-tag-given-once"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", TAG_PLANS)
+def test_tag_plan(argv, expected):
+    assert list(plan_for(argv).tags) == expected
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({"BUILD_NUMBER": "11", "GITHUB_RUN_NUMBER": "22", "CI_PIPELINE_IID": "33"}, "build-11"),
+    ({"GITHUB_RUN_NUMBER": "22", "CI_PIPELINE_IID": "33"}, "build-22"),
+    ({"CI_PIPELINE_IID": "33"}, "build-33"),
+    ({"BUILD_NUMBER": "", "GITHUB_RUN_NUMBER": "22"}, "build-22"),  # empty counts as unset
+])
+def test_ci_tags_take_the_first_build_number_set(environ, expected):
+    plan = plan_for(["--env", "dev", "--ci-tags"], environ=environ)
+    assert list(plan.tags) == [f"dev-{TS}", "dev", "git-a1b2c3d", expected, "latest"]
+    variable = [name for name in ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
+                if environ.get(name)][0]
+    assert f"  {expected}: build number from {variable}" in describe_plan(plan)
+
+
+def test_build_number_flag_wins_over_ci_variables():
+    plan = plan_for(["--env", "dev", "--ci-tags", "--build-number", "5"],
+                    environ={"BUILD_NUMBER": "11"})
+    assert "build-5" in plan.tags and "build-11" not in plan.tags
+
+
+@pytest.mark.parametrize("argv, environ, message", [
+    (["--env", "dev", "--ci-tags"], {}, "--ci-tags needs a build number: none of BUILD_NUMBER, "
+                                        "GITHUB_RUN_NUMBER, CI_PIPELINE_IID is set"),
+    (["--env", "dev", "--ci-tags"], {"BUILD_NUMBER": "abc"},
+     "BUILD_NUMBER='abc' (read by --ci-tags) is not a positive integer"),
+    (["--env", "dev", "--build-number", "0"], {}, "--build-number '0' is not a positive integer"),
+    (["--env", "dev", "--build-number", "-3"], {}, "--build-number '-3' is not a positive integer"),
+    (["--env", "dev", "--build-number", "1.5"], {}, "--build-number '1.5' is not a positive"),
+    (["--env", "dev", "--build-number", ""], {}, "--build-number '' is not a positive integer"),
+    (["--env", "dev", "--semver-tags"], {}, "--semver-tags needs --version"),
+])
+def test_refusals(argv, environ, message):
+    with pytest.raises(UsageError) as err:
+        plan_for(argv, environ=environ)
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--no-latest", "--latest-policy", "always"], "--no-latest contradicts --latest-policy always"),
+    (["--no-latest", "--latest-policy", "auto"], "--no-latest contradicts --latest-policy auto"),
+    (["--latest", "--latest-policy", "never"], "--latest contradicts --latest-policy never"),
+    (["--latest", "--latest-policy", "auto"], "--latest contradicts --latest-policy auto"),
+    (["--latest-policy", "sometimes"], "argument --latest-policy: invalid choice: 'sometimes'"),
+])
+def test_contradicting_latest_flags_are_refused(argv, message):
+    with pytest.raises(UsageError) as err:
+        parse_build(["--env", "dev", *argv])
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("argv, policy, latest", [
+    ([], "always", True), (["--latest"], "always", True), (["--no-latest"], "never", False),
+    (["--no-latest", "--latest"], "always", True), (["--no-latest", "--latest-policy", "never"],
+                                                    "never", False),
+    (["--latest-policy", "auto"], "auto", True), (["--latest-policy", "never"], "never", False),
+])
+def test_latest_flags_become_one_policy(argv, policy, latest):
+    options = parse_build(argv)
+    assert (options.latest_policy, options.latest) == (policy, latest)
+
+
+# --- why each moving tag was kept or left out ---------------------------------------------------
+
+
+def notes(argv, tags=GIT_TAGS):
+    plan = plan_for(argv, tags=tags)
+    lines = describe_plan(plan)
+    if "tag choices:" not in lines:
+        return []
+    start = lines.index("tag choices:") + 1
+    return [line.strip() for line in lines[start:lines.index("build args:")]]
+
+
+def test_auto_explains_each_moving_tag():
+    assert notes(["--version", "1.2.4", "--latest-policy", "auto", "--semver-tags"]) == [
+        "1.2: kept: 1.2.4 >= v1.2.3, the highest v1.2.* tag",
+        "1: left out: 1.2.4 < v1.4.0, the highest v1.* tag",
+        "latest: left out: 1.2.4 < v1.4.0, the highest version tag",
+    ]
+
+
+def test_auto_explains_a_prerelease():
+    assert notes(["--version", "1.3.0-rc.1", "--latest-policy", "auto", "--semver-tags"]) == [
+        "1.3: left out: 1.3.0-rc.1 is a prerelease",
+        "1: left out: 1.3.0-rc.1 is a prerelease",
+        "latest: left out: 1.3.0-rc.1 is a prerelease",
+    ]
+
+
+def test_auto_with_a_new_major_ignores_prerelease_tags():
+    # v2.0.0-rc.1 is there, but a prerelease tag never moved anything: 2.0.0 starts channel 2
+    assert notes(["--version", "2.0.0", "--latest-policy", "auto", "--semver-tags"]) == [
+        "2.0: kept: 2.0.0 is a release and there is no v2.0.* tag",
+        "2: kept: 2.0.0 is a release and there is no v2.* tag",
+        "latest: kept: 2.0.0 >= v1.4.0, the highest version tag",
+    ]
+
+
+def test_auto_without_version_tags():
+    assert notes(["--version", "0.1.0", "--latest-policy", "auto"], tags="") == [
+        "latest: kept: 0.1.0 is a release and there is no version tag"]
+
+
+def test_auto_without_a_version_says_so():
+    assert notes(["--env", "dev", "--latest-policy", "auto"]) == [
+        "latest: left out: no --version (with --latest-policy auto only a released version "
+        "moves it)"]
+
+
+def test_always_and_never_explain_only_with_semver_tags():
+    assert notes(["--version", "1.0.0"]) == []
+    assert notes(["--version", "1.0.0", "--no-latest"]) == []
+    assert notes(["--version", "1.0.0-rc.1", "--semver-tags"]) == [
+        "1.0: left out: 1.0.0-rc.1 is a prerelease",
+        "1: left out: 1.0.0-rc.1 is a prerelease",
+        "latest: kept: --latest-policy always (the default, as bash)",
+    ]
+    assert notes(["--version", "1.0.0", "--semver-tags", "--no-latest"])[-1] == (
+        "latest: left out: --latest-policy never (--no-latest)")
+
+
+# --- the git facts ------------------------------------------------------------------------------
+
+
+def test_version_tags_are_one_read_only_quiet_git_call():
+    cmd = version_tags_command()
+    assert cmd.argv == ("git", "tag", "--list", "v*")
+    assert cmd.read_only and cmd.quiet and not cmd.check
+
+
+def test_non_semver_tags_are_ignored():
+    assert [name for name, _ in parse_version_tags(GIT_TAGS)] == ["v1.2.3", "v1.4.0", "v2.0.0-rc.1"]
+    assert parse_version_tags("") == ()
+    assert parse_version_tags("release-1\nv01.2.3\nv1.2\n") == ()
+
+
+def test_version_channels_only_reads_the_tags_under_auto():
+    # under always the highest tag (v9.0.0) is not consulted
+    channels = version_channels("1.0.0", semver_tags=True, policy="always",
+                                known=parse_version_tags("v9.0.0\n"))
+    assert channels.tags == ("1.0", "1") and channels.latest
