@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,10 @@ def load_env_file(path: Path) -> dict:
     return dict(pairs)
 
 
+class CommandError(SystemExit):
+    """A command of a benchmark round failed; the round may be retried."""
+
+
 class Sh:
     """Runs commands with the harness's environment; output goes to one log file."""
 
@@ -98,8 +103,8 @@ class Sh:
                                   stdout=self._log, stderr=subprocess.STDOUT)
         if check and done.returncode != 0:
             self._log.flush()
-            raise SystemExit(f"error: `{shlex.join(map(str, argv))}` failed (exit "
-                             f"{done.returncode}); see {self.logfile}{self.why()}")
+            raise CommandError(f"error: `{shlex.join(map(str, argv))}` failed (exit "
+                               f"{done.returncode}); see {self.logfile}{self.why()}")
         return done
 
     def timed(self, argv, *, cwd=None, extra_env=None, output: Path | None = None) -> float:
@@ -118,8 +123,8 @@ class Sh:
             if output:
                 sink.close()
         if done.returncode != 0:
-            raise SystemExit(f"error: `{shlex.join(map(str, argv))}` failed (exit "
-                             f"{done.returncode}); see {output or self.logfile}{self.why()}")
+            raise CommandError(f"error: `{shlex.join(map(str, argv))}` failed (exit "
+                               f"{done.returncode}); see {output or self.logfile}{self.why()}")
         return elapsed
 
     def why(self) -> str:
@@ -127,10 +132,17 @@ class Sh:
         base = self.env.get("E2E_BASE_IMAGE", "python:3.11-slim")
         docker = self.env.get("DOCKER") or "/usr/bin/docker"
         probe = subprocess.run([docker, "image", "inspect", base], capture_output=True, env=self.env)
+        hints = []
         if probe.returncode != 0:
-            return (f"\n{base} is gone from the engine (removed by someone else during the run?): "
-                    "run `make bench` again, it brings the harness up first")
-        return ""
+            hints.append(f"{base} is gone from the engine (removed by someone else during the run?)")
+        registry = self.env.get("E2E_REGISTRY", "")
+        try:
+            with urllib.request.urlopen(f"http://{registry}/v2/", timeout=3):
+                pass
+        except OSError:
+            hints.append(f"the plain registry {registry} does not answer (stopped by someone else "
+                         "during the run?)")
+        return "".join(f"\n{hint}" for hint in hints)
 
     def out(self, argv, **kw) -> str:
         return self.run(argv, capture=True, **kw).stdout.strip()
@@ -180,14 +192,28 @@ def met(value: float, limit: float) -> str:
     return "met" if value <= limit else "**not met**"
 
 
-def interleave(rows_and_fns, runs: int, between=None) -> None:
-    """Run each (row, fn) once per round, rotating the order each round."""
+ATTEMPTS = 3  # tries per round: a concurrent e2e run may stop the registry or replace the base
+
+
+def interleave(bench, rows_and_fns, runs: int) -> None:
+    """Run each (row, fn) once per round, rotating the order each round. ``fn(i)`` returns the
+    seconds for its row, or a dict {row: seconds}. A round's samples are kept only when the whole
+    round succeeded; a failed round is retried (after waiting for the harness) from its start."""
     for i in range(runs):
         k = i % len(rows_and_fns)
-        for row, fn in rows_and_fns[k:] + rows_and_fns[:k]:
-            row.samples.append(fn(i))
-        if between:
-            between(i)
+        for attempt in range(1, ATTEMPTS + 1):
+            got = []
+            try:
+                for row, fn in rows_and_fns[k:] + rows_and_fns[:k]:
+                    value = fn(i)
+                    got += value.items() if isinstance(value, dict) else [(row, value)]
+                break
+            except CommandError as failure:
+                if attempt == ATTEMPTS:
+                    raise
+                bench.retried(failure)
+        for row, value in got:
+            row.samples.append(value)
 
 
 # --- the benchmark -----------------------------------------------------------------------------
@@ -210,6 +236,7 @@ class Bench:
         self.importtime: dict = {}
         self.samples: list = [load_sample()]
         self.base_ids: list = []
+        self.retries: list = []
         self.pip_args = shlex.split(env.get("E2E_PIP_BUILD_ARGS", ""))
         registry = env["E2E_REGISTRY"]  # localhost:PORT
         self.push_host = "127.0.0.1:" + registry.rsplit(":", 1)[1]
@@ -221,6 +248,28 @@ class Bench:
         (self.realbin / "docker").symlink_to(self.docker)
         self.path = f"{self.realbin}{os.pathsep}{env.get('PATH', os.defpath)}"
         self.git = shutil.which("git", path=self.path) or "git"
+
+    def retried(self, failure: CommandError) -> None:
+        """A round failed: note it, wait until the harness serves again, then retry the round."""
+        lines = str(failure).splitlines()
+        first_line = " / ".join([re.sub(r"; see \S+$", "", lines[0])] + lines[1:])
+        log(f"round failed, retrying it when the harness answers again: {first_line}")
+        self.retries.append(first_line)
+        base = self.env.get("E2E_BASE_IMAGE", "python:3.11-slim")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            has_base = subprocess.run([self.docker, "image", "inspect", base], capture_output=True,
+                                      env=self.env).returncode == 0
+            try:
+                with urllib.request.urlopen(f"http://{self.push_host}/v2/", timeout=3) as answer:
+                    registry_up = answer.status == 200
+            except OSError:
+                registry_up = False
+            if has_base and registry_up:
+                time.sleep(2)
+                return
+            time.sleep(2)
+        raise SystemExit(f"error: the harness did not come back within 300 s after: {first_line}")
 
     def row(self, section, name, note="") -> Row:
         row = Row(section, name, note)
@@ -308,7 +357,7 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             argv, extra = variants[key]
             fns.append((row, lambda i, a=argv, e=extra: self.sh.timed(a, cwd=ctx,
                                                                         extra_env={**timed_env, **e})))
-        interleave(fns, self.args.runs)
+        interleave(self, fns, self.args.runs)
         # process counts: one more run of each through a PATH shim (the timed runs above were not)
         shim, counter = self.shim()
         count_env = {"PATH": f"{shim}{os.pathsep}{self.env.get('PATH', '')}",
@@ -360,17 +409,21 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
         cold = self.row("2. worker image", "cold build (`--no-cache`)")
         change = self.row("2. worker image", "rebuild after a one-line change under `src/`")
         same = self.row("2. worker image", "rebuild with no change")
-        for i in range(self.args.worker_runs):
+        attempts = iter(range(10**6))
+
+        def round_(i):
             log(f"  round {i + 1}/{self.args.worker_runs}")
-            cold.samples.append(self.sh.timed(build + ["--no-cache"], cwd=copy, extra_env=extra,
-                                              output=logs / f"cold-{i}.log"))
+            got = {cold: self.sh.timed(build + ["--no-cache"], cwd=copy, extra_env=extra,
+                                       output=logs / f"cold-{i}.log")}
             with open(target, "a", encoding="utf-8") as f:
-                f.write(f"# benchmark change {self.rid}-{i}\n")
+                f.write(f"# benchmark change {self.rid}-{i}-{next(attempts)}\n")
             self.sh.run([self.git, *GIT_ID, "commit", "-q", "-am", f"change {i}"], cwd=copy)
-            change.samples.append(self.sh.timed(build, cwd=copy, extra_env=extra,
-                                                output=logs / f"change-{i}.log"))
-            same.samples.append(self.sh.timed(build, cwd=copy, extra_env=extra,
-                                              output=logs / f"same-{i}.log"))
+            got[change] = self.sh.timed(build, cwd=copy, extra_env=extra,
+                                        output=logs / f"change-{i}.log")
+            got[same] = self.sh.timed(build, cwd=copy, extra_env=extra, output=logs / f"same-{i}.log")
+            return got
+
+        interleave(self, [(cold, round_)], self.args.worker_runs)
         for row, key in ((cold, "cold"), (change, "change"), (same, "same")):
             row.note = self.cache_note(logs, key)
         if self.args.worker_runs < 5:
@@ -455,13 +508,15 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             out = logs / f"d{n}-{i}.log"
             elapsed = 0.0
             text = ""
-            for k, ref in enumerate(refs):
-                part = logs / f"d{n}-{i}-{k}.log"
-                elapsed += self.sh.timed([self.docker, "push", ref], output=part)
-                text += part.read_text(errors="replace")
+            try:
+                for k, ref in enumerate(refs):
+                    part = logs / f"d{n}-{i}-{k}.log"
+                    elapsed += self.sh.timed([self.docker, "push", ref], output=part)
+                    text += part.read_text(errors="replace")
+            finally:
+                self.drop_repo(repo)
             out.write_text(text)
             layers[row.name].append(self.layer_counts(text))
-            self.drop_repo(repo)
             return elapsed
 
         def through_ragbuild(i):
@@ -469,23 +524,29 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             argv = self.ragbuild("--env", "dev", "--registry", f"{self.push_host}/{repo}", "--push",
                                  "-t", "bench-a", "-t", "bench-b", *self.pip_args)
             first = logs / f"r6-{i}.log"
-            elapsed = self.sh.timed(argv, cwd=copy, extra_env=extra, output=first)
-            layers[rag.name].append(self.layer_counts(first.read_text(errors="replace")))
+            try:
+                elapsed = self.sh.timed(argv, cwd=copy, extra_env=extra, output=first)
+            except CommandError:
+                self.drop_repo(repo)
+                raise
             second = logs / f"r6-again-{i}.log"
-            again.samples.append(self.sh.timed(argv, cwd=copy, extra_env=extra, output=second))
-            layers[again.name].append(self.layer_counts(second.read_text(errors="replace")))
+            try:
+                repushed = self.sh.timed(argv, cwd=copy, extra_env=extra, output=second)
+            finally:
+                self.drop_repo(repo)
             for path in (first, second):
                 if "pushed and verified 6 tags" not in path.read_text(errors="replace"):
-                    raise SystemExit(f"error: {path}: build-image.py did not push and verify 6 tags")
-            self.drop_repo(repo)
-            return elapsed
+                    raise CommandError(f"error: {path}: build-image.py did not push and verify 6 tags")
+            layers[rag.name].append(self.layer_counts(first.read_text(errors="replace")))
+            layers[again.name].append(self.layer_counts(second.read_text(errors="replace")))
+            return {rag: elapsed, again: repushed}
 
         # a first push of the warm-up repository, so no row pays for anything done once only
         self.sh.run([self.docker, "tag", f"{WORKER}:dev", f"{base}-warmup:t"])
         self.sh.run([self.docker, "push", f"{base}-warmup:t"])
         self.drop_repo(f"bench-{self.rid}-warmup")
-        interleave([(one, lambda i: direct(i, 1, one)), (six, lambda i: direct(i, 6, six)),
-                    (rag, through_ragbuild)], self.args.push_runs)
+        interleave(self, [(one, lambda i: direct(i, 1, one)), (six, lambda i: direct(i, 6, six)),
+                          (rag, through_ragbuild)], self.args.push_runs)
         for row in (one, six, rag, again):
             pushed = sorted(set(layers[row.name]))
             text = "; ".join(f"{p} pushed, {m} mounted, {e} already there" for p, m, e in pushed)
@@ -517,8 +578,8 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
         ]
         for _, argv in cases:  # warm-up: bytecode compiled, files in the page cache
             self.sh.run(argv, cwd=ctx, extra_env=extra)
-        interleave([(row, lambda i, a=argv: self.sh.timed(a, cwd=ctx, extra_env=extra))
-                    for row, argv in cases], self.args.cli_runs)
+        interleave(self, [(row, lambda i, a=argv: self.sh.timed(a, cwd=ctx, extra_env=extra))
+                          for row, argv in cases], self.args.cli_runs)
         for label, flags in (("--help", ["--help"]),
                              ("--env dev --dry-run", ["--env", "dev", "--image-name", SMALL, "--dry-run"])):
             done = self.sh.run([self.py, "-X", "importtime", SCRIPT, *flags], cwd=ctx,
@@ -603,6 +664,12 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
         if any(name.startswith("__editable__") for name in names):
             self.notes.append("`site`'s `__editable___ragbuild_*_finder` comes from the venv's "
                               "`pip install -e .` (make venv); a regular install has no such finder")
+        if self.retries:
+            self.notes.append(f"{len(self.retries)} round(s) failed part-way and were run again "
+                              "from their start once the harness answered (a concurrent e2e run "
+                              "stopped the registry or replaced the base image); only complete "
+                              "rounds count: " + "; ".join(sorted(set(
+                                  re.sub(r"^error: ", "", r)[:160] for r in self.retries))))
         out += ["", "Notes:", ""]
         out += [f"- {note}" for note in self.notes]
         return "\n".join(out) + "\n"
