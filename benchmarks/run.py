@@ -669,7 +669,7 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
                               "from their start once the harness answered (a concurrent e2e run "
                               "stopped the registry or replaced the base image); only complete "
                               "rounds count: " + "; ".join(sorted(set(
-                                  re.sub(r"^error: ", "", r)[:160] for r in self.retries))))
+                                  re.sub(r"^error: ", "", r) for r in self.retries))))
         out += ["", "Notes:", ""]
         out += [f"- {note}" for note in self.notes]
         return "\n".join(out) + "\n"
