@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime
 
 from ragbuild.errors import CommandFailed, DockerUnavailable, ToolMissing, UsageError
@@ -127,13 +128,18 @@ def diagnose(runner, plan: BuildPlan = None) -> None:
     if result.returncode != 0 and "permission denied" in text:
         raise DockerUnavailable("no permission to use the Docker daemon's socket: add your user to "
                                 "the docker group (then log in again), or run with sudo")
-    if result.returncode != 0 and any(marker in text for marker in DAEMON_DOWN_MARKERS):
-        target = plan.docker if plan is not None and plan.docker is not None else None
-        if target is None:
-            from ragbuild.builders import DockerTarget
+    target = plan.docker if plan is not None and plan.docker is not None else None
+    if target is None:
+        from ragbuild.builders import DockerTarget
 
-            target = DockerTarget(host=os.environ.get("DOCKER_HOST") or None,
-                                  context=os.environ.get("DOCKER_CONTEXT") or None)
+        target = DockerTarget(host=os.environ.get("DOCKER_HOST") or None,
+                              context=os.environ.get("DOCKER_CONTEXT") or None)
+    missing = re.search(r'context "([^"]*)" does not exist', result.stderr)
+    if result.returncode != 0 and missing:
+        raise DockerUnavailable(f"docker context {missing[1]!r} does not exist (the plan said: "
+                                f"{target.describe()}): `docker context ls` lists the contexts; fix "
+                                "DOCKER_CONTEXT, or `docker context use` an existing one")
+    if result.returncode != 0 and any(marker in text for marker in DAEMON_DOWN_MARKERS):
         raise DockerUnavailable(f"cannot reach the Docker daemon {target.unreachable()}: start it "
                                 "(e.g. `dockerd` or `systemctl start docker`) or point DOCKER_HOST "
                                 "or DOCKER_CONTEXT at a running one")

@@ -489,3 +489,18 @@ def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp
     assert lines[0].endswith(f"--platform {AMD64_ARM64} --push .")
     assert lines[1:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
                          for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
+
+
+def test_missing_docker_context_is_named(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONTEXT", "nosuch")
+    strict_fp.register([strict_fp.program("docker"), "build", strict_fp.any()], returncode=1)
+    # what docker 20.10 says (exit 1, nothing on stdout)
+    strict_fp.register([strict_fp.program("docker"), "version", "--format", "{{.Client.Version}}"],
+                       returncode=1, stderr='unable to resolve docker endpoint: context "nosuch" '
+                                           "does not exist")
+    code, _, err = run_main(["--env", "dev"], capsys)
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        "error: docker context 'nosuch' does not exist (the plan said: docker context 'nosuch' "
+        "(DOCKER_CONTEXT)): `docker context ls` lists the contexts; fix DOCKER_CONTEXT, or "
+        "`docker context use` an existing one")
