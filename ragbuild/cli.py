@@ -37,6 +37,7 @@ environment variables:
   SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags
   TZ                   time zone of the timestamp tag (local time, as the bash script)
   AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR   honoured by the aws CLI for ECR login
+  GITHUB_OUTPUT        a successful build appends tags, digest and image-id to this file
 
 exit status:
   0 success, 1 a command failed, 2 bad usage or input (nothing was run), 130 interrupted
@@ -91,6 +92,11 @@ def build_parser() -> ArgumentParser:
                         help="the scanner to run, with {image} in it (implies --scan), e.g. "
                              "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
                              "[ragbuild], else trivy")
+    records = parser.add_argument_group("records (beyond bash)")
+    records.add_argument("--metadata-file", metavar="PATH",
+                         help="write JSON with the refs, image id, pushed digests, build args, "
+                              "labels, timestamp and each step's wall time, also when a step fails "
+                              "(with $GITHUB_OUTPUT set, tags, digest and image-id go there too)")
     tags = parser.add_argument_group("more tags (beyond bash)")
     tags.add_argument("--semver-tags", action="store_true",
                       help="also tag <major> and <major>.<minor> for a release version (not a prerelease)")
@@ -157,6 +163,7 @@ def parse_build(argv) -> "Options":
                    skip_existing_immutable=ns.skip_existing_immutable,
                    context_warn_mb=ns.context_warn_mb, allow_secrets=ns.allow_secrets,
                    scan=ns.scan or ns.scan_command is not None, scan_command=ns.scan_command,
+                   metadata_file=ns.metadata_file,
                    semver_tags=ns.semver_tags, latest_policy=policy, build_number=ns.build_number,
                    ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
                    cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull)
@@ -183,8 +190,10 @@ def cmd_build(argv) -> int:
     for line in describe_plan(plan):
         runner.log(line)
     from ragbuild import guard
+    from ragbuild.metadata import Recorder
 
-    guard.check(runner, plan)  # what the context would send: before login and the long build
+    record = Recorder.for_options(options, plan, moment, runner)  # step times, --metadata-file
+    record.time("context", guard.check, runner, plan)  # before login and the long build
     scanner = None
     if options.scan:
         from ragbuild import scan
@@ -195,20 +204,22 @@ def cmd_build(argv) -> int:
     if options.push:
         from ragbuild import push
 
-        pushing = push.prepare(runner, plan)  # login and pre-flight: before the long build
-    steps.build(runner, plan, no_attestations=bool(pushing and pushing.no_attestations),
+        pushing = record.time("pre-flight", push.prepare, runner, plan)  # before the long build
+    record.time("build", steps.build, runner, plan,
+                no_attestations=bool(pushing and pushing.no_attestations),
                 refs=pushing.refs if pushing else None)
-    steps.summarize(runner, plan)
+    record.time("inspect", steps.summarize, runner, plan)
     if options.smoke_test:
         from ragbuild import smoke
 
-        smoke.check(runner, plan)
+        record.time("smoke", smoke.check, runner, plan)
     if scanner:
-        scan.run(runner, scanner, plan)  # findings stop the run: no push after a failed scan
+        record.time("scan", scan.run, runner, scanner, plan)  # no push after a failed scan
     if pushing:
-        pushing.run(runner)
+        record.time("push", pushing.run, runner)  # timed as push and verify
     elif not options.dry_run:
         runner.log(push_hint(plan, argv))
+    record.finish()
     return EXIT_OK
 
 

@@ -98,6 +98,7 @@ class Options:
     allow_secrets: bool = False
     scan: bool = False  # scan.py: the vulnerability gate before the push
     scan_command: Optional[str] = None
+    metadata_file: Optional[str] = None  # metadata.py
     # tags beyond bash's (channels.py)
     semver_tags: bool = False
     latest_policy: str = "always"  # always | auto | never; latest=False means never
@@ -425,8 +426,9 @@ def version_tags_command() -> Command:
 
 
 def inspect_command(ref: str) -> Command:
+    """The summary's one call: id, size, tags and (for --metadata-file) the image's labels."""
     return Command(("docker", "image", "inspect", "--format",
-                    "{{.Id}} {{.Size}} {{json .RepoTags}}", ref))
+                    "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", ref))
 
 
 def describe_plan(plan: BuildPlan) -> list:

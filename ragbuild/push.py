@@ -347,13 +347,17 @@ class Pushing:
     helper_missing: bool = False  # ... and docker-credential-<helper> is not on PATH
     environ: dict = field(default_factory=dict, repr=False)  # AWS_* and DOCKER_CONFIG, for messages
     sleep: Callable = field(default=time.sleep, repr=False)
+    # for --metadata-file (metadata.py): what docker push reported per ref, kept as it goes (a
+    # failure keeps those pushed), and when verifying began (time.monotonic), to time it apart
+    digests: dict = field(default_factory=dict, repr=False)
+    verify_started: Optional[float] = field(default=None, repr=False)
 
     def run(self, runner) -> Optional[str]:
         """Push every ref, then verify; returns ``<repository>@<digest>`` (None in a dry run).
         A multi-platform build pushed its refs itself: they are only verified."""
         if self.plan.multi_platform:
             return self._verify_index(runner)
-        pushed = {}
+        pushed = self.digests
         for ref in self.refs:
             try:
                 pushed[ref] = self._push(runner, ref)
@@ -361,6 +365,7 @@ class Pushing:
                 left = [r for r in self.refs if r not in pushed]
                 raise PushFailed(f"{failure}\npushed: {', '.join(pushed) or 'nothing'}\n"
                                  f"not pushed: {', '.join(left)}") from None
+        self.verify_started = time.monotonic()
         if runner.dry_run:
             for ref in self.refs:
                 runner.run(manifest_inspect_command(ref, self.plan.registry.host))

@@ -154,7 +154,7 @@ def diagnose(runner, plan: BuildPlan = None) -> None:
 
 
 def summarize(runner, plan: BuildPlan) -> dict:
-    """One ``docker image inspect`` gives the id, size and tags (bash ran one per tag)."""
+    """One ``docker image inspect`` gives the id, size, tags and labels (bash ran one per tag)."""
     if plan.multi_platform:
         runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
                    "no local image to inspect")
@@ -162,8 +162,10 @@ def summarize(runner, plan: BuildPlan) -> dict:
     result = runner.run(inspect_command(plan.primary))
     if result.dry:
         return {}
-    image_id, size, repo_tags = result.stdout.strip().split(" ", 2)
-    info = {"id": image_id, "size": int(size), "repo_tags": json.loads(repo_tags) or []}
+    image_id, size, rest = result.stdout.strip().split(" ", 2)
+    repo_tags, end = json.JSONDecoder().raw_decode(rest)  # then the labels' JSON (null: none)
+    labels = json.loads(rest[end:]) if rest[end:].strip() else None
+    info = {"id": image_id, "size": int(size), "repo_tags": repo_tags or [], "labels": labels or {}}
     runner.log(f"built {image_id} ({human_size(info['size'])}) with {len(plan.refs)} tags:")
     for ref in plan.refs:
         runner.log(f"  {ref}")

@@ -172,10 +172,10 @@ def test_build_command_for_a_push_drops_attestations():
     assert cmd.argv[-3:] == ("--provenance=false", "--sbom=false", ".")
 
 
-def test_inspect_command_asks_for_id_size_and_tags_in_one_call():
+def test_inspect_command_asks_for_id_size_tags_and_labels_in_one_call():
     assert inspect_command("rag-worker:dev").argv == (
-        "docker", "image", "inspect", "--format", "{{.Id}} {{.Size}} {{json .RepoTags}}",
-        "rag-worker:dev")
+        "docker", "image", "inspect", "--format",
+        "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", "rag-worker:dev")
 
 
 def test_display_is_shell_quoted_and_round_trips():

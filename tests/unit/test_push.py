@@ -703,7 +703,8 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
     fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "--provenance=false",
                  "--sbom=false", "."])
     tags = json.dumps(refs)
-    docker(fp, "image", "inspect", "--format", "{{.Id}} {{.Size}} {{json .RepoTags}}", refs[0],
+    docker(fp, "image", "inspect", "--format",
+           "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", refs[0],
            stdout=f"sha256:{'ee' * 32} 123456 {tags}\n")
     for ref in refs:
         register_push(fp, ref)
