@@ -81,12 +81,17 @@ class Recorder:
         started = self.clock()
         try:
             result = function(*args, **kwargs)
-        except (RagbuildError, KeyboardInterrupt) as err:
+        except BaseException as err:  # also a bug's exception: the record of the failure matters
             self._timed(step, started)
-            interrupted = isinstance(err, KeyboardInterrupt) or err.exit_code == EXIT_INTERRUPTED
+            interrupted = isinstance(err, KeyboardInterrupt) or (
+                isinstance(err, RagbuildError) and err.exit_code == EXIT_INTERRUPTED)
             self.status = "interrupted" if interrupted else "failed"
             self.failed_step = step
-            self.error = (str(err) or "interrupted").splitlines()[0]
+            if isinstance(err, (RagbuildError, KeyboardInterrupt)):
+                text = str(err) or ("interrupted" if interrupted else type(err).__name__)
+            else:
+                text = f"{type(err).__name__}: {err}"
+            self.error = text.strip().splitlines()[0]
             self._write_file(quiet_errors=True)
             raise
         self._timed(step, started)

@@ -245,6 +245,12 @@ def test_dry_run_shows_the_context_summary_and_refuses_alike(project, strict_fp,
     assert "id_rsa (SSH private key)" in capsys.readouterr().err
 
 
+def test_help_lists_the_guard_flags(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--context-warn-mb MB" in out and "--allow-secrets" in out
+
+
 @pytest.mark.parametrize("value", ["-1", "lots", "nan"])
 def test_context_warn_mb_must_be_a_size(value):
     with pytest.raises(UsageError, match="--context-warn-mb"):

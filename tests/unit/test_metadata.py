@@ -191,6 +191,16 @@ def test_an_interrupted_step_is_recorded_as_interrupted(project, strict_fp, caps
     assert (doc["status"], doc["failed_step"], doc["error"]) == ("interrupted", "build", "interrupted")
 
 
+def test_an_unexpected_exception_in_a_step_is_recorded_too(project, strict_fp, capsys,
+                                                           monkeypatch):
+    monkeypatch.setattr(steps, "summarize", lambda runner, plan: {}["id"])
+    register_build_and_inspect(strict_fp)
+    with pytest.raises(KeyError):
+        cli.main(["--env", "dev", "--metadata-file", "m.json"])
+    doc = json.loads((project / "m.json").read_text())
+    assert (doc["status"], doc["failed_step"], doc["error"]) == ("failed", "inspect", "KeyError: 'id'")
+
+
 def test_a_metadata_file_in_a_missing_directory_is_refused_before_any_step(project, strict_fp,
                                                                           capsys):
     assert cli.main(["--env", "dev", "--metadata-file", "no/such/dir/m.json"]) == 2
