@@ -23,6 +23,10 @@ examples:
   %(prog)s --version 1.2.3 --env prod --registry 123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker --push
   %(prog)s --env dev --dry-run           print the commands, run nothing
   %(prog)s --env prod --version 1.0.0 --smoke-test    build, then run the image and check /health
+  %(prog)s --version 1.4.1 --env prod --semver-tags --latest-policy auto --ci-tags
+                                         adds :1.4, :1 and :build-<N>; latest only if 1.4.1 is the newest
+  %(prog)s --env dev --builder remote --cache-from type=registry,ref=<uri>:cache
+                                         build on the buildx builder 'remote' (e.g. a remote BuildKit)
 
 other commands (each has --help and --dry-run):
   %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
@@ -33,7 +37,8 @@ other commands (each has --help and --dry-run):
 environment variables:
   ECR_REGISTRY_URI     default for --registry
   DOCKER               the docker client to run (default: docker on PATH)
-  DOCKER_HOST          the daemon to talk to, as docker itself reads it
+  DOCKER_HOST, DOCKER_CONTEXT   the daemon to talk to, as docker itself reads them
+  BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID   the build number of --ci-tags (first set wins)
   SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags
   TZ                   time zone of the timestamp tag (local time, as the bash script)
   AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR   honoured by the aws CLI for ECR login
