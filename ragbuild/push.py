@@ -344,7 +344,6 @@ class Pushing:
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
     no_attestations: bool = False
     helper: Optional[str] = None  # the docker credential helper used for the host, if any
-    helper_missing: bool = False  # ... and docker-credential-<helper> is not on PATH
     environ: dict = field(default_factory=dict, repr=False)  # AWS_* and DOCKER_CONFIG, for messages
     sleep: Callable = field(default=time.sleep, repr=False)
     # for --metadata-file (metadata.py): what docker push reported per ref, kept as it goes (a
@@ -396,12 +395,6 @@ class Pushing:
                     "(--skip-existing-immutable leaves existing ones out, --no-latest drops "
                     f"'latest'), or allow overwriting with {fix}")
         if kind == AUTH:
-            if registry.is_ecr and self.helper and self.helper_missing:
-                return (f"{ref}: {host} refused the push: docker-credential-{self.helper}, which "
-                        f"credHelpers in {docker_config_path(self.environ)} names for {host}, is "
-                        "not on PATH, so docker pushed without credentials; install it "
-                        "(amazon-ecr-credential-helper), or remove that entry so that this script "
-                        "logs in with `aws ecr get-login-password`")
             if registry.is_ecr and self.helper:
                 return (f"{ref}: {host} refused the push; docker gets its credentials from "
                         f"docker-credential-{self.helper} (credHelpers in "
@@ -543,16 +536,20 @@ def prepare(runner, plan: BuildPlan, *, environ=None, sleep: Callable = time.sle
     registry = plan.registry
     probe = runner.run(attestation_probe_command())
     no_attestations = probe.ok and "--provenance" in probe.stdout
-    refs, skipped, helper, helper_missing = plan.refs, (), None, False
+    refs, skipped, helper = plan.refs, (), None
     if registry.is_ecr:
         helper = _configured_helper(registry.host, environ)
         if helper:
             runner.log(f"not logging in to {registry.host}: docker gets its credentials from "
                        f"docker-credential-{helper} (credHelpers in {docker_config_path(environ)})")
-            helper_missing = not shutil.which(f"docker-credential-{helper}", path=environ.get("PATH"))
-            if helper_missing:
-                runner.log(f"warning: docker-credential-{helper} is not on PATH: docker will "
-                           "push without credentials")
+            if not shutil.which(f"docker-credential-{helper}", path=environ.get("PATH")):
+                # Known before the build: docker would push without credentials and fail.
+                raise PushFailed(
+                    f"docker-credential-{helper}, which credHelpers in "
+                    f"{docker_config_path(environ)} names for {registry.host}, is not on PATH, so "
+                    "docker would push without credentials; install it "
+                    "(amazon-ecr-credential-helper), or remove that entry so that this script logs "
+                    "in with `aws ecr get-login-password`")
         else:
             login(runner, registry, environ)
         repository = preflight(runner, registry, environ)
@@ -561,7 +558,7 @@ def prepare(runner, plan: BuildPlan, *, environ=None, sleep: Callable = time.sle
             skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
             refs = tuple(ref for ref in plan.refs if ref not in skipped)
     kept = {name: environ[name] for name in (*AWS_ENV_VARS, "DOCKER_CONFIG") if name in environ}
-    return Pushing(plan, refs, skipped, no_attestations, helper, helper_missing, kept, sleep)
+    return Pushing(plan, refs, skipped, no_attestations, helper, kept, sleep)
 
 
 def _configured_helper(host: str, environ) -> Optional[str]:

@@ -2,6 +2,7 @@
 faked aws and docker calls (pytest-subprocess), and through the CLI."""
 
 import json
+import os
 import logging
 from datetime import datetime
 
@@ -341,8 +342,18 @@ def test_missing_aws_cli_names_how_to_install_it(fp, monkeypatch):
     assert "pip install awscli" in str(err.value) and "AWS CLI v2" in str(err.value)
 
 
-def test_configured_credential_helper_skips_login(fp, clean_env, capsys):
+def install_fake_helper(tmp_path, monkeypatch, name="ecr-login"):
+    bin_dir = tmp_path / "helper-bin"
+    bin_dir.mkdir()
+    helper = bin_dir / f"docker-credential-{name}"
+    helper.write_text("#!/bin/sh\nexit 1\n")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_path, monkeypatch):
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
+    install_fake_helper(tmp_path, monkeypatch)
     register_probe(fp)
     register_describe(fp, stdout=repository_json())
     pushing = push.prepare(Runner(), build_plan())
@@ -351,6 +362,18 @@ def test_configured_credential_helper_skips_login(fp, clean_env, capsys):
     assert fp.call_count([fp.program("docker"), "login", fp.any()]) == 0
     err = capsys.readouterr().err
     assert "not logging in" in err and "docker-credential-ecr-login" in err
+
+
+def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
+    """Known up front: docker would push without credentials after the whole build."""
+    (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
+    register_probe(fp)
+    with pytest.raises(PushFailed) as err:
+        push.prepare(Runner(), build_plan())
+    message = str(err.value)
+    assert "docker-credential-ecr-login, which credHelpers in" in message
+    assert "is not on PATH" in message
+    assert fp.call_count([fp.program("aws"), fp.any()]) == 0  # no login, no pre-flight
 
 
 def test_plain_registry_gets_no_login_and_no_preflight(fp):
@@ -542,18 +565,14 @@ def test_permanent_push_failures_are_not_retried(fp, registry, output, expected)
     assert sleep.delays == []
 
 
-@pytest.mark.parametrize("missing, expected", [
-    (True, "docker-credential-ecr-login, which credHelpers in"),
-    (False, "check the AWS credentials it uses"),
-])
-def test_refused_push_with_a_credential_helper_names_a_missing_helper(fp, missing, expected):
+def test_refused_push_with_a_credential_helper_points_at_its_credentials(fp):
     plan = build_plan(f"{ECR}/rag-worker")
     register_push(fp, plan.refs[0], stdout="no basic auth credentials\n", returncode=1)
-    pushing = prepared(plan, helper="ecr-login", helper_missing=missing)
+    pushing = prepared(plan, helper="ecr-login")
     with pytest.raises(PushFailed) as err:
         pushing.run(Runner())
-    assert expected in str(err.value)
-    assert ("is not on PATH" in str(err.value)) is missing
+    assert "docker-credential-ecr-login (credHelpers in" in str(err.value)
+    assert "check the AWS credentials it uses" in str(err.value)
 
 
 def test_failed_push_lists_what_was_and_was_not_pushed(fp):
