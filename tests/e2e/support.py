@@ -42,7 +42,7 @@ COMMAND_TIMEOUT = 120
 SCRUBBED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARGS", "VERSION", "ECR_URI", "VENV",
             "PYTHON", "ECR_REGISTRY_URI", "SOURCE_DATE_EPOCH", "DOCKER_HOST", "DOCKER_CONTEXT",
             "DOCKER_BUILDKIT", "BUILDKIT_PROGRESS", "AWS_PROFILE", "AWS_SESSION_TOKEN",
-            "AWS_ENDPOINT_URL_ECR", "AWS_CLI", "TZ")
+            "AWS_ENDPOINT_URL_ECR", "AWS_CLI", "TZ", "GITHUB_OUTPUT", "BUILDX_BUILDER")
 
 # "built sha256:<id> (207.6MB) with 4 tags:" (ragbuild's summary after a build)
 BUILT_RE = re.compile(r"^built (sha256:[0-9a-f]{64}) ", re.M)

@@ -13,6 +13,53 @@ from plumbum import local
 from fakes import EPOCH, register_git, set_tz
 
 
+#: Variables of the machine (or CI job) running the tests that would change what the code under
+#: test does: cleared for every test, so the tests do not depend on who runs them.
+MACHINE_VARS = ("ECR_REGISTRY_URI", "DOCKER", "AWS_CLI", "DOCKER_HOST", "DOCKER_CONTEXT",
+                "BUILDX_BUILDER", "BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID",
+                "GITHUB_OUTPUT", "SOURCE_DATE_EPOCH", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR")
+
+
+def write_stub(directory, name: str, code: int = 97):
+    """An executable ``name`` in ``directory`` that says it really ran and exits ``code``."""
+    stub = directory / name
+    stub.write_text(f"#!/bin/sh\necho 'the stub {name} really ran' >&2\nexit {code}\n")
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return stub
+
+
+@pytest.fixture(scope="session")
+def _machine_stubs(tmp_path_factory):
+    """A ``docker`` and an ``aws`` that must never really run, and an empty docker config."""
+    bin_dir = tmp_path_factory.mktemp("machine-stubs")
+    for name in ("docker", "aws"):
+        write_stub(bin_dir, name)
+    docker_config = tmp_path_factory.mktemp("empty-docker-config")
+    return bin_dir, docker_config
+
+
+@pytest.fixture(autouse=True)
+def _isolated_from_the_machine(_machine_stubs, monkeypatch):
+    """Every test: none of MACHINE_VARS, an empty DOCKER_CONFIG, and stub ``docker`` and ``aws``
+    first on PATH, so a test passes the same with or without docker and aws installed.
+
+    plumbum resolves bare names on its own copy of the environment (``local.env``), made when
+    it was imported, so that copy gets the same PATH and loses the same variables.
+    pytest-subprocess's ``fp.program("docker")`` matches on the basename, so it still matches.
+    """
+    bin_dir, docker_config = _machine_stubs
+    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    for name in MACHINE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    monkeypatch.setenv("PATH", path)
+    with local.env(PATH=path, DOCKER_CONFIG=str(docker_config)):
+        for name in MACHINE_VARS:
+            local.env.pop(name, None)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_tz():
     before = os.environ.get("TZ")
@@ -33,9 +80,7 @@ def stub_bin(tmp_path, monkeypatch):
     """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    docker = bin_dir / "docker"
-    docker.write_text("#!/bin/sh\necho 'the stub docker really ran' >&2\nexit 97\n")
-    docker.chmod(docker.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    write_stub(bin_dir, "docker")
     path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     monkeypatch.setenv("PATH", path)
     with local.env(PATH=path):
@@ -50,10 +95,7 @@ def project(tmp_path, monkeypatch, stub_bin):
     root = tmp_path / "project"
     root.mkdir()
     (root / "Dockerfile").write_text("FROM scratch\n")
-    monkeypatch.chdir(root)
-    for name in ("ECR_REGISTRY_URI", "DOCKER", "AWS_CLI", "DOCKER_HOST", "DOCKER_CONTEXT",
-                 "BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(root)  # the machine's variables are gone already (_isolated_from_the_machine)
     docker_config = tmp_path / "docker-config"  # no current context from the user's config.json
     docker_config.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
