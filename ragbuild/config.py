@@ -5,6 +5,10 @@ directory, where the Dockerfile is), e.g.::
     image-name = rag-worker
     environments = dev, staging, prod
     scan-command = grype {image} --fail-on high
+
+No setup.cfg means the defaults. A setup.cfg that exists but cannot be used (unreadable, a
+directory, not UTF-8, not INI) is refused in one line (exit 2), never silently ignored. Values
+are taken literally: ``%`` is not configparser's interpolation.
 """
 
 from __future__ import annotations
@@ -13,30 +17,57 @@ import configparser
 import os
 
 from ragbuild.errors import UsageError
-from ragbuild.plan import DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, Config, check_tag
+from ragbuild.plan import DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, Config, check_image_name, check_tag
+
+KNOWN = ("image-name", "environments", "scan-command")
+
+
+def read_text(path: str):
+    """The file's text, or None when there is no such file; any other failure is a UsageError."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a config file") from None
+    except OSError as err:
+        raise UsageError(f"{path}: cannot be read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                         f"{err.start})") from None
 
 
 def load_config(directory: str = ".") -> Config:
     path = os.path.join(directory, "setup.cfg")
-    parser = configparser.ConfigParser()
+    text = read_text(path)
+    if text is None:
+        return Config()
+    parser = configparser.ConfigParser(interpolation=None)  # % is a literal character
     try:
-        parser.read(path, encoding="utf-8")
+        parser.read_string(text, source=path)
     except configparser.Error as err:
         raise UsageError(f"{path}: cannot be read as a config file: {err.message.splitlines()[0]}") from None
     if not parser.has_section("ragbuild"):
         return Config()
     section = parser["ragbuild"]
-    unknown = set(section) - {"image-name", "environments", "scan-command"}
+    where = f"{path} [ragbuild]"
+    unknown = set(section) - set(KNOWN)
     if unknown:
-        raise UsageError(f"{path} [ragbuild]: unknown setting {sorted(unknown)[0]!r}; "
-                         "known: image-name, environments, scan-command")
-    scan_command = section.get("scan-command", "", raw=True).strip() or None  # raw: % is literal
+        raise UsageError(f"{where}: unknown setting {sorted(unknown)[0]!r}; known: {', '.join(KNOWN)}")
+    for key in KNOWN:
+        if key in section and not section[key].strip():
+            raise UsageError(f"{where} {key} is empty; give a value, or remove the line for the "
+                             "default")
+    scan_command = section.get("scan-command", "").strip() or None
     if scan_command is not None:
         from ragbuild.scan import parse_scan_command
 
-        parse_scan_command(scan_command, f"{path} [ragbuild] scan-command")
+        parse_scan_command(scan_command, f"{where} scan-command")
     envs = tuple(section.get("environments", "").replace(",", " ").split())
     for env in envs:
-        check_tag(env, f"{path} [ragbuild] environments:")
-    return Config(image_name=section.get("image-name", DEFAULT_IMAGE_NAME).strip() or DEFAULT_IMAGE_NAME,
-                  environments=envs or DEFAULT_ENVIRONMENTS, scan_command=scan_command)
+        check_tag(env, f"{where} environments:")
+    image_name = section.get("image-name", DEFAULT_IMAGE_NAME).strip()
+    check_image_name(image_name, f"{where} image-name")
+    return Config(image_name=image_name, environments=envs or DEFAULT_ENVIRONMENTS,
+                  scan_command=scan_command)

@@ -28,6 +28,8 @@ TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+#: docker's limit on a repository name, registry host included (reference.NameTotalLengthMax).
+NAME_MAX = 255
 REGISTRY_RE = re.compile(rf"(?P<host>{_DOMAIN})/(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)")
 IMAGE_NAME_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
@@ -255,9 +257,14 @@ def parse_build_arg(raw: str) -> tuple:
     return key, match["value"]
 
 
-def check_image_name(name: str) -> str:
+def check_image_name(name: str, source: str = "--image-name") -> str:
+    if not name:
+        raise UsageError(f"{source} is empty; give a lowercase image name like rag-worker")
     if not IMAGE_NAME_RE.fullmatch(name):
-        raise UsageError(f"--image-name {name!r} is not a lowercase image name like rag-worker")
+        raise UsageError(f"{source} {name!r} is not a lowercase image name like rag-worker")
+    if len(name) > NAME_MAX:
+        raise UsageError(f"{source} is {len(name)} characters long; docker allows at most "
+                         f"{NAME_MAX} in a repository name")
     return name
 
 
