@@ -23,15 +23,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ragbuild.errors import UsageError
-from ragbuild.plan import _DOMAIN, _PATH_COMPONENT
+from ragbuild.reference import IMAGE_REF_RE
 
 #: os/arch[/variant], as docker spells platforms: linux/amd64, linux/arm64, linux/arm/v7.
 PLATFORM_RE = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
 #: buildx builder names (``docker buildx create --name``).
 BUILDER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-IMAGE_REF_RE = re.compile(
-    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
 CACHE_FROM_TYPES = ("registry", "local", "gha", "s3", "azblob")
 CACHE_TO_TYPES = ("inline",) + CACHE_FROM_TYPES
 #: The attribute each cache type cannot do without, per direction.

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
+from ragbuild import builders, channels
 from ragbuild.errors import UsageError
+from ragbuild.reference import (_DOMAIN, _PATH_COMPONENT, ECR_HOST_RE, IMAGE_NAME_RE,  # noqa: F401
+                                NAME_MAX, REGISTRY_RE, TAG_RE)
 
 DEFAULT_IMAGE_NAME = "rag-worker"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
@@ -23,26 +26,7 @@ TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 #: The label the Dockerfile puts on every image of this project (``clean`` removes only these).
 PROJECT_LABEL = "org.ragbuild.project"
 
-TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# docker/distribution reference grammar.
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-#: docker's limit on a repository name, registry host included (reference.NameTotalLengthMax).
-NAME_MAX = 255
-REGISTRY_RE = re.compile(rf"(?P<host>{_DOMAIN})/(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)")
-IMAGE_NAME_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
-# The pattern of amazon-ecr-credential-helper (ecr-login/api/client.go, ``ecrPattern``): account,
-# optional -fips, region, and each AWS partition's domain: amazonaws.com, amazonaws.com.cn,
-# amazonaws.eu (European Sovereign Cloud), the dual-stack ``dkr-ecr.<region>.on.aws`` and
-# ``on.amazonwebservices.com.cn``, and the ISO partitions. Matched against the host name without
-# its port, as the helper does (``url.Hostname()``).
-ECR_HOST_RE = re.compile(
-    r"(?P<account>[0-9]{12})\.dkr[.-]ecr(?P<fips>-fips)?\.(?P<region>[a-zA-Z0-9][a-zA-Z0-9-_]*)\."
-    r"(?:amazonaws\.(?:com(?:\.cn)?|eu)|on\.(?:aws|amazonwebservices\.com\.cn)|sc2s\.sgov\.gov"
-    r"|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)"
-)
 
 
 @dataclass(frozen=True)
@@ -307,8 +291,6 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     More facts, all optional: ``version_tags`` (``channels.parse_version_tags`` of ``git tag
     --list 'v*'``, asked for ``--latest-policy auto`` only), ``environ`` (the CI variables
     ``--ci-tags`` reads) and ``docker`` (the ``builders.DockerTarget`` the plan names)."""
-    from ragbuild import builders, channels
-
     if options.version is None and options.env is None:
         raise UsageError("give --version and/or --env (e.g. --env dev, or --version 1.2.3 --env prod)")
     version = parse_version(options.version) if options.version is not None else None
@@ -460,8 +442,6 @@ def describe_plan(plan: BuildPlan) -> list:
 
 def _describe_builder(plan: BuildPlan) -> list:
     """Which daemon, builder, platforms and cache the build uses."""
-    from ragbuild.builders import NOT_FOR_SAGEMAKER
-
     opts, lines = plan.options, []
     if plan.docker is not None:
         lines.append(f"docker daemon: {plan.docker.describe()}")
@@ -471,7 +451,7 @@ def _describe_builder(plan: BuildPlan) -> list:
         lines.append(f"builder: {name}, via docker buildx build (for {'; '.join(plan.buildx)})")
     if plan.multi_platform:
         lines.append(f"platforms: {', '.join(plan.platforms)} (one image index, pushed by the build "
-                     f"itself; {NOT_FOR_SAGEMAKER})")
+                     f"itself; {builders.NOT_FOR_SAGEMAKER})")
     elif plan.platforms:
         lines.append(f"platform: {plan.platforms[0]}")
     for cache in plan.cache_from:

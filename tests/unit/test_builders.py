@@ -504,3 +504,19 @@ def test_missing_docker_context_is_named(project, strict_fp, capsys, monkeypatch
         "error: docker context 'nosuch' does not exist (the plan said: docker context 'nosuch' "
         "(DOCKER_CONTEXT)): `docker context ls` lists the contexts; fix DOCKER_CONTEXT, or "
         "`docker context use` an existing one")
+
+
+# --- module structure --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module, absent", [("ragbuild.builders", "ragbuild.plan"),
+                                            ("ragbuild.reference", "ragbuild.plan")])
+def test_builders_needs_no_plan_for_the_reference_grammar(module, absent):
+    """plan.py imports builders.py at the top; builders.py must not import plan.py back."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"import sys, {module}; sys.exit({absent!r} in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0
