@@ -156,13 +156,12 @@ def parse_build(argv) -> "Options":
     from ragbuild.plan import Options
 
     policy = latest_policy(ns.latest, ns.latest_policy)
-    ns.latest = policy != "never"
     registry, registry_source = ns.registry, "--registry"
     if registry is None and os.environ.get("ECR_REGISTRY_URI"):
         registry, registry_source = os.environ["ECR_REGISTRY_URI"], "ECR_REGISTRY_URI"
     return Options(version=ns.version, env=ns.env, registry=registry,
                    registry_source=registry_source, tags=tuple(ns.tags),
-                   latest=ns.latest, no_cache=ns.no_cache, push=ns.push, dry_run=ns.dry_run,
+                   no_cache=ns.no_cache, push=ns.push, dry_run=ns.dry_run,
                    build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
                    image_name=ns.image_name, allow_dirty=ns.allow_dirty, smoke_test=ns.smoke_test,
                    skip_existing_immutable=ns.skip_existing_immutable,

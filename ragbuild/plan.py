@@ -68,7 +68,6 @@ class Options:
     registry: Optional[str] = None
     registry_source: str = "--registry"  # or ECR_REGISTRY_URI, when the value came from there
     tags: tuple = ()
-    latest: bool = True
     no_cache: bool = False
     push: bool = False
     dry_run: bool = False
@@ -87,7 +86,7 @@ class Options:
     metadata_file: Optional[str] = None  # metadata.py
     # tags beyond bash's (channels.py)
     semver_tags: bool = False
-    latest_policy: str = "always"  # always | auto | never; latest=False means never
+    latest_policy: str = "always"  # always | auto | never (--latest / --no-latest are folded in)
     build_number: Optional[str] = None
     ci_tags: bool = False
     # where and how to build (builders.py)
@@ -308,8 +307,8 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     if env == "prod" and git.dirty and not options.allow_dirty:
         raise UsageError("the git tree has uncommitted changes; commit them, or pass --allow-dirty to "
                          "build prod from a dirty tree anyway")
-    policy = options.latest_policy if options.latest else "never"
-    channel = channels.version_channels(version, semver_tags=options.semver_tags, policy=policy,
+    channel = channels.version_channels(version, semver_tags=options.semver_tags,
+                                        policy=options.latest_policy,
                                         known=version_tags)
     number = channels.build_number(options.build_number, options.ci_tags, environ or {})
     builder = builders.check_builder(options.builder) if options.builder is not None else None

@@ -49,7 +49,7 @@ def plan_facts(runner, options: Options, environ=os.environ) -> dict:
     from ragbuild.channels import CI_BUILD_NUMBER_VARS, parse_version_tags
 
     version_tags = None
-    if options.latest and options.latest_policy == "auto":
+    if options.latest_policy == "auto":
         try:
             result = runner.run(version_tags_command())
         except ToolMissing:

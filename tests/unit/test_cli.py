@@ -56,8 +56,8 @@ def tags_of(build_line):
     (["-e", "dev"], ["--env=dev"], "env", "dev"),
     (["-r", "r.example.com/x"], ["--registry=r.example.com/x"], "registry", "r.example.com/x"),
     (["-t", "a", "-t", "b"], ["--tag=a", "--tag=b"], "tags", ("a", "b")),
-    (["--no-latest"], ["--no-latest"], "latest", False),
-    (["--no-latest", "--latest"], ["--latest"], "latest", True),
+    (["--no-latest"], ["--no-latest"], "latest_policy", "never"),
+    (["--no-latest", "--latest"], ["--latest"], "latest_policy", "always"),
     (["--no-cache"], ["--no-cache"], "no_cache", True),
     (["--push"], ["--push"], "push", True),
     (["--dry-run"], ["--dry-run"], "dry_run", True),
@@ -77,7 +77,7 @@ def test_defaults(monkeypatch):
     monkeypatch.delenv("ECR_REGISTRY_URI", raising=False)
     options = cli.parse_build([])
     assert (options.version, options.env, options.registry, options.tags) == (None, None, None, ())
-    assert options.latest and not options.no_cache and not options.push and not options.dry_run
+    assert options.latest_policy == "always" and not options.no_cache and not options.push and not options.dry_run
     assert (options.file, options.context, options.image_name) == ("Dockerfile", ".", None)
 
 

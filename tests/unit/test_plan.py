@@ -390,4 +390,4 @@ def test_git_info_tag_and_commit():
 
 def test_options_defaults_are_bash_defaults():
     options = Options()
-    assert options.latest is True and options.file == "Dockerfile" and options.context == "."
+    assert options.latest_policy == "always" and options.file == "Dockerfile" and options.context == "."

@@ -508,7 +508,7 @@ def test_loopback_registries_are_inspected_with_insecure():
 
 
 def test_transient_failures_are_retried_with_backoff(fp, capsys):
-    plan = build_plan(f"{PLAIN}/rag-worker", latest=False)
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
     first, *rest = plan.refs
     register_push(fp, first, stdout="read: connection reset by peer\n", returncode=1)
     register_push(fp, first, stdout="received unexpected HTTP status: 502 Bad Gateway\n",
@@ -595,7 +595,7 @@ def test_failed_push_lists_what_was_and_was_not_pushed(fp):
 
 
 def test_registry_digest_must_match_what_push_reported(fp):
-    plan = build_plan(f"{PLAIN}/rag-worker", latest=False)
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
     for ref in plan.refs:
         register_push(fp, ref)
     register_inspect(fp, plan.refs[0])
@@ -609,7 +609,7 @@ def test_registry_digest_must_match_what_push_reported(fp):
 
 
 def test_tags_of_one_build_must_share_one_digest(fp):
-    plan = build_plan(f"{PLAIN}/rag-worker", latest=False)
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
     register_push(fp, plan.refs[0])
     register_push(fp, plan.refs[1], digest=OTHER_DIGEST)
     register_push(fp, plan.refs[2])
@@ -622,7 +622,7 @@ def test_tags_of_one_build_must_share_one_digest(fp):
 
 
 def test_index_manifest_is_refused_naming_sagemaker(fp):
-    plan = build_plan(f"{PLAIN}/rag-worker", latest=False, env="staging")
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never", env="staging")
     for ref in plan.refs:
         register_push(fp, ref)
     listing = json.dumps([json.loads(verbose_manifest(plan.refs[0] + "@" + DIGEST))])
