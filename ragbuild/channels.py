@@ -22,7 +22,6 @@ from typing import Mapping, Optional
 
 from ragbuild.errors import UsageError
 
-LATEST_POLICIES = ("always", "auto", "never")
 #: Where --ci-tags looks for the build number, first set wins: Jenkins, GitHub Actions, GitLab CI.
 CI_BUILD_NUMBER_VARS = ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
 BUILD_NUMBER_RE = re.compile(r"[0-9]+")
@@ -36,7 +35,9 @@ class Channels:
 
 
 def parse_version_tags(stdout: str) -> tuple:
-    """The ``v*`` tags of ``git tag --list 'v*'`` that are semver, as ``(tag, Version)``."""
+    """The ``v*`` tags of ``git tag --list 'v*'`` that are semver, as ``(tag, Version)``.
+
+    The one place channels.py needs semver itself (--latest-policy auto), so imported here."""
     import semver
 
     found = []
@@ -56,20 +57,18 @@ def _highest(known, match=lambda v: True):
     return max(stable, key=lambda item: item[1]) if stable else None
 
 
-def version_channels(version: Optional[str], *, semver_tags: bool, policy: str,
+def version_channels(parsed, *, semver_tags: bool, policy: str,
                      known: Optional[tuple] = None) -> Channels:
     """The channel tags and whether ``latest`` moves, with a note for each decision.
 
-    ``known`` is ``parse_version_tags``' answer; it is only consulted for ``policy == "auto"``.
+    ``parsed`` is the ``semver.Version`` of ``plan.parse_version`` (or None: no --version);
+    ``policy`` is ``always``, ``auto`` or ``never`` (the CLI's choices). ``known`` is
+    ``parse_version_tags``' answer; it is only consulted for ``policy == "auto"``.
     Notes are written only when there is a choice to explain (``--semver-tags`` or ``auto``)."""
-    import semver
-
-    if policy not in LATEST_POLICIES:
-        raise UsageError(f"--latest-policy {policy!r} is not one of {', '.join(LATEST_POLICIES)}")
-    if semver_tags and version is None:
+    if semver_tags and parsed is None:
         raise UsageError("--semver-tags needs --version (it adds <major> and <major>.<minor>)")
     explain = semver_tags or policy == "auto"
-    parsed = semver.Version.parse(version) if version is not None else None
+    version = str(parsed) if parsed is not None else None
     known = known or ()
     notes, tags = [], []
 

@@ -168,8 +168,11 @@ class BuildPlan:
 # --- validation --------------------------------------------------------------------------------
 
 
-def parse_version(raw: str) -> str:
-    """Strip one leading ``v`` and check the rest is semver (bash only stripped the ``v``)."""
+def parse_version(raw: str):
+    """Strip one leading ``v`` and check the rest is semver (bash only stripped the ``v``).
+
+    Returns the ``semver.Version``, parsed once here: ``str()`` of it is the text as given (semver
+    has one spelling), and channels.py reads its parts."""
     import semver
 
     version = raw[1:] if raw.startswith("v") else raw
@@ -177,11 +180,10 @@ def parse_version(raw: str) -> str:
         raise UsageError(f"--version {raw!r} is empty; give a semantic version such as 1.2.3 "
                          "(with make: VERSION=1.2.3)")
     try:
-        semver.Version.parse(version)
+        return semver.Version.parse(version)
     except ValueError:
         raise UsageError(f"--version {raw!r} is not a semantic version: use MAJOR.MINOR.PATCH with "
                          "an optional -prerelease and +build, e.g. 1.2.3 or 1.3.0-rc.1") from None
-    return version
 
 
 def check_env(env: str, environments) -> str:
@@ -292,7 +294,8 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     ``--ci-tags`` reads) and ``docker`` (the ``builders.DockerTarget`` the plan names)."""
     if options.version is None and options.env is None:
         raise UsageError("give --version and/or --env (e.g. --env dev, or --version 1.2.3 --env prod)")
-    version = parse_version(options.version) if options.version is not None else None
+    parsed = parse_version(options.version) if options.version is not None else None
+    version = str(parsed) if parsed is not None else None
     env = check_env(options.env, config.environments) if options.env is not None else None
     if env == "prod" and version is None:
         raise UsageError("--env prod needs --version: production builds are always tagged with a "
@@ -307,7 +310,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     if env == "prod" and git.dirty and not options.allow_dirty:
         raise UsageError("the git tree has uncommitted changes; commit them, or pass --allow-dirty to "
                          "build prod from a dirty tree anyway")
-    channel = channels.version_channels(version, semver_tags=options.semver_tags,
+    channel = channels.version_channels(parsed, semver_tags=options.semver_tags,
                                         policy=options.latest_policy,
                                         known=version_tags)
     number = channels.build_number(options.build_number, options.ci_tags, environ or {})

@@ -10,7 +10,8 @@ import pytest
 from ragbuild.channels import parse_version_tags, version_channels
 from ragbuild.cli import parse_build
 from ragbuild.errors import UsageError
-from ragbuild.plan import Config, GitInfo, describe_plan, make_plan, version_tags_command
+from ragbuild.plan import (Config, GitInfo, describe_plan, make_plan, parse_version,
+                           version_tags_command)
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
@@ -218,6 +219,37 @@ def test_non_semver_tags_are_ignored():
 
 def test_version_channels_only_reads_the_tags_under_auto():
     # under always the highest tag (v9.0.0) is not consulted
-    channels = version_channels("1.0.0", semver_tags=True, policy="always",
+    channels = version_channels(parse_version("1.0.0"), semver_tags=True, policy="always",
                                 known=parse_version_tags("v9.0.0\n"))
     assert channels.tags == ("1.0", "1") and channels.latest
+
+
+# --- semver: parsed once, imported only when a version needs it --------------------------------
+
+
+def test_the_version_is_parsed_once(monkeypatch):
+    import semver
+
+    parses = []
+    real = semver.Version.parse.__func__
+
+    def counting(cls, *args, **kwargs):
+        parses.append(args[0])
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(semver.Version, "parse", classmethod(counting))
+    plan = plan_for(["--version", "1.4.1", "--semver-tags"], tags=None)
+    assert plan.tags[:4] == ("v1.4.1", "1.4.1", "1.4", "1") and parses == ["1.4.1"]
+
+
+def test_a_build_without_version_never_imports_semver():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from datetime import datetime; from ragbuild.cli import parse_build; "
+            "from ragbuild.plan import Config, GitInfo, make_plan; "
+            "make_plan(parse_build(['--env', 'dev']), Config(), GitInfo(), "
+            "datetime(2023, 1, 1)); sys.exit('semver' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0

@@ -208,7 +208,7 @@ def test_human_size_in_docker_units(size, text):
     ("1.2.3+build.5", "1.2.3+build.5"), ("v0.0.0-alpha.1+exp.sha.5114f85", "0.0.0-alpha.1+exp.sha.5114f85"),
 ])
 def test_semantic_versions_are_accepted(raw, version):
-    assert parse_version(raw) == version
+    assert str(parse_version(raw)) == version
 
 
 @pytest.mark.parametrize("raw", ["1.0", "01.2.3", "latest", "1.2.3.4", "vv1.2.3", "V1.2.3", "1.2.3-",
