@@ -46,13 +46,9 @@ NOT_FOR_SAGEMAKER = ("SageMaker runs a single-platform image, not an index: for 
 class Cache:
     """One ``--cache-from`` / ``--cache-to`` value: its buildx type and the value as given."""
 
-    flag: str
     type: str
     raw: str
-    ref: Optional[str] = None  # the image ref of a registry cache
-
-    def __str__(self) -> str:
-        return self.raw
+    ref: Optional[str] = None  # the image ref of a registry cache (all plain docker build takes)
 
 
 @dataclass(frozen=True)
@@ -116,7 +112,7 @@ def parse_cache(raw: str, flag: str) -> Cache:
         raise UsageError(f"{flag} is empty; give e.g. {example}")
     if "=" not in raw:
         _check_ref(raw, flag, raw)
-        return Cache(flag, "registry", raw, ref=raw)
+        return Cache("registry", raw, ref=raw)
     attrs = {}
     for part in raw.split(","):
         key, sep, value = part.partition("=")
@@ -134,7 +130,7 @@ def parse_cache(raw: str, flag: str) -> Cache:
     ref = attrs.get("ref") if kind == "registry" else None
     if ref is not None:
         _check_ref(ref, flag, raw)
-    return Cache(flag, kind, raw, ref=ref)
+    return Cache(kind, raw, ref=ref)
 
 
 def _check_ref(ref: str, flag: str, raw: str) -> None:
@@ -155,9 +151,3 @@ def buildx_reasons(*, builder: Optional[str], platforms: tuple, cache_from: tupl
     reasons += [f"--cache-to {c.raw}" for c in cache_to if c.type != "inline"]
     return tuple(reasons)
 
-
-def classic_cache_from(cache: Cache) -> str:
-    """What plain ``docker build --cache-from`` takes: an image ref. docker 20.10 splits the
-    flag's value at commas and reads each piece as an image, so ``type=registry,ref=X`` would
-    silently import nothing; X itself is what it understands."""
-    return cache.ref

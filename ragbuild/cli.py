@@ -7,8 +7,7 @@ import os
 import shlex
 import sys
 
-from ragbuild.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError,
-                             UsageError)
+from ragbuild.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
 
 PROG = "build-image.py"
 
@@ -318,6 +317,3 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else (EXIT_OK if exit_.code is None else EXIT_USAGE)
-
-
-__all__ = ["main", "EXIT_FAILED"]

@@ -86,11 +86,6 @@ def secret_build_args(build_args) -> list:
     return names
 
 
-def read_patterns(text: str) -> list:
-    """The lines of a ``.dockerignore``: the matcher drops comments and blank lines itself."""
-    return text.splitlines()
-
-
 # --- the matcher -------------------------------------------------------------------------------
 
 
@@ -146,7 +141,7 @@ def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
     if path:
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
-                patterns = read_patterns(handle.read())
+                patterns = handle.read().splitlines()  # the matcher drops comments, blanks
         except OSError as err:
             raise UsageError(f"{path}: cannot be read: {err.strerror}") from None
     try:

@@ -122,7 +122,6 @@ class Registry:
     host: str
     path: str
     region: Optional[str] = None  # set for ECR hosts only
-    account: Optional[str] = None
 
     @property
     def is_ecr(self) -> bool:
@@ -227,7 +226,7 @@ def parse_registry(uri: str, source: str = "--registry") -> Registry:
                          f"user); write e.g. docker.io/{uri}")
     ecr = ECR_HOST_RE.fullmatch(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
     if ecr:
-        return Registry(host, path, region=ecr["region"], account=ecr["account"])
+        return Registry(host, path, region=ecr["region"])
     return Registry(host, path)
 
 

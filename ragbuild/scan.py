@@ -45,7 +45,7 @@ def parse_scan_command(text: str, source: str) -> tuple:
 
 def prepare(plan, config, *, which=shutil.which, environ=os.environ) -> Scanner:
     """Before the build: the scanner must exist, and there must be a local image to scan."""
-    if getattr(plan, "multi_platform", False):
+    if plan.multi_platform:
         raise UsageError("--scan scans the local image, and a multi-platform build leaves none (it "
                          "pushes straight to the registry); scan a --platform linux/amd64 build")
     return resolve(plan.options.scan_command, config.scan_command, which=which, environ=environ)
