@@ -286,39 +286,66 @@ def format_timestamp(moment: datetime) -> str:
 
 def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, *,
               version_tags: Optional[tuple] = None, environ=None, docker=None) -> BuildPlan:
-    """Validate the flags and compute the tags and build args, exactly in bash's order.
+    """Validate the flags, then compute the tags and build args, exactly in bash's order.
 
     More facts, all optional: ``version_tags`` (``channels.parse_version_tags`` of ``git tag
     --list 'v*'``, asked for ``--latest-policy auto`` only), ``environ`` (the CI variables
     ``--ci-tags`` reads) and ``docker`` (the ``builders.DockerTarget`` the plan names)."""
-    if options.version is None and options.env is None:
-        raise UsageError("give --version and/or --env (e.g. --env dev, or --version 1.2.3 --env prod)")
-    parsed = parse_version(options.version) if options.version is not None else None
-    version = str(parsed) if parsed is not None else None
-    env = check_env(options.env, config.environments) if options.env is not None else None
-    if env == "prod" and version is None:
-        raise UsageError("--env prod needs --version: production builds are always tagged with a "
-                         "version (with make: VERSION=1.2.3)")
-    registry = (parse_registry(options.registry, options.registry_source)
-                if options.registry is not None else None)
-    if options.push and registry is None:
-        raise UsageError("--push needs a registry: pass --registry host/repository or set "
-                         "ECR_REGISTRY_URI (bash skipped the push and exited 0)")
-    image_name = check_image_name(options.image_name or config.image_name)
+    parsed, env = _check_version_and_env(options, config)
+    registry = _check_registry(options)
+    image_name = check_image_name(config.image_name if options.image_name is None
+                                  else options.image_name)
     extra_args = tuple(parse_build_arg(raw) for raw in options.build_args)
     if env == "prod" and git.dirty and not options.allow_dirty:
         raise UsageError("the git tree has uncommitted changes; commit them, or pass --allow-dirty to "
                          "build prod from a dirty tree anyway")
     channel = channels.version_channels(parsed, semver_tags=options.semver_tags,
-                                        policy=options.latest_policy,
-                                        known=version_tags)
+                                        policy=options.latest_policy, known=version_tags)
     number = channels.build_number(options.build_number, options.ci_tags, environ or {})
+    where = _where_to_build(options)
+
+    version = str(parsed) if parsed is not None else None
+    timestamp = format_timestamp(moment)
+    notes = channel.notes
+    if number:
+        notes += (f"build-{number[0]}: build number from {number[1]}",)
+    return BuildPlan(base=registry.uri if registry else image_name,
+                     tags=plan_tags(version, env, timestamp, git, number, options.tags, channel),
+                     build_args=plan_build_args(version, env, git, timestamp, extra_args,
+                                                buildx=where["buildx"], cache_to=where["cache_to"]),
+                     timestamp=timestamp, git=git, version=version, env=env, registry=registry,
+                     options=options, notes=notes, docker=docker, **where)
+
+
+def _check_version_and_env(options: Options, config: Config) -> tuple:
+    """``(semver.Version or None, env or None)``: at least one given, prod only with a version."""
+    if options.version is None and options.env is None:
+        raise UsageError("give --version and/or --env (e.g. --env dev, or --version 1.2.3 --env prod)")
+    parsed = parse_version(options.version) if options.version is not None else None
+    env = check_env(options.env, config.environments) if options.env is not None else None
+    if env == "prod" and parsed is None:
+        raise UsageError("--env prod needs --version: production builds are always tagged with a "
+                         "version (with make: VERSION=1.2.3)")
+    return parsed, env
+
+
+def _check_registry(options: Options) -> Optional[Registry]:
+    """The registry the tags go on; --push needs one."""
+    registry = (parse_registry(options.registry, options.registry_source)
+                if options.registry is not None else None)
+    if options.push and registry is None:
+        raise UsageError("--push needs a registry: pass --registry host/repository or set "
+                         "ECR_REGISTRY_URI (bash skipped the push and exited 0)")
+    return registry
+
+
+def _where_to_build(options: Options) -> dict:
+    """--builder, --platform, --cache-from and --cache-to, checked (builders.py): the plan's
+    ``platforms``, ``buildx``, ``cache_from`` and ``cache_to``."""
     builder = builders.check_builder(options.builder) if options.builder is not None else None
     platforms = builders.parse_platforms(options.platform) if options.platform is not None else ()
     cache_from = tuple(builders.parse_cache(raw, "--cache-from") for raw in options.cache_from)
     cache_to = tuple(builders.parse_cache(raw, "--cache-to") for raw in options.cache_to)
-    buildx = builders.buildx_reasons(builder=builder, platforms=platforms, cache_from=cache_from,
-                                     cache_to=cache_to)
     if len(platforms) > 1 and not options.push:
         raise UsageError(f"--platform {','.join(platforms)} builds an image index, which the local "
                          "image store cannot hold: add --push (and --registry) so the build pushes "
@@ -327,8 +354,15 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
         raise UsageError("--smoke-test runs the local image, and a multi-platform build leaves none "
                          "(it pushes straight to the registry); smoke-test a --platform linux/amd64 "
                          "build instead")
+    buildx = builders.buildx_reasons(builder=builder, platforms=platforms, cache_from=cache_from,
+                                     cache_to=cache_to)
+    return {"platforms": platforms, "buildx": buildx, "cache_from": cache_from, "cache_to": cache_to}
 
-    timestamp = format_timestamp(moment)
+
+def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: GitInfo,
+              number: Optional[tuple], custom: tuple, channel) -> tuple:
+    """The tags, in bash's order with the opt-in ones slotted in (channels.py shows where);
+    a --tag equal to a generated one is given once."""
     tags = []
     if version is not None:
         tag_version = version.replace("+", "_")
@@ -340,11 +374,16 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
         tags.append(git.tag)
     if number:
         tags.append(f"build-{number[0]}")
-    tags += [check_tag(tag) for tag in options.tags]
+    tags += [check_tag(tag) for tag in custom]
     if channel.latest:
         tags.append("latest")
-    tags = tuple(dict.fromkeys(tags))  # a --tag equal to a generated one is not given twice
+    return tuple(dict.fromkeys(tags))
 
+
+def plan_build_args(version: Optional[str], env: Optional[str], git: GitInfo, timestamp: str,
+                    extra: tuple, *, buildx: tuple = (), cache_to: tuple = ()) -> tuple:
+    """``VERSION``, ``ENVIRONMENT`` (those given), ``GIT_COMMIT``, ``BUILD_TIMESTAMP``, then each
+    --build-arg; plain docker build spells ``--cache-to type=inline`` as BUILDKIT_INLINE_CACHE=1."""
     build_args = []
     if version is not None:
         build_args.append(("VERSION", version))
@@ -352,18 +391,11 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
         build_args.append(("ENVIRONMENT", env))
     build_args.append(("GIT_COMMIT", git.commit))
     build_args.append(("BUILD_TIMESTAMP", timestamp))
-    build_args += extra_args
-    given = {key for key, _ in extra_args}
+    build_args += extra
+    given = {key for key, _ in extra}
     if not buildx and any(c.type == "inline" for c in cache_to) and "BUILDKIT_INLINE_CACHE" not in given:
-        build_args.append(("BUILDKIT_INLINE_CACHE", "1"))  # plain docker build's --cache-to type=inline
-    notes = channel.notes
-    if number:
-        notes += (f"build-{number[0]}: build number from {number[1]}",)
-    return BuildPlan(base=registry.uri if registry else image_name, tags=tags,
-                     build_args=tuple(build_args), timestamp=timestamp, git=git, version=version,
-                     env=env, registry=registry, options=options, notes=notes,
-                     platforms=platforms, buildx=buildx, cache_from=cache_from, cache_to=cache_to,
-                     docker=docker)
+        build_args.append(("BUILDKIT_INLINE_CACHE", "1"))
+    return tuple(build_args)
 
 
 def build_command(plan: BuildPlan, *, no_attestations: bool = False,

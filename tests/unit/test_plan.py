@@ -13,7 +13,7 @@ from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.plan import (Command, Config, GitInfo, Options, build_command, check_env, check_tag,
                            describe_plan, format_timestamp, git_describe_command, human_size,
                            inspect_command, make_plan, parse_build_arg, parse_git_describe,
-                           parse_registry, parse_version)
+                           parse_registry, parse_version, plan_build_args, plan_tags)
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
@@ -391,3 +391,28 @@ def test_git_info_tag_and_commit():
 def test_options_defaults_are_bash_defaults():
     options = Options()
     assert options.latest_policy == "always" and options.file == "Dockerfile" and options.context == "."
+
+
+# --- make_plan's parts -------------------------------------------------------------------------
+
+
+def test_plan_tags_in_bash_order_with_the_opt_in_ones_slotted_in():
+    from ragbuild.channels import Channels
+
+    channel = Channels(tags=("1.2", "1"), latest=True)
+    assert plan_tags("1.2.3+b.1", "dev", TS, GIT, ("7", "--build-number"), ("qa", "dev"),
+                     channel) == ("v1.2.3_b.1", "1.2.3_b.1", "1.2", "1", f"dev-{TS}", "dev",
+                                  "git-a1b2c3d", "build-7", "qa", "latest")
+    assert plan_tags(None, "dev", TS, GitInfo(), None, (), Channels(latest=False)) == (
+        f"dev-{TS}", "dev")
+
+
+def test_plan_build_args_spell_inline_cache_for_plain_docker_build_only():
+    from ragbuild.builders import parse_cache
+
+    inline = (parse_cache("type=inline", "--cache-to"),)
+    base = [("GIT_COMMIT", "a1b2c3d"), ("BUILD_TIMESTAMP", TS), ("A", "1")]
+    assert list(plan_build_args(None, None, GIT, TS, (("A", "1"),), cache_to=inline)) == base + [
+        ("BUILDKIT_INLINE_CACHE", "1")]
+    assert list(plan_build_args(None, None, GIT, TS, (("A", "1"),), buildx=("--builder x",),
+                                cache_to=inline)) == base
