@@ -292,6 +292,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     --list 'v*'``, asked for ``--latest-policy auto`` only), ``environ`` (the CI variables
     ``--ci-tags`` reads) and ``docker`` (the ``builders.DockerTarget`` the plan names)."""
     parsed, env = _check_version_and_env(options, config)
+    custom = _check_custom_tags(options, parsed)
     registry = _check_registry(options)
     image_name = check_image_name(config.image_name if options.image_name is None
                                   else options.image_name)
@@ -310,7 +311,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     if number:
         notes += (f"build-{number[0]}: build number from {number[1]}",)
     return BuildPlan(base=registry.uri if registry else image_name,
-                     tags=plan_tags(version, env, timestamp, git, number, options.tags, channel),
+                     tags=plan_tags(version, env, timestamp, git, number, custom, channel),
                      build_args=plan_build_args(version, env, git, timestamp, extra_args,
                                                 buildx=where["buildx"], cache_to=where["cache_to"]),
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
@@ -327,6 +328,26 @@ def _check_version_and_env(options: Options, config: Config) -> tuple:
         raise UsageError("--env prod needs --version: production builds are always tagged with a "
                          "version (with make: VERSION=1.2.3)")
     return parsed, env
+
+
+def _check_custom_tags(options: Options, parsed) -> tuple:
+    """Each --tag is a valid tag, and none is a moving tag the latest policy decides about: with
+    --no-latest or --latest-policy auto, ``--tag latest`` would tag (and push) latest whatever
+    the policy says, and under auto so would ``--tag <major>`` with --semver-tags."""
+    custom = tuple(check_tag(tag) for tag in options.tags)
+    policy = options.latest_policy
+    if "latest" in custom and policy != "always":
+        given = ("--no-latest (--latest-policy never)" if policy == "never"
+                 else f"--latest-policy {policy}")
+        raise UsageError(f"--tag latest contradicts {given}: it would tag latest whatever the "
+                         "policy decides; drop --tag latest, or use --latest-policy always")
+    if policy == "auto" and options.semver_tags and parsed is not None:
+        channel_tags = (f"{parsed.major}.{parsed.minor}", f"{parsed.major}")
+        for tag in custom:
+            if tag in channel_tags:
+                raise UsageError(f"--tag {tag} contradicts --semver-tags with --latest-policy "
+                                 f"auto, which decides whether {tag} moves; drop --tag {tag}")
+    return custom
 
 
 def _check_registry(options: Options) -> Optional[Registry]:
@@ -362,7 +383,8 @@ def _where_to_build(options: Options) -> dict:
 def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: GitInfo,
               number: Optional[tuple], custom: tuple, channel) -> tuple:
     """The tags, in bash's order with the opt-in ones slotted in (channels.py shows where);
-    a --tag equal to a generated one is given once."""
+    ``custom`` are the --tag values (``_check_custom_tags``); one equal to a generated tag is
+    given once."""
     tags = []
     if version is not None:
         tag_version = version.replace("+", "_")
@@ -374,7 +396,7 @@ def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: G
         tags.append(git.tag)
     if number:
         tags.append(f"build-{number[0]}")
-    tags += [check_tag(tag) for tag in custom]
+    tags += custom
     if channel.latest:
         tags.append("latest")
     return tuple(dict.fromkeys(tags))

@@ -253,3 +253,44 @@ def test_a_build_without_version_never_imports_semver():
             "datetime(2023, 1, 1)); sys.exit('semver' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0
+
+
+# --- a --tag the latest policy would contradict -------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--env", "dev", "--no-latest", "--tag", "latest"],
+     "--tag latest contradicts --no-latest (--latest-policy never): it would tag latest whatever"),
+    (["--env", "dev", "--latest-policy", "never", "--tag", "latest"],
+     "--tag latest contradicts --no-latest (--latest-policy never)"),
+    (["--env", "dev", "--latest-policy", "auto", "--tag", "latest"],
+     "--tag latest contradicts --latest-policy auto: it would tag latest whatever the policy "
+     "decides; drop --tag latest, or use --latest-policy always"),
+    (["--version", "1.2.4", "--semver-tags", "--latest-policy", "auto", "--tag", "1"],
+     "--tag 1 contradicts --semver-tags with --latest-policy auto, which decides whether 1 moves"),
+    (["--version", "1.2.4", "--semver-tags", "--latest-policy", "auto", "-t", "ok", "-t", "1.2"],
+     "--tag 1.2 contradicts --semver-tags with --latest-policy auto"),
+])
+def test_a_tag_the_policy_decides_about_is_refused(argv, message):
+    with pytest.raises(UsageError) as err:
+        plan_for(argv)
+    assert str(err.value).startswith(message)
+
+
+def test_tags_the_policy_does_not_decide_about_are_kept():
+    assert plan_for(["--env", "dev", "--tag", "latest"]).tags[-1] == "latest"  # always: as bash
+    assert "1" in plan_for(["--version", "1.2.4", "--latest-policy", "auto", "--tag", "1"]).tags
+    never = plan_for(["--version", "1.2.4", "--semver-tags", "--no-latest", "--tag", "1"])
+    assert never.tags[:4] == ("v1.2.4", "1.2.4", "1.2", "1") and "latest" not in never.tags
+
+
+def test_the_auto_dry_run_no_longer_says_left_out_while_tagging_latest(project, strict_fp, capsys):
+    from fakes import docker_calls
+    from ragbuild import cli
+
+    strict_fp.register([strict_fp.program("git"), "tag", "--list", "v*"], stdout="")
+    code = cli.main(["--env", "dev", "--latest-policy", "auto", "--tag", "latest", "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: --tag latest contradicts --latest-policy auto")
+    assert docker_calls(strict_fp) == 0
