@@ -227,12 +227,16 @@ def cmd_build(argv) -> int:
 
 
 def push_hint(plan, argv) -> str:
+    from ragbuild.plan import redact_argv
+
+    shown = list(redact_argv(argv))  # a --build-arg's secret value is never echoed
+    stars = " (put the *** values back)" if shown != list(argv) else ""
     if plan.registry:
-        return f"push it: {PROG} {shlex.join(list(argv) + ['--push'])}"
+        return f"push it: {PROG} {shlex.join(shown + ['--push'])}{stars}"
     version = f" VERSION={plan.version}" if plan.version else ""
     target = "push-prod" if plan.env == "prod" else "push-dev"
     return (f"push it: make {target} ECR_URI=<registry>/<repository>{version}   "
-            f"(or {PROG} {shlex.join(list(argv) + ['--registry', '<uri>', '--push'])})")
+            f"(or {PROG} {shlex.join(shown + ['--registry', '<uri>', '--push'])}){stars}")
 
 
 def sub_parser(name: str, description: str) -> ArgumentParser:

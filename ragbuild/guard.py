@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ragbuild.errors import ToolMissing, UsageError
-from ragbuild.plan import human_size
+from ragbuild.plan import human_size, secret_build_args
 
 #: How many of the largest top-level entries a size warning names.
 LARGEST = 5
@@ -31,8 +31,6 @@ SSH_KEY_PREFIXES = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
 CREDENTIAL_LINE_RE = re.compile(
     r"^[^#;\n]*?(?:_authToken|_auth|_password|password|token)\s*[=:][ \t]*(?!\$\{|[ \t]*$)\S",
     re.I | re.M)
-SECRET_ARG_WORDS = ("TOKEN", "PASSWORD", "PASSWD", "SECRET", "CREDENTIAL")
-SECRET_ARG_PARTS = ("KEY", "KEYS", "APIKEY", "PRIVATEKEY")
 
 
 @dataclass
@@ -73,17 +71,6 @@ def secret_reason(path: str, read_text=None) -> Optional[str]:
         if CREDENTIAL_LINE_RE.search(read_text()):
             return "token or password"
     return None
-
-
-def secret_build_args(build_args) -> list:
-    """The names among ``(key, value)`` build args that look like secrets."""
-    names = []
-    for key, _ in build_args:
-        upper = key.upper()
-        parts = re.split(r"[_\-]", upper)
-        if any(word in upper for word in SECRET_ARG_WORDS) or any(p in SECRET_ARG_PARTS for p in parts):
-            names.append(key)
-    return names
 
 
 # --- the matcher -------------------------------------------------------------------------------

@@ -13,27 +13,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from typing import Optional
 
 from ragbuild.errors import EXIT_INTERRUPTED, RagbuildError, UsageError
+from ragbuild.plan import redact_value
 
 #: Keys of the JSON document, in order (the README lists them).
 KEYS = ("status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
         "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
         "build_args", "digests", "digest", "pinned", "steps")
-URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 
 
 def redact(build_args) -> dict:
-    """The build args as the metadata shows them: the values of secret-looking names (the
-    context guard's rule) and the credentials in URLs (``https://user:pass@host``) hidden."""
-    from ragbuild.guard import secret_build_args
-
-    secret = set(secret_build_args(build_args))
-    return {key: "***" if key in secret else URL_USERINFO_RE.sub(r"\g<scheme>***@", value)
-            for key, value in build_args}
+    """The build args as the metadata shows them: ``plan.redact_value`` of each, the rule of
+    every printout (secret-looking names' values and URL credentials hidden)."""
+    return {key: redact_value(key, value) for key, value in build_args}
 
 
 def github_output_lines(tags, digest: str, image_id: str, delimiter: Optional[str] = None) -> str:
