@@ -273,6 +273,9 @@ def parse_registry(uri: str, source: str = "--registry") -> Registry:
         raise UsageError(f"{source} {uri!r} is not host[:port]/repository with a lowercase "
                          f"repository path (no tag){hint}")
     host, path = match["host"], match["path"]
+    if len(uri) > NAME_MAX:
+        raise UsageError(f"{source} is {len(uri)} characters long; docker allows at most "
+                         f"{NAME_MAX} in a repository name, registry host included")
     if not ("." in host or ":" in host or host == "localhost"):
         raise UsageError(f"{source} {uri!r} has no registry host ({host!r} would mean Docker Hub "
                          f"user); write e.g. docker.io/{uri}")
@@ -443,15 +446,26 @@ def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: G
         tags += [check_tag(f"v{tag_version}", "--version"), check_tag(tag_version, "--version")]
         tags += channel.tags  # <major>.<minor>, <major> (--semver-tags)
     if env is not None:
-        tags += [f"{env}-{timestamp}", env]
+        tags += [_generated(f"{env}-{timestamp}", f"--env {env!r}"), env]
     if git.tag:
-        tags.append(git.tag)
+        tags.append(_generated(git.tag, "git's commit id"))
     if number:
-        tags.append(f"build-{number[0]}")
+        tags.append(_generated(f"build-{number[0]}", f"the build number from {number[1]}"))
     tags += custom
     if channel.latest:
         tags.append("latest")
     return tuple(dict.fromkeys(tags))
+
+
+def _generated(tag: str, origin: str) -> str:
+    """A tag ragbuild makes from a value that passed its own check must still be a tag docker
+    takes (``build-<200 digits>``, ``<long env>-<timestamp>``), or the build would fail late."""
+    if not TAG_RE.fullmatch(tag):
+        shown = tag if len(tag) <= 60 else f"{tag[:40]}...{tag[-12:]}"
+        raise UsageError(f"{origin} makes the tag {shown!r} ({len(tag)} characters), which is not "
+                         "a valid Docker tag: up to 128 letters, digits, '_', '.' or '-', not "
+                         "starting with '.' or '-'")
+    return tag
 
 
 def plan_build_args(version: Optional[str], env: Optional[str], git: GitInfo, timestamp: str,

@@ -28,10 +28,22 @@ def clock(environ=os.environ) -> datetime:
 
 
 def check_paths(options: Options) -> None:
-    if not os.path.isdir(options.context):
-        raise UsageError(f"build context {options.context!r} is not a directory")
-    if not os.path.isfile(options.file):
-        raise UsageError(f"Dockerfile {options.file!r} not found (run from the project root, or pass -f)")
+    """The build's paths, before git or docker runs: what docker would refuse after the build
+    started is refused here in one line (exit 2)."""
+    context, dockerfile = options.context, options.file
+    if not os.path.isdir(context):
+        what = "it is a file" if os.path.exists(context) else "it does not exist"
+        raise UsageError(f"build context {context!r} is not a directory ({what}); pass the "
+                         "directory docker sends with --context")
+    if not os.access(context, os.R_OK | os.X_OK):
+        raise UsageError(f"build context {context!r} cannot be read (permission denied)")
+    if os.path.isdir(dockerfile):
+        raise UsageError(f"Dockerfile {dockerfile!r} is a directory; pass the file, e.g. "
+                         f"-f {os.path.join(dockerfile, 'Dockerfile')}")
+    if not os.path.isfile(dockerfile):
+        raise UsageError(f"Dockerfile {dockerfile!r} not found (run from the project root, or pass -f)")
+    if not os.access(dockerfile, os.R_OK):
+        raise UsageError(f"Dockerfile {dockerfile!r} cannot be read (permission denied)")
 
 
 def git_info(runner) -> GitInfo:
