@@ -39,8 +39,7 @@ class Command:
     check: bool = True  # a non-zero exit raises CommandFailed
     read_only: bool = False  # a query a dry run may still execute (git describe)
     stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
-    cwd: Optional[str] = None
-    quiet: bool = False  # not echoed as "+ cmd" (the plan already printed it)
+    quiet: bool = False  # ignored: the runner logs every command but read-only queries
 
     def display(self) -> str:
         """The command line, shell-quoted, with secret values shown as ``***`` (``redact_argv``)."""

@@ -1,19 +1,24 @@
 """The runner: the only module that starts processes, and the only one that imports plumbum.
 
 Every docker, git and aws call goes through ``Runner.run``, which logs the command shell-quoted
-(with bare program names, exactly as ``--dry-run`` prints it) and turns failures into the
-package's errors. ``--dry-run`` is the same runner with ``dry_run=True``: it prints each command
-instead of running it, except read-only queries (``Command.read_only``), which it still runs.
+(``+ cmd``, with bare program names and secret values as ``***``, exactly as ``--dry-run`` prints
+it) and turns failures into the package's errors. ``--dry-run`` is the same runner with
+``dry_run=True``: it prints each command instead of running it. Only read-only git queries
+(``Command.read_only``) still run, unlogged, in both modes; a dry run starts no docker or aws.
+So a real run's ``+`` lines are the dry run's output, plus what only a real run can decide to
+run (retries, polls, diagnostics after a failure).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 
-from ragbuild.errors import CommandFailed, Interrupted, ToolMissing
+from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
 from ragbuild.plan import Command
 
 #: Programs whose binary can be replaced through an environment variable (``DOCKER=/usr/bin/docker``).
@@ -67,9 +72,25 @@ class Runner:
         self.dry_run = dry_run
         self._out = out or sys.stdout
         self._log = log or sys.stderr
+        self._warned = set()  # a dry run's warnings, each given once
 
     def log(self, message: str) -> None:
-        print(message, file=self._log, flush=True)
+        _write(self._log, f"{message}\n")
+
+    def emit(self, line: str) -> None:
+        """A result line on stdout (the pinned ``<repository>@sha256:...``), where a dry run
+        prints its commands."""
+        _write(self._out, f"{line}\n")
+
+    def stop_or_warn(self, error: RagbuildError, *, key: str | None = None) -> None:
+        """A check a real run stops at: raise ``error``. A dry run, which shows the whole plan,
+        logs it once as a warning and goes on."""
+        if not self.dry_run:
+            raise error
+        key = key or str(error)
+        if key not in self._warned:
+            self._warned.add(key)
+            self.log(f"warning: {error} (a real run stops here)")
 
     def run(self, cmd: Command, *, stdin: Secret | None = None) -> Result:
         """Run one command (or print it, in a dry run) and return what it produced.
@@ -80,12 +101,18 @@ class Runner:
         """
         if stdin is not None and cmd.stdin is None:
             raise ValueError("secret given to a command that does not read stdin")
-        if self.dry_run and not cmd.read_only:
-            print(cmd.display(), file=self._out, flush=True)
-            return Result(0, dry=True)
-        if not cmd.quiet:
-            self.log(f"+ {cmd.display()}")
         program = resolve(cmd.argv[0])
+        if self.dry_run and not cmd.read_only:
+            if not shutil.which(program):
+                self.stop_or_warn(ToolMissing(_missing_message(cmd.argv[0], program)), key=program)
+            if cmd.hides_secrets and "***" not in self._warned:
+                self._warned.add("***")
+                self.log("dry run: secret values (secret-looking build args, URL credentials) "
+                         "are shown as ***; the real command gets them")
+            _write(self._out, f"{cmd.display()}\n")
+            return Result(0, dry=True)
+        if not cmd.read_only:
+            self.log(f"+ {cmd.display()}")
         from plumbum import local
         from plumbum.commands.processes import CommandNotFound
 
@@ -106,7 +133,6 @@ class Runner:
                 stdout=streams[0],
                 stderr=streams[1],
                 env=env,
-                cwd=cmd.cwd,
             )
         except FileNotFoundError:
             raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
@@ -120,8 +146,7 @@ class Runner:
             raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
         result = Result(proc.returncode, stdout, stderr)
         if cmd.check and not result.ok:
-            raise CommandFailed(failure_message(cmd, result), returncode=result.returncode,
-                                output=result.stdout + result.stderr)
+            raise CommandFailed(failure_message(cmd, result), returncode=result.returncode)
         return result
 
     def _wait(self, proc, mode: str, stdin: Secret | None) -> tuple[str, str]:
@@ -133,8 +158,7 @@ class Runner:
             for raw in proc.stdout:
                 line = raw.decode(errors="replace")
                 kept.append(line)
-                self._out.write(line)
-                self._out.flush()
+                _write(self._out, line)
             proc.wait()
             return "".join(kept), ""
         data = stdin.reveal().encode() if stdin is not None else None
@@ -143,9 +167,32 @@ class Runner:
         return decode(out), decode(err)
 
 
+def _write(stream, text: str) -> None:
+    """Write and flush; what the stream's encoding cannot hold (docker's progress bars on an
+    ASCII terminal) becomes ``?`` instead of an error."""
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        stream.write(text.encode(encoding, errors="replace").decode(encoding))
+    stream.flush()
+
+
+def ended(returncode: int) -> str:
+    """How a command ended, for messages: ``failed (exit 3)``, or ``was killed by signal 9
+    (SIGKILL)`` (subprocess reports a signal as a negative return code)."""
+    if returncode is not None and returncode < 0:
+        try:
+            name = f" ({signal.Signals(-returncode).name})"
+        except ValueError:
+            name = ""
+        return f"was killed by signal {-returncode}{name}"
+    return f"failed (exit {returncode})"
+
+
 def failure_message(cmd: Command, result: Result) -> str:
-    """One line naming the command and its exit status, then the tail of what it said."""
-    head = f"`{cmd.display()}` failed (exit {result.returncode})"
+    """One line naming the command and how it ended, then the tail of what it said."""
+    head = f"`{cmd.display()}` {ended(result.returncode)}"
     said = tail(result.stdout + result.stderr)
     if cmd.mode == "stream":
         return f"{head}; its output is above"

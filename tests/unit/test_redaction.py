@@ -54,6 +54,7 @@ def test_dry_run_shows_no_secret_anywhere_and_says_so_once(project, strict_fp, c
     build = out.splitlines()[0]
     assert "'PIP_INDEX_URL=https://***@mirror.example/simple'" in build
     assert "'API_TOKEN=***'" in build and "'NPM_KEY=***'" in build and "NOTE=plain" in build
+    assert err.count("are shown as ***") == 1
     assert "build args (secret values shown as ***):" in err.splitlines()
     assert "  API_TOKEN=***" in err.splitlines()
 

@@ -40,11 +40,14 @@ def test_command_is_logged_shell_quoted_with_the_bare_program_name(fp, stub_bin)
     assert len(recorder.calls) == 1
 
 
-def test_quiet_command_is_not_logged(fp, stub_bin):
+def test_every_command_but_a_read_only_query_is_logged(fp, stub_bin):
+    """The real run's ``+`` lines are what a dry run prints: docker queries included."""
     fp.register([fp.program("docker"), "version"])
+    fp.register([fp.program("git"), "describe"], stdout="abc1234\n")
     runner, out, log = quiet_runner()
-    runner.run(Command(("docker", "version"), quiet=True))
-    assert log.getvalue() == ""
+    runner.run(Command(("docker", "version"), check=False))
+    runner.run(Command(("git", "describe"), read_only=True))
+    assert log.getvalue() == "+ docker version\n"
 
 
 def test_env_is_added_to_the_callers_environment(fp, stub_bin, monkeypatch):
@@ -55,13 +58,6 @@ def test_env_is_added_to_the_callers_environment(fp, stub_bin, monkeypatch):
     env = recorder.calls[0].kwargs["env"]
     assert env["DOCKER_BUILDKIT"] == "1"
     assert env["RAGBUILD_TEST_MARK"] == "kept"
-
-
-def test_cwd_is_passed(fp, stub_bin, tmp_path):
-    recorder = fp.register([fp.program("docker"), "ps"])
-    runner, _, _ = quiet_runner()
-    runner.run(Command(("docker", "ps"), cwd=str(tmp_path)))
-    assert recorder.calls[0].kwargs["cwd"] == str(tmp_path)
 
 
 def test_docker_variable_names_the_binary_but_not_what_is_shown(fp, monkeypatch):
@@ -112,9 +108,73 @@ def test_dry_run_still_runs_read_only_queries(fp):
     fp.allow_unregistered(False)
     fp.register([fp.program("git"), "describe"], stdout="abc1234\n")
     runner, out, _ = quiet_runner(dry_run=True)
-    result = runner.run(Command(("git", "describe"), read_only=True, quiet=True))
+    result = runner.run(Command(("git", "describe"), read_only=True))
     assert result.stdout == "abc1234\n" and not result.dry
     assert out.getvalue() == ""
+
+
+def test_dry_run_warns_once_about_a_program_a_real_run_would_not_find(fp, monkeypatch, tmp_path):
+    fp.allow_unregistered(False)
+    monkeypatch.setenv("DOCKER", str(tmp_path / "nope" / "docker"))
+    runner, out, log = quiet_runner(dry_run=True)
+    runner.run(Command(("docker", "build", ".")))
+    runner.run(Command(("docker", "push", "r")))
+    assert out.getvalue() == "docker build .\ndocker push r\n"
+    assert log.getvalue() == (f"warning: {tmp_path}/nope/docker not found: install docker or set "
+                              "DOCKER to its path (a real run stops here)\n")
+
+
+def test_stop_or_warn_raises_in_a_real_run_and_warns_once_in_a_dry_run():
+    from ragbuild.errors import PushFailed
+
+    with pytest.raises(PushFailed):
+        quiet_runner()[0].stop_or_warn(PushFailed("no helper"))
+    runner, out, log = quiet_runner(dry_run=True)
+    runner.stop_or_warn(PushFailed("no helper"))
+    runner.stop_or_warn(PushFailed("no helper"))
+    assert log.getvalue() == "warning: no helper (a real run stops here)\n"
+
+
+def test_emit_writes_a_result_line_to_the_runners_out():
+    runner, out, log = quiet_runner()
+    runner.emit("r@sha256:1")
+    assert (out.getvalue(), log.getvalue()) == ("r@sha256:1\n", "")
+
+
+# --- secrets in what is printed ----------------------------------------------------------------
+
+
+SECRET_BUILD = Command(("docker", "build", "--build-arg", "PIP_INDEX_URL=https://u:tok@m.example/s",
+                        "--build-arg", "API_TOKEN=x", "--build-arg", "NOTE=plain", "."))
+
+
+def test_dry_run_shows_stars_for_secret_values_and_says_so_once(fp):
+    fp.allow_unregistered(False)
+    runner, out, log = quiet_runner(dry_run=True)
+    runner.run(SECRET_BUILD)
+    runner.run(SECRET_BUILD)
+    line = ("docker build --build-arg 'PIP_INDEX_URL=https://***@m.example/s' --build-arg "
+            "'API_TOKEN=***' --build-arg NOTE=plain .\n")
+    assert out.getvalue() == line * 2
+    assert log.getvalue().count("shown as ***") == 1
+    assert "tok" not in out.getvalue() + log.getvalue()
+
+
+def test_the_real_command_gets_the_secret_and_the_log_hides_it(fp, stub_bin):
+    recorder = fp.register([fp.program("docker"), "build", fp.any()])
+    runner, _, log = quiet_runner()
+    runner.run(SECRET_BUILD)
+    assert "API_TOKEN=x" in recorder.calls[0].args
+    assert "PIP_INDEX_URL=https://u:tok@m.example/s" in recorder.calls[0].args
+    assert "tok" not in log.getvalue() and "API_TOKEN=***" in log.getvalue()
+
+
+def test_a_failure_message_hides_secrets_too(fp, stub_bin):
+    fp.register([fp.program("docker"), "build", fp.any()], returncode=1)
+    runner, _, _ = quiet_runner()
+    with pytest.raises(CommandFailed) as err:
+        runner.run(Command(SECRET_BUILD.argv))
+    assert "tok" not in str(err.value) and "API_TOKEN=***" in str(err.value)
 
 
 # --- capture, check ----------------------------------------------------------------------------
@@ -140,7 +200,6 @@ def test_failure_raises_with_the_command_and_the_tail_of_its_output(fp, stub_bin
     assert message.splitlines()[0] == "`docker pull 'x y'` failed (exit 3):"
     assert message.splitlines()[1:] == [f"line {i}" for i in range(16, 31)]
     assert err.value.returncode == 3
-    assert err.value.output == said
 
 
 def test_check_false_returns_the_failure(fp, stub_bin):
@@ -157,6 +216,16 @@ def test_failure_message_of_a_streamed_command_points_above():
 
 def test_failure_message_without_output_is_one_line():
     assert failure_message(Command(("docker", "ps")), Result(2)) == "`docker ps` failed (exit 2)"
+
+
+def test_a_child_killed_by_a_signal_is_named_so_not_a_negative_exit():
+    assert failure_message(Command(("docker", "ps")), Result(-9)) == (
+        "`docker ps` was killed by signal 9 (SIGKILL)")
+    runner, _, _ = quiet_runner()
+    with pytest.raises(CommandFailed) as err:
+        runner.run(Command(("sh", "-c", "kill -TERM $$")))
+    assert str(err.value) == "`sh -c 'kill -TERM $$'` was killed by signal 15 (SIGTERM)"
+    assert err.value.returncode == -15
 
 
 # --- stream and tee (real processes) -----------------------------------------------------------
@@ -191,6 +260,15 @@ def test_tee_shows_and_keeps_stdout_and_stderr():
     result = runner.run(Command(("sh", "-c", "echo one; echo two >&2; echo three"), mode="tee"))
     assert out.getvalue() == "one\ntwo\nthree\n"
     assert result.stdout == "one\ntwo\nthree\n"
+
+
+def test_tee_replaces_what_an_ascii_terminal_cannot_show():
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii", write_through=True)
+    runner = Runner(out=out, log=io.StringIO())
+    result = runner.run(Command(("sh", "-c", "printf 'layer \\342\\226\\210 done\\n'"), mode="tee"))
+    assert result.stdout == "layer \u2588 done\n"  # kept as docker said it
+    assert raw.getvalue() == b"layer ? done\n"
 
 
 def test_tee_failure_message_carries_the_output():
