@@ -29,7 +29,7 @@ class Expectation:
     git_commit: str = None
 
     def mismatches(self, health: dict) -> list:
-        wanted = {"version": self.version, "environment": self.environment,
+        wanted = {"status": "ok", "version": self.version, "environment": self.environment,
                   "git_commit": self.git_commit}
         return [f"{key} is {health.get(key)!r}, expected {value!r}"
                 for key, value in wanted.items() if value is not None and health.get(key) != value]
@@ -41,20 +41,20 @@ def run_command(image: str) -> Command:
 
 
 def port_command(container: str) -> Command:
-    return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"), quiet=True)
+    return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"))
 
 
 def state_command(container: str) -> Command:
     return Command(("docker", "inspect", "--format", "{{.State.Running}}", container),
-                   check=False, quiet=True)
+                   check=False)
 
 
 def logs_command(container: str) -> Command:
-    return Command(("docker", "logs", "--tail", str(LOG_LINES), container), check=False, quiet=True)
+    return Command(("docker", "logs", "--tail", str(LOG_LINES), container), check=False)
 
 
 def remove_command(container: str) -> Command:
-    return Command(("docker", "rm", "-f", container), check=False, quiet=True)
+    return Command(("docker", "rm", "-f", container), check=False)
 
 
 def parse_port(output: str) -> int:
@@ -67,14 +67,20 @@ def parse_port(output: str) -> int:
 
 
 def fetch_health(port: int, timeout: float = 2.0):
-    """The /health JSON, or None while the server does not answer yet."""
+    """The /health JSON, or None while the server does not answer yet (no connection, an error
+    status). A 200 whose body is not JSON is an answer, and a wrong one: SmokeTestFailed."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as response:
             if response.status != 200:
                 return None
-            return json.loads(response.read().decode())
+            body = response.read()
     except (urllib.error.URLError, ConnectionError, OSError, ValueError):
         return None
+    try:
+        return json.loads(body.decode())
+    except ValueError:  # also UnicodeDecodeError
+        raise SmokeTestFailed(f"/health answered 200 with a body that is not JSON: "
+                              f"{body[:200]!r}") from None
 
 
 def check(runner, plan, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
@@ -85,16 +91,20 @@ def check(runner, plan, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
 
 def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
         fetch=None, clock=time.monotonic, sleep=time.sleep) -> dict:
+    """One code path for a real and a dry run: the dry run prints the commands with the
+    placeholder CONTAINER for the id ``docker run`` would print."""
     fetch = fetch or fetch_health
-    started = runner.run(run_command(expect.image))
-    if started.dry:
-        for cmd in (port_command("CONTAINER"), remove_command("CONTAINER")):
-            runner.run(cmd)
-        return {}
-    container = started.stdout.strip()
+    container = None
     try:
-        port = parse_port(runner.run(port_command(container)).stdout)
-        health = _wait(runner, container, port, timeout, fetch, clock, sleep)
+        started = runner.run(run_command(expect.image))
+        container = "CONTAINER" if started.dry else started.stdout.strip()
+        ported = runner.run(port_command(container))
+        if ported.dry:
+            return {}
+        health = _wait(runner, container, parse_port(ported.stdout), timeout, fetch, clock, sleep)
+        if not isinstance(health, dict):
+            raise SmokeTestFailed(f"{expect.image}: /health answered {json.dumps(health)[:200]}, "
+                                  "not a JSON object")
         problems = expect.mismatches(health)
         if problems:
             raise SmokeTestFailed(f"{expect.image}: /health answered but {'; '.join(problems)}")
@@ -109,7 +119,8 @@ def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
     except CommandFailed as failure:
         raise SmokeTestFailed(f"smoke test of {expect.image} could not run: {failure}") from None
     finally:
-        runner.run(remove_command(container))
+        if container:
+            runner.run(remove_command(container))
 
 
 def _wait(runner, container, port, timeout, fetch, clock, sleep) -> dict:

@@ -100,12 +100,58 @@ def test_container_that_exits_fails_early(fp):
 
 
 def test_container_that_cannot_start_is_a_smoke_failure(fp):
+    fp.allow_unregistered(False)  # no container: nothing to remove, no logs to read
     fp.register([fp.program(DOCKER), "run", "-d", "-p", "127.0.0.1::8080", "--label",
                  "org.ragbuild.smoke=1", IMAGE], returncode=125,
                 stderr="Unable to find image 'rag-worker:v1.0.0' locally\n")
-    with pytest.raises(Exception) as err:
+    with pytest.raises(SmokeTestFailed) as err:
         smoke.run(Runner(), expectation())
+    assert str(err.value).startswith(f"smoke test of {IMAGE} could not run: `docker run -d")
     assert "Unable to find image" in str(err.value)
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    ([1, 2], "/health answered [1, 2], not a JSON object"),
+    ("ok", '/health answered "ok", not a JSON object'),
+    ({**HEALTHY, "status": "degraded"}, "status is 'degraded', expected 'ok'"),
+])
+def test_health_must_be_an_object_that_says_ok(fp, answer, fragment):
+    register_start(fp)
+    fp.register([fp.program(DOCKER), "logs", "--tail", "30", CID], stdout="")
+    with pytest.raises(SmokeTestFailed) as err:
+        smoke.run(Runner(), expectation(), fetch=lambda port: answer)
+    assert fragment in str(err.value)
+    assert fp.call_count([fp.program(DOCKER), "rm", "-f", CID]) == 1
+
+
+def test_a_200_whose_body_is_not_json_fails_at_once(monkeypatch):
+    class Response:
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            return b"\xff<html>"
+
+    monkeypatch.setattr(smoke.urllib.request, "urlopen", lambda url, timeout: Response())
+    with pytest.raises(SmokeTestFailed, match="/health answered 200 with a body that is not JSON"):
+        smoke.fetch_health(49155)
+
+
+def test_smoke_commands_are_logged_as_the_dry_run_prints_them(fp, capsys):
+    """One code path: the real run's ``+`` lines are the dry run's, with the container id."""
+    register_start(fp)
+    smoke.run(Runner(), expectation(), fetch=lambda port: HEALTHY)
+    logged = [line[2:] for line in capsys.readouterr().err.splitlines() if line.startswith("+ ")]
+    smoke.run(Runner(dry_run=True), expectation())
+    printed = capsys.readouterr().out.splitlines()
+    assert logged == [line.replace("CONTAINER", CID) for line in printed]
+    assert printed == ["docker run -d -p 127.0.0.1::8080 --label org.ragbuild.smoke=1 " + IMAGE,
+                       "docker port CONTAINER 8080/tcp", "docker rm -f CONTAINER"]
 
 
 @pytest.mark.parametrize("output, port", [("127.0.0.1:49153\n", 49153),
