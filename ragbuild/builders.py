@@ -110,6 +110,8 @@ def parse_cache(raw: str, flag: str) -> Cache:
                (",mode=max" if flag == "--cache-to" else ""))
     if not raw:
         raise UsageError(f"{flag} is empty; give e.g. {example}")
+    if "\n" in raw or "\r" in raw:
+        raise UsageError(f"{flag} {raw!r} has a line break; give e.g. {example}")
     if "=" not in raw:
         _check_ref(raw, flag, raw)
         return Cache("registry", raw, ref=raw)

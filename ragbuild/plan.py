@@ -292,6 +292,10 @@ def parse_build_arg(raw: str) -> tuple:
     if key in RESERVED_BUILD_ARGS:
         raise UsageError(f"--build-arg {key} is set by ragbuild itself "
                          "(from --version, --env, git and the clock)")
+    if "\n" in match["value"] or "\r" in match["value"]:  # the value is not shown: it may be secret
+        raise UsageError(f"--build-arg {key}: the value has a line break, which would split the "
+                         "printed command; pass multi-line data as a file in the build context "
+                         "or with docker build --secret")
     return key, match["value"]
 
 
@@ -411,6 +415,12 @@ def _check_registry(options: Options) -> Optional[Registry]:
     if options.push and registry is None:
         raise UsageError("--push needs a registry: pass --registry host/repository or set "
                          "ECR_REGISTRY_URI (bash skipped the push and exited 0)")
+    if options.skip_existing_immutable and not options.push:
+        raise UsageError("--skip-existing-immutable only changes what --push pushes to an "
+                         "IMMUTABLE ECR repository: add --push, or drop it")
+    if options.skip_existing_immutable and not registry.is_ecr:
+        raise UsageError(f"--skip-existing-immutable reads the tag immutability of an ECR "
+                         f"repository, and {registry.host} is not ECR: drop it")
     return registry
 
 

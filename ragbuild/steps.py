@@ -22,6 +22,8 @@ def clock(environ=os.environ) -> datetime:
     if epoch is None or epoch == "":
         return datetime.now()
     try:
+        if not (epoch.isascii() and epoch.isdigit()):  # int() takes -1, ' 1', '１' and '1_0'
+            raise ValueError(epoch)
         return datetime.fromtimestamp(int(epoch))
     except (ValueError, OverflowError, OSError):
         raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970") from None

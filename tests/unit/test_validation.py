@@ -103,3 +103,64 @@ def test_an_unreadable_context_is_refused(project, strict_fp, capsys, monkeypatc
         False if str(path) == "ctx" else real(path, mode, **kw)))
     assert_refused(["--env", "dev", "--context", "ctx"],
                    "build context 'ctx' cannot be read (permission denied)", strict_fp, capsys)
+
+
+# --- inputs that were accepted silently ----------------------------------------------------------
+
+
+def test_an_empty_image_name_is_refused_not_the_default(project, strict_fp, capsys):
+    assert_refused(["--env", "dev", "--image-name", ""],
+                   "--image-name is empty; give a lowercase image name like rag-worker", strict_fp,
+                   capsys)
+    assert_refused(["--env", "dev", "--image-name="], "--image-name is empty", strict_fp, capsys)
+
+
+@pytest.mark.parametrize("epoch", ["-1", "\uff10", "\u0661\u0662", " 12", "1_000", "+5", "9" * 30])
+def test_source_date_epoch_takes_only_ascii_digits(epoch, project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    code, out, err = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 2 and out == ""
+    assert err == f"error: SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970\n"
+    assert len(strict_fp.calls) == 0
+
+
+def test_source_date_epoch_zero_is_1970():
+    assert steps.clock({"SOURCE_DATE_EPOCH": "0"}).year in (1969, 1970)  # local time of epoch 0
+
+
+@pytest.mark.parametrize("value", ["a\nb", "line\r\n", "\n"])
+def test_a_build_arg_value_with_a_line_break_is_refused_without_showing_it(value, project,
+                                                                          strict_fp, capsys):
+    assert_refused(["--env", "dev", "--build-arg", f"NPM_TOKEN={value}"],
+                   "--build-arg NPM_TOKEN: the value has a line break, which would split the "
+                   "printed command", strict_fp, capsys)
+    assert value.strip() == "" or value.strip() not in capsys.readouterr().err
+
+
+def test_a_cache_spec_with_a_line_break_is_refused(project, strict_fp, capsys):
+    assert_refused(["--env", "dev", "--cache-from", "type=local,src=a\nb"],
+                   "--cache-from 'type=local,src=a\\nb' has a line break", strict_fp, capsys)
+
+
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--registry", ECR], "--skip-existing-immutable only changes what --push pushes to an "
+                          "IMMUTABLE ECR repository: add --push"),
+    ([], "--skip-existing-immutable only changes what --push pushes"),
+    (["--registry", "registry.example.com/rag", "--push"],
+     "--skip-existing-immutable reads the tag immutability of an ECR repository, and "
+     "registry.example.com is not ECR: drop it"),
+])
+def test_skip_existing_immutable_without_an_effect_is_refused(argv, fragment, project, strict_fp,
+                                                              capsys):
+    assert_refused(["--env", "dev", "--skip-existing-immutable", *argv], fragment, strict_fp,
+                   capsys)
+
+
+def test_skip_existing_immutable_with_an_ecr_push_is_planned():
+    options = cli.parse_build(["--env", "dev", "--registry", ECR, "--push",
+                               "--skip-existing-immutable"])
+    plan = make_plan(options, Config(), GitInfo(sha="a1b2c3d"), steps.clock({"SOURCE_DATE_EPOCH": "0"}))
+    assert plan.registry.is_ecr and plan.options.skip_existing_immutable
