@@ -197,17 +197,10 @@ def cmd_build(argv) -> int:
 
     record = Recorder.for_options(options, plan, moment, runner)  # step times, --metadata-file
     record.time("context", guard.check, runner, plan)  # before login and the long build
-    scanner = None
-    if options.scan:
-        from ragbuild import scan
-
-        scanner = scan.prepare(plan, config)  # a missing scanner stops us before the build
-    steps.check_buildx(runner, plan)
-    pushing = None
-    if options.push:
-        from ragbuild import push
-
-        pushing = record.time("pre-flight", push.prepare, runner, plan)  # before the long build
+    checks = steps.Preflight()  # scanner, buildx, login and repository: before the long build
+    if steps.needs_preflight(plan):
+        checks = record.time("pre-flight", steps.preflight, runner, plan, config)
+    pushing = checks.pushing
     record.time("build", steps.build, runner, plan,
                 no_attestations=bool(pushing and pushing.no_attestations),
                 refs=pushing.refs if pushing else None)
@@ -216,10 +209,14 @@ def cmd_build(argv) -> int:
         from ragbuild import smoke
 
         record.time("smoke", smoke.check, runner, plan)
-    if scanner:
-        record.time("scan", scan.run, runner, scanner, plan)  # no push after a failed scan
+    if checks.scanner:
+        from ragbuild import scan
+
+        record.time("scan", scan.run, runner, checks.scanner, plan)  # no push after a failed scan
     if pushing:
-        record.time("push", pushing.run, runner)  # timed as push and verify
+        if not plan.multi_platform:  # a multi-platform build pushed itself
+            record.time("push", pushing.push, runner)
+        record.time("verify", pushing.verify, runner)
     elif not options.dry_run:
         runner.log(push_hint(plan, argv))
     record.finish()

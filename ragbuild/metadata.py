@@ -1,12 +1,13 @@
 """``--metadata-file`` and ``$GITHUB_OUTPUT``: what a build made, for the tools after it.
 
 The CLI hands each step to ``Recorder.time``, which measures its wall time and keeps what it
-returned (the summary's image id and labels, the push's digests). The JSON file is written at
-the end of the run, and also when a step fails or is interrupted (``status`` says which, with the
-step and the error), so a CI job can keep it as a record of a failed build too; it is not
-written when the flags or the config are refused before any step ran. ``$GITHUB_OUTPUT``, when
-set, gets ``tags``, ``digest`` and ``image-id`` after a successful run only. In ``--dry-run``
-nothing is written: the log says what would be.
+returned (the summary's image id and labels, the pre-flight's push with its digests, the
+verified ``<repository>@<digest>``). The JSON file is written at the end of the run, and also
+when a step fails or is interrupted (``status`` says which, with the step and the error), so a
+CI job can keep it as a record of a failed build too; it is not written when the flags or the
+config are refused before any step ran. ``$GITHUB_OUTPUT``, when set, gets ``tags``, ``digest``
+and ``image-id`` after a successful run only. In ``--dry-run`` nothing is written: the log says
+what would be.
 """
 
 from __future__ import annotations
@@ -94,27 +95,17 @@ class Recorder:
         return result
 
     def _timed(self, step: str, started: float) -> None:
-        ended = self.clock()
-        pushing = self.results.get("pre-flight")
-        verify_started = getattr(pushing, "verify_started", None) if step == "push" else None
-        if verify_started is not None and started <= verify_started <= ended:
-            # Pushing.run pushes, then verifies: timed apart (push.py notes the switch)
-            self.steps["push"] = verify_started - started
-            self.steps["verify"] = ended - verify_started
-        else:
-            self.steps[step] = ended - started
+        self.steps[step] = self.clock() - started
 
     # --- the document --------------------------------------------------------------------------
 
     def document(self) -> dict:
         plan = self.plan
         image = self.results.get("inspect") or {}
-        pushing = self.results.get("pre-flight")
-        pinned = self.results.get("push")
+        pushing = getattr(self.results.get("pre-flight"), "pushing", None)  # steps.Preflight
+        pinned = self.results.get("verify")
         digests = dict(getattr(pushing, "digests", None) or {})
         digest = pinned.rsplit("@", 1)[1] if pinned else None
-        if digest and not digests and pushing is not None:  # a multi-platform build pushed itself
-            digests = {ref: digest for ref in pushing.refs}
         created = self.moment.astimezone().isoformat(timespec="seconds")
         doc = {
             "status": self.status,

@@ -37,7 +37,7 @@ class Command:
     env: tuple = ()  # (("DOCKER_BUILDKIT", "1"),): added to the caller's environment
     mode: str = "capture"  # capture | stream (child writes to our terminal) | tee (both)
     check: bool = True  # a non-zero exit raises CommandFailed
-    read_only: bool = False  # a query a dry run may still execute (git describe)
+    read_only: bool = False  # a git query a dry run still executes (no docker, no aws); not logged
     stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
     quiet: bool = False  # ignored: the runner logs every command but read-only queries
 
@@ -173,6 +173,7 @@ class Registry:
     host: str
     path: str
     region: Optional[str] = None  # set for ECR hosts only
+    fips: bool = False  # an ECR FIPS endpoint (dkr.ecr-fips.<region>...)
 
     @property
     def is_ecr(self) -> bool:
@@ -280,7 +281,7 @@ def parse_registry(uri: str, source: str = "--registry") -> Registry:
                          f"user); write e.g. docker.io/{uri}")
     ecr = ECR_HOST_RE.fullmatch(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
     if ecr:
-        return Registry(host, path, region=ecr["region"])
+        return Registry(host, path, region=ecr["region"], fips=bool(ecr["fips"]))
     return Registry(host, path)
 
 
@@ -535,8 +536,9 @@ def build_command(plan: BuildPlan, *, no_attestations: bool = False,
 
 
 def buildx_version_command() -> Command:
-    """Whether the client has buildx, asked before a build that needs it."""
-    return Command(("docker", "buildx", "version"), check=False, read_only=True, quiet=True)
+    """Whether the client has buildx, asked before a build that needs it (a dry run prints it:
+    it starts no docker)."""
+    return Command(("docker", "buildx", "version"), check=False)
 
 
 def version_tags_command() -> Command:
@@ -599,9 +601,11 @@ def _describe_builder(plan: BuildPlan) -> list:
 
 
 def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+    if size < 1000:
+        return f"{size:.0f}B"
+    value = size / 1000
+    for unit in ("kB", "MB"):
+        if value < 1000:
+            return f"{value:.1f}{unit}"
         value /= 1000
-    raise AssertionError("unreachable")
+    return f"{value:.1f}GB"

@@ -3,13 +3,16 @@
 ``prepare`` runs before the build (so a missing repository or an immutable tag stops us before
 the long build): it finds out whether ``docker build`` goes through buildx (then the build must
 not attach attestations, which would turn the image into an index SageMaker refuses), logs in to
-ECR and runs the ECR pre-flight. It returns a ``Pushing`` whose ``run`` pushes each ref on its
-own, retrying transient failures, and then checks on the registry that every pushed tag names the
-one single-image manifest ``docker push`` reported.
+ECR and runs the ECR pre-flight. It returns a ``Pushing``: after the build, ``push`` pushes each
+ref on its own, retrying transient failures, and ``verify`` checks on the registry that every
+pushed tag names the one single-image manifest ``docker push`` reported (the CLI times the two
+apart).
 
 Like the other steps this module starts no process itself: it hands ``Command`` objects to the
-runner. The functions at the top are pure (text in, answer out) and are tested on their own.
-The ECR password only ever lives in a ``Secret`` fed to ``docker login`` on stdin.
+runner, and a dry run prints them all, deciding nothing it could only learn from docker or aws
+(the log says what a real run would decide). The functions at the top are pure (text in, answer
+out) and are tested on their own. The ECR password only ever lives in a ``Secret`` fed to
+``docker login`` on stdin.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ragbuild.builders import NOT_FOR_SAGEMAKER
-from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
-from ragbuild.plan import ECR_HOST_RE, BuildPlan, Command, Registry
-from ragbuild.runner import Secret, tail
+from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
+from ragbuild.plan import BuildPlan, Command, Registry
+from ragbuild.runner import Secret, ended, tail
+from ragbuild.steps import (DAEMON_DOWN_MARKERS, daemon_unreachable, docker_config_path,
+                            read_docker_config)
 
 #: Attempts per ``docker push`` / ``docker manifest inspect`` when the failure looks transient.
 ATTEMPTS = 3
@@ -39,8 +44,6 @@ AWS_INSTALL_HINT = ("install the AWS CLI (`pip install awscli`, or AWS CLI v2: "
                     "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
                     ", or set AWS_CLI to its path")
 
-IMAGE_MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
-                        "application/vnd.oci.image.manifest.v1+json")
 INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
                "application/vnd.oci.image.index.v1+json")
 
@@ -61,7 +64,7 @@ _CLASSES = (
     (AUTH, re.compile(r"unauthorized|no basic auth credentials|denied", re.I)),
     (NOT_FOUND, re.compile(r"name unknown|repository\b[^\n]*\bnot found"
                            r"|does not exist in the registry", re.I)),
-    (DAEMON, re.compile(r"cannot connect to the docker daemon|is the docker daemon running", re.I)),
+    (DAEMON, re.compile("|".join(re.escape(marker) for marker in DAEMON_DOWN_MARKERS), re.I)),
     (UNREACHABLE, re.compile(r"connection refused|no such host|server misbehaving", re.I)),
     (TRANSIENT, re.compile(
         r"connection reset|broken pipe|i/o timeout|timeout|timed out|\bEOF\b"
@@ -89,17 +92,11 @@ def parse_push_digest(output: str) -> Optional[str]:
     return found[-1] if found else None
 
 
-@dataclass(frozen=True)
-class Manifest:
-    media_type: str
-    digest: str
-
-
-def parse_manifest_verbose(text: str) -> Manifest:
-    """Read ``docker manifest inspect --verbose``: one JSON object (``Descriptor`` has the
-    manifest's digest and media type) for an image manifest, a JSON list of them (one per
-    platform; the index's own digest is not shown) for an index. Raises ValueError for an
-    index or for output that is not one of those."""
+def parse_manifest_verbose(text: str) -> str:
+    """The digest of the single image manifest ``docker manifest inspect --verbose`` shows: one
+    JSON object whose ``Descriptor`` has the manifest's digest and media type. For an index it
+    prints a JSON list of them (one per platform; the index's own digest is not shown). Raises
+    IndexManifest for an index, ValueError for output that is neither."""
     try:
         data = json.loads(text)
     except ValueError:
@@ -109,13 +106,13 @@ def parse_manifest_verbose(text: str) -> Manifest:
     if not isinstance(data, dict) or not isinstance(data.get("Descriptor"), dict):
         raise ValueError("no Descriptor in the output")
     descriptor = data["Descriptor"]
-    media_type = descriptor.get("mediaType") or ""
-    digest = descriptor.get("digest") or ""
+    media_type = descriptor.get("mediaType")
     if media_type in INDEX_TYPES:
         raise IndexManifest(f"an image index ({media_type})")
-    if not digest.startswith("sha256:"):
+    digest = descriptor.get("digest")
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
         raise ValueError(f"no digest in the Descriptor: {descriptor!r}")
-    return Manifest(media_type, digest)
+    return digest
 
 
 class IndexManifest(ValueError):
@@ -154,10 +151,15 @@ def parse_index_raw(text: str) -> Index:
     if media_type not in INDEX_TYPES and not (not media_type and isinstance(manifests, list)):
         raise ValueError(f"a single image manifest ({media_type or 'no media type'}), not an "
                          "image index of the platforms")
+    if not isinstance(manifests, list) or not all(isinstance(entry, dict) for entry in manifests):
+        raise ValueError("an index whose manifests are not a list of descriptors")
     platforms = []
-    for entry in manifests or ():
+    for entry in manifests:
         spec = entry.get("platform") or {}
-        name = "/".join(p for p in (spec.get("os"), spec.get("architecture"), spec.get("variant")) if p)
+        if not isinstance(spec, dict):
+            raise ValueError(f"a platform that is not an object: {spec!r}")
+        parts = (spec.get("os"), spec.get("architecture"), spec.get("variant"))
+        name = "/".join(str(part) for part in parts if part)
         if name and name != "unknown/unknown":
             platforms.append(name)
     digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
@@ -196,34 +198,40 @@ class RepositoryInfo:
 
 
 def parse_describe_repositories(text: str) -> RepositoryInfo:
-    """The first repository of ``aws ecr describe-repositories --output json``."""
-    repo = json.loads(text)["repositories"][0]
-    filters = tuple(f["filter"] for f in repo.get("imageTagMutabilityExclusionFilters") or ()
-                    if f.get("filterType", "WILDCARD") == "WILDCARD" and f.get("filter"))
-    return RepositoryInfo(repo.get("repositoryName", ""), repo.get("imageTagMutability") or "MUTABLE",
-                          filters)
+    """The first repository of ``aws ecr describe-repositories --output json``; ValueError when
+    the output is not shaped like that."""
+    data = json.loads(text)
+    repos = data.get("repositories") if isinstance(data, dict) else None
+    if not isinstance(repos, list) or not repos or not isinstance(repos[0], dict):
+        raise ValueError("no repository in the output")
+    repo = repos[0]
+    mutability = repo.get("imageTagMutability") or "MUTABLE"
+    entries = repo.get("imageTagMutabilityExclusionFilters") or []
+    if not isinstance(mutability, str) or not isinstance(entries, list):
+        raise ValueError("imageTagMutability or its exclusion filters are not what ECR returns")
+    filters = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("filter", ""), str):
+            raise ValueError(f"an exclusion filter that is not a WILDCARD string: {entry!r}")
+        if entry.get("filterType", "WILDCARD") == "WILDCARD" and entry.get("filter"):
+            filters.append(entry["filter"])
+    name = repo.get("repositoryName", "")
+    return RepositoryInfo(name if isinstance(name, str) else "", mutability, tuple(filters))
 
 
 def parse_list_images(text: str) -> set:
-    """The tags in ``aws ecr list-images --output json``."""
-    return {i["imageTag"] for i in json.loads(text).get("imageIds", ()) if i.get("imageTag")}
+    """The tags in ``aws ecr list-images --output json``; ValueError for another shape."""
+    data = json.loads(text)
+    ids = data.get("imageIds", ()) if isinstance(data, dict) else None
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, dict) for i in ids):
+        raise ValueError("no imageIds list in the output")
+    return {i["imageTag"] for i in ids if isinstance(i.get("imageTag"), str) and i["imageTag"]}
 
 
-def cred_helper(config_text: str, host: str) -> Optional[str]:
-    """The credential helper docker's config.json names for ``host`` in ``credHelpers``."""
-    try:
-        config = json.loads(config_text)
-    except ValueError:
-        return None
-    helpers = config.get("credHelpers") if isinstance(config, dict) else None
-    if not isinstance(helpers, dict):
-        return None
-    return helpers.get(host) or helpers.get(f"https://{host}") or None
-
-
-def docker_config_path(environ) -> str:
-    directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-    return os.path.join(directory, "config.json")
+def cred_helper(helpers: dict, host: str) -> Optional[str]:
+    """The credential helper that ``credHelpers`` of docker's config.json names for ``host``."""
+    found = helpers.get(host) or helpers.get(f"https://{host}")
+    return found if isinstance(found, str) and found else None
 
 
 def aws_context(environ) -> str:
@@ -271,12 +279,11 @@ def explain_aws_failure(stderr: str, registry: Registry, environ, needs: str) ->
 def attestation_probe_command() -> Command:
     """``docker build --help`` lists ``--provenance`` exactly when the build goes through buildx
     (docker >= 23 with the plugin), the one case where the flag is both needed and accepted."""
-    return Command(("docker", "build", "--help"), check=False, read_only=True, quiet=True)
+    return Command(("docker", "build", "--help"), check=False)
 
 
 def _aws_env(registry: Registry) -> tuple:
-    match = ECR_HOST_RE.fullmatch(registry.host.split(":")[0])
-    return (("AWS_USE_FIPS_ENDPOINT", "true"),) if match and match["fips"] else ()
+    return (("AWS_USE_FIPS_ENDPOINT", "true"),) if registry.fips else ()
 
 
 def get_login_password_command(registry: Registry) -> Command:
@@ -332,12 +339,12 @@ def manifest_inspect_command(ref: str, host: str) -> Command:
     return Command(tuple(argv), env=(("DOCKER_CLI_EXPERIMENTAL", "enabled"),), check=False)
 
 
-# --- steps -------------------------------------------------------------------------------------
+# --- steps ---------------------------------------------------------------------------------------
 
 
 @dataclass
 class Pushing:
-    """What ``prepare`` found; ``run`` pushes and verifies after the build."""
+    """What ``prepare`` found; after the build, ``push`` and then ``verify``."""
 
     plan: BuildPlan
     refs: tuple  # the refs to push, in the plan's order
@@ -346,42 +353,40 @@ class Pushing:
     helper: Optional[str] = None  # the docker credential helper used for the host, if any
     environ: dict = field(default_factory=dict, repr=False)  # AWS_* and DOCKER_CONFIG, for messages
     sleep: Callable = field(default=time.sleep, repr=False)
-    # for --metadata-file (metadata.py): what docker push reported per ref, kept as it goes (a
-    # failure keeps those pushed), and when verifying began (time.monotonic), to time it apart
+    # ref -> the digest docker push reported (None: pushed, but it printed none), kept as it goes
+    # so that a failure keeps those pushed; for a multi-platform build, the index verify read
     digests: dict = field(default_factory=dict, repr=False)
-    verify_started: Optional[float] = field(default=None, repr=False)
 
-    def run(self, runner) -> Optional[str]:
-        """Push every ref, then verify; returns ``<repository>@<digest>`` (None in a dry run).
-        A multi-platform build pushed its refs itself: they are only verified."""
+    def push(self, runner) -> None:
+        """``docker push`` each ref on its own. On a failure or Ctrl-C the error lists what was
+        pushed and what was not. A multi-platform build pushed its refs itself: nothing to do."""
         if self.plan.multi_platform:
-            return self._verify_index(runner)
-        pushed = self.digests
-        for ref in self.refs:
-            try:
-                pushed[ref] = self._push(runner, ref)
-            except PushFailed as failure:
-                left = [r for r in self.refs if r not in pushed]
-                raise PushFailed(f"{failure}\npushed: {', '.join(pushed) or 'nothing'}\n"
-                                 f"not pushed: {', '.join(left)}") from None
-        self.verify_started = time.monotonic()
-        if runner.dry_run:
+            return
+        try:
             for ref in self.refs:
-                runner.run(manifest_inspect_command(ref, self.plan.registry.host))
-            return None
-        return self._verify(runner, pushed)
+                self._push(runner, ref)
+        except PushFailed as failure:
+            raise PushFailed(f"{failure}\n{self._progress()}") from None
+        except (Interrupted, KeyboardInterrupt) as stop:
+            text = str(stop) if isinstance(stop, Interrupted) else "interrupted"
+            raise Interrupted(f"{text}\n{self._progress()}") from None
 
-    def _push(self, runner, ref: str) -> Optional[str]:
+    def _progress(self) -> str:
+        pushed = [ref if self.digests[ref] else f"{ref} (digest unknown)" for ref in self.digests]
+        left = [ref for ref in self.refs if ref not in self.digests]
+        return f"pushed: {', '.join(pushed) or 'nothing'}\nnot pushed: {', '.join(left) or 'nothing'}"
+
+    def _push(self, runner, ref: str) -> None:
         result, kind = run_retrying(runner, push_command(ref), self.sleep, f"docker push {ref}")
         if result.dry:
-            return None
+            return
         output = result.stdout + result.stderr
-        if result.ok:
-            digest = parse_push_digest(output)
-            if not digest:
-                raise PushFailed(f"docker push {ref} succeeded but printed no digest:\n{tail(output)}")
-            return digest
-        raise PushFailed(f"{self._explain_push(ref, kind)}\n{tail(output)}")
+        if not result.ok:
+            raise PushFailed(f"{self._explain_push(ref, kind)}\n{tail(output)}")
+        self.digests[ref] = parse_push_digest(output)
+        if not self.digests[ref]:
+            raise PushFailed(f"docker push {ref} succeeded but printed no digest, so it cannot be "
+                             f"verified:\n{tail(output)}")
 
     def _explain_push(self, ref: str, kind: str) -> str:
         registry = self.plan.registry
@@ -414,7 +419,7 @@ class Pushing:
                         f"{registry.region}")
             return f"{ref}: {host} has no repository {path} (or does not let you see it)"
         if kind == DAEMON:
-            return f"{ref}: cannot reach the Docker daemon: start it or set DOCKER_HOST"
+            return f"{ref}: {daemon_unreachable(self.plan.docker)}"
         if kind == UNREACHABLE:
             return (f"{ref}: cannot reach {host}: check the host and port in --registry and that "
                     "the registry is up")
@@ -422,13 +427,22 @@ class Pushing:
             return f"{ref}: push failed {ATTEMPTS} times with a network or registry error"
         return f"docker push {ref} failed"
 
-    def _verify(self, runner, pushed: dict) -> str:
+    def verify(self, runner) -> Optional[str]:
+        """Read every pushed ref back from the registry; returns ``<repository>@<digest>``,
+        also written to stdout, ready to pin (None in a dry run)."""
+        if self.plan.multi_platform:
+            return self._verify_index(runner)
+        return self._verify(runner)
+
+    def _verify(self, runner) -> Optional[str]:
+        """Every ref names the single image manifest docker push reported, all one digest."""
         registry = self.plan.registry
         problems = []
-        for ref, digest in pushed.items():
+        for ref in self.refs:
             result, _ = run_retrying(runner, manifest_inspect_command(ref, registry.host),
-                                        self.sleep,
-                                        f"docker manifest inspect {ref}")
+                                     self.sleep, f"docker manifest inspect {ref}")
+            if result.dry:
+                continue
             if not result.ok:
                 said = result.stdout + result.stderr
                 hint = ""
@@ -439,7 +453,7 @@ class Pushing:
                                 f"{tail(said, 5)}")
                 continue
             try:
-                manifest = parse_manifest_verbose(result.stdout)
+                digest = parse_manifest_verbose(result.stdout)
             except IndexManifest as index:
                 problems.append(f"{ref} is {index}, not a single image manifest: SageMaker "
                                 "refuses image indexes; build without attestations "
@@ -448,29 +462,15 @@ class Pushing:
             except ValueError as bad:
                 problems.append(f"{ref}: cannot read `docker manifest inspect --verbose`: {bad}")
                 continue
-            if manifest.digest != digest:
-                problems.append(f"{ref} resolves to {manifest.digest} on the registry, but "
-                                f"docker push reported {digest}")
-        digests = sorted(set(pushed.values()))
-        if len(digests) > 1:
-            problems.append("the tags of this build were pushed as different manifests: "
-                            + ", ".join(f"{ref} {d}" for ref, d in pushed.items()))
-        if problems:
-            raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
-        pinned = f"{self.plan.registry.uri}@{digests[0]}"
-        runner.log(f"pushed and verified {len(pushed)} tags, all {digests[0]}:")
-        for ref in pushed:
-            runner.log(f"  {ref}")
-        if self.skipped:
-            runner.log(f"left out (the repository keeps them immutable): {', '.join(self.skipped)}")
-        print(pinned, flush=True)  # stdout: the one line a script wants
-        return pinned
-
+            if digest != self.digests.get(ref):
+                problems.append(f"{ref} resolves to {digest} on the registry, but "
+                                f"docker push reported {self.digests.get(ref)}")
+        return self._conclude(runner, problems, "were pushed as different manifests", "{digest}")
 
     def _verify_index(self, runner) -> Optional[str]:
         """Every ref names one image index holding every requested platform."""
         wanted = [normalize_platform(p) for p in self.plan.platforms]
-        found, problems = {}, []
+        problems = []
         for ref in self.refs:
             result, _ = run_retrying(runner, imagetools_inspect_command(ref), self.sleep,
                                      f"docker buildx imagetools inspect {ref}")
@@ -491,65 +491,79 @@ class Pushing:
             if missing:
                 problems.append(f"{ref}: the index lacks {', '.join(missing)} (it has "
                                 f"{', '.join(index.platforms) or 'no platform'})")
-            found[ref] = index.digest
+            self.digests[ref] = index.digest
+        return self._conclude(runner, problems, "name different indexes",
+                              "the image index {digest} of " + ", ".join(self.plan.platforms)
+                              + f" ({NOT_FOR_SAGEMAKER})")
+
+    def _conclude(self, runner, problems: list, differ: str, what: str) -> Optional[str]:
+        """The shared ending of both verifications: one digest for all refs, or PushFailed
+        listing every problem; then the log of what was pushed and the pinned line on stdout.
+        ``what`` names the digest (``{digest}`` in it), ``differ`` says what differing means."""
         if runner.dry_run:
             return None
-        digests = sorted(set(found.values()))
-        if len(digests) > 1:
-            problems.append("the tags of this build name different indexes: "
-                            + ", ".join(f"{ref} {d}" for ref, d in found.items()))
+        digests = self.digests
+        distinct = sorted(set(digests.values()))
+        if len(distinct) > 1:
+            problems.append(f"the tags of this build {differ}: "
+                            + ", ".join(f"{ref} {d}" for ref, d in digests.items()))
         if problems:
             raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
-        pinned = f"{self.plan.registry.uri}@{digests[0]}"
-        runner.log(f"pushed and verified {len(found)} tags, all the image index {digests[0]} of "
-                   f"{', '.join(self.plan.platforms)} ({NOT_FOR_SAGEMAKER}):")
-        for ref in found:
+        pinned = f"{self.plan.registry.uri}@{distinct[0]}"
+        runner.log(f"pushed and verified {len(digests)} tags, all {what.format(digest=distinct[0])}:")
+        for ref in digests:
             runner.log(f"  {ref}")
         if self.skipped:
             runner.log(f"left out (the repository keeps them immutable): {', '.join(self.skipped)}")
-        print(pinned, flush=True)
+        runner.emit(pinned)  # stdout: the one line a script wants
         return pinned
 
 
 def run_retrying(runner, cmd: Command, sleep: Callable, what: str):
     """Run ``cmd``; retry a transient failure with exponential backoff, ``ATTEMPTS`` in all.
     Returns the last result and its failure class (None when it succeeded or was not run)."""
-    for attempt in range(1, ATTEMPTS + 1):
-        result = runner.run(cmd)
-        if result.ok or result.dry:
-            return result, None
+    attempt = 1
+    result = runner.run(cmd)
+    while not (result.ok or result.dry):
         output = result.stdout + result.stderr
         kind = classify_failure(output)
         if kind != TRANSIENT or attempt == ATTEMPTS:
             return result, kind
         delay = BACKOFF * 2 ** (attempt - 1)
-        last = tail(output, 1)
-        runner.log(f"{what} failed ({last}); retrying in {delay:g}s "
+        runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
                    f"(attempt {attempt + 1} of {ATTEMPTS})")
         sleep(delay)
-    raise AssertionError("unreachable")
+        attempt += 1
+        result = runner.run(cmd)
+    return result, None
 
 
 def prepare(runner, plan: BuildPlan, *, environ=None, sleep: Callable = time.sleep) -> Pushing:
     """Before the build: the attestation probe, ECR login and pre-flight."""
     environ = os.environ if environ is None else environ
     registry = plan.registry
-    probe = runner.run(attestation_probe_command())
-    no_attestations = probe.ok and "--provenance" in probe.stdout
+    if plan.buildx:
+        no_attestations = True  # docker buildx build takes --provenance: nothing to probe
+    else:
+        probe = runner.run(attestation_probe_command())
+        no_attestations = probe.ok and "--provenance" in probe.stdout
+        if probe.dry:
+            runner.log("dry run: a real run adds --provenance=false --sbom=false to the build "
+                       "when `docker build --help` lists --provenance (docker build is buildx)")
     refs, skipped, helper = plan.refs, (), None
     if registry.is_ecr:
-        helper = _configured_helper(registry.host, environ)
+        helper = cred_helper(read_docker_config(environ).cred_helpers, registry.host)
         if helper:
             runner.log(f"not logging in to {registry.host}: docker gets its credentials from "
                        f"docker-credential-{helper} (credHelpers in {docker_config_path(environ)})")
             if not shutil.which(f"docker-credential-{helper}", path=environ.get("PATH")):
                 # Known before the build: docker would push without credentials and fail.
-                raise PushFailed(
+                runner.stop_or_warn(PushFailed(
                     f"docker-credential-{helper}, which credHelpers in "
                     f"{docker_config_path(environ)} names for {registry.host}, is not on PATH, so "
                     "docker would push without credentials; install it "
                     "(amazon-ecr-credential-helper), or remove that entry so that this script logs "
-                    "in with `aws ecr get-login-password`")
+                    "in with `aws ecr get-login-password`"))
         else:
             login(runner, registry, environ)
         repository = preflight(runner, registry, environ)
@@ -559,14 +573,6 @@ def prepare(runner, plan: BuildPlan, *, environ=None, sleep: Callable = time.sle
             refs = tuple(ref for ref in plan.refs if ref not in skipped)
     kept = {name: environ[name] for name in (*AWS_ENV_VARS, "DOCKER_CONFIG") if name in environ}
     return Pushing(plan, refs, skipped, no_attestations, helper, kept, sleep)
-
-
-def _configured_helper(host: str, environ) -> Optional[str]:
-    try:
-        with open(docker_config_path(environ), encoding="utf-8") as config:
-            return cred_helper(config.read(), host)
-    except OSError:
-        return None
 
 
 def _run_aws(runner, cmd: Command):
@@ -584,8 +590,8 @@ def login(runner, registry: Registry, environ) -> None:
         return
     if not result.ok:
         said = _scrub(result.stdout + result.stderr, password)
-        raise CommandFailed(f"docker login to {registry.host} with the ECR password failed "
-                            f"(exit {result.returncode}){aws_context(environ)}:\n{tail(said)}",
+        raise CommandFailed(f"docker login to {registry.host} with the ECR password "
+                            f"{ended(result.returncode)}{aws_context(environ)}:\n{tail(said)}",
                             returncode=result.returncode)
     runner.log(f"logged in to {registry.host} (ECR region {registry.region}){aws_context(environ)}")
 
@@ -614,6 +620,10 @@ def preflight(runner, registry: Registry, environ) -> Optional[RepositoryInfo]:
     """The repository must exist; returns its mutability settings (None in a dry run)."""
     result = _run_aws(runner, describe_repositories_command(registry))
     if result.dry:
+        runner.log(f"dry run: a real run stops here if {registry.path} does not exist; if it keeps "
+                   "tags immutable, it lists the repository's tags (aws ecr list-images) and stops "
+                   "on the planned tags it would refuse (--skip-existing-immutable: leaves them "
+                   "out of the push)")
         return None
     if not result.ok:
         if "RepositoryNotFoundException" in result.stderr:
@@ -626,14 +636,26 @@ def preflight(runner, registry: Registry, environ) -> Optional[RepositoryInfo]:
                             f"{tail(result.stderr)}", returncode=result.returncode)
     try:
         return parse_describe_repositories(result.stdout)
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise CommandFailed("cannot read `aws ecr describe-repositories` output:\n"
+    except ValueError as bad:
+        raise CommandFailed(f"cannot read `aws ecr describe-repositories` output ({bad}):\n"
                             f"{tail(result.stdout, 5)}") from None
+
+
+def moving_tags(plan: BuildPlan) -> set:
+    """The tags a later build must overwrite: latest, the env tag and, with --semver-tags, the
+    channels <major> and <major>.<minor>."""
+    moving = {"latest", plan.env}
+    if plan.options.semver_tags and plan.version:
+        import semver
+
+        version = semver.Version.parse(plan.version)
+        moving |= {f"{version.major}", f"{version.major}.{version.minor}"}
+    return moving
 
 
 def immutable_conflicts(runner, plan: BuildPlan, repository: RepositoryInfo, environ) -> tuple:
     """Planned tags an immutable repository refuses: those already there, and the moving tags
-    (latest, the env tag) that the next build must overwrite. Stops unless
+    (``moving_tags``) that the next build must overwrite. Stops unless
     ``--skip-existing-immutable``; returns the tags to leave out of the push."""
     immutable = [tag for tag in plan.tags if repository.is_immutable(tag)]
     if not immutable:
@@ -647,12 +669,12 @@ def immutable_conflicts(runner, plan: BuildPlan, repository: RepositoryInfo, env
                             f"{tail(result.stderr)}", returncode=result.returncode)
     try:
         existing = parse_list_images(result.stdout)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise CommandFailed("cannot read `aws ecr list-images` output:\n"
+    except ValueError as bad:
+        raise CommandFailed(f"cannot read `aws ecr list-images` output ({bad}):\n"
                             f"{tail(result.stdout, 5)}") from None
-    # latest and the env tag exist to move from build to build; an immutable repository would
-    # freeze them at their first push, so they count as conflicts even while still absent.
-    moving = {"latest", plan.env}
+    # the moving tags exist to move from build to build; an immutable repository would freeze
+    # them at their first push, so they count as conflicts even while still absent.
+    moving = moving_tags(plan)
     conflicts = tuple(tag for tag in immutable if tag in existing or tag in moving)
     if not conflicts:
         return ()

@@ -276,12 +276,16 @@ def test_missing_buildx_stops_before_the_build_with_the_install_hint(project, st
     assert docker_calls(strict_fp) == 1  # buildx version, and no build
 
 
-def test_missing_buildx_in_a_dry_run_is_a_warning(project, strict_fp, capsys):
-    register_buildx(strict_fp, present=False)
+def test_dry_run_prints_the_buildx_check_and_starts_no_docker(project, strict_fp, capsys):
+    """A dry run cannot know whether buildx is there: it prints the check a real run makes and
+    says that a real run stops at it when it fails."""
     code, out, err = run_main(["--env", "dev", "--builder", "remote", "--dry-run"], capsys)
     assert code == 0
-    assert "warning: this build needs docker buildx" in err and "(a real run stops here)" in err
-    assert out.splitlines()[0].startswith("docker buildx build --builder remote -f Dockerfile ")
+    assert out.splitlines()[0] == "docker buildx version"
+    assert out.splitlines()[1].startswith("docker buildx build --builder remote -f Dockerfile ")
+    assert ("dry run: a real run stops here when `docker buildx version` fails: this build needs "
+            "docker buildx (for --builder remote)") in err
+    assert docker_calls(strict_fp) == 0
 
 
 def test_builder_build_runs_buildx_and_loads_the_image(project, strict_fp, capsys):
@@ -405,7 +409,7 @@ def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
     raw = raw_index(("linux/amd64", "linux/arm64/v8"))  # arm64/v8 is arm64
     for ref in plan.refs:
         register_imagetools(fp, ref, raw)
-    pinned = push.Pushing(plan, plan.refs).run(Runner())
+    pinned = push.Pushing(plan, plan.refs).verify(Runner())
     assert pinned == f"{REG}@{digest_of(raw)}"
     out, err = capsys.readouterr()
     assert out.splitlines()[-1] == pinned
@@ -428,7 +432,7 @@ def test_index_verification_failures(fp, stdouts, fragment):
     for ref, stdout in zip(plan.refs, stdouts):
         register_imagetools(fp, ref, stdout)
     with pytest.raises(PushFailed) as err:
-        push.Pushing(plan, plan.refs).run(Runner())
+        push.Pushing(plan, plan.refs).verify(Runner())
     assert fragment in str(err.value)
 
 
@@ -439,7 +443,7 @@ def test_unreadable_index_names_the_ref(fp):
     fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", plan.refs[0]],
                 stderr="ERROR: unexpected status: 401 Unauthorized\n", returncode=1)
     with pytest.raises(PushFailed) as err:
-        push.Pushing(plan, plan.refs).run(Runner())
+        push.Pushing(plan, plan.refs).verify(Runner())
     assert f"{plan.refs[0]}: cannot read its manifest back from the registry" in str(err.value)
 
 
@@ -453,17 +457,19 @@ def test_single_platform_push_still_refuses_an_index(fp):
                                                                "digest": "sha256:" + "ab" * 32}}])
     for ref in plan.refs:
         fp.register([fp.program("docker"), "manifest", "inspect", "--verbose", ref], stdout=listing)
+    pushing = push.Pushing(plan, plan.refs)
+    pushing.push(Runner())
     with pytest.raises(PushFailed, match="SageMaker refuses image indexes"):
-        push.Pushing(plan, plan.refs).run(Runner())
+        pushing.verify(Runner())
 
 
 def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     fp = strict_fp
-    fp.register([fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
     register_buildx(fp)
     refs = [f"{REG}:dev-{STAMP}", f"{REG}:dev", f"{REG}:git-a1b2c3d"]
     fp.register([fp.program("docker"), "buildx", "build", "-f", "Dockerfile", *tagged(refs),
-                 *BUILD_ARGS, "--platform", AMD64_ARM64, "--push", "."])
+                 *BUILD_ARGS, "--platform", AMD64_ARM64, "--push", "--provenance=false",
+                 "--sbom=false", "."])
     raw = raw_index()
     for ref in refs:
         register_imagetools(fp, ref, raw)
@@ -472,22 +478,22 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     assert code == 0, err
     assert out.splitlines() == [f"{REG}@{digest_of(raw)}"]
     names = [" ".join(c[1:3]) for c in fp.calls]
-    # buildx is asked for before the push's probe, login and pre-flight
-    assert names == ["describe --always", "buildx version", "build --help", "buildx build",
+    # buildx is asked for before the build; with buildx there is no attestation probe
+    assert names == ["describe --always", "buildx version", "buildx build",
                      "buildx imagetools", "buildx imagetools", "buildx imagetools"]
     assert "no local image to inspect" in err
 
 
 def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp, capsys):
-    strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="")
-    register_buildx(strict_fp)
     code, out, _ = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
                              "--registry", REG, "--push", "--dry-run"], capsys)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("docker buildx build -f Dockerfile -t ")
-    assert lines[0].endswith(f"--platform {AMD64_ARM64} --push .")
-    assert lines[1:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
+    assert lines[0] == "docker buildx version"
+    assert lines[1].startswith("docker buildx build -f Dockerfile -t ")
+    assert lines[1].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
+    assert docker_calls(strict_fp) == 0
+    assert lines[2:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
                          for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
 
 

@@ -191,14 +191,57 @@ def test_an_interrupted_step_is_recorded_as_interrupted(project, strict_fp, caps
     assert (doc["status"], doc["failed_step"], doc["error"]) == ("interrupted", "build", "interrupted")
 
 
-def test_an_unexpected_exception_in_a_step_is_recorded_too(project, strict_fp, capsys,
-                                                           monkeypatch):
-    monkeypatch.setattr(steps, "summarize", lambda runner, plan: {}["id"])
-    register_build_and_inspect(strict_fp)
-    with pytest.raises(KeyError):
-        cli.main(["--env", "dev", "--metadata-file", "m.json"])
+@pytest.mark.parametrize("stdout, why", [
+    ("garbage\n", "expected an id, a size and the tags"),
+    (f"{IMAGE_ID} big [] null\n", "size 'big' is not a number"),
+    (f"{IMAGE_ID} 12 [\"rag-worker:dev\" null\n", "Expecting ',' delimiter"),
+    (f"{IMAGE_ID} 12 {{}} null\n", "the tags are not a list of strings"),
+])
+def test_unreadable_inspect_output_is_a_one_line_failure_recorded_in_the_metadata(
+        project, strict_fp, capsys, stdout, why):
+    strict_fp.register([strict_fp.program("docker"), "build", "-f", strict_fp.any()])
+    strict_fp.register([strict_fp.program("docker"), "image", "inspect", strict_fp.any()],
+                       stdout=stdout)
+    assert cli.main(["--env", "dev", "--metadata-file", "m.json"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot read docker image inspect output: {why}" in err
+    assert "Traceback" not in err
     doc = json.loads((project / "m.json").read_text())
-    assert (doc["status"], doc["failed_step"], doc["error"]) == ("failed", "inspect", "KeyError: 'id'")
+    assert (doc["status"], doc["failed_step"]) == ("failed", "inspect")
+    assert doc["error"].startswith("cannot read docker image inspect output: ")
+
+
+def test_an_unexpected_exception_in_a_step_is_recorded_too(tmp_path):
+    class Runner:
+        dry_run = False
+
+        def log(self, message):
+            pass
+
+    record = Recorder(None, datetime(2026, 1, 1), Runner(), path=str(tmp_path / "m.json"))
+    record.document = lambda: {"status": record.status, "failed_step": record.failed_step,
+                               "error": record.error}
+    with pytest.raises(KeyError):
+        record.time("inspect", lambda: {}["id"])
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc == {"status": "failed", "failed_step": "inspect", "error": "KeyError: 'id'"}
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--scan-command", "no-such-scanner-4711 {image}"], "the scanner no-such-scanner-4711"),
+    (["--builder", "remote"], "this build needs docker buildx"),
+])
+def test_a_failed_check_before_the_build_writes_the_metadata(project, strict_fp, capsys, argv,
+                                                            fragment):
+    """The scanner and buildx checks are part of the pre-flight step, so their failure is
+    recorded like any step's."""
+    strict_fp.register([strict_fp.program("docker"), "buildx", "version"], returncode=1,
+                       stderr="docker: 'buildx' is not a docker command.\n")
+    assert cli.main(["--env", "dev", "--metadata-file", "m.json", *argv]) == 1
+    doc = json.loads((project / "m.json").read_text())
+    assert (doc["status"], doc["failed_step"]) == ("failed", "pre-flight")
+    assert fragment in doc["error"]
+    assert list(doc["steps"]) == ["context", "pre-flight"]
 
 
 def test_a_metadata_file_in_a_missing_directory_is_refused_before_any_step(project, strict_fp,
@@ -235,41 +278,29 @@ def test_secret_looking_build_args_and_url_credentials_are_redacted():
         "PYTHON_IMAGE": "python:3.11-slim"}
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
+def test_metadata_of_a_multi_platform_push_has_the_index_digest_for_each_ref(project, strict_fp,
+                                                                            capsys):
+    import hashlib
 
-    def __call__(self):
-        return self.now
-
-
-def test_push_and_verify_are_timed_apart_by_the_pushing_mark():
-    clock = Clock()
-
-    class Pushing:
-        verify_started = None
-        digests = {}
-        refs = ()
-
-    class Runner:
-        dry_run = False
-
-    record = Recorder(None, datetime(2026, 1, 1), Runner(), clock=clock)
-    pushing = Pushing()
-
-    def prepare():
-        clock.now += 1.0
-        return pushing
-
-    def push():
-        clock.now += 2.0
-        pushing.verify_started = clock.now
-        clock.now += 0.5
-        return "r@sha256:x"
-
-    record.time("pre-flight", prepare)
-    record.time("push", push)
-    assert record.steps == {"pre-flight": 1.0, "push": 2.0, "verify": 0.5}
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [{"mediaType": MANIFEST, "digest": DIGEST, "size": 1,
+                                       "platform": {"os": "linux", "architecture": arch}}
+                                      for arch in ("amd64", "arm64")]})
+    digest = "sha256:" + hashlib.sha256(index.encode()).hexdigest()
+    fp = strict_fp
+    fp.register([fp.program("docker"), "buildx", "version"], stdout="buildx v0.12\n")
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()])
+    refs = local_refs()
+    for ref in refs:
+        fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", ref],
+                    stdout=index)
+    code = cli.main(["--env", "dev", "--registry", LOCAL, "--push", "--platform",
+                     "linux/amd64,linux/arm64", "--metadata-file", "m.json"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((project / "m.json").read_text())
+    assert doc["digests"] == {ref: digest for ref in refs} and doc["pushed_refs"] == refs
+    assert doc["pinned"] == f"{LOCAL}@{digest}"
+    assert list(doc["steps"]) == ["context", "pre-flight", "build", "inspect", "verify"]
 
 
 def test_help_lists_metadata_file(capsys):

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from ragbuild import cli, push
-from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
+from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.plan import Config, GitInfo, Options, make_plan, parse_registry
 from ragbuild.runner import Runner
 
@@ -126,6 +126,12 @@ def prepared(plan, sleep=None, **kw):
     return push.Pushing(plan, plan.refs, sleep=sleep or FakeSleep(), **kw)
 
 
+def push_and_verify(pushing, runner):
+    """What the CLI does after the build (timing each as its own step)."""
+    pushing.push(runner)
+    return pushing.verify(runner)
+
+
 # --- ECR host recognition ----------------------------------------------------------------------
 
 
@@ -213,8 +219,7 @@ def test_parse_push_digest_takes_the_digest_line():
 
 
 def test_parse_manifest_verbose_reads_descriptor_and_refuses_indexes():
-    manifest = push.parse_manifest_verbose(verbose_manifest("r:dev"))
-    assert manifest == push.Manifest(DOCKER_MANIFEST, DIGEST)
+    assert push.parse_manifest_verbose(verbose_manifest("r:dev")) == DIGEST
     # an index: docker prints a list with one entry per platform manifest
     listing = json.dumps([json.loads(verbose_manifest("r:dev@" + DIGEST))])
     with pytest.raises(push.IndexManifest):
@@ -254,11 +259,24 @@ def test_describe_repositories_json_is_read_with_its_exclusion_filters():
 
 
 def test_cred_helper_is_found_by_host():
-    config = json.dumps({"credHelpers": {ECR: "ecr-login", "gcr.io": "gcloud"}})
-    assert push.cred_helper(config, ECR) == "ecr-login"
-    assert push.cred_helper(config, "other.example") is None
-    assert push.cred_helper("{not json", ECR) is None
-    assert push.cred_helper(json.dumps({"credsStore": "desktop"}), ECR) is None
+    helpers = {ECR: "ecr-login", "gcr.io": "gcloud", "bad.example": 7}
+    assert push.cred_helper(helpers, ECR) == "ecr-login"
+    assert push.cred_helper({f"https://{ECR}": "ecr-login"}, ECR) == "ecr-login"
+    assert push.cred_helper(helpers, "other.example") is None
+    assert push.cred_helper(helpers, "bad.example") is None
+    assert push.cred_helper({}, ECR) is None
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"credHelpers": "ecr-login"}', b"[1]",
+                                     '{"credHelpers": {}, "x": "\u00e9"}'.encode("latin-1")])
+def test_an_unreadable_docker_config_means_no_credential_helper(fp, clean_env, content):
+    """One reader of config.json (steps.read_docker_config): non-UTF-8 or malformed is nothing
+    set, as for the current context, never a traceback."""
+    (clean_env / "config.json").write_bytes(content)
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json())
+    assert push.prepare(Runner(), build_plan()).helper is None
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -487,7 +505,7 @@ def test_pushes_each_ref_then_verifies_and_prints_the_digest_ref(fp, capsys):
     for ref in plan.refs:
         register_inspect(fp, ref)
     sleep = FakeSleep()
-    pinned = prepared(plan, sleep).run(Runner())
+    pinned = push_and_verify(prepared(plan, sleep), Runner())
     assert pinned == f"{PLAIN}/rag-worker@{DIGEST}"
     assert [c[1:] for c in fp.calls if c[1] == "push"] == [["push", r] for r in plan.refs]
     assert not any("--all-tags" in c for c in fp.calls)
@@ -518,7 +536,7 @@ def test_transient_failures_are_retried_with_backoff(fp, capsys):
     for ref in plan.refs:
         register_inspect(fp, ref)
     sleep = FakeSleep()
-    prepared(plan, sleep).run(Runner())
+    push_and_verify(prepared(plan, sleep), Runner())
     assert fp.call_count([fp.program("docker"), "push", first]) == 3
     assert sleep.delays == [2.0, 4.0]
     assert "retrying in 2s (attempt 2 of 3)" in capsys.readouterr().err
@@ -531,7 +549,7 @@ def test_transient_failure_gives_up_after_three_attempts(fp):
         register_push(fp, first, stdout="Put https://x/v2/: EOF\n", returncode=1)
     sleep = FakeSleep()
     with pytest.raises(PushFailed) as err:
-        prepared(plan, sleep).run(Runner())
+        push_and_verify(prepared(plan, sleep), Runner())
     assert fp.call_count([fp.program("docker"), "push", first]) == 3
     assert sleep.delays == [2.0, 4.0]
     assert "push failed 3 times" in str(err.value)
@@ -558,7 +576,7 @@ def test_permanent_push_failures_are_not_retried(fp, registry, output, expected)
     register_push(fp, first, stdout=output + "\n", returncode=1)
     sleep = FakeSleep()
     with pytest.raises(PushFailed) as err:
-        prepared(plan, sleep).run(Runner())
+        push_and_verify(prepared(plan, sleep), Runner())
     assert expected in str(err.value)
     assert fp.call_count([fp.program("docker"), "push", first]) == 1
     assert sleep.delays == []
@@ -569,7 +587,7 @@ def test_refused_push_with_a_credential_helper_points_at_its_credentials(fp):
     register_push(fp, plan.refs[0], stdout="no basic auth credentials\n", returncode=1)
     pushing = prepared(plan, helper="ecr-login")
     with pytest.raises(PushFailed) as err:
-        pushing.run(Runner())
+        push_and_verify(pushing, Runner())
     assert "docker-credential-ecr-login (credHelpers in" in str(err.value)
     assert "check the AWS credentials it uses" in str(err.value)
 
@@ -582,7 +600,7 @@ def test_failed_push_lists_what_was_and_was_not_pushed(fp):
     register_push(fp, c, stdout="denied: requested access to the resource is denied\n",
                   returncode=1)
     with pytest.raises(PushFailed) as err:
-        prepared(plan).run(Runner())
+        push_and_verify(prepared(plan), Runner())
     assert err.value.exit_code == 1
     message = str(err.value)
     assert f"pushed: {a}, {b}\n" in message
@@ -601,7 +619,7 @@ def test_registry_digest_must_match_what_push_reported(fp):
     register_inspect(fp, plan.refs[1], digest=OTHER_DIGEST)
     register_inspect(fp, plan.refs[2])
     with pytest.raises(PushFailed) as err:
-        prepared(plan).run(Runner())
+        push_and_verify(prepared(plan), Runner())
     message = str(err.value)
     assert f"{plan.refs[1]} resolves to {OTHER_DIGEST}" in message
     assert plan.refs[0] + " resolves" not in message
@@ -616,7 +634,7 @@ def test_tags_of_one_build_must_share_one_digest(fp):
     register_inspect(fp, plan.refs[1], digest=OTHER_DIGEST)
     register_inspect(fp, plan.refs[2])
     with pytest.raises(PushFailed) as err:
-        prepared(plan).run(Runner())
+        push_and_verify(prepared(plan), Runner())
     assert "pushed as different manifests" in str(err.value)
 
 
@@ -629,7 +647,7 @@ def test_index_manifest_is_refused_naming_sagemaker(fp):
     for ref in plan.refs[1:]:
         register_inspect(fp, ref)
     with pytest.raises(PushFailed) as err:
-        prepared(plan).run(Runner())
+        push_and_verify(prepared(plan), Runner())
     message = str(err.value)
     assert "SageMaker" in message and plan.refs[0] in message
     assert "--provenance=false" in message
@@ -638,23 +656,50 @@ def test_index_manifest_is_refused_naming_sagemaker(fp):
 # --- dry run -----------------------------------------------------------------------------------
 
 
-def test_dry_run_prints_the_whole_push_and_fetches_no_password(fp, capsys):
-    register_probe(fp)  # a read-only query: runs even in a dry run
+def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
+    fp.allow_unregistered(False)
     plan = build_plan(dry_run=True)
     runner = Runner(dry_run=True)
     pushing = push.prepare(runner, plan)
-    assert pushing.run(runner) is None
-    out = capsys.readouterr().out
+    assert push_and_verify(pushing, runner) is None
+    out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0] == "aws ecr get-login-password --region us-east-1"
-    assert lines[1] == (f"docker login --username AWS --password-stdin {ECR} "
+    assert lines[0] == "docker build --help"  # the probe is printed like any other command
+    assert lines[1] == "aws ecr get-login-password --region us-east-1"
+    assert lines[2] == (f"docker login --username AWS --password-stdin {ECR} "
                         "< <password from aws ecr get-login-password>")
-    assert lines[2].startswith("aws ecr describe-repositories --repository-names rag-worker")
-    assert [line for line in lines if line.startswith("docker push")] == [
-        f"docker push {ref}" for ref in plan.refs]
-    assert sum("docker manifest inspect --verbose" in line for line in lines) == 4
+    assert lines[3].startswith("aws ecr describe-repositories --repository-names rag-worker")
+    assert lines[4:8] == [f"docker push {ref}" for ref in plan.refs]
+    assert lines[8:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
+                         for ref in plan.refs]
     assert PASSWORD not in out
-    assert [c[1] for c in fp.calls] == ["build"]  # nothing but the probe ran
+    assert len(fp.calls) == 0  # not even the probe ran
+    # what the dry run cannot know is said on stderr
+    assert "a real run adds --provenance=false --sbom=false" in err
+    assert "lists the repository's tags (aws ecr list-images)" in err
+    assert not pushing.no_attestations
+
+
+def test_dry_run_warns_about_a_missing_credential_helper_and_shows_the_rest(fp, clean_env,
+                                                                           capsys):
+    """The dry run's rule for a tool a real run needs: a warning, and the plan goes on."""
+    fp.allow_unregistered(False)
+    (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
+    runner = Runner(dry_run=True)
+    pushing = push.prepare(runner, build_plan(dry_run=True))
+    out, err = capsys.readouterr()
+    assert ("warning: docker-credential-ecr-login, which credHelpers in" in err
+            and "(a real run stops here)" in err)
+    assert out.splitlines()[1].startswith("aws ecr describe-repositories ")
+    assert pushing.helper == "ecr-login" and len(fp.calls) == 0
+
+
+def test_buildx_plans_skip_the_attestation_probe(fp):
+    fp.allow_unregistered(False)
+    plan = build_plan(f"{PLAIN}/rag-worker", builder="remote")
+    assert plan.buildx
+    assert push.prepare(Runner(), plan).no_attestations
+    assert len(fp.calls) == 0
 
 
 # --- through the CLI ---------------------------------------------------------------------------
@@ -739,3 +784,126 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
     build_at = [i for i, c in enumerate(calls) if "--provenance=false" in c]
     pushes_at = [i for i, c in enumerate(calls) if c[1] == "push"]
     assert len(build_at) == 1 and len(pushes_at) == 4 and min(pushes_at) > build_at[0]
+
+
+# --- failures in the middle of a push ----------------------------------------------------------
+
+
+def test_a_push_without_a_digest_is_listed_as_pushed(fp):
+    """docker push exited 0, so the ref is on the registry: it is not "not pushed"."""
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    a, b, c, d = plan.refs
+    register_push(fp, a)
+    register_push(fp, b, stdout="b: Pushed\n")  # exit 0, no digest line
+    with pytest.raises(PushFailed) as err:
+        push_and_verify(prepared(plan), Runner())
+    message = str(err.value)
+    assert "succeeded but printed no digest" in message
+    assert f"pushed: {a}, {b} (digest unknown)\n" in message
+    assert message.endswith(f"not pushed: {c}, {d}")
+
+
+@pytest.mark.parametrize("stop", ["child", "sleep"])
+def test_ctrl_c_during_the_pushes_lists_what_was_pushed_and_exits_130(fp, monkeypatch, stop):
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    a, b, c, d = plan.refs
+    register_push(fp, a)
+    if stop == "child":  # Ctrl-C while docker push runs: the runner stops it, raises Interrupted
+        real_run = Runner.run
+
+        def run(self, cmd, **kw):
+            if cmd.argv[-1] == b:
+                raise Interrupted("interrupted; stopped docker push")
+            return real_run(self, cmd, **kw)
+
+        monkeypatch.setattr(Runner, "run", run)
+        sleep = FakeSleep()
+    else:  # Ctrl-C while waiting to retry
+        register_push(fp, b, stdout="read: connection reset by peer\n", returncode=1)
+
+        def sleep(seconds):
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as err:
+        prepared(plan, sleep).push(Runner())
+    assert err.value.exit_code == 130
+    assert str(err.value).splitlines()[1:] == [f"pushed: {a}", f"not pushed: {b}, {c}, {d}"]
+
+
+# --- odd registry answers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("descriptor", [{"mediaType": DOCKER_MANIFEST, "digest": 12},
+                                        {"mediaType": DOCKER_MANIFEST, "digest": None},
+                                        {"mediaType": DOCKER_MANIFEST}])
+def test_a_descriptor_without_a_string_digest_is_a_verification_problem(fp, descriptor):
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
+    for ref in plan.refs:
+        register_push(fp, ref)
+        register_inspect(fp, ref, stdout=json.dumps({"Descriptor": descriptor}))
+    with pytest.raises(PushFailed) as err:
+        push_and_verify(prepared(plan), Runner())
+    assert "cannot read `docker manifest inspect --verbose`: no digest in the Descriptor" in str(
+        err.value)
+
+
+@pytest.mark.parametrize("filters", [[{"filterType": "WILDCARD", "filter": 7}], ["latest"],
+                                     {"filter": "x"}])
+def test_odd_exclusion_filters_are_a_one_line_failure(fp, filters):
+    register_probe(fp)
+    register_login(fp)
+    repo = json.loads(repository_json(mutability="IMMUTABLE_WITH_EXCLUSION"))
+    repo["repositories"][0]["imageTagMutabilityExclusionFilters"] = filters
+    register_describe(fp, stdout=json.dumps(repo))
+    with pytest.raises(CommandFailed, match="cannot read `aws ecr describe-repositories` output"):
+        push.prepare(Runner(), build_plan())
+
+
+@pytest.mark.parametrize("stdout", ['{"imageIds": "latest"}', '{"imageIds": [1]}', "[]"])
+def test_odd_list_images_output_is_a_one_line_failure(fp, stdout):
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
+    aws(fp, "list-images", fp.any(), stdout=stdout)
+    with pytest.raises(CommandFailed, match="cannot read `aws ecr list-images` output"):
+        push.prepare(Runner(), build_plan())
+
+
+def test_a_daemon_that_goes_away_during_the_push_gets_the_daemon_message(fp):
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    register_push(fp, plan.refs[0], returncode=1, stdout=(
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
+        "daemon running?\n"))
+    with pytest.raises(PushFailed) as err:
+        push_and_verify(prepared(plan), Runner())
+    from ragbuild.steps import daemon_unreachable
+
+    assert str(err.value).startswith(f"{plan.refs[0]}: {daemon_unreachable(None)}")
+
+
+def test_fips_is_read_from_the_registry_once():
+    assert parse_registry("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/r").fips
+    assert not parse_registry(f"{ECR}/r").fips
+    assert not parse_registry(f"{PLAIN}/r").fips
+
+
+# --- semver channels in an immutable repository ------------------------------------------------
+
+
+def test_semver_channels_are_moving_tags_in_an_immutable_repository(fp):
+    """<major> and <major>.<minor> move with every release of their line, like latest."""
+    register_probe(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
+    register_list_images(fp, [])
+    plan = build_plan(version="1.4.1", env="prod", semver_tags=True, latest_policy="never")
+    assert "1.4" in plan.tags and "1" in plan.tags
+    with pytest.raises(PushFailed) as err:
+        push.prepare(Runner(), plan)
+    assert "the planned tags 1.4, 1, prod cannot be pushed" in str(err.value)
+
+
+def test_moving_tags_without_semver_tags_are_latest_and_the_env():
+    assert push.moving_tags(build_plan(version="1.4.1", env="prod")) == {"latest", "prod"}
+    assert push.moving_tags(build_plan(version="1.4.1", env="prod", semver_tags=True)) == {
+        "latest", "prod", "1", "1.4"}
