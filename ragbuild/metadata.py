@@ -12,6 +12,7 @@ what would be.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -43,6 +44,20 @@ def github_output_lines(tags, digest: str, image_id: str, delimiter: Optional[st
             f"digest={digest}\nimage-id={image_id}\n")
 
 
+def check_path(path: str) -> None:
+    """``--metadata-file``, checked with the build's other paths before git or docker runs (and
+    again by ``Recorder``): a file the end of the run can write, or exit 2 now, not after a push."""
+    if not path:
+        raise UsageError("--metadata-file is empty; name a file, e.g. --metadata-file build.json")
+    if os.path.isdir(path):
+        raise UsageError(f"--metadata-file {path} is a directory; name a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"--metadata-file {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):  # the file is written beside itself, then renamed
+        raise UsageError(f"--metadata-file {path}: directory {parent} is not writable")
+
+
 class Recorder:
     """Times the steps and writes what the build made."""
 
@@ -60,11 +75,7 @@ class Recorder:
         self.failed_step = None
         self.error = None
         if path is not None:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                raise UsageError(f"--metadata-file {path}: directory {parent} does not exist")
-            if os.path.isdir(path):
-                raise UsageError(f"--metadata-file {path} is a directory; name a file")
+            check_path(path)
 
     @classmethod
     def for_options(cls, options, plan, moment, runner, environ=os.environ) -> "Recorder":
@@ -166,6 +177,8 @@ class Recorder:
                 handle.write(text)
             os.replace(temporary, self.path)  # readers never see half a file
         except OSError as err:
+            with contextlib.suppress(OSError):  # no .tmp-<pid> left behind
+                os.unlink(temporary)
             message = f"cannot write --metadata-file {self.path}: {err.strerror}"
             if quiet_errors:  # the step's own error matters more
                 self.runner.log(f"warning: {message}")

@@ -59,6 +59,10 @@ def check_paths(options: Options) -> None:
         raise UsageError(f"Dockerfile {dockerfile!r} not found (run from the project root, or pass -f)")
     if not os.access(dockerfile, os.R_OK):
         raise UsageError(f"Dockerfile {dockerfile!r} cannot be read (permission denied)")
+    if options.metadata_file is not None:
+        from ragbuild.metadata import check_path
+
+        check_path(options.metadata_file)
 
 
 def git_info(runner) -> GitInfo:

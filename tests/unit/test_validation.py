@@ -164,3 +164,50 @@ def test_skip_existing_immutable_with_an_ecr_push_is_planned():
                                "--skip-existing-immutable"])
     plan = make_plan(options, Config(), GitInfo(sha="a1b2c3d"), steps.clock({"SOURCE_DATE_EPOCH": "0"}))
     assert plan.registry.is_ecr and plan.options.skip_existing_immutable
+
+
+# --- --metadata-file: checked up front, no temporary file left behind ---------------------------
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--metadata-file", ""], "--metadata-file is empty; name a file"),
+    (["--metadata-file="], "--metadata-file is empty"),
+    (["--metadata-file", "no/such/dir/m.json"], "--metadata-file no/such/dir/m.json: directory"),
+    (["--metadata-file", "."], "--metadata-file . is a directory; name a file"),
+])
+def test_a_metadata_path_that_cannot_be_written_stops_before_git(argv, fragment, project,
+                                                                 strict_fp, capsys):
+    strict_fp.allow_unregistered(False)
+    code, out, err = run_main(["--env", "dev", *argv], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err, err
+    assert len(strict_fp.calls) == 0  # not even git describe
+
+
+def test_a_metadata_directory_that_is_not_writable_stops_before_git(project, strict_fp, capsys,
+                                                                    monkeypatch):
+    (project / "out").mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if str(path).endswith("/out") and mode & os.W_OK else real(path, mode, **kw)))
+    code, _, err = run_main(["--env", "dev", "--metadata-file", "out/m.json"], capsys)
+    assert code == 2
+    assert err == f"error: --metadata-file out/m.json: directory {project}/out is not writable\n"
+    assert len(strict_fp.calls) == 0
+
+
+def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatch):
+    from ragbuild import metadata
+    from ragbuild.runner import Runner
+
+    plan = make_plan(cli.parse_build(["--env", "dev"]), Config(), GitInfo(sha="a1b2c3d"),
+                     steps.clock({"SOURCE_DATE_EPOCH": "0"}))
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(metadata.os, "replace", refuse)
+    record = metadata.Recorder(plan, steps.clock({"SOURCE_DATE_EPOCH": "0"}), Runner(),
+                               path=str(project / "m.json"))
+    with pytest.raises(Exception, match="cannot write --metadata-file .*m.json: Permission denied"):
+        record.finish()
+    assert sorted(p.name for p in project.iterdir()) == ["Dockerfile"]
