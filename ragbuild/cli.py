@@ -9,7 +9,12 @@ import sys
 
 from ragbuild.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
 
+#: The name usage lines and messages give this program; main() sets it from how it was started
+#: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
 PROG = "build-image.py"
+#: Exit status after stdout was closed early (``... --dry-run | head -1``): 128 + SIGPIPE, what a
+#: shell reports for a tool the broken pipe stopped, so ``set -o pipefail`` sees it as usual.
+EXIT_BROKEN_PIPE = 141
 
 DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port of build-image.sh)."
 
@@ -36,7 +41,10 @@ other commands (each has --help and --dry-run):
 environment variables:
   ECR_REGISTRY_URI     default for --registry
   DOCKER               the docker client to run (default: docker on PATH)
+  AWS_CLI              the aws CLI to run for the ECR login (default: aws on PATH)
   DOCKER_HOST, DOCKER_CONTEXT   the daemon to talk to, as docker itself reads them
+  DOCKER_CONFIG        docker's config directory (config.json: credHelpers, current context)
+  BUILDX_BUILDER       the buildx builder when --builder is not given (read by docker buildx)
   BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID   the build number of --ci-tags (first set wins)
   SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags
   TZ                   time zone of the timestamp tag (local time, as the bash script)
@@ -44,7 +52,8 @@ environment variables:
   GITHUB_OUTPUT        a successful build appends tags, digest and image-id to this file
 
 exit status:
-  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 130 interrupted
+  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 130 interrupted,
+  141 stdout closed early (e.g. --dry-run | head -1)
 """
 
 
@@ -224,16 +233,48 @@ def cmd_build(argv) -> int:
 
 
 def push_hint(plan, argv) -> str:
+    """The exact command that pushes what was just built: this program, as it was started, with
+    the user's arguments and --push (a registry placeholder when none was given)."""
     from ragbuild.plan import redact_argv
 
     shown = list(redact_argv(argv))  # a --build-arg's secret value is never echoed
     stars = " (put the *** values back)" if shown != list(argv) else ""
-    if plan.registry:
-        return f"push it: {PROG} {shlex.join(shown + ['--push'])}{stars}"
-    version = f" VERSION={plan.version}" if plan.version else ""
-    target = "push-prod" if plan.env == "prod" else "push-dev"
-    return (f"push it: make {target} ECR_URI=<registry>/<repository>{version}   "
-            f"(or {PROG} {shlex.join(shown + ['--registry', '<uri>', '--push'])}){stars}")
+    registry = [] if plan.registry else ["--registry", "<registry>/<repository>"]
+    return f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'])}{stars}"
+
+
+def program_name(argv0=None) -> str:
+    """build-image.py when started as scripts/build-image.py, else ragbuild (the console script,
+    or ``python -m ragbuild``)."""
+    name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    return "build-image.py" if name.startswith("build-image") else "ragbuild"
+
+
+def rerun_words(argv0=None, executable=None, prefix=None, base_prefix=None,
+                environ=os.environ) -> list:
+    """How to start this program again as it was started: ``scripts/build-image.py`` (its
+    shebang finds python3 on PATH), prefixed with the interpreter when that is a virtualenv's
+    that is not activated (``make`` runs ``.venv/bin/python scripts/build-image.py``);
+    ``ragbuild`` for the console script; ``<python> -m ragbuild``."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    executable = sys.executable if executable is None else executable
+    prefix = sys.prefix if prefix is None else prefix
+    base_prefix = sys.base_prefix if base_prefix is None else base_prefix
+    python = _relative(executable)
+    name = os.path.basename(argv0)
+    if name == "__main__.py":
+        return [python, "-m", "ragbuild"]
+    if program_name(argv0) == "ragbuild":
+        return ["ragbuild"]
+    script = argv0 if os.sep in argv0 else os.path.join(".", argv0)
+    inactive_venv = prefix != base_prefix and environ.get("VIRTUAL_ENV") != prefix
+    return [python, script] if inactive_venv else [script]
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    return rel if not rel.startswith(os.pardir) else path
 
 
 def sub_parser(name: str, description: str) -> ArgumentParser:
@@ -303,6 +344,8 @@ SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cm
 
 
 def main(argv=None) -> int:
+    global PROG
+    PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
@@ -316,5 +359,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout's reader is gone (`| head -1`): nothing more can be said there, and Python's
+        # final flush would fail again, so stdout becomes /dev/null (the recipe of the Python docs)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor
+            pass
+        return EXIT_BROKEN_PIPE
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else (EXIT_OK if exit_.code is None else EXIT_USAGE)

@@ -104,7 +104,8 @@ def test_bad_registry_from_environment_names_the_variable(project, strict_fp, ca
     assert docker_calls(strict_fp) == 0
 
 
-def test_help_shows_flags_examples_environment_and_exit_codes(strict_fp, capsys):
+def test_help_shows_flags_examples_environment_and_exit_codes(strict_fp, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["scripts/build-image.py"])
     code, out, err = run_main(["--help"], capsys)
     assert code == 0 and err == ""
     for flag in ("-v VERSION, --version VERSION", "-e ENV, --env ENV", "-r URI, --registry URI",
@@ -114,14 +115,17 @@ def test_help_shows_flags_examples_environment_and_exit_codes(strict_fp, capsys)
         assert flag in out, flag
     assert "examples:\n  build-image.py --env dev " in out
     assert "environment variables:" in out
-    for variable in ("ECR_REGISTRY_URI", "DOCKER ", "SOURCE_DATE_EPOCH", "TZ "):
+    for variable in ("ECR_REGISTRY_URI", "DOCKER ", "SOURCE_DATE_EPOCH", "TZ ", "AWS_CLI ",
+                     "DOCKER_HOST, DOCKER_CONTEXT ", "DOCKER_CONFIG ", "BUILDX_BUILDER ",
+                     "GITHUB_OUTPUT "):
         assert f"\n  {variable}" in out, variable
     assert "exit status:\n  0 success, 1 a command failed, 2 bad usage" in out
     assert "130 interrupted" in out
     assert len(strict_fp.calls) == 0
 
 
-def test_short_help(strict_fp, capsys):
+def test_short_help(strict_fp, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["scripts/build-image.py"])
     code, out, _ = run_main(["-h"], capsys)
     assert code == 0 and out.startswith("usage: build-image.py")
 
@@ -518,7 +522,8 @@ def test_python_dash_m_ragbuild_help():
     done = subprocess.run([sys.executable, "-m", "ragbuild", "--help"], cwd=REPO,
                           capture_output=True, text=True, env=child_env(), timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage: build-image.py")
+    assert done.stdout.startswith("usage: ragbuild [-h]")
+    assert "examples:\n  ragbuild --env dev " in done.stdout
 
 
 @pytest.fixture
