@@ -89,12 +89,16 @@ ARG GIT_COMMIT=unknown
 ARG BUILD_TIMESTAMP=unknown
 ARG SOURCE_URL=
 
-# org.ragbuild.project marks images built by this project; `ragbuild clean`
-# removes only images carrying it.
+# org.opencontainers.image.created is not set here: OCI wants RFC 3339 and
+# BUILD_TIMESTAMP is bash's %Y%m%d-%H%M%S, so ragbuild passes the same
+# instant as `--label org.opencontainers.image.created=<RFC 3339>`; it also
+# passes `--label org.ragbuild.repository=<image name or registry URI>`,
+# which `ragbuild clean` goes by. org.ragbuild.project is informational
+# only (images built FROM this one inherit it). The source label comes from
+# `--build-arg SOURCE_URL=https://...`.
 LABEL org.opencontainers.image.title="rag-worker" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${GIT_COMMIT}" \
-      org.opencontainers.image.created="${BUILD_TIMESTAMP}" \
       org.opencontainers.image.source="${SOURCE_URL}" \
       org.ragbuild.project="rag-worker"
 

@@ -25,6 +25,10 @@ RESERVED_BUILD_ARGS = ("VERSION", "ENVIRONMENT", "GIT_COMMIT", "BUILD_TIMESTAMP"
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 #: The label the Dockerfile puts on every image of this project (``clean`` removes only these).
 PROJECT_LABEL = "org.ragbuild.project"
+#: Put on every image by ragbuild's build command: the repository its tags go on (``plan.base``).
+REPOSITORY_LABEL = "org.ragbuild.repository"
+#: OCI's creation time, RFC 3339 (``BUILD_TIMESTAMP`` keeps bash's ``%Y%m%d-%H%M%S``).
+CREATED_LABEL = "org.opencontainers.image.created"
 
 BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
 
@@ -201,6 +205,7 @@ class BuildPlan:
     cache_from: tuple = ()  # builders.Cache
     cache_to: tuple = ()
     docker: object = None  # builders.DockerTarget: the daemon docker talks to
+    created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
 
     @property
     def multi_platform(self) -> bool:
@@ -343,6 +348,12 @@ def format_timestamp(moment: datetime) -> str:
     return moment.strftime(TIMESTAMP_FORMAT)
 
 
+def format_created(moment: datetime) -> str:
+    """The same instant in RFC 3339 with its UTC offset (a naive moment is local time), the
+    offset of the wall-clock time ``format_timestamp`` writes."""
+    return (moment if moment.tzinfo else moment.astimezone()).isoformat(timespec="seconds")
+
+
 def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, *,
               version_tags: Optional[tuple] = None, environ=None, docker=None) -> BuildPlan:
     """Validate the flags, then compute the tags and build args, exactly in bash's order.
@@ -374,7 +385,8 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                      build_args=plan_build_args(version, env, git, timestamp, extra_args,
                                                 buildx=where["buildx"], cache_to=where["cache_to"]),
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
-                     options=options, notes=notes, docker=docker, **where)
+                     options=options, notes=notes, docker=docker,
+                     created=format_created(moment), **where)
 
 
 def _check_version_and_env(options: Options, config: Config) -> tuple:
@@ -514,6 +526,9 @@ def build_command(plan: BuildPlan, *, no_attestations: bool = False,
         argv += ["-t", ref]
     for key, value in plan.build_args:
         argv += ["--build-arg", f"{key}={value}"]
+    if plan.created:
+        argv += ["--label", f"{CREATED_LABEL}={plan.created}"]
+    argv += ["--label", f"{REPOSITORY_LABEL}={plan.base}"]
     if opts.no_cache:
         argv.append("--no-cache")
     if opts.pull:

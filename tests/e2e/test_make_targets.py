@@ -12,6 +12,7 @@ import socket
 import stat
 import time
 import urllib.request
+from datetime import datetime
 
 import pytest
 
@@ -20,6 +21,12 @@ from .support import LOCAL_CONTAINER, PROJECT_LABEL, WORKER
 pytestmark = pytest.mark.e2e
 
 HEALTH_WAIT = 60  # seconds for a started container to answer /health
+
+
+def created_stamp(created: str) -> str:
+    """OCI's created label is RFC 3339 with an offset: as BUILD_TIMESTAMP's %Y%m%d-%H%M%S."""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)", created), created
+    return datetime.fromisoformat(created.replace("Z", "+00:00")).strftime("%Y%m%d-%H%M%S")
 
 
 def free_port() -> int:
@@ -62,8 +69,9 @@ def test_build_dev_labels_carry_the_build_args(dev_build, docker):
     assert labels["org.opencontainers.image.title"] == "rag-worker"
     assert labels["org.opencontainers.image.version"] == "unknown"  # a dev build has no version
     assert labels["org.opencontainers.image.revision"] == dev_build.project.sha
-    assert labels["org.opencontainers.image.created"] == dev_build.timestamp
+    assert created_stamp(labels["org.opencontainers.image.created"]) == dev_build.timestamp
     assert labels[PROJECT_LABEL] == "rag-worker"
+    assert labels["org.ragbuild.repository"] == WORKER  # ragbuild's --label
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["ENVIRONMENT"] == "dev"
     assert env["GIT_COMMIT"] == dev_build.project.sha
@@ -130,7 +138,7 @@ def test_build_prod_with_version_tags_and_labels(prod_project, docker, images, p
     labels = docker.inspect(image_id)["Config"]["Labels"]
     assert labels["org.opencontainers.image.version"] == "1.0.0"
     assert labels["org.opencontainers.image.revision"] == sha
-    assert labels["org.opencontainers.image.created"] == ts
+    assert created_stamp(labels["org.opencontainers.image.created"]) == ts
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from fakes import STAMP, docker_calls, register_git
 from ragbuild import cli, push
 from ragbuild.builders import DockerTarget, parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
-from ragbuild.plan import Config, GitInfo, build_command, describe_plan, make_plan
+from ragbuild.plan import Config, GitInfo, build_command, describe_plan, format_created, make_plan
 from ragbuild.runner import Runner
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
@@ -25,6 +25,13 @@ REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d"]
 BUILD_ARGS = ["--build-arg", "ENVIRONMENT=dev", "--build-arg", "GIT_COMMIT=a1b2c3d",
               "--build-arg", f"BUILD_TIMESTAMP={STAMP}"]
 AMD64_ARM64 = "linux/amd64,linux/arm64"
+CREATED = "2023-12-03T14:30:22+00:00"  # STAMP in RFC 3339 (the CLI tests' clock, in UTC)
+
+
+def labels(base="rag-worker", created=None):
+    """The labels every build gets: OCI's created time (RFC 3339) and the repository of its tags."""
+    return ["--label", f"org.opencontainers.image.created={created or format_created(MOMENT)}",
+            "--label", f"org.ragbuild.repository={base}"]
 
 
 def plan_for(argv, docker=None):
@@ -97,37 +104,37 @@ def test_bad_cache_specs(raw, flag, fragment):
 
 BUILD_COMMANDS = [
     pytest.param(["--platform", "linux/amd64", "--pull"], [
-        "docker", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS, "--pull",
+        "docker", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS, *labels(), "--pull",
         "--platform", "linux/amd64", "."], id="one-platform-plain-docker-build"),
     pytest.param(["--cache-from", "type=registry,ref=r.example.com/rag:cache",
                   "--cache-from", "rag-worker:dev", "--cache-to", "type=inline"], [
         "docker", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS,
-        "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--cache-from", "r.example.com/rag:cache",
+        "--build-arg", "BUILDKIT_INLINE_CACHE=1", *labels(), "--cache-from", "r.example.com/rag:cache",
         "--cache-from", "rag-worker:dev", "."], id="plain-build-gets-refs-and-inline-cache-arg"),
     pytest.param(["--cache-to", "type=inline", "--build-arg", "BUILDKIT_INLINE_CACHE=0"], [
         "docker", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS,
-        "--build-arg", "BUILDKIT_INLINE_CACHE=0", "."], id="own-inline-cache-arg-wins"),
+        "--build-arg", "BUILDKIT_INLINE_CACHE=0", *labels(), "."], id="own-inline-cache-arg-wins"),
     pytest.param(["--builder", "remote", "--no-cache"], [
         "docker", "buildx", "build", "--builder", "remote", "-f", "Dockerfile", *tagged(REFS),
-        *BUILD_ARGS, "--no-cache", "--load", "."], id="builder-loads-the-image"),
+        *BUILD_ARGS, *labels(), "--no-cache", "--load", "."], id="builder-loads-the-image"),
     pytest.param(["--builder", "remote", "--cache-from", "type=registry,ref=r.example.com/rag:c",
                   "--cache-to", "type=registry,ref=r.example.com/rag:c,mode=max",
                   "--cache-to", "type=inline"], [
         "docker", "buildx", "build", "--builder", "remote", "-f", "Dockerfile", *tagged(REFS),
-        *BUILD_ARGS, "--cache-from", "type=registry,ref=r.example.com/rag:c",
+        *BUILD_ARGS, *labels(), "--cache-from", "type=registry,ref=r.example.com/rag:c",
         "--cache-to", "type=registry,ref=r.example.com/rag:c,mode=max",
         "--cache-to", "type=inline", "--load", "."], id="buildx-gets-the-specs-as-given"),
     pytest.param(["--cache-to", "type=registry,ref=r.example.com/rag:c"], [
-        "docker", "buildx", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS,
+        "docker", "buildx", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS, *labels(),
         "--cache-to", "type=registry,ref=r.example.com/rag:c", "--load", "."],
         id="registry-cache-export-needs-buildx"),
     pytest.param(["--cache-from", "type=local,src=/tmp/c"], [
-        "docker", "buildx", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS,
+        "docker", "buildx", "build", "-f", "Dockerfile", *tagged(REFS), *BUILD_ARGS, *labels(),
         "--cache-from", "type=local,src=/tmp/c", "--load", "."], id="local-cache-needs-buildx"),
     pytest.param(["--platform", AMD64_ARM64, "--registry", REG, "--push"], [
         "docker", "buildx", "build", "-f", "Dockerfile",
         *tagged([f"{REG}:dev-{STAMP}", f"{REG}:dev", f"{REG}:git-a1b2c3d"]), *BUILD_ARGS,
-        "--platform", AMD64_ARM64, "--push", "."], id="multi-platform-pushes"),
+        *labels(REG), "--platform", AMD64_ARM64, "--push", "."], id="multi-platform-pushes"),
 ]
 
 
@@ -321,7 +328,8 @@ def test_dry_run_shows_the_new_flags_effect(project, strict_fp, capsys, monkeypa
         "DOCKER_BUILDKIT=1", "docker", "build", "-f", "Dockerfile",
         *tagged([f"rag-worker:{t}" for t in ("v1.2.3", "1.2.3", "1.2", "1", f"dev-{STAMP}", "dev",
                                               "git-a1b2c3d", "build-314", "latest")]),
-        "--build-arg", "VERSION=1.2.3", *BUILD_ARGS, "--pull", "--platform", "linux/amd64",
+        "--build-arg", "VERSION=1.2.3", *BUILD_ARGS, *labels(created=CREATED), "--pull",
+        "--platform", "linux/amd64",
         "--cache-from", "r.example.com/rag:cache", "."]
     assert "  build-314: build number from GITHUB_RUN_NUMBER\n" in err
 
@@ -468,7 +476,8 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     register_buildx(fp)
     refs = [f"{REG}:dev-{STAMP}", f"{REG}:dev", f"{REG}:git-a1b2c3d"]
     fp.register([fp.program("docker"), "buildx", "build", "-f", "Dockerfile", *tagged(refs),
-                 *BUILD_ARGS, "--platform", AMD64_ARM64, "--push", "--provenance=false",
+                 *BUILD_ARGS, *labels(REG, CREATED), "--platform", AMD64_ARM64, "--push",
+                 "--provenance=false",
                  "--sbom=false", "."])
     raw = raw_index()
     for ref in refs:

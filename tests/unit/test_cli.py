@@ -30,7 +30,9 @@ DOCKER = "docker"
 DEV_BUILD = ("DOCKER_BUILDKIT=1 docker build -f Dockerfile -t rag-worker:dev-20231203-143022 "
              "-t rag-worker:dev -t rag-worker:git-a1b2c3d -t rag-worker:latest "
              "--build-arg ENVIRONMENT=dev --build-arg GIT_COMMIT=a1b2c3d "
-             "--build-arg BUILD_TIMESTAMP=20231203-143022 .")
+             "--build-arg BUILD_TIMESTAMP=20231203-143022 "
+             "--label org.opencontainers.image.created=2023-12-03T14:30:22+00:00 "
+             "--label org.ragbuild.repository=rag-worker .")
 DEV_INSPECT = ("docker image inspect --format '{{.Id}} {{.Size}} {{json .RepoTags}} "
                "{{json .Config.Labels}}' "
                "rag-worker:dev-20231203-143022")

@@ -11,7 +11,7 @@ import pytest
 from ragbuild.cli import parse_build
 from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.plan import (Command, Config, GitInfo, Options, build_command, check_env, check_tag,
-                           describe_plan, format_timestamp, git_describe_command, human_size,
+                           describe_plan, format_created, format_timestamp, git_describe_command, human_size,
                            inspect_command, make_plan, parse_build_arg, parse_git_describe,
                            parse_registry, parse_version, plan_build_args, plan_tags)
 
@@ -156,6 +156,8 @@ def test_build_command_is_one_docker_build_with_every_tag():
         "-t", "rag-worker:git-a1b2c3d", "-t", "rag-worker:latest",
         "--build-arg", "VERSION=1.0.0", "--build-arg", "ENVIRONMENT=prod",
         "--build-arg", "GIT_COMMIT=a1b2c3d", "--build-arg", "BUILD_TIMESTAMP=20231203-143022",
+        "--label", f"org.opencontainers.image.created={format_created(MOMENT)}",
+        "--label", "org.ragbuild.repository=rag-worker",
         "--no-cache", "src",
     )
     assert cmd.env == (("DOCKER_BUILDKIT", "1"),)

@@ -10,7 +10,7 @@ import pytest
 
 from ragbuild import cli, push
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
-from ragbuild.plan import Config, GitInfo, Options, make_plan, parse_registry
+from ragbuild.plan import Config, GitInfo, Options, format_created, make_plan, parse_registry
 from ragbuild.runner import Runner
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -721,7 +721,9 @@ def register_git(fp):
 def cli_build_argv(ref):
     return ["docker", "build", "-f", "Dockerfile", *sum((["-t", r] for r in ref), []),
             "--build-arg", "ENVIRONMENT=dev", "--build-arg", "GIT_COMMIT=abc1234",
-            "--build-arg", f"BUILD_TIMESTAMP={TS}"]
+            "--build-arg", f"BUILD_TIMESTAMP={TS}",
+            "--label", f"org.opencontainers.image.created={format_created(MOMENT)}",
+            "--label", f"org.ragbuild.repository={ref[0].rsplit(':', 1)[0]}"]
 
 
 def test_failed_build_never_pushes(fp, project, capsys):
