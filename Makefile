@@ -47,7 +47,7 @@ run-local: $(VENV)/.installed ## run rag-worker:dev in the background on port 80
 logs: $(VENV)/.installed ## show the local container's logs (ARGS=-f to follow)
 	$(SCRIPT) logs $(ARGS)
 
-clean: $(VENV)/.installed ## remove the images built by this project (label org.ragbuild.project), no other
+clean: $(VENV)/.installed ## remove the tags ragbuild builds made (label org.ragbuild.repository), no other
 	$(SCRIPT) clean $(ARGS)
 
 test: $(VENV)/.installed ## run the unit and service tests

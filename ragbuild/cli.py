@@ -36,7 +36,7 @@ other commands (each has --help and --dry-run):
   %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
-  %(prog)s clean                                remove only images labelled org.ragbuild.project
+  %(prog)s clean                                remove only the tags ragbuild builds made
 
 environment variables:
   ECR_REGISTRY_URI     default for --registry
@@ -330,13 +330,14 @@ def cmd_logs(argv) -> int:
 
 def cmd_clean(argv) -> int:
     from ragbuild import manage
-    from ragbuild.config import load_config
     from ragbuild.runner import Runner
 
-    parser = sub_parser("clean", "Remove the images labelled as built by this project "
-                                 "(org.ragbuild.project=<image-name>), and no other image.")
+    parser = sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
+                                 "in their org.ragbuild.repository label), and no other tag: an "
+                                 "image built FROM one, or one you tagged yourself, keeps its own "
+                                 "tags. Untagged leftovers: " + manage.PRUNE_HINT)
     ns = parser.parse_args(argv)
-    manage.clean(Runner(dry_run=ns.dry_run), load_config().image_name)
+    manage.clean(Runner(dry_run=ns.dry_run))
     return EXIT_OK
 
 

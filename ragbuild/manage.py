@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ragbuild.plan import PROJECT_LABEL, Command
+import json
+
+from ragbuild.errors import CommandFailed
+from ragbuild.plan import REPOSITORY_LABEL, Command
 
 LOCAL_CONTAINER = "rag-worker-local"
 
@@ -23,20 +26,115 @@ def logs(runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: in
     runner.run(Command(tuple(argv + [name]), mode="stream"))
 
 
-def list_images_command(project: str) -> Command:
-    return Command(("docker", "image", "ls", "--quiet", "--no-trunc",
-                    "--filter", f"label={PROJECT_LABEL}={project}"))
+# --- clean -------------------------------------------------------------------------------------
+
+PRUNE_HINT = f"docker image prune --filter label={REPOSITORY_LABEL}"
 
 
-def clean(runner, project: str, *, name: str = LOCAL_CONTAINER) -> list:
-    """Remove the images carrying this project's label, and only those."""
-    listed = runner.run(list_images_command(project))
-    ids = ["IMAGE_IDS"] if listed.dry else list(dict.fromkeys(listed.stdout.split()))
-    if not ids:
-        runner.log(f"nothing to clean: no image has label {PROJECT_LABEL}={project}")
+def list_images_command() -> Command:
+    """Every image carrying the repository label: ragbuild's, and images built FROM them."""
+    return Command(("docker", "image", "ls", "--filter", f"label={REPOSITORY_LABEL}",
+                    "--quiet", "--no-trunc"))
+
+
+def inspect_images_command(ids) -> Command:
+    """ONE inspect of every listed id (tags and labels); checked by ``_inspect``."""
+    return Command(("docker", "image", "inspect", *ids), check=False, quiet=True)
+
+
+def container_image_command(name: str) -> Command:
+    return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
+                   check=False, quiet=True)
+
+
+def familiar(repository: str) -> str:
+    """A repository as docker lists it: Docker Hub's ``docker.io/`` and ``library/`` dropped."""
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if repository.startswith(prefix):
+            repository = repository[len(prefix):]
+            if repository.startswith("library/") and repository.count("/") == 1:
+                repository = repository[len("library/"):]
+            break
+    return repository
+
+
+def repository_of(ref: str) -> str:
+    """``host:5000/a/b:tag`` -> ``host:5000/a/b``: the tag follows the last ':' after the last '/'."""
+    name, colon, tag = ref.rpartition(":")
+    return name if colon and "/" not in tag else ref
+
+
+def ragbuild_refs(image: dict) -> list:
+    """The tags of ``image`` on the repository its label names: what ragbuild's build put there.
+    A fork built FROM a ragbuild image inherits the label but not those tags; a tag the user
+    added (``docker tag rag-worker:dev team/x:1``) is on another repository. Both are kept."""
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    repository = labels.get(REPOSITORY_LABEL)
+    if not repository:
         return []
-    runner.run(Command(("docker", "rm", "-f", name), check=False, quiet=True))
-    runner.run(Command(("docker", "image", "rm", "--force", *ids)))
-    if not runner.dry_run:
-        runner.log(f"removed {len(ids)} image(s) labelled {PROJECT_LABEL}={project}")
-    return ids
+    want = familiar(repository)
+    return [ref for ref in image.get("RepoTags") or [] if familiar(repository_of(ref)) == want]
+
+
+def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
+    """Remove the tags ragbuild's builds put on images (label org.ragbuild.repository), and only
+    those: docker deletes an image once its last tag is gone, so an image that also carries a
+    tag of its own (a fork, a user's ``docker tag``) survives under that tag. The local container
+    is removed only when it runs an image this removes; returns the refs removed."""
+    listed = runner.run(list_images_command())
+    if listed.dry:
+        runner.run(inspect_images_command(["IMAGE_IDS"]))
+        runner.log(f"dry run: would remove container {name} only if it runs an image whose every "
+                   f"tag is removed")
+        runner.run(Command(("docker", "image", "rm", "RAGBUILD_REFS")))
+        return []
+    ids = list(dict.fromkeys(listed.stdout.split()))
+    images = _inspect(runner, ids) if ids else []
+    removing = {image.get("Id"): ragbuild_refs(image) for image in images}
+    refs = [ref for image_refs in removing.values() for ref in image_refs]
+    untagged = sum(1 for image in images if not image.get("RepoTags"))
+    if not refs:
+        kept = len(images) - untagged
+        why = f"; {kept} labelled image(s) carry only tags of their own (kept)" if kept else ""
+        runner.log(f"nothing to clean: no image has a tag a ragbuild build made (the repository "
+                   f"in its {REPOSITORY_LABEL} label){why}")
+        _hint_untagged(runner, untagged)
+        return []
+    deleted = {image.get("Id") for image in images
+               if image.get("RepoTags") and len(removing[image.get("Id")]) == len(image["RepoTags"])}
+    running = runner.run(container_image_command(name))
+    if running.ok and running.stdout.strip() in deleted:
+        runner.run(Command(("docker", "rm", "-f", name)))
+    try:
+        runner.run(Command(("docker", "image", "rm", *refs)))
+    except CommandFailed as failure:
+        raise CommandFailed(f"{failure}\n(an image a container uses is kept: remove that container "
+                            "with docker rm -f, then run clean again)",
+                            returncode=failure.returncode, output=failure.output) from None
+    kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
+    also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
+    runner.log(f"removed {len(refs)} tag(s) of ragbuild builds: {len(deleted)} image(s) deleted"
+               f"{also}")
+    _hint_untagged(runner, untagged)
+    return refs
+
+
+def _inspect(runner, ids) -> list:
+    """ONE ``docker image inspect`` of every listed id. An image removed since the listing is
+    only missing from the answer (docker prints the others, then exits 1)."""
+    result = runner.run(inspect_images_command(ids))
+    try:
+        images = json.loads(result.stdout or "[]")
+    except ValueError:
+        images = None
+    if not isinstance(images, list) or (not result.ok and "No such" not in result.stderr):
+        raise CommandFailed(f"`{inspect_images_command(['...']).display()}` failed "
+                            f"(exit {result.returncode}): {result.stderr.strip()[:500]}",
+                            returncode=result.returncode, output=result.stderr)
+    return images
+
+
+def _hint_untagged(runner, count: int) -> None:
+    if count:
+        runner.log(f"{count} untagged image(s) with the label left (earlier builds' leftovers, "
+                   f"or a fork's); to remove them: {PRUNE_HINT}")

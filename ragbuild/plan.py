@@ -23,9 +23,9 @@ DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
 #: Build args ragbuild sets itself; a --build-arg may not override them.
 RESERVED_BUILD_ARGS = ("VERSION", "ENVIRONMENT", "GIT_COMMIT", "BUILD_TIMESTAMP")
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
-#: The label the Dockerfile puts on every image of this project (``clean`` removes only these).
-PROJECT_LABEL = "org.ragbuild.project"
 #: Put on every image by ragbuild's build command: the repository its tags go on (``plan.base``).
+#: ``clean`` removes only tags of that repository, so images built FROM ours (which inherit the
+#: label) and tags a user added survive.
 REPOSITORY_LABEL = "org.ragbuild.repository"
 #: OCI's creation time, RFC 3339 (``BUILD_TIMESTAMP`` keeps bash's ``%Y%m%d-%H%M%S``).
 CREATED_LABEL = "org.opencontainers.image.created"

@@ -1,36 +1,171 @@
 """run-local, logs and clean: the docker calls they make, and what clean leaves alone."""
 
+import json
+
+import pytest
+
 from ragbuild import cli
+from ragbuild.manage import familiar, ragbuild_refs, repository_of
 
 DOCKER = "docker"
-LS = [DOCKER, "image", "ls", "--quiet", "--no-trunc", "--filter",
-      "label=org.ragbuild.project=rag-worker"]
+LS = [DOCKER, "image", "ls", "--filter", "label=org.ragbuild.repository", "--quiet", "--no-trunc"]
+INSPECT_LOCAL = [DOCKER, "container", "inspect", "--format", "{{.Image}}", "rag-worker-local"]
+LABEL = "org.ragbuild.repository"
 
 
-def test_clean_removes_only_labelled_images(fp, capsys):
-    fp.register([fp.program(DOCKER), *LS[1:]], stdout="sha256:aaa\nsha256:bbb\nsha256:aaa\n")
-    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"], returncode=1,
-                stderr="Error: No such container: rag-worker-local\n")
-    fp.register([fp.program(DOCKER), "image", "rm", "--force", "sha256:aaa", "sha256:bbb"])
+def image(image_id, tags, repository=None, **labels):
+    if repository is not None:
+        labels[LABEL] = repository
+    return {"Id": image_id, "RepoTags": list(tags), "Config": {"Labels": labels or None}}
+
+
+def register_listing(fp, images, *, local_image=None):
+    ids = [i["Id"] for i in images]
+    fp.register([fp.program(DOCKER), *LS[1:]], stdout="".join(f"{i}\n" for i in ids))
+    if ids:
+        fp.register([fp.program(DOCKER), "image", "inspect", *ids], stdout=json.dumps(images))
+    if local_image is None:
+        fp.register([fp.program(DOCKER), *INSPECT_LOCAL[1:]], returncode=1,
+                    stderr="Error: No such container: rag-worker-local\n")
+    else:
+        fp.register([fp.program(DOCKER), *INSPECT_LOCAL[1:]], stdout=local_image + "\n")
+
+
+# --- clean -------------------------------------------------------------------------------------
+
+OURS = image("sha256:aaa", ["rag-worker:dev", "rag-worker:latest"], "rag-worker",
+             **{"org.ragbuild.project": "rag-worker"})
+# docker copies labels into an image built FROM ours: the fork carries our label, not our tags
+FORK = image("sha256:fff", ["my-fork:1"], "rag-worker", **{"org.ragbuild.project": "rag-worker"})
+# `docker tag rag-worker:git-abc team/x:1`: one image, our tag and the user's
+USER_TAGGED = image("sha256:uuu", ["rag-worker:git-abc", "team/x:1"], "rag-worker")
+REGISTRY = image("sha256:rrr", ["localhost:5000/team/rag:dev", "localhost:5000/team/rag-other:1"],
+                 "localhost:5000/team/rag")
+DANGLING = image("sha256:ddd", [], "rag-worker")
+
+
+def test_clean_removes_only_the_tags_of_the_labelled_repository(fp, capsys):
+    register_listing(fp, [OURS, FORK, USER_TAGGED, REGISTRY, DANGLING])
+    rm = [fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest",
+          "rag-worker:git-abc", "localhost:5000/team/rag:dev"]
+    fp.register(rm)
     assert cli.main(["clean"]) == 0
-    assert fp.call_count([fp.program(DOCKER), "image", "rm", "--force", "sha256:aaa",
-                          "sha256:bbb"]) == 1
-    assert "removed 2 image(s)" in capsys.readouterr().err
+    assert fp.call_count(rm) == 1  # one call, no --force: a tag docker would refuse stays
+    assert fp.call_count([fp.program(DOCKER), "image", "rm", "--force", fp.any()]) == 0
+    assert fp.call_count([fp.program(DOCKER), "rm", fp.any()]) == 0  # no local container
+    err = capsys.readouterr().err
+    assert ("removed 4 tag(s) of ragbuild builds: 1 image(s) deleted; 3 labelled image(s) keep "
+            "tags of their own") in err
+    assert "1 untagged image(s)" in err and "docker image prune --filter label=org.ragbuild.repository" in err
 
 
-def test_clean_with_nothing_to_clean_is_not_an_error(fp, capsys):
-    fp.register([fp.program(DOCKER), *LS[1:]], stdout="")
+def test_one_inspect_call_for_every_listed_image(fp):
+    register_listing(fp, [OURS, FORK])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
     assert cli.main(["clean"]) == 0
-    assert "nothing to clean" in capsys.readouterr().err
+    assert fp.call_count([fp.program(DOCKER), "image", "inspect", fp.any()]) == 1
+
+
+def test_a_second_clean_has_nothing_to_clean_but_leaves_forks_and_user_tags(fp, capsys):
+    register_listing(fp, [FORK, image("sha256:uuu", ["team/x:1"], "rag-worker")])
+    assert cli.main(["clean"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to clean" in err and "2 labelled image(s) carry only tags of their own" in err
     assert fp.call_count([fp.program(DOCKER), "image", "rm", fp.any()]) == 0
 
 
-def test_clean_uses_image_name_from_setup_cfg(fp, tmp_path, monkeypatch):
+def test_clean_with_no_labelled_image_is_not_an_error(fp, capsys):
+    register_listing(fp, [])
+    assert cli.main(["clean"]) == 0
+    assert "nothing to clean" in capsys.readouterr().err
+    assert fp.call_count([fp.program(DOCKER), "image", "inspect", fp.any()]) == 0
+    assert fp.call_count([fp.program(DOCKER), "image", "rm", fp.any()]) == 0
+
+
+def test_custom_image_name_is_cleaned_by_its_label(fp, tmp_path, monkeypatch):
+    """The Dockerfile's project label says rag-worker whatever image-name is; the build's
+    repository label names the image's own repository."""
     (tmp_path / "setup.cfg").write_text("[ragbuild]\nimage-name = my-worker\n")
     monkeypatch.chdir(tmp_path)
-    fp.register([fp.program(DOCKER), "image", "ls", "--quiet", "--no-trunc", "--filter",
-                 "label=org.ragbuild.project=my-worker"], stdout="")
+    custom = image("sha256:ccc", ["my-worker:dev"], "my-worker", **{"org.ragbuild.project": "rag-worker"})
+    register_listing(fp, [custom])
+    fp.register([fp.program(DOCKER), "image", "rm", "my-worker:dev"])
     assert cli.main(["clean"]) == 0
+
+
+def test_local_container_is_removed_only_when_it_runs_an_image_being_deleted(fp):
+    register_listing(fp, [OURS], local_image="sha256:aaa")
+    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
+    assert cli.main(["clean"]) == 0
+    assert fp.call_count([fp.program(DOCKER), "rm", "-f", "rag-worker-local"]) == 1
+
+
+@pytest.mark.parametrize("running", ["sha256:fff", "sha256:uuu"], ids=["fork", "user-tagged"])
+def test_local_container_running_a_surviving_image_is_left(fp, running):
+    register_listing(fp, [OURS, FORK, USER_TAGGED], local_image=running)
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest",
+                 "rag-worker:git-abc"])
+    assert cli.main(["clean"]) == 0
+    assert fp.call_count([fp.program(DOCKER), "rm", fp.any()]) == 0
+
+
+def test_a_tag_docker_refuses_to_remove_is_a_clear_failure(fp, capsys):
+    register_listing(fp, [OURS])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"],
+                returncode=1, stdout="Untagged: rag-worker:dev\n",
+                stderr='Error response from daemon: conflict: unable to remove repository reference '
+                       '"rag-worker:latest" (must force) - container 0123 is using its referenced image\n')
+    assert cli.main(["clean"]) == 1
+    err = capsys.readouterr().err
+    assert "must force" in err and "remove that container with docker rm -f" in err
+
+
+def test_an_image_removed_between_listing_and_inspect_is_skipped(fp):
+    fp.register([fp.program(DOCKER), *LS[1:]], stdout="sha256:aaa\nsha256:gone\n")
+    fp.register([fp.program(DOCKER), "image", "inspect", "sha256:aaa", "sha256:gone"],
+                returncode=1, stdout=json.dumps([OURS]),
+                stderr="Error: No such image: sha256:gone\n")
+    fp.register([fp.program(DOCKER), *INSPECT_LOCAL[1:]], returncode=1)
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
+    assert cli.main(["clean"]) == 0
+
+
+def test_clean_dry_run_prints_and_runs_nothing(fp, capsys):
+    assert cli.main(["clean", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["docker image ls --filter label=org.ragbuild.repository --quiet --no-trunc",
+                   "docker image inspect IMAGE_IDS", "docker image rm RAGBUILD_REFS"]
+    assert len(fp.calls) == 0
+
+
+@pytest.mark.parametrize("ref, repository", [
+    ("rag-worker:dev", "rag-worker"), ("localhost:5000/a/b:1", "localhost:5000/a/b"),
+    ("localhost:5000/a/b", "localhost:5000/a/b"), ("team/x:1", "team/x"),
+])
+def test_repository_of(ref, repository):
+    assert repository_of(ref) == repository
+
+
+@pytest.mark.parametrize("label, familiar_name", [
+    ("docker.io/team/rag", "team/rag"), ("docker.io/library/rag", "rag"),
+    ("index.docker.io/rag", "rag"), ("docker.io/library/a/b", "library/a/b"),
+    ("rag-worker", "rag-worker"), ("r.example.com/library/x", "r.example.com/library/x"),
+])
+def test_familiar_matches_how_docker_lists_docker_hub_names(label, familiar_name):
+    assert familiar(label) == familiar_name
+
+
+def test_docker_hub_registry_label_matches_the_listed_tags():
+    listed = image("sha256:h", ["team/rag:dev", "team/rag-x:dev"], "docker.io/team/rag")
+    assert ragbuild_refs(listed) == ["team/rag:dev"]
+
+
+def test_an_image_without_the_label_has_no_ragbuild_refs():
+    assert ragbuild_refs(image("sha256:n", ["rag-worker:dev"])) == []
+
+
+# --- run, logs ---------------------------------------------------------------------------------
 
 
 def test_run_local_replaces_the_container(fp, capsys):
