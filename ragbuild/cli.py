@@ -283,8 +283,40 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):  # nan or inf would wait forever
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (more than 0)")
+    return value
+
+
+def _lines(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines (0 or more)")
+    return value
+
+
 def cmd_smoke(argv) -> int:
-    from ragbuild import smoke
+    from ragbuild import manage, smoke
     from ragbuild.runner import Runner
 
     parser = sub_parser("smoke", "Start IMAGE on a free local port, wait for /health and check what it "
@@ -293,9 +325,10 @@ def cmd_smoke(argv) -> int:
     parser.add_argument("--expect-version", help="version /health must report")
     parser.add_argument("--expect-env", help="environment /health must report")
     parser.add_argument("--expect-commit", help="git commit /health must report")
-    parser.add_argument("--timeout", type=float, default=smoke.DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=_seconds, default=smoke.DEFAULT_TIMEOUT,
                         help="seconds to wait for /health (default: %(default)s)")
     ns = parser.parse_args(argv)
+    manage.check_image_ref(ns.image)
     expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit)
     smoke.run(Runner(dry_run=ns.dry_run), expect, timeout=ns.timeout)
     return EXIT_OK
@@ -309,9 +342,12 @@ def cmd_run(argv) -> int:
     parser = sub_parser("run", "Run the image locally in the background as container "
                                f"{manage.LOCAL_CONTAINER} (replacing an earlier one).")
     parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
-    parser.add_argument("--port", type=int, default=8080, help="host port (default: %(default)s)")
+    parser.add_argument("--port", type=_port, default=8080,
+                        help="host port, 1-65535 (default: %(default)s)")
     ns = parser.parse_args(argv)
-    image = ns.image or f"{load_config().image_name}:dev"
+    if ns.image is not None:
+        manage.check_image_ref(ns.image)
+    image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
     manage.run_local(Runner(dry_run=ns.dry_run), image, port=ns.port)
     return EXIT_OK
 
@@ -322,7 +358,8 @@ def cmd_logs(argv) -> int:
 
     parser = sub_parser("logs", f"Show the logs of the local container {manage.LOCAL_CONTAINER}.")
     parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
-    parser.add_argument("--tail", type=int, default=200, help="lines to show (default: %(default)s)")
+    parser.add_argument("--tail", type=_lines, default=200,
+                        help="lines to show, 0 or more (default: %(default)s)")
     ns = parser.parse_args(argv)
     manage.logs(Runner(dry_run=ns.dry_run), follow=ns.follow, lines=ns.tail)
     return EXIT_OK

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import json
 
-from ragbuild.errors import CommandFailed
+from ragbuild.errors import CommandFailed, UsageError
 from ragbuild.plan import REPOSITORY_LABEL, Command
+from ragbuild.reference import IMAGE_REF_RE, NAME_MAX
 
 LOCAL_CONTAINER = "rag-worker-local"
+
+
+def check_image_ref(ref: str, source: str = "IMAGE") -> str:
+    """An image reference docker will take as one (never as an option)."""
+    if not ref:
+        raise UsageError(f"{source} is empty; give an image such as rag-worker:dev")
+    if ref.startswith("-"):
+        raise UsageError(f"{source} {ref!r} starts with '-': docker would read it as an option; "
+                         "give an image such as rag-worker:dev")
+    if not IMAGE_REF_RE.fullmatch(ref) or len(repository_of(ref.split("@")[0])) > NAME_MAX:
+        raise UsageError(f"{source} {ref!r} is not an image reference: "
+                         "[host[:port]/]lowercase/path[:tag][@sha256:digest], e.g. rag-worker:dev")
+    return ref
 
 
 def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> None:

@@ -1,4 +1,5 @@
-"""run-local, logs and clean: the docker calls they make, and what clean leaves alone."""
+"""run-local, logs and clean: the docker calls they make, and what clean leaves alone; the
+subcommands' flag checks."""
 
 import json
 
@@ -190,7 +191,53 @@ def test_logs_follow(fp):
     assert cli.main(["logs", "-f"]) == 0
 
 
-def test_bad_subcommand_flag_is_usage_error(fp, capsys):
-    assert cli.main(["run", "--port", "eighty"]) == 2
-    assert capsys.readouterr().err.startswith("error: argument --port: invalid int value")
+@pytest.mark.parametrize("image_ref", [
+    "rag-worker:dev", "localhost:5000/team/rag:1.0.0", "[::1]:5000/rag",
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker:v1.2.3",
+    "rag-worker@sha256:" + "a" * 64, "sha256:" + "b" * 64, "0123abcd",
+])
+def test_run_takes_any_image_reference(fp, image_ref):
+    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
+    fp.register([fp.program(DOCKER), "run", "-d", "--name", "rag-worker-local", "-p", "8080:8080",
+                 image_ref])
+    assert cli.main(["run", image_ref]) == 0
+
+
+# --- bad input: one line, exit 2, no docker call -----------------------------------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--port", "eighty"], "error: argument --port: 'eighty' is not a port number (1-65535)"),
+    (["run", "--port", "0"], "error: argument --port: '0' is not a port number (1-65535)"),
+    (["run", "--port", "65536"], "error: argument --port: '65536' is not a port number (1-65535)"),
+    (["run", "--port=-1"], "error: argument --port: '-1' is not a port number (1-65535)"),
+    (["smoke", "rag-worker:dev", "--timeout", "nan"],
+     "error: argument --timeout: 'nan' is not a number of seconds (more than 0)"),
+    (["smoke", "rag-worker:dev", "--timeout", "inf"],
+     "error: argument --timeout: 'inf' is not a number of seconds (more than 0)"),
+    (["smoke", "rag-worker:dev", "--timeout", "1e999"],
+     "error: argument --timeout: '1e999' is not a number of seconds (more than 0)"),
+    (["smoke", "rag-worker:dev", "--timeout", "0"],
+     "error: argument --timeout: '0' is not a number of seconds (more than 0)"),
+    (["smoke", "rag-worker:dev", "--timeout=-5"],
+     "error: argument --timeout: '-5' is not a number of seconds (more than 0)"),
+    (["logs", "--tail", "-3"], "error: argument --tail: '-3' is not a number of lines (0 or more)"),
+    (["run", ""], "error: IMAGE is empty; give an image such as rag-worker:dev"),
+    (["smoke", ""], "error: IMAGE is empty; give an image such as rag-worker:dev"),
+    (["run", "--dry-run", "--", "--privileged"],
+     "error: IMAGE '--privileged' starts with '-': docker would read it as an option; give an "
+     "image such as rag-worker:dev"),
+    (["smoke", "--", "-v/:/host"],
+     "error: IMAGE '-v/:/host' starts with '-': docker would read it as an option; give an "
+     "image such as rag-worker:dev"),
+    (["run", "Rag-Worker:dev"], "error: IMAGE 'Rag-Worker:dev' is not an image reference: "
+                                "[host[:port]/]lowercase/path[:tag][@sha256:digest], e.g. rag-worker:dev"),
+    (["smoke", "rag worker"], "error: IMAGE 'rag worker' is not an image reference"),
+    (["smoke", "rag-worker:"], "error: IMAGE 'rag-worker:' is not an image reference"),
+    (["run", "rag-worker@sha256:abc"], "error: IMAGE 'rag-worker@sha256:abc' is not an image reference"),
+])
+def test_bad_subcommand_input_is_one_line_and_exit_2(fp, capsys, argv, message):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
     assert len(fp.calls) == 0
