@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SCRIPT := $(PY) scripts/build-image.py
 ARGS ?=
 VERSION ?=
-ECR_URI ?=
+ECR_URI ?= $(ECR_REGISTRY_URI)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs clean test e2e e2e-down bench
@@ -35,7 +35,7 @@ build-prod: $(VENV)/.installed ## build the prod image: make build-prod VERSION=
 prod-ready: $(VENV)/.installed ## build prod, smoke-test it, print the push command: make prod-ready VERSION=1.2.3
 	$(SCRIPT) --env prod --version "$(VERSION)" --smoke-test $(ARGS)
 
-push-dev: $(VENV)/.installed ## build and push dev: make push-dev ECR_URI=<account>.dkr.ecr.<region>.amazonaws.com/<repo>
+push-dev: $(VENV)/.installed ## build and push dev: make push-dev ECR_URI=<account>.dkr.ecr.<region>.amazonaws.com/<repo> (default: $ECR_REGISTRY_URI)
 	$(SCRIPT) --env dev --registry "$(ECR_URI)" --push $(ARGS)
 
 push-prod: $(VENV)/.installed ## build, smoke-test and push prod: make push-prod ECR_URI=... VERSION=1.2.3

@@ -1,13 +1,19 @@
 """run-local, logs and clean: the docker calls they make, and what clean leaves alone; the
-subcommands' flag checks."""
+subcommands' flag checks; the Makefile's ECR_URI default."""
 
 import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from ragbuild import cli
 from ragbuild.manage import familiar, ragbuild_refs, repository_of
 
+REPO = Path(__file__).resolve().parents[2]
 DOCKER = "docker"
 LS = [DOCKER, "image", "ls", "--filter", "label=org.ragbuild.repository", "--quiet", "--no-trunc"]
 INSPECT_LOCAL = [DOCKER, "container", "inspect", "--format", "{{.Image}}", "rag-worker-local"]
@@ -241,3 +247,37 @@ def test_bad_subcommand_input_is_one_line_and_exit_2(fp, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
     assert len(fp.calls) == 0
+
+
+# --- the Makefile ------------------------------------------------------------------------------
+
+MAKE_ENV = {k: v for k, v in os.environ.items()
+            if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ECR_URI", "ECR_REGISTRY_URI", "ARGS")}
+
+
+def make_n(*args, env=None):
+    if not shutil.which("make"):
+        pytest.fail("make is not installed (the Makefile is the project's entry point)")
+    done = subprocess.run(["make", "-n", "-C", str(REPO), "-o", ".venv/.installed", *args],
+                          capture_output=True, text=True, env={**MAKE_ENV, **(env or {})})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_push_dev_defaults_ecr_uri_to_ecr_registry_uri():
+    out = make_n("push-dev", env={"ECR_REGISTRY_URI": "r.example.com/rag"})
+    assert '--registry "r.example.com/rag" --push' in out
+
+
+def test_ecr_uri_on_the_command_line_wins():
+    out = make_n("push-prod", "ECR_URI=c.example.com/rag", "VERSION=1.0.0",
+                 env={"ECR_REGISTRY_URI": "r.example.com/rag"})
+    assert '--registry "c.example.com/rag"' in out
+
+
+def test_make_help_lists_every_target():
+    targets = set(re.findall(r"(?m)^([a-zA-Z0-9_-]+):(?!=)", (REPO / "Makefile").read_text()))
+    done = subprocess.run(["make", "-s", "-C", str(REPO), "help"], capture_output=True, text=True,
+                          env=MAKE_ENV)
+    listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+    assert "push-dev" in listed and listed == targets
