@@ -20,9 +20,11 @@ def test_dry_run_prints_the_commands_the_real_run_executes(project, tiny_context
                                                           images):
     name = images.track_repository(unique("dry"))
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    token = "tok-e2e-4711"
     flags = ["--version", "1.2.3-rc.1+build.5", "--env", "staging", "--tag", "qa", "--no-latest",
-             "--build-arg", "NOTE=two words, 'quoted'", "--no-cache",
-             "-f", dockerfile, "--context", dockerfile.parent, "--image-name", name]
+             "--build-arg", "NOTE=two words, 'quoted'", "--build-arg", f"API_TOKEN={token}",
+             "--build-arg", f"PIP_EXTRA_INDEX_URL=https://user:{token}@mirror.invalid/simple",
+             "--no-cache", "-f", dockerfile, "--context", dockerfile.parent, "--image-name", name]
     env = {"SOURCE_DATE_EPOCH": EPOCH, "TZ": "UTC"}
 
     dry = project.script(*flags, "--dry-run", env=env).assert_ok()
@@ -46,3 +48,25 @@ def test_dry_run_prints_the_commands_the_real_run_executes(project, tiny_context
     assert docker.refs(name) == sorted(tags)
     assert "VERSION=1.2.3-rc.1+build.5" in argv  # the build arg keeps semver's '+'
     assert "NOTE=two words, 'quoted'" in argv
+    # secrets: *** in both transcripts (said once), never the value
+    assert "API_TOKEN=***" in argv and "PIP_EXTRA_INDEX_URL=https://***@mirror.invalid/simple" in argv
+    assert dry.stderr.count("are shown as ***") == 1
+    assert token not in dry.text + real.text
+
+
+def test_dry_run_starts_no_docker(project, tiny_context, unique, tmp_path):
+    """Not even the probes: with no docker at all, a dry run prints the same plan, exit 0,
+    and warns once that a real run would stop."""
+    name = unique("nodocker")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    flags = ["--env", "dev", "--builder", "remote", "--registry", f"localhost:5000/{name}",
+             "--push", "-f", dockerfile, "--context", dockerfile.parent]
+    missing = tmp_path / "no" / "docker"
+    dry = project.script(*flags, "--dry-run", env={"DOCKER": missing}).assert_ok()
+    printed = dry.stdout.splitlines()
+    assert printed[0] == "docker buildx version"
+    assert printed[1].startswith("docker buildx build --builder remote ")
+    assert f"warning: {missing} not found: install docker or set DOCKER to its path (a real run " \
+        "stops here)" in dry.stderr.splitlines()
+    assert dry.stderr.count("not found") == 1
+    assert [line for line in dry.stderr.splitlines() if line.startswith("+ ")] == []

@@ -344,13 +344,17 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
                             env={"DOCKER_CONFIG": docker_config}).assert_ok()
     refs = planned_refs(result)
     printed = result.stdout.splitlines()
-    login = ["aws ecr get-login-password --region us-east-1",
+    # the attestation probe is printed, not run; then the login and the pre-flight
+    login = ["docker build --help", "aws ecr get-login-password --region us-east-1",
              f"docker login --username AWS --password-stdin {ecr_host} < "
              "<password from aws ecr get-login-password>"]
-    assert printed[:2] == login, result.describe()
-    assert printed[2].startswith(f"aws ecr describe-repositories --repository-names {name} ")
+    assert printed[:3] == login, result.describe()
+    assert printed[3].startswith(f"aws ecr describe-repositories --repository-names {name} ")
     builds = [i for i, line in enumerate(printed) if line.startswith("DOCKER_BUILDKIT=1 docker build ")]
-    assert len(builds) == 1 and builds[0] > 2
+    assert len(builds) == 1 and builds[0] > 3
+    # what it cannot know without docker and aws, it says
+    assert "dry run: a real run adds --provenance=false --sbom=false" in result.stderr
+    assert f"dry run: a real run stops here if {name} does not exist" in result.stderr
     pushes = [line for line in printed if line.startswith("docker push ")]
     assert pushes == [f"docker push {ref}" for ref in refs]
     inspects = [line for line in printed if " docker manifest inspect " in f" {line}"]
