@@ -29,10 +29,9 @@ class ToolMissing(RagbuildError):
 class CommandFailed(RagbuildError):
     """A command exited non-zero. Carries what the user needs to see, never a secret."""
 
-    def __init__(self, message, *, returncode=None, output=""):
+    def __init__(self, message, *, returncode=None):
         super().__init__(message)
         self.returncode = returncode
-        self.output = output
 
 
 class DockerUnavailable(RagbuildError):

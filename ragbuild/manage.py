@@ -26,7 +26,7 @@ def check_image_ref(ref: str, source: str = "IMAGE") -> str:
 
 def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> None:
     """Replace the local container with a fresh one of IMAGE on PORT (detached)."""
-    runner.run(Command(("docker", "rm", "-f", name), check=False, quiet=True))
+    runner.run(Command(("docker", "rm", "-f", name), check=False))
     runner.run(Command(("docker", "run", "-d", "--name", name, "-p", f"{port}:8080", image)))
     if not runner.dry_run:
         runner.log(f"{image} is running as {name}: curl http://localhost:{port}/health; "
@@ -53,12 +53,12 @@ def list_images_command() -> Command:
 
 def inspect_images_command(ids) -> Command:
     """ONE inspect of every listed id (tags and labels); checked by ``_inspect``."""
-    return Command(("docker", "image", "inspect", *ids), check=False, quiet=True)
+    return Command(("docker", "image", "inspect", *ids), check=False)
 
 
 def container_image_command(name: str) -> Command:
     return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
-                   check=False, quiet=True)
+                   check=False)
 
 
 def familiar(repository: str) -> str:
@@ -124,7 +124,7 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
     except CommandFailed as failure:
         raise CommandFailed(f"{failure}\n(an image a container uses is kept: remove that container "
                             "with docker rm -f, then run clean again)",
-                            returncode=failure.returncode, output=failure.output) from None
+                            returncode=failure.returncode) from None
     kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
     runner.log(f"removed {len(refs)} tag(s) of ragbuild builds: {len(deleted)} image(s) deleted"
@@ -144,7 +144,7 @@ def _inspect(runner, ids) -> list:
     if not isinstance(images, list) or (not result.ok and "No such" not in result.stderr):
         raise CommandFailed(f"`{inspect_images_command(['...']).display()}` failed "
                             f"(exit {result.returncode}): {result.stderr.strip()[:500]}",
-                            returncode=result.returncode, output=result.stderr)
+                            returncode=result.returncode)
     return images
 
 

@@ -43,7 +43,6 @@ class Command:
     check: bool = True  # a non-zero exit raises CommandFailed
     read_only: bool = False  # a git query a dry run still executes (no docker, no aws); not logged
     stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
-    quiet: bool = False  # ignored: the runner logs every command but read-only queries
 
     def display(self) -> str:
         """The command line, shell-quoted, with secret values shown as ``***`` (``redact_argv``)."""
@@ -322,7 +321,7 @@ def check_image_name(name: str, source: str = "--image-name") -> str:
 def git_describe_command() -> Command:
     """One git call yields the sha and the dirty mark, even where the repository has tags."""
     return Command(("git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"),
-                   check=False, read_only=True, quiet=True)
+                   check=False, read_only=True)
 
 
 def parse_git_describe(returncode: int, stdout: str, stderr: str) -> GitInfo:
@@ -558,7 +557,7 @@ def buildx_version_command() -> Command:
 
 def version_tags_command() -> Command:
     """The repository's ``v*`` tags, for --latest-policy auto (the one extra git call)."""
-    return Command(("git", "tag", "--list", "v*"), check=False, read_only=True, quiet=True)
+    return Command(("git", "tag", "--list", "v*"), check=False, read_only=True)
 
 
 def inspect_command(ref: str) -> Command:

@@ -205,10 +205,10 @@ def test_always_and_never_explain_only_with_semver_tags():
 # --- the git facts ------------------------------------------------------------------------------
 
 
-def test_version_tags_are_one_read_only_quiet_git_call():
+def test_version_tags_are_one_read_only_git_call():
     cmd = version_tags_command()
     assert cmd.argv == ("git", "tag", "--list", "v*")
-    assert cmd.read_only and cmd.quiet and not cmd.check
+    assert cmd.read_only and not cmd.check
 
 
 def test_non_semver_tags_are_ignored():

@@ -360,10 +360,10 @@ def test_env_list_comes_from_config():
 # --- git ---------------------------------------------------------------------------------------
 
 
-def test_git_is_one_read_only_quiet_describe():
+def test_git_is_one_read_only_describe():
     cmd = git_describe_command()
     assert cmd.argv == ("git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*")
-    assert cmd.read_only and not cmd.check and cmd.quiet
+    assert cmd.read_only and not cmd.check
 
 
 @pytest.mark.parametrize("returncode, stdout, stderr, info", [
