@@ -118,17 +118,23 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
                if image.get("RepoTags") and len(removing[image.get("Id")]) == len(image["RepoTags"])}
     running = runner.run(container_image_command(name))
     if running.ok and running.stdout.strip() in deleted:
-        runner.run(Command(("docker", "rm", "-f", name)))
-    try:
-        runner.run(Command(("docker", "image", "rm", *refs)))
-    except CommandFailed as failure:
-        raise CommandFailed(f"{failure}\n(an image a container uses is kept: remove that container "
-                            "with docker rm -f, then run clean again)",
-                            returncode=failure.returncode) from None
+        runner.run(Command(("docker", "rm", "-f", name), check=False))  # gone already: fine
+    remove = Command(("docker", "image", "rm", *refs), check=False)
+    result = runner.run(remove)
+    # a tag removed since the listing (a concurrent clean, a user) is gone, as clean wants
+    said = [line for line in result.stderr.splitlines() if line.strip()]
+    gone = [line for line in said if "No such image:" in line]
+    refused = [line for line in said if line not in gone]
+    if not result.ok and (refused or not gone):
+        detail = "\n".join(refused[-15:]) or f"exit {result.returncode}"
+        raise CommandFailed(f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
+                            "(an image a container uses is kept: remove that container with "
+                            "docker rm -f, then run clean again)", returncode=result.returncode)
     kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
-    runner.log(f"removed {len(refs)} tag(s) of ragbuild builds: {len(deleted)} image(s) deleted"
-               f"{also}")
+    already = f" ({len(gone)} were gone already)" if gone else ""
+    runner.log(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
+               f"{len(deleted)} image(s) deleted{also}")
     _hint_untagged(runner, untagged)
     return refs
 

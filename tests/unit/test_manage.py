@@ -128,6 +128,27 @@ def test_a_tag_docker_refuses_to_remove_is_a_clear_failure(fp, capsys):
     assert "must force" in err and "remove that container with docker rm -f" in err
 
 
+def test_tags_removed_by_someone_else_meanwhile_are_not_an_error(fp, capsys):
+    """A concurrent clean (or a user) removed some tags between the listing and the rm."""
+    register_listing(fp, [OURS])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"],
+                returncode=1, stdout="Untagged: rag-worker:latest\n",
+                stderr="Error: No such image: rag-worker:dev\n")
+    assert cli.main(["clean"]) == 0
+    assert "removed 1 tag(s) of ragbuild builds (1 were gone already)" in capsys.readouterr().err
+
+
+def test_a_refusal_among_vanished_tags_still_fails(fp, capsys):
+    register_listing(fp, [OURS])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"],
+                returncode=1,
+                stderr="Error: No such image: rag-worker:dev\nError response from daemon: conflict: "
+                       "unable to remove repository reference \"rag-worker:latest\" (must force)\n")
+    assert cli.main(["clean"]) == 1
+    err = capsys.readouterr().err
+    assert "must force" in err and "No such image" not in err
+
+
 def test_an_image_removed_between_listing_and_inspect_is_skipped(fp):
     fp.register([fp.program(DOCKER), *LS[1:]], stdout="sha256:aaa\nsha256:gone\n")
     fp.register([fp.program(DOCKER), "image", "inspect", "sha256:aaa", "sha256:gone"],
