@@ -6,7 +6,7 @@ import json
 
 from ragbuild.errors import CommandFailed, UsageError
 from ragbuild.plan import REPOSITORY_LABEL, Command
-from ragbuild.reference import IMAGE_REF_RE, NAME_MAX
+from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
 
 LOCAL_CONTAINER = "rag-worker-local"
 
@@ -59,17 +59,6 @@ def inspect_images_command(ids) -> Command:
 def container_image_command(name: str) -> Command:
     return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
                    check=False)
-
-
-def familiar(repository: str) -> str:
-    """A repository as docker lists it: Docker Hub's ``docker.io/`` and ``library/`` dropped."""
-    for prefix in ("docker.io/", "index.docker.io/"):
-        if repository.startswith(prefix):
-            repository = repository[len(prefix):]
-            if repository.startswith("library/") and repository.count("/") == 1:
-                repository = repository[len("library/"):]
-            break
-    return repository
 
 
 def repository_of(ref: str) -> str:

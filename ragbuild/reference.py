@@ -31,3 +31,16 @@ ECR_HOST_RE = re.compile(
     r"(?:amazonaws\.(?:com(?:\.cn)?|eu)|on\.(?:aws|amazonwebservices\.com\.cn)|sc2s\.sgov\.gov"
     r"|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)"
 )
+
+
+def familiar(ref: str) -> str:
+    """A ref as docker lists it in RepoTags: Docker Hub's ``docker.io/`` or ``index.docker.io/``
+    dropped, and ``library/`` with it for an official image (``docker.io/library/x:t`` and
+    ``library/x:t`` are listed as ``x:t``)."""
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if ref.startswith(prefix):
+            ref = ref[len(prefix):]
+            break
+    if ref.startswith("library/") and "/" not in ref[len("library/"):]:
+        ref = ref[len("library/"):]
+    return ref

@@ -14,6 +14,7 @@ from ragbuild.errors import CommandFailed, DockerUnavailable, ToolMissing, Usage
 from ragbuild.plan import (BuildPlan, Command, GitInfo, Options, build_command, buildx_version_command,
                            git_describe_command, human_size, inspect_command, parse_git_describe,
                            version_tags_command)
+from ragbuild.reference import familiar
 from ragbuild.runner import ended, resolve
 
 #: What docker says when it cannot reach its daemon (``docker version``, ``docker push``, ...),
@@ -276,16 +277,3 @@ def parse_inspect(stdout: str) -> dict:
 def _clip(text: str, limit: int = 200) -> str:
     text = text.strip()
     return text if len(text) <= limit else "..." + text[-limit:]
-
-
-def familiar(ref: str) -> str:
-    """A ref as docker lists it in RepoTags: Docker Hub's ``docker.io/`` or ``index.docker.io/``
-    dropped, and ``library/`` with it for an official image (``docker.io/library/x:t`` and
-    ``library/x:t`` are listed as ``x:t``)."""
-    for prefix in ("docker.io/", "index.docker.io/"):
-        if ref.startswith(prefix):
-            ref = ref[len(prefix):]
-            break
-    if ref.startswith("library/") and "/" not in ref[len("library/"):]:
-        ref = ref[len("library/"):]
-    return ref

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ragbuild import cli
-from ragbuild.manage import familiar, ragbuild_refs, repository_of
+from ragbuild.manage import ragbuild_refs, repository_of
+from ragbuild.reference import familiar
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = "docker"

@@ -10,6 +10,7 @@ import pytest
 from ragbuild import push, steps
 from ragbuild.builders import DockerTarget
 from ragbuild.errors import DockerUnavailable
+from ragbuild.reference import familiar
 from ragbuild.runner import Runner
 
 
@@ -49,8 +50,8 @@ def test_a_missing_docker_config_is_nothing_set(tmp_path):
     ("rag-worker:dev", "rag-worker:dev"),
 ])
 def test_refs_are_compared_as_docker_lists_them(ref, listed):
-    assert steps.familiar(ref) == listed
-    assert steps.familiar(listed) == listed
+    assert familiar(ref) == listed
+    assert familiar(listed) == listed
 
 
 @pytest.mark.parametrize("base", ["docker.io/library/rag-worker", "index.docker.io/team/rag",
@@ -65,7 +66,7 @@ def test_a_good_build_on_docker_hub_names_never_lacks_tags(fp, base, capsys):
     else:
         options = Options(env="dev", image_name=base)
     plan = make_plan(options, Config(), GitInfo(sha="abc1234"), datetime(2026, 1, 1))
-    listed = [steps.familiar(ref) for ref in plan.refs]
+    listed = [familiar(ref) for ref in plan.refs]
     fp.register([fp.program("docker"), "image", "inspect", fp.any()],
                 stdout=f"sha256:0123 12 {json.dumps(listed)} null\n")
     info = steps.summarize(Runner(), plan)
