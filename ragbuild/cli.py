@@ -159,7 +159,7 @@ def _megabytes(text: str) -> float:
     return value
 
 
-def parse_build(argv) -> "Options":
+def parse_build(argv):
     ns = build_parser().parse_args(argv)  # --help exits here, before the plan's imports
     from ragbuild.plan import Options
 
@@ -204,7 +204,7 @@ def cmd_build(argv) -> int:
     from ragbuild import guard
     from ragbuild.metadata import Recorder
 
-    record = Recorder.for_options(options, plan, moment, runner)  # step times, --metadata-file
+    record = Recorder.for_options(options, plan, runner)  # step times, --metadata-file
     record.time("context", guard.check, runner, plan)  # before login and the long build
     checks = steps.Preflight()  # scanner, buildx, login and repository: before the long build
     if steps.needs_preflight(plan):

@@ -61,10 +61,9 @@ def check_path(path: str) -> None:
 class Recorder:
     """Times the steps and writes what the build made."""
 
-    def __init__(self, plan, moment, runner, *, path: Optional[str] = None,
+    def __init__(self, plan, runner, *, path: Optional[str] = None,
                  github_output: Optional[str] = None, clock=time.monotonic):
         self.plan = plan
-        self.moment = moment
         self.runner = runner
         self.path = path
         self.github_output = github_output or None
@@ -78,8 +77,8 @@ class Recorder:
             check_path(path)
 
     @classmethod
-    def for_options(cls, options, plan, moment, runner, environ=os.environ) -> "Recorder":
-        return cls(plan, moment, runner, path=options.metadata_file,
+    def for_options(cls, options, plan, runner, environ=os.environ) -> "Recorder":
+        return cls(plan, runner, path=options.metadata_file,
                    github_output=environ.get("GITHUB_OUTPUT"))
 
     def time(self, step: str, function, *args, **kwargs):
@@ -117,7 +116,7 @@ class Recorder:
         pinned = self.results.get("verify")
         digests = dict(getattr(pushing, "digests", None) or {})
         digest = pinned.rsplit("@", 1)[1] if pinned else None
-        created = self.moment.astimezone().isoformat(timespec="seconds")
+        created = plan.created  # the label the build set: one instant, one format
         doc = {
             "status": self.status,
             "failed_step": self.failed_step,

@@ -5,12 +5,11 @@ nothing. Processes are faked with pytest-subprocess (``strict_fp``)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from fakes import STAMP, docker_calls, register_git
+from fakes import STAMP, docker_calls
 from ragbuild import cli, metadata, steps
 from ragbuild.metadata import KEYS, Recorder, github_output_lines
 
@@ -218,7 +217,7 @@ def test_an_unexpected_exception_in_a_step_is_recorded_too(tmp_path):
         def log(self, message):
             pass
 
-    record = Recorder(None, datetime(2026, 1, 1), Runner(), path=str(tmp_path / "m.json"))
+    record = Recorder(None, Runner(), path=str(tmp_path / "m.json"))
     record.document = lambda: {"status": record.status, "failed_step": record.failed_step,
                                "error": record.error}
     with pytest.raises(KeyError):
