@@ -15,8 +15,7 @@ from typing import Optional
 
 from ragbuild import builders, channels
 from ragbuild.errors import UsageError
-from ragbuild.reference import (_DOMAIN, _PATH_COMPONENT, ECR_HOST_RE, IMAGE_NAME_RE,  # noqa: F401
-                                NAME_MAX, REGISTRY_RE, TAG_RE)
+from ragbuild.reference import ECR_HOST_RE, IMAGE_NAME_RE, NAME_MAX, REGISTRY_RE, TAG_RE
 
 DEFAULT_IMAGE_NAME = "rag-worker"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")

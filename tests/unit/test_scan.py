@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from plumbum import local
 
-from fakes import STAMP, docker_calls, register_git
+from fakes import STAMP, docker_calls
 from ragbuild import cli, scan
 from ragbuild.config import load_config
 from ragbuild.errors import ToolMissing, UsageError
