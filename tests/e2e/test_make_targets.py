@@ -7,6 +7,7 @@ in a copy of their own, so their git-<sha> tag is theirs.
 from __future__ import annotations
 
 import json
+import shlex
 import re
 import socket
 import stat
@@ -178,7 +179,14 @@ def test_prod_ready_builds_smoke_tests_and_prints_the_push_command(prod_project,
     assert health["status"] == "ok"
     assert f"{WORKER}:v1.0.0" in passed[0]  # the image just built, by its first tag
     assert docker.image_id(f"{WORKER}:v1.0.0") == image_id
-    push = [line for line in result.stderr.splitlines() if "make push-prod" in line]
-    assert len(push) == 1 and "ECR_URI=" in push[0] and "VERSION=1.0.0" in push[0], result.describe()
+    push = [line for line in result.stderr.splitlines() if line.startswith("push it: ")]
+    assert len(push) == 1, result.describe()
+    words = shlex.split(push[0][len("push it: "):])
+    # the exact command: this script, the same flags (the mirror's build args too), then --push
+    assert words[:2] == [".venv/bin/python", "scripts/build-image.py"] or \
+        words[1].endswith("scripts/build-image.py"), push[0]
+    assert words[2:6] == ["--env", "prod", "--version", "1.0.0"], push[0]
+    assert all(word in words for word in shlex.split(pip_args)), push[0]
+    assert words[-3:] == ["--registry", "<registry>/<repository>", "--push"], push[0]
     # the smoke test's container is gone again
     assert docker.containers(f"ancestor={image_id}") == []
