@@ -49,8 +49,6 @@ GIT_ID = ("-c", "user.name=ragbuild bench", "-c", "user.email=bench@ragbuild.inv
 # programs whose processes the counting run records (docker and git; uname, date and tail are
 # the other programs the three variants start: plumbum's import runs `uname -p`)
 COUNTED = ("docker", "git", "uname", "date", "tail")
-PROJECT_LABEL = 'org.ragbuild.project="rag-worker"'
-BENCH_LABEL = 'org.ragbuild.project="ragbuild-bench"'
 PUSH_EPOCH = "1767225600"  # SOURCE_DATE_EPOCH for the push runs: a re-push has the same tags
 
 TARGETS = {  # name: (limit, what it is)
@@ -387,14 +385,6 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             shutil.copy(REPO / name, copy / name)
         shutil.copytree(REPO / "src", copy / "src",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        # `build-image.py clean` (run by e2e tests, maybe right now) removes every image labelled
-        # org.ragbuild.project=rag-worker: give the benchmark's images a label of their own.
-        dockerfile = copy / "Dockerfile"
-        text = dockerfile.read_text()
-        if PROJECT_LABEL not in text:
-            raise SystemExit(f"error: {REPO / 'Dockerfile'} no longer has {PROJECT_LABEL}; "
-                             "update benchmarks/run.py")
-        dockerfile.write_text(text.replace(PROJECT_LABEL, BENCH_LABEL))
         self.git_init(copy)
         return copy
 
@@ -748,8 +738,7 @@ def main() -> int:
             "for the script",
             "worker builds go through `build-image.py --env dev` with the harness's wheel-mirror "
             "build args, in a git-initialised temp copy of Dockerfile, .dockerignore, setup.cfg "
-            "and src/ (the copy's Dockerfile labels the image org.ragbuild.project=ragbuild-bench "
-            "instead of rag-worker, so a concurrent `build-image.py clean` leaves it alone); "
+            "and src/; "
             "each change run appends one comment line to src/rag_worker/inference.py "
             "and commits it",
             f"pushes go to the harness's plain registry ({env['E2E_REGISTRY']}) addressed as "
