@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -62,6 +63,26 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _number(convert, accept, what):
+    """An argparse type: ``convert`` the text, and refuse it unless ``accept`` holds."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):  # a nan fails every comparison, so it is refused
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
+
+
+_megabytes = _number(float, lambda v: v >= 0, "a number of megabytes (0 or more)")
+_port = _number(int, lambda v: 1 <= v <= 65535, "a port number (1-65535)")
+# nan or inf would wait forever
+_seconds = _number(float, lambda v: math.isfinite(v) and v > 0, "a number of seconds (more than 0)")
+_lines = _number(int, lambda v: v >= 0, "a number of lines (0 or more)")
 
 
 def build_parser() -> ArgumentParser:
@@ -148,15 +169,6 @@ def latest_policy(latest, policy) -> str:
                          f"({flag} means --latest-policy {'always' if latest else 'never'})")
     return policy
 
-
-def _megabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes (0 or more)")
-    return value
 
 
 def parse_build(argv):
@@ -281,38 +293,6 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
     parser = ArgumentParser(prog=f"{PROG} {name}", description=description, allow_abbrev=False)
     parser.add_argument("--dry-run", action="store_true", help="print the commands; run nothing")
     return parser
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return value
-
-
-def _seconds(text: str) -> float:
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):  # nan or inf would wait forever
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (more than 0)")
-    return value
-
-
-def _lines(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines (0 or more)")
-    return value
 
 
 def cmd_smoke(argv) -> int:
