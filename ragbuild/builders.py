@@ -60,26 +60,34 @@ class DockerTarget:
     context: Optional[str] = None  # DOCKER_CONTEXT
     current_context: Optional[str] = None  # config.json currentContext
 
-    def describe(self) -> str:
+    def _source(self) -> tuple:
+        """The setting that decides, in docker's order: ("host"|"context"|"current"|"default",
+        its value)."""
         if self.host:
+            return "host", self.host
+        if self.context:
+            return "context", self.context
+        if self.current_context and self.current_context != "default":
+            return "current", self.current_context
+        return "default", None
+
+    def describe(self) -> str:
+        kind, value = self._source()
+        if kind == "host":
             ignored = (f" (DOCKER_CONTEXT={self.context} is ignored while DOCKER_HOST is set)"
                        if self.context else "")
-            return f"DOCKER_HOST={self.host}{ignored}"
-        if self.context:
-            return f"docker context {self.context!r} (DOCKER_CONTEXT)"
-        if self.current_context and self.current_context != "default":
-            return f"docker context {self.current_context!r} (docker context use)"
-        return "the local socket (default context)"
+            return f"DOCKER_HOST={value}{ignored}"
+        return {"context": f"docker context {value!r} (DOCKER_CONTEXT)",
+                "current": f"docker context {value!r} (docker context use)",
+                "default": "the local socket (default context)"}[kind]
 
     def unreachable(self) -> str:
         """Where the unreachable daemon is, for the diagnose message."""
-        if self.host:
-            return f"at {self.host}"
-        if self.context:
-            return f"of docker context {self.context!r} (DOCKER_CONTEXT)"
-        if self.current_context and self.current_context != "default":
-            return f"of docker context {self.current_context!r}"
-        return "at the local socket"
+        kind, value = self._source()
+        return {"host": f"at {value}",
+                "context": f"of docker context {value!r} (DOCKER_CONTEXT)",
+                "current": f"of docker context {value!r}",
+                "default": "at the local socket"}[kind]
 
 
 def parse_platforms(raw: str) -> tuple:
