@@ -10,7 +10,10 @@
 #   - a plain http registry on localhost,
 #   - an ECR-shaped TLS registry with htpasswd auth on
 #     123456789012.dkr.ecr.us-east-1.amazonaws.com:443 (mapped to 127.0.0.1),
-#   - a moto server standing in for the AWS ECR API.
+#   - a moto server standing in for the AWS ECR API,
+#   - the suite's legs (clients and engines beyond the first; see "legs" below): the buildx
+#     plugin, Debian 13's docker 26, a second dockerd over TCP ("remote") and a docker 26 dockerd
+#     with the containerd image store ("multiplatform"),
 # and tears down what it started.
 #
 # Usage:
@@ -35,7 +38,7 @@ STATE=${RAGBUILD_E2E_STATE:-/var/tmp/ragbuild-e2e}
 CACHE=${RAGBUILD_E2E_CACHE:-/var/cache/ragbuild-e2e}
 ENV_FILE=$STATE/env
 DOCKERD=/usr/sbin/dockerd
-DOCKER=/usr/bin/docker   # /usr/local/bin/docker (28.x) has no buildx: never use it
+DOCKER=/usr/bin/docker   # the legacy leg's client and the harness's own (the other legs: E2E_LEG_*)
 BASE_IMAGE=python:3.11-slim
 BE_IMAGE=python:3.11-slim-buildessential
 SELFTEST_IMAGE=ragbuild-e2e-selftest
@@ -739,6 +742,225 @@ check_registries_push() {
     log "docker push works to localhost:$PLAIN_PORT and (after docker login) to $ECR_HOST"
 }
 
+# ---------------------------------------------------------------- legs: clients and engines
+#
+# The suite runs its core cases once per leg (tests/e2e/conftest.py, fixture `leg`); each leg is a
+# docker client against an engine:
+#   legacy          /usr/bin/docker 20.10 (Debian 12), BuildKit built in; the engine above
+#   modern          a docker 23+ client with the buildx plugin (`docker build` is buildx):
+#                   /usr/local/bin/docker when it is 23+, else Debian 13's docker-cli 26
+#   remote          /usr/bin/docker against a second dockerd over TCP (a docker context)
+#   multiplatform   Debian 13's docker 26 client and dockerd with the containerd image store,
+#                   over TCP: builds an index of several platforms
+# On Debian 13 the packaged docker.io is 26 (no 20.10 client: no legacy leg) and docker-buildx is
+# a package of its own. On Debian 12 the two trixie packages come through a private apt
+# configuration that knows only trixie (the system's sources, pins and lists are never touched, so
+# nothing else can be upgraded): docker-buildx is installed with dpkg (it needs libc6 >= 2.34 only),
+# docker.io + docker-cli are unpacked (dpkg -x) under the cache, never installed.
+
+BUILDX_PLUGIN=/usr/libexec/docker/cli-plugins/docker-buildx
+TRIXIE_APT=$CACHE/apt-trixie
+TRIXIE_DEBS=$CACHE/debs-trixie
+DOCKER26_ROOT=$CACHE/docker26
+DEFAULT_REMOTE_PORT=18634
+DEFAULT_MULTI_PORT=18635
+ENGINES=$STATE/engines
+# own bridges for the second engines: never --bridge=none next to the first daemon (that deletes
+# docker0); subnets away from docker's default pools (172.17-31.0.0/16, 192.168.0.0/16)
+REMOTE_BRIDGE=rbe-remote0
+REMOTE_CIDR=10.231.1.1/24
+MULTI_BRIDGE=rbe-multi0
+MULTI_CIDR=10.231.2.1/24
+E2E_CONTEXT=remote   # the docker context the suite creates for the remote engine
+
+debian_major() { cut -d. -f1 /etc/debian_version 2>/dev/null; }
+on_trixie() { local v; v=$(</etc/debian_version); [[ $v == 13* || $v == trixie* ]]; }
+
+trixie_apt() {
+    apt-get -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$TRIXIE_APT/sources" \
+        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$TRIXIE_APT/prefs" \
+        -o Dir::State::Lists="$TRIXIE_APT/lists" -o Dir::Cache="$TRIXIE_APT/cache" \
+        -o Debug::NoLocking=1 -o Acquire::Retries=3 "$@"
+}
+
+# trixie_debs PKG... : Debian 13's .deb of each PKG in $TRIXIE_DEBS (downloaded once)
+trixie_debs() {
+    local p missing=()
+    mkdir -p "$TRIXIE_DEBS"
+    for p in "$@"; do compgen -G "$TRIXIE_DEBS/${p}_*.deb" >/dev/null || missing+=("$p"); done
+    ((${#missing[@]})) || return 0
+    mkdir -p "$TRIXIE_APT"/{sources,prefs,lists/partial,cache/archives/partial}
+    printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$(apt_mirror)" >"$TRIXIE_APT/sources/trixie.sources"
+    log "apt-get download ${missing[*]} from trixie (private apt lists in $TRIXIE_APT)"
+    trixie_apt update -qq >"$STATE/apt-trixie.log" 2>&1 || { show_log_tail "$STATE/apt-trixie.log"; die "apt-get update of trixie failed"; }
+    (cd "$TRIXIE_DEBS" && trixie_apt download "${missing[@]}") >>"$STATE/apt-trixie.log" 2>&1 \
+        || { show_log_tail "$STATE/apt-trixie.log"; die "apt-get download ${missing[*]} from trixie failed"; }
+}
+
+ensure_buildx() {
+    if [[ -x $BUILDX_PLUGIN ]] && /usr/bin/docker buildx version >/dev/null 2>&1; then
+        log "buildx plugin: $(/usr/bin/docker buildx version 2>/dev/null | awk '{print $2; exit}')"
+        return
+    fi
+    if on_trixie; then
+        apt_install docker-buildx
+    else
+        trixie_debs docker-buildx
+        log "dpkg -i docker-buildx (trixie's; depends on libc6 >= 2.34 only)"
+        dpkg -i "$TRIXIE_DEBS"/docker-buildx_*.deb >>"$STATE/apt-trixie.log" 2>&1 \
+            || { show_log_tail "$STATE/apt-trixie.log"; die "dpkg -i docker-buildx failed"; }
+    fi
+    /usr/bin/docker buildx version >/dev/null 2>&1 || die "docker buildx does not work after installing docker-buildx"
+}
+
+# Debian 13's docker 26 (dockerd + client): packaged on Debian 13, unpacked under the cache on 12.
+DOCKER26_DOCKERD=
+DOCKER26_CLIENT=
+ensure_docker26() {
+    if on_trixie; then
+        DOCKER26_DOCKERD=/usr/sbin/dockerd DOCKER26_CLIENT=/usr/bin/docker
+        return
+    fi
+    DOCKER26_DOCKERD=$DOCKER26_ROOT/usr/sbin/dockerd DOCKER26_CLIENT=$DOCKER26_ROOT/usr/bin/docker
+    [[ -x $DOCKER26_DOCKERD && -x $DOCKER26_CLIENT ]] && return
+    trixie_debs docker.io docker-cli
+    rm -rf "$DOCKER26_ROOT.tmp"
+    local d
+    for d in "$TRIXIE_DEBS"/docker.io_*.deb "$TRIXIE_DEBS"/docker-cli_*.deb; do
+        dpkg -x "$d" "$DOCKER26_ROOT.tmp" || die "dpkg -x $d failed"
+    done
+    rm -rf "$DOCKER26_ROOT" && mv "$DOCKER26_ROOT.tmp" "$DOCKER26_ROOT"
+    log "unpacked docker 26 into $DOCKER26_ROOT: $("$DOCKER26_CLIENT" --version)"
+}
+
+client_major() { "$1" version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1; }
+
+MODERN_CLIENT=
+choose_modern_client() {
+    local c major
+    for c in /usr/local/bin/docker /usr/bin/docker "$DOCKER26_CLIENT"; do
+        [[ -x $c ]] || continue
+        major=$(client_major "$c")
+        if [[ $major =~ ^[0-9]+$ ]] && ((major >= 23)) && "$c" buildx version >/dev/null 2>&1; then
+            MODERN_CLIENT=$c
+            echo "$c" >"$STATE/modern-client"
+            log "modern leg: $c ($("$c" version --format '{{.Client.Version}}' 2>/dev/null)) with buildx"
+            return
+        fi
+    done
+    die "no docker 23+ client with the buildx plugin (looked at /usr/local/bin/docker, /usr/bin/docker, $DOCKER26_CLIENT)"
+}
+
+ensure_bridge() {
+    local name=$1 cidr=$2
+    ip link show "$name" >/dev/null 2>&1 || ip link add "$name" type bridge || die "ip link add $name failed"
+    ip -4 addr show dev "$name" | grep -qF "inet $cidr " || ip addr replace "$cidr" dev "$name"
+    ip link set "$name" up
+}
+
+remove_bridge() { ! ip link show "$1" >/dev/null 2>&1 || ip link del "$1" || true; }
+
+engine_port_file() { printf '%s/engine-%s.port' "$STATE" "$1"; }  # choose_port's file
+engine_answers() { DOCKER_HOST=tcp://127.0.0.1:$2 "$1" info >/dev/null 2>&1; }
+
+# ensure_engine NAME DEFAULT_PORT BRIDGE CIDR DOCKERD CLIENT [EXTRA DOCKERD ARGS...]
+# A second dockerd beside the first: own data-root, exec-root, pidfile, containerd namespace,
+# TCP socket on 127.0.0.1 and bridge (--iptables=false: it leaves the first daemon's rules alone).
+# Its containers reach the wheel mirror on docker0's address through the host.
+ENGINE_PORT=
+ensure_engine() {
+    local name=$1 def=$2 bridge=$3 cidr=$4 dockerd=$5 client=$6 pid dir exec_root
+    shift 6
+    dir=$ENGINES/$name exec_root=/run/rbe-$name
+    if pid=$(svc_pid "engine-$name" "--data-root $dir/data") && ENGINE_PORT=$(<"$(engine_port_file "$name")") \
+        && engine_answers "$client" "$ENGINE_PORT"; then
+        log "engine $name running (pid $pid) at tcp://127.0.0.1:$ENGINE_PORT"
+        return
+    fi
+    [[ -z ${pid:-} ]] || stop_pid "engine-$name" "$pid" 30
+    rm -f "$(pidfile "engine-$name")"
+    ENGINE_PORT=$(choose_port "engine-$name" "$def")
+    ensure_bridge "$bridge" "$cidr"
+    mkdir -p "$dir/data" "$exec_root"
+    log "starting engine $name: $dockerd on tcp://127.0.0.1:$ENGINE_PORT, bridge $bridge (log: $dir/dockerd.log)"
+    # its own docker-proxy/containerd-shim first on PATH (the unpacked tree's, when there is one)
+    PATH="$(dirname "$dockerd"):$(dirname "$(dirname "$dockerd")")/bin:$PATH" \
+        start_bg "engine-$name" "$dir/dockerd.log" "$dockerd" \
+        --data-root "$dir/data" --exec-root "$exec_root" --pidfile "$dir/dockerd.pid" \
+        -H "tcp://127.0.0.1:$ENGINE_PORT" --bridge "$bridge" --iptables=false --ip-masq=false \
+        --containerd-namespace "rbe-$name" --containerd-plugins-namespace "rbe-$name-plugins" "$@"
+    if ! wait_until "$WAIT_DOCKER" "engine $name" engine_answers "$client" "$ENGINE_PORT"; then
+        show_log_tail "$dir/dockerd.log" 30
+        die "engine $name did not answer on tcp://127.0.0.1:$ENGINE_PORT within ${WAIT_DOCKER}s"
+    fi
+    ip link show docker0 >/dev/null 2>&1 || die "docker0 vanished after starting engine $name"
+}
+
+# import_base_image CLIENT HOST : the base image on another engine, from the cached rootfs
+import_base_image() {
+    local client=$1 host=$2
+    DOCKER_HOST=$host "$client" image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return
+    log "docker import $BASE_IMAGE into $host"
+    DOCKER_HOST=$host "$client" import -c 'CMD ["python3"]' -c 'ENV LANG=C.UTF-8' \
+        -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        -m "ragbuild e2e: debootstrap bookworm" "$CACHE/rootfs-python311.tar" "$BASE_IMAGE" >/dev/null \
+        || die "docker import of the base image into $host failed"
+}
+
+REMOTE_PORT=
+ensure_remote_engine() {
+    ensure_engine remote "$DEFAULT_REMOTE_PORT" "$REMOTE_BRIDGE" "$REMOTE_CIDR" "$DOCKERD" /usr/bin/docker
+    REMOTE_PORT=$ENGINE_PORT
+    import_base_image /usr/bin/docker "tcp://127.0.0.1:$REMOTE_PORT"
+}
+
+MULTI_PORT=
+ensure_multiplatform_engine() {
+    local dir=$ENGINES/multiplatform
+    mkdir -p "$dir"
+    printf '{"features": {"containerd-snapshotter": true}}\n' >"$dir/daemon.json"
+    ensure_engine multiplatform "$DEFAULT_MULTI_PORT" "$MULTI_BRIDGE" "$MULTI_CIDR" "$DOCKER26_DOCKERD" \
+        "$DOCKER26_CLIENT" --config-file "$dir/daemon.json"
+    MULTI_PORT=$ENGINE_PORT
+    DOCKER_HOST=tcp://127.0.0.1:$MULTI_PORT "$DOCKER26_CLIENT" info --format '{{.DriverStatus}}' 2>/dev/null \
+        | grep -q 'io.containerd.snapshotter' || die "engine multiplatform does not use the containerd image store"
+    import_base_image "$DOCKER26_CLIENT" "tcp://127.0.0.1:$MULTI_PORT"
+}
+
+# The legs for the env file: E2E_LEGS (names, in order) and per leg E2E_LEG_<NAME>_DOCKER (the
+# client), _HOST (DOCKER_HOST, empty: the local socket) and _CAN (what it can do, comma list).
+legs_env() {
+    local legs=() remote multi modern
+    remote=$(<"$(engine_port_file remote)") multi=$(<"$(engine_port_file multiplatform)")
+    modern=$(<"$STATE/modern-client")
+    ensure_docker26
+    leg_line() {
+        legs+=("$1")
+        echo "export E2E_LEG_${1^^}_DOCKER=$2"
+        echo "export E2E_LEG_${1^^}_HOST=$3"
+        echo "export E2E_LEG_${1^^}_CAN=$4"
+    }
+    on_trixie || leg_line legacy /usr/bin/docker "" ""
+    leg_line modern "$modern" "" buildx
+    leg_line remote /usr/bin/docker "tcp://127.0.0.1:$remote" buildx,remote
+    leg_line multiplatform "$DOCKER26_CLIENT" "tcp://127.0.0.1:$multi" buildx,multi-platform
+    echo "export E2E_LEGS=\"${legs[*]}\""
+    echo "export E2E_REMOTE_CONTEXT=$E2E_CONTEXT"
+    echo "export E2E_REMOTE_HOST=tcp://127.0.0.1:$remote"
+    echo "export E2E_REMOTE_BRIDGE_IP=${REMOTE_CIDR%/*}"
+    echo "export E2E_MULTI_HOST=tcp://127.0.0.1:$multi"
+    echo "export E2E_REMOTE_ENGINE_PID=$(pid_or_empty engine-remote "--data-root $ENGINES/remote/data")"
+    echo "export E2E_MULTI_ENGINE_PID=$(pid_or_empty engine-multiplatform "--data-root $ENGINES/multiplatform/data")"
+}
+
+stop_engine() {
+    local name=$1 bridge=$2
+    stop_svc "engine-$name" "--data-root $ENGINES/$name/data" 30
+    remove_bridge "$bridge"
+}
+
+
 # ---------------------------------------------------------------- moto
 
 MOTO_PORT=
@@ -820,6 +1042,7 @@ write_env_file() {
         echo "export E2E_ECR_REGISTRY_PID=$(pid_or_empty registry-ecr "$ECR_DIR/config.yml")"
         echo "export E2E_MOTO_PID=$(pid_or_empty moto moto.server)"
         echo "export E2E_DOCKERD_PID=$(pid_or_empty dockerd dockerd)"
+        legs_env
     } >"$tmp"
     mv -f "$tmp" "$ENV_FILE"
 }
@@ -850,6 +1073,11 @@ cmd_up() {
     step "ECR TLS registry" ensure_ecr_registry
     step "push checks" check_registries_push
     step "moto server" ensure_moto
+    step "buildx plugin" ensure_buildx
+    step "docker 26" ensure_docker26
+    step "modern client" choose_modern_client
+    step "remote engine" ensure_remote_engine
+    step "multi-platform engine" ensure_multiplatform_engine
     write_env_file
     UP_OK=1
     TIMINGS+=("$(printf '%-24s %7ss' total "$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')")")
@@ -860,6 +1088,8 @@ cmd_up() {
 }
 
 cmd_down() {
+    stop_engine multiplatform "$MULTI_BRIDGE"
+    stop_engine remote "$REMOTE_BRIDGE"
     stop_svc moto moto.server 10
     stop_svc registry-ecr "$ECR_DIR/config.yml" 10
     stop_svc registry-plain "$PLAIN_DIR/config.yml" 10
@@ -888,9 +1118,10 @@ cmd_env() {
 cmd_status() {
     local n m pid
     for n in dockerd:dockerd wheels:"--directory $WHEELS" registry-plain:"$PLAIN_DIR/config.yml" \
-        registry-ecr:"$ECR_DIR/config.yml" moto:moto.server; do
+        registry-ecr:"$ECR_DIR/config.yml" moto:moto.server \
+        engine-remote:"--data-root $ENGINES/remote/data" engine-multiplatform:"--data-root $ENGINES/multiplatform/data"; do
         m=${n#*:}; n=${n%%:*}
-        if pid=$(svc_pid "$n" "$m"); then printf '%-16s running (pid %s)\n' "$n" "$pid"; else printf '%-16s not running (by the harness)\n' "$n"; fi
+        if pid=$(svc_pid "$n" "$m"); then printf '%-21s running (pid %s)\n' "$n" "$pid"; else printf '%-21s not running (by the harness)\n' "$n"; fi
     done
     if $DOCKER info >/dev/null 2>&1; then echo "docker engine    answers"; else echo "docker engine    does not answer"; fi
     [[ -s $ENV_FILE ]] && echo "env file         $ENV_FILE" || echo "env file         none"
