@@ -19,7 +19,7 @@ store as with ``docker build`` and the summary, smoke test and push work unchang
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ragbuild.errors import UsageError
@@ -54,17 +54,52 @@ class Cache:
 @dataclass(frozen=True)
 class DockerTarget:
     """Which daemon docker talks to, as docker decides it: DOCKER_HOST beats DOCKER_CONTEXT,
-    which beats the ``currentContext`` of config.json (``docker context use``)."""
+    which beats the ``currentContext`` of config.json (``docker context use``).
+
+    ``--builder NAME`` where NAME is a docker context (``default`` included) names that context's
+    builder, which buildx refuses from any other context ("use `docker --context=NAME buildx` to
+    switch to context NAME", buildx 0.13.1). ``for_builder`` records it as ``builder_context``, and then every docker
+    command of the run (build, inspect, smoke, scan, push, verify) runs as ``docker --context
+    NAME ...`` (``docker_flags``): the image is looked for, run and pushed where it was built.
+    The ``--context`` flag beats DOCKER_HOST and DOCKER_CONTEXT (``resolveContextName`` in
+    https://github.com/docker/cli/blob/v26.1.5/cli/command/cli.go)."""
 
     host: Optional[str] = None
     context: Optional[str] = None  # DOCKER_CONTEXT
     current_context: Optional[str] = None  # config.json currentContext
+    #: ((name, docker host), ...) of the contexts in $DOCKER_CONFIG/contexts ("default" is implied)
+    contexts: tuple = ()
+    builder_context: Optional[str] = None  # the context whose builder --builder names
+
+    def for_builder(self, builder: Optional[str]) -> "DockerTarget":
+        """This target with ``builder_context`` set when ``builder`` is a docker context's
+        builder (``docker buildx ls`` lists one per context, named after it)."""
+        if builder and (builder == "default" or builder in dict(self.contexts)):
+            return replace(self, builder_context=builder)
+        return self
+
+    def docker_flags(self) -> tuple:
+        """The global flags every docker command of the run gets: ``("--context", NAME)`` when
+        the builder is a context's, else none."""
+        return ("--context", self.builder_context) if self.builder_context else ()
+
+    def endpoint(self) -> Optional[str]:
+        """DOCKER_HOST for programs other than docker (a scanner reading the daemon) when the
+        builder is another context's: that context's docker host, else None (they inherit
+        ours)."""
+        if self.builder_context and self.builder_context != "default":
+            return dict(self.contexts).get(self.builder_context)
+        return None
 
     def _source(self) -> tuple:
-        """The setting that decides, in docker's order: ("host"|"context"|"current"|"default",
-        its value)."""
+        """The setting that decides, in docker's order: ("builder"|"host"|"context"|"current"|
+        "default", its value)."""
+        if self.builder_context and self.builder_context != "default":
+            return "builder", self.builder_context
         if self.host:
             return "host", self.host
+        if self.builder_context == "default":
+            return "default", None
         if self.context:
             return "context", self.context
         if self.current_context and self.current_context != "default":
@@ -75,16 +110,19 @@ class DockerTarget:
         kind, value = self._source()
         if kind == "host":
             ignored = (f" (DOCKER_CONTEXT={self.context} is ignored while DOCKER_HOST is set)"
-                       if self.context else "")
+                       if self.context and not self.builder_context else "")
             return f"DOCKER_HOST={value}{ignored}"
-        return {"context": f"docker context {value!r} (DOCKER_CONTEXT)",
+        return {"builder": f"docker context {value!r} (--builder {value}: that context's builder; "
+                           f"every docker command runs with --context {value})",
+                "context": f"docker context {value!r} (DOCKER_CONTEXT)",
                 "current": f"docker context {value!r} (docker context use)",
                 "default": "the local socket (default context)"}[kind]
 
     def unreachable(self) -> str:
         """Where the unreachable daemon is, for the diagnose message."""
         kind, value = self._source()
-        return {"host": f"at {value}",
+        return {"builder": f"of docker context {value!r} (--builder {value})",
+                "host": f"at {value}",
                 "context": f"of docker context {value!r} (DOCKER_CONTEXT)",
                 "current": f"of docker context {value!r}",
                 "default": "at the local socket"}[kind]

@@ -206,6 +206,7 @@ def cmd_build(argv) -> int:
     runner = Runner(dry_run=options.dry_run)
     git = steps.git_info(runner)
     plan = make_plan(options, config, git, moment, **steps.plan_facts(runner, options))
+    runner.docker_flags = plan.docker.docker_flags()  # every docker command: where it builds
     if not git.sha:
         runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
     elif git.dirty:

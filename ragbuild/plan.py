@@ -383,7 +383,8 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                      build_args=plan_build_args(version, env, git, timestamp, extra_args,
                                                 buildx=where["buildx"], cache_to=where["cache_to"]),
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
-                     options=options, notes=notes, docker=docker,
+                     options=options, notes=notes,
+                     docker=docker.for_builder(options.builder) if docker is not None else None,
                      created=format_created(moment), **where)
 
 

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
 from ragbuild.plan import Command
@@ -70,6 +70,9 @@ def resolve(program: str) -> str:
 class Runner:
     def __init__(self, *, dry_run: bool = False, out=None, log=None):
         self.dry_run = dry_run
+        #: global flags for every docker command, decided by the plan
+        #: (``builders.DockerTarget.docker_flags``: ``--context NAME`` for a context's builder)
+        self.docker_flags = ()
         self._out = out or sys.stdout
         self._log = log or sys.stderr
         self._warned = set()  # a dry run's warnings, each given once
@@ -101,6 +104,8 @@ class Runner:
         """
         if stdin is not None and cmd.stdin is None:
             raise ValueError("secret given to a command that does not read stdin")
+        if self.docker_flags and cmd.argv[0] == "docker":
+            cmd = replace(cmd, argv=(cmd.argv[0], *self.docker_flags, *cmd.argv[1:]))
         program = resolve(cmd.argv[0])
         if self.dry_run and not cmd.read_only:
             if not shutil.which(program):

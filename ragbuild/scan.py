@@ -79,15 +79,20 @@ def _program(name: str, environ) -> str:
     return (environ.get(variable) if variable else None) or name
 
 
-def scan_command(scanner: Scanner, image: str) -> Command:
-    """The scanner's own output streams to the terminal: its findings are the message."""
-    return Command(tuple(word.replace(PLACEHOLDER, image) for word in scanner.argv),
-                   mode="stream", check=False)
+def scan_command(scanner: Scanner, image: str, docker_host: str = None) -> Command:
+    """The scanner's own output streams to the terminal: its findings are the message.
+    ``docker_host``: the daemon holding the image, for a scanner other than docker (which gets
+    the runner's ``--context``) when the build ran on another context's builder
+    (``builders.DockerTarget.endpoint``)."""
+    argv = tuple(word.replace(PLACEHOLDER, image) for word in scanner.argv)
+    env = (("DOCKER_HOST", docker_host),) if docker_host and argv[0] != "docker" else ()
+    return Command(argv, env=env, mode="stream", check=False)
 
 
 def run(runner, scanner: Scanner, plan) -> None:
     image = plan.primary
-    result = runner.run(scan_command(scanner, image))
+    result = runner.run(scan_command(scanner, image,
+                                     plan.docker.endpoint() if plan.docker is not None else None))
     if result.dry:
         return
     if not result.ok:

@@ -95,7 +95,9 @@ def plan_facts(runner, options: Options, environ=os.environ) -> dict:
         "environ": {name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ},
         "docker": DockerTarget(host=environ.get("DOCKER_HOST") or None,
                                context=environ.get("DOCKER_CONTEXT") or None,
-                               current_context=read_docker_config(environ).current_context),
+                               current_context=read_docker_config(environ).current_context,
+                               # only --builder asks which builders are contexts'
+                               contexts=read_docker_contexts(environ) if options.builder else ()),
     }
 
 
@@ -129,6 +131,33 @@ def read_docker_config(environ=os.environ) -> DockerConfig:
         current_context=context if isinstance(context, str) and context else None,
         cred_helpers={host: helper for host, helper in helpers.items()
                       if isinstance(helper, str) and helper})
+
+
+def read_docker_contexts(environ=os.environ) -> tuple:
+    """``((name, docker host), ...)`` of the contexts ``docker context create`` stored in
+    ``$DOCKER_CONFIG/contexts/meta/<sha256 of name>/meta.json`` (``Name``,
+    ``Endpoints.docker.Host``); unreadable or malformed entries are skipped, ``default`` (never
+    stored) is not listed."""
+    meta = os.path.join(os.path.dirname(docker_config_path(environ)), "contexts", "meta")
+    try:
+        entries = sorted(os.listdir(meta))
+    except OSError:
+        return ()
+    found = []
+    for entry in entries:
+        try:
+            with open(os.path.join(meta, entry, "meta.json"), encoding="utf-8") as file:
+                data = json.load(file)
+        except (OSError, ValueError):
+            continue
+        name = data.get("Name") if isinstance(data, dict) else None
+        if not isinstance(name, str) or not name:
+            continue
+        endpoints = data.get("Endpoints")
+        endpoint = endpoints.get("docker") if isinstance(endpoints, dict) else None
+        host = endpoint.get("Host") if isinstance(endpoint, dict) else None
+        found.append((name, host if isinstance(host, str) and host else None))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -251,7 +280,8 @@ def summarize(runner, plan: BuildPlan) -> dict:
     if missing:
         raise CommandFailed(f"the built image lacks tags {', '.join(missing)}; docker reported "
                             f"{', '.join(info['repo_tags'])}")
-    runner.log(f"run it: docker run -p 8080:8080 {plan.primary}")
+    flags = " ".join(plan.docker.docker_flags()) + " " if plan.docker is not None else ""
+    runner.log(f"run it: docker {flags}run -p 8080:8080 {plan.primary}")
     return info
 
 

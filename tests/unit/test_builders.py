@@ -535,3 +535,94 @@ def test_builders_needs_no_plan_for_the_reference_grammar(module, absent):
     code = f"import sys, {module}; sys.exit({absent!r} in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0
+
+
+# --- --builder NAME where NAME is a docker context: every docker command talks to it ------------
+
+REMOTE = DockerTarget(contexts=(("remote", "tcp://127.0.0.1:2375"), ("ci", None)))
+
+
+@pytest.mark.parametrize("target, builder, flags, endpoint", [
+    (REMOTE, "remote", ("--context", "remote"), "tcp://127.0.0.1:2375"),
+    (REMOTE, "ci", ("--context", "ci"), None),  # a context whose host was not readable
+    (REMOTE, "default", ("--context", "default"), None),  # the default context is never stored
+    (DockerTarget(context="remote"), "default", ("--context", "default"), None),
+    (REMOTE, "mybuilder", (), None),  # a `docker buildx create` builder: no context switch
+    (REMOTE, None, (), None),
+    (DockerTarget(), "remote", (), None),  # no such context: buildx decides (and says so)
+])
+def test_a_context_builder_switches_every_docker_command_to_that_context(target, builder, flags,
+                                                                         endpoint):
+    chosen = target.for_builder(builder)
+    assert chosen.docker_flags() == flags
+    assert chosen.endpoint() == endpoint
+
+
+@pytest.mark.parametrize("target, line", [
+    (REMOTE.for_builder("remote"), "docker daemon: docker context 'remote' (--builder remote: that "
+                                   "context's builder; every docker command runs with --context remote)"),
+    # --context beats DOCKER_HOST and DOCKER_CONTEXT
+    (DockerTarget(host="tcp://h:1", context="x", contexts=REMOTE.contexts).for_builder("remote"),
+     "docker daemon: docker context 'remote' (--builder remote"),
+    (DockerTarget(context="remote").for_builder("default"),
+     "docker daemon: the local socket (default context)"),
+    (DockerTarget(host="tcp://h:1", context="remote").for_builder("default"),
+     "docker daemon: DOCKER_HOST=tcp://h:1\n"),
+])
+def test_plan_names_the_context_of_the_builder(target, line):
+    text = "\n".join(describe_plan(plan_for(["--env", "dev"], docker=target))) + "\n"
+    assert line in text
+
+
+def test_builder_of_another_context_runs_every_docker_command_there(project, strict_fp, capsys,
+                                                                    monkeypatch, tmp_path):
+    """The docker config's contexts are read (docker context create's meta.json); the build, the
+    summary's inspect and the hint all talk to the builder's context."""
+    config = tmp_path / "docker-config"
+    meta = config / "contexts" / "meta" / hashlib.sha256(b"remote").hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"Name": "remote", "Metadata": {}, "Endpoints": {
+        "docker": {"Host": "tcp://127.0.0.1:2375", "SkipTLSVerify": False}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")  # --context beats it
+    docker = strict_fp.program("docker")
+    strict_fp.register([docker, "--context", "remote", "buildx", "version"], stdout="v0.13.1\n")
+    strict_fp.register([docker, "--context", "remote", "buildx", "build", "--builder", "remote",
+                        strict_fp.any()])
+    strict_fp.register([docker, "--context", "remote", "image", "inspect", strict_fp.any()],
+                       stdout=f"sha256:{'a' * 64} 1000 {json.dumps(REFS)} null\n")
+    code, _, err = run_main(["--env", "dev", "--builder", "remote", "--no-latest"], capsys)
+    assert code == 0, err
+    assert f"run it: docker --context remote run -p 8080:8080 {REFS[0]}" in err
+    calls = [list(map(str, call)) for call in strict_fp.calls]
+    docker_argvs = [call for call in calls if call[0].endswith("docker")]
+    assert len(docker_argvs) == 3 and all(c[1:3] == ["--context", "remote"] for c in docker_argvs)
+
+
+def test_docker_contexts_are_read_from_the_docker_config(tmp_path):
+    from ragbuild.steps import read_docker_contexts
+
+    meta = tmp_path / "contexts" / "meta"
+    for name, body in (("a", {"Name": "remote", "Endpoints": {"docker": {"Host": "tcp://h:1"}}}),
+                       ("b", {"Name": "nohost", "Endpoints": []}),
+                       ("c", ["not", "an", "object"]), ("d", None)):
+        (meta / name).mkdir(parents=True)
+        if body is not None:
+            (meta / name / "meta.json").write_text(json.dumps(body))
+    (meta / "e").mkdir()
+    (meta / "e" / "meta.json").write_text("{broken")
+    assert read_docker_contexts({"DOCKER_CONFIG": str(tmp_path)}) == (
+        ("remote", "tcp://h:1"), ("nohost", None))
+    assert read_docker_contexts({"DOCKER_CONFIG": str(tmp_path / "missing")}) == ()
+
+
+@pytest.mark.parametrize("argv, env", [
+    (("trivy", "image", "{image}"), (("DOCKER_HOST", "tcp://127.0.0.1:2375"),)),
+    (("docker", "scout", "cves", "{image}"), ()),  # docker gets the runner's --context instead
+])
+def test_a_scanner_reads_the_daemon_of_the_builders_context(argv, env):
+    from ragbuild.scan import Scanner, scan_command
+
+    command = scan_command(Scanner(argv, "--scan-command"), "rag-worker:dev",
+                           REMOTE.for_builder("remote").endpoint())
+    assert command.env == env and "rag-worker:dev" in command.argv
