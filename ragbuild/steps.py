@@ -280,8 +280,8 @@ def summarize(runner, plan: BuildPlan) -> dict:
     if missing:
         raise CommandFailed(f"the built image lacks tags {', '.join(missing)}; docker reported "
                             f"{', '.join(info['repo_tags'])}")
-    flags = " ".join(plan.docker.docker_flags()) + " " if plan.docker is not None else ""
-    runner.log(f"run it: docker {flags}run -p 8080:8080 {plan.primary}")
+    flags = plan.docker.docker_flags() if plan.docker is not None else ()
+    runner.log(f"run it: docker {''.join(f'{flag} ' for flag in flags)}run -p 8080:8080 {plan.primary}")
     return info
 
 
