@@ -199,3 +199,30 @@ def buildx_reasons(*, builder: Optional[str], platforms: tuple, cache_from: tupl
     reasons += [f"--cache-to {c.raw}" for c in cache_to if c.type != "inline"]
     return tuple(reasons)
 
+
+
+#: What ``docker info --format '{{json .DriverStatus}}'`` shows for the containerd image store.
+CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter"
+
+
+def builder_driver(inspect_stdout: str) -> Optional[str]:
+    """The ``Driver:`` of ``docker buildx inspect`` (docker, docker-container, kubernetes,
+    remote), None when the output has none."""
+    match = re.search(r"^Driver:\s*(\S+)", inspect_stdout, re.M)
+    return match[1] if match else None
+
+
+def multi_platform_problem(platforms: tuple, builder: Optional[str], driver: Optional[str],
+                           driver_status: str) -> Optional[str]:
+    """Why this builder cannot build an index of ``platforms`` (None: it can). The docker driver
+    can only with the containerd image store (``docker info``'s DriverStatus names the
+    ``io.containerd.snapshotter``); buildx says the same at the build, after the login
+    (https://docs.docker.com/go/build-multi-platform/)."""
+    if driver != "docker" or CONTAINERD_SNAPSHOTTER in driver_status:
+        return None
+    name = f"builder {builder!r}" if builder else "the selected buildx builder"
+    return (f"--platform {','.join(platforms)} builds an image index, and {name} uses the docker "
+            "driver on an engine with the classic image store, which cannot: turn on the "
+            "containerd image store (daemon.json {\"features\": {\"containerd-snapshotter\": true}}) "
+            "or pass --builder with a docker-container builder (docker buildx create --driver "
+            "docker-container)")

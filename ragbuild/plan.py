@@ -555,6 +555,16 @@ def buildx_version_command() -> Command:
     return Command(("docker", "buildx", "version"), check=False)
 
 
+def builder_inspect_command(builder: Optional[str]) -> Command:
+    """The builder's driver, asked before a multi-platform build (builders.builder_driver)."""
+    return Command(("docker", "buildx", "inspect", *((builder,) if builder else ())), check=False)
+
+
+def driver_status_command() -> Command:
+    """The engine's image store, asked when the builder uses the docker driver."""
+    return Command(("docker", "info", "--format", "{{json .DriverStatus}}"), check=False)
+
+
 def version_tags_command() -> Command:
     """The repository's ``v*`` tags, for --latest-policy auto (the one extra git call)."""
     return Command(("git", "tag", "--list", "v*"), check=False, read_only=True)

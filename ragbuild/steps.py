@@ -208,10 +208,25 @@ def check_buildx(runner, plan: BuildPlan) -> None:
     if result.dry:
         runner.log("dry run: a real run stops here when `docker buildx version` fails: this build "
                    f"needs docker buildx (for {'; '.join(plan.buildx)})")
-        return
-    if not result.ok:
+    elif not result.ok:
         raise DockerUnavailable(f"this build needs docker buildx (for {'; '.join(plan.buildx)}), "
                                 f"and this docker client has no buildx: {BUILDX_HINT}")
+    if plan.multi_platform:
+        check_multi_platform(runner, plan)
+
+
+def check_multi_platform(runner, plan: BuildPlan) -> None:
+    """A multi-platform build stops before the login and the build when its builder cannot
+    build an index (builders.multi_platform_problem)."""
+    from ragbuild.builders import builder_driver, multi_platform_problem
+    from ragbuild.plan import builder_inspect_command, driver_status_command
+
+    inspected = runner.run(builder_inspect_command(plan.options.builder))
+    driver = builder_driver(inspected.stdout) if inspected.ok else None
+    status = runner.run(driver_status_command()).stdout if driver == "docker" else ""
+    problem = multi_platform_problem(plan.platforms, plan.options.builder, driver, status)
+    if problem:
+        raise DockerUnavailable(problem)
 
 
 def build(runner, plan: BuildPlan, *, no_attestations: bool = False, refs=None) -> None:

@@ -3,10 +3,17 @@
 
 Every case runs what a user types (``make ...``, ``./scripts/build-image.py ...``) in a clean copy
 of the working tree (its own git repository with one commit, so the tree is clean and its sha is
-known), with the repository's ``.venv`` and ``DOCKER=/usr/bin/docker`` from the harness env file.
+known), with the repository's ``.venv`` and the leg's ``DOCKER`` (and ``DOCKER_HOST``/``DOCKER_CONTEXT``).
 
 Reusable pieces (e.g. for the push cases):
 
+* ``leg``: the client and engine every case runs on (session-scoped, parametrized over the legs
+  the harness brought up, ``E2E_LEGS`` of its env file; ``E2E_LEG=name`` picks one): ``legacy``
+  (Debian 12's docker 20.10, BuildKit built in), ``modern`` (a docker 23+ client where ``docker
+  build`` is buildx), ``remote`` (a second engine over TCP as the docker context ``remote``),
+  ``multiplatform`` (docker 26 with the containerd image store over TCP). Every case runs on the
+  first leg; on the others only cases marked ``every_leg``, and cases marked ``legs(...)`` only on
+  those legs (deselected elsewhere, never skipped).
 * ``e2e_env``: the harness env file as a dict (brought up by the harness if it is missing; a missing
   engine skips, or fails under ``CI=true``).
 * ``new_project(name, image_name=None)`` / ``project``: a clean copy; ``project.make(...)``,
@@ -39,7 +46,7 @@ from typing import Optional
 
 import pytest
 
-from .support import (BASE_IMAGE, BUILD_TIMEOUT, ENV_FILE, HARNESS, IN_CI, REPO, SCRUBBED,
+from .support import (BASE_IMAGE, BUILD_TIMEOUT, COMMAND_TIMEOUT, ENV_FILE, HARNESS, IN_CI, REPO, SCRUBBED,
                       WORKER, Docker, Images, Project, RegistryAPI, Result, Runner, copy_tree, git,
                       set_image_name)
 
@@ -58,10 +65,11 @@ def read_env_file(path: Path) -> dict:
     return env
 
 
-def engine_answers(docker_binary: str) -> tuple:
+def engine_answers(docker_binary: str, env: Optional[dict] = None) -> tuple:
     try:
         done = subprocess.run([docker_binary, "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=30,
+                              env={**os.environ, **(env or {})})
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, str(err)
     return done.returncode == 0, (done.stderr or done.stdout).strip()
@@ -77,8 +85,10 @@ def unavailable(reason: str):
 def e2e_env() -> dict:
     """The harness env file, brought up with `harness.sh up` (idempotent) when it is missing or
     its engine does not answer."""
-    env = read_env_file(ENV_FILE) if ENV_FILE.is_file() else {}
+    env = harness_env()
     ok, why = engine_answers(env["DOCKER"]) if env.get("DOCKER") else (False, f"no {ENV_FILE}")
+    if ok and "E2E_LEGS" not in env:
+        ok, why = False, f"{ENV_FILE} names no legs (written by an older harness)"
     if not ok:
         print(f"e2e: {why}; running bash {HARNESS} up", flush=True)
         try:
@@ -89,11 +99,66 @@ def e2e_env() -> dict:
         if up.returncode != 0:
             tail = "\n".join(up.stderr.strip().splitlines()[-15:])
             unavailable(f"tests/e2e/harness.sh up failed (exit {up.returncode}):\n{tail}")
-        env = read_env_file(ENV_FILE) if ENV_FILE.is_file() else {}
+        env = harness_env()
         ok, why = engine_answers(env["DOCKER"]) if env.get("DOCKER") else (False, f"no {ENV_FILE}")
         if not ok:
             unavailable(f"the Docker engine does not answer after harness.sh up: {why}")
     return env
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One docker client against one engine."""
+
+    name: str
+    docker: str  # the client binary (DOCKER for ragbuild)
+    host: str  # the engine's DOCKER_HOST ("": the local socket)
+    can: frozenset  # "buildx", "remote", "multi-platform"
+    env: dict  # what the suite's environment sets for it (None: removed)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def harness_env() -> dict:
+    """The harness env file, with the legs' file (``legs.env``) for legs it does not name."""
+    env = read_env_file(ENV_FILE) if ENV_FILE.is_file() else {}
+    legs_file = ENV_FILE.parent / "legs.env"
+    if "E2E_LEGS" not in env and env and legs_file.is_file():
+        env.update(read_env_file(legs_file))
+    return env
+
+
+def harness_legs() -> tuple:
+    """(the legs to run, the leg every case runs on): ``E2E_LEG`` (comma list) if set, else every
+    leg of the harness env file (``legacy`` when the harness is not up yet: the e2e_env fixture
+    brings it up); every case runs on the harness's first leg (legacy; on Debian 13, modern)."""
+    known = harness_env().get("E2E_LEGS", "").split() or ["legacy"]
+    chosen = os.environ.get("E2E_LEG", "").replace(",", " ").split()
+    return (chosen or known), known[0]
+
+
+LEGS, FULL_LEG = harness_legs()
+
+
+@pytest.fixture(scope="session", params=LEGS)
+def leg(request, e2e_env) -> Leg:
+    name = request.param
+    if name not in e2e_env.get("E2E_LEGS", "").split():
+        unavailable(f"leg {name!r} was not brought up by the harness (E2E_LEGS="
+                    f"{e2e_env.get('E2E_LEGS', '')!r})")
+    key = f"E2E_LEG_{name.upper()}"
+    docker, host = e2e_env[f"{key}_DOCKER"], e2e_env.get(f"{key}_HOST", "")
+    can = frozenset(filter(None, e2e_env.get(f"{key}_CAN", "").split(",")))
+    env = {"DOCKER": docker}
+    if "remote" in can:  # as a user of a remote engine has it: a docker context
+        env["DOCKER_CONTEXT"] = e2e_env["E2E_REMOTE_CONTEXT"]
+    elif host:
+        env["DOCKER_HOST"] = host
+    ok, why = engine_answers(docker, {"DOCKER_HOST": host} if host else {})
+    if not ok:
+        unavailable(f"leg {name}: the engine does not answer {docker} info: {why}")
+    return Leg(name, docker, host, can, env)
 
 
 @pytest.fixture(scope="session")
@@ -114,12 +179,20 @@ def token() -> str:
 
 
 @pytest.fixture(scope="session")
-def base_env(e2e_env, venv, tmp_path_factory) -> dict:
+def base_env(e2e_env, leg, venv, tmp_path_factory) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     env.update(e2e_env)
+    env.update(leg.env)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
     env["BUILDKIT_PROGRESS"] = "plain"  # docker's step lines ("#10 CACHED") in the output
-    env["DOCKER_CONFIG"] = str(tmp_path_factory.mktemp("docker-config"))
+    env["DOCKER_CONFIG"] = str(tmp_path_factory.mktemp(f"docker-config-{leg.name}"))
+    # the remote engine as a docker context of that config (every leg's config has it, so the
+    # default context can name it: --builder remote)
+    made = subprocess.run([leg.docker, "context", "create", e2e_env["E2E_REMOTE_CONTEXT"],
+                           "--docker", f"host={e2e_env['E2E_REMOTE_HOST']}"],
+                          env={**env, "DOCKER_CONTEXT": "default"}, capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT)
+    assert made.returncode == 0, f"docker context create: {made.stderr}"
     env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"  # moto only
     env["NO_PROXY"] = env["no_proxy"] = f"localhost,127.0.0.1,{e2e_env.get('E2E_ECR_HOST', '')}"
     return env
@@ -131,8 +204,16 @@ def runner(base_env, tmp_path_factory) -> Runner:
 
 
 @pytest.fixture(scope="session")
-def docker(runner, e2e_env) -> Docker:
-    return Docker(runner, e2e_env["DOCKER"])
+def docker(runner, leg) -> Docker:
+    """The leg's client against the leg's engine."""
+    return Docker(runner, leg.docker)
+
+
+@pytest.fixture(scope="session")
+def local_docker(runner) -> Docker:
+    """/usr/bin/docker against the local engine (the default context), whatever the leg."""
+    return Docker(Runner(runner.environ({"DOCKER_HOST": None, "DOCKER_CONTEXT": None}), runner.cwd),
+                  "/usr/bin/docker")
 
 
 @pytest.fixture(scope="session")
@@ -252,5 +333,22 @@ def dev_build(new_project, docker, session_images, pip_args) -> DevBuild:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Modules with ``RUNS_LAST = True`` go last (stable: the others keep their order)."""
+    """Per leg: every case on the first leg, ``every_leg`` cases on all, ``legs(...)`` cases on
+    theirs (the rest deselected). Modules with ``RUNS_LAST = True`` go last (stable: the others
+    keep their order)."""
+    keep, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("leg") if callspec is not None else None
+        marked = item.get_closest_marker("legs")
+        if name is None:
+            wanted = True
+        elif marked is not None:
+            wanted = name in marked.args
+        else:
+            wanted = name == FULL_LEG or item.get_closest_marker("every_leg") is not None
+        (keep if wanted else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
     items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUNS_LAST", False)))

@@ -1042,8 +1042,11 @@ write_env_file() {
         echo "export E2E_ECR_REGISTRY_PID=$(pid_or_empty registry-ecr "$ECR_DIR/config.yml")"
         echo "export E2E_MOTO_PID=$(pid_or_empty moto moto.server)"
         echo "export E2E_DOCKERD_PID=$(pid_or_empty dockerd dockerd)"
-        legs_env
     } >"$tmp"
+    # the legs also in a file of their own, which an older harness's `up` leaves alone
+    legs_env >"$STATE/legs.env.tmp"
+    cat "$STATE/legs.env.tmp" >>"$tmp"
+    mv -f "$STATE/legs.env.tmp" "$STATE/legs.env"
     mv -f "$tmp" "$ENV_FILE"
 }
 
@@ -1104,7 +1107,7 @@ cmd_down() {
     rm -f "$(pidfile dockerd)"
     remove_docker_certs_d
     remove_hosts_entry
-    rm -f "$ENV_FILE"
+    rm -f "$ENV_FILE" "$STATE/legs.env"
     log "down (caches kept in $CACHE)"
 }
 

@@ -51,6 +51,7 @@ def containers(docker):
         docker.remove_container(name)
 
 
+@pytest.mark.every_leg
 def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_context, unique,
                                                 docker, images, containers, tmp_path):
     base_id = docker.image_id(BASE_IMAGE)

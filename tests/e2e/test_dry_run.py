@@ -16,6 +16,7 @@ pytestmark = pytest.mark.e2e
 EPOCH = "1700000000"
 
 
+@pytest.mark.every_leg
 def test_dry_run_prints_the_commands_the_real_run_executes(project, tiny_context, unique, docker,
                                                           images):
     name = images.track_repository(unique("dry"))

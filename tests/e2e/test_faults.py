@@ -34,6 +34,7 @@ def assert_one_error_line(result, *words):
     return errors[0]
 
 
+@pytest.mark.every_leg
 def test_daemon_unreachable_exits_1_naming_the_daemon(project, tiny_context, unique, docker):
     name = unique("nodaemon")
     socket = "unix:///nonexistent.sock"
@@ -44,6 +45,7 @@ def test_daemon_unreachable_exits_1_naming_the_daemon(project, tiny_context, uni
     assert docker.refs(name) == []
 
 
+@pytest.mark.every_leg
 def test_failing_dockerfile_exits_1_build_failed(project, tiny_context, unique, docker, images):
     name = images.track_repository(unique("runfalse"))
     result = project.script(*build_args(tiny_context("RUN false"), name))

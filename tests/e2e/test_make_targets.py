@@ -56,6 +56,7 @@ def get_health(port: int, timeout: float = HEALTH_WAIT) -> dict:
 # --- make build-dev ----------------------------------------------------------------------------
 
 
+@pytest.mark.every_leg
 def test_build_dev_puts_every_tag_on_one_image(dev_build):
     sha, ts = dev_build.project.sha, dev_build.timestamp
     assert re.fullmatch(r"[0-9a-f]{7}", sha)
@@ -125,6 +126,7 @@ def prod_project(new_project):
     return new_project("prod")
 
 
+@pytest.mark.every_leg
 def test_build_prod_with_version_tags_and_labels(prod_project, docker, images, pip_args):
     result = prod_project.make("build-prod", "VERSION=1.0.0", f"ARGS={pip_args}").assert_ok()
     image_id = images.track_result(result)
@@ -166,6 +168,7 @@ def test_build_prod_without_version_fails_with_a_hint_and_builds_nothing(prod_pr
     assert not log.exists(), f"docker ran: {log.read_text()}"
 
 
+@pytest.mark.every_leg
 def test_prod_ready_builds_smoke_tests_and_prints_the_push_command(prod_project, docker, images,
                                                                    pip_args):
     result = prod_project.make("prod-ready", "VERSION=1.0.0", f"ARGS={pip_args}").assert_ok()

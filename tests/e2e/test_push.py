@@ -124,6 +124,7 @@ def tiny_args(dockerfile, *flags) -> list:
 # --- the plain registry ------------------------------------------------------------------------
 
 
+@pytest.mark.every_leg
 def test_push_dev_to_a_plain_registry_pushes_exactly_the_planned_tags(project, docker, images,
                                                                        tiny_context, unique,
                                                                        e2e_env, pip_args,
@@ -156,6 +157,7 @@ def test_push_dev_to_a_plain_registry_pushes_exactly_the_planned_tags(project, d
 # --- ECR ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.every_leg
 def test_push_prod_to_ecr_logs_in_checks_the_repository_and_verifies(project, docker, images,
                                                                        ecr_repository, ecr_host,
                                                                        docker_config, e2e_env,

@@ -58,6 +58,7 @@ CASES = [
 ]
 
 
+@pytest.mark.every_leg
 @pytest.mark.parametrize("flags, extra_env, bash_tags, port_tags",
                          [pytest.param(*case[1:], id=case[0]) for case in CASES])
 def test_same_tags_as_bash(flags, extra_env, bash_tags, port_tags, new_project, tiny_context,

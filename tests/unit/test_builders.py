@@ -471,9 +471,48 @@ def test_single_platform_push_still_refuses_an_index(fp):
         pushing.verify(Runner())
 
 
+def register_multi_platform_engine(fp, driver="docker", status='[["driver-type","io.containerd.snapshotter.v1"]]',
+                                   builder=()):
+    fp.register([fp.program("docker"), "buildx", "inspect", *builder],
+                stdout=f"Name:          default\nDriver:        {driver}\n\nNodes:\n")
+    if driver == "docker":
+        fp.register([fp.program("docker"), "info", "--format", "{{json .DriverStatus}}"],
+                    stdout=status + "\n")
+
+
+@pytest.mark.parametrize("driver, status, builder, capable", [
+    ("docker", '[["driver-type","io.containerd.snapshotter.v1"]]', (), True),
+    ("docker", '[["Backing Filesystem","extfs"],["Supports d_type","true"]]', (), False),
+    ("docker", '[["Backing Filesystem","extfs"]]', ("multi",), False),
+    ("docker-container", "", ("multi",), True),
+    ("remote", "", ("multi",), True),
+])
+def test_multi_platform_needs_a_builder_that_can_build_an_index(project, strict_fp, capsys, driver,
+                                                                status, builder, capable):
+    """The classic image store's docker driver cannot: one line, before the login and build."""
+    register_buildx(strict_fp)
+    register_multi_platform_engine(strict_fp, driver, status, builder)
+    strict_fp.register([strict_fp.program("docker"), strict_fp.any()], occurrences=20)  # the rest
+    strict_fp.keep_last_process(True)
+    flags = ["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG, "--push"]
+    code, _, err = run_main(flags + (["--builder", *builder] if builder else []), capsys)
+    builds = strict_fp.call_count([strict_fp.program("docker"), "buildx", "build", strict_fp.any()])
+    if capable:
+        assert builds == 1
+        return
+    assert code == 1 and builds == 0
+    name = f"builder '{builder[0]}'" if builder else "the selected buildx builder"
+    assert err.splitlines()[-1] == (
+        f"error: --platform {AMD64_ARM64} builds an image index, and {name} uses the docker driver "
+        "on an engine with the classic image store, which cannot: turn on the containerd image "
+        'store (daemon.json {"features": {"containerd-snapshotter": true}}) or pass --builder '
+        "with a docker-container builder (docker buildx create --driver docker-container)")
+
+
 def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     fp = strict_fp
     register_buildx(fp)
+    register_multi_platform_engine(fp)
     refs = [f"{REG}:dev-{STAMP}", f"{REG}:dev", f"{REG}:git-a1b2c3d"]
     fp.register([fp.program("docker"), "buildx", "build", "-f", "Dockerfile", *tagged(refs),
                  *BUILD_ARGS, *labels(REG, CREATED), "--platform", AMD64_ARM64, "--push",
@@ -488,8 +527,8 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     assert out.splitlines() == [f"{REG}@{digest_of(raw)}"]
     names = [" ".join(c[1:3]) for c in fp.calls]
     # buildx is asked for before the build; with buildx there is no attestation probe
-    assert names == ["describe --always", "buildx version", "buildx build",
-                     "buildx imagetools", "buildx imagetools", "buildx imagetools"]
+    assert names == ["describe --always", "buildx version", "buildx inspect", "info --format",
+                     "buildx build", "buildx imagetools", "buildx imagetools", "buildx imagetools"]
     assert "no local image to inspect" in err
 
 
@@ -499,10 +538,11 @@ def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "docker buildx version"
-    assert lines[1].startswith("docker buildx build -f Dockerfile -t ")
-    assert lines[1].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
+    assert lines[1] == "docker buildx inspect"  # the builder's driver
+    assert lines[2].startswith("docker buildx build -f Dockerfile -t ")
+    assert lines[2].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
     assert docker_calls(strict_fp) == 0
-    assert lines[2:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
+    assert lines[3:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
                          for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
 
 

@@ -288,6 +288,7 @@ def test_metadata_of_a_multi_platform_push_has_the_index_digest_for_each_ref(pro
     digest = "sha256:" + hashlib.sha256(index.encode()).hexdigest()
     fp = strict_fp
     fp.register([fp.program("docker"), "buildx", "version"], stdout="buildx v0.12\n")
+    fp.register([fp.program("docker"), "buildx", "inspect"], stdout="Driver: docker-container\n")
     fp.register([fp.program("docker"), "buildx", "build", fp.any()])
     refs = local_refs()
     for ref in refs:
