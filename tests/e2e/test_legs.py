@@ -1,0 +1,198 @@
+"""What each leg exists for, against its real client and engine (conftest.py's ``leg``):
+
+* modern (docker 23+, ``docker build`` is buildx): every pushed tag is a single image manifest at
+  the registry's API, not an index with provenance, with and without ``--builder default``;
+* remote (a second engine over TCP): ``DOCKER_CONTEXT=remote``, ``DOCKER_HOST=tcp://...`` and
+  ``--builder remote`` from the default context each build there, and the summary, smoke test, scan
+  and push find the image there; the local engine gets nothing;
+* multiplatform (docker 26, containerd image store): a two-platform index pushed and verified at
+  the registry's API; ``--platform linux/amd64`` stays a single image manifest; on every other leg
+  two platforms stop before the build with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+IMAGE_MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.oci.image.manifest.v1+json")
+INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
+               "application/vnd.oci.image.index.v1+json")
+PINNED_RE = re.compile(r"^(\S+)@(sha256:[0-9a-f]{64})$", re.M)
+TWO_PLATFORMS = "linux/amd64,linux/arm64"
+
+
+def planned_refs(result) -> list:
+    refs = re.findall(r"^  - (\S+)$", result.stderr, re.M)
+    assert refs, f"no planned tags: {result.describe()}"
+    return refs
+
+
+def tags_of(refs) -> list:
+    return [ref.rsplit(":", 1)[1] for ref in refs]
+
+
+def tiny_args(dockerfile, *flags) -> list:
+    return ["-f", dockerfile, "--context", dockerfile.parent, *flags]
+
+
+def assert_single_image_manifests(registry, repository: str, tags) -> dict:
+    """Each tag is one image manifest (layers, no ``manifests``); returns tag -> manifest."""
+    found = {}
+    for tag in tags:
+        manifest = registry.manifest(repository, tag)
+        assert manifest is not None, f"{repository}:{tag} is not in the registry"
+        assert manifest.media_type in IMAGE_MANIFEST_TYPES, (tag, manifest.media_type)
+        assert "manifests" not in manifest.body and manifest.body.get("layers"), (tag, manifest.body)
+        found[tag] = manifest
+    return found
+
+
+def config_of(registry, repository: str, manifest) -> dict:
+    status, _, body = registry.request(f"/v2/{repository}/blobs/{manifest.body['config']['digest']}")
+    assert status == 200
+    return json.loads(body)
+
+
+@pytest.fixture
+def scratch_context(tmp_path, token):
+    """A ``FROM scratch`` + ``COPY`` build context: builds for any platform without emulation."""
+    directory = tmp_path / "scratch"
+    directory.mkdir()
+    (directory / "hello.txt").write_text(f"ragbuild e2e {token}\n")
+    dockerfile = directory / "Dockerfile"
+    dockerfile.write_text("FROM scratch\nCOPY hello.txt /hello.txt\n")
+    return dockerfile
+
+
+# --- modern: docker build is buildx --------------------------------------------------------------
+
+
+@pytest.mark.legs("modern", "multiplatform")
+@pytest.mark.parametrize("builder", [[], ["--builder", "default"]], ids=["no-builder", "builder-default"])
+def test_buildx_client_pushes_single_image_manifests(project, tiny_context, unique, images, e2e_env,
+                                                     plain_registry, builder):
+    name = unique("single")
+    uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script("--env", "dev", "--registry", uri, "--push", *builder,
+                            *tiny_args(dockerfile)).assert_ok()
+    images.track_result(result)
+    build = [line for line in result.stderr.splitlines()
+             if re.match(r"\+ (DOCKER_BUILDKIT=1 )?docker (--context \S+ )?(buildx )?build (--builder \S+ )?-f ", line)]
+    assert len(build) == 1 and "--provenance=false --sbom=false" in build[0], result.describe()
+    if builder:
+        assert build[0].startswith("+ docker --context default buildx build --builder default ")
+    refs = planned_refs(result)
+    manifests = assert_single_image_manifests(plain_registry, name, tags_of(refs))
+    assert len({m.digest for m in manifests.values()}) == 1
+    assert PINNED_RE.search(result.stdout)[2] == next(iter(manifests.values())).digest
+
+
+# --- remote: a second engine over TCP ------------------------------------------------------------
+
+REMOTE_WAYS = {
+    "docker-context": ({}, []),  # the leg's own: DOCKER_CONTEXT=remote
+    "docker-host": ({"DOCKER_CONTEXT": None, "DOCKER_HOST": "{host}"}, []),
+    "builder": ({"DOCKER_CONTEXT": None}, ["--builder", "remote"]),  # from the default context
+}
+
+
+@pytest.mark.legs("remote")
+@pytest.mark.parametrize("way", list(REMOTE_WAYS))
+def test_remote_engine_builds_smoke_tests_scans_and_pushes_where_it_built(
+        way, project, docker, local_docker, images, unique, e2e_env, pip_args, plain_registry):
+    env, flags = REMOTE_WAYS[way]
+    env = {k: (v.format(host=e2e_env["E2E_REMOTE_HOST"]) if v else v) for k, v in env.items()}
+    name = unique(f"remote-{way}")
+    uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
+    # a scanner that is not docker: it must reach the engine that holds the image
+    scan = "sh -c 'docker image inspect --format \"scanned {{.Id}}\" \"$1\"' scan {image}"
+    result = project.script("--env", "dev", "--no-latest", "--registry", uri, "--push",
+                            "--smoke-test", "--scan-command", scan, *flags,
+                            *shlex.split(pip_args), env=env).assert_ok()
+    built = images.track_result(result)
+    refs = planned_refs(result)
+
+    # the summary, the smoke test and the scan found it on the remote engine
+    assert docker.image_id(refs[0]) == built
+    assert f"scanned {built}" in result.text
+    assert f"smoke test passed: {refs[0]} answered /health" in result.stderr, result.describe()
+    if flags:
+        assert "docker daemon: docker context 'remote' (--builder remote" in result.stderr
+        docker_lines = [line for line in result.stderr.splitlines() if line.startswith("+ docker ")]
+        assert docker_lines and all(line.startswith("+ docker --context remote ")
+                                    for line in docker_lines), docker_lines
+    # pushed from there: the registry holds the planned tags, one image manifest
+    manifests = assert_single_image_manifests(plain_registry, name, tags_of(refs))
+    assert PINNED_RE.search(result.stdout)[2] == next(iter(manifests.values())).digest
+    # the local engine got nothing: no image, no tag, no container of this build
+    assert local_docker.image_id(built) is None
+    assert local_docker.refs(uri) == []
+    assert [c for c in local_docker.containers() if uri in c or built[7:19] in c] == []
+
+
+# --- multiplatform: an engine that can build an index ---------------------------------------------
+
+
+@pytest.mark.legs("multiplatform")
+def test_two_platforms_push_one_index_verified_at_the_registry(project, scratch_context, unique,
+                                                               e2e_env, plain_registry, images):
+    name = unique("multi")
+    uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")  # the containerd store keeps it
+    result = project.script("--env", "dev", "--no-latest", "--registry", uri, "--push",
+                            "--platform", TWO_PLATFORMS, *tiny_args(scratch_context)).assert_ok()
+    refs = planned_refs(result)
+    assert plain_registry.tags(name) == sorted(tags_of(refs))
+    digests = set()
+    for tag in tags_of(refs):
+        index = plain_registry.manifest(name, tag)
+        assert index.media_type in INDEX_TYPES, (tag, index.media_type)
+        platforms = sorted(f"{m['platform']['os']}/{m['platform']['architecture']}"
+                           for m in index.body["manifests"]
+                           if m.get("platform", {}).get("os") != "unknown")
+        assert platforms == sorted(TWO_PLATFORMS.split(",")), index.body
+        for child in index.body["manifests"]:
+            image = plain_registry.manifest(name, child["digest"])
+            assert image.media_type in IMAGE_MANIFEST_TYPES and image.body.get("layers")
+        digests.add(index.digest)
+    assert len(digests) == 1
+    assert PINNED_RE.search(result.stdout)[2] == digests.pop()
+
+
+@pytest.mark.legs("multiplatform")
+def test_one_platform_for_sagemaker_stays_a_single_image_manifest(project, scratch_context, unique,
+                                                                  images, e2e_env, plain_registry):
+    name = unique("amd64")
+    uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
+    result = project.script("--env", "dev", "--no-latest", "--registry", uri, "--push",
+                            "--platform", "linux/amd64", *tiny_args(scratch_context)).assert_ok()
+    manifests = assert_single_image_manifests(plain_registry, name, tags_of(planned_refs(result)))
+    for manifest in manifests.values():
+        config = config_of(plain_registry, name, manifest)
+        assert (config["os"], config["architecture"]) == ("linux", "amd64")
+
+
+@pytest.mark.legs("legacy", "modern", "remote")
+def test_two_platforms_on_an_engine_that_cannot_stop_before_the_build(project, scratch_context,
+                                                                      unique, e2e_env,
+                                                                      plain_registry):
+    name = unique("cannot")
+    uri = f"{e2e_env['E2E_REGISTRY']}/{name}"
+    result = project.script("--env", "dev", "--registry", uri, "--push",
+                            "--platform", TWO_PLATFORMS, *tiny_args(scratch_context))
+    assert result.returncode == 1, result.describe()
+    assert "Traceback" not in result.text
+    errors = result.error_lines()
+    assert len(errors) == 1 and result.stderr.rstrip().splitlines()[-1] == errors[0]
+    assert errors[0].startswith(f"error: --platform {TWO_PLATFORMS} builds an image index, and the "
+                                "selected buildx builder uses the docker driver on an engine with "
+                                "the classic image store, which cannot:"), errors[0]
+    assert not re.search(r"^\+ .*buildx build ", result.stderr, re.M), result.describe()
+    assert plain_registry.tags(name) == []
