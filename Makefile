@@ -53,7 +53,7 @@ clean: $(VENV)/.installed ## remove the tags ragbuild builds made (label org.rag
 test: $(VENV)/.installed ## run the unit and service tests
 	$(PY) -m pytest tests/unit tests/service $(ARGS)
 
-e2e: $(VENV)/.installed ## bring up docker, registries and the ECR API (tests/e2e/harness.sh), run the e2e suite
+e2e: $(VENV)/.installed ## bring up the engines, registries and ECR API (tests/e2e/harness.sh), run the e2e suite on every leg (E2E_LEG=name: one)
 	bash tests/e2e/harness.sh up
 	$(PY) -m pytest tests/e2e $(ARGS)
 

@@ -212,17 +212,27 @@ def builder_driver(inspect_stdout: str) -> Optional[str]:
     return match[1] if match else None
 
 
-def multi_platform_problem(platforms: tuple, builder: Optional[str], driver: Optional[str],
-                           driver_status: str) -> Optional[str]:
-    """Why this builder cannot build an index of ``platforms`` (None: it can). The docker driver
-    can only with the containerd image store (``docker info``'s DriverStatus names the
+def docker_driver_needs(platforms: tuple, cache_to: tuple) -> tuple:
+    """What in this build the docker driver can do only on the containerd image store: an index
+    of several platforms, a cache export other than inline (buildx: "Multi-platform build is not
+    supported for the docker driver", "Cache export is not supported for the docker driver")."""
+    needs = []
+    if len(platforms) > 1:
+        needs.append(f"--platform {','.join(platforms)} builds an image index")
+    needs += [f"--cache-to {c.raw} exports a build cache" for c in cache_to if c.type != "inline"]
+    return tuple(needs)
+
+
+def docker_driver_problem(needs: tuple, builder: Optional[str], driver: Optional[str],
+                          driver_status: str) -> Optional[str]:
+    """Why this builder cannot do ``needs`` (``docker_driver_needs``; None: it can). The docker
+    driver can only with the containerd image store (``docker info``'s DriverStatus names the
     ``io.containerd.snapshotter``); buildx says the same at the build, after the login
-    (https://docs.docker.com/go/build-multi-platform/)."""
-    if driver != "docker" or CONTAINERD_SNAPSHOTTER in driver_status:
+    (https://docs.docker.com/go/build-multi-platform/, https://docs.docker.com/go/build-cache-backends/)."""
+    if not needs or driver != "docker" or CONTAINERD_SNAPSHOTTER in driver_status:
         return None
     name = f"builder {builder!r}" if builder else "the selected buildx builder"
-    return (f"--platform {','.join(platforms)} builds an image index, and {name} uses the docker "
-            "driver on an engine with the classic image store, which cannot: turn on the "
-            "containerd image store (daemon.json {\"features\": {\"containerd-snapshotter\": true}}) "
-            "or pass --builder with a docker-container builder (docker buildx create --driver "
-            "docker-container)")
+    return (f"{' and '.join(needs)}, and {name} uses the docker driver on an engine with the "
+            "classic image store, which cannot: turn on the containerd image store (daemon.json "
+            "{\"features\": {\"containerd-snapshotter\": true}}) or pass --builder with a "
+            "docker-container builder (docker buildx create --driver docker-container)")

@@ -616,9 +616,6 @@ def _describe_builder(plan: BuildPlan) -> list:
     for cache in plan.cache_to:
         how = "" if plan.buildx else " (plain docker build: BUILDKIT_INLINE_CACHE=1)"
         lines.append(f"cache to: {cache.raw}{how}")
-        if cache.type != "inline" and not opts.builder:
-            lines.append("  note: buildx's default builder (docker driver) cannot export this "
-                         "cache; use --builder with a docker-container, kubernetes or remote builder")
     if opts.pull:
         lines.append("pull: always pull the FROM images (--pull)")
     return lines

@@ -211,20 +211,22 @@ def check_buildx(runner, plan: BuildPlan) -> None:
     elif not result.ok:
         raise DockerUnavailable(f"this build needs docker buildx (for {'; '.join(plan.buildx)}), "
                                 f"and this docker client has no buildx: {BUILDX_HINT}")
-    if plan.multi_platform:
-        check_multi_platform(runner, plan)
+    check_builder_can(runner, plan)
 
 
-def check_multi_platform(runner, plan: BuildPlan) -> None:
-    """A multi-platform build stops before the login and the build when its builder cannot
-    build an index (builders.multi_platform_problem)."""
-    from ragbuild.builders import builder_driver, multi_platform_problem
+def check_builder_can(runner, plan: BuildPlan) -> None:
+    """An index of several platforms or a cache export stops before the login and the build
+    when the builder cannot make it (builders.docker_driver_problem)."""
+    from ragbuild.builders import builder_driver, docker_driver_needs, docker_driver_problem
     from ragbuild.plan import builder_inspect_command, driver_status_command
 
+    needs = docker_driver_needs(plan.platforms, plan.cache_to)
+    if not needs:
+        return
     inspected = runner.run(builder_inspect_command(plan.options.builder))
     driver = builder_driver(inspected.stdout) if inspected.ok else None
     status = runner.run(driver_status_command()).stdout if driver == "docker" else ""
-    problem = multi_platform_problem(plan.platforms, plan.options.builder, driver, status)
+    problem = docker_driver_problem(needs, plan.options.builder, driver, status)
     if problem:
         raise DockerUnavailable(problem)
 

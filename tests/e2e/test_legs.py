@@ -6,8 +6,9 @@
   ``--builder remote`` from the default context each build there, and the summary, smoke test, scan
   and push find the image there; the local engine gets nothing;
 * multiplatform (docker 26, containerd image store): a two-platform index pushed and verified at
-  the registry's API; ``--platform linux/amd64`` stays a single image manifest; on every other leg
-  two platforms stop before the build with the reason.
+  the registry's API; ``--platform linux/amd64`` stays a single image manifest; a registry cache
+  export lands in the registry; on every other leg (the classic image store) two platforms and a
+  cache export stop before the build with the reason.
 """
 
 from __future__ import annotations
@@ -179,20 +180,46 @@ def test_one_platform_for_sagemaker_stays_a_single_image_manifest(project, scrat
         assert (config["os"], config["architecture"]) == ("linux", "amd64")
 
 
+@pytest.mark.legs("multiplatform")
+def test_registry_cache_export_lands_in_the_registry(project, scratch_context, unique, images,
+                                                     e2e_env, plain_registry):
+    """The docker driver on the containerd image store exports a registry cache."""
+    name = unique("cache")
+    uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
+    result = project.script("--env", "dev", "--no-latest", "--image-name", name, "--cache-to",
+                            f"type=registry,ref={uri}:buildcache,mode=max",
+                            *tiny_args(scratch_context)).assert_ok()
+    images.track_result(result)
+    assert re.search(r"^#\d+ writing cache manifest sha256:", result.stderr, re.M), result.describe()
+    assert plain_registry.tags(name) == ["buildcache"]
+    assert plain_registry.manifest(name, "buildcache").body.get("manifests") or \
+        plain_registry.manifest(name, "buildcache").body.get("layers")
+
+
+CANNOT = {
+    "two-platforms": (["--registry", "{uri}", "--push", "--platform", TWO_PLATFORMS],
+                      f"--platform {TWO_PLATFORMS} builds an image index"),
+    "cache-export": (["--image-name", "{name}", "--cache-to", "type=registry,ref={uri}:buildcache"],
+                     "--cache-to type=registry,ref={uri}:buildcache exports a build cache"),
+}
+
+
 @pytest.mark.legs("legacy", "modern", "remote")
-def test_two_platforms_on_an_engine_that_cannot_stop_before_the_build(project, scratch_context,
-                                                                      unique, e2e_env,
-                                                                      plain_registry):
+@pytest.mark.parametrize("what", list(CANNOT))
+def test_what_the_classic_image_store_cannot_stops_before_the_build(what, project, scratch_context,
+                                                                    unique, e2e_env, docker,
+                                                                    plain_registry):
     name = unique("cannot")
     uri = f"{e2e_env['E2E_REGISTRY']}/{name}"
-    result = project.script("--env", "dev", "--registry", uri, "--push",
-                            "--platform", TWO_PLATFORMS, *tiny_args(scratch_context))
+    flags, said = CANNOT[what]
+    result = project.script("--env", "dev", *[f.format(uri=uri, name=name) for f in flags],
+                            *tiny_args(scratch_context))
     assert result.returncode == 1, result.describe()
     assert "Traceback" not in result.text
     errors = result.error_lines()
     assert len(errors) == 1 and result.stderr.rstrip().splitlines()[-1] == errors[0]
-    assert errors[0].startswith(f"error: --platform {TWO_PLATFORMS} builds an image index, and the "
-                                "selected buildx builder uses the docker driver on an engine with "
-                                "the classic image store, which cannot:"), errors[0]
+    assert errors[0].startswith(f"error: {said.format(uri=uri)}, and the selected buildx builder "
+                                "uses the docker driver on an engine with the classic image "
+                                "store, which cannot:"), errors[0]
     assert not re.search(r"^\+ .*buildx build ", result.stderr, re.M), result.describe()
-    assert plain_registry.tags(name) == []
+    assert plain_registry.tags(name) == [] and docker.refs(name) == []

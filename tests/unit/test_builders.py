@@ -191,7 +191,8 @@ def test_plan_names_builder_platforms_cache_and_pull():
             "SageMaker runs a single-platform image, not an index: for SageMaker build one "
             "platform (--platform linux/amd64))") in lines
     assert "cache to: type=registry,ref=r.example.com/c" in lines
-    assert any("cannot export this cache; use --builder" in line for line in lines)
+    # whether the builder can export it is asked before the build (docker_driver_problem)
+    assert not any("cannot export this cache" in line for line in lines)
     assert "pull: always pull the FROM images (--pull)" in lines
 
 
@@ -471,13 +472,25 @@ def test_single_platform_push_still_refuses_an_index(fp):
         pushing.verify(Runner())
 
 
-def register_multi_platform_engine(fp, driver="docker", status='[["driver-type","io.containerd.snapshotter.v1"]]',
+def register_builder_driver(fp, driver="docker", status='[["driver-type","io.containerd.snapshotter.v1"]]',
                                    builder=()):
     fp.register([fp.program("docker"), "buildx", "inspect", *builder],
                 stdout=f"Name:          default\nDriver:        {driver}\n\nNodes:\n")
     if driver == "docker":
         fp.register([fp.program("docker"), "info", "--format", "{{json .DriverStatus}}"],
                     stdout=status + "\n")
+
+
+def test_a_cache_export_needs_a_builder_that_can(project, strict_fp, capsys):
+    register_buildx(strict_fp)
+    register_builder_driver(strict_fp, "docker", '[["Backing Filesystem","extfs"]]')
+    code, _, err = run_main(["--env", "dev", "--cache-to", "type=registry,ref=r.example.com/c:b"],
+                            capsys)
+    assert code == 1
+    assert err.splitlines()[-1].startswith(
+        "error: --cache-to type=registry,ref=r.example.com/c:b exports a build cache, and the "
+        "selected buildx builder uses the docker driver on an engine with the classic image store")
+    assert strict_fp.call_count([strict_fp.program("docker"), "buildx", "build", strict_fp.any()]) == 0
 
 
 @pytest.mark.parametrize("driver, status, builder, capable", [
@@ -491,7 +504,7 @@ def test_multi_platform_needs_a_builder_that_can_build_an_index(project, strict_
                                                                 status, builder, capable):
     """The classic image store's docker driver cannot: one line, before the login and build."""
     register_buildx(strict_fp)
-    register_multi_platform_engine(strict_fp, driver, status, builder)
+    register_builder_driver(strict_fp, driver, status, builder)
     strict_fp.register([strict_fp.program("docker"), strict_fp.any()], occurrences=20)  # the rest
     strict_fp.keep_last_process(True)
     flags = ["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG, "--push"]
@@ -512,7 +525,7 @@ def test_multi_platform_needs_a_builder_that_can_build_an_index(project, strict_
 def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     fp = strict_fp
     register_buildx(fp)
-    register_multi_platform_engine(fp)
+    register_builder_driver(fp)
     refs = [f"{REG}:dev-{STAMP}", f"{REG}:dev", f"{REG}:git-a1b2c3d"]
     fp.register([fp.program("docker"), "buildx", "build", "-f", "Dockerfile", *tagged(refs),
                  *BUILD_ARGS, *labels(REG, CREATED), "--platform", AMD64_ARM64, "--push",
