@@ -23,7 +23,7 @@ Reusable pieces (e.g. for the push cases):
 * ``pip_args``: the wheel-mirror ``--build-arg``s every worker build needs (one string, for
   ``ARGS=``); ``tiny_context(*lines)``: a ``FROM python:3.11-slim`` build context.
 * ``plain_registry`` / ``ecr_registry``: the registries' own HTTP API (tags, manifests, digests).
-* ``docker_config``: an empty ``DOCKER_CONFIG`` directory (logged out of everything); the suite's
+* ``docker_config``: a fresh ``DOCKER_CONFIG`` directory (logged out of everything); the suite's
   default ``DOCKER_CONFIG`` is an empty session directory too.
 * ``unique(label)``: a lowercase name no other run or test uses.
 * ``dev_build``: the one worker build (``make build-dev``) the session shares.
@@ -178,6 +178,18 @@ def token() -> str:
     return secrets.token_hex(3)
 
 
+def add_remote_context(config: Path, leg: Leg, e2e_env: dict) -> None:
+    """The remote engine as a docker context of the docker config ``config`` (every config the
+    suite makes has it, so the default context can name it: --builder remote); it writes only
+    ``contexts/``, never config.json."""
+    env = {**os.environ, "DOCKER_CONFIG": str(config), "DOCKER_CONTEXT": "default"}
+    env.pop("DOCKER_HOST", None)
+    made = subprocess.run([leg.docker, "context", "create", e2e_env["E2E_REMOTE_CONTEXT"],
+                           "--docker", f"host={e2e_env['E2E_REMOTE_HOST']}"],
+                          env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert made.returncode == 0, f"docker context create: {made.stderr}"
+
+
 @pytest.fixture(scope="session")
 def base_env(e2e_env, leg, venv, tmp_path_factory) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
@@ -186,13 +198,7 @@ def base_env(e2e_env, leg, venv, tmp_path_factory) -> dict:
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
     env["BUILDKIT_PROGRESS"] = "plain"  # docker's step lines ("#10 CACHED") in the output
     env["DOCKER_CONFIG"] = str(tmp_path_factory.mktemp(f"docker-config-{leg.name}"))
-    # the remote engine as a docker context of that config (every leg's config has it, so the
-    # default context can name it: --builder remote)
-    made = subprocess.run([leg.docker, "context", "create", e2e_env["E2E_REMOTE_CONTEXT"],
-                           "--docker", f"host={e2e_env['E2E_REMOTE_HOST']}"],
-                          env={**env, "DOCKER_CONTEXT": "default"}, capture_output=True, text=True,
-                          timeout=COMMAND_TIMEOUT)
-    assert made.returncode == 0, f"docker context create: {made.stderr}"
+    add_remote_context(Path(env["DOCKER_CONFIG"]), leg, e2e_env)
     env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"  # moto only
     env["NO_PROXY"] = env["no_proxy"] = f"localhost,127.0.0.1,{e2e_env.get('E2E_ECR_HOST', '')}"
     return env
@@ -290,10 +296,12 @@ def tiny_context(tmp_path, token):
 
 
 @pytest.fixture
-def docker_config(tmp_path) -> Path:
-    """A fresh, empty DOCKER_CONFIG: pass ``env={"DOCKER_CONFIG": docker_config}``."""
+def docker_config(tmp_path, leg, e2e_env) -> Path:
+    """A fresh DOCKER_CONFIG, logged out of everything (no config.json; the remote context):
+    pass ``env={"DOCKER_CONFIG": docker_config}``."""
     path = tmp_path / "docker-config"
     path.mkdir()
+    add_remote_context(path, leg, e2e_env)
     return path
 
 
