@@ -70,12 +70,18 @@ class DockerTarget:
     #: ((name, docker host), ...) of the contexts in $DOCKER_CONFIG/contexts ("default" is implied)
     contexts: tuple = ()
     builder_context: Optional[str] = None  # the context whose builder --builder names
+    #: BUILDX_BUILDER, which buildx (and ``docker build`` where it is buildx) reads when no
+    #: --builder is given, with the same refusal of another context's builder
+    env_builder: Optional[str] = None
+    builder_source: str = "--builder"
 
     def for_builder(self, builder: Optional[str]) -> "DockerTarget":
-        """This target with ``builder_context`` set when ``builder`` is a docker context's
-        builder (``docker buildx ls`` lists one per context, named after it)."""
+        """This target with ``builder_context`` set when ``builder`` (else BUILDX_BUILDER) is a
+        docker context's builder (``docker buildx ls`` lists one per context, named after it)."""
+        source = "--builder" if builder else "BUILDX_BUILDER"
+        builder = builder or self.env_builder
         if builder and (builder == "default" or builder in dict(self.contexts)):
-            return replace(self, builder_context=builder)
+            return replace(self, builder_context=builder, builder_source=source)
         return self
 
     def docker_flags(self) -> tuple:
@@ -112,7 +118,9 @@ class DockerTarget:
             ignored = (f" (DOCKER_CONTEXT={self.context} is ignored while DOCKER_HOST is set)"
                        if self.context and not self.builder_context else "")
             return f"DOCKER_HOST={value}{ignored}"
-        return {"builder": f"docker context {value!r} (--builder {value}: that context's builder; "
+        named = (f"--builder {value}" if self.builder_source == "--builder"
+                 else f"BUILDX_BUILDER={value}")
+        return {"builder": f"docker context {value!r} ({named}: that context's builder; "
                            f"every docker command runs with --context {value})",
                 "context": f"docker context {value!r} (DOCKER_CONTEXT)",
                 "current": f"docker context {value!r} (docker context use)",
@@ -121,7 +129,9 @@ class DockerTarget:
     def unreachable(self) -> str:
         """Where the unreachable daemon is, for the diagnose message."""
         kind, value = self._source()
-        return {"builder": f"of docker context {value!r} (--builder {value})",
+        named = (f"--builder {value}" if self.builder_source == "--builder"
+                 else f"BUILDX_BUILDER={value}")
+        return {"builder": f"of docker context {value!r} ({named})",
                 "host": f"at {value}",
                 "context": f"of docker context {value!r} (DOCKER_CONTEXT)",
                 "current": f"of docker context {value!r}",

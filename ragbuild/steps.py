@@ -96,8 +96,11 @@ def plan_facts(runner, options: Options, environ=os.environ) -> dict:
         "docker": DockerTarget(host=environ.get("DOCKER_HOST") or None,
                                context=environ.get("DOCKER_CONTEXT") or None,
                                current_context=read_docker_config(environ).current_context,
-                               # only --builder asks which builders are contexts'
-                               contexts=read_docker_contexts(environ) if options.builder else ()),
+                               env_builder=environ.get("BUILDX_BUILDER") or None,
+                               # only a builder named asks which builders are contexts'
+                               contexts=(read_docker_contexts(environ)
+                                         if options.builder or environ.get("BUILDX_BUILDER")
+                                         else ())),
     }
 
 

@@ -2,8 +2,8 @@
 
 * modern (docker 23+, ``docker build`` is buildx): every pushed tag is a single image manifest at
   the registry's API, not an index with provenance, with and without ``--builder default``;
-* remote (a second engine over TCP): ``DOCKER_CONTEXT=remote``, ``DOCKER_HOST=tcp://...`` and
-  ``--builder remote`` from the default context each build there, and the summary, smoke test, scan
+* remote (a second engine over TCP): ``DOCKER_CONTEXT=remote``, ``DOCKER_HOST=tcp://...``,
+  ``--builder remote`` and ``BUILDX_BUILDER=remote`` from the default context each build there, and the summary, smoke test, scan
   and push find the image there; the local engine gets nothing;
 * multiplatform (docker 26, containerd image store): a two-platform index pushed and verified at
   the registry's API; ``--platform linux/amd64`` stays a single image manifest; a registry cache
@@ -102,6 +102,7 @@ REMOTE_WAYS = {
     "docker-context": ({}, []),  # the leg's own: DOCKER_CONTEXT=remote
     "docker-host": ({"DOCKER_CONTEXT": None, "DOCKER_HOST": "{host}"}, []),
     "builder": ({"DOCKER_CONTEXT": None}, ["--builder", "remote"]),  # from the default context
+    "buildx-builder-env": ({"DOCKER_CONTEXT": None, "BUILDX_BUILDER": "remote"}, []),
 }
 
 
@@ -125,8 +126,9 @@ def test_remote_engine_builds_smoke_tests_scans_and_pushes_where_it_built(
     assert docker.image_id(refs[0]) == built
     assert f"scanned {built}" in result.text
     assert f"smoke test passed: {refs[0]} answered /health" in result.stderr, result.describe()
-    if flags:
-        assert "docker daemon: docker context 'remote' (--builder remote" in result.stderr
+    if way in ("builder", "buildx-builder-env"):
+        named = "--builder remote" if flags else "BUILDX_BUILDER=remote"
+        assert f"docker daemon: docker context 'remote' ({named}: " in result.stderr
         docker_lines = [line for line in result.stderr.splitlines() if line.startswith("+ docker ")]
         assert docker_lines and all(line.startswith("+ docker --context remote ")
                                     for line in docker_lines), docker_lines

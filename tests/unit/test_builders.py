@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 import shlex
 from datetime import datetime
 
@@ -603,6 +604,9 @@ REMOTE = DockerTarget(contexts=(("remote", "tcp://127.0.0.1:2375"), ("ci", None)
     (REMOTE, "mybuilder", (), None),  # a `docker buildx create` builder: no context switch
     (REMOTE, None, (), None),
     (DockerTarget(), "remote", (), None),  # no such context: buildx decides (and says so)
+    (replace(REMOTE, env_builder="remote"), None, ("--context", "remote"), "tcp://127.0.0.1:2375"),
+    (replace(REMOTE, env_builder="mybuilder"), "remote", ("--context", "remote"),
+     "tcp://127.0.0.1:2375"),  # --builder beats BUILDX_BUILDER
 ])
 def test_a_context_builder_switches_every_docker_command_to_that_context(target, builder, flags,
                                                                          endpoint):
@@ -619,6 +623,8 @@ def test_a_context_builder_switches_every_docker_command_to_that_context(target,
      "docker daemon: docker context 'remote' (--builder remote"),
     (DockerTarget(context="remote").for_builder("default"),
      "docker daemon: the local socket (default context)"),
+    (replace(REMOTE, env_builder="remote").for_builder(None),
+     "docker daemon: docker context 'remote' (BUILDX_BUILDER=remote: that context's builder"),
     (DockerTarget(host="tcp://h:1", context="remote").for_builder("default"),
      "docker daemon: DOCKER_HOST=tcp://h:1\n"),
 ])
