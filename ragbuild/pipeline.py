@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from ragbuild import steps
 from ragbuild.plan import BuildPlan, Config, Options, describe_plan
 from ragbuild.runner import Runner
+
+if TYPE_CHECKING:  # imported where a push needs it
+    from ragbuild import push
 
 
 @dataclass
@@ -73,7 +76,7 @@ def _scan(runner: Runner, state: RunState) -> None:
     scan.run(runner, state.preflight.scanner, state.plan)  # no push after a failed scan
 
 
-def _push_context(state: RunState):
+def _push_context(state: RunState) -> push.Context:
     from ragbuild import push
 
     assert state.preflight.push is not None
