@@ -8,8 +8,12 @@ import os
 import shlex
 import sys
 import traceback
+from typing import TYPE_CHECKING, Optional
 
 from ragbuild.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
+
+if TYPE_CHECKING:
+    from ragbuild.channels import LatestPolicy
 
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
@@ -160,15 +164,17 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def latest_policy(latest, policy) -> str:
+def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy:
     """--latest / --no-latest and --latest-policy as one policy; contradictions are refused."""
+    from ragbuild.channels import LatestPolicy
+
     if policy is None:
-        return "never" if latest is False else "always"
+        return LatestPolicy.NEVER if latest is False else LatestPolicy.ALWAYS
     if latest is not None and (latest and policy != "always" or not latest and policy != "never"):
         flag = "--latest" if latest else "--no-latest"
         raise UsageError(f"{flag} contradicts --latest-policy {policy}: give one of them "
                          f"({flag} means --latest-policy {'always' if latest else 'never'})")
-    return policy
+    return LatestPolicy(policy)
 
 
 

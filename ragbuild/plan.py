@@ -162,7 +162,7 @@ class Options:
     metadata_file: Optional[str] = None  # metadata.py
     # tags beyond bash's (channels.py)
     semver_tags: bool = False
-    latest_policy: str = "always"  # always | auto | never (--latest / --no-latest are folded in)
+    latest_policy: channels.LatestPolicy = channels.LatestPolicy.ALWAYS  # --latest/--no-latest too
     build_number: Optional[str] = None
     ci_tags: bool = False
     # where and how to build (builders.py)
@@ -413,7 +413,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     timestamp = format_timestamp(moment)
     notes = channel.notes
     if number:
-        notes += (f"build-{number[0]}: build number from {number[1]}",)
+        notes += (f"build-{number.value}: build number from {number.source}",)
     return BuildPlan(base=registry.uri if registry else image_name,
                      tags=plan_tags(version, env, timestamp, git, number, custom, channel),
                      build_args=plan_build_args(version, env, git, timestamp, extra_args,
@@ -442,12 +442,12 @@ def _check_custom_tags(options: Options, parsed: Optional[semver.Version]) -> tu
     the policy says, and under auto so would ``--tag <major>`` with --semver-tags."""
     custom = tuple(check_tag(tag) for tag in options.tags)
     policy = options.latest_policy
-    if "latest" in custom and policy != "always":
-        given = ("--no-latest (--latest-policy never)" if policy == "never"
-                 else f"--latest-policy {policy}")
+    if "latest" in custom and policy != channels.LatestPolicy.ALWAYS:
+        given = ("--no-latest (--latest-policy never)" if policy == channels.LatestPolicy.NEVER
+                 else f"--latest-policy {policy.value}")
         raise UsageError(f"--tag latest contradicts {given}: it would tag latest whatever the "
                          "policy decides; drop --tag latest, or use --latest-policy always")
-    if policy == "auto" and options.semver_tags and parsed is not None:
+    if policy == channels.LatestPolicy.AUTO and options.semver_tags and parsed is not None:
         for tag in custom:
             if tag in channels.channel_tags(parsed):
                 raise UsageError(f"--tag {tag} contradicts --semver-tags with --latest-policy "
@@ -492,7 +492,7 @@ def _where_to_build(options: Options) -> dict:
 
 
 def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: GitInfo,
-              number: Optional[tuple], custom: tuple, channel: channels.Channels) -> tuple:
+              number: Optional[channels.BuildNumber], custom: tuple, channel: channels.Channels) -> tuple:
     """The tags, in bash's order with the opt-in ones slotted in (channels.py shows where);
     ``custom`` are the --tag values (``_check_custom_tags``); one equal to a generated tag is
     given once."""
@@ -506,7 +506,7 @@ def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: G
     if git.tag:
         tags.append(_generated(git.tag, "git's commit id"))
     if number:
-        tags.append(_generated(f"build-{number[0]}", f"the build number from {number[1]}"))
+        tags.append(_generated(f"build-{number.value}", f"the build number from {number.source}"))
     tags += custom
     if channel.latest:
         tags.append("latest")

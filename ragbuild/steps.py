@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Mapping, Optional
 
 from ragbuild import builders
+from ragbuild.channels import LatestPolicy
 from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
 from ragbuild.errors import CommandFailed, DockerUnavailable, ToolMissing, UsageError
 from ragbuild.plan import (BuildPlan, Command, Config, GitInfo, Kind, Options, PushPlan,
@@ -108,7 +109,7 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
     return Facts(
         git=git, moment=moment, docker_config=docker_config,
         docker=builders.docker_target(environ, docker_config),
-        version_tags=version_tags(runner) if options.latest_policy == "auto" else None,
+        version_tags=version_tags(runner) if options.latest_policy == LatestPolicy.AUTO else None,
         ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ})
 
 
