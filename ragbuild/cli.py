@@ -113,7 +113,7 @@ def build_parser() -> ArgumentParser:
                       help="tag build-N with N from BUILD_NUMBER, GITHUB_RUN_NUMBER or CI_PIPELINE_IID "
                            "(first set wins)")
 
-    build = parser.add_argument_group("build", "what docker builds, and how")
+    build = parser.add_argument_group("build", "what docker builds, and how (docs/builders.md)")
     build.add_argument("-f", "--file", default="Dockerfile", help="Dockerfile path (default: Dockerfile)")
     build.add_argument("--context", default=".", help="build context directory (default: .)")
     build.add_argument("--build-arg", metavar="KEY=VALUE", action="append", default=[], dest="build_args",
