@@ -6,6 +6,7 @@ that mirror code (exit statuses, make targets) naming all of it."""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,24 @@ def test_the_make_targets_table_names_every_target():
     listed = {name for cell in re.findall(r"^\| ([^|]+) \|", table, re.M)
               for name in re.findall(r"`([a-z0-9-]+)", cell)}
     assert [target for target in phony if target != "help" and target not in listed] == []
+
+
+def documented_commands() -> list:
+    """Every ``./scripts/build-image.py ...`` line of the pages' code blocks (``\\`` continuations
+    joined), as (page, argv after the program)."""
+    found = []
+    for page in PAGES:
+        for block in re.findall(r"^```(?:sh)?\n(.*?)^```", page.read_text(), re.M | re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line.split(" # ")[0])
+                if words[:1] == ["./scripts/build-image.py"]:
+                    found.append((page, words[1:]))
+    return found
+
+
+def test_every_documented_build_command_parses():
+    commands = documented_commands()
+    assert len([page for page, _ in commands if page == README]) >= 8
+    parser = cli.build_parser()
+    for page, argv in commands:
+        parser.parse_args(argv)  # a UsageError names the flag that is gone or renamed
