@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from ragbuild.errors import UsageError
+
+if TYPE_CHECKING:  # semver is imported where a version needs it
+    import semver
 
 #: Where --ci-tags looks for the build number, first set wins: Jenkins, GitHub Actions, GitLab CI.
 CI_BUILD_NUMBER_VARS = ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
@@ -52,12 +55,29 @@ def parse_version_tags(stdout: str) -> tuple:
     return tuple(found)
 
 
-def _highest(known, match=lambda v: True):
+def channel_tags(parsed: semver.Version) -> tuple[str, str]:
+    """``(<major>.<minor>, <major>)`` of a ``semver.Version``: the semver channel tags, derived
+    here only."""
+    return f"{parsed.major}.{parsed.minor}", f"{parsed.major}"
+
+
+def moving_tags(parsed: Optional[semver.Version], env: Optional[str], semver_tags: bool) -> frozenset[str]:
+    """The tags a later build must overwrite: ``latest``, the env tag and, with --semver-tags,
+    the channel tags."""
+    moving = {"latest"} | ({env} if env else set())
+    if semver_tags and parsed is not None:
+        moving |= set(channel_tags(parsed))
+    return frozenset(moving)
+
+
+def _highest(known: tuple[tuple[str, semver.Version], ...],
+             match: Callable[[semver.Version], bool] = lambda v: True
+             ) -> Optional[tuple[str, semver.Version]]:
     stable = [(name, v) for name, v in known if not v.prerelease and match(v)]
     return max(stable, key=lambda item: item[1]) if stable else None
 
 
-def version_channels(parsed, *, semver_tags: bool, policy: str,
+def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, policy: str,
                      known: Optional[tuple] = None) -> Channels:
     """The channel tags and whether ``latest`` moves, with a note for each decision.
 
@@ -72,7 +92,7 @@ def version_channels(parsed, *, semver_tags: bool, policy: str,
     known = known or ()
     notes, tags = [], []
 
-    def decide(tag: str, match, scope: str) -> bool:
+    def decide(tag: str, match: Callable[[semver.Version], bool], scope: str) -> bool:
         """For a moving tag under --latest-policy auto: keep it, or say why not."""
         if parsed is None:
             notes.append(f"{tag}: left out: no --version (with --latest-policy auto only a "
@@ -93,7 +113,8 @@ def version_channels(parsed, *, semver_tags: bool, policy: str,
         return True
 
     if semver_tags:
-        major, minor = f"{parsed.major}", f"{parsed.major}.{parsed.minor}"
+        assert parsed is not None  # refused above without a version
+        minor, major = channel_tags(parsed)
         for tag, match, scope in (
                 (minor, lambda v: (v.major, v.minor) == (parsed.major, parsed.minor),
                  f"v{minor}.*"),
