@@ -225,3 +225,19 @@ def test_what_the_classic_image_store_cannot_stops_before_the_build(what, projec
                                 "store, which cannot:"), errors[0]
     assert not re.search(r"^\+ .*buildx build ", result.stderr, re.M), result.describe()
     assert plain_registry.tags(name) == [] and docker.refs(name) == []
+
+
+@pytest.mark.legs("modern")
+def test_the_machines_own_docker_builds_with_the_plugin_installed(project, unique, images, docker,
+                                                                  pip_args):
+    """No DOCKER: ragbuild starts `docker` from PATH, and with the buildx plugin installed
+    system-wide a Docker 23+ client there builds (``make build-dev`` as a user types it)."""
+    import shutil
+
+    own = shutil.which("docker", path=project.runner.environ()["PATH"])
+    assert own, "no docker on PATH"
+    result = project.make("build-dev", f"ARGS=--image-name {unique('own')} --no-latest {pip_args}",
+                          env={"DOCKER": None})
+    if result.returncode == 0:
+        images.track_result(result)
+    assert result.returncode == 0, f"{own}: {result.describe()}"
