@@ -49,6 +49,17 @@ BUILT_RE = re.compile(r"^built (sha256:[0-9a-f]{64}) ", re.M)
 TIMESTAMP_RE = re.compile(r"^timestamp: (\d{8}-\d{6})$", re.M)
 
 
+def planned_refs(result) -> list:
+    """The refs the plan listed under ``tags:`` (stderr), in order."""
+    refs = re.findall(r"^  - (\S+)$", result.stderr, re.M)
+    assert refs, f"no planned tags: {result.describe()}"
+    return refs
+
+
+def tags_of(refs) -> list:
+    return [ref.rsplit(":", 1)[1] for ref in refs]
+
+
 # --- running commands --------------------------------------------------------------------------
 
 

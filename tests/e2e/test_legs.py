@@ -19,6 +19,8 @@ import shlex
 
 import pytest
 
+from .support import planned_refs, tags_of
+
 pytestmark = pytest.mark.e2e
 
 IMAGE_MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
@@ -27,16 +29,6 @@ INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
                "application/vnd.oci.image.index.v1+json")
 PINNED_RE = re.compile(r"^(\S+)@(sha256:[0-9a-f]{64})$", re.M)
 TWO_PLATFORMS = "linux/amd64,linux/arm64"
-
-
-def planned_refs(result) -> list:
-    refs = re.findall(r"^  - (\S+)$", result.stderr, re.M)
-    assert refs, f"no planned tags: {result.describe()}"
-    return refs
-
-
-def tags_of(refs) -> list:
-    return [ref.rsplit(":", 1)[1] for ref in refs]
 
 
 def tiny_args(dockerfile, *flags) -> list:

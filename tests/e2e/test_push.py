@@ -18,6 +18,8 @@ import stat
 
 import pytest
 
+from .support import planned_refs, tags_of
+
 pytestmark = pytest.mark.e2e
 
 IMAGE_MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
@@ -28,17 +30,6 @@ MAKE_DIRECTORY_RE = re.compile(r"make(\[\d+\])?: (Entering|Leaving) directory ")
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def planned_refs(result) -> list:
-    """The refs the plan listed under ``tags:`` (stderr), in order."""
-    refs = re.findall(r"^  - (\S+)$", result.stderr, re.M)
-    assert refs, f"no planned tags: {result.describe()}"
-    return refs
-
-
-def tags_of(refs) -> list:
-    return [ref.rsplit(":", 1)[1] for ref in refs]
 
 
 def pinned_line(result) -> str:
