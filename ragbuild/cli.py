@@ -56,7 +56,7 @@ examples:
   %(prog)s --version 1.4.1 --env prod --semver-tags --latest-policy auto --ci-tags
       adds :1.4, :1 and :build-<N>; latest only if 1.4.1 >= the highest v* git tag
   %(prog)s --env dev --builder remote --cache-from type=registry,ref=<uri>:cache
-      build on the buildx builder 'remote' (e.g. a remote BuildKit)
+      build on the builder 'remote' (e.g. the docker context 'remote': the run uses that engine)
 """
 
 
@@ -171,17 +171,19 @@ def build_parser() -> ArgumentParser:
         "builders", "plain docker build, or docker buildx build when one of these needs it "
                     "(docs/builders.md)")
     builders.add_argument("--builder", metavar="NAME",
-                          help="buildx builder to build on (docker buildx build --builder NAME), e.g. a "
-                               "remote BuildKit")
+                          help="buildx builder to build on (docker buildx build --builder NAME), e.g. "
+                               "another docker context's (the whole run then uses that context)")
     builders.add_argument("--platform", metavar="LIST",
-                          help="target platform(s), e.g. linux/amd64; more than one needs buildx and "
-                               "--push (an image index, not for SageMaker)")
+                          help="target platform(s), e.g. linux/amd64; more than one needs buildx, "
+                               "--push and a builder that can (the containerd image store or a "
+                               "docker-container builder): an image index, not for SageMaker")
     builders.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
                           help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
                                "or an image (repeatable)")
     builders.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
                           help="build cache export: type=inline (plain docker build too) or "
-                               "type=registry,ref=...,mode=max (needs buildx) (repeatable)")
+                               "type=registry,ref=...,mode=max (needs buildx and a builder that can, "
+                               "as --platform) (repeatable)")
     return parser
 
 

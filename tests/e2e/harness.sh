@@ -773,7 +773,6 @@ MULTI_BRIDGE=rbe-multi0
 MULTI_CIDR=10.231.2.1/24
 E2E_CONTEXT=remote   # the docker context the suite creates for the remote engine
 
-debian_major() { cut -d. -f1 /etc/debian_version 2>/dev/null; }
 on_trixie() { local v; v=$(</etc/debian_version); [[ $v == 13* || $v == trixie* ]]; }
 
 trixie_apt() {
