@@ -1,5 +1,5 @@
-"""--pull and --cache-from/--cache-to against the real engine (docker 20.10, BuildKit built in, no
-buildx plugin), and what a build that needs buildx says there.
+"""--pull and --cache-from/--cache-to against the real engine (the first leg: docker 20.10, BuildKit
+built in), and what a build that needs buildx says on a client without the plugin.
 
 No case here depends on what the machine happens to have (a reachable Docker Hub, a buildx
 plugin), so none needs to skip (under CI=true an e2e test never skips)."""
@@ -88,12 +88,13 @@ def docker_without_buildx(docker, e2e_env, tmp_path) -> str:
     """The harness's client when it has no buildx (docker 20.10 here); otherwise a wrapper that
     answers `docker buildx ...` as a client without the plugin does and runs the rest."""
     if docker("buildx", "version").returncode != 0:
-        return e2e_env["DOCKER"]
+        return docker.binary
     wrapper = tmp_path / "docker"
-    wrapper.write_text('#!/bin/sh\nif [ "$1" = buildx ]; then\n'
+    # buildx as any word: `docker --context NAME buildx ...` too
+    wrapper.write_text('#!/bin/sh\nfor word; do [ "$word" = buildx ] || continue\n'
                        "  echo \"docker: 'buildx' is not a docker command.\" >&2\n"
-                       "  echo \"See 'docker --help'\" >&2\n  exit 1\nfi\n"
-                       f'exec {e2e_env["DOCKER"]} "$@"\n')
+                       "  echo \"See 'docker --help'\" >&2\n  exit 1\ndone\n"
+                       f'exec {docker.binary} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return str(wrapper)
 

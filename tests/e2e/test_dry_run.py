@@ -60,13 +60,13 @@ def test_dry_run_starts_no_docker(project, tiny_context, unique, tmp_path):
     and warns once that a real run would stop."""
     name = unique("nodocker")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-    flags = ["--env", "dev", "--builder", "remote", "--registry", f"localhost:5000/{name}",
+    flags = ["--env", "dev", "--builder", "bigbox", "--registry", f"localhost:5000/{name}",
              "--push", "-f", dockerfile, "--context", dockerfile.parent]
     missing = tmp_path / "no" / "docker"
     dry = project.script(*flags, "--dry-run", env={"DOCKER": missing}).assert_ok()
     printed = dry.stdout.splitlines()
     assert printed[0] == "docker buildx version"
-    assert printed[1].startswith("docker buildx build --builder remote ")
+    assert printed[1].startswith("docker buildx build --builder bigbox ")
     assert f"warning: {missing} not found: install docker or set DOCKER to its path (a real run " \
         "stops here)" in dry.stderr.splitlines()
     assert dry.stderr.count("not found") == 1

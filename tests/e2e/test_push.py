@@ -358,5 +358,5 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
 
     # nothing ran: no command logged as executed, no login, no image
     assert [line for line in result.stderr.splitlines() if line.startswith("+ ")] == []
-    assert list(docker_config.iterdir()) == []
+    assert [p.name for p in docker_config.iterdir()] in ([], ["contexts"])  # the leg's, if any
     assert docker.refs(uri) == []
