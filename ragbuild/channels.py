@@ -38,6 +38,9 @@ class LatestPolicy(str, enum.Enum):
     AUTO = "auto"  # a release not lower than the highest v* git tag of the channel
     NEVER = "never"  # no build (--no-latest)
 
+    def __str__(self) -> str:  # messages say "--latest-policy always", on every Python
+        return str(self.value)
+
 
 @dataclass(frozen=True)
 class BuildNumber:
