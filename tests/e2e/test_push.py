@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import shutil
+import socket
 import stat
 
 import pytest
@@ -265,22 +266,20 @@ def test_cred_helper_for_the_host_skips_the_login(project, docker, images, ecr_r
 
 
 @pytest.fixture
-def stopped_plain_registry(runner, e2e_env, plain_registry):
-    """The plain registry stopped for the test, and always started again."""
-    harness = e2e_env["E2E_HARNESS"]
-    runner.run(["bash", harness, "stop-registry"]).assert_ok()
-    try:
-        yield
-    finally:
-        runner.run(["bash", harness, "start-registry"]).assert_ok()
-        plain_registry.catalog()  # answers again
+def unreachable_registry() -> str:
+    """``localhost:<port>`` where nothing listens (a port the kernel just handed out, closed
+    again): a registry that refuses connections, without stopping the harness's registry that
+    concurrent runs push to."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"localhost:{port}"
 
 
 def test_unreachable_registry_fails_listing_what_was_not_pushed(project, docker, images,
-                                                                 tiny_context, unique, e2e_env,
-                                                                 stopped_plain_registry,
-                                                                 plain_registry):
-    registry = e2e_env["E2E_REGISTRY"]
+                                                                 tiny_context, unique,
+                                                                 unreachable_registry):
+    registry = unreachable_registry
     name = unique("down")
     uri = images.track_repository(f"{registry}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
