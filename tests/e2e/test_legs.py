@@ -233,3 +233,35 @@ def test_the_machines_own_docker_builds_with_the_plugin_installed(project, uniqu
     if result.returncode == 0:
         images.track_result(result)
     assert result.returncode == 0, f"{own}: {result.describe()}"
+
+
+@pytest.mark.legs("remote")
+def test_builder_remote_imports_a_registry_cache_another_engine_pushed(project, tiny_context, unique,
+                                                                       images, e2e_env, docker,
+                                                                       local_docker):
+    """--help's example (`--builder remote --cache-from type=registry,ref=<uri>:cache`): the local
+    engine pushes an image with its inline cache; the remote engine's build imports it and runs
+    no step again (what lets every CI runner reuse the layers)."""
+    name = unique("cache-across")
+    uri = f"{e2e_env['E2E_REGISTRY']}/{name}"
+    dockerfile = tiny_context("ARG NONCE", 'RUN echo "$NONCE" > /nonce')
+    nonce = f"NONCE={name}"
+    local = {"DOCKER_CONTEXT": None, "DOCKER": "/usr/bin/docker"}
+    first = project.script("--env", "dev", "--no-latest", "--registry", uri, "--push",
+                           "--cache-to", "type=inline", "--build-arg", nonce,
+                           *tiny_args(dockerfile), env=local).assert_ok()
+    local_id = first.built_id()
+    try:
+        second = project.script("--env", "dev", "--no-latest", "--image-name", f"{name}-remote",
+                                "--builder", "remote", "--cache-from",
+                                f"type=registry,ref={uri}:dev", "--build-arg", nonce,
+                                *tiny_args(dockerfile), env={"DOCKER_CONTEXT": None}).assert_ok()
+        images.track_result(second)
+    finally:
+        local_docker.remove_images([local_id])
+    assert re.findall(r"^#\d+ importing cache manifest from (.*)$", second.stderr, re.M) == \
+        [f"{uri}:dev"], second.describe()
+    run_step = re.search(r'^(#\d+) \[\d+/\d+\] RUN echo .* > /nonce$', second.stderr, re.M)
+    assert run_step and f"{run_step[1]} CACHED" in second.stderr, second.describe()
+    assert docker.image_id(f"{name}-remote:dev") == second.built_id()  # on the remote engine
+    assert local_docker.refs(f"{name}-remote") == []
