@@ -957,6 +957,10 @@ stop_engine() {
     local name=$1 bridge=$2
     stop_svc "engine-$name" "--data-root $ENGINES/$name/data" 30
     remove_bridge "$bridge"
+    # its exec-root (sockets, netns files), once nothing is mounted below it; data-root stays
+    if [[ -d /run/rbe-$name ]] && ! svc_pid "engine-$name" "--data-root $ENGINES/$name/data" >/dev/null; then
+        umount_below "/run/rbe-$name" && rm -rf --one-file-system "/run/rbe-$name" || true
+    fi
 }
 
 
