@@ -129,11 +129,22 @@ def harness_env() -> dict:
     return env
 
 
+def first_leg() -> str:
+    """The harness's first leg before it is up: Debian 13 has no docker 20.10 client (harness.sh
+    brings up no legacy leg there)."""
+    try:
+        version = Path("/etc/debian_version").read_text().strip()
+    except OSError:
+        version = ""
+    return "modern" if version.startswith(("13", "trixie")) else "legacy"
+
+
 def harness_legs() -> tuple:
     """(the legs to run, the leg every case runs on): ``E2E_LEG`` (comma list) if set, else every
-    leg of the harness env file (``legacy`` when the harness is not up yet: the e2e_env fixture
-    brings it up); every case runs on the harness's first leg (legacy; on Debian 13, modern)."""
-    known = harness_env().get("E2E_LEGS", "").split() or ["legacy"]
+    leg of the harness env file (``first_leg()`` when the harness is not up yet: the e2e_env
+    fixture brings it up); every case runs on the harness's first leg (legacy; on Debian 13,
+    modern)."""
+    known = harness_env().get("E2E_LEGS", "").split() or [first_leg()]
     chosen = os.environ.get("E2E_LEG", "").replace(",", " ").split()
     return (chosen or known), known[0]
 
