@@ -355,8 +355,8 @@ def dev_build(new_project, docker, session_images, pip_args) -> DevBuild:
 
 def pytest_collection_modifyitems(config, items):
     """Per leg: every case on the first leg, ``every_leg`` cases on all, ``legs(...)`` cases on
-    theirs (the rest deselected). Modules with ``RUNS_LAST = True`` go last (stable: the others
-    keep their order)."""
+    theirs (the rest deselected). The legs run one after the other; within a leg, modules with
+    ``RUNS_LAST = True`` go last (stable: the others keep their order)."""
     keep, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
@@ -372,4 +372,12 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUNS_LAST", False)))
+    items.sort(key=lambda item: (leg_order(item),
+                                 bool(getattr(getattr(item, "module", None), "RUNS_LAST", False))))
+
+
+def leg_order(item) -> int:
+    """The position of the item's leg (the legs stay grouped: one leg's session at a time)."""
+    callspec = getattr(item, "callspec", None)
+    name = callspec.params.get("leg") if callspec is not None else None
+    return LEGS.index(name) if name in LEGS else -1
