@@ -184,8 +184,9 @@ def venv() -> Path:
 
 
 @pytest.fixture(scope="session")
-def token() -> str:
-    """Names this run's images and repositories apart from any other run's."""
+def token(leg) -> str:
+    """Names this run's images and repositories apart from any other run's, and from the same
+    case's on another leg of this run (one token per leg)."""
     return secrets.token_hex(3)
 
 
