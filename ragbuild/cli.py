@@ -204,13 +204,13 @@ def cmd_build(argv) -> int:
     moment = steps.clock()
     steps.check_paths(options)
     runner = Runner(dry_run=options.dry_run)
-    git = steps.git_info(runner)
-    plan = make_plan(options, config, git, moment, **steps.plan_facts(runner, options))
+    git = steps.git_info(runner, options)
+    plan = make_plan(options, config, git, moment, **steps.plan_facts(runner, options, git))
     if not git.sha:
         runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
     elif git.dirty:
-        runner.log("warning: the git tree has uncommitted changes: tagging git-"
-                   f"{git.sha}-dirty")
+        runner.log(f"warning: the git tree has uncommitted changes ({git.describe_changes()}): "
+                   f"tagging git-{git.sha}-dirty")
     for line in describe_plan(plan):
         runner.log(line)
     from ragbuild import guard

@@ -106,7 +106,7 @@ def project(tmp_path, monkeypatch, stub_bin):
 
 @pytest.fixture
 def strict_fp(fp):
-    """``fp`` that refuses any process not registered, with ``git describe`` answering SHA."""
+    """``fp`` that refuses any process not registered, with the git queries answering SHA."""
     fp.allow_unregistered(False)
     register_git(fp)
     return fp

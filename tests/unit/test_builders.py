@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from fakes import STAMP, docker_calls, register_git
+from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
 from ragbuild import cli, push
 from ragbuild.builders import DockerTarget, parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
@@ -303,7 +303,7 @@ def test_builder_build_runs_buildx_and_loads_the_image(project, strict_fp, capsy
                        stdout=f"sha256:0123 151234567 {listed}\n")
     code, _, err = run_main(["--env", "dev", "--builder", "remote", "--pull"], capsys)
     assert code == 0, err
-    argv = list(strict_fp.calls[2])
+    argv = list(strict_fp.calls[GIT_QUERIES + 1])
     assert argv[1:5] == ["buildx", "build", "--builder", "remote"]
     assert argv[-3:] == ["--pull", "--load", "."]
     assert build.calls[0].kwargs["stdout"] is None  # streamed, as docker build
@@ -315,7 +315,7 @@ def test_plain_build_never_asks_for_buildx(project, strict_fp, capsys):
                              "type=inline", "--dry-run"], capsys)
     assert code == 0
     assert out.startswith("DOCKER_BUILDKIT=1 docker build -f Dockerfile ")
-    assert len(strict_fp.calls) == 1  # git describe only
+    assert len(strict_fp.calls) == GIT_QUERIES  # git only
 
 
 def test_dry_run_shows_the_new_flags_effect(project, strict_fp, capsys, monkeypatch):
@@ -488,7 +488,8 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     assert out.splitlines() == [f"{REG}@{digest_of(raw)}"]
     names = [" ".join(c[1:3]) for c in fp.calls]
     # buildx is asked for before the build; with buildx there is no attestation probe
-    assert names == ["describe --always", "buildx version", "buildx build",
+    assert names == ["rev-parse --is-inside-work-tree", "--no-optional-locks status",
+                     "rev-parse --verify", "buildx version", "buildx build",
                      "buildx imagetools", "buildx imagetools", "buildx imagetools"]
     assert "no local image to inspect" in err
 

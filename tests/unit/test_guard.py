@@ -262,6 +262,8 @@ def test_the_matcher_library_is_imported_only_on_the_build_path(tmp_path):
              "for argv in (['--help'], ['clean', '--help'], ['--env', 'nope']):\n"
              "    cli.main(argv)\n"
              "print('e2b_dockerfile_utils' in sys.modules, 'docker' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    # not in this repository: its untracked files (sent to docker) would load the matcher to
+    # decide whether the tree is dirty, which git_info does before the flags are checked
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.stdout.strip().splitlines()[-1] == "False False", done.stderr

@@ -6,6 +6,7 @@ import os
 import logging
 from datetime import datetime
 
+import fakes
 import pytest
 
 from ragbuild import cli, push
@@ -713,8 +714,7 @@ def project(tmp_path, monkeypatch):
 
 
 def register_git(fp):
-    fp.register([fp.program("git"), "describe", "--always", "--dirty", "--abbrev=7",
-                 "--exclude=*"], stdout="abc1234\n")
+    fakes.register_git(fp, stdout="abc1234\n")
 
 
 def cli_build_argv(ref):
