@@ -47,8 +47,8 @@ environment variables:
   DOCKER_CONFIG        docker's config directory (config.json: credHelpers, current context)
   BUILDX_BUILDER       the buildx builder when --builder is not given (read by docker buildx)
   BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID   the build number of --ci-tags (first set wins)
-  SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags
-  TZ                   time zone of the timestamp tag (local time, as the bash script)
+  SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags, in UTC
+  TZ                   time zone of the timestamp tag without SOURCE_DATE_EPOCH (as bash)
   AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR   honoured by the aws CLI for ECR login
   GITHUB_OUTPUT        a successful build appends tags, digest and image-id to this file
 

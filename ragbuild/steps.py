@@ -7,7 +7,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Optional
 
 from ragbuild.errors import CommandFailed, DockerUnavailable, GitFailed, ToolMissing, UsageError
@@ -31,14 +31,17 @@ def daemon_unreachable(target) -> str:
 
 
 def clock(environ=os.environ) -> datetime:
-    """The build's one instant: SOURCE_DATE_EPOCH when set (reproducible), else now; local time."""
+    """The build's one instant. SOURCE_DATE_EPOCH set: that instant in UTC (an aware datetime),
+    so the timestamp tag, BUILD_TIMESTAMP and the created label are the same under every TZ (the
+    reproducible-builds convention: https://reproducible-builds.org/docs/source-date-epoch/).
+    Unset or empty: now, in local time (a naive datetime), as bash's ``date`` gave."""
     epoch = environ.get("SOURCE_DATE_EPOCH")
     if epoch is None or epoch == "":
         return datetime.now()
     try:
         if not (epoch.isascii() and epoch.isdigit()):  # int() takes -1, ' 1', '１' and '1_0'
             raise ValueError(epoch)
-        return datetime.fromtimestamp(int(epoch))
+        return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
     except (ValueError, OverflowError, OSError):
         raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970") from None
 

@@ -291,15 +291,37 @@ def test_guide_examples_as_dry_runs(argv, expected, project, strict_fp, capsys):
 # --- the clock ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tz, stamp", [("UTC", "20231203-143022"), ("EST+5", "20231203-093022"),
-                                       ("IST-5:30", "20231203-200022")])
-def test_timestamp_is_local_time_in_tz(tz, stamp, project, strict_fp, capsys, monkeypatch):
+@pytest.mark.parametrize("tz", ["UTC", "EST+5", "IST-5:30", "Asia/Tokyo", "Pacific/Chatham",
+                                "America/St_Johns"])
+def test_source_date_epoch_is_formatted_in_utc_under_every_tz(tz, project, strict_fp, capsys,
+                                                              monkeypatch):
+    """issue 11 (d): SOURCE_DATE_EPOCH=1700000000 gave dev-20231115-071320 under Asia/Tokyo."""
     set_tz(monkeypatch, tz)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
     assert code == 0
     build = out.splitlines()[0]
-    assert tags_of(build)[0] == f"rag-worker:dev-{stamp}"
-    assert f"--build-arg BUILD_TIMESTAMP={stamp} " in build
+    assert tags_of(build)[0] == "rag-worker:dev-20231114-221320"
+    assert "--build-arg BUILD_TIMESTAMP=20231114-221320 " in build
+    assert "--label org.opencontainers.image.created=2023-11-14T22:13:20+00:00 " in build
+
+
+@pytest.mark.parametrize("tz, hours", [("UTC", 0), ("EST+5", -5), ("IST-5:30", 5.5)])
+def test_without_source_date_epoch_the_timestamp_is_local_time_in_tz(tz, hours, project, strict_fp,
+                                                                    capsys, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    set_tz(monkeypatch, tz)
+    before = datetime.now(timezone.utc)
+    code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 0
+    build = out.splitlines()[0]
+    stamp = tags_of(build)[0].split(":dev-")[1]
+    wall = datetime.strptime(stamp, "%Y%m%d-%H%M%S")
+    expected = before.replace(tzinfo=None) + timedelta(hours=hours)
+    assert abs((wall - expected).total_seconds()) < 5
+    sign = "-" if hours < 0 else "+"
+    offset = f"{sign}{int(abs(hours)):02d}:{int(abs(hours) % 1 * 60):02d}"
+    assert f"org.opencontainers.image.created={wall.isoformat()}{offset} " in build
 
 
 def test_same_source_date_epoch_gives_the_same_commands(project, fp, capsys, monkeypatch):
