@@ -209,8 +209,8 @@ def check(runner, plan) -> ContextReport:
     options = plan.options
     for name in secret_build_args(plan.build_args):
         runner.log(f"warning: --build-arg {name} looks like a secret: build args stay readable in "
-                   "the image's history (docker history); pass secrets with `docker build --secret` "
-                   "and `RUN --mount=type=secret` instead")
+                   "the image's history (docker history); pass it with --secret id=NAME,env=VARIABLE "
+                   "and read it in the Dockerfile with `RUN --mount=type=secret,id=NAME` instead")
     report = scan_context(options.context, options.file)
     applied = f"after {report.ignore_file}" if report.ignore_file else "(no .dockerignore)"
     runner.log(f"build context {options.context}: {_files(report.files)}, "

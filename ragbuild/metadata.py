@@ -19,12 +19,12 @@ import time
 from typing import Optional
 
 from ragbuild.errors import EXIT_INTERRUPTED, RagbuildError, UsageError
-from ragbuild.plan import redact_value
+from ragbuild.plan import redact_argv, redact_value
 
 #: Keys of the JSON document, in order (the README lists them).
 KEYS = ("status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
         "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
-        "build_args", "digests", "digest", "pinned", "steps")
+        "build_args", "build_options", "digests", "digest", "pinned", "steps")
 
 
 def redact(build_args) -> dict:
@@ -133,6 +133,7 @@ class Recorder:
             "size": image.get("size"),
             "labels": image.get("labels") or {},
             "build_args": redact(plan.build_args),
+            "build_options": list(redact_argv(plan.passthrough)),  # --secret, --ssh, after --
             "digests": digests,
             "digest": digest,
             "pinned": pinned,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from ragbuild import builders, channels
+from ragbuild import builders, channels, passthrough
 from ragbuild.errors import UsageError
 from ragbuild.reference import ECR_HOST_RE, IMAGE_NAME_RE, NAME_MAX, REGISTRY_RE, TAG_RE
 
@@ -148,6 +148,10 @@ class Options:
     cache_from: tuple = ()
     cache_to: tuple = ()
     pull: bool = False
+    # docker build options ragbuild does not model, passed through (passthrough.py)
+    secrets: tuple = ()  # --secret SPEC
+    ssh: tuple = ()  # --ssh SPEC
+    docker_options: tuple = ()  # the words after --
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,7 @@ class BuildPlan:
     cache_to: tuple = ()
     docker: object = None  # builders.DockerTarget: the daemon docker talks to
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
+    passthrough: tuple = ()  # docker build words of --secret, --ssh and after -- (passthrough.py)
 
     @property
     def multi_platform(self) -> bool:
@@ -443,6 +448,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     image_name = check_image_name(config.image_name if options.image_name is None
                                   else options.image_name)
     extra_args = tuple(parse_build_arg(raw) for raw in options.build_args)
+    passed = passthrough.build_words(options.secrets, options.ssh, options.docker_options)
     if env == "prod" and git.dirty and not options.allow_dirty:
         raise UsageError(f"the git tree has uncommitted changes ({git.describe_changes()}); commit "
                          "them (or ignore untracked files in .gitignore or .dockerignore), or pass "
@@ -463,7 +469,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                                                 buildx=where["buildx"], cache_to=where["cache_to"]),
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
                      options=options, notes=notes, docker=docker,
-                     created=format_created(moment), **where)
+                     created=format_created(moment), passthrough=passed, **where)
 
 
 def _check_version_and_env(options: Options, config: Config) -> tuple:
@@ -622,6 +628,7 @@ def build_command(plan: BuildPlan, *, no_attestations: bool = False,
     if no_attestations:
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
+    argv += plan.passthrough
     argv.append(opts.context)
     env = () if plan.buildx else (("DOCKER_BUILDKIT", "1"),)
     return Command(tuple(argv), env=env, mode="stream")
@@ -654,6 +661,8 @@ def describe_plan(plan: BuildPlan) -> list:
     lines.append(f"git commit: {plan.git.commit}")
     lines.append(f"timestamp: {plan.timestamp}")
     lines += _describe_builder(plan)
+    opts = plan.options
+    lines += passthrough.describe(opts.secrets, opts.ssh, opts.docker_options)
     lines.append("tags:")
     lines += [f"  - {ref}" for ref in plan.refs]
     if plan.notes:
