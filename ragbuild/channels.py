@@ -52,6 +52,21 @@ def parse_version_tags(stdout: str) -> tuple:
     return tuple(found)
 
 
+def channel_tags(parsed) -> tuple[str, str]:
+    """``(<major>.<minor>, <major>)`` of a ``semver.Version``: the semver channel tags, derived
+    here only."""
+    return f"{parsed.major}.{parsed.minor}", f"{parsed.major}"
+
+
+def moving_tags(parsed, env: Optional[str], semver_tags: bool) -> frozenset[str]:
+    """The tags a later build must overwrite: ``latest``, the env tag and, with --semver-tags,
+    the channel tags."""
+    moving = {"latest"} | ({env} if env else set())
+    if semver_tags and parsed is not None:
+        moving |= set(channel_tags(parsed))
+    return frozenset(moving)
+
+
 def _highest(known, match=lambda v: True):
     stable = [(name, v) for name, v in known if not v.prerelease and match(v)]
     return max(stable, key=lambda item: item[1]) if stable else None
@@ -93,7 +108,7 @@ def version_channels(parsed, *, semver_tags: bool, policy: str,
         return True
 
     if semver_tags:
-        major, minor = f"{parsed.major}", f"{parsed.major}.{parsed.minor}"
+        minor, major = channel_tags(parsed)
         for tag, match, scope in (
                 (minor, lambda v: (v.major, v.minor) == (parsed.major, parsed.minor),
                  f"v{minor}.*"),

@@ -7,8 +7,9 @@ import math
 import os
 import shlex
 import sys
+import traceback
 
-from ragbuild.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
+from ragbuild.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
 
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
@@ -225,54 +226,17 @@ def parse_build(argv):
                    docker_options=tuple(docker_options))
 
 
-def cmd_build(argv) -> int:
+def cmd_build(argv: list[str]) -> int:
     options = parse_build(argv)
-    from ragbuild import steps
+    from ragbuild import pipeline
     from ragbuild.config import load_config
-    from ragbuild.plan import describe_plan, make_plan
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     config = load_config()
-    moment = steps.clock()
-    steps.check_paths(options)
-    runner = Runner(dry_run=options.dry_run)
-    git = steps.git_info(runner, options)
-    plan = make_plan(options, config, git, moment, **steps.plan_facts(runner, options, git))
-    if not git.sha:
-        runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
-    elif git.dirty:
-        runner.log(f"warning: the git tree has uncommitted changes ({git.describe_changes()}): "
-                   f"tagging git-{git.sha}-dirty")
-    for line in describe_plan(plan):
-        runner.log(line)
-    from ragbuild import guard
-    from ragbuild.metadata import Recorder
-
-    record = Recorder.for_options(options, plan, runner)  # step times, --metadata-file
-    record.time("context", guard.check, runner, plan)  # before login and the long build
-    checks = steps.Preflight()  # scanner, buildx, login and repository: before the long build
-    if steps.needs_preflight(plan):
-        checks = record.time("pre-flight", steps.preflight, runner, plan, config)
-    pushing = checks.pushing
-    record.time("build", steps.build, runner, plan,
-                no_attestations=bool(pushing and pushing.no_attestations),
-                refs=pushing.refs if pushing else None)
-    record.time("inspect", steps.summarize, runner, plan)
-    if options.smoke_test:
-        from ragbuild import smoke
-
-        record.time("smoke", smoke.check, runner, plan)
-    if checks.scanner:
-        from ragbuild import scan
-
-        record.time("scan", scan.run, runner, checks.scanner, plan)  # no push after a failed scan
-    if pushing:
-        if not plan.multi_platform:  # a multi-platform build pushed itself
-            record.time("push", pushing.push, runner)
-        record.time("verify", pushing.verify, runner)
-    elif not options.dry_run:
-        runner.log(push_hint(plan, argv))
-    record.finish()
+    runner = make_runner(options.dry_run)
+    state = pipeline.run(runner, pipeline.gather(runner, options, config))
+    if not options.push:
+        runner.report(push_hint(state.plan, argv))
     return EXIT_OK
 
 
@@ -332,7 +296,7 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
 
 def cmd_smoke(argv) -> int:
     from ragbuild import manage, smoke
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     parser = sub_parser("smoke", "Start IMAGE on a free local port, wait for /health and check what it "
                                  "reports; the container is always removed. Exit 1 on failure.")
@@ -345,14 +309,14 @@ def cmd_smoke(argv) -> int:
     ns = parser.parse_args(argv)
     manage.check_image_ref(ns.image)
     expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit)
-    smoke.run(Runner(dry_run=ns.dry_run), expect, timeout=ns.timeout)
+    smoke.run(make_runner(ns.dry_run), expect, timeout=ns.timeout)
     return EXIT_OK
 
 
 def cmd_run(argv) -> int:
     from ragbuild import manage
     from ragbuild.config import load_config
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     parser = sub_parser("run", "Run the image locally in the background as container "
                                f"{manage.LOCAL_CONTAINER} (replacing an earlier one).")
@@ -363,33 +327,33 @@ def cmd_run(argv) -> int:
     if ns.image is not None:
         manage.check_image_ref(ns.image)
     image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
-    manage.run_local(Runner(dry_run=ns.dry_run), image, port=ns.port)
+    manage.run_local(make_runner(ns.dry_run), image, port=ns.port)
     return EXIT_OK
 
 
 def cmd_logs(argv) -> int:
     from ragbuild import manage
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     parser = sub_parser("logs", f"Show the logs of the local container {manage.LOCAL_CONTAINER}.")
     parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
     parser.add_argument("--tail", type=_lines, default=200,
                         help="lines to show, 0 or more (default: %(default)s)")
     ns = parser.parse_args(argv)
-    manage.logs(Runner(dry_run=ns.dry_run), follow=ns.follow, lines=ns.tail)
+    manage.logs(make_runner(ns.dry_run), follow=ns.follow, lines=ns.tail)
     return EXIT_OK
 
 
 def cmd_clean(argv) -> int:
     from ragbuild import manage
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     parser = sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
                                  "in their org.ragbuild.repository label), and no other tag: an "
                                  "image built FROM one, or one you tagged yourself, keeps its own "
                                  "tags. Untagged leftovers: " + manage.PRUNE_HINT)
     ns = parser.parse_args(argv)
-    manage.clean(Runner(dry_run=ns.dry_run))
+    manage.clean(make_runner(ns.dry_run))
     return EXIT_OK
 
 
@@ -420,5 +384,10 @@ def main(argv=None) -> int:
         except (OSError, ValueError):  # a stdout without a file descriptor
             pass
         return EXIT_BROKEN_PIPE
+    except Exception:  # a bug: the traceback is for the report
+        traceback.print_exc()
+        print(f"error: this is a bug in ragbuild (exit {EXIT_BUG}); please report it with the "
+              "traceback above and the command you ran", file=sys.stderr)
+        return EXIT_BUG
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else (EXIT_OK if exit_.code is None else EXIT_USAGE)

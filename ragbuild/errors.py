@@ -7,6 +7,8 @@ package prints errors or calls ``sys.exit``.
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: An unexpected exception: a bug in ragbuild (the traceback is shown, to be reported).
+EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
 
 

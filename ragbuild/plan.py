@@ -7,6 +7,8 @@ those facts and hands them in, and the runner executes the ``Command`` objects m
 from __future__ import annotations
 
 import difflib
+import enum
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -32,16 +34,34 @@ CREATED_LABEL = "org.opencontainers.image.created"
 BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
 
 
+class Mode(enum.Enum):
+    """Where a command's output goes."""
+
+    CAPTURE = "capture"  # kept, not shown
+    STREAM = "stream"  # the child writes to our terminal (docker's live progress); not kept
+    TEE = "tee"  # shown live and kept (stdout and stderr merged)
+
+
+class Kind(enum.Enum):
+    """What a command is, which is all a dry run needs to know (``runner.DryRunner``)."""
+
+    QUERY = "query"  # read-only and local (a git query): runs in a dry run too; not logged
+    PROBE = "probe"  # asks docker or aws something: a dry run prints it and assumes it passes
+    ACTION = "action"  # changes something: a dry run prints it
+
+
 @dataclass(frozen=True)
 class Command:
     """One process to start, as data: what ``--dry-run`` prints is ``display()``."""
 
-    argv: tuple
-    env: tuple = ()  # (("DOCKER_BUILDKIT", "1"),): added to the caller's environment
-    mode: str = "capture"  # capture | stream (child writes to our terminal) | tee (both)
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # (("DOCKER_BUILDKIT", "1"),): added to the environment
+    mode: Mode = Mode.CAPTURE
     check: bool = True  # a non-zero exit raises CommandFailed
-    read_only: bool = False  # a git query a dry run still executes (no docker, no aws); not logged
+    kind: Kind = Kind.ACTION
     stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
+    assume: str = ""  # the stdout a dry run takes it to have printed (it exits 0)
+    dry_note: str = ""  # what a real run decides from its answer, said by a dry run
 
     def display(self) -> str:
         """The command line, shell-quoted, with secret values shown as ``***`` (``redact_argv``)."""
@@ -203,6 +223,17 @@ class Registry:
 
 
 @dataclass(frozen=True)
+class PushPlan:
+    """What the pre-flight decided about the push, before the build (push.prepare); the build
+    command consumes it."""
+
+    refs: tuple  # the refs to push, in the plan's order
+    skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
+    no_attestations: bool = False  # the build must pass --provenance=false --sbom=false
+    helper: Optional[str] = None  # the docker credential helper used for the host, if any
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     base: str  # registry URI or image name
     tags: tuple  # tag names, in bash's order
@@ -218,9 +249,10 @@ class BuildPlan:
     buildx: tuple = ()  # why the build needs docker buildx build (empty: plain docker build)
     cache_from: tuple = ()  # builders.Cache
     cache_to: tuple = ()
-    docker: object = None  # builders.DockerTarget: the daemon docker talks to
+    docker: Optional[builders.DockerTarget] = None  # the daemon docker talks to
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
     passthrough: tuple = ()  # docker build words of --secret, --ssh and after -- (passthrough.py)
+    moving_tags: frozenset = frozenset()  # tags a later build must overwrite (channels.moving_tags)
 
     @property
     def multi_platform(self) -> bool:
@@ -357,7 +389,7 @@ def git_repository_command() -> Command:
     """Whether the working directory is in a work tree, its top level, and whether the clone
     is shallow: three precise answers of one read-only ``git rev-parse``."""
     return Command(("git", "rev-parse", "--is-inside-work-tree", "--show-toplevel",
-                    "--is-shallow-repository"), env=GIT_ENV, check=False, read_only=True)
+                    "--is-shallow-repository"), env=GIT_ENV, check=False, kind=Kind.QUERY)
 
 
 def git_status_command() -> Command:
@@ -365,14 +397,14 @@ def git_status_command() -> Command:
     to the work tree, untracked files one by one; ``--no-optional-locks``: a query takes no
     index lock (``git status`` would otherwise refresh the index)."""
     return Command(("git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "-z",
-                    "--untracked-files=all"), env=GIT_ENV, check=False, read_only=True)
+                    "--untracked-files=all"), env=GIT_ENV, check=False, kind=Kind.QUERY)
 
 
 def git_short_sha_command(oid: str) -> Command:
     """The commit ``oid`` abbreviated as bash's ``git rev-parse --short`` did (7 hex digits,
     longer when needed to stay unique)."""
     return Command(("git", "rev-parse", "--verify", "-q", "--short=7", f"{oid}^{{commit}}"),
-                   env=GIT_ENV, check=False, read_only=True)
+                   env=GIT_ENV, check=False, kind=Kind.QUERY)
 
 
 def git_reason(returncode: int, stderr: str) -> str:
@@ -469,7 +501,8 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                                                 buildx=where["buildx"], cache_to=where["cache_to"]),
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
                      options=options, notes=notes, docker=docker,
-                     created=format_created(moment), passthrough=passed, **where)
+                     created=format_created(moment), passthrough=passed,
+                     moving_tags=channels.moving_tags(parsed, env, options.semver_tags), **where)
 
 
 def _check_version_and_env(options: Options, config: Config) -> tuple:
@@ -496,9 +529,8 @@ def _check_custom_tags(options: Options, parsed) -> tuple:
         raise UsageError(f"--tag latest contradicts {given}: it would tag latest whatever the "
                          "policy decides; drop --tag latest, or use --latest-policy always")
     if policy == "auto" and options.semver_tags and parsed is not None:
-        channel_tags = (f"{parsed.major}.{parsed.minor}", f"{parsed.major}")
         for tag in custom:
-            if tag in channel_tags:
+            if tag in channels.channel_tags(parsed):
                 raise UsageError(f"--tag {tag} contradicts --semver-tags with --latest-policy "
                                  f"auto, which decides whether {tag} moves; drop --tag {tag}")
     return custom
@@ -591,13 +623,14 @@ def plan_build_args(version: Optional[str], env: Optional[str], git: GitInfo, ti
     return tuple(build_args)
 
 
-def build_command(plan: BuildPlan, *, no_attestations: bool = False,
-                  refs: Optional[tuple] = None) -> Command:
+def build_command(plan: BuildPlan, push: Optional[PushPlan] = None) -> Command:
     """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag).
 
     ``docker buildx build`` when the plan needs it (``plan.buildx``): ``--load`` for one
-    platform, ``--push`` of ``refs`` (default: every ref) for several (builders.py)."""
+    platform, ``--push`` of the push's refs for several (builders.py). ``push``: what the
+    pre-flight decided (its refs, and whether attestations must be off)."""
     opts = plan.options
+    no_attestations = bool(push and push.no_attestations)
     if plan.buildx:
         argv = ["docker", "buildx", "build"]
         if opts.builder:
@@ -605,7 +638,7 @@ def build_command(plan: BuildPlan, *, no_attestations: bool = False,
         argv += ["-f", opts.file]
     else:
         argv = ["docker", "build", "-f", opts.file]
-    for ref in (refs if refs is not None and plan.multi_platform else plan.refs):
+    for ref in (push.refs if push is not None and plan.multi_platform else plan.refs):
         argv += ["-t", ref]
     for key, value in plan.build_args:
         argv += ["--build-arg", f"{key}={value}"]
@@ -631,24 +664,27 @@ def build_command(plan: BuildPlan, *, no_attestations: bool = False,
     argv += plan.passthrough
     argv.append(opts.context)
     env = () if plan.buildx else (("DOCKER_BUILDKIT", "1"),)
-    return Command(tuple(argv), env=env, mode="stream")
+    return Command(tuple(argv), env=env, mode=Mode.STREAM)
 
 
-def buildx_version_command() -> Command:
+def buildx_version_command(reasons: tuple = ()) -> Command:
     """Whether the client has buildx, asked before a build that needs it (a dry run prints it:
     it starts no docker)."""
-    return Command(("docker", "buildx", "version"), check=False)
+    return Command(("docker", "buildx", "version"), check=False, kind=Kind.PROBE,
+                   dry_note=f"a real run stops here when `docker buildx version` fails: this "
+                            f"build needs docker buildx (for {'; '.join(reasons)})")
 
 
 def version_tags_command() -> Command:
     """The repository's ``v*`` tags, for --latest-policy auto (the one extra git call)."""
-    return Command(("git", "tag", "--list", "v*"), check=False, read_only=True)
+    return Command(("git", "tag", "--list", "v*"), check=False, kind=Kind.QUERY)
 
 
-def inspect_command(ref: str) -> Command:
+def inspect_command(ref: str, refs: tuple = ()) -> Command:
     """The summary's one call: id, size, tags and (for --metadata-file) the image's labels."""
     return Command(("docker", "image", "inspect", "--format",
-                    "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", ref))
+                    "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", ref),
+                   kind=Kind.PROBE, assume=f"IMAGE_ID 0 {json.dumps(list(refs or (ref,)))} null")
 
 
 def describe_plan(plan: BuildPlan) -> list:

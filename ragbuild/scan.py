@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 
 from ragbuild.errors import ScanFailed, ToolMissing, UsageError
-from ragbuild.plan import Command
+from ragbuild.plan import Command, Mode
 
 PLACEHOLDER = "{image}"
 #: The default scanner: trivy fails (exit 1) on HIGH or CRITICAL findings.
@@ -82,16 +82,14 @@ def _program(name: str, environ) -> str:
 def scan_command(scanner: Scanner, image: str) -> Command:
     """The scanner's own output streams to the terminal: its findings are the message."""
     return Command(tuple(word.replace(PLACEHOLDER, image) for word in scanner.argv),
-                   mode="stream", check=False)
+                   mode=Mode.STREAM, check=False)
 
 
 def run(runner, scanner: Scanner, plan) -> None:
     image = plan.primary
     result = runner.run(scan_command(scanner, image))
-    if result.dry:
-        return
     if not result.ok:
         pushed = "; nothing was pushed" if plan.options.push else ""
         raise ScanFailed(f"the vulnerability scan of {image} failed (exit {result.returncode}; "
                          f"its findings are above){pushed}")
-    runner.log(f"vulnerability scan passed: {image}")
+    runner.report(f"vulnerability scan passed: {image}")

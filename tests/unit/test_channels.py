@@ -10,7 +10,7 @@ import pytest
 from ragbuild.channels import parse_version_tags, version_channels
 from ragbuild.cli import parse_build
 from ragbuild.errors import UsageError
-from ragbuild.plan import (Config, GitInfo, describe_plan, make_plan, parse_version,
+from ragbuild.plan import (Kind, Mode, Config, GitInfo, describe_plan, make_plan, parse_version,
                            version_tags_command)
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
@@ -208,7 +208,7 @@ def test_always_and_never_explain_only_with_semver_tags():
 def test_version_tags_are_one_read_only_git_call():
     cmd = version_tags_command()
     assert cmd.argv == ("git", "tag", "--list", "v*")
-    assert cmd.read_only and not cmd.check
+    assert cmd.kind is Kind.QUERY and not cmd.check
 
 
 def test_non_semver_tags_are_ignored():

@@ -11,7 +11,7 @@ import pytest
 
 from ragbuild.cli import parse_build
 from ragbuild.errors import EXIT_USAGE, UsageError
-from ragbuild.plan import (Command, Config, GitInfo, Options, build_command, check_env, check_tag,
+from ragbuild.plan import (Kind, Mode, Command, Config, GitInfo, Options, PushPlan, build_command, check_env, check_tag,
                            describe_plan, format_created, format_timestamp, human_size,
                            inspect_command, make_plan, parse_build_arg, parse_git_repository, parse_git_status,
                            parse_registry, parse_version, plan_build_args, plan_tags)
@@ -162,8 +162,8 @@ def test_build_command_is_one_docker_build_with_every_tag():
         "--no-cache", "src",
     )
     assert cmd.env == (("DOCKER_BUILDKIT", "1"),)
-    assert cmd.mode == "stream"
-    assert cmd.check and not cmd.read_only
+    assert cmd.mode is Mode.STREAM
+    assert cmd.check and cmd.kind is not Kind.QUERY
 
 
 def test_build_command_without_no_cache_has_none():
@@ -171,7 +171,7 @@ def test_build_command_without_no_cache_has_none():
 
 
 def test_build_command_for_a_push_drops_attestations():
-    cmd = build_command(plan_for(["--env", "dev"]), no_attestations=True)
+    cmd = build_command(plan_for(["--env", "dev"]), PushPlan((), no_attestations=True))
     assert cmd.argv[-3:] == ("--provenance=false", "--sbom=false", ".")
 
 
@@ -365,7 +365,7 @@ def test_git_queries_are_read_only_and_speak_english():
     from ragbuild.plan import git_repository_command, git_short_sha_command, git_status_command
 
     for cmd in (git_repository_command(), git_status_command(), git_short_sha_command("a" * 40)):
-        assert cmd.argv[0] == "git" and cmd.read_only and not cmd.check
+        assert cmd.argv[0] == "git" and cmd.kind is Kind.QUERY and not cmd.check
         assert dict(cmd.env)["LC_ALL"] == "C"
     assert git_status_command().argv[1] == "--no-optional-locks"  # a query takes no index lock
     assert git_short_sha_command("f" * 40).argv[-1] == "f" * 40 + "^{commit}"
