@@ -47,7 +47,7 @@ environment variables:
   DOCKER               the docker client to run (default: docker on PATH)
   AWS_CLI              the aws CLI to run for the ECR login (default: aws on PATH)
   DOCKER_HOST, DOCKER_CONTEXT   the daemon to talk to, as docker itself reads them
-  DOCKER_CONFIG        docker's config directory (config.json: credHelpers, current context)
+  DOCKER_CONFIG        docker's config directory (config.json: credHelpers, credsStore, auths, current context)
   BUILDX_BUILDER       the buildx builder when --builder is not given (read by docker buildx)
   BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID   the build number of --ci-tags (first set wins)
   SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags, in UTC

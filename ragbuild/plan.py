@@ -231,6 +231,7 @@ class PushPlan:
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
     no_attestations: bool = False  # the build must pass --provenance=false --sbom=false
     helper: Optional[str] = None  # the docker credential helper used for the host, if any
+    insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -136,3 +137,160 @@ def test_an_untracked_file_in_the_context_marks_the_image_dirty(project, unique,
     assert docker.inspect(f"{name}:dev")["Config"]["Labels"]["commit"] == f"{sha}-dirty"
     ls = docker.quiet("run", "--rm", "--entrypoint", "ls", f"{name}:dev", "/app")
     assert "hotfix.py" in ls.stdout.split()
+
+
+# --- (b) docker's configuration read as docker reads it; (e) a push that cannot go -------------
+
+
+def pinned(result) -> str:
+    lines = result.stdout.strip().splitlines()
+    assert lines, result.describe()
+    return lines[-1]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_loopback_name_registry_pushes_and_verifies(project, tiny_context, unique, images,
+                                                      e2e_env, plain_registry):
+    """issue 11 (b) 5: `vm` resolves to 127.0.0.1, so the daemon pushes to vm:<port> over plain
+    HTTP; before, the read-back (no --insecure for a host not spelled as loopback) said "no such
+    manifest" and the run exited 1 with no digest."""
+    port = e2e_env["E2E_REGISTRY"].rsplit(":", 1)[1]
+    name = unique("vm")
+    uri = images.track_repository(f"vm:{port}/team/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
+                            "--registry", uri, "--push", "--no-latest")
+    result.assert_ok()
+    images.track_result(result)
+    assert "docker manifest inspect --insecure --verbose" in result.stderr
+    assert (f"registry vm:{port} answers (plain HTTP allowed: the daemon's insecure registry) and "
+            "takes the push's credentials (none: no credHelpers") in result.stderr
+    assert "warning: docker push completed" not in result.stderr  # read back, not assumed
+    digest = pinned(result).split("@", 1)[1]
+    assert pinned(result) == f"{uri}@{digest}"
+    manifest = plain_registry.manifest(f"team/{name}", "dev")
+    assert manifest is not None and manifest.digest == digest
+
+
+@pytest.mark.parametrize("host", ["nohost.invalid:5000",
+                                  "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.example",
+                                  "127.0.0.1:{closed}"])
+def test_a_registry_that_cannot_be_reached_stops_before_the_build(project, tiny_context, unique,
+                                                                   docker, host):
+    """issue 11 (e) 9: a host that does not resolve, a port nothing answers on; and the
+    look-alike ECR host gets no ECR login (no aws call at all)."""
+    host = host.format(closed=free_port())
+    name = unique("noreg")
+    uri = f"{host}/{name}"
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
+                            "--registry", uri, "--push")
+    assert result.returncode == 1, result.describe()
+    errors = result.error_lines()
+    assert len(errors) == 1 and errors[0] == result.stderr.rstrip().splitlines()[-1]
+    assert errors[0].startswith(f"error: cannot reach the registry {host} over HTTPS")
+    assert "nothing was built or pushed" in errors[0]
+    assert "docker build -f" not in result.stderr and docker.refs(uri) == []
+    assert "+ aws " not in result.stderr and "+ docker login" not in result.stderr
+
+
+@pytest.fixture
+def stand_in_ecr_helper(tmp_path, runner, e2e_env):
+    """``stand_in_ecr_helper(password)``: a ``docker-credential-ecr-login`` that answers ``get``
+    with AWS and ``password`` (the real helper asks ECR for a token, which needs AWS) and, like
+    the real one, refuses ``store``. Returns the PATH to run with."""
+    def make(password: str) -> str:
+        bin_dir = tmp_path / "helper-bin"
+        bin_dir.mkdir(exist_ok=True)
+        helper = bin_dir / "docker-credential-ecr-login"
+        answer = json.dumps({"ServerURL": e2e_env["E2E_ECR_HOST"], "Username": "AWS",
+                             "Secret": password})
+        helper.write_text("#!/bin/sh\ncase \"$1\" in\n"
+                          f"  get) cat >/dev/null; echo '{answer}' ;;\n"
+                          "  store) echo 'not implemented' >&2; exit 1 ;;\n"
+                          "  *) exit 1 ;;\nesac\n")
+        helper.chmod(0o755)
+        return f"{bin_dir}{os.pathsep}{runner.env['PATH']}"
+
+    return make
+
+
+def test_creds_store_ecr_login_pushes_to_ecr_without_a_login(project, tiny_context, images,
+                                                              docker_config, e2e_env, runner,
+                                                              unique, stand_in_ecr_helper,
+                                                              ecr_registry):
+    """issue 11 (b) 4: `{"credsStore": "ecr-login"}`: no `aws ecr get-login-password`, no
+    `docker login` (the helper would refuse to store it); docker push gets the credentials from
+    the helper, and the run pushes and verifies."""
+    host = e2e_env["E2E_ECR_HOST"]
+    name = unique("credsstore")
+    runner.run(["aws", "ecr", "create-repository", "--repository-name", name]).assert_ok()
+    try:
+        (docker_config / "config.json").write_text(json.dumps({"credsStore": "ecr-login"}))
+        uri = images.track_repository(f"{host}/{name}")
+        dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+        env = {"DOCKER_CONFIG": docker_config,
+               "PATH": stand_in_ecr_helper(e2e_env["E2E_ECR_PASSWORD"])}
+        result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
+                                "--registry", uri, "--push", "--no-latest", env=env)
+        result.assert_ok()
+        images.track_result(result)
+        assert "+ aws ecr get-login-password" not in result.stderr
+        assert "+ docker login" not in result.stderr
+        assert (f"not logging in to {host}: docker gets its credentials from "
+                "docker-credential-ecr-login (credsStore in") in result.stderr
+        assert e2e_env["E2E_ECR_PASSWORD"] not in result.text
+        digest = pinned(result).split("@", 1)[1]
+        assert ecr_registry.manifest(name, "dev").digest == digest
+    finally:
+        runner.run(["aws", "ecr", "delete-repository", "--repository-name", name, "--force"])
+
+
+def test_credentials_the_registry_refuses_stop_before_the_build(project, tiny_context, unique,
+                                                                docker_config, e2e_env, runner,
+                                                                stand_in_ecr_helper, docker):
+    """issue 11 (e) 9: docker has credentials for the host, and the registry (htpasswd) says
+    no to them: found with GET /v2/ before the build, nothing written."""
+    host = e2e_env["E2E_ECR_HOST"]
+    name = unique("refused")
+    runner.run(["aws", "ecr", "create-repository", "--repository-name", name]).assert_ok()
+    try:
+        (docker_config / "config.json").write_text(json.dumps({"credHelpers": {host: "ecr-login"}}))
+        wrong = f"wrong-{secrets.token_hex(8)}"
+        dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+        result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
+                                "--registry", f"{host}/{name}", "--push",
+                                env={"DOCKER_CONFIG": docker_config,
+                                     "PATH": stand_in_ecr_helper(wrong)})
+        assert result.returncode == 1, result.describe()
+        last = result.stderr.rstrip().splitlines()[-1]
+        assert last.startswith(f"error: {host} refused docker's credentials for it (HTTP 401; "
+                               "from docker-credential-ecr-login (credHelpers in")
+        assert wrong not in result.text
+        assert "docker build -f" not in result.stderr
+    finally:
+        runner.run(["aws", "ecr", "delete-repository", "--repository-name", name, "--force"])
+
+
+def test_a_creds_store_helper_that_is_not_installed_stops_before_the_build(project, tiny_context,
+                                                                           unique, e2e_env,
+                                                                           docker_config):
+    """issue 11 (b) 4: a non-ECR host with `"credsStore": "desktop"` and no helper: before, the
+    build ran, the push failed and the hint said `docker login`, which fails the same way."""
+    (docker_config / "config.json").write_text(json.dumps({"credsStore": "desktop"}))
+    name = unique("desktop")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
+                            "--registry", f"{e2e_env['E2E_REGISTRY']}/{name}", "--push",
+                            env={"DOCKER_CONFIG": docker_config})
+    assert result.returncode == 1, result.describe()
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("error: docker-credential-desktop, which credsStore in ")
+    assert "is not installed" in last and "docker build -f" not in result.stderr

@@ -54,3 +54,14 @@ def register_git(fp, stdout: str = SHA + "\n", returncode: int = 0, stderr: str 
 
 def docker_calls(fp) -> int:
     return fp.call_count([fp.program("docker"), fp.any()])
+
+
+#: What the daemon's ``docker info`` says about registries by default (dockerd's defaults).
+REGISTRY_CONFIG = '{"IndexConfigs":{"docker.io":{"Name":"docker.io","Secure":true}},' \
+                  '"InsecureRegistryCIDRs":["127.0.0.0/8"],"Mirrors":[]}'
+
+
+def register_registry_config(fp, stdout: str = REGISTRY_CONFIG, program: str = "docker", **kw):
+    """The pre-flight's ``docker info --format '{{json .RegistryConfig}}'``."""
+    return fp.register([fp.program(program), "info", "--format", "{{json .RegistryConfig}}"],
+                       stdout=stdout, **kw)

@@ -495,7 +495,7 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     names = [" ".join(c[1:3]) for c in fp.calls]
     # buildx is asked for before the build; with buildx there is no attestation probe
     assert names == ["rev-parse --is-inside-work-tree", "--no-optional-locks status",
-                     "rev-parse --verify", "buildx version", "buildx build",
+                     "rev-parse --verify", "buildx version", "info --format", "buildx build",
                      "buildx imagetools", "buildx imagetools", "buildx imagetools"]
     assert "no local image to inspect" in err
 
@@ -506,10 +506,11 @@ def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "docker buildx version"
-    assert lines[1].startswith("docker buildx build -f Dockerfile -t ")
-    assert lines[1].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
+    assert lines[1] == "docker info --format '{{json .RegistryConfig}}'"
+    assert lines[2].startswith("docker buildx build -f Dockerfile -t ")
+    assert lines[2].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
     assert docker_calls(strict_fp) == 0
-    assert lines[2:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
+    assert lines[3:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
                          for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
 
 
