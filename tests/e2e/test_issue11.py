@@ -289,3 +289,36 @@ def test_a_creds_store_helper_that_is_not_installed_stops_before_the_build(proje
     last = result.stderr.rstrip().splitlines()[-1]
     assert last.startswith("error: docker-credential-desktop, which credsStore in ")
     assert "is not installed" in last and "docker build -f" not in result.stderr
+
+
+# --- (d) the clock -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tz", ["IST-5:30", "Asia/Tokyo", "America/St_Johns", "UTC"])
+def test_source_date_epoch_gives_the_same_tags_under_every_tz(project, tiny_context, unique,
+                                                              docker, images, tz):
+    """issue 11 (d) 8: SOURCE_DATE_EPOCH=1700000000 gave dev-20231115-071320 under Asia/Tokyo;
+    now dev-20231114-221320 everywhere, and the image's created label says the same instant."""
+    name = images.track_repository(unique("sde"))
+    result = project.script(*build_args(tiny_context(), name),
+                            env={"SOURCE_DATE_EPOCH": "1700000000", "TZ": tz}).assert_ok()
+    images.track_result(result)
+    assert docker.image_id(f"{name}:dev-20231114-221320")
+    labels = docker.inspect(f"{name}:dev")["Config"]["Labels"]
+    assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20+00:00"
+
+
+def test_without_source_date_epoch_the_tag_is_local_time_as_bash(project, tiny_context, unique,
+                                                                 docker, images):
+    from datetime import datetime, timedelta, timezone
+
+    name = images.track_repository(unique("localtime"))
+    before = datetime.now(timezone.utc)
+    result = project.script(*build_args(tiny_context(), name), env={"TZ": "IST-5:30"}).assert_ok()
+    images.track_result(result)
+    stamp = result.timestamp()
+    wall = datetime.strptime(stamp, "%Y%m%d-%H%M%S")
+    expected = before.replace(tzinfo=None) + timedelta(hours=5, minutes=30)
+    assert abs((wall - expected).total_seconds()) < 60, (stamp, expected)
+    created = docker.inspect(f"{name}:dev")["Config"]["Labels"]["org.opencontainers.image.created"]
+    assert created == f"{wall.isoformat()}+05:30"
