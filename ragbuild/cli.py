@@ -8,8 +8,15 @@ import os
 import shlex
 import sys
 import traceback
+from typing import TYPE_CHECKING, Callable, Mapping, NoReturn, Optional, Sequence, TypeVar
 
 from ragbuild.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
+
+if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
+    from ragbuild.channels import LatestPolicy
+    from ragbuild.plan import BuildPlan, Options
+
+N = TypeVar("N", int, float)
 
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
@@ -21,56 +28,54 @@ EXIT_BROKEN_PIPE = 141
 DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port of build-image.sh)."
 
 EPILOG = """\
-examples:
-  %(prog)s --env dev                     build rag-worker:dev, :dev-<timestamp>, :git-<sha>, :latest
-  %(prog)s --env dev --no-cache          the same, without the build cache
-  %(prog)s --version 1.0.0 --env prod    adds :v1.0.0 and :1.0.0; prod needs a version
-  %(prog)s --env staging --version 1.0.0-rc.1 --tag qa --no-latest
-  %(prog)s --version 1.2.3 --env prod --registry 123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker --push
-  %(prog)s --env dev --dry-run           print the commands, run nothing
-  %(prog)s --env prod --version 1.0.0 --smoke-test    build, then run the image and check /health
-  %(prog)s --version 1.4.1 --env prod --semver-tags --latest-policy auto --ci-tags
-                                         adds :1.4, :1 and :build-<N>; latest only if 1.4.1 is the newest
-  %(prog)s --env dev --builder remote --cache-from type=registry,ref=<uri>:cache
-                                         build on the buildx builder 'remote' (e.g. a remote BuildKit)
-  %(prog)s --env dev --secret id=pip_token,env=PIP_TOKEN --ssh default -- --network host
-                                         a build secret, SSH forwarding, and any docker build option
-
 other commands (each has --help and --dry-run):
   %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
   %(prog)s clean                                remove only the tags ragbuild builds made
 
-environment variables:
-  ECR_REGISTRY_URI     default for --registry
-  DOCKER               the docker client to run (default: docker on PATH)
-  AWS_CLI              the aws CLI to run for the ECR login (default: aws on PATH)
-  DOCKER_HOST, DOCKER_CONTEXT   the daemon to talk to, as docker itself reads them
-  DOCKER_CONFIG        docker's config directory (config.json: credHelpers, credsStore, auths, current context)
-  BUILDX_BUILDER       the buildx builder when --builder is not given (read by docker buildx)
-  BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID   the build number of --ci-tags (first set wins)
-  SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags, in UTC
-  TZ                   time zone of the timestamp tag without SOURCE_DATE_EPOCH (as bash)
-  AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR   honoured by the aws CLI for ECR login
-  GITHUB_OUTPUT        a successful build appends tags, digest and image-id to this file
+environment variables (what each one does: docs/configuration.md):
+  ECR_REGISTRY_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
+  BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID, SOURCE_DATE_EPOCH, TZ, AWS_PROFILE,
+  AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR, GITHUB_OUTPUT
 
-exit status:
-  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 130 interrupted,
-  141 stdout closed early (e.g. --dry-run | head -1)
+exit status (README.md, "Exit status"):
+  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 3 a bug in ragbuild
+  (please report it), 130 interrupted, 141 stdout closed early (e.g. --dry-run | head -1)
+
+examples:
+  %(prog)s --env dev
+      build rag-worker:dev, :dev-<timestamp>, :git-<sha> and :latest
+  %(prog)s --env dev --no-cache
+      the same, without the build cache
+  %(prog)s --env dev --dry-run
+      print the commands a real run would execute; run nothing
+  %(prog)s --version 1.0.0 --env prod --smoke-test
+      adds :v1.0.0 and :1.0.0 (prod needs a version); run the image and check /health
+  %(prog)s --env staging --version 1.0.0-rc.1 --tag qa --no-latest
+      a prerelease with a custom tag, leaving latest where it is
+  %(prog)s --version 1.2.3 --env prod --registry 123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker --push
+      ECR login and checks, the build, a push of every tag, the digests verified
+  %(prog)s --version 1.4.1 --env prod --semver-tags --latest-policy auto --ci-tags
+      adds :1.4, :1 and :build-<N>; latest only if 1.4.1 >= the highest v* git tag
+  %(prog)s --env dev --builder remote --cache-from type=registry,ref=<uri>:cache
+      build on the buildx builder 'remote' (e.g. a remote BuildKit)
+  %(prog)s --env dev --secret id=pip_token,env=PIP_TOKEN --ssh default -- --network host
+      a build secret, SSH agent forwarding, and any other docker build option after --
 """
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _number(convert, accept, what):
+def _number(convert: Callable[[str], N], accept: Callable[[N], bool],
+            what: str) -> Callable[[str], N]:
     """An argparse type: ``convert`` the text, and refuse it unless ``accept`` holds."""
-    def parse(text: str):
+    def parse(text: str) -> N:
         try:
             value = convert(text)
         except ValueError:
@@ -89,52 +94,25 @@ _lines = _number(int, lambda v: v >= 0, "a number of lines (0 or more)")
 
 
 def build_parser() -> ArgumentParser:
+    """The build command's flags, each in one of the argument groups ``--help`` shows: tags,
+    build, push, safety, output, builders."""
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, allow_abbrev=False,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
-    add("-v", "--version", metavar="VERSION", help="semantic version, e.g. 1.2.3 (a leading v is dropped)")
-    add("-e", "--env", metavar="ENV", help="environment: dev, staging, prod (from setup.cfg [ragbuild])")
-    add("-r", "--registry", metavar="URI",
-        help="registry URI host[:port]/repository (default: $ECR_REGISTRY_URI)")
-    add("-t", "--tag", metavar="TAG", action="append", default=[], dest="tags",
-        help="additional custom tag (repeatable)")
-    add("--latest", dest="latest", action="store_true", default=None, help="also tag 'latest' (default)")
-    add("--no-latest", dest="latest", action="store_false",
-        help="do not tag 'latest' (= --latest-policy never)")
-    add("--no-cache", action="store_true", help="build without the cache")
-    add("--push", action="store_true", help="push every tag to the registry and verify the digests")
-    add("--dry-run", action="store_true", help="print the commands a real run would execute; run nothing")
-    add("--build-arg", metavar="KEY=VALUE", action="append", default=[], dest="build_args",
-        help="extra build arg passed to docker (repeatable)")
-    add("-f", "--file", default="Dockerfile", help="Dockerfile path (default: Dockerfile)")
-    add("--context", default=".", help="build context directory (default: .)")
-    add("--image-name", default=None, help="local image name (default: rag-worker, or setup.cfg [ragbuild])")
-    add("--allow-dirty", action="store_true", help="allow a prod build from a tree with uncommitted changes")
-    add("--smoke-test", action="store_true",
-        help="after the build, run the image and check /health before anything is pushed")
-    add("--skip-existing-immutable", action="store_true",
-        help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten out of the push")
-    checks = parser.add_argument_group("checks (beyond bash)")
-    checks.add_argument("--context-warn-mb", metavar="MB", type=_megabytes, default=100.0,
-                        help="warn, naming the largest entries, when the build context (after "
-                             ".dockerignore) exceeds MB megabytes (default: 100; 0: never)")
-    checks.add_argument("--allow-secrets", action="store_true",
-                        help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
-                             "or .pypirc with a token) in the build context instead of refusing")
-    checks.add_argument("--scan", action="store_true",
-                        help="after the build (and smoke test), scan the image for vulnerabilities; "
-                             "findings stop the run before any push (default scanner: trivy image "
-                             "--exit-code 1 --severity HIGH,CRITICAL)")
-    checks.add_argument("--scan-command", metavar="CMD",
-                        help="the scanner to run, with {image} in it (implies --scan), e.g. "
-                             "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
-                             "[ragbuild], else trivy")
-    records = parser.add_argument_group("records (beyond bash)")
-    records.add_argument("--metadata-file", metavar="PATH",
-                         help="write JSON with the refs, image id, pushed digests, build args, "
-                              "labels, timestamp and each step's wall time, also when a step fails "
-                              "(with $GITHUB_OUTPUT set, tags, digest and image-id go there too)")
-    tags = parser.add_argument_group("more tags (beyond bash)")
+    tags = parser.add_argument_group(
+        "tags", "bash's tags, in order: v<version>, <version>, <env>-<timestamp>, <env>, git-<sha>,\n"
+                "each --tag, latest; the others opt in (docs/tags-and-policies.md)")
+    tags.add_argument("-v", "--version", metavar="VERSION",
+                      help="semantic version, e.g. 1.2.3 (a leading v is dropped)")
+    tags.add_argument("-e", "--env", metavar="ENV",
+                      help="environment: dev, staging, prod (from setup.cfg [ragbuild])")
+    tags.add_argument("-t", "--tag", metavar="TAG", action="append", default=[], dest="tags",
+                      help="additional custom tag (repeatable)")
+    tags.add_argument("--image-name", default=None,
+                      help="local image name (default: rag-worker, or setup.cfg [ragbuild])")
+    tags.add_argument("--latest", dest="latest", action="store_true", default=None,
+                      help="also tag 'latest' (default)")
+    tags.add_argument("--no-latest", dest="latest", action="store_false",
+                      help="do not tag 'latest' (= --latest-policy never)")
     tags.add_argument("--semver-tags", action="store_true",
                       help="also tag <major> and <major>.<minor> for a release version (not a prerelease)")
     tags.add_argument("--latest-policy", choices=("always", "auto", "never"), default=None,
@@ -145,25 +123,77 @@ def build_parser() -> ArgumentParser:
     tags.add_argument("--ci-tags", action="store_true",
                       help="tag build-N with N from BUILD_NUMBER, GITHUB_RUN_NUMBER or CI_PIPELINE_IID "
                            "(first set wins)")
-    where = parser.add_argument_group("where and how to build (beyond bash)")
-    where.add_argument("--builder", metavar="NAME",
-                       help="buildx builder to build on (docker buildx build --builder NAME), e.g. a "
-                            "remote BuildKit")
-    where.add_argument("--platform", metavar="LIST",
-                       help="target platform(s), e.g. linux/amd64; more than one needs buildx and "
-                            "--push (an image index, not for SageMaker)")
-    where.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
-                       help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
-                            "or an image (repeatable)")
-    where.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
-                       help="build cache export: type=inline (plain docker build too) or "
-                            "type=registry,ref=...,mode=max (needs buildx) (repeatable)")
-    where.add_argument("--pull", action="store_true", help="always pull a newer version of the FROM images")
+
+    build = parser.add_argument_group("build", "what docker builds, and how (docs/builders.md)")
+    build.add_argument("-f", "--file", default="Dockerfile", help="Dockerfile path (default: Dockerfile)")
+    build.add_argument("--context", default=".", help="build context directory (default: .)")
+    build.add_argument("--build-arg", metavar="KEY=VALUE", action="append", default=[], dest="build_args",
+                       help="extra build arg passed to docker (repeatable)")
+    build.add_argument("--no-cache", action="store_true", help="build without the cache")
+    build.add_argument("--pull", action="store_true", help="always pull a newer version of the FROM images")
+
+    push = parser.add_argument_group("push", "where the tags go, and the push (docs/push-and-ecr.md)")
+    push.add_argument("-r", "--registry", metavar="URI",
+                      help="registry URI host[:port]/repository: the tags go on it instead of the "
+                           "image name (default: $ECR_REGISTRY_URI)")
+    push.add_argument("--push", action="store_true",
+                      help="push every tag to the registry and verify the digests")
+    push.add_argument("--skip-existing-immutable", action="store_true",
+                      help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten "
+                           "out of the push")
+
+    safety = parser.add_argument_group(
+        "safety", "checks that stop a run before anything is pushed (docs/context-guard.md, "
+                  "docs/scan.md)")
+    safety.add_argument("--allow-dirty", action="store_true",
+                        help="allow a prod build from a tree with uncommitted changes")
+    safety.add_argument("--smoke-test", action="store_true",
+                        help="after the build, run the image and check /health before anything is pushed")
+    safety.add_argument("--context-warn-mb", metavar="MB", type=_megabytes, default=100.0,
+                        help="warn, naming the largest entries, when the build context (after "
+                             ".dockerignore) exceeds MB megabytes (default: 100; 0: never)")
+    safety.add_argument("--allow-secrets", action="store_true",
+                        help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
+                             "or .pypirc with a token) in the build context instead of refusing")
+    safety.add_argument("--scan", action="store_true",
+                        help="after the build (and smoke test), scan the image for vulnerabilities; "
+                             "findings stop the run before any push (default scanner: trivy image "
+                             "--exit-code 1 --severity HIGH,CRITICAL)")
+    safety.add_argument("--scan-command", metavar="CMD",
+                        help="the scanner to run, with {image} in it (implies --scan), e.g. "
+                             "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
+                             "[ragbuild], else trivy")
+
+    output = parser.add_argument_group(
+        "output", "what the run prints and records (docs/dry-run.md, docs/metadata.md)")
+    output.add_argument("--dry-run", action="store_true",
+                        help="print the commands a real run would execute; run nothing")
+    output.add_argument("--metadata-file", metavar="PATH",
+                        help="write JSON with the refs, image id, pushed digests, build args, "
+                             "labels, timestamp and each step's wall time, also when a step fails "
+                             "(with $GITHUB_OUTPUT set, tags, digest and image-id go there too)")
+
+    builders = parser.add_argument_group(
+        "builders", "plain docker build, or docker buildx build when one of these needs it "
+                    "(docs/builders.md)")
+    builders.add_argument("--builder", metavar="NAME",
+                          help="buildx builder to build on (docker buildx build --builder NAME), e.g. a "
+                               "remote BuildKit")
+    builders.add_argument("--platform", metavar="LIST",
+                          help="target platform(s), e.g. linux/amd64; more than one needs buildx and "
+                               "--push (an image index, not for SageMaker)")
+    builders.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
+                          help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
+                               "or an image (repeatable)")
+    builders.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
+                          help="build cache export: type=inline (plain docker build too) or "
+                               "type=registry,ref=...,mode=max (needs buildx) (repeatable)")
+
     passed = parser.add_argument_group(
-        "docker build options passed through (beyond bash)",
-        "Passed to docker build as given and shown in the plan, the dry run and the metadata. "
-        "Options ragbuild models or that would break its push (-t, --push, -o/--output, --load, "
-        "-f, --build-arg, --platform, attestations) are refused after --.")
+        "docker build options passed through",
+        "passed to docker build as given, and shown in the plan, the dry run and the metadata;\n"
+        "refused after --: what ragbuild models or what would break its push (-t, --push,\n"
+        "-o/--output, --load, -f, --build-arg, --platform, attestations) (docs/build-options.md)")
     passed.add_argument("--secret", metavar="SPEC", action="append", default=[], dest="secrets",
                         help="a build secret, e.g. id=pip_token,env=PIP_TOKEN or "
                              "id=npmrc,src=$HOME/.npmrc, for RUN --mount=type=secret,id=... "
@@ -171,25 +201,27 @@ def build_parser() -> ArgumentParser:
     passed.add_argument("--ssh", metavar="SPEC", action="append", default=[],
                         help="an SSH agent socket or keys for RUN --mount=type=ssh, e.g. default "
                              "(repeatable)")
-    passed.add_argument("docker_options", nargs="*", metavar="-- DOCKER-BUILD-OPTION",
-                        help="every word after -- goes to docker build, e.g. -- --network host "
-                             "--target runtime --add-host mirror:10.0.0.5")
+    passed.add_argument("docker_options", nargs="*", metavar="DOCKER-BUILD-OPTION",
+                        help="given after --: every word after -- goes to docker build, e.g. "
+                             "-- --network host --target runtime --add-host mirror:10.0.0.5")
     return parser
 
 
-def latest_policy(latest, policy) -> str:
+def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy:
     """--latest / --no-latest and --latest-policy as one policy; contradictions are refused."""
+    from ragbuild.channels import LatestPolicy
+
     if policy is None:
-        return "never" if latest is False else "always"
+        return LatestPolicy.NEVER if latest is False else LatestPolicy.ALWAYS
     if latest is not None and (latest and policy != "always" or not latest and policy != "never"):
         flag = "--latest" if latest else "--no-latest"
         raise UsageError(f"{flag} contradicts --latest-policy {policy}: give one of them "
                          f"({flag} means --latest-policy {'always' if latest else 'never'})")
-    return policy
+    return LatestPolicy(policy)
 
 
 
-def split_docker_options(argv) -> tuple:
+def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """``(ragbuild's words, the words after the first --)``: what follows -- is docker's."""
     argv = list(argv)
     if "--" not in argv:
@@ -198,7 +230,7 @@ def split_docker_options(argv) -> tuple:
     return argv[:at], argv[at + 1:]
 
 
-def parse_build(argv):
+def parse_build(argv: Sequence[str]) -> Options:
     own, docker_options = split_docker_options(argv)
     ns = build_parser().parse_args(own)  # --help exits here, before the plan's imports
     if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
@@ -240,7 +272,7 @@ def cmd_build(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def push_hint(plan, argv) -> str:
+def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     """The exact command that pushes what was just built: this program, as it was started, with
     the user's arguments and --push (a registry placeholder when none was given)."""
     from ragbuild.plan import redact_argv
@@ -254,15 +286,16 @@ def push_hint(plan, argv) -> str:
             f"{stars}")
 
 
-def program_name(argv0=None) -> str:
+def program_name(argv0: Optional[str] = None) -> str:
     """build-image.py when started as scripts/build-image.py, else ragbuild (the console script,
     or ``python -m ragbuild``)."""
     name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
     return "build-image.py" if name.startswith("build-image") else "ragbuild"
 
 
-def rerun_words(argv0=None, executable=None, prefix=None, base_prefix=None,
-                environ=os.environ) -> list:
+def rerun_words(argv0: Optional[str] = None, executable: Optional[str] = None,
+                prefix: Optional[str] = None, base_prefix: Optional[str] = None,
+                environ: Mapping[str, str] = os.environ) -> list[str]:
     """How to start this program again as it was started: ``scripts/build-image.py`` (its
     shebang finds python3 on PATH), prefixed with the interpreter when that is a virtualenv's
     that is not activated (``make`` runs ``.venv/bin/python scripts/build-image.py``);
@@ -294,7 +327,7 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
     return parser
 
 
-def cmd_smoke(argv) -> int:
+def cmd_smoke(argv: list[str]) -> int:
     from ragbuild import manage, smoke
     from ragbuild.runner import make_runner
 
@@ -313,7 +346,7 @@ def cmd_smoke(argv) -> int:
     return EXIT_OK
 
 
-def cmd_run(argv) -> int:
+def cmd_run(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.config import load_config
     from ragbuild.runner import make_runner
@@ -331,7 +364,7 @@ def cmd_run(argv) -> int:
     return EXIT_OK
 
 
-def cmd_logs(argv) -> int:
+def cmd_logs(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -344,7 +377,7 @@ def cmd_logs(argv) -> int:
     return EXIT_OK
 
 
-def cmd_clean(argv) -> int:
+def cmd_clean(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -360,7 +393,7 @@ def cmd_clean(argv) -> int:
 SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cmd_clean}
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     global PROG
     PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)

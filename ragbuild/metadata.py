@@ -15,24 +15,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from ragbuild.errors import EXIT_INTERRUPTED, RagbuildError, UsageError
 from ragbuild.plan import redact_argv, redact_value
 
-#: Keys of the JSON document, in order (the README lists them).
+if TYPE_CHECKING:  # the pipeline imports this module
+    from ragbuild.pipeline import RunState
+    from ragbuild.runner import Runner
+
+#: Keys of the JSON document, in order (docs/metadata.md lists them).
 KEYS = ("status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
         "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
         "build_args", "build_options", "digests", "digest", "pinned", "steps")
 
 
-def redact(build_args) -> dict:
+def redact(build_args: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The build args as the metadata shows them: ``plan.redact_value`` of each, the rule of
     every printout (secret-looking names' values and URL credentials hidden)."""
     return {key: redact_value(key, value) for key, value in build_args}
 
 
-def github_output_lines(tags, digest: str, image_id: str, delimiter: Optional[str] = None) -> str:
+def github_output_lines(tags: Iterable[str], digest: str, image_id: str, delimiter: Optional[str] = None) -> str:
     """GitHub's ``$GITHUB_OUTPUT`` syntax: ``name=value``, and ``name<<DELIM ... DELIM`` for the
     multi-line ``tags`` (one ref per line), with a delimiter that occurs in no value."""
     if delimiter is None:
@@ -61,7 +65,7 @@ class Recorder:
     """Writes what a build made (``pipeline.RunState``) to ``--metadata-file`` and
     ``$GITHUB_OUTPUT``."""
 
-    def __init__(self, state, runner, *, path: Optional[str] = None,
+    def __init__(self, state: RunState, runner: Runner, *, path: Optional[str] = None,
                  github_output: Optional[str] = None):
         self.state = state
         self.runner = runner
@@ -74,7 +78,7 @@ class Recorder:
             check_path(path)
 
     @classmethod
-    def for_state(cls, state, runner) -> "Recorder":
+    def for_state(cls, state: RunState, runner: Runner) -> "Recorder":
         return cls(state, runner, path=state.options.metadata_file,
                    github_output=state.environ.get("GITHUB_OUTPUT"))
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from ragbuild import steps
 from ragbuild.plan import BuildPlan, Config, Options, describe_plan
 from ragbuild.runner import Runner
+
+if TYPE_CHECKING:  # imported where a step needs them
+    from ragbuild import guard, push
 
 
 @dataclass
@@ -31,7 +34,7 @@ class RunState:
     plan: BuildPlan
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     preflight: steps.Preflight = field(default_factory=steps.Preflight)
-    context: Any = None  # guard.ContextReport
+    context: Optional[guard.ContextReport] = None  # what the context guard found
     image: Optional[steps.Image] = None
     health: Optional[dict] = None  # what /health answered in the smoke test
     digests: dict = field(default_factory=dict)  # ref -> digest docker push reported
@@ -73,7 +76,7 @@ def _scan(runner: Runner, state: RunState) -> None:
     scan.run(runner, state.preflight.scanner, state.plan)  # no push after a failed scan
 
 
-def _push_context(state: RunState):
+def _push_context(state: RunState) -> push.Context:
     from ragbuild import push
 
     assert state.preflight.push is not None

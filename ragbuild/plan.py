@@ -13,10 +13,13 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 
 from ragbuild import builders, channels, passthrough
 from ragbuild.errors import UsageError
+if TYPE_CHECKING:  # semver is imported where a version needs it
+    import semver
+
 from ragbuild.reference import ECR_HOST_RE, IMAGE_NAME_RE, NAME_MAX, REGISTRY_RE, TAG_RE
 
 DEFAULT_IMAGE_NAME = "rag-worker"
@@ -94,7 +97,7 @@ def is_secret_name(key: str) -> bool:
             or any(part in SECRET_ARG_PARTS for part in re.split(r"[_\-]", upper)))
 
 
-def secret_build_args(build_args) -> list:
+def secret_build_args(build_args: Iterable[tuple[str, str]]) -> list[str]:
     """The names among ``(key, value)`` build args that look like secrets."""
     return [key for key, _ in build_args if is_secret_name(key)]
 
@@ -107,7 +110,7 @@ def redact_value(key: str, value: str) -> str:
     return URL_USERINFO_RE.sub(rf"\g<scheme>{REDACTED}@", value)
 
 
-def redact_argv(argv) -> tuple:
+def redact_argv(argv: Iterable[str]) -> tuple[str, ...]:
     """``argv`` as it may be printed: each ``--build-arg KEY=VALUE`` (or ``--build-arg=KEY=VALUE``)
     through ``redact_value``, URL credentials hidden in every other word."""
     shown, words = [], list(argv)
@@ -159,7 +162,7 @@ class Options:
     metadata_file: Optional[str] = None  # metadata.py
     # tags beyond bash's (channels.py)
     semver_tags: bool = False
-    latest_policy: str = "always"  # always | auto | never (--latest / --no-latest are folded in)
+    latest_policy: channels.LatestPolicy = channels.LatestPolicy.ALWAYS  # --latest/--no-latest too
     build_number: Optional[str] = None
     ci_tags: bool = False
     # where and how to build (builders.py)
@@ -272,7 +275,7 @@ class BuildPlan:
 # --- validation --------------------------------------------------------------------------------
 
 
-def parse_version(raw: str):
+def parse_version(raw: str) -> semver.Version:
     """Strip one leading ``v`` and check the rest is semver (bash only stripped the ``v``).
 
     Returns the ``semver.Version``, parsed once here: ``str()`` of it is the text as given (semver
@@ -290,7 +293,7 @@ def parse_version(raw: str):
                          "an optional -prerelease and +build, e.g. 1.2.3 or 1.3.0-rc.1") from None
 
 
-def check_env(env: str, environments) -> str:
+def check_env(env: str, environments: Sequence[str]) -> str:
     if env in environments:
         return env
     if not env:
@@ -469,7 +472,8 @@ def format_created(moment: datetime) -> str:
 
 
 def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, *,
-              version_tags: Optional[tuple] = None, environ=None, docker=None) -> BuildPlan:
+              version_tags: Optional[tuple] = None, environ: Optional[Mapping[str, str]] = None,
+              docker: Optional[builders.DockerTarget] = None) -> BuildPlan:
     """Validate the flags, then compute the tags and build args, exactly in bash's order.
 
     More facts, all optional: ``version_tags`` (``channels.parse_version_tags`` of ``git tag
@@ -495,7 +499,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     timestamp = format_timestamp(moment)
     notes = channel.notes
     if number:
-        notes += (f"build-{number[0]}: build number from {number[1]}",)
+        notes += (f"build-{number.value}: build number from {number.source}",)
     return BuildPlan(base=registry.uri if registry else image_name,
                      tags=plan_tags(version, env, timestamp, git, number, custom, channel),
                      build_args=plan_build_args(version, env, git, timestamp, extra_args,
@@ -518,18 +522,18 @@ def _check_version_and_env(options: Options, config: Config) -> tuple:
     return parsed, env
 
 
-def _check_custom_tags(options: Options, parsed) -> tuple:
+def _check_custom_tags(options: Options, parsed: Optional[semver.Version]) -> tuple:
     """Each --tag is a valid tag, and none is a moving tag the latest policy decides about: with
     --no-latest or --latest-policy auto, ``--tag latest`` would tag (and push) latest whatever
     the policy says, and under auto so would ``--tag <major>`` with --semver-tags."""
     custom = tuple(check_tag(tag) for tag in options.tags)
     policy = options.latest_policy
-    if "latest" in custom and policy != "always":
-        given = ("--no-latest (--latest-policy never)" if policy == "never"
-                 else f"--latest-policy {policy}")
+    if "latest" in custom and policy != channels.LatestPolicy.ALWAYS:
+        given = ("--no-latest (--latest-policy never)" if policy == channels.LatestPolicy.NEVER
+                 else f"--latest-policy {policy.value}")
         raise UsageError(f"--tag latest contradicts {given}: it would tag latest whatever the "
                          "policy decides; drop --tag latest, or use --latest-policy always")
-    if policy == "auto" and options.semver_tags and parsed is not None:
+    if policy == channels.LatestPolicy.AUTO and options.semver_tags and parsed is not None:
         for tag in custom:
             if tag in channels.channel_tags(parsed):
                 raise UsageError(f"--tag {tag} contradicts --semver-tags with --latest-policy "
@@ -547,7 +551,7 @@ def _check_registry(options: Options) -> Optional[Registry]:
     if options.skip_existing_immutable and not options.push:
         raise UsageError("--skip-existing-immutable only changes what --push pushes to an "
                          "IMMUTABLE ECR repository: add --push, or drop it")
-    if options.skip_existing_immutable and not registry.is_ecr:
+    if options.skip_existing_immutable and registry is not None and not registry.is_ecr:
         raise UsageError(f"--skip-existing-immutable reads the tag immutability of an ECR "
                          f"repository, and {registry.host} is not ECR: drop it")
     return registry
@@ -574,7 +578,7 @@ def _where_to_build(options: Options) -> dict:
 
 
 def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: GitInfo,
-              number: Optional[tuple], custom: tuple, channel) -> tuple:
+              number: Optional[channels.BuildNumber], custom: tuple, channel: channels.Channels) -> tuple:
     """The tags, in bash's order with the opt-in ones slotted in (channels.py shows where);
     ``custom`` are the --tag values (``_check_custom_tags``); one equal to a generated tag is
     given once."""
@@ -588,7 +592,7 @@ def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: G
     if git.tag:
         tags.append(_generated(git.tag, "git's commit id"))
     if number:
-        tags.append(_generated(f"build-{number[0]}", f"the build number from {number[1]}"))
+        tags.append(_generated(f"build-{number.value}", f"the build number from {number.source}"))
     tags += custom
     if channel.latest:
         tags.append("latest")

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import IO, Callable, Optional, TypeVar
+from typing import IO, Callable, Optional, TypeVar, cast
 
 from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
 from ragbuild.plan import Command, Kind, Mode
@@ -136,12 +136,12 @@ class Runner:
             Mode.TEE: (pipe, subprocess.STDOUT),
         }[cmd.mode]
         try:
-            proc = machine_cmd.popen(
+            proc = cast(subprocess.Popen, machine_cmd.popen(
                 stdin=pipe if stdin is not None else subprocess.DEVNULL,
                 stdout=streams[0],
                 stderr=streams[1],
                 env=env,
-            )
+            ))
         except FileNotFoundError:
             raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
         except OSError as err:  # DOCKER names a directory or a file without the execute bit
@@ -152,7 +152,7 @@ class Runner:
         except KeyboardInterrupt:
             _terminate(proc)
             raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
-        result = Result(proc.returncode, stdout, stderr)
+        result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
         if cmd.check and not result.ok:
             raise CommandFailed(failure_message(cmd, result), returncode=result.returncode)
         return result
@@ -161,9 +161,11 @@ class Runner:
               stdin: Optional[Secret]) -> tuple[str, str]:
         if mode is Mode.TEE:
             if stdin is not None:
+                assert proc.stdin is not None
                 proc.stdin.write(stdin.reveal().encode())
                 proc.stdin.close()
             kept = []
+            assert proc.stdout is not None
             for raw in proc.stdout:
                 line = raw.decode(errors="replace")
                 kept.append(line)
@@ -228,7 +230,7 @@ def _decode(data: Optional[bytes]) -> str:
     return data.decode(errors="replace") if data else ""
 
 
-def _write(stream, text: str) -> None:
+def _write(stream: IO[str], text: str) -> None:
     """Write and flush; what the stream's encoding cannot hold (docker's progress bars on an
     ASCII terminal) becomes ``?`` instead of an error."""
     try:
@@ -239,7 +241,7 @@ def _write(stream, text: str) -> None:
     stream.flush()
 
 
-def ended(returncode: int) -> str:
+def ended(returncode: Optional[int]) -> str:
     """How a command ended, for messages: ``failed (exit 3)``, or ``was killed by signal 9
     (SIGKILL)`` (subprocess reports a signal as a negative return code)."""
     if returncode is not None and returncode < 0:
@@ -266,7 +268,7 @@ def _missing_message(name: str, program: str) -> str:
     return f"{program} not found: install {name}{hint}"
 
 
-def _terminate(proc, grace: float = 10.0) -> None:
+def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
     """Stop a child on Ctrl-C and reap it, so nothing is left behind."""
     if proc.poll() is None:
         proc.terminate()

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping, Optional
 
 from ragbuild import builders
+from ragbuild.channels import LatestPolicy
 from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
 from ragbuild.errors import CommandFailed, DockerUnavailable, GitFailed, ToolMissing, UsageError
 from ragbuild.plan import (FETCH_TAGS_FIX, NO_COMMITS, BuildPlan, Command, Config, GitInfo, Kind,
@@ -181,7 +182,7 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
     check_paths(options)
     docker_config = builders.read_docker_config(environ)
     git = git_info(runner, options)
-    auto = options.latest_policy == "auto" and options.version is not None  # else nothing moves
+    auto = options.latest_policy == LatestPolicy.AUTO and options.version is not None  # else nothing moves
     return Facts(
         git=git, moment=moment, docker_config=docker_config,
         docker=builders.docker_target(environ, docker_config),

@@ -142,7 +142,8 @@ def test_without_passed_options_the_build_command_is_unchanged(project, strict_f
 def test_help_lists_secret_ssh_and_dashes(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "--secret SPEC" in out and "--ssh SPEC" in out and "-- DOCKER-BUILD-OPTION" in out
+    assert "--secret SPEC" in out and "--ssh SPEC" in out and "DOCKER-BUILD-OPTION" in out
+    assert "given after --: every word after --" in out
     assert "id=pip_token,env=PIP_TOKEN" in out
 
 

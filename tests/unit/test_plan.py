@@ -443,10 +443,10 @@ def test_options_defaults_are_bash_defaults():
 
 
 def test_plan_tags_in_bash_order_with_the_opt_in_ones_slotted_in():
-    from ragbuild.channels import Channels
+    from ragbuild.channels import BuildNumber, Channels
 
     channel = Channels(tags=("1.2", "1"), latest=True)
-    assert plan_tags("1.2.3+b.1", "dev", TS, GIT, ("7", "--build-number"), ("qa", "dev"),
+    assert plan_tags("1.2.3+b.1", "dev", TS, GIT, BuildNumber("7", "--build-number"), ("qa", "dev"),
                      channel) == ("v1.2.3_b.1", "1.2.3_b.1", "1.2", "1", f"dev-{TS}", "dev",
                                   "git-a1b2c3d", "build-7", "qa", "latest")
     assert plan_tags(None, "dev", TS, GitInfo(), None, (), Channels(latest=False)) == (

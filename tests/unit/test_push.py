@@ -899,7 +899,7 @@ def test_a_daemon_that_goes_away_during_the_push_gets_the_daemon_message(fp):
         "daemon running?\n"))
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
-    from ragbuild.steps import daemon_unreachable
+    from ragbuild.builders import daemon_unreachable
 
     assert str(err.value).startswith(f"{plan.refs[0]}: {daemon_unreachable(None)}")
 
