@@ -192,8 +192,9 @@ def build_parser() -> ArgumentParser:
     passed = parser.add_argument_group(
         "docker build options passed through",
         "passed to docker build as given, and shown in the plan, the dry run and the metadata;\n"
-        "refused after --: what ragbuild models or what would break its push (-t, --push,\n"
-        "-o/--output, --load, -f, --build-arg, --platform, attestations) (docs/build-options.md)")
+        "refused after --: what ragbuild models or what would break its push\n"
+        "(-t, --push, -o/--output, --load, -f, --build-arg, --platform, attestations;\n"
+        "see docs/build-options.md)")
     passed.add_argument("--secret", metavar="SPEC", action="append", default=[], dest="secrets",
                         help="a build secret, e.g. id=pip_token,env=PIP_TOKEN or "
                              "id=npmrc,src=$HOME/.npmrc, for RUN --mount=type=secret,id=... "
