@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import glob
+import http.client
 import json
 import os
 import ssl
@@ -30,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Optional
 
-from ragbuild.builders import Credentials, DockerConfig
+from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig
 from ragbuild.errors import PushFailed
 from ragbuild.plan import Command, Kind, Registry
 from ragbuild.runner import Runner, Secret, tail
@@ -160,15 +161,18 @@ def probe(registry: Registry, insecure: bool, login: Optional[Login], creds: Cre
     """Ask the registry; the problem that stops the push, or None. Plain HTTP only for an
     insecure registry, after HTTPS failed (the daemon's order)."""
     host = registry.host
+    api = "registry-1.docker.io" if host in DOCKER_HUB_HOSTS else host  # Docker Hub's API host
     schemes = ("https", "http") if insecure else ("https",)
     reason = ""
     for scheme in schemes:
-        base = f"{scheme}://{host}"
+        base = f"{scheme}://{api}"
         try:
             return _authorize(base, registry, _ssl_context(host, insecure), login, creds)
-        except (urllib.error.URLError, OSError, ssl.SSLError) as err:
-            reason = str(getattr(err, "reason", err))
+        except (OSError, http.client.HTTPException) as err:  # URLError, SSLError, timeouts
+            reason = str(getattr(err, "reason", err)) or type(err).__name__
             continue
+        except ValueError as err:  # a token realm that is no URL: docker could not use it
+            return f"{host} names a token server docker cannot use: {err}"
     plain = " (nor over plain HTTP, which the daemon allows for it)" if insecure else ""
     return (f"cannot reach the registry {host} over HTTPS{plain}: {reason}; check the host and "
             "port in --registry, that the registry is up, and for a plain-HTTP registry that the "

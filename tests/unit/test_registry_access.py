@@ -469,3 +469,17 @@ def test_after_an_ecr_login_the_registry_is_asked_with_that_password(fp, config_
     push.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
     (host, _, login, _), = access.probe.asked
     assert (host, login.username, login.secret.reveal()) == (ECR, "AWS", TOKEN)
+
+
+def test_a_token_realm_that_is_no_url_is_one_line(server, monkeypatch):
+    host = server("bearer")
+    monkeypatch.setattr(access, "parse_challenge", lambda header: ("bearer", {"realm": "not a url"}))
+    answer = access.probe(parse_registry(f"{host}/x"), True, login(), creds(host))
+    assert answer.startswith(f"{host} names a token server docker cannot use:")
+
+
+def test_https_spoken_to_a_plain_http_port_is_unreachable_not_a_traceback(server):
+    """A plain-HTTP registry the daemon does not treat as insecure: the TLS handshake fails."""
+    host = server("open")
+    answer = access.probe(parse_registry(f"{host}/x"), False, login(), creds(host))
+    assert answer.startswith(f"cannot reach the registry {host} over HTTPS:")
