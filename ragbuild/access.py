@@ -29,6 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from email.message import Message
 from typing import Optional
 
 from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig
@@ -112,7 +113,8 @@ def _ssl_context(host: str, insecure: bool) -> ssl.SSLContext:
     return context
 
 
-def _get(url: str, context: ssl.SSLContext, authorization: Optional[str] = None):
+def _get(url: str, context: ssl.SSLContext,
+         authorization: Optional[str] = None) -> tuple[int, Message]:
     """``(status, headers)`` of a GET; an HTTP error status is an answer too."""
     request = urllib.request.Request(url, headers={"User-Agent": "ragbuild (docker push check)"})
     if authorization:

@@ -22,10 +22,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.reference import IMAGE_REF_RE
+
+if TYPE_CHECKING:  # plan.py imports this module
+    from ragbuild.plan import Command
 
 #: os/arch[/variant], as docker spells platforms: linux/amd64, linux/arm64, linux/arm/v7.
 PLATFORM_RE = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
@@ -224,7 +227,7 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
 DEFAULT_INSECURE_CIDRS = ("127.0.0.0/8",)
 
 
-def registry_config_command():
+def registry_config_command() -> Command:
     """The daemon's registry configuration (``docker info``): which registries it reaches over
     plain HTTP or unverified TLS. A ``plan.Command`` (imported here: plan.py imports this
     module)."""
@@ -245,7 +248,8 @@ class RegistryConfig:
     insecure_cidrs: tuple = DEFAULT_INSECURE_CIDRS
     index_secure: Mapping[str, bool] = field(default_factory=dict)  # IndexConfigs[name].Secure
 
-    def is_insecure(self, host: str, resolve=None) -> bool:
+    def is_insecure(self, host: str,
+                    resolve: Optional[Callable[[str], Sequence[str]]] = None) -> bool:
         """Whether the daemon talks to ``host`` (``name[:port]``) insecurely, its own way (moby
         registry/config.go ``isSecureIndex``): an ``IndexConfigs`` entry for the host decides;
         else the host is insecure when an address it resolves to (or it, as an IP) lies in an

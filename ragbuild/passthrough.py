@@ -17,6 +17,8 @@ bad spec names the field, never the spec's text.
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 from ragbuild.errors import UsageError
 
 #: Fields of a ``--secret`` spec, as docker's client parses it (buildx build/secrets.go):
@@ -79,7 +81,7 @@ def check_ssh(spec: str) -> str:
     return spec
 
 
-def option_name(word: str):
+def option_name(word: str) -> Optional[str]:
     """The docker option a word after ``--`` spells (``--network=host`` -> ``--network``,
     ``-tname`` -> ``--tag``), or None for a value."""
     if word.startswith("--") and len(word) > 2:
@@ -89,7 +91,7 @@ def option_name(word: str):
     return None
 
 
-def check_extra(words) -> tuple:
+def check_extra(words: Sequence[str]) -> tuple:
     """The words after ``--``, refusing the options in ``REFUSED`` (and ``--label`` of a label
     ragbuild sets). A value is never quoted back: it may be one a user meant to keep."""
     words = tuple(words)
@@ -112,7 +114,8 @@ def check_extra(words) -> tuple:
     return words
 
 
-def build_words(secrets=(), ssh=(), extra=()) -> tuple:
+def build_words(secrets: Sequence[str] = (), ssh: Sequence[str] = (),
+                extra: Sequence[str] = ()) -> tuple:
     """The docker build words, in order: each ``--secret``, each ``--ssh``, then the rest."""
     words = []
     for spec in secrets:
@@ -122,7 +125,8 @@ def build_words(secrets=(), ssh=(), extra=()) -> tuple:
     return tuple(words) + check_extra(extra)
 
 
-def describe(secrets=(), ssh=(), extra=()) -> list:
+def describe(secrets: Sequence[str] = (), ssh: Sequence[str] = (),
+             extra: Sequence[str] = ()) -> list:
     """The plan's lines: what each secret reads (never its value), the ssh forwards, the rest."""
     lines = []
     for spec in secrets:

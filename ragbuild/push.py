@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, MutableMapping, Optional
 
 from ragbuild import ecr
-from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, DockerConfig, daemon_down,
+from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials, DockerConfig,
+                               RegistryConfig, daemon_down,
                                daemon_unreachable, parse_registry_config, read_docker_config,
                                registry_config_command)
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed
@@ -254,7 +255,7 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     return PushPlan(refs, skipped, no_attestations, creds.helper, insecure)
 
 
-def check_helper(runner: Runner, creds, environ: Mapping[str, str]) -> None:
+def check_helper(runner: Runner, creds: Credentials, environ: Mapping[str, str]) -> None:
     """The credential helper docker resolves for the host must be installed: without it docker
     can neither read the credentials for the push nor store a login (a hint to run ``docker
     login`` would fail the same way)."""
@@ -270,7 +271,7 @@ def check_helper(runner: Runner, creds, environ: Mapping[str, str]) -> None:
         "entry"))
 
 
-def daemon_registry_config(runner: Runner, plan: BuildPlan):
+def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
     """The daemon's registry configuration (``docker info``): whether it reaches a registry
     insecurely is its decision, not something the host's text tells."""
     result = runner.run(registry_config_command())
@@ -456,7 +457,9 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     assert registry is not None
     read_back = (_index(plan) if plan.multi_platform
                  else _single_image(plan, digests, ctx.push.insecure))
-    problems, found, unread = [], {}, []
+    problems: list[str] = []
+    found: dict[str, str] = {}
+    unread: list[str] = []
     for ref in ctx.push.refs:
         cmd = read_back.command(ref)
         result, _ = run_retrying(runner, cmd, ctx.sleep, cmd.display())
@@ -466,7 +469,7 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
                 # docker push completed and named the digest: a client that cannot read it
                 # back (its view of the registry differs from the daemon's) fails nothing
                 unread.append(f"{ref}: {tail(said, 1)}")
-                found[ref] = digests[ref]
+                found[ref] = str(digests[ref])
                 continue
             problems.append(f"{ref}: cannot read its manifest back from the registry:\n"
                             f"{tail(said, 5)}")

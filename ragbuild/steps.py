@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from ragbuild import builders
 from ragbuild.channels import LatestPolicy
@@ -120,7 +120,7 @@ def git_info(runner: Runner, options: Optional[Options] = None) -> GitInfo:
     return GitInfo(sha=sha, dirty=bool(changes), changes=changes, untracked=sent, shallow=shallow)
 
 
-def sent_untracked(toplevel: str, untracked, options: Options) -> tuple:
+def sent_untracked(toplevel: str, untracked: Sequence[str], options: Options) -> tuple:
     """The untracked files (relative to ``toplevel``) that ``docker build`` reads: the Dockerfile
     (and its own ignore file) wherever it is, and files below the context that its
     .dockerignore does not exclude (``guard.ContextRules``: docker's matcher)."""
