@@ -296,3 +296,11 @@ def test_the_latest_policy_reads_as_its_flag_value_in_messages():
 
     assert [f"--latest-policy {policy}" for policy in LatestPolicy] == [
         "--latest-policy always", "--latest-policy auto", "--latest-policy never"]
+
+
+@pytest.mark.parametrize("flags, policy", [([], "always"), (["--latest-policy", "always"], "always"),
+                                           (["--no-latest"], "never")])
+def test_a_channel_note_names_the_policy_as_the_user_spells_it(flags, policy):
+    """Python 3.11 formats a str Enum member as ``LatestPolicy.ALWAYS``: the note says ``always``."""
+    assert notes(["--version", "1.4.2", "--semver-tags", *flags])[0] == (
+        f"1.4: kept: 1.4.2 is a release (--latest-policy {policy}: git tags are not compared)")
