@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import sys
 
-from ragbuild.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
+from ragbuild.errors import EXIT_OK, EXIT_USAGE, RagbuildError, Stopped, UsageError, signal_of
 
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
@@ -53,8 +52,10 @@ environment variables:
   GITHUB_OUTPUT        a successful build appends tags, digest and image-id to this file
 
 exit status:
-  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 130 interrupted,
-  141 stdout closed early (e.g. --dry-run | head -1)
+  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 141 stdout closed
+  early (e.g. --dry-run | head -1); a signal: 128 + its number after the same cleanup
+  (130 Ctrl-C/SIGINT, 143 SIGTERM, 129 SIGHUP): child stopped, container removed, metadata
+  written as interrupted
 """
 
 
@@ -78,11 +79,24 @@ def _number(convert, accept, what):
     return parse
 
 
-_megabytes = _number(float, lambda v: v >= 0, "a number of megabytes (0 or more)")
 _port = _number(int, lambda v: 1 <= v <= 65535, "a port number (1-65535)")
-# nan or inf would wait forever
-_seconds = _number(float, lambda v: math.isfinite(v) and v > 0, "a number of seconds (more than 0)")
 _lines = _number(int, lambda v: v >= 0, "a number of lines (0 or more)")
+
+
+def _limit(key: str):
+    """The argparse type of a limit (limits.py), the same check setup.cfg's value gets."""
+    from ragbuild.limits import BY_KEY
+
+    setting = BY_KEY[key]
+    return _number(setting.convert, setting.accept, setting.what)
+
+
+def _limit_help(key: str, text: str = "") -> str:
+    from ragbuild.limits import BY_KEY, default_text
+
+    setting = BY_KEY[key]
+    return (f"{text or setting.help} (default: {key} in setup.cfg [ragbuild], else "
+            f"{default_text(setting)})")
 
 
 def build_parser() -> ArgumentParser:
@@ -112,9 +126,8 @@ def build_parser() -> ArgumentParser:
     add("--skip-existing-immutable", action="store_true",
         help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten out of the push")
     checks = parser.add_argument_group("checks (beyond bash)")
-    checks.add_argument("--context-warn-mb", metavar="MB", type=_megabytes, default=100.0,
-                        help="warn, naming the largest entries, when the build context (after "
-                             ".dockerignore) exceeds MB megabytes (default: 100; 0: never)")
+    checks.add_argument("--context-warn-mb", metavar="MB", type=_limit("context-warn-mb"),
+                        help=_limit_help("context-warn-mb"))
     checks.add_argument("--allow-secrets", action="store_true",
                         help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
                              "or .pypirc with a token) in the build context instead of refusing")
@@ -126,6 +139,16 @@ def build_parser() -> ArgumentParser:
                         help="the scanner to run, with {image} in it (implies --scan), e.g. "
                              "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
                              "[ragbuild], else trivy")
+    checks.add_argument("--smoke-command", metavar="CMD",
+                        help="what --smoke-test starts: docker run IMAGE CMD, then GET /ping on "
+                             "port 8080 (default: smoke-command in setup.cfg [ragbuild], else "
+                             "'serve', as SageMaker starts the image)")
+    checks.add_argument("--smoke-timeout", metavar="SECONDS", type=_limit("smoke-timeout"),
+                        help=_limit_help("smoke-timeout"))
+    checks.add_argument("--push-attempts", metavar="N", type=_limit("push-attempts"),
+                        help=_limit_help("push-attempts"))
+    checks.add_argument("--push-backoff", metavar="SECONDS", type=_limit("push-backoff"),
+                        help=_limit_help("push-backoff"))
     records = parser.add_argument_group("records (beyond bash)")
     records.add_argument("--metadata-file", metavar="PATH",
                          help="write JSON with the refs, image id, pushed digests, build args, "
@@ -190,7 +213,9 @@ def parse_build(argv):
                    metadata_file=ns.metadata_file,
                    semver_tags=ns.semver_tags, latest_policy=policy, build_number=ns.build_number,
                    ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
-                   cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull)
+                   cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull,
+                   smoke_command=ns.smoke_command, smoke_timeout=ns.smoke_timeout,
+                   push_attempts=ns.push_attempts, push_backoff=ns.push_backoff)
 
 
 def cmd_build(argv) -> int:
@@ -297,20 +322,32 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
 
 def cmd_smoke(argv) -> int:
     from ragbuild import manage, smoke
+    from ragbuild.config import load_config
+    from ragbuild.plan import check_start_command
     from ragbuild.runner import Runner
 
-    parser = sub_parser("smoke", "Start IMAGE on a free local port, wait for /health and check what it "
-                                 "reports; the container is always removed. Exit 1 on failure.")
+    parser = sub_parser("smoke", "Start IMAGE as SageMaker does (docker run IMAGE serve, port 8080) "
+                                 "on a free local port, wait for GET /ping to answer 200, check "
+                                 "what /health reports; the container is always removed. Exit 1 "
+                                 "on failure.")
     parser.add_argument("image", help="image reference, e.g. rag-worker:dev")
     parser.add_argument("--expect-version", help="version /health must report")
     parser.add_argument("--expect-env", help="environment /health must report")
     parser.add_argument("--expect-commit", help="git commit /health must report")
-    parser.add_argument("--timeout", type=_seconds, default=smoke.DEFAULT_TIMEOUT,
-                        help="seconds to wait for /health (default: %(default)s)")
+    parser.add_argument("--timeout", metavar="SECONDS", type=_limit("smoke-timeout"),
+                        help=_limit_help("smoke-timeout"))
+    parser.add_argument("--command", metavar="CMD",
+                        help="start the image as docker run IMAGE CMD (default: smoke-command in "
+                             "setup.cfg [ragbuild], else 'serve', SageMaker's)")
     ns = parser.parse_args(argv)
     manage.check_image_ref(ns.image)
-    expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit)
-    smoke.run(Runner(dry_run=ns.dry_run), expect, timeout=ns.timeout)
+    config = load_config()
+    command = check_start_command(config.smoke_command if ns.command is None else ns.command,
+                                  "--command")
+    expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit,
+                               command=command)
+    timeout = config.limits.override(smoke_timeout=ns.timeout).smoke_timeout
+    smoke.run(Runner(dry_run=ns.dry_run), expect, timeout=timeout)
     return EXIT_OK
 
 
@@ -361,7 +398,49 @@ def cmd_clean(argv) -> int:
 SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cmd_clean}
 
 
+#: Signals that get Ctrl-C's cleanup: what CI systems, ``docker stop``, Kubernetes (SIGTERM) and a
+#: closed terminal (SIGHUP) send. SIGINT keeps Python's own handler (KeyboardInterrupt).
+TERMINATION_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def install_signal_handlers() -> dict:
+    """Make SIGTERM and SIGHUP raise ``errors.Stopped`` (a KeyboardInterrupt) in the main thread,
+    so they run the cleanup Ctrl-C runs. A signal ignored when we started (``nohup`` ignores
+    SIGHUP) stays ignored. Returns the previous handlers, for ``restore_signal_handlers``."""
+    import signal
+    import threading
+
+    previous = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous  # signal handlers can only be set there
+    for name in TERMINATION_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None or signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        previous[signum] = signal.signal(signum, _raise_stopped)
+    return previous
+
+
+def restore_signal_handlers(previous: dict) -> None:
+    import signal
+
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
 def main(argv=None) -> int:
+    previous = install_signal_handlers()
+    try:
+        return _main(argv)
+    finally:
+        restore_signal_handlers(previous)
+
+
+def _main(argv=None) -> int:
     global PROG
     PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -374,9 +453,9 @@ def main(argv=None) -> int:
     except RagbuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP outside any child (Stopped)
+        print(f"error: {stop if isinstance(stop, Stopped) else 'interrupted'}", file=sys.stderr)
+        return 128 + signal_of(stop)
     except BrokenPipeError:
         # stdout's reader is gone (`| head -1`): nothing more can be said there, and Python's
         # final flush would fail again, so stdout becomes /dev/null (the recipe of the Python docs)

@@ -18,7 +18,7 @@ import os
 import time
 from typing import Optional
 
-from ragbuild.errors import EXIT_INTERRUPTED, RagbuildError, UsageError
+from ragbuild.errors import Interrupted, RagbuildError, UsageError
 from ragbuild.plan import redact_value
 
 #: Keys of the JSON document, in order (the README lists them).
@@ -89,8 +89,8 @@ class Recorder:
             result = function(*args, **kwargs)
         except BaseException as err:  # also a bug's exception: the record of the failure matters
             self._timed(step, started)
-            interrupted = isinstance(err, KeyboardInterrupt) or (
-                isinstance(err, RagbuildError) and err.exit_code == EXIT_INTERRUPTED)
+            # Ctrl-C, SIGTERM or SIGHUP (errors.Stopped), or the Interrupted the runner made of it
+            interrupted = isinstance(err, (KeyboardInterrupt, Interrupted))
             self.status = "interrupted" if interrupted else "failed"
             self.failed_step = step
             if isinstance(err, (RagbuildError, KeyboardInterrupt)):

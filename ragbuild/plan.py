@@ -15,10 +15,14 @@ from typing import Optional
 
 from ragbuild import builders, channels
 from ragbuild.errors import UsageError
+from ragbuild.limits import SETTINGS, Limits
 from ragbuild.reference import ECR_HOST_RE, IMAGE_NAME_RE, NAME_MAX, REGISTRY_RE, TAG_RE
 
 DEFAULT_IMAGE_NAME = "rag-worker"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
+#: The smoke test starts the image as SageMaker does: ``docker run IMAGE serve``, port 8080,
+#: ``GET /ping`` (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html)
+DEFAULT_SMOKE_COMMAND = "serve"
 #: Build args ragbuild sets itself; a --build-arg may not override them.
 RESERVED_BUILD_ARGS = ("VERSION", "ENVIRONMENT", "GIT_COMMIT", "BUILD_TIMESTAMP")
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
@@ -110,6 +114,8 @@ class Config:
     image_name: str = DEFAULT_IMAGE_NAME
     environments: tuple = DEFAULT_ENVIRONMENTS
     scan_command: Optional[str] = None  # the vulnerability scanner for --scan, with {image}
+    smoke_command: str = DEFAULT_SMOKE_COMMAND  # what the smoke test starts: docker run IMAGE ...
+    limits: Limits = field(default_factory=Limits)  # limits.py: setup.cfg's, over the defaults
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ class Options:
     smoke_test: bool = False
     skip_existing_immutable: bool = False
     # checks beyond bash's (guard.py)
-    context_warn_mb: float = 100.0  # warn above this context size; 0: never
+    context_warn_mb: Optional[float] = None  # limits.py: None is setup.cfg's, else the default
     allow_secrets: bool = False
     scan: bool = False  # scan.py: the vulnerability gate before the push
     scan_command: Optional[str] = None
@@ -148,6 +154,11 @@ class Options:
     cache_from: tuple = ()
     cache_to: tuple = ()
     pull: bool = False
+    # the production start path and the limits (smoke.py, limits.py): None is setup.cfg's
+    smoke_command: Optional[str] = None
+    smoke_timeout: Optional[float] = None
+    push_attempts: Optional[int] = None
+    push_backoff: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +215,8 @@ class BuildPlan:
     cache_to: tuple = ()
     docker: object = None  # builders.DockerTarget: the daemon docker talks to
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
+    limits: Limits = field(default_factory=Limits)  # flags over setup.cfg over the defaults
+    smoke_command: tuple = (DEFAULT_SMOKE_COMMAND,)  # argv after IMAGE in docker run
 
     @property
     def multi_platform(self) -> bool:
@@ -303,6 +316,23 @@ def parse_build_arg(raw: str) -> tuple:
     return key, match["value"]
 
 
+def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
+    """The words after IMAGE in ``docker run IMAGE ...`` (shell quoting, as typed)."""
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as err:
+        raise UsageError(f"{source} {text!r} cannot be read: {err}") from None
+    if not words:
+        raise UsageError(f"{source} is empty; give the command the platform starts the image with, "
+                         f"e.g. {DEFAULT_SMOKE_COMMAND} (SageMaker's)")
+    return words
+
+
+def resolve_limits(options: Options, config: Config) -> Limits:
+    """Each limit: the flag when given, else setup.cfg's, else the default (limits.py)."""
+    return config.limits.override(**{s.field: getattr(options, s.field, None) for s in SETTINGS})
+
+
 def check_image_name(name: str, source: str = "--image-name") -> str:
     if not name:
         raise UsageError(f"{source} is empty; give a lowercase image name like rag-worker")
@@ -384,7 +414,10 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                                                 buildx=where["buildx"], cache_to=where["cache_to"]),
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
                      options=options, notes=notes, docker=docker,
-                     created=format_created(moment), **where)
+                     created=format_created(moment), limits=resolve_limits(options, config),
+                     smoke_command=check_start_command(
+                         config.smoke_command if options.smoke_command is None
+                         else options.smoke_command), **where)
 
 
 def _check_version_and_env(options: Options, config: Config) -> tuple:

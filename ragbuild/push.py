@@ -27,16 +27,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ragbuild.builders import NOT_FOR_SAGEMAKER
-from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
+from ragbuild.errors import (CommandFailed, Interrupted, PushFailed, ToolMissing, interrupted_text,
+                             signal_of)
+from ragbuild.limits import Limits
 from ragbuild.plan import BuildPlan, Command, Registry
 from ragbuild.runner import Secret, ended, tail
 from ragbuild.steps import (DAEMON_DOWN_MARKERS, daemon_unreachable, docker_config_path,
                             read_docker_config)
 
-#: Attempts per ``docker push`` / ``docker manifest inspect`` when the failure looks transient.
-ATTEMPTS = 3
-#: Seconds to wait before the second attempt; doubled before each further one.
-BACKOFF = 2.0
 
 PASSWORD_PLACEHOLDER = "<password from aws ecr get-login-password>"
 AWS_ENV_VARS = ("AWS_PROFILE", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL")
@@ -368,8 +366,8 @@ class Pushing:
         except PushFailed as failure:
             raise PushFailed(f"{failure}\n{self._progress()}") from None
         except (Interrupted, KeyboardInterrupt) as stop:
-            text = str(stop) if isinstance(stop, Interrupted) else "interrupted"
-            raise Interrupted(f"{text}\n{self._progress()}") from None
+            text = str(stop) if isinstance(stop, Interrupted) else interrupted_text(signal_of(stop))
+            raise Interrupted(f"{text}\n{self._progress()}", signum=signal_of(stop)) from None
 
     def _progress(self) -> str:
         pushed = [ref if self.digests[ref] else f"{ref} (digest unknown)" for ref in self.digests]
@@ -377,7 +375,8 @@ class Pushing:
         return f"pushed: {', '.join(pushed) or 'nothing'}\nnot pushed: {', '.join(left) or 'nothing'}"
 
     def _push(self, runner, ref: str) -> None:
-        result, kind = run_retrying(runner, push_command(ref), self.sleep, f"docker push {ref}")
+        result, kind = run_retrying(runner, push_command(ref), self.sleep, f"docker push {ref}",
+                                    self.plan.limits)
         if result.dry:
             return
         output = result.stdout + result.stderr
@@ -424,7 +423,8 @@ class Pushing:
             return (f"{ref}: cannot reach {host}: check the host and port in --registry and that "
                     "the registry is up")
         if kind == TRANSIENT:
-            return f"{ref}: push failed {ATTEMPTS} times with a network or registry error"
+            return (f"{ref}: push failed {self.plan.limits.push_attempts} times with a network or "
+                    "registry error (--push-attempts, --push-backoff)")
         return f"docker push {ref} failed"
 
     def verify(self, runner) -> Optional[str]:
@@ -440,7 +440,8 @@ class Pushing:
         problems = []
         for ref in self.refs:
             result, _ = run_retrying(runner, manifest_inspect_command(ref, registry.host),
-                                     self.sleep, f"docker manifest inspect {ref}")
+                                     self.sleep, f"docker manifest inspect {ref}",
+                                     self.plan.limits)
             if result.dry:
                 continue
             if not result.ok:
@@ -473,7 +474,7 @@ class Pushing:
         problems = []
         for ref in self.refs:
             result, _ = run_retrying(runner, imagetools_inspect_command(ref), self.sleep,
-                                     f"docker buildx imagetools inspect {ref}")
+                                     f"docker buildx imagetools inspect {ref}", self.plan.limits)
             if result.dry:
                 continue
             if not result.ok:
@@ -519,19 +520,20 @@ class Pushing:
         return pinned
 
 
-def run_retrying(runner, cmd: Command, sleep: Callable, what: str):
-    """Run ``cmd``; retry a transient failure with exponential backoff, ``ATTEMPTS`` in all.
+def run_retrying(runner, cmd: Command, sleep: Callable, what: str, limits: Limits = Limits()):
+    """Run ``cmd``; retry a transient failure with exponential backoff: ``limits.push_attempts``
+    in all, ``limits.push_backoff`` seconds before the second, doubled before each further one.
     Returns the last result and its failure class (None when it succeeded or was not run)."""
     attempt = 1
     result = runner.run(cmd)
     while not (result.ok or result.dry):
         output = result.stdout + result.stderr
         kind = classify_failure(output)
-        if kind != TRANSIENT or attempt == ATTEMPTS:
+        if kind != TRANSIENT or attempt >= limits.push_attempts:
             return result, kind
-        delay = BACKOFF * 2 ** (attempt - 1)
+        delay = limits.push_backoff * 2 ** (attempt - 1)
         runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
-                   f"(attempt {attempt + 1} of {ATTEMPTS})")
+                   f"(attempt {attempt + 1} of {limits.push_attempts})")
         sleep(delay)
         attempt += 1
         result = runner.run(cmd)

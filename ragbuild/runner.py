@@ -18,7 +18,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
+from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
+                             signal_of)
 from ragbuild.plan import Command
 
 #: Programs whose binary can be replaced through an environment variable (``DOCKER=/usr/bin/docker``).
@@ -141,9 +142,11 @@ class Runner:
                               f"{_missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
         try:
             stdout, stderr = self._wait(proc, cmd.mode, stdin)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
             _terminate(proc)
-            raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
+            signum = signal_of(stop)
+            raise Interrupted(f"{interrupted_text(signum)}; stopped {' '.join(cmd.argv[:2])}",
+                              signum=signum) from None
         result = Result(proc.returncode, stdout, stderr)
         if cmd.check and not result.ok:
             raise CommandFailed(failure_message(cmd, result), returncode=result.returncode)
@@ -206,7 +209,7 @@ def _missing_message(name: str, program: str) -> str:
 
 
 def _terminate(proc, grace: float = 10.0) -> None:
-    """Stop a child on Ctrl-C and reap it, so nothing is left behind."""
+    """Stop a child on Ctrl-C, SIGTERM or SIGHUP and reap it, so nothing is left behind."""
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -122,7 +122,7 @@ def test_help_shows_flags_examples_environment_and_exit_codes(strict_fp, capsys,
                      "GITHUB_OUTPUT "):
         assert f"\n  {variable}" in out, variable
     assert "exit status:\n  0 success, 1 a command failed, 2 bad usage" in out
-    assert "130 interrupted" in out
+    assert "(130 Ctrl-C/SIGINT, 143 SIGTERM, 129 SIGHUP)" in out
     assert len(strict_fp.calls) == 0
 
 
