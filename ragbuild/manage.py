@@ -24,13 +24,93 @@ def check_image_ref(ref: str, source: str = "IMAGE") -> str:
     return ref
 
 
+def inspect_local_command(name: str) -> Command:
+    """Whether ``name`` exists, runs, and which host ports it publishes."""
+    return Command(("docker", "container", "inspect", "--format",
+                    "{{.State.Running}} {{json .HostConfig.PortBindings}}", name), check=False)
+
+
+def published_ports(bindings_json: str) -> set:
+    """``{"8080/tcp":[{"HostIp":"","HostPort":"19090"}]}`` -> ``{19090}``."""
+    try:
+        bindings = json.loads(bindings_json or "null") or {}
+    except ValueError:
+        return set()
+    ports = set()
+    for entries in bindings.values() if isinstance(bindings, dict) else ():
+        for entry in entries or ():
+            port = str((entry or {}).get("HostPort") or "")
+            if port.isdigit():
+                ports.add(int(port))
+    return ports
+
+
+#: How docker says a published port is in use: by another container ("port is already
+#: allocated") or by another process ("bind: address already in use").
+PORT_TAKEN_MARKERS = ("port is already allocated", "address already in use")
+
+
+def temporary_name(name: str) -> str:
+    import secrets
+
+    return f"{name}-new-{secrets.token_hex(4)}"
+
+
 def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> None:
-    """Replace the local container with a fresh one of IMAGE on PORT (detached)."""
-    runner.run(Command(("docker", "rm", "-f", name), check=False))
-    runner.run(Command(("docker", "run", "-d", "--name", name, "-p", f"{port}:8080", image)))
+    """Replace the local container with a fresh one of IMAGE on PORT (detached), or change
+    nothing: the new container is created under a temporary name and started before the old one
+    is removed, so a failed start (a taken port, a missing image) leaves the old one serving and
+    no container behind. Only when the old one holds PORT itself is it stopped first, and started
+    again if the new one fails. A signal midway rolls back the same way."""
+    temporary = temporary_name(name)
+    old = runner.run(inspect_local_command(name))
+    if old.dry:
+        runner.log(f"dry run: a real run stops {name} before starting the new one only when it "
+                   f"publishes port {port} itself, and starts it again if the new one fails")
+    running, _, bindings = old.stdout.strip().partition(" ")
+    exists = old.ok and not old.dry
+    holds_port = exists and running == "true" and port in published_ports(bindings)
+    stopped = created = False
+    try:
+        made = runner.run(Command(("docker", "create", "--name", temporary, "-p", f"{port}:8080",
+                                   image), check=False))
+        created = True  # docker create may leave a container even when it fails
+        if not made.ok:
+            raise CommandFailed(_start_failure(made, port, name, exists, image),
+                                returncode=made.returncode)
+        if holds_port:
+            runner.run(Command(("docker", "stop", name)))
+            stopped = True
+        started = runner.run(Command(("docker", "start", temporary), check=False))
+        if not started.ok:
+            raise CommandFailed(_start_failure(started, port, name, exists, image),
+                                returncode=started.returncode)
+        if exists or old.dry:
+            runner.run(Command(("docker", "rm", "-f", name), check=False))
+        runner.run(Command(("docker", "rename", temporary, name)))
+    except BaseException:  # a failure or a signal: back to how it was
+        if created:
+            runner.run(Command(("docker", "rm", "-f", temporary), check=False))
+        if stopped and not runner.run(Command(("docker", "start", name), check=False)).ok:
+            runner.log(f"warning: {name} was stopped to free port {port} and could not be "
+                       f"started again: docker start {name}")
+        raise
     if not runner.dry_run:
         runner.log(f"{image} is running as {name}: curl http://localhost:{port}/health; "
                    "logs: make logs; stop: docker rm -f " + name)
+
+
+def _start_failure(result, port: int, name: str, exists: bool, image: str) -> str:
+    said = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    # docker start ends with "Error: failed to start containers: NAME": the daemon's line says why
+    why = [line for line in said if "failed to start containers" not in line]
+    reason = (why or said or [f"exit {result.returncode}"])[-1]
+    kept = (f"nothing changed: {name} is as it was" if exists
+            else "nothing changed: no container was left")
+    if any(marker in reason.lower() for marker in PORT_TAKEN_MARKERS):
+        return (f"port {port} is taken (docker: {reason}); pass --port with a free port, e.g. "
+                f"run --port {port + 1 if port < 65535 else port - 1}; {kept}")
+    return f"cannot start {image} as {name}: {reason}; {kept}"
 
 
 def logs(runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
