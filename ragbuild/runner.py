@@ -128,22 +128,24 @@ class Runner:
             "stream": (None, None),
             "tee": (pipe, subprocess.STDOUT),
         }[cmd.mode]
-        try:
-            proc = machine_cmd.popen(
-                stdin=pipe if stdin is not None else subprocess.DEVNULL,
-                stdout=streams[0],
-                stderr=streams[1],
-                env=env,
-            )
-        except FileNotFoundError:
-            raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
-        except OSError as err:  # DOCKER names a directory or a file without the execute bit
-            raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
-                              f"{_missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
-        try:
+        proc = None
+        try:  # one try from the start: a signal right after popen still stops the child
+            try:
+                proc = machine_cmd.popen(
+                    stdin=pipe if stdin is not None else subprocess.DEVNULL,
+                    stdout=streams[0],
+                    stderr=streams[1],
+                    env=env,
+                )
+            except FileNotFoundError:
+                raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
+            except OSError as err:  # DOCKER names a directory or a file without the execute bit
+                raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
+                                  f"{_missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
             stdout, stderr = self._wait(proc, cmd.mode, stdin)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
-            _terminate(proc)
+            if proc is not None:
+                _terminate(proc)
             signum = signal_of(stop)
             raise Interrupted(f"{interrupted_text(signum)}; stopped {' '.join(cmd.argv[:2])}",
                               signum=signum) from None
