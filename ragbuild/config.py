@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import configparser
 import os
+from typing import Optional
 
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
@@ -30,7 +31,7 @@ KNOWN = ("image-name", "environments", "scan-command", "smoke-command",
          *(setting.key for setting in SETTINGS))
 
 
-def read_text(path: str):
+def read_text(path: str) -> Optional[str]:
     """The file's text, or None when there is no such file; any other failure is a UsageError."""
     try:
         with open(path, encoding="utf-8") as handle:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 from ragbuild.errors import CommandFailed, UsageError
-from ragbuild.plan import REPOSITORY_LABEL, Command
+from ragbuild.plan import REPOSITORY_LABEL, Command, Kind, Mode
 from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
 
 LOCAL_CONTAINER = "rag-worker-local"
+#: What a dry run of ``clean`` takes the tags of ragbuild's builds to be (it lists no images).
+DRY_REFS = "RAGBUILD_REFS"
 
 
 def check_image_ref(ref: str, source: str = "IMAGE") -> str:
@@ -24,10 +26,15 @@ def check_image_ref(ref: str, source: str = "IMAGE") -> str:
     return ref
 
 
-def inspect_local_command(name: str) -> Command:
-    """Whether ``name`` exists, runs, and which host ports it publishes."""
+def inspect_local_command(name: str, port: int) -> Command:
+    """Whether ``name`` exists, runs, and which host ports it publishes. A dry run takes it to
+    exist, running on another port."""
     return Command(("docker", "container", "inspect", "--format",
-                    "{{.State.Running}} {{json .HostConfig.PortBindings}}", name), check=False)
+                    "{{.State.Running}} {{json .HostConfig.PortBindings}}", name), check=False,
+                   kind=Kind.PROBE, assume="true {}",
+                   dry_note=f"a real run stops {name} before starting the new one only when it "
+                            f"publishes port {port} itself, and starts it again if the new one "
+                            "fails")
 
 
 def published_ports(bindings_json: str) -> set:
@@ -63,12 +70,9 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
     no container behind. Only when the old one holds PORT itself is it stopped first, and started
     again if the new one fails. A signal midway rolls back the same way."""
     temporary = temporary_name(name)
-    old = runner.run(inspect_local_command(name))
-    if old.dry:
-        runner.log(f"dry run: a real run stops {name} before starting the new one only when it "
-                   f"publishes port {port} itself, and starts it again if the new one fails")
+    old = runner.run(inspect_local_command(name, port))
     running, _, bindings = old.stdout.strip().partition(" ")
-    exists = old.ok and not old.dry
+    exists = old.ok
     holds_port = exists and running == "true" and port in published_ports(bindings)
     stopped = created = False
     try:
@@ -85,7 +89,7 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
         if not started.ok:
             raise CommandFailed(_start_failure(started, port, name, exists, image),
                                 returncode=started.returncode)
-        if exists or old.dry:
+        if exists:
             runner.run(Command(("docker", "rm", "-f", name), check=False))
         runner.run(Command(("docker", "rename", temporary, name)))
     except BaseException:  # a failure or a signal: back to how it was
@@ -95,9 +99,8 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
             runner.log(f"warning: {name} was stopped to free port {port} and could not be "
                        f"started again: docker start {name}")
         raise
-    if not runner.dry_run:
-        runner.log(f"{image} is running as {name}: curl http://localhost:{port}/health; "
-                   "logs: make logs; stop: docker rm -f " + name)
+    runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
+                  "logs: make logs; stop: docker rm -f " + name)
 
 
 def _start_failure(result, port: int, name: str, exists: bool, image: str) -> str:
@@ -117,7 +120,7 @@ def logs(runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: in
     argv = ["docker", "logs", "--tail", str(lines)]
     if follow:
         argv.append("--follow")
-    runner.run(Command(tuple(argv + [name]), mode="stream"))
+    runner.run(Command(tuple(argv + [name]), mode=Mode.STREAM))
 
 
 # --- clean -------------------------------------------------------------------------------------
@@ -128,17 +131,21 @@ PRUNE_HINT = f"docker image prune --filter label={REPOSITORY_LABEL}"
 def list_images_command() -> Command:
     """Every image carrying the repository label: ragbuild's, and images built FROM them."""
     return Command(("docker", "image", "ls", "--filter", f"label={REPOSITORY_LABEL}",
-                    "--quiet", "--no-trunc"))
+                    "--quiet", "--no-trunc"), kind=Kind.PROBE, assume="IMAGE_IDS")
 
 
 def inspect_images_command(ids) -> Command:
     """ONE inspect of every listed id (tags and labels); checked by ``_inspect``."""
-    return Command(("docker", "image", "inspect", *ids), check=False)
+    return Command(("docker", "image", "inspect", *ids), check=False, kind=Kind.PROBE,
+                   assume=json.dumps([{"Id": "IMAGE_ID", "RepoTags": [DRY_REFS],
+                                       "Config": {"Labels": {REPOSITORY_LABEL: DRY_REFS}}}]))
 
 
 def container_image_command(name: str) -> Command:
     return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
-                   check=False)
+                   check=False, kind=Kind.PROBE,
+                   dry_note=f"a real run removes container {name} only if it runs an image "
+                            "whose every tag is removed")
 
 
 def repository_of(ref: str) -> str:
@@ -165,12 +172,6 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
     tag of its own (a fork, a user's ``docker tag``) survives under that tag. The local container
     is removed only when it runs an image this removes; returns the refs removed."""
     listed = runner.run(list_images_command())
-    if listed.dry:
-        runner.run(inspect_images_command(["IMAGE_IDS"]))
-        runner.log(f"dry run: would remove container {name} only if it runs an image whose every "
-                   f"tag is removed")
-        runner.run(Command(("docker", "image", "rm", "RAGBUILD_REFS")))
-        return []
     ids = list(dict.fromkeys(listed.stdout.split()))
     images = _inspect(runner, ids) if ids else []
     removing = {image.get("Id"): ragbuild_refs(image) for image in images}
@@ -202,8 +203,8 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
     kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
     already = f" ({len(gone)} were gone already)" if gone else ""
-    runner.log(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
-               f"{len(deleted)} image(s) deleted{also}")
+    runner.report(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
+                  f"{len(deleted)} image(s) deleted{also}")
     _hint_untagged(runner, untagged)
     return refs
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.limits import Limits
-from ragbuild.plan import DEFAULT_SMOKE_COMMAND, Command
+from ragbuild.plan import DEFAULT_SMOKE_COMMAND, Command, Kind
 
 #: SageMaker sends requests to port 8080 of the container.
 CONTAINER_PORT = 8080
@@ -45,6 +45,12 @@ class Expectation:
     git_commit: str = None
     command: tuple = (DEFAULT_SMOKE_COMMAND,)  # docker run IMAGE <command>
 
+    def answer(self) -> dict:
+        """The /health answer this expects (what a dry run assumes)."""
+        wanted = {"status": "ok", "version": self.version, "environment": self.environment,
+                  "git_commit": self.git_commit}
+        return {key: value for key, value in wanted.items() if value is not None}
+
     def mismatches(self, health: dict) -> list:
         wanted = {"status": "ok", "version": self.version, "environment": self.environment,
                   "git_commit": self.git_commit}
@@ -59,20 +65,22 @@ def container_name() -> str:
 
 def run_command(image: str, name: str, command=(DEFAULT_SMOKE_COMMAND,)) -> Command:
     return Command(("docker", "run", "-d", "--name", name, "-p", f"127.0.0.1::{CONTAINER_PORT}",
-                    "--label", SMOKE_LABEL, image, *command), check=False)
+                    "--label", SMOKE_LABEL, image, *command), check=False, assume=name)
 
 
 def port_command(container: str) -> Command:
-    return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"))
+    return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"), kind=Kind.PROBE,
+                   assume=f"127.0.0.1:{CONTAINER_PORT}")
 
 
 def state_command(container: str) -> Command:
     return Command(("docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}",
-                    container), check=False)
+                    container), check=False, kind=Kind.PROBE, assume="true 0")
 
 
 def logs_command(container: str) -> Command:
-    return Command(("docker", "logs", "--tail", str(LOG_LINES), container), check=False)
+    return Command(("docker", "logs", "--tail", str(LOG_LINES), container), check=False,
+                   kind=Kind.PROBE)
 
 
 def remove_command(container: str) -> Command:
@@ -126,27 +134,30 @@ def check(runner, plan) -> dict:
 
 def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT, name: str = None,
         fetch=None, clock=time.monotonic, sleep=time.sleep) -> dict:
-    """Start, wait for ``/ping``, check ``/health``, remove. One code path for a real and a dry
-    run. ``fetch(port, path)`` returns ``(status, body)`` (``http_get``)."""
+    """Start, wait for ``/ping``, check ``/health``, remove. A dry run prints the commands and
+    takes /health to answer what is expected. ``fetch(port, path)`` returns ``(status, body)``
+    (``http_get``)."""
     fetch = fetch or http_get
     name = name or container_name()
     started = None
     try:
         started = runner.run(run_command(expect.image, name, expect.command))
-        if not started.ok and not started.dry:
+        if not started.ok:
             raise SmokeTestFailed(start_failure(expect, started))
-        ported = runner.run(port_command(name))
-        if ported.dry:
-            return {}
-        port = parse_port(ported.stdout)
-        _wait_ready(runner, name, port, timeout, fetch, clock, sleep)
-        health = _health(expect, fetch(port, HEALTH_PATH))
+        port = parse_port(runner.run(port_command(name)).stdout)
+
+        def probe() -> dict:
+            _wait_ready(runner, name, port, timeout, fetch, clock, sleep)
+            return _health(expect, fetch(port, HEALTH_PATH))
+
+        health = runner.check(f"wait up to {timeout:g}s for GET {READY_PATH} to answer 200, then "
+                              f"check what {HEALTH_PATH} reports", probe, assume=expect.answer())
         problems = expect.mismatches(health)
         if problems:
             raise SmokeTestFailed(f"{expect.image}: /health answered but {'; '.join(problems)}")
-        runner.log(f"smoke test passed: {expect.image} started as `docker run IMAGE "
-                   f"{' '.join(expect.command)}` answered {READY_PATH} and {HEALTH_PATH} with "
-                   f"{json.dumps(health, sort_keys=True)}")
+        runner.report(f"smoke test passed: {expect.image} started as `docker run IMAGE "
+                      f"{' '.join(expect.command)}` answered {READY_PATH} and {HEALTH_PATH} with "
+                      f"{json.dumps(health, sort_keys=True)}")
         return health
     except SmokeTestFailed as failure:
         if started is None or not started.ok:  # never ran: docker's own reason is the message

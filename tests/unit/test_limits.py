@@ -4,6 +4,7 @@ limits.SETTINGS (smoke timeout, push attempts and backoff, context warn size).""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from ragbuild import cli, limits, push, smoke
 from ragbuild.config import load_config
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
-from ragbuild.plan import Config, GitInfo, Options, make_plan
+from ragbuild.builders import read_docker_config
+from ragbuild.plan import Config, GitInfo, Options, PushPlan, make_plan
 from ragbuild.runner import Runner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,8 +133,9 @@ def test_push_attempts_and_backoff_are_the_plans(fp, attempts, backoff, delays):
         fp.register([fp.program("docker"), "push", ref], returncode=1,
                     stdout="read: connection reset by peer\n")
     sleep = FakeSleep()
+    context = push.Context(plan, PushPlan(plan.refs), read_docker_config(), os.environ, sleep)
     with pytest.raises(push.PushFailed) as err:
-        push.Pushing(plan, plan.refs, sleep=sleep).push(Runner())
+        push.push(Runner(), context, {})
     assert sleep.delays == delays
     assert fp.call_count([fp.program("docker"), "push", ref]) == attempts
     assert f"push failed {attempts} times" in str(err.value)

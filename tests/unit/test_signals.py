@@ -6,6 +6,7 @@ faked (pytest-subprocess), real children are used for the runner's own terminati
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -15,9 +16,9 @@ import time
 import pytest
 
 from fakes import STAMP
-from ragbuild import cli, smoke
+from ragbuild import cli, signals, smoke
 from ragbuild.errors import Interrupted, Stopped
-from ragbuild.plan import Command
+from ragbuild.plan import Command, Mode
 from ragbuild.runner import Runner
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
@@ -42,9 +43,9 @@ def deliver(signum):
 @pytest.fixture
 def handlers():
     """The handlers cli.main installs, for tests that call the runner directly."""
-    previous = cli.install_signal_handlers()
+    previous = signals.install()
     yield
-    cli.restore_signal_handlers(previous)
+    signals.restore(previous)
 
 
 # --- the mechanism -----------------------------------------------------------------------------
@@ -54,13 +55,13 @@ def test_main_installs_handlers_for_its_run_and_restores_them(project, fp, monke
     seen = {}
 
     def parse(argv):
-        seen.update({s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)})
+        seen.update({s: signal.getsignal(s) for s in SIGNALS})
         raise Stopped(signal.SIGHUP)
 
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    before = {s: signal.getsignal(s) for s in SIGNALS}
     monkeypatch.setattr(cli, "cmd_build", parse)
     assert cli.main(["--env", "dev"]) == 129
-    assert all(handler is cli._raise_stopped for handler in seen.values())
+    assert all(handler is signals._raise_stopped for handler in seen.values())
     assert {s: signal.getsignal(s) for s in before} == before
 
 
@@ -68,10 +69,10 @@ def test_an_ignored_sighup_stays_ignored(monkeypatch):
     """nohup ignores SIGHUP: a run started that way keeps running when the terminal goes."""
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        installed = cli.install_signal_handlers()
+        installed = signals.install()
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
-        assert signal.getsignal(signal.SIGTERM) is cli._raise_stopped
-        cli.restore_signal_handlers(installed)
+        assert signal.getsignal(signal.SIGTERM) is signals._raise_stopped
+        signals.restore(installed)
     finally:
         signal.signal(signal.SIGHUP, previous)
 
@@ -82,6 +83,18 @@ def test_stopped_is_a_keyboard_interrupt_with_the_exit_status():
     assert str(stop) == "interrupted by SIGTERM"
     assert Interrupted(signum=signal.SIGHUP).exit_code == 129
     assert Interrupted().exit_code == 130
+
+
+def test_a_signal_while_a_child_starts_is_raised_once_the_block_is_done(handlers):
+    done = []
+    with pytest.raises(Stopped) as err:
+        with signals.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)  # the handler ran meanwhile, and held it back
+            done.append("assigned")
+    assert done == ["assigned"] and err.value.signum == signal.SIGTERM
+    with signals.deferred():  # nothing pending: nothing raised
+        pass
 
 
 def signal_when_started(pidfile, signum, timeout=10.0):
@@ -110,10 +123,10 @@ def gone(pid):
 @pytest.mark.parametrize("signum", SIGNALS, ids=ids)
 def test_the_runner_stops_and_reaps_the_child_on_each_signal(tmp_path, handlers, signum, mode):
     pidfile = tmp_path / "pid"
-    runner = Runner(out=open(os.devnull, "w"), log=open(os.devnull, "w"))
+    runner = Runner(out=io.StringIO(), log=io.StringIO())
     thread = signal_when_started(pidfile, signum)
     with pytest.raises(Interrupted) as err:
-        runner.run(Command(("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"), mode=mode))
+        runner.run(Command(("sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"), mode=Mode(mode)))
     thread.join()
     assert err.value.exit_code == 128 + signum
     assert str(err.value) == f"{NAMES[signum]}; stopped sh -c"
@@ -132,7 +145,8 @@ def register_build(fp, on_build=None):
 def run_stage(capsys, argv):
     code = cli.main([*argv, "--metadata-file", "m.json"])
     err = capsys.readouterr().err
-    return code, err, json.loads(open("m.json").read())
+    with open("m.json", encoding="utf-8") as handle:
+        return code, err, json.load(handle)
 
 
 def assert_interrupted(code, err, doc, signum, step):

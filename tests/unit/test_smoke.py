@@ -7,7 +7,7 @@ import pytest
 
 from ragbuild import cli, smoke
 from ragbuild.errors import SmokeTestFailed, UsageError
-from ragbuild.runner import Runner
+from ragbuild.runner import DryRunner, Runner
 
 DOCKER = "docker"
 IMAGE = "rag-worker:v1.0.0"
@@ -211,7 +211,7 @@ def test_smoke_commands_are_logged_as_the_dry_run_prints_them(fp, capsys):
     register_start(fp)
     run(server())
     logged = [line[2:] for line in capsys.readouterr().err.splitlines() if line.startswith("+ ")]
-    smoke.run(Runner(dry_run=True), expectation(), name=NAME)
+    smoke.run(DryRunner(), expectation(), name=NAME)
     printed = capsys.readouterr().out.splitlines()
     assert logged == printed
     assert printed == [f"docker run -d --name {NAME} -p 127.0.0.1::8080 --label "
