@@ -103,11 +103,21 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
                   "logs: make logs; stop: docker rm -f " + name)
 
 
-def _start_failure(result, port: int, name: str, exists: bool, image: str) -> str:
+#: Lines docker adds after the reason: ``docker run``'s "See 'docker run --help'.", ``docker
+#: start``'s "Error: failed to start containers: NAME".
+DOCKER_TRAILERS = ("See 'docker ", "Error: failed to start containers")
+
+
+def docker_reason(result) -> str:
+    """The one line of a failed docker command's output that says why (the daemon's), or its
+    exit status when it said nothing."""
     said = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-    # docker start ends with "Error: failed to start containers: NAME": the daemon's line says why
-    why = [line for line in said if "failed to start containers" not in line]
-    reason = (why or said or [f"exit {result.returncode}"])[-1]
+    why = [line for line in said if not line.startswith(DOCKER_TRAILERS)]
+    return (why or said or [f"exit {result.returncode}"])[-1]
+
+
+def _start_failure(result, port: int, name: str, exists: bool, image: str) -> str:
+    reason = docker_reason(result)
     kept = (f"nothing changed: {name} is as it was" if exists
             else "nothing changed: no container was left")
     if any(marker in reason.lower() for marker in PORT_TAKEN_MARKERS):

@@ -111,8 +111,9 @@ def http_get(port: int, path: str, timeout: float = 2.0):
 def start_failure(expect: Expectation, result) -> str:
     """One line: how ``docker run IMAGE <command>`` failed, with the fix SageMaker needs when
     the command is not an executable on the image's PATH."""
-    said = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-    reason = said[-1] if said else f"exit {result.returncode}"
+    from ragbuild.manage import docker_reason
+
+    reason = docker_reason(result)
     started = " ".join(("docker run IMAGE", *expect.command))
     hint = ""
     lowered = reason.lower()

@@ -157,7 +157,8 @@ def test_container_that_exits_fails_early(fp):
           'executable file not found in $PATH: unknown.\n',
      "`serve` must be an executable file on the image's PATH"),
     (125, "Unable to find image 'rag-worker:v1.0.0' locally\ndocker: Error response from daemon: "
-          "pull access denied for rag-worker.\n", "pull access denied for rag-worker."),
+          "pull access denied for rag-worker.\nSee 'docker run --help'.\n",
+     "pull access denied for rag-worker."),
 ])
 def test_a_start_failure_is_one_line_and_leaves_no_created_container(fp, returncode, stderr,
                                                                      fragment):
