@@ -109,9 +109,10 @@ DOCKER_TRAILERS = ("See 'docker ", "Error: failed to start containers")
 
 
 def docker_reason(result) -> str:
-    """The one line of a failed docker command's output that says why (the daemon's), or its
-    exit status when it said nothing."""
-    said = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    """The one line of a failed docker command's output that says why (the daemon's, on
+    stderr), or its exit status when it said nothing."""
+    text = result.stderr if result.stderr.strip() else result.stdout  # run -d: stdout is the id
+    said = [line.strip() for line in text.splitlines() if line.strip()]
     why = [line for line in said if not line.startswith(DOCKER_TRAILERS)]
     return (why or said or [f"exit {result.returncode}"])[-1]
 

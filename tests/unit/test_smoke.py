@@ -164,7 +164,8 @@ def test_a_start_failure_is_one_line_and_leaves_no_created_container(fp, returnc
                                                                      fragment):
     """docker run creates the container, then fails to start it: it is removed by name."""
     fp.allow_unregistered(False)
-    fp.register([fp.program(DOCKER), *RUN, "serve"], returncode=returncode, stderr=stderr)
+    fp.register([fp.program(DOCKER), *RUN, "serve"], returncode=returncode, stderr=stderr,
+                stdout="bb2691f9bc6aed806c601a1652d6441d\n")  # docker run -d created it: its id
     fp.register([fp.program(DOCKER), "rm", "-f", NAME])
     with pytest.raises(SmokeTestFailed) as err:
         run(server())
