@@ -352,16 +352,22 @@ def parse_build_arg(raw: str) -> tuple:
     return key, match["value"]
 
 
-def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
-    """The words after IMAGE in ``docker run IMAGE ...`` (shell quoting, as typed)."""
+def split_command(text: str, source: str, example: str) -> tuple:
+    """A command line given as text (a flag, a setup.cfg value), split as a shell would split it
+    (no shell runs it); empty or unbalanced quoting is refused in one line naming ``source``."""
     try:
         words = tuple(shlex.split(text))
     except ValueError as err:
-        raise UsageError(f"{source} {text!r} cannot be read: {err}") from None
+        raise UsageError(f"{source} {text!r} cannot be split into words: {err}") from None
     if not words:
-        raise UsageError(f"{source} is empty; give the command the platform starts the image with, "
-                         f"e.g. {DEFAULT_SMOKE_COMMAND} (SageMaker's)")
+        raise UsageError(f"{source} is empty; give {example}")
     return words
+
+
+def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
+    """The words after IMAGE in ``docker run IMAGE ...`` (shell quoting, as typed)."""
+    return split_command(text, source, "the command the platform starts the image with, e.g. "
+                                       f"{DEFAULT_SMOKE_COMMAND} (SageMaker's)")
 
 
 def resolve_limits(options: Options, config: Config) -> Limits:

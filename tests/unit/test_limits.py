@@ -73,7 +73,7 @@ def test_the_smoke_command_from_setup_cfg_and_the_flag(tmp_path):
     assert plan_of(config=config).smoke_command == ("/start.sh", "--port", "8080")
     assert plan_of({"smoke_command": "serve --x"}, config).smoke_command == ("serve", "--x")
     (tmp_path / "setup.cfg").write_text("[ragbuild]\nsmoke-command = serve 'x\n")
-    with pytest.raises(UsageError, match=r"\[ragbuild\] smoke-command \"serve 'x\" cannot be read"):
+    with pytest.raises(UsageError, match=r"\[ragbuild\] smoke-command \"serve 'x\" cannot be split into words"):
         load_config(str(tmp_path))
 
 

@@ -278,5 +278,5 @@ def test_check_start_command_reads_shell_quoting():
     from ragbuild.plan import check_start_command
 
     assert check_start_command("serve --opt 'a b'") == ("serve", "--opt", "a b")
-    with pytest.raises(UsageError, match="cannot be read: No closing quotation"):
+    with pytest.raises(UsageError, match="cannot be split into words: No closing quotation"):
         check_start_command("serve 'a")
