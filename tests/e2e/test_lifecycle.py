@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .support import LOCAL_CONTAINER, WORKER
+from .support import LOCAL_CONTAINER, WORKER, alive, process_table
 
 pytestmark = pytest.mark.e2e
 
@@ -113,6 +114,41 @@ def test_a_signal_two_seconds_into_the_smoke_test_removes_the_container_and_reco
     doc = json.loads(metadata.read_text())
     assert (doc["status"], doc["failed_step"]) == ("interrupted", "smoke")
     assert doc["error"].startswith(NAMES[signum])
+
+
+def scanners(marker: str) -> dict:
+    return {pid: cmd for pid, (_, state, cmd) in process_table().items()
+            if f"time.sleep({marker})" in cmd and "build-image" not in cmd and state != "Z"}
+
+
+@pytest.mark.parametrize("signum", SIGNALS, ids=ids)
+def test_a_signal_during_the_scan_stops_the_scanner(project, tiny_context, unique, images,
+                                                    tmp_path, signum):
+    """The scanner is a real child that takes long (a python sleeping): it is stopped and
+    reaped, and the metadata says the scan was interrupted."""
+    marker = f"{60 + int(secrets.token_hex(2), 16) / 1e5:.5f}"
+    name = images.track_repository(unique("scansig"))
+    scanner = f"python3 -c 'import time; time.sleep({marker})' {{image}}"
+    metadata = tmp_path / "m.json"
+    with open(tmp_path / "stderr", "w") as err:
+        proc = project.popen_script(*build_args(tiny_context(), name, "--scan-command", scanner,
+                                                "--metadata-file", metadata),
+                                    stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: scanners(marker), START_DEADLINE, proc, "the scan")
+        running = scanners(marker)
+        code, _ = stop(proc, signum)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = (tmp_path / "stderr").read_text()
+    print(text)
+    assert code == 128 + signum, text
+    assert text.rstrip().splitlines()[-1].startswith(f"error: {NAMES[signum]}; stopped "), text
+    assert [pid for pid in running if alive(pid)] == []
+    doc = json.loads(metadata.read_text())
+    assert (doc["status"], doc["failed_step"]) == ("interrupted", "scan")
 
 
 # --- (g) the start path ------------------------------------------------------------------------

@@ -145,3 +145,16 @@ def test_every_limit_is_documented_with_its_default():
     doc = (REPO / "docs" / "lifecycle.md").read_text()
     for setting in SETTINGS:
         assert f"| `{setting.key}` | `{setting.flag}` | {limits.default_text(setting)} |" in doc
+
+
+def test_a_dry_run_shows_the_smoke_start_command_and_timeout(project, strict_fp, capsys,
+                                                             monkeypatch):
+    monkeypatch.setattr(smoke, "container_name", lambda: "ragbuild-smoke-0")
+    assert cli.main(["--env", "dev", "--dry-run", "--smoke-test", "--smoke-timeout", "120",
+                     "--smoke-command", "serve --workers 2"]) == 0
+    out, err = capsys.readouterr()
+    assert ("docker run -d --name ragbuild-smoke-0 -p 127.0.0.1::8080 --label org.ragbuild.smoke=1 "
+            "rag-worker:dev-20231203-143022 serve --workers 2") in out.splitlines()
+    assert "dry run: a real run would wait up to 120s for GET /ping to answer 200, then check " \
+           "what /health reports" in err.splitlines()
+    assert out.splitlines()[-1] == "docker rm -f ragbuild-smoke-0"
