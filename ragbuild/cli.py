@@ -7,12 +7,15 @@ import os
 import shlex
 import sys
 import traceback
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, NoReturn, Optional, Sequence, TypeVar
 
 from ragbuild.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, RagbuildError, Stopped, UsageError, signal_of
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
     from ragbuild.channels import LatestPolicy
+    from ragbuild.plan import BuildPlan, Options
+
+N = TypeVar("N", int, float)
 
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
@@ -64,13 +67,14 @@ examples:
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _number(convert, accept, what):
+def _number(convert: Callable[[str], N], accept: Callable[[N], bool],
+            what: str) -> Callable[[str], N]:
     """An argparse type: ``convert`` the text, and refuse it unless ``accept`` holds."""
-    def parse(text: str):
+    def parse(text: str) -> N:
         try:
             value = convert(text)
         except ValueError:
@@ -85,7 +89,7 @@ _port = _number(int, lambda v: 1 <= v <= 65535, "a port number (1-65535)")
 _lines = _number(int, lambda v: v >= 0, "a number of lines (0 or more)")
 
 
-def _limit(key: str):
+def _limit(key: str) -> Callable[[str], float]:
     """The argparse type of a limit (limits.py), the same check setup.cfg's value gets."""
     from ragbuild.limits import BY_KEY
 
@@ -224,7 +228,7 @@ def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy
 
 
 
-def parse_build(argv):
+def parse_build(argv: Sequence[str]) -> Options:
     ns = build_parser().parse_args(argv)  # --help exits here, before the plan's imports
     from ragbuild.plan import Options
 
@@ -262,7 +266,7 @@ def cmd_build(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def push_hint(plan, argv) -> str:
+def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     """The exact command that pushes what was just built: this program, as it was started, with
     the user's arguments and --push (a registry placeholder when none was given)."""
     from ragbuild.plan import redact_argv
@@ -273,15 +277,16 @@ def push_hint(plan, argv) -> str:
     return f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'])}{stars}"
 
 
-def program_name(argv0=None) -> str:
+def program_name(argv0: Optional[str] = None) -> str:
     """build-image.py when started as scripts/build-image.py, else ragbuild (the console script,
     or ``python -m ragbuild``)."""
     name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
     return "build-image.py" if name.startswith("build-image") else "ragbuild"
 
 
-def rerun_words(argv0=None, executable=None, prefix=None, base_prefix=None,
-                environ=os.environ) -> list:
+def rerun_words(argv0: Optional[str] = None, executable: Optional[str] = None,
+                prefix: Optional[str] = None, base_prefix: Optional[str] = None,
+                environ: Mapping[str, str] = os.environ) -> list[str]:
     """How to start this program again as it was started: ``scripts/build-image.py`` (its
     shebang finds python3 on PATH), prefixed with the interpreter when that is a virtualenv's
     that is not activated (``make`` runs ``.venv/bin/python scripts/build-image.py``);
@@ -313,7 +318,7 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
     return parser
 
 
-def cmd_smoke(argv) -> int:
+def cmd_smoke(argv: list[str]) -> int:
     from ragbuild import manage, smoke
     from ragbuild.config import load_config
     from ragbuild.plan import check_start_command
@@ -344,7 +349,7 @@ def cmd_smoke(argv) -> int:
     return EXIT_OK
 
 
-def cmd_run(argv) -> int:
+def cmd_run(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.config import load_config
     from ragbuild.runner import make_runner
@@ -362,7 +367,7 @@ def cmd_run(argv) -> int:
     return EXIT_OK
 
 
-def cmd_logs(argv) -> int:
+def cmd_logs(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -375,7 +380,7 @@ def cmd_logs(argv) -> int:
     return EXIT_OK
 
 
-def cmd_clean(argv) -> int:
+def cmd_clean(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -391,7 +396,7 @@ def cmd_clean(argv) -> int:
 SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cmd_clean}
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     from ragbuild import signals
 
     previous = signals.install()  # SIGTERM and SIGHUP get Ctrl-C's cleanup, and exit 128 + N
@@ -401,7 +406,7 @@ def main(argv=None) -> int:
         signals.restore(previous)
 
 
-def _main(argv=None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     global PROG
     PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)

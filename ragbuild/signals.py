@@ -30,7 +30,7 @@ _deferring = False
 _pending: Optional[int] = None
 
 
-def _raise_stopped(signum, frame) -> None:
+def _raise_stopped(signum: int, frame: object) -> None:
     global _pending
     if _deferring:
         _pending = _pending or signum
