@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ragbuild import signals
 from ragbuild.errors import CommandFailed, UsageError
 from ragbuild.plan import REPOSITORY_LABEL, Command, Kind, Mode
 from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
@@ -93,11 +94,12 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
             runner.run(Command(("docker", "rm", "-f", name), check=False))
         runner.run(Command(("docker", "rename", temporary, name)))
     except BaseException:  # a failure or a signal: back to how it was
-        if created:
-            runner.run(Command(("docker", "rm", "-f", temporary), check=False))
-        if stopped and not runner.run(Command(("docker", "start", name), check=False)).ok:
-            runner.log(f"warning: {name} was stopped to free port {port} and could not be "
-                       f"started again: docker start {name}")
+        with signals.deferred():  # a second signal waits until the rollback is done
+            if created:
+                runner.run(Command(("docker", "rm", "-f", temporary), check=False))
+            if stopped and not runner.run(Command(("docker", "start", name), check=False)).ok:
+                runner.log(f"warning: {name} was stopped to free port {port} and could not be "
+                           f"started again: docker start {name}")
         raise
     runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
                   "logs: make logs; stop: docker rm -f " + name)

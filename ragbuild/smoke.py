@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from ragbuild import signals
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.limits import Limits
 from ragbuild.plan import DEFAULT_SMOKE_COMMAND, Command, Kind
@@ -170,8 +171,10 @@ def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT, name: 
     except CommandFailed as failure:
         raise SmokeTestFailed(f"smoke test of {expect.image} could not run: {failure}") from None
     finally:
-        # also after a failed start (docker run leaves a Created container) and on a signal
-        runner.run(remove_command(name))
+        # also after a failed start (docker run leaves a Created container) and on a signal; a
+        # second signal meanwhile (CI's repeated SIGTERM, a second Ctrl-C) waits until it is done
+        with signals.deferred():
+            runner.run(remove_command(name))
 
 
 def _health(expect: Expectation, answer) -> dict:

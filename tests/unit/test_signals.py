@@ -209,3 +209,16 @@ def test_a_signal_during_the_push_says_what_was_pushed(project, strict_fp, capsy
     assert_interrupted(code, err, doc, signum, "push")
     assert f"pushed: {refs[0]}" in err and f"not pushed: {refs[1]}" in err
     assert doc["pushed_refs"] == [refs[0]]
+
+
+def test_a_signal_during_a_cleanup_lets_the_cleanup_command_finish(tmp_path, handlers):
+    """The smoke test's ``docker rm`` and run's rollback run deferred: CI's second SIGTERM (or a
+    second Ctrl-C) comes after the cleanup command is done, instead of killing it."""
+    pidfile, done = tmp_path / "pid", tmp_path / "done"
+    runner = Runner(out=io.StringIO(), log=io.StringIO())
+    thread = signal_when_started(pidfile, signal.SIGTERM)
+    with pytest.raises(Stopped):
+        with signals.deferred():
+            runner.run(Command(("sh", "-c", f"echo $$ > {pidfile}; sleep 0.5; touch {done}")))
+    thread.join()
+    assert done.exists()  # not terminated halfway
