@@ -286,10 +286,22 @@ def local_state(docker):
     return done.stdout.strip()
 
 
-def test_run_on_a_taken_port_keeps_the_working_container(dev_build, docker, local_container):
+@pytest.fixture
+def worker(dev_build, docker, unique):
+    """The session's worker image under a tag of this test's own: other runs on this engine may
+    clean or re-tag rag-worker:dev meanwhile. Only that tag is removed afterwards (the image is
+    the session's)."""
+    ref = f"{unique('worker')}:1"
+    docker("tag", dev_build.image_id, ref).assert_ok()
+    yield ref
+    docker.quiet("image", "rm", ref)
+
+
+def test_run_on_a_taken_port_keeps_the_working_container(dev_build, docker, local_container,
+                                                          worker):
     project = dev_build.project
     good = free_port()
-    project.script("run", "--port", good).assert_ok()
+    project.script("run", "--port", good, worker).assert_ok()
     assert wait_health(good)
     before = local_state(docker)
     with socket.socket() as taken:  # another process holds the port
@@ -297,7 +309,7 @@ def test_run_on_a_taken_port_keeps_the_working_container(dev_build, docker, loca
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = project.script("run", "--port", port)
+        result = project.script("run", "--port", port, worker)
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
@@ -311,13 +323,13 @@ def test_run_on_a_taken_port_keeps_the_working_container(dev_build, docker, loca
 
 
 def test_run_with_an_image_that_cannot_start_on_the_same_port_restarts_the_old_one(
-        dev_build, docker, local_container, tiny_context, unique, images):
+        dev_build, docker, local_container, tiny_context, unique, images, worker):
     project = dev_build.project
     broken = images.track_repository(unique("nostart"))
     context = tiny_context('CMD ["/nonexistent"]')
     docker("build", "-t", f"{broken}:1", "-f", context, context.parent).assert_ok()
     port = free_port()
-    project.script("run", "--port", port).assert_ok()
+    project.script("run", "--port", port, worker).assert_ok()
     assert wait_health(port)
     image_before = local_state(docker).split()[0]
     result = project.script("run", "--port", port, f"{broken}:1")
