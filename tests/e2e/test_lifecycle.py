@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .support import LOCAL_CONTAINER, WORKER, alive, process_table
+from .support import LOCAL_CONTAINER, alive, process_table
 
 pytestmark = pytest.mark.e2e
 
@@ -186,10 +186,10 @@ def http(port, path, body=None):
         return None, b""
 
 
-def test_the_worker_image_starts_as_sagemaker_does(dev_build, docker, unique):
+def test_the_worker_image_starts_as_sagemaker_does(dev_build, docker, unique, worker):
     """The real worker: serve is 0755 in the image (0644 in git), `docker run IMAGE serve`
     answers /ping and POST /invocations on 8080, and the smoke subcommand passes."""
-    image = dev_build.image_id
+    image = worker
     mode = docker.quiet("run", "--rm", "--entrypoint", "stat", image, "-c", "%a",
                         "/usr/local/bin/serve")
     assert mode.stdout.strip() == "755", mode.stderr
@@ -207,8 +207,8 @@ def test_the_worker_image_starts_as_sagemaker_does(dev_build, docker, unique):
         assert http(port, "/invocations", b"[1]")[0] == 400
     finally:
         docker.remove_container(name)
-    smoked = dev_build.project.script("smoke", f"{WORKER}:git-{dev_build.project.sha}",
-                                      "--expect-env", "dev")
+    smoked = dev_build.project.script("smoke", worker, "--expect-env", "dev",
+                                      "--expect-commit", dev_build.project.sha)
     assert smoked.returncode == 0, smoked.describe()
     assert "started as `docker run IMAGE serve` answered /ping and /health" in smoked.stderr
 
