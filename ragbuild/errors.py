@@ -63,8 +63,8 @@ def signal_name(signum: int) -> str:
 
 
 class Stopped(KeyboardInterrupt):
-    """A termination signal (SIGTERM, SIGHUP) arrived: what the handlers ``cli.main`` installs
-    raise in the main thread. A KeyboardInterrupt, so every cleanup Ctrl-C runs (each ``except
+    """A signal (SIGINT, SIGTERM, SIGHUP) arrived: what the handlers ``signals.install`` (called
+    by ``cli.main``) raise in the main thread. A KeyboardInterrupt, so every cleanup Ctrl-C runs (each ``except
     KeyboardInterrupt`` and ``finally``) runs for it too; ``signum`` gives the exit status,
     128 + the signal number, as a shell reports a process a signal ended (143 for SIGTERM)."""
 

@@ -75,7 +75,7 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
     running, _, bindings = old.stdout.strip().partition(" ")
     exists = old.ok
     holds_port = exists and running == "true" and port in published_ports(bindings)
-    stopped = created = False
+    stopped = created = replaced = False
     try:
         made = runner.run(Command(("docker", "create", "--name", temporary, "-p", f"{port}:8080",
                                    image), check=False))
@@ -92,8 +92,15 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
                                 returncode=started.returncode)
         if exists:
             runner.run(Command(("docker", "rm", "-f", name), check=False))
-        runner.run(Command(("docker", "rename", temporary, name)))
-    except BaseException:  # a failure or a signal: back to how it was
+        replaced = True  # the new one runs and the old one is gone: no way back, only forward
+        renamed = runner.run(Command(("docker", "rename", temporary, name), check=False))
+        if not renamed.ok:
+            raise CommandFailed(f"{image} is running as {temporary}, and renaming it to {name} "
+                                f"failed: {docker_reason(renamed)}; rename it with docker rename "
+                                f"{temporary} {name}", returncode=renamed.returncode)
+    except BaseException:  # a failure or a signal before the swap: back to how it was
+        if replaced:
+            raise
         with signals.deferred():  # a second signal waits until the rollback is done
             if created:
                 runner.run(Command(("docker", "rm", "-f", temporary), check=False))

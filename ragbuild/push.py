@@ -29,7 +29,6 @@ from ragbuild.limits import Limits
 from ragbuild.plan import BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
 
-
 INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
                "application/vnd.oci.image.index.v1+json")
 

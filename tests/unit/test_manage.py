@@ -411,3 +411,19 @@ def test_make_help_lists_every_target():
                           env=MAKE_ENV)
     listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
     assert "push-dev" in listed and listed == targets
+
+
+def test_a_failed_rename_after_the_swap_keeps_the_new_container_and_says_where(fp, local, capsys):
+    fp.allow_unregistered(False)
+    local(old=("true", 19090))
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "8080:8080", "rag-worker:dev"])
+    fp.register([fp.program(DOCKER), "start", NEW])
+    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
+    fp.register([fp.program(DOCKER), "rename", NEW, "rag-worker-local"], returncode=1,
+                stderr="Error response from daemon: Conflict. The container name is in use\n")
+    assert cli.main(["run"]) == 1
+    assert calls(fp)[-1] == f"rename {NEW} rag-worker-local"  # the running new one is kept
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: rag-worker:dev is running as {NEW}, and renaming it to rag-worker-local failed: "
+        "Error response from daemon: Conflict. The container name is in use; rename it with "
+        f"docker rename {NEW} rag-worker-local")
