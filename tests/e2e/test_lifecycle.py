@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .support import LOCAL_CONTAINER, alive, process_table
+from .support import LOCAL_CONTAINER, alive, killed_at_exit, process_table, send_signal
 
 pytestmark = pytest.mark.e2e
 
@@ -68,19 +68,6 @@ def wait_for(predicate, deadline, proc, what):
         time.sleep(0.2)
 
 
-def stop(proc, signum):
-    """Send ``signum`` to the script alone (as a CI runner or Kubernetes does), then wait."""
-    sent = time.monotonic()
-    os.kill(proc.pid, signum)
-    try:
-        code = proc.wait(timeout=SIGNAL_DEADLINE)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        pytest.fail(f"the script did not exit within {SIGNAL_DEADLINE}s of {ids(signum)}")
-    return code, time.monotonic() - sent
-
-
 # --- (f) signals -------------------------------------------------------------------------------
 
 
@@ -95,16 +82,12 @@ def test_a_signal_two_seconds_into_the_smoke_test_removes_the_container_and_reco
         proc = project.popen_script(*build_args(dockerfile, name, "--smoke-test",
                                                 "--metadata-file", metadata),
                                     stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    with killed_at_exit(proc):
         wait_for(lambda: "+ docker port " in stderr.read_text(), START_DEADLINE, proc,
                  "the smoke test's start")
         assert len(smoke_containers(docker, name)) == 1  # it really runs now
         time.sleep(2)
-        code, elapsed = stop(proc, signum)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        code, elapsed = send_signal(proc, signum, deadline=SIGNAL_DEADLINE)
     text = stderr.read_text()
     print(text)
     assert code == 128 + signum, text
@@ -134,14 +117,10 @@ def test_a_signal_during_the_scan_stops_the_scanner(project, tiny_context, uniqu
         proc = project.popen_script(*build_args(tiny_context(), name, "--scan-command", scanner,
                                                 "--metadata-file", metadata),
                                     stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    with killed_at_exit(proc):
         wait_for(lambda: scanners(marker), START_DEADLINE, proc, "the scan")
         running = scanners(marker)
-        code, _ = stop(proc, signum)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        code, _ = send_signal(proc, signum, deadline=SIGNAL_DEADLINE)
     text = (tmp_path / "stderr").read_text()
     print(text)
     assert code == 128 + signum, text
