@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .support import LOCAL_CONTAINER, alive, killed_at_exit, process_table, send_signal
+from .support import LOCAL_CONTAINER, alive, git, killed_at_exit, process_table, send_signal
 
 pytestmark = pytest.mark.e2e
 
@@ -150,6 +150,28 @@ def test_an_image_whose_serve_is_not_executable_fails_the_smoke_test_in_one_line
     assert "`docker run IMAGE serve` failed to start" in errors[0]
     assert "`serve` must be an executable file on the image's PATH" in errors[0]
     assert smoke_containers(docker, name) == []  # not even a Created one
+
+
+def test_make_prod_ready_refuses_the_worker_when_its_serve_is_not_executable(new_project, docker,
+                                                                             images, pip_args):
+    """The issue's input: the worker's Dockerfile without its chmod (serve stays 0644 as in
+    git). `make prod-ready` passed before (it ran CMD and read /health); now it stops there."""
+    project = new_project("serve644")
+    dockerfile = project.path / "Dockerfile"
+    text = dockerfile.read_text()
+    assert " \\\n && chmod 0755 /usr/local/bin/serve" in text
+    dockerfile.write_text(text.replace(" \\\n && chmod 0755 /usr/local/bin/serve", ""))
+    git(project.path, "commit", "-qam", "serve without chmod")  # prod wants a clean tree
+    result = project.make("prod-ready", "VERSION=1.0.0", f"ARGS={pip_args}")
+    images.track_result(result)
+    assert result.returncode != 0, result.describe()
+    errors = result.error_lines()
+    assert len(errors) == 1, result.describe()
+    assert "`docker run IMAGE serve` failed to start (exit 127)" in errors[0]
+    assert 'exec: "serve": executable file not found in $PATH' in errors[0]
+    assert "push it:" not in result.stderr
+    assert [line for line in docker.containers(f"label={SMOKE_LABEL}") if "rag-worker:v1.0.0" in line
+            or project.sha in line] == []
 
 
 def http(port, path, body=None):
