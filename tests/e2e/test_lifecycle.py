@@ -130,6 +130,42 @@ def test_a_signal_during_the_scan_stops_the_scanner(project, tiny_context, uniqu
     assert (doc["status"], doc["failed_step"]) == ("interrupted", "scan")
 
 
+def pushers(uri: str) -> dict:
+    return {pid: cmd for pid, (_, state, cmd) in process_table().items()
+            if f" push {uri}:" in cmd and "build-image" not in cmd and state != "Z"}
+
+
+def test_a_signal_during_the_push_stops_docker_push_and_says_what_was_pushed(
+        project, tiny_context, unique, images, e2e_env, tmp_path):
+    """A real push to the harness's plain registry, slowed by an incompressible 64 MB layer;
+    SIGTERM while the first `docker push` runs."""
+    uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{unique('pushsig')}")
+    dockerfile = tiny_context("RUN head -c 64000000 /dev/urandom > /ballast")
+    metadata = tmp_path / "m.json"
+    with open(tmp_path / "stderr", "w") as err:
+        proc = project.popen_script("--env", "dev", "-f", dockerfile, "--context",
+                                    dockerfile.parent, "--registry", uri, "--push",
+                                    "--metadata-file", metadata,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+    with killed_at_exit(proc):
+        end = time.monotonic() + START_DEADLINE
+        while not pushers(uri):
+            assert proc.poll() is None, f"the script exited early ({proc.returncode})"
+            assert time.monotonic() < end, "no docker push started"
+            time.sleep(0.05)
+        running = pushers(uri)
+        code, _ = send_signal(proc, signal.SIGTERM, deadline=SIGNAL_DEADLINE)
+    text = (tmp_path / "stderr").read_text()
+    print(text)
+    assert code == 143, text
+    assert [line for line in text.splitlines() if line.startswith("error: ")] == [
+        "error: interrupted by SIGTERM; stopped docker push"], text
+    assert text.rstrip().splitlines()[-1].startswith("not pushed: "), text
+    assert [pid for pid in running if alive(pid)] == []  # terminated and reaped
+    doc = json.loads(metadata.read_text())
+    assert (doc["status"], doc["failed_step"]) == ("interrupted", "push")
+
+
 # --- (g) the start path ------------------------------------------------------------------------
 
 
