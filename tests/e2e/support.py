@@ -417,3 +417,13 @@ def killed_at_exit(proc):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def wait_for(predicate, deadline: float, proc, what: str, interval: float = 0.2) -> None:
+    """Poll ``predicate`` until it holds while the script ``proc`` still runs; fail the test
+    when the script exits first or ``deadline`` seconds pass."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        assert proc.poll() is None, f"the script exited early ({proc.returncode}) before {what}"
+        assert time.monotonic() < end, f"{what} did not happen within {deadline}s"
+        time.sleep(interval)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .support import alive, descendants, killed_at_exit, process_table, send_signal
+from .support import alive, descendants, killed_at_exit, process_table, send_signal, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -85,11 +85,7 @@ def test_a_signal_during_a_build_exits_128_plus_it_and_leaves_nothing(
                                     "--metadata-file", tmp_path / "m.json",
                                     stdout=subprocess.DEVNULL, stderr=err)
     with killed_at_exit(proc):
-        deadline = time.monotonic() + BUILD_START_DEADLINE
-        while not sleepers(marker):
-            assert proc.poll() is None, f"the script exited early ({proc.returncode})"
-            assert time.monotonic() < deadline, "the build's RUN step never started"
-            time.sleep(0.2)
+        wait_for(lambda: sleepers(marker), BUILD_START_DEADLINE, proc, "the build's RUN step")
         children = descendants(proc.pid)
         clients = {pid: cmd for pid, cmd in children.items() if " build " in f" {cmd} "}
         assert clients, f"no docker build child: {children}"

@@ -17,7 +17,8 @@ import urllib.request
 
 import pytest
 
-from .support import LOCAL_CONTAINER, alive, git, killed_at_exit, process_table, send_signal
+from .support import (LOCAL_CONTAINER, alive, git, killed_at_exit, process_table, send_signal,
+                      wait_for)
 
 pytestmark = pytest.mark.e2e
 
@@ -58,14 +59,6 @@ def smoke_containers(docker, image_name):
     """Every container (running or not) a smoke test of ``image_name`` started."""
     return [line for line in docker.containers(f"label={SMOKE_LABEL}")
             if f" {image_name}:" in f" {line.split()[1]}"]
-
-
-def wait_for(predicate, deadline, proc, what):
-    end = time.monotonic() + deadline
-    while not predicate():
-        assert proc.poll() is None, f"the script exited early ({proc.returncode}) before {what}"
-        assert time.monotonic() < end, f"{what} did not happen within {deadline}s"
-        time.sleep(0.2)
 
 
 # --- (f) signals -------------------------------------------------------------------------------
@@ -148,11 +141,7 @@ def test_a_signal_during_the_push_stops_docker_push_and_says_what_was_pushed(
                                     "--metadata-file", metadata,
                                     stdout=subprocess.DEVNULL, stderr=err)
     with killed_at_exit(proc):
-        end = time.monotonic() + START_DEADLINE
-        while not pushers(uri):
-            assert proc.poll() is None, f"the script exited early ({proc.returncode})"
-            assert time.monotonic() < end, "no docker push started"
-            time.sleep(0.05)
+        wait_for(lambda: pushers(uri), START_DEADLINE, proc, "a docker push", interval=0.05)
         running = pushers(uri)
         code, _ = send_signal(proc, signal.SIGTERM, deadline=SIGNAL_DEADLINE)
     text = (tmp_path / "stderr").read_text()
