@@ -207,19 +207,14 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
     deleted = {image.get("Id") for image in images
                if image.get("RepoTags") and len(removing[image.get("Id")]) == len(image["RepoTags"])}
     running = runner.run(container_image_command(name))
-    if running.ok and running.stdout.strip() in deleted:
+    local_image = running.stdout.strip() if running.ok else ""
+    # the local container goes only once every other tag went: a refusal keeps it running
+    last = removing[local_image] if local_image in deleted else []
+    first = [ref for ref in refs if ref not in last]
+    gone = _remove_tags(runner, first, keeping=name if last else None) if first else []
+    if last:
         runner.run(Command(("docker", "rm", "-f", name), check=False))  # gone already: fine
-    remove = Command(("docker", "image", "rm", *refs), check=False)
-    result = runner.run(remove)
-    # a tag removed since the listing (a concurrent clean, a user) is gone, as clean wants
-    said = [line for line in result.stderr.splitlines() if line.strip()]
-    gone = [line for line in said if "No such image:" in line]
-    refused = [line for line in said if line not in gone]
-    if not result.ok and (refused or not gone):
-        detail = "\n".join(refused[-15:]) or f"exit {result.returncode}"
-        raise CommandFailed(f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
-                            "(an image a container uses is kept: remove that container with "
-                            "docker rm -f, then run clean again)", returncode=result.returncode)
+        gone += _remove_tags(runner, last)
     kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
     already = f" ({len(gone)} were gone already)" if gone else ""
@@ -227,6 +222,25 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
                   f"{len(deleted)} image(s) deleted{also}")
     _hint_untagged(runner, untagged)
     return refs
+
+
+def _remove_tags(runner, refs, keeping=None) -> list:
+    """``docker image rm`` of ``refs`` (no --force); returns docker's lines for tags removed
+    since the listing (a concurrent clean, a user: gone, as clean wants). Any other refusal
+    raises, saying that the container ``keeping`` was left as it was."""
+    remove = Command(("docker", "image", "rm", *refs), check=False)
+    result = runner.run(remove)
+    said = [line for line in result.stderr.splitlines() if line.strip()]
+    gone = [line for line in said if "No such image:" in line]
+    refused = [line for line in said if line not in gone]
+    if not result.ok and (refused or not gone):
+        detail = "\n".join(refused[-15:]) or f"exit {result.returncode}"
+        kept = f"; container {keeping} was left running" if keeping else ""
+        raise CommandFailed(f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
+                            "(an image a container uses is kept: remove that container with "
+                            f"docker rm -f, then run clean again{kept})",
+                            returncode=result.returncode)
+    return gone
 
 
 def _inspect(runner, ids) -> list:

@@ -110,6 +110,28 @@ def test_local_container_is_removed_only_when_it_runs_an_image_being_deleted(fp)
     assert fp.call_count([fp.program(DOCKER), "rm", "-f", "rag-worker-local"]) == 1
 
 
+def test_the_local_container_goes_only_after_every_other_tag_went(fp, capsys):
+    """A refusal for another image (a container of someone else uses it) keeps the local
+    container running; when the rest went, the container and then its image's tags go."""
+    other = image("sha256:bbb", ["rag-worker:git-old"], "rag-worker")
+    register_listing(fp, [OURS, other], local_image="sha256:aaa")
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:git-old"], returncode=1,
+                stderr="Error response from daemon: conflict: unable to remove repository reference "
+                       '"rag-worker:git-old" (must force) - container 3e08b362cf36 is using its '
+                       "referenced image bbb\n")
+    assert cli.main(["clean"]) == 1
+    assert fp.call_count([fp.program(DOCKER), "rm", fp.any()]) == 0  # left running
+    assert "container rag-worker-local was left running" in capsys.readouterr().err
+
+    register_listing(fp, [OURS, other], local_image="sha256:aaa")
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:git-old"])
+    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
+    assert cli.main(["clean"]) == 0
+    order = [" ".join(map(str, call[1:3])) for call in fp.calls][-3:]
+    assert order == ["image rm", "rm -f", "image rm"]
+
+
 @pytest.mark.parametrize("running", ["sha256:fff", "sha256:uuu"], ids=["fork", "user-tagged"])
 def test_local_container_running_a_surviving_image_is_left(fp, running):
     register_listing(fp, [OURS, FORK, USER_TAGGED], local_image=running)
