@@ -371,7 +371,16 @@ def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
 
 
 def resolve_limits(options: Options, config: Config) -> Limits:
-    """Each limit: the flag when given, else setup.cfg's, else the default (limits.py)."""
+    """Each limit: the flag when given, else setup.cfg's, else the default (limits.py). A flag
+    for a step the run does not take would do nothing: it is refused (setup.cfg's values apply
+    wherever the step runs, so they are never idle)."""
+    idle = {"--smoke-timeout": (options.smoke_timeout, options.smoke_test, "--smoke-test"),
+            "--smoke-command": (options.smoke_command, options.smoke_test, "--smoke-test"),
+            "--push-attempts": (options.push_attempts, options.push, "--push"),
+            "--push-backoff": (options.push_backoff, options.push, "--push")}
+    for flag, (value, runs, step) in idle.items():
+        if value is not None and not runs:
+            raise UsageError(f"{flag} only changes what {step} does: add {step}, or drop {flag}")
     return config.limits.override(**{s.field: getattr(options, s.field, None) for s in SETTINGS})
 
 

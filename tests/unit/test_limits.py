@@ -24,7 +24,10 @@ KEYS = [setting.key for setting in SETTINGS]
 
 
 def plan_of(options=None, config=None):
-    return make_plan(Options(env="dev", **(options or {})), config or Config(), GitInfo(sha="abc1234"),
+    """A plan with the smoke test and a push, the steps the limits apply to."""
+    values = dict(env="dev", smoke_test=True, push=True, registry="registry.example.com:5000/rag")
+    values.update(options or {})
+    return make_plan(Options(**values), config or Config(), GitInfo(sha="abc1234"),
                      datetime(2026, 1, 2, 3, 4, 5))
 
 
@@ -126,8 +129,7 @@ class FakeSleep:
 
 @pytest.mark.parametrize("attempts, backoff, delays", [(1, 2.0, []), (4, 0.5, [0.5, 1.0, 2.0])])
 def test_push_attempts_and_backoff_are_the_plans(fp, attempts, backoff, delays):
-    plan = plan_of({"registry": "registry.example.com:5000/rag", "push": True,
-                    "push_attempts": attempts, "push_backoff": backoff, "latest_policy": "never"})
+    plan = plan_of({"push_attempts": attempts, "push_backoff": backoff, "latest_policy": "never"})
     ref = plan.refs[0]
     for _ in range(attempts):
         fp.register([fp.program("docker"), "push", ref], returncode=1,
@@ -158,3 +160,14 @@ def test_a_dry_run_shows_the_smoke_start_command_and_timeout(project, strict_fp,
     assert "dry run: a real run would wait up to 120s for GET /ping to answer 200, then check " \
            "what /health reports" in err.splitlines()
     assert out.splitlines()[-1] == "docker rm -f ragbuild-smoke-0"
+
+
+@pytest.mark.parametrize("flags, step", [
+    (["--smoke-timeout", "120"], "--smoke-test"), (["--smoke-command", "serve"], "--smoke-test"),
+    (["--push-attempts", "5"], "--push"), (["--push-backoff", "1"], "--push")])
+def test_a_limit_flag_for_a_step_the_run_does_not_take_is_refused(project, strict_fp, capsys,
+                                                                 flags, step):
+    assert cli.main(["--env", "dev", *flags]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {flags[0]} only changes what {step} does: add {step}, or drop {flags[0]}")
+    assert len(strict_fp.calls) <= 1  # at most the git query: no docker
