@@ -6,6 +6,7 @@ the working container when the new one cannot start (a port really taken, a real
 from __future__ import annotations
 
 import json
+import shlex
 import os
 import secrets
 import signal
@@ -14,11 +15,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
 import pytest
 
-from .support import (LOCAL_CONTAINER, alive, git, killed_at_exit, process_table, send_signal,
-                      wait_for)
+from .support import (LOCAL_CONTAINER, Project, alive, git, killed_at_exit, process_table,
+                      send_signal, wait_for)
 
 pytestmark = pytest.mark.e2e
 
@@ -212,14 +214,14 @@ def http(port, path, body=None):
         return None, b""
 
 
-def test_the_worker_image_starts_as_sagemaker_does(dev_build, docker, unique, worker):
+def test_the_worker_image_starts_as_sagemaker_does(docker, unique, worker):
     """The real worker: serve is 0755 in the image (0644 in git), `docker run IMAGE serve`
     answers /ping and POST /invocations on 8080, and the smoke subcommand passes."""
-    image = worker
+    image = worker.ref
     mode = docker.quiet("run", "--rm", "--entrypoint", "stat", image, "-c", "%a",
                         "/usr/local/bin/serve")
     assert mode.stdout.strip() == "755", mode.stderr
-    assert oct((dev_build.project.path / "src/rag_worker/serve").stat().st_mode & 0o777) == "0o644"
+    assert oct((worker.project.path / "src/rag_worker/serve").stat().st_mode & 0o777) == "0o644"
     name = unique("sagemaker")
     started = docker("run", "-d", "--name", name, "-p", "127.0.0.1::8080", image, "serve")
     try:
@@ -233,8 +235,8 @@ def test_the_worker_image_starts_as_sagemaker_does(dev_build, docker, unique, wo
         assert http(port, "/invocations", b"[1]")[0] == 400
     finally:
         docker.remove_container(name)
-    smoked = dev_build.project.script("smoke", worker, "--expect-env", "dev",
-                                      "--expect-commit", dev_build.project.sha)
+    smoked = worker.project.script("smoke", worker.ref, "--expect-env", "dev",
+                                   "--expect-commit", worker.project.sha)
     assert smoked.returncode == 0, smoked.describe()
     assert "started as `docker run IMAGE serve` answered /ping and /health" in smoked.stderr
 
@@ -312,22 +314,31 @@ def local_state(docker):
     return done.stdout.strip()
 
 
-@pytest.fixture
-def worker(dev_build, docker, unique):
-    """The session's worker image under a tag of this test's own: other runs on this engine may
-    clean or re-tag rag-worker:dev meanwhile. Only that tag is removed afterwards (the image is
-    the session's)."""
-    ref = f"{unique('worker')}:1"
-    docker("tag", dev_build.image_id, ref).assert_ok()
-    yield ref
-    docker.quiet("image", "rm", ref)
+@dataclass
+class Worker:
+    project: Project
+    ref: str  # a tag of the module's own on the worker image
 
 
-def test_run_on_a_taken_port_keeps_the_working_container(dev_build, docker, local_container,
-                                                          worker):
-    project = dev_build.project
+@pytest.fixture(scope="module")
+def worker(new_project, docker, pip_args, token):
+    """The worker built once for this module, with a second tag on a repository of its own:
+    other runs on this shared engine run `clean` (which removes every ragbuild build's tags,
+    rag-worker:dev among them) and re-tag rag-worker:dev meanwhile; a tag of another
+    repository is one clean keeps, so the image stays."""
+    name = f"ragbuild-e2e-{token}-lifecycle-worker"
+    project = new_project("lifecycle-worker", image_name=name)
+    built = project.script("--env", "dev", *shlex.split(pip_args)).assert_ok()
+    ref = f"ragbuild-e2e-{token}-lifecycle-mine:1"
+    docker("tag", built.built_id(), ref).assert_ok()
+    yield Worker(project, ref)
+    docker.quiet("image", "rm", "--force", built.built_id())
+
+
+def test_run_on_a_taken_port_keeps_the_working_container(docker, local_container, worker):
+    project = worker.project
     good = free_port()
-    project.script("run", "--port", good, worker).assert_ok()
+    project.script("run", "--port", good, worker.ref).assert_ok()
     assert wait_health(good)
     before = local_state(docker)
     with socket.socket() as taken:  # another process holds the port
@@ -335,7 +346,7 @@ def test_run_on_a_taken_port_keeps_the_working_container(dev_build, docker, loca
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = project.script("run", "--port", port, worker)
+        result = project.script("run", "--port", port, worker.ref)
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
@@ -349,13 +360,13 @@ def test_run_on_a_taken_port_keeps_the_working_container(dev_build, docker, loca
 
 
 def test_run_with_an_image_that_cannot_start_on_the_same_port_restarts_the_old_one(
-        dev_build, docker, local_container, tiny_context, unique, images, worker):
-    project = dev_build.project
+        docker, local_container, tiny_context, unique, images, worker):
+    project = worker.project
     broken = images.track_repository(unique("nostart"))
     context = tiny_context('CMD ["/nonexistent"]')
     docker("build", "-t", f"{broken}:1", "-f", context, context.parent).assert_ok()
     port = free_port()
-    project.script("run", "--port", port, worker).assert_ok()
+    project.script("run", "--port", port, worker.ref).assert_ok()
     assert wait_health(port)
     image_before = local_state(docker).split()[0]
     result = project.script("run", "--port", port, f"{broken}:1")
