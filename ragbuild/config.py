@@ -85,7 +85,7 @@ def load_config(directory: str = ".") -> Config:
                   limits=read_limits(section, where))
 
 
-def read_limits(section, where: str) -> Limits:
+def read_limits(section: configparser.SectionProxy, where: str) -> Limits:
     """The limits setup.cfg sets (limits.py's table), each checked as its flag is."""
     given = {}
     for setting in SETTINGS:

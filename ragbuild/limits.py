@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Callable
+from typing import Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Setting:
     def flag(self) -> str:
         return f"--{self.key}"
 
-    def parse(self, text: str):
+    def parse(self, text: str) -> float:
         """The value of ``text``; ValueError naming what is expected (nan, inf, 1e999 and
         negative numbers are refused where they would wait forever or never run)."""
         try:
@@ -76,14 +76,15 @@ class Limits:
     """The limits a run applies, resolved: flag, else setup.cfg, else the default."""
 
     smoke_timeout: float = BY_KEY["smoke-timeout"].default
-    push_attempts: int = BY_KEY["push-attempts"].default
+    push_attempts: int = int(BY_KEY["push-attempts"].default)
     push_backoff: float = BY_KEY["push-backoff"].default
     context_warn_mb: float = BY_KEY["context-warn-mb"].default
 
-    def override(self, **given) -> "Limits":
+    def override(self, **given: Optional[float]) -> "Limits":
         """These limits with the given (not None) values in place: the flags over setup.cfg."""
         known = {f.name for f in fields(self)}
-        return replace(self, **{k: v for k, v in given.items() if k in known and v is not None})
+        values: dict = {k: v for k, v in given.items() if k in known and v is not None}
+        return replace(self, **values)
 
 
 assert [s.field for s in SETTINGS] == [f.name for f in fields(Limits)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Optional, Sequence
 
 from ragbuild import signals
 from ragbuild.errors import CommandFailed, UsageError
 from ragbuild.plan import REPOSITORY_LABEL, Command, Kind, Mode
 from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
+from ragbuild.runner import Result, Runner
 
 LOCAL_CONTAINER = "rag-worker-local"
 #: What a dry run of ``clean`` takes the tags of ragbuild's builds to be (it lists no images).
@@ -64,7 +66,7 @@ def temporary_name(name: str) -> str:
     return f"{name}-new-{secrets.token_hex(4)}"
 
 
-def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> None:
+def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> None:
     """Replace the local container with a fresh one of IMAGE on PORT (detached), or change
     nothing: the new container is created under a temporary name and started before the old one
     is removed, so a failed start (a taken port, a missing image) leaves the old one serving and
@@ -117,7 +119,7 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
 DOCKER_TRAILERS = ("See 'docker ", "Error: failed to start containers")
 
 
-def docker_reason(result) -> str:
+def docker_reason(result: Result) -> str:
     """The one line of a failed docker command's output that says why (the daemon's, on
     stderr), or its exit status when it said nothing."""
     text = result.stderr if result.stderr.strip() else result.stdout  # run -d: stdout is the id
@@ -126,7 +128,7 @@ def docker_reason(result) -> str:
     return (why or said or [f"exit {result.returncode}"])[-1]
 
 
-def _start_failure(result, port: int, name: str, exists: bool, image: str) -> str:
+def _start_failure(result: Result, port: int, name: str, exists: bool, image: str) -> str:
     reason = docker_reason(result)
     kept = (f"nothing changed: {name} is as it was" if exists
             else "nothing changed: no container was left")
@@ -136,7 +138,7 @@ def _start_failure(result, port: int, name: str, exists: bool, image: str) -> st
     return f"cannot start {image} as {name}: {reason}; {kept}"
 
 
-def logs(runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
+def logs(runner: Runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
     argv = ["docker", "logs", "--tail", str(lines)]
     if follow:
         argv.append("--follow")
@@ -154,7 +156,7 @@ def list_images_command() -> Command:
                     "--quiet", "--no-trunc"), kind=Kind.PROBE, assume="IMAGE_IDS")
 
 
-def inspect_images_command(ids) -> Command:
+def inspect_images_command(ids: Sequence[str]) -> Command:
     """ONE inspect of every listed id (tags and labels); checked by ``_inspect``."""
     return Command(("docker", "image", "inspect", *ids), check=False, kind=Kind.PROBE,
                    assume=json.dumps([{"Id": "IMAGE_ID", "RepoTags": [DRY_REFS],
@@ -186,7 +188,7 @@ def ragbuild_refs(image: dict) -> list:
     return [ref for ref in image.get("RepoTags") or [] if familiar(repository_of(ref)) == want]
 
 
-def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
+def clean(runner: Runner, *, name: str = LOCAL_CONTAINER) -> list:
     """Remove the tags ragbuild's builds put on images (label org.ragbuild.repository), and only
     those: docker deletes an image once its last tag is gone, so an image that also carries a
     tag of its own (a fork, a user's ``docker tag``) survives under that tag. The local container
@@ -224,7 +226,8 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
     return refs
 
 
-def _remove_tags(runner, refs, keeping=None) -> list:
+def _remove_tags(runner: Runner, refs: Sequence[str],
+                 keeping: Optional[Sequence[str]] = None) -> list:
     """``docker image rm`` of ``refs`` (no --force); returns docker's lines for tags removed
     since the listing (a concurrent clean, a user: gone, as clean wants). Any other refusal
     raises, saying that the container ``keeping`` was left as it was."""
@@ -243,7 +246,7 @@ def _remove_tags(runner, refs, keeping=None) -> list:
     return gone
 
 
-def _inspect(runner, ids) -> list:
+def _inspect(runner: Runner, ids: Sequence[str]) -> list:
     """ONE ``docker image inspect`` of every listed id. An image removed since the listing is
     only missing from the answer (docker prints the others, then exits 1)."""
     result = runner.run(inspect_images_command(ids))
@@ -258,7 +261,7 @@ def _inspect(runner, ids) -> list:
     return images
 
 
-def _hint_untagged(runner, count: int) -> None:
+def _hint_untagged(runner: Runner, count: int) -> None:
     if count:
         runner.log(f"{count} untagged image(s) with the label left (earlier builds' leftovers, "
                    f"or a fork's); to remove them: {PRUNE_HINT}")

@@ -40,7 +40,7 @@ def _raise_stopped(signum: int, frame: object) -> None:
 
 def install() -> dict:
     """Install the handlers (main thread only); returns the previous ones, for ``restore``."""
-    previous = {}
+    previous: dict[int, object] = {}
     if threading.current_thread() is not threading.main_thread():
         return previous
     for name in NAMES:

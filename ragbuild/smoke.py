@@ -21,12 +21,17 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from typing import Callable, Optional, Sequence
 from dataclasses import dataclass
 
 from ragbuild import signals
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.limits import Limits
-from ragbuild.plan import DEFAULT_SMOKE_COMMAND, Command, Kind
+from ragbuild.plan import DEFAULT_SMOKE_COMMAND, BuildPlan, Command, Kind
+from ragbuild.runner import Result, Runner
+
+#: ``(HTTP status or None while nothing answers, body)``
+Answer = tuple[Optional[int], bytes]
 
 #: SageMaker sends requests to port 8080 of the container.
 CONTAINER_PORT = 8080
@@ -41,9 +46,9 @@ SMOKE_LABEL = "org.ragbuild.smoke=1"
 @dataclass(frozen=True)
 class Expectation:
     image: str
-    version: str = None  # None: not checked
-    environment: str = None
-    git_commit: str = None
+    version: Optional[str] = None  # None: not checked
+    environment: Optional[str] = None
+    git_commit: Optional[str] = None
     command: tuple = (DEFAULT_SMOKE_COMMAND,)  # docker run IMAGE <command>
 
     def answer(self) -> dict:
@@ -64,7 +69,8 @@ def container_name() -> str:
     return f"ragbuild-smoke-{secrets.token_hex(6)}"
 
 
-def run_command(image: str, name: str, command=(DEFAULT_SMOKE_COMMAND,)) -> Command:
+def run_command(image: str, name: str,
+                command: Sequence[str] = (DEFAULT_SMOKE_COMMAND,)) -> Command:
     return Command(("docker", "run", "-d", "--name", name, "-p", f"127.0.0.1::{CONTAINER_PORT}",
                     "--label", SMOKE_LABEL, image, *command), check=False, assume=name)
 
@@ -97,7 +103,7 @@ def parse_port(output: str) -> int:
     raise SmokeTestFailed(f"docker port printed no host port: {output.strip()!r}")
 
 
-def http_get(port: int, path: str, timeout: float = 2.0):
+def http_get(port: int, path: str, timeout: float = 2.0) -> Answer:
     """``(status, body)`` of ``GET http://127.0.0.1:PORT/PATH``; ``(None, b"")`` while nothing
     answers (no connection, a reset, a timeout)."""
     try:
@@ -109,7 +115,7 @@ def http_get(port: int, path: str, timeout: float = 2.0):
         return None, b""
 
 
-def start_failure(expect: Expectation, result) -> str:
+def start_failure(expect: Expectation, result: Result) -> str:
     """One line: how ``docker run IMAGE <command>`` failed, with the fix SageMaker needs when
     the command is not an executable on the image's PATH."""
     from ragbuild.manage import docker_reason
@@ -127,15 +133,17 @@ def start_failure(expect: Expectation, result) -> str:
             f"{result.returncode}): {reason}{hint}")
 
 
-def check(runner, plan) -> dict:
+def check(runner: Runner, plan: BuildPlan) -> dict:
     """Smoke-test the image a build just made, as ``plan`` says (start command, timeout)."""
     expect = Expectation(image=plan.primary, version=plan.version, environment=plan.env,
                          git_commit=plan.git.commit, command=plan.smoke_command)
     return run(runner, expect, timeout=plan.limits.smoke_timeout)
 
 
-def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT, name: str = None,
-        fetch=None, clock=time.monotonic, sleep=time.sleep) -> dict:
+def run(runner: Runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
+        name: Optional[str] = None, fetch: Optional[Callable[[int, str], Answer]] = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep) -> dict:
     """Start, wait for ``/ping``, check ``/health``, remove. A dry run prints the commands and
     takes /health to answer what is expected. ``fetch(port, path)`` returns ``(status, body)``
     (``http_get``)."""
@@ -177,7 +185,7 @@ def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT, name: 
             runner.run(remove_command(name))
 
 
-def _health(expect: Expectation, answer) -> dict:
+def _health(expect: Expectation, answer: Answer) -> dict:
     status, body = answer
     if status != 200:
         raise SmokeTestFailed(f"{expect.image}: {READY_PATH} answered 200 but {HEALTH_PATH} "
@@ -193,7 +201,9 @@ def _health(expect: Expectation, answer) -> dict:
     return health
 
 
-def _wait_ready(runner, container, port, timeout, fetch, clock, sleep) -> None:
+def _wait_ready(runner: Runner, container: str, port: int, timeout: float,
+                fetch: Callable[[int, str], Answer], clock: Callable[[], float],
+                sleep: Callable[[float], None]) -> None:
     """Poll ``/ping`` until it answers 200; every fifth miss, check the container still runs."""
     deadline = clock() + timeout
     attempt = 0
