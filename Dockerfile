@@ -99,24 +99,30 @@ RUN groupadd --system --gid 10001 ragworker \
 # - ragbuild-venv (locked: one build at a time uses it): the venv of the last
 #   build, created --relocatable so it can be copied. `uv pip compile` resolves
 #   the pins to a full list, `uv pip sync` makes the venv exactly that list
-#   (installs, upgrades, and removes what is no longer required) and compiles
-#   only the .py files whose .pyc is missing or out of date; the venv is then
-#   copied to /opt/venv. It is recreated when the interpreter differs
-#   (another PYTHON_IMAGE), and is only a cache: every build ends with the
-#   exact resolved list, whatever the last build left.
-# .pyc files are written here, as pip does, so the service does not compile
-# its imports at every start (PYTHONDONTWRITEBYTECODE=1 below). uv copies from
-# its cache (UV_LINK_MODE=copy): hardlinks cannot cross mounts.
+#   (installs, upgrades, and removes what is no longer required; with
+#   COMPILE_BYTECODE=1 it compiles only the .py files whose .pyc is missing or
+#   out of date); the venv is then copied to /opt/venv. It is recreated when
+#   the interpreter or COMPILE_BYTECODE differs (another PYTHON_IMAGE), and is
+#   only a cache: every build ends with the exact resolved list, whatever the
+#   last build left.
+# uv copies from its cache (UV_LINK_MODE=copy): hardlinks cannot cross mounts.
+# COMPILE_BYTECODE=1 (--build-arg) writes .pyc files for every module, as pip
+# does: the service then does not compile what it imports at each start
+# (PYTHONDONTWRITEBYTECODE=1 above; the venv is read-only to its user), at the
+# cost of ~100 MB more image and ~10-20 s more cold build on the realistic set
+# (benchmarks/README.md). Off by default (uv's default): a smaller image to pull.
+ARG COMPILE_BYTECODE=0
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
     --mount=type=bind,source=src/rag_worker/requirements.txt,target=/tmp/requirements.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
     --mount=type=cache,id=ragbuild-venv,target=/tmp/venv-cache,sharing=locked \
     set -e; \
     set -- ; while IFS= read -r a; do set -- "$@" "$a"; done </tmp/uv/index-args; \
-    export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 \
-        UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never; \
+    export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 \
+        UV_PYTHON_DOWNLOADS=never; \
+    if [ "${COMPILE_BYTECODE}" = 1 ]; then export UV_COMPILE_BYTECODE=1; fi; \
     v=/tmp/venv-cache/venv; \
-    want="$(python -c 'import sys; print(sys.executable, sys.version)')"; \
+    want="$(python -c 'import sys; print(sys.executable, sys.version)') pyc=${COMPILE_BYTECODE}"; \
     if [ "$(cat /tmp/venv-cache/python 2>/dev/null)" != "$want" ]; then \
         rm -rf "$v" && /tmp/uv/bin/uv venv --quiet --relocatable --python "$(command -v python)" "$v" \
         && printf '%s\n' "$want" >/tmp/venv-cache/python; \
