@@ -181,14 +181,6 @@ def is_loopback(host: str) -> bool:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def attestation_probe_command() -> Command:
-    """``docker build --help`` lists ``--provenance`` exactly when the build goes through buildx
-    (docker >= 23 with the plugin), the one case where the flag is both needed and accepted."""
-    return Command(("docker", "build", "--help"), check=False, kind=Kind.PROBE,
-                   dry_note="a real run adds --provenance=false --sbom=false to the build when "
-                            "`docker build --help` lists --provenance (docker build is buildx)")
-
-
 def push_command(ref: str) -> Command:
     return Command(("docker", "push", ref), mode=Mode.TEE, check=False,
                    assume=f"digest: {DRY_DIGEST} size: 0")
@@ -225,17 +217,15 @@ def imagetools_inspect_command(ref: str, platforms: tuple[str, ...] = ()) -> Com
 
 def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfig] = None,
             environ: Optional[Mapping[str, str]] = None) -> PushPlan:
-    """Before the build: the attestation probe, then for ECR the login and the repository.
+    """Before the build: for ECR the login and the repository.
     ``docker_config`` and ``environ`` default to docker's config and the process environment."""
     environ = os.environ if environ is None else environ
     docker_config = read_docker_config(environ) if docker_config is None else docker_config
     registry = plan.registry
     assert registry is not None
-    if plan.buildx:
-        no_attestations = True  # docker buildx build takes --provenance: nothing to probe
-    else:
-        probe = runner.run(attestation_probe_command())
-        no_attestations = probe.ok and "--provenance" in probe.stdout
+    # `docker buildx build` gets --provenance=false --sbom=false; a plain `docker build` that
+    # may be buildx gets BUILDX_NO_DEFAULT_ATTESTATIONS=1 instead (plan.build_command): no probe
+    no_attestations = bool(plan.buildx)
     refs: tuple[str, ...] = plan.refs
     skipped: tuple[str, ...] = ()
     helper = None
@@ -252,11 +242,13 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
 
 
 def run_retrying(runner: Runner, cmd: Command, sleep: Callable[[float], None],
-                 what: str, attempts: int = ATTEMPTS) -> tuple[Result, Optional[Failure]]:
+                 what: str, attempts: int = ATTEMPTS,
+                 first: Optional[Result] = None) -> tuple[Result, Optional[Failure]]:
     """Run ``cmd``; retry a transient failure with exponential backoff, ``attempts`` in all.
+    ``first``: the result of a first attempt already run (``Runner.run_all``).
     Returns the last result and its failure kind (None when it succeeded)."""
     attempt = 1
-    result = runner.run(cmd)
+    result = first if first is not None else runner.run(cmd)
     while not result.ok:
         output = result.stdout + result.stderr
         kind = classify_failure(output)
@@ -418,9 +410,11 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     assert registry is not None
     read_back = _index(plan) if plan.multi_platform else _single_image(plan, digests)
     problems, found = [], {}
-    for ref in ctx.push.refs:
-        cmd = read_back.command(ref)
-        result, _ = run_retrying(runner, cmd, ctx.sleep, cmd.display())
+    # one concurrent pass reads every ref back; a transient failure is retried on its own
+    commands = [read_back.command(ref) for ref in ctx.push.refs]
+    firsts = runner.run_all(commands)
+    for ref, cmd, first in zip(ctx.push.refs, commands, firsts):
+        result, _ = run_retrying(runner, cmd, ctx.sleep, cmd.display(), first=first)
         if not result.ok:
             said = result.stdout + result.stderr
             hint = ""

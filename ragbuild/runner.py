@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import IO, Callable, Optional, TypeVar, cast
+from typing import IO, Callable, Optional, Sequence, TypeVar, cast
 
 from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
 from ragbuild.plan import Command, Kind, Mode
@@ -118,9 +118,45 @@ class Runner:
         """
         if stdin is not None and cmd.stdin is None:
             raise ValueError("secret given to a command that does not read stdin")
-        program = resolve(cmd.argv[0])
         if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
+        proc = self._start(cmd, stdin)
+        try:
+            stdout, stderr = self._wait(proc, cmd.mode, stdin)
+        except KeyboardInterrupt:
+            _terminate(proc)
+            raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
+        return self._result(cmd, proc, stdout, stderr)
+
+    def run_all(self, cmds: Sequence[Command]) -> list[Result]:
+        """Run several commands at once (read-backs: ``CAPTURE``, no stdin) and return their
+        results in order; each is checked as ``run`` checks it. The ``+`` lines are logged
+        first, in order; then every process starts, then each is waited for. Ctrl-C stops
+        them all."""
+        if any(cmd.mode is not Mode.CAPTURE or cmd.stdin for cmd in cmds):
+            raise ValueError("run_all runs CAPTURE commands without stdin only")
+        for cmd in cmds:
+            if cmd.kind is not Kind.QUERY:
+                self.log(f"+ {cmd.display()}")
+        procs: list = []
+        try:
+            for cmd in cmds:
+                procs.append(self._start(cmd, None))
+            outputs = [self._wait(proc, cmd.mode, None) for cmd, proc in zip(cmds, procs)]
+        except KeyboardInterrupt:
+            for proc in procs:
+                _terminate(proc)
+            raise Interrupted(f"interrupted; stopped {len(procs)} `{' '.join(cmds[0].argv[:2])}`"
+                              " commands") from None
+        except BaseException:
+            for proc in procs:
+                _terminate(proc)
+            raise
+        return [self._result(cmd, proc, out, err)
+                for cmd, proc, (out, err) in zip(cmds, procs, outputs)]
+
+    def _start(self, cmd: Command, stdin: Optional[Secret]) -> subprocess.Popen:
+        program = resolve(cmd.argv[0])
         from plumbum import local
         from plumbum.commands.processes import CommandNotFound
 
@@ -147,11 +183,10 @@ class Runner:
         except OSError as err:  # DOCKER names a directory or a file without the execute bit
             raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
                               f"{_missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
-        try:
-            stdout, stderr = self._wait(proc, cmd.mode, stdin)
-        except KeyboardInterrupt:
-            _terminate(proc)
-            raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
+        return proc
+
+    @staticmethod
+    def _result(cmd: Command, proc: subprocess.Popen, stdout: str, stderr: str) -> Result:
         result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
         if cmd.check and not result.ok:
             raise CommandFailed(failure_message(cmd, result), returncode=result.returncode)
@@ -205,6 +240,10 @@ class DryRunner(Runner):
     def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
         self._once(what, f"dry run: a real run would {what}")
         return assume
+
+    def run_all(self, cmds: Sequence[Command]) -> list[Result]:
+        """One after the other: the printed commands keep their order."""
+        return [self.run(cmd) for cmd in cmds]
 
     def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
         if cmd.kind is Kind.QUERY:

@@ -11,8 +11,8 @@ import pytest
 from ragbuild import cli, ecr, push
 from ragbuild.builders import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
-from ragbuild.plan import (Config, GitInfo, Options, PushPlan, format_created, make_plan,
-                           parse_registry)
+from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, format_created,
+                           make_plan, parse_registry)
 from ragbuild.runner import DryRunner, Runner
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -60,13 +60,6 @@ def docker(fp, *args, **kw):
 
 def aws(fp, *args, **kw):
     fp.register([fp.program("aws"), "ecr", *args], **kw)
-
-
-def register_probe(fp, buildx=False):
-    help_text = "Usage:  docker build [OPTIONS] PATH | URL | -\n      --pull\n"
-    if buildx:
-        help_text += "      --provenance string   Shorthand for \"--attest=type=provenance\"\n"
-    docker(fp, "build", "--help", stdout=help_text)
 
 
 def register_login(fp, host=ECR, seen=None):
@@ -277,7 +270,6 @@ def test_an_unreadable_docker_config_means_no_credential_helper(fp, clean_env, c
     """One reader of config.json (steps.read_docker_config): non-UTF-8 or malformed is nothing
     set, as for the current context, never a traceback."""
     (clean_env / "config.json").write_bytes(content)
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     assert push.prepare(Runner(), build_plan()).helper is None
@@ -288,7 +280,6 @@ def test_an_unreadable_docker_config_means_no_credential_helper(fp, clean_env, c
 
 def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, caplog):
     caplog.set_level(logging.DEBUG)
-    register_probe(fp)
     seen = []
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
@@ -307,7 +298,6 @@ def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, ca
 def test_login_message_names_the_aws_profile_and_endpoint(fp, capsys, monkeypatch):
     monkeypatch.setenv("AWS_PROFILE", "ci")
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:18633")
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     push.prepare(Runner(), build_plan())
@@ -316,7 +306,6 @@ def test_login_message_names_the_aws_profile_and_endpoint(fp, capsys, monkeypatc
 
 
 def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
-    register_probe(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
     # even if docker echoed the password, the message shows *** instead
     docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, returncode=1,
@@ -346,7 +335,6 @@ def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
      "ecr:GetAuthorizationToken"),
 ])
 def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
-    register_probe(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", returncode=255, stderr=stderr + "\n")
     with pytest.raises(CommandFailed) as err:
         push.prepare(Runner(), build_plan())
@@ -355,7 +343,6 @@ def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
 
 
 def test_missing_aws_cli_names_how_to_install_it(fp, monkeypatch):
-    register_probe(fp)
     monkeypatch.setenv("AWS_CLI", "ragbuild-test-no-such-aws")
     with pytest.raises(ToolMissing) as err:
         push.prepare(Runner(), build_plan())
@@ -374,7 +361,6 @@ def install_fake_helper(tmp_path, monkeypatch, name="ecr-login"):
 def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_path, monkeypatch):
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
     install_fake_helper(tmp_path, monkeypatch)
-    register_probe(fp)
     register_describe(fp, stdout=repository_json())
     pushing = push.prepare(Runner(), build_plan())
     assert pushing.helper == "ecr-login"
@@ -387,7 +373,6 @@ def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_pat
 def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
     """Known up front: docker would push without credentials after the whole build."""
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
-    register_probe(fp)
     with pytest.raises(PushFailed) as err:
         push.prepare(Runner(), build_plan())
     message = str(err.value)
@@ -397,24 +382,30 @@ def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
 
 
 def test_plain_registry_gets_no_login_and_no_preflight(fp):
-    register_probe(fp)
     pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
     assert pushing.refs == tuple(refs_of(f"{PLAIN}/rag-worker"))
-    assert [c[1] for c in fp.calls] == ["build"]  # only the attestation probe ran
+    assert len(fp.calls) == 0  # no process at all: no login, and no probe of the client
 
 
-@pytest.mark.parametrize("buildx", [True, False])
-def test_buildx_builds_drop_attestations(fp, buildx):
-    register_probe(fp, buildx=buildx)
-    pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
-    assert pushing.no_attestations is buildx
+def test_a_plain_build_that_pushes_turns_buildx_default_attestations_off(fp):
+    """A plain `docker build` may be buildx (docker >= 23 with the plugin), whose default
+    provenance would make the push an image index: it gets BUILDX_NO_DEFAULT_ATTESTATIONS=1
+    (the classic builder ignores it) instead of a `docker build --help` probe; a build that
+    pushes nothing keeps its environment as it was."""
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    pushing = push.prepare(Runner(), plan)
+    assert not plan.buildx and not pushing.no_attestations and len(fp.calls) == 0
+    cmd = build_command(plan, pushing)
+    assert dict(cmd.env) == {"DOCKER_BUILDKIT": "1", "BUILDX_NO_DEFAULT_ATTESTATIONS": "1"}
+    assert "--provenance=false" not in cmd.argv  # the classic builder would refuse the flag
+    assert dict(build_command(plan).env) == {"DOCKER_BUILDKIT": "1"}
+    assert cmd.display().startswith("DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build ")
 
 
 # --- pre-flight --------------------------------------------------------------------------------
 
 
 def test_missing_repository_names_the_create_command(fp):
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, returncode=254, stderr=(
         "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories "
@@ -427,7 +418,6 @@ def test_missing_repository_names_the_create_command(fp):
 
 
 def test_immutable_repository_stops_on_existing_tags(fp):
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, ["latest", "dev", "dev-20250101-000000"])
@@ -440,7 +430,6 @@ def test_immutable_repository_stops_on_existing_tags(fp):
 
 
 def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, ["latest", "dev"])
@@ -454,7 +443,6 @@ def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
 
 
 def test_exclusion_filters_decide_which_tags_conflict(fp):
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE_WITH_EXCLUSION",
                                                  filters=("latest",)))
@@ -465,7 +453,6 @@ def test_exclusion_filters_decide_which_tags_conflict(fp):
 
 
 def test_mutable_repository_needs_no_tag_listing(fp):
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="MUTABLE_WITH_EXCLUSION",
                                                  filters=("v*",)))
@@ -477,7 +464,6 @@ def test_mutable_repository_needs_no_tag_listing(fp):
 def test_fresh_immutable_repository_refuses_the_moving_tags(fp):
     """latest and the env tag must move with every build: an immutable repository would freeze
     them at their first push, so they stop the run even before they exist there."""
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
@@ -489,7 +475,6 @@ def test_fresh_immutable_repository_refuses_the_moving_tags(fp):
 
 
 def test_fresh_immutable_repository_with_skip_pushes_only_new_unique_tags(fp):
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
@@ -668,18 +653,17 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
                     runner)
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0] == "docker build --help"  # the probe is printed like any other command
-    assert lines[1] == "aws ecr get-login-password --region us-east-1"
-    assert lines[2] == (f"docker login --username AWS --password-stdin {ECR} "
+    assert lines[0] == "aws ecr get-login-password --region us-east-1"
+    assert lines[1] == (f"docker login --username AWS --password-stdin {ECR} "
                         "< <password from aws ecr get-login-password>")
-    assert lines[3].startswith("aws ecr describe-repositories --repository-names rag-worker")
-    assert lines[4:8] == [f"docker push {ref}" for ref in plan.refs]
-    assert lines[8:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
+    assert lines[2].startswith("aws ecr describe-repositories --repository-names rag-worker")
+    assert lines[3:7] == [f"docker push {ref}" for ref in plan.refs]
+    # the read-backs, printed in order (a real run starts them at once)
+    assert lines[7:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
                          for ref in plan.refs]
     assert PASSWORD not in out
-    assert len(fp.calls) == 0  # not even the probe ran
+    assert len(fp.calls) == 0
     # what the dry run cannot know is said on stderr
-    assert "a real run adds --provenance=false --sbom=false" in err
     assert "lists the repository's tags (aws ecr list-images)" in err
     assert "pushed and verified" not in err and "logged in" not in err  # a real run's findings
     assert not pushing.no_attestations
@@ -695,7 +679,7 @@ def test_dry_run_warns_about_a_missing_credential_helper_and_shows_the_rest(fp, 
     out, err = capsys.readouterr()
     assert ("warning: docker-credential-ecr-login, which credHelpers in" in err
             and "(a real run stops here)" in err)
-    assert out.splitlines()[1].startswith("aws ecr describe-repositories ")
+    assert out.splitlines()[0].startswith("aws ecr describe-repositories ")
     assert pushing.helper == "ecr-login" and len(fp.calls) == 0
 
 
@@ -733,7 +717,6 @@ def cli_build_argv(ref):
 
 def test_failed_build_never_pushes(fp, project, capsys):
     register_git(fp)
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
@@ -750,7 +733,6 @@ def test_failed_build_never_pushes(fp, project, capsys):
 
 def test_failed_preflight_never_builds(fp, project, capsys):
     register_git(fp)
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, returncode=254,
                       stderr="An error occurred (RepositoryNotFoundException) ...\n")
@@ -765,13 +747,11 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
         fp, project, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     register_git(fp)
-    register_probe(fp, buildx=True)
     seen = []
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
-    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "--provenance=false",
-                 "--sbom=false", "."])
+    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "."])
     tags = json.dumps(refs)
     docker(fp, "image", "inspect", "--format",
            "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", refs[0],
@@ -786,9 +766,9 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
     assert seen == [PASSWORD.encode()]
     assert out.splitlines()[-1] == f"{ECR}/rag-worker@{DIGEST}"
     assert PASSWORD not in out + err + caplog.text
-    # every push comes after the build, which dropped buildx's attestations
+    # every push comes after the build (BUILDX_NO_DEFAULT_ATTESTATIONS=1: see above)
     calls = [list(c) for c in fp.calls]
-    build_at = [i for i, c in enumerate(calls) if "--provenance=false" in c]
+    build_at = [i for i, c in enumerate(calls) if c[1] == "build"]
     pushes_at = [i for i, c in enumerate(calls) if c[1] == "push"]
     assert len(build_at) == 1 and len(pushes_at) == 4 and min(pushes_at) > build_at[0]
 
@@ -857,7 +837,6 @@ def test_a_descriptor_without_a_string_digest_is_a_verification_problem(fp, desc
 @pytest.mark.parametrize("filters", [[{"filterType": "WILDCARD", "filter": 7}], ["latest"],
                                      {"filter": "x"}])
 def test_odd_exclusion_filters_are_a_one_line_failure(fp, filters):
-    register_probe(fp)
     register_login(fp)
     repo = json.loads(repository_json(mutability="IMMUTABLE_WITH_EXCLUSION"))
     repo["repositories"][0]["imageTagMutabilityExclusionFilters"] = filters
@@ -868,7 +847,6 @@ def test_odd_exclusion_filters_are_a_one_line_failure(fp, filters):
 
 @pytest.mark.parametrize("stdout", ['{"imageIds": "latest"}', '{"imageIds": [1]}', "[]"])
 def test_odd_list_images_output_is_a_one_line_failure(fp, stdout):
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     aws(fp, "list-images", fp.any(), stdout=stdout)
@@ -899,7 +877,6 @@ def test_fips_is_read_from_the_registry_once():
 
 def test_semver_channels_are_moving_tags_in_an_immutable_repository(fp):
     """<major> and <major>.<minor> move with every release of their line, like latest."""
-    register_probe(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
