@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ragbuild's performance report: ``make bench`` (after ``tests/e2e/harness.sh up --with-buildessential``).
+"""ragbuild's performance report: ``make bench`` (after ``tests/e2e/harness.sh up --with-buildessential --with-realistic``).
 
 Runs on the e2e harness's Docker engine, base images, wheel mirror and plain registry, and
 prints one Markdown report (also written to benchmarks/results/latest.md): every figure in it
@@ -95,7 +95,7 @@ def load_env_file(path: Path) -> dict:
     """The environment after sourcing the harness's env file (it is shell: let bash read it)."""
     if not path.is_file():
         sys.exit(f"error: {path} not found: bring the harness up first "
-                 "(bash tests/e2e/harness.sh up --with-buildessential), or run `make bench`")
+                 "(bash tests/e2e/harness.sh up --with-buildessential --with-realistic), or run `make bench`")
     done = subprocess.run(["bash", "-c", 'set -a; . "$1"; env -0', "bash", str(path)],
                           capture_output=True, check=True)
     pairs = (item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
