@@ -627,11 +627,9 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
                                "{{json .BuildCache}}"])
         records = [r for r in json.loads(listing or "[]") or []
                    if r.get("CacheType") == "exec.cachemount" and marker in r.get("Description", "")]
-        if records:
-            argv = [self.docker, "builder", "prune", "--force"]
-            for record in records:
-                argv += ["--filter", f"id={record['ID']}"]
-            self.sh.run(argv, check=False)
+        for record in records:  # the engine takes one id filter per prune
+            self.sh.run([self.docker, "builder", "prune", "--force", "--filter", f"id={record['ID']}"],
+                        check=False)
         return len(records)
 
     def realistic(self) -> None:
@@ -777,7 +775,14 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
         logs = self.work / "unchanged-logs"
         logs.mkdir()
         try:
-            first = self.sh.run(argv, cwd=copy, extra_env=extra, capture=True)
+            for attempt in range(1, ATTEMPTS + 1):  # the first push: retried like a round
+                try:
+                    first = self.sh.run(argv, cwd=copy, extra_env=extra, capture=True)
+                    break
+                except CommandError as failure:
+                    if attempt == ATTEMPTS:
+                        raise
+                    self.retried(failure)
             text = first.stdout + first.stderr
             tags = sorted(set(re.findall(rf"{re.escape(registry)}:([\w][\w.-]*)", text)))
             if len(tags) != 6 or "pushed and verified 6 tags" not in text:
