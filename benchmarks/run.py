@@ -262,6 +262,7 @@ class Bench:
         self.base_ids: list = []
         self.retries: list = []
         self.markers: list = []  # cold builds' cache-mount markers (section 6)
+        self.ran_unchanged = False  # section 7 ran (its docker client goes into the facts)
         self.pip_args = shlex.split(env.get("E2E_PIP_BUILD_ARGS", ""))
         registry = env["E2E_REGISTRY"]  # localhost:PORT
         self.push_host = "127.0.0.1:" + registry.rsplit(":", 1)[1]
@@ -813,6 +814,7 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
                               (bx, lambda i: self.sh.timed(bx_argv, cwd=copy, extra_env=extra,
                                                            output=logs / f"buildx-{i}.log"))],
                        self.args.push_runs)
+            self.ran_unchanged = True
             limit, what = TARGETS["unchanged"]
             ratio = rag.median / bx.median
             self.ratios.append((what, f"{ratio:.3f}", f"<= {limit}", met(ratio, limit)))
@@ -835,13 +837,28 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
                 pass
             return platform.processor() or "unknown CPU"
 
+        def memory_and_os():
+            try:
+                with open("/proc/meminfo", encoding="utf-8") as f:
+                    kb = int(f.readline().split()[1])
+                with open("/etc/debian_version", encoding="utf-8") as f:
+                    debian = f"Debian {f.read().strip()}"
+            except (OSError, ValueError, IndexError):
+                return ""
+            return f"{kb / 2**20:.0f} GB, {debian}, "
+
         fmt = "{{.Client.Version}} / {{.Server.Version}}"
         versions = self.sh.out([self.docker, "version", "--format", fmt])
         nproc = self.sh.out(["nproc"])
+        other = ""
+        if self.ran_unchanged:
+            client = self.sh.out([DOCKER28, "version", "--format", "{{.Client.Version}}"], check=False)
+            other = f"; section 7: docker client {client} ({DOCKER28}) with the buildx plugin"
         return [
             f"date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-            f"machine: {nproc} cores ({cpu_model()}), Linux {platform.release()}, "
-            f"docker client / server {versions} ({self.docker}), Python {platform.python_version()}",
+            f"machine: {nproc} cores ({cpu_model()}), {memory_and_os()}Linux {platform.release()}, "
+            f"docker client / server {versions} ({self.docker}){other}, "
+            f"Python {platform.python_version()}",
             f"command: `make bench` (ran `{shlex.join(['benchmarks/run.py', *sys.argv[1:]])}`)",
         ]
 
