@@ -142,7 +142,8 @@ def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, pol
             elif parsed.prerelease:
                 notes.append(f"{tag}: left out: {version} is a prerelease")
             else:
-                notes.append(f"{tag}: kept: {version} is a release (--latest-policy {policy}: "
+                shown = LatestPolicy(policy).value  # f"{member}" of a str Enum is its name
+                notes.append(f"{tag}: kept: {version} is a release (--latest-policy {shown}: "
                              "git tags are not compared)")
                 tags.append(tag)
     if policy == LatestPolicy.ALWAYS:

@@ -8,12 +8,15 @@ import os
 import shlex
 import sys
 import traceback
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, NoReturn, Optional, Sequence, TypeVar
 
 from ragbuild.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
     from ragbuild.channels import LatestPolicy
+    from ragbuild.plan import BuildPlan, Options
+
+N = TypeVar("N", int, float)
 
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
@@ -57,19 +60,22 @@ examples:
       adds :1.4, :1 and :build-<N>; latest only if 1.4.1 >= the highest v* git tag
   %(prog)s --env dev --builder remote --cache-from type=registry,ref=<uri>:cache
       build on the buildx builder 'remote' (e.g. a remote BuildKit)
+  %(prog)s --env dev --secret id=pip_token,env=PIP_TOKEN --ssh default -- --network host
+      a build secret, SSH agent forwarding, and any other docker build option after --
 """
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _number(convert, accept, what):
+def _number(convert: Callable[[str], N], accept: Callable[[N], bool],
+            what: str) -> Callable[[str], N]:
     """An argparse type: ``convert`` the text, and refuse it unless ``accept`` holds."""
-    def parse(text: str):
+    def parse(text: str) -> N:
         try:
             value = convert(text)
         except ValueError:
@@ -182,6 +188,23 @@ def build_parser() -> ArgumentParser:
     builders.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
                           help="build cache export: type=inline (plain docker build too) or "
                                "type=registry,ref=...,mode=max (needs buildx) (repeatable)")
+
+    passed = parser.add_argument_group(
+        "docker build options passed through",
+        "passed to docker build as given, and shown in the plan, the dry run and the metadata;\n"
+        "refused after --: what ragbuild models or what would break its push\n"
+        "(-t, --push, -o/--output, --load, -f, --build-arg, --platform, attestations;\n"
+        "see docs/build-options.md)")
+    passed.add_argument("--secret", metavar="SPEC", action="append", default=[], dest="secrets",
+                        help="a build secret, e.g. id=pip_token,env=PIP_TOKEN or "
+                             "id=npmrc,src=$HOME/.npmrc, for RUN --mount=type=secret,id=... "
+                             "(its value is never on a command line; repeatable)")
+    passed.add_argument("--ssh", metavar="SPEC", action="append", default=[],
+                        help="an SSH agent socket or keys for RUN --mount=type=ssh, e.g. default "
+                             "(repeatable)")
+    passed.add_argument("docker_options", nargs="*", metavar="DOCKER-BUILD-OPTION",
+                        help="given after --: every word after -- goes to docker build, e.g. "
+                             "-- --network host --target runtime --add-host mirror:10.0.0.5")
     return parser
 
 
@@ -199,8 +222,21 @@ def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy
 
 
 
-def parse_build(argv):
-    ns = build_parser().parse_args(argv)  # --help exits here, before the plan's imports
+def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(ragbuild's words, the words after the first --)``: what follows -- is docker's."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1:]
+
+
+def parse_build(argv: Sequence[str]) -> Options:
+    own, docker_options = split_docker_options(argv)
+    ns = build_parser().parse_args(own)  # --help exits here, before the plan's imports
+    if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
+        raise UsageError(f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "
+                         f"options go after --; see {PROG} --help)")
     from ragbuild.plan import Options
 
     policy = latest_policy(ns.latest, ns.latest_policy)
@@ -218,7 +254,9 @@ def parse_build(argv):
                    metadata_file=ns.metadata_file,
                    semver_tags=ns.semver_tags, latest_policy=policy, build_number=ns.build_number,
                    ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
-                   cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull)
+                   cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull,
+                   secrets=tuple(ns.secrets), ssh=tuple(ns.ssh),
+                   docker_options=tuple(docker_options))
 
 
 def cmd_build(argv: list[str]) -> int:
@@ -235,26 +273,30 @@ def cmd_build(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def push_hint(plan, argv) -> str:
+def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     """The exact command that pushes what was just built: this program, as it was started, with
     the user's arguments and --push (a registry placeholder when none was given)."""
     from ragbuild.plan import redact_argv
 
-    shown = list(redact_argv(argv))  # a --build-arg's secret value is never echoed
-    stars = " (put the *** values back)" if shown != list(argv) else ""
+    own, docker_options = split_docker_options(argv)
+    shown = list(redact_argv(own))  # a --build-arg's secret value is never echoed
+    stars = " (put the *** values back)" if shown != list(own) else ""
     registry = [] if plan.registry else ["--registry", "<registry>/<repository>"]
-    return f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'])}{stars}"
+    after = ["--", *redact_argv(docker_options)] if docker_options else []  # still docker's
+    return (f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'] + after)}"
+            f"{stars}")
 
 
-def program_name(argv0=None) -> str:
+def program_name(argv0: Optional[str] = None) -> str:
     """build-image.py when started as scripts/build-image.py, else ragbuild (the console script,
     or ``python -m ragbuild``)."""
     name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
     return "build-image.py" if name.startswith("build-image") else "ragbuild"
 
 
-def rerun_words(argv0=None, executable=None, prefix=None, base_prefix=None,
-                environ=os.environ) -> list:
+def rerun_words(argv0: Optional[str] = None, executable: Optional[str] = None,
+                prefix: Optional[str] = None, base_prefix: Optional[str] = None,
+                environ: Mapping[str, str] = os.environ) -> list[str]:
     """How to start this program again as it was started: ``scripts/build-image.py`` (its
     shebang finds python3 on PATH), prefixed with the interpreter when that is a virtualenv's
     that is not activated (``make`` runs ``.venv/bin/python scripts/build-image.py``);
@@ -286,7 +328,7 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
     return parser
 
 
-def cmd_smoke(argv) -> int:
+def cmd_smoke(argv: list[str]) -> int:
     from ragbuild import manage, smoke
     from ragbuild.runner import make_runner
 
@@ -305,7 +347,7 @@ def cmd_smoke(argv) -> int:
     return EXIT_OK
 
 
-def cmd_run(argv) -> int:
+def cmd_run(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.config import load_config
     from ragbuild.runner import make_runner
@@ -323,7 +365,7 @@ def cmd_run(argv) -> int:
     return EXIT_OK
 
 
-def cmd_logs(argv) -> int:
+def cmd_logs(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -336,7 +378,7 @@ def cmd_logs(argv) -> int:
     return EXIT_OK
 
 
-def cmd_clean(argv) -> int:
+def cmd_clean(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -352,7 +394,7 @@ def cmd_clean(argv) -> int:
 SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cmd_clean}
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     global PROG
     PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -6,6 +6,7 @@ import os
 import logging
 from datetime import datetime
 
+import fakes
 import pytest
 
 from ragbuild import cli, ecr, push
@@ -60,6 +61,10 @@ def docker(fp, *args, **kw):
 
 def aws(fp, *args, **kw):
     fp.register([fp.program("aws"), "ecr", *args], **kw)
+
+
+def register_preflight(fp):
+    fakes.register_registry_config(fp)  # asked after the login and repository checks
 
 
 def register_login(fp, host=ECR, seen=None):
@@ -256,9 +261,10 @@ def test_describe_repositories_json_is_read_with_its_exclusion_filters():
 
 
 def test_cred_helper_is_found_by_host():
+    """docker looks credHelpers up by the exact host key (config/configfile/file.go)."""
     helpers = {ECR: "ecr-login", "gcr.io": "gcloud", "bad.example": 7}
     assert DockerConfig(cred_helpers=helpers).cred_helper(ECR) == "ecr-login"
-    assert DockerConfig(cred_helpers={f"https://{ECR}": "ecr-login"}).cred_helper(ECR) == "ecr-login"
+    assert DockerConfig(cred_helpers={f"https://{ECR}": "ecr-login"}).cred_helper(ECR) is None
     assert DockerConfig(cred_helpers=helpers).cred_helper("other.example") is None
     assert DockerConfig(cred_helpers=helpers).cred_helper("bad.example") is None
     assert DockerConfig(cred_helpers={}).cred_helper(ECR) is None
@@ -270,6 +276,7 @@ def test_an_unreadable_docker_config_means_no_credential_helper(fp, clean_env, c
     """One reader of config.json (steps.read_docker_config): non-UTF-8 or malformed is nothing
     set, as for the current context, never a traceback."""
     (clean_env / "config.json").write_bytes(content)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     assert push.prepare(Runner(), build_plan()).helper is None
@@ -280,6 +287,7 @@ def test_an_unreadable_docker_config_means_no_credential_helper(fp, clean_env, c
 
 def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, caplog):
     caplog.set_level(logging.DEBUG)
+    register_preflight(fp)
     seen = []
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
@@ -298,6 +306,7 @@ def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, ca
 def test_login_message_names_the_aws_profile_and_endpoint(fp, capsys, monkeypatch):
     monkeypatch.setenv("AWS_PROFILE", "ci")
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:18633")
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     push.prepare(Runner(), build_plan())
@@ -306,6 +315,7 @@ def test_login_message_names_the_aws_profile_and_endpoint(fp, capsys, monkeypatc
 
 
 def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
+    register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
     # even if docker echoed the password, the message shows *** instead
     docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, returncode=1,
@@ -335,6 +345,7 @@ def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
      "ecr:GetAuthorizationToken"),
 ])
 def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
+    register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", returncode=255, stderr=stderr + "\n")
     with pytest.raises(CommandFailed) as err:
         push.prepare(Runner(), build_plan())
@@ -343,6 +354,7 @@ def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
 
 
 def test_missing_aws_cli_names_how_to_install_it(fp, monkeypatch):
+    register_preflight(fp)
     monkeypatch.setenv("AWS_CLI", "ragbuild-test-no-such-aws")
     with pytest.raises(ToolMissing) as err:
         push.prepare(Runner(), build_plan())
@@ -355,13 +367,25 @@ def install_fake_helper(tmp_path, monkeypatch, name="ecr-login"):
     helper = bin_dir / f"docker-credential-{name}"
     helper.write_text("#!/bin/sh\nexit 1\n")
     helper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    monkeypatch.setenv("PATH", path)
+    from plumbum import local
+
+    monkeypatch.setitem(local.env, "PATH", path)  # plumbum's own copy, which it resolves on
+
+
+def register_helper_get(fp, name="ecr-login", stdout=None, returncode=0, stderr=""):
+    answer = json.dumps({"ServerURL": ECR, "Username": "AWS", "Secret": PASSWORD})
+    fp.register([fp.program(f"docker-credential-{name}"), "get"],
+                stdout=answer if stdout is None else stdout, returncode=returncode, stderr=stderr)
 
 
 def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_path, monkeypatch):
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
     install_fake_helper(tmp_path, monkeypatch)
+    register_preflight(fp)
     register_describe(fp, stdout=repository_json())
+    register_helper_get(fp)
     pushing = push.prepare(Runner(), build_plan())
     assert pushing.helper == "ecr-login"
     assert fp.call_count([fp.program("aws"), "ecr", "get-login-password", fp.any()]) == 0
@@ -373,18 +397,21 @@ def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_pat
 def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
     """Known up front: docker would push without credentials after the whole build."""
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
+    register_preflight(fp)
     with pytest.raises(PushFailed) as err:
         push.prepare(Runner(), build_plan())
     message = str(err.value)
     assert "docker-credential-ecr-login, which credHelpers in" in message
-    assert "is not on PATH" in message
+    assert "is not installed (not on PATH)" in message and "amazon-ecr-credential-helper" in message
     assert fp.call_count([fp.program("aws"), fp.any()]) == 0  # no login, no pre-flight
 
 
 def test_plain_registry_gets_no_login_and_no_preflight(fp):
+    register_preflight(fp)
     pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
     assert pushing.refs == tuple(refs_of(f"{PLAIN}/rag-worker"))
-    assert len(fp.calls) == 0  # no process at all: no login, and no probe of the client
+    # the daemon's registry configuration only: no login, no aws, no probe of the client
+    assert [c[1] for c in fp.calls] == ["info"]
 
 
 def test_a_plain_build_that_pushes_turns_buildx_default_attestations_off(fp):
@@ -392,9 +419,11 @@ def test_a_plain_build_that_pushes_turns_buildx_default_attestations_off(fp):
     provenance would make the push an image index: it gets BUILDX_NO_DEFAULT_ATTESTATIONS=1
     (the classic builder ignores it) instead of a `docker build --help` probe; a build that
     pushes nothing keeps its environment as it was."""
+    register_preflight(fp)
     plan = build_plan(f"{PLAIN}/rag-worker")
     pushing = push.prepare(Runner(), plan)
-    assert not plan.buildx and not pushing.no_attestations and len(fp.calls) == 0
+    assert not plan.buildx and not pushing.no_attestations
+    assert [c[1] for c in fp.calls] == ["info"]
     cmd = build_command(plan, pushing)
     assert dict(cmd.env) == {"DOCKER_BUILDKIT": "1", "BUILDX_NO_DEFAULT_ATTESTATIONS": "1"}
     assert "--provenance=false" not in cmd.argv  # the classic builder would refuse the flag
@@ -406,6 +435,7 @@ def test_a_plain_build_that_pushes_turns_buildx_default_attestations_off(fp):
 
 
 def test_missing_repository_names_the_create_command(fp):
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, returncode=254, stderr=(
         "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories "
@@ -418,6 +448,7 @@ def test_missing_repository_names_the_create_command(fp):
 
 
 def test_immutable_repository_stops_on_existing_tags(fp):
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, ["latest", "dev", "dev-20250101-000000"])
@@ -430,6 +461,7 @@ def test_immutable_repository_stops_on_existing_tags(fp):
 
 
 def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, ["latest", "dev"])
@@ -443,6 +475,7 @@ def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
 
 
 def test_exclusion_filters_decide_which_tags_conflict(fp):
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE_WITH_EXCLUSION",
                                                  filters=("latest",)))
@@ -453,6 +486,7 @@ def test_exclusion_filters_decide_which_tags_conflict(fp):
 
 
 def test_mutable_repository_needs_no_tag_listing(fp):
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="MUTABLE_WITH_EXCLUSION",
                                                  filters=("v*",)))
@@ -464,6 +498,7 @@ def test_mutable_repository_needs_no_tag_listing(fp):
 def test_fresh_immutable_repository_refuses_the_moving_tags(fp):
     """latest and the env tag must move with every build: an immutable repository would freeze
     them at their first push, so they stop the run even before they exist there."""
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
@@ -475,6 +510,7 @@ def test_fresh_immutable_repository_refuses_the_moving_tags(fp):
 
 
 def test_fresh_immutable_repository_with_skip_pushes_only_new_unique_tags(fp):
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
@@ -504,10 +540,9 @@ def test_pushes_each_ref_then_verifies_and_prints_the_digest_ref(fp, capsys):
     assert f"dev-{TS}: digest: {DIGEST}" in out  # tee: progress shown
 
 
-def test_loopback_registries_are_inspected_with_insecure():
-    assert "--insecure" in push.manifest_inspect_command("localhost:5000/r:dev", "localhost:5000").argv
-    assert "--insecure" in push.manifest_inspect_command("127.0.0.1:5000/r:dev", "127.0.0.1:5000").argv
-    ecr = push.manifest_inspect_command(f"{ECR}/r:dev", ECR)
+def test_the_daemons_insecure_registries_are_inspected_with_insecure():
+    assert "--insecure" in push.manifest_inspect_command("vm:5000/r:dev", True).argv
+    ecr = push.manifest_inspect_command(f"{ECR}/r:dev", False)
     assert "--insecure" not in ecr.argv
     assert ("DOCKER_CLI_EXPERIMENTAL", "enabled") in ecr.env
 
@@ -657,14 +692,16 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     assert lines[1] == (f"docker login --username AWS --password-stdin {ECR} "
                         "< <password from aws ecr get-login-password>")
     assert lines[2].startswith("aws ecr describe-repositories --repository-names rag-worker")
-    assert lines[3:7] == [f"docker push {ref}" for ref in plan.refs]
+    assert lines[3] == "docker info --format '{{json .RegistryConfig}}'"
+    assert lines[4:8] == [f"docker push {ref}" for ref in plan.refs]
     # the read-backs, printed in order (a real run starts them at once)
-    assert lines[7:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
+    assert lines[8:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
                          for ref in plan.refs]
     assert PASSWORD not in out
     assert len(fp.calls) == 0
     # what the dry run cannot know is said on stderr
     assert "lists the repository's tags (aws ecr list-images)" in err
+    assert f"dry run: a real run would ask {ECR}/v2/ (HTTPS) whether it answers" in err
     assert "pushed and verified" not in err and "logged in" not in err  # a real run's findings
     assert not pushing.no_attestations
 
@@ -687,8 +724,9 @@ def test_buildx_plans_skip_the_attestation_probe(fp):
     fp.allow_unregistered(False)
     plan = build_plan(f"{PLAIN}/rag-worker", builder="remote")
     assert plan.buildx
+    fakes.register_registry_config(fp)
     assert push.prepare(Runner(), plan).no_attestations
-    assert len(fp.calls) == 0
+    assert [c[1] for c in fp.calls] == ["info"]  # the daemon's registry configuration only
 
 
 # --- through the CLI ---------------------------------------------------------------------------
@@ -703,8 +741,7 @@ def project(tmp_path, monkeypatch):
 
 
 def register_git(fp):
-    fp.register([fp.program("git"), "describe", "--always", "--dirty", "--abbrev=7",
-                 "--exclude=*"], stdout="abc1234\n")
+    fakes.register_git(fp, stdout="abc1234\n")
 
 
 def cli_build_argv(ref):
@@ -717,6 +754,7 @@ def cli_build_argv(ref):
 
 def test_failed_build_never_pushes(fp, project, capsys):
     register_git(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
@@ -733,6 +771,7 @@ def test_failed_build_never_pushes(fp, project, capsys):
 
 def test_failed_preflight_never_builds(fp, project, capsys):
     register_git(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, returncode=254,
                       stderr="An error occurred (RepositoryNotFoundException) ...\n")
@@ -747,6 +786,7 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
         fp, project, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     register_git(fp)
+    register_preflight(fp)
     seen = []
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
@@ -837,6 +877,7 @@ def test_a_descriptor_without_a_string_digest_is_a_verification_problem(fp, desc
 @pytest.mark.parametrize("filters", [[{"filterType": "WILDCARD", "filter": 7}], ["latest"],
                                      {"filter": "x"}])
 def test_odd_exclusion_filters_are_a_one_line_failure(fp, filters):
+    register_preflight(fp)
     register_login(fp)
     repo = json.loads(repository_json(mutability="IMMUTABLE_WITH_EXCLUSION"))
     repo["repositories"][0]["imageTagMutabilityExclusionFilters"] = filters
@@ -847,6 +888,7 @@ def test_odd_exclusion_filters_are_a_one_line_failure(fp, filters):
 
 @pytest.mark.parametrize("stdout", ['{"imageIds": "latest"}', '{"imageIds": [1]}', "[]"])
 def test_odd_list_images_output_is_a_one_line_failure(fp, stdout):
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     aws(fp, "list-images", fp.any(), stdout=stdout)
@@ -877,6 +919,7 @@ def test_fips_is_read_from_the_registry_once():
 
 def test_semver_channels_are_moving_tags_in_an_immutable_repository(fp):
     """<major> and <major>.<minor> move with every release of their line, like latest."""
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
