@@ -177,8 +177,10 @@ def parse_index_raw(text: str) -> Index:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def push_command(ref: str) -> Command:
-    return Command(("docker", "push", ref), mode=Mode.TEE, check=False,
+def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
+    """``docker push ref``: shown live (``TEE``), or kept and shown when done (``CAPTURE``, for
+    the tags pushed at once)."""
+    return Command(("docker", "push", ref), mode=mode, check=False,
                    assume=f"digest: {DRY_DIGEST} size: 0")
 
 
@@ -317,24 +319,51 @@ class Context:
 
 
 def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> None:
-    """``docker push`` each ref on its own, recording each digest in ``digests`` as it goes (a
-    failure keeps those pushed). On a failure or Ctrl-C the error lists what was pushed and what
+    """``docker push`` each ref on its own, recording each digest in ``digests`` (a failure
+    keeps those pushed). The first ref goes alone, its progress shown live: it uploads the
+    layers. The others only point more tags at the same manifest, so they go at once
+    (``Runner.run_all``), each one's output shown when it is done; a transient failure among
+    them is retried on its own. On a failure or Ctrl-C the error lists what was pushed and what
     was not."""
+    refs = ctx.push.refs
     try:
-        for ref in ctx.push.refs:
-            result, kind = run_retrying(runner, push_command(ref), ctx.sleep, f"docker push {ref}")
-            output = result.stdout + result.stderr
-            if not result.ok:
-                raise PushFailed(f"{explain_push(ctx, ref, kind)}\n{tail(output)}")
-            digests[ref] = parse_push_digest(output)
-            if not digests[ref]:
-                raise PushFailed(f"docker push {ref} succeeded but printed no digest, so it "
-                                 f"cannot be verified:\n{tail(output)}")
+        if refs:
+            result, kind = run_retrying(runner, push_command(refs[0]), ctx.sleep,
+                                        f"docker push {refs[0]}")
+            _record(ctx, refs[0], result, kind, digests)
+        rest = refs[1:]
+        commands = [push_command(ref, Mode.CAPTURE) for ref in rest]
+        firsts = runner.run_all(commands, show_output=True) if rest else []
+        results = dict(zip(rest, firsts))
+        for ref, first in results.items():  # every success is recorded before any retry
+            if first.ok:
+                digests[ref] = parse_push_digest(first.stdout + first.stderr)
+        for ref, first in results.items():
+            if not first.ok:
+                result, kind = run_retrying(runner, push_command(ref, Mode.CAPTURE), ctx.sleep,
+                                            f"docker push {ref}", first=first)
+                _record(ctx, ref, result, kind, digests)
+        for ref, first in results.items():
+            if first.ok:
+                _record(ctx, ref, first, None, digests)  # fails on a success without a digest
     except PushFailed as failure:
         raise PushFailed(f"{failure}\n{_progress(ctx, digests)}") from None
     except (Interrupted, KeyboardInterrupt) as stop:
         text = str(stop) if isinstance(stop, Interrupted) else "interrupted"
         raise Interrupted(f"{text}\n{_progress(ctx, digests)}") from None
+
+
+def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
+            digests: MutableMapping[str, Optional[str]]) -> None:
+    """Note what ``docker push ref`` reported in ``digests``; PushFailed when it failed, or
+    succeeded without naming a digest (the ref is then listed as pushed, digest unknown)."""
+    output = result.stdout + result.stderr
+    if not result.ok:
+        raise PushFailed(f"{explain_push(ctx, ref, kind)}\n{tail(output)}")
+    digests[ref] = digests.get(ref) or parse_push_digest(output)
+    if not digests[ref]:
+        raise PushFailed(f"docker push {ref} succeeded but printed no digest, so it "
+                         f"cannot be verified:\n{tail(output)}")
 
 
 def _progress(ctx: Context, digests: Mapping[str, Optional[str]]) -> str:

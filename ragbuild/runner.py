@@ -128,11 +128,12 @@ class Runner:
             raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
         return self._result(cmd, proc, stdout, stderr)
 
-    def run_all(self, cmds: Sequence[Command]) -> list[Result]:
-        """Run several commands at once (read-backs: ``CAPTURE``, no stdin) and return their
-        results in order; each is checked as ``run`` checks it. The ``+`` lines are logged
-        first, in order; then every process starts, then each is waited for. Ctrl-C stops
-        them all."""
+    def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
+        """Run several commands at once (``CAPTURE``, no stdin) and return their results in
+        order; each is checked as ``run`` checks it. The ``+`` lines are logged first, in order;
+        then every process starts, then each is waited for. ``show_output``: each one's stdout
+        and stderr are written out when it is done, in order (as ``TEE`` would, all at once).
+        Ctrl-C stops them all."""
         if any(cmd.mode is not Mode.CAPTURE or cmd.stdin for cmd in cmds):
             raise ValueError("run_all runs CAPTURE commands without stdin only")
         for cmd in cmds:
@@ -152,6 +153,9 @@ class Runner:
             for proc in procs:
                 _terminate(proc)
             raise
+        if show_output:
+            for out, err in outputs:
+                _write(self._out, out + err)
         return [self._result(cmd, proc, out, err)
                 for cmd, proc, (out, err) in zip(cmds, procs, outputs)]
 
@@ -241,7 +245,7 @@ class DryRunner(Runner):
         self._once(what, f"dry run: a real run would {what}")
         return assume
 
-    def run_all(self, cmds: Sequence[Command]) -> list[Result]:
+    def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
         """One after the other: the printed commands keep their order."""
         return [self.run(cmd) for cmd in cmds]
 

@@ -622,13 +622,47 @@ def test_failed_push_lists_what_was_and_was_not_pushed(fp):
     register_push(fp, b)
     register_push(fp, c, stdout="denied: requested access to the resource is denied\n",
                   returncode=1)
+    register_push(fp, d)  # the refs after the first go at once: d is pushed all the same
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
     assert err.value.exit_code == 1
     message = str(err.value)
-    assert f"pushed: {a}, {b}\n" in message
-    assert f"not pushed: {c}, {d}" in message
-    assert fp.call_count([fp.program("docker"), "push", d]) == 0
+    assert f"pushed: {a}, {b}, {d}\n" in message
+    assert message.endswith(f"not pushed: {c}")
+    assert fp.call_count([fp.program("docker"), "manifest", fp.any()]) == 0  # no verification
+
+
+def test_a_failed_first_push_stops_before_the_others(fp):
+    """The first ref uploads the layers, alone: when it fails, no other tag is tried."""
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    a, b, c, d = plan.refs
+    register_push(fp, a, stdout="denied: requested access to the resource is denied\n",
+                  returncode=1)
+    with pytest.raises(PushFailed) as err:
+        push_and_verify(prepared(plan), Runner())
+    assert str(err.value).endswith(f"pushed: nothing\nnot pushed: {a}, {b}, {c}, {d}")
+    assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 1
+
+
+def test_the_tags_after_the_first_are_pushed_at_once_with_their_output_shown(fp, capsys):
+    """All of them are started before any is waited for (the + lines come first), their
+    output is shown, and a transient failure among them is retried on its own."""
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    a, b, c, d = plan.refs
+    register_push(fp, a)
+    register_push(fp, b, stdout="read: connection reset by peer\n", returncode=1)
+    register_push(fp, b)
+    register_push(fp, c)
+    register_push(fp, d)
+    sleep = FakeSleep()
+    digests = {}
+    push.push(Runner(), prepared(plan, sleep), digests)
+    assert digests == {a: DIGEST, c: DIGEST, d: DIGEST, b: DIGEST}
+    assert sleep.delays == [2.0]
+    out, err = capsys.readouterr()
+    plus = [line for line in err.splitlines() if line.startswith("+ docker push ")]
+    assert plus == [f"+ docker push {ref}" for ref in (a, b, c, d, b)]
+    assert all(push_ok(ref, DIGEST) in out for ref in (a, c, d))
 
 
 # --- verification ------------------------------------------------------------------------------
@@ -822,12 +856,14 @@ def test_a_push_without_a_digest_is_listed_as_pushed(fp):
     a, b, c, d = plan.refs
     register_push(fp, a)
     register_push(fp, b, stdout="b: Pushed\n")  # exit 0, no digest line
+    register_push(fp, c)  # pushed at once with b
+    register_push(fp, d)
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
     message = str(err.value)
     assert "succeeded but printed no digest" in message
-    assert f"pushed: {a}, {b} (digest unknown)\n" in message
-    assert message.endswith(f"not pushed: {c}, {d}")
+    assert f"pushed: {a}, {b} (digest unknown), {c}, {d}\n" in message
+    assert message.endswith("not pushed: nothing")
 
 
 @pytest.mark.parametrize("stop", ["child", "sleep"])
@@ -835,26 +871,26 @@ def test_ctrl_c_during_the_pushes_lists_what_was_pushed_and_exits_130(fp, monkey
     plan = build_plan(f"{PLAIN}/rag-worker")
     a, b, c, d = plan.refs
     register_push(fp, a)
-    if stop == "child":  # Ctrl-C while docker push runs: the runner stops it, raises Interrupted
-        real_run = Runner.run
+    if stop == "child":  # Ctrl-C while the other tags' pushes run: the runner stops them all
+        def run_all(self, cmds, **kw):
+            raise Interrupted("interrupted; stopped 3 `docker push` commands")
 
-        def run(self, cmd, **kw):
-            if cmd.argv[-1] == b:
-                raise Interrupted("interrupted; stopped docker push")
-            return real_run(self, cmd, **kw)
-
-        monkeypatch.setattr(Runner, "run", run)
+        monkeypatch.setattr(Runner, "run_all", run_all)
         sleep = FakeSleep()
-    else:  # Ctrl-C while waiting to retry
+        expected = [f"pushed: {a}", f"not pushed: {b}, {c}, {d}"]
+    else:  # Ctrl-C while waiting to retry b: c and d, pushed at once with it, are listed
         register_push(fp, b, stdout="read: connection reset by peer\n", returncode=1)
+        register_push(fp, c)
+        register_push(fp, d)
 
         def sleep(seconds):
             raise KeyboardInterrupt
 
+        expected = [f"pushed: {a}, {c}, {d}", f"not pushed: {b}"]
     with pytest.raises(Interrupted) as err:
         push.push(Runner(), prepared(plan, sleep), {})
     assert err.value.exit_code == 130
-    assert str(err.value).splitlines()[1:] == [f"pushed: {a}", f"not pushed: {b}, {c}, {d}"]
+    assert str(err.value).splitlines()[1:] == expected
 
 
 # --- odd registry answers ----------------------------------------------------------------------
