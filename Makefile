@@ -61,5 +61,5 @@ e2e-down: ## stop what tests/e2e/harness.sh started
 	bash tests/e2e/harness.sh down
 
 bench: $(VENV)/.installed ## run the benchmarks on the e2e harness (table in benchmarks/results/latest.md)
-	bash tests/e2e/harness.sh up --with-buildessential
+	bash tests/e2e/harness.sh up --with-buildessential --with-realistic
 	$(PY) benchmarks/run.py $(ARGS)

@@ -244,7 +244,7 @@ class PushPlan:
 
     refs: tuple  # the refs to push, in the plan's order
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
-    no_attestations: bool = False  # the build must pass --provenance=false --sbom=false
+    no_attestations: bool = False  # a buildx build must pass --provenance=false --sbom=false
     helper: Optional[str] = None  # the docker credential helper used for the host, if any
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
 
@@ -718,7 +718,14 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None) -> Command:
         argv += ["--provenance=false", "--sbom=false"]
     argv += plan.passthrough
     argv.append(opts.context)
-    env = () if plan.buildx else (("DOCKER_BUILDKIT", "1"),)
+    env: tuple[tuple[str, str], ...] = () if plan.buildx else (("DOCKER_BUILDKIT", "1"),)
+    if push is not None and not plan.buildx:
+        # A plain `docker build` is buildx on docker >= 23 with the plugin, whose default
+        # provenance attestation would make the push an image index (SageMaker refuses one);
+        # buildx reads this variable (since 0.10, the release that added the default) and the
+        # classic builder ignores it, so no probe of the client is needed:
+        # https://docs.docker.com/build/building/variables/#buildx_no_default_attestations
+        env += (("BUILDX_NO_DEFAULT_ATTESTATIONS", "1"),)
     return Command(tuple(argv), env=env, mode=Mode.STREAM)
 
 
