@@ -50,7 +50,8 @@ logs: $(VENV)/.installed ## show the local container's logs (ARGS=-f to follow)
 clean: $(VENV)/.installed ## remove the tags ragbuild builds made (label org.ragbuild.repository), no other
 	$(SCRIPT) clean $(ARGS)
 
-test: $(VENV)/.installed ## run the unit and service tests
+test: $(VENV)/.installed ## type-check ragbuild/ (mypy) and run the unit and service tests
+	$(PY) -m mypy
 	$(PY) -m pytest tests/unit tests/service $(ARGS)
 
 e2e: $(VENV)/.installed ## bring up docker, registries and the ECR API (tests/e2e/harness.sh), run the e2e suite
