@@ -1,15 +1,22 @@
 # rag-worker image: a FastAPI service (src/rag_worker) served by uvicorn on
 # port 8080, the port SageMaker calls /ping on.
 #
-# Two stages: the builder creates a virtualenv at /opt/venv and installs the
-# pinned requirements into it; the final stage copies only that venv and the
-# source, so no pip cache, build tool or private-index setting reaches it.
+# Two stages: the builder installs the installer (uv) and turns the
+# private-index build args into uv flags; the final stage installs the pinned
+# requirements into a virtualenv at /opt/venv with that uv, mounted from the
+# builder for the one RUN, so no installer, cache, build tool or private-index
+# setting reaches the image.
 #
 # Layer order (top = changes least): base -> user -> venv -> source -> build
 # metadata. A change under src/ rebuilds only the `COPY src/` layer; the build
 # metadata (which changes every build through BUILD_TIMESTAMP) is declared
 # after it and adds labels/env only, no filesystem layer, so it never forces a
-# dependency reinstall.
+# dependency reinstall. A change to requirements.txt reruns the venv step, which
+# takes every unchanged package from BuildKit cache mounts (see there).
+#
+# Needs BuildKit (DOCKER_BUILDKIT=1 or buildx; ragbuild always uses it): the
+# RUN --mount flags are in the Dockerfile frontend built into Docker >= 18.09's
+# BuildKit, so no `# syntax=` line (no frontend image to pull).
 
 # Base for both stages. Override with --build-arg PYTHON_IMAGE=... (e.g. a
 # digest-pinned or mirrored python:3.11-slim).
@@ -19,12 +26,14 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS builder
 
 # Package-index settings, for building through a private mirror or offline
-# from a wheel directory. pip reads them from the environment. They are
-# declared in this stage only: ARGs are per stage, so none reaches the final
-# image (not its env, not its history). An ARG that is not passed with
-# --build-arg is not set at all in RUN's environment, and pip ignores
-# PIP_* variables whose value is empty, so building with none of them (or
-# with e.g. `--build-arg PIP_NO_INDEX=`) uses pip's defaults.
+# from a wheel directory, given with --build-arg in pip's names. pip reads
+# them from the environment (it installs uv); uv gets them as flags, mapped
+# below. They are declared in this stage only: ARGs are per stage, so none
+# reaches the final image (not its env, not its history). An ARG that is not
+# passed with --build-arg is not set at all in RUN's environment; pip ignores
+# PIP_* variables whose value is empty and the mapping skips them, so
+# building with none of them (or with e.g. `--build-arg PIP_NO_INDEX=`) uses
+# the defaults (PyPI).
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_FIND_LINKS
@@ -33,15 +42,31 @@ ARG PIP_TRUSTED_HOST
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN python -m venv /opt/venv
+# uv (https://docs.astral.sh/uv/) installs the requirements: it resolves and
+# installs in parallel, and from its cache. Installed with the base image's
+# pip from the same index as the requirements, into a directory of its own
+# (--target: a wheel unpacked there, 1 s, where a venv takes 3 s more) that
+# stays in this stage; /opt/uv/bin/uv is a static binary.
+ARG UV_VERSION=0.13.9
+RUN PIP_ROOT_USER_ACTION=ignore \
+    python -m pip install --quiet --no-cache-dir --target /opt/uv "uv==${UV_VERSION}"
 
-# Requirements alone first, so this expensive layer stays cached while only
-# source files change.
-COPY src/rag_worker/requirements.txt /tmp/requirements.txt
-# pip and setuptools only install; the service never imports them. Removing
-# them from the venv takes ~25 MB out of the final image.
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
- && /opt/venv/bin/pip uninstall --yes setuptools pip
+# The pip settings as uv flags, one a line, in /opt/uv/index-args for the
+# final stage's install (https://docs.astral.sh/uv/reference/cli/#uv-pip-install):
+# PIP_INDEX_URL -> --index-url, PIP_EXTRA_INDEX_URL -> --extra-index-url,
+# PIP_FIND_LINKS -> --find-links (each a space-separated list, as in pip),
+# PIP_TRUSTED_HOST -> --allow-insecure-host, PIP_NO_INDEX with one of pip's
+# true values (1, yes, y, true, t, on; any case) -> --no-index.
+RUN set -- ; \
+    for v in ${PIP_INDEX_URL}; do set -- "$@" --index-url "$v"; done; \
+    for v in ${PIP_EXTRA_INDEX_URL}; do set -- "$@" --extra-index-url "$v"; done; \
+    for v in ${PIP_FIND_LINKS}; do set -- "$@" --find-links "$v"; done; \
+    for v in ${PIP_TRUSTED_HOST}; do set -- "$@" --allow-insecure-host "$v"; done; \
+    case "$(printf %s "${PIP_NO_INDEX}" | tr A-Z a-z)" in \
+        1|y|yes|t|true|on) set -- "$@" --no-index ;; \
+    esac; \
+    : >/opt/uv/index-args; \
+    for a in "$@"; do printf '%s\n' "$a" >>/opt/uv/index-args; done
 
 # ------------------------------------------------------------------ final --
 FROM ${PYTHON_IMAGE}
@@ -54,18 +79,63 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # require runAsNonRoot can verify it). The code stays root-owned and
 # read-only to it.
 # `serve`: SageMaker starts containers as `docker run IMAGE serve`, which
-# replaces CMD; this script makes that start the same server as CMD does.
+# replaces CMD; src/rag_worker/serve starts the same server as CMD does. Its
+# mode is set here, in the image: git may well keep it as 0644, and then
+# `serve` would be "executable file not found in $PATH" (exit 127) on
+# SageMaker. (RUN chmod, not COPY --chmod: a plain non-BuildKit
+# `docker build .` refuses --chmod.) `ragbuild --smoke-test` starts the image
+# this same way.
+COPY src/rag_worker/serve /usr/local/bin/serve
 RUN groupadd --system --gid 10001 ragworker \
  && useradd --system --uid 10001 --gid ragworker --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin ragworker \
- && printf '%s\n' '#!/bin/sh' \
-        'exec uvicorn src.rag_worker.inference:app --host 0.0.0.0 --port 8080 "$@"' \
-        > /usr/local/bin/serve \
  && chmod 0755 /usr/local/bin/serve
 
-WORKDIR /app
+# The dependency layer. uv and its flags come from the builder through a bind
+# mount, requirements.txt from the context (BuildKit keys the step on the
+# content of both): none of them stays in the image, and `docker history`
+# shows this command, not the index settings.
+# Two BuildKit cache mounts (kept by the engine between builds, never part of
+# an image; `docker builder prune` empties them) make a changed pin cost about
+# what that one package costs:
+# - ragbuild-uv: uv's cache of downloaded and unpacked wheels;
+# - ragbuild-venv (locked: one build at a time uses it): the venv of the last
+#   build, created --relocatable so it can be copied. `uv pip compile` resolves
+#   the pins to a full list, `uv pip sync` makes the venv exactly that list
+#   (installs, upgrades, and removes what is no longer required; with
+#   COMPILE_BYTECODE=1 it compiles only the .py files whose .pyc is missing or
+#   out of date); the venv is then copied to /opt/venv. It is recreated when
+#   the interpreter or COMPILE_BYTECODE differs (another PYTHON_IMAGE), and is
+#   only a cache: every build ends with the exact resolved list, whatever the
+#   last build left.
+# uv copies from its cache (UV_LINK_MODE=copy): hardlinks cannot cross mounts.
+# COMPILE_BYTECODE=1 (--build-arg) writes .pyc files for every module, as pip
+# does: the service then does not compile what it imports at each start
+# (PYTHONDONTWRITEBYTECODE=1 above; the venv is read-only to its user), at the
+# cost of ~100 MB more image and ~10-20 s more cold build on the realistic set
+# (benchmarks/README.md). Off by default (uv's default): a smaller image to pull.
+ARG COMPILE_BYTECODE=0
+RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
+    --mount=type=bind,source=src/rag_worker/requirements.txt,target=/tmp/requirements.txt \
+    --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
+    --mount=type=cache,id=ragbuild-venv,target=/tmp/venv-cache,sharing=locked \
+    set -e; \
+    set -- ; while IFS= read -r a; do set -- "$@" "$a"; done </tmp/uv/index-args; \
+    export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 \
+        UV_PYTHON_DOWNLOADS=never; \
+    if [ "${COMPILE_BYTECODE}" = 1 ]; then export UV_COMPILE_BYTECODE=1; fi; \
+    v=/tmp/venv-cache/venv; \
+    want="$(python -c 'import sys; print(sys.executable, sys.version)') pyc=${COMPILE_BYTECODE}"; \
+    if [ "$(cat /tmp/venv-cache/python 2>/dev/null)" != "$want" ]; then \
+        rm -rf "$v" && /tmp/uv/bin/uv venv --quiet --relocatable --python "$(command -v python)" "$v" \
+        && printf '%s\n' "$want" >/tmp/venv-cache/python; \
+    fi; \
+    /tmp/uv/bin/uv pip compile --quiet --no-header --python "$v/bin/python" "$@" \
+        -o /tmp/venv-cache/requirements.lock /tmp/requirements.txt; \
+    /tmp/uv/bin/uv pip sync --python "$v/bin/python" "$@" /tmp/venv-cache/requirements.lock; \
+    cp -a "$v" /opt/venv
 
-COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
 
 # Source last among the filesystem layers: editing src/ rebuilds only this.
 COPY src/ /app/src/

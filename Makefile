@@ -50,7 +50,8 @@ logs: $(VENV)/.installed ## show the local container's logs (ARGS=-f to follow)
 clean: $(VENV)/.installed ## remove the tags ragbuild builds made (label org.ragbuild.repository), no other
 	$(SCRIPT) clean $(ARGS)
 
-test: $(VENV)/.installed ## run the unit and service tests
+test: $(VENV)/.installed ## type-check ragbuild/ (mypy) and run the unit and service tests
+	$(PY) -m mypy
 	$(PY) -m pytest tests/unit tests/service $(ARGS)
 
 e2e: $(VENV)/.installed ## bring up the engines, registries and ECR API (tests/e2e/harness.sh), run the e2e suite on every leg (E2E_LEG=name: one)
@@ -61,5 +62,5 @@ e2e-down: ## stop what tests/e2e/harness.sh started
 	bash tests/e2e/harness.sh down
 
 bench: $(VENV)/.installed ## run the benchmarks on the e2e harness (table in benchmarks/results/latest.md)
-	bash tests/e2e/harness.sh up --with-buildessential
+	bash tests/e2e/harness.sh up --with-buildessential --with-realistic
 	$(PY) benchmarks/run.py $(ARGS)

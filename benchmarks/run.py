@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ragbuild's performance report: ``make bench`` (after ``tests/e2e/harness.sh up --with-buildessential``).
+"""ragbuild's performance report: ``make bench`` (after ``tests/e2e/harness.sh up --with-buildessential --with-realistic``).
 
 Runs on the e2e harness's Docker engine, base images, wheel mirror and plain registry, and
 prints one Markdown report (also written to benchmarks/results/latest.md): every figure in it
@@ -15,12 +15,22 @@ Sections:
   3. image size: the multi-stage Dockerfile against benchmarks/Dockerfile.single-stage
   4. push to the plain registry: one tag, six tags, a re-push of unchanged tags
   5. CLI latency of --help and --dry-run, with ``python -X importtime`` top entries
+  6. the realistic dependency set (benchmarks/requirements-realistic.txt, ~120 wheels): the
+     Dockerfile (uv, BuildKit cache mounts) against benchmarks/Dockerfile.single-stage on the
+     same mirror: cold build, rebuild after a one-line src/ change, rebuild after bumping one pin
+     (benchmarks/requirements-realistic-bump.txt), image size
+  7. a cached build plus push of six unchanged tags: build-image.py against one
+     ``docker buildx build --provenance=false -t ... (six tags) --push .``, both on the Docker 28
+     client (/usr/local/bin/docker) with the buildx plugin
+
+``--only`` runs some sections (e.g. ``--only realistic,unchanged,wrapper``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -38,12 +48,22 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "build-image.py"
 RESULTS = REPO / "benchmarks" / "results"
 SINGLE_STAGE = REPO / "benchmarks" / "Dockerfile.single-stage"
+REALISTIC = REPO / "benchmarks" / "requirements-realistic.txt"
+REALISTIC_BUMP = REPO / "benchmarks" / "requirements-realistic-bump.txt"
+DOCKER28 = "/usr/local/bin/docker"  # the newer client, with the buildx plugin
+SECTIONS = ("wrapper", "worker", "size", "push", "cli", "realistic", "unchanged")
+# the Dockerfile's dependency step, as the cold builds rewrite it: their own (empty) cache
+# mounts, and a marker in the command that names those mounts' records for the clean-up
+CACHE_IDS = ("id=ragbuild-uv,", "id=ragbuild-venv,")
+MARKED_STEP = "set -e; \\\n"
 DEFAULT_ENV_FILE = Path(os.environ.get("RAGBUILD_E2E_STATE", "/var/tmp/ragbuild-e2e")) / "env"
 BE_IMAGE = "python:3.11-slim-buildessential"
 
 SMALL = "ragbuild-bench-small"
 WORKER = "ragbuild-bench-worker"
 SINGLE = "ragbuild-bench-single"
+REAL_MULTI = "ragbuild-bench-real-multi"
+REAL_SINGLE = "ragbuild-bench-real-single"
 GIT_ID = ("-c", "user.name=ragbuild bench", "-c", "user.email=bench@ragbuild.invalid",
           "-c", "commit.gpgsign=false")
 # programs whose processes the counting run records (docker and git; uname, date and tail are
@@ -55,6 +75,12 @@ TARGETS = {  # name: (limit, what it is)
     "change": (0.15, "rebuild after a one-line src/ change / cold build"),
     "size": (0.60, "multi-stage image size / single-stage (build-essential) size"),
     "push": (1.30, "push of six tags / push of one tag"),
+    "wrapper": (0.80, "cached rebuild: `build-image.py --env dev` / the bash command sequence"),
+    "real-size": (0.60, "realistic set: image size, Dockerfile / single-stage"),
+    "real-bump": (0.35, "realistic set: Dockerfile, rebuild after bumping one pin / its cold build"),
+    "real-cold": (0.80, "realistic set: cold build, Dockerfile / single-stage"),
+    "unchanged": (1.50, "cached build + push of six unchanged tags: `build-image.py --push` / "
+                        "one `docker buildx build --push` (Docker 28 client)"),
 }
 
 
@@ -69,7 +95,7 @@ def load_env_file(path: Path) -> dict:
     """The environment after sourcing the harness's env file (it is shell: let bash read it)."""
     if not path.is_file():
         sys.exit(f"error: {path} not found: bring the harness up first "
-                 "(bash tests/e2e/harness.sh up --with-buildessential), or run `make bench`")
+                 "(bash tests/e2e/harness.sh up --with-buildessential --with-realistic), or run `make bench`")
     done = subprocess.run(["bash", "-c", 'set -a; . "$1"; env -0', "bash", str(path)],
                           capture_output=True, check=True)
     pairs = (item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
@@ -235,6 +261,8 @@ class Bench:
         self.samples: list = [load_sample()]
         self.base_ids: list = []
         self.retries: list = []
+        self.markers: list = []  # cold builds' cache-mount markers (section 6)
+        self.ran_unchanged = False  # section 7 ran (its docker client goes into the facts)
         self.pip_args = shlex.split(env.get("E2E_PIP_BUILD_ARGS", ""))
         registry = env["E2E_REGISTRY"]  # localhost:PORT
         self.push_host = "127.0.0.1:" + registry.rsplit(":", 1)[1]
@@ -370,6 +398,9 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
         self.derived_overhead(floor, rag, bash)
 
     def derived_overhead(self, floor: Row, rag: Row, bash: Row) -> None:
+        limit, what = TARGETS["wrapper"]
+        ratio = rag.median / bash.median
+        self.ratios.append((what, f"{ratio:.3f}", f"<= {limit}", met(ratio, limit)))
         for row in (rag, bash):
             extra = [s - f for s, f in zip(row.samples, floor.samples)]
             self.ratios.append((f"{row.name.split(' (')[0]} minus floor (per round)",
@@ -576,6 +607,220 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
                                extra_env=extra, capture=True)
             self.importtime[label] = parse_importtime(done.stderr)
 
+    # -- 6. realistic dependency set ------------------------------------------------------------
+
+    def cold_dockerfile(self, text: str, marker: str) -> str:
+        """The Dockerfile with cache mounts of its own (empty: a cold build's) and ``marker`` in
+        the dependency step's command (the mounts' build-cache records carry it)."""
+        for cache_id in CACHE_IDS:
+            if text.count(cache_id) != 1:
+                raise SystemExit(f"error: the Dockerfile has no single `{cache_id}` mount: "
+                                 "update benchmarks/run.py's CACHE_IDS")
+            text = text.replace(cache_id, cache_id.replace("ragbuild-", f"{marker}-"))
+        if text.count(MARKED_STEP) != 1:
+            raise SystemExit(f"error: the Dockerfile has no single {MARKED_STEP!r} line: "
+                             "update benchmarks/run.py's MARKED_STEP")
+        return text.replace(MARKED_STEP, f"set -e; : {marker}; \\\n")
+
+    def prune_cache_mounts(self, marker: str) -> int:
+        """Remove the cache mounts whose build-cache record names ``marker``; bytes freed."""
+        listing = self.sh.out([self.docker, "system", "df", "-v", "--format",
+                               "{{json .BuildCache}}"])
+        records = [r for r in json.loads(listing or "[]") or []
+                   if r.get("CacheType") == "exec.cachemount" and marker in r.get("Description", "")]
+        for record in records:  # the engine takes one id filter per prune
+            self.sh.run([self.docker, "builder", "prune", "--force", "--filter", f"id={record['ID']}"],
+                        check=False)
+        return len(records)
+
+    def realistic(self) -> None:
+        log("6/7 realistic dependency set: Dockerfile against the single-stage layout")
+        copy = self.work / "realistic"
+        copy.mkdir()
+        shutil.copy(REPO / ".dockerignore", copy / ".dockerignore")
+        shutil.copytree(REPO / "src", copy / "src",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        requirements = copy / "src" / "rag_worker" / "requirements.txt"
+        source = copy / "src" / "rag_worker" / "inference.py"
+        pinned = REALISTIC.read_text()
+        bump = next(line.strip() for line in REALISTIC_BUMP.read_text().splitlines()
+                    if line.strip() and not line.lstrip().startswith("#"))
+        package = bump.split("==")[0]
+        bumped, count = re.subn(rf"^{re.escape(package)}==\S+$", bump, pinned, flags=re.M)
+        if count != 1 or bumped == pinned:
+            raise SystemExit(f"error: {REALISTIC_BUMP.name}'s `{bump}` changes no pin of {REALISTIC.name}")
+        dockerfile = (REPO / "Dockerfile").read_text()
+        top = sum(1 for line in pinned.splitlines() if "==" in line and not line.startswith("#"))
+        logs = self.work / "realistic-logs"
+        logs.mkdir()
+        sec = "6. realistic dependency set"
+        rows = {
+            "multi": (self.row(sec, "`Dockerfile`: cold build", "`--no-cache`, empty cache mounts"),
+                      self.row(sec, "`Dockerfile`: rebuild after a one-line change under `src/`"),
+                      self.row(sec, f"`Dockerfile`: rebuild after bumping one pin (`{bump}`)")),
+            "pyc": (self.row(sec, "`Dockerfile` with `COMPILE_BYTECODE=1`: cold build",
+                             "`--no-cache`, empty cache mounts; .pyc for every module, as pip"),
+                    self.row(sec, "`Dockerfile` with `COMPILE_BYTECODE=1`: rebuild after a one-line "
+                                  "change under `src/`"),
+                    self.row(sec, f"`Dockerfile` with `COMPILE_BYTECODE=1`: rebuild after bumping "
+                                  f"one pin (`{bump}`)")),
+            "single": (self.row(sec, "single-stage: cold build", "`--no-cache`; base has build-essential"),
+                       self.row(sec, "single-stage: rebuild after a one-line change under `src/`"),
+                       self.row(sec, f"single-stage: rebuild after bumping one pin (`{bump}`)")),
+        }
+        images = {"multi": REAL_MULTI, "pyc": f"{REAL_MULTI}-pyc", "single": REAL_SINGLE}
+
+        def build(layout: str, tag: str, *more) -> list:
+            argv = [self.docker, "build", *self.pip_args, "-t", f"{images[layout]}:{tag}", *more]
+            if layout == "single":
+                argv += ["-f", SINGLE_STAGE, "--build-arg", f"PYTHON_IMAGE={BE_IMAGE}"]
+            if layout == "pyc":
+                argv += ["--build-arg", "COMPILE_BYTECODE=1"]
+            return argv + ["."]
+
+        def round_(i: int, layout: str) -> dict:
+            log(f"  round {i + 1}/{self.args.realistic_runs}: {layout}")
+            requirements.write_text(pinned)
+            if layout != "single":
+                marker = f"bench-{self.rid}-{layout}-{i}"
+                self.markers.append(marker)
+                (copy / "Dockerfile").write_text(self.cold_dockerfile(dockerfile, marker))
+            env = {"DOCKER_BUILDKIT": "1"}
+            cold, change, bumped_row = rows[layout]
+            got = {cold: self.sh.timed(build(layout, "cold", "--no-cache"), cwd=copy, extra_env=env,
+                                       output=logs / f"{layout}-cold-{i}.log")}
+            with open(source, "a", encoding="utf-8") as f:
+                f.write(f"# benchmark change {self.rid}-{layout}-{i}\n")
+            got[change] = self.sh.timed(build(layout, "change"), cwd=copy, extra_env=env,
+                                        output=logs / f"{layout}-change-{i}.log")
+            requirements.write_text(bumped)
+            got[bumped_row] = self.sh.timed(build(layout, "bump"), cwd=copy, extra_env=env,
+                                            output=logs / f"{layout}-bump-{i}.log")
+            return got
+
+        interleave(self, [(rows[layout][0], lambda i, layout=layout: round_(i, layout))
+                          for layout in rows], self.args.realistic_runs)
+        # what the images hold: the whole set imports, and the bump took effect
+        check = ("import importlib.metadata as m, fastapi, uvicorn, llama_index.core, openai, "
+                 "supabase, boto3, opentelemetry.sdk, structlog; "
+                 f"print(m.version('{package}'), len(list(m.distributions())))")
+        held = {}
+        for layout in rows:
+            for tag in ("cold", "bump"):
+                held[layout, tag] = self.sh.out([self.docker, "run", "--rm", f"{images[layout]}:{tag}",
+                                                 "python", "-c", check])
+        for layout, name in (("multi", "`Dockerfile`"), ("pyc", "COMPILE_BYTECODE=1"),
+                             ("single", "single-stage")):
+            (v0, n0), (v1, _) = held[layout, "cold"].split(), held[layout, "bump"].split()
+            rows[layout][0].note += f"; {n0} distributions, all import; {package} {v0}"
+            rows[layout][2].note = f"{package} {v0} -> {v1} in the image"
+            if v1 != bump.split("==")[1]:
+                raise SystemExit(f"error: the {name} image after the bump has {package} {v1}")
+        for layout in rows:
+            for row, key in zip(rows[layout], ("cold", "change", "bump")):
+                row.note = "; ".join(filter(None, [row.note, self.cache_note(logs, f"{layout}-{key}")]))
+
+        def size_of(ref):
+            return int(self.sh.out([self.docker, "image", "inspect", "--format", "{{.Size}}", ref]))
+
+        multi, single = size_of(f"{REAL_MULTI}:cold"), size_of(f"{REAL_SINGLE}:cold")
+        self.sizes += [
+            (f"realistic set ({top} pins): `Dockerfile`", multi, "uv, venv only, no build tools"),
+            (f"realistic set ({top} pins): `Dockerfile` with `COMPILE_BYTECODE=1`",
+             size_of(f"{images['pyc']}:cold"), "the same with every module's .pyc"),
+            (f"realistic set ({top} pins): single-stage", single,
+             "build-essential, pip's cache and pip kept, as the bash-era image"),
+        ]
+        m_cold, _, m_bump = rows["multi"]
+        s_cold, _, s_bump = rows["single"]
+        for key, value in (("real-size", multi / single), ("real-bump", m_bump.median / m_cold.median),
+                           ("real-cold", m_cold.median / s_cold.median)):
+            limit, what = TARGETS[key]
+            self.ratios.append((what, f"{value:.3f}", f"<= {limit}", met(value, limit)))
+        p_cold, _, p_bump = rows["pyc"]
+        for what, value in (
+                ("realistic set: `COMPILE_BYTECODE=1`, rebuild after bumping one pin / its cold build",
+                 p_bump.median / p_cold.median),
+                ("realistic set: `COMPILE_BYTECODE=1` cold build / single-stage cold build",
+                 p_cold.median / s_cold.median),
+                ("realistic set: `COMPILE_BYTECODE=1` image size / single-stage",
+                 size_of(f"{images['pyc']}:cold") / single),
+                ("realistic set: single-stage, rebuild after bumping one pin / its cold build",
+                 s_bump.median / s_cold.median)):
+            self.ratios.append((what + " (for comparison)", f"{value:.3f}", "-", "-"))
+        self.notes.append(
+            "section 6 builds with a bare `DOCKER_BUILDKIT=1 docker build` (the layouts compared, "
+            "not the wrapper) in a copy of src/ whose requirements.txt is "
+            f"benchmarks/{REALISTIC.name}; each round: cold (`--no-cache`; for the Dockerfile also "
+            "new, empty uv and venv cache mounts), then one comment line appended to "
+            f"src/rag_worker/inference.py, then `{bump}`; the cache mounts of the cold rounds are "
+            "removed at the end")
+
+    # -- 7. six unchanged tags ------------------------------------------------------------------
+
+    def unchanged(self, copy: Path) -> None:
+        log("7/7 cached build + push of six unchanged tags, Docker 28 client")
+        if not os.access(DOCKER28, os.X_OK):
+            self.notes.append(f"section 7 skipped: no {DOCKER28}")
+            return
+        bin28 = self.work / "bin28"
+        bin28.mkdir()
+        (bin28 / "docker").symlink_to(DOCKER28)
+        extra = {"PATH": f"{bin28}{os.pathsep}{self.env.get('PATH', os.defpath)}", "DOCKER": DOCKER28,
+                 "SOURCE_DATE_EPOCH": PUSH_EPOCH, "DOCKER_BUILDKIT": "1"}
+        buildx = self.sh.out([DOCKER28, "buildx", "version"], extra_env=extra)
+        repo = f"bench-{self.rid}-u6"
+        registry = f"{self.push_host}/{repo}"
+        argv = self.ragbuild("--env", "dev", "--registry", registry, "--push",
+                             "-t", "bench-a", "-t", "bench-b", *self.pip_args)
+        logs = self.work / "unchanged-logs"
+        logs.mkdir()
+        try:
+            for attempt in range(1, ATTEMPTS + 1):  # the first push: retried like a round
+                try:
+                    first = self.sh.run(argv, cwd=copy, extra_env=extra, capture=True)
+                    break
+                except CommandError as failure:
+                    if attempt == ATTEMPTS:
+                        raise
+                    self.retried(failure)
+            text = first.stdout + first.stderr
+            tags = sorted(set(re.findall(rf"{re.escape(registry)}:([\w][\w.-]*)", text)))
+            if len(tags) != 6 or "pushed and verified 6 tags" not in text:
+                raise SystemExit(f"error: build-image.py did not push six tags ({tags})")
+            sha = self.sh.out([self.git, "rev-parse", "--short", "HEAD"], cwd=copy)
+            stamp = next(t for t in tags if t.startswith("dev-"))[4:]
+            bx_argv = [DOCKER28, "buildx", "build", "--provenance=false",
+                       "--build-arg", "ENVIRONMENT=dev", "--build-arg", f"GIT_COMMIT={sha}",
+                       "--build-arg", f"BUILD_TIMESTAMP={stamp}", *self.pip_args]
+            for tag in tags:
+                bx_argv += ["-t", f"{registry}:{tag}"]
+            bx_argv += ["--push", "."]
+            self.sh.run(bx_argv, cwd=copy, extra_env=extra)  # warm-up: its cache, its pushes
+            sec = "7. six unchanged tags (Docker 28 client)"
+            rag = self.row(sec, "`build-image.py --env dev --registry R --push -t bench-a -t bench-b`",
+                           "cached build, 6 tags pushed and verified")
+            bx = self.row(sec, "`docker buildx build --provenance=false -t R:... (the same 6) --push .`",
+                          f"cached build, 6 tags pushed; {buildx}")
+
+            def ragbuild_run(i):
+                out = logs / f"ragbuild-{i}.log"
+                elapsed = self.sh.timed(argv, cwd=copy, extra_env=extra, output=out)
+                if "pushed and verified 6 tags" not in out.read_text(errors="replace"):
+                    raise CommandError(f"error: {out}: build-image.py did not push and verify 6 tags")
+                return elapsed
+
+            interleave(self, [(rag, ragbuild_run),
+                              (bx, lambda i: self.sh.timed(bx_argv, cwd=copy, extra_env=extra,
+                                                           output=logs / f"buildx-{i}.log"))],
+                       self.args.push_runs)
+            self.ran_unchanged = True
+            limit, what = TARGETS["unchanged"]
+            ratio = rag.median / bx.median
+            self.ratios.append((what, f"{ratio:.3f}", f"<= {limit}", met(ratio, limit)))
+        finally:
+            self.drop_repo(repo)
+
     # -- report ---------------------------------------------------------------------------------
 
     def base_id(self) -> None:
@@ -592,13 +837,28 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
                 pass
             return platform.processor() or "unknown CPU"
 
+        def memory_and_os():
+            try:
+                with open("/proc/meminfo", encoding="utf-8") as f:
+                    kb = int(f.readline().split()[1])
+                with open("/etc/debian_version", encoding="utf-8") as f:
+                    debian = f"Debian {f.read().strip()}"
+            except (OSError, ValueError, IndexError):
+                return ""
+            return f"{kb / 2**20:.0f} GB, {debian}, "
+
         fmt = "{{.Client.Version}} / {{.Server.Version}}"
         versions = self.sh.out([self.docker, "version", "--format", fmt])
         nproc = self.sh.out(["nproc"])
+        other = ""
+        if self.ran_unchanged:
+            client = self.sh.out([DOCKER28, "version", "--format", "{{.Client.Version}}"], check=False)
+            other = f"; section 7: docker client {client} ({DOCKER28}) with the buildx plugin"
         return [
             f"date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-            f"machine: {nproc} cores ({cpu_model()}), Linux {platform.release()}, "
-            f"docker client / server {versions} ({self.docker}), Python {platform.python_version()}",
+            f"machine: {nproc} cores ({cpu_model()}), {memory_and_os()}Linux {platform.release()}, "
+            f"docker client / server {versions} ({self.docker}){other}, "
+            f"Python {platform.python_version()}",
             f"command: `make bench` (ran `{shlex.join(['benchmarks/run.py', *sys.argv[1:]])}`)",
         ]
 
@@ -666,10 +926,14 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
 
     def cleanup(self) -> None:
         refs = self.sh.out([self.docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).split()
-        prefixes = (f"{SMALL}:", f"{WORKER}:", f"{SINGLE}:", f"{self.push_host}/bench-{self.rid}")
+        prefixes = (f"{SMALL}:", f"{WORKER}:", f"{SINGLE}:", f"{REAL_MULTI}:", f"{REAL_MULTI}-pyc:",
+                    f"{REAL_SINGLE}:", f"{self.push_host}/bench-{self.rid}")
         mine = [ref for ref in refs if ref.startswith(prefixes)]
         for k in range(0, len(mine), 50):
             self.sh.run([self.docker, "image", "rm", *mine[k:k + 50]], check=False)
+        if self.markers:
+            pruned = self.prune_cache_mounts(f"bench-{self.rid}-")
+            log(f"removed {pruned} cache mount(s) of the cold builds")
         if self.repos_dir.is_dir():
             for path in self.repos_dir.glob(f"bench-{self.rid}-*"):
                 shutil.rmtree(path, ignore_errors=True)
@@ -706,8 +970,15 @@ def main() -> int:
     parser.add_argument("--worker-runs", type=int, default=5,
                         help="rounds of cold/change/no-change worker builds (default: 5)")
     parser.add_argument("--push-runs", type=int, default=5, help="rounds of pushes (default: 5)")
+    parser.add_argument("--realistic-runs", type=int, default=2,
+                        help="rounds of the realistic-set builds, per layout (default: 2)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and images")
     args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    if only - set(SECTIONS) or not only:
+        parser.error(f"--only: choose among {', '.join(SECTIONS)}")
     env = load_env_file(args.env_file)
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ragbuild-bench-"))
@@ -717,15 +988,31 @@ def main() -> int:
     ok = False
     try:
         bench.base_id()
-        bench.wrapper_overhead()
-        bench.samples.append(load_sample())
-        copy = bench.worker()
-        bench.samples.append(load_sample())
-        bench.size(copy)
-        bench.push(copy)
-        bench.samples.append(load_sample())
-        bench.cli()
-        bench.samples.append(load_sample())
+        if only & {"wrapper", "cli"}:
+            bench.wrapper_overhead()  # also makes the small context section 5 runs in
+            bench.samples.append(load_sample())
+        if "worker" in only:
+            copy = bench.worker()
+            bench.samples.append(load_sample())
+        else:
+            copy = bench.worker_copy()
+            if only & {"size", "push"}:
+                bench.sh.run(bench.ragbuild("--env", "dev", "--image-name", WORKER, *bench.pip_args),
+                             cwd=copy, extra_env={"PATH": bench.path, "DOCKER": bench.docker})
+        if "size" in only:
+            bench.size(copy)
+        if "push" in only:
+            bench.push(copy)
+            bench.samples.append(load_sample())
+        if "cli" in only:
+            bench.cli()
+            bench.samples.append(load_sample())
+        if "realistic" in only:
+            bench.realistic()
+            bench.samples.append(load_sample())
+        if "unchanged" in only:
+            bench.unchanged(copy)
+            bench.samples.append(load_sample())
         bench.base_id()
         if len(set(bench.base_ids)) > 1:
             bench.notes.append(f"the base image {env.get('E2E_BASE_IMAGE')} was replaced during "
@@ -740,7 +1027,9 @@ def main() -> int:
             "build args, in a git-initialised temp copy of Dockerfile, .dockerignore, setup.cfg "
             "and src/; "
             "each change run appends one comment line to src/rag_worker/inference.py "
-            "and commits it",
+            "and commits it; its cold build (`--no-cache`) reruns every step but keeps the "
+            "Dockerfile's BuildKit cache mounts (uv's wheel cache, the last venv): `--no-cache` "
+            "does not empty them (section 6 measures cold builds with empty ones)",
             f"pushes go to the harness's plain registry ({env['E2E_REGISTRY']}) addressed as "
             f"{bench.push_host}, each first push to a new repository that is removed from the "
             "registry's storage right after, so no later push can mount its layers from it; "

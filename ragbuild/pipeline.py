@@ -120,7 +120,8 @@ def gather(runner: Runner, options: Options, config: Config,
     """Facts, then the plan, printed before any step runs."""
     facts = steps.gather_facts(runner, options, environ)
     plan = steps.make_plan(options, config, facts)
-    runner.docker_flags = plan.docker.docker_flags()  # every docker command: where it builds
+    if plan.docker is not None:  # every docker command: where it builds
+        runner.docker_flags = plan.docker.docker_flags()
     git = facts.git
     if not git.sha:
         runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")

@@ -27,14 +27,10 @@ from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials, Docke
                                RegistryConfig, daemon_down,
                                daemon_unreachable, parse_registry_config, read_docker_config,
                                registry_config_command)
-from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed
+from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
+from ragbuild.limits import Limits
 from ragbuild.plan import BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
-
-#: Attempts per ``docker push`` / read-back when the failure looks transient.
-ATTEMPTS = 3
-#: Seconds to wait before the second attempt; doubled before each further one.
-BACKOFF = 2.0
 
 INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
                "application/vnd.oci.image.index.v1+json")
@@ -177,16 +173,10 @@ def parse_index_raw(text: str) -> Index:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def attestation_probe_command() -> Command:
-    """``docker build --help`` lists ``--provenance`` exactly when the build goes through buildx
-    (docker >= 23 with the plugin), the one case where the flag is both needed and accepted."""
-    return Command(("docker", "build", "--help"), check=False, kind=Kind.PROBE,
-                   dry_note="a real run adds --provenance=false --sbom=false to the build when "
-                            "`docker build --help` lists --provenance (docker build is buildx)")
-
-
-def push_command(ref: str) -> Command:
-    return Command(("docker", "push", ref), mode=Mode.TEE, check=False,
+def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
+    """``docker push ref``: shown live (``TEE``), or kept and shown when done (``CAPTURE``, for
+    the tags pushed at once)."""
+    return Command(("docker", "push", ref), mode=mode, check=False,
                    assume=f"digest: {DRY_DIGEST} size: 0")
 
 
@@ -222,10 +212,11 @@ def imagetools_inspect_command(ref: str, platforms: tuple[str, ...] = ()) -> Com
 
 def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfig] = None,
             environ: Optional[Mapping[str, str]] = None) -> PushPlan:
-    """Before the build, for every registry: the attestation probe; the credential helper docker
-    resolves for the host is installed; for ECR the login (none with ECR's own helper), the
-    repository and its immutable tags; the daemon's view of the registry (insecure or not, from
-    ``docker info``); and the registry answers and accepts docker's credentials (access.py).
+    """Before the build, for every registry: the credential helper docker resolves for the host
+    is installed; for ECR the login (none with ECR's own helper), the repository and its
+    immutable tags; the daemon's view of the registry (insecure or not, from ``docker info``);
+    and the registry answers and accepts docker's credentials (access.py). No probe of the
+    client for attestations: see ``plan.build_command``.
     ``docker_config`` and ``environ`` default to docker's config and the process environment."""
     from ragbuild import access
 
@@ -233,11 +224,9 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     docker_config = read_docker_config(environ) if docker_config is None else docker_config
     registry = plan.registry
     assert registry is not None
-    if plan.buildx:
-        no_attestations = True  # docker buildx build takes --provenance: nothing to probe
-    else:
-        probe = runner.run(attestation_probe_command())
-        no_attestations = probe.ok and "--provenance" in probe.stdout
+    # `docker buildx build` gets --provenance=false --sbom=false; a plain `docker build` that
+    # may be buildx gets BUILDX_NO_DEFAULT_ATTESTATIONS=1 instead (plan.build_command): no probe
+    no_attestations = bool(plan.buildx)
     refs: tuple[str, ...] = plan.refs
     skipped: tuple[str, ...] = ()
     creds = docker_config.credentials(registry.host)
@@ -292,19 +281,23 @@ def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
 
 
 def run_retrying(runner: Runner, cmd: Command, sleep: Callable[[float], None],
-                 what: str, attempts: int = ATTEMPTS) -> tuple[Result, Optional[Failure]]:
-    """Run ``cmd``; retry a transient failure with exponential backoff, ``attempts`` in all.
-    Returns the last result and its failure kind (None when it succeeded)."""
+                 what: str, limits: Limits = Limits(),
+                 first: Optional[Result] = None) -> tuple[Result, Optional[Failure]]:
+    """Run ``cmd``; retry a transient failure with exponential backoff: ``limits.push_attempts``
+    in all, ``limits.push_backoff`` seconds before the second, doubled before each further one
+    (limits.py: --push-attempts, --push-backoff). ``first``: the result of a first attempt
+    already run (``Runner.run_all``). Returns the last result and its failure kind (None when
+    it succeeded)."""
     attempt = 1
-    result = runner.run(cmd)
+    result = first if first is not None else runner.run(cmd)
     while not result.ok:
         output = result.stdout + result.stderr
         kind = classify_failure(output)
-        if kind is not Failure.TRANSIENT or attempt == attempts:
+        if kind is not Failure.TRANSIENT or attempt >= limits.push_attempts:
             return result, kind
-        delay = BACKOFF * 2 ** (attempt - 1)
+        delay = limits.push_backoff * 2 ** (attempt - 1)
         runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
-                   f"(attempt {attempt + 1} of {attempts})")
+                   f"(attempt {attempt + 1} of {limits.push_attempts})")
         sleep(delay)
         attempt += 1
         result = runner.run(cmd)
@@ -324,24 +317,51 @@ class Context:
 
 
 def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> None:
-    """``docker push`` each ref on its own, recording each digest in ``digests`` as it goes (a
-    failure keeps those pushed). On a failure or Ctrl-C the error lists what was pushed and what
+    """``docker push`` each ref on its own, recording each digest in ``digests`` (a failure
+    keeps those pushed). The first ref goes alone, its progress shown live: it uploads the
+    layers. The others only point more tags at the same manifest, so they go at once
+    (``Runner.run_all``), each one's output shown when it is done; a transient failure among
+    them is retried on its own. On a failure or Ctrl-C the error lists what was pushed and what
     was not."""
+    refs = ctx.push.refs
     try:
-        for ref in ctx.push.refs:
-            result, kind = run_retrying(runner, push_command(ref), ctx.sleep, f"docker push {ref}")
-            output = result.stdout + result.stderr
-            if not result.ok:
-                raise PushFailed(f"{explain_push(ctx, ref, kind)}\n{tail(output)}")
-            digests[ref] = parse_push_digest(output)
-            if not digests[ref]:
-                raise PushFailed(f"docker push {ref} succeeded but printed no digest, so it "
-                                 f"cannot be verified:\n{tail(output)}")
+        if refs:
+            result, kind = run_retrying(runner, push_command(refs[0]), ctx.sleep,
+                                        f"docker push {refs[0]}", ctx.plan.limits)
+            _record(ctx, refs[0], result, kind, digests)
+        rest = refs[1:]
+        commands = [push_command(ref, Mode.CAPTURE) for ref in rest]
+        firsts = runner.run_all(commands, show_output=True) if rest else []
+        results = dict(zip(rest, firsts))
+        for ref, first in results.items():  # every success is recorded before any retry
+            if first.ok:
+                digests[ref] = parse_push_digest(first.stdout + first.stderr)
+        for ref, first in results.items():
+            if not first.ok:
+                result, kind = run_retrying(runner, push_command(ref, Mode.CAPTURE), ctx.sleep,
+                                            f"docker push {ref}", ctx.plan.limits, first=first)
+                _record(ctx, ref, result, kind, digests)
+        for ref, first in results.items():
+            if first.ok:
+                _record(ctx, ref, first, None, digests)  # fails on a success without a digest
     except PushFailed as failure:
         raise PushFailed(f"{failure}\n{_progress(ctx, digests)}") from None
     except (Interrupted, KeyboardInterrupt) as stop:
-        text = str(stop) if isinstance(stop, Interrupted) else "interrupted"
-        raise Interrupted(f"{text}\n{_progress(ctx, digests)}") from None
+        text = str(stop) if isinstance(stop, Interrupted) else interrupted_text(signal_of(stop))
+        raise Interrupted(f"{text}\n{_progress(ctx, digests)}", signum=signal_of(stop)) from None
+
+
+def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
+            digests: MutableMapping[str, Optional[str]]) -> None:
+    """Note what ``docker push ref`` reported in ``digests``; PushFailed when it failed, or
+    succeeded without naming a digest (the ref is then listed as pushed, digest unknown)."""
+    output = result.stdout + result.stderr
+    if not result.ok:
+        raise PushFailed(f"{explain_push(ctx, ref, kind)}\n{tail(output)}")
+    digests[ref] = digests.get(ref) or parse_push_digest(output)
+    if not digests[ref]:
+        raise PushFailed(f"docker push {ref} succeeded but printed no digest, so it "
+                         f"cannot be verified:\n{tail(output)}")
 
 
 def _progress(ctx: Context, digests: Mapping[str, Optional[str]]) -> str:
@@ -387,7 +407,8 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
         return (f"{ref}: cannot reach {host}: check the host and port in --registry and that "
                 "the registry is up")
     if kind is Failure.TRANSIENT:
-        return f"{ref}: push failed {ATTEMPTS} times with a network or registry error"
+        return (f"{ref}: push failed {ctx.plan.limits.push_attempts} times with a network or "
+                "registry error (--push-attempts, --push-backoff)")
     return f"docker push {ref} failed"
 
 
@@ -460,9 +481,11 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     problems: list[str] = []
     found: dict[str, str] = {}
     unread: list[str] = []
-    for ref in ctx.push.refs:
-        cmd = read_back.command(ref)
-        result, _ = run_retrying(runner, cmd, ctx.sleep, cmd.display())
+    # one concurrent pass reads every ref back; a transient failure is retried on its own
+    commands = [read_back.command(ref) for ref in ctx.push.refs]
+    firsts = runner.run_all(commands)
+    for ref, cmd, first in zip(ctx.push.refs, commands, firsts):
+        result, _ = run_retrying(runner, cmd, ctx.sleep, cmd.display(), plan.limits, first=first)
         if not result.ok:
             said = result.stdout + result.stderr
             if digests.get(ref) and not plan.multi_platform:

@@ -21,9 +21,11 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass, replace
-from typing import IO, Callable, Optional, TypeVar, cast
+from typing import IO, Callable, Optional, Sequence, TypeVar, cast
 
-from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
+from ragbuild import signals
+from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
+                             signal_of)
 from ragbuild.plan import Command, Kind, Mode
 
 T = TypeVar("T")
@@ -128,9 +130,57 @@ class Runner:
         if stdin is not None and cmd.stdin is None:
             raise ValueError("secret given to a command that does not read stdin")
         cmd = self._targeted(cmd)
-        program = resolve(cmd.argv[0])
         if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
+        proc: Optional[subprocess.Popen] = None
+        try:  # one try from the start: a signal right after popen still stops the child
+            with signals.deferred():  # a signal now is raised once proc is assigned
+                proc = self._start(cmd, stdin)
+            stdout, stderr = self._wait(proc, cmd.mode, stdin)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
+            if proc is not None:
+                _terminate(proc)
+            signum = signal_of(stop)
+            raise Interrupted(f"{interrupted_text(signum)}; stopped {' '.join(cmd.argv[:2])}",
+                              signum=signum) from None
+        return self._result(cmd, proc, stdout, stderr)
+
+    def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
+        """Run several commands at once (``CAPTURE``, no stdin) and return their results in
+        order; each is checked as ``run`` checks it. The ``+`` lines are logged first, in order;
+        then every process starts, then each is waited for. ``show_output``: each one's stdout
+        and stderr are written out when it is done, in order (as ``TEE`` would, all at once).
+        Ctrl-C stops them all."""
+        if any(cmd.mode is not Mode.CAPTURE or cmd.stdin for cmd in cmds):
+            raise ValueError("run_all runs CAPTURE commands without stdin only")
+        cmds = [self._targeted(cmd) for cmd in cmds]
+        for cmd in cmds:
+            if cmd.kind is not Kind.QUERY:
+                self.log(f"+ {cmd.display()}")
+        procs: list = []
+        try:
+            for cmd in cmds:
+                with signals.deferred():  # a signal now is raised once the child is listed
+                    procs.append(self._start(cmd, None))
+            outputs = [self._wait(proc, cmd.mode, None) for cmd, proc in zip(cmds, procs)]
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
+            for proc in procs:
+                _terminate(proc)
+            signum = signal_of(stop)
+            raise Interrupted(f"{interrupted_text(signum)}; stopped {len(procs)} "
+                              f"`{' '.join(cmds[0].argv[:2])}` commands", signum=signum) from None
+        except BaseException:
+            for proc in procs:
+                _terminate(proc)
+            raise
+        if show_output:
+            for out, err in outputs:
+                _write(self._out, out + err)
+        return [self._result(cmd, proc, out, err)
+                for cmd, proc, (out, err) in zip(cmds, procs, outputs)]
+
+    def _start(self, cmd: Command, stdin: Optional[Secret]) -> subprocess.Popen:
+        program = resolve(cmd.argv[0])
         from plumbum import local
         from plumbum.commands.processes import CommandNotFound
 
@@ -157,11 +207,10 @@ class Runner:
         except OSError as err:  # DOCKER names a directory or a file without the execute bit
             raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
                               f"{_missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
-        try:
-            stdout, stderr = self._wait(proc, cmd.mode, stdin)
-        except KeyboardInterrupt:
-            _terminate(proc)
-            raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
+        return proc
+
+    @staticmethod
+    def _result(cmd: Command, proc: subprocess.Popen, stdout: str, stderr: str) -> Result:
         result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
         if cmd.check and not result.ok:
             raise CommandFailed(failure_message(cmd, result), returncode=result.returncode)
@@ -215,6 +264,10 @@ class DryRunner(Runner):
     def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
         self._once(what, f"dry run: a real run would {what}")
         return assume
+
+    def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
+        """One after the other: the printed commands keep their order."""
+        return [self.run(cmd) for cmd in cmds]
 
     def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
         if cmd.kind is Kind.QUERY:
@@ -280,7 +333,7 @@ def _missing_message(name: str, program: str) -> str:
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a child on Ctrl-C and reap it, so nothing is left behind."""
+    """Stop a child on Ctrl-C, SIGTERM or SIGHUP and reap it, so nothing is left behind."""
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -17,7 +17,10 @@
 # and tears down what it started.
 #
 # Usage:
-#   harness.sh up [--with-buildessential]   bring everything up, write env file
+#   harness.sh up [--with-buildessential] [--with-realistic]
+#                                           bring everything up, write env file;
+#                                           --with-realistic also mirrors benchmarks/
+#                                           requirements*.txt (~120 wheels, make bench)
 #   harness.sh down                         stop what `up` started (keeps caches)
 #   harness.sh env                          print the env file path if up
 #   harness.sh status                       show what runs
@@ -409,10 +412,12 @@ ensure_base_images() {
 # ---------------------------------------------------------------- wheel mirror
 
 WHEELS=$CACHE/wheels
+# The benchmarks' realistic set (hundreds of MB) only with `up --with-realistic`.
 requirement_files() {
-    local f
+    local f bench=()
     shopt -s nullglob globstar
-    for f in "$REPO"/src/rag_worker/requirements*.txt "$REPO"/benchmarks/**/requirements*.txt; do
+    [[ -z $WITH_REALISTIC ]] || bench=("$REPO"/benchmarks/**/requirements*.txt)
+    for f in "$REPO"/src/rag_worker/requirements*.txt "${bench[@]}"; do
         [[ -f $f ]] && printf '%s\n' "$f"
     done
     shopt -u nullglob globstar
@@ -427,8 +432,11 @@ ensure_wheels() {
         printf 'fastapi\nuvicorn\n' >"$tmpreq"
         files=("$tmpreq")
     fi
-    # base tools too, for Dockerfiles that upgrade pip/setuptools/wheel
-    key=$( { printf 'extras: pip setuptools wheel\n'; for f in "${files[@]}"; do printf '== %s\n' "${f#"$REPO"/}"; cat "$f"; done; } | sha256sum | cut -d' ' -f1)
+    # base tools too, for Dockerfiles that upgrade pip/setuptools/wheel, and the
+    # Dockerfile's installer (its `ARG UV_VERSION=`)
+    local extras=(pip setuptools wheel)
+    extras+=($(sed -n 's/^ARG UV_VERSION=\([0-9][0-9.]*\).*/uv==\1/p' "$REPO/Dockerfile" 2>/dev/null | head -n 1))
+    key=$( { printf 'extras: %s\n' "${extras[*]}"; for f in "${files[@]}"; do printf '== %s\n' "${f#"$REPO"/}"; cat "$f"; done; } | sha256sum | cut -d' ' -f1)
     mkdir -p "$WHEELS"
     if [[ -f $WHEELS/.requirements.sha256 && $(<"$WHEELS/.requirements.sha256") == "$key" ]] \
         && compgen -G "$WHEELS/*.whl" >/dev/null; then
@@ -436,11 +444,18 @@ ensure_wheels() {
         [[ -z $tmpreq ]] || rm -f "$tmpreq"
         return
     fi
-    local args=()
-    for f in "${files[@]}"; do args+=(-r "$f"); done
-    log "pip wheel -> $WHEELS from: ${files[*]#"$REPO"/}"
-    if ! "$PY" -m pip wheel -q --prefer-binary --find-links "$WHEELS" -w "$WHEELS" \
-        "${args[@]}" pip setuptools wheel >"$STATE/pip-wheels.log" 2>&1; then
+    log "pip wheel -> $WHEELS from: ${files[*]#"$REPO"/} ${extras[*]}"
+    # one resolution per file: a file may pin another version of a package in another
+    # (benchmarks/requirements-realistic-bump.txt)
+    local failed=
+    : >"$STATE/pip-wheels.log"
+    for f in "${files[@]}" ""; do
+        local what=(-r "$f")
+        [[ -n $f ]] || what=("${extras[@]}")
+        "$PY" -m pip wheel -q --prefer-binary --find-links "$WHEELS" -w "$WHEELS" \
+            "${what[@]}" >>"$STATE/pip-wheels.log" 2>&1 || failed=1
+    done
+    if [[ -n $failed ]]; then
         [[ -z $tmpreq ]] || rm -f "$tmpreq"
         show_log_tail "$STATE/pip-wheels.log" 30
         die "pip wheel for the mirror failed"
@@ -1056,11 +1071,13 @@ write_env_file() {
 # ---------------------------------------------------------------- commands
 
 WITH_BE=
+WITH_REALISTIC=
 cmd_up() {
     local a t0
     for a in "$@"; do
         case $a in
             --with-buildessential) WITH_BE=1 ;;
+            --with-realistic) WITH_REALISTIC=1 ;;
             *) die "unknown option for up: $a" ;;
         esac
     done
@@ -1154,7 +1171,7 @@ cmd_start_registry() {
 
 main() {
     local cmd=${1:-}
-    [[ -n $cmd ]] || die "usage: $0 up [--with-buildessential] | down | env | status | stop-registry | start-registry"
+    [[ -n $cmd ]] || die "usage: $0 up [--with-buildessential] [--with-realistic] | down | env | status | stop-registry | start-registry"
     shift
     [[ $(id -u) == 0 ]] || die "must run as root (installs packages, edits /etc/hosts, binds :443)"
     mkdir -p "$STATE" "$CACHE"

@@ -52,11 +52,51 @@ def test_a_change_under_src_rebuilds_only_the_source_layer(project, images, uniq
     assert second_id != first_id
 
     steps = build_steps(second.stderr)
-    assert step(steps, "RUN /opt/venv/bin/pip install") == {"CACHED"}, second.describe()
-    for cached in ("COPY src/rag_worker/requirements.txt", "RUN python -m venv",
-                   "RUN groupadd", "WORKDIR /app", "COPY --from=builder"):
+    # the dependency install (its RUN mounts uv from the builder and requirements.txt)
+    assert step(steps, "RUN --mount=type=bind,from=builder") == {"CACHED"}, second.describe()
+    for cached in ("RUN PIP_ROOT_USER_ACTION=ignore", "RUN set -- ;", "RUN groupadd",
+                   "WORKDIR /app"):
         assert step(steps, cached) == {"CACHED"}, cached
     assert step(steps, "COPY src/ /app/src/") == {"DONE"}, "the changed source was not copied anew"
     # nothing else ran: every other step of the Dockerfile came from the cache
     rebuilt = [i for i, s in steps.items() if s != {"CACHED"} and not i.startswith(("FROM", "COPY src/"))]
     assert rebuilt == []
+
+
+def index_args(project, docker, images, unique, *build_args) -> list:
+    """Build the Dockerfile's builder stage with ``build_args``; the uv flags it wrote."""
+    tag = unique("uv-flags")
+    argv = ["build", "--target", "builder", "-t", tag]
+    for arg in build_args:
+        argv += ["--build-arg", arg]
+    docker(*argv, str(project.path), env={"DOCKER_BUILDKIT": "1"}).assert_ok()
+    images.track(docker.image_id(tag))
+    done = docker.quiet("run", "--rm", tag, "cat", "/opt/uv/index-args")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_pip_settings_reach_uv_as_flags(project, docker, images, unique, e2e_env):
+    """pip's variables, as build args, become uv's flags (uv reads none of PIP_*): lists split
+    on spaces, pip's true values of PIP_NO_INDEX in any case, credentials kept in the URL."""
+    mirror = e2e_env["E2E_WHEEL_MIRROR"]  # http://HOST:PORT/
+    host = mirror.split("/")[2].split(":")[0]
+    got = index_args(project, docker, images, unique,
+                     f"PIP_FIND_LINKS={mirror} /wheels", "PIP_NO_INDEX=TRUE",
+                     f"PIP_TRUSTED_HOST={host} other.invalid:8443",
+                     "PIP_INDEX_URL=https://user:tok@index.invalid/simple",
+                     "PIP_EXTRA_INDEX_URL=https://a.invalid/simple https://b.invalid/simple")
+    assert got == ["--index-url", "https://user:tok@index.invalid/simple",
+                   "--extra-index-url", "https://a.invalid/simple",
+                   "--extra-index-url", "https://b.invalid/simple",
+                   "--find-links", mirror, "--find-links", "/wheels",
+                   "--allow-insecure-host", host, "--allow-insecure-host", "other.invalid:8443",
+                   "--no-index"]
+    # a false or empty PIP_NO_INDEX is no --no-index (the mirror as the index: pip finds uv
+    # through the find-links, its index lookup of the flat directory is a quick 404)
+    for false in ("off", "0", ""):
+        got = index_args(project, docker, images, unique, f"PIP_INDEX_URL={mirror}",
+                         f"PIP_FIND_LINKS={mirror}", f"PIP_TRUSTED_HOST={host}",
+                         f"PIP_NO_INDEX={false}")
+        assert got == ["--index-url", mirror, "--find-links", mirror,
+                       "--allow-insecure-host", host], false

@@ -12,6 +12,7 @@ import re
 import socket
 import stat
 import time
+import urllib.parse
 import urllib.request
 from datetime import datetime
 
@@ -65,7 +66,7 @@ def test_build_dev_puts_every_tag_on_one_image(dev_build):
     assert set(dev_build.repo_tags) == expected
 
 
-def test_build_dev_labels_carry_the_build_args(dev_build, docker):
+def test_build_dev_labels_carry_the_build_args(dev_build, docker, e2e_env):
     config = docker.inspect(dev_build.image_id)["Config"]
     labels = config["Labels"]
     assert labels["org.opencontainers.image.title"] == "rag-worker"
@@ -78,8 +79,16 @@ def test_build_dev_labels_carry_the_build_args(dev_build, docker):
     assert env["ENVIRONMENT"] == "dev"
     assert env["GIT_COMMIT"] == dev_build.project.sha
     assert env["BUILD_TIMESTAMP"] == dev_build.timestamp
-    # no package-index setting of the builder stage reaches the image
-    assert not [key for key in env if key.startswith("PIP_") and key != "PIP_DISABLE_PIP_VERSION_CHECK"]
+    # no package-index setting of the builder stage reaches the image: not its env, not its
+    # history (a build arg a RUN step used shows there), not the uv flags made from them
+    assert not [key for key in env if key.startswith(("PIP_", "UV_"))]
+    done = docker.quiet("history", "--no-trunc", "--format", "{{.CreatedBy}}", dev_build.image_id)
+    history = done.stdout
+    assert done.returncode == 0 and "/tmp/uv/index-args" in history, done  # the install step
+    mirror = urllib.parse.urlsplit(e2e_env["E2E_WHEEL_MIRROR"]).netloc  # host:port
+    for setting in ("PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_TRUSTED_HOST", "--find-links",
+                    "--no-index", "--allow-insecure-host", mirror):
+        assert setting not in history, setting
 
 
 def test_build_dev_image_runs_as_a_non_root_user(dev_build, docker):

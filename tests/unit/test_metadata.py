@@ -30,15 +30,18 @@ def register_build_and_inspect(fp, refs=REFS, build_rc=0, labels=LABELS):
 
 
 def register_push(fp, refs, fail_at=None):
-    fp.register([fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
+    """The build, then a push per ref (the one at ``fail_at`` refused: the refs after the first
+    are pushed at once, so the others still go), then the read-backs if nothing failed."""
     register_build_and_inspect(fp, refs)
     for i, ref in enumerate(refs):
         if i == fail_at:
             fp.register([fp.program("docker"), "push", ref], returncode=1,
                         stderr="denied: requested access to the resource is denied\n")
-            return
+            continue
         fp.register([fp.program("docker"), "push", ref],
                     stdout=f"{ref.rsplit(':', 1)[1]}: digest: {DIGEST} size: 528\n")
+    if fail_at is not None:
+        return
     for ref in refs:
         fp.register([fp.program("docker"), "manifest", "inspect", "--insecure", "--verbose", ref],
                     stdout=json.dumps({"Descriptor": {"mediaType": MANIFEST, "digest": DIGEST}}))
@@ -160,14 +163,15 @@ def test_a_failed_build_still_writes_the_metadata(project, strict_fp, capsys, gh
     assert "wrote the build metadata (failed) to build.json" in capsys.readouterr().err
 
 
-def test_a_failed_push_keeps_the_digests_of_the_refs_pushed_before_it(project, strict_fp, capsys):
+def test_a_failed_push_keeps_the_digests_of_the_refs_that_were_pushed(project, strict_fp, capsys):
     refs = local_refs()
     register_push(strict_fp, refs, fail_at=1)
     code = cli.main(["--env", "dev", "--registry", LOCAL, "--push", "--metadata-file", "m.json"])
     assert code == 1
     doc = json.loads((project / "m.json").read_text())
     assert doc["status"] == "failed" and doc["failed_step"] == "push"
-    assert doc["digests"] == {refs[0]: DIGEST} and doc["digest"] is None
+    assert doc["digests"] == {ref: DIGEST for ref in refs if ref != refs[1]}
+    assert doc["digest"] is None
     assert doc["image_id"] == IMAGE_ID
     assert list(doc["steps"]) == ["context", "pre-flight", "build", "inspect", "push"]
 

@@ -12,8 +12,8 @@ import pytest
 from ragbuild import cli, ecr, push
 from ragbuild.builders import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
-from ragbuild.plan import (Config, GitInfo, Options, PushPlan, format_created, make_plan,
-                           parse_registry)
+from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, format_created,
+                           make_plan, parse_registry)
 from ragbuild.runner import DryRunner, Runner
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -63,11 +63,7 @@ def aws(fp, *args, **kw):
     fp.register([fp.program("aws"), "ecr", *args], **kw)
 
 
-def register_probe(fp, buildx=False):
-    help_text = "Usage:  docker build [OPTIONS] PATH | URL | -\n      --pull\n"
-    if buildx:
-        help_text += "      --provenance string   Shorthand for \"--attest=type=provenance\"\n"
-    docker(fp, "build", "--help", stdout=help_text)
+def register_preflight(fp):
     fakes.register_registry_config(fp)  # asked after the login and repository checks
 
 
@@ -280,7 +276,7 @@ def test_an_unreadable_docker_config_means_no_credential_helper(fp, clean_env, c
     """One reader of config.json (steps.read_docker_config): non-UTF-8 or malformed is nothing
     set, as for the current context, never a traceback."""
     (clean_env / "config.json").write_bytes(content)
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     assert push.prepare(Runner(), build_plan()).helper is None
@@ -291,7 +287,7 @@ def test_an_unreadable_docker_config_means_no_credential_helper(fp, clean_env, c
 
 def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, caplog):
     caplog.set_level(logging.DEBUG)
-    register_probe(fp)
+    register_preflight(fp)
     seen = []
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
@@ -310,7 +306,7 @@ def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, ca
 def test_login_message_names_the_aws_profile_and_endpoint(fp, capsys, monkeypatch):
     monkeypatch.setenv("AWS_PROFILE", "ci")
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:18633")
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     push.prepare(Runner(), build_plan())
@@ -319,7 +315,7 @@ def test_login_message_names_the_aws_profile_and_endpoint(fp, capsys, monkeypatc
 
 
 def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
-    register_probe(fp)
+    register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
     # even if docker echoed the password, the message shows *** instead
     docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, returncode=1,
@@ -349,7 +345,7 @@ def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
      "ecr:GetAuthorizationToken"),
 ])
 def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
-    register_probe(fp)
+    register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", returncode=255, stderr=stderr + "\n")
     with pytest.raises(CommandFailed) as err:
         push.prepare(Runner(), build_plan())
@@ -358,7 +354,7 @@ def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
 
 
 def test_missing_aws_cli_names_how_to_install_it(fp, monkeypatch):
-    register_probe(fp)
+    register_preflight(fp)
     monkeypatch.setenv("AWS_CLI", "ragbuild-test-no-such-aws")
     with pytest.raises(ToolMissing) as err:
         push.prepare(Runner(), build_plan())
@@ -387,7 +383,7 @@ def register_helper_get(fp, name="ecr-login", stdout=None, returncode=0, stderr=
 def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_path, monkeypatch):
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
     install_fake_helper(tmp_path, monkeypatch)
-    register_probe(fp)
+    register_preflight(fp)
     register_describe(fp, stdout=repository_json())
     register_helper_get(fp)
     pushing = push.prepare(Runner(), build_plan())
@@ -401,7 +397,7 @@ def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_pat
 def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
     """Known up front: docker would push without credentials after the whole build."""
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
-    register_probe(fp)
+    register_preflight(fp)
     with pytest.raises(PushFailed) as err:
         push.prepare(Runner(), build_plan())
     message = str(err.value)
@@ -411,25 +407,35 @@ def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
 
 
 def test_plain_registry_gets_no_login_and_no_preflight(fp):
-    register_probe(fp)
+    register_preflight(fp)
     pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
     assert pushing.refs == tuple(refs_of(f"{PLAIN}/rag-worker"))
-    # the attestation probe and the daemon's registry configuration; no login, no aws
-    assert [c[1] for c in fp.calls] == ["build", "info"]
+    # the daemon's registry configuration only: no login, no aws, no probe of the client
+    assert [c[1] for c in fp.calls] == ["info"]
 
 
-@pytest.mark.parametrize("buildx", [True, False])
-def test_buildx_builds_drop_attestations(fp, buildx):
-    register_probe(fp, buildx=buildx)
-    pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
-    assert pushing.no_attestations is buildx
+def test_a_plain_build_that_pushes_turns_buildx_default_attestations_off(fp):
+    """A plain `docker build` may be buildx (docker >= 23 with the plugin), whose default
+    provenance would make the push an image index: it gets BUILDX_NO_DEFAULT_ATTESTATIONS=1
+    (the classic builder ignores it) instead of a `docker build --help` probe; a build that
+    pushes nothing keeps its environment as it was."""
+    register_preflight(fp)
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    pushing = push.prepare(Runner(), plan)
+    assert not plan.buildx and not pushing.no_attestations
+    assert [c[1] for c in fp.calls] == ["info"]
+    cmd = build_command(plan, pushing)
+    assert dict(cmd.env) == {"DOCKER_BUILDKIT": "1", "BUILDX_NO_DEFAULT_ATTESTATIONS": "1"}
+    assert "--provenance=false" not in cmd.argv  # the classic builder would refuse the flag
+    assert dict(build_command(plan).env) == {"DOCKER_BUILDKIT": "1"}
+    assert cmd.display().startswith("DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build ")
 
 
 # --- pre-flight --------------------------------------------------------------------------------
 
 
 def test_missing_repository_names_the_create_command(fp):
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, returncode=254, stderr=(
         "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories "
@@ -442,7 +448,7 @@ def test_missing_repository_names_the_create_command(fp):
 
 
 def test_immutable_repository_stops_on_existing_tags(fp):
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, ["latest", "dev", "dev-20250101-000000"])
@@ -455,7 +461,7 @@ def test_immutable_repository_stops_on_existing_tags(fp):
 
 
 def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, ["latest", "dev"])
@@ -469,7 +475,7 @@ def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
 
 
 def test_exclusion_filters_decide_which_tags_conflict(fp):
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE_WITH_EXCLUSION",
                                                  filters=("latest",)))
@@ -480,7 +486,7 @@ def test_exclusion_filters_decide_which_tags_conflict(fp):
 
 
 def test_mutable_repository_needs_no_tag_listing(fp):
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="MUTABLE_WITH_EXCLUSION",
                                                  filters=("v*",)))
@@ -492,7 +498,7 @@ def test_mutable_repository_needs_no_tag_listing(fp):
 def test_fresh_immutable_repository_refuses_the_moving_tags(fp):
     """latest and the env tag must move with every build: an immutable repository would freeze
     them at their first push, so they stop the run even before they exist there."""
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
@@ -504,7 +510,7 @@ def test_fresh_immutable_repository_refuses_the_moving_tags(fp):
 
 
 def test_fresh_immutable_repository_with_skip_pushes_only_new_unique_tags(fp):
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
@@ -616,13 +622,47 @@ def test_failed_push_lists_what_was_and_was_not_pushed(fp):
     register_push(fp, b)
     register_push(fp, c, stdout="denied: requested access to the resource is denied\n",
                   returncode=1)
+    register_push(fp, d)  # the refs after the first go at once: d is pushed all the same
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
     assert err.value.exit_code == 1
     message = str(err.value)
-    assert f"pushed: {a}, {b}\n" in message
-    assert f"not pushed: {c}, {d}" in message
-    assert fp.call_count([fp.program("docker"), "push", d]) == 0
+    assert f"pushed: {a}, {b}, {d}\n" in message
+    assert message.endswith(f"not pushed: {c}")
+    assert fp.call_count([fp.program("docker"), "manifest", fp.any()]) == 0  # no verification
+
+
+def test_a_failed_first_push_stops_before_the_others(fp):
+    """The first ref uploads the layers, alone: when it fails, no other tag is tried."""
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    a, b, c, d = plan.refs
+    register_push(fp, a, stdout="denied: requested access to the resource is denied\n",
+                  returncode=1)
+    with pytest.raises(PushFailed) as err:
+        push_and_verify(prepared(plan), Runner())
+    assert str(err.value).endswith(f"pushed: nothing\nnot pushed: {a}, {b}, {c}, {d}")
+    assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 1
+
+
+def test_the_tags_after_the_first_are_pushed_at_once_with_their_output_shown(fp, capsys):
+    """All of them are started before any is waited for (the + lines come first), their
+    output is shown, and a transient failure among them is retried on its own."""
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    a, b, c, d = plan.refs
+    register_push(fp, a)
+    register_push(fp, b, stdout="read: connection reset by peer\n", returncode=1)
+    register_push(fp, b)
+    register_push(fp, c)
+    register_push(fp, d)
+    sleep = FakeSleep()
+    digests = {}
+    push.push(Runner(), prepared(plan, sleep), digests)
+    assert digests == {a: DIGEST, c: DIGEST, d: DIGEST, b: DIGEST}
+    assert sleep.delays == [2.0]
+    out, err = capsys.readouterr()
+    plus = [line for line in err.splitlines() if line.startswith("+ docker push ")]
+    assert plus == [f"+ docker push {ref}" for ref in (a, b, c, d, b)]
+    assert all(push_ok(ref, DIGEST) in out for ref in (a, c, d))
 
 
 # --- verification ------------------------------------------------------------------------------
@@ -682,19 +722,18 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
                     runner)
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0] == "docker build --help"  # the probe is printed like any other command
-    assert lines[1] == "aws ecr get-login-password --region us-east-1"
-    assert lines[2] == (f"docker login --username AWS --password-stdin {ECR} "
+    assert lines[0] == "aws ecr get-login-password --region us-east-1"
+    assert lines[1] == (f"docker login --username AWS --password-stdin {ECR} "
                         "< <password from aws ecr get-login-password>")
-    assert lines[3].startswith("aws ecr describe-repositories --repository-names rag-worker")
-    assert lines[4] == "docker info --format '{{json .RegistryConfig}}'"
-    assert lines[5:9] == [f"docker push {ref}" for ref in plan.refs]
-    assert lines[9:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
+    assert lines[2].startswith("aws ecr describe-repositories --repository-names rag-worker")
+    assert lines[3] == "docker info --format '{{json .RegistryConfig}}'"
+    assert lines[4:8] == [f"docker push {ref}" for ref in plan.refs]
+    # the read-backs, printed in order (a real run starts them at once)
+    assert lines[8:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
                          for ref in plan.refs]
     assert PASSWORD not in out
-    assert len(fp.calls) == 0  # not even the probe ran
+    assert len(fp.calls) == 0
     # what the dry run cannot know is said on stderr
-    assert "a real run adds --provenance=false --sbom=false" in err
     assert "lists the repository's tags (aws ecr list-images)" in err
     assert f"dry run: a real run would ask {ECR}/v2/ (HTTPS) whether it answers" in err
     assert "pushed and verified" not in err and "logged in" not in err  # a real run's findings
@@ -711,7 +750,7 @@ def test_dry_run_warns_about_a_missing_credential_helper_and_shows_the_rest(fp, 
     out, err = capsys.readouterr()
     assert ("warning: docker-credential-ecr-login, which credHelpers in" in err
             and "(a real run stops here)" in err)
-    assert out.splitlines()[1].startswith("aws ecr describe-repositories ")
+    assert out.splitlines()[0].startswith("aws ecr describe-repositories ")
     assert pushing.helper == "ecr-login" and len(fp.calls) == 0
 
 
@@ -749,7 +788,7 @@ def cli_build_argv(ref):
 
 def test_failed_build_never_pushes(fp, project, capsys):
     register_git(fp)
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
@@ -766,7 +805,7 @@ def test_failed_build_never_pushes(fp, project, capsys):
 
 def test_failed_preflight_never_builds(fp, project, capsys):
     register_git(fp)
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, returncode=254,
                       stderr="An error occurred (RepositoryNotFoundException) ...\n")
@@ -781,13 +820,12 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
         fp, project, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     register_git(fp)
-    register_probe(fp, buildx=True)
+    register_preflight(fp)
     seen = []
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
-    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "--provenance=false",
-                 "--sbom=false", "."])
+    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "."])
     tags = json.dumps(refs)
     docker(fp, "image", "inspect", "--format",
            "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", refs[0],
@@ -802,9 +840,9 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
     assert seen == [PASSWORD.encode()]
     assert out.splitlines()[-1] == f"{ECR}/rag-worker@{DIGEST}"
     assert PASSWORD not in out + err + caplog.text
-    # every push comes after the build, which dropped buildx's attestations
+    # every push comes after the build (BUILDX_NO_DEFAULT_ATTESTATIONS=1: see above)
     calls = [list(c) for c in fp.calls]
-    build_at = [i for i, c in enumerate(calls) if "--provenance=false" in c]
+    build_at = [i for i, c in enumerate(calls) if c[1] == "build"]
     pushes_at = [i for i, c in enumerate(calls) if c[1] == "push"]
     assert len(build_at) == 1 and len(pushes_at) == 4 and min(pushes_at) > build_at[0]
 
@@ -818,12 +856,14 @@ def test_a_push_without_a_digest_is_listed_as_pushed(fp):
     a, b, c, d = plan.refs
     register_push(fp, a)
     register_push(fp, b, stdout="b: Pushed\n")  # exit 0, no digest line
+    register_push(fp, c)  # pushed at once with b
+    register_push(fp, d)
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
     message = str(err.value)
     assert "succeeded but printed no digest" in message
-    assert f"pushed: {a}, {b} (digest unknown)\n" in message
-    assert message.endswith(f"not pushed: {c}, {d}")
+    assert f"pushed: {a}, {b} (digest unknown), {c}, {d}\n" in message
+    assert message.endswith("not pushed: nothing")
 
 
 @pytest.mark.parametrize("stop", ["child", "sleep"])
@@ -831,26 +871,26 @@ def test_ctrl_c_during_the_pushes_lists_what_was_pushed_and_exits_130(fp, monkey
     plan = build_plan(f"{PLAIN}/rag-worker")
     a, b, c, d = plan.refs
     register_push(fp, a)
-    if stop == "child":  # Ctrl-C while docker push runs: the runner stops it, raises Interrupted
-        real_run = Runner.run
+    if stop == "child":  # Ctrl-C while the other tags' pushes run: the runner stops them all
+        def run_all(self, cmds, **kw):
+            raise Interrupted("interrupted; stopped 3 `docker push` commands")
 
-        def run(self, cmd, **kw):
-            if cmd.argv[-1] == b:
-                raise Interrupted("interrupted; stopped docker push")
-            return real_run(self, cmd, **kw)
-
-        monkeypatch.setattr(Runner, "run", run)
+        monkeypatch.setattr(Runner, "run_all", run_all)
         sleep = FakeSleep()
-    else:  # Ctrl-C while waiting to retry
+        expected = [f"pushed: {a}", f"not pushed: {b}, {c}, {d}"]
+    else:  # Ctrl-C while waiting to retry b: c and d, pushed at once with it, are listed
         register_push(fp, b, stdout="read: connection reset by peer\n", returncode=1)
+        register_push(fp, c)
+        register_push(fp, d)
 
         def sleep(seconds):
             raise KeyboardInterrupt
 
+        expected = [f"pushed: {a}, {c}, {d}", f"not pushed: {b}"]
     with pytest.raises(Interrupted) as err:
         push.push(Runner(), prepared(plan, sleep), {})
     assert err.value.exit_code == 130
-    assert str(err.value).splitlines()[1:] == [f"pushed: {a}", f"not pushed: {b}, {c}, {d}"]
+    assert str(err.value).splitlines()[1:] == expected
 
 
 # --- odd registry answers ----------------------------------------------------------------------
@@ -873,7 +913,7 @@ def test_a_descriptor_without_a_string_digest_is_a_verification_problem(fp, desc
 @pytest.mark.parametrize("filters", [[{"filterType": "WILDCARD", "filter": 7}], ["latest"],
                                      {"filter": "x"}])
 def test_odd_exclusion_filters_are_a_one_line_failure(fp, filters):
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     repo = json.loads(repository_json(mutability="IMMUTABLE_WITH_EXCLUSION"))
     repo["repositories"][0]["imageTagMutabilityExclusionFilters"] = filters
@@ -884,7 +924,7 @@ def test_odd_exclusion_filters_are_a_one_line_failure(fp, filters):
 
 @pytest.mark.parametrize("stdout", ['{"imageIds": "latest"}', '{"imageIds": [1]}', "[]"])
 def test_odd_list_images_output_is_a_one_line_failure(fp, stdout):
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     aws(fp, "list-images", fp.any(), stdout=stdout)
@@ -915,7 +955,7 @@ def test_fips_is_read_from_the_registry_once():
 
 def test_semver_channels_are_moving_tags_in_an_immutable_repository(fp):
     """<major> and <major>.<minor> move with every release of their line, like latest."""
-    register_probe(fp)
+    register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])

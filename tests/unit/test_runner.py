@@ -114,12 +114,12 @@ def test_dry_run_still_runs_read_only_queries(fp):
 
 
 def test_read_only_is_git_only_so_a_dry_run_starts_no_docker():
-    """The probes a plan makes (buildx, attestations) are printed in a dry run, not run."""
+    """The probes a plan makes (buildx, the read-backs) are printed in a dry run, not run."""
     from ragbuild import push
     from ragbuild.plan import buildx_version_command, git_status_command, version_tags_command
 
     assert not buildx_version_command().kind is Kind.QUERY
-    assert not push.attestation_probe_command().kind is Kind.QUERY
+    assert not push.manifest_inspect_command("h/r:t", False).kind is Kind.QUERY
     assert git_status_command().kind is Kind.QUERY and version_tags_command().kind is Kind.QUERY
 
 
@@ -449,3 +449,62 @@ def test_a_child_ignoring_sigterm_is_killed(tmp_path, monkeypatch):
                                         "sleep 30")))
     thread.join()
     assert gone(int(pidfile.read_text()))
+
+
+# --- run_all: several read-backs at once -------------------------------------------------------
+
+
+def test_run_all_runs_the_commands_at_once_and_returns_results_in_order(tmp_path):
+    """Three 0.4 s commands take about 0.4 s, not 1.2 s; the + lines come first, in order."""
+    runner, _, log = quiet_runner()
+    cmds = [Command(("sh", "-c", f"sleep 0.4; echo {n}; echo e{n} >&2"), check=False)
+            for n in range(3)]
+    started = time.monotonic()
+    results = runner.run_all(cmds)
+    elapsed = time.monotonic() - started
+    assert [(r.returncode, r.stdout, r.stderr) for r in results] == [
+        (0, f"{n}\n", f"e{n}\n") for n in range(3)]
+    assert elapsed < 1.0, elapsed
+    assert log.getvalue().splitlines() == [f"+ {cmd.display()}" for cmd in cmds]
+
+
+def test_run_all_checks_each_command_as_run_does(tmp_path):
+    runner, _, _ = quiet_runner()
+    ok = Command(("sh", "-c", "exit 0"))
+    failing = Command(("sh", "-c", "echo nope >&2; exit 3"))
+    unchecked = Command(failing.argv, check=False)
+    assert runner.run_all([ok, unchecked])[1].returncode == 3
+    with pytest.raises(CommandFailed) as err:
+        runner.run_all([ok, failing])
+    assert "failed (exit 3)" in str(err.value) and "nope" in str(err.value)
+
+
+def test_run_all_refuses_streamed_commands_and_secrets():
+    runner, _, _ = quiet_runner()
+    with pytest.raises(ValueError):
+        runner.run_all([Command(("true",), mode=Mode.TEE)])
+    with pytest.raises(ValueError):
+        runner.run_all([Command(("cat",), stdin="<password>")])
+
+
+def test_a_dry_run_prints_run_all_in_order_and_starts_nothing(fp):
+    fp.allow_unregistered(False)
+    runner, out, _ = quiet_runner(dry_run=True)
+    cmds = [Command(("docker", "manifest", "inspect", f"h/r:{n}"), kind=Kind.PROBE,
+                    assume=str(n)) for n in range(3)]
+    assert [r.stdout for r in runner.run_all(cmds)] == ["0", "1", "2"]
+    assert out.getvalue().splitlines() == [f"docker manifest inspect h/r:{n}" for n in range(3)]
+    assert len(fp.calls) == 0
+
+
+def test_ctrl_c_during_run_all_stops_every_child(tmp_path):
+    pidfile = tmp_path / "pid"
+    runner, _, _ = quiet_runner()
+    thread = sigint_when_started(pidfile)
+    long = Command(("sh", "-c", f"echo $$ >> {pidfile}; exec sleep 30"))
+    with pytest.raises(Interrupted) as err:
+        runner.run_all([long, long])
+    thread.join()
+    assert "interrupted; stopped 2" in str(err.value)
+    for pid in pidfile.read_text().split():
+        assert gone(int(pid))
