@@ -78,8 +78,11 @@ def test_buildx_client_pushes_single_image_manifests(project, tiny_context, uniq
                             *tiny_args(dockerfile)).assert_ok()
     images.track_result(result)
     build = [line for line in result.stderr.splitlines()
-             if re.match(r"\+ (DOCKER_BUILDKIT=1 )?docker (--context \S+ )?(buildx )?build (--builder \S+ )?-f ", line)]
-    assert len(build) == 1 and "--provenance=false --sbom=false" in build[0], result.describe()
+             if re.match(r"\+ ([A-Z_]+=\S+ )*docker (--context \S+ )?(buildx )?build (--builder \S+ )?-f ", line)]
+    # buildx's default attestations are off: by flag (docker buildx build) or by the variable
+    # buildx reads (docker build, which is buildx on this client)
+    assert len(build) == 1 and ("--provenance=false --sbom=false" in build[0]
+                                or "BUILDX_NO_DEFAULT_ATTESTATIONS=1 " in build[0]), result.describe()
     if builder:
         assert build[0].startswith("+ docker --context default buildx build --builder default ")
     refs = planned_refs(result)
@@ -117,7 +120,7 @@ def test_remote_engine_builds_smoke_tests_scans_and_pushes_where_it_built(
     # the summary, the smoke test and the scan found it on the remote engine
     assert docker.image_id(refs[0]) == built
     assert f"scanned {built}" in result.text
-    assert f"smoke test passed: {refs[0]} answered /health" in result.stderr, result.describe()
+    assert f"smoke test passed: {refs[0]} " in result.stderr, result.describe()
     if way in ("builder", "buildx-builder-env"):
         named = "--builder remote" if flags else "BUILDX_BUILDER=remote"
         assert f"docker daemon: docker context 'remote' ({named}: " in result.stderr
