@@ -361,6 +361,12 @@ def cmd_clean(argv) -> int:
 SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cmd_clean}
 
 
+def _error(message: str) -> None:
+    from ragbuild.output import paint
+
+    print(paint(f"error: {message}", sys.stderr), file=sys.stderr)
+
+
 def main(argv=None) -> int:
     global PROG
     PROG = program_name()
@@ -372,10 +378,10 @@ def main(argv=None) -> int:
             argv = argv[1:]
         return cmd_build(argv)
     except RagbuildError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(str(err))
         return err.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        _error("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # stdout's reader is gone (`| head -1`): nothing more can be said there, and Python's

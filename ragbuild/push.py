@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 from ragbuild.builders import NOT_FOR_SAGEMAKER
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
+from ragbuild.output import SUCCESS
 from ragbuild.plan import BuildPlan, Command, Registry
 from ragbuild.runner import Secret, ended, tail
 from ragbuild.steps import (DAEMON_DOWN_MARKERS, daemon_unreachable, docker_config_path,
@@ -510,7 +511,8 @@ class Pushing:
         if problems:
             raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
         pinned = f"{self.plan.registry.uri}@{distinct[0]}"
-        runner.log(f"pushed and verified {len(digests)} tags, all {what.format(digest=distinct[0])}:")
+        runner.log(f"pushed and verified {len(digests)} tags, all {what.format(digest=distinct[0])}:",
+                   SUCCESS)
         for ref in digests:
             runner.log(f"  {ref}")
         if self.skipped:

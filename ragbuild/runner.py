@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 
 from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
+from ragbuild.output import paint
 from ragbuild.plan import Command
 
 #: Programs whose binary can be replaced through an environment variable (``DOCKER=/usr/bin/docker``).
@@ -74,8 +75,10 @@ class Runner:
         self._log = log or sys.stderr
         self._warned = set()  # a dry run's warnings, each given once
 
-    def log(self, message: str) -> None:
-        _write(self._log, f"{message}\n")
+    def log(self, message: str, level: str | None = None) -> None:
+        """One line (or more) on stderr; ``level`` (``output.SUCCESS``...) colours it on a
+        terminal, else the message's first word does (``warning:``, ``error:``, ``+``)."""
+        _write(self._log, f"{paint(message, self._log, level)}\n")
 
     def emit(self, line: str) -> None:
         """A result line on stdout (the pinned ``<repository>@sha256:...``), where a dry run

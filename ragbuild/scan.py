@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 
 from ragbuild.errors import ScanFailed, ToolMissing, UsageError
+from ragbuild.output import SUCCESS
 from ragbuild.plan import Command
 
 PLACEHOLDER = "{image}"
@@ -94,4 +95,4 @@ def run(runner, scanner: Scanner, plan) -> None:
         pushed = "; nothing was pushed" if plan.options.push else ""
         raise ScanFailed(f"the vulnerability scan of {image} failed (exit {result.returncode}; "
                          f"its findings are above){pushed}")
-    runner.log(f"vulnerability scan passed: {image}")
+    runner.log(f"vulnerability scan passed: {image}", SUCCESS)

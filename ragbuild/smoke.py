@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from ragbuild.errors import CommandFailed, SmokeTestFailed
+from ragbuild.output import SUCCESS
 from ragbuild.plan import Command
 
 CONTAINER_PORT = 8080
@@ -109,7 +110,7 @@ def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
         if problems:
             raise SmokeTestFailed(f"{expect.image}: /health answered but {'; '.join(problems)}")
         runner.log(f"smoke test passed: {expect.image} answered /health with "
-                   f"{json.dumps(health, sort_keys=True)}")
+                   f"{json.dumps(health, sort_keys=True)}", SUCCESS)
         return health
     except SmokeTestFailed as failure:
         logs = runner.run(logs_command(container))

@@ -15,6 +15,7 @@ from ragbuild.plan import (BuildPlan, Command, GitInfo, Options, build_command, 
                            git_describe_command, human_size, inspect_command, parse_git_describe,
                            version_tags_command)
 from ragbuild.reference import familiar
+from ragbuild.output import SUCCESS
 from ragbuild.runner import ended, resolve
 
 #: What docker says when it cannot reach its daemon (``docker version``, ``docker push``, ...),
@@ -243,7 +244,8 @@ def summarize(runner, plan: BuildPlan) -> dict:
     except ValueError as bad:
         raise CommandFailed(f"cannot read docker image inspect output: {bad}: "
                             f"{_clip(result.stdout)!r}") from None
-    runner.log(f"built {info['id']} ({human_size(info['size'])}) with {len(plan.refs)} tags:")
+    runner.log(f"built {info['id']} ({human_size(info['size'])}) with {len(plan.refs)} tags:",
+               SUCCESS)
     for ref in plan.refs:
         runner.log(f"  {ref}")
     listed = {familiar(tag) for tag in info["repo_tags"]}
