@@ -9,7 +9,7 @@ VERSION ?=
 ECR_URI ?= $(ECR_REGISTRY_URI)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs clean test e2e e2e-down bench
+.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs clean completion test e2e e2e-down bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,13 @@ logs: $(VENV)/.installed ## show the local container's logs (ARGS=-f to follow)
 
 clean: $(VENV)/.installed ## remove the tags ragbuild builds made (label org.ragbuild.repository), no other
 	$(SCRIPT) clean $(ARGS)
+
+completion: $(VENV)/.installed ## write tab completion for bash and zsh to .venv/completion and print the line that enables it
+	@mkdir -p $(VENV)/completion
+	@$(SCRIPT) completion bash > $(VENV)/completion/build-image.bash
+	@$(SCRIPT) completion zsh > $(VENV)/completion/_build-image.py
+	@echo "bash: add to ~/.bashrc:  source $(abspath $(VENV))/completion/build-image.bash"
+	@echo "zsh: add to ~/.zshrc before compinit:  fpath=($(abspath $(VENV))/completion \$$fpath)"
 
 test: $(VENV)/.installed ## run the unit and service tests
 	$(PY) -m pytest tests/unit tests/service $(ARGS)

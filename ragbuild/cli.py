@@ -38,6 +38,7 @@ other commands (each has --help and --dry-run):
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
   %(prog)s clean                                remove only the tags ragbuild builds made
+  %(prog)s completion bash|zsh                  tab completion: source <(%(prog)s completion bash)
 
 environment variables:
   ECR_REGISTRY_URI     default for --registry
@@ -295,9 +296,8 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
     return parser
 
 
-def cmd_smoke(argv) -> int:
-    from ragbuild import manage, smoke
-    from ragbuild.runner import Runner
+def smoke_parser() -> ArgumentParser:
+    from ragbuild import smoke
 
     parser = sub_parser("smoke", "Start IMAGE on a free local port, wait for /health and check what it "
                                  "reports; the container is always removed. Exit 1 on failure.")
@@ -307,11 +307,29 @@ def cmd_smoke(argv) -> int:
     parser.add_argument("--expect-commit", help="git commit /health must report")
     parser.add_argument("--timeout", type=_seconds, default=smoke.DEFAULT_TIMEOUT,
                         help="seconds to wait for /health (default: %(default)s)")
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def cmd_smoke(argv) -> int:
+    from ragbuild import manage, smoke
+    from ragbuild.runner import Runner
+
+    ns = smoke_parser().parse_args(argv)
     manage.check_image_ref(ns.image)
     expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit)
     smoke.run(Runner(dry_run=ns.dry_run), expect, timeout=ns.timeout)
     return EXIT_OK
+
+
+def run_parser() -> ArgumentParser:
+    from ragbuild import manage
+
+    parser = sub_parser("run", "Run the image locally in the background as container "
+                               f"{manage.LOCAL_CONTAINER} (replacing an earlier one).")
+    parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
+    parser.add_argument("--port", type=_port, default=8080,
+                        help="host port, 1-65535 (default: %(default)s)")
+    return parser
 
 
 def cmd_run(argv) -> int:
@@ -319,12 +337,7 @@ def cmd_run(argv) -> int:
     from ragbuild.config import load_config
     from ragbuild.runner import Runner
 
-    parser = sub_parser("run", "Run the image locally in the background as container "
-                               f"{manage.LOCAL_CONTAINER} (replacing an earlier one).")
-    parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
-    parser.add_argument("--port", type=_port, default=8080,
-                        help="host port, 1-65535 (default: %(default)s)")
-    ns = parser.parse_args(argv)
+    ns = run_parser().parse_args(argv)
     if ns.image is not None:
         manage.check_image_ref(ns.image)
     image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
@@ -332,33 +345,67 @@ def cmd_run(argv) -> int:
     return EXIT_OK
 
 
-def cmd_logs(argv) -> int:
+def logs_parser() -> ArgumentParser:
     from ragbuild import manage
-    from ragbuild.runner import Runner
 
     parser = sub_parser("logs", f"Show the logs of the local container {manage.LOCAL_CONTAINER}.")
     parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
     parser.add_argument("--tail", type=_lines, default=200,
                         help="lines to show, 0 or more (default: %(default)s)")
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def cmd_logs(argv) -> int:
+    from ragbuild import manage
+    from ragbuild.runner import Runner
+
+    ns = logs_parser().parse_args(argv)
     manage.logs(Runner(dry_run=ns.dry_run), follow=ns.follow, lines=ns.tail)
     return EXIT_OK
+
+
+def clean_parser() -> ArgumentParser:
+    from ragbuild import manage
+
+    return sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
+                               "in their org.ragbuild.repository label), and no other tag: an "
+                               "image built FROM one, or one you tagged yourself, keeps its own "
+                               "tags. Untagged leftovers: " + manage.PRUNE_HINT)
 
 
 def cmd_clean(argv) -> int:
     from ragbuild import manage
     from ragbuild.runner import Runner
 
-    parser = sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
-                                 "in their org.ragbuild.repository label), and no other tag: an "
-                                 "image built FROM one, or one you tagged yourself, keeps its own "
-                                 "tags. Untagged leftovers: " + manage.PRUNE_HINT)
-    ns = parser.parse_args(argv)
+    ns = clean_parser().parse_args(argv)
     manage.clean(Runner(dry_run=ns.dry_run))
     return EXIT_OK
 
 
-SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cmd_clean}
+def completion_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=f"{PROG} completion", allow_abbrev=False,
+                            description="Print the tab-completion script for bash or zsh: flags, "
+                                        "subcommands, --env values (read from setup.cfg "
+                                        "[ragbuild] when you press tab), --latest-policy values, "
+                                        "local images. Enable it in bash: source <(" + PROG
+                                        + " completion bash); in zsh (after compinit): eval "
+                                        "\"$(" + PROG + " completion zsh)\"; or make completion")
+    parser.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
+    return parser
+
+
+def cmd_completion(argv) -> int:
+    from ragbuild import completion
+
+    ns = completion_parser().parse_args(argv)
+    sys.stdout.write(completion.script(ns.shell))
+    return EXIT_OK
+
+
+#: name -> (its parser, its command); the build is the default when no name comes first.
+SUBCOMMANDS = {"smoke": (smoke_parser, cmd_smoke), "run": (run_parser, cmd_run),
+               "logs": (logs_parser, cmd_logs), "clean": (clean_parser, cmd_clean),
+               "completion": (completion_parser, cmd_completion)}
 
 
 def _error(message: str) -> None:
@@ -373,7 +420,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]](argv[1:])
+            return SUBCOMMANDS[argv[0]][1](argv[1:])
         if argv and argv[0] == "build":
             argv = argv[1:]
         return cmd_build(argv)

@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 # module -> package; the context guard's matcher needs Python 3.11, older ones use the Docker SDK's
 MATCHER = ("e2b_dockerfile_utils", "e2b-dockerfile-utils") if sys.version_info >= (3, 11) \
     else ("docker", "docker")
-NEEDED = {"plumbum": "plumbum", "semver": "semver", MATCHER[0]: MATCHER[1]}
+NEEDED = {"plumbum": "plumbum", "semver": "semver", "shtab": "shtab", MATCHER[0]: MATCHER[1]}
 MISSING = [package for module, package in NEEDED.items() if find_spec(module) is None]
 if MISSING:
     sys.stderr.write(f"error: missing Python packages {', '.join(MISSING)}: run `make venv` "

@@ -575,5 +575,5 @@ def test_script_without_its_packages_says_how_to_install(fresh_clone, tmp_path):
     assert done.stdout == ""
     matcher = "e2b-dockerfile-utils" if sys.version_info >= (3, 11) else "docker"
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: missing Python packages "
-                                                                   f"plumbum, semver, {matcher}: ")
-    assert f"pip install plumbum semver {matcher}`" in done.stderr
+                                                                   f"plumbum, semver, shtab, {matcher}: ")
+    assert f"pip install plumbum semver shtab {matcher}`" in done.stderr
