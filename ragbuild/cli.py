@@ -37,6 +37,7 @@ other commands (each has --help and --dry-run):
   %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
+  %(prog)s shell [IMAGE]                        a shell in IMAGE (default rag-worker:dev), removed on exit
   %(prog)s clean                                remove only the tags ragbuild builds made
   %(prog)s completion bash|zsh                  tab completion: source <(%(prog)s completion bash)
 
@@ -382,6 +383,27 @@ def cmd_clean(argv) -> int:
     return EXIT_OK
 
 
+def shell_parser() -> ArgumentParser:
+    parser = sub_parser("shell", "An interactive shell in IMAGE (bash, or /bin/sh when the image "
+                                 "has no bash), as the guide's `docker run -it IMAGE /bin/bash`; "
+                                 "the container is removed on exit. Commands piped in run without "
+                                 "a terminal. Exit status: the shell's.")
+    parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
+    return parser
+
+
+def cmd_shell(argv) -> int:
+    from ragbuild import manage
+    from ragbuild.config import load_config
+    from ragbuild.runner import Runner
+
+    ns = shell_parser().parse_args(argv)
+    if ns.image is not None:
+        manage.check_image_ref(ns.image)
+    image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
+    return manage.shell(Runner(dry_run=ns.dry_run), image, tty=bool(sys.stdin and sys.stdin.isatty()))
+
+
 def completion_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=f"{PROG} completion", allow_abbrev=False,
                             description="Print the tab-completion script for bash or zsh: flags, "
@@ -405,6 +427,7 @@ def cmd_completion(argv) -> int:
 #: name -> (its parser, its command); the build is the default when no name comes first.
 SUBCOMMANDS = {"smoke": (smoke_parser, cmd_smoke), "run": (run_parser, cmd_run),
                "logs": (logs_parser, cmd_logs), "clean": (clean_parser, cmd_clean),
+               "shell": (shell_parser, cmd_shell),
                "completion": (completion_parser, cmd_completion)}
 
 

@@ -33,6 +33,27 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
                    "logs: make logs; stop: docker rm -f " + name)
 
 
+#: What ``shell`` runs in the image: bash when the image has it, else /bin/sh (slim and alpine
+#: images). ``--entrypoint`` so an image's ENTRYPOINT does not swallow it.
+SHELL_SCRIPT = "if command -v bash >/dev/null 2>&1; then exec bash; else exec /bin/sh; fi"
+
+
+def shell_command(image: str, *, tty: bool) -> Command:
+    """``docker run --rm -i[t] --entrypoint /bin/sh IMAGE -c SHELL_SCRIPT``: the guide's
+    ``docker run -it IMAGE /bin/bash``, removed on exit (``--rm``). ``-t`` only when our stdin
+    is a terminal: piped commands (``echo 'ls' | ragbuild shell``) run without one, as docker
+    refuses ``-t`` when stdin is not a TTY ("the input device is not a TTY")."""
+    flags = ("-it",) if tty else ("-i",)
+    return Command(("docker", "run", "--rm", *flags, "--entrypoint", "/bin/sh", image,
+                    "-c", SHELL_SCRIPT), mode="interactive", check=False)
+
+
+def shell(runner, image: str, *, tty: bool) -> int:
+    """Run the shell; its exit status (a signal as 128 + its number, as a shell reports it)."""
+    result = runner.run(shell_command(image, tty=tty))
+    return 128 - result.returncode if result.returncode < 0 else result.returncode
+
+
 def logs(runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
     argv = ["docker", "logs", "--tail", str(lines)]
     if follow:

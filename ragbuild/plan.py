@@ -39,6 +39,7 @@ class Command:
     argv: tuple
     env: tuple = ()  # (("DOCKER_BUILDKIT", "1"),): added to the caller's environment
     mode: str = "capture"  # capture | stream (child writes to our terminal) | tee (both)
+    #                        | interactive (stream, and the child reads our stdin)
     check: bool = True  # a non-zero exit raises CommandFailed
     read_only: bool = False  # a git query a dry run still executes (no docker, no aws); not logged
     stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value

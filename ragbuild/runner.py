@@ -129,10 +129,12 @@ class Runner:
             "capture": (pipe, pipe),
             "stream": (None, None),
             "tee": (pipe, subprocess.STDOUT),
+            "interactive": (None, None),  # and our stdin: a shell in a container
         }[cmd.mode]
+        own_stdin = None if cmd.mode == "interactive" else subprocess.DEVNULL
         try:
             proc = machine_cmd.popen(
-                stdin=pipe if stdin is not None else subprocess.DEVNULL,
+                stdin=pipe if stdin is not None else own_stdin,
                 stdout=streams[0],
                 stderr=streams[1],
                 env=env,
