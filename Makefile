@@ -9,7 +9,7 @@ VERSION ?=
 ECR_URI ?= $(ECR_REGISTRY_URI)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs shell clean completion test e2e e2e-down bench
+.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs shell clean completion test e2e e2e-down engine bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,9 @@ test: $(VENV)/.installed ## run the unit and service tests
 e2e: $(VENV)/.installed ## bring up docker, registries and the ECR API (tests/e2e/harness.sh), run the e2e suite
 	bash tests/e2e/harness.sh up
 	$(PY) -m pytest tests/e2e $(ARGS)
+
+engine: ## no Docker engine? as root on Debian/Ubuntu: install docker.io (+ buildx), start it, make python:3.11-slim
+	bash tests/e2e/harness.sh engine
 
 e2e-down: ## stop what tests/e2e/harness.sh started
 	bash tests/e2e/harness.sh down

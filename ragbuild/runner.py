@@ -204,10 +204,15 @@ def failure_message(cmd: Command, result: Result) -> str:
     return f"{head}:\n{said}" if said else head
 
 
+#: How to get a missing program, where the project has a way: ``make engine`` runs the harness's
+#: own engine steps (tests/e2e/harness.sh engine).
+INSTALL_HINT = {"docker": " (as root on Debian or Ubuntu: make engine)"}
+
+
 def _missing_message(name: str, program: str) -> str:
     variable = PROGRAM_ENV.get(name)
     hint = f" or set {variable} to its path" if variable else ""
-    return f"{program} not found: install {name}{hint}"
+    return f"{program} not found: install {name}{INSTALL_HINT.get(name, '')}{hint}"
 
 
 def _terminate(proc, grace: float = 10.0) -> None:

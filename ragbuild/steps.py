@@ -27,8 +27,9 @@ DAEMON_DOWN_MARKERS = ("cannot connect to the docker daemon", "is the docker dae
 def daemon_unreachable(target) -> str:
     """The one message for a daemon docker cannot reach (``target``: builders.DockerTarget)."""
     where = f" {target.unreachable()}" if target is not None else ""
-    return (f"cannot reach the Docker daemon{where}: start it (e.g. `dockerd` or `systemctl start "
-            "docker`) or point DOCKER_HOST or DOCKER_CONTEXT at a running one")
+    return (f"cannot reach the Docker daemon{where}: start it (e.g. `systemctl start docker`, or "
+            "`make engine` as root on Debian or Ubuntu) or point DOCKER_HOST or DOCKER_CONTEXT "
+            "at a running one")
 
 
 def clock(environ=os.environ) -> datetime:

@@ -419,7 +419,7 @@ def no_docker_on_path(tmp_path, monkeypatch):
 def test_docker_not_installed(project, strict_fp, no_docker_on_path, capsys):
     code, _, err = run_main(["--env", "dev"], capsys)
     assert code == 1
-    assert err.splitlines()[-1] == "error: docker not found: install docker or set DOCKER to its path"
+    assert err.splitlines()[-1] == "error: docker not found: install docker (as root on Debian or Ubuntu: make engine) or set DOCKER to its path"
     assert docker_calls(strict_fp) == 0
 
 
@@ -430,7 +430,7 @@ def test_docker_variable_naming_a_missing_file(project, fp, capsys, monkeypatch,
     code, _, err = run_main(["--env", "dev"], capsys)
     assert code == 1
     assert err.splitlines()[-1] == (f"error: {tmp_path}/nope/docker not found: install docker "
-                                    "or set DOCKER to its path")
+                                    "(as root on Debian or Ubuntu: make engine) or set DOCKER to its path")
 
 
 def register_failed_build(fp, version_stdout="", version_stderr="", version_rc=0, buildx_rc=None):
