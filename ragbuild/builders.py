@@ -18,9 +18,11 @@ store as with ``docker build`` and the summary, smoke test and push work unchang
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
 
 from ragbuild.errors import UsageError
 from ragbuild.reference import IMAGE_REF_RE
@@ -88,6 +90,74 @@ class DockerTarget:
                 "context": f"of docker context {value!r} (DOCKER_CONTEXT)",
                 "current": f"of docker context {value!r}",
                 "default": "at the local socket"}[kind]
+
+
+#: What docker says when it cannot reach its daemon (``docker version``, ``docker push``, ...),
+#: lowercase. Nothing about a registry: "connection refused" from a push is the registry's.
+DAEMON_DOWN_MARKERS = ("cannot connect to the docker daemon", "is the docker daemon running",
+                       "error during connect")
+
+
+def daemon_down(output: str) -> bool:
+    """Whether docker's output says it could not reach its daemon (``DAEMON_DOWN_MARKERS``)."""
+    text = output.lower()
+    return any(marker in text for marker in DAEMON_DOWN_MARKERS)
+
+
+def daemon_unreachable(target: Optional[DockerTarget]) -> str:
+    """The one message for a daemon docker cannot reach."""
+    where = f" {target.unreachable()}" if target is not None else ""
+    return (f"cannot reach the Docker daemon{where}: start it (e.g. `systemctl start docker`, or "
+            "`make engine` as root on Debian or Ubuntu) or point DOCKER_HOST or DOCKER_CONTEXT "
+            "at a running one")
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    """What ragbuild reads from docker's ``config.json`` (read once per run,
+    ``read_docker_config``): https://docs.docker.com/reference/cli/docker/#configuration-files"""
+
+    path: str = ""  # the file it was read from (or would have been), for messages
+    current_context: Optional[str] = None  # set by ``docker context use``
+    cred_helpers: Mapping[str, str] = field(default_factory=dict)  # host -> helper (credHelpers)
+
+    def cred_helper(self, host: str) -> Optional[str]:
+        """The credential helper ``credHelpers`` names for ``host`` (also as ``https://host``)."""
+        found = self.cred_helpers.get(host) or self.cred_helpers.get(f"https://{host}")
+        return found if isinstance(found, str) and found else None
+
+
+def docker_config_path(environ: Mapping[str, str] = os.environ) -> str:
+    directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return os.path.join(directory, "config.json")
+
+
+def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
+    """The one reader of ``$DOCKER_CONFIG/config.json``: a missing, unreadable, non-UTF-8 or
+    malformed file, or values of the wrong type, read as nothing set."""
+    path = docker_config_path(environ)
+    try:
+        with open(path, encoding="utf-8") as config:
+            data = json.load(config)
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        return DockerConfig(path)
+    if not isinstance(data, dict):
+        return DockerConfig(path)
+    context = data.get("currentContext")
+    helpers = data.get("credHelpers")
+    helpers = helpers if isinstance(helpers, dict) else {}
+    return DockerConfig(
+        path=path,
+        current_context=context if isinstance(context, str) and context else None,
+        cred_helpers={host: helper for host, helper in helpers.items()
+                      if isinstance(helper, str) and helper})
+
+
+def docker_target(environ: Mapping[str, str], config: DockerConfig) -> DockerTarget:
+    """Where docker will talk to, from the environment and its config (docker's precedence)."""
+    return DockerTarget(host=environ.get("DOCKER_HOST") or None,
+                        context=environ.get("DOCKER_CONTEXT") or None,
+                        current_context=config.current_context)
 
 
 def parse_platforms(raw: str) -> tuple:

@@ -16,15 +16,35 @@ not count: they never move anything themselves.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from ragbuild.errors import UsageError
+
+if TYPE_CHECKING:  # semver is imported where a version needs it
+    import semver
 
 #: Where --ci-tags looks for the build number, first set wins: Jenkins, GitHub Actions, GitLab CI.
 CI_BUILD_NUMBER_VARS = ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
 BUILD_NUMBER_RE = re.compile(r"[0-9]+")
+
+
+class LatestPolicy(str, enum.Enum):
+    """--latest-policy: which builds move ``latest`` (and, with --semver-tags, the channels)."""
+
+    ALWAYS = "always"  # every build, as bash did (the default)
+    AUTO = "auto"  # a release not lower than the highest v* git tag of the channel
+    NEVER = "never"  # no build (--no-latest)
+
+
+@dataclass(frozen=True)
+class BuildNumber:
+    """The ``build-<N>`` tag's number and where it came from (the flag or a CI variable)."""
+
+    value: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -52,27 +72,44 @@ def parse_version_tags(stdout: str) -> tuple:
     return tuple(found)
 
 
-def _highest(known, match=lambda v: True):
+def channel_tags(parsed: semver.Version) -> tuple[str, str]:
+    """``(<major>.<minor>, <major>)`` of a ``semver.Version``: the semver channel tags, derived
+    here only."""
+    return f"{parsed.major}.{parsed.minor}", f"{parsed.major}"
+
+
+def moving_tags(parsed: Optional[semver.Version], env: Optional[str], semver_tags: bool) -> frozenset[str]:
+    """The tags a later build must overwrite: ``latest``, the env tag and, with --semver-tags,
+    the channel tags."""
+    moving = {"latest"} | ({env} if env else set())
+    if semver_tags and parsed is not None:
+        moving |= set(channel_tags(parsed))
+    return frozenset(moving)
+
+
+def _highest(known: tuple[tuple[str, semver.Version], ...],
+             match: Callable[[semver.Version], bool] = lambda v: True
+             ) -> Optional[tuple[str, semver.Version]]:
     stable = [(name, v) for name, v in known if not v.prerelease and match(v)]
     return max(stable, key=lambda item: item[1]) if stable else None
 
 
-def version_channels(parsed, *, semver_tags: bool, policy: str,
+def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, policy: LatestPolicy,
                      known: Optional[tuple] = None) -> Channels:
     """The channel tags and whether ``latest`` moves, with a note for each decision.
 
     ``parsed`` is the ``semver.Version`` of ``plan.parse_version`` (or None: no --version);
-    ``policy`` is ``always``, ``auto`` or ``never`` (the CLI's choices). ``known`` is
+    ``policy`` is a ``LatestPolicy``. ``known`` is
     ``parse_version_tags``' answer; it is only consulted for ``policy == "auto"``.
     Notes are written only when there is a choice to explain (``--semver-tags`` or ``auto``)."""
     if semver_tags and parsed is None:
         raise UsageError("--semver-tags needs --version (it adds <major> and <major>.<minor>)")
-    explain = semver_tags or policy == "auto"
+    explain = semver_tags or policy == LatestPolicy.AUTO
     version = str(parsed) if parsed is not None else None
     known = known or ()
     notes, tags = [], []
 
-    def decide(tag: str, match, scope: str) -> bool:
+    def decide(tag: str, match: Callable[[semver.Version], bool], scope: str) -> bool:
         """For a moving tag under --latest-policy auto: keep it, or say why not."""
         if parsed is None:
             notes.append(f"{tag}: left out: no --version (with --latest-policy auto only a "
@@ -93,12 +130,13 @@ def version_channels(parsed, *, semver_tags: bool, policy: str,
         return True
 
     if semver_tags:
-        major, minor = f"{parsed.major}", f"{parsed.major}.{parsed.minor}"
+        assert parsed is not None  # refused above without a version
+        minor, major = channel_tags(parsed)
         for tag, match, scope in (
                 (minor, lambda v: (v.major, v.minor) == (parsed.major, parsed.minor),
                  f"v{minor}.*"),
                 (major, lambda v: v.major == parsed.major, f"v{major}.*")):
-            if policy == "auto":
+            if policy == LatestPolicy.AUTO:
                 if decide(tag, match, scope):
                     tags.append(tag)
             elif parsed.prerelease:
@@ -107,11 +145,11 @@ def version_channels(parsed, *, semver_tags: bool, policy: str,
                 notes.append(f"{tag}: kept: {version} is a release (--latest-policy {policy}: "
                              "git tags are not compared)")
                 tags.append(tag)
-    if policy == "always":
+    if policy == LatestPolicy.ALWAYS:
         latest = True
         if explain:
             notes.append("latest: kept: --latest-policy always (the default, as bash)")
-    elif policy == "never":
+    elif policy == LatestPolicy.NEVER:
         latest = False
         if explain:
             notes.append("latest: left out: --latest-policy never (--no-latest)")
@@ -120,19 +158,20 @@ def version_channels(parsed, *, semver_tags: bool, policy: str,
     return Channels(tuple(tags), latest, tuple(notes))
 
 
-def build_number(flag: Optional[str], ci_tags: bool, environ: Mapping) -> Optional[tuple]:
-    """``(N, where it came from)`` for the ``build-<N>`` tag, or None.
+def build_number(flag: Optional[str], ci_tags: bool,
+                 environ: Mapping[str, str]) -> Optional[BuildNumber]:
+    """The number of the ``build-<N>`` tag, or None.
 
     ``--build-number`` wins over ``--ci-tags``; with ``--ci-tags`` alone the first of
     ``CI_BUILD_NUMBER_VARS`` that is set (and not empty) gives N."""
     if flag is not None:
-        return _check_build_number(flag, "--build-number"), "--build-number"
+        return BuildNumber(_check_build_number(flag, "--build-number"), "--build-number")
     if not ci_tags:
         return None
     for name in CI_BUILD_NUMBER_VARS:
         value = environ.get(name)
         if value:
-            return _check_build_number(value, name), name
+            return BuildNumber(_check_build_number(value, name), name)
     raise UsageError(f"--ci-tags needs a build number: none of {', '.join(CI_BUILD_NUMBER_VARS)} "
                      "is set (or pass --build-number N)")
 

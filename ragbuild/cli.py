@@ -7,8 +7,13 @@ import math
 import os
 import shlex
 import sys
+import traceback
+from typing import TYPE_CHECKING, Optional
 
-from ragbuild.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
+from ragbuild.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
+
+if TYPE_CHECKING:
+    from ragbuild.channels import LatestPolicy
 
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
@@ -20,19 +25,6 @@ EXIT_BROKEN_PIPE = 141
 DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port of build-image.sh)."
 
 EPILOG = """\
-examples:
-  %(prog)s --env dev                     build rag-worker:dev, :dev-<timestamp>, :git-<sha>, :latest
-  %(prog)s --env dev --no-cache          the same, without the build cache
-  %(prog)s --version 1.0.0 --env prod    adds :v1.0.0 and :1.0.0; prod needs a version
-  %(prog)s --env staging --version 1.0.0-rc.1 --tag qa --no-latest
-  %(prog)s --version 1.2.3 --env prod --registry 123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker --push
-  %(prog)s --env dev --dry-run           print the commands, run nothing
-  %(prog)s --env prod --version 1.0.0 --smoke-test    build, then run the image and check /health
-  %(prog)s --version 1.4.1 --env prod --semver-tags --latest-policy auto --ci-tags
-                                         adds :1.4, :1 and :build-<N>; latest only if 1.4.1 is the newest
-  %(prog)s --env dev --builder remote --cache-from type=registry,ref=<uri>:cache
-                                         build on the buildx builder 'remote' (e.g. a remote BuildKit)
-
 other commands (each has --help and --dry-run):
   %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
@@ -41,22 +33,32 @@ other commands (each has --help and --dry-run):
   %(prog)s clean                                remove only the tags ragbuild builds made
   %(prog)s completion bash|zsh                  tab completion: source <(%(prog)s completion bash)
 
-environment variables:
-  ECR_REGISTRY_URI     default for --registry
-  DOCKER               the docker client to run (default: docker on PATH)
-  AWS_CLI              the aws CLI to run for the ECR login (default: aws on PATH)
-  DOCKER_HOST, DOCKER_CONTEXT   the daemon to talk to, as docker itself reads them
-  DOCKER_CONFIG        docker's config directory (config.json: credHelpers, current context)
-  BUILDX_BUILDER       the buildx builder when --builder is not given (read by docker buildx)
-  BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID   the build number of --ci-tags (first set wins)
-  SOURCE_DATE_EPOCH    build timestamp (seconds since 1970) for reproducible tags
-  TZ                   time zone of the timestamp tag (local time, as the bash script)
-  AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR   honoured by the aws CLI for ECR login
-  GITHUB_OUTPUT        a successful build appends tags, digest and image-id to this file
+environment variables (what each one does: docs/configuration.md):
+  ECR_REGISTRY_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
+  BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID, SOURCE_DATE_EPOCH, TZ, AWS_PROFILE,
+  AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR, GITHUB_OUTPUT
 
-exit status:
-  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 130 interrupted,
-  141 stdout closed early (e.g. --dry-run | head -1)
+exit status (README.md, "Exit status"):
+  0 success, 1 a command failed, 2 bad usage or input (nothing was run), 3 a bug in ragbuild
+  (please report it), 130 interrupted, 141 stdout closed early (e.g. --dry-run | head -1)
+
+examples:
+  %(prog)s --env dev
+      build rag-worker:dev, :dev-<timestamp>, :git-<sha> and :latest
+  %(prog)s --env dev --no-cache
+      the same, without the build cache
+  %(prog)s --env dev --dry-run
+      print the commands a real run would execute; run nothing
+  %(prog)s --version 1.0.0 --env prod --smoke-test
+      adds :v1.0.0 and :1.0.0 (prod needs a version); run the image and check /health
+  %(prog)s --env staging --version 1.0.0-rc.1 --tag qa --no-latest
+      a prerelease with a custom tag, leaving latest where it is
+  %(prog)s --version 1.2.3 --env prod --registry 123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker --push
+      ECR login and checks, the build, a push of every tag, the digests verified
+  %(prog)s --version 1.4.1 --env prod --semver-tags --latest-policy auto --ci-tags
+      adds :1.4, :1 and :build-<N>; latest only if 1.4.1 >= the highest v* git tag
+  %(prog)s --env dev --builder remote --cache-from type=registry,ref=<uri>:cache
+      build on the buildx builder 'remote' (e.g. a remote BuildKit)
 """
 
 
@@ -88,52 +90,25 @@ _lines = _number(int, lambda v: v >= 0, "a number of lines (0 or more)")
 
 
 def build_parser() -> ArgumentParser:
+    """The build command's flags, each in one of the argument groups ``--help`` shows: tags,
+    build, push, safety, output, builders."""
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, allow_abbrev=False,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
-    add("-v", "--version", metavar="VERSION", help="semantic version, e.g. 1.2.3 (a leading v is dropped)")
-    add("-e", "--env", metavar="ENV", help="environment: dev, staging, prod (from setup.cfg [ragbuild])")
-    add("-r", "--registry", metavar="URI",
-        help="registry URI host[:port]/repository (default: $ECR_REGISTRY_URI)")
-    add("-t", "--tag", metavar="TAG", action="append", default=[], dest="tags",
-        help="additional custom tag (repeatable)")
-    add("--latest", dest="latest", action="store_true", default=None, help="also tag 'latest' (default)")
-    add("--no-latest", dest="latest", action="store_false",
-        help="do not tag 'latest' (= --latest-policy never)")
-    add("--no-cache", action="store_true", help="build without the cache")
-    add("--push", action="store_true", help="push every tag to the registry and verify the digests")
-    add("--dry-run", action="store_true", help="print the commands a real run would execute; run nothing")
-    add("--build-arg", metavar="KEY=VALUE", action="append", default=[], dest="build_args",
-        help="extra build arg passed to docker (repeatable)")
-    add("-f", "--file", default="Dockerfile", help="Dockerfile path (default: Dockerfile)")
-    add("--context", default=".", help="build context directory (default: .)")
-    add("--image-name", default=None, help="local image name (default: rag-worker, or setup.cfg [ragbuild])")
-    add("--allow-dirty", action="store_true", help="allow a prod build from a tree with uncommitted changes")
-    add("--smoke-test", action="store_true",
-        help="after the build, run the image and check /health before anything is pushed")
-    add("--skip-existing-immutable", action="store_true",
-        help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten out of the push")
-    checks = parser.add_argument_group("checks (beyond bash)")
-    checks.add_argument("--context-warn-mb", metavar="MB", type=_megabytes, default=100.0,
-                        help="warn, naming the largest entries, when the build context (after "
-                             ".dockerignore) exceeds MB megabytes (default: 100; 0: never)")
-    checks.add_argument("--allow-secrets", action="store_true",
-                        help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
-                             "or .pypirc with a token) in the build context instead of refusing")
-    checks.add_argument("--scan", action="store_true",
-                        help="after the build (and smoke test), scan the image for vulnerabilities; "
-                             "findings stop the run before any push (default scanner: trivy image "
-                             "--exit-code 1 --severity HIGH,CRITICAL)")
-    checks.add_argument("--scan-command", metavar="CMD",
-                        help="the scanner to run, with {image} in it (implies --scan), e.g. "
-                             "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
-                             "[ragbuild], else trivy")
-    records = parser.add_argument_group("records (beyond bash)")
-    records.add_argument("--metadata-file", metavar="PATH",
-                         help="write JSON with the refs, image id, pushed digests, build args, "
-                              "labels, timestamp and each step's wall time, also when a step fails "
-                              "(with $GITHUB_OUTPUT set, tags, digest and image-id go there too)")
-    tags = parser.add_argument_group("more tags (beyond bash)")
+    tags = parser.add_argument_group(
+        "tags", "bash's tags, in order: v<version>, <version>, <env>-<timestamp>, <env>, git-<sha>,\n"
+                "each --tag, latest; the others opt in (docs/tags-and-policies.md)")
+    tags.add_argument("-v", "--version", metavar="VERSION",
+                      help="semantic version, e.g. 1.2.3 (a leading v is dropped)")
+    tags.add_argument("-e", "--env", metavar="ENV",
+                      help="environment: dev, staging, prod (from setup.cfg [ragbuild])")
+    tags.add_argument("-t", "--tag", metavar="TAG", action="append", default=[], dest="tags",
+                      help="additional custom tag (repeatable)")
+    tags.add_argument("--image-name", default=None,
+                      help="local image name (default: rag-worker, or setup.cfg [ragbuild])")
+    tags.add_argument("--latest", dest="latest", action="store_true", default=None,
+                      help="also tag 'latest' (default)")
+    tags.add_argument("--no-latest", dest="latest", action="store_false",
+                      help="do not tag 'latest' (= --latest-policy never)")
     tags.add_argument("--semver-tags", action="store_true",
                       help="also tag <major> and <major>.<minor> for a release version (not a prerelease)")
     tags.add_argument("--latest-policy", choices=("always", "auto", "never"), default=None,
@@ -144,32 +119,85 @@ def build_parser() -> ArgumentParser:
     tags.add_argument("--ci-tags", action="store_true",
                       help="tag build-N with N from BUILD_NUMBER, GITHUB_RUN_NUMBER or CI_PIPELINE_IID "
                            "(first set wins)")
-    where = parser.add_argument_group("where and how to build (beyond bash)")
-    where.add_argument("--builder", metavar="NAME",
-                       help="buildx builder to build on (docker buildx build --builder NAME), e.g. a "
-                            "remote BuildKit")
-    where.add_argument("--platform", metavar="LIST",
-                       help="target platform(s), e.g. linux/amd64; more than one needs buildx and "
-                            "--push (an image index, not for SageMaker)")
-    where.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
-                       help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
-                            "or an image (repeatable)")
-    where.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
-                       help="build cache export: type=inline (plain docker build too) or "
-                            "type=registry,ref=...,mode=max (needs buildx) (repeatable)")
-    where.add_argument("--pull", action="store_true", help="always pull a newer version of the FROM images")
+
+    build = parser.add_argument_group("build", "what docker builds, and how (docs/builders.md)")
+    build.add_argument("-f", "--file", default="Dockerfile", help="Dockerfile path (default: Dockerfile)")
+    build.add_argument("--context", default=".", help="build context directory (default: .)")
+    build.add_argument("--build-arg", metavar="KEY=VALUE", action="append", default=[], dest="build_args",
+                       help="extra build arg passed to docker (repeatable)")
+    build.add_argument("--no-cache", action="store_true", help="build without the cache")
+    build.add_argument("--pull", action="store_true", help="always pull a newer version of the FROM images")
+
+    push = parser.add_argument_group("push", "where the tags go, and the push (docs/push-and-ecr.md)")
+    push.add_argument("-r", "--registry", metavar="URI",
+                      help="registry URI host[:port]/repository: the tags go on it instead of the "
+                           "image name (default: $ECR_REGISTRY_URI)")
+    push.add_argument("--push", action="store_true",
+                      help="push every tag to the registry and verify the digests")
+    push.add_argument("--skip-existing-immutable", action="store_true",
+                      help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten "
+                           "out of the push")
+
+    safety = parser.add_argument_group(
+        "safety", "checks that stop a run before anything is pushed (docs/context-guard.md, "
+                  "docs/scan.md)")
+    safety.add_argument("--allow-dirty", action="store_true",
+                        help="allow a prod build from a tree with uncommitted changes")
+    safety.add_argument("--smoke-test", action="store_true",
+                        help="after the build, run the image and check /health before anything is pushed")
+    safety.add_argument("--context-warn-mb", metavar="MB", type=_megabytes, default=100.0,
+                        help="warn, naming the largest entries, when the build context (after "
+                             ".dockerignore) exceeds MB megabytes (default: 100; 0: never)")
+    safety.add_argument("--allow-secrets", action="store_true",
+                        help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
+                             "or .pypirc with a token) in the build context instead of refusing")
+    safety.add_argument("--scan", action="store_true",
+                        help="after the build (and smoke test), scan the image for vulnerabilities; "
+                             "findings stop the run before any push (default scanner: trivy image "
+                             "--exit-code 1 --severity HIGH,CRITICAL)")
+    safety.add_argument("--scan-command", metavar="CMD",
+                        help="the scanner to run, with {image} in it (implies --scan), e.g. "
+                             "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
+                             "[ragbuild], else trivy")
+
+    output = parser.add_argument_group(
+        "output", "what the run prints and records (docs/dry-run.md, docs/metadata.md)")
+    output.add_argument("--dry-run", action="store_true",
+                        help="print the commands a real run would execute; run nothing")
+    output.add_argument("--metadata-file", metavar="PATH",
+                        help="write JSON with the refs, image id, pushed digests, build args, "
+                             "labels, timestamp and each step's wall time, also when a step fails "
+                             "(with $GITHUB_OUTPUT set, tags, digest and image-id go there too)")
+
+    builders = parser.add_argument_group(
+        "builders", "plain docker build, or docker buildx build when one of these needs it "
+                    "(docs/builders.md)")
+    builders.add_argument("--builder", metavar="NAME",
+                          help="buildx builder to build on (docker buildx build --builder NAME), e.g. a "
+                               "remote BuildKit")
+    builders.add_argument("--platform", metavar="LIST",
+                          help="target platform(s), e.g. linux/amd64; more than one needs buildx and "
+                               "--push (an image index, not for SageMaker)")
+    builders.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
+                          help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
+                               "or an image (repeatable)")
+    builders.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
+                          help="build cache export: type=inline (plain docker build too) or "
+                               "type=registry,ref=...,mode=max (needs buildx) (repeatable)")
     return parser
 
 
-def latest_policy(latest, policy) -> str:
+def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy:
     """--latest / --no-latest and --latest-policy as one policy; contradictions are refused."""
+    from ragbuild.channels import LatestPolicy
+
     if policy is None:
-        return "never" if latest is False else "always"
+        return LatestPolicy.NEVER if latest is False else LatestPolicy.ALWAYS
     if latest is not None and (latest and policy != "always" or not latest and policy != "never"):
         flag = "--latest" if latest else "--no-latest"
         raise UsageError(f"{flag} contradicts --latest-policy {policy}: give one of them "
                          f"({flag} means --latest-policy {'always' if latest else 'never'})")
-    return policy
+    return LatestPolicy(policy)
 
 
 
@@ -195,54 +223,17 @@ def parse_build(argv):
                    cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull)
 
 
-def cmd_build(argv) -> int:
+def cmd_build(argv: list[str]) -> int:
     options = parse_build(argv)
-    from ragbuild import steps
+    from ragbuild import pipeline
     from ragbuild.config import load_config
-    from ragbuild.plan import describe_plan, make_plan
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     config = load_config()
-    moment = steps.clock()
-    steps.check_paths(options)
-    runner = Runner(dry_run=options.dry_run)
-    git = steps.git_info(runner)
-    plan = make_plan(options, config, git, moment, **steps.plan_facts(runner, options))
-    if not git.sha:
-        runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
-    elif git.dirty:
-        runner.log("warning: the git tree has uncommitted changes: tagging git-"
-                   f"{git.sha}-dirty")
-    for line in describe_plan(plan):
-        runner.log(line)
-    from ragbuild import guard
-    from ragbuild.metadata import Recorder
-
-    record = Recorder.for_options(options, plan, runner)  # step times, --metadata-file
-    record.time("context", guard.check, runner, plan)  # before login and the long build
-    checks = steps.Preflight()  # scanner, buildx, login and repository: before the long build
-    if steps.needs_preflight(plan):
-        checks = record.time("pre-flight", steps.preflight, runner, plan, config)
-    pushing = checks.pushing
-    record.time("build", steps.build, runner, plan,
-                no_attestations=bool(pushing and pushing.no_attestations),
-                refs=pushing.refs if pushing else None)
-    record.time("inspect", steps.summarize, runner, plan)
-    if options.smoke_test:
-        from ragbuild import smoke
-
-        record.time("smoke", smoke.check, runner, plan)
-    if checks.scanner:
-        from ragbuild import scan
-
-        record.time("scan", scan.run, runner, checks.scanner, plan)  # no push after a failed scan
-    if pushing:
-        if not plan.multi_platform:  # a multi-platform build pushed itself
-            record.time("push", pushing.push, runner)
-        record.time("verify", pushing.verify, runner)
-    elif not options.dry_run:
-        runner.log(push_hint(plan, argv))
-    record.finish()
+    runner = make_runner(options.dry_run)
+    state = pipeline.run(runner, pipeline.gather(runner, options, config))
+    if not options.push:
+        runner.report(push_hint(state.plan, argv))
     return EXIT_OK
 
 
@@ -313,12 +304,12 @@ def smoke_parser() -> ArgumentParser:
 
 def cmd_smoke(argv) -> int:
     from ragbuild import manage, smoke
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     ns = smoke_parser().parse_args(argv)
     manage.check_image_ref(ns.image)
     expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit)
-    smoke.run(Runner(dry_run=ns.dry_run), expect, timeout=ns.timeout)
+    smoke.run(make_runner(ns.dry_run), expect, timeout=ns.timeout)
     return EXIT_OK
 
 
@@ -336,13 +327,13 @@ def run_parser() -> ArgumentParser:
 def cmd_run(argv) -> int:
     from ragbuild import manage
     from ragbuild.config import load_config
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     ns = run_parser().parse_args(argv)
     if ns.image is not None:
         manage.check_image_ref(ns.image)
     image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
-    manage.run_local(Runner(dry_run=ns.dry_run), image, port=ns.port)
+    manage.run_local(make_runner(ns.dry_run), image, port=ns.port)
     return EXIT_OK
 
 
@@ -358,10 +349,10 @@ def logs_parser() -> ArgumentParser:
 
 def cmd_logs(argv) -> int:
     from ragbuild import manage
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     ns = logs_parser().parse_args(argv)
-    manage.logs(Runner(dry_run=ns.dry_run), follow=ns.follow, lines=ns.tail)
+    manage.logs(make_runner(ns.dry_run), follow=ns.follow, lines=ns.tail)
     return EXIT_OK
 
 
@@ -376,10 +367,10 @@ def clean_parser() -> ArgumentParser:
 
 def cmd_clean(argv) -> int:
     from ragbuild import manage
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     ns = clean_parser().parse_args(argv)
-    manage.clean(Runner(dry_run=ns.dry_run))
+    manage.clean(make_runner(ns.dry_run))
     return EXIT_OK
 
 
@@ -395,13 +386,13 @@ def shell_parser() -> ArgumentParser:
 def cmd_shell(argv) -> int:
     from ragbuild import manage
     from ragbuild.config import load_config
-    from ragbuild.runner import Runner
+    from ragbuild.runner import make_runner
 
     ns = shell_parser().parse_args(argv)
     if ns.image is not None:
         manage.check_image_ref(ns.image)
     image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
-    return manage.shell(Runner(dry_run=ns.dry_run), image, tty=bool(sys.stdin and sys.stdin.isatty()))
+    return manage.shell(make_runner(ns.dry_run), image, tty=bool(sys.stdin and sys.stdin.isatty()))
 
 
 def completion_parser() -> ArgumentParser:
@@ -461,5 +452,10 @@ def main(argv=None) -> int:
         except (OSError, ValueError):  # a stdout without a file descriptor
             pass
         return EXIT_BROKEN_PIPE
+    except Exception:  # a bug: the traceback is for the report
+        traceback.print_exc()
+        print(f"error: this is a bug in ragbuild (exit {EXIT_BUG}); please report it with the "
+              "traceback above and the command you ran", file=sys.stderr)
+        return EXIT_BUG
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else (EXIT_OK if exit_.code is None else EXIT_USAGE)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import configparser
 import os
+from typing import Optional
 
 from ragbuild.errors import UsageError
 from ragbuild.plan import DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, Config, check_image_name, check_tag
@@ -22,7 +23,7 @@ from ragbuild.plan import DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, Config, chec
 KNOWN = ("image-name", "environments", "scan-command")
 
 
-def read_text(path: str):
+def read_text(path: str) -> Optional[str]:
     """The file's text, or None when there is no such file; any other failure is a UsageError."""
     try:
         with open(path, encoding="utf-8") as handle:

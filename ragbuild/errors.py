@@ -4,9 +4,13 @@ The CLI catches ``RagbuildError`` once and prints ``error: <message>``; nothing 
 package prints errors or calls ``sys.exit``.
 """
 
+from typing import Optional
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: An unexpected exception: a bug in ragbuild (the traceback is shown, to be reported).
+EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -29,7 +33,7 @@ class ToolMissing(RagbuildError):
 class CommandFailed(RagbuildError):
     """A command exited non-zero. Carries what the user needs to see, never a secret."""
 
-    def __init__(self, message, *, returncode=None):
+    def __init__(self, message: str, *, returncode: Optional[int] = None):
         super().__init__(message)
         self.returncode = returncode
 

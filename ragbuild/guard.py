@@ -12,13 +12,18 @@ The matcher library is imported here, lazily, only on the build path.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ragbuild.errors import ToolMissing, UsageError
 from ragbuild.plan import human_size, secret_build_args
+
+if TYPE_CHECKING:
+    from ragbuild.plan import BuildPlan
+    from ragbuild.runner import Runner
 
 #: How many of the largest top-level entries a size warning names.
 LARGEST = 5
@@ -53,7 +58,7 @@ class ContextReport:
 # --- pure helpers ------------------------------------------------------------------------------
 
 
-def secret_reason(path: str, read_text=None) -> Optional[str]:
+def secret_reason(path: str, read_text: Optional[Callable[[], str]] = None) -> Optional[str]:
     """Why the context file ``path`` (slash-separated, relative) is likely a secret, or None.
     ``read_text()`` is called only for files whose content decides (.npmrc, .pypirc)."""
     name = path.rsplit("/", 1)[-1]
@@ -80,7 +85,7 @@ class _SdkMatcher:
     """Python < 3.11 (e2b-dockerfile-utils needs 3.11): the Docker SDK's port of the same matcher.
     Slower to import (it pulls in requests) and case-insensitive, unlike Docker on Linux."""
 
-    def __init__(self, patterns):
+    def __init__(self, patterns: list[str]) -> None:
         from docker.utils.build import PatternMatcher
 
         kept = [p.strip() for p in patterns if p.strip() and not p.lstrip().startswith("#")]
@@ -93,7 +98,7 @@ class _SdkMatcher:
         return any(p.exclusion and p.cleaned_pattern.startswith(path) for p in self._matcher.patterns)
 
 
-def make_matcher(patterns):
+def make_matcher(patterns: list[str]) -> Any:
     """Docker's ``.dockerignore`` semantics: ``matches(path)`` says whether a slash-separated
     relative path is excluded; ``may_match_under(dir)`` whether a ``!`` pattern could bring back
     something below an excluded directory (else the walk skips it)."""
@@ -160,7 +165,7 @@ def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
             totals = report.entries.setdefault(key, [0, 0])
             totals[0] += size
             totals[1] += 1
-            why = secret_reason(rel, lambda p=entry.path: _read(p))
+            why = secret_reason(rel, functools.partial(_read, entry.path))
             if why:
                 report.secrets.append((rel, why))
     return report
@@ -181,7 +186,7 @@ def _read(path: str) -> str:
 # --- the step ----------------------------------------------------------------------------------
 
 
-def check(runner, plan) -> ContextReport:
+def check(runner: Runner, plan: BuildPlan) -> ContextReport:
     """Before the build: report the context, warn when it is large, refuse likely secrets."""
     options = plan.options
     for name in secret_build_args(plan.build_args):

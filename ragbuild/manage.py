@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 from ragbuild.errors import CommandFailed, UsageError
-from ragbuild.plan import REPOSITORY_LABEL, Command
+from ragbuild.plan import REPOSITORY_LABEL, Command, Kind, Mode
 from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
 
 LOCAL_CONTAINER = "rag-worker-local"
+#: What a dry run of ``clean`` takes the tags of ragbuild's builds to be (it lists no images).
+DRY_REFS = "RAGBUILD_REFS"
 
 
 def check_image_ref(ref: str, source: str = "IMAGE") -> str:
@@ -28,9 +30,8 @@ def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> 
     """Replace the local container with a fresh one of IMAGE on PORT (detached)."""
     runner.run(Command(("docker", "rm", "-f", name), check=False))
     runner.run(Command(("docker", "run", "-d", "--name", name, "-p", f"{port}:8080", image)))
-    if not runner.dry_run:
-        runner.log(f"{image} is running as {name}: curl http://localhost:{port}/health; "
-                   "logs: make logs; stop: docker rm -f " + name)
+    runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
+                  "logs: make logs; stop: docker rm -f " + name)
 
 
 #: What ``shell`` runs in the image: bash when the image has it, else /bin/sh (slim and alpine
@@ -45,7 +46,7 @@ def shell_command(image: str, *, tty: bool) -> Command:
     refuses ``-t`` when stdin is not a TTY ("the input device is not a TTY")."""
     flags = ("-it",) if tty else ("-i",)
     return Command(("docker", "run", "--rm", *flags, "--entrypoint", "/bin/sh", image,
-                    "-c", SHELL_SCRIPT), mode="interactive", check=False)
+                    "-c", SHELL_SCRIPT), mode=Mode.INTERACTIVE, check=False)
 
 
 def shell(runner, image: str, *, tty: bool) -> int:
@@ -58,7 +59,7 @@ def logs(runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: in
     argv = ["docker", "logs", "--tail", str(lines)]
     if follow:
         argv.append("--follow")
-    runner.run(Command(tuple(argv + [name]), mode="stream"))
+    runner.run(Command(tuple(argv + [name]), mode=Mode.STREAM))
 
 
 # --- clean -------------------------------------------------------------------------------------
@@ -69,17 +70,21 @@ PRUNE_HINT = f"docker image prune --filter label={REPOSITORY_LABEL}"
 def list_images_command() -> Command:
     """Every image carrying the repository label: ragbuild's, and images built FROM them."""
     return Command(("docker", "image", "ls", "--filter", f"label={REPOSITORY_LABEL}",
-                    "--quiet", "--no-trunc"))
+                    "--quiet", "--no-trunc"), kind=Kind.PROBE, assume="IMAGE_IDS")
 
 
 def inspect_images_command(ids) -> Command:
     """ONE inspect of every listed id (tags and labels); checked by ``_inspect``."""
-    return Command(("docker", "image", "inspect", *ids), check=False)
+    return Command(("docker", "image", "inspect", *ids), check=False, kind=Kind.PROBE,
+                   assume=json.dumps([{"Id": "IMAGE_ID", "RepoTags": [DRY_REFS],
+                                       "Config": {"Labels": {REPOSITORY_LABEL: DRY_REFS}}}]))
 
 
 def container_image_command(name: str) -> Command:
     return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
-                   check=False)
+                   check=False, kind=Kind.PROBE,
+                   dry_note=f"a real run removes container {name} only if it runs an image "
+                            "whose every tag is removed")
 
 
 def repository_of(ref: str) -> str:
@@ -106,12 +111,6 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
     tag of its own (a fork, a user's ``docker tag``) survives under that tag. The local container
     is removed only when it runs an image this removes; returns the refs removed."""
     listed = runner.run(list_images_command())
-    if listed.dry:
-        runner.run(inspect_images_command(["IMAGE_IDS"]))
-        runner.log(f"dry run: would remove container {name} only if it runs an image whose every "
-                   f"tag is removed")
-        runner.run(Command(("docker", "image", "rm", "RAGBUILD_REFS")))
-        return []
     ids = list(dict.fromkeys(listed.stdout.split()))
     images = _inspect(runner, ids) if ids else []
     removing = {image.get("Id"): ragbuild_refs(image) for image in images}
@@ -143,8 +142,8 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
     kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
     already = f" ({len(gone)} were gone already)" if gone else ""
-    runner.log(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
-               f"{len(deleted)} image(s) deleted{also}")
+    runner.report(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
+                  f"{len(deleted)} image(s) deleted{also}")
     _hint_untagged(runner, untagged)
     return refs
 

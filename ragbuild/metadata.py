@@ -1,13 +1,13 @@
 """``--metadata-file`` and ``$GITHUB_OUTPUT``: what a build made, for the tools after it.
 
-The CLI hands each step to ``Recorder.time``, which measures its wall time and keeps what it
-returned (the summary's image id and labels, the pre-flight's push with its digests, the
-verified ``<repository>@<digest>``). The JSON file is written at the end of the run, and also
+The pipeline (pipeline.py) times each step and keeps what it found in its typed run state (the
+summary's image id and labels, the pushed digests, the verified ``<repository>@<digest>``); the
+``Recorder`` reads those fields. The JSON file is written at the end of the run, and also
 when a step fails or is interrupted (``status`` says which, with the step and the error), so a
 CI job can keep it as a record of a failed build too; it is not written when the flags or the
 config are refused before any step ran. ``$GITHUB_OUTPUT``, when set, gets ``tags``, ``digest``
-and ``image-id`` after a successful run only. In ``--dry-run`` nothing is written: the log says
-what would be.
+and ``image-id`` after a successful run only. In ``--dry-run`` nothing is written: the runner says
+what would be (``Runner.apply``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
-from typing import Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from ragbuild.errors import EXIT_INTERRUPTED, RagbuildError, UsageError
 from ragbuild.plan import redact_value
+
+if TYPE_CHECKING:  # the pipeline imports this module
+    from ragbuild.pipeline import RunState
+    from ragbuild.runner import Runner
 
 #: Keys of the JSON document, in order (the README lists them).
 KEYS = ("status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
@@ -27,13 +30,13 @@ KEYS = ("status", "failed_step", "error", "image", "refs", "pushed_refs", "versi
         "build_args", "digests", "digest", "pinned", "steps")
 
 
-def redact(build_args) -> dict:
+def redact(build_args: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The build args as the metadata shows them: ``plan.redact_value`` of each, the rule of
     every printout (secret-looking names' values and URL credentials hidden)."""
     return {key: redact_value(key, value) for key, value in build_args}
 
 
-def github_output_lines(tags, digest: str, image_id: str, delimiter: Optional[str] = None) -> str:
+def github_output_lines(tags: Iterable[str], digest: str, image_id: str, delimiter: Optional[str] = None) -> str:
     """GitHub's ``$GITHUB_OUTPUT`` syntax: ``name=value``, and ``name<<DELIM ... DELIM`` for the
     multi-line ``tags`` (one ref per line), with a delimiter that occurs in no value."""
     if delimiter is None:
@@ -59,64 +62,49 @@ def check_path(path: str) -> None:
 
 
 class Recorder:
-    """Times the steps and writes what the build made."""
+    """Writes what a build made (``pipeline.RunState``) to ``--metadata-file`` and
+    ``$GITHUB_OUTPUT``."""
 
-    def __init__(self, plan, runner, *, path: Optional[str] = None,
-                 github_output: Optional[str] = None, clock=time.monotonic):
-        self.plan = plan
+    def __init__(self, state: RunState, runner: Runner, *, path: Optional[str] = None,
+                 github_output: Optional[str] = None):
+        self.state = state
         self.runner = runner
         self.path = path
         self.github_output = github_output or None
-        self.clock = clock
-        self.steps = {}  # step -> seconds, in the order they ran
-        self.results = {}  # step -> what it returned
         self.status = "succeeded"
-        self.failed_step = None
-        self.error = None
+        self.failed_step: Optional[str] = None
+        self.error: Optional[str] = None
         if path is not None:
             check_path(path)
 
     @classmethod
-    def for_options(cls, options, plan, runner, environ=os.environ) -> "Recorder":
-        return cls(plan, runner, path=options.metadata_file,
-                   github_output=environ.get("GITHUB_OUTPUT"))
+    def for_state(cls, state: RunState, runner: Runner) -> "Recorder":
+        return cls(state, runner, path=state.options.metadata_file,
+                   github_output=state.environ.get("GITHUB_OUTPUT"))
 
-    def time(self, step: str, function, *args, **kwargs):
-        """Run one step, keep its wall time and its result; on a failure, record it and write
-        the metadata file before the error goes on to the CLI."""
-        started = self.clock()
-        try:
-            result = function(*args, **kwargs)
-        except BaseException as err:  # also a bug's exception: the record of the failure matters
-            self._timed(step, started)
-            interrupted = isinstance(err, KeyboardInterrupt) or (
-                isinstance(err, RagbuildError) and err.exit_code == EXIT_INTERRUPTED)
-            self.status = "interrupted" if interrupted else "failed"
-            self.failed_step = step
-            if isinstance(err, (RagbuildError, KeyboardInterrupt)):
-                text = str(err) or ("interrupted" if interrupted else type(err).__name__)
-            else:
-                text = f"{type(err).__name__}: {err}"
-            self.error = text.strip().splitlines()[0]
-            self._write_file(quiet_errors=True)
-            raise
-        self._timed(step, started)
-        self.results[step] = result
-        return result
-
-    def _timed(self, step: str, started: float) -> None:
-        self.steps[step] = self.clock() - started
+    def failed(self, step: str, err: BaseException) -> None:
+        """Record a step's failure (or interruption, or a bug's exception) and write the file
+        before the error goes on to the CLI."""
+        interrupted = isinstance(err, KeyboardInterrupt) or (
+            isinstance(err, RagbuildError) and err.exit_code == EXIT_INTERRUPTED)
+        self.status = "interrupted" if interrupted else "failed"
+        self.failed_step = step
+        if isinstance(err, (RagbuildError, KeyboardInterrupt)):
+            text = str(err) or ("interrupted" if interrupted else type(err).__name__)
+        else:
+            text = f"{type(err).__name__}: {err}"
+        self.error = text.strip().splitlines()[0]
+        self._write_file(quiet_errors=True)
 
     # --- the document --------------------------------------------------------------------------
 
     def document(self) -> dict:
-        plan = self.plan
-        image = self.results.get("inspect") or {}
-        pushing = getattr(self.results.get("pre-flight"), "pushing", None)  # steps.Preflight
-        pinned = self.results.get("verify")
-        digests = dict(getattr(pushing, "digests", None) or {})
+        state = self.state
+        plan = state.plan
+        image = state.image
+        pinned = state.pinned
+        digests = dict(state.digests)
         digest = pinned.rsplit("@", 1)[1] if pinned else None
-        created = plan.created  # the label the build set: one instant, one format
         doc = {
             "status": self.status,
             "failed_step": self.failed_step,
@@ -128,15 +116,15 @@ class Recorder:
             "environment": plan.env,
             "git_commit": plan.git.commit,
             "timestamp": plan.timestamp,
-            "created": created,
-            "image_id": image.get("id"),
-            "size": image.get("size"),
-            "labels": image.get("labels") or {},
+            "created": plan.created,  # the label the build set: one instant, one format
+            "image_id": image.id if image else None,
+            "size": image.size if image else None,
+            "labels": dict(image.labels) if image else {},
             "build_args": redact(plan.build_args),
             "digests": digests,
             "digest": digest,
             "pinned": pinned,
-            "steps": {step: round(seconds, 3) for step, seconds in self.steps.items()},
+            "steps": {step: round(seconds, 3) for step, seconds in state.times.items()},
         }
         assert tuple(doc) == KEYS
         return doc
@@ -148,39 +136,43 @@ class Recorder:
         self._write_file()
         if not self.github_output:
             return
-        if self.runner.dry_run:
-            self.runner.log(f"dry run: would append tags, digest and image-id to $GITHUB_OUTPUT "
-                            f"({self.github_output})")
-            return
+        github_output = self.github_output
         doc = self.document()
         tags = doc["pushed_refs"] or doc["refs"]
-        try:
-            with open(self.github_output, "a", encoding="utf-8") as handle:
-                handle.write(github_output_lines(tags, doc["digest"] or "", doc["image_id"] or ""))
-        except OSError as err:
-            raise RagbuildError(f"cannot append to $GITHUB_OUTPUT ({self.github_output}): "
-                                f"{err.strerror}") from None
-        self.runner.log("appended tags, digest and image-id to $GITHUB_OUTPUT")
+
+        def append() -> None:
+            try:
+                with open(github_output, "a", encoding="utf-8") as handle:
+                    handle.write(github_output_lines(tags, doc["digest"] or "",
+                                                     doc["image_id"] or ""))
+            except OSError as err:
+                raise RagbuildError(f"cannot append to $GITHUB_OUTPUT ({github_output}): "
+                                    f"{err.strerror}") from None
+            self.runner.log("appended tags, digest and image-id to $GITHUB_OUTPUT")
+
+        self.runner.apply(f"append tags, digest and image-id to $GITHUB_OUTPUT ({github_output})",
+                          append)
 
     def _write_file(self, quiet_errors: bool = False) -> None:
         if self.path is None:
             return
-        if self.runner.dry_run:
-            self.runner.log(f"dry run: would write the build metadata to {self.path} "
-                            f"(JSON: {', '.join(KEYS)})")
-            return
-        text = json.dumps(self.document(), indent=2) + "\n"
-        temporary = f"{self.path}.tmp-{os.getpid()}"
-        try:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(temporary, self.path)  # readers never see half a file
-        except OSError as err:
-            with contextlib.suppress(OSError):  # no .tmp-<pid> left behind
-                os.unlink(temporary)
-            message = f"cannot write --metadata-file {self.path}: {err.strerror}"
-            if quiet_errors:  # the step's own error matters more
-                self.runner.log(f"warning: {message}")
-                return
-            raise RagbuildError(message) from None
-        self.runner.log(f"wrote the build metadata ({self.status}) to {self.path}")
+        path = self.path
+
+        def write() -> None:
+            text = json.dumps(self.document(), indent=2) + "\n"
+            temporary = f"{path}.tmp-{os.getpid()}"
+            try:
+                with open(temporary, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                os.replace(temporary, path)  # readers never see half a file
+            except OSError as err:
+                with contextlib.suppress(OSError):  # no .tmp-<pid> left behind
+                    os.unlink(temporary)
+                message = f"cannot write --metadata-file {path}: {err.strerror}"
+                if quiet_errors:  # the step's own error matters more
+                    self.runner.log(f"warning: {message}")
+                    return
+                raise RagbuildError(message) from None
+            self.runner.log(f"wrote the build metadata ({self.status}) to {path}")
+
+        self.runner.apply(f"write the build metadata to {path} (JSON: {', '.join(KEYS)})", write)

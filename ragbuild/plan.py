@@ -7,14 +7,19 @@ those facts and hands them in, and the runner executes the ``Command`` objects m
 from __future__ import annotations
 
 import difflib
+import enum
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 
 from ragbuild import builders, channels
 from ragbuild.errors import UsageError
+if TYPE_CHECKING:  # semver is imported where a version needs it
+    import semver
+
 from ragbuild.reference import ECR_HOST_RE, IMAGE_NAME_RE, NAME_MAX, REGISTRY_RE, TAG_RE
 
 DEFAULT_IMAGE_NAME = "rag-worker"
@@ -32,17 +37,35 @@ CREATED_LABEL = "org.opencontainers.image.created"
 BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
 
 
+class Mode(enum.Enum):
+    """Where a command's output goes."""
+
+    CAPTURE = "capture"  # kept, not shown
+    STREAM = "stream"  # the child writes to our terminal (docker's live progress); not kept
+    TEE = "tee"  # shown live and kept (stdout and stderr merged)
+    INTERACTIVE = "interactive"  # like STREAM, and the child reads our stdin (a shell)
+
+
+class Kind(enum.Enum):
+    """What a command is, which is all a dry run needs to know (``runner.DryRunner``)."""
+
+    QUERY = "query"  # read-only and local (a git query): runs in a dry run too; not logged
+    PROBE = "probe"  # asks docker or aws something: a dry run prints it and assumes it passes
+    ACTION = "action"  # changes something: a dry run prints it
+
+
 @dataclass(frozen=True)
 class Command:
     """One process to start, as data: what ``--dry-run`` prints is ``display()``."""
 
-    argv: tuple
-    env: tuple = ()  # (("DOCKER_BUILDKIT", "1"),): added to the caller's environment
-    mode: str = "capture"  # capture | stream (child writes to our terminal) | tee (both)
-    #                        | interactive (stream, and the child reads our stdin)
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # (("DOCKER_BUILDKIT", "1"),): added to the environment
+    mode: Mode = Mode.CAPTURE
     check: bool = True  # a non-zero exit raises CommandFailed
-    read_only: bool = False  # a git query a dry run still executes (no docker, no aws); not logged
+    kind: Kind = Kind.ACTION
     stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
+    assume: str = ""  # the stdout a dry run takes it to have printed (it exits 0)
+    dry_note: str = ""  # what a real run decides from its answer, said by a dry run
 
     def display(self) -> str:
         """The command line, shell-quoted, with secret values shown as ``***`` (``redact_argv``)."""
@@ -75,7 +98,7 @@ def is_secret_name(key: str) -> bool:
             or any(part in SECRET_ARG_PARTS for part in re.split(r"[_\-]", upper)))
 
 
-def secret_build_args(build_args) -> list:
+def secret_build_args(build_args: Iterable[tuple[str, str]]) -> list[str]:
     """The names among ``(key, value)`` build args that look like secrets."""
     return [key for key, _ in build_args if is_secret_name(key)]
 
@@ -88,7 +111,7 @@ def redact_value(key: str, value: str) -> str:
     return URL_USERINFO_RE.sub(rf"\g<scheme>{REDACTED}@", value)
 
 
-def redact_argv(argv) -> tuple:
+def redact_argv(argv: Iterable[str]) -> tuple[str, ...]:
     """``argv`` as it may be printed: each ``--build-arg KEY=VALUE`` (or ``--build-arg=KEY=VALUE``)
     through ``redact_value``, URL credentials hidden in every other word."""
     shown, words = [], list(argv)
@@ -140,7 +163,7 @@ class Options:
     metadata_file: Optional[str] = None  # metadata.py
     # tags beyond bash's (channels.py)
     semver_tags: bool = False
-    latest_policy: str = "always"  # always | auto | never (--latest / --no-latest are folded in)
+    latest_policy: channels.LatestPolicy = channels.LatestPolicy.ALWAYS  # --latest/--no-latest too
     build_number: Optional[str] = None
     ci_tags: bool = False
     # where and how to build (builders.py)
@@ -188,6 +211,17 @@ class Registry:
 
 
 @dataclass(frozen=True)
+class PushPlan:
+    """What the pre-flight decided about the push, before the build (push.prepare); the build
+    command consumes it."""
+
+    refs: tuple  # the refs to push, in the plan's order
+    skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
+    no_attestations: bool = False  # the build must pass --provenance=false --sbom=false
+    helper: Optional[str] = None  # the docker credential helper used for the host, if any
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     base: str  # registry URI or image name
     tags: tuple  # tag names, in bash's order
@@ -203,8 +237,9 @@ class BuildPlan:
     buildx: tuple = ()  # why the build needs docker buildx build (empty: plain docker build)
     cache_from: tuple = ()  # builders.Cache
     cache_to: tuple = ()
-    docker: object = None  # builders.DockerTarget: the daemon docker talks to
+    docker: Optional[builders.DockerTarget] = None  # the daemon docker talks to
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
+    moving_tags: frozenset = frozenset()  # tags a later build must overwrite (channels.moving_tags)
 
     @property
     def multi_platform(self) -> bool:
@@ -223,7 +258,7 @@ class BuildPlan:
 # --- validation --------------------------------------------------------------------------------
 
 
-def parse_version(raw: str):
+def parse_version(raw: str) -> semver.Version:
     """Strip one leading ``v`` and check the rest is semver (bash only stripped the ``v``).
 
     Returns the ``semver.Version``, parsed once here: ``str()`` of it is the text as given (semver
@@ -241,7 +276,7 @@ def parse_version(raw: str):
                          "an optional -prerelease and +build, e.g. 1.2.3 or 1.3.0-rc.1") from None
 
 
-def check_env(env: str, environments) -> str:
+def check_env(env: str, environments: Sequence[str]) -> str:
     if env in environments:
         return env
     if not env:
@@ -321,7 +356,7 @@ def check_image_name(name: str, source: str = "--image-name") -> str:
 def git_describe_command() -> Command:
     """One git call yields the sha and the dirty mark, even where the repository has tags."""
     return Command(("git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"),
-                   check=False, read_only=True)
+                   check=False, kind=Kind.QUERY)
 
 
 def parse_git_describe(returncode: int, stdout: str, stderr: str) -> GitInfo:
@@ -335,7 +370,7 @@ def parse_git_describe(returncode: int, stdout: str, stderr: str) -> GitInfo:
             # git's own "fatal:" line says what is wrong; the lines after it are advice
             lines = [line.strip() for line in stderr.splitlines() if line.strip()]
             fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-            reason = f"git describe failed: {(fatal or lines or [returncode])[0]}"
+            reason = f"git describe failed: {(fatal or lines or [str(returncode)])[0]}"
         return GitInfo(reason=reason)
     out = stdout.strip()
     dirty = out.endswith("-dirty")
@@ -354,7 +389,8 @@ def format_created(moment: datetime) -> str:
 
 
 def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, *,
-              version_tags: Optional[tuple] = None, environ=None, docker=None) -> BuildPlan:
+              version_tags: Optional[tuple] = None, environ: Optional[Mapping[str, str]] = None,
+              docker: Optional[builders.DockerTarget] = None) -> BuildPlan:
     """Validate the flags, then compute the tags and build args, exactly in bash's order.
 
     More facts, all optional: ``version_tags`` (``channels.parse_version_tags`` of ``git tag
@@ -378,14 +414,15 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     timestamp = format_timestamp(moment)
     notes = channel.notes
     if number:
-        notes += (f"build-{number[0]}: build number from {number[1]}",)
+        notes += (f"build-{number.value}: build number from {number.source}",)
     return BuildPlan(base=registry.uri if registry else image_name,
                      tags=plan_tags(version, env, timestamp, git, number, custom, channel),
                      build_args=plan_build_args(version, env, git, timestamp, extra_args,
                                                 buildx=where["buildx"], cache_to=where["cache_to"]),
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
                      options=options, notes=notes, docker=docker,
-                     created=format_created(moment), **where)
+                     created=format_created(moment),
+                     moving_tags=channels.moving_tags(parsed, env, options.semver_tags), **where)
 
 
 def _check_version_and_env(options: Options, config: Config) -> tuple:
@@ -400,21 +437,20 @@ def _check_version_and_env(options: Options, config: Config) -> tuple:
     return parsed, env
 
 
-def _check_custom_tags(options: Options, parsed) -> tuple:
+def _check_custom_tags(options: Options, parsed: Optional[semver.Version]) -> tuple:
     """Each --tag is a valid tag, and none is a moving tag the latest policy decides about: with
     --no-latest or --latest-policy auto, ``--tag latest`` would tag (and push) latest whatever
     the policy says, and under auto so would ``--tag <major>`` with --semver-tags."""
     custom = tuple(check_tag(tag) for tag in options.tags)
     policy = options.latest_policy
-    if "latest" in custom and policy != "always":
-        given = ("--no-latest (--latest-policy never)" if policy == "never"
-                 else f"--latest-policy {policy}")
+    if "latest" in custom and policy != channels.LatestPolicy.ALWAYS:
+        given = ("--no-latest (--latest-policy never)" if policy == channels.LatestPolicy.NEVER
+                 else f"--latest-policy {policy.value}")
         raise UsageError(f"--tag latest contradicts {given}: it would tag latest whatever the "
                          "policy decides; drop --tag latest, or use --latest-policy always")
-    if policy == "auto" and options.semver_tags and parsed is not None:
-        channel_tags = (f"{parsed.major}.{parsed.minor}", f"{parsed.major}")
+    if policy == channels.LatestPolicy.AUTO and options.semver_tags and parsed is not None:
         for tag in custom:
-            if tag in channel_tags:
+            if tag in channels.channel_tags(parsed):
                 raise UsageError(f"--tag {tag} contradicts --semver-tags with --latest-policy "
                                  f"auto, which decides whether {tag} moves; drop --tag {tag}")
     return custom
@@ -430,7 +466,7 @@ def _check_registry(options: Options) -> Optional[Registry]:
     if options.skip_existing_immutable and not options.push:
         raise UsageError("--skip-existing-immutable only changes what --push pushes to an "
                          "IMMUTABLE ECR repository: add --push, or drop it")
-    if options.skip_existing_immutable and not registry.is_ecr:
+    if options.skip_existing_immutable and registry is not None and not registry.is_ecr:
         raise UsageError(f"--skip-existing-immutable reads the tag immutability of an ECR "
                          f"repository, and {registry.host} is not ECR: drop it")
     return registry
@@ -457,7 +493,7 @@ def _where_to_build(options: Options) -> dict:
 
 
 def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: GitInfo,
-              number: Optional[tuple], custom: tuple, channel) -> tuple:
+              number: Optional[channels.BuildNumber], custom: tuple, channel: channels.Channels) -> tuple:
     """The tags, in bash's order with the opt-in ones slotted in (channels.py shows where);
     ``custom`` are the --tag values (``_check_custom_tags``); one equal to a generated tag is
     given once."""
@@ -471,7 +507,7 @@ def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: G
     if git.tag:
         tags.append(_generated(git.tag, "git's commit id"))
     if number:
-        tags.append(_generated(f"build-{number[0]}", f"the build number from {number[1]}"))
+        tags.append(_generated(f"build-{number.value}", f"the build number from {number.source}"))
     tags += custom
     if channel.latest:
         tags.append("latest")
@@ -507,13 +543,14 @@ def plan_build_args(version: Optional[str], env: Optional[str], git: GitInfo, ti
     return tuple(build_args)
 
 
-def build_command(plan: BuildPlan, *, no_attestations: bool = False,
-                  refs: Optional[tuple] = None) -> Command:
+def build_command(plan: BuildPlan, push: Optional[PushPlan] = None) -> Command:
     """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag).
 
     ``docker buildx build`` when the plan needs it (``plan.buildx``): ``--load`` for one
-    platform, ``--push`` of ``refs`` (default: every ref) for several (builders.py)."""
+    platform, ``--push`` of the push's refs for several (builders.py). ``push``: what the
+    pre-flight decided (its refs, and whether attestations must be off)."""
     opts = plan.options
+    no_attestations = bool(push and push.no_attestations)
     if plan.buildx:
         argv = ["docker", "buildx", "build"]
         if opts.builder:
@@ -521,7 +558,7 @@ def build_command(plan: BuildPlan, *, no_attestations: bool = False,
         argv += ["-f", opts.file]
     else:
         argv = ["docker", "build", "-f", opts.file]
-    for ref in (refs if refs is not None and plan.multi_platform else plan.refs):
+    for ref in (push.refs if push is not None and plan.multi_platform else plan.refs):
         argv += ["-t", ref]
     for key, value in plan.build_args:
         argv += ["--build-arg", f"{key}={value}"]
@@ -546,24 +583,27 @@ def build_command(plan: BuildPlan, *, no_attestations: bool = False,
         argv += ["--provenance=false", "--sbom=false"]
     argv.append(opts.context)
     env = () if plan.buildx else (("DOCKER_BUILDKIT", "1"),)
-    return Command(tuple(argv), env=env, mode="stream")
+    return Command(tuple(argv), env=env, mode=Mode.STREAM)
 
 
-def buildx_version_command() -> Command:
+def buildx_version_command(reasons: tuple = ()) -> Command:
     """Whether the client has buildx, asked before a build that needs it (a dry run prints it:
     it starts no docker)."""
-    return Command(("docker", "buildx", "version"), check=False)
+    return Command(("docker", "buildx", "version"), check=False, kind=Kind.PROBE,
+                   dry_note=f"a real run stops here when `docker buildx version` fails: this "
+                            f"build needs docker buildx (for {'; '.join(reasons)})")
 
 
 def version_tags_command() -> Command:
     """The repository's ``v*`` tags, for --latest-policy auto (the one extra git call)."""
-    return Command(("git", "tag", "--list", "v*"), check=False, read_only=True)
+    return Command(("git", "tag", "--list", "v*"), check=False, kind=Kind.QUERY)
 
 
-def inspect_command(ref: str) -> Command:
+def inspect_command(ref: str, refs: tuple = ()) -> Command:
     """The summary's one call: id, size, tags and (for --metadata-file) the image's labels."""
     return Command(("docker", "image", "inspect", "--format",
-                    "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", ref))
+                    "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", ref),
+                   kind=Kind.PROBE, assume=f"IMAGE_ID 0 {json.dumps(list(refs or (ref,)))} null")
 
 
 def describe_plan(plan: BuildPlan) -> list:

@@ -2,11 +2,15 @@
 
 Every docker, git and aws call goes through ``Runner.run``, which logs the command shell-quoted
 (``+ cmd``, with bare program names and secret values as ``***``, exactly as ``--dry-run`` prints
-it) and turns failures into the package's errors. ``--dry-run`` is the same runner with
-``dry_run=True``: it prints each command instead of running it. Only read-only git queries
-(``Command.read_only``) still run, unlogged, in both modes; a dry run starts no docker or aws.
-So a real run's ``+`` lines are the dry run's output, plus what only a real run can decide to
-run (retries, polls, diagnostics after a failure).
+it) and turns failures into the package's errors. ``--dry-run`` is the same plan given to
+``DryRunner``, and it alone decides what a dry run does with a command, from its ``Kind``: a
+``QUERY`` (a read-only git query) runs as in a real run; a ``PROBE`` and an ``ACTION`` are printed
+and taken to have exited 0 with their ``assume`` as output, so the steps go through the same
+code either way and never ask which runner they have. What a real run would decide from a
+probe's answer is said once, as ``dry run: <Command.dry_note>``; ``report`` lines (what a real
+run found: "built ...", "pushed ...") and ``emit`` (the pinned line) are a real run's only. So a
+real run's ``+`` lines are the dry run's output, plus what only a real run can decide to run
+(retries, polls, diagnostics after a failure).
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import IO, Callable, Optional, TypeVar, cast
 
 from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
 from ragbuild.output import paint
-from ragbuild.plan import Command
+from ragbuild.plan import Command, Kind, Mode
+
+T = TypeVar("T")
 
 #: Programs whose binary can be replaced through an environment variable (``DOCKER=/usr/bin/docker``).
 PROGRAM_ENV = {"docker": "DOCKER", "aws": "AWS_CLI"}
@@ -51,7 +58,6 @@ class Result:
     returncode: int
     stdout: str = ""
     stderr: str = ""
-    dry: bool = False
 
     @property
     def ok(self) -> bool:
@@ -69,52 +75,54 @@ def resolve(program: str) -> str:
 
 
 class Runner:
-    def __init__(self, *, dry_run: bool = False, out=None, log=None):
-        self.dry_run = dry_run
+    """Runs commands for real. ``out``: where results and a dry run's commands go (stdout);
+    ``log``: where the ``+ command`` lines and messages go (stderr)."""
+
+    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None):
         self._out = out or sys.stdout
         self._log = log or sys.stderr
-        self._warned = set()  # a dry run's warnings, each given once
 
-    def log(self, message: str, level: str | None = None) -> None:
+    def log(self, message: str, level: Optional[str] = None) -> None:
         """One line (or more) on stderr; ``level`` (``output.SUCCESS``...) colours it on a
         terminal, else the message's first word does (``warning:``, ``error:``, ``+``)."""
         _write(self._log, f"{paint(message, self._log, level)}\n")
+
+    def report(self, message: str, level: Optional[str] = None) -> None:
+        """A line about what a real run found or did ("built ...", "pushed ..."); a dry run,
+        which found and did nothing, leaves it out."""
+        self.log(message, level)
 
     def emit(self, line: str) -> None:
         """A result line on stdout (the pinned ``<repository>@sha256:...``), where a dry run
         prints its commands."""
         _write(self._out, f"{line}\n")
 
-    def stop_or_warn(self, error: RagbuildError, *, key: str | None = None) -> None:
+    def stop_or_warn(self, error: RagbuildError, *, key: Optional[str] = None) -> None:
         """A check a real run stops at: raise ``error``. A dry run, which shows the whole plan,
-        logs it once as a warning and goes on."""
-        if not self.dry_run:
-            raise error
-        key = key or str(error)
-        if key not in self._warned:
-            self._warned.add(key)
-            self.log(f"warning: {error} (a real run stops here)")
+        logs it once (per ``key``, default the message) as a warning and goes on."""
+        raise error
 
-    def run(self, cmd: Command, *, stdin: Secret | None = None) -> Result:
-        """Run one command (or print it, in a dry run) and return what it produced.
+    def apply(self, what: str, action: Callable[[], None]) -> None:
+        """A change that is no command (writing a file): ``action()``; a dry run says ``what``
+        it would do instead."""
+        action()
 
-        ``cmd.mode``: ``capture`` keeps stdout and stderr; ``stream`` lets the child write to
-        our terminal (docker's live progress); ``tee`` shows stdout+stderr live and keeps them.
+    def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
+        """A check that is no command (an HTTP poll): ``probe()``; a dry run says ``what`` it
+        would do and takes ``assume`` as the answer."""
+        return probe()
+
+    def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
+        """Run one command and return what it produced.
+
+        ``cmd.mode``: ``CAPTURE`` keeps stdout and stderr; ``STREAM`` lets the child write to our
+        terminal (docker's live progress); ``TEE`` shows stdout+stderr live and keeps them.
         A non-zero exit raises ``CommandFailed`` unless ``cmd.check`` is false.
         """
         if stdin is not None and cmd.stdin is None:
             raise ValueError("secret given to a command that does not read stdin")
         program = resolve(cmd.argv[0])
-        if self.dry_run and not cmd.read_only:
-            if not shutil.which(program):
-                self.stop_or_warn(ToolMissing(_missing_message(cmd.argv[0], program)), key=program)
-            if cmd.hides_secrets and "***" not in self._warned:
-                self._warned.add("***")
-                self.log("dry run: secret values (secret-looking build args, URL credentials) "
-                         "are shown as ***; the real command gets them")
-            _write(self._out, f"{cmd.display()}\n")
-            return Result(0, dry=True)
-        if not cmd.read_only:
+        if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
         from plumbum import local
         from plumbum.commands.processes import CommandNotFound
@@ -126,19 +134,19 @@ class Runner:
         env = {**os.environ, **dict(cmd.env)}
         pipe = subprocess.PIPE
         streams = {
-            "capture": (pipe, pipe),
-            "stream": (None, None),
-            "tee": (pipe, subprocess.STDOUT),
-            "interactive": (None, None),  # and our stdin: a shell in a container
+            Mode.CAPTURE: (pipe, pipe),
+            Mode.STREAM: (None, None),
+            Mode.TEE: (pipe, subprocess.STDOUT),
+            Mode.INTERACTIVE: (None, None),
         }[cmd.mode]
-        own_stdin = None if cmd.mode == "interactive" else subprocess.DEVNULL
+        own_stdin = None if cmd.mode is Mode.INTERACTIVE else subprocess.DEVNULL
         try:
-            proc = machine_cmd.popen(
+            proc = cast(subprocess.Popen, machine_cmd.popen(
                 stdin=pipe if stdin is not None else own_stdin,
                 stdout=streams[0],
                 stderr=streams[1],
                 env=env,
-            )
+            ))
         except FileNotFoundError:
             raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
         except OSError as err:  # DOCKER names a directory or a file without the execute bit
@@ -149,17 +157,20 @@ class Runner:
         except KeyboardInterrupt:
             _terminate(proc)
             raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
-        result = Result(proc.returncode, stdout, stderr)
+        result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
         if cmd.check and not result.ok:
             raise CommandFailed(failure_message(cmd, result), returncode=result.returncode)
         return result
 
-    def _wait(self, proc, mode: str, stdin: Secret | None) -> tuple[str, str]:
-        if mode == "tee":
+    def _wait(self, proc: subprocess.Popen, mode: Mode,
+              stdin: Optional[Secret]) -> tuple[str, str]:
+        if mode is Mode.TEE:
             if stdin is not None:
+                assert proc.stdin is not None
                 proc.stdin.write(stdin.reveal().encode())
                 proc.stdin.close()
             kept = []
+            assert proc.stdout is not None
             for raw in proc.stdout:
                 line = raw.decode(errors="replace")
                 kept.append(line)
@@ -168,11 +179,63 @@ class Runner:
             return "".join(kept), ""
         data = stdin.reveal().encode() if stdin is not None else None
         out, err = proc.communicate(data)
-        decode = lambda b: b.decode(errors="replace") if b else ""  # noqa: E731
-        return decode(out), decode(err)
+        return _decode(out), _decode(err)
 
 
-def _write(stream, text: str) -> None:
+class DryRunner(Runner):
+    """``--dry-run``: prints each command a real run would start (stdout) instead of starting it,
+    runs only ``Kind.QUERY`` commands, and warns (once each) where a real run would stop."""
+
+    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None):
+        super().__init__(out=out, log=log)
+        self._warned: set[str] = set()
+
+    def _once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.log(message)
+
+    def report(self, message: str, level: Optional[str] = None) -> None:
+        pass
+
+    def emit(self, line: str) -> None:
+        pass
+
+    def stop_or_warn(self, error: RagbuildError, *, key: Optional[str] = None) -> None:
+        self._once(key or str(error), f"warning: {error} (a real run stops here)")
+
+    def apply(self, what: str, action: Callable[[], None]) -> None:
+        self.log(f"dry run: would {what}")
+
+    def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
+        self._once(what, f"dry run: a real run would {what}")
+        return assume
+
+    def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
+        if cmd.kind is Kind.QUERY:
+            return super().run(cmd, stdin=stdin)
+        program = resolve(cmd.argv[0])
+        if not shutil.which(program):
+            self._once(program, f"warning: {_missing_message(cmd.argv[0], program)} "
+                                "(a real run stops here)")
+        if cmd.hides_secrets:
+            self._once("***", "dry run: secret values (secret-looking build args, URL "
+                              "credentials) are shown as ***; the real command gets them")
+        _write(self._out, f"{cmd.display()}\n")
+        if cmd.dry_note:
+            self._once(cmd.dry_note, f"dry run: {cmd.dry_note}")
+        return Result(0, cmd.assume)
+
+
+def make_runner(dry_run: bool) -> Runner:
+    return DryRunner() if dry_run else Runner()
+
+
+def _decode(data: Optional[bytes]) -> str:
+    return data.decode(errors="replace") if data else ""
+
+
+def _write(stream: IO[str], text: str) -> None:
     """Write and flush; what the stream's encoding cannot hold (docker's progress bars on an
     ASCII terminal) becomes ``?`` instead of an error."""
     try:
@@ -183,7 +246,7 @@ def _write(stream, text: str) -> None:
     stream.flush()
 
 
-def ended(returncode: int) -> str:
+def ended(returncode: Optional[int]) -> str:
     """How a command ended, for messages: ``failed (exit 3)``, or ``was killed by signal 9
     (SIGKILL)`` (subprocess reports a signal as a negative return code)."""
     if returncode is not None and returncode < 0:
@@ -199,7 +262,7 @@ def failure_message(cmd: Command, result: Result) -> str:
     """One line naming the command and how it ended, then the tail of what it said."""
     head = f"`{cmd.display()}` {ended(result.returncode)}"
     said = tail(result.stdout + result.stderr)
-    if cmd.mode == "stream":
+    if cmd.mode is Mode.STREAM:
         return f"{head}; its output is above"
     return f"{head}:\n{said}" if said else head
 
@@ -215,7 +278,7 @@ def _missing_message(name: str, program: str) -> str:
     return f"{program} not found: install {name}{INSTALL_HINT.get(name, '')}{hint}"
 
 
-def _terminate(proc, grace: float = 10.0) -> None:
+def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
     """Stop a child on Ctrl-C and reap it, so nothing is left behind."""
     if proc.poll() is None:
         proc.terminate()

@@ -13,10 +13,17 @@ import os
 import shlex
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from ragbuild.errors import ScanFailed, ToolMissing, UsageError
 from ragbuild.output import SUCCESS
-from ragbuild.plan import Command
+from ragbuild.plan import BuildPlan, Command, Config, Mode
+
+if TYPE_CHECKING:
+    from ragbuild.runner import Runner
+
+#: ``shutil.which``'s shape: (name, path=None) -> the program's path or None.
+Which = Callable[..., Optional[str]]
 
 PLACEHOLDER = "{image}"
 #: The default scanner: trivy fails (exit 1) on HIGH or CRITICAL findings.
@@ -44,7 +51,8 @@ def parse_scan_command(text: str, source: str) -> tuple:
     return words
 
 
-def prepare(plan, config, *, which=shutil.which, environ=os.environ) -> Scanner:
+def prepare(plan: BuildPlan, config: Config, *, which: Which = shutil.which,
+            environ: Mapping[str, str] = os.environ) -> Scanner:
     """Before the build: the scanner must exist, and there must be a local image to scan."""
     if plan.multi_platform:
         raise UsageError("--scan scans the local image, and a multi-platform build leaves none (it "
@@ -52,7 +60,8 @@ def prepare(plan, config, *, which=shutil.which, environ=os.environ) -> Scanner:
     return resolve(plan.options.scan_command, config.scan_command, which=which, environ=environ)
 
 
-def resolve(command, configured, *, which=shutil.which, environ=os.environ) -> Scanner:
+def resolve(command: Optional[str], configured: Optional[str], *, which: Which = shutil.which,
+            environ: Mapping[str, str] = os.environ) -> Scanner:
     """The scanner to run: the flag's command, setup.cfg's, or trivy found on PATH."""
     if command is not None:
         scanner = Scanner(parse_scan_command(command, "--scan-command"), "--scan-command")
@@ -72,7 +81,7 @@ def resolve(command, configured, *, which=shutil.which, environ=os.environ) -> S
     return scanner
 
 
-def _program(name: str, environ) -> str:
+def _program(name: str, environ: Mapping[str, str]) -> str:
     """The binary the runner would start (``DOCKER`` may name another docker)."""
     from ragbuild.runner import PROGRAM_ENV
 
@@ -83,16 +92,14 @@ def _program(name: str, environ) -> str:
 def scan_command(scanner: Scanner, image: str) -> Command:
     """The scanner's own output streams to the terminal: its findings are the message."""
     return Command(tuple(word.replace(PLACEHOLDER, image) for word in scanner.argv),
-                   mode="stream", check=False)
+                   mode=Mode.STREAM, check=False)
 
 
-def run(runner, scanner: Scanner, plan) -> None:
+def run(runner: Runner, scanner: Scanner, plan: BuildPlan) -> None:
     image = plan.primary
     result = runner.run(scan_command(scanner, image))
-    if result.dry:
-        return
     if not result.ok:
         pushed = "; nothing was pushed" if plan.options.push else ""
         raise ScanFailed(f"the vulnerability scan of {image} failed (exit {result.returncode}; "
                          f"its findings are above){pushed}")
-    runner.log(f"vulnerability scan passed: {image}", SUCCESS)
+    runner.report(f"vulnerability scan passed: {image}", SUCCESS)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.output import SUCCESS
-from ragbuild.plan import Command
+from ragbuild.plan import Command, Kind
 
 CONTAINER_PORT = 8080
 DEFAULT_TIMEOUT = 60.0
@@ -29,6 +29,12 @@ class Expectation:
     environment: str = None
     git_commit: str = None
 
+    def answer(self) -> dict:
+        """The /health answer this expects (what a dry run assumes)."""
+        wanted = {"status": "ok", "version": self.version, "environment": self.environment,
+                  "git_commit": self.git_commit}
+        return {key: value for key, value in wanted.items() if value is not None}
+
     def mismatches(self, health: dict) -> list:
         wanted = {"status": "ok", "version": self.version, "environment": self.environment,
                   "git_commit": self.git_commit}
@@ -38,11 +44,12 @@ class Expectation:
 
 def run_command(image: str) -> Command:
     return Command(("docker", "run", "-d", "-p", f"127.0.0.1::{CONTAINER_PORT}",
-                    "--label", "org.ragbuild.smoke=1", image))
+                    "--label", "org.ragbuild.smoke=1", image), assume="CONTAINER")
 
 
 def port_command(container: str) -> Command:
-    return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"))
+    return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"), kind=Kind.PROBE,
+                   assume=f"127.0.0.1:{CONTAINER_PORT}")
 
 
 def state_command(container: str) -> Command:
@@ -92,25 +99,24 @@ def check(runner, plan, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
 
 def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
         fetch=None, clock=time.monotonic, sleep=time.sleep) -> dict:
-    """One code path for a real and a dry run: the dry run prints the commands with the
+    """Start, wait for /health, check, remove. A dry run prints the commands with the
     placeholder CONTAINER for the id ``docker run`` would print."""
     fetch = fetch or fetch_health
     container = None
     try:
-        started = runner.run(run_command(expect.image))
-        container = "CONTAINER" if started.dry else started.stdout.strip()
-        ported = runner.run(port_command(container))
-        if ported.dry:
-            return {}
-        health = _wait(runner, container, parse_port(ported.stdout), timeout, fetch, clock, sleep)
+        container = runner.run(run_command(expect.image)).stdout.strip()
+        port = parse_port(runner.run(port_command(container)).stdout)
+        health = runner.check(f"wait up to {timeout:g}s for /health and check what it reports",
+                              lambda: _wait(runner, container, port, timeout, fetch, clock, sleep),
+                              assume=expect.answer())
         if not isinstance(health, dict):
             raise SmokeTestFailed(f"{expect.image}: /health answered {json.dumps(health)[:200]}, "
                                   "not a JSON object")
         problems = expect.mismatches(health)
         if problems:
             raise SmokeTestFailed(f"{expect.image}: /health answered but {'; '.join(problems)}")
-        runner.log(f"smoke test passed: {expect.image} answered /health with "
-                   f"{json.dumps(health, sort_keys=True)}", SUCCESS)
+        runner.report(f"smoke test passed: {expect.image} answered /health with "
+                      f"{json.dumps(health, sort_keys=True)}", SUCCESS)
         return health
     except SmokeTestFailed as failure:
         logs = runner.run(logs_command(container))

@@ -1,5 +1,5 @@
-"""The build's steps: gather facts, check before the build, build, summarise. Each step hands
-plan commands to the runner."""
+"""The build's steps: each a function from typed data to typed data, handing plan commands to
+the runner. pipeline.py runs them in order over one ``RunState``."""
 
 from __future__ import annotations
 
@@ -8,31 +8,24 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
+from ragbuild import builders
+from ragbuild.channels import LatestPolicy
+from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
 from ragbuild.errors import CommandFailed, DockerUnavailable, ToolMissing, UsageError
-from ragbuild.plan import (BuildPlan, Command, GitInfo, Options, build_command, buildx_version_command,
-                           git_describe_command, human_size, inspect_command, parse_git_describe,
-                           version_tags_command)
+from ragbuild.plan import (BuildPlan, Command, Config, GitInfo, Kind, Options, PushPlan,
+                           build_command, buildx_version_command, git_describe_command,
+                           human_size, inspect_command, parse_git_describe, version_tags_command)
 from ragbuild.reference import familiar
 from ragbuild.output import SUCCESS
-from ragbuild.runner import ended, resolve
+from ragbuild.runner import Runner, ended, resolve
 
-#: What docker says when it cannot reach its daemon (``docker version``, ``docker push``, ...),
-#: lowercase. Nothing about a registry: "connection refused" from a push is the registry's.
-DAEMON_DOWN_MARKERS = ("cannot connect to the docker daemon", "is the docker daemon running",
-                       "error during connect")
+if TYPE_CHECKING:  # scan.py is imported when --scan asks for it
+    from ragbuild.scan import Scanner
 
 
-def daemon_unreachable(target) -> str:
-    """The one message for a daemon docker cannot reach (``target``: builders.DockerTarget)."""
-    where = f" {target.unreachable()}" if target is not None else ""
-    return (f"cannot reach the Docker daemon{where}: start it (e.g. `systemctl start docker`, or "
-            "`make engine` as root on Debian or Ubuntu) or point DOCKER_HOST or DOCKER_CONTEXT "
-            "at a running one")
-
-
-def clock(environ=os.environ) -> datetime:
+def clock(environ: Mapping[str, str] = os.environ) -> datetime:
     """The build's one instant: SOURCE_DATE_EPOCH when set (reproducible), else now; local time."""
     epoch = environ.get("SOURCE_DATE_EPOCH")
     if epoch is None or epoch == "":
@@ -68,7 +61,23 @@ def check_paths(options: Options) -> None:
         check_path(options.metadata_file)
 
 
-def git_info(runner) -> GitInfo:
+# --- facts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the plan takes from the world: git, the clock, the environment, docker's
+    configuration (read once per run)."""
+
+    git: GitInfo
+    moment: datetime
+    docker_config: DockerConfig
+    docker: DockerTarget
+    version_tags: Optional[tuple] = None  # the v* git tags, for --latest-policy auto only
+    ci_environ: Mapping[str, str] = field(default_factory=dict)  # the CI build-number variables
+
+
+def git_info(runner: Runner) -> GitInfo:
     try:
         result = runner.run(git_describe_command())
     except ToolMissing:
@@ -76,76 +85,60 @@ def git_info(runner) -> GitInfo:
     return parse_git_describe(result.returncode, result.stdout, result.stderr)
 
 
-def plan_facts(runner, options: Options, environ=os.environ) -> dict:
-    """The facts ``make_plan`` takes besides git and the clock: the ``v*`` git tags (one
-    read-only git call, for --latest-policy auto only), the CI variables and the docker target."""
-    from ragbuild.builders import DockerTarget
-    from ragbuild.channels import CI_BUILD_NUMBER_VARS, parse_version_tags
+def version_tags(runner: Runner) -> tuple:
+    """The ``v*`` git tags (one read-only git call), for --latest-policy auto."""
+    from ragbuild.channels import parse_version_tags
 
-    version_tags = None
-    if options.latest_policy == "auto":
-        try:
-            result = runner.run(version_tags_command())
-        except ToolMissing:
-            result = None
-        if result is None or not result.ok:
-            runner.log("warning: cannot list the v* git tags: --latest-policy auto compares "
-                       "the version with none")
-        version_tags = parse_version_tags(result.stdout) if result is not None and result.ok else ()
-    return {
-        "version_tags": version_tags,
-        "environ": {name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ},
-        "docker": DockerTarget(host=environ.get("DOCKER_HOST") or None,
-                               context=environ.get("DOCKER_CONTEXT") or None,
-                               current_context=read_docker_config(environ).current_context),
-    }
-
-
-@dataclass(frozen=True)
-class DockerConfig:
-    """What ragbuild reads from docker's config.json."""
-
-    current_context: Optional[str] = None  # set by ``docker context use``
-    cred_helpers: dict = field(default_factory=dict)  # registry -> helper, of ``credHelpers``
-
-
-def docker_config_path(environ=os.environ) -> str:
-    directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-    return os.path.join(directory, "config.json")
-
-
-def read_docker_config(environ=os.environ) -> DockerConfig:
-    """The one reader of ``$DOCKER_CONFIG/config.json``: a missing, unreadable, non-UTF-8 or
-    malformed file, or values of the wrong type, read as nothing set."""
     try:
-        with open(docker_config_path(environ), encoding="utf-8") as config:
-            data = json.load(config)
-    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
-        return DockerConfig()
-    if not isinstance(data, dict):
-        return DockerConfig()
-    context = data.get("currentContext")
-    helpers = data.get("credHelpers")
-    helpers = helpers if isinstance(helpers, dict) else {}
-    return DockerConfig(
-        current_context=context if isinstance(context, str) and context else None,
-        cred_helpers={host: helper for host, helper in helpers.items()
-                      if isinstance(helper, str) and helper})
+        result = runner.run(version_tags_command())
+    except ToolMissing:
+        result = None
+    if result is None or not result.ok:
+        runner.log("warning: cannot list the v* git tags: --latest-policy auto compares "
+                   "the version with none")
+        return ()
+    return parse_version_tags(result.stdout)
+
+
+def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ) -> Facts:
+    from ragbuild.channels import CI_BUILD_NUMBER_VARS
+
+    moment = clock(environ)
+    check_paths(options)
+    docker_config = builders.read_docker_config(environ)
+    git = git_info(runner)
+    return Facts(
+        git=git, moment=moment, docker_config=docker_config,
+        docker=builders.docker_target(environ, docker_config),
+        version_tags=version_tags(runner) if options.latest_policy == LatestPolicy.AUTO else None,
+        ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ})
+
+
+def make_plan(options: Options, config: Config, facts: Facts) -> BuildPlan:
+    from ragbuild import plan
+
+    return plan.make_plan(options, config, facts.git, facts.moment,
+                          version_tags=facts.version_tags, environ=facts.ci_environ,
+                          docker=facts.docker)
+
+
+# --- before the build --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Preflight:
     """What the checks before the build found: the scanner to run, the push to make."""
 
-    scanner: object = None  # scan.Scanner
-    pushing: object = None  # push.Pushing
+    scanner: Optional["Scanner"] = None
+    push: Optional[PushPlan] = None
 
 
 def needs_preflight(plan: BuildPlan) -> bool:
     return bool(plan.options.scan or plan.buildx or plan.options.push)
 
 
-def preflight(runner, plan: BuildPlan, config) -> Preflight:
+def preflight(runner: Runner, plan: BuildPlan, config: Config, facts: Facts,
+              environ: Mapping[str, str] = os.environ) -> Preflight:
     """Everything knowable before the long build, in order: the scanner exists, the client has
     buildx when the build needs it, and the push can go (login, repository). A failed check
     stops the run; a dry run warns and shows the rest (``Runner.stop_or_warn``)."""
@@ -156,9 +149,7 @@ def preflight(runner, plan: BuildPlan, config) -> Preflight:
         try:
             scanner = scan.prepare(plan, config)
         except ToolMissing as missing:
-            if not runner.dry_run:
-                raise
-            # a dry run warns (once: the runner would too) and shows the scan a real run makes
+            # the scan a real run would make, shown by a dry run after its warning
             scanner = scan.resolve(plan.options.scan_command, config.scan_command,
                                    which=lambda name, path=None: name)
             runner.stop_or_warn(missing, key=resolve(scanner.argv[0]))
@@ -166,31 +157,29 @@ def preflight(runner, plan: BuildPlan, config) -> Preflight:
     if plan.options.push:
         from ragbuild import push
 
-        pushing = push.prepare(runner, plan)
+        pushing = push.prepare(runner, plan, facts.docker_config, environ)
     return Preflight(scanner, pushing)
 
 
-def check_buildx(runner, plan: BuildPlan) -> None:
+def check_buildx(runner: Runner, plan: BuildPlan) -> None:
     """A build that needs ``docker buildx build`` stops before anything else runs when the
-    client has no buildx (exit 1). A dry run prints the check: it cannot know the answer."""
+    client has no buildx (exit 1)."""
     if not plan.buildx:
         return
-    from ragbuild.builders import BUILDX_HINT
-
-    result = runner.run(buildx_version_command())
-    if result.dry:
-        runner.log("dry run: a real run stops here when `docker buildx version` fails: this build "
-                   f"needs docker buildx (for {'; '.join(plan.buildx)})")
-        return
+    result = runner.run(buildx_version_command(plan.buildx))
     if not result.ok:
         raise DockerUnavailable(f"this build needs docker buildx (for {'; '.join(plan.buildx)}), "
-                                f"and this docker client has no buildx: {BUILDX_HINT}")
+                                f"and this docker client has no buildx: {builders.BUILDX_HINT}")
 
 
-def build(runner, plan: BuildPlan, *, no_attestations: bool = False, refs=None) -> None:
-    """``refs``: what a multi-platform build pushes (the push's refs, immutable ones left out)."""
+# --- the build ---------------------------------------------------------------------------------
+
+
+def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
+    """The one build; ``push``: the pre-flight's push decisions (attestations, a multi-platform
+    build's refs)."""
     try:
-        runner.run(build_command(plan, no_attestations=no_attestations, refs=refs))
+        runner.run(build_command(plan, push))
     except CommandFailed as failure:
         diagnose(runner, plan)
         what = "docker buildx build" if plan.buildx else "docker build"
@@ -202,11 +191,11 @@ def build(runner, plan: BuildPlan, *, no_attestations: bool = False, refs=None) 
                             returncode=failure.returncode) from None
 
 
-def diagnose(runner, plan: BuildPlan) -> None:
+def diagnose(runner: Runner, plan: BuildPlan) -> None:
     """After a failed build, tell an unreachable daemon or a client without BuildKit from a
     failing Dockerfile. Runs only on the failure path, so a good build pays nothing for it."""
     result = runner.run(Command(("docker", "version", "--format", "{{.Client.Version}}"),
-                                check=False))
+                                check=False, kind=Kind.PROBE))
     client = result.stdout.strip()
     text = result.stderr.lower()
     if result.returncode != 0 and "permission denied" in text:
@@ -219,7 +208,7 @@ def diagnose(runner, plan: BuildPlan) -> None:
         raise DockerUnavailable(f"docker context {missing[1]!r} does not exist{said}: `docker "
                                 "context ls` lists the contexts; fix DOCKER_CONTEXT, or `docker "
                                 "context use` an existing one")
-    if result.returncode != 0 and any(marker in text for marker in DAEMON_DOWN_MARKERS):
+    if result.returncode != 0 and daemon_down(result.stderr):
         raise DockerUnavailable(daemon_unreachable(target))
     major = client.split(".")[0]
     if major.isdigit() and int(major) >= 23:
@@ -231,35 +220,44 @@ def diagnose(runner, plan: BuildPlan) -> None:
                                     "from Debian's docker.io)")
 
 
-def summarize(runner, plan: BuildPlan) -> dict:
-    """One ``docker image inspect`` gives the id, size, tags and labels (bash ran one per tag)."""
+@dataclass(frozen=True)
+class Image:
+    """The built image as ``docker image inspect`` describes it."""
+
+    id: str
+    size: int  # bytes
+    repo_tags: tuple = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def summarize(runner: Runner, plan: BuildPlan) -> Optional[Image]:
+    """One ``docker image inspect`` gives the id, size, tags and labels (bash ran one per tag).
+    None for a multi-platform build, which leaves no local image."""
     if plan.multi_platform:
         runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
                    "no local image to inspect")
-        return {}
-    result = runner.run(inspect_command(plan.primary))
-    if result.dry:
-        return {}
+        return None
+    result = runner.run(inspect_command(plan.primary, plan.refs))
     try:
-        info = parse_inspect(result.stdout)
+        image = parse_inspect(result.stdout)
     except ValueError as bad:
         raise CommandFailed(f"cannot read docker image inspect output: {bad}: "
                             f"{_clip(result.stdout)!r}") from None
-    runner.log(f"built {info['id']} ({human_size(info['size'])}) with {len(plan.refs)} tags:",
-               SUCCESS)
+    runner.report(f"built {image.id} ({human_size(image.size)}) with {len(plan.refs)} tags:",
+                  SUCCESS)
     for ref in plan.refs:
-        runner.log(f"  {ref}")
-    listed = {familiar(tag) for tag in info["repo_tags"]}
+        runner.report(f"  {ref}")
+    listed = {familiar(tag) for tag in image.repo_tags}
     missing = [ref for ref in plan.refs if familiar(ref) not in listed]
     if missing:
         raise CommandFailed(f"the built image lacks tags {', '.join(missing)}; docker reported "
-                            f"{', '.join(info['repo_tags'])}")
-    runner.log(f"run it: docker run -p 8080:8080 {plan.primary}")
-    return info
+                            f"{', '.join(image.repo_tags)}")
+    runner.report(f"run it: docker run -p 8080:8080 {plan.primary}")
+    return image
 
 
-def parse_inspect(stdout: str) -> dict:
-    """``{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}`` as a dict; ValueError
+def parse_inspect(stdout: str) -> Image:
+    """``{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}`` as an Image; ValueError
     for anything else."""
     parts = stdout.strip().split(" ", 2)
     if len(parts) < 3:
@@ -274,7 +272,7 @@ def parse_inspect(stdout: str) -> dict:
         raise ValueError("the tags are not a list of strings")
     if labels is not None and not isinstance(labels, dict):
         raise ValueError("the labels are not an object")
-    return {"id": image_id, "size": int(size), "repo_tags": repo_tags or [], "labels": labels or {}}
+    return Image(image_id, int(size), tuple(repo_tags or ()), labels or {})
 
 
 def _clip(text: str, limit: int = 200) -> str:

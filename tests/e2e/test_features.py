@@ -30,7 +30,7 @@ TS = "20231114-221320"
 FIXED_TIME = {"SOURCE_DATE_EPOCH": EPOCH, "TZ": "UTC"}
 BUILD_LINE = "+ DOCKER_BUILDKIT=1 docker build "
 PLANNED_RE = re.compile(r"^  - (\S+)$", re.M)
-#: The README's key order of the --metadata-file document.
+#: The key order of the --metadata-file document (docs/metadata.md).
 METADATA_KEYS = ["status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
                  "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
                  "build_args", "digests", "digest", "pinned", "steps"]

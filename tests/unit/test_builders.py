@@ -13,9 +13,10 @@ import pytest
 
 from fakes import STAMP, docker_calls, register_git
 from ragbuild import cli, push
-from ragbuild.builders import DockerTarget, parse_cache, parse_platforms
+from ragbuild.builders import DockerConfig, DockerTarget, parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
-from ragbuild.plan import Config, GitInfo, build_command, describe_plan, format_created, make_plan
+from ragbuild.plan import (Config, GitInfo, PushPlan, build_command, describe_plan, format_created,
+                           make_plan)
 from ragbuild.runner import Runner
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
@@ -145,20 +146,25 @@ def test_build_command(argv, expected):
     assert cmd.env == (() if expected[1] == "buildx" else (("DOCKER_BUILDKIT", "1"),))
 
 
+def push_context(plan):
+    """The push and verify steps' context, as the pre-flight would leave it for a plain registry."""
+    return push.Context(plan, PushPlan(plan.refs), DockerConfig(), {})
+
+
 def test_multi_platform_build_pushes_only_the_refs_the_push_keeps():
     plan = plan_for(["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG, "--push"])
-    cmd = build_command(plan, refs=(f"{REG}:dev-{STAMP}", f"{REG}:git-a1b2c3d"))
+    cmd = build_command(plan, PushPlan((f"{REG}:dev-{STAMP}", f"{REG}:git-a1b2c3d")))
     assert [cmd.argv[i + 1] for i, w in enumerate(cmd.argv) if w == "-t"] == [
         f"{REG}:dev-{STAMP}", f"{REG}:git-a1b2c3d"]
     # a single-platform build tags every ref locally, whatever the push leaves out
     single = build_command(plan_for(["--env", "dev", "--registry", REG, "--push"]),
-                           refs=(f"{REG}:dev-{STAMP}",))
+                           PushPlan((f"{REG}:dev-{STAMP}",)))
     assert single.argv.count("-t") == 4
 
 
 def test_multi_platform_drops_attestations_when_pushing_asks():
     plan = plan_for(["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG, "--push"])
-    assert build_command(plan, no_attestations=True).argv[-4:] == (
+    assert build_command(plan, PushPlan((), no_attestations=True)).argv[-4:] == (
         "--push", "--provenance=false", "--sbom=false", ".")
 
 
@@ -417,7 +423,7 @@ def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
     raw = raw_index(("linux/amd64", "linux/arm64/v8"))  # arm64/v8 is arm64
     for ref in plan.refs:
         register_imagetools(fp, ref, raw)
-    pinned = push.Pushing(plan, plan.refs).verify(Runner())
+    pinned = push.verify(Runner(), push_context(plan), {})
     assert pinned == f"{REG}@{digest_of(raw)}"
     out, err = capsys.readouterr()
     assert out.splitlines()[-1] == pinned
@@ -440,7 +446,7 @@ def test_index_verification_failures(fp, stdouts, fragment):
     for ref, stdout in zip(plan.refs, stdouts):
         register_imagetools(fp, ref, stdout)
     with pytest.raises(PushFailed) as err:
-        push.Pushing(plan, plan.refs).verify(Runner())
+        push.verify(Runner(), push_context(plan), {})
     assert fragment in str(err.value)
 
 
@@ -451,7 +457,7 @@ def test_unreadable_index_names_the_ref(fp):
     fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", plan.refs[0]],
                 stderr="ERROR: unexpected status: 401 Unauthorized\n", returncode=1)
     with pytest.raises(PushFailed) as err:
-        push.Pushing(plan, plan.refs).verify(Runner())
+        push.verify(Runner(), push_context(plan), {})
     assert f"{plan.refs[0]}: cannot read its manifest back from the registry" in str(err.value)
 
 
@@ -465,10 +471,10 @@ def test_single_platform_push_still_refuses_an_index(fp):
                                                                "digest": "sha256:" + "ab" * 32}}])
     for ref in plan.refs:
         fp.register([fp.program("docker"), "manifest", "inspect", "--verbose", ref], stdout=listing)
-    pushing = push.Pushing(plan, plan.refs)
-    pushing.push(Runner())
+    context, digests = push_context(plan), {}
+    push.push(Runner(), context, digests)
     with pytest.raises(PushFailed, match="SageMaker refuses image indexes"):
-        pushing.verify(Runner())
+        push.verify(Runner(), context, digests)
 
 
 def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):

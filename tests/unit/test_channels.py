@@ -10,7 +10,7 @@ import pytest
 from ragbuild.channels import parse_version_tags, version_channels
 from ragbuild.cli import parse_build
 from ragbuild.errors import UsageError
-from ragbuild.plan import (Config, GitInfo, describe_plan, make_plan, parse_version,
+from ragbuild.plan import (Kind, Mode, Config, GitInfo, describe_plan, make_plan, parse_version,
                            version_tags_command)
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
@@ -208,7 +208,7 @@ def test_always_and_never_explain_only_with_semver_tags():
 def test_version_tags_are_one_read_only_git_call():
     cmd = version_tags_command()
     assert cmd.argv == ("git", "tag", "--list", "v*")
-    assert cmd.read_only and not cmd.check
+    assert cmd.kind is Kind.QUERY and not cmd.check
 
 
 def test_non_semver_tags_are_ignored():
@@ -227,32 +227,27 @@ def test_version_channels_only_reads_the_tags_under_auto():
 # --- semver: parsed once, imported only when a version needs it --------------------------------
 
 
-def test_the_version_is_parsed_once(monkeypatch):
-    import semver
-
-    parses = []
-    real = semver.Version.parse.__func__
-
-    def counting(cls, *args, **kwargs):
-        parses.append(args[0])
-        return real(cls, *args, **kwargs)
-
-    monkeypatch.setattr(semver.Version, "parse", classmethod(counting))
-    plan = plan_for(["--version", "1.4.1", "--semver-tags"], tags=None)
-    assert plan.tags[:4] == ("v1.4.1", "1.4.1", "1.4", "1") and parses == ["1.4.1"]
+@pytest.mark.parametrize("given", ["1.4.1", "v1.4.1"])
+def test_the_version_gives_its_tags_build_arg_and_channels_in_one_spelling(given):
+    plan = plan_for(["--version", given, "--semver-tags"], tags=None)
+    assert plan.tags[:4] == ("v1.4.1", "1.4.1", "1.4", "1")
+    assert ("VERSION", "1.4.1") in plan.build_args and plan.version == "1.4.1"
+    assert {"1.4", "1", "latest"} <= plan.moving_tags
 
 
-def test_a_build_without_version_never_imports_semver():
+def test_a_build_without_version_works_without_semver_installed():
+    """semver is needed only when a version is given: a dev build runs where it is missing."""
     import subprocess
     import sys
     from pathlib import Path
 
-    code = ("import sys; from datetime import datetime; from ragbuild.cli import parse_build; "
-            "from ragbuild.plan import Config, GitInfo, make_plan; "
-            "make_plan(parse_build(['--env', 'dev']), Config(), GitInfo(), "
-            "datetime(2023, 1, 1)); sys.exit('semver' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
-    assert done.returncode == 0
+    code = ("import sys; sys.modules['semver'] = None; from datetime import datetime; "
+            "from ragbuild.plan import Config, GitInfo, Options, make_plan; "
+            "print(make_plan(Options(env='dev'), Config(), GitInfo(), datetime(2023, 1, 1)).tags)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "'dev-20230101-000000', 'dev', 'latest'" in done.stdout
 
 
 # --- a --tag the latest policy would contradict -------------------------------------------------

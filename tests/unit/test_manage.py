@@ -163,9 +163,14 @@ def test_an_image_removed_between_listing_and_inspect_is_skipped(fp):
 
 def test_clean_dry_run_prints_and_runs_nothing(fp, capsys):
     assert cli.main(["clean", "--dry-run"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out == ["docker image ls --filter label=org.ragbuild.repository --quiet --no-trunc",
-                   "docker image inspect IMAGE_IDS", "docker image rm RAGBUILD_REFS"]
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "docker image ls --filter label=org.ragbuild.repository --quiet --no-trunc",
+        "docker image inspect IMAGE_IDS",
+        "docker container inspect --format '{{.Image}}' rag-worker-local",
+        "docker image rm RAGBUILD_REFS"]
+    assert ("dry run: a real run removes container rag-worker-local only if it runs an image "
+            "whose every tag is removed") in err
     assert len(fp.calls) == 0
 
 

@@ -210,20 +210,20 @@ def test_unreadable_inspect_output_is_a_one_line_failure_recorded_in_the_metadat
     assert doc["error"].startswith("cannot read docker image inspect output: ")
 
 
-def test_an_unexpected_exception_in_a_step_is_recorded_too(tmp_path):
-    class Runner:
-        dry_run = False
+def test_an_unexpected_exception_in_a_step_is_recorded_too(project, strict_fp, capsys,
+                                                           monkeypatch):
+    """A bug's exception in a step: the metadata says so, and the CLI exits 3 (not 1)."""
+    from ragbuild import steps
 
-        def log(self, message):
-            pass
-
-    record = Recorder(None, Runner(), path=str(tmp_path / "m.json"))
-    record.document = lambda: {"status": record.status, "failed_step": record.failed_step,
-                               "error": record.error}
-    with pytest.raises(KeyError):
-        record.time("inspect", lambda: {}["id"])
-    doc = json.loads((tmp_path / "m.json").read_text())
-    assert doc == {"status": "failed", "failed_step": "inspect", "error": "KeyError: 'id'"}
+    register_build_and_inspect(strict_fp)
+    monkeypatch.setattr(steps, "parse_inspect", lambda stdout: {}["id"])
+    code = cli.main(["--env", "dev", "--metadata-file", "m.json"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "this is a bug in ragbuild" in err
+    doc = json.loads((project / "m.json").read_text())
+    assert (doc["status"], doc["failed_step"], doc["error"]) == ("failed", "inspect",
+                                                                 "KeyError: 'id'")
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -307,6 +307,6 @@ def test_help_lists_metadata_file(capsys):
     assert "--metadata-file PATH" in capsys.readouterr().out
 
 
-def test_readme_lists_every_metadata_key():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert all(f"`{key}`" in readme for key in KEYS)
+def test_the_metadata_doc_lists_every_key():
+    schema = (Path(__file__).resolve().parents[2] / "docs" / "metadata.md").read_text()
+    assert all(f"`{key}`" in schema for key in KEYS)

@@ -10,7 +10,7 @@ import pytest
 
 from ragbuild.cli import parse_build
 from ragbuild.errors import EXIT_USAGE, UsageError
-from ragbuild.plan import (Command, Config, GitInfo, Options, build_command, check_env, check_tag,
+from ragbuild.plan import (Kind, Mode, Command, Config, GitInfo, Options, PushPlan, build_command, check_env, check_tag,
                            describe_plan, format_created, format_timestamp, git_describe_command, human_size,
                            inspect_command, make_plan, parse_build_arg, parse_git_describe,
                            parse_registry, parse_version, plan_build_args, plan_tags)
@@ -161,8 +161,8 @@ def test_build_command_is_one_docker_build_with_every_tag():
         "--no-cache", "src",
     )
     assert cmd.env == (("DOCKER_BUILDKIT", "1"),)
-    assert cmd.mode == "stream"
-    assert cmd.check and not cmd.read_only
+    assert cmd.mode is Mode.STREAM
+    assert cmd.check and cmd.kind is not Kind.QUERY
 
 
 def test_build_command_without_no_cache_has_none():
@@ -170,7 +170,7 @@ def test_build_command_without_no_cache_has_none():
 
 
 def test_build_command_for_a_push_drops_attestations():
-    cmd = build_command(plan_for(["--env", "dev"]), no_attestations=True)
+    cmd = build_command(plan_for(["--env", "dev"]), PushPlan((), no_attestations=True))
     assert cmd.argv[-3:] == ("--provenance=false", "--sbom=false", ".")
 
 
@@ -363,7 +363,7 @@ def test_env_list_comes_from_config():
 def test_git_is_one_read_only_describe():
     cmd = git_describe_command()
     assert cmd.argv == ("git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*")
-    assert cmd.read_only and not cmd.check
+    assert cmd.kind is Kind.QUERY and not cmd.check
 
 
 @pytest.mark.parametrize("returncode, stdout, stderr, info", [
@@ -399,10 +399,10 @@ def test_options_defaults_are_bash_defaults():
 
 
 def test_plan_tags_in_bash_order_with_the_opt_in_ones_slotted_in():
-    from ragbuild.channels import Channels
+    from ragbuild.channels import BuildNumber, Channels
 
     channel = Channels(tags=("1.2", "1"), latest=True)
-    assert plan_tags("1.2.3+b.1", "dev", TS, GIT, ("7", "--build-number"), ("qa", "dev"),
+    assert plan_tags("1.2.3+b.1", "dev", TS, GIT, BuildNumber("7", "--build-number"), ("qa", "dev"),
                      channel) == ("v1.2.3_b.1", "1.2.3_b.1", "1.2", "1", f"dev-{TS}", "dev",
                                   "git-a1b2c3d", "build-7", "qa", "latest")
     assert plan_tags(None, "dev", TS, GitInfo(), None, (), Channels(latest=False)) == (

@@ -8,10 +8,12 @@ from datetime import datetime
 
 import pytest
 
-from ragbuild import cli, push
+from ragbuild import cli, ecr, push
+from ragbuild.builders import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
-from ragbuild.plan import Config, GitInfo, Options, format_created, make_plan, parse_registry
-from ragbuild.runner import Runner
+from ragbuild.plan import (Config, GitInfo, Options, PushPlan, format_created, make_plan,
+                           parse_registry)
+from ragbuild.runner import DryRunner, Runner
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 PLAIN = "registry.example.com:5000"
@@ -121,15 +123,17 @@ def register_inspect(fp, ref, stdout=None, returncode=0, digest=DIGEST, insecure
            returncode=returncode)
 
 
-def prepared(plan, sleep=None, **kw):
-    """A Pushing for a plain registry without running prepare's probes."""
-    return push.Pushing(plan, plan.refs, sleep=sleep or FakeSleep(), **kw)
+def prepared(plan, sleep=None, helper=None):
+    """The push and verify steps' context for a plain registry, without prepare's probes."""
+    return push.Context(plan, PushPlan(plan.refs, helper=helper), read_docker_config(),
+                        os.environ, sleep or FakeSleep())
 
 
-def push_and_verify(pushing, runner):
-    """What the CLI does after the build (timing each as its own step)."""
-    pushing.push(runner)
-    return pushing.verify(runner)
+def push_and_verify(context, runner, digests=None):
+    """What the pipeline does after the build (timing each as its own step)."""
+    digests = {} if digests is None else digests
+    push.push(runner, context, digests)
+    return push.verify(runner, context, digests)
 
 
 # --- ECR host recognition ----------------------------------------------------------------------
@@ -175,11 +179,11 @@ def test_look_alike_hosts_are_not_ecr(host):
 
 def test_fips_host_asks_the_aws_cli_for_the_fips_endpoint_and_others_keep_the_env():
     fips = parse_registry("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/r")
-    assert ("AWS_USE_FIPS_ENDPOINT", "true") in push.get_login_password_command(fips).env
+    assert ("AWS_USE_FIPS_ENDPOINT", "true") in ecr.get_login_password_command(fips).env
     plain = parse_registry(f"{ECR}/r")
     # nothing set over the caller's AWS_PROFILE / AWS_ENDPOINT_URL*
-    assert push.get_login_password_command(plain).env == ()
-    assert push.describe_repositories_command(plain).env == ()
+    assert ecr.get_login_password_command(plain).env == ()
+    assert ecr.describe_repositories_command(plain).env == ()
 
 
 # --- pure helpers ------------------------------------------------------------------------------
@@ -187,27 +191,27 @@ def test_fips_host_asks_the_aws_cli_for_the_fips_endpoint_and_others_keep_the_en
 
 @pytest.mark.parametrize("output, kind", [
     ("tag invalid: The image tag 'latest' already exists in the 'rag-worker' repository and "
-     "cannot be overwritten because the repository is immutable.", push.IMMUTABLE),
-    ("unauthorized: authentication required", push.AUTH),
-    ("no basic auth credentials", push.AUTH),
-    ("denied: Your authorization token has expired. Reauthenticate and try again.", push.AUTH),
-    ("denied: requested access to the resource is denied\nunexpected EOF", push.AUTH),
+     "cannot be overwritten because the repository is immutable.", push.Failure.IMMUTABLE),
+    ("unauthorized: authentication required", push.Failure.AUTH),
+    ("no basic auth credentials", push.Failure.AUTH),
+    ("denied: Your authorization token has expired. Reauthenticate and try again.", push.Failure.AUTH),
+    ("denied: requested access to the resource is denied\nunexpected EOF", push.Failure.AUTH),
     ("name unknown: The repository with name 'x' does not exist in the registry with id '1'",
-     push.NOT_FOUND),
-    ("error: repository rag-worker not found", push.NOT_FOUND),
-    ("read tcp 127.0.0.1:4242->127.0.0.1:443: read: connection reset by peer", push.TRANSIENT),
-    ("dial tcp: lookup registry: i/o timeout", push.TRANSIENT),
-    ("net/http: TLS handshake timeout", push.TRANSIENT),
-    ("Put \"https://r/v2/x/blobs/uploads/\": EOF", push.TRANSIENT),
-    ("received unexpected HTTP status: 503 Service Unavailable", push.TRANSIENT),
-    ("received unexpected HTTP status: 500 Internal Server Error", push.TRANSIENT),
-    ("toomanyrequests: Rate exceeded", push.TRANSIENT),
-    ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", push.DAEMON),
+     push.Failure.NOT_FOUND),
+    ("error: repository rag-worker not found", push.Failure.NOT_FOUND),
+    ("read tcp 127.0.0.1:4242->127.0.0.1:443: read: connection reset by peer", push.Failure.TRANSIENT),
+    ("dial tcp: lookup registry: i/o timeout", push.Failure.TRANSIENT),
+    ("net/http: TLS handshake timeout", push.Failure.TRANSIENT),
+    ("Put \"https://r/v2/x/blobs/uploads/\": EOF", push.Failure.TRANSIENT),
+    ("received unexpected HTTP status: 503 Service Unavailable", push.Failure.TRANSIENT),
+    ("received unexpected HTTP status: 500 Internal Server Error", push.Failure.TRANSIENT),
+    ("toomanyrequests: Rate exceeded", push.Failure.TRANSIENT),
+    ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", push.Failure.DAEMON),
     ('Get "http://localhost:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
-     push.UNREACHABLE),
-    ("dial tcp: lookup nosuch.example: no such host", push.UNREACHABLE),
-    ("An image does not exist locally with the tag: r/x", push.OTHER),
-    ("size: 429 layers", push.OTHER),
+     push.Failure.UNREACHABLE),
+    ("dial tcp: lookup nosuch.example: no such host", push.Failure.UNREACHABLE),
+    ("An image does not exist locally with the tag: r/x", push.Failure.OTHER),
+    ("size: 429 layers", push.Failure.OTHER),
 ])
 def test_push_failures_are_classified(output, kind):
     assert push.classify_failure(output) == kind
@@ -240,31 +244,31 @@ def test_parse_manifest_verbose_reads_descriptor_and_refuses_indexes():
     ("MUTABLE_WITH_EXCLUSION", ("v*", "*.*.*"), ["v1.2.3", "1.2.3"], ["latest", "dev", "1.2"]),
 ])
 def test_tag_mutability_with_exclusion_filters(mutability, filters, immutable, mutable):
-    repo = push.RepositoryInfo("r", mutability, filters)
+    repo = ecr.RepositoryInfo("r", mutability, filters)
     assert [t for t in immutable if not repo.is_immutable(t)] == []
     assert [t for t in mutable if repo.is_immutable(t)] == []
 
 
 def test_wildcards_match_the_whole_tag_and_treat_dots_literally():
-    assert push.wildcard_match("prod-*", "prod-1")
-    assert push.wildcard_match("prod-*", "prod-")
-    assert not push.wildcard_match("prod-*", "xprod-1")
-    assert not push.wildcard_match("1.2", "102")
+    assert ecr.wildcard_match("prod-*", "prod-1")
+    assert ecr.wildcard_match("prod-*", "prod-")
+    assert not ecr.wildcard_match("prod-*", "xprod-1")
+    assert not ecr.wildcard_match("1.2", "102")
 
 
 def test_describe_repositories_json_is_read_with_its_exclusion_filters():
-    info = push.parse_describe_repositories(repository_json(
+    info = ecr.parse_describe_repositories(repository_json(
         mutability="IMMUTABLE_WITH_EXCLUSION", filters=("latest", "dev*")))
-    assert info == push.RepositoryInfo("rag-worker", "IMMUTABLE_WITH_EXCLUSION", ("latest", "dev*"))
+    assert info == ecr.RepositoryInfo("rag-worker", "IMMUTABLE_WITH_EXCLUSION", ("latest", "dev*"))
 
 
 def test_cred_helper_is_found_by_host():
     helpers = {ECR: "ecr-login", "gcr.io": "gcloud", "bad.example": 7}
-    assert push.cred_helper(helpers, ECR) == "ecr-login"
-    assert push.cred_helper({f"https://{ECR}": "ecr-login"}, ECR) == "ecr-login"
-    assert push.cred_helper(helpers, "other.example") is None
-    assert push.cred_helper(helpers, "bad.example") is None
-    assert push.cred_helper({}, ECR) is None
+    assert DockerConfig(cred_helpers=helpers).cred_helper(ECR) == "ecr-login"
+    assert DockerConfig(cred_helpers={f"https://{ECR}": "ecr-login"}).cred_helper(ECR) == "ecr-login"
+    assert DockerConfig(cred_helpers=helpers).cred_helper("other.example") is None
+    assert DockerConfig(cred_helpers=helpers).cred_helper("bad.example") is None
+    assert DockerConfig(cred_helpers={}).cred_helper(ECR) is None
 
 
 @pytest.mark.parametrize("content", [b"{not json", b'{"credHelpers": "ecr-login"}', b"[1]",
@@ -288,7 +292,7 @@ def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, ca
     seen = []
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
-    pushing = push.prepare(Runner(), build_plan(), sleep=FakeSleep())
+    pushing = push.prepare(Runner(), build_plan())
 
     assert seen == [PASSWORD.encode()]  # stdin, not argv
     login_calls = [c for c in fp.calls if "login" in c]
@@ -658,9 +662,10 @@ def test_index_manifest_is_refused_naming_sagemaker(fp):
 def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     fp.allow_unregistered(False)
     plan = build_plan(dry_run=True)
-    runner = Runner(dry_run=True)
+    runner = DryRunner()
     pushing = push.prepare(runner, plan)
-    assert push_and_verify(pushing, runner) is None
+    push_and_verify(push.Context(plan, pushing, read_docker_config(), os.environ, FakeSleep()),
+                    runner)
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0] == "docker build --help"  # the probe is printed like any other command
@@ -676,6 +681,7 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     # what the dry run cannot know is said on stderr
     assert "a real run adds --provenance=false --sbom=false" in err
     assert "lists the repository's tags (aws ecr list-images)" in err
+    assert "pushed and verified" not in err and "logged in" not in err  # a real run's findings
     assert not pushing.no_attestations
 
 
@@ -684,7 +690,7 @@ def test_dry_run_warns_about_a_missing_credential_helper_and_shows_the_rest(fp, 
     """The dry run's rule for a tool a real run needs: a warning, and the plan goes on."""
     fp.allow_unregistered(False)
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
-    runner = Runner(dry_run=True)
+    runner = DryRunner()
     pushing = push.prepare(runner, build_plan(dry_run=True))
     out, err = capsys.readouterr()
     assert ("warning: docker-credential-ecr-login, which credHelpers in" in err
@@ -826,7 +832,7 @@ def test_ctrl_c_during_the_pushes_lists_what_was_pushed_and_exits_130(fp, monkey
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted) as err:
-        prepared(plan, sleep).push(Runner())
+        push.push(Runner(), prepared(plan, sleep), {})
     assert err.value.exit_code == 130
     assert str(err.value).splitlines()[1:] == [f"pushed: {a}", f"not pushed: {b}, {c}, {d}"]
 
@@ -877,7 +883,7 @@ def test_a_daemon_that_goes_away_during_the_push_gets_the_daemon_message(fp):
         "daemon running?\n"))
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
-    from ragbuild.steps import daemon_unreachable
+    from ragbuild.builders import daemon_unreachable
 
     assert str(err.value).startswith(f"{plan.refs[0]}: {daemon_unreachable(None)}")
 
@@ -905,6 +911,6 @@ def test_semver_channels_are_moving_tags_in_an_immutable_repository(fp):
 
 
 def test_moving_tags_without_semver_tags_are_latest_and_the_env():
-    assert push.moving_tags(build_plan(version="1.4.1", env="prod")) == {"latest", "prod"}
-    assert push.moving_tags(build_plan(version="1.4.1", env="prod", semver_tags=True)) == {
+    assert build_plan(version="1.4.1", env="prod").moving_tags == {"latest", "prod"}
+    assert build_plan(version="1.4.1", env="prod", semver_tags=True).moving_tags == {
         "latest", "prod", "1", "1.4"}

@@ -16,15 +16,15 @@ import time
 import pytest
 
 from ragbuild.errors import EXIT_INTERRUPTED, CommandFailed, Interrupted, ToolMissing
-from ragbuild.plan import Command
-from ragbuild.runner import Runner, Secret, failure_message, resolve, Result
+from ragbuild.plan import Command, Kind, Mode
+from ragbuild.runner import DryRunner, Runner, Secret, failure_message, resolve, Result
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
 
-def quiet_runner(**kw):
+def quiet_runner(dry_run=False):
     out, log = io.StringIO(), io.StringIO()
-    return Runner(out=out, log=log, **kw), out, log
+    return (DryRunner if dry_run else Runner)(out=out, log=log), out, log
 
 
 # --- logging and what is started ---------------------------------------------------------------
@@ -46,7 +46,7 @@ def test_every_command_but_a_read_only_query_is_logged(fp, stub_bin):
     fp.register([fp.program("git"), "describe"], stdout="abc1234\n")
     runner, out, log = quiet_runner()
     runner.run(Command(("docker", "version"), check=False))
-    runner.run(Command(("git", "describe"), read_only=True))
+    runner.run(Command(("git", "describe"), kind=Kind.QUERY))
     assert log.getvalue() == "+ docker version\n"
 
 
@@ -92,7 +92,7 @@ def test_dry_run_prints_instead_of_running(fp, stub_bin):
     runner, out, log = quiet_runner(dry_run=True)
     result = runner.run(Command(("docker", "push", "r.example.com/x:1 2"), env=(("A", "b"),)))
     assert out.getvalue() == "A=b docker push 'r.example.com/x:1 2'\n"
-    assert result == Result(0, dry=True)
+    assert result == Result(0)
     assert len(fp.calls) == 0
 
 
@@ -108,8 +108,8 @@ def test_dry_run_still_runs_read_only_queries(fp):
     fp.allow_unregistered(False)
     fp.register([fp.program("git"), "describe"], stdout="abc1234\n")
     runner, out, _ = quiet_runner(dry_run=True)
-    result = runner.run(Command(("git", "describe"), read_only=True))
-    assert result.stdout == "abc1234\n" and not result.dry
+    result = runner.run(Command(("git", "describe"), kind=Kind.QUERY))
+    assert result.stdout == "abc1234\n" 
     assert out.getvalue() == ""
 
 
@@ -118,9 +118,9 @@ def test_read_only_is_git_only_so_a_dry_run_starts_no_docker():
     from ragbuild import push
     from ragbuild.plan import buildx_version_command, git_describe_command, version_tags_command
 
-    assert not buildx_version_command().read_only
-    assert not push.attestation_probe_command().read_only
-    assert git_describe_command().read_only and version_tags_command().read_only
+    assert not buildx_version_command().kind is Kind.QUERY
+    assert not push.attestation_probe_command().kind is Kind.QUERY
+    assert git_describe_command().kind is Kind.QUERY and version_tags_command().kind is Kind.QUERY
 
 
 def test_dry_run_warns_once_about_a_program_a_real_run_would_not_find(fp, monkeypatch, tmp_path):
@@ -220,7 +220,7 @@ def test_check_false_returns_the_failure(fp, stub_bin):
 
 
 def test_failure_message_of_a_streamed_command_points_above():
-    cmd = Command(("docker", "build", "."), mode="stream")
+    cmd = Command(("docker", "build", "."), mode=Mode.STREAM)
     assert failure_message(cmd, Result(1)) == "`docker build .` failed (exit 1); its output is above"
 
 
@@ -243,7 +243,7 @@ def test_a_child_killed_by_a_signal_is_named_so_not_a_negative_exit():
 
 def test_stream_lets_the_child_write_to_our_terminal(capfd):
     runner = Runner(log=io.StringIO())
-    result = runner.run(Command(("sh", "-c", "echo progress; echo step >&2"), mode="stream"))
+    result = runner.run(Command(("sh", "-c", "echo progress; echo step >&2"), mode=Mode.STREAM))
     assert (result.stdout, result.stderr) == ("", "")
     captured = capfd.readouterr()
     assert captured.out == "progress\n"
@@ -253,7 +253,7 @@ def test_stream_lets_the_child_write_to_our_terminal(capfd):
 def test_stream_is_not_piped(fp, stub_bin):
     recorder = fp.register([fp.program("docker"), "build", "."])
     runner, _, _ = quiet_runner()
-    runner.run(Command(("docker", "build", "."), mode="stream"))
+    runner.run(Command(("docker", "build", "."), mode=Mode.STREAM))
     kwargs = recorder.calls[0].kwargs
     assert kwargs["stdout"] is None and kwargs["stderr"] is None
 
@@ -261,13 +261,13 @@ def test_stream_is_not_piped(fp, stub_bin):
 def test_stream_failure_raises(capfd):
     runner = Runner(log=io.StringIO())
     with pytest.raises(CommandFailed, match="its output is above"):
-        runner.run(Command(("sh", "-c", "echo broken >&2; exit 4"), mode="stream"))
+        runner.run(Command(("sh", "-c", "echo broken >&2; exit 4"), mode=Mode.STREAM))
     assert capfd.readouterr().err == "broken\n"
 
 
 def test_tee_shows_and_keeps_stdout_and_stderr():
     runner, out, _ = quiet_runner()
-    result = runner.run(Command(("sh", "-c", "echo one; echo two >&2; echo three"), mode="tee"))
+    result = runner.run(Command(("sh", "-c", "echo one; echo two >&2; echo three"), mode=Mode.TEE))
     assert out.getvalue() == "one\ntwo\nthree\n"
     assert result.stdout == "one\ntwo\nthree\n"
 
@@ -276,7 +276,7 @@ def test_tee_replaces_what_an_ascii_terminal_cannot_show():
     raw = io.BytesIO()
     out = io.TextIOWrapper(raw, encoding="ascii", write_through=True)
     runner = Runner(out=out, log=io.StringIO())
-    result = runner.run(Command(("sh", "-c", "printf 'layer \\342\\226\\210 done\\n'"), mode="tee"))
+    result = runner.run(Command(("sh", "-c", "printf 'layer \\342\\226\\210 done\\n'"), mode=Mode.TEE))
     assert result.stdout == "layer \u2588 done\n"  # kept as docker said it
     assert raw.getvalue() == b"layer ? done\n"
 
@@ -284,7 +284,7 @@ def test_tee_replaces_what_an_ascii_terminal_cannot_show():
 def test_tee_failure_message_carries_the_output():
     runner, _, _ = quiet_runner()
     with pytest.raises(CommandFailed) as err:
-        runner.run(Command(("sh", "-c", "echo denied; exit 1"), mode="tee"))
+        runner.run(Command(("sh", "-c", "echo denied; exit 1"), mode=Mode.TEE))
     assert str(err.value).endswith(":\ndenied")
 
 
@@ -299,7 +299,7 @@ def test_secret_is_never_shown():
     assert secret.reveal() == "hunter2"
 
 
-@pytest.mark.parametrize("mode", ["capture", "tee"])
+@pytest.mark.parametrize("mode", [Mode.CAPTURE, Mode.TEE])
 def test_secret_is_fed_on_stdin_and_not_logged(mode):
     runner, out, log = quiet_runner()
     result = runner.run(Command(("sh", "-c", "read line; echo got=$line"), stdin="<password>",
@@ -342,7 +342,7 @@ def test_without_a_secret_stdin_is_closed():
 def test_without_a_secret_stdin_is_dev_null_not_the_terminal(fp, stub_bin):
     recorder = fp.register([fp.program("docker"), "build", "."])
     runner, _, _ = quiet_runner()
-    runner.run(Command(("docker", "build", "."), mode="stream"))
+    runner.run(Command(("docker", "build", "."), mode=Mode.STREAM))
     assert recorder.calls[0].kwargs["stdin"] == subprocess.DEVNULL
 
 
@@ -408,7 +408,7 @@ def gone(pid):
     return False
 
 
-@pytest.mark.parametrize("mode", ["capture", "stream", "tee"])
+@pytest.mark.parametrize("mode", [Mode.CAPTURE, Mode.STREAM, Mode.TEE])
 def test_ctrl_c_terminates_and_reaps_the_child(tmp_path, mode):
     pidfile = tmp_path / "pid"
     runner, _, _ = quiet_runner()

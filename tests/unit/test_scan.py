@@ -15,6 +15,7 @@ from fakes import STAMP, docker_calls
 from ragbuild import cli, scan
 from ragbuild.config import load_config
 from ragbuild.errors import ToolMissing, UsageError
+from ragbuild.plan import Mode
 
 PRIMARY = f"rag-worker:dev-{STAMP}"
 REFS = [PRIMARY, "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
@@ -59,7 +60,7 @@ def test_scan_command_is_split_like_a_shell_and_gets_the_image():
     words = scan.parse_scan_command("grype {image} --fail-on high -o 'table json'", "--scan-command")
     command = scan.scan_command(scan.Scanner(words, "x"), "rag-worker:dev")
     assert command.argv == ("grype", "rag-worker:dev", "--fail-on", "high", "-o", "table json")
-    assert command.mode == "stream" and command.check is False  # findings stream to the terminal
+    assert command.mode is Mode.STREAM and command.check is False  # findings stream to the terminal
 
 
 def test_image_placeholder_inside_a_word_and_other_braces_are_left_alone():

@@ -4,7 +4,7 @@ import pytest
 
 from ragbuild import cli, smoke
 from ragbuild.errors import SmokeTestFailed
-from ragbuild.runner import Runner
+from ragbuild.runner import DryRunner, Runner
 
 DOCKER = "docker"
 IMAGE = "rag-worker:v1.0.0"
@@ -147,7 +147,7 @@ def test_smoke_commands_are_logged_as_the_dry_run_prints_them(fp, capsys):
     register_start(fp)
     smoke.run(Runner(), expectation(), fetch=lambda port: HEALTHY)
     logged = [line[2:] for line in capsys.readouterr().err.splitlines() if line.startswith("+ ")]
-    smoke.run(Runner(dry_run=True), expectation())
+    smoke.run(DryRunner(), expectation())
     printed = capsys.readouterr().out.splitlines()
     assert logged == [line.replace("CONTAINER", CID) for line in printed]
     assert printed == ["docker run -d -p 127.0.0.1::8080 --label org.ragbuild.smoke=1 " + IMAGE,

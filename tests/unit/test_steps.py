@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ragbuild import push, steps
+from ragbuild import push, steps, builders
 from ragbuild.builders import DockerTarget
 from ragbuild.errors import DockerUnavailable
 from ragbuild.reference import familiar
@@ -29,12 +29,12 @@ from ragbuild.runner import Runner
 ])
 def test_read_docker_config(tmp_path, content, context, helpers):
     (tmp_path / "config.json").write_bytes(content)
-    config = steps.read_docker_config({"DOCKER_CONFIG": str(tmp_path)})
+    config = builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)})
     assert (config.current_context, config.cred_helpers) == (context, helpers)
 
 
 def test_a_missing_docker_config_is_nothing_set(tmp_path):
-    assert steps.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}) == steps.DockerConfig()
+    assert builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}) == builders.DockerConfig(str(tmp_path / 'config.json'))
 
 
 # --- the summary's tag check -------------------------------------------------------------------
@@ -70,20 +70,20 @@ def test_a_good_build_on_docker_hub_names_never_lacks_tags(fp, base, capsys):
     fp.register([fp.program("docker"), "image", "inspect", fp.any()],
                 stdout=f"sha256:0123 12 {json.dumps(listed)} null\n")
     info = steps.summarize(Runner(), plan)
-    assert info["repo_tags"] == listed
+    assert info.repo_tags == tuple(listed)
 
 
 # --- the daemon: one list of markers, one message ----------------------------------------------
 
 
 def test_push_and_diagnose_share_the_daemon_markers_and_message():
-    for marker in steps.DAEMON_DOWN_MARKERS:
-        assert push.classify_failure(f"docker: {marker.upper()}") == push.DAEMON
+    for marker in builders.DAEMON_DOWN_MARKERS:
+        assert push.classify_failure(f"docker: {marker.upper()}") == push.Failure.DAEMON
     # a push's "connection refused" is the registry's, not the daemon's
     assert push.classify_failure("dial tcp 10.0.0.1:5000: connect: connection refused") == \
-        push.UNREACHABLE
+        push.Failure.UNREACHABLE
     target = DockerTarget(host="tcp://10.0.0.5:2375")
-    assert steps.daemon_unreachable(target).startswith(
+    assert builders.daemon_unreachable(target).startswith(
         "cannot reach the Docker daemon at tcp://10.0.0.5:2375: start it")
 
 
@@ -95,7 +95,7 @@ def test_diagnose_names_the_unreachable_daemon(fp):
     target = DockerTarget(context="buildbox")
     with pytest.raises(DockerUnavailable) as err:
         steps.diagnose(Runner(), SimpleNamespace(docker=target))
-    assert str(err.value) == steps.daemon_unreachable(target)
+    assert str(err.value) == builders.daemon_unreachable(target)
 
 
 # --- the checks before the build, in a dry run -------------------------------------------------

@@ -206,7 +206,10 @@ def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatc
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(metadata.os, "replace", refuse)
-    record = metadata.Recorder(plan, Runner(), path=str(project / "m.json"))
+    from ragbuild.pipeline import RunState
+
+    state = RunState(plan.options, Config(), None, plan)
+    record = metadata.Recorder(state, Runner(), path=str(project / "m.json"))
     with pytest.raises(Exception, match="cannot write --metadata-file .*m.json: Permission denied"):
         record.finish()
     assert sorted(p.name for p in project.iterdir()) == ["Dockerfile"]

@@ -1,0 +1,308 @@
+"""Amazon ECR before a push: log in, check the repository exists, and find the planned tags
+its tag immutability would refuse.
+
+The login is ``aws ecr get-login-password`` fed to ``docker login --password-stdin`` (AWS's own
+recipe: https://docs.aws.amazon.com/AmazonECR/latest/userguide/registry_auth.html); the password
+only ever lives in a ``Secret``. When docker's ``credHelpers`` names a helper for the host (the
+ECR credential helper, https://github.com/awslabs/amazon-ecr-credential-helper), docker gets its
+credentials from it and there is no login. Every aws failure is explained by one function,
+``explain_aws_failure``. Like the other steps this module starts no process itself: it hands
+``Command`` objects to the runner.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+from ragbuild.builders import DockerConfig
+from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
+from ragbuild.plan import BuildPlan, Command, Kind, Registry
+from ragbuild.runner import Result, Runner, Secret, ended, tail
+
+PASSWORD_PLACEHOLDER = "<password from aws ecr get-login-password>"
+AWS_ENV_VARS = ("AWS_PROFILE", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL")
+AWS_INSTALL_HINT = ("install the AWS CLI (`pip install awscli`, or AWS CLI v2: "
+                    "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
+                    ", or set AWS_CLI to its path")
+
+
+class Mutability(str, enum.Enum):
+    """ECR's ``imageTagMutability`` values:
+    https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_Repository.html"""
+
+    MUTABLE = "MUTABLE"
+    IMMUTABLE = "IMMUTABLE"
+    IMMUTABLE_WITH_EXCLUSION = "IMMUTABLE_WITH_EXCLUSION"
+    MUTABLE_WITH_EXCLUSION = "MUTABLE_WITH_EXCLUSION"
+
+
+def wildcard_match(pattern: str, tag: str) -> bool:
+    """ECR's WILDCARD tag filter: ``*`` matches any run of characters (none included); every
+    other character (ECR allows ``[0-9a-zA-Z._-]``) matches itself; the whole tag must match."""
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, tag) is not None
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    name: str
+    mutability: Mutability
+    filters: tuple[str, ...] = ()  # WILDCARD patterns of imageTagMutabilityExclusionFilters
+
+    def is_immutable(self, tag: str) -> bool:
+        """IMMUTABLE: every tag. IMMUTABLE_WITH_EXCLUSION: every tag but those matching a
+        filter. MUTABLE_WITH_EXCLUSION: only tags matching a filter. MUTABLE: none."""
+        excluded = any(wildcard_match(pattern, tag) for pattern in self.filters)
+        if self.mutability == Mutability.IMMUTABLE:
+            return True
+        if self.mutability == Mutability.IMMUTABLE_WITH_EXCLUSION:
+            return not excluded
+        if self.mutability == Mutability.MUTABLE_WITH_EXCLUSION:
+            return excluded
+        return False
+
+    def describe(self) -> str:
+        if self.filters:
+            return f"{self.mutability.value} (exclusion filters: {', '.join(self.filters)})"
+        return self.mutability.value
+
+
+def parse_describe_repositories(text: str) -> RepositoryInfo:
+    """The first repository of ``aws ecr describe-repositories --output json``; ValueError when
+    the output is not shaped like that."""
+    data = json.loads(text)
+    repos = data.get("repositories") if isinstance(data, dict) else None
+    if not isinstance(repos, list) or not repos or not isinstance(repos[0], dict):
+        raise ValueError("no repository in the output")
+    repo = repos[0]
+    raw = repo.get("imageTagMutability") or "MUTABLE"
+    entries = repo.get("imageTagMutabilityExclusionFilters") or []
+    if not isinstance(raw, str) or not isinstance(entries, list):
+        raise ValueError("imageTagMutability or its exclusion filters are not what ECR returns")
+    try:
+        mutability = Mutability(raw)
+    except ValueError:
+        raise ValueError(f"imageTagMutability {raw!r} is none of ECR's values") from None
+    filters = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("filter", ""), str):
+            raise ValueError(f"an exclusion filter that is not a WILDCARD string: {entry!r}")
+        if entry.get("filterType", "WILDCARD") == "WILDCARD" and entry.get("filter"):
+            filters.append(entry["filter"])
+    name = repo.get("repositoryName", "")
+    return RepositoryInfo(name if isinstance(name, str) else "", mutability, tuple(filters))
+
+
+def parse_list_images(text: str) -> set[str]:
+    """The tags in ``aws ecr list-images --output json``; ValueError for another shape."""
+    data = json.loads(text)
+    ids = data.get("imageIds", ()) if isinstance(data, dict) else None
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, dict) for i in ids):
+        raise ValueError("no imageIds list in the output")
+    return {i["imageTag"] for i in ids if isinstance(i.get("imageTag"), str) and i["imageTag"]}
+
+
+def aws_context(environ: Mapping[str, str]) -> str:
+    """`` (AWS_PROFILE=ci, AWS_ENDPOINT_URL=...)`` for the AWS settings in effect, or ``""``."""
+    parts = [f"{name}={environ[name]}" for name in AWS_ENV_VARS if environ.get(name)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def explain_aws_failure(stderr: str, registry: Registry, environ: Mapping[str, str],
+                        needs: str) -> str:
+    """Why an ``aws ecr`` call failed, and what to do about it; ``needs`` names the IAM action."""
+    ctx = aws_context(environ)
+    text = stderr
+    if "Unable to locate credentials" in text or "NoCredentialsError" in text:
+        return (f"no AWS credentials found{ctx}: run `aws configure` or `aws sso login`, set "
+                "AWS_PROFILE, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if re.search(r"ExpiredToken|expired", text, re.I):
+        profile = environ.get("AWS_PROFILE")
+        refresh = f"`aws sso login --profile {profile}`" if profile else "`aws sso login`"
+        return (f"the AWS credentials{ctx} have expired: refresh them ({refresh}, or new "
+                "temporary keys) and run again")
+    match = re.search(r"config profile \((?P<name>[^)]*)\) could not be found", text)
+    if match:
+        return (f"AWS profile {match['name']!r} is not configured: fix AWS_PROFILE or add the "
+                "profile to ~/.aws/config")
+    if re.search(r"Could not connect to the endpoint URL|EndpointConnectionError|UnknownEndpoint"
+                 r"|Invalid endpoint|Provided region_name|Name or service not known", text):
+        return (f"cannot reach the ECR API for region {registry.region} (from the registry host "
+                f"{registry.host}){ctx}: check the region in --registry, AWS_ENDPOINT_URL / "
+                "AWS_ENDPOINT_URL_ECR, and the network")
+    if re.search(r"UnrecognizedClient|InvalidClientTokenId|InvalidSignature|security token "
+                 r"included in the request is invalid|SignatureDoesNotMatch", text):
+        return (f"AWS rejected the credentials{ctx}: check AWS_PROFILE or AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY")
+    if "Invalid choice" in text:
+        return ("this aws CLI is too old for this command: upgrade it (`pip install -U awscli`) "
+                "or use AWS CLI v2")
+    if re.search(r"AccessDenied|not authorized to perform", text):
+        return f"the AWS identity{ctx} is not allowed to {needs}"
+    return f"the aws CLI failed{ctx}"
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _aws_env(registry: Registry) -> tuple[tuple[str, str], ...]:
+    return (("AWS_USE_FIPS_ENDPOINT", "true"),) if registry.fips else ()
+
+
+def get_login_password_command(registry: Registry) -> Command:
+    assert registry.region is not None
+    return Command(("aws", "ecr", "get-login-password", "--region", registry.region),
+                   env=_aws_env(registry), check=False, kind=Kind.PROBE, assume="***")
+
+
+def docker_login_command(host: str) -> Command:
+    return Command(("docker", "login", "--username", "AWS", "--password-stdin", host),
+                   stdin=PASSWORD_PLACEHOLDER, check=False)
+
+
+def describe_repositories_command(registry: Registry) -> Command:
+    assert registry.region is not None
+    return Command(("aws", "ecr", "describe-repositories", "--repository-names", registry.path,
+                    "--region", registry.region, "--output", "json"),
+                   env=_aws_env(registry), check=False, kind=Kind.PROBE,
+                   assume=json.dumps({"repositories": [{"repositoryName": registry.path,
+                                                        "imageTagMutability": "MUTABLE"}]}),
+                   dry_note=f"a real run stops here if {registry.path} does not exist; if it keeps "
+                            "tags immutable, it lists the repository's tags (aws ecr list-images) "
+                            "and stops on the planned tags it would refuse "
+                            "(--skip-existing-immutable: leaves them out of the push)")
+
+
+def list_images_command(registry: Registry) -> Command:
+    assert registry.region is not None
+    return Command(("aws", "ecr", "list-images", "--repository-name", registry.path, "--region",
+                    registry.region, "--filter", "tagStatus=TAGGED", "--output", "json"),
+                   env=_aws_env(registry), check=False, kind=Kind.PROBE)
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+def _run_aws(runner: Runner, cmd: Command) -> Result:
+    try:
+        return runner.run(cmd)
+    except ToolMissing:
+        raise ToolMissing(f"the aws CLI is needed to push to ECR: {AWS_INSTALL_HINT}") from None
+
+
+def authenticate(runner: Runner, registry: Registry, docker_config: DockerConfig,
+                 environ: Mapping[str, str]) -> Optional[str]:
+    """Make docker able to push to ``registry``: returns the credential helper docker uses for
+    the host (no login then), or None after ``aws ecr get-login-password | docker login``."""
+    helper = docker_config.cred_helper(registry.host)
+    if not helper:
+        login(runner, registry, environ)
+        return None
+    runner.log(f"not logging in to {registry.host}: docker gets its credentials from "
+               f"docker-credential-{helper} (credHelpers in {docker_config.path})")
+    if not shutil.which(f"docker-credential-{helper}", path=environ.get("PATH")):
+        # Known before the build: docker would push without credentials and fail.
+        runner.stop_or_warn(PushFailed(
+            f"docker-credential-{helper}, which credHelpers in {docker_config.path} names for "
+            f"{registry.host}, is not on PATH, so docker would push without credentials; "
+            "install it (amazon-ecr-credential-helper), or remove that entry so that this "
+            "script logs in with `aws ecr get-login-password`"))
+    return helper
+
+
+def login(runner: Runner, registry: Registry, environ: Mapping[str, str]) -> None:
+    """``aws ecr get-login-password`` on its own, its output fed to ``docker login`` on stdin."""
+    password = _login_password(runner, registry, environ)
+    result = runner.run(docker_login_command(registry.host), stdin=password)
+    if not result.ok:
+        said = _scrub(result.stdout + result.stderr, password)
+        raise CommandFailed(f"docker login to {registry.host} with the ECR password "
+                            f"{ended(result.returncode)}{aws_context(environ)}:\n{tail(said)}",
+                            returncode=result.returncode)
+    runner.report(f"logged in to {registry.host} (ECR region {registry.region})"
+                  f"{aws_context(environ)}")
+
+
+def _login_password(runner: Runner, registry: Registry, environ: Mapping[str, str]) -> Secret:
+    result = _run_aws(runner, get_login_password_command(registry))
+    if not result.ok:
+        hint = explain_aws_failure(result.stderr, registry, environ,
+                                   "get an ECR token (ecr:GetAuthorizationToken)")
+        raise CommandFailed(f"aws ecr get-login-password --region {registry.region} failed: "
+                            f"{hint}\n{tail(result.stderr)}", returncode=result.returncode)
+    password = Secret(result.stdout.strip())
+    if not password.reveal():
+        raise CommandFailed("aws ecr get-login-password printed no password")
+    return password
+
+
+def _scrub(text: str, secret: Secret) -> str:
+    value = secret.reveal()
+    return text.replace(value, "***") if value else text
+
+
+def check_repository(runner: Runner, registry: Registry,
+                     environ: Mapping[str, str]) -> RepositoryInfo:
+    """The repository must exist; returns its mutability settings."""
+    result = _run_aws(runner, describe_repositories_command(registry))
+    if not result.ok:
+        if "RepositoryNotFoundException" in result.stderr:
+            raise PushFailed(f"ECR repository {registry.path} does not exist in {registry.host}; "
+                             f"create it: aws ecr create-repository --repository-name "
+                             f"{registry.path} --region {registry.region}")
+        hint = explain_aws_failure(result.stderr, registry, environ,
+                                   "describe the repository (ecr:DescribeRepositories)")
+        raise CommandFailed(f"checking ECR repository {registry.path} failed: {hint}\n"
+                            f"{tail(result.stderr)}", returncode=result.returncode)
+    try:
+        return parse_describe_repositories(result.stdout)
+    except ValueError as bad:
+        raise CommandFailed(f"cannot read `aws ecr describe-repositories` output ({bad}):\n"
+                            f"{tail(result.stdout, 5)}") from None
+
+
+def immutable_conflicts(runner: Runner, plan: BuildPlan, repository: RepositoryInfo,
+                        environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Planned tags an immutable repository refuses: those already there, and the moving tags
+    (``plan.moving_tags``) that the next build must overwrite. Stops unless
+    ``--skip-existing-immutable``; returns the tags to leave out of the push."""
+    immutable = [tag for tag in plan.tags if repository.is_immutable(tag)]
+    if not immutable:
+        return ()
+    registry = plan.registry
+    assert registry is not None
+    result = _run_aws(runner, list_images_command(registry))
+    if not result.ok:
+        hint = explain_aws_failure(result.stderr, registry, environ,
+                                   "list the repository's images (ecr:ListImages)")
+        raise CommandFailed(f"listing the tags of ECR repository {registry.path} failed: {hint}\n"
+                            f"{tail(result.stderr)}", returncode=result.returncode)
+    try:
+        existing = parse_list_images(result.stdout)
+    except ValueError as bad:
+        raise CommandFailed(f"cannot read `aws ecr list-images` output ({bad}):\n"
+                            f"{tail(result.stdout, 5)}") from None
+    # the moving tags exist to move from build to build; an immutable repository would freeze
+    # them at their first push, so they count as conflicts even while still absent.
+    conflicts = tuple(tag for tag in immutable if tag in existing or tag in plan.moving_tags)
+    if not conflicts:
+        return ()
+    if plan.options.skip_existing_immutable:
+        runner.log(f"skipping tags that {registry.path} keeps immutable "
+                   f"({repository.describe()}): {', '.join(conflicts)}; the build still tags "
+                   "them locally")
+        if len(conflicts) == len(plan.tags):
+            raise PushFailed(f"every planned tag is immutable in {registry.path}: nothing to push")
+        return conflicts
+    no_latest = ", --no-latest to drop 'latest'" if "latest" in conflicts else ""
+    raise PushFailed(f"ECR repository {registry.path} is {repository.describe()}: the planned "
+                     f"tags {', '.join(conflicts)} cannot be pushed (already there, or moving tags "
+                     "that must be overwritten by the next build). "
+                     f"Pass --skip-existing-immutable to push only the other tags{no_latest}, "
+                     "or allow overwriting: aws ecr put-image-tag-mutability --repository-name "
+                     f"{registry.path} --region {registry.region} --image-tag-mutability MUTABLE")

@@ -1,0 +1,143 @@
+"""The documentation as a reader meets it: README.md short and starting with the two set-up
+commands, every relative link in README.md, docs/*.md and benchmarks/README.md leading to a file
+and heading that exist (GitHub's anchors), every page reachable from README.md, and the tables
+that mirror code (exit statuses, make targets) naming all of it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from ragbuild import cli, errors
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+PAGES = [README, *sorted((REPO / "docs").glob("*.md")), REPO / "benchmarks" / "README.md"]
+MAX_README_LINES = 150
+
+
+def without_code_blocks(text: str) -> str:
+    return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lowercase, punctuation other than '-' and '_'
+    dropped, spaces as '-' (the rule of github/cmark-gfm's heading ids)."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set:
+    found, seen = set(), {}
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", without_code_blocks(page.read_text()), re.M):
+        slug = anchor(heading)
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+def links(page: Path) -> list:
+    """The relative link targets of ``page`` (``path``, ``path#anchor`` or ``#anchor``)."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", without_code_blocks(page.read_text()))
+    return [target for target in targets if not re.match(r"[a-z]+:", target)]
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if REPO in path.parents else path.name
+
+
+def broken_links(page: Path) -> list:
+    broken = []
+    for target in links(page):
+        path, _, fragment = target.partition("#")
+        goal = (page.parent / path).resolve() if path else page
+        if not goal.exists():
+            broken.append(f"{target}: no file {shown(goal)}")
+        elif fragment and (goal.suffix != ".md" or fragment not in anchors(goal)):
+            broken.append(f"{target}: no heading #{fragment} in {shown(goal)}")
+    return broken
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(REPO)))
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist(page):
+    assert broken_links(page) == []
+
+
+def test_a_broken_link_or_anchor_is_found(tmp_path):
+    (tmp_path / "there.md").write_text("# A page\n\n## Exit status\n")
+    page = tmp_path / "page.md"
+    page.write_text("[ok](there.md#exit-status) [gone](missing.md) [no such](there.md#nope)\n"
+                    "```sh\n[ignored](in-a-code-block.md)\n```\n[web](https://example.com/x)\n")
+    found = [entry.split(":")[0] for entry in broken_links(page)]
+    assert found == ["missing.md", "there.md#nope"]
+
+
+def test_anchors_follow_github():
+    assert anchor("Cleaning up (`clean`)") == "cleaning-up-clean"
+    assert anchor("`setup.cfg [ragbuild]`") == "setupcfg-ragbuild"
+    assert anchor("What differs from bash, and why") == "what-differs-from-bash-and-why"
+    assert anchor("`GITHUB_OUTPUT`") == "github_output"
+
+
+def test_readme_is_short_and_starts_with_the_two_set_up_commands():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines"
+    block = lines[lines.index("```sh") + 1:lines.index("```")]
+    assert [line.split()[:2] for line in block] == [["make", "build-dev"], ["make", "test"]]
+    assert lines.index("```sh") < 4  # the first thing after the title
+
+
+def test_every_page_is_linked_from_the_readme():
+    linked = {(README.parent / target.partition("#")[0]).resolve() for target in links(README)}
+    assert [str(page.relative_to(REPO)) for page in PAGES[1:] if page not in linked] == []
+
+
+def test_the_pages_named_in_help_exist(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    named = set(re.findall(r"\b(?:docs/[\w.-]+\.md|README\.md)", out))
+    assert "docs/configuration.md" in named
+    assert [name for name in sorted(named) if not (REPO / name).is_file()] == []
+    assert 'README.md, "Exit status"' in out and "exit-status" in anchors(README)
+
+
+def test_the_exit_status_table_names_every_exit_status():
+    readme = README.read_text()
+    table = readme[readme.index("## Exit status"):]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
+    defined = {value for module in (errors, cli) for name, value in vars(module).items()
+               if name.startswith("EXIT_") and isinstance(value, int)}
+    assert defined <= documented and 3 in documented  # 3: an unexpected exception (a bug)
+
+
+def test_the_make_targets_table_names_every_target():
+    phony = re.search(r"^\.PHONY: (.+)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
+    readme = README.read_text()
+    table = readme[readme.index("## Make targets"):readme.index("## What differs")]
+    listed = {name for cell in re.findall(r"^\| ([^|]+) \|", table, re.M)
+              for name in re.findall(r"`([a-z0-9-]+)", cell)}
+    assert [target for target in phony if target != "help" and target not in listed] == []
+
+
+def documented_commands() -> list:
+    """Every ``./scripts/build-image.py ...`` line of the pages' code blocks (``\\`` continuations
+    joined), as (page, argv after the program)."""
+    found = []
+    for page in PAGES:
+        for block in re.findall(r"^```(?:sh)?\n(.*?)^```", page.read_text(), re.M | re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line.split(" # ")[0])
+                if words[:1] == ["./scripts/build-image.py"]:
+                    found.append((page, words[1:]))
+    return found
+
+
+def test_every_documented_build_command_parses():
+    commands = documented_commands()
+    assert len([page for page, _ in commands if page == README]) >= 8
+    parser = cli.build_parser()
+    for page, argv in commands:
+        parser.parse_args(argv)  # a UsageError names the flag that is gone or renamed
