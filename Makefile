@@ -9,7 +9,7 @@ VERSION ?=
 ECR_URI ?= $(ECR_REGISTRY_URI)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs shell clean completion test e2e e2e-down engine bench
+.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs shell doctor clean completion test e2e e2e-down engine bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ run-local: $(VENV)/.installed ## run rag-worker:dev in the background on port 80
 
 logs: $(VENV)/.installed ## show the local container's logs (ARGS=-f to follow)
 	$(SCRIPT) logs $(ARGS)
+
+doctor: $(VENV)/.installed ## check what a build and push need, one line each with its fix (ECR_URI=... ARGS="--env prod")
+	$(SCRIPT) doctor $(if $(ECR_URI),--registry "$(ECR_URI)") $(ARGS)
 
 shell: $(VENV)/.installed ## a shell in rag-worker:dev (bash, else /bin/sh), removed on exit (ARGS=rag-worker:prod)
 	$(SCRIPT) shell $(ARGS)

@@ -120,6 +120,8 @@ class DockerConfig:
     path: str = ""  # the file it was read from (or would have been), for messages
     current_context: Optional[str] = None  # set by ``docker context use``
     cred_helpers: Mapping[str, str] = field(default_factory=dict)  # host -> helper (credHelpers)
+    auths: frozenset = frozenset()  # hosts with an entry in auths (a login docker keeps)
+    creds_store: Optional[str] = None  # credsStore: the helper of every host without credHelpers
 
     def cred_helper(self, host: str) -> Optional[str]:
         """The credential helper ``credHelpers`` names for ``host`` (also as ``https://host``)."""
@@ -146,11 +148,15 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
     context = data.get("currentContext")
     helpers = data.get("credHelpers")
     helpers = helpers if isinstance(helpers, dict) else {}
+    auths = data.get("auths")
+    store = data.get("credsStore")
     return DockerConfig(
         path=path,
         current_context=context if isinstance(context, str) and context else None,
         cred_helpers={host: helper for host, helper in helpers.items()
-                      if isinstance(helper, str) and helper})
+                      if isinstance(helper, str) and helper},
+        auths=frozenset(auths) if isinstance(auths, dict) else frozenset(),
+        creds_store=store if isinstance(store, str) and store else None)
 
 
 def docker_target(environ: Mapping[str, str], config: DockerConfig) -> DockerTarget:

@@ -29,6 +29,7 @@ other commands (each has --help and --dry-run):
   %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
+  %(prog)s doctor [--registry URI ...]          check what a build (and push) needs, one line each
   %(prog)s shell [IMAGE]                        a shell in IMAGE (default rag-worker:dev), removed on exit
   %(prog)s clean                                remove only the tags ragbuild builds made
   %(prog)s completion bash|zsh                  tab completion: source <(%(prog)s completion bash)
@@ -201,8 +202,8 @@ def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy
 
 
 
-def parse_build(argv):
-    ns = build_parser().parse_args(argv)  # --help exits here, before the plan's imports
+def parse_build(argv, parser=None):
+    ns = (parser or build_parser()).parse_args(argv)  # --help exits here, before the plan's imports
     from ragbuild.plan import Options
 
     policy = latest_policy(ns.latest, ns.latest_policy)
@@ -395,6 +396,44 @@ def cmd_shell(argv) -> int:
     return manage.shell(make_runner(ns.dry_run), image, tty=bool(sys.stdin and sys.stdin.isatty()))
 
 
+def doctor_parser() -> ArgumentParser:
+    parser = build_parser()
+    parser.prog = f"{PROG} doctor"
+    parser.usage = f"{PROG} doctor [build flags: --env, --registry, -f, --context, --builder ...]"
+    parser.description = (
+        "Check, in order, what a build with these flags needs, one line each (ok, warning, "
+        "problem with its fix): Python and ragbuild's packages; the docker client, the daemon "
+        "it reaches (context or host), BuildKit, the buildx builders; git; the plan; the "
+        "Dockerfile and the build context (.dockerignore, likely secrets); the registry of "
+        "--registry / ECR_REGISTRY_URI (reachable, credentials; ECR: aws CLI, credentials, "
+        "region, repository, tag mutability: the push pre-flight's own checks, including its "
+        "login); the base image. Exit 0 when a build (and push) would work, 1 otherwise.")
+    parser.epilog = None
+    return parser
+
+
+def cmd_doctor(argv) -> int:
+    import io
+
+    from ragbuild import doctor
+    from ragbuild.config import load_config
+    from ragbuild.runner import DryRunner, Runner
+
+    options = parse_build(argv, doctor_parser())
+    if options.env is None and options.version is None:  # the build most run: make build-dev
+        import dataclasses
+
+        options = dataclasses.replace(options, env="dev")
+    quiet = io.StringIO()  # the checks' own command lines and messages: their finding says it
+    runner = DryRunner(log=quiet) if options.dry_run else Runner(log=quiet)
+    try:
+        config = load_config()
+    except RagbuildError as err:
+        print(f"problem  setup.cfg: {err}")
+        return 1
+    return doctor.run(doctor.Doctor(runner, options, config))
+
+
 def completion_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=f"{PROG} completion", allow_abbrev=False,
                             description="Print the tab-completion script for bash or zsh: flags, "
@@ -418,7 +457,7 @@ def cmd_completion(argv) -> int:
 #: name -> (its parser, its command); the build is the default when no name comes first.
 SUBCOMMANDS = {"smoke": (smoke_parser, cmd_smoke), "run": (run_parser, cmd_run),
                "logs": (logs_parser, cmd_logs), "clean": (clean_parser, cmd_clean),
-               "shell": (shell_parser, cmd_shell),
+               "shell": (shell_parser, cmd_shell), "doctor": (doctor_parser, cmd_doctor),
                "completion": (completion_parser, cmd_completion)}
 
 

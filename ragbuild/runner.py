@@ -130,7 +130,7 @@ class Runner:
         try:
             machine_cmd = local[program][list(cmd.argv[1:])]
         except CommandNotFound:
-            raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
+            raise ToolMissing(missing_message(cmd.argv[0], program)) from None
         env = {**os.environ, **dict(cmd.env)}
         pipe = subprocess.PIPE
         streams = {
@@ -148,10 +148,10 @@ class Runner:
                 env=env,
             ))
         except FileNotFoundError:
-            raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
+            raise ToolMissing(missing_message(cmd.argv[0], program)) from None
         except OSError as err:  # DOCKER names a directory or a file without the execute bit
             raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
-                              f"{_missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
+                              f"{missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
         try:
             stdout, stderr = self._wait(proc, cmd.mode, stdin)
         except KeyboardInterrupt:
@@ -216,7 +216,7 @@ class DryRunner(Runner):
             return super().run(cmd, stdin=stdin)
         program = resolve(cmd.argv[0])
         if not shutil.which(program):
-            self._once(program, f"warning: {_missing_message(cmd.argv[0], program)} "
+            self._once(program, f"warning: {missing_message(cmd.argv[0], program)} "
                                 "(a real run stops here)")
         if cmd.hides_secrets:
             self._once("***", "dry run: secret values (secret-looking build args, URL "
@@ -272,7 +272,7 @@ def failure_message(cmd: Command, result: Result) -> str:
 INSTALL_HINT = {"docker": " (as root on Debian or Ubuntu: make engine)"}
 
 
-def _missing_message(name: str, program: str) -> str:
+def missing_message(name: str, program: str) -> str:
     variable = PROGRAM_ENV.get(name)
     hint = f" or set {variable} to its path" if variable else ""
     return f"{program} not found: install {name}{INSTALL_HINT.get(name, '')}{hint}"

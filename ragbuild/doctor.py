@@ -1,0 +1,413 @@
+"""``ragbuild doctor``: the build guide's troubleshooting as checks, in the order a build meets
+them, one line each: ``ok``, ``warning`` or ``problem``, a problem with its exact fix.
+
+It takes the build's own flags (``doctor --env prod --version 1.2.3 --registry URI``) and runs
+the build's own checks on them, not copies: ``steps.check_paths``, ``steps.git_info``,
+``steps.version_tags``, ``steps.make_plan``, ``steps.check_buildx``, ``steps.diagnose``,
+``guard.scan_context``, ``ecr.authenticate`` and ``ecr.check_repository`` (the push
+pre-flight's login and repository check), with their messages. For ECR that includes the login
+the pre-flight makes (``aws ecr get-login-password | docker login``). Exit 0 when a build (and,
+with a registry, a push) would work, 1 when a check found a problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
+
+from ragbuild import builders, deps, steps
+from ragbuild.errors import RagbuildError
+from ragbuild.output import ERROR, SUCCESS, WARNING, paint
+from ragbuild.plan import BuildPlan, Command, Config, GitInfo, Kind, Options, buildx_version_command, human_size
+from ragbuild.runner import Runner, missing_message, resolve, tail
+
+OK, WARN, PROBLEM = "ok", "warning", "problem"
+LEVELS = {OK: SUCCESS, WARN: WARNING, PROBLEM: ERROR}
+#: seconds to wait for a registry's /v2/
+HTTP_TIMEOUT = 5.0
+FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(?P<image>\S+)", re.I | re.M)
+ARG_RE = re.compile(r"^\s*ARG\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:=(?P<value>\S*))?", re.I | re.M)
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: str  # ok | warning | problem
+    check: str  # what was checked: "docker daemon"
+    detail: str  # what was found; for a problem, with the fix
+
+    def line(self) -> str:
+        return f"{self.status:<8} {self.check}: {self.detail}"
+
+
+@dataclass
+class Doctor:
+    """The state the checks share, filled as they run (a later check skips what an earlier
+    one found missing)."""
+
+    runner: Runner
+    options: Options
+    config: Config
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    docker_config: Optional[builders.DockerConfig] = None
+    git: Optional[GitInfo] = None
+    plan: Optional[BuildPlan] = None
+    plan_error: Optional[str] = None  # why the plan could not be made
+    client: Optional[str] = None  # docker client version
+    daemon: bool = False  # the daemon answered
+    buildx: bool = False  # docker buildx works
+
+    @property
+    def target(self) -> builders.DockerTarget:
+        assert self.docker_config is not None
+        return builders.docker_target(self.environ, self.docker_config)
+
+
+Check = Callable[[Doctor], list]
+
+
+def _docker(*argv: str) -> Command:
+    return Command(("docker", *argv), check=False, kind=Kind.PROBE)
+
+
+# --- the checks, in order ----------------------------------------------------------------------
+
+
+def check_python(doc: Doctor) -> list:
+    version = ".".join(map(str, sys.version_info[:3]))
+    missing = deps.missing()
+    if sys.version_info < (3, 9):
+        return [Finding(PROBLEM, "python", f"Python {version} is too old: ragbuild needs 3.9+; "
+                                           "fix: install Python 3.9 or newer, then make venv")]
+    if missing:
+        return [Finding(PROBLEM, "python", f"Python {version}, missing packages "
+                                           f"{', '.join(missing)}; fix: {deps.install_hint()}")]
+    return [Finding(OK, "python", f"Python {version} ({sys.executable}); "
+                                  f"{', '.join(deps.NEEDED.values())} installed")]
+
+
+def prepare(doc: Doctor) -> None:
+    """The build's facts and plan (steps.gather_facts, steps.make_plan), made before the first
+    line so that each check can use them; a failure is the plan check's problem."""
+    doc.docker_config = builders.read_docker_config(doc.environ)
+    try:
+        facts = steps.gather_facts(doc.runner, doc.options, doc.environ)
+        doc.git = facts.git
+        doc.plan = steps.make_plan(doc.options, doc.config, facts)
+    except RagbuildError as err:
+        doc.plan_error = str(err)
+    if doc.git is None:
+        doc.git = steps.git_info(doc.runner)
+
+
+def check_docker(doc: Doctor) -> list:
+    """The client, then the daemon it reaches (and through which context or host)."""
+    program = resolve("docker")
+    if not shutil.which(program):
+        return [Finding(PROBLEM, "docker client", missing_message("docker", program)),
+                Finding(PROBLEM, "docker daemon", "not checked: no docker client")]
+    found = []
+    client = doc.runner.run(_docker("version", "--format", "{{.Client.Version}}"))
+    doc.client = client.stdout.strip() or None
+    found.append(Finding(OK, "docker client", f"{doc.client or 'unknown version'} "
+                                              f"({shutil.which(program)})"))
+    server = doc.runner.run(_docker("version", "--format", "{{.Server.Version}}"))
+    where = doc.target.describe()
+    if server.ok and server.stdout.strip():
+        doc.daemon = True
+        found.append(Finding(OK, "docker daemon", f"{server.stdout.strip()} via {where}"))
+        return found
+    found.append(Finding(PROBLEM, "docker daemon", _daemon_problem(doc, server.stderr)))
+    return found
+
+
+def _daemon_problem(doc: Doctor, said: str) -> str:
+    """The build's own diagnosis (steps.diagnose) when there is a plan, else its message."""
+    if doc.plan is not None:
+        try:
+            steps.diagnose(doc.runner, doc.plan)
+        except RagbuildError as err:
+            return str(err)
+    if builders.daemon_down(said):
+        return builders.daemon_unreachable(doc.target)
+    return f"`docker version` failed: {tail(said, 3) or 'no output'}"
+
+
+def check_buildkit(doc: Doctor) -> list:
+    """BuildKit: built into the client (Debian's docker.io 20.10) or the buildx plugin (23+),
+    and buildx itself when the flags need it (steps.check_buildx)."""
+    if doc.client is None:
+        return [Finding(PROBLEM, "buildkit", "not checked: no docker client")]
+    result = doc.runner.run(buildx_version_command())
+    doc.buildx = result.ok
+    major = doc.client.split(".")[0]
+    needs_plugin = major.isdigit() and int(major) >= 23
+    if not doc.buildx and doc.plan is not None and doc.plan.buildx:  # the build's own stop
+        try:
+            steps.check_buildx(doc.runner, doc.plan)
+        except RagbuildError as err:
+            return [Finding(PROBLEM, "buildkit", str(err))]
+    if doc.buildx:
+        plugin = result.stdout.strip().split("\n")[0]
+        return [Finding(OK, "buildkit", f"buildx plugin ({plugin})")]
+    if needs_plugin:
+        return [Finding(PROBLEM, "buildkit", f"docker {doc.client} builds with BuildKit only through "
+                                             f"the buildx plugin, which is missing; fix: "
+                                             f"{builders.BUILDX_HINT}")]
+    return [Finding(OK, "buildkit", f"built into docker {doc.client} (DOCKER_BUILDKIT=1 docker "
+                                    "build); no buildx plugin, so no --builder, --platform lists "
+                                    "or registry cache")]
+
+
+def check_builders(doc: Doctor) -> list:
+    if not doc.buildx:
+        return [Finding(OK, "buildx builders", "none (no buildx): the plain docker build is used")]
+    result = doc.runner.run(_docker("buildx", "ls"))
+    if not result.ok:
+        return [Finding(WARN, "buildx builders", f"`docker buildx ls` failed: "
+                                                 f"{tail(result.stderr, 1)}")]
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:]
+             if line.strip() and not line[0].isspace() and not line.startswith(("\\_", " "))]
+    wanted = doc.options.builder or doc.environ.get("BUILDX_BUILDER")
+    if wanted and wanted not in {name.rstrip("*") for name in names}:
+        return [Finding(PROBLEM, "buildx builders", f"builder {wanted!r} does not exist (have: "
+                                                    f"{', '.join(names) or 'none'}); fix: docker "
+                                                    f"buildx create --name {wanted}, or pass an "
+                                                    "existing one with --builder")]
+    return [Finding(OK, "buildx builders", ", ".join(names) or "none listed")]
+
+
+def check_git(doc: Doctor) -> list:
+    """The build's git facts (steps.git_info): a repository with commits, clean; shallow; v*
+    tags fetched (steps.version_tags, for --latest-policy auto)."""
+    git = doc.git
+    assert git is not None
+    if not git.sha:
+        reason = git.reason or "no commit"
+        if "dubious ownership" in reason or "safe.directory" in reason:
+            top = os.path.abspath(".")
+            fix = f"git config --global --add safe.directory {top}"
+        elif "not a git repository" in reason:
+            fix = "git init && git add -A && git commit -m 'initial'"
+        elif "not installed" in reason:
+            fix = "apt-get install git"
+        else:
+            fix = "git add -A && git commit"
+        return [Finding(WARN, "git", f"{reason}: the build gets no git-<sha> tag and "
+                                     f"GIT_COMMIT=unknown; fix: {fix}")]
+    found = []
+    if git.dirty:
+        found.append(Finding(WARN, "git", f"commit {git.sha} with uncommitted changes: tagged "
+                                          f"git-{git.sha}-dirty; a prod build needs a clean tree "
+                                          "or --allow-dirty"))
+    else:
+        found.append(Finding(OK, "git", f"commit {git.sha}, clean tree"))
+    shallow = doc.runner.run(Command(("git", "rev-parse", "--is-shallow-repository"),
+                                     check=False, kind=Kind.QUERY))
+    tags = steps.version_tags(doc.runner)
+    is_shallow = shallow.stdout.strip() == "true"
+    detail = f"{'a shallow clone' if is_shallow else 'full history'}, {len(tags)} v* tag(s)"
+    if (is_shallow or not tags) and doc.options.latest_policy is not None \
+            and doc.options.latest_policy.value == "auto":
+        found.append(Finding(WARN, "git tags", f"{detail}: --latest-policy auto compares the "
+                                               "version with the v* tags it sees; fix: git fetch "
+                                               "--tags --unshallow (CI: checkout with "
+                                               "fetch-depth: 0)"))
+    else:
+        found.append(Finding(OK, "git tags", detail))
+    return found
+
+
+def check_plan(doc: Doctor) -> list:
+    """The build's own checks of the flags, the paths and the plan (see prepare)."""
+    if doc.plan is None:
+        return [Finding(PROBLEM, "plan", doc.plan_error or "no plan")]
+    return [Finding(OK, "plan", f"--env {doc.plan.env}: {len(doc.plan.refs)} tags, first "
+                                f"{doc.plan.primary}")]
+
+
+def check_context(doc: Doctor) -> list:
+    """The Dockerfile, then the build context after .dockerignore (guard.scan_context, the
+    build's context check): its size, likely secrets."""
+    from ragbuild import guard
+
+    options = doc.options
+    try:
+        steps.check_paths(options)
+        report = guard.scan_context(options.context, options.file)
+    except RagbuildError as err:
+        return [Finding(PROBLEM, "dockerfile and context", str(err))]
+    applied = f"after {report.ignore_file}" if report.ignore_file else "no .dockerignore"
+    detail = (f"{options.file}; context {options.context}: {report.files} files, "
+              f"{human_size(report.bytes)} ({applied})")
+    found = []
+    limit = options.context_warn_mb
+    if limit and report.bytes > limit * 1e6:
+        largest = ", ".join(f"{name} {human_size(size)}" for name, size, _ in report.largest(3))
+        found.append(Finding(WARN, "dockerfile and context", f"{detail}: more than {limit:g}MB "
+                                                             f"(largest: {largest}); fix: add "
+                                                             "what the image does not need to "
+                                                             ".dockerignore"))
+    if report.secrets:
+        listed = ", ".join(f"{path} ({why})" for path, why in report.secrets)
+        ignore = report.ignore_file or os.path.join(options.context, ".dockerignore")
+        status = WARN if options.allow_secrets else PROBLEM
+        found.append(Finding(status, "dockerfile and context", f"likely secrets in the context: "
+                                                               f"{listed}; fix: add them to "
+                                                               f"{ignore}"))
+    return found or [Finding(OK, "dockerfile and context", detail)]
+
+
+def check_registry(doc: Doctor) -> list:
+    plan = doc.plan
+    registry = plan.registry if plan is not None else None
+    if registry is None:
+        given = doc.options.registry
+        if given:
+            return [Finding(PROBLEM, "registry", f"{given} not checked: the plan failed above")]
+        return [Finding(OK, "registry", "none given (--registry or ECR_REGISTRY_URI): a build "
+                                        "without --push needs none")]
+    assert plan is not None and doc.docker_config is not None
+    found = [_reachable(registry.host)]
+    if found[0].status == PROBLEM:
+        return found
+    if registry.is_ecr:
+        return found + _check_ecr(doc, plan)
+    return found + [_docker_credentials(doc, registry.host, found[0])]
+
+
+def _reachable(host: str) -> Finding:
+    """``GET /v2/`` (the registry API's base, https://distribution.github.io/distribution/spec/api/):
+    any HTTP answer (200, or 401 asking for a login) means a registry is there. Over HTTPS with
+    docker's CA for the host (/etc/docker/certs.d/HOST/ca.crt) when it has one, and over plain
+    HTTP for a loopback host (docker's insecure default)."""
+    from ragbuild.push import is_loopback
+
+    cafile = os.path.join("/etc/docker/certs.d", host, "ca.crt")
+    schemes = ["https"] + (["http"] if is_loopback(host) else [])
+    last = ""
+    for scheme in schemes:
+        context = ssl.create_default_context(cafile=cafile if os.path.isfile(cafile) else None)
+        try:
+            with urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=HTTP_TIMEOUT,
+                                        context=context if scheme == "https" else None) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            last = str(getattr(err, "reason", err))
+            continue
+        return Finding(OK, "registry", f"{host} answers ({scheme}, HTTP {status} on /v2/)")
+    return Finding(PROBLEM, "registry", f"{host} does not answer ({last}); fix: check the host in "
+                                        "--registry / ECR_REGISTRY_URI, the network or VPN, and "
+                                        "that the registry is running")
+
+
+def _check_ecr(doc: Doctor, plan: BuildPlan) -> list:
+    """The push pre-flight's own ECR steps: login (aws CLI, credentials, region), repository."""
+    from ragbuild import ecr
+
+    registry = plan.registry
+    assert registry is not None and doc.docker_config is not None
+    aws = resolve("aws")
+    if not shutil.which(aws):
+        return [Finding(PROBLEM, "ECR credentials", f"{aws} not found: {ecr.AWS_INSTALL_HINT}")]
+    found = []
+    try:
+        helper = ecr.authenticate(doc.runner, registry, doc.docker_config, doc.environ)
+    except RagbuildError as err:
+        return [Finding(PROBLEM, "ECR credentials", str(err).split("\n")[0])]
+    how = f"docker-credential-{helper}" if helper else "aws ecr get-login-password | docker login"
+    found.append(Finding(OK, "ECR credentials", f"valid for region {registry.region} (from the "
+                                                f"host {registry.host}); {how}"))
+    try:
+        repository = ecr.check_repository(doc.runner, registry, doc.environ)
+    except RagbuildError as err:
+        return found + [Finding(PROBLEM, "ECR repository", str(err).split("\n")[0])]
+    found.append(Finding(OK, "ECR repository", f"{registry.path} exists, {repository.describe()}"))
+    return found
+
+
+def _docker_credentials(doc: Doctor, host: str, reach: Finding) -> Finding:
+    config = doc.docker_config
+    assert config is not None
+    helper = config.cred_helper(host) or config.creds_store
+    if helper:
+        if not shutil.which(f"docker-credential-{helper}", path=doc.environ.get("PATH")):
+            return Finding(PROBLEM, "registry credentials", f"docker-credential-{helper} (named "
+                                                            f"in {config.path}) is not on PATH; "
+                                                            "fix: install it, or remove it from "
+                                                            "config.json and docker login "
+                                                            f"{host}")
+        return Finding(OK, "registry credentials", f"docker-credential-{helper} for {host}")
+    if host in config.auths or f"https://{host}" in config.auths:
+        return Finding(OK, "registry credentials", f"a docker login for {host} in {config.path}")
+    if "HTTP 401" in reach.detail:
+        return Finding(PROBLEM, "registry credentials", f"{host} asks for a login and docker has "
+                                                        f"none; fix: docker login {host}")
+    return Finding(OK, "registry credentials", f"{host} needs no login")
+
+
+def base_images(dockerfile: str, build_args: Mapping[str, str]) -> list:
+    """The images the Dockerfile's FROM lines name, ARG defaults and --build-arg values
+    substituted; stage names (``FROM builder``) and ``scratch`` left out."""
+    try:
+        with open(dockerfile, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return []
+    values = {m["name"]: m["value"] or "" for m in ARG_RE.finditer(text.split("\nFROM", 1)[0])}
+    values.update(build_args)
+    stages = {m.lower() for m in re.findall(r"^\s*FROM\s+.*\s+AS\s+(\S+)", text, re.I | re.M)}
+    images = []
+    for match in FROM_RE.finditer(text):
+        image = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: values.get(m[1], ""),
+                       match["image"])
+        if image and image.lower() not in stages and image != "scratch" and image not in images:
+            images.append(image)
+    return images
+
+
+def check_base_image(doc: Doctor) -> list:
+    if not doc.daemon:
+        return [Finding(PROBLEM, "base image", "not checked: no docker daemon")]
+    build_args = dict(doc.plan.build_args) if doc.plan is not None else {}
+    found = []
+    for image in base_images(doc.options.file, build_args):
+        if doc.runner.run(_docker("image", "inspect", "--format", "{{.Id}}", image)).ok:
+            found.append(Finding(OK, "base image", f"{image} is available locally"))
+            continue
+        if doc.buildx and doc.runner.run(_docker("buildx", "imagetools", "inspect", image)).ok:
+            found.append(Finding(OK, "base image", f"{image} is not local but can be pulled"))
+            continue
+        found.append(Finding(PROBLEM, "base image", f"{image} is not local and cannot be pulled; "
+                                                    f"fix: docker pull {image} where a registry "
+                                                    "answers, or make engine (makes "
+                                                    "python:3.11-slim locally)"))
+    return found or [Finding(OK, "base image", "none (FROM scratch or stages only)")]
+
+
+CHECKS: tuple = (check_python, check_docker, check_buildkit, check_builders, check_git,
+                 check_plan, check_context, check_registry, check_base_image)
+
+
+def run(doc: Doctor, out=None) -> int:
+    """Every check, one line per finding on ``out``; 0 when none is a problem, else 1."""
+    out = out or sys.stdout
+    prepare(doc)
+    problems = 0
+    for check in CHECKS:
+        for finding in check(doc):
+            problems += finding.status == PROBLEM
+            print(paint(finding.line(), out, LEVELS[finding.status]), file=out, flush=True)
+    summary = (f"{problems} problem(s): a build would fail; fix them and run doctor again"
+               if problems else "a build" + (" and push" if doc.plan is not None
+                                             and doc.plan.registry else "") + " would work")
+    print(summary, file=out, flush=True)
+    return 1 if problems else 0
