@@ -227,3 +227,21 @@ def test_help_and_the_make_target(capsys):
     assert "doctor" in out and "Exit 0 when a build (and push) would work" in out
     assert cli.main(["--help"]) == 0
     assert "doctor [--registry URI ...]" in capsys.readouterr().out
+
+
+def test_expired_aws_credentials_say_how_to_refresh(worker, fp, capsys, monkeypatch):
+    healthy(fp)
+    monkeypatch.setattr(doctor, "_reachable", lambda host: doctor.Finding(
+        doctor.OK, "registry", f"{host} answers (https, HTTP 401 on /v2/)"))
+    monkeypatch.setenv("AWS_PROFILE", "ci")
+    fp.register([fp.program("aws"), "ecr", "get-login-password", "--region", "us-east-1"],
+                returncode=255, stderr="An error occurred (ExpiredTokenException) when calling the "
+                                       "GetAuthorizationToken operation: The security token "
+                                       "included in the request is expired\n")
+    code, lines, _ = run_doctor(["--registry", f"{ECR}/rag-worker"], capsys)
+    assert code == 1
+    line = next(line for line in lines if "ECR credentials" in line)
+    assert line.startswith("problem  ECR credentials: aws ecr get-login-password --region "
+                           "us-east-1 failed: the AWS credentials (AWS_PROFILE=ci) have expired: "
+                           "refresh them (`aws sso login --profile ci`")
+    assert not any("ECR repository" in line for line in lines)  # not asked without credentials

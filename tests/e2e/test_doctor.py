@@ -1,0 +1,104 @@
+"""``doctor`` against the harness: healthy (engine, plain registry, moto's ECR and the TLS
+registry), then one fault at a time: no daemon, no buildx for a build that needs it, a registry
+that does not answer, a missing ECR repository. Each fault is one ``problem`` line with its fix
+and exit 1; a healthy machine exits 0."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from .test_builders import docker_without_buildx  # noqa: F401 (fixture)
+from .test_push import ecr_host, ecr_repository  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.e2e
+
+
+def lines_of(result):
+    return [line for line in result.stdout.splitlines() if line.split(None, 1)[0] in
+            ("ok", "warning", "problem")]
+
+
+def problems(result):
+    return [line for line in lines_of(result) if line.startswith("problem ")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_make_doctor_on_the_healthy_harness(project):
+    result = project.make("doctor")
+    assert result.returncode == 0, result.describe()
+    found = lines_of(result)
+    assert [line.split(None, 1)[1].split(":")[0] for line in found] == [
+        "python", "docker client", "docker daemon", "buildkit", "buildx builders", "git",
+        "git tags", "plan", "dockerfile and context", "registry", "base image"]
+    assert problems(result) == []
+    assert "ok       base image: python:3.11-slim is available locally" in found
+    assert result.stdout.splitlines()[-2] == "a build would work"
+
+
+def test_doctor_with_the_plain_registry(project, e2e_env):
+    registry = e2e_env["E2E_REGISTRY"]
+    result = project.script("doctor", "--registry", f"{registry}/doctor-check")
+    assert result.returncode == 0, result.describe()
+    assert f"ok       registry: {registry} answers (https" not in result.stdout  # plain http
+    assert f"ok       registry: {registry} answers (http, HTTP 200 on /v2/)" in result.stdout
+    assert f"ok       registry credentials: {registry} needs no login" in result.stdout
+    assert result.stdout.splitlines()[-1] == "a build and push would work"
+
+
+def test_doctor_with_an_ecr_repository(project, ecr_repository, ecr_host, docker_config):
+    name = ecr_repository("doctor", "--image-tag-mutability", "IMMUTABLE")
+    result = project.script("doctor", "--registry", f"{ecr_host}/{name}",
+                            env={"DOCKER_CONFIG": docker_config})
+    assert result.returncode == 0, result.describe()
+    out = result.stdout
+    assert f"ok       registry: {ecr_host} answers (https, HTTP 401 on /v2/)" in out
+    assert f"ok       ECR credentials: valid for region us-east-1 (from the host {ecr_host})" in out
+    assert f"ok       ECR repository: {name} exists, " in out and "IMMUTABLE" in out
+
+
+def test_doctor_with_a_missing_ecr_repository(project, unique, ecr_host, docker_config):
+    name = unique("doctor-missing")
+    result = project.script("doctor", "--registry", f"{ecr_host}/{name}",
+                            env={"DOCKER_CONFIG": docker_config})
+    assert result.returncode == 1
+    assert problems(result) == [
+        f"problem  ECR repository: ECR repository {name} does not exist in {ecr_host}; create it: "
+        f"aws ecr create-repository --repository-name {name} --region us-east-1"]
+
+
+def test_doctor_with_a_registry_that_does_not_answer(project):
+    host = f"localhost:{free_port()}"
+    result = project.script("doctor", "--registry", f"{host}/rag-worker")
+    assert result.returncode == 1
+    found = problems(result)
+    assert len(found) == 1 and found[0].startswith(f"problem  registry: {host} does not answer (")
+    assert "fix: check the host in --registry / ECR_REGISTRY_URI" in found[0]
+
+
+def test_doctor_without_a_daemon(project, tmp_path):
+    sock = tmp_path / "stopped.sock"
+    result = project.script("doctor", env={"DOCKER_HOST": f"unix://{sock}"})
+    assert result.returncode == 1
+    found = problems(result)
+    assert found[0].startswith(f"problem  docker daemon: cannot reach the Docker daemon at "
+                               f"unix://{sock}: start it")
+    assert "`make engine` as root on Debian or Ubuntu" in found[0]
+    assert found[-1] == "problem  base image: not checked: no docker daemon"
+
+
+def test_doctor_without_buildx(project, docker_without_buildx):
+    plain = project.script("doctor", env={"DOCKER": docker_without_buildx})
+    assert plain.returncode == 0, plain.describe()  # docker 20.10 builds with its own BuildKit
+    assert "ok       buildkit: built into docker 20.10" in plain.stdout
+    needs = project.script("doctor", "--builder", "remote", env={"DOCKER": docker_without_buildx})
+    assert needs.returncode == 1
+    assert problems(needs)[0].startswith(
+        "problem  buildkit: this build needs docker buildx (for --builder remote), and this docker "
+        "client has no buildx: install the buildx plugin")
