@@ -325,16 +325,22 @@ def run_parser() -> ArgumentParser:
     return parser
 
 
-def cmd_run(argv) -> int:
+def image_or_dev(image):
+    """IMAGE as given (checked: an image reference, never an option), else <image-name>:dev."""
     from ragbuild import manage
     from ragbuild.config import load_config
+
+    if image is not None:
+        return manage.check_image_ref(image)
+    return f"{load_config().image_name}:dev"
+
+
+def cmd_run(argv) -> int:
+    from ragbuild import manage
     from ragbuild.runner import make_runner
 
     ns = run_parser().parse_args(argv)
-    if ns.image is not None:
-        manage.check_image_ref(ns.image)
-    image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
-    manage.run_local(make_runner(ns.dry_run), image, port=ns.port)
+    manage.run_local(make_runner(ns.dry_run), image_or_dev(ns.image), port=ns.port)
     return EXIT_OK
 
 
@@ -386,14 +392,11 @@ def shell_parser() -> ArgumentParser:
 
 def cmd_shell(argv) -> int:
     from ragbuild import manage
-    from ragbuild.config import load_config
     from ragbuild.runner import make_runner
 
     ns = shell_parser().parse_args(argv)
-    if ns.image is not None:
-        manage.check_image_ref(ns.image)
-    image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
-    return manage.shell(make_runner(ns.dry_run), image, tty=bool(sys.stdin and sys.stdin.isatty()))
+    return manage.shell(make_runner(ns.dry_run), image_or_dev(ns.image),
+                        tty=bool(sys.stdin and sys.stdin.isatty()))
 
 
 def doctor_parser() -> ArgumentParser:
