@@ -245,3 +245,18 @@ def test_expired_aws_credentials_say_how_to_refresh(worker, fp, capsys, monkeypa
                            "us-east-1 failed: the AWS credentials (AWS_PROFILE=ci) have expired: "
                            "refresh them (`aws sso login --profile ci`")
     assert not any("ECR repository" in line for line in lines)  # not asked without credentials
+
+
+def test_a_dry_run_prints_the_commands_and_runs_none(worker, fp, capsys):
+    fp.allow_unregistered(False)
+    register_git(fp)  # git queries run in a dry run too, as in the build's
+    fp.register([fp.program("git"), "rev-parse", "--is-shallow-repository"], stdout="false\n")
+    fp.register([fp.program("git"), "tag", "--list", "v*"], stdout="")
+    code = cli.main(["doctor", "--dry-run"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[:3] == ["docker version --format '{{.Client.Version}}'",
+                       "docker version --format '{{.Server.Version}}'", "docker buildx version"]
+    assert "docker image inspect --format '{{.Id}}' python:3.11-slim" in out
+    assert out[-1].startswith("dry run: these are the commands doctor runs")
+    assert not any(line.startswith(("ok ", "problem ")) for line in out)
