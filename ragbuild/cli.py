@@ -8,12 +8,15 @@ import os
 import shlex
 import sys
 import traceback
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, NoReturn, Optional, Sequence, TypeVar
 
 from ragbuild.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
     from ragbuild.channels import LatestPolicy
+    from ragbuild.plan import BuildPlan, Options
+
+N = TypeVar("N", int, float)
 
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
@@ -66,13 +69,14 @@ examples:
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _number(convert, accept, what):
+def _number(convert: Callable[[str], N], accept: Callable[[N], bool],
+            what: str) -> Callable[[str], N]:
     """An argparse type: ``convert`` the text, and refuse it unless ``accept`` holds."""
-    def parse(text: str):
+    def parse(text: str) -> N:
         try:
             value = convert(text)
         except ValueError:
@@ -202,7 +206,7 @@ def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy
 
 
 
-def parse_build(argv, parser=None):
+def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) -> Options:
     ns = (parser or build_parser()).parse_args(argv)  # --help exits here, before the plan's imports
     from ragbuild.plan import Options
 
@@ -238,7 +242,7 @@ def cmd_build(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def push_hint(plan, argv) -> str:
+def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     """The exact command that pushes what was just built: this program, as it was started, with
     the user's arguments and --push (a registry placeholder when none was given)."""
     from ragbuild.plan import redact_argv
@@ -249,15 +253,16 @@ def push_hint(plan, argv) -> str:
     return f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'])}{stars}"
 
 
-def program_name(argv0=None) -> str:
+def program_name(argv0: Optional[str] = None) -> str:
     """build-image.py when started as scripts/build-image.py, else ragbuild (the console script,
     or ``python -m ragbuild``)."""
     name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
     return "build-image.py" if name.startswith("build-image") else "ragbuild"
 
 
-def rerun_words(argv0=None, executable=None, prefix=None, base_prefix=None,
-                environ=os.environ) -> list:
+def rerun_words(argv0: Optional[str] = None, executable: Optional[str] = None,
+                prefix: Optional[str] = None, base_prefix: Optional[str] = None,
+                environ: Mapping[str, str] = os.environ) -> list[str]:
     """How to start this program again as it was started: ``scripts/build-image.py`` (its
     shebang finds python3 on PATH), prefixed with the interpreter when that is a virtualenv's
     that is not activated (``make`` runs ``.venv/bin/python scripts/build-image.py``);
@@ -303,7 +308,7 @@ def smoke_parser() -> ArgumentParser:
     return parser
 
 
-def cmd_smoke(argv) -> int:
+def cmd_smoke(argv: list[str]) -> int:
     from ragbuild import manage, smoke
     from ragbuild.runner import make_runner
 
@@ -325,7 +330,7 @@ def run_parser() -> ArgumentParser:
     return parser
 
 
-def image_or_dev(image):
+def image_or_dev(image: Optional[str]) -> str:
     """IMAGE as given (checked: an image reference, never an option), else <image-name>:dev."""
     from ragbuild import manage
     from ragbuild.config import load_config
@@ -335,7 +340,7 @@ def image_or_dev(image):
     return f"{load_config().image_name}:dev"
 
 
-def cmd_run(argv) -> int:
+def cmd_run(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -354,7 +359,7 @@ def logs_parser() -> ArgumentParser:
     return parser
 
 
-def cmd_logs(argv) -> int:
+def cmd_logs(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -372,7 +377,7 @@ def clean_parser() -> ArgumentParser:
                                "tags. Untagged leftovers: " + manage.PRUNE_HINT)
 
 
-def cmd_clean(argv) -> int:
+def cmd_clean(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -390,7 +395,7 @@ def shell_parser() -> ArgumentParser:
     return parser
 
 
-def cmd_shell(argv) -> int:
+def cmd_shell(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
@@ -415,7 +420,7 @@ def doctor_parser() -> ArgumentParser:
     return parser
 
 
-def cmd_doctor(argv) -> int:
+def cmd_doctor(argv: list[str]) -> int:
     import io
 
     from ragbuild import doctor
@@ -449,7 +454,7 @@ def completion_parser() -> ArgumentParser:
     return parser
 
 
-def cmd_completion(argv) -> int:
+def cmd_completion(argv: list[str]) -> int:
     from ragbuild import completion
 
     ns = completion_parser().parse_args(argv)
@@ -470,7 +475,7 @@ def _error(message: str) -> None:
     print(paint(f"error: {message}", sys.stderr), file=sys.stderr)
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     global PROG
     PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)

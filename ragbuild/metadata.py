@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the pipeline imports this module
     from ragbuild.pipeline import RunState
     from ragbuild.runner import Runner
 
-#: Keys of the JSON document, in order (the README lists them).
+#: Keys of the JSON document, in order (docs/metadata.md lists them).
 KEYS = ("status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
         "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
         "build_args", "digests", "digest", "pinned", "steps")
