@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
         current = stack.pop()
         for action in current._actions:
             if action.dest in complete:
-                action.complete = complete[action.dest]
+                setattr(action, "complete", complete[action.dest])  # shtab reads it
             if isinstance(action, argparse._SubParsersAction):
                 stack.extend(action.choices.values())
     return root

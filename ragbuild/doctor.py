@@ -20,7 +20,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import IO, Callable, Mapping, Optional
 
 from ragbuild import builders, deps, steps
 from ragbuild.errors import RagbuildError
@@ -399,7 +399,7 @@ CHECKS: tuple = (check_python, check_docker, check_buildkit, check_builders, che
                  check_plan, check_context, check_registry, check_base_image)
 
 
-def run(doc: Doctor, out=None) -> int:
+def run(doc: Doctor, out: Optional[IO[str]] = None) -> int:
     """Every check, one line per finding on ``out``; 0 when none is a problem, else 1."""
     from ragbuild.runner import DryRunner
 

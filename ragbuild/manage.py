@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from ragbuild.errors import CommandFailed, UsageError
 from ragbuild.plan import REPOSITORY_LABEL, Command, Kind, Mode
 from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
+
+if TYPE_CHECKING:
+    from ragbuild.runner import Runner
 
 LOCAL_CONTAINER = "rag-worker-local"
 #: What a dry run of ``clean`` takes the tags of ragbuild's builds to be (it lists no images).
@@ -49,7 +53,7 @@ def shell_command(image: str, *, tty: bool) -> Command:
                     "-c", SHELL_SCRIPT), mode=Mode.INTERACTIVE, check=False)
 
 
-def shell(runner, image: str, *, tty: bool) -> int:
+def shell(runner: "Runner", image: str, *, tty: bool) -> int:
     """Run the shell; its exit status (a signal as 128 + its number, as a shell reports it)."""
     result = runner.run(shell_command(image, tty=tty))
     return 128 - result.returncode if result.returncode < 0 else result.returncode

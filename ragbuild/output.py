@@ -15,6 +15,7 @@ When (``colour(stream)``), in this order:
 from __future__ import annotations
 
 import os
+from typing import IO, Mapping, Optional
 
 INFO, SUCCESS, WARNING, ERROR = "info", "success", "warning", "error"
 
@@ -27,7 +28,7 @@ RESET = "\033[0m"
 PREFIXES = (("error:", ERROR), ("warning:", WARNING), ("+ ", INFO))
 
 
-def colour(stream, environ=None) -> bool:
+def colour(stream: IO[str], environ: Optional[Mapping[str, str]] = None) -> bool:
     """Whether to colour what is written to ``stream`` (see the module's rules)."""
     environ = os.environ if environ is None else environ
     if environ.get("NO_COLOR", ""):
@@ -41,7 +42,7 @@ def colour(stream, environ=None) -> bool:
         return False
 
 
-def level_of(message: str, level: str | None = None) -> str | None:
+def level_of(message: str, level: Optional[str] = None) -> Optional[str]:
     """The message's level: the one given, else the one its first word names, else None."""
     if level is not None:
         return level
@@ -51,7 +52,8 @@ def level_of(message: str, level: str | None = None) -> str | None:
     return None
 
 
-def paint(message: str, stream, level: str | None = None, environ=None) -> str:
+def paint(message: str, stream: IO[str], level: Optional[str] = None,
+          environ: Optional[Mapping[str, str]] = None) -> str:
     """``message`` as it is to be written to ``stream``: unchanged when there is no colour or no
     level; else the level's word (``error:``, ``warning:``, ``+``) in its colour, or the whole
     first line for a success or a message given a level without such a word."""
