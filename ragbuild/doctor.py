@@ -324,16 +324,23 @@ def _check_ecr(doc: Doctor, plan: BuildPlan) -> list:
     try:
         helper = ecr.authenticate(doc.runner, registry, doc.docker_config, doc.environ)
     except RagbuildError as err:
-        return [Finding(PROBLEM, "ECR credentials", str(err).split("\n")[0])]
+        return [Finding(PROBLEM, "ECR credentials", _one_line(err))]
     how = f"docker-credential-{helper}" if helper else "aws ecr get-login-password | docker login"
     found.append(Finding(OK, "ECR credentials", f"valid for region {registry.region} (from the "
                                                 f"host {registry.host}); {how}"))
     try:
         repository = ecr.check_repository(doc.runner, registry, doc.environ)
     except RagbuildError as err:
-        return found + [Finding(PROBLEM, "ECR repository", str(err).split("\n")[0])]
+        return found + [Finding(PROBLEM, "ECR repository", _one_line(err))]
     found.append(Finding(OK, "ECR repository", f"{registry.path} exists, {repository.describe()}"))
     return found
+
+
+def _one_line(err: Exception) -> str:
+    """An error's first line, and the last line of the output it quotes (docker's or aws's
+    own reason), on one line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
 
 
 def _docker_credentials(doc: Doctor, host: str, reach: Finding) -> Finding:

@@ -102,3 +102,45 @@ def test_doctor_without_buildx(project, docker_without_buildx):
     assert problems(needs)[0].startswith(
         "problem  buildkit: this build needs docker buildx (for --builder remote), and this docker "
         "client has no buildx: install the buildx plugin")
+
+
+def test_doctor_names_the_safe_directory_fix(project):
+    """A checkout owned by another user (a CI volume, a container's bind mount): git refuses it
+    and the build loses its git-<sha> tag; doctor says which command trusts it."""
+    import os
+    import pwd
+    import subprocess
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    subprocess.run(["chown", "-R", str(nobody), str(project.path)], check=True)
+    try:
+        result = project.script("doctor", env={"HOME": str(project.path.parent)})
+    finally:
+        subprocess.run(["chown", "-R", str(os.getuid()), str(project.path)], check=True)
+    git_line = next(line for line in lines_of(result) if line.split(None, 1)[1].startswith("git:"))
+    assert git_line.startswith("warning  git: git describe failed: fatal: detected dubious "
+                               "ownership"), result.describe()
+    assert git_line.endswith(f"fix: git config --global --add safe.directory {project.path}")
+
+
+def test_doctor_with_an_expired_ecr_token(project, ecr_repository, ecr_host, docker_config,
+                                          tmp_path):
+    """An ECR token the registry no longer accepts (they last 12 hours): the aws CLI hands one
+    out, docker login is refused; one problem line, the token never printed."""
+    import stat
+
+    stale = "expired-ecr-token-0123456789"
+    fake = tmp_path / "aws"
+    fake.write_text('#!/bin/sh\n'
+                    f'if [ "$2" = get-login-password ]; then echo {stale}; exit 0; fi\n'
+                    'exec aws "$@"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    name = ecr_repository("doctor-expired")
+    result = project.script("doctor", "--registry", f"{ecr_host}/{name}",
+                            env={"DOCKER_CONFIG": docker_config, "AWS_CLI": fake})
+    assert result.returncode == 1
+    found = problems(result)
+    assert len(found) == 1, result.describe()
+    assert found[0].startswith(f"problem  ECR credentials: docker login to {ecr_host} with the "
+                               "ECR password failed")
+    assert stale not in result.stdout + result.stderr
