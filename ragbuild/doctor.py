@@ -25,7 +25,8 @@ from typing import IO, Callable, Mapping, Optional
 from ragbuild import builders, deps, steps
 from ragbuild.errors import RagbuildError
 from ragbuild.output import ERROR, SUCCESS, WARNING, paint
-from ragbuild.plan import BuildPlan, Command, Config, GitInfo, Kind, Options, buildx_version_command, human_size
+from ragbuild.plan import (BuildPlan, Command, Config, GitInfo, Kind, Options, buildx_version_command,
+                           human_size)
 from ragbuild.runner import Runner, missing_message, resolve, tail
 
 OK, WARN, PROBLEM = "ok", "warning", "problem"
@@ -67,9 +68,6 @@ class Doctor:
     def target(self) -> builders.DockerTarget:
         assert self.docker_config is not None
         return builders.docker_target(self.environ, self.docker_config)
-
-
-Check = Callable[[Doctor], list]
 
 
 def _docker(*argv: str, assume: str = "") -> Command:
@@ -402,8 +400,10 @@ def check_base_image(doc: Doctor) -> list:
     return found or [Finding(OK, "base image", "none (FROM scratch or stages only)")]
 
 
-CHECKS: tuple = (check_python, check_docker, check_buildkit, check_builders, check_git,
-                 check_plan, check_context, check_registry, check_base_image)
+#: The checks, in the issue's order; each returns its findings (one or more lines).
+CHECKS: tuple[Callable[[Doctor], list], ...] = (
+    check_python, check_docker, check_buildkit, check_builders, check_git, check_plan,
+    check_context, check_registry, check_base_image)
 
 
 def run(doc: Doctor, out: Optional[IO[str]] = None) -> int:
