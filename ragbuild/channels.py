@@ -38,6 +38,9 @@ class LatestPolicy(str, enum.Enum):
     AUTO = "auto"  # a release not lower than the highest v* git tag of the channel
     NEVER = "never"  # no build (--no-latest)
 
+    def __str__(self) -> str:  # in messages the flag's value (Python 3.11 formats Enum.__str__)
+        return self.value
+
 
 @dataclass(frozen=True)
 class BuildNumber:

@@ -289,3 +289,9 @@ def test_the_auto_dry_run_no_longer_says_left_out_while_tagging_latest(project, 
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith("error: --tag latest contradicts --latest-policy auto")
     assert docker_calls(strict_fp) == 0
+
+
+def test_a_policy_reads_as_its_flag_value_in_messages():
+    from ragbuild.channels import LatestPolicy
+
+    assert [f"{policy}" for policy in LatestPolicy] == ["always", "auto", "never"]
