@@ -26,7 +26,8 @@ NAMES = ("build-image.py", "ragbuild")
 #: in awk, so a tab press costs no interpreter start.
 ENVIRONMENTS = ("awk -F= '/^\\[/ {s = ($0 ~ /^\\[ragbuild\\][ \\t]*$/)} "
                 "s && $1 ~ /^[ \\t]*environments[ \\t]*$/ {gsub(/,/, \" \", $2); print $2; f = 1} "
-                "END {if (!f) print \"" + " ".join(DEFAULT_ENVIRONMENTS) + "\"}' setup.cfg 2>/dev/null"
+                "END {if (!f) print \"" + " ".join(DEFAULT_ENVIRONMENTS) + "\"}' "
+                "setup.cfg 2>/dev/null"
                 " || echo " + " ".join(DEFAULT_ENVIRONMENTS))
 #: the local images, repository:tag (nothing when no daemon answers)
 IMAGES = "docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -v '<none>'"
@@ -70,7 +71,8 @@ def script(shell: str) -> str:
     text = shtab.complete(parser(), shell=shell).rstrip("\n") + "\n"
     function = "_shtab_" + NAMES[0].replace("-", "_").replace(".", "_")
     if shell == "bash":
-        return text + "".join(f"complete -o bashdefault -F {function} {name}\n" for name in NAMES[1:])
+        return text + "".join(f"complete -o bashdefault -F {function} {name}\n"
+                              for name in NAMES[1:])
     register = f"compdef {function} -N {NAMES[0]}"
     if register not in text:
         raise RuntimeError(f"shtab's zsh script no longer has {register!r}")

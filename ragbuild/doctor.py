@@ -25,8 +25,8 @@ from typing import IO, Callable, Mapping, Optional
 from ragbuild import builders, deps, steps
 from ragbuild.errors import RagbuildError
 from ragbuild.output import ERROR, SUCCESS, WARNING, paint
-from ragbuild.plan import (BuildPlan, Command, Config, GitInfo, Kind, Options, buildx_version_command,
-                           human_size)
+from ragbuild.plan import (BuildPlan, Command, Config, GitInfo, Kind, Options,
+                           buildx_version_command, human_size)
 from ragbuild.runner import Runner, missing_message, resolve, tail
 
 OK, WARN, PROBLEM = "ok", "warning", "problem"
@@ -111,11 +111,13 @@ def check_docker(doc: Doctor) -> list:
         return [Finding(PROBLEM, "docker client", missing_message("docker", program)),
                 Finding(PROBLEM, "docker daemon", "not checked: no docker client")]
     found = []
-    client = doc.runner.run(_docker("version", "--format", "{{.Client.Version}}", assume="<client>"))
+    client = doc.runner.run(_docker("version", "--format", "{{.Client.Version}}",
+                                    assume="<client>"))
     doc.client = client.stdout.strip() or None
     found.append(Finding(OK, "docker client", f"{doc.client or 'unknown version'} "
                                               f"({shutil.which(program)})"))
-    server = doc.runner.run(_docker("version", "--format", "{{.Server.Version}}", assume="<server>"))
+    server = doc.runner.run(_docker("version", "--format", "{{.Server.Version}}",
+                                    assume="<server>"))
     where = doc.target.describe()
     if server.ok and server.stdout.strip():
         doc.daemon = True
@@ -155,8 +157,8 @@ def check_buildkit(doc: Doctor) -> list:
         plugin = result.stdout.strip().split("\n")[0]
         return [Finding(OK, "buildkit", f"buildx plugin ({plugin})")]
     if needs_plugin:
-        return [Finding(PROBLEM, "buildkit", f"docker {doc.client} builds with BuildKit only through "
-                                             f"the buildx plugin, which is missing; fix: "
+        return [Finding(PROBLEM, "buildkit", f"docker {doc.client} builds with BuildKit only "
+                                             "through the buildx plugin, which is missing; fix: "
                                              f"{builders.BUILDX_HINT}")]
     return [Finding(OK, "buildkit", f"built into docker {doc.client} (DOCKER_BUILDKIT=1 docker "
                                     "build); no buildx plugin, so no --builder, --platform lists "
@@ -283,8 +285,8 @@ def check_registry(doc: Doctor) -> list:
 
 
 def _reachable(host: str) -> Finding:
-    """``GET /v2/`` (the registry API's base, https://distribution.github.io/distribution/spec/api/):
-    any HTTP answer (200, or 401 asking for a login) means a registry is there. Over HTTPS with
+    """``GET /v2/``, the registry API's base
+    (https://distribution.github.io/distribution/spec/api/): any HTTP answer (200, or 401 asking for a login) means a registry is there. Over HTTPS with
     docker's CA for the host (/etc/docker/certs.d/HOST/ca.crt) when it has one, and over plain
     HTTP for a loopback host (docker's insecure default)."""
     from ragbuild.push import is_loopback
