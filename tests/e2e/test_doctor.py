@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from .test_builders import docker_without_buildx  # noqa: F401 (fixture)
-from .test_push import ecr_host, ecr_repository  # noqa: F401 (fixtures)
+from .test_push import aws_with_login_password, ecr_host, ecr_repository  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -127,14 +127,8 @@ def test_doctor_with_an_expired_ecr_token(project, ecr_repository, ecr_host, doc
                                           tmp_path):
     """An ECR token the registry no longer accepts (they last 12 hours): the aws CLI hands one
     out, docker login is refused; one problem line, the token never printed."""
-    import stat
-
     stale = "expired-ecr-token-0123456789"
-    fake = tmp_path / "aws"
-    fake.write_text('#!/bin/sh\n'
-                    f'if [ "$2" = get-login-password ]; then echo {stale}; exit 0; fi\n'
-                    'exec aws "$@"\n')
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    fake = aws_with_login_password(tmp_path, stale)
     name = ecr_repository("doctor-expired")
     result = project.script("doctor", "--registry", f"{ecr_host}/{name}",
                             env={"DOCKER_CONFIG": docker_config, "AWS_CLI": fake})
