@@ -28,7 +28,7 @@ EXIT_BROKEN_PIPE = 141
 DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port of build-image.sh)."
 
 EPILOG = """\
-other commands (each has --help and --dry-run):
+other commands (each has --help; all but completion, which runs nothing, have --dry-run):
   %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
