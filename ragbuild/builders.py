@@ -22,10 +22,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.reference import IMAGE_REF_RE
+
+if TYPE_CHECKING:  # plan.py imports this module
+    from ragbuild.plan import Command
 
 #: os/arch[/variant], as docker spells platforms: linux/amd64, linux/arm64, linux/arm/v7.
 PLATFORM_RE = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
@@ -112,6 +115,47 @@ def daemon_unreachable(target: Optional[DockerTarget]) -> str:
             "at a running one")
 
 
+#: Where docker keeps Docker Hub's credentials (its ``IndexServer``), whatever the host is called.
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+#: The credential helper of amazon-ecr-credential-helper: it gets ECR tokens itself and cannot
+#: store a ``docker login`` ("not implemented").
+ECR_HELPER = "ecr-login"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where docker gets the credentials for one registry host (``DockerConfig.credentials``)."""
+
+    host: str
+    helper: Optional[str] = None  # docker-credential-<helper> reads (and stores) them
+    origin: str = ""  # "credHelpers", "credsStore", "auths", or "" (none configured)
+    auth_key: Optional[str] = None  # the ``auths`` entry that holds them (no helper)
+    config_path: str = ""
+
+    def describe(self) -> str:
+        """``docker-credential-ecr-login (credHelpers in /root/.docker/config.json)``."""
+        if self.helper:
+            return f"docker-credential-{self.helper} ({self.origin} in {self.config_path})"
+        if self.auth_key:
+            return f"auths[{self.auth_key!r}] in {self.config_path}"
+        return f"none: no credHelpers, credsStore or auths entry in {self.config_path}"
+
+
+def credentials_key(host: str) -> str:
+    """The key docker files a registry's credentials under: the host (with its port), Docker
+    Hub's under ``DOCKER_HUB_KEY``."""
+    return DOCKER_HUB_KEY if host in DOCKER_HUB_HOSTS else host
+
+
+def _hostname(key: str) -> str:
+    """docker's ``ConvertToHostname``: an ``auths`` key without scheme and path."""
+    for scheme in ("http://", "https://"):
+        if key.startswith(scheme):
+            key = key[len(scheme):]
+    return key.split("/", 1)[0]
+
+
 @dataclass(frozen=True)
 class DockerConfig:
     """What ragbuild reads from docker's ``config.json`` (read once per run,
@@ -120,13 +164,31 @@ class DockerConfig:
     path: str = ""  # the file it was read from (or would have been), for messages
     current_context: Optional[str] = None  # set by ``docker context use``
     cred_helpers: Mapping[str, str] = field(default_factory=dict)  # host -> helper (credHelpers)
-    auths: frozenset = frozenset()  # hosts with an entry in auths (a login docker keeps)
-    creds_store: Optional[str] = None  # credsStore: the helper of every host without credHelpers
+    creds_store: Optional[str] = None  # the default helper (credsStore)
+    auths: Mapping[str, Mapping] = field(default_factory=dict)  # key -> {"auth": ...} (auths)
+
+    def credentials(self, host: str) -> Credentials:
+        """Where docker gets ``host``'s credentials, in docker's order: ``credHelpers[host]``,
+        then ``credsStore``, then the ``auths`` entry (docker cli, config/configfile/file.go
+        ``GetCredentialsStore``; https://docs.docker.com/reference/cli/docker/login/#credential-stores).
+        An ``auths`` key matches exactly or by its host name (docker's file store)."""
+        key = credentials_key(host)
+        found = dict(host=host, config_path=self.path)
+        helper = self.cred_helpers.get(key)
+        if isinstance(helper, str) and helper:
+            return Credentials(helper=helper, origin="credHelpers", **found)
+        if self.creds_store:
+            return Credentials(helper=self.creds_store, origin="credsStore", **found)
+        if key in self.auths:
+            return Credentials(origin="auths", auth_key=key, **found)
+        for name in self.auths:
+            if _hostname(name) == _hostname(key):
+                return Credentials(origin="auths", auth_key=name, **found)
+        return Credentials(**found)
 
     def cred_helper(self, host: str) -> Optional[str]:
-        """The credential helper ``credHelpers`` names for ``host`` (also as ``https://host``)."""
-        found = self.cred_helpers.get(host) or self.cred_helpers.get(f"https://{host}")
-        return found if isinstance(found, str) and found else None
+        """The credential helper docker uses for ``host`` (``credentials``), if any."""
+        return self.credentials(host).helper
 
 
 def docker_config_path(environ: Mapping[str, str] = os.environ) -> str:
@@ -148,15 +210,101 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
     context = data.get("currentContext")
     helpers = data.get("credHelpers")
     helpers = helpers if isinstance(helpers, dict) else {}
-    auths = data.get("auths")
     store = data.get("credsStore")
+    auths = data.get("auths")
+    auths = auths if isinstance(auths, dict) else {}
     return DockerConfig(
         path=path,
         current_context=context if isinstance(context, str) and context else None,
         cred_helpers={host: helper for host, helper in helpers.items()
                       if isinstance(helper, str) and helper},
-        auths=frozenset(auths) if isinstance(auths, dict) else frozenset(),
-        creds_store=store if isinstance(store, str) and store else None)
+        creds_store=store if isinstance(store, str) and store else None,
+        auths={key: entry for key, entry in auths.items() if isinstance(entry, dict)})
+
+
+# --- the daemon's registry configuration --------------------------------------------------------
+
+#: dockerd's default ``insecure-registries`` CIDR: loopback registries may speak plain HTTP.
+DEFAULT_INSECURE_CIDRS = ("127.0.0.0/8",)
+
+
+def registry_config_command() -> Command:
+    """The daemon's registry configuration (``docker info``): which registries it reaches over
+    plain HTTP or unverified TLS. A ``plan.Command`` (imported here: plan.py imports this
+    module)."""
+    from ragbuild.plan import Command, Kind
+
+    return Command(("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False,
+                   kind=Kind.PROBE,
+                   assume=json.dumps({"InsecureRegistryCIDRs": list(DEFAULT_INSECURE_CIDRS),
+                                      "IndexConfigs": {}}),
+                   dry_note="a real run asks the daemon which registries are insecure (plain "
+                            "HTTP), as docker push decides it")
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """The daemon's ``RegistryConfig`` (``docker info``)."""
+
+    insecure_cidrs: tuple = DEFAULT_INSECURE_CIDRS
+    index_secure: Mapping[str, bool] = field(default_factory=dict)  # IndexConfigs[name].Secure
+
+    def is_insecure(self, host: str,
+                    resolve: Optional[Callable[[str], Sequence[str]]] = None) -> bool:
+        """Whether the daemon talks to ``host`` (``name[:port]``) insecurely, its own way (moby
+        registry/config.go ``isSecureIndex``): an ``IndexConfigs`` entry for the host decides;
+        else the host is insecure when an address it resolves to (or it, as an IP) lies in an
+        insecure CIDR. So ``vm:5000``, with vm resolving to 127.0.0.1, is insecure by default,
+        and ``registry.example:5000`` is so only when the daemon lists it."""
+        import ipaddress
+
+        if host in self.index_secure:
+            return not self.index_secure[host]
+        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] \
+            if host.count(":") == 1 else host
+        addresses = (resolve or _resolve)(name)
+        if not addresses:
+            try:
+                addresses = [str(ipaddress.ip_address(name))]
+            except ValueError:
+                addresses = []
+        networks = []
+        for cidr in self.insecure_cidrs:
+            try:
+                networks.append(ipaddress.ip_network(cidr, strict=False))
+            except ValueError:
+                continue
+        for address in addresses:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                continue
+            if any(ip.version == net.version and ip in net for net in networks):
+                return True
+        return False
+
+
+def _resolve(name: str) -> list:
+    import socket
+
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(name, None)})
+    except (OSError, UnicodeError):
+        return []
+
+
+def parse_registry_config(text: str) -> RegistryConfig:
+    """``docker info --format '{{json .RegistryConfig}}'``; ValueError if it is not that."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    cidrs = data.get("InsecureRegistryCIDRs") or []
+    indexes = data.get("IndexConfigs") or {}
+    if not isinstance(cidrs, list) or not isinstance(indexes, dict):
+        raise ValueError("InsecureRegistryCIDRs or IndexConfigs has the wrong type")
+    return RegistryConfig(tuple(str(c) for c in cidrs),
+                          {name: bool(entry.get("Secure", True)) for name, entry in indexes.items()
+                           if isinstance(entry, dict)})
 
 
 def docker_target(environ: Mapping[str, str], config: DockerConfig) -> DockerTarget:

@@ -38,9 +38,6 @@ class LatestPolicy(str, enum.Enum):
     AUTO = "auto"  # a release not lower than the highest v* git tag of the channel
     NEVER = "never"  # no build (--no-latest)
 
-    def __str__(self) -> str:  # in messages the flag's value (Python 3.11 formats Enum.__str__)
-        return self.value
-
 
 @dataclass(frozen=True)
 class BuildNumber:
@@ -145,7 +142,8 @@ def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, pol
             elif parsed.prerelease:
                 notes.append(f"{tag}: left out: {version} is a prerelease")
             else:
-                notes.append(f"{tag}: kept: {version} is a release (--latest-policy {policy}: "
+                shown = LatestPolicy(policy).value  # f"{member}" of a str Enum is its name
+                notes.append(f"{tag}: kept: {version} is a release (--latest-policy {shown}: "
                              "git tags are not compared)")
                 tags.append(tag)
     if policy == LatestPolicy.ALWAYS:

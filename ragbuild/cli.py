@@ -63,6 +63,8 @@ examples:
       adds :1.4, :1 and :build-<N>; latest only if 1.4.1 >= the highest v* git tag
   %(prog)s --env dev --builder remote --cache-from type=registry,ref=<uri>:cache
       build on the buildx builder 'remote' (e.g. a remote BuildKit)
+  %(prog)s --env dev --secret id=pip_token,env=PIP_TOKEN --ssh default -- --network host
+      a build secret, SSH agent forwarding, and any other docker build option after --
 """
 
 
@@ -189,6 +191,23 @@ def build_parser() -> ArgumentParser:
     builders.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
                           help="build cache export: type=inline (plain docker build too) or "
                                "type=registry,ref=...,mode=max (needs buildx) (repeatable)")
+
+    passed = parser.add_argument_group(
+        "docker build options passed through",
+        "passed to docker build as given, and shown in the plan, the dry run and the metadata;\n"
+        "refused after --: what ragbuild models or what would break its push\n"
+        "(-t, --push, -o/--output, --load, -f, --build-arg, --platform, attestations;\n"
+        "see docs/build-options.md)")
+    passed.add_argument("--secret", metavar="SPEC", action="append", default=[], dest="secrets",
+                        help="a build secret, e.g. id=pip_token,env=PIP_TOKEN or "
+                             "id=npmrc,src=$HOME/.npmrc, for RUN --mount=type=secret,id=... "
+                             "(its value is never on a command line; repeatable)")
+    passed.add_argument("--ssh", metavar="SPEC", action="append", default=[],
+                        help="an SSH agent socket or keys for RUN --mount=type=ssh, e.g. default "
+                             "(repeatable)")
+    passed.add_argument("docker_options", nargs="*", metavar="DOCKER-BUILD-OPTION",
+                        help="given after --: every word after -- goes to docker build, e.g. "
+                             "-- --network host --target runtime --add-host mirror:10.0.0.5")
     return parser
 
 
@@ -206,8 +225,21 @@ def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy
 
 
 
+def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(ragbuild's words, the words after the first --)``: what follows -- is docker's."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1:]
+
+
 def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) -> Options:
-    ns = (parser or build_parser()).parse_args(argv)  # --help exits here, before the plan's imports
+    own, docker_options = split_docker_options(argv)
+    ns = (parser or build_parser()).parse_args(own)  # --help exits here, before the plan's imports
+    if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
+        raise UsageError(f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "
+                         f"options go after --; see {PROG} --help)")
     from ragbuild.plan import Options
 
     policy = latest_policy(ns.latest, ns.latest_policy)
@@ -225,7 +257,9 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
                    metadata_file=ns.metadata_file,
                    semver_tags=ns.semver_tags, latest_policy=policy, build_number=ns.build_number,
                    ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
-                   cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull)
+                   cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull,
+                   secrets=tuple(ns.secrets), ssh=tuple(ns.ssh),
+                   docker_options=tuple(docker_options))
 
 
 def cmd_build(argv: list[str]) -> int:
@@ -247,10 +281,13 @@ def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     the user's arguments and --push (a registry placeholder when none was given)."""
     from ragbuild.plan import redact_argv
 
-    shown = list(redact_argv(argv))  # a --build-arg's secret value is never echoed
-    stars = " (put the *** values back)" if shown != list(argv) else ""
+    own, docker_options = split_docker_options(argv)
+    shown = list(redact_argv(own))  # a --build-arg's secret value is never echoed
+    stars = " (put the *** values back)" if shown != list(own) else ""
     registry = [] if plan.registry else ["--registry", "<registry>/<repository>"]
-    return f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'])}{stars}"
+    after = ["--", *redact_argv(docker_options)] if docker_options else []  # still docker's
+    return (f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'] + after)}"
+            f"{stars}")
 
 
 def program_name(argv0: Optional[str] = None) -> str:

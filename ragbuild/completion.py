@@ -47,6 +47,13 @@ def parser() -> argparse.ArgumentParser:
 
     root = cli.build_parser()
     root.prog = NAMES[0]
+    # the docker build options after `--` are docker's words, not completed; the positional that
+    # holds them would hide the subcommands from shtab
+    for action in [a for a in root._actions if a.dest == "docker_options"]:
+        root._remove_action(action)
+        for group in root._action_groups:
+            if action in group._group_actions:
+                group._group_actions.remove(action)
     subparsers = root.add_subparsers(dest="command", metavar="COMMAND")
     for name, (make, _) in cli.SUBCOMMANDS.items():
         sub = make()

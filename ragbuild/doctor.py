@@ -4,8 +4,9 @@ them, one line each: ``ok``, ``warning`` or ``problem``, a problem with its exac
 It takes the build's own flags (``doctor --env prod --version 1.2.3 --registry URI``) and runs
 the build's own checks on them, not copies: ``steps.check_paths``, ``steps.git_info``,
 ``steps.version_tags``, ``steps.make_plan``, ``steps.check_buildx``, ``steps.diagnose``,
-``guard.scan_context``, ``ecr.authenticate`` and ``ecr.check_repository`` (the push
-pre-flight's login and repository check), with their messages. For ECR that includes the login
+``guard.scan_context``, and the push pre-flight's own steps (``push.check_helper``,
+``ecr.authenticate``, ``push.daemon_registry_config``, ``access.check``,
+``ecr.check_repository``), with their messages. For ECR that includes the login
 the pre-flight makes (``aws ecr get-login-password | docker login``). Exit 0 when a build (and,
 with a registry, a push) would work, 1 when a check found a problem.
 """
@@ -15,10 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import ssl
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import IO, Callable, Mapping, Optional
 
@@ -31,8 +29,6 @@ from ragbuild.runner import Runner, missing_message, resolve, tail
 
 OK, WARN, PROBLEM = "ok", "warning", "problem"
 LEVELS = {OK: SUCCESS, WARN: WARNING, PROBLEM: ERROR}
-#: seconds to wait for a registry's /v2/
-HTTP_TIMEOUT = 5.0
 FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(?P<image>\S+)", re.I | re.M)
 ARG_RE = re.compile(r"^\s*ARG\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:=(?P<value>\S*))?", re.I | re.M)
 
@@ -60,6 +56,7 @@ class Doctor:
     git: Optional[GitInfo] = None
     plan: Optional[BuildPlan] = None
     plan_error: Optional[str] = None  # why the plan could not be made
+    git_error: Optional[str] = None  # why git could not say which commit (the build stops)
     client: Optional[str] = None  # docker client version
     daemon: bool = False  # the daemon answered
     buildx: bool = False  # docker buildx works
@@ -101,7 +98,10 @@ def prepare(doc: Doctor) -> None:
     except RagbuildError as err:
         doc.plan_error = str(err)
     if doc.git is None:
-        doc.git = steps.git_info(doc.runner)
+        try:
+            doc.git = steps.git_info(doc.runner, doc.options)
+        except RagbuildError as err:
+            doc.git_error = str(err)
 
 
 def check_docker(doc: Doctor) -> list:
@@ -187,20 +187,14 @@ def check_git(doc: Doctor) -> list:
     """The build's git facts (steps.git_info): a repository with commits, clean; shallow; v*
     tags fetched (steps.version_tags, for --latest-policy auto)."""
     git = doc.git
-    assert git is not None
+    if git is None:  # git failed: the build stops before docker
+        reason = doc.git_error or "git failed"
+        fix = _git_fix(reason)
+        return [Finding(PROBLEM, "git", f"{reason}{'; fix: ' + fix if fix else ''}")]
     if not git.sha:
         reason = git.reason or "no commit"
-        if "dubious ownership" in reason or "safe.directory" in reason:
-            top = os.path.abspath(".")
-            fix = f"git config --global --add safe.directory {top}"
-        elif "not a git repository" in reason:
-            fix = "git init && git add -A && git commit -m 'initial'"
-        elif "not installed" in reason:
-            fix = "apt-get install git"
-        else:
-            fix = "git add -A && git commit"
         return [Finding(WARN, "git", f"{reason}: the build gets no git-<sha> tag and "
-                                     f"GIT_COMMIT=unknown; fix: {fix}")]
+                                     f"GIT_COMMIT=unknown; fix: {_git_fix(reason)}")]
     found = []
     if git.dirty:
         found.append(Finding(WARN, "git", f"commit {git.sha} with uncommitted changes: tagged "
@@ -208,20 +202,31 @@ def check_git(doc: Doctor) -> list:
                                           "or --allow-dirty"))
     else:
         found.append(Finding(OK, "git", f"commit {git.sha}, clean tree"))
-    shallow = doc.runner.run(Command(("git", "rev-parse", "--is-shallow-repository"),
-                                     check=False, kind=Kind.QUERY))
-    tags = steps.version_tags(doc.runner)
-    is_shallow = shallow.stdout.strip() == "true"
-    detail = f"{'a shallow clone' if is_shallow else 'full history'}, {len(tags)} v* tag(s)"
-    if (is_shallow or not tags) and doc.options.latest_policy is not None \
-            and doc.options.latest_policy.value == "auto":
-        found.append(Finding(WARN, "git tags", f"{detail}: --latest-policy auto compares the "
-                                               "version with the v* tags it sees; fix: git fetch "
-                                               "--tags --unshallow (CI: checkout with "
-                                               "fetch-depth: 0)"))
+    if doc.options.latest_policy is not None and doc.options.latest_policy.value == "auto":
+        try:  # the build's own rule: auto cannot decide without the v* tags
+            tags = steps.version_tags(doc.runner, git)
+        except RagbuildError as err:
+            found.append(Finding(PROBLEM, "git tags", _one_line(err)))
+        else:
+            found.append(Finding(OK, "git tags", f"{len(tags)} v* tag(s) for --latest-policy auto"))
     else:
-        found.append(Finding(OK, "git tags", detail))
+        found.append(Finding(OK, "git tags", "a shallow clone (--latest-policy auto would need: "
+                                             "git fetch --tags --unshallow)" if git.shallow
+                             else "full history"))
     return found
+
+
+def _git_fix(reason: str) -> str:
+    """The command that fixes what git said, where there is one."""
+    if "dubious ownership" in reason or "safe.directory" in reason:
+        return f"git config --global --add safe.directory {os.path.abspath('.')}"
+    if "not a git repository" in reason:
+        return "git init && git add -A && git commit -m 'initial'"
+    if "not installed" in reason:
+        return "apt-get install git"
+    if "no commits" in reason.lower() or "no commit" in reason.lower():
+        return "git add -A && git commit"
+    return ""
 
 
 def check_plan(doc: Doctor) -> list:
@@ -265,6 +270,13 @@ def check_context(doc: Doctor) -> list:
 
 
 def check_registry(doc: Doctor) -> list:
+    """The push pre-flight's own steps (push.prepare's), each its own line: the credential
+    helper docker resolves for the host is installed (push.check_helper); ECR: the aws CLI, the
+    login with the region from the host (ecr.authenticate); the registry answers and accepts
+    docker's credentials (access.check, over what the daemon allows: push.daemon_registry_config);
+    ECR: the repository and its tag mutability (ecr.check_repository)."""
+    from ragbuild import access, ecr, push
+
     plan = doc.plan
     registry = plan.registry if plan is not None else None
     if registry is None:
@@ -274,65 +286,44 @@ def check_registry(doc: Doctor) -> list:
         return [Finding(OK, "registry", "none given (--registry or ECR_REGISTRY_URI): a build "
                                         "without --push needs none")]
     assert plan is not None and doc.docker_config is not None
-    assumed = Finding(OK, "registry", f"{registry.host} (dry run: not asked)")
-    found = [doc.runner.check(f"GET https://{registry.host}/v2/", lambda: _reachable(registry.host),
-                              assumed)]
-    if found[0].status == PROBLEM:
-        return found
+    creds = doc.docker_config.credentials(registry.host)
+    try:
+        push.check_helper(doc.runner, creds, doc.environ)
+    except RagbuildError as err:
+        return [Finding(PROBLEM, "registry credentials", _one_line(err))]
+    found = [Finding(OK, "registry credentials", creds.describe())]
+    logged_in = None
     if registry.is_ecr:
-        return found + _check_ecr(doc, plan)
-    return found + [_docker_credentials(doc, registry.host, found[0])]
-
-
-def _reachable(host: str) -> Finding:
-    """``GET /v2/``, the registry API's base
-    (https://distribution.github.io/distribution/spec/api/): any HTTP answer (200, or 401 asking for a login) means a registry is there. Over HTTPS with
-    docker's CA for the host (/etc/docker/certs.d/HOST/ca.crt) when it has one, and over plain
-    HTTP for a loopback host (docker's insecure default)."""
-    from ragbuild.push import is_loopback
-
-    cafile = os.path.join("/etc/docker/certs.d", host, "ca.crt")
-    schemes = ["https"] + (["http"] if is_loopback(host) else [])
-    last = ""
-    for scheme in schemes:
-        context = ssl.create_default_context(cafile=cafile if os.path.isfile(cafile) else None)
+        aws = resolve("aws")
+        if not shutil.which(aws):
+            return found + [Finding(PROBLEM, "ECR credentials",
+                                    f"{aws} not found: {ecr.AWS_INSTALL_HINT}")]
         try:
-            with urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=HTTP_TIMEOUT,
-                                        context=context if scheme == "https" else None) as answer:
-                status = answer.status
-        except urllib.error.HTTPError as err:
-            status = err.code
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            last = str(getattr(err, "reason", err))
-            continue
-        return Finding(OK, "registry", f"{host} answers ({scheme}, HTTP {status} on /v2/)")
-    return Finding(PROBLEM, "registry", f"{host} does not answer ({last}); fix: check the host in "
-                                        "--registry / ECR_REGISTRY_URI, the network or VPN, and "
-                                        "that the registry is running")
-
-
-def _check_ecr(doc: Doctor, plan: BuildPlan) -> list:
-    """The push pre-flight's own ECR steps: login (aws CLI, credentials, region), repository."""
-    from ragbuild import ecr
-
-    registry = plan.registry
-    assert registry is not None and doc.docker_config is not None
-    aws = resolve("aws")
-    if not shutil.which(aws):
-        return [Finding(PROBLEM, "ECR credentials", f"{aws} not found: {ecr.AWS_INSTALL_HINT}")]
-    found = []
+            logged_in = ecr.authenticate(doc.runner, registry, creds, doc.environ)
+        except RagbuildError as err:
+            return found + [Finding(PROBLEM, "ECR credentials", _one_line(err))]
+        how = creds.describe() if logged_in is None else "aws ecr get-login-password | docker login"
+        found.append(Finding(OK, "ECR credentials", f"valid for region {registry.region} (from "
+                                                    f"the host {registry.host}); {how}"))
+    if not doc.daemon:
+        return found + [Finding(PROBLEM, "registry", "not checked: no docker daemon to say how it "
+                                                     "reaches the registry")]
     try:
-        helper = ecr.authenticate(doc.runner, registry, doc.docker_config, doc.environ)
+        insecure = push.daemon_registry_config(doc.runner, plan).is_insecure(registry.host)
+        login = access.Login("AWS", logged_in) if logged_in is not None else None
+        access.check(doc.runner, registry, creds, doc.docker_config, insecure, login=login)
     except RagbuildError as err:
-        return [Finding(PROBLEM, "ECR credentials", _one_line(err))]
-    how = f"docker-credential-{helper}" if helper else "aws ecr get-login-password | docker login"
-    found.append(Finding(OK, "ECR credentials", f"valid for region {registry.region} (from the "
-                                                f"host {registry.host}); {how}"))
-    try:
-        repository = ecr.check_repository(doc.runner, registry, doc.environ)
-    except RagbuildError as err:
-        return found + [Finding(PROBLEM, "ECR repository", _one_line(err))]
-    found.append(Finding(OK, "ECR repository", f"{registry.path} exists, {repository.describe()}"))
+        return found + [Finding(PROBLEM, "registry", _one_line(err))]
+    how = "plain HTTP allowed: an insecure registry of the daemon" if insecure else "HTTPS"
+    found.append(Finding(OK, "registry", f"{registry.host} answers ({how}) and accepts docker's "
+                                         "credentials"))
+    if registry.is_ecr:
+        try:
+            repository = ecr.check_repository(doc.runner, registry, doc.environ)
+        except RagbuildError as err:
+            return found + [Finding(PROBLEM, "ECR repository", _one_line(err))]
+        found.append(Finding(OK, "ECR repository", f"{registry.path} exists, "
+                                                   f"{repository.describe()}"))
     return found
 
 
@@ -341,26 +332,6 @@ def _one_line(err: Exception) -> str:
     own reason), on one line."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
-
-
-def _docker_credentials(doc: Doctor, host: str, reach: Finding) -> Finding:
-    config = doc.docker_config
-    assert config is not None
-    helper = config.cred_helper(host) or config.creds_store
-    if helper:
-        if not shutil.which(f"docker-credential-{helper}", path=doc.environ.get("PATH")):
-            return Finding(PROBLEM, "registry credentials", f"docker-credential-{helper} (named "
-                                                            f"in {config.path}) is not on PATH; "
-                                                            "fix: install it, or remove it from "
-                                                            "config.json and docker login "
-                                                            f"{host}")
-        return Finding(OK, "registry credentials", f"docker-credential-{helper} for {host}")
-    if host in config.auths or f"https://{host}" in config.auths:
-        return Finding(OK, "registry credentials", f"a docker login for {host} in {config.path}")
-    if "HTTP 401" in reach.detail:
-        return Finding(PROBLEM, "registry credentials", f"{host} asks for a login and docker has "
-                                                        f"none; fix: docker login {host}")
-    return Finding(OK, "registry credentials", f"{host} needs no login")
 
 
 def base_images(dockerfile: str, build_args: Mapping[str, str]) -> list:

@@ -3,9 +3,10 @@ its tag immutability would refuse.
 
 The login is ``aws ecr get-login-password`` fed to ``docker login --password-stdin`` (AWS's own
 recipe: https://docs.aws.amazon.com/AmazonECR/latest/userguide/registry_auth.html); the password
-only ever lives in a ``Secret``. When docker's ``credHelpers`` names a helper for the host (the
-ECR credential helper, https://github.com/awslabs/amazon-ecr-credential-helper), docker gets its
-credentials from it and there is no login. Every aws failure is explained by one function,
+only ever lives in a ``Secret``. When the helper docker resolves for the host (``credHelpers``,
+then ``credsStore``) is the ECR credential helper
+(https://github.com/awslabs/amazon-ecr-credential-helper), docker gets its credentials from it
+and there is no login. Every aws failure is explained by one function,
 ``explain_aws_failure``. Like the other steps this module starts no process itself: it hands
 ``Command`` objects to the runner.
 """
@@ -15,11 +16,10 @@ from __future__ import annotations
 import enum
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from ragbuild.builders import DockerConfig
+from ragbuild.builders import ECR_HELPER, Credentials
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
 from ragbuild.plan import BuildPlan, Command, Kind, Registry
 from ragbuild.runner import Result, Runner, Secret, ended, tail
@@ -195,27 +195,22 @@ def _run_aws(runner: Runner, cmd: Command) -> Result:
         raise ToolMissing(f"the aws CLI is needed to push to ECR: {AWS_INSTALL_HINT}") from None
 
 
-def authenticate(runner: Runner, registry: Registry, docker_config: DockerConfig,
-                 environ: Mapping[str, str]) -> Optional[str]:
-    """Make docker able to push to ``registry``: returns the credential helper docker uses for
-    the host (no login then), or None after ``aws ecr get-login-password | docker login``."""
-    helper = docker_config.cred_helper(registry.host)
-    if not helper:
-        login(runner, registry, environ)
+def authenticate(runner: Runner, registry: Registry, creds: Credentials,
+                 environ: Mapping[str, str]) -> Optional[Secret]:
+    """Make docker able to push to ``registry``: no login when the helper docker resolves for
+    the host is ECR's own (it gets ECR tokens itself and cannot store a login: "not
+    implemented"); else ``aws ecr get-login-password | docker login``, which docker stores where
+    ``creds`` says (a ``credsStore`` helper, or ``auths``). A helper that is not installed has
+    been refused before (``push.check_helper``). Returns the password it logged in with (what
+    docker now sends to the registry), None without a login."""
+    if creds.helper == ECR_HELPER:
+        runner.log(f"not logging in to {registry.host}: docker gets its credentials from "
+                   f"{creds.describe()}")
         return None
-    runner.log(f"not logging in to {registry.host}: docker gets its credentials from "
-               f"docker-credential-{helper} (credHelpers in {docker_config.path})")
-    if not shutil.which(f"docker-credential-{helper}", path=environ.get("PATH")):
-        # Known before the build: docker would push without credentials and fail.
-        runner.stop_or_warn(PushFailed(
-            f"docker-credential-{helper}, which credHelpers in {docker_config.path} names for "
-            f"{registry.host}, is not on PATH, so docker would push without credentials; "
-            "install it (amazon-ecr-credential-helper), or remove that entry so that this "
-            "script logs in with `aws ecr get-login-password`"))
-    return helper
+    return login(runner, registry, environ)
 
 
-def login(runner: Runner, registry: Registry, environ: Mapping[str, str]) -> None:
+def login(runner: Runner, registry: Registry, environ: Mapping[str, str]) -> Secret:
     """``aws ecr get-login-password`` on its own, its output fed to ``docker login`` on stdin."""
     password = _login_password(runner, registry, environ)
     result = runner.run(docker_login_command(registry.host), stdin=password)
@@ -226,6 +221,7 @@ def login(runner: Runner, registry: Registry, environ: Mapping[str, str]) -> Non
                             returncode=result.returncode)
     runner.report(f"logged in to {registry.host} (ECR region {registry.region})"
                   f"{aws_context(environ)}")
+    return password
 
 
 def _login_password(runner: Runner, registry: Registry, environ: Mapping[str, str]) -> Secret:

@@ -38,6 +38,11 @@ class CommandFailed(RagbuildError):
         self.returncode = returncode
 
 
+class GitFailed(RagbuildError):
+    """Git failed or answered incompletely about the repository the build runs in: the run stops
+    before docker with git's own reason rather than tag an image with facts it does not have."""
+
+
 class DockerUnavailable(RagbuildError):
     """The docker daemon cannot be reached, or the client cannot build with BuildKit."""
 

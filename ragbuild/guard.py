@@ -126,20 +126,44 @@ def ignore_file(context: str, dockerfile: str) -> Optional[str]:
     return None
 
 
+class ContextRules:
+    """The ignore file docker applies to a context and the matcher made from it: the one
+    answer to "does ``docker build`` send this path?" (the walk below and git's untracked-file
+    check both ask it)."""
+
+    def __init__(self, context: str, dockerfile: str = "Dockerfile"):
+        self.context = context
+        self.ignore_file = path = ignore_file(context, dockerfile)
+        patterns = []
+        if path:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    patterns = handle.read().splitlines()  # the matcher drops comments, blanks
+            except OSError as err:
+                raise UsageError(f"{path}: cannot be read: {err.strerror}") from None
+        try:
+            self.matcher = make_matcher(patterns)
+        except ValueError as err:
+            raise UsageError(f"{path}: {err}") from None
+
+    def descends(self, rel_dir: str) -> bool:
+        """Whether the walk enters directory ``rel_dir``: it is not excluded, or a ``!`` pattern
+        may bring back something below it (docker's rule)."""
+        return not self.matcher.matches(rel_dir) or self.matcher.may_match_under(rel_dir)
+
+    def sends(self, rel: str) -> bool:
+        """Whether docker sends the file at slash-separated ``rel`` (relative to the context)."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            if not self.descends("/".join(parts[:depth])):
+                return False
+        return not self.matcher.matches(rel)
+
+
 def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
     """Walk ``context`` as docker would send it; symlinks are sent as links, not followed."""
-    path = ignore_file(context, dockerfile)
-    patterns = []
-    if path:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                patterns = handle.read().splitlines()  # the matcher drops comments, blanks
-        except OSError as err:
-            raise UsageError(f"{path}: cannot be read: {err.strerror}") from None
-    try:
-        matcher = make_matcher(patterns)
-    except ValueError as err:
-        raise UsageError(f"{path}: {err}") from None
+    rules = ContextRules(context, dockerfile)
+    matcher, path = rules.matcher, rules.ignore_file
     report = ContextReport(root=context, ignore_file=path)
     stack = [("", context)]
     while stack:
@@ -150,12 +174,11 @@ def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
             raise UsageError(f"cannot read {directory} in the build context: {err.strerror}") from None
         for entry in entries:
             rel = prefix + entry.name
-            excluded = matcher.matches(rel)
             if entry.is_dir(follow_symlinks=False):
-                if not excluded or matcher.may_match_under(rel):
+                if rules.descends(rel):
                     stack.append((rel + "/", entry.path))
                 continue
-            if excluded:
+            if matcher.matches(rel):
                 continue
             size = entry.stat(follow_symlinks=False).st_size
             report.files += 1
@@ -191,8 +214,8 @@ def check(runner: Runner, plan: BuildPlan) -> ContextReport:
     options = plan.options
     for name in secret_build_args(plan.build_args):
         runner.log(f"warning: --build-arg {name} looks like a secret: build args stay readable in "
-                   "the image's history (docker history); pass secrets with `docker build --secret` "
-                   "and `RUN --mount=type=secret` instead")
+                   "the image's history (docker history); pass it with --secret id=NAME,env=VARIABLE "
+                   "and read it in the Dockerfile with `RUN --mount=type=secret,id=NAME` instead")
     report = scan_context(options.context, options.file)
     applied = f"after {report.ignore_file}" if report.ignore_file else "(no .dockerignore)"
     runner.log(f"build context {options.context}: {_files(report.files)}, "

@@ -18,7 +18,7 @@ import os
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from ragbuild.errors import EXIT_INTERRUPTED, RagbuildError, UsageError
-from ragbuild.plan import redact_value
+from ragbuild.plan import redact_argv, redact_value
 
 if TYPE_CHECKING:  # the pipeline imports this module
     from ragbuild.pipeline import RunState
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the pipeline imports this module
 #: Keys of the JSON document, in order (docs/metadata.md lists them).
 KEYS = ("status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
         "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
-        "build_args", "digests", "digest", "pinned", "steps")
+        "build_args", "build_options", "digests", "digest", "pinned", "steps")
 
 
 def redact(build_args: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -121,6 +121,7 @@ class Recorder:
             "size": image.size if image else None,
             "labels": dict(image.labels) if image else {},
             "build_args": redact(plan.build_args),
+            "build_options": list(redact_argv(plan.passthrough)),  # --secret, --ssh, after --
             "digests": digests,
             "digest": digest,
             "pinned": pinned,

@@ -124,7 +124,8 @@ def gather(runner: Runner, options: Options, config: Config,
     if not git.sha:
         runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
     elif git.dirty:
-        runner.log(f"warning: the git tree has uncommitted changes: tagging git-{git.sha}-dirty")
+        runner.log(f"warning: the git tree has uncommitted changes ({git.describe_changes()}): "
+                   f"tagging git-{git.sha}-dirty")
     for line in describe_plan(plan):
         runner.log(line)
     return RunState(options, config, facts, plan, environ)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 
-from ragbuild import builders, channels
+from ragbuild import builders, channels, passthrough
 from ragbuild.errors import UsageError
 if TYPE_CHECKING:  # semver is imported where a version needs it
     import semver
@@ -172,13 +172,29 @@ class Options:
     cache_from: tuple = ()
     cache_to: tuple = ()
     pull: bool = False
+    # docker build options ragbuild does not model, passed through (passthrough.py)
+    secrets: tuple = ()  # --secret SPEC
+    ssh: tuple = ()  # --ssh SPEC
+    docker_options: tuple = ()  # the words after --
 
 
 @dataclass(frozen=True)
 class GitInfo:
     sha: Optional[str] = None  # None: no repository, no commits, or no git
-    dirty: bool = False
+    dirty: bool = False  # what docker sends differs from the commit (``changes``)
     reason: str = ""  # why there is no sha
+    #: why the tree is dirty: tracked paths with changes, then untracked files the build context
+    #: sends (neither .gitignore nor .dockerignore excludes them), relative to the top level
+    changes: tuple = ()
+    untracked: tuple = ()  # those of ``changes`` that are untracked
+    shallow: bool = False  # a shallow clone (``git rev-parse --is-shallow-repository``)
+
+    def describe_changes(self, limit: int = 5) -> str:
+        """``a.py, new.txt (untracked), and 3 more``: the files that make the tree dirty."""
+        shown = [f"{path} (untracked)" if path in self.untracked else path
+                 for path in self.changes[:limit]]
+        more = len(self.changes) - limit
+        return ", ".join(shown) + (f", and {more} more" if more > 0 else "")
 
     @property
     def tag(self) -> Optional[str]:
@@ -219,6 +235,7 @@ class PushPlan:
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
     no_attestations: bool = False  # the build must pass --provenance=false --sbom=false
     helper: Optional[str] = None  # the docker credential helper used for the host, if any
+    insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
 
 
 @dataclass(frozen=True)
@@ -239,6 +256,7 @@ class BuildPlan:
     cache_to: tuple = ()
     docker: Optional[builders.DockerTarget] = None  # the daemon docker talks to
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
+    passthrough: tuple = ()  # docker build words of --secret, --ssh and after -- (passthrough.py)
     moving_tags: frozenset = frozenset()  # tags a later build must overwrite (channels.moving_tags)
 
     @property
@@ -353,29 +371,95 @@ def check_image_name(name: str, source: str = "--image-name") -> str:
 # --- facts -> plan -----------------------------------------------------------------------------
 
 
-def git_describe_command() -> Command:
-    """One git call yields the sha and the dirty mark, even where the repository has tags."""
-    return Command(("git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"),
-                   check=False, kind=Kind.QUERY)
+#: Git speaks English to ragbuild: its reasons are quoted to the user as they are, and the one
+#: answer told apart by its words (``NOT_A_REPOSITORY``) is git's fixed die() message.
+GIT_ENV = (("LC_ALL", "C"), ("LANGUAGE", ""))
+#: How ``git rev-parse`` dies (exit 128) when neither the working directory nor a parent is a
+#: repository (git's setup.c); every other failure of the same call (dubious ownership, an
+#: unknown repository format, an unreadable .git) is a repository git cannot read.
+NOT_A_REPOSITORY = "fatal: not a git repository"
+#: GitInfo.reason of a repository before its first commit (``# branch.oid (initial)``).
+NO_COMMITS = "the git repository has no commits"
+#: The fix for --latest-policy auto in a clone without its history or tags.
+FETCH_TAGS_FIX = ("run `git fetch --tags --unshallow` (GitHub Actions: actions/checkout with "
+                  "`fetch-depth: 0`)")
 
 
-def parse_git_describe(returncode: int, stdout: str, stderr: str) -> GitInfo:
+class GitUnreadable(Exception):
+    """Git failed or answered incompletely: ``str()`` is git's own reason (steps.py raises the
+    user's error from it)."""
+
+
+def git_repository_command() -> Command:
+    """Whether the working directory is in a work tree, its top level, and whether the clone
+    is shallow: three precise answers of one read-only ``git rev-parse``."""
+    return Command(("git", "rev-parse", "--is-inside-work-tree", "--show-toplevel",
+                    "--is-shallow-repository"), env=GIT_ENV, check=False, kind=Kind.QUERY)
+
+
+def git_status_command() -> Command:
+    """HEAD's commit (``# branch.oid``, ``(initial)`` before the first commit) and every change
+    to the work tree, untracked files one by one; ``--no-optional-locks``: a query takes no
+    index lock (``git status`` would otherwise refresh the index)."""
+    return Command(("git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "-z",
+                    "--untracked-files=all"), env=GIT_ENV, check=False, kind=Kind.QUERY)
+
+
+def git_short_sha_command(oid: str) -> Command:
+    """The commit ``oid`` abbreviated as bash's ``git rev-parse --short`` did (7 hex digits,
+    longer when needed to stay unique)."""
+    return Command(("git", "rev-parse", "--verify", "-q", "--short=7", f"{oid}^{{commit}}"),
+                   env=GIT_ENV, check=False, kind=Kind.QUERY)
+
+
+def git_reason(returncode: int, stderr: str) -> str:
+    """Git's own reason for a failure: its ``fatal:``/``error:`` line (the lines after it are
+    advice), else its first line, else the exit status."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (fatal or lines or [f"exit {returncode}"])[0]
+
+
+def parse_git_repository(returncode: int, stdout: str, stderr: str) -> Optional[tuple]:
+    """``(top level, shallow)`` of ``git_repository_command``; None when the working directory
+    is in no repository (git exit 128 with its not-a-repository message). Raises
+    ``GitUnreadable`` for every other failure or an incomplete answer."""
+    first = stderr.strip().splitlines()[0] if stderr.strip() else ""
+    if returncode == 128 and first.startswith(NOT_A_REPOSITORY):
+        return None
     if returncode != 0:
-        text = stderr.strip().lower()
-        if "not a git repository" in text:
-            reason = "not a git repository"
-        elif "head" in text or "no names found" in text or "bad revision" in text:
-            reason = "the git repository has no commits"
-        else:
-            # git's own "fatal:" line says what is wrong; the lines after it are advice
-            lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-            fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-            reason = f"git describe failed: {(fatal or lines or [str(returncode)])[0]}"
-        return GitInfo(reason=reason)
-    out = stdout.strip()
-    dirty = out.endswith("-dirty")
-    sha = out[: -len("-dirty")] if dirty else out
-    return GitInfo(sha=sha, dirty=dirty)
+        raise GitUnreadable(git_reason(returncode, stderr))
+    answers = stdout.splitlines()
+    if len(answers) != 3 or answers[0] != "true" or answers[2] not in ("true", "false"):
+        raise GitUnreadable(f"git rev-parse gave an incomplete answer: {stdout.strip()!r}")
+    return answers[1], answers[2] == "true"
+
+
+def parse_git_status(stdout: str) -> tuple:
+    """``(oid or None, changed, untracked)`` of ``git_status_command``: oid None before the first
+    commit; ``changed`` the tracked paths with changes (staged, unstaged, unmerged, renamed),
+    ``untracked`` the untracked files; paths relative to the top level, as git prints them.
+    Format: https://git-scm.com/docs/git-status#_porcelain_format_version_2"""
+    oid, changed, untracked = "", [], []
+    records = stdout.split("\0")
+    i = 0
+    while i < len(records):
+        record = records[i]
+        i += 1
+        if record.startswith("# branch.oid "):
+            oid = record[len("# branch.oid "):]
+        elif record.startswith("1 "):
+            changed.append(record.split(" ", 8)[8])
+        elif record.startswith("2 "):
+            changed.append(record.split(" ", 9)[9])
+            i += 1  # the rename's original path follows in its own record
+        elif record.startswith("u "):
+            changed.append(record.split(" ", 10)[10])
+        elif record.startswith("? "):
+            untracked.append(record[2:])
+    if not oid:
+        raise GitUnreadable("git status gave no branch.oid")
+    return (None if oid == "(initial)" else oid), tuple(changed), tuple(untracked)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -402,9 +486,11 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     image_name = check_image_name(config.image_name if options.image_name is None
                                   else options.image_name)
     extra_args = tuple(parse_build_arg(raw) for raw in options.build_args)
+    passed = passthrough.build_words(options.secrets, options.ssh, options.docker_options)
     if env == "prod" and git.dirty and not options.allow_dirty:
-        raise UsageError("the git tree has uncommitted changes; commit them, or pass --allow-dirty to "
-                         "build prod from a dirty tree anyway")
+        raise UsageError(f"the git tree has uncommitted changes ({git.describe_changes()}); commit "
+                         "them (or ignore untracked files in .gitignore or .dockerignore), or pass "
+                         "--allow-dirty to build prod from a dirty tree anyway")
     channel = channels.version_channels(parsed, semver_tags=options.semver_tags,
                                         policy=options.latest_policy, known=version_tags)
     number = channels.build_number(options.build_number, options.ci_tags, environ or {})
@@ -421,7 +507,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                                                 buildx=where["buildx"], cache_to=where["cache_to"]),
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
                      options=options, notes=notes, docker=docker,
-                     created=format_created(moment),
+                     created=format_created(moment), passthrough=passed,
                      moving_tags=channels.moving_tags(parsed, env, options.semver_tags), **where)
 
 
@@ -581,6 +667,7 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None) -> Command:
     if no_attestations:
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
+    argv += plan.passthrough
     argv.append(opts.context)
     env = () if plan.buildx else (("DOCKER_BUILDKIT", "1"),)
     return Command(tuple(argv), env=env, mode=Mode.STREAM)
@@ -616,6 +703,8 @@ def describe_plan(plan: BuildPlan) -> list:
     lines.append(f"git commit: {plan.git.commit}")
     lines.append(f"timestamp: {plan.timestamp}")
     lines += _describe_builder(plan)
+    opts = plan.options
+    lines += passthrough.describe(opts.secrets, opts.ssh, opts.docker_options)
     lines.append("tags:")
     lines += [f"  - {ref}" for ref in plan.refs]
     if plan.notes:

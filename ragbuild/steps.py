@@ -7,16 +7,16 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Mapping, Optional
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from ragbuild import builders
 from ragbuild.channels import LatestPolicy
 from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
-from ragbuild.errors import CommandFailed, DockerUnavailable, ToolMissing, UsageError
-from ragbuild.plan import (BuildPlan, Command, Config, GitInfo, Kind, Options, PushPlan,
-                           build_command, buildx_version_command, git_describe_command,
-                           human_size, inspect_command, parse_git_describe, version_tags_command)
+from ragbuild.errors import CommandFailed, DockerUnavailable, GitFailed, ToolMissing, UsageError
+from ragbuild.plan import (FETCH_TAGS_FIX, NO_COMMITS, BuildPlan, Command, Config, GitInfo, Kind,
+                           Options, PushPlan, build_command, buildx_version_command, git_reason,
+                           human_size, inspect_command, version_tags_command)
 from ragbuild.reference import familiar
 from ragbuild.output import SUCCESS
 from ragbuild.runner import Runner, ended, resolve
@@ -26,14 +26,17 @@ if TYPE_CHECKING:  # scan.py is imported when --scan asks for it
 
 
 def clock(environ: Mapping[str, str] = os.environ) -> datetime:
-    """The build's one instant: SOURCE_DATE_EPOCH when set (reproducible), else now; local time."""
+    """The build's one instant. SOURCE_DATE_EPOCH set: that instant in UTC (an aware datetime),
+    so the timestamp tag, BUILD_TIMESTAMP and the created label are the same under every TZ (the
+    reproducible-builds convention: https://reproducible-builds.org/docs/source-date-epoch/).
+    Unset or empty: now, in local time (a naive datetime), as bash's ``date`` gave."""
     epoch = environ.get("SOURCE_DATE_EPOCH")
     if epoch is None or epoch == "":
         return datetime.now()
     try:
         if not (epoch.isascii() and epoch.isdigit()):  # int() takes -1, ' 1', '１' and '1_0'
             raise ValueError(epoch)
-        return datetime.fromtimestamp(int(epoch))
+        return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
     except (ValueError, OverflowError, OSError):
         raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970") from None
 
@@ -77,27 +80,100 @@ class Facts:
     ci_environ: Mapping[str, str] = field(default_factory=dict)  # the CI build-number variables
 
 
-def git_info(runner: Runner) -> GitInfo:
+def git_info(runner: Runner, options: Optional[Options] = None) -> GitInfo:
+    """The commit the build is made from, and whether what docker sends differs from it.
+
+    Three read-only git queries: ``git rev-parse`` (a work tree? shallow?), ``git status``
+    (HEAD, tracked changes, untracked files) and the short sha. Untracked files count as
+    changes when docker would send them: they are below the build context and .dockerignore
+    (``guard.ContextRules``, docker's matcher) does not exclude them, or one is the Dockerfile.
+    Not a repository, no commits yet, or no git: a GitInfo without sha and its ``reason``.
+    Any other failure or incomplete answer raises ``GitFailed`` with git's reason."""
+    from ragbuild.plan import (GitUnreadable, git_reason, git_repository_command,
+                               git_short_sha_command, git_status_command, parse_git_repository,
+                               parse_git_status)
+
+    options = options or Options()
     try:
-        result = runner.run(git_describe_command())
+        asked = runner.run(git_repository_command())
+        found = parse_git_repository(asked.returncode, asked.stdout, asked.stderr)
+        if found is None:
+            return GitInfo(reason="not a git repository")
+        toplevel, shallow = found
+        status = runner.run(git_status_command())
+        if not status.ok:
+            raise GitUnreadable(git_reason(status.returncode, status.stderr))
+        oid, changed, untracked = parse_git_status(status.stdout)
+        if oid is None:
+            return GitInfo(reason=NO_COMMITS, shallow=shallow)
+        short = runner.run(git_short_sha_command(oid))
+        sha = short.stdout.strip()
+        if not short.ok or not re.fullmatch(r"[0-9a-f]{7,64}", sha):
+            raise GitUnreadable(git_reason(short.returncode, short.stderr) if not short.ok
+                                else f"git rev-parse --short gave {sha!r}")
     except ToolMissing:
         return GitInfo(reason="git is not installed")
-    return parse_git_describe(result.returncode, result.stdout, result.stderr)
+    except GitUnreadable as err:
+        raise GitFailed(f"git cannot say which commit this build is made from: {err}; the run "
+                        "stops before docker rather than tag the image without it") from None
+    sent = sent_untracked(toplevel, untracked, options) if untracked else ()
+    changes = tuple(changed) + sent
+    return GitInfo(sha=sha, dirty=bool(changes), changes=changes, untracked=sent, shallow=shallow)
 
 
-def version_tags(runner: Runner) -> tuple:
-    """The ``v*`` git tags (one read-only git call), for --latest-policy auto."""
+def sent_untracked(toplevel: str, untracked: Sequence[str], options: Options) -> tuple:
+    """The untracked files (relative to ``toplevel``) that ``docker build`` reads: the Dockerfile
+    (and its own ignore file) wherever it is, and files below the context that its
+    .dockerignore does not exclude (``guard.ContextRules``: docker's matcher)."""
+    from ragbuild.guard import ContextRules
+
+    context = os.path.realpath(options.context)
+    always = {os.path.realpath(options.file), os.path.realpath(f"{options.file}.dockerignore"),
+              os.path.join(context, ".dockerignore")}
+    rules = None
+    sent = []
+    for path in untracked:
+        full = os.path.join(toplevel, path)
+        rel = os.path.relpath(full, context)
+        if os.path.realpath(full) in always:
+            sent.append(path)
+            continue
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            continue  # outside the build context: docker does not send it
+        rules = rules or ContextRules(options.context, options.file)
+        if rules.sends(rel.replace(os.sep, "/")):
+            sent.append(path)
+    return tuple(sent)
+
+
+def version_tags(runner: Runner, git: Optional[GitInfo]) -> tuple:
+    """The ``v*`` version tags --latest-policy auto compares with. It cannot decide without
+    them: outside a repository, in a shallow clone (CI's default checkout) or with no version
+    tag fetched it stops (``UsageError``, exit 2) naming the fix; a failing git stops with git's
+    reason (``GitFailed``)."""
     from ragbuild.channels import parse_version_tags
 
+    fix = (f"{FETCH_TAGS_FIX}; for the very first release pass --latest-policy always (or "
+           "--no-latest)")
+    if git is not None and git.sha is None and git.reason != NO_COMMITS:
+        raise UsageError(f"--latest-policy auto compares the version with the repository's v* "
+                         f"git tags, and there are none to read ({git.reason}): run it in the "
+                         "project's git clone, or pass --latest-policy always or never")
+    if git is not None and git.shallow:
+        raise UsageError("--latest-policy auto cannot decide in a shallow clone: the v* tags of "
+                         f"the history it lacks are missing; {FETCH_TAGS_FIX}")
     try:
         result = runner.run(version_tags_command())
-    except ToolMissing:
-        result = None
-    if result is None or not result.ok:
-        runner.log("warning: cannot list the v* git tags: --latest-policy auto compares "
-                   "the version with none")
-        return ()
-    return parse_version_tags(result.stdout)
+    except ToolMissing as missing:
+        raise UsageError(f"--latest-policy auto reads the v* git tags: {missing}") from None
+    if not result.ok:
+        raise GitFailed(f"git cannot list the v* tags --latest-policy auto compares with: "
+                        f"{git_reason(result.returncode, result.stderr)}")
+    found = parse_version_tags(result.stdout)
+    if not found:
+        raise UsageError(f"--latest-policy auto found no v* version tag to compare with (none "
+                         f"fetched?): {fix}")
+    return found
 
 
 def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ) -> Facts:
@@ -106,11 +182,12 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
     moment = clock(environ)
     check_paths(options)
     docker_config = builders.read_docker_config(environ)
-    git = git_info(runner)
+    git = git_info(runner, options)
+    auto = options.latest_policy == LatestPolicy.AUTO and options.version is not None  # else nothing moves
     return Facts(
         git=git, moment=moment, docker_config=docker_config,
         docker=builders.docker_target(environ, docker_config),
-        version_tags=version_tags(runner) if options.latest_policy == LatestPolicy.AUTO else None,
+        version_tags=version_tags(runner, git) if auto else None,
         ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ})
 
 

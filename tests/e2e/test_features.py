@@ -33,7 +33,7 @@ PLANNED_RE = re.compile(r"^  - (\S+)$", re.M)
 #: The key order of the --metadata-file document (docs/metadata.md).
 METADATA_KEYS = ["status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
                  "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
-                 "build_args", "digests", "digest", "pinned", "steps"]
+                 "build_args", "build_options", "digests", "digest", "pinned", "steps"]
 CI_NUMBER_VARS = ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
 
 

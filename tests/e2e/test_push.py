@@ -264,8 +264,6 @@ def test_cred_helper_for_the_host_skips_the_login(project, docker, images, ecr_r
     result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
                             env={"DOCKER_CONFIG": docker_config})
     assert result.returncode == 1, result.describe()
-    assert (f"not logging in to {ecr_host}: docker gets its credentials from "
-            "docker-credential-ecr-login") in result.stderr
     assert "+ aws ecr get-login-password" not in result.stderr
     assert "+ docker login" not in result.stderr
     errors = result.error_lines()
@@ -282,35 +280,26 @@ def test_cred_helper_for_the_host_skips_the_login(project, docker, images, ecr_r
 # --- faults ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def stopped_plain_registry(runner, e2e_env, plain_registry):
-    """The plain registry stopped for the test, and always started again."""
-    harness = e2e_env["E2E_HARNESS"]
-    runner.run(["bash", harness, "stop-registry"]).assert_ok()
-    try:
-        yield
-    finally:
-        runner.run(["bash", harness, "start-registry"]).assert_ok()
-        plain_registry.catalog()  # answers again
+def test_unreachable_registry_stops_before_the_build(project, docker, tiny_context, unique):
+    """A registry nothing answers for is found by the pre-flight (access.py), not by every push
+    after a whole build (issue 11 (e)); what a push that fails midway lists is unit-tested
+    (test_failed_push_lists_what_was_and_was_not_pushed). A closed port of our own stands in
+    for a stopped registry, so the shared harness registry keeps running for everyone."""
+    import socket
 
-
-def test_unreachable_registry_fails_listing_what_was_not_pushed(project, docker, images,
-                                                                 tiny_context, unique, e2e_env,
-                                                                 stopped_plain_registry,
-                                                                 plain_registry):
-    registry = e2e_env["E2E_REGISTRY"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        registry = f"127.0.0.1:{sock.getsockname()[1]}"
     name = unique("down")
-    uri = images.track_repository(f"{registry}/{name}")
+    uri = f"{registry}/{name}"
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
     result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"))
     assert result.returncode == 1, result.describe()
-    images.track_result(result)  # the build went through; the push did not
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
-    assert f"cannot reach {registry}" in errors[0]
-    refs = planned_refs(result)
-    assert "pushed: nothing" in result.stderr.splitlines()
-    assert f"not pushed: {', '.join(refs)}" in result.stderr.splitlines()
+    assert f"cannot reach the registry {registry}" in errors[0]
+    assert "DOCKER_BUILDKIT=1 docker build" not in result.stderr
+    assert docker.refs(uri) == []
     no_success_claimed(result)
     assert "Traceback" not in result.text
 
@@ -365,8 +354,12 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
     pushes = [line for line in printed if line.startswith("docker push ")]
     assert pushes == [f"docker push {ref}" for ref in refs]
     inspects = [line for line in printed if " docker manifest inspect " in f" {line}"]
-    assert inspects == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
-                        for ref in refs]
+    # the harness maps the ECR host to 127.0.0.1, which the daemon's default insecure CIDR
+    # (127.0.0.0/8, what a dry run assumes `docker info` says) makes insecure: as docker push
+    # does, the read-back may fall back to plain HTTP / unverified TLS there
+    assert inspects == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --insecure "
+                        f"--verbose {ref}" for ref in refs]
+    assert "docker info --format '{{json .RegistryConfig}}'" in printed
     assert printed.index(pushes[-1]) < printed.index(inspects[0])
     assert e2e_env["E2E_ECR_PASSWORD"] not in result.text
 

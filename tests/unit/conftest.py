@@ -10,7 +10,7 @@ import time
 import pytest
 from plumbum import local
 
-from fakes import EPOCH, register_git, set_tz
+from fakes import EPOCH, register_git, register_registry_config, set_tz
 
 
 #: Variables of the machine (or CI job) running the tests that would change what the code under
@@ -106,7 +106,47 @@ def project(tmp_path, monkeypatch, stub_bin):
 
 @pytest.fixture
 def strict_fp(fp):
-    """``fp`` that refuses any process not registered, with ``git describe`` answering SHA."""
+    """``fp`` that refuses any process not registered, with the git queries answering SHA."""
     fp.allow_unregistered(False)
     register_git(fp)
+    register_registry_config(fp)  # a --push pre-flight's question to the daemon (if asked)
     return fp
+
+
+@pytest.fixture
+def registry_http():
+    """Ask for it to let ``ragbuild.access.probe`` really send its HTTP requests (to a server
+    the test starts); every other test gets the stand-in below."""
+
+
+@pytest.fixture(autouse=True)
+def _no_registry_requests(request, monkeypatch):
+    """Unit tests send no HTTP request to a registry: ``access.probe`` (the pre-flight's
+    ``GET /v2/``) answers "no problem" and records what it was asked in ``probe.asked``."""
+    if "registry_http" in request.fixturenames:
+        yield None
+        return
+    from ragbuild import access
+
+    asked = []
+
+    def probe(registry, insecure, login, creds):
+        asked.append((registry.host, insecure, login, creds))
+        return None
+
+    probe.asked = asked
+    monkeypatch.setattr(access, "probe", probe)
+    yield probe
+
+
+#: The host names the unit tests' resolver knows (the machine's /etc/hosts does not count).
+TEST_HOSTS = {"localhost": ["127.0.0.1", "::1"], "vm": ["127.0.0.1"]}
+
+
+@pytest.fixture(autouse=True)
+def _fixed_resolver(monkeypatch):
+    """Which registries the daemon treats as insecure depends on what their names resolve to:
+    the unit tests resolve only ``TEST_HOSTS``, whatever the machine's DNS and hosts file say."""
+    from ragbuild import builders
+
+    monkeypatch.setattr(builders, "_resolve", lambda name: list(TEST_HOSTS.get(name, [])))

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from fakes import STAMP, docker_calls, register_git
+from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
 from ragbuild import cli, push
 from ragbuild.builders import DockerConfig, DockerTarget, parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
@@ -309,7 +309,7 @@ def test_builder_build_runs_buildx_and_loads_the_image(project, strict_fp, capsy
                        stdout=f"sha256:0123 151234567 {listed}\n")
     code, _, err = run_main(["--env", "dev", "--builder", "remote", "--pull"], capsys)
     assert code == 0, err
-    argv = list(strict_fp.calls[2])
+    argv = list(strict_fp.calls[GIT_QUERIES + 1])
     assert argv[1:5] == ["buildx", "build", "--builder", "remote"]
     assert argv[-3:] == ["--pull", "--load", "."]
     assert build.calls[0].kwargs["stdout"] is None  # streamed, as docker build
@@ -321,7 +321,7 @@ def test_plain_build_never_asks_for_buildx(project, strict_fp, capsys):
                              "type=inline", "--dry-run"], capsys)
     assert code == 0
     assert out.startswith("DOCKER_BUILDKIT=1 docker build -f Dockerfile ")
-    assert len(strict_fp.calls) == 1  # git describe only
+    assert len(strict_fp.calls) == GIT_QUERIES  # git only
 
 
 def test_dry_run_shows_the_new_flags_effect(project, strict_fp, capsys, monkeypatch):
@@ -494,7 +494,8 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     assert out.splitlines() == [f"{REG}@{digest_of(raw)}"]
     names = [" ".join(c[1:3]) for c in fp.calls]
     # buildx is asked for before the build; with buildx there is no attestation probe
-    assert names == ["describe --always", "buildx version", "buildx build",
+    assert names == ["rev-parse --is-inside-work-tree", "--no-optional-locks status",
+                     "rev-parse --verify", "buildx version", "info --format", "buildx build",
                      "buildx imagetools", "buildx imagetools", "buildx imagetools"]
     assert "no local image to inspect" in err
 
@@ -505,10 +506,11 @@ def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "docker buildx version"
-    assert lines[1].startswith("docker buildx build -f Dockerfile -t ")
-    assert lines[1].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
+    assert lines[1] == "docker info --format '{{json .RegistryConfig}}'"
+    assert lines[2].startswith("docker buildx build -f Dockerfile -t ")
+    assert lines[2].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
     assert docker_calls(strict_fp) == 0
-    assert lines[2:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
+    assert lines[3:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
                          for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
 
 

@@ -291,7 +291,9 @@ def test_the_auto_dry_run_no_longer_says_left_out_while_tagging_latest(project, 
     assert docker_calls(strict_fp) == 0
 
 
-def test_a_policy_reads_as_its_flag_value_in_messages():
-    from ragbuild.channels import LatestPolicy
-
-    assert [f"{policy}" for policy in LatestPolicy] == ["always", "auto", "never"]
+@pytest.mark.parametrize("flags, policy", [([], "always"), (["--latest-policy", "always"], "always"),
+                                           (["--no-latest"], "never")])
+def test_a_channel_note_names_the_policy_as_the_user_spells_it(flags, policy):
+    """Python 3.11 formats a str Enum member as ``LatestPolicy.ALWAYS``: the note says ``always``."""
+    assert notes(["--version", "1.4.2", "--semver-tags", *flags])[0] == (
+        f"1.4: kept: 1.4.2 is a release (--latest-policy {policy}: git tags are not compared)")

@@ -2,7 +2,7 @@
 the dry run, the one build and one inspect, failures and exit codes, and the script entry points.
 
 Processes are faked with pytest-subprocess; ``strict_fp`` refuses anything not registered and
-answers ``git describe`` with a1b2c3d. The clock is SOURCE_DATE_EPOCH=2023-12-03 14:30:22 UTC.
+answers the git queries with HEAD a1b2c3d. The clock is SOURCE_DATE_EPOCH=2023-12-03 14:30:22 UTC.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from plumbum import local
 
-from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz
+from fakes import EPOCH, GIT_QUERIES, STAMP, docker_calls, register_git, set_tz
 from ragbuild import cli, steps
 from ragbuild.config import load_config
 from ragbuild.errors import Interrupted
@@ -151,6 +151,7 @@ HELP_GROUPS = {
                "--scan-command"],
     "output": ["--dry-run", "--metadata-file"],
     "builders": ["--builder", "--platform", "--cache-from", "--cache-to"],
+    "docker build options passed through": ["--secret", "--ssh"],
 }
 
 
@@ -303,8 +304,7 @@ def test_dry_run_prints_the_exact_commands_and_runs_only_git(project, strict_fp,
     code, out, err = run_main(["--env", "dev", "--dry-run"], capsys)
     assert code == 0
     assert out.splitlines() == [DEV_BUILD, DEV_INSPECT]
-    assert len(strict_fp.calls) == 1 and list(strict_fp.calls[0])[1:] == [
-        "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"]
+    assert [Path(call[0]).name for call in strict_fp.calls] == ["git"] * GIT_QUERIES
     assert "tags:\n  - rag-worker:dev-20231203-143022\n" in err  # the plan is still shown
 
 
@@ -358,15 +358,37 @@ def test_guide_examples_as_dry_runs(argv, expected, project, strict_fp, capsys):
 # --- the clock ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tz, stamp", [("UTC", "20231203-143022"), ("EST+5", "20231203-093022"),
-                                       ("IST-5:30", "20231203-200022")])
-def test_timestamp_is_local_time_in_tz(tz, stamp, project, strict_fp, capsys, monkeypatch):
+@pytest.mark.parametrize("tz", ["UTC", "EST+5", "IST-5:30", "Asia/Tokyo", "Pacific/Chatham",
+                                "America/St_Johns"])
+def test_source_date_epoch_is_formatted_in_utc_under_every_tz(tz, project, strict_fp, capsys,
+                                                              monkeypatch):
+    """issue 11 (d): SOURCE_DATE_EPOCH=1700000000 gave dev-20231115-071320 under Asia/Tokyo."""
     set_tz(monkeypatch, tz)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
     assert code == 0
     build = out.splitlines()[0]
-    assert tags_of(build)[0] == f"rag-worker:dev-{stamp}"
-    assert f"--build-arg BUILD_TIMESTAMP={stamp} " in build
+    assert tags_of(build)[0] == "rag-worker:dev-20231114-221320"
+    assert "--build-arg BUILD_TIMESTAMP=20231114-221320 " in build
+    assert "--label org.opencontainers.image.created=2023-11-14T22:13:20+00:00 " in build
+
+
+@pytest.mark.parametrize("tz, hours", [("UTC", 0), ("EST+5", -5), ("IST-5:30", 5.5)])
+def test_without_source_date_epoch_the_timestamp_is_local_time_in_tz(tz, hours, project, strict_fp,
+                                                                    capsys, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    set_tz(monkeypatch, tz)
+    before = datetime.now(timezone.utc)
+    code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
+    assert code == 0
+    build = out.splitlines()[0]
+    stamp = tags_of(build)[0].split(":dev-")[1]
+    wall = datetime.strptime(stamp, "%Y%m%d-%H%M%S")
+    expected = before.replace(tzinfo=None) + timedelta(hours=hours)
+    assert abs((wall - expected).total_seconds()) < 5
+    sign = "-" if hours < 0 else "+"
+    offset = f"{sign}{int(abs(hours)):02d}:{int(abs(hours) % 1 * 60):02d}"
+    assert f"org.opencontainers.image.created={wall.isoformat()}{offset} " in build
 
 
 def test_same_source_date_epoch_gives_the_same_commands(project, fp, capsys, monkeypatch):
@@ -420,9 +442,9 @@ def test_a_cached_build_runs_exactly_build_then_inspect(project, strict_fp, caps
     code, out, err = run_main(["--env", "dev"], capsys)
     assert code == 0, err
     assert docker_calls(strict_fp) == 2
-    assert [Path(call[0]).name for call in strict_fp.calls] == ["git", "docker", "docker"]
-    assert list(strict_fp.calls[1])[1:] == shlex.split(DEV_BUILD)[2:]
-    assert list(strict_fp.calls[2])[1:] == shlex.split(DEV_INSPECT)[1:]
+    assert [Path(call[0]).name for call in strict_fp.calls] == ["git"] * GIT_QUERIES + ["docker", "docker"]
+    assert list(strict_fp.calls[GIT_QUERIES])[1:] == shlex.split(DEV_BUILD)[2:]
+    assert list(strict_fp.calls[GIT_QUERIES + 1])[1:] == shlex.split(DEV_INSPECT)[1:]
     kwargs = build.calls[0].kwargs
     assert kwargs["env"]["DOCKER_BUILDKIT"] == "1"
     assert kwargs["stdout"] is None and kwargs["stderr"] is None  # docker's progress is streamed
@@ -451,7 +473,7 @@ def test_plan_before_build_and_summary_after(project, strict_fp, capsys):
 def test_no_cache_reaches_the_build(project, strict_fp, capsys):
     build, _ = register_build_and_inspect(strict_fp)
     assert run_main(["--env", "dev", "--no-cache"], capsys)[0] == 0
-    assert "--no-cache" in strict_fp.calls[1]
+    assert "--no-cache" in strict_fp.calls[GIT_QUERIES]
     assert docker_calls(strict_fp) == 2
 
 
@@ -460,7 +482,7 @@ def test_docker_variable_starts_that_binary(project, strict_fp, capsys, monkeypa
     register_build_and_inspect(strict_fp, program="mydocker")
     code, _, err = run_main(["--env", "dev"], capsys)
     assert code == 0, err
-    assert [call[0] for call in list(strict_fp.calls)[1:]] == ["/opt/x/mydocker"] * 2
+    assert [call[0] for call in list(strict_fp.calls)[GIT_QUERIES:]] == ["/opt/x/mydocker"] * 2
     assert f"+ {DEV_BUILD}" in err.splitlines()  # the log still says docker
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from fakes import register_git
-from ragbuild import builders, cli, deps, doctor
+from ragbuild import access, builders, cli, deps, doctor
 from ragbuild.config import load_config
 
 ORDER = ["python", "docker client", "docker daemon", "buildkit", "buildx builders", "git",
@@ -23,11 +23,16 @@ def docker(fp, *argv, **kw):
     return fp.register([fp.program("docker"), *argv], **kw)
 
 
+REGISTRY_CONFIG = '{"InsecureRegistryCIDRs":["127.0.0.0/8"],"IndexConfigs":{}}'
+
+
 def git_facts(fp):
     fp.allow_unregistered(False)
     register_git(fp)
-    fp.register([fp.program("git"), "rev-parse", "--is-shallow-repository"], stdout="false\n")
-    fp.register([fp.program("git"), "tag", "--list", "v*"], stdout="v1.0.0\n")
+
+
+def daemon_registry_config(fp):
+    docker(fp, "info", "--format", "{{json .RegistryConfig}}", stdout=REGISTRY_CONFIG + "\n")
 
 
 def healthy(fp, *, client="20.10.24", buildx=True, base_local=True):
@@ -162,8 +167,6 @@ def test_a_bad_plan_is_a_problem_not_a_usage_exit(worker, fp, capsys):
 
 def test_ecr_missing_repository_and_no_aws(worker, fp, capsys, monkeypatch, tmp_path):
     healthy(fp)
-    monkeypatch.setattr(doctor, "_reachable", lambda host: doctor.Finding(
-        doctor.OK, "registry", f"{host} answers (https, HTTP 401 on /v2/)"))
     monkeypatch.setenv("AWS_CLI", str(tmp_path / "no-aws"))
     code, lines, _ = run_doctor(["--registry", f"{ECR}/rag-worker"], capsys)
     assert code == 1
@@ -173,11 +176,11 @@ def test_ecr_missing_repository_and_no_aws(worker, fp, capsys, monkeypatch, tmp_
 
 def test_ecr_repository_missing_gives_the_create_command(worker, fp, capsys, monkeypatch):
     healthy(fp)
-    monkeypatch.setattr(doctor, "_reachable", lambda host: doctor.Finding(
-        doctor.OK, "registry", f"{host} answers (https, HTTP 401 on /v2/)"))
     fp.register([fp.program("aws"), "ecr", "get-login-password", "--region", "us-east-1"],
                 stdout="token\n")
     docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, stdout="Login Succeeded\n")
+    daemon_registry_config(fp)
+    monkeypatch.setattr(access, "probe", lambda *args: None)  # the registry answers, takes them
     fp.register([fp.program("aws"), "ecr", "describe-repositories", "--repository-names",
                  "rag-worker", "--region", "us-east-1", "--output", "json"], returncode=254,
                 stderr="An error occurred (RepositoryNotFoundException) when calling the "
@@ -190,22 +193,28 @@ def test_ecr_repository_missing_gives_the_create_command(worker, fp, capsys, mon
                        "--region us-east-1" for line in lines), lines
 
 
-def test_a_plain_registry_that_asks_for_a_login(worker, fp, capsys, monkeypatch):
+def test_a_registry_that_refuses_the_credentials_is_the_preflights_message(worker, fp, capsys,
+                                                                            monkeypatch):
     healthy(fp)
-    monkeypatch.setattr(doctor, "_reachable", lambda host: doctor.Finding(
-        doctor.OK, "registry", f"{host} answers (https, HTTP 401 on /v2/)"))
+    daemon_registry_config(fp)
+    refusal = "registry.example.com refused the push's credentials (HTTP 401): docker login it"
+    monkeypatch.setattr(access, "probe", lambda *args: refusal)
     code, lines, _ = run_doctor(["--registry", "registry.example.com/team/rag-worker"], capsys)
     assert code == 1
-    assert lines[-2] == ("problem  registry credentials: registry.example.com asks for a login and "
-                         "docker has none; fix: docker login registry.example.com")
+    assert lines[-3].startswith("ok       registry credentials: none: no credHelpers")
+    assert lines[-2] == (f"problem  registry: {refusal} (checked before the build; nothing was "
+                         "built or pushed)")
 
 
-def test_a_registry_that_does_not_answer(worker, fp, capsys):
+def test_a_registry_that_does_not_answer(worker, fp, capsys, registry_http):
     healthy(fp)
+    daemon_registry_config(fp)
     code, lines, _ = run_doctor(["--registry", "127.0.0.1:1/rag-worker"], capsys)
     assert code == 1
     line = next(line for line in lines if line.startswith("problem  registry:"))
-    assert "127.0.0.1:1 does not answer" in line and "fix: check the host" in line
+    assert line.startswith("problem  registry: cannot reach the registry 127.0.0.1:1 over HTTPS "
+                           "(nor over plain HTTP, which the daemon allows for it)")
+    assert "check the host and port in --registry" in line
 
 
 @pytest.mark.parametrize("text, args, images", [
@@ -231,8 +240,6 @@ def test_help_and_the_make_target(capsys):
 
 def test_expired_aws_credentials_say_how_to_refresh(worker, fp, capsys, monkeypatch):
     healthy(fp)
-    monkeypatch.setattr(doctor, "_reachable", lambda host: doctor.Finding(
-        doctor.OK, "registry", f"{host} answers (https, HTTP 401 on /v2/)"))
     monkeypatch.setenv("AWS_PROFILE", "ci")
     fp.register([fp.program("aws"), "ecr", "get-login-password", "--region", "us-east-1"],
                 returncode=255, stderr="An error occurred (ExpiredTokenException) when calling the "
@@ -248,10 +255,7 @@ def test_expired_aws_credentials_say_how_to_refresh(worker, fp, capsys, monkeypa
 
 
 def test_a_dry_run_prints_the_commands_and_runs_none(worker, fp, capsys):
-    fp.allow_unregistered(False)
-    register_git(fp)  # git queries run in a dry run too, as in the build's
-    fp.register([fp.program("git"), "rev-parse", "--is-shallow-repository"], stdout="false\n")
-    fp.register([fp.program("git"), "tag", "--list", "v*"], stdout="")
+    git_facts(fp)  # git queries run in a dry run too, as in the build's
     code = cli.main(["doctor", "--dry-run"])
     out = capsys.readouterr().out.splitlines()
     assert code == 0

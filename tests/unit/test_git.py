@@ -1,5 +1,5 @@
 """Git facts from a real git: ``--dry-run`` through ``main()`` still runs the one read-only
-``git describe``, so each repository state shows up in the printed build command."""
+git queries, so each repository state shows up in the printed build command."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_dirty_tree_is_marked(repo, capsys):
     assert code == 0, err
     assert f"git-{sha}-dirty" in tags(out) and f"git-{sha}" not in tags(out)
     assert build_arg(out, "GIT_COMMIT") == f"{sha}-dirty"
-    assert f"warning: the git tree has uncommitted changes: tagging git-{sha}-dirty" in err
+    assert f"warning: the git tree has uncommitted changes (Dockerfile): tagging git-{sha}-dirty" in err
 
 
 def test_staged_change_is_dirty_too(repo, capsys):
@@ -166,6 +166,9 @@ def test_works_from_a_subdirectory_of_the_repository(repo, capsys, monkeypatch):
     sub = repo / "service"
     sub.mkdir()
     (sub / "Dockerfile").write_text("FROM scratch\n")
+    git("add", "service/Dockerfile")
+    git("commit", "-q", "-m", "the service")
+    sha = head_sha()
     monkeypatch.chdir(sub)
     code, out, err = dry_run(capsys, "--env", "dev")
     assert code == 0, err
@@ -177,3 +180,137 @@ def test_prod_in_a_repository_without_commits_is_not_refused_as_dirty(git_env, c
     code, out, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0")
     assert code == 0, err
     assert "git-" not in " ".join(tags(out))
+
+
+# --- what docker sends, not only what git tracks, decides whether the tree is dirty -------------
+
+
+def test_untracked_file_in_the_context_makes_the_tree_dirty(repo, capsys):
+    """issue 11 (a) 1: an untracked file docker sends is code that is in no commit."""
+    sha = head_sha()
+    (repo / "hotfix.py").write_text("print('not committed')\n")
+    code, out, err = dry_run(capsys, "--env", "dev")
+    assert code == 0, err
+    assert f"git-{sha}-dirty" in tags(out)
+    assert build_arg(out, "GIT_COMMIT") == f"{sha}-dirty"
+    assert (f"warning: the git tree has uncommitted changes (hotfix.py (untracked)): tagging "
+            f"git-{sha}-dirty") in err.splitlines()
+
+
+def test_prod_is_refused_for_an_untracked_file_and_names_it(repo, capsys):
+    (repo / "src").mkdir()
+    (repo / "src" / "patch.py").write_text("x = 1\n")
+    code, out, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0")
+    assert code == 2 and out == ""
+    last = err.splitlines()[-1]
+    assert last.startswith("error: the git tree has uncommitted changes (src/patch.py (untracked))")
+    assert "--allow-dirty" in last
+    code, out, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0", "--allow-dirty")
+    assert code == 0, err
+    assert f"git-{head_sha()}-dirty" in tags(out)
+
+
+def test_many_changes_are_counted_not_all_listed(repo, capsys):
+    for i in range(8):
+        (repo / f"f{i}.txt").write_text("x")
+    code, _, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0")
+    assert code == 2 and "and 3 more" in err
+
+
+@pytest.mark.parametrize("layout", ["gitignored", "dockerignored", "dockerignored-directory",
+                                    "outside-the-context"])
+def test_untracked_files_docker_does_not_send_leave_the_tree_clean(repo, capsys, layout):
+    sha = head_sha()
+    argv = ["--env", "prod", "--version", "1.0.0"]
+    if layout == "gitignored":
+        (repo / ".gitignore").write_text("*.log\n")
+        git("add", ".gitignore")
+        (repo / "debug.log").write_text("x")
+    elif layout.startswith("dockerignored"):
+        (repo / ".dockerignore").write_text("notes.md\nscratch\n")
+        git("add", ".dockerignore")
+        (repo / "notes.md").write_text("x")
+        (repo / "scratch").mkdir()
+        (repo / "scratch" / "deep").mkdir()
+        (repo / "scratch" / "deep" / "try.py").write_text("x")
+    else:  # the context is a subdirectory; an untracked file beside it is not sent
+        (repo / "service").mkdir()
+        (repo / "service" / "app.py").write_text("x")
+        git("add", "service/app.py")
+        (repo / "elsewhere.txt").write_text("x")
+        argv += ["--context", "service"]
+    git("commit", "-q", "-m", "ignore rules")
+    sha = head_sha()
+    code, out, err = dry_run(capsys, *argv)
+    assert code == 0, err
+    assert f"git-{sha}" in tags(out) and build_arg(out, "GIT_COMMIT") == sha
+
+
+def test_a_dockerignore_exception_brings_an_untracked_file_back(repo, capsys):
+    """docker's matcher decides, ``!`` exceptions included: an excluded directory's file that a
+    later ``!`` pattern re-includes is sent, so it makes the tree dirty."""
+    (repo / ".dockerignore").write_text("build\n!build/keep.txt\n")
+    git("add", ".dockerignore")
+    git("commit", "-q", "-m", "ignore build")
+    (repo / "build").mkdir()
+    (repo / "build" / "other.txt").write_text("x")
+    (repo / "build" / "keep.txt").write_text("x")
+    code, out, err = dry_run(capsys, "--env", "dev")
+    assert code == 0, err
+    assert tags(out)[2].endswith("-dirty")
+    assert "(build/keep.txt (untracked))" in err
+
+
+def test_an_untracked_dockerfile_outside_the_context_is_still_read(repo, capsys):
+    (repo / "service").mkdir()
+    (repo / "service" / "app.py").write_text("x")
+    git("add", "service/app.py")
+    git("commit", "-q", "-m", "service")
+    (repo / "docker").mkdir()
+    (repo / "docker" / "Dockerfile.new").write_text("FROM scratch\n")
+    code, out, err = dry_run(capsys, "--env", "dev", "--context", "service",
+                             "-f", "docker/Dockerfile.new")
+    assert code == 0, err
+    assert tags(out)[2].endswith("-dirty")
+    assert "docker/Dockerfile.new (untracked)" in err
+
+
+# --- git that fails or answers incompletely stops the run before docker -----------------------
+
+
+def test_a_missing_head_commit_stops_with_gits_reason(repo, capsys):
+    """Before: "bad object HEAD" contained "head" and was read as "no commits yet", so the
+    image was tagged GIT_COMMIT=unknown."""
+    oid = git("rev-parse", "HEAD")
+    os.remove(repo / ".git" / "objects" / oid[:2] / oid[2:])
+    code, out, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0")
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1] == (
+        "error: git cannot say which commit this build is made from: fatal: bad object HEAD; "
+        "the run stops before docker rather than tag the image without it")
+
+
+def test_an_unreadable_repository_format_stops_with_gits_reason(repo, capsys):
+    git("config", "core.repositoryformatversion", "1")
+    git("config", "extensions.notyetinvented", "true")
+    code, out, err = dry_run(capsys, "--env", "dev")
+    assert code == 1 and out == ""
+    assert "fatal: unknown repository extension found:" in err.splitlines()[-1]
+
+
+def test_inside_the_git_directory_stops(repo, capsys, monkeypatch):
+    monkeypatch.chdir(repo / ".git")
+    (repo / ".git" / "Dockerfile").write_text("FROM scratch\n")
+    code, out, err = dry_run(capsys, "--env", "dev")
+    assert code == 1 and out == ""
+    assert "this operation must be run in a work tree" in err.splitlines()[-1]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="a repository owned by another user needs root to make")
+def test_a_repository_git_refuses_as_dubious_stops(repo, capsys):
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 65534, 65534)
+    code, out, err = dry_run(capsys, "--env", "dev")
+    assert code == 1 and out == ""
+    assert "fatal: detected dubious ownership in repository" in err.splitlines()[-1]

@@ -263,7 +263,10 @@ def test_help_and_usage_errors_work_without_the_matcher_library(tmp_path):
     probe = ("import sys; sys.modules['e2b_dockerfile_utils'] = sys.modules['docker'] = None\n"
              "from ragbuild import cli\n"
              "print([cli.main(argv) for argv in (['--help'], ['clean', '--help'], ['--env', 'nope'])])\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    # not in this repository: untracked files there (which docker would send) make git_info
+    # ask the matcher whether the tree is dirty, before the flags are checked
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2]", done.stderr
     assert "--env 'nope' is not one of" in done.stderr

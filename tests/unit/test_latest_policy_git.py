@@ -46,15 +46,55 @@ def test_auto_says_why_in_the_printed_plan(tagged, capsys):
     assert "  latest: left out: 1.3.1 < v1.4.0, the highest version tag\n" in err
 
 
-def test_auto_in_a_repository_without_tags_moves_latest(repo, capsys):  # noqa: F811
+def test_auto_in_a_repository_without_version_tags_stops(repo, capsys):  # noqa: F811
+    """No v* tag fetched: auto cannot tell whether a higher version exists upstream."""
+    git("tag", "release-3")
     code, out, err = dry_run(capsys, "--version", "0.1.0", "--latest-policy", "auto")
-    assert code == 0
-    assert tags(out)[-1] == "latest"
-    assert "latest: kept: 0.1.0 is a release and there is no version tag" in err
+    assert code == 2 and out == ""
+    last = err.splitlines()[-1]
+    assert "no v* version tag" in last and "git fetch --tags --unshallow" in last
+    assert "fetch-depth: 0" in last and "--latest-policy always" in last
 
 
-def test_auto_outside_a_repository_warns_and_compares_with_nothing(git_env, capsys):  # noqa: F811
+def test_auto_outside_a_repository_stops(git_env, capsys):  # noqa: F811
     code, out, err = dry_run(capsys, "--version", "0.1.0", "--latest-policy", "auto")
-    assert code == 0
-    assert "warning: cannot list the v* git tags" in err
-    assert tags(out)[-1] == "latest"
+    assert code == 2 and out == ""
+    assert "not a git repository" in err.splitlines()[-1]
+
+
+def test_auto_without_a_version_needs_no_tags(repo, capsys):  # noqa: F811
+    code, out, err = dry_run(capsys, "--env", "dev", "--latest-policy", "auto")
+    assert code == 0, err
+    assert "latest" not in tags(out)
+
+
+def _commit(message):
+    git("commit", "-q", "--allow-empty", "-m", message)
+
+
+def test_auto_in_a_shallow_ci_checkout_stops_before_docker(repo, capsys, tmp_path, monkeypatch):  # noqa: F811
+    """issue 11 (a) 2: what a default actions/checkout gives: one commit of release-1.x, no tags.
+    Before, auto said "kept: there is no version tag" and moved latest past v2.0.0."""
+    _commit("1.0.0")
+    git("tag", "v1.0.0")
+    git("branch", "release-1.x")
+    _commit("2.0.0")
+    git("tag", "v2.0.0")
+    git("checkout", "-q", "release-1.x")
+    _commit("1.0.1")
+    clone = tmp_path / "ci-checkout"
+    git("clone", "-q", "--depth", "1", "--branch", "release-1.x", "--no-tags",
+        f"file://{repo}", str(clone))
+    monkeypatch.chdir(clone)
+    argv = ("--version", "1.0.1", "--env", "prod", "--semver-tags", "--latest-policy", "auto")
+    code, out, err = dry_run(capsys, *argv)
+    assert code == 2 and out == ""
+    last = err.splitlines()[-1]
+    assert last.startswith("error: --latest-policy auto cannot decide in a shallow clone")
+    assert "`git fetch --tags --unshallow`" in last and "`fetch-depth: 0`" in last
+    # the fix it names works: with the history and tags, latest stays on v2.0.0
+    git("fetch", "-q", "--tags", "--unshallow")
+    code, out, err = dry_run(capsys, *argv)
+    assert code == 0, err
+    assert tags(out)[:4] == ["v1.0.1", "1.0.1", "1.0", "1"] and "latest" not in tags(out)
+    assert "latest: left out: 1.0.1 < v2.0.0, the highest version tag" in err

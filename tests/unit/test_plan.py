@@ -3,6 +3,7 @@ build command as data, and how git's answer is read."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from datetime import datetime
 
@@ -11,8 +12,8 @@ import pytest
 from ragbuild.cli import parse_build
 from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.plan import (Kind, Mode, Command, Config, GitInfo, Options, PushPlan, build_command, check_env, check_tag,
-                           describe_plan, format_created, format_timestamp, git_describe_command, human_size,
-                           inspect_command, make_plan, parse_build_arg, parse_git_describe,
+                           describe_plan, format_created, format_timestamp, human_size,
+                           inspect_command, make_plan, parse_build_arg, parse_git_repository, parse_git_status,
                            parse_registry, parse_version, plan_build_args, plan_tags)
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
@@ -360,28 +361,71 @@ def test_env_list_comes_from_config():
 # --- git ---------------------------------------------------------------------------------------
 
 
-def test_git_is_one_read_only_describe():
-    cmd = git_describe_command()
-    assert cmd.argv == ("git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*")
-    assert cmd.kind is Kind.QUERY and not cmd.check
+def test_git_queries_are_read_only_and_speak_english():
+    from ragbuild.plan import git_repository_command, git_short_sha_command, git_status_command
+
+    for cmd in (git_repository_command(), git_status_command(), git_short_sha_command("a" * 40)):
+        assert cmd.argv[0] == "git" and cmd.kind is Kind.QUERY and not cmd.check
+        assert dict(cmd.env)["LC_ALL"] == "C"
+    assert git_status_command().argv[1] == "--no-optional-locks"  # a query takes no index lock
+    assert git_short_sha_command("f" * 40).argv[-1] == "f" * 40 + "^{commit}"
 
 
-@pytest.mark.parametrize("returncode, stdout, stderr, info", [
-    (0, "a1b2c3d\n", "", GitInfo(sha="a1b2c3d")),
-    (0, "a1b2c3d-dirty\n", "", GitInfo(sha="a1b2c3d", dirty=True)),
-    # what git 2.39 prints (LC_ALL=C) outside a repository and in one without commits
-    (128, "", "fatal: not a git repository (or any of the parent directories): .git\n",
-     GitInfo(reason="not a git repository")),
-    (128, "", "fatal: bad revision 'HEAD'\n", GitInfo(reason="the git repository has no commits")),
+@pytest.mark.parametrize("returncode, stdout, stderr, answer", [
+    (0, "true\n/src/app\nfalse\n", "", ("/src/app", False)),
+    (0, "true\n/src/app\ntrue\n", "", ("/src/app", True)),
+    # what git 2.39 prints (LC_ALL=C) outside a repository
+    (128, "", "fatal: not a git repository (or any of the parent directories): .git\n", None),
+    (128, "", "fatal: not a git repository (or any parent up to mount point /mnt)\nStopping at "
+              "filesystem boundary (GIT_DISCOVERY_ACROSS_FILESYSTEM not set).\n", None),
+])
+def test_parse_git_repository(returncode, stdout, stderr, answer):
+    assert parse_git_repository(returncode, stdout, stderr) == answer
+
+
+@pytest.mark.parametrize("returncode, stdout, stderr, reason", [
     (128, "", "fatal: detected dubious ownership in repository at '/x'\nTo add an exception for "
               "this directory, call:\n\n\tgit config --global --add safe.directory /x\n",
-     GitInfo(reason="git describe failed: fatal: detected dubious ownership in repository at '/x'")),
-    (129, "", "error: unknown option `exclude=*'\nusage: git describe [<options>]\n",
-     GitInfo(reason="git describe failed: error: unknown option `exclude=*'")),
-    (1, "", "", GitInfo(reason="git describe failed: 1")),
+     "fatal: detected dubious ownership in repository at '/x'"),
+    (128, "", "fatal: unknown repository extension found:\n\tfoo\n",
+     "fatal: unknown repository extension found:"),
+    # a message that merely mentions a repository is not the not-a-repository answer
+    (128, "", "error: bad config line 1 in file .git/config\nfatal: not a git repository: .git\n",
+     "error: bad config line 1 in file .git/config"),
+    (129, "", "error: unknown option `is-shallow-repository'\n",
+     "error: unknown option `is-shallow-repository'"),
+    (1, "", "", "exit 1"),
+    # in the .git directory: no work tree, and git says why after its "false"
+    (128, "false\n", "fatal: this operation must be run in a work tree\n",
+     "fatal: this operation must be run in a work tree"),
+    # an exit 0 whose answer is not the three lines asked for is not trusted either
+    (0, "true\n/src/app\n", "", "incomplete answer"),
+    (0, "false\n/src/app\nfalse\n", "", "incomplete answer"),
 ])
-def test_parse_git_describe(returncode, stdout, stderr, info):
-    assert parse_git_describe(returncode, stdout, stderr) == info
+def test_parse_git_repository_fails_closed(returncode, stdout, stderr, reason):
+    from ragbuild.plan import GitUnreadable
+
+    with pytest.raises(GitUnreadable, match=re.escape(reason)):
+        parse_git_repository(returncode, stdout, stderr)
+
+
+def test_parse_git_status():
+    from fakes import git_status_output
+
+    text = git_status_output("c" * 40, changed=["src/app.py", "a b.txt"], untracked=["new.py", "dir/x"])
+    rename = "2 R. N... 100644 100644 100644 " + "0" * 40 + " " + "0" * 40 + " R100 new name\0old name\0"
+    unmerged = "u UU N... 100644 100644 100644 100644 " + " ".join(["0" * 40] * 3) + " both.txt\0"
+    assert parse_git_status(text + rename + unmerged) == (
+        "c" * 40, ("src/app.py", "a b.txt", "new name", "both.txt"), ("new.py", "dir/x"))
+    assert parse_git_status("# branch.oid (initial)\0# branch.head main\0? Dockerfile\0") == (
+        None, (), ("Dockerfile",))
+
+
+def test_parse_git_status_without_a_head_is_not_trusted():
+    from ragbuild.plan import GitUnreadable
+
+    with pytest.raises(GitUnreadable, match="no branch.oid"):
+        parse_git_status("")
 
 
 def test_git_info_tag_and_commit():

@@ -6,6 +6,7 @@ import os
 import logging
 from datetime import datetime
 
+import fakes
 import pytest
 
 from ragbuild import cli, ecr, push
@@ -67,6 +68,7 @@ def register_probe(fp, buildx=False):
     if buildx:
         help_text += "      --provenance string   Shorthand for \"--attest=type=provenance\"\n"
     docker(fp, "build", "--help", stdout=help_text)
+    fakes.register_registry_config(fp)  # asked after the login and repository checks
 
 
 def register_login(fp, host=ECR, seen=None):
@@ -263,9 +265,10 @@ def test_describe_repositories_json_is_read_with_its_exclusion_filters():
 
 
 def test_cred_helper_is_found_by_host():
+    """docker looks credHelpers up by the exact host key (config/configfile/file.go)."""
     helpers = {ECR: "ecr-login", "gcr.io": "gcloud", "bad.example": 7}
     assert DockerConfig(cred_helpers=helpers).cred_helper(ECR) == "ecr-login"
-    assert DockerConfig(cred_helpers={f"https://{ECR}": "ecr-login"}).cred_helper(ECR) == "ecr-login"
+    assert DockerConfig(cred_helpers={f"https://{ECR}": "ecr-login"}).cred_helper(ECR) is None
     assert DockerConfig(cred_helpers=helpers).cred_helper("other.example") is None
     assert DockerConfig(cred_helpers=helpers).cred_helper("bad.example") is None
     assert DockerConfig(cred_helpers={}).cred_helper(ECR) is None
@@ -368,7 +371,17 @@ def install_fake_helper(tmp_path, monkeypatch, name="ecr-login"):
     helper = bin_dir / f"docker-credential-{name}"
     helper.write_text("#!/bin/sh\nexit 1\n")
     helper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    monkeypatch.setenv("PATH", path)
+    from plumbum import local
+
+    monkeypatch.setitem(local.env, "PATH", path)  # plumbum's own copy, which it resolves on
+
+
+def register_helper_get(fp, name="ecr-login", stdout=None, returncode=0, stderr=""):
+    answer = json.dumps({"ServerURL": ECR, "Username": "AWS", "Secret": PASSWORD})
+    fp.register([fp.program(f"docker-credential-{name}"), "get"],
+                stdout=answer if stdout is None else stdout, returncode=returncode, stderr=stderr)
 
 
 def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_path, monkeypatch):
@@ -376,6 +389,7 @@ def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_pat
     install_fake_helper(tmp_path, monkeypatch)
     register_probe(fp)
     register_describe(fp, stdout=repository_json())
+    register_helper_get(fp)
     pushing = push.prepare(Runner(), build_plan())
     assert pushing.helper == "ecr-login"
     assert fp.call_count([fp.program("aws"), "ecr", "get-login-password", fp.any()]) == 0
@@ -392,7 +406,7 @@ def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
         push.prepare(Runner(), build_plan())
     message = str(err.value)
     assert "docker-credential-ecr-login, which credHelpers in" in message
-    assert "is not on PATH" in message
+    assert "is not installed (not on PATH)" in message and "amazon-ecr-credential-helper" in message
     assert fp.call_count([fp.program("aws"), fp.any()]) == 0  # no login, no pre-flight
 
 
@@ -400,7 +414,8 @@ def test_plain_registry_gets_no_login_and_no_preflight(fp):
     register_probe(fp)
     pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
     assert pushing.refs == tuple(refs_of(f"{PLAIN}/rag-worker"))
-    assert [c[1] for c in fp.calls] == ["build"]  # only the attestation probe ran
+    # the attestation probe and the daemon's registry configuration; no login, no aws
+    assert [c[1] for c in fp.calls] == ["build", "info"]
 
 
 @pytest.mark.parametrize("buildx", [True, False])
@@ -519,10 +534,9 @@ def test_pushes_each_ref_then_verifies_and_prints_the_digest_ref(fp, capsys):
     assert f"dev-{TS}: digest: {DIGEST}" in out  # tee: progress shown
 
 
-def test_loopback_registries_are_inspected_with_insecure():
-    assert "--insecure" in push.manifest_inspect_command("localhost:5000/r:dev", "localhost:5000").argv
-    assert "--insecure" in push.manifest_inspect_command("127.0.0.1:5000/r:dev", "127.0.0.1:5000").argv
-    ecr = push.manifest_inspect_command(f"{ECR}/r:dev", ECR)
+def test_the_daemons_insecure_registries_are_inspected_with_insecure():
+    assert "--insecure" in push.manifest_inspect_command("vm:5000/r:dev", True).argv
+    ecr = push.manifest_inspect_command(f"{ECR}/r:dev", False)
     assert "--insecure" not in ecr.argv
     assert ("DOCKER_CLI_EXPERIMENTAL", "enabled") in ecr.env
 
@@ -673,14 +687,16 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     assert lines[2] == (f"docker login --username AWS --password-stdin {ECR} "
                         "< <password from aws ecr get-login-password>")
     assert lines[3].startswith("aws ecr describe-repositories --repository-names rag-worker")
-    assert lines[4:8] == [f"docker push {ref}" for ref in plan.refs]
-    assert lines[8:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
+    assert lines[4] == "docker info --format '{{json .RegistryConfig}}'"
+    assert lines[5:9] == [f"docker push {ref}" for ref in plan.refs]
+    assert lines[9:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
                          for ref in plan.refs]
     assert PASSWORD not in out
     assert len(fp.calls) == 0  # not even the probe ran
     # what the dry run cannot know is said on stderr
     assert "a real run adds --provenance=false --sbom=false" in err
     assert "lists the repository's tags (aws ecr list-images)" in err
+    assert f"dry run: a real run would ask {ECR}/v2/ (HTTPS) whether it answers" in err
     assert "pushed and verified" not in err and "logged in" not in err  # a real run's findings
     assert not pushing.no_attestations
 
@@ -703,8 +719,9 @@ def test_buildx_plans_skip_the_attestation_probe(fp):
     fp.allow_unregistered(False)
     plan = build_plan(f"{PLAIN}/rag-worker", builder="remote")
     assert plan.buildx
+    fakes.register_registry_config(fp)
     assert push.prepare(Runner(), plan).no_attestations
-    assert len(fp.calls) == 0
+    assert [c[1] for c in fp.calls] == ["info"]  # the daemon's registry configuration only
 
 
 # --- through the CLI ---------------------------------------------------------------------------
@@ -719,8 +736,7 @@ def project(tmp_path, monkeypatch):
 
 
 def register_git(fp):
-    fp.register([fp.program("git"), "describe", "--always", "--dirty", "--abbrev=7",
-                 "--exclude=*"], stdout="abc1234\n")
+    fakes.register_git(fp, stdout="abc1234\n")
 
 
 def cli_build_argv(ref):

@@ -116,11 +116,11 @@ def test_dry_run_still_runs_read_only_queries(fp):
 def test_read_only_is_git_only_so_a_dry_run_starts_no_docker():
     """The probes a plan makes (buildx, attestations) are printed in a dry run, not run."""
     from ragbuild import push
-    from ragbuild.plan import buildx_version_command, git_describe_command, version_tags_command
+    from ragbuild.plan import buildx_version_command, git_status_command, version_tags_command
 
     assert not buildx_version_command().kind is Kind.QUERY
     assert not push.attestation_probe_command().kind is Kind.QUERY
-    assert git_describe_command().kind is Kind.QUERY and version_tags_command().kind is Kind.QUERY
+    assert git_status_command().kind is Kind.QUERY and version_tags_command().kind is Kind.QUERY
 
 
 def test_dry_run_warns_once_about_a_program_a_real_run_would_not_find(fp, monkeypatch, tmp_path):

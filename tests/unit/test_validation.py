@@ -1,5 +1,5 @@
 """Values that pass a first look but docker (or the end of the run) would refuse: each is exit 2
-with one line before git or docker runs (the read-only git describe aside), in a real run and
+with one line before git or docker runs (the read-only git queries aside), in a real run and
 in a dry run alike."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def run_main(argv, capsys):
 
 def assert_refused(argv, fragment, strict_fp, capsys):
     for dry in ([], ["--dry-run"]):
-        register_git(strict_fp)  # the one read-only git describe, in each run
+        register_git(strict_fp)  # the read-only git queries, in each run
         code, out, err = run_main(argv + dry, capsys)
         assert code == 2, err
         assert err.startswith("error: ") and err.count("\n") == 1, err
@@ -180,7 +180,7 @@ def test_a_metadata_path_that_cannot_be_written_stops_before_git(argv, fragment,
     strict_fp.allow_unregistered(False)
     code, out, err = run_main(["--env", "dev", *argv], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err, err
-    assert len(strict_fp.calls) == 0  # not even git describe
+    assert len(strict_fp.calls) == 0  # not even git
 
 
 def test_a_metadata_directory_that_is_not_writable_stops_before_git(project, strict_fp, capsys,

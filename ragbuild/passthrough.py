@@ -1,0 +1,148 @@
+"""docker build options ragbuild does not model, passed to the build as given.
+
+Two ways in: the named flags ``--secret SPEC`` and ``--ssh SPEC`` (repeatable, docker's own
+spelling), and every word after ``--`` (``... --env dev -- --network host --target runtime``).
+Both reach ``docker build`` / ``docker buildx build`` unchanged, before the context, and are shown
+in the printed plan, the dry run and the metadata file. Pure: nothing here runs or reads.
+
+An option ragbuild already models, or one that would break what it promises (every tag built,
+loaded into the local store, pushed and verified by ragbuild, no attestation index for
+SageMaker), is refused (exit 2) with one line naming ragbuild's own flag or the reason.
+
+Secret values never reach a command line: docker's ``--secret`` names a file (``src=``) or an
+environment variable (``env=``) that the docker client reads itself
+(https://docs.docker.com/build/building/secrets/), so the spec is safe to print. A message about a
+bad spec names the field, never the spec's text.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ragbuild.errors import UsageError
+
+#: Fields of a ``--secret`` spec, as docker's client parses it (buildx build/secrets.go):
+#: ``type=file|env``, ``id``, ``src``/``source``, ``env``.
+SECRET_FIELDS = ("type", "id", "src", "source", "env")
+SECRET_TYPES = ("file", "env")
+
+_OWN = "ragbuild models it: use its own {flag} (before --)"
+#: Options after ``--`` that are refused, with why. Long names; short ones are aliased below.
+REFUSED = {
+    "--tag": "ragbuild sets the tags (add one with its own --tag, before --)",
+    "--push": "ragbuild pushes and verifies every tag itself (its own --push, before --)",
+    "--output": "the image must land in the local image store (or be pushed by ragbuild's "
+                "--push) for the summary, smoke test, scan and push that follow the build",
+    "--load": "ragbuild chooses --load or --push for a buildx build",
+    "--file": "ragbuild's -f names the Dockerfile: its context and git checks read that file",
+    "--build-arg": "use ragbuild's --build-arg (before --): it keeps its reserved names and "
+                   "hides secret values in every printout",
+    "--provenance": "ragbuild turns attestations off when it pushes (SageMaker refuses an image "
+                    "index with attestations)",
+    "--sbom": "ragbuild turns attestations off when it pushes (SageMaker refuses an image index "
+              "with attestations)",
+    "--attest": "ragbuild turns attestations off when it pushes (SageMaker refuses an image "
+                "index with attestations)",
+    **{flag: _OWN.format(flag=flag) for flag in (
+        "--platform", "--builder", "--cache-from", "--cache-to", "--pull", "--no-cache",
+        "--secret", "--ssh")},
+}
+SHORT = {"-t": "--tag", "-o": "--output", "-f": "--file"}
+#: Labels ragbuild sets itself (plan.py), refused as ``--label KEY=...`` after ``--``.
+OWN_LABELS = ("org.opencontainers.image.created", "org.ragbuild.repository")
+
+
+def check_secret(spec: str) -> str:
+    """One ``--secret`` spec, checked the way docker's client reads it; the spec is returned
+    unchanged. UsageError names the field that is wrong, never the text given."""
+    fields = {}
+    for part in spec.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in SECRET_FIELDS:
+            shown = f" {key!r}" if eq and key.isidentifier() else ""
+            raise UsageError(f"--secret: unknown field{shown} (docker takes id=NAME with "
+                             "env=VARIABLE or src=PATH, and type=env|file); the value itself "
+                             "never goes on the command line")
+        fields[key] = value
+    if fields.get("type", "file") not in SECRET_TYPES:
+        raise UsageError("--secret: type must be env or file")
+    if not (fields.get("id") or fields.get("src") or fields.get("source") or fields.get("env")):
+        raise UsageError("--secret needs id=NAME (the RUN --mount=type=secret,id=NAME it serves) "
+                         "with env=VARIABLE or src=PATH")
+    return spec
+
+
+def check_ssh(spec: str) -> str:
+    """One ``--ssh`` spec: ``default``, or ``ID[=SOCKET|KEY[,KEY...]]``, as docker reads it."""
+    ident = spec.split("=", 1)[0]
+    if not ident or any(c.isspace() or c == "," for c in ident):
+        raise UsageError(f"--ssh {spec!r} is not default or ID[=SOCKET|KEY[,KEY...]]")
+    return spec
+
+
+def option_name(word: str) -> Optional[str]:
+    """The docker option a word after ``--`` spells (``--network=host`` -> ``--network``,
+    ``-tname`` -> ``--tag``), or None for a value."""
+    if word.startswith("--") and len(word) > 2:
+        return word.split("=", 1)[0]
+    if word.startswith("-") and len(word) > 1 and not word[1].isdigit():
+        return SHORT.get(word[:2], word[:2])
+    return None
+
+
+def check_extra(words: Sequence[str]) -> tuple:
+    """The words after ``--``, refusing the options in ``REFUSED`` (and ``--label`` of a label
+    ragbuild sets). A value is never quoted back: it may be one a user meant to keep."""
+    words = tuple(words)
+    if "--" in words:
+        raise UsageError("a second -- after -- would end docker's options: give the docker build "
+                         "options once, after one --")
+    for i, word in enumerate(words):
+        name = option_name(word)
+        if name is None:
+            continue
+        if name in REFUSED:
+            shown = word.split("=", 1)[0] if word.startswith("--") else word[:2]  # as typed
+            raise UsageError(f"{shown} after -- is refused: {REFUSED[name]}")
+        if name == "--label":
+            value = word.split("=", 1)[1] if "=" in word else (
+                words[i + 1] if i + 1 < len(words) else "")
+            if value.split("=", 1)[0] in OWN_LABELS:
+                raise UsageError(f"--label {value.split('=', 1)[0]} after -- is refused: ragbuild "
+                                 "sets that label itself")
+    return words
+
+
+def build_words(secrets: Sequence[str] = (), ssh: Sequence[str] = (),
+                extra: Sequence[str] = ()) -> tuple:
+    """The docker build words, in order: each ``--secret``, each ``--ssh``, then the rest."""
+    words = []
+    for spec in secrets:
+        words += ["--secret", check_secret(spec)]
+    for spec in ssh:
+        words += ["--ssh", check_ssh(spec)]
+    return tuple(words) + check_extra(extra)
+
+
+def describe(secrets: Sequence[str] = (), ssh: Sequence[str] = (),
+             extra: Sequence[str] = ()) -> list:
+    """The plan's lines: what each secret reads (never its value), the ssh forwards, the rest."""
+    lines = []
+    for spec in secrets:
+        fields = dict(part.partition("=")[::2] for part in spec.split(","))
+        source = (f"from ${fields['env']}" if fields.get("env")
+                  else f"from file {fields.get('src') or fields.get('source')}"
+                  if fields.get("src") or fields.get("source")
+                  else f"from ${fields.get('id')} or file {fields.get('id')}")
+        lines.append(f"secret: {fields.get('id') or '(from src)'} {source} (value never printed; "
+                     "mount it with RUN --mount=type=secret)")
+    for spec in ssh:
+        lines.append(f"ssh: {spec} (RUN --mount=type=ssh)")
+    if extra:
+        import shlex
+
+        from ragbuild.plan import redact_argv
+
+        lines.append(f"docker build options (after --): {shlex.join(redact_argv(extra))}")
+    return lines

@@ -1,0 +1,153 @@
+"""docker build options the port does not model (issue 11 (c)): --secret and --ssh by name,
+everything else after --; each shown in the plan, the dry run and the metadata, secret values
+never; options that would break ragbuild's guarantees refused with one line."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from fakes import GIT_QUERIES, docker_calls, register_git
+from ragbuild import cli
+
+TOKEN = "pypi-AgEIcHlwaS5vcmcCJDk1ZTk3NDRkLTI4"  # a value that must never be printed
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def build_words(out):
+    return shlex.split(out.splitlines()[0])
+
+
+def test_secret_ssh_and_options_after_dashes_reach_the_build_in_order(project, strict_fp, capsys,
+                                                                      monkeypatch):
+    monkeypatch.setenv("PIP_TOKEN", TOKEN)
+    code, out, err = run(capsys, "--env", "dev", "--dry-run",
+                         "--secret", "id=pip_token,env=PIP_TOKEN",
+                         "--secret", "id=npmrc,src=/home/u/.npmrc", "--ssh", "default",
+                         "--", "--network", "host", "--target=runtime", "--add-host",
+                         "mirror:10.0.0.5")
+    assert code == 0, err
+    words = build_words(out)
+    assert words[words.index("--secret"):] == [
+        "--secret", "id=pip_token,env=PIP_TOKEN", "--secret", "id=npmrc,src=/home/u/.npmrc",
+        "--ssh", "default", "--network", "host", "--target=runtime", "--add-host",
+        "mirror:10.0.0.5", "."]
+    plan = err.splitlines()
+    assert ("secret: pip_token from $PIP_TOKEN (value never printed; mount it with "
+            "RUN --mount=type=secret)") in plan
+    assert any(line.startswith("secret: npmrc from file /home/u/.npmrc") for line in plan)
+    assert "ssh: default (RUN --mount=type=ssh)" in plan
+    assert ("docker build options (after --): --network host --target=runtime --add-host "
+            "mirror:10.0.0.5") in plan
+    assert TOKEN not in out + err
+
+
+def test_a_real_run_passes_them_and_the_metadata_records_them(project, strict_fp, capsys,
+                                                              monkeypatch, tmp_path):
+    monkeypatch.setenv("PIP_TOKEN", TOKEN)
+    build = strict_fp.register([strict_fp.program("docker"), "build", strict_fp.any()])
+    listed = json.dumps([f"rag-worker:{t}" for t in ("dev-20231203-143022", "dev", "git-a1b2c3d",
+                                                     "latest")])
+    strict_fp.register([strict_fp.program("docker"), "image", "inspect", strict_fp.any()],
+                       stdout=f"sha256:0123 151234567 {listed} null\n")
+    meta = tmp_path / "build.json"
+    code, out, err = run(capsys, "--env", "dev", "--metadata-file", str(meta),
+                         "--secret", "id=pip_token,env=PIP_TOKEN", "--ssh", "default", "--",
+                         "--network=host")
+    assert code == 0, err
+    argv = list(build.calls[0].args)
+    assert argv[-6:] == ["--secret", "id=pip_token,env=PIP_TOKEN", "--ssh", "default",
+                         "--network=host", "."]
+    doc = json.loads(meta.read_text())
+    assert doc["build_options"] == ["--secret", "id=pip_token,env=PIP_TOKEN", "--ssh", "default",
+                                    "--network=host"]
+    assert TOKEN not in out + err + meta.read_text()
+    # the push hint keeps docker's options after -- and --push before it
+    hint = [line for line in err.splitlines() if line.startswith("push it: ")][0]
+    assert hint.endswith("--registry '<registry>/<repository>' --push -- --network=host")
+
+
+def test_url_credentials_in_a_passed_option_are_hidden(project, strict_fp, capsys):
+    code, out, err = run(capsys, "--env", "dev", "--dry-run", "--",
+                         "--build-context", "src=https://bot:ghp_secret@git.example/x.git")
+    assert code == 0, err
+    assert "ghp_secret" not in out + err
+    assert "src=https://***@git.example/x.git" in out
+
+
+@pytest.mark.parametrize("words, shown", [
+    (["-t", "other:tag"], "-t after -- is refused: ragbuild sets the tags"),
+    (["-tother:tag"], "-t after -- is refused"),
+    (["--tag=x:y"], "--tag after -- is refused"),
+    (["--push"], "--push after -- is refused: ragbuild pushes and verifies"),
+    (["-o", "type=local,dest=out"], "-o after -- is refused: the image must land"),
+    (["--output=type=tar,dest=x.tar"], "--output after -- is refused"),
+    (["--load"], "--load after -- is refused"),
+    (["-f", "Other.Dockerfile"], "-f after -- is refused: ragbuild's -f names the Dockerfile"),
+    (["--file=Other"], "--file after -- is refused"),
+    (["--platform", "linux/arm64"], "--platform after -- is refused: ragbuild models it: use "
+                                    "its own --platform (before --)"),
+    (["--no-cache"], "--no-cache after -- is refused: ragbuild models it"),
+    (["--provenance=true"], "--provenance after -- is refused: ragbuild turns attestations off"),
+    (["--attest", "type=sbom"], "--attest after -- is refused"),
+    (["--label", "org.ragbuild.repository=x"], "--label org.ragbuild.repository after -- is "
+                                               "refused: ragbuild sets that label itself"),
+    (["--network", "host", "--", "-t", "x"], "a second -- after --"),
+])
+def test_options_that_would_break_ragbuilds_guarantees_are_refused(project, strict_fp, capsys,
+                                                                   words, shown):
+    code, out, err = run(capsys, "--env", "dev", "--", *words)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert shown in err
+    assert docker_calls(strict_fp) == 0
+
+
+def test_a_refused_build_arg_after_dashes_does_not_echo_its_value(project, strict_fp, capsys):
+    code, out, err = run(capsys, "--env", "dev", "--", "--build-arg", f"PIP_TOKEN={TOKEN}")
+    assert code == 2 and TOKEN not in out + err
+    assert "--build-arg after -- is refused: use ragbuild's --build-arg" in err
+
+
+@pytest.mark.parametrize("spec, message", [
+    (f"id=pip,value={TOKEN}", "--secret: unknown field 'value'"),
+    (TOKEN, "--secret: unknown field"),
+    ("id=pip,type=inline", "--secret: type must be env or file"),
+    ("type=env", "--secret needs id=NAME"),
+])
+def test_bad_secret_specs_are_refused_without_echoing_them(project, strict_fp, capsys, spec,
+                                                           message):
+    code, out, err = run(capsys, "--env", "dev", "--dry-run", "--secret", spec)
+    assert code == 2 and out == ""
+    assert message in err and TOKEN not in err
+
+
+def test_a_stray_word_is_still_an_unrecognized_argument(project, strict_fp, capsys):
+    code, _, err = run(capsys, "--env", "dev", "network")
+    assert code == 2 and "unrecognized arguments: network" in err and "after --" in err
+
+
+def test_without_passed_options_the_build_command_is_unchanged(project, strict_fp, capsys):
+    code, out, _ = run(capsys, "--env", "dev", "--dry-run")
+    assert code == 0 and build_words(out)[-2:] == ["org.ragbuild.repository=rag-worker", "."]
+
+
+def test_help_lists_secret_ssh_and_dashes(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--secret SPEC" in out and "--ssh SPEC" in out and "DOCKER-BUILD-OPTION" in out
+    assert "given after --: every word after --" in out
+    assert "id=pip_token,env=PIP_TOKEN" in out
+
+
+def test_the_secret_build_arg_warning_names_ragbuilds_own_secret_flag(project, strict_fp, capsys):
+    code, _, err = run(capsys, "--env", "dev", "--dry-run", "--build-arg", "PIP_TOKEN=x")
+    assert code == 0
+    assert "pass it with --secret id=NAME,env=VARIABLE" in err
