@@ -232,6 +232,8 @@ def _git_fix(reason: str) -> str:
 def check_plan(doc: Doctor) -> list:
     """The build's own checks of the flags, the paths and the plan (see prepare)."""
     if doc.plan is None:
+        if doc.plan_error is not None and doc.plan_error == doc.git_error:
+            return [Finding(PROBLEM, "plan", "not made: git failed (above)")]
         return [Finding(PROBLEM, "plan", doc.plan_error or "no plan")]
     return [Finding(OK, "plan", f"--env {doc.plan.env}: {len(doc.plan.refs)} tags, first "
                                 f"{doc.plan.primary}")]
