@@ -54,13 +54,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # require runAsNonRoot can verify it). The code stays root-owned and
 # read-only to it.
 # `serve`: SageMaker starts containers as `docker run IMAGE serve`, which
-# replaces CMD; this script makes that start the same server as CMD does.
+# replaces CMD; src/rag_worker/serve starts the same server as CMD does. Its
+# mode is set here, in the image: git may well keep it as 0644, and then
+# `serve` would be "executable file not found in $PATH" (exit 127) on
+# SageMaker. (RUN chmod, not COPY --chmod: a plain non-BuildKit
+# `docker build .` refuses --chmod.) `ragbuild --smoke-test` starts the image
+# this same way.
+COPY src/rag_worker/serve /usr/local/bin/serve
 RUN groupadd --system --gid 10001 ragworker \
  && useradd --system --uid 10001 --gid ragworker --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin ragworker \
- && printf '%s\n' '#!/bin/sh' \
-        'exec uvicorn src.rag_worker.inference:app --host 0.0.0.0 --port 8080 "$@"' \
-        > /usr/local/bin/serve \
  && chmod 0755 /usr/local/bin/serve
 
 WORKDIR /app

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import sys
 import traceback
 from typing import TYPE_CHECKING, Callable, Mapping, NoReturn, Optional, Sequence, TypeVar
 
-from ragbuild.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RagbuildError, UsageError
+from ragbuild.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, RagbuildError, Stopped, UsageError, signal_of
 
 if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
     from ragbuild.channels import LatestPolicy
@@ -44,7 +43,9 @@ environment variables (what each one does: docs/configuration.md):
 
 exit status (README.md, "Exit status"):
   0 success, 1 a command failed, 2 bad usage or input (nothing was run), 3 a bug in ragbuild
-  (please report it), 130 interrupted, 141 stdout closed early (e.g. --dry-run | head -1)
+  (please report it), 141 stdout closed early (e.g. --dry-run | head -1); a signal: 128 + its
+  number after the same cleanup (130 Ctrl-C/SIGINT, 143 SIGTERM, 129 SIGHUP): child stopped,
+  container removed, metadata written as interrupted (docs/lifecycle.md)
 
 examples:
   %(prog)s --env dev
@@ -89,11 +90,24 @@ def _number(convert: Callable[[str], N], accept: Callable[[N], bool],
     return parse
 
 
-_megabytes = _number(float, lambda v: v >= 0, "a number of megabytes (0 or more)")
 _port = _number(int, lambda v: 1 <= v <= 65535, "a port number (1-65535)")
-# nan or inf would wait forever
-_seconds = _number(float, lambda v: math.isfinite(v) and v > 0, "a number of seconds (more than 0)")
 _lines = _number(int, lambda v: v >= 0, "a number of lines (0 or more)")
+
+
+def _limit(key: str) -> Callable[[str], float]:
+    """The argparse type of a limit (limits.py), the same check setup.cfg's value gets."""
+    from ragbuild.limits import BY_KEY
+
+    setting = BY_KEY[key]
+    return _number(setting.convert, setting.accept, setting.what)
+
+
+def _limit_help(key: str) -> str:
+    from ragbuild.limits import BY_KEY, default_text
+
+    setting = BY_KEY[key]
+    return (f"{setting.help} (default: {key} in setup.cfg [ragbuild], else "
+            f"{default_text(setting)})")
 
 
 def build_parser() -> ArgumentParser:
@@ -144,6 +158,10 @@ def build_parser() -> ArgumentParser:
     push.add_argument("--skip-existing-immutable", action="store_true",
                       help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten "
                            "out of the push")
+    push.add_argument("--push-attempts", metavar="N", type=_limit("push-attempts"),
+                      help=_limit_help("push-attempts"))
+    push.add_argument("--push-backoff", metavar="SECONDS", type=_limit("push-backoff"),
+                      help=_limit_help("push-backoff"))
 
     safety = parser.add_argument_group(
         "safety", "checks that stop a run before anything is pushed (docs/context-guard.md, "
@@ -151,10 +169,17 @@ def build_parser() -> ArgumentParser:
     safety.add_argument("--allow-dirty", action="store_true",
                         help="allow a prod build from a tree with uncommitted changes")
     safety.add_argument("--smoke-test", action="store_true",
-                        help="after the build, run the image and check /health before anything is pushed")
-    safety.add_argument("--context-warn-mb", metavar="MB", type=_megabytes, default=100.0,
-                        help="warn, naming the largest entries, when the build context (after "
-                             ".dockerignore) exceeds MB megabytes (default: 100; 0: never)")
+                        help="after the build, start the image as SageMaker does (docker run IMAGE "
+                             "serve), wait for GET /ping on 8080, check /health, before anything "
+                             "is pushed (docs/lifecycle.md)")
+    safety.add_argument("--smoke-command", metavar="CMD",
+                        help="what --smoke-test starts: docker run IMAGE CMD, then GET /ping on "
+                             "port 8080 (default: smoke-command in setup.cfg [ragbuild], else "
+                             "'serve', as SageMaker starts the image)")
+    safety.add_argument("--smoke-timeout", metavar="SECONDS", type=_limit("smoke-timeout"),
+                        help=_limit_help("smoke-timeout"))
+    safety.add_argument("--context-warn-mb", metavar="MB", type=_limit("context-warn-mb"),
+                        help=_limit_help("context-warn-mb"))
     safety.add_argument("--allow-secrets", action="store_true",
                         help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
                              "or .pypirc with a token) in the build context instead of refusing")
@@ -259,7 +284,9 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
                    ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
                    cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull,
                    secrets=tuple(ns.secrets), ssh=tuple(ns.ssh),
-                   docker_options=tuple(docker_options))
+                   docker_options=tuple(docker_options),
+                   smoke_command=ns.smoke_command, smoke_timeout=ns.smoke_timeout,
+                   push_attempts=ns.push_attempts, push_backoff=ns.push_backoff)
 
 
 def cmd_build(argv: list[str]) -> int:
@@ -332,27 +359,38 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
 
 
 def smoke_parser() -> ArgumentParser:
-    from ragbuild import smoke
 
-    parser = sub_parser("smoke", "Start IMAGE on a free local port, wait for /health and check what it "
-                                 "reports; the container is always removed. Exit 1 on failure.")
+    parser = sub_parser("smoke", "Start IMAGE as SageMaker does (docker run IMAGE serve, port 8080) "
+                                 "on a free local port, wait for GET /ping to answer 200, check "
+                                 "what /health reports; the container is always removed. Exit 1 "
+                                 "on failure.")
     parser.add_argument("image", help="image reference, e.g. rag-worker:dev")
     parser.add_argument("--expect-version", help="version /health must report")
     parser.add_argument("--expect-env", help="environment /health must report")
     parser.add_argument("--expect-commit", help="git commit /health must report")
-    parser.add_argument("--timeout", type=_seconds, default=smoke.DEFAULT_TIMEOUT,
-                        help="seconds to wait for /health (default: %(default)s)")
+    parser.add_argument("--timeout", metavar="SECONDS", type=_limit("smoke-timeout"),
+                        help=_limit_help("smoke-timeout"))
+    parser.add_argument("--command", metavar="CMD",
+                        help="start the image as docker run IMAGE CMD (default: smoke-command in "
+                             "setup.cfg [ragbuild], else 'serve', SageMaker's)")
     return parser
 
 
 def cmd_smoke(argv: list[str]) -> int:
     from ragbuild import manage, smoke
+    from ragbuild.config import load_config
+    from ragbuild.plan import check_start_command
     from ragbuild.runner import make_runner
 
     ns = smoke_parser().parse_args(argv)
     manage.check_image_ref(ns.image)
-    expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit)
-    smoke.run(make_runner(ns.dry_run), expect, timeout=ns.timeout)
+    config = load_config()
+    command = check_start_command(config.smoke_command if ns.command is None else ns.command,
+                                  "--command")
+    expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit,
+                               command=command)
+    timeout = config.limits.override(smoke_timeout=ns.timeout).smoke_timeout
+    smoke.run(make_runner(ns.dry_run), expect, timeout=timeout)
     return EXIT_OK
 
 
@@ -513,6 +551,16 @@ def _error(message: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from ragbuild import signals
+
+    previous = signals.install()  # SIGTERM and SIGHUP get Ctrl-C's cleanup, and exit 128 + N
+    try:
+        return _main(argv)
+    finally:
+        signals.restore(previous)
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     global PROG
     PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -525,9 +573,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RagbuildError as err:
         _error(str(err))
         return err.exit_code
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP outside any child (Stopped)
+        _error(str(stop) if isinstance(stop, Stopped) else "interrupted")
+        return 128 + signal_of(stop)
     except BrokenPipeError:
         # stdout's reader is gone (`| head -1`): nothing more can be said there, and Python's
         # final flush would fail again, so stdout becomes /dev/null (the recipe of the Python docs)

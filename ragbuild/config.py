@@ -5,6 +5,11 @@ directory, where the Dockerfile is), e.g.::
     image-name = rag-worker
     environments = dev, staging, prod
     scan-command = grype {image} --fail-on high
+    smoke-command = serve
+    smoke-timeout = 120
+
+Limits (``smoke-timeout``, ``push-attempts``, ``push-backoff``, ``context-warn-mb``) are listed
+with their defaults in limits.py; the flag of the same name beats the setting.
 
 No setup.cfg means the defaults. A setup.cfg that exists but cannot be used (unreadable, a
 directory, not UTF-8, not INI) is refused in one line (exit 2), never silently ignored. Values
@@ -18,9 +23,12 @@ import os
 from typing import Optional
 
 from ragbuild.errors import UsageError
-from ragbuild.plan import DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, Config, check_image_name, check_tag
+from ragbuild.limits import SETTINGS, Limits
+from ragbuild.plan import (DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, DEFAULT_SMOKE_COMMAND, Config,
+                           check_image_name, check_start_command, check_tag)
 
-KNOWN = ("image-name", "environments", "scan-command")
+KNOWN = ("image-name", "environments", "scan-command", "smoke-command",
+         *(setting.key for setting in SETTINGS))
 
 
 def read_text(path: str) -> Optional[str]:
@@ -70,5 +78,20 @@ def load_config(directory: str = ".") -> Config:
         check_tag(env, f"{where} environments:")
     image_name = section.get("image-name", DEFAULT_IMAGE_NAME).strip()
     check_image_name(image_name, f"{where} image-name")
+    smoke_command = section.get("smoke-command", DEFAULT_SMOKE_COMMAND).strip()
+    check_start_command(smoke_command, f"{where} smoke-command")
     return Config(image_name=image_name, environments=envs or DEFAULT_ENVIRONMENTS,
-                  scan_command=scan_command)
+                  scan_command=scan_command, smoke_command=smoke_command,
+                  limits=read_limits(section, where))
+
+
+def read_limits(section, where: str) -> Limits:
+    """The limits setup.cfg sets (limits.py's table), each checked as its flag is."""
+    given = {}
+    for setting in SETTINGS:
+        if setting.key in section:
+            try:
+                given[setting.field] = setting.parse(section[setting.key].strip())
+            except ValueError as err:
+                raise UsageError(f"{where} {setting.key}: {err}") from None
+    return Limits().override(**given)

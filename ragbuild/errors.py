@@ -4,6 +4,7 @@ The CLI catches ``RagbuildError`` once and prints ``error: <message>``; nothing 
 package prints errors or calls ``sys.exit``.
 """
 
+import signal
 from typing import Optional
 
 EXIT_OK = 0
@@ -59,7 +60,45 @@ class ScanFailed(RagbuildError):
     """The vulnerability scanner exited non-zero (findings, or its own failure): no push."""
 
 
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class Stopped(KeyboardInterrupt):
+    """A signal (SIGINT, SIGTERM, SIGHUP) arrived: what the handlers ``signals.install`` (called
+    by ``cli.main``) raise in the main thread. A KeyboardInterrupt, so every cleanup Ctrl-C runs (each ``except
+    KeyboardInterrupt`` and ``finally``) runs for it too; ``signum`` gives the exit status,
+    128 + the signal number, as a shell reports a process a signal ended (143 for SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    def __str__(self) -> str:
+        return interrupted_text(self.signum)
+
+
+def signal_of(stop: BaseException) -> int:
+    """The signal behind an interruption: a ``Stopped``'s or ``Interrupted``'s, else SIGINT
+    (Python's own KeyboardInterrupt is Ctrl-C)."""
+    return getattr(stop, "signum", signal.SIGINT)
+
+
+def interrupted_text(signum: int) -> str:
+    """``interrupted`` for Ctrl-C, ``interrupted by SIGTERM`` for another signal."""
+    return "interrupted" if signum == signal.SIGINT else f"interrupted by {signal_name(signum)}"
+
+
 class Interrupted(RagbuildError):
-    """Ctrl-C: the child was terminated and reaped."""
+    """A signal (Ctrl-C's SIGINT, SIGTERM, SIGHUP) stopped the run after the child was
+    terminated and reaped; exit status 128 + the signal number (130, 143, 129)."""
 
     exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str = "", *, signum: int = signal.SIGINT):
+        super().__init__(message or interrupted_text(signum))
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum

@@ -220,7 +220,7 @@ def check(runner: Runner, plan: BuildPlan) -> ContextReport:
     applied = f"after {report.ignore_file}" if report.ignore_file else "(no .dockerignore)"
     runner.log(f"build context {options.context}: {_files(report.files)}, "
                f"{human_size(report.bytes)} {applied}")
-    limit = options.context_warn_mb  # MB of 10^6 bytes, as human_size counts; 0: never
+    limit = plan.limits.context_warn_mb  # MB of 10^6 bytes, as human_size counts; 0: never
     if limit and report.bytes > limit * 1e6:
         runner.log(f"warning: the build context is {human_size(report.bytes)}, more than "
                    f"{limit:g}MB (--context-warn-mb); docker sends all of it before building. "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from ragbuild import signals
 from ragbuild.errors import CommandFailed, UsageError
 from ragbuild.plan import REPOSITORY_LABEL, Command, Kind, Mode
 from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
@@ -30,10 +31,87 @@ def check_image_ref(ref: str, source: str = "IMAGE") -> str:
     return ref
 
 
+def inspect_local_command(name: str, port: int) -> Command:
+    """Whether ``name`` exists, runs, and which host ports it publishes. A dry run takes it to
+    exist, running on another port."""
+    return Command(("docker", "container", "inspect", "--format",
+                    "{{.State.Running}} {{json .HostConfig.PortBindings}}", name), check=False,
+                   kind=Kind.PROBE, assume="true {}",
+                   dry_note=f"a real run stops {name} before starting the new one only when it "
+                            f"publishes port {port} itself, and starts it again if the new one "
+                            "fails")
+
+
+def published_ports(bindings_json: str) -> set:
+    """``{"8080/tcp":[{"HostIp":"","HostPort":"19090"}]}`` -> ``{19090}``."""
+    try:
+        bindings = json.loads(bindings_json or "null") or {}
+    except ValueError:
+        return set()
+    ports = set()
+    for entries in bindings.values() if isinstance(bindings, dict) else ():
+        for entry in entries or ():
+            port = str((entry or {}).get("HostPort") or "")
+            if port.isdigit():
+                ports.add(int(port))
+    return ports
+
+
+#: How docker says a published port is in use: by another container ("port is already
+#: allocated") or by another process ("bind: address already in use").
+PORT_TAKEN_MARKERS = ("port is already allocated", "address already in use")
+
+
+def temporary_name(name: str) -> str:
+    import secrets
+
+    return f"{name}-new-{secrets.token_hex(4)}"
+
+
 def run_local(runner, image: str, *, port: int, name: str = LOCAL_CONTAINER) -> None:
-    """Replace the local container with a fresh one of IMAGE on PORT (detached)."""
-    runner.run(Command(("docker", "rm", "-f", name), check=False))
-    runner.run(Command(("docker", "run", "-d", "--name", name, "-p", f"{port}:8080", image)))
+    """Replace the local container with a fresh one of IMAGE on PORT (detached), or change
+    nothing: the new container is created under a temporary name and started before the old one
+    is removed, so a failed start (a taken port, a missing image) leaves the old one serving and
+    no container behind. Only when the old one holds PORT itself is it stopped first, and started
+    again if the new one fails. A signal midway rolls back the same way."""
+    temporary = temporary_name(name)
+    old = runner.run(inspect_local_command(name, port))
+    running, _, bindings = old.stdout.strip().partition(" ")
+    exists = old.ok
+    holds_port = exists and running == "true" and port in published_ports(bindings)
+    stopped = created = replaced = False
+    try:
+        made = runner.run(Command(("docker", "create", "--name", temporary, "-p", f"{port}:8080",
+                                   image), check=False))
+        created = True  # docker create may leave a container even when it fails
+        if not made.ok:
+            raise CommandFailed(_start_failure(made, port, name, exists, image),
+                                returncode=made.returncode)
+        if holds_port:
+            runner.run(Command(("docker", "stop", name)))
+            stopped = True
+        started = runner.run(Command(("docker", "start", temporary), check=False))
+        if not started.ok:
+            raise CommandFailed(_start_failure(started, port, name, exists, image),
+                                returncode=started.returncode)
+        if exists:
+            runner.run(Command(("docker", "rm", "-f", name), check=False))
+        replaced = True  # the new one runs and the old one is gone: no way back, only forward
+        renamed = runner.run(Command(("docker", "rename", temporary, name), check=False))
+        if not renamed.ok:
+            raise CommandFailed(f"{image} is running as {temporary}, and renaming it to {name} "
+                                f"failed: {docker_reason(renamed)}; rename it with docker rename "
+                                f"{temporary} {name}", returncode=renamed.returncode)
+    except BaseException:  # a failure or a signal before the swap: back to how it was
+        if replaced:
+            raise
+        with signals.deferred():  # a second signal waits until the rollback is done
+            if created:
+                runner.run(Command(("docker", "rm", "-f", temporary), check=False))
+            if stopped and not runner.run(Command(("docker", "start", name), check=False)).ok:
+                runner.log(f"warning: {name} was stopped to free port {port} and could not be "
+                           f"started again: docker start {name}")
+        raise
     runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
                   "logs: make logs; stop: docker rm -f " + name)
 
@@ -57,6 +135,30 @@ def shell(runner: "Runner", image: str, *, tty: bool) -> int:
     """Run the shell; its exit status (a signal as 128 + its number, as a shell reports it)."""
     result = runner.run(shell_command(image, tty=tty))
     return 128 - result.returncode if result.returncode < 0 else result.returncode
+
+
+#: Lines docker adds after the reason: ``docker run``'s "See 'docker run --help'.", ``docker
+#: start``'s "Error: failed to start containers: NAME".
+DOCKER_TRAILERS = ("See 'docker ", "Error: failed to start containers")
+
+
+def docker_reason(result) -> str:
+    """The one line of a failed docker command's output that says why (the daemon's, on
+    stderr), or its exit status when it said nothing."""
+    text = result.stderr if result.stderr.strip() else result.stdout  # run -d: stdout is the id
+    said = [line.strip() for line in text.splitlines() if line.strip()]
+    why = [line for line in said if not line.startswith(DOCKER_TRAILERS)]
+    return (why or said or [f"exit {result.returncode}"])[-1]
+
+
+def _start_failure(result, port: int, name: str, exists: bool, image: str) -> str:
+    reason = docker_reason(result)
+    kept = (f"nothing changed: {name} is as it was" if exists
+            else "nothing changed: no container was left")
+    if any(marker in reason.lower() for marker in PORT_TAKEN_MARKERS):
+        return (f"port {port} is taken (docker: {reason}); pass --port with a free port, e.g. "
+                f"run --port {port + 1 if port < 65535 else port - 1}; {kept}")
+    return f"cannot start {image} as {name}: {reason}; {kept}"
 
 
 def logs(runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
@@ -130,19 +232,14 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
     deleted = {image.get("Id") for image in images
                if image.get("RepoTags") and len(removing[image.get("Id")]) == len(image["RepoTags"])}
     running = runner.run(container_image_command(name))
-    if running.ok and running.stdout.strip() in deleted:
+    local_image = running.stdout.strip() if running.ok else ""
+    # the local container goes only once every other tag went: a refusal keeps it running
+    last = removing[local_image] if local_image in deleted else []
+    first = [ref for ref in refs if ref not in last]
+    gone = _remove_tags(runner, first, keeping=name if last else None) if first else []
+    if last:
         runner.run(Command(("docker", "rm", "-f", name), check=False))  # gone already: fine
-    remove = Command(("docker", "image", "rm", *refs), check=False)
-    result = runner.run(remove)
-    # a tag removed since the listing (a concurrent clean, a user) is gone, as clean wants
-    said = [line for line in result.stderr.splitlines() if line.strip()]
-    gone = [line for line in said if "No such image:" in line]
-    refused = [line for line in said if line not in gone]
-    if not result.ok and (refused or not gone):
-        detail = "\n".join(refused[-15:]) or f"exit {result.returncode}"
-        raise CommandFailed(f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
-                            "(an image a container uses is kept: remove that container with "
-                            "docker rm -f, then run clean again)", returncode=result.returncode)
+        gone += _remove_tags(runner, last)
     kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
     already = f" ({len(gone)} were gone already)" if gone else ""
@@ -150,6 +247,25 @@ def clean(runner, *, name: str = LOCAL_CONTAINER) -> list:
                   f"{len(deleted)} image(s) deleted{also}")
     _hint_untagged(runner, untagged)
     return refs
+
+
+def _remove_tags(runner, refs, keeping=None) -> list:
+    """``docker image rm`` of ``refs`` (no --force); returns docker's lines for tags removed
+    since the listing (a concurrent clean, a user: gone, as clean wants). Any other refusal
+    raises, saying that the container ``keeping`` was left as it was."""
+    remove = Command(("docker", "image", "rm", *refs), check=False)
+    result = runner.run(remove)
+    said = [line for line in result.stderr.splitlines() if line.strip()]
+    gone = [line for line in said if "No such image:" in line]
+    refused = [line for line in said if line not in gone]
+    if not result.ok and (refused or not gone):
+        detail = "\n".join(refused[-15:]) or f"exit {result.returncode}"
+        kept = f"; container {keeping} was left running" if keeping else ""
+        raise CommandFailed(f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
+                            "(an image a container uses is kept: remove that container with "
+                            f"docker rm -f, then run clean again{kept})",
+                            returncode=result.returncode)
+    return gone
 
 
 def _inspect(runner, ids) -> list:

@@ -17,7 +17,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Iterable, Optional
 
-from ragbuild.errors import EXIT_INTERRUPTED, RagbuildError, UsageError
+from ragbuild.errors import Interrupted, RagbuildError, UsageError
 from ragbuild.plan import redact_argv, redact_value
 
 if TYPE_CHECKING:  # the pipeline imports this module
@@ -85,8 +85,8 @@ class Recorder:
     def failed(self, step: str, err: BaseException) -> None:
         """Record a step's failure (or interruption, or a bug's exception) and write the file
         before the error goes on to the CLI."""
-        interrupted = isinstance(err, KeyboardInterrupt) or (
-            isinstance(err, RagbuildError) and err.exit_code == EXIT_INTERRUPTED)
+        # Ctrl-C, SIGTERM or SIGHUP (errors.Stopped), or the Interrupted the runner made of it
+        interrupted = isinstance(err, (KeyboardInterrupt, Interrupted))
         self.status = "interrupted" if interrupted else "failed"
         self.failed_step = step
         if isinstance(err, (RagbuildError, KeyboardInterrupt)):

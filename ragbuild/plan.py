@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 
 from ragbuild import builders, channels, passthrough
 from ragbuild.errors import UsageError
+from ragbuild.limits import SETTINGS, Limits
+
 if TYPE_CHECKING:  # semver is imported where a version needs it
     import semver
 
@@ -24,6 +26,9 @@ from ragbuild.reference import ECR_HOST_RE, IMAGE_NAME_RE, NAME_MAX, REGISTRY_RE
 
 DEFAULT_IMAGE_NAME = "rag-worker"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
+#: The smoke test starts the image as SageMaker does: ``docker run IMAGE serve``, port 8080,
+#: ``GET /ping`` (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html)
+DEFAULT_SMOKE_COMMAND = "serve"
 #: Build args ragbuild sets itself; a --build-arg may not override them.
 RESERVED_BUILD_ARGS = ("VERSION", "ENVIRONMENT", "GIT_COMMIT", "BUILD_TIMESTAMP")
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
@@ -134,6 +139,8 @@ class Config:
     image_name: str = DEFAULT_IMAGE_NAME
     environments: tuple = DEFAULT_ENVIRONMENTS
     scan_command: Optional[str] = None  # the vulnerability scanner for --scan, with {image}
+    smoke_command: str = DEFAULT_SMOKE_COMMAND  # what the smoke test starts: docker run IMAGE ...
+    limits: Limits = field(default_factory=Limits)  # limits.py: setup.cfg's, over the defaults
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,7 @@ class Options:
     smoke_test: bool = False
     skip_existing_immutable: bool = False
     # checks beyond bash's (guard.py)
-    context_warn_mb: float = 100.0  # warn above this context size; 0: never
+    context_warn_mb: Optional[float] = None  # limits.py: None is setup.cfg's, else the default
     allow_secrets: bool = False
     scan: bool = False  # scan.py: the vulnerability gate before the push
     scan_command: Optional[str] = None
@@ -176,6 +183,11 @@ class Options:
     secrets: tuple = ()  # --secret SPEC
     ssh: tuple = ()  # --ssh SPEC
     docker_options: tuple = ()  # the words after --
+    # the production start path and the limits (smoke.py, limits.py): None is setup.cfg's
+    smoke_command: Optional[str] = None
+    smoke_timeout: Optional[float] = None
+    push_attempts: Optional[int] = None
+    push_backoff: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +270,8 @@ class BuildPlan:
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
     passthrough: tuple = ()  # docker build words of --secret, --ssh and after -- (passthrough.py)
     moving_tags: frozenset = frozenset()  # tags a later build must overwrite (channels.moving_tags)
+    limits: Limits = field(default_factory=Limits)  # flags over setup.cfg over the defaults
+    smoke_command: tuple = (DEFAULT_SMOKE_COMMAND,)  # argv after IMAGE in docker run
 
     @property
     def multi_platform(self) -> bool:
@@ -355,6 +369,38 @@ def parse_build_arg(raw: str) -> tuple:
                          "printed command; pass multi-line data as a file in the build context "
                          "or with docker build --secret")
     return key, match["value"]
+
+
+def split_command(text: str, source: str, example: str) -> tuple:
+    """A command line given as text (a flag, a setup.cfg value), split as a shell would split it
+    (no shell runs it); empty or unbalanced quoting is refused in one line naming ``source``."""
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as err:
+        raise UsageError(f"{source} {text!r} cannot be split into words: {err}") from None
+    if not words:
+        raise UsageError(f"{source} is empty; give {example}")
+    return words
+
+
+def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
+    """The words after IMAGE in ``docker run IMAGE ...`` (shell quoting, as typed)."""
+    return split_command(text, source, "the command the platform starts the image with, e.g. "
+                                       f"{DEFAULT_SMOKE_COMMAND} (SageMaker's)")
+
+
+def resolve_limits(options: Options, config: Config) -> Limits:
+    """Each limit: the flag when given, else setup.cfg's, else the default (limits.py). A flag
+    for a step the run does not take would do nothing: it is refused (setup.cfg's values apply
+    wherever the step runs, so they are never idle)."""
+    idle = {"--smoke-timeout": (options.smoke_timeout, options.smoke_test, "--smoke-test"),
+            "--smoke-command": (options.smoke_command, options.smoke_test, "--smoke-test"),
+            "--push-attempts": (options.push_attempts, options.push, "--push"),
+            "--push-backoff": (options.push_backoff, options.push, "--push")}
+    for flag, (value, runs, step) in idle.items():
+        if value is not None and not runs:
+            raise UsageError(f"{flag} only changes what {step} does: add {step}, or drop {flag}")
+    return config.limits.override(**{s.field: getattr(options, s.field, None) for s in SETTINGS})
 
 
 def check_image_name(name: str, source: str = "--image-name") -> str:
@@ -508,7 +554,11 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                      timestamp=timestamp, git=git, version=version, env=env, registry=registry,
                      options=options, notes=notes, docker=docker,
                      created=format_created(moment), passthrough=passed,
-                     moving_tags=channels.moving_tags(parsed, env, options.semver_tags), **where)
+                     moving_tags=channels.moving_tags(parsed, env, options.semver_tags),
+                     limits=resolve_limits(options, config),
+                     smoke_command=check_start_command(
+                         config.smoke_command if options.smoke_command is None
+                         else options.smoke_command), **where)
 
 
 def _check_version_and_env(options: Options, config: Config) -> tuple:

@@ -27,15 +27,11 @@ from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials, Docke
                                RegistryConfig, daemon_down,
                                daemon_unreachable, parse_registry_config, read_docker_config,
                                registry_config_command)
-from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed
+from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
 from ragbuild.output import SUCCESS
+from ragbuild.limits import Limits
 from ragbuild.plan import BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
-
-#: Attempts per ``docker push`` / read-back when the failure looks transient.
-ATTEMPTS = 3
-#: Seconds to wait before the second attempt; doubled before each further one.
-BACKOFF = 2.0
 
 INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
                "application/vnd.oci.image.index.v1+json")
@@ -293,19 +289,21 @@ def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
 
 
 def run_retrying(runner: Runner, cmd: Command, sleep: Callable[[float], None],
-                 what: str, attempts: int = ATTEMPTS) -> tuple[Result, Optional[Failure]]:
-    """Run ``cmd``; retry a transient failure with exponential backoff, ``attempts`` in all.
-    Returns the last result and its failure kind (None when it succeeded)."""
+                 what: str, limits: Limits = Limits()) -> tuple[Result, Optional[Failure]]:
+    """Run ``cmd``; retry a transient failure with exponential backoff: ``limits.push_attempts``
+    in all, ``limits.push_backoff`` seconds before the second, doubled before each further one
+    (limits.py: --push-attempts, --push-backoff). Returns the last result and its failure kind
+    (None when it succeeded)."""
     attempt = 1
     result = runner.run(cmd)
     while not result.ok:
         output = result.stdout + result.stderr
         kind = classify_failure(output)
-        if kind is not Failure.TRANSIENT or attempt == attempts:
+        if kind is not Failure.TRANSIENT or attempt >= limits.push_attempts:
             return result, kind
-        delay = BACKOFF * 2 ** (attempt - 1)
+        delay = limits.push_backoff * 2 ** (attempt - 1)
         runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
-                   f"(attempt {attempt + 1} of {attempts})")
+                   f"(attempt {attempt + 1} of {limits.push_attempts})")
         sleep(delay)
         attempt += 1
         result = runner.run(cmd)
@@ -330,7 +328,8 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
     was not."""
     try:
         for ref in ctx.push.refs:
-            result, kind = run_retrying(runner, push_command(ref), ctx.sleep, f"docker push {ref}")
+            result, kind = run_retrying(runner, push_command(ref), ctx.sleep, f"docker push {ref}",
+                                        ctx.plan.limits)
             output = result.stdout + result.stderr
             if not result.ok:
                 raise PushFailed(f"{explain_push(ctx, ref, kind)}\n{tail(output)}")
@@ -341,8 +340,8 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
     except PushFailed as failure:
         raise PushFailed(f"{failure}\n{_progress(ctx, digests)}") from None
     except (Interrupted, KeyboardInterrupt) as stop:
-        text = str(stop) if isinstance(stop, Interrupted) else "interrupted"
-        raise Interrupted(f"{text}\n{_progress(ctx, digests)}") from None
+        text = str(stop) if isinstance(stop, Interrupted) else interrupted_text(signal_of(stop))
+        raise Interrupted(f"{text}\n{_progress(ctx, digests)}", signum=signal_of(stop)) from None
 
 
 def _progress(ctx: Context, digests: Mapping[str, Optional[str]]) -> str:
@@ -388,7 +387,8 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
         return (f"{ref}: cannot reach {host}: check the host and port in --registry and that "
                 "the registry is up")
     if kind is Failure.TRANSIENT:
-        return f"{ref}: push failed {ATTEMPTS} times with a network or registry error"
+        return (f"{ref}: push failed {ctx.plan.limits.push_attempts} times with a network or "
+                "registry error (--push-attempts, --push-backoff)")
     return f"docker push {ref} failed"
 
 
@@ -463,7 +463,7 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     unread: list[str] = []
     for ref in ctx.push.refs:
         cmd = read_back.command(ref)
-        result, _ = run_retrying(runner, cmd, ctx.sleep, cmd.display())
+        result, _ = run_retrying(runner, cmd, ctx.sleep, cmd.display(), plan.limits)
         if not result.ok:
             said = result.stdout + result.stderr
             if digests.get(ref) and not plan.multi_platform:

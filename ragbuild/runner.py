@@ -23,7 +23,9 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Callable, Optional, TypeVar, cast
 
-from ragbuild.errors import CommandFailed, Interrupted, RagbuildError, ToolMissing
+from ragbuild import signals
+from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
+                             signal_of)
 from ragbuild.output import paint
 from ragbuild.plan import Command, Kind, Mode
 
@@ -137,26 +139,31 @@ class Runner:
             Mode.CAPTURE: (pipe, pipe),
             Mode.STREAM: (None, None),
             Mode.TEE: (pipe, subprocess.STDOUT),
-            Mode.INTERACTIVE: (None, None),
+            Mode.INTERACTIVE: (None, None),  # and our stdin: a shell in a container
         }[cmd.mode]
         own_stdin = None if cmd.mode is Mode.INTERACTIVE else subprocess.DEVNULL
-        try:
-            proc = cast(subprocess.Popen, machine_cmd.popen(
-                stdin=pipe if stdin is not None else own_stdin,
-                stdout=streams[0],
-                stderr=streams[1],
-                env=env,
-            ))
-        except FileNotFoundError:
-            raise ToolMissing(missing_message(cmd.argv[0], program)) from None
-        except OSError as err:  # DOCKER names a directory or a file without the execute bit
-            raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
-                              f"{missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
-        try:
+        proc: Optional[subprocess.Popen] = None
+        try:  # one try from the start: a signal right after popen still stops the child
+            try:
+                with signals.deferred():  # a signal now is raised once proc is assigned
+                    proc = cast(subprocess.Popen, machine_cmd.popen(
+                        stdin=pipe if stdin is not None else own_stdin,
+                        stdout=streams[0],
+                        stderr=streams[1],
+                        env=env,
+                    ))
+            except FileNotFoundError:
+                raise ToolMissing(missing_message(cmd.argv[0], program)) from None
+            except OSError as err:  # DOCKER names a directory or a file without the execute bit
+                raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
+                                  f"{missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
             stdout, stderr = self._wait(proc, cmd.mode, stdin)
-        except KeyboardInterrupt:
-            _terminate(proc)
-            raise Interrupted(f"interrupted; stopped {' '.join(cmd.argv[:2])}") from None
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
+            if proc is not None:
+                _terminate(proc)
+            signum = signal_of(stop)
+            raise Interrupted(f"{interrupted_text(signum)}; stopped {' '.join(cmd.argv[:2])}",
+                              signum=signum) from None
         result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
         if cmd.check and not result.ok:
             raise CommandFailed(failure_message(cmd, result), returncode=result.returncode)
@@ -279,7 +286,7 @@ def missing_message(name: str, program: str) -> str:
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a child on Ctrl-C and reap it, so nothing is left behind."""
+    """Stop a child on Ctrl-C, SIGTERM or SIGHUP and reap it, so nothing is left behind."""
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -38,13 +38,10 @@ class Scanner:
 
 def parse_scan_command(text: str, source: str) -> tuple:
     """Split a scan command as a shell would (no shell runs it); it must name ``{image}``."""
-    try:
-        words = tuple(shlex.split(text))
-    except ValueError as err:
-        raise UsageError(f"{source} {text!r} cannot be split into words: {err}") from None
-    if not words:
-        raise UsageError(f"{source} is empty; give a command with {PLACEHOLDER}, e.g. "
-                         f"'grype {PLACEHOLDER} --fail-on high'")
+    from ragbuild.plan import split_command
+
+    words = split_command(text, source, f"a command with {PLACEHOLDER}, e.g. "
+                                        f"'grype {PLACEHOLDER} --fail-on high'")
     if not any(PLACEHOLDER in word for word in words):
         raise UsageError(f"{source} {text!r} does not say where the image goes: put {PLACEHOLDER} "
                          f"in it, e.g. '{words[0]} {PLACEHOLDER}'")

@@ -1,25 +1,42 @@
-"""The smoke test: start the built image, wait for /health, check it reports what was built.
+"""The smoke test: start the built image the way production does, wait for it to be ready, and
+check it reports what was built.
 
-The container always goes away again (``docker rm -f``), pass or fail; a failure carries the
-container's last log lines. Docker picks the host port (``-p 127.0.0.1::8080``), so two runs
-never race for one.
+By default that is SageMaker's contract
+(https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html): the
+container is started as ``docker run IMAGE serve``, listens on port 8080, and is ready when
+``GET /ping`` answers 200. Then ``GET /health`` must report the build's version, environment
+and commit. Another start command can be configured (``--smoke-command``, ``smoke-command`` in
+setup.cfg ``[ragbuild]``); the timeout too (``--smoke-timeout``, limits.py).
+
+The container has a name of its own (``ragbuild-smoke-<random>``), so it always goes away again
+(``docker rm -f NAME``), pass, fail or signal, even when ``docker run`` created it and then
+failed to start it. A failure after the start carries the container's last log lines. Docker
+picks the host port (``-p 127.0.0.1::8080``), so two runs never race for one.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from ragbuild import signals
 from ragbuild.errors import CommandFailed, SmokeTestFailed
+from ragbuild.limits import Limits
 from ragbuild.output import SUCCESS
-from ragbuild.plan import Command, Kind
+from ragbuild.plan import DEFAULT_SMOKE_COMMAND, Command, Kind
 
+#: SageMaker sends requests to port 8080 of the container.
 CONTAINER_PORT = 8080
-DEFAULT_TIMEOUT = 60.0
+#: SageMaker's readiness check; the build facts come from HEALTH_PATH.
+READY_PATH = "/ping"
+HEALTH_PATH = "/health"
+DEFAULT_TIMEOUT = Limits().smoke_timeout
 LOG_LINES = 30
+SMOKE_LABEL = "org.ragbuild.smoke=1"
 
 
 @dataclass(frozen=True)
@@ -28,6 +45,7 @@ class Expectation:
     version: str = None  # None: not checked
     environment: str = None
     git_commit: str = None
+    command: tuple = (DEFAULT_SMOKE_COMMAND,)  # docker run IMAGE <command>
 
     def answer(self) -> dict:
         """The /health answer this expects (what a dry run assumes)."""
@@ -42,9 +60,14 @@ class Expectation:
                 for key, value in wanted.items() if value is not None and health.get(key) != value]
 
 
-def run_command(image: str) -> Command:
-    return Command(("docker", "run", "-d", "-p", f"127.0.0.1::{CONTAINER_PORT}",
-                    "--label", "org.ragbuild.smoke=1", image), assume="CONTAINER")
+def container_name() -> str:
+    """A name no other run uses, so the cleanup never depends on ``docker run``'s output."""
+    return f"ragbuild-smoke-{secrets.token_hex(6)}"
+
+
+def run_command(image: str, name: str, command=(DEFAULT_SMOKE_COMMAND,)) -> Command:
+    return Command(("docker", "run", "-d", "--name", name, "-p", f"127.0.0.1::{CONTAINER_PORT}",
+                    "--label", SMOKE_LABEL, image, *command), check=False, assume=name)
 
 
 def port_command(container: str) -> Command:
@@ -53,12 +76,13 @@ def port_command(container: str) -> Command:
 
 
 def state_command(container: str) -> Command:
-    return Command(("docker", "inspect", "--format", "{{.State.Running}}", container),
-                   check=False)
+    return Command(("docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}",
+                    container), check=False, kind=Kind.PROBE, assume="true 0")
 
 
 def logs_command(container: str) -> Command:
-    return Command(("docker", "logs", "--tail", str(LOG_LINES), container), check=False)
+    return Command(("docker", "logs", "--tail", str(LOG_LINES), container), check=False,
+                   kind=Kind.PROBE)
 
 
 def remove_command(container: str) -> Command:
@@ -74,74 +98,118 @@ def parse_port(output: str) -> int:
     raise SmokeTestFailed(f"docker port printed no host port: {output.strip()!r}")
 
 
-def fetch_health(port: int, timeout: float = 2.0):
-    """The /health JSON, or None while the server does not answer yet (no connection, an error
-    status). A 200 whose body is not JSON is an answer, and a wrong one: SmokeTestFailed."""
+def http_get(port: int, path: str, timeout: float = 2.0):
+    """``(status, body)`` of ``GET http://127.0.0.1:PORT/PATH``; ``(None, b"")`` while nothing
+    answers (no connection, a reset, a timeout)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as response:
-            if response.status != 200:
-                return None
-            body = response.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:  # an answer, with an error status
+        return err.code, b""
     except (urllib.error.URLError, ConnectionError, OSError, ValueError):
-        return None
-    try:
-        return json.loads(body.decode())
-    except ValueError:  # also UnicodeDecodeError
-        raise SmokeTestFailed(f"/health answered 200 with a body that is not JSON: "
-                              f"{body[:200]!r}") from None
+        return None, b""
 
 
-def check(runner, plan, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
-    """Smoke-test the image a build just made."""
-    return run(runner, Expectation(image=plan.primary, version=plan.version, environment=plan.env,
-                                   git_commit=plan.git.commit), timeout=timeout)
+def start_failure(expect: Expectation, result) -> str:
+    """One line: how ``docker run IMAGE <command>`` failed, with the fix SageMaker needs when
+    the command is not an executable on the image's PATH."""
+    from ragbuild.manage import docker_reason
+
+    reason = docker_reason(result)
+    started = " ".join(("docker run IMAGE", *expect.command))
+    hint = ""
+    lowered = reason.lower()
+    if "executable file not found" in lowered or "permission denied" in lowered \
+            or "no such file or directory" in lowered:
+        hint = (f"; `{expect.command[0]}` must be an executable file on the image's PATH "
+                "(set its mode in the image: COPY --chmod=755 or RUN chmod 755), as the "
+                "platform starts the image that way")
+    return (f"smoke test of {expect.image}: `{started}` failed to start (exit "
+            f"{result.returncode}): {reason}{hint}")
 
 
-def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
+def check(runner, plan) -> dict:
+    """Smoke-test the image a build just made, as ``plan`` says (start command, timeout)."""
+    expect = Expectation(image=plan.primary, version=plan.version, environment=plan.env,
+                         git_commit=plan.git.commit, command=plan.smoke_command)
+    return run(runner, expect, timeout=plan.limits.smoke_timeout)
+
+
+def run(runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT, name: str = None,
         fetch=None, clock=time.monotonic, sleep=time.sleep) -> dict:
-    """Start, wait for /health, check, remove. A dry run prints the commands with the
-    placeholder CONTAINER for the id ``docker run`` would print."""
-    fetch = fetch or fetch_health
-    container = None
+    """Start, wait for ``/ping``, check ``/health``, remove. A dry run prints the commands and
+    takes /health to answer what is expected. ``fetch(port, path)`` returns ``(status, body)``
+    (``http_get``)."""
+    fetch = fetch or http_get
+    name = name or container_name()
+    started = None
     try:
-        container = runner.run(run_command(expect.image)).stdout.strip()
-        port = parse_port(runner.run(port_command(container)).stdout)
-        health = runner.check(f"wait up to {timeout:g}s for /health and check what it reports",
-                              lambda: _wait(runner, container, port, timeout, fetch, clock, sleep),
-                              assume=expect.answer())
-        if not isinstance(health, dict):
-            raise SmokeTestFailed(f"{expect.image}: /health answered {json.dumps(health)[:200]}, "
-                                  "not a JSON object")
+        started = runner.run(run_command(expect.image, name, expect.command))
+        if not started.ok:
+            raise SmokeTestFailed(start_failure(expect, started))
+        port = parse_port(runner.run(port_command(name)).stdout)
+
+        def probe() -> dict:
+            _wait_ready(runner, name, port, timeout, fetch, clock, sleep)
+            return _health(expect, fetch(port, HEALTH_PATH))
+
+        health = runner.check(f"wait up to {timeout:g}s for GET {READY_PATH} to answer 200, then "
+                              f"check what {HEALTH_PATH} reports", probe, assume=expect.answer())
         problems = expect.mismatches(health)
         if problems:
             raise SmokeTestFailed(f"{expect.image}: /health answered but {'; '.join(problems)}")
-        runner.report(f"smoke test passed: {expect.image} answered /health with "
+        runner.report(f"smoke test passed: {expect.image} started as `docker run IMAGE "
+                      f"{' '.join(expect.command)}` answered {READY_PATH} and {HEALTH_PATH} with "
                       f"{json.dumps(health, sort_keys=True)}", SUCCESS)
         return health
     except SmokeTestFailed as failure:
-        logs = runner.run(logs_command(container))
+        if started is None or not started.ok:  # never ran: docker's own reason is the message
+            raise
+        logs = runner.run(logs_command(name))
         text = (logs.stdout + logs.stderr).strip()
         raise SmokeTestFailed(f"{failure}\n--- last {LOG_LINES} log lines of the container ---\n"
                               f"{text or '(no output)'}") from None
     except CommandFailed as failure:
         raise SmokeTestFailed(f"smoke test of {expect.image} could not run: {failure}") from None
     finally:
-        if container:
-            runner.run(remove_command(container))
+        # also after a failed start (docker run leaves a Created container) and on a signal; a
+        # second signal meanwhile (CI's repeated SIGTERM, a second Ctrl-C) waits until it is done
+        with signals.deferred():
+            runner.run(remove_command(name))
 
 
-def _wait(runner, container, port, timeout, fetch, clock, sleep) -> dict:
+def _health(expect: Expectation, answer) -> dict:
+    status, body = answer
+    if status != 200:
+        raise SmokeTestFailed(f"{expect.image}: {READY_PATH} answered 200 but {HEALTH_PATH} "
+                              f"answered {status or 'nothing'}")
+    try:
+        health = json.loads(body.decode())
+    except ValueError:  # also UnicodeDecodeError
+        raise SmokeTestFailed(f"{HEALTH_PATH} answered 200 with a body that is not JSON: "
+                              f"{body[:200]!r}") from None
+    if not isinstance(health, dict):
+        raise SmokeTestFailed(f"{expect.image}: {HEALTH_PATH} answered "
+                              f"{json.dumps(health)[:200]}, not a JSON object")
+    return health
+
+
+def _wait_ready(runner, container, port, timeout, fetch, clock, sleep) -> None:
+    """Poll ``/ping`` until it answers 200; every fifth miss, check the container still runs."""
     deadline = clock() + timeout
     attempt = 0
     while True:
-        health = fetch(port)
-        if health is not None:
-            return health
+        status, _ = fetch(port, READY_PATH)
+        if status == 200:
+            return
         attempt += 1
         if attempt % 5 == 0:
-            state = runner.run(state_command(container))
-            if state.stdout.strip() != "true":
-                raise SmokeTestFailed(f"{container[:12]} exited before /health answered")
+            state = runner.run(state_command(container)).stdout.split()
+            if state[:1] != ["true"]:
+                code = f" (exit {state[1]})" if len(state) > 1 else ""
+                raise SmokeTestFailed(f"{container} exited{code} before {READY_PATH} answered")
         if clock() >= deadline:
-            raise SmokeTestFailed(f"/health did not answer within {timeout:.0f}s")
+            said = f" (last answer: {status})" if status is not None else ""
+            raise SmokeTestFailed(f"{READY_PATH} did not answer 200 within {timeout:g}s{said} "
+                                  "(--smoke-timeout, or smoke-timeout in setup.cfg [ragbuild])")
         sleep(0.5)

@@ -4,6 +4,7 @@ project copies, docker look-ups, the registries' HTTP API, and the process table
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -392,3 +393,37 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def send_signal(proc, signum: int, *, group: bool = False, deadline: float = 20.0) -> tuple:
+    """Send ``signum`` to a script started with ``popen_script`` (to its whole process group, as
+    a terminal sends Ctrl-C, or to the script alone, as a CI runner sends SIGTERM) and wait for it:
+    ``(returncode, seconds)``. A script still running after ``deadline`` fails the test."""
+    sent = time.monotonic()
+    (os.killpg if group else os.kill)(proc.pid, signum)
+    try:
+        code = proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the script did not exit within {deadline}s of {signal.Signals(signum).name}")
+    return code, time.monotonic() - sent
+
+
+@contextlib.contextmanager
+def killed_at_exit(proc):
+    """However the test ends, the script's process group is not left running (SIGKILL)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(predicate, deadline: float, proc, what: str, interval: float = 0.2) -> None:
+    """Poll ``predicate`` until it holds while the script ``proc`` still runs; fail the test
+    when the script exits first or ``deadline`` seconds pass."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        assert proc.poll() is None, f"the script exited early ({proc.returncode}) before {what}"
+        assert time.monotonic() < end, f"{what} did not happen within {deadline}s"
+        time.sleep(interval)

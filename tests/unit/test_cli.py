@@ -123,7 +123,7 @@ def test_help_shows_flags_examples_environment_and_exit_codes(strict_fp, capsys,
         assert variable in environment.replace(",", " ").split(), variable
     status = " ".join(help_section(out, "exit status").split())
     for code_meaning in ("0 success", "1 a command failed", "2 bad usage", "3 a bug",
-                         "130 interrupted", "141 stdout closed early"):
+                         "141 stdout closed early", "(130 Ctrl-C/SIGINT, 143 SIGTERM, 129 SIGHUP)"):
         assert code_meaning in status, code_meaning
     assert out.rstrip().endswith(help_section(out, "examples").rstrip())  # examples come last
     assert len(strict_fp.calls) == 0
@@ -146,9 +146,10 @@ HELP_GROUPS = {
     "tags": ["--version", "--env", "--tag", "--image-name", "--latest", "--no-latest",
              "--semver-tags", "--latest-policy", "--build-number", "--ci-tags"],
     "build": ["--file", "--context", "--build-arg", "--no-cache", "--pull"],
-    "push": ["--registry", "--push", "--skip-existing-immutable"],
-    "safety": ["--allow-dirty", "--smoke-test", "--context-warn-mb", "--allow-secrets", "--scan",
-               "--scan-command"],
+    "push": ["--registry", "--push", "--skip-existing-immutable", "--push-attempts",
+             "--push-backoff"],
+    "safety": ["--allow-dirty", "--smoke-test", "--smoke-command", "--smoke-timeout",
+               "--context-warn-mb", "--allow-secrets", "--scan", "--scan-command"],
     "output": ["--dry-run", "--metadata-file"],
     "builders": ["--builder", "--platform", "--cache-from", "--cache-to"],
     "docker build options passed through": ["--secret", "--ssh"],

@@ -14,6 +14,7 @@ import pytest
 from fakes import docker_calls, register_git
 from ragbuild import cli, guard
 from ragbuild.errors import UsageError
+from ragbuild.limits import Limits
 from ragbuild.plan import Options
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,9 +50,10 @@ class Log:
 
 
 class FakePlan:
-    def __init__(self, root, build_args=(), **options):
+    def __init__(self, root, build_args=(), context_warn_mb=None, **options):
         self.options = Options(context=str(root), file=str(root / "Dockerfile"), **options)
         self.build_args = tuple(build_args)
+        self.limits = Limits().override(context_warn_mb=context_warn_mb)
 
 
 # --- .dockerignore semantics (the library's; checked where Docker differs from gitignore) ------

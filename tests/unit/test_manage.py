@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -110,6 +111,28 @@ def test_local_container_is_removed_only_when_it_runs_an_image_being_deleted(fp)
     assert fp.call_count([fp.program(DOCKER), "rm", "-f", "rag-worker-local"]) == 1
 
 
+def test_the_local_container_goes_only_after_every_other_tag_went(fp, capsys):
+    """A refusal for another image (a container of someone else uses it) keeps the local
+    container running; when the rest went, the container and then its image's tags go."""
+    other = image("sha256:bbb", ["rag-worker:git-old"], "rag-worker")
+    register_listing(fp, [OURS, other], local_image="sha256:aaa")
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:git-old"], returncode=1,
+                stderr="Error response from daemon: conflict: unable to remove repository reference "
+                       '"rag-worker:git-old" (must force) - container 3e08b362cf36 is using its '
+                       "referenced image bbb\n")
+    assert cli.main(["clean"]) == 1
+    assert fp.call_count([fp.program(DOCKER), "rm", fp.any()]) == 0  # left running
+    assert "container rag-worker-local was left running" in capsys.readouterr().err
+
+    register_listing(fp, [OURS, other], local_image="sha256:aaa")
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:git-old"])
+    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
+    assert cli.main(["clean"]) == 0
+    order = [" ".join(map(str, call[1:3])) for call in fp.calls][-3:]
+    assert order == ["image rm", "rm -f", "image rm"]
+
+
 @pytest.mark.parametrize("running", ["sha256:fff", "sha256:uuu"], ids=["fork", "user-tagged"])
 def test_local_container_running_a_surviving_image_is_left(fp, running):
     register_listing(fp, [OURS, FORK, USER_TAGGED], local_image=running)
@@ -203,21 +226,122 @@ def test_an_image_without_the_label_has_no_ragbuild_refs():
 # --- run, logs ---------------------------------------------------------------------------------
 
 
-def test_run_local_replaces_the_container(fp, capsys):
+NEW = "rag-worker-local-new-0badcafe"
+INSPECT_OLD = ["container", "inspect", "--format",
+               "{{.State.Running}} {{json .HostConfig.PortBindings}}", "rag-worker-local"]
+
+
+@pytest.fixture
+def local(fp, monkeypatch):
+    """A fixed temporary name; ``local(old=...)`` registers the old container's inspect:
+    None (no container), or its ``running`` state and host port."""
+    from ragbuild import manage
+
+    monkeypatch.setattr(manage, "temporary_name", lambda name: NEW)
+
+    def register(old=None):
+        if old is None:
+            fp.register([fp.program(DOCKER), *INSPECT_OLD], returncode=1,
+                        stderr="Error: No such container: rag-worker-local\n")
+        else:
+            running, host_port = old
+            bindings = json.dumps({"8080/tcp": [{"HostIp": "", "HostPort": str(host_port)}]})
+            fp.register([fp.program(DOCKER), *INSPECT_OLD], stdout=f"{running} {bindings}\n")
+    return register
+
+
+def calls(fp) -> list:
+    return [" ".join(map(str, call[1:])) for call in fp.calls]
+
+
+def test_run_local_starts_the_new_container_before_removing_the_old(fp, local, capsys):
+    fp.allow_unregistered(False)
+    local(old=("true", 19090))
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "9000:8080", "rag-worker:dev"],
+                stdout="abc\n")
+    fp.register([fp.program(DOCKER), "start", NEW])
     fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
-    fp.register([fp.program(DOCKER), "run", "-d", "--name", "rag-worker-local", "-p", "9000:8080",
-                 "rag-worker:dev"], stdout="abc\n")
+    fp.register([fp.program(DOCKER), "rename", NEW, "rag-worker-local"])
     assert cli.main(["run", "--port", "9000"]) == 0
+    assert calls(fp)[1:] == [f"create --name {NEW} -p 9000:8080 rag-worker:dev", f"start {NEW}",
+                             "rm -f rag-worker-local", f"rename {NEW} rag-worker-local"]
     assert "curl http://localhost:9000/health" in capsys.readouterr().err
 
 
-def test_run_local_failure_exits_1(fp, capsys):
-    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
-    fp.register([fp.program(DOCKER), "run", "-d", "--name", "rag-worker-local", "-p", "8080:8080",
-                 "rag-worker:dev"], returncode=125,
-                stderr="Bind for 0.0.0.0:8080 failed: port is already allocated\n")
-    assert cli.main(["run"]) == 1
-    assert "port is already allocated" in capsys.readouterr().err
+@pytest.mark.parametrize("said", [
+    "Error response from daemon: driver failed programming external connectivity on endpoint "
+    "x: Error starting userland proxy: listen tcp4 0.0.0.0:18080: bind: address already in use",
+    "Error response from daemon: Bind for 0.0.0.0:18080 failed: port is already allocated",
+])
+def test_a_taken_port_keeps_the_old_container_and_leaves_nothing(fp, local, capsys, said):
+    fp.allow_unregistered(False)
+    local(old=("true", 19090))
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "18080:8080",
+                 "rag-worker:dev"], stdout="abc\n")
+    fp.register([fp.program(DOCKER), "start", NEW], returncode=1,
+                stderr=said + "\nError: failed to start containers: " + NEW + "\n")
+    fp.register([fp.program(DOCKER), "rm", "-f", NEW])
+    assert cli.main(["run", "--port", "18080"]) == 1
+    assert calls(fp)[-1] == f"rm -f {NEW}"  # the old one was never touched
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: port 18080 is taken (docker: ")
+    assert err[-1].endswith("; pass --port with a free port, e.g. run --port 18081; nothing "
+                            "changed: rag-worker-local is as it was")
+
+
+def test_the_old_container_on_the_same_port_is_stopped_first_and_restarted_on_failure(fp, local,
+                                                                                      capsys):
+    fp.allow_unregistered(False)
+    local(old=("true", 8080))
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "8080:8080", "broken:1"])
+    fp.register([fp.program(DOCKER), "stop", "rag-worker-local"])
+    fp.register([fp.program(DOCKER), "start", NEW], returncode=1,
+                stderr='exec: "uvicorn": executable file not found in $PATH\n')
+    fp.register([fp.program(DOCKER), "rm", "-f", NEW])
+    fp.register([fp.program(DOCKER), "start", "rag-worker-local"])
+    assert cli.main(["run", "broken:1"]) == 1
+    assert calls(fp)[1:] == [f"create --name {NEW} -p 8080:8080 broken:1", "stop rag-worker-local",
+                             f"start {NEW}", f"rm -f {NEW}", "start rag-worker-local"]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        'error: cannot start broken:1 as rag-worker-local: exec: "uvicorn": executable file not '
+        "found in $PATH; nothing changed: rag-worker-local is as it was")
+
+
+def test_a_missing_image_leaves_nothing_and_says_so_in_one_line(fp, local, capsys):
+    fp.allow_unregistered(False)
+    local(old=None)
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "8080:8080", "nope:1"],
+                returncode=125, stderr="Unable to find image 'nope:1' locally\nError response "
+                                       "from daemon: pull access denied for nope\n")
+    fp.register([fp.program(DOCKER), "rm", "-f", NEW])
+    assert cli.main(["run", "nope:1"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: cannot start nope:1 as rag-worker-local: Error response from daemon: pull access "
+        "denied for nope; nothing changed: no container was left")
+
+
+def test_a_signal_midway_rolls_back(fp, local, monkeypatch):
+    local(old=("true", 8080))
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "8080:8080", "rag-worker:dev"])
+    fp.register([fp.program(DOCKER), "stop", "rag-worker-local"])
+    fp.register([fp.program(DOCKER), "start", NEW],  # SIGTERM arrives while docker start runs
+                callback=lambda process: os.kill(os.getpid(), signal.SIGTERM))
+    fp.register([fp.program(DOCKER), "rm", "-f", NEW])
+    fp.register([fp.program(DOCKER), "start", "rag-worker-local"])
+    assert cli.main(["run"]) == 143
+    assert calls(fp)[-2:] == [f"rm -f {NEW}", "start rag-worker-local"]
+
+
+def test_run_local_dry_run_prints_every_step(fp, local, capsys):
+    assert cli.main(["run", "--dry-run", "--port", "9000"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "docker container inspect --format '{{.State.Running}} {{json .HostConfig.PortBindings}}' "
+        "rag-worker-local",
+        f"docker create --name {NEW} -p 9000:8080 rag-worker:dev", f"docker start {NEW}",
+        "docker rm -f rag-worker-local", f"docker rename {NEW} rag-worker-local"]
+    assert "only when it publishes port 9000 itself" in err
+    assert len(fp.calls) == 0
 
 
 def test_logs_follow(fp):
@@ -230,10 +354,11 @@ def test_logs_follow(fp):
     "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker:v1.2.3",
     "rag-worker@sha256:" + "a" * 64, "sha256:" + "b" * 64, "0123abcd",
 ])
-def test_run_takes_any_image_reference(fp, image_ref):
-    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
-    fp.register([fp.program(DOCKER), "run", "-d", "--name", "rag-worker-local", "-p", "8080:8080",
-                 image_ref])
+def test_run_takes_any_image_reference(fp, local, image_ref):
+    local(old=None)
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "8080:8080", image_ref])
+    fp.register([fp.program(DOCKER), "start", NEW])
+    fp.register([fp.program(DOCKER), "rename", NEW, "rag-worker-local"])
     assert cli.main(["run", image_ref]) == 0
 
 
@@ -309,6 +434,22 @@ def test_make_help_lists_every_target():
                           env=MAKE_ENV)
     listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
     assert "push-dev" in listed and listed == targets
+
+
+def test_a_failed_rename_after_the_swap_keeps_the_new_container_and_says_where(fp, local, capsys):
+    fp.allow_unregistered(False)
+    local(old=("true", 19090))
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "8080:8080", "rag-worker:dev"])
+    fp.register([fp.program(DOCKER), "start", NEW])
+    fp.register([fp.program(DOCKER), "rm", "-f", "rag-worker-local"])
+    fp.register([fp.program(DOCKER), "rename", NEW, "rag-worker-local"], returncode=1,
+                stderr="Error response from daemon: Conflict. The container name is in use\n")
+    assert cli.main(["run"]) == 1
+    assert calls(fp)[-1] == f"rename {NEW} rag-worker-local"  # the running new one is kept
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: rag-worker:dev is running as {NEW}, and renaming it to rag-worker-local failed: "
+        "Error response from daemon: Conflict. The container name is in use; rename it with "
+        f"docker rename {NEW} rag-worker-local")
 
 
 # --- shell -------------------------------------------------------------------------------------
