@@ -110,8 +110,9 @@ def daemon_down(output: str) -> bool:
 def daemon_unreachable(target: Optional[DockerTarget]) -> str:
     """The one message for a daemon docker cannot reach."""
     where = f" {target.unreachable()}" if target is not None else ""
-    return (f"cannot reach the Docker daemon{where}: start it (e.g. `dockerd` or `systemctl start "
-            "docker`) or point DOCKER_HOST or DOCKER_CONTEXT at a running one")
+    return (f"cannot reach the Docker daemon{where}: start it (e.g. `systemctl start docker`, or "
+            "`make engine` as root on Debian or Ubuntu) or point DOCKER_HOST or DOCKER_CONTEXT "
+            "at a running one")
 
 
 #: Where docker keeps Docker Hub's credentials (its ``IndexServer``), whatever the host is called.

@@ -48,6 +48,7 @@ class Mode(enum.Enum):
     CAPTURE = "capture"  # kept, not shown
     STREAM = "stream"  # the child writes to our terminal (docker's live progress); not kept
     TEE = "tee"  # shown live and kept (stdout and stderr merged)
+    INTERACTIVE = "interactive"  # like STREAM, and the child reads our stdin (a shell)
 
 
 class Kind(enum.Enum):

@@ -28,6 +28,7 @@ from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials, Docke
                                daemon_unreachable, parse_registry_config, read_docker_config,
                                registry_config_command)
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
+from ragbuild.output import SUCCESS
 from ragbuild.limits import Limits
 from ragbuild.plan import BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
@@ -517,7 +518,7 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     verified = "pushed" if len(unread) == len(found) else (
         f"pushed ({len(found) - len(unread)} read back)" if unread else "pushed and verified")
     runner.report(f"{verified} {len(found)} tags, all "
-                  f"{read_back.what.format(digest=distinct[0])}:")
+                  f"{read_back.what.format(digest=distinct[0])}:", SUCCESS)
     for ref in found:
         runner.report(f"  {ref}")
     if ctx.push.skipped:

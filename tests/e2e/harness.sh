@@ -18,6 +18,7 @@
 #                                           bring everything up, write env file;
 #                                           --with-realistic also mirrors benchmarks/
 #                                           requirements*.txt (~120 wheels, make bench)
+#   harness.sh engine                       only the docker engine and the base image (make engine)
 #   harness.sh down                         stop what `up` started (keeps caches)
 #   harness.sh env                          print the env file path if up
 #   harness.sh status                       show what runs
@@ -876,6 +877,27 @@ cmd_up() {
     echo "$ENV_FILE"
 }
 
+# `make engine`: only what a build needs on a machine without one (Debian or Ubuntu, as root):
+# Debian's docker.io, its buildx plugin where the release has one (Debian 13, Ubuntu; docker.io
+# 20.10 of Debian 12 builds with its built-in BuildKit), dockerd started, and python:3.11-slim
+# pulled, or made with debootstrap when no image registry answers. The same steps as `up`.
+cmd_engine() {
+    local pkgs=()
+    [[ -x $DOCKERD && -x /usr/bin/docker ]] || pkgs+=(docker.io)
+    ((${#pkgs[@]})) && apt_install "${pkgs[@]}"
+    if [[ ! -x /usr/libexec/docker/cli-plugins/docker-buildx ]] \
+        && apt-cache policy docker-buildx 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        apt_install docker-buildx
+    fi
+    step "docker engine" ensure_dockerd
+    if ! $DOCKER image inspect "$BASE_IMAGE" >/dev/null 2>&1 \
+        && ! timeout 120 $DOCKER pull -q "$BASE_IMAGE" >"$STATE/pull.log" 2>&1; then
+        log "no registry gave $BASE_IMAGE ($(tail -n1 "$STATE/pull.log")): making it with debootstrap"
+    fi
+    step "base image(s)" ensure_base_images
+    log "engine ready: $($DOCKER version --format 'client {{.Client.Version}}, server {{.Server.Version}}'); $BASE_IMAGE present"
+}
+
 cmd_down() {
     stop_svc moto moto.server 10
     stop_svc registry-ecr "$ECR_DIR/config.yml" 10
@@ -943,6 +965,7 @@ main() {
     flock -w 900 9 || die "another harness command holds $STATE/.lock"
     case $cmd in
         up) cmd_up "$@" ;;
+        engine) cmd_engine ;;
         down) cmd_down ;;
         env) cmd_env ;;
         status) cmd_status ;;

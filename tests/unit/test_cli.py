@@ -512,7 +512,7 @@ def no_docker_on_path(tmp_path, monkeypatch):
 def test_docker_not_installed(project, strict_fp, no_docker_on_path, capsys):
     code, _, err = run_main(["--env", "dev"], capsys)
     assert code == 1
-    assert err.splitlines()[-1] == "error: docker not found: install docker or set DOCKER to its path"
+    assert err.splitlines()[-1] == "error: docker not found: install docker (as root on Debian or Ubuntu: make engine) or set DOCKER to its path"
     assert docker_calls(strict_fp) == 0
 
 
@@ -523,7 +523,7 @@ def test_docker_variable_naming_a_missing_file(project, fp, capsys, monkeypatch,
     code, _, err = run_main(["--env", "dev"], capsys)
     assert code == 1
     assert err.splitlines()[-1] == (f"error: {tmp_path}/nope/docker not found: install docker "
-                                    "or set DOCKER to its path")
+                                    "(as root on Debian or Ubuntu: make engine) or set DOCKER to its path")
 
 
 def register_failed_build(fp, version_stdout="", version_stderr="", version_rc=0, buildx_rc=None):
@@ -668,5 +668,5 @@ def test_script_without_its_packages_says_how_to_install(fresh_clone, tmp_path):
     assert done.stdout == ""
     matcher = "e2b-dockerfile-utils" if sys.version_info >= (3, 11) else "docker"
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: missing Python packages "
-                                                                   f"plumbum, semver, {matcher}: ")
-    assert f"pip install plumbum semver {matcher}`" in done.stderr
+                                                                   f"plumbum, semver, shtab, {matcher}: ")
+    assert f"pip install plumbum semver shtab {matcher}`" in done.stderr
