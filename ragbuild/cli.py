@@ -306,7 +306,7 @@ def cmd_build(argv: list[str]) -> int:
 def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     """The exact command that pushes what was just built: this program, as it was started, with
     the user's arguments and --push (a registry placeholder when none was given)."""
-    from ragbuild.plan import redact_argv
+    from ragbuild.redaction import redact_argv
 
     own, docker_options = split_docker_options(argv)
     shown = list(redact_argv(own))  # a --build-arg's secret value is never echoed
@@ -533,7 +533,8 @@ def cmd_completion(argv: list[str]) -> int:
     from ragbuild import completion
 
     ns = completion_parser().parse_args(argv)
-    sys.stdout.write(completion.script(ns.shell))
+    sys.stdout.write(completion.script(ns.shell, build_parser(),
+                                       {name: make for name, (make, _) in SUBCOMMANDS.items()}))
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ the basename, so ``./scripts/build-image.py`` completes too) and ``ragbuild``.
 from __future__ import annotations
 
 import argparse
+from typing import Callable, Mapping
 
 from ragbuild.plan import DEFAULT_ENVIRONMENTS
 
@@ -41,11 +42,10 @@ def completers() -> dict:
             "metadata_file": shtab.FILE, "image": shtab.cmd(IMAGES)}
 
 
-def parser() -> argparse.ArgumentParser:
-    """The build's parser with every subcommand's parser under it, completers attached."""
-    from ragbuild import cli
-
-    root = cli.build_parser()
+def parser(root: argparse.ArgumentParser,
+           subcommands: Mapping[str, Callable[[], argparse.ArgumentParser]]) -> argparse.ArgumentParser:
+    """The build's parser ``root`` with every subcommand's parser (name -> how to make it) under
+    it, completers attached."""
     root.prog = NAMES[0]
     # the docker build options after `--` are docker's words, not completed; the positional that
     # holds them would hide the subcommands from shtab
@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
             if action in group._group_actions:
                 group._group_actions.remove(action)
     subparsers = root.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (make, _) in cli.SUBCOMMANDS.items():
+    for name, make in subcommands.items():
         sub = make()
         subparsers.add_parser(name, parents=[sub], add_help=False, description=sub.description,
                               help=(sub.description or "").split(":")[0].split(".")[0])
@@ -71,11 +71,13 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def script(shell: str) -> str:
-    """The completion script for ``shell`` (bash or zsh), registered for both NAMES."""
+def script(shell: str, root: argparse.ArgumentParser,
+           subcommands: Mapping[str, Callable[[], argparse.ArgumentParser]]) -> str:
+    """The completion script for ``shell`` (bash or zsh), registered for both NAMES, of the
+    build's parser ``root`` and the ``subcommands``' parsers (the CLI hands them in)."""
     import shtab
 
-    text = shtab.complete(parser(), shell=shell).rstrip("\n") + "\n"
+    text = shtab.complete(parser(root, subcommands), shell=shell).rstrip("\n") + "\n"
     function = "_shtab_" + NAMES[0].replace("-", "_").replace(".", "_")
     if shell == "bash":
         return text + "".join(f"complete -o bashdefault -F {function} {name}\n"

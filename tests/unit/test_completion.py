@@ -19,10 +19,16 @@ SCRIPT = os.path.join(ROOT, "scripts", "build-image.py")
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
+def script(shell):
+    """The script the CLI's `completion SHELL` prints."""
+    return completion.script(shell, cli.build_parser(),
+                             {name: make for name, (make, _) in cli.SUBCOMMANDS.items()})
+
+
 @pytest.fixture(scope="module")
 def bash_script(tmp_path_factory):
     path = tmp_path_factory.mktemp("completion") / "build-image.bash"
-    path.write_text(completion.script("bash"))
+    path.write_text(script("bash"))
     return path
 
 
@@ -91,7 +97,7 @@ def test_every_subcommand_flag_is_completed(bash_script, tmp_path):
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 @pytest.mark.parametrize("how", ["eval", "fpath"])
 def test_zsh_registers_both_names(tmp_path, how):
-    text = completion.script("zsh")
+    text = script("zsh")
     if how == "eval":
         load = f'autoload -U compinit; compinit -u -D; eval "$(cat {tmp_path}/s)"'
         (tmp_path / "s").write_text(text)

@@ -19,7 +19,8 @@ from ragbuild import cli
 from ragbuild.plan import Config, GitInfo, build_command, format_created, make_plan
 import json
 from ragbuild import cli, metadata
-from ragbuild.plan import Command, describe_plan, redact_argv, redact_value
+from ragbuild.plan import Command, describe_plan
+from ragbuild.redaction import redact_argv, redact_value
 import os
 from fakes import docker_calls, register_git
 from ragbuild import cli, steps
@@ -841,10 +842,11 @@ def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatc
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(metadata.os, "replace", refuse)
+    from ragbuild import pipeline
     from ragbuild.pipeline import RunState
 
     state = RunState(plan.options, Config(), None, plan)
-    record = metadata.Recorder(state, Runner(), path=str(project / "m.json"))
+    record = pipeline.Recorder(state, Runner(), path=str(project / "m.json"))
     with pytest.raises(Exception, match="cannot write --metadata-file .*m.json: Permission denied"):
         record.finish()
     assert sorted(p.name for p in project.iterdir()) == ["Dockerfile"]
