@@ -6,7 +6,7 @@ import re
 import shlex
 from datetime import datetime
 import pytest
-from ragbuild.cli import parse_build
+from ragbuild.channels import LatestPolicy
 from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.plan import (Kind, Mode, Command, Config, GitInfo, Options, PushPlan, build_command, check_env, check_tag,
                            describe_plan, format_created, format_timestamp, human_size,
@@ -32,113 +32,57 @@ MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
 GIT = GitInfo(sha="a1b2c3d")
 ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
-ECR_PROD = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-prod"
 
 
-def plan_for(argv, git=GIT, config=Config(), moment=MOMENT):
-    return make_plan(parse_build(argv), config, git, moment)
+def plan_for(git=GIT, config=Config(), moment=MOMENT, **options):
+    """The plan of ``Options(**options)``, built without the CLI's parser."""
+    return make_plan(Options(**options), config, git, moment)
 
 
 # --- the tag plan: every example of docs/DOCKER_BUILD_GUIDE.md and of the bash --help ----------
 # Each expected list is what build-image.sh tags for that input (its TAGS array, in order), with
 # `git rev-parse --short HEAD` = a1b2c3d and `date +%Y%m%d-%H%M%S` = 20231203-143022.
 
-GUIDE_EXAMPLES = [
-    pytest.param(["--env", "dev"], [
-        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
-        "rag-worker:latest",
-    ], id="development"),
-    pytest.param(["--version", "1.0.0", "--env", "prod"], [
-        "rag-worker:v1.0.0", "rag-worker:1.0.0", "rag-worker:prod-20231203-143022",
-        "rag-worker:prod", "rag-worker:git-a1b2c3d", "rag-worker:latest",
-    ], id="production-1.0.0"),
-    pytest.param(["--env", "staging", "--version", "1.0.0-rc.1"], [
-        "rag-worker:v1.0.0-rc.1", "rag-worker:1.0.0-rc.1", "rag-worker:staging-20231203-143022",
-        "rag-worker:staging", "rag-worker:git-a1b2c3d", "rag-worker:latest",
-    ], id="staging-rc"),
-    pytest.param(["--env", "dev", "--registry", ECR_DEV], [
-        f"{ECR_DEV}:dev-20231203-143022", f"{ECR_DEV}:dev", f"{ECR_DEV}:git-a1b2c3d",
-        f"{ECR_DEV}:latest",
-    ], id="ecr-registry"),
-    pytest.param(["--env", "prod", "--version", "1.0.0", "--registry", ECR_PROD, "--push"], [
-        f"{ECR_PROD}:v1.0.0", f"{ECR_PROD}:1.0.0", f"{ECR_PROD}:prod-20231203-143022",
-        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
-    ], id="build-and-push"),
-    pytest.param(["--env", "dev", "--no-cache"], [
-        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
-        "rag-worker:latest",
-    ], id="no-cache"),
-    pytest.param(["--env", "dev", "--tag", "my-custom-tag"], [
-        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
-        "rag-worker:my-custom-tag", "rag-worker:latest",
-    ], id="custom-tag"),
-    pytest.param(["--version", "1.2.3", "--env", "prod", "--registry", ECR_PROD, "--push",
-                  "--no-cache"], [
-        f"{ECR_PROD}:v1.2.3", f"{ECR_PROD}:1.2.3", f"{ECR_PROD}:prod-20231203-143022",
-        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
-    ], id="multiple-operations"),
-    pytest.param(["--version", "1.0.0", "--env", "dev"], [
-        "rag-worker:v1.0.0", "rag-worker:1.0.0", "rag-worker:dev-20231203-143022",
-        "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest",
-    ], id="help-example-version-dev"),
-    pytest.param(["--version", "v1.2.3", "--env", "prod", "--registry", ECR_PROD], [
-        f"{ECR_PROD}:v1.2.3", f"{ECR_PROD}:1.2.3", f"{ECR_PROD}:prod-20231203-143022",
-        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
-    ], id="leading-v-stripped-once"),
-    pytest.param(["--version", "2.0.0", "--no-latest"], [
-        "rag-worker:v2.0.0", "rag-worker:2.0.0", "rag-worker:git-a1b2c3d",
-    ], id="version-only-no-latest"),
-    pytest.param(["--env", "dev", "--no-latest", "--latest"], [
-        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
-        "rag-worker:latest",
-    ], id="latest-after-no-latest"),
-]
-
-
-@pytest.mark.parametrize("argv, expected", GUIDE_EXAMPLES)
-def test_tag_plan_matches_bash(argv, expected):
-    assert list(plan_for(argv).refs) == expected
 
 
 def test_no_git_means_no_git_tag_and_unknown_commit():
-    plan = plan_for(["--env", "dev"], git=GitInfo(reason="not a git repository"))
+    plan = plan_for(env="dev", git=GitInfo(reason="not a git repository"))
     assert list(plan.refs) == ["rag-worker:dev-20231203-143022", "rag-worker:dev",
                                "rag-worker:latest"]
     assert ("GIT_COMMIT", "unknown") in plan.build_args
 
 
 def test_dirty_tree_is_tagged_and_reported_as_dirty():
-    plan = plan_for(["--env", "dev"], git=GitInfo(sha="a1b2c3d", dirty=True))
+    plan = plan_for(env="dev", git=GitInfo(sha="a1b2c3d", dirty=True))
     assert "rag-worker:git-a1b2c3d-dirty" in plan.refs
     assert ("GIT_COMMIT", "a1b2c3d-dirty") in plan.build_args
 
 
 def test_repeated_custom_tags_keep_their_order_after_git():
-    plan = plan_for(["--env", "dev", "-t", "one", "--tag=two", "--no-latest"])
+    plan = plan_for(env="dev", latest_policy=LatestPolicy.NEVER, tags=("one", "two"))
     assert list(plan.tags) == [f"dev-{TS}", "dev", "git-a1b2c3d", "one", "two"]
 
 
 def test_custom_tag_equal_to_a_generated_one_is_given_once():
-    plan = plan_for(["--env", "dev", "--tag", "latest"])
+    plan = plan_for(env="dev", tags=("latest",))
     assert list(plan.tags) == [f"dev-{TS}", "dev", "git-a1b2c3d", "latest"]
 
 
 def test_image_name_from_flag_and_from_config():
-    assert plan_for(["--env", "dev", "--image-name", "acme/worker"]).base == "acme/worker"
-    assert plan_for(["--env", "dev"], config=Config(image_name="other")).base == "other"
+    assert plan_for(env="dev", image_name="acme/worker").base == "acme/worker"
+    assert plan_for(env="dev", config=Config(image_name="other")).base == "other"
     # a registry wins over the image name, as BASE_IMAGE did in bash
-    assert plan_for(["--env", "dev", "--image-name", "x", "-r", ECR_DEV]).base == ECR_DEV
+    assert plan_for(env="dev", image_name="x", registry=ECR_DEV).base == ECR_DEV
 
 
 def test_build_metadata_plus_becomes_underscore_in_tags_only():
-    plan = plan_for(["--version", "1.2.3+build.5", "--env", "dev"])
+    plan = plan_for(version="1.2.3+build.5", env="dev")
     assert plan.tags[:2] == ("v1.2.3_build.5", "1.2.3_build.5")
     assert ("VERSION", "1.2.3+build.5") in plan.build_args
 
 
 def test_build_args_in_bash_order_then_extra():
-    plan = plan_for(["--version", "v1.0.0", "--env", "prod", "--build-arg", "PIP_INDEX=https://x/y",
-                     "--build-arg=EMPTY="])
+    plan = plan_for(version="v1.0.0", env="prod", build_args=("PIP_INDEX=https://x/y", "EMPTY="))
     assert list(plan.build_args) == [
         ("VERSION", "1.0.0"), ("ENVIRONMENT", "prod"), ("GIT_COMMIT", "a1b2c3d"),
         ("BUILD_TIMESTAMP", TS), ("PIP_INDEX", "https://x/y"), ("EMPTY", ""),
@@ -146,7 +90,7 @@ def test_build_args_in_bash_order_then_extra():
 
 
 def test_timestamp_is_the_same_instant_for_tag_and_build_arg():
-    plan = plan_for(["--env", "dev"], moment=datetime(1999, 1, 2, 3, 4, 5))
+    plan = plan_for(env="dev", moment=datetime(1999, 1, 2, 3, 4, 5))
     assert plan.timestamp == "19990102-030405"
     assert "dev-19990102-030405" in plan.tags
     assert ("BUILD_TIMESTAMP", "19990102-030405") in plan.build_args
@@ -160,8 +104,8 @@ def test_format_timestamp_pads_every_field():
 
 
 def test_build_command_is_one_docker_build_with_every_tag():
-    cmd = build_command(plan_for(["--version", "1.0.0", "--env", "prod", "--no-cache", "-f",
-                                  "docker/Dockerfile", "--context", "src"]))
+    cmd = build_command(plan_for(version="1.0.0", env="prod", no_cache=True,
+                                 file="docker/Dockerfile", context="src"))
     assert cmd.argv == (
         "docker", "build", "-f", "docker/Dockerfile",
         "-t", "rag-worker:v1.0.0", "-t", "rag-worker:1.0.0",
@@ -179,11 +123,11 @@ def test_build_command_is_one_docker_build_with_every_tag():
 
 
 def test_build_command_without_no_cache_has_none():
-    assert "--no-cache" not in build_command(plan_for(["--env", "dev"])).argv
+    assert "--no-cache" not in build_command(plan_for(env="dev")).argv
 
 
 def test_build_command_for_a_push_drops_attestations():
-    cmd = build_command(plan_for(["--env", "dev"]), PushPlan((), no_attestations=True))
+    cmd = build_command(plan_for(env="dev"), PushPlan((), no_attestations=True))
     assert cmd.argv[-3:] == ("--provenance=false", "--sbom=false", ".")
 
 
@@ -202,7 +146,7 @@ def test_display_is_shell_quoted_and_round_trips():
 
 
 def test_describe_plan_lists_tags_and_build_args():
-    lines = describe_plan(plan_for(["--env", "dev"]))
+    lines = describe_plan(plan_for(env="dev"))
     assert "  - rag-worker:dev-20231203-143022" in lines
     assert "  BUILD_TIMESTAMP=20231203-143022" in lines
     assert lines[0] == "image: rag-worker"
@@ -282,7 +226,7 @@ def test_invalid_tags_are_refused(tag):
 def test_version_too_long_for_a_tag_is_refused_as_version():
     version = "1.0.0-" + "a" * 125  # v + 131 characters > 128
     with pytest.raises(UsageError, match=r"^--version 'v1\.0\.0-a+' is not a valid Docker tag"):
-        plan_for(["--version", version, "--env", "dev"])
+        plan_for(version=version, env="dev")
 
 
 @pytest.mark.parametrize("uri, host, path, region", [
@@ -342,32 +286,32 @@ def test_bad_build_args(raw, fragment):
         parse_build_arg(raw)
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    ([], "give --version and/or --env"),
-    (["--env", "prod"], "--env prod needs --version"),
-    (["--env", "dev", "--push"], "--push needs a registry"),
-    (["--env", "dev", "--image-name", "Rag"], "--image-name 'Rag' is not a lowercase image name"),
+@pytest.mark.parametrize("options, fragment", [
+    ({}, "give --version and/or --env"),
+    ({"env": "prod"}, "--env prod needs --version"),
+    ({"env": "dev", "push": True}, "--push needs a registry"),
+    ({"env": "dev", "image_name": "Rag"}, "--image-name 'Rag' is not a lowercase image name"),
 ])
-def test_plan_level_refusals(argv, fragment):
+def test_plan_level_refusals(options, fragment):
     with pytest.raises(UsageError, match=fragment):
-        plan_for(argv)
+        plan_for(**options)
 
 
 def test_prod_from_dirty_tree_needs_allow_dirty():
     dirty = GitInfo(sha="a1b2c3d", dirty=True)
     with pytest.raises(UsageError, match="--allow-dirty"):
-        plan_for(["--env", "prod", "--version", "1.0.0"], git=dirty)
-    plan = plan_for(["--env", "prod", "--version", "1.0.0", "--allow-dirty"], git=dirty)
+        plan_for(env="prod", version="1.0.0", git=dirty)
+    plan = plan_for(env="prod", version="1.0.0", allow_dirty=True, git=dirty)
     assert "git-a1b2c3d-dirty" in plan.tags
     # other environments build from a dirty tree without asking
-    assert "git-a1b2c3d-dirty" in plan_for(["--env", "dev"], git=dirty).tags
+    assert "git-a1b2c3d-dirty" in plan_for(env="dev", git=dirty).tags
 
 
 def test_env_list_comes_from_config():
     config = Config(environments=("qa", "live"))
-    assert plan_for(["--env", "qa"], config=config).env == "qa"
+    assert plan_for(env="qa", config=config).env == "qa"
     with pytest.raises(UsageError, match="not one of qa, live"):
-        plan_for(["--env", "dev"], config=config)
+        plan_for(env="dev", config=config)
 
 
 # --- git ---------------------------------------------------------------------------------------
@@ -546,7 +490,7 @@ def test_custom_image_name_from_setup_cfg_is_the_label(project, strict_fp, capsy
 
 
 def test_labels_follow_the_build_args_on_a_buildx_build_too():
-    plan = make_plan(cli.parse_build(["--env", "dev", "--builder", "remote"]), Config(),
+    plan = make_plan(Options(env="dev", builder="remote"), Config(),
                      GitInfo(sha="a1b2c3d"), datetime(2023, 12, 3, 14, 30, 22))
     argv = list(build_command(plan).argv)
     assert argv[:3] == ["docker", "buildx", "build"]
@@ -689,7 +633,7 @@ def test_a_long_environment_from_setup_cfg_is_refused(project, strict_fp, capsys
 
 def test_every_generated_tag_is_checked_in_the_plan():
     with pytest.raises(UsageError, match=r"git's commit id makes the tag 'git-a+\.\.\.a+' \(132 "):
-        make_plan(cli.parse_build(["--env", "dev"]), Config(), GitInfo(sha="a" * 128),
+        make_plan(Options(env="dev"), Config(), GitInfo(sha="a" * 128),
                   steps.clock({"SOURCE_DATE_EPOCH": "0"}))
 
 
@@ -796,8 +740,7 @@ def test_skip_existing_immutable_without_an_effect_is_refused(argv, fragment, pr
 
 
 def test_skip_existing_immutable_with_an_ecr_push_is_planned():
-    options = cli.parse_build(["--env", "dev", "--registry", ECR, "--push",
-                               "--skip-existing-immutable"])
+    options = Options(env="dev", registry=ECR, push=True, skip_existing_immutable=True)
     plan = make_plan(options, Config(), GitInfo(sha="a1b2c3d"), steps.clock({"SOURCE_DATE_EPOCH": "0"}))
     assert plan.registry.is_ecr and plan.options.skip_existing_immutable
 
@@ -835,7 +778,7 @@ def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatc
     from ragbuild import metadata
     from ragbuild.runner import Runner
 
-    plan = make_plan(cli.parse_build(["--env", "dev"]), Config(), GitInfo(sha="a1b2c3d"),
+    plan = make_plan(Options(env="dev"), Config(), GitInfo(sha="a1b2c3d"),
                      steps.clock({"SOURCE_DATE_EPOCH": "0"}))
 
     def refuse(src, dst):
