@@ -9,7 +9,7 @@ VERSION ?=
 ECR_URI ?= $(ECR_REGISTRY_URI)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs clean test e2e e2e-down bench
+.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs shell doctor clean completion test e2e e2e-down engine bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,8 +47,21 @@ run-local: $(VENV)/.installed ## run rag-worker:dev in the background on port 80
 logs: $(VENV)/.installed ## show the local container's logs (ARGS=-f to follow)
 	$(SCRIPT) logs $(ARGS)
 
+doctor: $(VENV)/.installed ## check what a build and push need, one line each with its fix (ECR_URI=... ARGS="--env prod")
+	$(SCRIPT) doctor $(if $(ECR_URI),--registry "$(ECR_URI)") $(ARGS)
+
+shell: $(VENV)/.installed ## a shell in rag-worker:dev (bash, else /bin/sh), removed on exit (ARGS=rag-worker:prod)
+	$(SCRIPT) shell $(ARGS)
+
 clean: $(VENV)/.installed ## remove the tags ragbuild builds made (label org.ragbuild.repository), no other
 	$(SCRIPT) clean $(ARGS)
+
+completion: $(VENV)/.installed ## write tab completion for bash and zsh to .venv/completion and print the line that enables it
+	@mkdir -p $(VENV)/completion
+	@$(SCRIPT) completion bash > $(VENV)/completion/build-image.bash
+	@$(SCRIPT) completion zsh > $(VENV)/completion/_build-image.py
+	@echo "bash: add to ~/.bashrc:  source $(abspath $(VENV))/completion/build-image.bash"
+	@echo "zsh: add to ~/.zshrc before compinit:  fpath=($(abspath $(VENV))/completion \$$fpath)"
 
 test: $(VENV)/.installed ## type-check ragbuild/ (mypy) and run the unit and service tests
 	$(PY) -m mypy
@@ -57,6 +70,9 @@ test: $(VENV)/.installed ## type-check ragbuild/ (mypy) and run the unit and ser
 e2e: $(VENV)/.installed ## bring up the engines, registries and ECR API (tests/e2e/harness.sh), run the e2e suite on every leg (E2E_LEG=name: one)
 	bash tests/e2e/harness.sh up
 	$(PY) -m pytest tests/e2e $(ARGS)
+
+engine: ## no Docker engine? as root on Debian/Ubuntu: install docker.io (+ buildx), start it, make python:3.11-slim
+	bash tests/e2e/harness.sh engine
 
 e2e-down: ## stop what tests/e2e/harness.sh started
 	bash tests/e2e/harness.sh down

@@ -22,13 +22,10 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.reference import IMAGE_REF_RE
-
-if TYPE_CHECKING:  # plan.py imports this module
-    from ragbuild.plan import Command
 
 #: os/arch[/variant], as docker spells platforms: linux/amd64, linux/arm64, linux/arm/v7.
 PLATFORM_RE = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
@@ -158,8 +155,9 @@ def daemon_down(output: str) -> bool:
 def daemon_unreachable(target: Optional[DockerTarget]) -> str:
     """The one message for a daemon docker cannot reach."""
     where = f" {target.unreachable()}" if target is not None else ""
-    return (f"cannot reach the Docker daemon{where}: start it (e.g. `dockerd` or `systemctl start "
-            "docker`) or point DOCKER_HOST or DOCKER_CONTEXT at a running one")
+    return (f"cannot reach the Docker daemon{where}: start it (e.g. `systemctl start docker`, or "
+            "`make engine` as root on Debian or Ubuntu) or point DOCKER_HOST or DOCKER_CONTEXT "
+            "at a running one")
 
 
 #: Where docker keeps Docker Hub's credentials (its ``IndexServer``), whatever the host is called.
@@ -273,20 +271,6 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
 
 #: dockerd's default ``insecure-registries`` CIDR: loopback registries may speak plain HTTP.
 DEFAULT_INSECURE_CIDRS = ("127.0.0.0/8",)
-
-
-def registry_config_command() -> Command:
-    """The daemon's registry configuration (``docker info``): which registries it reaches over
-    plain HTTP or unverified TLS. A ``plan.Command`` (imported here: plan.py imports this
-    module)."""
-    from ragbuild.plan import Command, Kind
-
-    return Command(("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False,
-                   kind=Kind.PROBE,
-                   assume=json.dumps({"InsecureRegistryCIDRs": list(DEFAULT_INSECURE_CIDRS),
-                                      "IndexConfigs": {}}),
-                   dry_note="a real run asks the daemon which registries are insecure (plain "
-                            "HTTP), as docker push decides it")
 
 
 @dataclass(frozen=True)

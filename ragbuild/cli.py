@@ -27,11 +27,14 @@ EXIT_BROKEN_PIPE = 141
 DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port of build-image.sh)."
 
 EPILOG = """\
-other commands (each has --help and --dry-run):
+other commands (each has --help; all but completion, which runs nothing, have --dry-run):
   %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
+  %(prog)s doctor [--registry URI ...]          check what a build (and push) needs, one line each
+  %(prog)s shell [IMAGE]                        a shell in IMAGE (default rag-worker:dev), removed on exit
   %(prog)s clean                                remove only the tags ragbuild builds made
+  %(prog)s completion bash|zsh                  tab completion: source <(%(prog)s completion bash)
 
 environment variables (what each one does: docs/configuration.md):
   ECR_REGISTRY_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
@@ -258,9 +261,9 @@ def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:at], argv[at + 1:]
 
 
-def parse_build(argv: Sequence[str]) -> Options:
+def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) -> Options:
     own, docker_options = split_docker_options(argv)
-    ns = build_parser().parse_args(own)  # --help exits here, before the plan's imports
+    ns = (parser or build_parser()).parse_args(own)  # --help exits here, before the plan's imports
     if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
         raise UsageError(f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "
                          f"options go after --; see {PROG} --help)")
@@ -305,7 +308,7 @@ def cmd_build(argv: list[str]) -> int:
 def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     """The exact command that pushes what was just built: this program, as it was started, with
     the user's arguments and --push (a registry placeholder when none was given)."""
-    from ragbuild.plan import redact_argv
+    from ragbuild.redaction import redact_argv
 
     own, docker_options = split_docker_options(argv)
     shown = list(redact_argv(own))  # a --build-arg's secret value is never echoed
@@ -357,11 +360,7 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
     return parser
 
 
-def cmd_smoke(argv: list[str]) -> int:
-    from ragbuild import manage, smoke
-    from ragbuild.config import load_config
-    from ragbuild.plan import check_start_command
-    from ragbuild.runner import make_runner
+def smoke_parser() -> ArgumentParser:
 
     parser = sub_parser("smoke", "Start IMAGE as SageMaker does (docker run IMAGE serve, port 8080) "
                                  "on a free local port, wait for GET /ping to answer 200, check "
@@ -376,7 +375,16 @@ def cmd_smoke(argv: list[str]) -> int:
     parser.add_argument("--command", metavar="CMD",
                         help="start the image as docker run IMAGE CMD (default: smoke-command in "
                              "setup.cfg [ragbuild], else 'serve', SageMaker's)")
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def cmd_smoke(argv: list[str]) -> int:
+    from ragbuild import manage, smoke
+    from ragbuild.config import load_config
+    from ragbuild.plan import check_start_command
+    from ragbuild.runner import make_runner
+
+    ns = smoke_parser().parse_args(argv)
     manage.check_image_ref(ns.image)
     config = load_config()
     command = check_start_command(config.smoke_command if ns.command is None else ns.command,
@@ -388,51 +396,161 @@ def cmd_smoke(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def cmd_run(argv: list[str]) -> int:
+def run_parser() -> ArgumentParser:
     from ragbuild import manage
-    from ragbuild.config import load_config
-    from ragbuild.runner import make_runner
 
     parser = sub_parser("run", "Run the image locally in the background as container "
                                f"{manage.LOCAL_CONTAINER} (replacing an earlier one).")
     parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
     parser.add_argument("--port", type=_port, default=8080,
                         help="host port, 1-65535 (default: %(default)s)")
-    ns = parser.parse_args(argv)
-    if ns.image is not None:
-        manage.check_image_ref(ns.image)
-    image = f"{load_config().image_name}:dev" if ns.image is None else ns.image
-    manage.run_local(make_runner(ns.dry_run), image, port=ns.port)
+    return parser
+
+
+def image_or_dev(image: Optional[str]) -> str:
+    """IMAGE as given (checked: an image reference, never an option), else <image-name>:dev."""
+    from ragbuild import manage
+    from ragbuild.config import load_config
+
+    if image is not None:
+        return manage.check_image_ref(image)
+    return f"{load_config().image_name}:dev"
+
+
+def cmd_run(argv: list[str]) -> int:
+    from ragbuild import manage
+    from ragbuild.runner import make_runner
+
+    ns = run_parser().parse_args(argv)
+    manage.run_local(make_runner(ns.dry_run), image_or_dev(ns.image), port=ns.port)
     return EXIT_OK
+
+
+def logs_parser() -> ArgumentParser:
+    from ragbuild import manage
+
+    parser = sub_parser("logs", f"Show the logs of the local container {manage.LOCAL_CONTAINER}.")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
+    parser.add_argument("--tail", type=_lines, default=200,
+                        help="lines to show, 0 or more (default: %(default)s)")
+    return parser
 
 
 def cmd_logs(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
-    parser = sub_parser("logs", f"Show the logs of the local container {manage.LOCAL_CONTAINER}.")
-    parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
-    parser.add_argument("--tail", type=_lines, default=200,
-                        help="lines to show, 0 or more (default: %(default)s)")
-    ns = parser.parse_args(argv)
+    ns = logs_parser().parse_args(argv)
     manage.logs(make_runner(ns.dry_run), follow=ns.follow, lines=ns.tail)
     return EXIT_OK
+
+
+def clean_parser() -> ArgumentParser:
+    from ragbuild import manage
+
+    return sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
+                               "in their org.ragbuild.repository label), and no other tag: an "
+                               "image built FROM one, or one you tagged yourself, keeps its own "
+                               "tags. Untagged leftovers: " + manage.PRUNE_HINT)
 
 
 def cmd_clean(argv: list[str]) -> int:
     from ragbuild import manage
     from ragbuild.runner import make_runner
 
-    parser = sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
-                                 "in their org.ragbuild.repository label), and no other tag: an "
-                                 "image built FROM one, or one you tagged yourself, keeps its own "
-                                 "tags. Untagged leftovers: " + manage.PRUNE_HINT)
-    ns = parser.parse_args(argv)
+    ns = clean_parser().parse_args(argv)
     manage.clean(make_runner(ns.dry_run))
     return EXIT_OK
 
 
-SUBCOMMANDS = {"smoke": cmd_smoke, "run": cmd_run, "logs": cmd_logs, "clean": cmd_clean}
+def shell_parser() -> ArgumentParser:
+    parser = sub_parser("shell", "An interactive shell in IMAGE (bash, or /bin/sh when the image "
+                                 "has no bash), as the guide's `docker run -it IMAGE /bin/bash`; "
+                                 "the container is removed on exit. Commands piped in run without "
+                                 "a terminal. Exit status: the shell's.")
+    parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
+    return parser
+
+
+def cmd_shell(argv: list[str]) -> int:
+    from ragbuild import manage
+    from ragbuild.runner import make_runner
+
+    ns = shell_parser().parse_args(argv)
+    return manage.shell(make_runner(ns.dry_run), image_or_dev(ns.image),
+                        tty=bool(sys.stdin and sys.stdin.isatty()))
+
+
+def doctor_parser() -> ArgumentParser:
+    parser = build_parser()
+    parser.prog = f"{PROG} doctor"
+    parser.usage = f"{PROG} doctor [build flags: --env, --registry, -f, --context, --builder ...]"
+    parser.description = (
+        "Check, in order, what a build with these flags needs, one line each (ok, warning, "
+        "problem with its fix): Python and ragbuild's packages; the docker client, the daemon "
+        "it reaches (context or host), BuildKit, the buildx builders; git; the plan; the "
+        "Dockerfile and the build context (.dockerignore, likely secrets); the registry of "
+        "--registry / ECR_REGISTRY_URI (reachable, credentials; ECR: aws CLI, credentials, "
+        "region, repository, tag mutability: the push pre-flight's own checks, including its "
+        "login); the base image. Exit 0 when a build (and push) would work, 1 otherwise.")
+    parser.epilog = None
+    return parser
+
+
+def cmd_doctor(argv: list[str]) -> int:
+    import io
+
+    from ragbuild import doctor
+    from ragbuild.config import load_config
+    from ragbuild.runner import DryRunner, Runner
+
+    options = parse_build(argv, doctor_parser())
+    if options.env is None and options.version is None:  # the build most run: make build-dev
+        import dataclasses
+
+        options = dataclasses.replace(options, env="dev")
+    quiet = io.StringIO()  # the checks' own command lines and messages: their finding says it
+    runner = DryRunner(log=quiet) if options.dry_run else Runner(log=quiet)
+    try:
+        config = load_config()
+    except RagbuildError as err:
+        print(f"problem  setup.cfg: {err}")
+        return 1
+    return doctor.run(doctor.Doctor(runner, options, config))
+
+
+def completion_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=f"{PROG} completion", allow_abbrev=False,
+                            description="Print the tab-completion script for bash or zsh: flags, "
+                                        "subcommands, --env values (read from setup.cfg "
+                                        "[ragbuild] when you press tab), --latest-policy values, "
+                                        "local images. Enable it in bash: source <(" + PROG
+                                        + " completion bash); in zsh (after compinit): eval "
+                                        "\"$(" + PROG + " completion zsh)\"; or make completion")
+    parser.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
+    return parser
+
+
+def cmd_completion(argv: list[str]) -> int:
+    from ragbuild import completion
+
+    ns = completion_parser().parse_args(argv)
+    sys.stdout.write(completion.script(ns.shell, build_parser(),
+                                       {name: make for name, (make, _) in SUBCOMMANDS.items()}))
+    return EXIT_OK
+
+
+#: name -> (its parser, its command); the build is the default when no name comes first.
+SUBCOMMANDS = {"smoke": (smoke_parser, cmd_smoke), "run": (run_parser, cmd_run),
+               "logs": (logs_parser, cmd_logs), "clean": (clean_parser, cmd_clean),
+               "shell": (shell_parser, cmd_shell), "doctor": (doctor_parser, cmd_doctor),
+               "completion": (completion_parser, cmd_completion)}
+
+
+def _error(message: str) -> None:
+    from ragbuild.output import paint
+
+    print(paint(f"error: {message}", sys.stderr), file=sys.stderr)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -451,15 +569,15 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]](argv[1:])
+            return SUBCOMMANDS[argv[0]][1](argv[1:])
         if argv and argv[0] == "build":
             argv = argv[1:]
         return cmd_build(argv)
     except RagbuildError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(str(err))
         return err.exit_code
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP outside any child (Stopped)
-        print(f"error: {stop if isinstance(stop, Stopped) else 'interrupted'}", file=sys.stderr)
+        _error(str(stop) if isinstance(stop, Stopped) else "interrupted")
         return 128 + signal_of(stop)
     except BrokenPipeError:
         # stdout's reader is gone (`| head -1`): nothing more can be said there, and Python's

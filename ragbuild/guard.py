@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ragbuild.errors import ToolMissing, UsageError
-from ragbuild.plan import human_size, secret_build_args
+from ragbuild.plan import human_size
+from ragbuild.redaction import secret_build_args
 
 if TYPE_CHECKING:
     from ragbuild.plan import BuildPlan

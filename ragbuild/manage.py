@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from ragbuild import signals
 from ragbuild.errors import CommandFailed, UsageError
 from ragbuild.plan import REPOSITORY_LABEL, Command, Kind, Mode
 from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
 from ragbuild.runner import Result, Runner
+
+if TYPE_CHECKING:
+    from ragbuild.runner import Runner
 
 LOCAL_CONTAINER = "rag-worker-local"
 #: What a dry run of ``clean`` takes the tags of ragbuild's builds to be (it lists no images).
@@ -112,6 +115,27 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
         raise
     runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
                   "logs: make logs; stop: docker rm -f " + name)
+
+
+#: What ``shell`` runs in the image: bash when the image has it, else /bin/sh (slim and alpine
+#: images). ``--entrypoint`` so an image's ENTRYPOINT does not swallow it.
+SHELL_SCRIPT = "if command -v bash >/dev/null 2>&1; then exec bash; else exec /bin/sh; fi"
+
+
+def shell_command(image: str, *, tty: bool) -> Command:
+    """``docker run --rm -i[t] --entrypoint /bin/sh IMAGE -c SHELL_SCRIPT``: the guide's
+    ``docker run -it IMAGE /bin/bash``, removed on exit (``--rm``). ``-t`` only when our stdin
+    is a terminal: piped commands (``echo 'ls' | ragbuild shell``) run without one, as docker
+    refuses ``-t`` when stdin is not a TTY ("the input device is not a TTY")."""
+    flags = ("-it",) if tty else ("-i",)
+    return Command(("docker", "run", "--rm", *flags, "--entrypoint", "/bin/sh", image,
+                    "-c", SHELL_SCRIPT), mode=Mode.INTERACTIVE, check=False)
+
+
+def shell(runner: "Runner", image: str, *, tty: bool) -> int:
+    """Run the shell; its exit status (a signal as 128 + its number, as a shell reports it)."""
+    result = runner.run(shell_command(image, tty=tty))
+    return 128 - result.returncode if result.returncode < 0 else result.returncode
 
 
 #: Lines docker adds after the reason: ``docker run``'s "See 'docker run --help'.", ``docker

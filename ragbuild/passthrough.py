@@ -17,9 +17,11 @@ bad spec names the field, never the spec's text.
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional, Sequence
 
 from ragbuild.errors import UsageError
+from ragbuild.redaction import redact_argv
 
 #: Fields of a ``--secret`` spec, as docker's client parses it (buildx build/secrets.go):
 #: ``type=file|env``, ``id``, ``src``/``source``, ``env``.
@@ -140,9 +142,5 @@ def describe(secrets: Sequence[str] = (), ssh: Sequence[str] = (),
     for spec in ssh:
         lines.append(f"ssh: {spec} (RUN --mount=type=ssh)")
     if extra:
-        import shlex
-
-        from ragbuild.plan import redact_argv
-
         lines.append(f"docker build options (after --): {shlex.join(redact_argv(extra))}")
     return lines

@@ -9,12 +9,17 @@ stops the run, and the metadata recorder (metadata.py) writes what the state hol
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from ragbuild import steps
+from ragbuild.errors import Interrupted, RagbuildError
+from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
+from ragbuild.redaction import redact_argv
 from ragbuild.plan import BuildPlan, Config, Options, describe_plan
 from ragbuild.runner import Runner
 
@@ -136,8 +141,6 @@ def gather(runner: Runner, options: Options, config: Config,
 def run(runner: Runner, state: RunState, *, clock: Callable[[], float] = time.monotonic) -> RunState:
     """Run every step that applies, in order, each timed; the metadata is written at the end,
     and also when a step fails or is interrupted (then the error goes on to the CLI)."""
-    from ragbuild.metadata import Recorder
-
     recorder = Recorder.for_state(state, runner)
     for step in STEPS:
         if not step.applies(state):
@@ -152,3 +155,121 @@ def run(runner: Runner, state: RunState, *, clock: Callable[[], float] = time.mo
         state.times[step.name] = clock() - started
     recorder.finish()
     return state
+
+
+class Recorder:
+    """Writes what a build made (``pipeline.RunState``) to ``--metadata-file`` and
+    ``$GITHUB_OUTPUT``."""
+
+    def __init__(self, state: RunState, runner: Runner, *, path: Optional[str] = None,
+                 github_output: Optional[str] = None):
+        self.state = state
+        self.runner = runner
+        self.path = path
+        self.github_output = github_output or None
+        self.status = "succeeded"
+        self.failed_step: Optional[str] = None
+        self.error: Optional[str] = None
+        if path is not None:
+            check_path(path)
+
+    @classmethod
+    def for_state(cls, state: RunState, runner: Runner) -> "Recorder":
+        return cls(state, runner, path=state.options.metadata_file,
+                   github_output=state.environ.get("GITHUB_OUTPUT"))
+
+    def failed(self, step: str, err: BaseException) -> None:
+        """Record a step's failure (or interruption, or a bug's exception) and write the file
+        before the error goes on to the CLI."""
+        # Ctrl-C, SIGTERM or SIGHUP (errors.Stopped), or the Interrupted the runner made of it
+        interrupted = isinstance(err, (KeyboardInterrupt, Interrupted))
+        self.status = "interrupted" if interrupted else "failed"
+        self.failed_step = step
+        if isinstance(err, (RagbuildError, KeyboardInterrupt)):
+            text = str(err) or ("interrupted" if interrupted else type(err).__name__)
+        else:
+            text = f"{type(err).__name__}: {err}"
+        self.error = text.strip().splitlines()[0]
+        self._write_file(quiet_errors=True)
+
+    # --- the document --------------------------------------------------------------------------
+
+    def document(self) -> dict:
+        state = self.state
+        plan = state.plan
+        image = state.image
+        pinned = state.pinned
+        digests = dict(state.digests)
+        digest = pinned.rsplit("@", 1)[1] if pinned else None
+        doc = {
+            "status": self.status,
+            "failed_step": self.failed_step,
+            "error": self.error,
+            "image": plan.base,
+            "refs": list(plan.refs),
+            "pushed_refs": list(digests),
+            "version": plan.version,
+            "environment": plan.env,
+            "git_commit": plan.git.commit,
+            "timestamp": plan.timestamp,
+            "created": plan.created,  # the label the build set: one instant, one format
+            "image_id": image.id if image else None,
+            "size": image.size if image else None,
+            "labels": dict(image.labels) if image else {},
+            "build_args": redact(plan.build_args),
+            "build_options": list(redact_argv(plan.passthrough)),  # --secret, --ssh, after --
+            "digests": digests,
+            "digest": digest,
+            "pinned": pinned,
+            "steps": {step: round(seconds, 3) for step, seconds in state.times.items()},
+        }
+        assert tuple(doc) == KEYS
+        return doc
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """After the last step: the file, then $GITHUB_OUTPUT (success only)."""
+        self._write_file()
+        if not self.github_output:
+            return
+        github_output = self.github_output
+        doc = self.document()
+        tags = doc["pushed_refs"] or doc["refs"]
+
+        def append() -> None:
+            try:
+                with open(github_output, "a", encoding="utf-8") as handle:
+                    handle.write(github_output_lines(tags, doc["digest"] or "",
+                                                     doc["image_id"] or ""))
+            except OSError as err:
+                raise RagbuildError(f"cannot append to $GITHUB_OUTPUT ({github_output}): "
+                                    f"{err.strerror}") from None
+            self.runner.log("appended tags, digest and image-id to $GITHUB_OUTPUT")
+
+        self.runner.apply(f"append tags, digest and image-id to $GITHUB_OUTPUT ({github_output})",
+                          append)
+
+    def _write_file(self, quiet_errors: bool = False) -> None:
+        if self.path is None:
+            return
+        path = self.path
+
+        def write() -> None:
+            text = json.dumps(self.document(), indent=2) + "\n"
+            temporary = f"{path}.tmp-{os.getpid()}"
+            try:
+                with open(temporary, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                os.replace(temporary, path)  # readers never see half a file
+            except OSError as err:
+                with contextlib.suppress(OSError):  # no .tmp-<pid> left behind
+                    os.unlink(temporary)
+                message = f"cannot write --metadata-file {path}: {err.strerror}"
+                if quiet_errors:  # the step's own error matters more
+                    self.runner.log(f"warning: {message}")
+                    return
+                raise RagbuildError(message) from None
+            self.runner.log(f"wrote the build metadata ({self.status}) to {path}")
+
+        self.runner.apply(f"write the build metadata to {path} (JSON: {', '.join(KEYS)})", write)

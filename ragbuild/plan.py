@@ -22,6 +22,7 @@ from ragbuild.limits import SETTINGS, Limits
 if TYPE_CHECKING:  # semver is imported where a version needs it
     import semver
 
+from ragbuild.redaction import redact_argv, redact_value
 from ragbuild.reference import ECR_HOST_RE, IMAGE_NAME_RE, NAME_MAX, REGISTRY_RE, TAG_RE
 
 DEFAULT_IMAGE_NAME = "rag-worker"
@@ -48,6 +49,7 @@ class Mode(enum.Enum):
     CAPTURE = "capture"  # kept, not shown
     STREAM = "stream"  # the child writes to our terminal (docker's live progress); not kept
     TEE = "tee"  # shown live and kept (stdout and stderr merged)
+    INTERACTIVE = "interactive"  # like STREAM, and the child reads our stdin (a shell)
 
 
 class Kind(enum.Enum):
@@ -84,51 +86,6 @@ class Command:
         """Whether ``display()`` shows ``***`` in place of a value the real command gets."""
         return (redact_argv(self.argv) != tuple(self.argv)
                 or any(redact_value(k, v) != v for k, v in self.env))
-
-
-# --- redaction: what is printed never shows a secret (the real argv keeps it) -----------------
-
-REDACTED = "***"
-#: A build arg (or env variable) whose name contains one of these, or has one of the parts, is
-#: taken for a secret: the context check warns about it and every printout shows ``***``.
-SECRET_ARG_WORDS = ("TOKEN", "PASSWORD", "PASSWD", "SECRET", "CREDENTIAL")
-SECRET_ARG_PARTS = ("KEY", "KEYS", "APIKEY", "PRIVATEKEY")
-URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
-
-
-def is_secret_name(key: str) -> bool:
-    upper = key.upper()
-    return (any(word in upper for word in SECRET_ARG_WORDS)
-            or any(part in SECRET_ARG_PARTS for part in re.split(r"[_\-]", upper)))
-
-
-def secret_build_args(build_args: Iterable[tuple[str, str]]) -> list[str]:
-    """The names among ``(key, value)`` build args that look like secrets."""
-    return [key for key, _ in build_args if is_secret_name(key)]
-
-
-def redact_value(key: str, value: str) -> str:
-    """``***`` for a secret-looking name; otherwise the value with URL credentials
-    (``https://user:token@host``) hidden."""
-    if is_secret_name(key):
-        return REDACTED
-    return URL_USERINFO_RE.sub(rf"\g<scheme>{REDACTED}@", value)
-
-
-def redact_argv(argv: Iterable[str]) -> tuple[str, ...]:
-    """``argv`` as it may be printed: each ``--build-arg KEY=VALUE`` (or ``--build-arg=KEY=VALUE``)
-    through ``redact_value``, URL credentials hidden in every other word."""
-    shown, words = [], list(argv)
-    for i, word in enumerate(words):
-        after_flag = i > 0 and words[i - 1] == "--build-arg"
-        if after_flag or word.startswith("--build-arg="):
-            prefix = "" if after_flag else "--build-arg="
-            key, eq, value = word[len(prefix):].partition("=")
-            if eq:
-                shown.append(f"{prefix}{key}={redact_value(key, value)}")
-                continue
-        shown.append(URL_USERINFO_RE.sub(rf"\g<scheme>{REDACTED}@", word))
-    return tuple(shown)
 
 
 @dataclass(frozen=True)

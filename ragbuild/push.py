@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, MutableMapping, Optional
 
 from ragbuild import ecr
-from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials, DockerConfig,
-                               RegistryConfig, daemon_down,
-                               daemon_unreachable, parse_registry_config, read_docker_config,
-                               registry_config_command)
+from ragbuild.builders import (DEFAULT_INSECURE_CIDRS, ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
+                               DockerConfig, RegistryConfig, daemon_down, daemon_unreachable,
+                               parse_registry_config, read_docker_config)
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
+from ragbuild.output import SUCCESS
 from ragbuild.limits import Limits
 from ragbuild.plan import BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
@@ -171,6 +171,17 @@ def parse_index_raw(text: str) -> Index:
 
 
 # --- commands ----------------------------------------------------------------------------------
+
+
+def registry_config_command() -> Command:
+    """The daemon's registry configuration (``docker info``): which registries it reaches over
+    plain HTTP or unverified TLS."""
+    return Command(("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False,
+                   kind=Kind.PROBE,
+                   assume=json.dumps({"InsecureRegistryCIDRs": list(DEFAULT_INSECURE_CIDRS),
+                                      "IndexConfigs": {}}),
+                   dry_note="a real run asks the daemon which registries are insecure (plain "
+                            "HTTP), as docker push decides it")
 
 
 def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
@@ -517,7 +528,7 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     verified = "pushed" if len(unread) == len(found) else (
         f"pushed ({len(found) - len(unread)} read back)" if unread else "pushed and verified")
     runner.report(f"{verified} {len(found)} tags, all "
-                  f"{read_back.what.format(digest=distinct[0])}:")
+                  f"{read_back.what.format(digest=distinct[0])}:", SUCCESS)
     for ref in found:
         runner.report(f"  {ref}")
     if ctx.push.skipped:

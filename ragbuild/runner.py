@@ -26,6 +26,7 @@ from typing import IO, Callable, Optional, Sequence, TypeVar, cast
 from ragbuild import signals
 from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
                              signal_of)
+from ragbuild.output import paint
 from ragbuild.plan import Command, Kind, Mode
 
 T = TypeVar("T")
@@ -92,13 +93,15 @@ class Runner:
             return replace(cmd, argv=(cmd.argv[0], *self.docker_flags, *cmd.argv[1:]))
         return cmd
 
-    def log(self, message: str) -> None:
-        _write(self._log, f"{message}\n")
+    def log(self, message: str, level: Optional[str] = None) -> None:
+        """One line (or more) on stderr; ``level`` (``output.SUCCESS``...) colours it on a
+        terminal, else the message's first word does (``warning:``, ``error:``, ``+``)."""
+        _write(self._log, f"{paint(message, self._log, level)}\n")
 
-    def report(self, message: str) -> None:
+    def report(self, message: str, level: Optional[str] = None) -> None:
         """A line about what a real run found or did ("built ...", "pushed ..."); a dry run,
         which found and did nothing, leaves it out."""
-        self.log(message)
+        self.log(message, level)
 
     def emit(self, line: str) -> None:
         """A result line on stdout (the pinned ``<repository>@sha256:...``), where a dry run
@@ -187,26 +190,28 @@ class Runner:
         try:
             machine_cmd = local[program][list(cmd.argv[1:])]
         except CommandNotFound:
-            raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
+            raise ToolMissing(missing_message(cmd.argv[0], program)) from None
         env = {**os.environ, **dict(cmd.env)}
         pipe = subprocess.PIPE
         streams = {
             Mode.CAPTURE: (pipe, pipe),
             Mode.STREAM: (None, None),
             Mode.TEE: (pipe, subprocess.STDOUT),
+            Mode.INTERACTIVE: (None, None),  # and our stdin: a shell in a container
         }[cmd.mode]
+        own_stdin = None if cmd.mode is Mode.INTERACTIVE else subprocess.DEVNULL
         try:
             proc = cast(subprocess.Popen, machine_cmd.popen(
-                stdin=pipe if stdin is not None else subprocess.DEVNULL,
+                stdin=pipe if stdin is not None else own_stdin,
                 stdout=streams[0],
                 stderr=streams[1],
                 env=env,
             ))
         except FileNotFoundError:
-            raise ToolMissing(_missing_message(cmd.argv[0], program)) from None
+            raise ToolMissing(missing_message(cmd.argv[0], program)) from None
         except OSError as err:  # DOCKER names a directory or a file without the execute bit
             raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
-                              f"{_missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
+                              f"{missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
         return proc
 
     @staticmethod
@@ -249,7 +254,7 @@ class DryRunner(Runner):
             self._warned.add(key)
             self.log(message)
 
-    def report(self, message: str) -> None:
+    def report(self, message: str, level: Optional[str] = None) -> None:
         pass
 
     def emit(self, line: str) -> None:
@@ -275,7 +280,7 @@ class DryRunner(Runner):
         cmd = self._targeted(cmd)
         program = resolve(cmd.argv[0])
         if not shutil.which(program):
-            self._once(program, f"warning: {_missing_message(cmd.argv[0], program)} "
+            self._once(program, f"warning: {missing_message(cmd.argv[0], program)} "
                                 "(a real run stops here)")
         if cmd.hides_secrets:
             self._once("***", "dry run: secret values (secret-looking build args, URL "
@@ -326,10 +331,15 @@ def failure_message(cmd: Command, result: Result) -> str:
     return f"{head}:\n{said}" if said else head
 
 
-def _missing_message(name: str, program: str) -> str:
+#: How to get a missing program, where the project has a way: ``make engine`` runs the harness's
+#: own engine steps (tests/e2e/harness.sh engine).
+INSTALL_HINT = {"docker": " (as root on Debian or Ubuntu: make engine)"}
+
+
+def missing_message(name: str, program: str) -> str:
     variable = PROGRAM_ENV.get(name)
     hint = f" or set {variable} to its path" if variable else ""
-    return f"{program} not found: install {name}{hint}"
+    return f"{program} not found: install {name}{INSTALL_HINT.get(name, '')}{hint}"
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:

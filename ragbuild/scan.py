@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from ragbuild.errors import ScanFailed, ToolMissing, UsageError
+from ragbuild.output import SUCCESS
 from ragbuild.plan import BuildPlan, Command, Config, Mode
 
 if TYPE_CHECKING:
@@ -103,4 +104,4 @@ def run(runner: Runner, scanner: Scanner, plan: BuildPlan) -> None:
         pushed = "; nothing was pushed" if plan.options.push else ""
         raise ScanFailed(f"the vulnerability scan of {image} failed (exit {result.returncode}; "
                          f"its findings are above){pushed}")
-    runner.report(f"vulnerability scan passed: {image}")
+    runner.report(f"vulnerability scan passed: {image}", SUCCESS)

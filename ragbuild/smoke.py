@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ragbuild import signals
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.limits import Limits
+from ragbuild.output import SUCCESS
 from ragbuild.plan import DEFAULT_SMOKE_COMMAND, BuildPlan, Command, Kind
 from ragbuild.runner import Result, Runner
 
@@ -167,7 +168,7 @@ def run(runner: Runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT
             raise SmokeTestFailed(f"{expect.image}: /health answered but {'; '.join(problems)}")
         runner.report(f"smoke test passed: {expect.image} started as `docker run IMAGE "
                       f"{' '.join(expect.command)}` answered {READY_PATH} and {HEALTH_PATH} with "
-                      f"{json.dumps(health, sort_keys=True)}")
+                      f"{json.dumps(health, sort_keys=True)}", SUCCESS)
         return health
     except SmokeTestFailed as failure:
         if started is None or not started.ok:  # never ran: docker's own reason is the message

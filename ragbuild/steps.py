@@ -18,6 +18,7 @@ from ragbuild.plan import (FETCH_TAGS_FIX, NO_COMMITS, BuildPlan, Command, Confi
                            Options, PushPlan, build_command, buildx_version_command, git_reason,
                            human_size, inspect_command, version_tags_command)
 from ragbuild.reference import familiar
+from ragbuild.output import SUCCESS
 from ragbuild.runner import Runner, ended, resolve
 
 if TYPE_CHECKING:  # scan.py is imported when --scan asks for it
@@ -336,7 +337,8 @@ def summarize(runner: Runner, plan: BuildPlan) -> Optional[Image]:
     except ValueError as bad:
         raise CommandFailed(f"cannot read docker image inspect output: {bad}: "
                             f"{_clip(result.stdout)!r}") from None
-    runner.report(f"built {image.id} ({human_size(image.size)}) with {len(plan.refs)} tags:")
+    runner.report(f"built {image.id} ({human_size(image.size)}) with {len(plan.refs)} tags:",
+                  SUCCESS)
     for ref in plan.refs:
         runner.report(f"  {ref}")
     listed = {familiar(tag) for tag in image.repo_tags}

@@ -21,6 +21,7 @@
 #                                           bring everything up, write env file;
 #                                           --with-realistic also mirrors benchmarks/
 #                                           requirements*.txt (~120 wheels, make bench)
+#   harness.sh engine                       only the docker engine and the base image (make engine)
 #   harness.sh down                         stop what `up` started (keeps caches)
 #   harness.sh env                          print the env file path if up
 #   harness.sh status                       show what runs
@@ -817,7 +818,8 @@ ensure_buildx() {
         log "buildx plugin: $(/usr/bin/docker buildx version 2>/dev/null | awk '{print $2; exit}')"
         return
     fi
-    if on_trixie; then
+    # packaged where the release has it (Debian 13, Ubuntu); Debian 12 gets trixie's
+    if on_trixie || apt-cache policy docker-buildx 2>/dev/null | grep -q 'Candidate: [0-9]'; then
         apt_install docker-buildx
     else
         trixie_debs docker-buildx
@@ -1110,6 +1112,24 @@ cmd_up() {
     echo "$ENV_FILE"
 }
 
+# `make engine`: only what a build needs on a machine without one (Debian or Ubuntu, as root):
+# Debian's docker.io, the buildx plugin (ensure_buildx: Debian 13's docker-buildx, installed with
+# dpkg on Debian 12, so a Docker 23+ client there builds too), dockerd started, and python:3.11-slim
+# pulled, or made with debootstrap when no image registry answers. The same steps as `up`.
+cmd_engine() {
+    local pkgs=()
+    [[ -x $DOCKERD && -x /usr/bin/docker ]] || pkgs+=(docker.io)
+    ((${#pkgs[@]})) && apt_install "${pkgs[@]}"
+    step "buildx plugin" ensure_buildx  # the suite's own step: Debian 13's package on 12 too
+    step "docker engine" ensure_dockerd
+    if ! $DOCKER image inspect "$BASE_IMAGE" >/dev/null 2>&1 \
+        && ! timeout 120 $DOCKER pull -q "$BASE_IMAGE" >"$STATE/pull.log" 2>&1; then
+        log "no registry gave $BASE_IMAGE ($(tail -n1 "$STATE/pull.log")): making it with debootstrap"
+    fi
+    step "base image(s)" ensure_base_images
+    log "engine ready: $($DOCKER version --format 'client {{.Client.Version}}, server {{.Server.Version}}'); $BASE_IMAGE present"
+}
+
 cmd_down() {
     stop_engine multiplatform "$MULTI_BRIDGE"
     stop_engine remote "$REMOTE_BRIDGE"
@@ -1180,6 +1200,7 @@ main() {
     flock -w 900 9 || die "another harness command holds $STATE/.lock"
     case $cmd in
         up) cmd_up "$@" ;;
+        engine) cmd_engine ;;
         down) cmd_down ;;
         env) cmd_env ;;
         status) cmd_status ;;

@@ -68,7 +68,8 @@ def test_dry_run_starts_no_docker(project, tiny_context, unique, tmp_path):
     assert printed[0] == "docker buildx version"
     assert printed[1] == "docker info --format '{{json .RegistryConfig}}'"  # the push's pre-flight
     assert printed[2].startswith("docker buildx build --builder bigbox ")
-    assert f"warning: {missing} not found: install docker or set DOCKER to its path (a real run " \
+    assert f"warning: {missing} not found: install docker (as root on Debian or Ubuntu: make " \
+        "engine) or set DOCKER to its path (a real run " \
         "stops here)" in dry.stderr.splitlines()
     assert dry.stderr.count("not found") == 1
     assert [line for line in dry.stderr.splitlines() if line.startswith("+ ")] == []

@@ -105,6 +105,17 @@ def ecr_repository(runner, unique):
         runner.run(["aws", "ecr", "delete-repository", "--repository-name", name, "--force"])
 
 
+def aws_with_login_password(directory, password: str):
+    """An ``aws`` (for AWS_CLI) whose ``ecr get-login-password`` prints ``password``; every
+    other call is the real aws CLI's."""
+    fake = directory / "aws"
+    fake.write_text('#!/bin/sh\n'
+                    f'if [ "$2" = get-login-password ]; then echo {password}; exit 0; fi\n'
+                    'exec aws "$@"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return fake
+
+
 @pytest.fixture
 def ecr_host(e2e_env) -> str:
     return e2e_env["E2E_ECR_HOST"]
@@ -292,11 +303,7 @@ def test_wrong_ecr_password_fails_the_login_without_showing_it(project, docker, 
                                                               ecr_host, tiny_context,
                                                               docker_config, tmp_path):
     wrong = f"wrong-password-{secrets.token_hex(8)}"
-    fake = tmp_path / "aws"
-    fake.write_text('#!/bin/sh\n'
-                    f'if [ "$2" = get-login-password ]; then echo {wrong}; exit 0; fi\n'
-                    'exec aws "$@"\n')
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    fake = aws_with_login_password(tmp_path, wrong)
     name = ecr_repository("wrongpw")
     uri = f"{ecr_host}/{name}"
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')

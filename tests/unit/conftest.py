@@ -18,7 +18,7 @@ from fakes import EPOCH, register_git, register_registry_config, set_tz
 MACHINE_VARS = ("ECR_REGISTRY_URI", "DOCKER", "AWS_CLI", "DOCKER_HOST", "DOCKER_CONTEXT",
                 "BUILDX_BUILDER", "BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID",
                 "GITHUB_OUTPUT", "SOURCE_DATE_EPOCH", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR")
+                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "NO_COLOR", "FORCE_COLOR")
 
 
 def write_stub(directory, name: str, code: int = 97):

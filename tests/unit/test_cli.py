@@ -23,7 +23,7 @@ from fakes import EPOCH, GIT_QUERIES, STAMP, docker_calls, register_git, set_tz
 from ragbuild import cli, steps
 from ragbuild.config import load_config
 from ragbuild.errors import Interrupted
-from ragbuild.plan import Config
+from ragbuild.plan import Config, GitInfo, make_plan
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = "docker"
@@ -512,7 +512,7 @@ def no_docker_on_path(tmp_path, monkeypatch):
 def test_docker_not_installed(project, strict_fp, no_docker_on_path, capsys):
     code, _, err = run_main(["--env", "dev"], capsys)
     assert code == 1
-    assert err.splitlines()[-1] == "error: docker not found: install docker or set DOCKER to its path"
+    assert err.splitlines()[-1] == "error: docker not found: install docker (as root on Debian or Ubuntu: make engine) or set DOCKER to its path"
     assert docker_calls(strict_fp) == 0
 
 
@@ -523,7 +523,7 @@ def test_docker_variable_naming_a_missing_file(project, fp, capsys, monkeypatch,
     code, _, err = run_main(["--env", "dev"], capsys)
     assert code == 1
     assert err.splitlines()[-1] == (f"error: {tmp_path}/nope/docker not found: install docker "
-                                    "or set DOCKER to its path")
+                                    "(as root on Debian or Ubuntu: make engine) or set DOCKER to its path")
 
 
 def register_failed_build(fp, version_stdout="", version_stderr="", version_rc=0, buildx_rc=None):
@@ -668,5 +668,70 @@ def test_script_without_its_packages_says_how_to_install(fresh_clone, tmp_path):
     assert done.stdout == ""
     matcher = "e2b-dockerfile-utils" if sys.version_info >= (3, 11) else "docker"
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: missing Python packages "
-                                                                   f"plumbum, semver, {matcher}: ")
-    assert f"pip install plumbum semver {matcher}`" in done.stderr
+                                                                   f"plumbum, semver, shtab, {matcher}: ")
+    assert f"pip install plumbum semver shtab {matcher}`" in done.stderr
+
+
+# --- the guide's commands: bash's tags (the drop-in promise) ------------------------------------
+
+MOMENT = datetime(2023, 12, 3, 14, 30, 22)
+GIT = GitInfo(sha="a1b2c3d")
+ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
+ECR_PROD = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-prod"
+
+GUIDE_EXAMPLES = [
+    pytest.param(["--env", "dev"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:latest",
+    ], id="development"),
+    pytest.param(["--version", "1.0.0", "--env", "prod"], [
+        "rag-worker:v1.0.0", "rag-worker:1.0.0", "rag-worker:prod-20231203-143022",
+        "rag-worker:prod", "rag-worker:git-a1b2c3d", "rag-worker:latest",
+    ], id="production-1.0.0"),
+    pytest.param(["--env", "staging", "--version", "1.0.0-rc.1"], [
+        "rag-worker:v1.0.0-rc.1", "rag-worker:1.0.0-rc.1", "rag-worker:staging-20231203-143022",
+        "rag-worker:staging", "rag-worker:git-a1b2c3d", "rag-worker:latest",
+    ], id="staging-rc"),
+    pytest.param(["--env", "dev", "--registry", ECR_DEV], [
+        f"{ECR_DEV}:dev-20231203-143022", f"{ECR_DEV}:dev", f"{ECR_DEV}:git-a1b2c3d",
+        f"{ECR_DEV}:latest",
+    ], id="ecr-registry"),
+    pytest.param(["--env", "prod", "--version", "1.0.0", "--registry", ECR_PROD, "--push"], [
+        f"{ECR_PROD}:v1.0.0", f"{ECR_PROD}:1.0.0", f"{ECR_PROD}:prod-20231203-143022",
+        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
+    ], id="build-and-push"),
+    pytest.param(["--env", "dev", "--no-cache"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:latest",
+    ], id="no-cache"),
+    pytest.param(["--env", "dev", "--tag", "my-custom-tag"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:my-custom-tag", "rag-worker:latest",
+    ], id="custom-tag"),
+    pytest.param(["--version", "1.2.3", "--env", "prod", "--registry", ECR_PROD, "--push",
+                  "--no-cache"], [
+        f"{ECR_PROD}:v1.2.3", f"{ECR_PROD}:1.2.3", f"{ECR_PROD}:prod-20231203-143022",
+        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
+    ], id="multiple-operations"),
+    pytest.param(["--version", "1.0.0", "--env", "dev"], [
+        "rag-worker:v1.0.0", "rag-worker:1.0.0", "rag-worker:dev-20231203-143022",
+        "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest",
+    ], id="help-example-version-dev"),
+    pytest.param(["--version", "v1.2.3", "--env", "prod", "--registry", ECR_PROD], [
+        f"{ECR_PROD}:v1.2.3", f"{ECR_PROD}:1.2.3", f"{ECR_PROD}:prod-20231203-143022",
+        f"{ECR_PROD}:prod", f"{ECR_PROD}:git-a1b2c3d", f"{ECR_PROD}:latest",
+    ], id="leading-v-stripped-once"),
+    pytest.param(["--version", "2.0.0", "--no-latest"], [
+        "rag-worker:v2.0.0", "rag-worker:2.0.0", "rag-worker:git-a1b2c3d",
+    ], id="version-only-no-latest"),
+    pytest.param(["--env", "dev", "--no-latest", "--latest"], [
+        "rag-worker:dev-20231203-143022", "rag-worker:dev", "rag-worker:git-a1b2c3d",
+        "rag-worker:latest",
+    ], id="latest-after-no-latest"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", GUIDE_EXAMPLES)
+def test_the_guides_commands_plan_bashs_tags(argv, expected):
+    """The drop-in promise, from the command line the guide gives to the tags bash made."""
+    assert list(make_plan(cli.parse_build(argv), Config(), GIT, MOMENT).refs) == expected

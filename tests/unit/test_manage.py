@@ -1,6 +1,7 @@
 """run-local, logs and clean: the docker calls they make, and what clean leaves alone; the
 subcommands' flag checks; the Makefile's ECR_URI default."""
 
+import io
 import json
 import os
 import re
@@ -449,3 +450,56 @@ def test_a_failed_rename_after_the_swap_keeps_the_new_container_and_says_where(f
         f"error: rag-worker:dev is running as {NEW}, and renaming it to rag-worker-local failed: "
         "Error response from daemon: Conflict. The container name is in use; rename it with "
         f"docker rename {NEW} rag-worker-local")
+
+
+# --- shell -------------------------------------------------------------------------------------
+
+
+def test_shell_dry_run_prints_the_command_and_starts_nothing(fp, capsys):
+    from ragbuild.cli import main
+
+    fp.allow_unregistered(False)
+    assert main(["shell", "rag-worker:prod", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out == ("docker run --rm -i --entrypoint /bin/sh rag-worker:prod -c 'if command -v bash "
+                   ">/dev/null 2>&1; then exec bash; else exec /bin/sh; fi'\n")
+
+
+def test_shell_defaults_to_the_dev_image_of_setup_cfg(fp, capsys, tmp_path, monkeypatch):
+    from ragbuild.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "setup.cfg").write_text("[ragbuild]\nimage-name = search-worker\n")
+    assert main(["shell", "--dry-run"]) == 0
+    assert " search-worker:dev -c " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tty, flag", [(True, "-it"), (False, "-i")])
+def test_shell_asks_for_a_terminal_only_on_one_and_returns_the_shells_status(fp, tty, flag):
+    from ragbuild import manage
+    from ragbuild.runner import Runner
+
+    fp.allow_unregistered(False)
+    recorder = fp.register([fp.program("docker"), "run", "--rm", flag, "--entrypoint", "/bin/sh",
+                            "rag-worker:dev", "-c", manage.SHELL_SCRIPT], returncode=3)
+    assert manage.shell(Runner(log=io.StringIO()), "rag-worker:dev", tty=tty) == 3
+    call = recorder.calls[0]
+    assert call.kwargs["stdin"] is None  # the shell reads our stdin (piped commands, a terminal)
+
+
+def test_a_shell_killed_by_a_signal_reports_128_plus_it(fp):
+    from ragbuild import manage
+    from ragbuild.runner import Runner
+
+    fp.register([fp.program("docker"), fp.any()], returncode=-9)
+    assert manage.shell(Runner(log=io.StringIO()), "rag-worker:dev", tty=False) == 137
+
+
+@pytest.mark.parametrize("image", ["Rag-Worker", "", "a b"])
+def test_shell_refuses_a_bad_image_in_one_line(fp, capsys, image):
+    from ragbuild.cli import main
+
+    fp.allow_unregistered(False)
+    assert main(["shell", image]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: IMAGE")

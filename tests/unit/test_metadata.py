@@ -11,7 +11,8 @@ import pytest
 
 from fakes import STAMP, docker_calls
 from ragbuild import cli, metadata, steps
-from ragbuild.metadata import KEYS, Recorder, github_output_lines
+from ragbuild.metadata import KEYS, github_output_lines
+from ragbuild.pipeline import Recorder
 
 REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
 IMAGE_ID = "sha256:" + "0e" * 32

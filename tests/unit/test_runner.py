@@ -130,7 +130,7 @@ def test_dry_run_warns_once_about_a_program_a_real_run_would_not_find(fp, monkey
     runner.run(Command(("docker", "build", ".")))
     runner.run(Command(("docker", "push", "r")))
     assert out.getvalue() == "docker build .\ndocker push r\n"
-    assert log.getvalue() == (f"warning: {tmp_path}/nope/docker not found: install docker or set "
+    assert log.getvalue() == (f"warning: {tmp_path}/nope/docker not found: install docker (as root on Debian or Ubuntu: make engine) or set "
                               "DOCKER to its path (a real run stops here)\n")
 
 
@@ -360,7 +360,7 @@ def test_missing_docker_named_by_the_variable(monkeypatch, tmp_path):
     runner, _, _ = quiet_runner()
     with pytest.raises(ToolMissing) as err:
         runner.run(Command(("docker", "ps")))
-    assert str(err.value) == (f"{tmp_path}/nope/docker not found: install docker or set DOCKER "
+    assert str(err.value) == (f"{tmp_path}/nope/docker not found: install docker (as root on Debian or Ubuntu: make engine) or set DOCKER "
                               "to its path")
 
 
@@ -376,7 +376,8 @@ def test_docker_variable_naming_something_not_runnable(monkeypatch, tmp_path, ma
     runner, _, _ = quiet_runner()
     with pytest.raises(ToolMissing) as err:
         runner.run(Command(("docker", "ps")))
-    assert str(err.value) == (f"{target} cannot be run (Permission denied): install docker or "
+    assert str(err.value) == (f"{target} cannot be run (Permission denied): install docker (as root on Debian "
+                              "or Ubuntu: make engine) or "
                               "set DOCKER to its path")
 
 

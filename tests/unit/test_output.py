@@ -1,0 +1,112 @@
+"""Colour on a terminal only (ragbuild/output.py): build-image.sh's four levels, NO_COLOR,
+FORCE_COLOR, and byte-identical plain text everywhere else."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ragbuild import output
+from ragbuild.output import ERROR, INFO, RESET, SUCCESS, WARNING, paint
+from ragbuild.runner import Runner
+
+RED, GREEN, YELLOW, BLUE = (output.COLOURS[level] for level in (ERROR, SUCCESS, WARNING, INFO))
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "build-image.py")
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("message, level, painted", [
+    ("warning: the tree is dirty", None, f"{YELLOW}warning:{RESET} the tree is dirty"),
+    ("error: no such image", None, f"{RED}error:{RESET} no such image"),
+    ("+ docker build .", None, f"{BLUE}+{RESET} docker build ."),
+    ("built sha256:ab (1 MB) with 2 tags:\n  a", SUCCESS, f"{GREEN}built sha256:ab (1 MB) with 2 tags:{RESET}\n  a"),
+    ("build context .: 3 files", None, "build context .: 3 files"),  # info without a marker: plain
+])
+def test_each_level_is_coloured_on_a_terminal(message, level, painted):
+    assert paint(message, Terminal(), level, environ={}) == painted
+
+
+@pytest.mark.parametrize("environ", [{}, {"FORCE_COLOR": ""}, {"FORCE_COLOR": "0"},
+                                     {"NO_COLOR": "1", "FORCE_COLOR": "1"}])
+def test_a_pipe_or_file_stays_plain(environ):
+    for message in ("warning: x", "error: y", "+ docker version", "smoke test passed: z"):
+        assert paint(message, io.StringIO(), SUCCESS if "passed" in message else None,
+                     environ=environ) == message
+
+
+@pytest.mark.parametrize("value", ["1", "true", "anything"])
+def test_no_color_beats_a_terminal(value):
+    assert paint("warning: x", Terminal(), environ={"NO_COLOR": value}) == "warning: x"
+
+
+def test_an_empty_no_color_is_unset():
+    assert paint("warning: x", Terminal(), environ={"NO_COLOR": ""}).startswith(YELLOW)
+
+
+@pytest.mark.parametrize("value", ["1", "true", "3"])
+def test_force_color_colours_a_pipe(value):
+    assert paint("error: x", io.StringIO(), environ={"FORCE_COLOR": value}) == f"{RED}error:{RESET} x"
+
+
+def test_a_closed_stream_is_not_a_terminal():
+    stream = open(os.devnull, "w")
+    stream.close()  # isatty() now raises ValueError
+    assert output.colour(stream, {}) is False
+
+
+def test_the_runner_log_colours_on_a_terminal_and_not_in_a_capture(monkeypatch):
+    tty, plain = Terminal(), io.StringIO()
+    for log in (tty, plain):
+        runner = Runner(out=io.StringIO(), log=log)
+        runner.log("warning: careful")
+        runner.log("pushed and verified 2 tags", SUCCESS)
+    assert tty.getvalue() == (f"{YELLOW}warning:{RESET} careful\n"
+                              f"{GREEN}pushed and verified 2 tags{RESET}\n")
+    assert plain.getvalue() == "warning: careful\npushed and verified 2 tags\n"
+
+
+def _script_stderr(env_extra, *, tty):
+    """scripts/build-image.py with a bad flag; its stderr a pseudo-terminal or a pipe."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env.update(env_extra)
+    if not tty:
+        done = subprocess.run([sys.executable, SCRIPT, "--bogus"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        return done.returncode, done.stderr
+    main, secondary = os.openpty()
+    try:
+        done = subprocess.run([sys.executable, SCRIPT, "--bogus"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=secondary, timeout=60)
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return done.returncode, b"".join(chunks).decode().replace("\r\n", "\n")
+    finally:
+        os.close(main)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals")
+def test_the_cli_error_is_red_on_a_real_terminal_only():
+    code, err = _script_stderr({}, tty=True)
+    assert code == 2 and err.startswith(f"{RED}error:{RESET} unrecognized arguments: --bogus")
+    code, err = _script_stderr({"NO_COLOR": "1"}, tty=True)
+    assert err.startswith("error: unrecognized arguments: --bogus")
+    code, err = _script_stderr({}, tty=False)
+    assert code == 2 and err.startswith("error: unrecognized arguments: --bogus")
+    code, err = _script_stderr({"FORCE_COLOR": "1"}, tty=False)
+    assert err.startswith(f"{RED}error:{RESET} unrecognized")
