@@ -481,5 +481,5 @@ def docker_driver_problem(needs: tuple, builder: Optional[str], driver: Optional
     name = f"builder {builder!r}" if builder else "the selected buildx builder"
     return (f"{' and '.join(needs)}, and {name} uses the docker driver on an engine with the "
             "classic image store, which cannot: turn on the containerd image store (daemon.json "
-            "{\"features\": {\"containerd-snapshotter\": true}}) or pass --builder with a "
-            "docker-container builder (docker buildx create --driver docker-container)")
+            "{\"features\": {\"containerd-snapshotter\": true}}), or build on an engine that "
+            "has it (--builder <its docker context>)")

@@ -209,8 +209,8 @@ def build_parser() -> ArgumentParser:
                                "another docker context's (the whole run then uses that context)")
     builders.add_argument("--platform", metavar="LIST",
                           help="target platform(s), e.g. linux/amd64; more than one needs buildx, "
-                               "--push and a builder that can (the containerd image store or a "
-                               "docker-container builder): an image index, not for SageMaker")
+                               "--push and an engine with the containerd image store: an image "
+                               "index, not for SageMaker")
     builders.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
                           help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
                                "or an image (repeatable)")

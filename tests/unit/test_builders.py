@@ -525,8 +525,8 @@ def test_multi_platform_needs_a_builder_that_can_build_an_index(project, strict_
     assert err.splitlines()[-1] == (
         f"error: --platform {AMD64_ARM64} builds an image index, and {name} uses the docker driver "
         "on an engine with the classic image store, which cannot: turn on the containerd image "
-        'store (daemon.json {"features": {"containerd-snapshotter": true}}) or pass --builder '
-        "with a docker-container builder (docker buildx create --driver docker-container)")
+        'store (daemon.json {"features": {"containerd-snapshotter": true}}), or build on an engine '
+        "that has it (--builder <its docker context>)")
 
 
 def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
