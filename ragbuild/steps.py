@@ -329,7 +329,7 @@ def summarize(runner: Runner, plan: BuildPlan) -> Optional[Image]:
     None for a multi-platform build, which leaves no local image."""
     if plan.multi_platform:
         runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
-                   "no local image to inspect")
+                   "an image index, read back from the registry instead of inspected locally")
         return None
     result = runner.run(inspect_command(plan.primary, plan.refs))
     try:

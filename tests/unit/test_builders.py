@@ -552,7 +552,7 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
                      "rev-parse --verify", "buildx version", "buildx inspect", "info --format",
                      "info --format", "buildx build",
                      "buildx imagetools", "buildx imagetools", "buildx imagetools"]
-    assert "no local image to inspect" in err
+    assert "an image index, read back from the registry instead of inspected locally" in err
 
 
 def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp, capsys):
