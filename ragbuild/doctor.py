@@ -382,24 +382,18 @@ CHECKS: tuple[Callable[[Doctor], list], ...] = (
 
 
 def run(doc: Doctor, out: Optional[IO[str]] = None) -> int:
-    """Every check, one line per finding on ``out``; 0 when none is a problem, else 1."""
-    from ragbuild.runner import DryRunner
-
+    """Every check, one finding a line (``Runner.emit``: stdout, or ``out`` for the colour
+    decision); 0 when none is a problem, else 1. A dry run prints the commands the checks ask,
+    and no finding: findings made from a dry run's assumed answers would say nothing."""
     out = out or sys.stdout
-    dry = isinstance(doc.runner, DryRunner)
     prepare(doc)
     problems = 0
     for check in CHECKS:
         for finding in check(doc):
             problems += finding.status == PROBLEM
-            if not dry:
-                print(paint(finding.line(), out, LEVELS[finding.status]), file=out, flush=True)
-    if dry:  # the commands above are what the checks ask; their answers make the findings
-        print("dry run: these are the commands doctor runs (and GET /v2/ of a registry); it ran "
-              "none of them, so it found nothing", file=out, flush=True)
-        return 0
+            doc.runner.emit(paint(finding.line(), out, LEVELS[finding.status]))
     summary = (f"{problems} problem(s): a build would fail; fix them and run doctor again"
                if problems else "a build" + (" and push" if doc.plan is not None
                                              and doc.plan.registry else "") + " would work")
-    print(summary, file=out, flush=True)
+    doc.runner.emit(summary)
     return 1 if problems else 0
