@@ -1,8 +1,15 @@
-"""The package's shape: no module-level function or class that nothing in the package uses."""
+"""The project itself, not one module: the package's shape (no unused code, no import circle,
+one plumbum importer), the test configuration, and unit tests isolated from the machine."""
 
 import ast
 import re
 from pathlib import Path
+import os
+from plumbum import local
+from conftest import MACHINE_VARS
+import subprocess
+import sys
+
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ragbuild"
 
@@ -54,3 +61,45 @@ def test_the_runner_is_the_only_module_that_imports_plumbum():
     importers = sorted(path.name for path in PACKAGE.glob("*.py")
                        if re.search(r"^\s*(from|import) plumbum\b", path.read_text(), re.M))
     assert importers == ["runner.py"]
+
+
+# --- The unit tests do not depend on the machine running them (conftest's autouse fixture) ---------
+
+
+def test_docker_and_aws_resolve_to_the_stubs_on_both_paths():
+    for name in ("docker", "aws"):
+        stub = str(local.which(name))  # plumbum's own copy of PATH, as the runner resolves
+        assert "machine-stubs" in stub, stub
+        assert os.environ["PATH"].split(os.pathsep)[0] == os.path.dirname(stub)
+
+
+def test_the_machines_variables_are_cleared_for_the_runner_and_plumbum():
+    for name in MACHINE_VARS:
+        assert name not in os.environ, name
+        assert name not in local.env, name
+    assert os.listdir(os.environ["DOCKER_CONFIG"]) == []  # no user's config.json
+
+
+# --- The test configuration of setup.cfg [tool:pytest], as a user meets it: a bare ``pytest`` from the ---
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def collected(*args: str) -> list:
+    """The test ids ``pytest --collect-only -q`` lists from the repository root."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def test_a_bare_pytest_collects_unit_and_service_tests_but_no_e2e_test():
+    ids = collected()
+    folders = {test_id.split("/")[1] for test_id in ids}
+    assert folders == {"unit", "service"}
+
+
+def test_the_e2e_suite_is_collected_when_named():
+    ids = collected("tests/e2e")
+    assert ids and all(test_id.startswith("tests/e2e/") for test_id in ids)
