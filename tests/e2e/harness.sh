@@ -310,10 +310,12 @@ detect_bridge() {
 
 # ---------------------------------------------------------------- base image
 
-# The Debian mirror apt uses for bookworm (deb822 or one-line format).
+# The Debian mirror apt uses (deb822 or one-line format), for the system's own suite (bookworm
+# on Debian 12, trixie on 13): the same mirror serves bookworm for debootstrap and trixie's packages.
 apt_mirror() {
-    local m=
-    m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '
+    local m= codename
+    codename=$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-bookworm}")
+    m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v codename="$codename" '
         BEGIN { RS = ""; FS = "\n" }
         {
             types = uris = suites = ""; enabled = 1
@@ -323,13 +325,13 @@ apt_mirror() {
                 if ($i ~ /^Suites:/)  suites = $i
                 if ($i ~ /^Enabled:[ \t]*no/) enabled = 0
             }
-            if (enabled && types ~ /[ \t]deb([ \t]|$)/ && suites ~ /[ \t]bookworm([ \t]|$)/) {
+            if (enabled && types ~ /[ \t]deb([ \t]|$)/ && suites ~ ("[ \t]" codename "([ \t]|$)")) {
                 sub(/^URIs:[ \t]*/, "", uris); split(uris, u, /[ \t]+/); print u[1]; exit
             }
         }')
     if [[ -z $m ]]; then
         m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-            | awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { if ($(i+1) == "bookworm") { print $i; exit } break } }')
+            | awk -v codename="$codename" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { if ($(i+1) == codename) { print $i; exit } break } }')
     fi
     printf '%s\n' "${m:-http://deb.debian.org/debian}"
 }
