@@ -500,7 +500,7 @@ def cmd_doctor(argv: list[str]) -> int:
 
     from ragbuild import doctor
     from ragbuild.config import load_config
-    from ragbuild.runner import DryRunner, Runner
+    from ragbuild.runner import make_runner
 
     options = parse_build(argv, doctor_parser())
     if options.env is None and options.version is None:  # the build most run: make build-dev
@@ -508,7 +508,7 @@ def cmd_doctor(argv: list[str]) -> int:
 
         options = dataclasses.replace(options, env="dev")
     quiet = io.StringIO()  # the checks' own command lines and messages: their finding says it
-    runner = DryRunner(log=quiet) if options.dry_run else Runner(log=quiet)
+    runner = make_runner(options.dry_run, log=quiet)
     try:
         config = load_config()
     except RagbuildError as err:
