@@ -48,6 +48,10 @@ REFUSED = {
         "--secret", "--ssh")},
 }
 SHORT = {"-t": "--tag", "-o": "--output", "-f": "--file"}
+#: docker build's options that take no value (``docker build --help``, buildx build's
+#: ``--quiet``...), so the word after one is no value of it. ``--flag=false`` is one word.
+FLAGS = ("--quiet", "-q", "--rm", "--force-rm", "--squash", "--compress",
+         "--disable-content-trust")
 #: Labels ragbuild sets itself (plan.py), refused as ``--label KEY=...`` after ``--``.
 OWN_LABELS = ("org.opencontainers.image.created", "org.ragbuild.repository")
 
@@ -101,6 +105,12 @@ def check_extra(words: Sequence[str]) -> tuple:
     for i, word in enumerate(words):
         name = option_name(word)
         if name is None:
+            before = words[i - 1] if i else ""
+            if not before or "=" in before or option_name(before) is None or before in FLAGS:
+                # no option takes it as its value: docker would read a second build context
+                raise UsageError("a word after -- that is no option's value is refused: ragbuild "
+                                 "gives the build context (its own --context, before --); "
+                                 "docker build takes exactly one")
             continue
         if name in REFUSED:
             shown = word.split("=", 1)[0] if word.startswith("--") else word[:2]  # as typed

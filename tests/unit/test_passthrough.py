@@ -100,6 +100,11 @@ def test_url_credentials_in_a_passed_option_are_hidden(project, strict_fp, capsy
     (["--label", "org.ragbuild.repository=x"], "--label org.ragbuild.repository after -- is "
                                                "refused: ragbuild sets that label itself"),
     (["--network", "host", "--", "-t", "x"], "a second -- after --"),
+    (["."], "a word after -- that is no option's value is refused"),
+    (["--target", "runtime", "other-context"], "a word after -- that is no option's value"),
+    (["--network=host", "extra"], "a word after -- that is no option's value"),
+    (["--quiet", "."], "a word after -- that is no option's value"),
+    (["-q", "https://github.com/x/y.git"], "a word after -- that is no option's value"),
 ])
 def test_options_that_would_break_ragbuilds_guarantees_are_refused(project, strict_fp, capsys,
                                                                    words, shown):
