@@ -246,7 +246,7 @@ def check_context(doc: Doctor) -> list:
 
     options = doc.options
     try:
-        steps.check_paths(options)
+        steps.check_paths(options, doc.environ)
         report = guard.scan_context(options.context, options.file)
     except RagbuildError as err:
         return [Finding(PROBLEM, "dockerfile and context", str(err))]
