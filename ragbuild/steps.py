@@ -43,8 +43,9 @@ def clock(environ: Mapping[str, str] = os.environ) -> datetime:
 
 def check_paths(options: Options, environ: Mapping[str, str]) -> None:
     """The build's paths, before git or docker runs: what docker would refuse after the build
-    started, or the end of the run could not write (``--metadata-file``, ``$GITHUB_OUTPUT``
-    from ``environ``), is refused here in one line (exit 2)."""
+    started (the Dockerfile, the context, the files and agent ``--secret``/``--ssh`` name), or
+    the end of the run could not write (``--metadata-file``, ``$GITHUB_OUTPUT`` from
+    ``environ``), is refused here in one line (exit 2)."""
     context, dockerfile = options.context, options.file
     if not os.path.isdir(context):
         what = "it is a file" if os.path.exists(context) else "it does not exist"
@@ -60,7 +61,11 @@ def check_paths(options: Options, environ: Mapping[str, str]) -> None:
     if not os.access(dockerfile, os.R_OK):
         raise UsageError(f"Dockerfile {dockerfile!r} cannot be read (permission denied)")
     from ragbuild.metadata import check_path
+    from ragbuild.passthrough import missing_inputs
 
+    missing = missing_inputs(options.secrets, options.ssh, environ, os.path.exists)
+    if missing:
+        raise UsageError(missing)
     if options.metadata_file is not None:
         check_path(options.metadata_file)
     if environ.get("GITHUB_OUTPUT"):  # empty: not set, as the Recorder takes it
