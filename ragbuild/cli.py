@@ -342,7 +342,10 @@ def rerun_words(argv0: Optional[str] = None, executable: Optional[str] = None,
     if program_name(argv0) == "ragbuild":
         return ["ragbuild"]
     script = argv0 if os.sep in argv0 else os.path.join(".", argv0)
-    inactive_venv = prefix != base_prefix and environ.get("VIRTUAL_ENV") != prefix
+    # RAGBUILD_IN_VENV: the script ran itself again with the project's .venv (scripts/
+    # build-image.py), so starting it as the user did works as it is
+    inactive_venv = (prefix != base_prefix and environ.get("VIRTUAL_ENV") != prefix
+                     and not environ.get("RAGBUILD_IN_VENV"))
     return [python, script] if inactive_venv else [script]
 
 

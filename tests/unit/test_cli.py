@@ -670,3 +670,32 @@ def test_script_without_its_packages_says_how_to_install(fresh_clone, tmp_path):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: missing Python packages "
                                                                    f"plumbum, semver, shtab, {matcher}: ")
     assert f"pip install plumbum semver shtab {matcher}`" in done.stderr
+
+
+def test_script_started_by_a_python_without_its_packages_uses_the_projects_venv(fresh_clone,
+                                                                               tmp_path):
+    # ./scripts/build-image.py after `make build-dev`: the #! line's python3 lacks the packages
+    # that .venv has; the README's commands must work without activating .venv
+    (fresh_clone / ".venv").symlink_to(sys.prefix, target_is_directory=True)  # has them
+    done = subprocess.run([sys.executable, "-S", "-I",
+                           str(fresh_clone / "scripts" / "build-image.py"), "--help"],
+                          cwd=tmp_path, capture_output=True, text=True, env=child_env(),
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: build-image.py")
+
+
+def test_a_venv_without_the_packages_is_tried_once_then_says_how_to_install(fresh_clone,
+                                                                            tmp_path):
+    bin_dir = fresh_clone / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    python = bin_dir / "python"  # a .venv whose python lacks the packages too
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} -S -I \"$@\"\n")
+    python.chmod(0o755)
+    done = subprocess.run([sys.executable, "-S", "-I",
+                           str(fresh_clone / "scripts" / "build-image.py"), "--env", "dev"],
+                          cwd=tmp_path, capture_output=True, text=True, env=child_env(),
+                          timeout=60)
+    assert done.returncode == 1  # no loop: one try with .venv, then the one-line reason
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: missing Python packages plumbum, semver, shtab, ")

@@ -51,6 +51,7 @@ def workdir(tmp_path, monkeypatch):
 @pytest.mark.parametrize("argv0, environ, words", [
     ("scripts/build-image.py", {}, [".venv/bin/python", "scripts/build-image.py"]),  # make
     ("scripts/build-image.py", {"VIRTUAL_ENV": "VENV"}, ["scripts/build-image.py"]),  # activated
+    ("./scripts/build-image.py", {"RAGBUILD_IN_VENV": "1"}, ["./scripts/build-image.py"]),  # #!
     ("build-image.py", {"VIRTUAL_ENV": "VENV"}, ["./build-image.py"]),
     ("/opt/venv/bin/ragbuild", {}, ["ragbuild"]),
     ("/x/ragbuild/__main__.py", {}, [".venv/bin/python", "-m", "ragbuild"]),
