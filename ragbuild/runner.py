@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import IO, Callable, Optional, Sequence, TypeVar, cast
 
@@ -344,11 +345,18 @@ def missing_message(name: str, program: str) -> str:
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a child on Ctrl-C, SIGTERM or SIGHUP and reap it, so nothing is left behind."""
-    if proc.poll() is None:
-        proc.terminate()
+    """Stop a child on Ctrl-C, SIGTERM or SIGHUP and reap it, so nothing is left behind:
+    SIGTERM, up to ``grace`` seconds to exit, then SIGKILL; at once when a further signal
+    came meanwhile (``signals.hurried``)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline and not signals.hurried():
         try:
-            proc.wait(timeout=grace)
+            proc.wait(timeout=0.05)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
