@@ -57,12 +57,17 @@ RUN PIP_ROOT_USER_ACTION=ignore \
 # PIP_FIND_LINKS -> --find-links (each a space-separated list, as in pip),
 # PIP_TRUSTED_HOST -> --allow-insecure-host, PIP_NO_INDEX with one of pip's
 # true values (1, yes, y, true, t, on; any case) -> --no-index.
+#
+# The values are read with printenv, never as $VAR: BuildKit prints each RUN
+# step with the build args it names substituted (`#6 [builder 3/3] RUN for v in
+# https://user:token@...`), so a token in a private index URL would be in every
+# build log. printenv reads the same environment and shows only the name.
 RUN set -- ; \
-    for v in ${PIP_INDEX_URL}; do set -- "$@" --index-url "$v"; done; \
-    for v in ${PIP_EXTRA_INDEX_URL}; do set -- "$@" --extra-index-url "$v"; done; \
-    for v in ${PIP_FIND_LINKS}; do set -- "$@" --find-links "$v"; done; \
-    for v in ${PIP_TRUSTED_HOST}; do set -- "$@" --allow-insecure-host "$v"; done; \
-    case "$(printf %s "${PIP_NO_INDEX}" | tr A-Z a-z)" in \
+    for v in $(printenv PIP_INDEX_URL); do set -- "$@" --index-url "$v"; done; \
+    for v in $(printenv PIP_EXTRA_INDEX_URL); do set -- "$@" --extra-index-url "$v"; done; \
+    for v in $(printenv PIP_FIND_LINKS); do set -- "$@" --find-links "$v"; done; \
+    for v in $(printenv PIP_TRUSTED_HOST); do set -- "$@" --allow-insecure-host "$v"; done; \
+    case "$(printenv PIP_NO_INDEX | tr A-Z a-z)" in \
         1|y|yes|t|true|on) set -- "$@" --no-index ;; \
     esac; \
     : >/opt/uv/index-args; \

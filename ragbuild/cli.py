@@ -344,7 +344,10 @@ def rerun_words(argv0: Optional[str] = None, executable: Optional[str] = None,
     if program_name(argv0) == "ragbuild":
         return ["ragbuild"]
     script = argv0 if os.sep in argv0 else os.path.join(".", argv0)
-    inactive_venv = prefix != base_prefix and environ.get("VIRTUAL_ENV") != prefix
+    # RAGBUILD_IN_VENV: the script ran itself again with the project's .venv (scripts/
+    # build-image.py), so starting it as the user did works as it is
+    inactive_venv = (prefix != base_prefix and environ.get("VIRTUAL_ENV") != prefix
+                     and not environ.get("RAGBUILD_IN_VENV"))
     return [python, script] if inactive_venv else [script]
 
 
@@ -502,7 +505,7 @@ def cmd_doctor(argv: list[str]) -> int:
 
     from ragbuild import doctor
     from ragbuild.config import load_config
-    from ragbuild.runner import DryRunner, Runner
+    from ragbuild.runner import make_runner
 
     options = parse_build(argv, doctor_parser())
     if options.env is None and options.version is None:  # the build most run: make build-dev
@@ -510,18 +513,13 @@ def cmd_doctor(argv: list[str]) -> int:
 
         options = dataclasses.replace(options, env="dev")
     quiet = io.StringIO()  # the checks' own command lines and messages: their finding says it
-    runner = DryRunner(log=quiet) if options.dry_run else Runner(log=quiet)
+    runner = make_runner(options.dry_run, log=quiet)
     try:
         config = load_config()
     except RagbuildError as err:
         print(f"problem  setup.cfg: {err}")
         return 1
-    code = doctor.run(doctor.Doctor(runner, options, config))
-    if options.dry_run:  # the commands above are what the checks ask; their answers make findings
-        print("dry run: these are the commands doctor runs (and GET /v2/ of a registry); it ran "
-              "none of them, so it found nothing", flush=True)
-        return EXIT_OK
-    return code
+    return doctor.run(doctor.Doctor(runner, options, config))
 
 
 def completion_parser() -> ArgumentParser:

@@ -18,11 +18,11 @@ import re
 import shutil
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from ragbuild import builders, deps, steps
 from ragbuild.errors import RagbuildError
-from ragbuild.output import ERROR, SUCCESS, WARNING, paint
+from ragbuild.output import ERROR, SUCCESS, WARNING
 from ragbuild.plan import (BuildPlan, Command, Config, GitInfo, Kind, Options,
                            buildx_version_command, human_size)
 from ragbuild.runner import Runner, missing_message, resolve, tail
@@ -246,7 +246,7 @@ def check_context(doc: Doctor) -> list:
 
     options = doc.options
     try:
-        steps.check_paths(options)
+        steps.check_paths(options, doc.environ)
         report = guard.scan_context(options.context, options.file)
     except RagbuildError as err:
         return [Finding(PROBLEM, "dockerfile and context", str(err))]
@@ -381,19 +381,17 @@ CHECKS: tuple[Callable[[Doctor], list], ...] = (
     check_context, check_registry, check_base_image)
 
 
-def run(doc: Doctor, out: Optional[IO[str]] = None) -> int:
-    """Every check, one finding a line (``Runner.emit``: stdout, or ``out`` for the colour
-    decision); 0 when none is a problem, else 1. A dry run prints the commands the checks ask,
-    and no finding: findings made from a dry run's assumed answers would say nothing."""
-    out = out or sys.stdout
+def run(doc: Doctor) -> int:
+    """Every check, one line per finding on the runner's stdout; 0 when none is a problem, else
+    1. A dry run prints the commands the checks would ask and no finding (runner.verdict)."""
     prepare(doc)
     problems = 0
     for check in CHECKS:
         for finding in check(doc):
             problems += finding.status == PROBLEM
-            doc.runner.emit(paint(finding.line(), out, LEVELS[finding.status]))
+            doc.runner.emit(finding.line(), LEVELS[finding.status])
     summary = (f"{problems} problem(s): a build would fail; fix them and run doctor again"
                if problems else "a build" + (" and push" if doc.plan is not None
                                              and doc.plan.registry else "") + " would work")
-    doc.runner.emit(summary)
-    return 1 if problems else 0
+    return doc.runner.verdict(summary, 1 if problems else 0,
+                              asked="doctor runs (and GET /v2/ of a registry)")

@@ -227,14 +227,21 @@ def login(runner: Runner, registry: Registry, environ: Mapping[str, str]) -> Sec
 def _login_password(runner: Runner, registry: Registry, environ: Mapping[str, str]) -> Secret:
     result = _run_aws(runner, get_login_password_command(registry))
     if not result.ok:
-        hint = explain_aws_failure(result.stderr, registry, environ,
-                                   "get an ECR token (ecr:GetAuthorizationToken)")
-        raise CommandFailed(f"aws ecr get-login-password --region {registry.region} failed: "
-                            f"{hint}\n{tail(result.stderr)}", returncode=result.returncode)
+        raise _aws_failed(result, registry, environ,
+                          f"aws ecr get-login-password --region {registry.region} failed",
+                          "get an ECR token (ecr:GetAuthorizationToken)")
     password = Secret(result.stdout.strip())
     if not password.reveal():
         raise CommandFailed("aws ecr get-login-password printed no password")
     return password
+
+
+def _aws_failed(result: Result, registry: Registry, environ: Mapping[str, str], what: str,
+                permission: str) -> CommandFailed:
+    """The error for a failed aws call: ``what`` failed, why (``explain_aws_failure``, naming
+    ``permission``), and the tail of what aws said."""
+    hint = explain_aws_failure(result.stderr, registry, environ, permission)
+    return CommandFailed(f"{what}: {hint}\n{tail(result.stderr)}", returncode=result.returncode)
 
 
 def _scrub(text: str, secret: Secret) -> str:
@@ -251,10 +258,9 @@ def check_repository(runner: Runner, registry: Registry,
             raise PushFailed(f"ECR repository {registry.path} does not exist in {registry.host}; "
                              f"create it: aws ecr create-repository --repository-name "
                              f"{registry.path} --region {registry.region}")
-        hint = explain_aws_failure(result.stderr, registry, environ,
-                                   "describe the repository (ecr:DescribeRepositories)")
-        raise CommandFailed(f"checking ECR repository {registry.path} failed: {hint}\n"
-                            f"{tail(result.stderr)}", returncode=result.returncode)
+        raise _aws_failed(result, registry, environ,
+                          f"checking ECR repository {registry.path} failed",
+                          "describe the repository (ecr:DescribeRepositories)")
     try:
         return parse_describe_repositories(result.stdout)
     except ValueError as bad:
@@ -274,10 +280,9 @@ def immutable_conflicts(runner: Runner, plan: BuildPlan, repository: RepositoryI
     assert registry is not None
     result = _run_aws(runner, list_images_command(registry))
     if not result.ok:
-        hint = explain_aws_failure(result.stderr, registry, environ,
-                                   "list the repository's images (ecr:ListImages)")
-        raise CommandFailed(f"listing the tags of ECR repository {registry.path} failed: {hint}\n"
-                            f"{tail(result.stderr)}", returncode=result.returncode)
+        raise _aws_failed(result, registry, environ,
+                          f"listing the tags of ECR repository {registry.path} failed",
+                          "list the repository's images (ecr:ListImages)")
     try:
         existing = parse_list_images(result.stdout)
     except ValueError as bad:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ragbuild.errors import ToolMissing, UsageError
 from ragbuild.plan import human_size
-from ragbuild.redaction import secret_build_args
+from ragbuild.redaction import is_secret_name, secret_build_args
 
 if TYPE_CHECKING:
     from ragbuild.plan import BuildPlan
@@ -214,9 +214,11 @@ def check(runner: Runner, plan: BuildPlan) -> ContextReport:
     """Before the build: report the context, warn when it is large, refuse likely secrets."""
     options = plan.options
     for name in secret_build_args(plan.build_args):
-        runner.log(f"warning: --build-arg {name} looks like a secret: build args stay readable in "
-                   "the image's history (docker history); pass it with --secret id=NAME,env=VARIABLE "
-                   "and read it in the Dockerfile with `RUN --mount=type=secret,id=NAME` instead")
+        what = "looks like a secret" if is_secret_name(name) else "carries URL credentials"
+        runner.log(f"warning: --build-arg {name} {what}: build args stay readable in the image's "
+                   "history (docker history) and in docker's build output wherever a RUN step "
+                   "names them; pass it with --secret id=NAME,env=VARIABLE and read it in the "
+                   "Dockerfile with `RUN --mount=type=secret,id=NAME` instead")
     report = scan_context(options.context, options.file)
     applied = f"after {report.ignore_file}" if report.ignore_file else "(no .dockerignore)"
     runner.log(f"build context {options.context}: {_files(report.files)}, "

@@ -42,15 +42,21 @@ def github_output_lines(tags: Iterable[str], digest: str, image_id: str, delimit
             f"digest={digest}\nimage-id={image_id}\n")
 
 
-def check_path(path: str) -> None:
-    """``--metadata-file``, checked with the build's other paths before git or docker runs (and
-    again by ``pipeline.Recorder``): a file the end of the run can write, or exit 2 now, not after a push."""
+def check_path(path: str, name: str = "--metadata-file", *, append: bool = False) -> None:
+    """An output file the end of the run writes (``--metadata-file``, replaced) or appends to
+    (``$GITHUB_OUTPUT``, ``append``), checked with the build's other paths before git or docker
+    runs (and again by ``pipeline.Recorder``): one the end of the run can write, or exit 2 now, not
+    after a build or a push."""
     if not path:
-        raise UsageError("--metadata-file is empty; name a file, e.g. --metadata-file build.json")
+        raise UsageError(f"{name} is empty; name a file, e.g. {name} build.json")
     if os.path.isdir(path):
-        raise UsageError(f"--metadata-file {path} is a directory; name a file")
+        raise UsageError(f"{name} {path} is a directory; name a file")
+    if append and os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{name} {path} is not writable")
+        return
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise UsageError(f"--metadata-file {path}: directory {parent} does not exist")
+        raise UsageError(f"{name} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):  # the file is written beside itself, then renamed
-        raise UsageError(f"--metadata-file {path}: directory {parent} is not writable")
+        raise UsageError(f"{name} {path}: directory {parent} is not writable")

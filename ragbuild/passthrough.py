@@ -3,7 +3,8 @@
 Two ways in: the named flags ``--secret SPEC`` and ``--ssh SPEC`` (repeatable, docker's own
 spelling), and every word after ``--`` (``... --env dev -- --network host --target runtime``).
 Both reach ``docker build`` / ``docker buildx build`` unchanged, before the context, and are shown
-in the printed plan, the dry run and the metadata file. Pure: nothing here runs or reads.
+in the printed plan, the dry run and the metadata file. Pure: nothing here runs or reads (the
+file test ``missing_inputs`` needs is given to it).
 
 An option ragbuild already models, or one that would break what it promises (every tag built,
 loaded into the local store, pushed and verified by ragbuild, no attestation index for
@@ -17,8 +18,9 @@ bad spec names the field, never the spec's text.
 
 from __future__ import annotations
 
+import os
 import shlex
-from typing import Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.redaction import redact_argv
@@ -50,6 +52,10 @@ REFUSED = {
         "--secret", "--ssh")},
 }
 SHORT = {"-t": "--tag", "-o": "--output", "-f": "--file"}
+#: docker build's options that take no value (``docker build --help``, buildx build's
+#: ``--quiet``...), so the word after one is no value of it. ``--flag=false`` is one word.
+FLAGS = ("--quiet", "-q", "--rm", "--force-rm", "--squash", "--compress",
+         "--disable-content-trust")
 #: Labels ragbuild sets itself (plan.py), refused as ``--label KEY=...`` after ``--``.
 OWN_LABELS = ("org.opencontainers.image.created", "org.ragbuild.repository")
 
@@ -83,6 +89,34 @@ def check_ssh(spec: str) -> str:
     return spec
 
 
+def missing_inputs(secrets: Sequence[str], ssh: Sequence[str], environ: Mapping[str, str],
+                   exists: Callable[[str], bool]) -> Optional[str]:
+    """Why docker's client would refuse to start the build over what a spec names, or None:
+    a ``--secret`` ``src=`` file that does not exist ("failed to stat"), an ``--ssh`` socket or
+    key path that does not exist, an ``--ssh`` without paths while ``SSH_AUTH_SOCK`` is unset
+    ("invalid empty ssh agent socket"); buildx build/secrets.go and ssh.go read them so. Pure:
+    ``exists`` is the file test. A secret's ``env=`` variable is not required: docker builds
+    without it."""
+    for spec in secrets:
+        fields = dict(part.partition("=")[::2] for part in spec.split(","))
+        src = fields.get("src") or fields.get("source")
+        if src and not exists(os.path.expanduser(src)):
+            return (f"--secret id={fields.get('id') or '?'}: src {src} does not exist (docker's "
+                    "client reads it before the build)")
+    for spec in ssh:
+        ident, eq, paths = spec.partition("=")
+        if not eq:
+            if not environ.get("SSH_AUTH_SOCK"):
+                return (f"--ssh {ident}: SSH_AUTH_SOCK is not set, so there is no agent to "
+                        f"forward; start one (eval \"$(ssh-agent)\"; ssh-add), or give "
+                        f"--ssh {ident}=PATH to a key")
+            continue
+        for path in paths.split(","):
+            if not exists(os.path.expanduser(path)):
+                return f"--ssh {ident}: {path} does not exist (an agent socket or a key file)"
+    return None
+
+
 def option_name(word: str) -> Optional[str]:
     """The docker option a word after ``--`` spells (``--network=host`` -> ``--network``,
     ``-tname`` -> ``--tag``), or None for a value."""
@@ -103,6 +137,12 @@ def check_extra(words: Sequence[str]) -> tuple:
     for i, word in enumerate(words):
         name = option_name(word)
         if name is None:
+            before = words[i - 1] if i else ""
+            if not before or "=" in before or option_name(before) is None or before in FLAGS:
+                # no option takes it as its value: docker would read a second build context
+                raise UsageError("a word after -- that is no option's value is refused: ragbuild "
+                                 "gives the build context (its own --context, before --); "
+                                 "docker build takes exactly one")
             continue
         if name in REFUSED:
             shown = word.split("=", 1)[0] if word.startswith("--") else word[:2]  # as typed

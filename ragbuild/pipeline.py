@@ -172,6 +172,8 @@ class Recorder:
         self.error: Optional[str] = None
         if path is not None:
             check_path(path)
+        if self.github_output is not None:
+            check_path(self.github_output, "$GITHUB_OUTPUT", append=True)
 
     @classmethod
     def for_state(cls, state: RunState, runner: Runner) -> "Recorder":

@@ -25,8 +25,10 @@ def is_secret_name(key: str) -> bool:
 
 
 def secret_build_args(build_args: Iterable[tuple[str, str]]) -> list[str]:
-    """The names among ``(key, value)`` build args that look like secrets."""
-    return [key for key, _ in build_args if is_secret_name(key)]
+    """The names among ``(key, value)`` build args that carry a secret: the ones every printout
+    hides (``redact_value``), a secret-looking name or a value with URL credentials
+    (``PIP_INDEX_URL=https://user:token@host/simple``). One rule for hiding and for warning."""
+    return [key for key, value in build_args if redact_value(key, value) != value]
 
 
 def redact_value(key: str, value: str) -> str:

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, replace
 from typing import IO, Callable, Optional, Sequence, TypeVar, cast
 
@@ -103,10 +104,17 @@ class Runner:
         which found and did nothing, leaves it out."""
         self.log(message, level)
 
-    def emit(self, line: str) -> None:
-        """A result line on stdout (the pinned ``<repository>@sha256:...``), where a dry run
-        prints its commands."""
-        _write(self._out, f"{line}\n")
+    def emit(self, line: str, level: Optional[str] = None) -> None:
+        """A result line on stdout (the pinned ``<repository>@sha256:...``, a doctor finding),
+        where a dry run prints its commands; ``level`` colours it on a terminal, as in ``log``."""
+        _write(self._out, f"{paint(line, self._out, level)}\n")
+
+    def verdict(self, summary: str, status: int, *, asked: str) -> int:
+        """The end of a run that only checks (doctor): ``summary`` on stdout, and ``status``. A
+        dry run, which printed what it would ask (``asked``: who asks it) and asked nothing,
+        says so instead and returns 0: it found nothing."""
+        self.emit(summary)
+        return status
 
     def stop_or_warn(self, error: RagbuildError, *, key: Optional[str] = None) -> None:
         """A check a real run stops at: raise ``error``. A dry run, which shows the whole plan,
@@ -257,8 +265,13 @@ class DryRunner(Runner):
     def report(self, message: str, level: Optional[str] = None) -> None:
         pass
 
-    def emit(self, line: str) -> None:
+    def emit(self, line: str, level: Optional[str] = None) -> None:
         pass
+
+    def verdict(self, summary: str, status: int, *, asked: str) -> int:
+        _write(self._out, f"dry run: these are the commands {asked}; it ran none of them, so "
+                          "it found nothing\n")
+        return 0
 
     def stop_or_warn(self, error: RagbuildError, *, key: Optional[str] = None) -> None:
         self._once(key or str(error), f"warning: {error} (a real run stops here)")
@@ -291,8 +304,9 @@ class DryRunner(Runner):
         return Result(0, cmd.assume)
 
 
-def make_runner(dry_run: bool) -> Runner:
-    return DryRunner() if dry_run else Runner()
+def make_runner(dry_run: bool, *, log: Optional[IO[str]] = None) -> Runner:
+    """The runner for ``--dry-run`` or a real run; ``log``: where its messages go (stderr)."""
+    return DryRunner(log=log) if dry_run else Runner(log=log)
 
 
 def _decode(data: Optional[bytes]) -> str:
@@ -343,11 +357,18 @@ def missing_message(name: str, program: str) -> str:
 
 
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a child on Ctrl-C, SIGTERM or SIGHUP and reap it, so nothing is left behind."""
-    if proc.poll() is None:
-        proc.terminate()
+    """Stop a child on Ctrl-C, SIGTERM or SIGHUP and reap it, so nothing is left behind:
+    SIGTERM, up to ``grace`` seconds to exit, then SIGKILL; at once when a further signal
+    came meanwhile (``signals.hurried``)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline and not signals.hurried():
         try:
-            proc.wait(timeout=grace)
+            proc.wait(timeout=0.05)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()

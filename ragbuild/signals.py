@@ -12,6 +12,12 @@ job: SIGINT) stays ignored.
 ``deferred()`` holds a signal back while a child is being started, so that the runner always
 has the child's handle when the exception comes and can stop it (without it, a signal landing
 inside ``popen`` would leave the child running, unknown).
+
+One signal stops the run; the cleanup it starts is not itself stopped. A second signal (Ctrl-C
+pressed again, a CI system repeating SIGTERM) raises nothing: it only makes ``hurried()`` true,
+and the runner then kills the child it was giving time to exit (SIGKILL instead of waiting out
+the grace period). Raised again inside the cleanup, it would leave that child running, a smoke
+container up, the metadata unwritten.
 """
 
 from __future__ import annotations
@@ -28,19 +34,37 @@ NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
 
 _deferring = False
 _pending: Optional[int] = None
+_stopping = False  # a signal has stopped the run: the ones after it only hurry the cleanup
+_hurry = False
 
 
 def _raise_stopped(signum: int, frame: object) -> None:
-    global _pending
-    if _deferring:
-        _pending = _pending or signum
+    global _pending, _stopping, _hurry
+    if _stopping or _pending is not None:
+        _hurry = True
         return
+    if _deferring:
+        _pending = signum
+        return
+    _stopping = True
     raise Stopped(signum)
+
+
+def hurried() -> bool:
+    """Whether a further signal came after the one that stopped the run: the cleanup should
+    kill rather than wait."""
+    return _hurry
+
+
+def _reset() -> None:
+    global _pending, _stopping, _hurry
+    _pending, _stopping, _hurry = None, False, False
 
 
 def install() -> dict:
     """Install the handlers (main thread only); returns the previous ones, for ``restore``."""
     previous: dict[int, object] = {}
+    _reset()
     if threading.current_thread() is not threading.main_thread():
         return previous
     for name in NAMES:
@@ -58,13 +82,14 @@ def install() -> dict:
 def restore(previous: dict) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    _reset()
 
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold our handlers' signals back for the block; one that came meanwhile is raised as
     ``Stopped`` when it ends (after the block's assignments are done)."""
-    global _deferring, _pending
+    global _deferring, _pending, _stopping
     outer = _deferring
     _deferring = True
     try:
@@ -73,4 +98,5 @@ def deferred() -> Iterator[None]:
         _deferring = outer
         if not outer and _pending is not None:
             signum, _pending = _pending, None
+            _stopping = True
             raise Stopped(signum)

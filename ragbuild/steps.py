@@ -41,9 +41,11 @@ def clock(environ: Mapping[str, str] = os.environ) -> datetime:
         raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970") from None
 
 
-def check_paths(options: Options) -> None:
+def check_paths(options: Options, environ: Mapping[str, str]) -> None:
     """The build's paths, before git or docker runs: what docker would refuse after the build
-    started is refused here in one line (exit 2)."""
+    started (the Dockerfile, the context, the files and agent ``--secret``/``--ssh`` name), or
+    the end of the run could not write (``--metadata-file``, ``$GITHUB_OUTPUT`` from
+    ``environ``), is refused here in one line (exit 2)."""
     context, dockerfile = options.context, options.file
     if not os.path.isdir(context):
         what = "it is a file" if os.path.exists(context) else "it does not exist"
@@ -58,10 +60,16 @@ def check_paths(options: Options) -> None:
         raise UsageError(f"Dockerfile {dockerfile!r} not found (run from the project root, or pass -f)")
     if not os.access(dockerfile, os.R_OK):
         raise UsageError(f"Dockerfile {dockerfile!r} cannot be read (permission denied)")
-    if options.metadata_file is not None:
-        from ragbuild.metadata import check_path
+    from ragbuild.metadata import check_path
+    from ragbuild.passthrough import missing_inputs
 
+    missing = missing_inputs(options.secrets, options.ssh, environ, os.path.exists)
+    if missing:
+        raise UsageError(missing)
+    if options.metadata_file is not None:
         check_path(options.metadata_file)
+    if environ.get("GITHUB_OUTPUT"):  # empty: not set, as the Recorder takes it
+        check_path(environ["GITHUB_OUTPUT"], "$GITHUB_OUTPUT", append=True)
 
 
 # --- facts -------------------------------------------------------------------------------------
@@ -180,7 +188,7 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
     from ragbuild.channels import CI_BUILD_NUMBER_VARS
 
     moment = clock(environ)
-    check_paths(options)
+    check_paths(options, environ)
     docker_config = builders.read_docker_config(environ)
     git = git_info(runner, options)
     auto = options.latest_policy == LatestPolicy.AUTO and options.version is not None  # else nothing moves

@@ -778,6 +778,7 @@ def workdir(tmp_path, monkeypatch):
 @pytest.mark.parametrize("argv0, environ, words", [
     ("scripts/build-image.py", {}, [".venv/bin/python", "scripts/build-image.py"]),  # make
     ("scripts/build-image.py", {"VIRTUAL_ENV": "VENV"}, ["scripts/build-image.py"]),  # activated
+    ("./scripts/build-image.py", {"RAGBUILD_IN_VENV": "1"}, ["./scripts/build-image.py"]),  # #!
     ("build-image.py", {"VIRTUAL_ENV": "VENV"}, ["./build-image.py"]),
     ("/opt/venv/bin/ragbuild", {}, ["ragbuild"]),
     ("/x/ragbuild/__main__.py", {}, [".venv/bin/python", "-m", "ragbuild"]),
@@ -841,3 +842,32 @@ def test_dry_run_into_a_closed_pipe_exits_141_without_a_traceback(tmp_path):
     assert done.returncode == cli.EXIT_BROKEN_PIPE == 141
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert f"rag-worker:dev-{STAMP}" in done.stderr  # the plan went to stderr as usual
+
+
+def test_script_started_by_a_python_without_its_packages_uses_the_projects_venv(fresh_clone,
+                                                                               tmp_path):
+    # ./scripts/build-image.py after `make build-dev`: the #! line's python3 lacks the packages
+    # that .venv has; the README's commands must work without activating .venv
+    (fresh_clone / ".venv").symlink_to(sys.prefix, target_is_directory=True)  # has them
+    done = subprocess.run([sys.executable, "-S", "-I",
+                           str(fresh_clone / "scripts" / "build-image.py"), "--help"],
+                          cwd=tmp_path, capture_output=True, text=True, env=child_env(),
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: build-image.py")
+
+
+def test_a_venv_without_the_packages_is_tried_once_then_says_how_to_install(fresh_clone,
+                                                                            tmp_path):
+    bin_dir = fresh_clone / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    python = bin_dir / "python"  # a .venv whose python lacks the packages too
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} -S -I \"$@\"\n")
+    python.chmod(0o755)
+    done = subprocess.run([sys.executable, "-S", "-I",
+                           str(fresh_clone / "scripts" / "build-image.py"), "--env", "dev"],
+                          cwd=tmp_path, capture_output=True, text=True, env=child_env(),
+                          timeout=60)
+    assert done.returncode == 1  # no loop: one try with .venv, then the one-line reason
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: missing Python packages plumbum, semver, shtab, ")

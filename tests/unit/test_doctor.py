@@ -254,6 +254,30 @@ def test_expired_aws_credentials_say_how_to_refresh(worker, fp, capsys, monkeypa
     assert not any("ECR repository" in line for line in lines)  # not asked without credentials
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_findings_and_the_verdict_go_where_the_runner_writes(worker, fp, capsys, dry_run):
+    # doctor never asks which runner it has: the runner it is given writes the findings and the
+    # summary (a real run), or the commands and "found nothing" (a dry run), to its own stdout
+    from ragbuild.runner import DryRunner, Runner
+
+    healthy(fp)
+    daemon_registry_config(fp)
+    out, log = io.StringIO(), io.StringIO()
+    runner = (DryRunner if dry_run else Runner)(out=out, log=log)
+    options = cli.parse_build(["--env", "dev"], cli.doctor_parser())
+    code = doctor.run(doctor.Doctor(runner, options, load_config()))
+    assert capsys.readouterr().out == ""
+    lines = out.getvalue().splitlines()
+    assert code == 0
+    if dry_run:
+        assert lines[-1] == ("dry run: these are the commands doctor runs (and GET /v2/ of a "
+                             "registry); it ran none of them, so it found nothing")
+        assert "docker buildx version" in lines
+        assert not any(line.startswith(("ok ", "problem ", "warning ")) for line in lines)
+    else:
+        assert checks(lines[:-1]) == ORDER and lines[-1] == "a build would work"
+
+
 def test_a_dry_run_prints_the_commands_and_runs_none(worker, fp, capsys):
     git_facts(fp)  # git queries run in a dry run too, as in the build's
     code = cli.main(["doctor", "--dry-run"])

@@ -5,6 +5,7 @@ call, in --dry-run too). Contexts are real directories under tmp_path."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -222,6 +223,29 @@ def test_secret_build_arg_warns_about_image_history(tmp_path):
     assert "abc" not in log.text
 
 
+@pytest.mark.parametrize("name, value, warned", [
+    ("PIP_INDEX_URL", "https://u:pAssw0rd@idx.example/simple", True),
+    ("PIP_EXTRA_INDEX_URL", "https://a.example/simple https://__token__:t@b.example/simple", True),
+    ("PIP_FIND_LINKS", "git+https://oauth2:glpat-x@gitlab.example/w.git", True),
+    ("PIP_INDEX_URL", "https://idx.example/simple", False),
+    ("PIP_FIND_LINKS", "http://172.17.0.1:18631/", False),
+])
+def test_a_build_arg_with_url_credentials_warns_as_a_secret_name_does(tmp_path, name, value,
+                                                                      warned):
+    # the value every printout hides as https://***@ is a secret too: docker's progress output
+    # shows it wherever a RUN step expands the arg
+    root = tree(tmp_path, {"Dockerfile": 1})
+    log = Log()
+    guard.check(log, FakePlan(root, build_args=[(name, value)]))
+    warnings = [line for line in log.lines if line.startswith("warning:")]
+    if warned:
+        assert warnings == [warnings[0]] and warnings[0].startswith(
+            f"warning: --build-arg {name} carries URL credentials: build args stay readable")
+    else:
+        assert warnings == []
+    assert "pAssw0rd" not in log.text and "glpat-x" not in log.text
+
+
 # --- in the build command ----------------------------------------------------------------------
 
 
@@ -272,3 +296,38 @@ def test_help_and_usage_errors_work_without_the_matcher_library(tmp_path):
                           text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2]", done.stderr
     assert "--env 'nope' is not one of" in done.stderr
+
+
+# --- the project's Dockerfile ------------------------------------------------------------------
+
+
+def _instructions(text):
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    logical, current = [], ""
+    for line in text.splitlines():
+        if not current and line.lstrip().startswith("#"):
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        if current and line.lstrip().startswith("#"):
+            continue
+        logical.append(current + line)
+        current = ""
+    return [line.strip() for line in logical if line.strip()]
+
+
+def test_the_dockerfile_names_no_index_build_arg_as_a_variable_in_a_run_step():
+    # BuildKit prints each RUN step with the build args it names ($VAR, ${VAR}) substituted
+    # (`#6 [builder 3/3] RUN for v in https://user:token@idx/simple; ...`), so a private index
+    # URL's token would be in every build log; the Dockerfile reads them with printenv instead.
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    steps = _instructions(text)
+    passed_in = [step.split()[1] for step in steps
+                 if step.upper().startswith("ARG ") and "=" not in step]  # no default: given
+    assert "PIP_INDEX_URL" in passed_in and "PIP_EXTRA_INDEX_URL" in passed_in
+    named = [(name, step[:60]) for step in steps if step.upper().startswith("RUN ")
+             for name in passed_in if re.search(rf"\$\{{?{name}\b", step)]
+    assert named == []

@@ -255,6 +255,21 @@ def test_a_metadata_file_in_a_missing_directory_is_refused_before_any_step(proje
     assert docker_calls(strict_fp) == 0
 
 
+@pytest.mark.parametrize("where, why", [
+    ("no/such/dir/out", "$GITHUB_OUTPUT no/such/dir/out: directory"),
+    (".", "$GITHUB_OUTPUT . is a directory; name a file"),
+])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_github_output_that_cannot_be_appended_to_is_refused_before_any_step(
+        project, strict_fp, capsys, monkeypatch, where, why, dry_run):
+    # as --metadata-file is: the build (and a push) must not run only to fail at the end
+    monkeypatch.setenv("GITHUB_OUTPUT", where)
+    assert cli.main(["--env", "dev", *dry_run]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and why in err
+    assert docker_calls(strict_fp) == 0
+
+
 # --- dry run -----------------------------------------------------------------------------------
 
 

@@ -26,23 +26,26 @@ def build_words(out):
 
 
 def test_secret_ssh_and_options_after_dashes_reach_the_build_in_order(project, strict_fp, capsys,
-                                                                      monkeypatch):
+                                                                      monkeypatch, tmp_path):
     monkeypatch.setenv("PIP_TOKEN", TOKEN)
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/agent.sock")
+    npmrc = tmp_path / ".npmrc"  # docker's client reads it: it must exist
+    npmrc.write_text("//registry.example/:_authToken=x\n")
     code, out, err = run(capsys, "--env", "dev", "--dry-run",
                          "--secret", "id=pip_token,env=PIP_TOKEN",
-                         "--secret", "id=npmrc,src=/home/u/.npmrc", "--ssh", "default",
+                         "--secret", f"id=npmrc,src={npmrc}", "--ssh", "default",
                          "--", "--network", "host", "--target=runtime", "--add-host",
                          "mirror:10.0.0.5")
     assert code == 0, err
     words = build_words(out)
     assert words[words.index("--secret"):] == [
-        "--secret", "id=pip_token,env=PIP_TOKEN", "--secret", "id=npmrc,src=/home/u/.npmrc",
+        "--secret", "id=pip_token,env=PIP_TOKEN", "--secret", f"id=npmrc,src={npmrc}",
         "--ssh", "default", "--network", "host", "--target=runtime", "--add-host",
         "mirror:10.0.0.5", "."]
     plan = err.splitlines()
     assert ("secret: pip_token from $PIP_TOKEN (value never printed; mount it with "
             "RUN --mount=type=secret)") in plan
-    assert any(line.startswith("secret: npmrc from file /home/u/.npmrc") for line in plan)
+    assert any(line.startswith(f"secret: npmrc from file {npmrc}") for line in plan)
     assert "ssh: default (RUN --mount=type=ssh)" in plan
     assert ("docker build options (after --): --network host --target=runtime --add-host "
             "mirror:10.0.0.5") in plan
@@ -52,6 +55,7 @@ def test_secret_ssh_and_options_after_dashes_reach_the_build_in_order(project, s
 def test_a_real_run_passes_them_and_the_metadata_records_them(project, strict_fp, capsys,
                                                               monkeypatch, tmp_path):
     monkeypatch.setenv("PIP_TOKEN", TOKEN)
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/agent.sock")
     build = strict_fp.register([strict_fp.program("docker"), "build", strict_fp.any()])
     listed = json.dumps([f"rag-worker:{t}" for t in ("dev-20231203-143022", "dev", "git-a1b2c3d",
                                                      "latest")])
@@ -100,6 +104,11 @@ def test_url_credentials_in_a_passed_option_are_hidden(project, strict_fp, capsy
     (["--label", "org.ragbuild.repository=x"], "--label org.ragbuild.repository after -- is "
                                                "refused: ragbuild sets that label itself"),
     (["--network", "host", "--", "-t", "x"], "a second -- after --"),
+    (["."], "a word after -- that is no option's value is refused"),
+    (["--target", "runtime", "other-context"], "a word after -- that is no option's value"),
+    (["--network=host", "extra"], "a word after -- that is no option's value"),
+    (["--quiet", "."], "a word after -- that is no option's value"),
+    (["-q", "https://github.com/x/y.git"], "a word after -- that is no option's value"),
 ])
 def test_options_that_would_break_ragbuilds_guarantees_are_refused(project, strict_fp, capsys,
                                                                    words, shown):
@@ -127,6 +136,38 @@ def test_bad_secret_specs_are_refused_without_echoing_them(project, strict_fp, c
     code, out, err = run(capsys, "--env", "dev", "--dry-run", "--secret", spec)
     assert code == 2 and out == ""
     assert message in err and TOKEN not in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--secret", "id=pip,src=no/such/file"], "--secret id=pip: src no/such/file does not exist"),
+    (["--secret", "id=pip,source=no/such/file"], "--secret id=pip: src no/such/file does not"),
+    (["--ssh", "default"], "--ssh default: SSH_AUTH_SOCK is not set"),
+    (["--ssh", "github"], "--ssh github: SSH_AUTH_SOCK is not set"),
+    (["--ssh", "default=no/such.sock"], "--ssh default: no/such.sock does not exist"),
+    (["--ssh", "gh=Dockerfile,no/key"], "--ssh gh: no/key does not exist"),
+])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_what_docker_would_refuse_to_read_is_refused_before_anything_runs(
+        project, strict_fp, capsys, monkeypatch, flags, message, dry_run):
+    # docker's client refused these only once the build started (after git, the context check
+    # and a push's pre-flight): "failed to stat", "invalid empty ssh agent socket"
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    code, out, err = run(capsys, "--env", "dev", *dry_run, *flags)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"error: {message}")
+    assert docker_calls(strict_fp) == 0
+
+
+def test_secret_and_ssh_inputs_that_exist_pass(project, strict_fp, capsys, monkeypatch):
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/agent.sock")  # docker checks the agent, not us
+    monkeypatch.delenv("NOT_SET_TOKEN", raising=False)  # docker builds without it: so do we
+    register_git(strict_fp)
+    code, out, err = run(capsys, "--env", "dev", "--dry-run", "--secret", "id=a,src=Dockerfile",
+                         "--secret", "id=b,env=NOT_SET_TOKEN", "--ssh", "default",
+                         "--ssh", "key=Dockerfile")
+    assert code == 0, err
+    assert "--secret id=a,src=Dockerfile --secret id=b,env=NOT_SET_TOKEN --ssh default --ssh " \
+           "key=Dockerfile" in out
 
 
 def test_a_stray_word_is_still_an_unrecognized_argument(project, strict_fp, capsys):

@@ -103,3 +103,15 @@ def test_a_bare_pytest_collects_unit_and_service_tests_but_no_e2e_test():
 def test_the_e2e_suite_is_collected_when_named():
     ids = collected("tests/e2e")
     assert ids and all(test_id.startswith("tests/e2e/") for test_id in ids)
+
+
+def test_only_the_runner_module_knows_a_dry_run_from_a_real_one():
+    # steps get a runner and never ask which one (issue 10): DryRunner is named, and a dry run
+    # tested, in runner.py only; the CLI picks the runner with make_runner
+    asking = [f"{path.name}:{node.lineno}"
+              for path in sorted(PACKAGE.glob("*.py")) if path.name != "runner.py"
+              for node in ast.walk(ast.parse(path.read_text()))
+              if (isinstance(node, ast.Name) and node.id == "DryRunner")
+              or (isinstance(node, ast.alias) and node.name == "DryRunner")
+              or (isinstance(node, ast.Attribute) and node.attr == "DryRunner")]
+    assert asking == []

@@ -133,6 +133,48 @@ def test_the_runner_stops_and_reaps_the_child_on_each_signal(tmp_path, handlers,
     assert gone(int(pidfile.read_text()))  # terminated and reaped: not even a zombie
 
 
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=ids)
+def test_a_second_signal_kills_the_child_at_once_and_still_reaps_it(tmp_path, handlers, second):
+    # a CI system repeating SIGTERM, or Ctrl-C pressed twice, while the runner gives a child
+    # that does not exit on SIGTERM its grace period: the child must still be stopped and
+    # reaped (not left running because the second signal broke out of the cleanup)
+    pidfile = tmp_path / "pid"
+    runner = Runner(out=io.StringIO(), log=io.StringIO())
+    main = threading.main_thread().ident
+
+    def fire():
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGTERM)
+        time.sleep(0.5)  # inside the grace period
+        signal.pthread_kill(main, second)
+
+    thread = threading.Thread(target=fire, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted) as err:
+        runner.run(Command(("sh", "-c", f"trap '' TERM; echo $$ > {pidfile}; "
+                                        "while :; do sleep 0.1; done")))
+    thread.join()
+    assert str(err.value) == "interrupted by SIGTERM; stopped sh -c"  # the first signal's run
+    assert err.value.exit_code == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 5  # killed on the second signal, not after 10 s
+    assert gone(int(pidfile.read_text()))
+
+
+def test_signals_after_the_first_raise_nothing_in_the_cleanup(handlers):
+    cleaned = []
+    with pytest.raises(Stopped):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # during the cleanup: no second Stopped
+            time.sleep(0.1)
+            cleaned.append(True)
+    assert cleaned == [True] and signals.hurried()
+
+
 # --- each stage, through cli.main --------------------------------------------------------------
 
 
