@@ -201,7 +201,6 @@ class PushPlan:
 
     refs: tuple  # the refs to push, in the plan's order
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
-    no_attestations: bool = False  # a buildx build must pass --provenance=false --sbom=false
     helper: Optional[str] = None  # the docker credential helper used for the host, if any
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
 
@@ -641,9 +640,12 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None) -> Command:
 
     ``docker buildx build`` when the plan needs it (``plan.buildx``): ``--load`` for one
     platform, ``--push`` of the push's refs for several (builders.py). ``push``: what the
-    pre-flight decided (its refs, and whether attestations must be off)."""
+    pre-flight decided (its refs). A build that pushes drops buildx's default attestations,
+    which would make the push an image index SageMaker refuses: ``docker buildx build`` gets
+    ``--provenance=false --sbom=false``, a plain ``docker build`` (buildx on docker >= 23)
+    ``BUILDX_NO_DEFAULT_ATTESTATIONS=1``."""
     opts = plan.options
-    no_attestations = bool(push and push.no_attestations)
+    no_attestations = push is not None and bool(plan.buildx)
     if plan.buildx:
         argv = ["docker", "buildx", "build"]
         if opts.builder:

@@ -235,9 +235,6 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     docker_config = read_docker_config(environ) if docker_config is None else docker_config
     registry = plan.registry
     assert registry is not None
-    # `docker buildx build` gets --provenance=false --sbom=false; a plain `docker build` that
-    # may be buildx gets BUILDX_NO_DEFAULT_ATTESTATIONS=1 instead (plan.build_command): no probe
-    no_attestations = bool(plan.buildx)
     refs: tuple[str, ...] = plan.refs
     skipped: tuple[str, ...] = ()
     creds = docker_config.credentials(registry.host)
@@ -252,7 +249,7 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     insecure = daemon_registry_config(runner, plan).is_insecure(registry.host)
     access.check(runner, registry, creds, docker_config, insecure,
                  login=access.Login("AWS", logged_in) if logged_in is not None else None)
-    return PushPlan(refs, skipped, no_attestations, creds.helper, insecure)
+    return PushPlan(refs, skipped, creds.helper, insecure)
 
 
 def check_helper(runner: Runner, creds: Credentials, environ: Mapping[str, str]) -> None:

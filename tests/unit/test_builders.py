@@ -165,7 +165,7 @@ def test_multi_platform_build_pushes_only_the_refs_the_push_keeps():
 
 def test_multi_platform_drops_attestations_when_pushing_asks():
     plan = plan_for(["--env", "dev", "--platform", AMD64_ARM64, "--registry", REG, "--push"])
-    assert build_command(plan, PushPlan((), no_attestations=True)).argv[-4:] == (
+    assert build_command(plan, PushPlan(())).argv[-4:] == (
         "--push", "--provenance=false", "--sbom=false", ".")
 
 

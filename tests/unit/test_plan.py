@@ -127,7 +127,8 @@ def test_build_command_without_no_cache_has_none():
 
 
 def test_build_command_for_a_push_drops_attestations():
-    cmd = build_command(plan_for(env="dev"), PushPlan((), no_attestations=True))
+    cmd = build_command(plan_for(env="dev", builder="remote", registry=ECR_DEV, push=True),
+                        PushPlan(()))
     assert cmd.argv[-3:] == ("--provenance=false", "--sbom=false", ".")
 
 

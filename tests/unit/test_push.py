@@ -359,7 +359,7 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     assert "lists the repository's tags (aws ecr list-images)" in err
     assert f"dry run: a real run would ask {ECR}/v2/ (HTTPS) whether it answers" in err
     assert "pushed and verified" not in err and "logged in" not in err  # a real run's findings
-    assert not pushing.no_attestations
+    assert "--provenance=false" not in build_command(plan, pushing).argv
 
 
 def test_dry_run_warns_about_a_missing_credential_helper_and_shows_the_rest(fp, clean_env,
@@ -381,7 +381,8 @@ def test_buildx_plans_skip_the_attestation_probe(fp):
     plan = build_plan(f"{PLAIN}/rag-worker", builder="remote")
     assert plan.buildx
     fakes.register_registry_config(fp)
-    assert push.prepare(Runner(), plan).no_attestations
+    assert build_command(plan, push.prepare(Runner(), plan)).argv[-3:] == (
+        "--provenance=false", "--sbom=false", ".")
     assert [c[1] for c in fp.calls] == ["info"]  # the daemon's registry configuration only
 
 
