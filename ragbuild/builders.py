@@ -231,10 +231,6 @@ class DockerConfig:
                 return Credentials(origin="auths", auth_key=name, **found)
         return Credentials(**found)
 
-    def cred_helper(self, host: str) -> Optional[str]:
-        """The credential helper docker uses for ``host`` (``credentials``), if any."""
-        return self.credentials(host).helper
-
 
 def docker_config_path(environ: Mapping[str, str] = os.environ) -> str:
     directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")

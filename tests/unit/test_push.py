@@ -122,11 +122,11 @@ def test_parse_manifest_verbose_reads_descriptor_and_refuses_indexes():
 def test_cred_helper_is_found_by_host():
     """docker looks credHelpers up by the exact host key (config/configfile/file.go)."""
     helpers = {ECR: "ecr-login", "gcr.io": "gcloud", "bad.example": 7}
-    assert DockerConfig(cred_helpers=helpers).cred_helper(ECR) == "ecr-login"
-    assert DockerConfig(cred_helpers={f"https://{ECR}": "ecr-login"}).cred_helper(ECR) is None
-    assert DockerConfig(cred_helpers=helpers).cred_helper("other.example") is None
-    assert DockerConfig(cred_helpers=helpers).cred_helper("bad.example") is None
-    assert DockerConfig(cred_helpers={}).cred_helper(ECR) is None
+    assert DockerConfig(cred_helpers=helpers).credentials(ECR).helper == "ecr-login"
+    assert DockerConfig(cred_helpers={f"https://{ECR}": "ecr-login"}).credentials(ECR).helper is None
+    assert DockerConfig(cred_helpers=helpers).credentials("other.example").helper is None
+    assert DockerConfig(cred_helpers=helpers).credentials("bad.example").helper is None
+    assert DockerConfig(cred_helpers={}).credentials(ECR).helper is None
 
 
 @pytest.mark.parametrize("content", [b"{not json", b'{"credHelpers": "ecr-login"}', b"[1]",
