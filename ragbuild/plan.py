@@ -201,8 +201,13 @@ class PushPlan:
 
     refs: tuple  # the refs to push, in the plan's order
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
-    helper: Optional[str] = None  # the docker credential helper used for the host, if any
+    credentials: Optional[builders.Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
+
+    @property
+    def helper(self) -> Optional[str]:
+        """The docker credential helper used for the host, if any."""
+        return self.credentials.helper if self.credentials is not None else None
 
 
 @dataclass(frozen=True)

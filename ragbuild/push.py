@@ -249,7 +249,7 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     insecure = daemon_registry_config(runner, plan).is_insecure(registry.host)
     access.check(runner, registry, creds, docker_config, insecure,
                  login=access.Login("AWS", logged_in) if logged_in is not None else None)
-    return PushPlan(refs, skipped, creds.helper, insecure)
+    return PushPlan(refs, skipped, creds, insecure)
 
 
 def check_helper(runner: Runner, creds: Credentials, environ: Mapping[str, str]) -> None:
@@ -392,10 +392,10 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
                 f"'latest'), or allow overwriting with {fix}")
     if kind is Failure.AUTH:
         aws = ecr.aws_context(ctx.environ)
-        if registry.is_ecr and ctx.push.helper:
+        creds = ctx.push.credentials
+        if registry.is_ecr and creds is not None and creds.helper:
             return (f"{ref}: {host} refused the push; docker gets its credentials from "
-                    f"docker-credential-{ctx.push.helper} (credHelpers in "
-                    f"{ctx.docker_config.path}){aws}: check the AWS credentials it uses and that "
+                    f"{creds.describe()}{aws}: check the AWS credentials it uses and that "
                     "they may push (ecr:PutImage, ecr:InitiateLayerUpload, ...)")
         if registry.is_ecr:
             return (f"{ref}: {host} refused the push: the ECR token may have expired or the "

@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 from ragbuild import cli, ecr, push
-from ragbuild.builders import DockerConfig, read_docker_config
+from ragbuild.builders import Credentials, DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, format_created,
                            make_plan, parse_registry)
@@ -122,10 +122,14 @@ def register_inspect(fp, ref, stdout=None, returncode=0, digest=DIGEST, insecure
            returncode=returncode)
 
 
-def prepared(plan, sleep=None, helper=None):
-    """The push and verify steps' context for a plain registry, without prepare's probes."""
-    return push.Context(plan, PushPlan(plan.refs, helper=helper), read_docker_config(),
-                        os.environ, sleep or FakeSleep())
+def prepared(plan, sleep=None, helper=None, origin="credHelpers"):
+    """The push and verify steps' context for a plain registry, without prepare's probes;
+    ``helper``: the credential helper docker resolved for the host (from ``origin``)."""
+    config = read_docker_config()
+    creds = Credentials(plan.registry.host, helper=helper, origin=origin if helper else "",
+                        config_path=config.path)
+    return push.Context(plan, PushPlan(plan.refs, credentials=creds), config, os.environ,
+                        sleep or FakeSleep())
 
 
 def push_and_verify(context, runner, digests=None):

@@ -237,6 +237,17 @@ def test_refused_push_with_a_credential_helper_points_at_its_credentials(fp):
     assert "check the AWS credentials it uses" in str(err.value)
 
 
+def test_refused_push_names_a_credsstore_helper_as_credsstore(fp):
+    """The message says where docker's credentials came from, credsStore as well as
+    credHelpers (``Credentials.describe``), not always credHelpers."""
+    plan = build_plan(f"{ECR}/rag-worker")
+    register_push(fp, plan.refs[0], stdout="no basic auth credentials\n", returncode=1)
+    with pytest.raises(PushFailed) as err:
+        push_and_verify(prepared(plan, helper="ecr-login", origin="credsStore"), Runner())
+    assert "docker-credential-ecr-login (credsStore in" in str(err.value)
+    assert "credHelpers" not in str(err.value)
+
+
 def test_failed_push_lists_what_was_and_was_not_pushed(fp):
     plan = build_plan(f"{PLAIN}/rag-worker")
     a, b, c, d = plan.refs
