@@ -60,22 +60,33 @@ FLAGS = ("--quiet", "-q", "--rm", "--force-rm", "--squash", "--compress",
 OWN_LABELS = ("org.opencontainers.image.created", "org.ragbuild.repository")
 
 
-def check_secret(spec: str) -> str:
-    """One ``--secret`` spec, checked the way docker's client reads it; the spec is returned
-    unchanged. UsageError names the field that is wrong, never the text given."""
+def secret_fields(spec: str) -> dict[str, str]:
+    """A ``--secret`` spec's fields as docker's client reads them: comma-separated key=value, keys
+    case-insensitive (buildx build/secrets.go lowercases them), ``source`` an alias of ``src``.
+    A part without ``=`` has the key ``""``; ``check_secret`` refuses it."""
     fields = {}
     for part in spec.split(","):
         key, eq, value = part.partition("=")
+        key = key.strip().lower() if eq else ""
+        fields["src" if key == "source" else key] = value
+    return fields
+
+
+def check_secret(spec: str) -> str:
+    """One ``--secret`` spec, checked the way docker's client reads it; the spec is returned
+    unchanged. UsageError names the field that is wrong, never the text given."""
+    for part in spec.split(","):
+        key, eq, _ = part.partition("=")
         key = key.strip().lower()
         if not eq or key not in SECRET_FIELDS:
             shown = f" {key!r}" if eq and key.isidentifier() else ""
             raise UsageError(f"--secret: unknown field{shown} (docker takes id=NAME with "
                              "env=VARIABLE or src=PATH, and type=env|file); the value itself "
                              "never goes on the command line")
-        fields[key] = value
+    fields = secret_fields(spec)
     if fields.get("type", "file") not in SECRET_TYPES:
         raise UsageError("--secret: type must be env or file")
-    if not (fields.get("id") or fields.get("src") or fields.get("source") or fields.get("env")):
+    if not (fields.get("id") or fields.get("src") or fields.get("env")):
         raise UsageError("--secret needs id=NAME (the RUN --mount=type=secret,id=NAME it serves) "
                          "with env=VARIABLE or src=PATH")
     return spec
@@ -98,8 +109,8 @@ def missing_inputs(secrets: Sequence[str], ssh: Sequence[str], environ: Mapping[
     ``exists`` is the file test. A secret's ``env=`` variable is not required: docker builds
     without it."""
     for spec in secrets:
-        fields = dict(part.partition("=")[::2] for part in spec.split(","))
-        src = fields.get("src") or fields.get("source")
+        fields = secret_fields(spec)
+        src = fields.get("src")
         if src and not exists(os.path.expanduser(src)):
             return (f"--secret id={fields.get('id') or '?'}: src {src} does not exist (docker's "
                     "client reads it before the build)")
@@ -172,10 +183,9 @@ def describe(secrets: Sequence[str] = (), ssh: Sequence[str] = (),
     """The plan's lines: what each secret reads (never its value), the ssh forwards, the rest."""
     lines = []
     for spec in secrets:
-        fields = dict(part.partition("=")[::2] for part in spec.split(","))
+        fields = secret_fields(spec)
         source = (f"from ${fields['env']}" if fields.get("env")
-                  else f"from file {fields.get('src') or fields.get('source')}"
-                  if fields.get("src") or fields.get("source")
+                  else f"from file {fields['src']}" if fields.get("src")
                   else f"from ${fields.get('id')} or file {fields.get('id')}")
         lines.append(f"secret: {fields.get('id') or '(from src)'} {source} (value never printed; "
                      "mount it with RUN --mount=type=secret)")

@@ -141,6 +141,9 @@ def test_bad_secret_specs_are_refused_without_echoing_them(project, strict_fp, c
 @pytest.mark.parametrize("flags, message", [
     (["--secret", "id=pip,src=no/such/file"], "--secret id=pip: src no/such/file does not exist"),
     (["--secret", "id=pip,source=no/such/file"], "--secret id=pip: src no/such/file does not"),
+    # docker reads the fields' names in any case: so does the check of what they name
+    (["--secret", "ID=pip,SRC=no/such/file"], "--secret id=pip: src no/such/file does not"),
+    (["--secret", "id=pip, Source=no/such/file"], "--secret id=pip: src no/such/file does not"),
     (["--ssh", "default"], "--ssh default: SSH_AUTH_SOCK is not set"),
     (["--ssh", "github"], "--ssh github: SSH_AUTH_SOCK is not set"),
     (["--ssh", "default=no/such.sock"], "--ssh default: no/such.sock does not exist"),
