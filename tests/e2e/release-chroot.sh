@@ -77,7 +77,12 @@ ensure_rootfs() {
         mv "$tmp" "$ROOT"
         log "rootfs ready in $ROOT ($(du -sh --one-file-system "$ROOT" | cut -f1))"
     fi
+    # this machine's provisioning: its resolver and the CAs it adds (an egress proxy's for PyPI)
     cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+        chroot "$ROOT" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates in the chroot failed"
+    fi
 }
 
 # ------------------------------------------------------------------ network namespace
