@@ -228,6 +228,7 @@ ensure_packages() {
     command -v curl >/dev/null || pkgs+=(curl)
     command -v ss >/dev/null && command -v ip >/dev/null || pkgs+=(iproute2)
     [[ -s /etc/ssl/certs/ca-certificates.crt ]] || pkgs+=(ca-certificates)
+    "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)  # ensure_python_tools
     if ! command -v debootstrap >/dev/null && need_rootfs_build; then pkgs+=(debootstrap); fi
     if ((${#pkgs[@]})); then
         apt_install "${pkgs[@]}"
@@ -239,32 +240,48 @@ ensure_packages() {
 
 botocore_of_aws() { aws --version 2>&1 | sed -n 's#.*botocore/\([0-9.]*\).*#\1#p'; }
 
+# moto[server] and the aws CLI come from python3 when it has them (an interpreter of the user's
+# own, e.g. pyenv), else from a venv of the harness's: Debian's python3 has no pip and refuses
+# system-wide installs (PEP 668, /usr/lib/python3*/EXTERNALLY-MANAGED) on Debian 12 and 13 alike.
+# The venv's aws is linked into /usr/local/bin, where a user's own install would put it.
+TOOLS_VENV=$CACHE/tools-venv
+MOTO_PY=
 ensure_python_tools() {
-    local want=()
-    "$PY" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1 || want+=("moto[server]")
+    local want=() tools_py=$TOOLS_VENV/bin/python link=
+    MOTO_PY=$PY
+    if ! "$PY" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+        MOTO_PY=$tools_py
+        "$tools_py" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1 || want+=("moto[server]")
+    fi
     if ! command -v aws >/dev/null 2>&1; then
-        want+=(awscli)
+        want+=(awscli) link=1
     else
         local bc
         bc=$(botocore_of_aws)
         if [[ -z $bc ]] || ! version_ge "$bc" "$MIN_BOTOCORE"; then
-            log "aws CLI uses botocore '${bc:-?}' (< $MIN_BOTOCORE, ignores AWS_ENDPOINT_URL): upgrading"
-            want+=("awscli>=1.29.0")
+            log "aws CLI $(command -v aws) uses botocore '${bc:-?}' (< $MIN_BOTOCORE, ignores AWS_ENDPOINT_URL): installing a newer one"
+            want+=("awscli>=1.29.0") link=1
         fi
     fi
     if ((${#want[@]})); then
-        log "pip install ${want[*]}"
-        "$PY" -m pip install -q "${want[@]}" >"$STATE/pip-tools.log" 2>&1 \
+        if [[ ! -x $tools_py ]]; then
+            log "python3 -m venv $TOOLS_VENV"
+            "$PY" -m venv "$TOOLS_VENV" >"$STATE/pip-tools.log" 2>&1 \
+                || { show_log_tail "$STATE/pip-tools.log" 30; die "python3 -m venv $TOOLS_VENV failed"; }
+        fi
+        log "pip install ${want[*]} (into $TOOLS_VENV)"
+        "$tools_py" -m pip install -q "${want[@]}" >>"$STATE/pip-tools.log" 2>&1 \
             || { show_log_tail "$STATE/pip-tools.log" 30; die "pip install ${want[*]} failed"; }
-        command -v pyenv >/dev/null 2>&1 && pyenv rehash >/dev/null 2>&1 || true
+        [[ -z $link ]] || ln -sf "$TOOLS_VENV/bin/aws" /usr/local/bin/aws
         hash -r
     else
         log "moto[server] and awscli already installed"
     fi
-    command -v aws >/dev/null || die "aws CLI not on PATH after pip install awscli"
+    "$MOTO_PY" -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1 || die "moto[server] does not import in $MOTO_PY"
+    command -v aws >/dev/null || die "aws CLI not on PATH after installing awscli"
     local bc
     bc=$(botocore_of_aws)
-    version_ge "${bc:-0}" "$MIN_BOTOCORE" || die "aws CLI botocore ${bc:-?} too old for AWS_ENDPOINT_URL"
+    version_ge "${bc:-0}" "$MIN_BOTOCORE" || die "aws CLI $(command -v aws): botocore ${bc:-?} too old for AWS_ENDPOINT_URL"
 }
 
 # ---------------------------------------------------------------- docker engine
@@ -426,6 +443,19 @@ requirement_files() {
     shopt -u nullglob globstar
 }
 
+# pip_wheel_in_base_image REQDIR ARGS... : `pip wheel ARGS` into $WHEELS by the base image's Python,
+# the one the builds install with (the harness's own python3 may be another: Debian 13's is 3.13,
+# whose wheels of compiled packages such as pydantic-core a 3.11 image cannot install). REQDIR is
+# /req in the container; PyPI through the host's network and the host's CA bundle (an egress proxy
+# the host trusts is trusted here too).
+pip_wheel_in_base_image() {
+    local req=$1 bundle=/etc/ssl/certs/ca-certificates.crt
+    shift
+    $DOCKER run --rm --network host -v "$WHEELS:/wheels" -v "$req:/req:ro" -v "$bundle:$bundle:ro" \
+        -e PIP_CERT="$bundle" -e PIP_DISABLE_PIP_VERSION_CHECK=1 -e PIP_DEFAULT_TIMEOUT=120 \
+        "$BASE_IMAGE" python3 -m pip wheel -q --prefer-binary --find-links /wheels -w /wheels "$@"
+}
+
 ensure_wheels() {
     local files=() key tmpreq=
     mapfile -t files < <(requirement_files)
@@ -450,14 +480,16 @@ ensure_wheels() {
     log "pip wheel -> $WHEELS from: ${files[*]#"$REPO"/} ${extras[*]}"
     # one resolution per file: a file may pin another version of a package in another
     # (benchmarks/requirements-realistic-bump.txt)
-    local failed=
+    local failed='' req i=0
+    req=$(mktemp -d)
     : >"$STATE/pip-wheels.log"
     for f in "${files[@]}" ""; do
-        local what=(-r "$f")
-        [[ -n $f ]] || what=("${extras[@]}")
-        "$PY" -m pip wheel -q --prefer-binary --find-links "$WHEELS" -w "$WHEELS" \
-            "${what[@]}" >>"$STATE/pip-wheels.log" 2>&1 || failed=1
+        local what=(-r "/req/$i.txt")
+        if [[ -n $f ]]; then cp "$f" "$req/$i.txt"; else what=("${extras[@]}"); fi
+        i=$((i + 1))
+        pip_wheel_in_base_image "$req" "${what[@]}" >>"$STATE/pip-wheels.log" 2>&1 || failed=1
     done
+    rm -rf "$req"
     if [[ -n $failed ]]; then
         [[ -z $tmpreq ]] || rm -f "$tmpreq"
         show_log_tail "$STATE/pip-wheels.log" 30
@@ -1006,7 +1038,7 @@ ensure_moto() {
         rm -f "$(pidfile moto)"
         MOTO_PORT=$(choose_port moto "$DEFAULT_MOTO_PORT")
         log "starting moto server on 127.0.0.1:$MOTO_PORT"
-        start_bg moto "$STATE/moto.log" "$PY" -m moto.server -H 127.0.0.1 -p "$MOTO_PORT"
+        start_bg moto "$STATE/moto.log" "$MOTO_PY" -m moto.server -H 127.0.0.1 -p "$MOTO_PORT"
         wait_until "$WAIT_SERVICE" "moto server" moto_answers \
             || { show_log_tail "$STATE/moto.log"; die "moto server did not answer on 127.0.0.1:$MOTO_PORT"; }
     fi
