@@ -264,3 +264,19 @@ def test_a_signal_during_a_cleanup_lets_the_cleanup_command_finish(tmp_path, han
             runner.run(Command(("sh", "-c", f"echo $$ > {pidfile}; sleep 0.5; touch {done}")))
     thread.join()
     assert done.exists()  # not terminated halfway
+
+
+def test_the_ctrl_c_tests_pass_when_the_test_run_inherits_sigint_ignored():
+    """A test run started as a shell's background job inherits SIGINT ignored; the suite's
+    conftest gives it Python's handler back, so a Ctrl-C test still sees its Ctrl-C."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    test = "tests/unit/test_runner.py::test_ctrl_c_on_a_command_without_arguments"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                          cwd=repo, capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "1 passed" in done.stdout
