@@ -128,29 +128,35 @@ init_pid() {
     u=$(<"$STATE/unshare.pid")
     [[ -d /proc/$u && $(tr '\0' ' ' <"/proc/$u/cmdline" 2>/dev/null) == *"unshare"*"$ROOT"* ]] || return 1
     p=$(cat "/proc/$u/task/$u/children" 2>/dev/null) && p=${p%% *} && [[ -n $p ]] || return 1
-    [[ $(readlink "/proc/$p/root") == "$ROOT" ]] || return 1
+    [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == "/bin/bash -c cd /; trap"* ]] || return 1
     echo "$p"
 }
 
-# Mounts made by the init, in its own mount namespace (so they die with it), before it chroots:
-# a sysfs of the network namespace, the host's cgroup tree, /dev, a fresh /run, /lib/modules ro.
+# Mounts made by the init, in its own mount namespace (so they die with it): the rootfs bound onto
+# itself and made the root with pivot_root, as on a machine the root is a mount point (docker 26's
+# `docker import` makes / rslave: EINVAL on a plain chroot's directory; runc's pivot_root wants it
+# too); a sysfs of the network namespace, the host's cgroup tree, /dev, a fresh /run, /lib/modules ro.
 # shellcheck disable=SC2016  # expanded by the init's bash
 MOUNT_SCRIPT='
 set -e
 R=$1
+mount --bind "$R" "$R"
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount --rbind /sys/fs/cgroup "$R/sys/fs/cgroup"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs "$R/run"
-mkdir -p "$R/run/lock"
+mkdir -p "$R/run/lock" "$R/.old-root"
 if [ -d /lib/modules ]; then
     mkdir -p "$R/lib/modules"
     mount --bind /lib/modules "$R/lib/modules"
     mount -o remount,bind,ro "$R/lib/modules"
 fi
+cd "$R"
+pivot_root . .old-root
+umount -l /.old-root
 # bash as pid 1 reaps the orphans (daemons started with setsid) and exits on SIGTERM
-exec chroot "$R" /usr/bin/env -i PATH='"$PATH_IN"' /bin/bash -c "trap \"exit 0\" TERM; while :; do sleep 3600 & wait \$!; done"
+exec /usr/bin/env -i PATH='"$PATH_IN"' /bin/bash -c "cd /; trap \"exit 0\" TERM; while :; do sleep 3600 & wait \$!; done"
 '
 
 ensure_init() {
