@@ -121,14 +121,25 @@ remove_net() {
 
 # ------------------------------------------------------------------ the namespace's init
 
-# init_pid : the pid (host's view) of the chroot's init, the first process of its pid namespace
+# unshares : the unshare processes holding a namespace of this rootfs (normally one: its pidfile's)
+unshares() {
+    local p
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") == "unshare --mount --pid "*" init $ROOT " ]] && echo "$p"
+    done
+}
+
+# first_child PID : its first child (an unshare's: the first process of its pid namespace)
+first_child() { local c; c=$(cat "/proc/$1/task/$1/children" 2>/dev/null) && c=${c%% *} && [[ -n $c ]] && echo "$c"; }
+
+# init_pid : the pid (host's view) of the chroot's init once it runs (its mounts made)
 init_pid() {
     local u p
     [[ -s $STATE/unshare.pid ]] || return 1
     u=$(<"$STATE/unshare.pid")
-    [[ -d /proc/$u && $(tr '\0' ' ' <"/proc/$u/cmdline" 2>/dev/null) == *"unshare"*"$ROOT"* ]] || return 1
-    p=$(cat "/proc/$u/task/$u/children" 2>/dev/null) && p=${p%% *} && [[ -n $p ]] || return 1
-    [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == "/bin/bash -c cd /; trap"* ]] || return 1
+    [[ " $(unshares | tr '\n' ' ') " == *" $u "* ]] && p=$(first_child "$u") || return 1
+    [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") == "/bin/bash -c cd /; trap"* ]] || return 1
     echo "$p"
 }
 
@@ -192,11 +203,10 @@ in_chroot() {
         /bin/sh -c 'cd "$0" && exec "$@"' "$wd" "$@"
 }
 
-# pids_inside : every process of the namespace (host pids), the init last
+# pids_inside INIT : every process of INIT's pid namespace (host pids), INIT last
 pids_inside() {
-    local init ns p
-    init=$(init_pid) || return 0
-    ns=$(readlink "/proc/$init/ns/pid")
+    local init=$1 ns p
+    ns=$(readlink "/proc/$init/ns/pid") || return 0
     for p in /proc/[0-9]*; do
         p=${p#/proc/}
         [[ $p != "$init" && $(readlink "/proc/$p/ns/pid" 2>/dev/null) == "$ns" ]] && echo "$p"
@@ -232,28 +242,33 @@ cmd_status() {
     local p
     if p=$(init_pid); then
         log "namespace init: pid $p; processes inside:"
-        ps -o pid=,args= -p "$(pids_inside | paste -sd, -)" >&2
+        ps -o pid=,args= -p "$(pids_inside "$p" | paste -sd, -)" >&2
     else
         log "not running"
     fi
     ip netns list | grep -w "^$NS" >&2 || log "no network namespace $NS"
 }
 
+# stop_namespace UNSHARE_PID : SIGTERM to every process of its pid namespace but the init, up to
+# 30 s, then the init's exit kills what is left (SIGKILL) and drops its mount namespace
+stop_namespace() {
+    local u=$1 init pids i
+    init=$(first_child "$u") || { kill -TERM "$u" 2>/dev/null; return 0; }
+    mapfile -t pids < <(pids_inside "$init")
+    log "stopping ${#pids[@]} process(es) in the namespace of unshare pid $u"
+    ((${#pids[@]} < 2)) || kill -TERM "${pids[@]:0:${#pids[@]}-1}" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+        (( $(pids_inside "$init" | wc -l) <= 1 )) && break
+        sleep 0.2
+    done
+    kill -TERM "$init" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do [[ -d /proc/$init ]] || break; sleep 0.2; done
+    [[ ! -d /proc/$init ]] || kill -KILL "$init" 2>/dev/null || true
+}
+
 cmd_down() {
-    local pids p i
-    if p=$(init_pid); then
-        mapfile -t pids < <(pids_inside)
-        log "stopping ${#pids[@]} process(es) in the namespace"
-        kill -TERM "${pids[@]:0:${#pids[@]}-1}" 2>/dev/null || true
-        for ((i = 0; i < 150; i++)); do
-            (( $(pids_inside | wc -l) <= 1 )) && break
-            sleep 0.2
-        done
-        # the init's exit kills whatever is left (SIGKILL) and drops its mount namespace
-        kill -TERM "$p" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do [[ -d /proc/$p ]] || break; sleep 0.2; done
-        [[ ! -d /proc/$p ]] || kill -KILL "$p" 2>/dev/null || true
-    fi
+    local u
+    for u in $(unshares); do stop_namespace "$u"; done
     rm -f "$STATE/unshare.pid"
     ! awk -v d="$ROOT/" 'index($2, d) == 1 { f = 1 } END { exit !f }' /proc/mounts \
         || die "something is still mounted below $ROOT in the host's mount namespace"
