@@ -72,13 +72,17 @@ ensure_rootfs() {
         printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: %s-security\nSuites: %s-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
             "$m" "$RELEASE" "$RELEASE" "${m%/debian}/debian" "$RELEASE" >"$tmp/etc/apt/sources.list.d/debian.sources"
         echo "ragbuild-$RELEASE" >"$tmp/etc/hostname"
-        printf '127.0.0.1 localhost\n127.0.1.1 ragbuild-%s\n::1 localhost ip6-localhost ip6-loopback\n' "$RELEASE" >"$tmp/etc/hosts"
         touch "$tmp/.ragbuild-rootfs-ok"
         mv "$tmp" "$ROOT"
         log "rootfs ready in $ROOT ($(du -sh --one-file-system "$ROOT" | cut -f1))"
     fi
-    # this machine's provisioning: its resolver and the CAs it adds (an egress proxy's for PyPI)
+    # this machine's provisioning: its resolver, its hosts (`vm` is 127.0.0.1 here, which the
+    # suite uses) but the host's harness's line (the chroot's harness keeps its own), and the CAs it
+    # adds (an egress proxy's, for PyPI)
     cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    local mark="# ragbuild-e2e harness" hosts
+    hosts=$(grep -vF "$mark" /etc/hosts; grep -F "$mark" "$ROOT/etc/hosts" 2>/dev/null || true)
+    printf '%s\n' "$hosts" >"$ROOT/etc/hosts"
     if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
         cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
         chroot "$ROOT" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates in the chroot failed"
