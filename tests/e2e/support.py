@@ -233,6 +233,16 @@ class Docker:
         return subprocess.run([self.binary, *map(str, args)], env=self.runner.environ(),
                               capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
 
+    def version(self, side: str = "Client") -> str:
+        """``docker version``'s Client or Server version (``20.10.24+dfsg1``, ``26.1.5+dfsg1``)."""
+        done = self.quiet("version", "--format", f"{{{{.{side}.Version}}}}")
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def major(self, side: str = "Client") -> int:
+        """The major version of the client or the engine (20, 26, 28)."""
+        return int(self.version(side).split(".")[0])
+
     def image_id(self, ref: str) -> Optional[str]:
         done = self.quiet("image", "inspect", "--format", "{{.Id}}", ref)
         return done.stdout.strip() if done.returncode == 0 else None
