@@ -17,7 +17,9 @@
 #                                 `run bash tests/e2e/harness.sh down`
 #   release-chroot.sh status      what runs in the namespace
 #   release-chroot.sh down        stop everything in the namespace, delete the namespace, its veth
-#                                 pair and NAT rules; the cached rootfs stays
+#                                 pair and NAT rules; the rootfs stays (with what the chroot's
+#                                 harness installed and cached: the next ci starts warm)
+#   release-chroot.sh purge       down, then delete the rootfs: the next up starts from debootstrap
 #
 # Environment:
 #   RAGBUILD_CHROOT_RELEASE  Debian codename, default trixie
@@ -291,7 +293,8 @@ main() {
         run) (($#)) || set -- bash; in_chroot "$@" ;;
         status) cmd_status ;;
         down) cmd_down ;;
-        *) die "usage: $0 up | ci [REF] | run CMD... | status | down" ;;
+        purge) cmd_down; rm -rf --one-file-system "$ROOT" "$ROOT.tmp"; log "deleted $ROOT" ;;
+        *) die "usage: $0 up | ci [REF] | run CMD... | status | down | purge" ;;
     esac
 }
 
