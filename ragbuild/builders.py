@@ -266,7 +266,48 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
 # --- the daemon's registry configuration --------------------------------------------------------
 
 #: dockerd's default ``insecure-registries`` CIDR: loopback registries may speak plain HTTP.
+#: The daemon adds it whatever its configuration says: moby v20.10.24 registry/config.go line 159,
+#: ``registries = append(registries, "127.0.0.0/8")`` in ``LoadInsecureRegistries``
+#: (https://github.com/moby/moby/blob/v20.10.24/registry/config.go#L159); since v28.0 also
+#: ``::1/128`` (daemon/pkg/registry/config.go ``loadInsecureRegistries``).
 DEFAULT_INSECURE_CIDRS = ("127.0.0.0/8",)
+
+
+def always_insecure(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None) -> bool:
+    """Whether every daemon treats ``host`` (``name[:port]``) as insecure, whatever its
+    configuration: the host is, or resolves only to, loopback addresses, one of them in
+    127.0.0.0/8, which moby always lists (``DEFAULT_INSECURE_CIDRS``; ``::1`` alone counts only
+    on docker >= 28, so it is the daemon's to say). An ``IndexConfigs`` entry could only mark
+    such a host insecure too: the daemon makes entries for ``insecure-registries`` names
+    (``Secure: false``) and for docker.io alone. No ``docker info`` is needed to know it."""
+    import ipaddress
+
+    addresses = _addresses(host, resolve)
+    ips = []
+    for address in addresses:
+        try:
+            ips.append(ipaddress.ip_address(address.split("%")[0]))
+        except ValueError:
+            return False
+    loopback = ipaddress.ip_network(DEFAULT_INSECURE_CIDRS[0])
+    return (bool(ips) and all(ip.is_loopback for ip in ips)
+            and any(ip.version == 4 and ip in loopback for ip in ips))
+
+
+def _addresses(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None) -> list:
+    """The addresses ``host`` (``name[:port]``, ``[v6]:port``) resolves to, as the daemon finds
+    them (moby ``isCIDRMatch``: a lookup, else the name as an IP)."""
+    import ipaddress
+
+    name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] \
+        if host.count(":") == 1 else host
+    addresses = list((resolve or _resolve)(name))
+    if not addresses:
+        try:
+            addresses = [str(ipaddress.ip_address(name))]
+        except ValueError:
+            addresses = []
+    return addresses
 
 
 @dataclass(frozen=True)
@@ -287,14 +328,7 @@ class RegistryConfig:
 
         if host in self.index_secure:
             return not self.index_secure[host]
-        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] \
-            if host.count(":") == 1 else host
-        addresses = (resolve or _resolve)(name)
-        if not addresses:
-            try:
-                addresses = [str(ipaddress.ip_address(name))]
-            except ValueError:
-                addresses = []
+        addresses = _addresses(host, resolve)
         networks = []
         for cidr in self.insecure_cidrs:
             try:

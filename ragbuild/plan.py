@@ -203,6 +203,10 @@ class PushPlan:
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
     credentials: Optional[builders.Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
+    #: how the pre-flight reached the registry (scheme, TLS, docker's credentials): the
+    #: read-back reuses it. An ``access.Session`` (push.session_of); typed ``object`` because
+    #: access imports this module.
+    session: object = field(default=None, compare=False, repr=False)
 
     @property
     def helper(self) -> Optional[str]:

@@ -37,6 +37,8 @@ PROGRAM_ENV = {"docker": "DOCKER", "aws": "AWS_CLI"}
 
 #: How many lines of a failed command's output an error message keeps.
 TAIL_LINES = 15
+#: How many checks ``Runner.check_all`` runs at once.
+CHECK_THREADS = 8
 
 
 class Secret:
@@ -130,6 +132,26 @@ class Runner:
         """A check that is no command (an HTTP poll): ``probe()``; a dry run says ``what`` it
         would do and takes ``assume`` as the answer."""
         return probe()
+
+    def check_all(self, checks: Sequence[tuple[str, Callable[[], T], T]]) -> list[T]:
+        """Several checks that are no command (``(what, probe, assume)``, as ``check`` takes
+        them) at once, in up to ``CHECK_THREADS`` threads (HTTP requests to a far registry);
+        their answers in order. Ctrl-C stops waiting for them (``Interrupted``)."""
+        if len(checks) < 2:
+            return [self.check(*one) for one in checks]
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=min(CHECK_THREADS, len(checks)))
+        try:
+            futures = [pool.submit(probe) for _, probe, _ in checks]
+            return [future.result() for future in futures]
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
+            pool.shutdown(wait=False, cancel_futures=True)
+            signum = signal_of(stop)
+            raise Interrupted(f"{interrupted_text(signum)}; stopped {len(checks)} registry "
+                              "requests", signum=signum) from None
+        finally:
+            pool.shutdown(wait=False)
 
     def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
         """Run one command and return what it produced.
@@ -282,6 +304,10 @@ class DryRunner(Runner):
     def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
         self._once(what, f"dry run: a real run would {what}")
         return assume
+
+    def check_all(self, checks: Sequence[tuple[str, Callable[[], T], T]]) -> list[T]:
+        """One after the other, as ``check``: each said, in order, none asked."""
+        return [self.check(*one) for one in checks]
 
     def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
         """One after the other: the printed commands keep their order."""

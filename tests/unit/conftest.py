@@ -115,28 +115,34 @@ def strict_fp(fp):
 
 @pytest.fixture
 def registry_http():
-    """Ask for it to let ``ragbuild.access.probe`` really send its HTTP requests (to a server
-    the test starts); every other test gets the stand-in below."""
+    """Ask for it to let ``ragbuild.access`` really send its HTTP requests (to a server the
+    test starts); every other test gets the stand-ins below."""
 
 
 @pytest.fixture(autouse=True)
 def _no_registry_requests(request, monkeypatch):
     """Unit tests send no HTTP request to a registry: ``access.probe`` (the pre-flight's
-    ``GET /v2/``) answers "no problem" and records what it was asked in ``probe.asked``."""
+    question) answers "no problem", as if verified HTTPS answered, and records what it was asked
+    in ``probe.asked``: (host, insecure, login, creds); ``access.send`` is a
+    ``registry_fakes.FakeRegistry`` (the read-back's requests), also ``FakeRegistry.current``."""
     if "registry_http" in request.fixturenames:
         yield None
         return
     from ragbuild import access
+    from registry_fakes import FakeRegistry
 
     asked = []
 
-    def probe(registry, insecure, login, creds):
-        asked.append((registry.host, insecure, login, creds))
+    def probe(session, daemon_insecure):
+        asked.append((session.registry.host, session.insecure, session.login, session.creds))
         return None
 
     probe.asked = asked
     monkeypatch.setattr(access, "probe", probe)
+    fake = FakeRegistry.current = FakeRegistry()
+    monkeypatch.setattr(access, "send", fake)
     yield probe
+    FakeRegistry.current = None
 
 
 #: The host names the unit tests' resolver knows (the machine's /etc/hosts does not count).

@@ -13,7 +13,8 @@ from datetime import datetime
 import pytest
 
 from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
-from ragbuild import cli, push
+from registry_fakes import FakeRegistry, serve
+from ragbuild import access, cli, push
 from ragbuild.builders import DockerConfig, DockerTarget, parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
 from ragbuild.plan import (Config, GitInfo, PushPlan, build_command, describe_plan, format_created,
@@ -149,7 +150,8 @@ def test_build_command(argv, expected):
 
 def push_context(plan):
     """The push and verify steps' context, as the pre-flight would leave it for a plain registry."""
-    return push.Context(plan, PushPlan(plan.refs), DockerConfig(), {})
+    session = access.Session(plan.registry, DockerConfig().credentials(plan.registry.host), None)
+    return push.Context(plan, PushPlan(plan.refs, session=session), DockerConfig(), {})
 
 
 def test_multi_platform_build_pushes_only_the_refs_the_push_keeps():
@@ -415,16 +417,20 @@ def multi_plan(**extra):
                      "--no-latest", *extra.get("argv", [])])
 
 
-def register_imagetools(fp, ref, stdout, returncode=0):
-    fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", ref],
-                stdout=stdout, returncode=returncode)
+def register_index(ref, raw):
+    """The registry serves ``raw`` at ``ref`` (the read-back's GET of the manifest)."""
+    try:
+        media_type = json.loads(raw).get("mediaType") or OCI_INDEX
+    except ValueError:
+        media_type = OCI_INDEX
+    serve(ref, body=raw.encode(), media_type=media_type)
 
 
 def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
     plan = multi_plan()
     raw = raw_index(("linux/amd64", "linux/arm64/v8"))  # arm64/v8 is arm64
     for ref in plan.refs:
-        register_imagetools(fp, ref, raw)
+        register_index(ref, raw)
     pinned = push.verify(Runner(), push_context(plan), {})
     assert pinned == f"{REG}@{digest_of(raw)}"
     out, err = capsys.readouterr()
@@ -441,12 +447,12 @@ def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
      "image index"),
     ([raw_index(), raw_index(attestations=False), raw_index()],
      "the tags of this build name different indexes"),
-    (["not json"] * 3, "cannot read `docker buildx imagetools inspect --raw`: not JSON"),
+    (["not json"] * 3, "/v2/rag-worker/manifests/dev served no manifest: not JSON"),
 ])
 def test_index_verification_failures(fp, stdouts, fragment):
     plan = multi_plan()
     for ref, stdout in zip(plan.refs, stdouts):
-        register_imagetools(fp, ref, stdout)
+        register_index(ref, stdout)
     with pytest.raises(PushFailed) as err:
         push.verify(Runner(), push_context(plan), {})
     assert fragment in str(err.value)
@@ -455,12 +461,12 @@ def test_index_verification_failures(fp, stdouts, fragment):
 def test_unreadable_index_names_the_ref(fp):
     plan = multi_plan()
     for ref in plan.refs[1:]:
-        register_imagetools(fp, ref, raw_index())
-    fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", plan.refs[0]],
-                stderr="ERROR: unexpected status: 401 Unauthorized\n", returncode=1)
+        register_index(ref, raw_index())
+    FakeRegistry.current.fail[plan.refs[0]] = [401, 401]
     with pytest.raises(PushFailed) as err:
         push.verify(Runner(), push_context(plan), {})
     assert f"{plan.refs[0]}: cannot read its manifest back from the registry" in str(err.value)
+    assert "HTTP 401 Unauthorized" in str(err.value)
 
 
 def test_single_platform_push_still_refuses_an_index(fp):
@@ -469,10 +475,8 @@ def test_single_platform_push_still_refuses_an_index(fp):
     for ref in plan.refs:
         fp.register([fp.program("docker"), "push", ref],
                     stdout=f"{ref.rsplit(':', 1)[1]}: digest: sha256:{'ab' * 32} size: 528\n")
-    listing = json.dumps([{"Ref": plan.refs[0], "Descriptor": {"mediaType": DOCKER_IMAGE,
-                                                               "digest": "sha256:" + "ab" * 32}}])
     for ref in plan.refs:
-        fp.register([fp.program("docker"), "manifest", "inspect", "--verbose", ref], stdout=listing)
+        register_index(ref, raw_index(("linux/amd64",)))
     context, digests = push_context(plan), {}
     push.push(Runner(), context, digests)
     with pytest.raises(PushFailed, match="SageMaker refuses image indexes"):
@@ -540,7 +544,8 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
                  "--sbom=false", "."])
     raw = raw_index()
     for ref in refs:
-        register_imagetools(fp, ref, raw)
+        register_index(ref, raw)
+    fp.allow_unregistered(False)
     code, out, err = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
                                "--registry", REG, "--push"], capsys)
     assert code == 0, err
@@ -550,24 +555,28 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     # the builder's driver and image store, then the push's registry config, before the build
     assert names == ["rev-parse --is-inside-work-tree", "--no-optional-locks status",
                      "rev-parse --verify", "buildx version", "buildx inspect", "info --format",
-                     "info --format", "buildx build",
-                     "buildx imagetools", "buildx imagetools", "buildx imagetools"]
+                     "buildx build"]  # the read-back starts no process
+    assert len(FakeRegistry.current.manifest_requests()) == 3
     assert "an image index, read back from the registry instead of inspected locally" in err
 
 
 def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp, capsys):
-    code, out, _ = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
-                             "--registry", REG, "--push", "--dry-run"], capsys)
+    code, out, err = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
+                               "--registry", REG, "--push", "--dry-run"], capsys)
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "docker buildx version"
     assert lines[1] == "docker buildx inspect"  # the builder's driver
-    assert lines[2] == "docker info --format '{{json .RegistryConfig}}'"  # the push's pre-flight
-    assert lines[3].startswith("docker buildx build -f Dockerfile -t ")
-    assert lines[3].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
-    assert docker_calls(strict_fp) == 0
-    assert lines[4:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
-                         for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
+    assert lines[2].startswith("docker buildx build -f Dockerfile -t ")
+    assert lines[2].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
+    assert len(lines) == 3  # the pre-flight's and the read-back's requests are said on stderr
+    assert docker_calls(strict_fp) == 0 and FakeRegistry.current.requests == []
+    host, path = REG.split("/")
+    reads = [line for line in err.splitlines() if "/manifests/" in line]
+    assert reads == [f"dry run: a real run would GET https://{host}/v2/{path}/manifests/{t} "
+                     "(HTTPS; a pull token, the Docker and OCI manifest and index types accepted) "
+                     f"and expect an image index of {AMD64_ARM64.replace(',', ', ')}"
+                     for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
 
 
 def test_missing_docker_context_is_named(project, strict_fp, capsys, monkeypatch):

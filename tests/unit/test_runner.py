@@ -114,12 +114,13 @@ def test_dry_run_still_runs_read_only_queries(fp):
 
 
 def test_read_only_is_git_only_so_a_dry_run_starts_no_docker():
-    """The probes a plan makes (buildx, the read-backs) are printed in a dry run, not run."""
+    """The probes a plan makes (buildx, the daemon's registry configuration) are printed in a
+    dry run, not run."""
     from ragbuild import push
     from ragbuild.plan import buildx_version_command, git_status_command, version_tags_command
 
     assert not buildx_version_command().kind is Kind.QUERY
-    assert not push.manifest_inspect_command("h/r:t", False).kind is Kind.QUERY
+    assert not push.registry_config_command().kind is Kind.QUERY
     assert git_status_command().kind is Kind.QUERY and version_tags_command().kind is Kind.QUERY
 
 
