@@ -592,6 +592,16 @@ def test_after_an_ecr_login_the_registry_is_asked_with_that_password(fp, config_
     (host, _, login, _), = access.probe.asked
     assert (host, login.username, login.secret.reveal()) == (ECR, "AWS", TOKEN)
     assert pushing.session.login is login  # kept for the read-back: the helper is not asked again
+    assert TOKEN not in repr(pushing) + repr(vars(pushing.session))
+
+
+def test_the_sessions_authorization_headers_are_secrets(server):
+    host = server("basic")
+    session = session_for(host, login())
+    assert access.probe(session, never_asked) is None
+    assert access.read_manifest(session, "dev").digest == DIGEST
+    shown = repr(vars(session))
+    assert "right" not in shown and "Basic " not in shown and "Secret('***')" in shown
 
 
 def test_a_token_realm_that_is_no_url_is_one_line(server, monkeypatch):
