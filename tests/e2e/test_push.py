@@ -272,6 +272,45 @@ def test_cred_helper_for_the_host_skips_the_login(project, docker, images, ecr_r
     assert config_json(docker_config) == config  # no login wrote to it
 
 
+def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_basic(
+        project, docker, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env):
+    """The read-back's HTTP, TLS and auth against the real TLS registry: after a push through
+    the script, a session that treats the host as a non-loopback one (the harness maps it to
+    127.0.0.1) reaches it over verified HTTPS with the CA of /etc/docker/certs.d/<host>/ only,
+    never asking the daemon, takes the htpasswd Basic challenge with the ECR password, and reads
+    each tag back with the digest the run pinned."""
+    from ragbuild import access
+    from ragbuild.builders import DockerConfig
+    from ragbuild.plan import parse_registry
+    from ragbuild.runner import Secret
+
+    name = ecr_repository("tlsread")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push",
+                                       "--no-latest"),
+                            env={"DOCKER_CONFIG": docker_config}).assert_ok()
+    images.track_result(result)
+    digest = pinned_line(result).split("@", 1)[1]
+    assert "docker manifest inspect" not in result.stderr and "docker info" not in result.stderr
+
+    registry = parse_registry(uri)
+    login = access.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
+    session = access.Session(registry, DockerConfig().credentials(ecr_host), login, insecure=False)
+
+    def never():
+        raise AssertionError("the daemon was asked")
+
+    assert access.probe(session, never) is None
+    assert session.base == f"https://{ecr_host}" and not session.insecure
+    for ref in planned_refs(result):
+        manifest = access.read_manifest(session, ref.rsplit(":", 1)[1])
+        assert (manifest.digest, manifest.is_index) == (digest, False)
+    wrong = access.Session(registry, DockerConfig().credentials(ecr_host),
+                           access.Login("AWS", Secret("wrong")), insecure=False)
+    assert "refused docker's credentials" in access.probe(wrong, never)
+
+
 # --- faults ------------------------------------------------------------------------------------
 
 
