@@ -29,7 +29,7 @@ from ragbuild.builders import (DEFAULT_INSECURE_CIDRS, ECR_HELPER, NOT_FOR_SAGEM
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
 from ragbuild.output import SUCCESS
 from ragbuild.limits import Limits
-from ragbuild.plan import BuildPlan, Command, Kind, Mode, PushPlan
+from ragbuild.plan import DRY_DIGEST, BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
 
 INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
@@ -37,8 +37,6 @@ INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
 
 # docker push's last line: "<tag>: digest: sha256:<64 hex> size: <bytes>"
 PUSH_DIGEST_RE = re.compile(r"digest: (?P<digest>sha256:[0-9a-f]{64}) size: \d+")
-#: What a dry run takes a push and a read-back to have answered.
-DRY_DIGEST = "sha256:" + "0" * 64
 
 
 class Failure(enum.Enum):
