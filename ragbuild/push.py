@@ -30,7 +30,7 @@ from ragbuild.builders import (DEFAULT_INSECURE_CIDRS, ECR_HELPER, NOT_FOR_SAGEM
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
 from ragbuild.output import SUCCESS
 from ragbuild.limits import Limits
-from ragbuild.plan import BuildPlan, Command, Kind, Mode, PushPlan
+from ragbuild.plan import DRY_DIGEST, BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
 
 if TYPE_CHECKING:  # access (urllib, ssl) is imported by a push only
@@ -40,8 +40,6 @@ R = TypeVar("R")
 
 # docker push's last line: "<tag>: digest: sha256:<64 hex> size: <bytes>"
 PUSH_DIGEST_RE = re.compile(r"digest: (?P<digest>sha256:[0-9a-f]{64}) size: \d+")
-#: What a dry run takes a push and a read-back to have answered.
-DRY_DIGEST = "sha256:" + "0" * 64
 
 
 class Failure(enum.Enum):
@@ -156,7 +154,7 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
         refs = tuple(ref for ref in plan.refs if ref not in skipped)
     session = reach_registry(runner, plan, creds, docker_config,
                              access.Login("AWS", logged_in) if logged_in is not None else None)
-    return PushPlan(refs, skipped, creds, session.insecure, session)
+    return PushPlan(refs, skipped, creds, session.insecure, session=session)
 
 
 def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
@@ -400,8 +398,8 @@ def _judge(ctx: Context, ref: str, manifest: "access.Manifest",
                              "attestations "
                              "(--provenance=false --sbom=false) for a single platform")
         if manifest.digest != pushed.get(ref):
-            raise ValueError(f"{ref} resolves to {manifest.digest} on the registry, but docker "
-                             f"push reported {pushed.get(ref)}")
+            raise ValueError(f"{ref} resolves to {manifest.digest} on the registry, but the push "
+                             f"reported {pushed.get(ref)}")
         return manifest.digest
     if not manifest.is_index:
         raise ValueError(f"{ref} is a single image manifest ({manifest.media_type}), not an "
@@ -434,7 +432,7 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
             f" ({NOT_FOR_SAGEMAKER})"
         differ = "name different indexes"
     else:
-        expect = "the single image manifest docker push reported"
+        expect = "the single image manifest the push reported"
         what = "{digest}"
         differ = "were pushed as different manifests"
 

@@ -158,10 +158,12 @@ class Runner:
 
         ``cmd.mode``: ``CAPTURE`` keeps stdout and stderr; ``STREAM`` lets the child write to our
         terminal (docker's live progress); ``TEE`` shows stdout+stderr live and keeps them.
+        ``cmd.answer_file``: the result's stdout is that file's text, once the command ended.
         A non-zero exit raises ``CommandFailed`` unless ``cmd.check`` is false.
         """
         if stdin is not None and cmd.stdin is None:
             raise ValueError("secret given to a command that does not read stdin")
+        name = cmd.name  # before the run's docker flags go in
         cmd = self._targeted(cmd)
         if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
@@ -174,8 +176,14 @@ class Runner:
             if proc is not None:
                 _terminate(proc)
             signum = signal_of(stop)
-            raise Interrupted(f"{interrupted_text(signum)}; stopped {' '.join(cmd.argv[:2])}",
+            raise Interrupted(f"{interrupted_text(signum)}; stopped {name}",
                               signum=signum) from None
+        if cmd.answer_file is not None:  # the answer is in a file it wrote (none: "")
+            try:
+                with open(cmd.answer_file, encoding="utf-8", errors="replace") as answer:
+                    stdout = answer.read()
+            except OSError:
+                stdout = ""
         return self._result(cmd, proc, stdout, stderr)
 
     def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
@@ -186,6 +194,7 @@ class Runner:
         Ctrl-C stops them all."""
         if any(cmd.mode is not Mode.CAPTURE or cmd.stdin for cmd in cmds):
             raise ValueError("run_all runs CAPTURE commands without stdin only")
+        name = cmds[0].name if cmds else ""  # before the run's docker flags go in
         cmds = [self._targeted(cmd) for cmd in cmds]
         for cmd in cmds:
             if cmd.kind is not Kind.QUERY:
@@ -201,7 +210,7 @@ class Runner:
                 _terminate(proc)
             signum = signal_of(stop)
             raise Interrupted(f"{interrupted_text(signum)}; stopped {len(procs)} "
-                              f"`{' '.join(cmds[0].argv[:2])}` commands", signum=signum) from None
+                              f"`{name}` commands", signum=signum) from None
         except BaseException:
             for proc in procs:
                 _terminate(proc)

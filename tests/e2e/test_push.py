@@ -18,7 +18,7 @@ import stat
 
 import pytest
 
-from .support import planned_refs, tags_of
+from .support import client_has_buildx_plugin, planned_refs, pushed_refs, tags_of
 
 pytestmark = pytest.mark.e2e
 
@@ -148,9 +148,10 @@ def test_push_dev_to_a_plain_registry_pushes_exactly_the_planned_tags(project, d
     assert tags_of(refs) == [f"dev-{ts}", "dev", f"git-{sha}", "latest"]
     assert all(ref.startswith(f"{uri}:") for ref in refs)
 
-    # one docker push per planned ref, never --all-tags
-    pushes = [line for line in result.stderr.splitlines() if line.startswith("+ docker push ")]
-    assert pushes == [f"+ docker push {ref}" for ref in refs]
+    # exactly the planned refs, never --all-tags: by the build where the client has buildx
+    # (plan.build_pushes), else one docker push per ref
+    how = "build" if client_has_buildx_plugin() else "docker push"
+    assert pushed_refs(result) == (how, refs)
     pinned = pinned_line(result)
     assert_registry_holds(plain_registry, name, tags_of(refs), pinned)
     assert name in plain_registry.catalog()
@@ -380,13 +381,17 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
              "<password from aws ecr get-login-password>"]
     assert printed[:2] == login, result.describe()
     assert printed[2].startswith(f"aws ecr describe-repositories --repository-names {name} ")
-    builds = [i for i, line in enumerate(printed)
-              if line.startswith("DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build ")]
-    assert len(builds) == 1 and builds[0] > 2
+    buildx = client_has_buildx_plugin({"DOCKER_CONFIG": str(docker_config)})
+    start = ("docker buildx build --builder default " if buildx
+             else "DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build ")
+    builds = [i for i, line in enumerate(printed) if line.startswith(start)]
+    assert len(builds) == 1 and builds[0] > 2, result.describe()
     # what it cannot know without docker and aws, it says
     assert f"dry run: a real run stops here if {name} does not exist" in result.stderr
+    # the refs go with the build (the client has buildx), or each with a docker push after it
     pushes = [line for line in printed if line.startswith("docker push ")]
-    assert pushes == [f"docker push {ref}" for ref in refs]
+    assert pushes == ([] if buildx else [f"docker push {ref}" for ref in refs])
+    assert (" --push " in printed[builds[0]]) is buildx
     # the harness maps the ECR host to 127.0.0.1: loopback, insecure to every daemon, so no
     # `docker info`; the read-back is HTTP in-process, said on stderr, after the pushes
     assert not any(" docker manifest inspect " in f" {line}" or "docker info" in line
@@ -395,7 +400,7 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
     assert reads == [f"dry run: a real run would GET https://{ecr_host}/v2/{name}/manifests/"
                      f"{ref.rsplit(':', 1)[1]} (HTTPS, unverified: an insecure registry of the "
                      "daemon; a pull token, the Docker and OCI manifest and index types accepted) "
-                     "and expect the single image manifest docker push reported" for ref in refs]
+                     "and expect the single image manifest the push reported" for ref in refs]
     assert e2e_env["E2E_ECR_PASSWORD"] not in result.text
 
     # nothing ran: no command logged as executed, no login, no image

@@ -150,6 +150,30 @@ TEST_HOSTS = {"localhost": ["127.0.0.1", "::1"], "vm": ["127.0.0.1"]}
 
 
 @pytest.fixture(autouse=True)
+def _no_system_cli_plugins(monkeypatch):
+    """docker's system-wide CLI plugin directories (builders.SYSTEM_PLUGIN_DIRS) are the
+    machine's: the unit tests see none, so a buildx plugin installed here changes no plan. A
+    test that wants one puts ``docker-buildx`` in ``$DOCKER_CONFIG/cli-plugins``
+    (``buildx_plugin``)."""
+    from ragbuild import builders
+
+    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", ())
+
+
+@pytest.fixture
+def buildx_plugin(tmp_path, monkeypatch):
+    """A DOCKER_CONFIG of the test's own with an executable ``cli-plugins/docker-buildx``,
+    where docker looks first: the client has buildx, so a one-platform push goes with the
+    build."""
+    config = tmp_path / "docker-config-with-buildx"
+    (config / "cli-plugins").mkdir(parents=True)
+    plugin = write_stub(config / "cli-plugins", "docker-buildx")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.setitem(local.env, "DOCKER_CONFIG", str(config))
+    return plugin
+
+
+@pytest.fixture(autouse=True)
 def _fixed_resolver(monkeypatch):
     """Which registries the daemon treats as insecure depends on what their names resolve to:
     the unit tests resolve only ``TEST_HOSTS``, whatever the machine's DNS and hosts file say."""

@@ -333,7 +333,7 @@ def test_a_registry_serving_another_digest_still_fails_verification(fp):
     context = push.Context(plan, PushPlan((ref,), session=access.Session(
         plan.registry, creds("registry.example.com:5000"), None)), read_docker_config(),
         os.environ, lambda s: None)
-    with pytest.raises(PushFailed, match=f"resolves to {OTHER_DIGEST} on the registry, but docker "
+    with pytest.raises(PushFailed, match=f"resolves to {OTHER_DIGEST} on the registry, but the "
                                          f"push reported {DIGEST}"):
         push.verify(Runner(), context, {ref: DIGEST})
 

@@ -704,3 +704,109 @@ def test_a_scanner_reads_the_daemon_of_the_builders_context(argv, env):
     command = scan_command(Scanner(argv, "--scan-command"), "rag-worker:dev",
                            REMOTE.for_builder("remote").endpoint())
     assert command.env == env and "rag-worker:dev" in command.argv
+
+
+# --- where docker finds the buildx plugin, and when the build pushes -----------------------------
+
+
+def _plugin(directory, name="docker-buildx", mode=0o755):
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+    return str(path)
+
+
+def test_docker_finds_a_plugin_in_its_config_dir_before_the_extra_and_system_dirs(tmp_path,
+                                                                                 monkeypatch):
+    from ragbuild import builders
+
+    system, extra, config = tmp_path / "system", tmp_path / "extra", tmp_path / "config"
+    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", (str(system),))
+    environ = {"DOCKER_CONFIG": str(config)}
+    docker_config = DockerConfig(plugin_dirs=(str(extra),))
+    assert builders.find_cli_plugin("buildx", docker_config, environ) is None
+    in_system = _plugin(system)
+    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_system
+    in_extra = _plugin(extra)
+    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_extra
+    in_config = _plugin(config / "cli-plugins")
+    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_config
+    assert builders.find_cli_plugin("compose", docker_config, environ) is None
+
+
+def test_a_plugin_file_that_cannot_run_is_no_plugin(tmp_path, monkeypatch):
+    from ragbuild import builders
+
+    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", (str(tmp_path / "system"),))
+    _plugin(tmp_path / "config" / "cli-plugins", mode=0o644)
+    (tmp_path / "system" / "docker-buildx").mkdir(parents=True)  # a directory: no plugin
+    assert builders.find_cli_plugin("buildx", DockerConfig(),
+                                    {"DOCKER_CONFIG": str(tmp_path / "config")}) is None
+
+
+def test_cli_plugins_extra_dirs_come_from_config_json(tmp_path):
+    from ragbuild import builders
+
+    (tmp_path / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": ["/opt/p", 3, ""]}))
+    assert builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}).plugin_dirs == ("/opt/p",)
+    (tmp_path / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": "/opt/p"}))
+    assert builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}).plugin_dirs == ()
+
+
+@pytest.mark.parametrize("target, builder", [
+    (DockerTarget(), "default"),
+    (DockerTarget(context="remote", contexts=(("remote", "tcp://h:1"),)), "remote"),
+    (DockerTarget(current_context="box"), "box"),
+    (DockerTarget(host="tcp://h:1", context="remote"), "default"),  # DOCKER_HOST beats it
+    (DockerTarget(env_builder="kube"), None),  # BUILDX_BUILDER: some other builder
+    (DockerTarget(env_builder="remote", contexts=(("remote", "tcp://h:1"),)).for_builder(None),
+     "remote"),
+])
+def test_the_daemons_own_builder_is_named_after_the_context(target, builder):
+    assert target.own_builder() == builder
+
+
+def _push_plan(plan, **kw):
+    return PushPlan(plan.refs, **kw)
+
+
+@pytest.mark.parametrize("argv, target, plugin, pushes", [
+    ([], DockerTarget(), True, True),
+    ([], DockerTarget(), False, False),  # no buildx: docker push
+    (["--smoke-test"], DockerTarget(), True, False),  # the smoke test comes before any push
+    (["--builder", "other"], DockerTarget(), True, False),  # another builder: --load, then push
+    (["--platform", "linux/amd64,linux/arm64"], DockerTarget(), False, True),  # always
+    ([], DockerTarget(env_builder="kube"), True, False),
+])
+def test_when_the_build_pushes(argv, target, plugin, pushes):
+    from ragbuild.plan import build_pushes
+
+    plan = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push", *argv],
+                    docker=target)
+    assert build_pushes(plan, _push_plan(plan), plugin) is pushes
+
+
+def test_a_scan_or_an_immutable_tag_left_out_keeps_docker_push():
+    from ragbuild.plan import build_pushes
+
+    plan = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push"],
+                    docker=DockerTarget())
+    assert build_pushes(plan, _push_plan(plan), True)
+    assert not build_pushes(plan, PushPlan(plan.refs[1:], skipped=plan.refs[:1]), True)
+    scanned = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push", "--scan"],
+                       docker=DockerTarget())
+    assert not build_pushes(scanned, _push_plan(scanned), True)
+
+
+def test_the_build_that_pushes_on_another_context_names_that_contexts_builder():
+    target = DockerTarget(context="remote", contexts=(("remote", "tcp://h:1"),))
+    plan = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push"], docker=target)
+    cmd = build_command(plan, _push_plan(plan, by_build=True), metadata_file="/tmp/m.json")
+    argv = list(cmd.argv)
+    assert argv[:5] == ["docker", "buildx", "build", "--builder", "remote"]
+    assert argv[-6:] == ["--push", "--provenance=false", "--sbom=false", "--metadata-file",
+                         "/tmp/m.json", "."]
+    assert "--load" not in argv and dict(cmd.env) == {}  # no DOCKER_BUILDKIT: it is buildx
+    assert cmd.answer_file == "/tmp/m.json"
+    assert tagged(plan.refs) == argv[7:7 + 2 * len(plan.refs)]

@@ -409,7 +409,7 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     reads = [line for line in err.splitlines() if "/manifests/" in line]
     assert reads == [f"dry run: a real run would GET https://{ECR}/v2/rag-worker/manifests/"
                      f"{ref.rsplit(':', 1)[1]} (HTTPS; a pull token, the Docker and OCI manifest "
-                     "and index types accepted) and expect the single image manifest docker push "
+                     "and index types accepted) and expect the single image manifest the push "
                      "reported" for ref in plan.refs]
     assert "pushed and verified" not in err and "logged in" not in err  # a real run's findings
     assert "--provenance=false" not in build_command(plan, pushing).argv
