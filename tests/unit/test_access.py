@@ -401,6 +401,18 @@ class Registry(http.server.BaseHTTPRequestHandler):
             return self._answer(200, {"Content-Type": DOCKER_MANIFEST}, MANIFEST)
         return self._answer(404)
 
+    def do_POST(self):
+        """The token server's OAuth2 refresh-token grant (a browser login's identity token)."""
+        cls = type(self)
+        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        cls.seen.append((self.path, "POST " + ",".join(sorted(form))))
+        if form.get("refresh_token") != ["refresh-right"] or form.get("grant_type") != [
+                "refresh_token"]:
+            return self._answer(401)
+        cls.tokens += 1
+        return self._answer(200, body=json.dumps({"access_token": f"tok-{form['scope'][0]}"}
+                                                 ).encode())
+
     def _answer(self, status, headers=None, body=b""):
         self.send_response(status)
         for key, value in (headers or {}).items():
@@ -683,3 +695,20 @@ def test_a_503_over_http_is_retried_then_passes(server, capsys):
     assert push.verify(Runner(), context, {context.push.refs[0]: DIGEST}).endswith(DIGEST)
     assert delays == [2.0]
     assert "failed (HTTP 503 Service Unavailable); retrying in 2s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("refresh, answer", [("refresh-right", None),
+                                             ("refresh-wrong", "token server refused")])
+def test_an_identity_token_is_exchanged_by_oauth2_for_the_pull_token(server, refresh, answer):
+    """docker login through a browser stores an identity (refresh) token: the token server is
+    asked with the refresh-token grant (https://distribution.github.io/distribution/spec/auth/oauth/)."""
+    host = server("bearer")
+    session = session_for(host, access.Login("", Secret(refresh), identity_token=True))
+    problem = access.probe(session, never_asked)
+    if answer is None:
+        assert problem is None
+        assert access.read_manifest(session, "dev").digest == DIGEST
+        posts = [auth for path, auth in server.handler.seen if auth and auth.startswith("POST")]
+        assert posts == ["POST client_id,grant_type,refresh_token,scope,service"] * 2
+    else:
+        assert answer in problem and refresh not in problem
