@@ -279,8 +279,9 @@ class Session:
             raise ValueError(f"unknown url type: {realm!r}")
         query = {"scope": scope, **({"service": params["service"]} if params.get("service") else {})}
         login = self.login
-        if login is not None and login.identity_token:  # OAuth2: the refresh token's grant
-            form = {**query, "grant_type": "refresh_token", "client_id": "ragbuild",
+        if login is not None and login.identity_token:  # OAuth2: the refresh token's grant,
+            # as the daemon asks it (moby registry/auth.go ``AuthClientID = "docker"``)
+            form = {**query, "grant_type": "refresh_token", "client_id": "docker",
                     "refresh_token": login.secret.reveal()}
             answer = self.request(realm, {"Content-Type": "application/x-www-form-urlencoded"},
                                   urllib.parse.urlencode(form).encode())

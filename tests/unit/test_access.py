@@ -407,7 +407,7 @@ class Registry(http.server.BaseHTTPRequestHandler):
         form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
         cls.seen.append((self.path, "POST " + ",".join(sorted(form))))
         if form.get("refresh_token") != ["refresh-right"] or form.get("grant_type") != [
-                "refresh_token"]:
+                "refresh_token"] or form.get("client_id") != ["docker"]:
             return self._answer(401)
         cls.tokens += 1
         return self._answer(200, body=json.dumps({"access_token": f"tok-{form['scope'][0]}"}
