@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, MutableMapping, Optional, TypeVar, Union
 
 from ragbuild import ecr
-from ragbuild.builders import (DEFAULT_INSECURE_CIDRS, ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
+from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
                                DockerConfig, RegistryConfig, daemon_down, daemon_unreachable,
                                parse_registry_config, read_docker_config)
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
@@ -108,13 +108,11 @@ def normalize_platform(platform: str) -> str:
 
 def registry_config_command() -> Command:
     """The daemon's registry configuration (``docker info``): which registries it reaches over
-    plain HTTP or unverified TLS."""
+    plain HTTP or unverified TLS. Asked only inside the pre-flight's registry check, after
+    verified HTTPS failed (``access.reach``), so a dry run, which sends no request, never
+    prints it."""
     return Command(("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False,
-                   kind=Kind.PROBE,
-                   assume=json.dumps({"InsecureRegistryCIDRs": list(DEFAULT_INSECURE_CIDRS),
-                                      "IndexConfigs": {}}),
-                   dry_note="a real run asks the daemon which registries are insecure (plain "
-                            "HTTP), as docker push decides it")
+                   kind=Kind.PROBE)
 
 
 def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
