@@ -197,6 +197,44 @@ def test_a_registry_that_cannot_be_reached_stops_before_the_build(project, tiny_
     assert "+ aws " not in result.stderr and "+ docker login" not in result.stderr
 
 
+def test_a_plain_http_registry_off_loopback_is_the_daemons_call(project, tiny_context, unique,
+                                                                  docker, e2e_env):
+    """A registry on the docker bridge (not loopback) that speaks plain HTTP: verified HTTPS
+    fails, so the pre-flight asks the real daemon (`docker info`), which does not list it as
+    insecure: the run stops before the build, as docker push would fail. (A loopback registry
+    never gets that question: see the vm case above.)"""
+    import http.server
+    import threading
+
+    class V2(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # /v2/ as an open registry answers it
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    httpd = http.server.ThreadingHTTPServer((e2e_env["E2E_BRIDGE_IP"], 0), V2)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        host = f"{e2e_env['E2E_BRIDGE_IP']}:{httpd.server_address[1]}"
+        name = unique("offloop")
+        dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+        result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
+                                "--registry", f"{host}/{name}", "--push")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.returncode == 1, result.describe()
+    assert "+ docker info --format '{{json .RegistryConfig}}'" in result.stderr
+    errors = result.error_lines()
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot reach the registry {host} over HTTPS: "), result.describe()
+    assert "insecure-registries" in errors[0]
+    assert "docker build -f" not in result.stderr
+
+
 @pytest.fixture
 def stand_in_ecr_helper(tmp_path, runner, e2e_env):
     """``stand_in_ecr_helper(password)``: a ``docker-credential-ecr-login`` that answers ``get``
