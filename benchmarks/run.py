@@ -980,9 +980,18 @@ def main() -> int:
     if only - set(SECTIONS) or not only:
         parser.error(f"--only: choose among {', '.join(SECTIONS)}")
     env = load_env_file(args.env_file)
+    # A default Python keeps compiled modules in __pycache__; with PYTHONDONTWRITEBYTECODE set
+    # (some sandboxes and images set it) every run of the port compiles ragbuild's modules again
+    no_bytecode = env.pop("PYTHONDONTWRITEBYTECODE", None) is not None
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ragbuild-bench-"))
     bench = Bench(args, env, work)
+    if no_bytecode:
+        bench.notes.append("PYTHONDONTWRITEBYTECODE was set where the benchmark started; it is "
+                           "unset for the timed commands, as in a default Python, so the port's "
+                           "compiled modules are cached in __pycache__ after the warm-up run "
+                           "(with it set, each run of the port compiles them again; "
+                           "benchmarks/README.md has what that costs)")
     log(f"work dir {work}, log {bench.sh.logfile}")
     started = time.monotonic()
     ok = False

@@ -1,38 +1,47 @@
-"""Before the build: can the push go? The registry is reachable, and accepts docker's
-credentials for it, where it can tell without anything being written.
+"""The registry API, spoken as the daemon speaks it: before the build, can the push go (the
+registry answers and accepts docker's credentials, where it can tell without anything being
+written); after the push, what each tag names (the read-back, ``push.verify``).
 
 The credentials are the ones ``docker push`` sends: ``builders.DockerConfig.credentials`` finds
 where docker keeps them (``credHelpers``, ``credsStore``, ``auths``), and a helper is asked the
 way docker asks it (``docker-credential-<helper> get``, the host on stdin:
-https://github.com/docker/docker-credential-helpers#development). They only ever live in a
-``runner.Secret``. The registry is asked as docker's client asks it (the registry API's
-``GET /v2/``, then the token server a ``Bearer`` challenge names, for ``pull,push`` on the
-repository: https://distribution.github.io/distribution/spec/auth/token/), over HTTPS, or for
-a registry the daemon treats as insecure (``builders.RegistryConfig``) also plain HTTP, as the
-daemon does. TLS trusts what the daemon trusts for the host: the system's CAs and
-``/etc/docker/certs.d/<host>/*.crt``.
+https://github.com/docker/docker-credential-helpers#development), once per run: the pre-flight's
+``Session`` keeps them for the read-back. They only ever live in a ``runner.Secret``.
+
+One ``Session`` holds the HTTP, TLS and auth logic of both. It reaches the registry as the
+daemon does: HTTPS first, verified with the system's CAs and ``/etc/docker/certs.d/<host>/*.crt``
+(client certificates ``*.cert``/``*.key`` beside them); only a registry the daemon treats as
+insecure is also tried over unverified TLS and then plain HTTP (``reach``). It authenticates as
+docker's client does: a ``401`` names a ``Basic`` or ``Bearer`` challenge; ``Bearer`` means a
+token from the realm it names, for the scope the request needs (``pull,push`` for the pre-flight,
+``pull`` for the read-back), asked with docker's credentials
+(https://distribution.github.io/distribution/spec/auth/token/; an identity token from a browser
+login is exchanged by OAuth2, https://distribution.github.io/distribution/spec/auth/oauth/).
+A token is kept per scope for the run, shared by concurrent requests.
 
 A registry whose token server grants an anonymous token cannot say whether a push would be
-allowed without one being made: that case passes. The HTTP request is a ``Runner.check``: a dry
-run says what it would ask.
+allowed without one being made: that case passes. Every request is made inside a
+``Runner.check``: a dry run says what it would ask and sends nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import glob
+import hashlib
 import http.client
 import json
 import os
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
-from typing import Optional
+from typing import Callable, Mapping, Optional, Sequence
 
-from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig
+from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
 from ragbuild.errors import PushFailed
 from ragbuild.plan import Command, Kind, Registry
 from ragbuild.runner import Runner, Secret, tail
@@ -44,6 +53,17 @@ TIMEOUT = 15.0
 CREDENTIALS_NOT_FOUND = "credentials not found in native keychain"
 CERTS_D = "/etc/docker/certs.d"
 
+#: The manifest media types (https://distribution.github.io/distribution/spec/manifest-v2-2/,
+#: https://github.com/opencontainers/image-spec/blob/main/media-types.md).
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+INDEX_TYPES = (DOCKER_MANIFEST_LIST, OCI_INDEX)
+#: What the read-back accepts, as docker's client asks: a registry serves a manifest only in a
+#: type the request accepts (else it may convert it, or answer 404).
+MANIFEST_TYPES = (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX)
+
 
 @dataclass(frozen=True)
 class Login:
@@ -52,6 +72,15 @@ class Login:
     username: str
     secret: Secret
     identity_token: bool = False  # an OAuth refresh token (docker login via a browser)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A registry's answer: an HTTP error status is an answer too."""
+
+    status: int
+    headers: Message = field(default_factory=Message)
+    body: bytes = b""
 
 
 def helper_get_command(helper: str) -> Command:
@@ -97,12 +126,16 @@ def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Op
     return None
 
 
-def _ssl_context(host: str, insecure: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if insecure:  # the daemon does not verify an insecure registry's certificate either
+def ssl_context(host: str, insecure: bool) -> ssl.SSLContext:
+    """TLS as the daemon has it for ``host``: the system's CAs and certs.d's, or for an insecure
+    registry no verification (https://docs.docker.com/engine/security/certificates/)."""
+    if insecure:  # the daemon does not verify an insecure registry's certificate either (and
+        # the system's CAs, ~10 ms to load, are not needed)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
+    context = ssl.create_default_context()
     directory = os.path.join(CERTS_D, host)
     for ca in sorted(glob.glob(os.path.join(directory, "*.crt"))):
         context.load_verify_locations(cafile=ca)
@@ -113,19 +146,23 @@ def _ssl_context(host: str, insecure: bool) -> ssl.SSLContext:
     return context
 
 
-def _get(url: str, context: ssl.SSLContext,
-         authorization: Optional[str] = None) -> tuple[int, Message]:
-    """``(status, headers)`` of a GET; an HTTP error status is an answer too."""
-    request = urllib.request.Request(url, headers={"User-Agent": "ragbuild (docker push check)"})
-    if authorization:
-        request.add_unredirected_header("Authorization", authorization)
-    handlers = [urllib.request.HTTPSHandler(context=context), urllib.request.ProxyHandler()]
-    opener = urllib.request.build_opener(*handlers)
+def send(url: str, context: ssl.SSLContext, headers: Mapping[str, str],
+         data: Optional[bytes] = None) -> Answer:
+    """One HTTP request (GET, or POST with ``data``): the only place that does I/O. Raises
+    OSError (URLError, SSLError, timeouts) or HTTPException when no answer came."""
+    request = urllib.request.Request(url, data=data, headers={"User-Agent": "ragbuild"})
+    for key, value in headers.items():
+        if key == "Authorization":  # not sent on to where a redirect points
+            request.add_unredirected_header(key, value)
+        else:
+            request.add_header(key, value)
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
+                                         urllib.request.ProxyHandler())
     try:
         with opener.open(request, timeout=TIMEOUT) as response:
-            return response.status, response.headers
+            return Answer(response.status, response.headers, response.read())
     except urllib.error.HTTPError as answer:
-        return answer.code, answer.headers
+        return Answer(answer.code, answer.headers, answer.read() if answer.fp else b"")
 
 
 def _basic(login: Login) -> str:
@@ -159,79 +196,310 @@ def _split_params(text: str) -> list:
     return parts
 
 
-def probe(registry: Registry, insecure: bool, login: Optional[Login], creds: Credentials) -> Optional[str]:
-    """Ask the registry; the problem that stops the push, or None. Plain HTTP only for an
-    insecure registry, after HTTPS failed (the daemon's order)."""
-    host = registry.host
-    api = "registry-1.docker.io" if host in DOCKER_HUB_HOSTS else host  # Docker Hub's API host
-    schemes = ("https", "http") if insecure else ("https",)
-    reason = ""
-    for scheme in schemes:
-        base = f"{scheme}://{api}"
+class Refused(Exception):
+    """The registry (or its token server) refused the credentials: ``status`` is its answer."""
+
+    def __init__(self, status: int, token_server: bool):
+        super().__init__(status)
+        self.status, self.token_server = status, token_server
+
+
+class Session:
+    """One registry's API for this run, as the daemon reaches it: ``base`` is the
+    ``scheme://host`` that answered (``reach``), ``insecure`` whether TLS goes unverified
+    (and plain HTTP is allowed). Thread safe: concurrent requests share one token per scope.
+    ``login``: docker's credentials, asked once (a ``Secret``, never printed)."""
+
+    def __init__(self, registry: Registry, creds: Credentials, login: Optional[Login],
+                 insecure: Optional[bool] = None):
+        self.registry, self.creds, self.login = registry, creds, login
+        host = registry.host
+        self.api = "registry-1.docker.io" if host in DOCKER_HUB_HOSTS else host  # Docker Hub's
+        #: None: insecure only if the daemon always treats the host so (loopback); ``reach``
+        #: asks the daemon when verified HTTPS fails
+        self.insecure = always_insecure(host) if insecure is None else insecure
+        self.base = f"https://{self.api}"
+        self._contexts: dict = {}
+        self._lock = threading.Lock()
+        self._challenge: tuple = ("", {})  # the last 401's (scheme, params)
+        self._authorization: dict = {}  # scope -> Secret(Authorization header value, "": none)
+
+    def context(self) -> ssl.SSLContext:
+        key = self.insecure
+        if key not in self._contexts:
+            self._contexts[key] = ssl_context(self.registry.host, self.insecure)
+        return self._contexts[key]
+
+    def scope(self, actions: str) -> str:
+        return f"repository:{self.registry.path}:{actions}"
+
+    def request(self, url: str, headers: Mapping[str, str] = {},
+                data: Optional[bytes] = None) -> Answer:
+        return send(url, self.context(), headers, data)
+
+    def get(self, path: str, actions: str, accept: Sequence[str] = ()) -> Answer:
+        """``GET <base><path>`` authorized for ``actions`` on the repository: a 401 is answered
+        once (its challenge, the token for the scope), then the request is made again; a
+        ``Refused`` when the credentials are refused. Raises what ``send`` raises."""
+        scope = self.scope(actions)
+        headers = {"Accept": ", ".join(accept)} if accept else {}
+        for attempt in (1, 2):
+            with self._lock:
+                authorization = self._authorization.get(scope)
+                if authorization is None and self._challenge[0]:
+                    authorization = self._authorize(self._challenge, scope)
+            answer = self.request(self.base + path, {**headers, **(
+                {"Authorization": authorization.reveal()} if authorization and
+                authorization.reveal() else {})})
+            if answer.status != 401 or attempt == 2:
+                return answer
+            with self._lock:
+                if self._authorization.get(scope) is authorization:  # no one else renewed it
+                    self._challenge = parse_challenge(answer.headers.get("WWW-Authenticate", ""))
+                    self._authorization.pop(scope, None)
+        return answer
+
+    def _authorize(self, challenge: tuple, scope: str) -> Secret:
+        """The Authorization header for ``scope`` under ``challenge`` (lock held), a Secret; ""
+        inside when the registry's challenge is one docker would have to answer itself."""
+        scheme, params = challenge
+        value = ""
+        if scheme == "basic" and self.login is not None:
+            value = _basic(self.login)
+        elif scheme == "bearer" and params.get("realm"):
+            value = f"Bearer {self._token(params, scope)}"
+        self._authorization[scope] = Secret(value)
+        return self._authorization[scope]
+
+    def _token(self, params: Mapping[str, str], scope: str) -> str:
+        """A token from the realm for ``scope`` with docker's credentials (anonymous without);
+        ``Refused`` when the token server refuses; ValueError for a realm that is no URL."""
+        realm = params["realm"]
+        if urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
+            raise ValueError(f"unknown url type: {realm!r}")
+        query = {"scope": scope, **({"service": params["service"]} if params.get("service") else {})}
+        login = self.login
+        if login is not None and login.identity_token:  # OAuth2: the refresh token's grant,
+            # as the daemon asks it (moby registry/auth.go ``AuthClientID = "docker"``)
+            form = {**query, "grant_type": "refresh_token", "client_id": "docker",
+                    "refresh_token": login.secret.reveal()}
+            answer = self.request(realm, {"Content-Type": "application/x-www-form-urlencoded"},
+                                  urllib.parse.urlencode(form).encode())
+        else:
+            answer = self.request(f"{realm}?{urllib.parse.urlencode(query)}",
+                                  {"Authorization": _basic(login)} if login else {})
+        if answer.status != 200:
+            raise Refused(answer.status, token_server=True)
         try:
-            return _authorize(base, registry, _ssl_context(host, insecure), login, creds)
+            data = json.loads(answer.body or b"{}")
+            token = data.get("token") or data.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise Refused(answer.status, token_server=True)
+        return token
+
+
+class Unreached(Exception):
+    """No answer over any scheme allowed; the message is the last reason."""
+
+
+def reach(session: Session, daemon_insecure: Callable[[], bool]) -> Optional[str]:
+    """Find how the daemon reaches the registry and ask it (``GET /v2/``, pull and push on the
+    repository); the problem that stops the push, or None. HTTPS verified first, as the daemon
+    tries it first; only when that fails, ``daemon_insecure()`` (the daemon's ``docker info``)
+    says whether unverified TLS and then plain HTTP may follow (moby registry/service.go
+    ``lookupV2Endpoints``: TLS first, HTTP only for an insecure registry). A host the daemon
+    always treats as insecure (``builders.always_insecure``: loopback; ``Session.insecure``
+    from the start) goes straight to that, and the daemon is not asked."""
+    host = session.registry.host
+    try:
+        try:
+            return _attempt(session)
+        except Unreached:
+            if session.insecure or not daemon_insecure():
+                raise
+            session.insecure = True
+            return _attempt(session)
+    except Unreached as unreached:
+        plain = " (nor over plain HTTP, which the daemon allows for it)" if session.insecure else ""
+        return (f"cannot reach the registry {host} over HTTPS{plain}: {unreached}; check the host "
+                "and port in --registry, that the registry is up, and for a plain-HTTP registry "
+                "that the daemon lists it in insecure-registries")
+    except ValueError as err:  # a token realm that is no URL: docker could not use it
+        return f"{host} names a token server docker cannot use: {err}"
+
+
+def _attempt(session: Session) -> Optional[str]:
+    """``_authorize`` over each scheme the session allows, in the daemon's order; Unreached."""
+    reason = ""
+    for scheme in ("https", "http") if session.insecure else ("https",):
+        session.base = f"{scheme}://{session.api}"
+        try:
+            return _authorize(session)
         except (OSError, http.client.HTTPException) as err:  # URLError, SSLError, timeouts
-            reason = str(getattr(err, "reason", err)) or type(err).__name__
-            continue
-        except ValueError as err:  # a token realm that is no URL: docker could not use it
-            return f"{host} names a token server docker cannot use: {err}"
-    plain = " (nor over plain HTTP, which the daemon allows for it)" if insecure else ""
-    return (f"cannot reach the registry {host} over HTTPS{plain}: {reason}; check the host and "
-            "port in --registry, that the registry is up, and for a plain-HTTP registry that the "
-            "daemon lists it in insecure-registries")
+            reason = network_reason(err)
+    raise Unreached(reason)
 
 
-def _authorize(base: str, registry: Registry, context: ssl.SSLContext, login: Optional[Login],
-               creds: Credentials) -> Optional[str]:
-    host = registry.host
-    status, headers = _get(f"{base}/v2/", context)
-    if status == 200:
-        return None
-    if status != 401:
-        return (f"{base}/v2/ answered HTTP {status}, not a registry's 200 or 401: is {host} a "
-                "Docker registry?")
-    scheme, params = parse_challenge(headers.get("WWW-Authenticate", ""))
+def network_reason(err: Exception) -> str:
+    """Why no answer came, in words ``push.classify_failure`` reads (a dropped connection is
+    docker's "EOF")."""
+    reason = getattr(err, "reason", err)
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return "the registry closed the connection without answering (EOF)"
+    return str(reason) or type(reason).__name__
+
+
+def _authorize(session: Session) -> Optional[str]:
+    host, creds = session.registry.host, session.creds
+    base = session.base
+    try:
+        answer = session.get("/v2/", "pull,push")
+    except Refused as refused:
+        status, token_server = refused.status, refused.token_server
+    else:
+        if answer.status == 200:
+            return None  # (an anonymous token says nothing about pushing: the push will tell)
+        if answer.status != 401:
+            return (f"{base}/v2/ answered HTTP {answer.status}, not a registry's 200 or 401: is "
+                    f"{host} a Docker registry?")
+        scheme, params = parse_challenge(answer.headers.get("WWW-Authenticate", ""))
+        if scheme not in ("basic", "bearer") or scheme == "bearer" and not params.get("realm"):
+            return None  # a challenge docker itself would have to answer: the push will tell
+        status, token_server = answer.status, scheme == "bearer"
     fix = f"run `docker login {host}`" if not creds.helper else (
         f"check what docker-credential-{creds.helper} holds for {host}")
-    if scheme == "basic":
-        if login is None:
-            return (f"{host} needs credentials and docker has none for it ({creds.describe()}): "
-                    f"{fix}")
-        status, _ = _get(f"{base}/v2/", context, _basic(login))
-        if status == 200:
-            return None
-        return (f"{host} refused docker's credentials for it (HTTP {status}; from "
-                f"{creds.describe()}): {fix}")
-    if scheme == "bearer" and params.get("realm"):
-        query = {"scope": f"repository:{registry.path}:pull,push"}
-        if params.get("service"):
-            query["service"] = params["service"]
-        url = f"{params['realm']}?{urllib.parse.urlencode(query)}"
-        if login is not None and login.identity_token:
-            return None  # a browser login's refresh token: only docker can use it
-        status, _ = _get(url, context, _basic(login) if login else None)
-        if status == 200:
-            return None  # (an anonymous token says nothing about pushing: the push will tell)
-        if login is None:
-            return (f"{host} needs credentials and docker has none for it ({creds.describe()}): "
-                    f"{fix}")
-        return (f"{host}'s token server refused docker's credentials for it (HTTP {status}; "
-                f"from {creds.describe()}): {fix}")
-    return None  # a challenge docker itself would have to answer: the push will tell
+    if session.login is None:
+        return f"{host} needs credentials and docker has none for it ({creds.describe()}): {fix}"
+    who = f"{host}'s token server" if token_server else host
+    return (f"{who} refused docker's credentials for it (HTTP {status}; from "
+            f"{creds.describe()}): {fix}")
+
+
+def probe(session: Session, daemon_insecure: Callable[[], bool]) -> Optional[str]:
+    """The pre-flight's question (``reach``): the problem that stops the push, or None."""
+    return reach(session, daemon_insecure)
 
 
 def check(runner: Runner, registry: Registry, creds: Credentials, config: DockerConfig,
-          insecure: bool, login: Optional[Login] = None) -> None:
+          daemon_insecure: Callable[[], bool], login: Optional[Login] = None) -> Session:
     """Stop before the build (``PushFailed``, exit 1) when ``registry`` cannot be reached or
     refuses the credentials docker would send: ``login`` when this run just logged docker in
-    (ECR), else what ``docker_login`` finds where docker keeps them."""
+    (ECR), else what ``docker_login`` finds where docker keeps them. Returns the ``Session``
+    that reached it, for the read-back. ``daemon_insecure``: the daemon's answer, asked only
+    when verified HTTPS fails (``reach``)."""
     if login is None:
         login = docker_login(runner, creds, config)
-    how = "plain HTTP allowed: the daemon's insecure registry" if insecure else "HTTPS"
+    session = Session(registry, creds, login)
+    how = ("HTTPS, else plain HTTP: a loopback registry, insecure to the daemon"
+           if session.insecure else
+           "HTTPS; if that fails, `docker info` says whether the daemon may go insecure")
     problem = runner.check(f"ask {registry.host}/v2/ ({how}) whether it answers and accepts "
                            f"docker's credentials ({creds.describe()})",
-                           lambda: probe(registry, insecure, login, creds), None)
+                           lambda: probe(session, daemon_insecure), None)
     if problem:
         raise PushFailed(f"{problem} (checked before the build; nothing was built or pushed)")
-    runner.report(f"registry {registry.host} answers ({how}) and takes the push's credentials "
-                  f"({creds.describe()})")
+    runner.report(f"registry {registry.host} answers ({describe(session)}) and takes the push's "
+                  f"credentials ({creds.describe()})")
+    return session
+
+
+def describe(session: Session) -> str:
+    """How the session reaches the registry, for messages."""
+    if session.base.startswith("http://"):
+        return "plain HTTP: an insecure registry of the daemon"
+    return "HTTPS, unverified: an insecure registry of the daemon" if session.insecure else "HTTPS"
+
+
+# --- the read-back ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a tag names on the registry: the digest (sha256 of the bytes served), the media
+    type, and for an image index the platforms of its images ("os/arch[/variant]",
+    attestations' ``unknown/unknown`` left out)."""
+
+    digest: str
+    media_type: str
+    platforms: tuple = ()
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+
+class ReadFailed(Exception):
+    """The registry did not give the manifest; the message says why (HTTP status or network
+    error, worded so ``push.classify_failure`` tells a transient one)."""
+
+
+def manifest_url(session: Session, tag: str) -> str:
+    return f"{session.base}/v2/{session.registry.path}/manifests/{tag}"
+
+
+def read_manifest(session: Session, tag: str) -> Manifest:
+    """``GET /v2/<name>/manifests/<tag>`` accepting ``MANIFEST_TYPES``, with a ``pull`` token
+    (https://distribution.github.io/distribution/spec/api/#pulling-an-image-manifest, OCI
+    distribution-spec "Pulling manifests"). The digest is the sha256 of the body; a
+    ``Docker-Content-Digest`` header that differs is an error. ``ReadFailed``: no manifest;
+    ValueError: a body that is no manifest."""
+    path = f"/v2/{session.registry.path}/manifests/{tag}"
+    try:
+        answer = session.get(path, "pull", MANIFEST_TYPES)
+    except Refused as refused:
+        where = "its token server" if refused.token_server else "the registry"
+        raise ReadFailed(f"{where} refused docker's credentials for pulling (HTTP "
+                         f"{refused.status}; unauthorized)") from None
+    except (OSError, http.client.HTTPException) as err:
+        raise ReadFailed(network_reason(err)) from None
+    if answer.status != 200:
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip())
+    return parse_manifest(answer.body, answer.headers)
+
+
+def _status_text(answer: Answer) -> str:
+    """The registry's error code (``MANIFEST_UNKNOWN``...) or HTTP's reason phrase."""
+    try:
+        errors = json.loads(answer.body).get("errors") or []
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+    except (ValueError, AttributeError, TypeError):
+        pass
+    try:
+        return http.HTTPStatus(answer.status).phrase
+    except ValueError:
+        return ""
+
+
+def parse_manifest(body: bytes, headers: Message) -> Manifest:
+    """The manifest in a registry's answer; ValueError when it is none, or when the
+    registry's ``Docker-Content-Digest`` is not the sha256 of the body."""
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    said = headers.get("Docker-Content-Digest")
+    if said and said != digest:
+        raise ValueError(f"the registry says {said} but the body's sha256 is {digest}")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ValueError(f"not JSON: {tail(body.decode(errors='replace'), 3)!r}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a manifest")
+    content_type = (headers.get("Content-Type") or "").split(";")[0].strip()
+    media_type = data.get("mediaType") or content_type
+    manifests = data.get("manifests")
+    if media_type not in INDEX_TYPES and not (not media_type and isinstance(manifests, list)):
+        return Manifest(digest, media_type or "no media type")
+    if not isinstance(manifests, list) or not all(isinstance(entry, dict) for entry in manifests):
+        raise ValueError("an index whose manifests are not a list of descriptors")
+    platforms = []
+    for entry in manifests:
+        spec = entry.get("platform") or {}
+        if not isinstance(spec, dict):
+            raise ValueError(f"a platform that is not an object: {spec!r}")
+        parts = (spec.get("os"), spec.get("architecture"), spec.get("variant"))
+        name = "/".join(str(part) for part in parts if part)
+        if name and name != "unknown/unknown":
+            platforms.append(name)
+    return Manifest(digest, media_type or OCI_INDEX, tuple(platforms))
+

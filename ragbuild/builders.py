@@ -86,6 +86,19 @@ class DockerTarget:
             return replace(self, builder_context=builder, builder_source=source)
         return self
 
+    def own_builder(self) -> Optional[str]:
+        """The name of the daemon's own builder (buildx's ``docker`` driver, which builds in
+        the daemon and stores the image there): buildx names it after the docker context,
+        ``default`` for DOCKER_HOST or no context (``docker buildx ls``). None when
+        BUILDX_BUILDER picks some other builder, which may not store the image in the daemon."""
+        if self.builder_context:
+            return self.builder_context
+        if self.env_builder:
+            return None
+        if self.host:
+            return "default"
+        return self.context or self.current_context or "default"
+
     def docker_flags(self) -> tuple:
         """The global flags every docker command of the run gets: ``("--context", NAME)`` when
         the builder is a context's, else none."""
@@ -211,6 +224,7 @@ class DockerConfig:
     cred_helpers: Mapping[str, str] = field(default_factory=dict)  # host -> helper (credHelpers)
     creds_store: Optional[str] = None  # the default helper (credsStore)
     auths: Mapping[str, Mapping] = field(default_factory=dict)  # key -> {"auth": ...} (auths)
+    plugin_dirs: tuple = ()  # cliPluginsExtraDirs: more places docker looks for CLI plugins
 
     def credentials(self, host: str) -> Credentials:
         """Where docker gets ``host``'s credentials, in docker's order: ``credHelpers[host]``,
@@ -254,19 +268,84 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
     store = data.get("credsStore")
     auths = data.get("auths")
     auths = auths if isinstance(auths, dict) else {}
+    extra = data.get("cliPluginsExtraDirs")
     return DockerConfig(
         path=path,
         current_context=context if isinstance(context, str) and context else None,
         cred_helpers={host: helper for host, helper in helpers.items()
                       if isinstance(helper, str) and helper},
         creds_store=store if isinstance(store, str) and store else None,
-        auths={key: entry for key, entry in auths.items() if isinstance(entry, dict)})
+        auths={key: entry for key, entry in auths.items() if isinstance(entry, dict)},
+        plugin_dirs=tuple(d for d in extra if isinstance(d, str) and d) if isinstance(extra, list)
+        else ())
+
+
+#: Where docker looks for CLI plugins after ``$DOCKER_CONFIG/cli-plugins`` and the config's
+#: ``cliPluginsExtraDirs``, in its order (docker cli, cli-plugins/manager/manager_unix.go
+#: ``defaultSystemPluginDirs``: https://github.com/docker/cli/blob/v26.1.5/cli-plugins/manager/manager_unix.go).
+SYSTEM_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                      "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+
+def find_cli_plugin(name: str, config: DockerConfig,
+                    environ: Mapping[str, str] = os.environ) -> Optional[str]:
+    """The path of the docker CLI plugin ``docker-<name>`` docker would run (the first
+    executable file in its plugin directories, in docker's order), or None. A look at the
+    disk, not a process: what ``docker <name>`` would find, for the 20.10 client and newer."""
+    dirs = (os.path.join(os.path.dirname(docker_config_path(environ)), "cli-plugins"),
+            *config.plugin_dirs, *SYSTEM_PLUGIN_DIRS)
+    for directory in dirs:
+        path = os.path.join(directory, f"docker-{name}")
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 # --- the daemon's registry configuration --------------------------------------------------------
 
 #: dockerd's default ``insecure-registries`` CIDR: loopback registries may speak plain HTTP.
+#: The daemon adds it whatever its configuration says: moby v20.10.24 registry/config.go line 159,
+#: ``registries = append(registries, "127.0.0.0/8")`` in ``LoadInsecureRegistries``
+#: (https://github.com/moby/moby/blob/v20.10.24/registry/config.go#L159); since v28.0 also
+#: ``::1/128`` (daemon/pkg/registry/config.go ``loadInsecureRegistries``).
 DEFAULT_INSECURE_CIDRS = ("127.0.0.0/8",)
+
+
+def always_insecure(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None) -> bool:
+    """Whether every daemon treats ``host`` (``name[:port]``) as insecure, whatever its
+    configuration: the host is, or resolves only to, loopback addresses, one of them in
+    127.0.0.0/8, which moby always lists (``DEFAULT_INSECURE_CIDRS``; ``::1`` alone counts only
+    on docker >= 28, so it is the daemon's to say). An ``IndexConfigs`` entry could only mark
+    such a host insecure too: the daemon makes entries for ``insecure-registries`` names
+    (``Secure: false``) and for docker.io alone. No ``docker info`` is needed to know it."""
+    import ipaddress
+
+    addresses = _addresses(host, resolve)
+    ips = []
+    for address in addresses:
+        try:
+            ips.append(ipaddress.ip_address(address.split("%")[0]))
+        except ValueError:
+            return False
+    loopback = ipaddress.ip_network(DEFAULT_INSECURE_CIDRS[0])
+    return (bool(ips) and all(ip.is_loopback for ip in ips)
+            and any(ip.version == 4 and ip in loopback for ip in ips))
+
+
+def _addresses(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None) -> list:
+    """The addresses ``host`` (``name[:port]``, ``[v6]:port``) resolves to, as the daemon finds
+    them (moby ``isCIDRMatch``: a lookup, else the name as an IP)."""
+    import ipaddress
+
+    name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] \
+        if host.count(":") == 1 else host
+    addresses = list((resolve or _resolve)(name))
+    if not addresses:
+        try:
+            addresses = [str(ipaddress.ip_address(name))]
+        except ValueError:
+            addresses = []
+    return addresses
 
 
 @dataclass(frozen=True)
@@ -287,14 +366,7 @@ class RegistryConfig:
 
         if host in self.index_secure:
             return not self.index_secure[host]
-        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] \
-            if host.count(":") == 1 else host
-        addresses = (resolve or _resolve)(name)
-        if not addresses:
-            try:
-                addresses = [str(ipaddress.ip_address(name))]
-            except ValueError:
-                addresses = []
+        addresses = _addresses(host, resolve)
         networks = []
         for cidr in self.insecure_cidrs:
             try:

@@ -5,7 +5,7 @@ It takes the build's own flags (``doctor --env prod --version 1.2.3 --registry U
 the build's own checks on them, not copies: ``steps.check_paths``, ``steps.git_info``,
 ``steps.version_tags``, ``steps.make_plan``, ``steps.check_buildx``, ``steps.diagnose``,
 ``guard.scan_context``, and the push pre-flight's own steps (``push.check_helper``,
-``ecr.authenticate``, ``push.daemon_registry_config``, ``access.check``,
+``ecr.authenticate``, ``push.reach_registry``,
 ``ecr.check_repository``), with their messages. For ECR that includes the login
 the pre-flight makes (``aws ecr get-login-password | docker login``). Exit 0 when a build (and,
 with a registry, a push) would work, 1 when a check found a problem.
@@ -275,7 +275,8 @@ def check_registry(doc: Doctor) -> list:
     """The push pre-flight's own steps (push.prepare's), each its own line: the credential
     helper docker resolves for the host is installed (push.check_helper); ECR: the aws CLI, the
     login with the region from the host (ecr.authenticate); the registry answers and accepts
-    docker's credentials (access.check, over what the daemon allows: push.daemon_registry_config);
+    docker's credentials, over what the daemon would use (push.reach_registry: access.check,
+    and the daemon's docker info only when verified HTTPS fails for a host that is not loopback);
     ECR: the repository and its tag mutability (ecr.check_repository)."""
     from ragbuild import access, ecr, push
 
@@ -311,14 +312,12 @@ def check_registry(doc: Doctor) -> list:
         return found + [Finding(PROBLEM, "registry", "not checked: no docker daemon to say how it "
                                                      "reaches the registry")]
     try:
-        insecure = push.daemon_registry_config(doc.runner, plan).is_insecure(registry.host)
         login = access.Login("AWS", logged_in) if logged_in is not None else None
-        access.check(doc.runner, registry, creds, doc.docker_config, insecure, login=login)
+        session = push.reach_registry(doc.runner, plan, creds, doc.docker_config, login)
     except RagbuildError as err:
         return found + [Finding(PROBLEM, "registry", _one_line(err))]
-    how = "plain HTTP allowed: an insecure registry of the daemon" if insecure else "HTTPS"
-    found.append(Finding(OK, "registry", f"{registry.host} answers ({how}) and accepts docker's "
-                                         "credentials"))
+    found.append(Finding(OK, "registry", f"{registry.host} answers ({access.describe(session)}) "
+                                         "and accepts docker's credentials"))
     if registry.is_ecr:
         try:
             repository = ecr.check_repository(doc.runner, registry, doc.environ)

@@ -8,7 +8,7 @@ what ``--help``, config.py's checks and docs/lifecycle.md go by.
 key / flag          default   what it limits
 =================  ========  ================================================================
 smoke-timeout       60        seconds the smoke test waits for ``GET /ping`` to answer 200
-push-attempts       3         attempts per ``docker push`` / ``docker manifest inspect`` when a
+push-attempts       3         attempts per ``docker push`` / manifest read-back when a
                               failure looks transient (a network or registry error)
 push-backoff        2         seconds before the second attempt, doubled before each further one
 context-warn-mb     100       warn when the build context exceeds this many MB (0: never)
@@ -59,7 +59,7 @@ SETTINGS = (
             "a number of seconds (more than 0)", 60.0,
             "seconds the smoke test waits for GET /ping to answer 200"),
     Setting("push-attempts", int, lambda v: 1 <= v <= 100, "a number of attempts (1-100)", 3,
-            "attempts per docker push / manifest inspect on a network or registry error"),
+            "attempts per docker push / manifest read-back on a network or registry error"),
     Setting("push-backoff", float, lambda v: math.isfinite(v) and 0 <= v <= 3600,
             "a number of seconds (0-3600)", 2.0,
             "seconds before the second push attempt, doubled before each further one"),

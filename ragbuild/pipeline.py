@@ -42,7 +42,8 @@ class RunState:
     context: Optional[guard.ContextReport] = None  # what the context guard found
     image: Optional[steps.Image] = None
     health: Optional[dict] = None  # what /health answered in the smoke test
-    digests: dict = field(default_factory=dict)  # ref -> digest docker push reported
+    digests: dict = field(default_factory=dict)  # ref -> digest the push reported
+    build_pushed: bool = False  # the build pushed the refs itself (no docker push after it)
     pinned: Optional[str] = None  # <repository>@<digest>, verified
     times: dict = field(default_factory=dict)  # step -> seconds, in the order they ran
 
@@ -61,7 +62,7 @@ def _preflight(runner: Runner, state: RunState) -> None:
 
 
 def _build(runner: Runner, state: RunState) -> None:
-    steps.build(runner, state.plan, state.preflight.push)
+    state.build_pushed = steps.build(runner, state.plan, state.preflight.push, state.digests)
 
 
 def _inspect(runner: Runner, state: RunState) -> None:
@@ -114,8 +115,9 @@ STEPS = (
     Step("inspect", _inspect),
     Step("smoke", _smoke, lambda s: s.options.smoke_test),
     Step("scan", _scan, lambda s: s.preflight.scanner is not None),
-    # a multi-platform build pushed itself
-    Step("push", _push, lambda s: s.preflight.push is not None and not s.plan.multi_platform),
+    # unless the build pushed (plan.build_pushes: buildx with the daemon's own builder, or
+    # several platforms)
+    Step("push", _push, lambda s: s.preflight.push is not None and not s.build_pushed),
     Step("verify", _verify, lambda s: s.preflight.push is not None),
 )
 

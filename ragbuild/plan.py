@@ -72,6 +72,15 @@ class Command:
     stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
     assume: str = ""  # the stdout a dry run takes it to have printed (it exits 0)
     dry_note: str = ""  # what a real run decides from its answer, said by a dry run
+    #: a file the command writes its answer to (``--metadata-file``): ``Runner.run`` returns its
+    #: text as the stdout (a dry run: ``assume``)
+    answer_file: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        """The program and its subcommand (``docker push``), for messages: what the runner adds
+        (the run's global ``docker --context NAME``) is not in ``argv`` yet."""
+        return " ".join(self.argv[:2])
 
     def display(self) -> str:
         """The command line, shell-quoted, with secret values shown as ``***`` (``redact_argv``)."""
@@ -203,6 +212,11 @@ class PushPlan:
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
     credentials: Optional[builders.Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
+    by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
+    #: how the pre-flight reached the registry (scheme, TLS, docker's credentials): the
+    #: read-back reuses it. An ``access.Session`` (push.session_of); typed ``object`` because
+    #: access imports this module.
+    session: object = field(default=None, compare=False, repr=False)
 
     @property
     def helper(self) -> Optional[str]:
@@ -640,21 +654,53 @@ def plan_build_args(version: Optional[str], env: Optional[str], git: GitInfo, ti
     return tuple(build_args)
 
 
-def build_command(plan: BuildPlan, push: Optional[PushPlan] = None) -> Command:
+def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
+    """Whether the build pushes the refs itself (``docker buildx build --push``) instead of a
+    ``docker push`` per ref after it. Always for several platforms (no local image to push).
+    For one platform when that is the same image in the same daemon, only sooner: the client
+    has the buildx plugin (``builders.find_cli_plugin``), the build needs no other builder
+    (``plan.buildx`` empty: no --builder, cache export or --platform list; the daemon's own
+    builder, buildx's ``docker`` driver, stores the image in the daemon and pushes it with the
+    daemon's push, as ``docker push`` would), every ref is pushed (none left out as immutable),
+    and nothing must pass between the build and the push (no --smoke-test, no --scan)."""
+    if plan.multi_platform:
+        return True
+    opts = plan.options
+    return (buildx_plugin and not plan.buildx and not push.skipped and not opts.smoke_test
+            and not opts.scan and plan.docker is not None
+            and plan.docker.own_builder() is not None)
+
+
+#: What a dry run takes a push and a read-back to have answered.
+DRY_DIGEST = "sha256:" + "0" * 64
+
+#: What ``docker buildx build --metadata-file`` writes of a pushed image: its manifest digest
+#: (https://docs.docker.com/reference/cli/docker/buildx/build/#metadata-file).
+PUSHED_DIGEST_KEY = "containerimage.digest"
+
+
+def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
+                  metadata_file: Optional[str] = None) -> Command:
     """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag).
 
     ``docker buildx build`` when the plan needs it (``plan.buildx``): ``--load`` for one
     platform, ``--push`` of the push's refs for several (builders.py). ``push``: what the
-    pre-flight decided (its refs). A build that pushes drops buildx's default attestations,
-    which would make the push an image index SageMaker refuses: ``docker buildx build`` gets
-    ``--provenance=false --sbom=false``, a plain ``docker build`` (buildx on docker >= 23)
-    ``BUILDX_NO_DEFAULT_ATTESTATIONS=1``."""
+    pre-flight decided. When the build pushes (``push.by_build``) on one platform it is
+    ``docker buildx build --builder <the daemon's own builder> ... --push``, writing what it
+    pushed to ``metadata_file``, the command's answer (``PUSHED_DIGEST_KEY``). A build that
+    pushes drops buildx's default attestations, which would make the push an image index
+    SageMaker refuses: ``docker buildx build`` gets ``--provenance=false --sbom=false``, a plain
+    ``docker build`` (buildx on docker >= 23) ``BUILDX_NO_DEFAULT_ATTESTATIONS=1``."""
     opts = plan.options
-    no_attestations = push is not None and bool(plan.buildx)
-    if plan.buildx:
+    pushes = plan.multi_platform or (push is not None and push.by_build)
+    buildx = bool(plan.buildx) or pushes
+    no_attestations = push is not None and buildx
+    if buildx:
         argv = ["docker", "buildx", "build"]
-        if opts.builder:
-            argv += ["--builder", opts.builder]
+        builder = opts.builder if plan.buildx else (
+            plan.docker.own_builder() if plan.docker is not None else None)
+        if builder:
+            argv += ["--builder", builder]
         argv += ["-f", opts.file]
     else:
         argv = ["docker", "build", "-f", opts.file]
@@ -676,22 +722,27 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None) -> Command:
     for cache in plan.cache_to:
         if plan.buildx:  # plain docker build: BUILDKIT_INLINE_CACHE=1 among the build args
             argv += ["--cache-to", cache.raw]
-    if plan.buildx:
-        argv.append("--push" if plan.multi_platform else "--load")
+    if buildx:
+        # the docker driver's --push also stores the image in the daemon, tagged, like --load
+        argv.append("--push" if pushes else "--load")
     if no_attestations:
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
+    if pushes and metadata_file and not plan.multi_platform:
+        argv += ["--metadata-file", metadata_file]
     argv += plan.passthrough
     argv.append(opts.context)
-    env: tuple[tuple[str, str], ...] = () if plan.buildx else (("DOCKER_BUILDKIT", "1"),)
-    if push is not None and not plan.buildx:
+    env: tuple[tuple[str, str], ...] = () if buildx else (("DOCKER_BUILDKIT", "1"),)
+    if push is not None and not buildx:
         # A plain `docker build` is buildx on docker >= 23 with the plugin, whose default
         # provenance attestation would make the push an image index (SageMaker refuses one);
         # buildx reads this variable (since 0.10, the release that added the default) and the
         # classic builder ignores it, so no probe of the client is needed:
         # https://docs.docker.com/build/building/variables/#buildx_no_default_attestations
         env += (("BUILDX_NO_DEFAULT_ATTESTATIONS", "1"),)
-    return Command(tuple(argv), env=env, mode=Mode.STREAM)
+    answer = metadata_file if pushes and metadata_file and not plan.multi_platform else None
+    assume = json.dumps({PUSHED_DIGEST_KEY: DRY_DIGEST}) if answer else ""
+    return Command(tuple(argv), env=env, mode=Mode.STREAM, answer_file=answer, assume=assume)
 
 
 def buildx_version_command(reasons: tuple = ()) -> Command:

@@ -4,41 +4,42 @@ What to push and how is decided before the build (``prepare``: the refs, the imm
 left out, whether the build must drop attestations, the credentials) and handed to the build as
 a ``PushPlan``. After the build, ``push`` pushes each ref on its own (``docker push``, retried
 with backoff when the failure is transient) and ``verify`` reads every pushed ref back from the
-registry: every tag must name the one single-image manifest ``docker push`` reported (SageMaker
-refuses an index: https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html),
-or, for a multi-platform build, one image index holding every platform. ECR's login and
-repository checks are in ecr.py. Like the other steps this module starts no process itself.
+registry's API, in-process and concurrently, through the pre-flight's ``access.Session`` (its
+scheme, TLS and credentials): every tag must name the one single-image manifest ``docker push``
+reported (SageMaker refuses an index:
+https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html), or, for a
+multi-platform build, one image index holding every platform. ECR's login and repository checks
+are in ecr.py. Like the other steps this module starts no process itself.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import os
 import re
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, MutableMapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, MutableMapping, Optional, TypeVar, Union
 
 from ragbuild import ecr
-from ragbuild.builders import (DEFAULT_INSECURE_CIDRS, ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
+from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
                                DockerConfig, RegistryConfig, daemon_down, daemon_unreachable,
                                parse_registry_config, read_docker_config)
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
 from ragbuild.output import SUCCESS
 from ragbuild.limits import Limits
-from ragbuild.plan import BuildPlan, Command, Kind, Mode, PushPlan
+from ragbuild.plan import DRY_DIGEST, BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
 
-INDEX_TYPES = ("application/vnd.docker.distribution.manifest.list.v2+json",
-               "application/vnd.oci.image.index.v1+json")
+if TYPE_CHECKING:  # access (urllib, ssl) is imported by a push only
+    from ragbuild import access
+
+R = TypeVar("R")
 
 # docker push's last line: "<tag>: digest: sha256:<64 hex> size: <bytes>"
 PUSH_DIGEST_RE = re.compile(r"digest: (?P<digest>sha256:[0-9a-f]{64}) size: \d+")
-#: What a dry run takes a push and a read-back to have answered.
-DRY_DIGEST = "sha256:" + "0" * 64
 
 
 class Failure(enum.Enum):
@@ -91,43 +92,6 @@ def parse_push_digest(output: str) -> Optional[str]:
     return found[-1] if found else None
 
 
-class IndexManifest(ValueError):
-    """The registry holds an index (manifest list), not a single image manifest."""
-
-
-class SingleManifest(ValueError):
-    """The registry holds a single image manifest where an index was expected."""
-
-
-def parse_manifest_verbose(text: str) -> str:
-    """The digest of the single image manifest ``docker manifest inspect --verbose`` shows: one
-    JSON object whose ``Descriptor`` has the manifest's digest and media type. For an index it
-    prints a JSON list of them (one per platform; the index's own digest is not shown). Raises
-    IndexManifest for an index, ValueError for output that is neither."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise ValueError(f"not JSON: {tail(text, 3)!r}") from None
-    if isinstance(data, list):
-        raise IndexManifest(f"an image index of {len(data)} manifests")
-    if not isinstance(data, dict) or not isinstance(data.get("Descriptor"), dict):
-        raise ValueError("no Descriptor in the output")
-    descriptor = data["Descriptor"]
-    media_type = descriptor.get("mediaType")
-    if media_type in INDEX_TYPES:
-        raise IndexManifest(f"an image index ({media_type})")
-    digest = descriptor.get("digest")
-    if not isinstance(digest, str) or not digest.startswith("sha256:"):
-        raise ValueError(f"no digest in the Descriptor: {descriptor!r}")
-    return digest
-
-
-@dataclass(frozen=True)
-class Index:
-    digest: str
-    platforms: tuple[str, ...]  # "os/arch[/variant]" of each image in it (attestations left out)
-
-
 def normalize_platform(platform: str) -> str:
     """containerd's spelling rules for comparison: arm64/v8 is arm64, arm is arm/v7, amd64/v1
     is amd64."""
@@ -139,49 +103,16 @@ def normalize_platform(platform: str) -> str:
     return "/".join(parts)
 
 
-def parse_index_raw(text: str) -> Index:
-    """Read ``docker buildx imagetools inspect --raw``: the registry's manifest bytes exactly
-    (buildx prints them without a newline, so their sha256 is the digest). Raises
-    SingleManifest for a single image manifest, ValueError for anything else that is not an
-    image index; ``unknown/unknown`` entries (attestations) are left out."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise ValueError(f"not JSON: {tail(text, 3)!r}") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a manifest")
-    media_type = data.get("mediaType") or ""
-    manifests = data.get("manifests")
-    if media_type not in INDEX_TYPES and not (not media_type and isinstance(manifests, list)):
-        raise SingleManifest(f"a single image manifest ({media_type or 'no media type'}), not an "
-                             "image index of the platforms")
-    if not isinstance(manifests, list) or not all(isinstance(entry, dict) for entry in manifests):
-        raise ValueError("an index whose manifests are not a list of descriptors")
-    platforms = []
-    for entry in manifests:
-        spec = entry.get("platform") or {}
-        if not isinstance(spec, dict):
-            raise ValueError(f"a platform that is not an object: {spec!r}")
-        parts = (spec.get("os"), spec.get("architecture"), spec.get("variant"))
-        name = "/".join(str(part) for part in parts if part)
-        if name and name != "unknown/unknown":
-            platforms.append(name)
-    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-    return Index(digest, tuple(platforms))
-
-
 # --- commands ----------------------------------------------------------------------------------
 
 
 def registry_config_command() -> Command:
     """The daemon's registry configuration (``docker info``): which registries it reaches over
-    plain HTTP or unverified TLS."""
+    plain HTTP or unverified TLS. Asked only inside the pre-flight's registry check, after
+    verified HTTPS failed (``access.reach``), so a dry run, which sends no request, never
+    prints it."""
     return Command(("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False,
-                   kind=Kind.PROBE,
-                   assume=json.dumps({"InsecureRegistryCIDRs": list(DEFAULT_INSECURE_CIDRS),
-                                      "IndexConfigs": {}}),
-                   dry_note="a real run asks the daemon which registries are insecure (plain "
-                            "HTTP), as docker push decides it")
+                   kind=Kind.PROBE)
 
 
 def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
@@ -191,33 +122,6 @@ def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
                    assume=f"digest: {DRY_DIGEST} size: 0")
 
 
-def manifest_inspect_command(ref: str, insecure: bool) -> Command:
-    """One call that shows both the digest and the media type of what ``ref`` names.
-
-    docker 20.10 hides ``docker manifest`` behind the experimental switch. Unlike the daemon,
-    this client does not fall back to plain HTTP for an insecure registry unless ``--insecure``
-    (it then says "no such manifest", even of a manifest that is there). ``insecure`` is the
-    daemon's own decision (``builders.RegistryConfig.is_insecure``), so the client reads the
-    registry the way the daemon pushed to it."""
-    argv = ["docker", "manifest", "inspect"]
-    if insecure:
-        argv.append("--insecure")
-    argv += ["--verbose", ref]
-    return Command(tuple(argv), env=(("DOCKER_CLI_EXPERIMENTAL", "enabled"),), check=False,
-                   kind=Kind.PROBE, assume=json.dumps({"Descriptor": {"digest": DRY_DIGEST}}))
-
-
-def imagetools_inspect_command(ref: str, platforms: tuple[str, ...] = ()) -> Command:
-    """The raw manifest of ``ref`` as the registry serves it (multi-platform builds: buildx is
-    there anyway, and ``docker manifest inspect`` does not show an index's own digest). A dry
-    run takes it to be an index of ``platforms``."""
-    manifests = [{"platform": dict(zip(("os", "architecture", "variant"), p.split("/")))}
-                 for p in platforms]
-    return Command(("docker", "buildx", "imagetools", "inspect", "--raw", ref), check=False,
-                   kind=Kind.PROBE, assume=json.dumps({"mediaType": INDEX_TYPES[1],
-                                                       "manifests": manifests}))
-
-
 # --- before the build --------------------------------------------------------------------------
 
 
@@ -225,9 +129,9 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
             environ: Optional[Mapping[str, str]] = None) -> PushPlan:
     """Before the build, for every registry: the credential helper docker resolves for the host
     is installed; for ECR the login (none with ECR's own helper), the repository and its
-    immutable tags; the daemon's view of the registry (insecure or not, from ``docker info``);
-    and the registry answers and accepts docker's credentials (access.py). No probe of the
-    client for attestations: see ``plan.build_command``.
+    immutable tags; and the registry answers, as the daemon reaches it, and accepts docker's
+    credentials (``reach_registry``). No probe of the client for attestations: see
+    ``plan.build_command``. The returned plan keeps the registry session for the read-back.
     ``docker_config`` and ``environ`` default to docker's config and the process environment."""
     from ragbuild import access
 
@@ -246,10 +150,25 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
         skip_tags = ecr.immutable_conflicts(runner, plan, repository, environ)
         skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
         refs = tuple(ref for ref in plan.refs if ref not in skipped)
-    insecure = daemon_registry_config(runner, plan).is_insecure(registry.host)
-    access.check(runner, registry, creds, docker_config, insecure,
-                 login=access.Login("AWS", logged_in) if logged_in is not None else None)
-    return PushPlan(refs, skipped, creds, insecure)
+    session = reach_registry(runner, plan, creds, docker_config,
+                             access.Login("AWS", logged_in) if logged_in is not None else None)
+    return PushPlan(refs, skipped, creds, session.insecure, session=session)
+
+
+def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
+                   docker_config: DockerConfig,
+                   login: Optional["access.Login"] = None) -> "access.Session":
+    """The pre-flight's (and doctor's) question to the registry (``access.check``): it answers
+    over what the daemon would use, and takes docker's credentials. The daemon is asked
+    (``docker info``) only when its answer decides something: verified HTTPS failed for a host
+    that is not loopback (``access.reach``). Returns the session, for the read-back."""
+    from ragbuild import access
+
+    registry = plan.registry
+    assert registry is not None
+    return access.check(runner, registry, creds, docker_config,
+                        lambda: daemon_registry_config(runner, plan).is_insecure(registry.host),
+                        login=login)
 
 
 def check_helper(runner: Runner, creds: Credentials, environ: Mapping[str, str]) -> None:
@@ -270,7 +189,8 @@ def check_helper(runner: Runner, creds: Credentials, environ: Mapping[str, str])
 
 def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
     """The daemon's registry configuration (``docker info``): whether it reaches a registry
-    insecurely is its decision, not something the host's text tells."""
+    insecurely is its decision, not something the host's text tells (asked by
+    ``reach_registry`` only when verified HTTPS failed)."""
     result = runner.run(registry_config_command())
     if not result.ok:
         output = result.stdout + result.stderr
@@ -288,28 +208,37 @@ def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
 # --- after the build ---------------------------------------------------------------------------
 
 
+def retrying(runner: Runner, attempt: Callable[[], R], failed: Callable[[R], Optional[str]],
+             sleep: Callable[[float], None], what: str, limits: Limits = Limits(),
+             first: Optional[R] = None) -> tuple[R, Optional[Failure]]:
+    """``attempt()``; retry a transient failure (``failed(result)``: what it said, None when it
+    succeeded; ``classify_failure`` tells the kind) with exponential backoff:
+    ``limits.push_attempts`` in all, ``limits.push_backoff`` seconds before the second, doubled
+    before each further one (limits.py: --push-attempts, --push-backoff). ``first``: the result
+    of a first attempt already made. Returns the last result and its failure kind (None when it
+    succeeded)."""
+    tries = 1
+    result = first if first is not None else attempt()
+    while (output := failed(result)) is not None:
+        kind = classify_failure(output)
+        if kind is not Failure.TRANSIENT or tries >= limits.push_attempts:
+            return result, kind
+        delay = limits.push_backoff * 2 ** (tries - 1)
+        runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
+                   f"(attempt {tries + 1} of {limits.push_attempts})")
+        sleep(delay)
+        tries += 1
+        result = attempt()
+    return result, None
+
+
 def run_retrying(runner: Runner, cmd: Command, sleep: Callable[[float], None],
                  what: str, limits: Limits = Limits(),
                  first: Optional[Result] = None) -> tuple[Result, Optional[Failure]]:
-    """Run ``cmd``; retry a transient failure with exponential backoff: ``limits.push_attempts``
-    in all, ``limits.push_backoff`` seconds before the second, doubled before each further one
-    (limits.py: --push-attempts, --push-backoff). ``first``: the result of a first attempt
-    already run (``Runner.run_all``). Returns the last result and its failure kind (None when
-    it succeeded)."""
-    attempt = 1
-    result = first if first is not None else runner.run(cmd)
-    while not result.ok:
-        output = result.stdout + result.stderr
-        kind = classify_failure(output)
-        if kind is not Failure.TRANSIENT or attempt >= limits.push_attempts:
-            return result, kind
-        delay = limits.push_backoff * 2 ** (attempt - 1)
-        runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
-                   f"(attempt {attempt + 1} of {limits.push_attempts})")
-        sleep(delay)
-        attempt += 1
-        result = runner.run(cmd)
-    return result, None
+    """``retrying`` a command (``first``: its result from ``Runner.run_all``)."""
+    return retrying(runner, lambda: runner.run(cmd),
+                    lambda result: None if result.ok else result.stdout + result.stderr,
+                    sleep, what, limits, first)
 
 
 @dataclass(frozen=True)
@@ -420,112 +349,122 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
     return f"docker push {ref} failed"
 
 
-@dataclass(frozen=True)
-class ReadBack:
-    """How ``verify`` reads a pushed ref back: the command, and what its answer must be."""
+def session_of(ctx: Context) -> "access.Session":
+    """The pre-flight's registry session (``prepare`` made it)."""
+    from ragbuild import access
 
-    command: Callable[[str], Command]
-    parse: Callable[[str, str], str]  # (ref, stdout) -> digest; ValueError: a problem to report
-    differ: str  # what differing digests mean
-    what: str  # what the digest names, with {digest}
+    session = ctx.push.session
+    assert isinstance(session, access.Session), "the push was not prepared"
+    return session
 
 
-def _single_image(plan: BuildPlan, pushed: Mapping[str, Optional[str]],
-                  insecure: bool) -> ReadBack:
+def read_back(runner: Runner, ctx: Context, ref: str) -> Union["access.Manifest", str]:
+    """What ``ref`` names on the registry (``access.read_manifest`` through the pre-flight's
+    session), a transient failure retried as a push is (``retrying``); or the problem, in
+    words for the user."""
+    from ragbuild import access
 
-    def parse(ref: str, stdout: str) -> str:
+    session = session_of(ctx)
+    tag = ref.rsplit(":", 1)[1]
+    url = access.manifest_url(session, tag)
+
+    def attempt() -> Union[access.Manifest, access.ReadFailed]:
         try:
-            digest = parse_manifest_verbose(stdout)
-        except IndexManifest as index:
-            raise ValueError(f"{ref} is {index}, not a single image manifest: SageMaker refuses "
-                             "image indexes; build without attestations (--provenance=false "
-                             "--sbom=false) for a single platform") from None
-        except ValueError as bad:
-            raise ValueError(f"{ref}: cannot read `docker manifest inspect --verbose`: {bad}") \
-                from None
-        if digest != pushed.get(ref):
-            raise ValueError(f"{ref} resolves to {digest} on the registry, but docker push "
+            return access.read_manifest(session, tag)
+        except access.ReadFailed as failed:
+            return failed
+
+    try:
+        answer, _ = retrying(runner, attempt,
+                             lambda got: str(got) if isinstance(got, access.ReadFailed) else None,
+                             ctx.sleep, f"GET {url}", ctx.plan.limits)
+    except ValueError as bad:
+        return f"{ref}: {url} served no manifest: {bad}"
+    if isinstance(answer, access.ReadFailed):
+        return f"{ref}: cannot read its manifest back from the registry ({url}):\n{answer}"
+    return answer
+
+
+def _judge(ctx: Context, ref: str, manifest: "access.Manifest",
+           pushed: Mapping[str, Optional[str]]) -> str:
+    """The digest ``ref`` names, when it is what was pushed; ValueError says what it is not."""
+    plan = ctx.plan
+    if not plan.multi_platform:
+        if manifest.is_index:
+            raise ValueError(f"{ref} is an image index ({manifest.media_type}), not a single "
+                             "image manifest: SageMaker refuses image indexes; build without "
+                             "attestations "
+                             "(--provenance=false --sbom=false) for a single platform")
+        if manifest.digest != pushed.get(ref):
+            raise ValueError(f"{ref} resolves to {manifest.digest} on the registry, but the push "
                              f"reported {pushed.get(ref)}")
-        return digest
-
-    return ReadBack(lambda ref: manifest_inspect_command(ref, insecure), parse,
-                    "were pushed as different manifests", "{digest}")
-
-
-def _index(plan: BuildPlan) -> ReadBack:
-    wanted = [normalize_platform(p) for p in plan.platforms]
-
-    def parse(ref: str, stdout: str) -> str:
-        try:
-            index = parse_index_raw(stdout)
-        except SingleManifest as single:
-            raise ValueError(f"{ref} is {single}") from None
-        except ValueError as bad:
-            raise ValueError(f"{ref}: cannot read `docker buildx imagetools inspect --raw`: "
-                             f"{bad}") from None
-        have = {normalize_platform(p) for p in index.platforms}
-        missing = [p for p in wanted if p not in have]
-        if missing:
-            raise ValueError(f"{ref}: the index lacks {', '.join(missing)} (it has "
-                             f"{', '.join(index.platforms) or 'no platform'})")
-        return index.digest
-
-    return ReadBack(lambda ref: imagetools_inspect_command(ref, plan.platforms), parse, "name different indexes",
-                    "the image index {digest} of " + ", ".join(plan.platforms)
-                    + f" ({NOT_FOR_SAGEMAKER})")
+        return manifest.digest
+    if not manifest.is_index:
+        raise ValueError(f"{ref} is a single image manifest ({manifest.media_type}), not an "
+                         "image index of the platforms")
+    have = {normalize_platform(p) for p in manifest.platforms}
+    missing = [p for p in plan.platforms if normalize_platform(p) not in have]
+    if missing:
+        raise ValueError(f"{ref}: the index lacks {', '.join(missing)} (it has "
+                         f"{', '.join(manifest.platforms) or 'no platform'})")
+    return manifest.digest
 
 
 def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> str:
-    """Read every pushed ref back from the registry: every ref must name what was pushed (the
-    single image manifest ``docker push`` reported, or for a multi-platform build an index of
-    every platform), all one digest. Returns ``<repository>@<digest>``, also written to stdout,
-    ready to pin; PushFailed lists every problem. A multi-platform build's refs (pushed by the
-    build itself) get their index digests recorded in ``digests``."""
+    """Read every pushed ref back from the registry, all at once (``Runner.check_all``,
+    ``read_back``): every ref must name what was pushed (the single image manifest ``docker
+    push`` reported, or for a multi-platform build an index of every platform), all one digest.
+    Returns ``<repository>@<digest>``, also written to stdout, ready to pin; PushFailed lists
+    every problem. A multi-platform build's refs (pushed by the build itself) get their index
+    digests recorded in ``digests``. A dry run says what it would ask and takes the registry to
+    answer with what was pushed."""
+    from ragbuild import access
+
     plan = ctx.plan
     registry = plan.registry
+    session = session_of(ctx)
     assert registry is not None
-    read_back = (_index(plan) if plan.multi_platform
-                 else _single_image(plan, digests, ctx.push.insecure))
+    if plan.multi_platform:
+        expect = f"an image index of {', '.join(plan.platforms)}"
+        what = "the image index {digest} of " + ", ".join(plan.platforms) + \
+            f" ({NOT_FOR_SAGEMAKER})"
+        differ = "name different indexes"
+    else:
+        expect = "the single image manifest the push reported"
+        what = "{digest}"
+        differ = "were pushed as different manifests"
+
+    def dry(ref: str) -> access.Manifest:  # what a dry run takes the registry to have answered
+        if plan.multi_platform:
+            return access.Manifest(DRY_DIGEST, access.OCI_INDEX, plan.platforms)
+        return access.Manifest(digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST)
+
+    checks = [(f"GET {access.manifest_url(session, ref.rsplit(':', 1)[1])} "
+               f"({access.describe(session)}; a pull token, the Docker and OCI manifest and index "
+               f"types accepted) and expect {expect}",
+               lambda ref=ref: read_back(runner, ctx, ref), dry(ref)) for ref in ctx.push.refs]
+    answers = runner.check_all(checks)
     problems: list[str] = []
     found: dict[str, str] = {}
-    unread: list[str] = []
-    # one concurrent pass reads every ref back; a transient failure is retried on its own
-    commands = [read_back.command(ref) for ref in ctx.push.refs]
-    firsts = runner.run_all(commands)
-    for ref, cmd, first in zip(ctx.push.refs, commands, firsts):
-        result, _ = run_retrying(runner, cmd, ctx.sleep, cmd.display(), plan.limits, first=first)
-        if not result.ok:
-            said = result.stdout + result.stderr
-            if digests.get(ref) and not plan.multi_platform:
-                # docker push completed and named the digest: a client that cannot read it
-                # back (its view of the registry differs from the daemon's) fails nothing
-                unread.append(f"{ref}: {tail(said, 1)}")
-                found[ref] = str(digests[ref])
-                continue
-            problems.append(f"{ref}: cannot read its manifest back from the registry:\n"
-                            f"{tail(said, 5)}")
+    for ref, answer in zip(ctx.push.refs, answers):
+        if isinstance(answer, str):
+            problems.append(answer)
             continue
         try:
-            found[ref] = read_back.parse(ref, result.stdout)
+            found[ref] = _judge(ctx, ref, answer, digests)
         except ValueError as problem:
             problems.append(str(problem))
     if plan.multi_platform:
         digests.update(found)
     distinct = sorted(set(found.values()))
     if len(distinct) > 1:
-        problems.append(f"the tags of this build {read_back.differ}: "
+        problems.append(f"the tags of this build {differ}: "
                         + ", ".join(f"{ref} {d}" for ref, d in found.items()))
     if problems:
         raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
     pinned = f"{registry.uri}@{distinct[0]}"
-    if unread:
-        runner.log(f"warning: docker push completed for every tag, but `docker manifest inspect` "
-                   f"could not read {len(unread)} of them back, so those carry the digest docker "
-                   "push reported, unverified: " + "; ".join(unread))
-    verified = "pushed" if len(unread) == len(found) else (
-        f"pushed ({len(found) - len(unread)} read back)" if unread else "pushed and verified")
-    runner.report(f"{verified} {len(found)} tags, all "
-                  f"{read_back.what.format(digest=distinct[0])}:", SUCCESS)
+    runner.report(f"pushed and verified {len(found)} tags, all {what.format(digest=distinct[0])}:",
+                  SUCCESS)
     for ref in found:
         runner.report(f"  {ref}")
     if ctx.push.skipped:

@@ -37,6 +37,8 @@ PROGRAM_ENV = {"docker": "DOCKER", "aws": "AWS_CLI"}
 
 #: How many lines of a failed command's output an error message keeps.
 TAIL_LINES = 15
+#: How many checks ``Runner.check_all`` runs at once.
+CHECK_THREADS = 8
 
 
 class Secret:
@@ -131,15 +133,37 @@ class Runner:
         would do and takes ``assume`` as the answer."""
         return probe()
 
+    def check_all(self, checks: Sequence[tuple[str, Callable[[], T], T]]) -> list[T]:
+        """Several checks that are no command (``(what, probe, assume)``, as ``check`` takes
+        them) at once, in up to ``CHECK_THREADS`` threads (HTTP requests to a far registry);
+        their answers in order. Ctrl-C stops waiting for them (``Interrupted``)."""
+        if len(checks) < 2:
+            return [self.check(*one) for one in checks]
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=min(CHECK_THREADS, len(checks)))
+        try:
+            futures = [pool.submit(probe) for _, probe, _ in checks]
+            return [future.result() for future in futures]
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
+            pool.shutdown(wait=False, cancel_futures=True)
+            signum = signal_of(stop)
+            raise Interrupted(f"{interrupted_text(signum)}; stopped {len(checks)} registry "
+                              "requests", signum=signum) from None
+        finally:
+            pool.shutdown(wait=False)
+
     def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
         """Run one command and return what it produced.
 
         ``cmd.mode``: ``CAPTURE`` keeps stdout and stderr; ``STREAM`` lets the child write to our
         terminal (docker's live progress); ``TEE`` shows stdout+stderr live and keeps them.
+        ``cmd.answer_file``: the result's stdout is that file's text, once the command ended.
         A non-zero exit raises ``CommandFailed`` unless ``cmd.check`` is false.
         """
         if stdin is not None and cmd.stdin is None:
             raise ValueError("secret given to a command that does not read stdin")
+        name = cmd.name  # before the run's docker flags go in
         cmd = self._targeted(cmd)
         if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
@@ -152,8 +176,14 @@ class Runner:
             if proc is not None:
                 _terminate(proc)
             signum = signal_of(stop)
-            raise Interrupted(f"{interrupted_text(signum)}; stopped {' '.join(cmd.argv[:2])}",
+            raise Interrupted(f"{interrupted_text(signum)}; stopped {name}",
                               signum=signum) from None
+        if cmd.answer_file is not None:  # the answer is in a file it wrote (none: "")
+            try:
+                with open(cmd.answer_file, encoding="utf-8", errors="replace") as answer:
+                    stdout = answer.read()
+            except OSError:
+                stdout = ""
         return self._result(cmd, proc, stdout, stderr)
 
     def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
@@ -164,6 +194,7 @@ class Runner:
         Ctrl-C stops them all."""
         if any(cmd.mode is not Mode.CAPTURE or cmd.stdin for cmd in cmds):
             raise ValueError("run_all runs CAPTURE commands without stdin only")
+        name = cmds[0].name if cmds else ""  # before the run's docker flags go in
         cmds = [self._targeted(cmd) for cmd in cmds]
         for cmd in cmds:
             if cmd.kind is not Kind.QUERY:
@@ -179,7 +210,7 @@ class Runner:
                 _terminate(proc)
             signum = signal_of(stop)
             raise Interrupted(f"{interrupted_text(signum)}; stopped {len(procs)} "
-                              f"`{' '.join(cmds[0].argv[:2])}` commands", signum=signum) from None
+                              f"`{name}` commands", signum=signum) from None
         except BaseException:
             for proc in procs:
                 _terminate(proc)
@@ -282,6 +313,10 @@ class DryRunner(Runner):
     def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
         self._once(what, f"dry run: a real run would {what}")
         return assume
+
+    def check_all(self, checks: Sequence[tuple[str, Callable[[], T], T]]) -> list[T]:
+        """One after the other, as ``check``: each said, in order, none asked."""
+        return [self.check(*one) for one in checks]
 
     def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
         """One after the other: the printed commands keep their order."""

@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, MutableMapping, Optional, Sequence
 
 from ragbuild import builders
 from ragbuild.channels import LatestPolicy
 from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
-from ragbuild.errors import CommandFailed, DockerUnavailable, GitFailed, ToolMissing, UsageError
-from ragbuild.plan import (FETCH_TAGS_FIX, NO_COMMITS, BuildPlan, Command, Config, GitInfo, Kind,
-                           Options, PushPlan, build_command, buildx_version_command, git_reason,
-                           human_size, inspect_command, version_tags_command)
+from ragbuild.errors import (CommandFailed, DockerUnavailable, GitFailed, PushFailed, ToolMissing,
+                             UsageError)
+from ragbuild.plan import (FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIGEST_KEY, BuildPlan, Command, Config,
+                           GitInfo, Kind, Options, PushPlan, build_command, build_pushes,
+                           buildx_version_command, git_reason, human_size, inspect_command,
+                           version_tags_command)
 from ragbuild.reference import familiar
 from ragbuild.output import SUCCESS
 from ragbuild.runner import Runner, ended, resolve
@@ -86,6 +89,7 @@ class Facts:
     docker: DockerTarget
     version_tags: Optional[tuple] = None  # the v* git tags, for --latest-policy auto only
     ci_environ: Mapping[str, str] = field(default_factory=dict)  # the CI build-number variables
+    buildx_plugin: Optional[str] = None  # where docker finds its buildx plugin (None: no plugin)
 
 
 def git_info(runner: Runner, options: Optional[Options] = None) -> GitInfo:
@@ -196,6 +200,7 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
         git=git, moment=moment, docker_config=docker_config,
         docker=builders.docker_target(environ, docker_config),
         version_tags=version_tags(runner, git) if auto else None,
+        buildx_plugin=builders.find_cli_plugin("buildx", docker_config, environ),
         ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ})
 
 
@@ -243,6 +248,7 @@ def preflight(runner: Runner, plan: BuildPlan, config: Config, facts: Facts,
         from ragbuild import push
 
         pushing = push.prepare(runner, plan, facts.docker_config, environ)
+        pushing = replace(pushing, by_build=build_pushes(plan, pushing, bool(facts.buildx_plugin)))
     return Preflight(scanner, pushing)
 
 
@@ -277,9 +283,53 @@ def check_builder_can(runner: Runner, plan: BuildPlan) -> None:
 # --- the build ---------------------------------------------------------------------------------
 
 
-def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
-    """The one build; ``push``: the pre-flight's push decisions (attestations, a multi-platform
-    build's refs)."""
+def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
+          digests: MutableMapping[str, Optional[str]]) -> bool:
+    """The one build; ``push``: the pre-flight's push decisions (attestations, whether the
+    build pushes: ``plan.build_pushes``). Returns whether the build pushed; a one-platform
+    build that pushed records the manifest digest it reported for every ref in ``digests``.
+
+    When a build that pushes fails, it runs again without the push (cached, so quick): if that
+    fails too the failure is the build's, raised as usual; if it succeeds the push failed, and
+    the run goes on to ``docker push`` each ref, which retries transient failures and says
+    what a refused push needs (push.py)."""
+    if push is None or not push.by_build or plan.multi_platform:
+        _build(runner, plan, push)
+        return push is not None and plan.multi_platform
+    with tempfile.TemporaryDirectory(prefix="ragbuild-") as tmp:
+        try:
+            result = runner.run(build_command(plan, push, metadata_file=os.path.join(
+                tmp, "metadata.json")))
+        except CommandFailed as failure:
+            runner.log(f"warning: docker buildx build --push {ended(failure.returncode)}; "
+                       "building again without the push, to tell a failed build from a failed "
+                       "push")
+            _build(runner, plan, replace(push, by_build=False))
+            runner.log("the build itself succeeds: the push failed, so each tag goes with "
+                       "docker push (retried when the failure is transient)")
+            return False
+    digest = parse_pushed_digest(result.stdout)
+    if digest is None:
+        raise PushFailed("docker buildx build --push succeeded but named no manifest digest in "
+                         f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
+                         "verified")
+    for ref in push.refs:
+        digests[ref] = digest
+    return True
+
+
+def parse_pushed_digest(text: str) -> Optional[str]:
+    """The manifest digest in what ``docker buildx build --metadata-file`` wrote, or None."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    digest = data.get(PUSHED_DIGEST_KEY) if isinstance(data, dict) else None
+    return digest if isinstance(digest, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", digest) \
+        else None
+
+
+def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
     try:
         runner.run(build_command(plan, push))
     except CommandFailed as failure:

@@ -57,6 +57,33 @@ def planned_refs(result) -> list:
     return refs
 
 
+#: The build that pushes its tags itself (plan.build_pushes): ``+ docker buildx build ... --push``.
+PUSHING_BUILD_RE = re.compile(r"^\+ (?:\S+=\S* )*docker buildx build .* --push .*$", re.M)
+
+
+def pushed_refs(result) -> tuple:
+    """How the run pushed and what: ``("build", refs)`` when its one build pushed them (the
+    client has buildx: plan.build_pushes), ``("docker push", refs)`` from its ``+ docker push``
+    lines otherwise. Never both."""
+    builds = PUSHING_BUILD_RE.findall(result.stderr)
+    pushes = re.findall(r"^\+ docker push (\S+)$", result.stderr, re.M)
+    assert not (builds and pushes), f"the build pushed and docker push ran: {result.describe()}"
+    if builds:
+        assert len(builds) == 1, result.describe()
+        words = shlex.split(builds[0][2:])
+        return "build", [words[i + 1] for i, word in enumerate(words) if word == "-t"]
+    return "docker push", pushes
+
+
+def client_has_buildx_plugin(env: Optional[dict] = None) -> bool:
+    """Whether docker finds its buildx plugin here (what the plan decides the push by)."""
+    from ragbuild import builders
+
+    environ = {**os.environ, **(env or {})}
+    return builders.find_cli_plugin("buildx", builders.read_docker_config(environ),
+                                    environ) is not None
+
+
 def tags_of(refs) -> list:
     return [ref.rsplit(":", 1)[1] for ref in refs]
 

@@ -47,8 +47,9 @@ def test_doctor_with_the_plain_registry(project, e2e_env):
     registry = e2e_env["E2E_REGISTRY"]
     result = project.script("doctor", "--registry", f"{registry}/doctor-check")
     assert result.returncode == 0, result.describe()
-    # localhost: an insecure registry of the daemon (127.0.0.0/8), asked over plain HTTP too
-    assert (f"ok       registry: {registry} answers (plain HTTP allowed: an insecure registry "
+    # localhost: an insecure registry of every daemon (127.0.0.0/8), reached over plain HTTP
+    # without asking the daemon (no docker info)
+    assert (f"ok       registry: {registry} answers (plain HTTP: an insecure registry "
             "of the daemon) and accepts docker's credentials") in result.stdout
     assert "ok       registry credentials: none: no credHelpers, credsStore or auths" in result.stdout
     assert result.stdout.splitlines()[-1] == "a build and push would work"

@@ -66,8 +66,10 @@ def test_dry_run_starts_no_docker(project, tiny_context, unique, tmp_path):
     dry = project.script(*flags, "--dry-run", env={"DOCKER": missing}).assert_ok()
     printed = dry.stdout.splitlines()
     assert printed[0] == "docker buildx version"
-    assert printed[1] == "docker info --format '{{json .RegistryConfig}}'"  # the push's pre-flight
-    assert printed[2].startswith("docker buildx build --builder bigbox ")
+    # localhost: no docker info; the pre-flight's and the read-back's requests are said on stderr
+    assert printed[1].startswith("docker buildx build --builder bigbox ")
+    assert f"dry run: a real run would GET https://localhost:5000/v2/{name}/manifests/dev " \
+        "(HTTPS, unverified: an insecure registry of the daemon; a pull token" in dry.stderr
     assert f"warning: {missing} not found: install docker (as root on Debian or Ubuntu: make " \
         "engine) or set DOCKER to its path (a real run " \
         "stops here)" in dry.stderr.splitlines()

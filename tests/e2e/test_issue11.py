@@ -164,10 +164,11 @@ def test_a_loopback_name_registry_pushes_and_verifies(project, tiny_context, uni
                             "--registry", uri, "--push", "--no-latest")
     result.assert_ok()
     images.track_result(result)
-    assert "docker manifest inspect --insecure --verbose" in result.stderr
-    assert (f"registry vm:{port} answers (plain HTTP allowed: the daemon's insecure registry) and "
+    assert "docker manifest inspect" not in result.stderr  # read back in-process
+    assert "docker info" not in result.stderr  # loopback: insecure to every daemon
+    assert (f"registry vm:{port} answers (plain HTTP: an insecure registry of the daemon) and "
             "takes the push's credentials (none: no credHelpers") in result.stderr
-    assert "warning: docker push completed" not in result.stderr  # read back, not assumed
+    assert "pushed and verified " in result.stderr  # read back, not assumed
     digest = pinned(result).split("@", 1)[1]
     assert pinned(result) == f"{uri}@{digest}"
     manifest = plain_registry.manifest(f"team/{name}", "dev")
@@ -194,6 +195,44 @@ def test_a_registry_that_cannot_be_reached_stops_before_the_build(project, tiny_
     assert "nothing was built or pushed" in errors[0]
     assert "docker build -f" not in result.stderr and docker.refs(uri) == []
     assert "+ aws " not in result.stderr and "+ docker login" not in result.stderr
+
+
+def test_a_plain_http_registry_off_loopback_is_the_daemons_call(project, tiny_context, unique,
+                                                                  docker, e2e_env):
+    """A registry on the docker bridge (not loopback) that speaks plain HTTP: verified HTTPS
+    fails, so the pre-flight asks the real daemon (`docker info`), which does not list it as
+    insecure: the run stops before the build, as docker push would fail. (A loopback registry
+    never gets that question: see the vm case above.)"""
+    import http.server
+    import threading
+
+    class V2(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # /v2/ as an open registry answers it
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    httpd = http.server.ThreadingHTTPServer((e2e_env["E2E_BRIDGE_IP"], 0), V2)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        host = f"{e2e_env['E2E_BRIDGE_IP']}:{httpd.server_address[1]}"
+        name = unique("offloop")
+        dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+        result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
+                                "--registry", f"{host}/{name}", "--push")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.returncode == 1, result.describe()
+    assert "+ docker info --format '{{json .RegistryConfig}}'" in result.stderr
+    errors = result.error_lines()
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot reach the registry {host} over HTTPS: "), result.describe()
+    assert "insecure-registries" in errors[0]
+    assert "docker build -f" not in result.stderr
 
 
 @pytest.fixture

@@ -133,14 +133,16 @@ def pushers(uri: str) -> dict:
 def test_a_signal_during_the_push_stops_docker_push_and_says_what_was_pushed(
         project, tiny_context, unique, images, e2e_env, tmp_path):
     """A real push to the harness's plain registry, slowed by an incompressible 64 MB layer;
-    SIGTERM while the first `docker push` runs."""
+    SIGTERM while the first `docker push` runs. ``--builder default`` names a builder, so the
+    build loads the image and docker push pushes it even where the client has buildx (which
+    would otherwise push with the build: plan.build_pushes)."""
     uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{unique('pushsig')}")
     dockerfile = tiny_context("RUN head -c 64000000 /dev/urandom > /ballast")
     metadata = tmp_path / "m.json"
     with open(tmp_path / "stderr", "w") as err:
         proc = project.popen_script("--env", "dev", "-f", dockerfile, "--context",
                                     dockerfile.parent, "--registry", uri, "--push",
-                                    "--metadata-file", metadata,
+                                    "--builder", "default", "--metadata-file", metadata,
                                     stdout=subprocess.DEVNULL, stderr=err)
     with killed_at_exit(proc):
         wait_for(lambda: pushers(uri), START_DEADLINE, proc, "a docker push", interval=0.05)

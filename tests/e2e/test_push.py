@@ -18,7 +18,7 @@ import stat
 
 import pytest
 
-from .support import planned_refs, tags_of
+from .support import client_has_buildx_plugin, planned_refs, pushed_refs, tags_of
 
 pytestmark = pytest.mark.e2e
 
@@ -148,9 +148,10 @@ def test_push_dev_to_a_plain_registry_pushes_exactly_the_planned_tags(project, d
     assert tags_of(refs) == [f"dev-{ts}", "dev", f"git-{sha}", "latest"]
     assert all(ref.startswith(f"{uri}:") for ref in refs)
 
-    # one docker push per planned ref, never --all-tags
-    pushes = [line for line in result.stderr.splitlines() if line.startswith("+ docker push ")]
-    assert pushes == [f"+ docker push {ref}" for ref in refs]
+    # exactly the planned refs, never --all-tags: by the build where the client has buildx
+    # (plan.build_pushes), else one docker push per ref
+    how = "build" if client_has_buildx_plugin() else "docker push"
+    assert pushed_refs(result) == (how, refs)
     pinned = pinned_line(result)
     assert_registry_holds(plain_registry, name, tags_of(refs), pinned)
     assert name in plain_registry.catalog()
@@ -272,6 +273,45 @@ def test_cred_helper_for_the_host_skips_the_login(project, docker, images, ecr_r
     assert config_json(docker_config) == config  # no login wrote to it
 
 
+def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_basic(
+        project, docker, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env):
+    """The read-back's HTTP, TLS and auth against the real TLS registry: after a push through
+    the script, a session that treats the host as a non-loopback one (the harness maps it to
+    127.0.0.1) reaches it over verified HTTPS with the CA of /etc/docker/certs.d/<host>/ only,
+    never asking the daemon, takes the htpasswd Basic challenge with the ECR password, and reads
+    each tag back with the digest the run pinned."""
+    from ragbuild import access
+    from ragbuild.builders import DockerConfig
+    from ragbuild.plan import parse_registry
+    from ragbuild.runner import Secret
+
+    name = ecr_repository("tlsread")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push",
+                                       "--no-latest"),
+                            env={"DOCKER_CONFIG": docker_config}).assert_ok()
+    images.track_result(result)
+    digest = pinned_line(result).split("@", 1)[1]
+    assert "docker manifest inspect" not in result.stderr and "docker info" not in result.stderr
+
+    registry = parse_registry(uri)
+    login = access.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
+    session = access.Session(registry, DockerConfig().credentials(ecr_host), login, insecure=False)
+
+    def never():
+        raise AssertionError("the daemon was asked")
+
+    assert access.probe(session, never) is None
+    assert session.base == f"https://{ecr_host}" and not session.insecure
+    for ref in planned_refs(result):
+        manifest = access.read_manifest(session, ref.rsplit(":", 1)[1])
+        assert (manifest.digest, manifest.is_index) == (digest, False)
+    wrong = access.Session(registry, DockerConfig().credentials(ecr_host),
+                           access.Login("AWS", Secret("wrong")), insecure=False)
+    assert "refused docker's credentials" in access.probe(wrong, never)
+
+
 # --- faults ------------------------------------------------------------------------------------
 
 
@@ -347,21 +387,26 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
              "<password from aws ecr get-login-password>"]
     assert printed[:2] == login, result.describe()
     assert printed[2].startswith(f"aws ecr describe-repositories --repository-names {name} ")
-    builds = [i for i, line in enumerate(printed)
-              if line.startswith("DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build ")]
-    assert len(builds) == 1 and builds[0] > 2
+    buildx = client_has_buildx_plugin({"DOCKER_CONFIG": str(docker_config)})
+    start = ("docker buildx build --builder default " if buildx
+             else "DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build ")
+    builds = [i for i, line in enumerate(printed) if line.startswith(start)]
+    assert len(builds) == 1 and builds[0] > 2, result.describe()
     # what it cannot know without docker and aws, it says
     assert f"dry run: a real run stops here if {name} does not exist" in result.stderr
+    # the refs go with the build (the client has buildx), or each with a docker push after it
     pushes = [line for line in printed if line.startswith("docker push ")]
-    assert pushes == [f"docker push {ref}" for ref in refs]
-    inspects = [line for line in printed if " docker manifest inspect " in f" {line}"]
-    # the harness maps the ECR host to 127.0.0.1, which the daemon's default insecure CIDR
-    # (127.0.0.0/8, what a dry run assumes `docker info` says) makes insecure: as docker push
-    # does, the read-back may fall back to plain HTTP / unverified TLS there
-    assert inspects == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --insecure "
-                        f"--verbose {ref}" for ref in refs]
-    assert "docker info --format '{{json .RegistryConfig}}'" in printed
-    assert printed.index(pushes[-1]) < printed.index(inspects[0])
+    assert pushes == ([] if buildx else [f"docker push {ref}" for ref in refs])
+    assert (" --push " in printed[builds[0]]) is buildx
+    # the harness maps the ECR host to 127.0.0.1: loopback, insecure to every daemon, so no
+    # `docker info`; the read-back is HTTP in-process, said on stderr, after the pushes
+    assert not any(" docker manifest inspect " in f" {line}" or "docker info" in line
+                   for line in printed)
+    reads = [line for line in result.stderr.splitlines() if "/manifests/" in line]
+    assert reads == [f"dry run: a real run would GET https://{ecr_host}/v2/{name}/manifests/"
+                     f"{ref.rsplit(':', 1)[1]} (HTTPS, unverified: an insecure registry of the "
+                     "daemon; a pull token, the Docker and OCI manifest and index types accepted) "
+                     "and expect the single image manifest the push reported" for ref in refs]
     assert e2e_env["E2E_ECR_PASSWORD"] not in result.text
 
     # nothing ran: no command logged as executed, no login, no image

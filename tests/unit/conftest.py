@@ -115,32 +115,62 @@ def strict_fp(fp):
 
 @pytest.fixture
 def registry_http():
-    """Ask for it to let ``ragbuild.access.probe`` really send its HTTP requests (to a server
-    the test starts); every other test gets the stand-in below."""
+    """Ask for it to let ``ragbuild.access`` really send its HTTP requests (to a server the
+    test starts); every other test gets the stand-ins below."""
 
 
 @pytest.fixture(autouse=True)
 def _no_registry_requests(request, monkeypatch):
     """Unit tests send no HTTP request to a registry: ``access.probe`` (the pre-flight's
-    ``GET /v2/``) answers "no problem" and records what it was asked in ``probe.asked``."""
+    question) answers "no problem", as if verified HTTPS answered, and records what it was asked
+    in ``probe.asked``: (host, insecure, login, creds); ``access.send`` is a
+    ``registry_fakes.FakeRegistry`` (the read-back's requests), also ``FakeRegistry.current``."""
     if "registry_http" in request.fixturenames:
         yield None
         return
     from ragbuild import access
+    from registry_fakes import FakeRegistry
 
     asked = []
 
-    def probe(registry, insecure, login, creds):
-        asked.append((registry.host, insecure, login, creds))
+    def probe(session, daemon_insecure):
+        asked.append((session.registry.host, session.insecure, session.login, session.creds))
         return None
 
     probe.asked = asked
     monkeypatch.setattr(access, "probe", probe)
+    fake = FakeRegistry.current = FakeRegistry()
+    monkeypatch.setattr(access, "send", fake)
     yield probe
+    FakeRegistry.current = None
 
 
 #: The host names the unit tests' resolver knows (the machine's /etc/hosts does not count).
 TEST_HOSTS = {"localhost": ["127.0.0.1", "::1"], "vm": ["127.0.0.1"]}
+
+
+@pytest.fixture(autouse=True)
+def _no_system_cli_plugins(monkeypatch):
+    """docker's system-wide CLI plugin directories (builders.SYSTEM_PLUGIN_DIRS) are the
+    machine's: the unit tests see none, so a buildx plugin installed here changes no plan. A
+    test that wants one puts ``docker-buildx`` in ``$DOCKER_CONFIG/cli-plugins``
+    (``buildx_plugin``)."""
+    from ragbuild import builders
+
+    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", ())
+
+
+@pytest.fixture
+def buildx_plugin(tmp_path, monkeypatch):
+    """A DOCKER_CONFIG of the test's own with an executable ``cli-plugins/docker-buildx``,
+    where docker looks first: the client has buildx, so a one-platform push goes with the
+    build."""
+    config = tmp_path / "docker-config-with-buildx"
+    (config / "cli-plugins").mkdir(parents=True)
+    plugin = write_stub(config / "cli-plugins", "docker-buildx")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.setitem(local.env, "DOCKER_CONFIG", str(config))
+    return plugin
 
 
 @pytest.fixture(autouse=True)

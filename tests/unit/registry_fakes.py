@@ -1,7 +1,12 @@
 """Fakes of the registry, docker and aws calls that the push and ECR tests share
 (pytest-subprocess registrations, plans, and the push steps' context)."""
 
+import hashlib
 import json
+import re
+import threading
+import urllib.parse
+from email.message import Message
 
 import fakes
 import os
@@ -9,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from ragbuild import cli, ecr, push
+from ragbuild import access, cli, ecr, push
 from ragbuild.builders import Credentials, DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, format_created,
@@ -20,11 +25,99 @@ from ragbuild.runner import DryRunner, Runner
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 PLAIN = "registry.example.com:5000"
 PASSWORD = "eyJwYXlsb2FkIjoiU0VDUkVULVRPS0VOLTQyIn0="  # what get-login-password prints
-DIGEST = "sha256:" + "ab" * 32
-OTHER_DIGEST = "sha256:" + "cd" * 32
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def manifest_body(config="11"):
+    """A single image manifest's bytes, as a registry serves them."""
+    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                  "digest": "sha256:" + config * 32, "size": 1},
+                       "layers": []}, indent=3).encode()
+
+
+def index_body(platforms=("linux/amd64", "linux/arm64"), media_type=OCI_INDEX, attestations=0):
+    manifests = [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "digest": "sha256:" + f"{i:02d}" * 32, "size": 1,
+                  "platform": dict(zip(("os", "architecture", "variant"), p.split("/")))}
+                 for i, p in enumerate(platforms)]
+    manifests += [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                   "digest": "sha256:" + "ee" * 32, "size": 1,
+                   "platform": {"os": "unknown", "architecture": "unknown"}}] * attestations
+    return json.dumps({"schemaVersion": 2, "mediaType": media_type,
+                       "manifests": manifests}).encode()
+
+
+def digest_of(body):
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+MANIFEST = manifest_body("11")
+OTHER_MANIFEST = manifest_body("22")
+DIGEST = digest_of(MANIFEST)  # what the registry serves: the sha256 of the bytes
+OTHER_DIGEST = digest_of(OTHER_MANIFEST)
+BODIES = {DIGEST: MANIFEST, OTHER_DIGEST: OTHER_MANIFEST}
+
+
+class FakeRegistry:
+    """``access.send`` for the unit tests (conftest installs one for every test): the registry
+    API of every host, ``GET /v2/`` answering 200 and ``GET /v2/<name>/manifests/<tag>`` the
+    manifests ``serve`` put there (404 MANIFEST_UNKNOWN for others). ``requests``: (url,
+    headers) of each request; ``fail[ref]``: statuses (or exceptions) answered first."""
+
+    current = None
+
+    def __init__(self):
+        self.manifests = {}
+        self.fail = {}
+        self.requests = []
+        self.lock = threading.Lock()
+
+    def __call__(self, url, context, headers, data=None):
+        with self.lock:
+            self.requests.append((url, dict(headers)))
+        parts = urllib.parse.urlsplit(url)
+        if parts.path == "/v2/":
+            return access.Answer(200)
+        match = re.fullmatch(r"/v2/(?P<name>.+)/manifests/(?P<tag>[^/]+)", parts.path)
+        if not match:
+            return access.Answer(404)
+        ref = f"{parts.netloc}/{match['name']}:{match['tag']}"
+        with self.lock:
+            failures = self.fail.get(ref) or []
+            failure = failures.pop(0) if failures else None
+        if isinstance(failure, Exception):
+            raise failure
+        if failure is not None:
+            return access.Answer(failure, Message(), b"")
+        if ref not in self.manifests:
+            body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN",
+                                           "message": "manifest unknown"}]}).encode()
+            return access.Answer(404, Message(), body)
+        body, media_type, said = self.manifests[ref]
+        answer = Message()
+        answer["Content-Type"] = media_type
+        answer["Docker-Content-Digest"] = said or digest_of(body)
+        return access.Answer(200, answer, body)
+
+    def manifest_requests(self):
+        return [(url, headers) for url, headers in self.requests if "/manifests/" in url]
+
+
+def serve(ref, digest=DIGEST, body=None, media_type=DOCKER_MANIFEST, said=None):
+    """Put a manifest at ``ref`` in the fake registry: the one whose digest is ``digest``, or
+    ``body``; ``said``: a Docker-Content-Digest header other than the body's sha256."""
+    body = BODIES[digest] if body is None else body
+    FakeRegistry.current.manifests[ref] = (body, media_type, said)
+
+
+def serve_index(ref, platforms=("linux/amd64", "linux/arm64"), **kw):
+    body = index_body(platforms, **kw)
+    serve(ref, body=body, media_type=json.loads(body)["mediaType"])
+    return digest_of(body)
 MOMENT = datetime(2026, 1, 2, 3, 4, 5)
 TS = "20260102-030405"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 @pytest.fixture(autouse=True)
@@ -110,26 +203,15 @@ def register_push(fp, ref, stdout=None, returncode=0, digest=DIGEST):
            returncode=returncode)
 
 
-def verbose_manifest(ref, digest=DIGEST, media_type=DOCKER_MANIFEST):
-    return json.dumps({"Ref": ref, "Descriptor": {"mediaType": media_type, "digest": digest,
-                                                  "size": 528},
-                       "SchemaV2Manifest": {"schemaVersion": 2, "mediaType": media_type}})
-
-
-def register_inspect(fp, ref, stdout=None, returncode=0, digest=DIGEST, insecure=False):
-    args = ["manifest", "inspect"] + (["--insecure"] if insecure else []) + ["--verbose", ref]
-    docker(fp, *args, stdout=verbose_manifest(ref, digest) if stdout is None else stdout,
-           returncode=returncode)
-
-
 def prepared(plan, sleep=None, helper=None, origin="credHelpers"):
     """The push and verify steps' context for a plain registry, without prepare's probes;
     ``helper``: the credential helper docker resolved for the host (from ``origin``)."""
     config = read_docker_config()
     creds = Credentials(plan.registry.host, helper=helper, origin=origin if helper else "",
                         config_path=config.path)
-    return push.Context(plan, PushPlan(plan.refs, credentials=creds), config, os.environ,
-                        sleep or FakeSleep())
+    session = access.Session(plan.registry, creds, None)
+    return push.Context(plan, PushPlan(plan.refs, credentials=creds, session=session), config,
+                        os.environ, sleep or FakeSleep())
 
 
 def push_and_verify(context, runner, digests=None):

@@ -9,13 +9,17 @@ import base64
 import http.server
 import json
 import os
+import shutil
+import ssl
 import threading
+import urllib.parse
 from datetime import datetime
 
 import pytest
 
 import fakes
-from ragbuild import access, cli, push
+from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve, serve_index
+from ragbuild import access, builders, cli, push
 from ragbuild.builders import (DOCKER_HUB_KEY, DockerConfig, RegistryConfig, parse_registry_config,
                                read_docker_config)
 from ragbuild.errors import DockerUnavailable, PushFailed
@@ -25,7 +29,6 @@ from ragbuild.runner import DryRunner, Runner, Secret
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 LOOK_ALIKE = f"{ECR}.evil.example"
 TOKEN = "helper-secret-7f3a9c"
-DIGEST = "sha256:" + "ab" * 32
 MOMENT = datetime(2026, 1, 2, 3, 4, 5)
 
 
@@ -270,120 +273,173 @@ def test_insecure_registries_are_decided_as_the_daemon_does(host, text, insecure
     assert parse_registry_config(text).is_insecure(host) is insecure
 
 
-def test_the_daemons_answer_reaches_the_read_back(fp, config_dir, capsys):
-    """issue 11 (b) 5: vm:5000/team/app: docker push succeeds (the daemon trusts loopback), so
-    the read-back asks with --insecure and the run ends with the pinned digest."""
+@pytest.mark.parametrize("host, always", [
+    ("vm:5000", True),  # vm resolves to 127.0.0.1 (conftest TEST_HOSTS)
+    ("localhost:5000", True),  # 127.0.0.1 and ::1
+    ("127.0.0.1:5000", True), ("127.9.9.9", True), ("[::1]:5000", False),  # ::1: docker >= 28 only
+    ("registry.example.com:5000", False), ("10.1.2.3:5000", False), (ECR, False),
+])
+def test_loopback_hosts_are_insecure_to_every_daemon(host, always):
+    """moby always adds 127.0.0.0/8 to the insecure CIDRs (builders.DEFAULT_INSECURE_CIDRS), so
+    no docker info is needed for them."""
+    assert builders.always_insecure(host) is always
+    assert builders.always_insecure("mixed:5000", lambda name: ["127.0.0.1", "10.0.0.1"]) is False
+
+
+def plain(ref):
+    return f"{ref.rsplit(':', 1)[1]}: digest: {DIGEST} size: 528\n"
+
+
+def test_a_loopback_registry_is_reached_insecurely_without_asking_the_daemon(fp, config_dir):
+    """vm:5000/team/app: loopback, so insecure to every daemon: no docker info; the read-back
+    goes through the pre-flight's session and the run ends with the pinned digest."""
+    fp.allow_unregistered(False)
     plan = plan_for("vm:5000/team/app")
-    register_basics(fp)
     pushing = push.prepare(Runner(), plan)
-    assert pushing.insecure
+    assert pushing.insecure and pushing.session.insecure
+    assert access.probe.asked[0][:2] == ("vm:5000", True)
     for ref in plan.refs:
-        fp.register([fp.program("docker"), "push", ref],
-                    stdout=f"{ref.rsplit(':', 1)[1]}: digest: {DIGEST} size: 528\n")
-        fp.register([fp.program("docker"), "manifest", "inspect", "--insecure", "--verbose", ref],
-                    stdout=json.dumps({"Descriptor": {"digest": DIGEST, "mediaType":
-                                       "application/vnd.docker.distribution.manifest.v2+json"}}))
+        fp.register([fp.program("docker"), "push", ref], stdout=plain(ref))
+        serve(ref)
     context = push.Context(plan, pushing, read_docker_config(), os.environ, lambda s: None)
     digests = {}
     push.push(Runner(), context, digests)
     assert push.verify(Runner(), context, digests) == f"vm:5000/team/app@{DIGEST}"
+    assert [c[1] for c in fp.calls] == ["push"] * len(plan.refs)  # no docker info
 
 
-def test_a_completed_push_is_not_failed_by_a_client_that_cannot_read_it_back(fp, capsys):
+def test_a_read_back_that_fails_fails_the_verification(fp, capsys):
+    """The read-back reaches the registry as the daemon does (the pre-flight's session), so a
+    manifest it cannot read is a failure, not a client's different view of the registry."""
     plan = plan_for("registry.example.com:5000/team/app")
     for ref in plan.refs:
-        fp.register([fp.program("docker"), "push", ref],
-                    stdout=f"{ref.rsplit(':', 1)[1]}: digest: {DIGEST} size: 528\n")
-        fp.register([fp.program("docker"), "manifest", "inspect", "--verbose", ref],
-                    returncode=1, stderr=f"no such manifest: {ref}\n")
-    context = push.Context(plan, PushPlan(plan.refs), read_docker_config(), os.environ,
-                           lambda s: None)
+        fp.register([fp.program("docker"), "push", ref], stdout=plain(ref))
+    context = push.Context(plan, PushPlan(plan.refs, session=access.Session(
+        plan.registry, creds("registry.example.com:5000"), None)), read_docker_config(),
+        os.environ, lambda s: None)
     digests = {}
     push.push(Runner(), context, digests)
-    assert push.verify(Runner(), context, digests) == f"registry.example.com:5000/team/app@{DIGEST}"
-    err = capsys.readouterr().err
-    assert "warning: docker push completed for every tag, but `docker manifest inspect` could " \
-           f"not read {len(plan.refs)} of them back" in err
-    assert f"pushed {len(plan.refs)} tags, all {DIGEST}" in err
+    with pytest.raises(PushFailed) as err:
+        push.verify(Runner(), context, digests)
+    message = str(err.value)
+    assert message.count("cannot read its manifest back from the registry") == len(plan.refs)
+    assert "HTTP 404 MANIFEST_UNKNOWN: manifest unknown" in message
 
 
 def test_a_registry_serving_another_digest_still_fails_verification(fp):
     plan = plan_for("registry.example.com:5000/team/app")
     ref = plan.refs[0]
-    fp.register([fp.program("docker"), "manifest", "inspect", "--verbose", ref],
-                stdout=json.dumps({"Descriptor": {"digest": "sha256:" + "cd" * 32, "mediaType":
-                                   "application/vnd.docker.distribution.manifest.v2+json"}}))
-    context = push.Context(plan, PushPlan((ref,)), read_docker_config(), os.environ, lambda s: None)
-    with pytest.raises(PushFailed, match="resolves to sha256:cdcd"):
+    serve(ref, digest=OTHER_DIGEST)
+    context = push.Context(plan, PushPlan((ref,), session=access.Session(
+        plan.registry, creds("registry.example.com:5000"), None)), read_docker_config(),
+        os.environ, lambda s: None)
+    with pytest.raises(PushFailed, match=f"resolves to {OTHER_DIGEST} on the registry, but the "
+                                         f"push reported {DIGEST}"):
         push.verify(Runner(), context, {ref: DIGEST})
 
 
-def test_a_daemon_that_is_down_stops_the_pre_flight(fp):
-    fp.register([fp.program("docker"), "build", "--help"], stdout="Usage\n")
-    fakes.register_registry_config(fp, stdout="", returncode=1,
-                                   stderr="Cannot connect to the Docker daemon at unix:///x.sock. "
-                                          "Is the docker daemon running?\n")
-    with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
-        push.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
-
-
-def test_a_dry_run_prints_the_daemon_question_and_sends_no_request(fp, capsys):
+def test_a_dry_run_says_what_it_would_ask_and_sends_nothing(fp, capsys):
     fp.allow_unregistered(False)
     push.prepare(DryRunner(), plan_for("vm:5000/team/app", dry_run=True))
+    push.prepare(DryRunner(), plan_for("registry.example.com:5000/team/app", dry_run=True))
     out, err = capsys.readouterr()
-    assert "docker info --format '{{json .RegistryConfig}}'" in out.splitlines()
-    assert "dry run: a real run would ask vm:5000/v2/ (plain HTTP allowed" in err
-    assert access.probe.asked == [] and len(fp.calls) == 0
+    assert out == ""  # no process: the daemon is asked only when HTTPS fails
+    assert "dry run: a real run would ask vm:5000/v2/ (HTTPS, else plain HTTP: a loopback " \
+           "registry, insecure to the daemon)" in err
+    assert "dry run: a real run would ask registry.example.com:5000/v2/ (HTTPS; if that fails, " \
+           "`docker info` says whether the daemon may go insecure)" in err
+    assert access.probe.asked == [] and len(fp.calls) == 0 and FakeRegistry.current.requests == []
 
 
 # --- the registry's answer (a real HTTP server on 127.0.0.1) -----------------------------------
 
+TLS = os.path.join(os.path.dirname(__file__), "tls")
+SECRET_WORDS = ("right", "wrong", TOKEN, "tok-")
+
 
 class Registry(http.server.BaseHTTPRequestHandler):
-    """/v2/ as a registry answers it: ``mode`` open | basic | bearer | notregistry."""
+    """A registry's API as distribution answers it: ``mode`` open | basic | bearer |
+    notregistry; ``/v2/<name>/manifests/<tag>`` serves ``MANIFEST``, ``fail`` statuses first.
+    ``seen``: (path, Authorization) of every request (a class list, per server)."""
 
     mode = "open"
     user, password = "ci", "right"
+    seen: list = []
+    fail: list = []
+    tokens = 0
 
     def log_message(self, *args):
         pass
 
-    def _authorized(self):
+    def _basic_ok(self):
         expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         return self.headers.get("Authorization") == f"Basic {expected}"
 
     def do_GET(self):
+        cls = type(self)
+        cls.seen.append((self.path, self.headers.get("Authorization")))
         if self.mode == "notregistry":
             return self._answer(404)
         if self.path.startswith("/token"):
-            return self._answer(200 if self._authorized() or "anon" in self.path else 401)
-        if self.mode == "open":
-            return self._answer(200)
-        if self.mode == "basic":
-            if self._authorized():
-                return self._answer(200)
+            if not (self._basic_ok() or "anon" in self.path):
+                return self._answer(401)
+            cls.tokens += 1
+            scope = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)["scope"][0]
+            return self._answer(200, body=json.dumps({"token": f"tok-{scope}"}).encode())
+        if self.mode == "basic" and not self._basic_ok():
             return self._answer(401, {"WWW-Authenticate": 'Basic realm="Registry Realm"'})
-        realm = f"http://{self.headers['Host']}/token"
-        return self._answer(401, {"WWW-Authenticate":
-                                  f'Bearer realm="{realm}",service="reg.example"'})
+        if self.mode == "bearer" and not (self.headers.get("Authorization") or "").startswith(
+                "Bearer tok-repository:"):
+            realm = f"{'https' if self.server.tls else 'http'}://{self.headers['Host']}/token"
+            return self._answer(401, {"WWW-Authenticate":
+                                      f'Bearer realm="{realm}",service="reg.example"'})
+        if self.path == "/v2/":
+            return self._answer(200)
+        if "/manifests/" in self.path:
+            if cls.fail:
+                return self._answer(cls.fail.pop(0))
+            return self._answer(200, {"Content-Type": DOCKER_MANIFEST}, MANIFEST)
+        return self._answer(404)
 
-    def _answer(self, status, headers=None):
+    def do_POST(self):
+        """The token server's OAuth2 refresh-token grant (a browser login's identity token)."""
+        cls = type(self)
+        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        cls.seen.append((self.path, "POST " + ",".join(sorted(form))))
+        if form.get("refresh_token") != ["refresh-right"] or form.get("grant_type") != [
+                "refresh_token"] or form.get("client_id") != ["docker"]:
+            return self._answer(401)
+        cls.tokens += 1
+        return self._answer(200, body=json.dumps({"access_token": f"tok-{form['scope'][0]}"}
+                                                 ).encode())
+
+    def _answer(self, status, headers=None, body=b""):
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
+
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 @pytest.fixture
 def server(registry_http):
     servers = []
 
-    def start(mode):
-        handler = type("Handler", (Registry,), {"mode": mode})
-        httpd = http.server.HTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    def start(mode, tls=False):
+        handler = type("Handler", (Registry,), {"mode": mode, "seen": [], "fail": []})
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.tls = tls
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(os.path.join(TLS, "server.crt"), os.path.join(TLS, "server.key"))
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
         servers.append(httpd)
+        start.handler = handler
         return f"127.0.0.1:{httpd.server_address[1]}"
 
     yield start
@@ -401,6 +457,14 @@ def login(password="right"):
     return access.Login("ci", Secret(password))
 
 
+def session_for(host, given=None, insecure=None):
+    return access.Session(parse_registry(f"{host}/team/app"), creds(host), given, insecure)
+
+
+def never_asked():
+    raise AssertionError("the daemon was asked")
+
+
 @pytest.mark.parametrize("mode, given, problem", [
     ("open", None, None),
     ("basic", login(), None),
@@ -414,17 +478,88 @@ def login(password="right"):
 def test_the_registry_decides_whether_dockers_credentials_are_accepted(server, mode, given,
                                                                        problem):
     host = server(mode)
-    answer = access.probe(parse_registry(f"{host}/team/app"), True, given, creds(host))
+    answer = access.probe(session_for(host, given), never_asked)  # loopback: insecure
     if problem is None:
         assert answer is None
     else:
-        assert problem in answer and "right" not in answer and "wrong" not in answer
+        assert problem in answer and not any(word in answer for word in SECRET_WORDS)
+
+
+def test_the_pre_flight_asks_a_token_for_pull_and_push(server):
+    host = server("bearer")
+    assert access.probe(session_for(host, login()), never_asked) is None
+    token_paths = [path for path, _ in server.handler.seen if path.startswith("/token")]
+    assert token_paths == ["/token?scope=repository%3Ateam%2Fapp%3Apull%2Cpush&service=reg.example"]
 
 
 def test_a_plain_http_registry_the_daemon_does_not_trust_is_not_reached(server):
     host = server("open")
-    answer = access.probe(parse_registry(f"{host}/team/app"), False, None, creds(host))
+    asked = []
+    answer = access.probe(session_for(host, insecure=False), lambda: asked.append(1) or False)
     assert answer.startswith(f"cannot reach the registry {host} over HTTPS:")
+    assert asked == [1]  # verified HTTPS failed: only then is the daemon asked
+
+
+def test_a_plain_http_registry_the_daemon_trusts_is_reached_after_asking_it(server):
+    host = server("open")
+    session = session_for(host, insecure=False)
+    asked = []
+    assert access.probe(session, lambda: asked.append(1) or True) is None
+    assert asked == [1] and session.insecure and session.base == f"http://{host}"
+
+
+def test_a_verified_https_registry_needs_no_answer_from_the_daemon(server, monkeypatch, tmp_path):
+    """TLS trusted through certs.d (the CA docker trusts for the host), as the daemon does."""
+    host = server("open", tls=True)
+    certs = tmp_path / "certs.d"
+    (certs / host).mkdir(parents=True)
+    shutil.copy(os.path.join(TLS, "ca.crt"), certs / host / "ca.crt")
+    monkeypatch.setattr(access, "CERTS_D", str(certs))
+    session = session_for(host, insecure=False)
+    assert access.probe(session, never_asked) is None
+    assert session.base == f"https://{host}" and not session.insecure
+    assert access.read_manifest(session, "dev").digest == DIGEST
+
+
+def test_without_the_ca_in_certs_d_the_tls_registry_is_not_verified(server, monkeypatch, tmp_path):
+    host = server("open", tls=True)
+    monkeypatch.setattr(access, "CERTS_D", str(tmp_path / "none"))
+    answer = access.probe(session_for(host, insecure=False), lambda: False)
+    assert answer.startswith(f"cannot reach the registry {host} over HTTPS:")
+    assert "CERTIFICATE_VERIFY_FAILED" in answer
+
+
+def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and_fails_https(
+        server, fp, config_dir, monkeypatch):
+    """Through push.prepare: a plain-HTTP host that is not loopback (always_insecure says no)
+    gets docker info, and the daemon's answer lets the push go over plain HTTP."""
+    fp.allow_unregistered(False)
+    host = server("open")
+    monkeypatch.setattr(access, "always_insecure", lambda host: False)
+    fakes.register_registry_config(
+        fp, stdout=json.dumps({"IndexConfigs": {host: {"Secure": False}},
+                               "InsecureRegistryCIDRs": []}))
+    pushing = push.prepare(Runner(), plan_for(f"{host}/team/app"))
+    assert pushing.insecure and pushing.session.base == f"http://{host}"
+    assert [c[1] for c in fp.calls] == ["info"]
+
+
+def test_a_daemon_that_is_down_stops_the_pre_flight(server, fp, monkeypatch):
+    host = server("open")
+    monkeypatch.setattr(access, "always_insecure", lambda host: False)
+    fakes.register_registry_config(fp, stdout="", returncode=1,
+                                   stderr="Cannot connect to the Docker daemon at unix:///x.sock. "
+                                          "Is the docker daemon running?\n")
+    with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
+        push.prepare(Runner(), plan_for(f"{host}/team/app"))
+
+
+def test_an_unreadable_daemon_configuration_stops_the_pre_flight(server, fp, monkeypatch):
+    host = server("open")
+    monkeypatch.setattr(access, "always_insecure", lambda host: False)
+    fakes.register_registry_config(fp, stdout="not json")
+    with pytest.raises(PushFailed, match="cannot read the daemon's registry configuration"):
+        push.prepare(Runner(), plan_for(f"{host}/team/app"))
 
 
 def test_a_closed_port_is_not_reached(registry_http):
@@ -434,14 +569,13 @@ def test_a_closed_port_is_not_reached(registry_http):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed once the block ends
     host = f"127.0.0.1:{port}"
-    answer = access.probe(parse_registry(f"{host}/x"), True, None, creds(host))
+    answer = access.probe(session_for(host), never_asked)
     assert answer.startswith(f"cannot reach the registry {host} over HTTPS (nor over plain HTTP")
     assert "refused" in answer.lower()
 
 
 def test_a_host_that_does_not_resolve_is_not_reached(registry_http):
-    answer = access.probe(parse_registry("nohost.invalid:5000/x"), False, None,
-                          creds("nohost.invalid:5000"))
+    answer = access.probe(session_for("nohost.invalid:5000"), lambda: False)
     assert answer.startswith("cannot reach the registry nohost.invalid:5000 over HTTPS:")
 
 
@@ -466,20 +600,115 @@ def test_after_an_ecr_login_the_registry_is_asked_with_that_password(fp, config_
     fp.register([fp.program("aws"), "ecr", "describe-repositories", fp.any()],
                 stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
                                                      "imageTagMutability": "MUTABLE"}]}))
-    push.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
+    pushing = push.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
     (host, _, login, _), = access.probe.asked
     assert (host, login.username, login.secret.reveal()) == (ECR, "AWS", TOKEN)
+    assert pushing.session.login is login  # kept for the read-back: the helper is not asked again
+    assert TOKEN not in repr(pushing) + repr(vars(pushing.session))
+
+
+def test_the_sessions_authorization_headers_are_secrets(server):
+    host = server("basic")
+    session = session_for(host, login())
+    assert access.probe(session, never_asked) is None
+    assert access.read_manifest(session, "dev").digest == DIGEST
+    shown = repr(vars(session))
+    assert "right" not in shown and "Basic " not in shown and "Secret('***')" in shown
 
 
 def test_a_token_realm_that_is_no_url_is_one_line(server, monkeypatch):
     host = server("bearer")
     monkeypatch.setattr(access, "parse_challenge", lambda header: ("bearer", {"realm": "not a url"}))
-    answer = access.probe(parse_registry(f"{host}/x"), True, login(), creds(host))
+    answer = access.probe(session_for(host, login()), never_asked)
     assert answer.startswith(f"{host} names a token server docker cannot use:")
 
 
 def test_https_spoken_to_a_plain_http_port_is_unreachable_not_a_traceback(server):
     """A plain-HTTP registry the daemon does not treat as insecure: the TLS handshake fails."""
     host = server("open")
-    answer = access.probe(parse_registry(f"{host}/x"), False, login(), creds(host))
+    answer = access.probe(session_for(host, login(), insecure=False), lambda: False)
     assert answer.startswith(f"cannot reach the registry {host} over HTTPS:")
+
+
+# --- the read-back over HTTP --------------------------------------------------------------------
+
+
+def read_context(host, session, refs=("dev", "latest"), sleep=lambda s: None, **options):
+    plan = plan_for(f"{host}/team/app", **options)
+    refs = tuple(f"{host}/team/app:{tag}" for tag in refs)
+    return push.Context(plan, PushPlan(refs, session=session), read_docker_config(), os.environ,
+                        sleep)
+
+
+def test_the_read_back_takes_one_pull_token_for_every_tag(server, capsys):
+    """401 -> the realm's token for pull scope (not pull,push), asked once, shared by the
+    concurrent requests; the secret and the token never printed."""
+    host = server("bearer")
+    session = session_for(host, login())
+    assert access.probe(session, never_asked) is None  # the pre-flight: pull,push
+    tags = ("dev", "latest", "git-abc1234", "dev-1", "dev-2", "dev-3")
+    context = read_context(host, session, tags)
+    digests = {ref: DIGEST for ref in context.push.refs}
+    assert push.verify(Runner(), context, digests) == f"{host}/team/app@{DIGEST}"
+    seen = server.handler.seen
+    token_paths = [path for path, _ in seen if path.startswith("/token")]
+    assert token_paths[1:] == ["/token?scope=repository%3Ateam%2Fapp%3Apull&service=reg.example"]
+    manifest_auth = {auth for path, auth in seen if "/manifests/" in path}
+    assert manifest_auth == {"Bearer tok-repository:team/app:pull"}
+    assert len([path for path, _ in seen if "/manifests/" in path]) == len(tags)
+    out, err = capsys.readouterr()
+    assert not any(word in out + err for word in SECRET_WORDS)
+
+
+def test_a_read_back_without_a_known_challenge_answers_the_401(server):
+    """A session that has not seen the registry's challenge (the pre-flight faked) learns it
+    from the manifest's 401, once."""
+    host = server("basic")
+    session = session_for(host, login())
+    session.base = f"http://{host}"
+    assert access.read_manifest(session, "dev").digest == DIGEST
+    assert access.read_manifest(session, "latest").digest == DIGEST
+    auths = [auth for path, auth in server.handler.seen]
+    assert auths[0] is None and all(auth and auth.startswith("Basic ") for auth in auths[1:])
+    assert len(auths) == 3
+
+
+def test_refused_pull_credentials_fail_the_read_back_without_the_secret(server):
+    host = server("bearer")
+    session = session_for(host, login("wrong"))
+    assert "refused" in access.probe(session, never_asked)
+    context = read_context(host, session)
+    with pytest.raises(PushFailed) as err:
+        push.verify(Runner(), context, {ref: DIGEST for ref in context.push.refs})
+    message = str(err.value)
+    assert "its token server refused docker's credentials for pulling (HTTP 401" in message
+    assert not any(word in message for word in SECRET_WORDS)
+
+
+def test_a_503_over_http_is_retried_then_passes(server, capsys):
+    host = server("open")
+    session = session_for(host)
+    assert access.probe(session, never_asked) is None
+    server.handler.fail.extend([503])
+    delays = []
+    context = read_context(host, session, ("dev",), sleep=delays.append)
+    assert push.verify(Runner(), context, {context.push.refs[0]: DIGEST}).endswith(DIGEST)
+    assert delays == [2.0]
+    assert "failed (HTTP 503 Service Unavailable); retrying in 2s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("refresh, answer", [("refresh-right", None),
+                                             ("refresh-wrong", "token server refused")])
+def test_an_identity_token_is_exchanged_by_oauth2_for_the_pull_token(server, refresh, answer):
+    """docker login through a browser stores an identity (refresh) token: the token server is
+    asked with the refresh-token grant (https://distribution.github.io/distribution/spec/auth/oauth/)."""
+    host = server("bearer")
+    session = session_for(host, access.Login("", Secret(refresh), identity_token=True))
+    problem = access.probe(session, never_asked)
+    if answer is None:
+        assert problem is None
+        assert access.read_manifest(session, "dev").digest == DIGEST
+        posts = [auth for path, auth in server.handler.seen if auth and auth.startswith("POST")]
+        assert posts == ["POST client_id,grant_type,refresh_token,scope,service"] * 2
+    else:
+        assert answer in problem and refresh not in problem

@@ -13,7 +13,8 @@ from datetime import datetime
 import pytest
 
 from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
-from ragbuild import cli, push
+from registry_fakes import FakeRegistry, serve
+from ragbuild import access, cli, push
 from ragbuild.builders import DockerConfig, DockerTarget, parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
 from ragbuild.plan import (Config, GitInfo, PushPlan, build_command, describe_plan, format_created,
@@ -149,7 +150,8 @@ def test_build_command(argv, expected):
 
 def push_context(plan):
     """The push and verify steps' context, as the pre-flight would leave it for a plain registry."""
-    return push.Context(plan, PushPlan(plan.refs), DockerConfig(), {})
+    session = access.Session(plan.registry, DockerConfig().credentials(plan.registry.host), None)
+    return push.Context(plan, PushPlan(plan.refs, session=session), DockerConfig(), {})
 
 
 def test_multi_platform_build_pushes_only_the_refs_the_push_keeps():
@@ -415,16 +417,20 @@ def multi_plan(**extra):
                      "--no-latest", *extra.get("argv", [])])
 
 
-def register_imagetools(fp, ref, stdout, returncode=0):
-    fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", ref],
-                stdout=stdout, returncode=returncode)
+def register_index(ref, raw):
+    """The registry serves ``raw`` at ``ref`` (the read-back's GET of the manifest)."""
+    try:
+        media_type = json.loads(raw).get("mediaType") or OCI_INDEX
+    except ValueError:
+        media_type = OCI_INDEX
+    serve(ref, body=raw.encode(), media_type=media_type)
 
 
 def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
     plan = multi_plan()
     raw = raw_index(("linux/amd64", "linux/arm64/v8"))  # arm64/v8 is arm64
     for ref in plan.refs:
-        register_imagetools(fp, ref, raw)
+        register_index(ref, raw)
     pinned = push.verify(Runner(), push_context(plan), {})
     assert pinned == f"{REG}@{digest_of(raw)}"
     out, err = capsys.readouterr()
@@ -441,12 +447,12 @@ def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
      "image index"),
     ([raw_index(), raw_index(attestations=False), raw_index()],
      "the tags of this build name different indexes"),
-    (["not json"] * 3, "cannot read `docker buildx imagetools inspect --raw`: not JSON"),
+    (["not json"] * 3, "/v2/rag-worker/manifests/dev served no manifest: not JSON"),
 ])
 def test_index_verification_failures(fp, stdouts, fragment):
     plan = multi_plan()
     for ref, stdout in zip(plan.refs, stdouts):
-        register_imagetools(fp, ref, stdout)
+        register_index(ref, stdout)
     with pytest.raises(PushFailed) as err:
         push.verify(Runner(), push_context(plan), {})
     assert fragment in str(err.value)
@@ -455,12 +461,12 @@ def test_index_verification_failures(fp, stdouts, fragment):
 def test_unreadable_index_names_the_ref(fp):
     plan = multi_plan()
     for ref in plan.refs[1:]:
-        register_imagetools(fp, ref, raw_index())
-    fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", plan.refs[0]],
-                stderr="ERROR: unexpected status: 401 Unauthorized\n", returncode=1)
+        register_index(ref, raw_index())
+    FakeRegistry.current.fail[plan.refs[0]] = [401, 401]
     with pytest.raises(PushFailed) as err:
         push.verify(Runner(), push_context(plan), {})
     assert f"{plan.refs[0]}: cannot read its manifest back from the registry" in str(err.value)
+    assert "HTTP 401 Unauthorized" in str(err.value)
 
 
 def test_single_platform_push_still_refuses_an_index(fp):
@@ -469,10 +475,8 @@ def test_single_platform_push_still_refuses_an_index(fp):
     for ref in plan.refs:
         fp.register([fp.program("docker"), "push", ref],
                     stdout=f"{ref.rsplit(':', 1)[1]}: digest: sha256:{'ab' * 32} size: 528\n")
-    listing = json.dumps([{"Ref": plan.refs[0], "Descriptor": {"mediaType": DOCKER_IMAGE,
-                                                               "digest": "sha256:" + "ab" * 32}}])
     for ref in plan.refs:
-        fp.register([fp.program("docker"), "manifest", "inspect", "--verbose", ref], stdout=listing)
+        register_index(ref, raw_index(("linux/amd64",)))
     context, digests = push_context(plan), {}
     push.push(Runner(), context, digests)
     with pytest.raises(PushFailed, match="SageMaker refuses image indexes"):
@@ -540,7 +544,8 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
                  "--sbom=false", "."])
     raw = raw_index()
     for ref in refs:
-        register_imagetools(fp, ref, raw)
+        register_index(ref, raw)
+    fp.allow_unregistered(False)
     code, out, err = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
                                "--registry", REG, "--push"], capsys)
     assert code == 0, err
@@ -550,24 +555,28 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     # the builder's driver and image store, then the push's registry config, before the build
     assert names == ["rev-parse --is-inside-work-tree", "--no-optional-locks status",
                      "rev-parse --verify", "buildx version", "buildx inspect", "info --format",
-                     "info --format", "buildx build",
-                     "buildx imagetools", "buildx imagetools", "buildx imagetools"]
+                     "buildx build"]  # the read-back starts no process
+    assert len(FakeRegistry.current.manifest_requests()) == 3
     assert "an image index, read back from the registry instead of inspected locally" in err
 
 
 def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp, capsys):
-    code, out, _ = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
-                             "--registry", REG, "--push", "--dry-run"], capsys)
+    code, out, err = run_main(["--env", "dev", "--no-latest", "--platform", AMD64_ARM64,
+                               "--registry", REG, "--push", "--dry-run"], capsys)
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "docker buildx version"
     assert lines[1] == "docker buildx inspect"  # the builder's driver
-    assert lines[2] == "docker info --format '{{json .RegistryConfig}}'"  # the push's pre-flight
-    assert lines[3].startswith("docker buildx build -f Dockerfile -t ")
-    assert lines[3].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
-    assert docker_calls(strict_fp) == 0
-    assert lines[4:] == [f"docker buildx imagetools inspect --raw {REG}:{t}"
-                         for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
+    assert lines[2].startswith("docker buildx build -f Dockerfile -t ")
+    assert lines[2].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
+    assert len(lines) == 3  # the pre-flight's and the read-back's requests are said on stderr
+    assert docker_calls(strict_fp) == 0 and FakeRegistry.current.requests == []
+    host, path = REG.split("/")
+    reads = [line for line in err.splitlines() if "/manifests/" in line]
+    assert reads == [f"dry run: a real run would GET https://{host}/v2/{path}/manifests/{t} "
+                     "(HTTPS; a pull token, the Docker and OCI manifest and index types accepted) "
+                     f"and expect an image index of {AMD64_ARM64.replace(',', ', ')}"
+                     for t in (f"dev-{STAMP}", "dev", "git-a1b2c3d")]
 
 
 def test_missing_docker_context_is_named(project, strict_fp, capsys, monkeypatch):
@@ -695,3 +704,109 @@ def test_a_scanner_reads_the_daemon_of_the_builders_context(argv, env):
     command = scan_command(Scanner(argv, "--scan-command"), "rag-worker:dev",
                            REMOTE.for_builder("remote").endpoint())
     assert command.env == env and "rag-worker:dev" in command.argv
+
+
+# --- where docker finds the buildx plugin, and when the build pushes -----------------------------
+
+
+def _plugin(directory, name="docker-buildx", mode=0o755):
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(mode)
+    return str(path)
+
+
+def test_docker_finds_a_plugin_in_its_config_dir_before_the_extra_and_system_dirs(tmp_path,
+                                                                                 monkeypatch):
+    from ragbuild import builders
+
+    system, extra, config = tmp_path / "system", tmp_path / "extra", tmp_path / "config"
+    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", (str(system),))
+    environ = {"DOCKER_CONFIG": str(config)}
+    docker_config = DockerConfig(plugin_dirs=(str(extra),))
+    assert builders.find_cli_plugin("buildx", docker_config, environ) is None
+    in_system = _plugin(system)
+    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_system
+    in_extra = _plugin(extra)
+    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_extra
+    in_config = _plugin(config / "cli-plugins")
+    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_config
+    assert builders.find_cli_plugin("compose", docker_config, environ) is None
+
+
+def test_a_plugin_file_that_cannot_run_is_no_plugin(tmp_path, monkeypatch):
+    from ragbuild import builders
+
+    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", (str(tmp_path / "system"),))
+    _plugin(tmp_path / "config" / "cli-plugins", mode=0o644)
+    (tmp_path / "system" / "docker-buildx").mkdir(parents=True)  # a directory: no plugin
+    assert builders.find_cli_plugin("buildx", DockerConfig(),
+                                    {"DOCKER_CONFIG": str(tmp_path / "config")}) is None
+
+
+def test_cli_plugins_extra_dirs_come_from_config_json(tmp_path):
+    from ragbuild import builders
+
+    (tmp_path / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": ["/opt/p", 3, ""]}))
+    assert builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}).plugin_dirs == ("/opt/p",)
+    (tmp_path / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": "/opt/p"}))
+    assert builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}).plugin_dirs == ()
+
+
+@pytest.mark.parametrize("target, builder", [
+    (DockerTarget(), "default"),
+    (DockerTarget(context="remote", contexts=(("remote", "tcp://h:1"),)), "remote"),
+    (DockerTarget(current_context="box"), "box"),
+    (DockerTarget(host="tcp://h:1", context="remote"), "default"),  # DOCKER_HOST beats it
+    (DockerTarget(env_builder="kube"), None),  # BUILDX_BUILDER: some other builder
+    (DockerTarget(env_builder="remote", contexts=(("remote", "tcp://h:1"),)).for_builder(None),
+     "remote"),
+])
+def test_the_daemons_own_builder_is_named_after_the_context(target, builder):
+    assert target.own_builder() == builder
+
+
+def _push_plan(plan, **kw):
+    return PushPlan(plan.refs, **kw)
+
+
+@pytest.mark.parametrize("argv, target, plugin, pushes", [
+    ([], DockerTarget(), True, True),
+    ([], DockerTarget(), False, False),  # no buildx: docker push
+    (["--smoke-test"], DockerTarget(), True, False),  # the smoke test comes before any push
+    (["--builder", "other"], DockerTarget(), True, False),  # another builder: --load, then push
+    (["--platform", "linux/amd64,linux/arm64"], DockerTarget(), False, True),  # always
+    ([], DockerTarget(env_builder="kube"), True, False),
+])
+def test_when_the_build_pushes(argv, target, plugin, pushes):
+    from ragbuild.plan import build_pushes
+
+    plan = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push", *argv],
+                    docker=target)
+    assert build_pushes(plan, _push_plan(plan), plugin) is pushes
+
+
+def test_a_scan_or_an_immutable_tag_left_out_keeps_docker_push():
+    from ragbuild.plan import build_pushes
+
+    plan = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push"],
+                    docker=DockerTarget())
+    assert build_pushes(plan, _push_plan(plan), True)
+    assert not build_pushes(plan, PushPlan(plan.refs[1:], skipped=plan.refs[:1]), True)
+    scanned = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push", "--scan"],
+                       docker=DockerTarget())
+    assert not build_pushes(scanned, _push_plan(scanned), True)
+
+
+def test_the_build_that_pushes_on_another_context_names_that_contexts_builder():
+    target = DockerTarget(context="remote", contexts=(("remote", "tcp://h:1"),))
+    plan = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push"], docker=target)
+    cmd = build_command(plan, _push_plan(plan, by_build=True), metadata_file="/tmp/m.json")
+    argv = list(cmd.argv)
+    assert argv[:5] == ["docker", "buildx", "build", "--builder", "remote"]
+    assert argv[-6:] == ["--push", "--provenance=false", "--sbom=false", "--metadata-file",
+                         "/tmp/m.json", "."]
+    assert "--load" not in argv and dict(cmd.env) == {}  # no DOCKER_BUILDKIT: it is buildx
+    assert cmd.answer_file == "/tmp/m.json"
+    assert tagged(plan.refs) == argv[7:7 + 2 * len(plan.refs)]

@@ -179,8 +179,7 @@ def test_ecr_repository_missing_gives_the_create_command(worker, fp, capsys, mon
     fp.register([fp.program("aws"), "ecr", "get-login-password", "--region", "us-east-1"],
                 stdout="token\n")
     docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, stdout="Login Succeeded\n")
-    daemon_registry_config(fp)
-    monkeypatch.setattr(access, "probe", lambda *args: None)  # the registry answers, takes them
+    monkeypatch.setattr(access, "probe", lambda *args: None)  # (no docker info: HTTPS answered)  # the registry answers, takes them
     fp.register([fp.program("aws"), "ecr", "describe-repositories", "--repository-names",
                  "rag-worker", "--region", "us-east-1", "--output", "json"], returncode=254,
                 stderr="An error occurred (RepositoryNotFoundException) when calling the "
@@ -196,7 +195,6 @@ def test_ecr_repository_missing_gives_the_create_command(worker, fp, capsys, mon
 def test_a_registry_that_refuses_the_credentials_is_the_preflights_message(worker, fp, capsys,
                                                                             monkeypatch):
     healthy(fp)
-    daemon_registry_config(fp)
     refusal = "registry.example.com refused the push's credentials (HTTP 401): docker login it"
     monkeypatch.setattr(access, "probe", lambda *args: refusal)
     code, lines, _ = run_doctor(["--registry", "registry.example.com/team/rag-worker"], capsys)
@@ -207,8 +205,8 @@ def test_a_registry_that_refuses_the_credentials_is_the_preflights_message(worke
 
 
 def test_a_registry_that_does_not_answer(worker, fp, capsys, registry_http):
+    """Loopback: insecure to every daemon, so no docker info (fp refuses unregistered ones)."""
     healthy(fp)
-    daemon_registry_config(fp)
     code, lines, _ = run_doctor(["--registry", "127.0.0.1:1/rag-worker"], capsys)
     assert code == 1
     line = next(line for line in lines if line.startswith("problem  registry:"))
@@ -261,7 +259,6 @@ def test_findings_and_the_verdict_go_where_the_runner_writes(worker, fp, capsys,
     from ragbuild.runner import DryRunner, Runner
 
     healthy(fp)
-    daemon_registry_config(fp)
     out, log = io.StringIO(), io.StringIO()
     runner = (DryRunner if dry_run else Runner)(out=out, log=log)
     options = cli.parse_build(["--env", "dev"], cli.doctor_parser())
@@ -288,3 +285,18 @@ def test_a_dry_run_prints_the_commands_and_runs_none(worker, fp, capsys):
     assert "docker image inspect --format '{{.Id}}' python:3.11-slim" in out
     assert out[-1].startswith("dry run: these are the commands doctor runs")
     assert not any(line.startswith(("ok ", "problem ")) for line in out)
+
+
+def test_doctor_asks_the_daemon_only_when_verified_https_fails(worker, fp, capsys,
+                                                              registry_http):
+    """The pre-flight's own decision (push.reach_registry): a host that is not loopback and
+    does not answer verified HTTPS gets docker info; the daemon does not list it as insecure."""
+    healthy(fp)
+    daemon_registry_config(fp)
+    code, lines, _ = run_doctor(["--registry", "nohost.invalid:5000/rag-worker"], capsys)
+    assert code == 1
+    assert fp.call_count([fp.program("docker"), "info", "--format",
+                          "{{json .RegistryConfig}}"]) == 1
+    line = next(line for line in lines if line.startswith("problem  registry:"))
+    assert line.startswith("problem  registry: cannot reach the registry nohost.invalid:5000 over "
+                           "HTTPS: ")

@@ -16,7 +16,7 @@ from ragbuild.pipeline import Recorder
 
 REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
 IMAGE_ID = "sha256:" + "0e" * 32
-DIGEST = "sha256:" + "ab" * 32
+from registry_fakes import DIGEST, serve  # the digest of the manifest the fake registry serves
 LOCAL = "localhost:5000/rag-worker"
 LABELS = {"org.opencontainers.image.version": "dev", "org.ragbuild.project": "rag-worker",
           "org.opencontainers.image.description": "RAG worker (FastAPI)"}
@@ -44,8 +44,7 @@ def register_push(fp, refs, fail_at=None):
     if fail_at is not None:
         return
     for ref in refs:
-        fp.register([fp.program("docker"), "manifest", "inspect", "--insecure", "--verbose", ref],
-                    stdout=json.dumps({"Descriptor": {"mediaType": MANIFEST, "digest": DIGEST}}))
+        serve(ref)  # the read-back's GET of the manifest
 
 
 def local_refs():
@@ -312,8 +311,7 @@ def test_metadata_of_a_multi_platform_push_has_the_index_digest_for_each_ref(pro
     fp.register([fp.program("docker"), "buildx", "build", fp.any()])
     refs = local_refs()
     for ref in refs:
-        fp.register([fp.program("docker"), "buildx", "imagetools", "inspect", "--raw", ref],
-                    stdout=index)
+        serve(ref, body=index.encode(), media_type="application/vnd.oci.image.index.v1+json")
     code = cli.main(["--env", "dev", "--registry", LOCAL, "--push", "--platform",
                      "linux/amd64,linux/arm64", "--metadata-file", "m.json"])
     assert code == 0, capsys.readouterr().err

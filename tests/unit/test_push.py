@@ -3,6 +3,7 @@ faked aws and docker calls (pytest-subprocess), and through the CLI."""
 
 import json
 import os
+import re
 import logging
 from datetime import datetime
 
@@ -107,18 +108,6 @@ def test_parse_push_digest_takes_the_digest_line():
     assert push.parse_push_digest("latest: Pushed\n") is None
 
 
-def test_parse_manifest_verbose_reads_descriptor_and_refuses_indexes():
-    assert push.parse_manifest_verbose(verbose_manifest("r:dev")) == DIGEST
-    # an index: docker prints a list with one entry per platform manifest
-    listing = json.dumps([json.loads(verbose_manifest("r:dev@" + DIGEST))])
-    with pytest.raises(push.IndexManifest):
-        push.parse_manifest_verbose(listing)
-    with pytest.raises(push.IndexManifest):
-        push.parse_manifest_verbose(verbose_manifest("r:dev", media_type=push.INDEX_TYPES[1]))
-    with pytest.raises(ValueError):
-        push.parse_manifest_verbose("no such manifest: r:dev")
-
-
 def test_cred_helper_is_found_by_host():
     """docker looks credHelpers up by the exact host key (config/configfile/file.go)."""
     helpers = {ECR: "ecr-login", "gcr.io": "gcloud", "bad.example": 7}
@@ -149,24 +138,19 @@ def test_pushes_each_ref_then_verifies_and_prints_the_digest_ref(fp, capsys):
     for ref in plan.refs:
         register_push(fp, ref)
     for ref in plan.refs:
-        register_inspect(fp, ref)
+        serve(ref)
     sleep = FakeSleep()
     pinned = push_and_verify(prepared(plan, sleep), Runner())
     assert pinned == f"{PLAIN}/rag-worker@{DIGEST}"
     assert [c[1:] for c in fp.calls if c[1] == "push"] == [["push", r] for r in plan.refs]
     assert not any("--all-tags" in c for c in fp.calls)
-    assert all(c[1:3] == ["manifest", "inspect"] for c in fp.calls if c[1] != "push")
+    assert all(c[1] == "push" for c in fp.calls)  # the read-back starts no process
+    assert sorted(url for url, _ in FakeRegistry.current.manifest_requests()) == sorted(
+        f"https://{PLAIN}/v2/rag-worker/manifests/{ref.rsplit(':', 1)[1]}" for ref in plan.refs)
     assert sleep.delays == []
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == pinned
     assert f"dev-{TS}: digest: {DIGEST}" in out  # tee: progress shown
-
-
-def test_the_daemons_insecure_registries_are_inspected_with_insecure():
-    assert "--insecure" in push.manifest_inspect_command("vm:5000/r:dev", True).argv
-    ecr = push.manifest_inspect_command(f"{ECR}/r:dev", False)
-    assert "--insecure" not in ecr.argv
-    assert ("DOCKER_CLI_EXPERIMENTAL", "enabled") in ecr.env
 
 
 def test_transient_failures_are_retried_with_backoff(fp, capsys):
@@ -179,7 +163,7 @@ def test_transient_failures_are_retried_with_backoff(fp, capsys):
     for ref in rest:
         register_push(fp, ref)
     for ref in plan.refs:
-        register_inspect(fp, ref)
+        serve(ref)
     sleep = FakeSleep()
     push_and_verify(prepared(plan, sleep), Runner())
     assert fp.call_count([fp.program("docker"), "push", first]) == 3
@@ -262,7 +246,7 @@ def test_failed_push_lists_what_was_and_was_not_pushed(fp):
     message = str(err.value)
     assert f"pushed: {a}, {b}, {d}\n" in message
     assert message.endswith(f"not pushed: {c}")
-    assert fp.call_count([fp.program("docker"), "manifest", fp.any()]) == 0  # no verification
+    assert FakeRegistry.current.manifest_requests() == []  # no verification
 
 
 def test_a_failed_first_push_stops_before_the_others(fp):
@@ -305,9 +289,9 @@ def test_registry_digest_must_match_what_push_reported(fp):
     plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
     for ref in plan.refs:
         register_push(fp, ref)
-    register_inspect(fp, plan.refs[0])
-    register_inspect(fp, plan.refs[1], digest=OTHER_DIGEST)
-    register_inspect(fp, plan.refs[2])
+    serve(plan.refs[0])
+    serve(plan.refs[1], digest=OTHER_DIGEST)
+    serve(plan.refs[2])
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
     message = str(err.value)
@@ -320,27 +304,82 @@ def test_tags_of_one_build_must_share_one_digest(fp):
     register_push(fp, plan.refs[0])
     register_push(fp, plan.refs[1], digest=OTHER_DIGEST)
     register_push(fp, plan.refs[2])
-    register_inspect(fp, plan.refs[0])
-    register_inspect(fp, plan.refs[1], digest=OTHER_DIGEST)
-    register_inspect(fp, plan.refs[2])
+    serve(plan.refs[0])
+    serve(plan.refs[1], digest=OTHER_DIGEST)
+    serve(plan.refs[2])
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
     assert "pushed as different manifests" in str(err.value)
 
 
-def test_index_manifest_is_refused_naming_sagemaker(fp):
+@pytest.mark.parametrize("media_type", [OCI_INDEX,
+                                        "application/vnd.docker.distribution.manifest.list.v2+json"])
+def test_index_manifest_is_refused_naming_sagemaker(fp, media_type):
+    """A single-platform push must name one image manifest: buildx's default attestations make
+    an index of the image and an unknown/unknown entry, which SageMaker refuses."""
     plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never", env="staging")
     for ref in plan.refs:
         register_push(fp, ref)
-    listing = json.dumps([json.loads(verbose_manifest(plan.refs[0] + "@" + DIGEST))])
-    register_inspect(fp, plan.refs[0], stdout=listing)
+    serve_index(plan.refs[0], ("linux/amd64",), media_type=media_type, attestations=1)
     for ref in plan.refs[1:]:
-        register_inspect(fp, ref)
+        serve(ref)
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
     message = str(err.value)
-    assert "SageMaker" in message and plan.refs[0] in message
+    assert f"{plan.refs[0]} is an image index ({media_type}), not a single image manifest: " \
+           "SageMaker refuses image indexes" in message
     assert "--provenance=false" in message
+    assert message.count("is an image index") == 1
+
+
+def test_the_read_back_asks_for_every_manifest_type_with_one_request_per_tag(fp):
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
+    for ref in plan.refs:
+        register_push(fp, ref)
+        serve(ref)
+    push_and_verify(prepared(plan), Runner())
+    requests = FakeRegistry.current.manifest_requests()
+    assert len(requests) == len(plan.refs)
+    for _, headers in requests:
+        assert headers["Accept"].split(", ") == [
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json"]
+
+
+def test_a_transient_503_is_retried_then_passes(fp, capsys):
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
+    for ref in plan.refs:
+        register_push(fp, ref)
+        serve(ref)
+    FakeRegistry.current.fail[plan.refs[1]] = [503, ConnectionResetError(104, "Connection reset "
+                                                                               "by peer")]
+    sleep = FakeSleep()
+    assert push_and_verify(prepared(plan, sleep), Runner()) == f"{PLAIN}/rag-worker@{DIGEST}"
+    assert sleep.delays == [2.0, 4.0]
+    err = capsys.readouterr().err
+    tag = plan.refs[1].rsplit(":", 1)[1]
+    assert f"GET https://{PLAIN}/v2/rag-worker/manifests/{tag} failed (HTTP 503 Service " \
+           "Unavailable); retrying in 2s (attempt 2 of 3)" in err
+    assert "pushed and verified 3 tags" in err
+
+
+@pytest.mark.parametrize("failures, retried", [([503] * 3, 3), ([429] * 3, 3), ([404], 1),
+                                               ([401, 401], 1), ([500, 404], 2)])
+def test_a_read_back_that_keeps_failing_fails_verification(fp, failures, retried):
+    """Transient answers (5xx, 429) are retried up to --push-attempts; a missing manifest or
+    refused credentials are not."""
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
+    for ref in plan.refs:
+        register_push(fp, ref)
+        serve(ref)
+    FakeRegistry.current.fail[plan.refs[0]] = list(failures)
+    with pytest.raises(PushFailed) as err:
+        push_and_verify(prepared(plan), Runner())
+    assert f"{plan.refs[0]}: cannot read its manifest back from the registry" in str(err.value)
+    tag = plan.refs[0].rsplit(":", 1)[1]
+    asked = [url for url, _ in FakeRegistry.current.manifest_requests() if url.endswith(tag)]
+    assert len(asked) == retried + (1 if failures[-1] == 401 else 0)  # a 401 is answered once
 
 
 # --- dry run -----------------------------------------------------------------------------------
@@ -359,16 +398,19 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     assert lines[1] == (f"docker login --username AWS --password-stdin {ECR} "
                         "< <password from aws ecr get-login-password>")
     assert lines[2].startswith("aws ecr describe-repositories --repository-names rag-worker")
-    assert lines[3] == "docker info --format '{{json .RegistryConfig}}'"
-    assert lines[4:8] == [f"docker push {ref}" for ref in plan.refs]
-    # the read-backs, printed in order (a real run starts them at once)
-    assert lines[8:] == [f"DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect --verbose {ref}"
-                         for ref in plan.refs]
+    assert lines[3:7] == [f"docker push {ref}" for ref in plan.refs]
+    assert lines[7:] == []  # the read-back starts no process: it is said on stderr
     assert PASSWORD not in out
-    assert len(fp.calls) == 0
+    assert len(fp.calls) == 0 and FakeRegistry.current.requests == []
     # what the dry run cannot know is said on stderr
     assert "lists the repository's tags (aws ecr list-images)" in err
-    assert f"dry run: a real run would ask {ECR}/v2/ (HTTPS) whether it answers" in err
+    assert f"dry run: a real run would ask {ECR}/v2/ (HTTPS; if that fails, `docker info` says " \
+           "whether the daemon may go insecure) whether it answers" in err
+    reads = [line for line in err.splitlines() if "/manifests/" in line]
+    assert reads == [f"dry run: a real run would GET https://{ECR}/v2/rag-worker/manifests/"
+                     f"{ref.rsplit(':', 1)[1]} (HTTPS; a pull token, the Docker and OCI manifest "
+                     "and index types accepted) and expect the single image manifest the push "
+                     "reported" for ref in plan.refs]
     assert "pushed and verified" not in err and "logged in" not in err  # a real run's findings
     assert "--provenance=false" not in build_command(plan, pushing).argv
 
@@ -391,10 +433,9 @@ def test_buildx_plans_skip_the_attestation_probe(fp):
     fp.allow_unregistered(False)
     plan = build_plan(f"{PLAIN}/rag-worker", builder="remote")
     assert plan.buildx
-    fakes.register_registry_config(fp)
     assert build_command(plan, push.prepare(Runner(), plan)).argv[-3:] == (
         "--provenance=false", "--sbom=false", ".")
-    assert [c[1] for c in fp.calls] == ["info"]  # the daemon's registry configuration only
+    assert len(fp.calls) == 0  # (verified HTTPS answered: the daemon is not asked either)
 
 
 # --- through the CLI ---------------------------------------------------------------------------
@@ -431,7 +472,7 @@ def test_failed_build_never_pushes(fp, project, capsys):
     code = cli.main(["--env", "dev", "--registry", f"{ECR}/rag-worker", "--push"])
     assert code == 1
     assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 0
-    assert fp.call_count([fp.program("docker"), "manifest", fp.any()]) == 0
+    assert FakeRegistry.current.manifest_requests() == []
     out, err = capsys.readouterr()
     assert "docker build failed" in err
     assert PASSWORD not in out + err
@@ -467,7 +508,7 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
     for ref in refs:
         register_push(fp, ref)
     for ref in refs:
-        register_inspect(fp, ref)
+        serve(ref)
     code = cli.main(["--env", "dev", "--registry", f"{ECR}/rag-worker", "--push"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -530,18 +571,33 @@ def test_ctrl_c_during_the_pushes_lists_what_was_pushed_and_exits_130(fp, monkey
 # --- odd registry answers ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("descriptor", [{"mediaType": DOCKER_MANIFEST, "digest": 12},
-                                        {"mediaType": DOCKER_MANIFEST, "digest": None},
-                                        {"mediaType": DOCKER_MANIFEST}])
-def test_a_descriptor_without_a_string_digest_is_a_verification_problem(fp, descriptor):
+@pytest.mark.parametrize("body, said, problem", [
+    (b"not json", None, "served no manifest: not JSON: 'not json'"),
+    (b"[1]", None, "served no manifest: not a manifest"),
+    (MANIFEST, OTHER_DIGEST, f"served no manifest: the registry says {OTHER_DIGEST} but the "
+                             f"body's sha256 is {DIGEST}"),
+])
+def test_a_body_that_is_no_manifest_is_a_verification_problem(fp, body, said, problem):
     plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
     for ref in plan.refs:
         register_push(fp, ref)
-        register_inspect(fp, ref, stdout=json.dumps({"Descriptor": descriptor}))
+        serve(ref, body=body, said=said)
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
-    assert "cannot read `docker manifest inspect --verbose`: no digest in the Descriptor" in str(
+    tag = plan.refs[0].rsplit(":", 1)[1]
+    assert f"{plan.refs[0]}: https://{PLAIN}/v2/rag-worker/manifests/{tag} {problem}" in str(
         err.value)
+
+
+def test_the_media_type_comes_from_the_content_type_when_the_body_has_none(fp):
+    """Schema 2 manifests carry mediaType; an OCI manifest may leave it to the Content-Type."""
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
+    body = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
+    for ref in plan.refs:
+        register_push(fp, ref)
+        serve(ref, body=body, media_type=OCI_INDEX)
+    with pytest.raises(PushFailed, match=re.escape(f"is an image index ({OCI_INDEX})")):
+        push_and_verify(prepared(plan), Runner())
 
 
 @pytest.mark.parametrize("filters", [[{"filterType": "WILDCARD", "filter": 7}], ["latest"],

@@ -114,12 +114,13 @@ def test_dry_run_still_runs_read_only_queries(fp):
 
 
 def test_read_only_is_git_only_so_a_dry_run_starts_no_docker():
-    """The probes a plan makes (buildx, the read-backs) are printed in a dry run, not run."""
+    """The probes a plan makes (buildx, the daemon's registry configuration) are printed in a
+    dry run, not run."""
     from ragbuild import push
     from ragbuild.plan import buildx_version_command, git_status_command, version_tags_command
 
     assert not buildx_version_command().kind is Kind.QUERY
-    assert not push.manifest_inspect_command("h/r:t", False).kind is Kind.QUERY
+    assert not push.registry_config_command().kind is Kind.QUERY
     assert git_status_command().kind is Kind.QUERY and version_tags_command().kind is Kind.QUERY
 
 
@@ -509,3 +510,39 @@ def test_ctrl_c_during_run_all_stops_every_child(tmp_path):
     assert "interrupted; stopped 2" in str(err.value)
     for pid in pidfile.read_text().split():
         assert gone(int(pid))
+
+
+def test_a_commands_answer_file_is_its_stdout(tmp_path):
+    answer = tmp_path / "answer.json"
+    cmd = Command(("sh", "-c", f"echo printed; echo written > {answer}"), answer_file=str(answer),
+                  assume="assumed")
+    assert Runner(log=io.StringIO()).run(cmd).stdout == "written\n"
+    assert DryRunner(log=io.StringIO(), out=io.StringIO()).run(cmd).stdout == "assumed"
+
+
+def test_an_answer_file_the_command_did_not_write_is_an_empty_answer(tmp_path):
+    cmd = Command(("true",), answer_file=str(tmp_path / "never-written"))
+    assert Runner(log=io.StringIO()).run(cmd).stdout == ""
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(tmp_path,
+                                                                             monkeypatch,
+                                                                             together):
+    """``docker --context NAME push`` (the run's flags, runner.docker_flags) is still
+    "docker push" in the message, not "docker --context"."""
+    pidfile = tmp_path / "pid"
+    fake = tmp_path / "docker"
+    fake.write_text(f"#!/bin/sh\necho $$ >> {pidfile}\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("DOCKER", str(fake))
+    runner, _, _ = quiet_runner()
+    runner.docker_flags = ("--context", "remote")
+    thread = sigint_when_started(pidfile)
+    cmd = Command(("docker", "push", "h/r:t"))
+    with pytest.raises(Interrupted) as err:
+        runner.run_all([cmd]) if together else runner.run(cmd)
+    thread.join()
+    assert str(err.value) == ("interrupted; stopped 1 `docker push` commands" if together
+                              else "interrupted; stopped docker push")
+    assert gone(int(pidfile.read_text().split()[0]))

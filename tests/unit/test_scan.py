@@ -20,7 +20,7 @@ from ragbuild.plan import Mode
 PRIMARY = f"rag-worker:dev-{STAMP}"
 REFS = [PRIMARY, "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
 TRIVY = ["trivy", "image", "--exit-code", "1", "--severity", "HIGH,CRITICAL", PRIMARY]
-DIGEST = "sha256:" + "ab" * 32
+from registry_fakes import DIGEST, serve  # the digest of the manifest the fake registry serves
 LOCAL = "localhost:5000/rag-worker"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -185,10 +185,7 @@ def test_a_passing_scan_lets_the_push_follow(project, strict_fp, stub_bin, capsy
         strict_fp.register([strict_fp.program("docker"), "push", ref],
                            stdout=f"{ref.rsplit(':', 1)[1]}: digest: {DIGEST} size: 528\n")
     for ref in refs:
-        strict_fp.register([strict_fp.program("docker"), "manifest", "inspect", "--insecure",
-                            "--verbose", ref],
-                           stdout=json.dumps({"Descriptor": {"mediaType": MANIFEST,
-                                                             "digest": DIGEST}}))
+        serve(ref)  # the read-back's GET of the manifest
     code = cli.main(["--env", "dev", "--registry", LOCAL, "--push", "--scan"])
     out, err = capsys.readouterr()
     assert code == 0, err

@@ -2,6 +2,7 @@
 diagnosis, and what a dry run of the checks before the build prints."""
 
 from __future__ import annotations
+import dataclasses
 import json
 import pytest
 from ragbuild import push, steps, builders
@@ -620,3 +621,106 @@ def test_auto_in_a_shallow_ci_checkout_stops_before_docker(repo, capsys, tmp_pat
     assert code == 0, err
     assert tags(out)[:4] == ["v1.0.1", "1.0.1", "1.0", "1"] and "latest" not in tags(out)
     assert "latest: left out: 1.0.1 < v2.0.0, the highest version tag" in err
+
+
+# --- a build that pushes (plan.build_pushes) ---------------------------------------------------
+
+
+def _pushing_plan(tmp_path, **options):
+    from registry_fakes import build_plan
+    from ragbuild.plan import PushPlan
+
+    plan = build_plan(registry="localhost:5000/rag-worker", **options)
+    plan = dataclasses.replace(plan, docker=DockerTarget())
+    return plan, PushPlan(plan.refs, by_build=True)
+
+
+def _is_pushing_build(argv):
+    return argv[1:4] == ["buildx", "build", "--builder"] and "--push" in argv
+
+
+def test_a_build_that_pushes_records_the_digest_it_wrote_for_every_ref(fp, tmp_path):
+    plan, pushing = _pushing_plan(tmp_path)
+    digest = "sha256:" + "12" * 32
+
+    def build(process):
+        argv = list(process.args)
+        assert _is_pushing_build(argv) and argv[argv.index("--builder") + 1] == "default"
+        path = argv[argv.index("--metadata-file") + 1]
+        with open(path, "w") as metadata:
+            json.dump({"containerimage.digest": digest, "containerimage.config.digest": "x"},
+                      metadata)
+
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
+    digests = {}
+    assert steps.build(Runner(), plan, pushing, digests) is True
+    assert digests == {ref: digest for ref in plan.refs}
+
+
+@pytest.mark.parametrize("written", ["", "{}", '{"containerimage.digest": "sha256:short"}', "[1]"])
+def test_a_build_that_pushes_without_a_digest_cannot_be_verified(fp, tmp_path, written):
+    from ragbuild.errors import PushFailed
+
+    plan, pushing = _pushing_plan(tmp_path)
+
+    def build(process):
+        argv = list(process.args)
+        if written:
+            with open(argv[argv.index("--metadata-file") + 1], "w") as metadata:
+                metadata.write(written)
+
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
+    with pytest.raises(PushFailed, match="named no manifest digest"):
+        steps.build(Runner(), plan, pushing, {})
+
+
+def test_a_failed_push_in_the_build_falls_back_to_docker_push_when_the_build_itself_works(
+        fp, tmp_path, capsys):
+    plan, pushing = _pushing_plan(tmp_path)
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
+    fp.register([fp.program("docker"), "build", fp.any()])  # the same build, cached, no push
+    digests = {}
+    assert steps.build(Runner(), plan, pushing, digests) is False
+    assert digests == {}
+    err = capsys.readouterr().err
+    assert "building again without the push" in err and "the push failed" in err
+    plain = [c for c in fp.calls if list(c)[1] == "build"]
+    assert len(plain) == 1 and "--push" not in list(plain[0])
+
+
+def test_a_failed_build_that_pushes_is_the_builds_failure_when_the_build_fails_again(
+        fp, tmp_path, capsys):
+    from ragbuild.errors import CommandFailed
+
+    plan, pushing = _pushing_plan(tmp_path)
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
+    fp.register([fp.program("docker"), "build", fp.any()], returncode=1)
+    fp.register([fp.program("docker"), "version", "--format", fp.any()], stdout="28.2.2\n")
+    fp.register([fp.program("docker"), "buildx", "version"], stdout="v0.13.1\n")
+    with pytest.raises(CommandFailed, match=r"docker build failed \(exit 1\)"):
+        steps.build(Runner(), plan, pushing, {})
+
+
+def test_a_dry_run_of_a_push_with_buildx_shows_the_build_that_pushes_and_no_docker_push(
+        project, fp, capsys, buildx_plugin):
+    register_git(fp)
+    code = cli.main(["--env", "dev", "--registry", "localhost:5000/rag-worker", "--push",
+                     "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    builds = [line for line in out.splitlines() if " build " in f" {line} "]
+    assert len(builds) == 1 and builds[0].startswith("docker buildx build --builder default ")
+    assert "--push --provenance=false --sbom=false --metadata-file " in builds[0]
+    assert "docker push" not in out
+
+
+@pytest.mark.parametrize("flags", [["--smoke-test"], ["--builder", "other"]])
+def test_a_dry_run_pushes_with_docker_push_when_something_comes_between(project, fp, capsys,
+                                                                       buildx_plugin, flags):
+    """A smoke test must pass before anything is pushed; another builder keeps --load."""
+    register_git(fp)
+    assert cli.main(["--env", "dev", "--registry", "localhost:5000/rag-worker", "--push",
+                     "--dry-run", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "docker push localhost:5000/rag-worker:dev" in out
+    assert not any("--push" in line for line in out.splitlines() if " build " in line)
