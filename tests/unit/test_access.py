@@ -508,8 +508,22 @@ def test_a_plain_http_registry_the_daemon_trusts_is_reached_after_asking_it(serv
     assert asked == [1] and session.insecure and session.base == f"http://{host}"
 
 
-def test_a_verified_https_registry_needs_no_answer_from_the_daemon(server, monkeypatch, tmp_path):
-    """TLS trusted through certs.d (the CA docker trusts for the host), as the daemon does."""
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "x509-strict"])
+def test_a_verified_https_registry_needs_no_answer_from_the_daemon(server, monkeypatch, tmp_path,
+                                                                   strict):
+    """TLS trusted through certs.d (the CA docker trusts for the host), as the daemon does. The
+    tests' CA has no keyUsage extension, which Python 3.13's default context refuses
+    (VERIFY_X509_STRICT: "CA cert does not include key usage extension", seen on Debian 13) and
+    the daemon accepts: under that default (x509-strict, on any Python) it is trusted too."""
+    if strict:
+        default = ssl.create_default_context
+
+        def default_of_313(*args, **kwargs):
+            context = default(*args, **kwargs)
+            context.verify_flags |= ssl.VERIFY_X509_STRICT
+            return context
+
+        monkeypatch.setattr(ssl, "create_default_context", default_of_313)
     host = server("open", tls=True)
     certs = tmp_path / "certs.d"
     (certs / host).mkdir(parents=True)
@@ -519,29 +533,6 @@ def test_a_verified_https_registry_needs_no_answer_from_the_daemon(server, monke
     assert access.probe(session, never_asked) is None
     assert session.base == f"https://{host}" and not session.insecure
     assert access.read_manifest(session, "dev").digest == DIGEST
-
-
-def test_a_certs_d_ca_without_key_usage_is_trusted_as_the_daemon_trusts_it(server, monkeypatch,
-                                                                           tmp_path):
-    """The tests' CA has no keyUsage extension, which Python 3.13's default context refuses
-    (VERIFY_X509_STRICT: "CA cert does not include key usage extension", seen on Debian 13) and
-    the daemon accepts: under that default too the registry is verified without the daemon."""
-    strict = ssl.create_default_context
-
-    def default_of_313(*args, **kwargs):
-        context = strict(*args, **kwargs)
-        context.verify_flags |= ssl.VERIFY_X509_STRICT
-        return context
-
-    monkeypatch.setattr(ssl, "create_default_context", default_of_313)
-    host = server("open", tls=True)
-    certs = tmp_path / "certs.d"
-    (certs / host).mkdir(parents=True)
-    shutil.copy(os.path.join(TLS, "ca.crt"), certs / host / "ca.crt")
-    monkeypatch.setattr(access, "CERTS_D", str(certs))
-    session = session_for(host, insecure=False)
-    assert access.probe(session, never_asked) is None
-    assert session.base == f"https://{host}" and not session.insecure
 
 
 def test_without_the_ca_in_certs_d_the_tls_registry_is_not_verified(server, monkeypatch, tmp_path):
