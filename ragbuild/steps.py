@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping, MutableMapping, Optional, Sequence
@@ -296,6 +295,8 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
     if push is None or not push.by_build or plan.multi_platform:
         _build(runner, plan, push)
         return push is not None and plan.multi_platform
+    import tempfile  # only a build that pushes needs it
+
     with tempfile.TemporaryDirectory(prefix="ragbuild-") as tmp:
         try:
             result = runner.run(build_command(plan, push, metadata_file=os.path.join(
