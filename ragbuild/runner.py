@@ -136,22 +136,53 @@ class Runner:
     def check_all(self, checks: Sequence[tuple[str, Callable[[], T], T]]) -> list[T]:
         """Several checks that are no command (``(what, probe, assume)``, as ``check`` takes
         them) at once, in up to ``CHECK_THREADS`` threads (HTTP requests to a far registry);
-        their answers in order. Ctrl-C stops waiting for them (``Interrupted``)."""
+        their answers in order, or the first one's exception that raised, in order. Ctrl-C
+        (SIGTERM, SIGHUP) stops waiting for them (``Interrupted``): no check that has not
+        started yet starts, and the threads are daemon threads, so the process exits without
+        waiting for a request in flight to run out its timeout and retries (a
+        ``ThreadPoolExecutor``'s workers are joined at interpreter exit)."""
         if len(checks) < 2:
             return [self.check(*one) for one in checks]
-        from concurrent.futures import ThreadPoolExecutor
+        import queue
+        import threading
 
-        pool = ThreadPoolExecutor(max_workers=min(CHECK_THREADS, len(checks)))
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for index in range(len(checks)):
+            todo.put(index)
+        answers: list = [None] * len(checks)
+        raised: list = [None] * len(checks)
+
+        def work() -> None:
+            while True:
+                try:
+                    index = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    answers[index] = checks[index][1]()
+                except BaseException as error:  # handed to the caller, in order
+                    raised[index] = error
+
+        threads = [threading.Thread(target=work, name=f"ragbuild-check-{n}", daemon=True)
+                   for n in range(min(CHECK_THREADS, len(checks)))]
         try:
-            futures = [pool.submit(probe) for _, probe, _ in checks]
-            return [future.result() for future in futures]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()  # interruptible: the signal handlers run in this thread
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
-            pool.shutdown(wait=False, cancel_futures=True)
+            while True:  # what has not started never will
+                try:
+                    todo.get_nowait()
+                except queue.Empty:
+                    break
             signum = signal_of(stop)
             raise Interrupted(f"{interrupted_text(signum)}; stopped {len(checks)} registry "
                               "requests", signum=signum) from None
-        finally:
-            pool.shutdown(wait=False)
+        for error in raised:
+            if error is not None:
+                raise error
+        return answers
 
     def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
         """Run one command and return what it produced.

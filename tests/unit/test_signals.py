@@ -280,3 +280,45 @@ def test_the_ctrl_c_tests_pass_when_the_test_run_inherits_sigint_ignored():
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert done.returncode == 0, done.stdout[-2000:]
     assert "1 passed" in done.stdout
+
+
+@pytest.mark.parametrize("signum", SIGNALS, ids=ids)
+def test_a_signal_during_the_concurrent_read_back_exits_without_waiting_for_the_requests(signum):
+    """Ctrl-C (or SIGTERM/SIGHUP) while ``Runner.check_all`` waits for registry requests: the
+    process exits at once, not after every request in flight has run out its timeout and its
+    retries (a pool's worker threads are joined at interpreter exit), and no request that had
+    not started yet is made."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    script = textwrap.dedent(f"""
+        import os, signal, sys, threading, time
+        from ragbuild import signals
+        from ragbuild.errors import Interrupted
+        from ragbuild.runner import CHECK_THREADS, Runner
+
+        signals.install()
+        started = []
+        def probe():
+            started.append(1)
+            time.sleep(20)  # a registry request that hangs for its whole timeout
+        checks = [("GET", probe, None)] * (CHECK_THREADS + 4)
+        threading.Timer(0.5, lambda: os.kill(os.getpid(), {int(signum)})).start()
+        try:
+            Runner().check_all(checks)
+        except Interrupted as stop:
+            print(len(started), stop, flush=True)
+            sys.exit(128 + stop.signum)
+    """)
+    begun = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
+                          text=True, timeout=60)
+    took = time.monotonic() - begun
+    assert done.returncode == 128 + signum, done.stderr
+    assert took < 5, f"exited {took:.1f} s after starting (the probes hang 20 s)"
+    started, _, message = done.stdout.strip().partition(" ")
+    assert int(started) <= 8  # the queued ones never started
+    assert message.startswith(NAMES[signum])
