@@ -21,7 +21,8 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, MutableMapping, Optional, TypeVar, Union
+from typing import (TYPE_CHECKING, Callable, Mapping, MutableMapping, Optional, Sequence,
+                    TypeVar, Union)
 
 from ragbuild import ecr
 from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
@@ -302,8 +303,15 @@ def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
 
 
 def _progress(ctx: Context, digests: Mapping[str, Optional[str]]) -> str:
+    return progress(ctx.push.refs, digests)
+
+
+def progress(refs: Sequence[str], digests: Mapping[str, Optional[str]]) -> str:
+    """What a failed or stopped push leaves, for its message: ``pushed: ...`` (the refs in
+    ``digests``, ``(digest unknown)`` where the push named none) and ``not pushed: ...`` (the
+    rest of ``refs``), one line each."""
     pushed = [ref if digests[ref] else f"{ref} (digest unknown)" for ref in digests]
-    left = [ref for ref in ctx.push.refs if ref not in digests]
+    left = [ref for ref in refs if ref not in digests]
     return f"pushed: {', '.join(pushed) or 'nothing'}\nnot pushed: {', '.join(left) or 'nothing'}"
 
 

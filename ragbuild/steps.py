@@ -310,12 +310,14 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
                        "docker push (retried when the failure is transient)")
             return False
     digest = parse_pushed_digest(result.stdout)
+    for ref in push.refs:  # pushed, whether or not the build named the digest
+        digests[ref] = digest
     if digest is None:
+        from ragbuild.push import progress
+
         raise PushFailed("docker buildx build --push succeeded but named no manifest digest in "
                          f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
-                         "verified")
-    for ref in push.refs:
-        digests[ref] = digest
+                         f"verified\n{progress(push.refs, digests)}")
     return True
 
 

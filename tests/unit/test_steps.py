@@ -670,8 +670,13 @@ def test_a_build_that_pushes_without_a_digest_cannot_be_verified(fp, tmp_path, w
                 metadata.write(written)
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
-    with pytest.raises(PushFailed, match="named no manifest digest"):
-        steps.build(Runner(), plan, pushing, {})
+    digests = {}
+    with pytest.raises(PushFailed, match="named no manifest digest") as failed:
+        steps.build(Runner(), plan, pushing, digests)
+    # the build did push: every ref is recorded as pushed, digest unknown (the metadata's
+    # pushed_refs), and the message says so, as a docker push that printed no digest does
+    assert digests == {ref: None for ref in plan.refs}
+    assert f"pushed: {plan.refs[0]} (digest unknown)" in str(failed.value)
 
 
 def test_a_failed_push_in_the_build_falls_back_to_docker_push_when_the_build_itself_works(
