@@ -52,6 +52,10 @@ TIMEOUT = 15.0
 #: message (docker-credential-helpers credentials/error.go ``errCredentialsNotFoundMessage``).
 CREDENTIALS_NOT_FOUND = "credentials not found in native keychain"
 CERTS_D = "/etc/docker/certs.d"
+#: The most of one answer's body read (bytes): a manifest, an error or a token is far smaller.
+#: The OCI distribution spec has registries accept manifests of at least 4 MiB ("Pushing
+#: Manifests": https://github.com/opencontainers/distribution-spec/blob/main/spec.md).
+MAX_ANSWER = 4 << 20
 
 #: The manifest media types (https://distribution.github.io/distribution/spec/manifest-v2-2/,
 #: https://github.com/opencontainers/image-spec/blob/main/media-types.md).
@@ -149,10 +153,27 @@ def ssl_context(host: str, insecure: bool) -> ssl.SSLContext:
     return context
 
 
+class AnswerTooLarge(http.client.HTTPException):
+    """An answer whose body is longer than ``MAX_ANSWER``: no registry's."""
+
+    def __init__(self, url: str):
+        super().__init__(f"{url} answered more than {MAX_ANSWER >> 20} MiB, which no "
+                         "registry's manifest, error or token is")
+
+
+def _body(response, url: str) -> bytes:
+    """The body, at most ``MAX_ANSWER`` bytes of it (``AnswerTooLarge`` beyond)."""
+    body = response.read(MAX_ANSWER + 1)
+    if len(body) > MAX_ANSWER:
+        raise AnswerTooLarge(url)
+    return body
+
+
 def send(url: str, context: ssl.SSLContext, headers: Mapping[str, str],
          data: Optional[bytes] = None) -> Answer:
     """One HTTP request (GET, or POST with ``data``): the only place that does I/O. Raises
-    OSError (URLError, SSLError, timeouts) or HTTPException when no answer came."""
+    OSError (URLError, SSLError, timeouts) or HTTPException when no answer came, or
+    ``AnswerTooLarge`` (an HTTPException) for a body over ``MAX_ANSWER`` bytes."""
     request = urllib.request.Request(url, data=data, headers={"User-Agent": "ragbuild"})
     for key, value in headers.items():
         if key == "Authorization":  # not sent on to where a redirect points
@@ -163,9 +184,9 @@ def send(url: str, context: ssl.SSLContext, headers: Mapping[str, str],
                                          urllib.request.ProxyHandler())
     try:
         with opener.open(request, timeout=TIMEOUT) as response:
-            return Answer(response.status, response.headers, response.read())
+            return Answer(response.status, response.headers, _body(response, url))
     except urllib.error.HTTPError as answer:
-        return Answer(answer.code, answer.headers, answer.read() if answer.fp else b"")
+        return Answer(answer.code, answer.headers, _body(answer, url) if answer.fp else b"")
 
 
 def _basic(login: Login) -> str:

@@ -726,3 +726,41 @@ def test_an_identity_token_is_exchanged_by_oauth2_for_the_pull_token(server, ref
         assert posts == ["POST client_id,grant_type,refresh_token,scope,service"] * 2
     else:
         assert answer in problem and refresh not in problem
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_an_endless_answer_is_one_line_without_reading_it_all(registry_http, status):
+    """A registry (or something posing as one) that answers with a body without end: the
+    read-back and the pre-flight stop reading at ``MAX_ANSWER`` bytes and say so in one line,
+    instead of holding it all in memory (eight reads at once)."""
+    sent = []
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(status)
+            self.send_header("Content-Type", DOCKER_MANIFEST)
+            self.end_headers()
+            try:
+                for _ in range(4096):  # up to 1 GiB
+                    self.wfile.write(b" " * 262144)
+                    sent.append(1)
+            except OSError:
+                pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        session = session_for(f"127.0.0.1:{httpd.server_address[1]}", insecure=True)
+        session.base = f"http://{session.api}"
+        with pytest.raises(access.ReadFailed, match="more than 4 MiB") as failed:
+            access.read_manifest(session, "dev")
+        assert len(str(failed.value).splitlines()) == 1
+        problem = access.reach(session, never_asked)
+        assert problem is not None and "more than 4 MiB" in problem
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(sent) < 4096
