@@ -13,7 +13,9 @@ platform, ``--pull``, ``--cache-from <image>`` and an inline cache (the
   (``type=local``, ``type=gha``, ...).
 
 A ``docker buildx build`` of one platform gets ``--load``, so the image lands in the daemon's
-store as with ``docker build`` and the summary, smoke test and push work unchanged.
+store as with ``docker build`` and the summary, smoke test and push work unchanged; one that
+pushes (``plan.build_pushes``: the daemon's own builder, ``DockerTarget.own_builder``) gets
+``--push``, which with the docker driver also stores the image in the daemon, tagged.
 """
 
 from __future__ import annotations

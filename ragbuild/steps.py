@@ -288,7 +288,8 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
     build pushes: ``plan.build_pushes``). Returns whether the build pushed; a one-platform
     build that pushed records the manifest digest it reported for every ref in ``digests``.
 
-    When a build that pushes fails, it runs again without the push (cached, so quick): if that
+    When a build that pushes fails, it runs again without the push (cached, so quick; with
+    ``--no-cache`` a whole uncached build again): if that
     fails too the failure is the build's, raised as usual; if it succeeds the push failed, and
     the run goes on to ``docker push`` each ref, which retries transient failures and says
     what a refused push needs (push.py)."""
