@@ -72,8 +72,9 @@ class Command:
     stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
     assume: str = ""  # the stdout a dry run takes it to have printed (it exits 0)
     dry_note: str = ""  # what a real run decides from its answer, said by a dry run
-    #: a file the command writes its answer to (``--metadata-file``): ``Runner.run`` returns its
-    #: text as the stdout (a dry run: ``assume``)
+    #: a file the command writes its answer to (``--metadata-file``): ``Runner.run`` removes
+    #: it before the command (an earlier run's is no answer), returns its text as the stdout and
+    #: removes it (a dry run: ``assume``, and no file touched)
     answer_file: Optional[str] = None
 
     @property

@@ -69,6 +69,13 @@ class Result:
         return self.returncode == 0
 
 
+def _remove(path: str) -> None:
+    """Remove a file if it is there (a command's answer file)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
 def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -196,6 +203,8 @@ class Runner:
             raise ValueError("secret given to a command that does not read stdin")
         name = cmd.name  # before the run's docker flags go in
         cmd = self._targeted(cmd)
+        if cmd.answer_file is not None:  # an earlier run's answer is none of this one's
+            _remove(cmd.answer_file)
         if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
         proc: Optional[subprocess.Popen] = None
@@ -215,6 +224,7 @@ class Runner:
                     stdout = answer.read()
             except OSError:
                 stdout = ""
+            _remove(cmd.answer_file)
         return self._result(cmd, proc, stdout, stderr)
 
     def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:

@@ -296,20 +296,16 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
     if push is None or not push.by_build or plan.multi_platform:
         _build(runner, plan, push)
         return push is not None and plan.multi_platform
-    import tempfile  # only a build that pushes needs it
-
-    with tempfile.TemporaryDirectory(prefix="ragbuild-") as tmp:
-        try:
-            result = runner.run(build_command(plan, push, metadata_file=os.path.join(
-                tmp, "metadata.json")))
-        except CommandFailed as failure:
-            runner.log(f"warning: docker buildx build --push {ended(failure.returncode)}; "
-                       "building again without the push, to tell a failed build from a failed "
-                       "push")
-            _build(runner, plan, replace(push, by_build=False))
-            runner.log("the build itself succeeds: the push failed, so each tag goes with "
-                       "docker push (retried when the failure is transient)")
-            return False
+    try:
+        result = runner.run(build_command(plan, push, metadata_file=answer_path(plan)))
+    except CommandFailed as failure:
+        runner.log(f"warning: docker buildx build --push {ended(failure.returncode)}; "
+                   "building again without the push, to tell a failed build from a failed "
+                   "push")
+        _build(runner, plan, replace(push, by_build=False))
+        runner.log("the build itself succeeds: the push failed, so each tag goes with "
+                   "docker push (retried when the failure is transient)")
+        return False
     digest = parse_pushed_digest(result.stdout)
     for ref in push.refs:  # pushed, whether or not the build named the digest
         digests[ref] = digest
@@ -320,6 +316,20 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
                          f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
                          f"verified\n{progress(push.refs, digests)}")
     return True
+
+
+def answer_path(plan: BuildPlan) -> str:
+    """Where a build that pushes writes its ``--metadata-file``: one path for one plan, so a
+    dry run prints the line a real run starts (docs/dry-run.md) and creates nothing, and a
+    pasted one writes where a directory exists. In the temp directory (``TMPDIR``), named after
+    the plan (image, ``created``, commit) and the user, so other runs do not meet it; the runner
+    removes it before the build and once read (``Command.answer_file``)."""
+    import hashlib
+    import tempfile  # only a build that pushes needs it
+
+    key = "\0".join((plan.base, plan.created, plan.git.commit, str(os.getuid())))
+    name = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"ragbuild-{name}.metadata.json")
 
 
 def parse_pushed_digest(text: str) -> Optional[str]:

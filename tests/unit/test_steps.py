@@ -729,3 +729,45 @@ def test_a_dry_run_pushes_with_docker_push_when_something_comes_between(project,
     out = capsys.readouterr().out
     assert "docker push localhost:5000/rag-worker:dev" in out
     assert not any("--push" in line for line in out.splitlines() if " build " in line)
+
+
+def test_a_dry_run_prints_the_build_that_pushes_as_the_real_run_starts_it(fp, tmp_path):
+    """docs/dry-run.md: the real run's ``+`` lines are the dry run's output. The build's
+    --metadata-file was a fresh temporary directory each run, deleted when the build ended: the
+    dry run printed a path no real run uses, and pasted it made a build that pushed and then
+    failed writing to a directory that is gone. A dry run makes no directory either."""
+    import io
+    from ragbuild.runner import DryRunner
+
+    plan, pushing = _pushing_plan(tmp_path)
+    before = set(os.listdir(os.path.dirname(steps.answer_path(plan))))
+    out = io.StringIO()
+    steps.build(DryRunner(out=out, log=io.StringIO()), plan, pushing, {})
+    assert set(os.listdir(os.path.dirname(steps.answer_path(plan)))) == before
+    printed = [line for line in out.getvalue().splitlines() if "buildx build" in line]
+
+    def build(process):
+        with open(list(process.args)[list(process.args).index("--metadata-file") + 1], "w") as f:
+            json.dump({"containerimage.digest": "sha256:" + "12" * 32}, f)
+
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
+    log = io.StringIO()
+    steps.build(Runner(log=log), plan, pushing, {})
+    executed = [line[2:] for line in log.getvalue().splitlines() if line.startswith("+ ")]
+    assert len(printed) == 1 and executed == printed
+    assert not os.path.exists(steps.answer_path(plan))  # removed once read
+
+
+def test_a_build_that_pushes_never_takes_an_earlier_runs_answer(fp, tmp_path):
+    """The answer file of a run with the same plan (SOURCE_DATE_EPOCH) is removed before the
+    build: a build that writes none is one that named no digest, not the earlier digest."""
+    from ragbuild.errors import PushFailed
+
+    plan, pushing = _pushing_plan(tmp_path)
+    with open(steps.answer_path(plan), "w") as stale:
+        json.dump({"containerimage.digest": "sha256:" + "34" * 32}, stale)
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()])
+    digests = {}
+    with pytest.raises(PushFailed, match="named no manifest digest"):
+        steps.build(Runner(), plan, pushing, digests)
+    assert set(digests.values()) == {None}
