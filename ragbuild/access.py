@@ -161,7 +161,7 @@ class AnswerTooLarge(http.client.HTTPException):
                          "registry's manifest, error or token is")
 
 
-def _body(response, url: str) -> bytes:
+def _body(response: "http.client.HTTPResponse | urllib.error.HTTPError", url: str) -> bytes:
     """The body, at most ``MAX_ANSWER`` bytes of it (``AnswerTooLarge`` beyond)."""
     body = response.read(MAX_ANSWER + 1)
     if len(body) > MAX_ANSWER:
