@@ -771,3 +771,15 @@ def test_a_build_that_pushes_never_takes_an_earlier_runs_answer(fp, tmp_path):
     with pytest.raises(PushFailed, match="named no manifest digest"):
         steps.build(Runner(), plan, pushing, digests)
     assert set(digests.values()) == {None}
+
+
+def test_builds_of_other_plans_in_the_same_second_get_other_answer_files(tmp_path):
+    """``--env dev`` and ``--env staging`` of one commit, started together (a CI matrix), must not
+    read each other's digest."""
+    from registry_fakes import build_plan
+
+    dev, prod = build_plan(registry="localhost:5000/rag-worker", env="dev"), \
+        build_plan(registry="localhost:5000/rag-worker", env="staging")
+    assert dev.created == prod.created and dev.base == prod.base
+    assert steps.answer_path(dev) != steps.answer_path(prod)
+    assert steps.answer_path(dev) == steps.answer_path(dataclasses.replace(dev))
