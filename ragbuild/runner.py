@@ -70,10 +70,12 @@ class Result:
 
 
 def _remove(path: str) -> None:
-    """Remove a file if it is there (a command's answer file)."""
+    """Remove a command's answer file if it is there. One that cannot be removed (another
+    user's, in a shared temp directory) is left: the command replaces it with its answer or
+    fails writing it, and its own failure says so."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:

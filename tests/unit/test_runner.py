@@ -546,3 +546,15 @@ def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(tm
     assert str(err.value) == ("interrupted; stopped 1 `docker push` commands" if together
                               else "interrupted; stopped docker push")
     assert gone(int(pidfile.read_text().split()[0]))
+
+
+def test_an_answer_file_that_cannot_be_removed_is_no_traceback(fp, tmp_path):
+    """A directory (or another user's file) where the answer file goes: the command still runs
+    and its own result decides."""
+    from ragbuild.plan import Command
+
+    where = tmp_path / "answer.json"
+    where.mkdir()
+    fp.register([fp.program("docker"), "build", "."], returncode=0)
+    result = Runner().run(Command(("docker", "build", "."), answer_file=str(where)))
+    assert result.ok and result.stdout == ""
