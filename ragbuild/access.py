@@ -186,7 +186,10 @@ def send(url: str, context: ssl.SSLContext, headers: Mapping[str, str],
         with opener.open(request, timeout=TIMEOUT) as response:
             return Answer(response.status, response.headers, _body(response, url))
     except urllib.error.HTTPError as answer:
-        return Answer(answer.code, answer.headers, _body(answer, url) if answer.fp else b"")
+        if not answer.fp:
+            return Answer(answer.code, answer.headers, b"")
+        with answer:  # closed however the body ends
+            return Answer(answer.code, answer.headers, _body(answer, url))
 
 
 def _basic(login: Login) -> str:
@@ -310,7 +313,7 @@ class Session:
             answer = self.request(realm, {"Content-Type": "application/x-www-form-urlencoded"},
                                   urllib.parse.urlencode(form).encode())
         else:
-            answer = self.request(f"{realm}?{urllib.parse.urlencode(query)}",
+            answer = self.request(with_query(realm, query),
                                   {"Authorization": _basic(login)} if login else {})
         if answer.status != 200:
             raise Refused(answer.status, token_server=True)
@@ -322,6 +325,15 @@ class Session:
         if not isinstance(token, str) or not token:
             raise Refused(answer.status, token_server=True)
         return token
+
+
+def with_query(url: str, params: Mapping[str, str]) -> str:
+    """``url`` with ``params`` added to the query it may already have, as docker asks a token
+    realm (docker/distribution registry/client/auth/session.go ``fetchToken``: the realm's
+    ``Query()``, the parameters added, ``RawQuery = params.Encode()``)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 class Unreached(Exception):

@@ -764,3 +764,24 @@ def test_an_endless_answer_is_one_line_without_reading_it_all(registry_http, sta
         httpd.shutdown()
         httpd.server_close()
     assert len(sent) < 4096
+
+
+def test_a_token_realm_with_a_query_keeps_it_and_gets_the_scope_added():
+    """A realm that has a query of its own (``https://auth.example/token?account=team``): docker
+    adds ``scope`` and ``service`` to that query (docker/distribution registry/client/auth
+    ``fetchToken``: ``reqURL.Query()`` then ``RawQuery = params.Encode()``); appending ``?...``
+    made ``?account=team?scope=...``, which no token server reads as the scope."""
+    asked = []
+
+    session = session_for("registry.example.com", login())
+
+    def request(url, headers={}, data=None):
+        asked.append(url)
+        return access.Answer(200, body=b'{"token": "t"}')
+
+    session.request = request
+    session._token({"realm": "https://auth.example/token?account=team", "service": "reg"},
+                   "repository:team/app:pull")
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(asked[0]).query)
+    assert query == {"account": ["team"], "scope": ["repository:team/app:pull"],
+                     "service": ["reg"]}
