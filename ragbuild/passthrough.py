@@ -56,6 +56,10 @@ SHORT = {"-t": "--tag", "-o": "--output", "-f": "--file"}
 #: ``--quiet``...), so the word after one is no value of it. ``--flag=false`` is one word.
 FLAGS = ("--quiet", "-q", "--rm", "--force-rm", "--squash", "--compress",
          "--disable-content-trust")
+#: Options of plain ``docker build`` that ``docker buildx build`` refuses ("unknown flag",
+#: buildx 0.13.1; the classic ones it takes and ignores, ``--squash``, ``--compress``, ``--rm``,
+#: ``--memory``..., are not among them): a build through buildx cannot pass them.
+NOT_FOR_BUILDX = ("--disable-content-trust", "--stream")
 #: Labels ragbuild sets itself (plan.py), refused as ``--label KEY=...`` after ``--``.
 OWN_LABELS = ("org.opencontainers.image.created", "org.ragbuild.repository")
 
@@ -136,6 +140,13 @@ def option_name(word: str) -> Optional[str]:
     if word.startswith("-") and len(word) > 1 and not word[1].isdigit():
         return SHORT.get(word[:2], word[:2])
     return None
+
+
+def not_for_buildx(words: Sequence[str]) -> tuple:
+    """The options among the build ``words`` that ``docker buildx build`` refuses
+    (``NOT_FOR_BUILDX``), each once, as docker names them."""
+    return tuple(dict.fromkeys(name for word in words
+                               if (name := option_name(word)) in NOT_FOR_BUILDX))
 
 
 def check_extra(words: Sequence[str]) -> tuple:

@@ -516,6 +516,11 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                                         policy=options.latest_policy, known=version_tags)
     number = channels.build_number(options.build_number, options.ci_tags, environ or {})
     where = _where_to_build(options)
+    refused = passthrough.not_for_buildx(passed)
+    if where["buildx"] and refused:
+        raise UsageError(f"{', '.join(refused)} after -- is an option of plain docker build that "
+                         f"docker buildx build refuses, and this build needs buildx (for "
+                         f"{', '.join(where['buildx'])}): drop it")
 
     version = str(parsed) if parsed is not None else None
     timestamp = format_timestamp(moment)
@@ -663,12 +668,14 @@ def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
     (``plan.buildx`` empty: no --builder, cache export or --platform list; the daemon's own
     builder, buildx's ``docker`` driver, stores the image in the daemon and pushes it with the
     daemon's push, as ``docker push`` would), every ref is pushed (none left out as immutable),
-    and nothing must pass between the build and the push (no --smoke-test, no --scan)."""
+    nothing must pass between the build and the push (no --smoke-test, no --scan), and no
+    option after ``--`` is one buildx refuses (``passthrough.NOT_FOR_BUILDX``)."""
     if plan.multi_platform:
         return True
     opts = plan.options
     return (buildx_plugin and not plan.buildx and not push.skipped and not opts.smoke_test
-            and not opts.scan and plan.docker is not None
+            and not opts.scan and not passthrough.not_for_buildx(plan.passthrough)
+            and plan.docker is not None
             and plan.docker.own_builder() is not None)
 
 

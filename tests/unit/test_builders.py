@@ -810,3 +810,28 @@ def test_the_build_that_pushes_on_another_context_names_that_contexts_builder():
     assert "--load" not in argv and dict(cmd.env) == {}  # no DOCKER_BUILDKIT: it is buildx
     assert cmd.answer_file == "/tmp/m.json"
     assert tagged(plan.refs) == argv[7:7 + 2 * len(plan.refs)]
+
+
+@pytest.mark.parametrize("word", ["--disable-content-trust", "--disable-content-trust=false",
+                                  "--stream"])
+def test_a_plain_docker_build_option_buildx_refuses_keeps_the_plain_build(word):
+    """``docker buildx build`` (0.13.1) refuses ``--disable-content-trust`` and ``--stream``
+    ("unknown flag"), which plain ``docker build`` takes after ``--``: a build that pushed would
+    fail at once and run again without the push, so it is not chosen."""
+    from ragbuild.plan import build_pushes
+
+    plan = plan_for(["--env", "dev", "--registry", "localhost:5000/r", "--push", "--", word],
+                    docker=DockerTarget())
+    assert not build_pushes(plan, _push_plan(plan), True)
+
+
+@pytest.mark.parametrize("needs", [["--builder", "other"],
+                                   ["--platform", "linux/amd64,linux/arm64", "--push",
+                                    "--registry", "localhost:5000/r"],
+                                   ["--cache-to", "type=local,dest=/tmp/c"]])
+def test_a_buildx_build_refuses_a_plain_docker_build_option_before_anything_runs(needs):
+    """A build that needs buildx with an option after -- that buildx refuses failed at the
+    build, after the login and the pre-flight; it is a usage error (exit 2) up front."""
+    with pytest.raises(UsageError, match=r"--disable-content-trust after -- is an option of "
+                                         r"plain docker build that docker buildx build refuses"):
+        plan_for(["--env", "dev", *needs, "--", "--disable-content-trust"], docker=DockerTarget())
