@@ -62,7 +62,8 @@ def _preflight(runner: Runner, state: RunState) -> None:
 
 
 def _build(runner: Runner, state: RunState) -> None:
-    state.build_pushed = steps.build(runner, state.plan, state.preflight.push, state.digests)
+    state.build_pushed = steps.build(runner, state.plan, state.preflight.push, state.digests,
+                                     unique_created=state.facts.unique_created)
 
 
 def _inspect(runner: Runner, state: RunState) -> None:

@@ -668,15 +668,17 @@ def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
     (``plan.buildx`` empty: no --builder, cache export or --platform list; the daemon's own
     builder, buildx's ``docker`` driver, stores the image in the daemon and pushes it with the
     daemon's push, as ``docker push`` would), every ref is pushed (none left out as immutable),
-    nothing must pass between the build and the push (no --smoke-test, no --scan), and no
-    option after ``--`` is one buildx refuses (``passthrough.NOT_FOR_BUILDX``)."""
+    nothing must pass between the build and the push (no --smoke-test, no --scan), no option
+    after ``--`` is one buildx refuses (``passthrough.NOT_FOR_BUILDX``), and no --no-cache (a
+    long build gains nothing worth noting, and a failed one may have to run again to tell a
+    failed build from a failed push: ``steps.build``)."""
     if plan.multi_platform:
         return True
     opts = plan.options
     return (buildx_plugin and not plan.buildx and not push.skipped and not opts.smoke_test
-            and not opts.scan and not passthrough.not_for_buildx(plan.passthrough)
-            and plan.docker is not None
-            and plan.docker.own_builder() is not None)
+            and not opts.scan and not opts.no_cache
+            and not passthrough.not_for_buildx(plan.passthrough)
+            and plan.docker is not None and plan.docker.own_builder() is not None)
 
 
 #: What a dry run takes a push and a read-back to have answered.

@@ -15,8 +15,9 @@ from ragbuild.channels import LatestPolicy
 from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
 from ragbuild.errors import (CommandFailed, DockerUnavailable, GitFailed, PushFailed, ToolMissing,
                              UsageError)
-from ragbuild.plan import (FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIGEST_KEY, BuildPlan, Command, Config,
-                           GitInfo, Kind, Options, PushPlan, build_command, build_pushes,
+from ragbuild.plan import (CREATED_LABEL, FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIGEST_KEY, BuildPlan,
+                           Command, Config, GitInfo, Kind, Options, PushPlan, build_command,
+                           build_pushes,
                            buildx_version_command, git_reason, human_size, inspect_command,
                            version_tags_command)
 from ragbuild.reference import familiar
@@ -89,6 +90,12 @@ class Facts:
     version_tags: Optional[tuple] = None  # the v* git tags, for --latest-policy auto only
     ci_environ: Mapping[str, str] = field(default_factory=dict)  # the CI build-number variables
     buildx_plugin: Optional[str] = None  # where docker finds its buildx plugin (None: no plugin)
+
+    @property
+    def unique_created(self) -> bool:
+        """Whether the created label names this run alone: now, to the second (``clock``'s
+        naive datetime), not SOURCE_DATE_EPOCH's fixed instant (its aware one)."""
+        return self.moment.tzinfo is None
 
 
 def git_info(runner: Runner, options: Optional[Options] = None) -> GitInfo:
@@ -283,28 +290,41 @@ def check_builder_can(runner: Runner, plan: BuildPlan) -> None:
 
 
 def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
-          digests: MutableMapping[str, Optional[str]]) -> bool:
+          digests: MutableMapping[str, Optional[str]], *, unique_created: bool = True) -> bool:
     """The one build; ``push``: the pre-flight's push decisions (attestations, whether the
     build pushes: ``plan.build_pushes``). Returns whether the build pushed; a one-platform
     build that pushed records the manifest digest it reported for every ref in ``digests``.
 
-    When a build that pushes fails, it runs again without the push (cached, so quick; with
-    ``--no-cache`` a whole uncached build again): if that
-    fails too the failure is the build's, raised as usual; if it succeeds the push failed, and
-    the run goes on to ``docker push`` each ref, which retries transient failures and says
-    what a refused push needs (push.py)."""
+    When a build that pushes fails, the failure was the build's or the push's. buildx's
+    ``docker`` driver names the image in the daemon before it pushes, so when every ref names
+    one local image whose created label (``plan.created``) is this run's, the build succeeded
+    and the push failed: the run goes on to ``docker push`` each ref, which retries transient
+    failures and says what a refused push needs (push.py). When they do not, the build failed
+    and nothing runs again. ``unique_created`` false (SOURCE_DATE_EPOCH fixes the label, so an
+    earlier build may carry it): the build runs again without the push to tell the two apart
+    (a failing step runs twice; with ``--no-cache`` the whole build)."""
     if push is None or not push.by_build or plan.multi_platform:
         _build(runner, plan, push)
         return push is not None and plan.multi_platform
     try:
         result = runner.run(build_command(plan, push, metadata_file=answer_path(plan)))
     except CommandFailed as failure:
-        runner.log(f"warning: docker buildx build --push {ended(failure.returncode)}; "
-                   "building again without the push, to tell a failed build from a failed "
-                   "push")
-        _build(runner, plan, replace(push, by_build=False))
-        runner.log("the build itself succeeds: the push failed, so each tag goes with "
-                   "docker push (retried when the failure is transient)")
+        ended_as = ended(failure.returncode)
+        if not unique_created:
+            runner.log(f"warning: docker buildx build --push {ended_as}; building again without "
+                       "the push, to tell a failed build from a failed push (SOURCE_DATE_EPOCH "
+                       "gives every build the same created label)")
+            _build(runner, plan, replace(push, by_build=False))
+        elif built_by_this_run(runner, plan):
+            runner.log(f"warning: docker buildx build --push {ended_as} after it built and "
+                       "tagged the image (this run's created label)")
+        else:
+            diagnose(runner, plan)
+            raise CommandFailed(f"docker buildx build {ended_as}; its output is above (the "
+                                "build failed: no image of this run carries the tags, nothing "
+                                "was pushed)", returncode=failure.returncode) from None
+        runner.log("the build itself succeeded: the push failed, so each tag goes with docker "
+                   "push (retried when the failure is transient)")
         return False
     digest = parse_pushed_digest(result.stdout)
     for ref in push.refs:  # pushed, whether or not the build named the digest
@@ -316,6 +336,21 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
                          f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
                          f"verified\n{progress(push.refs, digests)}")
     return True
+
+
+def built_by_this_run(runner: Runner, plan: BuildPlan) -> bool:
+    """Whether every ref of the plan names one local image whose created label is this run's
+    ``plan.created`` (``docker image inspect``; a ref that is missing: no)."""
+    result = runner.run(replace(inspect_command(plan.primary, plan.refs), check=False))
+    if not result.ok:
+        return False
+    try:
+        image = parse_inspect(result.stdout)
+    except ValueError:
+        return False
+    listed = {familiar(tag) for tag in image.repo_tags}
+    return (all(familiar(ref) in listed for ref in plan.refs)
+            and (image.labels or {}).get(CREATED_LABEL) == plan.created)
 
 
 def answer_path(plan: BuildPlan) -> str:

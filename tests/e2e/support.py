@@ -84,6 +84,15 @@ def client_has_buildx_plugin(env: Optional[dict] = None) -> bool:
                                     environ) is not None
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def tags_of(refs) -> list:
     return [ref.rsplit(":", 1)[1] for ref in refs]
 

@@ -12,11 +12,10 @@ included, so this module runs after all the others (``RUNS_LAST``).
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 
-from .support import BASE_IMAGE, LOCAL_CONTAINER
+from .support import free_port, BASE_IMAGE, LOCAL_CONTAINER
 
 pytestmark = pytest.mark.e2e
 
@@ -25,10 +24,6 @@ REPOSITORY_LABEL = "org.ragbuild.repository"
 UNRELATED = "my-rag-worker-fork:1"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

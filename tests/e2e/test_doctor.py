@@ -6,9 +6,10 @@ and exit 1; a healthy machine exits 0."""
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
+
+from .support import free_port
 
 from .test_builders import docker_without_buildx  # noqa: F401 (fixture)
 from .test_push import aws_with_login_password, ecr_host, ecr_repository  # noqa: F401
@@ -25,10 +26,6 @@ def problems(result):
     return [line for line in lines_of(result) if line.startswith("problem ")]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_make_doctor_on_the_healthy_harness(project):

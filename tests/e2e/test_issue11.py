@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from .support import git
+from .support import free_port, git
 
 pytestmark = pytest.mark.e2e
 
@@ -143,12 +143,6 @@ def pinned(result) -> str:
     return lines[-1]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_loopback_name_registry_pushes_and_verifies(project, tiny_context, unique, images,

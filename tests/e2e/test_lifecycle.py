@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from .support import (LOCAL_CONTAINER, Project, alive, git, killed_at_exit, process_table,
+from .support import (free_port, LOCAL_CONTAINER, Project, alive, git, killed_at_exit, process_table,
                       send_signal, wait_for)
 
 pytestmark = pytest.mark.e2e
@@ -281,10 +281,6 @@ def test_make_passes_the_smoke_timeout_through_args(project, pip_args):
 # --- (i) run keeps the working container ---------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

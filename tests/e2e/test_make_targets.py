@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shlex
 import re
-import socket
 import stat
 import time
 import urllib.parse
@@ -18,7 +17,7 @@ from datetime import datetime
 
 import pytest
 
-from .support import LOCAL_CONTAINER, PROJECT_LABEL, WORKER
+from .support import free_port, LOCAL_CONTAINER, PROJECT_LABEL, WORKER
 
 pytestmark = pytest.mark.e2e
 
@@ -29,12 +28,6 @@ def created_stamp(created: str) -> str:
     """OCI's created label is RFC 3339 with an offset: as BUILD_TIMESTAMP's %Y%m%d-%H%M%S."""
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)", created), created
     return datetime.fromisoformat(created.replace("Z", "+00:00")).strftime("%Y%m%d-%H%M%S")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get_health(port: int, timeout: float = HEALTH_WAIT) -> dict:

@@ -15,10 +15,13 @@ import re
 import secrets
 import shutil
 import stat
+import subprocess
+import time
+import urllib.request
 
 import pytest
 
-from .support import client_has_buildx_plugin, planned_refs, pushed_refs, tags_of
+from .support import client_has_buildx_plugin, free_port, planned_refs, pushed_refs, tags_of
 
 pytestmark = pytest.mark.e2e
 
@@ -413,3 +416,67 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
     assert [line for line in result.stderr.splitlines() if line.startswith("+ ")] == []
     assert [p.name for p in docker_config.iterdir()] in ([], ["contexts"])  # the leg's, if any
     assert docker.refs(uri) == []
+
+
+# --- a build that pushes, when it fails ----------------------------------------------------------
+
+
+def test_a_failing_build_that_pushes_fails_once_and_pushes_nothing(project, docker, unique,
+                                                                  tiny_context, e2e_env,
+                                                                  plain_registry):
+    """The build itself fails: one build (no second run to tell it from a failed push), one
+    error line, nothing on the registry."""
+    assert client_has_buildx_plugin(), "the harness installs the buildx plugin system-wide"
+    name = unique("buildfails")
+    uri = f"{e2e_env['E2E_REGISTRY']}/{name}"
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"', "RUN echo failing && false")
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"))
+    assert result.returncode == 1, result.describe()
+    assert result.error_lines() == [
+        "error: docker buildx build failed (exit 1); its output is above (the build failed: no "
+        "image of this run carries the tags, nothing was pushed)"], result.describe()
+    assert len(ANY_BUILD_RE.findall(result.stderr)) == 1, result.describe()
+    assert "+ docker push" not in result.stderr
+    assert name not in plain_registry.catalog()
+
+
+def test_a_push_that_fails_in_the_build_goes_again_with_docker_push(project, docker, images,
+                                                                    unique, tiny_context,
+                                                                    tmp_path):
+    """A registry in read-only mode (distribution's maintenance setting) answers GET /v2/, so
+    the pre-flight passes, and refuses every upload: the build's push fails after the image was
+    built and tagged, the tags go with docker push, which fails the same way and says so."""
+    assert client_has_buildx_plugin(), "the harness installs the buildx plugin system-wide"
+    registry_bin = shutil.which("docker-registry")
+    assert registry_bin, "the harness installs docker-registry"
+    port = free_port()
+    config = tmp_path / "readonly.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
+                      "  maintenance:\n    readonly:\n      enabled: true\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    server = subprocess.Popen([registry_bin, "serve", str(config)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        name = unique("readonly")
+        uri = images.track_repository(f"127.0.0.1:{port}/{name}")
+        dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+        result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri,
+                                           "--push", "--push-attempts", "1"))
+        images.track_result(result)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert result.returncode == 1, result.describe()
+    refs = planned_refs(result)
+    assert "after it built and tagged the image (this run's created label)" in result.stderr
+    assert "the push failed, so each tag goes with docker push" in result.stderr
+    assert len(ANY_BUILD_RE.findall(result.stderr)) == 1, result.describe()  # built once
+    assert f"+ docker push {refs[0]}" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1] == f"not pushed: {', '.join(refs)}"

@@ -775,6 +775,7 @@ def _push_plan(plan, **kw):
     ([], DockerTarget(), True, True),
     ([], DockerTarget(), False, False),  # no buildx: docker push
     (["--smoke-test"], DockerTarget(), True, False),  # the smoke test comes before any push
+    (["--no-cache"], DockerTarget(), True, False),  # a failure might need a second long build
     (["--builder", "other"], DockerTarget(), True, False),  # another builder: --load, then push
     (["--platform", "linux/amd64,linux/arm64"], DockerTarget(), False, True),  # always
     ([], DockerTarget(env_builder="kube"), True, False),

@@ -679,31 +679,85 @@ def test_a_build_that_pushes_without_a_digest_cannot_be_verified(fp, tmp_path, w
     assert f"pushed: {plan.refs[0]} (digest unknown)" in str(failed.value)
 
 
-def test_a_failed_push_in_the_build_falls_back_to_docker_push_when_the_build_itself_works(
-        fp, tmp_path, capsys):
+def _register_local_image(fp, plan, created, refs=None):
+    """What ``docker image inspect`` says of the plan's primary ref after a build."""
+    labels = {"org.opencontainers.image.created": created}
+    fp.register([fp.program("docker"), "image", "inspect", "--format", fp.any(), plan.primary],
+                stdout=f"sha256:{'0e' * 32} 1000 {json.dumps(list(refs or plan.refs))} "
+                       f"{json.dumps(labels)}\n")
+
+
+def test_a_push_that_fails_after_this_runs_build_goes_again_with_docker_push(fp, tmp_path,
+                                                                             capsys):
+    """buildx names the image in the daemon before it pushes: every ref on one image with this
+    run's created label means the build worked and the push failed. No second build."""
     plan, pushing = _pushing_plan(tmp_path)
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
-    fp.register([fp.program("docker"), "build", fp.any()])  # the same build, cached, no push
+    _register_local_image(fp, plan, plan.created)
     digests = {}
     assert steps.build(Runner(), plan, pushing, digests) is False
     assert digests == {}
     err = capsys.readouterr().err
-    assert "building again without the push" in err and "the push failed" in err
-    plain = [c for c in fp.calls if list(c)[1] == "build"]
-    assert len(plain) == 1 and "--push" not in list(plain[0])
+    assert "after it built and tagged the image" in err and "the push failed" in err
+    assert not [c for c in fp.calls if list(c)[1] == "build"]  # never built twice
 
 
-def test_a_failed_build_that_pushes_is_the_builds_failure_when_the_build_fails_again(
-        fp, tmp_path, capsys):
+@pytest.mark.parametrize("found", [
+    "missing",  # no image with the primary tag
+    "older",  # an earlier build's image: another created label
+    "fewer tags",  # not every ref names it
+])
+def test_a_failed_build_that_pushes_is_the_builds_failure_without_a_second_build(
+        fp, tmp_path, capsys, found):
     from ragbuild.errors import CommandFailed
 
     plan, pushing = _pushing_plan(tmp_path)
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
+    if found == "missing":
+        fp.register([fp.program("docker"), "image", "inspect", "--format", fp.any(),
+                     plan.primary], returncode=1, stderr="Error: No such image\n")
+    else:
+        _register_local_image(fp, plan, "2020-01-01T00:00:00+00:00" if found == "older"
+                              else plan.created, refs=plan.refs[:1] if found == "fewer tags"
+                              else None)
+    fp.register([fp.program("docker"), "version", "--format", fp.any()], stdout="28.2.2\n")
+    fp.register([fp.program("docker"), "buildx", "version"], stdout="v0.13.1\n")
+    with pytest.raises(CommandFailed, match=r"the build failed: no image of this run") as err:
+        steps.build(Runner(), plan, pushing, {})
+    assert err.value.returncode == 1
+    assert not [c for c in fp.calls if list(c)[1] == "build"]
+    assert "docker push" not in capsys.readouterr().err
+
+
+def test_with_source_date_epoch_a_failed_build_that_pushes_builds_again_to_tell(fp, tmp_path,
+                                                                                capsys):
+    """SOURCE_DATE_EPOCH gives every build one created label: an earlier build's image would
+    pass for this run's, so the build runs again without the push instead."""
+    from ragbuild.errors import CommandFailed
+
+    plan, pushing = _pushing_plan(tmp_path)
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
+    fp.register([fp.program("docker"), "build", fp.any()])  # the same build, cached, no push
+    assert steps.build(Runner(), plan, pushing, {}, unique_created=False) is False
+    err = capsys.readouterr().err
+    assert "building again without the push" in err and "the push failed" in err
+    plain = [c for c in fp.calls if list(c)[1] == "build"]
+    assert len(plain) == 1 and "--push" not in list(plain[0])
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     fp.register([fp.program("docker"), "build", fp.any()], returncode=1)
     fp.register([fp.program("docker"), "version", "--format", fp.any()], stdout="28.2.2\n")
     fp.register([fp.program("docker"), "buildx", "version"], stdout="v0.13.1\n")
     with pytest.raises(CommandFailed, match=r"docker build failed \(exit 1\)"):
-        steps.build(Runner(), plan, pushing, {})
+        steps.build(Runner(), plan, pushing, {}, unique_created=False)
+
+
+def test_the_created_label_is_this_runs_alone_without_source_date_epoch():
+    from datetime import datetime
+
+    plain = steps.Facts(git=None, moment=steps.clock({}), docker_config=None, docker=None)
+    fixed = dataclasses.replace(plain, moment=steps.clock({"SOURCE_DATE_EPOCH": "1700000000"}))
+    assert isinstance(plain.moment, datetime)
+    assert plain.unique_created and not fixed.unique_created
 
 
 def test_a_dry_run_of_a_push_with_buildx_shows_the_build_that_pushes_and_no_docker_push(
