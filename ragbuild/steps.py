@@ -348,9 +348,7 @@ def built_by_this_run(runner: Runner, plan: BuildPlan) -> bool:
         image = parse_inspect(result.stdout)
     except ValueError:
         return False
-    listed = {familiar(tag) for tag in image.repo_tags}
-    return (all(familiar(ref) in listed for ref in plan.refs)
-            and (image.labels or {}).get(CREATED_LABEL) == plan.created)
+    return not image.lacks(plan.refs) and (image.labels or {}).get(CREATED_LABEL) == plan.created
 
 
 def answer_path(plan: BuildPlan) -> str:
@@ -432,6 +430,12 @@ class Image:
     repo_tags: tuple = ()
     labels: Mapping[str, str] = field(default_factory=dict)
 
+    def lacks(self, refs: Sequence[str]) -> list:
+        """The refs of ``refs`` that are not among the image's tags, compared as docker lists
+        them (``reference.familiar``: ``docker.io/library/x:t`` is ``x:t``)."""
+        listed = {familiar(tag) for tag in self.repo_tags}
+        return [ref for ref in refs if familiar(ref) not in listed]
+
 
 def summarize(runner: Runner, plan: BuildPlan) -> Optional[Image]:
     """One ``docker image inspect`` gives the id, size, tags and labels (bash ran one per tag).
@@ -450,8 +454,7 @@ def summarize(runner: Runner, plan: BuildPlan) -> Optional[Image]:
                   SUCCESS)
     for ref in plan.refs:
         runner.report(f"  {ref}")
-    listed = {familiar(tag) for tag in image.repo_tags}
-    missing = [ref for ref in plan.refs if familiar(ref) not in listed]
+    missing = image.lacks(plan.refs)
     if missing:
         raise CommandFailed(f"the built image lacks tags {', '.join(missing)}; docker reported "
                             f"{', '.join(image.repo_tags)}")
