@@ -89,7 +89,6 @@ class Facts:
     docker: DockerTarget
     version_tags: Optional[tuple] = None  # the v* git tags, for --latest-policy auto only
     ci_environ: Mapping[str, str] = field(default_factory=dict)  # the CI build-number variables
-    buildx_plugin: Optional[str] = None  # where docker finds its buildx plugin (None: no plugin)
 
     @property
     def unique_created(self) -> bool:
@@ -206,7 +205,6 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
         git=git, moment=moment, docker_config=docker_config,
         docker=builders.docker_target(environ, docker_config),
         version_tags=version_tags(runner, git) if auto else None,
-        buildx_plugin=builders.find_cli_plugin("buildx", docker_config, environ),
         ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ})
 
 
@@ -254,7 +252,8 @@ def preflight(runner: Runner, plan: BuildPlan, config: Config, facts: Facts,
         from ragbuild import push
 
         pushing = push.prepare(runner, plan, facts.docker_config, environ)
-        pushing = replace(pushing, by_build=build_pushes(plan, pushing, bool(facts.buildx_plugin)))
+        plugin = builders.find_cli_plugin("buildx", facts.docker_config, environ)
+        pushing = replace(pushing, by_build=build_pushes(plan, pushing, plugin is not None))
     return Preflight(scanner, pushing)
 
 
