@@ -15,12 +15,14 @@ real run's ``+`` lines are the dry run's output, plus what only a real run can d
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import types
 from dataclasses import dataclass, replace
 from typing import IO, Callable, Optional, Sequence, TypeVar, cast
 
@@ -39,6 +41,13 @@ PROGRAM_ENV = {"docker": "DOCKER", "aws": "AWS_CLI"}
 TAIL_LINES = 15
 #: How many checks ``Runner.check_all`` runs at once.
 CHECK_THREADS = 8
+#: Modules plumbum imports at its own import but uses only in calls a run never makes, loaded on
+#: first use instead (``_plumbum``). plumbum declares them lazy itself (``__lazy_modules__`` in
+#: ``plumbum/path/local.py`` and ``remote.py``, for PEP 810's lazy imports), which Pythons before
+#: 3.15 ignore: ``urllib.request``, for ``LocalPath.as_uri`` and ``RemotePath``'s URLs, pulls in
+#: ``http.client``, ``email`` and ``ssl``, about 30 ms of every run's start on the benchmark machine
+#: (benchmarks/README.md, run 6).
+PLUMBUM_LAZY = ("urllib.request",)
 
 
 class Secret:
@@ -266,9 +275,7 @@ class Runner:
 
     def _start(self, cmd: Command, stdin: Optional[Secret]) -> subprocess.Popen:
         program = resolve(cmd.argv[0])
-        from plumbum import local
-        from plumbum.commands.processes import CommandNotFound
-
+        local, CommandNotFound = _plumbum()
         try:
             machine_cmd = local[program][list(cmd.argv[1:])]
         except CommandNotFound:
@@ -385,6 +392,40 @@ class DryRunner(Runner):
 def make_runner(dry_run: bool, *, log: Optional[IO[str]] = None) -> Runner:
     """The runner for ``--dry-run`` or a real run; ``log``: where its messages go (stderr)."""
     return DryRunner(log=log) if dry_run else Runner(log=log)
+
+
+class _OnFirstUse(types.ModuleType):
+    """Stands in ``sys.modules`` for a module while plumbum imports it (``_plumbum``): the first
+    attribute asked of it imports the real module (``sys.modules`` holds no stand-in by then)
+    and answers from it. Its own ``__spec__`` is None, so an ``import`` statement that finds it
+    in ``sys.modules`` takes it as it is; the standard library's ``importlib.util.LazyLoader``
+    does not do here, as Python 3.11's import reads the module's ``__spec__``, which loads it."""
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def _plumbum() -> tuple:
+    """``(plumbum.local, plumbum.commands.processes.CommandNotFound)``, importing plumbum on the
+    first command (a run that starts none, ``--help``, never pays for it) with each module of
+    ``PLUMBUM_LAZY`` an ``_OnFirstUse`` stand-in, imported only if plumbum uses it.
+
+    Only plumbum's own references are stand-ins: they are out of ``sys.modules`` again once
+    plumbum is imported, so a later ``import urllib.request`` (ragbuild's registry access) is
+    an ordinary import."""
+    if "plumbum" not in sys.modules:
+        stand_ins = {name: _OnFirstUse(name) for name in PLUMBUM_LAZY if name not in sys.modules}
+        sys.modules.update(stand_ins)
+        try:
+            import plumbum  # noqa: F401
+        finally:
+            for name, module in stand_ins.items():
+                if sys.modules.get(name) is module:
+                    del sys.modules[name]
+    from plumbum import local
+    from plumbum.commands.processes import CommandNotFound
+
+    return local, CommandNotFound
 
 
 def _decode(data: Optional[bytes]) -> str:

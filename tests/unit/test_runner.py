@@ -558,3 +558,45 @@ def test_an_answer_file_that_cannot_be_removed_is_no_traceback(fp, tmp_path):
     fp.register([fp.program("docker"), "build", "."], returncode=0)
     result = Runner().run(Command(("docker", "build", "."), answer_file=str(where)))
     assert result.ok and result.stdout == ""
+
+
+# --- plumbum's import: what it declares lazy is imported only when used --------------------------
+
+def _in_a_new_python(code: str) -> None:
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_running_a_command_does_not_import_what_plumbum_declares_lazy():
+    """urllib.request (and http.client, email and ssl behind it, ~30 ms of every start) stays
+    unimported through plumbum's import and a command's run; plumbum still has it when it is
+    used (``LocalPath.as_uri``), and a later ``import urllib.request`` is the ordinary module."""
+    _in_a_new_python(
+        "import sys\n"
+        "from ragbuild.plan import Command, Kind\n"
+        "from ragbuild.runner import Runner, PLUMBUM_LAZY\n"
+        "assert 'urllib.request' in PLUMBUM_LAZY\n"
+        "assert Runner().run(Command(('git', '--version'), kind=Kind.QUERY)).ok\n"
+        "assert 'plumbum' in sys.modules\n"
+        "late = [m for m in ('urllib.request', 'http.client', 'email.parser', 'ssl') if m in sys.modules]\n"
+        "assert not late, late\n"
+        "from plumbum import local\n"
+        "assert local.path('/tmp').as_uri() == 'file:///tmp'\n"
+        "import urllib.request\n"
+        "assert type(urllib.request).__name__ == 'module', type(urllib.request)\n"
+        "assert sys.modules['urllib.request'] is urllib.request\n"
+        "assert urllib.request.Request('http://h/').host == 'h'\n")
+
+
+def test_a_module_imported_before_plumbum_is_left_as_it_is():
+    """No stand-in for a module that is already imported: plumbum gets the real one."""
+    _in_a_new_python(
+        "import sys, urllib.request\n"
+        "real = sys.modules['urllib.request']\n"
+        "from ragbuild.runner import _plumbum\n"
+        "_plumbum()\n"
+        "import plumbum.path.local as local_path\n"
+        "assert local_path.urllib is real and sys.modules['urllib.request'] is real\n")
