@@ -6,7 +6,6 @@ import argparse
 import os
 import shlex
 import sys
-import traceback
 from typing import TYPE_CHECKING, Callable, Mapping, NoReturn, Optional, Sequence, TypeVar
 
 from ragbuild.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, RagbuildError, Stopped, UsageError, signal_of
@@ -591,6 +590,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             pass
         return EXIT_BROKEN_PIPE
     except Exception:  # a bug: the traceback is for the report
+        import traceback  # only here: a bug's report, not every run's start
+
         traceback.print_exc()
         print(f"error: this is a bug in ragbuild (exit {EXIT_BUG}); please report it with the "
               "traceback above and the command you ran", file=sys.stderr)

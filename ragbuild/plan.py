@@ -6,7 +6,6 @@ those facts and hands them in, and the runner executes the ``Command`` objects m
 
 from __future__ import annotations
 
-import difflib
 import enum
 import json
 import re
@@ -290,6 +289,8 @@ def check_env(env: str, environments: Sequence[str]) -> str:
         raise UsageError(f"--env is empty; choose one of: {', '.join(environments)}")
     lower = env.lower()
     # difflib misses the long spellings people type ("production" vs "prod"): prefixes count too
+    import difflib  # only for a mistyped name, not every run's start
+
     near = difflib.get_close_matches(lower, environments, n=1) or [
         e for e in environments if lower.startswith(e.lower()) or e.lower().startswith(lower)][:1]
     hint = f"; did you mean {near[0]!r}?" if near else ""

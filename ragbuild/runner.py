@@ -47,7 +47,7 @@ CHECK_THREADS = 8
 #: 3.15 ignore: ``urllib.request``, for ``LocalPath.as_uri`` and ``RemotePath``'s URLs, pulls in
 #: ``http.client``, ``email`` and ``ssl``, about 30 ms of every run's start on the benchmark machine
 #: (benchmarks/README.md, run 6).
-PLUMBUM_LAZY = ("urllib.request",)
+PLUMBUM_LAZY = ("urllib.request", "urllib.parse", "socket", "pickle", "glob")
 
 
 class Secret:
