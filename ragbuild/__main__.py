@@ -1,5 +1,3 @@
-import sys
+from ragbuild.cli import run
 
-from ragbuild.cli import main
-
-sys.exit(main())
+run()

@@ -23,6 +23,6 @@ if MISSING:
                      f"{install_hint(NEEDED.values())}\n")
     sys.exit(1)
 
-from ragbuild.cli import main  # noqa: E402
+from ragbuild.cli import run  # noqa: E402
 
-sys.exit(main())
+run()

@@ -638,6 +638,28 @@ def test_python_dash_m_ragbuild_help():
     assert "examples:\n  ragbuild --env dev\n" in done.stdout
 
 
+def test_run_exits_with_mains_status_and_leaves_the_objects_to_the_process(monkeypatch):
+    """The entry point: main()'s status is the exit status, and gc.freeze() comes after main()
+    (the shutdown's collections skip what the run made; before main() they would miss nothing)."""
+    import gc
+
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 3)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    with pytest.raises(SystemExit) as exit_:
+        cli.run()
+    assert exit_.value.code == 3
+    assert calls == ["main", "freeze"]
+
+
+@pytest.mark.parametrize("argv, status", [(["--help"], 0), (["--env", "dev", "--bogus"], 2)])
+def test_the_script_exits_with_mains_status(fresh_clone, tmp_path, argv, status):
+    done = subprocess.run([sys.executable, "-I", str(fresh_clone / "scripts" / "build-image.py"),
+                           *argv], cwd=tmp_path, capture_output=True, text=True,
+                          env=child_env(), timeout=60)
+    assert done.returncode == status, done.stderr
+
+
 @pytest.fixture
 def fresh_clone(tmp_path):
     """The files a clone has, somewhere else, never installed."""
