@@ -402,6 +402,8 @@ class _OnFirstUse(types.ModuleType):
     does not do here, as Python 3.11's import reads the module's ``__spec__``, which loads it."""
 
     def __getattr__(self, attr: str) -> object:
+        if sys.modules.get(self.__name__) is self:  # asked while plumbum imports: from now on
+            del sys.modules[self.__name__]  # the real module, which import_module puts there
         return getattr(importlib.import_module(self.__name__), attr)
 
 

@@ -602,3 +602,17 @@ def test_a_module_imported_before_plumbum_is_left_as_it_is():
         "_plumbum()\n"
         "import plumbum.path.local as local_path\n"
         "assert local_path.urllib is real and sys.modules['urllib.request'] is real\n")
+
+
+def test_a_stand_in_used_while_it_is_in_sys_modules_becomes_the_real_module():
+    """A ``from m import name`` while the stand-in is still in sys.modules (plumbum using a
+    module at its own import) imports the real module once, and it stays."""
+    _in_a_new_python(
+        "import sys\n"
+        "from ragbuild.runner import _OnFirstUse\n"
+        "stand_in = sys.modules['colorsys'] = _OnFirstUse('colorsys')\n"
+        "from colorsys import rgb_to_hsv\n"
+        "assert rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)\n"
+        "assert sys.modules['colorsys'] is not stand_in\n"
+        "assert type(sys.modules['colorsys']).__name__ == 'module'\n"
+        "assert stand_in.hls_to_rgb is sys.modules['colorsys'].hls_to_rgb\n")
