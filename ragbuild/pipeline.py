@@ -67,7 +67,7 @@ def _build(runner: Runner, state: RunState) -> None:
 
 
 def _inspect(runner: Runner, state: RunState) -> None:
-    state.image = steps.summarize(runner, state.plan)
+    state.image = steps.summarize(runner, state.plan, pushed=state.build_pushed)
 
 
 def _smoke(runner: Runner, state: RunState) -> None:

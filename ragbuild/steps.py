@@ -436,9 +436,10 @@ class Image:
         return [ref for ref in refs if familiar(ref) not in listed]
 
 
-def summarize(runner: Runner, plan: BuildPlan) -> Optional[Image]:
+def summarize(runner: Runner, plan: BuildPlan, *, pushed: bool = False) -> Optional[Image]:
     """One ``docker image inspect`` gives the id, size, tags and labels (bash ran one per tag).
-    None for a multi-platform build, which leaves no local image."""
+    None for a multi-platform build, which leaves no local image. ``pushed``: the build pushed
+    the refs itself, which an error here says (they are out, unverified)."""
     if plan.multi_platform:
         runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
                    "an image index, read back from the registry instead of inspected locally")
@@ -455,8 +456,11 @@ def summarize(runner: Runner, plan: BuildPlan) -> Optional[Image]:
         runner.report(f"  {ref}")
     missing = image.lacks(plan.refs)
     if missing:
+        out = (f"; the build had already pushed its {len(plan.refs)} tags to "
+               f"{plan.registry.uri if plan.registry else 'the registry'} (not read back)"
+               if pushed else "")
         raise CommandFailed(f"the built image lacks tags {', '.join(missing)}; docker reported "
-                            f"{', '.join(image.repo_tags)}")
+                            f"{', '.join(image.repo_tags)}{out}")
     flags = plan.docker.docker_flags() if plan.docker is not None else ()
     runner.report(f"run it: docker {''.join(f'{flag} ' for flag in flags)}run -p 8080:8080 "
                   f"{plan.primary}")

@@ -687,6 +687,35 @@ def _register_local_image(fp, plan, created, refs=None):
                        f"{json.dumps(labels)}\n")
 
 
+@pytest.mark.parametrize("pushed", [True, False])
+def test_tags_missing_after_a_build_that_pushed_says_the_tags_are_out(fp, tmp_path, pushed):
+    """The summary's tag check fails after the build pushed: the user learns the tags went to
+    the registry anyway (the verification does not run after a failed step)."""
+    from ragbuild.errors import CommandFailed
+
+    plan, _ = _pushing_plan(tmp_path)
+    _register_local_image(fp, plan, plan.created, refs=plan.refs[:1])
+    with pytest.raises(CommandFailed) as err:
+        steps.summarize(Runner(), plan, pushed=pushed)
+    said = str(err.value)
+    assert said.startswith(f"the built image lacks tags {', '.join(plan.refs[1:])}; ")
+    assert ("the build had already pushed its %d tags to localhost:5000/rag-worker (not read "
+            "back)" % len(plan.refs) in said) is pushed
+
+
+def test_the_pipelines_inspect_step_tells_the_summary_whether_the_build_pushed(fp, tmp_path):
+    from ragbuild import pipeline
+    from ragbuild.errors import CommandFailed
+    from ragbuild.plan import Config, Options
+
+    plan, _ = _pushing_plan(tmp_path)
+    facts = steps.Facts(git=None, moment=steps.clock({}), docker_config=None, docker=None)
+    state = pipeline.RunState(Options(), Config(), facts, plan, build_pushed=True)
+    _register_local_image(fp, plan, plan.created, refs=plan.refs[:1])
+    with pytest.raises(CommandFailed, match="the build had already pushed its"):
+        pipeline.STEPS[[step.name for step in pipeline.STEPS].index("inspect")].run(Runner(), state)
+
+
 def test_a_push_that_fails_after_this_runs_build_goes_again_with_docker_push(fp, tmp_path,
                                                                              capsys):
     """buildx names the image in the daemon before it pushes: every ref on one image with this
