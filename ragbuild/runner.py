@@ -19,6 +19,7 @@ import importlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -79,13 +80,34 @@ class Result:
 
 
 def _remove(path: str) -> None:
-    """Remove a command's answer file if it is there. One that cannot be removed (another
-    user's, in a shared temp directory) is left: the command replaces it with its answer or
-    fails writing it, and its own failure says so."""
+    """Remove a command's answer file if it is there. One that cannot be removed is left: the
+    command replaces it with its answer or fails writing it, and its own failure says so."""
     try:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _make_way(path: str) -> None:
+    """Before a command writes its answer to ``path``: the directory it goes in is the user's
+    own, which no one else may write in (made with mode 0700 when missing, as ssh-agent and tmux
+    make theirs in /tmp), and no earlier answer is there. A file in a directory that others can
+    write in could be put there, or replaced, by them between the command's write and our read.
+    RagbuildError (nothing started) for a directory that is not so."""
+    directory = os.path.dirname(path) or "."
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise RagbuildError(f"cannot make {directory}, where docker writes what it pushed: "
+                            f"{err.strerror}; set TMPDIR to a directory of yours") from None
+    found = os.lstat(directory)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise RagbuildError(f"{directory}, where docker writes what it pushed, is not a directory "
+                            "of yours that only you can use (mode 0700): remove it, or set TMPDIR "
+                            "to a directory of yours")
+    _remove(path)
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
@@ -215,7 +237,7 @@ class Runner:
         name = cmd.name  # before the run's docker flags go in
         cmd = self._targeted(cmd)
         if cmd.answer_file is not None:  # an earlier run's answer is none of this one's
-            _remove(cmd.answer_file)
+            _make_way(cmd.answer_file)
         if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
         proc: Optional[subprocess.Popen] = None

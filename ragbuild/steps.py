@@ -352,18 +352,18 @@ def built_by_this_run(runner: Runner, plan: BuildPlan) -> bool:
 
 def answer_path(plan: BuildPlan) -> str:
     """Where a build that pushes writes its ``--metadata-file``: one path for one plan, so a
-    dry run prints the line a real run starts (docs/dry-run.md) and creates nothing, and a
-    pasted one writes where a directory exists. In the temp directory (``TMPDIR``), named after
-    the plan (every ref it pushes, ``created``, commit) and the user, so a run of another plan
-    (``--env prod`` beside ``--env dev`` in the same second) does not meet it; two runs that do
-    would push the same tags. The runner removes it before the build and once read
-    (``Command.answer_file``)."""
+    dry run prints the line a real run starts (docs/dry-run.md) and creates nothing. In the
+    user's own directory ``ragbuild-<uid>`` of the temp directory (``TMPDIR``), which the runner
+    makes, mode 0700, and refuses when it is anyone else's or open to others; named after the
+    plan (every ref it pushes, ``created``, commit), so a run of another plan (``--env prod``
+    beside ``--env dev`` in the same second) does not meet it; two runs that do would push the
+    same tags. The runner removes it before the build and once read (``Command.answer_file``)."""
     import hashlib
     import tempfile  # only a build that pushes needs it
 
     key = "\0".join((*plan.refs, plan.created, plan.git.commit, str(os.getuid())))
     name = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"ragbuild-{name}.metadata.json")
+    return os.path.join(tempfile.gettempdir(), f"ragbuild-{os.getuid()}", f"{name}.metadata.json")
 
 
 def parse_pushed_digest(text: str) -> Optional[str]:

@@ -160,6 +160,15 @@ def _no_system_cli_plugins(monkeypatch):
     monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", ())
 
 
+@pytest.fixture(autouse=True)
+def _own_temp_directory(tmp_path_factory, monkeypatch):
+    """Each test's temp directory (``tempfile.gettempdir()``: where a build that pushes keeps
+    its answer, ``steps.answer_path``) is a new one of its own, never the machine's /tmp."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmpdir")))
+
+
 @pytest.fixture
 def buildx_plugin(tmp_path, monkeypatch):
     """A DOCKER_CONFIG of the test's own with an executable ``cli-plugins/docker-buildx``,

@@ -616,3 +616,64 @@ def test_a_stand_in_used_while_it_is_in_sys_modules_becomes_the_real_module():
         "assert sys.modules['colorsys'] is not stand_in\n"
         "assert type(sys.modules['colorsys']).__name__ == 'module'\n"
         "assert stand_in.hls_to_rgb is sys.modules['colorsys'].hls_to_rgb\n")
+
+
+# --- the answer file's directory: the user's own, closed to others ------------------------------
+
+def _answer_build(fp, digest="sha256:" + "12" * 32):
+    def build(process):
+        argv = list(process.args)
+        with open(argv[argv.index("--metadata-file") + 1], "w") as f:
+            f.write(digest)
+
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
+
+
+def test_the_answer_directory_is_made_for_the_user_alone(fp, tmp_path):
+    where = tmp_path / "ragbuild-0" / "a.json"
+    _answer_build(fp)
+    cmd = Command(("docker", "buildx", "build", "--metadata-file", str(where), "."),
+                  answer_file=str(where))
+    assert Runner().run(cmd).stdout == "sha256:" + "12" * 32
+    made = os.lstat(where.parent)
+    assert made.st_uid == os.getuid() and made.st_mode & 0o777 == 0o700
+    assert not where.exists()  # removed once read
+
+
+@pytest.mark.parametrize("kind", ["open to others", "a symlink", "a file"])
+def test_an_answer_directory_others_could_write_in_stops_before_the_command(fp, tmp_path, kind):
+    """Someone else's file there could be taken for the answer, or replace it: one line, no
+    command started."""
+    from ragbuild.errors import RagbuildError
+
+    directory = tmp_path / "ragbuild-0"
+    if kind == "open to others":
+        directory.mkdir()
+        directory.chmod(0o777)
+    elif kind == "a symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        directory.symlink_to(tmp_path / "elsewhere")
+    else:
+        directory.write_text("")
+    where = directory / "a.json"
+    cmd = Command(("docker", "buildx", "build", "--metadata-file", str(where), "."),
+                  answer_file=str(where))
+    with pytest.raises(RagbuildError) as err:
+        Runner().run(cmd)
+    assert str(err.value).startswith(f"{directory}, where docker writes what it pushed, is not a "
+                                     "directory of yours that only you can use (mode 0700)")
+    assert "\n" not in str(err.value)
+    assert not list(fp.calls)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a directory to another user needs root")
+def test_an_answer_directory_of_another_user_stops_before_the_command(fp, tmp_path):
+    from ragbuild.errors import RagbuildError
+
+    directory = tmp_path / "ragbuild-0"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 65534, -1)
+    where = directory / "a.json"
+    with pytest.raises(RagbuildError, match="is not a directory of yours"):
+        Runner().run(Command(("docker", "buildx", "build", "."), answer_file=str(where)))
+    assert not list(fp.calls)
