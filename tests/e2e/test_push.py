@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
 import shutil
@@ -480,3 +481,39 @@ def test_a_push_that_fails_in_the_build_goes_again_with_docker_push(project, doc
     assert len(ANY_BUILD_RE.findall(result.stderr)) == 1, result.describe()  # built once
     assert f"+ docker push {refs[0]}" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1] == f"not pushed: {', '.join(refs)}"
+
+
+# --- a build that pushes: where buildx writes what it pushed -------------------------------------
+
+
+def test_a_build_that_pushes_answers_in_a_directory_of_the_users_own(project, docker, images,
+                                                                    unique, tiny_context, e2e_env,
+                                                                    plain_registry, tmp_path):
+    """buildx writes its --metadata-file in <TMPDIR>/ragbuild-<uid>, made with mode 0700 and
+    left empty; when that directory is open to others the run stops before the build with one
+    line, and nothing reaches the registry."""
+    assert client_has_buildx_plugin(), "the harness installs the buildx plugin system-wide"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    answers = temp / f"ragbuild-{os.getuid()}"
+    name = unique("answerdir")
+    uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
+                            env={"TMPDIR": str(temp)}).assert_ok()
+    images.track_result(result)
+    assert f"--metadata-file {answers}/" in result.stderr, result.describe()
+    assert stat.S_IMODE(os.lstat(answers).st_mode) == 0o700 and not list(answers.iterdir())
+    assert sorted(plain_registry.tags(name)) == sorted(tags_of(planned_refs(result)))
+
+    answers.chmod(0o777)
+    other = unique("answerdir-open")
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry",
+                                       f"{e2e_env['E2E_REGISTRY']}/{other}", "--push"),
+                            env={"TMPDIR": str(temp)})
+    assert result.returncode == 1, result.describe()
+    assert result.error_lines() == [
+        f"error: {answers}, where docker writes what it pushed, is not a directory of yours "
+        "that only you can use (mode 0700): remove it, or set TMPDIR to a directory of yours"]
+    assert not ANY_BUILD_RE.search(result.stderr)
+    assert other not in plain_registry.catalog()
