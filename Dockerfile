@@ -1,18 +1,21 @@
 # rag-worker image: a FastAPI service (src/rag_worker) served by uvicorn on
 # port 8080, the port SageMaker calls /ping on.
 #
-# Two stages: the builder installs the installer (uv) and turns the
-# private-index build args into uv flags; the final stage installs the pinned
-# requirements into a virtualenv at /opt/venv with that uv, mounted from the
-# builder for the one RUN, so no installer, cache, build tool or private-index
-# setting reaches the image.
+# Three stages: the builder installs the installer (uv) and turns the
+# private-index build args into uv flags; the lock stage resolves
+# requirements.txt to every package's exact version and splits that list in
+# two; the final stage installs them into a virtualenv at /opt/venv with that
+# uv, mounted from the builder, so no installer, cache, build tool or
+# private-index setting reaches the image.
 #
-# Layer order (top = changes least): base -> user -> venv -> source -> build
+# Layer order (top = changes least): base -> user -> the venv's dependencies
+# of dependencies -> the venv's direct requirements -> source -> build
 # metadata. A change under src/ rebuilds only the `COPY src/` layer; the build
 # metadata (which changes every build through BUILD_TIMESTAMP) is declared
 # after it and adds labels/env only, no filesystem layer, so it never forces a
-# dependency reinstall. A change to requirements.txt reruns the venv step, which
-# takes every unchanged package from BuildKit cache mounts (see there).
+# dependency reinstall. Bumping a pin in requirements.txt rebuilds the direct
+# requirements' layer only, unless the bump changes what they depend on (see
+# the lock stage).
 #
 # Needs BuildKit (DOCKER_BUILDKIT=1 or buildx; ragbuild always uses it): the
 # RUN --mount flags are in the Dockerfile frontend built into Docker >= 18.09's
@@ -73,6 +76,38 @@ RUN set -- ; \
     : >/opt/uv/index-args; \
     for a in "$@"; do printf '%s\n' "$a" >>/opt/uv/index-args; done
 
+# ------------------------------------------------------------------- lock --
+FROM builder AS lock
+
+# requirements.txt resolved to the exact version of every package it needs
+# (`uv pip compile`, for the base image's Python, from the same index), split
+# in two lists for the final stage's two install layers:
+# - /lock/direct.txt: the packages requirements.txt names (compared by their
+#   normalized names, PEP 503), the pins a team bumps;
+# - /lock/transitive.txt: everything they depend on.
+# The final stage mounts each list into its own RUN, and BuildKit keys a step
+# on the content of what it mounts: a bump that leaves the dependencies as
+# they were leaves transitive.txt as it was, so that layer (most of the venv:
+# 213 of 262 MB on the realistic set in benchmarks/) stays cached, is not
+# exported again, and is not pushed again. uv's wheel cache (the cache mount
+# ragbuild-uv, kept by the engine between builds, never part of an image;
+# `docker builder prune` empties it) serves every package it downloaded
+# before. No index setting reaches the lists (no --emit-index-url).
+RUN --mount=type=bind,source=src/rag_worker/requirements.txt,target=/tmp/requirements.txt \
+    --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
+    set -e; \
+    set -- ; while IFS= read -r a; do set -- "$@" "$a"; done </opt/uv/index-args; \
+    export UV_CACHE_DIR=/tmp/uv-cache UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never; \
+    mkdir /lock; \
+    /opt/uv/bin/uv pip compile --quiet --no-header --no-annotate \
+        --python "$(command -v python)" "$@" -o /lock/all.txt /tmp/requirements.txt; \
+    python -c 'import re; \
+name = lambda line: re.sub(r"[-_.]+", "-", re.split(r"[\s\[=<>!~;@]", line.strip(), 1)[0]).lower(); \
+named = {name(l) for l in open("/tmp/requirements.txt") if l.strip() and l.lstrip()[0] not in "#-"}; \
+pins = [l for l in open("/lock/all.txt") if l.strip() and not l.lstrip().startswith("#")]; \
+open("/lock/direct.txt", "w").writelines(l for l in pins if name(l) in named); \
+open("/lock/transitive.txt", "w").writelines(l for l in pins if name(l) not in named)'
+
 # ------------------------------------------------------------------ final --
 FROM ${PYTHON_IMAGE}
 
@@ -96,49 +131,45 @@ RUN groupadd --system --gid 10001 ragworker \
         --home-dir /nonexistent --shell /usr/sbin/nologin ragworker \
  && chmod 0755 /usr/local/bin/serve
 
-# The dependency layer. uv and its flags come from the builder through a bind
-# mount, requirements.txt from the context (BuildKit keys the step on the
-# content of both): none of them stays in the image, and `docker history`
-# shows this command, not the index settings.
-# Two BuildKit cache mounts (kept by the engine between builds, never part of
-# an image; `docker builder prune` empties them) make a changed pin cost about
-# what that one package costs:
-# - ragbuild-uv: uv's cache of downloaded and unpacked wheels;
-# - ragbuild-venv (locked: one build at a time uses it): the venv of the last
-#   build, created --relocatable so it can be copied. `uv pip compile` resolves
-#   the pins to a full list, `uv pip sync` makes the venv exactly that list
-#   (installs, upgrades, and removes what is no longer required; with
-#   COMPILE_BYTECODE=1 it compiles only the .py files whose .pyc is missing or
-#   out of date); the venv is then copied to /opt/venv. It is recreated when
-#   the interpreter or COMPILE_BYTECODE differs (another PYTHON_IMAGE), and is
-#   only a cache: every build ends with the exact resolved list, whatever the
-#   last build left.
-# uv copies from its cache (UV_LINK_MODE=copy): hardlinks cannot cross mounts.
+# The dependency layers: the venv, first with what the direct requirements
+# depend on, then with the direct requirements (the lock stage's two lists).
+# uv and its flags come from the builder, each list from the lock stage,
+# through bind mounts: none of them stays in the image, and `docker history`
+# shows these commands, not the index settings. Each list is installed as it
+# is (--no-deps: together they are the whole resolution, so the venv holds
+# exactly the resolved packages), from uv's cache where it has them. uv copies
+# from its cache (UV_LINK_MODE=copy): hardlinks cannot cross mounts.
 # COMPILE_BYTECODE=1 (--build-arg) writes .pyc files for every module, as pip
 # does: the service then does not compile what it imports at each start
 # (PYTHONDONTWRITEBYTECODE=1 above; the venv is read-only to its user), at the
-# cost of ~100 MB more image and ~10-20 s more cold build on the realistic set
+# cost of ~100 MB more image and ~5-10 s more cold build on the realistic set
 # (benchmarks/README.md). Off by default (uv's default): a smaller image to pull.
 ARG COMPILE_BYTECODE=0
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
-    --mount=type=bind,source=src/rag_worker/requirements.txt,target=/tmp/requirements.txt \
+    --mount=type=bind,from=lock,source=/lock/transitive.txt,target=/tmp/pins.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
-    --mount=type=cache,id=ragbuild-venv,target=/tmp/venv-cache,sharing=locked \
     set -e; \
     set -- ; while IFS= read -r a; do set -- "$@" "$a"; done </tmp/uv/index-args; \
     export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 \
         UV_PYTHON_DOWNLOADS=never; \
     if [ "${COMPILE_BYTECODE}" = 1 ]; then export UV_COMPILE_BYTECODE=1; fi; \
-    v=/tmp/venv-cache/venv; \
-    want="$(python -c 'import sys; print(sys.executable, sys.version)') pyc=${COMPILE_BYTECODE}"; \
-    if [ "$(cat /tmp/venv-cache/python 2>/dev/null)" != "$want" ]; then \
-        rm -rf "$v" && /tmp/uv/bin/uv venv --quiet --relocatable --python "$(command -v python)" "$v" \
-        && printf '%s\n' "$want" >/tmp/venv-cache/python; \
-    fi; \
-    /tmp/uv/bin/uv pip compile --quiet --no-header --python "$v/bin/python" "$@" \
-        -o /tmp/venv-cache/requirements.lock /tmp/requirements.txt; \
-    /tmp/uv/bin/uv pip sync --python "$v/bin/python" "$@" /tmp/venv-cache/requirements.lock; \
-    cp -a "$v" /opt/venv
+    /tmp/uv/bin/uv venv --quiet --python "$(command -v python)" /opt/venv; \
+    if [ -s /tmp/pins.txt ]; then \
+        /tmp/uv/bin/uv pip install --quiet --no-deps --python /opt/venv/bin/python "$@" \
+            -r /tmp/pins.txt; \
+    fi
+RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
+    --mount=type=bind,from=lock,source=/lock/direct.txt,target=/tmp/pins.txt \
+    --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
+    set -e; \
+    set -- ; while IFS= read -r a; do set -- "$@" "$a"; done </tmp/uv/index-args; \
+    export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 \
+        UV_PYTHON_DOWNLOADS=never; \
+    if [ "${COMPILE_BYTECODE}" = 1 ]; then export UV_COMPILE_BYTECODE=1; fi; \
+    if [ -s /tmp/pins.txt ]; then \
+        /tmp/uv/bin/uv pip install --quiet --no-deps --python /opt/venv/bin/python "$@" \
+            -r /tmp/pins.txt; \
+    fi
 
 WORKDIR /app
 

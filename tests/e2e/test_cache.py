@@ -7,8 +7,10 @@ each step is announced as ``#10 [builder 4/4] RUN ...`` and ends as ``#10 CACHED
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -33,10 +35,18 @@ def build_steps(output: str) -> dict:
     return steps
 
 
-def step(steps: dict, prefix: str) -> set:
-    found = [statuses for instruction, statuses in steps.items() if instruction.startswith(prefix)]
+def step(steps: dict, prefix: str, within: str = "") -> set:
+    """The statuses of the one step that starts with ``prefix`` (and holds ``within``)."""
+    found = [statuses for instruction, statuses in steps.items()
+             if instruction.startswith(prefix) and within in instruction]
     assert len(found) == 1, f"one step starting {prefix!r} expected among {sorted(steps)}"
     return found[0]
+
+
+#: The final stage's two dependency layers (Dockerfile): each installs one list of the lock
+#: stage, mounted from there.
+TRANSITIVE = ("RUN --mount=type=bind,from=builder", "source=/lock/transitive.txt")
+DIRECT = ("RUN --mount=type=bind,from=builder", "source=/lock/direct.txt")
 
 
 def test_a_change_under_src_rebuilds_only_the_source_layer(project, images, unique, pip_args):
@@ -52,8 +62,11 @@ def test_a_change_under_src_rebuilds_only_the_source_layer(project, images, uniq
     assert second_id != first_id
 
     steps = build_steps(second.stderr)
-    # the dependency install (its RUN mounts uv from the builder and requirements.txt)
-    assert step(steps, "RUN --mount=type=bind,from=builder") == {"CACHED"}, second.describe()
+    # the dependency layers (their RUNs mount uv from the builder, a list from the lock stage)
+    # and the lock stage's resolution of requirements.txt
+    for layer in (TRANSITIVE, DIRECT):
+        assert step(steps, *layer) == {"CACHED"}, second.describe()
+    assert step(steps, "RUN --mount=type=bind,source=src/rag_worker/requirements.txt") == {"CACHED"}
     for cached in ("RUN PIP_ROOT_USER_ACTION=ignore", "RUN set -- ;", "RUN groupadd",
                    "WORKDIR /app"):
         assert step(steps, cached) == {"CACHED"}, cached
@@ -100,3 +113,27 @@ def test_pip_settings_reach_uv_as_flags(project, docker, images, unique, e2e_env
                          f"PIP_NO_INDEX={false}")
         assert got == ["--index-url", mirror, "--find-links", mirror,
                        "--allow-insecure-host", host], false
+
+
+def test_a_new_direct_pin_installs_only_the_direct_requirements_again(project, images, unique,
+                                                                      pip_args, docker):
+    """A pin that adds nothing to what the requirements depend on (pip's wheel, which has no
+    dependencies, from the harness's mirror) leaves the lock stage's transitive list as it was:
+    that layer, most of the venv, stays cached; only the direct requirements' layer is
+    installed again, and the image holds the new pin."""
+    args = f"{pip_args} --image-name {unique('pin')}"
+    images.track_result(project.make("build-dev", f"ARGS={args}").assert_ok())
+    wheels = Path(os.environ.get("RAGBUILD_E2E_CACHE", "/var/cache/ragbuild-e2e")) / "wheels"
+    found = sorted(wheels.glob("pip-*-py3-none-any.whl"))
+    assert found, f"the harness mirrors pip's wheel in {wheels}"
+    version = found[-1].name.split("-")[1]
+    requirements = project.path / "src" / "rag_worker" / "requirements.txt"
+    requirements.write_text(requirements.read_text() + f"pip=={version}\n")
+    second = project.make("build-dev", f"ARGS={args}").assert_ok()
+    image = images.track_result(second)
+    steps = build_steps(second.stderr)
+    assert step(steps, *TRANSITIVE) == {"CACHED"}, second.describe()
+    assert step(steps, *DIRECT) == {"DONE"}, second.describe()
+    done = docker.quiet("run", "--rm", "--entrypoint", "python", image, "-c",
+                        "import importlib.metadata as m, fastapi, uvicorn; print(m.version('pip'))")
+    assert done.returncode == 0 and done.stdout.strip() == version, done
