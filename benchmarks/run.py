@@ -752,7 +752,7 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
             "section 6 builds with a bare `DOCKER_BUILDKIT=1 docker build` (the layouts compared, "
             "not the wrapper) in a copy of src/ whose requirements.txt is "
             f"benchmarks/{REALISTIC.name}; each round: cold (`--no-cache`; for the Dockerfile also "
-            "new, empty uv and venv cache mounts), then one comment line appended to "
+            "new, empty cache mounts), then one comment line appended to "
             f"src/rag_worker/inference.py, then `{bump}`; the cache mounts of the cold rounds are "
             "removed at the end")
 
