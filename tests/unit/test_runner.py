@@ -682,3 +682,37 @@ def test_an_answer_directory_of_another_user_stops_before_the_command(fp, tmp_pa
     with pytest.raises(RagbuildError, match="is not a directory of yours"):
         Runner().run(Command(("docker", "buildx", "build", "."), answer_file=str(where)))
     assert not list(fp.calls)
+
+
+# --- the answer directory in a dry run: said, not made ------------------------------------------
+
+@pytest.mark.parametrize("kind", ["missing", "open to others", "the user's own"])
+def test_a_dry_run_says_what_a_real_run_does_with_the_answer_directory(fp, stub_bin, tmp_path,
+                                                                       kind):
+    """Where a real run stops (someone else could write there) a dry run warns; where it makes
+    the directory, the dry run says so, since the printed build line, pasted, needs it (buildx
+    writes its --metadata-file only in a directory that is there, after it pushed). It makes
+    nothing and starts nothing."""
+    fp.allow_unregistered(False)
+    directory = tmp_path / "ragbuild-0"
+    if kind != "missing":
+        directory.mkdir(mode=0o700)
+        directory.chmod(0o777 if kind == "open to others" else 0o700)
+    where = directory / "a.json"
+    cmd = Command(("docker", "buildx", "build", "--metadata-file", str(where), "."),
+                  answer_file=str(where))
+    runner, out, log = quiet_runner(dry_run=True)
+    runner.run(cmd)
+    runner.run(cmd)  # said once
+    assert out.getvalue() == f"docker buildx build --metadata-file {where} .\n" * 2
+    said = {
+        "missing": f"dry run: a real run first makes {directory} (mode 0700), where docker "
+                   "writes what it pushed; make it before running the build line yourself\n",
+        "open to others": f"warning: {directory}, where docker writes what it pushed, is not a "
+                          "directory of yours that only you can use (mode 0700): remove it, or "
+                          "set TMPDIR to a directory of yours (a real run stops here)\n",
+        "the user's own": "",
+    }[kind]
+    assert log.getvalue() == said
+    assert directory.exists() is (kind != "missing")
+    assert not list(fp.calls)
