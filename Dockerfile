@@ -102,7 +102,7 @@ RUN --mount=type=bind,source=src/rag_worker/requirements.txt,target=/tmp/require
     /opt/uv/bin/uv pip compile --quiet --no-header --no-annotate \
         --python "$(command -v python)" "$@" -o /lock/all.txt /tmp/requirements.txt; \
     python -c 'import re; \
-name = lambda line: re.sub(r"[-_.]+", "-", re.split(r"[\s\[=<>!~;@]", line.strip(), 1)[0]).lower(); \
+name = lambda line: re.sub(r"[-_.]+", "-", re.split(r"[\s\[=<>!~;@]", line.strip(), maxsplit=1)[0]).lower(); \
 named = {name(l) for l in open("/tmp/requirements.txt") if l.strip() and l.lstrip()[0] not in "#-"}; \
 pins = [l for l in open("/lock/all.txt") if l.strip() and not l.lstrip().startswith("#")]; \
 open("/lock/direct.txt", "w").writelines(l for l in pins if name(l) in named); \

@@ -102,12 +102,18 @@ def _make_way(path: str) -> None:
     except OSError as err:
         raise RagbuildError(f"cannot make {directory}, where docker writes what it pushed: "
                             f"{err.strerror}; set TMPDIR to a directory of yours") from None
+    _check_answer_directory(directory)
+    _remove(path)
+
+
+def _check_answer_directory(directory: str) -> None:
+    """RagbuildError when ``directory`` (which is there: FileNotFoundError when not) is not a
+    directory of the user's own that no one else may use (``_make_way``)."""
     found = os.lstat(directory)
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
         raise RagbuildError(f"{directory}, where docker writes what it pushed, is not a directory "
                             "of yours that only you can use (mode 0700): remove it, or set TMPDIR "
                             "to a directory of yours")
-    _remove(path)
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
@@ -405,10 +411,28 @@ class DryRunner(Runner):
         if cmd.hides_secrets:
             self._once("***", "dry run: secret values (secret-looking build args, URL "
                               "credentials) are shown as ***; the real command gets them")
+        if cmd.answer_file is not None:
+            self._answer_directory(os.path.dirname(cmd.answer_file) or ".")
         _write(self._out, f"{cmd.display()}\n")
         if cmd.dry_note:
             self._once(cmd.dry_note, f"dry run: {cmd.dry_note}")
         return Result(0, cmd.assume)
+
+    def _answer_directory(self, directory: str) -> None:
+        """What a real run's ``_make_way`` would do with the directory of a command's answer
+        file, said and not done: a warning where it would stop; where it would make the
+        directory, that it would, since the printed command, pasted, fails without it (buildx
+        writes its --metadata-file only in a directory that is there, after the push)."""
+        try:
+            _check_answer_directory(directory)
+        except FileNotFoundError:
+            self._once(directory, f"dry run: a real run first makes {directory} (mode 0700), "
+                                  "where docker writes what it pushed; make it before running "
+                                  "the build line yourself")
+        except OSError:
+            pass  # the real run's mkdir says why
+        except RagbuildError as error:
+            self.stop_or_warn(error)
 
 
 def make_runner(dry_run: bool, *, log: Optional[IO[str]] = None) -> Runner:

@@ -7,12 +7,15 @@ each step is announced as ``#10 [builder 4/4] RUN ...`` and ends as ``#10 CACHED
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 from pathlib import Path
 
 import pytest
+
+from .support import BASE_IMAGE
 
 pytestmark = pytest.mark.e2e
 
@@ -136,11 +139,17 @@ def test_a_new_direct_pin_installs_only_the_direct_requirements_again(project, i
     assert step(build_steps(second.stderr), *TRANSITIVE) == {"CACHED"}, second.describe()
     # the layers, oldest first: the base image's, then COPY serve, RUN groupadd, the transitive
     # layer, the direct layer (then WORKDIR and COPY src/, made again on top of a new layer)
-    base = len(docker.inspect("python:3.11-slim")["RootFS"]["Layers"])
-    before, after = (docker.inspect(i)["RootFS"]["Layers"] for i in (first, image))
-    transitive = base + 2
+    base, before, after = (layers(docker, ref) for ref in (BASE_IMAGE, first, image))
+    transitive = len(base) + 2
     assert before[:transitive + 1] == after[:transitive + 1], "the transitive layer was made again"
     assert before[transitive + 1] != after[transitive + 1], "the direct layer did not change"
     done = docker.quiet("run", "--rm", "--entrypoint", "python", image, "-c",
                         "import importlib.metadata as m, fastapi, uvicorn; print(m.version('pip'))")
     assert done.returncode == 0 and done.stdout.strip() == version, done
+
+
+def layers(docker, ref: str) -> list:
+    """The image's layers (``RootFS.Layers``: diff ids, bottom first)."""
+    done = docker.quiet("image", "inspect", "--format", "{{json .RootFS.Layers}}", ref)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

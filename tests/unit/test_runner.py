@@ -574,15 +574,20 @@ def test_running_a_command_does_not_import_what_plumbum_declares_lazy():
     """urllib.request (and http.client, email and ssl behind it, ~30 ms of every start), and the
     other modules of PLUMBUM_LAZY, stay unimported through plumbum's import and a command's
     run; plumbum still has them when they are used (``LocalPath.as_uri``, ``glob``), and a later
-    ``import urllib.request`` is the ordinary module."""
+    ``import urllib.request`` is the ordinary module. What the interpreter had imported before
+    (Python 3.12's pathlib imports urllib.parse, 3.13's glob, and ragbuild imports pathlib
+    there) is no import of plumbum's."""
     _in_a_new_python(
         "import sys\n"
         "from ragbuild.plan import Command, Kind\n"
         "from ragbuild.runner import Runner, PLUMBUM_LAZY\n"
         "assert {'urllib.request', 'socket', 'pickle'} <= set(PLUMBUM_LAZY)\n"
+        "before = set(sys.modules)\n"
+        "assert 'plumbum' not in before\n"
         "assert Runner().run(Command(('git', '--version'), kind=Kind.QUERY)).ok\n"
         "assert 'plumbum' in sys.modules\n"
-        "late = [m for m in (*PLUMBUM_LAZY, 'http.client', 'email.parser', 'ssl') if m in sys.modules]\n"
+        "late = [m for m in (*PLUMBUM_LAZY, 'http.client', 'email.parser', 'ssl')\n"
+        "        if m in sys.modules and m not in before]\n"
         "assert not late, late\n"
         "from plumbum import local\n"
         "assert local.path('/tmp').as_uri() == 'file:///tmp'\n"
@@ -676,4 +681,38 @@ def test_an_answer_directory_of_another_user_stops_before_the_command(fp, tmp_pa
     where = directory / "a.json"
     with pytest.raises(RagbuildError, match="is not a directory of yours"):
         Runner().run(Command(("docker", "buildx", "build", "."), answer_file=str(where)))
+    assert not list(fp.calls)
+
+
+# --- the answer directory in a dry run: said, not made ------------------------------------------
+
+@pytest.mark.parametrize("kind", ["missing", "open to others", "the user's own"])
+def test_a_dry_run_says_what_a_real_run_does_with_the_answer_directory(fp, stub_bin, tmp_path,
+                                                                       kind):
+    """Where a real run stops (someone else could write there) a dry run warns; where it makes
+    the directory, the dry run says so, since the printed build line, pasted, needs it (buildx
+    writes its --metadata-file only in a directory that is there, after it pushed). It makes
+    nothing and starts nothing."""
+    fp.allow_unregistered(False)
+    directory = tmp_path / "ragbuild-0"
+    if kind != "missing":
+        directory.mkdir(mode=0o700)
+        directory.chmod(0o777 if kind == "open to others" else 0o700)
+    where = directory / "a.json"
+    cmd = Command(("docker", "buildx", "build", "--metadata-file", str(where), "."),
+                  answer_file=str(where))
+    runner, out, log = quiet_runner(dry_run=True)
+    runner.run(cmd)
+    runner.run(cmd)  # said once
+    assert out.getvalue() == f"docker buildx build --metadata-file {where} .\n" * 2
+    said = {
+        "missing": f"dry run: a real run first makes {directory} (mode 0700), where docker "
+                   "writes what it pushed; make it before running the build line yourself\n",
+        "open to others": f"warning: {directory}, where docker writes what it pushed, is not a "
+                          "directory of yours that only you can use (mode 0700): remove it, or "
+                          "set TMPDIR to a directory of yours (a real run stops here)\n",
+        "the user's own": "",
+    }[kind]
+    assert log.getvalue() == said
+    assert directory.exists() is (kind != "missing")
     assert not list(fp.calls)
