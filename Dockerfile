@@ -76,6 +76,17 @@ RUN set -- ; \
     : >/opt/uv/index-args; \
     for a in "$@"; do printf '%s\n' "$a" >>/opt/uv/index-args; done
 
+# /opt/uv/uv-index: uv with those flags after its own arguments, and with the
+# settings every uv run of the later stages shares (its cache in the cache
+# mount at /tmp/uv-cache, copies from it, no progress bars, no Python
+# downloads). It finds uv and index-args beside itself, wherever the
+# directory is mounted.
+RUN printf '%s\n' '#!/bin/sh' 'set -e' 'here=$(dirname "$0")' \
+        'while IFS= read -r a; do set -- "$@" "$a"; done <"$here/index-args"' \
+        'export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never' \
+        'exec "$here/bin/uv" "$@"' >/opt/uv/uv-index \
+    && chmod 0755 /opt/uv/uv-index
+
 # ------------------------------------------------------------------- lock --
 FROM builder AS lock
 
@@ -96,11 +107,9 @@ FROM builder AS lock
 RUN --mount=type=bind,source=src/rag_worker/requirements.txt,target=/tmp/requirements.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
     set -e; \
-    set -- ; while IFS= read -r a; do set -- "$@" "$a"; done </opt/uv/index-args; \
-    export UV_CACHE_DIR=/tmp/uv-cache UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never; \
     mkdir /lock; \
-    /opt/uv/bin/uv pip compile --quiet --no-header --no-annotate \
-        --python "$(command -v python)" "$@" -o /lock/all.txt /tmp/requirements.txt; \
+    /opt/uv/uv-index pip compile --quiet --no-header --no-annotate \
+        --python "$(command -v python)" -o /lock/all.txt /tmp/requirements.txt; \
     python -c 'import re; \
 name = lambda line: re.sub(r"[-_.]+", "-", re.split(r"[\s\[=<>!~;@]", line.strip(), maxsplit=1)[0]).lower(); \
 named = {name(l) for l in open("/tmp/requirements.txt") if l.strip() and l.lstrip()[0] not in "#-"}; \
@@ -137,8 +146,9 @@ RUN groupadd --system --gid 10001 ragworker \
 # through bind mounts: none of them stays in the image, and `docker history`
 # shows these commands, not the index settings. Each list is installed as it
 # is (--no-deps: together they are the whole resolution, so the venv holds
-# exactly the resolved packages), from uv's cache where it has them. uv copies
-# from its cache (UV_LINK_MODE=copy): hardlinks cannot cross mounts.
+# exactly the resolved packages), from uv's cache where it has them (uv-index:
+# the builder's flags and settings). uv copies from its cache
+# (UV_LINK_MODE=copy): hardlinks cannot cross mounts.
 # COMPILE_BYTECODE=1 (--build-arg) writes .pyc files for every module, as pip
 # does: the service then does not compile what it imports at each start
 # (PYTHONDONTWRITEBYTECODE=1 above; the venv is read-only to its user), at the
@@ -149,25 +159,19 @@ RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
     --mount=type=bind,from=lock,source=/lock/transitive.txt,target=/tmp/pins.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
     set -e; \
-    set -- ; while IFS= read -r a; do set -- "$@" "$a"; done </tmp/uv/index-args; \
-    export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 \
-        UV_PYTHON_DOWNLOADS=never; \
     if [ "${COMPILE_BYTECODE}" = 1 ]; then export UV_COMPILE_BYTECODE=1; fi; \
     /tmp/uv/bin/uv venv --quiet --python "$(command -v python)" /opt/venv; \
     if [ -s /tmp/pins.txt ]; then \
-        /tmp/uv/bin/uv pip install --quiet --no-deps --python /opt/venv/bin/python "$@" \
+        /tmp/uv/uv-index pip install --quiet --no-deps --python /opt/venv/bin/python \
             -r /tmp/pins.txt; \
     fi
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
     --mount=type=bind,from=lock,source=/lock/direct.txt,target=/tmp/pins.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
     set -e; \
-    set -- ; while IFS= read -r a; do set -- "$@" "$a"; done </tmp/uv/index-args; \
-    export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 \
-        UV_PYTHON_DOWNLOADS=never; \
     if [ "${COMPILE_BYTECODE}" = 1 ]; then export UV_COMPILE_BYTECODE=1; fi; \
     if [ -s /tmp/pins.txt ]; then \
-        /tmp/uv/bin/uv pip install --quiet --no-deps --python /opt/venv/bin/python "$@" \
+        /tmp/uv/uv-index pip install --quiet --no-deps --python /opt/venv/bin/python \
             -r /tmp/pins.txt; \
     fi
 

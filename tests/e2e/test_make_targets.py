@@ -77,7 +77,7 @@ def test_build_dev_labels_carry_the_build_args(dev_build, docker, e2e_env):
     assert not [key for key in env if key.startswith(("PIP_", "UV_"))]
     done = docker.quiet("history", "--no-trunc", "--format", "{{.CreatedBy}}", dev_build.image_id)
     history = done.stdout
-    assert done.returncode == 0 and "/tmp/uv/index-args" in history, done  # the install step
+    assert done.returncode == 0 and "/tmp/uv/uv-index" in history, done  # the install steps
     mirror = urllib.parse.urlsplit(e2e_env["E2E_WHEEL_MIRROR"]).netloc  # host:port
     for setting in ("PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_TRUSTED_HOST", "--find-links",
                     "--no-index", "--allow-insecure-host", mirror):
