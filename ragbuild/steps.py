@@ -22,6 +22,7 @@ from ragbuild.plan import (CREATED_LABEL, FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIG
                            version_tags_command)
 from ragbuild.reference import familiar
 from ragbuild.output import SUCCESS
+from ragbuild.passthrough import not_for_buildx
 from ragbuild.runner import Runner, ended, resolve
 
 if TYPE_CHECKING:  # scan.py is imported when --scan asks for it
@@ -392,8 +393,10 @@ def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
 
 
 def diagnose(runner: Runner, plan: BuildPlan) -> None:
-    """After a failed build, tell an unreachable daemon or a client without BuildKit from a
-    failing Dockerfile. Runs only on the failure path, so a good build pays nothing for it."""
+    """After a failed build, tell an unreachable daemon, a client without BuildKit, or a
+    classic-builder option after ``--`` on a client whose docker build is buildx (Docker 23+:
+    ``passthrough.NOT_FOR_BUILDX``) from a failing Dockerfile. Runs only on the failure path,
+    so a good build pays nothing for it."""
     result = runner.run(Command(("docker", "version", "--format", "{{.Client.Version}}"),
                                 check=False, kind=Kind.PROBE))
     client = result.stdout.strip()
@@ -418,6 +421,14 @@ def diagnose(runner: Runner, plan: BuildPlan) -> None:
                                     "BuildKit builds: install buildx (docker-buildx-plugin), or set "
                                     "DOCKER to a client with BuildKit built in (e.g. /usr/bin/docker "
                                     "from Debian's docker.io)")
+        # docker build is buildx on this client, and buildx has no classic-only option
+        refused = not_for_buildx(plan.passthrough)
+        if refused:
+            raise CommandFailed(f"this docker client ({client}) builds with buildx, which refuses "
+                                f"{', '.join(refused)} (\"unknown flag\"): an option of the classic "
+                                "builder's docker build, given after --; drop it, or set DOCKER to a "
+                                "client with BuildKit built in (e.g. /usr/bin/docker from Debian's "
+                                "docker.io)")
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,21 @@ def test_the_machines_own_docker_builds_with_the_plugin_installed(project, uniqu
     assert result.returncode == 0, f"{own}: {result.describe()}"
 
 
+@pytest.mark.legs("modern")
+def test_a_classic_builder_option_after_the_double_dash_is_named(project, tiny_context, unique):
+    """On this leg's client docker build is buildx, which refuses --disable-content-trust: one
+    error line says so and what to do, after docker's own "unknown flag"."""
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{unique("dct")}"')
+    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--image-name", unique("dct")),
+                            "--", "--disable-content-trust")
+    assert result.returncode == 1, result.describe()
+    assert "unknown flag: --disable-content-trust" in result.stderr, result.describe()
+    errors = result.error_lines()
+    assert len(errors) == 1 and re.match(
+        r"error: this docker client \(\d+\.[\d.]+\) builds with buildx, which refuses "
+        r"--disable-content-trust \(\"unknown flag\"\): .* drop it, or set DOCKER", errors[0]), errors
+
+
 @pytest.mark.legs("remote")
 def test_builder_remote_imports_a_registry_cache_another_engine_pushed(project, tiny_context, unique,
                                                                        images, e2e_env, docker,

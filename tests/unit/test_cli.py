@@ -594,6 +594,29 @@ def test_client_without_buildkit(project, strict_fp, capsys):
     assert "install buildx" in last and "set DOCKER" in last
 
 
+@pytest.mark.parametrize("extra", [["--disable-content-trust"], ["--stream"],
+                                   ["--disable-content-trust=true", "--stream"]])
+def test_a_classic_builder_option_on_a_buildx_client_is_named(project, strict_fp, capsys, extra):
+    """Docker 23+'s docker build is buildx, which refuses the classic builder's options
+    ("unknown flag"): the error names them and what to do, not only "docker build failed"."""
+    register_failed_build(strict_fp, "28.2.2\n", buildx_rc=0)
+    code, _, err = run_main(["--env", "dev", "--", *extra], capsys)
+    assert code == 1
+    names = ", ".join(dict.fromkeys(word.split("=")[0] for word in extra))
+    assert err.splitlines()[-1] == (
+        f"error: this docker client (28.2.2) builds with buildx, which refuses {names} "
+        "(\"unknown flag\"): an option of the classic builder's docker build, given after --; "
+        "drop it, or set DOCKER to a client with BuildKit built in (e.g. /usr/bin/docker from "
+        "Debian's docker.io)")
+
+
+def test_a_classic_builder_option_on_a_classic_client_is_a_plain_build_failure(project,
+                                                                               strict_fp, capsys):
+    register_failed_build(strict_fp, "20.10.24\n")
+    code, _, err = run_main(["--env", "dev", "--", "--disable-content-trust"], capsys)
+    assert code == 1 and "refuses" not in err
+
+
 def test_old_client_without_buildx_is_a_plain_build_failure(project, strict_fp, capsys):
     register_failed_build(strict_fp, "20.10.24\n")  # BuildKit built in: buildx is not asked
     code, _, err = run_main(["--env", "dev"], capsys)
