@@ -418,17 +418,21 @@ def diagnose(runner: Runner, plan: BuildPlan) -> None:
         buildx = runner.run(buildx_version_command())
         if buildx.returncode != 0:
             raise DockerUnavailable(f"this docker client ({client}) needs the buildx plugin for "
-                                    "BuildKit builds: install buildx (docker-buildx-plugin), or set "
-                                    "DOCKER to a client with BuildKit built in (e.g. /usr/bin/docker "
-                                    "from Debian's docker.io)")
+                                    f"BuildKit builds: install buildx (docker-buildx-plugin), or set "
+                                    f"DOCKER to {CLASSIC_CLIENT}")
         # docker build is buildx on this client, and buildx has no classic-only option
         refused = not_for_buildx(plan.passthrough)
         if refused:
             raise CommandFailed(f"this docker client ({client}) builds with buildx, which refuses "
                                 f"{', '.join(refused)} (\"unknown flag\"): an option of the classic "
-                                "builder's docker build, given after --; drop it, or set DOCKER to a "
-                                "client with BuildKit built in (e.g. /usr/bin/docker from Debian's "
-                                "docker.io)")
+                                f"builder's docker build, given after --; drop it, or set DOCKER to "
+                                f"{CLASSIC_CLIENT}")
+
+
+#: A docker client whose own docker build has BuildKit built in (no buildx plugin needed, the
+#: classic builder's options taken): docker 23.0 made docker build buildx.
+CLASSIC_CLIENT = ("a client older than 23.0, whose docker build has BuildKit built in (e.g. "
+                  "Debian 12's /usr/bin/docker)")
 
 
 @dataclass(frozen=True)

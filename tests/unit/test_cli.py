@@ -606,8 +606,8 @@ def test_a_classic_builder_option_on_a_buildx_client_is_named(project, strict_fp
     assert err.splitlines()[-1] == (
         f"error: this docker client (28.2.2) builds with buildx, which refuses {names} "
         "(\"unknown flag\"): an option of the classic builder's docker build, given after --; "
-        "drop it, or set DOCKER to a client with BuildKit built in (e.g. /usr/bin/docker from "
-        "Debian's docker.io)")
+        "drop it, or set DOCKER to a client older than 23.0, whose docker build has BuildKit "
+        "built in (e.g. Debian 12's /usr/bin/docker)")
 
 
 def test_a_classic_builder_option_on_a_classic_client_is_a_plain_build_failure(project,
