@@ -103,7 +103,10 @@ FROM builder AS lock
 # exported again, and is not pushed again. uv's wheel cache (the cache mount
 # ragbuild-uv, kept by the engine between builds, never part of an image;
 # `docker builder prune` empties it) serves every package it downloaded
-# before. No index setting reaches the lists (no --emit-index-url).
+# before. No index setting reaches the lists (no --emit-index-url): the index
+# to install from is the builder's (the PIP_* build args); an --index-url or
+# --find-links line inside requirements.txt is used by the resolution only,
+# and an install that needs it fails loudly.
 RUN --mount=type=bind,source=src/rag_worker/requirements.txt,target=/tmp/requirements.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
     set -e; \
