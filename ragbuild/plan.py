@@ -739,8 +739,11 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     if no_attestations:
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
-    if pushes and metadata_file and not plan.multi_platform:
-        argv += ["--metadata-file", metadata_file]
+    # a one-platform build that pushes writes what it pushed there (a multi-platform one is
+    # read back from the registry: push.verify)
+    answer = metadata_file if pushes and not plan.multi_platform else None
+    if answer:
+        argv += ["--metadata-file", answer]
     argv += plan.passthrough
     argv.append(opts.context)
     env: tuple[tuple[str, str], ...] = () if buildx else (("DOCKER_BUILDKIT", "1"),)
@@ -751,7 +754,6 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
         # classic builder ignores it, so no probe of the client is needed:
         # https://docs.docker.com/build/building/variables/#buildx_no_default_attestations
         env += (("BUILDX_NO_DEFAULT_ATTESTATIONS", "1"),)
-    answer = metadata_file if pushes and metadata_file and not plan.multi_platform else None
     assume = json.dumps({PUSHED_DIGEST_KEY: DRY_DIGEST}) if answer else ""
     return Command(tuple(argv), env=env, mode=Mode.STREAM, answer_file=answer, assume=assume)
 

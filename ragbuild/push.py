@@ -283,10 +283,11 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
             if first.ok:
                 _record(ctx, ref, first, None, digests)  # fails on a success without a digest
     except PushFailed as failure:
-        raise PushFailed(f"{failure}\n{_progress(ctx, digests)}") from None
+        raise PushFailed(f"{failure}\n{progress(ctx.push.refs, digests)}") from None
     except (Interrupted, KeyboardInterrupt) as stop:
         text = str(stop) if isinstance(stop, Interrupted) else interrupted_text(signal_of(stop))
-        raise Interrupted(f"{text}\n{_progress(ctx, digests)}", signum=signal_of(stop)) from None
+        raise Interrupted(f"{text}\n{progress(ctx.push.refs, digests)}",
+                          signum=signal_of(stop)) from None
 
 
 def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
@@ -300,10 +301,6 @@ def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
     if not digests[ref]:
         raise PushFailed(f"docker push {ref} succeeded but printed no digest, so it "
                          f"cannot be verified:\n{tail(output)}")
-
-
-def _progress(ctx: Context, digests: Mapping[str, Optional[str]]) -> str:
-    return progress(ctx.push.refs, digests)
 
 
 def progress(refs: Sequence[str], digests: Mapping[str, Optional[str]]) -> str:

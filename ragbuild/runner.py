@@ -47,7 +47,7 @@ CHECK_THREADS = 8
 #: ``plumbum/path/local.py`` and ``remote.py``, for PEP 810's lazy imports), which Pythons before
 #: 3.15 ignore: ``urllib.request``, for ``LocalPath.as_uri`` and ``RemotePath``'s URLs, pulls in
 #: ``http.client``, ``email`` and ``ssl``, about 30 ms of every run's start on the benchmark machine
-#: (benchmarks/README.md, run 6).
+#: (benchmarks/README.md, runs 6 and 7).
 PLUMBUM_LAZY = ("urllib.request", "urllib.parse", "socket", "pickle", "glob")
 
 
@@ -114,6 +114,7 @@ def _check_answer_directory(directory: str) -> None:
         raise RagbuildError(f"{directory}, where docker writes what it pushed, is not a directory "
                             "of yours that only you can use (mode 0700): remove it, or set TMPDIR "
                             "to a directory of yours")
+
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])

@@ -17,9 +17,8 @@ from ragbuild.errors import (CommandFailed, DockerUnavailable, GitFailed, PushFa
                              UsageError)
 from ragbuild.plan import (CREATED_LABEL, FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIGEST_KEY, BuildPlan,
                            Command, Config, GitInfo, Kind, Options, PushPlan, build_command,
-                           build_pushes,
-                           buildx_version_command, git_reason, human_size, inspect_command,
-                           version_tags_command)
+                           build_pushes, buildx_version_command, git_reason, human_size,
+                           inspect_command, version_tags_command)
 from ragbuild.reference import familiar
 from ragbuild.output import SUCCESS
 from ragbuild.passthrough import not_for_buildx
