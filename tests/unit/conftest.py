@@ -18,7 +18,16 @@ from fakes import EPOCH, register_git, register_registry_config, set_tz
 MACHINE_VARS = ("ECR_REGISTRY_URI", "DOCKER", "AWS_CLI", "DOCKER_HOST", "DOCKER_CONTEXT",
                 "BUILDX_BUILDER", "BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID",
                 "GITHUB_OUTPUT", "SOURCE_DATE_EPOCH", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "NO_COLOR", "FORCE_COLOR")
+                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "NO_COLOR", "FORCE_COLOR",
+                # what the host's pip trusts and installs from (pip_config.py), and proxies
+                "PIP_CONFIG_FILE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "XDG_CONFIG_DIRS",
+                "XDG_CONFIG_HOME", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY",
+                "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def machine_vars(environ) -> list:
+    """The names of MACHINE_VARS and every ``PIP_*`` variable set in ``environ``."""
+    return [name for name in environ if name in MACHINE_VARS or name.startswith("PIP_")]
 
 
 def write_stub(directory, name: str, code: int = 97):
@@ -50,12 +59,16 @@ def _isolated_from_the_machine(_machine_stubs, monkeypatch):
     """
     bin_dir, docker_config = _machine_stubs
     path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-    for name in MACHINE_VARS:
+    cleared = [name for name in machine_vars(os.environ) if name != "PIP_CONFIG_FILE"]
+    for name in cleared:
         monkeypatch.delenv(name, raising=False)
+    # pip's configuration files (/etc/pip.conf, ~/.config/pip/pip.conf) are not read: a machine's
+    # pip settings never reach a test (pip_config.py reads none when this names /dev/null)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.setenv("PATH", path)
-    with local.env(PATH=path, DOCKER_CONFIG=str(docker_config)):
-        for name in MACHINE_VARS:
+    with local.env(PATH=path, DOCKER_CONFIG=str(docker_config), PIP_CONFIG_FILE=os.devnull):
+        for name in cleared:
             local.env.pop(name, None)
         yield
 

@@ -75,8 +75,12 @@ def test_docker_and_aws_resolve_to_the_stubs_on_both_paths():
 
 def test_the_machines_variables_are_cleared_for_the_runner_and_plumbum():
     for name in MACHINE_VARS:
+        if name == "PIP_CONFIG_FILE":  # set to /dev/null: pip's configuration files are not read
+            assert os.environ[name] == local.env[name] == os.devnull
+            continue
         assert name not in os.environ, name
         assert name not in local.env, name
+    assert not [name for name in os.environ if name.startswith("PIP_") and name != "PIP_CONFIG_FILE"]
     assert os.listdir(os.environ["DOCKER_CONFIG"]) == []  # no user's config.json
 
 

@@ -1,0 +1,178 @@
+"""What the host's pip trusts and where it installs from, read as pip reads it.
+
+- ``read(environ)``: pip's settings for ``pip install``, merged in pip's own order (its
+  configuration files, then ``PIP_*`` variables; ``install.X`` beats ``global.X``; an empty
+  value is ignored). pip's rules, copied: https://pip.pypa.io/en/stable/topics/configuration/
+  (files: ``$XDG_CONFIG_DIRS``/pip/pip.conf and /etc/pip.conf, then ~/.pip/pip.conf and
+  ``$XDG_CONFIG_HOME``/pip/pip.conf unless ``PIP_CONFIG_FILE`` names an existing file, then
+  ``sys.prefix``/pip.conf, then ``PIP_CONFIG_FILE``; ``PIP_CONFIG_FILE=/dev/null`` loads no file).
+  tests/unit/test_pip_config.py compares it with pip's own parser on generated configurations.
+- ``host_ca(...)``: the CA bundle a build gets as the BuildKit secret ``CA_SECRET_ID``.
+- ``host_index(...)``: the index settings a build gets as the secret ``INDEX_SECRET_ID``.
+
+Pure but for the file reads, which take ``environ`` and ``prefix`` as given.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+#: BuildKit secret ids ragbuild reserves; a user's ``--secret`` with one of them is refused.
+CA_SECRET_ID = "ragbuild-host-ca"
+INDEX_SECRET_ID = "ragbuild-host-index"
+RESERVED_SECRET_IDS = (CA_SECRET_ID, INDEX_SECRET_ID)
+#: BuildKit refuses a secret over 500 KiB (buildkit session/secrets/secretsprovider: "secret too
+#: big"); checked before the build so the run stops with one line instead.
+SECRET_MAX_BYTES = 500 * 1024
+#: pip's option names for the index settings the build can use, as the Dockerfile reads them.
+INDEX_KEYS = ("index-url", "extra-index-url", "trusted-host", "find-links", "no-index")
+#: pip's true values (``strtobool``).
+TRUE = ("y", "yes", "t", "true", "on", "1")
+
+
+def _normalize(name: str) -> str:
+    name = name.lower().replace("_", "-")
+    return name[2:] if name.startswith("--") else name
+
+
+def config_files(environ: Mapping[str, str], prefix: str = sys.prefix) -> list:
+    """pip's configuration files in the order they are loaded (a later one wins)."""
+    env_file = environ.get("PIP_CONFIG_FILE")
+    if env_file == os.devnull:
+        return []
+    dirs = environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
+    files = [os.path.join(d, "pip", "pip.conf") for d in dirs.split(os.pathsep) if d]
+    files.append("/etc/pip.conf")
+    if not (env_file and os.path.exists(env_file)):
+        home = environ.get("HOME") or os.path.expanduser("~")
+        xdg_home = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+        files += [os.path.join(home, ".pip", "pip.conf"), os.path.join(xdg_home, "pip", "pip.conf")]
+    files.append(os.path.join(prefix, "pip.conf"))
+    if env_file:
+        files.append(env_file)
+    return files
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: str
+    source: str  # where pip takes it from: ``PIP_CERT`` or ``/etc/pip.conf [global] cert``
+
+
+def read(environ: Mapping[str, str], prefix: str = sys.prefix) -> dict:
+    """``{option: Setting}`` for ``pip install``: files' ``[global]``, then ``[install]``, then
+    ``PIP_*`` variables; empty values ignored, as pip ignores them. An unreadable file is
+    skipped (pip would stop on it; the build then simply gets nothing from it)."""
+    found: dict = {}
+    for section in ("global", "install"):
+        for path in config_files(environ, prefix):
+            parser = configparser.RawConfigParser()
+            try:
+                parser.read(path, encoding="utf-8")
+            except (configparser.Error, OSError, UnicodeDecodeError):
+                continue
+            if parser.has_section(section):
+                for key, value in parser.items(section):
+                    if value:
+                        found[_normalize(key)] = Setting(value, f"{path} [{section}] {key}")
+    for name, value in environ.items():
+        if name.startswith("PIP_") and value and name[4:].lower() not in ("version", "help"):
+            found[_normalize(name[4:])] = Setting(value, name)
+    return found
+
+
+@dataclass(frozen=True)
+class HostCA:
+    """The CA bundle the build trusts: ``path`` and where it was found (``source``)."""
+
+    path: str
+    source: str
+
+
+def host_ca(environ: Mapping[str, str], *, given: Optional[str] = None,
+            given_source: str = "--host-ca", prefix: str = sys.prefix) -> Optional[HostCA]:
+    """The CA bundle the host's pip would use: ``given`` (``--host-ca`` or setup.cfg's
+    ``host-ca``), else pip's ``cert`` (``PIP_CERT``, then its configuration files), else
+    ``REQUESTS_CA_BUNDLE`` (which pip's requests reads when ``cert`` is unset), else
+    ``SSL_CERT_FILE`` (what uv and OpenSSL read). None when none names one. A ``~`` is
+    expanded, as pip's ``cert`` option does. Whether the file exists is ``check_ca``'s."""
+    if given:
+        return HostCA(os.path.expanduser(given), given_source)
+    cert = read(environ, prefix).get("cert")
+    if cert is not None:
+        source = "PIP_CERT" if cert.source == "PIP_CERT" else f"pip's config ({cert.source})"
+        return HostCA(os.path.expanduser(cert.value), source)
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        if environ.get(name):
+            return HostCA(os.path.expanduser(environ[name]), name)
+    return None
+
+
+def check_ca(ca: HostCA) -> Optional[str]:
+    """Why the bundle cannot be passed (missing, not a file, over BuildKit's secret limit,
+    unreadable), or None."""
+    try:
+        size = os.stat(ca.path).st_size
+    except OSError as err:
+        return f"the host CA bundle {ca.path} (from {ca.source}) cannot be read: {err.strerror}"
+    if not os.path.isfile(ca.path):
+        return f"the host CA bundle {ca.path} (from {ca.source}) is not a file"
+    if size > SECRET_MAX_BYTES:
+        return (f"the host CA bundle {ca.path} (from {ca.source}) is {size // 1024} KiB, over "
+                f"BuildKit's {SECRET_MAX_BYTES // 1024} KiB limit for a build secret: give "
+                "--host-ca a bundle of the CAs the build needs (your proxy's), or --no-host-ca")
+    if not os.access(ca.path, os.R_OK):
+        return f"the host CA bundle {ca.path} (from {ca.source}) is not readable"
+    return None
+
+
+def _is_url(value: str) -> bool:
+    return value.split("://", 1)[0].lower() in ("http", "https") and "://" in value
+
+
+@dataclass(frozen=True)
+class HostIndex:
+    """The host's index settings a build can use: ``env`` as ``(PIP_NAME, value)`` pairs, and
+    the values it cannot (``dropped``: local paths and ``file://`` URLs, as ``option value``)."""
+
+    env: tuple = ()
+    dropped: tuple = ()
+    sources: tuple = ()  # where each passed setting came from
+
+    def secret_text(self) -> str:
+        """The secret's content: ``PIP_NAME=value`` lines, which the Dockerfile exports."""
+        return "".join(f"{name}={value}\n" for name, value in self.env)
+
+
+def host_index(settings: Mapping[str, Setting], overridden: tuple = ()) -> HostIndex:
+    """From ``read``'s settings, what a build can use: ``index-url``, ``extra-index-url``,
+    ``trusted-host``, and ``find-links`` and ``no-index`` when the find-links are URLs. Paths and
+    ``file://`` URLs (a build cannot see the host's disk) are dropped, each listed. A key in
+    ``overridden`` (given with ``--build-arg PIP_*``, which wins) is left out."""
+    env, dropped, sources = [], [], []
+    links_ok = False
+    for key in INDEX_KEYS:
+        name = "PIP_" + key.upper().replace("-", "_")
+        setting = settings.get(key)
+        if setting is None or name in overridden:
+            continue
+        if key == "no-index":
+            if setting.value.strip().lower() in TRUE:
+                if links_ok:
+                    env.append((name, "1"))
+                    sources.append(setting.source)
+                else:
+                    dropped.append("no-index (no find-links URL to install from)")
+            continue
+        values = setting.value.split()
+        kept = values if key == "trusted-host" else [v for v in values if _is_url(v)]
+        dropped += [f"{key} {v}" for v in values if v not in kept]
+        if kept:
+            env.append((name, " ".join(kept)))
+            sources.append(setting.source)
+            links_ok = links_ok or key == "find-links"
+    return HostIndex(tuple(env), tuple(dropped), tuple(sources))
