@@ -45,46 +45,69 @@ ARG PIP_TRUSTED_HOST
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# What the host lends a build, as BuildKit secrets (ragbuild passes them;
+# docs/troubleshooting.md): ragbuild-host-ca, the CA bundle the host's pip
+# trusts (a TLS-inspecting proxy's CA), and ragbuild-host-index, the host pip's
+# index settings as PIP_NAME=value lines (--host-index). Every RUN that
+# downloads mounts both; a secret is a file under /run/secrets only for the
+# RUN that mounts it, so neither reaches a layer, the env or the history, and
+# a build without them (plain `docker build .`) mounts nothing and runs as
+# before. Two scripts, which hold no value:
+# - /opt/uv/host-env CMD...: runs CMD with PIP_CERT and SSL_CERT_FILE (what
+#   pip and uv read) naming the CA when it is mounted, and the index
+#   settings exported when they are;
+# - /opt/uv/pip-to-uv CMD...: runs CMD with pip's index variables appended as
+#   uv's flags (https://docs.astral.sh/uv/reference/cli/#uv-pip-install):
+#   PIP_INDEX_URL -> --index-url, PIP_EXTRA_INDEX_URL -> --extra-index-url,
+#   PIP_FIND_LINKS -> --find-links (each a space-separated list, as in pip),
+#   PIP_TRUSTED_HOST -> --allow-insecure-host, PIP_NO_INDEX with one of pip's
+#   true values (1, yes, y, true, t, on; any case) -> --no-index.
+# The values are read with printenv, never as $VAR: BuildKit prints each RUN
+# step with the build args it names substituted (`#6 [builder 3/3] RUN for v
+# in https://user:token@...`), so a token in a private index URL would be in
+# every build log. printenv reads the same environment and shows only the name.
+RUN mkdir -p /opt/uv \
+    && printf '%s\n' '#!/bin/sh' \
+        'ca=/run/secrets/ragbuild-host-ca index=/run/secrets/ragbuild-host-index' \
+        'if [ -s "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca"; fi' \
+        'if [ -s "$index" ]; then' \
+        '    while IFS= read -r line; do case "$line" in PIP_*=*) export "$line" ;; esac; done <"$index"' \
+        'fi' \
+        'exec "$@"' >/opt/uv/host-env \
+    && printf '%s\n' '#!/bin/sh' \
+        'for v in $(printenv PIP_INDEX_URL); do set -- "$@" --index-url "$v"; done' \
+        'for v in $(printenv PIP_EXTRA_INDEX_URL); do set -- "$@" --extra-index-url "$v"; done' \
+        'for v in $(printenv PIP_FIND_LINKS); do set -- "$@" --find-links "$v"; done' \
+        'for v in $(printenv PIP_TRUSTED_HOST); do set -- "$@" --allow-insecure-host "$v"; done' \
+        'case "$(printenv PIP_NO_INDEX | tr A-Z a-z)" in 1|y|yes|t|true|on) set -- "$@" --no-index ;; esac' \
+        'exec "$@"' >/opt/uv/pip-to-uv \
+    && chmod 0755 /opt/uv/host-env /opt/uv/pip-to-uv
+
 # uv (https://docs.astral.sh/uv/) installs the requirements: it resolves and
 # installs in parallel, and from its cache. Installed with the base image's
 # pip from the same index as the requirements, into a directory of its own
 # (--target: a wheel unpacked there, 1 s, where a venv takes 3 s more) that
 # stays in this stage; /opt/uv/bin/uv is a static binary.
 ARG UV_VERSION=0.13.9
-RUN PIP_ROOT_USER_ACTION=ignore \
+RUN --mount=type=secret,id=ragbuild-host-ca --mount=type=secret,id=ragbuild-host-index \
+    PIP_ROOT_USER_ACTION=ignore /opt/uv/host-env \
     python -m pip install --quiet --no-cache-dir --target /opt/uv "uv==${UV_VERSION}"
 
-# The pip settings as uv flags, one a line, in /opt/uv/index-args for the
-# final stage's install (https://docs.astral.sh/uv/reference/cli/#uv-pip-install):
-# PIP_INDEX_URL -> --index-url, PIP_EXTRA_INDEX_URL -> --extra-index-url,
-# PIP_FIND_LINKS -> --find-links (each a space-separated list, as in pip),
-# PIP_TRUSTED_HOST -> --allow-insecure-host, PIP_NO_INDEX with one of pip's
-# true values (1, yes, y, true, t, on; any case) -> --no-index.
-#
-# The values are read with printenv, never as $VAR: BuildKit prints each RUN
-# step with the build args it names substituted (`#6 [builder 3/3] RUN for v in
-# https://user:token@...`), so a token in a private index URL would be in every
-# build log. printenv reads the same environment and shows only the name.
-RUN set -- ; \
-    for v in $(printenv PIP_INDEX_URL); do set -- "$@" --index-url "$v"; done; \
-    for v in $(printenv PIP_EXTRA_INDEX_URL); do set -- "$@" --extra-index-url "$v"; done; \
-    for v in $(printenv PIP_FIND_LINKS); do set -- "$@" --find-links "$v"; done; \
-    for v in $(printenv PIP_TRUSTED_HOST); do set -- "$@" --allow-insecure-host "$v"; done; \
-    case "$(printenv PIP_NO_INDEX | tr A-Z a-z)" in \
-        1|y|yes|t|true|on) set -- "$@" --no-index ;; \
-    esac; \
-    : >/opt/uv/index-args; \
-    for a in "$@"; do printf '%s\n' "$a" >>/opt/uv/index-args; done
+# The build args' pip settings as uv flags, one a line, in
+# /opt/uv/index-args for the later stages' uv runs (the build args are this
+# stage's only). The secret is not mounted here: its settings are read by
+# each RUN that mounts it, and never written down.
+RUN /opt/uv/pip-to-uv sh -c 'for a; do printf "%s\n" "$a"; done' sh >/opt/uv/index-args
 
-# /opt/uv/uv-index: uv with those flags after its own arguments, and with the
-# settings every uv run of the later stages shares (its cache in the cache
-# mount at /tmp/uv-cache, copies from it, no progress bars, no Python
-# downloads). It finds uv and index-args beside itself, wherever the
-# directory is mounted.
+# /opt/uv/uv-index: uv with the build args' flags, then the host's (the
+# secrets, when mounted), after its own arguments, and with the settings
+# every uv run of the later stages shares (its cache in the cache mount at
+# /tmp/uv-cache, copies from it, no progress bars, no Python downloads). It
+# finds uv and its files beside itself, wherever the directory is mounted.
 RUN printf '%s\n' '#!/bin/sh' 'set -e' 'here=$(dirname "$0")' \
         'while IFS= read -r a; do set -- "$@" "$a"; done <"$here/index-args"' \
         'export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never' \
-        'exec "$here/bin/uv" "$@"' >/opt/uv/uv-index \
+        'exec "$here/host-env" "$here/pip-to-uv" "$here/bin/uv" "$@"' >/opt/uv/uv-index \
     && chmod 0755 /opt/uv/uv-index
 
 # ------------------------------------------------------------------- lock --
@@ -109,6 +132,7 @@ FROM builder AS lock
 # and an install that needs it fails loudly.
 RUN --mount=type=bind,source=src/rag_worker/requirements.txt,target=/tmp/requirements.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
+    --mount=type=secret,id=ragbuild-host-ca --mount=type=secret,id=ragbuild-host-index \
     set -e; \
     mkdir /lock; \
     /opt/uv/uv-index pip compile --quiet --no-header --no-annotate \
@@ -161,6 +185,7 @@ ARG COMPILE_BYTECODE=0
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
     --mount=type=bind,from=lock,source=/lock/transitive.txt,target=/tmp/pins.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
+    --mount=type=secret,id=ragbuild-host-ca --mount=type=secret,id=ragbuild-host-index \
     set -e; \
     if [ "${COMPILE_BYTECODE}" = 1 ]; then export UV_COMPILE_BYTECODE=1; fi; \
     /tmp/uv/bin/uv venv --quiet --python "$(command -v python)" /opt/venv; \
@@ -171,6 +196,7 @@ RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
     --mount=type=bind,from=lock,source=/lock/direct.txt,target=/tmp/pins.txt \
     --mount=type=cache,id=ragbuild-uv,target=/tmp/uv-cache \
+    --mount=type=secret,id=ragbuild-host-ca --mount=type=secret,id=ragbuild-host-index \
     set -e; \
     if [ "${COMPILE_BYTECODE}" = 1 ]; then export UV_COMPILE_BYTECODE=1; fi; \
     if [ -s /tmp/pins.txt ]; then \

@@ -146,6 +146,19 @@ def build_parser() -> ArgumentParser:
     build.add_argument("--build-arg", metavar="KEY=VALUE", action="append", default=[], dest="build_args",
                        help="extra build arg passed to docker (repeatable)")
     build.add_argument("--no-cache", action="store_true", help="build without the cache")
+    host_ca = build.add_mutually_exclusive_group()
+    host_ca.add_argument("--host-ca", metavar="PATH",
+                       help="the CA bundle the build's downloads trust, passed as build secret "
+                            "ragbuild-host-ca (default: the one the host's pip uses: PIP_CERT, "
+                            "pip's config cert, REQUESTS_CA_BUNDLE, SSL_CERT_FILE; setup.cfg "
+                            "host-ca; docs/troubleshooting.md)")
+    host_ca.add_argument("--no-host-ca", action="store_true",
+                       help="pass no CA bundle: the build trusts only its base image's CAs")
+    build.add_argument("--host-index", action="store_true", default=None,
+                       help="pass the host pip's index settings (index-url, extra-index-url, "
+                            "trusted-host; find-links and no-index when URLs) as build secret "
+                            "ragbuild-host-index; --build-arg PIP_* beats them (setup.cfg "
+                            "host-index = true)")
     build.add_argument("--pull", action="store_true", help="always pull a newer version of the FROM images")
 
     push = parser.add_argument_group("push", "where the tags go, and the push (docs/push-and-ecr.md)")
@@ -286,6 +299,7 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
                    cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull,
                    secrets=tuple(ns.secrets), ssh=tuple(ns.ssh),
                    docker_options=tuple(docker_options),
+                   host_ca=ns.host_ca, no_host_ca=ns.no_host_ca, host_index=ns.host_index,
                    smoke_command=ns.smoke_command, smoke_timeout=ns.smoke_timeout,
                    push_attempts=ns.push_attempts, push_backoff=ns.push_backoff)
 

@@ -7,6 +7,12 @@ directory, where the Dockerfile is), e.g.::
     scan-command = grype {image} --fail-on high
     smoke-command = serve
     smoke-timeout = 120
+    host-ca = /etc/ssl/certs/corporate-ca.pem
+    host-index = true
+
+``host-ca`` names the CA bundle builds trust (a path, relative to the working directory), over
+the one the host's pip uses; ``host-index = true`` passes the host pip's index settings
+(pip_config.py; the flags ``--host-ca``, ``--no-host-ca`` and ``--host-index`` beat them).
 
 Limits (``smoke-timeout``, ``push-attempts``, ``push-backoff``, ``context-warn-mb``) are listed
 with their defaults in limits.py; the flag of the same name beats the setting.
@@ -27,8 +33,11 @@ from ragbuild.limits import SETTINGS, Limits
 from ragbuild.plan import (DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, DEFAULT_SMOKE_COMMAND, Config,
                            check_image_name, check_start_command, check_tag)
 
-KNOWN = ("image-name", "environments", "scan-command", "smoke-command",
+KNOWN = ("image-name", "environments", "scan-command", "smoke-command", "host-ca", "host-index",
          *(setting.key for setting in SETTINGS))
+#: configparser's booleans (``getboolean``), for ``host-index``.
+BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
+            "0": False, "no": False, "false": False, "off": False}
 
 
 def read_text(path: str) -> Optional[str]:
@@ -80,9 +89,14 @@ def load_config(directory: str = ".") -> Config:
     check_image_name(image_name, f"{where} image-name")
     smoke_command = section.get("smoke-command", DEFAULT_SMOKE_COMMAND).strip()
     check_start_command(smoke_command, f"{where} smoke-command")
+    host_index = section.get("host-index", "false").strip().lower()
+    if host_index not in BOOLEANS:
+        raise UsageError(f"{where} host-index: {host_index!r} is not true or false")
     return Config(image_name=image_name, environments=envs or DEFAULT_ENVIRONMENTS,
                   scan_command=scan_command, smoke_command=smoke_command,
-                  limits=read_limits(section, where))
+                  limits=read_limits(section, where),
+                  host_ca=section.get("host-ca", "").strip() or None,
+                  host_index=BOOLEANS[host_index])
 
 
 def read_limits(section: configparser.SectionProxy, where: str) -> Limits:

@@ -23,6 +23,7 @@ import shlex
 from typing import Callable, Mapping, Optional, Sequence
 
 from ragbuild.errors import UsageError
+from ragbuild.pip_config import RESERVED_SECRET_IDS
 from ragbuild.redaction import redact_argv
 
 #: Fields of a ``--secret`` spec, as docker's client parses it (buildx build/secrets.go):
@@ -93,7 +94,18 @@ def check_secret(spec: str) -> str:
     if not (fields.get("id") or fields.get("src") or fields.get("env")):
         raise UsageError("--secret needs id=NAME (the RUN --mount=type=secret,id=NAME it serves) "
                          "with env=VARIABLE or src=PATH")
+    if secret_id(fields) in RESERVED_SECRET_IDS:
+        raise UsageError(f"--secret id={secret_id(fields)} is ragbuild's own (the host's CA "
+                         "bundle or index settings): use --host-ca PATH or --host-index, or give "
+                         "your secret another id")
     return spec
+
+
+def secret_id(fields: Mapping[str, str]) -> str:
+    """The id docker gives a secret: ``id=``, else the base name of ``src=``, else ``env=``
+    (https://docs.docker.com/reference/cli/docker/buildx/build/#secret: "defaults to base name
+    of the src path")."""
+    return fields.get("id") or os.path.basename(fields.get("src") or "") or fields.get("env", "")
 
 
 def check_ssh(spec: str) -> str:

@@ -34,6 +34,14 @@ INDEX_KEYS = ("index-url", "extra-index-url", "trusted-host", "find-links", "no-
 TRUE = ("y", "yes", "t", "true", "on", "1")
 
 
+def expand_user(path: str, environ: Mapping[str, str]) -> str:
+    """``~`` and ``~/...`` with ``environ``'s HOME, as pip's path options expand them."""
+    if path == "~" or path.startswith("~/"):
+        home = environ.get("HOME") or os.path.expanduser("~")
+        return home + path[1:]
+    return os.path.expanduser(path)
+
+
 def _normalize(name: str) -> str:
     name = name.lower().replace("_", "-")
     return name[2:] if name.startswith("--") else name
@@ -65,23 +73,28 @@ class Setting:
 
 def read(environ: Mapping[str, str], prefix: str = sys.prefix) -> dict:
     """``{option: Setting}`` for ``pip install``: files' ``[global]``, then ``[install]``, then
-    ``PIP_*`` variables; empty values ignored, as pip ignores them. An unreadable file is
-    skipped (pip would stop on it; the build then simply gets nothing from it)."""
-    found: dict = {}
-    for section in ("global", "install"):
-        for path in config_files(environ, prefix):
-            parser = configparser.RawConfigParser()
-            try:
-                parser.read(path, encoding="utf-8")
-            except (configparser.Error, OSError, UnicodeDecodeError):
-                continue
+    ``PIP_*`` variables. As in pip, a later file's value replaces an earlier one's for the same
+    section and key, even when it is empty, and an empty value is then ignored (so an empty
+    ``cert =`` in ~/.pip/pip.conf unsets /etc/pip.conf's). An unreadable file is skipped (pip
+    would stop on it; the build then simply gets nothing from it)."""
+    merged: dict = {}  # (section, option) -> Setting, later files over earlier ones
+    for path in config_files(environ, prefix):
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in ("global", "install"):
             if parser.has_section(section):
                 for key, value in parser.items(section):
-                    if value:
-                        found[_normalize(key)] = Setting(value, f"{path} [{section}] {key}")
+                    merged[section, _normalize(key)] = Setting(value, f"{path} [{section}] {key}")
     for name, value in environ.items():
-        if name.startswith("PIP_") and value and name[4:].lower() not in ("version", "help"):
-            found[_normalize(name[4:])] = Setting(value, name)
+        if name.startswith("PIP_") and name[4:].lower() not in ("version", "help"):
+            merged[":env:", _normalize(name[4:])] = Setting(value, name)
+    found: dict = {}
+    for section in ("global", "install", ":env:"):
+        found.update({key: setting for (where, key), setting in merged.items()
+                      if where == section and setting.value})
     return found
 
 
@@ -101,14 +114,14 @@ def host_ca(environ: Mapping[str, str], *, given: Optional[str] = None,
     ``SSL_CERT_FILE`` (what uv and OpenSSL read). None when none names one. A ``~`` is
     expanded, as pip's ``cert`` option does. Whether the file exists is ``check_ca``'s."""
     if given:
-        return HostCA(os.path.expanduser(given), given_source)
+        return HostCA(expand_user(given, environ), given_source)
     cert = read(environ, prefix).get("cert")
     if cert is not None:
         source = "PIP_CERT" if cert.source == "PIP_CERT" else f"pip's config ({cert.source})"
-        return HostCA(os.path.expanduser(cert.value), source)
+        return HostCA(expand_user(cert.value, environ), source)
     for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
         if environ.get(name):
-            return HostCA(os.path.expanduser(environ[name]), name)
+            return HostCA(expand_user(environ[name], environ), name)
     return None
 
 
@@ -176,3 +189,52 @@ def host_index(settings: Mapping[str, Setting], overridden: tuple = ()) -> HostI
             sources.append(setting.source)
             links_ok = links_ok or key == "find-links"
     return HostIndex(tuple(env), tuple(dropped), tuple(sources))
+
+
+#: The variable the docker client reads the index secret from (``--secret id=...,env=NAME``):
+#: its name says SECRET, so every printout shows ``***`` for its value (redaction.py).
+INDEX_SECRET_ENV = "RAGBUILD_HOST_INDEX_SECRET"
+
+
+@dataclass(frozen=True)
+class HostNetwork:
+    """What a build gets of the host's network settings: the CA bundle (``ca``, or None with
+    ``ca_note`` saying why) and the index settings (``index``, with ``--host-index``)."""
+
+    ca: Optional[HostCA] = None
+    ca_note: str = ""  # why no CA is passed: "--no-host-ca", "none found", a warning
+    index: Optional[HostIndex] = None
+
+    def build_words(self) -> tuple:
+        """``docker build`` words: a ``--secret`` per thing passed. The CA by its path (docker's
+        client reads the file), the index settings from ``INDEX_SECRET_ENV`` (``build_env``)."""
+        words: tuple = ()
+        if self.ca is not None:
+            words += ("--secret", f"id={CA_SECRET_ID},src={self.ca.path}")
+        if self.index is not None and self.index.env:
+            words += ("--secret", f"id={INDEX_SECRET_ID},env={INDEX_SECRET_ENV}")
+        return words
+
+    def build_env(self) -> tuple:
+        """The build command's added environment: the index secret's text."""
+        if self.index is not None and self.index.env:
+            return ((INDEX_SECRET_ENV, self.index.secret_text()),)
+        return ()
+
+    def describe(self) -> list:
+        """The plan's lines: which CA and index settings the build gets, from where."""
+        if self.ca is not None:
+            lines = [f"host CA: {self.ca.path} (from {self.ca.source}), passed as build secret "
+                     f"{CA_SECRET_ID} (--no-host-ca: none)"]
+        else:
+            lines = [f"host CA: none ({self.ca_note})"]
+        if self.index is not None:
+            from ragbuild.redaction import redact_value
+
+            passed = ", ".join(f"{name}={redact_value(name, value)}"
+                               for name, value in self.index.env) or "nothing"
+            lines.append(f"host index (--host-index): {passed}, as build secret {INDEX_SECRET_ID}")
+            if self.index.dropped:
+                lines.append("host index settings not passed (a build cannot read the host's "
+                             f"files): {', '.join(self.index.dropped)}")
+        return lines

@@ -126,7 +126,7 @@ STEPS = (
 def gather(runner: Runner, options: Options, config: Config,
            environ: Mapping[str, str] = os.environ) -> RunState:
     """Facts, then the plan, printed before any step runs."""
-    facts = steps.gather_facts(runner, options, environ)
+    facts = steps.gather_facts(runner, options, environ, config)
     plan = steps.make_plan(options, config, facts)
     if plan.docker is not None:  # every docker command: where it builds
         runner.docker_flags = plan.docker.docker_flags()

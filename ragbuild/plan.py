@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 from ragbuild import builders, channels, passthrough
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
+from ragbuild.pip_config import HostNetwork
 
 if TYPE_CHECKING:  # semver is imported where a version needs it
     import semver
@@ -106,6 +107,8 @@ class Config:
     scan_command: Optional[str] = None  # the vulnerability scanner for --scan, with {image}
     smoke_command: str = DEFAULT_SMOKE_COMMAND  # what the smoke test starts: docker run IMAGE ...
     limits: Limits = field(default_factory=Limits)  # limits.py: setup.cfg's, over the defaults
+    host_ca: Optional[str] = None  # the CA bundle builds trust (``host-ca``); None: the host pip's
+    host_index: bool = False  # ``host-index = true``: builds get the host pip's index settings
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,10 @@ class Options:
     secrets: tuple = ()  # --secret SPEC
     ssh: tuple = ()  # --ssh SPEC
     docker_options: tuple = ()  # the words after --
+    # what the build's downloads trust and use of the host's network (pip_config.py)
+    host_ca: Optional[str] = None  # --host-ca PATH
+    no_host_ca: bool = False  # --no-host-ca
+    host_index: Optional[bool] = None  # --host-index; None: setup.cfg's
     # the production start path and the limits (smoke.py, limits.py): None is setup.cfg's
     smoke_command: Optional[str] = None
     smoke_timeout: Optional[float] = None
@@ -246,6 +253,7 @@ class BuildPlan:
     moving_tags: frozenset = frozenset()  # tags a later build must overwrite (channels.moving_tags)
     limits: Limits = field(default_factory=Limits)  # flags over setup.cfg over the defaults
     smoke_command: tuple = (DEFAULT_SMOKE_COMMAND,)  # argv after IMAGE in docker run
+    host: HostNetwork = field(default_factory=HostNetwork)  # the CA and index secrets
 
     @property
     def multi_platform(self) -> bool:
@@ -496,12 +504,14 @@ def format_created(moment: datetime) -> str:
 
 def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, *,
               version_tags: Optional[tuple] = None, environ: Optional[Mapping[str, str]] = None,
-              docker: Optional[builders.DockerTarget] = None) -> BuildPlan:
+              docker: Optional[builders.DockerTarget] = None,
+              host: Optional[HostNetwork] = None) -> BuildPlan:
     """Validate the flags, then compute the tags and build args, exactly in bash's order.
 
     More facts, all optional: ``version_tags`` (``channels.parse_version_tags`` of ``git tag
     --list 'v*'``, asked for ``--latest-policy auto`` only), ``environ`` (the CI variables
-    ``--ci-tags`` reads) and ``docker`` (the ``builders.DockerTarget`` the plan names)."""
+    ``--ci-tags`` reads), ``docker`` (the ``builders.DockerTarget`` the plan names) and ``host``
+    (the CA and index settings the build gets as secrets: ``steps.host_network``)."""
     parsed, env = _check_version_and_env(options, config)
     custom = _check_custom_tags(options, parsed)
     registry = _check_registry(options)
@@ -540,7 +550,9 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                      limits=resolve_limits(options, config),
                      smoke_command=check_start_command(
                          config.smoke_command if options.smoke_command is None
-                         else options.smoke_command), **where)
+                         else options.smoke_command),
+                     host=host if host is not None else HostNetwork(ca_note="not looked up"),
+                     **where)
 
 
 def _check_version_and_env(options: Options, config: Config) -> tuple:
@@ -744,9 +756,11 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     answer = metadata_file if pushes and not plan.multi_platform else None
     if answer:
         argv += ["--metadata-file", answer]
+    argv += plan.host.build_words()
     argv += plan.passthrough
     argv.append(opts.context)
     env: tuple[tuple[str, str], ...] = () if buildx else (("DOCKER_BUILDKIT", "1"),)
+    env += plan.host.build_env()
     if push is not None and not buildx:
         # A plain `docker build` is buildx on docker >= 23 with the plugin, whose default
         # provenance attestation would make the push an image index (SageMaker refuses one);
@@ -805,6 +819,7 @@ def describe_plan(plan: BuildPlan) -> list:
     lines.append(f"timestamp: {plan.timestamp}")
     lines += _describe_builder(plan)
     opts = plan.options
+    lines += plan.host.describe()
     lines += passthrough.describe(opts.secrets, opts.ssh, opts.docker_options)
     lines.append("tags:")
     lines += [f"  - {ref}" for ref in plan.refs]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Mapping, MutableMapping, Optional, Sequence
 
-from ragbuild import builders
+from ragbuild import builders, pip_config
 from ragbuild.channels import LatestPolicy
 from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
 from ragbuild.errors import (CommandFailed, DockerUnavailable, GitFailed, PushFailed, ToolMissing,
@@ -18,7 +18,8 @@ from ragbuild.errors import (CommandFailed, DockerUnavailable, GitFailed, PushFa
 from ragbuild.plan import (CREATED_LABEL, FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIGEST_KEY, BuildPlan,
                            Command, Config, GitInfo, Kind, Options, PushPlan, build_command,
                            build_pushes, buildx_version_command, git_reason, human_size,
-                           inspect_command, version_tags_command)
+                           inspect_command, parse_build_arg, version_tags_command)
+from ragbuild.pip_config import HostNetwork
 from ragbuild.reference import familiar
 from ragbuild.output import SUCCESS
 from ragbuild.passthrough import not_for_buildx
@@ -88,6 +89,7 @@ class Facts:
     docker_config: DockerConfig
     docker: DockerTarget
     version_tags: Optional[tuple] = None  # the v* git tags, for --latest-policy auto only
+    host: HostNetwork = field(default_factory=HostNetwork)  # the host CA and index to pass
     ci_environ: Mapping[str, str] = field(default_factory=dict)  # the CI build-number variables
 
     @property
@@ -193,18 +195,53 @@ def version_tags(runner: Runner, git: Optional[GitInfo]) -> tuple:
     return found
 
 
-def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ) -> Facts:
+def host_network(runner: Runner, options: Options, config: Config,
+                 environ: Mapping[str, str]) -> HostNetwork:
+    """What the build gets of the host's network (pip_config.py): the CA bundle the host's pip
+    uses, or ``--host-ca``/setup.cfg's, unless ``--no-host-ca``; with ``--host-index`` (or
+    setup.cfg's ``host-index``) the host pip's index settings, less those a ``--build-arg PIP_*``
+    gives. A bundle named by a flag or setup.cfg that cannot be passed stops the run (exit 2);
+    one the host's settings name is a warning, and the build gets none. A bundle over BuildKit's
+    secret limit stops the run either way: docker's client would refuse it."""
+    explicit = options.host_ca or config.host_ca
+    source = "--host-ca" if options.host_ca else "setup.cfg host-ca"
+    ca = None if options.no_host_ca else pip_config.host_ca(environ, given=explicit,
+                                                             given_source=source)
+    note = "--no-host-ca" if options.no_host_ca else (
+        "the host's pip names none: no PIP_CERT, pip config cert, REQUESTS_CA_BUNDLE or "
+        "SSL_CERT_FILE")
+    problem = pip_config.check_ca(ca) if ca is not None else None
+    if problem and (explicit or "over BuildKit's" in problem):
+        raise UsageError(problem)
+    if problem:
+        runner.log(f"warning: {problem}; the build gets no host CA")
+        ca, note = None, problem
+    index = None
+    if options.host_index or (options.host_index is None and config.host_index):
+        given = tuple(key for key, _ in (parse_build_arg(raw) for raw in options.build_args)
+                      if key.startswith("PIP_"))
+        index = pip_config.host_index(pip_config.read(environ), overridden=given)
+        if index.dropped:
+            runner.log("warning: --host-index passes no local path or file:// URL (a build "
+                       f"cannot read the host's files): {', '.join(index.dropped)}")
+    return HostNetwork(ca=ca, ca_note=note, index=index)
+
+
+def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ,
+                 config: Optional[Config] = None) -> Facts:
     from ragbuild.channels import CI_BUILD_NUMBER_VARS
 
     moment = clock(environ)
     check_paths(options, environ)
     docker_config = builders.read_docker_config(environ)
+    host = host_network(runner, options, config or Config(), environ)  # before git: exit 2 first
     git = git_info(runner, options)
     auto = options.latest_policy == LatestPolicy.AUTO and options.version is not None  # else nothing moves
     return Facts(
         git=git, moment=moment, docker_config=docker_config,
         docker=builders.docker_target(environ, docker_config),
         version_tags=version_tags(runner, git) if auto else None,
+        host=host,
         ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ})
 
 
@@ -213,7 +250,7 @@ def make_plan(options: Options, config: Config, facts: Facts) -> BuildPlan:
 
     return plan.make_plan(options, config, facts.git, facts.moment,
                           version_tags=facts.version_tags, environ=facts.ci_environ,
-                          docker=facts.docker)
+                          docker=facts.docker, host=facts.host)
 
 
 # --- before the build --------------------------------------------------------------------------

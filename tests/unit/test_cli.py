@@ -162,7 +162,8 @@ def help_section(text: str, title: str) -> str:
 HELP_GROUPS = {
     "tags": ["--version", "--env", "--tag", "--image-name", "--latest", "--no-latest",
              "--semver-tags", "--latest-policy", "--build-number", "--ci-tags"],
-    "build": ["--file", "--context", "--build-arg", "--no-cache", "--pull"],
+    "build": ["--file", "--context", "--build-arg", "--no-cache", "--host-ca", "--no-host-ca",
+              "--host-index", "--pull"],
     "push": ["--registry", "--push", "--skip-existing-immutable", "--push-attempts",
              "--push-backoff"],
     "safety": ["--allow-dirty", "--smoke-test", "--smoke-command", "--smoke-timeout",
