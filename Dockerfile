@@ -104,8 +104,12 @@ RUN /opt/uv/pip-to-uv sh -c 'for a; do printf "%s\n" "$a"; done' sh >/opt/uv/ind
 # every uv run of the later stages shares (its cache in the cache mount at
 # /tmp/uv-cache, copies from it, no progress bars, no Python downloads). It
 # finds uv and its files beside itself, wherever the directory is mounted.
+# The build args' own variables are unset once read from index-args: BuildKit
+# gives a stage built FROM this one this stage's build args too, and
+# pip-to-uv must map only the secret's.
 RUN printf '%s\n' '#!/bin/sh' 'set -e' 'here=$(dirname "$0")' \
         'while IFS= read -r a; do set -- "$@" "$a"; done <"$here/index-args"' \
+        'unset PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST PIP_NO_INDEX' \
         'export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never' \
         'exec "$here/host-env" "$here/pip-to-uv" "$here/bin/uv" "$@"' >/opt/uv/uv-index \
     && chmod 0755 /opt/uv/uv-index

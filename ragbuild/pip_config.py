@@ -125,22 +125,44 @@ def host_ca(environ: Mapping[str, str], *, given: Optional[str] = None,
     return None
 
 
-def check_ca(ca: HostCA) -> Optional[str]:
+@dataclass(frozen=True)
+class CAProblem:
+    message: str
+    too_big: bool = False  # over BuildKit's secret limit: docker's client refuses the build
+
+
+def check_ca(ca: HostCA) -> Optional[CAProblem]:
     """Why the bundle cannot be passed (missing, not a file, over BuildKit's secret limit,
     unreadable), or None."""
+    where = f"the host CA bundle {ca.path} (from {ca.source})"
     try:
         size = os.stat(ca.path).st_size
     except OSError as err:
-        return f"the host CA bundle {ca.path} (from {ca.source}) cannot be read: {err.strerror}"
+        return CAProblem(f"{where} cannot be read: {err.strerror}")
     if not os.path.isfile(ca.path):
-        return f"the host CA bundle {ca.path} (from {ca.source}) is not a file"
+        return CAProblem(f"{where} is not a file")
     if size > SECRET_MAX_BYTES:
-        return (f"the host CA bundle {ca.path} (from {ca.source}) is {size // 1024} KiB, over "
-                f"BuildKit's {SECRET_MAX_BYTES // 1024} KiB limit for a build secret: give "
-                "--host-ca a bundle of the CAs the build needs (your proxy's), or --no-host-ca")
+        return CAProblem(f"{where} is {size // 1024} KiB, over BuildKit's "
+                         f"{SECRET_MAX_BYTES // 1024} KiB limit for a build secret: give "
+                         "--host-ca a bundle of the CAs the build needs (your proxy's), or "
+                         "--no-host-ca", too_big=True)
     if not os.access(ca.path, os.R_OK):
-        return f"the host CA bundle {ca.path} (from {ca.source}) is not readable"
+        return CAProblem(f"{where} is not readable")
     return None
+
+
+#: The build args the Dockerfile maps to uv's flags (pip's names).
+INDEX_BUILD_ARGS = tuple("PIP_" + key.upper().replace("-", "_") for key in INDEX_KEYS)
+
+
+def secret_build_args(build_args: tuple) -> tuple:
+    """The ``(name, value)`` index build args that carry credentials (a URL's ``user:token@``,
+    ``redaction.secret_build_args``): they reach the build in the index secret instead, since
+    the Dockerfile's builder stage writes its build args' flags into a layer."""
+    from ragbuild.redaction import secret_build_args as secret_names
+
+    secret = set(secret_names(build_args))
+    return tuple((k, v) for k, v in build_args if k in INDEX_BUILD_ARGS and k in secret)
 
 
 def _is_url(value: str) -> bool:
@@ -161,11 +183,13 @@ class HostIndex:
         return "".join(f"{name}={value}\n" for name, value in self.env)
 
 
-def host_index(settings: Mapping[str, Setting], overridden: tuple = ()) -> HostIndex:
+def host_index(settings: Mapping[str, Setting], overridden: tuple = (),
+               given: tuple = ()) -> HostIndex:
     """From ``read``'s settings, what a build can use: ``index-url``, ``extra-index-url``,
     ``trusted-host``, and ``find-links`` and ``no-index`` when the find-links are URLs. Paths and
     ``file://`` URLs (a build cannot see the host's disk) are dropped, each listed. A key in
-    ``overridden`` (given with ``--build-arg PIP_*``, which wins) is left out."""
+    ``overridden`` (given with ``--build-arg PIP_*``, which wins) is left out; ``given`` are
+    such build args that carry credentials (``secret_build_args``), passed here as given."""
     env, dropped, sources = [], [], []
     links_ok = False
     for key in INDEX_KEYS:
@@ -188,6 +212,8 @@ def host_index(settings: Mapping[str, Setting], overridden: tuple = ()) -> HostI
             env.append((name, " ".join(kept)))
             sources.append(setting.source)
             links_ok = links_ok or key == "find-links"
+    env += given
+    sources += [f"--build-arg {name}" for name, _ in given]
     return HostIndex(tuple(env), tuple(dropped), tuple(sources))
 
 
@@ -231,9 +257,10 @@ class HostNetwork:
         if self.index is not None:
             from ragbuild.redaction import redact_value
 
-            passed = ", ".join(f"{name}={redact_value(name, value)}"
-                               for name, value in self.index.env) or "nothing"
-            lines.append(f"host index (--host-index): {passed}, as build secret {INDEX_SECRET_ID}")
+            passed = ", ".join(f"{name}={redact_value(name, value)} (from {source})"
+                               for (name, value), source in zip(self.index.env,
+                                                                self.index.sources)) or "nothing"
+            lines.append(f"package index, as build secret {INDEX_SECRET_ID}: {passed}")
             if self.index.dropped:
                 lines.append("host index settings not passed (a build cannot read the host's "
                              f"files): {', '.join(self.index.dropped)}")

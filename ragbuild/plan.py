@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 from ragbuild import builders, channels, passthrough
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
-from ragbuild.pip_config import HostNetwork
+from ragbuild.pip_config import HostNetwork, secret_build_args
 
 if TYPE_CHECKING:  # semver is imported where a version needs it
     import semver
@@ -518,6 +518,8 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     image_name = check_image_name(config.image_name if options.image_name is None
                                   else options.image_name)
     extra_args = tuple(parse_build_arg(raw) for raw in options.build_args)
+    moved = secret_build_args(extra_args)  # in the index secret instead (steps.host_network)
+    extra_args = tuple(arg for arg in extra_args if arg not in moved)
     passed = passthrough.build_words(options.secrets, options.ssh, options.docker_options)
     if env == "prod" and git.dirty and not options.allow_dirty:
         raise UsageError(f"the git tree has uncommitted changes ({git.describe_changes()}); commit "

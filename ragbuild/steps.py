@@ -200,9 +200,11 @@ def host_network(runner: Runner, options: Options, config: Config,
     """What the build gets of the host's network (pip_config.py): the CA bundle the host's pip
     uses, or ``--host-ca``/setup.cfg's, unless ``--no-host-ca``; with ``--host-index`` (or
     setup.cfg's ``host-index``) the host pip's index settings, less those a ``--build-arg PIP_*``
-    gives. A bundle named by a flag or setup.cfg that cannot be passed stops the run (exit 2);
-    one the host's settings name is a warning, and the build gets none. A bundle over BuildKit's
-    secret limit stops the run either way: docker's client would refuse it."""
+    gives. An index build arg with credentials goes in the index secret too, never a build arg
+    (``pip_config.secret_build_args``; plan.make_plan leaves it out of the build args). A bundle
+    named by a flag or setup.cfg that cannot be passed stops the run (exit 2); one the host's
+    settings name is a warning, and the build gets none. A bundle over BuildKit's secret limit
+    stops the run either way: docker's client would refuse it."""
     explicit = options.host_ca or config.host_ca
     source = "--host-ca" if options.host_ca else "setup.cfg host-ca"
     ca = None if options.no_host_ca else pip_config.host_ca(environ, given=explicit,
@@ -211,20 +213,20 @@ def host_network(runner: Runner, options: Options, config: Config,
         "the host's pip names none: no PIP_CERT, pip config cert, REQUESTS_CA_BUNDLE or "
         "SSL_CERT_FILE")
     problem = pip_config.check_ca(ca) if ca is not None else None
-    if problem and (explicit or "over BuildKit's" in problem):
-        raise UsageError(problem)
+    if problem and (explicit or problem.too_big):
+        raise UsageError(problem.message)
     if problem:
-        runner.log(f"warning: {problem}; the build gets no host CA")
-        ca, note = None, problem
-    index = None
-    if options.host_index or (options.host_index is None and config.host_index):
-        given = tuple(key for key, _ in (parse_build_arg(raw) for raw in options.build_args)
-                      if key.startswith("PIP_"))
-        index = pip_config.host_index(pip_config.read(environ), overridden=given)
-        if index.dropped:
-            runner.log("warning: --host-index passes no local path or file:// URL (a build "
-                       f"cannot read the host's files): {', '.join(index.dropped)}")
-    return HostNetwork(ca=ca, ca_note=note, index=index)
+        runner.log(f"warning: {problem.message}; the build gets no host CA")
+        ca, note = None, problem.message
+    build_args = tuple(parse_build_arg(raw) for raw in options.build_args)
+    wanted = options.host_index or (options.host_index is None and config.host_index)
+    index = pip_config.host_index(
+        pip_config.read(environ) if wanted else {}, given=pip_config.secret_build_args(build_args),
+        overridden=tuple(key for key, _ in build_args if key.startswith("PIP_")))
+    if index.dropped:
+        runner.log("warning: --host-index passes no local path or file:// URL (a build cannot "
+                   f"read the host's files): {', '.join(index.dropped)}")
+    return HostNetwork(ca=ca, ca_note=note, index=index if wanted or index.env else None)
 
 
 def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ,

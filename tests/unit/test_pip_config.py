@@ -146,14 +146,17 @@ def test_a_given_bundle_beats_the_hosts():
 
 def test_check_ca_refuses_a_missing_file_and_one_over_buildkits_limit(tmp_path):
     missing = pip_config.check_ca(HostCA(str(tmp_path / "nope.pem"), "PIP_CERT"))
-    assert missing is not None and "nope.pem (from PIP_CERT) cannot be read" in missing
-    assert "is not a file" in (pip_config.check_ca(HostCA(str(tmp_path), "--host-ca")) or "")
+    assert missing is not None and "nope.pem (from PIP_CERT) cannot be read" in missing.message
+    assert not missing.too_big
+    directory = pip_config.check_ca(HostCA(str(tmp_path), "--host-ca"))
+    assert directory is not None and "is not a file" in directory.message
     at_limit = tmp_path / "at.pem"
     at_limit.write_bytes(b"a" * pip_config.SECRET_MAX_BYTES)  # docker's client takes 512000 bytes
     assert pip_config.check_ca(HostCA(str(at_limit), "x")) is None
     over = tmp_path / "over.pem"
     over.write_bytes(b"a" * (pip_config.SECRET_MAX_BYTES + 1))  # and refuses one more
-    assert "over BuildKit's 500 KiB limit" in (pip_config.check_ca(HostCA(str(over), "x")) or "")
+    too_big = pip_config.check_ca(HostCA(str(over), "x"))
+    assert too_big is not None and too_big.too_big and "over BuildKit's 500 KiB limit" in too_big.message
 
 
 def settings(**values) -> dict:
@@ -265,12 +268,30 @@ def test_setup_cfg_names_the_bundle_and_turns_host_index_on(project, strict_fp, 
     assert f"host CA: {bundle} (from setup.cfg host-ca)" in err
     assert "id=ragbuild-host-index,env=RAGBUILD_HOST_INDEX_SECRET" in out
     assert "RAGBUILD_HOST_INDEX_SECRET='***'" in out
-    assert "host index (--host-index): PIP_INDEX_URL=https://***@idx.example/simple" in err
+    assert ("package index, as build secret ragbuild-host-index: "
+            "PIP_INDEX_URL=https://***@idx.example/simple (from PIP_INDEX_URL)") in err
     assert "s3cret" not in out + err
     (project / "setup.cfg").write_text("[ragbuild]\nhost-index = maybe\n")
     register_git(strict_fp)
     code, out, err = run(capsys, "--env", "dev", "--dry-run")
     assert code == 2 and "host-index: 'maybe' is not true or false" in err
+
+
+def test_an_index_build_arg_with_credentials_goes_in_the_secret_not_a_build_arg(
+        project, strict_fp, capsys):
+    """The builder stage writes its build args' flags into a layer (/opt/uv/index-args), so a
+    token in one would stay there: ragbuild passes it in the index secret instead."""
+    code, out, err = run(capsys, "--env", "dev", "--dry-run",
+                         "--build-arg", "PIP_INDEX_URL=https://u:s3cret@idx.example/simple",
+                         "--build-arg", "PIP_TRUSTED_HOST=idx.example")
+    assert code == 0, err
+    words = build_words(out)
+    assert "--build-arg" in words and "PIP_TRUSTED_HOST=idx.example" in words
+    assert not [w for w in words if w.startswith("PIP_INDEX_URL")]
+    assert "id=ragbuild-host-index,env=RAGBUILD_HOST_INDEX_SECRET" in words
+    assert ("package index, as build secret ragbuild-host-index: "
+            "PIP_INDEX_URL=https://***@idx.example/simple (from --build-arg PIP_INDEX_URL)") in err
+    assert "s3cret" not in out + err
 
 
 def test_host_index_reaches_the_build_through_the_clients_environment(project, strict_fp, capsys,

@@ -510,7 +510,8 @@ def test_the_dockerfile_leaves_created_to_ragbuild():
 # --- Secrets never printed: a secret-looking build arg's value and URL credentials are shown as -----
 
 
-URL = "PIP_INDEX_URL=https://user:tok3n@mirror.example/simple"
+# (an index build arg with credentials goes in the index secret instead: test_pip_config.py)
+URL = "SOURCE_URL=https://user:tok3n@git.example/team/rag"
 SECRET_FLAGS = ["--build-arg", URL, "--build-arg", "API_TOKEN=s3cr3t",
                 "--build-arg=NPM_KEY=k3y", "--build-arg", "NOTE=plain"]
 LEAKS = ("tok3n", "s3cr3t", "k3y")
@@ -551,7 +552,7 @@ def test_dry_run_shows_no_secret_anywhere_and_says_so_once(project, strict_fp, c
     out, err = capsys.readouterr()
     assert not any(leak in out + err for leak in LEAKS), out + err
     build = out.splitlines()[0]
-    assert "'PIP_INDEX_URL=https://***@mirror.example/simple'" in build
+    assert "'SOURCE_URL=https://***@git.example/team/rag'" in build
     assert "'API_TOKEN=***'" in build and "'NPM_KEY=***'" in build and "NOTE=plain" in build
     assert err.count("are shown as ***") == 1
     assert "build args (secret values shown as ***):" in err.splitlines()
