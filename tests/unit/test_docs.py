@@ -176,9 +176,10 @@ def documented_commands() -> list:
     for page in PAGES:
         for block in re.findall(r"^```(?:sh)?\n(.*?)^```", page.read_text(), re.M | re.S):
             for line in block.replace("\\\n", " ").splitlines():
+                if not line.lstrip().startswith("./scripts/build-image.py "):
+                    continue  # output shown in a block (an error's "Docker's") is no command
                 words = shlex.split(line.split(" # ")[0])
-                if words[:1] == ["./scripts/build-image.py"]:
-                    found.append((page, words[1:]))
+                found.append((page, words[1:]))
     return found
 
 
