@@ -183,8 +183,9 @@ RUN groupadd --system --gid 10001 ragworker \
 # COMPILE_BYTECODE=1 (--build-arg) writes .pyc files for every module, as pip
 # does: the service then does not compile what it imports at each start
 # (PYTHONDONTWRITEBYTECODE=1 above; the venv is read-only to its user), at the
-# cost of ~100 MB more image and ~5-10 s more cold build on the realistic set
-# (benchmarks/README.md). Off by default (uv's default): a smaller image to pull.
+# cost of ~86 MB more image and ~4 s more cold build on the realistic set
+# (benchmarks/README.md, "Current figures"). Off by default (uv's default): a
+# smaller image to pull.
 ARG COMPILE_BYTECODE=0
 RUN --mount=type=bind,from=builder,source=/opt/uv,target=/tmp/uv \
     --mount=type=bind,from=lock,source=/lock/transitive.txt,target=/tmp/pins.txt \

@@ -586,10 +586,11 @@ def run() -> NoReturn:
     Before exiting, ``gc.freeze()`` takes every object out of the garbage collector's sight, so
     the interpreter's shutdown does not walk them all once more: after a push that was 17-35 ms
     of every run on the benchmark machine, about 6 ms with it (benchmarks/shutdown_cost.py;
-    benchmarks/README.md, runs 6 and 7). The
-    rest of the shutdown is as ever (``atexit``, finalizers of whatever the reference counts
-    free, the flush of stdout and stderr); the memory of what a cycle held goes back to the OS
-    with the process. https://docs.python.org/3/library/gc.html#gc.freeze"""
+    benchmarks/README.md, "Current figures"; runs 6 and 7 in
+    ``git show 9b045af:benchmarks/README.md``). The rest of the shutdown is as ever
+    (``atexit``, finalizers of whatever the reference counts free, the flush of stdout and
+    stderr); the memory of what a cycle held goes back to the OS with the process.
+    https://docs.python.org/3/library/gc.html#gc.freeze"""
     import gc
 
     status = main()

@@ -508,7 +508,7 @@ WHEEL_CONF=$STATE/wheels-nginx.conf
 # PyPI's file host it answers HTTP Range requests, so uv reads a wheel's METADATA from its zip
 # directory without downloading the wheel. Python's http.server, the mirror before, answers none
 # (and listens with a backlog of 5): uv's resolution then streamed every wheel, 4-9 s of a cold
-# build of the realistic set (benchmarks/README.md, run 7).
+# build of the realistic set (run 7 in `git show 9b045af:benchmarks/README.md`).
 ensure_wheel_server() {
     local pid
     if pid=$(svc_pid wheels "-c $WHEEL_CONF") && grep -q "listen $BRIDGE_IP:" "$WHEEL_CONF" 2>/dev/null; then

@@ -1,7 +1,8 @@
 """The documentation as a reader meets it: README.md short and starting with the two set-up
 commands, every relative link in README.md, docs/*.md and benchmarks/README.md leading to a file
-and heading that exist (GitHub's anchors), every page reachable from README.md, and the tables
-that mirror code (exit statuses, make targets) naming all of it."""
+and heading that exist (GitHub's anchors), every page reachable from README.md and listed in the
+index docs/README.md, benchmarks/README.md short, and the tables that mirror code (exit
+statuses, make targets) naming all of it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ from ragbuild import cli, errors
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-PAGES = [README, *sorted((REPO / "docs").glob("*.md")), REPO / "benchmarks" / "README.md"]
+INDEX = REPO / "docs" / "README.md"
+COMMANDS = REPO / "docs" / "commands.md"
+BENCHMARKS = REPO / "benchmarks" / "README.md"
+PAGES = [README, *sorted((REPO / "docs").glob("*.md")), BENCHMARKS]
 MAX_README_LINES = 150
+MAX_README_WORDS = 600  # issue 21; `wc -w` counts the same
+MAX_BENCHMARKS_LINES = 150  # issue 21: the current figures; the history is in git
 
 
 def without_code_blocks(text: str) -> str:
@@ -83,16 +89,44 @@ def test_anchors_follow_github():
 
 
 def test_readme_is_short_and_starts_with_the_two_set_up_commands():
-    lines = README.read_text().splitlines()
+    text = README.read_text()
+    lines = text.splitlines()
     assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines"
+    assert len(text.split()) <= MAX_README_WORDS, f"README.md has {len(text.split())} words"
     block = lines[lines.index("```sh") + 1:lines.index("```")]
     assert [line.split()[:2] for line in block] == [["make", "build-dev"], ["make", "test"]]
     assert lines.index("```sh") < 4  # the first thing after the title
 
 
-def test_every_page_is_linked_from_the_readme():
-    linked = {(README.parent / target.partition("#")[0]).resolve() for target in links(README)}
-    assert [str(page.relative_to(REPO)) for page in PAGES[1:] if page not in linked] == []
+def linked_pages(page: Path) -> set:
+    """The Markdown files ``page`` links to (anchors dropped; a bare ``#anchor`` is ``page``)."""
+    targets = {(page.parent / target.partition("#")[0]).resolve() for target in links(page)}
+    return {target for target in targets if target.suffix == ".md" and target.is_file()}
+
+
+def reachable(start: Path) -> set:
+    seen, todo = {start}, [start]
+    while todo:
+        for target in linked_pages(todo.pop()) - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_every_page_is_reachable_from_the_readme_and_the_index_links_them_all():
+    assert INDEX in linked_pages(README)
+    assert [shown(page) for page in PAGES if page not in reachable(README)] == []
+    indexed = linked_pages(INDEX)
+    assert [shown(page) for page in PAGES if page not in indexed and page not in (README, INDEX)] == []
+
+
+def test_a_page_only_one_link_away_from_another_is_reachable(tmp_path):
+    (tmp_path / "a.md").write_text("[b](b.md#x) [self](#top)\n")
+    (tmp_path / "b.md").write_text("[c](sub/c.md)\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.md").write_text("[back](../a.md) [gone](d.md)\n")
+    (tmp_path / "lone.md").write_text("# nobody links here\n")
+    assert reachable(tmp_path / "a.md") == {tmp_path / name for name in ("a.md", "b.md", "sub/c.md")}
 
 
 def test_the_pages_named_in_help_exist(capsys):
@@ -104,19 +138,32 @@ def test_the_pages_named_in_help_exist(capsys):
     assert 'README.md, "Exit status"' in out and "exit-status" in anchors(README)
 
 
-def test_the_exit_status_table_names_every_exit_status():
-    readme = README.read_text()
-    table = readme[readme.index("## Exit status"):]
+def section(page: Path, heading: str) -> str:
+    """The text of ``page`` from the heading ``## heading`` to the next ``## `` heading."""
+    text = page.read_text()
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_benchmarks_readme_is_short():
+    lines = BENCHMARKS.read_text().splitlines()
+    assert len(lines) <= MAX_BENCHMARKS_LINES, f"benchmarks/README.md has {len(lines)} lines"
+
+
+@pytest.mark.parametrize("page", [README, COMMANDS], ids=shown)
+def test_the_exit_status_table_names_every_exit_status(page):
+    table = section(page, "Exit status")
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
     defined = {value for module in (errors, cli) for name, value in vars(module).items()
                if name.startswith("EXIT_") and isinstance(value, int)}
     assert defined <= documented and 3 in documented  # 3: an unexpected exception (a bug)
 
 
-def test_the_make_targets_table_names_every_target():
+@pytest.mark.parametrize("page", [README, COMMANDS], ids=shown)
+def test_the_make_targets_table_names_every_target(page):
     phony = re.search(r"^\.PHONY: (.+)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
-    readme = README.read_text()
-    table = readme[readme.index("## Make targets"):readme.index("## What differs")]
+    table = section(page, "Make targets")
     listed = {name for cell in re.findall(r"^\| ([^|]+) \|", table, re.M)
               for name in re.findall(r"`([a-z0-9-]+)", cell)}
     assert [target for target in phony if target != "help" and target not in listed] == []
@@ -129,9 +176,10 @@ def documented_commands() -> list:
     for page in PAGES:
         for block in re.findall(r"^```(?:sh)?\n(.*?)^```", page.read_text(), re.M | re.S):
             for line in block.replace("\\\n", " ").splitlines():
+                if not line.lstrip().startswith("./scripts/build-image.py "):
+                    continue  # output shown in a block (an error's "Docker's") is no command
                 words = shlex.split(line.split(" # ")[0])
-                if words[:1] == ["./scripts/build-image.py"]:
-                    found.append((page, words[1:]))
+                found.append((page, words[1:]))
     return found
 
 
