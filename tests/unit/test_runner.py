@@ -385,14 +385,17 @@ def test_docker_variable_naming_something_not_runnable(monkeypatch, tmp_path, ma
 # --- Ctrl-C ------------------------------------------------------------------------------------
 
 
-def sigint_when_started(pidfile, timeout=10.0):
-    """From another thread: once the child has written its pid, deliver SIGINT to the main
-    thread (where a blocking wait must be interrupted, as a real Ctrl-C would)."""
+def sigint_when_started(pidfile, timeout=10.0, children=1):
+    """From another thread: once ``children`` children have written their pids, deliver SIGINT
+    to the main thread (where a blocking wait must be interrupted, as a real Ctrl-C would)."""
     main = threading.main_thread().ident
+
+    def started() -> int:
+        return len(pidfile.read_text().split()) if pidfile.exists() else 0
 
     def fire():
         deadline = time.monotonic() + timeout
-        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        while started() < children and time.monotonic() < deadline:
             time.sleep(0.02)
         signal.pthread_kill(main, signal.SIGINT)
 
@@ -502,7 +505,7 @@ def test_a_dry_run_prints_run_all_in_order_and_starts_nothing(fp):
 def test_ctrl_c_during_run_all_stops_every_child(tmp_path):
     pidfile = tmp_path / "pid"
     runner, _, _ = quiet_runner()
-    thread = sigint_when_started(pidfile)
+    thread = sigint_when_started(pidfile, children=2)  # both started: a loaded machine is slow
     long = Command(("sh", "-c", f"echo $$ >> {pidfile}; exec sleep 30"))
     with pytest.raises(Interrupted) as err:
         runner.run_all([long, long])
