@@ -313,7 +313,8 @@ def check_registry(doc: Doctor) -> list:
                                                      "reaches the registry")]
     try:
         login = access.Login("AWS", logged_in) if logged_in is not None else None
-        session = push.reach_registry(doc.runner, plan, creds, doc.docker_config, login)
+        session = push.reach_registry(doc.runner, plan, creds, doc.docker_config, login,
+                                      doc.environ)
     except RagbuildError as err:
         return found + [Finding(PROBLEM, "registry", _one_line(err))]
     found.append(Finding(OK, "registry", f"{registry.host} answers ({access.describe(session)}) "

@@ -5,12 +5,20 @@ smoke test's polling). tests/e2e/test_proxy.py checks the rule against a real do
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
+import threading
 
 import pytest
 
-from ragbuild import proxy
+import fakes
+from ragbuild import access, proxy, push, smoke
+from ragbuild.builders import DockerConfig, DockerTarget
+from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.proxy import ProxySettings, proxy_for
+from ragbuild.plan import parse_registry
+from ragbuild.runner import Runner
 
 P = "http://proxy.corp:3128"
 
@@ -160,3 +168,212 @@ def test_masked_credentials_are_found_and_never_described():
 ])
 def test_a_daemon_elsewhere_is_remote(endpoint, remote):
     assert proxy.remote_daemon(endpoint) is remote
+
+
+# --- push.daemon_proxies: docker info, and the warnings -----------------------------------------
+
+def said(capsys) -> list:
+    """The lines on stderr other than the runner's ``+ command`` lines."""
+    return [line for line in capsys.readouterr().err.splitlines() if not line.startswith("+ ")]
+
+
+def prepared_plan(docker=None):
+    """A push plan, of which daemon_proxies reads only ``docker`` (the daemon's target)."""
+    class Plan:
+        pass
+
+    plan = Plan()
+    plan.docker = docker
+    return plan
+
+
+def test_the_daemons_settings_are_asked_once_and_followed(fp, capsys):
+    fakes.register_proxy_info(fp, stdout=json.dumps(
+        {"HTTPProxy": "http://p:1", "HTTPSProxy": "p:2", "NoProxy": ".corp"}))
+    found = push.daemon_proxies(Runner(), prepared_plan(), {"https_proxy": "http://shell:9"})
+    assert found == ProxySettings("http://p:1", "p:2", ".corp")  # not the shell's
+    assert fp.call_count(fakes.proxy_info_argv(fp)) == 1
+    assert said(capsys) == []  # nothing to warn about
+
+
+def test_masked_credentials_are_taken_from_the_same_proxy_in_the_shell(fp, capsys):
+    fakes.register_proxy_info(fp, stdout=json.dumps(
+        {"HTTPProxy": "http://xxxxx:xxxxx@p:3128", "HTTPSProxy": "http://xxxxx:xxxxx@p:3128"}))
+    found = push.daemon_proxies(Runner(), prepared_plan(),
+                                {"HTTPS_PROXY": "http://me:s3cret@p:3128"})
+    assert found.https_proxy == found.http_proxy == "http://me:s3cret@p:3128"
+    [err] = said(capsys)
+    assert "s3cret" not in err
+    assert "warning: `docker info` hides the credentials of the daemon's proxy http://p:3128; " \
+           "ragbuild's registry checks use those of the same proxy in the shell's" in err
+
+
+def test_masked_credentials_nobody_gives_are_left_out_with_a_warning(fp, capsys):
+    fakes.register_proxy_info(fp, stdout=json.dumps({"HTTPSProxy": "http://xxxxx:xxxxx@p:3128"}))
+    found = push.daemon_proxies(Runner(), prepared_plan(),
+                                {"https_proxy": "http://me:other@elsewhere:3128"})
+    assert found.https_proxy == "http://p:3128"
+    [err] = said(capsys)
+    assert "without them" in err and "HTTP 407" in err
+
+
+def test_a_proxy_urllib_cannot_use_is_a_warning(fp, capsys):
+    fakes.register_proxy_info(fp, stdout=json.dumps({"HTTPSProxy": "socks5://p:1080"}))
+    found = push.daemon_proxies(Runner(), prepared_plan(), {})
+    assert access.usable_proxy("https://r.example/v2/", found) is None  # direct
+    assert said(capsys) == ["warning: the daemon's proxy socks5://p:1080 is not an http:// "
+                            "proxy, which ragbuild's registry checks cannot use: they go direct"]
+
+
+@pytest.mark.parametrize("target, warned", [
+    (DockerTarget(host="ssh://me@build-host"), "(ssh://me@build-host)"),
+    (DockerTarget(context="far", contexts=(("far", "tcp://10.0.0.5:2376"),)),
+     "(tcp://10.0.0.5:2376)"),
+    (DockerTarget(host="tcp://127.0.0.1:18634"), None),
+    (DockerTarget(), None),
+])
+def test_a_remote_daemon_is_a_one_line_warning(fp, capsys, target, warned):
+    fakes.register_proxy_info(fp)
+    push.daemon_proxies(Runner(), prepared_plan(target), {})
+    lines = said(capsys)
+    if warned is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and lines[0].startswith(
+            f"warning: the Docker daemon is on another machine {warned}: ragbuild checks the "
+            "registry from here")
+
+
+def test_a_daemon_that_is_down_or_unreadable_stops_the_pre_flight(fp):
+    fakes.register_proxy_info(fp, stdout="", returncode=1,
+                              stderr="Cannot connect to the Docker daemon at unix:///x.sock. "
+                                     "Is the docker daemon running?\n")
+    with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
+        push.daemon_proxies(Runner(), prepared_plan(), {})
+    fakes.register_proxy_info(fp, stdout="no json")
+    with pytest.raises(PushFailed, match="cannot read the daemon's proxy settings"):
+        push.daemon_proxies(Runner(), prepared_plan(), {})
+
+
+# --- ragbuild's own requests: the daemon's proxy, never the shell's -----------------------------
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A proxy (or server) on loopback that records each request and answers ``answer``."""
+
+    answer = 403
+
+    def _record(self):
+        self.server.seen.append((self.command, self.path,
+                                 self.headers.get("Proxy-Authorization")))
+        body = b"{}"
+        self.send_response(self.answer)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_CONNECT = do_HEAD = _record
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def listen(registry_http):
+    servers = []
+
+    def start(answer=403):
+        handler = type("Handler", (Recorder,), {"answer": answer})
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.seen = []
+        threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
+        servers.append(httpd)
+        return httpd
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def shell_proxies(monkeypatch, url):
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, url)
+
+
+def session(host, proxies, insecure=None):
+    return access.Session(parse_registry(f"{host}/team/app"),
+                          DockerConfig(path="/cfg.json").credentials(host), None, insecure,
+                          proxies=proxies)
+
+
+def test_a_loopback_registry_is_reached_directly_whatever_the_shell_says(listen, monkeypatch):
+    """The user's case: http_proxy/https_proxy name a proxy that refuses everything, no
+    no_proxy; the daemon has no proxy, so neither have ragbuild's requests."""
+    shell = listen(403)
+    shell_proxies(monkeypatch, f"http://127.0.0.1:{shell.server_address[1]}")
+    registry = listen(200)
+    host = f"localhost:{registry.server_address[1]}"
+    assert access.probe(session(host, proxy.DIRECT), lambda: True) is None
+    assert shell.seen == [] and registry.seen[-1][:2] == ("GET", "/v2/")
+
+
+def test_the_daemons_proxy_carries_what_it_would_and_the_shells_nothing(listen, monkeypatch):
+    """registry.invalid:5000 through the daemon's proxies: HTTPS as CONNECT to its
+    HTTPS_PROXY (which refuses), then plain HTTP (an insecure registry) as a proxied GET to its
+    HTTP_PROXY (which answers as the registry); the shell's proxy sees nothing."""
+    shell = listen(403)
+    shell_proxies(monkeypatch, f"http://127.0.0.1:{shell.server_address[1]}")
+    https_proxy, http_proxy = listen(403), listen(200)
+    daemon = ProxySettings(f"http://127.0.0.1:{http_proxy.server_address[1]}",
+                           f"127.0.0.1:{https_proxy.server_address[1]}", "other.invalid")
+    reached = session("registry.invalid:5000", daemon, insecure=True)
+    assert access.probe(reached, lambda: True) is None
+    assert https_proxy.seen == [("CONNECT", "registry.invalid:5000", None)]
+    assert http_proxy.seen == [("GET", "http://registry.invalid:5000/v2/", None)]
+    assert shell.seen == []
+    assert access.describe(reached) == ("plain HTTP: an insecure registry of the daemon; through "
+                                        f"the daemon's proxy {daemon.http_proxy}")
+
+
+def test_the_proxys_credentials_go_to_the_proxy(listen):
+    http_proxy = listen(200)
+    daemon = ProxySettings(f"http://me:s%40cret@127.0.0.1:{http_proxy.server_address[1]}")
+    reached = session("registry.invalid:5000", daemon, insecure=True)
+    reached.base = "http://registry.invalid:5000"
+    assert reached.request(reached.base + "/v2/").status == 200
+    expected = "Basic " + base64.b64encode(b"me:s@cret").decode()
+    assert http_proxy.seen == [("GET", "http://registry.invalid:5000/v2/", expected)]
+    assert "s%40cret" not in access.describe(reached)
+
+
+def test_a_no_proxy_host_is_reached_directly(listen, monkeypatch):
+    registry = listen(200)
+    refusing = listen(403)
+    daemon = ProxySettings(f"http://127.0.0.1:{refusing.server_address[1]}", "", "127.0.0.0/8")
+    host = f"127.0.0.1:{registry.server_address[1]}"
+    assert access.probe(session(host, daemon), lambda: True) is None
+    assert refusing.seen == []
+
+
+def test_the_pre_flight_hands_the_daemons_settings_to_the_read_back(fp, monkeypatch):
+    """push.prepare: docker info's settings reach the session, so the read-back's requests
+    (access.send, the fake registry here) carry them."""
+    from registry_fakes import FakeRegistry, build_plan, serve
+
+    fakes.register_proxy_info(fp, stdout=json.dumps({"HTTPSProxy": "http://p:3128"}))
+    shell_proxies(monkeypatch, "http://shell:1")
+    plan = build_plan("registry.example.com:5000/rag-worker")
+    pushing = push.prepare(Runner(), plan)
+    assert pushing.session.proxies == ProxySettings("", "http://p:3128", "")
+    ref = plan.refs[0]
+    serve(ref)
+    access.read_manifest(pushing.session, ref.rsplit(":", 1)[1])
+    assert FakeRegistry.current.proxies[-1][1] == ProxySettings("", "http://p:3128", "")
+
+
+def test_the_smoke_test_polls_the_container_directly(listen, monkeypatch):
+    shell = listen(403)
+    shell_proxies(monkeypatch, f"http://127.0.0.1:{shell.server_address[1]}")
+    container = listen(200)
+    assert smoke.http_get(container.server_address[1], "/ping") == (200, b"{}")
+    assert shell.seen == [] and container.seen == [("GET", "/ping", None)]
