@@ -202,8 +202,9 @@ class DaemonProxy(urllib.request.ProxyHandler):
         if parts.username is not None:
             pair = (f"{urllib.parse.unquote(parts.username)}:"
                     f"{urllib.parse.unquote(parts.password or '')}")
-            request.add_header("Proxy-Authorization",
-                               "Basic " + base64.b64encode(pair.encode()).decode())
+            # unredirected: a redirect elsewhere (direct) must not carry it to that server
+            request.add_unredirected_header(
+                "Proxy-Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
         request.set_proxy(parts.netloc.rpartition("@")[2], "http")
 
 

@@ -9,6 +9,7 @@ import base64
 import http.server
 import json
 import threading
+import urllib.request
 
 import pytest
 
@@ -344,6 +345,11 @@ def test_the_proxys_credentials_go_to_the_proxy(listen):
     expected = "Basic " + base64.b64encode(b"me:s@cret").decode()
     assert http_proxy.seen == [("GET", "http://registry.invalid:5000/v2/", expected)]
     assert "s%40cret" not in access.describe(reached)
+    # never on a request a redirect makes, which may go direct to another server
+    request = urllib.request.Request("https://registry.invalid:5000/v2/")
+    access.DaemonProxy(ProxySettings("", daemon.http_proxy)).https_open(request)
+    assert request.unredirected_hdrs == {"Proxy-authorization": expected}
+    assert request.headers == {} and request._tunnel_host == "registry.invalid:5000"
 
 
 def test_a_no_proxy_host_is_reached_directly(listen, monkeypatch):
