@@ -19,6 +19,10 @@ token from the realm it names, for the scope the request needs (``pull,push`` fo
 login is exchanged by OAuth2, https://distribution.github.io/distribution/spec/auth/oauth/).
 A token is kept per scope for the run, shared by concurrent requests.
 
+Every request goes the way the daemon's would (``DaemonProxy``): through the daemon's proxy
+for the URL (``proxy.proxy_for``, from ``docker info``), else direct; never through the shell's
+``http_proxy``/``https_proxy``, which the daemon does not read.
+
 A registry whose token server grants an anonymous token cannot say whether a push would be
 allowed without one being made: that case passes. Every request is made inside a
 ``Runner.check``: a dry run says what it would ask and sends nothing.
@@ -44,6 +48,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
 from ragbuild.errors import PushFailed
 from ragbuild.plan import Command, Kind, Registry
+from ragbuild.proxy import DIRECT, ProxySettings, proxy_for, without_credentials
 from ragbuild.runner import Runner, Secret, tail
 
 #: Seconds the registry has to answer each request.
@@ -169,9 +174,52 @@ def _body(response: "http.client.HTTPResponse | urllib.error.HTTPError", url: st
     return body
 
 
+class DaemonProxy(urllib.request.ProxyHandler):
+    """Each request (a redirect's too) through the proxy the daemon would use for its URL
+    (``proxy.proxy_for``), else direct: never the shell's proxy variables, which a
+    ``ProxyHandler()`` reads (and its ``no_proxy`` bypass with them). Only an ``http://`` proxy
+    is used: urllib speaks neither TLS to a proxy nor SOCKS (push.daemon_proxies warns)."""
+
+    handler_order = 100  # before the HTTP(S) handlers, as ProxyHandler
+
+    def __init__(self, settings: ProxySettings):
+        super().__init__({})
+        self.settings = settings
+
+    def http_open(self, request: urllib.request.Request) -> None:
+        self._route(request)
+
+    def https_open(self, request: urllib.request.Request) -> None:
+        self._route(request)
+
+    def _route(self, request: urllib.request.Request) -> None:
+        if request.has_proxy() or getattr(request, "_tunnel_host", None):  # routed already
+            return
+        proxy = usable_proxy(request.full_url, self.settings)
+        if proxy is None:
+            return
+        parts = urllib.parse.urlsplit(proxy)
+        if parts.username is not None:
+            pair = (f"{urllib.parse.unquote(parts.username)}:"
+                    f"{urllib.parse.unquote(parts.password or '')}")
+            # unredirected: a redirect elsewhere (direct) must not carry it to that server
+            request.add_unredirected_header(
+                "Proxy-Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+        request.set_proxy(parts.netloc.rpartition("@")[2], "http")
+
+
+def usable_proxy(url: str, settings: ProxySettings) -> Optional[str]:
+    """The daemon's proxy for ``url`` (``proxy.proxy_for``) when ragbuild can use it (an
+    ``http://`` proxy), else None: direct."""
+    proxy = proxy_for(url, settings)
+    return proxy if proxy is not None and proxy.lower().startswith("http://") else None
+
+
 def send(url: str, context: ssl.SSLContext, headers: Mapping[str, str],
-         data: Optional[bytes] = None) -> Answer:
-    """One HTTP request (GET, or POST with ``data``): the only place that does I/O. Raises
+         data: Optional[bytes] = None,
+         settings: ProxySettings = DIRECT) -> Answer:
+    """One HTTP request (GET, or POST with ``data``): the only place that does I/O, through
+    the daemon's proxy for the URL (``settings``, ``DaemonProxy``; default: direct). Raises
     OSError (URLError, SSLError, timeouts) or HTTPException when no answer came, or
     ``AnswerTooLarge`` (an HTTPException) for a body over ``MAX_ANSWER`` bytes."""
     request = urllib.request.Request(url, data=data, headers={"User-Agent": "ragbuild"})
@@ -181,7 +229,7 @@ def send(url: str, context: ssl.SSLContext, headers: Mapping[str, str],
         else:
             request.add_header(key, value)
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
-                                         urllib.request.ProxyHandler())
+                                         DaemonProxy(settings))
     try:
         with opener.open(request, timeout=TIMEOUT) as response:
             return Answer(response.status, response.headers, _body(response, url))
@@ -235,11 +283,14 @@ class Session:
     """One registry's API for this run, as the daemon reaches it: ``base`` is the
     ``scheme://host`` that answered (``reach``), ``insecure`` whether TLS goes unverified
     (and plain HTTP is allowed). Thread safe: concurrent requests share one token per scope.
-    ``login``: docker's credentials, asked once (a ``Secret``, never printed)."""
+    ``login``: docker's credentials, asked once (a ``Secret``, never printed). ``proxies``: the
+    daemon's proxy settings (``docker info``), which every request follows."""
 
     def __init__(self, registry: Registry, creds: Credentials, login: Optional[Login],
-                 insecure: Optional[bool] = None):
+                 insecure: Optional[bool] = None,
+                 proxies: ProxySettings = DIRECT):
         self.registry, self.creds, self.login = registry, creds, login
+        self.proxies = proxies
         host = registry.host
         self.api = "registry-1.docker.io" if host in DOCKER_HUB_HOSTS else host  # Docker Hub's
         #: None: insecure only if the daemon always treats the host so (loopback); ``reach``
@@ -262,7 +313,7 @@ class Session:
 
     def request(self, url: str, headers: Mapping[str, str] = {},
                 data: Optional[bytes] = None) -> Answer:
-        return send(url, self.context(), headers, data)
+        return send(url, self.context(), headers, data, self.proxies)
 
     def get(self, path: str, actions: str, accept: Sequence[str] = ()) -> Answer:
         """``GET <base><path>`` authorized for ``actions`` on the repository: a 401 is answered
@@ -419,18 +470,21 @@ def probe(session: Session, daemon_insecure: Callable[[], bool]) -> Optional[str
 
 
 def check(runner: Runner, registry: Registry, creds: Credentials, config: DockerConfig,
-          daemon_insecure: Callable[[], bool], login: Optional[Login] = None) -> Session:
+          daemon_insecure: Callable[[], bool], login: Optional[Login] = None,
+          proxies: ProxySettings = DIRECT) -> Session:
     """Stop before the build (``PushFailed``, exit 1) when ``registry`` cannot be reached or
     refuses the credentials docker would send: ``login`` when this run just logged docker in
     (ECR), else what ``docker_login`` finds where docker keeps them. Returns the ``Session``
     that reached it, for the read-back. ``daemon_insecure``: the daemon's answer, asked only
-    when verified HTTPS fails (``reach``)."""
+    when verified HTTPS fails (``reach``). ``proxies``: the daemon's proxy settings, which the
+    session's requests follow (``DaemonProxy``)."""
     if login is None:
         login = docker_login(runner, creds, config)
-    session = Session(registry, creds, login)
+    session = Session(registry, creds, login, proxies=proxies)
     how = ("HTTPS, else plain HTTP: a loopback registry, insecure to the daemon"
            if session.insecure else
            "HTTPS; if that fails, `docker info` says whether the daemon may go insecure")
+    how += route(session, session.base + "/v2/")
     problem = runner.check(f"ask {registry.host}/v2/ ({how}) whether it answers and accepts "
                            f"docker's credentials ({creds.describe()})",
                            lambda: probe(session, daemon_insecure), None)
@@ -444,8 +498,18 @@ def check(runner: Runner, registry: Registry, creds: Credentials, config: Docker
 def describe(session: Session) -> str:
     """How the session reaches the registry, for messages."""
     if session.base.startswith("http://"):
-        return "plain HTTP: an insecure registry of the daemon"
-    return "HTTPS, unverified: an insecure registry of the daemon" if session.insecure else "HTTPS"
+        how = "plain HTTP: an insecure registry of the daemon"
+    else:
+        how = "HTTPS, unverified: an insecure registry of the daemon" if session.insecure \
+            else "HTTPS"
+    return how + route(session, session.base + "/v2/")
+
+
+def route(session: Session, url: str) -> str:
+    """``"; through the daemon's proxy http://proxy:3128"`` when a request for ``url`` goes
+    through one (credentials not shown), else ""."""
+    proxy = usable_proxy(url, session.proxies)
+    return f"; through the daemon's proxy {without_credentials(proxy)}" if proxy else ""
 
 
 # --- the read-back ------------------------------------------------------------------------------

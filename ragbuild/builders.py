@@ -129,6 +129,16 @@ class DockerTarget:
             return "current", self.current_context
         return "default", None
 
+    def daemon_host(self) -> Optional[str]:
+        """The address docker reaches its daemon at (DOCKER_HOST, or the context's docker
+        host), None for the local socket (or a context whose host is not known)."""
+        kind, value = self._source()
+        if kind == "host":
+            return value
+        if kind in ("builder", "context", "current"):
+            return dict(self.contexts).get(value)
+        return None
+
     def describe(self) -> str:
         kind, value = self._source()
         if kind == "host":

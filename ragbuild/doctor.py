@@ -275,8 +275,9 @@ def check_registry(doc: Doctor) -> list:
     """The push pre-flight's own steps (push.prepare's), each its own line: the credential
     helper docker resolves for the host is installed (push.check_helper); ECR: the aws CLI, the
     login with the region from the host (ecr.authenticate); the registry answers and accepts
-    docker's credentials, over what the daemon would use (push.reach_registry: access.check,
-    and the daemon's docker info only when verified HTTPS fails for a host that is not loopback);
+    docker's credentials, over what the daemon would use (push.reach_registry: the daemon's
+    proxy settings from docker info, access.check, and the daemon's registry configuration only
+    when verified HTTPS fails for a host that is not loopback);
     ECR: the repository and its tag mutability (ecr.check_repository)."""
     from ragbuild import access, ecr, push
 
@@ -313,7 +314,8 @@ def check_registry(doc: Doctor) -> list:
                                                      "reaches the registry")]
     try:
         login = access.Login("AWS", logged_in) if logged_in is not None else None
-        session = push.reach_registry(doc.runner, plan, creds, doc.docker_config, login)
+        session = push.reach_registry(doc.runner, plan, creds, doc.docker_config, login,
+                                      doc.environ)
     except RagbuildError as err:
         return found + [Finding(PROBLEM, "registry", _one_line(err))]
     found.append(Finding(OK, "registry", f"{registry.host} answers ({access.describe(session)}) "

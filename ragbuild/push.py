@@ -34,8 +34,8 @@ from ragbuild.limits import Limits
 from ragbuild.plan import DRY_DIGEST, BuildPlan, Command, Kind, Mode, PushPlan
 from ragbuild.runner import Result, Runner, tail
 
-if TYPE_CHECKING:  # access (urllib, ssl) is imported by a push only
-    from ragbuild import access
+if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
+    from ragbuild import access, proxy
 
 R = TypeVar("R")
 
@@ -116,6 +116,17 @@ def registry_config_command() -> Command:
                    kind=Kind.PROBE)
 
 
+def proxy_command() -> Command:
+    """The daemon's proxy settings (``docker info``: HTTPProxy, HTTPSProxy, NoProxy), which
+    ragbuild's own registry requests follow (proxy.py). Asked once, by the push pre-flight
+    (and doctor), just before the first registry request; a dry run takes it as no proxy."""
+    from ragbuild import proxy
+
+    return Command(("docker", "info", "--format", proxy.INFO_FORMAT), check=False,
+                   kind=Kind.PROBE, assume=json.dumps({"HTTPProxy": "", "HTTPSProxy": "",
+                                                       "NoProxy": ""}))
+
+
 def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
     """``docker push ref``: shown live (``TEE``), or kept and shown when done (``CAPTURE``, for
     the tags pushed at once)."""
@@ -152,24 +163,80 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
         skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
         refs = tuple(ref for ref in plan.refs if ref not in skipped)
     session = reach_registry(runner, plan, creds, docker_config,
-                             access.Login("AWS", logged_in) if logged_in is not None else None)
+                             access.Login("AWS", logged_in) if logged_in is not None else None,
+                             environ)
     return PushPlan(refs, skipped, creds, session.insecure, session=session)
 
 
 def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
                    docker_config: DockerConfig,
-                   login: Optional["access.Login"] = None) -> "access.Session":
+                   login: Optional["access.Login"] = None,
+                   environ: Optional[Mapping[str, str]] = None) -> "access.Session":
     """The pre-flight's (and doctor's) question to the registry (``access.check``): it answers
-    over what the daemon would use, and takes docker's credentials. The daemon is asked
-    (``docker info``) only when its answer decides something: verified HTTPS failed for a host
-    that is not loopback (``access.reach``). Returns the session, for the read-back."""
+    over what the daemon would use (its proxy settings, ``daemon_proxies``), and takes docker's
+    credentials. The daemon's registry configuration (``docker info``) is asked only when its
+    answer decides something: verified HTTPS failed for a host that is not loopback
+    (``access.reach``). Returns the session, for the read-back."""
     from ragbuild import access
 
     registry = plan.registry
     assert registry is not None
+    proxies = daemon_proxies(runner, plan, os.environ if environ is None else environ)
     return access.check(runner, registry, creds, docker_config,
                         lambda: daemon_registry_config(runner, plan).is_insecure(registry.host),
-                        login=login)
+                        login=login, proxies=proxies)
+
+
+def daemon_proxies(runner: Runner, plan: BuildPlan,
+                   environ: Mapping[str, str]) -> "proxy.ProxySettings":
+    """The daemon's proxy settings (``proxy_command``), for ragbuild's own registry requests,
+    with a one-line warning where they cannot be followed exactly: a proxy whose credentials
+    ``docker info`` masks (the same proxy's in the shell's ``https_proxy``/``http_proxy`` are
+    used when there, else none), a proxy that is not ``http://`` (urllib cannot use it: direct),
+    a daemon on another machine (whose network the requests from here may not see)."""
+    from ragbuild import proxy
+
+    endpoint = plan.docker.daemon_host() if plan.docker is not None else os.environ.get(
+        "DOCKER_HOST")
+    if proxy.remote_daemon(endpoint):
+        runner.log(f"warning: the Docker daemon is on another machine ({endpoint}): ragbuild "
+                   "checks the registry from here, through the daemon's proxy settings, and may "
+                   "not see it as the daemon's push does")
+    result = runner.run(proxy_command())
+    if not result.ok:
+        output = result.stdout + result.stderr
+        if daemon_down(output):
+            raise DockerUnavailable(daemon_unreachable(plan.docker))
+        raise PushFailed(f"`docker info` failed, so which proxy the daemon pushes through is "
+                         f"unknown:\n{tail(output, 5)}")
+    try:
+        settings = proxy.parse_info(result.stdout)
+    except ValueError as bad:
+        raise PushFailed(f"cannot read the daemon's proxy settings from `docker info`: "
+                         f"{bad}") from None
+    values = {"http_proxy": settings.http_proxy, "https_proxy": settings.https_proxy}
+    for masked in settings.masked():
+        given = proxy.with_credentials_from(masked, environ)
+        bare = proxy.without_credentials(masked)
+        if given:
+            runner.log(f"warning: `docker info` hides the credentials of the daemon's proxy "
+                       f"{bare}; ragbuild's registry checks use those of the same proxy in the "
+                       "shell's proxy variables")
+        else:
+            runner.log(f"warning: `docker info` hides the credentials of the daemon's proxy "
+                       f"{bare}; ragbuild's registry checks go through it without them (if it "
+                       f"asks for them, HTTP 407, give them: https_proxy=<that URL with user and "
+                       f"password>)")
+        for key, value in values.items():
+            if proxy.proxy_url(value) == masked:
+                values[key] = given or bare
+    for value in dict.fromkeys(values.values()):
+        url = proxy.proxy_url(value)
+        if url and not url.lower().startswith("http://"):
+            runner.log(f"warning: the daemon's proxy {proxy.without_credentials(url)} is not "
+                       "an http:// proxy, which ragbuild's registry checks cannot use: they go "
+                       "direct")
+    return proxy.ProxySettings(values["http_proxy"], values["https_proxy"], settings.no_proxy)
 
 
 def check_helper(runner: Runner, creds: Credentials, environ: Mapping[str, str]) -> None:

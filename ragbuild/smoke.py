@@ -104,11 +104,17 @@ def parse_port(output: str) -> int:
     raise SmokeTestFailed(f"docker port printed no host port: {output.strip()!r}")
 
 
+#: The smoke test's requests go straight to the container's published port: never through a
+#: proxy (``urlopen`` would send them through the shell's ``http_proxy``, as Python's
+#: ``no_proxy`` bypass does not cover 127.0.0.1 unless it is listed).
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_get(port: int, path: str, timeout: float = 2.0) -> Answer:
-    """``(status, body)`` of ``GET http://127.0.0.1:PORT/PATH``; ``(None, b"")`` while nothing
-    answers (no connection, a reset, a timeout)."""
+    """``(status, body)`` of ``GET http://127.0.0.1:PORT/PATH``, never through a proxy
+    (``DIRECT``); ``(None, b"")`` while nothing answers (no connection, a reset, a timeout)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+        with DIRECT.open(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as err:  # an answer, with an error status
         return err.code, b""

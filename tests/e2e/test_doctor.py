@@ -45,7 +45,7 @@ def test_doctor_with_the_plain_registry(project, e2e_env):
     result = project.script("doctor", "--registry", f"{registry}/doctor-check")
     assert result.returncode == 0, result.describe()
     # localhost: an insecure registry of every daemon (127.0.0.0/8), reached over plain HTTP
-    # without asking the daemon (no docker info)
+    # without asking the daemon's registry configuration (docker info for its proxies only)
     assert (f"ok       registry: {registry} answers (plain HTTP: an insecure registry "
             "of the daemon) and accepts docker's credentials") in result.stdout
     assert "ok       registry credentials: none: no credHelpers, credsStore or auths" in result.stdout

@@ -11,6 +11,8 @@ import shlex
 
 import pytest
 
+from ragbuild.proxy import INFO_FORMAT as PROXY_INFO_FORMAT
+
 pytestmark = pytest.mark.e2e
 
 EPOCH = "1700000000"
@@ -66,8 +68,11 @@ def test_dry_run_starts_no_docker(project, tiny_context, unique, tmp_path):
     dry = project.script(*flags, "--dry-run", env={"DOCKER": missing}).assert_ok()
     printed = dry.stdout.splitlines()
     assert printed[0] == "docker buildx version"
-    # localhost: no docker info; the pre-flight's and the read-back's requests are said on stderr
-    assert printed[1].startswith("docker buildx build --builder bigbox ")
+    # the daemon's proxy settings, which the registry requests follow (localhost: no docker info
+    # for its registry configuration); the pre-flight's and the read-back's requests are said
+    # on stderr
+    assert printed[1] == f"docker info --format '{PROXY_INFO_FORMAT}'"
+    assert printed[2].startswith("docker buildx build --builder bigbox ")
     assert f"dry run: a real run would GET https://localhost:5000/v2/{name}/manifests/dev " \
         "(HTTPS, unverified: an insecure registry of the daemon; a pull token" in dry.stderr
     assert f"warning: {missing} not found: install docker (as root on Debian or Ubuntu: make " \

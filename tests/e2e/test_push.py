@@ -297,7 +297,8 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
                             env={"DOCKER_CONFIG": docker_config}).assert_ok()
     images.track_result(result)
     digest = pinned_line(result).split("@", 1)[1]
-    assert "docker manifest inspect" not in result.stderr and "docker info" not in result.stderr
+    assert "docker manifest inspect" not in result.stderr
+    assert "RegistryConfig" not in result.stderr  # (docker info for the proxy settings only)
 
     registry = parse_registry(uri)
     login = access.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
@@ -403,9 +404,11 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
     assert pushes == ([] if buildx else [f"docker push {ref}" for ref in refs])
     assert (" --push " in printed[builds[0]]) is buildx
     # the harness maps the ECR host to 127.0.0.1: loopback, insecure to every daemon, so no
-    # `docker info`; the read-back is HTTP in-process, said on stderr, after the pushes
-    assert not any(" docker manifest inspect " in f" {line}" or "docker info" in line
+    # `docker info` for its registry configuration, one for its proxy settings; the read-back
+    # is HTTP in-process, said on stderr, after the pushes
+    assert not any(" docker manifest inspect " in f" {line}" or "RegistryConfig" in line
                    for line in printed)
+    assert len([line for line in printed if "docker info" in line]) == 1
     reads = [line for line in result.stderr.splitlines() if "/manifests/" in line]
     assert reads == [f"dry run: a real run would GET https://{ecr_host}/v2/{name}/manifests/"
                      f"{ref.rsplit(':', 1)[1]} (HTTPS, unverified: an insecure registry of the "

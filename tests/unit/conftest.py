@@ -10,7 +10,7 @@ import time
 import pytest
 from plumbum import local
 
-from fakes import EPOCH, register_git, register_registry_config, set_tz
+from fakes import EPOCH, register_git, register_proxy_info, register_registry_config, set_tz
 
 
 #: Variables of the machine (or CI job) running the tests that would change what the code under
@@ -122,7 +122,8 @@ def strict_fp(fp):
     """``fp`` that refuses any process not registered, with the git queries answering SHA."""
     fp.allow_unregistered(False)
     register_git(fp)
-    register_registry_config(fp)  # a --push pre-flight's question to the daemon (if asked)
+    register_proxy_info(fp)  # a --push pre-flight's questions to the daemon
+    register_registry_config(fp)  # (the second only if verified HTTPS fails)
     return fp
 
 

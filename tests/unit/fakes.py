@@ -65,3 +65,19 @@ def register_registry_config(fp, stdout: str = REGISTRY_CONFIG, program: str = "
     """The pre-flight's ``docker info --format '{{json .RegistryConfig}}'``."""
     return fp.register([fp.program(program), "info", "--format", "{{json .RegistryConfig}}"],
                        stdout=stdout, **kw)
+
+
+#: What ``docker info`` says about a daemon without proxy settings (``push.proxy_command``).
+NO_PROXY_INFO = '{"HTTPProxy":"","HTTPSProxy":"","NoProxy":""}'
+
+
+def proxy_info_argv(fp, program: str = "docker") -> list:
+    from ragbuild.proxy import INFO_FORMAT
+
+    return [fp.program(program), "info", "--format", INFO_FORMAT]
+
+
+def register_proxy_info(fp, stdout: str = NO_PROXY_INFO, program: str = "docker", **kw):
+    """The pre-flight's ``docker info`` for the daemon's proxy settings (``push.proxy_command``),
+    asked before every registry request: by default, no proxy."""
+    return fp.register(proxy_info_argv(fp, program), stdout=stdout, **kw)

@@ -64,7 +64,8 @@ class FakeRegistry:
     """``access.send`` for the unit tests (conftest installs one for every test): the registry
     API of every host, ``GET /v2/`` answering 200 and ``GET /v2/<name>/manifests/<tag>`` the
     manifests ``serve`` put there (404 MANIFEST_UNKNOWN for others). ``requests``: (url,
-    headers) of each request; ``fail[ref]``: statuses (or exceptions) answered first."""
+    headers) of each request, ``proxies`` (url, the ``ProxySettings`` it was sent with);
+    ``fail[ref]``: statuses (or exceptions) answered first."""
 
     current = None
 
@@ -72,11 +73,13 @@ class FakeRegistry:
         self.manifests = {}
         self.fail = {}
         self.requests = []
+        self.proxies = []  # (url, the daemon's proxy settings the request was sent with)
         self.lock = threading.Lock()
 
-    def __call__(self, url, context, headers, data=None):
+    def __call__(self, url, context, headers, data=None, settings=None):
         with self.lock:
             self.requests.append((url, dict(headers)))
+            self.proxies.append((url, settings))
         parts = urllib.parse.urlsplit(url)
         if parts.path == "/v2/":
             return access.Answer(200)
@@ -158,6 +161,7 @@ def aws(fp, *args, **kw):
 
 
 def register_preflight(fp):
+    fakes.register_proxy_info(fp)  # the daemon's proxy settings, before the registry requests
     fakes.register_registry_config(fp)  # asked after the login and repository checks
 
 

@@ -17,6 +17,8 @@ from datetime import datetime
 
 import pytest
 
+from ragbuild.proxy import INFO_FORMAT
+
 import fakes
 from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve, serve_index
 from ragbuild import access, builders, cli, push
@@ -74,6 +76,7 @@ def plan_for(registry, **options):
 
 def register_basics(fp, registry_config=fakes.REGISTRY_CONFIG):
     fp.register([fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
+    fakes.register_proxy_info(fp)
     fakes.register_registry_config(fp, stdout=registry_config)
 
 
@@ -291,9 +294,11 @@ def plain(ref):
 
 
 def test_a_loopback_registry_is_reached_insecurely_without_asking_the_daemon(fp, config_dir):
-    """vm:5000/team/app: loopback, so insecure to every daemon: no docker info; the read-back
-    goes through the pre-flight's session and the run ends with the pinned digest."""
+    """vm:5000/team/app: loopback, so insecure to every daemon: no docker info for its
+    registry configuration (only for its proxy settings); the read-back goes through the
+    pre-flight's session and the run ends with the pinned digest."""
     fp.allow_unregistered(False)
+    fakes.register_proxy_info(fp)
     plan = plan_for("vm:5000/team/app")
     pushing = push.prepare(Runner(), plan)
     assert pushing.insecure and pushing.session.insecure
@@ -305,7 +310,8 @@ def test_a_loopback_registry_is_reached_insecurely_without_asking_the_daemon(fp,
     digests = {}
     push.push(Runner(), context, digests)
     assert push.verify(Runner(), context, digests) == f"vm:5000/team/app@{DIGEST}"
-    assert [c[1] for c in fp.calls] == ["push"] * len(plan.refs)  # no docker info
+    assert [list(c) for c in fp.calls] == [fakes.proxy_info_argv(fp)] + [
+        [fp.program("docker"), "push", ref] for ref in plan.refs]  # no RegistryConfig asked
 
 
 def test_a_read_back_that_fails_fails_the_verification(fp, capsys):
@@ -343,7 +349,9 @@ def test_a_dry_run_says_what_it_would_ask_and_sends_nothing(fp, capsys):
     push.prepare(DryRunner(), plan_for("vm:5000/team/app", dry_run=True))
     push.prepare(DryRunner(), plan_for("registry.example.com:5000/team/app", dry_run=True))
     out, err = capsys.readouterr()
-    assert out == ""  # no process: the daemon is asked only when HTTPS fails
+    # the daemon's proxy settings are a question of every pre-flight (printed, none started);
+    # its registry configuration only when HTTPS fails, which a dry run never finds
+    assert out == f"docker info --format '{INFO_FORMAT}'\n" * 2
     assert "dry run: a real run would ask vm:5000/v2/ (HTTPS, else plain HTTP: a loopback " \
            "registry, insecure to the daemon)" in err
     assert "dry run: a real run would ask registry.example.com:5000/v2/ (HTTPS; if that fails, " \
@@ -548,6 +556,7 @@ def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and
     """Through push.prepare: a plain-HTTP host that is not loopback (always_insecure says no)
     gets docker info, and the daemon's answer lets the push go over plain HTTP."""
     fp.allow_unregistered(False)
+    fakes.register_proxy_info(fp)
     host = server("open")
     monkeypatch.setattr(access, "always_insecure", lambda host: False)
     fakes.register_registry_config(
@@ -555,10 +564,11 @@ def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and
                                "InsecureRegistryCIDRs": []}))
     pushing = push.prepare(Runner(), plan_for(f"{host}/team/app"))
     assert pushing.insecure and pushing.session.base == f"http://{host}"
-    assert [c[1] for c in fp.calls] == ["info"]
+    assert [c[1] for c in fp.calls] == ["info", "info"]  # its proxies, then RegistryConfig
 
 
 def test_a_daemon_that_is_down_stops_the_pre_flight(server, fp, monkeypatch):
+    fakes.register_proxy_info(fp)
     host = server("open")
     monkeypatch.setattr(access, "always_insecure", lambda host: False)
     fakes.register_registry_config(fp, stdout="", returncode=1,
@@ -569,6 +579,7 @@ def test_a_daemon_that_is_down_stops_the_pre_flight(server, fp, monkeypatch):
 
 
 def test_an_unreadable_daemon_configuration_stops_the_pre_flight(server, fp, monkeypatch):
+    fakes.register_proxy_info(fp)
     host = server("open")
     monkeypatch.setattr(access, "always_insecure", lambda host: False)
     fakes.register_registry_config(fp, stdout="not json")

@@ -12,6 +12,8 @@ from datetime import datetime
 
 import pytest
 
+from ragbuild.proxy import INFO_FORMAT
+
 from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
 from registry_fakes import FakeRegistry, serve
 from ragbuild import access, cli, push
@@ -552,10 +554,11 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     assert out.splitlines() == [f"{REG}@{digest_of(raw)}"]
     names = [" ".join(c[1:3]) for c in fp.calls]
     # buildx is asked for before the build; with buildx there is no attestation probe
-    # the builder's driver and image store, then the push's registry config, before the build
+    # the builder's driver and image store, then the daemon's proxy settings for the push's
+    # registry requests, before the build
     assert names == ["rev-parse --is-inside-work-tree", "--no-optional-locks status",
                      "rev-parse --verify", "buildx version", "buildx inspect", "info --format",
-                     "buildx build"]  # the read-back starts no process
+                     "info --format", "buildx build"]  # the read-back starts no process
     assert len(FakeRegistry.current.manifest_requests()) == 3
     assert "an image index, read back from the registry instead of inspected locally" in err
 
@@ -567,9 +570,10 @@ def test_multi_platform_dry_run_prints_build_and_verification(project, strict_fp
     lines = out.splitlines()
     assert lines[0] == "docker buildx version"
     assert lines[1] == "docker buildx inspect"  # the builder's driver
-    assert lines[2].startswith("docker buildx build -f Dockerfile -t ")
-    assert lines[2].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
-    assert len(lines) == 3  # the pre-flight's and the read-back's requests are said on stderr
+    assert lines[2] == f"docker info --format '{INFO_FORMAT}'"  # the daemon's proxy settings
+    assert lines[3].startswith("docker buildx build -f Dockerfile -t ")
+    assert lines[3].endswith(f"--platform {AMD64_ARM64} --push --provenance=false --sbom=false .")
+    assert len(lines) == 4  # the pre-flight's and the read-back's requests are said on stderr
     assert docker_calls(strict_fp) == 0 and FakeRegistry.current.requests == []
     host, path = REG.split("/")
     reads = [line for line in err.splitlines() if "/manifests/" in line]

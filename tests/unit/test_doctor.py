@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from fakes import register_git
+from fakes import register_git, register_proxy_info
 from ragbuild import access, builders, cli, deps, doctor
 from ragbuild.config import load_config
 
@@ -47,6 +47,7 @@ def healthy(fp, *, client="20.10.24", buildx=True, base_local=True):
         docker(fp, "buildx", "version", returncode=1, stderr="'buildx' is not a docker command.\n")
     docker(fp, "image", "inspect", "--format", "{{.Id}}", "python:3.11-slim",
            stdout="sha256:ab\n" if base_local else "", returncode=0 if base_local else 1)
+    register_proxy_info(fp)  # asked before the registry's check (when there is a registry)
 
 
 def run_doctor(argv, capsys):
@@ -205,7 +206,8 @@ def test_a_registry_that_refuses_the_credentials_is_the_preflights_message(worke
 
 
 def test_a_registry_that_does_not_answer(worker, fp, capsys, registry_http):
-    """Loopback: insecure to every daemon, so no docker info (fp refuses unregistered ones)."""
+    """Loopback: insecure to every daemon, so no docker info for its registry configuration
+    (fp refuses unregistered ones), only for its proxy settings."""
     healthy(fp)
     code, lines, _ = run_doctor(["--registry", "127.0.0.1:1/rag-worker"], capsys)
     assert code == 1

@@ -10,6 +10,8 @@ from datetime import datetime
 import fakes
 import pytest
 
+from ragbuild.proxy import INFO_FORMAT
+
 from ragbuild import cli, ecr, push
 from ragbuild.builders import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
@@ -398,8 +400,9 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     assert lines[1] == (f"docker login --username AWS --password-stdin {ECR} "
                         "< <password from aws ecr get-login-password>")
     assert lines[2].startswith("aws ecr describe-repositories --repository-names rag-worker")
-    assert lines[3:7] == [f"docker push {ref}" for ref in plan.refs]
-    assert lines[7:] == []  # the read-back starts no process: it is said on stderr
+    assert lines[3] == f"docker info --format '{INFO_FORMAT}'"  # the daemon's proxy settings
+    assert lines[4:8] == [f"docker push {ref}" for ref in plan.refs]
+    assert lines[8:] == []  # the read-back starts no process: it is said on stderr
     assert PASSWORD not in out
     assert len(fp.calls) == 0 and FakeRegistry.current.requests == []
     # what the dry run cannot know is said on stderr
@@ -431,11 +434,13 @@ def test_dry_run_warns_about_a_missing_credential_helper_and_shows_the_rest(fp, 
 
 def test_buildx_plans_skip_the_attestation_probe(fp):
     fp.allow_unregistered(False)
+    fakes.register_proxy_info(fp)
     plan = build_plan(f"{PLAIN}/rag-worker", builder="remote")
     assert plan.buildx
     assert build_command(plan, push.prepare(Runner(), plan)).argv[-3:] == (
         "--provenance=false", "--sbom=false", ".")
-    assert len(fp.calls) == 0  # (verified HTTPS answered: the daemon is not asked either)
+    # (verified HTTPS answered: the daemon is asked its proxy settings, not its registry config)
+    assert [list(c) for c in fp.calls] == [fakes.proxy_info_argv(fp)]
 
 
 # --- through the CLI ---------------------------------------------------------------------------
