@@ -575,6 +575,7 @@ E2E_TLS_MIRROR_CA=$MIRROR_TLS_DIR/ca.crt
 TLS_MIRROR_USER=ragbuild-e2e
 TLS_WHEEL_PORT=
 TLS_WHEEL_CONF=$STATE/wheels-tls-nginx.conf
+TLS_WHEEL_LOG=$STATE/wheels-tls-access.log
 
 # the cert is ours, for $BRIDGE_IP, signed by the CA and valid for a day more
 mirror_cert_ok() {
@@ -628,25 +629,12 @@ tls_mirror_answers() {
             -u "$TLS_MIRROR_USER:$(<"$MIRROR_TLS_DIR/token")" "${url}private/"
 }
 
-ensure_tls_wheel_server() {
-    local pid key
-    ensure_mirror_cert
-    # what the running server must have been started with: this cert and this bridge address
-    key="# cert $(sha256sum <"$MIRROR_TLS_DIR/server.crt" | cut -c1-16) bridge $BRIDGE_IP wheels $WHEELS"
-    if pid=$(svc_pid wheels-tls "-c $TLS_WHEEL_CONF") && grep -qxF "$key" "$TLS_WHEEL_CONF" 2>/dev/null; then
-        TLS_WHEEL_PORT=$(<"$STATE/wheels-tls.port")
-        if tls_mirror_answers; then
-            log "https wheel mirror running (nginx, pid $pid) at $(tls_mirror_url)"
-            return
-        fi
-    fi
-    [[ -z ${pid:-} ]] || stop_pid wheels-tls "$pid" 5
-    rm -f "$(pidfile wheels-tls)"
-    TLS_WHEEL_PORT=$(choose_port wheels-tls "$DEFAULT_TLS_WHEEL_PORT")
-    mkdir -p "$STATE/wheels-tls-nginx"
-    cat >"$TLS_WHEEL_CONF" <<EOF
+# the https mirror's nginx configuration (its access log names the user of each request, never a
+# password: the suite reads it to see which of the mirror's paths a build used)
+tls_wheel_conf() {
+    cat <<EOF
 # written by tests/e2e/harness.sh: the wheel mirror over https (test CA: $E2E_TLS_MIRROR_CA)
-$key
+# server certificate sha256 $(sha256sum <"$MIRROR_TLS_DIR/server.crt" | cut -d' ' -f1)
 daemon off;
 user root;
 worker_processes 1;
@@ -654,7 +642,8 @@ pid $STATE/wheels-tls-nginx/nginx.pid;
 error_log stderr;
 events { worker_connections 512; }
 http {
-    access_log off;
+    log_format rbe '\$remote_addr "\$remote_user" "\$request" \$status';
+    access_log $TLS_WHEEL_LOG rbe;
     sendfile on;
     default_type application/octet-stream;
     client_body_temp_path $STATE/wheels-tls-nginx/body;
@@ -677,6 +666,22 @@ http {
     }
 }
 EOF
+}
+
+ensure_tls_wheel_server() {
+    local pid
+    ensure_mirror_cert
+    # running with the configuration it would be started with now (same port, cert, bridge)?
+    if pid=$(svc_pid wheels-tls "-c $TLS_WHEEL_CONF") && TLS_WHEEL_PORT=$(<"$STATE/wheels-tls.port") \
+        && [[ $(tls_wheel_conf) == "$(<"$TLS_WHEEL_CONF")" ]] && tls_mirror_answers; then
+        log "https wheel mirror running (nginx, pid $pid) at $(tls_mirror_url)"
+        return
+    fi
+    [[ -z ${pid:-} ]] || stop_pid wheels-tls "$pid" 5
+    rm -f "$(pidfile wheels-tls)"
+    TLS_WHEEL_PORT=$(choose_port wheels-tls "$DEFAULT_TLS_WHEEL_PORT")
+    mkdir -p "$STATE/wheels-tls-nginx"
+    tls_wheel_conf >"$TLS_WHEEL_CONF"
     log "starting https wheel mirror (nginx) on $(tls_mirror_url)"
     start_bg wheels-tls "$STATE/wheels-tls.log" nginx -c "$TLS_WHEEL_CONF"
     wait_until "$WAIT_SERVICE" "https wheel mirror" tls_mirror_answers \
@@ -1249,6 +1254,7 @@ write_env_file() {
         echo "export E2E_TLS_MIRROR_CA=$E2E_TLS_MIRROR_CA"
         echo "export E2E_TLS_MIRROR_USER=$TLS_MIRROR_USER"
         echo "export E2E_TLS_MIRROR_TOKEN=$(<"$MIRROR_TLS_DIR/token")"
+        echo "export E2E_TLS_MIRROR_LOG=$TLS_WHEEL_LOG"
         echo "export E2E_REGISTRY=localhost:$PLAIN_PORT"
         echo "export E2E_ECR_HOST=$ECR_HOST"
         echo "export E2E_ECR_USER=$ECR_USER"
