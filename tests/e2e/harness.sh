@@ -629,8 +629,8 @@ tls_mirror_answers() {
             -u "$TLS_MIRROR_USER:$(<"$MIRROR_TLS_DIR/token")" "${url}private/"
 }
 
-# the https mirror's nginx configuration (its access log names the user of each request, never a
-# password: the suite reads it to see which of the mirror's paths a build used)
+# the https mirror's nginx configuration (its access log names the user and the client (pip/...,
+# uv/...) of each request, never a password: the suite reads it to see what a build fetched how)
 tls_wheel_conf() {
     cat <<EOF
 # written by tests/e2e/harness.sh: the wheel mirror over https (test CA: $E2E_TLS_MIRROR_CA)
@@ -642,7 +642,7 @@ pid $STATE/wheels-tls-nginx/nginx.pid;
 error_log stderr;
 events { worker_connections 512; }
 http {
-    log_format rbe '\$remote_addr "\$remote_user" "\$request" \$status';
+    log_format rbe '\$remote_addr "\$remote_user" "\$request" \$status "\$http_user_agent"';
     access_log $TLS_WHEEL_LOG rbe;
     sendfile on;
     default_type application/octet-stream;
