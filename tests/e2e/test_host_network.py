@@ -288,6 +288,8 @@ def index_build(new_project, docker, module_images, leg, mirror, token, tmp_path
                         f"ragbuild-e2e-{token}-host-index", ["--host-index"], env)
 
 
+#: the parametrized cases' builds (they take ``leg`` too: getfixturevalue alone does not
+#: parametrize a case over the legs)
 BUILDS = {"host-ca": "ca_build", "host-index": "index_build"}
 
 
@@ -358,7 +360,7 @@ def test_no_host_ca_fails_and_the_last_line_names_the_cause(new_project, docker,
 
 
 @pytest.mark.parametrize("which", list(BUILDS))
-def test_no_layer_of_any_stage_holds_them(which, request, mirror, docker, tmp_path):
+def test_no_layer_of_any_stage_holds_them(which, request, leg, mirror, docker, tmp_path):
     build = request.getfixturevalue(BUILDS[which])
     assert set(build.refs) == {"final", *STAGES}, build.final.describe()
     found = scan_saved_images(docker, list(build.refs.values()), tmp_path / "saved.tar",
@@ -367,7 +369,7 @@ def test_no_layer_of_any_stage_holds_them(which, request, mirror, docker, tmp_pa
 
 
 @pytest.mark.parametrize("which", list(BUILDS))
-def test_no_image_config_env_or_history_holds_them(which, request, mirror, docker):
+def test_no_image_config_env_or_history_holds_them(which, request, leg, mirror, docker):
     build = request.getfixturevalue(BUILDS[which])
     needles = needles_of(which, mirror)
     found = []
@@ -382,7 +384,7 @@ def test_no_image_config_env_or_history_holds_them(which, request, mirror, docke
 
 
 @pytest.mark.parametrize("which", list(BUILDS))
-def test_no_output_dry_run_metadata_or_temporary_file_holds_them(which, request, mirror):
+def test_no_output_dry_run_metadata_or_temporary_file_holds_them(which, request, leg, mirror):
     build = request.getfixturevalue(BUILDS[which])
     needles = needles_of(which, mirror)
     found = []
@@ -398,7 +400,7 @@ def test_no_output_dry_run_metadata_or_temporary_file_holds_them(which, request,
 
 @pytest.mark.legs("multiplatform")
 @pytest.mark.parametrize("which", list(BUILDS))
-def test_no_mode_max_cache_export_holds_them(which, request, mirror):
+def test_no_mode_max_cache_export_holds_them(which, request, leg, mirror):
     build = request.getfixturevalue(BUILDS[which])
     assert build.cache is not None and (build.cache / "index.json").is_file(), build.final.describe()
     blobs = list((build.cache / "blobs").rglob("*"))
