@@ -35,7 +35,7 @@ import re
 import subprocess
 import tarfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -198,11 +198,16 @@ class Build:
     tmpdir: Path  # the runs' TMPDIR
     requests: list  # the mirror's access log lines during the final build
     cache: Optional[Path] = None  # the mode=max local cache export, where the leg has one
-    flags: list = field(default_factory=list)
 
     @property
     def final(self) -> Result:
         return self.results["final"]
+
+    def assert_built(self) -> "Build":
+        """Every stage built (else the leak cases would look at nothing)."""
+        self.final.assert_ok()
+        assert set(self.refs) == {"final", *STAGES}, self.refs
+        return self
 
     def outputs(self) -> str:
         return "\n".join(r.stdout + "\n" + r.stderr for r in self.results.values())
@@ -243,7 +248,7 @@ def build_stages(project, docker, images: Images, leg, mirror: Mirror, tmp: Path
             results[stage] = result
             refs[stage] = f"{name}-{stage}:dev"
     return Build(name=name, results=results, refs=refs, metadata=metadata, tmpdir=tmpdir,
-                 requests=requests, cache=cache, flags=flags)
+                 requests=requests, cache=cache)
 
 
 @pytest.fixture(scope="module")
@@ -361,8 +366,7 @@ def test_no_host_ca_fails_and_the_last_line_names_the_cause(new_project, docker,
 
 @pytest.mark.parametrize("which", list(BUILDS))
 def test_no_layer_of_any_stage_holds_them(which, request, leg, mirror, docker, tmp_path):
-    build = request.getfixturevalue(BUILDS[which])
-    assert set(build.refs) == {"final", *STAGES}, build.final.describe()
+    build = request.getfixturevalue(BUILDS[which]).assert_built()
     found = scan_saved_images(docker, list(build.refs.values()), tmp_path / "saved.tar",
                               needles_of(which, mirror))
     assert found == []
@@ -370,7 +374,7 @@ def test_no_layer_of_any_stage_holds_them(which, request, leg, mirror, docker, t
 
 @pytest.mark.parametrize("which", list(BUILDS))
 def test_no_image_config_env_or_history_holds_them(which, request, leg, mirror, docker):
-    build = request.getfixturevalue(BUILDS[which])
+    build = request.getfixturevalue(BUILDS[which]).assert_built()
     needles = needles_of(which, mirror)
     found = []
     for stage, ref in build.refs.items():
@@ -385,7 +389,7 @@ def test_no_image_config_env_or_history_holds_them(which, request, leg, mirror, 
 
 @pytest.mark.parametrize("which", list(BUILDS))
 def test_no_output_dry_run_metadata_or_temporary_file_holds_them(which, request, leg, mirror):
-    build = request.getfixturevalue(BUILDS[which])
+    build = request.getfixturevalue(BUILDS[which]).assert_built()
     needles = needles_of(which, mirror)
     found = []
     for what, result in build.results.items():
@@ -401,7 +405,7 @@ def test_no_output_dry_run_metadata_or_temporary_file_holds_them(which, request,
 @pytest.mark.legs("multiplatform")
 @pytest.mark.parametrize("which", list(BUILDS))
 def test_no_mode_max_cache_export_holds_them(which, request, leg, mirror):
-    build = request.getfixturevalue(BUILDS[which])
+    build = request.getfixturevalue(BUILDS[which]).assert_built()
     assert build.cache is not None and (build.cache / "index.json").is_file(), build.final.describe()
     blobs = list((build.cache / "blobs").rglob("*"))
     assert len(blobs) > 5, "the cache export holds no layers"
