@@ -15,7 +15,9 @@ cached step would prove nothing) and shares those builds between the cases (modu
 * with ``--host-ca`` over a ``PIP_CERT`` naming another CA;
 * with ``--no-host-ca``: fails, its last line naming the cause;
 * with the private index and the CA in a ``pip.conf`` (``PIP_CONFIG_FILE``) and ``--host-index``,
-  its three stages too.
+  its three stages too;
+* with the private index as ``--build-arg PIP_FIND_LINKS=https://user:token@...``, its three
+  stages too.
 
 Where nothing may hold the CA's bytes (its PEM lines, DER bytes and its name) or the token (and
 its basic-auth form): every file of every layer of the three stages (``docker save``, gzip blobs
@@ -293,16 +295,29 @@ def index_build(new_project, docker, module_images, leg, mirror, token, tmp_path
                         f"ragbuild-e2e-{token}-host-index", ["--host-index"], env)
 
 
+@pytest.fixture(scope="module")
+def arg_index_build(new_project, docker, module_images, leg, mirror, token,
+                    tmp_path_factory) -> Build:
+    """The private index given as ``--build-arg PIP_FIND_LINKS=https://user:token@...`` (the
+    issue's leak: the builder stage wrote it to /opt/uv/index-args), the CA in ``PIP_CERT``."""
+    tmp = tmp_path_factory.mktemp(f"arg-index-{leg.name}")
+    flags = ["--build-arg", f"PIP_FIND_LINKS={mirror.private_url()}", "--build-arg", "PIP_NO_INDEX=1"]
+    return build_stages(new_project("arg-index"), docker, module_images, leg, mirror, tmp,
+                        f"ragbuild-e2e-{token}-arg-index", flags, {"PIP_CERT": mirror.ca})
+
+
 #: the parametrized cases' builds (they take ``leg`` too: getfixturevalue alone does not
 #: parametrize a case over the legs)
-BUILDS = {"host-ca": "ca_build", "host-index": "index_build"}
+BUILDS = {"host-ca": "ca_build", "host-index": "index_build", "build-arg-index": "arg_index_build"}
+#: the builds from the private index
+INDEX_BUILDS = ("host-index", "build-arg-index")
 
 
 def needles_of(which: str, mirror: Mirror) -> dict:
-    """The CA in both builds (the index build's pip.conf names it as ``cert``), the token in the
-    index build."""
+    """The CA in every build (the host-index build's pip.conf names it as ``cert``), the token in
+    the index builds."""
     found = ca_needles(mirror.ca)
-    if which == "host-index":
+    if which in INDEX_BUILDS:
         found.update(token_needles(mirror))
     return found
 
@@ -415,20 +430,21 @@ def test_no_mode_max_cache_export_holds_them(which, request, leg, mirror):
 # --- (d) a private index with a token ----------------------------------------------------------
 
 
-def test_a_private_index_from_the_hosts_pip_conf_builds(index_build, mirror, docker):
+@pytest.mark.parametrize("which", INDEX_BUILDS)
+def test_a_private_index_with_a_token_builds(which, request, leg, mirror, docker):
+    """From the host's pip.conf with --host-index, or from a build arg."""
+    build = request.getfixturevalue(BUILDS[which]).assert_built()
     for stage in ("final", *STAGES):
-        index_build.results[stage].assert_ok()
-        assert docker.image_id(index_build.refs[stage]), stage
+        assert docker.image_id(build.refs[stage]), stage
     # the credentials reached pip and uv: /private/ answers 401 without them
-    assert fetched(index_build.requests, prefix="/private/uv-", agent="pip/", user=mirror.user), \
-        index_build.requests
-    assert fetched(index_build.requests, prefix="/private/", agent="uv/", user=mirror.user), \
-        index_build.requests
-    assert "--host-index" in index_build.final.argv
+    assert fetched(build.requests, prefix="/private/uv-", agent="pip/", user=mirror.user), \
+        build.requests
+    assert fetched(build.requests, prefix="/private/", agent="uv/", user=mirror.user), build.requests
 
 
-def test_the_builder_stages_index_args_hold_no_token(index_build, mirror, docker):
-    ref = index_build.refs["builder"]
+@pytest.mark.parametrize("which", INDEX_BUILDS)
+def test_the_builder_stages_index_args_hold_no_token(which, request, leg, mirror, docker):
+    ref = request.getfixturevalue(BUILDS[which]).assert_built().refs["builder"]
     done = docker.quiet("run", "--rm", "--entrypoint", "cat", ref, "/opt/uv/index-args")
     assert done.returncode == 0, done.stderr
     assert mirror.token not in done.stdout and mirror.user not in done.stdout, done.stdout
