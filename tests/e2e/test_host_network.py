@@ -349,7 +349,7 @@ def test_host_ca_beats_the_ca_pip_cert_names(new_project, docker, module_images,
     build.final.assert_ok()
     assert fetched(build.requests, prefix="/uv-", agent="pip/"), build.requests
     found = scan(build.outputs().encode(), ca_needles(mirror.ca), "the output")
-    assert found == []
+    assert not found, "\n".join(found)
 
 
 # --- (b) --no-host-ca fails, and says why in one line ------------------------------------------
@@ -384,7 +384,7 @@ def test_no_layer_of_any_stage_holds_them(which, request, leg, mirror, docker, t
     build = request.getfixturevalue(BUILDS[which]).assert_built()
     found = scan_saved_images(docker, list(build.refs.values()), tmp_path / "saved.tar",
                               needles_of(which, mirror))
-    assert found == []
+    assert not found, "\n".join(found)
 
 
 @pytest.mark.parametrize("which", list(BUILDS))
@@ -399,7 +399,7 @@ def test_no_image_config_env_or_history_holds_them(which, request, leg, mirror, 
         history = docker.quiet("history", "--no-trunc", "--format", "{{.CreatedBy}}", ref)
         assert history.returncode == 0 and "RUN" in history.stdout, history.stderr
         found += scan(history.stdout.encode(), needles, f"docker history {ref}")
-    assert found == []
+    assert not found, "\n".join(found)
 
 
 @pytest.mark.parametrize("which", list(BUILDS))
@@ -414,7 +414,7 @@ def test_no_output_dry_run_metadata_or_temporary_file_holds_them(which, request,
     for path in build.metadata:
         found += scan(path.read_bytes(), needles, path.name)
     found += scan_files(build.tmpdir, needles)  # what the runs left in their TMPDIR
-    assert found == []
+    assert not found, "\n".join(found)
 
 
 @pytest.mark.legs("multiplatform")
@@ -424,7 +424,8 @@ def test_no_mode_max_cache_export_holds_them(which, request, leg, mirror):
     assert build.cache is not None and (build.cache / "index.json").is_file(), build.final.describe()
     blobs = list((build.cache / "blobs").rglob("*"))
     assert len(blobs) > 5, "the cache export holds no layers"
-    assert scan_files(build.cache, needles_of(which, mirror)) == []
+    found = scan_files(build.cache, needles_of(which, mirror))
+    assert not found, "\n".join(found)
 
 
 # --- (d) a private index with a token ----------------------------------------------------------
