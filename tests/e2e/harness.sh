@@ -7,6 +7,9 @@
 #   - a local base image python:3.11-slim (debootstrap'ed, since no image
 #     registry is reachable),
 #   - a wheel mirror served on the docker bridge for `pip install` in builds,
+#     over http and over https (a certificate from a test CA only the host side
+#     knows: $STATE/mirror-tls/ca.crt, never installed anywhere; /private/ asks
+#     for a user and token, as a private index does),
 #   - a plain http registry on localhost,
 #   - an ECR-shaped TLS registry with htpasswd auth on
 #     123456789012.dkr.ecr.us-east-1.amazonaws.com:443 (mapped to 127.0.0.1),
@@ -56,6 +59,7 @@ CERTS_D=/etc/docker/certs.d/$ECR_HOST
 DEFAULT_WHEEL_PORT=18631
 DEFAULT_PLAIN_PORT=18632
 DEFAULT_MOTO_PORT=18633
+DEFAULT_TLS_WHEEL_PORT=18636
 WAIT_DOCKER=60
 WAIT_SERVICE=30
 MIN_BOTOCORE=1.31.0     # first botocore honouring AWS_ENDPOINT_URL
@@ -553,6 +557,135 @@ EOF
     start_bg wheels "$STATE/wheels.log" nginx -c "$WHEEL_CONF"
     wait_until "$WAIT_SERVICE" "wheel mirror" curl -sf -o /dev/null --max-time 2 "http://$BRIDGE_IP:$WHEEL_PORT/" \
         || { show_log_tail "$STATE/wheels.log"; die "wheel mirror did not answer on $BRIDGE_IP:$WHEEL_PORT"; }
+}
+
+# ---------------------------------------------------------------- wheel mirror over https
+
+# The same wheels over https, for builds that must trust a CA the host trusts and the base image
+# does not (a TLS-inspecting proxy's, a private index's): a fresh test CA made here, known only to
+# the host side (its certificate stays in $MIRROR_TLS_DIR, never in the system store, never in an
+# image), signs a certificate for the docker bridge's address. The builds of every leg reach the
+# mirror at that address (the other engines' containers through the host), so the certificate
+# names only it. /private/ serves the same directory behind HTTP basic auth (user
+# $TLS_MIRROR_USER, the token in $MIRROR_TLS_DIR/token, random per state dir): a build that
+# installs from it proves the credentials reached pip and uv. A separate nginx from the http
+# mirror's, so bringing this one up never interrupts builds using that one.
+MIRROR_TLS_DIR=$STATE/mirror-tls
+E2E_TLS_MIRROR_CA=$MIRROR_TLS_DIR/ca.crt
+TLS_MIRROR_USER=ragbuild-e2e
+TLS_WHEEL_PORT=
+TLS_WHEEL_CONF=$STATE/wheels-tls-nginx.conf
+TLS_WHEEL_LOG=$STATE/wheels-tls-access.log
+
+# the cert is ours, for $BRIDGE_IP, signed by the CA and valid for a day more
+mirror_cert_ok() {
+    local d=$MIRROR_TLS_DIR
+    [[ -s $d/ca.crt && -s $d/ca.key && -s $d/server.crt && -s $d/server.key && -s $d/token && -s $d/htpasswd ]] \
+        && openssl x509 -checkend 86400 -noout -in "$d/server.crt" >/dev/null \
+        && openssl verify -CAfile "$d/ca.crt" "$d/server.crt" >/dev/null 2>&1 \
+        && openssl x509 -noout -ext subjectAltName -in "$d/server.crt" 2>/dev/null | grep -qx "[[:space:]]*IP Address:$BRIDGE_IP"
+}
+
+ensure_mirror_cert() {
+    mirror_cert_ok && return
+    log "creating a test CA (host side only) and a certificate for $BRIDGE_IP in $MIRROR_TLS_DIR"
+    rm -rf "$MIRROR_TLS_DIR"
+    mkdir -p "$MIRROR_TLS_DIR"
+    chmod 755 "$MIRROR_TLS_DIR"
+    (
+        cd "$MIRROR_TLS_DIR" &&
+        # a name of its own per state dir: its bytes are what the suite looks for in images
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 \
+            -subj "/CN=ragbuild e2e mirror test CA $(openssl rand -hex 8)" -keyout ca.key -out ca.crt \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -addext "subjectKeyIdentifier=hash" &&
+        openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$BRIDGE_IP" \
+            -keyout server.key -out server.csr &&
+        printf '%s\n' "subjectAltName=IP:$BRIDGE_IP" "basicConstraints=critical,CA:FALSE" \
+            "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+            "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid,issuer" >server.ext &&
+        openssl x509 -req -sha256 -days 825 -in server.csr -CA ca.crt -CAkey ca.key \
+            -CAcreateserial -extfile server.ext -out server.crt &&
+        rm -f server.csr &&
+        echo "ragbuild-e2e-token-$(openssl rand -hex 12)" >token &&
+        printf '%s:%s\n' "$TLS_MIRROR_USER" "$(openssl passwd -apr1 "$(<token)")" >htpasswd &&
+        chmod 600 ca.key server.key token &&
+        chmod 644 ca.crt server.crt htpasswd
+    ) >"$STATE/openssl-mirror.log" 2>&1 || { show_log_tail "$STATE/openssl-mirror.log"; die "openssl failed"; }
+}
+
+tls_mirror_url() { printf 'https://%s:%s/' "$BRIDGE_IP" "$TLS_WHEEL_PORT"; }
+
+# an answer over TLS verified with the test CA only, and 401 from /private/ without credentials
+# and 200 with them
+tls_mirror_answers() {
+    local url
+    url=$(tls_mirror_url)
+    curl -sf -o /dev/null --max-time 5 --cacert "$E2E_TLS_MIRROR_CA" --noproxy '*' "$url" \
+        && [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$E2E_TLS_MIRROR_CA" --noproxy '*' \
+            "${url}private/") == 401 ]] \
+        && curl -sf -o /dev/null --max-time 5 --cacert "$E2E_TLS_MIRROR_CA" --noproxy '*' \
+            -u "$TLS_MIRROR_USER:$(<"$MIRROR_TLS_DIR/token")" "${url}private/"
+}
+
+# the https mirror's nginx configuration (its access log names the user and the client (pip/...,
+# uv/...) of each request, never a password: the suite reads it to see what a build fetched how)
+tls_wheel_conf() {
+    cat <<EOF
+# written by tests/e2e/harness.sh: the wheel mirror over https (test CA: $E2E_TLS_MIRROR_CA)
+# server certificate sha256 $(sha256sum <"$MIRROR_TLS_DIR/server.crt" | cut -d' ' -f1)
+daemon off;
+user root;
+worker_processes 1;
+pid $STATE/wheels-tls-nginx/nginx.pid;
+error_log stderr;
+events { worker_connections 512; }
+http {
+    log_format rbe '\$remote_addr "\$remote_user" "\$request" \$status "\$http_user_agent"';
+    access_log $TLS_WHEEL_LOG rbe;
+    sendfile on;
+    default_type application/octet-stream;
+    client_body_temp_path $STATE/wheels-tls-nginx/body;
+    proxy_temp_path $STATE/wheels-tls-nginx/proxy;
+    fastcgi_temp_path $STATE/wheels-tls-nginx/fastcgi;
+    uwsgi_temp_path $STATE/wheels-tls-nginx/uwsgi;
+    scgi_temp_path $STATE/wheels-tls-nginx/scgi;
+    server {
+        listen $BRIDGE_IP:$TLS_WHEEL_PORT ssl;
+        ssl_certificate $MIRROR_TLS_DIR/server.crt;
+        ssl_certificate_key $MIRROR_TLS_DIR/server.key;
+        root $WHEELS;
+        autoindex on;
+        location /private/ {
+            alias $WHEELS/;
+            autoindex on;
+            auth_basic "ragbuild e2e private index";
+            auth_basic_user_file $MIRROR_TLS_DIR/htpasswd;
+        }
+    }
+}
+EOF
+}
+
+ensure_tls_wheel_server() {
+    local pid
+    ensure_mirror_cert
+    # running with the configuration it would be started with now (same port, cert, bridge)?
+    if pid=$(svc_pid wheels-tls "-c $TLS_WHEEL_CONF") && TLS_WHEEL_PORT=$(<"$STATE/wheels-tls.port") \
+        && [[ $(tls_wheel_conf) == "$(<"$TLS_WHEEL_CONF")" ]] && tls_mirror_answers; then
+        log "https wheel mirror running (nginx, pid $pid) at $(tls_mirror_url)"
+        return
+    fi
+    [[ -z ${pid:-} ]] || stop_pid wheels-tls "$pid" 5
+    rm -f "$(pidfile wheels-tls)"
+    TLS_WHEEL_PORT=$(choose_port wheels-tls "$DEFAULT_TLS_WHEEL_PORT")
+    mkdir -p "$STATE/wheels-tls-nginx"
+    tls_wheel_conf >"$TLS_WHEEL_CONF"
+    log "starting https wheel mirror (nginx) on $(tls_mirror_url)"
+    start_bg wheels-tls "$STATE/wheels-tls.log" nginx -c "$TLS_WHEEL_CONF"
+    wait_until "$WAIT_SERVICE" "https wheel mirror" tls_mirror_answers \
+        || { show_log_tail "$STATE/wheels-tls.log"; die "https wheel mirror did not answer on $BRIDGE_IP:$TLS_WHEEL_PORT"; }
 }
 
 pip_build_args() {
@@ -1104,6 +1237,7 @@ write_env_file() {
     local tmp=$ENV_FILE.tmp
     [[ -n $BRIDGE_IP ]] || detect_bridge
     [[ -n $WHEEL_PORT ]] || WHEEL_PORT=$(<"$STATE/wheels.port")
+    [[ -n $TLS_WHEEL_PORT ]] || TLS_WHEEL_PORT=$(<"$STATE/wheels-tls.port")
     [[ -n $PLAIN_PORT ]] || PLAIN_PORT=$(<"$STATE/registry-plain.port")
     [[ -n $MOTO_PORT ]] || MOTO_PORT=$(<"$STATE/moto.port")
     {
@@ -1116,6 +1250,11 @@ write_env_file() {
         echo "export E2E_BRIDGE_IP=$BRIDGE_IP"
         echo "export E2E_WHEEL_MIRROR=http://$BRIDGE_IP:$WHEEL_PORT/"
         echo "export E2E_PIP_BUILD_ARGS=\"$(pip_build_args)\""
+        echo "export E2E_TLS_MIRROR=$(tls_mirror_url)"
+        echo "export E2E_TLS_MIRROR_CA=$E2E_TLS_MIRROR_CA"
+        echo "export E2E_TLS_MIRROR_USER=$TLS_MIRROR_USER"
+        echo "export E2E_TLS_MIRROR_TOKEN=$(<"$MIRROR_TLS_DIR/token")"
+        echo "export E2E_TLS_MIRROR_LOG=$TLS_WHEEL_LOG"
         echo "export E2E_REGISTRY=localhost:$PLAIN_PORT"
         echo "export E2E_ECR_HOST=$ECR_HOST"
         echo "export E2E_ECR_USER=$ECR_USER"
@@ -1127,6 +1266,7 @@ write_env_file() {
         echo "export AWS_DEFAULT_REGION=$ECR_REGION"
         echo "export AWS_EC2_METADATA_DISABLED=true"
         echo "export E2E_WHEEL_MIRROR_PID=$(pid_or_empty wheels "-c $WHEEL_CONF")"
+        echo "export E2E_TLS_MIRROR_PID=$(pid_or_empty wheels-tls "-c $TLS_WHEEL_CONF")"
         echo "export E2E_PLAIN_REGISTRY_PID=$(pid_or_empty registry-plain "$PLAIN_DIR/config.yml")"
         echo "export E2E_ECR_REGISTRY_PID=$(pid_or_empty registry-ecr "$ECR_DIR/config.yml")"
         echo "export E2E_MOTO_PID=$(pid_or_empty moto moto.server)"
@@ -1163,6 +1303,7 @@ cmd_up() {
     step "wheel cache" ensure_wheels
     step "wheel mirror" ensure_wheel_server
     step "mirror from build" check_wheel_mirror_from_build
+    step "https wheel mirror" ensure_tls_wheel_server
     step "plain registry" start_plain_registry
     step "ECR TLS registry" ensure_ecr_registry
     step "push checks" check_registries_push
@@ -1205,7 +1346,9 @@ cmd_down() {
     stop_svc moto moto.server 10
     stop_svc registry-ecr "$ECR_DIR/config.yml" 10
     stop_svc registry-plain "$PLAIN_DIR/config.yml" 10
-    stop_svc wheels "--directory $WHEELS" 5
+    stop_svc wheels-tls "-c $TLS_WHEEL_CONF" 5
+    stop_svc wheels "-c $WHEEL_CONF" 5
+    stop_svc wheels "--directory $WHEELS" 5  # an earlier harness's http.server
     local pid
     if pid=$(svc_pid dockerd dockerd); then
         stop_pid dockerd "$pid" 30
@@ -1229,7 +1372,7 @@ cmd_env() {
 
 cmd_status() {
     local n m pid
-    for n in dockerd:dockerd wheels:"--directory $WHEELS" registry-plain:"$PLAIN_DIR/config.yml" \
+    for n in dockerd:dockerd wheels:"-c $WHEEL_CONF" wheels-tls:"-c $TLS_WHEEL_CONF" registry-plain:"$PLAIN_DIR/config.yml" \
         registry-ecr:"$ECR_DIR/config.yml" moto:moto.server \
         engine-remote:"--data-root $ENGINES/remote/data" engine-multiplatform:"--data-root $ENGINES/multiplatform/data"; do
         m=${n#*:}; n=${n%%:*}
