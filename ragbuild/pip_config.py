@@ -259,9 +259,7 @@ class HostNetwork:
 
             passed = ", ".join(f"{name}={redact_value(name, value)} (from {source})"
                                for (name, value), source in zip(self.index.env,
-                                                                self.index.sources)) or "nothing"
-            lines.append(f"package index, as build secret {INDEX_SECRET_ID}: {passed}")
-            if self.index.dropped:
-                lines.append("host index settings not passed (a build cannot read the host's "
-                             f"files): {', '.join(self.index.dropped)}")
+                                                                self.index.sources))
+            lines.append(f"package index, as build secret {INDEX_SECRET_ID}: {passed}" if passed
+                         else "package index (--host-index): nothing a build can use, no secret")
         return lines

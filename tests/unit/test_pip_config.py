@@ -329,3 +329,13 @@ def test_a_users_secret_may_not_take_ragbuilds_ids(project, strict_fp, capsys, s
     code, out, err = run(capsys, "--env", "dev", "--dry-run", "--secret", spec)
     assert code == 2 and out == ""
     assert "is ragbuild's own (the host's CA bundle or index settings)" in err
+
+
+def test_host_index_with_nothing_a_build_can_use_says_so_once(project, strict_fp, capsys,
+                                                               monkeypatch):
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
+    code, out, err = run(capsys, "--env", "dev", "--dry-run", "--host-index")
+    assert code == 0, err
+    assert err.count("/opt/wheels") == 1  # the warning; the plan does not list it again
+    assert "package index (--host-index): nothing a build can use, no secret" in err
+    assert "ragbuild-host-index" not in out
