@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from plumbum import local
 
-from benchmarks import cli, common, push, realistic, report
+from benchmarks import cli, common, push, realistic, report, size
 from benchmarks.common import Row, fmt_size, fmt_time, interleave, met, ratio, target
 from benchmarks.shell import CommandError, Shell
 
@@ -178,3 +178,65 @@ def test_timed_measures_the_childs_run_and_a_failure_names_the_log(tmp_path: Pat
         with pytest.raises(CommandError, match=r"`false` failed \(exit 1\); see .*bench.log\nhint"):
             sh.timed(["false"])
         sh.close()
+
+
+def test_the_repositorys_dockerfile_and_realistic_pins_suit_the_cold_builds():
+    text = (common.REPO / "Dockerfile").read_text()
+    cold = realistic.cold_dockerfile(text, "bench-x")
+    assert "id=ragbuild-uv," not in cold and cold.count(": bench-x;") >= 1
+    bump, bumped = realistic.bumped_pins(realistic.REALISTIC.read_text())
+    assert bump in bumped.splitlines() and bump not in realistic.REALISTIC.read_text()
+
+
+class FakeShell:
+    """Answers a family's commands as the harness would, without running them: every timed
+    command takes 2 s (the bumped builds 0.5 s), every image 100 bytes (single-stage 400)."""
+
+    def __init__(self):
+        self.argvs = []
+
+    def timed(self, argv, *, cwd=None, extra_env=None, output=None):
+        self.argvs.append([str(a) for a in argv])
+        if output:
+            output.write_text("#5 [2/3] RUN x\n#5 CACHED\n#6 [3/3] COPY a b\n")
+        return 0.5 if any(":bump" in str(a) for a in argv) else 2.0
+
+    def run(self, argv, **kw):
+        self.argvs.append([str(a) for a in argv])
+
+    def out(self, argv, **kw):
+        words = [str(a) for a in argv]
+        self.argvs.append(words)
+        if words[1:3] == ["image", "inspect"]:
+            return "400" if "single" in words[-1] else "100"
+        if words[1] == "run":
+            return ("2.54.0" if words[3].endswith(":bump") else "2.53.0") + " 120"
+        return "[]"
+
+
+def fake_bench(tmp_path, **args):
+    with local.env():
+        bench = common.Bench(SimpleNamespace(**args), {"E2E_REGISTRY": "localhost:5000",
+                                                       "PATH": "/usr/bin:/bin"}, tmp_path)
+        bench.sh.close()
+    bench.sh = FakeShell()
+    return bench
+
+
+def test_the_realistic_family_times_three_layouts_and_checks_the_bump(tmp_path):
+    bench = fake_bench(tmp_path, realistic_runs=1)
+    realistic.run(bench)
+    assert [len(row.samples) for row in bench.rows] == [1] * 9
+    limits = {what: (value, verdict) for what, value, _, verdict in bench.ratios}
+    assert limits[common.TARGETS["real-size"][1]] == ("0.250", "met")
+    assert limits[common.TARGETS["real-bump"][1]] == ("0.250", "met")
+    assert limits[common.TARGETS["real-cold"][1]] == ("1.000", "**not met**")
+    assert "openai 2.53.0 -> 2.54.0 in the image" in bench.rows[2].note
+    assert bench.markers == [f"bench-{bench.rid}-multi-0", f"bench-{bench.rid}-pyc-0"]
+
+
+def test_the_size_family_compares_the_worker_image_with_the_single_stage_one(tmp_path):
+    bench = fake_bench(tmp_path)
+    size.run(bench, tmp_path)
+    assert bench.ratios == [target("size", 0.25)]
+    assert [name.split(" ")[0] for name, _, _ in bench.sizes] == ["multi-stage", "single-stage"]
