@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from plumbum import local
+
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
                       "build-image.py")
 
@@ -39,11 +41,10 @@ sys.exit(status)
 
 
 def once(args: list, freeze: bool) -> float:
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(script=SCRIPT, args=args,
-                                                                  freeze=freeze)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = child.stderr.read()
-    child.wait()
+    code = CHILD.format(script=SCRIPT, args=args, freeze=freeze)
+    child = local[sys.executable]["-c", code].popen(stdin=None, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.PIPE, text=True)
+    err = child.communicate()[1]  # to the child's exit
     ended = time.time()
     if "\nSTAMP " not in err:
         raise SystemExit(f"error: the run wrote no stamp (exit {child.returncode}):\n{err[-2000:]}")

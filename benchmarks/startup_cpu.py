@@ -12,20 +12,23 @@ import statistics
 import subprocess
 import sys
 
+from plumbum import local
+
 CASES = {"--help": ["--help"], "--env dev --dry-run": ["--env", "dev", "--dry-run"]}
 
 
 def main() -> None:
     trees = {"before": sys.argv[1], "after": sys.argv[2]}
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 60
-    found = {(tree, case): [] for tree in trees for case in CASES}
+    found: dict[tuple[str, str], list[float]] = {(tree, case): [] for tree in trees
+                                                 for case in CASES}
     for i in range(runs):
         order = list(trees.items()) if i % 2 else list(reversed(trees.items()))
         for case, args in CASES.items():
             for tree, root in order:
                 start = resource.getrusage(resource.RUSAGE_CHILDREN)
-                subprocess.run([sys.executable, f"{root}/scripts/build-image.py", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                local[sys.executable][f"{root}/scripts/build-image.py", *args].popen(
+                    stdin=None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
                 end = resource.getrusage(resource.RUSAGE_CHILDREN)
                 found[(tree, case)].append(1000 * (end.ru_utime - start.ru_utime
                                                    + end.ru_stime - start.ru_stime))

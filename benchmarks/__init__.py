@@ -1,0 +1,1 @@
+"""ragbuild's benchmarks: `benchmarks/run.py` (make bench) and one module per family."""
