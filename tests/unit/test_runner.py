@@ -363,7 +363,7 @@ def test_the_childs_terminal_has_the_size_of_ours():
     assert result.stderr == "33 111\r\n"
 
 
-def test_the_childs_terminal_follows_ours_when_it_is_resized():
+def test_the_childs_terminal_follows_ours_when_it_is_resized(tmp_path):
     """A resized terminal sends SIGWINCH to its foreground process group (ragbuild and
     docker): the runner resizes the pty, which docker asks for the size as it redraws."""
     import fcntl
@@ -374,19 +374,25 @@ def test_the_childs_terminal_follows_ours_when_it_is_resized():
     ours, theirs = pty.openpty()
     fcntl.ioctl(theirs, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
     main = threading.main_thread().ident
+    asked, resized = tmp_path / "asked", tmp_path / "resized"
 
-    def resize():
-        time.sleep(0.3)
+    def resize():  # once the child has asked the size once
+        deadline = time.monotonic() + 10
+        while not asked.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
         fcntl.ioctl(theirs, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         signal.pthread_kill(main, signal.SIGWINCH)  # what the terminal sends
+        time.sleep(0.3)  # the main thread, blocked reading the pty, runs the handler at once
+        resized.touch()
 
     before = signal.getsignal(signal.SIGWINCH)
+    script = (f"stty size <&2 >&2; touch {asked}; i=0; while [ ! -e {resized} ] && "
+              "[ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; stty size <&2 >&2")
     with open(theirs, "w", closefd=True) as terminal, open(ours, "rb", closefd=True):
         runner = Runner(out=io.StringIO(), log=terminal)
         thread = threading.Thread(target=resize)
         thread.start()
-        result = runner.run(Command(("sh", "-c", "stty size <&2 >&2; sleep 1; stty size <&2 >&2"),
-                                    mode=Mode.WATCH))
+        result = runner.run(Command(("sh", "-c", script), mode=Mode.WATCH))
         thread.join()
     assert result.stderr == "33 111\r\n40 120\r\n"
     assert signal.getsignal(signal.SIGWINCH) == before  # the handler was the run's alone
