@@ -23,7 +23,8 @@ How it is tested (pytest-subprocess cannot run a command whose output is read as
 (tests/unit/test_build_failure.py); the runner's ``Mode.WATCH`` with real short processes
 (``sh -c 'echo ...; exit 1'``, through a pipe and through a pty: test_runner.py); the steps'
 wiring with faked docker commands whose stderr is a saved output (test_steps.py: the faked
-process's stderr is read as the real one's pipe); and a real failing build (tests/e2e).
+process's stderr is read as the real one's pipe); and real failing builds, through a pipe and
+on a terminal (tests/e2e/test_build_failure.py).
 """
 
 from __future__ import annotations
