@@ -40,8 +40,15 @@ PROXY = "proxy"
 FRONTEND = "frontend"
 BASE_IMAGE = "base-image"
 
-#: Where the fixes are explained at length.
+#: Where each kind's fix is explained at length (docs/troubleshooting.md's sections; the unit
+#: tests check that each is there).
 DOCS = "docs/troubleshooting.md"
+SECTIONS = {
+    TLS: f"{DOCS}#a-tls-inspecting-proxy-certificate-verify-failed",
+    PROXY: f"{DOCS}#proxies",
+    FRONTEND: f"{DOCS}#a--syntax-frontend-that-cannot-be-pulled",
+    BASE_IMAGE: f"{DOCS}#a-base-image-the-engine-cannot-get",
+}
 
 
 @dataclass(frozen=True)
@@ -155,14 +162,15 @@ _TLS = tuple(re.compile(pattern) for pattern in (
     r"SELF_SIGNED_CERT_IN_CHAIN", r"UNABLE_TO_GET_ISSUER_CERT_LOCALLY"))
 
 
-def classify(output: str, *, host_ca: Optional[str] = None, pull: bool = False) -> Optional[Cause]:
+def classify(output: str, *, host_ca: Optional[str] = None, not_passed: str = "",
+             pull: bool = False) -> Optional[Cause]:
     """The cause of a failed build, from the end of its output, or None when it is none of the
     kinds above. ``host_ca``: the CA bundle ragbuild passed to the build as the secret
-    ``ragbuild-host-ca`` (None: none passed, --no-host-ca or none found); ``pull``: the build
-    ran with ``--pull``."""
+    ``ragbuild-host-ca``; None: none passed, and ``not_passed`` says why (``--no-host-ca``, the
+    host's pip names none: ``HostNetwork.ca_note``); ``pull``: the build ran with ``--pull``."""
     part = failed_part(plain(output))
     return (_frontend(part) or _base_image(part, pull) or _proxy(part)
-            or _tls(part, host_ca))
+            or _tls(part, host_ca, not_passed))
 
 
 def _first(patterns: tuple, text: str) -> Optional[re.Match]:
@@ -191,7 +199,7 @@ def _frontend(text: str) -> Optional[Cause]:
                            f"line (or BUILDKIT_SYNTAX) asks for{_image_reason(text)}: remove that "
                            "line to use the frontend built into docker, or give the engine the "
                            f"image ({pull} where its registry is reachable, or `docker load` "
-                           f"it); see {DOCS}")
+                           f"it); see {SECTIONS[FRONTEND]}")
 
 
 def _base_image(text: str, pull: bool) -> Optional[Cause]:
@@ -205,7 +213,7 @@ def _base_image(text: str, pull: bool) -> Optional[Cause]:
         fix = (f"--pull makes the engine ask the registry even for an image it has: drop --pull "
                f"to build from its copy, or {fix}")
     return Cause(BASE_IMAGE, f"the engine cannot get the base image {image}"
-                             f"{_image_reason(text)}: {fix}; see {DOCS}")
+                             f"{_image_reason(text)}: {fix}; see {SECTIONS[BASE_IMAGE]}")
 
 
 def _proxy(text: str) -> Optional[Cause]:
@@ -220,28 +228,29 @@ def _proxy(text: str) -> Optional[Cause]:
     if status == "407":
         return Cause(PROXY, f"the build's downloads go through a proxy that wants credentials "
                             f"(`{said}`): give the build a proxy URL with them {where}, e.g. "
-                            f"http://USER:PASSWORD@HOST:PORT; see {DOCS}")
+                            f"http://USER:PASSWORD@HOST:PORT; see {SECTIONS[PROXY]}")
     refused = "failed them" if said.startswith("ProxyError") else "refused them"
     return Cause(PROXY, f"the build's downloads go through a proxy that {refused} "
                         f"(`{said}`): check the proxy the build is given {where}: have it allow "
                         "the index (PyPI: pypi.org, files.pythonhosted.org), or use an index it "
                         "allows (--build-arg PIP_INDEX_URL=...), or exempt hosts reached "
-                        f"directly with NO_PROXY; see {DOCS}")
+                        f"directly with NO_PROXY; see {SECTIONS[PROXY]}")
 
 
-def _tls(text: str, host_ca: Optional[str]) -> Optional[Cause]:
+def _tls(text: str, host_ca: Optional[str], not_passed: str) -> Optional[Cause]:
     match = _first(_TLS, text)
     if match is None:
         return None
     head = f"the build's downloads do not trust the TLS certificate they were shown (`{match.group(0)}`)"
+    see = f"see {SECTIONS[TLS]}"
     if host_ca is not None:
         return Cause(TLS, f"{head}, although ragbuild passed the host's CA bundle {host_ca} to "
                           "the build (secret ragbuild-host-ca): that bundle does not sign it, or "
                           "the failing step does not read the secret (this project's Dockerfile "
                           "gives it to pip and uv); pass the bundle that does, e.g. a "
-                          "TLS-inspecting proxy's CA, with --host-ca PATH; see "
-                          f"{DOCS}")
+                          f"TLS-inspecting proxy's CA, with --host-ca PATH; {see}")
+    why = f" ({not_passed})" if not_passed else ""
+    fix = ("drop --no-host-ca, or pass the proxy's CA with --host-ca PATH"
+           if "--no-host-ca" in not_passed else "pass the proxy's CA with --host-ca PATH")
     return Cause(TLS, f"{head}; a TLS-inspecting proxy? ragbuild passed no host CA bundle to the "
-                      "build (--no-host-ca, or none found in PIP_CERT, pip's `cert`, "
-                      "REQUESTS_CA_BUNDLE, SSL_CERT_FILE): pass the proxy's CA with --host-ca "
-                      f"PATH, or drop --no-host-ca; see {DOCS}")
+                      f"build{why}: {fix}; {see}")

@@ -440,12 +440,14 @@ def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
 
 def explain(plan: BuildPlan, command: Command, failure: CommandFailed) -> Optional[str]:
     """Why the build ``command`` failed, in one line with its fix, when what it printed (the
-    end ``failure.output`` kept) names a cause ``build_failure`` knows; else None."""
+    end ``failure.output`` kept) names a cause ``build_failure`` knows; else None. Whether the
+    build had the host's CA is read from ``command`` itself (its ``--secret id=ragbuild-host-ca``),
+    why not from the plan (``plan.host.ca_note``)."""
     from ragbuild.build_failure import classify
     from ragbuild.pip_config import CA_SECRET_ID
 
     cause = classify(failure.output, host_ca=passed_secret(command.argv, CA_SECRET_ID),
-                     pull=plan.options.pull)
+                     not_passed=plan.host.ca_note, pull=plan.options.pull)
     return cause.message if cause else None
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ragbuild.build_failure import (BASE_IMAGE, FRONTEND, PROXY, TLS, classify, failed_part,
-                                    plain)
+from ragbuild.build_failure import (BASE_IMAGE, FRONTEND, PROXY, SECTIONS, TLS, classify,
+                                    failed_part, plain)
 
 FIXTURES = Path(__file__).parent / "build_failures"
 
@@ -66,7 +66,7 @@ def test_each_real_failure_is_told_apart(name):
     if cause:
         assert words in cause.message
         assert "\n" not in cause.message and "\x1b" not in cause.message
-        assert cause.message.endswith("see docs/troubleshooting.md")
+        assert cause.message.endswith(f"; see {SECTIONS[kind]}")
 
 
 def test_the_live_display_is_read_as_plain_text():
@@ -105,13 +105,28 @@ def test_tls_when_the_host_ca_was_passed_names_it():
     assert "--host-ca PATH" in cause.message and "--no-host-ca" not in cause.message
 
 
-def test_tls_when_no_host_ca_was_passed_says_so_and_how():
-    message = classify(fixture("tls-pip.legacy"), host_ca=None).message
+@pytest.mark.parametrize("why, fix", [
+    ("--no-host-ca", "(--no-host-ca): drop --no-host-ca, or pass the proxy's CA with --host-ca PATH;"),
+    ("the host's pip names none: no PIP_CERT, pip config cert, REQUESTS_CA_BUNDLE or SSL_CERT_FILE",
+     "(the host's pip names none: no PIP_CERT, pip config cert, REQUESTS_CA_BUNDLE or "
+     "SSL_CERT_FILE): pass the proxy's CA with --host-ca PATH;"),
+    ("", "to the build: pass the proxy's CA with --host-ca PATH;"),
+])
+def test_tls_when_no_host_ca_was_passed_says_why_and_how(why, fix):
+    message = classify(fixture("tls-pip.legacy"), host_ca=None, not_passed=why).message
     assert message.startswith("the build's downloads do not trust the TLS certificate they were "
                               "shown (`CERTIFICATE_VERIFY_FAILED`); a TLS-inspecting proxy? "
-                              "ragbuild passed no host CA bundle to the build (--no-host-ca, or "
-                              "none found")
-    assert "--host-ca PATH, or drop --no-host-ca" in message
+                              "ragbuild passed no host CA bundle ")
+    assert fix in message
+
+
+def test_each_kind_points_at_its_section_of_the_troubleshooting_page():
+    from test_docs import REPO, anchors
+
+    page = REPO / "docs" / "troubleshooting.md"
+    for link in SECTIONS.values():
+        path, _, section = link.partition("#")
+        assert REPO / path == page and section in anchors(page), link
 
 
 def test_with_pull_the_base_image_fix_says_to_drop_it():

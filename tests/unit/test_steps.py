@@ -899,9 +899,11 @@ def test_a_failed_build_says_its_cause_in_one_line_after_its_output(fp, capsys, 
     said = _said("tls-pip.legacy")
     fp.register([fp.program("docker"), "build", fp.any()], returncode=returncode, stderr=said)
     _register_diagnosis(fp)
+    plan = _local_plan()
     with pytest.raises(CommandFailed) as err:
-        steps.build(Runner(), _local_plan(), None, {})
-    assert str(err.value) == f"docker build failed (exit {returncode}): {classify(said).message}"
+        steps.build(Runner(), plan, None, {})
+    expected = classify(said, not_passed=plan.host.ca_note).message
+    assert str(err.value) == f"docker build failed (exit {returncode}): {expected}"
     assert err.value.returncode == returncode  # docker's
     assert said in capsys.readouterr().err  # streamed to the user as it came
 
@@ -955,8 +957,8 @@ def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(f
     _register_diagnosis(fp, "28.2.2")
     with pytest.raises(CommandFailed) as err:
         steps.build(Runner(), plan, pushing, {})
-    assert str(err.value) == (f"docker buildx build failed (exit 1): {classify(said).message} "
-                              "(nothing was pushed)")
+    expected = classify(said, not_passed=plan.host.ca_note).message
+    assert str(err.value) == f"docker buildx build failed (exit 1): {expected} (nothing was pushed)"
     assert err.value.returncode == 1
 
 
@@ -964,12 +966,15 @@ def test_the_cause_says_whether_the_build_had_the_host_ca():
     from ragbuild.errors import CommandFailed
     from ragbuild.plan import Command
 
+    from ragbuild.pip_config import HostNetwork
+
     failure = CommandFailed("x", returncode=1, output=_said("tls-uv.legacy"))
-    plan = _local_plan()
+    plan = dataclasses.replace(_local_plan(), host=HostNetwork(ca_note="--no-host-ca"))
     with_ca = Command(("docker", "build", "--secret", "id=ragbuild-host-ca,src=/corp/ca.pem", "."))
     without = Command(("docker", "build", "--secret", "id=npmrc,src=/home/me/.npmrc", "."))
     assert "passed the host's CA bundle /corp/ca.pem" in steps.explain(plan, with_ca, failure)
-    assert "passed no host CA bundle" in steps.explain(plan, without, failure)
+    assert "passed no host CA bundle to the build (--no-host-ca): drop --no-host-ca" in \
+        steps.explain(plan, without, failure)
 
 
 @pytest.mark.parametrize("argv, found", [
