@@ -267,7 +267,7 @@ class Runner:
             if pty_ends:  # the child has its end: once it (and its children) exit, ours reads EIO
                 _close(pty_ends.pop())
             if cmd.mode is Mode.WATCH:
-                stdout, stderr = self._watch(proc, pty_ends[0] if pty_ends else None)
+                stdout, stderr = self._watch(proc, pty_ends[0] if pty_ends else None, stdin)
             else:
                 stdout, stderr = self._wait(proc, cmd.mode, stdin)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
@@ -365,7 +365,8 @@ class Runner:
                                 output=result.stdout + result.stderr)
         return result
 
-    def _watch(self, proc: subprocess.Popen, terminal: Optional[int]) -> tuple[str, str]:
+    def _watch(self, proc: subprocess.Popen, terminal: Optional[int],
+               stdin: Optional[Secret] = None) -> tuple[str, str]:
         """Pass the child's stderr on to our log as it comes, and keep its last ``WATCH_KEEP``
         characters: ``("", kept)``. ``terminal``: our end of the pty the child's stderr is
         (``_open_pty``), whose window follows ours (SIGWINCH) while the child runs; none: the
@@ -379,6 +380,10 @@ class Runner:
         text is as docker wrote it (a pty's: escape sequences and ``\r\n``)."""
         import codecs
 
+        if stdin is not None:  # fed whole, then closed, before its output is read (as TEE)
+            assert proc.stdin is not None
+            proc.stdin.write(stdin.reveal().encode())
+            proc.stdin.close()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         kept = ""
         restore = _follow_window(self._log, terminal) if terminal is not None else None

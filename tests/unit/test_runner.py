@@ -406,6 +406,14 @@ def test_watch_with_an_answer_file_returns_both(tmp_path):
     assert (result.stdout, result.stderr) == ("{}\n", "progress\n")
 
 
+def test_watch_feeds_a_secret_on_stdin_and_logs_its_placeholder():
+    runner, _, log = quiet_runner()
+    result = runner.run(Command(("sh", "-c", "read line; echo got=${#line} chars >&2"),
+                                stdin="<password>", mode=Mode.WATCH), stdin=Secret("hunter2"))
+    assert result.stderr == "got=7 chars\n"
+    assert log.getvalue() == "+ sh -c 'read line; echo got=${#line} chars >&2' < <password>\ngot=7 chars\n"
+
+
 def test_a_dry_run_prints_a_watched_command(fp):
     fp.allow_unregistered(False)
     runner, out, _ = quiet_runner(dry_run=True)
