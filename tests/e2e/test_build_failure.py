@@ -55,13 +55,25 @@ def untrusted_index(tmp_path, e2e_env, leg):
 
 
 @pytest.mark.legs("legacy", "modern")
+@pytest.mark.parametrize("flags, wording", [
+    ((), "although ragbuild passed the host's CA bundle /etc/ssl/certs/ca-certificates.crt to "
+         "the build (secret ragbuild-host-ca)"),
+    (("--no-host-ca",), "ragbuild passed no host CA bundle to the build (--no-host-ca): drop "
+                        "--no-host-ca, or pass the proxy's CA with --host-ca PATH"),
+], ids=["host-ca", "no-host-ca"])
 def test_a_build_whose_downloads_fail_tls_verification_says_so_in_one_line(project,
-                                                                          untrusted_index):
-    result = project.script("--env", "dev", "--build-arg", f"PIP_INDEX_URL={untrusted_index}")
+                                                                          untrusted_index,
+                                                                          flags, wording):
+    """The index's certificate is in no bundle: the build fails with the host's CA (the
+    machine's pip names /etc/ssl/certs/ca-certificates.crt) and without it."""
+    result = project.script("--env", "dev", "--build-arg", f"PIP_INDEX_URL={untrusted_index}",
+                            *flags, env={"PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"})
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
     assert len(errors) == 1 and errors[0].startswith(TLS_CAUSE), result.describe()
-    assert "--host-ca PATH" in errors[0] and errors[0].endswith("see docs/troubleshooting.md")
+    assert wording in errors[0], errors[0]
+    assert errors[0].endswith("; see docs/troubleshooting.md#a-tls-inspecting-proxy-certificate-"
+                              "verify-failed")
     # docker's own output came first, streamed as it came (plain progress: a pipe)
     assert result.stderr.index("CERTIFICATE_VERIFY_FAILED") < result.stderr.index(errors[0])
 
