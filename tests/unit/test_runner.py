@@ -330,16 +330,18 @@ def test_watch_decodes_a_character_split_between_two_reads():
     assert log.getvalue().endswith("\u2588 done\n")
 
 
-def test_watch_gives_the_child_a_terminal_when_the_log_is_one():
-    """docker draws its live progress only on a terminal: the build keeps it."""
+def test_watch_gives_the_child_a_terminal_when_the_log_is_one(capfd):
+    """docker draws its live progress only on a terminal: the build keeps it. Its stdout stays
+    ours (here capfd's file, so not a terminal even under ``pytest -s``)."""
     log = Terminal()
     runner = Runner(out=io.StringIO(), log=log)
     with pytest.raises(CommandFailed) as err:
         runner.run(Command(("sh", "-c", "if test -t 2; then echo terminal >&2; else echo pipe >&2;"
-                                        " fi; test -t 1 || echo stdout-is-ours >&2; exit 1"),
+                                        " fi; test -t 1 || echo stdout-is-ours; exit 1"),
                            mode=Mode.WATCH))
-    assert err.value.output == "terminal\r\nstdout-is-ours\r\n"  # as a pty gives it
-    assert log.getvalue().endswith("terminal\r\nstdout-is-ours\r\n")
+    assert err.value.output == "terminal\r\n"  # as a pty gives it
+    assert log.getvalue().endswith("terminal\r\n")
+    assert capfd.readouterr().out == "stdout-is-ours\n"
 
 
 def test_without_a_terminal_the_child_gets_a_pipe():

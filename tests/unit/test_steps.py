@@ -879,6 +879,15 @@ def _said(name):
     return (Path(__file__).parent / "build_failures" / f"{name}.txt").read_bytes().decode()
 
 
+def _runner():
+    """Logs to a pipe-like stream: never a terminal, so docker's stderr is read through a pipe
+    (a fake's as a real one's) even under ``pytest -s`` on a terminal (test_runner.py has the
+    pty)."""
+    import io
+
+    return Runner(log=io.StringIO())
+
+
 def _local_plan(**options):
     from registry_fakes import build_plan
 
@@ -892,7 +901,7 @@ def _register_diagnosis(fp, client="20.10.24+dfsg1"):
 
 
 @pytest.mark.parametrize("returncode", [1, 17])
-def test_a_failed_build_says_its_cause_in_one_line_after_its_output(fp, capsys, returncode):
+def test_a_failed_build_says_its_cause_in_one_line_after_its_output(fp, returncode):
     from ragbuild.build_failure import classify
     from ragbuild.errors import CommandFailed
 
@@ -900,12 +909,13 @@ def test_a_failed_build_says_its_cause_in_one_line_after_its_output(fp, capsys, 
     fp.register([fp.program("docker"), "build", fp.any()], returncode=returncode, stderr=said)
     _register_diagnosis(fp)
     plan = _local_plan()
+    runner = _runner()
     with pytest.raises(CommandFailed) as err:
-        steps.build(Runner(), plan, None, {})
+        steps.build(runner, plan, None, {})
     expected = classify(said, not_passed=plan.host.ca_note).message
     assert str(err.value) == f"docker build failed (exit {returncode}): {expected}"
     assert err.value.returncode == returncode  # docker's
-    assert said in capsys.readouterr().err  # streamed to the user as it came
+    assert said in runner._log.getvalue()  # streamed to the user as it came
 
 
 def test_a_failed_build_of_another_cause_points_at_its_output(fp):
@@ -915,7 +925,7 @@ def test_a_failed_build_of_another_cause_points_at_its_output(fp):
                 stderr=_said("other-after-tls.modern"))
     _register_diagnosis(fp)
     with pytest.raises(CommandFailed) as err:
-        steps.build(Runner(), _local_plan(pull=True), None, {})
+        steps.build(_runner(), _local_plan(pull=True), None, {})
     assert str(err.value).startswith("docker build failed (exit 1); its output is above; with "
                                      "--pull, docker must reach the registry")
 
@@ -927,7 +937,7 @@ def test_with_pull_an_unreachable_base_image_says_to_drop_it(fp):
                 stderr=_said("base-pull.legacy"))
     _register_diagnosis(fp)
     with pytest.raises(CommandFailed) as err:
-        steps.build(Runner(), _local_plan(pull=True), None, {})
+        steps.build(_runner(), _local_plan(pull=True), None, {})
     said = str(err.value)
     assert said.startswith("docker build failed (exit 1): the engine cannot get the base image "
                            "python:3.11-slim (its registry's name does not resolve")
@@ -942,7 +952,7 @@ def test_an_unreachable_daemon_is_diagnosed_before_the_output_is_read(fp):
                 stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is "
                        "the docker daemon running?\n")
     with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
-        steps.build(Runner(), _local_plan(), None, {})
+        steps.build(_runner(), _local_plan(), None, {})
 
 
 def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(fp, tmp_path):
@@ -956,7 +966,7 @@ def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(f
                 returncode=1, stderr="Error: No such image\n")
     _register_diagnosis(fp, "28.2.2")
     with pytest.raises(CommandFailed) as err:
-        steps.build(Runner(), plan, pushing, {})
+        steps.build(_runner(), plan, pushing, {})
     expected = classify(said, not_passed=plan.host.ca_note).message
     assert str(err.value) == f"docker buildx build failed (exit 1): {expected} (nothing was pushed)"
     assert err.value.returncode == 1
