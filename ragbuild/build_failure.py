@@ -107,10 +107,11 @@ def failed_part(text: str) -> str:
 _IMAGE = r"(?P<image>\S+?):?(?=\s|$)"
 #: The frontend image BuildKit could not resolve: its step (``resolve image config for``), or
 #: Docker 26's final error (``failed to resolve source metadata for docker.io/docker/dockerfile``).
+#: Not ``failed to solve with frontend gateway.v0`` alone: BuildKit wraps every error of a build
+#: that a ``# syntax=`` frontend ran in it, a failed RUN's too.
 _FRONTEND = (
     re.compile(rf"resolve image config for (?:docker-image://)?{_IMAGE}", re.M),
     re.compile(rf"failed to resolve source metadata for (?=\S*docker/dockerfile){_IMAGE}", re.M),
-    re.compile(r"failed to solve with frontend gateway\.v0"),
 )
 #: A FROM image BuildKit could not resolve or fetch: its step (``[internal] load metadata for
 #: X``, ``[1/2] FROM X``), the final error's words (BuildKit's, or the classic builder's).
@@ -192,13 +193,12 @@ def _frontend(text: str) -> Optional[Cause]:
     match = _first(_FRONTEND, text)
     if match is None:
         return None
-    image = familiar(match.group("image")) if "image" in match.groupdict() else None
-    named = f"the Dockerfile frontend {image}" if image else "the Dockerfile frontend image"
-    pull = f"`docker pull {image}`" if image else "`docker pull` it"
-    return Cause(FRONTEND, f"the engine cannot get {named}, which the Dockerfile's `# syntax=` "
-                           f"line (or BUILDKIT_SYNTAX) asks for{_image_reason(text)}: remove that "
-                           "line to use the frontend built into docker, or give the engine the "
-                           f"image ({pull} where its registry is reachable, or `docker load` "
+    image = familiar(match.group("image"))
+    return Cause(FRONTEND, f"the engine cannot get the Dockerfile frontend {image}, which the "
+                           "Dockerfile's `# syntax=` line (or BUILDKIT_SYNTAX) asks for"
+                           f"{_image_reason(text)}: remove that line to use the frontend built "
+                           f"into docker, or give the engine the image (`docker pull {image}` "
+                           "where its registry is reachable, or `docker load` "
                            f"it); see {SECTIONS[FRONTEND]}")
 
 

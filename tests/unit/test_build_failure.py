@@ -225,6 +225,17 @@ def test_base_image_variants(text, image, reason):
     assert f"the base image {image} ({reason}" in cause.message
 
 
+def test_a_run_that_failed_under_a_syntax_frontend_is_the_runs_failure():
+    """BuildKit wraps a failed step's error in the frontend's (``gateway.v0``) when the
+    Dockerfile names one; the frontend image itself was there."""
+    text = step("... (Caused by SSLError(SSLCertVerificationError(1, '[SSL: "
+                "CERTIFICATE_VERIFY_FAILED] certificate verify failed: ...')))")
+    text += ("failed to solve with frontend dockerfile.v0: failed to solve with frontend "
+             "gateway.v0: rpc error: code = Unknown desc = failed to build LLB: executor failed "
+             "running [/bin/sh -c fetch]: exit code: 1\n")
+    assert classify(text).kind == TLS
+
+
 @pytest.mark.parametrize("text", [
     "",
     step("ERROR: No matching distribution found for six"),
