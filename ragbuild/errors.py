@@ -32,11 +32,14 @@ class ToolMissing(RagbuildError):
 
 
 class CommandFailed(RagbuildError):
-    """A command exited non-zero. Carries what the user needs to see, never a secret."""
+    """A command exited non-zero. Carries what the user needs to see, never a secret;
+    ``output``: what the command said that the runner kept (not part of the message: a
+    streamed build's is above it), for a diagnosis (``build_failure.classify``)."""
 
-    def __init__(self, message: str, *, returncode: Optional[int] = None):
+    def __init__(self, message: str, *, returncode: Optional[int] = None, output: str = ""):
         super().__init__(message)
         self.returncode = returncode
+        self.output = output
 
 
 class GitFailed(RagbuildError):

@@ -49,6 +49,9 @@ class Mode(enum.Enum):
     CAPTURE = "capture"  # kept, not shown
     STREAM = "stream"  # the child writes to our terminal (docker's live progress); not kept
     TEE = "tee"  # shown live and kept (stdout and stderr merged)
+    #: like STREAM, and the end of its stderr kept (the build: what it failed on, for
+    #: ``build_failure``); through a pseudo-terminal when ours is one (``runner.Runner.run``)
+    WATCH = "watch"
     INTERACTIVE = "interactive"  # like STREAM, and the child reads our stdin (a shell)
 
 
@@ -771,7 +774,7 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
         # https://docs.docker.com/build/building/variables/#buildx_no_default_attestations
         env += (("BUILDX_NO_DEFAULT_ATTESTATIONS", "1"),)
     assume = json.dumps({PUSHED_DIGEST_KEY: DRY_DIGEST}) if answer else ""
-    return Command(tuple(argv), env=env, mode=Mode.STREAM, answer_file=answer, assume=assume)
+    return Command(tuple(argv), env=env, mode=Mode.WATCH, answer_file=answer, assume=assume)
 
 
 def buildx_version_command(reasons: tuple = ()) -> Command:

@@ -16,6 +16,7 @@ real run's ``+`` lines are the dry run's output, plus what only a real run can d
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import shutil
 import signal
@@ -40,6 +41,12 @@ PROGRAM_ENV = {"docker": "DOCKER", "aws": "AWS_CLI"}
 
 #: How many lines of a failed command's output an error message keeps.
 TAIL_LINES = 15
+#: How much of a ``Mode.WATCH`` command's stderr is kept (characters): the end of a build's
+#: output, where BuildKit prints the failed step's log and the error, never the whole log
+#: of a long build. 64 Ki holds the last ~400 lines of pip's or plain progress.
+WATCH_KEEP = 64 * 1024
+#: How many bytes one read of a child's stream asks for.
+READ_SIZE = 65536
 #: How many checks ``Runner.check_all`` runs at once.
 CHECK_THREADS = 8
 #: Modules plumbum imports at its own import but uses only in calls a run never makes, loaded on
@@ -235,9 +242,12 @@ class Runner:
         """Run one command and return what it produced.
 
         ``cmd.mode``: ``CAPTURE`` keeps stdout and stderr; ``STREAM`` lets the child write to our
-        terminal (docker's live progress); ``TEE`` shows stdout+stderr live and keeps them.
+        terminal (docker's live progress); ``TEE`` shows stdout+stderr live and keeps them;
+        ``WATCH`` is ``STREAM`` with the child's stderr passed on by us (``_watch``) and its last
+        ``WATCH_KEEP`` characters kept as the result's stderr.
         ``cmd.answer_file``: the result's stdout is that file's text, once the command ended.
-        A non-zero exit raises ``CommandFailed`` unless ``cmd.check`` is false.
+        A non-zero exit raises ``CommandFailed`` (its ``output``: what the command said, kept)
+        unless ``cmd.check`` is false.
         """
         if stdin is not None and cmd.stdin is None:
             raise ValueError("secret given to a command that does not read stdin")
@@ -248,16 +258,27 @@ class Runner:
         if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
         proc: Optional[subprocess.Popen] = None
+        pty_ends: list[int] = []  # WATCH on a terminal: the pty's (ours, the child's)
         try:  # one try from the start: a signal right after popen still stops the child
             with signals.deferred():  # a signal now is raised once proc is assigned
-                proc = self._start(cmd, stdin)
-            stdout, stderr = self._wait(proc, cmd.mode, stdin)
+                if cmd.mode is Mode.WATCH and _is_terminal(self._log):
+                    pty_ends += _open_pty(self._log)
+                proc = self._start(cmd, stdin, stderr=pty_ends[1] if pty_ends else None)
+            if pty_ends:  # the child has its end: once it (and its children) exit, ours reads EIO
+                _close(pty_ends.pop())
+            if cmd.mode is Mode.WATCH:
+                stdout, stderr = self._watch(proc, pty_ends[0] if pty_ends else None, stdin)
+            else:
+                stdout, stderr = self._wait(proc, cmd.mode, stdin)
         except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
             if proc is not None:
                 _terminate(proc)
             signum = signal_of(stop)
             raise Interrupted(f"{interrupted_text(signum)}; stopped {name}",
                               signum=signum) from None
+        finally:
+            for end in pty_ends:
+                _close(end)
         if cmd.answer_file is not None:  # the answer is in a file it wrote (none: "")
             try:
                 with open(cmd.answer_file, encoding="utf-8", errors="replace") as answer:
@@ -302,7 +323,10 @@ class Runner:
         return [self._result(cmd, proc, out, err)
                 for cmd, proc, (out, err) in zip(cmds, procs, outputs)]
 
-    def _start(self, cmd: Command, stdin: Optional[Secret]) -> subprocess.Popen:
+    def _start(self, cmd: Command, stdin: Optional[Secret], *,
+               stderr: Optional[int] = None) -> subprocess.Popen:
+        """Start ``cmd``; ``stderr``: for ``WATCH``, the file descriptor its stderr goes to (the
+        pty's child end; none: a pipe)."""
         program = resolve(cmd.argv[0])
         local, CommandNotFound = _plumbum()
         try:
@@ -316,6 +340,7 @@ class Runner:
             Mode.STREAM: (None, None),
             Mode.TEE: (pipe, subprocess.STDOUT),
             Mode.INTERACTIVE: (None, None),  # and our stdin: a shell in a container
+            Mode.WATCH: (None, pipe if stderr is None else stderr),
         }[cmd.mode]
         own_stdin = None if cmd.mode is Mode.INTERACTIVE else subprocess.DEVNULL
         try:
@@ -336,8 +361,53 @@ class Runner:
     def _result(cmd: Command, proc: subprocess.Popen, stdout: str, stderr: str) -> Result:
         result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
         if cmd.check and not result.ok:
-            raise CommandFailed(failure_message(cmd, result), returncode=result.returncode)
+            raise CommandFailed(failure_message(cmd, result), returncode=result.returncode,
+                                output=result.stdout + result.stderr)
         return result
+
+    def _watch(self, proc: subprocess.Popen, terminal: Optional[int],
+               stdin: Optional[Secret] = None) -> tuple[str, str]:
+        """Pass the child's stderr on to our log as it comes, and keep its last ``WATCH_KEEP``
+        characters: ``("", kept)``. ``terminal``: our end of the pty the child's stderr is
+        (``_open_pty``), whose window follows ours (SIGWINCH) while the child runs; none: the
+        child's stderr is a pipe.
+
+        Why a pty: docker (``docker build`` with BuildKit, and buildx) draws its live progress
+        only when its stderr is a terminal, and prints plain progress to a pipe
+        (``--progress=auto``: https://docs.docker.com/reference/cli/docker/buildx/build/#progress);
+        so the user sees what they saw when docker wrote to the terminal itself, and on a
+        failure both print the failed step's log at the end, which is what is kept. The kept
+        text is as docker wrote it (a pty's: escape sequences and ``\r\n``)."""
+        import codecs
+
+        if stdin is not None:  # fed whole, then closed, before its output is read (as TEE)
+            assert proc.stdin is not None
+            proc.stdin.write(stdin.reveal().encode())
+            proc.stdin.close()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        kept = ""
+        restore = _follow_window(self._log, terminal) if terminal is not None else None
+        try:
+            while True:
+                if terminal is not None:
+                    try:
+                        chunk = os.read(terminal, READ_SIZE)
+                    except OSError:  # EIO: every holder of the child's end closed it
+                        chunk = b""
+                else:
+                    assert proc.stderr is not None
+                    chunk = proc.stderr.read1(READ_SIZE)  # type: ignore[attr-defined]
+                text = decoder.decode(chunk, final=not chunk)
+                if text:
+                    _write(self._log, text)
+                    kept = (kept + text)[-WATCH_KEEP:]
+                if not chunk:
+                    break
+            proc.wait()
+        finally:
+            if restore is not None:
+                restore()
+        return "", kept
 
     def _wait(self, proc: subprocess.Popen, mode: Mode,
               stdin: Optional[Secret]) -> tuple[str, str]:
@@ -477,6 +547,58 @@ def _plumbum() -> tuple:
     return local, CommandNotFound
 
 
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty() and sys.platform != "win32"
+    except (AttributeError, ValueError):  # closed, or no such method
+        return False
+
+
+def _open_pty(like: IO[str]) -> tuple[int, int]:
+    """A new pseudo-terminal ``(ours, the child's)``, its window the size of ``like``'s."""
+    import pty
+
+    ours, theirs = pty.openpty()
+    _copy_window(like, ours)
+    return ours, theirs
+
+
+def _copy_window(like: IO[str], fd: int) -> None:
+    """Give the terminal ``fd`` the window size of the terminal ``like`` (if it has one)."""
+    import fcntl
+    import termios
+
+    try:
+        size = fcntl.ioctl(like.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
+def _follow_window(like: IO[str], fd: int) -> Optional[Callable[[], None]]:
+    """While a child draws on the pty whose our end is ``fd``, a resized terminal (SIGWINCH)
+    resizes the pty too. The child, in our process group, gets the terminal's SIGWINCH itself
+    and asks its stderr (the pty) for the size as it redraws (docker's progress display does at
+    every redraw). Returns what restores the previous handler; None off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.signal(signal.SIGWINCH, lambda signum, frame: _copy_window(like, fd))
+
+    def restore() -> None:
+        signal.signal(signal.SIGWINCH, previous)
+
+    return restore
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:  # the child's end, closed once the child had it
+        pass
+
+
 def _decode(data: Optional[bytes]) -> str:
     return data.decode(errors="replace") if data else ""
 
@@ -508,7 +630,7 @@ def failure_message(cmd: Command, result: Result) -> str:
     """One line naming the command and how it ended, then the tail of what it said."""
     head = f"`{cmd.display()}` {ended(result.returncode)}"
     said = tail(result.stdout + result.stderr)
-    if cmd.mode is Mode.STREAM:
+    if cmd.mode in (Mode.STREAM, Mode.WATCH):
         return f"{head}; its output is above"
     return f"{head}:\n{said}" if said else head
 

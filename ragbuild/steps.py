@@ -344,8 +344,9 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
     if push is None or not push.by_build or plan.multi_platform:
         _build(runner, plan, push)
         return push is not None and plan.multi_platform
+    pushing = build_command(plan, push, metadata_file=answer_path(plan))
     try:
-        result = runner.run(build_command(plan, push, metadata_file=answer_path(plan)))
+        result = runner.run(pushing)
     except CommandFailed as failure:
         ended_as = ended(failure.returncode)
         if not unique_created:
@@ -358,9 +359,11 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
                        "tagged the image (this run's created label)")
         else:
             diagnose(runner, plan)
-            raise CommandFailed(f"docker buildx build {ended_as}; its output is above (the "
-                                "build failed: no image of this run carries the tags, nothing "
-                                "was pushed)", returncode=failure.returncode) from None
+            cause = explain(plan, pushing, failure)
+            said = (f": {cause} (nothing was pushed)" if cause else "; its output is above (the "
+                    "build failed: no image of this run carries the tags, nothing was pushed)")
+            raise CommandFailed(f"docker buildx build {ended_as}{said}",
+                                returncode=failure.returncode) from None
         runner.log("the build itself succeeded: the push failed, so each tag goes with docker "
                    "push (retried when the failure is transient)")
         return False
@@ -417,17 +420,47 @@ def parse_pushed_digest(text: str) -> Optional[str]:
 
 
 def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
+    command = build_command(plan, push)
     try:
-        runner.run(build_command(plan, push))
+        runner.run(command)
     except CommandFailed as failure:
         diagnose(runner, plan)
         what = "docker buildx build" if plan.buildx else "docker build"
+        cause = explain(plan, command, failure)
+        if cause:
+            raise CommandFailed(f"{what} {ended(failure.returncode)}: {cause}",
+                                returncode=failure.returncode) from None
         hint = ""
         if plan.options.pull:
             hint = ("; with --pull, docker must reach the registry of every FROM image: check "
                     "the network and registry login, or drop --pull to build from the local copy")
         raise CommandFailed(f"{what} {ended(failure.returncode)}; its output is above{hint}",
                             returncode=failure.returncode) from None
+
+
+def explain(plan: BuildPlan, command: Command, failure: CommandFailed) -> Optional[str]:
+    """Why the build ``command`` failed, in one line with its fix, when what it printed (the
+    end ``failure.output`` kept) names a cause ``build_failure`` knows; else None. Whether the
+    build had the host's CA is read from ``command`` itself (its ``--secret id=ragbuild-host-ca``),
+    why not from the plan (``plan.host.ca_note``)."""
+    from ragbuild.build_failure import classify
+    from ragbuild.pip_config import CA_SECRET_ID
+
+    cause = classify(failure.output, host_ca=passed_secret(command.argv, CA_SECRET_ID),
+                     not_passed=plan.host.ca_note, pull=plan.options.pull)
+    return cause.message if cause else None
+
+
+def passed_secret(argv: Sequence[str], secret_id: str) -> Optional[str]:
+    """The file a build command passes as the BuildKit secret ``secret_id`` (``--secret
+    id=ID,src=PATH``, also ``source=`` and ``--secret=...``), or None when it passes none."""
+    specs = [word.split("=", 1)[1] for word in argv if word.startswith("--secret=")]
+    specs += [value for flag, value in zip(argv, argv[1:]) if flag == "--secret"]
+    for spec in specs:
+        fields = dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
+        if fields.get("id") == secret_id:
+            return fields.get("src") or fields.get("source") or ""
+    return None
 
 
 def diagnose(runner: Runner, plan: BuildPlan) -> None:

@@ -118,7 +118,7 @@ def test_build_command_is_one_docker_build_with_every_tag():
         "--no-cache", "src",
     )
     assert cmd.env == (("DOCKER_BUILDKIT", "1"),)
-    assert cmd.mode is Mode.STREAM
+    assert cmd.mode is Mode.WATCH  # streamed, the end of its stderr kept for build_failure
     assert cmd.check and cmd.kind is not Kind.QUERY
 
 

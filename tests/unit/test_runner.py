@@ -289,6 +289,140 @@ def test_tee_failure_message_carries_the_output():
     assert str(err.value).endswith(":\ndenied")
 
 
+# --- watch: streamed, and the end of stderr kept (real processes) -------------------------------
+
+
+class Terminal(io.StringIO):
+    """A log that says it is a terminal, as sys.stderr on one does (no file descriptor)."""
+
+    def isatty(self):
+        return True
+
+
+def test_watch_passes_stderr_on_and_keeps_it_and_leaves_stdout_alone(capfd):
+    runner, _, log = quiet_runner()
+    with pytest.raises(CommandFailed) as err:
+        runner.run(Command(("sh", "-c", "echo result; echo step 1 >&2; echo failed >&2; exit 3"),
+                           mode=Mode.WATCH))
+    assert log.getvalue().splitlines()[1:] == ["step 1", "failed"]  # after the + line
+    assert capfd.readouterr().out == "result\n"  # the child's stdout is ours, as in STREAM
+    assert str(err.value) == ("`sh -c 'echo result; echo step 1 >&2; echo failed >&2; exit 3'` "
+                              "failed (exit 3); its output is above")
+    assert err.value.returncode == 3
+    assert err.value.output == "step 1\nfailed\n"
+
+
+def test_watch_keeps_only_the_end_of_a_long_output(monkeypatch):
+    from ragbuild import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "WATCH_KEEP", 100)
+    runner, _, log = quiet_runner()
+    result = runner.run(Command(("sh", "-c", "seq 1 5000 >&2"), mode=Mode.WATCH))
+    assert log.getvalue().count("\n") == 5001  # all of it shown
+    assert len(result.stderr) == 100 and result.stderr.endswith("\n4999\n5000\n")
+
+
+def test_watch_decodes_a_character_split_between_two_reads():
+    runner, _, log = quiet_runner()
+    result = runner.run(Command(("sh", "-c", "printf '\\342\\226' >&2; sleep 0.2; "
+                                             "printf '\\210 done\\n' >&2"), mode=Mode.WATCH))
+    assert result.stderr == "\u2588 done\n"
+    assert log.getvalue().endswith("\u2588 done\n")
+
+
+def test_watch_gives_the_child_a_terminal_when_the_log_is_one(capfd):
+    """docker draws its live progress only on a terminal: the build keeps it. Its stdout stays
+    ours (here capfd's file, so not a terminal even under ``pytest -s``)."""
+    log = Terminal()
+    runner = Runner(out=io.StringIO(), log=log)
+    with pytest.raises(CommandFailed) as err:
+        runner.run(Command(("sh", "-c", "if test -t 2; then echo terminal >&2; else echo pipe >&2;"
+                                        " fi; test -t 1 || echo stdout-is-ours; exit 1"),
+                           mode=Mode.WATCH))
+    assert err.value.output == "terminal\r\n"  # as a pty gives it
+    assert log.getvalue().endswith("terminal\r\n")
+    assert capfd.readouterr().out == "stdout-is-ours\n"
+
+
+def test_without_a_terminal_the_child_gets_a_pipe():
+    runner, _, _ = quiet_runner()
+    result = runner.run(Command(("sh", "-c", "test -t 2 && echo terminal >&2 || echo pipe >&2"),
+                                mode=Mode.WATCH))
+    assert result.stderr == "pipe\n"
+
+
+def test_the_childs_terminal_has_the_size_of_ours():
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    ours, theirs = pty.openpty()
+    fcntl.ioctl(theirs, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    with open(theirs, "w", closefd=True) as terminal, open(ours, "rb", closefd=True):
+        runner = Runner(out=io.StringIO(), log=terminal)
+        result = runner.run(Command(("sh", "-c", "stty size <&2 >&2"), mode=Mode.WATCH))
+    assert result.stderr == "33 111\r\n"
+
+
+def test_the_childs_terminal_follows_ours_when_it_is_resized(tmp_path):
+    """A resized terminal sends SIGWINCH to its foreground process group (ragbuild and
+    docker): the runner resizes the pty, which docker asks for the size as it redraws."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    ours, theirs = pty.openpty()
+    fcntl.ioctl(theirs, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+    main = threading.main_thread().ident
+    asked, resized = tmp_path / "asked", tmp_path / "resized"
+
+    def resize():  # once the child has asked the size once
+        deadline = time.monotonic() + 10
+        while not asked.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fcntl.ioctl(theirs, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        signal.pthread_kill(main, signal.SIGWINCH)  # what the terminal sends
+        time.sleep(0.3)  # the main thread, blocked reading the pty, runs the handler at once
+        resized.touch()
+
+    before = signal.getsignal(signal.SIGWINCH)
+    script = (f"stty size <&2 >&2; touch {asked}; i=0; while [ ! -e {resized} ] && "
+              "[ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; stty size <&2 >&2")
+    with open(theirs, "w", closefd=True) as terminal, open(ours, "rb", closefd=True):
+        runner = Runner(out=io.StringIO(), log=terminal)
+        thread = threading.Thread(target=resize)
+        thread.start()
+        result = runner.run(Command(("sh", "-c", script), mode=Mode.WATCH))
+        thread.join()
+    assert result.stderr == "33 111\r\n40 120\r\n"
+    assert signal.getsignal(signal.SIGWINCH) == before  # the handler was the run's alone
+
+
+def test_watch_with_an_answer_file_returns_both(tmp_path):
+    answer = str(tmp_path / "own" / "answer.json")
+    runner, _, _ = quiet_runner()
+    result = runner.run(Command(("sh", "-c", f"echo '{{}}' > {answer}; echo progress >&2"),
+                                mode=Mode.WATCH, answer_file=answer))
+    assert (result.stdout, result.stderr) == ("{}\n", "progress\n")
+
+
+def test_watch_feeds_a_secret_on_stdin_and_logs_its_placeholder():
+    runner, _, log = quiet_runner()
+    result = runner.run(Command(("sh", "-c", "read line; echo got=${#line} chars >&2"),
+                                stdin="<password>", mode=Mode.WATCH), stdin=Secret("hunter2"))
+    assert result.stderr == "got=7 chars\n"
+    assert log.getvalue() == "+ sh -c 'read line; echo got=${#line} chars >&2' < <password>\ngot=7 chars\n"
+
+
+def test_a_dry_run_prints_a_watched_command(fp):
+    fp.allow_unregistered(False)
+    runner, out, _ = quiet_runner(dry_run=True)
+    assert runner.run(Command(("docker", "build", "."), mode=Mode.WATCH)) == Result(0)
+    assert out.getvalue() == "docker build .\n"
+
+
 # --- secrets on stdin --------------------------------------------------------------------------
 
 
@@ -412,10 +546,12 @@ def gone(pid):
     return False
 
 
-@pytest.mark.parametrize("mode", [Mode.CAPTURE, Mode.STREAM, Mode.TEE])
+@pytest.mark.parametrize("mode", [Mode.CAPTURE, Mode.STREAM, Mode.TEE, Mode.WATCH, "watch-tty"])
 def test_ctrl_c_terminates_and_reaps_the_child(tmp_path, mode):
     pidfile = tmp_path / "pid"
     runner, _, _ = quiet_runner()
+    if mode == "watch-tty":  # docker's stderr is a pty of ours
+        runner, mode = Runner(out=io.StringIO(), log=Terminal()), Mode.WATCH
     thread = sigint_when_started(pidfile)
     started = time.monotonic()
     with pytest.raises(Interrupted) as err:

@@ -119,7 +119,7 @@ def gone(pid):
     return False
 
 
-@pytest.mark.parametrize("mode", ["capture", "stream", "tee"])
+@pytest.mark.parametrize("mode", ["capture", "stream", "tee", "watch"])
 @pytest.mark.parametrize("signum", SIGNALS, ids=ids)
 def test_the_runner_stops_and_reaps_the_child_on_each_signal(tmp_path, handlers, signum, mode):
     pidfile = tmp_path / "pid"

@@ -866,3 +866,134 @@ def test_builds_of_other_plans_in_the_same_second_get_other_answer_files(tmp_pat
     assert dev.created == prod.created and dev.base == prod.base
     assert steps.answer_path(dev) != steps.answer_path(prod)
     assert steps.answer_path(dev) == steps.answer_path(dataclasses.replace(dev))
+
+
+# --- a failed build's cause, from what docker said (build_failure) -----------------------------
+# The faked docker's stderr is a real failed build's output (build_failures/, which
+# test_build_failure.py describes); the runner reads it as it reads the real one's pipe.
+
+
+def _said(name):
+    from pathlib import Path
+
+    return (Path(__file__).parent / "build_failures" / f"{name}.txt").read_bytes().decode()
+
+
+def _runner():
+    """Logs to a pipe-like stream: never a terminal, so docker's stderr is read through a pipe
+    (a fake's as a real one's) even under ``pytest -s`` on a terminal (test_runner.py has the
+    pty)."""
+    import io
+
+    return Runner(log=io.StringIO())
+
+
+def _local_plan(**options):
+    from registry_fakes import build_plan
+
+    return dataclasses.replace(build_plan(registry=None, push=False, **options),
+                               docker=DockerTarget())
+
+
+def _register_diagnosis(fp, client="20.10.24+dfsg1"):
+    fp.register([fp.program("docker"), "version", "--format", fp.any()], stdout=f"{client}\n")
+    fp.register([fp.program("docker"), "buildx", "version"], stdout="v0.13.1\n")
+
+
+@pytest.mark.parametrize("returncode", [1, 17])
+def test_a_failed_build_says_its_cause_in_one_line_after_its_output(fp, returncode):
+    from ragbuild.build_failure import classify
+    from ragbuild.errors import CommandFailed
+
+    said = _said("tls-pip.legacy")
+    fp.register([fp.program("docker"), "build", fp.any()], returncode=returncode, stderr=said)
+    _register_diagnosis(fp)
+    plan = _local_plan()
+    runner = _runner()
+    with pytest.raises(CommandFailed) as err:
+        steps.build(runner, plan, None, {})
+    expected = classify(said, not_passed=plan.host.ca_note).message
+    assert str(err.value) == f"docker build failed (exit {returncode}): {expected}"
+    assert err.value.returncode == returncode  # docker's
+    assert said in runner._log.getvalue()  # streamed to the user as it came
+
+
+def test_a_failed_build_of_another_cause_points_at_its_output(fp):
+    from ragbuild.errors import CommandFailed
+
+    fp.register([fp.program("docker"), "build", fp.any()], returncode=1,
+                stderr=_said("other-after-tls.modern"))
+    _register_diagnosis(fp)
+    with pytest.raises(CommandFailed) as err:
+        steps.build(_runner(), _local_plan(pull=True), None, {})
+    assert str(err.value).startswith("docker build failed (exit 1); its output is above; with "
+                                     "--pull, docker must reach the registry")
+
+
+def test_with_pull_an_unreachable_base_image_says_to_drop_it(fp):
+    from ragbuild.errors import CommandFailed
+
+    fp.register([fp.program("docker"), "build", fp.any()], returncode=1,
+                stderr=_said("base-pull.legacy"))
+    _register_diagnosis(fp)
+    with pytest.raises(CommandFailed) as err:
+        steps.build(_runner(), _local_plan(pull=True), None, {})
+    said = str(err.value)
+    assert said.startswith("docker build failed (exit 1): the engine cannot get the base image "
+                           "python:3.11-slim (its registry's name does not resolve")
+    assert "drop --pull to build from its copy" in said
+    assert said.count("--pull, docker must reach") == 0  # one fix, not two
+
+
+def test_an_unreachable_daemon_is_diagnosed_before_the_output_is_read(fp):
+    fp.register([fp.program("docker"), "build", fp.any()], returncode=1,
+                stderr=_said("tls-uv.modern"))
+    fp.register([fp.program("docker"), "version", "--format", fp.any()], returncode=1,
+                stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is "
+                       "the docker daemon running?\n")
+    with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
+        steps.build(_runner(), _local_plan(), None, {})
+
+
+def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(fp, tmp_path):
+    from ragbuild.build_failure import classify
+    from ragbuild.errors import CommandFailed
+
+    plan, pushing = _pushing_plan(tmp_path)
+    said = _said("tls-uv.modern")
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1, stderr=said)
+    fp.register([fp.program("docker"), "image", "inspect", "--format", fp.any(), plan.primary],
+                returncode=1, stderr="Error: No such image\n")
+    _register_diagnosis(fp, "28.2.2")
+    with pytest.raises(CommandFailed) as err:
+        steps.build(_runner(), plan, pushing, {})
+    expected = classify(said, not_passed=plan.host.ca_note).message
+    assert str(err.value) == f"docker buildx build failed (exit 1): {expected} (nothing was pushed)"
+    assert err.value.returncode == 1
+
+
+def test_the_cause_says_whether_the_build_had_the_host_ca():
+    from ragbuild.errors import CommandFailed
+    from ragbuild.plan import Command
+
+    from ragbuild.pip_config import HostNetwork
+
+    failure = CommandFailed("x", returncode=1, output=_said("tls-uv.legacy"))
+    plan = dataclasses.replace(_local_plan(), host=HostNetwork(ca_note="--no-host-ca"))
+    with_ca = Command(("docker", "build", "--secret", "id=ragbuild-host-ca,src=/corp/ca.pem", "."))
+    without = Command(("docker", "build", "--secret", "id=npmrc,src=/home/me/.npmrc", "."))
+    assert "passed the host's CA bundle /corp/ca.pem" in steps.explain(plan, with_ca, failure)
+    assert "passed no host CA bundle to the build (--no-host-ca): drop --no-host-ca" in \
+        steps.explain(plan, without, failure)
+
+
+@pytest.mark.parametrize("argv, found", [
+    (["--secret", "id=ragbuild-host-ca,src=/a/ca.pem"], "/a/ca.pem"),
+    (["--secret=id=ragbuild-host-ca,source=/b/ca.pem"], "/b/ca.pem"),
+    (["--secret", "src=/c/ca.pem,id=ragbuild-host-ca,type=file"], "/c/ca.pem"),
+    (["--secret", "id=other,src=/a/ca.pem", "-t", "id=ragbuild-host-ca"], None),
+    (["--build-arg", "X=--secret", "id=ragbuild-host-ca,src=/d"], None),
+    ([], None),
+])
+def test_passed_secret(argv, found):
+    assert steps.passed_secret(["docker", "build", *argv, "."], "ragbuild-host-ca") == found
