@@ -553,8 +553,8 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     names = [" ".join(c[1:3]) for c in fp.calls]
     # buildx is asked for before the build; with buildx there is no attestation probe
     # the builder's driver and image store, then the push's registry config, before the build
-    assert names == ["rev-parse --is-inside-work-tree", "--no-optional-locks status",
-                     "rev-parse --verify", "buildx version", "buildx inspect", "info --format",
+    assert names == ["rev-parse --is-inside-work-tree", "ls-tree -r", "hash-object --stdin-paths",
+                     "buildx version", "buildx inspect", "info --format",
                      "buildx build"]  # the read-back starts no process
     assert len(FakeRegistry.current.manifest_requests()) == 3
     assert "an image index, read back from the registry instead of inspected locally" in err
