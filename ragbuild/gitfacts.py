@@ -123,6 +123,39 @@ def discover(cwd: str, environ: Mapping[str, str]) -> Optional[str]:
                 return directory
 
 
+def _git_dir_of(dotgit: str) -> str:
+    """The repository a ``.git`` names: itself, or the ``gitdir:`` of a ``.git`` file (a linked
+    worktree, a submodule), relative to the file's directory."""
+    if os.path.isfile(dotgit):
+        try:
+            with open(dotgit, encoding="utf-8", errors="replace") as handle:
+                line = handle.readline().strip()
+        except OSError:
+            return dotgit
+        if line.startswith("gitdir:"):
+            return os.path.join(os.path.dirname(dotgit), line[len("gitdir:"):].strip())
+    return dotgit
+
+
+def pointed_elsewhere(cwd: str, environ: Mapping[str, str]) -> Optional[str]:
+    """Why ``GIT_DIR``/``GIT_WORK_TREE`` make git read another repository or work tree than
+    the checkout ``cwd`` is in (its own ``.git``, found without them), or None: they are unset
+    or name this checkout (as a git hook sets them)."""
+    if "GIT_DIR" not in environ and "GIT_WORK_TREE" not in environ:
+        return None
+    own = discover(cwd, {k: v for k, v in environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")})
+    here = f"this checkout's .git is {own}" if own else "there is no .git here"
+    if "GIT_DIR" in environ:
+        named = os.path.realpath(os.path.join(cwd, environ["GIT_DIR"] or "."))
+        if own is None or os.path.realpath(_git_dir_of(own)) != named:
+            return f"GIT_DIR={environ['GIT_DIR']} makes git read another repository ({here})"
+    if "GIT_WORK_TREE" in environ:
+        tree = os.path.realpath(os.path.join(cwd, environ["GIT_WORK_TREE"]))
+        if own is None or os.path.realpath(os.path.dirname(own)) != tree:
+            return f"GIT_WORK_TREE={environ['GIT_WORK_TREE']} makes git read another work tree ({here})"
+    return None
+
+
 # --- git's answers -----------------------------------------------------------------------------
 
 

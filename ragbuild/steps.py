@@ -144,6 +144,9 @@ def git_info(runner: Runner, options: Optional[Options] = None,
                             f"looks in): {RELEASE_NEEDS_GIT}; run it in the project's clone, or "
                             "build an exported source tree with --git-commit SHA")
         return GitInfo(reason="not a git repository")
+    elsewhere = gitfacts.pointed_elsewhere(os.getcwd(), environ) if release else None
+    if elsewhere:
+        raise GitFailed(f"{elsewhere}: {RELEASE_NEEDS_GIT} of this checkout; unset it")
     try:
         asked = runner.run(git_repository_command())
         if not asked.ok:
