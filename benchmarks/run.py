@@ -14,7 +14,8 @@ Sections:
   2. the worker image: cold build, rebuild after a one-line change under src/, no-change rebuild
   3. image size: the multi-stage Dockerfile against benchmarks/Dockerfile.single-stage
   4. push to the plain registry: one tag, six tags, a re-push of unchanged tags
-  5. CLI latency of --help and --dry-run, with ``python -X importtime`` top entries
+  5. CLI latency of --help and --dry-run, with ``python -X importtime`` top entries, and the
+     dirty check alone (``steps.git_info`` on the worker's context, timed in-process)
   6. the realistic dependency set (benchmarks/requirements-realistic.txt, ~120 wheels): the
      Dockerfile (uv, BuildKit cache mounts) against benchmarks/Dockerfile.single-stage on the
      same mirror: cold build, rebuild after a one-line src/ change, rebuild after bumping one pin
@@ -70,6 +71,32 @@ GIT_ID = ("-c", "user.name=ragbuild bench", "-c", "user.email=bench@ragbuild.inv
 # the other programs the three variants start: plumbum's import runs `uname -p`)
 COUNTED = ("docker", "git", "uname", "date", "tail")
 PUSH_EPOCH = "1767225600"  # SOURCE_DATE_EPOCH for the push runs: a re-push has the same tags
+
+#: Times one ``steps.git_info`` in the working directory (a committed copy of the worker's
+#: context), after one untimed call (imports, page cache); prints seconds, files docker sends,
+#: git processes started and whether it found the tree dirty (0/1). argv[1]: the repository.
+GIT_FACTS_TIMER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from ragbuild import gitfacts
+from ragbuild.plan import Options
+from ragbuild.runner import Runner
+from ragbuild.steps import git_info
+
+class Counting(Runner):
+    calls = 0
+
+    def run(self, cmd, **kw):
+        Counting.calls += 1
+        return super().run(cmd, **kw)
+
+git_info(Runner(), Options(env="dev"))
+start = time.perf_counter()
+info = git_info(Counting(), Options(env="dev"))
+elapsed = time.perf_counter() - start
+sent = gitfacts.sent_files(".", ".", "Dockerfile")
+print(f"{elapsed:.6f} {len(sent.files)} {Counting.calls} {int(info.dirty)}")
+"""
 
 TARGETS = {  # name: (limit, what it is)
     "change": (0.15, "rebuild after a one-line src/ change / cold build"),
@@ -594,13 +621,28 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
              [self.py, "-c", "pass"]),
             (self.row("5. CLI latency", "`build-image.py --help`"), self.ragbuild("--help")),
             (self.row("5. CLI latency", "`build-image.py --env dev --dry-run`",
-                      "runs one read-only `git describe`"),
+                      "runs the read-only git queries (the dirty check), no docker"),
              self.ragbuild("--env", "dev", "--image-name", SMALL, "--dry-run")),
         ]
         for _, argv in cases:  # warm-up: bytecode compiled, files in the page cache
             self.sh.run(argv, cwd=ctx, extra_env=extra)
-        interleave(self, [(row, lambda i, a=argv: self.sh.timed(a, cwd=ctx, extra_env=extra))
-                          for row, argv in cases], self.args.cli_runs)
+        timed = [(row, lambda i, a=argv: self.sh.timed(a, cwd=ctx, extra_env=extra))
+                 for row, argv in cases]
+        project = self.work / "project"  # the worker's context, committed (worker_copy)
+        facts = self.row("5. CLI latency", "the dirty check: `steps.git_info` on the worker's "
+                                           "context (in-process, not a whole command)")
+
+        def dirty_check(i):
+            answer = self.sh.out([self.py, "-c", GIT_FACTS_TIMER, REPO], cwd=project,
+                                 extra_env=extra).split()
+            if len(answer) != 4 or answer[3] != "0":
+                raise CommandError(f"error: the dirty check gave {answer} on a clean copy")
+            facts.note = (f"{answer[1]} files sent, compared with the commit by {answer[2]} git "
+                          "processes (rev-parse, ls-tree, hash-object)")
+            return float(answer[0])
+
+        dirty_check(0)  # warm-up
+        interleave(self, timed + [(facts, dirty_check)], self.args.cli_runs)
         for label, flags in (("--help", ["--help"]),
                              ("--env dev --dry-run", ["--env", "dev", "--image-name", SMALL, "--dry-run"])):
             done = self.sh.run([self.py, "-X", "importtime", SCRIPT, *flags], cwd=ctx,
@@ -908,7 +950,7 @@ for tag in "${{TAGS[@]}}"; do echo "$tag $(docker images --format 'table {{{{.Si
                  for name in (name, heavy[0] if heavy else "")}
         if "plumbum" in names:
             self.notes.append("plumbum is imported on the `--dry-run` path (and every build) because "
-                              "the runner starts the read-only `git describe` through it; its import "
+                              "the runner starts the read-only git queries through it; its import "
                               "pulls in urllib.request (http.client, ssl, email) and runs `uname -p` "
                               "(see the process table)")
         if any(name.startswith("__editable__") for name in names):
