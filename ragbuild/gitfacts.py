@@ -253,8 +253,10 @@ def sent_files(toplevel: str, context: str, dockerfile: str) -> Sent:
     root = os.path.realpath(context)
     rules = ContextRules(context, dockerfile)
     files, outside = {}, []
+    added = set()
 
     def add(full: str, found: Optional[os.stat_result] = None) -> None:
+        added.add(full)
         rel = _within(full, top)
         if rel is None:
             outside.append(full)
@@ -267,7 +269,7 @@ def sent_files(toplevel: str, context: str, dockerfile: str) -> Sent:
               for name in (os.path.basename(dockerfile), os.path.basename(dockerfile) + ".dockerignore")}
     always.add(os.path.join(root, ".dockerignore"))
     for full in sorted(always):
-        if os.path.lexists(full) and _within(full, top) not in files:
+        if os.path.lexists(full) and full not in added:
             add(full)
     always_rel = {_within(full, top) for full in always}
 

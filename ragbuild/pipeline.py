@@ -136,6 +136,10 @@ def gather(runner: Runner, options: Options, config: Config,
     elif git.dirty:
         runner.log(f"warning: the git tree has uncommitted changes ({git.describe_changes()}): "
                    f"tagging git-{git.sha}-dirty")
+    if git.outside:
+        count = f"{len(git.outside)} file{'s' if len(git.outside) > 1 else ''}"
+        runner.log(f"warning: {count} docker sends (e.g. {git.outside[0]}) are outside the git "
+                   f"work tree {git.toplevel}: commit {git.sha} says nothing about them")
     for line in describe_plan(plan):
         runner.log(line)
     return RunState(options, config, facts, plan, environ)

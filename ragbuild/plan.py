@@ -174,6 +174,9 @@ class GitInfo:
     changes: tuple = ()
     shallow: bool = False  # a shallow clone (``git rev-parse --is-shallow-repository``)
     given: bool = False  # sha is --git-commit's (a tree without .git): nothing was compared
+    #: files docker sends from outside the work tree (absolute): not compared with the commit
+    outside: tuple = ()
+    toplevel: str = ""  # the work tree's top level, as git names it
 
     def describe_changes(self, limit: int = 5) -> str:
         """``a.py, new.txt (not in the commit), and 3 more``: the files that make the tree dirty."""

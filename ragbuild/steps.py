@@ -123,8 +123,9 @@ def git_info(runner: Runner, options: Optional[Options] = None,
     out in the context is compared with the commit the superproject records, in its own
     repository. A failing rev-parse asks ``git status`` whether there are no commits yet (a
     warning) or why git cannot read the repository: that, any other failure, an incomplete
-    answer, or a context outside git's work tree raises ``GitFailed`` with git's reason. No git
-    installed: a warning, a stop for a release."""
+    answer raises ``GitFailed`` with git's reason. No git installed: a warning, a stop for a
+    release. Files docker sends from outside git's work tree (a ``--context`` or ``-f``
+    elsewhere) are not compared: ``GitInfo.outside`` (the pipeline warns)."""
     from ragbuild import gitfacts
     from ragbuild.plan import GitUnreadable, check_git_commit, git_repository_command
 
@@ -153,15 +154,8 @@ def git_info(runner: Runner, options: Optional[Options] = None,
             _no_commits(runner, asked)
             return GitInfo(reason=NO_COMMITS)
         toplevel, shallow, oid, sha = parse_git_repository(asked.stdout)
-        context = os.path.realpath(options.context)
-        if gitfacts._within(context, os.path.realpath(toplevel)) is None:
-            pointed = ", ".join(f"{name}={environ[name]}" for name in ("GIT_DIR", "GIT_WORK_TREE")
-                                if name in environ)
-            raise GitUnreadable(f"the build context {context} is not in the work tree git reads "
-                                f"({toplevel}{'; ' + pointed if pointed else ''})")
         sent = gitfacts.sent_files(toplevel, options.context, options.file)
         changes = _changes(runner, toplevel, oid, sent.files, sent.sends, "")
-        changes += [(path, gitfacts.NOT_IN_COMMIT) for path in sent.outside]
     except ToolMissing as missing:
         if release:
             raise GitFailed(f"{missing}: {RELEASE_NEEDS_GIT}") from None
@@ -169,7 +163,8 @@ def git_info(runner: Runner, options: Optional[Options] = None,
     except GitUnreadable as err:
         raise GitFailed(f"git cannot say which commit this build is made from: {err}; the run "
                         "stops before docker rather than tag the image without it") from None
-    return GitInfo(sha=sha, dirty=bool(changes), changes=tuple(changes), shallow=shallow)
+    return GitInfo(sha=sha, dirty=bool(changes), changes=tuple(changes), shallow=shallow,
+                   outside=tuple(sent.outside), toplevel=toplevel)
 
 
 def _no_commits(runner: Runner, asked: Result) -> None:

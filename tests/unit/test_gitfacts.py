@@ -336,3 +336,29 @@ def test_git_commit_is_refused_in_a_repository(repo, capsys):
     code, out, err = dry_run(capsys, *PROD, "--git-commit", "0123456")
     assert code == 2 and out == ""
     assert "--git-commit is for a tree without a git repository" in err.splitlines()[-1]
+
+
+def test_doctor_names_the_repair_of_a_moved_worktree(moved_worktree, capsys):
+    code = cli.main(["doctor"])
+    out, err = capsys.readouterr()
+    line = next(line for line in (out + err).splitlines() if line.startswith("problem  git:"))
+    assert "fatal: not a git repository: " in line and "/worktrees/wt" in line
+    assert line.endswith(f"fix: if the main repository was moved, run `git worktree repair "
+                         f"{moved_worktree}` in it")
+    assert code == 1
+
+
+def test_a_context_outside_the_work_tree_is_not_compared_and_says_so(repo, capsys, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "Dockerfile").write_text("FROM scratch\n")
+    (elsewhere / "data.txt").write_text("x\n")
+    out = clean(capsys, "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile"))
+    code, out, err = dry_run(capsys, "--env", "dev", "--context", str(elsewhere),
+                             "-f", str(elsewhere / "Dockerfile"))
+    assert code == 0, err
+    assert any(line.startswith("warning: 2 files docker sends (e.g. ") and
+               f"are outside the git work tree {repo}: commit " in line
+               for line in err.splitlines()), err
+    (repo / "app.txt").write_text("changed\n")  # not sent from here: still clean
+    clean(capsys, "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile"))
