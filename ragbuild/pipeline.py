@@ -20,7 +20,7 @@ from ragbuild import steps
 from ragbuild.errors import Interrupted, RagbuildError
 from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
 from ragbuild.redaction import redact_argv
-from ragbuild.plan import BuildPlan, Config, Options, describe_plan
+from ragbuild.plan import BuildPlan, Config, Options, describe_plan, shown_path
 from ragbuild.runner import Runner
 
 if TYPE_CHECKING:  # imported where a step needs them
@@ -138,7 +138,7 @@ def gather(runner: Runner, options: Options, config: Config,
                    f"tagging git-{git.sha}-dirty")
     if git.outside:
         count = f"{len(git.outside)} file{'s' if len(git.outside) > 1 else ''}"
-        runner.log(f"warning: {count} docker sends (e.g. {git.outside[0]}) are outside the git "
+        runner.log(f"warning: {count} docker sends (e.g. {shown_path(git.outside[0])}) are outside the git "
                    f"work tree {git.toplevel}: commit {git.sha} says nothing about them")
     for line in describe_plan(plan):
         runner.log(line)

@@ -163,6 +163,16 @@ class Options:
     push_backoff: Optional[float] = None
 
 
+def shown_path(path: str) -> str:
+    """A file name for a one-line message: as it is, or double-quoted with C escapes when it
+    holds a control character, a quote or a backslash (as git's ``core.quotePath`` shows it)."""
+    if path.isprintable() and '"' not in path and "\\" not in path:
+        return path
+    escapes = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+    return '"' + "".join(escapes.get(char) or (char if char.isprintable() else
+                                               f"\\{ord(char):03o}") for char in path) + '"'
+
+
 @dataclass(frozen=True)
 class GitInfo:
     sha: Optional[str] = None  # None: no repository, no commits, or no git
@@ -180,7 +190,8 @@ class GitInfo:
 
     def describe_changes(self, limit: int = 5) -> str:
         """``a.py, new.txt (not in the commit), and 3 more``: the files that make the tree dirty."""
-        shown = [f"{path} ({note})" if note else path for path, note in self.changes[:limit]]
+        shown = [f"{shown_path(path)} ({note})" if note else shown_path(path)
+                 for path, note in self.changes[:limit]]
         more = len(self.changes) - limit
         return ", ".join(shown) + (f", and {more} more" if more > 0 else "")
 

@@ -362,3 +362,50 @@ def test_a_context_outside_the_work_tree_is_not_compared_and_says_so(repo, capsy
                for line in err.splitlines()), err
     (repo / "app.txt").write_text("changed\n")  # not sent from here: still clean
     clean(capsys, "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile"))
+
+
+def test_odd_file_names_are_hashed_by_the_one_process(repo, capsys):
+    """--stdin-paths reads one name a line, C-quoted when it holds a newline, a backslash or
+    starts with a quote (gitfacts.c_quote)."""
+    names = ["new\nline.txt", '"quoted.txt', "back\\slash.txt", "tab\there.txt", "space d.txt"]
+    for name in names:
+        (repo / name).write_text(f"{name}\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "odd names")
+    clean(capsys)
+    shown = ['"new\\nline.txt"', '"\\"quoted.txt"', '"back\\\\slash.txt"',
+             '"tab\\there.txt"', "space d.txt"]  # one line: quoted as git shows them
+    for name, text in zip(names, shown):
+        (repo / name).write_text("changed\n")
+        assert f"({text}): what docker would send" in refused(capsys)
+        git("checkout", "--", name)
+    clean(capsys)
+
+
+def test_discovery_stops_at_a_filesystem_boundary_as_git(tmp_path, monkeypatch):
+    """GIT_DISCOVERY_ACROSS_FILESYSTEM (git's one_filesystem): a parent on another device is
+    not looked at unless the variable is true. The boundary is faked: os.stat's st_dev."""
+    from ragbuild import gitfacts
+
+    (tmp_path / ".git").mkdir()
+    start = tmp_path / "mnt" / "inner"
+    start.mkdir(parents=True)
+    real_stat = os.stat
+
+    class Stat:
+        def __init__(self, found, device):
+            self.st_dev, self.st_mode = device, found.st_mode
+
+    def stat(path, *args, **kw):
+        found = real_stat(path, *args, **kw)
+        inside = str(path).startswith(str(tmp_path / "mnt"))
+        return Stat(found, 2 if inside else 1)
+
+    monkeypatch.setattr(gitfacts.os, "stat", stat)
+    env = {"GIT_CEILING_DIRECTORIES": str(tmp_path.parent)}
+    assert gitfacts.discover(str(start), env) is None
+    for value in ("1", "true", "yes", "on"):
+        assert gitfacts.discover(str(start), {**env, "GIT_DISCOVERY_ACROSS_FILESYSTEM": value}) \
+            == str(tmp_path / ".git")
+    for value in ("0", "false", "off", ""):
+        assert gitfacts.discover(str(start), {**env, "GIT_DISCOVERY_ACROSS_FILESYSTEM": value}) is None

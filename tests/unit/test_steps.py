@@ -16,7 +16,8 @@ import shutil
 import subprocess
 from plumbum import local
 from ragbuild import cli
-from fakes import GIT_REV_PARSE, GIT_STATUS, OID, docker_calls, git_status_output, register_git
+from fakes import (GIT_HASH, GIT_REV_PARSE, GIT_STATUS, OID, docker_calls, git_ls_tree,
+                   git_status_output, register_git)
 
 
 @pytest.mark.parametrize("content, context, helpers", [
@@ -529,6 +530,70 @@ def test_no_commits_is_told_by_the_initial_oid_not_by_words(project, fp, capsys)
     assert code == 0, err
     assert "GIT_COMMIT=unknown" in out
     assert "warning: the git repository has no commits: no git-<sha> tag" in err
+
+
+def register_rev_parse(fp, project):
+    (project / ".git").mkdir()
+    fp.register(git_cmd(fp, GIT_REV_PARSE),
+                stdout=f"true\n{project}\nfalse\n{OID}\n{OID[:7]}\n")
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ({"returncode": 128, "stderr": "fatal: not a tree object\n"}, "fatal: not a tree object"),
+    ({"stdout": "100644 blob abc\0"}, "git ls-tree gave '100644 blob abc'"),
+])
+def test_a_failing_or_odd_ls_tree_stops(project, fp, capsys, answer, reason):
+    fp.allow_unregistered(False)
+    register_rev_parse(fp, project)
+    fp.register(git_cmd(fp, git_ls_tree()), **answer)
+    code, out, err = run(capsys, "--env", "dev")
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1] == ("error: git cannot say which commit this build is made from: "
+                                    f"{reason}; the run stops before docker rather than tag the "
+                                    "image without it")
+    assert docker_calls(fp) == 0
+
+
+@pytest.mark.parametrize("answer, reason", [
+    # a required filter that fails (git-lfs missing): git's reason
+    ({"returncode": 128, "stderr": "error: external filter 'git-lfs clean' failed\nfatal: "
+                                   "Dockerfile: clean filter 'lfs' failed\n"},
+     "error: external filter 'git-lfs clean' failed"),
+    ({"stdout": ""}, "git hash-object gave 0 ids for 1 files"),
+])
+def test_a_failing_or_short_hash_object_stops(project, fp, capsys, answer, reason):
+    fp.allow_unregistered(False)
+    register_rev_parse(fp, project)
+    fp.register(git_cmd(fp, git_ls_tree()), stdout=f"100644 blob {'1' * 40}\tDockerfile\0")
+    fp.register(git_cmd(fp, GIT_HASH), **answer)
+    code, out, err = run(capsys, "--env", "dev")
+    assert code == 1 and out == ""
+    assert reason in err.splitlines()[-1]
+    assert docker_calls(fp) == 0
+
+
+def test_hash_object_is_given_the_sent_files_that_the_commit_has(project, fp, capsys):
+    """One process for every file; a file the commit lacks is a change without hashing."""
+    fp.allow_unregistered(False)
+    register_rev_parse(fp, project)
+    (project / "app.txt").write_text("x\n")
+    (project / "new.txt").write_text("y\n")
+    fp.register(git_cmd(fp, git_ls_tree()),
+                stdout=f"100644 blob {'1' * 40}\tDockerfile\x00100644 blob {'2' * 40}\tapp.txt"
+                       f"\x00100644 blob {'3' * 40}\tgone.txt\x00")
+    asked = []
+
+    def answer(data):
+        asked.append(data.decode())
+        return {"stdout": f"{'1' * 40}\n{'9' * 40}\n"}
+
+    fp.register(git_cmd(fp, GIT_HASH), stdin_callable=answer)
+    code, out, err = run(capsys, "--env", "dev")
+    assert code == 0, err
+    assert sorted(asked[0].splitlines()) == ["Dockerfile", "app.txt"]
+    assert ("warning: the git tree has uncommitted changes (app.txt, gone.txt (missing), new.txt "
+            "(not in the commit)): tagging git-a1b2c3d-dirty") in err.splitlines()
+    assert fp.call_count([fp.program("git"), fp.any()]) == 3
 
 
 def test_a_failing_git_tag_stops_auto_with_gits_reason(project, fp, capsys):
