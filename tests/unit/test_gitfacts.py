@@ -409,3 +409,48 @@ def test_discovery_stops_at_a_filesystem_boundary_as_git(tmp_path, monkeypatch):
             == str(tmp_path / ".git")
     for value in ("0", "false", "off", ""):
         assert gitfacts.discover(str(start), {**env, "GIT_DISCOVERY_ACROSS_FILESYSTEM": value}) is None
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_a_change(repo, capsys):
+    """git status trusts its stat cache: same size, same mtime (and an index written later)
+    is "unchanged" without reading the file. The content decides here."""
+    os.utime(repo / "app.txt", (946684800, 946684800))  # 2000-01-01
+    git("update-index", "--refresh")
+    (repo / "app.txt").write_text("setting = COMMITTED\n")  # same size
+    os.utime(repo / "app.txt", (946684800, 946684800))
+    assert git("status", "--porcelain") == ""  # the stand-in misses it
+    assert "(app.txt)" in refused(capsys)
+
+
+@pytest.mark.parametrize("where", ["info/exclude", "core.excludesFile"])
+def test_a_file_other_git_excludes_hide_is_not_in_the_commit(repo, capsys, tmp_path, where):
+    if where == "info/exclude":
+        (repo / ".git" / "info").mkdir(exist_ok=True)
+        (repo / ".git" / "info" / "exclude").write_text("*.local\n")
+    else:
+        excludes = tmp_path / "excludes"
+        excludes.write_text("*.local\n")
+        git("config", "core.excludesFile", str(excludes))
+    (repo / "settings.local").write_text("x = 1\n")
+    assert git("status", "--porcelain") == ""
+    assert "settings.local (not in the commit)" in refused(capsys)
+
+
+@pytest.mark.parametrize("layout, reason", [
+    ("empty .git directory", "fatal: not a git repository (or any of the parent directories): .git"),
+    ("garbage .git file", "fatal: invalid gitfile format: "),
+    ("dangling .git file", "fatal: not a git repository: "),
+])
+def test_a_dot_git_git_cannot_use_is_never_no_repository(git_env, capsys, layout, reason):
+    """A .git is there, so git's failure is a checkout it cannot read, whatever its words."""
+    if layout == "empty .git directory":
+        (git_env / ".git").mkdir()
+    elif layout == "garbage .git file":
+        (git_env / ".git").write_text("not a gitfile\n")
+    else:
+        (git_env / ".git").write_text(f"gitdir: {git_env.parent}/gone/.git/worktrees/wt\n")
+    for argv in (PROD, ("--env", "dev")):
+        code, out, err = build(capsys, *argv)
+        assert code == 1 and out == "" and STUB_RAN not in err
+        assert err.splitlines()[-1].startswith(
+            f"error: git cannot say which commit this build is made from: {reason}"), err
