@@ -137,9 +137,12 @@ def gather(runner: Runner, options: Options, config: Config,
         runner.log(f"warning: the git tree has uncommitted changes ({git.describe_changes()}): "
                    f"tagging git-{git.sha}-dirty")
     if git.outside:
-        count = f"{len(git.outside)} file{'s' if len(git.outside) > 1 else ''}"
-        runner.log(f"warning: {count} docker sends (e.g. {shown_path(git.outside[0])}) are outside the git "
-                   f"work tree {git.toplevel}: commit {git.sha} says nothing about them")
+        first = shown_path(git.outside[0])
+        what = (f"the file docker sends {first} is" if len(git.outside) == 1 else
+                f"{len(git.outside)} files docker sends (e.g. {first}) are")
+        them = "it" if len(git.outside) == 1 else "them"
+        runner.log(f"warning: {what} outside the git work tree {git.toplevel}: commit {git.sha} "
+                   f"says nothing about {them}")
     for line in describe_plan(plan):
         runner.log(line)
     return RunState(options, config, facts, plan, environ)

@@ -69,7 +69,7 @@ class Command:
     mode: Mode = Mode.CAPTURE
     check: bool = True  # a non-zero exit raises CommandFailed
     kind: Kind = Kind.ACTION
-    stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
+    stdin: Optional[str] = None  # a placeholder naming what is fed on stdin; never its value
     assume: str = ""  # the stdout a dry run takes it to have printed (it exits 0)
     dry_note: str = ""  # what a real run decides from its answer, said by a dry run
     #: a file the command writes its answer to (``--metadata-file``): ``Runner.run`` removes

@@ -353,7 +353,7 @@ def test_a_context_outside_the_work_tree_is_not_compared_and_says_so(repo, capsy
     elsewhere.mkdir()
     (elsewhere / "Dockerfile").write_text("FROM scratch\n")
     (elsewhere / "data.txt").write_text("x\n")
-    out = clean(capsys, "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile"))
+    clean(capsys, "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile"))
     code, out, err = dry_run(capsys, "--env", "dev", "--context", str(elsewhere),
                              "-f", str(elsewhere / "Dockerfile"))
     assert code == 0, err
@@ -362,6 +362,12 @@ def test_a_context_outside_the_work_tree_is_not_compared_and_says_so(repo, capsy
                for line in err.splitlines()), err
     (repo / "app.txt").write_text("changed\n")  # not sent from here: still clean
     clean(capsys, "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile"))
+    os.remove(elsewhere / "data.txt")
+    code, out, err = dry_run(capsys, "--env", "dev", "--context", str(elsewhere),
+                             "-f", str(elsewhere / "Dockerfile"))
+    assert (f"warning: the file docker sends {elsewhere / 'Dockerfile'} is outside the git work "
+            f"tree {repo}: commit {git('rev-parse', '--short=7', 'HEAD')} says nothing about "
+            "it") in err.splitlines()
 
 
 def test_odd_file_names_are_hashed_by_the_one_process(repo, capsys):
