@@ -96,7 +96,7 @@ def run_families(bench: Bench, only: set[str]) -> None:
         push.run(bench, copy)
         sample(bench)
     if "cli" in only:
-        cli.run(bench)
+        cli.run(bench, copy)
         sample(bench)
     if "realistic" in only:
         realistic.run(bench)

@@ -180,6 +180,10 @@ def build_parser() -> ArgumentParser:
                   "docs/scan.md)")
     safety.add_argument("--allow-dirty", action="store_true",
                         help="allow a prod build from a tree with uncommitted changes")
+    safety.add_argument("--git-commit", metavar="SHA",
+                        help="the commit of a tree without .git (an exported source tarball): "
+                             "GIT_COMMIT and the git-<sha> tag, where a release (--env prod or "
+                             "--push) needs a commit; refused inside a repository (docs/git-facts.md)")
     safety.add_argument("--smoke-test", action="store_true",
                         help="after the build, start the image as SageMaker does (docker run IMAGE "
                              "serve), wait for GET /ping on 8080, check /health, before anything "
@@ -289,7 +293,8 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
                    registry_source=registry_source, tags=tuple(ns.tags),
                    no_cache=ns.no_cache, push=ns.push, dry_run=ns.dry_run,
                    build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
-                   image_name=ns.image_name, allow_dirty=ns.allow_dirty, smoke_test=ns.smoke_test,
+                   image_name=ns.image_name, allow_dirty=ns.allow_dirty, git_commit=ns.git_commit,
+                   smoke_test=ns.smoke_test,
                    skip_existing_immutable=ns.skip_existing_immutable,
                    context_warn_mb=ns.context_warn_mb, allow_secrets=ns.allow_secrets,
                    scan=ns.scan or ns.scan_command is not None, scan_command=ns.scan_command,

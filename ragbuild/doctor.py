@@ -99,7 +99,7 @@ def prepare(doc: Doctor) -> None:
         doc.plan_error = str(err)
     if doc.git is None:
         try:
-            doc.git = steps.git_info(doc.runner, doc.options)
+            doc.git = steps.git_info(doc.runner, doc.options, doc.environ)
         except RagbuildError as err:
             doc.git_error = str(err)
 
@@ -189,7 +189,7 @@ def check_git(doc: Doctor) -> list:
     git = doc.git
     if git is None:  # git failed: the build stops before docker
         reason = doc.git_error or "git failed"
-        fix = _git_fix(reason)
+        fix = _unreadable_fix(reason)
         return [Finding(PROBLEM, "git", f"{reason}{'; fix: ' + fix if fix else ''}")]
     if not git.sha:
         reason = git.reason or "no commit"
@@ -197,7 +197,8 @@ def check_git(doc: Doctor) -> list:
                                      f"GIT_COMMIT=unknown; fix: {_git_fix(reason)}")]
     found = []
     if git.dirty:
-        found.append(Finding(WARN, "git", f"commit {git.sha} with uncommitted changes: tagged "
+        found.append(Finding(WARN, "git", f"commit {git.sha} with uncommitted changes "
+                                          f"({git.describe_changes()}): tagged "
                                           f"git-{git.sha}-dirty; a prod build needs a clean tree "
                                           "or --allow-dirty"))
     else:
@@ -216,10 +217,19 @@ def check_git(doc: Doctor) -> list:
     return found
 
 
-def _git_fix(reason: str) -> str:
-    """The command that fixes what git said, where there is one."""
+def _unreadable_fix(reason: str) -> str:
+    """The command that fixes why git could not answer (``GitFailed``), where there is one: a
+    hint for the user, never a verdict (that was git's discovery and exit status)."""
     if "dubious ownership" in reason or "safe.directory" in reason:
         return f"git config --global --add safe.directory {os.path.abspath('.')}"
+    if "/worktrees/" in reason:
+        return (f"if the main repository was moved, run `git worktree repair {os.path.abspath('.')}`"
+                " in it")
+    return ""
+
+
+def _git_fix(reason: str) -> str:
+    """The command that fixes a missing fact (no repository, no git, no commits)."""
     if "not a git repository" in reason:
         return "git init && git add -A && git commit -m 'initial'"
     if "not installed" in reason:

@@ -16,7 +16,7 @@ import functools
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from ragbuild.errors import ToolMissing, UsageError
 from ragbuild.plan import human_size
@@ -161,12 +161,11 @@ class ContextRules:
         return not self.matcher.matches(rel)
 
 
-def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
-    """Walk ``context`` as docker would send it; symlinks are sent as links, not followed."""
-    rules = ContextRules(context, dockerfile)
-    matcher, path = rules.matcher, rules.ignore_file
-    report = ContextReport(root=context, ignore_file=path)
-    stack = [("", context)]
+def walk_context(rules: ContextRules) -> Iterator[tuple[str, os.DirEntry]]:
+    """``(rel, entry)`` for each file docker sends from ``rules.context`` (not directories):
+    ``rel`` slash-separated relative to the context, in walk order; symlinks are sent as links,
+    not followed. An unreadable directory: ``UsageError``."""
+    stack = [("", rules.context)]
     while stack:
         prefix, directory = stack.pop()
         try:
@@ -179,19 +178,26 @@ def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
                 if rules.descends(rel):
                     stack.append((rel + "/", entry.path))
                 continue
-            if matcher.matches(rel):
-                continue
-            size = entry.stat(follow_symlinks=False).st_size
-            report.files += 1
-            report.bytes += size
-            top = rel.split("/", 1)
-            key = top[0] + "/" if len(top) > 1 else top[0]
-            totals = report.entries.setdefault(key, [0, 0])
-            totals[0] += size
-            totals[1] += 1
-            why = secret_reason(rel, functools.partial(_read, entry.path))
-            if why:
-                report.secrets.append((rel, why))
+            if not rules.matcher.matches(rel):
+                yield rel, entry
+
+
+def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
+    """Walk ``context`` as docker would send it (``walk_context``)."""
+    rules = ContextRules(context, dockerfile)
+    report = ContextReport(root=context, ignore_file=rules.ignore_file)
+    for rel, entry in walk_context(rules):
+        size = entry.stat(follow_symlinks=False).st_size
+        report.files += 1
+        report.bytes += size
+        top = rel.split("/", 1)
+        key = top[0] + "/" if len(top) > 1 else top[0]
+        totals = report.entries.setdefault(key, [0, 0])
+        totals[0] += size
+        totals[1] += 1
+        why = secret_reason(rel, functools.partial(_read, entry.path))
+        if why:
+            report.secrets.append((rel, why))
     return report
 
 

@@ -20,7 +20,7 @@ from ragbuild import steps
 from ragbuild.errors import Interrupted, RagbuildError
 from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
 from ragbuild.redaction import redact_argv
-from ragbuild.plan import BuildPlan, Config, Options, describe_plan
+from ragbuild.plan import BuildPlan, Config, Options, describe_plan, shown_path
 from ragbuild.runner import Runner
 
 if TYPE_CHECKING:  # imported where a step needs them
@@ -136,6 +136,13 @@ def gather(runner: Runner, options: Options, config: Config,
     elif git.dirty:
         runner.log(f"warning: the git tree has uncommitted changes ({git.describe_changes()}): "
                    f"tagging git-{git.sha}-dirty")
+    if git.outside:
+        first = shown_path(git.outside[0])
+        what = (f"the file docker sends {first} is" if len(git.outside) == 1 else
+                f"{len(git.outside)} files docker sends (e.g. {first}) are")
+        them = "it" if len(git.outside) == 1 else "them"
+        runner.log(f"warning: {what} outside the git work tree {git.toplevel}: commit {git.sha} "
+                   f"says nothing about {them}")
     for line in describe_plan(plan):
         runner.log(line)
     return RunState(options, config, facts, plan, environ)

@@ -72,7 +72,7 @@ class Command:
     mode: Mode = Mode.CAPTURE
     check: bool = True  # a non-zero exit raises CommandFailed
     kind: Kind = Kind.ACTION
-    stdin: Optional[str] = None  # a placeholder naming the secret fed on stdin; never its value
+    stdin: Optional[str] = None  # a placeholder naming what is fed on stdin; never its value
     assume: str = ""  # the stdout a dry run takes it to have printed (it exits 0)
     dry_note: str = ""  # what a real run decides from its answer, said by a dry run
     #: a file the command writes its answer to (``--metadata-file``): ``Runner.run`` removes
@@ -131,6 +131,7 @@ class Options:
     context: str = "."
     image_name: Optional[str] = None
     allow_dirty: bool = False
+    git_commit: Optional[str] = None  # --git-commit SHA: the commit of a tree without .git
     smoke_test: bool = False
     skip_existing_immutable: bool = False
     # checks beyond bash's (guard.py)
@@ -165,21 +166,35 @@ class Options:
     push_backoff: Optional[float] = None
 
 
+def shown_path(path: str) -> str:
+    """A file name for a one-line message: as it is, or double-quoted with C escapes when it
+    holds a control character, a quote or a backslash (as git's ``core.quotePath`` shows it)."""
+    if path.isprintable() and '"' not in path and "\\" not in path:
+        return path
+    escapes = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+    return '"' + "".join(escapes.get(char) or (char if char.isprintable() else
+                                               f"\\{ord(char):03o}") for char in path) + '"'
+
+
 @dataclass(frozen=True)
 class GitInfo:
     sha: Optional[str] = None  # None: no repository, no commits, or no git
     dirty: bool = False  # what docker sends differs from the commit (``changes``)
     reason: str = ""  # why there is no sha
-    #: why the tree is dirty: tracked paths with changes, then untracked files the build context
-    #: sends (neither .gitignore nor .dockerignore excludes them), relative to the top level
+    #: why the tree is dirty: ``(path, note)`` for each file docker sends (or would send from a
+    #: checkout of the commit) that differs, paths relative to the top level, sorted; note ""
+    #: (content), ``mode A -> B``, ``missing``, ``not in the commit`` (gitfacts.compare)
     changes: tuple = ()
-    untracked: tuple = ()  # those of ``changes`` that are untracked
     shallow: bool = False  # a shallow clone (``git rev-parse --is-shallow-repository``)
+    given: bool = False  # sha is --git-commit's (a tree without .git): nothing was compared
+    #: files docker sends from outside the work tree (absolute): not compared with the commit
+    outside: tuple = ()
+    toplevel: str = ""  # the work tree's top level, as git names it
 
     def describe_changes(self, limit: int = 5) -> str:
-        """``a.py, new.txt (untracked), and 3 more``: the files that make the tree dirty."""
-        shown = [f"{path} (untracked)" if path in self.untracked else path
-                 for path in self.changes[:limit]]
+        """``a.py, new.txt (not in the commit), and 3 more``: the files that make the tree dirty."""
+        shown = [f"{shown_path(path)} ({note})" if note else shown_path(path)
+                 for path, note in self.changes[:limit]]
         more = len(self.changes) - limit
         return ", ".join(shown) + (f", and {more} more" if more > 0 else "")
 
@@ -404,13 +419,9 @@ def check_image_name(name: str, source: str = "--image-name") -> str:
 # --- facts -> plan -----------------------------------------------------------------------------
 
 
-#: Git speaks English to ragbuild: its reasons are quoted to the user as they are, and the one
-#: answer told apart by its words (``NOT_A_REPOSITORY``) is git's fixed die() message.
+#: Git speaks English to ragbuild: its reasons are quoted to the user as they are. No answer is
+#: told apart by its words: "no repository" is gitfacts.discover's (git's discovery, copied).
 GIT_ENV = (("LC_ALL", "C"), ("LANGUAGE", ""))
-#: How ``git rev-parse`` dies (exit 128) when neither the working directory nor a parent is a
-#: repository (git's setup.c); every other failure of the same call (dubious ownership, an
-#: unknown repository format, an unreadable .git) is a repository git cannot read.
-NOT_A_REPOSITORY = "fatal: not a git repository"
 #: GitInfo.reason of a repository before its first commit (``# branch.oid (initial)``).
 NO_COMMITS = "the git repository has no commits"
 #: The fix for --latest-policy auto in a clone without its history or tags.
@@ -424,48 +435,73 @@ class GitUnreadable(Exception):
 
 
 def git_repository_command() -> Command:
-    """Whether the working directory is in a work tree, its top level, and whether the clone
-    is shallow: three precise answers of one read-only ``git rev-parse``."""
+    """Whether the working directory is in a work tree, its top level, whether the clone is
+    shallow, HEAD's commit and its short form (as bash's ``git rev-parse --short``: 7 hex
+    digits, longer when needed to stay unique): five answers of one read-only ``git rev-parse``.
+    It fails before the first commit as when git cannot read the repository;
+    ``git_status_command`` tells the two apart."""
     return Command(("git", "rev-parse", "--is-inside-work-tree", "--show-toplevel",
-                    "--is-shallow-repository"), env=GIT_ENV, check=False, kind=Kind.QUERY)
-
-
-def git_status_command() -> Command:
-    """HEAD's commit (``# branch.oid``, ``(initial)`` before the first commit) and every change
-    to the work tree, untracked files one by one; ``--no-optional-locks``: a query takes no
-    index lock (``git status`` would otherwise refresh the index)."""
-    return Command(("git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "-z",
-                    "--untracked-files=all"), env=GIT_ENV, check=False, kind=Kind.QUERY)
-
-
-def git_short_sha_command(oid: str) -> Command:
-    """The commit ``oid`` abbreviated as bash's ``git rev-parse --short`` did (7 hex digits,
-    longer when needed to stay unique)."""
-    return Command(("git", "rev-parse", "--verify", "-q", "--short=7", f"{oid}^{{commit}}"),
+                    "--is-shallow-repository", "HEAD^{commit}", "--short=7", "HEAD^{commit}"),
                    env=GIT_ENV, check=False, kind=Kind.QUERY)
 
 
+def git_tree_command(oid: str, directory: Optional[str] = None) -> Command:
+    """Every file of commit ``oid``: mode, blob and path (``gitfacts.parse_ls_tree``), from the
+    top. ``directory``: a submodule's work tree (``git -C``)."""
+    where = ("-C", directory) if directory else ()
+    return Command(("git", *where, "ls-tree", "-r", "-z", "--full-tree", oid), env=GIT_ENV,
+                   check=False, kind=Kind.QUERY)
+
+
+def git_hash_command(directory: Optional[str] = None) -> Command:
+    """The blob id git would store for each file named on stdin (one a line, relative to the
+    top level, ``gitfacts.c_quote``d), git's filters applied as for that path: one process for
+    all. ``directory``: a submodule's work tree (``git -C``)."""
+    where = ("-C", directory) if directory else ()
+    return Command(("git", *where, "hash-object", "--stdin-paths"), env=GIT_ENV, check=False,
+                   kind=Kind.QUERY, stdin="the sent files' paths")
+
+
+def git_status_command() -> Command:
+    """Asked only when ``git_repository_command`` failed: HEAD's commit (``# branch.oid``,
+    ``(initial)`` before the first commit), or git's reason why it cannot say;
+    ``--no-optional-locks``: a query takes no index lock."""
+    return Command(("git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "-z",
+                    "--untracked-files=no"), env=GIT_ENV, check=False, kind=Kind.QUERY)
+
+
 def git_reason(returncode: int, stderr: str) -> str:
-    """Git's own reason for a failure: its ``fatal:``/``error:`` line (the lines after it are
-    advice), else its first line, else the exit status."""
+    """Git's own reason for a failure, one line: its ``fatal:``/``error:`` line and the advice
+    lines after it (``git config --global --add safe.directory ...``), else its first line,
+    else the exit status."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return (fatal or lines or [f"exit {returncode}"])[0]
+    first = next((i for i, line in enumerate(lines) if line.startswith(("fatal:", "error:"))), None)
+    if first is None:
+        return (lines or [f"exit {returncode}"])[0]
+    advice = [line for line in lines[first + 1:] if not line.startswith(("fatal:", "error:"))]
+    return " ".join([lines[first], *advice])
 
 
-def parse_git_repository(returncode: int, stdout: str, stderr: str) -> Optional[tuple]:
-    """``(top level, shallow)`` of ``git_repository_command``; None when the working directory
-    is in no repository (git exit 128 with its not-a-repository message). Raises
-    ``GitUnreadable`` for every other failure or an incomplete answer."""
-    first = stderr.strip().splitlines()[0] if stderr.strip() else ""
-    if returncode == 128 and first.startswith(NOT_A_REPOSITORY):
-        return None
-    if returncode != 0:
-        raise GitUnreadable(git_reason(returncode, stderr))
+def parse_git_repository(stdout: str) -> tuple:
+    """``(top level, shallow, oid, short sha)`` of a successful ``git_repository_command``.
+    Raises ``GitUnreadable`` for an incomplete answer."""
     answers = stdout.splitlines()
-    if len(answers) != 3 or answers[0] != "true" or answers[2] not in ("true", "false"):
+    if (len(answers) != 5 or answers[0] != "true" or answers[2] not in ("true", "false")
+            or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", answers[3])
+            or not re.fullmatch(r"[0-9a-f]{7,64}", answers[4])
+            or not answers[3].startswith(answers[4])):
         raise GitUnreadable(f"git rev-parse gave an incomplete answer: {stdout.strip()!r}")
-    return answers[1], answers[2] == "true"
+    return answers[1], answers[2] == "true", answers[3], answers[4]
+
+
+def check_git_commit(value: str) -> str:
+    """--git-commit's sha: 7 to 64 hex digits; a full one (40 or 64) is named by its first 7, as
+    ``git rev-parse --short=7`` names it in a clone (UsageError otherwise)."""
+    sha = value.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{7,64}", sha):
+        raise UsageError(f"--git-commit {value!r} is not a commit id: give the 7 to 40 hex "
+                         "digits `git rev-parse HEAD` prints in the clone the tree came from")
+    return sha[:7] if len(sha) in (40, 64) else sha
 
 
 def parse_git_status(stdout: str) -> tuple:
@@ -525,9 +561,10 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     extra_args = tuple(arg for arg in extra_args if arg not in moved)
     passed = passthrough.build_words(options.secrets, options.ssh, options.docker_options)
     if env == "prod" and git.dirty and not options.allow_dirty:
-        raise UsageError(f"the git tree has uncommitted changes ({git.describe_changes()}); commit "
-                         "them (or ignore untracked files in .gitignore or .dockerignore), or pass "
-                         "--allow-dirty to build prod from a dirty tree anyway")
+        raise UsageError(f"the git tree has uncommitted changes ({git.describe_changes()}): what "
+                         f"docker would send differs from commit {git.sha}; commit them (a file the "
+                         "image does not need: add it to .dockerignore), or pass --allow-dirty to "
+                         "build prod from a dirty tree anyway")
     channel = channels.version_channels(parsed, semver_tags=options.semver_tags,
                                         policy=options.latest_policy, known=version_tags)
     number = channels.build_number(options.build_number, options.ci_tags, environ or {})
@@ -820,7 +857,8 @@ def describe_plan(plan: BuildPlan) -> list:
         lines.append(f"version: {plan.version}")
     if plan.env:
         lines.append(f"environment: {plan.env}")
-    lines.append(f"git commit: {plan.git.commit}")
+    lines.append(f"git commit: {plan.git.commit}"
+                 + (" (--git-commit: a tree without .git, not compared)" if plan.git.given else ""))
     lines.append(f"timestamp: {plan.timestamp}")
     lines += _describe_builder(plan)
     opts = plan.options

@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Mapping, MutableMapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, MutableMapping, Optional, Sequence
 
 from ragbuild import builders, pip_config
 from ragbuild.channels import LatestPolicy
@@ -18,12 +18,13 @@ from ragbuild.errors import (CommandFailed, DockerUnavailable, GitFailed, PushFa
 from ragbuild.plan import (CREATED_LABEL, FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIGEST_KEY, BuildPlan,
                            Command, Config, GitInfo, Kind, Options, PushPlan, build_command,
                            build_pushes, buildx_version_command, git_reason, human_size,
-                           inspect_command, parse_build_arg, version_tags_command)
+                           inspect_command, parse_build_arg, parse_git_repository,
+                           version_tags_command)
 from ragbuild.pip_config import HostNetwork
 from ragbuild.reference import familiar
 from ragbuild.output import SUCCESS
 from ragbuild.passthrough import not_for_buildx
-from ragbuild.runner import Runner, ended, resolve
+from ragbuild.runner import Result, Runner, ended, resolve
 
 if TYPE_CHECKING:  # scan.py is imported when --scan asks for it
     from ragbuild.scan import Scanner
@@ -99,70 +100,153 @@ class Facts:
         return self.moment.tzinfo is None
 
 
-def git_info(runner: Runner, options: Optional[Options] = None) -> GitInfo:
+#: How a release (``--env prod`` or ``--push``) that git cannot name the commit of stops.
+RELEASE_NEEDS_GIT = ("a release (--env prod or --push) is built from a commit git names; the run "
+                     "stops before docker rather than tag the image without it")
+
+
+def is_release(options: Options) -> bool:
+    """A run whose image is a release: ``--env prod`` or ``--push``."""
+    return options.env == "prod" or options.push
+
+
+def git_info(runner: Runner, options: Optional[Options] = None,
+             environ: Mapping[str, str] = os.environ) -> GitInfo:
     """The commit the build is made from, and whether what docker sends differs from it.
 
-    Three read-only git queries: ``git rev-parse`` (a work tree? shallow?), ``git status``
-    (HEAD, tracked changes, untracked files) and the short sha. Untracked files count as
-    changes when docker would send them: they are below the build context and .dockerignore
-    (``guard.ContextRules``, docker's matcher) does not exclude them, or one is the Dockerfile.
-    Not a repository, no commits yet, or no git: a GitInfo without sha and its ``reason``.
-    Any other failure or incomplete answer raises ``GitFailed`` with git's reason."""
-    from ragbuild.plan import (GitUnreadable, git_reason, git_repository_command,
-                               git_short_sha_command, git_status_command, parse_git_repository,
-                               parse_git_status)
+    First git's own discovery, copied (``gitfacts.discover``): no ``.git`` (and no GIT_DIR)
+    is the one "not a repository", a warning, or for a release (``is_release``) a stop
+    (``GitFailed``) unless ``--git-commit`` names the commit of a tree without .git. Then three
+    read-only git queries: ``git rev-parse`` (top level, shallow, HEAD and its short sha),
+    ``git ls-tree`` (the commit's files) and ``git hash-object --stdin-paths`` (the sent files'
+    blobs as git would store them), compared by ``gitfacts.compare``; each submodule checked
+    out in the context is compared with the commit the superproject records, in its own
+    repository. A failing rev-parse asks ``git status`` whether there are no commits yet (a
+    warning) or why git cannot read the repository: that, any other failure, an incomplete
+    answer raises ``GitFailed`` with git's reason. No git installed: a warning, a stop for a
+    release. Files docker sends from outside git's work tree (a ``--context`` or ``-f``
+    elsewhere) are not compared: ``GitInfo.outside`` (the pipeline warns)."""
+    from ragbuild import gitfacts
+    from ragbuild.plan import GitUnreadable, check_git_commit, git_repository_command
 
     options = options or Options()
+    release = is_release(options)
+    found = gitfacts.discover(os.getcwd(), environ)
+    if options.git_commit is not None:
+        sha = check_git_commit(options.git_commit)
+        if found is not None:
+            raise UsageError(f"--git-commit is for a tree without a git repository (an exported "
+                             f"source tree), and git reads {found} here: drop --git-commit, "
+                             "git names the commit")
+        return GitInfo(sha=sha, given=True)
+    if found is None:
+        if release:
+            raise GitFailed("not a git repository (no .git here or in a parent directory git "
+                            f"looks in): {RELEASE_NEEDS_GIT}; run it in the project's clone, or "
+                            "build an exported source tree with --git-commit SHA")
+        return GitInfo(reason="not a git repository")
+    elsewhere = gitfacts.pointed_elsewhere(os.getcwd(), environ) if release else None
+    if elsewhere:
+        raise GitFailed(f"{elsewhere}: {RELEASE_NEEDS_GIT} of this checkout; unset it")
     try:
         asked = runner.run(git_repository_command())
-        found = parse_git_repository(asked.returncode, asked.stdout, asked.stderr)
-        if found is None:
-            return GitInfo(reason="not a git repository")
-        toplevel, shallow = found
-        status = runner.run(git_status_command())
-        if not status.ok:
-            raise GitUnreadable(git_reason(status.returncode, status.stderr))
-        oid, changed, untracked = parse_git_status(status.stdout)
-        if oid is None:
-            return GitInfo(reason=NO_COMMITS, shallow=shallow)
-        short = runner.run(git_short_sha_command(oid))
-        sha = short.stdout.strip()
-        if not short.ok or not re.fullmatch(r"[0-9a-f]{7,64}", sha):
-            raise GitUnreadable(git_reason(short.returncode, short.stderr) if not short.ok
-                                else f"git rev-parse --short gave {sha!r}")
-    except ToolMissing:
+        if not asked.ok:
+            _no_commits(runner, asked)
+            return GitInfo(reason=NO_COMMITS)
+        toplevel, shallow, oid, sha = parse_git_repository(asked.stdout)
+        sent = gitfacts.sent_files(toplevel, options.context, options.file)
+        changes = _changes(runner, toplevel, oid, sent.files, sent.sends, "")
+    except ToolMissing as missing:
+        if release:
+            raise GitFailed(f"{missing}: {RELEASE_NEEDS_GIT}") from None
         return GitInfo(reason="git is not installed")
     except GitUnreadable as err:
         raise GitFailed(f"git cannot say which commit this build is made from: {err}; the run "
                         "stops before docker rather than tag the image without it") from None
-    sent = sent_untracked(toplevel, untracked, options) if untracked else ()
-    changes = tuple(changed) + sent
-    return GitInfo(sha=sha, dirty=bool(changes), changes=changes, untracked=sent, shallow=shallow)
+    return GitInfo(sha=sha, dirty=bool(changes), changes=tuple(changes), shallow=shallow,
+                   outside=tuple(sent.outside), toplevel=toplevel)
 
 
-def sent_untracked(toplevel: str, untracked: Sequence[str], options: Options) -> tuple:
-    """The untracked files (relative to ``toplevel``) that ``docker build`` reads: the Dockerfile
-    (and its own ignore file) wherever it is, and files below the context that its
-    .dockerignore does not exclude (``guard.ContextRules``: docker's matcher)."""
-    from ragbuild.guard import ContextRules
+def _no_commits(runner: Runner, asked: Result) -> None:
+    """After ``git rev-parse`` failed: returns when ``git status`` says HEAD has no commit yet,
+    else ``GitUnreadable`` with git's reason (status's own, or rev-parse's)."""
+    from ragbuild.plan import GitUnreadable, git_status_command, parse_git_status
 
-    context = os.path.realpath(options.context)
-    always = {os.path.realpath(options.file), os.path.realpath(f"{options.file}.dockerignore"),
-              os.path.join(context, ".dockerignore")}
-    rules = None
-    sent = []
-    for path in untracked:
-        full = os.path.join(toplevel, path)
-        rel = os.path.relpath(full, context)
-        if os.path.realpath(full) in always:
-            sent.append(path)
+    status = runner.run(git_status_command())
+    if not status.ok:
+        raise GitUnreadable(git_reason(status.returncode, status.stderr))
+    oid, _, _ = parse_git_status(status.stdout)
+    if oid is not None:
+        raise GitUnreadable(git_reason(asked.returncode, asked.stderr))
+
+
+def _changes(runner: Runner, toplevel: str, oid: str, files: Mapping, sends: Callable[[str], bool],
+             prefix: str) -> list:
+    """``gitfacts.compare`` of the ``files`` docker sends (below ``toplevel``, the work tree of
+    the repository holding commit ``oid``) with that commit; each submodule of the commit with
+    files sent, or checked out (a ``.git`` in it), likewise in its own repository. Paths in
+    the answer are relative to the top superproject (``prefix``: this one's place in it)."""
+    from ragbuild import gitfacts
+    from ragbuild.plan import GitUnreadable, git_hash_command, git_tree_command
+    from ragbuild.runner import Secret
+
+    directory = toplevel if prefix else None  # a submodule: git -C its work tree
+    listed = runner.run(git_tree_command(oid, directory))
+    if not listed.ok:
+        raise GitUnreadable(git_reason(listed.returncode, listed.stderr))
+    try:
+        tree = gitfacts.parse_ls_tree(listed.stdout)
+    except ValueError as err:
+        raise GitUnreadable(str(err)) from None
+    links = {path: entry for path, entry in tree.items() if entry.mode == gitfacts.GITLINK}
+    inner = {link: {path[len(link) + 1:]: files[path] for path in gitfacts.under(files, link)}
+             for link in links}
+    files = {path: entry for path, entry in files.items()
+             if not any(path.startswith(link + "/") for link in links)}
+    length = len(oid)
+    for path, entry in list(files.items()):
+        if entry.mode == gitfacts.SYMLINK:
+            target = os.fsencode(os.readlink(entry.path))
+            files[path] = replace(entry, oid=gitfacts.blob_id(target, length))
+    hashed = [path for path, entry in files.items()
+              if entry.mode in (gitfacts.FILE, gitfacts.EXECUTABLE) and path in tree]
+    if hashed:
+        stdin = "".join(gitfacts.c_quote(path) + "\n" for path in hashed)
+        answer = runner.run(git_hash_command(directory), stdin=Secret(stdin))
+        oids = answer.stdout.split()
+        if not answer.ok or len(oids) != len(hashed):
+            raise GitUnreadable(git_reason(answer.returncode, answer.stderr) if not answer.ok
+                                else f"git hash-object gave {len(oids)} ids for {len(hashed)} files")
+        for path, blob in zip(hashed, oids):
+            files[path] = replace(files[path], oid=blob)
+
+    def raw_id(path: str) -> Optional[str]:
+        if files[path].mode not in (gitfacts.FILE, gitfacts.EXECUTABLE):
+            return None
+        try:
+            with open(files[path].path, "rb") as handle:
+                return gitfacts.blob_id(handle.read(), length)
+        except OSError:
+            return None
+
+    changes = [(prefix + path, note)
+               for path, note in gitfacts.compare(tree, files, sends, raw_id)]
+    for link, entry in links.items():
+        below = inner[link]
+        checkout = os.path.join(toplevel, link)
+        if not below and not os.path.lexists(os.path.join(checkout, ".git")):
+            continue  # not checked out: a checkout without --recurse-submodules leaves it so
+        if not os.path.lexists(os.path.join(checkout, ".git")):
+            changes += [(f"{prefix}{link}/{path}", gitfacts.NOT_IN_COMMIT) for path in sorted(below)]
             continue
-        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-            continue  # outside the build context: docker does not send it
-        rules = rules or ContextRules(options.context, options.file)
-        if rules.sends(rel.replace(os.sep, "/")):
-            sent.append(path)
-    return tuple(sent)
+        changes += _changes(runner, checkout, entry.oid, below, _below(sends, link),
+                            f"{prefix}{link}/")
+    return changes
+
+
+def _below(sends: Callable[[str], bool], link: str) -> Callable[[str], bool]:
+    """``sends`` for paths relative to the submodule at ``link``."""
+    return lambda path: sends(f"{link}/{path}")
 
 
 def version_tags(runner: Runner, git: Optional[GitInfo]) -> tuple:
@@ -237,7 +321,7 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
     check_paths(options, environ)
     docker_config = builders.read_docker_config(environ)
     host = host_network(runner, options, config or Config(), environ)  # before git: exit 2 first
-    git = git_info(runner, options)
+    git = git_info(runner, options, environ)
     auto = options.latest_policy == LatestPolicy.AUTO and options.version is not None  # else nothing moves
     return Facts(
         git=git, moment=moment, docker_config=docker_config,

@@ -128,9 +128,10 @@ def test_doctor_names_the_safe_directory_fix(project):
     assert result.returncode == 1  # the build stops before docker rather than tag without git
     assert problems(result) == [
         f"problem  git: git cannot say which commit this build is made from: fatal: detected "
-        f"dubious ownership in repository at '{project.path}'; the run stops before docker rather "
-        "than tag the image without it; fix: git config --global --add safe.directory "
-        f"{project.path}",
+        f"dubious ownership in repository at '{project.path}' To add an exception for this "
+        f"directory, call: git config --global --add safe.directory {project.path}; the run "
+        "stops before docker rather than tag the image without it; fix: git config --global "
+        f"--add safe.directory {project.path}",
         "problem  plan: not made: git failed (above)"]
 
 

@@ -125,7 +125,7 @@ def test_an_untracked_file_in_the_context_marks_the_image_dirty(project, unique,
     args = ["-f", "svc/Dockerfile", "--context", "svc", "--image-name", name]
     refused = project.script("--env", "prod", "--version", "1.0.0", *args)
     assert refused.returncode == 2, refused.describe()
-    assert "hotfix.py (untracked)" in refused.stderr.splitlines()[-1]
+    assert "svc/hotfix.py (not in the commit)" in refused.stderr.splitlines()[-1]
     result = project.script("--env", "dev", *args).assert_ok()
     images.track_result(result)
     assert docker.image_id(f"{name}:git-{sha}-dirty") and not docker.image_id(f"{name}:git-{sha}")

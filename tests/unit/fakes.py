@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import time
 
 #: 2023-12-03 14:30:22 UTC, the instant of the guide's examples (dev-20231203-143022).
@@ -19,15 +21,20 @@ def set_tz(monkeypatch, tz: str) -> None:
 #: HEAD's full commit in the fakes (SHA is its abbreviation).
 OID = SHA + "e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3"[:33]
 
-#: How many git processes one build starts (git_info).
+#: How many git processes one build starts (git_info): rev-parse, ls-tree, hash-object.
 GIT_QUERIES = 3
 
-#: The git queries the build makes (plan.git_repository_command, git_status_command,
-#: git_short_sha_command), as fp patterns.
+#: The git queries the build makes (plan.git_repository_command, git_tree_command,
+#: git_hash_command; git_status_command only when rev-parse failed), as fp patterns.
 GIT_REV_PARSE = ["git", "rev-parse", "--is-inside-work-tree", "--show-toplevel",
-                 "--is-shallow-repository"]
+                 "--is-shallow-repository", "HEAD^{commit}", "--short=7", "HEAD^{commit}"]
 GIT_STATUS = ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "-z",
-              "--untracked-files=all"]
+              "--untracked-files=no"]
+GIT_HASH = ["git", "hash-object", "--stdin-paths"]
+
+
+def git_ls_tree(oid: str = OID) -> list:
+    return ["git", "ls-tree", "-r", "-z", "--full-tree", oid]
 
 
 def git_status_output(oid: str = OID, changed=(), untracked=()) -> str:
@@ -38,18 +45,67 @@ def git_status_output(oid: str = OID, changed=(), untracked=()) -> str:
     return "\0".join(records) + "\0"
 
 
+def blob(data: bytes) -> str:
+    """The sha1 blob id git gives ``data`` (no filters)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def tree_of(top) -> str:
+    """``git ls-tree -r -z --full-tree`` of a commit holding every file now below ``top`` as it
+    is (``.git`` left out): the work tree is clean."""
+    records = []
+    for directory, dirs, files in os.walk(top):
+        dirs[:] = [name for name in dirs if name != ".git"]
+        for name in files:
+            full = os.path.join(directory, name)
+            found = os.lstat(full)
+            if stat.S_ISLNK(found.st_mode):
+                mode, data = "120000", os.fsencode(os.readlink(full))
+            else:
+                mode = "100755" if found.st_mode & stat.S_IXUSR else "100644"
+                with open(full, "rb") as handle:
+                    data = handle.read()
+            rel = os.path.relpath(full, top).replace(os.sep, "/")
+            records.append(f"{mode} blob {blob(data)}\t{rel}\0")
+    return "".join(sorted(records, key=lambda record: record.split("\t", 1)[1]))
+
+
+def hash_paths(top):
+    """A ``stdin_callable`` answering ``git hash-object --stdin-paths`` for files below ``top``."""
+    def answer(data):
+        text = data.decode() if isinstance(data, bytes) else data
+        ids = []
+        for line in text.splitlines():
+            with open(os.path.join(str(top), line), "rb") as handle:
+                ids.append(blob(handle.read()))
+        return {"stdout": "".join(f"{oid}\n" for oid in ids)}
+    return answer
+
+
 def register_git(fp, stdout: str = SHA + "\n", returncode: int = 0, stderr: str = "", *,
-                 toplevel=None, shallow: bool = False, status=None, oid: str = OID):
-    """The three git queries of one build: a clean work tree at ``toplevel`` (default: the
-    working directory) with HEAD ``oid``; ``stdout``/``returncode``/``stderr`` are the short
-    sha query's answer."""
+                 toplevel=None, shallow: bool = False, status=None, oid: str = OID, tree=None):
+    """The git queries of one build in a repository at ``toplevel`` (default: the working
+    directory, given an empty ``.git`` there for ragbuild's discovery to find) with HEAD ``oid``,
+    clean (``tree``: the ls-tree answer, default ``tree_of(toplevel)`` when asked).
+    ``stdout`` is the short sha the rev-parse answers; ``returncode``/``stderr`` non-zero: the
+    rev-parse fails, and ``git status`` (``status``, default a clean one at ``oid``) is asked
+    why."""
     top = os.getcwd() if toplevel is None else str(toplevel)
-    fp.register([fp.program("git"), *GIT_REV_PARSE[1:]],
-                stdout=f"true\n{top}\n{'true' if shallow else 'false'}\n")
-    fp.register([fp.program("git"), *GIT_STATUS[1:]],
-                stdout=git_status_output(oid) if status is None else status)
-    return fp.register([fp.program("git"), "rev-parse", "--verify", "-q", "--short=7",
-                        f"{oid}^{{commit}}"], stdout=stdout, stderr=stderr, returncode=returncode)
+    if not os.path.lexists(os.path.join(top, ".git")):
+        os.mkdir(os.path.join(top, ".git"))
+    if not oid.startswith(stdout.strip()):  # the short sha given names the commit
+        oid = (stdout.strip() + oid)[:len(oid)]
+    answers = f"true\n{top}\n{'true' if shallow else 'false'}\n{oid}\n{stdout}"
+    if returncode:
+        fp.register([fp.program("git"), *GIT_REV_PARSE[1:]], stdout=answers[:answers.index(oid)],
+                    stderr=stderr, returncode=returncode)
+        return fp.register([fp.program("git"), *GIT_STATUS[1:]],
+                           stdout=git_status_output(oid) if status is None else status)
+    fp.register([fp.program("git"), *GIT_REV_PARSE[1:]], stdout=answers)
+    fp.register([fp.program("git"), *git_ls_tree(oid)[1:]], stdout="",
+                callback=lambda process: process.stdout.write(
+                    (tree_of(top) if tree is None else tree).encode()))
+    return fp.register([fp.program("git"), *GIT_HASH[1:]], stdin_callable=hash_paths(top))
 
 
 def docker_calls(fp) -> int:

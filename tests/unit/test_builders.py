@@ -556,8 +556,8 @@ def test_multi_platform_push_through_the_cli(project, strict_fp, capsys):
     # buildx is asked for before the build; with buildx there is no attestation probe
     # the builder's driver and image store, then the daemon's proxy settings for the push's
     # registry requests, before the build
-    assert names == ["rev-parse --is-inside-work-tree", "--no-optional-locks status",
-                     "rev-parse --verify", "buildx version", "buildx inspect", "info --format",
+    assert names == ["rev-parse --is-inside-work-tree", "ls-tree -r", "hash-object --stdin-paths",
+                     "buildx version", "buildx inspect", "info --format",
                      "info --format", "buildx build"]  # the read-back starts no process
     assert len(FakeRegistry.current.manifest_requests()) == 3
     assert "an image index, read back from the registry instead of inspected locally" in err

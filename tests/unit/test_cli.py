@@ -166,7 +166,7 @@ HELP_GROUPS = {
               "--host-index", "--pull"],
     "push": ["--registry", "--push", "--skip-existing-immutable", "--push-attempts",
              "--push-backoff"],
-    "safety": ["--allow-dirty", "--smoke-test", "--smoke-command", "--smoke-timeout",
+    "safety": ["--allow-dirty", "--git-commit", "--smoke-test", "--smoke-command", "--smoke-timeout",
                "--context-warn-mb", "--allow-secrets", "--scan", "--scan-command"],
     "output": ["--dry-run", "--metadata-file"],
     "builders": ["--builder", "--platform", "--cache-from", "--cache-to"],

@@ -319,51 +319,82 @@ def test_env_list_comes_from_config():
 
 
 def test_git_queries_are_read_only_and_speak_english():
-    from ragbuild.plan import git_repository_command, git_short_sha_command, git_status_command
+    from ragbuild.plan import (git_hash_command, git_repository_command, git_status_command,
+                               git_tree_command)
 
-    for cmd in (git_repository_command(), git_status_command(), git_short_sha_command("a" * 40)):
+    for cmd in (git_repository_command(), git_status_command(), git_tree_command("a" * 40),
+                git_hash_command(), git_hash_command("/sub")):
         assert cmd.argv[0] == "git" and cmd.kind is Kind.QUERY and not cmd.check
         assert dict(cmd.env)["LC_ALL"] == "C"
     assert git_status_command().argv[1] == "--no-optional-locks"  # a query takes no index lock
-    assert git_short_sha_command("f" * 40).argv[-1] == "f" * 40 + "^{commit}"
+    assert git_repository_command().argv[-3:] == ("HEAD^{commit}", "--short=7", "HEAD^{commit}")
+    assert git_tree_command("f" * 40, "/sub").argv == (
+        "git", "-C", "/sub", "ls-tree", "-r", "-z", "--full-tree", "f" * 40)
+    assert git_hash_command().argv == ("git", "hash-object", "--stdin-paths")
+    assert git_hash_command().stdin  # the paths go on stdin: one process for every file
 
 
-@pytest.mark.parametrize("returncode, stdout, stderr, answer", [
-    (0, "true\n/src/app\nfalse\n", "", ("/src/app", False)),
-    (0, "true\n/src/app\ntrue\n", "", ("/src/app", True)),
-    # what git 2.39 prints (LC_ALL=C) outside a repository
-    (128, "", "fatal: not a git repository (or any of the parent directories): .git\n", None),
-    (128, "", "fatal: not a git repository (or any parent up to mount point /mnt)\nStopping at "
-              "filesystem boundary (GIT_DISCOVERY_ACROSS_FILESYSTEM not set).\n", None),
+OID40 = "ab" * 20
+
+
+@pytest.mark.parametrize("stdout, answer", [
+    (f"true\n/src/app\nfalse\n{OID40}\nabababa\n", ("/src/app", False, OID40, "abababa")),
+    (f"true\n/src/app\ntrue\n{OID40}\nabababa\n", ("/src/app", True, OID40, "abababa")),
+    (f"true\n/a b\nfalse\n{'c' * 64}\nccccccc\n", ("/a b", False, "c" * 64, "ccccccc")),
 ])
-def test_parse_git_repository(returncode, stdout, stderr, answer):
-    assert parse_git_repository(returncode, stdout, stderr) == answer
+def test_parse_git_repository(stdout, answer):
+    assert parse_git_repository(stdout) == answer
 
 
-@pytest.mark.parametrize("returncode, stdout, stderr, reason", [
-    (128, "", "fatal: detected dubious ownership in repository at '/x'\nTo add an exception for "
-              "this directory, call:\n\n\tgit config --global --add safe.directory /x\n",
-     "fatal: detected dubious ownership in repository at '/x'"),
-    (128, "", "fatal: unknown repository extension found:\n\tfoo\n",
-     "fatal: unknown repository extension found:"),
-    # a message that merely mentions a repository is not the not-a-repository answer
-    (128, "", "error: bad config line 1 in file .git/config\nfatal: not a git repository: .git\n",
-     "error: bad config line 1 in file .git/config"),
-    (129, "", "error: unknown option `is-shallow-repository'\n",
-     "error: unknown option `is-shallow-repository'"),
-    (1, "", "", "exit 1"),
-    # in the .git directory: no work tree, and git says why after its "false"
-    (128, "false\n", "fatal: this operation must be run in a work tree\n",
-     "fatal: this operation must be run in a work tree"),
-    # an exit 0 whose answer is not the three lines asked for is not trusted either
-    (0, "true\n/src/app\n", "", "incomplete answer"),
-    (0, "false\n/src/app\nfalse\n", "", "incomplete answer"),
+@pytest.mark.parametrize("stdout", [
+    "", "true\n/src/app\n", "false\n/src/app\nfalse\n" + OID40 + "\nabababa\n",
+    "true\n/src/app\nmaybe\n" + OID40 + "\nabababa\n",
+    "true\n/src/app\nfalse\nHEAD^{commit}\nabababa\n",  # not an id
+    "true\n/src/app\nfalse\n" + OID40 + "\nffffff\n",  # a short sha of another commit
+    "true\n/src/app\nfalse\n" + OID40 + "\nabababa\nextra\n",
 ])
-def test_parse_git_repository_fails_closed(returncode, stdout, stderr, reason):
+def test_parse_git_repository_fails_closed(stdout):
     from ragbuild.plan import GitUnreadable
 
-    with pytest.raises(GitUnreadable, match=re.escape(reason)):
-        parse_git_repository(returncode, stdout, stderr)
+    with pytest.raises(GitUnreadable, match="incomplete answer"):
+        parse_git_repository(stdout)
+
+
+@pytest.mark.parametrize("returncode, stderr, reason", [
+    # git's advice lines after its fatal line are part of the reason (one line)
+    (128, "fatal: detected dubious ownership in repository at '/x'\nTo add an exception for "
+          "this directory, call:\n\n\tgit config --global --add safe.directory /x\n",
+     "fatal: detected dubious ownership in repository at '/x' To add an exception for this "
+     "directory, call: git config --global --add safe.directory /x"),
+    (128, "fatal: unknown repository extension found:\n\tfoo\n",
+     "fatal: unknown repository extension found: foo"),
+    (128, "error: bad config line 1 in file .git/config\nfatal: not a git repository: .git\n",
+     "error: bad config line 1 in file .git/config"),
+    (128, "warning: something\nfatal: not a git repository: /src/.git/worktrees/wt\n",
+     "fatal: not a git repository: /src/.git/worktrees/wt"),
+    (1, "", "exit 1"),
+    (1, "odd\n", "odd"),
+])
+def test_git_reason_is_gits_line_and_its_advice(returncode, stderr, reason):
+    from ragbuild.plan import git_reason
+
+    assert git_reason(returncode, stderr) == reason
+
+
+@pytest.mark.parametrize("given, sha", [("A1B2C3D", "a1b2c3d"), ("a1b2c3d4e", "a1b2c3d4e"),
+                                        ("ab" * 20, "abababa"), ("cd" * 32, "cdcdcdc")])
+def test_check_git_commit(given, sha):
+    from ragbuild.plan import check_git_commit
+
+    assert check_git_commit(given) == sha
+
+
+@pytest.mark.parametrize("given", ["abc123", "g1b2c3d", "HEAD", "", "a" * 65, "v1.2.3"])
+def test_check_git_commit_refuses_what_is_no_commit_id(given):
+    from ragbuild.plan import check_git_commit
+
+    with pytest.raises(UsageError, match="is not a commit id"):
+        check_git_commit(given)
 
 
 def test_parse_git_status():

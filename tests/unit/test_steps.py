@@ -16,7 +16,8 @@ import shutil
 import subprocess
 from plumbum import local
 from ragbuild import cli
-from fakes import GIT_REV_PARSE, GIT_STATUS, OID, docker_calls, git_status_output, register_git
+from fakes import (GIT_HASH, GIT_REV_PARSE, GIT_STATUS, OID, docker_calls, git_ls_tree,
+                   git_status_output, register_git)
 
 
 @pytest.mark.parametrize("content, context, helpers", [
@@ -259,15 +260,32 @@ def test_not_a_repository(git_env, capsys):
             in err.splitlines())
 
 
-def test_git_not_installed(git_env, capsys, tmp_path, monkeypatch):
+def test_git_not_installed(repo, capsys, tmp_path, monkeypatch):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with local.env(PATH=str(empty)):
+        code, out, err = dry_run(capsys, "--env", "dev")
+        assert code == 0, err
+        assert build_arg(out, "GIT_COMMIT") == "unknown"
+        assert "warning: git is not installed: no git-<sha> tag, GIT_COMMIT=unknown" in err.splitlines()
+        code, out, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0")  # a release stops
+        assert code == 1 and out == ""
+        assert err.splitlines()[-1].startswith("error: git not found: install git")
+        assert "a release (--env prod or --push) is built from a commit git names" in err
+        code, out, err = dry_run(capsys, "--env", "dev", "--push", "--registry", "localhost:5000")
+        assert code == 1 and out == "" and "error: git not found" in err
+
+
+def test_without_a_repository_git_is_not_needed(git_env, capsys, tmp_path, monkeypatch):
+    """No .git anywhere git would look: "not a git repository" is ragbuild's own finding."""
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     with local.env(PATH=str(empty)):
         code, out, err = dry_run(capsys, "--env", "dev")
     assert code == 0, err
-    assert build_arg(out, "GIT_COMMIT") == "unknown"
-    assert "warning: git is not installed: no git-<sha> tag, GIT_COMMIT=unknown" in err.splitlines()
+    assert "warning: not a git repository: no git-<sha> tag, GIT_COMMIT=unknown" in err.splitlines()
 
 
 def test_works_from_a_subdirectory_of_the_repository(repo, capsys, monkeypatch):
@@ -302,8 +320,8 @@ def test_untracked_file_in_the_context_makes_the_tree_dirty(repo, capsys):
     assert code == 0, err
     assert f"git-{sha}-dirty" in tags(out)
     assert build_arg(out, "GIT_COMMIT") == f"{sha}-dirty"
-    assert (f"warning: the git tree has uncommitted changes (hotfix.py (untracked)): tagging "
-            f"git-{sha}-dirty") in err.splitlines()
+    assert (f"warning: the git tree has uncommitted changes (hotfix.py (not in the commit)): "
+            f"tagging git-{sha}-dirty") in err.splitlines()
 
 
 def test_prod_is_refused_for_an_untracked_file_and_names_it(repo, capsys):
@@ -312,7 +330,9 @@ def test_prod_is_refused_for_an_untracked_file_and_names_it(repo, capsys):
     code, out, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0")
     assert code == 2 and out == ""
     last = err.splitlines()[-1]
-    assert last.startswith("error: the git tree has uncommitted changes (src/patch.py (untracked))")
+    assert last.startswith("error: the git tree has uncommitted changes (src/patch.py (not in the "
+                           "commit)): what docker would send differs from commit")
+    assert "add it to .dockerignore" in last and ".gitignore" not in last
     assert "--allow-dirty" in last
     code, out, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0", "--allow-dirty")
     assert code == 0, err
@@ -326,16 +346,12 @@ def test_many_changes_are_counted_not_all_listed(repo, capsys):
     assert code == 2 and "and 3 more" in err
 
 
-@pytest.mark.parametrize("layout", ["gitignored", "dockerignored", "dockerignored-directory",
+@pytest.mark.parametrize("layout", ["dockerignored", "dockerignored-directory",
                                     "outside-the-context"])
 def test_untracked_files_docker_does_not_send_leave_the_tree_clean(repo, capsys, layout):
     sha = head_sha()
     argv = ["--env", "prod", "--version", "1.0.0"]
-    if layout == "gitignored":
-        (repo / ".gitignore").write_text("*.log\n")
-        git("add", ".gitignore")
-        (repo / "debug.log").write_text("x")
-    elif layout.startswith("dockerignored"):
+    if layout.startswith("dockerignored"):
         (repo / ".dockerignore").write_text("notes.md\nscratch\n")
         git("add", ".dockerignore")
         (repo / "notes.md").write_text("x")
@@ -367,7 +383,7 @@ def test_a_dockerignore_exception_brings_an_untracked_file_back(repo, capsys):
     code, out, err = dry_run(capsys, "--env", "dev")
     assert code == 0, err
     assert tags(out)[2].endswith("-dirty")
-    assert "(build/keep.txt (untracked))" in err
+    assert "(build/keep.txt (not in the commit))" in err
 
 
 def test_an_untracked_dockerfile_outside_the_context_is_still_read(repo, capsys):
@@ -381,7 +397,7 @@ def test_an_untracked_dockerfile_outside_the_context_is_still_read(repo, capsys)
                              "-f", "docker/Dockerfile.new")
     assert code == 0, err
     assert tags(out)[2].endswith("-dirty")
-    assert "docker/Dockerfile.new (untracked)" in err
+    assert "docker/Dockerfile.new (not in the commit)" in err
 
 
 # --- git that fails or answers incompletely stops the run before docker -----------------------
@@ -447,7 +463,8 @@ def git_cmd(fp, argv):
 ])
 def test_a_failing_git_status_stops_before_docker(project, fp, capsys, stderr):
     fp.allow_unregistered(False)
-    fp.register(git_cmd(fp, GIT_REV_PARSE), stdout=f"true\n{project}\nfalse\n")
+    (project / ".git").mkdir()
+    fp.register(git_cmd(fp, GIT_REV_PARSE), returncode=128, stderr="fatal: bad object HEAD\n")
     fp.register(git_cmd(fp, GIT_STATUS), returncode=128, stderr=stderr)
     code, out, err = run(capsys, "--env", "dev")
     assert code == 1 and out == ""
@@ -458,27 +475,37 @@ def test_a_failing_git_status_stops_before_docker(project, fp, capsys, stderr):
     assert docker_calls(fp) == 0
 
 
-def test_a_not_a_repository_message_from_a_later_query_is_not_trusted(project, fp, capsys):
-    """Only the first query's exit 128 with git's fixed message means "not a repository"."""
+@pytest.mark.parametrize("argv", [["--env", "dev"], ["--env", "prod", "--version", "1.0.0"]])
+def test_a_not_a_repository_message_with_a_dot_git_is_not_trusted(project, fp, capsys, argv):
+    """issue 22 case 2, faked: a .git is there (a linked worktree's file), so git's "not a git
+    repository" is a checkout it cannot read, never "no repository": exit 1 before docker."""
     fp.allow_unregistered(False)
-    fp.register(git_cmd(fp, GIT_REV_PARSE), stdout=f"true\n{project}\nfalse\n")
-    fp.register(git_cmd(fp, GIT_STATUS), returncode=128,
-                stderr="fatal: not a git repository: /src/.git/worktrees/gone\n")
-    code, out, err = run(capsys, "--env", "dev")
-    assert code == 1 and "not a git repository: /src/.git/worktrees/gone" in err
-    assert "GIT_COMMIT=unknown" not in out
+    (project / ".git").write_text("gitdir: /src/.git/worktrees/gone\n")
+    gone = "fatal: not a git repository: /src/.git/worktrees/gone\n"
+    fp.register(git_cmd(fp, GIT_REV_PARSE), returncode=128, stderr=gone)
+    fp.register(git_cmd(fp, GIT_STATUS), returncode=128, stderr=gone)
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1] == ("error: git cannot say which commit this build is made from: "
+                                    "fatal: not a git repository: /src/.git/worktrees/gone; the "
+                                    "run stops before docker rather than tag the image without it")
+    assert docker_calls(fp) == 0
 
 
-def test_a_failing_short_sha_stops(project, fp, capsys):
+def test_a_rev_parse_failure_with_a_commit_is_gits_reason(project, fp, capsys):
+    """status names a commit though rev-parse failed: rev-parse's own reason stops the run."""
     fp.allow_unregistered(False)
     register_git(fp, stdout="", returncode=1)
     code, out, err = run(capsys, "--env", "dev")
     assert code == 1 and out == "" and "exit 1" in err.splitlines()[-1]
 
 
-@pytest.mark.parametrize("answer", ["", "true\n", f"true\n/x\n", "true\n/x\nmaybe\n"])
+@pytest.mark.parametrize("answer", ["", "true\n", f"true\n/x\n", "true\n/x\nmaybe\n",
+                                    f"true\n/x\nfalse\n{OID}\n",
+                                    f"true\n/x\nfalse\n{OID}\n0000000\n"])
 def test_an_incomplete_rev_parse_answer_stops(project, fp, capsys, answer):
     fp.allow_unregistered(False)
+    (project / ".git").mkdir()
     fp.register(git_cmd(fp, GIT_REV_PARSE), stdout=answer)
     code, out, err = run(capsys, "--env", "dev")
     assert code == 1 and out == "" and "incomplete answer" in err
@@ -486,7 +513,8 @@ def test_an_incomplete_rev_parse_answer_stops(project, fp, capsys, answer):
 
 def test_a_status_without_head_stops(project, fp, capsys):
     fp.allow_unregistered(False)
-    fp.register(git_cmd(fp, GIT_REV_PARSE), stdout=f"true\n{project}\nfalse\n")
+    (project / ".git").mkdir()
+    fp.register(git_cmd(fp, GIT_REV_PARSE), returncode=128, stderr="fatal: x\n")
     fp.register(git_cmd(fp, GIT_STATUS), stdout="? x\0")
     code, _, err = run(capsys, "--env", "dev")
     assert code == 1 and "no branch.oid" in err
@@ -494,12 +522,78 @@ def test_a_status_without_head_stops(project, fp, capsys):
 
 def test_no_commits_is_told_by_the_initial_oid_not_by_words(project, fp, capsys):
     fp.allow_unregistered(False)
-    fp.register(git_cmd(fp, GIT_REV_PARSE), stdout=f"true\n{project}\nfalse\n")
+    (project / ".git").mkdir()
+    fp.register(git_cmd(fp, GIT_REV_PARSE), returncode=128,
+                stderr="fatal: bad object HEAD\n")  # words that say nothing of "no commits"
     fp.register(git_cmd(fp, GIT_STATUS), stdout=git_status_output("(initial)"))
     code, out, err = run(capsys, "--env", "dev")
     assert code == 0, err
     assert "GIT_COMMIT=unknown" in out
     assert "warning: the git repository has no commits: no git-<sha> tag" in err
+
+
+def register_rev_parse(fp, project):
+    (project / ".git").mkdir()
+    fp.register(git_cmd(fp, GIT_REV_PARSE),
+                stdout=f"true\n{project}\nfalse\n{OID}\n{OID[:7]}\n")
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ({"returncode": 128, "stderr": "fatal: not a tree object\n"}, "fatal: not a tree object"),
+    ({"stdout": "100644 blob abc\0"}, "git ls-tree gave '100644 blob abc'"),
+])
+def test_a_failing_or_odd_ls_tree_stops(project, fp, capsys, answer, reason):
+    fp.allow_unregistered(False)
+    register_rev_parse(fp, project)
+    fp.register(git_cmd(fp, git_ls_tree()), **answer)
+    code, out, err = run(capsys, "--env", "dev")
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1] == ("error: git cannot say which commit this build is made from: "
+                                    f"{reason}; the run stops before docker rather than tag the "
+                                    "image without it")
+    assert docker_calls(fp) == 0
+
+
+@pytest.mark.parametrize("answer, reason", [
+    # a required filter that fails (git-lfs missing): git's reason
+    ({"returncode": 128, "stderr": "error: external filter 'git-lfs clean' failed\nfatal: "
+                                   "Dockerfile: clean filter 'lfs' failed\n"},
+     "error: external filter 'git-lfs clean' failed"),
+    ({"stdout": ""}, "git hash-object gave 0 ids for 1 files"),
+])
+def test_a_failing_or_short_hash_object_stops(project, fp, capsys, answer, reason):
+    fp.allow_unregistered(False)
+    register_rev_parse(fp, project)
+    fp.register(git_cmd(fp, git_ls_tree()), stdout=f"100644 blob {'1' * 40}\tDockerfile\0")
+    fp.register(git_cmd(fp, GIT_HASH), **answer)
+    code, out, err = run(capsys, "--env", "dev")
+    assert code == 1 and out == ""
+    assert reason in err.splitlines()[-1]
+    assert docker_calls(fp) == 0
+
+
+def test_hash_object_is_given_the_sent_files_that_the_commit_has(project, fp, capsys):
+    """One process for every file; a file the commit lacks is a change without hashing."""
+    fp.allow_unregistered(False)
+    register_rev_parse(fp, project)
+    (project / "app.txt").write_text("x\n")
+    (project / "new.txt").write_text("y\n")
+    fp.register(git_cmd(fp, git_ls_tree()),
+                stdout=f"100644 blob {'1' * 40}\tDockerfile\x00100644 blob {'2' * 40}\tapp.txt"
+                       f"\x00100644 blob {'3' * 40}\tgone.txt\x00")
+    asked = []
+
+    def answer(data):
+        asked.append(data.decode())
+        return {"stdout": f"{'1' * 40}\n{'9' * 40}\n"}
+
+    fp.register(git_cmd(fp, GIT_HASH), stdin_callable=answer)
+    code, out, err = run(capsys, "--env", "dev")
+    assert code == 0, err
+    assert sorted(asked[0].splitlines()) == ["Dockerfile", "app.txt"]
+    assert ("warning: the git tree has uncommitted changes (app.txt, gone.txt (missing), new.txt "
+            "(not in the commit)): tagging git-a1b2c3d-dirty") in err.splitlines()
+    assert fp.call_count([fp.program("git"), fp.any()]) == 3
 
 
 def test_a_failing_git_tag_stops_auto_with_gits_reason(project, fp, capsys):
