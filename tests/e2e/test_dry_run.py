@@ -32,7 +32,10 @@ def test_dry_run_prints_the_commands_the_real_run_executes(project, tiny_context
 
     dry = project.script(*flags, "--dry-run", env=env).assert_ok()
     printed = dry.stdout.splitlines()
-    builds = [line for line in printed if line.startswith("DOCKER_BUILDKIT=1 docker build ")]
+    # the index build arg with credentials reaches docker's client in its environment, for the
+    # index secret (pip_config.secret_build_args), shown as ***
+    builds = [line for line in printed if line.startswith(
+        "DOCKER_BUILDKIT=1 RAGBUILD_HOST_INDEX_SECRET='***' docker build ")]
     assert len(builds) == 1, dry.describe()
     assert docker.refs(name) == [], "the dry run built something"
 
@@ -52,7 +55,11 @@ def test_dry_run_prints_the_commands_the_real_run_executes(project, tiny_context
     assert "VERSION=1.2.3-rc.1+build.5" in argv  # the build arg keeps semver's '+'
     assert "NOTE=two words, 'quoted'" in argv
     # secrets: *** in both transcripts (said once), never the value
-    assert "API_TOKEN=***" in argv and "PIP_EXTRA_INDEX_URL=https://***@mirror.invalid/simple" in argv
+    assert "API_TOKEN=***" in argv
+    assert "id=ragbuild-host-index,env=RAGBUILD_HOST_INDEX_SECRET" in argv
+    assert not [word for word in argv if word.startswith("PIP_EXTRA_INDEX_URL")]
+    assert ("package index, as build secret ragbuild-host-index: PIP_EXTRA_INDEX_URL="
+            "https://***@mirror.invalid/simple (from --build-arg PIP_EXTRA_INDEX_URL)") in dry.stderr
     assert dry.stderr.count("are shown as ***") == 1
     assert token not in dry.text + real.text
 
