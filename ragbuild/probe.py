@@ -52,7 +52,9 @@ PYPI = "https://pypi.org/simple/"
 #: What the index probe downloads: a small package (1.8 MB) every index that can install the
 #: build's uv has, and what pip itself needs (a wheel mirror for pip installs carries it).
 PROBE_PACKAGE = "pip"
-#: How long pip waits for the index (seconds); it does not retry, a failure is the answer.
+#: How long pip waits for the index (seconds); it does not retry, a failure is the answer. Its
+#: ``-vv`` is what makes it say why it could not fetch a page (a connection error is logged at
+#: debug level only; without retries there is no "Retrying ... after ..." warning either).
 PIP_TIMEOUT = 20
 
 INDEX_DOCKERFILE = """\
@@ -63,7 +65,7 @@ RUN --mount=type=secret,id={secret} \\
     mkdir /ragbuild-probe; \\
     ca=/run/secrets/{secret}; \\
     if [ -f "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca"; fi; \\
-    python -m pip download --no-deps --no-cache-dir --disable-pip-version-check --retries 0 \\
+    python -m pip download -vv --no-deps --no-cache-dir --disable-pip-version-check --retries 0 \\
         --timeout {timeout} --dest /tmp/ragbuild-probe {package} >/ragbuild-probe/said 2>&1; \\
     echo $? >/ragbuild-probe/status; \\
     rm -rf /tmp/ragbuild-probe
@@ -235,6 +237,7 @@ PIP_REASONS = (
     re.compile(r"ProxyError\('([^']+)'"),
     re.compile(r"(Failed to establish a new connection: [^'\"]+)"),
     re.compile(r"(Read timed out[^'\"]*)"),
+    re.compile(r"Could not fetch URL \S+: (\d{3} [A-Za-z ]+Error[^-]*?) - skipping"),
     re.compile(r"(No matching distribution found for \S+)"),
     re.compile(r"^(?:/bin/sh: \d+: )?(python: not found)", re.M),
 )
@@ -242,7 +245,11 @@ PIP_REASONS = (
 
 def pip_reason(said: str) -> str:
     """One line from pip's output saying why it failed: a known cause (``PIP_REASONS``), else
-    its last line."""
+    its last ``ERROR:`` line, else its last line; URL credentials hidden."""
+    return URL_USERINFO_RE.sub(r"\g<scheme>***@", _pip_reason(said))
+
+
+def _pip_reason(said: str) -> str:
     for pattern in PIP_REASONS:
         match = pattern.search(said)
         if match:
@@ -251,7 +258,8 @@ def pip_reason(said: str) -> str:
                 return f"CERTIFICATE_VERIFY_FAILED: {reason}"
             return reason.strip()
     lines = [line.strip() for line in said.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    return (errors or lines or ["no output"])[-1]
 
 
 #: The wrapping BuildKit and the docker clients put before the reason of a failed solve.

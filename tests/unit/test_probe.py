@@ -48,6 +48,11 @@ def test_the_index_pip_fetches_from(args, url):
      "out. (read timeout=20)\"))", "Read timed out. (read timeout=20)"),
     ("/bin/sh: 1: python: not found\n", "python: not found"),
     ("ERROR: No matching distribution found for pip\n", "No matching distribution found for pip"),
+    ("Could not fetch URL https://idx/simple/pip/: 404 Client Error: Not Found for url: "
+     "https://idx/simple/pip/ - skipping\nERROR: No matching distribution found for pip\n",
+     "404 Client Error: Not Found for url: https://idx/simple/pip/"),
+    ("ERROR: first\n  File x\n    raise error from e\n", "ERROR: first"),
+    ("ERROR: Exception: https://user:tok@idx/x broke\n", "ERROR: Exception: https://***@idx/x broke"),
     ("something\nlast words\n\n", "last words"),
     ("", "no output"),
 ])
