@@ -100,7 +100,7 @@ def prepare(doc: Doctor) -> None:
     line so that each check can use them; a failure is the plan check's problem."""
     doc.docker_config = builders.read_docker_config(doc.environ)
     try:
-        facts = steps.gather_facts(doc.runner, doc.options, doc.environ)
+        facts = steps.gather_facts(doc.runner, doc.options, doc.environ, doc.config)
         doc.git = facts.git
         doc.plan = steps.make_plan(doc.options, doc.config, facts)
     except RagbuildError as err:
@@ -375,21 +375,39 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def host_ca_choice(doc: Doctor) -> tuple:
-    """``(ca, off)``: the CA bundle the build would pass (pip_config.host_ca: --host-ca,
-    setup.cfg's host-ca, else what the host's pip trusts), found even when ``--no-host-ca``
-    (``off``) keeps it from the build, so that the probe can say whether the build needs it."""
+@dataclass(frozen=True)
+class IndexSetup:
+    """What the index probes pass, as the build passes it (steps.host_network): ``host``, the
+    CA and index secrets the build gets; ``ca``, the CA bundle the second probe gets: the
+    build's, or with ``--no-host-ca`` (``off``) or a bundle the build cannot pass the one the
+    host names, so that doctor can say whether the build needs it; ``ca_problem``: why the
+    build gets no CA although the host names one (its warning)."""
+
+    host: "pip_config.HostNetwork"
+    ca: Optional["pip_config.HostCA"]
+    off: bool
+    ca_problem: Optional[str] = None
+
+
+def index_setup(doc: Doctor) -> IndexSetup:
     from ragbuild import pip_config
 
-    given = getattr(doc.options, "host_ca", None)
-    source = "--host-ca"
-    if not given and getattr(doc.config, "host_ca", None):
-        given, source = getattr(doc.config, "host_ca"), "setup.cfg host-ca"
-    ca = pip_config.host_ca(doc.environ, given=given, given_source=source)
-    return ca, bool(getattr(doc.options, "no_host_ca", False))
+    host = doc.plan.host if doc.plan is not None else pip_config.HostNetwork()
+    off = doc.options.no_host_ca
+    if host.ca is not None:
+        return IndexSetup(host, host.ca, off)
+    explicit = doc.options.host_ca or doc.config.host_ca
+    source = "--host-ca" if doc.options.host_ca else "setup.cfg host-ca"
+    ca = pip_config.host_ca(doc.environ, given=explicit, given_source=source)
+    problem = pip_config.check_ca(ca) if ca is not None else None
+    if problem is not None:
+        return IndexSetup(host, None, off, None if off else problem.message)
+    return IndexSetup(host, ca, off)
 
 
 def _build_args(doc: Doctor) -> dict:
+    """The build's build args (the plan's: an index build arg with credentials is in the index
+    secret instead), or the flags' when the plan failed."""
     if doc.plan is not None:
         return dict(doc.plan.build_args)
     from ragbuild.plan import parse_build_arg
@@ -444,8 +462,7 @@ def check_engine(doc: Doctor) -> list:
     builder, sees_local = _builder(doc)
     local = {image: sees_local and doc.runner.run(
         _docker("image", "inspect", "--format", "{{.Id}}", image)).ok for image, _ in images}
-    ca, off = host_ca_choice(doc)
-    ca_problem = pip_config.check_ca(ca) if ca is not None else None
+    setup = index_setup(doc)
     base = images[0][0] if images else None
 
     directory = tempfile.mkdtemp(prefix="ragbuild-doctor-")
@@ -456,9 +473,10 @@ def check_engine(doc: Doctor) -> list:
         if not local[image]:
             probes[image] = probe.image_probe(number, image)
     if base is not None:
-        probes["index"] = probe.index_probe(base, build_args, None, nonce)
-        if ca is not None and ca_problem is None:
-            probes["index-ca"] = probe.index_probe(base, build_args, ca.path, nonce)
+        probes["index"] = probe.index_probe(base, build_args, None, nonce, setup.host)
+        if setup.ca is not None:
+            probes["index-ca"] = probe.index_probe(base, build_args, setup.ca.path, nonce,
+                                                   setup.host)
     try:
         for one in probes.values():
             one.write(directory)
@@ -483,9 +501,10 @@ def check_engine(doc: Doctor) -> list:
     if base in failed:
         return found + [Finding(PROBLEM, "package index", f"not checked: the engine cannot get "
                                                           f"the base image {base} (above)")]
-    url = probe.index_url(build_args)
+    index = setup.host.index.env if setup.host.index is not None else ()
+    url = probe.index_url({**build_args, **dict(index)})
     found += _index_findings(probe.index_name(url), base, results["index"], answers["index"],
-                             answers.get("index-ca"), ca, ca_problem, off)
+                             answers.get("index-ca"), setup)
     return found
 
 
@@ -541,14 +560,14 @@ INDEX_FIX = ("fix: the proxy the build's RUN steps use (proxies in ~/.docker/con
 
 
 def _index_findings(name: str, base: str, result: Result, plain: "probe.Answer",
-                    with_ca: Optional["probe.Answer"], ca: Optional["pip_config.HostCA"],
-                    ca_problem: Optional[str], off: bool) -> list:
+                    with_ca: Optional["probe.Answer"], setup: IndexSetup) -> list:
     """The package index's line from the probes' answers (probe.Answer: without the CA,
     ``with_ca`` with it, None when the CA was not probed)."""
     check = "package index"
+    ca, off = setup.ca, setup.off
     found = []
-    if ca_problem is not None and not off:
-        found.append(Finding(PROBLEM, "host CA", f"{ca_problem}; the build cannot pass it"))
+    if setup.ca_problem is not None:  # the build's warning
+        found.append(Finding(WARN, "host CA", f"{setup.ca_problem}; the build gets no host CA"))
     if plain.status is None:
         from ragbuild import probe
 
@@ -573,9 +592,9 @@ def _index_findings(name: str, base: str, result: Result, plain: "probe.Answer",
     if plain.untrusted and (with_ca is None or with_ca.untrusted):
         trust = (f"not even with the host's CA {ca.path} (from {ca.source})"
                  if with_ca is not None and ca is not None
+                 else "and the host's CA cannot be passed (above)" if setup.ca_problem
                  else "and the host names no CA bundle (PIP_CERT, pip's cert, "
-                      "REQUESTS_CA_BUNDLE, SSL_CERT_FILE)" if ca is None
-                 else "and the host's CA cannot be passed (above)")
+                      "REQUESTS_CA_BUNDLE, SSL_CERT_FILE)")
         return found + [Finding(PROBLEM, check, f"{name}'s certificate is not trusted in the "
                                                 f"build, {trust}: {plain.reason()}; a "
                                                 "TLS-inspecting proxy? fix: --host-ca <its CA "

@@ -27,7 +27,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from ragbuild.pip_config import CA_SECRET_ID, TRUE
+from ragbuild.pip_config import CA_SECRET_ID, INDEX_SECRET_ID, TRUE, HostNetwork
 from ragbuild.plan import Command, Kind
 from ragbuild.redaction import URL_USERINFO_RE
 
@@ -60,11 +60,14 @@ PIP_TIMEOUT = 20
 INDEX_DOCKERFILE = """\
 FROM {base} AS probe
 ARG {args}
-RUN --mount=type=secret,id={secret} \\
+RUN --mount=type=secret,id={secret} --mount=type=secret,id={index_secret} \\
     : {nonce}; \\
     mkdir /ragbuild-probe; \\
-    ca=/run/secrets/{secret}; \\
-    if [ -f "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca"; fi; \\
+    ca=/run/secrets/{secret} index=/run/secrets/{index_secret}; \\
+    if [ -s "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca"; fi; \\
+    if [ -s "$index" ]; then \\
+        while IFS= read -r line; do case "$line" in PIP_*=*) export "$line" ;; esac; done <"$index"; \\
+    fi; \\
     python -m pip download -vv --no-deps --no-cache-dir --disable-pip-version-check --retries 0 \\
         --timeout {timeout} --dest /tmp/ragbuild-probe {package} >/ragbuild-probe/said 2>&1; \\
     echo $? >/ragbuild-probe/status; \\
@@ -115,6 +118,7 @@ class Probe:
     dockerfile: str
     words: tuple = ()
     answer: bool = False  # exports an answer directory (the index probe)
+    env: tuple = ()  # added to docker's environment (the index secret's text)
 
     def write(self, directory: str) -> None:
         with open(os.path.join(directory, self.name + ".Dockerfile"), "w",
@@ -135,7 +139,7 @@ class Probe:
         argv = ["docker", "buildx", "build", "--builder", builder] if builder else ["docker", "build"]
         argv += ["-f", os.path.join(directory, self.name + ".Dockerfile"), "--no-cache",
                  "-o", output, *self.words, *network, directory]
-        env = () if builder else (("DOCKER_BUILDKIT", "1"),)
+        env = (() if builder else (("DOCKER_BUILDKIT", "1"),)) + self.env
         return Command(tuple(argv), env=env, check=False, kind=Kind.PROBE)
 
 
@@ -177,8 +181,9 @@ def image_probe(number: int, image: str) -> Probe:
 
 
 def index_probe(base: str, build_args: Mapping[str, str], ca_path: Optional[str],
-                nonce: str) -> Probe:
-    """pip's fetch on ``base`` with the build's index and proxy build args; with the CA secret
+                nonce: str, host: HostNetwork = HostNetwork()) -> Probe:
+    """pip's fetch on ``base`` with the build's index and proxy build args and its index secret
+    (``host.index``, exported as the Dockerfile's /opt/uv/host-env does); with the CA secret
     from ``ca_path`` when given. ``nonce``: words that make this RUN differ from every other
     (the probe's name and doctor's directory): BuildKit runs a step once for concurrent builds
     whose steps are the same (a secret is no part of a step's identity), so without it the
@@ -189,11 +194,13 @@ def index_probe(base: str, build_args: Mapping[str, str], ca_path: Optional[str]
             words += ["--build-arg", f"{key}={build_args[key]}"]
     if ca_path:
         words += ["--secret", f"id={CA_SECRET_ID},src={ca_path}"]
+    words += HostNetwork(index=host.index).build_words()
     name = "index-ca" if ca_path else "index"
     text = INDEX_DOCKERFILE.format(base=base, args=" ".join(INDEX_ARGS), secret=CA_SECRET_ID,
+                                   index_secret=INDEX_SECRET_ID,
                                    timeout=PIP_TIMEOUT, package=PROBE_PACKAGE,
                                    nonce=shlex.quote(f"{name} {nonce}"))
-    return Probe(name, text, tuple(words), answer=True)
+    return Probe(name, text, tuple(words), answer=True, env=host.build_env())
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,23 @@ def test_doctor_asks_the_engine_whether_pypi_needs_the_hosts_ca(project, docker)
     assert result.stdout.splitlines()[-1] == "a build would work"
 
 
+def test_doctor_says_when_no_host_ca_stands_in_the_way(project, docker):
+    """Where PyPI answers the engine only with the host's CA (this machine), --no-host-ca is
+    the problem and the line names it; where it answers without, the flag changes nothing."""
+    plain, said = engine_trusts_pypi(docker)
+    result = project.script("doctor", "--no-host-ca")
+    if plain:
+        assert result.returncode == 0, result.describe()
+        return
+    assert "CERTIFICATE_VERIFY_FAILED" in said, said  # else: unreachable, the case above
+    assert result.returncode == 1, result.describe()
+    assert len(problems(result)) == 1, result.describe()
+    assert re.fullmatch(r"problem  package index: PyPI answers only with the host's CA \(\S+, "
+                        r"from .+\), which --no-host-ca keeps from the build: "
+                        r"CERTIFICATE_VERIFY_FAILED: .+; fix: drop --no-host-ca",
+                        problems(result)[0]), problems(result)[0]
+
+
 @pytest.mark.every_leg
 def test_doctor_probes_the_index_of_the_builds_build_args(project, e2e_env):
     """The wheel mirror of the harness, given as the build gets it: plain HTTP, no CA needed."""

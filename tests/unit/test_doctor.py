@@ -472,16 +472,17 @@ def test_a_host_ca_the_build_cannot_pass(worker, fp, capsys, monkeypatch, tmp_pa
     index_probes(fp, plain=(1, CERT_FAILED))  # no probe with a CA that is not there
     code, lines, _ = run_doctor([], capsys)
     assert code == 1
-    assert f"problem  host CA: the host CA bundle {tmp_path}/gone.pem (from PIP_CERT) cannot be " \
-           "read: No such file or directory; the build cannot pass it" in lines
+    assert f"warning  host CA: the host CA bundle {tmp_path}/gone.pem (from PIP_CERT) cannot be " \
+           "read: No such file or directory; the build gets no host CA" in lines  # as the build
     assert index_line(lines).startswith("problem  package index: PyPI's certificate is not "
                                         "trusted in the build, and the host's CA cannot be passed "
                                         "(above)")
 
 
 def test_the_index_of_the_builds_own_build_args_token_hidden(worker, fp, capsys):
-    """The probe's pip gets the build's PIP_* and proxy build args (and no other); the line
-    names that index, its credentials never printed."""
+    """The probe's pip gets the build's PIP_* and proxy build args (and no other), an index
+    with credentials in the index secret, as the build does; the line names that index, its
+    credentials never printed."""
     index = "https://user:s3cr3t@pypi.internal.example/simple"
     healthy(fp, index=False)
     index_probes(fp, plain=(1, "ERROR: Could not install packages due to an OSError: "
@@ -490,8 +491,8 @@ def test_the_index_of_the_builds_own_build_args_token_hidden(worker, fp, capsys)
                                "urllib3.connection.HTTPSConnection object at 0x7f>: Failed to "
                                "establish a new connection: [Errno -2] Name or service not "
                                "known'))\n"),
-                 words=("--build-arg", f"PIP_INDEX_URL={index}", "--build-arg",
-                        "https_proxy=http://proxy:3128"))
+                 words=("--build-arg", "https_proxy=http://proxy:3128", "--secret",
+                        "id=ragbuild-host-index,env=RAGBUILD_HOST_INDEX_SECRET"))
     code, lines, _ = run_doctor(["--build-arg", f"PIP_INDEX_URL={index}", "--build-arg",
                                  "https_proxy=http://proxy:3128", "--build-arg", "OTHER=1"],
                                 capsys)
@@ -561,3 +562,53 @@ def test_a_builder_that_pulls_for_itself_probes_every_image(worker, fp, capsys):
                          "it (the build finds it in its cache)"), lines
     assert fp.call_count([fp.program("docker"), "image", "inspect", "--format", "{{.Id}}",
                           "python:3.11-slim"]) == 0
+
+
+def test_no_host_ca_when_pypi_needs_it_is_a_problem_naming_the_flag(worker, fp, capsys, host_ca):
+    """The build would pass no CA: doctor still probes with the one the host names, to say
+    that the flag is what stands in the way."""
+    healthy(fp, index=False)
+    index_probes(fp, plain=(1, CERT_FAILED), with_ca=(0, SAVED), ca=host_ca)
+    code, lines, _ = run_doctor(["--no-host-ca"], capsys)
+    assert code == 1
+    assert index_line(lines) == (
+        f"problem  package index: PyPI answers only with the host's CA ({host_ca}, from PIP_CERT), "
+        "which --no-host-ca keeps from the build: CERTIFICATE_VERIFY_FAILED: certificate verify "
+        "failed: self-signed certificate in certificate chain; fix: drop --no-host-ca")
+
+
+def test_no_host_ca_where_pypi_needs_none(worker, fp, capsys, host_ca):
+    healthy(fp, index=False)
+    index_probes(fp, plain=(0, SAVED), with_ca=(0, SAVED), ca=host_ca)
+    code, lines, _ = run_doctor(["--no-host-ca"], capsys)
+    assert code == 0, lines
+    assert index_line(lines).startswith("ok       package index: PyPI answers from the engine")
+
+
+@pytest.mark.parametrize("how", ["flag", "setup.cfg"])
+def test_the_ca_of_host_ca_or_setup_cfg_is_the_one_probed(worker, fp, capsys, tmp_path, how):
+    bundle = tmp_path / "team-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    argv = ["--host-ca", str(bundle)] if how == "flag" else []
+    if how == "setup.cfg":
+        (worker / "setup.cfg").write_text(f"[ragbuild]\nhost-ca = {bundle}\n")
+    healthy(fp, index=False)
+    index_probes(fp, plain=(1, CERT_FAILED), with_ca=(0, SAVED), ca=bundle)
+    code, lines, _ = run_doctor(argv, capsys)
+    assert code == 0, lines
+    source = "--host-ca" if how == "flag" else "setup.cfg host-ca"
+    assert index_line(lines) == (f"ok       package index: PyPI answers only with the host's CA: "
+                                 f"ragbuild passes it ({bundle}, from {source}; --no-host-ca "
+                                 "turns it off)")
+
+
+def test_host_index_reaches_the_probe_as_the_index_secret(worker, fp, capsys, monkeypatch):
+    """--host-index: the host pip's index settings, as the build gets them (the secret's text
+    in docker's environment, never on the command line); the line names that index."""
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple")
+    healthy(fp, index=False)
+    index_probes(fp, words=("--secret", "id=ragbuild-host-index,env=RAGBUILD_HOST_INDEX_SECRET"))
+    code, lines, _ = run_doctor(["--host-index"], capsys)
+    assert code == 0, lines
+    assert index_line(lines) == ("ok       package index: https://mirror.example/simple answers "
+                                 "from the engine (pip on python:3.11-slim)")

@@ -116,3 +116,14 @@ def test_the_frontend_probe_is_the_dockerfiles_own_header():
 ])
 def test_the_frontend_buildkit_could_not_get(output, image):
     assert probe.frontend_in(output) == image
+
+
+def test_the_index_secret_goes_in_dockers_environment_never_printed(tmp_path):
+    from ragbuild.pip_config import HostIndex, HostNetwork
+
+    index = "https://user:s3cr3t@idx.example/simple"
+    host = HostNetwork(index=HostIndex(env=(("PIP_INDEX_URL", index),)))
+    command = probe.index_probe("base", {}, None, "n", host).command(str(tmp_path), None)
+    assert ("RAGBUILD_HOST_INDEX_SECRET", f"PIP_INDEX_URL={index}\n") in command.env
+    assert "id=ragbuild-host-index,env=RAGBUILD_HOST_INDEX_SECRET" in command.argv
+    assert "s3cr3t" not in command.display()
