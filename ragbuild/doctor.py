@@ -423,17 +423,18 @@ def _build_args(doc: Doctor) -> dict:
 
 
 def _builder(doc: Doctor) -> tuple:
-    """``(builder, sees_local)``: the buildx builder the build runs on (None: the daemon's,
-    through ``docker build``), and whether it sees the daemon's images (the docker driver does;
-    a docker-container or remote builder pulls every FROM itself)."""
-    builder = doc.options.builder if doc.plan is not None and doc.plan.buildx else None
-    if not builder:
-        return None, True
+    """``(buildx, builder, sees_local)``: whether the build runs ``docker buildx build`` and on
+    which builder (None: the daemon's through ``docker build``, or buildx's current one), and
+    whether that builder sees the daemon's images (the docker driver does; a docker-container
+    or remote builder pulls every FROM itself)."""
+    if doc.plan is None or not doc.plan.buildx:
+        return False, None, True
     from ragbuild.plan import builder_inspect_command
 
+    builder = doc.options.builder
     inspected = doc.runner.run(builder_inspect_command(builder))
     driver = builders.builder_driver(inspected.stdout) if inspected.ok else None
-    return builder, driver == "docker"
+    return True, builder, driver == "docker"
 
 
 def check_engine(doc: Doctor) -> list:
@@ -459,7 +460,7 @@ def check_engine(doc: Doctor) -> list:
     build_args = _build_args(doc)
     frontend = probe.syntax_frontend(text, build_args)
     images = from_images(text, build_args)
-    builder, sees_local = _builder(doc)
+    buildx, builder, sees_local = _builder(doc)
     local = {image: sees_local and doc.runner.run(
         _docker("image", "inspect", "--format", "{{.Id}}", image)).ok for image, _ in images}
     setup = index_setup(doc)
@@ -482,7 +483,7 @@ def check_engine(doc: Doctor) -> list:
             one.write(directory)
         network = probe.network_words(doc.options.docker_options)
         results = dict(zip(probes, doc.runner.run_all(
-            [one.command(directory, builder, network) for one in probes.values()])))
+            [one.command(directory, buildx, builder, network) for one in probes.values()])))
         answers = {key: probe.read_answer(probes[key].answer_dir(directory))
                    for key in ("index", "index-ca") if key in probes}
     finally:

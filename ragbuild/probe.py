@@ -12,7 +12,7 @@ settings, its registry mirrors, the builder's driver), not the shell's.
   the mounted file exists, as the Dockerfile does).
 
 Each probe is ``docker build --no-cache`` (BuildKit: ``DOCKER_BUILDKIT=1``, or ``docker buildx
-build --builder NAME`` when the build uses that builder) of a Dockerfile in a directory of
+build [--builder NAME]`` when the build uses buildx) of a Dockerfile in a directory of
 doctor's own, whose output is exported with ``-o type=local`` / ``type=tar`` and never becomes an
 image. The index probe's RUN always succeeds; it writes pip's exit status and output to files the
 final ``FROM scratch`` stage exports, so a failed fetch is told from a build that could not run.
@@ -128,18 +128,20 @@ class Probe:
     def answer_dir(self, directory: str) -> str:
         return os.path.join(directory, self.name)
 
-    def command(self, directory: str, builder: Optional[str],
+    def command(self, directory: str, buildx: bool = False, builder: Optional[str] = None,
                 network: Sequence[str] = ()) -> Command:
         """``docker build`` of this probe in ``directory`` (its context: nothing but the
-        probe Dockerfiles), never cached, never an image. ``builder``: the buildx builder the
-        build uses (``docker buildx build --builder``); ``network``: the build's own
-        ``--network``/``--add-host`` words, which decide what a RUN reaches."""
+        probe Dockerfiles), never cached, never an image: as the build runs, ``DOCKER_BUILDKIT=1
+        docker build``, or ``docker buildx build`` (``buildx``) on ``builder`` (None: buildx's
+        current one); ``network``: the build's own ``--network``/``--add-host`` words, which
+        decide what a RUN reaches."""
         output = (f"type=local,dest={self.answer_dir(directory)}" if self.answer
                   else "type=tar,dest=" + os.devnull)
-        argv = ["docker", "buildx", "build", "--builder", builder] if builder else ["docker", "build"]
+        argv = ["docker", "buildx", "build"] if buildx else ["docker", "build"]
+        argv += ["--builder", builder] if buildx and builder else []
         argv += ["-f", os.path.join(directory, self.name + ".Dockerfile"), "--no-cache",
                  "-o", output, *self.words, *network, directory]
-        env = (() if builder else (("DOCKER_BUILDKIT", "1"),)) + self.env
+        env = (() if buildx else (("DOCKER_BUILDKIT", "1"),)) + self.env
         return Command(tuple(argv), env=env, check=False, kind=Kind.PROBE)
 
 

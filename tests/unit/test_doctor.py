@@ -72,10 +72,12 @@ def probes(tmp_path, monkeypatch):
 
 def probe_build(fp, name, *, words=(), answer=None, returncode=0, stderr="", builder=None):
     """A probe build doctor starts (probe.Probe.command); ``answer``: ``(status, said)`` the
-    index probe's pip leaves in its export directory, as the engine's export would."""
+    index probe's pip leaves in its export directory, as the engine's export would; ``builder``:
+    ``docker buildx build --builder`` it (``"current"``: buildx's current builder)."""
     d = PROBES["dir"]
     output = f"type=local,dest={d}/{name}" if name.startswith("index") else "type=tar,dest=/dev/null"
-    head = ["buildx", "build", "--builder", builder] if builder else ["build"]
+    head = (["buildx", "build"] + (["--builder", builder] if builder != "current" else [])
+            if builder else ["build"])
     argv = [fp.program("docker"), *head, "-f", f"{d}/{name}.Dockerfile", "--no-cache", "-o", output,
             *words, str(d)]
 
@@ -612,3 +614,16 @@ def test_host_index_reaches_the_probe_as_the_index_secret(worker, fp, capsys, mo
     assert code == 0, lines
     assert index_line(lines) == ("ok       package index: https://mirror.example/simple answers "
                                  "from the engine (pip on python:3.11-slim)")
+
+
+def test_a_buildx_build_without_builder_probes_on_buildxs_current_builder(worker, fp, capsys):
+    """A local --cache-from: the build is docker buildx build on the current builder; so are
+    the probes, and that builder's driver decides whether the daemon's images count."""
+    healthy(fp, index=False, frontend=False)
+    docker(fp, "buildx", "inspect", stdout="Name: default\nDriver: docker\n")
+    probe_build(fp, "frontend", builder="current")
+    probe_build(fp, "index", builder="current", answer=(0, SAVED))
+    code, lines, _ = run_doctor(["--cache-from", f"type=local,src={worker}"], capsys)
+    assert lines[-2:] == [
+        "ok       base image: python:3.11-slim is available to the engine (local)",
+        "ok       package index: PyPI answers from the engine (pip on python:3.11-slim)"], lines

@@ -94,7 +94,7 @@ def test_the_index_probes_differ_so_buildkit_runs_each(tmp_path):
     other = probe.index_probe("python:3.11-slim", {}, None, "two")
     assert len({plain.dockerfile, with_ca.dockerfile, other.dockerfile}) == 3
     assert with_ca.words == ("--secret", "id=ragbuild-host-ca,src=/ca.pem")
-    command = with_ca.command(str(tmp_path), None)
+    command = with_ca.command(str(tmp_path))
     assert command.env == (("DOCKER_BUILDKIT", "1"),)
     assert command.argv[:2] == ("docker", "build") and "--no-cache" in command.argv
 
@@ -123,7 +123,7 @@ def test_the_index_secret_goes_in_dockers_environment_never_printed(tmp_path):
 
     index = "https://user:s3cr3t@idx.example/simple"
     host = HostNetwork(index=HostIndex(env=(("PIP_INDEX_URL", index),)))
-    command = probe.index_probe("base", {}, None, "n", host).command(str(tmp_path), None)
+    command = probe.index_probe("base", {}, None, "n", host).command(str(tmp_path))
     assert ("RAGBUILD_HOST_INDEX_SECRET", f"PIP_INDEX_URL={index}\n") in command.env
     assert "id=ragbuild-host-index,env=RAGBUILD_HOST_INDEX_SECRET" in command.argv
     assert "s3cr3t" not in command.display()
