@@ -443,10 +443,9 @@ def check_engine(doc: Doctor) -> list:
     does not have (``docker image inspect`` on the daemon, when the builder sees its images),
     and the package index, from a RUN on the build's base image without and with the host's
     CA. The probes run at once (``Runner.run_all``) in a directory of doctor's own."""
-    import shutil as shell
     import tempfile
 
-    from ragbuild import pip_config, probe
+    from ragbuild import probe
 
     checked = ("dockerfile frontend", "base image", "package index")
     why = ("no docker daemon" if not doc.daemon else "no BuildKit (above)" if not doc.buildkit
@@ -472,7 +471,7 @@ def check_engine(doc: Doctor) -> list:
     probes["frontend"] = probe.syntax_probe(text, build_args)
     for number, (image, _) in enumerate(images):
         if not local[image]:
-            probes[image] = probe.image_probe(number, image)
+            probes["image", image] = probe.image_probe(number, image)
     if base is not None:
         probes["index"] = probe.index_probe(base, build_args, None, nonce, setup.host)
         if setup.ca is not None:
@@ -487,12 +486,12 @@ def check_engine(doc: Doctor) -> list:
         answers = {key: probe.read_answer(probes[key].answer_dir(directory))
                    for key in ("index", "index-ca") if key in probes}
     finally:
-        shell.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
 
     found = [_frontend_finding(frontend, results["frontend"])]
     failed = set()
     for image, arg in images:
-        line = _image_finding(image, arg, local[image], results.get(image))
+        line = _image_finding(image, arg, local[image], results.get(("image", image)))
         failed |= {image} if line.status == PROBLEM else set()
         found.append(line)
     if not images:

@@ -196,6 +196,7 @@ def test_a_client_that_needs_buildx_without_it_is_a_problem(worker, fp, capsys):
     line = next(line for line in lines if line.split(None, 1)[1].startswith("buildkit"))
     assert line.startswith("problem  buildkit: docker 28.2.2 builds with BuildKit only through")
     assert builders.BUILDX_HINT in line
+    assert lines[-1] == "problem  package index: not checked: no BuildKit (above)"  # no probe
 
 
 def test_a_missing_builder_is_a_problem_with_the_create_command(worker, fp, capsys):
