@@ -12,6 +12,7 @@ import pytest
 from .support import BASE_IMAGE, free_port
 
 from .test_builders import docker_without_buildx  # noqa: F401 (fixture)
+from .test_host_network import fetched, mirror  # noqa: F401 (fixture)
 from .test_push import aws_with_login_password, ecr_host, ecr_repository  # noqa: F401
 
 pytestmark = pytest.mark.e2e
@@ -293,3 +294,60 @@ def test_doctor_fails_a_base_image_the_engine_lacks(project, unique):
                          "--build-arg PYTHON_IMAGE=<an image the engine has>")
     assert problems(result)[1] == (f"problem  package index: not checked: the engine cannot get "
                                    f"the base image {image} (above)")
+
+
+# --- hermetic: the harness's https mirror, whose CA only the host knows -------------------------
+
+#: No CA from the machine: the mirror's test CA is the only one the host names, or none.
+NO_HOST_CA = {"PIP_CERT": None, "REQUESTS_CA_BUNDLE": None, "SSL_CERT_FILE": None,
+              "PIP_CONFIG_FILE": "/dev/null"}
+
+
+@pytest.mark.every_leg
+def test_doctor_against_a_mirror_only_the_hosts_ca_verifies(project, mirror):
+    """The index answers the engine only with the host's CA: with the CA in PIP_CERT doctor
+    passes and says ragbuild passes it; with --no-host-ca it names the flag; with no CA named,
+    it names --host-ca. The answers come from the mirror's own log: the probe reached it."""
+    args = ("--build-arg", f"PIP_FIND_LINKS={mirror.url}", "--build-arg", "PIP_NO_INDEX=1")
+    ca_env = {**NO_HOST_CA, "PIP_CERT": str(mirror.ca)}
+    before = mirror.log_size()
+    passes = project.script("doctor", *args, env=ca_env)
+    assert passes.returncode == 0, passes.describe()
+    assert (f"ok       package index: {mirror.url} answers only with the host's CA: ragbuild "
+            f"passes it ({mirror.ca}, from PIP_CERT; --no-host-ca turns it off)") in lines_of(passes)
+    assert fetched(mirror.requests_since(before), prefix="/pip-", agent="pip/"), \
+        "the probe with the CA downloaded no pip wheel from the mirror"
+
+    off = project.script("doctor", *args, "--no-host-ca", env=ca_env)
+    assert off.returncode == 1, off.describe()
+    assert problems(off) == [
+        f"problem  package index: {mirror.url} answers only with the host's CA ({mirror.ca}, "
+        "from PIP_CERT), which --no-host-ca keeps from the build: CERTIFICATE_VERIFY_FAILED: "
+        "certificate verify failed: unable to get local issuer certificate; fix: drop --no-host-ca"]
+
+    none = project.script("doctor", *args, env=NO_HOST_CA)
+    assert none.returncode == 1, none.describe()
+    assert problems(none) == [
+        f"problem  package index: {mirror.url}'s certificate is not trusted in the build, and the "
+        "host names no CA bundle (PIP_CERT, pip's cert, REQUESTS_CA_BUNDLE, SSL_CERT_FILE): "
+        "CERTIFICATE_VERIFY_FAILED: certificate verify failed: unable to get local issuer "
+        "certificate; a TLS-inspecting proxy? fix: --host-ca <its CA bundle>; see "
+        "docs/troubleshooting.md"]
+
+
+@pytest.mark.every_leg
+def test_doctor_with_a_private_index_token_in_a_build_arg(project, mirror):
+    """An index build arg with a token reaches the probe as the build gets it (the index
+    secret): the mirror's log shows the probe authenticated as the user; no output shows the
+    token."""
+    before = mirror.log_size()
+    result = project.script("doctor", "--build-arg", f"PIP_FIND_LINKS={mirror.private_url()}",
+                            "--build-arg", "PIP_NO_INDEX=1",
+                            env={**NO_HOST_CA, "PIP_CERT": str(mirror.ca)})
+    assert result.returncode == 0, result.describe()
+    shown = mirror.url.replace("://", "://***@") + "private/"
+    assert (f"ok       package index: {shown} answers only with the host's CA: ragbuild passes it "
+            f"({mirror.ca}, from PIP_CERT; --no-host-ca turns it off)") in lines_of(result)
+    assert fetched(mirror.requests_since(before), prefix="/private/pip-", agent="pip/",
+                   user=mirror.user)
+    assert mirror.token not in result.stdout + result.stderr
