@@ -513,7 +513,10 @@ def doctor_parser() -> ArgumentParser:
         "Dockerfile and the build context (.dockerignore, likely secrets); the registry of "
         "--registry / ECR_REGISTRY_URI (reachable, credentials; ECR: aws CLI, credentials, "
         "region, repository, tag mutability: the push pre-flight's own checks, including its "
-        "login); the base image. Exit 0 when a build (and push) would work, 1 otherwise.")
+        "login); then what the build fetches, asked of the engine that runs it with small "
+        "probe builds: the frontend of a `# syntax=` line (or BUILDKIT_SYNTAX), every FROM "
+        "image, and the package index from a RUN on the base image, without and with the "
+        "host's CA. Exit 0 when a build (and push) would work, 1 otherwise.")
     parser.epilog = None
     return parser
 
