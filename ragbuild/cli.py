@@ -273,12 +273,23 @@ def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:at], argv[at + 1:]
 
 
+def own_options(parser: argparse.ArgumentParser) -> frozenset:
+    """Every option string of ``parser`` (``--dry-run``, ``-q``...): after ``--`` they are
+    ragbuild's, not docker's (``passthrough.check_extra``)."""
+    return frozenset(option for action in parser._actions for option in action.option_strings)
+
+
 def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) -> Options:
     own, docker_options = split_docker_options(argv)
-    ns = (parser or build_parser()).parse_args(own)  # --help exits here, before the plan's imports
+    parser = parser or build_parser()
+    ns = parser.parse_args(own)  # --help exits here, before the plan's imports
     if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
         raise UsageError(f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "
                          f"options go after --; see {PROG} --help)")
+    from ragbuild import passthrough
+
+    # before anything runs: ragbuild's own options after -- (passthrough.check_extra)
+    passthrough.check_extra(docker_options, own_options(parser))
     from ragbuild.plan import Options
 
     policy = latest_policy(ns.latest, ns.latest_policy)
