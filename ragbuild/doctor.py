@@ -202,8 +202,8 @@ def check_git(doc: Doctor) -> list:
                                           "or --allow-dirty"))
     else:
         found.append(Finding(OK, "git", f"commit {git.sha}, clean tree"))
-    if doc.options.latest_policy is not None and doc.options.latest_policy.value == "auto":
-        try:  # the build's own rule: auto cannot decide without the v* tags
+    if steps.needs_version_tags(doc.options):
+        try:  # the build's own rule: auto cannot decide a release's tags without the v* tags
             tags = steps.version_tags(doc.runner, git)
         except RagbuildError as err:
             found.append(Finding(PROBLEM, "git tags", _one_line(err)))

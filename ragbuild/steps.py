@@ -229,6 +229,22 @@ def host_network(runner: Runner, options: Options, config: Config,
     return HostNetwork(ca=ca, ca_note=note, index=index if wanted or index.env else None)
 
 
+def needs_version_tags(options: Options) -> bool:
+    """Whether the plan's moving tags depend on the ``v*`` git tags (``channels.needs_known_tags``:
+    --latest-policy auto with a release version); a version that is no semver is refused by the
+    plan, which reads no tags for it."""
+    from ragbuild.channels import needs_known_tags
+    from ragbuild.plan import parse_version
+
+    if options.latest_policy != LatestPolicy.AUTO or options.version is None:
+        return False
+    try:
+        parsed = parse_version(options.version)
+    except UsageError:
+        return False  # make_plan says why
+    return needs_known_tags(parsed, options.latest_policy)
+
+
 def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ,
                  config: Optional[Config] = None) -> Facts:
     from ragbuild.channels import CI_BUILD_NUMBER_VARS
@@ -238,7 +254,7 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
     docker_config = builders.read_docker_config(environ)
     host = host_network(runner, options, config or Config(), environ)  # before git: exit 2 first
     git = git_info(runner, options)
-    auto = options.latest_policy == LatestPolicy.AUTO and options.version is not None  # else nothing moves
+    auto = needs_version_tags(options)
     return Facts(
         git=git, moment=moment, docker_config=docker_config,
         docker=builders.docker_target(environ, docker_config),

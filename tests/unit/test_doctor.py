@@ -302,3 +302,21 @@ def test_doctor_asks_the_daemon_only_when_verified_https_fails(worker, fp, capsy
     line = next(line for line in lines if line.startswith("problem  registry:"))
     assert line.startswith("problem  registry: cannot reach the registry nohost.invalid:5000 over "
                            "HTTPS: ")
+
+
+@pytest.mark.parametrize("version, asks", [("2.0.0-rc.1", False), ("2.0.0", True)])
+def test_git_tags_are_a_problem_only_when_auto_depends_on_them(worker, fp, capsys, version, asks):
+    """The build's rule (steps.needs_version_tags): a prerelease never moves a tag under auto,
+    so no v* tag fetched is no problem for it; a release needs them."""
+    healthy(fp)
+    fp.register([fp.program("git"), "tag", "--list", "v*"], stdout="", occurrences=2)
+    if asks:  # the plan stopped, so doctor asks git again for its own line
+        register_git(fp)
+    code, lines, _ = run_doctor(["--env", "staging", "--version", version, "--latest-policy",
+                                 "auto"], capsys)
+    tags_line = next(line for line in lines if " git tags: " in line)
+    assert bool(fp.call_count([fp.program("git"), "tag", fp.any()])) == asks
+    if asks:
+        assert code == 1 and tags_line.startswith("problem") and "no v* version tag" in tags_line
+    else:
+        assert code == 0 and tags_line.startswith("ok "), lines

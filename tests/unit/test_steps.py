@@ -579,6 +579,28 @@ def test_auto_in_a_repository_without_version_tags_stops(repo, capsys):  # noqa:
     assert "fetch-depth: 0" in last and "--latest-policy always" in last
 
 
+@pytest.mark.parametrize("env", ["staging", "dev"])
+def test_auto_for_a_prerelease_reads_no_tags_and_moves_nothing(repo, capsys, env):  # noqa: F811
+    """Issue 22 case 6: a prerelease never moves latest under auto, whatever the tags say, so a
+    repository without v* tags (or a shallow one) is no reason to stop."""
+    git("tag", "release-3")
+    code, out, err = dry_run(capsys, "--env", env, "--version", "2.0.0-rc.1", "--semver-tags",
+                             "--latest-policy", "auto")
+    assert code == 0, err
+    assert "latest" not in tags(out) and "2" not in tags(out)
+    assert "  latest: left out: 2.0.0-rc.1 is a prerelease\n" in err
+
+
+def test_auto_for_a_prerelease_in_a_shallow_clone_reads_no_tags(project, fp, capsys):
+    fp.allow_unregistered(False)
+    register_git(fp, shallow=True)
+    code, out, err = run(capsys, "--version", "2.0.0-rc.1", "--env", "staging",
+                         "--latest-policy", "auto")
+    assert code == 0, err
+    assert fp.call_count([fp.program("git"), "tag", fp.any()]) == 0
+    assert "rag-worker:latest" not in out
+
+
 def test_auto_outside_a_repository_stops(git_env, capsys):  # noqa: F811
     code, out, err = dry_run(capsys, "--version", "0.1.0", "--latest-policy", "auto")
     assert code == 2 and out == ""
