@@ -170,6 +170,10 @@ def build_parser() -> ArgumentParser:
     push.add_argument("--skip-existing-immutable", action="store_true",
                       help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten "
                            "out of the push")
+    push.add_argument("--replace-version-tags", action="store_true",
+                      help="let a push move v<version> and <version> when the registry already "
+                           "has them (by default such a run stops before the build: a version "
+                           "names one image for good)")
     push.add_argument("--push-attempts", metavar="N", type=_limit("push-attempts"),
                       help=_limit_help("push-attempts"))
     push.add_argument("--push-backoff", metavar="SECONDS", type=_limit("push-backoff"),
@@ -302,6 +306,7 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
                    build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
                    image_name=ns.image_name, allow_dirty=ns.allow_dirty, smoke_test=ns.smoke_test,
                    skip_existing_immutable=ns.skip_existing_immutable,
+                   replace_version_tags=ns.replace_version_tags,
                    context_warn_mb=ns.context_warn_mb, allow_secrets=ns.allow_secrets,
                    scan=ns.scan or ns.scan_command is not None, scan_command=ns.scan_command,
                    metadata_file=ns.metadata_file,

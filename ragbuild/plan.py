@@ -130,6 +130,7 @@ class Options:
     allow_dirty: bool = False
     smoke_test: bool = False
     skip_existing_immutable: bool = False
+    replace_version_tags: bool = False  # an existing v<version>/<version> may move (push.py)
     # checks beyond bash's (guard.py)
     context_warn_mb: Optional[float] = None  # limits.py: None is setup.cfg's, else the default
     allow_secrets: bool = False
@@ -220,6 +221,10 @@ class PushPlan:
     credentials: Optional[builders.Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
     by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
+    #: what each ref named in the registry before the build (``push.read_existing``): its
+    #: manifest digest, "" when the tag did not exist, None when it could not be read; the
+    #: restore advice after a push of another image quotes it
+    before: Mapping = field(default_factory=dict, compare=False)
     #: how the pre-flight reached the registry (scheme, TLS, docker's credentials): the
     #: read-back reuses it. An ``access.Session`` (push.session_of); typed ``object`` because
     #: access imports this module.
@@ -263,6 +268,15 @@ class BuildPlan:
     @property
     def refs(self) -> tuple:
         return tuple(f"{self.base}:{tag}" for tag in self.tags)
+
+    @property
+    def version_refs(self) -> tuple:
+        """The refs of the release tags ``v<version>`` and ``<version>``: they name one image for
+        good, so a push never moves them without --replace-version-tags (``push.prepare``)."""
+        if self.version is None:
+            return ()
+        tag = self.version.replace("+", "_")
+        return tuple(f"{self.base}:{t}" for t in (f"v{tag}", tag) if t in self.tags)
 
     @property
     def primary(self) -> str:
@@ -595,6 +609,9 @@ def _check_registry(options: Options) -> Optional[Registry]:
     if options.push and registry is None:
         raise UsageError("--push needs a registry: pass --registry host/repository or set "
                          "ECR_REGISTRY_URI (bash skipped the push and exited 0)")
+    if options.replace_version_tags and not (options.push and options.version is not None):
+        raise UsageError("--replace-version-tags only lets --push move the version tags of "
+                         "--version: add --push and --version, or drop it")
     if options.skip_existing_immutable and not options.push:
         raise UsageError("--skip-existing-immutable only changes what --push pushes to an "
                          "IMMUTABLE ECR repository: add --push, or drop it")

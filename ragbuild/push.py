@@ -165,7 +165,79 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     session = reach_registry(runner, plan, creds, docker_config,
                              access.Login("AWS", logged_in) if logged_in is not None else None,
                              environ)
-    return PushPlan(refs, skipped, creds, session.insecure, session=session)
+    before = read_existing(runner, plan, session, refs)
+    check_version_tags(runner, plan, before)
+    return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before)
+
+
+def read_existing(runner: Runner, plan: BuildPlan, session: "access.Session", refs: Sequence[str],
+                  sleep: Callable[[float], None] = time.sleep) -> dict:
+    """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
+    manifest through the pre-flight's session; a transient failure retried as a push is):
+    ref -> manifest digest, "" where the tag does not exist (HTTP 404), None where it could not
+    be read (the reason is kept for a version tag, whose check cannot go on without it: see
+    ``check_version_tags``). A dry run says what it would ask and takes every tag to be new."""
+    from ragbuild import access
+
+    def ask(ref: str) -> Union[str, "access.ReadFailed"]:
+        tag = ref.rsplit(":", 1)[1]
+
+        def attempt() -> Union[Optional[access.Manifest], access.ReadFailed]:
+            try:
+                return access.find_manifest(session, tag)
+            except access.ReadFailed as failed:
+                return failed
+            except ValueError as bad:  # served, but no manifest: it exists, digest unknown
+                return access.ReadFailed(f"{access.manifest_url(session, tag)} served no "
+                                         f"manifest: {bad}", 200)
+
+        found, _ = retrying(runner, attempt,
+                            lambda got: str(got) if isinstance(got, access.ReadFailed) else None,
+                            sleep, f"GET {access.manifest_url(session, tag)}", plan.limits)
+        if isinstance(found, access.ReadFailed):
+            return found
+        return found.digest if found is not None else ""
+
+    version = set(plan.version_refs)
+    checks = [(f"GET {access.manifest_url(session, ref.rsplit(':', 1)[1])} "
+               f"({access.describe(session)}) to learn what the tag names before the push"
+               + (" (an existing version tag stops the run unless --replace-version-tags)"
+                  if ref in version else ""),
+               lambda ref=ref: ask(ref), "") for ref in refs]
+    answers = runner.check_all(checks)
+    return dict(zip(refs, answers))
+
+
+def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None:
+    """A version tag (``plan.version_refs``) the registry already has stops the run before the
+    build (PushFailed, exit 1), naming the digest it names: a version names one image for good,
+    and a rebuilt image never has the same digest (its created label differs). Moving tags
+    (``prod``, ``latest``, channels) move as before. With --replace-version-tags the run goes on
+    and says which tags it moves. A version tag whose state could not be read stops the run too:
+    the check cannot pass on a guess."""
+    from ragbuild import access
+
+    for ref in plan.version_refs:
+        if ref not in before:  # left out of the push (an immutable ECR tag, skipped)
+            continue
+        found = before[ref]
+        if isinstance(found, access.ReadFailed):
+            raise PushFailed(f"cannot tell whether {ref} already exists, so whether this push "
+                             f"would move a version tag ({tail(str(found), 1)}); checked before "
+                             "the build, nothing was built or pushed")
+    existing = [(ref, before[ref]) for ref in plan.version_refs
+                if isinstance(before.get(ref), str) and before[ref]]
+    if not existing:
+        return
+    named = ", ".join(f"{ref} (now {digest})" for ref, digest in existing)
+    if plan.options.replace_version_tags:
+        runner.log(f"warning: --replace-version-tags: this push moves {named} to the image this "
+                   "run builds")
+        return
+    raise PushFailed(f"the registry already has {named}: a version tag never moves to another "
+                     "image (a rebuilt one never has the same digest); release a new --version, "
+                     "or pass --replace-version-tags to move it (checked before the build; "
+                     "nothing was built or pushed)")
 
 
 def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,

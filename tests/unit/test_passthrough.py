@@ -203,7 +203,7 @@ def test_the_secret_build_arg_warning_names_ragbuilds_own_secret_flag(project, s
 @pytest.mark.parametrize("words", [
     ["--dry-run"], ["--network", "host", "--dry-run"], ["--metadata-file", "m.json"],
     ["--metadata-file=m.json"], ["--smoke-test"], ["--registry=localhost:5000/x"],
-    ["-e", "prod"], ["-v", "1.0.0"], ["--allow-dirty"], ["--help"],
+    ["-e", "prod"], ["-v", "1.0.0"], ["--allow-dirty"], ["--replace-version-tags"], ["--help"],
 ])
 def test_a_ragbuild_option_after_dashes_is_refused_before_anything_runs(project, strict_fp, capsys,
                                                                         words):
