@@ -391,22 +391,33 @@ class Context:
     docker_config: DockerConfig
     environ: Mapping[str, str]
     sleep: Callable[[float], None] = time.sleep
+    #: the built image's ID (``docker build --iidfile``): each ref is tagged from it just before
+    #: its push, and the registry must then serve it (``check_pushed``); None: a multi-platform
+    #: build's index, which the build pushed itself
+    image_id: Optional[str] = None
 
 
 def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> None:
     """``docker push`` each ref on its own, recording each digest in ``digests`` (a failure
-    keeps those pushed). The first ref goes alone, its progress shown live: it uploads the
-    layers. The others only point more tags at the same manifest, so they go at once
-    (``Runner.run_all``), each one's output shown when it is done; a transient failure among
-    them is retried on its own. On a failure or Ctrl-C the error lists what was pushed and what
-    was not."""
+    keeps those pushed). Each ref is first tagged from the built image's ID (``docker tag ID
+    REF``, ``ctx.image_id``): another build on the daemon may have taken the tag since this
+    run's build (its smoke test and scan take minutes), and ``docker push REF`` sends whatever
+    the tag names when it runs. The first ref goes alone, its progress shown live: it uploads
+    the layers; then the registry must serve this run's image under it (``check_pushed``)
+    before anything more is pushed. The others only point more tags at the same manifest, so
+    they are tagged, then pushed at once (``Runner.run_all``), each one's output shown when it
+    is done; a transient failure among them is retried on its own; each must report the first
+    one's digest. On a failure or Ctrl-C the error lists what was pushed and what was not."""
     refs = ctx.push.refs
     try:
         if refs:
+            _tag(runner, ctx, refs[:1])
             result, kind = run_retrying(runner, push_command(refs[0]), ctx.sleep,
                                         f"docker push {refs[0]}", ctx.plan.limits)
             _record(ctx, refs[0], result, kind, digests)
+            check_pushed(runner, ctx, refs[0], digests)
         rest = refs[1:]
+        _tag(runner, ctx, rest)
         commands = [push_command(ref, Mode.CAPTURE) for ref in rest]
         firsts = runner.run_all(commands, show_output=True) if rest else []
         results = dict(zip(rest, firsts))
@@ -421,12 +432,121 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
         for ref, first in results.items():
             if first.ok:
                 _record(ctx, ref, first, None, digests)  # fails on a success without a digest
+        if refs:
+            check_same(runner, ctx, refs[0], rest, digests)
     except PushFailed as failure:
         raise PushFailed(f"{failure}\n{progress(ctx.push.refs, digests)}") from None
     except (Interrupted, KeyboardInterrupt) as stop:
         text = str(stop) if isinstance(stop, Interrupted) else interrupted_text(signal_of(stop))
         raise Interrupted(f"{text}\n{progress(ctx.push.refs, digests)}",
                           signum=signal_of(stop)) from None
+
+
+def _tag(runner: Runner, ctx: Context, refs: Sequence[str]) -> None:
+    """``docker tag <image ID> REF`` for each of ``refs``, just before their push (at once:
+    each is a quick call to the daemon). Nothing when the run has no image ID to follow."""
+    from ragbuild.plan import tag_command
+
+    if ctx.image_id is None or not refs:
+        return
+    image_id = ctx.image_id
+    for ref, result in zip(refs, runner.run_all([tag_command(image_id, ref) for ref in refs])):
+        if not result.ok:  # (run_all raises CommandFailed for a checked command already)
+            raise PushFailed(f"docker tag {image_id} {ref} failed:\n{tail(result.stderr)}")
+
+
+def check_pushed(runner: Runner, ctx: Context, ref: str,
+                 digests: Mapping[str, Optional[str]]) -> None:
+    """After the first push: the registry must serve this run's image under ``ref``: the
+    manifest's config digest is the image's ID (the classic image store's ID), or the
+    manifest's own digest is (the containerd store's); ``access.Manifest.names_image``.
+    Anything else (another build re-tagged the ref between ``docker tag`` and ``docker push``)
+    stops the run before anything more is pushed, naming the other image and how to restore
+    the tag. A dry run says it would ask."""
+    from ragbuild import access
+
+    if ctx.image_id is None:
+        return
+    image_id = ctx.image_id
+    session = session_of(ctx)
+    tag = ref.rsplit(":", 1)[1]
+    assume: Union[access.Manifest, str] = access.Manifest(
+        digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST, config=image_id)
+    answer = runner.check(f"GET {access.manifest_url(session, tag)} and expect the manifest of "
+                          f"this run's image {image_id} (its config digest, or on the containerd "
+                          "image store its own digest) before anything more is pushed",
+                          lambda: read_back(runner, ctx, ref), assume)
+    if isinstance(answer, str):
+        raise PushFailed(f"the registry's {ref} cannot be read back after its push, so whether "
+                         f"it serves this run's image is unknown: {answer}")
+    if not answer.names_image(image_id):
+        raise PushFailed(wrong_image(runner, ctx, {ref: answer.config or answer.digest}))
+
+
+def check_same(runner: Runner, ctx: Context, first: str, rest: Sequence[str],
+               digests: Mapping[str, Optional[str]]) -> None:
+    """Each of ``rest`` must have been pushed as the manifest of ``first``, which
+    ``check_pushed`` found to be this run's image; one that was not is another image (its tag
+    moved between ``docker tag`` and ``docker push``): read back to name it, and the run stops.
+    """
+    if ctx.image_id is None:
+        return
+    others = [ref for ref in rest if digests.get(ref) != digests.get(first)]
+    if not others:
+        return
+    found = {}
+    for ref in others:
+        answer = read_back(runner, ctx, ref)
+        found[ref] = (answer if isinstance(answer, str)
+                      else answer.config or answer.digest)
+    raise PushFailed(wrong_image(runner, ctx, found))
+
+
+def wrong_image(runner: Runner, ctx: Context, found: Mapping[str, str]) -> str:
+    """The message for refs the registry serves another image under (``found``: ref -> that
+    image's config digest, or why it could not be read): which image it is (its local tags,
+    when the daemon has it: ``docker image inspect``), that nothing more was pushed, and how to
+    put each tag back where it was before the run (``PushPlan.before``)."""
+    lines = []
+    for ref, other in found.items():
+        local = _local_tags(runner, other) if other.startswith("sha256:") else ""
+        lines.append(f"  {ref} now serves {other}{local}, not this run's image {ctx.image_id}")
+    lines.append("another build on this daemon took the tag between `docker tag` and `docker "
+                 "push`; nothing more was pushed. To put the tags back:")
+    lines += [f"  {advice}" for advice in restore_advice(ctx, list(found))]
+    return "the registry serves another image under this run's tags:\n" + "\n".join(lines)
+
+
+def _local_tags(runner: Runner, image: str) -> str:
+    """`` (locally: a:1, b:2)``: the daemon's tags of ``image``, or "" when it has none."""
+    result = runner.run(Command(("docker", "image", "inspect", "--format", "{{json .RepoTags}}",
+                                 image), check=False, kind=Kind.PROBE))
+    try:
+        tags = json.loads(result.stdout) if result.ok else []
+    except ValueError:
+        tags = []
+    return f" (locally: {', '.join(tags)})" if isinstance(tags, list) and tags else ""
+
+
+def restore_advice(ctx: Context, refs: Sequence[str]) -> list:
+    """How to put each of ``refs`` back to what it named before the run (``PushPlan.before``,
+    read by the pre-flight): ``docker buildx imagetools create`` copies a manifest to a tag
+    by its digest, unchanged (https://docs.docker.com/reference/cli/docker/buildx/imagetools/create/);
+    a tag that did not exist is deleted; one whose digest could not be read is said so."""
+    repository = ctx.plan.base
+    advice = []
+    for ref in refs:
+        before = ctx.push.before.get(ref)
+        if isinstance(before, str) and before:
+            advice.append(f"docker buildx imagetools create --tag {ref} {repository}@{before}")
+        elif before == "":
+            advice.append(f"{ref} did not exist before this run: delete it (the registry's API "
+                          "or console; ECR: aws ecr batch-delete-image --image-ids "
+                          f"imageTag={ref.rsplit(':', 1)[1]})")
+        else:
+            advice.append(f"{ref}: what it named before this run is unknown (it could not be "
+                          "read before the build)")
+    return advice
 
 
 def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
@@ -542,6 +662,10 @@ def _judge(ctx: Context, ref: str, manifest: "access.Manifest",
         if manifest.digest != pushed.get(ref):
             raise ValueError(f"{ref} resolves to {manifest.digest} on the registry, but the push "
                              f"reported {pushed.get(ref)}")
+        if ctx.image_id is not None and not manifest.names_image(ctx.image_id):
+            raise ValueError(f"{ref} serves the image {manifest.config or manifest.digest}, not "
+                             f"this run's image {ctx.image_id}; to put it back: "
+                             + "; ".join(restore_advice(ctx, [ref])))
         return manifest.digest
     if not manifest.is_index:
         raise ValueError(f"{ref} is a single image manifest ({manifest.media_type}), not an "
@@ -581,7 +705,8 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     def dry(ref: str) -> access.Manifest:  # what a dry run takes the registry to have answered
         if plan.multi_platform:
             return access.Manifest(DRY_DIGEST, access.OCI_INDEX, plan.platforms)
-        return access.Manifest(digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST)
+        return access.Manifest(digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST,
+                               config=ctx.image_id or "")
 
     checks = [(f"GET {access.manifest_url(session, ref.rsplit(':', 1)[1])} "
                f"({access.describe(session)}; a pull token, the Docker and OCI manifest and index "

@@ -23,7 +23,7 @@ from ragbuild.pip_config import HostNetwork
 from ragbuild.reference import familiar
 from ragbuild.output import SUCCESS
 from ragbuild.passthrough import not_for_buildx
-from ragbuild.runner import Runner, ended, resolve
+from ragbuild.runner import Result, Runner, ended, resolve
 
 if TYPE_CHECKING:  # scan.py is imported when --scan asks for it
     from ragbuild.scan import Scanner
@@ -343,11 +343,23 @@ def check_builder_can(runner: Runner, plan: BuildPlan) -> None:
 # --- the build ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Built:
+    """What the build step made: whether the build pushed the refs itself, and the image's ID
+    (``docker build --iidfile``; None for a multi-platform build, which leaves no local image),
+    which the summary, smoke test, scan, push and read-back follow from then on."""
+
+    pushed: bool
+    image_id: Optional[str]
+
+
 def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
-          digests: MutableMapping[str, Optional[str]], *, unique_created: bool = True) -> bool:
+          digests: MutableMapping[str, Optional[str]], *, unique_created: bool = True) -> Built:
     """The one build; ``push``: the pre-flight's push decisions (attestations, whether the
-    build pushes: ``plan.build_pushes``). Returns whether the build pushed; a one-platform
-    build that pushed records the manifest digest it reported for every ref in ``digests``.
+    build pushes: ``plan.build_pushes``). Returns whether the build pushed and the image's ID
+    (``Built``); a one-platform build that pushed records the manifest digest it reported for
+    every ref in ``digests``. A one-platform build that succeeded without writing its ID stops
+    the run: nothing after it may fall back to a tag (CommandFailed).
 
     When a build that pushes fails, the failure was the build's or the push's. buildx's
     ``docker`` driver names the image in the daemon before it pushes, so when every ref names
@@ -358,20 +370,22 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
     earlier build may carry it): the build runs again without the push to tell the two apart
     (a failing step runs twice; with ``--no-cache`` the whole build)."""
     if push is None or not push.by_build or plan.multi_platform:
-        _build(runner, plan, push)
-        return push is not None and plan.multi_platform
+        image_id = _build(runner, plan, push)
+        return Built(push is not None and plan.multi_platform, image_id)
     try:
-        result = runner.run(build_command(plan, push, metadata_file=answer_path(plan)))
+        result = runner.run(build_command(plan, push, metadata_file=answer_path(plan),
+                                          iid_file=answer_path(plan, "iid")))
     except CommandFailed as failure:
         ended_as = ended(failure.returncode)
+        built: Optional[str] = None
         if not unique_created:
             runner.log(f"warning: docker buildx build --push {ended_as}; building again without "
                        "the push, to tell a failed build from a failed push (SOURCE_DATE_EPOCH "
                        "gives every build the same created label)")
-            _build(runner, plan, replace(push, by_build=False))
-        elif built_by_this_run(runner, plan):
+            built = _build(runner, plan, replace(push, by_build=False))
+        elif (built := built_by_this_run(runner, plan)) is not None:
             runner.log(f"warning: docker buildx build --push {ended_as} after it built and "
-                       "tagged the image (this run's created label)")
+                       f"tagged the image {built} (this run's created label)")
         else:
             diagnose(runner, plan)
             raise CommandFailed(f"docker buildx build {ended_as}; its output is above (the "
@@ -379,7 +393,8 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
                                 "was pushed)", returncode=failure.returncode) from None
         runner.log("the build itself succeeded: the push failed, so each tag goes with docker "
                    "push (retried when the failure is transient)")
-        return False
+        return Built(False, built)
+    image_id = _image_id(result, plan)
     digest = parse_pushed_digest(result.stdout)
     for ref in push.refs:  # pushed, whether or not the build named the digest
         digests[ref] = digest
@@ -389,36 +404,52 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
         raise PushFailed("docker buildx build --push succeeded but named no manifest digest in "
                          f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
                          f"verified\n{progress(push.refs, digests)}")
-    return True
+    return Built(True, image_id)
 
 
-def built_by_this_run(runner: Runner, plan: BuildPlan) -> bool:
-    """Whether every ref of the plan names one local image whose created label is this run's
-    ``plan.created`` (``docker image inspect``; a ref that is missing: no)."""
+def _image_id(result: Result, plan: BuildPlan) -> Optional[str]:
+    """The ID the build wrote to its ``--iidfile`` (None for a multi-platform build); a
+    successful one-platform build without it stops the run."""
+    if plan.multi_platform:
+        return None
+    if not result.image_id:
+        raise CommandFailed("the build succeeded but wrote no image ID to its --iidfile, so what "
+                            "follows cannot tell this run's image from another build's with the "
+                            "same tags; nothing was pushed by ragbuild")
+    return result.image_id
+
+
+def built_by_this_run(runner: Runner, plan: BuildPlan) -> Optional[str]:
+    """The ID of the one local image every ref of the plan names when its created label is this
+    run's ``plan.created`` (``docker image inspect``), else None (a ref that is missing too)."""
     result = runner.run(replace(inspect_command(plan.primary, plan.refs), check=False))
     if not result.ok:
-        return False
+        return None
     try:
         image = parse_inspect(result.stdout)
     except ValueError:
-        return False
-    return not image.lacks(plan.refs) and (image.labels or {}).get(CREATED_LABEL) == plan.created
+        return None
+    if image.lacks(plan.refs) or (image.labels or {}).get(CREATED_LABEL) != plan.created:
+        return None
+    return image.id
 
 
-def answer_path(plan: BuildPlan) -> str:
+def answer_path(plan: BuildPlan, kind: str = "metadata.json") -> str:
     """Where a build that pushes writes its ``--metadata-file``: one path for one plan, so a
     dry run prints the line a real run starts (docs/dry-run.md) and creates nothing. In the
     user's own directory ``ragbuild-<uid>`` of the temp directory (``TMPDIR``), which the runner
     makes, mode 0700, and refuses when it is anyone else's or open to others; named after the
     plan (every ref it pushes, ``created``, commit), so a run of another plan (``--env prod``
     beside ``--env dev`` in the same second) does not meet it; two runs that do would push the
-    same tags. The runner removes it before the build and once read (``Command.answer_file``)."""
+    same tags. The runner removes it before the build and once read (``Command.answer_file``).
+    ``kind``: the file's suffix, ``iid`` for the ``--iidfile`` every one-platform build writes
+    (``Command.iid_file``)."""
     import hashlib
     import tempfile  # only a build that pushes needs it
 
     key = "\0".join((*plan.refs, plan.created, plan.git.commit, str(os.getuid())))
     name = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"ragbuild-{os.getuid()}", f"{name}.metadata.json")
+    return os.path.join(tempfile.gettempdir(), f"ragbuild-{os.getuid()}", f"{name}.{kind}")
 
 
 def parse_pushed_digest(text: str) -> Optional[str]:
@@ -432,9 +463,10 @@ def parse_pushed_digest(text: str) -> Optional[str]:
         else None
 
 
-def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
+def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> Optional[str]:
+    """The build without its own push; the image's ID (``_image_id``)."""
     try:
-        runner.run(build_command(plan, push))
+        result = runner.run(build_command(plan, push, iid_file=answer_path(plan, "iid")))
     except CommandFailed as failure:
         diagnose(runner, plan)
         what = "docker buildx build" if plan.buildx else "docker build"
@@ -444,6 +476,7 @@ def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
                     "the network and registry login, or drop --pull to build from the local copy")
         raise CommandFailed(f"{what} {ended(failure.returncode)}; its output is above{hint}",
                             returncode=failure.returncode) from None
+    return _image_id(result, plan)
 
 
 def diagnose(runner: Runner, plan: BuildPlan) -> None:
@@ -505,15 +538,17 @@ class Image:
         return [ref for ref in refs if familiar(ref) not in listed]
 
 
-def summarize(runner: Runner, plan: BuildPlan, *, pushed: bool = False) -> Optional[Image]:
-    """One ``docker image inspect`` gives the id, size, tags and labels (bash ran one per tag).
-    None for a multi-platform build, which leaves no local image. ``pushed``: the build pushed
-    the refs itself, which an error here says (they are out, unverified)."""
+def summarize(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None, *,
+              pushed: bool = False) -> Optional[Image]:
+    """One ``docker image inspect`` of the built image by its ID (``Built.image_id``; the
+    primary ref only where there is none to follow) gives the id, size, tags and labels (bash
+    ran one per tag). None for a multi-platform build, which leaves no local image. ``pushed``:
+    the build pushed the refs itself, which an error here says (they are out, unverified)."""
     if plan.multi_platform:
         runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
                    "an image index, read back from the registry instead of inspected locally")
         return None
-    result = runner.run(inspect_command(plan.primary, plan.refs))
+    result = runner.run(inspect_command(image_id or plan.primary, plan.refs))
     try:
         image = parse_inspect(result.stdout)
     except ValueError as bad:

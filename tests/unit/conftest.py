@@ -10,7 +10,8 @@ import time
 import pytest
 from plumbum import local
 
-from fakes import EPOCH, register_git, register_proxy_info, register_registry_config, set_tz
+from fakes import (EPOCH, FAKE_IMAGE_ID, register_git, register_proxy_info,
+                   register_registry_config, set_tz)
 
 
 #: Variables of the machine (or CI job) running the tests that would change what the code under
@@ -115,6 +116,46 @@ def project(tmp_path, monkeypatch, stub_bin):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     set_tz(monkeypatch, "UTC")
     return root
+
+
+def _is_build(command) -> bool:
+    """Whether an fp pattern is a ``docker build`` or ``docker buildx build``."""
+    words = [word for word in list(command)[1:6] if isinstance(word, str)]
+    return "build" in words and (words.index("build") == 0 or words[words.index("build") - 1]
+                                 in ("buildx", "remote", "--context"))
+
+
+def write_image_id(process, image_id: str = FAKE_IMAGE_ID) -> None:
+    """What docker does with ``--iidfile PATH``: write the image's ID there."""
+    args = [str(arg) for arg in process.args]
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--iidfile":
+            with open(args[i + 1], "w", encoding="utf-8") as handle:
+                handle.write(image_id)
+
+
+@pytest.fixture
+def fp(fp):
+    """pytest-subprocess's ``fp``, whose fake ``docker build`` writes ``FAKE_IMAGE_ID`` to its
+    ``--iidfile`` as docker does (before a callback the test gives; ``iid=None`` in
+    ``register``: writes nothing, ``iid="sha256:..."``: that ID)."""
+    register = fp.register
+
+    def register_build(command, *args, iid=FAKE_IMAGE_ID, **kwargs):
+        if _is_build(command) and iid is not None:
+            callback = kwargs.get("callback")
+
+            def wrote(process, **callback_kwargs):
+                write_image_id(process, iid)
+                return callback(process, **callback_kwargs) if callback else None
+
+            kwargs["callback"] = wrote
+        return register(command, *args, **kwargs)
+
+    fp.register = register_build
+    # ``docker tag <image ID> REF`` before each push (push.push): a daemon that tags
+    register([fp.program("docker"), "tag", fp.any()], occurrences=1000)
+    return fp
 
 
 @pytest.fixture

@@ -336,7 +336,10 @@ def test_dry_run_shows_the_new_flags_effect(project, strict_fp, capsys, monkeypa
                                "--platform", "linux/amd64", "--pull", "--cache-from",
                                "type=registry,ref=r.example.com/rag:cache", "--dry-run"], capsys)
     assert code == 0
-    assert shlex.split(out.splitlines()[0]) == [
+    words = shlex.split(out.splitlines()[0])
+    at = words.index("--iidfile")  # right after the labels (the build's image ID)
+    assert words.pop(at + 1).endswith(".iid") and words.pop(at) == "--iidfile"
+    assert words == [
         "DOCKER_BUILDKIT=1", "docker", "build", "-f", "Dockerfile",
         *tagged([f"rag-worker:{t}" for t in ("v1.2.3", "1.2.3", "1.2", "1", f"dev-{STAMP}", "dev",
                                               "git-a1b2c3d", "build-314", "latest")]),

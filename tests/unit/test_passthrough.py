@@ -183,7 +183,9 @@ def test_a_stray_word_is_still_an_unrecognized_argument(project, strict_fp, caps
 
 def test_without_passed_options_the_build_command_is_unchanged(project, strict_fp, capsys):
     code, out, _ = run(capsys, "--env", "dev", "--dry-run")
-    assert code == 0 and build_words(out)[-2:] == ["org.ragbuild.repository=rag-worker", "."]
+    words = build_words(out)
+    assert code == 0 and words[-4:-2] == ["org.ragbuild.repository=rag-worker", "--iidfile"]
+    assert words[-1] == "."
 
 
 def test_help_lists_secret_ssh_and_dashes(capsys):

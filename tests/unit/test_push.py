@@ -460,6 +460,10 @@ def register_git(fp):
     fakes.register_git(fp, stdout="abc1234\n")
 
 
+def IIDFILE(fp):  # noqa: N802 (the words the build's --iidfile takes)
+    return ["--iidfile", fp.any(min=1, max=1)]
+
+
 def cli_build_argv(ref):
     return ["docker", "build", "-f", "Dockerfile", *sum((["-t", r] for r in ref), []),
             "--build-arg", "ENVIRONMENT=dev", "--build-arg", "GIT_COMMIT=abc1234",
@@ -474,7 +478,7 @@ def test_failed_build_never_pushes(fp, project, capsys):
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
-    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "."], returncode=1)
+    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], *IIDFILE(fp), "."], returncode=1)
     docker(fp, "version", "--format", "{{.Client.Version}}", stdout="20.10.24\n")
     code = cli.main(["--env", "dev", "--registry", f"{ECR}/rag-worker", "--push"])
     assert code == 1
@@ -508,10 +512,10 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
-    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "."])
+    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], *IIDFILE(fp), "."])
     tags = json.dumps(refs)
     docker(fp, "image", "inspect", "--format",
-           "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", refs[0],
+           "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", fakes.FAKE_IMAGE_ID,
            stdout=f"sha256:{'ee' * 32} 123456 {tags}\n")
     for ref in refs:
         register_push(fp, ref)
