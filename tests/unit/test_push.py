@@ -663,6 +663,7 @@ def release_plan(**options):
 
 @pytest.mark.parametrize("tag", ["v1.2.3", "1.2.3"])
 def test_an_existing_version_tag_stops_the_push_before_the_build(fp, tag):
+    fakes.register_proxy_info(fp)
     fp.allow_unregistered(False)
     serve(f"{PLAIN}/rag-worker:{tag}", OTHER_DIGEST)
     with pytest.raises(PushFailed) as stopped:
@@ -670,10 +671,12 @@ def test_an_existing_version_tag_stops_the_push_before_the_build(fp, tag):
     message = str(stopped.value)
     assert f"the registry already has {PLAIN}/rag-worker:{tag} (now {OTHER_DIGEST})" in message
     assert "--replace-version-tags" in message and "nothing was built or pushed" in message
-    assert "\n" not in message and len(fp.calls) == 0
+    assert "\n" not in message
+    assert [list(call)[1:3] for call in fp.calls] == [["info", "--format"]]  # the proxy, no more
 
 
 def test_moving_tags_that_exist_move_as_before(fp):
+    fakes.register_proxy_info(fp)
     for tag in ("prod", "latest"):
         serve(f"{PLAIN}/rag-worker:{tag}", OTHER_DIGEST)
     prepared_push = push.prepare(Runner(), release_plan())
@@ -682,6 +685,7 @@ def test_moving_tags_that_exist_move_as_before(fp):
 
 
 def test_replace_version_tags_lets_them_move_and_says_so(fp, capsys):
+    fakes.register_proxy_info(fp)
     serve(f"{PLAIN}/rag-worker:v1.2.3", OTHER_DIGEST)
     prepared_push = push.prepare(Runner(), release_plan(replace_version_tags=True))
     assert f"{PLAIN}/rag-worker:v1.2.3" in prepared_push.refs
@@ -691,6 +695,7 @@ def test_replace_version_tags_lets_them_move_and_says_so(fp, capsys):
 
 
 def test_a_version_tag_that_cannot_be_read_stops_the_push(fp):
+    fakes.register_proxy_info(fp)
     FakeRegistry.current.fail[f"{PLAIN}/rag-worker:1.2.3"] = [403]
     with pytest.raises(PushFailed) as stopped:
         push.prepare(Runner(), release_plan())
@@ -700,12 +705,14 @@ def test_a_version_tag_that_cannot_be_read_stops_the_push(fp):
 
 
 def test_an_unreadable_moving_tag_only_loses_its_restore_advice(fp):
+    fakes.register_proxy_info(fp)
     FakeRegistry.current.fail[f"{PLAIN}/rag-worker:latest"] = [403]
     prepared_push = push.prepare(Runner(), release_plan())
     assert not isinstance(prepared_push.before[f"{PLAIN}/rag-worker:latest"], str)
 
 
 def test_the_version_check_through_the_cli_exits_1_before_the_build(project, fp, capsys):
+    fakes.register_proxy_info(fp)
     fp.allow_unregistered(False)
     register_git(fp)
     serve(f"{PLAIN}/rag-worker:v1.2.3", OTHER_DIGEST)
@@ -715,7 +722,8 @@ def test_the_version_check_through_the_cli_exits_1_before_the_build(project, fp,
     assert code == 1
     assert err.splitlines()[-1].startswith(f"error: the registry already has {PLAIN}/rag-worker"
                                            f":v1.2.3 (now {OTHER_DIGEST})")
-    assert fp.call_count([fp.program("docker"), fp.any()]) == 0
+    assert fp.call_count([fp.program("docker"), "build", fp.any()]) == 0
+    assert fp.call_count([fp.program("docker"), "buildx", fp.any()]) == 0
 
 
 def test_a_dry_run_shows_the_version_check(project, fp, capsys):
