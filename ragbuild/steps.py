@@ -385,7 +385,7 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
             built = _build(runner, plan, replace(push, by_build=False))
         elif (built := built_by_this_run(runner, plan)) is not None:
             runner.log(f"warning: docker buildx build --push {ended_as} after it built and "
-                       f"tagged the image {built} (this run's created label)")
+                       f"tagged the image (this run's created label): {built}")
         else:
             diagnose(runner, plan)
             raise CommandFailed(f"docker buildx build {ended_as}; its output is above (the "

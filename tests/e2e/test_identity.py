@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from .support import git, planned_refs, tags_of
+from .support import git, planned_refs, stop_group, tags_of
 from .test_push import ANY_BUILD_RE, ecr_repository, pinned_line  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
@@ -93,8 +93,11 @@ def test_a_build_during_the_smoke_test_never_reaches_the_registry_under_its_tags
         "--smoke-command", gated_smoke_command(gate.url), "--smoke-timeout", "600",
         *shlex.split(pip_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: list = []
-    reader = threading.Thread(target=lambda: lines.extend(job_a.stderr), daemon=True)
-    reader.start()
+    stdout: list = []
+    readers = [threading.Thread(target=lambda: lines.extend(job_a.stderr), daemon=True),
+               threading.Thread(target=lambda: stdout.extend(job_a.stdout), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
         deadline = time.monotonic() + 900
         while not SMOKE_LINE.search("".join(line.decode() for line in lines)):
@@ -111,9 +114,16 @@ def test_a_build_during_the_smoke_test_never_reaches_the_registry_under_its_tags
         assert docker.image_id(f"{uri}:prod") == b_id  # B really took A's tags, locally
     finally:
         gate.open()
-    out, _ = job_a.communicate(timeout=900)
-    reader.join(timeout=30)
+    try:
+        job_a.wait(timeout=900)
+    finally:
+        stop_group(job_a)  # nothing left behind if it hung
+        for reader in readers:
+            reader.join(timeout=30)
+        job_a.stdout.close()
+        job_a.stderr.close()
     err = "".join(line.decode() for line in lines)
+    out = b"".join(stdout)
     assert job_a.returncode == 0, err[-4000:]
     a_id = images.track(re.search(r"^built (sha256:[0-9a-f]{64}) ", err, re.M)[1])
     assert a_id != b_id
