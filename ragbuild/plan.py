@@ -225,8 +225,8 @@ class PushPlan:
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
     by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
     #: what each ref named in the registry before the build (``push.read_existing``): its
-    #: manifest digest, "" when the tag did not exist, None when it could not be read; the
-    #: restore advice after a push of another image quotes it
+    #: manifest digest, "" when the tag did not exist, the ``access.ReadFailed`` when it could
+    #: not be read; the restore advice after a push of another image quotes it
     before: Mapping = field(default_factory=dict, compare=False)
     #: how the pre-flight reached the registry (scheme, TLS, docker's credentials): the
     #: read-back reuses it. An ``access.Session`` (push.session_of); typed ``object`` because
@@ -838,7 +838,7 @@ def version_tags_command() -> Command:
 def tag_command(image_id: str, ref: str) -> Command:
     """``docker tag IMAGE_ID REF``: a ref named from the image's ID just before its push, so the
     push sends this run's image even when another build took the tag meanwhile."""
-    return Command(("docker", "tag", image_id, ref))
+    return Command(("docker", "tag", image_id, ref), check=False)
 
 
 def inspect_command(ref: str, refs: tuple = ()) -> Command:

@@ -174,8 +174,8 @@ def read_existing(runner: Runner, plan: BuildPlan, session: "access.Session", re
                   sleep: Callable[[float], None] = time.sleep) -> dict:
     """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
     manifest through the pre-flight's session; a transient failure retried as a push is):
-    ref -> manifest digest, "" where the tag does not exist (HTTP 404), None where it could not
-    be read (the reason is kept for a version tag, whose check cannot go on without it: see
+    ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``access.ReadFailed``
+    where it could not be read (a version tag's check cannot go on without it: see
     ``check_version_tags``). A dry run says what it would ask and takes every tag to be new."""
     from ragbuild import access
 
@@ -451,8 +451,11 @@ def _tag(runner: Runner, ctx: Context, refs: Sequence[str]) -> None:
         return
     image_id = ctx.image_id
     for ref, result in zip(refs, runner.run_all([tag_command(image_id, ref) for ref in refs])):
-        if not result.ok:  # (run_all raises CommandFailed for a checked command already)
-            raise PushFailed(f"docker tag {image_id} {ref} failed:\n{tail(result.stderr)}")
+        if not result.ok:
+            if daemon_down(result.stderr):
+                raise PushFailed(f"{ref}: {daemon_unreachable(ctx.plan.docker)}")
+            raise PushFailed(f"docker tag {image_id} {ref} failed (the image of this run is "
+                             f"gone?):\n{tail(result.stdout + result.stderr)}")
 
 
 def check_pushed(runner: Runner, ctx: Context, ref: str,
@@ -509,8 +512,12 @@ def wrong_image(runner: Runner, ctx: Context, found: Mapping[str, str]) -> str:
     put each tag back where it was before the run (``PushPlan.before``)."""
     lines = []
     for ref, other in found.items():
-        local = _local_tags(runner, other) if other.startswith("sha256:") else ""
-        lines.append(f"  {ref} now serves {other}{local}, not this run's image {ctx.image_id}")
+        if not other.startswith("sha256:"):  # pushed as another manifest, not readable back
+            lines.append(f"  {ref} was pushed as another manifest than this run's image "
+                         f"{ctx.image_id}, and cannot be read back: {tail(other, 1)}")
+            continue
+        lines.append(f"  {ref} now serves {other}{_local_tags(runner, other)}, not this run's "
+                     f"image {ctx.image_id}")
     lines.append("another build on this daemon took the tag between `docker tag` and `docker "
                  "push`; nothing more was pushed. To put the tags back:")
     lines += [f"  {advice}" for advice in restore_advice(ctx, list(found))]

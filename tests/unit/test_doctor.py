@@ -320,3 +320,22 @@ def test_git_tags_are_a_problem_only_when_auto_depends_on_them(worker, fp, capsy
         assert code == 1 and tags_line.startswith("problem") and "no v* version tag" in tags_line
     else:
         assert code == 0 and tags_line.startswith("ok "), lines
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_release_push_checks_the_version_tags_as_the_preflight_does(worker, fp, capsys, exists):
+    from registry_fakes import OTHER_DIGEST, serve
+
+    healthy(fp)
+    uri = "registry.example.com/team/rag-worker"
+    if exists:
+        serve(f"{uri}:v1.2.3", OTHER_DIGEST)
+    code, lines, _ = run_doctor(["--registry", uri, "--push", "--env", "prod", "--version",
+                                 "1.2.3", "--allow-dirty"], capsys)
+    line = next(line for line in lines if " version tags: " in line)
+    if exists:
+        assert code == 1
+        assert line.startswith(f"problem  version tags: the registry already has {uri}:v1.2.3 "
+                               f"(now {OTHER_DIGEST})")
+    else:
+        assert line == "ok       version tags: v1.2.3, 1.2.3: not in the registry yet", lines

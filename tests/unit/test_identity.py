@@ -17,7 +17,7 @@ from ragbuild import access, cli, push, steps
 from ragbuild.builders import DockerTarget
 from ragbuild.errors import PushFailed
 from ragbuild.plan import Command, PushPlan, build_command
-from ragbuild.runner import DryRunner, Runner
+from ragbuild.runner import DryRunner, Result, Runner
 from registry_fakes import (DIGEST, OTHER_DIGEST, OTHER_MANIFEST, PLAIN, FakeRegistry, build_plan,
                             digest_of, prepared, push_and_verify, register_push, serve)
 
@@ -219,3 +219,18 @@ def test_a_dry_run_push_shows_the_tags_from_the_id(project, strict_fp, capsys):
     assert ("dry run: a real run would GET https://registry.example.com:5000/v2/rag-worker/"
             f"manifests/dev-{fakes.STAMP} and expect the manifest of this run's image IMAGE_ID") in err
     assert FakeRegistry.current.requests == []
+
+
+def test_a_failing_docker_tag_stops_before_the_push_and_lists_progress(fp):
+    class TagFails(Runner):
+        def run_all(self, cmds, *, show_output=False):
+            assert [cmd.argv[:2] for cmd in cmds] == [("docker", "tag")] * len(cmds)
+            return [Result(1, "", "Error response from daemon: No such image: x\n")
+                    for _ in cmds]
+
+    plan = build_plan(f"{PLAIN}/rag-worker")
+    with pytest.raises(PushFailed) as stopped:
+        push.push(TagFails(log=io.StringIO()), ctx_for(plan), {})
+    assert str(stopped.value).startswith(f"docker tag {FAKE_IMAGE_ID} {plan.refs[0]} failed")
+    assert "No such image" in str(stopped.value) and "pushed: nothing" in str(stopped.value)
+    assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 0
