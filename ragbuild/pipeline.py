@@ -48,6 +48,7 @@ class RunState:
     #: the built image's ID (``docker build --iidfile``), which every later step follows; None
     #: for a multi-platform build (no local image)
     image_id: Optional[str] = None
+    built_manifest: Optional[str] = None  # what a build that pushed reported (steps.Built)
     pinned: Optional[str] = None  # <repository>@<digest>, verified
     times: dict = field(default_factory=dict)  # step -> seconds, in the order they ran
 
@@ -68,11 +69,16 @@ def _preflight(runner: Runner, state: RunState) -> None:
 def _build(runner: Runner, state: RunState) -> None:
     built = steps.build(runner, state.plan, state.preflight.push, state.digests,
                         unique_created=state.facts.unique_created)
-    state.build_pushed, state.image_id = built.pushed, built.image_id
+    state.build_pushed, state.image_id, state.built_manifest = (built.pushed, built.image_id,
+                                                                built.manifest)
 
 
 def _inspect(runner: Runner, state: RunState) -> None:
-    state.image = steps.summarize(runner, state.plan, state.image_id, pushed=state.build_pushed)
+    state.image = steps.summarize(runner, state.plan, state.image_id, pushed=state.build_pushed,
+                                  manifest=state.built_manifest,
+                                  unique_created=state.facts.unique_created)
+    if state.image is not None and state.image_id is not None:
+        state.image_id = state.image.followed  # the ID the daemon knows the image by
 
 
 def _smoke(runner: Runner, state: RunState) -> None:

@@ -351,6 +351,10 @@ class Built:
 
     pushed: bool
     image_id: Optional[str]
+    #: the manifest digest a build that pushed reported (buildx's ``containerimage.digest``):
+    #: the image's ID in a daemon with the containerd image store, where buildx's --iidfile
+    #: names the config instead (``summarize`` tries it when the daemon does not know the ID)
+    manifest: Optional[str] = None
 
 
 def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
@@ -404,7 +408,7 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
         raise PushFailed("docker buildx build --push succeeded but named no manifest digest in "
                          f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
                          f"verified\n{progress(push.refs, digests)}")
-    return Built(True, image_id)
+    return Built(True, image_id, digest)
 
 
 def _image_id(result: Result, plan: BuildPlan) -> Optional[str]:
@@ -530,6 +534,7 @@ class Image:
     size: int  # bytes
     repo_tags: tuple = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    followed: str = ""  # what the summary asked the daemon by: the ID the rest of the run uses
 
     def lacks(self, refs: Sequence[str]) -> list:
         """The refs of ``refs`` that are not among the image's tags, compared as docker lists
@@ -539,21 +544,46 @@ class Image:
 
 
 def summarize(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None, *,
-              pushed: bool = False) -> Optional[Image]:
+              pushed: bool = False, manifest: Optional[str] = None,
+              unique_created: bool = True) -> Optional[Image]:
     """One ``docker image inspect`` of the built image by its ID (``Built.image_id``; the
     primary ref only where there is none to follow) gives the id, size, tags and labels (bash
     ran one per tag). None for a multi-platform build, which leaves no local image. ``pushed``:
-    the build pushed the refs itself, which an error here says (they are out, unverified)."""
+    the build pushed the refs itself, which an error here says (they are out, unverified).
+    ``manifest``: what a build that pushed reported (``Built.manifest``), asked when the daemon
+    does not know ``image_id``: buildx's --iidfile names the image's config, which is the ID
+    in the classic image store, while the containerd store's ID is the manifest's digest
+    (https://docs.docker.com/engine/storage/containerd/). A build that did not push (buildx
+    without attestations writes the config there too) has no manifest digest to ask: then the
+    primary ref is inspected, and taken only when its created label is this run's, an instant
+    no other run has (``unique_created``: not with SOURCE_DATE_EPOCH, which stops the run
+    here); the push still checks that the registry serves that image (push.check_pushed). The image's ``followed`` is the ID the daemon knows it by, which the
+    run follows from then on."""
     if plan.multi_platform:
         runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
                    "an image index, read back from the registry instead of inspected locally")
         return None
-    result = runner.run(inspect_command(image_id or plan.primary, plan.refs))
+    followed = image_id or plan.primary
+    result = runner.run(replace(inspect_command(followed, plan.refs), check=image_id is None))
+    by_label = False
+    if not result.ok:  # the daemon does not know the image by the ID buildx wrote
+        followed = manifest or plan.primary
+        by_label = manifest is None
+        result = runner.run(inspect_command(followed, plan.refs))
     try:
         image = parse_inspect(result.stdout)
     except ValueError as bad:
         raise CommandFailed(f"cannot read docker image inspect output: {bad}: "
                             f"{_clip(result.stdout)!r}") from None
+    if by_label and not (unique_created and image.labels.get(CREATED_LABEL) == plan.created):
+        why = ("SOURCE_DATE_EPOCH gives every build the same created label" if not unique_created
+               else f"{plan.primary} names an image of another run (created "
+                    f"{image.labels.get(CREATED_LABEL) or 'unknown'})")
+        raise CommandFailed(f"the daemon knows no image {image_id} (the ID the build wrote: on "
+                            "the containerd image store buildx writes the config's digest) and "
+                            f"{why}, so this run's image cannot be told apart; nothing was "
+                            "pushed by ragbuild")
+    image = replace(image, followed=image.id if by_label else followed)
     runner.report(f"built {image.id} ({human_size(image.size)}) with {len(plan.refs)} tags:",
                   SUCCESS)
     for ref in plan.refs:
