@@ -524,6 +524,15 @@ class Manifest:
     digest: str
     media_type: str
     platforms: tuple = ()
+    #: an image manifest's config digest (``config.digest``): what the classic image store calls
+    #: the image's ID; "" for an index or a manifest without one
+    config: str = ""
+
+    def names_image(self, image_id: str) -> bool:
+        """Whether this is the manifest of the local image ``image_id``: the classic store's ID
+        is the config's digest, the containerd store's the manifest's own digest
+        (https://docs.docker.com/engine/storage/containerd/)."""
+        return bool(image_id) and image_id in (self.config, self.digest)
 
     @property
     def is_index(self) -> bool:
@@ -532,7 +541,12 @@ class Manifest:
 
 class ReadFailed(Exception):
     """The registry did not give the manifest; the message says why (HTTP status or network
-    error, worded so ``push.classify_failure`` tells a transient one)."""
+    error, worded so ``push.classify_failure`` tells a transient one). ``status``: the HTTP
+    status the registry answered with, None when none came."""
+
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(message)
+        self.status = status
 
 
 def manifest_url(session: Session, tag: str) -> str:
@@ -555,8 +569,20 @@ def read_manifest(session: Session, tag: str) -> Manifest:
     except (OSError, http.client.HTTPException) as err:
         raise ReadFailed(network_reason(err)) from None
     if answer.status != 200:
-        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip())
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
     return parse_manifest(answer.body, answer.headers)
+
+
+def find_manifest(session: Session, tag: str) -> Optional[Manifest]:
+    """What ``tag`` names now, or None when the registry has no such tag (HTTP 404, as the
+    distribution API answers an unknown tag: ``MANIFEST_UNKNOWN``; ECR the same, mutable or
+    immutable). ``ReadFailed`` for every other failure: the caller cannot tell."""
+    try:
+        return read_manifest(session, tag)
+    except ReadFailed as failed:
+        if failed.status == 404:
+            return None
+        raise
 
 
 def _status_text(answer: Answer) -> str:
@@ -589,7 +615,10 @@ def parse_manifest(body: bytes, headers: Message) -> Manifest:
     media_type = data.get("mediaType") or content_type
     manifests = data.get("manifests")
     if media_type not in INDEX_TYPES and not (not media_type and isinstance(manifests, list)):
-        return Manifest(digest, media_type or "no media type")
+        config = data.get("config")
+        config_digest = config.get("digest") if isinstance(config, dict) else None
+        return Manifest(digest, media_type or "no media type",
+                        config=config_digest if isinstance(config_digest, str) else "")
     if not isinstance(manifests, list) or not all(isinstance(entry, dict) for entry in manifests):
         raise ValueError("an index whose manifests are not a list of descriptors")
     platforms = []

@@ -90,6 +90,13 @@ def moving_tags(parsed: Optional[semver.Version], env: Optional[str], semver_tag
     return frozenset(moving)
 
 
+def needs_known_tags(parsed: Optional[semver.Version], policy: LatestPolicy) -> bool:
+    """Whether ``version_channels`` consults the ``v*`` git tags: only under ``auto``, and only
+    for a release; without a version or for a prerelease every moving tag is left out whatever
+    the tags say, so a run that cannot read them (none fetched, a shallow clone) loses nothing."""
+    return policy == LatestPolicy.AUTO and parsed is not None and not parsed.prerelease
+
+
 def _highest(known: tuple[tuple[str, semver.Version], ...],
              match: Callable[[semver.Version], bool] = lambda v: True
              ) -> Optional[tuple[str, semver.Version]]:

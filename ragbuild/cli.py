@@ -170,6 +170,10 @@ def build_parser() -> ArgumentParser:
     push.add_argument("--skip-existing-immutable", action="store_true",
                       help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten "
                            "out of the push")
+    push.add_argument("--replace-version-tags", action="store_true",
+                      help="let a push move v<version> and <version> when the registry already "
+                           "has them (by default such a run stops before the build: a version "
+                           "names one image for good)")
     push.add_argument("--push-attempts", metavar="N", type=_limit("push-attempts"),
                       help=_limit_help("push-attempts"))
     push.add_argument("--push-backoff", metavar="SECONDS", type=_limit("push-backoff"),
@@ -277,12 +281,23 @@ def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:at], argv[at + 1:]
 
 
+def own_options(parser: argparse.ArgumentParser) -> frozenset:
+    """Every option string of ``parser`` (``--dry-run``, ``-q``...): after ``--`` they are
+    ragbuild's, not docker's (``passthrough.check_extra``)."""
+    return frozenset(option for action in parser._actions for option in action.option_strings)
+
+
 def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) -> Options:
     own, docker_options = split_docker_options(argv)
-    ns = (parser or build_parser()).parse_args(own)  # --help exits here, before the plan's imports
+    parser = parser or build_parser()
+    ns = parser.parse_args(own)  # --help exits here, before the plan's imports
     if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
         raise UsageError(f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "
                          f"options go after --; see {PROG} --help)")
+    from ragbuild import passthrough
+
+    # before anything runs: ragbuild's own options after -- (passthrough.check_extra)
+    passthrough.check_extra(docker_options, own_options(parser))
     from ragbuild.plan import Options
 
     policy = latest_policy(ns.latest, ns.latest_policy)
@@ -296,6 +311,7 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
                    image_name=ns.image_name, allow_dirty=ns.allow_dirty, git_commit=ns.git_commit,
                    smoke_test=ns.smoke_test,
                    skip_existing_immutable=ns.skip_existing_immutable,
+                   replace_version_tags=ns.replace_version_tags,
                    context_warn_mb=ns.context_warn_mb, allow_secrets=ns.allow_secrets,
                    scan=ns.scan or ns.scan_command is not None, scan_command=ns.scan_command,
                    metadata_file=ns.metadata_file,

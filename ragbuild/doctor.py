@@ -214,8 +214,8 @@ def check_git(doc: Doctor) -> list:
                                           "or --allow-dirty"))
     else:
         found.append(Finding(OK, "git", f"commit {git.sha}, clean tree"))
-    if doc.options.latest_policy is not None and doc.options.latest_policy.value == "auto":
-        try:  # the build's own rule: auto cannot decide without the v* tags
+    if steps.needs_version_tags(doc.options):
+        try:  # the build's own rule: auto cannot decide a release's tags without the v* tags
             tags = steps.version_tags(doc.runner, git)
         except RagbuildError as err:
             found.append(Finding(PROBLEM, "git tags", _one_line(err)))
@@ -299,7 +299,8 @@ def check_registry(doc: Doctor) -> list:
     docker's credentials, over what the daemon would use (push.reach_registry: the daemon's
     proxy settings from docker info, access.check, and the daemon's registry configuration only
     when verified HTTPS fails for a host that is not loopback);
-    ECR: the repository and its tag mutability (ecr.check_repository)."""
+    ECR: the repository and its tag mutability (ecr.check_repository); with --push and
+    --version, that the version tags are new (push.read_existing, push.check_version_tags)."""
     from ragbuild import access, ecr, push
 
     plan = doc.plan
@@ -341,6 +342,16 @@ def check_registry(doc: Doctor) -> list:
         return found + [Finding(PROBLEM, "registry", _one_line(err))]
     found.append(Finding(OK, "registry", f"{registry.host} answers ({access.describe(session)}) "
                                          "and accepts docker's credentials"))
+    if doc.options.push and plan.version_refs:  # the pre-flight's own rule (push.prepare)
+        try:
+            before = push.read_existing(doc.runner, plan, session, plan.version_refs)
+            push.check_version_tags(doc.runner, plan, before)
+        except RagbuildError as err:
+            return found + [Finding(PROBLEM, "version tags", _one_line(err))]
+        tags = ", ".join(ref.rsplit(":", 1)[1] for ref in plan.version_refs)
+        moved = any(before.get(ref) for ref in plan.version_refs)
+        found.append(Finding(OK, "version tags", f"{tags}: moved by --replace-version-tags"
+                             if moved else f"{tags}: not in the registry yet"))
     if registry.is_ecr:
         try:
             repository = ecr.check_repository(doc.runner, registry, doc.environ)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Collection, Mapping, Optional, Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.pip_config import RESERVED_SECRET_IDS
@@ -48,11 +48,15 @@ REFUSED = {
               "with attestations)",
     "--attest": "ragbuild turns attestations off when it pushes (SageMaker refuses an image "
                 "index with attestations)",
+    "--iidfile": "ragbuild writes the image ID file itself: the summary, smoke test, scan, push "
+                 "and metadata follow the image by that ID",
+    "--quiet": "ragbuild shows the build's progress, and its stdout carries only ragbuild's "
+               "result (the pinned digest): the image ID is in the summary and --metadata-file",
     **{flag: _OWN.format(flag=flag) for flag in (
         "--platform", "--builder", "--cache-from", "--cache-to", "--pull", "--no-cache",
         "--secret", "--ssh")},
 }
-SHORT = {"-t": "--tag", "-o": "--output", "-f": "--file"}
+SHORT = {"-t": "--tag", "-o": "--output", "-f": "--file", "-q": "--quiet"}
 #: docker build's options that take no value (``docker build --help``, buildx build's
 #: ``--quiet``...), so the word after one is no value of it. ``--flag=false`` is one word.
 FLAGS = ("--quiet", "-q", "--rm", "--force-rm", "--squash", "--compress",
@@ -161,9 +165,12 @@ def not_for_buildx(words: Sequence[str]) -> tuple:
                                if (name := option_name(word)) in NOT_FOR_BUILDX))
 
 
-def check_extra(words: Sequence[str]) -> tuple:
+def check_extra(words: Sequence[str], own: Collection[str] = ()) -> tuple:
     """The words after ``--``, refusing the options in ``REFUSED`` (and ``--label`` of a label
-    ragbuild sets). A value is never quoted back: it may be one a user meant to keep."""
+    ragbuild sets), then any of ``own``: ragbuild's own option strings (``cli.own_options``,
+    read from its argparse parser), which docker would take for its own or refuse only once
+    the run has started (``-- --dry-run`` would start a real build). A value is never quoted
+    back: it may be one a user meant to keep."""
     words = tuple(words)
     if "--" in words:
         raise UsageError("a second -- after -- would end docker's options: give the docker build "
@@ -187,6 +194,10 @@ def check_extra(words: Sequence[str]) -> tuple:
             if value.split("=", 1)[0] in OWN_LABELS:
                 raise UsageError(f"--label {value.split('=', 1)[0]} after -- is refused: ragbuild "
                                  "sets that label itself")
+        elif name in own:
+            shown = word.split("=", 1)[0] if word.startswith("--") else word[:2]
+            raise UsageError(f"{shown} after -- is refused: it is ragbuild's own option, and every "
+                             "word after -- goes to docker build; give it before --")
     return words
 
 

@@ -1,7 +1,8 @@
 """The build as a workflow of small steps over one typed run state (like nox's sessions).
 
 facts -> plan -> context guard -> pre-flight -> build -> summary -> smoke test -> scan -> push
--> verify -> record. ``gather`` makes the facts and the plan, which is final before the build:
+-> verify -> record. From the build on, every step follows the image by the ID the build wrote
+(``--iidfile``), never by a tag another build on the daemon may have moved meanwhile. ``gather`` makes the facts and the plan, which is final before the build:
 what to push and how is decided there or by the pre-flight, whose ``PushPlan`` the build
 consumes. ``run`` then runs each ``Step`` that applies, timed once by the loop; a failing step
 stops the run, and the metadata recorder (metadata.py) writes what the state holds either way.
@@ -44,6 +45,10 @@ class RunState:
     health: Optional[dict] = None  # what /health answered in the smoke test
     digests: dict = field(default_factory=dict)  # ref -> digest the push reported
     build_pushed: bool = False  # the build pushed the refs itself (no docker push after it)
+    #: the built image's ID (``docker build --iidfile``), which every later step follows; None
+    #: for a multi-platform build (no local image)
+    image_id: Optional[str] = None
+    built_manifest: Optional[str] = None  # what a build that pushed reported (steps.Built)
     pinned: Optional[str] = None  # <repository>@<digest>, verified
     times: dict = field(default_factory=dict)  # step -> seconds, in the order they ran
 
@@ -62,32 +67,39 @@ def _preflight(runner: Runner, state: RunState) -> None:
 
 
 def _build(runner: Runner, state: RunState) -> None:
-    state.build_pushed = steps.build(runner, state.plan, state.preflight.push, state.digests,
-                                     unique_created=state.facts.unique_created)
+    built = steps.build(runner, state.plan, state.preflight.push, state.digests,
+                        unique_created=state.facts.unique_created)
+    state.build_pushed, state.image_id, state.built_manifest = (built.pushed, built.image_id,
+                                                                built.manifest)
 
 
 def _inspect(runner: Runner, state: RunState) -> None:
-    state.image = steps.summarize(runner, state.plan, pushed=state.build_pushed)
+    state.image = steps.summarize(runner, state.plan, state.image_id, pushed=state.build_pushed,
+                                  manifest=state.built_manifest,
+                                  unique_created=state.facts.unique_created)
+    if state.image is not None and state.image_id is not None:
+        state.image_id = state.image.followed  # the ID the daemon knows the image by
 
 
 def _smoke(runner: Runner, state: RunState) -> None:
     from ragbuild import smoke
 
-    state.health = smoke.check(runner, state.plan)
+    state.health = smoke.check(runner, state.plan, state.image_id)
 
 
 def _scan(runner: Runner, state: RunState) -> None:
     from ragbuild import scan
 
     assert state.preflight.scanner is not None
-    scan.run(runner, state.preflight.scanner, state.plan)  # no push after a failed scan
+    scan.run(runner, state.preflight.scanner, state.plan, state.image_id)  # none after a failure
 
 
 def _push_context(state: RunState) -> push.Context:
     from ragbuild import push
 
     assert state.preflight.push is not None
-    return push.Context(state.plan, state.preflight.push, state.facts.docker_config, state.environ)
+    return push.Context(state.plan, state.preflight.push, state.facts.docker_config, state.environ,
+                        image_id=state.image_id)
 
 
 def _push(runner: Runner, state: RunState) -> None:

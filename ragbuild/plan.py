@@ -79,6 +79,9 @@ class Command:
     #: it before the command (an earlier run's is no answer), returns its text as the stdout and
     #: removes it (a dry run: ``assume``, and no file touched)
     answer_file: Optional[str] = None
+    #: the file ``docker build --iidfile`` writes the built image's ID to: made way for and read
+    #: as ``answer_file`` is; its text is the result's ``image_id`` (a dry run: DRY_IMAGE_ID)
+    iid_file: Optional[str] = None
 
     @property
     def name(self) -> str:
@@ -134,6 +137,7 @@ class Options:
     git_commit: Optional[str] = None  # --git-commit SHA: the commit of a tree without .git
     smoke_test: bool = False
     skip_existing_immutable: bool = False
+    replace_version_tags: bool = False  # an existing v<version>/<version> may move (push.py)
     # checks beyond bash's (guard.py)
     context_warn_mb: Optional[float] = None  # limits.py: None is setup.cfg's, else the default
     allow_secrets: bool = False
@@ -238,6 +242,10 @@ class PushPlan:
     credentials: Optional[builders.Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
     by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
+    #: what each ref named in the registry before the build (``push.read_existing``): its
+    #: manifest digest, "" when the tag did not exist, the ``access.ReadFailed`` when it could
+    #: not be read; the restore advice after a push of another image quotes it
+    before: Mapping = field(default_factory=dict, compare=False)
     #: how the pre-flight reached the registry (scheme, TLS, docker's credentials): the
     #: read-back reuses it. An ``access.Session`` (push.session_of); typed ``object`` because
     #: access imports this module.
@@ -281,6 +289,15 @@ class BuildPlan:
     @property
     def refs(self) -> tuple:
         return tuple(f"{self.base}:{tag}" for tag in self.tags)
+
+    @property
+    def version_refs(self) -> tuple:
+        """The refs of the release tags ``v<version>`` and ``<version>``: they name one image for
+        good, so a push never moves them without --replace-version-tags (``push.prepare``)."""
+        if self.version is None:
+            return ()
+        tag = self.version.replace("+", "_")
+        return tuple(f"{self.base}:{t}" for t in (f"v{tag}", tag) if t in self.tags)
 
     @property
     def primary(self) -> str:
@@ -635,6 +652,9 @@ def _check_registry(options: Options) -> Optional[Registry]:
     if options.push and registry is None:
         raise UsageError("--push needs a registry: pass --registry host/repository or set "
                          "ECR_REGISTRY_URI (bash skipped the push and exited 0)")
+    if options.replace_version_tags and not (options.push and options.version is not None):
+        raise UsageError("--replace-version-tags only lets --push move the version tags of "
+                         "--version: add --push and --version, or drop it")
     if options.skip_existing_immutable and not options.push:
         raise UsageError("--skip-existing-immutable only changes what --push pushes to an "
                          "IMMUTABLE ECR repository: add --push, or drop it")
@@ -744,8 +764,13 @@ DRY_DIGEST = "sha256:" + "0" * 64
 PUSHED_DIGEST_KEY = "containerimage.digest"
 
 
+#: What a dry run takes ``--iidfile`` to have said: the image ID a real run follows from the
+#: build on (summary, smoke test, scan, ``docker tag`` before each push, the read-back).
+DRY_IMAGE_ID = "IMAGE_ID"
+
+
 def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
-                  metadata_file: Optional[str] = None) -> Command:
+                  metadata_file: Optional[str] = None, iid_file: Optional[str] = None) -> Command:
     """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag).
 
     ``docker buildx build`` when the plan needs it (``plan.buildx``): ``--load`` for one
@@ -755,7 +780,10 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     pushed to ``metadata_file``, the command's answer (``PUSHED_DIGEST_KEY``). A build that
     pushes drops buildx's default attestations, which would make the push an image index
     SageMaker refuses: ``docker buildx build`` gets ``--provenance=false --sbom=false``, a plain
-    ``docker build`` (buildx on docker >= 23) ``BUILDX_NO_DEFAULT_ATTESTATIONS=1``."""
+    ``docker build`` (buildx on docker >= 23) ``BUILDX_NO_DEFAULT_ATTESTATIONS=1``.
+    ``iid_file``: ``--iidfile`` there, the image's ID, which the rest of the run follows instead
+    of a tag another build may move meanwhile (a multi-platform build leaves no local image:
+    none)."""
     opts = plan.options
     pushes = plan.multi_platform or (push is not None and push.by_build)
     buildx = bool(plan.buildx) or pushes
@@ -776,6 +804,9 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     if plan.created:
         argv += ["--label", f"{CREATED_LABEL}={plan.created}"]
     argv += ["--label", f"{REPOSITORY_LABEL}={plan.base}"]
+    iid = iid_file if not plan.multi_platform else None
+    if iid:  # the image's ID, which the rest of the run follows (steps.Built)
+        argv += ["--iidfile", iid]
     if opts.no_cache:
         argv.append("--no-cache")
     if opts.pull:
@@ -811,7 +842,8 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
         # https://docs.docker.com/build/building/variables/#buildx_no_default_attestations
         env += (("BUILDX_NO_DEFAULT_ATTESTATIONS", "1"),)
     assume = json.dumps({PUSHED_DIGEST_KEY: DRY_DIGEST}) if answer else ""
-    return Command(tuple(argv), env=env, mode=Mode.WATCH, answer_file=answer, assume=assume)
+    return Command(tuple(argv), env=env, mode=Mode.WATCH, answer_file=answer, assume=assume,
+                   iid_file=iid)
 
 
 def buildx_version_command(reasons: tuple = ()) -> Command:
@@ -843,8 +875,15 @@ def version_tags_command() -> Command:
     return Command(("git", "tag", "--list", "v*"), check=False, kind=Kind.QUERY)
 
 
+def tag_command(image_id: str, ref: str) -> Command:
+    """``docker tag IMAGE_ID REF``: a ref named from the image's ID just before its push, so the
+    push sends this run's image even when another build took the tag meanwhile."""
+    return Command(("docker", "tag", image_id, ref), check=False)
+
+
 def inspect_command(ref: str, refs: tuple = ()) -> Command:
-    """The summary's one call: id, size, tags and (for --metadata-file) the image's labels."""
+    """The summary's one call: id, size, tags and (for --metadata-file) the image's labels.
+    ``ref``: the image's ID (or a ref); ``refs``: the tags a dry run takes it to have."""
     return Command(("docker", "image", "inspect", "--format",
                     "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", ref),
                    kind=Kind.PROBE, assume=f"IMAGE_ID 0 {json.dumps(list(refs or (ref,)))} null")

@@ -165,7 +165,79 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     session = reach_registry(runner, plan, creds, docker_config,
                              access.Login("AWS", logged_in) if logged_in is not None else None,
                              environ)
-    return PushPlan(refs, skipped, creds, session.insecure, session=session)
+    before = read_existing(runner, plan, session, refs)
+    check_version_tags(runner, plan, before)
+    return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before)
+
+
+def read_existing(runner: Runner, plan: BuildPlan, session: "access.Session", refs: Sequence[str],
+                  sleep: Callable[[float], None] = time.sleep) -> dict:
+    """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
+    manifest through the pre-flight's session; a transient failure retried as a push is):
+    ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``access.ReadFailed``
+    where it could not be read (a version tag's check cannot go on without it: see
+    ``check_version_tags``). A dry run says what it would ask and takes every tag to be new."""
+    from ragbuild import access
+
+    def ask(ref: str) -> Union[str, "access.ReadFailed"]:
+        tag = ref.rsplit(":", 1)[1]
+
+        def attempt() -> Union[Optional[access.Manifest], access.ReadFailed]:
+            try:
+                return access.find_manifest(session, tag)
+            except access.ReadFailed as failed:
+                return failed
+            except ValueError as bad:  # served, but no manifest: it exists, digest unknown
+                return access.ReadFailed(f"{access.manifest_url(session, tag)} served no "
+                                         f"manifest: {bad}", 200)
+
+        found, _ = retrying(runner, attempt,
+                            lambda got: str(got) if isinstance(got, access.ReadFailed) else None,
+                            sleep, f"GET {access.manifest_url(session, tag)}", plan.limits)
+        if isinstance(found, access.ReadFailed):
+            return found
+        return found.digest if found is not None else ""
+
+    version = set(plan.version_refs)
+    checks = [(f"GET {access.manifest_url(session, ref.rsplit(':', 1)[1])} "
+               f"({access.describe(session)}) to learn what the tag names before the push"
+               + (" (an existing version tag stops the run unless --replace-version-tags)"
+                  if ref in version else ""),
+               lambda ref=ref: ask(ref), "") for ref in refs]
+    answers = runner.check_all(checks)
+    return dict(zip(refs, answers))
+
+
+def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None:
+    """A version tag (``plan.version_refs``) the registry already has stops the run before the
+    build (PushFailed, exit 1), naming the digest it names: a version names one image for good,
+    and a rebuilt image never has the same digest (its created label differs). Moving tags
+    (``prod``, ``latest``, channels) move as before. With --replace-version-tags the run goes on
+    and says which tags it moves. A version tag whose state could not be read stops the run too:
+    the check cannot pass on a guess."""
+    from ragbuild import access
+
+    for ref in plan.version_refs:
+        if ref not in before:  # left out of the push (an immutable ECR tag, skipped)
+            continue
+        found = before[ref]
+        if isinstance(found, access.ReadFailed):
+            raise PushFailed(f"cannot tell whether {ref} already exists, so whether this push "
+                             f"would move a version tag ({tail(str(found), 1)}); checked before "
+                             "the build, nothing was built or pushed")
+    existing = [(ref, before[ref]) for ref in plan.version_refs
+                if isinstance(before.get(ref), str) and before[ref]]
+    if not existing:
+        return
+    named = ", ".join(f"{ref} (now {digest})" for ref, digest in existing)
+    if plan.options.replace_version_tags:
+        runner.log(f"warning: --replace-version-tags: this push moves {named} to the image this "
+                   "run builds")
+        return
+    raise PushFailed(f"the registry already has {named}: a version tag never moves to another "
+                     "image (a rebuilt one never has the same digest); release a new --version, "
+                     "or pass --replace-version-tags to move it (checked before the build; "
+                     "nothing was built or pushed)")
 
 
 def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
@@ -319,22 +391,33 @@ class Context:
     docker_config: DockerConfig
     environ: Mapping[str, str]
     sleep: Callable[[float], None] = time.sleep
+    #: the built image's ID (``docker build --iidfile``): each ref is tagged from it just before
+    #: its push, and the registry must then serve it (``check_pushed``); None: a multi-platform
+    #: build's index, which the build pushed itself
+    image_id: Optional[str] = None
 
 
 def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> None:
     """``docker push`` each ref on its own, recording each digest in ``digests`` (a failure
-    keeps those pushed). The first ref goes alone, its progress shown live: it uploads the
-    layers. The others only point more tags at the same manifest, so they go at once
-    (``Runner.run_all``), each one's output shown when it is done; a transient failure among
-    them is retried on its own. On a failure or Ctrl-C the error lists what was pushed and what
-    was not."""
+    keeps those pushed). Each ref is first tagged from the built image's ID (``docker tag ID
+    REF``, ``ctx.image_id``): another build on the daemon may have taken the tag since this
+    run's build (its smoke test and scan take minutes), and ``docker push REF`` sends whatever
+    the tag names when it runs. The first ref goes alone, its progress shown live: it uploads
+    the layers; then the registry must serve this run's image under it (``check_pushed``)
+    before anything more is pushed. The others only point more tags at the same manifest, so
+    they are tagged, then pushed at once (``Runner.run_all``), each one's output shown when it
+    is done; a transient failure among them is retried on its own; each must report the first
+    one's digest. On a failure or Ctrl-C the error lists what was pushed and what was not."""
     refs = ctx.push.refs
     try:
         if refs:
+            _tag(runner, ctx, refs[:1])
             result, kind = run_retrying(runner, push_command(refs[0]), ctx.sleep,
                                         f"docker push {refs[0]}", ctx.plan.limits)
             _record(ctx, refs[0], result, kind, digests)
+            check_pushed(runner, ctx, refs[0], digests)
         rest = refs[1:]
+        _tag(runner, ctx, rest)
         commands = [push_command(ref, Mode.CAPTURE) for ref in rest]
         firsts = runner.run_all(commands, show_output=True) if rest else []
         results = dict(zip(rest, firsts))
@@ -349,12 +432,128 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
         for ref, first in results.items():
             if first.ok:
                 _record(ctx, ref, first, None, digests)  # fails on a success without a digest
+        if refs:
+            check_same(runner, ctx, refs[0], rest, digests)
     except PushFailed as failure:
         raise PushFailed(f"{failure}\n{progress(ctx.push.refs, digests)}") from None
     except (Interrupted, KeyboardInterrupt) as stop:
         text = str(stop) if isinstance(stop, Interrupted) else interrupted_text(signal_of(stop))
         raise Interrupted(f"{text}\n{progress(ctx.push.refs, digests)}",
                           signum=signal_of(stop)) from None
+
+
+def _tag(runner: Runner, ctx: Context, refs: Sequence[str]) -> None:
+    """``docker tag <image ID> REF`` for each of ``refs``, just before their push (at once:
+    each is a quick call to the daemon). Nothing when the run has no image ID to follow."""
+    from ragbuild.plan import tag_command
+
+    if ctx.image_id is None or not refs:
+        return
+    image_id = ctx.image_id
+    for ref, result in zip(refs, runner.run_all([tag_command(image_id, ref) for ref in refs])):
+        if not result.ok:
+            if daemon_down(result.stderr):
+                raise PushFailed(f"{ref}: {daemon_unreachable(ctx.plan.docker)}")
+            raise PushFailed(f"docker tag {image_id} {ref} failed (the image of this run is "
+                             f"gone?):\n{tail(result.stdout + result.stderr)}")
+
+
+def check_pushed(runner: Runner, ctx: Context, ref: str,
+                 digests: Mapping[str, Optional[str]]) -> None:
+    """After the first push: the registry must serve this run's image under ``ref``: the
+    manifest's config digest is the image's ID (the classic image store's ID), or the
+    manifest's own digest is (the containerd store's); ``access.Manifest.names_image``.
+    Anything else (another build re-tagged the ref between ``docker tag`` and ``docker push``)
+    stops the run before anything more is pushed, naming the other image and how to restore
+    the tag. A dry run says it would ask."""
+    from ragbuild import access
+
+    if ctx.image_id is None:
+        return
+    image_id = ctx.image_id
+    session = session_of(ctx)
+    tag = ref.rsplit(":", 1)[1]
+    assume: Union[access.Manifest, str] = access.Manifest(
+        digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST, config=image_id)
+    answer = runner.check(f"GET {access.manifest_url(session, tag)} and expect the manifest of "
+                          f"this run's image {image_id} (its config digest, or on the containerd "
+                          "image store its own digest) before anything more is pushed",
+                          lambda: read_back(runner, ctx, ref), assume)
+    if isinstance(answer, str):
+        raise PushFailed(f"the registry's {ref} cannot be read back after its push, so whether "
+                         f"it serves this run's image is unknown: {answer}")
+    if not answer.names_image(image_id):
+        raise PushFailed(wrong_image(runner, ctx, {ref: answer.config or answer.digest}))
+
+
+def check_same(runner: Runner, ctx: Context, first: str, rest: Sequence[str],
+               digests: Mapping[str, Optional[str]]) -> None:
+    """Each of ``rest`` must have been pushed as the manifest of ``first``, which
+    ``check_pushed`` found to be this run's image; one that was not is another image (its tag
+    moved between ``docker tag`` and ``docker push``): read back to name it, and the run stops.
+    """
+    if ctx.image_id is None:
+        return
+    others = [ref for ref in rest if digests.get(ref) != digests.get(first)]
+    if not others:
+        return
+    found = {}
+    for ref in others:
+        answer = read_back(runner, ctx, ref)
+        found[ref] = (answer if isinstance(answer, str)
+                      else answer.config or answer.digest)
+    raise PushFailed(wrong_image(runner, ctx, found))
+
+
+def wrong_image(runner: Runner, ctx: Context, found: Mapping[str, str]) -> str:
+    """The message for refs the registry serves another image under (``found``: ref -> that
+    image's config digest, or why it could not be read): which image it is (its local tags,
+    when the daemon has it: ``docker image inspect``), that nothing more was pushed, and how to
+    put each tag back where it was before the run (``PushPlan.before``)."""
+    lines = []
+    for ref, other in found.items():
+        if not other.startswith("sha256:"):  # pushed as another manifest, not readable back
+            lines.append(f"  {ref} was pushed as another manifest than this run's image "
+                         f"{ctx.image_id}, and cannot be read back: {tail(other, 1)}")
+            continue
+        lines.append(f"  {ref} now serves {other}{_local_tags(runner, other)}, not this run's "
+                     f"image {ctx.image_id}")
+    lines.append("another build on this daemon took the tag between `docker tag` and `docker "
+                 "push`; nothing more was pushed. To put the tags back:")
+    lines += [f"  {advice}" for advice in restore_advice(ctx, list(found))]
+    return "the registry serves another image under this run's tags:\n" + "\n".join(lines)
+
+
+def _local_tags(runner: Runner, image: str) -> str:
+    """`` (locally: a:1, b:2)``: the daemon's tags of ``image``, or "" when it has none."""
+    result = runner.run(Command(("docker", "image", "inspect", "--format", "{{json .RepoTags}}",
+                                 image), check=False, kind=Kind.PROBE))
+    try:
+        tags = json.loads(result.stdout) if result.ok else []
+    except ValueError:
+        tags = []
+    return f" (locally: {', '.join(tags)})" if isinstance(tags, list) and tags else ""
+
+
+def restore_advice(ctx: Context, refs: Sequence[str]) -> list:
+    """How to put each of ``refs`` back to what it named before the run (``PushPlan.before``,
+    read by the pre-flight): ``docker buildx imagetools create`` copies a manifest to a tag
+    by its digest, unchanged (https://docs.docker.com/reference/cli/docker/buildx/imagetools/create/);
+    a tag that did not exist is deleted; one whose digest could not be read is said so."""
+    repository = ctx.plan.base
+    advice = []
+    for ref in refs:
+        before = ctx.push.before.get(ref)
+        if isinstance(before, str) and before:
+            advice.append(f"docker buildx imagetools create --tag {ref} {repository}@{before}")
+        elif before == "":
+            advice.append(f"{ref} did not exist before this run: delete it (the registry's API "
+                          "or console; ECR: aws ecr batch-delete-image --image-ids "
+                          f"imageTag={ref.rsplit(':', 1)[1]})")
+        else:
+            advice.append(f"{ref}: what it named before this run is unknown (it could not be "
+                          "read before the build)")
+    return advice
 
 
 def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
@@ -470,6 +669,10 @@ def _judge(ctx: Context, ref: str, manifest: "access.Manifest",
         if manifest.digest != pushed.get(ref):
             raise ValueError(f"{ref} resolves to {manifest.digest} on the registry, but the push "
                              f"reported {pushed.get(ref)}")
+        if ctx.image_id is not None and not manifest.names_image(ctx.image_id):
+            raise ValueError(f"{ref} serves the image {manifest.config or manifest.digest}, not "
+                             f"this run's image {ctx.image_id}; to put it back: "
+                             + "; ".join(restore_advice(ctx, [ref])))
         return manifest.digest
     if not manifest.is_index:
         raise ValueError(f"{ref} is a single image manifest ({manifest.media_type}), not an "
@@ -509,7 +712,8 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     def dry(ref: str) -> access.Manifest:  # what a dry run takes the registry to have answered
         if plan.multi_platform:
             return access.Manifest(DRY_DIGEST, access.OCI_INDEX, plan.platforms)
-        return access.Manifest(digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST)
+        return access.Manifest(digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST,
+                               config=ctx.image_id or "")
 
     checks = [(f"GET {access.manifest_url(session, ref.rsplit(':', 1)[1])} "
                f"({access.describe(session)}; a pull token, the Docker and OCI manifest and index "

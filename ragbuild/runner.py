@@ -32,7 +32,7 @@ from ragbuild import signals
 from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
                              signal_of)
 from ragbuild.output import paint
-from ragbuild.plan import Command, Kind, Mode
+from ragbuild.plan import DRY_IMAGE_ID, Command, Kind, Mode
 
 T = TypeVar("T")
 
@@ -80,6 +80,7 @@ class Result:
     returncode: int
     stdout: str = ""
     stderr: str = ""
+    image_id: str = ""  # what the command wrote to its ``Command.iid_file``, stripped
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,18 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def _read_answer(path: str) -> str:
+    """The text a command wrote to its answer file ("" when it wrote none), then the file is
+    removed: it was this run's only."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as answer:
+            text = answer.read()
+    except OSError:
+        text = ""
+    _remove(path)
+    return text
 
 
 def _make_way(path: str) -> None:
@@ -253,8 +266,9 @@ class Runner:
             raise ValueError("secret given to a command that does not read stdin")
         name = cmd.name  # before the run's docker flags go in
         cmd = self._targeted(cmd)
-        if cmd.answer_file is not None:  # an earlier run's answer is none of this one's
-            _make_way(cmd.answer_file)
+        for path in (cmd.answer_file, cmd.iid_file):  # an earlier run's answer is none of ours
+            if path is not None:
+                _make_way(path)
         if cmd.kind is not Kind.QUERY:
             self.log(f"+ {cmd.display()}")
         proc: Optional[subprocess.Popen] = None
@@ -280,13 +294,9 @@ class Runner:
             for end in pty_ends:
                 _close(end)
         if cmd.answer_file is not None:  # the answer is in a file it wrote (none: "")
-            try:
-                with open(cmd.answer_file, encoding="utf-8", errors="replace") as answer:
-                    stdout = answer.read()
-            except OSError:
-                stdout = ""
-            _remove(cmd.answer_file)
-        return self._result(cmd, proc, stdout, stderr)
+            stdout = _read_answer(cmd.answer_file)
+        image_id = _read_answer(cmd.iid_file).strip() if cmd.iid_file is not None else ""
+        return self._result(cmd, proc, stdout, stderr, image_id)
 
     def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
         """Run several commands at once (``CAPTURE``, no stdin) and return their results in
@@ -358,8 +368,10 @@ class Runner:
         return proc
 
     @staticmethod
-    def _result(cmd: Command, proc: subprocess.Popen, stdout: str, stderr: str) -> Result:
-        result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr)
+    def _result(cmd: Command, proc: subprocess.Popen, stdout: str, stderr: str,
+                image_id: str = "") -> Result:
+        result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr,
+                        image_id)
         if cmd.check and not result.ok:
             raise CommandFailed(failure_message(cmd, result), returncode=result.returncode,
                                 output=result.stdout + result.stderr)
@@ -482,12 +494,13 @@ class DryRunner(Runner):
         if cmd.hides_secrets:
             self._once("***", "dry run: secret values (secret-looking build args, URL "
                               "credentials) are shown as ***; the real command gets them")
-        if cmd.answer_file is not None:
-            self._answer_directory(os.path.dirname(cmd.answer_file) or ".")
+        for path in (cmd.answer_file, cmd.iid_file):
+            if path is not None:
+                self._answer_directory(os.path.dirname(path) or ".")
         _write(self._out, f"{cmd.display()}\n")
         if cmd.dry_note:
             self._once(cmd.dry_note, f"dry run: {cmd.dry_note}")
-        return Result(0, cmd.assume)
+        return Result(0, cmd.assume, image_id=DRY_IMAGE_ID if cmd.iid_file else "")
 
     def _answer_directory(self, directory: str) -> None:
         """What a real run's ``_make_way`` would do with the directory of a command's answer

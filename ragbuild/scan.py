@@ -3,7 +3,8 @@
 The scanner is chosen before the build (so a missing one stops the run before the long build):
 ``--scan-command``, else ``scan-command`` in setup.cfg ``[ragbuild]``, else trivy when it is on
 PATH; none is an error, never a silent pass. After the build, the summary and the smoke test it
-runs on the primary ref with its output streamed; a non-zero exit stops the run before any push.
+runs on the built image by its ID, its output streamed; a non-zero exit stops the run before
+any push.
 Like the other steps, this module starts no process: it hands a ``Command`` to the runner.
 """
 
@@ -96,8 +97,11 @@ def scan_command(scanner: Scanner, image: str, docker_host: Optional[str] = None
     return Command(argv, env=env, mode=Mode.STREAM, check=False)
 
 
-def run(runner: Runner, scanner: Scanner, plan: BuildPlan) -> None:
-    image = plan.primary
+def run(runner: Runner, scanner: Scanner, plan: BuildPlan, image_id: Optional[str] = None) -> None:
+    """Scan the built image: ``{image}`` is its ID (the build's ``--iidfile``; trivy and grype
+    take an ID as they take a name), so the scan reads this run's image even when another build
+    took its tags meanwhile."""
+    image = image_id or plan.primary
     result = runner.run(scan_command(scanner, image,
                                      plan.docker.endpoint() if plan.docker is not None else None))
     if not result.ok:

@@ -140,9 +140,11 @@ def start_failure(expect: Expectation, result: Result) -> str:
             f"{result.returncode}): {reason}{hint}")
 
 
-def check(runner: Runner, plan: BuildPlan) -> dict:
-    """Smoke-test the image a build just made, as ``plan`` says (start command, timeout)."""
-    expect = Expectation(image=plan.primary, version=plan.version, environment=plan.env,
+def check(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None) -> dict:
+    """Smoke-test the image a build just made, as ``plan`` says (start command, timeout): the
+    image of ``image_id`` (the build's ``--iidfile``), so a tag another build moved meanwhile
+    starts nothing else."""
+    expect = Expectation(image=image_id or plan.primary, version=plan.version, environment=plan.env,
                          git_commit=plan.git.commit, command=plan.smoke_command)
     return run(runner, expect, timeout=plan.limits.smoke_timeout)
 

@@ -313,6 +313,22 @@ def host_network(runner: Runner, options: Options, config: Config,
     return HostNetwork(ca=ca, ca_note=note, index=index if wanted or index.env else None)
 
 
+def needs_version_tags(options: Options) -> bool:
+    """Whether the plan's moving tags depend on the ``v*`` git tags (``channels.needs_known_tags``:
+    --latest-policy auto with a release version); a version that is no semver is refused by the
+    plan, which reads no tags for it."""
+    from ragbuild.channels import needs_known_tags
+    from ragbuild.plan import parse_version
+
+    if options.latest_policy != LatestPolicy.AUTO or options.version is None:
+        return False
+    try:
+        parsed = parse_version(options.version)
+    except UsageError:
+        return False  # make_plan says why
+    return needs_known_tags(parsed, options.latest_policy)
+
+
 def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ,
                  config: Optional[Config] = None) -> Facts:
     from ragbuild.channels import CI_BUILD_NUMBER_VARS
@@ -322,7 +338,7 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
     docker_config = builders.read_docker_config(environ)
     host = host_network(runner, options, config or Config(), environ)  # before git: exit 2 first
     git = git_info(runner, options, environ)
-    auto = options.latest_policy == LatestPolicy.AUTO and options.version is not None  # else nothing moves
+    auto = needs_version_tags(options)
     return Facts(
         git=git, moment=moment, docker_config=docker_config,
         docker=builders.docker_target(environ, docker_config),
@@ -411,11 +427,27 @@ def check_builder_can(runner: Runner, plan: BuildPlan) -> None:
 # --- the build ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Built:
+    """What the build step made: whether the build pushed the refs itself, and the image's ID
+    (``docker build --iidfile``; None for a multi-platform build, which leaves no local image),
+    which the summary, smoke test, scan, push and read-back follow from then on."""
+
+    pushed: bool
+    image_id: Optional[str]
+    #: the manifest digest a build that pushed reported (buildx's ``containerimage.digest``):
+    #: the image's ID in a daemon with the containerd image store, where buildx's --iidfile
+    #: names the config instead (``summarize`` tries it when the daemon does not know the ID)
+    manifest: Optional[str] = None
+
+
 def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
-          digests: MutableMapping[str, Optional[str]], *, unique_created: bool = True) -> bool:
+          digests: MutableMapping[str, Optional[str]], *, unique_created: bool = True) -> Built:
     """The one build; ``push``: the pre-flight's push decisions (attestations, whether the
-    build pushes: ``plan.build_pushes``). Returns whether the build pushed; a one-platform
-    build that pushed records the manifest digest it reported for every ref in ``digests``.
+    build pushes: ``plan.build_pushes``). Returns whether the build pushed and the image's ID
+    (``Built``); a one-platform build that pushed records the manifest digest it reported for
+    every ref in ``digests``. A one-platform build that succeeded without writing its ID stops
+    the run: nothing after it may fall back to a tag (CommandFailed).
 
     When a build that pushes fails, the failure was the build's or the push's. buildx's
     ``docker`` driver names the image in the daemon before it pushes, so when every ref names
@@ -426,21 +458,23 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
     earlier build may carry it): the build runs again without the push to tell the two apart
     (a failing step runs twice; with ``--no-cache`` the whole build)."""
     if push is None or not push.by_build or plan.multi_platform:
-        _build(runner, plan, push)
-        return push is not None and plan.multi_platform
-    pushing = build_command(plan, push, metadata_file=answer_path(plan))
+        image_id = _build(runner, plan, push)
+        return Built(push is not None and plan.multi_platform, image_id)
+    pushing = build_command(plan, push, metadata_file=answer_path(plan),
+                            iid_file=answer_path(plan, "iid"))
     try:
         result = runner.run(pushing)
     except CommandFailed as failure:
         ended_as = ended(failure.returncode)
+        built: Optional[str] = None
         if not unique_created:
             runner.log(f"warning: docker buildx build --push {ended_as}; building again without "
                        "the push, to tell a failed build from a failed push (SOURCE_DATE_EPOCH "
                        "gives every build the same created label)")
-            _build(runner, plan, replace(push, by_build=False))
-        elif built_by_this_run(runner, plan):
+            built = _build(runner, plan, replace(push, by_build=False))
+        elif (built := built_by_this_run(runner, plan)) is not None:
             runner.log(f"warning: docker buildx build --push {ended_as} after it built and "
-                       "tagged the image (this run's created label)")
+                       f"tagged the image (this run's created label): {built}")
         else:
             diagnose(runner, plan)
             cause = explain(plan, pushing, failure)
@@ -450,7 +484,8 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
                                 returncode=failure.returncode) from None
         runner.log("the build itself succeeded: the push failed, so each tag goes with docker "
                    "push (retried when the failure is transient)")
-        return False
+        return Built(False, built)
+    image_id = _image_id(result, plan)
     digest = parse_pushed_digest(result.stdout)
     for ref in push.refs:  # pushed, whether or not the build named the digest
         digests[ref] = digest
@@ -460,36 +495,52 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
         raise PushFailed("docker buildx build --push succeeded but named no manifest digest in "
                          f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
                          f"verified\n{progress(push.refs, digests)}")
-    return True
+    return Built(True, image_id, digest)
 
 
-def built_by_this_run(runner: Runner, plan: BuildPlan) -> bool:
-    """Whether every ref of the plan names one local image whose created label is this run's
-    ``plan.created`` (``docker image inspect``; a ref that is missing: no)."""
+def _image_id(result: Result, plan: BuildPlan) -> Optional[str]:
+    """The ID the build wrote to its ``--iidfile`` (None for a multi-platform build); a
+    successful one-platform build without it stops the run."""
+    if plan.multi_platform:
+        return None
+    if not result.image_id:
+        raise CommandFailed("the build succeeded but wrote no image ID to its --iidfile, so what "
+                            "follows cannot tell this run's image from another build's with the "
+                            "same tags; nothing was pushed by ragbuild")
+    return result.image_id
+
+
+def built_by_this_run(runner: Runner, plan: BuildPlan) -> Optional[str]:
+    """The ID of the one local image every ref of the plan names when its created label is this
+    run's ``plan.created`` (``docker image inspect``), else None (a ref that is missing too)."""
     result = runner.run(replace(inspect_command(plan.primary, plan.refs), check=False))
     if not result.ok:
-        return False
+        return None
     try:
         image = parse_inspect(result.stdout)
     except ValueError:
-        return False
-    return not image.lacks(plan.refs) and (image.labels or {}).get(CREATED_LABEL) == plan.created
+        return None
+    if image.lacks(plan.refs) or (image.labels or {}).get(CREATED_LABEL) != plan.created:
+        return None
+    return image.id
 
 
-def answer_path(plan: BuildPlan) -> str:
+def answer_path(plan: BuildPlan, kind: str = "metadata.json") -> str:
     """Where a build that pushes writes its ``--metadata-file``: one path for one plan, so a
     dry run prints the line a real run starts (docs/dry-run.md) and creates nothing. In the
     user's own directory ``ragbuild-<uid>`` of the temp directory (``TMPDIR``), which the runner
     makes, mode 0700, and refuses when it is anyone else's or open to others; named after the
     plan (every ref it pushes, ``created``, commit), so a run of another plan (``--env prod``
     beside ``--env dev`` in the same second) does not meet it; two runs that do would push the
-    same tags. The runner removes it before the build and once read (``Command.answer_file``)."""
+    same tags. The runner removes it before the build and once read (``Command.answer_file``).
+    ``kind``: the file's suffix, ``iid`` for the ``--iidfile`` every one-platform build writes
+    (``Command.iid_file``)."""
     import hashlib
     import tempfile  # only a build that pushes needs it
 
     key = "\0".join((*plan.refs, plan.created, plan.git.commit, str(os.getuid())))
     name = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"ragbuild-{os.getuid()}", f"{name}.metadata.json")
+    return os.path.join(tempfile.gettempdir(), f"ragbuild-{os.getuid()}", f"{name}.{kind}")
 
 
 def parse_pushed_digest(text: str) -> Optional[str]:
@@ -503,10 +554,11 @@ def parse_pushed_digest(text: str) -> Optional[str]:
         else None
 
 
-def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
-    command = build_command(plan, push)
+def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> Optional[str]:
+    """The build without its own push; the image's ID (``_image_id``)."""
+    command = build_command(plan, push, iid_file=answer_path(plan, "iid"))
     try:
-        runner.run(command)
+        result = runner.run(command)
     except CommandFailed as failure:
         diagnose(runner, plan)
         what = "docker buildx build" if plan.buildx else "docker build"
@@ -520,6 +572,7 @@ def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> None:
                     "the network and registry login, or drop --pull to build from the local copy")
         raise CommandFailed(f"{what} {ended(failure.returncode)}; its output is above{hint}",
                             returncode=failure.returncode) from None
+    return _image_id(result, plan)
 
 
 def explain(plan: BuildPlan, command: Command, failure: CommandFailed) -> Optional[str]:
@@ -598,6 +651,7 @@ class Image:
     size: int  # bytes
     repo_tags: tuple = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    followed: str = ""  # what the summary asked the daemon by: the ID the rest of the run uses
 
     def lacks(self, refs: Sequence[str]) -> list:
         """The refs of ``refs`` that are not among the image's tags, compared as docker lists
@@ -606,20 +660,47 @@ class Image:
         return [ref for ref in refs if familiar(ref) not in listed]
 
 
-def summarize(runner: Runner, plan: BuildPlan, *, pushed: bool = False) -> Optional[Image]:
-    """One ``docker image inspect`` gives the id, size, tags and labels (bash ran one per tag).
-    None for a multi-platform build, which leaves no local image. ``pushed``: the build pushed
-    the refs itself, which an error here says (they are out, unverified)."""
+def summarize(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None, *,
+              pushed: bool = False, manifest: Optional[str] = None,
+              unique_created: bool = True) -> Optional[Image]:
+    """One ``docker image inspect`` of the built image by its ID (``Built.image_id``; the
+    primary ref only where there is none to follow) gives the id, size, tags and labels (bash
+    ran one per tag). None for a multi-platform build, which leaves no local image. ``pushed``:
+    the build pushed the refs itself, which an error here says (they are out, unverified).
+    ``manifest``: what a build that pushed reported (``Built.manifest``), asked when the daemon
+    does not know ``image_id``: buildx's --iidfile names the image's config, which is the ID
+    in the classic image store, while the containerd store's ID is the manifest's digest
+    (https://docs.docker.com/engine/storage/containerd/). A build that did not push (buildx
+    without attestations writes the config there too) has no manifest digest to ask: then the
+    primary ref is inspected, and taken only when its created label is this run's, an instant
+    no other run has (``unique_created``: not with SOURCE_DATE_EPOCH, which stops the run
+    here); the push still checks that the registry serves that image (push.check_pushed). The image's ``followed`` is the ID the daemon knows it by, which the
+    run follows from then on."""
     if plan.multi_platform:
         runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
                    "an image index, read back from the registry instead of inspected locally")
         return None
-    result = runner.run(inspect_command(plan.primary, plan.refs))
+    followed = image_id or plan.primary
+    result = runner.run(replace(inspect_command(followed, plan.refs), check=image_id is None))
+    by_label = False
+    if not result.ok:  # the daemon does not know the image by the ID buildx wrote
+        followed = manifest or plan.primary
+        by_label = manifest is None
+        result = runner.run(inspect_command(followed, plan.refs))
     try:
         image = parse_inspect(result.stdout)
     except ValueError as bad:
         raise CommandFailed(f"cannot read docker image inspect output: {bad}: "
                             f"{_clip(result.stdout)!r}") from None
+    if by_label and not (unique_created and image.labels.get(CREATED_LABEL) == plan.created):
+        why = ("SOURCE_DATE_EPOCH gives every build the same created label" if not unique_created
+               else f"{plan.primary} names an image of another run (created "
+                    f"{image.labels.get(CREATED_LABEL) or 'unknown'})")
+        raise CommandFailed(f"the daemon knows no image {image_id} (the ID the build wrote: on "
+                            "the containerd image store buildx writes the config's digest) and "
+                            f"{why}, so this run's image cannot be told apart; nothing was "
+                            "pushed by ragbuild")
+    image = replace(image, followed=image.id if by_label else followed)
     runner.report(f"built {image.id} ({human_size(image.size)}) with {len(plan.refs)} tags:",
                   SUCCESS)
     for ref in plan.refs:

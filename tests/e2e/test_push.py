@@ -409,7 +409,10 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
     assert not any(" docker manifest inspect " in f" {line}" or "RegistryConfig" in line
                    for line in printed)
     assert len([line for line in printed if "docker info" in line]) == 1
-    reads = [line for line in result.stderr.splitlines() if "/manifests/" in line]
+    before = [line for line in result.stderr.splitlines() if "before the push" in line]
+    assert len(before) == len(refs)  # the pre-flight's look at each tag (version tags: issue 22)
+    reads = [line for line in result.stderr.splitlines()
+             if "/manifests/" in line and " and expect the single" in line]
     assert reads == [f"dry run: a real run would GET https://{ecr_host}/v2/{name}/manifests/"
                      f"{ref.rsplit(':', 1)[1]} (HTTPS, unverified: an insecure registry of the "
                      "daemon; a pull token, the Docker and OCI manifest and index types accepted) "

@@ -10,7 +10,8 @@ import time
 import pytest
 from plumbum import local
 
-from fakes import EPOCH, register_git, register_proxy_info, register_registry_config, set_tz
+from fakes import (EPOCH, FAKE_IMAGE_ID, register_git, register_proxy_info,
+                   register_registry_config, set_tz)
 
 
 #: Variables of the machine (or CI job) running the tests that would change what the code under
@@ -115,6 +116,58 @@ def project(tmp_path, monkeypatch, stub_bin):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     set_tz(monkeypatch, "UTC")
     return root
+
+
+def _is_build(command) -> bool:
+    """Whether an fp pattern is a ``docker build`` or ``docker buildx build``."""
+    words = [word for word in list(command)[1:6] if isinstance(word, str)]
+    return "build" in words and (words.index("build") == 0 or words[words.index("build") - 1]
+                                 in ("buildx", "remote", "--context"))
+
+
+#: Where conftest's ``fp`` carries the ID a fake build writes (its ``callback_kwargs``).
+IID_KEY = "ragbuild_iid"
+
+
+def write_image_id(process, image_id: str = FAKE_IMAGE_ID) -> None:
+    """What docker does with ``--iidfile PATH``: write the image's ID there."""
+    args = [str(arg) for arg in process.args]
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--iidfile":
+            with open(args[i + 1], "w", encoding="utf-8") as handle:
+                handle.write(image_id)
+
+
+@pytest.fixture
+def fp(fp, monkeypatch):
+    """pytest-subprocess's ``fp``, whose fake ``docker build`` writes ``FAKE_IMAGE_ID`` to its
+    ``--iidfile`` as docker does (``iid=None`` in ``register``: writes nothing,
+    ``iid="sha256:..."``: that ID). The file is written as the fake starts, not in a callback:
+    a fake with a callback keeps its stdout and stderr empty until waited for, and a build's
+    stderr is read before that (``Runner._watch``)."""
+    from pytest_subprocess.fake_popen import FakePopen
+
+    register = fp.register
+    start = FakePopen.run_thread
+
+    def register_build(command, *args, iid=FAKE_IMAGE_ID, **kwargs):
+        if _is_build(command) and iid is not None:  # carried where the fake does not look
+            kwargs["callback_kwargs"] = {**(kwargs.get("callback_kwargs") or {}), IID_KEY: iid}
+        return register(command, *args, **kwargs)
+
+    def run_thread(process):
+        given = process._callback_kwargs or {}
+        iid = given.get(IID_KEY)
+        process._callback_kwargs = {key: value for key, value in given.items() if key != IID_KEY}
+        if iid is not None:
+            write_image_id(process, iid)
+        return start(process)
+
+    monkeypatch.setattr(FakePopen, "run_thread", run_thread)
+    fp.register = register_build
+    # ``docker tag <image ID> REF`` before each push (push.push): a daemon that tags
+    register([fp.program("docker"), "tag", fp.any()], occurrences=1000)
+    return fp
 
 
 @pytest.fixture

@@ -18,6 +18,11 @@ def set_tz(monkeypatch, tz: str) -> None:
     time.tzset()
 
 
+#: The image ID a fake ``docker build`` writes to its ``--iidfile`` (conftest's ``fp``): the
+#: config digest of the manifest the fake registry serves by default (registry_fakes.MANIFEST),
+#: as on the classic image store, where an image's ID is its config's digest.
+FAKE_IMAGE_ID = "sha256:" + "11" * 32
+
 #: HEAD's full commit in the fakes (SHA is its abbreviation).
 OID = SHA + "e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3"[:33]
 

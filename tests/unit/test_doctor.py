@@ -628,3 +628,40 @@ def test_a_buildx_build_without_builder_probes_on_buildxs_current_builder(worker
     assert lines[-2:] == [
         "ok       base image: python:3.11-slim is available to the engine (local)",
         "ok       package index: PyPI answers from the engine (pip on python:3.11-slim)"], lines
+
+
+@pytest.mark.parametrize("version, asks", [("2.0.0-rc.1", False), ("2.0.0", True)])
+def test_git_tags_are_a_problem_only_when_auto_depends_on_them(worker, fp, capsys, version, asks):
+    """The build's rule (steps.needs_version_tags): a prerelease never moves a tag under auto,
+    so no v* tag fetched is no problem for it; a release needs them."""
+    healthy(fp)
+    fp.register([fp.program("git"), "tag", "--list", "v*"], stdout="", occurrences=2)
+    if asks:  # the plan stopped, so doctor asks git again for its own line
+        register_git(fp)
+    code, lines, _ = run_doctor(["--env", "staging", "--version", version, "--latest-policy",
+                                 "auto"], capsys)
+    tags_line = next(line for line in lines if " git tags: " in line)
+    assert bool(fp.call_count([fp.program("git"), "tag", fp.any()])) == asks
+    if asks:
+        assert code == 1 and tags_line.startswith("problem") and "no v* version tag" in tags_line
+    else:
+        assert code == 0 and tags_line.startswith("ok "), lines
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_release_push_checks_the_version_tags_as_the_preflight_does(worker, fp, capsys, exists):
+    from registry_fakes import OTHER_DIGEST, serve
+
+    healthy(fp)
+    uri = "registry.example.com/team/rag-worker"
+    if exists:
+        serve(f"{uri}:v1.2.3", OTHER_DIGEST)
+    code, lines, _ = run_doctor(["--registry", uri, "--push", "--env", "prod", "--version",
+                                 "1.2.3", "--allow-dirty"], capsys)
+    line = next(line for line in lines if " version tags: " in line)
+    if exists:
+        assert code == 1
+        assert line.startswith(f"problem  version tags: the registry already has {uri}:v1.2.3 "
+                               f"(now {OTHER_DIGEST})")
+    else:
+        assert line == "ok       version tags: v1.2.3, 1.2.3: not in the registry yet", lines

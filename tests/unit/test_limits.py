@@ -156,7 +156,7 @@ def test_a_dry_run_shows_the_smoke_start_command_and_timeout(project, strict_fp,
                      "--smoke-command", "serve --workers 2"]) == 0
     out, err = capsys.readouterr()
     assert ("docker run -d --name ragbuild-smoke-0 -p 127.0.0.1::8080 --label org.ragbuild.smoke=1 "
-            "rag-worker:dev-20231203-143022 serve --workers 2") in out.splitlines()
+            "IMAGE_ID serve --workers 2") in out.splitlines()  # the image the build's --iidfile names
     assert "dry run: a real run would wait up to 120s for GET /ping to answer 200, then check " \
            "what /health reports" in err.splitlines()
     assert out.splitlines()[-1] == "docker rm -f ragbuild-smoke-0"

@@ -107,8 +107,11 @@ def test_url_credentials_in_a_passed_option_are_hidden(project, strict_fp, capsy
     (["."], "a word after -- that is no option's value is refused"),
     (["--target", "runtime", "other-context"], "a word after -- that is no option's value"),
     (["--network=host", "extra"], "a word after -- that is no option's value"),
-    (["--quiet", "."], "a word after -- that is no option's value"),
-    (["-q", "https://github.com/x/y.git"], "a word after -- that is no option's value"),
+    (["--rm", "."], "a word after -- that is no option's value"),
+    (["--squash", "https://github.com/x/y.git"], "a word after -- that is no option's value"),
+    (["--iidfile", "id.txt"], "--iidfile after -- is refused: ragbuild writes the image ID file"),
+    (["--quiet"], "--quiet after -- is refused"),
+    (["-q"], "-q after -- is refused"),
 ])
 def test_options_that_would_break_ragbuilds_guarantees_are_refused(project, strict_fp, capsys,
                                                                    words, shown):
@@ -180,7 +183,9 @@ def test_a_stray_word_is_still_an_unrecognized_argument(project, strict_fp, caps
 
 def test_without_passed_options_the_build_command_is_unchanged(project, strict_fp, capsys):
     code, out, _ = run(capsys, "--env", "dev", "--dry-run")
-    assert code == 0 and build_words(out)[-2:] == ["org.ragbuild.repository=rag-worker", "."]
+    words = build_words(out)
+    assert code == 0 and words[-4:-2] == ["org.ragbuild.repository=rag-worker", "--iidfile"]
+    assert words[-1] == "."
 
 
 def test_help_lists_secret_ssh_and_dashes(capsys):
@@ -195,3 +200,39 @@ def test_the_secret_build_arg_warning_names_ragbuilds_own_secret_flag(project, s
     code, _, err = run(capsys, "--env", "dev", "--dry-run", "--build-arg", "PIP_TOKEN=x")
     assert code == 0
     assert "pass it with --secret id=NAME,env=VARIABLE" in err
+
+
+@pytest.mark.parametrize("words", [
+    ["--dry-run"], ["--network", "host", "--dry-run"], ["--metadata-file", "m.json"],
+    ["--metadata-file=m.json"], ["--smoke-test"], ["--registry=localhost:5000/x"],
+    ["-e", "prod"], ["-v", "1.0.0"], ["--allow-dirty"], ["--replace-version-tags"], ["--help"],
+])
+def test_a_ragbuild_option_after_dashes_is_refused_before_anything_runs(project, strict_fp, capsys,
+                                                                        words):
+    """Issue 22 case 5: ``-- --dry-run`` would have started a real build."""
+    code, out, err = run(capsys, "--env", "dev", "--", *words)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    flag = next(w for w in words if w.startswith("-") and w not in ("--network",))
+    shown = flag.split("=", 1)[0]
+    assert err == (f"error: {shown} after -- is refused: it is ragbuild's own option, and every "
+                   "word after -- goes to docker build; give it before --\n")
+    assert len(strict_fp.calls) == 0  # not even git
+
+
+def test_shared_option_names_keep_their_specific_refusal(project, strict_fp, capsys):
+    """--platform is docker's and ragbuild's: its own message, not the generic one."""
+    code, _, err = run(capsys, "--env", "dev", "--", "--platform=linux/arm64")
+    assert code == 2 and "ragbuild models it: use its own --platform" in err
+
+
+def test_every_option_of_the_build_parser_is_refused_after_dashes():
+    """Derived from the parser, so a new flag is covered without a list to update."""
+    from ragbuild import passthrough
+
+    own = cli.own_options(cli.build_parser())
+    assert {"--dry-run", "--metadata-file", "-q", "--quiet"} - own == {"-q", "--quiet"}
+    for option in own:
+        with pytest.raises(Exception) as refused:
+            passthrough.check_extra([option], own)
+        assert "after -- is refused" in str(refused.value)

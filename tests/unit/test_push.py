@@ -409,7 +409,9 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     assert "lists the repository's tags (aws ecr list-images)" in err
     assert f"dry run: a real run would ask {ECR}/v2/ (HTTPS; if that fails, `docker info` says " \
            "whether the daemon may go insecure) whether it answers" in err
-    reads = [line for line in err.splitlines() if "/manifests/" in line]
+    reads = [line for line in err.splitlines() if "/manifests/" in line and " expect " in line]
+    before = [line for line in err.splitlines() if "before the push" in line]
+    assert len(before) == len(plan.refs)  # the pre-flight's read of each tag, said too
     assert reads == [f"dry run: a real run would GET https://{ECR}/v2/rag-worker/manifests/"
                      f"{ref.rsplit(':', 1)[1]} (HTTPS; a pull token, the Docker and OCI manifest "
                      "and index types accepted) and expect the single image manifest the push "
@@ -458,6 +460,10 @@ def register_git(fp):
     fakes.register_git(fp, stdout="abc1234\n")
 
 
+def IIDFILE(fp):  # noqa: N802 (the words the build's --iidfile takes)
+    return ["--iidfile", fp.any(min=1, max=1)]
+
+
 def cli_build_argv(ref):
     return ["docker", "build", "-f", "Dockerfile", *sum((["-t", r] for r in ref), []),
             "--build-arg", "ENVIRONMENT=dev", "--build-arg", "GIT_COMMIT=abc1234",
@@ -472,12 +478,13 @@ def test_failed_build_never_pushes(fp, project, capsys):
     register_login(fp)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
-    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "."], returncode=1)
+    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], *IIDFILE(fp), "."], returncode=1)
     docker(fp, "version", "--format", "{{.Client.Version}}", stdout="20.10.24\n")
     code = cli.main(["--env", "dev", "--registry", f"{ECR}/rag-worker", "--push"])
     assert code == 1
     assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 0
-    assert FakeRegistry.current.manifest_requests() == []
+    # the pre-flight's read of each tag, and no read-back
+    assert len(FakeRegistry.current.manifest_requests()) == len(refs)
     out, err = capsys.readouterr()
     assert "docker build failed" in err
     assert PASSWORD not in out + err
@@ -505,10 +512,10 @@ def test_full_ecr_push_through_the_cli_keeps_the_password_out_of_every_output(
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
     refs = refs_of(f"{ECR}/rag-worker")
-    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], "."])
+    fp.register([fp.program("docker"), *cli_build_argv(refs)[1:], *IIDFILE(fp), "."])
     tags = json.dumps(refs)
     docker(fp, "image", "inspect", "--format",
-           "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", refs[0],
+           "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", fakes.FAKE_IMAGE_ID,
            stdout=f"sha256:{'ee' * 32} 123456 {tags}\n")
     for ref in refs:
         register_push(fp, ref)
@@ -645,3 +652,94 @@ def test_fips_is_read_from_the_registry_once():
     assert not parse_registry(f"{PLAIN}/r").fips
 
 
+
+
+# --- version tags never move (issue 22 case 4) --------------------------------------------------
+
+
+def release_plan(**options):
+    return build_plan(f"{PLAIN}/rag-worker", version="1.2.3", env="prod", **options)
+
+
+@pytest.mark.parametrize("tag", ["v1.2.3", "1.2.3"])
+def test_an_existing_version_tag_stops_the_push_before_the_build(fp, tag):
+    fakes.register_proxy_info(fp)
+    fp.allow_unregistered(False)
+    serve(f"{PLAIN}/rag-worker:{tag}", OTHER_DIGEST)
+    with pytest.raises(PushFailed) as stopped:
+        push.prepare(Runner(), release_plan())
+    message = str(stopped.value)
+    assert f"the registry already has {PLAIN}/rag-worker:{tag} (now {OTHER_DIGEST})" in message
+    assert "--replace-version-tags" in message and "nothing was built or pushed" in message
+    assert "\n" not in message
+    assert [list(call)[1:3] for call in fp.calls] == [["info", "--format"]]  # the proxy, no more
+
+
+def test_moving_tags_that_exist_move_as_before(fp):
+    fakes.register_proxy_info(fp)
+    for tag in ("prod", "latest"):
+        serve(f"{PLAIN}/rag-worker:{tag}", OTHER_DIGEST)
+    prepared_push = push.prepare(Runner(), release_plan())
+    assert prepared_push.before[f"{PLAIN}/rag-worker:prod"] == OTHER_DIGEST
+    assert prepared_push.before[f"{PLAIN}/rag-worker:v1.2.3"] == ""  # not there
+
+
+def test_replace_version_tags_lets_them_move_and_says_so(fp, capsys):
+    fakes.register_proxy_info(fp)
+    serve(f"{PLAIN}/rag-worker:v1.2.3", OTHER_DIGEST)
+    prepared_push = push.prepare(Runner(), release_plan(replace_version_tags=True))
+    assert f"{PLAIN}/rag-worker:v1.2.3" in prepared_push.refs
+    err = capsys.readouterr().err
+    assert (f"warning: --replace-version-tags: this push moves {PLAIN}/rag-worker:v1.2.3 (now "
+            f"{OTHER_DIGEST}) to the image this run builds") in err
+
+
+def test_a_version_tag_that_cannot_be_read_stops_the_push(fp):
+    fakes.register_proxy_info(fp)
+    FakeRegistry.current.fail[f"{PLAIN}/rag-worker:1.2.3"] = [403]
+    with pytest.raises(PushFailed) as stopped:
+        push.prepare(Runner(), release_plan())
+    assert str(stopped.value).startswith(f"cannot tell whether {PLAIN}/rag-worker:1.2.3 already "
+                                         "exists")
+    assert "HTTP 403" in str(stopped.value)
+
+
+def test_an_unreadable_moving_tag_only_loses_its_restore_advice(fp):
+    fakes.register_proxy_info(fp)
+    FakeRegistry.current.fail[f"{PLAIN}/rag-worker:latest"] = [403]
+    prepared_push = push.prepare(Runner(), release_plan())
+    assert not isinstance(prepared_push.before[f"{PLAIN}/rag-worker:latest"], str)
+
+
+def test_the_version_check_through_the_cli_exits_1_before_the_build(project, fp, capsys):
+    fakes.register_proxy_info(fp)
+    fp.allow_unregistered(False)
+    register_git(fp)
+    serve(f"{PLAIN}/rag-worker:v1.2.3", OTHER_DIGEST)
+    code = cli.main(["--env", "prod", "--version", "1.2.3", "--registry", f"{PLAIN}/rag-worker",
+                     "--push"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[-1].startswith(f"error: the registry already has {PLAIN}/rag-worker"
+                                           f":v1.2.3 (now {OTHER_DIGEST})")
+    assert fp.call_count([fp.program("docker"), "build", fp.any()]) == 0
+    assert fp.call_count([fp.program("docker"), "buildx", fp.any()]) == 0
+
+
+def test_a_dry_run_shows_the_version_check(project, fp, capsys):
+    register_git(fp)
+    code = cli.main(["--env", "prod", "--version", "1.2.3", "--registry", f"{PLAIN}/rag-worker",
+                     "--push", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (f"dry run: a real run would GET https://{PLAIN}/v2/rag-worker/manifests/v1.2.3 "
+            "(HTTPS) to learn what the tag names before the push (an existing version tag "
+            "stops the run unless --replace-version-tags)") in err
+    assert FakeRegistry.current.manifest_requests() == []
+
+
+def test_replace_version_tags_needs_a_push_of_a_version(project, fp, capsys):
+    register_git(fp)
+    code = cli.main(["--env", "dev", "--replace-version-tags"])
+    assert code == 2
+    assert "--replace-version-tags only lets --push move" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from plumbum import local
 
-from fakes import GIT_QUERIES, STAMP, docker_calls
+from fakes import FAKE_IMAGE_ID, GIT_QUERIES, STAMP, docker_calls
 from ragbuild import cli, scan
 from ragbuild.config import load_config
 from ragbuild.errors import ToolMissing, UsageError
@@ -19,7 +19,7 @@ from ragbuild.plan import Mode
 
 PRIMARY = f"rag-worker:dev-{STAMP}"
 REFS = [PRIMARY, "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
-TRIVY = ["trivy", "image", "--exit-code", "1", "--severity", "HIGH,CRITICAL", PRIMARY]
+TRIVY = ["trivy", "image", "--exit-code", "1", "--severity", "HIGH,CRITICAL", FAKE_IMAGE_ID]  # by the ID the build wrote
 from registry_fakes import DIGEST, serve  # the digest of the manifest the fake registry serves
 LOCAL = "localhost:5000/rag-worker"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -142,7 +142,7 @@ def test_scan_runs_trivy_after_the_summary_and_passes(project, strict_fp, stub_b
     kwargs = scanner.calls[0].kwargs
     assert kwargs["stdout"] is None and kwargs["stderr"] is None  # the findings stream through
     assert f"+ {' '.join(TRIVY)}" in err.splitlines()
-    assert f"vulnerability scan passed: {PRIMARY}" in err.splitlines()
+    assert f"vulnerability scan passed: {FAKE_IMAGE_ID}" in err.splitlines()
 
 
 def test_scan_comes_after_the_smoke_test(project, strict_fp, stub_bin, capsys, monkeypatch):
@@ -151,7 +151,7 @@ def test_scan_comes_after_the_smoke_test(project, strict_fp, stub_bin, capsys, m
     order = []
     from ragbuild import smoke
 
-    monkeypatch.setattr(smoke, "check", lambda runner, plan: order.append("smoke"))
+    monkeypatch.setattr(smoke, "check", lambda runner, plan, image_id: order.append("smoke"))
     strict_fp.register([strict_fp.program("trivy"), *TRIVY[1:]],
                        callback=lambda process: order.append("scan"))
     assert cli.main(["--env", "dev", "--smoke-test", "--scan"]) == 0, capsys.readouterr().err
@@ -163,16 +163,16 @@ def test_a_failing_scan_stops_the_push(project, strict_fp, stub_bin, capsys):
     refs = [ref.replace("rag-worker", LOCAL, 1) for ref in REFS]
     strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
     register_build_and_inspect(strict_fp, refs)
-    strict_fp.register([strict_fp.program("grype"), refs[0], "--fail-on", "high"], returncode=1,
+    strict_fp.register([strict_fp.program("grype"), FAKE_IMAGE_ID, "--fail-on", "high"], returncode=1,
                        stdout="CVE-2024-0001  High  openssl\n")
     code = cli.main(["--env", "dev", "--registry", LOCAL, "--push",
                      "--scan-command", "grype {image} --fail-on high"])
     err = capsys.readouterr().err
     assert code == 1
-    assert err.splitlines()[-1] == (f"error: the vulnerability scan of {refs[0]} failed (exit 1; "
+    assert err.splitlines()[-1] == (f"error: the vulnerability scan of {FAKE_IMAGE_ID} failed (exit 1; "
                                     "its findings are above); nothing was pushed")
     assert strict_fp.call_count([strict_fp.program("docker"), "push", strict_fp.any()]) == 0
-    assert names(strict_fp)[-1] == "grype " + refs[0]
+    assert names(strict_fp)[-1] == "grype " + FAKE_IMAGE_ID  # the image, by the build's ID
 
 
 def test_a_passing_scan_lets_the_push_follow(project, strict_fp, stub_bin, capsys):
@@ -180,7 +180,7 @@ def test_a_passing_scan_lets_the_push_follow(project, strict_fp, stub_bin, capsy
     refs = [ref.replace("rag-worker", LOCAL, 1) for ref in REFS]
     strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
     register_build_and_inspect(strict_fp, refs)
-    strict_fp.register([strict_fp.program("trivy"), *TRIVY[1:-1], refs[0]])
+    strict_fp.register([strict_fp.program("trivy"), *TRIVY[1:]])  # the image by its ID
     for ref in refs:
         strict_fp.register([strict_fp.program("docker"), "push", ref],
                            stdout=f"{ref.rsplit(':', 1)[1]}: digest: {DIGEST} size: 528\n")
@@ -221,7 +221,7 @@ def test_dry_run_prints_the_scan_between_inspect_and_push(project, strict_fp, st
     assert code == 0, err
     lines = out.splitlines()
     assert lines[1].startswith("docker image inspect ")
-    assert lines[2] == f"grype {PRIMARY} --fail-on high"
+    assert lines[2] == "grype IMAGE_ID --fail-on high"  # the ID the build writes
     assert docker_calls(strict_fp) == 0
 
 

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from fakes import STAMP
+from registry_fakes import serve
 from ragbuild import cli, signals, smoke
 from ragbuild.errors import Interrupted, Stopped
 from ragbuild.plan import Command, Mode
@@ -247,6 +248,7 @@ def test_a_signal_during_the_push_says_what_was_pushed(project, strict_fp, capsy
     strict_fp.register([strict_fp.program("docker"), "push", refs[0]],
                 stdout=f"dev: digest: sha256:{'ab' * 32} size: 528\n")
     strict_fp.register([strict_fp.program("docker"), "push", refs[1]], callback=lambda process: deliver(signum))
+    serve(refs[0])  # after the first push, the registry serves this run's image
     code, err, doc = run_stage(capsys, ["--env", "dev", "--registry", LOCAL, "--push"])
     assert_interrupted(code, err, doc, signum, "push")
     assert f"pushed: {refs[0]}" in err and f"not pushed: {refs[1]}" in err

@@ -115,8 +115,7 @@ def test_a_dry_run_with_a_missing_scanner_warns_and_prints_the_scan_it_would_run
     assert code == 0
     assert ("warning: the scanner no-such-scanner-4711 (--scan-command) is not installed or not "
             "executable (a real run stops here)") in err.splitlines()
-    assert out.splitlines()[-1] == ("no-such-scanner-4711 rag-worker:dev-20231203-143022 "
-                                    "--fail-on high")
+    assert out.splitlines()[-1] == "no-such-scanner-4711 IMAGE_ID --fail-on high"
     assert err.count("no-such-scanner-4711") == 1  # one warning, not one per check
 
 
@@ -673,6 +672,28 @@ def test_auto_in_a_repository_without_version_tags_stops(repo, capsys):  # noqa:
     assert "fetch-depth: 0" in last and "--latest-policy always" in last
 
 
+@pytest.mark.parametrize("env", ["staging", "dev"])
+def test_auto_for_a_prerelease_reads_no_tags_and_moves_nothing(repo, capsys, env):  # noqa: F811
+    """Issue 22 case 6: a prerelease never moves latest under auto, whatever the tags say, so a
+    repository without v* tags (or a shallow one) is no reason to stop."""
+    git("tag", "release-3")
+    code, out, err = dry_run(capsys, "--env", env, "--version", "2.0.0-rc.1", "--semver-tags",
+                             "--latest-policy", "auto")
+    assert code == 0, err
+    assert "latest" not in tags(out) and "2" not in tags(out)
+    assert "  latest: left out: 2.0.0-rc.1 is a prerelease\n" in err
+
+
+def test_auto_for_a_prerelease_in_a_shallow_clone_reads_no_tags(project, fp, capsys):
+    fp.allow_unregistered(False)
+    register_git(fp, shallow=True)
+    code, out, err = run(capsys, "--version", "2.0.0-rc.1", "--env", "staging",
+                         "--latest-policy", "auto")
+    assert code == 0, err
+    assert fp.call_count([fp.program("git"), "tag", fp.any()]) == 0
+    assert "rag-worker:latest" not in out
+
+
 def test_auto_outside_a_repository_stops(git_env, capsys):  # noqa: F811
     code, out, err = dry_run(capsys, "--version", "0.1.0", "--latest-policy", "auto")
     assert code == 2 and out == ""
@@ -747,7 +768,7 @@ def test_a_build_that_pushes_records_the_digest_it_wrote_for_every_ref(fp, tmp_p
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
     digests = {}
-    assert steps.build(Runner(), plan, pushing, digests) is True
+    assert steps.build(Runner(), plan, pushing, digests).pushed is True
     assert digests == {ref: digest for ref in plan.refs}
 
 
@@ -818,7 +839,7 @@ def test_a_push_that_fails_after_this_runs_build_goes_again_with_docker_push(fp,
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     _register_local_image(fp, plan, plan.created)
     digests = {}
-    assert steps.build(Runner(), plan, pushing, digests) is False
+    assert steps.build(Runner(), plan, pushing, digests).pushed is False
     assert digests == {}
     err = capsys.readouterr().err
     assert "after it built and tagged the image" in err and "the push failed" in err
@@ -861,7 +882,7 @@ def test_with_source_date_epoch_a_failed_build_that_pushes_builds_again_to_tell(
     plan, pushing = _pushing_plan(tmp_path)
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     fp.register([fp.program("docker"), "build", fp.any()])  # the same build, cached, no push
-    assert steps.build(Runner(), plan, pushing, {}, unique_created=False) is False
+    assert steps.build(Runner(), plan, pushing, {}, unique_created=False).pushed is False
     err = capsys.readouterr().err
     assert "building again without the push" in err and "the push failed" in err
     plain = [c for c in fp.calls if list(c)[1] == "build"]
