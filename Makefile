@@ -63,7 +63,8 @@ completion: $(VENV)/.installed ## write tab completion for bash and zsh to .venv
 	@echo "bash: add to ~/.bashrc:  source $(abspath $(VENV))/completion/build-image.bash"
 	@echo "zsh: add to ~/.zshrc before compinit:  fpath=($(abspath $(VENV))/completion \$$fpath)"
 
-test: $(VENV)/.installed ## type-check ragbuild/ (mypy) and run the unit and service tests
+test: $(VENV)/.installed ## lint (ruff), type-check ragbuild/ (mypy), run the unit and service tests
+	$(VENV)/bin/ruff check
 	$(PY) -m mypy
 	$(PY) -m pytest tests/unit tests/service $(ARGS)
 

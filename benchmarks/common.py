@@ -15,7 +15,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, Union
+from collections.abc import Sequence
 
 from benchmarks.shell import CommandError, Shell
 

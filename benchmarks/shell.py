@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, NamedTuple, Optional, Sequence
+from typing import IO, Any, Callable, NamedTuple, Optional
+from collections.abc import Sequence
 
 from plumbum import local
 

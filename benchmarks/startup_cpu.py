@@ -27,7 +27,7 @@ def main() -> None:
         for case, args in CASES.items():
             for tree, root in order:
                 start = resource.getrusage(resource.RUSAGE_CHILDREN)
-                local[sys.executable][f"{root}/scripts/build-image.py", *args].popen(
+                local[sys.executable][(f"{root}/scripts/build-image.py", *args)].popen(
                     stdin=None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
                 end = resource.getrusage(resource.RUSAGE_CHILDREN)
                 found[(tree, case)].append(1000 * (end.ru_utime - start.ru_utime

@@ -43,7 +43,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional
+from collections.abc import Mapping, Sequence
 
 from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
 from ragbuild.errors import PushFailed
@@ -166,7 +167,7 @@ class AnswerTooLarge(http.client.HTTPException):
                          "registry's manifest, error or token is")
 
 
-def _body(response: "http.client.HTTPResponse | urllib.error.HTTPError", url: str) -> bytes:
+def _body(response: http.client.HTTPResponse | urllib.error.HTTPError, url: str) -> bytes:
     """The body, at most ``MAX_ANSWER`` bytes of it (``AnswerTooLarge`` beyond)."""
     body = response.read(MAX_ANSWER + 1)
     if len(body) > MAX_ANSWER:

@@ -24,7 +24,8 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Optional
+from collections.abc import Mapping, Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.reference import IMAGE_REF_RE
@@ -79,7 +80,7 @@ class DockerTarget:
     env_builder: Optional[str] = None
     builder_source: str = "--builder"
 
-    def for_builder(self, builder: Optional[str]) -> "DockerTarget":
+    def for_builder(self, builder: Optional[str]) -> DockerTarget:
         """This target with ``builder_context`` set when ``builder`` (else BUILDX_BUILDER) is a
         docker context's builder (``docker buildx ls`` lists one per context, named after it)."""
         source = "--builder" if builder else "BUILDX_BUILDER"

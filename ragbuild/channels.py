@@ -19,7 +19,8 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Mapping
 
 from ragbuild.errors import UsageError
 

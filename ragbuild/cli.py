@@ -6,7 +6,8 @@ import argparse
 import os
 import shlex
 import sys
-from typing import TYPE_CHECKING, Callable, Mapping, NoReturn, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, NoReturn, Optional, TypeVar
+from collections.abc import Mapping, Sequence
 
 from ragbuild.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, RagbuildError, Stopped, UsageError, signal_of
 

@@ -17,7 +17,8 @@ the basename, so ``./scripts/build-image.py`` completes too) and ``ragbuild``.
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Mapping
+from typing import Callable
+from collections.abc import Mapping
 
 from ragbuild.plan import DEFAULT_ENVIRONMENTS
 
@@ -65,7 +66,7 @@ def parser(root: argparse.ArgumentParser,
         current = stack.pop()
         for action in current._actions:
             if action.dest in complete:
-                setattr(action, "complete", complete[action.dest])  # shtab reads it
+                setattr(action, "complete", complete[action.dest])  # noqa: B010 (shtab reads it; not an Action attribute mypy knows)
             if isinstance(action, argparse._SubParsersAction):
                 stack.extend(action.choices.values())
     return root

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 from importlib.util import find_spec
-from typing import Iterable, Optional
+from typing import Optional
+from collections.abc import Iterable
 
 # module -> package; the context guard's matcher needs Python 3.11, older ones use the Docker SDK's
 MATCHER = ("e2b_dockerfile_utils", "e2b-dockerfile-utils") if sys.version_info >= (3, 11) \

@@ -21,7 +21,8 @@ import re
 import shutil
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Mapping
 
 from ragbuild import builders, deps, steps
 from ragbuild.errors import RagbuildError
@@ -85,7 +86,7 @@ def _docker(*argv: str, assume: str = "") -> Command:
 def check_python(doc: Doctor) -> list:
     version = ".".join(map(str, sys.version_info[:3]))
     missing = deps.missing()
-    if sys.version_info < (3, 9):
+    if sys.version_info < (3, 9):  # noqa: UP036 (a source checkout can run on any Python)
         return [Finding(PROBLEM, "python", f"Python {version} is too old: ragbuild needs 3.9+; "
                                            "fix: install Python 3.9 or newer, then make venv")]
     if missing:
@@ -404,8 +405,8 @@ class IndexSetup:
     host names, so that doctor can say whether the build needs it; ``ca_problem``: why the
     build gets no CA although the host names one (its warning)."""
 
-    host: "pip_config.HostNetwork"
-    ca: Optional["pip_config.HostCA"]
+    host: pip_config.HostNetwork
+    ca: Optional[pip_config.HostCA]
     off: bool
     ca_problem: Optional[str] = None
 
@@ -580,8 +581,8 @@ INDEX_FIX = ("fix: the proxy the build's RUN steps use (proxies in ~/.docker/con
              "--host-index); see docs/troubleshooting.md")
 
 
-def _index_findings(name: str, base: str, result: Result, plain: "probe.Answer",
-                    with_ca: Optional["probe.Answer"], setup: IndexSetup) -> list:
+def _index_findings(name: str, base: str, result: Result, plain: probe.Answer,
+                    with_ca: Optional[probe.Answer], setup: IndexSetup) -> list:
     """The package index's line from the probes' answers (probe.Answer: without the CA,
     ``with_ca`` with it, None when the CA was not probed)."""
     check = "package index"

@@ -17,7 +17,8 @@ import enum
 import json
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
+from collections.abc import Mapping
 
 from ragbuild.builders import ECR_HELPER, Credentials
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing

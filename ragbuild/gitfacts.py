@@ -18,7 +18,8 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Optional
+from collections.abc import Iterable, Mapping
 
 #: git's tree entry modes (https://git-scm.com/book/en/v2/Git-Internals-Git-Objects).
 FILE, EXECUTABLE, SYMLINK, GITLINK = "100644", "100755", "120000", "160000"

@@ -16,7 +16,8 @@ import functools
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Iterator
 
 from ragbuild.errors import ToolMissing, UsageError
 from ragbuild.plan import human_size

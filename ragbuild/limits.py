@@ -80,7 +80,7 @@ class Limits:
     push_backoff: float = BY_KEY["push-backoff"].default
     context_warn_mb: float = BY_KEY["context-warn-mb"].default
 
-    def override(self, **given: Optional[float]) -> "Limits":
+    def override(self, **given: Optional[float]) -> Limits:
         """These limits with the given (not None) values in place: the flags over setup.cfg."""
         known = {f.name for f in fields(self)}
         values: dict = {k: v for k, v in given.items() if k in known and v is not None}

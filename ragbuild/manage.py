@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
+from collections.abc import Sequence
 
 from ragbuild import signals
 from ragbuild.errors import CommandFailed, UsageError
@@ -132,7 +133,7 @@ def shell_command(image: str, *, tty: bool) -> Command:
                     "-c", SHELL_SCRIPT), mode=Mode.INTERACTIVE, check=False)
 
 
-def shell(runner: "Runner", image: str, *, tty: bool) -> int:
+def shell(runner: Runner, image: str, *, tty: bool) -> int:
     """Run the shell; its exit status (a signal as 128 + its number, as a shell reports it)."""
     result = runner.run(shell_command(image, tty=tty))
     return 128 - result.returncode if result.returncode < 0 else result.returncode

@@ -13,9 +13,10 @@ what would be (``Runner.apply``).
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
+from typing import Optional
+from collections.abc import Iterable
 
-from ragbuild.errors import Interrupted, RagbuildError, UsageError
+from ragbuild.errors import UsageError
 from ragbuild.redaction import redact_value
 
 

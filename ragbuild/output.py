@@ -15,7 +15,8 @@ When (``colour(stream)``), in this order:
 from __future__ import annotations
 
 import os
-from typing import IO, Mapping, Optional
+from typing import IO, Optional
+from collections.abc import Mapping
 
 INFO, SUCCESS, WARNING, ERROR = "info", "success", "warning", "error"
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Callable, Collection, Mapping, Optional, Sequence
+from typing import Callable, Optional
+from collections.abc import Collection, Mapping, Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.pip_config import RESERVED_SECRET_IDS

@@ -19,7 +19,8 @@ import configparser
 import os
 import sys
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
+from collections.abc import Mapping
 
 #: BuildKit secret ids ragbuild reserves; a user's ``--secret`` with one of them is refused.
 CA_SECRET_ID = "ragbuild-host-ca"

@@ -15,7 +15,8 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Mapping
 
 from ragbuild import steps
 from ragbuild.errors import Interrupted, RagbuildError
@@ -198,7 +199,7 @@ class Recorder:
             check_path(self.github_output, "$GITHUB_OUTPUT", append=True)
 
     @classmethod
-    def for_state(cls, state: RunState, runner: Runner) -> "Recorder":
+    def for_state(cls, state: RunState, runner: Runner) -> Recorder:
         return cls(state, runner, path=state.options.metadata_file,
                    github_output=state.environ.get("GITHUB_OUTPUT"))
 

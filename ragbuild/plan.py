@@ -12,7 +12,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
+from collections.abc import Mapping, Sequence
 
 from ragbuild import builders, channels, passthrough
 from ragbuild.errors import UsageError

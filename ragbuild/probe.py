@@ -25,7 +25,8 @@ import os
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Optional
+from collections.abc import Mapping, Sequence
 
 from ragbuild.pip_config import CA_SECRET_ID, INDEX_SECRET_ID, TRUE, HostNetwork
 from ragbuild.plan import Command, Kind

@@ -28,7 +28,8 @@ import json
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Mapping, Optional, Union
+from typing import Optional, Union
+from collections.abc import Mapping
 
 #: ``docker info --format`` for the three fields, as one JSON object (docker 20.10 and newer).
 INFO_FORMAT = ('{"HTTPProxy":{{json .HTTPProxy}},"HTTPSProxy":{{json .HTTPSProxy}},'

@@ -21,8 +21,9 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
-from typing import (TYPE_CHECKING, Callable, Mapping, MutableMapping, Optional, Sequence,
+from typing import (TYPE_CHECKING, Callable, Optional,
                     TypeVar, Union)
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from ragbuild import ecr
 from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
@@ -170,7 +171,7 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before)
 
 
-def read_existing(runner: Runner, plan: BuildPlan, session: "access.Session", refs: Sequence[str],
+def read_existing(runner: Runner, plan: BuildPlan, session: access.Session, refs: Sequence[str],
                   sleep: Callable[[float], None] = time.sleep) -> dict:
     """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
     manifest through the pre-flight's session; a transient failure retried as a push is):
@@ -179,7 +180,7 @@ def read_existing(runner: Runner, plan: BuildPlan, session: "access.Session", re
     ``check_version_tags``). A dry run says what it would ask and takes every tag to be new."""
     from ragbuild import access
 
-    def ask(ref: str) -> Union[str, "access.ReadFailed"]:
+    def ask(ref: str) -> Union[str, access.ReadFailed]:
         tag = ref.rsplit(":", 1)[1]
 
         def attempt() -> Union[Optional[access.Manifest], access.ReadFailed]:
@@ -242,8 +243,8 @@ def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None
 
 def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
                    docker_config: DockerConfig,
-                   login: Optional["access.Login"] = None,
-                   environ: Optional[Mapping[str, str]] = None) -> "access.Session":
+                   login: Optional[access.Login] = None,
+                   environ: Optional[Mapping[str, str]] = None) -> access.Session:
     """The pre-flight's (and doctor's) question to the registry (``access.check``): it answers
     over what the daemon would use (its proxy settings, ``daemon_proxies``), and takes docker's
     credentials. The daemon's registry configuration (``docker info``) is asked only when its
@@ -260,7 +261,7 @@ def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
 
 
 def daemon_proxies(runner: Runner, plan: BuildPlan,
-                   environ: Mapping[str, str]) -> "proxy.ProxySettings":
+                   environ: Mapping[str, str]) -> proxy.ProxySettings:
     """The daemon's proxy settings (``proxy_command``), for ragbuild's own registry requests,
     with a one-line warning where they cannot be followed exactly: a proxy whose credentials
     ``docker info`` masks (the same proxy's in the shell's ``https_proxy``/``http_proxy`` are
@@ -620,7 +621,7 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
     return f"docker push {ref} failed"
 
 
-def session_of(ctx: Context) -> "access.Session":
+def session_of(ctx: Context) -> access.Session:
     """The pre-flight's registry session (``prepare`` made it)."""
     from ragbuild import access
 
@@ -629,7 +630,7 @@ def session_of(ctx: Context) -> "access.Session":
     return session
 
 
-def read_back(runner: Runner, ctx: Context, ref: str) -> Union["access.Manifest", str]:
+def read_back(runner: Runner, ctx: Context, ref: str) -> Union[access.Manifest, str]:
     """What ``ref`` names on the registry (``access.read_manifest`` through the pre-flight's
     session), a transient failure retried as a push is (``retrying``); or the problem, in
     words for the user."""
@@ -656,7 +657,7 @@ def read_back(runner: Runner, ctx: Context, ref: str) -> Union["access.Manifest"
     return answer
 
 
-def _judge(ctx: Context, ref: str, manifest: "access.Manifest",
+def _judge(ctx: Context, ref: str, manifest: access.Manifest,
            pushed: Mapping[str, Optional[str]]) -> str:
     """The digest ``ref`` names, when it is what was pushed; ValueError says what it is not."""
     plan = ctx.plan

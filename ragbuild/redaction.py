@@ -7,7 +7,7 @@ whose name looks like a secret is shown as ``***``, and so are URL credentials
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 
 REDACTED = "***"

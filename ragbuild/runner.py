@@ -26,7 +26,8 @@ import sys
 import time
 import types
 from dataclasses import dataclass, replace
-from typing import IO, Callable, Optional, Sequence, TypeVar, cast
+from typing import IO, Callable, Optional, TypeVar, cast
+from collections.abc import Sequence
 
 from ragbuild import signals
 from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,

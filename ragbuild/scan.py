@@ -14,7 +14,8 @@ import os
 import shlex
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Mapping
 
 from ragbuild.errors import ScanFailed, ToolMissing, UsageError
 from ragbuild.output import SUCCESS

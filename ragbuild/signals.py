@@ -25,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Iterator, Optional
+from typing import Optional
+from collections.abc import Iterator
 
 from ragbuild.errors import Stopped
 

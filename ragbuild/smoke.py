@@ -21,7 +21,8 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragbuild import signals

@@ -8,7 +8,8 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Mapping, MutableMapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Mapping, MutableMapping, Sequence
 
 from ragbuild import builders, pip_config
 from ragbuild.channels import LatestPolicy
@@ -362,7 +363,7 @@ def make_plan(options: Options, config: Config, facts: Facts) -> BuildPlan:
 class Preflight:
     """What the checks before the build found: the scanner to run, the push to make."""
 
-    scanner: Optional["Scanner"] = None
+    scanner: Optional[Scanner] = None
     push: Optional[PushPlan] = None
 
 

@@ -119,7 +119,7 @@ class Result:
         out = "\n".join(self.text.strip().splitlines()[-lines:])
         return f"`{shlex.join(self.argv)}` exited {self.returncode} after {self.seconds:.1f}s:\n{out}"
 
-    def assert_ok(self) -> "Result":
+    def assert_ok(self) -> Result:
         assert self.returncode == 0, self.describe()
         return self
 
@@ -438,7 +438,7 @@ def descendants(pid: int, table=None) -> dict:
     found, frontier = {}, [pid]
     while frontier:
         parent = frontier.pop()
-        for child, (ppid, state, cmdline) in table.items():
+        for child, (ppid, _state, cmdline) in table.items():
             if ppid == parent and child not in found:
                 found[child] = cmdline
                 frontier.append(child)

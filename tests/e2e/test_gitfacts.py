@@ -6,7 +6,6 @@ every case)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import subprocess

@@ -205,7 +205,7 @@ class Build:
     def final(self) -> Result:
         return self.results["final"]
 
-    def assert_built(self) -> "Build":
+    def assert_built(self) -> Build:
         """Every stage built (else the leak cases would look at nothing)."""
         self.final.assert_ok()
         assert set(self.refs) == {"final", *STAGES}, self.refs
@@ -392,7 +392,7 @@ def test_no_image_config_env_or_history_holds_them(which, request, leg, mirror, 
     build = request.getfixturevalue(BUILDS[which]).assert_built()
     needles = needles_of(which, mirror)
     found = []
-    for stage, ref in build.refs.items():
+    for ref in build.refs.values():
         config = docker.inspect(ref)
         assert config["Config"]["Env"], ref
         found += scan(json.dumps(config).encode(), needles, f"docker image inspect {ref}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import os
 import secrets
 import signal
 import socket

@@ -20,9 +20,9 @@ import pytest
 from ragbuild.proxy import INFO_FORMAT
 
 import fakes
-from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve, serve_index
+from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve
 from ragbuild import access, builders, cli, push
-from ragbuild.builders import (DOCKER_HUB_KEY, DockerConfig, RegistryConfig, parse_registry_config,
+from ragbuild.builders import (DOCKER_HUB_KEY, DockerConfig, parse_registry_config,
                                read_docker_config)
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.plan import Config, GitInfo, Options, PushPlan, make_plan, parse_registry
@@ -786,7 +786,7 @@ def test_a_token_realm_with_a_query_keeps_it_and_gets_the_scope_added():
 
     session = session_for("registry.example.com", login())
 
-    def request(url, headers={}, data=None):
+    def request(url, headers=None, data=None):
         asked.append(url)
         return access.Answer(200, body=b'{"token": "t"}')
 

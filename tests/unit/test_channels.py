@@ -10,7 +10,7 @@ import pytest
 from ragbuild.channels import parse_version_tags, version_channels
 from ragbuild.cli import parse_build
 from ragbuild.errors import UsageError
-from ragbuild.plan import (Kind, Mode, Config, GitInfo, describe_plan, make_plan, parse_version,
+from ragbuild.plan import (Kind, Config, GitInfo, describe_plan, make_plan, parse_version,
                            version_tags_command)
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)

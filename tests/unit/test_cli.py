@@ -21,9 +21,7 @@ from ragbuild import cli, steps
 from ragbuild.config import load_config
 from ragbuild.errors import Interrupted
 from ragbuild.plan import Config, GitInfo, make_plan
-from fakes import EPOCH, STAMP
 from fakes import FAKE_IMAGE_ID
-from ragbuild import cli
 
 
 REPO = Path(__file__).resolve().parents[2]

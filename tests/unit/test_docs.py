@@ -187,5 +187,5 @@ def test_every_documented_build_command_parses():
     commands = documented_commands()
     assert len([page for page, _ in commands if page == README]) >= 8
     parser = cli.build_parser()
-    for page, argv in commands:
+    for _page, argv in commands:
         parser.parse_args(argv)  # a UsageError names the flag that is gone or renamed

@@ -4,7 +4,6 @@ a build (and push) would work; its findings are the build's own checks' messages
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 

@@ -4,17 +4,13 @@ repository pre-flight and the immutable tags, against faked aws and docker calls
 import json
 import os
 import logging
-from datetime import datetime
 
-import fakes
 import pytest
 
-from ragbuild import cli, ecr, push
-from ragbuild.builders import DockerConfig, read_docker_config
-from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
-from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, format_created,
-                           make_plan, parse_registry)
-from ragbuild.runner import DryRunner, Runner
+from ragbuild import ecr, push
+from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
+from ragbuild.plan import (build_command)
+from ragbuild.runner import Runner
 
 from registry_fakes import *  # noqa: F401,F403 (the shared fakes, clean_env included)
 from registry_fakes import clean_env  # noqa: F401 (autouse)

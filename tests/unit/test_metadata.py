@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from fakes import STAMP, docker_calls
+from registry_fakes import DIGEST, serve  # DIGEST: the manifest the fake registry serves
 from ragbuild import cli, metadata, steps
 from ragbuild.metadata import KEYS, github_output_lines
-from ragbuild.pipeline import Recorder
 
 REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
 IMAGE_ID = "sha256:" + "0e" * 32
-from registry_fakes import DIGEST, serve  # the digest of the manifest the fake registry serves
 LOCAL = "localhost:5000/rag-worker"
 LABELS = {"org.opencontainers.image.version": "dev", "org.ragbuild.project": "rag-worker",
           "org.opencontainers.image.description": "RAG worker (FastAPI)"}

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from fakes import GIT_QUERIES, docker_calls, register_git
+from fakes import docker_calls, register_git
 from ragbuild import cli
 
 TOKEN = "pypi-AgEIcHlwaS5vcmcCJDk1ZTk3NDRkLTI4"  # a value that must never be printed

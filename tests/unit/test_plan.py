@@ -12,20 +12,16 @@ from ragbuild.plan import (Kind, Mode, Command, Config, GitInfo, Options, PushPl
                            describe_plan, format_created, format_timestamp, human_size,
                            inspect_command, make_plan, parse_build_arg, parse_git_repository, parse_git_status,
                            parse_registry, parse_version, plan_build_args, plan_tags)
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 from fakes import EPOCH, STAMP, set_tz
 from ragbuild import cli
-from ragbuild.plan import Config, GitInfo, build_command, format_created, make_plan
 import json
-from ragbuild import cli, metadata
-from ragbuild.plan import Command, describe_plan
+from ragbuild import metadata
 from ragbuild.redaction import redact_argv, redact_value
 import os
 from fakes import docker_calls, register_git
-from ragbuild import cli, steps
-from ragbuild.errors import UsageError
-from ragbuild.plan import Config, GitInfo, make_plan, parse_registry
+from ragbuild import steps
 
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
@@ -34,9 +30,9 @@ GIT = GitInfo(sha="a1b2c3d")
 ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
 
 
-def plan_for(git=GIT, config=Config(), moment=MOMENT, **options):
+def plan_for(git=GIT, config=None, moment=MOMENT, **options):
     """The plan of ``Options(**options)``, built without the CLI's parser."""
-    return make_plan(Options(**options), config, git, moment)
+    return make_plan(Options(**options), config or Config(), git, moment)
 
 
 # --- the tag plan: every example of docs/DOCKER_BUILD_GUIDE.md and of the bash --help ----------

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import logging
-from datetime import datetime
 
 import fakes
 import pytest
@@ -14,9 +13,9 @@ from ragbuild.proxy import INFO_FORMAT
 
 from ragbuild import cli, ecr, push
 from ragbuild.builders import DockerConfig, read_docker_config
-from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
-from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, format_created,
-                           make_plan, parse_registry)
+from ragbuild.errors import CommandFailed, Interrupted, PushFailed
+from ragbuild.plan import (build_command, format_created,
+                           parse_registry)
 from ragbuild.runner import DryRunner, Runner
 
 import fakes

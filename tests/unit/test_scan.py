@@ -12,6 +12,7 @@ import pytest
 from plumbum import local
 
 from fakes import FAKE_IMAGE_ID, GIT_QUERIES, STAMP, docker_calls
+from registry_fakes import DIGEST, serve  # DIGEST: the manifest the fake registry serves
 from ragbuild import cli, scan
 from ragbuild.config import load_config
 from ragbuild.errors import ToolMissing, UsageError
@@ -20,7 +21,6 @@ from ragbuild.plan import Mode
 PRIMARY = f"rag-worker:dev-{STAMP}"
 REFS = [PRIMARY, "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
 TRIVY = ["trivy", "image", "--exit-code", "1", "--severity", "HIGH,CRITICAL", FAKE_IMAGE_ID]  # by the ID the build wrote
-from registry_fakes import DIGEST, serve  # the digest of the manifest the fake registry serves
 LOCAL = "localhost:5000/rag-worker"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 

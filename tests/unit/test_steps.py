@@ -499,7 +499,7 @@ def test_a_rev_parse_failure_with_a_commit_is_gits_reason(project, fp, capsys):
     assert code == 1 and out == "" and "exit 1" in err.splitlines()[-1]
 
 
-@pytest.mark.parametrize("answer", ["", "true\n", f"true\n/x\n", "true\n/x\nmaybe\n",
+@pytest.mark.parametrize("answer", ["", "true\n", "true\n/x\n", "true\n/x\nmaybe\n",
                                     f"true\n/x\nfalse\n{OID}\n",
                                     f"true\n/x\nfalse\n{OID}\n0000000\n"])
 def test_an_incomplete_rev_parse_answer_stops(project, fp, capsys, answer):
@@ -814,8 +814,8 @@ def test_tags_missing_after_a_build_that_pushed_says_the_tags_are_out(fp, tmp_pa
         steps.summarize(Runner(), plan, pushed=pushed)
     said = str(err.value)
     assert said.startswith(f"the built image lacks tags {', '.join(plan.refs[1:])}; ")
-    assert ("the build had already pushed its %d tags to localhost:5000/rag-worker (not read "
-            "back)" % len(plan.refs) in said) is pushed
+    assert (f"the build had already pushed its {len(plan.refs)} tags to localhost:5000/rag-worker "
+            "(not read back)" in said) is pushed
 
 
 def test_the_pipelines_inspect_step_tells_the_summary_whether_the_build_pushed(fp, tmp_path):

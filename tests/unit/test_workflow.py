@@ -4,7 +4,6 @@ asks for. tests/e2e/test_workflow.py runs its steps for real."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
