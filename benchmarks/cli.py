@@ -49,7 +49,7 @@ import sys, time
 sys.path.insert(0, sys.argv[1])
 from ragbuild import gitfacts
 from ragbuild.plan import Options
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 from ragbuild.steps import git_info
 
 class Counting(Runner):

@@ -6,7 +6,7 @@ The credentials are the ones ``docker push`` sends: ``builders.DockerConfig.cred
 where docker keeps them (``credHelpers``, ``credsStore``, ``auths``), and a helper is asked the
 way docker asks it (``docker-credential-<helper> get``, the host on stdin:
 https://github.com/docker/docker-credential-helpers#development), once per run: the pre-flight's
-``Session`` keeps them for the read-back. They only ever live in a ``runner.Secret``.
+``Session`` keeps them for the read-back. They only ever live in a ``run.command.Secret``.
 
 One ``Session`` holds the HTTP, TLS and auth logic of both. It reaches the registry as the
 daemon does: HTTPS first, verified with the system's CAs and ``/etc/docker/certs.d/<host>/*.crt``
@@ -48,9 +48,11 @@ from collections.abc import Mapping, Sequence
 
 from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
 from ragbuild.errors import PushFailed
-from ragbuild.plan import Command, Kind, Registry
+from ragbuild.run.command import Command, Kind
+from ragbuild.plan import Registry
 from ragbuild.proxy import DIRECT, ProxySettings, proxy_for, without_credentials
-from ragbuild.runner import Runner, Secret, tail
+from ragbuild.run.runner import Runner, tail
+from ragbuild.run.command import Secret
 
 #: Seconds the registry has to answer each request.
 TIMEOUT = 15.0

@@ -330,7 +330,7 @@ def cmd_build(argv: list[str]) -> int:
     options = parse_build(argv)
     from ragbuild import pipeline
     from ragbuild.config import load_config
-    from ragbuild.runner import make_runner
+    from ragbuild.run.runner import make_runner
 
     config = load_config()
     runner = make_runner(options.dry_run)
@@ -343,7 +343,7 @@ def cmd_build(argv: list[str]) -> int:
 def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     """The exact command that pushes what was just built: this program, as it was started, with
     the user's arguments and --push (a registry placeholder when none was given)."""
-    from ragbuild.redaction import redact_argv
+    from ragbuild.run.redaction import redact_argv
 
     own, docker_options = split_docker_options(argv)
     shown = list(redact_argv(own))  # a --build-arg's secret value is never echoed
@@ -420,7 +420,7 @@ def cmd_smoke(argv: list[str]) -> int:
     from ragbuild import manage, smoke
     from ragbuild.config import load_config
     from ragbuild.plan import check_start_command
-    from ragbuild.runner import make_runner
+    from ragbuild.run.runner import make_runner
 
     ns = smoke_parser().parse_args(argv)
     manage.check_image_ref(ns.image)
@@ -457,7 +457,7 @@ def image_or_dev(image: Optional[str]) -> str:
 
 def cmd_run(argv: list[str]) -> int:
     from ragbuild import manage
-    from ragbuild.runner import make_runner
+    from ragbuild.run.runner import make_runner
 
     ns = run_parser().parse_args(argv)
     manage.run_local(make_runner(ns.dry_run), image_or_dev(ns.image), port=ns.port)
@@ -476,7 +476,7 @@ def logs_parser() -> ArgumentParser:
 
 def cmd_logs(argv: list[str]) -> int:
     from ragbuild import manage
-    from ragbuild.runner import make_runner
+    from ragbuild.run.runner import make_runner
 
     ns = logs_parser().parse_args(argv)
     manage.logs(make_runner(ns.dry_run), follow=ns.follow, lines=ns.tail)
@@ -494,7 +494,7 @@ def clean_parser() -> ArgumentParser:
 
 def cmd_clean(argv: list[str]) -> int:
     from ragbuild import manage
-    from ragbuild.runner import make_runner
+    from ragbuild.run.runner import make_runner
 
     ns = clean_parser().parse_args(argv)
     manage.clean(make_runner(ns.dry_run))
@@ -512,7 +512,7 @@ def shell_parser() -> ArgumentParser:
 
 def cmd_shell(argv: list[str]) -> int:
     from ragbuild import manage
-    from ragbuild.runner import make_runner
+    from ragbuild.run.runner import make_runner
 
     ns = shell_parser().parse_args(argv)
     return manage.shell(make_runner(ns.dry_run), image_or_dev(ns.image),
@@ -543,7 +543,7 @@ def cmd_doctor(argv: list[str]) -> int:
 
     from ragbuild import doctor
     from ragbuild.config import load_config
-    from ragbuild.runner import make_runner
+    from ragbuild.run.runner import make_runner
 
     options = parse_build(argv, doctor_parser())
     if options.env is None and options.version is None:  # the build most run: make build-dev
@@ -589,13 +589,13 @@ SUBCOMMANDS = {"smoke": (smoke_parser, cmd_smoke), "run": (run_parser, cmd_run),
 
 
 def _error(message: str) -> None:
-    from ragbuild.output import paint
+    from ragbuild.run.console import paint
 
     print(paint(f"error: {message}", sys.stderr), file=sys.stderr)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ragbuild import signals
+    from ragbuild.run import signals
 
     previous = signals.install()  # SIGTERM and SIGHUP get Ctrl-C's cleanup, and exit 128 + N
     try:

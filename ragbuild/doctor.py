@@ -26,10 +26,11 @@ from collections.abc import Mapping
 
 from ragbuild import builders, deps, steps
 from ragbuild.errors import RagbuildError
-from ragbuild.output import ERROR, SUCCESS, WARNING
-from ragbuild.plan import (BuildPlan, Command, Config, GitInfo, Kind, Options,
-                           buildx_version_command, human_size)
-from ragbuild.runner import Result, Runner, missing_message, resolve, tail
+from ragbuild.run.console import ERROR, SUCCESS, WARNING
+from ragbuild.plan import BuildPlan, Config, GitInfo, Options, buildx_version_command, human_size
+from ragbuild.run.command import Command, Kind
+from ragbuild.run.command import Result
+from ragbuild.run.runner import Runner, missing_message, resolve, tail
 
 if TYPE_CHECKING:
     from ragbuild import pip_config, probe

@@ -22,8 +22,10 @@ from collections.abc import Mapping
 
 from ragbuild.builders import ECR_HELPER, Credentials
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
-from ragbuild.plan import BuildPlan, Command, Kind, Registry
-from ragbuild.runner import Result, Runner, Secret, ended, tail
+from ragbuild.plan import BuildPlan, Registry
+from ragbuild.run.command import Command, Kind
+from ragbuild.run.command import Result, Secret
+from ragbuild.run.runner import Runner, ended, tail
 
 PASSWORD_PLACEHOLDER = "<password from aws ecr get-login-password>"
 AWS_ENV_VARS = ("AWS_PROFILE", "AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL")

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 from ragbuild.errors import ToolMissing, UsageError
 from ragbuild.plan import human_size
-from ragbuild.redaction import is_secret_name, secret_build_args
+from ragbuild.run.redaction import is_secret_name, secret_build_args
 
 if TYPE_CHECKING:
     from ragbuild.plan import BuildPlan
-    from ragbuild.runner import Runner
+    from ragbuild.run.runner import Runner
 
 #: How many of the largest top-level entries a size warning names.
 LARGEST = 5

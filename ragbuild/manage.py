@@ -6,14 +6,16 @@ import json
 from typing import TYPE_CHECKING, Optional
 from collections.abc import Sequence
 
-from ragbuild import signals
+from ragbuild.run import signals
 from ragbuild.errors import CommandFailed, UsageError
-from ragbuild.plan import REPOSITORY_LABEL, Command, Kind, Mode
+from ragbuild.plan import REPOSITORY_LABEL
+from ragbuild.run.command import Command, Kind, Mode
 from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
-from ragbuild.runner import Result, Runner
+from ragbuild.run.command import Result
+from ragbuild.run.runner import Runner
 
 if TYPE_CHECKING:
-    from ragbuild.runner import Runner
+    from ragbuild.run.runner import Runner
 
 LOCAL_CONTAINER = "rag-worker-local"
 #: What a dry run of ``clean`` takes the tags of ragbuild's builds to be (it lists no images).

@@ -17,7 +17,7 @@ from typing import Optional
 from collections.abc import Iterable
 
 from ragbuild.errors import UsageError
-from ragbuild.redaction import redact_value
+from ragbuild.run.redaction import redact_value
 
 
 #: Keys of the JSON document, in order (docs/metadata.md lists them).

@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.pip_config import RESERVED_SECRET_IDS
-from ragbuild.redaction import redact_argv
+from ragbuild.run.redaction import redact_argv
 
 #: Fields of a ``--secret`` spec, as docker's client parses it (buildx build/secrets.go):
 #: ``type=file|env``, ``id``, ``src``/``source``, ``env``.

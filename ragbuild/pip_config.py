@@ -160,7 +160,7 @@ def secret_build_args(build_args: tuple) -> tuple:
     """The ``(name, value)`` index build args that carry credentials (a URL's ``user:token@``,
     ``redaction.secret_build_args``): they reach the build in the index secret instead, since
     the Dockerfile's builder stage writes its build args' flags into a layer."""
-    from ragbuild.redaction import secret_build_args as secret_names
+    from ragbuild.run.redaction import secret_build_args as secret_names
 
     secret = set(secret_names(build_args))
     return tuple((k, v) for k, v in build_args if k in INDEX_BUILD_ARGS and k in secret)
@@ -219,7 +219,7 @@ def host_index(settings: Mapping[str, Setting], overridden: tuple = (),
 
 
 #: The variable the docker client reads the index secret from (``--secret id=...,env=NAME``):
-#: its name says SECRET, so every printout shows ``***`` for its value (redaction.py).
+#: its name says SECRET, so every printout shows ``***`` for its value (run/redaction.py).
 INDEX_SECRET_ENV = "RAGBUILD_HOST_INDEX_SECRET"
 
 
@@ -256,7 +256,7 @@ class HostNetwork:
         else:
             lines = [f"host CA: none ({self.ca_note})"]
         if self.index is not None:
-            from ragbuild.redaction import redact_value
+            from ragbuild.run.redaction import redact_value
 
             passed = ", ".join(f"{name}={redact_value(name, value)} (from {source})"
                                for (name, value), source in zip(self.index.env,

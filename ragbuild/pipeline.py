@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from ragbuild import steps
 from ragbuild.errors import Interrupted, RagbuildError
 from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
-from ragbuild.redaction import redact_argv
+from ragbuild.run.redaction import redact_argv
 from ragbuild.plan import BuildPlan, Config, Options, describe_plan, shown_path
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 
 if TYPE_CHECKING:  # imported where a step needs them
     from ragbuild import guard, push
@@ -141,8 +141,6 @@ def gather(runner: Runner, options: Options, config: Config,
     """Facts, then the plan, printed before any step runs."""
     facts = steps.gather_facts(runner, options, environ, config)
     plan = steps.make_plan(options, config, facts)
-    if plan.docker is not None:  # every docker command: where it builds
-        runner.docker_flags = plan.docker.docker_flags()
     git = facts.git
     if not git.sha:
         runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
@@ -163,7 +161,10 @@ def gather(runner: Runner, options: Options, config: Config,
 
 def run(runner: Runner, state: RunState, *, clock: Callable[[], float] = time.monotonic) -> RunState:
     """Run every step that applies, in order, each timed; the metadata is written at the end,
-    and also when a step fails or is interrupted (then the error goes on to the CLI)."""
+    and also when a step fails or is interrupted (then the error goes on to the CLI). Every
+    docker command of the steps goes where the plan builds (``Runner.aimed_at``)."""
+    if state.plan.docker is not None:
+        runner = runner.aimed_at(state.plan.docker.docker_flags())
     recorder = Recorder.for_state(state, runner)
     for step in STEPS:
         if not step.applies(state):

@@ -29,8 +29,8 @@ from typing import Optional
 from collections.abc import Mapping, Sequence
 
 from ragbuild.pip_config import CA_SECRET_ID, INDEX_SECRET_ID, TRUE, HostNetwork
-from ragbuild.plan import Command, Kind
-from ragbuild.redaction import URL_USERINFO_RE
+from ragbuild.run.command import Command, Kind
+from ragbuild.run.redaction import URL_USERINFO_RE
 
 #: A parser directive, as BuildKit reads one (frontend/dockerfile/parser/directives.go): the
 #: directives are the comment lines of this form at the very top; the first other line (an

@@ -30,10 +30,12 @@ from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
                                DockerConfig, RegistryConfig, daemon_down, daemon_unreachable,
                                parse_registry_config, read_docker_config)
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
-from ragbuild.output import SUCCESS
+from ragbuild.run.console import SUCCESS
 from ragbuild.limits import Limits
-from ragbuild.plan import DRY_DIGEST, BuildPlan, Command, Kind, Mode, PushPlan
-from ragbuild.runner import Result, Runner, tail
+from ragbuild.plan import DRY_DIGEST, BuildPlan, PushPlan
+from ragbuild.run.command import Command, Kind, Mode
+from ragbuild.run.command import Result
+from ragbuild.run.runner import Runner, tail
 
 if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
     from ragbuild import access, proxy

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Callable, Optional
 from collections.abc import Mapping
 
 from ragbuild.errors import ScanFailed, ToolMissing, UsageError
-from ragbuild.output import SUCCESS
-from ragbuild.plan import BuildPlan, Command, Config, Mode
+from ragbuild.run.console import SUCCESS
+from ragbuild.plan import BuildPlan, Config
+from ragbuild.run.command import Command, Mode
 
 if TYPE_CHECKING:
-    from ragbuild.runner import Runner
+    from ragbuild.run.runner import Runner
 
 #: ``shutil.which``'s shape: (name, path=None) -> the program's path or None.
 Which = Callable[..., Optional[str]]
@@ -82,7 +83,7 @@ def resolve(command: Optional[str], configured: Optional[str], *, which: Which =
 
 def _program(name: str, environ: Mapping[str, str]) -> str:
     """The binary the runner would start (``DOCKER`` may name another docker)."""
-    from ragbuild.runner import PROGRAM_ENV
+    from ragbuild.run.runner import PROGRAM_ENV
 
     variable = PROGRAM_ENV.get(name)
     return (environ.get(variable) if variable else None) or name

@@ -25,12 +25,14 @@ from typing import Callable, Optional
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragbuild import signals
+from ragbuild.run import signals
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.limits import Limits
-from ragbuild.output import SUCCESS
-from ragbuild.plan import DEFAULT_SMOKE_COMMAND, BuildPlan, Command, Kind
-from ragbuild.runner import Result, Runner
+from ragbuild.run.console import SUCCESS
+from ragbuild.plan import DEFAULT_SMOKE_COMMAND, BuildPlan
+from ragbuild.run.command import Command, Kind
+from ragbuild.run.command import Result
+from ragbuild.run.runner import Runner
 
 #: ``(HTTP status or None while nothing answers, body)``
 Answer = tuple[Optional[int], bytes]

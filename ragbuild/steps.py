@@ -17,15 +17,16 @@ from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_un
 from ragbuild.errors import (CommandFailed, DockerUnavailable, GitFailed, PushFailed, ToolMissing,
                              UsageError)
 from ragbuild.plan import (CREATED_LABEL, FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIGEST_KEY, BuildPlan,
-                           Command, Config, GitInfo, Kind, Options, PushPlan, build_command,
-                           build_pushes, buildx_version_command, git_reason, human_size,
-                           inspect_command, parse_build_arg, parse_git_repository,
-                           version_tags_command)
+    Config, GitInfo, Options, PushPlan, build_command, build_pushes, buildx_version_command,
+    git_reason, human_size, inspect_command, parse_build_arg, parse_git_repository,
+    version_tags_command)
+from ragbuild.run.command import Command, Kind
 from ragbuild.pip_config import HostNetwork
 from ragbuild.reference import familiar
-from ragbuild.output import SUCCESS
+from ragbuild.run.console import SUCCESS
 from ragbuild.passthrough import not_for_buildx
-from ragbuild.runner import Result, Runner, ended, resolve
+from ragbuild.run.command import Result
+from ragbuild.run.runner import Runner, ended, resolve
 
 if TYPE_CHECKING:  # scan.py is imported when --scan asks for it
     from ragbuild.scan import Scanner
@@ -189,7 +190,7 @@ def _changes(runner: Runner, toplevel: str, oid: str, files: Mapping, sends: Cal
     the answer are relative to the top superproject (``prefix``: this one's place in it)."""
     from ragbuild import gitfacts
     from ragbuild.plan import GitUnreadable, git_hash_command, git_tree_command
-    from ragbuild.runner import Secret
+    from ragbuild.run.command import Secret
 
     directory = toplevel if prefix else None  # a submodule: git -C its work tree
     listed = runner.run(git_tree_command(oid, directory))

@@ -15,7 +15,7 @@ import io
 import pytest
 
 from ragbuild.plan import Options
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 from ragbuild.steps import git_info
 from tests.gitcases import CASES, CLEARED, SEED, base_env, make_case
 

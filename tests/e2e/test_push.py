@@ -287,7 +287,7 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     from ragbuild import access
     from ragbuild.builders import DockerConfig
     from ragbuild.plan import parse_registry
-    from ragbuild.runner import Secret
+    from ragbuild.run.command import Secret
 
     name = ecr_repository("tlsread")
     uri = images.track_repository(f"{ecr_host}/{name}")

@@ -19,7 +19,7 @@ from ragbuild.builders import Credentials, DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, format_created,
                            make_plan, parse_registry)
-from ragbuild.runner import DryRunner, Runner
+from ragbuild.run.runner import DryRunner, Runner
 
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -26,7 +26,8 @@ from ragbuild.builders import (DOCKER_HUB_KEY, DockerConfig, parse_registry_conf
                                read_docker_config)
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.plan import Config, GitInfo, Options, PushPlan, make_plan, parse_registry
-from ragbuild.runner import DryRunner, Runner, Secret
+from ragbuild.run.runner import DryRunner, Runner
+from ragbuild.run.command import Secret
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 LOOK_ALIKE = f"{ECR}.evil.example"

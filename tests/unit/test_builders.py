@@ -21,7 +21,7 @@ from ragbuild.builders import DockerConfig, DockerTarget, parse_cache, parse_pla
 from ragbuild.errors import PushFailed, UsageError
 from ragbuild.plan import (Config, GitInfo, PushPlan, build_command, describe_plan, format_created,
                            make_plan)
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 GIT = GitInfo(sha="a1b2c3d")

@@ -10,8 +10,9 @@ import pytest
 from ragbuild.channels import parse_version_tags, version_channels
 from ragbuild.cli import parse_build
 from ragbuild.errors import UsageError
-from ragbuild.plan import (Kind, Config, GitInfo, describe_plan, make_plan, parse_version,
-                           version_tags_command)
+from ragbuild.run.command import Kind
+from ragbuild.plan import (Config, GitInfo, describe_plan, make_plan, parse_version,
+    version_tags_command)
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"

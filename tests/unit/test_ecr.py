@@ -10,7 +10,7 @@ import pytest
 from ragbuild import ecr, push
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
 from ragbuild.plan import (build_command)
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 
 from registry_fakes import *  # noqa: F401,F403 (the shared fakes, clean_env included)
 from registry_fakes import clean_env  # noqa: F401 (autouse)

@@ -25,7 +25,7 @@ import pytest
 
 from ragbuild import gitfacts
 from ragbuild.plan import Options
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 from ragbuild.steps import git_info
 from tests.gitcases import CASES, CLEARED, SEED, base_env, git, make_case, truth
 

@@ -16,8 +16,10 @@ from fakes import FAKE_IMAGE_ID
 from ragbuild import access, cli, push, steps
 from ragbuild.builders import DockerTarget
 from ragbuild.errors import CommandFailed, PushFailed
-from ragbuild.plan import Command, PushPlan, build_command
-from ragbuild.runner import DryRunner, Result, Runner
+from ragbuild.run.command import Command
+from ragbuild.plan import PushPlan, build_command
+from ragbuild.run.runner import DryRunner, Runner
+from ragbuild.run.command import Result
 from registry_fakes import (DIGEST, OTHER_DIGEST, OTHER_MANIFEST, PLAIN, FakeRegistry, build_plan,
                             digest_of, prepared, push_and_verify, register_push, serve)
 

@@ -17,7 +17,7 @@ from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
 from ragbuild.builders import read_docker_config
 from ragbuild.plan import Config, GitInfo, Options, PushPlan, make_plan
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = [setting.key for setting in SETTINGS]

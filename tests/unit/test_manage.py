@@ -477,7 +477,7 @@ def test_shell_defaults_to_the_dev_image_of_setup_cfg(fp, capsys, tmp_path, monk
 @pytest.mark.parametrize("tty, flag", [(True, "-it"), (False, "-i")])
 def test_shell_asks_for_a_terminal_only_on_one_and_returns_the_shells_status(fp, tty, flag):
     from ragbuild import manage
-    from ragbuild.runner import Runner
+    from ragbuild.run.runner import Runner
 
     fp.allow_unregistered(False)
     recorder = fp.register([fp.program("docker"), "run", "--rm", flag, "--entrypoint", "/bin/sh",
@@ -489,7 +489,7 @@ def test_shell_asks_for_a_terminal_only_on_one_and_returns_the_shells_status(fp,
 
 def test_a_shell_killed_by_a_signal_reports_128_plus_it(fp):
     from ragbuild import manage
-    from ragbuild.runner import Runner
+    from ragbuild.run.runner import Runner
 
     fp.register([fp.program("docker"), fp.any()], returncode=-9)
     assert manage.shell(Runner(log=io.StringIO()), "rag-worker:dev", tty=False) == 137

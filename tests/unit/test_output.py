@@ -1,4 +1,4 @@
-"""Colour on a terminal only (ragbuild/output.py): build-image.sh's four levels, NO_COLOR,
+"""Colour on a terminal only (ragbuild/run/console.py): build-image.sh's four levels, NO_COLOR,
 FORCE_COLOR, and byte-identical plain text everywhere else."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from ragbuild import output
-from ragbuild.output import ERROR, INFO, RESET, SUCCESS, WARNING, paint
-from ragbuild.runner import Runner
+from ragbuild.run import console
+from ragbuild.run.console import ERROR, INFO, RESET, SUCCESS, WARNING, paint
+from ragbuild.run.runner import Runner
 
-RED, GREEN, YELLOW, BLUE = (output.COLOURS[level] for level in (ERROR, SUCCESS, WARNING, INFO))
+RED, GREEN, YELLOW, BLUE = (console.COLOURS[level] for level in (ERROR, SUCCESS, WARNING, INFO))
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "build-image.py")
 
 
@@ -59,7 +59,7 @@ def test_force_color_colours_a_pipe(value):
 def test_a_closed_stream_is_not_a_terminal():
     stream = open(os.devnull, "w")
     stream.close()  # isatty() now raises ValueError
-    assert output.colour(stream, {}) is False
+    assert console.colour(stream, {}) is False
 
 
 def test_the_runner_log_colours_on_a_terminal_and_not_in_a_capture(monkeypatch):

@@ -8,17 +8,18 @@ from datetime import datetime
 import pytest
 from ragbuild.channels import LatestPolicy
 from ragbuild.errors import EXIT_USAGE, UsageError
-from ragbuild.plan import (Kind, Mode, Command, Config, GitInfo, Options, PushPlan, build_command, check_env, check_tag,
-                           describe_plan, format_created, format_timestamp, human_size,
-                           inspect_command, make_plan, parse_build_arg, parse_git_repository, parse_git_status,
-                           parse_registry, parse_version, plan_build_args, plan_tags)
+from ragbuild.run.command import Kind, Mode, Command
+from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, check_env, check_tag,
+    describe_plan, format_created, format_timestamp, human_size, inspect_command, make_plan,
+    parse_build_arg, parse_git_repository, parse_git_status, parse_registry, parse_version,
+    plan_build_args, plan_tags)
 from datetime import timedelta, timezone
 from pathlib import Path
 from fakes import EPOCH, STAMP, set_tz
 from ragbuild import cli
 import json
 from ragbuild import metadata
-from ragbuild.redaction import redact_argv, redact_value
+from ragbuild.run.redaction import redact_argv, redact_value
 import os
 from fakes import docker_calls, register_git
 from ragbuild import steps
@@ -805,7 +806,7 @@ def test_a_metadata_directory_that_is_not_writable_stops_before_git(project, str
 
 def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatch):
     from ragbuild import metadata
-    from ragbuild.runner import Runner
+    from ragbuild.run.runner import Runner
 
     plan = make_plan(Options(env="dev"), Config(), GitInfo(sha="a1b2c3d"),
                      steps.clock({"SOURCE_DATE_EPOCH": "0"}))

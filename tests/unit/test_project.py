@@ -14,8 +14,15 @@ import sys
 PACKAGE = Path(__file__).resolve().parents[2] / "ragbuild"
 
 
+def modules() -> dict:
+    """Every module of the package, subpackages too, by its dotted name below ``ragbuild``
+    (``plan``, ``run.runner``, ``run.__init__``), with its text."""
+    return {".".join(path.relative_to(PACKAGE).with_suffix("").parts): path.read_text()
+            for path in sorted(PACKAGE.rglob("*.py"))}
+
+
 def test_every_module_level_function_and_class_is_used_in_the_package():
-    sources = {path.name: path.read_text() for path in sorted(PACKAGE.glob("*.py"))}
+    sources = modules()
     everything = "\n".join(sources.values())
     unused = [f"{name}: {node.name}"
               for name, text in sources.items() for node in ast.parse(text).body
@@ -25,22 +32,27 @@ def test_every_module_level_function_and_class_is_used_in_the_package():
 
 
 def _imports_of(text: str) -> set:
-    """The ragbuild modules a module imports anywhere: at the top, in a function, or for type
-    checking only."""
+    """The ragbuild modules a module imports anywhere (at the top, in a function, or for type
+    checking only), by dotted name: ``from ragbuild.run import signals`` is ``run.signals``."""
+    known = set(modules())
     found = set()
+
+    def name(dotted: str) -> str:
+        return dotted[len("ragbuild."):] if dotted.startswith("ragbuild.") else dotted
+
     for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.ImportFrom) and node.module == "ragbuild":
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ragbuild."):
-            found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ragbuild":
+            base = name(node.module or "")
+            for alias in node.names:
+                whole = f"{base}.{alias.name}" if base != "ragbuild" else alias.name
+                found.add(whole if whole in known or f"{whole}.__init__" in known else base)
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ragbuild.")}
-    return found
+            found |= {name(a.name) for a in node.names if a.name.startswith("ragbuild.")}
+    return found - {"ragbuild"}
 
 
 def test_no_module_imports_one_that_imports_it_back():
-    graph = {path.stem: _imports_of(path.read_text()) - {path.stem}
-             for path in PACKAGE.glob("*.py")}
+    graph = {name: _imports_of(text) - {name} for name, text in modules().items()}
     circles = []
 
     def visit(module, path):
@@ -58,9 +70,18 @@ def test_no_module_imports_one_that_imports_it_back():
 
 
 def test_the_runner_is_the_only_module_that_imports_plumbum():
-    importers = sorted(path.name for path in PACKAGE.glob("*.py")
-                       if re.search(r"^\s*(from|import) plumbum\b", path.read_text(), re.M))
-    assert importers == ["runner.py"]
+    importers = sorted(name for name, text in modules().items()
+                       if re.search(r"^\s*(from|import) plumbum\b", text, re.M))
+    assert importers == ["run.runner"]
+
+
+def test_run_imports_nothing_above_it():
+    """``run/`` (commands, the runner, the console, signals) knows no domain module: it may
+    import itself and ``errors``, which sits below it."""
+    above = {f"{name} imports {imported}" for name, text in modules().items()
+             if name.startswith("run.") for imported in _imports_of(text)
+             if not (imported == "run" or imported.startswith("run.") or imported == "errors")}
+    assert above == set()
 
 
 # --- The unit tests do not depend on the machine running them (conftest's autouse fixture) ---------
@@ -111,10 +132,10 @@ def test_the_e2e_suite_is_collected_when_named():
 
 def test_only_the_runner_module_knows_a_dry_run_from_a_real_one():
     # steps get a runner and never ask which one (issue 10): DryRunner is named, and a dry run
-    # tested, in runner.py only; the CLI picks the runner with make_runner
-    asking = [f"{path.name}:{node.lineno}"
-              for path in sorted(PACKAGE.glob("*.py")) if path.name != "runner.py"
-              for node in ast.walk(ast.parse(path.read_text()))
+    # tested, in run/runner.py only; the CLI picks the runner with make_runner
+    asking = [f"{name}:{node.lineno}"
+              for name, text in modules().items() if name != "run.runner"
+              for node in ast.walk(ast.parse(text))
               if (isinstance(node, ast.Name) and node.id == "DryRunner")
               or (isinstance(node, ast.alias) and node.name == "DryRunner")
               or (isinstance(node, ast.Attribute) and node.attr == "DryRunner")]

@@ -19,7 +19,7 @@ from ragbuild.builders import DockerConfig, DockerTarget
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.proxy import ProxySettings, proxy_for
 from ragbuild.plan import parse_registry
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 
 P = "http://proxy.corp:3128"
 

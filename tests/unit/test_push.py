@@ -16,7 +16,7 @@ from ragbuild.builders import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed
 from ragbuild.plan import (build_command, format_created,
                            parse_registry)
-from ragbuild.runner import DryRunner, Runner
+from ragbuild.run.runner import DryRunner, Runner
 
 import fakes
 from registry_fakes import *  # noqa: F401,F403 (the shared fakes, clean_env included)

@@ -16,8 +16,9 @@ import time
 import pytest
 
 from ragbuild.errors import EXIT_INTERRUPTED, CommandFailed, Interrupted, ToolMissing
-from ragbuild.plan import Command, Kind, Mode
-from ragbuild.runner import DryRunner, Runner, Secret, failure_message, resolve, Result
+from ragbuild.run.command import Command, Kind, Mode
+from ragbuild.run.runner import DryRunner, Runner, failure_message, resolve
+from ragbuild.run.command import Secret, Result
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
@@ -313,7 +314,7 @@ def test_watch_passes_stderr_on_and_keeps_it_and_leaves_stdout_alone(capfd):
 
 
 def test_watch_keeps_only_the_end_of_a_long_output(monkeypatch):
-    from ragbuild import runner as runner_module
+    from ragbuild.run import runner as runner_module
 
     monkeypatch.setattr(runner_module, "WATCH_KEEP", 100)
     runner, _, log = quiet_runner()
@@ -578,7 +579,7 @@ def test_ctrl_c_on_a_command_without_arguments(tmp_path):
 
 
 def test_a_child_ignoring_sigterm_is_killed(tmp_path, monkeypatch):
-    from ragbuild import runner as runner_module
+    from ragbuild.run import runner as runner_module
 
     real = runner_module._terminate
     monkeypatch.setattr(runner_module, "_terminate", lambda proc: real(proc, grace=0.3))
@@ -668,7 +669,7 @@ def test_an_answer_file_the_command_did_not_write_is_an_empty_answer(tmp_path):
 def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(tmp_path,
                                                                              monkeypatch,
                                                                              together):
-    """``docker --context NAME push`` (the run's flags, runner.docker_flags) is still
+    """``docker --context NAME push`` (the run's flags, Runner.aimed_at) is still
     "docker push" in the message, not "docker --context"."""
     pidfile = tmp_path / "pid"
     fake = tmp_path / "docker"
@@ -676,7 +677,7 @@ def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(tm
     fake.chmod(0o755)
     monkeypatch.setenv("DOCKER", str(fake))
     runner, _, _ = quiet_runner()
-    runner.docker_flags = ("--context", "remote")
+    runner = runner.aimed_at(("--context", "remote"))
     thread = sigint_when_started(pidfile)
     cmd = Command(("docker", "push", "h/r:t"))
     with pytest.raises(Interrupted) as err:
@@ -690,7 +691,7 @@ def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(tm
 def test_an_answer_file_that_cannot_be_removed_is_no_traceback(fp, tmp_path):
     """A directory (or another user's file) where the answer file goes: the command still runs
     and its own result decides."""
-    from ragbuild.plan import Command
+    from ragbuild.run.command import Command
 
     where = tmp_path / "answer.json"
     where.mkdir()
@@ -718,8 +719,8 @@ def test_running_a_command_does_not_import_what_plumbum_declares_lazy():
     there) is no import of plumbum's."""
     _in_a_new_python(
         "import sys\n"
-        "from ragbuild.plan import Command, Kind\n"
-        "from ragbuild.runner import Runner, PLUMBUM_LAZY\n"
+        "from ragbuild.run.command import Command, Kind\n"
+        "from ragbuild.run.runner import Runner, PLUMBUM_LAZY\n"
         "assert {'urllib.request', 'socket', 'pickle'} <= set(PLUMBUM_LAZY)\n"
         "before = set(sys.modules)\n"
         "assert 'plumbum' not in before\n"
@@ -742,7 +743,7 @@ def test_a_module_imported_before_plumbum_is_left_as_it_is():
     _in_a_new_python(
         "import sys, urllib.request\n"
         "real = sys.modules['urllib.request']\n"
-        "from ragbuild.runner import _plumbum\n"
+        "from ragbuild.run.runner import _plumbum\n"
         "_plumbum()\n"
         "import plumbum.path.local as local_path\n"
         "assert local_path.urllib is real and sys.modules['urllib.request'] is real\n")
@@ -753,7 +754,7 @@ def test_a_stand_in_used_while_it_is_in_sys_modules_becomes_the_real_module():
     module at its own import) imports the real module once, and it stays."""
     _in_a_new_python(
         "import sys\n"
-        "from ragbuild.runner import _OnFirstUse\n"
+        "from ragbuild.run.runner import _OnFirstUse\n"
         "stand_in = sys.modules['colorsys'] = _OnFirstUse('colorsys')\n"
         "from colorsys import rgb_to_hsv\n"
         "assert rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)\n"
@@ -855,3 +856,15 @@ def test_a_dry_run_says_what_a_real_run_does_with_the_answer_directory(fp, stub_
     assert log.getvalue() == said
     assert directory.exists() is (kind != "missing")
     assert not list(fp.calls)
+
+
+def test_a_runner_aimed_at_a_docker_target_is_a_new_runner_and_the_first_is_unchanged():
+    out = io.StringIO()
+    first = DryRunner(log=io.StringIO(), out=out)
+    aimed = first.aimed_at(("--context", "remote"))
+    cmd = Command(("docker", "push", "h/r:t"))
+    aimed.run(cmd)
+    first.run(cmd)
+    aimed.run(Command(("git", "push")))
+    assert out.getvalue().splitlines() == ["docker --context remote push h/r:t", "docker push h/r:t",
+                                           "git push"]

@@ -16,7 +16,7 @@ from registry_fakes import DIGEST, serve  # DIGEST: the manifest the fake regist
 from ragbuild import cli, scan
 from ragbuild.config import load_config
 from ragbuild.errors import ToolMissing, UsageError
-from ragbuild.plan import Mode
+from ragbuild.run.command import Mode
 
 PRIMARY = f"rag-worker:dev-{STAMP}"
 REFS = [PRIMARY, "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]

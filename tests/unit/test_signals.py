@@ -17,10 +17,11 @@ import pytest
 
 from fakes import STAMP
 from registry_fakes import serve
-from ragbuild import cli, signals, smoke
+from ragbuild import cli, smoke
+from ragbuild.run import signals
 from ragbuild.errors import Interrupted, Stopped
-from ragbuild.plan import Command, Mode
-from ragbuild.runner import Runner
+from ragbuild.run.command import Command, Mode
+from ragbuild.run.runner import Runner
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 NAMES = {signal.SIGINT: "interrupted", signal.SIGTERM: "interrupted by SIGTERM",
@@ -298,9 +299,9 @@ def test_a_signal_during_the_concurrent_read_back_exits_without_waiting_for_the_
     repo = Path(__file__).resolve().parents[2]
     script = textwrap.dedent(f"""
         import os, signal, sys, threading, time
-        from ragbuild import signals
+        from ragbuild.run import signals
         from ragbuild.errors import Interrupted
-        from ragbuild.runner import CHECK_THREADS, Runner
+        from ragbuild.run.runner import CHECK_THREADS, Runner
 
         signals.install()
         started = []

@@ -7,7 +7,7 @@ import pytest
 
 from ragbuild import cli, smoke
 from ragbuild.errors import SmokeTestFailed, UsageError
-from ragbuild.runner import DryRunner, Runner
+from ragbuild.run.runner import DryRunner, Runner
 
 DOCKER = "docker"
 IMAGE = "rag-worker:v1.0.0"

@@ -9,7 +9,7 @@ from ragbuild import push, steps, builders
 from ragbuild.builders import DockerTarget
 from ragbuild.errors import DockerUnavailable
 from ragbuild.reference import familiar
-from ragbuild.runner import Runner
+from ragbuild.run.runner import Runner
 import os
 import shlex
 import shutil
@@ -935,7 +935,7 @@ def test_a_dry_run_prints_the_build_that_pushes_as_the_real_run_starts_it(fp, tm
     dry run printed a path no real run uses, and pasted it made a build that pushed and then
     failed writing to a directory that is gone. A dry run makes no directory either."""
     import io
-    from ragbuild.runner import DryRunner
+    from ragbuild.run.runner import DryRunner
 
     plan, pushing = _pushing_plan(tmp_path)
     out = io.StringIO()
@@ -1089,7 +1089,7 @@ def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(f
 
 def test_the_cause_says_whether_the_build_had_the_host_ca():
     from ragbuild.errors import CommandFailed
-    from ragbuild.plan import Command
+    from ragbuild.run.command import Command
 
     from ragbuild.pip_config import HostNetwork
 

@@ -15,6 +15,7 @@ real run's ``+`` lines are the dry run's output, plus what only a real run can d
 
 from __future__ import annotations
 
+import copy
 import importlib
 import io
 import os
@@ -25,15 +26,15 @@ import subprocess
 import sys
 import time
 import types
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import IO, Callable, Optional, TypeVar, cast
 from collections.abc import Sequence
 
-from ragbuild import signals
+from ragbuild.run import signals
 from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
                              signal_of)
-from ragbuild.output import paint
-from ragbuild.plan import DRY_IMAGE_ID, Command, Kind, Mode
+from ragbuild.run.console import paint
+from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind, Mode, Result, Secret
 
 T = TypeVar("T")
 
@@ -57,35 +58,6 @@ CHECK_THREADS = 8
 #: ``http.client``, ``email`` and ``ssl``, about 30 ms of every run's start on the benchmark machine
 #: (benchmarks/README.md, "Current figures": 157 ms, 130 ms with ``urllib.request`` lazy).
 PLUMBUM_LAZY = ("urllib.request", "urllib.parse", "socket", "pickle", "glob")
-
-
-class Secret:
-    """A value that must never be printed: repr, str and format all hide it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str = ""
-    stderr: str = ""
-    image_id: str = ""  # what the command wrote to its ``Command.iid_file``, stripped
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
 
 
 def _remove(path: str) -> None:
@@ -154,14 +126,22 @@ class Runner:
     def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None):
         self._out = out or sys.stdout
         self._log = log or sys.stderr
-        #: global flags for every docker command, decided once by the plan
-        #: (``builders.DockerTarget.docker_flags``: ``--context NAME`` for a context's builder)
-        self.docker_flags: tuple[str, ...] = ()
+        #: global flags for every docker command (``aimed_at``)
+        self._docker_flags: tuple[str, ...] = ()
+
+    def aimed_at(self, docker_flags: Sequence[str]) -> Runner:
+        """A new runner like this one (its streams; a dry run's said-once warnings shared) that
+        puts ``docker_flags`` before every docker command's subcommand: the target the plan
+        chose (``builders.DockerTarget.docker_flags``: ``--context NAME`` for a context's
+        builder). This runner is left as it was."""
+        aimed = copy.copy(self)
+        aimed._docker_flags = tuple(docker_flags)
+        return aimed
 
     def _targeted(self, cmd: Command) -> Command:
         """``cmd`` with the run's docker flags when it is a docker command."""
-        if self.docker_flags and cmd.argv[0] == "docker":
-            return replace(cmd, argv=(cmd.argv[0], *self.docker_flags, *cmd.argv[1:]))
+        if self._docker_flags and cmd.argv[0] == "docker":
+            return replace(cmd, argv=(cmd.argv[0], *self._docker_flags, *cmd.argv[1:]))
         return cmd
 
     def log(self, message: str, level: Optional[str] = None) -> None:
