@@ -1,6 +1,6 @@
 """Family ``cli`` (section 5): latency of short commands in the tiny project (the wrapper
 family's work/small), then ``python -X importtime`` of two of them, and the dirty check alone
-(``steps.git_info`` on the worker's committed context, timed in-process: ``dirty_check``).
+(``git.git_info`` on the worker's committed context, timed in-process: ``dirty_check``).
 
 A small timed row is one function here, ``(bench) -> Case``, listed in ``CASES``: its runs
 are interleaved with the others', ``--cli-runs`` of each, after one warm-up run.
@@ -41,16 +41,16 @@ def dry_run(bench: Bench) -> Case:
                 "runs the read-only git queries (the dirty check), no docker")
 
 
-#: Times one ``steps.git_info`` in the working directory (a committed copy of the worker's
+#: Times one ``git.git_info`` in the working directory (a committed copy of the worker's
 #: context) after one untimed call (imports, page cache); prints seconds, the files docker sends,
 #: the git processes started and whether it found the tree dirty (0/1). argv[1]: the repository.
 GIT_FACTS_TIMER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 from ragbuild import gitfacts
-from ragbuild.plan import Options
+from ragbuild.config import Options
 from ragbuild.run.runner import Runner
-from ragbuild.steps import git_info
+from ragbuild.git import git_info
 
 class Counting(Runner):
     calls = 0
@@ -70,7 +70,7 @@ print(f"{elapsed:.6f} {len(sent.files)} {Counting.calls} {int(info.dirty)}")
 
 def dirty_check(bench: Bench, project: Path) -> None:
     """The dirty check's own cost, ``--cli-runs`` times after a warm-up: one row."""
-    row = bench.row(SECTION, "the dirty check: `steps.git_info` on the worker's context "
+    row = bench.row(SECTION, "the dirty check: `git.git_info` on the worker's context "
                              "(in-process, not a whole command)")
 
     def once(i: int) -> float:

@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
 from ragbuild.errors import PushFailed
 from ragbuild.run.command import Command, Kind
-from ragbuild.plan import Registry
+from ragbuild.reference import Registry
 from ragbuild.proxy import DIRECT, ProxySettings, proxy_for, without_credentials
 from ragbuild.run.runner import Runner, tail
 from ragbuild.run.command import Secret

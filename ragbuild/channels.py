@@ -58,24 +58,6 @@ class Channels:
     notes: tuple = ()  # one line per moving tag: why it was kept or left out
 
 
-def parse_version_tags(stdout: str) -> tuple:
-    """The ``v*`` tags of ``git tag --list 'v*'`` that are semver, as ``(tag, Version)``.
-
-    The one place channels.py needs semver itself (--latest-policy auto), so imported here."""
-    import semver
-
-    found = []
-    for line in stdout.splitlines():
-        name = line.strip()
-        if not name.startswith("v"):
-            continue
-        try:
-            found.append((name, semver.Version.parse(name[1:])))
-        except ValueError:
-            continue  # v1.0, vNext, ...: not version tags
-    return tuple(found)
-
-
 def channel_tags(parsed: semver.Version) -> tuple[str, str]:
     """``(<major>.<minor>, <major>)`` of a ``semver.Version``: the semver channel tags, derived
     here only."""

@@ -13,7 +13,8 @@ from ragbuild.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, RagbuildError, Stoppe
 
 if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
     from ragbuild.channels import LatestPolicy
-    from ragbuild.plan import BuildPlan, Options
+    from ragbuild.plan import BuildPlan
+    from ragbuild.config import Options
 
 N = TypeVar("N", int, float)
 
@@ -299,7 +300,7 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
 
     # before anything runs: ragbuild's own options after -- (passthrough.check_extra)
     passthrough.check_extra(docker_options, own_options(parser))
-    from ragbuild.plan import Options
+    from ragbuild.config import Options
 
     policy = latest_policy(ns.latest, ns.latest_policy)
     registry, registry_source = ns.registry, "--registry"
@@ -419,7 +420,7 @@ def smoke_parser() -> ArgumentParser:
 def cmd_smoke(argv: list[str]) -> int:
     from ragbuild import manage, smoke
     from ragbuild.config import load_config
-    from ragbuild.plan import check_start_command
+    from ragbuild.config import check_start_command
     from ragbuild.run.runner import make_runner
 
     ns = smoke_parser().parse_args(argv)

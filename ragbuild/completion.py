@@ -20,7 +20,7 @@ import argparse
 from typing import Callable
 from collections.abc import Mapping
 
-from ragbuild.plan import DEFAULT_ENVIRONMENTS
+from ragbuild.config import DEFAULT_ENVIRONMENTS
 
 NAMES = ("build-image.py", "ragbuild")
 

@@ -20,18 +20,23 @@ with their defaults in limits.py; the flag of the same name beats the setting.
 No setup.cfg means the defaults. A setup.cfg that exists but cannot be used (unreadable, a
 directory, not UTF-8, not INI) is refused in one line (exit 2), never silently ignored. Values
 are taken literally: ``%`` is not configparser's interpolation.
+
+What a run is asked: ``Options`` (the build command's flags, as parsed) and ``Config`` (these
+settings, over ragbuild's defaults), and the checks of a start or scan command either names.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import shlex
+from dataclasses import dataclass, field
 from typing import Optional
 
+from ragbuild import channels
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
-from ragbuild.plan import (DEFAULT_ENVIRONMENTS, DEFAULT_IMAGE_NAME, DEFAULT_SMOKE_COMMAND, Config,
-                           check_image_name, check_start_command, check_tag)
+from ragbuild.reference import check_image_name, check_tag
 
 KNOWN = ("image-name", "environments", "scan-command", "smoke-command", "host-ca", "host-index",
          *(setting.key for setting in SETTINGS))
@@ -79,8 +84,6 @@ def load_config(directory: str = ".") -> Config:
                              "default")
     scan_command = section.get("scan-command", "").strip() or None
     if scan_command is not None:
-        from ragbuild.scan import parse_scan_command
-
         parse_scan_command(scan_command, f"{where} scan-command")
     envs = tuple(section.get("environments", "").replace(",", " ").split())
     for env in envs:
@@ -109,3 +112,111 @@ def read_limits(section: configparser.SectionProxy, where: str) -> Limits:
             except ValueError as err:
                 raise UsageError(f"{where} {setting.key}: {err}") from None
     return Limits().override(**given)
+
+
+DEFAULT_IMAGE_NAME = "rag-worker"
+
+
+DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+#: The smoke test starts the image as SageMaker does: ``docker run IMAGE serve``, port 8080,
+#: ``GET /ping`` (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html)
+DEFAULT_SMOKE_COMMAND = "serve"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Project defaults from the ``[ragbuild]`` section of setup.cfg."""
+
+    image_name: str = DEFAULT_IMAGE_NAME
+    environments: tuple = DEFAULT_ENVIRONMENTS
+    scan_command: Optional[str] = None  # the vulnerability scanner for --scan, with {image}
+    smoke_command: str = DEFAULT_SMOKE_COMMAND  # what the smoke test starts: docker run IMAGE ...
+    limits: Limits = field(default_factory=Limits)  # limits.py: setup.cfg's, over the defaults
+    host_ca: Optional[str] = None  # the CA bundle builds trust (``host-ca``); None: the host pip's
+    host_index: bool = False  # ``host-index = true``: builds get the host pip's index settings
+
+
+@dataclass(frozen=True)
+class Options:
+    """The build command's flags, as parsed (before validation)."""
+
+    version: Optional[str] = None
+    env: Optional[str] = None
+    registry: Optional[str] = None
+    registry_source: str = "--registry"  # or ECR_REGISTRY_URI, when the value came from there
+    tags: tuple = ()
+    no_cache: bool = False
+    push: bool = False
+    dry_run: bool = False
+    build_args: tuple = ()
+    file: str = "Dockerfile"
+    context: str = "."
+    image_name: Optional[str] = None
+    allow_dirty: bool = False
+    git_commit: Optional[str] = None  # --git-commit SHA: the commit of a tree without .git
+    smoke_test: bool = False
+    skip_existing_immutable: bool = False
+    replace_version_tags: bool = False  # an existing v<version>/<version> may move (push.py)
+    # checks beyond bash's (guard.py)
+    context_warn_mb: Optional[float] = None  # limits.py: None is setup.cfg's, else the default
+    allow_secrets: bool = False
+    scan: bool = False  # scan.py: the vulnerability gate before the push
+    scan_command: Optional[str] = None
+    metadata_file: Optional[str] = None  # metadata.py
+    # tags beyond bash's (channels.py)
+    semver_tags: bool = False
+    latest_policy: channels.LatestPolicy = channels.LatestPolicy.ALWAYS  # --latest/--no-latest too
+    build_number: Optional[str] = None
+    ci_tags: bool = False
+    # where and how to build (builders.py)
+    builder: Optional[str] = None
+    platform: Optional[str] = None  # comma list, as given
+    cache_from: tuple = ()
+    cache_to: tuple = ()
+    pull: bool = False
+    # docker build options ragbuild does not model, passed through (passthrough.py)
+    secrets: tuple = ()  # --secret SPEC
+    ssh: tuple = ()  # --ssh SPEC
+    docker_options: tuple = ()  # the words after --
+    # what the build's downloads trust and use of the host's network (pip_config.py)
+    host_ca: Optional[str] = None  # --host-ca PATH
+    no_host_ca: bool = False  # --no-host-ca
+    host_index: Optional[bool] = None  # --host-index; None: setup.cfg's
+    # the production start path and the limits (smoke.py, limits.py): None is setup.cfg's
+    smoke_command: Optional[str] = None
+    smoke_timeout: Optional[float] = None
+    push_attempts: Optional[int] = None
+    push_backoff: Optional[float] = None
+
+
+def split_command(text: str, source: str, example: str) -> tuple:
+    """A command line given as text (a flag, a setup.cfg value), split as a shell would split it
+    (no shell runs it); empty or unbalanced quoting is refused in one line naming ``source``."""
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as err:
+        raise UsageError(f"{source} {text!r} cannot be split into words: {err}") from None
+    if not words:
+        raise UsageError(f"{source} is empty; give {example}")
+    return words
+
+
+def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
+    """The words after IMAGE in ``docker run IMAGE ...`` (shell quoting, as typed)."""
+    return split_command(text, source, "the command the platform starts the image with, e.g. "
+                                       f"{DEFAULT_SMOKE_COMMAND} (SageMaker's)")
+
+
+PLACEHOLDER = "{image}"
+
+
+def parse_scan_command(text: str, source: str) -> tuple:
+    """Split a scan command as a shell would (no shell runs it); it must name ``{image}``."""
+    words = split_command(text, source, f"a command with {PLACEHOLDER}, e.g. "
+                                        f"'grype {PLACEHOLDER} --fail-on high'")
+    if not any(PLACEHOLDER in word for word in words):
+        raise UsageError(f"{source} {text!r} does not say where the image goes: put {PLACEHOLDER} "
+                         f"in it, e.g. '{words[0]} {PLACEHOLDER}'")
+    return words

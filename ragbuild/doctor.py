@@ -2,8 +2,8 @@
 them, one line each: ``ok``, ``warning`` or ``problem``, a problem with its exact fix.
 
 It takes the build's own flags (``doctor --env prod --version 1.2.3 --registry URI``) and runs
-the build's own checks on them, not copies: ``steps.check_paths``, ``steps.git_info``,
-``steps.version_tags``, ``steps.make_plan``, ``steps.check_buildx``, ``steps.diagnose``,
+the build's own checks on them, not copies: ``steps.check_paths``, ``git.git_info``,
+``git.version_tags``, ``steps.make_plan``, ``steps.check_buildx``, ``steps.diagnose``,
 ``guard.scan_context``, and the push pre-flight's own steps (``push.check_helper``,
 ``ecr.authenticate``, ``push.reach_registry``,
 ``ecr.check_repository``), with their messages. For ECR that includes the login
@@ -27,7 +27,9 @@ from collections.abc import Mapping
 from ragbuild import builders, deps, steps
 from ragbuild.errors import RagbuildError
 from ragbuild.run.console import ERROR, SUCCESS, WARNING
-from ragbuild.plan import BuildPlan, Config, GitInfo, Options, buildx_version_command, human_size
+from ragbuild.plan import BuildPlan, buildx_version_command, human_size
+from ragbuild.config import Config, Options
+from ragbuild.git import GitInfo, git_info, version_tags
 from ragbuild.run.command import Command, Kind
 from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner, missing_message, resolve, tail
@@ -109,7 +111,7 @@ def prepare(doc: Doctor) -> None:
         doc.plan_error = str(err)
     if doc.git is None:
         try:
-            doc.git = steps.git_info(doc.runner, doc.options, doc.environ)
+            doc.git = git_info(doc.runner, doc.options, doc.environ)
         except RagbuildError as err:
             doc.git_error = str(err)
 
@@ -197,8 +199,8 @@ def check_builders(doc: Doctor) -> list:
 
 
 def check_git(doc: Doctor) -> list:
-    """The build's git facts (steps.git_info): a repository with commits, clean; shallow; v*
-    tags fetched (steps.version_tags, for --latest-policy auto)."""
+    """The build's git facts (git.git_info): a repository with commits, clean; shallow; v*
+    tags fetched (git.version_tags, for --latest-policy auto)."""
     git = doc.git
     if git is None:  # git failed: the build stops before docker
         reason = doc.git_error or "git failed"
@@ -218,7 +220,7 @@ def check_git(doc: Doctor) -> list:
         found.append(Finding(OK, "git", f"commit {git.sha}, clean tree"))
     if steps.needs_version_tags(doc.options):
         try:  # the build's own rule: auto cannot decide a release's tags without the v* tags
-            tags = steps.version_tags(doc.runner, git)
+            tags = version_tags(doc.runner, git)
         except RagbuildError as err:
             found.append(Finding(PROBLEM, "git tags", _one_line(err)))
         else:

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 
 from ragbuild.builders import ECR_HELPER, Credentials
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
-from ragbuild.plan import BuildPlan, Registry
+from ragbuild.plan import BuildPlan
+from ragbuild.reference import Registry
 from ragbuild.run.command import Command, Kind
 from ragbuild.run.command import Result, Secret
 from ragbuild.run.runner import Runner, ended, tail

@@ -22,7 +22,9 @@ from ragbuild import steps
 from ragbuild.errors import Interrupted, RagbuildError
 from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
 from ragbuild.run.redaction import redact_argv
-from ragbuild.plan import BuildPlan, Config, Options, describe_plan, shown_path
+from ragbuild.plan import BuildPlan, describe_plan
+from ragbuild.config import Config, Options
+from ragbuild.git import shown_path
 from ragbuild.run.runner import Runner
 
 if TYPE_CHECKING:  # imported where a step needs them
@@ -58,9 +60,7 @@ class RunState:
 
 
 def _context(runner: Runner, state: RunState) -> None:
-    from ragbuild import guard
-
-    state.context = guard.check(runner, state.plan)
+    state.context = steps.check_context(runner, state.plan)
 
 
 def _preflight(runner: Runner, state: RunState) -> None:

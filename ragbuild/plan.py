@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, Sequence
 
 from ragbuild import builders, channels, passthrough
+from ragbuild.config import DEFAULT_SMOKE_COMMAND, Config, Options, check_start_command
 from ragbuild.errors import UsageError
+from ragbuild.git import GitInfo
 from ragbuild.limits import SETTINGS, Limits
 from ragbuild.pip_config import HostNetwork, secret_build_args
 
@@ -24,13 +25,8 @@ if TYPE_CHECKING:  # semver is imported where a version needs it
 
 from ragbuild.run.command import Command, Kind, Mode
 from ragbuild.run.redaction import redact_value
-from ragbuild.reference import ECR_HOST_RE, IMAGE_NAME_RE, NAME_MAX, REGISTRY_RE, TAG_RE
+from ragbuild.reference import TAG_RE, Registry, check_image_name, check_tag, parse_registry
 
-DEFAULT_IMAGE_NAME = "rag-worker"
-DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
-#: The smoke test starts the image as SageMaker does: ``docker run IMAGE serve``, port 8080,
-#: ``GET /ping`` (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html)
-DEFAULT_SMOKE_COMMAND = "serve"
 #: Build args ragbuild sets itself; a --build-arg may not override them.
 RESERVED_BUILD_ARGS = ("VERSION", "ENVIRONMENT", "GIT_COMMIT", "BUILD_TIMESTAMP")
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
@@ -42,134 +38,6 @@ REPOSITORY_LABEL = "org.ragbuild.repository"
 CREATED_LABEL = "org.opencontainers.image.created"
 
 BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
-
-
-@dataclass(frozen=True)
-class Config:
-    """Project defaults from the ``[ragbuild]`` section of setup.cfg."""
-
-    image_name: str = DEFAULT_IMAGE_NAME
-    environments: tuple = DEFAULT_ENVIRONMENTS
-    scan_command: Optional[str] = None  # the vulnerability scanner for --scan, with {image}
-    smoke_command: str = DEFAULT_SMOKE_COMMAND  # what the smoke test starts: docker run IMAGE ...
-    limits: Limits = field(default_factory=Limits)  # limits.py: setup.cfg's, over the defaults
-    host_ca: Optional[str] = None  # the CA bundle builds trust (``host-ca``); None: the host pip's
-    host_index: bool = False  # ``host-index = true``: builds get the host pip's index settings
-
-
-@dataclass(frozen=True)
-class Options:
-    """The build command's flags, as parsed (before validation)."""
-
-    version: Optional[str] = None
-    env: Optional[str] = None
-    registry: Optional[str] = None
-    registry_source: str = "--registry"  # or ECR_REGISTRY_URI, when the value came from there
-    tags: tuple = ()
-    no_cache: bool = False
-    push: bool = False
-    dry_run: bool = False
-    build_args: tuple = ()
-    file: str = "Dockerfile"
-    context: str = "."
-    image_name: Optional[str] = None
-    allow_dirty: bool = False
-    git_commit: Optional[str] = None  # --git-commit SHA: the commit of a tree without .git
-    smoke_test: bool = False
-    skip_existing_immutable: bool = False
-    replace_version_tags: bool = False  # an existing v<version>/<version> may move (push.py)
-    # checks beyond bash's (guard.py)
-    context_warn_mb: Optional[float] = None  # limits.py: None is setup.cfg's, else the default
-    allow_secrets: bool = False
-    scan: bool = False  # scan.py: the vulnerability gate before the push
-    scan_command: Optional[str] = None
-    metadata_file: Optional[str] = None  # metadata.py
-    # tags beyond bash's (channels.py)
-    semver_tags: bool = False
-    latest_policy: channels.LatestPolicy = channels.LatestPolicy.ALWAYS  # --latest/--no-latest too
-    build_number: Optional[str] = None
-    ci_tags: bool = False
-    # where and how to build (builders.py)
-    builder: Optional[str] = None
-    platform: Optional[str] = None  # comma list, as given
-    cache_from: tuple = ()
-    cache_to: tuple = ()
-    pull: bool = False
-    # docker build options ragbuild does not model, passed through (passthrough.py)
-    secrets: tuple = ()  # --secret SPEC
-    ssh: tuple = ()  # --ssh SPEC
-    docker_options: tuple = ()  # the words after --
-    # what the build's downloads trust and use of the host's network (pip_config.py)
-    host_ca: Optional[str] = None  # --host-ca PATH
-    no_host_ca: bool = False  # --no-host-ca
-    host_index: Optional[bool] = None  # --host-index; None: setup.cfg's
-    # the production start path and the limits (smoke.py, limits.py): None is setup.cfg's
-    smoke_command: Optional[str] = None
-    smoke_timeout: Optional[float] = None
-    push_attempts: Optional[int] = None
-    push_backoff: Optional[float] = None
-
-
-def shown_path(path: str) -> str:
-    """A file name for a one-line message: as it is, or double-quoted with C escapes when it
-    holds a control character, a quote or a backslash (as git's ``core.quotePath`` shows it)."""
-    if path.isprintable() and '"' not in path and "\\" not in path:
-        return path
-    escapes = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
-    return '"' + "".join(escapes.get(char) or (char if char.isprintable() else
-                                               f"\\{ord(char):03o}") for char in path) + '"'
-
-
-@dataclass(frozen=True)
-class GitInfo:
-    sha: Optional[str] = None  # None: no repository, no commits, or no git
-    dirty: bool = False  # what docker sends differs from the commit (``changes``)
-    reason: str = ""  # why there is no sha
-    #: why the tree is dirty: ``(path, note)`` for each file docker sends (or would send from a
-    #: checkout of the commit) that differs, paths relative to the top level, sorted; note ""
-    #: (content), ``mode A -> B``, ``missing``, ``not in the commit`` (gitfacts.compare)
-    changes: tuple = ()
-    shallow: bool = False  # a shallow clone (``git rev-parse --is-shallow-repository``)
-    given: bool = False  # sha is --git-commit's (a tree without .git): nothing was compared
-    #: files docker sends from outside the work tree (absolute): not compared with the commit
-    outside: tuple = ()
-    toplevel: str = ""  # the work tree's top level, as git names it
-
-    def describe_changes(self, limit: int = 5) -> str:
-        """``a.py, new.txt (not in the commit), and 3 more``: the files that make the tree dirty."""
-        shown = [f"{shown_path(path)} ({note})" if note else shown_path(path)
-                 for path, note in self.changes[:limit]]
-        more = len(self.changes) - limit
-        return ", ".join(shown) + (f", and {more} more" if more > 0 else "")
-
-    @property
-    def tag(self) -> Optional[str]:
-        if not self.sha:
-            return None
-        return f"git-{self.sha}-dirty" if self.dirty else f"git-{self.sha}"
-
-    @property
-    def commit(self) -> str:
-        """GIT_COMMIT as the image reports it: a dirty build says so."""
-        if not self.sha:
-            return "unknown"
-        return f"{self.sha}-dirty" if self.dirty else self.sha
-
-
-@dataclass(frozen=True)
-class Registry:
-    host: str
-    path: str
-    region: Optional[str] = None  # set for ECR hosts only
-    fips: bool = False  # an ECR FIPS endpoint (dkr.ecr-fips.<region>...)
-
-    @property
-    def is_ecr(self) -> bool:
-        return self.region is not None
-
-    @property
-    def uri(self) -> str:
-        return f"{self.host}/{self.path}"
 
 
 @dataclass(frozen=True)
@@ -280,41 +148,6 @@ def check_env(env: str, environments: Sequence[str]) -> str:
     raise UsageError(f"--env {env!r} is not one of {', '.join(environments)}{hint}")
 
 
-def check_tag(tag: str, source: str = "--tag") -> str:
-    if not TAG_RE.fullmatch(tag):
-        raise UsageError(f"{source} {tag!r} is not a valid Docker tag: up to 128 letters, digits, "
-                         "'_', '.' or '-', not starting with '.' or '-'")
-    return tag
-
-
-def parse_registry(uri: str, source: str = "--registry") -> Registry:
-    """``host[:port]/repository`` with docker's reference grammar; ECR hosts get their region.
-    ``source`` names where the value came from (the flag, or ECR_REGISTRY_URI) in messages."""
-    if not uri:
-        raise UsageError(f"{source} is empty; give host[:port]/repository, e.g. "
-                         "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker "
-                         "(with make: ECR_URI=...)")
-    if "://" in uri:
-        raise UsageError(f"{source} {uri!r}: drop the scheme, docker wants host[:port]/repository")
-    match = REGISTRY_RE.fullmatch(uri)
-    if not match:
-        lower = uri.lower()
-        hint = f"; did you mean {lower!r}?" if lower != uri and REGISTRY_RE.fullmatch(lower) else ""
-        raise UsageError(f"{source} {uri!r} is not host[:port]/repository with a lowercase "
-                         f"repository path (no tag){hint}")
-    host, path = match["host"], match["path"]
-    if len(uri) > NAME_MAX:
-        raise UsageError(f"{source} is {len(uri)} characters long; docker allows at most "
-                         f"{NAME_MAX} in a repository name, registry host included")
-    if not ("." in host or ":" in host or host == "localhost"):
-        raise UsageError(f"{source} {uri!r} has no registry host ({host!r} would mean Docker Hub "
-                         f"user); write e.g. docker.io/{uri}")
-    ecr = ECR_HOST_RE.fullmatch(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
-    if ecr:
-        return Registry(host, path, region=ecr["region"], fips=bool(ecr["fips"]))
-    return Registry(host, path)
-
-
 def parse_build_arg(raw: str) -> tuple:
     match = BUILD_ARG_RE.fullmatch(raw)
     if not match:
@@ -328,24 +161,6 @@ def parse_build_arg(raw: str) -> tuple:
                          "printed command; pass multi-line data as a file in the build context "
                          "or with docker build --secret")
     return key, match["value"]
-
-
-def split_command(text: str, source: str, example: str) -> tuple:
-    """A command line given as text (a flag, a setup.cfg value), split as a shell would split it
-    (no shell runs it); empty or unbalanced quoting is refused in one line naming ``source``."""
-    try:
-        words = tuple(shlex.split(text))
-    except ValueError as err:
-        raise UsageError(f"{source} {text!r} cannot be split into words: {err}") from None
-    if not words:
-        raise UsageError(f"{source} is empty; give {example}")
-    return words
-
-
-def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
-    """The words after IMAGE in ``docker run IMAGE ...`` (shell quoting, as typed)."""
-    return split_command(text, source, "the command the platform starts the image with, e.g. "
-                                       f"{DEFAULT_SMOKE_COMMAND} (SageMaker's)")
 
 
 def resolve_limits(options: Options, config: Config) -> Limits:
@@ -362,130 +177,7 @@ def resolve_limits(options: Options, config: Config) -> Limits:
     return config.limits.override(**{s.field: getattr(options, s.field, None) for s in SETTINGS})
 
 
-def check_image_name(name: str, source: str = "--image-name") -> str:
-    if not name:
-        raise UsageError(f"{source} is empty; give a lowercase image name like rag-worker")
-    if not IMAGE_NAME_RE.fullmatch(name):
-        raise UsageError(f"{source} {name!r} is not a lowercase image name like rag-worker")
-    if len(name) > NAME_MAX:
-        raise UsageError(f"{source} is {len(name)} characters long; docker allows at most "
-                         f"{NAME_MAX} in a repository name")
-    return name
-
-
 # --- facts -> plan -----------------------------------------------------------------------------
-
-
-#: Git speaks English to ragbuild: its reasons are quoted to the user as they are. No answer is
-#: told apart by its words: "no repository" is gitfacts.discover's (git's discovery, copied).
-GIT_ENV = (("LC_ALL", "C"), ("LANGUAGE", ""))
-#: GitInfo.reason of a repository before its first commit (``# branch.oid (initial)``).
-NO_COMMITS = "the git repository has no commits"
-#: The fix for --latest-policy auto in a clone without its history or tags.
-FETCH_TAGS_FIX = ("run `git fetch --tags --unshallow` (GitHub Actions: actions/checkout with "
-                  "`fetch-depth: 0`)")
-
-
-class GitUnreadable(Exception):
-    """Git failed or answered incompletely: ``str()`` is git's own reason (steps.py raises the
-    user's error from it)."""
-
-
-def git_repository_command() -> Command:
-    """Whether the working directory is in a work tree, its top level, whether the clone is
-    shallow, HEAD's commit and its short form (as bash's ``git rev-parse --short``: 7 hex
-    digits, longer when needed to stay unique): five answers of one read-only ``git rev-parse``.
-    It fails before the first commit as when git cannot read the repository;
-    ``git_status_command`` tells the two apart."""
-    return Command(("git", "rev-parse", "--is-inside-work-tree", "--show-toplevel",
-                    "--is-shallow-repository", "HEAD^{commit}", "--short=7", "HEAD^{commit}"),
-                   env=GIT_ENV, check=False, kind=Kind.QUERY)
-
-
-def git_tree_command(oid: str, directory: Optional[str] = None) -> Command:
-    """Every file of commit ``oid``: mode, blob and path (``gitfacts.parse_ls_tree``), from the
-    top. ``directory``: a submodule's work tree (``git -C``)."""
-    where = ("-C", directory) if directory else ()
-    return Command(("git", *where, "ls-tree", "-r", "-z", "--full-tree", oid), env=GIT_ENV,
-                   check=False, kind=Kind.QUERY)
-
-
-def git_hash_command(directory: Optional[str] = None) -> Command:
-    """The blob id git would store for each file named on stdin (one a line, relative to the
-    top level, ``gitfacts.c_quote``d), git's filters applied as for that path: one process for
-    all. ``directory``: a submodule's work tree (``git -C``)."""
-    where = ("-C", directory) if directory else ()
-    return Command(("git", *where, "hash-object", "--stdin-paths"), env=GIT_ENV, check=False,
-                   kind=Kind.QUERY, stdin="the sent files' paths")
-
-
-def git_status_command() -> Command:
-    """Asked only when ``git_repository_command`` failed: HEAD's commit (``# branch.oid``,
-    ``(initial)`` before the first commit), or git's reason why it cannot say;
-    ``--no-optional-locks``: a query takes no index lock."""
-    return Command(("git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "-z",
-                    "--untracked-files=no"), env=GIT_ENV, check=False, kind=Kind.QUERY)
-
-
-def git_reason(returncode: int, stderr: str) -> str:
-    """Git's own reason for a failure, one line: its ``fatal:``/``error:`` line and the advice
-    lines after it (``git config --global --add safe.directory ...``), else its first line,
-    else the exit status."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    first = next((i for i, line in enumerate(lines) if line.startswith(("fatal:", "error:"))), None)
-    if first is None:
-        return (lines or [f"exit {returncode}"])[0]
-    advice = [line for line in lines[first + 1:] if not line.startswith(("fatal:", "error:"))]
-    return " ".join([lines[first], *advice])
-
-
-def parse_git_repository(stdout: str) -> tuple:
-    """``(top level, shallow, oid, short sha)`` of a successful ``git_repository_command``.
-    Raises ``GitUnreadable`` for an incomplete answer."""
-    answers = stdout.splitlines()
-    if (len(answers) != 5 or answers[0] != "true" or answers[2] not in ("true", "false")
-            or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", answers[3])
-            or not re.fullmatch(r"[0-9a-f]{7,64}", answers[4])
-            or not answers[3].startswith(answers[4])):
-        raise GitUnreadable(f"git rev-parse gave an incomplete answer: {stdout.strip()!r}")
-    return answers[1], answers[2] == "true", answers[3], answers[4]
-
-
-def check_git_commit(value: str) -> str:
-    """--git-commit's sha: 7 to 64 hex digits; a full one (40 or 64) is named by its first 7, as
-    ``git rev-parse --short=7`` names it in a clone (UsageError otherwise)."""
-    sha = value.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{7,64}", sha):
-        raise UsageError(f"--git-commit {value!r} is not a commit id: give the 7 to 40 hex "
-                         "digits `git rev-parse HEAD` prints in the clone the tree came from")
-    return sha[:7] if len(sha) in (40, 64) else sha
-
-
-def parse_git_status(stdout: str) -> tuple:
-    """``(oid or None, changed, untracked)`` of ``git_status_command``: oid None before the first
-    commit; ``changed`` the tracked paths with changes (staged, unstaged, unmerged, renamed),
-    ``untracked`` the untracked files; paths relative to the top level, as git prints them.
-    Format: https://git-scm.com/docs/git-status#_porcelain_format_version_2"""
-    oid, changed, untracked = "", [], []
-    records = stdout.split("\0")
-    i = 0
-    while i < len(records):
-        record = records[i]
-        i += 1
-        if record.startswith("# branch.oid "):
-            oid = record[len("# branch.oid "):]
-        elif record.startswith("1 "):
-            changed.append(record.split(" ", 8)[8])
-        elif record.startswith("2 "):
-            changed.append(record.split(" ", 9)[9])
-            i += 1  # the rename's original path follows in its own record
-        elif record.startswith("u "):
-            changed.append(record.split(" ", 10)[10])
-        elif record.startswith("? "):
-            untracked.append(record[2:])
-    if not oid:
-        raise GitUnreadable("git status gave no branch.oid")
-    return (None if oid == "(initial)" else oid), tuple(changed), tuple(untracked)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -504,7 +196,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
               host: Optional[HostNetwork] = None) -> BuildPlan:
     """Validate the flags, then compute the tags and build args, exactly in bash's order.
 
-    More facts, all optional: ``version_tags`` (``channels.parse_version_tags`` of ``git tag
+    More facts, all optional: ``version_tags`` (``git.parse_version_tags`` of ``git tag
     --list 'v*'``, asked for ``--latest-policy auto`` only), ``environ`` (the CI variables
     ``--ci-tags`` reads), ``docker`` (the ``builders.DockerTarget`` the plan names) and ``host``
     (the CA and index settings the build gets as secrets: ``steps.host_network``)."""
@@ -704,8 +396,6 @@ DRY_DIGEST = "sha256:" + "0" * 64
 PUSHED_DIGEST_KEY = "containerimage.digest"
 
 
-
-
 def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
                   metadata_file: Optional[str] = None, iid_file: Optional[str] = None) -> Command:
     """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag).
@@ -805,11 +495,6 @@ def driver_status_command() -> Command:
     """The engine's image store, asked when the builder uses the docker driver."""
     return Command(("docker", "info", "--format", "{{json .DriverStatus}}"), check=False,
                    kind=Kind.PROBE)
-
-
-def version_tags_command() -> Command:
-    """The repository's ``v*`` tags, for --latest-policy auto (the one extra git call)."""
-    return Command(("git", "tag", "--list", "v*"), check=False, kind=Kind.QUERY)
 
 
 def tag_command(image_id: str, ref: str) -> Command:

@@ -1,12 +1,16 @@
 """Docker's image reference grammar (docker/distribution ``reference``), and ECR's host pattern.
 
-Only regular expressions and limits: plan.py and builders.py both import them at the top, so
-neither has to import the other to get them.
+The regular expressions and limits (builders.py imports them too), and the checks of what a
+user names with them: a tag, an image name, a registry (``Registry``, ECR's region).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Optional
+
+from ragbuild.errors import UsageError
 
 #: A tag: up to 128 characters, not starting with '.' or '-'.
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -44,3 +48,65 @@ def familiar(ref: str) -> str:
     if ref.startswith("library/") and "/" not in ref[len("library/"):]:
         ref = ref[len("library/"):]
     return ref
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str
+    path: str
+    region: Optional[str] = None  # set for ECR hosts only
+    fips: bool = False  # an ECR FIPS endpoint (dkr.ecr-fips.<region>...)
+
+    @property
+    def is_ecr(self) -> bool:
+        return self.region is not None
+
+    @property
+    def uri(self) -> str:
+        return f"{self.host}/{self.path}"
+
+
+def check_tag(tag: str, source: str = "--tag") -> str:
+    if not TAG_RE.fullmatch(tag):
+        raise UsageError(f"{source} {tag!r} is not a valid Docker tag: up to 128 letters, digits, "
+                         "'_', '.' or '-', not starting with '.' or '-'")
+    return tag
+
+
+def parse_registry(uri: str, source: str = "--registry") -> Registry:
+    """``host[:port]/repository`` with docker's reference grammar; ECR hosts get their region.
+    ``source`` names where the value came from (the flag, or ECR_REGISTRY_URI) in messages."""
+    if not uri:
+        raise UsageError(f"{source} is empty; give host[:port]/repository, e.g. "
+                         "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker "
+                         "(with make: ECR_URI=...)")
+    if "://" in uri:
+        raise UsageError(f"{source} {uri!r}: drop the scheme, docker wants host[:port]/repository")
+    match = REGISTRY_RE.fullmatch(uri)
+    if not match:
+        lower = uri.lower()
+        hint = f"; did you mean {lower!r}?" if lower != uri and REGISTRY_RE.fullmatch(lower) else ""
+        raise UsageError(f"{source} {uri!r} is not host[:port]/repository with a lowercase "
+                         f"repository path (no tag){hint}")
+    host, path = match["host"], match["path"]
+    if len(uri) > NAME_MAX:
+        raise UsageError(f"{source} is {len(uri)} characters long; docker allows at most "
+                         f"{NAME_MAX} in a repository name, registry host included")
+    if not ("." in host or ":" in host or host == "localhost"):
+        raise UsageError(f"{source} {uri!r} has no registry host ({host!r} would mean Docker Hub "
+                         f"user); write e.g. docker.io/{uri}")
+    ecr = ECR_HOST_RE.fullmatch(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
+    if ecr:
+        return Registry(host, path, region=ecr["region"], fips=bool(ecr["fips"]))
+    return Registry(host, path)
+
+
+def check_image_name(name: str, source: str = "--image-name") -> str:
+    if not name:
+        raise UsageError(f"{source} is empty; give a lowercase image name like rag-worker")
+    if not IMAGE_NAME_RE.fullmatch(name):
+        raise UsageError(f"{source} {name!r} is not a lowercase image name like rag-worker")
+    if len(name) > NAME_MAX:
+        raise UsageError(f"{source} is {len(name)} characters long; docker allows at most "
+                         f"{NAME_MAX} in a repository name")
+    return name

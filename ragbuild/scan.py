@@ -19,7 +19,8 @@ from collections.abc import Mapping
 
 from ragbuild.errors import ScanFailed, ToolMissing, UsageError
 from ragbuild.run.console import SUCCESS
-from ragbuild.plan import BuildPlan, Config
+from ragbuild.plan import BuildPlan
+from ragbuild.config import PLACEHOLDER, Config, parse_scan_command
 from ragbuild.run.command import Command, Mode
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 #: ``shutil.which``'s shape: (name, path=None) -> the program's path or None.
 Which = Callable[..., Optional[str]]
 
-PLACEHOLDER = "{image}"
 #: The default scanner: trivy fails (exit 1) on HIGH or CRITICAL findings.
 TRIVY = "trivy image --exit-code 1 --severity HIGH,CRITICAL {image}"
 
@@ -37,18 +37,6 @@ TRIVY = "trivy image --exit-code 1 --severity HIGH,CRITICAL {image}"
 class Scanner:
     argv: tuple  # words, one or more holding {image}
     source: str  # where it came from, for messages
-
-
-def parse_scan_command(text: str, source: str) -> tuple:
-    """Split a scan command as a shell would (no shell runs it); it must name ``{image}``."""
-    from ragbuild.plan import split_command
-
-    words = split_command(text, source, f"a command with {PLACEHOLDER}, e.g. "
-                                        f"'grype {PLACEHOLDER} --fail-on high'")
-    if not any(PLACEHOLDER in word for word in words):
-        raise UsageError(f"{source} {text!r} does not say where the image goes: put {PLACEHOLDER} "
-                         f"in it, e.g. '{words[0]} {PLACEHOLDER}'")
-    return words
 
 
 def prepare(plan: BuildPlan, config: Config, *, which: Which = shutil.which,

@@ -29,7 +29,8 @@ from ragbuild.run import signals
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.limits import Limits
 from ragbuild.run.console import SUCCESS
-from ragbuild.plan import DEFAULT_SMOKE_COMMAND, BuildPlan
+from ragbuild.config import DEFAULT_SMOKE_COMMAND
+from ragbuild.plan import BuildPlan
 from ragbuild.run.command import Command, Kind
 from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner

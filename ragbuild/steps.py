@@ -8,27 +8,30 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from ragbuild import builders, pip_config
 from ragbuild.channels import LatestPolicy
 from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
-from ragbuild.errors import (CommandFailed, DockerUnavailable, GitFailed, PushFailed, ToolMissing,
+from ragbuild.errors import (CommandFailed, DockerUnavailable, PushFailed, ToolMissing,
                              UsageError)
-from ragbuild.plan import (CREATED_LABEL, FETCH_TAGS_FIX, NO_COMMITS, PUSHED_DIGEST_KEY, BuildPlan,
-    Config, GitInfo, Options, PushPlan, build_command, build_pushes, buildx_version_command,
-    git_reason, human_size, inspect_command, parse_build_arg, parse_git_repository,
-    version_tags_command)
+from ragbuild.plan import (CREATED_LABEL, PUSHED_DIGEST_KEY, BuildPlan, PushPlan, build_command,
+    build_pushes, buildx_version_command, human_size, inspect_command, parse_build_arg)
+from ragbuild.git import (GitInfo)
+from ragbuild.config import Config, Options
+from ragbuild.git import git_info, version_tags
 from ragbuild.run.command import Command, Kind
 from ragbuild.pip_config import HostNetwork
 from ragbuild.reference import familiar
 from ragbuild.run.console import SUCCESS
+from ragbuild.run.redaction import is_secret_name, secret_build_args
 from ragbuild.passthrough import not_for_buildx
 from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner, ended, resolve
 
-if TYPE_CHECKING:  # scan.py is imported when --scan asks for it
+if TYPE_CHECKING:  # scan.py is imported when --scan asks for it, guard.py by the context step
+    from ragbuild.guard import ContextReport
     from ragbuild.scan import Scanner
 
 
@@ -79,6 +82,45 @@ def check_paths(options: Options, environ: Mapping[str, str]) -> None:
         check_path(environ["GITHUB_OUTPUT"], "$GITHUB_OUTPUT", append=True)
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def check_context(runner: Runner, plan: BuildPlan) -> ContextReport:
+    """Before the build: report the context, warn when it is large, refuse likely secrets."""
+    from ragbuild.guard import scan_context  # the .dockerignore matcher: imported by this step
+
+    options = plan.options
+    for name in secret_build_args(plan.build_args):
+        what = "looks like a secret" if is_secret_name(name) else "carries URL credentials"
+        runner.log(f"warning: --build-arg {name} {what}: build args stay readable in the image's "
+                   "history (docker history) and in docker's build output wherever a RUN step "
+                   "names them; pass it with --secret id=NAME,env=VARIABLE and read it in the "
+                   "Dockerfile with `RUN --mount=type=secret,id=NAME` instead")
+    report = scan_context(options.context, options.file)
+    applied = f"after {report.ignore_file}" if report.ignore_file else "(no .dockerignore)"
+    runner.log(f"build context {options.context}: {_files(report.files)}, "
+               f"{human_size(report.bytes)} {applied}")
+    limit = plan.limits.context_warn_mb  # MB of 10^6 bytes, as human_size counts; 0: never
+    if limit and report.bytes > limit * 1e6:
+        runner.log(f"warning: the build context is {human_size(report.bytes)}, more than "
+                   f"{limit:g}MB (--context-warn-mb); docker sends all of it before building. "
+                   "Add what the image does not need to .dockerignore. Largest:")
+        for name, size, files in report.largest():
+            count = f" ({_files(files)})" if name.endswith("/") else ""
+            runner.log(f"  {human_size(size):>8}  {name}{count}")
+    if report.secrets:
+        listed = ", ".join(f"{path} ({why})" for path, why in report.secrets)
+        if options.allow_secrets:
+            runner.log(f"warning: sending likely secrets in the build context (--allow-secrets): "
+                       f"{listed}")
+        else:
+            raise UsageError(f"the build context would send likely secrets: {listed}; add them to "
+                             f"{report.ignore_file or os.path.join(options.context, '.dockerignore')}"
+                             ", or pass --allow-secrets if they belong in the image")
+    return report
+
+
 # --- facts -------------------------------------------------------------------------------------
 
 
@@ -100,185 +142,6 @@ class Facts:
         """Whether the created label names this run alone: now, to the second (``clock``'s
         naive datetime), not SOURCE_DATE_EPOCH's fixed instant (its aware one)."""
         return self.moment.tzinfo is None
-
-
-#: How a release (``--env prod`` or ``--push``) that git cannot name the commit of stops.
-RELEASE_NEEDS_GIT = ("a release (--env prod or --push) is built from a commit git names; the run "
-                     "stops before docker rather than tag the image without it")
-
-
-def is_release(options: Options) -> bool:
-    """A run whose image is a release: ``--env prod`` or ``--push``."""
-    return options.env == "prod" or options.push
-
-
-def git_info(runner: Runner, options: Optional[Options] = None,
-             environ: Mapping[str, str] = os.environ) -> GitInfo:
-    """The commit the build is made from, and whether what docker sends differs from it.
-
-    First git's own discovery, copied (``gitfacts.discover``): no ``.git`` (and no GIT_DIR)
-    is the one "not a repository", a warning, or for a release (``is_release``) a stop
-    (``GitFailed``) unless ``--git-commit`` names the commit of a tree without .git. Then three
-    read-only git queries: ``git rev-parse`` (top level, shallow, HEAD and its short sha),
-    ``git ls-tree`` (the commit's files) and ``git hash-object --stdin-paths`` (the sent files'
-    blobs as git would store them), compared by ``gitfacts.compare``; each submodule checked
-    out in the context is compared with the commit the superproject records, in its own
-    repository. A failing rev-parse asks ``git status`` whether there are no commits yet (a
-    warning) or why git cannot read the repository: that, any other failure, an incomplete
-    answer raises ``GitFailed`` with git's reason. No git installed: a warning, a stop for a
-    release. Files docker sends from outside git's work tree (a ``--context`` or ``-f``
-    elsewhere) are not compared: ``GitInfo.outside`` (the pipeline warns)."""
-    from ragbuild import gitfacts
-    from ragbuild.plan import GitUnreadable, check_git_commit, git_repository_command
-
-    options = options or Options()
-    release = is_release(options)
-    found = gitfacts.discover(os.getcwd(), environ)
-    if options.git_commit is not None:
-        sha = check_git_commit(options.git_commit)
-        if found is not None:
-            raise UsageError(f"--git-commit is for a tree without a git repository (an exported "
-                             f"source tree), and git reads {found} here: drop --git-commit, "
-                             "git names the commit")
-        return GitInfo(sha=sha, given=True)
-    if found is None:
-        if release:
-            raise GitFailed("not a git repository (no .git here or in a parent directory git "
-                            f"looks in): {RELEASE_NEEDS_GIT}; run it in the project's clone, or "
-                            "build an exported source tree with --git-commit SHA")
-        return GitInfo(reason="not a git repository")
-    elsewhere = gitfacts.pointed_elsewhere(os.getcwd(), environ) if release else None
-    if elsewhere:
-        raise GitFailed(f"{elsewhere}: {RELEASE_NEEDS_GIT} of this checkout; unset it")
-    try:
-        asked = runner.run(git_repository_command())
-        if not asked.ok:
-            _no_commits(runner, asked)
-            return GitInfo(reason=NO_COMMITS)
-        toplevel, shallow, oid, sha = parse_git_repository(asked.stdout)
-        sent = gitfacts.sent_files(toplevel, options.context, options.file)
-        changes = _changes(runner, toplevel, oid, sent.files, sent.sends, "")
-    except ToolMissing as missing:
-        if release:
-            raise GitFailed(f"{missing}: {RELEASE_NEEDS_GIT}") from None
-        return GitInfo(reason="git is not installed")
-    except GitUnreadable as err:
-        raise GitFailed(f"git cannot say which commit this build is made from: {err}; the run "
-                        "stops before docker rather than tag the image without it") from None
-    return GitInfo(sha=sha, dirty=bool(changes), changes=tuple(changes), shallow=shallow,
-                   outside=tuple(sent.outside), toplevel=toplevel)
-
-
-def _no_commits(runner: Runner, asked: Result) -> None:
-    """After ``git rev-parse`` failed: returns when ``git status`` says HEAD has no commit yet,
-    else ``GitUnreadable`` with git's reason (status's own, or rev-parse's)."""
-    from ragbuild.plan import GitUnreadable, git_status_command, parse_git_status
-
-    status = runner.run(git_status_command())
-    if not status.ok:
-        raise GitUnreadable(git_reason(status.returncode, status.stderr))
-    oid, _, _ = parse_git_status(status.stdout)
-    if oid is not None:
-        raise GitUnreadable(git_reason(asked.returncode, asked.stderr))
-
-
-def _changes(runner: Runner, toplevel: str, oid: str, files: Mapping, sends: Callable[[str], bool],
-             prefix: str) -> list:
-    """``gitfacts.compare`` of the ``files`` docker sends (below ``toplevel``, the work tree of
-    the repository holding commit ``oid``) with that commit; each submodule of the commit with
-    files sent, or checked out (a ``.git`` in it), likewise in its own repository. Paths in
-    the answer are relative to the top superproject (``prefix``: this one's place in it)."""
-    from ragbuild import gitfacts
-    from ragbuild.plan import GitUnreadable, git_hash_command, git_tree_command
-    from ragbuild.run.command import Secret
-
-    directory = toplevel if prefix else None  # a submodule: git -C its work tree
-    listed = runner.run(git_tree_command(oid, directory))
-    if not listed.ok:
-        raise GitUnreadable(git_reason(listed.returncode, listed.stderr))
-    try:
-        tree = gitfacts.parse_ls_tree(listed.stdout)
-    except ValueError as err:
-        raise GitUnreadable(str(err)) from None
-    links = {path: entry for path, entry in tree.items() if entry.mode == gitfacts.GITLINK}
-    inner = {link: {path[len(link) + 1:]: files[path] for path in gitfacts.under(files, link)}
-             for link in links}
-    files = {path: entry for path, entry in files.items()
-             if not any(path.startswith(link + "/") for link in links)}
-    length = len(oid)
-    for path, entry in list(files.items()):
-        if entry.mode == gitfacts.SYMLINK:
-            target = os.fsencode(os.readlink(entry.path))
-            files[path] = replace(entry, oid=gitfacts.blob_id(target, length))
-    hashed = [path for path, entry in files.items()
-              if entry.mode in (gitfacts.FILE, gitfacts.EXECUTABLE) and path in tree]
-    if hashed:
-        stdin = "".join(gitfacts.c_quote(path) + "\n" for path in hashed)
-        answer = runner.run(git_hash_command(directory), stdin=Secret(stdin))
-        oids = answer.stdout.split()
-        if not answer.ok or len(oids) != len(hashed):
-            raise GitUnreadable(git_reason(answer.returncode, answer.stderr) if not answer.ok
-                                else f"git hash-object gave {len(oids)} ids for {len(hashed)} files")
-        for path, blob in zip(hashed, oids):
-            files[path] = replace(files[path], oid=blob)
-
-    def raw_id(path: str) -> Optional[str]:
-        if files[path].mode not in (gitfacts.FILE, gitfacts.EXECUTABLE):
-            return None
-        try:
-            with open(files[path].path, "rb") as handle:
-                return gitfacts.blob_id(handle.read(), length)
-        except OSError:
-            return None
-
-    changes = [(prefix + path, note)
-               for path, note in gitfacts.compare(tree, files, sends, raw_id)]
-    for link, entry in links.items():
-        below = inner[link]
-        checkout = os.path.join(toplevel, link)
-        if not below and not os.path.lexists(os.path.join(checkout, ".git")):
-            continue  # not checked out: a checkout without --recurse-submodules leaves it so
-        if not os.path.lexists(os.path.join(checkout, ".git")):
-            changes += [(f"{prefix}{link}/{path}", gitfacts.NOT_IN_COMMIT) for path in sorted(below)]
-            continue
-        changes += _changes(runner, checkout, entry.oid, below, _below(sends, link),
-                            f"{prefix}{link}/")
-    return changes
-
-
-def _below(sends: Callable[[str], bool], link: str) -> Callable[[str], bool]:
-    """``sends`` for paths relative to the submodule at ``link``."""
-    return lambda path: sends(f"{link}/{path}")
-
-
-def version_tags(runner: Runner, git: Optional[GitInfo]) -> tuple:
-    """The ``v*`` version tags --latest-policy auto compares with. It cannot decide without
-    them: outside a repository, in a shallow clone (CI's default checkout) or with no version
-    tag fetched it stops (``UsageError``, exit 2) naming the fix; a failing git stops with git's
-    reason (``GitFailed``)."""
-    from ragbuild.channels import parse_version_tags
-
-    fix = (f"{FETCH_TAGS_FIX}; for the very first release pass --latest-policy always (or "
-           "--no-latest)")
-    if git is not None and git.sha is None and git.reason != NO_COMMITS:
-        raise UsageError(f"--latest-policy auto compares the version with the repository's v* "
-                         f"git tags, and there are none to read ({git.reason}): run it in the "
-                         "project's git clone, or pass --latest-policy always or never")
-    if git is not None and git.shallow:
-        raise UsageError("--latest-policy auto cannot decide in a shallow clone: the v* tags of "
-                         f"the history it lacks are missing; {FETCH_TAGS_FIX}")
-    try:
-        result = runner.run(version_tags_command())
-    except ToolMissing as missing:
-        raise UsageError(f"--latest-policy auto reads the v* git tags: {missing}") from None
-    if not result.ok:
-        raise GitFailed(f"git cannot list the v* tags --latest-policy auto compares with: "
-                        f"{git_reason(result.returncode, result.stderr)}")
-    found = parse_version_tags(result.stdout)
-    if not found:
-        raise UsageError(f"--latest-policy auto found no v* version tag to compare with (none "
-                         f"fetched?): {fix}")
-    return found
 
 
 def host_network(runner: Runner, options: Options, config: Config,

@@ -14,9 +14,9 @@ import io
 
 import pytest
 
-from ragbuild.plan import Options
+from ragbuild.config import Options
 from ragbuild.run.runner import Runner
-from ragbuild.steps import git_info
+from ragbuild.git import git_info
 from tests.gitcases import CASES, CLEARED, SEED, base_env, make_case
 
 from .support import BASE_IMAGE, git

@@ -286,7 +286,7 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     each tag back with the digest the run pinned."""
     from ragbuild import access
     from ragbuild.builders import DockerConfig
-    from ragbuild.plan import parse_registry
+    from ragbuild.reference import parse_registry
     from ragbuild.run.command import Secret
 
     name = ecr_repository("tlsread")

@@ -29,7 +29,7 @@ OID = SHA + "e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3"[:33]
 #: How many git processes one build starts (git_info): rev-parse, ls-tree, hash-object.
 GIT_QUERIES = 3
 
-#: The git queries the build makes (plan.git_repository_command, git_tree_command,
+#: The git queries the build makes (git.git_repository_command, git_tree_command,
 #: git_hash_command; git_status_command only when rev-parse failed), as fp patterns.
 GIT_REV_PARSE = ["git", "rev-parse", "--is-inside-work-tree", "--show-toplevel",
                  "--is-shallow-repository", "HEAD^{commit}", "--short=7", "HEAD^{commit}"]

@@ -17,8 +17,10 @@ import pytest
 from ragbuild import access, cli, ecr, push
 from ragbuild.builders import Credentials, DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
-from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, format_created,
-                           make_plan, parse_registry)
+from ragbuild.config import Config, Options
+from ragbuild.git import GitInfo
+from ragbuild.plan import PushPlan, build_command, format_created, make_plan
+from ragbuild.reference import parse_registry
 from ragbuild.run.runner import DryRunner, Runner
 
 

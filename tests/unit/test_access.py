@@ -25,7 +25,10 @@ from ragbuild import access, builders, cli, push
 from ragbuild.builders import (DOCKER_HUB_KEY, DockerConfig, parse_registry_config,
                                read_docker_config)
 from ragbuild.errors import DockerUnavailable, PushFailed
-from ragbuild.plan import Config, GitInfo, Options, PushPlan, make_plan, parse_registry
+from ragbuild.config import Config, Options
+from ragbuild.git import GitInfo
+from ragbuild.plan import PushPlan, make_plan
+from ragbuild.reference import parse_registry
 from ragbuild.run.runner import DryRunner, Runner
 from ragbuild.run.command import Secret
 

@@ -19,8 +19,9 @@ from registry_fakes import FakeRegistry, serve
 from ragbuild import access, cli, push
 from ragbuild.builders import DockerConfig, DockerTarget, parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
-from ragbuild.plan import (Config, GitInfo, PushPlan, build_command, describe_plan, format_created,
-                           make_plan)
+from ragbuild.config import Config
+from ragbuild.git import GitInfo
+from ragbuild.plan import PushPlan, build_command, describe_plan, format_created, make_plan
 from ragbuild.run.runner import Runner
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)

@@ -7,12 +7,14 @@ from datetime import datetime
 
 import pytest
 
-from ragbuild.channels import parse_version_tags, version_channels
+from ragbuild.git import parse_version_tags
+from ragbuild.channels import version_channels
 from ragbuild.cli import parse_build
 from ragbuild.errors import UsageError
 from ragbuild.run.command import Kind
-from ragbuild.plan import (Config, GitInfo, describe_plan, make_plan, parse_version,
-    version_tags_command)
+from ragbuild.config import Config
+from ragbuild.git import GitInfo, version_tags_command
+from ragbuild.plan import describe_plan, make_plan, parse_version
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"

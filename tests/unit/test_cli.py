@@ -20,7 +20,9 @@ from fakes import EPOCH, GIT_QUERIES, STAMP, docker_calls, register_git, set_tz
 from ragbuild import cli, steps
 from ragbuild.config import load_config
 from ragbuild.errors import Interrupted
-from ragbuild.plan import Config, GitInfo, make_plan
+from ragbuild.config import Config
+from ragbuild.git import GitInfo
+from ragbuild.plan import make_plan
 from fakes import FAKE_IMAGE_ID
 
 
@@ -872,7 +874,9 @@ def test_outside_a_virtualenv_the_script_runs_through_its_shebang(workdir):
 def hint(argv, monkeypatch, registry=None):
     from datetime import datetime
 
-    from ragbuild.plan import Config, GitInfo, make_plan
+    from ragbuild.config import Config
+    from ragbuild.git import GitInfo
+    from ragbuild.plan import make_plan
 
     monkeypatch.setattr(sys, "argv", ["scripts/build-image.py"])
     monkeypatch.setattr(sys, "prefix", sys.base_prefix)  # not in a virtualenv

@@ -4,7 +4,7 @@ import pytest
 
 from ragbuild.config import load_config
 from ragbuild.errors import UsageError
-from ragbuild.plan import DEFAULT_ENVIRONMENTS
+from ragbuild.config import DEFAULT_ENVIRONMENTS
 
 
 def write(tmp_path, text):

@@ -24,9 +24,9 @@ import subprocess
 import pytest
 
 from ragbuild import gitfacts
-from ragbuild.plan import Options
+from ragbuild.config import Options
 from ragbuild.run.runner import Runner
-from ragbuild.steps import git_info
+from ragbuild.git import git_info
 from tests.gitcases import CASES, CLEARED, SEED, base_env, git, make_case, truth
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from fakes import docker_calls, register_git
-from ragbuild import cli, guard
+from ragbuild import cli, guard, steps
 from ragbuild.errors import UsageError
 from ragbuild.limits import Limits
-from ragbuild.plan import Options
+from ragbuild.config import Options
+from ragbuild.run.redaction import secret_build_args
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -167,7 +168,7 @@ def test_secret_reason(path, content, why):
     ("PYTHON_IMAGE", False), ("KEYBOARD", False), ("MONKEY_PATCH", False),
 ])
 def test_secret_looking_build_arg_names(name, secret):
-    assert guard.secret_build_args([(name, "v")]) == ([name] if secret else [])
+    assert secret_build_args([(name, "v")]) == ([name] if secret else [])
 
 
 # --- the step ----------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ def test_check_reports_size_and_refuses_secrets_naming_them(tmp_path):
                            "deploy/id_rsa": 1})
     log = Log()
     with pytest.raises(UsageError) as refused:
-        guard.check(log, FakePlan(root))
+        steps.check_context(log, FakePlan(root))
     message = str(refused.value)
     assert message.startswith("the build context would send likely secrets: ")
     assert ".env (environment file)" in message and "deploy/id_rsa (SSH private key)" in message
@@ -190,7 +191,7 @@ def test_check_reports_size_and_refuses_secrets_naming_them(tmp_path):
 def test_allow_secrets_turns_the_refusal_into_a_warning(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1, ".env": 1})
     log = Log()
-    guard.check(log, FakePlan(root, allow_secrets=True))
+    steps.check_context(log, FakePlan(root, allow_secrets=True))
     assert "warning: sending likely secrets in the build context (--allow-secrets): .env" in log.text
 
 
@@ -198,7 +199,7 @@ def test_a_large_context_warns_with_the_largest_entries(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1, "data/a.bin": 600_000, "data/b.bin": 600_000,
                            "model.bin": 300_000, "src/app.py": 10})
     log = Log()
-    guard.check(log, FakePlan(root, context_warn_mb=1))
+    steps.check_context(log, FakePlan(root, context_warn_mb=1))
     assert log.lines[0] == f"build context {root}: 5 files, 1.5MB (no .dockerignore)"
     assert log.lines[1].startswith("warning: the build context is 1.5MB, more than 1MB "
                                    "(--context-warn-mb)")
@@ -210,14 +211,14 @@ def test_a_large_context_warns_with_the_largest_entries(tmp_path):
 def test_no_size_warning_at_or_below_the_limit_or_with_0(tmp_path, limit):
     root = tree(tmp_path, {"Dockerfile": 1, "data.bin": 1_500_000})
     log = Log()
-    guard.check(log, FakePlan(root, context_warn_mb=limit))
+    steps.check_context(log, FakePlan(root, context_warn_mb=limit))
     assert not any(line.startswith("warning") for line in log.lines)
 
 
 def test_secret_build_arg_warns_about_image_history(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1})
     log = Log()
-    guard.check(log, FakePlan(root, build_args=[("VERSION", "1"), ("NPM_TOKEN", "abc")]))
+    steps.check_context(log, FakePlan(root, build_args=[("VERSION", "1"), ("NPM_TOKEN", "abc")]))
     assert log.lines[0].startswith("warning: --build-arg NPM_TOKEN looks like a secret: build args "
                                    "stay readable in the image's history")
     assert "abc" not in log.text
@@ -236,7 +237,7 @@ def test_a_build_arg_with_url_credentials_warns_as_a_secret_name_does(tmp_path, 
     # shows it wherever a RUN step expands the arg
     root = tree(tmp_path, {"Dockerfile": 1})
     log = Log()
-    guard.check(log, FakePlan(root, build_args=[(name, value)]))
+    steps.check_context(log, FakePlan(root, build_args=[(name, value)]))
     warnings = [line for line in log.lines if line.startswith("warning:")]
     if warned:
         assert warnings == [warnings[0]] and warnings[0].startswith(

@@ -16,7 +16,9 @@ from ragbuild.config import load_config
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
 from ragbuild.builders import read_docker_config
-from ragbuild.plan import Config, GitInfo, Options, PushPlan, make_plan
+from ragbuild.config import Config, Options
+from ragbuild.git import GitInfo
+from ragbuild.plan import PushPlan, make_plan
 from ragbuild.run.runner import Runner
 
 REPO = Path(__file__).resolve().parents[2]

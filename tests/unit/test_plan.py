@@ -9,10 +9,12 @@ import pytest
 from ragbuild.channels import LatestPolicy
 from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.run.command import Kind, Mode, Command
-from ragbuild.plan import (Config, GitInfo, Options, PushPlan, build_command, check_env, check_tag,
-    describe_plan, format_created, format_timestamp, human_size, inspect_command, make_plan,
-    parse_build_arg, parse_git_repository, parse_git_status, parse_registry, parse_version,
+from ragbuild.config import Config, Options
+from ragbuild.git import GitInfo, parse_git_repository, parse_git_status
+from ragbuild.plan import (PushPlan, build_command, check_env, describe_plan, format_created,
+    format_timestamp, human_size, inspect_command, make_plan, parse_build_arg, parse_version,
     plan_build_args, plan_tags)
+from ragbuild.reference import check_tag, parse_registry
 from datetime import timedelta, timezone
 from pathlib import Path
 from fakes import EPOCH, STAMP, set_tz
@@ -316,8 +318,8 @@ def test_env_list_comes_from_config():
 
 
 def test_git_queries_are_read_only_and_speak_english():
-    from ragbuild.plan import (git_hash_command, git_repository_command, git_status_command,
-                               git_tree_command)
+    from ragbuild.git import (git_hash_command, git_repository_command, git_status_command,
+        git_tree_command)
 
     for cmd in (git_repository_command(), git_status_command(), git_tree_command("a" * 40),
                 git_hash_command(), git_hash_command("/sub")):
@@ -351,7 +353,7 @@ def test_parse_git_repository(stdout, answer):
     "true\n/src/app\nfalse\n" + OID40 + "\nabababa\nextra\n",
 ])
 def test_parse_git_repository_fails_closed(stdout):
-    from ragbuild.plan import GitUnreadable
+    from ragbuild.git import GitUnreadable
 
     with pytest.raises(GitUnreadable, match="incomplete answer"):
         parse_git_repository(stdout)
@@ -373,7 +375,7 @@ def test_parse_git_repository_fails_closed(stdout):
     (1, "odd\n", "odd"),
 ])
 def test_git_reason_is_gits_line_and_its_advice(returncode, stderr, reason):
-    from ragbuild.plan import git_reason
+    from ragbuild.git import git_reason
 
     assert git_reason(returncode, stderr) == reason
 
@@ -381,14 +383,14 @@ def test_git_reason_is_gits_line_and_its_advice(returncode, stderr, reason):
 @pytest.mark.parametrize("given, sha", [("A1B2C3D", "a1b2c3d"), ("a1b2c3d4e", "a1b2c3d4e"),
                                         ("ab" * 20, "abababa"), ("cd" * 32, "cdcdcdc")])
 def test_check_git_commit(given, sha):
-    from ragbuild.plan import check_git_commit
+    from ragbuild.git import check_git_commit
 
     assert check_git_commit(given) == sha
 
 
 @pytest.mark.parametrize("given", ["abc123", "g1b2c3d", "HEAD", "", "a" * 65, "v1.2.3"])
 def test_check_git_commit_refuses_what_is_no_commit_id(given):
-    from ragbuild.plan import check_git_commit
+    from ragbuild.git import check_git_commit
 
     with pytest.raises(UsageError, match="is not a commit id"):
         check_git_commit(given)
@@ -407,7 +409,7 @@ def test_parse_git_status():
 
 
 def test_parse_git_status_without_a_head_is_not_trusted():
-    from ragbuild.plan import GitUnreadable
+    from ragbuild.git import GitUnreadable
 
     with pytest.raises(GitUnreadable, match="no branch.oid"):
         parse_git_status("")
@@ -613,7 +615,9 @@ def test_the_plan_printout_and_the_metadata_share_the_rule():
 def test_describe_plan_without_secrets_keeps_the_plain_header():
     from datetime import datetime
 
-    from ragbuild.plan import Config, GitInfo, Options, make_plan
+    from ragbuild.config import Config, Options
+    from ragbuild.git import GitInfo
+    from ragbuild.plan import make_plan
 
     plan = make_plan(Options(env="dev", build_args=("NOTE=x",)), Config(), GitInfo(sha="abc1234"),
                      datetime(2026, 1, 1))

@@ -18,7 +18,7 @@ from ragbuild import access, proxy, push, smoke
 from ragbuild.builders import DockerConfig, DockerTarget
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.proxy import ProxySettings, proxy_for
-from ragbuild.plan import parse_registry
+from ragbuild.reference import parse_registry
 from ragbuild.run.runner import Runner
 
 P = "http://proxy.corp:3128"

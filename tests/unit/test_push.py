@@ -14,8 +14,8 @@ from ragbuild.proxy import INFO_FORMAT
 from ragbuild import cli, ecr, push
 from ragbuild.builders import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed
-from ragbuild.plan import (build_command, format_created,
-                           parse_registry)
+from ragbuild.plan import build_command, format_created
+from ragbuild.reference import parse_registry
 from ragbuild.run.runner import DryRunner, Runner
 
 import fakes

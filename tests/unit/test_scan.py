@@ -14,7 +14,7 @@ from plumbum import local
 from fakes import FAKE_IMAGE_ID, GIT_QUERIES, STAMP, docker_calls
 from registry_fakes import DIGEST, serve  # DIGEST: the manifest the fake registry serves
 from ragbuild import cli, scan
-from ragbuild.config import load_config
+from ragbuild.config import load_config, parse_scan_command
 from ragbuild.errors import ToolMissing, UsageError
 from ragbuild.run.command import Mode
 
@@ -57,14 +57,14 @@ def only_stubs(tmp_path, monkeypatch, stub_bin):
 
 
 def test_scan_command_is_split_like_a_shell_and_gets_the_image():
-    words = scan.parse_scan_command("grype {image} --fail-on high -o 'table json'", "--scan-command")
+    words = parse_scan_command("grype {image} --fail-on high -o 'table json'", "--scan-command")
     command = scan.scan_command(scan.Scanner(words, "x"), "rag-worker:dev")
     assert command.argv == ("grype", "rag-worker:dev", "--fail-on", "high", "-o", "table json")
     assert command.mode is Mode.STREAM and command.check is False  # findings stream to the terminal
 
 
 def test_image_placeholder_inside_a_word_and_other_braces_are_left_alone():
-    words = scan.parse_scan_command("scanner --target=docker:{image} --format '{{json .}}'", "f")
+    words = parse_scan_command("scanner --target=docker:{image} --format '{{json .}}'", "f")
     assert scan.scan_command(scan.Scanner(words, "f"), "r:1").argv == (
         "scanner", "--target=docker:r:1", "--format", "{{json .}}")
 
@@ -76,7 +76,7 @@ def test_image_placeholder_inside_a_word_and_other_braces_are_left_alone():
 ])
 def test_bad_scan_commands_are_usage_errors(text, message):
     with pytest.raises(UsageError, match=message):
-        scan.parse_scan_command(text, "--scan-command")
+        parse_scan_command(text, "--scan-command")
 
 
 def which_of(*found):

@@ -275,7 +275,7 @@ def test_smoke_subcommand_command_flag_and_setup_cfg(fp, capsys, fixed_name, tmp
 
 
 def test_check_start_command_reads_shell_quoting():
-    from ragbuild.plan import check_start_command
+    from ragbuild.config import check_start_command
 
     assert check_start_command("serve --opt 'a b'") == ("serve", "--opt", "a b")
     with pytest.raises(UsageError, match="cannot be split into words: No closing quotation"):

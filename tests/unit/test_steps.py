@@ -62,7 +62,9 @@ def test_refs_are_compared_as_docker_lists_them(ref, listed):
 def test_a_good_build_on_docker_hub_names_never_lacks_tags(fp, base, capsys):
     from datetime import datetime
 
-    from ragbuild.plan import Config, GitInfo, Options, make_plan
+    from ragbuild.config import Config, Options
+    from ragbuild.git import GitInfo
+    from ragbuild.plan import make_plan
 
     if "/" in base and "." in base.split("/")[0]:
         options = Options(env="dev", registry=base)
@@ -821,7 +823,7 @@ def test_tags_missing_after_a_build_that_pushed_says_the_tags_are_out(fp, tmp_pa
 def test_the_pipelines_inspect_step_tells_the_summary_whether_the_build_pushed(fp, tmp_path):
     from ragbuild import pipeline
     from ragbuild.errors import CommandFailed
-    from ragbuild.plan import Config, Options
+    from ragbuild.config import Config, Options
 
     plan, _ = _pushing_plan(tmp_path)
     facts = steps.Facts(git=None, moment=steps.clock({}), docker_config=None, docker=None)
