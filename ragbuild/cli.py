@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from ragbuild.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, RagbuildError, Stopped, UsageError, signal_of
 
 if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
-    from ragbuild.channels import LatestPolicy
+    from ragbuild.config import LatestPolicy
     from ragbuild.plan import BuildPlan
     from ragbuild.config import Options
 
@@ -262,7 +262,7 @@ def build_parser() -> ArgumentParser:
 
 def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy:
     """--latest / --no-latest and --latest-policy as one policy; contradictions are refused."""
-    from ragbuild.channels import LatestPolicy
+    from ragbuild.config import LatestPolicy
 
     if policy is None:
         return LatestPolicy.NEVER if latest is False else LatestPolicy.ALWAYS

@@ -28,12 +28,12 @@ settings, over ragbuild's defaults), and the checks of a start or scan command e
 from __future__ import annotations
 
 import configparser
+import enum
 import os
 import shlex
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ragbuild import channels
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
 from ragbuild.reference import check_image_name, check_tag
@@ -125,6 +125,17 @@ DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
 DEFAULT_SMOKE_COMMAND = "serve"
 
 
+class LatestPolicy(str, enum.Enum):
+    """--latest-policy: which builds move ``latest`` (and, with --semver-tags, the channels)."""
+
+    ALWAYS = "always"  # every build, as bash did (the default)
+    AUTO = "auto"  # a release not lower than the highest v* git tag of the channel
+    NEVER = "never"  # no build (--no-latest)
+
+    def __str__(self) -> str:  # messages say "--latest-policy always", on every Python
+        return str(self.value)
+
+
 @dataclass(frozen=True)
 class Config:
     """Project defaults from the ``[ragbuild]`` section of setup.cfg."""
@@ -165,9 +176,9 @@ class Options:
     scan: bool = False  # scan.py: the vulnerability gate before the push
     scan_command: Optional[str] = None
     metadata_file: Optional[str] = None  # metadata.py
-    # tags beyond bash's (channels.py)
+    # tags beyond bash's (tags.py)
     semver_tags: bool = False
-    latest_policy: channels.LatestPolicy = channels.LatestPolicy.ALWAYS  # --latest/--no-latest too
+    latest_policy: LatestPolicy = LatestPolicy.ALWAYS  # --latest/--no-latest too
     build_number: Optional[str] = None
     ci_tags: bool = False
     # where and how to build (builders.py)

@@ -186,7 +186,7 @@ def version_tags_command() -> Command:
 def parse_version_tags(stdout: str) -> tuple:
     """The ``v*`` tags of ``git tag --list 'v*'`` that are semver, as ``(tag, Version)``.
 
-    The one place channels.py needs semver itself (--latest-policy auto), so imported here."""
+    The one place the tags need semver themselves (--latest-policy auto), so imported here."""
     import semver
 
     found = []

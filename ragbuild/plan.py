@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, Sequence
 
-from ragbuild import builders, channels, passthrough
-from ragbuild.config import DEFAULT_SMOKE_COMMAND, Config, Options, check_start_command
+from ragbuild import builders, passthrough
+from ragbuild.config import DEFAULT_SMOKE_COMMAND, Config, LatestPolicy, Options, check_start_command
+from ragbuild.tags import (build_number, channel_tags, moving_tags, parse_version,
+                           plan_tags, version_channels)
 from ragbuild.errors import UsageError
 from ragbuild.git import GitInfo
 from ragbuild.limits import SETTINGS, Limits
@@ -25,7 +27,7 @@ if TYPE_CHECKING:  # semver is imported where a version needs it
 
 from ragbuild.run.command import Command, Kind, Mode
 from ragbuild.run.redaction import redact_value
-from ragbuild.reference import TAG_RE, Registry, check_image_name, check_tag, parse_registry
+from ragbuild.reference import Registry, check_image_name, check_tag, parse_registry
 
 #: Build args ragbuild sets itself; a --build-arg may not override them.
 RESERVED_BUILD_ARGS = ("VERSION", "ENVIRONMENT", "GIT_COMMIT", "BUILD_TIMESTAMP")
@@ -84,7 +86,7 @@ class BuildPlan:
     docker: Optional[builders.DockerTarget] = None  # the daemon docker talks to
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
     passthrough: tuple = ()  # docker build words of --secret, --ssh and after -- (passthrough.py)
-    moving_tags: frozenset = frozenset()  # tags a later build must overwrite (channels.moving_tags)
+    moving_tags: frozenset = frozenset()  # tags a later build must overwrite (moving_tags)
     limits: Limits = field(default_factory=Limits)  # flags over setup.cfg over the defaults
     smoke_command: tuple = (DEFAULT_SMOKE_COMMAND,)  # argv after IMAGE in docker run
     host: HostNetwork = field(default_factory=HostNetwork)  # the CA and index secrets
@@ -113,24 +115,6 @@ class BuildPlan:
 
 
 # --- validation --------------------------------------------------------------------------------
-
-
-def parse_version(raw: str) -> semver.Version:
-    """Strip one leading ``v`` and check the rest is semver (bash only stripped the ``v``).
-
-    Returns the ``semver.Version``, parsed once here: ``str()`` of it is the text as given (semver
-    has one spelling), and channels.py reads its parts."""
-    import semver
-
-    version = raw[1:] if raw.startswith("v") else raw
-    if not version:
-        raise UsageError(f"--version {raw!r} is empty; give a semantic version such as 1.2.3 "
-                         "(with make: VERSION=1.2.3)")
-    try:
-        return semver.Version.parse(version)
-    except ValueError:
-        raise UsageError(f"--version {raw!r} is not a semantic version: use MAJOR.MINOR.PATCH with "
-                         "an optional -prerelease and +build, e.g. 1.2.3 or 1.3.0-rc.1") from None
 
 
 def check_env(env: str, environments: Sequence[str]) -> str:
@@ -214,9 +198,9 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                          f"docker would send differs from commit {git.sha}; commit them (a file the "
                          "image does not need: add it to .dockerignore), or pass --allow-dirty to "
                          "build prod from a dirty tree anyway")
-    channel = channels.version_channels(parsed, semver_tags=options.semver_tags,
+    channel = version_channels(parsed, semver_tags=options.semver_tags,
                                         policy=options.latest_policy, known=version_tags)
-    number = channels.build_number(options.build_number, options.ci_tags, environ or {})
+    number = build_number(options.build_number, options.ci_tags, environ or {})
     where = _where_to_build(options)
     refused = passthrough.not_for_buildx(passed)
     if where["buildx"] and refused:
@@ -237,7 +221,7 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
                      options=options, notes=notes,
                      docker=docker.for_builder(options.builder) if docker is not None else None,
                      created=format_created(moment), passthrough=passed,
-                     moving_tags=channels.moving_tags(parsed, env, options.semver_tags),
+                     moving_tags=moving_tags(parsed, env, options.semver_tags),
                      limits=resolve_limits(options, config),
                      smoke_command=check_start_command(
                          config.smoke_command if options.smoke_command is None
@@ -264,14 +248,14 @@ def _check_custom_tags(options: Options, parsed: Optional[semver.Version]) -> tu
     the policy says, and under auto so would ``--tag <major>`` with --semver-tags."""
     custom = tuple(check_tag(tag) for tag in options.tags)
     policy = options.latest_policy
-    if "latest" in custom and policy != channels.LatestPolicy.ALWAYS:
-        given = ("--no-latest (--latest-policy never)" if policy == channels.LatestPolicy.NEVER
+    if "latest" in custom and policy != LatestPolicy.ALWAYS:
+        given = ("--no-latest (--latest-policy never)" if policy == LatestPolicy.NEVER
                  else f"--latest-policy {policy.value}")
         raise UsageError(f"--tag latest contradicts {given}: it would tag latest whatever the "
                          "policy decides; drop --tag latest, or use --latest-policy always")
-    if policy == channels.LatestPolicy.AUTO and options.semver_tags and parsed is not None:
+    if policy == LatestPolicy.AUTO and options.semver_tags and parsed is not None:
         for tag in custom:
-            if tag in channels.channel_tags(parsed):
+            if tag in channel_tags(parsed):
                 raise UsageError(f"--tag {tag} contradicts --semver-tags with --latest-policy "
                                  f"auto, which decides whether {tag} moves; drop --tag {tag}")
     return custom
@@ -314,39 +298,6 @@ def _where_to_build(options: Options) -> dict:
     buildx = builders.buildx_reasons(builder=builder, platforms=platforms, cache_from=cache_from,
                                      cache_to=cache_to)
     return {"platforms": platforms, "buildx": buildx, "cache_from": cache_from, "cache_to": cache_to}
-
-
-def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: GitInfo,
-              number: Optional[channels.BuildNumber], custom: tuple, channel: channels.Channels) -> tuple:
-    """The tags, in bash's order with the opt-in ones slotted in (channels.py shows where);
-    ``custom`` are the --tag values (``_check_custom_tags``); one equal to a generated tag is
-    given once."""
-    tags = []
-    if version is not None:
-        tag_version = version.replace("+", "_")
-        tags += [check_tag(f"v{tag_version}", "--version"), check_tag(tag_version, "--version")]
-        tags += channel.tags  # <major>.<minor>, <major> (--semver-tags)
-    if env is not None:
-        tags += [_generated(f"{env}-{timestamp}", f"--env {env!r}"), env]
-    if git.tag:
-        tags.append(_generated(git.tag, "git's commit id"))
-    if number:
-        tags.append(_generated(f"build-{number.value}", f"the build number from {number.source}"))
-    tags += custom
-    if channel.latest:
-        tags.append("latest")
-    return tuple(dict.fromkeys(tags))
-
-
-def _generated(tag: str, origin: str) -> str:
-    """A tag ragbuild makes from a value that passed its own check must still be a tag docker
-    takes (``build-<200 digits>``, ``<long env>-<timestamp>``), or the build would fail late."""
-    if not TAG_RE.fullmatch(tag):
-        shown = tag if len(tag) <= 60 else f"{tag[:40]}...{tag[-12:]}"
-        raise UsageError(f"{origin} makes the tag {shown!r} ({len(tag)} characters), which is not "
-                         "a valid Docker tag: up to 128 letters, digits, '_', '.' or '-', not "
-                         "starting with '.' or '-'")
-    return tag
 
 
 def plan_build_args(version: Optional[str], env: Optional[str], git: GitInfo, timestamp: str,

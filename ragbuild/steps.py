@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from ragbuild import builders, pip_config
-from ragbuild.channels import LatestPolicy
+from ragbuild.config import LatestPolicy
 from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
 from ragbuild.errors import (CommandFailed, DockerUnavailable, PushFailed, ToolMissing,
                              UsageError)
@@ -179,11 +179,11 @@ def host_network(runner: Runner, options: Options, config: Config,
 
 
 def needs_version_tags(options: Options) -> bool:
-    """Whether the plan's moving tags depend on the ``v*`` git tags (``channels.needs_known_tags``:
+    """Whether the plan's moving tags depend on the ``v*`` git tags (``tags.needs_known_tags``:
     --latest-policy auto with a release version); a version that is no semver is refused by the
     plan, which reads no tags for it."""
-    from ragbuild.channels import needs_known_tags
-    from ragbuild.plan import parse_version
+    from ragbuild.tags import needs_known_tags
+    from ragbuild.tags import parse_version
 
     if options.latest_policy != LatestPolicy.AUTO or options.version is None:
         return False
@@ -196,7 +196,7 @@ def needs_version_tags(options: Options) -> bool:
 
 def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ,
                  config: Optional[Config] = None) -> Facts:
-    from ragbuild.channels import CI_BUILD_NUMBER_VARS
+    from ragbuild.tags import CI_BUILD_NUMBER_VARS
 
     moment = clock(environ)
     check_paths(options, environ)

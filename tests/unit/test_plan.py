@@ -6,14 +6,14 @@ import re
 import shlex
 from datetime import datetime
 import pytest
-from ragbuild.channels import LatestPolicy
+from ragbuild.config import LatestPolicy
 from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.run.command import Kind, Mode, Command
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo, parse_git_repository, parse_git_status
 from ragbuild.plan import (PushPlan, build_command, check_env, describe_plan, format_created,
-    format_timestamp, human_size, inspect_command, make_plan, parse_build_arg, parse_version,
-    plan_build_args, plan_tags)
+    format_timestamp, human_size, inspect_command, make_plan, parse_build_arg, plan_build_args)
+from ragbuild.tags import parse_version, plan_tags
 from ragbuild.reference import check_tag, parse_registry
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -430,7 +430,7 @@ def test_options_defaults_are_bash_defaults():
 
 
 def test_plan_tags_in_bash_order_with_the_opt_in_ones_slotted_in():
-    from ragbuild.channels import BuildNumber, Channels
+    from ragbuild.tags import BuildNumber, Channels
 
     channel = Channels(tags=("1.2", "1"), latest=True)
     assert plan_tags("1.2.3+b.1", "dev", TS, GIT, BuildNumber("7", "--build-number"), ("qa", "dev"),

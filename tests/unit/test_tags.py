@@ -8,13 +8,14 @@ from datetime import datetime
 import pytest
 
 from ragbuild.git import parse_version_tags
-from ragbuild.channels import version_channels
+from ragbuild.tags import version_channels
 from ragbuild.cli import parse_build
 from ragbuild.errors import UsageError
 from ragbuild.run.command import Kind
 from ragbuild.config import Config
 from ragbuild.git import GitInfo, version_tags_command
-from ragbuild.plan import describe_plan, make_plan, parse_version
+from ragbuild.plan import describe_plan, make_plan
+from ragbuild.tags import parse_version
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
@@ -295,7 +296,7 @@ def test_the_auto_dry_run_no_longer_says_left_out_while_tagging_latest(project, 
 
 
 def test_the_latest_policy_reads_as_its_flag_value_in_messages():
-    from ragbuild.channels import LatestPolicy
+    from ragbuild.config import LatestPolicy
 
     assert [f"--latest-policy {policy}" for policy in LatestPolicy] == [
         "--latest-policy always", "--latest-policy auto", "--latest-policy never"]

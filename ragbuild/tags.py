@@ -1,4 +1,5 @@
-"""Tags beyond bash's: semver channels (``<major>``, ``<major>.<minor>``), the ``latest`` policy
+"""The image's tags: the version (``parse_version``), the tags a build gets (``plan_tags``) and
+those beyond bash's: semver channels (``<major>``, ``<major>.<minor>``), the ``latest`` policy
 and CI build numbers. Pure: the git tags and the environment are facts handed in.
 
 Where the tags go (bash's own tags keep bash's order)::
@@ -16,13 +17,15 @@ not count: they never move anything themselves.
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 from collections.abc import Mapping
 
+from ragbuild.config import LatestPolicy
 from ragbuild.errors import UsageError
+from ragbuild.git import GitInfo
+from ragbuild.reference import TAG_RE, check_tag
 
 if TYPE_CHECKING:  # semver is imported where a version needs it
     import semver
@@ -30,17 +33,6 @@ if TYPE_CHECKING:  # semver is imported where a version needs it
 #: Where --ci-tags looks for the build number, first set wins: Jenkins, GitHub Actions, GitLab CI.
 CI_BUILD_NUMBER_VARS = ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
 BUILD_NUMBER_RE = re.compile(r"[0-9]+")
-
-
-class LatestPolicy(str, enum.Enum):
-    """--latest-policy: which builds move ``latest`` (and, with --semver-tags, the channels)."""
-
-    ALWAYS = "always"  # every build, as bash did (the default)
-    AUTO = "auto"  # a release not lower than the highest v* git tag of the channel
-    NEVER = "never"  # no build (--no-latest)
-
-    def __str__(self) -> str:  # messages say "--latest-policy always", on every Python
-        return str(self.value)
 
 
 @dataclass(frozen=True)
@@ -176,3 +168,54 @@ def _check_build_number(raw: str, source: str) -> str:
         given = f"{source} {raw!r}" if source.startswith("--") else f"{source}={raw!r} (read by --ci-tags)"
         raise UsageError(f"{given} is not a positive integer (the build-<N> tag needs one)")
     return str(int(text))
+
+
+def parse_version(raw: str) -> semver.Version:
+    """Strip one leading ``v`` and check the rest is semver (bash only stripped the ``v``).
+
+    Returns the ``semver.Version``, parsed once here: ``str()`` of it is the text as given (semver
+    has one spelling), and the channel tags read its parts."""
+    import semver
+
+    version = raw[1:] if raw.startswith("v") else raw
+    if not version:
+        raise UsageError(f"--version {raw!r} is empty; give a semantic version such as 1.2.3 "
+                         "(with make: VERSION=1.2.3)")
+    try:
+        return semver.Version.parse(version)
+    except ValueError:
+        raise UsageError(f"--version {raw!r} is not a semantic version: use MAJOR.MINOR.PATCH with "
+                         "an optional -prerelease and +build, e.g. 1.2.3 or 1.3.0-rc.1") from None
+
+
+def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: GitInfo,
+              number: Optional[BuildNumber], custom: tuple, channel: Channels) -> tuple:
+    """The tags, in bash's order with the opt-in ones slotted in (this module's docstring shows where);
+    ``custom`` are the --tag values (``_check_custom_tags``); one equal to a generated tag is
+    given once."""
+    tags = []
+    if version is not None:
+        tag_version = version.replace("+", "_")
+        tags += [check_tag(f"v{tag_version}", "--version"), check_tag(tag_version, "--version")]
+        tags += channel.tags  # <major>.<minor>, <major> (--semver-tags)
+    if env is not None:
+        tags += [_generated(f"{env}-{timestamp}", f"--env {env!r}"), env]
+    if git.tag:
+        tags.append(_generated(git.tag, "git's commit id"))
+    if number:
+        tags.append(_generated(f"build-{number.value}", f"the build number from {number.source}"))
+    tags += custom
+    if channel.latest:
+        tags.append("latest")
+    return tuple(dict.fromkeys(tags))
+
+
+def _generated(tag: str, origin: str) -> str:
+    """A tag ragbuild makes from a value that passed its own check must still be a tag docker
+    takes (``build-<200 digits>``, ``<long env>-<timestamp>``), or the build would fail late."""
+    if not TAG_RE.fullmatch(tag):
+        shown = tag if len(tag) <= 60 else f"{tag[:40]}...{tag[-12:]}"
+        raise UsageError(f"{origin} makes the tag {shown!r} ({len(tag)} characters), which is not "
+                         "a valid Docker tag: up to 128 letters, digits, '_', '.' or '-', not "
+                         "starting with '.' or '-'")
+    return tag
