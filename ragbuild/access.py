@@ -2,7 +2,7 @@
 registry answers and accepts docker's credentials, where it can tell without anything being
 written); after the push, what each tag names (the read-back, ``push.verify``).
 
-The credentials are the ones ``docker push`` sends: ``builders.DockerConfig.credentials`` finds
+The credentials are the ones ``docker push`` sends: ``DockerConfig.credentials`` finds
 where docker keeps them (``credHelpers``, ``credsStore``, ``auths``), and a helper is asked the
 way docker asks it (``docker-credential-<helper> get``, the host on stdin:
 https://github.com/docker/docker-credential-helpers#development), once per run: the pre-flight's
@@ -46,7 +46,7 @@ from email.message import Message
 from typing import Callable, Optional
 from collections.abc import Mapping, Sequence
 
-from ragbuild.builders import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
+from ragbuild.docker_config import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
 from ragbuild.errors import PushFailed
 from ragbuild.run.command import Command, Kind
 from ragbuild.reference import Registry
@@ -400,7 +400,7 @@ def reach(session: Session, daemon_insecure: Callable[[], bool]) -> Optional[str
     tries it first; only when that fails, ``daemon_insecure()`` (the daemon's ``docker info``)
     says whether unverified TLS and then plain HTTP may follow (moby registry/service.go
     ``lookupV2Endpoints``: TLS first, HTTP only for an insecure registry). A host the daemon
-    always treats as insecure (``builders.always_insecure``: loopback; ``Session.insecure``
+    always treats as insecure (``always_insecure``: loopback; ``Session.insecure``
     from the start) goes straight to that, and the daemon is not asked."""
     host = session.registry.host
     try:

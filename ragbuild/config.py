@@ -181,7 +181,7 @@ class Options:
     latest_policy: LatestPolicy = LatestPolicy.ALWAYS  # --latest/--no-latest too
     build_number: Optional[str] = None
     ci_tags: bool = False
-    # where and how to build (builders.py)
+    # where and how to build (buildx.py, docker_config.py)
     builder: Optional[str] = None
     platform: Optional[str] = None  # comma list, as given
     cache_from: tuple = ()

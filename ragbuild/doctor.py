@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 from collections.abc import Mapping
 
-from ragbuild import builders, deps, steps
+from ragbuild import deps, steps
+from ragbuild.docker_config import DockerConfig, DockerTarget, daemon_down, daemon_unreachable, docker_target, read_docker_config
+from ragbuild.buildx import BUILDX_HINT, builder_driver
 from ragbuild.errors import RagbuildError
 from ragbuild.run.console import ERROR, SUCCESS, WARNING
 from ragbuild.plan import BuildPlan, buildx_version_command, human_size
@@ -62,7 +64,7 @@ class Doctor:
     options: Options
     config: Config
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    docker_config: Optional[builders.DockerConfig] = None
+    docker_config: Optional[DockerConfig] = None
     git: Optional[GitInfo] = None
     plan: Optional[BuildPlan] = None
     plan_error: Optional[str] = None  # why the plan could not be made
@@ -74,9 +76,9 @@ class Doctor:
     builder_missing: bool = False  # --builder / BUILDX_BUILDER names no builder
 
     @property
-    def target(self) -> builders.DockerTarget:
+    def target(self) -> DockerTarget:
         assert self.docker_config is not None
-        return builders.docker_target(self.environ, self.docker_config)
+        return docker_target(self.environ, self.docker_config)
 
 
 def _docker(*argv: str, assume: str = "") -> Command:
@@ -102,7 +104,7 @@ def check_python(doc: Doctor) -> list:
 def prepare(doc: Doctor) -> None:
     """The build's facts and plan (steps.gather_facts, steps.make_plan), made before the first
     line so that each check can use them; a failure is the plan check's problem."""
-    doc.docker_config = builders.read_docker_config(doc.environ)
+    doc.docker_config = read_docker_config(doc.environ)
     try:
         facts = steps.gather_facts(doc.runner, doc.options, doc.environ, doc.config)
         doc.git = facts.git
@@ -146,8 +148,8 @@ def _daemon_problem(doc: Doctor, said: str) -> str:
             steps.diagnose(doc.runner, doc.plan)
         except RagbuildError as err:
             return str(err)
-    if builders.daemon_down(said):
-        return builders.daemon_unreachable(doc.target)
+    if daemon_down(said):
+        return daemon_unreachable(doc.target)
     return f"`docker version` failed: {tail(said, 3) or 'no output'}"
 
 
@@ -172,7 +174,7 @@ def check_buildkit(doc: Doctor) -> list:
     if needs_plugin:
         return [Finding(PROBLEM, "buildkit", f"docker {doc.client} builds with BuildKit only "
                                              "through the buildx plugin, which is missing; fix: "
-                                             f"{builders.BUILDX_HINT}")]
+                                             f"{BUILDX_HINT}")]
     doc.buildkit = True
     return [Finding(OK, "buildkit", f"built into docker {doc.client} (DOCKER_BUILDKIT=1 docker "
                                     "build); no buildx plugin, so no --builder, --platform lists "
@@ -458,7 +460,7 @@ def _builder(doc: Doctor) -> tuple:
 
     builder = doc.options.builder
     inspected = doc.runner.run(builder_inspect_command(builder))
-    driver = builders.builder_driver(inspected.stdout) if inspected.ok else None
+    driver = builder_driver(inspected.stdout) if inspected.ok else None
     return True, builder, driver == "docker"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 from collections.abc import Mapping
 
-from ragbuild.builders import ECR_HELPER, Credentials
+from ragbuild.docker_config import ECR_HELPER, Credentials
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
 from ragbuild.plan import BuildPlan
 from ragbuild.reference import Registry

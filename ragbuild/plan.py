@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, Sequence
 
-from ragbuild import builders, passthrough
+from ragbuild import passthrough
+from ragbuild.docker_config import Credentials, DockerTarget
+from ragbuild.buildx import NOT_FOR_SAGEMAKER, buildx_reasons, check_builder, parse_cache, parse_platforms
 from ragbuild.config import DEFAULT_SMOKE_COMMAND, Config, LatestPolicy, Options, check_start_command
 from ragbuild.tags import (build_number, channel_tags, moving_tags, parse_version,
                            plan_tags, version_channels)
@@ -49,7 +51,7 @@ class PushPlan:
 
     refs: tuple  # the refs to push, in the plan's order
     skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
-    credentials: Optional[builders.Credentials] = None  # where docker gets the host's credentials
+    credentials: Optional[Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
     by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
     #: what each ref named in the registry before the build (``push.read_existing``): its
@@ -81,9 +83,9 @@ class BuildPlan:
     notes: tuple = ()  # why each moving tag (latest, <major>, <major>.<minor>) was kept or not
     platforms: tuple = ()
     buildx: tuple = ()  # why the build needs docker buildx build (empty: plain docker build)
-    cache_from: tuple = ()  # builders.Cache
+    cache_from: tuple = ()  # Cache
     cache_to: tuple = ()
-    docker: Optional[builders.DockerTarget] = None  # the daemon docker talks to
+    docker: Optional[DockerTarget] = None  # the daemon docker talks to
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
     passthrough: tuple = ()  # docker build words of --secret, --ssh and after -- (passthrough.py)
     moving_tags: frozenset = frozenset()  # tags a later build must overwrite (moving_tags)
@@ -176,13 +178,13 @@ def format_created(moment: datetime) -> str:
 
 def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, *,
               version_tags: Optional[tuple] = None, environ: Optional[Mapping[str, str]] = None,
-              docker: Optional[builders.DockerTarget] = None,
+              docker: Optional[DockerTarget] = None,
               host: Optional[HostNetwork] = None) -> BuildPlan:
     """Validate the flags, then compute the tags and build args, exactly in bash's order.
 
     More facts, all optional: ``version_tags`` (``git.parse_version_tags`` of ``git tag
     --list 'v*'``, asked for ``--latest-policy auto`` only), ``environ`` (the CI variables
-    ``--ci-tags`` reads), ``docker`` (the ``builders.DockerTarget`` the plan names) and ``host``
+    ``--ci-tags`` reads), ``docker`` (the ``DockerTarget`` the plan names) and ``host``
     (the CA and index settings the build gets as secrets: ``steps.host_network``)."""
     parsed, env = _check_version_and_env(options, config)
     custom = _check_custom_tags(options, parsed)
@@ -281,21 +283,21 @@ def _check_registry(options: Options) -> Optional[Registry]:
 
 
 def _where_to_build(options: Options) -> dict:
-    """--builder, --platform, --cache-from and --cache-to, checked (builders.py): the plan's
+    """--builder, --platform, --cache-from and --cache-to, checked (buildx.py): the plan's
     ``platforms``, ``buildx``, ``cache_from`` and ``cache_to``."""
-    builder = builders.check_builder(options.builder) if options.builder is not None else None
-    platforms = builders.parse_platforms(options.platform) if options.platform is not None else ()
-    cache_from = tuple(builders.parse_cache(raw, "--cache-from") for raw in options.cache_from)
-    cache_to = tuple(builders.parse_cache(raw, "--cache-to") for raw in options.cache_to)
+    builder = check_builder(options.builder) if options.builder is not None else None
+    platforms = parse_platforms(options.platform) if options.platform is not None else ()
+    cache_from = tuple(parse_cache(raw, "--cache-from") for raw in options.cache_from)
+    cache_to = tuple(parse_cache(raw, "--cache-to") for raw in options.cache_to)
     if len(platforms) > 1 and not options.push:
         raise UsageError(f"--platform {','.join(platforms)} builds an image index, which the local "
                          "image store cannot hold: add --push (and --registry) so the build pushes "
-                         f"it itself. {builders.NOT_FOR_SAGEMAKER}")
+                         f"it itself. {NOT_FOR_SAGEMAKER}")
     if len(platforms) > 1 and options.smoke_test:
         raise UsageError("--smoke-test runs the local image, and a multi-platform build leaves none "
                          "(it pushes straight to the registry); smoke-test a --platform linux/amd64 "
                          "build instead")
-    buildx = builders.buildx_reasons(builder=builder, platforms=platforms, cache_from=cache_from,
+    buildx = buildx_reasons(builder=builder, platforms=platforms, cache_from=cache_from,
                                      cache_to=cache_to)
     return {"platforms": platforms, "buildx": buildx, "cache_from": cache_from, "cache_to": cache_to}
 
@@ -322,7 +324,7 @@ def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
     """Whether the build pushes the refs itself (``docker buildx build --push``) instead of a
     ``docker push`` per ref after it. Always for several platforms (no local image to push).
     For one platform when that is the same image in the same daemon, only sooner: the client
-    has the buildx plugin (``builders.find_cli_plugin``), the build needs no other builder
+    has the buildx plugin (``find_cli_plugin``), the build needs no other builder
     (``plan.buildx`` empty: no --builder, cache export or --platform list; the daemon's own
     builder, buildx's ``docker`` driver, stores the image in the daemon and pushes it with the
     daemon's push, as ``docker push`` would), every ref is pushed (none left out as immutable),
@@ -352,7 +354,7 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag).
 
     ``docker buildx build`` when the plan needs it (``plan.buildx``): ``--load`` for one
-    platform, ``--push`` of the push's refs for several (builders.py). ``push``: what the
+    platform, ``--push`` of the push's refs for several (buildx.py). ``push``: what the
     pre-flight decided. When the build pushes (``push.by_build``) on one platform it is
     ``docker buildx build --builder <the daemon's own builder> ... --push``, writing what it
     pushed to ``metadata_file``, the command's answer (``PUSHED_DIGEST_KEY``). A build that
@@ -434,7 +436,7 @@ def buildx_version_command(reasons: tuple = ()) -> Command:
 
 def builder_inspect_command(builder: Optional[str], needs: tuple = ()) -> Command:
     """The builder's driver, asked before a build that needs more than the docker driver on the
-    classic image store can do (builders.docker_driver_needs, builders.builder_driver)."""
+    classic image store can do (docker_driver_needs, builder_driver)."""
     return Command(("docker", "buildx", "inspect", *((builder,) if builder else ())), check=False,
                    kind=Kind.PROBE,
                    dry_note=f"a real run stops here when the builder cannot do this build "
@@ -498,7 +500,7 @@ def _describe_builder(plan: BuildPlan) -> list:
         lines.append(f"builder: {name}, via docker buildx build (for {'; '.join(plan.buildx)})")
     if plan.multi_platform:
         lines.append(f"platforms: {', '.join(plan.platforms)} (one image index, pushed by the build "
-                     f"itself; {builders.NOT_FOR_SAGEMAKER})")
+                     f"itself; {NOT_FOR_SAGEMAKER})")
     elif plan.platforms:
         lines.append(f"platform: {plan.platforms[0]}")
     for cache in plan.cache_from:

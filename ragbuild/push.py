@@ -26,9 +26,9 @@ from typing import (TYPE_CHECKING, Callable, Optional,
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from ragbuild import ecr
-from ragbuild.builders import (ECR_HELPER, NOT_FOR_SAGEMAKER, Credentials,
-                               DockerConfig, RegistryConfig, daemon_down, daemon_unreachable,
-                               parse_registry_config, read_docker_config)
+from ragbuild.docker_config import (ECR_HELPER, Credentials, DockerConfig, RegistryConfig,
+    daemon_down, daemon_unreachable, parse_registry_config, read_docker_config)
+from ragbuild.buildx import NOT_FOR_SAGEMAKER
 from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
 from ragbuild.run.console import SUCCESS
 from ragbuild.limits import Limits

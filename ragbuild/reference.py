@@ -1,6 +1,6 @@
 """Docker's image reference grammar (docker/distribution ``reference``), and ECR's host pattern.
 
-The regular expressions and limits (builders.py imports them too), and the checks of what a
+The regular expressions and limits (buildx.py and docker_config.py import them too), and the checks of what a
 user names with them: a tag, an image name, a registry (``Registry``, ECR's region).
 """
 

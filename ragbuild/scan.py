@@ -81,7 +81,7 @@ def scan_command(scanner: Scanner, image: str, docker_host: Optional[str] = None
     """The scanner's own output streams to the terminal: its findings are the message.
     ``docker_host``: the daemon holding the image, for a scanner other than docker (which gets
     the runner's ``--context``) when the build ran on another context's builder
-    (``builders.DockerTarget.endpoint``)."""
+    (``DockerTarget.endpoint``)."""
     argv = tuple(word.replace(PLACEHOLDER, image) for word in scanner.argv)
     env = (("DOCKER_HOST", docker_host),) if docker_host and argv[0] != "docker" else ()
     return Command(argv, env=env, mode=Mode.STREAM, check=False)

@@ -11,9 +11,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, MutableMapping, Sequence
 
-from ragbuild import builders, pip_config
+from ragbuild import pip_config
+from ragbuild.docker_config import docker_target, find_cli_plugin, read_docker_config
+from ragbuild.buildx import BUILDX_HINT, builder_driver, docker_driver_needs, docker_driver_problem
 from ragbuild.config import LatestPolicy
-from ragbuild.builders import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
+from ragbuild.docker_config import DockerConfig, DockerTarget, daemon_down, daemon_unreachable
 from ragbuild.errors import (CommandFailed, DockerUnavailable, PushFailed, ToolMissing,
                              UsageError)
 from ragbuild.plan import (CREATED_LABEL, PUSHED_DIGEST_KEY, BuildPlan, PushPlan, build_command,
@@ -200,13 +202,13 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
 
     moment = clock(environ)
     check_paths(options, environ)
-    docker_config = builders.read_docker_config(environ)
+    docker_config = read_docker_config(environ)
     host = host_network(runner, options, config or Config(), environ)  # before git: exit 2 first
     git = git_info(runner, options, environ)
     auto = needs_version_tags(options)
     return Facts(
         git=git, moment=moment, docker_config=docker_config,
-        docker=builders.docker_target(environ, docker_config),
+        docker=docker_target(environ, docker_config),
         version_tags=version_tags(runner, git) if auto else None,
         host=host,
         ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ})
@@ -256,7 +258,7 @@ def preflight(runner: Runner, plan: BuildPlan, config: Config, facts: Facts,
         from ragbuild import push
 
         pushing = push.prepare(runner, plan, facts.docker_config, environ)
-        plugin = builders.find_cli_plugin("buildx", facts.docker_config, environ)
+        plugin = find_cli_plugin("buildx", facts.docker_config, environ)
         pushing = replace(pushing, by_build=build_pushes(plan, pushing, plugin is not None))
     return Preflight(scanner, pushing)
 
@@ -269,22 +271,22 @@ def check_buildx(runner: Runner, plan: BuildPlan) -> None:
     result = runner.run(buildx_version_command(plan.buildx))
     if not result.ok:
         raise DockerUnavailable(f"this build needs docker buildx (for {'; '.join(plan.buildx)}), "
-                                f"and this docker client has no buildx: {builders.BUILDX_HINT}")
+                                f"and this docker client has no buildx: {BUILDX_HINT}")
     check_builder_can(runner, plan)
 
 
 def check_builder_can(runner: Runner, plan: BuildPlan) -> None:
     """An index of several platforms or a cache export stops before the login and the build
-    when the builder cannot make it (builders.docker_driver_problem)."""
+    when the builder cannot make it (docker_driver_problem)."""
     from ragbuild.plan import builder_inspect_command, driver_status_command
 
-    needs = builders.docker_driver_needs(plan.platforms, plan.cache_to)
+    needs = docker_driver_needs(plan.platforms, plan.cache_to)
     if not needs:
         return
     inspected = runner.run(builder_inspect_command(plan.options.builder, needs))
-    driver = builders.builder_driver(inspected.stdout) if inspected.ok else None
+    driver = builder_driver(inspected.stdout) if inspected.ok else None
     status = runner.run(driver_status_command()).stdout if driver == "docker" else ""
-    problem = builders.docker_driver_problem(needs, plan.options.builder, driver, status)
+    problem = docker_driver_problem(needs, plan.options.builder, driver, status)
     if problem:
         raise DockerUnavailable(problem)
 

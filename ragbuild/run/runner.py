@@ -132,7 +132,7 @@ class Runner:
     def aimed_at(self, docker_flags: Sequence[str]) -> Runner:
         """A new runner like this one (its streams; a dry run's said-once warnings shared) that
         puts ``docker_flags`` before every docker command's subcommand: the target the plan
-        chose (``builders.DockerTarget.docker_flags``: ``--context NAME`` for a context's
+        chose (``DockerTarget.docker_flags``: ``--context NAME`` for a context's
         builder). This runner is left as it was."""
         aimed = copy.copy(self)
         aimed._docker_flags = tuple(docker_flags)

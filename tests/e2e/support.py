@@ -77,10 +77,10 @@ def pushed_refs(result) -> tuple:
 
 def client_has_buildx_plugin(env: Optional[dict] = None) -> bool:
     """Whether docker finds its buildx plugin here (what the plan decides the push by)."""
-    from ragbuild import builders
+    from ragbuild import docker_config
 
     environ = {**os.environ, **(env or {})}
-    return builders.find_cli_plugin("buildx", builders.read_docker_config(environ),
+    return docker_config.find_cli_plugin("buildx", docker_config.read_docker_config(environ),
                                     environ) is not None
 
 

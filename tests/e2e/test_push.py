@@ -285,7 +285,7 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     never asking the daemon, takes the htpasswd Basic challenge with the ECR password, and reads
     each tag back with the digest the run pinned."""
     from ragbuild import access
-    from ragbuild.builders import DockerConfig
+    from ragbuild.docker_config import DockerConfig
     from ragbuild.reference import parse_registry
     from ragbuild.run.command import Secret
 

@@ -218,13 +218,13 @@ TEST_HOSTS = {"localhost": ["127.0.0.1", "::1"], "vm": ["127.0.0.1"]}
 
 @pytest.fixture(autouse=True)
 def _no_system_cli_plugins(monkeypatch):
-    """docker's system-wide CLI plugin directories (builders.SYSTEM_PLUGIN_DIRS) are the
+    """docker's system-wide CLI plugin directories (docker_config.SYSTEM_PLUGIN_DIRS) are the
     machine's: the unit tests see none, so a buildx plugin installed here changes no plan. A
     test that wants one puts ``docker-buildx`` in ``$DOCKER_CONFIG/cli-plugins``
     (``buildx_plugin``)."""
-    from ragbuild import builders
+    from ragbuild import docker_config
 
-    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", ())
+    monkeypatch.setattr(docker_config, "SYSTEM_PLUGIN_DIRS", ())
 
 
 @pytest.fixture(autouse=True)
@@ -253,6 +253,6 @@ def buildx_plugin(tmp_path, monkeypatch):
 def _fixed_resolver(monkeypatch):
     """Which registries the daemon treats as insecure depends on what their names resolve to:
     the unit tests resolve only ``TEST_HOSTS``, whatever the machine's DNS and hosts file say."""
-    from ragbuild import builders
+    from ragbuild import docker_config
 
-    monkeypatch.setattr(builders, "_resolve", lambda name: list(TEST_HOSTS.get(name, [])))
+    monkeypatch.setattr(docker_config, "_resolve", lambda name: list(TEST_HOSTS.get(name, [])))

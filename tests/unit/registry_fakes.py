@@ -15,7 +15,7 @@ from datetime import datetime
 import pytest
 
 from ragbuild import access, cli, ecr, push
-from ragbuild.builders import Credentials, DockerConfig, read_docker_config
+from ragbuild.docker_config import Credentials, DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo

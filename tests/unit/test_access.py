@@ -21,9 +21,10 @@ from ragbuild.proxy import INFO_FORMAT
 
 import fakes
 from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve
-from ragbuild import access, builders, cli, push
-from ragbuild.builders import (DOCKER_HUB_KEY, DockerConfig, parse_registry_config,
-                               read_docker_config)
+from ragbuild import access, cli, push
+from ragbuild import docker_config
+from ragbuild.docker_config import (DOCKER_HUB_KEY, DockerConfig, parse_registry_config,
+    read_docker_config)
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
@@ -287,10 +288,10 @@ def test_insecure_registries_are_decided_as_the_daemon_does(host, text, insecure
     ("registry.example.com:5000", False), ("10.1.2.3:5000", False), (ECR, False),
 ])
 def test_loopback_hosts_are_insecure_to_every_daemon(host, always):
-    """moby always adds 127.0.0.0/8 to the insecure CIDRs (builders.DEFAULT_INSECURE_CIDRS), so
+    """moby always adds 127.0.0.0/8 to the insecure CIDRs (docker_config.DEFAULT_INSECURE_CIDRS), so
     no docker info is needed for them."""
-    assert builders.always_insecure(host) is always
-    assert builders.always_insecure("mixed:5000", lambda name: ["127.0.0.1", "10.0.0.1"]) is False
+    assert docker_config.always_insecure(host) is always
+    assert docker_config.always_insecure("mixed:5000", lambda name: ["127.0.0.1", "10.0.0.1"]) is False
 
 
 def plain(ref):

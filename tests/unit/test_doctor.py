@@ -10,7 +10,8 @@ import tempfile
 import pytest
 
 from fakes import register_git, register_proxy_info
-from ragbuild import access, builders, cli, deps, doctor
+from ragbuild import access, cli, deps, doctor
+from ragbuild import buildx, docker_config
 from ragbuild.config import load_config
 
 ORDER = ["python", "docker client", "docker daemon", "buildkit", "buildx builders", "git",
@@ -170,8 +171,8 @@ def test_daemon_down_names_the_fix_of_the_build_and_fails(worker, fp, capsys, mo
     code, lines, summary = run_doctor([], capsys)
     assert code == 1
     line = next(line for line in lines if "docker daemon:" in line)
-    target = builders.DockerTarget(host="tcp://127.0.0.1:1")
-    assert line == f"problem  docker daemon: {builders.daemon_unreachable(target)}"
+    target = docker_config.DockerTarget(host="tcp://127.0.0.1:1")
+    assert line == f"problem  docker daemon: {docker_config.daemon_unreachable(target)}"
     assert "make engine" in line
     assert lines[-3:] == ["problem  dockerfile frontend: not checked: no docker daemon",
                           "problem  base image: not checked: no docker daemon",
@@ -194,7 +195,7 @@ def test_a_client_that_needs_buildx_without_it_is_a_problem(worker, fp, capsys):
     assert code == 1
     line = next(line for line in lines if line.split(None, 1)[1].startswith("buildkit"))
     assert line.startswith("problem  buildkit: docker 28.2.2 builds with BuildKit only through")
-    assert builders.BUILDX_HINT in line
+    assert buildx.BUILDX_HINT in line
     assert lines[-1] == "problem  package index: not checked: no BuildKit (above)"  # no probe
 
 

@@ -14,7 +14,7 @@ import pytest
 import fakes
 from fakes import FAKE_IMAGE_ID
 from ragbuild import access, cli, push, steps
-from ragbuild.builders import DockerTarget
+from ragbuild.docker_config import DockerTarget
 from ragbuild.errors import CommandFailed, PushFailed
 from ragbuild.run.command import Command
 from ragbuild.plan import PushPlan, build_command

@@ -15,7 +15,7 @@ from ragbuild import cli, limits, push, smoke
 from ragbuild.config import load_config
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
-from ragbuild.builders import read_docker_config
+from ragbuild.docker_config import read_docker_config
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
 from ragbuild.plan import PushPlan, make_plan

@@ -441,7 +441,7 @@ def test_plan_tags_in_bash_order_with_the_opt_in_ones_slotted_in():
 
 
 def test_plan_build_args_spell_inline_cache_for_plain_docker_build_only():
-    from ragbuild.builders import parse_cache
+    from ragbuild.buildx import parse_cache
 
     inline = (parse_cache("type=inline", "--cache-to"),)
     base = [("GIT_COMMIT", "a1b2c3d"), ("BUILD_TIMESTAMP", TS), ("A", "1")]

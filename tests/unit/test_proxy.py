@@ -15,7 +15,7 @@ import pytest
 
 import fakes
 from ragbuild import access, proxy, push, smoke
-from ragbuild.builders import DockerConfig, DockerTarget
+from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.proxy import ProxySettings, proxy_for
 from ragbuild.reference import parse_registry

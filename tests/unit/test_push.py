@@ -12,7 +12,7 @@ import pytest
 from ragbuild.proxy import INFO_FORMAT
 
 from ragbuild import cli, ecr, push
-from ragbuild.builders import DockerConfig, read_docker_config
+from ragbuild.docker_config import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed
 from ragbuild.plan import build_command, format_created
 from ragbuild.reference import parse_registry
@@ -640,7 +640,7 @@ def test_a_daemon_that_goes_away_during_the_push_gets_the_daemon_message(fp):
         "daemon running?\n"))
     with pytest.raises(PushFailed) as err:
         push_and_verify(prepared(plan), Runner())
-    from ragbuild.builders import daemon_unreachable
+    from ragbuild.docker_config import daemon_unreachable
 
     assert str(err.value).startswith(f"{plan.refs[0]}: {daemon_unreachable(None)}")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import pytest
-from ragbuild import push, steps, builders
-from ragbuild.builders import DockerTarget
+from ragbuild import push, steps
+from ragbuild import docker_config
+from ragbuild.docker_config import DockerTarget
 from ragbuild.errors import DockerUnavailable
 from ragbuild.reference import familiar
 from ragbuild.run.runner import Runner
@@ -32,12 +33,12 @@ from fakes import (GIT_HASH, GIT_REV_PARSE, GIT_STATUS, OID, docker_calls, git_l
 ])
 def test_read_docker_config(tmp_path, content, context, helpers):
     (tmp_path / "config.json").write_bytes(content)
-    config = builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)})
+    config = docker_config.read_docker_config({"DOCKER_CONFIG": str(tmp_path)})
     assert (config.current_context, config.cred_helpers) == (context, helpers)
 
 
 def test_a_missing_docker_config_is_nothing_set(tmp_path):
-    assert builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}) == builders.DockerConfig(str(tmp_path / 'config.json'))
+    assert docker_config.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}) == docker_config.DockerConfig(str(tmp_path / 'config.json'))
 
 
 # --- the summary's tag check -------------------------------------------------------------------
@@ -82,13 +83,13 @@ def test_a_good_build_on_docker_hub_names_never_lacks_tags(fp, base, capsys):
 
 
 def test_push_and_diagnose_share_the_daemon_markers_and_message():
-    for marker in builders.DAEMON_DOWN_MARKERS:
+    for marker in docker_config.DAEMON_DOWN_MARKERS:
         assert push.classify_failure(f"docker: {marker.upper()}") == push.Failure.DAEMON
     # a push's "connection refused" is the registry's, not the daemon's
     assert push.classify_failure("dial tcp 10.0.0.1:5000: connect: connection refused") == \
         push.Failure.UNREACHABLE
     target = DockerTarget(host="tcp://10.0.0.5:2375")
-    assert builders.daemon_unreachable(target).startswith(
+    assert docker_config.daemon_unreachable(target).startswith(
         "cannot reach the Docker daemon at tcp://10.0.0.5:2375: start it")
 
 
@@ -100,7 +101,7 @@ def test_diagnose_names_the_unreachable_daemon(fp):
     target = DockerTarget(context="buildbox")
     with pytest.raises(DockerUnavailable) as err:
         steps.diagnose(Runner(), SimpleNamespace(docker=target))
-    assert str(err.value) == builders.daemon_unreachable(target)
+    assert str(err.value) == docker_config.daemon_unreachable(target)
 
 
 # --- the checks before the build, in a dry run -------------------------------------------------

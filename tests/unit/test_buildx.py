@@ -17,7 +17,8 @@ from ragbuild.proxy import INFO_FORMAT
 from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
 from registry_fakes import FakeRegistry, serve
 from ragbuild import access, cli, push
-from ragbuild.builders import DockerConfig, DockerTarget, parse_cache, parse_platforms
+from ragbuild.docker_config import DockerConfig, DockerTarget
+from ragbuild.buildx import parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
 from ragbuild.config import Config
 from ragbuild.git import GitInfo
@@ -606,10 +607,11 @@ def test_missing_docker_context_is_named(project, strict_fp, capsys, monkeypatch
 # --- module structure --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module, absent", [("ragbuild.builders", "ragbuild.plan"),
+@pytest.mark.parametrize("module, absent", [("ragbuild.buildx", "ragbuild.plan"),
+                                            ("ragbuild.docker_config", "ragbuild.plan"),
                                             ("ragbuild.reference", "ragbuild.plan")])
-def test_builders_needs_no_plan_for_the_reference_grammar(module, absent):
-    """plan.py imports builders.py at the top; builders.py must not import plan.py back."""
+def test_buildx_and_docker_config_need_no_plan_for_the_reference_grammar(module, absent):
+    """plan.py imports buildx.py and docker_config.py at the top; neither imports plan.py back."""
     import subprocess
     import sys
     from pathlib import Path
@@ -687,7 +689,7 @@ def test_builder_of_another_context_runs_every_docker_command_there(project, str
 
 
 def test_docker_contexts_are_read_from_the_docker_config(tmp_path):
-    from ragbuild.builders import read_docker_contexts
+    from ragbuild.docker_config import read_docker_contexts
 
     meta = tmp_path / "contexts" / "meta"
     for name, body in (("a", {"Name": "remote", "Endpoints": {"docker": {"Host": "tcp://h:1"}}}),
@@ -728,39 +730,39 @@ def _plugin(directory, name="docker-buildx", mode=0o755):
 
 def test_docker_finds_a_plugin_in_its_config_dir_before_the_extra_and_system_dirs(tmp_path,
                                                                                  monkeypatch):
-    from ragbuild import builders
+    from ragbuild import docker_config
 
     system, extra, config = tmp_path / "system", tmp_path / "extra", tmp_path / "config"
-    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", (str(system),))
+    monkeypatch.setattr(docker_config, "SYSTEM_PLUGIN_DIRS", (str(system),))
     environ = {"DOCKER_CONFIG": str(config)}
-    docker_config = DockerConfig(plugin_dirs=(str(extra),))
-    assert builders.find_cli_plugin("buildx", docker_config, environ) is None
+    configured = DockerConfig(plugin_dirs=(str(extra),))
+    assert docker_config.find_cli_plugin("buildx", configured, environ) is None
     in_system = _plugin(system)
-    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_system
+    assert docker_config.find_cli_plugin("buildx", configured, environ) == in_system
     in_extra = _plugin(extra)
-    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_extra
+    assert docker_config.find_cli_plugin("buildx", configured, environ) == in_extra
     in_config = _plugin(config / "cli-plugins")
-    assert builders.find_cli_plugin("buildx", docker_config, environ) == in_config
-    assert builders.find_cli_plugin("compose", docker_config, environ) is None
+    assert docker_config.find_cli_plugin("buildx", configured, environ) == in_config
+    assert docker_config.find_cli_plugin("compose", configured, environ) is None
 
 
 def test_a_plugin_file_that_cannot_run_is_no_plugin(tmp_path, monkeypatch):
-    from ragbuild import builders
+    from ragbuild import docker_config
 
-    monkeypatch.setattr(builders, "SYSTEM_PLUGIN_DIRS", (str(tmp_path / "system"),))
+    monkeypatch.setattr(docker_config, "SYSTEM_PLUGIN_DIRS", (str(tmp_path / "system"),))
     _plugin(tmp_path / "config" / "cli-plugins", mode=0o644)
     (tmp_path / "system" / "docker-buildx").mkdir(parents=True)  # a directory: no plugin
-    assert builders.find_cli_plugin("buildx", DockerConfig(),
+    assert docker_config.find_cli_plugin("buildx", DockerConfig(),
                                     {"DOCKER_CONFIG": str(tmp_path / "config")}) is None
 
 
 def test_cli_plugins_extra_dirs_come_from_config_json(tmp_path):
-    from ragbuild import builders
+    from ragbuild import docker_config
 
     (tmp_path / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": ["/opt/p", 3, ""]}))
-    assert builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}).plugin_dirs == ("/opt/p",)
+    assert docker_config.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}).plugin_dirs == ("/opt/p",)
     (tmp_path / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": "/opt/p"}))
-    assert builders.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}).plugin_dirs == ()
+    assert docker_config.read_docker_config({"DOCKER_CONFIG": str(tmp_path)}).plugin_dirs == ()
 
 
 @pytest.mark.parametrize("target, builder", [
