@@ -303,11 +303,12 @@ def check_registry(doc: Doctor) -> list:
     helper docker resolves for the host is installed (push.check_helper); ECR: the aws CLI, the
     login with the region from the host (ecr.authenticate); the registry answers and accepts
     docker's credentials, over what the daemon would use (push.reach_registry: the daemon's
-    proxy settings from docker info, access.check, and the daemon's registry configuration only
+    proxy settings from docker info, registry.check, and the daemon's registry configuration only
     when verified HTTPS fails for a host that is not loopback);
     ECR: the repository and its tag mutability (ecr.check_repository); with --push and
     --version, that the version tags are new (push.read_existing, push.check_version_tags)."""
-    from ragbuild import access, ecr, push
+    from ragbuild import ecr, push
+    from ragbuild.registry import Login, describe
 
     plan = doc.plan
     registry = plan.registry if plan is not None else None
@@ -341,12 +342,12 @@ def check_registry(doc: Doctor) -> list:
         return found + [Finding(PROBLEM, "registry", "not checked: no docker daemon to say how it "
                                                      "reaches the registry")]
     try:
-        login = access.Login("AWS", logged_in) if logged_in is not None else None
+        login = Login("AWS", logged_in) if logged_in is not None else None
         session = push.reach_registry(doc.runner, plan, creds, doc.docker_config, login,
                                       doc.environ)
     except RagbuildError as err:
         return found + [Finding(PROBLEM, "registry", _one_line(err))]
-    found.append(Finding(OK, "registry", f"{registry.host} answers ({access.describe(session)}) "
+    found.append(Finding(OK, "registry", f"{registry.host} answers ({describe(session)}) "
                                          "and accepts docker's credentials"))
     if doc.options.push and plan.version_refs:  # the pre-flight's own rule (push.prepare)
         try:

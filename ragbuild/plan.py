@@ -55,11 +55,11 @@ class PushPlan:
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
     by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
     #: what each ref named in the registry before the build (``push.read_existing``): its
-    #: manifest digest, "" when the tag did not exist, the ``access.ReadFailed`` when it could
+    #: manifest digest, "" when the tag did not exist, the ``manifest.ReadFailed`` when it could
     #: not be read; the restore advice after a push of another image quotes it
     before: Mapping = field(default_factory=dict, compare=False)
     #: how the pre-flight reached the registry (scheme, TLS, docker's credentials): the
-    #: read-back reuses it. An ``access.Session`` (push.session_of); typed ``object`` because
+    #: read-back reuses it. An ``registry.Session`` (push.session_of); typed ``object`` because
     #: access imports this module.
     session: object = field(default=None, compare=False, repr=False)
 

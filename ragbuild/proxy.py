@@ -1,5 +1,5 @@
 """Which proxy the Docker daemon uses for a URL, so that ragbuild's own registry requests (the
-push pre-flight and read-back, access.py) go the way the daemon's push goes, not the way the
+push pre-flight and read-back, registry.py) go the way the daemon's push goes, not the way the
 shell's ``http_proxy`` would send them.
 
 The daemon reaches registries through Go's ``http.ProxyFromEnvironment``: its own

@@ -4,7 +4,7 @@ What to push and how is decided before the build (``prepare``: the refs, the imm
 left out, whether the build must drop attestations, the credentials) and handed to the build as
 a ``PushPlan``. After the build, ``push`` pushes each ref on its own (``docker push``, retried
 with backoff when the failure is transient) and ``verify`` reads every pushed ref back from the
-registry's API, in-process and concurrently, through the pre-flight's ``access.Session`` (its
+registry's API, in-process and concurrently, through the pre-flight's ``registry.Session`` (its
 scheme, TLS and credentials): every tag must name the one single-image manifest ``docker push``
 reported (SageMaker refuses an index:
 https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html), or, for a
@@ -38,7 +38,7 @@ from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner, tail
 
 if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
-    from ragbuild import access, proxy
+    from ragbuild import manifest, proxy, registry
 
 R = TypeVar("R")
 
@@ -113,7 +113,7 @@ def normalize_platform(platform: str) -> str:
 def registry_config_command() -> Command:
     """The daemon's registry configuration (``docker info``): which registries it reaches over
     plain HTTP or unverified TLS. Asked only inside the pre-flight's registry check, after
-    verified HTTPS failed (``access.reach``), so a dry run, which sends no request, never
+    verified HTTPS failed (``registry.reach``), so a dry run, which sends no request, never
     prints it."""
     return Command(("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False,
                    kind=Kind.PROBE)
@@ -148,7 +148,7 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     credentials (``reach_registry``). No probe of the client for attestations: see
     ``plan.build_command``. The returned plan keeps the registry session for the read-back.
     ``docker_config`` and ``environ`` default to docker's config and the process environment."""
-    from ragbuild import access
+    from ragbuild.registry import Login
 
     environ = os.environ if environ is None else environ
     docker_config = read_docker_config(environ) if docker_config is None else docker_config
@@ -166,44 +166,44 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
         skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
         refs = tuple(ref for ref in plan.refs if ref not in skipped)
     session = reach_registry(runner, plan, creds, docker_config,
-                             access.Login("AWS", logged_in) if logged_in is not None else None,
+                             Login("AWS", logged_in) if logged_in is not None else None,
                              environ)
     before = read_existing(runner, plan, session, refs)
     check_version_tags(runner, plan, before)
     return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before)
 
 
-def read_existing(runner: Runner, plan: BuildPlan, session: access.Session, refs: Sequence[str],
+def read_existing(runner: Runner, plan: BuildPlan, session: registry.Session, refs: Sequence[str],
                   sleep: Callable[[float], None] = time.sleep) -> dict:
     """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
     manifest through the pre-flight's session; a transient failure retried as a push is):
-    ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``access.ReadFailed``
+    ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``manifest.ReadFailed``
     where it could not be read (a version tag's check cannot go on without it: see
     ``check_version_tags``). A dry run says what it would ask and takes every tag to be new."""
-    from ragbuild import access
+    from ragbuild import manifest, registry
 
-    def ask(ref: str) -> Union[str, access.ReadFailed]:
+    def ask(ref: str) -> Union[str, manifest.ReadFailed]:
         tag = ref.rsplit(":", 1)[1]
 
-        def attempt() -> Union[Optional[access.Manifest], access.ReadFailed]:
+        def attempt() -> Union[Optional[manifest.Manifest], manifest.ReadFailed]:
             try:
-                return access.find_manifest(session, tag)
-            except access.ReadFailed as failed:
+                return manifest.find_manifest(session, tag)
+            except manifest.ReadFailed as failed:
                 return failed
             except ValueError as bad:  # served, but no manifest: it exists, digest unknown
-                return access.ReadFailed(f"{access.manifest_url(session, tag)} served no "
+                return manifest.ReadFailed(f"{manifest.manifest_url(session, tag)} served no "
                                          f"manifest: {bad}", 200)
 
         found, _ = retrying(runner, attempt,
-                            lambda got: str(got) if isinstance(got, access.ReadFailed) else None,
-                            sleep, f"GET {access.manifest_url(session, tag)}", plan.limits)
-        if isinstance(found, access.ReadFailed):
+                            lambda got: str(got) if isinstance(got, manifest.ReadFailed) else None,
+                            sleep, f"GET {manifest.manifest_url(session, tag)}", plan.limits)
+        if isinstance(found, manifest.ReadFailed):
             return found
         return found.digest if found is not None else ""
 
     version = set(plan.version_refs)
-    checks = [(f"GET {access.manifest_url(session, ref.rsplit(':', 1)[1])} "
-               f"({access.describe(session)}) to learn what the tag names before the push"
+    checks = [(f"GET {manifest.manifest_url(session, ref.rsplit(':', 1)[1])} "
+               f"({registry.describe(session)}) to learn what the tag names before the push"
                + (" (an existing version tag stops the run unless --replace-version-tags)"
                   if ref in version else ""),
                lambda ref=ref: ask(ref), "") for ref in refs]
@@ -218,13 +218,13 @@ def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None
     (``prod``, ``latest``, channels) move as before. With --replace-version-tags the run goes on
     and says which tags it moves. A version tag whose state could not be read stops the run too:
     the check cannot pass on a guess."""
-    from ragbuild import access
+    from ragbuild import manifest
 
     for ref in plan.version_refs:
         if ref not in before:  # left out of the push (an immutable ECR tag, skipped)
             continue
         found = before[ref]
-        if isinstance(found, access.ReadFailed):
+        if isinstance(found, manifest.ReadFailed):
             raise PushFailed(f"cannot tell whether {ref} already exists, so whether this push "
                              f"would move a version tag ({tail(str(found), 1)}); checked before "
                              "the build, nothing was built or pushed")
@@ -245,19 +245,19 @@ def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None
 
 def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
                    docker_config: DockerConfig,
-                   login: Optional[access.Login] = None,
-                   environ: Optional[Mapping[str, str]] = None) -> access.Session:
-    """The pre-flight's (and doctor's) question to the registry (``access.check``): it answers
+                   login: Optional[registry.Login] = None,
+                   environ: Optional[Mapping[str, str]] = None) -> registry.Session:
+    """The pre-flight's (and doctor's) question to the registry (``check``): it answers
     over what the daemon would use (its proxy settings, ``daemon_proxies``), and takes docker's
     credentials. The daemon's registry configuration (``docker info``) is asked only when its
     answer decides something: verified HTTPS failed for a host that is not loopback
-    (``access.reach``). Returns the session, for the read-back."""
-    from ragbuild import access
+    (``registry.reach``). Returns the session, for the read-back."""
+    from ragbuild.registry import check
 
     registry = plan.registry
     assert registry is not None
     proxies = daemon_proxies(runner, plan, os.environ if environ is None else environ)
-    return access.check(runner, registry, creds, docker_config,
+    return check(runner, registry, creds, docker_config,
                         lambda: daemon_registry_config(runner, plan).is_insecure(registry.host),
                         login=login, proxies=proxies)
 
@@ -465,20 +465,20 @@ def check_pushed(runner: Runner, ctx: Context, ref: str,
                  digests: Mapping[str, Optional[str]]) -> None:
     """After the first push: the registry must serve this run's image under ``ref``: the
     manifest's config digest is the image's ID (the classic image store's ID), or the
-    manifest's own digest is (the containerd store's); ``access.Manifest.names_image``.
+    manifest's own digest is (the containerd store's); ``manifest.Manifest.names_image``.
     Anything else (another build re-tagged the ref between ``docker tag`` and ``docker push``)
     stops the run before anything more is pushed, naming the other image and how to restore
     the tag. A dry run says it would ask."""
-    from ragbuild import access
+    from ragbuild import manifest
 
     if ctx.image_id is None:
         return
     image_id = ctx.image_id
     session = session_of(ctx)
     tag = ref.rsplit(":", 1)[1]
-    assume: Union[access.Manifest, str] = access.Manifest(
-        digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST, config=image_id)
-    answer = runner.check(f"GET {access.manifest_url(session, tag)} and expect the manifest of "
+    assume: Union[manifest.Manifest, str] = manifest.Manifest(
+        digests.get(ref) or DRY_DIGEST, manifest.DOCKER_MANIFEST, config=image_id)
+    answer = runner.check(f"GET {manifest.manifest_url(session, tag)} and expect the manifest of "
                           f"this run's image {image_id} (its config digest, or on the containerd "
                           "image store its own digest) before anything more is pushed",
                           lambda: read_back(runner, ctx, ref), assume)
@@ -623,43 +623,43 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
     return f"docker push {ref} failed"
 
 
-def session_of(ctx: Context) -> access.Session:
+def session_of(ctx: Context) -> registry.Session:
     """The pre-flight's registry session (``prepare`` made it)."""
-    from ragbuild import access
+    from ragbuild import registry
 
     session = ctx.push.session
-    assert isinstance(session, access.Session), "the push was not prepared"
+    assert isinstance(session, registry.Session), "the push was not prepared"
     return session
 
 
-def read_back(runner: Runner, ctx: Context, ref: str) -> Union[access.Manifest, str]:
-    """What ``ref`` names on the registry (``access.read_manifest`` through the pre-flight's
+def read_back(runner: Runner, ctx: Context, ref: str) -> Union[manifest.Manifest, str]:
+    """What ``ref`` names on the registry (``manifest.read_manifest`` through the pre-flight's
     session), a transient failure retried as a push is (``retrying``); or the problem, in
     words for the user."""
-    from ragbuild import access
+    from ragbuild import manifest
 
     session = session_of(ctx)
     tag = ref.rsplit(":", 1)[1]
-    url = access.manifest_url(session, tag)
+    url = manifest.manifest_url(session, tag)
 
-    def attempt() -> Union[access.Manifest, access.ReadFailed]:
+    def attempt() -> Union[manifest.Manifest, manifest.ReadFailed]:
         try:
-            return access.read_manifest(session, tag)
-        except access.ReadFailed as failed:
+            return manifest.read_manifest(session, tag)
+        except manifest.ReadFailed as failed:
             return failed
 
     try:
         answer, _ = retrying(runner, attempt,
-                             lambda got: str(got) if isinstance(got, access.ReadFailed) else None,
+                             lambda got: str(got) if isinstance(got, manifest.ReadFailed) else None,
                              ctx.sleep, f"GET {url}", ctx.plan.limits)
     except ValueError as bad:
         return f"{ref}: {url} served no manifest: {bad}"
-    if isinstance(answer, access.ReadFailed):
+    if isinstance(answer, manifest.ReadFailed):
         return f"{ref}: cannot read its manifest back from the registry ({url}):\n{answer}"
     return answer
 
 
-def _judge(ctx: Context, ref: str, manifest: access.Manifest,
+def _judge(ctx: Context, ref: str, manifest: manifest.Manifest,
            pushed: Mapping[str, Optional[str]]) -> str:
     """The digest ``ref`` names, when it is what was pushed; ValueError says what it is not."""
     plan = ctx.plan
@@ -696,7 +696,8 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     every problem. A multi-platform build's refs (pushed by the build itself) get their index
     digests recorded in ``digests``. A dry run says what it would ask and takes the registry to
     answer with what was pushed."""
-    from ragbuild import access
+    from ragbuild import manifest
+    from ragbuild.registry import describe
 
     plan = ctx.plan
     registry = plan.registry
@@ -712,14 +713,14 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
         what = "{digest}"
         differ = "were pushed as different manifests"
 
-    def dry(ref: str) -> access.Manifest:  # what a dry run takes the registry to have answered
+    def dry(ref: str) -> manifest.Manifest:  # what a dry run takes the registry to have answered
         if plan.multi_platform:
-            return access.Manifest(DRY_DIGEST, access.OCI_INDEX, plan.platforms)
-        return access.Manifest(digests.get(ref) or DRY_DIGEST, access.DOCKER_MANIFEST,
+            return manifest.Manifest(DRY_DIGEST, manifest.OCI_INDEX, plan.platforms)
+        return manifest.Manifest(digests.get(ref) or DRY_DIGEST, manifest.DOCKER_MANIFEST,
                                config=ctx.image_id or "")
 
-    checks = [(f"GET {access.manifest_url(session, ref.rsplit(':', 1)[1])} "
-               f"({access.describe(session)}; a pull token, the Docker and OCI manifest and index "
+    checks = [(f"GET {manifest.manifest_url(session, ref.rsplit(':', 1)[1])} "
+               f"({describe(session)}; a pull token, the Docker and OCI manifest and index "
                f"types accepted) and expect {expect}",
                lambda ref=ref: read_back(runner, ctx, ref), dry(ref)) for ref in ctx.push.refs]
     answers = runner.check_all(checks)

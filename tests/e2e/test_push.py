@@ -284,7 +284,7 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     127.0.0.1) reaches it over verified HTTPS with the CA of /etc/docker/certs.d/<host>/ only,
     never asking the daemon, takes the htpasswd Basic challenge with the ECR password, and reads
     each tag back with the digest the run pinned."""
-    from ragbuild import access
+    from ragbuild import manifest, registry
     from ragbuild.docker_config import DockerConfig
     from ragbuild.reference import parse_registry
     from ragbuild.run.command import Secret
@@ -301,27 +301,27 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     assert "RegistryConfig" not in result.stderr  # (docker info for the proxy settings only)
 
     registry = parse_registry(uri)
-    login = access.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
-    session = access.Session(registry, DockerConfig().credentials(ecr_host), login, insecure=False)
+    login = registry.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
+    session = registry.Session(registry, DockerConfig().credentials(ecr_host), login, insecure=False)
 
     def never():
         raise AssertionError("the daemon was asked")
 
-    assert access.probe(session, never) is None
+    assert registry.probe(session, never) is None
     assert session.base == f"https://{ecr_host}" and not session.insecure
     for ref in planned_refs(result):
-        manifest = access.read_manifest(session, ref.rsplit(":", 1)[1])
+        manifest = manifest.read_manifest(session, ref.rsplit(":", 1)[1])
         assert (manifest.digest, manifest.is_index) == (digest, False)
-    wrong = access.Session(registry, DockerConfig().credentials(ecr_host),
-                           access.Login("AWS", Secret("wrong")), insecure=False)
-    assert "refused docker's credentials" in access.probe(wrong, never)
+    wrong = registry.Session(registry, DockerConfig().credentials(ecr_host),
+                           registry.Login("AWS", Secret("wrong")), insecure=False)
+    assert "refused docker's credentials" in registry.probe(wrong, never)
 
 
 # --- faults ------------------------------------------------------------------------------------
 
 
 def test_unreachable_registry_stops_before_the_build(project, docker, tiny_context, unique):
-    """A registry nothing answers for is found by the pre-flight (access.py), not by every push
+    """A registry nothing answers for is found by the pre-flight (registry.py), not by every push
     after a whole build (issue 11 (e)); what a push that fails midway lists is unit-tested
     (test_failed_push_lists_what_was_and_was_not_pushed). A closed port of our own stands in
     for a stopped registry, so the shared harness registry keeps running for everyone."""

@@ -188,15 +188,16 @@ def registry_http():
 
 @pytest.fixture(autouse=True)
 def _no_registry_requests(request, monkeypatch):
-    """Unit tests send no HTTP request to a registry: ``access.probe`` (the pre-flight's
+    """Unit tests send no HTTP request to a registry: ``registry.probe`` (the pre-flight's
     question) answers "no problem", as if verified HTTPS answered, and records what it was asked
-    in ``probe.asked``: (host, insecure, login, creds); ``access.send`` is a
+    in ``probe.asked``: (host, insecure, login, creds); ``registry.send`` is a
     ``registry_fakes.FakeRegistry`` (the read-back's requests), also ``FakeRegistry.current``."""
     if "registry_http" in request.fixturenames:
         yield None
         return
-    from ragbuild import access
     from registry_fakes import FakeRegistry
+
+    from ragbuild import registry
 
     asked = []
 
@@ -205,9 +206,9 @@ def _no_registry_requests(request, monkeypatch):
         return None
 
     probe.asked = asked
-    monkeypatch.setattr(access, "probe", probe)
+    monkeypatch.setattr(registry, "probe", probe)
     fake = FakeRegistry.current = FakeRegistry()
-    monkeypatch.setattr(access, "send", fake)
+    monkeypatch.setattr(registry, "send", fake)
     yield probe
     FakeRegistry.current = None
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from ragbuild import access, cli, ecr, push
+from ragbuild import cli, ecr, manifest, push, registry
 from ragbuild.docker_config import Credentials, DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.config import Config, Options
@@ -63,7 +63,7 @@ BODIES = {DIGEST: MANIFEST, OTHER_DIGEST: OTHER_MANIFEST}
 
 
 class FakeRegistry:
-    """``access.send`` for the unit tests (conftest installs one for every test): the registry
+    """``registry.send`` for the unit tests (conftest installs one for every test): the registry
     API of every host, ``GET /v2/`` answering 200 and ``GET /v2/<name>/manifests/<tag>`` the
     manifests ``serve`` put there (404 MANIFEST_UNKNOWN for others). ``requests``: (url,
     headers) of each request, ``proxies`` (url, the ``ProxySettings`` it was sent with);
@@ -84,10 +84,10 @@ class FakeRegistry:
             self.proxies.append((url, settings))
         parts = urllib.parse.urlsplit(url)
         if parts.path == "/v2/":
-            return access.Answer(200)
+            return registry.Answer(200)
         match = re.fullmatch(r"/v2/(?P<name>.+)/manifests/(?P<tag>[^/]+)", parts.path)
         if not match:
-            return access.Answer(404)
+            return registry.Answer(404)
         ref = f"{parts.netloc}/{match['name']}:{match['tag']}"
         with self.lock:
             failures = self.fail.get(ref) or []
@@ -95,16 +95,16 @@ class FakeRegistry:
         if isinstance(failure, Exception):
             raise failure
         if failure is not None:
-            return access.Answer(failure, Message(), b"")
+            return registry.Answer(failure, Message(), b"")
         if ref not in self.manifests:
             body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN",
                                            "message": "manifest unknown"}]}).encode()
-            return access.Answer(404, Message(), body)
+            return registry.Answer(404, Message(), body)
         body, media_type, said = self.manifests[ref]
         answer = Message()
         answer["Content-Type"] = media_type
         answer["Docker-Content-Digest"] = said or digest_of(body)
-        return access.Answer(200, answer, body)
+        return registry.Answer(200, answer, body)
 
     def manifest_requests(self):
         return [(url, headers) for url, headers in self.requests if "/manifests/" in url]
@@ -215,7 +215,7 @@ def prepared(plan, sleep=None, helper=None, origin="credHelpers"):
     config = read_docker_config()
     creds = Credentials(plan.registry.host, helper=helper, origin=origin if helper else "",
                         config_path=config.path)
-    session = access.Session(plan.registry, creds, None)
+    session = registry.Session(plan.registry, creds, None)
     return push.Context(plan, PushPlan(plan.refs, credentials=creds, session=session), config,
                         os.environ, sleep or FakeSleep())
 

@@ -16,7 +16,7 @@ from ragbuild.proxy import INFO_FORMAT
 
 from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
 from registry_fakes import FakeRegistry, serve
-from ragbuild import access, cli, push
+from ragbuild import cli, push, registry
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.buildx import parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
@@ -154,7 +154,7 @@ def test_build_command(argv, expected):
 
 def push_context(plan):
     """The push and verify steps' context, as the pre-flight would leave it for a plain registry."""
-    session = access.Session(plan.registry, DockerConfig().credentials(plan.registry.host), None)
+    session = registry.Session(plan.registry, DockerConfig().credentials(plan.registry.host), None)
     return push.Context(plan, PushPlan(plan.refs, session=session), DockerConfig(), {})
 
 

@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 from fakes import register_git, register_proxy_info
-from ragbuild import access, cli, deps, doctor
+from ragbuild import cli, deps, doctor, registry
 from ragbuild import buildx, docker_config
 from ragbuild.config import load_config
 
@@ -274,7 +274,7 @@ def test_ecr_repository_missing_gives_the_create_command(worker, fp, capsys, mon
     fp.register([fp.program("aws"), "ecr", "get-login-password", "--region", "us-east-1"],
                 stdout="token\n")
     docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, stdout="Login Succeeded\n")
-    monkeypatch.setattr(access, "probe", lambda *args: None)  # (no docker info: HTTPS answered)  # the registry answers, takes them
+    monkeypatch.setattr(registry, "probe", lambda *args: None)  # (no docker info: HTTPS answered)  # the registry answers, takes them
     fp.register([fp.program("aws"), "ecr", "describe-repositories", "--repository-names",
                  "rag-worker", "--region", "us-east-1", "--output", "json"], returncode=254,
                 stderr="An error occurred (RepositoryNotFoundException) when calling the "
@@ -291,7 +291,7 @@ def test_a_registry_that_refuses_the_credentials_is_the_preflights_message(worke
                                                                             monkeypatch):
     healthy(fp)
     refusal = "registry.example.com refused the push's credentials (HTTP 401): docker login it"
-    monkeypatch.setattr(access, "probe", lambda *args: refusal)
+    monkeypatch.setattr(registry, "probe", lambda *args: refusal)
     code, lines, _ = run_doctor(["--registry", "registry.example.com/team/rag-worker"], capsys)
     assert code == 1
     assert lines[-5].startswith("ok       registry credentials: none: no credHelpers")

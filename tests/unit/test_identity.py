@@ -10,10 +10,12 @@ import json
 import os
 
 import pytest
+from email.message import Message
 
 import fakes
 from fakes import FAKE_IMAGE_ID
-from ragbuild import access, cli, push, steps
+from ragbuild import cli, push, steps
+from ragbuild.manifest import parse_manifest
 from ragbuild.docker_config import DockerTarget
 from ragbuild.errors import CommandFailed, PushFailed
 from ragbuild.run.command import Command
@@ -41,7 +43,7 @@ def calls(fp):
 
 
 def test_a_manifest_names_the_image_whose_id_is_its_config_or_itself():
-    manifest = access.parse_manifest(OTHER_MANIFEST, access.Message())
+    manifest = parse_manifest(OTHER_MANIFEST, Message())
     assert manifest.config == OTHER_IMAGE
     assert manifest.names_image(OTHER_IMAGE)  # classic store: the ID is the config's digest
     assert manifest.names_image(digest_of(OTHER_MANIFEST))  # containerd store: the manifest's

@@ -1,6 +1,6 @@
 """proxy.py: the daemon's proxy rule (Go's golang.org/x/net/http/httpproxy, the cases of its
 proxy_test.go re-stated), docker info's fields, and that ragbuild's own HTTP follows the daemon's
-proxy settings, never the shell's (access.py's requests, push.daemon_proxies' warnings, the
+proxy settings, never the shell's (registry.py's requests, push.daemon_proxies' warnings, the
 smoke test's polling). tests/e2e/test_proxy.py checks the rule against a real dockerd."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import fakes
-from ragbuild import access, proxy, push, smoke
+from ragbuild import manifest, proxy, push, registry, smoke
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.proxy import ProxySettings, proxy_for
@@ -221,7 +221,7 @@ def test_masked_credentials_nobody_gives_are_left_out_with_a_warning(fp, capsys)
 def test_a_proxy_urllib_cannot_use_is_a_warning(fp, capsys):
     fakes.register_proxy_info(fp, stdout=json.dumps({"HTTPSProxy": "socks5://p:1080"}))
     found = push.daemon_proxies(Runner(), prepared_plan(), {})
-    assert access.usable_proxy("https://r.example/v2/", found) is None  # direct
+    assert registry.usable_proxy("https://r.example/v2/", found) is None  # direct
     assert said(capsys) == ["warning: the daemon's proxy socks5://p:1080 is not an http:// "
                             "proxy, which ragbuild's registry checks cannot use: they go direct"]
 
@@ -302,7 +302,7 @@ def shell_proxies(monkeypatch, url):
 
 
 def session(host, proxies, insecure=None):
-    return access.Session(parse_registry(f"{host}/team/app"),
+    return registry.Session(parse_registry(f"{host}/team/app"),
                           DockerConfig(path="/cfg.json").credentials(host), None, insecure,
                           proxies=proxies)
 
@@ -312,10 +312,10 @@ def test_a_loopback_registry_is_reached_directly_whatever_the_shell_says(listen,
     no_proxy; the daemon has no proxy, so neither have ragbuild's requests."""
     shell = listen(403)
     shell_proxies(monkeypatch, f"http://127.0.0.1:{shell.server_address[1]}")
-    registry = listen(200)
-    host = f"localhost:{registry.server_address[1]}"
-    assert access.probe(session(host, proxy.DIRECT), lambda: True) is None
-    assert shell.seen == [] and registry.seen[-1][:2] == ("GET", "/v2/")
+    served = listen(200)
+    host = f"localhost:{served.server_address[1]}"
+    assert registry.probe(session(host, proxy.DIRECT), lambda: True) is None
+    assert shell.seen == [] and served.seen[-1][:2] == ("GET", "/v2/")
 
 
 def test_the_daemons_proxy_carries_what_it_would_and_the_shells_nothing(listen, monkeypatch):
@@ -328,11 +328,11 @@ def test_the_daemons_proxy_carries_what_it_would_and_the_shells_nothing(listen, 
     daemon = ProxySettings(f"http://127.0.0.1:{http_proxy.server_address[1]}",
                            f"127.0.0.1:{https_proxy.server_address[1]}", "other.invalid")
     reached = session("registry.invalid:5000", daemon, insecure=True)
-    assert access.probe(reached, lambda: True) is None
+    assert registry.probe(reached, lambda: True) is None
     assert https_proxy.seen == [("CONNECT", "registry.invalid:5000", None)]
     assert http_proxy.seen == [("GET", "http://registry.invalid:5000/v2/", None)]
     assert shell.seen == []
-    assert access.describe(reached) == ("plain HTTP: an insecure registry of the daemon; through "
+    assert registry.describe(reached) == ("plain HTTP: an insecure registry of the daemon; through "
                                         f"the daemon's proxy {daemon.http_proxy}")
 
 
@@ -344,26 +344,26 @@ def test_the_proxys_credentials_go_to_the_proxy(listen):
     assert reached.request(reached.base + "/v2/").status == 200
     expected = "Basic " + base64.b64encode(b"me:s@cret").decode()
     assert http_proxy.seen == [("GET", "http://registry.invalid:5000/v2/", expected)]
-    assert "s%40cret" not in access.describe(reached)
+    assert "s%40cret" not in registry.describe(reached)
     # never on a request a redirect makes, which may go direct to another server
     request = urllib.request.Request("https://registry.invalid:5000/v2/")
-    access.DaemonProxy(ProxySettings("", daemon.http_proxy)).https_open(request)
+    registry.DaemonProxy(ProxySettings("", daemon.http_proxy)).https_open(request)
     assert request.unredirected_hdrs == {"Proxy-authorization": expected}
     assert request.headers == {} and request._tunnel_host == "registry.invalid:5000"
 
 
 def test_a_no_proxy_host_is_reached_directly(listen, monkeypatch):
-    registry = listen(200)
+    served = listen(200)
     refusing = listen(403)
     daemon = ProxySettings(f"http://127.0.0.1:{refusing.server_address[1]}", "", "127.0.0.0/8")
-    host = f"127.0.0.1:{registry.server_address[1]}"
-    assert access.probe(session(host, daemon), lambda: True) is None
+    host = f"127.0.0.1:{served.server_address[1]}"
+    assert registry.probe(session(host, daemon), lambda: True) is None
     assert refusing.seen == []
 
 
 def test_the_pre_flight_hands_the_daemons_settings_to_the_read_back(fp, monkeypatch):
     """push.prepare: docker info's settings reach the session, so the read-back's requests
-    (access.send, the fake registry here) carry them."""
+    (registry.send, the fake registry here) carry them."""
     from registry_fakes import FakeRegistry, build_plan, serve
 
     fakes.register_proxy_info(fp, stdout=json.dumps({"HTTPSProxy": "http://p:3128"}))
@@ -373,7 +373,7 @@ def test_the_pre_flight_hands_the_daemons_settings_to_the_read_back(fp, monkeypa
     assert pushing.session.proxies == ProxySettings("", "http://p:3128", "")
     ref = plan.refs[0]
     serve(ref)
-    access.read_manifest(pushing.session, ref.rsplit(":", 1)[1])
+    manifest.read_manifest(pushing.session, ref.rsplit(":", 1)[1])
     assert FakeRegistry.current.proxies[-1][1] == ProxySettings("", "http://p:3128", "")
 
 

@@ -21,7 +21,7 @@ from ragbuild.proxy import INFO_FORMAT
 
 import fakes
 from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve
-from ragbuild import access, cli, push
+from ragbuild import cli, manifest, push, registry
 from ragbuild import docker_config
 from ragbuild.docker_config import (DOCKER_HUB_KEY, DockerConfig, parse_registry_config,
     read_docker_config)
@@ -155,7 +155,7 @@ def test_creds_store_ecr_login_skips_the_ecr_login(fp, config_dir, helpers, caps
     assert f"not logging in to {ECR}: docker gets its credentials from docker-credential-ecr-login " \
            "(credsStore in" in err
     assert TOKEN not in err
-    (host, insecure, login, creds), = access.probe.asked  # the registry is asked with them
+    (host, insecure, login, creds), = registry.probe.asked  # the registry is asked with them
     assert host == ECR and login.username == "AWS" and login.secret.reveal() == TOKEN
 
 
@@ -207,7 +207,7 @@ def test_a_helper_without_credentials_for_the_host_means_none(fp, config_dir, he
     register_basics(fp)
     register_helper(fp, "pass", returncode=1, stderr="credentials not found in native keychain\n")
     push.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
-    (_, _, login, creds), = access.probe.asked
+    (_, _, login, creds), = registry.probe.asked
     assert login is None and creds.helper == "pass"
 
 
@@ -225,7 +225,7 @@ def test_auths_credentials_are_decoded_for_the_check(fp, config_dir):
     write_config(config_dir, {"auths": {"https://registry.example.com:5000": {"auth": auth}}})
     register_basics(fp)
     push.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
-    (_, _, login, creds), = access.probe.asked
+    (_, _, login, creds), = registry.probe.asked
     assert (login.username, login.secret.reveal(), creds.origin) == ("ci", TOKEN, "auths")
     assert TOKEN not in repr(login)
 
@@ -234,19 +234,19 @@ def test_auths_credentials_are_decoded_for_the_check(fp, config_dir):
 
 
 def test_a_look_alike_ecr_host_gets_no_ecr_login(fp, config_dir):
-    registry = parse_registry(f"{LOOK_ALIKE}/x")
-    assert not registry.is_ecr
+    look_alike = parse_registry(f"{LOOK_ALIKE}/x")
+    assert not look_alike.is_ecr
     register_basics(fp)
     pushing = push.prepare(Runner(), plan_for(f"{LOOK_ALIKE}/x"))
     assert aws_calls(fp) == 0 and login_calls(fp) == 0
-    assert access.probe.asked[0][0] == LOOK_ALIKE  # checked like every other registry
+    assert registry.probe.asked[0][0] == LOOK_ALIKE  # checked like every other registry
     assert pushing.helper is None
 
 
 def test_a_registry_that_cannot_take_the_push_stops_the_cli_before_the_build(project, strict_fp,
                                                                             capsys, monkeypatch):
     """The pre-flight's one line (exit 1); the build never starts."""
-    monkeypatch.setattr(access, "probe", lambda *a: "cannot reach the registry nohost.invalid:5000 "
+    monkeypatch.setattr(registry, "probe", lambda *a: "cannot reach the registry nohost.invalid:5000 "
                                                     "over HTTPS: no such host; ...")
     strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="Usage\n")
     code = cli.main(["--env", "dev", "--registry", "nohost.invalid:5000/x", "--push"])
@@ -307,7 +307,7 @@ def test_a_loopback_registry_is_reached_insecurely_without_asking_the_daemon(fp,
     plan = plan_for("vm:5000/team/app")
     pushing = push.prepare(Runner(), plan)
     assert pushing.insecure and pushing.session.insecure
-    assert access.probe.asked[0][:2] == ("vm:5000", True)
+    assert registry.probe.asked[0][:2] == ("vm:5000", True)
     for ref in plan.refs:
         fp.register([fp.program("docker"), "push", ref], stdout=plain(ref))
         serve(ref)
@@ -325,7 +325,7 @@ def test_a_read_back_that_fails_fails_the_verification(fp, capsys):
     plan = plan_for("registry.example.com:5000/team/app")
     for ref in plan.refs:
         fp.register([fp.program("docker"), "push", ref], stdout=plain(ref))
-    context = push.Context(plan, PushPlan(plan.refs, session=access.Session(
+    context = push.Context(plan, PushPlan(plan.refs, session=registry.Session(
         plan.registry, creds("registry.example.com:5000"), None)), read_docker_config(),
         os.environ, lambda s: None)
     digests = {}
@@ -341,7 +341,7 @@ def test_a_registry_serving_another_digest_still_fails_verification(fp):
     plan = plan_for("registry.example.com:5000/team/app")
     ref = plan.refs[0]
     serve(ref, digest=OTHER_DIGEST)
-    context = push.Context(plan, PushPlan((ref,), session=access.Session(
+    context = push.Context(plan, PushPlan((ref,), session=registry.Session(
         plan.registry, creds("registry.example.com:5000"), None)), read_docker_config(),
         os.environ, lambda s: None)
     with pytest.raises(PushFailed, match=f"resolves to {OTHER_DIGEST} on the registry, but the "
@@ -361,7 +361,7 @@ def test_a_dry_run_says_what_it_would_ask_and_sends_nothing(fp, capsys):
            "registry, insecure to the daemon)" in err
     assert "dry run: a real run would ask registry.example.com:5000/v2/ (HTTPS; if that fails, " \
            "`docker info` says whether the daemon may go insecure)" in err
-    assert access.probe.asked == [] and len(fp.calls) == 0 and FakeRegistry.current.requests == []
+    assert registry.probe.asked == [] and len(fp.calls) == 0 and FakeRegistry.current.requests == []
 
 
 # --- the registry's answer (a real HTTP server on 127.0.0.1) -----------------------------------
@@ -467,11 +467,11 @@ def creds(host, helper=None):
 
 
 def login(password="right"):
-    return access.Login("ci", Secret(password))
+    return registry.Login("ci", Secret(password))
 
 
 def session_for(host, given=None, insecure=None):
-    return access.Session(parse_registry(f"{host}/team/app"), creds(host), given, insecure)
+    return registry.Session(parse_registry(f"{host}/team/app"), creds(host), given, insecure)
 
 
 def never_asked():
@@ -491,7 +491,7 @@ def never_asked():
 def test_the_registry_decides_whether_dockers_credentials_are_accepted(server, mode, given,
                                                                        problem):
     host = server(mode)
-    answer = access.probe(session_for(host, given), never_asked)  # loopback: insecure
+    answer = registry.probe(session_for(host, given), never_asked)  # loopback: insecure
     if problem is None:
         assert answer is None
     else:
@@ -500,7 +500,7 @@ def test_the_registry_decides_whether_dockers_credentials_are_accepted(server, m
 
 def test_the_pre_flight_asks_a_token_for_pull_and_push(server):
     host = server("bearer")
-    assert access.probe(session_for(host, login()), never_asked) is None
+    assert registry.probe(session_for(host, login()), never_asked) is None
     token_paths = [path for path, _ in server.handler.seen if path.startswith("/token")]
     assert token_paths == ["/token?scope=repository%3Ateam%2Fapp%3Apull%2Cpush&service=reg.example"]
 
@@ -508,7 +508,7 @@ def test_the_pre_flight_asks_a_token_for_pull_and_push(server):
 def test_a_plain_http_registry_the_daemon_does_not_trust_is_not_reached(server):
     host = server("open")
     asked = []
-    answer = access.probe(session_for(host, insecure=False), lambda: asked.append(1) or False)
+    answer = registry.probe(session_for(host, insecure=False), lambda: asked.append(1) or False)
     assert answer.startswith(f"cannot reach the registry {host} over HTTPS:")
     assert asked == [1]  # verified HTTPS failed: only then is the daemon asked
 
@@ -517,7 +517,7 @@ def test_a_plain_http_registry_the_daemon_trusts_is_reached_after_asking_it(serv
     host = server("open")
     session = session_for(host, insecure=False)
     asked = []
-    assert access.probe(session, lambda: asked.append(1) or True) is None
+    assert registry.probe(session, lambda: asked.append(1) or True) is None
     assert asked == [1] and session.insecure and session.base == f"http://{host}"
 
 
@@ -541,17 +541,17 @@ def test_a_verified_https_registry_needs_no_answer_from_the_daemon(server, monke
     certs = tmp_path / "certs.d"
     (certs / host).mkdir(parents=True)
     shutil.copy(os.path.join(TLS, "ca.crt"), certs / host / "ca.crt")
-    monkeypatch.setattr(access, "CERTS_D", str(certs))
+    monkeypatch.setattr(registry, "CERTS_D", str(certs))
     session = session_for(host, insecure=False)
-    assert access.probe(session, never_asked) is None
+    assert registry.probe(session, never_asked) is None
     assert session.base == f"https://{host}" and not session.insecure
-    assert access.read_manifest(session, "dev").digest == DIGEST
+    assert manifest.read_manifest(session, "dev").digest == DIGEST
 
 
 def test_without_the_ca_in_certs_d_the_tls_registry_is_not_verified(server, monkeypatch, tmp_path):
     host = server("open", tls=True)
-    monkeypatch.setattr(access, "CERTS_D", str(tmp_path / "none"))
-    answer = access.probe(session_for(host, insecure=False), lambda: False)
+    monkeypatch.setattr(registry, "CERTS_D", str(tmp_path / "none"))
+    answer = registry.probe(session_for(host, insecure=False), lambda: False)
     assert answer.startswith(f"cannot reach the registry {host} over HTTPS:")
     assert "CERTIFICATE_VERIFY_FAILED" in answer
 
@@ -563,7 +563,7 @@ def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and
     fp.allow_unregistered(False)
     fakes.register_proxy_info(fp)
     host = server("open")
-    monkeypatch.setattr(access, "always_insecure", lambda host: False)
+    monkeypatch.setattr(registry, "always_insecure", lambda host: False)
     fakes.register_registry_config(
         fp, stdout=json.dumps({"IndexConfigs": {host: {"Secure": False}},
                                "InsecureRegistryCIDRs": []}))
@@ -575,7 +575,7 @@ def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and
 def test_a_daemon_that_is_down_stops_the_pre_flight(server, fp, monkeypatch):
     fakes.register_proxy_info(fp)
     host = server("open")
-    monkeypatch.setattr(access, "always_insecure", lambda host: False)
+    monkeypatch.setattr(registry, "always_insecure", lambda host: False)
     fakes.register_registry_config(fp, stdout="", returncode=1,
                                    stderr="Cannot connect to the Docker daemon at unix:///x.sock. "
                                           "Is the docker daemon running?\n")
@@ -586,7 +586,7 @@ def test_a_daemon_that_is_down_stops_the_pre_flight(server, fp, monkeypatch):
 def test_an_unreadable_daemon_configuration_stops_the_pre_flight(server, fp, monkeypatch):
     fakes.register_proxy_info(fp)
     host = server("open")
-    monkeypatch.setattr(access, "always_insecure", lambda host: False)
+    monkeypatch.setattr(registry, "always_insecure", lambda host: False)
     fakes.register_registry_config(fp, stdout="not json")
     with pytest.raises(PushFailed, match="cannot read the daemon's registry configuration"):
         push.prepare(Runner(), plan_for(f"{host}/team/app"))
@@ -599,13 +599,13 @@ def test_a_closed_port_is_not_reached(registry_http):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed once the block ends
     host = f"127.0.0.1:{port}"
-    answer = access.probe(session_for(host), never_asked)
+    answer = registry.probe(session_for(host), never_asked)
     assert answer.startswith(f"cannot reach the registry {host} over HTTPS (nor over plain HTTP")
     assert "refused" in answer.lower()
 
 
 def test_a_host_that_does_not_resolve_is_not_reached(registry_http):
-    answer = access.probe(session_for("nohost.invalid:5000"), lambda: False)
+    answer = registry.probe(session_for("nohost.invalid:5000"), lambda: False)
     assert answer.startswith("cannot reach the registry nohost.invalid:5000 over HTTPS:")
 
 
@@ -618,7 +618,7 @@ def test_a_host_that_does_not_resolve_is_not_reached(registry_http):
     ("", ("", {})),
 ])
 def test_parse_challenge(header, parsed):
-    assert access.parse_challenge(header) == parsed
+    assert registry.parse_challenge(header) == parsed
 
 
 def test_after_an_ecr_login_the_registry_is_asked_with_that_password(fp, config_dir):
@@ -631,7 +631,7 @@ def test_after_an_ecr_login_the_registry_is_asked_with_that_password(fp, config_
                 stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
                                                      "imageTagMutability": "MUTABLE"}]}))
     pushing = push.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
-    (host, _, login, _), = access.probe.asked
+    (host, _, login, _), = registry.probe.asked
     assert (host, login.username, login.secret.reveal()) == (ECR, "AWS", TOKEN)
     assert pushing.session.login is login  # kept for the read-back: the helper is not asked again
     assert TOKEN not in repr(pushing) + repr(vars(pushing.session))
@@ -640,23 +640,23 @@ def test_after_an_ecr_login_the_registry_is_asked_with_that_password(fp, config_
 def test_the_sessions_authorization_headers_are_secrets(server):
     host = server("basic")
     session = session_for(host, login())
-    assert access.probe(session, never_asked) is None
-    assert access.read_manifest(session, "dev").digest == DIGEST
+    assert registry.probe(session, never_asked) is None
+    assert manifest.read_manifest(session, "dev").digest == DIGEST
     shown = repr(vars(session))
     assert "right" not in shown and "Basic " not in shown and "Secret('***')" in shown
 
 
 def test_a_token_realm_that_is_no_url_is_one_line(server, monkeypatch):
     host = server("bearer")
-    monkeypatch.setattr(access, "parse_challenge", lambda header: ("bearer", {"realm": "not a url"}))
-    answer = access.probe(session_for(host, login()), never_asked)
+    monkeypatch.setattr(registry, "parse_challenge", lambda header: ("bearer", {"realm": "not a url"}))
+    answer = registry.probe(session_for(host, login()), never_asked)
     assert answer.startswith(f"{host} names a token server docker cannot use:")
 
 
 def test_https_spoken_to_a_plain_http_port_is_unreachable_not_a_traceback(server):
     """A plain-HTTP registry the daemon does not treat as insecure: the TLS handshake fails."""
     host = server("open")
-    answer = access.probe(session_for(host, login(), insecure=False), lambda: False)
+    answer = registry.probe(session_for(host, login(), insecure=False), lambda: False)
     assert answer.startswith(f"cannot reach the registry {host} over HTTPS:")
 
 
@@ -675,7 +675,7 @@ def test_the_read_back_takes_one_pull_token_for_every_tag(server, capsys):
     concurrent requests; the secret and the token never printed."""
     host = server("bearer")
     session = session_for(host, login())
-    assert access.probe(session, never_asked) is None  # the pre-flight: pull,push
+    assert registry.probe(session, never_asked) is None  # the pre-flight: pull,push
     tags = ("dev", "latest", "git-abc1234", "dev-1", "dev-2", "dev-3")
     context = read_context(host, session, tags)
     digests = {ref: DIGEST for ref in context.push.refs}
@@ -696,8 +696,8 @@ def test_a_read_back_without_a_known_challenge_answers_the_401(server):
     host = server("basic")
     session = session_for(host, login())
     session.base = f"http://{host}"
-    assert access.read_manifest(session, "dev").digest == DIGEST
-    assert access.read_manifest(session, "latest").digest == DIGEST
+    assert manifest.read_manifest(session, "dev").digest == DIGEST
+    assert manifest.read_manifest(session, "latest").digest == DIGEST
     auths = [auth for path, auth in server.handler.seen]
     assert auths[0] is None and all(auth and auth.startswith("Basic ") for auth in auths[1:])
     assert len(auths) == 3
@@ -706,7 +706,7 @@ def test_a_read_back_without_a_known_challenge_answers_the_401(server):
 def test_refused_pull_credentials_fail_the_read_back_without_the_secret(server):
     host = server("bearer")
     session = session_for(host, login("wrong"))
-    assert "refused" in access.probe(session, never_asked)
+    assert "refused" in registry.probe(session, never_asked)
     context = read_context(host, session)
     with pytest.raises(PushFailed) as err:
         push.verify(Runner(), context, {ref: DIGEST for ref in context.push.refs})
@@ -718,7 +718,7 @@ def test_refused_pull_credentials_fail_the_read_back_without_the_secret(server):
 def test_a_503_over_http_is_retried_then_passes(server, capsys):
     host = server("open")
     session = session_for(host)
-    assert access.probe(session, never_asked) is None
+    assert registry.probe(session, never_asked) is None
     server.handler.fail.extend([503])
     delays = []
     context = read_context(host, session, ("dev",), sleep=delays.append)
@@ -733,11 +733,11 @@ def test_an_identity_token_is_exchanged_by_oauth2_for_the_pull_token(server, ref
     """docker login through a browser stores an identity (refresh) token: the token server is
     asked with the refresh-token grant (https://distribution.github.io/distribution/spec/auth/oauth/)."""
     host = server("bearer")
-    session = session_for(host, access.Login("", Secret(refresh), identity_token=True))
-    problem = access.probe(session, never_asked)
+    session = session_for(host, registry.Login("", Secret(refresh), identity_token=True))
+    problem = registry.probe(session, never_asked)
     if answer is None:
         assert problem is None
-        assert access.read_manifest(session, "dev").digest == DIGEST
+        assert manifest.read_manifest(session, "dev").digest == DIGEST
         posts = [auth for path, auth in server.handler.seen if auth and auth.startswith("POST")]
         assert posts == ["POST client_id,grant_type,refresh_token,scope,service"] * 2
     else:
@@ -771,10 +771,10 @@ def test_an_endless_answer_is_one_line_without_reading_it_all(registry_http, sta
     try:
         session = session_for(f"127.0.0.1:{httpd.server_address[1]}", insecure=True)
         session.base = f"http://{session.api}"
-        with pytest.raises(access.ReadFailed, match="more than 4 MiB") as failed:
-            access.read_manifest(session, "dev")
+        with pytest.raises(manifest.ReadFailed, match="more than 4 MiB") as failed:
+            manifest.read_manifest(session, "dev")
         assert len(str(failed.value).splitlines()) == 1
-        problem = access.reach(session, never_asked)
+        problem = registry.reach(session, never_asked)
         assert problem is not None and "more than 4 MiB" in problem
     finally:
         httpd.shutdown()
@@ -793,7 +793,7 @@ def test_a_token_realm_with_a_query_keeps_it_and_gets_the_scope_added():
 
     def request(url, headers=None, data=None):
         asked.append(url)
-        return access.Answer(200, body=b'{"token": "t"}')
+        return registry.Answer(200, body=b'{"token": "t"}')
 
     session.request = request
     session._token({"realm": "https://auth.example/token?account=team", "service": "reg"},
