@@ -168,7 +168,7 @@ def not_for_buildx(words: Sequence[str]) -> tuple:
 
 def check_extra(words: Sequence[str], own: Collection[str] = ()) -> tuple:
     """The words after ``--``, refusing the options in ``REFUSED`` (and ``--label`` of a label
-    ragbuild sets), then any of ``own``: ragbuild's own option strings (``cli.own_options``,
+    ragbuild sets), then any of ``own``: ragbuild's own option strings (``commands.build.own_options``,
     read from its argparse parser), which docker would take for its own or refuse only once
     the run has started (``-- --dry-run`` would start a real build). A value is never quoted
     back: it may be one a user meant to keep."""

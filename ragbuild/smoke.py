@@ -126,11 +126,23 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> Answer:
         return None, b""
 
 
+#: Lines docker adds after the reason: ``docker run``'s "See 'docker run --help'.", ``docker
+#: start``'s "Error: failed to start containers: NAME".
+DOCKER_TRAILERS = ("See 'docker ", "Error: failed to start containers")
+
+
+def docker_reason(result: Result) -> str:
+    """The one line of a failed docker command's output that says why (the daemon's, on
+    stderr), or its exit status when it said nothing."""
+    text = result.stderr if result.stderr.strip() else result.stdout  # run -d: stdout is the id
+    said = [line.strip() for line in text.splitlines() if line.strip()]
+    why = [line for line in said if not line.startswith(DOCKER_TRAILERS)]
+    return (why or said or [f"exit {result.returncode}"])[-1]
+
+
 def start_failure(expect: Expectation, result: Result) -> str:
     """One line: how ``docker run IMAGE <command>`` failed, with the fix SageMaker needs when
     the command is not an executable on the image's PATH."""
-    from ragbuild.manage import docker_reason
-
     reason = docker_reason(result)
     started = " ".join(("docker run IMAGE", *expect.command))
     hint = ""

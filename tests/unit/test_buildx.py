@@ -17,6 +17,7 @@ from ragbuild.proxy import INFO_FORMAT
 from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
 from registry_fakes import FakeRegistry, serve
 from ragbuild import cli, push, registry
+from ragbuild.commands import build as build_cli
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.buildx import parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
@@ -42,7 +43,7 @@ def labels(base="rag-worker", created=None):
 
 
 def plan_for(argv, docker=None):
-    return make_plan(cli.parse_build(argv), Config(), GIT, MOMENT, docker=docker)
+    return make_plan(build_cli.parse_build(argv), Config(), GIT, MOMENT, docker=docker)
 
 
 def tagged(refs):

@@ -18,6 +18,7 @@ import pytest
 from plumbum import local
 from fakes import EPOCH, GIT_QUERIES, STAMP, docker_calls, register_git, set_tz
 from ragbuild import cli, steps
+from ragbuild.commands import build as build_cli
 from ragbuild.config import load_config
 from ragbuild.errors import Interrupted
 from ragbuild.config import Config
@@ -83,13 +84,13 @@ def tags_of(build_line):
 ])
 def test_each_flag_in_both_spellings(short, long_eq, field, value, monkeypatch):
     monkeypatch.delenv("ECR_REGISTRY_URI", raising=False)
-    assert getattr(cli.parse_build(short), field) == value
-    assert getattr(cli.parse_build(long_eq), field) == value
+    assert getattr(build_cli.parse_build(short), field) == value
+    assert getattr(build_cli.parse_build(long_eq), field) == value
 
 
 def test_defaults(monkeypatch):
     monkeypatch.delenv("ECR_REGISTRY_URI", raising=False)
-    options = cli.parse_build([])
+    options = build_cli.parse_build([])
     assert (options.version, options.env, options.registry, options.tags) == (None, None, None, ())
     assert options.latest_policy == "always" and not options.no_cache and not options.push and not options.dry_run
     assert (options.file, options.context, options.image_name) == ("Dockerfile", ".", None)
@@ -97,10 +98,10 @@ def test_defaults(monkeypatch):
 
 def test_registry_defaults_to_ecr_registry_uri(monkeypatch):
     monkeypatch.setenv("ECR_REGISTRY_URI", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/rag")
-    assert cli.parse_build([]).registry == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/rag"
-    assert cli.parse_build(["-r", "r.example.com/x"]).registry == "r.example.com/x"
+    assert build_cli.parse_build([]).registry == "123456789012.dkr.ecr.eu-west-1.amazonaws.com/rag"
+    assert build_cli.parse_build(["-r", "r.example.com/x"]).registry == "r.example.com/x"
     monkeypatch.setenv("ECR_REGISTRY_URI", "")
-    assert cli.parse_build([]).registry is None
+    assert build_cli.parse_build([]).registry is None
 
 
 def test_registry_from_environment_reaches_the_tags(project, strict_fp, capsys, monkeypatch):
@@ -200,7 +201,7 @@ def test_help_groups_every_flag_under_one_heading(capsys):
 
 
 def test_every_build_flag_is_in_exactly_one_group():
-    parser = cli.build_parser()
+    parser = build_cli.build_parser()
     groups = {group.title: {option for action in group._group_actions
                             for option in action.option_strings if option.startswith("--")}
               for group in parser._action_groups}
@@ -219,7 +220,7 @@ def test_every_help_example_is_accepted_by_the_parser(capsys):
                                                                      "examples").splitlines()
                 if line.startswith("  ") and not line.startswith("   ")]
     assert len(commands) >= 6
-    parser = cli.build_parser()
+    parser = build_cli.build_parser()
     for command in commands:
         parser.parse_args(shlex.split(command.replace("<uri>", "r.example/x")))  # UsageError fails
 
@@ -811,7 +812,7 @@ GUIDE_EXAMPLES = [
 @pytest.mark.parametrize("argv, expected", GUIDE_EXAMPLES)
 def test_the_guides_commands_plan_bashs_tags(argv, expected):
     """The drop-in promise, from the command line the guide gives to the tags bash made."""
-    assert list(make_plan(cli.parse_build(argv), Config(), GIT, MOMENT).refs) == expected
+    assert list(make_plan(build_cli.parse_build(argv), Config(), GIT, MOMENT).refs) == expected
 
 
 # --- main(): the program's name as it was started, the push hint's exact command, and a closed ------
@@ -829,7 +830,7 @@ REGISTRY = "registry.example.com/rag"
     ("/home/me/.venv/bin/ragbuild", "ragbuild"), ("/x/site-packages/ragbuild/__main__.py", "ragbuild"),
 ])
 def test_program_name(argv0, name):
-    assert cli.program_name(argv0) == name
+    assert build_cli.program_name(argv0) == name
 
 
 def test_usage_says_ragbuild_for_the_console_script(capsys, monkeypatch):
@@ -863,11 +864,11 @@ def workdir(tmp_path, monkeypatch):
 def test_rerun_words_start_the_program_as_it_was_started(argv0, environ, words, workdir):
     venv = str(workdir / ".venv")
     environ = {k: venv if v == "VENV" else v for k, v in environ.items()}
-    assert cli.rerun_words(argv0, f"{venv}/bin/python", venv, "/usr", environ) == words
+    assert build_cli.rerun_words(argv0, f"{venv}/bin/python", venv, "/usr", environ) == words
 
 
 def test_outside_a_virtualenv_the_script_runs_through_its_shebang(workdir):
-    assert cli.rerun_words("scripts/build-image.py", "/usr/bin/python3", "/usr", "/usr",
+    assert build_cli.rerun_words("scripts/build-image.py", "/usr/bin/python3", "/usr", "/usr",
                            {}) == ["scripts/build-image.py"]
 
 
@@ -880,8 +881,8 @@ def hint(argv, monkeypatch, registry=None):
 
     monkeypatch.setattr(sys, "argv", ["scripts/build-image.py"])
     monkeypatch.setattr(sys, "prefix", sys.base_prefix)  # not in a virtualenv
-    plan = make_plan(cli.parse_build(argv), Config(), GitInfo(sha="a1b2c3d"), datetime(2023, 1, 1))
-    return cli.push_hint(plan, argv)
+    plan = make_plan(build_cli.parse_build(argv), Config(), GitInfo(sha="a1b2c3d"), datetime(2023, 1, 1))
+    return build_cli.push_hint(plan, argv)
 
 
 def test_push_hint_is_the_script_with_every_argument_and_push(monkeypatch):

@@ -1,4 +1,4 @@
-"""Tab completion (ragbuild/completion.py): the generated bash script, run by a real bash,
+"""Tab completion (ragbuild/commands/completion.py): the generated bash script, run by a real bash,
 completes flags, subcommands, --env from setup.cfg, --latest-policy; zsh registers both names;
 a normal run never loads it."""
 
@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
-from ragbuild import cli, completion
+from ragbuild import cli
+from ragbuild.commands import completion
+from ragbuild.commands import build as build_cli
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 SCRIPT = os.path.join(ROOT, "scripts", "build-image.py")
@@ -21,8 +23,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 def script(shell):
     """The script the CLI's `completion SHELL` prints."""
-    return completion.script(shell, cli.build_parser(),
-                             {name: make for name, (make, _) in cli.SUBCOMMANDS.items()})
+    return completion.script(shell, build_cli.build_parser(),
+                             cli.parsers())
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def test_subcommands_and_their_flags(bash_script, tmp_path):
 
 
 def test_every_build_flag_is_completed(bash_script, tmp_path):
-    flags = {option for action in cli.build_parser()._actions for option in action.option_strings
+    flags = {option for action in build_cli.build_parser()._actions for option in action.option_strings
              if option.startswith("--")}
     offered = set(complete(bash_script, ["build-image.py", "--"], tmp_path))
     assert flags - offered == set()
@@ -88,7 +90,7 @@ def test_every_build_flag_is_completed(bash_script, tmp_path):
 
 
 def test_every_subcommand_flag_is_completed(bash_script, tmp_path):
-    for name, (make, _) in cli.SUBCOMMANDS.items():
+    for name, make in cli.parsers().items():
         flags = {option for action in make()._actions for option in action.option_strings
                  if option.startswith("--")}
         assert flags <= set(complete(bash_script, ["build-image.py", name, "--"], tmp_path)), name

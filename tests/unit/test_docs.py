@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ragbuild import cli, errors
+from ragbuild.commands import build as build_cli
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -186,6 +187,6 @@ def documented_commands() -> list:
 def test_every_documented_build_command_parses():
     commands = documented_commands()
     assert len([page for page, _ in commands if page == README]) >= 8
-    parser = cli.build_parser()
+    parser = build_cli.build_parser()
     for _page, argv in commands:
         parser.parse_args(argv)  # a UsageError names the flag that is gone or renamed

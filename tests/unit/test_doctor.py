@@ -10,7 +10,9 @@ import tempfile
 import pytest
 
 from fakes import register_git, register_proxy_info
-from ragbuild import cli, deps, doctor, registry
+from ragbuild import cli, deps, registry
+from ragbuild.commands import doctor
+from ragbuild.commands import build as build_cli
 from ragbuild import buildx, docker_config
 from ragbuild.config import load_config
 
@@ -355,7 +357,7 @@ def test_findings_and_the_verdict_go_where_the_runner_writes(worker, fp, capsys,
     healthy(fp)
     out, log = io.StringIO(), io.StringIO()
     runner = (DryRunner if dry_run else Runner)(out=out, log=log)
-    options = cli.parse_build(["--env", "dev"], cli.doctor_parser())
+    options = build_cli.parse_build(["--env", "dev"], doctor.doctor_parser())
     code = doctor.run(doctor.Doctor(runner, options, load_config()))
     assert capsys.readouterr().out == ""
     lines = out.getvalue().splitlines()

@@ -14,6 +14,7 @@ import pytest
 
 from fakes import docker_calls, register_git
 from ragbuild import cli, guard, steps
+from ragbuild.commands import build as build_cli
 from ragbuild.errors import UsageError
 from ragbuild.limits import Limits
 from ragbuild.config import Options
@@ -281,7 +282,7 @@ def test_help_lists_the_guard_flags(capsys):
 @pytest.mark.parametrize("value", ["-1", "lots", "nan"])
 def test_context_warn_mb_must_be_a_size(value):
     with pytest.raises(UsageError, match="--context-warn-mb"):
-        cli.parse_build(["--env", "dev", f"--context-warn-mb={value}"])
+        build_cli.parse_build(["--env", "dev", f"--context-warn-mb={value}"])
 
 
 def test_help_and_usage_errors_work_without_the_matcher_library(tmp_path):

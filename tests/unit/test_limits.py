@@ -12,6 +12,7 @@ import pytest
 
 from fakes import docker_calls, register_git
 from ragbuild import cli, limits, push, smoke
+from ragbuild.commands import build as build_cli
 from ragbuild.config import load_config
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
@@ -48,7 +49,7 @@ def test_setup_cfg_sets_each_limit_and_the_flag_beats_it(tmp_path, key, text, va
     config = load_config(str(tmp_path))
     field = key.replace("-", "_")
     assert getattr(plan_of(config=config).limits, field) == value
-    flagged = cli.parse_build(["--env", "dev", f"--{key}", "7"])
+    flagged = build_cli.parse_build(["--env", "dev", f"--{key}", "7"])
     assert getattr(plan_of({field: getattr(flagged, field)}, config).limits, field) == 7
 
 

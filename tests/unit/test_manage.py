@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from ragbuild import cli
-from ragbuild.manage import ragbuild_refs, repository_of
+from ragbuild.commands import local as local_commands
+from ragbuild.commands.clean import ragbuild_refs
+from ragbuild.commands.local import repository_of
 from ragbuild.reference import familiar
 
 REPO = Path(__file__).resolve().parents[2]
@@ -235,9 +237,7 @@ INSPECT_OLD = ["container", "inspect", "--format",
 def local(fp, monkeypatch):
     """A fixed temporary name; ``local(old=...)`` registers the old container's inspect:
     None (no container), or its ``running`` state and host port."""
-    from ragbuild import manage
-
-    monkeypatch.setattr(manage, "temporary_name", lambda name: NEW)
+    monkeypatch.setattr(local_commands, "temporary_name", lambda name: NEW)
 
     def register(old=None):
         if old is None:
@@ -476,23 +476,21 @@ def test_shell_defaults_to_the_dev_image_of_setup_cfg(fp, capsys, tmp_path, monk
 
 @pytest.mark.parametrize("tty, flag", [(True, "-it"), (False, "-i")])
 def test_shell_asks_for_a_terminal_only_on_one_and_returns_the_shells_status(fp, tty, flag):
-    from ragbuild import manage
     from ragbuild.run.runner import Runner
 
     fp.allow_unregistered(False)
     recorder = fp.register([fp.program("docker"), "run", "--rm", flag, "--entrypoint", "/bin/sh",
-                            "rag-worker:dev", "-c", manage.SHELL_SCRIPT], returncode=3)
-    assert manage.shell(Runner(log=io.StringIO()), "rag-worker:dev", tty=tty) == 3
+                            "rag-worker:dev", "-c", local_commands.SHELL_SCRIPT], returncode=3)
+    assert local_commands.shell(Runner(log=io.StringIO()), "rag-worker:dev", tty=tty) == 3
     call = recorder.calls[0]
     assert call.kwargs["stdin"] is None  # the shell reads our stdin (piped commands, a terminal)
 
 
 def test_a_shell_killed_by_a_signal_reports_128_plus_it(fp):
-    from ragbuild import manage
     from ragbuild.run.runner import Runner
 
     fp.register([fp.program("docker"), fp.any()], returncode=-9)
-    assert manage.shell(Runner(log=io.StringIO()), "rag-worker:dev", tty=False) == 137
+    assert local_commands.shell(Runner(log=io.StringIO()), "rag-worker:dev", tty=False) == 137
 
 
 @pytest.mark.parametrize("image", ["Rag-Worker", "", "a b"])

@@ -11,6 +11,7 @@ import pytest
 
 from fakes import docker_calls, register_git
 from ragbuild import cli
+from ragbuild.commands import build as build_cli
 
 TOKEN = "pypi-AgEIcHlwaS5vcmcCJDk1ZTk3NDRkLTI4"  # a value that must never be printed
 
@@ -230,7 +231,7 @@ def test_every_option_of_the_build_parser_is_refused_after_dashes():
     """Derived from the parser, so a new flag is covered without a list to update."""
     from ragbuild import passthrough
 
-    own = cli.own_options(cli.build_parser())
+    own = build_cli.own_options(build_cli.build_parser())
     assert {"--dry-run", "--metadata-file", "-q", "--quiet"} - own == {"-q", "--quiet"}
     for option in own:
         with pytest.raises(Exception) as refused:

@@ -14,6 +14,7 @@ from plumbum import local
 from fakes import FAKE_IMAGE_ID, GIT_QUERIES, STAMP, docker_calls
 from registry_fakes import DIGEST, serve  # DIGEST: the manifest the fake registry serves
 from ragbuild import cli, scan
+from ragbuild.commands import build as build_cli
 from ragbuild.config import load_config, parse_scan_command
 from ragbuild.errors import ToolMissing, UsageError
 from ragbuild.run.command import Mode
@@ -210,8 +211,8 @@ def test_scan_command_without_image_is_a_usage_error_before_the_build(project, s
 
 
 def test_scan_command_implies_scan():
-    assert cli.parse_build(["--env", "dev", "--scan-command", "grype {image}"]).scan is True
-    assert cli.parse_build(["--env", "dev"]).scan is False
+    assert build_cli.parse_build(["--env", "dev", "--scan-command", "grype {image}"]).scan is True
+    assert build_cli.parse_build(["--env", "dev"]).scan is False
 
 
 def test_dry_run_prints_the_scan_between_inspect_and_push(project, strict_fp, stub_bin, capsys):

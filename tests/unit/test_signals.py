@@ -18,6 +18,7 @@ import pytest
 from fakes import STAMP
 from registry_fakes import serve
 from ragbuild import cli, smoke
+from ragbuild.commands import build as build_command
 from ragbuild.run import signals
 from ragbuild.errors import Interrupted, Stopped
 from ragbuild.run.command import Command, Mode
@@ -61,7 +62,7 @@ def test_main_installs_handlers_for_its_run_and_restores_them(project, fp, monke
         raise Stopped(signal.SIGHUP)
 
     before = {s: signal.getsignal(s) for s in SIGNALS}
-    monkeypatch.setattr(cli, "cmd_build", parse)
+    monkeypatch.setattr(build_command, "cmd_build", parse)
     assert cli.main(["--env", "dev"]) == 129
     assert all(handler is signals._raise_stopped for handler in seen.values())
     assert {s: signal.getsignal(s) for s in before} == before

@@ -9,7 +9,7 @@ import pytest
 
 from ragbuild.git import parse_version_tags
 from ragbuild.tags import version_channels
-from ragbuild.cli import parse_build
+from ragbuild.commands.build import parse_build
 from ragbuild.errors import UsageError
 from ragbuild.run.command import Kind
 from ragbuild.config import Config

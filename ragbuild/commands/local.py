@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Optional
-from collections.abc import Sequence
 
 from ragbuild.run import signals
+from ragbuild.commands.build import ArgumentParser, _lines, _port, sub_parser
+from ragbuild.errors import EXIT_OK
+from ragbuild.smoke import docker_reason
 from ragbuild.errors import CommandFailed, UsageError
-from ragbuild.plan import REPOSITORY_LABEL
 from ragbuild.run.command import Command, Kind, Mode
-from ragbuild.reference import IMAGE_REF_RE, NAME_MAX, familiar
+from ragbuild.reference import IMAGE_REF_RE, NAME_MAX
 from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner
 
@@ -18,8 +20,12 @@ if TYPE_CHECKING:
     from ragbuild.run.runner import Runner
 
 LOCAL_CONTAINER = "rag-worker-local"
-#: What a dry run of ``clean`` takes the tags of ragbuild's builds to be (it lists no images).
-DRY_REFS = "RAGBUILD_REFS"
+
+
+def repository_of(ref: str) -> str:
+    """``host:5000/a/b:tag`` -> ``host:5000/a/b``: the tag follows the last ':' after the last '/'."""
+    name, colon, tag = ref.rpartition(":")
+    return name if colon and "/" not in tag else ref
 
 
 def check_image_ref(ref: str, source: str = "IMAGE") -> str:
@@ -141,20 +147,6 @@ def shell(runner: Runner, image: str, *, tty: bool) -> int:
     return 128 - result.returncode if result.returncode < 0 else result.returncode
 
 
-#: Lines docker adds after the reason: ``docker run``'s "See 'docker run --help'.", ``docker
-#: start``'s "Error: failed to start containers: NAME".
-DOCKER_TRAILERS = ("See 'docker ", "Error: failed to start containers")
-
-
-def docker_reason(result: Result) -> str:
-    """The one line of a failed docker command's output that says why (the daemon's, on
-    stderr), or its exit status when it said nothing."""
-    text = result.stderr if result.stderr.strip() else result.stdout  # run -d: stdout is the id
-    said = [line.strip() for line in text.splitlines() if line.strip()]
-    why = [line for line in said if not line.startswith(DOCKER_TRAILERS)]
-    return (why or said or [f"exit {result.returncode}"])[-1]
-
-
 def _start_failure(result: Result, port: int, name: str, exists: bool, image: str) -> str:
     reason = docker_reason(result)
     kept = (f"nothing changed: {name} is as it was" if exists
@@ -174,121 +166,61 @@ def logs(runner: Runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, l
 
 # --- clean -------------------------------------------------------------------------------------
 
-PRUNE_HINT = f"docker image prune --filter label={REPOSITORY_LABEL}"
+
+def run_parser() -> ArgumentParser:
+    parser = sub_parser("run", "Run the image locally in the background as container "
+                               f"{LOCAL_CONTAINER} (replacing an earlier one).")
+    parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
+    parser.add_argument("--port", type=_port, default=8080,
+                        help="host port, 1-65535 (default: %(default)s)")
+    return parser
 
 
-def list_images_command() -> Command:
-    """Every image carrying the repository label: ragbuild's, and images built FROM them."""
-    return Command(("docker", "image", "ls", "--filter", f"label={REPOSITORY_LABEL}",
-                    "--quiet", "--no-trunc"), kind=Kind.PROBE, assume="IMAGE_IDS")
+def image_or_dev(image: Optional[str]) -> str:
+    """IMAGE as given (checked: an image reference, never an option), else <image-name>:dev."""
+    from ragbuild.config import load_config
+
+    if image is not None:
+        return check_image_ref(image)
+    return f"{load_config().image_name}:dev"
 
 
-def inspect_images_command(ids: Sequence[str]) -> Command:
-    """ONE inspect of every listed id (tags and labels); checked by ``_inspect``."""
-    return Command(("docker", "image", "inspect", *ids), check=False, kind=Kind.PROBE,
-                   assume=json.dumps([{"Id": "IMAGE_ID", "RepoTags": [DRY_REFS],
-                                       "Config": {"Labels": {REPOSITORY_LABEL: DRY_REFS}}}]))
+def cmd_run(argv: list[str]) -> int:
+    from ragbuild.run.runner import make_runner
+
+    ns = run_parser().parse_args(argv)
+    run_local(make_runner(ns.dry_run), image_or_dev(ns.image), port=ns.port)
+    return EXIT_OK
 
 
-def container_image_command(name: str) -> Command:
-    return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
-                   check=False, kind=Kind.PROBE,
-                   dry_note=f"a real run removes container {name} only if it runs an image "
-                            "whose every tag is removed")
+def logs_parser() -> ArgumentParser:
+    parser = sub_parser("logs", f"Show the logs of the local container {LOCAL_CONTAINER}.")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
+    parser.add_argument("--tail", type=_lines, default=200,
+                        help="lines to show, 0 or more (default: %(default)s)")
+    return parser
 
 
-def repository_of(ref: str) -> str:
-    """``host:5000/a/b:tag`` -> ``host:5000/a/b``: the tag follows the last ':' after the last '/'."""
-    name, colon, tag = ref.rpartition(":")
-    return name if colon and "/" not in tag else ref
+def cmd_logs(argv: list[str]) -> int:
+    from ragbuild.run.runner import make_runner
+
+    ns = logs_parser().parse_args(argv)
+    logs(make_runner(ns.dry_run), follow=ns.follow, lines=ns.tail)
+    return EXIT_OK
 
 
-def ragbuild_refs(image: dict) -> list:
-    """The tags of ``image`` on the repository its label names: what ragbuild's build put there.
-    A fork built FROM a ragbuild image inherits the label but not those tags; a tag the user
-    added (``docker tag rag-worker:dev team/x:1``) is on another repository. Both are kept."""
-    labels = (image.get("Config") or {}).get("Labels") or {}
-    repository = labels.get(REPOSITORY_LABEL)
-    if not repository:
-        return []
-    want = familiar(repository)
-    return [ref for ref in image.get("RepoTags") or [] if familiar(repository_of(ref)) == want]
+def shell_parser() -> ArgumentParser:
+    parser = sub_parser("shell", "An interactive shell in IMAGE (bash, or /bin/sh when the image "
+                                 "has no bash), as the guide's `docker run -it IMAGE /bin/bash`; "
+                                 "the container is removed on exit. Commands piped in run without "
+                                 "a terminal. Exit status: the shell's.")
+    parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
+    return parser
 
 
-def clean(runner: Runner, *, name: str = LOCAL_CONTAINER) -> list:
-    """Remove the tags ragbuild's builds put on images (label org.ragbuild.repository), and only
-    those: docker deletes an image once its last tag is gone, so an image that also carries a
-    tag of its own (a fork, a user's ``docker tag``) survives under that tag. The local container
-    is removed only when it runs an image this removes; returns the refs removed."""
-    listed = runner.run(list_images_command())
-    ids = list(dict.fromkeys(listed.stdout.split()))
-    images = _inspect(runner, ids) if ids else []
-    removing = {image.get("Id"): ragbuild_refs(image) for image in images}
-    refs = [ref for image_refs in removing.values() for ref in image_refs]
-    untagged = sum(1 for image in images if not image.get("RepoTags"))
-    if not refs:
-        kept = len(images) - untagged
-        why = f"; {kept} labelled image(s) carry only tags of their own (kept)" if kept else ""
-        runner.log(f"nothing to clean: no image has a tag a ragbuild build made (the repository "
-                   f"in its {REPOSITORY_LABEL} label){why}")
-        _hint_untagged(runner, untagged)
-        return []
-    deleted = {image.get("Id") for image in images
-               if image.get("RepoTags") and len(removing[image.get("Id")]) == len(image["RepoTags"])}
-    running = runner.run(container_image_command(name))
-    local_image = running.stdout.strip() if running.ok else ""
-    # the local container goes only once every other tag went: a refusal keeps it running
-    last = removing[local_image] if local_image in deleted else []
-    first = [ref for ref in refs if ref not in last]
-    gone = _remove_tags(runner, first, keeping=name if last else None) if first else []
-    if last:
-        runner.run(Command(("docker", "rm", "-f", name), check=False))  # gone already: fine
-        gone += _remove_tags(runner, last)
-    kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
-    also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
-    already = f" ({len(gone)} were gone already)" if gone else ""
-    runner.report(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
-                  f"{len(deleted)} image(s) deleted{also}")
-    _hint_untagged(runner, untagged)
-    return refs
+def cmd_shell(argv: list[str]) -> int:
+    from ragbuild.run.runner import make_runner
 
-
-def _remove_tags(runner: Runner, refs: Sequence[str],
-                 keeping: Optional[Sequence[str]] = None) -> list:
-    """``docker image rm`` of ``refs`` (no --force); returns docker's lines for tags removed
-    since the listing (a concurrent clean, a user: gone, as clean wants). Any other refusal
-    raises, saying that the container ``keeping`` was left as it was."""
-    remove = Command(("docker", "image", "rm", *refs), check=False)
-    result = runner.run(remove)
-    said = [line for line in result.stderr.splitlines() if line.strip()]
-    gone = [line for line in said if "No such image:" in line]
-    refused = [line for line in said if line not in gone]
-    if not result.ok and (refused or not gone):
-        detail = "\n".join(refused[-15:]) or f"exit {result.returncode}"
-        kept = f"; container {keeping} was left running" if keeping else ""
-        raise CommandFailed(f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
-                            "(an image a container uses is kept: remove that container with "
-                            f"docker rm -f, then run clean again{kept})",
-                            returncode=result.returncode)
-    return gone
-
-
-def _inspect(runner: Runner, ids: Sequence[str]) -> list:
-    """ONE ``docker image inspect`` of every listed id. An image removed since the listing is
-    only missing from the answer (docker prints the others, then exits 1)."""
-    result = runner.run(inspect_images_command(ids))
-    try:
-        images = json.loads(result.stdout or "[]")
-    except ValueError:
-        images = None
-    if not isinstance(images, list) or (not result.ok and "No such" not in result.stderr):
-        raise CommandFailed(f"`{inspect_images_command(['...']).display()}` failed "
-                            f"(exit {result.returncode}): {result.stderr.strip()[:500]}",
-                            returncode=result.returncode)
-    return images
-
-
-def _hint_untagged(runner: Runner, count: int) -> None:
-    if count:
-        runner.log(f"{count} untagged image(s) with the label left (earlier builds' leftovers, "
-                   f"or a fork's); to remove them: {PRUNE_HINT}")
+    ns = shell_parser().parse_args(argv)
+    return shell(make_runner(ns.dry_run), image_or_dev(ns.image),
+                        tty=bool(sys.stdin and sys.stdin.isatty()))

@@ -16,11 +16,16 @@ the basename, so ``./scripts/build-image.py`` completes too) and ``ragbuild``.
 
 from __future__ import annotations
 
+import sys
+
 import argparse
 from typing import Callable
 from collections.abc import Mapping
 
+from ragbuild.commands import build as build_cli
+from ragbuild.commands.build import ArgumentParser
 from ragbuild.config import DEFAULT_ENVIRONMENTS
+from ragbuild.errors import EXIT_OK
 
 NAMES = ("build-image.py", "ragbuild")
 
@@ -92,3 +97,23 @@ def script(shell: str, root: argparse.ArgumentParser,
     # both ways zsh loads it: compinit reads the #compdef line of a file on fpath; eval runs compdef
     text = " ".join([header.rstrip(), *NAMES[1:]]) + "\n" + text[len(header):]
     return text.replace(register, " ".join([register, *NAMES[1:]]))
+
+
+def completion_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=f"{build_cli.PROG} completion", allow_abbrev=False,
+                            description="Print the tab-completion script for bash or zsh: flags, "
+                                        "subcommands, --env values (read from setup.cfg "
+                                        "[ragbuild] when you press tab), --latest-policy values, "
+                                        "local images. Enable it in bash: source <(" + build_cli.PROG
+                                        + " completion bash); in zsh (after compinit): eval "
+                                        "\"$(" + build_cli.PROG + " completion zsh)\"; or make completion")
+    parser.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
+    return parser
+
+
+def cmd_completion(argv: list[str]) -> int:
+    from ragbuild import cli
+
+    ns = completion_parser().parse_args(argv)
+    sys.stdout.write(script(ns.shell, build_cli.build_parser(), cli.parsers()))
+    return EXIT_OK

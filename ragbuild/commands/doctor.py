@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 from collections.abc import Mapping
 
 from ragbuild import deps, steps
+from ragbuild.commands import build as build_cli
+from ragbuild.commands.build import ArgumentParser
 from ragbuild.docker_config import DockerConfig, DockerTarget, daemon_down, daemon_unreachable, docker_target, read_docker_config
 from ragbuild.buildx import BUILDX_HINT, builder_driver
 from ragbuild.errors import RagbuildError
@@ -652,3 +654,43 @@ def run(doc: Doctor) -> int:
                                              and doc.plan.registry else "") + " would work")
     return doc.runner.verdict(summary, 1 if problems else 0,
                               asked="doctor runs (and GET /v2/ of a registry)")
+
+
+def doctor_parser() -> ArgumentParser:
+    parser = build_cli.build_parser()
+    parser.prog = f"{build_cli.PROG} doctor"
+    parser.usage = f"{build_cli.PROG} doctor [build flags: --env, --registry, -f, --context, --builder ...]"
+    parser.description = (
+        "Check, in order, what a build with these flags needs, one line each (ok, warning, "
+        "problem with its fix): Python and ragbuild's packages; the docker client, the daemon "
+        "it reaches (context or host), BuildKit, the buildx builders; git; the plan; the "
+        "Dockerfile and the build context (.dockerignore, likely secrets); the registry of "
+        "--registry / ECR_REGISTRY_URI (reachable, credentials; ECR: aws CLI, credentials, "
+        "region, repository, tag mutability: the push pre-flight's own checks, including its "
+        "login); then what the build fetches, asked of the engine that runs it with small "
+        "probe builds: the frontend of a `# syntax=` line (or BUILDKIT_SYNTAX), every FROM "
+        "image, and the package index from a RUN on the base image, without and with the "
+        "host's CA. Exit 0 when a build (and push) would work, 1 otherwise.")
+    parser.epilog = None
+    return parser
+
+
+def cmd_doctor(argv: list[str]) -> int:
+    import io
+
+    from ragbuild.config import load_config
+    from ragbuild.run.runner import make_runner
+
+    options = build_cli.parse_build(argv, doctor_parser())
+    if options.env is None and options.version is None:  # the build most run: make build-dev
+        import dataclasses
+
+        options = dataclasses.replace(options, env="dev")
+    quiet = io.StringIO()  # the checks' own command lines and messages: their finding says it
+    runner = make_runner(options.dry_run, log=quiet)
+    try:
+        config = load_config()
+    except RagbuildError as err:
+        print(f"problem  setup.cfg: {err}")
+        return 1
+    return run(Doctor(runner, options, config))

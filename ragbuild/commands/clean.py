@@ -1,0 +1,148 @@
+"""``clean``: remove the tags ragbuild's builds made (label org.ragbuild.repository), and no
+other tag."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+from collections.abc import Sequence
+
+from ragbuild.commands.build import ArgumentParser, sub_parser
+from ragbuild.commands.local import LOCAL_CONTAINER, repository_of
+from ragbuild.errors import EXIT_OK, CommandFailed
+from ragbuild.plan import REPOSITORY_LABEL
+from ragbuild.reference import familiar
+from ragbuild.run.command import Command, Kind
+from ragbuild.run.runner import Runner
+
+#: What a dry run of ``clean`` takes the tags of ragbuild's builds to be (it lists no images).
+DRY_REFS = "RAGBUILD_REFS"
+
+
+PRUNE_HINT = f"docker image prune --filter label={REPOSITORY_LABEL}"
+
+
+def list_images_command() -> Command:
+    """Every image carrying the repository label: ragbuild's, and images built FROM them."""
+    return Command(("docker", "image", "ls", "--filter", f"label={REPOSITORY_LABEL}",
+                    "--quiet", "--no-trunc"), kind=Kind.PROBE, assume="IMAGE_IDS")
+
+
+def inspect_images_command(ids: Sequence[str]) -> Command:
+    """ONE inspect of every listed id (tags and labels); checked by ``_inspect``."""
+    return Command(("docker", "image", "inspect", *ids), check=False, kind=Kind.PROBE,
+                   assume=json.dumps([{"Id": "IMAGE_ID", "RepoTags": [DRY_REFS],
+                                       "Config": {"Labels": {REPOSITORY_LABEL: DRY_REFS}}}]))
+
+
+def container_image_command(name: str) -> Command:
+    return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
+                   check=False, kind=Kind.PROBE,
+                   dry_note=f"a real run removes container {name} only if it runs an image "
+                            "whose every tag is removed")
+
+
+def ragbuild_refs(image: dict) -> list:
+    """The tags of ``image`` on the repository its label names: what ragbuild's build put there.
+    A fork built FROM a ragbuild image inherits the label but not those tags; a tag the user
+    added (``docker tag rag-worker:dev team/x:1``) is on another repository. Both are kept."""
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    repository = labels.get(REPOSITORY_LABEL)
+    if not repository:
+        return []
+    want = familiar(repository)
+    return [ref for ref in image.get("RepoTags") or [] if familiar(repository_of(ref)) == want]
+
+
+def clean(runner: Runner, *, name: str = LOCAL_CONTAINER) -> list:
+    """Remove the tags ragbuild's builds put on images (label org.ragbuild.repository), and only
+    those: docker deletes an image once its last tag is gone, so an image that also carries a
+    tag of its own (a fork, a user's ``docker tag``) survives under that tag. The local container
+    is removed only when it runs an image this removes; returns the refs removed."""
+    listed = runner.run(list_images_command())
+    ids = list(dict.fromkeys(listed.stdout.split()))
+    images = _inspect(runner, ids) if ids else []
+    removing = {image.get("Id"): ragbuild_refs(image) for image in images}
+    refs = [ref for image_refs in removing.values() for ref in image_refs]
+    untagged = sum(1 for image in images if not image.get("RepoTags"))
+    if not refs:
+        kept = len(images) - untagged
+        why = f"; {kept} labelled image(s) carry only tags of their own (kept)" if kept else ""
+        runner.log(f"nothing to clean: no image has a tag a ragbuild build made (the repository "
+                   f"in its {REPOSITORY_LABEL} label){why}")
+        _hint_untagged(runner, untagged)
+        return []
+    deleted = {image.get("Id") for image in images
+               if image.get("RepoTags") and len(removing[image.get("Id")]) == len(image["RepoTags"])}
+    running = runner.run(container_image_command(name))
+    local_image = running.stdout.strip() if running.ok else ""
+    # the local container goes only once every other tag went: a refusal keeps it running
+    last = removing[local_image] if local_image in deleted else []
+    first = [ref for ref in refs if ref not in last]
+    gone = _remove_tags(runner, first, keeping=name if last else None) if first else []
+    if last:
+        runner.run(Command(("docker", "rm", "-f", name), check=False))  # gone already: fine
+        gone += _remove_tags(runner, last)
+    kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
+    also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
+    already = f" ({len(gone)} were gone already)" if gone else ""
+    runner.report(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
+                  f"{len(deleted)} image(s) deleted{also}")
+    _hint_untagged(runner, untagged)
+    return refs
+
+
+def _remove_tags(runner: Runner, refs: Sequence[str],
+                 keeping: Optional[Sequence[str]] = None) -> list:
+    """``docker image rm`` of ``refs`` (no --force); returns docker's lines for tags removed
+    since the listing (a concurrent clean, a user: gone, as clean wants). Any other refusal
+    raises, saying that the container ``keeping`` was left as it was."""
+    remove = Command(("docker", "image", "rm", *refs), check=False)
+    result = runner.run(remove)
+    said = [line for line in result.stderr.splitlines() if line.strip()]
+    gone = [line for line in said if "No such image:" in line]
+    refused = [line for line in said if line not in gone]
+    if not result.ok and (refused or not gone):
+        detail = "\n".join(refused[-15:]) or f"exit {result.returncode}"
+        kept = f"; container {keeping} was left running" if keeping else ""
+        raise CommandFailed(f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
+                            "(an image a container uses is kept: remove that container with "
+                            f"docker rm -f, then run clean again{kept})",
+                            returncode=result.returncode)
+    return gone
+
+
+def _inspect(runner: Runner, ids: Sequence[str]) -> list:
+    """ONE ``docker image inspect`` of every listed id. An image removed since the listing is
+    only missing from the answer (docker prints the others, then exits 1)."""
+    result = runner.run(inspect_images_command(ids))
+    try:
+        images = json.loads(result.stdout or "[]")
+    except ValueError:
+        images = None
+    if not isinstance(images, list) or (not result.ok and "No such" not in result.stderr):
+        raise CommandFailed(f"`{inspect_images_command(['...']).display()}` failed "
+                            f"(exit {result.returncode}): {result.stderr.strip()[:500]}",
+                            returncode=result.returncode)
+    return images
+
+
+def _hint_untagged(runner: Runner, count: int) -> None:
+    if count:
+        runner.log(f"{count} untagged image(s) with the label left (earlier builds' leftovers, "
+                   f"or a fork's); to remove them: {PRUNE_HINT}")
+
+
+def clean_parser() -> ArgumentParser:
+    return sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
+                               "in their org.ragbuild.repository label), and no other tag: an "
+                               "image built FROM one, or one you tagged yourself, keeps its own "
+                               "tags. Untagged leftovers: " + PRUNE_HINT)
+
+
+def cmd_clean(argv: list[str]) -> int:
+    from ragbuild.run.runner import make_runner
+
+    ns = clean_parser().parse_args(argv)
+    clean(make_runner(ns.dry_run))
+    return EXIT_OK
