@@ -77,7 +77,7 @@ FETCH_TAGS_FIX = ("run `git fetch --tags --unshallow` (GitHub Actions: actions/c
 
 
 class GitUnreadable(Exception):
-    """Git failed or answered incompletely: ``str()`` is git's own reason (steps.py raises the
+    """Git failed or answered incompletely: ``str()`` is git's own reason (git.git_info raises the
     user's error from it)."""
 
 

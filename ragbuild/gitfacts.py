@@ -1,5 +1,5 @@
-"""Git facts decided from the truth, not from ``git status``: no process starts here (steps.py
-runs git's answers through these functions; plan.py holds the commands).
+"""Git facts decided from the truth, not from ``git status``: no process starts here (git.py
+runs git's answers through these functions; git.py holds the commands too).
 
 * ``discover``: whether there is a repository to ask at all, found as git's own discovery finds
   it (setup.c ``setup_git_directory_gently_1``), so "no repository" is never read from the words
@@ -295,7 +295,7 @@ def compare(tree: Mapping[str, Entry], sent: Mapping[str, Entry],
     ``raw_id(path)``: the blob id of the sent file's bytes unfiltered, asked only when git's
     filtered id differs: a file committed with CRLF under ``core.autocrlf`` is stored as it is
     (git leaves CRLF that the index already has), which ``hash-object`` does not know.
-    Submodules (``GITLINK``) are not compared here (steps.py compares each in its own repository)."""
+    Submodules (``GITLINK``) are not compared here (git.py compares each in its own repository)."""
     changes = []
     for path, entry in sent.items():
         committed = tree.get(path)

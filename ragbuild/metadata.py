@@ -1,6 +1,6 @@
 """``--metadata-file`` and ``$GITHUB_OUTPUT``: what a build made, for the tools after it.
 
-The pipeline (pipeline.py) times each step and keeps what it found in its typed run state (the
+The pipeline (steps/__init__.py) times each step and keeps what it found in its typed run state (the
 summary's image id and labels, the pushed digests, the verified ``<repository>@<digest>``); its
 ``Recorder`` reads those fields into the document whose keys and helpers are here. The JSON file is written at the end of the run, and also
 when a step fails or is interrupted (``status`` says which, with the step and the error), so a
@@ -46,7 +46,7 @@ def github_output_lines(tags: Iterable[str], digest: str, image_id: str, delimit
 def check_path(path: str, name: str = "--metadata-file", *, append: bool = False) -> None:
     """An output file the end of the run writes (``--metadata-file``, replaced) or appends to
     (``$GITHUB_OUTPUT``, ``append``), checked with the build's other paths before git or docker
-    runs (and again by ``pipeline.Recorder``): one the end of the run can write, or exit 2 now, not
+    runs (and again by ``steps.Recorder``): one the end of the run can write, or exit 2 now, not
     after a build or a push."""
     if not path:
         raise UsageError(f"{name} is empty; name a file, e.g. {name} build.json")

@@ -185,14 +185,14 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     More facts, all optional: ``version_tags`` (``git.parse_version_tags`` of ``git tag
     --list 'v*'``, asked for ``--latest-policy auto`` only), ``environ`` (the CI variables
     ``--ci-tags`` reads), ``docker`` (the ``DockerTarget`` the plan names) and ``host``
-    (the CA and index settings the build gets as secrets: ``steps.host_network``)."""
+    (the CA and index settings the build gets as secrets: ``steps.facts.host_network``)."""
     parsed, env = _check_version_and_env(options, config)
     custom = _check_custom_tags(options, parsed)
     registry = _check_registry(options)
     image_name = check_image_name(config.image_name if options.image_name is None
                                   else options.image_name)
     extra_args = tuple(parse_build_arg(raw) for raw in options.build_args)
-    moved = secret_build_args(extra_args)  # in the index secret instead (steps.host_network)
+    moved = secret_build_args(extra_args)  # in the index secret instead (steps.facts.host_network)
     extra_args = tuple(arg for arg in extra_args if arg not in moved)
     passed = passthrough.build_words(options.secrets, options.ssh, options.docker_options)
     if env == "prod" and git.dirty and not options.allow_dirty:
@@ -331,7 +331,7 @@ def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
     nothing must pass between the build and the push (no --smoke-test, no --scan), no option
     after ``--`` is one buildx refuses (``passthrough.NOT_FOR_BUILDX``), and no --no-cache (a
     long build gains nothing worth noting, and a failed one may have to run again to tell a
-    failed build from a failed push: ``steps.build``)."""
+    failed build from a failed push: ``steps.build.build``)."""
     if plan.multi_platform:
         return True
     opts = plan.options
@@ -385,7 +385,7 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
         argv += ["--label", f"{CREATED_LABEL}={plan.created}"]
     argv += ["--label", f"{REPOSITORY_LABEL}={plan.base}"]
     iid = iid_file if not plan.multi_platform else None
-    if iid:  # the image's ID, which the rest of the run follows (steps.Built)
+    if iid:  # the image's ID, which the rest of the run follows (steps.build.Built)
         argv += ["--iidfile", iid]
     if opts.no_cache:
         argv.append("--no-cache")

@@ -331,13 +331,13 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
 
 def cmd_build(argv: list[str]) -> int:
     options = parse_build(argv)
-    from ragbuild import pipeline
+    from ragbuild import steps
     from ragbuild.config import load_config
     from ragbuild.run.runner import make_runner
 
     config = load_config()
     runner = make_runner(options.dry_run)
-    state = pipeline.run(runner, pipeline.gather(runner, options, config))
+    state = steps.run(runner, steps.gather(runner, options, config))
     if not options.push:
         runner.report(push_hint(state.plan, argv))
     return EXIT_OK

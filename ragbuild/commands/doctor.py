@@ -2,8 +2,8 @@
 them, one line each: ``ok``, ``warning`` or ``problem``, a problem with its exact fix.
 
 It takes the build's own flags (``doctor --env prod --version 1.2.3 --registry URI``) and runs
-the build's own checks on them, not copies: ``steps.check_paths``, ``git.git_info``,
-``git.version_tags``, ``steps.make_plan``, ``steps.check_buildx``, ``steps.diagnose``,
+the build's own checks on them, not copies: ``steps.facts.check_paths``, ``git.git_info``,
+``git.version_tags``, ``steps.facts.make_plan``, ``steps.preflight.check_buildx``, ``steps.build.diagnose``,
 ``guard.scan_context``, and the push pre-flight's own steps (``push.check_helper``,
 ``ecr.authenticate``, ``push.reach_registry``,
 ``ecr.check_repository``), with their messages. For ECR that includes the login
@@ -104,13 +104,13 @@ def check_python(doc: Doctor) -> list:
 
 
 def prepare(doc: Doctor) -> None:
-    """The build's facts and plan (steps.gather_facts, steps.make_plan), made before the first
+    """The build's facts and plan (steps.facts.gather_facts, steps.facts.make_plan), made before the first
     line so that each check can use them; a failure is the plan check's problem."""
     doc.docker_config = read_docker_config(doc.environ)
     try:
-        facts = steps.gather_facts(doc.runner, doc.options, doc.environ, doc.config)
+        facts = steps.facts.gather_facts(doc.runner, doc.options, doc.environ, doc.config)
         doc.git = facts.git
-        doc.plan = steps.make_plan(doc.options, doc.config, facts)
+        doc.plan = steps.facts.make_plan(doc.options, doc.config, facts)
     except RagbuildError as err:
         doc.plan_error = str(err)
     if doc.git is None:
@@ -144,10 +144,10 @@ def check_docker(doc: Doctor) -> list:
 
 
 def _daemon_problem(doc: Doctor, said: str) -> str:
-    """The build's own diagnosis (steps.diagnose) when there is a plan, else its message."""
+    """The build's own diagnosis (steps.build.diagnose) when there is a plan, else its message."""
     if doc.plan is not None:
         try:
-            steps.diagnose(doc.runner, doc.plan)
+            steps.build.diagnose(doc.runner, doc.plan)
         except RagbuildError as err:
             return str(err)
     if daemon_down(said):
@@ -157,7 +157,7 @@ def _daemon_problem(doc: Doctor, said: str) -> str:
 
 def check_buildkit(doc: Doctor) -> list:
     """BuildKit: built into the client (Debian's docker.io 20.10) or the buildx plugin (23+),
-    and buildx itself when the flags need it (steps.check_buildx)."""
+    and buildx itself when the flags need it (steps.preflight.check_buildx)."""
     if doc.client is None:
         return [Finding(PROBLEM, "buildkit", "not checked: no docker client")]
     result = doc.runner.run(buildx_version_command())
@@ -166,7 +166,7 @@ def check_buildkit(doc: Doctor) -> list:
     needs_plugin = major.isdigit() and int(major) >= 23
     if not doc.buildx and doc.plan is not None and doc.plan.buildx:  # the build's own stop
         try:
-            steps.check_buildx(doc.runner, doc.plan)
+            steps.preflight.check_buildx(doc.runner, doc.plan)
         except RagbuildError as err:
             return [Finding(PROBLEM, "buildkit", str(err))]
     if doc.buildx:
@@ -222,7 +222,7 @@ def check_git(doc: Doctor) -> list:
                                           "or --allow-dirty"))
     else:
         found.append(Finding(OK, "git", f"commit {git.sha}, clean tree"))
-    if steps.needs_version_tags(doc.options):
+    if steps.facts.needs_version_tags(doc.options):
         try:  # the build's own rule: auto cannot decide a release's tags without the v* tags
             tags = version_tags(doc.runner, git)
         except RagbuildError as err:
@@ -275,7 +275,7 @@ def check_context(doc: Doctor) -> list:
 
     options = doc.options
     try:
-        steps.check_paths(options, doc.environ)
+        steps.facts.check_paths(options, doc.environ)
         report = guard.scan_context(options.context, options.file)
     except RagbuildError as err:
         return [Finding(PROBLEM, "dockerfile and context", str(err))]
@@ -407,7 +407,7 @@ def _read(path: str) -> Optional[str]:
 
 @dataclass(frozen=True)
 class IndexSetup:
-    """What the index probes pass, as the build passes it (steps.host_network): ``host``, the
+    """What the index probes pass, as the build passes it (steps.facts.host_network): ``host``, the
     CA and index secrets the build gets; ``ca``, the CA bundle the second probe gets: the
     build's, or with ``--no-host-ca`` (``off``) or a bundle the build cannot pass the one the
     host names, so that doctor can say whether the build needs it; ``ca_problem``: why the

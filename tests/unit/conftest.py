@@ -231,7 +231,7 @@ def _no_system_cli_plugins(monkeypatch):
 @pytest.fixture(autouse=True)
 def _own_temp_directory(tmp_path_factory, monkeypatch):
     """Each test's temp directory (``tempfile.gettempdir()``: where a build that pushes keeps
-    its answer, ``steps.answer_path``) is a new one of its own, never the machine's /tmp."""
+    its answer, ``steps.build.answer_path``) is a new one of its own, never the machine's /tmp."""
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmpdir")))

@@ -438,15 +438,15 @@ def test_same_source_date_epoch_gives_the_same_commands(project, fp, capsys, mon
 def test_without_source_date_epoch_the_clock_is_now_in_tz(monkeypatch):
     set_tz(monkeypatch, "XXX+5")  # POSIX: five hours west of UTC
     expected = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=5)
-    moment = steps.clock({})
+    moment = steps.facts.clock({})
     assert abs((moment - expected).total_seconds()) < 5
-    assert steps.clock({"SOURCE_DATE_EPOCH": ""}) is not None  # empty: now, as unset
+    assert steps.facts.clock({"SOURCE_DATE_EPOCH": ""}) is not None  # empty: now, as unset
 
 
 def test_tag_build_arg_and_created_label_name_one_instant_while_the_clock_ticks(
         project, strict_fp, capsys, monkeypatch):
     ticks = iter(datetime(2020, 1, 1, 0, 0, second) for second in range(1, 60))
-    monkeypatch.setattr(steps, "clock", lambda *a, **k: next(ticks))
+    monkeypatch.setattr(steps.facts, "clock", lambda *a, **k: next(ticks))
     code, out, _ = run_main(["--env", "dev", "--dry-run"], capsys)
     assert code == 0
     stamps = set(re.findall(r"dev-(2020\d{4}-\d{6})", out))
@@ -654,7 +654,7 @@ def test_ctrl_c_exits_130(raised, project, strict_fp, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(steps, "build", interrupted)
+    monkeypatch.setattr(steps.build, "build", interrupted)
     code, _, err = run_main(["--env", "dev"], capsys)
     assert code == 130
     assert err.splitlines()[-1].startswith("error: interrupted")

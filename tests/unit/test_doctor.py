@@ -161,7 +161,7 @@ def daemon_down(fp):
     docker(fp, "version", "--format", "{{.Client.Version}}", stdout="20.10.24\n", returncode=1,
            stderr=DAEMON_DOWN)
     docker(fp, "version", "--format", "{{.Server.Version}}", returncode=1, stderr=DAEMON_DOWN)
-    # steps.diagnose asks again, as after a failed build
+    # steps.build.diagnose asks again, as after a failed build
     docker(fp, "version", "--format", "{{.Client.Version}}", stdout="20.10.24\n", returncode=1,
            stderr=DAEMON_DOWN)
     docker(fp, "buildx", "version", returncode=1, stderr="'buildx' is not a docker command.\n")
@@ -634,7 +634,7 @@ def test_a_buildx_build_without_builder_probes_on_buildxs_current_builder(worker
 
 @pytest.mark.parametrize("version, asks", [("2.0.0-rc.1", False), ("2.0.0", True)])
 def test_git_tags_are_a_problem_only_when_auto_depends_on_them(worker, fp, capsys, version, asks):
-    """The build's rule (steps.needs_version_tags): a prerelease never moves a tag under auto,
+    """The build's rule (steps.facts.needs_version_tags): a prerelease never moves a tag under auto,
     so no v* tag fetched is no problem for it; a release needs them."""
     healthy(fp)
     fp.register([fp.program("git"), "tag", "--list", "v*"], stdout="", occurrences=2)

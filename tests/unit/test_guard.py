@@ -180,7 +180,7 @@ def test_check_reports_size_and_refuses_secrets_naming_them(tmp_path):
                            "deploy/id_rsa": 1})
     log = Log()
     with pytest.raises(UsageError) as refused:
-        steps.check_context(log, FakePlan(root))
+        steps.context.check_context(log, FakePlan(root))
     message = str(refused.value)
     assert message.startswith("the build context would send likely secrets: ")
     assert ".env (environment file)" in message and "deploy/id_rsa (SSH private key)" in message
@@ -192,7 +192,7 @@ def test_check_reports_size_and_refuses_secrets_naming_them(tmp_path):
 def test_allow_secrets_turns_the_refusal_into_a_warning(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1, ".env": 1})
     log = Log()
-    steps.check_context(log, FakePlan(root, allow_secrets=True))
+    steps.context.check_context(log, FakePlan(root, allow_secrets=True))
     assert "warning: sending likely secrets in the build context (--allow-secrets): .env" in log.text
 
 
@@ -200,7 +200,7 @@ def test_a_large_context_warns_with_the_largest_entries(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1, "data/a.bin": 600_000, "data/b.bin": 600_000,
                            "model.bin": 300_000, "src/app.py": 10})
     log = Log()
-    steps.check_context(log, FakePlan(root, context_warn_mb=1))
+    steps.context.check_context(log, FakePlan(root, context_warn_mb=1))
     assert log.lines[0] == f"build context {root}: 5 files, 1.5MB (no .dockerignore)"
     assert log.lines[1].startswith("warning: the build context is 1.5MB, more than 1MB "
                                    "(--context-warn-mb)")
@@ -212,14 +212,14 @@ def test_a_large_context_warns_with_the_largest_entries(tmp_path):
 def test_no_size_warning_at_or_below_the_limit_or_with_0(tmp_path, limit):
     root = tree(tmp_path, {"Dockerfile": 1, "data.bin": 1_500_000})
     log = Log()
-    steps.check_context(log, FakePlan(root, context_warn_mb=limit))
+    steps.context.check_context(log, FakePlan(root, context_warn_mb=limit))
     assert not any(line.startswith("warning") for line in log.lines)
 
 
 def test_secret_build_arg_warns_about_image_history(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1})
     log = Log()
-    steps.check_context(log, FakePlan(root, build_args=[("VERSION", "1"), ("NPM_TOKEN", "abc")]))
+    steps.context.check_context(log, FakePlan(root, build_args=[("VERSION", "1"), ("NPM_TOKEN", "abc")]))
     assert log.lines[0].startswith("warning: --build-arg NPM_TOKEN looks like a secret: build args "
                                    "stay readable in the image's history")
     assert "abc" not in log.text
@@ -238,7 +238,7 @@ def test_a_build_arg_with_url_credentials_warns_as_a_secret_name_does(tmp_path, 
     # shows it wherever a RUN step expands the arg
     root = tree(tmp_path, {"Dockerfile": 1})
     log = Log()
-    steps.check_context(log, FakePlan(root, build_args=[(name, value)]))
+    steps.context.check_context(log, FakePlan(root, build_args=[(name, value)]))
     warnings = [line for line in log.lines if line.startswith("warning:")]
     if warned:
         assert warnings == [warnings[0]] and warnings[0].startswith(

@@ -202,8 +202,8 @@ def test_a_build_that_pushes_records_its_id(fp, buildx_plugin):
             json.dump({"containerimage.digest": DIGEST}, handle)
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=wrote)
-    built = steps.build(Runner(), plan, pushing, {})
-    assert built == steps.Built(True, FAKE_IMAGE_ID, DIGEST)
+    built = steps.build.build(Runner(), plan, pushing, {})
+    assert built == steps.build.Built(True, FAKE_IMAGE_ID, DIGEST)
     argv = build_command(plan, pushing, metadata_file="m", iid_file="i").argv
     assert argv[argv.index("--iidfile") + 1] == "i"
 
@@ -249,7 +249,7 @@ def test_on_the_containerd_store_the_summary_follows_the_pushed_manifest(fp):
                 returncode=1, stderr=f"Error response from daemon: No such image: {FAKE_IMAGE_ID}\n")
     fp.register([docker, "image", "inspect", "--format", fp.any(min=1, max=1), DIGEST],
                 stdout=f"{DIGEST} 1 {json.dumps(list(plan.refs))} {{}}\n")
-    image = steps.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID, pushed=True,
+    image = steps.summary.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID, pushed=True,
                             manifest=DIGEST)
     assert image.followed == DIGEST == image.id
 
@@ -258,7 +258,7 @@ def test_the_classic_store_knows_the_id_and_asks_once(fp):
     plan = build_plan(f"{PLAIN}/rag-worker")
     fp.register([fp.program("docker"), "image", "inspect", "--format", fp.any(min=1, max=1),
                  FAKE_IMAGE_ID], stdout=f"{FAKE_IMAGE_ID} 1 {json.dumps(list(plan.refs))} {{}}\n")
-    image = steps.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID, manifest=DIGEST)
+    image = steps.summary.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID, manifest=DIGEST)
     assert image.followed == FAKE_IMAGE_ID and len(fp.calls) == 1
 
 
@@ -277,7 +277,7 @@ def test_without_a_manifest_digest_the_primary_ref_counts_only_with_this_runs_la
     fp.register([docker, "image", "inspect", "--format", fp.any(min=1, max=1), plan.primary],
                 stdout=f"sha256:{'cd' * 32} 1 {json.dumps(list(plan.refs))} "
                        f"{json.dumps({'org.opencontainers.image.created': label})}\n")
-    summarize = lambda: steps.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID,  # noqa
+    summarize = lambda: steps.summary.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID,  # noqa
                                         unique_created=unique)
     if followed:
         assert summarize().followed == followed  # the daemon's own ID from then on

@@ -188,7 +188,7 @@ def test_an_interrupted_step_is_recorded_as_interrupted(project, strict_fp, caps
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(steps, "build", interrupted)
+    monkeypatch.setattr(steps.build, "build", interrupted)
     assert cli.main(["--env", "dev", "--metadata-file", "m.json"]) == 130
     doc = json.loads((project / "m.json").read_text())
     assert (doc["status"], doc["failed_step"], doc["error"]) == ("interrupted", "build", "interrupted")
@@ -220,7 +220,7 @@ def test_an_unexpected_exception_in_a_step_is_recorded_too(project, strict_fp, c
     from ragbuild import steps
 
     register_build_and_inspect(strict_fp)
-    monkeypatch.setattr(steps, "parse_inspect", lambda stdout: {}["id"])
+    monkeypatch.setattr(steps.summary, "parse_inspect", lambda stdout: {}["id"])
     code = cli.main(["--env", "dev", "--metadata-file", "m.json"])
     assert code == 3
     err = capsys.readouterr().err

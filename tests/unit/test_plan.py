@@ -668,7 +668,7 @@ def test_a_long_environment_from_setup_cfg_is_refused(project, strict_fp, capsys
 def test_every_generated_tag_is_checked_in_the_plan():
     with pytest.raises(UsageError, match=r"git's commit id makes the tag 'git-a+\.\.\.a+' \(132 "):
         make_plan(Options(env="dev"), Config(), GitInfo(sha="a" * 128),
-                  steps.clock({"SOURCE_DATE_EPOCH": "0"}))
+                  steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}))
 
 
 # --- repository names ---------------------------------------------------------------------------
@@ -739,7 +739,7 @@ def test_source_date_epoch_takes_only_ascii_digits(epoch, project, strict_fp, ca
 
 
 def test_source_date_epoch_zero_is_1970():
-    assert steps.clock({"SOURCE_DATE_EPOCH": "0"}).year in (1969, 1970)  # local time of epoch 0
+    assert steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}).year in (1969, 1970)  # local time of epoch 0
 
 
 @pytest.mark.parametrize("value", ["a\nb", "line\r\n", "\n"])
@@ -775,7 +775,7 @@ def test_skip_existing_immutable_without_an_effect_is_refused(argv, fragment, pr
 
 def test_skip_existing_immutable_with_an_ecr_push_is_planned():
     options = Options(env="dev", registry=ECR, push=True, skip_existing_immutable=True)
-    plan = make_plan(options, Config(), GitInfo(sha="a1b2c3d"), steps.clock({"SOURCE_DATE_EPOCH": "0"}))
+    plan = make_plan(options, Config(), GitInfo(sha="a1b2c3d"), steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}))
     assert plan.registry.is_ecr and plan.options.skip_existing_immutable
 
 
@@ -809,21 +809,20 @@ def test_a_metadata_directory_that_is_not_writable_stops_before_git(project, str
 
 
 def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatch):
-    from ragbuild import metadata
+    from ragbuild import metadata, steps
     from ragbuild.run.runner import Runner
 
     plan = make_plan(Options(env="dev"), Config(), GitInfo(sha="a1b2c3d"),
-                     steps.clock({"SOURCE_DATE_EPOCH": "0"}))
+                     steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}))
 
     def refuse(src, dst):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(metadata.os, "replace", refuse)
-    from ragbuild import pipeline
-    from ragbuild.pipeline import RunState
+    from ragbuild.steps import RunState
 
     state = RunState(plan.options, Config(), None, plan)
-    record = pipeline.Recorder(state, Runner(), path=str(project / "m.json"))
+    record = steps.Recorder(state, Runner(), path=str(project / "m.json"))
     with pytest.raises(Exception, match="cannot write --metadata-file .*m.json: Permission denied"):
         record.finish()
     assert sorted(p.name for p in project.iterdir()) == ["Dockerfile"]

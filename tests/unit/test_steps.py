@@ -75,7 +75,7 @@ def test_a_good_build_on_docker_hub_names_never_lacks_tags(fp, base, capsys):
     listed = [familiar(ref) for ref in plan.refs]
     fp.register([fp.program("docker"), "image", "inspect", fp.any()],
                 stdout=f"sha256:0123 12 {json.dumps(listed)} null\n")
-    info = steps.summarize(Runner(), plan)
+    info = steps.summary.summarize(Runner(), plan)
     assert info.repo_tags == tuple(listed)
 
 
@@ -100,7 +100,7 @@ def test_diagnose_names_the_unreachable_daemon(fp):
                 returncode=1, stderr="error during connect: Get \"http://x/v1.24/version\"\n")
     target = DockerTarget(context="buildbox")
     with pytest.raises(DockerUnavailable) as err:
-        steps.diagnose(Runner(), SimpleNamespace(docker=target))
+        steps.build.diagnose(Runner(), SimpleNamespace(docker=target))
     assert str(err.value) == docker_config.daemon_unreachable(target)
 
 
@@ -771,7 +771,7 @@ def test_a_build_that_pushes_records_the_digest_it_wrote_for_every_ref(fp, tmp_p
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
     digests = {}
-    assert steps.build(Runner(), plan, pushing, digests).pushed is True
+    assert steps.build.build(Runner(), plan, pushing, digests).pushed is True
     assert digests == {ref: digest for ref in plan.refs}
 
 
@@ -790,7 +790,7 @@ def test_a_build_that_pushes_without_a_digest_cannot_be_verified(fp, tmp_path, w
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
     digests = {}
     with pytest.raises(PushFailed, match="named no manifest digest") as failed:
-        steps.build(Runner(), plan, pushing, digests)
+        steps.build.build(Runner(), plan, pushing, digests)
     # the build did push: every ref is recorded as pushed, digest unknown (the metadata's
     # pushed_refs), and the message says so, as a docker push that printed no digest does
     assert digests == {ref: None for ref in plan.refs}
@@ -814,7 +814,7 @@ def test_tags_missing_after_a_build_that_pushed_says_the_tags_are_out(fp, tmp_pa
     plan, _ = _pushing_plan(tmp_path)
     _register_local_image(fp, plan, plan.created, refs=plan.refs[:1])
     with pytest.raises(CommandFailed) as err:
-        steps.summarize(Runner(), plan, pushed=pushed)
+        steps.summary.summarize(Runner(), plan, pushed=pushed)
     said = str(err.value)
     assert said.startswith(f"the built image lacks tags {', '.join(plan.refs[1:])}; ")
     assert (f"the build had already pushed its {len(plan.refs)} tags to localhost:5000/rag-worker "
@@ -822,16 +822,16 @@ def test_tags_missing_after_a_build_that_pushed_says_the_tags_are_out(fp, tmp_pa
 
 
 def test_the_pipelines_inspect_step_tells_the_summary_whether_the_build_pushed(fp, tmp_path):
-    from ragbuild import pipeline
+    from ragbuild import steps
     from ragbuild.errors import CommandFailed
     from ragbuild.config import Config, Options
 
     plan, _ = _pushing_plan(tmp_path)
-    facts = steps.Facts(git=None, moment=steps.clock({}), docker_config=None, docker=None)
-    state = pipeline.RunState(Options(), Config(), facts, plan, build_pushed=True)
+    facts = steps.facts.Facts(git=None, moment=steps.facts.clock({}), docker_config=None, docker=None)
+    state = steps.RunState(Options(), Config(), facts, plan, build_pushed=True)
     _register_local_image(fp, plan, plan.created, refs=plan.refs[:1])
     with pytest.raises(CommandFailed, match="the build had already pushed its"):
-        pipeline.STEPS[[step.name for step in pipeline.STEPS].index("inspect")].run(Runner(), state)
+        steps.STEPS[[step.name for step in steps.STEPS].index("inspect")].run(Runner(), state)
 
 
 def test_a_push_that_fails_after_this_runs_build_goes_again_with_docker_push(fp, tmp_path,
@@ -842,7 +842,7 @@ def test_a_push_that_fails_after_this_runs_build_goes_again_with_docker_push(fp,
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     _register_local_image(fp, plan, plan.created)
     digests = {}
-    assert steps.build(Runner(), plan, pushing, digests).pushed is False
+    assert steps.build.build(Runner(), plan, pushing, digests).pushed is False
     assert digests == {}
     err = capsys.readouterr().err
     assert "after it built and tagged the image" in err and "the push failed" in err
@@ -870,7 +870,7 @@ def test_a_failed_build_that_pushes_is_the_builds_failure_without_a_second_build
     fp.register([fp.program("docker"), "version", "--format", fp.any()], stdout="28.2.2\n")
     fp.register([fp.program("docker"), "buildx", "version"], stdout="v0.13.1\n")
     with pytest.raises(CommandFailed, match=r"the build failed: no image of this run") as err:
-        steps.build(Runner(), plan, pushing, {})
+        steps.build.build(Runner(), plan, pushing, {})
     assert err.value.returncode == 1
     assert not [c for c in fp.calls if list(c)[1] == "build"]
     assert "docker push" not in capsys.readouterr().err
@@ -885,7 +885,7 @@ def test_with_source_date_epoch_a_failed_build_that_pushes_builds_again_to_tell(
     plan, pushing = _pushing_plan(tmp_path)
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     fp.register([fp.program("docker"), "build", fp.any()])  # the same build, cached, no push
-    assert steps.build(Runner(), plan, pushing, {}, unique_created=False).pushed is False
+    assert steps.build.build(Runner(), plan, pushing, {}, unique_created=False).pushed is False
     err = capsys.readouterr().err
     assert "building again without the push" in err and "the push failed" in err
     plain = [c for c in fp.calls if list(c)[1] == "build"]
@@ -895,14 +895,14 @@ def test_with_source_date_epoch_a_failed_build_that_pushes_builds_again_to_tell(
     fp.register([fp.program("docker"), "version", "--format", fp.any()], stdout="28.2.2\n")
     fp.register([fp.program("docker"), "buildx", "version"], stdout="v0.13.1\n")
     with pytest.raises(CommandFailed, match=r"docker build failed \(exit 1\)"):
-        steps.build(Runner(), plan, pushing, {}, unique_created=False)
+        steps.build.build(Runner(), plan, pushing, {}, unique_created=False)
 
 
 def test_the_created_label_is_this_runs_alone_without_source_date_epoch():
     from datetime import datetime
 
-    plain = steps.Facts(git=None, moment=steps.clock({}), docker_config=None, docker=None)
-    fixed = dataclasses.replace(plain, moment=steps.clock({"SOURCE_DATE_EPOCH": "1700000000"}))
+    plain = steps.facts.Facts(git=None, moment=steps.facts.clock({}), docker_config=None, docker=None)
+    fixed = dataclasses.replace(plain, moment=steps.facts.clock({"SOURCE_DATE_EPOCH": "1700000000"}))
     assert isinstance(plain.moment, datetime)
     assert plain.unique_created and not fixed.unique_created
 
@@ -942,8 +942,8 @@ def test_a_dry_run_prints_the_build_that_pushes_as_the_real_run_starts_it(fp, tm
 
     plan, pushing = _pushing_plan(tmp_path)
     out = io.StringIO()
-    steps.build(DryRunner(out=out, log=io.StringIO()), plan, pushing, {})
-    assert not os.path.exists(os.path.dirname(steps.answer_path(plan)))  # not even the directory
+    steps.build.build(DryRunner(out=out, log=io.StringIO()), plan, pushing, {})
+    assert not os.path.exists(os.path.dirname(steps.build.answer_path(plan)))  # not even the directory
     printed = [line for line in out.getvalue().splitlines() if "buildx build" in line]
 
     def build(process):
@@ -952,10 +952,10 @@ def test_a_dry_run_prints_the_build_that_pushes_as_the_real_run_starts_it(fp, tm
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
     log = io.StringIO()
-    steps.build(Runner(log=log), plan, pushing, {})
+    steps.build.build(Runner(log=log), plan, pushing, {})
     executed = [line[2:] for line in log.getvalue().splitlines() if line.startswith("+ ")]
     assert len(printed) == 1 and executed == printed
-    assert not os.path.exists(steps.answer_path(plan))  # removed once read
+    assert not os.path.exists(steps.build.answer_path(plan))  # removed once read
 
 
 def test_a_build_that_pushes_never_takes_an_earlier_runs_answer(fp, tmp_path):
@@ -964,13 +964,13 @@ def test_a_build_that_pushes_never_takes_an_earlier_runs_answer(fp, tmp_path):
     from ragbuild.errors import PushFailed
 
     plan, pushing = _pushing_plan(tmp_path)
-    os.mkdir(os.path.dirname(steps.answer_path(plan)), 0o700)  # as an earlier run left it
-    with open(steps.answer_path(plan), "w") as stale:
+    os.mkdir(os.path.dirname(steps.build.answer_path(plan)), 0o700)  # as an earlier run left it
+    with open(steps.build.answer_path(plan), "w") as stale:
         json.dump({"containerimage.digest": "sha256:" + "34" * 32}, stale)
     fp.register([fp.program("docker"), "buildx", "build", fp.any()])
     digests = {}
     with pytest.raises(PushFailed, match="named no manifest digest"):
-        steps.build(Runner(), plan, pushing, digests)
+        steps.build.build(Runner(), plan, pushing, digests)
     assert set(digests.values()) == {None}
 
 
@@ -982,8 +982,8 @@ def test_builds_of_other_plans_in_the_same_second_get_other_answer_files(tmp_pat
     dev, prod = build_plan(registry="localhost:5000/rag-worker", env="dev"), \
         build_plan(registry="localhost:5000/rag-worker", env="staging")
     assert dev.created == prod.created and dev.base == prod.base
-    assert steps.answer_path(dev) != steps.answer_path(prod)
-    assert steps.answer_path(dev) == steps.answer_path(dataclasses.replace(dev))
+    assert steps.build.answer_path(dev) != steps.build.answer_path(prod)
+    assert steps.build.answer_path(dev) == steps.build.answer_path(dataclasses.replace(dev))
 
 
 # --- a failed build's cause, from what docker said (build_failure) -----------------------------
@@ -1029,7 +1029,7 @@ def test_a_failed_build_says_its_cause_in_one_line_after_its_output(fp, returnco
     plan = _local_plan()
     runner = _runner()
     with pytest.raises(CommandFailed) as err:
-        steps.build(runner, plan, None, {})
+        steps.build.build(runner, plan, None, {})
     expected = classify(said, not_passed=plan.host.ca_note).message
     assert str(err.value) == f"docker build failed (exit {returncode}): {expected}"
     assert err.value.returncode == returncode  # docker's
@@ -1043,7 +1043,7 @@ def test_a_failed_build_of_another_cause_points_at_its_output(fp):
                 stderr=_said("other-after-tls.modern"))
     _register_diagnosis(fp)
     with pytest.raises(CommandFailed) as err:
-        steps.build(_runner(), _local_plan(pull=True), None, {})
+        steps.build.build(_runner(), _local_plan(pull=True), None, {})
     assert str(err.value).startswith("docker build failed (exit 1); its output is above; with "
                                      "--pull, docker must reach the registry")
 
@@ -1055,7 +1055,7 @@ def test_with_pull_an_unreachable_base_image_says_to_drop_it(fp):
                 stderr=_said("base-pull.legacy"))
     _register_diagnosis(fp)
     with pytest.raises(CommandFailed) as err:
-        steps.build(_runner(), _local_plan(pull=True), None, {})
+        steps.build.build(_runner(), _local_plan(pull=True), None, {})
     said = str(err.value)
     assert said.startswith("docker build failed (exit 1): the engine cannot get the base image "
                            "python:3.11-slim (its registry's name does not resolve")
@@ -1070,7 +1070,7 @@ def test_an_unreachable_daemon_is_diagnosed_before_the_output_is_read(fp):
                 stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is "
                        "the docker daemon running?\n")
     with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
-        steps.build(_runner(), _local_plan(), None, {})
+        steps.build.build(_runner(), _local_plan(), None, {})
 
 
 def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(fp, tmp_path):
@@ -1084,7 +1084,7 @@ def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(f
                 returncode=1, stderr="Error: No such image\n")
     _register_diagnosis(fp, "28.2.2")
     with pytest.raises(CommandFailed) as err:
-        steps.build(_runner(), plan, pushing, {})
+        steps.build.build(_runner(), plan, pushing, {})
     expected = classify(said, not_passed=plan.host.ca_note).message
     assert str(err.value) == f"docker buildx build failed (exit 1): {expected} (nothing was pushed)"
     assert err.value.returncode == 1
@@ -1100,9 +1100,9 @@ def test_the_cause_says_whether_the_build_had_the_host_ca():
     plan = dataclasses.replace(_local_plan(), host=HostNetwork(ca_note="--no-host-ca"))
     with_ca = Command(("docker", "build", "--secret", "id=ragbuild-host-ca,src=/corp/ca.pem", "."))
     without = Command(("docker", "build", "--secret", "id=npmrc,src=/home/me/.npmrc", "."))
-    assert "passed the host's CA bundle /corp/ca.pem" in steps.explain(plan, with_ca, failure)
+    assert "passed the host's CA bundle /corp/ca.pem" in steps.build.explain(plan, with_ca, failure)
     assert "passed no host CA bundle to the build (--no-host-ca): drop --no-host-ca" in \
-        steps.explain(plan, without, failure)
+        steps.build.explain(plan, without, failure)
 
 
 @pytest.mark.parametrize("argv, found", [
@@ -1114,4 +1114,4 @@ def test_the_cause_says_whether_the_build_had_the_host_ca():
     ([], None),
 ])
 def test_passed_secret(argv, found):
-    assert steps.passed_secret(["docker", "build", *argv, "."], "ragbuild-host-ca") == found
+    assert steps.build.passed_secret(["docker", "build", *argv, "."], "ragbuild-host-ca") == found

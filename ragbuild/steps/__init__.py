@@ -5,7 +5,9 @@ facts -> plan -> context guard -> pre-flight -> build -> summary -> smoke test -
 (``--iidfile``), never by a tag another build on the daemon may have moved meanwhile. ``gather`` makes the facts and the plan, which is final before the build:
 what to push and how is decided there or by the pre-flight, whose ``PushPlan`` the build
 consumes. ``run`` then runs each ``Step`` that applies, timed once by the loop; a failing step
-stops the run, and the metadata recorder (metadata.py) writes what the state holds either way.
+stops the run, and the metadata recorder (``Recorder``, below; the keys in metadata.py)
+writes what the state holds either way. One module a step: facts.py, context.py, preflight.py,
+build.py, summary.py (inspect); smoke, scan, push and verify run smoke.py, scan.py and push.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 from collections.abc import Mapping
 
-from ragbuild import steps
+from ragbuild.steps import build, context, preflight, summary
+from ragbuild.steps.facts import Facts, gather_facts, make_plan
+from ragbuild.steps.preflight import Preflight
+from ragbuild.steps.summary import Image
 from ragbuild.errors import Interrupted, RagbuildError
 from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
 from ragbuild.run.redaction import redact_argv
@@ -39,19 +44,19 @@ class RunState:
 
     options: Options
     config: Config
-    facts: steps.Facts
+    facts: Facts
     plan: BuildPlan
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    preflight: steps.Preflight = field(default_factory=steps.Preflight)
+    preflight: Preflight = field(default_factory=Preflight)
     context: Optional[guard.ContextReport] = None  # what the context guard found
-    image: Optional[steps.Image] = None
+    image: Optional[Image] = None
     health: Optional[dict] = None  # what /health answered in the smoke test
     digests: dict = field(default_factory=dict)  # ref -> digest the push reported
     build_pushed: bool = False  # the build pushed the refs itself (no docker push after it)
     #: the built image's ID (``docker build --iidfile``), which every later step follows; None
     #: for a multi-platform build (no local image)
     image_id: Optional[str] = None
-    built_manifest: Optional[str] = None  # what a build that pushed reported (steps.Built)
+    built_manifest: Optional[str] = None  # what a build that pushed reported (build.Built)
     pinned: Optional[str] = None  # <repository>@<digest>, verified
     times: dict = field(default_factory=dict)  # step -> seconds, in the order they ran
 
@@ -60,22 +65,22 @@ class RunState:
 
 
 def _context(runner: Runner, state: RunState) -> None:
-    state.context = steps.check_context(runner, state.plan)
+    state.context = context.check_context(runner, state.plan)
 
 
 def _preflight(runner: Runner, state: RunState) -> None:
-    state.preflight = steps.preflight(runner, state.plan, state.config, state.facts, state.environ)
+    state.preflight = preflight.preflight(runner, state.plan, state.config, state.facts, state.environ)
 
 
 def _build(runner: Runner, state: RunState) -> None:
-    built = steps.build(runner, state.plan, state.preflight.push, state.digests,
+    built = build.build(runner, state.plan, state.preflight.push, state.digests,
                         unique_created=state.facts.unique_created)
     state.build_pushed, state.image_id, state.built_manifest = (built.pushed, built.image_id,
                                                                 built.manifest)
 
 
 def _inspect(runner: Runner, state: RunState) -> None:
-    state.image = steps.summarize(runner, state.plan, state.image_id, pushed=state.build_pushed,
+    state.image = summary.summarize(runner, state.plan, state.image_id, pushed=state.build_pushed,
                                   manifest=state.built_manifest,
                                   unique_created=state.facts.unique_created)
     if state.image is not None and state.image_id is not None:
@@ -124,7 +129,7 @@ class Step:
 
 STEPS = (
     Step("context", _context),  # before login and the long build
-    Step("pre-flight", _preflight, lambda s: steps.needs_preflight(s.plan)),
+    Step("pre-flight", _preflight, lambda s: preflight.needs_preflight(s.plan)),
     Step("build", _build),
     Step("inspect", _inspect),
     Step("smoke", _smoke, lambda s: s.options.smoke_test),
@@ -139,8 +144,8 @@ STEPS = (
 def gather(runner: Runner, options: Options, config: Config,
            environ: Mapping[str, str] = os.environ) -> RunState:
     """Facts, then the plan, printed before any step runs."""
-    facts = steps.gather_facts(runner, options, environ, config)
-    plan = steps.make_plan(options, config, facts)
+    facts = gather_facts(runner, options, environ, config)
+    plan = make_plan(options, config, facts)
     git = facts.git
     if not git.sha:
         runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
@@ -182,7 +187,7 @@ def run(runner: Runner, state: RunState, *, clock: Callable[[], float] = time.mo
 
 
 class Recorder:
-    """Writes what a build made (``pipeline.RunState``) to ``--metadata-file`` and
+    """Writes what a build made (``steps.RunState``) to ``--metadata-file`` and
     ``$GITHUB_OUTPUT``."""
 
     def __init__(self, state: RunState, runner: Runner, *, path: Optional[str] = None,
