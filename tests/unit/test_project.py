@@ -16,9 +16,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "ragbuild"
 
 def modules() -> dict:
     """Every module of the package, subpackages too, by its dotted name below ``ragbuild``
-    (``plan``, ``run.runner``, ``run.__init__``), with its text."""
-    return {".".join(path.relative_to(PACKAGE).with_suffix("").parts): path.read_text()
-            for path in sorted(PACKAGE.rglob("*.py"))}
+    (``plan``, ``run.runner``; a package's ``__init__`` by the package's name, ``steps``), with
+    its text."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)] = \
+            path.read_text()
+    return found
 
 
 def test_every_module_level_function_and_class_is_used_in_the_package():
@@ -45,7 +50,7 @@ def _imports_of(text: str) -> set:
             base = name(node.module or "")
             for alias in node.names:
                 whole = f"{base}.{alias.name}" if base != "ragbuild" else alias.name
-                found.add(whole if whole in known or f"{whole}.__init__" in known else base)
+                found.add(whole if whole in known else base)
         elif isinstance(node, ast.Import):
             found |= {name(a.name) for a in node.names if a.name.startswith("ragbuild.")}
     return found - {"ragbuild"}
@@ -79,7 +84,7 @@ def test_run_imports_nothing_above_it():
     """``run/`` (commands, the runner, the console, signals) knows no domain module: it may
     import itself and ``errors``, which sits below it."""
     above = {f"{name} imports {imported}" for name, text in modules().items()
-             if name.startswith("run.") for imported in _imports_of(text)
+             if name == "run" or name.startswith("run.") for imported in _imports_of(text)
              if not (imported == "run" or imported.startswith("run.") or imported == "errors")}
     assert above == set()
 
@@ -140,3 +145,76 @@ def test_only_the_runner_module_knows_a_dry_run_from_a_real_one():
               or (isinstance(node, ast.alias) and node.name == "DryRunner")
               or (isinstance(node, ast.Attribute) and node.attr == "DryRunner")]
     assert asking == []
+
+
+# --- the layout: where each kind of code lives (issue 21) -------------------------------------------
+
+
+def _modules_where(predicate) -> set:
+    """The modules with an AST node for which ``predicate(node)`` holds."""
+    return {name for name, text in modules().items()
+            if any(predicate(node) for node in ast.walk(ast.parse(text)))}
+
+
+def _starts_argv(node, program: str) -> bool:
+    """``Command(("program", ...), ...)``: a command of ``program`` made as data."""
+    return (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Command"
+            and bool(node.args) and isinstance(node.args[0], ast.Tuple) and bool(node.args[0].elts)
+            and isinstance(node.args[0].elts[0], ast.Constant)
+            and node.args[0].elts[0].value == program)
+
+
+def test_every_git_command_is_made_in_git_py():
+    """Git's queries and their parsers live in git.py (gitfacts.py: the rules, no process)."""
+    assert _modules_where(lambda node: _starts_argv(node, "git")) == {"git"}
+
+
+def test_dockers_configuration_is_read_in_docker_config_py():
+    """config.json, DOCKER_CONFIG, DOCKER_HOST and DOCKER_CONTEXT are read in one module."""
+    names = ("config.json", "DOCKER_CONFIG", "DOCKER_CONTEXT")
+    assert _modules_where(lambda node: isinstance(node, ast.Constant)
+                          and node.value in names) == {"docker_config"}
+
+
+def test_only_the_registry_modules_speak_http_to_a_registry():
+    """The registry API (registry.py: session, auth, the pre-flight; manifest.py: the read-back)
+    is the only HTTP client of a registry; smoke.py's is the container's /ping and /health."""
+    def imports_http(node) -> bool:
+        return (isinstance(node, ast.Import)
+                and any(alias.name in ("urllib.request", "http.client") for alias in node.names))
+
+    assert _modules_where(imports_http) == {"registry", "manifest", "smoke"}
+    assert _modules_where(lambda node: isinstance(node, ast.Constant) and node.value in (
+        "/v2/", "Bearer")) == {"registry", "manifest"}
+
+
+def test_each_pipeline_step_runs_the_module_the_layout_names():
+    """The table (steps/__init__.py) in its order, each step calling into its own module."""
+    from ragbuild import steps
+
+    where = {"context": "context", "pre-flight": "preflight", "build": "build",
+             "inspect": "summary", "smoke": "smoke", "scan": "scan", "push": "push",
+             "verify": "push"}
+    assert [step.name for step in steps.STEPS] == list(where)
+    for step in steps.STEPS:
+        assert where[step.name] in step.run.__code__.co_names, step.name
+    for name in ("facts", "context", "preflight", "build", "summary"):
+        assert f"steps.{name}" in modules()
+
+
+def test_steps_never_import_each_others_internals():
+    """Steps share what they make through the run state and public functions, never another
+    module's ``_internals``."""
+    private = [f"{name}: {node.module}.{alias.name}" for name, text in modules().items()
+               if name == "steps" or name.startswith("steps.")
+               for node in ast.walk(ast.parse(text))
+               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ragbuild.")
+               for alias in node.names if alias.name.startswith("_")]
+    assert private == []
+
+
+def test_only_the_cli_maps_errors_to_exit_codes():
+    """``RagbuildError.exit_code`` is read in cli.py alone (errors.py sets it); a subcommand
+    returns its status or raises."""
+    assert _modules_where(lambda node: isinstance(node, ast.Attribute)
+                          and node.attr == "exit_code") == {"cli", "errors"}
