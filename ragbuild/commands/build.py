@@ -333,7 +333,7 @@ def cmd_build(argv: list[str]) -> int:
     options = parse_build(argv)
     from ragbuild import steps
     from ragbuild.config import load_config
-    from ragbuild.run.runner import make_runner
+    from ragbuild.run.dry import make_runner
 
     config = load_config()
     runner = make_runner(options.dry_run)

@@ -141,7 +141,7 @@ def clean_parser() -> ArgumentParser:
 
 
 def cmd_clean(argv: list[str]) -> int:
-    from ragbuild.run.runner import make_runner
+    from ragbuild.run.dry import make_runner
 
     ns = clean_parser().parse_args(argv)
     clean(make_runner(ns.dry_run))

@@ -679,7 +679,7 @@ def cmd_doctor(argv: list[str]) -> int:
     import io
 
     from ragbuild.config import load_config
-    from ragbuild.run.runner import make_runner
+    from ragbuild.run.dry import make_runner
 
     options = build_cli.parse_build(argv, doctor_parser())
     if options.env is None and options.version is None:  # the build most run: make build-dev

@@ -186,7 +186,7 @@ def image_or_dev(image: Optional[str]) -> str:
 
 
 def cmd_run(argv: list[str]) -> int:
-    from ragbuild.run.runner import make_runner
+    from ragbuild.run.dry import make_runner
 
     ns = run_parser().parse_args(argv)
     run_local(make_runner(ns.dry_run), image_or_dev(ns.image), port=ns.port)
@@ -202,7 +202,7 @@ def logs_parser() -> ArgumentParser:
 
 
 def cmd_logs(argv: list[str]) -> int:
-    from ragbuild.run.runner import make_runner
+    from ragbuild.run.dry import make_runner
 
     ns = logs_parser().parse_args(argv)
     logs(make_runner(ns.dry_run), follow=ns.follow, lines=ns.tail)
@@ -219,7 +219,7 @@ def shell_parser() -> ArgumentParser:
 
 
 def cmd_shell(argv: list[str]) -> int:
-    from ragbuild.run.runner import make_runner
+    from ragbuild.run.dry import make_runner
 
     ns = shell_parser().parse_args(argv)
     return shell(make_runner(ns.dry_run), image_or_dev(ns.image),

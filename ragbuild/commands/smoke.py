@@ -29,7 +29,7 @@ def cmd_smoke(argv: list[str]) -> int:
     from ragbuild.commands.local import check_image_ref
     from ragbuild.config import load_config
     from ragbuild.config import check_start_command
-    from ragbuild.run.runner import make_runner
+    from ragbuild.run.dry import make_runner
 
     ns = smoke_parser().parse_args(argv)
     check_image_ref(ns.image)

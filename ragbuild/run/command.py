@@ -29,7 +29,7 @@ class Mode(enum.Enum):
 
 
 class Kind(enum.Enum):
-    """What a command is, which is all a dry run needs to know (``runner.DryRunner``)."""
+    """What a command is, which is all a dry run needs to know (``dry.DryRunner``)."""
 
     QUERY = "query"  # read-only and local (a git query): runs in a dry run too; not logged
     PROBE = "probe"  # asks docker or aws something: a dry run prints it and assumes it passes

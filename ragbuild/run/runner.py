@@ -3,7 +3,7 @@
 Every docker, git and aws call goes through ``Runner.run``, which logs the command shell-quoted
 (``+ cmd``, with bare program names and secret values as ``***``, exactly as ``--dry-run`` prints
 it) and turns failures into the package's errors. ``--dry-run`` is the same plan given to
-``DryRunner``, and it alone decides what a dry run does with a command, from its ``Kind``: a
+``DryRunner`` (run/dry.py), and it alone decides what a dry run does with a command, from its ``Kind``: a
 ``QUERY`` (a read-only git query) runs as in a real run; a ``PROBE`` and an ``ACTION`` are printed
 and taken to have exited 0 with their ``assume`` as output, so the steps go through the same
 code either way and never ask which runner they have. What a real run would decide from a
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import copy
 import importlib
-import io
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -31,10 +29,11 @@ from typing import IO, Callable, Optional, TypeVar, cast
 from collections.abc import Sequence
 
 from ragbuild.run import signals
+from ragbuild.run.terminal import close, follow_window, is_terminal, open_pty
 from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
                              signal_of)
 from ragbuild.run.console import paint
-from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind, Mode, Result, Secret
+from ragbuild.run.command import Command, Kind, Mode, Result, Secret
 
 T = TypeVar("T")
 
@@ -256,11 +255,11 @@ class Runner:
         pty_ends: list[int] = []  # WATCH on a terminal: the pty's (ours, the child's)
         try:  # one try from the start: a signal right after popen still stops the child
             with signals.deferred():  # a signal now is raised once proc is assigned
-                if cmd.mode is Mode.WATCH and _is_terminal(self._log):
-                    pty_ends += _open_pty(self._log)
+                if cmd.mode is Mode.WATCH and is_terminal(self._log):
+                    pty_ends += open_pty(self._log)
                 proc = self._start(cmd, stdin, stderr=pty_ends[1] if pty_ends else None)
             if pty_ends:  # the child has its end: once it (and its children) exit, ours reads EIO
-                _close(pty_ends.pop())
+                close(pty_ends.pop())
             if cmd.mode is Mode.WATCH:
                 stdout, stderr = self._watch(proc, pty_ends[0] if pty_ends else None, stdin)
             else:
@@ -273,7 +272,7 @@ class Runner:
                               signum=signum) from None
         finally:
             for end in pty_ends:
-                _close(end)
+                close(end)
         if cmd.answer_file is not None:  # the answer is in a file it wrote (none: "")
             stdout = _read_answer(cmd.answer_file)
         image_id = _read_answer(cmd.iid_file).strip() if cmd.iid_file is not None else ""
@@ -362,7 +361,7 @@ class Runner:
                stdin: Optional[Secret] = None) -> tuple[str, str]:
         """Pass the child's stderr on to our log as it comes, and keep its last ``WATCH_KEEP``
         characters: ``("", kept)``. ``terminal``: our end of the pty the child's stderr is
-        (``_open_pty``), whose window follows ours (SIGWINCH) while the child runs; none: the
+        (``terminal.open_pty``), whose window follows ours (SIGWINCH) while the child runs; none: the
         child's stderr is a pipe.
 
         Why a pty: docker (``docker build`` with BuildKit, and buildx) draws its live progress
@@ -379,7 +378,7 @@ class Runner:
             proc.stdin.close()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         kept = ""
-        restore = _follow_window(self._log, terminal) if terminal is not None else None
+        restore = follow_window(self._log, terminal) if terminal is not None else None
         try:
             while True:
                 if terminal is not None:
@@ -422,89 +421,6 @@ class Runner:
         return _decode(out), _decode(err)
 
 
-class DryRunner(Runner):
-    """``--dry-run``: prints each command a real run would start (stdout) instead of starting it,
-    runs only ``Kind.QUERY`` commands, and warns (once each) where a real run would stop."""
-
-    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None):
-        super().__init__(out=out, log=log)
-        self._warned: set[str] = set()
-
-    def _once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            self.log(message)
-
-    def report(self, message: str, level: Optional[str] = None) -> None:
-        pass
-
-    def emit(self, line: str, level: Optional[str] = None) -> None:
-        pass
-
-    def verdict(self, summary: str, status: int, *, asked: str) -> int:
-        _write(self._out, f"dry run: these are the commands {asked}; it ran none of them, so "
-                          "it found nothing\n")
-        return 0
-
-    def stop_or_warn(self, error: RagbuildError, *, key: Optional[str] = None) -> None:
-        self._once(key or str(error), f"warning: {error} (a real run stops here)")
-
-    def apply(self, what: str, action: Callable[[], None]) -> None:
-        self.log(f"dry run: would {what}")
-
-    def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
-        self._once(what, f"dry run: a real run would {what}")
-        return assume
-
-    def check_all(self, checks: Sequence[tuple[str, Callable[[], T], T]]) -> list[T]:
-        """One after the other, as ``check``: each said, in order, none asked."""
-        return [self.check(*one) for one in checks]
-
-    def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:
-        """One after the other: the printed commands keep their order."""
-        return [self.run(cmd) for cmd in cmds]
-
-    def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
-        if cmd.kind is Kind.QUERY:
-            return super().run(cmd, stdin=stdin)
-        cmd = self._targeted(cmd)
-        program = resolve(cmd.argv[0])
-        if not shutil.which(program):
-            self._once(program, f"warning: {missing_message(cmd.argv[0], program)} "
-                                "(a real run stops here)")
-        if cmd.hides_secrets:
-            self._once("***", "dry run: secret values (secret-looking build args, URL "
-                              "credentials) are shown as ***; the real command gets them")
-        for path in (cmd.answer_file, cmd.iid_file):
-            if path is not None:
-                self._answer_directory(os.path.dirname(path) or ".")
-        _write(self._out, f"{cmd.display()}\n")
-        if cmd.dry_note:
-            self._once(cmd.dry_note, f"dry run: {cmd.dry_note}")
-        return Result(0, cmd.assume, image_id=DRY_IMAGE_ID if cmd.iid_file else "")
-
-    def _answer_directory(self, directory: str) -> None:
-        """What a real run's ``_make_way`` would do with the directory of a command's answer
-        file, said and not done: a warning where it would stop; where it would make the
-        directory, that it would, since the printed command, pasted, fails without it (buildx
-        writes its --metadata-file only in a directory that is there, after the push)."""
-        try:
-            _check_answer_directory(directory)
-        except FileNotFoundError:
-            self._once(directory, f"dry run: a real run first makes {directory} (mode 0700), "
-                                  "where docker writes what it pushed; make it before running "
-                                  "the build line yourself")
-        except OSError:
-            pass  # the real run's mkdir says why
-        except RagbuildError as error:
-            self.stop_or_warn(error)
-
-
-def make_runner(dry_run: bool, *, log: Optional[IO[str]] = None) -> Runner:
-    """The runner for ``--dry-run`` or a real run; ``log``: where its messages go (stderr)."""
-    return DryRunner(log=log) if dry_run else Runner(log=log)
-
-
 class _OnFirstUse(types.ModuleType):
     """Stands in ``sys.modules`` for a module while plumbum imports it (``_plumbum``): the first
     attribute asked of it imports the real module (``sys.modules`` holds no stand-in by then)
@@ -539,58 +455,6 @@ def _plumbum() -> tuple:
     from plumbum.commands.processes import CommandNotFound
 
     return local, CommandNotFound
-
-
-def _is_terminal(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty() and sys.platform != "win32"
-    except (AttributeError, ValueError):  # closed, or no such method
-        return False
-
-
-def _open_pty(like: IO[str]) -> tuple[int, int]:
-    """A new pseudo-terminal ``(ours, the child's)``, its window the size of ``like``'s."""
-    import pty
-
-    ours, theirs = pty.openpty()
-    _copy_window(like, ours)
-    return ours, theirs
-
-
-def _copy_window(like: IO[str], fd: int) -> None:
-    """Give the terminal ``fd`` the window size of the terminal ``like`` (if it has one)."""
-    import fcntl
-    import termios
-
-    try:
-        size = fcntl.ioctl(like.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        pass
-
-
-def _follow_window(like: IO[str], fd: int) -> Optional[Callable[[], None]]:
-    """While a child draws on the pty whose our end is ``fd``, a resized terminal (SIGWINCH)
-    resizes the pty too. The child, in our process group, gets the terminal's SIGWINCH itself
-    and asks its stderr (the pty) for the size as it redraws (docker's progress display does at
-    every redraw). Returns what restores the previous handler; None off the main thread."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.signal(signal.SIGWINCH, lambda signum, frame: _copy_window(like, fd))
-
-    def restore() -> None:
-        signal.signal(signal.SIGWINCH, previous)
-
-    return restore
-
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:  # the child's end, closed once the child had it
-        pass
 
 
 def _decode(data: Optional[bytes]) -> str:

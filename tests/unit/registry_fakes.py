@@ -21,7 +21,8 @@ from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
 from ragbuild.plan import PushPlan, build_command, format_created, make_plan
 from ragbuild.reference import parse_registry
-from ragbuild.run.runner import DryRunner, Runner
+from ragbuild.run.dry import DryRunner
+from ragbuild.run.runner import Runner
 
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -352,7 +352,8 @@ def test_expired_aws_credentials_say_how_to_refresh(worker, fp, capsys, monkeypa
 def test_findings_and_the_verdict_go_where_the_runner_writes(worker, fp, capsys, dry_run):
     # doctor never asks which runner it has: the runner it is given writes the findings and the
     # summary (a real run), or the commands and "found nothing" (a dry run), to its own stdout
-    from ragbuild.run.runner import DryRunner, Runner
+    from ragbuild.run.dry import DryRunner
+    from ragbuild.run.runner import Runner
 
     healthy(fp)
     out, log = io.StringIO(), io.StringIO()

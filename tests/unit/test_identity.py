@@ -20,7 +20,8 @@ from ragbuild.docker_config import DockerTarget
 from ragbuild.errors import CommandFailed, PushFailed
 from ragbuild.run.command import Command
 from ragbuild.plan import PushPlan, build_command
-from ragbuild.run.runner import DryRunner, Runner
+from ragbuild.run.dry import DryRunner
+from ragbuild.run.runner import Runner
 from ragbuild.run.command import Result
 from registry_fakes import (DIGEST, OTHER_DIGEST, OTHER_MANIFEST, PLAIN, FakeRegistry, build_plan,
                             digest_of, prepared, push_and_verify, register_push, serve)

@@ -135,11 +135,11 @@ def test_the_e2e_suite_is_collected_when_named():
     assert ids and all(test_id.startswith("tests/e2e/") for test_id in ids)
 
 
-def test_only_the_runner_module_knows_a_dry_run_from_a_real_one():
+def test_only_the_dry_runner_module_knows_a_dry_run_from_a_real_one():
     # steps get a runner and never ask which one (issue 10): DryRunner is named, and a dry run
-    # tested, in run/runner.py only; the CLI picks the runner with make_runner
+    # tested, in run/dry.py only; the CLI picks the runner with make_runner
     asking = [f"{name}:{node.lineno}"
-              for name, text in modules().items() if name != "run.runner"
+              for name, text in modules().items() if name != "run.dry"
               for node in ast.walk(ast.parse(text))
               if (isinstance(node, ast.Name) and node.id == "DryRunner")
               or (isinstance(node, ast.alias) and node.name == "DryRunner")

@@ -16,7 +16,8 @@ from ragbuild.docker_config import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed
 from ragbuild.plan import build_command, format_created
 from ragbuild.reference import parse_registry
-from ragbuild.run.runner import DryRunner, Runner
+from ragbuild.run.dry import DryRunner
+from ragbuild.run.runner import Runner
 
 import fakes
 from registry_fakes import *  # noqa: F401,F403 (the shared fakes, clean_env included)

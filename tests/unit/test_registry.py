@@ -30,7 +30,8 @@ from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
 from ragbuild.plan import PushPlan, make_plan
 from ragbuild.reference import parse_registry
-from ragbuild.run.runner import DryRunner, Runner
+from ragbuild.run.dry import DryRunner
+from ragbuild.run.runner import Runner
 from ragbuild.run.command import Secret
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"

@@ -17,7 +17,8 @@ import pytest
 
 from ragbuild.errors import EXIT_INTERRUPTED, CommandFailed, Interrupted, ToolMissing
 from ragbuild.run.command import Command, Kind, Mode
-from ragbuild.run.runner import DryRunner, Runner, failure_message, resolve
+from ragbuild.run.dry import DryRunner
+from ragbuild.run.runner import Runner, failure_message, resolve
 from ragbuild.run.command import Secret, Result
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")

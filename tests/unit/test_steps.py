@@ -938,7 +938,7 @@ def test_a_dry_run_prints_the_build_that_pushes_as_the_real_run_starts_it(fp, tm
     dry run printed a path no real run uses, and pasted it made a build that pushed and then
     failed writing to a directory that is gone. A dry run makes no directory either."""
     import io
-    from ragbuild.run.runner import DryRunner
+    from ragbuild.run.dry import DryRunner
 
     plan, pushing = _pushing_plan(tmp_path)
     out = io.StringIO()
