@@ -1,6 +1,6 @@
 """The read-back: after the push, what each tag names in the registry (``read_manifest``,
 ``find_manifest``), asked over a ``registry.Session``; a ``Manifest`` says whether it names the
-image that was built (``push.verify``)."""
+image that was built (``verify.verify``)."""
 
 from __future__ import annotations
 

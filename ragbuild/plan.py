@@ -405,7 +405,7 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
     # a one-platform build that pushes writes what it pushed there (a multi-platform one is
-    # read back from the registry: push.verify)
+    # read back from the registry: verify.verify)
     answer = metadata_file if pushes and not plan.multi_platform else None
     if answer:
         argv += ["--metadata-file", answer]

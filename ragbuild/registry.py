@@ -1,6 +1,6 @@
 """The registry API, spoken as the daemon speaks it: before the build, can the push go (the
 registry answers and accepts docker's credentials, where it can tell without anything being
-written); after the push, what each tag names (the read-back, ``push.verify``).
+written); after the push, what each tag names (the read-back, ``verify.verify``).
 
 The credentials are the ones ``docker push`` sends: ``DockerConfig.credentials`` finds
 where docker keeps them (``credHelpers``, ``credsStore``, ``auths``), and a helper is asked the

@@ -7,7 +7,8 @@ what to push and how is decided there or by the pre-flight, whose ``PushPlan`` t
 consumes. ``run`` then runs each ``Step`` that applies, timed once by the loop; a failing step
 stops the run, and the metadata recorder (``Recorder``, below; the keys in metadata.py)
 writes what the state holds either way. One module a step: facts.py, context.py, preflight.py,
-build.py, summary.py (inspect); smoke, scan, push and verify run smoke.py, scan.py and push.py.
+build.py, summary.py (inspect); smoke, scan, push and verify run smoke.py, scan.py, push.py
+and verify.py.
 """
 
 from __future__ import annotations
@@ -115,9 +116,9 @@ def _push(runner: Runner, state: RunState) -> None:
 
 
 def _verify(runner: Runner, state: RunState) -> None:
-    from ragbuild import push
+    from ragbuild import verify
 
-    state.pinned = push.verify(runner, _push_context(state), state.digests)
+    state.pinned = verify.verify(runner, _push_context(state), state.digests)
 
 
 @dataclass(frozen=True)

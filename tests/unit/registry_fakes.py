@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from ragbuild import cli, ecr, manifest, push, registry
+from ragbuild import cli, ecr, manifest, push, registry, verify
 from ragbuild.docker_config import Credentials, DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.config import Config, Options
@@ -225,6 +225,6 @@ def push_and_verify(context, runner, digests=None):
     """What the pipeline does after the build (timing each as its own step)."""
     digests = {} if digests is None else digests
     push.push(runner, context, digests)
-    return push.verify(runner, context, digests)
+    return verify.verify(runner, context, digests)
 
 

@@ -16,7 +16,7 @@ from ragbuild.proxy import INFO_FORMAT
 
 from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
 from registry_fakes import FakeRegistry, serve
-from ragbuild import cli, push, registry
+from ragbuild import cli, push, registry, verify
 from ragbuild.commands import build as build_cli
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.buildx import parse_cache, parse_platforms
@@ -439,7 +439,7 @@ def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
     raw = raw_index(("linux/amd64", "linux/arm64/v8"))  # arm64/v8 is arm64
     for ref in plan.refs:
         register_index(ref, raw)
-    pinned = push.verify(Runner(), push_context(plan), {})
+    pinned = verify.verify(Runner(), push_context(plan), {})
     assert pinned == f"{REG}@{digest_of(raw)}"
     out, err = capsys.readouterr()
     assert out.splitlines()[-1] == pinned
@@ -462,7 +462,7 @@ def test_index_verification_failures(fp, stdouts, fragment):
     for ref, stdout in zip(plan.refs, stdouts):
         register_index(ref, stdout)
     with pytest.raises(PushFailed) as err:
-        push.verify(Runner(), push_context(plan), {})
+        verify.verify(Runner(), push_context(plan), {})
     assert fragment in str(err.value)
 
 
@@ -472,7 +472,7 @@ def test_unreadable_index_names_the_ref(fp):
         register_index(ref, raw_index())
     FakeRegistry.current.fail[plan.refs[0]] = [401, 401]
     with pytest.raises(PushFailed) as err:
-        push.verify(Runner(), push_context(plan), {})
+        verify.verify(Runner(), push_context(plan), {})
     assert f"{plan.refs[0]}: cannot read its manifest back from the registry" in str(err.value)
     assert "HTTP 401 Unauthorized" in str(err.value)
 
@@ -488,7 +488,7 @@ def test_single_platform_push_still_refuses_an_index(fp):
     context, digests = push_context(plan), {}
     push.push(Runner(), context, digests)
     with pytest.raises(PushFailed, match="SageMaker refuses image indexes"):
-        push.verify(Runner(), context, digests)
+        verify.verify(Runner(), context, digests)
 
 
 def register_builder_driver(fp, driver="docker", status='[["driver-type","io.containerd.snapshotter.v1"]]',

@@ -14,7 +14,7 @@ from email.message import Message
 
 import fakes
 from fakes import FAKE_IMAGE_ID
-from ragbuild import cli, push, steps
+from ragbuild import cli, push, steps, verify
 from ragbuild.manifest import parse_manifest
 from ragbuild.docker_config import DockerTarget
 from ragbuild.errors import CommandFailed, PushFailed
@@ -178,7 +178,7 @@ def test_the_read_back_refuses_a_manifest_of_another_image(fp):
         serve(ref, OTHER_DIGEST)
     ctx = ctx_for(plan, before={ref: "" for ref in plan.refs})
     with pytest.raises(PushFailed) as stopped:
-        push.verify(Runner(), ctx, {ref: OTHER_DIGEST for ref in plan.refs})
+        verify.verify(Runner(), ctx, {ref: OTHER_DIGEST for ref in plan.refs})
     message = str(stopped.value)
     assert f"{plan.refs[0]} serves the image {OTHER_IMAGE}, not this run's image" in message
     assert "did not exist before this run" in message

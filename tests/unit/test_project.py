@@ -194,7 +194,7 @@ def test_each_pipeline_step_runs_the_module_the_layout_names():
 
     where = {"context": "context", "pre-flight": "preflight", "build": "build",
              "inspect": "summary", "smoke": "smoke", "scan": "scan", "push": "push",
-             "verify": "push"}
+             "verify": "verify"}
     assert [step.name for step in steps.STEPS] == list(where)
     for step in steps.STEPS:
         assert where[step.name] in step.run.__code__.co_names, step.name

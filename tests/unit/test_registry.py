@@ -21,7 +21,7 @@ from ragbuild.proxy import INFO_FORMAT
 
 import fakes
 from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve
-from ragbuild import cli, manifest, push, registry
+from ragbuild import cli, manifest, push, registry, verify
 from ragbuild import docker_config
 from ragbuild.docker_config import (DOCKER_HUB_KEY, DockerConfig, parse_registry_config,
     read_docker_config)
@@ -315,7 +315,7 @@ def test_a_loopback_registry_is_reached_insecurely_without_asking_the_daemon(fp,
     context = push.Context(plan, pushing, read_docker_config(), os.environ, lambda s: None)
     digests = {}
     push.push(Runner(), context, digests)
-    assert push.verify(Runner(), context, digests) == f"vm:5000/team/app@{DIGEST}"
+    assert verify.verify(Runner(), context, digests) == f"vm:5000/team/app@{DIGEST}"
     assert [list(c) for c in fp.calls] == [fakes.proxy_info_argv(fp)] + [
         [fp.program("docker"), "push", ref] for ref in plan.refs]  # no RegistryConfig asked
 
@@ -332,7 +332,7 @@ def test_a_read_back_that_fails_fails_the_verification(fp, capsys):
     digests = {}
     push.push(Runner(), context, digests)
     with pytest.raises(PushFailed) as err:
-        push.verify(Runner(), context, digests)
+        verify.verify(Runner(), context, digests)
     message = str(err.value)
     assert message.count("cannot read its manifest back from the registry") == len(plan.refs)
     assert "HTTP 404 MANIFEST_UNKNOWN: manifest unknown" in message
@@ -347,7 +347,7 @@ def test_a_registry_serving_another_digest_still_fails_verification(fp):
         os.environ, lambda s: None)
     with pytest.raises(PushFailed, match=f"resolves to {OTHER_DIGEST} on the registry, but the "
                                          f"push reported {DIGEST}"):
-        push.verify(Runner(), context, {ref: DIGEST})
+        verify.verify(Runner(), context, {ref: DIGEST})
 
 
 def test_a_dry_run_says_what_it_would_ask_and_sends_nothing(fp, capsys):
@@ -680,7 +680,7 @@ def test_the_read_back_takes_one_pull_token_for_every_tag(server, capsys):
     tags = ("dev", "latest", "git-abc1234", "dev-1", "dev-2", "dev-3")
     context = read_context(host, session, tags)
     digests = {ref: DIGEST for ref in context.push.refs}
-    assert push.verify(Runner(), context, digests) == f"{host}/team/app@{DIGEST}"
+    assert verify.verify(Runner(), context, digests) == f"{host}/team/app@{DIGEST}"
     seen = server.handler.seen
     token_paths = [path for path, _ in seen if path.startswith("/token")]
     assert token_paths[1:] == ["/token?scope=repository%3Ateam%2Fapp%3Apull&service=reg.example"]
@@ -710,7 +710,7 @@ def test_refused_pull_credentials_fail_the_read_back_without_the_secret(server):
     assert "refused" in registry.probe(session, never_asked)
     context = read_context(host, session)
     with pytest.raises(PushFailed) as err:
-        push.verify(Runner(), context, {ref: DIGEST for ref in context.push.refs})
+        verify.verify(Runner(), context, {ref: DIGEST for ref in context.push.refs})
     message = str(err.value)
     assert "its token server refused docker's credentials for pulling (HTTP 401" in message
     assert not any(word in message for word in SECRET_WORDS)
@@ -723,7 +723,7 @@ def test_a_503_over_http_is_retried_then_passes(server, capsys):
     server.handler.fail.extend([503])
     delays = []
     context = read_context(host, session, ("dev",), sleep=delays.append)
-    assert push.verify(Runner(), context, {context.push.refs[0]: DIGEST}).endswith(DIGEST)
+    assert verify.verify(Runner(), context, {context.push.refs[0]: DIGEST}).endswith(DIGEST)
     assert delays == [2.0]
     assert "failed (HTTP 503 Service Unavailable); retrying in 2s" in capsys.readouterr().err
 
