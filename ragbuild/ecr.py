@@ -205,7 +205,7 @@ def authenticate(runner: Runner, registry: Registry, creds: Credentials,
     the host is ECR's own (it gets ECR tokens itself and cannot store a login: "not
     implemented"); else ``aws ecr get-login-password | docker login``, which docker stores where
     ``creds`` says (a ``credsStore`` helper, or ``auths``). A helper that is not installed has
-    been refused before (``push.check_helper``). Returns the password it logged in with (what
+    been refused before (``push_preflight.check_helper``). Returns the password it logged in with (what
     docker now sends to the registry), None without a login."""
     if creds.helper == ECR_HELPER:
         runner.log(f"not logging in to {registry.host}: docker gets its credentials from "

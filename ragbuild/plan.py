@@ -46,7 +46,7 @@ BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S
 
 @dataclass(frozen=True)
 class PushPlan:
-    """What the pre-flight decided about the push, before the build (push.prepare); the build
+    """What the pre-flight decided about the push, before the build (push_preflight.prepare); the build
     command consumes it."""
 
     refs: tuple  # the refs to push, in the plan's order
@@ -54,7 +54,7 @@ class PushPlan:
     credentials: Optional[Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
     by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
-    #: what each ref named in the registry before the build (``push.read_existing``): its
+    #: what each ref named in the registry before the build (``push_preflight.read_existing``): its
     #: manifest digest, "" when the tag did not exist, the ``manifest.ReadFailed`` when it could
     #: not be read; the restore advice after a push of another image quotes it
     before: Mapping = field(default_factory=dict, compare=False)
@@ -105,7 +105,7 @@ class BuildPlan:
     @property
     def version_refs(self) -> tuple:
         """The refs of the release tags ``v<version>`` and ``<version>``: they name one image for
-        good, so a push never moves them without --replace-version-tags (``push.prepare``)."""
+        good, so a push never moves them without --replace-version-tags (``push_preflight.prepare``)."""
         if self.version is None:
             return ()
         tag = self.version.replace("+", "_")

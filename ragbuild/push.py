@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from typing import (TYPE_CHECKING, Callable, Optional,
@@ -26,9 +24,8 @@ from typing import (TYPE_CHECKING, Callable, Optional,
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from ragbuild import ecr
-from ragbuild.docker_config import (ECR_HELPER, Credentials, DockerConfig, RegistryConfig,
-    daemon_down, daemon_unreachable, parse_registry_config, read_docker_config)
-from ragbuild.errors import DockerUnavailable, Interrupted, PushFailed, interrupted_text, signal_of
+from ragbuild.docker_config import (DockerConfig, daemon_down, daemon_unreachable)
+from ragbuild.errors import Interrupted, PushFailed, interrupted_text, signal_of
 from ragbuild.limits import Limits
 from ragbuild.plan import DRY_DIGEST, BuildPlan, PushPlan
 from ragbuild.run.command import Command, Kind, Mode
@@ -36,7 +33,7 @@ from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner, tail
 
 if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
-    from ragbuild import manifest, proxy, registry
+    from ragbuild import manifest, registry
 
 R = TypeVar("R")
 
@@ -133,217 +130,6 @@ def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
     the tags pushed at once)."""
     return Command(("docker", "push", ref), mode=mode, check=False,
                    assume=f"digest: {DRY_DIGEST} size: 0")
-
-
-# --- before the build --------------------------------------------------------------------------
-
-
-def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfig] = None,
-            environ: Optional[Mapping[str, str]] = None) -> PushPlan:
-    """Before the build, for every registry: the credential helper docker resolves for the host
-    is installed; for ECR the login (none with ECR's own helper), the repository and its
-    immutable tags; and the registry answers, as the daemon reaches it, and accepts docker's
-    credentials (``reach_registry``). No probe of the client for attestations: see
-    ``plan.build_command``. The returned plan keeps the registry session for the read-back.
-    ``docker_config`` and ``environ`` default to docker's config and the process environment."""
-    from ragbuild.registry import Login
-
-    environ = os.environ if environ is None else environ
-    docker_config = read_docker_config(environ) if docker_config is None else docker_config
-    registry = plan.registry
-    assert registry is not None
-    refs: tuple[str, ...] = plan.refs
-    skipped: tuple[str, ...] = ()
-    creds = docker_config.credentials(registry.host)
-    check_helper(runner, creds, environ)
-    logged_in = None  # the ECR password docker login just stored: what docker now sends
-    if registry.is_ecr:
-        logged_in = ecr.authenticate(runner, registry, creds, environ)
-        repository = ecr.check_repository(runner, registry, environ)
-        skip_tags = ecr.immutable_conflicts(runner, plan, repository, environ)
-        skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
-        refs = tuple(ref for ref in plan.refs if ref not in skipped)
-    session = reach_registry(runner, plan, creds, docker_config,
-                             Login("AWS", logged_in) if logged_in is not None else None,
-                             environ)
-    before = read_existing(runner, plan, session, refs)
-    check_version_tags(runner, plan, before)
-    return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before)
-
-
-def read_existing(runner: Runner, plan: BuildPlan, session: registry.Session, refs: Sequence[str],
-                  sleep: Callable[[float], None] = time.sleep) -> dict:
-    """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
-    manifest through the pre-flight's session; a transient failure retried as a push is):
-    ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``manifest.ReadFailed``
-    where it could not be read (a version tag's check cannot go on without it: see
-    ``check_version_tags``). A dry run says what it would ask and takes every tag to be new."""
-    from ragbuild import manifest, registry
-
-    def ask(ref: str) -> Union[str, manifest.ReadFailed]:
-        tag = ref.rsplit(":", 1)[1]
-
-        def attempt() -> Union[Optional[manifest.Manifest], manifest.ReadFailed]:
-            try:
-                return manifest.find_manifest(session, tag)
-            except manifest.ReadFailed as failed:
-                return failed
-            except ValueError as bad:  # served, but no manifest: it exists, digest unknown
-                return manifest.ReadFailed(f"{manifest.manifest_url(session, tag)} served no "
-                                         f"manifest: {bad}", 200)
-
-        found, _ = retrying(runner, attempt,
-                            lambda got: str(got) if isinstance(got, manifest.ReadFailed) else None,
-                            sleep, f"GET {manifest.manifest_url(session, tag)}", plan.limits)
-        if isinstance(found, manifest.ReadFailed):
-            return found
-        return found.digest if found is not None else ""
-
-    version = set(plan.version_refs)
-    checks = [(f"GET {manifest.manifest_url(session, ref.rsplit(':', 1)[1])} "
-               f"({registry.describe(session)}) to learn what the tag names before the push"
-               + (" (an existing version tag stops the run unless --replace-version-tags)"
-                  if ref in version else ""),
-               lambda ref=ref: ask(ref), "") for ref in refs]
-    answers = runner.check_all(checks)
-    return dict(zip(refs, answers))
-
-
-def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None:
-    """A version tag (``plan.version_refs``) the registry already has stops the run before the
-    build (PushFailed, exit 1), naming the digest it names: a version names one image for good,
-    and a rebuilt image never has the same digest (its created label differs). Moving tags
-    (``prod``, ``latest``, channels) move as before. With --replace-version-tags the run goes on
-    and says which tags it moves. A version tag whose state could not be read stops the run too:
-    the check cannot pass on a guess."""
-    from ragbuild import manifest
-
-    for ref in plan.version_refs:
-        if ref not in before:  # left out of the push (an immutable ECR tag, skipped)
-            continue
-        found = before[ref]
-        if isinstance(found, manifest.ReadFailed):
-            raise PushFailed(f"cannot tell whether {ref} already exists, so whether this push "
-                             f"would move a version tag ({tail(str(found), 1)}); checked before "
-                             "the build, nothing was built or pushed")
-    existing = [(ref, before[ref]) for ref in plan.version_refs
-                if isinstance(before.get(ref), str) and before[ref]]
-    if not existing:
-        return
-    named = ", ".join(f"{ref} (now {digest})" for ref, digest in existing)
-    if plan.options.replace_version_tags:
-        runner.log(f"warning: --replace-version-tags: this push moves {named} to the image this "
-                   "run builds")
-        return
-    raise PushFailed(f"the registry already has {named}: a version tag never moves to another "
-                     "image (a rebuilt one never has the same digest); release a new --version, "
-                     "or pass --replace-version-tags to move it (checked before the build; "
-                     "nothing was built or pushed)")
-
-
-def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
-                   docker_config: DockerConfig,
-                   login: Optional[registry.Login] = None,
-                   environ: Optional[Mapping[str, str]] = None) -> registry.Session:
-    """The pre-flight's (and doctor's) question to the registry (``check``): it answers
-    over what the daemon would use (its proxy settings, ``daemon_proxies``), and takes docker's
-    credentials. The daemon's registry configuration (``docker info``) is asked only when its
-    answer decides something: verified HTTPS failed for a host that is not loopback
-    (``registry.reach``). Returns the session, for the read-back."""
-    from ragbuild.registry import check
-
-    registry = plan.registry
-    assert registry is not None
-    proxies = daemon_proxies(runner, plan, os.environ if environ is None else environ)
-    return check(runner, registry, creds, docker_config,
-                        lambda: daemon_registry_config(runner, plan).is_insecure(registry.host),
-                        login=login, proxies=proxies)
-
-
-def daemon_proxies(runner: Runner, plan: BuildPlan,
-                   environ: Mapping[str, str]) -> proxy.ProxySettings:
-    """The daemon's proxy settings (``proxy_command``), for ragbuild's own registry requests,
-    with a one-line warning where they cannot be followed exactly: a proxy whose credentials
-    ``docker info`` masks (the same proxy's in the shell's ``https_proxy``/``http_proxy`` are
-    used when there, else none), a proxy that is not ``http://`` (urllib cannot use it: direct),
-    a daemon on another machine (whose network the requests from here may not see)."""
-    from ragbuild import proxy
-
-    endpoint = plan.docker.daemon_host() if plan.docker is not None else os.environ.get(
-        "DOCKER_HOST")
-    if proxy.remote_daemon(endpoint):
-        runner.log(f"warning: the Docker daemon is on another machine ({endpoint}): ragbuild "
-                   "checks the registry from here, through the daemon's proxy settings, and may "
-                   "not see it as the daemon's push does")
-    result = runner.run(proxy_command())
-    if not result.ok:
-        output = result.stdout + result.stderr
-        if daemon_down(output):
-            raise DockerUnavailable(daemon_unreachable(plan.docker))
-        raise PushFailed(f"`docker info` failed, so which proxy the daemon pushes through is "
-                         f"unknown:\n{tail(output, 5)}")
-    try:
-        settings = proxy.parse_info(result.stdout)
-    except ValueError as bad:
-        raise PushFailed(f"cannot read the daemon's proxy settings from `docker info`: "
-                         f"{bad}") from None
-    values = {"http_proxy": settings.http_proxy, "https_proxy": settings.https_proxy}
-    for masked in settings.masked():
-        given = proxy.with_credentials_from(masked, environ)
-        bare = proxy.without_credentials(masked)
-        if given:
-            runner.log(f"warning: `docker info` hides the credentials of the daemon's proxy "
-                       f"{bare}; ragbuild's registry checks use those of the same proxy in the "
-                       "shell's proxy variables")
-        else:
-            runner.log(f"warning: `docker info` hides the credentials of the daemon's proxy "
-                       f"{bare}; ragbuild's registry checks go through it without them (if it "
-                       f"asks for them, HTTP 407, give them: https_proxy=<that URL with user and "
-                       f"password>)")
-        for key, value in values.items():
-            if proxy.proxy_url(value) == masked:
-                values[key] = given or bare
-    for value in dict.fromkeys(values.values()):
-        url = proxy.proxy_url(value)
-        if url and not url.lower().startswith("http://"):
-            runner.log(f"warning: the daemon's proxy {proxy.without_credentials(url)} is not "
-                       "an http:// proxy, which ragbuild's registry checks cannot use: they go "
-                       "direct")
-    return proxy.ProxySettings(values["http_proxy"], values["https_proxy"], settings.no_proxy)
-
-
-def check_helper(runner: Runner, creds: Credentials, environ: Mapping[str, str]) -> None:
-    """The credential helper docker resolves for the host must be installed: without it docker
-    can neither read the credentials for the push nor store a login (a hint to run ``docker
-    login`` would fail the same way)."""
-    if not creds.helper:
-        return
-    if shutil.which(f"docker-credential-{creds.helper}", path=environ.get("PATH")):
-        return
-    install = (" (amazon-ecr-credential-helper)" if creds.helper == ECR_HELPER else "")
-    runner.stop_or_warn(PushFailed(
-        f"docker-credential-{creds.helper}, which {creds.origin} in {creds.config_path} names "
-        f"for {creds.host}, is not installed (not on PATH): docker can neither read nor store "
-        f"credentials for {creds.host}; install it{install}, or remove that {creds.origin} "
-        "entry"))
-
-
-def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
-    """The daemon's registry configuration (``docker info``): whether it reaches a registry
-    insecurely is its decision, not something the host's text tells (asked by
-    ``reach_registry`` only when verified HTTPS failed)."""
-    result = runner.run(registry_config_command())
-    if not result.ok:
-        output = result.stdout + result.stderr
-        if daemon_down(output):
-            raise DockerUnavailable(daemon_unreachable(plan.docker))
-        raise PushFailed(f"`docker info` failed, so whether the daemon reaches the registry over "
-                         f"plain HTTP is unknown:\n{tail(output, 5)}")
-    try:
-        return parse_registry_config(result.stdout)
-    except ValueError as bad:
-        raise PushFailed(f"cannot read the daemon's registry configuration from `docker info`: "
-                         f"{bad}") from None
 
 
 # --- after the build ---------------------------------------------------------------------------

@@ -169,7 +169,7 @@ class DaemonProxy(urllib.request.ProxyHandler):
     """Each request (a redirect's too) through the proxy the daemon would use for its URL
     (``proxy.proxy_for``), else direct: never the shell's proxy variables, which a
     ``ProxyHandler()`` reads (and its ``no_proxy`` bypass with them). Only an ``http://`` proxy
-    is used: urllib speaks neither TLS to a proxy nor SOCKS (push.daemon_proxies warns)."""
+    is used: urllib speaks neither TLS to a proxy nor SOCKS (push_preflight.daemon_proxies warns)."""
 
     handler_order = 100  # before the HTTP(S) handlers, as ProxyHandler
 

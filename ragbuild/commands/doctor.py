@@ -4,8 +4,8 @@ them, one line each: ``ok``, ``warning`` or ``problem``, a problem with its exac
 It takes the build's own flags (``doctor --env prod --version 1.2.3 --registry URI``) and runs
 the build's own checks on them, not copies: ``steps.facts.check_paths``, ``git.git_info``,
 ``git.version_tags``, ``steps.facts.make_plan``, ``steps.preflight.check_buildx``, ``steps.build.diagnose``,
-``guard.scan_context``, and the push pre-flight's own steps (``push.check_helper``,
-``ecr.authenticate``, ``push.reach_registry``,
+``guard.scan_context``, and the push pre-flight's own steps (``push_preflight.check_helper``,
+``ecr.authenticate``, ``push_preflight.reach_registry``,
 ``ecr.check_repository``), with their messages. For ECR that includes the login
 the pre-flight makes (``aws ecr get-login-password | docker login``). Last, what the build
 fetches, asked of the engine that runs it, not of the shell's network (``check_engine``, with
@@ -301,15 +301,15 @@ def check_context(doc: Doctor) -> list:
 
 
 def check_registry(doc: Doctor) -> list:
-    """The push pre-flight's own steps (push.prepare's), each its own line: the credential
-    helper docker resolves for the host is installed (push.check_helper); ECR: the aws CLI, the
+    """The push pre-flight's own steps (push_preflight.prepare's), each its own line: the credential
+    helper docker resolves for the host is installed (push_preflight.check_helper); ECR: the aws CLI, the
     login with the region from the host (ecr.authenticate); the registry answers and accepts
-    docker's credentials, over what the daemon would use (push.reach_registry: the daemon's
+    docker's credentials, over what the daemon would use (push_preflight.reach_registry: the daemon's
     proxy settings from docker info, registry.check, and the daemon's registry configuration only
     when verified HTTPS fails for a host that is not loopback);
     ECR: the repository and its tag mutability (ecr.check_repository); with --push and
-    --version, that the version tags are new (push.read_existing, push.check_version_tags)."""
-    from ragbuild import ecr, push
+    --version, that the version tags are new (push_preflight.read_existing, push_preflight.check_version_tags)."""
+    from ragbuild import ecr, push_preflight
     from ragbuild.registry import Login, describe
 
     plan = doc.plan
@@ -323,7 +323,7 @@ def check_registry(doc: Doctor) -> list:
     assert plan is not None and doc.docker_config is not None
     creds = doc.docker_config.credentials(registry.host)
     try:
-        push.check_helper(doc.runner, creds, doc.environ)
+        push_preflight.check_helper(doc.runner, creds, doc.environ)
     except RagbuildError as err:
         return [Finding(PROBLEM, "registry credentials", _one_line(err))]
     found = [Finding(OK, "registry credentials", creds.describe())]
@@ -345,16 +345,16 @@ def check_registry(doc: Doctor) -> list:
                                                      "reaches the registry")]
     try:
         login = Login("AWS", logged_in) if logged_in is not None else None
-        session = push.reach_registry(doc.runner, plan, creds, doc.docker_config, login,
+        session = push_preflight.reach_registry(doc.runner, plan, creds, doc.docker_config, login,
                                       doc.environ)
     except RagbuildError as err:
         return found + [Finding(PROBLEM, "registry", _one_line(err))]
     found.append(Finding(OK, "registry", f"{registry.host} answers ({describe(session)}) "
                                          "and accepts docker's credentials"))
-    if doc.options.push and plan.version_refs:  # the pre-flight's own rule (push.prepare)
+    if doc.options.push and plan.version_refs:  # the pre-flight's own rule (push_preflight.prepare)
         try:
-            before = push.read_existing(doc.runner, plan, session, plan.version_refs)
-            push.check_version_tags(doc.runner, plan, before)
+            before = push_preflight.read_existing(doc.runner, plan, session, plan.version_refs)
+            push_preflight.check_version_tags(doc.runner, plan, before)
         except RagbuildError as err:
             return found + [Finding(PROBLEM, "version tags", _one_line(err))]
         tags = ", ".join(ref.rsplit(":", 1)[1] for ref in plan.version_refs)

@@ -50,9 +50,9 @@ def preflight(runner: Runner, plan: BuildPlan, config: Config, facts: Facts,
             runner.stop_or_warn(missing, key=resolve(scanner.argv[0]))
     check_buildx(runner, plan)
     if plan.options.push:
-        from ragbuild import push
+        from ragbuild import push_preflight
 
-        pushing = push.prepare(runner, plan, facts.docker_config, environ)
+        pushing = push_preflight.prepare(runner, plan, facts.docker_config, environ)
         plugin = find_cli_plugin("buildx", facts.docker_config, environ)
         pushing = replace(pushing, by_build=build_pushes(plan, pushing, plugin is not None))
     return Preflight(scanner, pushing)

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from ragbuild import cli, ecr, manifest, push, registry, verify
+from ragbuild import cli, ecr, manifest, push, push_preflight, registry, verify
 from ragbuild.docker_config import Credentials, DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.config import Config, Options

@@ -388,7 +388,7 @@ def test_a_dry_run_prints_the_commands_and_runs_none(worker, fp, capsys):
 
 def test_doctor_asks_the_daemon_only_when_verified_https_fails(worker, fp, capsys,
                                                               registry_http):
-    """The pre-flight's own decision (push.reach_registry): a host that is not loopback and
+    """The pre-flight's own decision (push_preflight.reach_registry): a host that is not loopback and
     does not answer verified HTTPS gets docker info; the daemon does not list it as insecure."""
     healthy(fp)
     daemon_registry_config(fp)

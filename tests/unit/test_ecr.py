@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ragbuild import ecr, push
+from ragbuild import ecr, push_preflight
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
 from ragbuild.plan import (build_command)
 from ragbuild.run.runner import Runner
@@ -56,7 +56,7 @@ def test_ecr_login_feeds_the_password_on_stdin_and_never_shows_it(fp, capsys, ca
     seen = []
     register_login(fp, seen=seen)
     register_describe(fp, stdout=repository_json())
-    pushing = push.prepare(Runner(), build_plan())
+    pushing = push_preflight.prepare(Runner(), build_plan())
 
     assert seen == [PASSWORD.encode()]  # stdin, not argv
     login_calls = [c for c in fp.calls if "login" in c]
@@ -74,7 +74,7 @@ def test_login_message_names_the_aws_profile_and_endpoint(fp, capsys, monkeypatc
     register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
-    push.prepare(Runner(), build_plan())
+    push_preflight.prepare(Runner(), build_plan())
     err = capsys.readouterr().err
     assert "AWS_PROFILE=ci" in err and "AWS_ENDPOINT_URL_ECR=http://127.0.0.1:18633" in err
 
@@ -87,7 +87,7 @@ def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
            stderr=f"Error response from daemon: login attempt failed with status: 401 "
                   f"Unauthorized (password {PASSWORD})\n")
     with pytest.raises(CommandFailed) as err:
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
     message = str(err.value)
     assert "docker login to " + ECR in message and "401 Unauthorized" in message
     assert PASSWORD not in message and PASSWORD not in repr(err.value.args)
@@ -113,7 +113,7 @@ def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
     register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", returncode=255, stderr=stderr + "\n")
     with pytest.raises(CommandFailed) as err:
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
     assert expected in str(err.value)
     assert fp.call_count([fp.program("docker"), "login", fp.any()]) == 0
 
@@ -122,7 +122,7 @@ def test_missing_aws_cli_names_how_to_install_it(fp, monkeypatch):
     register_preflight(fp)
     monkeypatch.setenv("AWS_CLI", "ragbuild-test-no-such-aws")
     with pytest.raises(ToolMissing) as err:
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
     assert "pip install awscli" in str(err.value) and "AWS CLI v2" in str(err.value)
 
 
@@ -151,7 +151,7 @@ def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_pat
     register_preflight(fp)
     register_describe(fp, stdout=repository_json())
     register_helper_get(fp)
-    pushing = push.prepare(Runner(), build_plan())
+    pushing = push_preflight.prepare(Runner(), build_plan())
     assert pushing.helper == "ecr-login"
     assert fp.call_count([fp.program("aws"), "ecr", "get-login-password", fp.any()]) == 0
     assert fp.call_count([fp.program("docker"), "login", fp.any()]) == 0
@@ -164,7 +164,7 @@ def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
     register_preflight(fp)
     with pytest.raises(PushFailed) as err:
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
     message = str(err.value)
     assert "docker-credential-ecr-login, which credHelpers in" in message
     assert "is not installed (not on PATH)" in message and "amazon-ecr-credential-helper" in message
@@ -173,7 +173,7 @@ def test_missing_credential_helper_stops_before_the_build(fp, clean_env):
 
 def test_plain_registry_gets_no_login_and_no_preflight(fp):
     register_preflight(fp)
-    pushing = push.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
+    pushing = push_preflight.prepare(Runner(), build_plan(f"{PLAIN}/rag-worker"))
     assert pushing.refs == tuple(refs_of(f"{PLAIN}/rag-worker"))
     # no login, no aws, no probe of the client; no docker info but for the daemon's proxy
     # settings: verified HTTPS answered
@@ -187,7 +187,7 @@ def test_a_plain_build_that_pushes_turns_buildx_default_attestations_off(fp):
     pushes nothing keeps its environment as it was."""
     register_preflight(fp)
     plan = build_plan(f"{PLAIN}/rag-worker")
-    pushing = push.prepare(Runner(), plan)
+    pushing = push_preflight.prepare(Runner(), plan)
     assert not plan.buildx
     assert [c[1:3] for c in fp.calls] == [["info", "--format"]]  # the daemon's proxy settings
     cmd = build_command(plan, pushing)
@@ -208,7 +208,7 @@ def test_missing_repository_names_the_create_command(fp):
         "operation: The repository with name 'rag-worker' does not exist in the registry with id "
         "'123456789012'\n"))
     with pytest.raises(PushFailed) as err:
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
     assert ("aws ecr create-repository --repository-name rag-worker --region us-east-1"
             in str(err.value))
 
@@ -219,7 +219,7 @@ def test_immutable_repository_stops_on_existing_tags(fp):
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, ["latest", "dev", "dev-20250101-000000"])
     with pytest.raises(PushFailed) as err:
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
     message = str(err.value)
     assert "the planned tags dev, latest cannot be pushed" in message
     assert "--skip-existing-immutable" in message
@@ -232,7 +232,7 @@ def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, ["latest", "dev"])
     plan = build_plan(skip_existing_immutable=True)
-    pushing = push.prepare(Runner(), plan)
+    pushing = push_preflight.prepare(Runner(), plan)
     base = f"{ECR}/rag-worker"
     assert pushing.refs == (f"{base}:dev-{TS}", f"{base}:git-abc1234")
     assert pushing.skipped == (f"{base}:dev", f"{base}:latest")
@@ -247,7 +247,7 @@ def test_exclusion_filters_decide_which_tags_conflict(fp):
                                                  filters=("latest",)))
     register_list_images(fp, ["latest", "dev"])
     with pytest.raises(PushFailed) as err:
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
     assert "the planned tags dev cannot be pushed" in str(err.value)  # latest is excluded: mutable
 
 
@@ -256,7 +256,7 @@ def test_mutable_repository_needs_no_tag_listing(fp):
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="MUTABLE_WITH_EXCLUSION",
                                                  filters=("v*",)))
-    pushing = push.prepare(Runner(), build_plan())  # no v* tags planned
+    pushing = push_preflight.prepare(Runner(), build_plan())  # no v* tags planned
     assert fp.call_count([fp.program("aws"), "ecr", "list-images", fp.any()]) == 0
     assert len(pushing.refs) == 4
 
@@ -269,7 +269,7 @@ def test_fresh_immutable_repository_refuses_the_moving_tags(fp):
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
     with pytest.raises(PushFailed) as err:
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
     message = str(err.value)
     assert "the planned tags dev, latest cannot be pushed" in message
     assert f"dev-{TS}" not in message and "git-abc1234" not in message
@@ -280,7 +280,7 @@ def test_fresh_immutable_repository_with_skip_pushes_only_new_unique_tags(fp):
     register_login(fp)
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     register_list_images(fp, [])
-    pushing = push.prepare(Runner(), build_plan(skip_existing_immutable=True))
+    pushing = push_preflight.prepare(Runner(), build_plan(skip_existing_immutable=True))
     base = f"{ECR}/rag-worker"
     assert pushing.refs == (f"{base}:dev-{TS}", f"{base}:git-abc1234")
 
@@ -297,7 +297,7 @@ def test_semver_channels_are_moving_tags_in_an_immutable_repository(fp):
     plan = build_plan(version="1.4.1", env="prod", semver_tags=True, latest_policy="never")
     assert "1.4" in plan.tags and "1" in plan.tags
     with pytest.raises(PushFailed) as err:
-        push.prepare(Runner(), plan)
+        push_preflight.prepare(Runner(), plan)
     assert "the planned tags 1.4, 1, prod cannot be pushed" in str(err.value)
 
 

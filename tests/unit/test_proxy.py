@@ -1,6 +1,6 @@
 """proxy.py: the daemon's proxy rule (Go's golang.org/x/net/http/httpproxy, the cases of its
 proxy_test.go re-stated), docker info's fields, and that ragbuild's own HTTP follows the daemon's
-proxy settings, never the shell's (registry.py's requests, push.daemon_proxies' warnings, the
+proxy settings, never the shell's (registry.py's requests, push_preflight.daemon_proxies' warnings, the
 smoke test's polling). tests/e2e/test_proxy.py checks the rule against a real dockerd."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import fakes
-from ragbuild import manifest, proxy, push, registry, smoke
+from ragbuild import manifest, proxy, push_preflight, registry, smoke
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.proxy import ProxySettings, proxy_for
@@ -171,7 +171,7 @@ def test_a_daemon_elsewhere_is_remote(endpoint, remote):
     assert proxy.remote_daemon(endpoint) is remote
 
 
-# --- push.daemon_proxies: docker info, and the warnings -----------------------------------------
+# --- push_preflight.daemon_proxies: docker info, and the warnings -----------------------------------------
 
 def said(capsys) -> list:
     """The lines on stderr other than the runner's ``+ command`` lines."""
@@ -191,7 +191,7 @@ def prepared_plan(docker=None):
 def test_the_daemons_settings_are_asked_once_and_followed(fp, capsys):
     fakes.register_proxy_info(fp, stdout=json.dumps(
         {"HTTPProxy": "http://p:1", "HTTPSProxy": "p:2", "NoProxy": ".corp"}))
-    found = push.daemon_proxies(Runner(), prepared_plan(), {"https_proxy": "http://shell:9"})
+    found = push_preflight.daemon_proxies(Runner(), prepared_plan(), {"https_proxy": "http://shell:9"})
     assert found == ProxySettings("http://p:1", "p:2", ".corp")  # not the shell's
     assert fp.call_count(fakes.proxy_info_argv(fp)) == 1
     assert said(capsys) == []  # nothing to warn about
@@ -200,7 +200,7 @@ def test_the_daemons_settings_are_asked_once_and_followed(fp, capsys):
 def test_masked_credentials_are_taken_from_the_same_proxy_in_the_shell(fp, capsys):
     fakes.register_proxy_info(fp, stdout=json.dumps(
         {"HTTPProxy": "http://xxxxx:xxxxx@p:3128", "HTTPSProxy": "http://xxxxx:xxxxx@p:3128"}))
-    found = push.daemon_proxies(Runner(), prepared_plan(),
+    found = push_preflight.daemon_proxies(Runner(), prepared_plan(),
                                 {"HTTPS_PROXY": "http://me:s3cret@p:3128"})
     assert found.https_proxy == found.http_proxy == "http://me:s3cret@p:3128"
     [err] = said(capsys)
@@ -211,7 +211,7 @@ def test_masked_credentials_are_taken_from_the_same_proxy_in_the_shell(fp, capsy
 
 def test_masked_credentials_nobody_gives_are_left_out_with_a_warning(fp, capsys):
     fakes.register_proxy_info(fp, stdout=json.dumps({"HTTPSProxy": "http://xxxxx:xxxxx@p:3128"}))
-    found = push.daemon_proxies(Runner(), prepared_plan(),
+    found = push_preflight.daemon_proxies(Runner(), prepared_plan(),
                                 {"https_proxy": "http://me:other@elsewhere:3128"})
     assert found.https_proxy == "http://p:3128"
     [err] = said(capsys)
@@ -220,7 +220,7 @@ def test_masked_credentials_nobody_gives_are_left_out_with_a_warning(fp, capsys)
 
 def test_a_proxy_urllib_cannot_use_is_a_warning(fp, capsys):
     fakes.register_proxy_info(fp, stdout=json.dumps({"HTTPSProxy": "socks5://p:1080"}))
-    found = push.daemon_proxies(Runner(), prepared_plan(), {})
+    found = push_preflight.daemon_proxies(Runner(), prepared_plan(), {})
     assert registry.usable_proxy("https://r.example/v2/", found) is None  # direct
     assert said(capsys) == ["warning: the daemon's proxy socks5://p:1080 is not an http:// "
                             "proxy, which ragbuild's registry checks cannot use: they go direct"]
@@ -235,7 +235,7 @@ def test_a_proxy_urllib_cannot_use_is_a_warning(fp, capsys):
 ])
 def test_a_remote_daemon_is_a_one_line_warning(fp, capsys, target, warned):
     fakes.register_proxy_info(fp)
-    push.daemon_proxies(Runner(), prepared_plan(target), {})
+    push_preflight.daemon_proxies(Runner(), prepared_plan(target), {})
     lines = said(capsys)
     if warned is None:
         assert lines == []
@@ -250,10 +250,10 @@ def test_a_daemon_that_is_down_or_unreadable_stops_the_pre_flight(fp):
                               stderr="Cannot connect to the Docker daemon at unix:///x.sock. "
                                      "Is the docker daemon running?\n")
     with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
-        push.daemon_proxies(Runner(), prepared_plan(), {})
+        push_preflight.daemon_proxies(Runner(), prepared_plan(), {})
     fakes.register_proxy_info(fp, stdout="no json")
     with pytest.raises(PushFailed, match="cannot read the daemon's proxy settings"):
-        push.daemon_proxies(Runner(), prepared_plan(), {})
+        push_preflight.daemon_proxies(Runner(), prepared_plan(), {})
 
 
 # --- ragbuild's own requests: the daemon's proxy, never the shell's -----------------------------
@@ -362,14 +362,14 @@ def test_a_no_proxy_host_is_reached_directly(listen, monkeypatch):
 
 
 def test_the_pre_flight_hands_the_daemons_settings_to_the_read_back(fp, monkeypatch):
-    """push.prepare: docker info's settings reach the session, so the read-back's requests
+    """push_preflight.prepare: docker info's settings reach the session, so the read-back's requests
     (registry.send, the fake registry here) carry them."""
     from registry_fakes import FakeRegistry, build_plan, serve
 
     fakes.register_proxy_info(fp, stdout=json.dumps({"HTTPSProxy": "http://p:3128"}))
     shell_proxies(monkeypatch, "http://shell:1")
     plan = build_plan("registry.example.com:5000/rag-worker")
-    pushing = push.prepare(Runner(), plan)
+    pushing = push_preflight.prepare(Runner(), plan)
     assert pushing.session.proxies == ProxySettings("", "http://p:3128", "")
     ref = plan.refs[0]
     serve(ref)

@@ -11,7 +11,7 @@ import pytest
 
 from ragbuild.proxy import INFO_FORMAT
 
-from ragbuild import cli, ecr, push
+from ragbuild import cli, ecr, push, push_preflight
 from ragbuild.docker_config import DockerConfig, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed
 from ragbuild.plan import build_command, format_created
@@ -129,7 +129,7 @@ def test_an_unreadable_docker_config_means_no_credential_helper(fp, clean_env, c
     register_preflight(fp)
     register_login(fp)
     register_describe(fp, stdout=repository_json())
-    assert push.prepare(Runner(), build_plan()).helper is None
+    assert push_preflight.prepare(Runner(), build_plan()).helper is None
 
 
 # --- push --------------------------------------------------------------------------------------
@@ -391,7 +391,7 @@ def test_dry_run_prints_the_whole_push_and_starts_no_process(fp, capsys):
     fp.allow_unregistered(False)
     plan = build_plan(dry_run=True)
     runner = DryRunner()
-    pushing = push.prepare(runner, plan)
+    pushing = push_preflight.prepare(runner, plan)
     push_and_verify(push.Context(plan, pushing, read_docker_config(), os.environ, FakeSleep()),
                     runner)
     out, err = capsys.readouterr()
@@ -426,7 +426,7 @@ def test_dry_run_warns_about_a_missing_credential_helper_and_shows_the_rest(fp, 
     fp.allow_unregistered(False)
     (clean_env / "config.json").write_text(json.dumps({"credHelpers": {ECR: "ecr-login"}}))
     runner = DryRunner()
-    pushing = push.prepare(runner, build_plan(dry_run=True))
+    pushing = push_preflight.prepare(runner, build_plan(dry_run=True))
     out, err = capsys.readouterr()
     assert ("warning: docker-credential-ecr-login, which credHelpers in" in err
             and "(a real run stops here)" in err)
@@ -439,7 +439,7 @@ def test_buildx_plans_skip_the_attestation_probe(fp):
     fakes.register_proxy_info(fp)
     plan = build_plan(f"{PLAIN}/rag-worker", builder="remote")
     assert plan.buildx
-    assert build_command(plan, push.prepare(Runner(), plan)).argv[-3:] == (
+    assert build_command(plan, push_preflight.prepare(Runner(), plan)).argv[-3:] == (
         "--provenance=false", "--sbom=false", ".")
     # (verified HTTPS answered: the daemon is asked its proxy settings, not its registry config)
     assert [list(c) for c in fp.calls] == [fakes.proxy_info_argv(fp)]
@@ -621,7 +621,7 @@ def test_odd_exclusion_filters_are_a_one_line_failure(fp, filters):
     repo["repositories"][0]["imageTagMutabilityExclusionFilters"] = filters
     register_describe(fp, stdout=json.dumps(repo))
     with pytest.raises(CommandFailed, match="cannot read `aws ecr describe-repositories` output"):
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
 
 
 @pytest.mark.parametrize("stdout", ['{"imageIds": "latest"}', '{"imageIds": [1]}', "[]"])
@@ -631,7 +631,7 @@ def test_odd_list_images_output_is_a_one_line_failure(fp, stdout):
     register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
     aws(fp, "list-images", fp.any(), stdout=stdout)
     with pytest.raises(CommandFailed, match="cannot read `aws ecr list-images` output"):
-        push.prepare(Runner(), build_plan())
+        push_preflight.prepare(Runner(), build_plan())
 
 
 def test_a_daemon_that_goes_away_during_the_push_gets_the_daemon_message(fp):
@@ -667,7 +667,7 @@ def test_an_existing_version_tag_stops_the_push_before_the_build(fp, tag):
     fp.allow_unregistered(False)
     serve(f"{PLAIN}/rag-worker:{tag}", OTHER_DIGEST)
     with pytest.raises(PushFailed) as stopped:
-        push.prepare(Runner(), release_plan())
+        push_preflight.prepare(Runner(), release_plan())
     message = str(stopped.value)
     assert f"the registry already has {PLAIN}/rag-worker:{tag} (now {OTHER_DIGEST})" in message
     assert "--replace-version-tags" in message and "nothing was built or pushed" in message
@@ -679,7 +679,7 @@ def test_moving_tags_that_exist_move_as_before(fp):
     fakes.register_proxy_info(fp)
     for tag in ("prod", "latest"):
         serve(f"{PLAIN}/rag-worker:{tag}", OTHER_DIGEST)
-    prepared_push = push.prepare(Runner(), release_plan())
+    prepared_push = push_preflight.prepare(Runner(), release_plan())
     assert prepared_push.before[f"{PLAIN}/rag-worker:prod"] == OTHER_DIGEST
     assert prepared_push.before[f"{PLAIN}/rag-worker:v1.2.3"] == ""  # not there
 
@@ -687,7 +687,7 @@ def test_moving_tags_that_exist_move_as_before(fp):
 def test_replace_version_tags_lets_them_move_and_says_so(fp, capsys):
     fakes.register_proxy_info(fp)
     serve(f"{PLAIN}/rag-worker:v1.2.3", OTHER_DIGEST)
-    prepared_push = push.prepare(Runner(), release_plan(replace_version_tags=True))
+    prepared_push = push_preflight.prepare(Runner(), release_plan(replace_version_tags=True))
     assert f"{PLAIN}/rag-worker:v1.2.3" in prepared_push.refs
     err = capsys.readouterr().err
     assert (f"warning: --replace-version-tags: this push moves {PLAIN}/rag-worker:v1.2.3 (now "
@@ -698,7 +698,7 @@ def test_a_version_tag_that_cannot_be_read_stops_the_push(fp):
     fakes.register_proxy_info(fp)
     FakeRegistry.current.fail[f"{PLAIN}/rag-worker:1.2.3"] = [403]
     with pytest.raises(PushFailed) as stopped:
-        push.prepare(Runner(), release_plan())
+        push_preflight.prepare(Runner(), release_plan())
     assert str(stopped.value).startswith(f"cannot tell whether {PLAIN}/rag-worker:1.2.3 already "
                                          "exists")
     assert "HTTP 403" in str(stopped.value)
@@ -707,7 +707,7 @@ def test_a_version_tag_that_cannot_be_read_stops_the_push(fp):
 def test_an_unreadable_moving_tag_only_loses_its_restore_advice(fp):
     fakes.register_proxy_info(fp)
     FakeRegistry.current.fail[f"{PLAIN}/rag-worker:latest"] = [403]
-    prepared_push = push.prepare(Runner(), release_plan())
+    prepared_push = push_preflight.prepare(Runner(), release_plan())
     assert not isinstance(prepared_push.before[f"{PLAIN}/rag-worker:latest"], str)
 
 

@@ -21,7 +21,7 @@ from ragbuild.proxy import INFO_FORMAT
 
 import fakes
 from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve
-from ragbuild import cli, manifest, push, registry, verify
+from ragbuild import cli, manifest, push, push_preflight, registry, verify
 from ragbuild import docker_config
 from ragbuild.docker_config import (DOCKER_HUB_KEY, DockerConfig, parse_registry_config,
     read_docker_config)
@@ -148,7 +148,7 @@ def test_creds_store_ecr_login_skips_the_ecr_login(fp, config_dir, helpers, caps
     fp.register([fp.program("aws"), "ecr", "describe-repositories", fp.any()],
                 stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
                                                      "imageTagMutability": "MUTABLE"}]}))
-    pushing = push.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
+    pushing = push_preflight.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
     assert pushing.helper == "ecr-login"
     assert login_calls(fp) == 0
     assert fp.call_count([fp.program("aws"), "ecr", "get-login-password", fp.any()]) == 0
@@ -168,7 +168,7 @@ def test_cred_helpers_for_the_host_beat_a_creds_store(fp, config_dir, helpers):
     fp.register([fp.program("aws"), "ecr", "describe-repositories", fp.any()],
                 stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
                                                      "imageTagMutability": "MUTABLE"}]}))
-    assert push.prepare(Runner(), plan_for(f"{ECR}/rag-worker")).helper == "ecr-login"
+    assert push_preflight.prepare(Runner(), plan_for(f"{ECR}/rag-worker")).helper == "ecr-login"
     assert login_calls(fp) == 0
 
 
@@ -183,7 +183,7 @@ def test_another_creds_store_with_ecr_still_logs_in_through_it(fp, config_dir, h
                 stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
                                                      "imageTagMutability": "MUTABLE"}]}))
     register_helper(fp, "pass")
-    assert push.prepare(Runner(), plan_for(f"{ECR}/rag-worker")).helper == "pass"
+    assert push_preflight.prepare(Runner(), plan_for(f"{ECR}/rag-worker")).helper == "pass"
     assert login_calls(fp) == 1
 
 
@@ -195,7 +195,7 @@ def test_a_creds_store_helper_that_is_not_installed_stops_before_the_build(fp, c
     write_config(config_dir, {"credsStore": "desktop"})
     register_basics(fp)
     with pytest.raises(PushFailed) as err:
-        push.prepare(Runner(), plan_for(registry))
+        push_preflight.prepare(Runner(), plan_for(registry))
     message = str(err.value)
     assert message.startswith("docker-credential-desktop, which credsStore in ")
     assert "is not installed (not on PATH)" in message and "docker login" not in message
@@ -207,7 +207,7 @@ def test_a_helper_without_credentials_for_the_host_means_none(fp, config_dir, he
     helpers("pass")
     register_basics(fp)
     register_helper(fp, "pass", returncode=1, stderr="credentials not found in native keychain\n")
-    push.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
+    push_preflight.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
     (_, _, login, creds), = registry.probe.asked
     assert login is None and creds.helper == "pass"
 
@@ -218,14 +218,14 @@ def test_a_failing_helper_stops_with_its_reason_and_no_secret(fp, config_dir, he
     register_basics(fp)
     register_helper(fp, "pass", returncode=1, stderr="gpg: decryption failed: No secret key\n")
     with pytest.raises(PushFailed, match="docker-credential-pass cannot give the credentials"):
-        push.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
+        push_preflight.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
 
 
 def test_auths_credentials_are_decoded_for_the_check(fp, config_dir):
     auth = base64.b64encode(f"ci:{TOKEN}".encode()).decode()
     write_config(config_dir, {"auths": {"https://registry.example.com:5000": {"auth": auth}}})
     register_basics(fp)
-    push.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
+    push_preflight.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
     (_, _, login, creds), = registry.probe.asked
     assert (login.username, login.secret.reveal(), creds.origin) == ("ci", TOKEN, "auths")
     assert TOKEN not in repr(login)
@@ -238,7 +238,7 @@ def test_a_look_alike_ecr_host_gets_no_ecr_login(fp, config_dir):
     look_alike = parse_registry(f"{LOOK_ALIKE}/x")
     assert not look_alike.is_ecr
     register_basics(fp)
-    pushing = push.prepare(Runner(), plan_for(f"{LOOK_ALIKE}/x"))
+    pushing = push_preflight.prepare(Runner(), plan_for(f"{LOOK_ALIKE}/x"))
     assert aws_calls(fp) == 0 and login_calls(fp) == 0
     assert registry.probe.asked[0][0] == LOOK_ALIKE  # checked like every other registry
     assert pushing.helper is None
@@ -306,7 +306,7 @@ def test_a_loopback_registry_is_reached_insecurely_without_asking_the_daemon(fp,
     fp.allow_unregistered(False)
     fakes.register_proxy_info(fp)
     plan = plan_for("vm:5000/team/app")
-    pushing = push.prepare(Runner(), plan)
+    pushing = push_preflight.prepare(Runner(), plan)
     assert pushing.insecure and pushing.session.insecure
     assert registry.probe.asked[0][:2] == ("vm:5000", True)
     for ref in plan.refs:
@@ -352,8 +352,8 @@ def test_a_registry_serving_another_digest_still_fails_verification(fp):
 
 def test_a_dry_run_says_what_it_would_ask_and_sends_nothing(fp, capsys):
     fp.allow_unregistered(False)
-    push.prepare(DryRunner(), plan_for("vm:5000/team/app", dry_run=True))
-    push.prepare(DryRunner(), plan_for("registry.example.com:5000/team/app", dry_run=True))
+    push_preflight.prepare(DryRunner(), plan_for("vm:5000/team/app", dry_run=True))
+    push_preflight.prepare(DryRunner(), plan_for("registry.example.com:5000/team/app", dry_run=True))
     out, err = capsys.readouterr()
     # the daemon's proxy settings are a question of every pre-flight (printed, none started);
     # its registry configuration only when HTTPS fails, which a dry run never finds
@@ -559,7 +559,7 @@ def test_without_the_ca_in_certs_d_the_tls_registry_is_not_verified(server, monk
 
 def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and_fails_https(
         server, fp, config_dir, monkeypatch):
-    """Through push.prepare: a plain-HTTP host that is not loopback (always_insecure says no)
+    """Through push_preflight.prepare: a plain-HTTP host that is not loopback (always_insecure says no)
     gets docker info, and the daemon's answer lets the push go over plain HTTP."""
     fp.allow_unregistered(False)
     fakes.register_proxy_info(fp)
@@ -568,7 +568,7 @@ def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and
     fakes.register_registry_config(
         fp, stdout=json.dumps({"IndexConfigs": {host: {"Secure": False}},
                                "InsecureRegistryCIDRs": []}))
-    pushing = push.prepare(Runner(), plan_for(f"{host}/team/app"))
+    pushing = push_preflight.prepare(Runner(), plan_for(f"{host}/team/app"))
     assert pushing.insecure and pushing.session.base == f"http://{host}"
     assert [c[1] for c in fp.calls] == ["info", "info"]  # its proxies, then RegistryConfig
 
@@ -581,7 +581,7 @@ def test_a_daemon_that_is_down_stops_the_pre_flight(server, fp, monkeypatch):
                                    stderr="Cannot connect to the Docker daemon at unix:///x.sock. "
                                           "Is the docker daemon running?\n")
     with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
-        push.prepare(Runner(), plan_for(f"{host}/team/app"))
+        push_preflight.prepare(Runner(), plan_for(f"{host}/team/app"))
 
 
 def test_an_unreadable_daemon_configuration_stops_the_pre_flight(server, fp, monkeypatch):
@@ -590,7 +590,7 @@ def test_an_unreadable_daemon_configuration_stops_the_pre_flight(server, fp, mon
     monkeypatch.setattr(registry, "always_insecure", lambda host: False)
     fakes.register_registry_config(fp, stdout="not json")
     with pytest.raises(PushFailed, match="cannot read the daemon's registry configuration"):
-        push.prepare(Runner(), plan_for(f"{host}/team/app"))
+        push_preflight.prepare(Runner(), plan_for(f"{host}/team/app"))
 
 
 def test_a_closed_port_is_not_reached(registry_http):
@@ -631,7 +631,7 @@ def test_after_an_ecr_login_the_registry_is_asked_with_that_password(fp, config_
     fp.register([fp.program("aws"), "ecr", "describe-repositories", fp.any()],
                 stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
                                                      "imageTagMutability": "MUTABLE"}]}))
-    pushing = push.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
+    pushing = push_preflight.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
     (host, _, login, _), = registry.probe.asked
     assert (host, login.username, login.secret.reveal()) == (ECR, "AWS", TOKEN)
     assert pushing.session.login is login  # kept for the read-back: the helper is not asked again
