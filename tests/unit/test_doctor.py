@@ -11,7 +11,7 @@ import pytest
 
 from fakes import register_git, register_proxy_info
 from ragbuild import cli, deps, registry
-from ragbuild.commands import doctor
+from ragbuild.commands import doctor, doctor_engine, findings
 from ragbuild.commands import build as build_cli
 from ragbuild import buildx, docker_config
 from ragbuild.config import load_config
@@ -321,7 +321,7 @@ def test_a_registry_that_does_not_answer(worker, fp, capsys, registry_http):
      [("debian:12", None)]),
 ])
 def test_base_images_read_from_the_dockerfile(text, args, images):
-    assert doctor.from_images(text, args) == images
+    assert doctor_engine.from_images(text, args) == images
 
 
 def test_help_and_the_make_target(capsys):
@@ -359,7 +359,7 @@ def test_findings_and_the_verdict_go_where_the_runner_writes(worker, fp, capsys,
     out, log = io.StringIO(), io.StringIO()
     runner = (DryRunner if dry_run else Runner)(out=out, log=log)
     options = build_cli.parse_build(["--env", "dev"], doctor.doctor_parser())
-    code = doctor.run(doctor.Doctor(runner, options, load_config()))
+    code = doctor.run(findings.Doctor(runner, options, load_config()))
     assert capsys.readouterr().out == ""
     lines = out.getvalue().splitlines()
     assert code == 0
@@ -468,8 +468,8 @@ def test_pypi_unreachable_from_the_engine_says_what_pip_said(worker, fp, capsys,
     assert code == 1
     assert index_line(lines) == (
         "problem  package index: PyPI unreachable from the engine: Tunnel connection failed: 403 "
-        f"Forbidden; {doctor.INDEX_FIX}")
-    assert "docs/troubleshooting.md" in doctor.INDEX_FIX
+        f"Forbidden; {doctor_engine.INDEX_FIX}")
+    assert "docs/troubleshooting.md" in doctor_engine.INDEX_FIX
 
 
 def test_a_host_ca_the_build_cannot_pass(worker, fp, capsys, monkeypatch, tmp_path):
@@ -506,7 +506,7 @@ def test_the_index_of_the_builds_own_build_args_token_hidden(worker, fp, capsys)
     assert index_line(lines) == (
         "problem  package index: https://***@pypi.internal.example/simple unreachable from the "
         "engine: Failed to establish a new connection: [Errno -2] Name or service not known; "
-        f"{doctor.INDEX_FIX}")
+        f"{doctor_engine.INDEX_FIX}")
     assert "s3cr3t" not in "\n".join(lines)
 
 
