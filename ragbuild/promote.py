@@ -341,7 +341,9 @@ def parse_source(text: str, registry: Optional[str] = None,
     if not text:
         raise UsageError("SOURCE is empty; give <registry>/<repository>:<tag> or "
                          "<registry>/<repository>@sha256:<digest>")
-    if "@" in text:
+    if DIGEST_RE.fullmatch(text):  # a bare digest: in --registry's repository
+        repository, reference = "", text
+    elif "@" in text:
         repository, _, reference = text.partition("@")
         if not DIGEST_RE.fullmatch(reference):
             raise UsageError(f"SOURCE {text!r}: {reference!r} is not a digest sha256:<64 hex>")
