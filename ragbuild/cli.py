@@ -39,7 +39,7 @@ other commands (each has --help; all but completion, which runs nothing, have --
   %(prog)s completion bash|zsh                  tab completion: source <(%(prog)s completion bash)
 
 environment variables (what each one does: docs/configuration.md):
-  ECR_REGISTRY_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
+  ECR_REGISTRY_URI, ECR_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
   BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID, SOURCE_DATE_EPOCH, TZ, AWS_PROFILE,
   AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR, GITHUB_OUTPUT
 

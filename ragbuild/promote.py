@@ -227,7 +227,8 @@ def inspect_image_command(image: str) -> Command:
     """The local image's ID, size, tags, labels and environment, as one JSON line."""
     import json
 
-    assume = json.dumps({"Id": DRY_IMAGE_ID, "Size": 0, "RepoTags": [image],
+    given_id = image if DIGEST_RE.fullmatch(image) else DRY_IMAGE_ID
+    assume = json.dumps({"Id": given_id, "Size": 0, "RepoTags": [image],
                          "Config": {"Labels": {}, "Env": ["BUILD_TIMESTAMP=19700101-000000"]}})
     return Command(("docker", "image", "inspect", "--format", "{{json .}}", image), check=False,
                    kind=Kind.PROBE, assume=assume,
