@@ -354,3 +354,58 @@ def test_without_a_registry_the_hint_says_to_set_one():
     assert "set ECR_REGISTRY_URI (make: ECR_URI)" in hint
     assert hint.endswith(f'ragbuild push {IMAGE_ID} --registry "$ECR_REGISTRY_URI" --env prod '
                          "--version 1.2.3")
+
+
+# --- ECR: its token, immutable tags; GITHUB_OUTPUT ---------------------------------------------
+
+
+def ecr_source(registry):
+    """The dev build at ECR's rag-worker:dev."""
+    serve(f"{ECR}/rag-worker:dev", body=SOURCE)
+    return f"{ECR}/rag-worker:dev"
+
+
+def test_promote_in_ecr_logs_in_with_the_token_and_reads_with_it(registry, fp, capsys):
+    seen = []
+    register_login(fp, seen=seen)
+    register_describe(fp, stdout=repository_json())
+    code = run_promote(fp, ecr_source(registry), "--env", "staging", "--no-gate", "x")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert seen == [PASSWORD.encode()]
+    assert PASSWORD not in out + err
+    assert out.splitlines()[-1] == f"{ECR}/rag-worker@{SOURCE_DIGEST}"
+
+
+def test_an_immutable_ecr_repository_stops_or_skips_the_tags_it_would_refuse(
+        registry, fp, capsys):
+    source = ecr_source(registry)
+    for skip in (False, True):
+        register_login(fp)
+        register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
+        register_list_images(fp, ["dev", "latest"])
+        flags = ["--skip-existing-immutable"] if skip else []
+        code = run_promote(fp, source, "--env", "staging", "--no-latest", "--no-gate", "x",
+                           *flags)
+        err = capsys.readouterr().err
+        if not skip:
+            # staging moves from build to build: an immutable repository would freeze it
+            assert code == 1 and "IMMUTABLE" in err and registry.writes == []
+        else:
+            assert code == 0, err
+            assert [ref for ref, _, _ in registry.writes] == [
+                f"{ECR}/rag-worker:staging-{SOURCE_TS}", f"{ECR}/rag-worker:git-abc1234"]
+            assert f"left out (the repository keeps them immutable): {ECR}/rag-worker:staging" \
+                in err
+
+
+def test_github_output_gets_the_promoted_tags_and_digest(registry, fp, capsys, tmp_path,
+                                                         monkeypatch):
+    output = tmp_path / "github_output"
+    output.write_text("")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    assert run_promote(fp, f"{REPO}:dev", "--env", "staging", "--no-gate", "x") == 0
+    text = output.read_text()
+    for ref in staging_refs()[2:]:
+        assert f"\n{ref}\n" in text
+    assert f"digest={SOURCE_DIGEST}\n" in text and f"image-id={CONFIG_DIGEST}\n" in text
