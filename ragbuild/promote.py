@@ -150,6 +150,14 @@ def target_plan(runner: Runner, options: Options, config: Config, git: GitInfo,
                            docker=docker)
 
 
+def check_flags(runner: Runner, options: Options, config: Config,
+                environ: Mapping[str, str]) -> None:
+    """The flags as a build checks them (--env, --version, tags, the latest policy), before
+    docker or the registry is asked anything: a bad one exits 2 with nothing run. The plan
+    itself is made once the image's facts are known."""
+    target_plan(runner, options, config, GitInfo(sha="0000000"), datetime(2000, 1, 1), environ)
+
+
 def health_warning(env: Mapping[str, str], plan: BuildPlan) -> Optional[str]:
     """A warning when the image reports another VERSION or ENVIRONMENT on /health than the
     tags it gets say (a dev build shipped as prod), naming how a deployment sets them."""
@@ -258,6 +266,7 @@ def push_image(runner: Runner, ns: argparse.Namespace, config: Config,
     _check_outputs(options, environ)
     docker_config = builders.read_docker_config(environ)
     target = builders.docker_target(environ, docker_config)
+    check_flags(runner, options, config, environ)
     result = runner.run(inspect_image_command(ns.image))
     if not result.ok:
         raise RagbuildError(f"no local image {ns.image}: {docker_reason(result)}")
@@ -434,6 +443,7 @@ def promote(runner: Runner, ns: argparse.Namespace, config: Config,
     _check_outputs(options, environ)
     docker_config = builders.read_docker_config(environ)
     target = builders.docker_target(environ, docker_config)
+    check_flags(runner, options, config, environ)
     runner.docker_flags = target.docker_flags()
     promotion = Promotion(source)
     # the plan until the source's facts are read: the registry, for the pre-flight's messages

@@ -409,3 +409,18 @@ def test_github_output_gets_the_promoted_tags_and_digest(registry, fp, capsys, t
     for ref in staging_refs()[2:]:
         assert f"\n{ref}\n" in text
     assert f"digest={SOURCE_DIGEST}\n" in text and f"image-id={CONFIG_DIGEST}\n" in text
+
+
+@pytest.mark.parametrize("flags, said", [
+    ((), "give --version and/or --env"),
+    (("--env", "prod"), "--env prod needs --version"),
+    (("--env", "prd"), "did you mean 'prod'?"),
+    (("--env", "dev", "--tag=.x"), "not a valid Docker tag"),
+])
+def test_bad_flags_exit_2_before_docker_or_the_registry_is_asked(registry, fp, capsys, flags,
+                                                                said):
+    fp.allow_unregistered(False)
+    for command in (["promote", f"{REPO}:dev"], ["push", "rag-worker:prod", "--registry", REPO]):
+        assert cli.main([*command, *flags]) == 2
+        assert said in capsys.readouterr().err
+    assert registry.requests == [] and len(fp.calls) == 0
