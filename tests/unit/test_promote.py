@@ -424,3 +424,21 @@ def test_bad_flags_exit_2_before_docker_or_the_registry_is_asked(registry, fp, c
         assert cli.main([*command, *flags]) == 2
         assert said in capsys.readouterr().err
     assert registry.requests == [] and len(fp.calls) == 0
+
+
+def test_an_index_is_copied_as_it_is_and_its_first_platforms_config_read(registry, fp, capsys):
+    """A multi-platform image: the index's bytes go under each tag (its digest kept); the
+    timestamp and commit come from the config of its first platform's image."""
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "ee" * 32,
+         "size": 1, "platform": {"os": "unknown", "architecture": "unknown"}},
+        {"mediaType": DOCKER_MANIFEST, "digest": SOURCE_DIGEST, "size": len(SOURCE),
+         "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+    serve(f"{REPO}:multi", body=index, media_type=OCI_INDEX)
+    code = run_promote(fp, f"{REPO}:multi", "--env", "staging", "--no-gate", "x")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"{REPO}@{digest_of(index)}"
+    assert {(body, headers["Content-Type"]) for _, body, headers in registry.writes} == {
+        (index, OCI_INDEX)}
+    assert f"{REPO}:staging-{SOURCE_TS}" in [ref for ref, _, _ in registry.writes]
