@@ -177,3 +177,30 @@ def test_without_a_registry_prod_ready_says_to_set_one(project, images, pip_args
                          f"ARGS={pip_args}", env={"ECR_REGISTRY_URI": None}).assert_ok()
     images.track_result(ready)
     assert "push the tested image: set ECR_REGISTRY_URI (make: ECR_URI)" in ready.stderr
+
+
+def test_an_immutable_ecr_repository_stops_the_promotion_or_leaves_its_moving_tags_out(
+        project, images, ecr_repository, ecr_host, docker_config, pip_args, ecr_registry,
+        e2e_env):
+    name = ecr_repository("immutable", "--image-tag-mutability", "IMMUTABLE")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    env = {"DOCKER_CONFIG": docker_config}
+    pushed = project.make("push-dev", f"ECR_URI={uri}",
+                          f"ARGS={pip_args} --skip-existing-immutable", env=env).assert_ok()
+    images.track_result(pushed)
+    digest = pinned_line(pushed).split("@", 1)[1]
+    ts, sha = pushed.timestamp(), project.sha
+    log_path = Path(e2e_env["RAGBUILD_E2E_STATE"]) / "registry-ecr.log"
+    args = ["promote", f"{uri}:git-{sha}", "--env", "staging", "--version", "1.0.0",
+            "--no-gate", "pushed by this test"]
+    log = AccessLog(log_path, name)
+    stopped = project.script(*args, env=env)
+    assert stopped.returncode == 1, stopped.describe()
+    assert f"ECR repository {name} is IMMUTABLE" in stopped.stderr
+    assert log.writes() == []
+    log = AccessLog(log_path, name)
+    skipped = project.script(*args, "--skip-existing-immutable", env=env).assert_ok()
+    assert_all_at(ecr_registry, name, ["v1.0.0", "1.0.0", f"staging-{ts}", f"git-{sha}"], digest)
+    assert ecr_registry.manifest(name, "staging") is None
+    assert_promoted_without_upload(skipped, log, ["v1.0.0", "1.0.0", f"staging-{ts}"])
+    assert "left out (the repository keeps them immutable)" in skipped.stderr
