@@ -358,7 +358,10 @@ def check_registry(doc: Doctor) -> list:
         except RagbuildError as err:
             return found + [Finding(PROBLEM, "ECR repository", _one_line(err))]
         found.append(Finding(OK, "ECR repository", f"{registry.path} exists, "
-                                                   f"{repository.describe()}"))
+                                                   f"{repository.describe()}"
+                             if repository.checked else
+                             f"{registry.path}: cannot check (describe-repositories denied); "
+                             "the push decides"))
     return found
 
 

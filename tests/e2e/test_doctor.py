@@ -73,8 +73,10 @@ def test_doctor_with_a_missing_ecr_repository(project, unique, ecr_host, docker_
                             env={"DOCKER_CONFIG": docker_config})
     assert result.returncode == 1
     assert problems(result) == [
-        f"problem  ECR repository: ECR repository {name} does not exist in {ecr_host}; create it: "
-        f"aws ecr create-repository --repository-name {name} --region us-east-1"]
+        f"problem  ECR repository: ECR repository {name} does not exist in account 123456789012 "
+        f"({ecr_host}); create it there, with credentials of account 123456789012: "
+        f"aws ecr create-repository --repository-name {name} --region us-east-1 "
+        "--registry-id 123456789012"]
 
 
 def test_doctor_with_a_registry_that_does_not_answer(project):

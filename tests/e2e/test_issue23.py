@@ -1,0 +1,106 @@
+"""Issue 23 against the real tools: the ECR calls of a push address the registry's account (the
+``registryId`` the real aws CLI sends, recorded on its way to moto: ``aws_recorder``), a denied
+describe is "cannot check", a smoke-test container that dies at once is diagnosed from what it
+said, ``clean`` removes this project's images only, and messages say what happened."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .aws_recorder import Recorder
+from .support import planned_refs, tags_of
+from .test_push import (assert_registry_holds, config_json, ecr_host, ecr_repository,  # noqa: F401
+                        pinned_line, tiny_args)
+
+pytestmark = pytest.mark.e2e
+
+ACCOUNT = "123456789012"  # the account in E2E_ECR_HOST
+CALLER = "111122223333"  # CI's own account: not the registry's
+
+
+def push_lines(result) -> list:
+    return [line for line in result.stderr.splitlines() if line.startswith("+ docker push ")]
+
+
+def test_a_cross_account_push_addresses_the_registrys_account(project, images, ecr_repository,
+                                                              ecr_host, tiny_context,
+                                                              docker_config, e2e_env,
+                                                              ecr_registry):
+    name = ecr_repository("xacct")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    with Recorder(e2e_env["AWS_ENDPOINT_URL"], caller_account=CALLER) as aws:
+        result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri,
+                                           "--push"),
+                                env={"DOCKER_CONFIG": docker_config,
+                                     "AWS_ENDPOINT_URL": aws.url}).assert_ok()
+    images.track_result(result)
+    about = aws.about_a_repository()
+    assert about, aws.requests
+    # every call about the repository, as the real aws CLI sent it, names the registry's account
+    assert [(op, body.get("registryId")) for op, body in about] == \
+        [(op, ACCOUNT) for op, _ in about], aws.requests
+    refs = planned_refs(result)
+    assert_registry_holds(ecr_registry, name, tags_of(refs), pinned_line(result))
+    # issue 23, case 4: after the login, the message names the login docker stored
+    assert "none: no credHelpers" not in result.text, result.describe()
+    answered = [line for line in result.stderr.splitlines()
+                if "takes the push's credentials" in line]
+    assert len(answered) == 1 and f"auths['{ecr_host}']" in answered[0], result.describe()
+    assert ecr_host in config_json(docker_config).get("auths", {})
+
+
+def test_a_repository_missing_in_the_registrys_account_is_created_there(project, docker, unique,
+                                                                        ecr_host, tiny_context,
+                                                                        docker_config, e2e_env,
+                                                                        ecr_registry):
+    name = unique("xmissing")  # never created in moto (the registry's account)
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    with Recorder(e2e_env["AWS_ENDPOINT_URL"], caller_account=CALLER) as aws:
+        result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry",
+                                           f"{ecr_host}/{name}", "--push"),
+                                env={"DOCKER_CONFIG": docker_config,
+                                     "AWS_ENDPOINT_URL": aws.url})
+    assert result.returncode == 1, result.describe()
+    errors = result.error_lines()
+    assert len(errors) == 1, result.describe()
+    assert f"does not exist in account {ACCOUNT}" in errors[0]
+    assert errors[0].endswith(f"aws ecr create-repository --repository-name {name} --region "
+                              f"us-east-1 --registry-id {ACCOUNT}"), errors[0]
+    assert [body.get("registryId") for _, body in aws.about_a_repository()] == [ACCOUNT]
+    assert ecr_registry.tags(name) == []
+
+
+@pytest.mark.every_leg
+def test_denied_describe_is_cannot_check_and_the_existing_tags_go_first(project, images,
+                                                                        ecr_repository,
+                                                                        ecr_host, tiny_context,
+                                                                        docker_config, e2e_env,
+                                                                        ecr_registry):
+    name = ecr_repository("denied")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    env = {"DOCKER_CONFIG": docker_config}
+    flags = tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push")
+    with Recorder(e2e_env["AWS_ENDPOINT_URL"], deny=("DescribeRepositories",)) as aws:
+        first = project.script(*flags, env={**env, "AWS_ENDPOINT_URL": aws.url}).assert_ok()
+        images.track_result(first)
+        (dockerfile.parent / "changed").write_text("a new image\n")
+        dockerfile.write_text(dockerfile.read_text() + "COPY changed /changed\n")
+        second = project.script(*flags, env={**env, "AWS_ENDPOINT_URL": aws.url}).assert_ok()
+        images.track_result(second)
+    for result in (first, second):
+        warned = [line for line in result.stderr.splitlines() if "cannot check" in line]
+        assert len(warned) == 1 and warned[0].startswith(
+            f"warning: cannot check ECR repository {name} in account {ACCOUNT}"), \
+            result.describe()
+        assert not result.error_lines(), result.describe()
+    ts = second.timestamp()
+    # the tags the registry already had (dev, git-<sha>, latest: the same commit) are pushed
+    # first, one docker push each, the new one last
+    pushed = [line.split()[-1].rsplit(":", 1)[1] for line in push_lines(second)]
+    assert set(pushed[:3]) == {"dev", f"git-{project.sha}", "latest"}, second.describe()
+    assert pushed[3:] == [f"dev-{ts}"], second.describe()
+    assert set(tags_of(planned_refs(second))) <= set(ecr_registry.tags(name))
