@@ -104,3 +104,35 @@ def test_denied_describe_is_cannot_check_and_the_existing_tags_go_first(project,
     assert set(pushed[:3]) == {"dev", f"git-{project.sha}", "latest"}, second.describe()
     assert pushed[3:] == [f"dev-{ts}"], second.describe()
     assert set(tags_of(planned_refs(second))) <= set(ecr_registry.tags(name))
+
+
+# --- a smoke-test container that dies at once ----------------------------------------------------
+
+
+@pytest.mark.every_leg
+def test_a_serve_with_crlf_line_endings_is_diagnosed_from_the_container(project, docker, images,
+                                                                        tiny_context, unique):
+    dockerfile = tiny_context("COPY serve /usr/local/bin/serve")
+    # a Windows checkout with core.autocrlf=true
+    serve = dockerfile.parent / "serve"
+    serve.write_bytes(b"#!/bin/sh\r\nexec python -m http.server 8080\r\n")
+    serve.chmod(0o755)  # COPY keeps the mode
+    tag = f"{unique('crlf')}:t"
+    built = docker("build", "--quiet", "--tag", tag, dockerfile.parent).assert_ok()
+    images.track(built.stdout.strip())
+
+    result = project.script("smoke", tag)
+    assert result.returncode == 1, result.describe()
+    errors = result.error_lines()
+    assert len(errors) == 1, result.describe()
+    assert not re.search(r"docker port \S+ 8080/tcp` failed", result.text), result.describe()
+    assert errors[0].startswith(f"error: smoke test of {tag}: `docker run IMAGE serve` stopped at "
+                                "once, before /ping could be asked (container exited (exit "), \
+        errors[0]
+    assert "/usr/local/bin/serve has CRLF line endings" in errors[0], errors[0]
+    assert "No public port" not in result.text, result.describe()
+    # the container's last log lines, as it said them
+    assert "exec /usr/local/bin/serve: no such file or directory" in result.stderr, \
+        result.describe()
+    # and the container is gone
+    assert docker.containers(f"ancestor={tag}") == []
