@@ -1,4 +1,4 @@
-"""`make clean` removes the tags ragbuild's builds made, and no other tag or image.
+"""`make clean` removes the tags this project's ragbuild builds made, and no other tag or image.
 
 Every ragbuild build labels its image ``org.ragbuild.repository=<the repository of its tags>``.
 Docker copies labels into images built FROM it, so the label alone does not make an image
@@ -93,8 +93,13 @@ def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_con
 
     result = project.make("clean").assert_ok()
     removed = re.search(r"^removed (\d+) tag\(s\) of ragbuild builds", result.stderr, re.M)
-    assert removed and int(removed[1]) >= len(ours) + 3, result.describe()
+    assert removed and int(removed[1]) == len(ours), result.describe()
     assert "--force" not in result.stderr
+    # the image built under another --image-name is this project's only when clean is told so
+    assert docker.refs(f"{tagged_name}:*") != []
+    other = project.script("clean", "--image-name", tagged_name).assert_ok()
+    removed = re.search(r"^removed (\d+) tag\(s\) of ragbuild builds", other.stderr, re.M)
+    assert removed and int(removed[1]) == 3, other.describe()
 
     # ragbuild's tags are gone, and our image with them
     assert docker.refs(f"{name}:*") == [] and docker.image_id(ours_id) is None

@@ -136,3 +136,59 @@ def test_a_serve_with_crlf_line_endings_is_diagnosed_from_the_container(project,
         result.describe()
     # and the container is gone
     assert docker.containers(f"ancestor={tag}") == []
+
+
+# --- clean: this project's images only -----------------------------------------------------------
+
+
+@pytest.mark.every_leg
+def test_clean_removes_this_projects_images_only_and_none_a_container_uses(new_project, docker,
+                                                                           images, tiny_context,
+                                                                           unique):
+    ours = images.track_repository(unique("ours"))
+    theirs = images.track_repository(unique("theirs"))
+    project = new_project("clean23", image_name=ours)
+    other = new_project("other23", image_name=theirs)
+
+    def build(proj, *lines, flags=()):
+        dockerfile = tiny_context(*lines)
+        return proj.script("--env", "dev", *flags, "-f", dockerfile, "--context",
+                           dockerfile.parent).assert_ok()
+
+    busy = build(project, 'LABEL org.example.case="busy"', flags=("--tag", "busy", "--tag", "b2"))
+    gone = build(project, 'LABEL org.example.case="gone"')  # takes dev, latest, ... from busy
+    busy_tags = sorted(docker.inspect(busy.built_id())["RepoTags"])
+    # (and dev-<timestamp> when the second build ran in another second)
+    assert {f"{ours}:b2", f"{ours}:busy"} <= set(busy_tags), busy_tags
+    foreign = build(other, 'LABEL org.example.case="theirs"')
+    foreign_tags = sorted(docker.inspect(foreign.built_id())["RepoTags"])
+    container = unique("stopped-user")
+    docker("create", "--name", container, busy.built_id()).assert_ok()
+    try:
+        result = project.make("clean").assert_ok()
+        # the other project's labelled image: untouched, and named as kept
+        assert sorted(docker.inspect(foreign.built_id())["RepoTags"]) == foreign_tags
+        named = re.search(r"^kept the images of other repositories \((.*)\): not this "
+                          rf"project's \({re.escape(ours)}\)", result.stderr, re.M)
+        assert named and theirs in named[1].split(", "), result.describe()
+        # the image a (stopped) container uses keeps every tag, named with its container
+        assert sorted(docker.inspect(busy.built_id())["RepoTags"]) == busy_tags
+        kept = [line for line in result.stderr.splitlines() if line.startswith("kept " + ours)]
+        assert len(kept) == 1 and f"container {container} (created)" in kept[0], \
+            result.describe()
+        # this project's other image is deleted
+        assert docker.image_id(gone.built_id()) is None
+
+        # the prediction against docker: image rm of the busy image's tags (no --force) untags
+        # all but the last, then refuses: what clean would have left, one tag of several
+        said = docker("image", "rm", *busy_tags)
+        assert said.returncode != 0 and "is using its referenced image" in said.stderr, \
+            said.describe()
+        assert len(docker.inspect(busy.built_id())["RepoTags"]) == 1
+
+        # the other project's image is cleaned when clean is told it is this one's (--all is
+        # not run here: the engine is shared, and --all would reach other runs' images)
+        widened = project.script("clean", "--image-name", theirs).assert_ok()
+        assert docker.image_id(foreign.built_id()) is None, widened.describe()
+    finally:
+        docker.remove_container(container)
