@@ -163,10 +163,24 @@ def _start_failure(result: Result, port: int, name: str, exists: bool, image: st
 
 
 def logs(runner: Runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
+    """``docker logs --tail LINES [--follow] NAME``. Following ends the way ``tail -f`` and
+    ``docker logs -f`` are ended, by Ctrl-C: that SIGINT (ours, or docker's own exit on it:
+    130) is the normal end, exit 0 with nothing said; SIGTERM and SIGHUP still exit 128 + N."""
+    import signal
+
+    from ragbuild.errors import Interrupted, signal_of
+
     argv = ["docker", "logs", "--tail", str(lines)]
     if follow:
         argv.append("--follow")
-    runner.run(Command(tuple(argv + [name]), mode=Mode.STREAM))
+    try:
+        runner.run(Command(tuple(argv + [name]), mode=Mode.STREAM))
+    except (Interrupted, KeyboardInterrupt) as stop:
+        if not (follow and signal_of(stop) == signal.SIGINT):
+            raise
+    except CommandFailed as failed:
+        if not (follow and failed.returncode in (128 + signal.SIGINT, -signal.SIGINT)):
+            raise
 
 
 # --- clean -------------------------------------------------------------------------------------

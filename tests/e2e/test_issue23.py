@@ -192,3 +192,43 @@ def test_clean_removes_this_projects_images_only_and_none_a_container_uses(new_p
         assert docker.image_id(foreign.built_id()) is None, widened.describe()
     finally:
         docker.remove_container(container)
+
+
+# --- Ctrl-C ends logs -f ----------------------------------------------------------------------------
+
+
+def test_ctrl_c_on_make_logs_follow_exits_0_and_make_says_nothing(project, docker, runner):
+    import signal
+    import subprocess
+    import time
+
+    from .support import BASE_IMAGE, LOCAL_CONTAINER, send_signal
+
+    docker.remove_container(LOCAL_CONTAINER)
+    docker("run", "-d", "--name", LOCAL_CONTAINER, BASE_IMAGE, "python", "-c",
+           "import time; print('worker up', flush=True); time.sleep(300)").assert_ok()
+    try:
+        proc = subprocess.Popen(["make", "-C", str(project.path), f"VENV={project.venv}", "logs",
+                                 "ARGS=-f"], env=runner.environ(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)  # a terminal's foreground job
+        time.sleep(3)  # following
+        code, _ = send_signal(proc, signal.SIGINT, group=True)  # what Ctrl-C sends
+        out, err = proc.communicate()
+        out, err = out.decode(), err.decode()
+        assert "worker up" in out + err, (out, err)
+        # make got the Ctrl-C too and ends by it, as a Ctrl-C'd make always does (the shell
+        # shows 130); what matters is that it says nothing: the recipe exited 0
+        assert code in (0, -signal.SIGINT), (code, err)
+        assert "error" not in err.lower() and "interrupt" not in err.lower(), err
+
+        # the script itself: exit 0, no error:
+        proc = project.popen_script("logs", "-f", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(3)
+        code, _ = send_signal(proc, signal.SIGINT, group=True)
+        out, err = (part.decode() for part in proc.communicate())
+        assert "worker up" in out + err, (out, err)
+        assert code == 0, (code, err)
+        assert "error" not in err.lower(), err
+    finally:
+        docker.remove_container(LOCAL_CONTAINER)

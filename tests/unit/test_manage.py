@@ -364,6 +364,31 @@ def test_logs_follow(fp):
     assert cli.main(["logs", "-f"]) == 0
 
 
+FOLLOW = [DOCKER, "logs", "--tail", "200", "--follow", "rag-worker-local"]
+
+
+def test_ctrl_c_ends_logs_follow_with_exit_0_and_no_error(fp, capsys):
+    """Ctrl-C is how following ends: the SIGINT reaches ragbuild (and docker, 130)."""
+    fp.register([fp.program(DOCKER), *FOLLOW[1:]],
+                callback=lambda process: os.kill(os.getpid(), signal.SIGINT))
+    assert cli.main(["logs", "-f"]) == 0
+    fp.register([fp.program(DOCKER), *FOLLOW[1:]], returncode=130)  # docker's own exit on it
+    assert cli.main(["logs", "-f"]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
+def test_sigterm_still_stops_logs_follow_with_143_and_ctrl_c_without_follow_is_130(fp, capsys):
+    fp.register([fp.program(DOCKER), *FOLLOW[1:]],
+                callback=lambda process: os.kill(os.getpid(), signal.SIGTERM))
+    assert cli.main(["logs", "-f"]) == 143
+    fp.register([fp.program(DOCKER), "logs", "--tail", "200", "rag-worker-local"],
+                callback=lambda process: os.kill(os.getpid(), signal.SIGINT))
+    assert cli.main(["logs"]) == 130
+    fp.register([fp.program(DOCKER), *FOLLOW[1:]], returncode=1,
+                stderr="Error: No such container: rag-worker-local\n")
+    assert cli.main(["logs", "-f"]) == 1
+
+
 @pytest.mark.parametrize("image_ref", [
     "rag-worker:dev", "localhost:5000/team/rag:1.0.0", "[::1]:5000/rag",
     "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker:v1.2.3",
