@@ -329,6 +329,8 @@ def check_registry(doc: Doctor) -> list:
         except RagbuildError as err:
             return found + [Finding(PROBLEM, "ECR credentials", _one_line(err))]
         how = creds.describe() if logged_in is None else "aws ecr get-login-password | docker login"
+        if logged_in is not None:  # what docker now holds: the login, not the config before it
+            creds = push.after_login(creds)
         found.append(Finding(OK, "ECR credentials", f"valid for region {registry.region} (from "
                                                     f"the host {registry.host}); {how}"))
     if not doc.daemon:

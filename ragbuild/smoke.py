@@ -192,7 +192,8 @@ def run(runner: Runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT
             raise
         # what the container said, read before it is removed (``finally``) or asked again
         state, hint, text = diagnose.why_stopped(runner, name, LOG_LINES)
-        status = "" if state.running or not state.status else f" (container {state.describe()})"
+        status = ("" if state.running or not state.status or "exited (exit" in str(failure)
+                  else f" (container {state.describe()})")  # said once, not twice
         hint = f"; {hint}" if hint else ""
         raise SmokeTestFailed(f"{failure}{status}{hint}\n--- last {LOG_LINES} log lines of the "
                               f"container ---\n{text or '(no output)'}") from None

@@ -146,13 +146,14 @@ def test_the_timeout_given_is_the_one_waited(fp):
 
 
 def test_container_that_exits_fails_early(fp):
-    register_start(fp)
+    register_start(fp, state=json.dumps({"Status": "exited", "Running": False, "ExitCode": 3}))
     fp.register([fp.program(DOCKER), *STATE], stdout="false 3\n")
     fp.register([fp.program(DOCKER), "logs", "--tail", "30", NAME],
                 stdout="ModuleNotFoundError: No module named 'fastapi'\n")
     with pytest.raises(SmokeTestFailed) as err:
         _, clock = run(server(ready_after=10**6))
     assert f"{NAME} exited (exit 3) before /ping answered" in str(err.value)
+    assert str(err.value).count("exit 3") == 1  # said once, not again from the diagnosis
     assert "No module named 'fastapi'" in str(err.value)
 
 
