@@ -173,6 +173,16 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     check_version_tags(runner, plan, before)
     if unchecked:
         refs = existing_first(refs, before)
+        if plan.options.skip_existing_immutable:  # those ECR could refuse: the existing ones
+            skipped = tuple(ref for ref in refs if before.get(ref) != "")
+            refs = tuple(ref for ref in refs if ref not in skipped)
+            if skipped:
+                runner.log(f"--skip-existing-immutable: leaving out the tags {registry.path} "
+                           f"already has (its mutability is unknown): "
+                           f"{', '.join(ref.rsplit(':', 1)[1] for ref in skipped)}")
+            if not refs:
+                raise PushFailed(f"every planned tag already exists in {registry.path} and "
+                                 "--skip-existing-immutable leaves them out: nothing to push")
     return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before,
                     in_order=unchecked)
 
@@ -775,7 +785,8 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     for ref in found:
         runner.report(f"  {ref}")
     if ctx.push.skipped:
-        runner.report(f"left out (the repository keeps them immutable): "
-                      f"{', '.join(ctx.push.skipped)}")
+        why = ("they exist, and the repository's mutability is unknown" if ctx.push.in_order
+               else "the repository keeps them immutable")
+        runner.report(f"left out ({why}): {', '.join(ctx.push.skipped)}")
     runner.emit(pinned)  # stdout: the one line a script wants
     return pinned

@@ -424,3 +424,18 @@ def test_after_an_ecr_login_the_messages_name_the_login_docker_stored(fp, capsys
     assert pushing.credentials.auth_key == ECR
     answered = [line for line in err.splitlines() if "takes the push's credentials" in line]
     assert len(answered) == 1 and f"(auths['{ECR}'] in " in answered[0], err
+
+
+def test_skip_existing_immutable_without_describe_leaves_out_the_existing_tags(fp, capsys):
+    register_preflight(fp)
+    register_login(fp)
+    register_describe(fp, returncode=254, stderr="An error occurred (AccessDeniedException) when "
+                                                 "calling the DescribeRepositories operation\n")
+    base = f"{ECR}/rag-worker"
+    serve(f"{base}:latest")
+    serve(f"{base}:dev")
+    pushing = push.prepare(Runner(), build_plan(skip_existing_immutable=True))
+    assert pushing.skipped == (f"{base}:dev", f"{base}:latest")
+    assert pushing.refs == (f"{base}:dev-{TS}", f"{base}:git-abc1234")
+    assert "leaving out the tags rag-worker already has (its mutability is unknown): dev, latest" \
+        in capsys.readouterr().err
