@@ -95,6 +95,9 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
         if not started.ok:
             raise CommandFailed(_start_failure(started, port, name, exists, image),
                                 returncode=started.returncode)
+        died = _died_at_once(runner, temporary, image, name, exists)
+        if died:  # before the old one goes: the rollback below keeps it
+            raise CommandFailed(died)
         if exists:
             runner.run(Command(("docker", "rm", "-f", name), check=False))
         replaced = True  # the new one runs and the old one is gone: no way back, only forward
@@ -115,6 +118,36 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
         raise
     runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
                   "logs: make logs; stop: docker rm -f " + name)
+
+
+#: Seconds ``run`` waits after ``docker start`` before it asks whether the container still runs:
+#: docker start returns once the process is started; one that cannot exec its command (a CRLF
+#: ``#!`` line) or exits at once has stopped by then.
+SETTLE = 0.5
+
+
+def _died_at_once(runner: Runner, container: str, image: str, name: str, exists: bool) -> str:
+    """"" while ``container`` runs ``SETTLE`` seconds after its start; else the failure, from
+    what it said (``diagnose.why_stopped``: exit code, the usual cause, its last log lines),
+    read before the rollback removes it."""
+    import time
+
+    from ragbuild import diagnose
+
+    def probe() -> str:
+        time.sleep(SETTLE)
+        state = diagnose.parse_state(runner.run(diagnose.state_command(container)).stdout)
+        if state.running or not state.status:
+            return ""
+        state, hint, text = diagnose.why_stopped(runner, container)
+        kept = (f"nothing changed: {name} is as it was" if exists
+                else "nothing changed: no container was left")
+        said = f"; {hint}" if hint else ""
+        return (f"{image} stopped at once ({state.describe()}){said}; {kept}\n--- last "
+                f"{diagnose.LOG_LINES} log lines of the container ---\n{text or '(no output)'}")
+
+    return runner.check(f"wait {SETTLE:g}s, then ask whether {container} still runs (docker "
+                        "inspect; stopped: its state and last log lines say why)", probe, "")
 
 
 #: What ``shell`` runs in the image: bash when the image has it, else /bin/sh (slim and alpine

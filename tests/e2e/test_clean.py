@@ -55,7 +55,7 @@ def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_con
     # a ragbuild build under a custom image-name of setup.cfg (the Dockerfile says nothing of it)
     name = images.track_repository(unique("ours"))
     project = new_project("clean", image_name=name)
-    dockerfile = tiny_context()
+    dockerfile = tiny_context('CMD ["sleep", "300"]')  # run-local keeps it running
     built = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent).assert_ok()
     ours_id, ts = built.built_id(), built.timestamp()
     ours = sorted(f"{name}:{tag}" for tag in (f"dev-{ts}", "dev", f"git-{project.sha}", "latest"))
@@ -83,7 +83,7 @@ def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_con
     user_tag = images.track_repository(unique("team")) + ":1"
     docker("tag", f"{tagged_name}:dev", user_tag).assert_ok()
 
-    # `make run-local` of our image (it exits at once: a stopped container still holds it), and
+    # `make run-local` of our image (a container that exits at once is a failed run), and
     # a container of the user's running the fork
     project.script("run", f"{name}:dev", "--port", str(free_port())).assert_ok()
     containers.append(LOCAL_CONTAINER)

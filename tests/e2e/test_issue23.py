@@ -138,6 +138,33 @@ def test_a_serve_with_crlf_line_endings_is_diagnosed_from_the_container(project,
     assert docker.containers(f"ancestor={tag}") == []
 
 
+def test_run_local_of_an_image_that_dies_at_once_says_so(project, docker, images, tiny_context,
+                                                         unique):
+    from .support import LOCAL_CONTAINER, free_port
+
+    dockerfile = tiny_context("COPY serve /usr/local/bin/serve", 'CMD ["serve"]')
+    serve = dockerfile.parent / "serve"
+    serve.write_bytes(b"#!/bin/sh\r\nexec python -m http.server 8080\r\n")
+    serve.chmod(0o755)
+    tag = f"{unique('crlfrun')}:t"
+    built = docker("build", "--quiet", "--tag", tag, dockerfile.parent).assert_ok()
+    images.track(built.stdout.strip())
+    docker.remove_container(LOCAL_CONTAINER)
+    try:
+        result = project.script("run", tag, "--port", str(free_port()))
+        assert result.returncode == 1, result.describe()
+        assert "is running as" not in result.text, result.describe()
+        errors = result.error_lines()
+        assert len(errors) == 1 and errors[0].startswith(
+            f"error: {tag} stopped at once (exited (exit "), result.describe()
+        assert "/usr/local/bin/serve has CRLF line endings" in errors[0], errors[0]
+        assert "nothing changed: no container was left" in errors[0], errors[0]
+        assert "exec /usr/local/bin/serve: no such file or directory" in result.stderr
+        assert docker.containers(f"ancestor={tag}") == []
+    finally:
+        docker.remove_container(LOCAL_CONTAINER)
+
+
 # --- clean: this project's images only -----------------------------------------------------------
 
 

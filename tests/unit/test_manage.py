@@ -253,8 +253,11 @@ def local(fp, monkeypatch):
     from ragbuild import manage
 
     monkeypatch.setattr(manage, "temporary_name", lambda name: NEW)
+    monkeypatch.setattr(manage, "SETTLE", 0)
 
-    def register(old=None):
+    def register(old=None, new_state=json.dumps({"Status": "running", "Running": True})):
+        fp.register([fp.program(DOCKER), "inspect", "--format", "{{json .State}}", NEW],
+                    stdout=new_state)  # after its start: does it still run?
         if old is None:
             fp.register([fp.program(DOCKER), *INSPECT_OLD], returncode=1,
                         stderr="Error: No such container: rag-worker-local\n")
@@ -279,6 +282,7 @@ def test_run_local_starts_the_new_container_before_removing_the_old(fp, local, c
     fp.register([fp.program(DOCKER), "rename", NEW, "rag-worker-local"])
     assert cli.main(["run", "--port", "9000"]) == 0
     assert calls(fp)[1:] == [f"create --name {NEW} -p 9000:8080 rag-worker:dev", f"start {NEW}",
+                             f"inspect --format {{{{json .State}}}} {NEW}",
                              "rm -f rag-worker-local", f"rename {NEW} rag-worker-local"]
     assert "curl http://localhost:9000/health" in capsys.readouterr().err
 
@@ -612,3 +616,27 @@ def test_nothing_but_images_in_use_is_nothing_to_clean(fp, capsys):
 def test_a_registry_that_is_not_a_registry_uri_is_a_usage_error(fp, capsys):
     assert cli.main(["clean", "--registry", "not a uri"]) == 2
     assert len(fp.calls) == 0
+
+
+def test_run_local_of_an_image_that_dies_at_once_says_so_and_keeps_the_old(fp, local, capsys):
+    """docker start succeeds, the process cannot exec (a CRLF #! line): not 'is running'."""
+    local(old=("true", 19090), new_state=json.dumps({"Status": "exited", "Running": False,
+                                                     "ExitCode": 1}))
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "8080:8080",
+                 "rag-worker:dev"], stdout="abc\n")
+    fp.register([fp.program(DOCKER), "start", NEW])
+    fp.register([fp.program(DOCKER), "inspect", "--format", "{{json .State}}", NEW],
+                stdout=json.dumps({"Status": "exited", "Running": False, "ExitCode": 1}))
+    fp.register([fp.program(DOCKER), "logs", "--tail", "30", NEW],
+                stderr="exec /usr/local/bin/serve: no such file or directory\n")
+    fp.register([fp.program(DOCKER), "cp", f"{NEW}:/usr/local/bin/serve", "-"], returncode=1)
+    fp.register([fp.program(DOCKER), "rm", "-f", NEW])
+    assert cli.main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert "is running as" not in err
+    assert ("error: rag-worker:dev stopped at once (exited (exit 1)); /usr/local/bin/serve is not "
+            "in the image, or its #! line") in err
+    assert "nothing changed: rag-worker-local is as it was" in err
+    assert "exec /usr/local/bin/serve: no such file or directory" in err
+    assert "rm -f rag-worker-local" not in calls(fp)  # the old one was never removed
+    assert calls(fp)[-1] == f"rm -f {NEW}"
