@@ -52,6 +52,24 @@ def test_a_cross_account_push_addresses_the_registrys_account(project, images, e
     assert ecr_host in config_json(docker_config).get("auths", {})
 
 
+def test_an_immutable_cross_account_repository_lists_its_tags_in_the_registrys_account(
+        project, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env,
+        ecr_registry):
+    name = ecr_repository("ximmutable", "--image-tag-mutability", "IMMUTABLE")
+    uri = images.track_repository(f"{ecr_host}/{name}")
+    dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
+    with Recorder(e2e_env["AWS_ENDPOINT_URL"], caller_account=CALLER) as aws:
+        result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri,
+                                           "--push", "--skip-existing-immutable"),
+                                env={"DOCKER_CONFIG": docker_config,
+                                     "AWS_ENDPOINT_URL": aws.url}).assert_ok()
+    images.track_result(result)
+    about = aws.about_a_repository()
+    assert [op for op, _ in about] == ["DescribeRepositories", "ListImages"], aws.requests
+    assert {body.get("registryId") for _, body in about} == {ACCOUNT}, aws.requests
+    assert set(ecr_registry.tags(name)) == {f"dev-{result.timestamp()}", f"git-{project.sha}"}
+
+
 def test_a_repository_missing_in_the_registrys_account_is_created_there(project, docker, unique,
                                                                         ecr_host, tiny_context,
                                                                         docker_config, e2e_env,
