@@ -331,6 +331,8 @@ def check_registry(doc: Doctor) -> list:
         how = creds.describe() if logged_in is None else "aws ecr get-login-password | docker login"
         if logged_in is not None:  # what docker now holds: the login, not the config before it
             creds = push.after_login(creds)
+            found[0] = Finding(OK, "registry credentials", f"{creds.describe()} (the ECR login "
+                                                           "just stored them)")
         found.append(Finding(OK, "ECR credentials", f"valid for region {registry.region} (from "
                                                     f"the host {registry.host}); {how}"))
     if not doc.daemon:

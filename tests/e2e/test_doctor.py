@@ -65,6 +65,10 @@ def test_doctor_with_an_ecr_repository(project, ecr_repository, ecr_host, docker
                      "docker's credentials$", out, re.M)
     assert f"ok       ECR credentials: valid for region us-east-1 (from the host {ecr_host})" in out
     assert f"ok       ECR repository: {name} exists, " in out and "IMMUTABLE" in out
+    # issue 23: after the login, the credentials line names what docker login stored
+    assert (f"ok       registry credentials: auths['{ecr_host}'] in {docker_config}/config.json "
+            "(the ECR login just stored them)") in out, out
+    assert "none: no credHelpers" not in out, out
 
 
 def test_doctor_with_a_missing_ecr_repository(project, unique, ecr_host, docker_config):

@@ -283,6 +283,8 @@ def test_ecr_repository_missing_gives_the_create_command(worker, fp, capsys, mon
     code, lines, _ = run_doctor(["--registry", f"{ECR}/rag-worker"], capsys)
     assert code == 1
     assert "ok       ECR credentials: valid for region us-east-1 (from the host " in "\n".join(lines)
+    assert any(line.startswith(f"ok       registry credentials: auths['{ECR}'] in ")
+               and line.endswith("(the ECR login just stored them)") for line in lines), lines
     assert any(line == "problem  ECR repository: ECR repository rag-worker does not exist in "
                        f"account 123456789012 ({ECR}); create it there, with credentials of "
                        "account 123456789012: aws ecr create-repository --repository-name "
