@@ -62,8 +62,8 @@ doctor: $(VENV)/.installed ## check what a build and push need, one line each wi
 shell: $(VENV)/.installed ## a shell in rag-worker:dev (bash, else /bin/sh), removed on exit (ARGS=rag-worker:prod)
 	$(SCRIPT) shell $(ARGS)
 
-clean: $(VENV)/.installed ## remove the tags ragbuild builds made (label org.ragbuild.repository), no other
-	$(SCRIPT) clean $(ARGS)
+clean: $(VENV)/.installed ## remove the tags this project's ragbuild builds made (ECR_URI too), no other (ARGS=--all: every project's)
+	$(SCRIPT) clean $(if $(ECR_URI),--registry "$(ECR_URI)") $(ARGS)
 
 completion: $(VENV)/.installed ## write tab completion for bash and zsh to .venv/completion and print the line that enables it
 	@mkdir -p $(VENV)/completion

@@ -493,18 +493,40 @@ def cmd_logs(argv: list[str]) -> int:
 def clean_parser() -> ArgumentParser:
     from ragbuild import manage
 
-    return sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
-                               "in their org.ragbuild.repository label), and no other tag: an "
-                               "image built FROM one, or one you tagged yourself, keeps its own "
-                               "tags. Untagged leftovers: " + manage.PRUNE_HINT)
+    parser = sub_parser("clean", "Remove the tags this project's ragbuild builds put on images "
+                                 "(the image name and registry a build here uses, matched "
+                                 "against their org.ragbuild.repository label), and no other "
+                                 "tag: an image built FROM one, or one you tagged yourself, "
+                                 "keeps its own tags; an image a container uses keeps all of "
+                                 "them. Untagged leftovers: " + manage.PRUNE_HINT)
+    parser.add_argument("--image-name", default=None,
+                        help="the local image name a build here uses (default: image-name in "
+                             "setup.cfg, else rag-worker)")
+    parser.add_argument("--registry", default=None,
+                        help="the registry URI a build here pushes to (default: "
+                             "$ECR_REGISTRY_URI)")
+    parser.add_argument("--all", action="store_true",
+                        help="every image a ragbuild build labelled, of any project")
+    return parser
 
 
 def cmd_clean(argv: list[str]) -> int:
-    from ragbuild import manage
+    from ragbuild import cleanup, manage
+    from ragbuild.config import load_config
+    from ragbuild.plan import check_image_name, parse_registry
     from ragbuild.runner import make_runner
 
     ns = clean_parser().parse_args(argv)
-    manage.clean(make_runner(ns.dry_run))
+    repositories = None
+    if not ns.all:
+        name = (check_image_name(ns.image_name) if ns.image_name is not None
+                else load_config().image_name)
+        registry, source = ns.registry, "--registry"
+        if registry is None and os.environ.get("ECR_REGISTRY_URI"):
+            registry, source = os.environ["ECR_REGISTRY_URI"], "ECR_REGISTRY_URI"
+        uri = parse_registry(registry, source).uri if registry is not None else None
+        repositories = cleanup.project_repositories(name, uri)
+    manage.clean(make_runner(ns.dry_run), repositories=repositories)
     return EXIT_OK
 
 

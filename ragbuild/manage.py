@@ -95,6 +95,9 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
         if not started.ok:
             raise CommandFailed(_start_failure(started, port, name, exists, image),
                                 returncode=started.returncode)
+        died = _died_at_once(runner, temporary, image, name, exists)
+        if died:  # before the old one goes: the rollback below keeps it
+            raise CommandFailed(died)
         if exists:
             runner.run(Command(("docker", "rm", "-f", name), check=False))
         replaced = True  # the new one runs and the old one is gone: no way back, only forward
@@ -115,6 +118,36 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
         raise
     runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
                   "logs: make logs; stop: docker rm -f " + name)
+
+
+#: Seconds ``run`` waits after ``docker start`` before it asks whether the container still runs:
+#: docker start returns once the process is started; one that cannot exec its command (a CRLF
+#: ``#!`` line) or exits at once has stopped by then.
+SETTLE = 0.5
+
+
+def _died_at_once(runner: Runner, container: str, image: str, name: str, exists: bool) -> str:
+    """"" while ``container`` runs ``SETTLE`` seconds after its start; else the failure, from
+    what it said (``diagnose.why_stopped``: exit code, the usual cause, its last log lines),
+    read before the rollback removes it."""
+    import time
+
+    from ragbuild import diagnose
+
+    def probe() -> str:
+        time.sleep(SETTLE)
+        state = diagnose.parse_state(runner.run(diagnose.state_command(container)).stdout)
+        if state.running or not state.status:
+            return ""
+        state, hint, text = diagnose.why_stopped(runner, container)
+        kept = (f"nothing changed: {name} is as it was" if exists
+                else "nothing changed: no container was left")
+        said = f"; {hint}" if hint else ""
+        return (f"{image} stopped at once ({state.describe()}){said}; {kept}\n--- last "
+                f"{diagnose.LOG_LINES} log lines of the container ---\n{text or '(no output)'}")
+
+    return runner.check(f"wait {SETTLE:g}s, then ask whether {container} still runs (docker "
+                        "inspect; stopped: its state and last log lines say why)", probe, "")
 
 
 #: What ``shell`` runs in the image: bash when the image has it, else /bin/sh (slim and alpine
@@ -163,10 +196,24 @@ def _start_failure(result: Result, port: int, name: str, exists: bool, image: st
 
 
 def logs(runner: Runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
+    """``docker logs --tail LINES [--follow] NAME``. Following ends the way ``tail -f`` and
+    ``docker logs -f`` are ended, by Ctrl-C: that SIGINT (ours, or docker's own exit on it:
+    130) is the normal end, exit 0 with nothing said; SIGTERM and SIGHUP still exit 128 + N."""
+    import signal
+
+    from ragbuild.errors import Interrupted, signal_of
+
     argv = ["docker", "logs", "--tail", str(lines)]
     if follow:
         argv.append("--follow")
-    runner.run(Command(tuple(argv + [name]), mode=Mode.STREAM))
+    try:
+        runner.run(Command(tuple(argv + [name]), mode=Mode.STREAM))
+    except (Interrupted, KeyboardInterrupt) as stop:
+        if not (follow and signal_of(stop) == signal.SIGINT):
+            raise
+    except CommandFailed as failed:
+        if not (follow and failed.returncode in (128 + signal.SIGINT, -signal.SIGINT)):
+            raise
 
 
 # --- clean -------------------------------------------------------------------------------------
@@ -187,13 +234,6 @@ def inspect_images_command(ids: Sequence[str]) -> Command:
                                        "Config": {"Labels": {REPOSITORY_LABEL: DRY_REFS}}}]))
 
 
-def container_image_command(name: str) -> Command:
-    return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
-                   check=False, kind=Kind.PROBE,
-                   dry_note=f"a real run removes container {name} only if it runs an image "
-                            "whose every tag is removed")
-
-
 def repository_of(ref: str) -> str:
     """``host:5000/a/b:tag`` -> ``host:5000/a/b``: the tag follows the last ':' after the last '/'."""
     name, colon, tag = ref.rpartition(":")
@@ -212,28 +252,62 @@ def ragbuild_refs(image: dict) -> list:
     return [ref for ref in image.get("RepoTags") or [] if familiar(repository_of(ref)) == want]
 
 
-def clean(runner: Runner, *, name: str = LOCAL_CONTAINER) -> list:
-    """Remove the tags ragbuild's builds put on images (label org.ragbuild.repository), and only
-    those: docker deletes an image once its last tag is gone, so an image that also carries a
-    tag of its own (a fork, a user's ``docker tag``) survives under that tag. The local container
-    is removed only when it runs an image this removes; returns the refs removed."""
+def clean(runner: Runner, *, name: str = LOCAL_CONTAINER,
+          repositories: Optional[Sequence[str]] = None) -> list:
+    """Remove the tags ragbuild's builds of this project put on images (label
+    org.ragbuild.repository naming one of ``repositories``: ``cleanup.project_repositories``;
+    None: every labelled image, ``clean --all``), and only those: docker deletes an image once
+    its last tag is gone, so an image that also carries a tag of its own (a fork, a user's
+    ``docker tag``) survives under that tag. An image a container uses (running or stopped)
+    keeps every tag, and is named with its containers; the local run container is removed only
+    when it runs an image this deletes. Returns the refs removed."""
+    from ragbuild import cleanup
+
     listed = runner.run(list_images_command())
     ids = list(dict.fromkeys(listed.stdout.split()))
     images = _inspect(runner, ids) if ids else []
+
+    def label(image: dict) -> Optional[str]:
+        return ((image.get("Config") or {}).get("Labels") or {}).get(REPOSITORY_LABEL)
+
+    ours = [image for image in images
+            if label(image) == DRY_REFS or cleanup.in_scope(label(image), repositories)]
+    others = sorted({familiar(label(image) or "") for image in images
+                     if image not in ours and image.get("RepoTags")})
+    if others:
+        assert repositories is not None
+        runner.log(f"kept the images of other repositories ({', '.join(others)}): not this "
+                   f"project's ({', '.join(repositories)}); clean --all removes every ragbuild "
+                   "build's tags")
+    images = ours
     removing = {image.get("Id"): ragbuild_refs(image) for image in images}
-    refs = [ref for image_refs in removing.values() for ref in image_refs]
+    tags = {image.get("Id"): image.get("RepoTags") or [] for image in images}
     untagged = sum(1 for image in images if not image.get("RepoTags"))
+    found = cleanup.containers(runner) if any(removing.values()) else []
+    local = next((c for c in found if c.name == name), None)
+    using = cleanup.users(found, skip=name)
+    if local is not None and local.image in removing \
+            and len(removing[local.image]) < len(tags[local.image]):
+        using.setdefault(local.image, []).append(local)  # its image survives: it is a user
+    in_use = set()
+    for image_id, image_refs in list(removing.items()):
+        if image_refs and image_id in using:
+            in_use.add(image_id)
+            runner.log(f"kept {', '.join(image_refs)}: image {str(image_id)[:19]} is used by "
+                       f"{cleanup.describe_users(using[image_id])} (docker would untag it "
+                       "while another tag is left; remove the container, then clean again)")
+            removing[image_id] = []
+    refs = [ref for image_refs in removing.values() for ref in image_refs]
     if not refs:
-        kept = len(images) - untagged
+        kept = len(images) - untagged - len(in_use)
         why = f"; {kept} labelled image(s) carry only tags of their own (kept)" if kept else ""
         runner.log(f"nothing to clean: no image has a tag a ragbuild build made (the repository "
                    f"in its {REPOSITORY_LABEL} label){why}")
         _hint_untagged(runner, untagged)
         return []
-    deleted = {image.get("Id") for image in images
-               if image.get("RepoTags") and len(removing[image.get("Id")]) == len(image["RepoTags"])}
-    running = runner.run(container_image_command(name))
-    local_image = running.stdout.strip() if running.ok else ""
+    deleted = {image_id for image_id, image_refs in removing.items()
+               if image_refs and len(image_refs) == len(tags[image_id])}
+    local_image = local.image if local is not None else ""
     # the local container goes only once every other tag went: a refusal keeps it running
     last = removing[local_image] if local_image in deleted else []
     first = [ref for ref in refs if ref not in last]
@@ -241,8 +315,10 @@ def clean(runner: Runner, *, name: str = LOCAL_CONTAINER) -> list:
     if last:
         runner.run(Command(("docker", "rm", "-f", name), check=False))  # gone already: fine
         gone += _remove_tags(runner, last)
-    kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
+    kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted
+               and image.get("Id") not in in_use)
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
+    also += f"; {len(in_use)} kept in use by containers" if in_use else ""
     already = f" ({len(gone)} were gone already)" if gone else ""
     runner.report(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
                   f"{len(deleted)} image(s) deleted{also}")

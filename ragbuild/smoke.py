@@ -10,7 +10,9 @@ setup.cfg ``[ragbuild]``); the timeout too (``--smoke-timeout``, limits.py).
 
 The container has a name of its own (``ragbuild-smoke-<random>``), so it always goes away again
 (``docker rm -f NAME``), pass, fail or signal, even when ``docker run`` created it and then
-failed to start it. A failure after the start carries the container's last log lines. Docker
+failed to start it. A failure after the start carries the container's state (exit code), a
+hint for the usual causes of a start that failed (diagnose.py: CRLF ``#!`` line, not
+executable, missing interpreter) and its last log lines, all read before it is removed. Docker
 picks the host port (``-p 127.0.0.1::8080``), so two runs never race for one.
 """
 
@@ -24,7 +26,7 @@ import urllib.request
 from typing import Callable, Optional, Sequence
 from dataclasses import dataclass
 
-from ragbuild import signals
+from ragbuild import diagnose, signals
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.limits import Limits
 from ragbuild.output import SUCCESS
@@ -77,8 +79,10 @@ def run_command(image: str, name: str,
 
 
 def port_command(container: str) -> Command:
+    """Checked by ``run``: a container that died at once has no public port, and the failure
+    is then diagnosed from the container (``diagnose.why_stopped``), not from docker port."""
     return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"), kind=Kind.PROBE,
-                   assume=f"127.0.0.1:{CONTAINER_PORT}")
+                   check=False, assume=f"127.0.0.1:{CONTAINER_PORT}")
 
 
 def state_command(container: str) -> Command:
@@ -163,7 +167,12 @@ def run(runner: Runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT
         started = runner.run(run_command(expect.image, name, expect.command))
         if not started.ok:
             raise SmokeTestFailed(start_failure(expect, started))
-        port = parse_port(runner.run(port_command(name)).stdout)
+        published = runner.run(port_command(name))
+        if not published.ok:  # died at once: the port went with it
+            raise SmokeTestFailed(f"smoke test of {expect.image}: `docker run IMAGE "
+                                  f"{' '.join(expect.command)}` stopped at once, before "
+                                  f"{READY_PATH} could be asked")
+        port = parse_port(published.stdout)
 
         def probe() -> dict:
             _wait_ready(runner, name, port, timeout, fetch, clock, sleep)
@@ -181,10 +190,13 @@ def run(runner: Runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT
     except SmokeTestFailed as failure:
         if started is None or not started.ok:  # never ran: docker's own reason is the message
             raise
-        logs = runner.run(logs_command(name))
-        text = (logs.stdout + logs.stderr).strip()
-        raise SmokeTestFailed(f"{failure}\n--- last {LOG_LINES} log lines of the container ---\n"
-                              f"{text or '(no output)'}") from None
+        # what the container said, read before it is removed (``finally``) or asked again
+        state, hint, text = diagnose.why_stopped(runner, name, LOG_LINES)
+        status = ("" if state.running or not state.status or "exited (exit" in str(failure)
+                  else f" (container {state.describe()})")  # said once, not twice
+        hint = f"; {hint}" if hint else ""
+        raise SmokeTestFailed(f"{failure}{status}{hint}\n--- last {LOG_LINES} log lines of the "
+                              f"container ---\n{text or '(no output)'}") from None
     except CommandFailed as failure:
         raise SmokeTestFailed(f"smoke test of {expect.image} could not run: {failure}") from None
     finally:

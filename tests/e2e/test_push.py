@@ -185,7 +185,8 @@ def test_push_prod_to_ecr_logs_in_checks_the_repository_and_verifies(project, do
              f"+ docker login --username AWS --password-stdin {ecr_host} < "
              "<password from aws ecr get-login-password>",
              f"logged in to {ecr_host} (ECR region us-east-1)",
-             f"+ aws ecr describe-repositories --repository-names {name} --region us-east-1",
+             f"+ aws ecr describe-repositories --repository-names {name} --registry-id "
+             "123456789012 --region us-east-1",
              BUILD_LINE, "smoke test passed", "+ docker push "]
     found = [next((i for i, line in enumerate(lines) if line.startswith(step)), None)
              for step in steps]

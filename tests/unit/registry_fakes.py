@@ -23,6 +23,7 @@ from ragbuild.runner import DryRunner, Runner
 
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+ACCOUNT = "123456789012"  # the account in the ECR host name
 PLAIN = "registry.example.com:5000"
 PASSWORD = "eyJwYXlsb2FkIjoiU0VDUkVULVRPS0VOLTQyIn0="  # what get-login-password prints
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -216,13 +217,14 @@ def repository_json(name="rag-worker", mutability="MUTABLE", filters=()):
 
 
 def register_describe(fp, path="rag-worker", **kw):
-    aws(fp, "describe-repositories", "--repository-names", path, "--region", "us-east-1",
-        "--output", "json", **kw)
+    aws(fp, "describe-repositories", "--repository-names", path, "--registry-id", ACCOUNT,
+        "--region", "us-east-1", "--output", "json", **kw)
 
 
 def register_list_images(fp, tags, path="rag-worker"):
     ids = [{"imageDigest": OTHER_DIGEST, "imageTag": t} for t in tags]
-    aws(fp, "list-images", "--repository-name", path, "--region", "us-east-1", "--filter",
+    aws(fp, "list-images", "--repository-name", path, "--registry-id", ACCOUNT, "--region",
+        "us-east-1", "--filter",
         "tagStatus=TAGGED", "--output", "json", stdout=json.dumps({"imageIds": ids}))
 
 

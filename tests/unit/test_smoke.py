@@ -17,10 +17,15 @@ RUN = ["run", "-d", "--name", NAME, "-p", "127.0.0.1::8080", "--label", "org.rag
 STATE = ["inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", NAME]
 
 
-def register_start(fp, port_line="127.0.0.1:49155\n", command=("serve",)):
+JSON_STATE = ["inspect", "--format", "{{json .State}}", NAME]
+RUNNING = json.dumps({"Status": "running", "Running": True, "ExitCode": 0})
+
+
+def register_start(fp, port_line="127.0.0.1:49155\n", command=("serve",), state=RUNNING):
     fp.register([fp.program(DOCKER), *RUN, *command], stdout="c0ffee1234567890\n")
     fp.register([fp.program(DOCKER), "port", NAME, "8080/tcp"], stdout=port_line)
     fp.register([fp.program(DOCKER), "rm", "-f", NAME], stdout=NAME + "\n")
+    fp.register([fp.program(DOCKER), *JSON_STATE], stdout=state)  # the diagnosis, on a failure
 
 
 def removed(fp) -> int:
@@ -141,13 +146,14 @@ def test_the_timeout_given_is_the_one_waited(fp):
 
 
 def test_container_that_exits_fails_early(fp):
-    register_start(fp)
+    register_start(fp, state=json.dumps({"Status": "exited", "Running": False, "ExitCode": 3}))
     fp.register([fp.program(DOCKER), *STATE], stdout="false 3\n")
     fp.register([fp.program(DOCKER), "logs", "--tail", "30", NAME],
                 stdout="ModuleNotFoundError: No module named 'fastapi'\n")
     with pytest.raises(SmokeTestFailed) as err:
         _, clock = run(server(ready_after=10**6))
     assert f"{NAME} exited (exit 3) before /ping answered" in str(err.value)
+    assert str(err.value).count("exit 3") == 1  # said once, not again from the diagnosis
     assert "No module named 'fastapi'" in str(err.value)
 
 
@@ -280,3 +286,86 @@ def test_check_start_command_reads_shell_quoting():
     assert check_start_command("serve --opt 'a b'") == ("serve", "--opt", "a b")
     with pytest.raises(UsageError, match="cannot be split into words: No closing quotation"):
         check_start_command("serve 'a")
+
+
+# --- a container that dies at once (issue 23) -----------------------------------------------------
+
+EXITED = json.dumps({"Status": "exited", "Running": False, "ExitCode": 1, "OOMKilled": False,
+                     "Error": ""})
+EXEC_ENOENT = "exec /usr/local/bin/serve: no such file or directory\n"
+
+
+def tar_of(path: str, content: bytes) -> str:
+    """What ``docker cp NAME:PATH -`` prints (as the runner decodes it)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(path.rsplit("/", 1)[1])
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue().decode(errors="replace")
+
+
+@pytest.fixture
+def no_port(fp):
+    """``docker port`` of a container that died at once, as docker 20.10 to 28 answers."""
+    def start(**kw):
+        fp.register([fp.program(DOCKER), *RUN, "serve"], stdout="c0ffee1234567890\n")
+        fp.register([fp.program(DOCKER), "port", NAME, "8080/tcp"], returncode=1,
+                    stderr=f"Error: No public port '8080/tcp' published for {NAME}\n")
+        fp.register([fp.program(DOCKER), "rm", "-f", NAME], stdout=NAME + "\n")
+        fp.register([fp.program(DOCKER), *JSON_STATE], stdout=kw.get("state", EXITED))
+        fp.register([fp.program(DOCKER), "logs", "--tail", "30", NAME],
+                    stderr=kw.get("logs", EXEC_ENOENT))
+        copied = kw.get("copied")
+        fp.register([fp.program(DOCKER), "cp", f"{NAME}:/usr/local/bin/serve", "-"],
+                    **({"stdout": copied} if copied is not None else
+                       {"returncode": 1, "stderr": "Error: Could not find the file\n"}))
+    return start
+
+
+@pytest.mark.parametrize("content, hint", [
+    (b"#!/bin/sh\r\nexec uvicorn app:app\r\n", "/usr/local/bin/serve has CRLF line endings"),
+    (b"#!/usr/bin/python3.9\nprint()\n", "the interpreter on /usr/local/bin/serve's #! line, "
+                                         "/usr/bin/python3.9, is not in the image"),
+    (None, "/usr/local/bin/serve is not in the image, or its #! line"),
+])
+def test_a_container_that_dies_at_once_is_diagnosed_from_what_it_said(fp, no_port, content,
+                                                                      hint):
+    no_port(copied=tar_of("/usr/local/bin/serve", content) if content is not None else None)
+    with pytest.raises(SmokeTestFailed) as err:
+        run(server())
+    message = str(err.value)
+    first = message.splitlines()[0]
+    assert first.startswith(f"smoke test of {IMAGE}: `docker run IMAGE serve` stopped at once, "
+                            "before /ping could be asked (container exited (exit 1)); "), first
+    assert hint in first
+    assert "No public port" not in message
+    assert message.splitlines()[-1] == EXEC_ENOENT.strip()  # the container's own words
+    # read before the container was removed, and the container still removed
+    calls = [" ".join(map(str, c[1:3])) for c in fp.calls]
+    assert calls.index("rm -f") > max(calls.index("inspect --format"), calls.index("logs --tail"))
+    assert removed(fp) == 1
+
+
+@pytest.mark.parametrize("said, hint", [
+    ("exec /app/serve: permission denied", "/app/serve is not executable"),
+    ("exec /app/serve: exec format error", "/app/serve has no #! line, or is a binary of another"),
+    ("Traceback ...\nModuleNotFoundError: fastapi", ""),
+])
+def test_exec_hints_name_the_usual_cause(said, hint):
+    from ragbuild import diagnose
+
+    assert diagnose.exec_hint(said, None).startswith(hint)
+    assert bool(diagnose.exec_hint(said, None)) == bool(hint)
+
+
+def test_an_oom_kill_is_named_in_the_state():
+    from ragbuild import diagnose
+
+    state = diagnose.parse_state(json.dumps({"Status": "exited", "Running": False,
+                                             "ExitCode": 137, "OOMKilled": True}))
+    assert state.describe() == "exited (exit 137, killed: out of memory)"
+    assert diagnose.parse_state("not json") == diagnose.State()
