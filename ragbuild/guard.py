@@ -146,10 +146,6 @@ def read_ignore_file(data: bytes) -> list[str]:
     return [os.fsdecode(line.removesuffix(b"\r")) for line in lines]
 
 
-#: Characters that make a pattern a wildcard one (moby/patternmatcher).
-WILDCARDS = re.compile(r"[*?\[\\]")
-
-
 #: What no pattern may hold: BuildKit sends the patterns in a gRPC (HTTP/2) header, whose values
 #: hold no control characters (golang.org/x/net/http/httpguts ValidHeaderFieldValue): a CR fails
 #: every engine ("PROTOCOL_ERROR"); a tab, engines from Docker 26 ("non-printable ASCII
@@ -171,14 +167,16 @@ class ContextRules:
     answer to "does ``docker build`` send this path?" (the walk below and git's untracked-file
     check both ask it).
 
-    Which excluded directories the sender walks into differs between docker's clients (both
-    tested against the real clients: tests/e2e/test_context_differential.py). buildx (``docker
-    buildx build``, and ``docker build`` from Docker 23 on; tonistiigi/fsutil since 2023) walks
-    into an excluded directory whenever an exception (``!`` pattern) with a wildcard before its
-    end could match below it, and sends what the exceptions bring back: the default here. The
-    docker CLI's own ``docker build`` before Docker 23 (``DOCKER_BUILDKIT=1``; its older fsutil)
-    walks into an excluded directory only when an exception's text starts with the directory's
-    path and a slash: ``prefix_exceptions=True``. The first sends a superset of the second."""
+    The sender's walk differs between docker's clients when the ignore file has exceptions
+    (``!`` patterns; both tested against the real clients: tests/e2e/test_context_differential.py).
+    buildx (``docker buildx build``, and ``docker build`` from Docker 23 on) matches with
+    moby/patternmatcher's ``MatchesUsingParentResults`` and walks into an excluded directory
+    where an exception could match below it: the default here. The docker CLI's own ``docker
+    build`` before Docker 23 (``DOCKER_BUILDKIT=1``) matches with its older matcher
+    (``excluded``) and walks into an excluded directory only when an exception's text starts with
+    the directory's path and a slash: ``prefix_exceptions=True``. Neither sends a superset of the
+    other (``node_modules`` + ``!**/keep*``: only buildx sends ``node_modules/a/keep.js``;
+    ``*/*/*`` + ``!logs/keep``: only the older CLI sends ``logs/keep/1.log``)."""
 
     def __init__(self, context: str, dockerfile: str = "Dockerfile", prefix_exceptions: bool = False):
         self.context = context
