@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 
 import pytest
 
-from .support import planned_refs, tags_of
+from .support import BASE_IMAGE, planned_refs, tags_of
 
 pytestmark = pytest.mark.e2e
 
@@ -259,10 +260,32 @@ def test_builder_remote_imports_a_registry_cache_another_engine_pushed(project, 
                                                                        local_docker):
     """--help's example (`--builder remote --cache-from type=registry,ref=<uri>:cache`): the local
     engine pushes an image with its inline cache; the remote engine's build imports it and runs
-    no step again (what lets every CI runner reuse the layers)."""
+    no step again (what lets every CI runner reuse the layers). Both engines build FROM one image,
+    `docker save`d from the local engine into `docker load` on the remote one: the case does not
+    depend on how the harness (or a contributor) gave each engine its python:3.11-slim."""
     name = unique("cache-across")
     uri = f"{e2e_env['E2E_REGISTRY']}/{name}"
+    base = f"{unique('cache-base')}:1"
+    assert local_docker("tag", BASE_IMAGE, base).returncode == 0
+    try:
+        save = subprocess.Popen([local_docker.binary, "save", base], stdout=subprocess.PIPE,
+                                env=local_docker.runner.environ({}))
+        loaded = subprocess.run([docker.binary, "load", "-q"], stdin=save.stdout,
+                                capture_output=True, text=True, env=docker.runner.environ({}))
+        save.stdout.close()
+        assert save.wait() == 0 and loaded.returncode == 0, loaded.stderr
+        cache_across_engines(project, tiny_context, images, e2e_env, docker, local_docker, name, uri,
+                             base)
+    finally:
+        docker.quiet("image", "rm", base)
+        local_docker.quiet("image", "rm", base)
+
+
+def cache_across_engines(project, tiny_context, images, e2e_env, docker, local_docker, name, uri,
+                         base):
     dockerfile = tiny_context("ARG NONCE", 'RUN echo "$NONCE" > /nonce')
+    dockerfile.write_text(dockerfile.read_text().replace(f"FROM {BASE_IMAGE}\n", f"FROM {base}\n", 1))
+    assert dockerfile.read_text().startswith(f"FROM {base}\n")
     nonce = f"NONCE={name}"
     local = {"DOCKER_CONTEXT": None, "DOCKER": "/usr/bin/docker"}
     first = project.script("--env", "dev", "--no-latest", "--registry", uri, "--push",

@@ -696,6 +696,14 @@ def test_a_dockerfile_that_is_a_directory_says_so(project, strict_fp, capsys):
                    strict_fp, capsys)
 
 
+def test_a_dockerfile_on_stdin_is_refused_saying_so(project, strict_fp, capsys):
+    (project / "-").write_text("FROM scratch\n")  # docker reads stdin even so
+    assert_refused(["--env", "dev", "-f", "-"],
+                   "-f - (the Dockerfile on stdin) is not supported: ragbuild reads the Dockerfile "
+                   "before the build (the context guard's per-Dockerfile ignore file, doctor's "
+                   "checks); write it to a file and pass -f FILE", strict_fp, capsys)
+
+
 def test_an_unreadable_dockerfile_is_refused(project, strict_fp, capsys, monkeypatch):
     real = os.access
     monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
