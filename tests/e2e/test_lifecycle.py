@@ -58,9 +58,12 @@ def answering_after(delay: int):
 
 
 def smoke_containers(docker, image_name):
-    """Every container (running or not) a smoke test of ``image_name`` started."""
+    """Every container (running or not) a smoke test of ``image_name`` started: the smoke test
+    runs the image by the ID the build wrote (issue 22), so a container's image is that ID (or a
+    ref of ``image_name``, as before)."""
+    ids = set(docker.quiet("images", "--no-trunc", "--quiet", image_name).stdout.split())
     return [line for line in docker.containers(f"label={SMOKE_LABEL}")
-            if f" {image_name}:" in f" {line.split()[1]}"]
+            if line.split()[1] in ids or f" {image_name}:" in f" {line.split()[1]}"]
 
 
 # --- (f) signals -------------------------------------------------------------------------------
