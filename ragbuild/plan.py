@@ -829,6 +829,12 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     if no_attestations:
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
+    if pushes and not plan.multi_platform and not opts.not_for_sagemaker:
+        # SageMaker pulls a Docker v2 schema 2 manifest only: the image exporter writes OCI media
+        # types when told to, or by a builder's default (an engine with the containerd image
+        # store may have it so), so the push says which (sagemaker.py, docs/smoke-test.md);
+        # buildx merges it into --push's export
+        argv += ["--output", "type=image,oci-mediatypes=false"]
     # a one-platform build that pushes writes what it pushed there (a multi-platform one is
     # read back from the registry: push.verify)
     answer = metadata_file if pushes and not plan.multi_platform else None

@@ -107,11 +107,13 @@ class GateResult:
         return asdict(self)
 
     def summary(self) -> str:
-        return (f"SageMaker gate passed: {self.image} started as `docker run IMAGE serve` with "
-                f"{MODEL_DIR} read-only; /ping {self.ping_seconds:.2f}s (limit {PING_LIMIT:g}s), "
-                f"/invocations {self.invocations_status} in {self.invocations_seconds:.2f}s "
-                f"(limit {INVOCATIONS_LIMIT:g}s), exit {self.stop_seconds:.2f}s after SIGTERM "
-                f"(limit {STOP_LIMIT:g}s), {BIND_VARIABLE}={self.moved_port} answered /ping in "
+        return (f"smoke test passed: {self.image} started as `docker run IMAGE serve` answered "
+                f"/ping and /health with {json.dumps(self.health, sort_keys=True)}; SageMaker's "
+                f"contract held ({CONTRACT_URL}): {MODEL_DIR} read-only, /ping in "
+                f"{self.ping_seconds:.2f}s (limit {PING_LIMIT:g}s), /invocations "
+                f"{self.invocations_status} in {self.invocations_seconds:.2f}s (limit "
+                f"{INVOCATIONS_LIMIT:g}s), exit {self.stop_seconds:.2f}s after SIGTERM (limit "
+                f"{STOP_LIMIT:g}s), {BIND_VARIABLE}={self.moved_port} answered /ping in "
                 f"{self.moved_ping_seconds:.2f}s")
 
 
@@ -173,7 +175,7 @@ def run_command(image: str, name: str, command: Sequence[str], port: int,
 
 def port_command(container: str, port: int) -> Command:
     return Command(("docker", "port", container, f"{port}/tcp"), kind=Kind.PROBE,
-                   assume=f"127.0.0.1:{port}")
+                   assume=f"127.0.0.1:{port}", check=False)
 
 
 def state_command(container: str) -> Command:
@@ -283,12 +285,26 @@ class _Container:
             raise
         if not self.started.ok:
             self._remove()
-            raise GateFailed(smoke.start_failure(self.expect, self.started), rule="serve",
+            raise GateFailed(f"SageMaker contract: {RULES['serve']} [serve]: "
+                             f"{smoke.start_failure(self.expect, self.started)}; see "
+                             f"{CONTRACT_URL}", rule="serve",
                              figure=f"exit {self.started.returncode}")
         return self
 
     def host_port(self, port: int) -> int:
-        return smoke.parse_port(self.runner.run(port_command(self.name, port)).stdout)
+        """The host port docker published ``port`` on; a container that already exited has
+        none, which fails as that exit (with its logs), not as a failed ``docker port``."""
+        answer = self.runner.run(port_command(self.name, port))
+        if not answer.ok:
+            state = self.state()
+            if state[:1] != ["true"]:
+                code = f" (exit {state[1]})" if len(state) > 1 else ""
+                raise failure(self.expect.image, "ready", f"the container exited{code} before "
+                              "/ping answered 200")
+            raise SmokeTestFailed(f"SageMaker gate of {self.expect.image} could not run: "
+                                  f"`docker port {self.name} {port}/tcp` failed: "
+                                  f"{(answer.stdout + answer.stderr).strip()}")
+        return smoke.parse_port(answer.stdout)
 
     def state(self) -> list:
         return self.runner.run(state_command(self.name)).stdout.split()

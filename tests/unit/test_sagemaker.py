@@ -133,8 +133,11 @@ def test_a_conforming_image_passes_with_its_figures(fp, capsys):
         [(P1, "/ping")] * 3 + [(P1, "/health"), (P1, "/invocations")] + [(P2, "/ping")] * 3)
     assert removed(fp, FIRST) == 1 and removed(fp, SECOND) == 1
     err = capsys.readouterr().err
-    assert "SageMaker gate passed: rag-worker:v1.0.0 started as `docker run IMAGE serve` with " \
-           "/opt/ml/model read-only; /ping 0.20s (limit 2s), /invocations 200 in 1.50s" in err
+    assert "smoke test passed: rag-worker:v1.0.0 started as `docker run IMAGE serve` answered " \
+           "/ping and /health with {" in err
+    assert "/opt/ml/model read-only, /ping in 0.20s (limit 2s), /invocations 200 in 1.50s " \
+           "(limit 60s), exit 0.50s after SIGTERM (limit 30s), SAGEMAKER_BIND_TO_PORT=8090 " \
+           "answered /ping in 0.20s" in err
     assert "+ docker inspect" not in err  # the polls have no + lines: the wait line says it
     assert json.loads(json.dumps(result.figures()))["stop_seconds"] == 0.5
 
@@ -354,8 +357,9 @@ def test_smoke_subcommand_quiet_still_prints_the_error(fp, capsys, monkeypatch):
     assert cli.main(["smoke", "--quiet", IMAGE]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("error: smoke test of rag-worker:v1.0.0: `docker run IMAGE serve` "
-                          "failed to start")
+    assert err.startswith("error: SageMaker contract: the container starts as `docker run IMAGE "
+                          "serve` [serve]: smoke test of rag-worker:v1.0.0: `docker run IMAGE "
+                          "serve` failed to start")
     assert "+ docker" not in err
 
 
@@ -404,3 +408,41 @@ def test_an_image_without_a_revision_cannot_be_checked(fp, labels):
                  IMAGE], stdout=json.dumps(labels) + "\n")
     with pytest.raises(SmokeTestFailed, match="has no org.opencontainers.image.revision label"):
         sagemaker.revision_expectation(Runner(), IMAGE)
+
+
+def test_a_container_gone_before_its_port_is_read_fails_as_its_exit(fp):
+    """`docker port` of an exited container fails ("No public port"): the truth is the exit."""
+    fp.register([fp.program(DOCKER), *RUN_FIRST, "serve"], stdout="c0ffee\n")
+    fp.register([fp.program(DOCKER), "port", FIRST, "8080/tcp"], returncode=1,
+                stderr=f"Error: No public port '8080/tcp' published for {FIRST}\n")
+    fp.register([fp.program(DOCKER), *state(FIRST)], stdout="false 1\n")
+    register_logs(fp, text="/bin/sh: 1: exec: nothing: not found\n")
+    fp.register([fp.program(DOCKER), "rm", "-f", FIRST])
+    clock = FakeClock()
+    with pytest.raises(sagemaker.GateFailed) as err:
+        gate(clock, Server(clock))
+    assert err.value.rule == "ready"
+    assert "the container exited (exit 1) before /ping answered 200" in str(err.value)
+    assert "exec: nothing: not found" in str(err.value)
+    assert removed(fp, FIRST) == 1
+
+
+def test_a_build_that_pushes_for_sagemaker_asks_for_docker_media_types():
+    """The fix the shape rule names, applied by ragbuild's own push: one platform, for
+    SageMaker; not for an index or --not-for-sagemaker."""
+    from datetime import datetime
+
+    from ragbuild.plan import Config, GitInfo, Options, PushPlan, build_command, make_plan
+
+    def words(**options):
+        values = dict(env="dev", registry="localhost:5000/r", push=True)
+        values.update(options)
+        plan = make_plan(Options(**values), Config(), GitInfo(sha="abc1234"),
+                         datetime(2026, 1, 2, 3, 4, 5))
+        push_plan = PushPlan(plan.refs, by_build=True)
+        return " ".join(build_command(plan, push_plan, metadata_file="/tmp/m.json").argv)
+
+    assert "--push --provenance=false --sbom=false --output type=image,oci-mediatypes=false " \
+        in words()
+    assert "oci-mediatypes" not in words(not_for_sagemaker=True)
+    assert "oci-mediatypes" not in words(platform="linux/amd64,linux/arm64")
