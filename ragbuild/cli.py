@@ -27,7 +27,7 @@ DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port o
 
 EPILOG = """\
 other commands (each has --help; all but completion, which runs nothing, have --dry-run):
-  %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
+  %(prog)s smoke IMAGE [--expect-env dev ...]   hold IMAGE to SageMaker's serving contract, check /health
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
   %(prog)s doctor [--registry URI ...]          check what a build (and push) needs, one line each
