@@ -9,7 +9,7 @@ VERSION ?=
 ECR_URI ?= $(ECR_REGISTRY_URI)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs shell doctor clean completion test e2e e2e-down engine bench
+.PHONY: help venv build-dev test-build build-prod prod-ready push-tested promote-staging promote-prod push-dev push-prod run-local logs shell doctor clean completion test e2e e2e-down engine bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,17 @@ test-build: $(VENV)/.installed ## build the dev image without the cache
 build-prod: $(VENV)/.installed ## build the prod image: make build-prod VERSION=1.2.3
 	$(SCRIPT) --env prod --version "$(VERSION)" $(ARGS)
 
-prod-ready: $(VENV)/.installed ## build prod, smoke-test it, print the push command: make prod-ready VERSION=1.2.3
-	$(SCRIPT) --env prod --version "$(VERSION)" --smoke-test $(ARGS)
+prod-ready: $(VENV)/.installed ## build prod, smoke-test it, print the command that pushes the tested image: make prod-ready VERSION=1.2.3 [ECR_URI=...]
+	ECR_URI="$(ECR_URI)" $(SCRIPT) --env prod --version "$(VERSION)" --smoke-test $(ARGS)
+
+push-tested: $(VENV)/.installed ## push a tested local image as prod, no build: make push-tested IMAGE=sha256:... VERSION=1.2.3 ECR_URI=...
+	$(SCRIPT) push "$(IMAGE)" --registry "$(ECR_URI)" --env prod --version "$(VERSION)" $(ARGS)
+
+promote-staging: $(VENV)/.installed ## give a pushed image staging's tags by digest, no build: make promote-staging FROM=<repo>:git-<sha> [VERSION=1.2.3-rc.1]
+	$(SCRIPT) promote "$(FROM)" $(if $(ECR_URI),--registry "$(ECR_URI)") --env staging $(if $(VERSION),--version "$(VERSION)") $(ARGS)
+
+promote-prod: $(VENV)/.installed ## give a pushed image prod's tags by digest, no build: make promote-prod FROM=<repo>:staging VERSION=1.2.3
+	$(SCRIPT) promote "$(FROM)" $(if $(ECR_URI),--registry "$(ECR_URI)") --env prod --version "$(VERSION)" $(ARGS)
 
 push-dev: $(VENV)/.installed ## build and push dev: make push-dev ECR_URI=<account>.dkr.ecr.<region>.amazonaws.com/<repo> (default: $ECR_REGISTRY_URI)
 	$(SCRIPT) --env dev --registry "$(ECR_URI)" --push $(ARGS)

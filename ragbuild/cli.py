@@ -33,10 +33,13 @@ other commands (each has --help; all but completion, which runs nothing, have --
   %(prog)s doctor [--registry URI ...]          check what a build (and push) needs, one line each
   %(prog)s shell [IMAGE]                        a shell in IMAGE (default rag-worker:dev), removed on exit
   %(prog)s clean                                remove only the tags ragbuild builds made
+  %(prog)s push IMAGE --registry URI --env ENV  push a tested local image (ID or ref), no build
+  %(prog)s promote SOURCE --env ENV [--version X]  give a pushed image (R:tag, R@sha256:...) an
+                                                env's tags by its manifest, no build, no upload
   %(prog)s completion bash|zsh                  tab completion: source <(%(prog)s completion bash)
 
 environment variables (what each one does: docs/configuration.md):
-  ECR_REGISTRY_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
+  ECR_REGISTRY_URI, ECR_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
   BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID, SOURCE_DATE_EPOCH, TZ, AWS_PROFILE,
   AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR, GITHUB_OUTPUT
 
@@ -345,7 +348,12 @@ def cmd_build(argv: list[str]) -> int:
     runner = make_runner(options.dry_run, quiet=options.quiet)
     state = pipeline.run(runner, pipeline.gather(runner, options, config))
     if not options.push:
-        runner.report(push_hint(state.plan, argv))
+        if options.smoke_test and state.image_id and state.health is not None:
+            from ragbuild.promote import tested_push_hint
+
+            runner.report(tested_push_hint(state.plan, state.image_id, rerun_words()))
+        else:
+            runner.report(push_hint(state.plan, argv))
     return EXIT_OK
 
 
@@ -582,6 +590,61 @@ def cmd_doctor(argv: list[str]) -> int:
     return doctor.run(doctor.Doctor(runner, options, config))
 
 
+def push_parser() -> ArgumentParser:
+    from ragbuild.promote import add_target_flags
+
+    parser = sub_parser("push", "Push a local image that is already built (and tested) with "
+                                "the tags a build for --env/--version would push, no build: "
+                                "each tag is made from the image's ID (timestamp and commit "
+                                "from the image itself), then the push's pre-flight, version-tag "
+                                "rule and read-back (docs/promote.md).")
+    parser.add_argument("image", help="the local image: its ID (what prod-ready prints) or a ref")
+    parser.add_argument("-r", "--registry", metavar="URI",
+                        help="host[:port]/repository (default: $ECR_REGISTRY_URI)")
+    add_target_flags(parser)
+    return parser
+
+
+def cmd_push(argv: list[str]) -> int:
+    from ragbuild import promote
+    from ragbuild.config import load_config
+    from ragbuild.runner import make_runner
+
+    ns = push_parser().parse_args(argv)
+    ns.policy = latest_policy(ns.latest, ns.latest_policy)
+    return promote.push_image(make_runner(ns.dry_run), ns, load_config())
+
+
+def promote_parser() -> ArgumentParser:
+    from ragbuild.promote import add_target_flags
+
+    parser = sub_parser("promote", "Give an image in a registry the tags a build for "
+                                   "--env/--version would push, in the same repository, by "
+                                   "writing its manifest byte for byte under each tag through "
+                                   "the registry API: no build, no layer upload, every tag at "
+                                   "SOURCE's digest (docs/promote.md).")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="R:tag or R@sha256:<digest> (R: host[:port]/repository), or a bare "
+                             "tag or digest with --registry")
+    parser.add_argument("-r", "--registry", metavar="URI",
+                        help="the repository of a bare SOURCE tag (default: $ECR_REGISTRY_URI)")
+    add_target_flags(parser)
+    parser.add_argument("--no-gate", metavar="REASON",
+                        help="promote without testing SOURCE's digest first (the reason is "
+                             "recorded in the metadata)")
+    return parser
+
+
+def cmd_promote(argv: list[str]) -> int:
+    from ragbuild import promote
+    from ragbuild.config import load_config
+    from ragbuild.runner import make_runner
+
+    ns = promote_parser().parse_args(argv)
+    ns.policy = latest_policy(ns.latest, ns.latest_policy)
+    return promote.promote(make_runner(ns.dry_run), ns, load_config())
+
+
 def completion_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=f"{PROG} completion", allow_abbrev=False,
                             description="Print the tab-completion script for bash or zsh: flags, "
@@ -607,6 +670,7 @@ def cmd_completion(argv: list[str]) -> int:
 SUBCOMMANDS = {"smoke": (smoke_parser, cmd_smoke), "run": (run_parser, cmd_run),
                "logs": (logs_parser, cmd_logs), "clean": (clean_parser, cmd_clean),
                "shell": (shell_parser, cmd_shell), "doctor": (doctor_parser, cmd_doctor),
+               "push": (push_parser, cmd_push), "promote": (promote_parser, cmd_promote),
                "completion": (completion_parser, cmd_completion)}
 
 

@@ -250,6 +250,20 @@ def test_repository_without_commits(git_env, capsys):
             in err.splitlines())
 
 
+@pytest.mark.parametrize("flags", [("--env", "prod", "--version", "1.0.0"),
+                                   ("--env", "dev", "--push", "--registry", "localhost:5000/app")])
+def test_a_release_from_a_repository_without_commits_stops_before_docker(git_env, capsys, flags):
+    """No commit: no GIT_COMMIT a release could carry, as with no repository at all."""
+    git("init", "-q")
+    code, out, err = dry_run(capsys, *flags)
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        "error: the git repository has no commits: a release (--env prod or --push) is built "
+        "from a commit git names; the run stops before docker rather than tag the image without "
+        "it; commit first, or build an exported source tree (no .git) with --git-commit SHA")
+    assert "docker build" not in out
+
+
 def test_not_a_repository(git_env, capsys):
     code, out, err = dry_run(capsys, "--env", "dev")
     assert code == 0, err
@@ -299,13 +313,6 @@ def test_works_from_a_subdirectory_of_the_repository(repo, capsys, monkeypatch):
     code, out, err = dry_run(capsys, "--env", "dev")
     assert code == 0, err
     assert f"git-{sha}" in tags(out)
-
-
-def test_prod_in_a_repository_without_commits_is_not_refused_as_dirty(git_env, capsys):
-    git("init", "-q")
-    code, out, err = dry_run(capsys, "--env", "prod", "--version", "1.0.0")
-    assert code == 0, err
-    assert "git-" not in " ".join(tags(out))
 
 
 # --- what docker sends, not only what git tracks, decides whether the tree is dirty -------------
