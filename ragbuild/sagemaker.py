@@ -107,8 +107,9 @@ class GateResult:
         return asdict(self)
 
     def summary(self) -> str:
+        """Two lines: what /health answered (its JSON last on the line), then the figures."""
         return (f"smoke test passed: {self.image} started as `docker run IMAGE serve` answered "
-                f"/ping and /health with {json.dumps(self.health, sort_keys=True)}; SageMaker's "
+                f"/ping and /health with {json.dumps(self.health, sort_keys=True)}\nSageMaker's "
                 f"contract held ({CONTRACT_URL}): {MODEL_DIR} read-only, /ping in "
                 f"{self.ping_seconds:.2f}s (limit {PING_LIMIT:g}s), /invocations "
                 f"{self.invocations_status} in {self.invocations_seconds:.2f}s (limit "
