@@ -27,7 +27,7 @@ DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port o
 
 EPILOG = """\
 other commands (each has --help; all but completion, which runs nothing, have --dry-run):
-  %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
+  %(prog)s smoke IMAGE [--expect-env dev ...]   hold IMAGE to SageMaker's serving contract, check /health
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
   %(prog)s doctor [--registry URI ...]          check what a build (and push) needs, one line each
@@ -219,6 +219,9 @@ def build_parser() -> ArgumentParser:
         "output", "what the run prints and records (docs/dry-run.md, docs/metadata.md)")
     output.add_argument("--dry-run", action="store_true",
                         help="print the commands a real run would execute; run nothing")
+    output.add_argument("-q", "--quiet", action="store_true",
+                        help="print only errors and the result lines (the pinned "
+                             "<repository>@sha256:... of a push), as docker's -q")
     output.add_argument("--metadata-file", metavar="PATH",
                         help="write JSON with the refs, image id, pushed digests, build args, "
                              "labels, timestamp and each step's wall time, also when a step fails "
@@ -234,6 +237,11 @@ def build_parser() -> ArgumentParser:
                           help="target platform(s), e.g. linux/amd64; more than one needs buildx, "
                                "--push and an engine with the containerd image store: an image "
                                "index, not for SageMaker")
+    builders.add_argument("--not-for-sagemaker", action="store_true",
+                          help="the image is not for SageMaker: a single-platform push may be an "
+                               "OCI manifest (by default each pushed tag must be one Docker v2 "
+                               "schema 2 manifest of the planned platform, the one shape "
+                               "SageMaker takes; docs/smoke-test.md)")
     builders.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
                           help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
                                "or an image (repeatable)")
@@ -325,6 +333,8 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
                    docker_options=tuple(docker_options),
                    host_ca=ns.host_ca, no_host_ca=ns.no_host_ca, host_index=ns.host_index,
                    smoke_command=ns.smoke_command, smoke_timeout=ns.smoke_timeout,
+                   quiet=getattr(ns, "quiet", False),
+                   not_for_sagemaker=getattr(ns, "not_for_sagemaker", False),
                    push_attempts=ns.push_attempts, push_backoff=ns.push_backoff)
 
 
@@ -335,7 +345,7 @@ def cmd_build(argv: list[str]) -> int:
     from ragbuild.runner import make_runner
 
     config = load_config()
-    runner = make_runner(options.dry_run)
+    runner = make_runner(options.dry_run, quiet=options.quiet)
     state = pipeline.run(runner, pipeline.gather(runner, options, config))
     if not options.push:
         if options.smoke_test and state.image_id and state.health is not None:
@@ -407,10 +417,14 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
 
 def smoke_parser() -> ArgumentParser:
 
-    parser = sub_parser("smoke", "Start IMAGE as SageMaker does (docker run IMAGE serve, port 8080) "
-                                 "on a free local port, wait for GET /ping to answer 200, check "
-                                 "what /health reports; the container is always removed. Exit 1 "
-                                 "on failure.")
+    parser = sub_parser("smoke", "Hold IMAGE to SageMaker's serving contract (docs/smoke-test.md): "
+                                 "start it as SageMaker does (docker run IMAGE serve, /opt/ml/model "
+                                 "read-only), GET /ping must answer 200, each answer within 2 s; "
+                                 "check what /health reports; POST /invocations must answer below "
+                                 "500 within 60 s; it must exit within 30 s of SIGTERM; started "
+                                 "again with SAGEMAKER_BIND_TO_PORT it must listen there. The "
+                                 "containers are always removed. Prints the figures as JSON; "
+                                 "exit 1 naming the rule broken.")
     parser.add_argument("image", help="image reference, e.g. rag-worker:dev")
     parser.add_argument("--expect-version", help="version /health must report")
     parser.add_argument("--expect-env", help="environment /health must report")
@@ -420,6 +434,8 @@ def smoke_parser() -> ArgumentParser:
     parser.add_argument("--command", metavar="CMD",
                         help="start the image as docker run IMAGE CMD (default: smoke-command in "
                              "setup.cfg [ragbuild], else 'serve', SageMaker's)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only errors and the result line (the figures)")
     return parser
 
 
@@ -437,7 +453,14 @@ def cmd_smoke(argv: list[str]) -> int:
     expect = smoke.Expectation(ns.image, ns.expect_version, ns.expect_env, ns.expect_commit,
                                command=command)
     timeout = config.limits.override(smoke_timeout=ns.timeout).smoke_timeout
-    smoke.run(make_runner(ns.dry_run), expect, timeout=timeout)
+    import json
+
+    from ragbuild import sagemaker
+
+    runner = make_runner(ns.dry_run, quiet=ns.quiet)
+    result = sagemaker.run(runner, expect, timeout=timeout)
+    if not ns.dry_run:
+        runner.emit(json.dumps(result.figures(), sort_keys=True))  # the result line (stdout)
     return EXIT_OK
 
 

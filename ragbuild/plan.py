@@ -82,6 +82,9 @@ class Command:
     #: the file ``docker build --iidfile`` writes the built image's ID to: made way for and read
     #: as ``answer_file`` is; its text is the result's ``image_id`` (a dry run: DRY_IMAGE_ID)
     iid_file: Optional[str] = None
+    #: a poll, run again and again while a step waits: a real run logs no ``+`` line for it (the
+    #: wait line says what is waited for: waiting.py); a dry run prints it as any command
+    poll: bool = False
 
     @property
     def name(self) -> str:
@@ -168,6 +171,8 @@ class Options:
     smoke_timeout: Optional[float] = None
     push_attempts: Optional[int] = None
     push_backoff: Optional[float] = None
+    quiet: bool = False  # -q/--quiet: only errors and the result lines
+    not_for_sagemaker: bool = False  # the push need not be SageMaker's manifest shape
 
 
 def shown_path(path: str) -> str:
@@ -828,6 +833,12 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     if no_attestations:
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
+    if pushes and not plan.multi_platform and not opts.not_for_sagemaker:
+        # SageMaker pulls a Docker v2 schema 2 manifest only: the image exporter writes OCI media
+        # types when told to, or by a builder's default (an engine with the containerd image
+        # store may have it so), so the push says which (sagemaker.py, docs/smoke-test.md);
+        # buildx merges it into --push's export
+        argv += ["--output", "type=image,oci-mediatypes=false"]
     # a one-platform build that pushes writes what it pushed there (a multi-platform one is
     # read back from the registry: push.verify)
     answer = metadata_file if pushes and not plan.multi_platform else None

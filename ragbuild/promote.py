@@ -78,6 +78,10 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-existing-immutable", action="store_true",
                         help="with an IMMUTABLE ECR repository, leave the tags it would refuse "
                              "out")
+    parser.add_argument("--not-for-sagemaker", action="store_true",
+                        help="the image is not for SageMaker: a single OCI manifest may be "
+                             "shipped (by default it must be a Docker v2 schema 2 manifest, the "
+                             "one shape SageMaker pulls; docs/smoke-test.md)")
     parser.add_argument("--metadata-file", metavar="PATH",
                         help="write JSON with the refs, digests, the source and the gate, also "
                              "when a step fails (docs/metadata.md)")
@@ -93,7 +97,8 @@ def target_options(ns: argparse.Namespace, registry: str, registry_source: str) 
                    skip_existing_immutable=ns.skip_existing_immutable,
                    metadata_file=ns.metadata_file, semver_tags=ns.semver_tags,
                    latest_policy=ns.policy,
-                   build_number=ns.build_number, ci_tags=ns.ci_tags)
+                   build_number=ns.build_number, ci_tags=ns.ci_tags,
+                   not_for_sagemaker=getattr(ns, "not_for_sagemaker", False))
 
 
 # --- the image's own facts ---------------------------------------------------------------------
@@ -470,6 +475,7 @@ def promote(runner: Runner, ns: argparse.Namespace, config: Config,
                                           lambda: manifests.fetch(session, source.reference)),
                            dry_raw(source))
         promotion.raw = raw
+        check_source_shape(source.ref, raw, options)
         assumed = manifests.ImageConfig(DRY_IMAGE_ID, {}, {"BUILD_TIMESTAMP": "19700101-000000"})
         blob = raw.parsed.config or "of its first platform's image"
         image = runner.check(f"GET the source's config blob ({blob}): its BUILD_TIMESTAMP and "
@@ -589,13 +595,27 @@ def check_existing(runner: Runner, plan: BuildPlan, existing: Mapping, digest: s
     return tuple(ref for ref in plan.refs if existing.get(ref) != digest)
 
 
+def check_source_shape(ref: str, raw: Any, options: Options) -> None:
+    """Before any tag is written: a single-image source must be the one manifest shape
+    SageMaker pulls (``sagemaker.shape_problem``: a Docker v2 schema 2 manifest), unless
+    ``--not-for-sagemaker``; an index (a multi-platform build's) is promoted as it is."""
+    from ragbuild import sagemaker
+
+    if raw.parsed.is_index or options.not_for_sagemaker:
+        return
+    problem = sagemaker.shape_problem(ref, raw.parsed)
+    if problem:
+        raise PushFailed(f"{problem}; nothing was written")
+
+
 def gate(runner: Runner, plan: BuildPlan, config: Config, promotion: Promotion) -> dict:
-    """The gate on the source's digest before any tag is written: the smoke test of
-    ``smoke.run`` (``docker run IMAGE serve``, ``/ping``, ``/health``'s ``git_commit`` against
-    the source's revision), on the image pulled by digest unless the engine has it (that pull
-    is the gate's, not the promotion's). The hook issue 24's SageMaker gate replaces. Returns
-    what the metadata records: what was tested, the figures and when."""
-    from ragbuild import smoke
+    """The gate on the source's digest before any tag is written: the SageMaker gate
+    (``sagemaker.run``: ``docker run IMAGE serve`` with ``/opt/ml/model`` read-only, ``/ping``
+    within 2 s, ``/invocations``, the exit after SIGTERM, ``SAGEMAKER_BIND_TO_PORT``), with
+    ``/health``'s ``git_commit`` against the source's revision (not the target's version), on
+    the image pulled by digest unless the engine has it (that pull is the gate's, not the
+    promotion's). Returns what the metadata records: what was tested, the figures and when."""
+    from ragbuild import sagemaker, smoke
 
     raw = promotion.raw
     ref = f"{plan.base}@{raw.digest}"
@@ -614,9 +634,11 @@ def gate(runner: Runner, plan: BuildPlan, config: Config, promotion: Promotion) 
     revision = plan.git.commit if plan.git.sha else None
     expect = smoke.Expectation(image=ref, git_commit=revision, command=plan.smoke_command)
     started, at = time.monotonic(), _now()
-    health = smoke.run(runner, expect, timeout=plan.limits.smoke_timeout)
-    return {"ran": True, "test": "smoke", "image": ref, "pulled": pulled, "at": at,
-            "seconds": round(time.monotonic() - started, 3), "health": health}
+    passed = sagemaker.run(runner, expect, timeout=plan.limits.smoke_timeout)
+    return {"ran": True, "test": "sagemaker", "image": ref, "pulled": pulled, "at": at,
+            "seconds": round(time.monotonic() - started, 3), "health": passed.health,
+            "figures": {key: value for key, value in passed.figures().items()
+                        if key not in ("image", "health")}}
 
 
 def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict:

@@ -407,7 +407,8 @@ def retrying(runner: Runner, attempt: Callable[[], R], failed: Callable[[R], Opt
         delay = limits.push_backoff * 2 ** (tries - 1)
         runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
                    f"(attempt {tries + 1} of {limits.push_attempts})")
-        sleep(delay)
+        with runner.waiting(f"the next attempt of {what}", delay):
+            sleep(delay)
         tries += 1
         result = attempt()
     return result, None
@@ -707,6 +708,12 @@ def _judge(ctx: Context, ref: str, manifest: "access.Manifest",
                              "image manifest: SageMaker refuses image indexes; build without "
                              "attestations "
                              "(--provenance=false --sbom=false) for a single platform")
+        if not plan.options.not_for_sagemaker:
+            from ragbuild import sagemaker
+
+            problem = sagemaker.shape_problem(ref, manifest)
+            if problem:
+                raise ValueError(problem)
         if manifest.digest != pushed.get(ref):
             raise ValueError(f"{ref} resolves to {manifest.digest} on the registry, but the push "
                              f"reported {pushed.get(ref)}")
@@ -724,6 +731,24 @@ def _judge(ctx: Context, ref: str, manifest: "access.Manifest",
         raise ValueError(f"{ref}: the index lacks {', '.join(missing)} (it has "
                          f"{', '.join(manifest.platforms) or 'no platform'})")
     return manifest.digest
+
+
+def _check_platform(runner: Runner, ctx: Context, session: "access.Session", ref: str) -> list:
+    """The planned platform (``--platform``) is the pushed image's: its config's os/architecture
+    (``sagemaker.check_shape``), asked once, the refs all naming one manifest."""
+    from ragbuild import access, sagemaker
+
+    planned = ctx.plan.platforms[0]
+
+    def ask() -> Optional[str]:
+        try:
+            return sagemaker.check_shape(session, ref, planned, normalize_platform)
+        except (access.ReadFailed, ValueError) as failed:
+            return f"{ref}: its platform cannot be read back: {failed}"
+
+    problem = runner.check(f"read {ref}'s image config and expect the platform {planned}", ask,
+                           None)
+    return [problem] if problem else []
 
 
 def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> str:
@@ -773,6 +798,8 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
             problems.append(str(problem))
     if plan.multi_platform:
         digests.update(found)
+    elif plan.platforms and found and not plan.options.not_for_sagemaker and not problems:
+        problems += _check_platform(runner, ctx, session, next(iter(found)))
     distinct = sorted(set(found.values()))
     if len(distinct) > 1:
         problems.append(f"the tags of this build {differ}: "

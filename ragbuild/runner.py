@@ -26,7 +26,7 @@ import sys
 import time
 import types
 from dataclasses import dataclass, replace
-from typing import IO, Callable, Optional, Sequence, TypeVar, cast
+from typing import IO, Callable, ContextManager, Optional, Sequence, TypeVar, cast
 
 from ragbuild import signals
 from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
@@ -150,9 +150,13 @@ class Runner:
     """Runs commands for real. ``out``: where results and a dry run's commands go (stdout);
     ``log``: where the ``+ command`` lines and messages go (stderr)."""
 
-    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None):
+    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None,
+                 quiet: bool = False):
         self._out = out or sys.stdout
         self._log = log or sys.stderr
+        #: ``-q/--quiet``: the log keeps only errors; results (``emit``, stdout) stay, and the
+        #: output of docker's builds and pushes is kept for the error messages, not shown
+        self.quiet = quiet
         #: global flags for every docker command, decided once by the plan
         #: (``builders.DockerTarget.docker_flags``: ``--context NAME`` for a context's builder)
         self.docker_flags: tuple[str, ...] = ()
@@ -165,8 +169,21 @@ class Runner:
 
     def log(self, message: str, level: Optional[str] = None) -> None:
         """One line (or more) on stderr; ``level`` (``output.SUCCESS``...) colours it on a
-        terminal, else the message's first word does (``warning:``, ``error:``, ``+``)."""
+        terminal, else the message's first word does (``warning:``, ``error:``, ``+``).
+        ``--quiet`` keeps only ``error:`` lines."""
+        if self.quiet and not message.startswith("error:"):
+            return
         _write(self._log, f"{paint(message, self._log, level)}\n")
+
+    def waiting(self, what: str, limit: Optional[float] = None) -> ContextManager[object]:
+        """While a step waits (``with runner.waiting("GET /ping to answer 200", 60): ...``):
+        one line on the log says what for and for how long (waiting.py); nothing with
+        ``--quiet``."""
+        from ragbuild import waiting
+
+        if self.quiet:
+            return waiting.NoLine()
+        return waiting.WaitLine(self._log, what, limit)
 
     def report(self, message: str, level: Optional[str] = None) -> None:
         """A line about what a real run found or did ("built ...", "pushed ..."); a dry run,
@@ -269,13 +286,13 @@ class Runner:
         for path in (cmd.answer_file, cmd.iid_file):  # an earlier run's answer is none of ours
             if path is not None:
                 _make_way(path)
-        if cmd.kind is not Kind.QUERY:
+        if cmd.kind is not Kind.QUERY and not cmd.poll:
             self.log(f"+ {cmd.display()}")
         proc: Optional[subprocess.Popen] = None
         pty_ends: list[int] = []  # WATCH on a terminal: the pty's (ours, the child's)
         try:  # one try from the start: a signal right after popen still stops the child
             with signals.deferred():  # a signal now is raised once proc is assigned
-                if cmd.mode is Mode.WATCH and _is_terminal(self._log):
+                if cmd.mode is Mode.WATCH and _is_terminal(self._log) and not self.quiet:
                     pty_ends += _open_pty(self._log)
                 proc = self._start(cmd, stdin, stderr=pty_ends[1] if pty_ends else None)
             if pty_ends:  # the child has its end: once it (and its children) exit, ours reads EIO
@@ -327,7 +344,7 @@ class Runner:
             for proc in procs:
                 _terminate(proc)
             raise
-        if show_output:
+        if show_output and not self.quiet:
             for out, err in outputs:
                 _write(self._out, out + err)
         return [self._result(cmd, proc, out, err)
@@ -411,7 +428,8 @@ class Runner:
                     chunk = proc.stderr.read1(READ_SIZE)  # type: ignore[attr-defined]
                 text = decoder.decode(chunk, final=not chunk)
                 if text:
-                    _write(self._log, text)
+                    if not self.quiet:
+                        _write(self._log, text)
                     kept = (kept + text)[-WATCH_KEEP:]
                 if not chunk:
                     break
@@ -433,7 +451,8 @@ class Runner:
             for raw in proc.stdout:
                 line = raw.decode(errors="replace")
                 kept.append(line)
-                _write(self._out, line)
+                if not self.quiet:
+                    _write(self._out, line)
             proc.wait()
             return "".join(kept), ""
         data = stdin.reveal().encode() if stdin is not None else None
@@ -445,8 +464,9 @@ class DryRunner(Runner):
     """``--dry-run``: prints each command a real run would start (stdout) instead of starting it,
     runs only ``Kind.QUERY`` commands, and warns (once each) where a real run would stop."""
 
-    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None):
-        super().__init__(out=out, log=log)
+    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None,
+                 quiet: bool = False):
+        super().__init__(out=out, log=log, quiet=quiet)
         self._warned: set[str] = set()
 
     def _once(self, key: str, message: str) -> None:
@@ -474,6 +494,11 @@ class DryRunner(Runner):
     def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
         self._once(what, f"dry run: a real run would {what}")
         return assume
+
+    def waiting(self, what: str, limit: Optional[float] = None) -> ContextManager[object]:
+        from ragbuild import waiting
+
+        return waiting.NoLine()  # a dry run waits for nothing
 
     def check_all(self, checks: Sequence[tuple[str, Callable[[], T], T]]) -> list[T]:
         """One after the other, as ``check``: each said, in order, none asked."""
@@ -519,9 +544,10 @@ class DryRunner(Runner):
             self.stop_or_warn(error)
 
 
-def make_runner(dry_run: bool, *, log: Optional[IO[str]] = None) -> Runner:
-    """The runner for ``--dry-run`` or a real run; ``log``: where its messages go (stderr)."""
-    return DryRunner(log=log) if dry_run else Runner(log=log)
+def make_runner(dry_run: bool, *, log: Optional[IO[str]] = None, quiet: bool = False) -> Runner:
+    """The runner for ``--dry-run`` or a real run; ``log``: where its messages go (stderr);
+    ``quiet``: ``-q/--quiet`` (only errors on the log)."""
+    return DryRunner(log=log, quiet=quiet) if dry_run else Runner(log=log, quiet=quiet)
 
 
 class _OnFirstUse(types.ModuleType):

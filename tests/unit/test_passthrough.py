@@ -231,7 +231,7 @@ def test_every_option_of_the_build_parser_is_refused_after_dashes():
     from ragbuild import passthrough
 
     own = cli.own_options(cli.build_parser())
-    assert {"--dry-run", "--metadata-file", "-q", "--quiet"} - own == {"-q", "--quiet"}
+    assert {"--dry-run", "--metadata-file", "-q", "--quiet"} <= own
     for option in own:
         with pytest.raises(Exception) as refused:
             passthrough.check_extra([option], own)

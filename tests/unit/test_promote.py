@@ -8,7 +8,7 @@ from datetime import datetime
 import fakes
 import pytest
 
-from ragbuild import cli, promote, smoke
+from ragbuild import cli, promote, sagemaker, smoke
 from ragbuild.errors import UsageError
 from ragbuild.plan import GitInfo, Options, make_plan, Config
 
@@ -230,11 +230,12 @@ def test_the_gate_tests_the_source_digest_before_any_tag_is_written(
         registry, fp, capsys, monkeypatch, tmp_path):
     tested = []
 
-    def fake_smoke(runner, expect, timeout):
+    def fake_gate(runner, expect, timeout):
         tested.append((expect, list(registry.writes)))
-        return {"status": "ok", "git_commit": "abc1234"}
+        return sagemaker.GateResult(expect.image, 0.01, 1.0, 200, 0.02, 0.5, 8090, 0.01,
+                                    {"status": "ok", "git_commit": "abc1234"}, "now")
 
-    monkeypatch.setattr(smoke, "run", fake_smoke)
+    monkeypatch.setattr(sagemaker, "run", fake_gate)
     pinned = f"{REPO}@{SOURCE_DIGEST}"
     docker(fp, "image", "inspect", "--format", "{{.Id}}", pinned, returncode=1,
            stderr="Error: No such image")
@@ -248,6 +249,8 @@ def test_the_gate_tests_the_source_digest_before_any_tag_is_written(
     assert written_before == []
     gate = json.loads(metadata.read_text())["gate"]
     assert gate["ran"] and gate["pulled"] and gate["image"] == pinned
+    assert gate["test"] == "sagemaker" and gate["figures"]["ping_seconds"] == 0.01
+    assert gate["figures"]["stop_seconds"] == 0.5 and gate["health"]["git_commit"] == "abc1234"
 
 
 def test_a_failed_gate_writes_no_tag(registry, fp, capsys, monkeypatch):
@@ -256,11 +259,30 @@ def test_a_failed_gate_writes_no_tag(registry, fp, capsys, monkeypatch):
     def failing(runner, expect, timeout):
         raise SmokeTestFailed("/ping did not answer 200 within 60s")
 
-    monkeypatch.setattr(smoke, "run", failing)
+    monkeypatch.setattr(sagemaker, "run", failing)
     docker(fp, "image", "inspect", "--format", "{{.Id}}", f"{REPO}@{SOURCE_DIGEST}",
            stdout="sha256:x\n")
     assert run_promote(fp, f"{REPO}:dev", "--env", "staging") == 1
     assert registry.writes == []
+
+
+def test_a_single_oci_manifest_source_is_refused_before_the_gate_unless_not_for_sagemaker(
+        registry, fp, capsys, monkeypatch):
+    """SageMaker pulls a Docker v2 schema 2 manifest only: promote checks SOURCE's shape before
+    it tests or writes anything; --not-for-sagemaker promotes it as it is."""
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    body = SOURCE.replace(DOCKER_MANIFEST.encode(), oci.encode())
+    serve(f"{REPO}:oci", body=body, media_type=oci)
+    tested = []
+    monkeypatch.setattr(sagemaker, "run", lambda runner, expect, timeout: tested.append(expect))
+    assert run_promote(fp, f"{REPO}:oci", "--env", "staging") == 1
+    err = capsys.readouterr().err
+    assert f"{REPO}:oci is a single {oci} manifest, not a Docker v2 schema 2 manifest" in err
+    assert "--not-for-sagemaker" in err and "nothing was written" in err
+    assert tested == [] and registry.writes == []
+    assert run_promote(fp, f"{REPO}:oci", "--env", "staging", "--not-for-sagemaker",
+                       "--no-gate", "not for SageMaker") == 0
+    assert registry.writes and all(data == body for _, data, _ in registry.writes)
 
 
 # --- push IMAGE -------------------------------------------------------------------------------

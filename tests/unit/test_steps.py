@@ -922,7 +922,8 @@ def test_a_dry_run_of_a_push_with_buildx_shows_the_build_that_pushes_and_no_dock
     assert code == 0
     builds = [line for line in out.splitlines() if " build " in f" {line} "]
     assert len(builds) == 1 and builds[0].startswith("docker buildx build --builder default ")
-    assert "--push --provenance=false --sbom=false --metadata-file " in builds[0]
+    assert ("--push --provenance=false --sbom=false --output type=image,oci-mediatypes=false "
+            "--metadata-file ") in builds[0]
     assert "docker push" not in out
 
 
