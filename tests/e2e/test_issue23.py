@@ -144,9 +144,9 @@ def test_a_serve_with_crlf_line_endings_is_diagnosed_from_the_container(project,
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
     assert not re.search(r"docker port \S+ 8080/tcp` failed", result.text), result.describe()
-    assert errors[0].startswith(f"error: smoke test of {tag}: `docker run IMAGE serve` stopped at "
-                                "once, before /ping could be asked (container exited (exit "), \
-        errors[0]
+    assert errors[0].startswith("error: SageMaker contract: GET /ping answers 200 [ready]: the "
+                                "container exited (exit 1) before /ping answered 200 "
+                                f"({tag})"), errors[0]
     assert "/usr/local/bin/serve has CRLF line endings" in errors[0], errors[0]
     assert "No public port" not in result.text, result.describe()
     # the container's last log lines, as it said them
