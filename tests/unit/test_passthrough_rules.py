@@ -61,7 +61,7 @@ def test_secret_id_is_the_one_docker_gives(fields, ident):
 
 
 @pytest.mark.parametrize("spec", ["default", "github=/run/agent.sock", "key=/a,/b",
-                                  "id=path=with=equals"])
+                                  "id=path=with=equals", "k=/a=b,/c=d"])
 def test_check_ssh_takes_docker_forms(spec):
     assert passthrough.check_ssh(spec) == spec
 
@@ -92,7 +92,7 @@ def test_missing_inputs_names_the_first_missing_thing_whole():
 @pytest.mark.parametrize("word, name", [
     ("--network=host", "--network"), ("--a=b=c", "--a"), ("--", "--"), ("--x", "--x"),
     ("-", None), ("-t", "--tag"), ("-tname", "--tag"), ("-fx", "--file"), ("-q", "--quiet"),
-    ("-m", "-m"), ("-1", None), ("value", None),
+    ("-m", "-m"), ("-mfoo", "-m"), ("-1", None), ("value", None),
 ])
 def test_option_name_as_docker_spells_it(word, name):
     assert passthrough.option_name(word) == name
@@ -118,10 +118,25 @@ def test_option_name_as_docker_spells_it(word, name):
      "itself"),
     (("--dry-run=yes",), "--dry-run after -- is refused: it is ragbuild's own option, and every "
                          "word after -- goes to docker build; give it before --"),
+    (("--dry-run=a=b",), "--dry-run after -- is refused: it is ragbuild's own option, and every "
+                         "word after -- goes to docker build; give it before --"),
+    (("-nx",), "-n after -- is refused: it is ragbuild's own option, and every word after -- "
+               "goes to docker build; give it before --"),
+    # the first word is no option's value, whatever the last word is
+    (("ctx", "--network"), "a word after -- that is no option's value is refused: ragbuild gives "
+                           "the build context (its own --context, before --); docker build takes "
+                           "exactly one"),
+    # the value of a --label is the word after it, not the one before
+    (("--label", "org.ragbuild.repository=x", "--rm"), "--label org.ragbuild.repository after -- "
+                                                       "is refused: ragbuild sets that label "
+                                                       "itself"),
+    # a label's key ends at its first '='
+    (("--label=org.ragbuild.repository=a=b",), "--label org.ragbuild.repository after -- is "
+                                               "refused: ragbuild sets that label itself"),
 ])
 def test_check_extra_refuses_with_its_reason(words, message):
     with pytest.raises(UsageError) as refused:
-        passthrough.check_extra(words, own=("--dry-run",))
+        passthrough.check_extra(words, own=("--dry-run", "-n"))
     assert str(refused.value) == message
 
 
@@ -144,3 +159,14 @@ def test_describe_says_where_each_secret_comes_from_never_its_value():
         "ssh: default (RUN --mount=type=ssh)",
         "docker build options (after --): --network host",
     ]
+
+
+# Survivors of `make mutation` that are equivalent (no input tells them from the code):
+# - ``word.split("=", 1)[0]`` as ``split("=")[0]`` or ``split("=", 2)[0]`` (check_ssh,
+#   option_name, check_extra): the part before the first "=" is the same however many splits
+#   follow it; likewise the label value ``word.split("=", 1)[1]`` cut at its next "=" as
+#   ``split("=")[1]`` or ``split("=", 2)[1]``: only its key, before that "=", is compared.
+# - option_name's ``len(word) > 2`` as ``>= 2``: "--" then takes the first branch and gives "--",
+#   as the second branch does.
+# - check_extra's ``before = ... else ""`` as ``else "XXXX"`` and the label value's ``else ""``
+#   as ``else "XXXX"``: neither is an option nor a label ragbuild sets, so both decide alike.
