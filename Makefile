@@ -9,7 +9,7 @@ VERSION ?=
 ECR_URI ?= $(ECR_REGISTRY_URI)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build-dev test-build build-prod prod-ready push-tested promote-staging promote-prod push-dev push-prod run-local logs shell doctor clean completion test e2e e2e-down engine bench
+.PHONY: help venv build-dev test-build build-prod prod-ready push-tested promote-staging promote-prod push-dev push-prod run-local logs shell doctor clean completion test e2e e2e-down engine bench mutation
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,6 +85,10 @@ engine: ## no Docker engine? as root on Debian/Ubuntu: install docker.io (+ buil
 
 e2e-down: ## stop what tests/e2e/harness.sh started
 	bash tests/e2e/harness.sh down
+
+mutation: $(VENV)/.installed ## mutation testing of the pure modules with mutmut 3 (not in CI: long; docs/test-harness.md#mutation-testing)
+	$(PY) -m pip install --quiet -e '.[test,mutation]'
+	$(PY) -m mutmut run $(ARGS); $(PY) -m mutmut results
 
 bench: $(VENV)/.installed ## run the benchmarks on the e2e harness (table in benchmarks/results/latest.md)
 	bash tests/e2e/harness.sh up --with-buildessential --with-realistic
