@@ -9,7 +9,7 @@ VERSION ?=
 ECR_URI ?= $(ECR_REGISTRY_URI)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build-dev test-build build-prod prod-ready push-dev push-prod run-local logs shell doctor clean completion test e2e e2e-down engine bench
+.PHONY: help venv build-dev test-build build-prod prod-ready push-tested promote-staging promote-prod push-dev push-prod run-local logs shell doctor clean completion test e2e e2e-down engine bench mutation
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,8 +32,17 @@ test-build: $(VENV)/.installed ## build the dev image without the cache
 build-prod: $(VENV)/.installed ## build the prod image: make build-prod VERSION=1.2.3
 	$(SCRIPT) --env prod --version "$(VERSION)" $(ARGS)
 
-prod-ready: $(VENV)/.installed ## build prod, smoke-test it, print the push command: make prod-ready VERSION=1.2.3
-	$(SCRIPT) --env prod --version "$(VERSION)" --smoke-test $(ARGS)
+prod-ready: $(VENV)/.installed ## build prod, smoke-test it, print the command that pushes the tested image: make prod-ready VERSION=1.2.3 [ECR_URI=...]
+	ECR_URI="$(ECR_URI)" $(SCRIPT) --env prod --version "$(VERSION)" --smoke-test $(ARGS)
+
+push-tested: $(VENV)/.installed ## push a tested local image as prod, no build: make push-tested IMAGE=sha256:... VERSION=1.2.3 ECR_URI=...
+	$(SCRIPT) push "$(IMAGE)" --registry "$(ECR_URI)" --env prod --version "$(VERSION)" $(ARGS)
+
+promote-staging: $(VENV)/.installed ## give a pushed image staging's tags by digest, no build: make promote-staging FROM=<repo>:git-<sha> [VERSION=1.2.3-rc.1]
+	$(SCRIPT) promote "$(FROM)" $(if $(ECR_URI),--registry "$(ECR_URI)") --env staging $(if $(VERSION),--version "$(VERSION)") $(ARGS)
+
+promote-prod: $(VENV)/.installed ## give a pushed image prod's tags by digest, no build: make promote-prod FROM=<repo>:staging VERSION=1.2.3
+	$(SCRIPT) promote "$(FROM)" $(if $(ECR_URI),--registry "$(ECR_URI)") --env prod --version "$(VERSION)" $(ARGS)
 
 push-dev: $(VENV)/.installed ## build and push dev: make push-dev ECR_URI=<account>.dkr.ecr.<region>.amazonaws.com/<repo> (default: $ECR_REGISTRY_URI)
 	$(SCRIPT) --env dev --registry "$(ECR_URI)" --push $(ARGS)
@@ -53,8 +62,8 @@ doctor: $(VENV)/.installed ## check what a build and push need, one line each wi
 shell: $(VENV)/.installed ## a shell in rag-worker:dev (bash, else /bin/sh), removed on exit (ARGS=rag-worker:prod)
 	$(SCRIPT) shell $(ARGS)
 
-clean: $(VENV)/.installed ## remove the tags ragbuild builds made (label org.ragbuild.repository), no other
-	$(SCRIPT) clean $(ARGS)
+clean: $(VENV)/.installed ## remove the tags this project's ragbuild builds made (ECR_URI too), no other (ARGS=--all: every project's)
+	$(SCRIPT) clean $(if $(ECR_URI),--registry "$(ECR_URI)") $(ARGS)
 
 completion: $(VENV)/.installed ## write tab completion for bash and zsh to .venv/completion and print the line that enables it
 	@mkdir -p $(VENV)/completion
@@ -77,6 +86,10 @@ engine: ## no Docker engine? as root on Debian/Ubuntu: install docker.io (+ buil
 
 e2e-down: ## stop what tests/e2e/harness.sh started
 	bash tests/e2e/harness.sh down
+
+mutation: $(VENV)/.installed ## mutation testing of the pure modules with mutmut 3 (not in CI: long; docs/test-harness.md#mutation-testing)
+	$(PY) -m pip install --quiet -e '.[test,mutation]'
+	$(PY) -m mutmut run $(ARGS); $(PY) -m mutmut results
 
 bench: $(VENV)/.installed ## run the benchmarks on the e2e harness (table in benchmarks/results/latest.md)
 	bash tests/e2e/harness.sh up --with-buildessential --with-realistic

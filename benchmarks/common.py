@@ -41,6 +41,8 @@ TARGETS = {  # name: (limit, what it is); each a ratio of medians, met when <= l
     "real-size": (0.60, "realistic set: image size, Dockerfile / single-stage"),
     "real-bump": (0.35, "realistic set: Dockerfile, rebuild after bumping one pin / its cold build"),
     "real-cold": (0.80, "realistic set: cold build, Dockerfile / single-stage"),
+    "promote": (0.50, "promote of six tags by manifest (`build-image.py promote`) / a cached "
+                      "build and push of six tags (`build-image.py --push` again)"),
     "unchanged": (1.50, "cached build + push of six unchanged tags: `build-image.py --push` / "
                         "one `docker buildx build --push` (Docker 28 client)"),
 }

@@ -1,6 +1,7 @@
 """Family ``push`` (section 4): pushes of the worker image to the harness's plain registry,
 each to a new repository removed right after: one tag and six tags with ``docker push``, six
-through ``build-image.py --push``, then the same six again (nothing changed)."""
+through ``build-image.py --push``, then the same six again (nothing changed), then a promote
+of that image to six tags (by its manifest, no build)."""
 
 from __future__ import annotations
 
@@ -42,11 +43,15 @@ class Pushes:
                              "includes a cached build and the 6-tag verification")
         self.again = bench.row(SECTION, "`build-image.py --push` again, nothing changed",
                                "same six tags (SOURCE_DATE_EPOCH fixed)")
+        self.promote = bench.row(SECTION, "`build-image.py promote`, six tags",
+                                 "the pushed dev image's manifest PUT under five new tags of the "
+                                 "same repository (the sixth, git-<sha>, already there): no "
+                                 "build, no layer upload, no gate (--no-gate)")
         self.layers: dict[str, list] = {row.name: [] for row in self.rows}
 
     @property
     def rows(self) -> tuple:
-        return (self.one, self.six, self.rag, self.again)
+        return (self.one, self.six, self.rag, self.again, self.promote)
 
     def direct(self, i: int, n: int) -> float:
         """Seconds of ``docker push`` of n tags of a new repository, one after the other."""
@@ -75,14 +80,24 @@ class Pushes:
                               "-t", "bench-a", "-t", "bench-b", *bench.pip_args)
         extra = {**bench.timed_env, "SOURCE_DATE_EPOCH": PUSH_EPOCH}
         first, second = self.logs / f"r6-{i}.log", self.logs / f"r6-again-{i}.log"
+        third = self.logs / f"promote-{i}.log"
+        # six tags: v1.0.0, 1.0.0, staging-<ts>, staging, git-<sha>, bench-c
+        promote = bench.ragbuild("promote", f"{bench.push_host}/{repo}:dev", "--env", "staging",
+                                 "--version", "1.0.0", "--no-latest", "-t", "bench-c",
+                                 "--no-gate", "benchmark")
         try:
             elapsed = bench.sh.timed(argv, cwd=self.copy, extra_env=extra, output=first)
             repushed = bench.sh.timed(argv, cwd=self.copy, extra_env=extra, output=second)
+            promoted = bench.sh.timed(promote, cwd=self.copy, extra_env=bench.timed_env,
+                                      output=third)
         finally:
             bench.drop_repo(repo)
         self.layers[self.rag.name].append(layer_counts(check_pushed(first)))
         self.layers[self.again.name].append(layer_counts(check_pushed(second)))
-        return {self.rag: elapsed, self.again: repushed}
+        if "promoted and verified 6 tags" not in third.read_text(errors="replace"):
+            raise CommandError(f"error: {third}: build-image.py promote did not promote 6 tags")
+        self.layers[self.promote.name].append((0, 0, 0))
+        return {self.rag: elapsed, self.again: repushed, self.promote: promoted}
 
     def notes(self) -> None:
         for row in self.rows:
@@ -119,4 +134,6 @@ def run(bench: Bench, copy: Path) -> None:
               pushes.rag.median / pushes.one.median, limit),
         ratio(f"{what}: `docker push` x 6 / `docker push` x 1 (like for like)",
               pushes.six.median / pushes.one.median, limit),
+        ratio(TARGETS["promote"][1], pushes.promote.median / pushes.again.median,
+              TARGETS["promote"][0]),
     ]

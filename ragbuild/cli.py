@@ -25,6 +25,8 @@ SUBCOMMANDS = {"smoke": ("smoke", "smoke_parser", "cmd_smoke"),
                "clean": ("clean", "clean_parser", "cmd_clean"),
                "shell": ("local", "shell_parser", "cmd_shell"),
                "doctor": ("doctor", "doctor_parser", "cmd_doctor"),
+               "push": ("promote", "push_parser", "cmd_push"),
+               "promote": ("promote", "promote_parser", "cmd_promote"),
                "completion": ("completion", "completion_parser", "cmd_completion")}
 
 

@@ -200,6 +200,8 @@ class Options:
     smoke_timeout: Optional[float] = None
     push_attempts: Optional[int] = None
     push_backoff: Optional[float] = None
+    quiet: bool = False  # -q/--quiet: only errors and the result lines
+    not_for_sagemaker: bool = False  # the push need not be SageMaker's manifest shape
 
 
 def split_command(text: str, source: str, example: str) -> tuple:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from ragbuild.docker_config import ECR_HELPER, Credentials
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
 from ragbuild.plan import BuildPlan
-from ragbuild.reference import Registry
+from ragbuild.reference import ECR_HOST_RE, Registry
 from ragbuild.run.command import Command, Kind
 from ragbuild.run.command import Result, Secret
 from ragbuild.run.runner import Runner, ended, tail
@@ -57,10 +57,16 @@ class RepositoryInfo:
     name: str
     mutability: Mutability
     filters: tuple[str, ...] = ()  # WILDCARD patterns of imageTagMutabilityExclusionFilters
+    #: False when describe-repositories was denied (``check_repository``): existence and
+    #: mutability unknown, the push decides (``push.prepare`` orders the existing tags first)
+    checked: bool = True
 
     def is_immutable(self, tag: str) -> bool:
         """IMMUTABLE: every tag. IMMUTABLE_WITH_EXCLUSION: every tag but those matching a
-        filter. MUTABLE_WITH_EXCLUSION: only tags matching a filter. MUTABLE: none."""
+        filter. MUTABLE_WITH_EXCLUSION: only tags matching a filter. MUTABLE: none. Unchecked:
+        none is known to be."""
+        if not self.checked:
+            return False
         excluded = any(wildcard_match(pattern, tag) for pattern in self.filters)
         if self.mutability == Mutability.IMMUTABLE:
             return True
@@ -71,6 +77,8 @@ class RepositoryInfo:
         return False
 
     def describe(self) -> str:
+        if not self.checked:
+            return "unknown (describe-repositories denied)"
         if self.filters:
             return f"{self.mutability.value} (exclusion filters: {', '.join(self.filters)})"
         return self.mutability.value
@@ -154,11 +162,37 @@ def explain_aws_failure(stderr: str, registry: Registry, environ: Mapping[str, s
 # --- commands ----------------------------------------------------------------------------------
 
 
+def account_of(registry: Registry) -> str:
+    """The AWS account that owns an ECR registry: the 12 digits its host name starts with
+    (``<account>.dkr.ecr.<region>.amazonaws.com``). Every ECR API call about the repository
+    carries it as ``--registry-id``: without it AWS answers for the caller's own account
+    (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeRepositories.html,
+    ``registryId``: "If you do not specify a registry, the default registry is assumed"), which
+    is another registry when CI's credentials push to a central account's."""
+    match = ECR_HOST_RE.fullmatch(registry.host.rsplit(":", 1)[0] if registry.host.count(":")
+                                  else registry.host)
+    if match is None:
+        raise ValueError(f"{registry.host} is not an ECR registry host")
+    return match["account"]
+
+
+def create_advice(registry: Registry) -> str:
+    """How to create the repository: in the registry's account, by that account (an IAM
+    identity of another account cannot create repositories there)."""
+    return (f"create it there, with credentials of account {account_of(registry)}: aws ecr "
+            f"create-repository --repository-name {registry.path} --region {registry.region} "
+            f"--registry-id {account_of(registry)}")
+
+
+
 def _aws_env(registry: Registry) -> tuple[tuple[str, str], ...]:
     return (("AWS_USE_FIPS_ENDPOINT", "true"),) if registry.fips else ()
 
 
 def get_login_password_command(registry: Registry) -> Command:
+    """No ``--registry-id``: the command has none (``get-login-password`` takes only
+    ``--region``); its token is the caller's and works for every registry of the region the
+    caller is allowed to reach, another account's included."""
     assert registry.region is not None
     return Command(("aws", "ecr", "get-login-password", "--region", registry.region),
                    env=_aws_env(registry), check=False, kind=Kind.PROBE, assume="***")
@@ -172,11 +206,14 @@ def docker_login_command(host: str) -> Command:
 def describe_repositories_command(registry: Registry) -> Command:
     assert registry.region is not None
     return Command(("aws", "ecr", "describe-repositories", "--repository-names", registry.path,
-                    "--region", registry.region, "--output", "json"),
+                    "--registry-id", account_of(registry), "--region", registry.region,
+                    "--output", "json"),
                    env=_aws_env(registry), check=False, kind=Kind.PROBE,
                    assume=json.dumps({"repositories": [{"repositoryName": registry.path,
                                                         "imageTagMutability": "MUTABLE"}]}),
-                   dry_note=f"a real run stops here if {registry.path} does not exist; if it keeps "
+                   dry_note=f"a real run stops here if {registry.path} does not exist (if AWS "
+                            "denies the call: warns it cannot check, and the push decides); "
+                            "if it keeps "
                             "tags immutable, it lists the repository's tags (aws ecr list-images) "
                             "and stops on the planned tags it would refuse "
                             "(--skip-existing-immutable: leaves them out of the push)")
@@ -184,8 +221,9 @@ def describe_repositories_command(registry: Registry) -> Command:
 
 def list_images_command(registry: Registry) -> Command:
     assert registry.region is not None
-    return Command(("aws", "ecr", "list-images", "--repository-name", registry.path, "--region",
-                    registry.region, "--filter", "tagStatus=TAGGED", "--output", "json"),
+    return Command(("aws", "ecr", "list-images", "--repository-name", registry.path,
+                    "--registry-id", account_of(registry), "--region", registry.region,
+                    "--filter", "tagStatus=TAGGED", "--output", "json"),
                    env=_aws_env(registry), check=False, kind=Kind.PROBE)
 
 
@@ -253,15 +291,30 @@ def _scrub(text: str, secret: Secret) -> str:
     return text.replace(value, "***") if value else text
 
 
+#: How AWS says an identity may not make a call: the error codes AccessDenied (IAM policies)
+#: and AccessDeniedException (ECR's repository policies), or the text of either.
+DENIED_RE = re.compile(r"AccessDenied(?:Exception)?\b|not authorized to perform")
+
+
 def check_repository(runner: Runner, registry: Registry,
                      environ: Mapping[str, str]) -> RepositoryInfo:
-    """The repository must exist; returns its mutability settings."""
+    """The repository must exist in the registry's account (``account_of``); returns its
+    mutability settings. Denied (cross-account policies often grant only push and pull): a
+    one-line warning that it cannot check, and a ``RepositoryInfo`` with ``checked=False``:
+    the push decides, and ``push.prepare`` reads the existing tags with the registry API."""
     result = _run_aws(runner, describe_repositories_command(registry))
     if not result.ok:
         if "RepositoryNotFoundException" in result.stderr:
-            raise PushFailed(f"ECR repository {registry.path} does not exist in {registry.host}; "
-                             f"create it: aws ecr create-repository --repository-name "
-                             f"{registry.path} --region {registry.region}")
+            raise PushFailed(f"ECR repository {registry.path} does not exist in account "
+                             f"{account_of(registry)} ({registry.host}); "
+                             f"{create_advice(registry)}")
+        if DENIED_RE.search(result.stderr):
+            runner.log(f"warning: cannot check ECR repository {registry.path} in account "
+                       f"{account_of(registry)}: AWS denied ecr:DescribeRepositories"
+                       f"{aws_context(environ)}; whether it exists and keeps tags immutable is "
+                       "unknown, the push decides (existing tags are read from the registry and "
+                       "pushed first)")
+            return RepositoryInfo(registry.path, Mutability.MUTABLE, checked=False)
         raise _aws_failed(result, registry, environ,
                           f"checking ECR repository {registry.path} failed",
                           "describe the repository (ecr:DescribeRepositories)")
@@ -310,4 +363,5 @@ def immutable_conflicts(runner: Runner, plan: BuildPlan, repository: RepositoryI
                      "that must be overwritten by the next build). "
                      f"Pass --skip-existing-immutable to push only the other tags{no_latest}, "
                      "or allow overwriting: aws ecr put-image-tag-mutability --repository-name "
-                     f"{registry.path} --region {registry.region} --image-tag-mutability MUTABLE")
+                     f"{registry.path} --registry-id {account_of(registry)} --region "
+                     f"{registry.region} --image-tag-mutability MUTABLE")

@@ -223,7 +223,7 @@ def git_info(runner: Runner, options: Optional[Options] = None,
     blobs as git would store them), compared by ``gitfacts.compare``; each submodule checked
     out in the context is compared with the commit the superproject records, in its own
     repository. A failing rev-parse asks ``git status`` whether there are no commits yet (a
-    warning) or why git cannot read the repository: that, any other failure, an incomplete
+    warning; a stop for a release) or why git cannot read the repository: that, any other failure, an incomplete
     answer raises ``GitFailed`` with git's reason. No git installed: a warning, a stop for a
     release. Files docker sends from outside git's work tree (a ``--context`` or ``-f``
     elsewhere) are not compared: ``GitInfo.outside`` (the pipeline warns)."""
@@ -252,6 +252,9 @@ def git_info(runner: Runner, options: Optional[Options] = None,
         asked = runner.run(git_repository_command())
         if not asked.ok:
             _no_commits(runner, asked)
+            if release:
+                raise GitFailed(f"{NO_COMMITS}: {RELEASE_NEEDS_GIT}; commit first, or build an "
+                                "exported source tree (no .git) with --git-commit SHA")
             return GitInfo(reason=NO_COMMITS)
         toplevel, shallow, oid, sha = parse_git_repository(asked.stdout)
         sent = gitfacts.sent_files(toplevel, options.context, options.file)

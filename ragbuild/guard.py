@@ -93,6 +93,11 @@ class _SdkMatcher:
     def may_match_under(self, path: str) -> bool:
         return any(p.exclusion and p.cleaned_pattern.startswith(path) for p in self._matcher.patterns)
 
+    @property
+    def patterns(self) -> list[str]:
+        """The cleaned patterns, ``!`` before an exception (as e2b's matcher has them)."""
+        return [("!" if p.exclusion else "") + p.cleaned_pattern for p in self._matcher.patterns]
+
 
 def make_matcher(patterns: list[str]) -> Any:
     """Docker's ``.dockerignore`` semantics: ``matches(path)`` says whether a slash-separated
@@ -122,30 +127,112 @@ def ignore_file(context: str, dockerfile: str) -> Optional[str]:
     return None
 
 
+def read_ignore_file(data: bytes) -> list[str]:
+    """The lines of an ignore file as BuildKit reads them (moby/patternmatcher ignorefile.ReadAll,
+    https://github.com/moby/patternmatcher/blob/main/ignorefile/ignorefile.go): split at LF only
+    (a CR before it dropped, as Go's bufio.ScanLines does; a lone CR stays in the line), a UTF-8
+    BOM dropped from the first line, bytes that are not UTF-8 kept as they are (surrogate escapes,
+    as ``os.scandir`` names such files). The matcher drops comments and blank lines."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if lines:
+        lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")
+    return [os.fsdecode(line.removesuffix(b"\r")) for line in lines]
+
+
+#: What no pattern may hold: BuildKit sends the patterns in a gRPC (HTTP/2) header, whose values
+#: hold no control characters (golang.org/x/net/http/httpguts ValidHeaderFieldValue): a CR fails
+#: every engine ("PROTOCOL_ERROR"); a tab, engines from Docker 26 ("non-printable ASCII
+#: characters"), so it is refused on every engine too (tested: tests/e2e/test_context_differential.py).
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def refused_pattern(lines: list[str]) -> Optional[tuple[int, str]]:
+    """``(line number, line)`` of the first pattern docker's build fails on, or None: a line that
+    is not a comment and holds a control character once its ends are trimmed."""
+    for number, line in enumerate(lines, 1):
+        if not line.startswith("#") and CONTROL.search(line.strip(" \t\n\r\v\f")):
+            return number, line
+    return None
+
+
 class ContextRules:
     """The ignore file docker applies to a context and the matcher made from it: the one
     answer to "does ``docker build`` send this path?" (the walk below and git's untracked-file
-    check both ask it)."""
+    check both ask it).
 
-    def __init__(self, context: str, dockerfile: str = "Dockerfile"):
+    The sender's walk differs between docker's clients when the ignore file has exceptions
+    (``!`` patterns; both tested against the real clients: tests/e2e/test_context_differential.py).
+    buildx (``docker buildx build``, and ``docker build`` from Docker 23 on) matches with
+    moby/patternmatcher's ``MatchesUsingParentResults`` and walks into an excluded directory
+    where an exception could match below it: the default here. The docker CLI's own ``docker
+    build`` before Docker 23 (``DOCKER_BUILDKIT=1``) matches with its older matcher
+    (``excluded``) and walks into an excluded directory only when an exception's text starts with
+    the directory's path and a slash: ``prefix_exceptions=True``. Neither sends a superset of the
+    other (``node_modules`` + ``!**/keep*``: only buildx sends ``node_modules/a/keep.js``;
+    ``*/*/*`` + ``!logs/keep``: only the older CLI sends ``logs/keep/1.log``)."""
+
+    def __init__(self, context: str, dockerfile: str = "Dockerfile", prefix_exceptions: bool = False):
         self.context = context
+        self.prefix_exceptions = prefix_exceptions
         self.ignore_file = path = ignore_file(context, dockerfile)
         patterns = []
         if path:
             try:
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    patterns = handle.read().splitlines()  # the matcher drops comments, blanks
+                with open(path, "rb") as handle:
+                    patterns = read_ignore_file(handle.read())
             except OSError as err:
                 raise UsageError(f"{path}: cannot be read: {err.strerror}") from None
+        refused = refused_pattern(patterns)
+        if refused:
+            number, line = refused
+            raise UsageError(f"{path} line {number}: the pattern {line.strip()!r} holds a control "
+                             "character, which docker's build fails on (a carriage return without "
+                             "a line feed, old Mac line endings: \"PROTOCOL_ERROR\"; a tab, on "
+                             "Docker 26 engines: \"non-printable ASCII characters\"); end lines "
+                             "with LF or CRLF, and write no tab inside a pattern")
         try:
             self.matcher = make_matcher(patterns)
         except ValueError as err:
             raise UsageError(f"{path}: {err}") from None
 
+    def exceptions(self) -> list[str]:
+        """The cleaned ``!`` patterns, without their ``!``."""
+        return [p[1:] for p in self.matcher.patterns if p.startswith("!")]
+
+    @property
+    def clients_differ(self) -> bool:
+        """Whether the ignore file has an exception (``!`` pattern): only then may the two
+        walks (``prefix_exceptions``) send different files."""
+        return bool(self.exceptions())
+
+    def excluded(self, rel: str) -> bool:
+        """Whether the sender leaves out ``rel``. buildx: moby/patternmatcher's
+        ``MatchesUsingParentResults`` (the port's ``matches``). The older CLI: its older matcher,
+        where every pattern is tried on the path and on its leading directories (as many as the
+        pattern has), the last that matches deciding (moby 20.10 pkg/fileutils ``Matches``)."""
+        patterns = getattr(self.matcher, "_patterns", None)  # e2b's compiled patterns
+        if not self.prefix_exceptions or patterns is None:
+            return bool(self.matcher.matches(rel))
+        parents = rel.split("/")[:-1]
+        matched = False
+        for pattern in patterns:
+            match = pattern.match(rel)
+            if not match and parents and len(pattern.dirs) <= len(parents):
+                match = pattern.match("/".join(parents[:len(pattern.dirs)]))
+            if match:
+                matched = not pattern.exclusion
+        return matched
+
     def descends(self, rel_dir: str) -> bool:
         """Whether the walk enters directory ``rel_dir``: it is not excluded, or a ``!`` pattern
-        may bring back something below it (docker's rule)."""
-        return not self.matcher.matches(rel_dir) or self.matcher.may_match_under(rel_dir)
+        may bring back something below it (the sender's rule: ``prefix_exceptions``)."""
+        if not self.excluded(rel_dir):
+            return True
+        if self.prefix_exceptions:
+            return any((p + "/").startswith(rel_dir + "/") for p in self.exceptions())
+        return self.matcher.may_match_under(rel_dir)
 
     def sends(self, rel: str) -> bool:
         """Whether docker sends the file at slash-separated ``rel`` (relative to the context)."""
@@ -153,7 +240,7 @@ class ContextRules:
         for depth in range(1, len(parts)):
             if not self.descends("/".join(parts[:depth])):
                 return False
-        return not self.matcher.matches(rel)
+        return not self.excluded(rel)
 
 
 def walk_context(rules: ContextRules) -> Iterator[tuple[str, os.DirEntry]]:
@@ -173,13 +260,15 @@ def walk_context(rules: ContextRules) -> Iterator[tuple[str, os.DirEntry]]:
                 if rules.descends(rel):
                     stack.append((rel + "/", entry.path))
                 continue
-            if not rules.matcher.matches(rel):
+            if not rules.excluded(rel):
                 yield rel, entry
 
 
-def scan_context(context: str, dockerfile: str = "Dockerfile") -> ContextReport:
-    """Walk ``context`` as docker would send it (``walk_context``)."""
-    rules = ContextRules(context, dockerfile)
+def scan_context(context: str, dockerfile: str = "Dockerfile",
+                 rules: Optional[ContextRules] = None) -> ContextReport:
+    """Walk ``context`` as docker would send it (``walk_context``; ``rules``: made from
+    ``context`` and ``dockerfile`` when not given)."""
+    rules = rules or ContextRules(context, dockerfile)
     report = ContextReport(root=context, ignore_file=rules.ignore_file)
     for rel, entry in walk_context(rules):
         size = entry.stat(follow_symlinks=False).st_size

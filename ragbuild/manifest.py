@@ -1,16 +1,19 @@
-"""The read-back: after the push, what each tag names in the registry (``read_manifest``,
-``find_manifest``), asked over a ``registry.Session``; a ``Manifest`` says whether it names the
-image that was built (``verify.verify``)."""
+"""A registry's manifests over a ``registry.Session``: the read-back after a push, what each tag
+names (``read_manifest``, ``find_manifest``; a ``Manifest`` says whether it names the image that
+was built: ``verify.verify``), and for promote a manifest's exact bytes read and written under
+another tag (``get_raw``, ``put_raw``, the config blob), as the distribution API serves them
+(https://distribution.github.io/distribution/spec/api/)."""
 
 from __future__ import annotations
 
 import hashlib
 import http.client
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from typing import Optional
 
+from ragbuild import registry as registry_api
 from ragbuild.registry import Answer, Refused, Session, network_reason
 from ragbuild.run.runner import tail
 
@@ -142,3 +145,149 @@ def parse_manifest(body: bytes, headers: Message) -> Manifest:
         if name and name != "unknown/unknown":
             platforms.append(name)
     return Manifest(digest, media_type or OCI_INDEX, tuple(platforms))
+
+
+# --- promote: a manifest's bytes, read and written ------------------------------------------
+
+
+#: The image config's media types (Docker's and OCI's).
+CONFIG_TYPES = ("application/vnd.docker.container.image.v1+json",
+                "application/vnd.oci.image.config.v1+json")
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A manifest as the registry served it: the bytes, the media type, their sha256 digest,
+    and ``parsed`` (``parse_manifest``: index or not, config digest, platforms)."""
+
+    body: bytes
+    media_type: str
+    digest: str
+    parsed: Manifest = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What the promotion needs of an image's config blob: its labels and its environment
+    (``Config.Labels``, ``Config.Env`` as ``KEY=VALUE`` strings)."""
+
+    digest: str
+    labels: dict
+    env: dict
+
+    def value(self, key: str) -> Optional[str]:
+        """``key`` of the image's environment (``ENV`` in the Dockerfile), None when unset."""
+        return self.env.get(key)
+
+
+def _refused(refused: registry_api.Refused, what: str) -> ReadFailed:
+    where = "its token server" if refused.token_server else "the registry"
+    return ReadFailed(f"{where} refused docker's credentials for {what} (HTTP "
+                             f"{refused.status}; unauthorized)", refused.status)
+
+
+def _path(session: registry_api.Session, kind: str, reference: str) -> str:
+    return f"/v2/{session.registry.path}/{kind}/{reference}"
+
+
+def fetch(session: registry_api.Session, reference: str) -> Raw:
+    """The manifest ``reference`` (a tag, or ``sha256:...``) names, as bytes, accepting every
+    manifest and index type (``MANIFEST_TYPES``). ValueError when the body's sha256
+    differs from a digest ``reference`` or from the registry's ``Docker-Content-Digest``."""
+    try:
+        answer = session.get(_path(session, "manifests", reference), "pull",
+                             MANIFEST_TYPES)
+    except registry_api.Refused as refused:
+        raise _refused(refused, "pulling") from None
+    except (OSError, http.client.HTTPException) as err:
+        raise ReadFailed(registry_api.network_reason(err)) from None
+    if answer.status != 200:
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(),
+                                answer.status)
+    parsed = parse_manifest(answer.body, answer.headers)
+    if reference.startswith("sha256:") and parsed.digest != reference:
+        raise ValueError(f"asked for {reference}, the registry served bytes whose sha256 is "
+                         f"{parsed.digest}")
+    content_type = (answer.headers.get("Content-Type") or "").split(";")[0].strip()
+    media_type = content_type or parsed.media_type
+    return Raw(answer.body, media_type, parsed.digest, parsed)
+
+
+def put(session: registry_api.Session, tag: str, raw: Raw) -> str:
+    """``PUT`` ``raw``'s bytes under ``tag`` with its media type (a ``pull,push`` token).
+    Returns the digest the registry says it stored (``Docker-Content-Digest``, else the bytes'
+    sha256); ``ReadFailed`` with the registry's answer when it did not take it (an immutable
+    ECR tag: ``TAG_INVALID``/``ImageTagAlreadyExistsException``, HTTP 400)."""
+    try:
+        answer = session.get(_path(session, "manifests", tag), "pull,push", method="PUT",
+                             data=raw.body, headers={"Content-Type": raw.media_type})
+    except registry_api.Refused as refused:
+        raise _refused(refused, "pushing") from None
+    except (OSError, http.client.HTTPException) as err:
+        raise ReadFailed(registry_api.network_reason(err)) from None
+    if answer.status not in (200, 201):
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(),
+                                answer.status)
+    return answer.headers.get("Docker-Content-Digest") or raw.digest
+
+
+def blob(session: registry_api.Session, digest: str) -> bytes:
+    """The blob ``digest`` (a redirect to storage followed, as docker follows it); ValueError
+    when its sha256 is not ``digest``."""
+    try:
+        answer = session.get(_path(session, "blobs", digest), "pull")
+    except registry_api.Refused as refused:
+        raise _refused(refused, "pulling") from None
+    except (OSError, http.client.HTTPException) as err:
+        raise ReadFailed(registry_api.network_reason(err)) from None
+    if answer.status != 200:
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(),
+                                answer.status)
+    found = "sha256:" + hashlib.sha256(answer.body).hexdigest()
+    if found != digest:
+        raise ValueError(f"the blob {digest} came with bytes whose sha256 is {found}")
+    return answer.body
+
+
+def image_manifest(session: registry_api.Session, raw: Raw) -> Raw:
+    """``raw`` when it is an image manifest; for an index, its first image of a real platform
+    (attestations, ``unknown/unknown``, left out), fetched by digest."""
+    if not raw.parsed.is_index:
+        return raw
+    data = json.loads(raw.body)
+    for entry in data.get("manifests") or []:
+        spec = entry.get("platform") or {}
+        if spec.get("os") == "unknown" or not isinstance(entry.get("digest"), str):
+            continue
+        return fetch(session, entry["digest"])
+    raise ValueError(f"the index {raw.digest} names no image of a platform")
+
+
+def config(session: registry_api.Session, raw: Raw) -> ImageConfig:
+    """The config blob of the image ``raw`` is (of an index: its first platform's image):
+    labels and environment."""
+    image = image_manifest(session, raw)
+    digest = image.parsed.config
+    if not digest:
+        raise ValueError(f"the manifest {image.digest} names no config blob")
+    try:
+        data = json.loads(blob(session, digest))
+    except ValueError as bad:
+        raise ValueError(f"the config blob {digest} is not JSON: {bad}") from None
+    settings = (data.get("config") or {}) if isinstance(data, dict) else {}
+    labels = settings.get("Labels") or {}
+    env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
+    return ImageConfig(digest, dict(labels) if isinstance(labels, dict) else {}, env)
+
+
+def config_platform(session: registry_api.Session, image: Manifest) -> Optional[str]:
+    """The ``os/architecture[/variant]`` of an image manifest's config blob (``blob``); None
+    when it names none or it cannot be read (the SageMaker shape rule: sagemaker.check_shape)."""
+    if not image.config:
+        return None
+    try:
+        config = json.loads(blob(session, image.config))
+    except (ReadFailed, ValueError):
+        return None
+    parts = (config.get("os"), config.get("architecture"), config.get("variant"))
+    return "/".join(str(part) for part in parts if part) or None

@@ -54,6 +54,9 @@ class PushPlan:
     credentials: Optional[Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
     by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
+    #: ECR's tag mutability is unknown (describe denied): the refs are in the order to push
+    #: them, existing tags first, one ``docker push`` each (``push.existing_first``)
+    in_order: bool = False
     #: what each ref named in the registry before the build (``push_preflight.read_existing``): its
     #: manifest digest, "" when the tag did not exist, the ``manifest.ReadFailed`` when it could
     #: not be read; the restore advice after a push of another image quotes it
@@ -327,7 +330,7 @@ def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
     has the buildx plugin (``find_cli_plugin``), the build needs no other builder
     (``plan.buildx`` empty: no --builder, cache export or --platform list; the daemon's own
     builder, buildx's ``docker`` driver, stores the image in the daemon and pushes it with the
-    daemon's push, as ``docker push`` would), every ref is pushed (none left out as immutable),
+    daemon's push, as ``docker push`` would), every ref is pushed (none left out as immutable) and in no set order (``in_order``),
     nothing must pass between the build and the push (no --smoke-test, no --scan), no option
     after ``--`` is one buildx refuses (``passthrough.NOT_FOR_BUILDX``), and no --no-cache (a
     long build gains nothing worth noting, and a failed one may have to run again to tell a
@@ -335,7 +338,8 @@ def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
     if plan.multi_platform:
         return True
     opts = plan.options
-    return (buildx_plugin and not plan.buildx and not push.skipped and not opts.smoke_test
+    return (buildx_plugin and not plan.buildx and not push.skipped and not push.in_order
+            and not opts.smoke_test
             and not opts.scan and not opts.no_cache
             and not passthrough.not_for_buildx(plan.passthrough)
             and plan.docker is not None and plan.docker.own_builder() is not None)
@@ -404,6 +408,12 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     if no_attestations:
         # buildx would otherwise push an OCI index with provenance, which SageMaker refuses.
         argv += ["--provenance=false", "--sbom=false"]
+    if pushes and not plan.multi_platform and not opts.not_for_sagemaker:
+        # SageMaker pulls a Docker v2 schema 2 manifest only: the image exporter writes OCI media
+        # types when told to, or by a builder's default (an engine with the containerd image
+        # store may have it so), so the push says which (sagemaker.py, docs/smoke-test.md);
+        # buildx merges it into --push's export
+        argv += ["--output", "type=image,oci-mediatypes=false"]
     # a one-platform build that pushes writes what it pushed there (a multi-platform one is
     # read back from the registry: verify.verify)
     answer = metadata_file if pushes and not plan.multi_platform else None

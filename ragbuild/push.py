@@ -153,7 +153,8 @@ def retrying(runner: Runner, attempt: Callable[[], R], failed: Callable[[R], Opt
         delay = limits.push_backoff * 2 ** (tries - 1)
         runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
                    f"(attempt {tries + 1} of {limits.push_attempts})")
-        sleep(delay)
+        with runner.waiting(f"the next attempt of {what}", delay):
+            sleep(delay)
         tries += 1
         result = attempt()
     return result, None
@@ -371,8 +372,9 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
     host, path = registry.host, registry.path
     if kind is Failure.IMMUTABLE:
         tag = ref.rsplit(":", 1)[1]
-        fix = (f"`aws ecr put-image-tag-mutability --repository-name {path} --region "
-               f"{registry.region} ...`" if registry.is_ecr else "the registry's settings")
+        fix = (f"`aws ecr put-image-tag-mutability --repository-name {path} --registry-id "
+               f"{ecr.account_of(registry)} --region {registry.region} ...`"
+               if registry.is_ecr else "the registry's settings")
         return (f"{ref}: the tag {tag!r} already exists and the repository's tags are "
                 "immutable, so it cannot be overwritten; push only new tags "
                 "(--skip-existing-immutable leaves existing ones out, --no-latest drops "
@@ -392,9 +394,8 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
                 f"{path}; run `docker login {host}` and try again")
     if kind is Failure.NOT_FOUND:
         if registry.is_ecr:
-            return (f"{ref}: repository {path} does not exist in {host}; create it: "
-                    f"aws ecr create-repository --repository-name {path} --region "
-                    f"{registry.region}")
+            return (f"{ref}: repository {path} does not exist in account "
+                    f"{ecr.account_of(registry)} ({host}); {ecr.create_advice(registry)}")
         return f"{ref}: {host} has no repository {path} (or does not let you see it)"
     if kind is Failure.DAEMON:
         return f"{ref}: {daemon_unreachable(ctx.plan.docker)}"

@@ -44,9 +44,13 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
     creds = docker_config.credentials(registry.host)
     check_helper(runner, creds, environ)
     logged_in = None  # the ECR password docker login just stored: what docker now sends
+    unchecked = False  # ECR denied describe-repositories: mutability unknown
     if registry.is_ecr:
         logged_in = ecr.authenticate(runner, registry, creds, environ)
+        if logged_in is not None:
+            creds = after_login(creds)
         repository = ecr.check_repository(runner, registry, environ)
+        unchecked = not repository.checked
         skip_tags = ecr.immutable_conflicts(runner, plan, repository, environ)
         skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
         refs = tuple(ref for ref in plan.refs if ref not in skipped)
@@ -55,7 +59,44 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
                              environ)
     before = read_existing(runner, plan, session, refs)
     check_version_tags(runner, plan, before)
-    return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before)
+    if unchecked:
+        refs = existing_first(refs, before)
+        if plan.options.skip_existing_immutable:  # those ECR could refuse: the existing ones
+            skipped = tuple(ref for ref in refs if before.get(ref) != "")
+            refs = tuple(ref for ref in refs if ref not in skipped)
+            if skipped:
+                runner.log(f"--skip-existing-immutable: leaving out the tags {registry.path} "
+                           f"already has (its mutability is unknown): "
+                           f"{', '.join(ref.rsplit(':', 1)[1] for ref in skipped)}")
+            if not refs:
+                raise PushFailed(f"every planned tag already exists in {registry.path} and "
+                                 "--skip-existing-immutable leaves them out: nothing to push")
+    return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before,
+                    in_order=unchecked)
+
+
+def after_login(creds: Credentials) -> Credentials:
+    """Where docker keeps ``creds.host``'s credentials once ``docker login`` stored them: with
+    a helper (``credsStore``, ``credHelpers``) in that helper, unchanged; without one in the
+    ``auths`` entry of the host in the same config.json (docker cli ``configfile.
+    GetCredentialsStore``: the file store writes ``auths[<server address>]``). Messages after
+    the login then say what docker now uses, not what the config held before it."""
+    if creds.helper or creds.auth_key:
+        return creds
+    return Credentials(host=creds.host, origin="auths", auth_key=creds.host,
+                       config_path=creds.config_path)
+
+
+def existing_first(refs: Sequence[str], before: Mapping) -> tuple:
+    """``refs`` with those the registry already has (``before``: a digest, or unreadable)
+    first, each group in its order. Used when ECR's tag mutability is unknown (describe
+    denied): only an existing tag can be refused as immutable (ECR refuses overwriting a tag,
+    never a new one), and the first ref is pushed alone (``push``), so an immutable repository
+    stops the push before any tag moved or appeared."""
+    def new(ref: str) -> bool:
+        return before.get(ref) == ""
+
+    return tuple(sorted(refs, key=new))
 
 
 def read_existing(runner: Runner, plan: BuildPlan, session: registry.Session, refs: Sequence[str],

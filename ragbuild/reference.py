@@ -110,3 +110,22 @@ def check_image_name(name: str, source: str = "--image-name") -> str:
         raise UsageError(f"{source} is {len(name)} characters long; docker allows at most "
                          f"{NAME_MAX} in a repository name")
     return name
+
+
+def repository_of(ref: str) -> str:
+    """``host:5000/a/b:tag`` -> ``host:5000/a/b``: the tag follows the last ':' after the last '/'."""
+    name, colon, tag = ref.rpartition(":")
+    return name if colon and "/" not in tag else ref
+
+
+def check_image_ref(ref: str, source: str = "IMAGE") -> str:
+    """An image reference docker will take as one (never as an option)."""
+    if not ref:
+        raise UsageError(f"{source} is empty; give an image such as rag-worker:dev")
+    if ref.startswith("-"):
+        raise UsageError(f"{source} {ref!r} starts with '-': docker would read it as an option; "
+                         "give an image such as rag-worker:dev")
+    if not IMAGE_REF_RE.fullmatch(ref) or len(repository_of(ref.split("@")[0])) > NAME_MAX:
+        raise UsageError(f"{source} {ref!r} is not an image reference: "
+                         "[host[:port]/]lowercase/path[:tag][@sha256:digest], e.g. rag-worker:dev")
+    return ref

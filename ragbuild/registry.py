@@ -208,12 +208,14 @@ def usable_proxy(url: str, settings: ProxySettings) -> Optional[str]:
 
 def send(url: str, context: ssl.SSLContext, headers: Mapping[str, str],
          data: Optional[bytes] = None,
-         settings: ProxySettings = DIRECT) -> Answer:
-    """One HTTP request (GET, or POST with ``data``): the only place that does I/O, through
+         settings: ProxySettings = DIRECT, method: Optional[str] = None) -> Answer:
+    """One HTTP request (GET, or POST with ``data``; ``method``: another, e.g. PUT): the only
+    place that does I/O, through
     the daemon's proxy for the URL (``settings``, ``DaemonProxy``; default: direct). Raises
     OSError (URLError, SSLError, timeouts) or HTTPException when no answer came, or
     ``AnswerTooLarge`` (an HTTPException) for a body over ``MAX_ANSWER`` bytes."""
-    request = urllib.request.Request(url, data=data, headers={"User-Agent": "ragbuild"})
+    request = urllib.request.Request(url, data=data, headers={"User-Agent": "ragbuild"},
+                                     method=method)
     for key, value in headers.items():
         if key == "Authorization":  # not sent on to where a redirect points
             request.add_unredirected_header(key, value)
@@ -303,15 +305,21 @@ class Session:
         return f"repository:{self.registry.path}:{actions}"
 
     def request(self, url: str, headers: Mapping[str, str] = {},
-                data: Optional[bytes] = None) -> Answer:
-        return send(url, self.context(), headers, data, self.proxies)
+                data: Optional[bytes] = None, method: Optional[str] = None) -> Answer:
+        if method is None:  # as before: a fake ``send`` without ``method`` still fits
+            return send(url, self.context(), headers, data, self.proxies)
+        return send(url, self.context(), headers, data, self.proxies, method=method)
 
-    def get(self, path: str, actions: str, accept: Sequence[str] = ()) -> Answer:
+    def get(self, path: str, actions: str, accept: Sequence[str] = (), *,
+            method: Optional[str] = None, data: Optional[bytes] = None,
+            headers: Mapping[str, str] = {}) -> Answer:
         """``GET <base><path>`` authorized for ``actions`` on the repository: a 401 is answered
         once (its challenge, the token for the scope), then the request is made again; a
-        ``Refused`` when the credentials are refused. Raises what ``send`` raises."""
+        ``Refused`` when the credentials are refused. Raises what ``send`` raises.
+        ``method``, ``data``, ``headers``: another request the same way (``PUT`` of a
+        manifest: manifest.py)."""
         scope = self.scope(actions)
-        headers = {"Accept": ", ".join(accept)} if accept else {}
+        headers = {**({"Accept": ", ".join(accept)} if accept else {}), **headers}
         for attempt in (1, 2):
             with self._lock:
                 authorization = self._authorization.get(scope)
@@ -319,7 +327,7 @@ class Session:
                     authorization = self._authorize(self._challenge, scope)
             answer = self.request(self.base + path, {**headers, **(
                 {"Authorization": authorization.reveal()} if authorization and
-                authorization.reveal() else {})})
+                authorization.reveal() else {})}, data, method)
             if answer.status != 401 or attempt == 2:
                 return answer
             with self._lock:

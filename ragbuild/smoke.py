@@ -1,39 +1,28 @@
-"""The smoke test: start the built image the way production does, wait for it to be ready, and
-check it reports what was built.
-
-By default that is SageMaker's contract
-(https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html): the
-container is started as ``docker run IMAGE serve``, listens on port 8080, and is ready when
-``GET /ping`` answers 200. Then ``GET /health`` must report the build's version, environment
-and commit. Another start command can be configured (``--smoke-command``, ``smoke-command`` in
+"""The smoke test's parts: what ``/health`` must report (``Expectation``), the container's name,
+its cleanup and logs, and how a failed start reads. The smoke test itself (``--smoke-test``,
+``smoke``) is the SageMaker gate, sagemaker.py, which starts the image as SageMaker does
+(https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html) and uses
+these. Another start command can be configured (``--smoke-command``, ``smoke-command`` in
 setup.cfg ``[ragbuild]``); the timeout too (``--smoke-timeout``, limits.py).
 
-The container has a name of its own (``ragbuild-smoke-<random>``), so it always goes away again
+Each container has a name of its own (``ragbuild-smoke-<random>``), so it always goes away again
 (``docker rm -f NAME``), pass, fail or signal, even when ``docker run`` created it and then
-failed to start it. A failure after the start carries the container's last log lines. Docker
-picks the host port (``-p 127.0.0.1::8080``), so two runs never race for one.
+failed to start it. Docker picks the host port (``-p 127.0.0.1::8080``), so two runs never race
+for one.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
-import urllib.error
-import urllib.request
-from typing import Callable, Optional
-from collections.abc import Sequence
+from typing import Optional
 from dataclasses import dataclass
 
-from ragbuild.run import signals
-from ragbuild.errors import CommandFailed, SmokeTestFailed
+from ragbuild.errors import SmokeTestFailed
 from ragbuild.limits import Limits
-from ragbuild.run.console import SUCCESS
 from ragbuild.config import DEFAULT_SMOKE_COMMAND
-from ragbuild.plan import BuildPlan
 from ragbuild.run.command import Command, Kind
 from ragbuild.run.command import Result
-from ragbuild.run.runner import Runner
 
 #: ``(HTTP status or None while nothing answers, body)``
 Answer = tuple[Optional[int], bytes]
@@ -69,25 +58,23 @@ class Expectation:
                 for key, value in wanted.items() if value is not None and health.get(key) != value]
 
 
+#: Lines docker adds after the reason: ``docker run``'s "See 'docker run --help'.", ``docker
+#: start``'s "Error: failed to start containers: NAME".
+DOCKER_TRAILERS = ("See 'docker ", "Error: failed to start containers")
+
+
+def docker_reason(result: Result) -> str:
+    """The one line of a failed docker command's output that says why (the daemon's, on
+    stderr), or its exit status when it said nothing."""
+    text = result.stderr if result.stderr.strip() else result.stdout  # run -d: stdout is the id
+    said = [line.strip() for line in text.splitlines() if line.strip()]
+    why = [line for line in said if not line.startswith(DOCKER_TRAILERS)]
+    return (why or said or [f"exit {result.returncode}"])[-1]
+
+
 def container_name() -> str:
     """A name no other run uses, so the cleanup never depends on ``docker run``'s output."""
     return f"ragbuild-smoke-{secrets.token_hex(6)}"
-
-
-def run_command(image: str, name: str,
-                command: Sequence[str] = (DEFAULT_SMOKE_COMMAND,)) -> Command:
-    return Command(("docker", "run", "-d", "--name", name, "-p", f"127.0.0.1::{CONTAINER_PORT}",
-                    "--label", SMOKE_LABEL, image, *command), check=False, assume=name)
-
-
-def port_command(container: str) -> Command:
-    return Command(("docker", "port", container, f"{CONTAINER_PORT}/tcp"), kind=Kind.PROBE,
-                   assume=f"127.0.0.1:{CONTAINER_PORT}")
-
-
-def state_command(container: str) -> Command:
-    return Command(("docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}",
-                    container), check=False, kind=Kind.PROBE, assume="true 0")
 
 
 def logs_command(container: str) -> Command:
@@ -108,41 +95,10 @@ def parse_port(output: str) -> int:
     raise SmokeTestFailed(f"docker port printed no host port: {output.strip()!r}")
 
 
-#: The smoke test's requests go straight to the container's published port: never through a
-#: proxy (``urlopen`` would send them through the shell's ``http_proxy``, as Python's
-#: ``no_proxy`` bypass does not cover 127.0.0.1 unless it is listed).
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_get(port: int, path: str, timeout: float = 2.0) -> Answer:
-    """``(status, body)`` of ``GET http://127.0.0.1:PORT/PATH``, never through a proxy
-    (``DIRECT``); ``(None, b"")`` while nothing answers (no connection, a reset, a timeout)."""
-    try:
-        with DIRECT.open(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:  # an answer, with an error status
-        return err.code, b""
-    except (urllib.error.URLError, ConnectionError, OSError, ValueError):
-        return None, b""
-
-
-#: Lines docker adds after the reason: ``docker run``'s "See 'docker run --help'.", ``docker
-#: start``'s "Error: failed to start containers: NAME".
-DOCKER_TRAILERS = ("See 'docker ", "Error: failed to start containers")
-
-
-def docker_reason(result: Result) -> str:
-    """The one line of a failed docker command's output that says why (the daemon's, on
-    stderr), or its exit status when it said nothing."""
-    text = result.stderr if result.stderr.strip() else result.stdout  # run -d: stdout is the id
-    said = [line.strip() for line in text.splitlines() if line.strip()]
-    why = [line for line in said if not line.startswith(DOCKER_TRAILERS)]
-    return (why or said or [f"exit {result.returncode}"])[-1]
-
-
 def start_failure(expect: Expectation, result: Result) -> str:
     """One line: how ``docker run IMAGE <command>`` failed, with the fix SageMaker needs when
     the command is not an executable on the image's PATH."""
+
     reason = docker_reason(result)
     started = " ".join(("docker run IMAGE", *expect.command))
     hint = ""
@@ -154,60 +110,6 @@ def start_failure(expect: Expectation, result: Result) -> str:
                 "platform starts the image that way")
     return (f"smoke test of {expect.image}: `{started}` failed to start (exit "
             f"{result.returncode}): {reason}{hint}")
-
-
-def check(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None) -> dict:
-    """Smoke-test the image a build just made, as ``plan`` says (start command, timeout): the
-    image of ``image_id`` (the build's ``--iidfile``), so a tag another build moved meanwhile
-    starts nothing else."""
-    expect = Expectation(image=image_id or plan.primary, version=plan.version, environment=plan.env,
-                         git_commit=plan.git.commit, command=plan.smoke_command)
-    return run(runner, expect, timeout=plan.limits.smoke_timeout)
-
-
-def run(runner: Runner, expect: Expectation, *, timeout: float = DEFAULT_TIMEOUT,
-        name: Optional[str] = None, fetch: Optional[Callable[[int, str], Answer]] = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep) -> dict:
-    """Start, wait for ``/ping``, check ``/health``, remove. A dry run prints the commands and
-    takes /health to answer what is expected. ``fetch(port, path)`` returns ``(status, body)``
-    (``http_get``)."""
-    fetch = fetch or http_get
-    name = name or container_name()
-    started = None
-    try:
-        started = runner.run(run_command(expect.image, name, expect.command))
-        if not started.ok:
-            raise SmokeTestFailed(start_failure(expect, started))
-        port = parse_port(runner.run(port_command(name)).stdout)
-
-        def probe() -> dict:
-            _wait_ready(runner, name, port, timeout, fetch, clock, sleep)
-            return _health(expect, fetch(port, HEALTH_PATH))
-
-        health = runner.check(f"wait up to {timeout:g}s for GET {READY_PATH} to answer 200, then "
-                              f"check what {HEALTH_PATH} reports", probe, assume=expect.answer())
-        problems = expect.mismatches(health)
-        if problems:
-            raise SmokeTestFailed(f"{expect.image}: /health answered but {'; '.join(problems)}")
-        runner.report(f"smoke test passed: {expect.image} started as `docker run IMAGE "
-                      f"{' '.join(expect.command)}` answered {READY_PATH} and {HEALTH_PATH} with "
-                      f"{json.dumps(health, sort_keys=True)}", SUCCESS)
-        return health
-    except SmokeTestFailed as failure:
-        if started is None or not started.ok:  # never ran: docker's own reason is the message
-            raise
-        logs = runner.run(logs_command(name))
-        text = (logs.stdout + logs.stderr).strip()
-        raise SmokeTestFailed(f"{failure}\n--- last {LOG_LINES} log lines of the container ---\n"
-                              f"{text or '(no output)'}") from None
-    except CommandFailed as failure:
-        raise SmokeTestFailed(f"smoke test of {expect.image} could not run: {failure}") from None
-    finally:
-        # also after a failed start (docker run leaves a Created container) and on a signal; a
-        # second signal meanwhile (CI's repeated SIGTERM, a second Ctrl-C) waits until it is done
-        with signals.deferred():
-            runner.run(remove_command(name))
 
 
 def _health(expect: Expectation, answer: Answer) -> dict:
@@ -224,26 +126,3 @@ def _health(expect: Expectation, answer: Answer) -> dict:
         raise SmokeTestFailed(f"{expect.image}: {HEALTH_PATH} answered "
                               f"{json.dumps(health)[:200]}, not a JSON object")
     return health
-
-
-def _wait_ready(runner: Runner, container: str, port: int, timeout: float,
-                fetch: Callable[[int, str], Answer], clock: Callable[[], float],
-                sleep: Callable[[float], None]) -> None:
-    """Poll ``/ping`` until it answers 200; every fifth miss, check the container still runs."""
-    deadline = clock() + timeout
-    attempt = 0
-    while True:
-        status, _ = fetch(port, READY_PATH)
-        if status == 200:
-            return
-        attempt += 1
-        if attempt % 5 == 0:
-            state = runner.run(state_command(container)).stdout.split()
-            if state[:1] != ["true"]:
-                code = f" (exit {state[1]})" if len(state) > 1 else ""
-                raise SmokeTestFailed(f"{container} exited{code} before {READY_PATH} answered")
-        if clock() >= deadline:
-            said = f" (last answer: {status})" if status is not None else ""
-            raise SmokeTestFailed(f"{READY_PATH} did not answer 200 within {timeout:g}s{said} "
-                                  "(--smoke-timeout, or smoke-timeout in setup.cfg [ragbuild])")
-        sleep(0.5)

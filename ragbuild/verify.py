@@ -12,8 +12,9 @@ from ragbuild.run.console import SUCCESS
 from ragbuild.plan import DRY_DIGEST
 from ragbuild.run.runner import Runner
 
-if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
+if TYPE_CHECKING:  # registry (urllib, ssl) and proxy are imported by a push only
     from ragbuild import manifest
+    from ragbuild import registry as registry_api
 from ragbuild.push import Context, normalize_platform, read_back, restore_advice, session_of
 
 
@@ -27,6 +28,12 @@ def _judge(ctx: Context, ref: str, manifest: manifest.Manifest,
                              "image manifest: SageMaker refuses image indexes; build without "
                              "attestations "
                              "(--provenance=false --sbom=false) for a single platform")
+        if not plan.options.not_for_sagemaker:
+            from ragbuild import sagemaker
+
+            problem = sagemaker.shape_problem(ref, manifest)
+            if problem:
+                raise ValueError(problem)
         if manifest.digest != pushed.get(ref):
             raise ValueError(f"{ref} resolves to {manifest.digest} on the registry, but the push "
                              f"reported {pushed.get(ref)}")
@@ -44,6 +51,24 @@ def _judge(ctx: Context, ref: str, manifest: manifest.Manifest,
         raise ValueError(f"{ref}: the index lacks {', '.join(missing)} (it has "
                          f"{', '.join(manifest.platforms) or 'no platform'})")
     return manifest.digest
+
+
+def _check_platform(runner: Runner, ctx: Context, session: "registry_api.Session", ref: str) -> list:
+    """The planned platform (``--platform``) is the pushed image's: its config's os/architecture
+    (``sagemaker.check_shape``), asked once, the refs all naming one manifest."""
+    from ragbuild import manifest as manifest_api, registry as registry_api, sagemaker
+
+    planned = ctx.plan.platforms[0]
+
+    def ask() -> Optional[str]:
+        try:
+            return sagemaker.check_shape(session, ref, planned, normalize_platform)
+        except (manifest_api.ReadFailed, ValueError) as failed:
+            return f"{ref}: its platform cannot be read back: {failed}"
+
+    problem = runner.check(f"read {ref}'s image config and expect the platform {planned}", ask,
+                           None)
+    return [problem] if problem else []
 
 
 def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> str:
@@ -94,6 +119,8 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
             problems.append(str(problem))
     if plan.multi_platform:
         digests.update(found)
+    elif plan.platforms and found and not plan.options.not_for_sagemaker and not problems:
+        problems += _check_platform(runner, ctx, session, next(iter(found)))
     distinct = sorted(set(found.values()))
     if len(distinct) > 1:
         problems.append(f"the tags of this build {differ}: "
@@ -106,7 +133,8 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     for ref in found:
         runner.report(f"  {ref}")
     if ctx.push.skipped:
-        runner.report(f"left out (the repository keeps them immutable): "
-                      f"{', '.join(ctx.push.skipped)}")
+        why = ("they exist, and the repository's mutability is unknown" if ctx.push.in_order
+               else "the repository keeps them immutable")
+        runner.report(f"left out ({why}): {', '.join(ctx.push.skipped)}")
     runner.emit(pinned)  # stdout: the one line a script wants
     return pinned

@@ -30,16 +30,19 @@ DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port o
 
 EPILOG = """\
 other commands (each has --help; all but completion, which runs nothing, have --dry-run):
-  %(prog)s smoke IMAGE [--expect-env dev ...]   start IMAGE, check /health, remove the container
+  %(prog)s smoke IMAGE [--expect-env dev ...]   hold IMAGE to SageMaker's serving contract, check /health
   %(prog)s run [IMAGE] [--port 8080]            run IMAGE (default rag-worker:dev) in the background
   %(prog)s logs [-f]                            logs of that container
   %(prog)s doctor [--registry URI ...]          check what a build (and push) needs, one line each
   %(prog)s shell [IMAGE]                        a shell in IMAGE (default rag-worker:dev), removed on exit
   %(prog)s clean                                remove only the tags ragbuild builds made
+  %(prog)s push IMAGE --registry URI --env ENV  push a tested local image (ID or ref), no build
+  %(prog)s promote SOURCE --env ENV [--version X]  give a pushed image (R:tag, R@sha256:...) an
+                                                env's tags by its manifest, no build, no upload
   %(prog)s completion bash|zsh                  tab completion: source <(%(prog)s completion bash)
 
 environment variables (what each one does: docs/configuration.md):
-  ECR_REGISTRY_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
+  ECR_REGISTRY_URI, ECR_URI, DOCKER, AWS_CLI, DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, BUILDX_BUILDER,
   BUILD_NUMBER, GITHUB_RUN_NUMBER, CI_PIPELINE_IID, SOURCE_DATE_EPOCH, TZ, AWS_PROFILE,
   AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR, GITHUB_OUTPUT
 
@@ -221,6 +224,9 @@ def build_parser() -> ArgumentParser:
         "output", "what the run prints and records (docs/dry-run.md, docs/metadata.md)")
     output.add_argument("--dry-run", action="store_true",
                         help="print the commands a real run would execute; run nothing")
+    output.add_argument("-q", "--quiet", action="store_true",
+                        help="print only errors and the result lines (the pinned "
+                             "<repository>@sha256:... of a push), as docker's -q")
     output.add_argument("--metadata-file", metavar="PATH",
                         help="write JSON with the refs, image id, pushed digests, build args, "
                              "labels, timestamp and each step's wall time, also when a step fails "
@@ -236,6 +242,11 @@ def build_parser() -> ArgumentParser:
                           help="target platform(s), e.g. linux/amd64; more than one needs buildx, "
                                "--push and an engine with the containerd image store: an image "
                                "index, not for SageMaker")
+    builders.add_argument("--not-for-sagemaker", action="store_true",
+                          help="the image is not for SageMaker: a single-platform push may be an "
+                               "OCI manifest (by default each pushed tag must be one Docker v2 "
+                               "schema 2 manifest of the planned platform, the one shape "
+                               "SageMaker takes; docs/smoke-test.md)")
     builders.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
                           help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
                                "or an image (repeatable)")
@@ -326,6 +337,8 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
                    docker_options=tuple(docker_options),
                    host_ca=ns.host_ca, no_host_ca=ns.no_host_ca, host_index=ns.host_index,
                    smoke_command=ns.smoke_command, smoke_timeout=ns.smoke_timeout,
+                   quiet=getattr(ns, "quiet", False),
+                   not_for_sagemaker=getattr(ns, "not_for_sagemaker", False),
                    push_attempts=ns.push_attempts, push_backoff=ns.push_backoff)
 
 
@@ -336,10 +349,15 @@ def cmd_build(argv: list[str]) -> int:
     from ragbuild.run.dry import make_runner
 
     config = load_config()
-    runner = make_runner(options.dry_run)
+    runner = make_runner(options.dry_run, quiet=options.quiet)
     state = steps.run(runner, steps.gather(runner, options, config))
     if not options.push:
-        runner.report(push_hint(state.plan, argv))
+        if options.smoke_test and state.image_id and state.health is not None:
+            from ragbuild.promote import tested_push_hint
+
+            runner.report(tested_push_hint(state.plan, state.image_id, rerun_words()))
+        else:
+            runner.report(push_hint(state.plan, argv))
     return EXIT_OK
 
 

@@ -8,7 +8,8 @@ from typing import Optional
 from collections.abc import Sequence
 
 from ragbuild.commands.build import ArgumentParser, sub_parser
-from ragbuild.commands.local import LOCAL_CONTAINER, repository_of
+from ragbuild.commands.local import LOCAL_CONTAINER
+from ragbuild.reference import repository_of
 from ragbuild.errors import EXIT_OK, CommandFailed
 from ragbuild.plan import REPOSITORY_LABEL
 from ragbuild.reference import familiar
@@ -35,13 +36,6 @@ def inspect_images_command(ids: Sequence[str]) -> Command:
                                        "Config": {"Labels": {REPOSITORY_LABEL: DRY_REFS}}}]))
 
 
-def container_image_command(name: str) -> Command:
-    return Command(("docker", "container", "inspect", "--format", "{{.Image}}", name),
-                   check=False, kind=Kind.PROBE,
-                   dry_note=f"a real run removes container {name} only if it runs an image "
-                            "whose every tag is removed")
-
-
 def ragbuild_refs(image: dict) -> list:
     """The tags of ``image`` on the repository its label names: what ragbuild's build put there.
     A fork built FROM a ragbuild image inherits the label but not those tags; a tag the user
@@ -54,28 +48,62 @@ def ragbuild_refs(image: dict) -> list:
     return [ref for ref in image.get("RepoTags") or [] if familiar(repository_of(ref)) == want]
 
 
-def clean(runner: Runner, *, name: str = LOCAL_CONTAINER) -> list:
-    """Remove the tags ragbuild's builds put on images (label org.ragbuild.repository), and only
-    those: docker deletes an image once its last tag is gone, so an image that also carries a
-    tag of its own (a fork, a user's ``docker tag``) survives under that tag. The local container
-    is removed only when it runs an image this removes; returns the refs removed."""
+def clean(runner: Runner, *, name: str = LOCAL_CONTAINER,
+          repositories: Optional[Sequence[str]] = None) -> list:
+    """Remove the tags ragbuild's builds of this project put on images (label
+    org.ragbuild.repository naming one of ``repositories``: ``cleanup.project_repositories``;
+    None: every labelled image, ``clean --all``), and only those: docker deletes an image once
+    its last tag is gone, so an image that also carries a tag of its own (a fork, a user's
+    ``docker tag``) survives under that tag. An image a container uses (running or stopped)
+    keeps every tag, and is named with its containers; the local run container is removed only
+    when it runs an image this deletes. Returns the refs removed."""
+    from ragbuild import cleanup
+
     listed = runner.run(list_images_command())
     ids = list(dict.fromkeys(listed.stdout.split()))
     images = _inspect(runner, ids) if ids else []
+
+    def label(image: dict) -> Optional[str]:
+        return ((image.get("Config") or {}).get("Labels") or {}).get(REPOSITORY_LABEL)
+
+    ours = [image for image in images
+            if label(image) == DRY_REFS or cleanup.in_scope(label(image), repositories)]
+    others = sorted({familiar(label(image) or "") for image in images
+                     if image not in ours and image.get("RepoTags")})
+    if others:
+        assert repositories is not None
+        runner.log(f"kept the images of other repositories ({', '.join(others)}): not this "
+                   f"project's ({', '.join(repositories)}); clean --all removes every ragbuild "
+                   "build's tags")
+    images = ours
     removing = {image.get("Id"): ragbuild_refs(image) for image in images}
-    refs = [ref for image_refs in removing.values() for ref in image_refs]
+    tags = {image.get("Id"): image.get("RepoTags") or [] for image in images}
     untagged = sum(1 for image in images if not image.get("RepoTags"))
+    found = cleanup.containers(runner) if any(removing.values()) else []
+    local = next((c for c in found if c.name == name), None)
+    using = cleanup.users(found, skip=name)
+    if local is not None and local.image in removing \
+            and len(removing[local.image]) < len(tags[local.image]):
+        using.setdefault(local.image, []).append(local)  # its image survives: it is a user
+    in_use = set()
+    for image_id, image_refs in list(removing.items()):
+        if image_refs and image_id in using:
+            in_use.add(image_id)
+            runner.log(f"kept {', '.join(image_refs)}: image {str(image_id)[:19]} is used by "
+                       f"{cleanup.describe_users(using[image_id])} (docker would untag it "
+                       "while another tag is left; remove the container, then clean again)")
+            removing[image_id] = []
+    refs = [ref for image_refs in removing.values() for ref in image_refs]
     if not refs:
-        kept = len(images) - untagged
+        kept = len(images) - untagged - len(in_use)
         why = f"; {kept} labelled image(s) carry only tags of their own (kept)" if kept else ""
         runner.log(f"nothing to clean: no image has a tag a ragbuild build made (the repository "
                    f"in its {REPOSITORY_LABEL} label){why}")
         _hint_untagged(runner, untagged)
         return []
-    deleted = {image.get("Id") for image in images
-               if image.get("RepoTags") and len(removing[image.get("Id")]) == len(image["RepoTags"])}
-    running = runner.run(container_image_command(name))
-    local_image = running.stdout.strip() if running.ok else ""
+    deleted = {image_id for image_id, image_refs in removing.items()
+               if image_refs and len(image_refs) == len(tags[image_id])}
+    local_image = local.image if local is not None else ""
     # the local container goes only once every other tag went: a refusal keeps it running
     last = removing[local_image] if local_image in deleted else []
     first = [ref for ref in refs if ref not in last]
@@ -83,8 +111,10 @@ def clean(runner: Runner, *, name: str = LOCAL_CONTAINER) -> list:
     if last:
         runner.run(Command(("docker", "rm", "-f", name), check=False))  # gone already: fine
         gone += _remove_tags(runner, last)
-    kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted)
+    kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted
+               and image.get("Id") not in in_use)
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
+    also += f"; {len(in_use)} kept in use by containers" if in_use else ""
     already = f" ({len(gone)} were gone already)" if gone else ""
     runner.report(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
                   f"{len(deleted)} image(s) deleted{also}")
@@ -134,15 +164,40 @@ def _hint_untagged(runner: Runner, count: int) -> None:
 
 
 def clean_parser() -> ArgumentParser:
-    return sub_parser("clean", "Remove the tags ragbuild's builds put on images (the repository "
-                               "in their org.ragbuild.repository label), and no other tag: an "
-                               "image built FROM one, or one you tagged yourself, keeps its own "
-                               "tags. Untagged leftovers: " + PRUNE_HINT)
+    parser = sub_parser("clean", "Remove the tags this project's ragbuild builds put on images "
+                                 "(the image name and registry a build here uses, matched "
+                                 "against their org.ragbuild.repository label), and no other "
+                                 "tag: an image built FROM one, or one you tagged yourself, "
+                                 "keeps its own tags; an image a container uses keeps all of "
+                                 "them. Untagged leftovers: " + PRUNE_HINT)
+    parser.add_argument("--image-name", default=None,
+                        help="the local image name a build here uses (default: image-name in "
+                             "setup.cfg, else rag-worker)")
+    parser.add_argument("--registry", default=None,
+                        help="the registry URI a build here pushes to (default: "
+                             "$ECR_REGISTRY_URI)")
+    parser.add_argument("--all", action="store_true",
+                        help="every image a ragbuild build labelled, of any project")
+    return parser
 
 
 def cmd_clean(argv: list[str]) -> int:
+    import os
+
+    from ragbuild import cleanup
+    from ragbuild.config import load_config
+    from ragbuild.reference import check_image_name, parse_registry
     from ragbuild.run.dry import make_runner
 
     ns = clean_parser().parse_args(argv)
-    clean(make_runner(ns.dry_run))
+    repositories = None
+    if not ns.all:
+        name = (check_image_name(ns.image_name) if ns.image_name is not None
+                else load_config().image_name)
+        registry, source = ns.registry, "--registry"
+        if registry is None and os.environ.get("ECR_REGISTRY_URI"):
+            registry, source = os.environ["ECR_REGISTRY_URI"], "ECR_REGISTRY_URI"
+        uri = parse_registry(registry, source).uri if registry is not None else None
+        repositories = cleanup.project_repositories(name, uri)
+    clean(make_runner(ns.dry_run), repositories=repositories)
     return EXIT_OK

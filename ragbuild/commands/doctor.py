@@ -285,6 +285,10 @@ def check_registry(doc: Doctor) -> list:
         except RagbuildError as err:
             return found + [Finding(PROBLEM, "ECR credentials", _one_line(err))]
         how = creds.describe() if logged_in is None else "aws ecr get-login-password | docker login"
+        if logged_in is not None:  # what docker now holds: the login, not the config before it
+            creds = push_preflight.after_login(creds)
+            found[0] = Finding(OK, "registry credentials", f"{creds.describe()} (the ECR login "
+                                                           "just stored them)")
         found.append(Finding(OK, "ECR credentials", f"valid for region {registry.region} (from "
                                                     f"the host {registry.host}); {how}"))
     if not doc.daemon:
@@ -314,7 +318,10 @@ def check_registry(doc: Doctor) -> list:
         except RagbuildError as err:
             return found + [Finding(PROBLEM, "ECR repository", _one_line(err))]
         found.append(Finding(OK, "ECR repository", f"{registry.path} exists, "
-                                                   f"{repository.describe()}"))
+                                                   f"{repository.describe()}"
+                             if repository.checked else
+                             f"{registry.path}: cannot check (describe-repositories denied); "
+                             "the push decides"))
     return found
 
 

@@ -12,7 +12,7 @@ from ragbuild.errors import EXIT_OK
 from ragbuild.smoke import docker_reason
 from ragbuild.errors import CommandFailed, UsageError
 from ragbuild.run.command import Command, Kind, Mode
-from ragbuild.reference import IMAGE_REF_RE, NAME_MAX
+from ragbuild.reference import check_image_ref, repository_of
 from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner
 
@@ -20,25 +20,6 @@ if TYPE_CHECKING:
     from ragbuild.run.runner import Runner
 
 LOCAL_CONTAINER = "rag-worker-local"
-
-
-def repository_of(ref: str) -> str:
-    """``host:5000/a/b:tag`` -> ``host:5000/a/b``: the tag follows the last ':' after the last '/'."""
-    name, colon, tag = ref.rpartition(":")
-    return name if colon and "/" not in tag else ref
-
-
-def check_image_ref(ref: str, source: str = "IMAGE") -> str:
-    """An image reference docker will take as one (never as an option)."""
-    if not ref:
-        raise UsageError(f"{source} is empty; give an image such as rag-worker:dev")
-    if ref.startswith("-"):
-        raise UsageError(f"{source} {ref!r} starts with '-': docker would read it as an option; "
-                         "give an image such as rag-worker:dev")
-    if not IMAGE_REF_RE.fullmatch(ref) or len(repository_of(ref.split("@")[0])) > NAME_MAX:
-        raise UsageError(f"{source} {ref!r} is not an image reference: "
-                         "[host[:port]/]lowercase/path[:tag][@sha256:digest], e.g. rag-worker:dev")
-    return ref
 
 
 def inspect_local_command(name: str, port: int) -> Command:
@@ -104,6 +85,9 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
         if not started.ok:
             raise CommandFailed(_start_failure(started, port, name, exists, image),
                                 returncode=started.returncode)
+        died = _died_at_once(runner, temporary, image, name, exists)
+        if died:  # before the old one goes: the rollback below keeps it
+            raise CommandFailed(died)
         if exists:
             runner.run(Command(("docker", "rm", "-f", name), check=False))
         replaced = True  # the new one runs and the old one is gone: no way back, only forward
@@ -124,6 +108,36 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
         raise
     runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
                   "logs: make logs; stop: docker rm -f " + name)
+
+
+#: Seconds ``run`` waits after ``docker start`` before it asks whether the container still runs:
+#: docker start returns once the process is started; one that cannot exec its command (a CRLF
+#: ``#!`` line) or exits at once has stopped by then.
+SETTLE = 0.5
+
+
+def _died_at_once(runner: Runner, container: str, image: str, name: str, exists: bool) -> str:
+    """"" while ``container`` runs ``SETTLE`` seconds after its start; else the failure, from
+    what it said (``diagnose.why_stopped``: exit code, the usual cause, its last log lines),
+    read before the rollback removes it."""
+    import time
+
+    from ragbuild import diagnose
+
+    def probe() -> str:
+        time.sleep(SETTLE)
+        state = diagnose.parse_state(runner.run(diagnose.state_command(container)).stdout)
+        if state.running or not state.status:
+            return ""
+        state, hint, text = diagnose.why_stopped(runner, container)
+        kept = (f"nothing changed: {name} is as it was" if exists
+                else "nothing changed: no container was left")
+        said = f"; {hint}" if hint else ""
+        return (f"{image} stopped at once ({state.describe()}){said}; {kept}\n--- last "
+                f"{diagnose.LOG_LINES} log lines of the container ---\n{text or '(no output)'}")
+
+    return runner.check(f"wait {SETTLE:g}s, then ask whether {container} still runs (docker "
+                        "inspect; stopped: its state and last log lines say why)", probe, "")
 
 
 #: What ``shell`` runs in the image: bash when the image has it, else /bin/sh (slim and alpine
@@ -158,10 +172,24 @@ def _start_failure(result: Result, port: int, name: str, exists: bool, image: st
 
 
 def logs(runner: Runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
+    """``docker logs --tail LINES [--follow] NAME``. Following ends the way ``tail -f`` and
+    ``docker logs -f`` are ended, by Ctrl-C: that SIGINT (ours, or docker's own exit on it:
+    130) is the normal end, exit 0 with nothing said; SIGTERM and SIGHUP still exit 128 + N."""
+    import signal
+
+    from ragbuild.errors import Interrupted, signal_of
+
     argv = ["docker", "logs", "--tail", str(lines)]
     if follow:
         argv.append("--follow")
-    runner.run(Command(tuple(argv + [name]), mode=Mode.STREAM))
+    try:
+        runner.run(Command(tuple(argv + [name]), mode=Mode.STREAM))
+    except (Interrupted, KeyboardInterrupt) as stop:
+        if not (follow and signal_of(stop) == signal.SIGINT):
+            raise
+    except CommandFailed as failed:
+        if not (follow and failed.returncode in (128 + signal.SIGINT, -signal.SIGINT)):
+            raise
 
 
 # --- clean -------------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ class Command:
     #: the file ``docker build --iidfile`` writes the built image's ID to: made way for and read
     #: as ``answer_file`` is; its text is the result's ``image_id`` (a dry run: DRY_IMAGE_ID)
     iid_file: Optional[str] = None
+    #: a poll, run again and again while a step waits: a real run logs no ``+`` line for it (the
+    #: wait line says what is waited for: waiting.py); a dry run prints it as any command
+    poll: bool = False
 
     @property
     def name(self) -> str:

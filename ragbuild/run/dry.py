@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import IO, Callable, Optional
+from typing import IO, Callable, ContextManager, Optional
 from collections.abc import Sequence
 
 from ragbuild.errors import (RagbuildError)
@@ -19,8 +19,9 @@ class DryRunner(Runner):
     """``--dry-run``: prints each command a real run would start (stdout) instead of starting it,
     runs only ``Kind.QUERY`` commands, and warns (once each) where a real run would stop."""
 
-    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None):
-        super().__init__(out=out, log=log)
+    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None,
+                 quiet: bool = False):
+        super().__init__(out=out, log=log, quiet=quiet)
         self._warned: set[str] = set()
 
     def _once(self, key: str, message: str) -> None:
@@ -48,6 +49,11 @@ class DryRunner(Runner):
     def check(self, what: str, probe: Callable[[], T], assume: T) -> T:
         self._once(what, f"dry run: a real run would {what}")
         return assume
+
+    def waiting(self, what: str, limit: Optional[float] = None) -> ContextManager[object]:
+        from ragbuild.run import waiting
+
+        return waiting.NoLine()  # a dry run waits for nothing
 
     def check_all(self, checks: Sequence[tuple[str, Callable[[], T], T]]) -> list[T]:
         """One after the other, as ``check``: each said, in order, none asked."""
@@ -93,6 +99,7 @@ class DryRunner(Runner):
             self.stop_or_warn(error)
 
 
-def make_runner(dry_run: bool, *, log: Optional[IO[str]] = None) -> Runner:
-    """The runner for ``--dry-run`` or a real run; ``log``: where its messages go (stderr)."""
-    return DryRunner(log=log) if dry_run else Runner(log=log)
+def make_runner(dry_run: bool, *, log: Optional[IO[str]] = None, quiet: bool = False) -> Runner:
+    """The runner for ``--dry-run`` or a real run; ``log``: where its messages go (stderr);
+    ``quiet``: ``-q/--quiet`` (only errors on the log)."""
+    return DryRunner(log=log, quiet=quiet) if dry_run else Runner(log=log, quiet=quiet)

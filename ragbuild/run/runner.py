@@ -25,7 +25,7 @@ import sys
 import time
 import types
 from dataclasses import replace
-from typing import IO, Callable, Optional, TypeVar, cast
+from typing import IO, Callable, ContextManager, Optional, TypeVar, cast
 from collections.abc import Sequence
 
 from ragbuild.run import signals
@@ -122,9 +122,13 @@ class Runner:
     """Runs commands for real. ``out``: where results and a dry run's commands go (stdout);
     ``log``: where the ``+ command`` lines and messages go (stderr)."""
 
-    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None):
+    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None,
+                 quiet: bool = False):
         self._out = out or sys.stdout
         self._log = log or sys.stderr
+        #: ``-q/--quiet``: the log keeps only errors; results (``emit``, stdout) stay, and the
+        #: output of docker's builds and pushes is kept for the error messages, not shown
+        self.quiet = quiet
         #: global flags for every docker command (``aimed_at``)
         self._docker_flags: tuple[str, ...] = ()
 
@@ -145,8 +149,21 @@ class Runner:
 
     def log(self, message: str, level: Optional[str] = None) -> None:
         """One line (or more) on stderr; ``level`` (``output.SUCCESS``...) colours it on a
-        terminal, else the message's first word does (``warning:``, ``error:``, ``+``)."""
+        terminal, else the message's first word does (``warning:``, ``error:``, ``+``).
+        ``--quiet`` keeps only ``error:`` lines."""
+        if self.quiet and not message.startswith("error:"):
+            return
         _write(self._log, f"{paint(message, self._log, level)}\n")
+
+    def waiting(self, what: str, limit: Optional[float] = None) -> ContextManager[object]:
+        """While a step waits (``with runner.waiting("GET /ping to answer 200", 60): ...``):
+        one line on the log says what for and for how long (waiting.py); nothing with
+        ``--quiet``."""
+        from ragbuild.run import waiting
+
+        if self.quiet:
+            return waiting.NoLine()
+        return waiting.WaitLine(self._log, what, limit)
 
     def report(self, message: str, level: Optional[str] = None) -> None:
         """A line about what a real run found or did ("built ...", "pushed ..."); a dry run,
@@ -249,13 +266,13 @@ class Runner:
         for path in (cmd.answer_file, cmd.iid_file):  # an earlier run's answer is none of ours
             if path is not None:
                 _make_way(path)
-        if cmd.kind is not Kind.QUERY:
+        if cmd.kind is not Kind.QUERY and not cmd.poll:
             self.log(f"+ {cmd.display()}")
         proc: Optional[subprocess.Popen] = None
         pty_ends: list[int] = []  # WATCH on a terminal: the pty's (ours, the child's)
         try:  # one try from the start: a signal right after popen still stops the child
             with signals.deferred():  # a signal now is raised once proc is assigned
-                if cmd.mode is Mode.WATCH and is_terminal(self._log):
+                if cmd.mode is Mode.WATCH and is_terminal(self._log) and not self.quiet:
                     pty_ends += open_pty(self._log)
                 proc = self._start(cmd, stdin, stderr=pty_ends[1] if pty_ends else None)
             if pty_ends:  # the child has its end: once it (and its children) exit, ours reads EIO
@@ -307,7 +324,7 @@ class Runner:
             for proc in procs:
                 _terminate(proc)
             raise
-        if show_output:
+        if show_output and not self.quiet:
             for out, err in outputs:
                 _write(self._out, out + err)
         return [self._result(cmd, proc, out, err)
@@ -391,7 +408,8 @@ class Runner:
                     chunk = proc.stderr.read1(READ_SIZE)  # type: ignore[attr-defined]
                 text = decoder.decode(chunk, final=not chunk)
                 if text:
-                    _write(self._log, text)
+                    if not self.quiet:
+                        _write(self._log, text)
                     kept = (kept + text)[-WATCH_KEEP:]
                 if not chunk:
                     break
@@ -413,7 +431,8 @@ class Runner:
             for raw in proc.stdout:
                 line = raw.decode(errors="replace")
                 kept.append(line)
-                _write(self._out, line)
+                if not self.quiet:
+                    _write(self._out, line)
             proc.wait()
             return "".join(kept), ""
         data = stdin.reveal().encode() if stdin is not None else None

@@ -89,9 +89,9 @@ def _inspect(runner: Runner, state: RunState) -> None:
 
 
 def _smoke(runner: Runner, state: RunState) -> None:
-    from ragbuild import smoke
+    from ragbuild import sagemaker
 
-    state.health = smoke.check(runner, state.plan, state.image_id)
+    state.health = sagemaker.check(runner, state.plan, state.image_id).health
 
 
 def _scan(runner: Runner, state: RunState) -> None:

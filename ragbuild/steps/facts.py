@@ -53,6 +53,10 @@ def check_paths(options: Options, environ: Mapping[str, str]) -> None:
                          "directory docker sends with --context")
     if not os.access(context, os.R_OK | os.X_OK):
         raise UsageError(f"build context {context!r} cannot be read (permission denied)")
+    if dockerfile == "-":  # docker reads it from stdin, whatever file is named "-"
+        raise UsageError("-f - (the Dockerfile on stdin) is not supported: ragbuild reads the "
+                         "Dockerfile before the build (the context guard's per-Dockerfile ignore "
+                         "file, doctor's checks); write it to a file and pass -f FILE")
     if os.path.isdir(dockerfile):
         raise UsageError(f"Dockerfile {dockerfile!r} is a directory; pass the file, e.g. "
                          f"-f {os.path.join(dockerfile, 'Dockerfile')}")

@@ -4,8 +4,9 @@
 # Brings up, idempotently, everything the e2e suite needs on this machine
 # (a machine with no network except the Debian and PyPI package registries):
 #   - a Docker engine (Debian's docker.io; client /usr/bin/docker),
-#   - a local base image python:3.11-slim (debootstrap'ed, since no image
-#     registry is reachable),
+#   - a local base image python:3.11-slim: the engine's own when it has one (pulled, or made
+#     by other means), else pulled or debootstrap'ed (no image registry may be reachable); the
+#     other engines get the first engine's by docker save | docker load,
 #   - a wheel mirror served on the docker bridge for `pip install` in builds,
 #     over http and over https (a certificate from a test CA only the host side
 #     knows: $STATE/mirror-tls/ca.crt, never installed anywhere; /private/ asks
@@ -24,7 +25,10 @@
 #                                           bring everything up, write env file;
 #                                           --with-realistic also mirrors benchmarks/
 #                                           requirements*.txt (~120 wheels, make bench)
-#   harness.sh engine                       only the docker engine and the base image (make engine)
+#   harness.sh engine                       only the docker engine and the base image (make engine);
+#                                           with DOCKER_HOST set, that engine's
+#   harness.sh base-image HOST [CLIENT]     give the engine at HOST the first engine's base image
+#                                           (docker save | docker load, as up does for its engines)
 #   harness.sh down                         stop what `up` started (keeps caches)
 #   harness.sh env                          print the env file path if up
 #   harness.sh status                       show what runs
@@ -297,7 +301,7 @@ ensure_dockerd() {
         return
     fi
     if $DOCKER info >/dev/null 2>&1; then
-        log "docker engine already running (not ours: down will leave it alone)"
+        log "docker engine ${DOCKER_HOST:+at $DOCKER_HOST }already running (not ours: down will leave it alone)"
         rm -f "$(pidfile dockerd)"
         return
     fi
@@ -1115,22 +1119,37 @@ ensure_engine() {
     ip link show docker0 >/dev/null 2>&1 || die "docker0 vanished after starting engine $name"
 }
 
-# import_base_image CLIENT HOST : the base image on another engine, from the cached rootfs
-import_base_image() {
-    local client=$1 host=$2
-    DOCKER_HOST=$host "$client" image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return
-    log "docker import $BASE_IMAGE into $host"
-    DOCKER_HOST=$host "$client" import -c 'CMD ["python3"]' -c 'ENV LANG=C.UTF-8' \
-        -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        -m "ragbuild e2e: debootstrap bookworm" "$CACHE/rootfs-python311.tar" "$BASE_IMAGE" >/dev/null \
-        || die "docker import of the base image into $host failed"
+# What makes two engines' copies of an image the same image for BuildKit's cache: its config's
+# creation time and its layers (the ID alone cannot say: the containerd image store names an
+# image by its manifest, the classic store by its config).
+FINGERPRINT='{{.Created}} {{json .RootFS.Layers}}'
+
+# give_base_image CLIENT HOST : the first engine's base image on the engine at HOST, by `docker
+# save` from the first engine into `docker load` there, whatever made it on the first engine (the
+# harness's import, a pull, a contributor's own): never from the harness's rootfs tarball, which a
+# machine the harness did not set up has not got. The same image on every engine, so a cache one
+# engine pushes matches on another; one already the same is kept, another of that name replaced.
+give_base_image() {
+    local client=$1 host=$2 want have
+    want=$($DOCKER image inspect -f "$FINGERPRINT" "$BASE_IMAGE" 2>/dev/null) \
+        || die "$BASE_IMAGE is not on the first engine ($DOCKER image inspect failed)"
+    have=$(DOCKER_HOST=$host "$client" image inspect -f "$FINGERPRINT" "$BASE_IMAGE" 2>/dev/null || true)
+    if [[ $have == "$want" ]]; then
+        log "$BASE_IMAGE on $host is the first engine's"
+        return
+    fi
+    log "docker save $BASE_IMAGE (the first engine's) | docker load into $host${have:+ (replacing another $BASE_IMAGE there)}"
+    $DOCKER save "$BASE_IMAGE" | DOCKER_HOST=$host "$client" load -q >/dev/null \
+        || die "docker save $BASE_IMAGE | docker load into $host failed"
+    have=$(DOCKER_HOST=$host "$client" image inspect -f "$FINGERPRINT" "$BASE_IMAGE" 2>/dev/null || true)
+    [[ $have == "$want" ]] || die "after docker load, $BASE_IMAGE on $host is not the first engine's ($have; want $want)"
 }
 
 REMOTE_PORT=
 ensure_remote_engine() {
     ensure_engine remote "$DEFAULT_REMOTE_PORT" "$REMOTE_BRIDGE" "$REMOTE_CIDR" "$DOCKERD" /usr/bin/docker
     REMOTE_PORT=$ENGINE_PORT
-    import_base_image /usr/bin/docker "tcp://127.0.0.1:$REMOTE_PORT"
+    give_base_image /usr/bin/docker "tcp://127.0.0.1:$REMOTE_PORT"
 }
 
 MULTI_PORT=
@@ -1143,7 +1162,7 @@ ensure_multiplatform_engine() {
     MULTI_PORT=$ENGINE_PORT
     DOCKER_HOST=tcp://127.0.0.1:$MULTI_PORT "$DOCKER26_CLIENT" info --format '{{.DriverStatus}}' 2>/dev/null \
         | grep -q 'io.containerd.snapshotter' || die "engine multiplatform does not use the containerd image store"
-    import_base_image "$DOCKER26_CLIENT" "tcp://127.0.0.1:$MULTI_PORT"
+    give_base_image "$DOCKER26_CLIENT" "tcp://127.0.0.1:$MULTI_PORT"
 }
 
 # The legs for the env file: E2E_LEGS (names, in order) and per leg E2E_LEG_<NAME>_DOCKER (the
@@ -1340,6 +1359,15 @@ cmd_engine() {
     log "engine ready: $($DOCKER version --format 'client {{.Client.Version}}, server {{.Server.Version}}'); $BASE_IMAGE present"
 }
 
+# `base-image HOST [CLIENT]`: give the engine at HOST (any engine, the harness's or not) the first
+# engine's base image, as `up` gives its second and third engines (give_base_image).
+cmd_base_image() {
+    local host=${1:-} client=${2:-/usr/bin/docker}
+    [[ -n $host ]] || die "usage: $HARNESS base-image HOST [CLIENT] (e.g. tcp://127.0.0.1:2375)"
+    DOCKER_HOST=$host "$client" info >/dev/null 2>&1 || die "no engine answers $client info at $host"
+    give_base_image "$client" "$host"
+}
+
 cmd_down() {
     stop_engine multiplatform "$MULTI_BRIDGE"
     stop_engine remote "$REMOTE_BRIDGE"
@@ -1403,7 +1431,7 @@ cmd_start_registry() {
 
 main() {
     local cmd=${1:-}
-    [[ -n $cmd ]] || die "usage: $0 up [--with-buildessential] [--with-realistic] | down | env | status | stop-registry | start-registry"
+    [[ -n $cmd ]] || die "usage: $0 up [--with-buildessential] [--with-realistic] | engine | base-image HOST [CLIENT] | down | env | status | stop-registry | start-registry"
     shift
     [[ $(id -u) == 0 ]] || die "must run as root (installs packages, edits /etc/hosts, binds :443)"
     mkdir -p "$STATE" "$CACHE"
@@ -1413,12 +1441,13 @@ main() {
     case $cmd in
         up) cmd_up "$@" ;;
         engine) cmd_engine ;;
+        base-image) cmd_base_image "$@" ;;
         down) cmd_down ;;
         env) cmd_env ;;
         status) cmd_status ;;
         stop-registry) cmd_stop_registry ;;
         start-registry) cmd_start_registry ;;
-        *) die "unknown command '$cmd' (up | down | env | status | stop-registry | start-registry)" ;;
+        *) die "unknown command '$cmd' (up | engine | base-image | down | env | status | stop-registry | start-registry)" ;;
     esac
 }
 

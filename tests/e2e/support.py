@@ -484,3 +484,52 @@ def wait_for(predicate, deadline: float, proc, what: str, interval: float = 0.2)
         assert proc.poll() is None, f"the script exited early ({proc.returncode}) before {what}"
         assert time.monotonic() < end, f"{what} did not happen within {deadline}s"
         time.sleep(interval)
+
+
+#: A few-line HTTP server as an image's ``serve``: what SageMaker calls (/ping, /invocations) and
+#: what ragbuild's smoke test reads (/health: ENVIRONMENT and GIT_COMMIT from the environment).
+#: Each knob breaks one rule of SageMaker's serving contract (sagemaker.py).
+SAGEMAKER_SERVER = '''#!/usr/bin/env python3
+import json, os, signal, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+time.sleep({delay})
+if {handles_term}:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or 8080) if {binds} else 8080
+health = json.dumps({{"status": "ok", "environment": os.environ.get("ENVIRONMENT", "unknown"),
+                     "git_commit": os.environ.get("GIT_COMMIT", "unknown")}}).encode()
+class Handler(BaseHTTPRequestHandler):
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.path == "/ping":
+            time.sleep({ping_seconds})
+            return self.answer(b"")
+        if self.path == "/health":
+            return self.answer(health)
+        self.send_error(404)
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.answer(b"{{}}")
+HTTPServer(("", port), Handler).serve_forever()
+'''
+
+
+def sagemaker_image_lines(*, delay=0, handles_term=True, binds=True, ping_seconds=0,
+                          as_serve=True) -> tuple:
+    """Dockerfile lines (after ``FROM python:3.11-slim``) of an image that serves
+    ``SAGEMAKER_SERVER``: as ``/usr/local/bin/serve`` (``as_serve``), else only as its CMD (no
+    ``serve``). The script goes in base64, so no quoting of the Dockerfile's shell gets in the way."""
+
+
+    script = SAGEMAKER_SERVER.format(delay=delay, handles_term=handles_term, binds=binds,
+                                     ping_seconds=ping_seconds)
+    path = "/usr/local/bin/serve" if as_serve else "/opt/server.py"
+    encoded = base64.b64encode(script.encode()).decode()
+    return ("ARG ENVIRONMENT=unknown", "ARG GIT_COMMIT=unknown",
+            "ENV ENVIRONMENT=$ENVIRONMENT GIT_COMMIT=$GIT_COMMIT",
+            f"RUN echo {encoded} | base64 -d > {path} && chmod 755 {path}",
+            f'CMD ["{path}"]')

@@ -123,11 +123,20 @@ def test_a_new_direct_pin_installs_only_the_direct_requirements_again(project, i
     """A pin that adds nothing to what the requirements depend on (pip's wheel, which has no
     dependencies, from the harness's mirror) leaves the lock stage's transitive list as it was:
     that layer, most of the venv, stays cached and is the same layer in both images; the direct
-    requirements' layer differs, and the image holds the new pin. (BuildKit caches by content,
-    across runs: the direct layer with this pin may come from an earlier run's cache, so the
-    layers are compared, not that step's status.)"""
+    requirements' layer differs, and the image holds the new pin.
+
+    The final stage starts from a ``serve`` no other run had: BuildKit keys a COPY by its files'
+    content, not their mtimes, but the layer it keeps holds the mtimes, so every checkout (another
+    worktree, another clone) leaves a cache record of the same key with other layers. Shared with
+    earlier runs, the second build could take the direct layer (and the chain below it) from
+    another run's record while the first took this run's, and the layers below would differ."""
     args = f"{pip_args} --image-name {unique('pin')}"
-    first = images.track_result(project.make("build-dev", f"ARGS={args}").assert_ok())
+    serve = project.path / "src" / "rag_worker" / "serve"
+    serve.write_text(serve.read_text() + f"# e2e run {secrets.token_hex(8)}\n")
+    built = project.make("build-dev", f"ARGS={args}").assert_ok()
+    first = images.track_result(built)
+    # this run's chain, made by this run: nothing below the direct layer came from another's
+    assert step(build_steps(built.stderr), *TRANSITIVE) == {"DONE"}, built.describe()
     wheels = Path(os.environ.get("RAGBUILD_E2E_CACHE", "/var/cache/ragbuild-e2e")) / "wheels"
     found = sorted(wheels.glob("pip-*-py3-none-any.whl"))
     assert found, f"the harness mirrors pip's wheel in {wheels}"

@@ -1,4 +1,4 @@
-"""`make clean` removes the tags ragbuild's builds made, and no other tag or image.
+"""`make clean` removes the tags this project's ragbuild builds made, and no other tag or image.
 
 Every ragbuild build labels its image ``org.ragbuild.repository=<the repository of its tags>``.
 Docker copies labels into images built FROM it, so the label alone does not make an image
@@ -55,7 +55,7 @@ def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_con
     # a ragbuild build under a custom image-name of setup.cfg (the Dockerfile says nothing of it)
     name = images.track_repository(unique("ours"))
     project = new_project("clean", image_name=name)
-    dockerfile = tiny_context()
+    dockerfile = tiny_context('CMD ["sleep", "300"]')  # run-local keeps it running
     built = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent).assert_ok()
     ours_id, ts = built.built_id(), built.timestamp()
     ours = sorted(f"{name}:{tag}" for tag in (f"dev-{ts}", "dev", f"git-{project.sha}", "latest"))
@@ -83,7 +83,7 @@ def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_con
     user_tag = images.track_repository(unique("team")) + ":1"
     docker("tag", f"{tagged_name}:dev", user_tag).assert_ok()
 
-    # `make run-local` of our image (it exits at once: a stopped container still holds it), and
+    # `make run-local` of our image (a container that exits at once is a failed run), and
     # a container of the user's running the fork
     project.script("run", f"{name}:dev", "--port", str(free_port())).assert_ok()
     containers.append(LOCAL_CONTAINER)
@@ -93,8 +93,13 @@ def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_con
 
     result = project.make("clean").assert_ok()
     removed = re.search(r"^removed (\d+) tag\(s\) of ragbuild builds", result.stderr, re.M)
-    assert removed and int(removed[1]) >= len(ours) + 3, result.describe()
+    assert removed and int(removed[1]) == len(ours), result.describe()
     assert "--force" not in result.stderr
+    # the image built under another --image-name is this project's only when clean is told so
+    assert docker.refs(f"{tagged_name}:*") != []
+    other = project.script("clean", "--image-name", tagged_name).assert_ok()
+    removed = re.search(r"^removed (\d+) tag\(s\) of ragbuild builds", other.stderr, re.M)
+    assert removed and int(removed[1]) == 3, other.describe()
 
     # ragbuild's tags are gone, and our image with them
     assert docker.refs(f"{name}:*") == [] and docker.image_id(ours_id) is None

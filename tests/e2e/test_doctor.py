@@ -65,6 +65,10 @@ def test_doctor_with_an_ecr_repository(project, ecr_repository, ecr_host, docker
                      "docker's credentials$", out, re.M)
     assert f"ok       ECR credentials: valid for region us-east-1 (from the host {ecr_host})" in out
     assert f"ok       ECR repository: {name} exists, " in out and "IMMUTABLE" in out
+    # issue 23: after the login, the credentials line names what docker login stored
+    assert (f"ok       registry credentials: auths['{ecr_host}'] in {docker_config}/config.json "
+            "(the ECR login just stored them)") in out, out
+    assert "none: no credHelpers" not in out, out
 
 
 def test_doctor_with_a_missing_ecr_repository(project, unique, ecr_host, docker_config):
@@ -73,8 +77,10 @@ def test_doctor_with_a_missing_ecr_repository(project, unique, ecr_host, docker_
                             env={"DOCKER_CONFIG": docker_config})
     assert result.returncode == 1
     assert problems(result) == [
-        f"problem  ECR repository: ECR repository {name} does not exist in {ecr_host}; create it: "
-        f"aws ecr create-repository --repository-name {name} --region us-east-1"]
+        f"problem  ECR repository: ECR repository {name} does not exist in account 123456789012 "
+        f"({ecr_host}); create it there, with credentials of account 123456789012: "
+        f"aws ecr create-repository --repository-name {name} --region us-east-1 "
+        "--registry-id 123456789012"]
 
 
 def test_doctor_with_a_registry_that_does_not_answer(project):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from .support import (free_port, LOCAL_CONTAINER, Project, alive, git, killed_at_exit, process_table,
-                      send_signal, wait_for)
+                      sagemaker_image_lines, send_signal, wait_for)
 
 pytestmark = pytest.mark.e2e
 
@@ -46,20 +46,19 @@ def serve_lines(*script_lines, mode="755"):
     return (f"RUN printf '{script}\\n' > /usr/local/bin/serve && chmod {mode} /usr/local/bin/serve",)
 
 
-#: A tiny image that serves /ping and /health (python -m http.server serving two files) once
-#: its serve has slept ``{delay}`` seconds; /health says what ragbuild built.
+#: A tiny image that keeps SageMaker's serving contract (support.SAGEMAKER_SERVER) once its serve
+#: has slept ``{delay}`` seconds; /health says what ragbuild built.
 def answering_after(delay: int):
-    return ("ARG ENVIRONMENT", "ARG GIT_COMMIT",
-            "RUN mkdir /srv/www && touch /srv/www/ping && printf "
-            "'{\"status\": \"ok\", \"environment\": \"%s\", \"git_commit\": \"%s\"}' "
-            "\"$ENVIRONMENT\" \"$GIT_COMMIT\" > /srv/www/health",
-            *serve_lines(f"sleep {delay}", "cd /srv/www", "exec python3 -m http.server 8080"))
+    return sagemaker_image_lines(delay=delay)
 
 
 def smoke_containers(docker, image_name):
-    """Every container (running or not) a smoke test of ``image_name`` started."""
+    """Every container (running or not) a smoke test of ``image_name`` started: by a tag, or by
+    the ID of an image under that name (the build's smoke test starts the image its --iidfile
+    named, and `docker ps` then shows that ID)."""
+    ids = docker.ids(image_name)
     return [line for line in docker.containers(f"label={SMOKE_LABEL}")
-            if f" {image_name}:" in f" {line.split()[1]}"]
+            if f" {image_name}:" in f" {line.split()[1]}" or line.split()[1] in ids]
 
 
 # --- (f) signals -------------------------------------------------------------------------------
@@ -259,7 +258,7 @@ def test_the_build_paths_smoke_timeout_is_settable_by_flag_and_setup_cfg(project
     dockerfile = tiny_context(*answering_after(8))  # answers /ping after ~8 s
     short = project.script(*build_args(dockerfile, name, "--smoke-test", "--smoke-timeout", "3"))
     assert short.returncode == 1, short.describe()
-    assert "/ping did not answer 200 within 3s" in short.error_lines()[0], short.describe()
+    assert "[ready]: no 200 within 3 s" in short.error_lines()[0], short.describe()
     assert smoke_containers(docker, name) == []
     cfg = project.path / "setup.cfg"
     cfg.write_text(cfg.read_text().replace("[ragbuild]\n", "[ragbuild]\nsmoke-timeout = 60\n", 1))

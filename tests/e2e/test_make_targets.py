@@ -182,16 +182,18 @@ def test_prod_ready_builds_smoke_tests_and_prints_the_push_command(prod_project,
     assert health["environment"] == "prod"
     assert health["git_commit"] == prod_project.sha
     assert health["status"] == "ok"
-    assert f"{WORKER}:v1.0.0" in passed[0]  # the image just built, by its first tag
+    assert image_id in passed[0]  # the image just built, by its ID (issue 22: not a tag)
     assert docker.image_id(f"{WORKER}:v1.0.0") == image_id
-    push = [line for line in result.stderr.splitlines() if line.startswith("push it: ")]
+    # issue 24: the command that pushes the image the smoke test ran, by its ID (no build);
+    # without ECR_URI or ECR_REGISTRY_URI it says to set one and reads it from there
+    head = "push the tested image: set ECR_REGISTRY_URI (make: ECR_URI) to "
+    push = [line for line in result.stderr.splitlines() if line.startswith(head)]
     assert len(push) == 1, result.describe()
-    words = shlex.split(push[0][len("push it: "):])
-    # the exact command: this script, the same flags (the mirror's build args too), then --push
+    assert "push it: " not in result.stderr
+    words = shlex.split(push[0].split(", then: ", 1)[1])
     assert words[:2] == [".venv/bin/python", "scripts/build-image.py"] or \
         words[1].endswith("scripts/build-image.py"), push[0]
-    assert words[2:6] == ["--env", "prod", "--version", "1.0.0"], push[0]
-    assert all(word in words for word in shlex.split(pip_args)), push[0]
-    assert words[-3:] == ["--registry", "<registry>/<repository>", "--push"], push[0]
+    assert words[2:] == ["push", image_id, "--registry", "$ECR_REGISTRY_URI", "--env", "prod",
+                         "--version", "1.0.0"], push[0]
     # the smoke test's container is gone again
     assert docker.containers(f"ancestor={image_id}") == []

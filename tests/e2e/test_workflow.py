@@ -6,7 +6,8 @@ the ECR-shaped TLS registry. ``${{ }}`` expressions are evaluated from the conte
 controls (github, vars, steps.<id>.outputs); an expression the evaluator does not know fails the
 test. ``uses:`` steps are not run: checkout is the project copy, setup-python the suite's venv,
 configure-aws-credentials the harness's AWS variables (as that action exports them), setup-trivy
-a ``trivy`` on PATH that records what it scanned.
+a ``trivy`` on PATH that records what it scanned. A tag's job runs after main's, as on GitHub,
+on an engine without main's image (a fresh runner): it promotes the digest main pushed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from .support import REPO, git
+from .test_promote import ANY_BUILD_RE, AccessLog
 from .test_push import ecr_host, ecr_repository  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
@@ -30,6 +32,7 @@ WORKFLOW = REPO / ".github" / "workflows" / "build-image.yml"
 EXPRESSION_RE = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)+")
 RUN_NUMBER = "4711"
+TAG_RUN_NUMBER = "4712"  # the tag's run, after main's
 
 
 def evaluate(expression: str, contexts: dict):
@@ -91,9 +94,12 @@ class Job:
         self.env, self.cwd, self.tmp = env, cwd, tmp
         self.summary = tmp / "step-summary.md"
         self.ran, self.skipped = [], []
+        self.failed = None  # (step name, CompletedProcess) of the step that failed
         self.workflow_env = workflow.get("env", {})
 
-    def run(self):
+    def run(self, check: bool = True):
+        """The job's steps in order; the job's outputs. A failing step fails the test, or
+        with ``check=False`` ends the job as GitHub ends it (``self.failed``; returns None)."""
         env = dict(self.env)
         for scope in (self.workflow_env, self.definition.get("env", {})):
             env.update({k: substitute(str(v), self.contexts) for k, v in scope.items()})
@@ -114,6 +120,9 @@ class Job:
                                   cwd=self.cwd, env=step_env, capture_output=True, text=True,
                                   timeout=900)
             print(done.stdout, done.stderr, sep="\n", flush=True)
+            if done.returncode != 0 and not check:
+                self.failed = (step.get("name"), done)
+                return None
             assert done.returncode == 0, f"step {step.get('name')!r} exited {done.returncode}:\n" \
                                          f"{done.stderr[-3000:]}"
             self.ran.append((step.get("name"), done))
@@ -123,6 +132,10 @@ class Job:
 
     def output(self, step_id: str) -> dict:
         return self.contexts["steps"][step_id]["outputs"]
+
+    def log(self) -> str:
+        """What every step printed (stdout and stderr)."""
+        return "".join(done.stdout + done.stderr for _, done in self.ran)
 
 
 @pytest.fixture(scope="module")
@@ -143,18 +156,18 @@ def trivy(tmp_path):
 
 
 def start_job(name, workflow, project, event, ref, *, variables, tmp_path, base_env, trivy_dir,
-              docker_config):
+              docker_config, run_number=RUN_NUMBER):
     sha = git(project.path, "rev-parse", "HEAD")
     ref_name = ref.split("/", 2)[2]
     github = {"event_name": event, "ref": ref, "ref_name": ref_name, "sha": sha,
-              "run_number": RUN_NUMBER, "repository": "team/rag-worker"}
+              "run_number": run_number, "repository": "team/rag-worker"}
     chosen = [job for job, body in workflow["jobs"].items() if evaluate(body["if"], {"github": github})]
     assert chosen == [name], f"{event} {ref}: the workflow runs {chosen}"
     env = {k: v for k, v in base_env.items()}
     env.update({
         "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event, "GITHUB_REF": ref,
         "GITHUB_REF_NAME": ref_name, "GITHUB_REF_TYPE": "tag" if "/tags/" in ref else "branch",
-        "GITHUB_SHA": sha, "GITHUB_RUN_NUMBER": RUN_NUMBER, "GITHUB_RUN_ID": "99000001",
+        "GITHUB_SHA": sha, "GITHUB_RUN_NUMBER": run_number, "GITHUB_RUN_ID": f"9900{run_number}",
         "GITHUB_REPOSITORY": "team/rag-worker", "GITHUB_WORKSPACE": str(project.path),
         "RUNNER_OS": "Linux", "RUNNER_TEMP": str(tmp_path),
         # what setup-python + `make venv` leave: the suite's venv
@@ -164,7 +177,7 @@ def start_job(name, workflow, project, event, ref, *, variables, tmp_path, base_
         "DOCKER_CONFIG": str(docker_config),
         "PATH": f"{trivy_dir}{os.pathsep}{base_env['PATH']}",
     })
-    job_tmp = tmp_path / f"job-{name}"
+    job_tmp = tmp_path / f"job-{name}-{run_number}"
     job_tmp.mkdir()
     return Job(name, workflow, github, variables, env, project.path, job_tmp)
 
@@ -195,45 +208,128 @@ def test_pull_request_builds_and_smoke_tests_without_pushing(workflow, new_proje
     assert metadata["status"] == "succeeded" and metadata["pushed_refs"] == []
 
 
-@pytest.mark.parametrize("event_ref, job_name, expected", [
-    ("refs/heads/main", "dev", ["dev-{ts}", "dev", "git-{sha}", "latest", f"build-{RUN_NUMBER}"]),
-    ("refs/tags/v1.4.2", "prod", ["v1.4.2", "1.4.2", "prod-{ts}", "prod", "git-{sha}", "latest",
-                                  "1", "1.4", f"build-{RUN_NUMBER}"]),
-])
-def test_main_and_tags_build_scan_push_and_pin_the_digest(workflow, new_project, unique, images,
-                                                           tmp_path, base_env, trivy, pip_args,
-                                                           docker_config, ecr_repository,
-                                                           ecr_host, ecr_registry, event_ref,
-                                                           job_name, expected):
-    project = new_project(f"workflow-{job_name}", image_name=unique(f"wf-{job_name}"))
-    if job_name == "prod":
-        git(project.path, "tag", "v1.4.2")
-    repository = ecr_repository(f"wf-{job_name}")
-    uri = images.track_repository(f"{ecr_host}/{repository}")
-    variables = {"ECR_REGISTRY_URI": uri, "AWS_REGION": "us-east-1", "RAGBUILD_ARGS": pip_args,
-                 "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/rag-worker-ci"}
-    job = start_job(job_name, workflow, project, "push", event_ref, variables=variables,
-                    tmp_path=tmp_path, base_env=base_env, trivy_dir=trivy[0],
-                    docker_config=docker_config)
+DEV_TAGS = ["dev-{ts}", "dev", "git-{sha}", "latest", f"build-{RUN_NUMBER}"]
+PROD_TAGS = ["v1.4.2", "1.4.2", "prod-{ts}", "prod", "git-{sha}", "latest", "1", "1.4",
+             f"build-{TAG_RUN_NUMBER}"]
+
+
+def ecr_variables(uri, pip_args) -> dict:
+    return {"ECR_REGISTRY_URI": uri, "AWS_REGION": "us-east-1", "RAGBUILD_ARGS": pip_args,
+            "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/rag-worker-ci"}
+
+
+def run_main(workflow, project, uri, *, pip_args, tmp_path, base_env, trivy, docker_config):
+    """The push to main: the dev job, which must build, smoke-test, scan, push and pin."""
+    job = start_job("dev", workflow, project, "push", "refs/heads/main",
+                    variables=ecr_variables(uri, pip_args), tmp_path=tmp_path,
+                    base_env=base_env, trivy_dir=trivy[0], docker_config=docker_config)
     outputs = job.run()
     assert "aws-actions/configure-aws-credentials@v6" in job.skipped
     assert job.definition["permissions"]["id-token"] == "write"
-
-    built = job.output("build")
-    digest = built["digest"]
+    digest = job.output("build")["digest"]
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
     # the later step used it: pulled by digest, and the job's output is the pinned reference
     assert outputs["image"] == f"{uri}@{digest}"
     assert job.output("pin")["image"] == f"{uri}@{digest}"
     assert f"{uri}@{digest}" in job.summary.read_text()
+    return job, digest
 
-    log = "".join(done.stderr for _, done in job.ran)
+
+def test_main_builds_scans_pushes_dev_and_pins_the_digest(workflow, new_project, unique, images,
+                                                          tmp_path, base_env, trivy, pip_args,
+                                                          docker_config, ecr_repository,
+                                                          ecr_host, ecr_registry):
+    project = new_project("workflow-dev", image_name=unique("wf-dev"))
+    repository = ecr_repository("wf-dev")
+    uri = images.track_repository(f"{ecr_host}/{repository}")
+    job, digest = run_main(workflow, project, uri, pip_args=pip_args, tmp_path=tmp_path,
+                           base_env=base_env, trivy=trivy, docker_config=docker_config)
+    log = job.log()
     ts = re.search(r"^timestamp: (\d{8}-\d{6})$", log, re.M)[1]
-    sha = git(project.path, "rev-parse", "--short", "HEAD")
-    want = sorted(tag.format(ts=ts, sha=sha) for tag in expected)
+    want = sorted(tag.format(ts=ts, sha=project.sha) for tag in DEV_TAGS)
     assert ecr_registry.tags(repository) == want
     assert {ecr_registry.manifest(repository, tag).digest for tag in want} == {digest}
-    assert sorted(built["tags"].splitlines()) == sorted(f"{uri}:{tag}" for tag in want)
+    assert sorted(job.output("build")["tags"].splitlines()) == sorted(f"{uri}:{t}" for t in want)
+    # the image scanned is the image pushed: by its ID (issue 22's identity), not by a tag
     scanned = trivy[1].read_text().split()
-    assert scanned[0] == "image" and any(word.startswith(f"{uri}:") for word in scanned)
+    assert scanned[0] == "image" and scanned[-1] == job.output("build")["image-id"]
     assert "smoke test passed" in log
+
+
+def test_a_version_tag_promotes_the_digest_main_tested_without_building(
+        workflow, new_project, unique, images, tmp_path, base_env, trivy, pip_args, docker_config,
+        ecr_repository, ecr_host, ecr_registry, docker, e2e_env):
+    """Issue 24: main's job builds and tests; the tag's job promotes that digest (its gate
+    first) and builds nothing: the registry logs only manifest writes from it."""
+    project = new_project("workflow-prod", image_name=unique("wf-prod"))
+    repository = ecr_repository("wf-prod")
+    uri = images.track_repository(f"{ecr_host}/{repository}")
+    dev, digest = run_main(workflow, project, uri, pip_args=pip_args, tmp_path=tmp_path,
+                           base_env=base_env, trivy=trivy, docker_config=docker_config)
+    ts = re.search(r"^timestamp: (\d{8}-\d{6})$", dev.log(), re.M)[1]
+    scans = trivy[1].read_text()
+    # the tag's job runs on a fresh runner: the engine has no image of main's job
+    docker.remove_images(sorted(docker.ids(uri)))
+    assert not docker.ids(uri)
+
+    git(project.path, "tag", "v1.4.2")
+    access = AccessLog(Path(e2e_env["RAGBUILD_E2E_STATE"]) / "registry-ecr.log", repository)
+    job = start_job("prod", workflow, project, "push", "refs/tags/v1.4.2",
+                    variables=ecr_variables(uri, pip_args), tmp_path=tmp_path,
+                    base_env=base_env, trivy_dir=trivy[0], docker_config=docker_config,
+                    run_number=TAG_RUN_NUMBER)
+    outputs = job.run()
+    log = job.log()
+
+    assert job.output("source")["image"] == f"{uri}:git-{project.sha}"
+    assert not ANY_BUILD_RE.search(log) and "+ docker push" not in log, log[-3000:]
+    assert trivy[1].read_text() == scans  # scanned once, by main's job: the same digest
+    writes = registry.writes()
+    assert writes and all(method == "PUT" and "/manifests/" in path and status == "201"
+                          for method, path, status in writes), writes
+    prod = [tag.format(ts=ts, sha=project.sha) for tag in PROD_TAGS]
+    assert sorted(path.rsplit("/", 1)[1] for _, path, _ in writes) == sorted(
+        set(prod) - {f"git-{project.sha}", "latest"})  # main's job gave it those two
+    dev_tags = [tag.format(ts=ts, sha=project.sha) for tag in DEV_TAGS]
+    assert ecr_registry.tags(repository) == sorted(set(dev_tags) | set(prod))
+    assert {ecr_registry.manifest(repository, tag).digest for tag in prod} == {digest}
+
+    # the gate ran on that digest (pulled by it: the engine had no copy), and pinned outputs
+    assert "smoke test passed" in log and f" pull {uri}@{digest}" in log
+    metadata = json.loads((project.path / "build-metadata.json").read_text())
+    assert metadata["status"] == "succeeded" and metadata["gate"]["ran"] is True
+    assert metadata["source"]["digest"] == digest
+    assert job.output("promote")["digest"] == digest
+    assert sorted(job.output("promote")["tags"].splitlines()) == sorted(f"{uri}:{t}" for t in prod)
+    assert outputs["image"] == f"{uri}@{digest}" == job.output("pin")["image"]
+    summary = job.summary.read_text()
+    assert f"{uri}@{digest}" in summary and f"{uri}:git-{project.sha}" in summary
+
+
+def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(
+        workflow, new_project, unique, images, tmp_path, base_env, trivy, pip_args, docker_config,
+        ecr_repository, ecr_host, ecr_registry, e2e_env):
+    project = new_project("workflow-unbuilt", image_name=unique("wf-unbuilt"))
+    repository = ecr_repository("wf-unbuilt")
+    uri = images.track_repository(f"{ecr_host}/{repository}")
+    git(project.path, "tag", "v1.4.2")
+    access = AccessLog(Path(e2e_env["RAGBUILD_E2E_STATE"]) / "registry-ecr.log", repository)
+    job = start_job("prod", workflow, project, "push", "refs/tags/v1.4.2",
+                    variables=ecr_variables(uri, pip_args), tmp_path=tmp_path,
+                    base_env=base_env, trivy_dir=trivy[0], docker_config=docker_config,
+                    run_number=TAG_RUN_NUMBER)
+    assert job.run(check=False) is None
+    name, done = job.failed
+    assert name == step_named(workflow, "prod", "promote")
+    errors = [line for line in done.stdout.splitlines() if line.startswith("::error::")]
+    assert errors == [f"::error::{uri}:git-{project.sha} is not in the registry: main's build "
+                      f"never pushed commit {git(project.path, 'rev-parse', 'HEAD')}; push the "
+                      "commit to main first, and once its dev job has pushed it re-run this job "
+                      "(nothing was promoted)"]
+    assert done.returncode == 2  # make's, for promote's exit 1
+    assert registry.writes() == [] and ecr_registry.tags(repository) == []
+    assert not ANY_BUILD_RE.search(done.stdout + done.stderr)
+
+
+def step_named(workflow, job: str, step_id: str) -> str:
+    return next(s["name"] for s in workflow["jobs"][job]["steps"] if s.get("id") == step_id)

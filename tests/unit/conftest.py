@@ -23,7 +23,11 @@ MACHINE_VARS = ("ECR_REGISTRY_URI", "DOCKER", "AWS_CLI", "DOCKER_HOST", "DOCKER_
                 # what the host's pip trusts and installs from (pip_config.py), and proxies
                 "PIP_CONFIG_FILE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "XDG_CONFIG_DIRS",
                 "XDG_CONFIG_HOME", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY",
-                "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY")
+                "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY",
+                # `make mutation`: the mutant mutmut tests, kept in this process by mutmut
+                # (trampoline.set_mutant_under_test); a child Python running ragbuild elsewhere
+                # (a fresh clone) must not look for mutmut's state there
+                "MUTANT_UNDER_TEST")
 
 
 def machine_vars(environ) -> list:

@@ -26,6 +26,7 @@ from ragbuild.run.runner import Runner
 
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+ACCOUNT = "123456789012"  # the account in the ECR host name
 PLAIN = "registry.example.com:5000"
 PASSWORD = "eyJwYXlsb2FkIjoiU0VDUkVULVRPS0VOLTQyIn0="  # what get-login-password prints
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -78,18 +79,48 @@ class FakeRegistry:
         self.requests = []
         self.proxies = []  # (url, the daemon's proxy settings the request was sent with)
         self.lock = threading.Lock()
+        self.blobs = {}  # digest -> bytes, for GET /v2/<name>/blobs/<digest>
+        self.writes = []  # (ref, body, headers) of each PUT of a manifest
+        self.store_as = None  # bytes the registry stores instead of a PUT's (a re-encoding one)
 
-    def __call__(self, url, context, headers, data=None, settings=None):
+    def __call__(self, url, context, headers, data=None, settings=None, method=None):
         with self.lock:
             self.requests.append((url, dict(headers)))
             self.proxies.append((url, settings))
         parts = urllib.parse.urlsplit(url)
         if parts.path == "/v2/":
             return registry.Answer(200)
+        blob = re.fullmatch(r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)", parts.path)
+        if blob:
+            if blob["digest"] not in self.blobs:
+                return registry.Answer(404, Message(), b'{"errors":[{"code":"BLOB_UNKNOWN"}]}')
+            return registry.Answer(200, Message(), self.blobs[blob["digest"]])
         match = re.fullmatch(r"/v2/(?P<name>.+)/manifests/(?P<tag>[^/]+)", parts.path)
         if not match:
             return registry.Answer(404)
         ref = f"{parts.netloc}/{match['name']}:{match['tag']}"
+        if method == "PUT":
+            with self.lock:
+                failures = self.fail.get(ref) or []
+                failure = failures.pop(0) if failures else None
+                if failure is None:
+                    self.writes.append((ref, data, dict(headers)))
+                    body = data if self.store_as is None else self.store_as
+                    self.manifests[ref] = (body, headers.get("Content-Type"), None)
+            if isinstance(failure, Exception):
+                raise failure
+            if failure is not None:
+                return registry.Answer(failure, Message(), b"")
+            answer = Message()
+            answer["Docker-Content-Digest"] = digest_of(body)
+            return registry.Answer(201, answer, b"")
+        if match["tag"].startswith("sha256:"):  # by digest: any manifest of the repository
+            for known, (body, media_type, _) in list(self.manifests.items()):
+                if known.rsplit(":", 1)[0] == ref.split(":sha256:")[0] and \
+                        digest_of(body) == match["tag"]:
+                    answer = Message()
+                    answer["Content-Type"] = media_type
+                    return registry.Answer(200, answer, body)
         with self.lock:
             failures = self.fail.get(ref) or []
             failure = failures.pop(0) if failures else None
@@ -189,13 +220,14 @@ def repository_json(name="rag-worker", mutability="MUTABLE", filters=()):
 
 
 def register_describe(fp, path="rag-worker", **kw):
-    aws(fp, "describe-repositories", "--repository-names", path, "--region", "us-east-1",
-        "--output", "json", **kw)
+    aws(fp, "describe-repositories", "--repository-names", path, "--registry-id", ACCOUNT,
+        "--region", "us-east-1", "--output", "json", **kw)
 
 
 def register_list_images(fp, tags, path="rag-worker"):
     ids = [{"imageDigest": OTHER_DIGEST, "imageTag": t} for t in tags]
-    aws(fp, "list-images", "--repository-name", path, "--region", "us-east-1", "--filter",
+    aws(fp, "list-images", "--repository-name", path, "--registry-id", ACCOUNT, "--region",
+        "us-east-1", "--filter",
         "tagStatus=TAGGED", "--output", "json", stdout=json.dumps({"imageIds": ids}))
 
 

@@ -818,8 +818,8 @@ def test_the_build_that_pushes_on_another_context_names_that_contexts_builder():
     cmd = build_command(plan, _push_plan(plan, by_build=True), metadata_file="/tmp/m.json")
     argv = list(cmd.argv)
     assert argv[:5] == ["docker", "buildx", "build", "--builder", "remote"]
-    assert argv[-6:] == ["--push", "--provenance=false", "--sbom=false", "--metadata-file",
-                         "/tmp/m.json", "."]
+    assert argv[-8:] == ["--push", "--provenance=false", "--sbom=false", "--output",
+                         "type=image,oci-mediatypes=false", "--metadata-file", "/tmp/m.json", "."]
     assert "--load" not in argv and dict(cmd.env) == {}  # no DOCKER_BUILDKIT: it is buildx
     assert cmd.answer_file == "/tmp/m.json"
     assert tagged(plan.refs) == argv[7:7 + 2 * len(plan.refs)]

@@ -181,8 +181,8 @@ HELP_GROUPS = {
              "--push-backoff"],
     "safety": ["--allow-dirty", "--git-commit", "--smoke-test", "--smoke-command", "--smoke-timeout",
                "--context-warn-mb", "--allow-secrets", "--scan", "--scan-command"],
-    "output": ["--dry-run", "--metadata-file"],
-    "builders": ["--builder", "--platform", "--cache-from", "--cache-to"],
+    "output": ["--dry-run", "--quiet", "--metadata-file"],
+    "builders": ["--builder", "--platform", "--not-for-sagemaker", "--cache-from", "--cache-to"],
     "docker build options passed through": ["--secret", "--ssh"],
 }
 

@@ -278,15 +278,20 @@ def test_ecr_repository_missing_gives_the_create_command(worker, fp, capsys, mon
     docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, stdout="Login Succeeded\n")
     monkeypatch.setattr(registry, "probe", lambda *args: None)  # (no docker info: HTTPS answered)  # the registry answers, takes them
     fp.register([fp.program("aws"), "ecr", "describe-repositories", "--repository-names",
-                 "rag-worker", "--region", "us-east-1", "--output", "json"], returncode=254,
+                 "rag-worker", "--registry-id", "123456789012", "--region", "us-east-1",
+                 "--output", "json"], returncode=254,
                 stderr="An error occurred (RepositoryNotFoundException) when calling the "
                        "DescribeRepositories operation: not found\n")
     code, lines, _ = run_doctor(["--registry", f"{ECR}/rag-worker"], capsys)
     assert code == 1
     assert "ok       ECR credentials: valid for region us-east-1 (from the host " in "\n".join(lines)
-    assert any(line == f"problem  ECR repository: ECR repository rag-worker does not exist in {ECR}; "
-                       "create it: aws ecr create-repository --repository-name rag-worker "
-                       "--region us-east-1" for line in lines), lines
+    assert any(line.startswith(f"ok       registry credentials: auths['{ECR}'] in ")
+               and line.endswith("(the ECR login just stored them)") for line in lines), lines
+    assert any(line == "problem  ECR repository: ECR repository rag-worker does not exist in "
+                       f"account 123456789012 ({ECR}); create it there, with credentials of "
+                       "account 123456789012: aws ecr create-repository --repository-name "
+                       "rag-worker --region us-east-1 --registry-id 123456789012"
+                       for line in lines), lines
 
 
 def test_a_registry_that_refuses_the_credentials_is_the_preflights_message(worker, fp, capsys,

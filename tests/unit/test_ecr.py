@@ -9,7 +9,7 @@ import pytest
 
 from ragbuild import ecr, push_preflight
 from ragbuild.errors import CommandFailed, PushFailed, ToolMissing
-from ragbuild.plan import (build_command)
+from ragbuild.plan import build_command
 from ragbuild.run.runner import Runner
 
 from registry_fakes import *  # noqa: F401,F403 (the shared fakes, clean_env included)
@@ -305,3 +305,133 @@ def test_moving_tags_without_semver_tags_are_latest_and_the_env():
     assert build_plan(version="1.4.1", env="prod").moving_tags == {"latest", "prod"}
     assert build_plan(version="1.4.1", env="prod", semver_tags=True).moving_tags == {
         "latest", "prod", "1", "1.4"}
+
+
+# --- the registry's account (issue 23) ------------------------------------------------------------
+
+CENTRAL = "210987654321.dkr.ecr.us-east-1.amazonaws.com"  # a central registry, not the caller's
+
+
+@pytest.mark.parametrize("host, account", [
+    (ECR, "123456789012"),
+    ("210987654321.dkr.ecr.eu-west-1.amazonaws.com", "210987654321"),
+    ("111122223333.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "111122223333"),
+    ("444455556666.dkr-ecr.ap-south-1.on.aws", "444455556666"),
+    ("777788889999.dkr.ecr.cn-north-1.amazonaws.com.cn", "777788889999"),
+])
+def test_the_account_is_the_one_in_the_registry_host(host, account):
+    registry = parse_registry(f"{host}/team/app")
+    assert ecr.account_of(registry) == account
+    for cmd in (ecr.describe_repositories_command(registry), ecr.list_images_command(registry)):
+        assert cmd.argv[cmd.argv.index("--registry-id") + 1] == account, cmd.argv
+
+
+def test_every_repository_call_of_a_cross_account_push_names_the_registrys_account(fp):
+    register_preflight(fp)
+    aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
+    docker(fp, "login", "--username", "AWS", "--password-stdin", CENTRAL,
+           stdout="Login Succeeded\n")
+    aws(fp, "describe-repositories", "--repository-names", "app", "--registry-id",
+        "210987654321", "--region", "us-east-1", "--output", "json",
+        stdout=repository_json("app", mutability="IMMUTABLE"))
+    aws(fp, "list-images", "--repository-name", "app", "--registry-id", "210987654321",
+        "--region", "us-east-1", "--filter", "tagStatus=TAGGED", "--output", "json",
+        stdout=json.dumps({"imageIds": []}))
+    with pytest.raises(PushFailed, match="--registry-id 210987654321"):
+        push_preflight.prepare(Runner(), build_plan(f"{CENTRAL}/app"))
+    calls = [list(map(str, c)) for c in fp.calls if "ecr" in map(str, c)]
+    about_the_repository = [c for c in calls if "get-login-password" not in c]
+    assert len(about_the_repository) == 2
+    assert all(c[c.index("--registry-id") + 1] == "210987654321" for c in about_the_repository)
+
+
+def test_a_repository_missing_in_another_account_must_be_created_there(fp):
+    register_preflight(fp)
+    aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
+    docker(fp, "login", "--username", "AWS", "--password-stdin", CENTRAL,
+           stdout="Login Succeeded\n")
+    aws(fp, "describe-repositories", "--repository-names", "app", "--registry-id",
+        "210987654321", "--region", "us-east-1", "--output", "json", returncode=254,
+        stderr="An error occurred (RepositoryNotFoundException) when calling the "
+               "DescribeRepositories operation: The repository with name 'app' does not exist "
+               "in the registry with id '210987654321'\n")
+    with pytest.raises(PushFailed) as err:
+        push_preflight.prepare(Runner(), build_plan(f"{CENTRAL}/app"))
+    message = str(err.value)
+    assert "\n" not in message
+    assert "does not exist in account 210987654321" in message
+    assert "with credentials of account 210987654321" in message
+    assert message.endswith("aws ecr create-repository --repository-name app --region us-east-1 "
+                            "--registry-id 210987654321")
+
+
+@pytest.mark.parametrize("stderr", [
+    "An error occurred (AccessDeniedException) when calling the DescribeRepositories operation: "
+    "User: arn:aws:iam::111122223333:user/ci is not authorized to perform: "
+    "ecr:DescribeRepositories on resource: arn:aws:ecr:us-east-1:210987654321:repository/app",
+    "An error occurred (AccessDenied) when calling the DescribeRepositories operation: denied",
+])
+def test_denied_describe_is_cannot_check_and_existing_tags_go_first(fp, capsys, stderr):
+    register_preflight(fp)
+    register_login(fp)
+    register_describe(fp, returncode=254, stderr=stderr + "\n")
+    base = f"{ECR}/rag-worker"
+    serve(f"{base}:latest")  # the registry API: latest exists, the other tags are new
+    pushing = push_preflight.prepare(Runner(), build_plan())
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "cannot check" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: cannot check ECR repository "
+                                                         "rag-worker in account 123456789012")
+    # the existing tag first, pushed alone: an immutable repository refuses it before any other
+    assert pushing.refs == (f"{base}:latest", f"{base}:dev-{TS}", f"{base}:dev",
+                            f"{base}:git-abc1234")
+    assert pushing.before[f"{base}:latest"] == DIGEST
+    assert pushing.in_order  # never pushed by the build, all at once
+    assert fp.call_count([fp.program("aws"), "ecr", "list-images", fp.any()]) == 0
+
+
+def test_an_immutable_refusal_of_the_first_existing_tag_leaves_nothing_pushed(fp):
+    plan = build_plan()
+    base = f"{ECR}/rag-worker"
+    before = {ref: "" for ref in plan.refs}
+    before[f"{base}:latest"] = DIGEST
+    refs = push_preflight.existing_first(plan.refs, before)
+    assert refs[0] == f"{base}:latest"
+    context = prepared(plan)
+    context = push.Context(plan, PushPlan(refs, credentials=context.push.credentials,
+                                          session=context.push.session),
+                           context.docker_config, context.environ, context.sleep)
+    register_push(fp, refs[0], returncode=1, stdout=(
+        f"tag invalid: The image tag 'latest' already exists in the 'rag-worker' repository and "
+        "cannot be overwritten because the repository is immutable.\n"))
+    with pytest.raises(PushFailed) as err:
+        push.push(Runner(), context, {})
+    assert "pushed: nothing" in str(err.value)
+    assert "--registry-id 123456789012" in str(err.value)
+    assert sum(1 for c in fp.calls if "push" in map(str, c)) == 1
+
+
+def test_after_an_ecr_login_the_messages_name_the_login_docker_stored(fp, capsys):
+    register_preflight(fp)
+    register_login(fp)
+    register_describe(fp, stdout=repository_json())
+    pushing = push_preflight.prepare(Runner(), build_plan())
+    err = capsys.readouterr().err
+    assert "none: no credHelpers" not in err
+    assert pushing.credentials.auth_key == ECR
+    answered = [line for line in err.splitlines() if "takes the push's credentials" in line]
+    assert len(answered) == 1 and f"(auths['{ECR}'] in " in answered[0], err
+
+
+def test_skip_existing_immutable_without_describe_leaves_out_the_existing_tags(fp, capsys):
+    register_preflight(fp)
+    register_login(fp)
+    register_describe(fp, returncode=254, stderr="An error occurred (AccessDeniedException) when "
+                                                 "calling the DescribeRepositories operation\n")
+    base = f"{ECR}/rag-worker"
+    serve(f"{base}:latest")
+    serve(f"{base}:dev")
+    pushing = push_preflight.prepare(Runner(), build_plan(skip_existing_immutable=True))
+    assert pushing.skipped == (f"{base}:dev", f"{base}:latest")
+    assert pushing.refs == (f"{base}:dev-{TS}", f"{base}:git-abc1234")
+    assert "leaving out the tags rag-worker already has (its mutability is unknown): dev, latest" \
+        in capsys.readouterr().err

@@ -14,6 +14,7 @@ import pytest
 
 from fakes import docker_calls, register_git
 from ragbuild import cli, guard, steps
+from ragbuild.steps.context import check_context
 from ragbuild.commands import build as build_cli
 from ragbuild.errors import UsageError
 from ragbuild.limits import Limits
@@ -170,6 +171,112 @@ def test_secret_reason(path, content, why):
 ])
 def test_secret_looking_build_arg_names(name, secret):
     assert secret_build_args([(name, "v")]) == ([name] if secret else [])
+
+
+# --- the ignore file as BuildKit reads it, and the two senders' walks (found by
+# tests/e2e/test_context_differential.py against the real clients) ----------------------------
+
+
+@pytest.mark.parametrize("data, lines", [
+    (b"a\nb\n", ["a", "b"]),
+    (b"a\r\nb", ["a", "b"]),  # CRLF; no final newline
+    (b"\xef\xbb\xbf  .dockerignore\t\r\n", ["  .dockerignore\t"]),  # the BOM goes, first line only
+    (b"a\rb\r", ["a\rb"]),  # a lone CR is no line end (Go's bufio.ScanLines)
+    (b"a\xc2\x85b\xe2\x80\xa8c\x0cd\n", ["a\x85b\u2028c\x0cd"]),  # nor these (str.splitlines)
+    (b"caf\xe9.txt\n", [os.fsdecode(b"caf\xe9.txt")]),  # Latin-1 bytes: as os.scandir names them
+])
+def test_ignore_file_lines_as_buildkit_reads_them(data, lines):
+    assert guard.read_ignore_file(data) == lines
+
+
+def test_a_bom_before_a_pattern_does_not_hide_it(tmp_path):
+    root = tree(tmp_path, {"Dockerfile": 1, ".dockerignore": 1, "a.txt": 1})
+    (root / ".dockerignore").write_bytes(b"\xef\xbb\xbf  .dockerignore\t\r\na.txt\r\n")
+    assert sorted(rel for rel, _ in guard.walk_context(guard.ContextRules(str(root)))) == \
+        ["Dockerfile"]
+
+
+def test_a_latin1_pattern_matches_the_latin1_file_name(tmp_path):
+    (tmp_path / "Dockerfile").write_text("x")
+    (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_text("x")
+    (tmp_path / ".dockerignore").write_bytes(b"caf\xe9.txt\n.dockerignore\n")
+    assert [rel for rel, _ in guard.walk_context(guard.ContextRules(str(tmp_path)))] == ["Dockerfile"]
+
+
+@pytest.mark.parametrize("data, number", [(b"a.txt\rb.txt\r", 1), (b"# ok\x01\nx\n\ta\x01b \n", 3)])
+def test_a_pattern_with_a_control_character_is_refused_as_docker_fails_on_it(tmp_path, data, number):
+    (tmp_path / ".dockerignore").write_bytes(data)
+    with pytest.raises(UsageError, match=rf"\.dockerignore line {number}: the pattern .* holds a "
+                                         r"control character, .*PROTOCOL_ERROR.*LF or CRLF"):
+        guard.ContextRules(str(tmp_path))
+
+
+def test_a_tab_inside_a_pattern_is_refused_around_it_trimmed(tmp_path):
+    (tmp_path / ".dockerignore").write_bytes(b"\ta b\t\r\n")
+    guard.ContextRules(str(tmp_path))  # trimmed, as docker does
+    (tmp_path / ".dockerignore").write_bytes(b"a\tb\n")
+    with pytest.raises(UsageError, match=r"line 1: .*a tab, on Docker 26 engines"):
+        guard.ContextRules(str(tmp_path))
+
+
+WILD = {"Dockerfile": 1, "node_modules/pkg/keep.js": 1, "node_modules/pkg/a.js": 1, "src/keep.py": 1}
+
+
+@pytest.mark.parametrize("ignore, differ, buildx, classic", [
+    # an exception with a wildcard: buildx walks into the excluded directory, the old CLI does not
+    ("node_modules\n!**/keep*\n", True, ["node_modules/pkg/keep.js"], []),
+    ("node_modules\n!node_modules/pkg/keep.js\n", True, ["node_modules/pkg/keep.js"],
+     ["node_modules/pkg/keep.js"]),  # its text starts with the directory's: both walk in
+    ("node_modules\n", False, [], []),
+    # the older matcher tries a pattern on a path's leading directories: !node_modules/pkg
+    # brings back what */*/* left out; buildx's matcher skips an exception that did not match
+    # a directory while it was not excluded (case 66 of seed 11, remote and legacy legs)
+    ("*/*/*\n!node_modules/pkg\n", True, [], ["node_modules/pkg/a.js", "node_modules/pkg/keep.js"]),
+])
+def test_the_two_senders_walks_into_excluded_directories(tmp_path, ignore, differ, buildx, classic):
+    root = tree(tmp_path, {**WILD, ".dockerignore": ignore})
+    rules = guard.ContextRules(str(root))
+    assert rules.clients_differ is differ
+    sent = lambda: sorted(rel for rel, _ in guard.walk_context(rules) if rel.startswith("node_"))
+    assert sent() == buildx
+    rules.prefix_exceptions = True
+    assert sent() == classic
+
+
+class Answers(Log):
+    """A runner whose ``docker version`` prints ``client`` (exit ``code``)."""
+
+    def __init__(self, client="", code=0):
+        super().__init__()
+        self.client, self.code, self.asked = client, code, []
+
+    def run(self, command):
+        self.asked.append(command.argv)
+        return subprocess.CompletedProcess(command.argv, self.code, self.client + "\n", "")
+
+
+@pytest.mark.parametrize("client, code, files", [("20.10.24+dfsg1", 0, 2), ("28.0.1", 0, 3),
+                                                 ("", 1, 3)])
+def test_check_asks_the_client_only_when_the_walks_differ(tmp_path, client, code, files):
+    root = tree(tmp_path, {**WILD, ".dockerignore": "node_modules\n!**/keep*\n"})
+    runner = Answers(client, code)
+    plan = FakePlan(root)
+    plan.buildx, plan.multi_platform = (), False
+    # Dockerfile, .dockerignore, src/keep.py; buildx's walk also node_modules/pkg/keep.js
+    assert check_context(runner, plan).files == files + 1
+    assert runner.asked == [("docker", "version", "--format", "{{.Client.Version}}")]
+    (root / ".dockerignore").write_text("node_modules\n")
+    runner.asked.clear()
+    check_context(runner, plan)
+    assert runner.asked == []
+
+
+def test_a_buildx_build_takes_buildx_walk_without_asking(tmp_path):
+    root = tree(tmp_path, {**WILD, ".dockerignore": "node_modules\n!**/keep*\n"})
+    runner = Answers("20.10.24")
+    plan = FakePlan(root)
+    plan.buildx, plan.multi_platform = ("--builder remote",), False
+    assert check_context(runner, plan).files == 4 and runner.asked == []
 
 
 # --- the step ----------------------------------------------------------------------------------

@@ -89,22 +89,33 @@ def test_a_build_that_writes_no_id_stops_the_run(project, strict_fp, capsys):
 
 def test_the_summary_and_smoke_test_follow_the_id_not_a_tag(project, strict_fp, capsys,
                                                              monkeypatch):
-    from ragbuild import smoke
+    from ragbuild import sagemaker, smoke
 
     monkeypatch.setattr(smoke, "container_name", lambda: "ragbuild-smoke-0")
-    monkeypatch.setattr(smoke, "http_get", lambda port, path, timeout=2.0: (
-        200, json.dumps({"status": "ok", "environment": "dev",
-                         "git_commit": fakes.SHA}).encode()))
+    health = json.dumps({"status": "ok", "environment": "dev", "git_commit": fakes.SHA}).encode()
+    monkeypatch.setattr(sagemaker, "http_request", lambda port, method, path, *rest: (
+        sagemaker.Outcome(200, 0.01, True, health)))
     docker = strict_fp.program("docker")
     strict_fp.register([docker, "build", strict_fp.any()])
     refs = [f"rag-worker:dev-{fakes.STAMP}", "rag-worker:dev", f"rag-worker:git-{fakes.SHA}",
             "rag-worker:latest"]
     strict_fp.register([docker, "image", "inspect", "--format", strict_fp.any(min=1, max=1),
                         FAKE_IMAGE_ID], stdout=f"{FAKE_IMAGE_ID} 1 {json.dumps(refs)} {{}}\n")
-    strict_fp.register([docker, "run", "-d", "--name", "ragbuild-smoke-0", "-p",
-                        "127.0.0.1::8080", "--label", "org.ragbuild.smoke=1", FAKE_IMAGE_ID,
-                        "serve"], stdout="ragbuild-smoke-0\n")
+    strict_fp.register([docker, "run", "-d", "--name", "ragbuild-smoke-0", "--tmpfs",
+                        "/opt/ml/model:ro", "-p", "127.0.0.1::8080", "--label",
+                        "org.ragbuild.smoke=1", FAKE_IMAGE_ID, "serve"],
+                       stdout="ragbuild-smoke-0\n")
     strict_fp.register([docker, "port", "ragbuild-smoke-0", "8080/tcp"], stdout="127.0.0.1:5\n")
+    strict_fp.register([docker, "kill", "--signal", "TERM", "ragbuild-smoke-0"])
+    strict_fp.register([docker, "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}",
+                        "ragbuild-smoke-0"], stdout="false 0\n")
+    strict_fp.register([docker, "rm", "-f", "ragbuild-smoke-0"])
+    strict_fp.register([docker, "run", "-d", "--name", "ragbuild-smoke-0", "--tmpfs",
+                        "/opt/ml/model:ro", "-p", "127.0.0.1::8090", "-p", "127.0.0.1::8080",
+                        "-e", "SAGEMAKER_BIND_TO_PORT=8090", "--label", "org.ragbuild.smoke=1",
+                        FAKE_IMAGE_ID, "serve"], stdout="ragbuild-smoke-0\n")
+    strict_fp.register([docker, "port", "ragbuild-smoke-0", "8090/tcp"], stdout="127.0.0.1:6\n")
+    strict_fp.register([docker, "port", "ragbuild-smoke-0", "8080/tcp"], stdout="127.0.0.1:7\n")
     strict_fp.register([docker, "rm", "-f", "ragbuild-smoke-0"])
     code = cli.main(["--env", "dev", "--smoke-test"])
     assert code == 0, capsys.readouterr().err

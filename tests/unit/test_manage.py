@@ -15,7 +15,7 @@ import pytest
 from ragbuild import cli
 from ragbuild.commands import local as local_commands
 from ragbuild.commands.clean import ragbuild_refs
-from ragbuild.commands.local import repository_of
+from ragbuild.reference import repository_of
 from ragbuild.reference import familiar
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,16 +31,28 @@ def image(image_id, tags, repository=None, **labels):
     return {"Id": image_id, "RepoTags": list(tags), "Config": {"Labels": labels or None}}
 
 
-def register_listing(fp, images, *, local_image=None):
+CONTAINERS = [DOCKER, "container", "ls", "--all", "--quiet", "--no-trunc"]
+INSPECT_CONTAINERS = [DOCKER, "container", "inspect", "--format",
+                      "{{.Id}} {{.Image}} {{.State.Status}} {{.Name}}"]
+
+
+def register_containers(fp, containers):
+    """``containers``: (name, image ID, status) of every container of the daemon."""
+    ids = [f"c{n:063d}" for n in range(len(containers))]
+    fp.register([fp.program(DOCKER), *CONTAINERS[1:]], stdout="".join(f"{i}\n" for i in ids))
+    if ids:
+        fp.register([fp.program(DOCKER), *INSPECT_CONTAINERS[1:], *ids],
+                    stdout="".join(f"{i} {image} {status} /{name}\n"
+                                   for i, (name, image, status) in zip(ids, containers)))
+
+
+def register_listing(fp, images, *, local_image=None, containers=()):
     ids = [i["Id"] for i in images]
     fp.register([fp.program(DOCKER), *LS[1:]], stdout="".join(f"{i}\n" for i in ids))
     if ids:
         fp.register([fp.program(DOCKER), "image", "inspect", *ids], stdout=json.dumps(images))
-    if local_image is None:
-        fp.register([fp.program(DOCKER), *INSPECT_LOCAL[1:]], returncode=1,
-                    stderr="Error: No such container: rag-worker-local\n")
-    else:
-        fp.register([fp.program(DOCKER), *INSPECT_LOCAL[1:]], stdout=local_image + "\n")
+    local = [("rag-worker-local", local_image, "running")] if local_image is not None else []
+    register_containers(fp, [*containers, *local])
 
 
 # --- clean -------------------------------------------------------------------------------------
@@ -61,7 +73,7 @@ def test_clean_removes_only_the_tags_of_the_labelled_repository(fp, capsys):
     rm = [fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest",
           "rag-worker:git-abc", "localhost:5000/team/rag:dev"]
     fp.register(rm)
-    assert cli.main(["clean"]) == 0
+    assert cli.main(["clean", "--registry", "localhost:5000/team/rag"]) == 0
     assert fp.call_count(rm) == 1  # one call, no --force: a tag docker would refuse stays
     assert fp.call_count([fp.program(DOCKER), "image", "rm", "--force", fp.any()]) == 0
     assert fp.call_count([fp.program(DOCKER), "rm", fp.any()]) == 0  # no local container
@@ -135,11 +147,14 @@ def test_the_local_container_goes_only_after_every_other_tag_went(fp, capsys):
     assert order == ["image rm", "rm -f", "image rm"]
 
 
-@pytest.mark.parametrize("running", ["sha256:fff", "sha256:uuu"], ids=["fork", "user-tagged"])
-def test_local_container_running_a_surviving_image_is_left(fp, running):
+@pytest.mark.parametrize("running, removed", [
+    ("sha256:fff", ["rag-worker:dev", "rag-worker:latest", "rag-worker:git-abc"]),
+    # the user-tagged image survives the clean and the local container uses it: every tag stays
+    ("sha256:uuu", ["rag-worker:dev", "rag-worker:latest"]),
+], ids=["fork", "user-tagged"])
+def test_local_container_running_a_surviving_image_is_left(fp, running, removed):
     register_listing(fp, [OURS, FORK, USER_TAGGED], local_image=running)
-    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest",
-                 "rag-worker:git-abc"])
+    fp.register([fp.program(DOCKER), "image", "rm", *removed])
     assert cli.main(["clean"]) == 0
     assert fp.call_count([fp.program(DOCKER), "rm", fp.any()]) == 0
 
@@ -181,7 +196,7 @@ def test_an_image_removed_between_listing_and_inspect_is_skipped(fp):
     fp.register([fp.program(DOCKER), "image", "inspect", "sha256:aaa", "sha256:gone"],
                 returncode=1, stdout=json.dumps([OURS]),
                 stderr="Error: No such image: sha256:gone\n")
-    fp.register([fp.program(DOCKER), *INSPECT_LOCAL[1:]], returncode=1)
+    register_containers(fp, [])
     fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
     assert cli.main(["clean"]) == 0
 
@@ -192,10 +207,10 @@ def test_clean_dry_run_prints_and_runs_nothing(fp, capsys):
     assert out.splitlines() == [
         "docker image ls --filter label=org.ragbuild.repository --quiet --no-trunc",
         "docker image inspect IMAGE_IDS",
-        "docker container inspect --format '{{.Image}}' rag-worker-local",
+        "docker container ls --all --quiet --no-trunc",
         "docker image rm RAGBUILD_REFS"]
-    assert ("dry run: a real run removes container rag-worker-local only if it runs an image "
-            "whose every tag is removed") in err
+    assert ("dry run: a real run keeps every tag of an image a container uses (running or "
+            "stopped), the local run container excepted") in err
     assert len(fp.calls) == 0
 
 
@@ -238,8 +253,11 @@ def local(fp, monkeypatch):
     """A fixed temporary name; ``local(old=...)`` registers the old container's inspect:
     None (no container), or its ``running`` state and host port."""
     monkeypatch.setattr(local_commands, "temporary_name", lambda name: NEW)
+    monkeypatch.setattr(local_commands, "SETTLE", 0)
 
-    def register(old=None):
+    def register(old=None, new_state=json.dumps({"Status": "running", "Running": True})):
+        fp.register([fp.program(DOCKER), "inspect", "--format", "{{json .State}}", NEW],
+                    stdout=new_state)  # after its start: does it still run?
         if old is None:
             fp.register([fp.program(DOCKER), *INSPECT_OLD], returncode=1,
                         stderr="Error: No such container: rag-worker-local\n")
@@ -264,6 +282,7 @@ def test_run_local_starts_the_new_container_before_removing_the_old(fp, local, c
     fp.register([fp.program(DOCKER), "rename", NEW, "rag-worker-local"])
     assert cli.main(["run", "--port", "9000"]) == 0
     assert calls(fp)[1:] == [f"create --name {NEW} -p 9000:8080 rag-worker:dev", f"start {NEW}",
+                             f"inspect --format {{{{json .State}}}} {NEW}",
                              "rm -f rag-worker-local", f"rename {NEW} rag-worker-local"]
     assert "curl http://localhost:9000/health" in capsys.readouterr().err
 
@@ -347,6 +366,31 @@ def test_run_local_dry_run_prints_every_step(fp, local, capsys):
 def test_logs_follow(fp):
     fp.register([fp.program(DOCKER), "logs", "--tail", "200", "--follow", "rag-worker-local"])
     assert cli.main(["logs", "-f"]) == 0
+
+
+FOLLOW = [DOCKER, "logs", "--tail", "200", "--follow", "rag-worker-local"]
+
+
+def test_ctrl_c_ends_logs_follow_with_exit_0_and_no_error(fp, capsys):
+    """Ctrl-C is how following ends: the SIGINT reaches ragbuild (and docker, 130)."""
+    fp.register([fp.program(DOCKER), *FOLLOW[1:]],
+                callback=lambda process: os.kill(os.getpid(), signal.SIGINT))
+    assert cli.main(["logs", "-f"]) == 0
+    fp.register([fp.program(DOCKER), *FOLLOW[1:]], returncode=130)  # docker's own exit on it
+    assert cli.main(["logs", "-f"]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
+def test_sigterm_still_stops_logs_follow_with_143_and_ctrl_c_without_follow_is_130(fp, capsys):
+    fp.register([fp.program(DOCKER), *FOLLOW[1:]],
+                callback=lambda process: os.kill(os.getpid(), signal.SIGTERM))
+    assert cli.main(["logs", "-f"]) == 143
+    fp.register([fp.program(DOCKER), "logs", "--tail", "200", "rag-worker-local"],
+                callback=lambda process: os.kill(os.getpid(), signal.SIGINT))
+    assert cli.main(["logs"]) == 130
+    fp.register([fp.program(DOCKER), *FOLLOW[1:]], returncode=1,
+                stderr="Error: No such container: rag-worker-local\n")
+    assert cli.main(["logs", "-f"]) == 1
 
 
 @pytest.mark.parametrize("image_ref", [
@@ -501,3 +545,96 @@ def test_shell_refuses_a_bad_image_in_one_line(fp, capsys, image):
     assert main(["shell", image]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: IMAGE")
+
+
+# --- this project's images only; images in use keep every tag (issue 23) ------------------------
+
+OTHER_PROJECT = image("sha256:ooo", ["other-app:dev", "other-app:latest"], "other-app")
+TEAMMATE = image("sha256:ttt", ["localhost:5000/team/other:1"], "localhost:5000/team/other")
+
+
+def test_clean_leaves_other_projects_images_and_names_them(fp, capsys):
+    register_listing(fp, [OURS, OTHER_PROJECT, TEAMMATE])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
+    assert cli.main(["clean"]) == 0
+    removed = [c for c in fp.calls if list(map(str, c[1:3])) == ["image", "rm"]]
+    assert len(removed) == 1 and "other-app:dev" not in map(str, removed[0])
+    err = capsys.readouterr().err
+    assert ("kept the images of other repositories (localhost:5000/team/other, other-app): not "
+            "this project's (rag-worker); clean --all removes every ragbuild build's tags") in err
+
+
+def test_the_project_is_what_a_build_here_uses(fp, tmp_path, monkeypatch):
+    """setup.cfg's image name and ECR_REGISTRY_URI, as a build takes them; flags over both."""
+    (tmp_path / "setup.cfg").write_text("[ragbuild]\nimage-name = other-app\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ECR_REGISTRY_URI", "localhost:5000/team/other")
+    register_listing(fp, [OURS, OTHER_PROJECT, TEAMMATE])
+    fp.register([fp.program(DOCKER), "image", "rm", "other-app:dev", "other-app:latest",
+                 "localhost:5000/team/other:1"])
+    assert cli.main(["clean"]) == 0
+    register_listing(fp, [OURS, OTHER_PROJECT, TEAMMATE])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
+    assert cli.main(["clean", "--image-name", "rag-worker", "--registry",
+                     "localhost:5000/nothing"]) == 0
+
+
+def test_clean_all_widens_to_every_labelled_image(fp):
+    register_listing(fp, [OURS, OTHER_PROJECT])
+    rm = [fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest",
+          "other-app:dev", "other-app:latest"]
+    fp.register(rm)
+    assert cli.main(["clean", "--all"]) == 0
+    assert fp.call_count(rm) == 1
+
+
+@pytest.mark.parametrize("status", ["running", "exited", "created"])
+def test_an_image_a_container_uses_keeps_every_tag(fp, capsys, status):
+    other = image("sha256:bbb", ["rag-worker:git-old", "rag-worker:prod"], "rag-worker")
+    register_listing(fp, [OURS, other], containers=[("teammate-debug", "sha256:bbb", status)])
+    fp.register([fp.program(DOCKER), "image", "rm", "rag-worker:dev", "rag-worker:latest"])
+    assert cli.main(["clean"]) == 0
+    removed = [list(map(str, c)) for c in fp.calls if list(map(str, c[1:3])) == ["image", "rm"]]
+    assert len(removed) == 1 and "rag-worker:git-old" not in removed[0]
+    err = capsys.readouterr().err
+    assert (f"kept rag-worker:git-old, rag-worker:prod: image sha256:bbb is used by container "
+            f"teammate-debug ({status})") in err
+    assert "1 image(s) deleted; 1 kept in use by containers" in err
+
+
+def test_nothing_but_images_in_use_is_nothing_to_clean(fp, capsys):
+    register_listing(fp, [OURS], containers=[("x", "sha256:aaa", "exited")])
+    assert cli.main(["clean"]) == 0
+    assert fp.call_count([fp.program(DOCKER), "image", "rm", fp.any()]) == 0
+    err = capsys.readouterr().err
+    assert "kept rag-worker:dev, rag-worker:latest: image sha256:aaa is used by container x" in err
+    assert "nothing to clean" in err
+
+
+def test_a_registry_that_is_not_a_registry_uri_is_a_usage_error(fp, capsys):
+    assert cli.main(["clean", "--registry", "not a uri"]) == 2
+    assert len(fp.calls) == 0
+
+
+def test_run_local_of_an_image_that_dies_at_once_says_so_and_keeps_the_old(fp, local, capsys):
+    """docker start succeeds, the process cannot exec (a CRLF #! line): not 'is running'."""
+    local(old=("true", 19090), new_state=json.dumps({"Status": "exited", "Running": False,
+                                                     "ExitCode": 1}))
+    fp.register([fp.program(DOCKER), "create", "--name", NEW, "-p", "8080:8080",
+                 "rag-worker:dev"], stdout="abc\n")
+    fp.register([fp.program(DOCKER), "start", NEW])
+    fp.register([fp.program(DOCKER), "inspect", "--format", "{{json .State}}", NEW],
+                stdout=json.dumps({"Status": "exited", "Running": False, "ExitCode": 1}))
+    fp.register([fp.program(DOCKER), "logs", "--tail", "30", NEW],
+                stderr="exec /usr/local/bin/serve: no such file or directory\n")
+    fp.register([fp.program(DOCKER), "cp", f"{NEW}:/usr/local/bin/serve", "-"], returncode=1)
+    fp.register([fp.program(DOCKER), "rm", "-f", NEW])
+    assert cli.main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert "is running as" not in err
+    assert ("error: rag-worker:dev stopped at once (exited (exit 1)); /usr/local/bin/serve is not "
+            "in the image, or its #! line") in err
+    assert "nothing changed: rag-worker-local is as it was" in err
+    assert "exec /usr/local/bin/serve: no such file or directory" in err
+    assert "rm -f rag-worker-local" not in calls(fp)  # the old one was never removed
+    assert calls(fp)[-1] == f"rm -f {NEW}"

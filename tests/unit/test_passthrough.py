@@ -232,7 +232,7 @@ def test_every_option_of_the_build_parser_is_refused_after_dashes():
     from ragbuild import passthrough
 
     own = build_cli.own_options(build_cli.build_parser())
-    assert {"--dry-run", "--metadata-file", "-q", "--quiet"} - own == {"-q", "--quiet"}
+    assert {"--dry-run", "--metadata-file", "-q", "--quiet"} <= own
     for option in own:
         with pytest.raises(Exception) as refused:
             passthrough.check_extra([option], own)

@@ -11,8 +11,7 @@ from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.run.command import Kind, Mode, Command
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo, parse_git_repository, parse_git_status
-from ragbuild.plan import (PushPlan, build_command, check_env, describe_plan, format_created,
-    format_timestamp, human_size, inspect_command, make_plan, parse_build_arg, plan_build_args)
+from ragbuild.plan import (PushPlan, build_command, check_env, describe_plan, format_created, format_timestamp, human_size, inspect_command, make_plan, parse_build_arg, plan_build_args)
 from ragbuild.tags import parse_version, plan_tags
 from ragbuild.reference import check_tag, parse_registry
 from datetime import timedelta, timezone
@@ -695,6 +694,14 @@ def test_a_dockerfile_that_is_a_directory_says_so(project, strict_fp, capsys):
     assert_refused(["--env", "dev", "-f", "src"],
                    "Dockerfile 'src' is a directory; pass the file, e.g. -f src/Dockerfile",
                    strict_fp, capsys)
+
+
+def test_a_dockerfile_on_stdin_is_refused_saying_so(project, strict_fp, capsys):
+    (project / "-").write_text("FROM scratch\n")  # docker reads stdin even so
+    assert_refused(["--env", "dev", "-f", "-"],
+                   "-f - (the Dockerfile on stdin) is not supported: ragbuild reads the Dockerfile "
+                   "before the build (the context guard's per-Dockerfile ignore file, doctor's "
+                   "checks); write it to a file and pass -f FILE", strict_fp, capsys)
 
 
 def test_an_unreadable_dockerfile_is_refused(project, strict_fp, capsys, monkeypatch):

@@ -178,12 +178,13 @@ def test_dockers_configuration_is_read_in_docker_config_py():
 
 def test_only_the_registry_modules_speak_http_to_a_registry():
     """The registry API (registry.py: session, auth, the pre-flight; manifest.py: the read-back)
-    is the only HTTP client of a registry; smoke.py's is the container's /ping and /health."""
+    is the only HTTP client of a registry; sagemaker.py's is the container's /ping, /health and
+    /invocations (the SageMaker gate)."""
     def imports_http(node) -> bool:
         return (isinstance(node, ast.Import)
                 and any(alias.name in ("urllib.request", "http.client") for alias in node.names))
 
-    assert _modules_where(imports_http) == {"registry", "manifest", "smoke"}
+    assert _modules_where(imports_http) == {"registry", "manifest", "sagemaker"}
     assert _modules_where(lambda node: isinstance(node, ast.Constant) and node.value in (
         "/v2/", "Bearer")) == {"registry", "manifest"}
 
@@ -193,7 +194,7 @@ def test_each_pipeline_step_runs_the_module_the_layout_names():
     from ragbuild import steps
 
     where = {"context": "context", "pre-flight": "preflight", "build": "build",
-             "inspect": "summary", "smoke": "smoke", "scan": "scan", "push": "push",
+             "inspect": "summary", "smoke": "sagemaker", "scan": "scan", "push": "push",
              "verify": "verify"}
     assert [step.name for step in steps.STEPS] == list(where)
     for step in steps.STEPS:

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 import fakes
-from ragbuild import manifest, proxy, push_preflight, registry, smoke
+from ragbuild import manifest, proxy, push_preflight, registry
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.proxy import ProxySettings, proxy_for
@@ -381,5 +381,8 @@ def test_the_smoke_test_polls_the_container_directly(listen, monkeypatch):
     shell = listen(403)
     shell_proxies(monkeypatch, f"http://127.0.0.1:{shell.server_address[1]}")
     container = listen(200)
-    assert smoke.http_get(container.server_address[1], "/ping") == (200, b"{}")
+    from ragbuild import sagemaker
+
+    answer = sagemaker.http_request(container.server_address[1], "GET", "/ping", None, 2)
+    assert (answer.status, answer.body) == (200, b"{}")
     assert shell.seen == [] and container.seen == [("GET", "/ping", None)]

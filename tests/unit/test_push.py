@@ -1,6 +1,7 @@
 """--push (push.py): registry hosts, push with retries and verification, against
 faked aws and docker calls (pytest-subprocess), and through the CLI."""
 
+import hashlib
 import json
 import os
 import re
@@ -332,6 +333,31 @@ def test_index_manifest_is_refused_naming_sagemaker(fp, media_type):
            "SageMaker refuses image indexes" in message
     assert "--provenance=false" in message
     assert message.count("is an image index") == 1
+
+
+def test_a_single_oci_manifest_fails_sagemakers_shape_unless_not_for_sagemaker(fp):
+    """SageMaker takes a Docker v2 schema 2 manifest only; an engine with the containerd image
+    store can push an OCI one. --not-for-sagemaker accepts it."""
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    body = json.dumps({"schemaVersion": 2, "mediaType": oci,
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                  "digest": "sha256:" + "33" * 32, "size": 1},
+                       "layers": []}).encode()
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never")
+    for ref in plan.refs:
+        register_push(fp, ref, digest=digest)
+        serve(ref, body=body, media_type=oci)
+    with pytest.raises(PushFailed) as err:
+        push_and_verify(prepared(plan), Runner())
+    message = str(err.value)
+    assert f"{plan.refs[0]} is a single {oci} manifest, not a Docker v2 schema 2 manifest " \
+           "(application/vnd.docker.distribution.manifest.v2+json): SageMaker refuses it" in message
+    assert "oci-mediatypes=false" in message and "--not-for-sagemaker" in message
+    plan = build_plan(f"{PLAIN}/rag-worker", latest_policy="never", not_for_sagemaker=True)
+    for ref in plan.refs:
+        register_push(fp, ref, digest=digest)
+    assert push_and_verify(prepared(plan), Runner()) == f"{PLAIN}/rag-worker@{digest}"
 
 
 def test_the_read_back_asks_for_every_manifest_type_with_one_request_per_tag(fp):

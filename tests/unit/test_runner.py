@@ -522,6 +522,18 @@ def test_docker_variable_naming_something_not_runnable(monkeypatch, tmp_path, ma
 # --- Ctrl-C ------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def cli_signal_handlers():
+    """The handlers ``cli.main`` installs (``signals.install``): with Python's own SIGINT
+    handler a Ctrl-C between a child's start and its listing raises at once, leaving that
+    child unlisted and running, which ``signals.deferred`` exists to prevent."""
+    from ragbuild.run import signals
+
+    previous = signals.install()
+    yield
+    signals.restore(previous)
+
+
 def sigint_when_started(pidfile, timeout=10.0, children=1):
     """From another thread: once ``children`` children have written their pids, deliver SIGINT
     to the main thread (where a blocking wait must be interrupted, as a real Ctrl-C would)."""
@@ -550,6 +562,7 @@ def gone(pid):
 
 
 @pytest.mark.parametrize("mode", [Mode.CAPTURE, Mode.STREAM, Mode.TEE, Mode.WATCH, "watch-tty"])
+@pytest.mark.usefixtures("cli_signal_handlers")
 def test_ctrl_c_terminates_and_reaps_the_child(tmp_path, mode):
     pidfile = tmp_path / "pid"
     runner, _, _ = quiet_runner()
@@ -566,6 +579,7 @@ def test_ctrl_c_terminates_and_reaps_the_child(tmp_path, mode):
     assert gone(int(pidfile.read_text()))
 
 
+@pytest.mark.usefixtures("cli_signal_handlers")
 def test_ctrl_c_on_a_command_without_arguments(tmp_path):
     pidfile = tmp_path / "pid"
     script = tmp_path / "long-task"
@@ -580,6 +594,7 @@ def test_ctrl_c_on_a_command_without_arguments(tmp_path):
     assert gone(int(pidfile.read_text()))
 
 
+@pytest.mark.usefixtures("cli_signal_handlers")
 def test_a_child_ignoring_sigterm_is_killed(tmp_path, monkeypatch):
     from ragbuild.run import runner as runner_module
 
@@ -641,6 +656,7 @@ def test_a_dry_run_prints_run_all_in_order_and_starts_nothing(fp):
     assert len(fp.calls) == 0
 
 
+@pytest.mark.usefixtures("cli_signal_handlers")
 def test_ctrl_c_during_run_all_stops_every_child(tmp_path):
     pidfile = tmp_path / "pid"
     runner, _, _ = quiet_runner()
@@ -668,6 +684,7 @@ def test_an_answer_file_the_command_did_not_write_is_an_empty_answer(tmp_path):
 
 
 @pytest.mark.parametrize("together", [False, True])
+@pytest.mark.usefixtures("cli_signal_handlers")
 def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(tmp_path,
                                                                              monkeypatch,
                                                                              together):

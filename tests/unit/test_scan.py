@@ -150,9 +150,12 @@ def test_scan_comes_after_the_smoke_test(project, strict_fp, stub_bin, capsys, m
     stub(stub_bin, "trivy")
     register_build_and_inspect(strict_fp)
     order = []
-    from ragbuild import smoke
+    import types
 
-    monkeypatch.setattr(smoke, "check", lambda runner, plan, image_id: order.append("smoke"))
+    from ragbuild import sagemaker
+
+    monkeypatch.setattr(sagemaker, "check", lambda runner, plan, image_id: order.append("smoke")
+                        or types.SimpleNamespace(health={}))
     strict_fp.register([strict_fp.program("trivy"), *TRIVY[1:]],
                        callback=lambda process: order.append("scan"))
     assert cli.main(["--env", "dev", "--smoke-test", "--scan"]) == 0, capsys.readouterr().err

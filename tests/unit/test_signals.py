@@ -17,7 +17,7 @@ import pytest
 
 from fakes import STAMP
 from registry_fakes import serve
-from ragbuild import cli, smoke
+from ragbuild import cli, sagemaker, smoke
 from ragbuild.commands import build as build_command
 from ragbuild.run import signals
 from ragbuild.errors import Interrupted, Stopped
@@ -219,11 +219,11 @@ def test_a_signal_during_the_smoke_test_removes_its_container(project, strict_fp
     strict_fp.register([strict_fp.program("docker"), "port", SMOKE_NAME, "8080/tcp"], stdout="127.0.0.1:49155\n")
     strict_fp.register([strict_fp.program("docker"), "rm", "-f", SMOKE_NAME])
 
-    def never_answers(port, path):  # the image that never answers: the signal comes meanwhile
-        deliver(signum)
-        return None, b""
+    def never_answers(port, method, path, *rest):  # the image that never answers: the signal
+        deliver(signum)  # comes meanwhile
+        return sagemaker.Outcome(None, 0.0)
 
-    monkeypatch.setattr(smoke, "http_get", never_answers)
+    monkeypatch.setattr(sagemaker, "http_request", never_answers)
     code, err, doc = run_stage(capsys, ["--env", "dev", "--smoke-test"])
     assert_interrupted(code, err, doc, signum, "smoke")
     assert strict_fp.call_count([strict_fp.program("docker"), "rm", "-f", SMOKE_NAME]) == 1

@@ -1,0 +1,61 @@
+"""The ``push IMAGE`` and ``promote SOURCE`` subcommands: their parsers and commands (the work is
+in ragbuild/promote.py: ship a tested image without building it again)."""
+
+from __future__ import annotations
+
+from ragbuild.commands.build import ArgumentParser, latest_policy, sub_parser
+
+
+def push_parser() -> ArgumentParser:
+    from ragbuild.promote import add_target_flags
+
+    parser = sub_parser("push", "Push a local image that is already built (and tested) with "
+                                "the tags a build for --env/--version would push, no build: "
+                                "each tag is made from the image's ID (timestamp and commit "
+                                "from the image itself), then the push's pre-flight, version-tag "
+                                "rule and read-back (docs/promote.md).")
+    parser.add_argument("image", help="the local image: its ID (what prod-ready prints) or a ref")
+    parser.add_argument("-r", "--registry", metavar="URI",
+                        help="host[:port]/repository (default: $ECR_REGISTRY_URI)")
+    add_target_flags(parser)
+    return parser
+
+
+def cmd_push(argv: list[str]) -> int:
+    from ragbuild import promote
+    from ragbuild.config import load_config
+    from ragbuild.run.dry import make_runner
+
+    ns = push_parser().parse_args(argv)
+    ns.policy = latest_policy(ns.latest, ns.latest_policy)
+    return promote.push_image(make_runner(ns.dry_run), ns, load_config())
+
+
+def promote_parser() -> ArgumentParser:
+    from ragbuild.promote import add_target_flags
+
+    parser = sub_parser("promote", "Give an image in a registry the tags a build for "
+                                   "--env/--version would push, in the same repository, by "
+                                   "writing its manifest byte for byte under each tag through "
+                                   "the registry API: no build, no layer upload, every tag at "
+                                   "SOURCE's digest (docs/promote.md).")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="R:tag or R@sha256:<digest> (R: host[:port]/repository), or a bare "
+                             "tag or digest with --registry")
+    parser.add_argument("-r", "--registry", metavar="URI",
+                        help="the repository of a bare SOURCE tag (default: $ECR_REGISTRY_URI)")
+    add_target_flags(parser)
+    parser.add_argument("--no-gate", metavar="REASON",
+                        help="promote without testing SOURCE's digest first (the reason is "
+                             "recorded in the metadata)")
+    return parser
+
+
+def cmd_promote(argv: list[str]) -> int:
+    from ragbuild import promote
+    from ragbuild.config import load_config
+    from ragbuild.run.dry import make_runner
+
+    ns = promote_parser().parse_args(argv)
+    ns.policy = latest_policy(ns.latest, ns.latest_policy)
+    return promote.promote(make_runner(ns.dry_run), ns, load_config())
