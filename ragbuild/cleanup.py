@@ -17,7 +17,8 @@ container, which ``clean`` removes itself when it runs an image whose every tag 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
+from collections.abc import Sequence
 
 from ragbuild.errors import CommandFailed
 from ragbuild.run.command import Command, Kind

@@ -28,7 +28,8 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Mapping, Sequence
 
 from ragbuild.errors import PushFailed, RagbuildError, UsageError
 from ragbuild.run.console import SUCCESS
@@ -144,7 +145,7 @@ def target_plan(runner: Runner, options: Options, config: Config, git: GitInfo,
                 moment: datetime, environ: Mapping[str, str], docker: Any = None) -> BuildPlan:
     """The build's plan for ``options`` with the image's facts: its tags are the ones a build
     for that environment and version pushes. A dirty image for prod needs --allow-dirty."""
-    from ragbuild import plan as plans, steps
+    from ragbuild import plan as plans
     from ragbuild.tags import CI_BUILD_NUMBER_VARS
 
     if options.env == "prod" and git.dirty and not options.allow_dirty:
@@ -261,7 +262,7 @@ def push_image(runner: Runner, ns: argparse.Namespace, config: Config,
     for an image already built (and tested), no build. Returns the exit status."""
     import json
 
-    from ragbuild import docker_config as builders, push, push_preflight, steps
+    from ragbuild import docker_config as builders, push_preflight, steps
     from ragbuild.reference import check_image_ref
     from ragbuild.smoke import docker_reason
 
@@ -323,7 +324,7 @@ def _check_outputs(options: Options, environ: Mapping[str, str]) -> None:
         check_path(environ["GITHUB_OUTPUT"], "$GITHUB_OUTPUT", append=True)
 
 
-def run_steps(runner: Runner, state: "steps.RunState", recorder: "steps.Recorder",
+def run_steps(runner: Runner, state: steps.RunState, recorder: steps.Recorder,
               steps: Sequence[tuple], clock: Callable[[], float] = time.monotonic) -> None:
     """Each ``(name, step)`` in order, timed into ``state.times``, as steps.run runs a
     build's; the metadata is written at the end, and when a step fails."""
@@ -408,8 +409,8 @@ class Promotion:
     gate: Optional[dict] = None
 
 
-def promote_recorder(state: "steps.RunState", runner: Runner,
-                     promotion: Promotion) -> "steps.Recorder":
+def promote_recorder(state: steps.RunState, runner: Runner,
+                     promotion: Promotion) -> steps.Recorder:
     """steps.Recorder with the promotion's own keys in its document: ``source`` (the ref
     and digest promoted) and ``gate`` (what was tested, the figures and when, or why not)."""
     from ragbuild import steps
@@ -429,7 +430,7 @@ def promote_recorder(state: "steps.RunState", runner: Runner,
 
 def dry_raw(source: Source) -> Any:
     """What a dry run takes the source's manifest to be."""
-    from ragbuild import manifest as manifest_api, registry as registry_api
+    from ragbuild import manifest as manifest_api
 
     digest = source.reference if source.reference.startswith("sha256:") else DRY_DIGEST
     return manifest_api.Raw(b"{}", manifest_api.DOCKER_MANIFEST, digest,
@@ -439,7 +440,7 @@ def dry_raw(source: Source) -> Any:
 def promote(runner: Runner, ns: argparse.Namespace, config: Config,
             environ: Mapping[str, str] = os.environ) -> int:
     """``ragbuild promote SOURCE --env ENV [--version X]``; the exit status."""
-    from ragbuild import manifest as manifest_api, registry as registry_api, docker_config as builders, ecr, push, push_preflight, steps
+    from ragbuild import manifest as manifest_api, registry as registry_api, docker_config as builders, ecr, push_preflight, steps
     from ragbuild.plan import BuildPlan as Plan
 
     registry_flag, registry_source = ns.registry, "--registry"
@@ -556,7 +557,7 @@ def _size(raw: Any) -> int:
 def _retry(runner: Runner, plan: BuildPlan, what: str, attempt: Callable[[], Any]) -> Any:
     """``attempt()`` with push.py's retries of a transient failure; the last failure raised
     as PushFailed in words for the user."""
-    from ragbuild import manifest as manifest_api, registry as registry_api, push
+    from ragbuild import manifest as manifest_api, push
 
     def once() -> Any:
         try:
@@ -578,7 +579,7 @@ def check_existing(runner: Runner, plan: BuildPlan, existing: Mapping, digest: s
     """The refs to write: those not at ``digest`` yet. A version tag (``plan.version_refs``) at
     ``digest`` already is a no-op; at another digest it stops the run (PushFailed, exit 1)
     unless --replace-version-tags; one that could not be read stops it too."""
-    from ragbuild import manifest as manifest_api, registry as registry_api
+    from ragbuild import manifest as manifest_api
 
     moved = []
     for ref in plan.version_refs:
@@ -651,7 +652,7 @@ def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict:
     """PUT the source's manifest under each ref to write, one after the other (a transient
     failure retried); each must be stored at the source's digest. Returns ref -> digest of
     those written; PushFailed says what was written and what not."""
-    from ragbuild import manifest as manifest_api, registry as registry_api
+    from ragbuild import manifest as manifest_api
 
     raw = promotion.raw
     session = promotion.session
@@ -660,7 +661,7 @@ def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict:
         tag = ref.rsplit(":", 1)[1]
         url = manifest_api.manifest_url(session, tag)
 
-        def put(tag: str = tag, url: str = url) -> None:
+        def put(tag: str = tag, url: str = url, ref: str = ref) -> None:
             try:
                 stored = _retry(runner, plan, f"PUT {url}",
                                 lambda: manifest_api.put(session, tag, raw))
@@ -681,7 +682,7 @@ def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict:
 def verify_tags(runner: Runner, plan: BuildPlan, promotion: Promotion, digests: dict) -> str:
     """Every target ref (but the immutable ones left out) read back at once: each must name the
     source's digest. Returns and prints ``<repository>@<digest>``."""
-    from ragbuild import manifest as manifest_api, registry as registry_api
+    from ragbuild import manifest as manifest_api
 
     raw = promotion.raw
     digest = raw.digest

@@ -31,7 +31,8 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Mapping, Sequence
 
 from ragbuild import diagnose, smoke
 from ragbuild.run import signals
@@ -228,7 +229,7 @@ def revision_expectation(runner: Runner, image: str) -> smoke.Expectation:
 # --- the gate -----------------------------------------------------------------------------------
 
 
-def check(runner: Runner, plan: "BuildPlan", image_id: Optional[str] = None) -> GateResult:
+def check(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None) -> GateResult:
     """The smoke test of the image a build just made, as ``plan`` says (start command,
     timeout): the image of ``image_id`` (the build's ``--iidfile``), so a tag another build
     moved meanwhile starts nothing else; ``/health`` must report the build's facts."""
@@ -278,7 +279,7 @@ class _Container:
         self.port, self.moved = port, moved
         self.started: Optional[Result] = None
 
-    def __enter__(self) -> "_Container":
+    def __enter__(self) -> _Container:
         try:
             self.started = self.runner.run(run_command(self.expect.image, self.name,
                                                        self.expect.command, self.port,
@@ -490,7 +491,7 @@ SHAPE_FIX = ("build for one platform without attestations and with Docker media 
              "for SageMaker")
 
 
-def shape_problem(ref: str, manifest: "manifest_api.Manifest",
+def shape_problem(ref: str, manifest: manifest_api.Manifest,
                   platform: Optional[str] = None, planned: Optional[str] = None,
                   normalize: Callable[[str], str] = str.lower) -> Optional[str]:
     """Why ``ref``'s manifest (as the registry serves it) is not SageMaker's shape, with the fix;
@@ -510,12 +511,12 @@ def shape_problem(ref: str, manifest: "manifest_api.Manifest",
     return None
 
 
-def check_shape(session: "registry_api.Session", ref: str, planned: Optional[str] = None,
+def check_shape(session: registry_api.Session, ref: str, planned: Optional[str] = None,
                 normalize: Callable[[str], str] = str.lower) -> Optional[str]:
     """Read ``ref``'s manifest (and, with a ``planned`` platform, its config) from the registry
     and say why it is not SageMaker's shape; None when it is. For promote: SOURCE's shape before
     any tag is written. ``manifest_api.ReadFailed`` when the registry does not serve it."""
-    from ragbuild import manifest as manifest_api, registry as registry_api
+    from ragbuild import manifest as manifest_api
 
     tag = ref.rsplit("@", 1)[1] if "@" in ref else ref.rsplit(":", 1)[1]
     manifest = manifest_api.read_manifest(session, tag)

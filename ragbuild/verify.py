@@ -53,10 +53,10 @@ def _judge(ctx: Context, ref: str, manifest: manifest.Manifest,
     return manifest.digest
 
 
-def _check_platform(runner: Runner, ctx: Context, session: "registry_api.Session", ref: str) -> list:
+def _check_platform(runner: Runner, ctx: Context, session: registry_api.Session, ref: str) -> list:
     """The planned platform (``--platform``) is the pushed image's: its config's os/architecture
     (``sagemaker.check_shape``), asked once, the refs all naming one manifest."""
-    from ragbuild import manifest as manifest_api, registry as registry_api, sagemaker
+    from ragbuild import manifest as manifest_api, sagemaker
 
     planned = ctx.plan.platforms[0]
 

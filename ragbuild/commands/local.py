@@ -10,9 +10,9 @@ from ragbuild.run import signals
 from ragbuild.commands.build import ArgumentParser, _lines, _port, sub_parser
 from ragbuild.errors import EXIT_OK
 from ragbuild.smoke import docker_reason
-from ragbuild.errors import CommandFailed, UsageError
+from ragbuild.errors import CommandFailed
 from ragbuild.run.command import Command, Kind, Mode
-from ragbuild.reference import check_image_ref, repository_of
+from ragbuild.reference import check_image_ref
 from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner
 

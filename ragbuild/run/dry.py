@@ -4,9 +4,11 @@ stop. ``make_runner`` picks it or the real ``Runner``: nothing else asks which o
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import os
 import shutil
-from typing import IO, Callable, ContextManager, Optional
+from typing import IO, Callable, Optional
 from collections.abc import Sequence
 
 from ragbuild.errors import (RagbuildError)
@@ -50,7 +52,7 @@ class DryRunner(Runner):
         self._once(what, f"dry run: a real run would {what}")
         return assume
 
-    def waiting(self, what: str, limit: Optional[float] = None) -> ContextManager[object]:
+    def waiting(self, what: str, limit: Optional[float] = None) -> AbstractContextManager[object]:
         from ragbuild.run import waiting
 
         return waiting.NoLine()  # a dry run waits for nothing

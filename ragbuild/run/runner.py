@@ -15,6 +15,8 @@ real run's ``+`` lines are the dry run's output, plus what only a real run can d
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import copy
 import importlib
 import os
@@ -25,7 +27,7 @@ import sys
 import time
 import types
 from dataclasses import replace
-from typing import IO, Callable, ContextManager, Optional, TypeVar, cast
+from typing import IO, Callable, Optional, TypeVar, cast
 from collections.abc import Sequence
 
 from ragbuild.run import signals
@@ -155,7 +157,7 @@ class Runner:
             return
         _write(self._log, f"{paint(message, self._log, level)}\n")
 
-    def waiting(self, what: str, limit: Optional[float] = None) -> ContextManager[object]:
+    def waiting(self, what: str, limit: Optional[float] = None) -> AbstractContextManager[object]:
         """While a step waits (``with runner.waiting("GET /ping to answer 200", 60): ...``):
         one line on the log says what for and for how long (waiting.py); nothing with
         ``--quiet``."""

@@ -54,7 +54,7 @@ class WaitLine:
         self._drawn = False
         self.start = 0.0
 
-    def __enter__(self) -> "WaitLine":
+    def __enter__(self) -> WaitLine:
         self.start = self.clock()
         self._thread = threading.Thread(target=self._loop, name="ragbuild-wait-line",
                                         daemon=True)
@@ -99,7 +99,7 @@ class WaitLine:
 class NoLine:
     """What a dry run and ``--quiet`` wait with: nothing drawn."""
 
-    def __enter__(self) -> "NoLine":
+    def __enter__(self) -> NoLine:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -99,7 +99,7 @@ class Recorder:
     def about_a_repository(self) -> list:
         return [(op, body) for op, body in self.requests if op in ABOUT_A_REPOSITORY]
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         self.thread.start()
         return self
 

@@ -123,7 +123,7 @@ def test_the_wait_line_says_what_for_instead_of_repeated_inspects(project, tiny_
 
 def shape(e2e_env, ref):
     """ragbuild's own check of ``ref`` in the plain registry (what push and promote ask)."""
-    from ragbuild import manifest, registry, sagemaker
+    from ragbuild import registry, sagemaker
     from ragbuild.docker_config import Credentials
     from ragbuild.reference import parse_registry
 

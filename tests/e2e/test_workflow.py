@@ -284,7 +284,7 @@ def test_a_version_tag_promotes_the_digest_main_tested_without_building(
     assert job.output("source")["image"] == f"{uri}:git-{project.sha}"
     assert not ANY_BUILD_RE.search(log) and "+ docker push" not in log, log[-3000:]
     assert trivy[1].read_text() == scans  # scanned once, by main's job: the same digest
-    writes = registry.writes()
+    writes = access.writes()
     assert writes and all(method == "PUT" and "/manifests/" in path and status == "201"
                           for method, path, status in writes), writes
     prod = [tag.format(ts=ts, sha=project.sha) for tag in PROD_TAGS]
@@ -327,7 +327,7 @@ def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(
                       "commit to main first, and once its dev job has pushed it re-run this job "
                       "(nothing was promoted)"]
     assert done.returncode == 2  # make's, for promote's exit 1
-    assert registry.writes() == [] and ecr_registry.tags(repository) == []
+    assert access.writes() == [] and ecr_registry.tags(repository) == []
     assert not ANY_BUILD_RE.search(done.stdout + done.stderr)
 
 

@@ -401,7 +401,7 @@ def test_an_immutable_refusal_of_the_first_existing_tag_leaves_nothing_pushed(fp
                                           session=context.push.session),
                            context.docker_config, context.environ, context.sleep)
     register_push(fp, refs[0], returncode=1, stdout=(
-        f"tag invalid: The image tag 'latest' already exists in the 'rag-worker' repository and "
+        "tag invalid: The image tag 'latest' already exists in the 'rag-worker' repository and "
         "cannot be overwritten because the repository is immutable.\n"))
     with pytest.raises(PushFailed) as err:
         push.push(Runner(), context, {})

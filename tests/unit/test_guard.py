@@ -237,7 +237,9 @@ def test_the_two_senders_walks_into_excluded_directories(tmp_path, ignore, diffe
     root = tree(tmp_path, {**WILD, ".dockerignore": ignore})
     rules = guard.ContextRules(str(root))
     assert rules.clients_differ is differ
-    sent = lambda: sorted(rel for rel, _ in guard.walk_context(rules) if rel.startswith("node_"))
+    def sent():
+        return sorted(rel for rel, _ in guard.walk_context(rules) if rel.startswith("node_"))
+
     assert sent() == buildx
     rules.prefix_exceptions = True
     assert sent() == classic

@@ -25,6 +25,10 @@ INSPECT_LOCAL = [DOCKER, "container", "inspect", "--format", "{{.Image}}", "rag-
 LABEL = "org.ragbuild.repository"
 
 
+#: docker inspect's {{json .State}} of a container that runs
+RUNNING_STATE = json.dumps({"Status": "running", "Running": True})
+
+
 def image(image_id, tags, repository=None, **labels):
     if repository is not None:
         labels[LABEL] = repository
@@ -255,7 +259,7 @@ def local(fp, monkeypatch):
     monkeypatch.setattr(local_commands, "temporary_name", lambda name: NEW)
     monkeypatch.setattr(local_commands, "SETTLE", 0)
 
-    def register(old=None, new_state=json.dumps({"Status": "running", "Running": True})):
+    def register(old=None, new_state=RUNNING_STATE):
         fp.register([fp.program(DOCKER), "inspect", "--format", "{{json .State}}", NEW],
                     stdout=new_state)  # after its start: does it still run?
         if old is None:

@@ -8,7 +8,7 @@ from datetime import datetime
 import fakes
 import pytest
 
-from ragbuild import cli, promote, sagemaker, smoke
+from ragbuild import cli, promote, sagemaker
 from ragbuild.commands import build as build_cli, promote as promote_commands
 from ragbuild.errors import UsageError
 from ragbuild.git import GitInfo
@@ -136,7 +136,7 @@ def test_promote_writes_the_source_manifest_byte_for_byte_under_each_tag(
     assert code == 0, err
     refs = staging_refs()
     assert [ref for ref, _, _ in registry.writes] == refs
-    for ref, body, headers in registry.writes:
+    for _ref, body, headers in registry.writes:
         assert body == SOURCE  # the bytes, not a re-encoding
         assert headers["Content-Type"] == DOCKER_MANIFEST
     assert out.splitlines()[-1] == f"{REPO}@{SOURCE_DIGEST}"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ragbuild import manifest, registry, cli, sagemaker, smoke
+from ragbuild import manifest, cli, sagemaker, smoke
 from ragbuild.errors import SmokeTestFailed
 from ragbuild.run.dry import DryRunner
 from ragbuild.run.runner import Runner

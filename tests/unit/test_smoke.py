@@ -7,8 +7,6 @@ import pytest
 
 from ragbuild import cli, smoke
 from ragbuild.errors import SmokeTestFailed, UsageError
-from ragbuild.run.dry import DryRunner
-from ragbuild.run.runner import Runner
 
 DOCKER = "docker"
 IMAGE = "rag-worker:v1.0.0"
