@@ -37,8 +37,11 @@ def help_text(bench: Bench) -> Case:
 
 
 def dry_run(bench: Bench) -> Case:
-    return Case("`build-image.py --env dev --dry-run`", bench.ragbuild(*DRY_RUN),
-                "runs the read-only git queries (the dirty check), no docker")
+    return Case(
+        "`build-image.py --env dev --dry-run`",
+        bench.ragbuild(*DRY_RUN),
+        "runs the read-only git queries (the dirty check), no docker",
+    )
 
 
 #: Times one ``git.git_info`` in the working directory (a committed copy of the worker's
@@ -70,16 +73,21 @@ print(f"{elapsed:.6f} {len(sent.files)} {Counting.calls} {int(info.dirty)}")
 
 def dirty_check(bench: Bench, project: Path) -> None:
     """The dirty check's own cost, ``--cli-runs`` times after a warm-up: one row."""
-    row = bench.row(SECTION, "the dirty check: `git.git_info` on the worker's context "
-                             "(in-process, not a whole command)")
+    row = bench.row(
+        SECTION,
+        "the dirty check: `git.git_info` on the worker's context (in-process, not a whole command)",
+    )
 
     def once(i: int) -> float:
-        answer = bench.sh.out([bench.py, "-c", GIT_FACTS_TIMER, str(REPO)], cwd=project,
-                              extra_env=bench.timed_env).split()
+        answer = bench.sh.out(
+            [bench.py, "-c", GIT_FACTS_TIMER, str(REPO)], cwd=project, extra_env=bench.timed_env
+        ).split()
         if len(answer) != 4 or answer[3] != "0":
             raise CommandError(f"error: the dirty check gave {answer} on a clean copy")
-        row.note = (f"{answer[1]} files sent, compared with the commit by {answer[2]} git "
-                    "processes (rev-parse, ls-tree, hash-object)")
+        row.note = (
+            f"{answer[1]} files sent, compared with the commit by {answer[2]} git "
+            "processes (rev-parse, ls-tree, hash-object)"
+        )
         return float(answer[0])
 
     once(0)  # warm-up
@@ -97,11 +105,15 @@ def run(bench: Bench, project: Path) -> None:
     rows = [bench.row(SECTION, case.name, case.note) for case in cases]
     for case in cases:  # warm-up: bytecode compiled, files in the page cache
         bench.sh.run(case.argv, cwd=ctx, extra_env=bench.timed_env)
-    interleave(bench, [(row, bench.timer(case.argv, ctx, bench.timed_env))
-                       for row, case in zip(rows, cases)], bench.args.cli_runs)
+    interleave(
+        bench,
+        [(row, bench.timer(case.argv, ctx, bench.timed_env)) for row, case in zip(rows, cases)],
+        bench.args.cli_runs,
+    )
     for label, flags in (("--help", ["--help"]), ("--env dev --dry-run", list(DRY_RUN))):
-        done = bench.sh.capture([bench.py, "-X", "importtime", SCRIPT, *flags], cwd=ctx,
-                                extra_env=bench.timed_env)
+        done = bench.sh.capture(
+            [bench.py, "-X", "importtime", SCRIPT, *flags], cwd=ctx, extra_env=bench.timed_env
+        )
         bench.importtime[label] = parse_importtime(done.stderr)
     dirty_check(bench, project)
 
@@ -124,5 +136,7 @@ def parse_importtime(stderr: str) -> dict:
         heaviest = max(foreign, key=lambda c: c[1]) if foreign else None
         top.append((name, cum, heaviest))
         children = []
-    return {"total": sum(cum for _, cum, _ in top),
-            "top": sorted((e for e in top if e[1] >= 1.0), key=lambda e: e[1], reverse=True)[:8]}
+    return {
+        "total": sum(cum for _, cum, _ in top),
+        "top": sorted((e for e in top if e[1] >= 1.0), key=lambda e: e[1], reverse=True)[:8],
+    }

@@ -28,8 +28,14 @@ DOCKER28 = "/usr/local/bin/docker"  # the newer client, with the buildx plugin
 BE_IMAGE = "python:3.11-slim-buildessential"
 SMALL = "ragbuild-bench-small"
 WORKER = "ragbuild-bench-worker"
-GIT_ID = ("-c", "user.name=ragbuild bench", "-c", "user.email=bench@ragbuild.invalid",
-          "-c", "commit.gpgsign=false")
+GIT_ID = (
+    "-c",
+    "user.name=ragbuild bench",
+    "-c",
+    "user.email=bench@ragbuild.invalid",
+    "-c",
+    "commit.gpgsign=false",
+)
 PUSH_EPOCH = "1767225600"  # SOURCE_DATE_EPOCH for the push runs: a re-push has the same tags
 ATTEMPTS = 3  # tries per round: a concurrent e2e run may stop the registry or replace the base
 
@@ -39,12 +45,21 @@ TARGETS = {  # name: (limit, what it is); each a ratio of medians, met when <= l
     "push": (1.30, "push of six tags / push of one tag"),
     "wrapper": (0.80, "cached rebuild: `build-image.py --env dev` / the bash command sequence"),
     "real-size": (0.60, "realistic set: image size, Dockerfile / single-stage"),
-    "real-bump": (0.35, "realistic set: Dockerfile, rebuild after bumping one pin / its cold build"),
+    "real-bump": (
+        0.35,
+        "realistic set: Dockerfile, rebuild after bumping one pin / its cold build",
+    ),
     "real-cold": (0.80, "realistic set: cold build, Dockerfile / single-stage"),
-    "promote": (0.50, "promote of six tags by manifest (`build-image.py promote`) / a cached "
-                      "build and push of six tags (`build-image.py --push` again)"),
-    "unchanged": (1.50, "cached build + push of six unchanged tags: `build-image.py --push` / "
-                        "one `docker buildx build --push` (Docker 28 client)"),
+    "promote": (
+        0.50,
+        "promote of six tags by manifest (`build-image.py promote`) / a cached "
+        "build and push of six tags (`build-image.py --push` again)",
+    ),
+    "unchanged": (
+        1.50,
+        "cached build + push of six unchanged tags: `build-image.py --push` / "
+        "one `docker buildx build --push` (Docker 28 client)",
+    ),
 }
 
 Ratio = tuple[str, str, str, str]  # (what, value, target, verdict): a derived-figure row
@@ -111,8 +126,9 @@ def load_sample() -> dict:
     return {"load1": load1, "others": others}
 
 
-def interleave(bench: Bench, rows_and_fns: Sequence[tuple[Row, Callable[[int], Sample]]],
-               runs: int) -> None:
+def interleave(
+    bench: Bench, rows_and_fns: Sequence[tuple[Row, Callable[[int], Sample]]], runs: int
+) -> None:
     """Run each (row, fn) once per round, the order rotated each round. ``fn(i)``: seconds for
     its row, or {row: seconds}. Only complete rounds count; a failed round is retried from its
     start once the harness answers (``Bench.retried``), up to ``ATTEMPTS`` times."""
@@ -201,8 +217,9 @@ class Bench:
         return int(self.sh.out([self.docker, "image", "inspect", "--format", "{{.Size}}", ref]))
 
     def base_id(self) -> None:
-        self.base_ids.append(self.sh.out([self.docker, "image", "inspect", "--format", "{{.Id}}",
-                                          self.base]))
+        self.base_ids.append(
+            self.sh.out([self.docker, "image", "inspect", "--format", "{{.Id}}", self.base])
+        )
 
     def drop_repo(self, name: str) -> bool:
         """Remove a benchmark repository from the registry's storage, so the next first push
@@ -226,11 +243,16 @@ class Bench:
     def harness_hints(self) -> str:
         """Lines (each after a newline) naming what of the harness vanished mid-run, or ""."""
         has_base, registry_up = self.harness_up()
-        hints = [] if has_base else [
-            f"{self.base} is gone from the engine (removed by someone else during the run?)"]
+        hints = (
+            []
+            if has_base
+            else [f"{self.base} is gone from the engine (removed by someone else during the run?)"]
+        )
         if not registry_up:
-            hints.append(f"the plain registry {self.env.get('E2E_REGISTRY', '')} does not answer "
-                         "(stopped by someone else during the run?)")
+            hints.append(
+                f"the plain registry {self.env.get('E2E_REGISTRY', '')} does not answer "
+                "(stopped by someone else during the run?)"
+            )
         return "".join(f"\n{hint}" for hint in hints)
 
     def retried(self, failure: CommandError) -> None:
@@ -253,8 +275,10 @@ def cache_note(logs: Path, key: str) -> str:
     """How many build steps ran and how many came from the cache, from the last
     ``logs/<key>-*.log`` (BuildKit's plain progress)."""
     text = sorted(logs.glob(f"{key}-*.log"))[-1].read_text(errors="replace")
-    steps = {vertex for vertex, instruction in
-             re.findall(r"^(#\d+) \[(?:[\w.-]+ )?\d+/\d+\] (\S+)", text, re.M)
-             if instruction.upper() != "FROM"}
+    steps = {
+        vertex
+        for vertex, instruction in re.findall(r"^(#\d+) \[(?:[\w.-]+ )?\d+/\d+\] (\S+)", text, re.M)
+        if instruction.upper() != "FROM"
+    }
     cached = set(re.findall(r"^(#\d+) CACHED", text, re.M))
     return f"{len(steps & cached)} of {len(steps)} Dockerfile steps (after FROM) cached"

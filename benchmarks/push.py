@@ -17,9 +17,11 @@ PUSHED = "pushed and verified 6 tags"  # what build-image.py says after a good s
 
 def layer_counts(text: str) -> tuple[int, int, int]:
     """(layers pushed, mounted from another repository, already there), from docker's output."""
-    return (len(re.findall(r": Pushed\s*$", text, re.M)),
-            len(re.findall(r": Mounted from ", text, re.M)),
-            len(re.findall(r": Layer already exists\s*$", text, re.M)))
+    return (
+        len(re.findall(r": Pushed\s*$", text, re.M)),
+        len(re.findall(r": Mounted from ", text, re.M)),
+        len(re.findall(r": Layer already exists\s*$", text, re.M)),
+    )
 
 
 def check_pushed(path: Path) -> str:
@@ -39,14 +41,23 @@ class Pushes:
         self.logs.mkdir()
         self.one = bench.row(SECTION, "`docker push`, one tag, new repository")
         self.six = bench.row(SECTION, "`docker push` x 6 tags, new repository")
-        self.rag = bench.row(SECTION, "`build-image.py --push`, six tags, new repository",
-                             "includes a cached build and the 6-tag verification")
-        self.again = bench.row(SECTION, "`build-image.py --push` again, nothing changed",
-                               "same six tags (SOURCE_DATE_EPOCH fixed)")
-        self.promote = bench.row(SECTION, "`build-image.py promote`, six tags",
-                                 "the pushed dev image's manifest PUT under five new tags of the "
-                                 "same repository (the sixth, git-<sha>, already there): no "
-                                 "build, no layer upload, no gate (--no-gate)")
+        self.rag = bench.row(
+            SECTION,
+            "`build-image.py --push`, six tags, new repository",
+            "includes a cached build and the 6-tag verification",
+        )
+        self.again = bench.row(
+            SECTION,
+            "`build-image.py --push` again, nothing changed",
+            "same six tags (SOURCE_DATE_EPOCH fixed)",
+        )
+        self.promote = bench.row(
+            SECTION,
+            "`build-image.py promote`, six tags",
+            "the pushed dev image's manifest PUT under five new tags of the "
+            "same repository (the sixth, git-<sha>, already there): no "
+            "build, no layer upload, no gate (--no-gate)",
+        )
         self.layers: dict[str, list] = {row.name: [] for row in self.rows}
 
     @property
@@ -76,20 +87,41 @@ class Pushes:
         """Seconds of a first six-tag push through build-image.py and of the same again."""
         bench = self.bench
         repo = f"bench-{bench.rid}-r6-{i}"
-        argv = bench.ragbuild("--env", "dev", "--registry", f"{bench.push_host}/{repo}", "--push",
-                              "-t", "bench-a", "-t", "bench-b", *bench.pip_args)
+        argv = bench.ragbuild(
+            "--env",
+            "dev",
+            "--registry",
+            f"{bench.push_host}/{repo}",
+            "--push",
+            "-t",
+            "bench-a",
+            "-t",
+            "bench-b",
+            *bench.pip_args,
+        )
         extra = {**bench.timed_env, "SOURCE_DATE_EPOCH": PUSH_EPOCH}
         first, second = self.logs / f"r6-{i}.log", self.logs / f"r6-again-{i}.log"
         third = self.logs / f"promote-{i}.log"
         # six tags: v1.0.0, 1.0.0, staging-<ts>, staging, git-<sha>, bench-c
-        promote = bench.ragbuild("promote", f"{bench.push_host}/{repo}:dev", "--env", "staging",
-                                 "--version", "1.0.0", "--no-latest", "-t", "bench-c",
-                                 "--no-gate", "benchmark")
+        promote = bench.ragbuild(
+            "promote",
+            f"{bench.push_host}/{repo}:dev",
+            "--env",
+            "staging",
+            "--version",
+            "1.0.0",
+            "--no-latest",
+            "-t",
+            "bench-c",
+            "--no-gate",
+            "benchmark",
+        )
         try:
             elapsed = bench.sh.timed(argv, cwd=self.copy, extra_env=extra, output=first)
             repushed = bench.sh.timed(argv, cwd=self.copy, extra_env=extra, output=second)
-            promoted = bench.sh.timed(promote, cwd=self.copy, extra_env=bench.timed_env,
-                                      output=third)
+            promoted = bench.sh.timed(
+                promote, cwd=self.copy, extra_env=bench.timed_env, output=third
+            )
         finally:
             bench.drop_repo(repo)
         self.layers[self.rag.name].append(layer_counts(check_pushed(first)))
@@ -121,19 +153,36 @@ def run(bench: Bench, copy: Path) -> None:
         raise SystemExit("error: build-image.py --help lists no --push")
     pushes = Pushes(bench, copy)
     warm_up(bench)
-    interleave(bench, [(pushes.one, lambda i: pushes.direct(i, 1)),
-                       (pushes.six, lambda i: pushes.direct(i, 6)),
-                       (pushes.rag, pushes.through_ragbuild)], bench.args.push_runs)
+    interleave(
+        bench,
+        [
+            (pushes.one, lambda i: pushes.direct(i, 1)),
+            (pushes.six, lambda i: pushes.direct(i, 6)),
+            (pushes.rag, pushes.through_ragbuild),
+        ],
+        bench.args.push_runs,
+    )
     pushes.notes()
     if not bench.repos_dir.is_dir():
-        bench.notes.append(f"could not find the registry's storage ({bench.repos_dir}): "
-                           "repositories were not removed between runs")
+        bench.notes.append(
+            f"could not find the registry's storage ({bench.repos_dir}): "
+            "repositories were not removed between runs"
+        )
     limit, what = TARGETS["push"]
     bench.ratios += [
-        ratio(f"{what}: `build-image.py --push` (6 tags) / `docker push` (1 tag)",
-              pushes.rag.median / pushes.one.median, limit),
-        ratio(f"{what}: `docker push` x 6 / `docker push` x 1 (like for like)",
-              pushes.six.median / pushes.one.median, limit),
-        ratio(TARGETS["promote"][1], pushes.promote.median / pushes.again.median,
-              TARGETS["promote"][0]),
+        ratio(
+            f"{what}: `build-image.py --push` (6 tags) / `docker push` (1 tag)",
+            pushes.rag.median / pushes.one.median,
+            limit,
+        ),
+        ratio(
+            f"{what}: `docker push` x 6 / `docker push` x 1 (like for like)",
+            pushes.six.median / pushes.one.median,
+            limit,
+        ),
+        ratio(
+            TARGETS["promote"][1],
+            pushes.promote.median / pushes.again.median,
+            TARGETS["promote"][0],
+        ),
     ]

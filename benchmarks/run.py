@@ -41,8 +41,14 @@ if __name__ == "__main__":  # run as a file: import the package from the reposit
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks import cli, push, realistic, report, size, unchanged, worker, wrapper  # noqa: E402
-from benchmarks.common import (RESULTS, SMALL, WORKER, Bench, load_sample,  # noqa: E402
-                               log)
+from benchmarks.common import (
+    RESULTS,
+    SMALL,
+    WORKER,
+    Bench,
+    load_sample,  # noqa: E402
+    log,
+)
 from benchmarks.shell import load_env_file  # noqa: E402
 
 SECTIONS = ("wrapper", "worker", "size", "push", "cli", "realistic", "unchanged")
@@ -50,21 +56,43 @@ DEFAULT_ENV_FILE = Path(os.environ.get("RAGBUILD_E2E_STATE", "/var/tmp/ragbuild-
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE,
-                        help="the e2e harness's env file (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=DEFAULT_ENV_FILE,
+        help="the e2e harness's env file (default: %(default)s)",
+    )
     parser.add_argument("--runs", type=int, default=9, help="runs of each fast row (default: 9)")
-    parser.add_argument("--cli-runs", type=int, default=15,
-                        help="runs of each CLI row (default: 15)")
-    parser.add_argument("--worker-runs", type=int, default=5,
-                        help="rounds of cold/change/no-change worker builds (default: 5)")
-    parser.add_argument("--push-runs", type=int, default=5,
-                        help="rounds of pushes to new repositories, section 4 (default: 5)")
-    parser.add_argument("--realistic-runs", type=int, default=2,
-                        help="rounds of the realistic-set builds, per layout (default: 2)")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})")
+    parser.add_argument(
+        "--cli-runs", type=int, default=15, help="runs of each CLI row (default: 15)"
+    )
+    parser.add_argument(
+        "--worker-runs",
+        type=int,
+        default=5,
+        help="rounds of cold/change/no-change worker builds (default: 5)",
+    )
+    parser.add_argument(
+        "--push-runs",
+        type=int,
+        default=5,
+        help="rounds of pushes to new repositories, section 4 (default: 5)",
+    )
+    parser.add_argument(
+        "--realistic-runs",
+        type=int,
+        default=2,
+        help="rounds of the realistic-set builds, per layout (default: 2)",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default: all: {','.join(SECTIONS)})",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and images")
     args = parser.parse_args(argv)
     args.only = set(filter(None, args.only.split(",")))
@@ -137,22 +165,29 @@ def measure(bench: Bench, only: set[str]) -> str:
     run_families(bench, only)
     bench.base_id()
     if len(set(bench.base_ids)) > 1:
-        bench.notes.append(f"the base image {bench.base} was replaced during the run (by "
-                           "someone else): builds before and after used different bases")
+        bench.notes.append(
+            f"the base image {bench.base} was replaced during the run (by "
+            "someone else): builds before and after used different bases"
+        )
     bench.notes += closing_notes(bench, started)
     return report.render(bench, report.facts(bench))
 
 
 def cleanup(bench: Bench) -> None:
     """Remove the run's images, the cold builds' cache mounts and its registry repositories."""
-    refs = bench.sh.out([bench.docker, "image", "ls", "--format",
-                         "{{.Repository}}:{{.Tag}}"]).split()
-    prefixes = (f"{SMALL}:", f"{WORKER}:", f"{size.SINGLE}:",
-                *(f"{image}:" for image in realistic.IMAGES.values()),
-                f"{bench.push_host}/bench-{bench.rid}")
+    refs = bench.sh.out(
+        [bench.docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]
+    ).split()
+    prefixes = (
+        f"{SMALL}:",
+        f"{WORKER}:",
+        f"{size.SINGLE}:",
+        *(f"{image}:" for image in realistic.IMAGES.values()),
+        f"{bench.push_host}/bench-{bench.rid}",
+    )
     mine = [ref for ref in refs if ref.startswith(prefixes)]
     for k in range(0, len(mine), 50):
-        bench.sh.run([bench.docker, "image", "rm", *mine[k:k + 50]], check=False)
+        bench.sh.run([bench.docker, "image", "rm", *mine[k : k + 50]], check=False)
     if bench.markers:
         pruned = realistic.prune_cache_mounts(bench, f"bench-{bench.rid}-")
         log(f"removed {pruned} cache mount(s) of the cold builds")
@@ -165,7 +200,8 @@ NO_BYTECODE_NOTE = (
     "PYTHONDONTWRITEBYTECODE was set where the benchmark started; it is unset for the timed "
     "commands, as in a default Python, so the port's compiled modules are cached in "
     "__pycache__ after the warm-up run (with it set, each run of the port compiles them again; "
-    "benchmarks/README.md has what that costs)")
+    "benchmarks/README.md has what that costs)"
+)
 
 
 def main() -> int:

@@ -37,9 +37,11 @@ def load_env_file(path: Path) -> dict[str, str]:
     """The environment after sourcing the harness's env file (shell: bash reads it).
     SystemExit when the file is missing."""
     if not path.is_file():
-        raise SystemExit(f"error: {path} not found: bring the harness up first (bash "
-                         "tests/e2e/harness.sh up --with-buildessential --with-realistic), "
-                         "or run `make bench`")
+        raise SystemExit(
+            f"error: {path} not found: bring the harness up first (bash "
+            "tests/e2e/harness.sh up --with-buildessential --with-realistic), "
+            "or run `make bench`"
+        )
     listing = local["bash"]["-c", 'set -a; . "$1"; env -0', "bash", str(path)]()
     return dict(item.split("=", 1) for item in listing.split("\0") if "=" in item)
 
@@ -75,23 +77,38 @@ class Shell:
 
     def _failed(self, argv: Argv, returncode: int, where: object) -> CommandError:
         self._log.flush()
-        return CommandError(f"error: `{shlex.join(map(str, argv))}` failed (exit {returncode}); "
-                            f"see {where}{self.hint()}")
+        return CommandError(
+            f"error: `{shlex.join(map(str, argv))}` failed (exit {returncode}); "
+            f"see {where}{self.hint()}"
+        )
 
-    def run(self, argv: Argv, *, cwd: Optional[Path] = None,
-            extra_env: Optional[dict[str, str]] = None, check: bool = True) -> Done:
+    def run(
+        self,
+        argv: Argv,
+        *,
+        cwd: Optional[Path] = None,
+        extra_env: Optional[dict[str, str]] = None,
+        check: bool = True,
+    ) -> Done:
         """Run to its end, output to the log; CommandError on a non-zero exit when ``check``."""
         bound, extra = self._bound(argv, extra_env)
         self._header(argv, cwd)
-        proc = bound.popen(cwd=cwd, env=extra, stdin=subprocess.DEVNULL, stdout=self._log,
-                           stderr=subprocess.STDOUT)
+        proc = bound.popen(
+            cwd=cwd, env=extra, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
         done = Done(proc.wait())
         if check and done.returncode:
             raise self._failed(argv, done.returncode, self.logfile)
         return done
 
-    def capture(self, argv: Argv, *, cwd: Optional[Path] = None,
-                extra_env: Optional[dict[str, str]] = None, check: bool = True) -> Done:
+    def capture(
+        self,
+        argv: Argv,
+        *,
+        cwd: Optional[Path] = None,
+        extra_env: Optional[dict[str, str]] = None,
+        check: bool = True,
+    ) -> Done:
         """Run to its end and keep stdout and stderr (also copied to the log)."""
         bound, extra = self._bound(argv, extra_env)
         self._header(argv, cwd)
@@ -107,8 +124,14 @@ class Shell:
         """The command's stdout, stripped."""
         return self.capture(argv, **kw).stdout.strip()
 
-    def timed(self, argv: Argv, *, cwd: Optional[Path] = None,
-              extra_env: Optional[dict[str, str]] = None, output: Optional[Path] = None) -> float:
+    def timed(
+        self,
+        argv: Argv,
+        *,
+        cwd: Optional[Path] = None,
+        extra_env: Optional[dict[str, str]] = None,
+        output: Optional[Path] = None,
+    ) -> float:
         """Wall-clock seconds from the child's start to its exit (``time.perf_counter``); its
         output goes to ``output`` (or the log). CommandError on a non-zero exit."""
         bound, extra = self._bound(argv, extra_env)  # the program is found before the clock
@@ -117,8 +140,9 @@ class Shell:
             self._header(argv, cwd)
         try:
             start = time.perf_counter()
-            proc = bound.popen(cwd=cwd, env=extra, stdin=subprocess.DEVNULL, stdout=sink,
-                               stderr=subprocess.STDOUT)
+            proc = bound.popen(
+                cwd=cwd, env=extra, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
+            )
             returncode = proc.wait()
             elapsed = time.perf_counter() - start
         finally:

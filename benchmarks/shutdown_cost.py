@@ -19,8 +19,9 @@ import time
 
 from plumbum import local
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
-                      "build-image.py")
+SCRIPT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "build-image.py"
+)
 
 #: The child: the script's module code up to its last line (which is `run()`), then main(), the
 #: stamp, and the entry point's ending with the freeze or without it.
@@ -42,8 +43,9 @@ sys.exit(status)
 
 def once(args: list, freeze: bool) -> float:
     code = CHILD.format(script=SCRIPT, args=args, freeze=freeze)
-    child = local[sys.executable]["-c", code].popen(stdin=None, stdout=subprocess.DEVNULL,
-                                                    stderr=subprocess.PIPE, text=True)
+    child = local[sys.executable]["-c", code].popen(
+        stdin=None, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     err = child.communicate()[1]  # to the child's exit
     ended = time.time()
     if "\nSTAMP " not in err:
@@ -58,12 +60,14 @@ def main() -> None:
     options = parser.parse_args()
     found: dict = {False: [], True: []}
     for i in range(options.runs):
-        for freeze in ((False, True) if i % 2 else (True, False)):
+        for freeze in (False, True) if i % 2 else (True, False):
             found[freeze].append(once(options.args, freeze))
     for freeze, values in found.items():
-        print(f"{'with gc.freeze()' if freeze else 'without':17} shutdown ms median "
-              f"{statistics.median(values):5.1f}  min {min(values):5.1f}  max {max(values):5.1f}"
-              f"  (n={len(values)})")
+        print(
+            f"{'with gc.freeze()' if freeze else 'without':17} shutdown ms median "
+            f"{statistics.median(values):5.1f}  min {min(values):5.1f}  max {max(values):5.1f}"
+            f"  (n={len(values)})"
+        )
 
 
 if __name__ == "__main__":

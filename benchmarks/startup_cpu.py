@@ -20,21 +20,26 @@ CASES = {"--help": ["--help"], "--env dev --dry-run": ["--env", "dev", "--dry-ru
 def main() -> None:
     trees = {"before": sys.argv[1], "after": sys.argv[2]}
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 60
-    found: dict[tuple[str, str], list[float]] = {(tree, case): [] for tree in trees
-                                                 for case in CASES}
+    found: dict[tuple[str, str], list[float]] = {
+        (tree, case): [] for tree in trees for case in CASES
+    }
     for i in range(runs):
         order = list(trees.items()) if i % 2 else list(reversed(trees.items()))
         for case, args in CASES.items():
             for tree, root in order:
                 start = resource.getrusage(resource.RUSAGE_CHILDREN)
                 local[sys.executable][(f"{root}/scripts/build-image.py", *args)].popen(
-                    stdin=None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()
+                    stdin=None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                ).wait()
                 end = resource.getrusage(resource.RUSAGE_CHILDREN)
-                found[(tree, case)].append(1000 * (end.ru_utime - start.ru_utime
-                                                   + end.ru_stime - start.ru_stime))
+                found[(tree, case)].append(
+                    1000 * (end.ru_utime - start.ru_utime + end.ru_stime - start.ru_stime)
+                )
     for (tree, case), values in found.items():
-        print(f"{tree:6} {case:22} CPU ms median {statistics.median(values):6.1f}  "
-              f"min {min(values):6.1f}  (n={len(values)})")
+        print(
+            f"{tree:6} {case:22} CPU ms median {statistics.median(values):6.1f}  "
+            f"min {min(values):6.1f}  (n={len(values)})"
+        )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,19 @@ def buildx_argv(bench: Bench, copy: Path, registry: str, text: str) -> list:
         raise SystemExit(f"error: build-image.py did not push six tags ({tags})")
     sha = bench.sh.out([bench.git, "rev-parse", "--short", "HEAD"], cwd=copy)
     stamp = next(t for t in tags if t.startswith("dev-"))[4:]
-    argv = [DOCKER28, "buildx", "build", "--provenance=false",
-            "--build-arg", "ENVIRONMENT=dev", "--build-arg", f"GIT_COMMIT={sha}",
-            "--build-arg", f"BUILD_TIMESTAMP={stamp}", *bench.pip_args]
+    argv = [
+        DOCKER28,
+        "buildx",
+        "build",
+        "--provenance=false",
+        "--build-arg",
+        "ENVIRONMENT=dev",
+        "--build-arg",
+        f"GIT_COMMIT={sha}",
+        "--build-arg",
+        f"BUILD_TIMESTAMP={stamp}",
+        *bench.pip_args,
+    ]
     for tag in tags:
         argv += ["-t", f"{registry}:{tag}"]
     return argv + ["--push", "."]
@@ -48,8 +58,12 @@ def docker28_env(bench: Bench) -> dict[str, str]:
     bin28 = bench.work / "bin28"
     bin28.mkdir()
     (bin28 / "docker").symlink_to(DOCKER28)
-    return {"PATH": f"{bin28}{os.pathsep}{bench.env.get('PATH', os.defpath)}", "DOCKER": DOCKER28,
-            "SOURCE_DATE_EPOCH": PUSH_EPOCH, "DOCKER_BUILDKIT": "1"}
+    return {
+        "PATH": f"{bin28}{os.pathsep}{bench.env.get('PATH', os.defpath)}",
+        "DOCKER": DOCKER28,
+        "SOURCE_DATE_EPOCH": PUSH_EPOCH,
+        "DOCKER_BUILDKIT": "1",
+    }
 
 
 def run(bench: Bench, copy: Path) -> None:
@@ -62,18 +76,34 @@ def run(bench: Bench, copy: Path) -> None:
     buildx = bench.sh.out([DOCKER28, "buildx", "version"], extra_env=extra)
     repo = f"bench-{bench.rid}-u6"
     registry = f"{bench.push_host}/{repo}"
-    argv = bench.ragbuild("--env", "dev", "--registry", registry, "--push",
-                          "-t", "bench-a", "-t", "bench-b", *bench.pip_args)
+    argv = bench.ragbuild(
+        "--env",
+        "dev",
+        "--registry",
+        registry,
+        "--push",
+        "-t",
+        "bench-a",
+        "-t",
+        "bench-b",
+        *bench.pip_args,
+    )
     logs = bench.work / "unchanged-logs"
     logs.mkdir()
     try:
         first = first_push(bench, argv, copy, extra)
         bx_argv = buildx_argv(bench, copy, registry, first.stdout + first.stderr)
         bench.sh.run(bx_argv, cwd=copy, extra_env=extra)  # warm-up: its cache, its pushes
-        rag = bench.row(SECTION, "`build-image.py --env dev --registry R --push -t bench-a -t "
-                                 "bench-b`", "cached build, 6 tags pushed and verified")
-        bx = bench.row(SECTION, "`docker buildx build --provenance=false -t R:... (the same 6) "
-                                "--push .`", f"cached build, 6 tags pushed; {buildx}")
+        rag = bench.row(
+            SECTION,
+            "`build-image.py --env dev --registry R --push -t bench-a -t bench-b`",
+            "cached build, 6 tags pushed and verified",
+        )
+        bx = bench.row(
+            SECTION,
+            "`docker buildx build --provenance=false -t R:... (the same 6) --push .`",
+            f"cached build, 6 tags pushed; {buildx}",
+        )
 
         def ragbuild_run(i: int) -> float:
             out = logs / f"ragbuild-{i}.log"
@@ -81,10 +111,19 @@ def run(bench: Bench, copy: Path) -> None:
             check_pushed(out)
             return elapsed
 
-        interleave(bench, [(rag, ragbuild_run),
-                           (bx, lambda i: bench.sh.timed(bx_argv, cwd=copy, extra_env=extra,
-                                                         output=logs / f"buildx-{i}.log"))],
-                   bench.args.runs)  # fast rows (0.3-0.6 s): as many runs as section 1
+        interleave(
+            bench,
+            [
+                (rag, ragbuild_run),
+                (
+                    bx,
+                    lambda i: bench.sh.timed(
+                        bx_argv, cwd=copy, extra_env=extra, output=logs / f"buildx-{i}.log"
+                    ),
+                ),
+            ],
+            bench.args.runs,
+        )  # fast rows (0.3-0.6 s): as many runs as section 1
         bench.ran_unchanged = True
         bench.ratios.append(target("unchanged", rag.median / bx.median))
     finally:

@@ -45,9 +45,9 @@ def small_context(bench: Bench) -> Path:
     ctx = bench.work / "small"
     ctx.mkdir()
     (ctx / "hello.txt").write_text("ragbuild benchmark\n")
-    (ctx / "Dockerfile").write_text(f"FROM {bench.base}\n"
-                                    "LABEL org.ragbuild.bench=wrapper-overhead\n"
-                                    "COPY hello.txt /hello.txt\n")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {bench.base}\nLABEL org.ragbuild.bench=wrapper-overhead\nCOPY hello.txt /hello.txt\n"
+    )
     bench.git_init(ctx)
     return ctx
 
@@ -79,11 +79,20 @@ def run(bench: Bench) -> None:
     rows = {
         "floor": bench.row(SECTION, "bare `DOCKER_BUILDKIT=1 docker build` (floor)", "1 tag"),
         "ragbuild": bench.row(SECTION, "`scripts/build-image.py --env dev`", "4 tags, one build"),
-        "bash": bench.row(SECTION, "bash-equivalent command sequence (not build-image.sh itself)",
-                          "4 tags: build + 3 `docker tag` + 4 `docker images`"),
+        "bash": bench.row(
+            SECTION,
+            "bash-equivalent command sequence (not build-image.sh itself)",
+            "4 tags: build + 3 `docker tag` + 4 `docker images`",
+        ),
     }
-    interleave(bench, [(rows[key], bench.timer(argv, ctx, {**bench.timed_env, **extra}))
-                       for key, (argv, extra) in ways.items()], bench.args.runs)
+    interleave(
+        bench,
+        [
+            (rows[key], bench.timer(argv, ctx, {**bench.timed_env, **extra}))
+            for key, (argv, extra) in ways.items()
+        ],
+        bench.args.runs,
+    )
     count_processes(bench, ctx, ways)
     derived(bench, rows["floor"], rows["ragbuild"], rows["bash"])
 
@@ -95,8 +104,9 @@ def shim(bench: Bench) -> tuple[Path, Path]:
     for name in COUNTED:
         real = bench.docker if name == "docker" else shutil.which(name, path=bench.path) or name
         path = directory / name
-        path.write_text(f'#!/bin/sh\necho {name} >> "$BENCH_COUNT_FILE"\n'
-                        f'exec {shlex.quote(real)} "$@"\n')
+        path.write_text(
+            f'#!/bin/sh\necho {name} >> "$BENCH_COUNT_FILE"\nexec {shlex.quote(real)} "$@"\n'
+        )
         path.chmod(0o755)
     return directory, counter
 
@@ -104,10 +114,16 @@ def shim(bench: Bench) -> tuple[Path, Path]:
 def count_processes(bench: Bench, ctx: Path, ways: dict) -> None:
     """One more run of each variant through the shim (the timed runs were not): bench.counts."""
     directory, counter = shim(bench)
-    count_env = {"PATH": f"{directory}{os.pathsep}{bench.env.get('PATH', '')}",
-                 "DOCKER": str(directory / "docker"), "BENCH_COUNT_FILE": str(counter)}
-    for label, key in (("bare docker build", "floor"), ("build-image.py --env dev", "ragbuild"),
-                       ("bash-equivalent sequence", "bash")):
+    count_env = {
+        "PATH": f"{directory}{os.pathsep}{bench.env.get('PATH', '')}",
+        "DOCKER": str(directory / "docker"),
+        "BENCH_COUNT_FILE": str(counter),
+    }
+    for label, key in (
+        ("bare docker build", "floor"),
+        ("build-image.py --env dev", "ragbuild"),
+        ("bash-equivalent sequence", "bash"),
+    ):
         counter.write_text("")
         argv, extra = ways[key]
         bench.sh.run(argv, cwd=ctx, extra_env={**count_env, **extra})
@@ -119,6 +135,12 @@ def derived(bench: Bench, floor: Row, rag: Row, bash: Row) -> None:
     bench.ratios.append(target("wrapper", rag.median / bash.median))
     for row in (rag, bash):
         extra = [s - f for s, f in zip(row.samples, floor.samples)]
-        bench.ratios.append((f"{row.name.split(' (')[0]} minus floor (per round)",
-                             f"{fmt_time(statistics.median(extra))} median "
-                             f"({fmt_time(min(extra))} to {fmt_time(max(extra))})", "-", "-"))
+        bench.ratios.append(
+            (
+                f"{row.name.split(' (')[0]} minus floor (per round)",
+                f"{fmt_time(statistics.median(extra))} median "
+                f"({fmt_time(min(extra))} to {fmt_time(max(extra))})",
+                "-",
+                "-",
+            )
+        )

@@ -90,14 +90,17 @@ def failed_part(text: str) -> str:
     failed = list(_STEP_ERROR.finditer(text))
     if failed:
         ids = {match.group(1) for match in failed}
-        lines = [line for line in text[:failed[-1].end()].splitlines()
-                 if (step := _STEP_LINE.match(line)) and step.group(1) in ids]
-        return "\n".join(lines) + text[failed[-1].end():]
+        lines = [
+            line
+            for line in text[: failed[-1].end()].splitlines()
+            if (step := _STEP_LINE.match(line)) and step.group(1) in ids
+        ]
+        return "\n".join(lines) + text[failed[-1].end() :]
     summary = _SUMMARY.search(text)
     if summary:
-        return text[summary.start():]
+        return text[summary.start() :]
     display = list(_DISPLAY_LINE.finditer(text))
-    return text[display[-1].end():] if display else text
+    return text[display[-1].end() :] if display else text
 
 
 # --- the kinds ---------------------------------------------------------------------------------
@@ -124,16 +127,28 @@ _BASE_IMAGE = (
 )
 #: Why an image could not be fetched, first match wins: (pattern, words for the message).
 _IMAGE_REASONS = (
-    (re.compile(r"x509:|certificate signed by unknown authority|certificate verify failed"),
-     "the engine does not trust its registry's TLS certificate"),
-    (re.compile(r"no such host|server misbehaving|Temporary failure in name resolution"),
-     "its registry's name does not resolve on the engine's network"),
-    (re.compile(r"i/o timeout|connection refused|network is unreachable|no route to host|"
-                r"TLS handshake timeout|context deadline exceeded|connection reset"),
-     "its registry does not answer the engine"),
-    (re.compile(r"pull access denied|insufficient_scope|unauthorized|authorization failed|"
-                r"\b401\b|denied: "),
-     "the registry refuses it: no such repository, or it needs `docker login`"),
+    (
+        re.compile(r"x509:|certificate signed by unknown authority|certificate verify failed"),
+        "the engine does not trust its registry's TLS certificate",
+    ),
+    (
+        re.compile(r"no such host|server misbehaving|Temporary failure in name resolution"),
+        "its registry's name does not resolve on the engine's network",
+    ),
+    (
+        re.compile(
+            r"i/o timeout|connection refused|network is unreachable|no route to host|"
+            r"TLS handshake timeout|context deadline exceeded|connection reset"
+        ),
+        "its registry does not answer the engine",
+    ),
+    (
+        re.compile(
+            r"pull access denied|insufficient_scope|unauthorized|authorization failed|"
+            r"\b401\b|denied: "
+        ),
+        "the registry refuses it: no such repository, or it needs `docker login`",
+    ),
     (re.compile(r"not found|manifest unknown"), "the registry has no such image"),
 )
 #: A proxy that refused the build's connection: (pattern, its HTTP status or None). pip
@@ -153,25 +168,39 @@ _PROXY = (
 #: A download that did not trust its server's certificate, in the order the evidence is
 #: quoted: pip/urllib3 and Python's ssl, uv (rustls), curl, Go (x509), OpenSSL (both spellings
 #: of "self-signed"), wget, apt (GnuTLS), npm/Node.
-_TLS = tuple(re.compile(pattern) for pattern in (
-    r"CERTIFICATE_VERIFY_FAILED", r"invalid peer certificate: UnknownIssuer",
-    r"SSL certificate problem: [^\n]*?certificate(?: in certificate chain)?",
-    r"x509: certificate signed by unknown authority", r"SSLCertVerificationError",
-    r"certificate verify failed", r"self[- ]signed certificate in certificate chain",
-    r"unable to get local issuer certificate", r"cannot verify \S+'s certificate",
-    r"Certificate verification failed: The certificate is NOT trusted",
-    r"SELF_SIGNED_CERT_IN_CHAIN", r"UNABLE_TO_GET_ISSUER_CERT_LOCALLY"))
+_TLS = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"CERTIFICATE_VERIFY_FAILED",
+        r"invalid peer certificate: UnknownIssuer",
+        r"SSL certificate problem: [^\n]*?certificate(?: in certificate chain)?",
+        r"x509: certificate signed by unknown authority",
+        r"SSLCertVerificationError",
+        r"certificate verify failed",
+        r"self[- ]signed certificate in certificate chain",
+        r"unable to get local issuer certificate",
+        r"cannot verify \S+'s certificate",
+        r"Certificate verification failed: The certificate is NOT trusted",
+        r"SELF_SIGNED_CERT_IN_CHAIN",
+        r"UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+    )
+)
 
 
-def classify(output: str, *, host_ca: Optional[str] = None, not_passed: str = "",
-             pull: bool = False) -> Optional[Cause]:
+def classify(
+    output: str, *, host_ca: Optional[str] = None, not_passed: str = "", pull: bool = False
+) -> Optional[Cause]:
     """The cause of a failed build, from the end of its output, or None when it is none of the
     kinds above. ``host_ca``: the CA bundle ragbuild passed to the build as the secret
     ``ragbuild-host-ca``; None: none passed, and ``not_passed`` says why (``--no-host-ca``, the
     host's pip names none: ``HostNetwork.ca_note``); ``pull``: the build ran with ``--pull``."""
     part = failed_part(plain(output))
-    return (_frontend(part) or _base_image(part, pull) or _proxy(part)
-            or _tls(part, host_ca, not_passed))
+    return (
+        _frontend(part)
+        or _base_image(part, pull)
+        or _proxy(part)
+        or _tls(part, host_ca, not_passed)
+    )
 
 
 def _first(patterns: tuple, text: str) -> Optional[re.Match]:
@@ -194,12 +223,15 @@ def _frontend(text: str) -> Optional[Cause]:
     if match is None:
         return None
     image = familiar(match.group("image"))
-    return Cause(FRONTEND, f"the engine cannot get the Dockerfile frontend {image}, which the "
-                           "Dockerfile's `# syntax=` line (or BUILDKIT_SYNTAX) asks for"
-                           f"{_image_reason(text)}: remove that line to use the frontend built "
-                           f"into docker, or give the engine the image (`docker pull {image}` "
-                           "where its registry is reachable, or `docker load` "
-                           f"it); see {SECTIONS[FRONTEND]}")
+    return Cause(
+        FRONTEND,
+        f"the engine cannot get the Dockerfile frontend {image}, which the "
+        "Dockerfile's `# syntax=` line (or BUILDKIT_SYNTAX) asks for"
+        f"{_image_reason(text)}: remove that line to use the frontend built "
+        f"into docker, or give the engine the image (`docker pull {image}` "
+        "where its registry is reachable, or `docker load` "
+        f"it); see {SECTIONS[FRONTEND]}",
+    )
 
 
 def _base_image(text: str, pull: bool) -> Optional[Cause]:
@@ -207,13 +239,20 @@ def _base_image(text: str, pull: bool) -> Optional[Cause]:
     if match is None:
         return None
     image = familiar(match.group("image"))
-    fix = (f"`docker pull {image}` where its registry is reachable (or `docker load` a saved "
-           "copy), or build from an image the engine has: --build-arg PYTHON_IMAGE=IMAGE")
+    fix = (
+        f"`docker pull {image}` where its registry is reachable (or `docker load` a saved "
+        "copy), or build from an image the engine has: --build-arg PYTHON_IMAGE=IMAGE"
+    )
     if pull:
-        fix = (f"--pull makes the engine ask the registry even for an image it has: drop --pull "
-               f"to build from its copy, or {fix}")
-    return Cause(BASE_IMAGE, f"the engine cannot get the base image {image}"
-                             f"{_image_reason(text)}: {fix}; see {SECTIONS[BASE_IMAGE]}")
+        fix = (
+            f"--pull makes the engine ask the registry even for an image it has: drop --pull "
+            f"to build from its copy, or {fix}"
+        )
+    return Cause(
+        BASE_IMAGE,
+        f"the engine cannot get the base image {image}"
+        f"{_image_reason(text)}: {fix}; see {SECTIONS[BASE_IMAGE]}",
+    )
 
 
 def _proxy(text: str) -> Optional[Cause]:
@@ -221,20 +260,29 @@ def _proxy(text: str) -> Optional[Cause]:
     if match is None:
         return None
     said = match.group(0)
-    status = match.groupdict().get("status") or ("407" if "authorization required" in said
-                                                 else None)
-    where = ("(--build-arg HTTPS_PROXY/HTTP_PROXY, or `proxies` in the docker client's "
-             "config.json, which docker passes as those build args)")
+    status = match.groupdict().get("status") or (
+        "407" if "authorization required" in said else None
+    )
+    where = (
+        "(--build-arg HTTPS_PROXY/HTTP_PROXY, or `proxies` in the docker client's "
+        "config.json, which docker passes as those build args)"
+    )
     if status == "407":
-        return Cause(PROXY, f"the build's downloads go through a proxy that wants credentials "
-                            f"(`{said}`): give the build a proxy URL with them {where}, e.g. "
-                            f"http://USER:PASSWORD@HOST:PORT; see {SECTIONS[PROXY]}")
+        return Cause(
+            PROXY,
+            f"the build's downloads go through a proxy that wants credentials "
+            f"(`{said}`): give the build a proxy URL with them {where}, e.g. "
+            f"http://USER:PASSWORD@HOST:PORT; see {SECTIONS[PROXY]}",
+        )
     refused = "failed them" if said.startswith("ProxyError") else "refused them"
-    return Cause(PROXY, f"the build's downloads go through a proxy that {refused} "
-                        f"(`{said}`): check the proxy the build is given {where}: have it allow "
-                        "the index (PyPI: pypi.org, files.pythonhosted.org), or use an index it "
-                        "allows (--build-arg PIP_INDEX_URL=...), or exempt hosts reached "
-                        f"directly with NO_PROXY; see {SECTIONS[PROXY]}")
+    return Cause(
+        PROXY,
+        f"the build's downloads go through a proxy that {refused} "
+        f"(`{said}`): check the proxy the build is given {where}: have it allow "
+        "the index (PyPI: pypi.org, files.pythonhosted.org), or use an index it "
+        "allows (--build-arg PIP_INDEX_URL=...), or exempt hosts reached "
+        f"directly with NO_PROXY; see {SECTIONS[PROXY]}",
+    )
 
 
 def _tls(text: str, host_ca: Optional[str], not_passed: str) -> Optional[Cause]:
@@ -244,13 +292,22 @@ def _tls(text: str, host_ca: Optional[str], not_passed: str) -> Optional[Cause]:
     head = f"the build's downloads do not trust the TLS certificate they were shown (`{match.group(0)}`)"
     see = f"see {SECTIONS[TLS]}"
     if host_ca is not None:
-        return Cause(TLS, f"{head}, although ragbuild passed the host's CA bundle {host_ca} to "
-                          "the build (secret ragbuild-host-ca): that bundle does not sign it, or "
-                          "the failing step does not read the secret (this project's Dockerfile "
-                          "gives it to pip and uv); pass the bundle that does, e.g. a "
-                          f"TLS-inspecting proxy's CA, with --host-ca PATH; {see}")
+        return Cause(
+            TLS,
+            f"{head}, although ragbuild passed the host's CA bundle {host_ca} to "
+            "the build (secret ragbuild-host-ca): that bundle does not sign it, or "
+            "the failing step does not read the secret (this project's Dockerfile "
+            "gives it to pip and uv); pass the bundle that does, e.g. a "
+            f"TLS-inspecting proxy's CA, with --host-ca PATH; {see}",
+        )
     why = f" ({not_passed})" if not_passed else ""
-    fix = ("drop --no-host-ca, or pass the proxy's CA with --host-ca PATH"
-           if "--no-host-ca" in not_passed else "pass the proxy's CA with --host-ca PATH")
-    return Cause(TLS, f"{head}; a TLS-inspecting proxy? ragbuild passed no host CA bundle to the "
-                      f"build{why}: {fix}; {see}")
+    fix = (
+        "drop --no-host-ca, or pass the proxy's CA with --host-ca PATH"
+        if "--no-host-ca" in not_passed
+        else "pass the proxy's CA with --host-ca PATH"
+    )
+    return Cause(
+        TLS,
+        f"{head}; a TLS-inspecting proxy? ragbuild passed no host CA bundle to the "
+        f"build{why}: {fix}; {see}",
+    )

@@ -34,14 +34,22 @@ BUILDER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 CACHE_FROM_TYPES = ("registry", "local", "gha", "s3", "azblob")
 CACHE_TO_TYPES = ("inline",) + CACHE_FROM_TYPES
 #: The attribute each cache type cannot do without, per direction.
-_REQUIRED = {("registry", "--cache-from"): "ref", ("registry", "--cache-to"): "ref",
-             ("local", "--cache-from"): "src", ("local", "--cache-to"): "dest"}
+_REQUIRED = {
+    ("registry", "--cache-from"): "ref",
+    ("registry", "--cache-to"): "ref",
+    ("local", "--cache-from"): "src",
+    ("local", "--cache-to"): "dest",
+}
 
-BUILDX_HINT = ("install the buildx plugin (docker-buildx-plugin from Docker's packages, or "
-               "docker-buildx on Debian/Ubuntu), or set DOCKER to a docker client that has it")
+BUILDX_HINT = (
+    "install the buildx plugin (docker-buildx-plugin from Docker's packages, or "
+    "docker-buildx on Debian/Ubuntu), or set DOCKER to a docker client that has it"
+)
 #: Shown wherever a multi-platform build is planned.
-NOT_FOR_SAGEMAKER = ("SageMaker runs a single-platform image, not an index: for SageMaker build "
-                     "one platform (--platform linux/amd64)")
+NOT_FOR_SAGEMAKER = (
+    "SageMaker runs a single-platform image, not an index: for SageMaker build "
+    "one platform (--platform linux/amd64)"
+)
 
 
 @dataclass(frozen=True)
@@ -57,19 +65,25 @@ def parse_platforms(raw: str) -> tuple:
     """``linux/amd64,linux/arm64`` -> ("linux/amd64", "linux/arm64"); duplicates once."""
     items = [item.strip() for item in raw.split(",")]
     if not raw.strip() or any(not item for item in items):
-        raise UsageError(f"--platform {raw!r} has an empty entry; give os/arch[,os/arch...], "
-                         "e.g. linux/amd64 or linux/amd64,linux/arm64")
+        raise UsageError(
+            f"--platform {raw!r} has an empty entry; give os/arch[,os/arch...], "
+            "e.g. linux/amd64 or linux/amd64,linux/arm64"
+        )
     for item in items:
         if not PLATFORM_RE.fullmatch(item):
-            raise UsageError(f"--platform {item!r} is not os/arch[/variant] in lowercase, e.g. "
-                             "linux/amd64, linux/arm64, linux/arm/v7")
+            raise UsageError(
+                f"--platform {item!r} is not os/arch[/variant] in lowercase, e.g. "
+                "linux/amd64, linux/arm64, linux/arm/v7"
+            )
     return tuple(dict.fromkeys(items))
 
 
 def check_builder(name: str) -> str:
     if not BUILDER_RE.fullmatch(name):
-        raise UsageError(f"--builder {name!r} is not a buildx builder name (letters, digits, "
-                         "'_', '.', '-'); `docker buildx ls` lists them")
+        raise UsageError(
+            f"--builder {name!r} is not a buildx builder name (letters, digits, "
+            "'_', '.', '-'); `docker buildx ls` lists them"
+        )
     return name
 
 
@@ -77,8 +91,9 @@ def parse_cache(raw: str, flag: str) -> Cache:
     """A buildx cache spec (``type=registry,ref=host/repo:cache,mode=max``), or a bare image
     ref, which buildx and docker read as a registry cache."""
     types = CACHE_FROM_TYPES if flag == "--cache-from" else CACHE_TO_TYPES
-    example = ("type=registry,ref=<registry>/<repository>:buildcache" +
-               (",mode=max" if flag == "--cache-to" else ""))
+    example = "type=registry,ref=<registry>/<repository>:buildcache" + (
+        ",mode=max" if flag == "--cache-to" else ""
+    )
     if not raw:
         raise UsageError(f"{flag} is empty; give e.g. {example}")
     if "\n" in raw or "\r" in raw:
@@ -94,8 +109,11 @@ def parse_cache(raw: str, flag: str) -> Cache:
         attrs[key.strip().lower()] = value.strip()
     kind = attrs.get("type") or ("registry" if "ref" in attrs else "")
     if kind not in types:
-        inline = (" (type=inline is written with --cache-to; read it back with --cache-from "
-                  "<image>)" if kind == "inline" else "")
+        inline = (
+            " (type=inline is written with --cache-to; read it back with --cache-from <image>)"
+            if kind == "inline"
+            else ""
+        )
         raise UsageError(f"{flag} {raw!r}: type must be one of {', '.join(types)}{inline}")
     needed = _REQUIRED.get((kind, flag))
     if needed and not attrs.get(needed):
@@ -108,12 +126,15 @@ def parse_cache(raw: str, flag: str) -> Cache:
 
 def _check_ref(ref: str, flag: str, raw: str) -> None:
     if not IMAGE_REF_RE.fullmatch(ref):
-        raise UsageError(f"{flag} {raw!r}: {ref!r} is not an image reference like "
-                         "registry.example.com/rag-worker:buildcache")
+        raise UsageError(
+            f"{flag} {raw!r}: {ref!r} is not an image reference like "
+            "registry.example.com/rag-worker:buildcache"
+        )
 
 
-def buildx_reasons(*, builder: Optional[str], platforms: tuple, cache_from: tuple,
-                   cache_to: tuple) -> tuple:
+def buildx_reasons(
+    *, builder: Optional[str], platforms: tuple, cache_from: tuple, cache_to: tuple
+) -> tuple:
     """Why this build needs ``docker buildx build`` (empty: plain ``docker build`` does)."""
     reasons = []
     if builder:
@@ -147,8 +168,9 @@ def docker_driver_needs(platforms: tuple, cache_to: tuple) -> tuple:
     return tuple(needs)
 
 
-def docker_driver_problem(needs: tuple, builder: Optional[str], driver: Optional[str],
-                          driver_status: str) -> Optional[str]:
+def docker_driver_problem(
+    needs: tuple, builder: Optional[str], driver: Optional[str], driver_status: str
+) -> Optional[str]:
     """Why this builder cannot do ``needs`` (``docker_driver_needs``; None: it can). The docker
     driver can only with the containerd image store (``docker info``'s DriverStatus names the
     ``io.containerd.snapshotter``); buildx says the same at the build, after the login
@@ -156,7 +178,9 @@ def docker_driver_problem(needs: tuple, builder: Optional[str], driver: Optional
     if not needs or driver != "docker" or CONTAINERD_SNAPSHOTTER in driver_status:
         return None
     name = f"builder {builder!r}" if builder else "the selected buildx builder"
-    return (f"{' and '.join(needs)}, and {name} uses the docker driver on an engine with the "
-            "classic image store, which cannot: turn on the containerd image store (daemon.json "
-            "{\"features\": {\"containerd-snapshotter\": true}}), or build on an engine that "
-            "has it (--builder <its docker context>)")
+    return (
+        f"{' and '.join(needs)}, and {name} uses the docker driver on an engine with the "
+        "classic image store, which cannot: turn on the containerd image store (daemon.json "
+        '{"features": {"containerd-snapshotter": true}}), or build on an engine that '
+        "has it (--builder <its docker context>)"
+    )

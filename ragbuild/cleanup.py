@@ -51,16 +51,29 @@ def in_scope(label: Optional[str], repositories: Optional[Sequence[str]]) -> boo
 
 
 def list_containers_command() -> Command:
-    return Command(("docker", "container", "ls", "--all", "--quiet", "--no-trunc"),
-                   check=False, kind=Kind.PROBE, assume="",
-                   dry_note="a real run keeps every tag of an image a container uses (running or "
-                            "stopped), the local run container excepted")
+    return Command(
+        ("docker", "container", "ls", "--all", "--quiet", "--no-trunc"),
+        check=False,
+        kind=Kind.PROBE,
+        assume="",
+        dry_note="a real run keeps every tag of an image a container uses (running or "
+        "stopped), the local run container excepted",
+    )
 
 
 def inspect_containers_command(ids: Sequence[str]) -> Command:
-    return Command(("docker", "container", "inspect", "--format",
-                    "{{.Id}} {{.Image}} {{.State.Status}} {{.Name}}", *ids),
-                   check=False, kind=Kind.PROBE)
+    return Command(
+        (
+            "docker",
+            "container",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Image}} {{.State.Status}} {{.Name}}",
+            *ids,
+        ),
+        check=False,
+        kind=Kind.PROBE,
+    )
 
 
 def containers(runner: Runner) -> list:
@@ -69,17 +82,21 @@ def containers(runner: Runner) -> list:
     others, then exits 1)."""
     listed = runner.run(list_containers_command())
     if not listed.ok:
-        raise CommandFailed(f"`{list_containers_command().display()}` failed (exit "
-                            f"{listed.returncode}): {listed.stderr.strip()[:500]}",
-                            returncode=listed.returncode)
+        raise CommandFailed(
+            f"`{list_containers_command().display()}` failed (exit "
+            f"{listed.returncode}): {listed.stderr.strip()[:500]}",
+            returncode=listed.returncode,
+        )
     ids = list(dict.fromkeys(listed.stdout.split()))
     if not ids:
         return []
     result = runner.run(inspect_containers_command(ids))
     if not result.ok and "No such" not in result.stderr:
-        raise CommandFailed(f"`{inspect_containers_command(['...']).display()}` failed (exit "
-                            f"{result.returncode}): {result.stderr.strip()[:500]}",
-                            returncode=result.returncode)
+        raise CommandFailed(
+            f"`{inspect_containers_command(['...']).display()}` failed (exit "
+            f"{result.returncode}): {result.stderr.strip()[:500]}",
+            returncode=result.returncode,
+        )
     found = []
     for line in result.stdout.splitlines():
         parts = line.split(" ", 3)

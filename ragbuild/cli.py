@@ -19,15 +19,17 @@ EXIT_BROKEN_PIPE = 141
 
 #: name -> (its module in ragbuild/commands, its parser, its command), imported when asked for:
 #: the build (the default) never imports doctor or clean.
-SUBCOMMANDS = {"smoke": ("smoke", "smoke_parser", "cmd_smoke"),
-               "run": ("local", "run_parser", "cmd_run"),
-               "logs": ("local", "logs_parser", "cmd_logs"),
-               "clean": ("clean", "clean_parser", "cmd_clean"),
-               "shell": ("local", "shell_parser", "cmd_shell"),
-               "doctor": ("doctor", "doctor_parser", "cmd_doctor"),
-               "push": ("promote", "push_parser", "cmd_push"),
-               "promote": ("promote", "promote_parser", "cmd_promote"),
-               "completion": ("completion", "completion_parser", "cmd_completion")}
+SUBCOMMANDS = {
+    "smoke": ("smoke", "smoke_parser", "cmd_smoke"),
+    "run": ("local", "run_parser", "cmd_run"),
+    "logs": ("local", "logs_parser", "cmd_logs"),
+    "clean": ("clean", "clean_parser", "cmd_clean"),
+    "shell": ("local", "shell_parser", "cmd_shell"),
+    "doctor": ("doctor", "doctor_parser", "cmd_doctor"),
+    "push": ("promote", "push_parser", "cmd_push"),
+    "promote": ("promote", "promote_parser", "cmd_promote"),
+    "completion": ("completion", "completion_parser", "cmd_completion"),
+}
 
 
 def subcommand(name: str) -> tuple[Callable[[], build.ArgumentParser], Callable[[list[str]], int]]:
@@ -104,8 +106,15 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         import traceback  # only here: a bug's report, not every run's start
 
         traceback.print_exc()
-        print(f"error: this is a bug in ragbuild (exit {EXIT_BUG}); please report it with the "
-              "traceback above and the command you ran", file=sys.stderr)
+        print(
+            f"error: this is a bug in ragbuild (exit {EXIT_BUG}); please report it with the "
+            "traceback above and the command you ran",
+            file=sys.stderr,
+        )
         return EXIT_BUG
     except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else (EXIT_OK if exit_.code is None else EXIT_USAGE)
+        return (
+            exit_.code
+            if isinstance(exit_.code, int)
+            else (EXIT_OK if exit_.code is None else EXIT_USAGE)
+        )

@@ -38,11 +38,26 @@ from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
 from ragbuild.reference import check_image_name, check_tag
 
-KNOWN = ("image-name", "environments", "scan-command", "smoke-command", "host-ca", "host-index",
-         *(setting.key for setting in SETTINGS))
+KNOWN = (
+    "image-name",
+    "environments",
+    "scan-command",
+    "smoke-command",
+    "host-ca",
+    "host-index",
+    *(setting.key for setting in SETTINGS),
+)
 #: configparser's booleans (``getboolean``), for ``host-index``.
-BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
-            "0": False, "no": False, "false": False, "off": False}
+BOOLEANS = {
+    "1": True,
+    "yes": True,
+    "true": True,
+    "on": True,
+    "0": False,
+    "no": False,
+    "false": False,
+    "off": False,
+}
 
 
 def read_text(path: str) -> Optional[str]:
@@ -57,8 +72,9 @@ def read_text(path: str) -> Optional[str]:
     except OSError as err:
         raise UsageError(f"{path}: cannot be read: {err.strerror}") from None
     except UnicodeDecodeError as err:
-        raise UsageError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
-                         f"{err.start})") from None
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        ) from None
 
 
 def load_config(directory: str = ".") -> Config:
@@ -70,18 +86,23 @@ def load_config(directory: str = ".") -> Config:
     try:
         parser.read_string(text, source=path)
     except configparser.Error as err:
-        raise UsageError(f"{path}: cannot be read as a config file: {err.message.splitlines()[0]}") from None
+        raise UsageError(
+            f"{path}: cannot be read as a config file: {err.message.splitlines()[0]}"
+        ) from None
     if not parser.has_section("ragbuild"):
         return Config()
     section = parser["ragbuild"]
     where = f"{path} [ragbuild]"
     unknown = set(section) - set(KNOWN)
     if unknown:
-        raise UsageError(f"{where}: unknown setting {sorted(unknown)[0]!r}; known: {', '.join(KNOWN)}")
+        raise UsageError(
+            f"{where}: unknown setting {sorted(unknown)[0]!r}; known: {', '.join(KNOWN)}"
+        )
     for key in KNOWN:
         if key in section and not section[key].strip():
-            raise UsageError(f"{where} {key} is empty; give a value, or remove the line for the "
-                             "default")
+            raise UsageError(
+                f"{where} {key} is empty; give a value, or remove the line for the default"
+            )
     scan_command = section.get("scan-command", "").strip() or None
     if scan_command is not None:
         parse_scan_command(scan_command, f"{where} scan-command")
@@ -95,11 +116,15 @@ def load_config(directory: str = ".") -> Config:
     host_index = section.get("host-index", "false").strip().lower()
     if host_index not in BOOLEANS:
         raise UsageError(f"{where} host-index: {host_index!r} is not true or false")
-    return Config(image_name=image_name, environments=envs or DEFAULT_ENVIRONMENTS,
-                  scan_command=scan_command, smoke_command=smoke_command,
-                  limits=read_limits(section, where),
-                  host_ca=section.get("host-ca", "").strip() or None,
-                  host_index=BOOLEANS[host_index])
+    return Config(
+        image_name=image_name,
+        environments=envs or DEFAULT_ENVIRONMENTS,
+        scan_command=scan_command,
+        smoke_command=smoke_command,
+        limits=read_limits(section, where),
+        host_ca=section.get("host-ca", "").strip() or None,
+        host_index=BOOLEANS[host_index],
+    )
 
 
 def read_limits(section: configparser.SectionProxy, where: str) -> Limits:
@@ -218,8 +243,12 @@ def split_command(text: str, source: str, example: str) -> tuple:
 
 def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
     """The words after IMAGE in ``docker run IMAGE ...`` (shell quoting, as typed)."""
-    return split_command(text, source, "the command the platform starts the image with, e.g. "
-                                       f"{DEFAULT_SMOKE_COMMAND} (SageMaker's)")
+    return split_command(
+        text,
+        source,
+        "the command the platform starts the image with, e.g. "
+        f"{DEFAULT_SMOKE_COMMAND} (SageMaker's)",
+    )
 
 
 PLACEHOLDER = "{image}"
@@ -227,9 +256,12 @@ PLACEHOLDER = "{image}"
 
 def parse_scan_command(text: str, source: str) -> tuple:
     """Split a scan command as a shell would (no shell runs it); it must name ``{image}``."""
-    words = split_command(text, source, f"a command with {PLACEHOLDER}, e.g. "
-                                        f"'grype {PLACEHOLDER} --fail-on high'")
+    words = split_command(
+        text, source, f"a command with {PLACEHOLDER}, e.g. 'grype {PLACEHOLDER} --fail-on high'"
+    )
     if not any(PLACEHOLDER in word for word in words):
-        raise UsageError(f"{source} {text!r} does not say where the image goes: put {PLACEHOLDER} "
-                         f"in it, e.g. '{words[0]} {PLACEHOLDER}'")
+        raise UsageError(
+            f"{source} {text!r} does not say where the image goes: put {PLACEHOLDER} "
+            f"in it, e.g. '{words[0]} {PLACEHOLDER}'"
+        )
     return words

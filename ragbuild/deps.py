@@ -9,8 +9,11 @@ from typing import Optional
 from collections.abc import Iterable
 
 # module -> package; the context guard's matcher needs Python 3.11, older ones use the Docker SDK's
-MATCHER = ("e2b_dockerfile_utils", "e2b-dockerfile-utils") if sys.version_info >= (3, 11) \
+MATCHER = (
+    ("e2b_dockerfile_utils", "e2b-dockerfile-utils")
+    if sys.version_info >= (3, 11)
     else ("docker", "docker")
+)
 NEEDED = {"plumbum": "plumbum", "semver": "semver", "shtab": "shtab", MATCHER[0]: MATCHER[1]}
 
 
@@ -20,5 +23,4 @@ def missing() -> list[str]:
 
 
 def install_hint(packages: Optional[Iterable[str]] = None) -> str:
-    return ("run `make venv` (or `python3 -m pip install "
-            f"{' '.join(packages or NEEDED.values())}`)")
+    return f"run `make venv` (or `python3 -m pip install {' '.join(packages or NEEDED.values())}`)"

@@ -29,8 +29,11 @@ from ragbuild.run.runner import Runner
 
 LOG_LINES = 30
 #: runc's message for a failed exec of the container's process (docker 20.10 to 28)
-EXEC_FAILED_RE = re.compile(r"exec (?P<path>\S+?): (?P<why>no such file or directory|permission "
-                            r"denied|exec format error)", re.I)
+EXEC_FAILED_RE = re.compile(
+    r"exec (?P<path>\S+?): (?P<why>no such file or directory|permission "
+    r"denied|exec format error)",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,12 @@ class State:
 
 
 def state_command(name: str) -> Command:
-    return Command(("docker", "inspect", "--format", "{{json .State}}", name), check=False,
-                   kind=Kind.PROBE, assume=json.dumps({"Status": "running", "Running": True}))
+    return Command(
+        ("docker", "inspect", "--format", "{{json .State}}", name),
+        check=False,
+        kind=Kind.PROBE,
+        assume=json.dumps({"Status": "running", "Running": True}),
+    )
 
 
 def logs_command(name: str, lines: int = LOG_LINES) -> Command:
@@ -78,9 +85,13 @@ def parse_state(text: str) -> State:
     if not isinstance(data, dict):
         return State()
     code = data.get("ExitCode")
-    return State(running=data.get("Running") is True, status=str(data.get("Status") or ""),
-                 exited_with=code if isinstance(code, int) else None,
-                 oom_killed=data.get("OOMKilled") is True, error=str(data.get("Error") or ""))
+    return State(
+        running=data.get("Running") is True,
+        status=str(data.get("Status") or ""),
+        exited_with=code if isinstance(code, int) else None,
+        oom_killed=data.get("OOMKilled") is True,
+        error=str(data.get("Error") or ""),
+    )
 
 
 def first_line_of_tar(text: str) -> Optional[str]:
@@ -106,24 +117,34 @@ def exec_hint(said: str, first_line: Optional[str]) -> str:
         return ""
     path, why = match["path"], match["why"].lower()
     if why == "permission denied":
-        return (f"{path} is not executable: set its mode in the image (COPY --chmod=755, or RUN "
-                f"chmod 755 {path})")
+        return (
+            f"{path} is not executable: set its mode in the image (COPY --chmod=755, or RUN "
+            f"chmod 755 {path})"
+        )
     if why == "exec format error":
-        return (f"{path} has no #! line, or is a binary of another CPU architecture: start the "
-                "script with e.g. #!/bin/sh, or build for the platform that runs it")
+        return (
+            f"{path} has no #! line, or is a binary of another CPU architecture: start the "
+            "script with e.g. #!/bin/sh, or build for the platform that runs it"
+        )
     if first_line is not None and first_line.startswith("#!") and first_line.endswith("\r"):
-        return (f"{path} has CRLF line endings: its #! line ends in a carriage return, so the "
-                f"interpreter {first_line[2:].strip()!r} + CR does not exist (a Windows checkout "
-                "with core.autocrlf=true); convert it to LF (.gitattributes: `* text=auto "
-                f"eol=lf`, or RUN sed -i 's/\\r$//' {path})")
+        return (
+            f"{path} has CRLF line endings: its #! line ends in a carriage return, so the "
+            f"interpreter {first_line[2:].strip()!r} + CR does not exist (a Windows checkout "
+            "with core.autocrlf=true); convert it to LF (.gitattributes: `* text=auto "
+            f"eol=lf`, or RUN sed -i 's/\\r$//' {path})"
+        )
     if first_line is not None and first_line.startswith("#!"):
         interpreter = first_line[2:].strip().split(" ")[0]
-        return (f"the interpreter on {path}'s #! line, {interpreter}, is not in the image: "
-                "install it, or name one the image has")
+        return (
+            f"the interpreter on {path}'s #! line, {interpreter}, is not in the image: "
+            "install it, or name one the image has"
+        )
     if first_line is not None:
         return f"{path} exists but could not be started (no #! line?)"
-    return (f"{path} is not in the image, or its #! line names an interpreter the image lacks "
-            "or ends in a carriage return (CRLF line endings from a Windows checkout)")
+    return (
+        f"{path} is not in the image, or its #! line names an interpreter the image lacks "
+        "or ends in a carriage return (CRLF line endings from a Windows checkout)"
+    )
 
 
 def why_stopped(runner: Runner, name: str, lines: int = LOG_LINES) -> tuple[State, str, str]:

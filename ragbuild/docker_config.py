@@ -13,7 +13,6 @@ from typing import Callable, Optional
 from collections.abc import Mapping, Sequence
 
 
-
 @dataclass(frozen=True)
 class DockerTarget:
     """Which daemon docker talks to, as docker decides it: DOCKER_HOST beats DOCKER_CONTEXT,
@@ -101,33 +100,49 @@ class DockerTarget:
     def describe(self) -> str:
         kind, value = self._source()
         if kind == "host":
-            ignored = (f" (DOCKER_CONTEXT={self.context} is ignored while DOCKER_HOST is set)"
-                       if self.context and not self.builder_context else "")
+            ignored = (
+                f" (DOCKER_CONTEXT={self.context} is ignored while DOCKER_HOST is set)"
+                if self.context and not self.builder_context
+                else ""
+            )
             return f"DOCKER_HOST={value}{ignored}"
-        named = (f"--builder {value}" if self.builder_source == "--builder"
-                 else f"BUILDX_BUILDER={value}")
-        return {"builder": f"docker context {value!r} ({named}: that context's builder; "
-                           f"every docker command runs with --context {value})",
-                "context": f"docker context {value!r} (DOCKER_CONTEXT)",
-                "current": f"docker context {value!r} (docker context use)",
-                "default": "the local socket (default context)"}[kind]
+        named = (
+            f"--builder {value}"
+            if self.builder_source == "--builder"
+            else f"BUILDX_BUILDER={value}"
+        )
+        return {
+            "builder": f"docker context {value!r} ({named}: that context's builder; "
+            f"every docker command runs with --context {value})",
+            "context": f"docker context {value!r} (DOCKER_CONTEXT)",
+            "current": f"docker context {value!r} (docker context use)",
+            "default": "the local socket (default context)",
+        }[kind]
 
     def unreachable(self) -> str:
         """Where the unreachable daemon is, for the diagnose message."""
         kind, value = self._source()
-        named = (f"--builder {value}" if self.builder_source == "--builder"
-                 else f"BUILDX_BUILDER={value}")
-        return {"builder": f"of docker context {value!r} ({named})",
-                "host": f"at {value}",
-                "context": f"of docker context {value!r} (DOCKER_CONTEXT)",
-                "current": f"of docker context {value!r}",
-                "default": "at the local socket"}[kind]
+        named = (
+            f"--builder {value}"
+            if self.builder_source == "--builder"
+            else f"BUILDX_BUILDER={value}"
+        )
+        return {
+            "builder": f"of docker context {value!r} ({named})",
+            "host": f"at {value}",
+            "context": f"of docker context {value!r} (DOCKER_CONTEXT)",
+            "current": f"of docker context {value!r}",
+            "default": "at the local socket",
+        }[kind]
 
 
 #: What docker says when it cannot reach its daemon (``docker version``, ``docker push``, ...),
 #: lowercase. Nothing about a registry: "connection refused" from a push is the registry's.
-DAEMON_DOWN_MARKERS = ("cannot connect to the docker daemon", "is the docker daemon running",
-                       "error during connect")
+DAEMON_DOWN_MARKERS = (
+    "cannot connect to the docker daemon",
+    "is the docker daemon running",
+    "error during connect",
+)
 
 
 def daemon_down(output: str) -> bool:
@@ -139,9 +154,11 @@ def daemon_down(output: str) -> bool:
 def daemon_unreachable(target: Optional[DockerTarget]) -> str:
     """The one message for a daemon docker cannot reach."""
     where = f" {target.unreachable()}" if target is not None else ""
-    return (f"cannot reach the Docker daemon{where}: start it (e.g. `systemctl start docker`, or "
-            "`make engine` as root on Debian or Ubuntu) or point DOCKER_HOST or DOCKER_CONTEXT "
-            "at a running one")
+    return (
+        f"cannot reach the Docker daemon{where}: start it (e.g. `systemctl start docker`, or "
+        "`make engine` as root on Debian or Ubuntu) or point DOCKER_HOST or DOCKER_CONTEXT "
+        "at a running one"
+    )
 
 
 #: Where docker keeps Docker Hub's credentials (its ``IndexServer``), whatever the host is called.
@@ -185,7 +202,7 @@ def _hostname(key: str) -> str:
     """docker's ``ConvertToHostname``: an ``auths`` key without scheme and path."""
     for scheme in ("http://", "https://"):
         if key.startswith(scheme):
-            key = key[len(scheme):]
+            key = key[len(scheme) :]
     return key.split("/", 1)[0]
 
 
@@ -247,28 +264,39 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
     return DockerConfig(
         path=path,
         current_context=context if isinstance(context, str) and context else None,
-        cred_helpers={host: helper for host, helper in helpers.items()
-                      if isinstance(helper, str) and helper},
+        cred_helpers={
+            host: helper for host, helper in helpers.items() if isinstance(helper, str) and helper
+        },
         creds_store=store if isinstance(store, str) and store else None,
         auths={key: entry for key, entry in auths.items() if isinstance(entry, dict)},
-        plugin_dirs=tuple(d for d in extra if isinstance(d, str) and d) if isinstance(extra, list)
-        else ())
+        plugin_dirs=tuple(d for d in extra if isinstance(d, str) and d)
+        if isinstance(extra, list)
+        else (),
+    )
 
 
 #: Where docker looks for CLI plugins after ``$DOCKER_CONFIG/cli-plugins`` and the config's
 #: ``cliPluginsExtraDirs``, in its order (docker cli, cli-plugins/manager/manager_unix.go
 #: ``defaultSystemPluginDirs``: https://github.com/docker/cli/blob/v26.1.5/cli-plugins/manager/manager_unix.go).
-SYSTEM_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
-                      "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+SYSTEM_PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
 
 
-def find_cli_plugin(name: str, config: DockerConfig,
-                    environ: Mapping[str, str] = os.environ) -> Optional[str]:
+def find_cli_plugin(
+    name: str, config: DockerConfig, environ: Mapping[str, str] = os.environ
+) -> Optional[str]:
     """The path of the docker CLI plugin ``docker-<name>`` docker would run (the first
     executable file in its plugin directories, in docker's order), or None. A look at the
     disk, not a process: what ``docker <name>`` would find, for the 20.10 client and newer."""
-    dirs = (os.path.join(os.path.dirname(docker_config_path(environ)), "cli-plugins"),
-            *config.plugin_dirs, *SYSTEM_PLUGIN_DIRS)
+    dirs = (
+        os.path.join(os.path.dirname(docker_config_path(environ)), "cli-plugins"),
+        *config.plugin_dirs,
+        *SYSTEM_PLUGIN_DIRS,
+    )
     for directory in dirs:
         path = os.path.join(directory, f"docker-{name}")
         if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -303,8 +331,11 @@ def always_insecure(host: str, resolve: Optional[Callable[[str], Sequence[str]]]
         except ValueError:
             return False
     loopback = ipaddress.ip_network(DEFAULT_INSECURE_CIDRS[0])
-    return (bool(ips) and all(ip.is_loopback for ip in ips)
-            and any(ip.version == 4 and ip in loopback for ip in ips))
+    return (
+        bool(ips)
+        and all(ip.is_loopback for ip in ips)
+        and any(ip.version == 4 and ip in loopback for ip in ips)
+    )
 
 
 def _addresses(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None) -> list:
@@ -312,8 +343,13 @@ def _addresses(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = No
     them (moby ``isCIDRMatch``: a lookup, else the name as an IP)."""
     import ipaddress
 
-    name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] \
-        if host.count(":") == 1 else host
+    name = (
+        host[1:].split("]")[0]
+        if host.startswith("[")
+        else host.rsplit(":", 1)[0]
+        if host.count(":") == 1
+        else host
+    )
     addresses = list((resolve or _resolve)(name))
     if not addresses:
         try:
@@ -330,8 +366,9 @@ class RegistryConfig:
     insecure_cidrs: tuple = DEFAULT_INSECURE_CIDRS
     index_secure: Mapping[str, bool] = field(default_factory=dict)  # IndexConfigs[name].Secure
 
-    def is_insecure(self, host: str,
-                    resolve: Optional[Callable[[str], Sequence[str]]] = None) -> bool:
+    def is_insecure(
+        self, host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None
+    ) -> bool:
         """Whether the daemon talks to ``host`` (``name[:port]``) insecurely, its own way (moby
         registry/config.go ``isSecureIndex``): an ``IndexConfigs`` entry for the host decides;
         else the host is insecure when an address it resolves to (or it, as an IP) lies in an
@@ -376,9 +413,14 @@ def parse_registry_config(text: str) -> RegistryConfig:
     indexes = data.get("IndexConfigs") or {}
     if not isinstance(cidrs, list) or not isinstance(indexes, dict):
         raise ValueError("InsecureRegistryCIDRs or IndexConfigs has the wrong type")
-    return RegistryConfig(tuple(str(c) for c in cidrs),
-                          {name: bool(entry.get("Secure", True)) for name, entry in indexes.items()
-                           if isinstance(entry, dict)})
+    return RegistryConfig(
+        tuple(str(c) for c in cidrs),
+        {
+            name: bool(entry.get("Secure", True))
+            for name, entry in indexes.items()
+            if isinstance(entry, dict)
+        },
+    )
 
 
 def read_docker_contexts(environ: Mapping[str, str] = os.environ) -> tuple:
@@ -411,8 +453,10 @@ def read_docker_contexts(environ: Mapping[str, str] = os.environ) -> tuple:
 def docker_target(environ: Mapping[str, str], config: DockerConfig) -> DockerTarget:
     """Where docker will talk to, from the environment and its config (docker's precedence),
     with the docker contexts (whose builders --builder or BUILDX_BUILDER may name)."""
-    return DockerTarget(host=environ.get("DOCKER_HOST") or None,
-                        context=environ.get("DOCKER_CONTEXT") or None,
-                        current_context=config.current_context,
-                        env_builder=environ.get("BUILDX_BUILDER") or None,
-                        contexts=read_docker_contexts(environ))
+    return DockerTarget(
+        host=environ.get("DOCKER_HOST") or None,
+        context=environ.get("DOCKER_CONTEXT") or None,
+        current_context=config.current_context,
+        env_builder=environ.get("BUILDX_BUILDER") or None,
+        contexts=read_docker_contexts(environ),
+    )

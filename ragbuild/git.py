@@ -22,8 +22,14 @@ def shown_path(path: str) -> str:
     if path.isprintable() and '"' not in path and "\\" not in path:
         return path
     escapes = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
-    return '"' + "".join(escapes.get(char) or (char if char.isprintable() else
-                                               f"\\{ord(char):03o}") for char in path) + '"'
+    return (
+        '"'
+        + "".join(
+            escapes.get(char) or (char if char.isprintable() else f"\\{ord(char):03o}")
+            for char in path
+        )
+        + '"'
+    )
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,10 @@ class GitInfo:
 
     def describe_changes(self, limit: int = 5) -> str:
         """``a.py, new.txt (not in the commit), and 3 more``: the files that make the tree dirty."""
-        shown = [f"{shown_path(path)} ({note})" if note else shown_path(path)
-                 for path, note in self.changes[:limit]]
+        shown = [
+            f"{shown_path(path)} ({note})" if note else shown_path(path)
+            for path, note in self.changes[:limit]
+        ]
         more = len(self.changes) - limit
         return ", ".join(shown) + (f", and {more} more" if more > 0 else "")
 
@@ -72,8 +80,9 @@ NO_COMMITS = "the git repository has no commits"
 
 
 #: The fix for --latest-policy auto in a clone without its history or tags.
-FETCH_TAGS_FIX = ("run `git fetch --tags --unshallow` (GitHub Actions: actions/checkout with "
-                  "`fetch-depth: 0`)")
+FETCH_TAGS_FIX = (
+    "run `git fetch --tags --unshallow` (GitHub Actions: actions/checkout with `fetch-depth: 0`)"
+)
 
 
 class GitUnreadable(Exception):
@@ -87,17 +96,33 @@ def git_repository_command() -> Command:
     digits, longer when needed to stay unique): five answers of one read-only ``git rev-parse``.
     It fails before the first commit as when git cannot read the repository;
     ``git_status_command`` tells the two apart."""
-    return Command(("git", "rev-parse", "--is-inside-work-tree", "--show-toplevel",
-                    "--is-shallow-repository", "HEAD^{commit}", "--short=7", "HEAD^{commit}"),
-                   env=GIT_ENV, check=False, kind=Kind.QUERY)
+    return Command(
+        (
+            "git",
+            "rev-parse",
+            "--is-inside-work-tree",
+            "--show-toplevel",
+            "--is-shallow-repository",
+            "HEAD^{commit}",
+            "--short=7",
+            "HEAD^{commit}",
+        ),
+        env=GIT_ENV,
+        check=False,
+        kind=Kind.QUERY,
+    )
 
 
 def git_tree_command(oid: str, directory: Optional[str] = None) -> Command:
     """Every file of commit ``oid``: mode, blob and path (``gitfacts.parse_ls_tree``), from the
     top. ``directory``: a submodule's work tree (``git -C``)."""
     where = ("-C", directory) if directory else ()
-    return Command(("git", *where, "ls-tree", "-r", "-z", "--full-tree", oid), env=GIT_ENV,
-                   check=False, kind=Kind.QUERY)
+    return Command(
+        ("git", *where, "ls-tree", "-r", "-z", "--full-tree", oid),
+        env=GIT_ENV,
+        check=False,
+        kind=Kind.QUERY,
+    )
 
 
 def git_hash_command(directory: Optional[str] = None) -> Command:
@@ -105,16 +130,33 @@ def git_hash_command(directory: Optional[str] = None) -> Command:
     top level, ``gitfacts.c_quote``d), git's filters applied as for that path: one process for
     all. ``directory``: a submodule's work tree (``git -C``)."""
     where = ("-C", directory) if directory else ()
-    return Command(("git", *where, "hash-object", "--stdin-paths"), env=GIT_ENV, check=False,
-                   kind=Kind.QUERY, stdin="the sent files' paths")
+    return Command(
+        ("git", *where, "hash-object", "--stdin-paths"),
+        env=GIT_ENV,
+        check=False,
+        kind=Kind.QUERY,
+        stdin="the sent files' paths",
+    )
 
 
 def git_status_command() -> Command:
     """Asked only when ``git_repository_command`` failed: HEAD's commit (``# branch.oid``,
     ``(initial)`` before the first commit), or git's reason why it cannot say;
     ``--no-optional-locks``: a query takes no index lock."""
-    return Command(("git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "-z",
-                    "--untracked-files=no"), env=GIT_ENV, check=False, kind=Kind.QUERY)
+    return Command(
+        (
+            "git",
+            "--no-optional-locks",
+            "status",
+            "--porcelain=v2",
+            "--branch",
+            "-z",
+            "--untracked-files=no",
+        ),
+        env=GIT_ENV,
+        check=False,
+        kind=Kind.QUERY,
+    )
 
 
 def git_reason(returncode: int, stderr: str) -> str:
@@ -125,7 +167,7 @@ def git_reason(returncode: int, stderr: str) -> str:
     first = next((i for i, line in enumerate(lines) if line.startswith(("fatal:", "error:"))), None)
     if first is None:
         return (lines or [f"exit {returncode}"])[0]
-    advice = [line for line in lines[first + 1:] if not line.startswith(("fatal:", "error:"))]
+    advice = [line for line in lines[first + 1 :] if not line.startswith(("fatal:", "error:"))]
     return " ".join([lines[first], *advice])
 
 
@@ -133,10 +175,14 @@ def parse_git_repository(stdout: str) -> tuple:
     """``(top level, shallow, oid, short sha)`` of a successful ``git_repository_command``.
     Raises ``GitUnreadable`` for an incomplete answer."""
     answers = stdout.splitlines()
-    if (len(answers) != 5 or answers[0] != "true" or answers[2] not in ("true", "false")
-            or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", answers[3])
-            or not re.fullmatch(r"[0-9a-f]{7,64}", answers[4])
-            or not answers[3].startswith(answers[4])):
+    if (
+        len(answers) != 5
+        or answers[0] != "true"
+        or answers[2] not in ("true", "false")
+        or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", answers[3])
+        or not re.fullmatch(r"[0-9a-f]{7,64}", answers[4])
+        or not answers[3].startswith(answers[4])
+    ):
         raise GitUnreadable(f"git rev-parse gave an incomplete answer: {stdout.strip()!r}")
     return answers[1], answers[2] == "true", answers[3], answers[4]
 
@@ -146,8 +192,10 @@ def check_git_commit(value: str) -> str:
     ``git rev-parse --short=7`` names it in a clone (UsageError otherwise)."""
     sha = value.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{7,64}", sha):
-        raise UsageError(f"--git-commit {value!r} is not a commit id: give the 7 to 40 hex "
-                         "digits `git rev-parse HEAD` prints in the clone the tree came from")
+        raise UsageError(
+            f"--git-commit {value!r} is not a commit id: give the 7 to 40 hex "
+            "digits `git rev-parse HEAD` prints in the clone the tree came from"
+        )
     return sha[:7] if len(sha) in (40, 64) else sha
 
 
@@ -163,7 +211,7 @@ def parse_git_status(stdout: str) -> tuple:
         record = records[i]
         i += 1
         if record.startswith("# branch.oid "):
-            oid = record[len("# branch.oid "):]
+            oid = record[len("# branch.oid ") :]
         elif record.startswith("1 "):
             changed.append(record.split(" ", 8)[8])
         elif record.startswith("2 "):
@@ -202,8 +250,10 @@ def parse_version_tags(stdout: str) -> tuple:
 
 
 #: How a release (``--env prod`` or ``--push``) that git cannot name the commit of stops.
-RELEASE_NEEDS_GIT = ("a release (--env prod or --push) is built from a commit git names; the run "
-                     "stops before docker rather than tag the image without it")
+RELEASE_NEEDS_GIT = (
+    "a release (--env prod or --push) is built from a commit git names; the run "
+    "stops before docker rather than tag the image without it"
+)
 
 
 def is_release(options: Options) -> bool:
@@ -211,8 +261,9 @@ def is_release(options: Options) -> bool:
     return options.env == "prod" or options.push
 
 
-def git_info(runner: Runner, options: Optional[Options] = None,
-             environ: Mapping[str, str] = os.environ) -> GitInfo:
+def git_info(
+    runner: Runner, options: Optional[Options] = None, environ: Mapping[str, str] = os.environ
+) -> GitInfo:
     """The commit the build is made from, and whether what docker sends differs from it.
 
     First git's own discovery, copied (``gitfacts.discover``): no ``.git`` (and no GIT_DIR)
@@ -235,15 +286,19 @@ def git_info(runner: Runner, options: Optional[Options] = None,
     if options.git_commit is not None:
         sha = check_git_commit(options.git_commit)
         if found is not None:
-            raise UsageError(f"--git-commit is for a tree without a git repository (an exported "
-                             f"source tree), and git reads {found} here: drop --git-commit, "
-                             "git names the commit")
+            raise UsageError(
+                f"--git-commit is for a tree without a git repository (an exported "
+                f"source tree), and git reads {found} here: drop --git-commit, "
+                "git names the commit"
+            )
         return GitInfo(sha=sha, given=True)
     if found is None:
         if release:
-            raise GitFailed("not a git repository (no .git here or in a parent directory git "
-                            f"looks in): {RELEASE_NEEDS_GIT}; run it in the project's clone, or "
-                            "build an exported source tree with --git-commit SHA")
+            raise GitFailed(
+                "not a git repository (no .git here or in a parent directory git "
+                f"looks in): {RELEASE_NEEDS_GIT}; run it in the project's clone, or "
+                "build an exported source tree with --git-commit SHA"
+            )
         return GitInfo(reason="not a git repository")
     elsewhere = gitfacts.pointed_elsewhere(os.getcwd(), environ) if release else None
     if elsewhere:
@@ -253,8 +308,10 @@ def git_info(runner: Runner, options: Optional[Options] = None,
         if not asked.ok:
             _no_commits(runner, asked)
             if release:
-                raise GitFailed(f"{NO_COMMITS}: {RELEASE_NEEDS_GIT}; commit first, or build an "
-                                "exported source tree (no .git) with --git-commit SHA")
+                raise GitFailed(
+                    f"{NO_COMMITS}: {RELEASE_NEEDS_GIT}; commit first, or build an "
+                    "exported source tree (no .git) with --git-commit SHA"
+                )
             return GitInfo(reason=NO_COMMITS)
         toplevel, shallow, oid, sha = parse_git_repository(asked.stdout)
         sent = gitfacts.sent_files(toplevel, options.context, options.file)
@@ -264,10 +321,18 @@ def git_info(runner: Runner, options: Optional[Options] = None,
             raise GitFailed(f"{missing}: {RELEASE_NEEDS_GIT}") from None
         return GitInfo(reason="git is not installed")
     except GitUnreadable as err:
-        raise GitFailed(f"git cannot say which commit this build is made from: {err}; the run "
-                        "stops before docker rather than tag the image without it") from None
-    return GitInfo(sha=sha, dirty=bool(changes), changes=tuple(changes), shallow=shallow,
-                   outside=tuple(sent.outside), toplevel=toplevel)
+        raise GitFailed(
+            f"git cannot say which commit this build is made from: {err}; the run "
+            "stops before docker rather than tag the image without it"
+        ) from None
+    return GitInfo(
+        sha=sha,
+        dirty=bool(changes),
+        changes=tuple(changes),
+        shallow=shallow,
+        outside=tuple(sent.outside),
+        toplevel=toplevel,
+    )
 
 
 def _no_commits(runner: Runner, asked: Result) -> None:
@@ -282,8 +347,14 @@ def _no_commits(runner: Runner, asked: Result) -> None:
         raise GitUnreadable(git_reason(asked.returncode, asked.stderr))
 
 
-def _changes(runner: Runner, toplevel: str, oid: str, files: Mapping, sends: Callable[[str], bool],
-             prefix: str) -> list:
+def _changes(
+    runner: Runner,
+    toplevel: str,
+    oid: str,
+    files: Mapping,
+    sends: Callable[[str], bool],
+    prefix: str,
+) -> list:
     """``gitfacts.compare`` of the ``files`` docker sends (below ``toplevel``, the work tree of
     the repository holding commit ``oid``) with that commit; each submodule of the commit with
     files sent, or checked out (a ``.git`` in it), likewise in its own repository. Paths in
@@ -300,24 +371,35 @@ def _changes(runner: Runner, toplevel: str, oid: str, files: Mapping, sends: Cal
     except ValueError as err:
         raise GitUnreadable(str(err)) from None
     links = {path: entry for path, entry in tree.items() if entry.mode == gitfacts.GITLINK}
-    inner = {link: {path[len(link) + 1:]: files[path] for path in gitfacts.under(files, link)}
-             for link in links}
-    files = {path: entry for path, entry in files.items()
-             if not any(path.startswith(link + "/") for link in links)}
+    inner = {
+        link: {path[len(link) + 1 :]: files[path] for path in gitfacts.under(files, link)}
+        for link in links
+    }
+    files = {
+        path: entry
+        for path, entry in files.items()
+        if not any(path.startswith(link + "/") for link in links)
+    }
     length = len(oid)
     for path, entry in list(files.items()):
         if entry.mode == gitfacts.SYMLINK:
             target = os.fsencode(os.readlink(entry.path))
             files[path] = replace(entry, oid=gitfacts.blob_id(target, length))
-    hashed = [path for path, entry in files.items()
-              if entry.mode in (gitfacts.FILE, gitfacts.EXECUTABLE) and path in tree]
+    hashed = [
+        path
+        for path, entry in files.items()
+        if entry.mode in (gitfacts.FILE, gitfacts.EXECUTABLE) and path in tree
+    ]
     if hashed:
         stdin = "".join(gitfacts.c_quote(path) + "\n" for path in hashed)
         answer = runner.run(git_hash_command(directory), stdin=Secret(stdin))
         oids = answer.stdout.split()
         if not answer.ok or len(oids) != len(hashed):
-            raise GitUnreadable(git_reason(answer.returncode, answer.stderr) if not answer.ok
-                                else f"git hash-object gave {len(oids)} ids for {len(hashed)} files")
+            raise GitUnreadable(
+                git_reason(answer.returncode, answer.stderr)
+                if not answer.ok
+                else f"git hash-object gave {len(oids)} ids for {len(hashed)} files"
+            )
         for path, blob in zip(hashed, oids):
             files[path] = replace(files[path], oid=blob)
 
@@ -330,18 +412,20 @@ def _changes(runner: Runner, toplevel: str, oid: str, files: Mapping, sends: Cal
         except OSError:
             return None
 
-    changes = [(prefix + path, note)
-               for path, note in gitfacts.compare(tree, files, sends, raw_id)]
+    changes = [(prefix + path, note) for path, note in gitfacts.compare(tree, files, sends, raw_id)]
     for link, entry in links.items():
         below = inner[link]
         checkout = os.path.join(toplevel, link)
         if not below and not os.path.lexists(os.path.join(checkout, ".git")):
             continue  # not checked out: a checkout without --recurse-submodules leaves it so
         if not os.path.lexists(os.path.join(checkout, ".git")):
-            changes += [(f"{prefix}{link}/{path}", gitfacts.NOT_IN_COMMIT) for path in sorted(below)]
+            changes += [
+                (f"{prefix}{link}/{path}", gitfacts.NOT_IN_COMMIT) for path in sorted(below)
+            ]
             continue
-        changes += _changes(runner, checkout, entry.oid, below, _below(sends, link),
-                            f"{prefix}{link}/")
+        changes += _changes(
+            runner, checkout, entry.oid, below, _below(sends, link), f"{prefix}{link}/"
+        )
     return changes
 
 
@@ -356,24 +440,32 @@ def version_tags(runner: Runner, git: Optional[GitInfo]) -> tuple:
     tag fetched it stops (``UsageError``, exit 2) naming the fix; a failing git stops with git's
     reason (``GitFailed``)."""
 
-    fix = (f"{FETCH_TAGS_FIX}; for the very first release pass --latest-policy always (or "
-           "--no-latest)")
+    fix = (
+        f"{FETCH_TAGS_FIX}; for the very first release pass --latest-policy always (or --no-latest)"
+    )
     if git is not None and git.sha is None and git.reason != NO_COMMITS:
-        raise UsageError(f"--latest-policy auto compares the version with the repository's v* "
-                         f"git tags, and there are none to read ({git.reason}): run it in the "
-                         "project's git clone, or pass --latest-policy always or never")
+        raise UsageError(
+            f"--latest-policy auto compares the version with the repository's v* "
+            f"git tags, and there are none to read ({git.reason}): run it in the "
+            "project's git clone, or pass --latest-policy always or never"
+        )
     if git is not None and git.shallow:
-        raise UsageError("--latest-policy auto cannot decide in a shallow clone: the v* tags of "
-                         f"the history it lacks are missing; {FETCH_TAGS_FIX}")
+        raise UsageError(
+            "--latest-policy auto cannot decide in a shallow clone: the v* tags of "
+            f"the history it lacks are missing; {FETCH_TAGS_FIX}"
+        )
     try:
         result = runner.run(version_tags_command())
     except ToolMissing as missing:
         raise UsageError(f"--latest-policy auto reads the v* git tags: {missing}") from None
     if not result.ok:
-        raise GitFailed(f"git cannot list the v* tags --latest-policy auto compares with: "
-                        f"{git_reason(result.returncode, result.stderr)}")
+        raise GitFailed(
+            f"git cannot list the v* tags --latest-policy auto compares with: "
+            f"{git_reason(result.returncode, result.stderr)}"
+        )
     found = parse_version_tags(result.stdout)
     if not found:
-        raise UsageError(f"--latest-policy auto found no v* version tag to compare with (none "
-                         f"fetched?): {fix}")
+        raise UsageError(
+            f"--latest-policy auto found no v* version tag to compare with (none fetched?): {fix}"
+        )
     return found

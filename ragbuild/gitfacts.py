@@ -64,8 +64,7 @@ def _ceiling_offset(path: str, ceiling_dirs: list) -> int:
     best = -1
     for ceiling in ceiling_dirs:
         length = len(ceiling) - 1 if ceiling.endswith("/") else len(ceiling)
-        if (path.startswith(ceiling[:length]) and len(path) > length + 1
-                and path[length] == "/"):
+        if path.startswith(ceiling[:length]) and len(path) > length + 1 and path[length] == "/":
             best = max(best, length)
     return best
 
@@ -73,9 +72,11 @@ def _ceiling_offset(path: str, ceiling_dirs: list) -> int:
 def _is_git_directory(path: str) -> bool:
     """Whether ``path`` could be a (bare) repository: git's ``is_git_directory`` asks for
     HEAD, objects/ and refs/; this asks no more, so it never says no where git says yes."""
-    return (os.path.lexists(os.path.join(path, "HEAD"))
-            and os.path.isdir(os.path.join(path, "objects"))
-            and os.path.isdir(os.path.join(path, "refs")))
+    return (
+        os.path.lexists(os.path.join(path, "HEAD"))
+        and os.path.isdir(os.path.join(path, "objects"))
+        and os.path.isdir(os.path.join(path, "refs"))
+    )
 
 
 def discover(cwd: str, environ: Mapping[str, str]) -> Optional[str]:
@@ -134,7 +135,7 @@ def _git_dir_of(dotgit: str) -> str:
         except OSError:
             return dotgit
         if line.startswith("gitdir:"):
-            return os.path.join(os.path.dirname(dotgit), line[len("gitdir:"):].strip())
+            return os.path.join(os.path.dirname(dotgit), line[len("gitdir:") :].strip())
     return dotgit
 
 
@@ -192,8 +193,9 @@ def c_quote(path: str) -> str:
     double quotes with C escapes when it holds a newline, a backslash or starts with a quote."""
     if "\n" not in path and "\\" not in path and not path.startswith('"'):
         return path
-    escaped = "".join({"\n": "\\n", "\\": "\\\\", '"': '\\"', "\t": "\\t"}.get(char, char)
-                      for char in path)
+    escaped = "".join(
+        {"\n": "\\n", "\\": "\\\\", '"': '\\"', "\t": "\\t"}.get(char, char) for char in path
+    )
     return f'"{escaped}"'
 
 
@@ -266,8 +268,10 @@ def sent_files(toplevel: str, context: str, dockerfile: str) -> Sent:
 
     for rel, entry in walk_context(rules):
         add(os.path.join(root, rel), entry.stat(follow_symlinks=False))
-    always = {os.path.join(os.path.realpath(os.path.dirname(dockerfile) or "."), name)
-              for name in (os.path.basename(dockerfile), os.path.basename(dockerfile) + ".dockerignore")}
+    always = {
+        os.path.join(os.path.realpath(os.path.dirname(dockerfile) or "."), name)
+        for name in (os.path.basename(dockerfile), os.path.basename(dockerfile) + ".dockerignore")
+    }
     always.add(os.path.join(root, ".dockerignore"))
     for full in sorted(always):
         if os.path.lexists(full) and full not in added:
@@ -286,8 +290,12 @@ def sent_files(toplevel: str, context: str, dockerfile: str) -> Sent:
 # --- the comparison ----------------------------------------------------------------------------
 
 
-def compare(tree: Mapping[str, Entry], sent: Mapping[str, Entry],
-            sends: Callable[[str], bool], raw_id: Callable[[str], Optional[str]]) -> list:
+def compare(
+    tree: Mapping[str, Entry],
+    sent: Mapping[str, Entry],
+    sends: Callable[[str], bool],
+    raw_id: Callable[[str], Optional[str]],
+) -> list:
     """``[(path, note)]``, sorted by path: how what docker sends (``sent``, blobs as git would
     store them) differs from the commit's ``tree``, for the commit's files docker would send
     (``sends``). Notes: "" (content), ``mode A -> B``, ``MISSING`` (in the commit, not sent:

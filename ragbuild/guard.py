@@ -31,7 +31,8 @@ SSH_KEY_PREFIXES = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
 # `token: ...`; a value that only references an environment variable (`${NPM_TOKEN}`) is not one.
 CREDENTIAL_LINE_RE = re.compile(
     r"^[^#;\n]*?(?:_authToken|_auth|_password|password|token)\s*[=:][ \t]*(?!\$\{|[ \t]*$)\S",
-    re.I | re.M)
+    re.I | re.M,
+)
 
 
 @dataclass
@@ -91,7 +92,9 @@ class _SdkMatcher:
         return self._matcher.matches(path)
 
     def may_match_under(self, path: str) -> bool:
-        return any(p.exclusion and p.cleaned_pattern.startswith(path) for p in self._matcher.patterns)
+        return any(
+            p.exclusion and p.cleaned_pattern.startswith(path) for p in self._matcher.patterns
+        )
 
     @property
     def patterns(self) -> list[str]:
@@ -109,9 +112,11 @@ def make_matcher(patterns: list[str]) -> Any:
         try:
             return _SdkMatcher(patterns)
         except ImportError:
-            raise ToolMissing("the build-context check needs e2b-dockerfile-utils (Python 3.11+) "
-                              "or, on older Pythons, docker (the Docker SDK): run `make venv`, or "
-                              "`python3 -m pip install e2b-dockerfile-utils`") from None
+            raise ToolMissing(
+                "the build-context check needs e2b-dockerfile-utils (Python 3.11+) "
+                "or, on older Pythons, docker (the Docker SDK): run `make venv`, or "
+                "`python3 -m pip install e2b-dockerfile-utils`"
+            ) from None
     return PatternMatcher(patterns)
 
 
@@ -173,7 +178,9 @@ class ContextRules:
     other (``node_modules`` + ``!**/keep*``: only buildx sends ``node_modules/a/keep.js``;
     ``*/*/*`` + ``!logs/keep``: only the older CLI sends ``logs/keep/1.log``)."""
 
-    def __init__(self, context: str, dockerfile: str = "Dockerfile", prefix_exceptions: bool = False):
+    def __init__(
+        self, context: str, dockerfile: str = "Dockerfile", prefix_exceptions: bool = False
+    ):
         self.context = context
         self.prefix_exceptions = prefix_exceptions
         self.ignore_file = path = ignore_file(context, dockerfile)
@@ -187,11 +194,13 @@ class ContextRules:
         refused = refused_pattern(patterns)
         if refused:
             number, line = refused
-            raise UsageError(f"{path} line {number}: the pattern {line.strip()!r} holds a control "
-                             "character, which docker's build fails on (a carriage return without "
-                             "a line feed, old Mac line endings: \"PROTOCOL_ERROR\"; a tab, on "
-                             "Docker 26 engines: \"non-printable ASCII characters\"); end lines "
-                             "with LF or CRLF, and write no tab inside a pattern")
+            raise UsageError(
+                f"{path} line {number}: the pattern {line.strip()!r} holds a control "
+                "character, which docker's build fails on (a carriage return without "
+                'a line feed, old Mac line endings: "PROTOCOL_ERROR"; a tab, on '
+                'Docker 26 engines: "non-printable ASCII characters"); end lines '
+                "with LF or CRLF, and write no tab inside a pattern"
+            )
         try:
             self.matcher = make_matcher(patterns)
         except ValueError as err:
@@ -220,7 +229,7 @@ class ContextRules:
         for pattern in patterns:
             match = pattern.match(rel)
             if not match and parents and len(pattern.dirs) <= len(parents):
-                match = pattern.match("/".join(parents[:len(pattern.dirs)]))
+                match = pattern.match("/".join(parents[: len(pattern.dirs)]))
             if match:
                 matched = not pattern.exclusion
         return matched
@@ -253,7 +262,9 @@ def walk_context(rules: ContextRules) -> Iterator[tuple[str, os.DirEntry]]:
         try:
             entries = list(os.scandir(directory))
         except OSError as err:
-            raise UsageError(f"cannot read {directory} in the build context: {err.strerror}") from None
+            raise UsageError(
+                f"cannot read {directory} in the build context: {err.strerror}"
+            ) from None
         for entry in entries:
             rel = prefix + entry.name
             if entry.is_dir(follow_symlinks=False):
@@ -264,8 +275,9 @@ def walk_context(rules: ContextRules) -> Iterator[tuple[str, os.DirEntry]]:
                 yield rel, entry
 
 
-def scan_context(context: str, dockerfile: str = "Dockerfile",
-                 rules: Optional[ContextRules] = None) -> ContextReport:
+def scan_context(
+    context: str, dockerfile: str = "Dockerfile", rules: Optional[ContextRules] = None
+) -> ContextReport:
     """Walk ``context`` as docker would send it (``walk_context``; ``rules``: made from
     ``context`` and ``dockerfile`` when not given)."""
     rules = rules or ContextRules(context, dockerfile)

@@ -55,18 +55,39 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("smoke-timeout", float, lambda v: math.isfinite(v) and v > 0,
-            "a number of seconds (more than 0)", 60.0,
-            "seconds the smoke test waits for GET /ping to answer 200"),
-    Setting("push-attempts", int, lambda v: 1 <= v <= 100, "a number of attempts (1-100)", 3,
-            "attempts per docker push / manifest read-back on a network or registry error"),
-    Setting("push-backoff", float, lambda v: math.isfinite(v) and 0 <= v <= 3600,
-            "a number of seconds (0-3600)", 2.0,
-            "seconds before the second push attempt, doubled before each further one"),
-    Setting("context-warn-mb", float, lambda v: math.isfinite(v) and v >= 0,
-            "a number of megabytes (0 or more)", 100.0,
-            "warn, naming the largest entries, when the build context (after .dockerignore) "
-            "exceeds MB megabytes (0: never)"),
+    Setting(
+        "smoke-timeout",
+        float,
+        lambda v: math.isfinite(v) and v > 0,
+        "a number of seconds (more than 0)",
+        60.0,
+        "seconds the smoke test waits for GET /ping to answer 200",
+    ),
+    Setting(
+        "push-attempts",
+        int,
+        lambda v: 1 <= v <= 100,
+        "a number of attempts (1-100)",
+        3,
+        "attempts per docker push / manifest read-back on a network or registry error",
+    ),
+    Setting(
+        "push-backoff",
+        float,
+        lambda v: math.isfinite(v) and 0 <= v <= 3600,
+        "a number of seconds (0-3600)",
+        2.0,
+        "seconds before the second push attempt, doubled before each further one",
+    ),
+    Setting(
+        "context-warn-mb",
+        float,
+        lambda v: math.isfinite(v) and v >= 0,
+        "a number of megabytes (0 or more)",
+        100.0,
+        "warn, naming the largest entries, when the build context (after .dockerignore) "
+        "exceeds MB megabytes (0: never)",
+    ),
 )
 BY_KEY = {setting.key: setting for setting in SETTINGS}
 

@@ -78,8 +78,10 @@ def read_manifest(session: Session, tag: str) -> Manifest:
         answer = session.get(path, "pull", MANIFEST_TYPES)
     except Refused as refused:
         where = "its token server" if refused.token_server else "the registry"
-        raise ReadFailed(f"{where} refused docker's credentials for pulling (HTTP "
-                         f"{refused.status}; unauthorized)") from None
+        raise ReadFailed(
+            f"{where} refused docker's credentials for pulling (HTTP "
+            f"{refused.status}; unauthorized)"
+        ) from None
     except (OSError, http.client.HTTPException) as err:
         raise ReadFailed(network_reason(err)) from None
     if answer.status != 200:
@@ -131,8 +133,11 @@ def parse_manifest(body: bytes, headers: Message) -> Manifest:
     if media_type not in INDEX_TYPES and not (not media_type and isinstance(manifests, list)):
         config = data.get("config")
         config_digest = config.get("digest") if isinstance(config, dict) else None
-        return Manifest(digest, media_type or "no media type",
-                        config=config_digest if isinstance(config_digest, str) else "")
+        return Manifest(
+            digest,
+            media_type or "no media type",
+            config=config_digest if isinstance(config_digest, str) else "",
+        )
     if not isinstance(manifests, list) or not all(isinstance(entry, dict) for entry in manifests):
         raise ValueError("an index whose manifests are not a list of descriptors")
     platforms = []
@@ -151,8 +156,10 @@ def parse_manifest(body: bytes, headers: Message) -> Manifest:
 
 
 #: The image config's media types (Docker's and OCI's).
-CONFIG_TYPES = ("application/vnd.docker.container.image.v1+json",
-                "application/vnd.oci.image.config.v1+json")
+CONFIG_TYPES = (
+    "application/vnd.docker.container.image.v1+json",
+    "application/vnd.oci.image.config.v1+json",
+)
 
 
 @dataclass(frozen=True)
@@ -182,8 +189,10 @@ class ImageConfig:
 
 def _refused(refused: registry_api.Refused, what: str) -> ReadFailed:
     where = "its token server" if refused.token_server else "the registry"
-    return ReadFailed(f"{where} refused docker's credentials for {what} (HTTP "
-                             f"{refused.status}; unauthorized)", refused.status)
+    return ReadFailed(
+        f"{where} refused docker's credentials for {what} (HTTP {refused.status}; unauthorized)",
+        refused.status,
+    )
 
 
 def _path(session: registry_api.Session, kind: str, reference: str) -> str:
@@ -195,19 +204,18 @@ def fetch(session: registry_api.Session, reference: str) -> Raw:
     manifest and index type (``MANIFEST_TYPES``). ValueError when the body's sha256
     differs from a digest ``reference`` or from the registry's ``Docker-Content-Digest``."""
     try:
-        answer = session.get(_path(session, "manifests", reference), "pull",
-                             MANIFEST_TYPES)
+        answer = session.get(_path(session, "manifests", reference), "pull", MANIFEST_TYPES)
     except registry_api.Refused as refused:
         raise _refused(refused, "pulling") from None
     except (OSError, http.client.HTTPException) as err:
         raise ReadFailed(registry_api.network_reason(err)) from None
     if answer.status != 200:
-        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(),
-                                answer.status)
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
     parsed = parse_manifest(answer.body, answer.headers)
     if reference.startswith("sha256:") and parsed.digest != reference:
-        raise ValueError(f"asked for {reference}, the registry served bytes whose sha256 is "
-                         f"{parsed.digest}")
+        raise ValueError(
+            f"asked for {reference}, the registry served bytes whose sha256 is {parsed.digest}"
+        )
     content_type = (answer.headers.get("Content-Type") or "").split(";")[0].strip()
     media_type = content_type or parsed.media_type
     return Raw(answer.body, media_type, parsed.digest, parsed)
@@ -219,15 +227,19 @@ def put(session: registry_api.Session, tag: str, raw: Raw) -> str:
     sha256); ``ReadFailed`` with the registry's answer when it did not take it (an immutable
     ECR tag: ``TAG_INVALID``/``ImageTagAlreadyExistsException``, HTTP 400)."""
     try:
-        answer = session.get(_path(session, "manifests", tag), "pull,push", method="PUT",
-                             data=raw.body, headers={"Content-Type": raw.media_type})
+        answer = session.get(
+            _path(session, "manifests", tag),
+            "pull,push",
+            method="PUT",
+            data=raw.body,
+            headers={"Content-Type": raw.media_type},
+        )
     except registry_api.Refused as refused:
         raise _refused(refused, "pushing") from None
     except (OSError, http.client.HTTPException) as err:
         raise ReadFailed(registry_api.network_reason(err)) from None
     if answer.status not in (200, 201):
-        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(),
-                                answer.status)
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
     return answer.headers.get("Docker-Content-Digest") or raw.digest
 
 
@@ -241,8 +253,7 @@ def blob(session: registry_api.Session, digest: str) -> bytes:
     except (OSError, http.client.HTTPException) as err:
         raise ReadFailed(registry_api.network_reason(err)) from None
     if answer.status != 200:
-        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(),
-                                answer.status)
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
     found = "sha256:" + hashlib.sha256(answer.body).hexdigest()
     if found != digest:
         raise ValueError(f"the blob {digest} came with bytes whose sha256 is {found}")

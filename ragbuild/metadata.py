@@ -21,9 +21,28 @@ from ragbuild.run.redaction import redact_value
 
 
 #: Keys of the JSON document, in order (docs/metadata.md lists them).
-KEYS = ("status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
-        "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
-        "build_args", "build_options", "digests", "digest", "pinned", "steps")
+KEYS = (
+    "status",
+    "failed_step",
+    "error",
+    "image",
+    "refs",
+    "pushed_refs",
+    "version",
+    "environment",
+    "git_commit",
+    "timestamp",
+    "created",
+    "image_id",
+    "size",
+    "labels",
+    "build_args",
+    "build_options",
+    "digests",
+    "digest",
+    "pinned",
+    "steps",
+)
 
 
 def redact(build_args: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -32,15 +51,19 @@ def redact(build_args: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {key: redact_value(key, value) for key, value in build_args}
 
 
-def github_output_lines(tags: Iterable[str], digest: str, image_id: str, delimiter: Optional[str] = None) -> str:
+def github_output_lines(
+    tags: Iterable[str], digest: str, image_id: str, delimiter: Optional[str] = None
+) -> str:
     """GitHub's ``$GITHUB_OUTPUT`` syntax: ``name=value``, and ``name<<DELIM ... DELIM`` for the
     multi-line ``tags`` (one ref per line), with a delimiter that occurs in no value."""
     if delimiter is None:
         import uuid
 
         delimiter = f"ghadelimiter_{uuid.uuid4()}"
-    return (f"tags<<{delimiter}\n" + "".join(f"{tag}\n" for tag in tags) + f"{delimiter}\n"
-            f"digest={digest}\nimage-id={image_id}\n")
+    return (
+        f"tags<<{delimiter}\n" + "".join(f"{tag}\n" for tag in tags) + f"{delimiter}\n"
+        f"digest={digest}\nimage-id={image_id}\n"
+    )
 
 
 def check_path(path: str, name: str = "--metadata-file", *, append: bool = False) -> None:

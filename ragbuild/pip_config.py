@@ -94,8 +94,13 @@ def read(environ: Mapping[str, str], prefix: str = sys.prefix) -> dict:
             merged[":env:", _normalize(name[4:])] = Setting(value, name)
     found: dict = {}
     for section in ("global", "install", ":env:"):
-        found.update({key: setting for (where, key), setting in merged.items()
-                      if where == section and setting.value})
+        found.update(
+            {
+                key: setting
+                for (where, key), setting in merged.items()
+                if where == section and setting.value
+            }
+        )
     return found
 
 
@@ -107,8 +112,13 @@ class HostCA:
     source: str
 
 
-def host_ca(environ: Mapping[str, str], *, given: Optional[str] = None,
-            given_source: str = "--host-ca", prefix: str = sys.prefix) -> Optional[HostCA]:
+def host_ca(
+    environ: Mapping[str, str],
+    *,
+    given: Optional[str] = None,
+    given_source: str = "--host-ca",
+    prefix: str = sys.prefix,
+) -> Optional[HostCA]:
     """The CA bundle the host's pip would use: ``given`` (``--host-ca`` or setup.cfg's
     ``host-ca``), else pip's ``cert`` (``PIP_CERT``, then its configuration files), else
     ``REQUESTS_CA_BUNDLE`` (which pip's requests reads when ``cert`` is unset), else
@@ -143,10 +153,13 @@ def check_ca(ca: HostCA) -> Optional[CAProblem]:
     if not os.path.isfile(ca.path):
         return CAProblem(f"{where} is not a file")
     if size > SECRET_MAX_BYTES:
-        return CAProblem(f"{where} is {size // 1024} KiB, over BuildKit's "
-                         f"{SECRET_MAX_BYTES // 1024} KiB limit for a build secret: give "
-                         "--host-ca a bundle of the CAs the build needs (your proxy's), or "
-                         "--no-host-ca", too_big=True)
+        return CAProblem(
+            f"{where} is {size // 1024} KiB, over BuildKit's "
+            f"{SECRET_MAX_BYTES // 1024} KiB limit for a build secret: give "
+            "--host-ca a bundle of the CAs the build needs (your proxy's), or "
+            "--no-host-ca",
+            too_big=True,
+        )
     if not os.access(ca.path, os.R_OK):
         return CAProblem(f"{where} is not readable")
     return None
@@ -184,8 +197,9 @@ class HostIndex:
         return "".join(f"{name}={value}\n" for name, value in self.env)
 
 
-def host_index(settings: Mapping[str, Setting], overridden: tuple = (),
-               given: tuple = ()) -> HostIndex:
+def host_index(
+    settings: Mapping[str, Setting], overridden: tuple = (), given: tuple = ()
+) -> HostIndex:
     """From ``read``'s settings, what a build can use: ``index-url``, ``extra-index-url``,
     ``trusted-host``, and ``find-links`` and ``no-index`` when the find-links are URLs. Paths and
     ``file://`` URLs (a build cannot see the host's disk) are dropped, each listed. A key in
@@ -251,16 +265,22 @@ class HostNetwork:
     def describe(self) -> list:
         """The plan's lines: which CA and index settings the build gets, from where."""
         if self.ca is not None:
-            lines = [f"host CA: {self.ca.path} (from {self.ca.source}), passed as build secret "
-                     f"{CA_SECRET_ID} (--no-host-ca: none)"]
+            lines = [
+                f"host CA: {self.ca.path} (from {self.ca.source}), passed as build secret "
+                f"{CA_SECRET_ID} (--no-host-ca: none)"
+            ]
         else:
             lines = [f"host CA: none ({self.ca_note})"]
         if self.index is not None:
             from ragbuild.run.redaction import redact_value
 
-            passed = ", ".join(f"{name}={redact_value(name, value)} (from {source})"
-                               for (name, value), source in zip(self.index.env,
-                                                                self.index.sources))
-            lines.append(f"package index, as build secret {INDEX_SECRET_ID}: {passed}" if passed
-                         else "package index (--host-index): nothing a build can use, no secret")
+            passed = ", ".join(
+                f"{name}={redact_value(name, value)} (from {source})"
+                for (name, value), source in zip(self.index.env, self.index.sources)
+            )
+            lines.append(
+                f"package index, as build secret {INDEX_SECRET_ID}: {passed}"
+                if passed
+                else "package index (--host-index): nothing a build can use, no secret"
+            )
         return lines

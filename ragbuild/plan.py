@@ -15,10 +15,28 @@ from collections.abc import Mapping, Sequence
 
 from ragbuild import passthrough
 from ragbuild.docker_config import Credentials, DockerTarget
-from ragbuild.buildx import NOT_FOR_SAGEMAKER, buildx_reasons, check_builder, parse_cache, parse_platforms
-from ragbuild.config import DEFAULT_SMOKE_COMMAND, Config, LatestPolicy, Options, check_start_command
-from ragbuild.tags import (build_number, channel_tags, moving_tags, parse_version,
-                           plan_tags, version_channels)
+from ragbuild.buildx import (
+    NOT_FOR_SAGEMAKER,
+    buildx_reasons,
+    check_builder,
+    parse_cache,
+    parse_platforms,
+)
+from ragbuild.config import (
+    DEFAULT_SMOKE_COMMAND,
+    Config,
+    LatestPolicy,
+    Options,
+    check_start_command,
+)
+from ragbuild.tags import (
+    build_number,
+    channel_tags,
+    moving_tags,
+    parse_version,
+    plan_tags,
+    version_channels,
+)
 from ragbuild.errors import UsageError
 from ragbuild.git import GitInfo
 from ragbuild.limits import SETTINGS, Limits
@@ -131,8 +149,12 @@ def check_env(env: str, environments: Sequence[str]) -> str:
     # difflib misses the long spellings people type ("production" vs "prod"): prefixes count too
     import difflib  # only for a mistyped name, not every run's start
 
-    near = difflib.get_close_matches(lower, environments, n=1) or [
-        e for e in environments if lower.startswith(e.lower()) or e.lower().startswith(lower)][:1]
+    near = (
+        difflib.get_close_matches(lower, environments, n=1)
+        or [e for e in environments if lower.startswith(e.lower()) or e.lower().startswith(lower)][
+            :1
+        ]
+    )
     hint = f"; did you mean {near[0]!r}?" if near else ""
     raise UsageError(f"--env {env!r} is not one of {', '.join(environments)}{hint}")
 
@@ -143,12 +165,16 @@ def parse_build_arg(raw: str) -> tuple:
         raise UsageError(f"--build-arg {raw!r} is not KEY=VALUE")
     key = match["key"]
     if key in RESERVED_BUILD_ARGS:
-        raise UsageError(f"--build-arg {key} is set by ragbuild itself "
-                         "(from --version, --env, git and the clock)")
+        raise UsageError(
+            f"--build-arg {key} is set by ragbuild itself "
+            "(from --version, --env, git and the clock)"
+        )
     if "\n" in match["value"] or "\r" in match["value"]:  # the value is not shown: it may be secret
-        raise UsageError(f"--build-arg {key}: the value has a line break, which would split the "
-                         "printed command; pass multi-line data as a file in the build context "
-                         "or with docker build --secret")
+        raise UsageError(
+            f"--build-arg {key}: the value has a line break, which would split the "
+            "printed command; pass multi-line data as a file in the build context "
+            "or with docker build --secret"
+        )
     return key, match["value"]
 
 
@@ -156,10 +182,12 @@ def resolve_limits(options: Options, config: Config) -> Limits:
     """Each limit: the flag when given, else setup.cfg's, else the default (limits.py). A flag
     for a step the run does not take would do nothing: it is refused (setup.cfg's values apply
     wherever the step runs, so they are never idle)."""
-    idle = {"--smoke-timeout": (options.smoke_timeout, options.smoke_test, "--smoke-test"),
-            "--smoke-command": (options.smoke_command, options.smoke_test, "--smoke-test"),
-            "--push-attempts": (options.push_attempts, options.push, "--push"),
-            "--push-backoff": (options.push_backoff, options.push, "--push")}
+    idle = {
+        "--smoke-timeout": (options.smoke_timeout, options.smoke_test, "--smoke-test"),
+        "--smoke-command": (options.smoke_command, options.smoke_test, "--smoke-test"),
+        "--push-attempts": (options.push_attempts, options.push, "--push"),
+        "--push-backoff": (options.push_backoff, options.push, "--push"),
+    }
     for flag, (value, runs, step) in idle.items():
         if value is not None and not runs:
             raise UsageError(f"{flag} only changes what {step} does: add {step}, or drop {flag}")
@@ -179,10 +207,17 @@ def format_created(moment: datetime) -> str:
     return (moment if moment.tzinfo else moment.astimezone()).isoformat(timespec="seconds")
 
 
-def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, *,
-              version_tags: Optional[tuple] = None, environ: Optional[Mapping[str, str]] = None,
-              docker: Optional[DockerTarget] = None,
-              host: Optional[HostNetwork] = None) -> BuildPlan:
+def make_plan(
+    options: Options,
+    config: Config,
+    git: GitInfo,
+    moment: datetime,
+    *,
+    version_tags: Optional[tuple] = None,
+    environ: Optional[Mapping[str, str]] = None,
+    docker: Optional[DockerTarget] = None,
+    host: Optional[HostNetwork] = None,
+) -> BuildPlan:
     """Validate the flags, then compute the tags and build args, exactly in bash's order.
 
     More facts, all optional: ``version_tags`` (``git.parse_version_tags`` of ``git tag
@@ -192,58 +227,83 @@ def make_plan(options: Options, config: Config, git: GitInfo, moment: datetime, 
     parsed, env = _check_version_and_env(options, config)
     custom = _check_custom_tags(options, parsed)
     registry = _check_registry(options)
-    image_name = check_image_name(config.image_name if options.image_name is None
-                                  else options.image_name)
+    image_name = check_image_name(
+        config.image_name if options.image_name is None else options.image_name
+    )
     extra_args = tuple(parse_build_arg(raw) for raw in options.build_args)
     moved = secret_build_args(extra_args)  # in the index secret instead (steps.facts.host_network)
     extra_args = tuple(arg for arg in extra_args if arg not in moved)
     passed = passthrough.build_words(options.secrets, options.ssh, options.docker_options)
     if env == "prod" and git.dirty and not options.allow_dirty:
-        raise UsageError(f"the git tree has uncommitted changes ({git.describe_changes()}): what "
-                         f"docker would send differs from commit {git.sha}; commit them (a file the "
-                         "image does not need: add it to .dockerignore), or pass --allow-dirty to "
-                         "build prod from a dirty tree anyway")
-    channel = version_channels(parsed, semver_tags=options.semver_tags,
-                                        policy=options.latest_policy, known=version_tags)
+        raise UsageError(
+            f"the git tree has uncommitted changes ({git.describe_changes()}): what "
+            f"docker would send differs from commit {git.sha}; commit them (a file the "
+            "image does not need: add it to .dockerignore), or pass --allow-dirty to "
+            "build prod from a dirty tree anyway"
+        )
+    channel = version_channels(
+        parsed, semver_tags=options.semver_tags, policy=options.latest_policy, known=version_tags
+    )
     number = build_number(options.build_number, options.ci_tags, environ or {})
     where = _where_to_build(options)
     refused = passthrough.not_for_buildx(passed)
     if where["buildx"] and refused:
-        raise UsageError(f"{', '.join(refused)} after -- is an option of plain docker build that "
-                         f"docker buildx build refuses, and this build needs buildx (for "
-                         f"{', '.join(where['buildx'])}): drop it")
+        raise UsageError(
+            f"{', '.join(refused)} after -- is an option of plain docker build that "
+            f"docker buildx build refuses, and this build needs buildx (for "
+            f"{', '.join(where['buildx'])}): drop it"
+        )
 
     version = str(parsed) if parsed is not None else None
     timestamp = format_timestamp(moment)
     notes = channel.notes
     if number:
         notes += (f"build-{number.value}: build number from {number.source}",)
-    return BuildPlan(base=registry.uri if registry else image_name,
-                     tags=plan_tags(version, env, timestamp, git, number, custom, channel),
-                     build_args=plan_build_args(version, env, git, timestamp, extra_args,
-                                                buildx=where["buildx"], cache_to=where["cache_to"]),
-                     timestamp=timestamp, git=git, version=version, env=env, registry=registry,
-                     options=options, notes=notes,
-                     docker=docker.for_builder(options.builder) if docker is not None else None,
-                     created=format_created(moment), passthrough=passed,
-                     moving_tags=moving_tags(parsed, env, options.semver_tags),
-                     limits=resolve_limits(options, config),
-                     smoke_command=check_start_command(
-                         config.smoke_command if options.smoke_command is None
-                         else options.smoke_command),
-                     host=host if host is not None else HostNetwork(ca_note="not looked up"),
-                     **where)
+    return BuildPlan(
+        base=registry.uri if registry else image_name,
+        tags=plan_tags(version, env, timestamp, git, number, custom, channel),
+        build_args=plan_build_args(
+            version,
+            env,
+            git,
+            timestamp,
+            extra_args,
+            buildx=where["buildx"],
+            cache_to=where["cache_to"],
+        ),
+        timestamp=timestamp,
+        git=git,
+        version=version,
+        env=env,
+        registry=registry,
+        options=options,
+        notes=notes,
+        docker=docker.for_builder(options.builder) if docker is not None else None,
+        created=format_created(moment),
+        passthrough=passed,
+        moving_tags=moving_tags(parsed, env, options.semver_tags),
+        limits=resolve_limits(options, config),
+        smoke_command=check_start_command(
+            config.smoke_command if options.smoke_command is None else options.smoke_command
+        ),
+        host=host if host is not None else HostNetwork(ca_note="not looked up"),
+        **where,
+    )
 
 
 def _check_version_and_env(options: Options, config: Config) -> tuple:
     """``(semver.Version or None, env or None)``: at least one given, prod only with a version."""
     if options.version is None and options.env is None:
-        raise UsageError("give --version and/or --env (e.g. --env dev, or --version 1.2.3 --env prod)")
+        raise UsageError(
+            "give --version and/or --env (e.g. --env dev, or --version 1.2.3 --env prod)"
+        )
     parsed = parse_version(options.version) if options.version is not None else None
     env = check_env(options.env, config.environments) if options.env is not None else None
     if env == "prod" and parsed is None:
-        raise UsageError("--env prod needs --version: production builds are always tagged with a "
-                         "version (with make: VERSION=1.2.3)")
+        raise UsageError(
+            "--env prod needs --version: production builds are always tagged with a "
+            "version (with make: VERSION=1.2.3)"
+        )
     return parsed, env
 
 
@@ -254,34 +314,52 @@ def _check_custom_tags(options: Options, parsed: Optional[semver.Version]) -> tu
     custom = tuple(check_tag(tag) for tag in options.tags)
     policy = options.latest_policy
     if "latest" in custom and policy != LatestPolicy.ALWAYS:
-        given = ("--no-latest (--latest-policy never)" if policy == LatestPolicy.NEVER
-                 else f"--latest-policy {policy.value}")
-        raise UsageError(f"--tag latest contradicts {given}: it would tag latest whatever the "
-                         "policy decides; drop --tag latest, or use --latest-policy always")
+        given = (
+            "--no-latest (--latest-policy never)"
+            if policy == LatestPolicy.NEVER
+            else f"--latest-policy {policy.value}"
+        )
+        raise UsageError(
+            f"--tag latest contradicts {given}: it would tag latest whatever the "
+            "policy decides; drop --tag latest, or use --latest-policy always"
+        )
     if policy == LatestPolicy.AUTO and options.semver_tags and parsed is not None:
         for tag in custom:
             if tag in channel_tags(parsed):
-                raise UsageError(f"--tag {tag} contradicts --semver-tags with --latest-policy "
-                                 f"auto, which decides whether {tag} moves; drop --tag {tag}")
+                raise UsageError(
+                    f"--tag {tag} contradicts --semver-tags with --latest-policy "
+                    f"auto, which decides whether {tag} moves; drop --tag {tag}"
+                )
     return custom
 
 
 def _check_registry(options: Options) -> Optional[Registry]:
     """The registry the tags go on; --push needs one."""
-    registry = (parse_registry(options.registry, options.registry_source)
-                if options.registry is not None else None)
+    registry = (
+        parse_registry(options.registry, options.registry_source)
+        if options.registry is not None
+        else None
+    )
     if options.push and registry is None:
-        raise UsageError("--push needs a registry: pass --registry host/repository or set "
-                         "ECR_REGISTRY_URI (bash skipped the push and exited 0)")
+        raise UsageError(
+            "--push needs a registry: pass --registry host/repository or set "
+            "ECR_REGISTRY_URI (bash skipped the push and exited 0)"
+        )
     if options.replace_version_tags and not (options.push and options.version is not None):
-        raise UsageError("--replace-version-tags only lets --push move the version tags of "
-                         "--version: add --push and --version, or drop it")
+        raise UsageError(
+            "--replace-version-tags only lets --push move the version tags of "
+            "--version: add --push and --version, or drop it"
+        )
     if options.skip_existing_immutable and not options.push:
-        raise UsageError("--skip-existing-immutable only changes what --push pushes to an "
-                         "IMMUTABLE ECR repository: add --push, or drop it")
+        raise UsageError(
+            "--skip-existing-immutable only changes what --push pushes to an "
+            "IMMUTABLE ECR repository: add --push, or drop it"
+        )
     if options.skip_existing_immutable and registry is not None and not registry.is_ecr:
-        raise UsageError(f"--skip-existing-immutable reads the tag immutability of an ECR "
-                         f"repository, and {registry.host} is not ECR: drop it")
+        raise UsageError(
+            f"--skip-existing-immutable reads the tag immutability of an ECR "
+            f"repository, and {registry.host} is not ECR: drop it"
+        )
     return registry
 
 
@@ -293,20 +371,38 @@ def _where_to_build(options: Options) -> dict:
     cache_from = tuple(parse_cache(raw, "--cache-from") for raw in options.cache_from)
     cache_to = tuple(parse_cache(raw, "--cache-to") for raw in options.cache_to)
     if len(platforms) > 1 and not options.push:
-        raise UsageError(f"--platform {','.join(platforms)} builds an image index, which the local "
-                         "image store cannot hold: add --push (and --registry) so the build pushes "
-                         f"it itself. {NOT_FOR_SAGEMAKER}")
+        raise UsageError(
+            f"--platform {','.join(platforms)} builds an image index, which the local "
+            "image store cannot hold: add --push (and --registry) so the build pushes "
+            f"it itself. {NOT_FOR_SAGEMAKER}"
+        )
     if len(platforms) > 1 and options.smoke_test:
-        raise UsageError("--smoke-test runs the local image, and a multi-platform build leaves none "
-                         "(it pushes straight to the registry); smoke-test a --platform linux/amd64 "
-                         "build instead")
-    buildx = buildx_reasons(builder=builder, platforms=platforms, cache_from=cache_from,
-                                     cache_to=cache_to)
-    return {"platforms": platforms, "buildx": buildx, "cache_from": cache_from, "cache_to": cache_to}
+        raise UsageError(
+            "--smoke-test runs the local image, and a multi-platform build leaves none "
+            "(it pushes straight to the registry); smoke-test a --platform linux/amd64 "
+            "build instead"
+        )
+    buildx = buildx_reasons(
+        builder=builder, platforms=platforms, cache_from=cache_from, cache_to=cache_to
+    )
+    return {
+        "platforms": platforms,
+        "buildx": buildx,
+        "cache_from": cache_from,
+        "cache_to": cache_to,
+    }
 
 
-def plan_build_args(version: Optional[str], env: Optional[str], git: GitInfo, timestamp: str,
-                    extra: tuple, *, buildx: tuple = (), cache_to: tuple = ()) -> tuple:
+def plan_build_args(
+    version: Optional[str],
+    env: Optional[str],
+    git: GitInfo,
+    timestamp: str,
+    extra: tuple,
+    *,
+    buildx: tuple = (),
+    cache_to: tuple = (),
+) -> tuple:
     """``VERSION``, ``ENVIRONMENT`` (those given), ``GIT_COMMIT``, ``BUILD_TIMESTAMP``, then each
     --build-arg; plain docker build spells ``--cache-to type=inline`` as BUILDKIT_INLINE_CACHE=1."""
     build_args = []
@@ -318,7 +414,11 @@ def plan_build_args(version: Optional[str], env: Optional[str], git: GitInfo, ti
     build_args.append(("BUILD_TIMESTAMP", timestamp))
     build_args += extra
     given = {key for key, _ in extra}
-    if not buildx and any(c.type == "inline" for c in cache_to) and "BUILDKIT_INLINE_CACHE" not in given:
+    if (
+        not buildx
+        and any(c.type == "inline" for c in cache_to)
+        and "BUILDKIT_INLINE_CACHE" not in given
+    ):
         build_args.append(("BUILDKIT_INLINE_CACHE", "1"))
     return tuple(build_args)
 
@@ -338,11 +438,18 @@ def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
     if plan.multi_platform:
         return True
     opts = plan.options
-    return (buildx_plugin and not plan.buildx and not push.skipped and not push.in_order
-            and not opts.smoke_test
-            and not opts.scan and not opts.no_cache
-            and not passthrough.not_for_buildx(plan.passthrough)
-            and plan.docker is not None and plan.docker.own_builder() is not None)
+    return (
+        buildx_plugin
+        and not plan.buildx
+        and not push.skipped
+        and not push.in_order
+        and not opts.smoke_test
+        and not opts.scan
+        and not opts.no_cache
+        and not passthrough.not_for_buildx(plan.passthrough)
+        and plan.docker is not None
+        and plan.docker.own_builder() is not None
+    )
 
 
 #: What a dry run takes a push and a read-back to have answered.
@@ -353,8 +460,13 @@ DRY_DIGEST = "sha256:" + "0" * 64
 PUSHED_DIGEST_KEY = "containerimage.digest"
 
 
-def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
-                  metadata_file: Optional[str] = None, iid_file: Optional[str] = None) -> Command:
+def build_command(
+    plan: BuildPlan,
+    push: Optional[PushPlan] = None,
+    *,
+    metadata_file: Optional[str] = None,
+    iid_file: Optional[str] = None,
+) -> Command:
     """ONE ``docker build`` with every tag (bash: one build, then a ``docker tag`` per tag).
 
     ``docker buildx build`` when the plan needs it (``plan.buildx``): ``--load`` for one
@@ -374,14 +486,17 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
     no_attestations = push is not None and buildx
     if buildx:
         argv = ["docker", "buildx", "build"]
-        builder = opts.builder if plan.buildx else (
-            plan.docker.own_builder() if plan.docker is not None else None)
+        builder = (
+            opts.builder
+            if plan.buildx
+            else (plan.docker.own_builder() if plan.docker is not None else None)
+        )
         if builder:
             argv += ["--builder", builder]
         argv += ["-f", opts.file]
     else:
         argv = ["docker", "build", "-f", opts.file]
-    for ref in (push.refs if push is not None and plan.multi_platform else plan.refs):
+    for ref in push.refs if push is not None and plan.multi_platform else plan.refs:
         argv += ["-t", ref]
     for key, value in plan.build_args:
         argv += ["--build-arg", f"{key}={value}"]
@@ -432,32 +547,41 @@ def build_command(plan: BuildPlan, push: Optional[PushPlan] = None, *,
         # https://docs.docker.com/build/building/variables/#buildx_no_default_attestations
         env += (("BUILDX_NO_DEFAULT_ATTESTATIONS", "1"),)
     assume = json.dumps({PUSHED_DIGEST_KEY: DRY_DIGEST}) if answer else ""
-    return Command(tuple(argv), env=env, mode=Mode.WATCH, answer_file=answer, assume=assume,
-                   iid_file=iid)
+    return Command(
+        tuple(argv), env=env, mode=Mode.WATCH, answer_file=answer, assume=assume, iid_file=iid
+    )
 
 
 def buildx_version_command(reasons: tuple = ()) -> Command:
     """Whether the client has buildx, asked before a build that needs it (a dry run prints it:
     it starts no docker)."""
-    return Command(("docker", "buildx", "version"), check=False, kind=Kind.PROBE,
-                   dry_note=f"a real run stops here when `docker buildx version` fails: this "
-                            f"build needs docker buildx (for {'; '.join(reasons)})")
+    return Command(
+        ("docker", "buildx", "version"),
+        check=False,
+        kind=Kind.PROBE,
+        dry_note=f"a real run stops here when `docker buildx version` fails: this "
+        f"build needs docker buildx (for {'; '.join(reasons)})",
+    )
 
 
 def builder_inspect_command(builder: Optional[str], needs: tuple = ()) -> Command:
     """The builder's driver, asked before a build that needs more than the docker driver on the
     classic image store can do (docker_driver_needs, builder_driver)."""
-    return Command(("docker", "buildx", "inspect", *((builder,) if builder else ())), check=False,
-                   kind=Kind.PROBE,
-                   dry_note=f"a real run stops here when the builder cannot do this build "
-                            f"({'; '.join(needs)}): the docker driver needs the containerd image "
-                            "store for it")
+    return Command(
+        ("docker", "buildx", "inspect", *((builder,) if builder else ())),
+        check=False,
+        kind=Kind.PROBE,
+        dry_note=f"a real run stops here when the builder cannot do this build "
+        f"({'; '.join(needs)}): the docker driver needs the containerd image "
+        "store for it",
+    )
 
 
 def driver_status_command() -> Command:
     """The engine's image store, asked when the builder uses the docker driver."""
-    return Command(("docker", "info", "--format", "{{json .DriverStatus}}"), check=False,
-                   kind=Kind.PROBE)
+    return Command(
+        ("docker", "info", "--format", "{{json .DriverStatus}}"), check=False, kind=Kind.PROBE
+    )
 
 
 def tag_command(image_id: str, ref: str) -> Command:
@@ -469,9 +593,18 @@ def tag_command(image_id: str, ref: str) -> Command:
 def inspect_command(ref: str, refs: tuple = ()) -> Command:
     """The summary's one call: id, size, tags and (for --metadata-file) the image's labels.
     ``ref``: the image's ID (or a ref); ``refs``: the tags a dry run takes it to have."""
-    return Command(("docker", "image", "inspect", "--format",
-                    "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", ref),
-                   kind=Kind.PROBE, assume=f"IMAGE_ID 0 {json.dumps(list(refs or (ref,)))} null")
+    return Command(
+        (
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}",
+            ref,
+        ),
+        kind=Kind.PROBE,
+        assume=f"IMAGE_ID 0 {json.dumps(list(refs or (ref,)))} null",
+    )
 
 
 def describe_plan(plan: BuildPlan) -> list:
@@ -481,8 +614,10 @@ def describe_plan(plan: BuildPlan) -> list:
         lines.append(f"version: {plan.version}")
     if plan.env:
         lines.append(f"environment: {plan.env}")
-    lines.append(f"git commit: {plan.git.commit}"
-                 + (" (--git-commit: a tree without .git, not compared)" if plan.git.given else ""))
+    lines.append(
+        f"git commit: {plan.git.commit}"
+        + (" (--git-commit: a tree without .git, not compared)" if plan.git.given else "")
+    )
     lines.append(f"timestamp: {plan.timestamp}")
     lines += _describe_builder(plan)
     opts = plan.options
@@ -505,12 +640,17 @@ def _describe_builder(plan: BuildPlan) -> list:
     if plan.docker is not None:
         lines.append(f"docker daemon: {plan.docker.describe()}")
     if plan.buildx:
-        name = (f"{opts.builder} (--builder)" if opts.builder
-                else "the selected buildx builder (docker buildx use, or BUILDX_BUILDER)")
+        name = (
+            f"{opts.builder} (--builder)"
+            if opts.builder
+            else "the selected buildx builder (docker buildx use, or BUILDX_BUILDER)"
+        )
         lines.append(f"builder: {name}, via docker buildx build (for {'; '.join(plan.buildx)})")
     if plan.multi_platform:
-        lines.append(f"platforms: {', '.join(plan.platforms)} (one image index, pushed by the build "
-                     f"itself; {NOT_FOR_SAGEMAKER})")
+        lines.append(
+            f"platforms: {', '.join(plan.platforms)} (one image index, pushed by the build "
+            f"itself; {NOT_FOR_SAGEMAKER})"
+        )
     elif plan.platforms:
         lines.append(f"platform: {plan.platforms[0]}")
     for cache in plan.cache_from:

@@ -45,10 +45,18 @@ DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 SYNTAX_ARG = "BUILDKIT_SYNTAX"
 #: Build args the index probe passes on: pip's index settings (the ones the Dockerfile's builder
 #: stage declares) and BuildKit's predefined proxy args, which reach every RUN.
-INDEX_ARGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX",
-              "PIP_TRUSTED_HOST")
-PROXY_ARGS = tuple(name for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY",
-                                     "ALL_PROXY") for name in (base, base.lower()))
+INDEX_ARGS = (
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_TRUSTED_HOST",
+)
+PROXY_ARGS = tuple(
+    name
+    for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for name in (base, base.lower())
+)
 PYPI = "https://pypi.org/simple/"
 #: What the index probe downloads: a small package (1.8 MB) every index that can install the
 #: build's uv has, and what pip itself needs (a wheel mirror for pip installs carries it).
@@ -122,26 +130,43 @@ class Probe:
     env: tuple = ()  # added to docker's environment (the index secret's text)
 
     def write(self, directory: str) -> None:
-        with open(os.path.join(directory, self.name + ".Dockerfile"), "w",
-                  encoding="utf-8") as handle:
+        with open(
+            os.path.join(directory, self.name + ".Dockerfile"), "w", encoding="utf-8"
+        ) as handle:
             handle.write(self.dockerfile)
 
     def answer_dir(self, directory: str) -> str:
         return os.path.join(directory, self.name)
 
-    def command(self, directory: str, buildx: bool = False, builder: Optional[str] = None,
-                network: Sequence[str] = ()) -> Command:
+    def command(
+        self,
+        directory: str,
+        buildx: bool = False,
+        builder: Optional[str] = None,
+        network: Sequence[str] = (),
+    ) -> Command:
         """``docker build`` of this probe in ``directory`` (its context: nothing but the
         probe Dockerfiles), never cached, never an image: as the build runs, ``DOCKER_BUILDKIT=1
         docker build``, or ``docker buildx build`` (``buildx``) on ``builder`` (None: buildx's
         current one); ``network``: the build's own ``--network``/``--add-host`` words, which
         decide what a RUN reaches."""
-        output = (f"type=local,dest={self.answer_dir(directory)}" if self.answer
-                  else "type=tar,dest=" + os.devnull)
+        output = (
+            f"type=local,dest={self.answer_dir(directory)}"
+            if self.answer
+            else "type=tar,dest=" + os.devnull
+        )
         argv = ["docker", "buildx", "build"] if buildx else ["docker", "build"]
         argv += ["--builder", builder] if buildx and builder else []
-        argv += ["-f", os.path.join(directory, self.name + ".Dockerfile"), "--no-cache",
-                 "-o", output, *self.words, *network, directory]
+        argv += [
+            "-f",
+            os.path.join(directory, self.name + ".Dockerfile"),
+            "--no-cache",
+            "-o",
+            output,
+            *self.words,
+            *network,
+            directory,
+        ]
         env = (() if buildx else (("DOCKER_BUILDKIT", "1"),)) + self.env
         return Command(tuple(argv), env=env, check=False, kind=Kind.PROBE)
 
@@ -183,8 +208,13 @@ def image_probe(number: int, image: str) -> Probe:
     return Probe(f"image-{number}", f"FROM {image}\n")
 
 
-def index_probe(base: str, build_args: Mapping[str, str], ca_path: Optional[str],
-                nonce: str, host: HostNetwork = HostNetwork()) -> Probe:
+def index_probe(
+    base: str,
+    build_args: Mapping[str, str],
+    ca_path: Optional[str],
+    nonce: str,
+    host: HostNetwork = HostNetwork(),
+) -> Probe:
     """pip's fetch on ``base`` with the build's index and proxy build args and its index secret
     (``host.index``, exported as the Dockerfile's /opt/uv/host-env does); with the CA secret
     from ``ca_path`` when given. ``nonce``: words that make this RUN differ from every other
@@ -199,10 +229,15 @@ def index_probe(base: str, build_args: Mapping[str, str], ca_path: Optional[str]
         words += ["--secret", f"id={CA_SECRET_ID},src={ca_path}"]
     words += HostNetwork(index=host.index).build_words()
     name = "index-ca" if ca_path else "index"
-    text = INDEX_DOCKERFILE.format(base=base, args=" ".join(INDEX_ARGS), secret=CA_SECRET_ID,
-                                   index_secret=INDEX_SECRET_ID,
-                                   timeout=PIP_TIMEOUT, package=PROBE_PACKAGE,
-                                   nonce=shlex.quote(f"{name} {nonce}"))
+    text = INDEX_DOCKERFILE.format(
+        base=base,
+        args=" ".join(INDEX_ARGS),
+        secret=CA_SECRET_ID,
+        index_secret=INDEX_SECRET_ID,
+        timeout=PIP_TIMEOUT,
+        package=PROBE_PACKAGE,
+        nonce=shlex.quote(f"{name} {nonce}"),
+    )
     return Probe(name, text, tuple(words), answer=True, env=host.build_env())
 
 
@@ -273,8 +308,10 @@ def _pip_reason(said: str) -> str:
 
 
 #: The wrapping BuildKit and the docker clients put before the reason of a failed solve.
-SOLVE_PREFIX_RE = re.compile(r"^(?:ERROR: |error: |failed to solve(?: with frontend \S+)?: |"
-                             r"rpc error: code = \w+ desc = |failed to create LLB definition: )+")
+SOLVE_PREFIX_RE = re.compile(
+    r"^(?:ERROR: |error: |failed to solve(?: with frontend \S+)?: |"
+    r"rpc error: code = \w+ desc = |failed to create LLB definition: )+"
+)
 
 
 def build_reason(output: str) -> str:

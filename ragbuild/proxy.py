@@ -32,8 +32,10 @@ from typing import Optional, Union
 from collections.abc import Mapping
 
 #: ``docker info --format`` for the three fields, as one JSON object (docker 20.10 and newer).
-INFO_FORMAT = ('{"HTTPProxy":{{json .HTTPProxy}},"HTTPSProxy":{{json .HTTPSProxy}},'
-               '"NoProxy":{{json .NoProxy}}}')
+INFO_FORMAT = (
+    '{"HTTPProxy":{{json .HTTPProxy}},"HTTPSProxy":{{json .HTTPSProxy}},'
+    '"NoProxy":{{json .NoProxy}}}'
+)
 #: What ``docker info`` shows in place of a proxy's user and password.
 MASK = "xxxxx"
 #: The port of a URL without one (Go httpproxy ``portMap``).
@@ -68,10 +70,15 @@ class ProxySettings:
     def describe(self) -> str:
         """``HTTPS_PROXY=http://proxy:3128, NO_PROXY=.corp``, or ``no proxy``; credentials are
         never shown."""
-        parts = [f"{name}={without_credentials(value) if name != 'NO_PROXY' else value}"
-                 for name, value in (("HTTP_PROXY", self.http_proxy),
-                                     ("HTTPS_PROXY", self.https_proxy),
-                                     ("NO_PROXY", self.no_proxy)) if value]
+        parts = [
+            f"{name}={without_credentials(value) if name != 'NO_PROXY' else value}"
+            for name, value in (
+                ("HTTP_PROXY", self.http_proxy),
+                ("HTTPS_PROXY", self.https_proxy),
+                ("NO_PROXY", self.no_proxy),
+            )
+            if value
+        ]
         return ", ".join(parts) if self.any else "no proxy"
 
 
@@ -115,8 +122,11 @@ def split_host_port(hostport: str) -> tuple:
         if end + 1 == len(hostport):
             raise ValueError("missing port in address")
         if end + 1 != colon:
-            raise ValueError("too many colons in address" if hostport[end + 1] == ":"
-                             else "missing port in address")
+            raise ValueError(
+                "too many colons in address"
+                if hostport[end + 1] == ":"
+                else "missing port in address"
+            )
         host = hostport[1:end]
         start, end_search = 1, end + 1
     else:
@@ -127,7 +137,7 @@ def split_host_port(hostport: str) -> tuple:
         raise ValueError("unexpected '[' in address")
     if "]" in hostport[end_search:]:
         raise ValueError("unexpected ']' in address")
-    return host, hostport[colon + 1:]
+    return host, hostport[colon + 1 :]
 
 
 def url_host_port(url: str) -> tuple:
@@ -138,7 +148,7 @@ def url_host_port(url: str) -> tuple:
     host, port = hostport, ""
     colon = host.rfind(":")
     if colon >= 0 and re.fullmatch(r":[0-9]*", host[colon:]):
-        host, port = host[:colon], host[colon + 1:]
+        host, port = host[:colon], host[colon + 1 :]
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return parts.scheme.lower(), host, port
@@ -166,8 +176,10 @@ def _idna(host: str) -> str:
     if host.isascii():
         return host
     try:
-        return ".".join(label.encode("idna").decode("ascii") if label and not label.isascii()
-                        else label for label in host.split("."))
+        return ".".join(
+            label.encode("idna").decode("ascii") if label and not label.isascii() else label
+            for label in host.split(".")
+        )
     except UnicodeError:
         return host
 
@@ -295,8 +307,11 @@ def with_credentials_from(proxy: str, environ: Mapping[str, str]) -> Optional[st
         if not given:
             continue
         have = urllib.parse.urlsplit(given)
-        if (have.scheme, have.hostname, have.port) == (want.scheme, want.hostname, want.port) \
-                and have.password and MASK not in have.password:
+        if (
+            (have.scheme, have.hostname, have.port) == (want.scheme, want.hostname, want.port)
+            and have.password
+            and MASK not in have.password
+        ):
             return given
     return None
 

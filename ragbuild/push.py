@@ -19,12 +19,11 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import (TYPE_CHECKING, Callable, Optional,
-                    TypeVar, Union)
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar, Union
 from collections.abc import Mapping, MutableMapping, Sequence
 
 from ragbuild import ecr
-from ragbuild.docker_config import (DockerConfig, daemon_down, daemon_unreachable)
+from ragbuild.docker_config import DockerConfig, daemon_down, daemon_unreachable
 from ragbuild.errors import Interrupted, PushFailed, interrupted_text, signal_of
 from ragbuild.limits import Limits
 from ragbuild.plan import DRY_DIGEST, BuildPlan, PushPlan
@@ -57,15 +56,26 @@ class Failure(enum.Enum):
 _PATTERNS = (
     (Failure.IMMUTABLE, re.compile(r"already exists in the|cannot be overwritten", re.I)),
     (Failure.AUTH, re.compile(r"unauthorized|no basic auth credentials|denied", re.I)),
-    (Failure.NOT_FOUND, re.compile(r"name unknown|repository\b[^\n]*\bnot found"
-                                   r"|does not exist in the registry", re.I)),
+    (
+        Failure.NOT_FOUND,
+        re.compile(
+            r"name unknown|repository\b[^\n]*\bnot found"
+            r"|does not exist in the registry",
+            re.I,
+        ),
+    ),
     (Failure.UNREACHABLE, re.compile(r"connection refused|no such host|server misbehaving", re.I)),
-    (Failure.TRANSIENT, re.compile(
-        r"connection reset|broken pipe|i/o timeout|timeout|timed out|\bEOF\b"
-        r"|toomanyrequests|too many requests"
-        r"|HTTP(?: status)?:? *5\d\d\b|\b5\d\d (?:internal server error|bad gateway"
-        r"|service unavailable|gateway time-?out)"
-        r"|internal server error|bad gateway|service unavailable|gateway time-?out", re.I)),
+    (
+        Failure.TRANSIENT,
+        re.compile(
+            r"connection reset|broken pipe|i/o timeout|timeout|timed out|\bEOF\b"
+            r"|toomanyrequests|too many requests"
+            r"|HTTP(?: status)?:? *5\d\d\b|\b5\d\d (?:internal server error|bad gateway"
+            r"|service unavailable|gateway time-?out)"
+            r"|internal server error|bad gateway|service unavailable|gateway time-?out",
+            re.I,
+        ),
+    ),
 )
 
 
@@ -95,7 +105,12 @@ def normalize_platform(platform: str) -> str:
     """containerd's spelling rules for comparison: arm64/v8 is arm64, arm is arm/v7, amd64/v1
     is amd64."""
     parts = platform.split("/")
-    if parts[1:2] == ["arm64"] and parts[2:] == ["v8"] or parts[1:2] == ["amd64"] and parts[2:] == ["v1"]:
+    if (
+        parts[1:2] == ["arm64"]
+        and parts[2:] == ["v8"]
+        or parts[1:2] == ["amd64"]
+        and parts[2:] == ["v1"]
+    ):
         parts = parts[:2]
     elif parts[1:] == ["arm"]:
         parts.append("v7")
@@ -110,8 +125,9 @@ def registry_config_command() -> Command:
     plain HTTP or unverified TLS. Asked only inside the pre-flight's registry check, after
     verified HTTPS failed (``registry.reach``), so a dry run, which sends no request, never
     prints it."""
-    return Command(("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False,
-                   kind=Kind.PROBE)
+    return Command(
+        ("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False, kind=Kind.PROBE
+    )
 
 
 def proxy_command() -> Command:
@@ -120,24 +136,34 @@ def proxy_command() -> Command:
     (and doctor), just before the first registry request; a dry run takes it as no proxy."""
     from ragbuild import proxy
 
-    return Command(("docker", "info", "--format", proxy.INFO_FORMAT), check=False,
-                   kind=Kind.PROBE, assume=json.dumps({"HTTPProxy": "", "HTTPSProxy": "",
-                                                       "NoProxy": ""}))
+    return Command(
+        ("docker", "info", "--format", proxy.INFO_FORMAT),
+        check=False,
+        kind=Kind.PROBE,
+        assume=json.dumps({"HTTPProxy": "", "HTTPSProxy": "", "NoProxy": ""}),
+    )
 
 
 def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
     """``docker push ref``: shown live (``TEE``), or kept and shown when done (``CAPTURE``, for
     the tags pushed at once)."""
-    return Command(("docker", "push", ref), mode=mode, check=False,
-                   assume=f"digest: {DRY_DIGEST} size: 0")
+    return Command(
+        ("docker", "push", ref), mode=mode, check=False, assume=f"digest: {DRY_DIGEST} size: 0"
+    )
 
 
 # --- after the build ---------------------------------------------------------------------------
 
 
-def retrying(runner: Runner, attempt: Callable[[], R], failed: Callable[[R], Optional[str]],
-             sleep: Callable[[float], None], what: str, limits: Limits = Limits(),
-             first: Optional[R] = None) -> tuple[R, Optional[Failure]]:
+def retrying(
+    runner: Runner,
+    attempt: Callable[[], R],
+    failed: Callable[[R], Optional[str]],
+    sleep: Callable[[float], None],
+    what: str,
+    limits: Limits = Limits(),
+    first: Optional[R] = None,
+) -> tuple[R, Optional[Failure]]:
     """``attempt()``; retry a transient failure (``failed(result)``: what it said, None when it
     succeeded; ``classify_failure`` tells the kind) with exponential backoff:
     ``limits.push_attempts`` in all, ``limits.push_backoff`` seconds before the second, doubled
@@ -151,8 +177,10 @@ def retrying(runner: Runner, attempt: Callable[[], R], failed: Callable[[R], Opt
         if kind is not Failure.TRANSIENT or tries >= limits.push_attempts:
             return result, kind
         delay = limits.push_backoff * 2 ** (tries - 1)
-        runner.log(f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
-                   f"(attempt {tries + 1} of {limits.push_attempts})")
+        runner.log(
+            f"{what} failed ({tail(output, 1)}); retrying in {delay:g}s "
+            f"(attempt {tries + 1} of {limits.push_attempts})"
+        )
         with runner.waiting(f"the next attempt of {what}", delay):
             sleep(delay)
         tries += 1
@@ -160,13 +188,24 @@ def retrying(runner: Runner, attempt: Callable[[], R], failed: Callable[[R], Opt
     return result, None
 
 
-def run_retrying(runner: Runner, cmd: Command, sleep: Callable[[float], None],
-                 what: str, limits: Limits = Limits(),
-                 first: Optional[Result] = None) -> tuple[Result, Optional[Failure]]:
+def run_retrying(
+    runner: Runner,
+    cmd: Command,
+    sleep: Callable[[float], None],
+    what: str,
+    limits: Limits = Limits(),
+    first: Optional[Result] = None,
+) -> tuple[Result, Optional[Failure]]:
     """``retrying`` a command (``first``: its result from ``Runner.run_all``)."""
-    return retrying(runner, lambda: runner.run(cmd),
-                    lambda result: None if result.ok else result.stdout + result.stderr,
-                    sleep, what, limits, first)
+    return retrying(
+        runner,
+        lambda: runner.run(cmd),
+        lambda result: None if result.ok else result.stdout + result.stderr,
+        sleep,
+        what,
+        limits,
+        first,
+    )
 
 
 @dataclass(frozen=True)
@@ -200,8 +239,9 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
     try:
         if refs:
             _tag(runner, ctx, refs[:1])
-            result, kind = run_retrying(runner, push_command(refs[0]), ctx.sleep,
-                                        f"docker push {refs[0]}", ctx.plan.limits)
+            result, kind = run_retrying(
+                runner, push_command(refs[0]), ctx.sleep, f"docker push {refs[0]}", ctx.plan.limits
+            )
             _record(ctx, refs[0], result, kind, digests)
             check_pushed(runner, ctx, refs[0], digests)
         rest = refs[1:]
@@ -214,8 +254,14 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
                 digests[ref] = parse_push_digest(first.stdout + first.stderr)
         for ref, first in results.items():
             if not first.ok:
-                result, kind = run_retrying(runner, push_command(ref, Mode.CAPTURE), ctx.sleep,
-                                            f"docker push {ref}", ctx.plan.limits, first=first)
+                result, kind = run_retrying(
+                    runner,
+                    push_command(ref, Mode.CAPTURE),
+                    ctx.sleep,
+                    f"docker push {ref}",
+                    ctx.plan.limits,
+                    first=first,
+                )
                 _record(ctx, ref, result, kind, digests)
         for ref, first in results.items():
             if first.ok:
@@ -226,8 +272,9 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
         raise PushFailed(f"{failure}\n{progress(ctx.push.refs, digests)}") from None
     except (Interrupted, KeyboardInterrupt) as stop:
         text = str(stop) if isinstance(stop, Interrupted) else interrupted_text(signal_of(stop))
-        raise Interrupted(f"{text}\n{progress(ctx.push.refs, digests)}",
-                          signum=signal_of(stop)) from None
+        raise Interrupted(
+            f"{text}\n{progress(ctx.push.refs, digests)}", signum=signal_of(stop)
+        ) from None
 
 
 def _tag(runner: Runner, ctx: Context, refs: Sequence[str]) -> None:
@@ -242,12 +289,15 @@ def _tag(runner: Runner, ctx: Context, refs: Sequence[str]) -> None:
         if not result.ok:
             if daemon_down(result.stderr):
                 raise PushFailed(f"{ref}: {daemon_unreachable(ctx.plan.docker)}")
-            raise PushFailed(f"docker tag {image_id} {ref} failed (the image of this run is "
-                             f"gone?):\n{tail(result.stdout + result.stderr)}")
+            raise PushFailed(
+                f"docker tag {image_id} {ref} failed (the image of this run is "
+                f"gone?):\n{tail(result.stdout + result.stderr)}"
+            )
 
 
-def check_pushed(runner: Runner, ctx: Context, ref: str,
-                 digests: Mapping[str, Optional[str]]) -> None:
+def check_pushed(
+    runner: Runner, ctx: Context, ref: str, digests: Mapping[str, Optional[str]]
+) -> None:
     """After the first push: the registry must serve this run's image under ``ref``: the
     manifest's config digest is the image's ID (the classic image store's ID), or the
     manifest's own digest is (the containerd store's); ``manifest.Manifest.names_image``.
@@ -262,20 +312,31 @@ def check_pushed(runner: Runner, ctx: Context, ref: str,
     session = session_of(ctx)
     tag = ref.rsplit(":", 1)[1]
     assume: Union[manifest.Manifest, str] = manifest.Manifest(
-        digests.get(ref) or DRY_DIGEST, manifest.DOCKER_MANIFEST, config=image_id)
-    answer = runner.check(f"GET {manifest.manifest_url(session, tag)} and expect the manifest of "
-                          f"this run's image {image_id} (its config digest, or on the containerd "
-                          "image store its own digest) before anything more is pushed",
-                          lambda: read_back(runner, ctx, ref), assume)
+        digests.get(ref) or DRY_DIGEST, manifest.DOCKER_MANIFEST, config=image_id
+    )
+    answer = runner.check(
+        f"GET {manifest.manifest_url(session, tag)} and expect the manifest of "
+        f"this run's image {image_id} (its config digest, or on the containerd "
+        "image store its own digest) before anything more is pushed",
+        lambda: read_back(runner, ctx, ref),
+        assume,
+    )
     if isinstance(answer, str):
-        raise PushFailed(f"the registry's {ref} cannot be read back after its push, so whether "
-                         f"it serves this run's image is unknown: {answer}")
+        raise PushFailed(
+            f"the registry's {ref} cannot be read back after its push, so whether "
+            f"it serves this run's image is unknown: {answer}"
+        )
     if not answer.names_image(image_id):
         raise PushFailed(wrong_image(runner, ctx, {ref: answer.config or answer.digest}))
 
 
-def check_same(runner: Runner, ctx: Context, first: str, rest: Sequence[str],
-               digests: Mapping[str, Optional[str]]) -> None:
+def check_same(
+    runner: Runner,
+    ctx: Context,
+    first: str,
+    rest: Sequence[str],
+    digests: Mapping[str, Optional[str]],
+) -> None:
     """Each of ``rest`` must have been pushed as the manifest of ``first``, which
     ``check_pushed`` found to be this run's image; one that was not is another image (its tag
     moved between ``docker tag`` and ``docker push``): read back to name it, and the run stops.
@@ -288,8 +349,7 @@ def check_same(runner: Runner, ctx: Context, first: str, rest: Sequence[str],
     found = {}
     for ref in others:
         answer = read_back(runner, ctx, ref)
-        found[ref] = (answer if isinstance(answer, str)
-                      else answer.config or answer.digest)
+        found[ref] = answer if isinstance(answer, str) else answer.config or answer.digest
     raise PushFailed(wrong_image(runner, ctx, found))
 
 
@@ -301,21 +361,32 @@ def wrong_image(runner: Runner, ctx: Context, found: Mapping[str, str]) -> str:
     lines = []
     for ref, other in found.items():
         if not other.startswith("sha256:"):  # pushed as another manifest, not readable back
-            lines.append(f"  {ref} was pushed as another manifest than this run's image "
-                         f"{ctx.image_id}, and cannot be read back: {tail(other, 1)}")
+            lines.append(
+                f"  {ref} was pushed as another manifest than this run's image "
+                f"{ctx.image_id}, and cannot be read back: {tail(other, 1)}"
+            )
             continue
-        lines.append(f"  {ref} now serves {other}{_local_tags(runner, other)}, not this run's "
-                     f"image {ctx.image_id}")
-    lines.append("another build on this daemon took the tag between `docker tag` and `docker "
-                 "push`; nothing more was pushed. To put the tags back:")
+        lines.append(
+            f"  {ref} now serves {other}{_local_tags(runner, other)}, not this run's "
+            f"image {ctx.image_id}"
+        )
+    lines.append(
+        "another build on this daemon took the tag between `docker tag` and `docker "
+        "push`; nothing more was pushed. To put the tags back:"
+    )
     lines += [f"  {advice}" for advice in restore_advice(ctx, list(found))]
     return "the registry serves another image under this run's tags:\n" + "\n".join(lines)
 
 
 def _local_tags(runner: Runner, image: str) -> str:
     """`` (locally: a:1, b:2)``: the daemon's tags of ``image``, or "" when it has none."""
-    result = runner.run(Command(("docker", "image", "inspect", "--format", "{{json .RepoTags}}",
-                                 image), check=False, kind=Kind.PROBE))
+    result = runner.run(
+        Command(
+            ("docker", "image", "inspect", "--format", "{{json .RepoTags}}", image),
+            check=False,
+            kind=Kind.PROBE,
+        )
+    )
     try:
         tags = json.loads(result.stdout) if result.ok else []
     except ValueError:
@@ -335,17 +406,26 @@ def restore_advice(ctx: Context, refs: Sequence[str]) -> list:
         if isinstance(before, str) and before:
             advice.append(f"docker buildx imagetools create --tag {ref} {repository}@{before}")
         elif before == "":
-            advice.append(f"{ref} did not exist before this run: delete it (the registry's API "
-                          "or console; ECR: aws ecr batch-delete-image --image-ids "
-                          f"imageTag={ref.rsplit(':', 1)[1]})")
+            advice.append(
+                f"{ref} did not exist before this run: delete it (the registry's API "
+                "or console; ECR: aws ecr batch-delete-image --image-ids "
+                f"imageTag={ref.rsplit(':', 1)[1]})"
+            )
         else:
-            advice.append(f"{ref}: what it named before this run is unknown (it could not be "
-                          "read before the build)")
+            advice.append(
+                f"{ref}: what it named before this run is unknown (it could not be "
+                "read before the build)"
+            )
     return advice
 
 
-def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
-            digests: MutableMapping[str, Optional[str]]) -> None:
+def _record(
+    ctx: Context,
+    ref: str,
+    result: Result,
+    kind: Optional[Failure],
+    digests: MutableMapping[str, Optional[str]],
+) -> None:
     """Note what ``docker push ref`` reported in ``digests``; PushFailed when it failed, or
     succeeded without naming a digest (the ref is then listed as pushed, digest unknown)."""
     output = result.stdout + result.stderr
@@ -353,8 +433,10 @@ def _record(ctx: Context, ref: str, result: Result, kind: Optional[Failure],
         raise PushFailed(f"{explain_push(ctx, ref, kind)}\n{tail(output)}")
     digests[ref] = digests.get(ref) or parse_push_digest(output)
     if not digests[ref]:
-        raise PushFailed(f"docker push {ref} succeeded but printed no digest, so it "
-                         f"cannot be verified:\n{tail(output)}")
+        raise PushFailed(
+            f"docker push {ref} succeeded but printed no digest, so it "
+            f"cannot be verified:\n{tail(output)}"
+        )
 
 
 def progress(refs: Sequence[str], digests: Mapping[str, Optional[str]]) -> str:
@@ -372,39 +454,56 @@ def explain_push(ctx: Context, ref: str, kind: Optional[Failure]) -> str:
     host, path = registry.host, registry.path
     if kind is Failure.IMMUTABLE:
         tag = ref.rsplit(":", 1)[1]
-        fix = (f"`aws ecr put-image-tag-mutability --repository-name {path} --registry-id "
-               f"{ecr.account_of(registry)} --region {registry.region} ...`"
-               if registry.is_ecr else "the registry's settings")
-        return (f"{ref}: the tag {tag!r} already exists and the repository's tags are "
-                "immutable, so it cannot be overwritten; push only new tags "
-                "(--skip-existing-immutable leaves existing ones out, --no-latest drops "
-                f"'latest'), or allow overwriting with {fix}")
+        fix = (
+            f"`aws ecr put-image-tag-mutability --repository-name {path} --registry-id "
+            f"{ecr.account_of(registry)} --region {registry.region} ...`"
+            if registry.is_ecr
+            else "the registry's settings"
+        )
+        return (
+            f"{ref}: the tag {tag!r} already exists and the repository's tags are "
+            "immutable, so it cannot be overwritten; push only new tags "
+            "(--skip-existing-immutable leaves existing ones out, --no-latest drops "
+            f"'latest'), or allow overwriting with {fix}"
+        )
     if kind is Failure.AUTH:
         aws = ecr.aws_context(ctx.environ)
         creds = ctx.push.credentials
         if registry.is_ecr and creds is not None and creds.helper:
-            return (f"{ref}: {host} refused the push; docker gets its credentials from "
-                    f"{creds.describe()}{aws}: check the AWS credentials it uses and that "
-                    "they may push (ecr:PutImage, ecr:InitiateLayerUpload, ...)")
+            return (
+                f"{ref}: {host} refused the push; docker gets its credentials from "
+                f"{creds.describe()}{aws}: check the AWS credentials it uses and that "
+                "they may push (ecr:PutImage, ecr:InitiateLayerUpload, ...)"
+            )
         if registry.is_ecr:
-            return (f"{ref}: {host} refused the push: the ECR token may have expired or the "
-                    f"AWS identity{aws} may not push to {path} "
-                    "(ecr:PutImage, ecr:InitiateLayerUpload, ...); run again to log in anew")
-        return (f"{ref}: {host} refused the push: not logged in, or not allowed to push to "
-                f"{path}; run `docker login {host}` and try again")
+            return (
+                f"{ref}: {host} refused the push: the ECR token may have expired or the "
+                f"AWS identity{aws} may not push to {path} "
+                "(ecr:PutImage, ecr:InitiateLayerUpload, ...); run again to log in anew"
+            )
+        return (
+            f"{ref}: {host} refused the push: not logged in, or not allowed to push to "
+            f"{path}; run `docker login {host}` and try again"
+        )
     if kind is Failure.NOT_FOUND:
         if registry.is_ecr:
-            return (f"{ref}: repository {path} does not exist in account "
-                    f"{ecr.account_of(registry)} ({host}); {ecr.create_advice(registry)}")
+            return (
+                f"{ref}: repository {path} does not exist in account "
+                f"{ecr.account_of(registry)} ({host}); {ecr.create_advice(registry)}"
+            )
         return f"{ref}: {host} has no repository {path} (or does not let you see it)"
     if kind is Failure.DAEMON:
         return f"{ref}: {daemon_unreachable(ctx.plan.docker)}"
     if kind is Failure.UNREACHABLE:
-        return (f"{ref}: cannot reach {host}: check the host and port in --registry and that "
-                "the registry is up")
+        return (
+            f"{ref}: cannot reach {host}: check the host and port in --registry and that "
+            "the registry is up"
+        )
     if kind is Failure.TRANSIENT:
-        return (f"{ref}: push failed {ctx.plan.limits.push_attempts} times with a network or "
-                "registry error (--push-attempts, --push-backoff)")
+        return (
+            f"{ref}: push failed {ctx.plan.limits.push_attempts} times with a network or "
+            "registry error (--push-attempts, --push-backoff)"
+        )
     return f"docker push {ref} failed"
 
 
@@ -434,13 +533,16 @@ def read_back(runner: Runner, ctx: Context, ref: str) -> Union[manifest.Manifest
             return failed
 
     try:
-        answer, _ = retrying(runner, attempt,
-                             lambda got: str(got) if isinstance(got, manifest.ReadFailed) else None,
-                             ctx.sleep, f"GET {url}", ctx.plan.limits)
+        answer, _ = retrying(
+            runner,
+            attempt,
+            lambda got: str(got) if isinstance(got, manifest.ReadFailed) else None,
+            ctx.sleep,
+            f"GET {url}",
+            ctx.plan.limits,
+        )
     except ValueError as bad:
         return f"{ref}: {url} served no manifest: {bad}"
     if isinstance(answer, manifest.ReadFailed):
         return f"{ref}: cannot read its manifest back from the registry ({url}):\n{answer}"
     return answer
-
-

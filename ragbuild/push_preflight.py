@@ -9,13 +9,20 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import (TYPE_CHECKING, Callable, Optional,
-                    Union)
+from typing import TYPE_CHECKING, Callable, Optional, Union
 from collections.abc import Mapping, Sequence
 
 from ragbuild import ecr
-from ragbuild.docker_config import (ECR_HELPER, Credentials, DockerConfig, RegistryConfig,
-    daemon_down, daemon_unreachable, parse_registry_config, read_docker_config)
+from ragbuild.docker_config import (
+    ECR_HELPER,
+    Credentials,
+    DockerConfig,
+    RegistryConfig,
+    daemon_down,
+    daemon_unreachable,
+    parse_registry_config,
+    read_docker_config,
+)
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.plan import BuildPlan, PushPlan
 from ragbuild.run.runner import Runner, tail
@@ -25,8 +32,12 @@ if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
 from ragbuild.push import proxy_command, registry_config_command, retrying
 
 
-def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfig] = None,
-            environ: Optional[Mapping[str, str]] = None) -> PushPlan:
+def prepare(
+    runner: Runner,
+    plan: BuildPlan,
+    docker_config: Optional[DockerConfig] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> PushPlan:
     """Before the build, for every registry: the credential helper docker resolves for the host
     is installed; for ECR the login (none with ECR's own helper), the repository and its
     immutable tags; and the registry answers, as the daemon reaches it, and accepts docker's
@@ -54,9 +65,14 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
         skip_tags = ecr.immutable_conflicts(runner, plan, repository, environ)
         skipped = tuple(f"{plan.base}:{tag}" for tag in skip_tags)
         refs = tuple(ref for ref in plan.refs if ref not in skipped)
-    session = reach_registry(runner, plan, creds, docker_config,
-                             Login("AWS", logged_in) if logged_in is not None else None,
-                             environ)
+    session = reach_registry(
+        runner,
+        plan,
+        creds,
+        docker_config,
+        Login("AWS", logged_in) if logged_in is not None else None,
+        environ,
+    )
     before = read_existing(runner, plan, session, refs)
     check_version_tags(runner, plan, before)
     if unchecked:
@@ -65,14 +81,19 @@ def prepare(runner: Runner, plan: BuildPlan, docker_config: Optional[DockerConfi
             skipped = tuple(ref for ref in refs if before.get(ref) != "")
             refs = tuple(ref for ref in refs if ref not in skipped)
             if skipped:
-                runner.log(f"--skip-existing-immutable: leaving out the tags {registry.path} "
-                           f"already has (its mutability is unknown): "
-                           f"{', '.join(ref.rsplit(':', 1)[1] for ref in skipped)}")
+                runner.log(
+                    f"--skip-existing-immutable: leaving out the tags {registry.path} "
+                    f"already has (its mutability is unknown): "
+                    f"{', '.join(ref.rsplit(':', 1)[1] for ref in skipped)}"
+                )
             if not refs:
-                raise PushFailed(f"every planned tag already exists in {registry.path} and "
-                                 "--skip-existing-immutable leaves them out: nothing to push")
-    return PushPlan(refs, skipped, creds, session.insecure, session=session, before=before,
-                    in_order=unchecked)
+                raise PushFailed(
+                    f"every planned tag already exists in {registry.path} and "
+                    "--skip-existing-immutable leaves them out: nothing to push"
+                )
+    return PushPlan(
+        refs, skipped, creds, session.insecure, session=session, before=before, in_order=unchecked
+    )
 
 
 def after_login(creds: Credentials) -> Credentials:
@@ -83,8 +104,9 @@ def after_login(creds: Credentials) -> Credentials:
     the login then say what docker now uses, not what the config held before it."""
     if creds.helper or creds.auth_key:
         return creds
-    return Credentials(host=creds.host, origin="auths", auth_key=creds.host,
-                       config_path=creds.config_path)
+    return Credentials(
+        host=creds.host, origin="auths", auth_key=creds.host, config_path=creds.config_path
+    )
 
 
 def existing_first(refs: Sequence[str], before: Mapping) -> tuple:
@@ -93,14 +115,20 @@ def existing_first(refs: Sequence[str], before: Mapping) -> tuple:
     denied): only an existing tag can be refused as immutable (ECR refuses overwriting a tag,
     never a new one), and the first ref is pushed alone (``push``), so an immutable repository
     stops the push before any tag moved or appeared."""
+
     def new(ref: str) -> bool:
         return before.get(ref) == ""
 
     return tuple(sorted(refs, key=new))
 
 
-def read_existing(runner: Runner, plan: BuildPlan, session: registry.Session, refs: Sequence[str],
-                  sleep: Callable[[float], None] = time.sleep) -> dict:
+def read_existing(
+    runner: Runner,
+    plan: BuildPlan,
+    session: registry.Session,
+    refs: Sequence[str],
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
     """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
     manifest through the pre-flight's session; a transient failure retried as a push is):
     ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``manifest.ReadFailed``
@@ -117,22 +145,37 @@ def read_existing(runner: Runner, plan: BuildPlan, session: registry.Session, re
             except manifest.ReadFailed as failed:
                 return failed
             except ValueError as bad:  # served, but no manifest: it exists, digest unknown
-                return manifest.ReadFailed(f"{manifest.manifest_url(session, tag)} served no "
-                                         f"manifest: {bad}", 200)
+                return manifest.ReadFailed(
+                    f"{manifest.manifest_url(session, tag)} served no manifest: {bad}", 200
+                )
 
-        found, _ = retrying(runner, attempt,
-                            lambda got: str(got) if isinstance(got, manifest.ReadFailed) else None,
-                            sleep, f"GET {manifest.manifest_url(session, tag)}", plan.limits)
+        found, _ = retrying(
+            runner,
+            attempt,
+            lambda got: str(got) if isinstance(got, manifest.ReadFailed) else None,
+            sleep,
+            f"GET {manifest.manifest_url(session, tag)}",
+            plan.limits,
+        )
         if isinstance(found, manifest.ReadFailed):
             return found
         return found.digest if found is not None else ""
 
     version = set(plan.version_refs)
-    checks = [(f"GET {manifest.manifest_url(session, ref.rsplit(':', 1)[1])} "
-               f"({registry.describe(session)}) to learn what the tag names before the push"
-               + (" (an existing version tag stops the run unless --replace-version-tags)"
-                  if ref in version else ""),
-               lambda ref=ref: ask(ref), "") for ref in refs]
+    checks = [
+        (
+            f"GET {manifest.manifest_url(session, ref.rsplit(':', 1)[1])} "
+            f"({registry.describe(session)}) to learn what the tag names before the push"
+            + (
+                " (an existing version tag stops the run unless --replace-version-tags)"
+                if ref in version
+                else ""
+            ),
+            lambda ref=ref: ask(ref),
+            "",
+        )
+        for ref in refs
+    ]
     answers = runner.check_all(checks)
     return dict(zip(refs, answers))
 
@@ -151,28 +194,40 @@ def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None
             continue
         found = before[ref]
         if isinstance(found, manifest.ReadFailed):
-            raise PushFailed(f"cannot tell whether {ref} already exists, so whether this push "
-                             f"would move a version tag ({tail(str(found), 1)}); checked before "
-                             "the build, nothing was built or pushed")
-    existing = [(ref, before[ref]) for ref in plan.version_refs
-                if isinstance(before.get(ref), str) and before[ref]]
+            raise PushFailed(
+                f"cannot tell whether {ref} already exists, so whether this push "
+                f"would move a version tag ({tail(str(found), 1)}); checked before "
+                "the build, nothing was built or pushed"
+            )
+    existing = [
+        (ref, before[ref])
+        for ref in plan.version_refs
+        if isinstance(before.get(ref), str) and before[ref]
+    ]
     if not existing:
         return
     named = ", ".join(f"{ref} (now {digest})" for ref, digest in existing)
     if plan.options.replace_version_tags:
-        runner.log(f"warning: --replace-version-tags: this push moves {named} to the image this "
-                   "run builds")
+        runner.log(
+            f"warning: --replace-version-tags: this push moves {named} to the image this run builds"
+        )
         return
-    raise PushFailed(f"the registry already has {named}: a version tag never moves to another "
-                     "image (a rebuilt one never has the same digest); release a new --version, "
-                     "or pass --replace-version-tags to move it (checked before the build; "
-                     "nothing was built or pushed)")
+    raise PushFailed(
+        f"the registry already has {named}: a version tag never moves to another "
+        "image (a rebuilt one never has the same digest); release a new --version, "
+        "or pass --replace-version-tags to move it (checked before the build; "
+        "nothing was built or pushed)"
+    )
 
 
-def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
-                   docker_config: DockerConfig,
-                   login: Optional[registry.Login] = None,
-                   environ: Optional[Mapping[str, str]] = None) -> registry.Session:
+def reach_registry(
+    runner: Runner,
+    plan: BuildPlan,
+    creds: Credentials,
+    docker_config: DockerConfig,
+    login: Optional[registry.Login] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> registry.Session:
     """The pre-flight's (and doctor's) question to the registry (``check``): it answers
     over what the daemon would use (its proxy settings, ``daemon_proxies``), and takes docker's
     credentials. The daemon's registry configuration (``docker info``) is asked only when its
@@ -183,13 +238,20 @@ def reach_registry(runner: Runner, plan: BuildPlan, creds: Credentials,
     registry = plan.registry
     assert registry is not None
     proxies = daemon_proxies(runner, plan, os.environ if environ is None else environ)
-    return check(runner, registry, creds, docker_config,
-                        lambda: daemon_registry_config(runner, plan).is_insecure(registry.host),
-                        login=login, proxies=proxies)
+    return check(
+        runner,
+        registry,
+        creds,
+        docker_config,
+        lambda: daemon_registry_config(runner, plan).is_insecure(registry.host),
+        login=login,
+        proxies=proxies,
+    )
 
 
-def daemon_proxies(runner: Runner, plan: BuildPlan,
-                   environ: Mapping[str, str]) -> proxy.ProxySettings:
+def daemon_proxies(
+    runner: Runner, plan: BuildPlan, environ: Mapping[str, str]
+) -> proxy.ProxySettings:
     """The daemon's proxy settings (``proxy_command``), for ragbuild's own registry requests,
     with a one-line warning where they cannot be followed exactly: a proxy whose credentials
     ``docker info`` masks (the same proxy's in the shell's ``https_proxy``/``http_proxy`` are
@@ -197,46 +259,58 @@ def daemon_proxies(runner: Runner, plan: BuildPlan,
     a daemon on another machine (whose network the requests from here may not see)."""
     from ragbuild import proxy
 
-    endpoint = plan.docker.daemon_host() if plan.docker is not None else os.environ.get(
-        "DOCKER_HOST")
+    endpoint = (
+        plan.docker.daemon_host() if plan.docker is not None else os.environ.get("DOCKER_HOST")
+    )
     if proxy.remote_daemon(endpoint):
-        runner.log(f"warning: the Docker daemon is on another machine ({endpoint}): ragbuild "
-                   "checks the registry from here, through the daemon's proxy settings, and may "
-                   "not see it as the daemon's push does")
+        runner.log(
+            f"warning: the Docker daemon is on another machine ({endpoint}): ragbuild "
+            "checks the registry from here, through the daemon's proxy settings, and may "
+            "not see it as the daemon's push does"
+        )
     result = runner.run(proxy_command())
     if not result.ok:
         output = result.stdout + result.stderr
         if daemon_down(output):
             raise DockerUnavailable(daemon_unreachable(plan.docker))
-        raise PushFailed(f"`docker info` failed, so which proxy the daemon pushes through is "
-                         f"unknown:\n{tail(output, 5)}")
+        raise PushFailed(
+            f"`docker info` failed, so which proxy the daemon pushes through is "
+            f"unknown:\n{tail(output, 5)}"
+        )
     try:
         settings = proxy.parse_info(result.stdout)
     except ValueError as bad:
-        raise PushFailed(f"cannot read the daemon's proxy settings from `docker info`: "
-                         f"{bad}") from None
+        raise PushFailed(
+            f"cannot read the daemon's proxy settings from `docker info`: {bad}"
+        ) from None
     values = {"http_proxy": settings.http_proxy, "https_proxy": settings.https_proxy}
     for masked in settings.masked():
         given = proxy.with_credentials_from(masked, environ)
         bare = proxy.without_credentials(masked)
         if given:
-            runner.log(f"warning: `docker info` hides the credentials of the daemon's proxy "
-                       f"{bare}; ragbuild's registry checks use those of the same proxy in the "
-                       "shell's proxy variables")
+            runner.log(
+                f"warning: `docker info` hides the credentials of the daemon's proxy "
+                f"{bare}; ragbuild's registry checks use those of the same proxy in the "
+                "shell's proxy variables"
+            )
         else:
-            runner.log(f"warning: `docker info` hides the credentials of the daemon's proxy "
-                       f"{bare}; ragbuild's registry checks go through it without them (if it "
-                       f"asks for them, HTTP 407, give them: https_proxy=<that URL with user and "
-                       f"password>)")
+            runner.log(
+                f"warning: `docker info` hides the credentials of the daemon's proxy "
+                f"{bare}; ragbuild's registry checks go through it without them (if it "
+                f"asks for them, HTTP 407, give them: https_proxy=<that URL with user and "
+                f"password>)"
+            )
         for key, value in values.items():
             if proxy.proxy_url(value) == masked:
                 values[key] = given or bare
     for value in dict.fromkeys(values.values()):
         url = proxy.proxy_url(value)
         if url and not url.lower().startswith("http://"):
-            runner.log(f"warning: the daemon's proxy {proxy.without_credentials(url)} is not "
-                       "an http:// proxy, which ragbuild's registry checks cannot use: they go "
-                       "direct")
+            runner.log(
+                f"warning: the daemon's proxy {proxy.without_credentials(url)} is not "
+                "an http:// proxy, which ragbuild's registry checks cannot use: they go "
+                "direct"
+            )
     return proxy.ProxySettings(values["http_proxy"], values["https_proxy"], settings.no_proxy)
 
 
@@ -248,12 +322,15 @@ def check_helper(runner: Runner, creds: Credentials, environ: Mapping[str, str])
         return
     if shutil.which(f"docker-credential-{creds.helper}", path=environ.get("PATH")):
         return
-    install = (" (amazon-ecr-credential-helper)" if creds.helper == ECR_HELPER else "")
-    runner.stop_or_warn(PushFailed(
-        f"docker-credential-{creds.helper}, which {creds.origin} in {creds.config_path} names "
-        f"for {creds.host}, is not installed (not on PATH): docker can neither read nor store "
-        f"credentials for {creds.host}; install it{install}, or remove that {creds.origin} "
-        "entry"))
+    install = " (amazon-ecr-credential-helper)" if creds.helper == ECR_HELPER else ""
+    runner.stop_or_warn(
+        PushFailed(
+            f"docker-credential-{creds.helper}, which {creds.origin} in {creds.config_path} names "
+            f"for {creds.host}, is not installed (not on PATH): docker can neither read nor store "
+            f"credentials for {creds.host}; install it{install}, or remove that {creds.origin} "
+            "entry"
+        )
+    )
 
 
 def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
@@ -265,10 +342,13 @@ def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
         output = result.stdout + result.stderr
         if daemon_down(output):
             raise DockerUnavailable(daemon_unreachable(plan.docker))
-        raise PushFailed(f"`docker info` failed, so whether the daemon reaches the registry over "
-                         f"plain HTTP is unknown:\n{tail(output, 5)}")
+        raise PushFailed(
+            f"`docker info` failed, so whether the daemon reaches the registry over "
+            f"plain HTTP is unknown:\n{tail(output, 5)}"
+        )
     try:
         return parse_registry_config(result.stdout)
     except ValueError as bad:
-        raise PushFailed(f"cannot read the daemon's registry configuration from `docker info`: "
-                         f"{bad}") from None
+        raise PushFailed(
+            f"cannot read the daemon's registry configuration from `docker info`: {bad}"
+        ) from None

@@ -24,7 +24,8 @@ IMAGE_NAME_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 #: ``[host[:port]/]path[:tag][@sha256:digest]``
 IMAGE_REF_RE = re.compile(
     rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
 # The pattern of amazon-ecr-credential-helper (ecr-login/api/client.go, ``ecrPattern``): account,
 # optional -fips, region, and each AWS partition's domain: amazonaws.com, amazonaws.com.cn,
 # amazonaws.eu (European Sovereign Cloud), the dual-stack ``dkr-ecr.<region>.on.aws`` and
@@ -43,10 +44,10 @@ def familiar(ref: str) -> str:
     ``library/x:t`` are listed as ``x:t``)."""
     for prefix in ("docker.io/", "index.docker.io/"):
         if ref.startswith(prefix):
-            ref = ref[len(prefix):]
+            ref = ref[len(prefix) :]
             break
-    if ref.startswith("library/") and "/" not in ref[len("library/"):]:
-        ref = ref[len("library/"):]
+    if ref.startswith("library/") and "/" not in ref[len("library/") :]:
+        ref = ref[len("library/") :]
     return ref
 
 
@@ -68,8 +69,10 @@ class Registry:
 
 def check_tag(tag: str, source: str = "--tag") -> str:
     if not TAG_RE.fullmatch(tag):
-        raise UsageError(f"{source} {tag!r} is not a valid Docker tag: up to 128 letters, digits, "
-                         "'_', '.' or '-', not starting with '.' or '-'")
+        raise UsageError(
+            f"{source} {tag!r} is not a valid Docker tag: up to 128 letters, digits, "
+            "'_', '.' or '-', not starting with '.' or '-'"
+        )
     return tag
 
 
@@ -77,24 +80,32 @@ def parse_registry(uri: str, source: str = "--registry") -> Registry:
     """``host[:port]/repository`` with docker's reference grammar; ECR hosts get their region.
     ``source`` names where the value came from (the flag, or ECR_REGISTRY_URI) in messages."""
     if not uri:
-        raise UsageError(f"{source} is empty; give host[:port]/repository, e.g. "
-                         "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker "
-                         "(with make: ECR_URI=...)")
+        raise UsageError(
+            f"{source} is empty; give host[:port]/repository, e.g. "
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker "
+            "(with make: ECR_URI=...)"
+        )
     if "://" in uri:
         raise UsageError(f"{source} {uri!r}: drop the scheme, docker wants host[:port]/repository")
     match = REGISTRY_RE.fullmatch(uri)
     if not match:
         lower = uri.lower()
         hint = f"; did you mean {lower!r}?" if lower != uri and REGISTRY_RE.fullmatch(lower) else ""
-        raise UsageError(f"{source} {uri!r} is not host[:port]/repository with a lowercase "
-                         f"repository path (no tag){hint}")
+        raise UsageError(
+            f"{source} {uri!r} is not host[:port]/repository with a lowercase "
+            f"repository path (no tag){hint}"
+        )
     host, path = match["host"], match["path"]
     if len(uri) > NAME_MAX:
-        raise UsageError(f"{source} is {len(uri)} characters long; docker allows at most "
-                         f"{NAME_MAX} in a repository name, registry host included")
+        raise UsageError(
+            f"{source} is {len(uri)} characters long; docker allows at most "
+            f"{NAME_MAX} in a repository name, registry host included"
+        )
     if not ("." in host or ":" in host or host == "localhost"):
-        raise UsageError(f"{source} {uri!r} has no registry host ({host!r} would mean Docker Hub "
-                         f"user); write e.g. docker.io/{uri}")
+        raise UsageError(
+            f"{source} {uri!r} has no registry host ({host!r} would mean Docker Hub "
+            f"user); write e.g. docker.io/{uri}"
+        )
     ecr = ECR_HOST_RE.fullmatch(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
     if ecr:
         return Registry(host, path, region=ecr["region"], fips=bool(ecr["fips"]))
@@ -107,8 +118,10 @@ def check_image_name(name: str, source: str = "--image-name") -> str:
     if not IMAGE_NAME_RE.fullmatch(name):
         raise UsageError(f"{source} {name!r} is not a lowercase image name like rag-worker")
     if len(name) > NAME_MAX:
-        raise UsageError(f"{source} is {len(name)} characters long; docker allows at most "
-                         f"{NAME_MAX} in a repository name")
+        raise UsageError(
+            f"{source} is {len(name)} characters long; docker allows at most "
+            f"{NAME_MAX} in a repository name"
+        )
     return name
 
 
@@ -123,9 +136,13 @@ def check_image_ref(ref: str, source: str = "IMAGE") -> str:
     if not ref:
         raise UsageError(f"{source} is empty; give an image such as rag-worker:dev")
     if ref.startswith("-"):
-        raise UsageError(f"{source} {ref!r} starts with '-': docker would read it as an option; "
-                         "give an image such as rag-worker:dev")
+        raise UsageError(
+            f"{source} {ref!r} starts with '-': docker would read it as an option; "
+            "give an image such as rag-worker:dev"
+        )
     if not IMAGE_REF_RE.fullmatch(ref) or len(repository_of(ref.split("@")[0])) > NAME_MAX:
-        raise UsageError(f"{source} {ref!r} is not an image reference: "
-                         "[host[:port]/]lowercase/path[:tag][@sha256:digest], e.g. rag-worker:dev")
+        raise UsageError(
+            f"{source} {ref!r} is not an image reference: "
+            "[host[:port]/]lowercase/path[:tag][@sha256:digest], e.g. rag-worker:dev"
+        )
     return ref

@@ -85,8 +85,13 @@ class Answer:
 
 def helper_get_command(helper: str) -> Command:
     """``docker-credential-<helper> get``: the host on stdin, JSON with the secret on stdout."""
-    return Command((f"docker-credential-{helper}", "get"), stdin="<registry host>", check=False,
-                   kind=Kind.PROBE, assume=json.dumps({"Username": "", "Secret": ""}))
+    return Command(
+        (f"docker-credential-{helper}", "get"),
+        stdin="<registry host>",
+        check=False,
+        kind=Kind.PROBE,
+        assume=json.dumps({"Username": "", "Secret": ""}),
+    )
 
 
 def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Optional[Login]:
@@ -97,15 +102,19 @@ def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Op
         if not result.ok:
             if CREDENTIALS_NOT_FOUND in said:
                 return None
-            raise PushFailed(f"docker-credential-{creds.helper} cannot give the credentials for "
-                             f"{creds.host} ({creds.origin} in {creds.config_path}); docker "
-                             f"push would fail the same way:\n{tail(said, 3)}")
+            raise PushFailed(
+                f"docker-credential-{creds.helper} cannot give the credentials for "
+                f"{creds.host} ({creds.origin} in {creds.config_path}); docker "
+                f"push would fail the same way:\n{tail(said, 3)}"
+            )
         try:
             data = json.loads(result.stdout)
             user, secret = str(data.get("Username") or ""), str(data.get("Secret") or "")
         except (ValueError, AttributeError):
-            raise PushFailed(f"docker-credential-{creds.helper} answered `get` for {creds.host} "
-                             "with something that is not its JSON") from None
+            raise PushFailed(
+                f"docker-credential-{creds.helper} answered `get` for {creds.host} "
+                "with something that is not its JSON"
+            ) from None
         if not secret:
             return None
         return Login(user, Secret(secret), identity_token=user == "<token>")
@@ -118,8 +127,10 @@ def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Op
         try:
             user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
         except (ValueError, UnicodeError):
-            raise PushFailed(f"auths[{creds.auth_key!r}] in {config.path} is not base64 of "
-                             "user:password; run `docker login` again") from None
+            raise PushFailed(
+                f"auths[{creds.auth_key!r}] in {config.path} is not base64 of "
+                "user:password; run `docker login` again"
+            ) from None
         return Login(user, Secret(password))
     if entry.get("username") and entry.get("password"):
         return Login(str(entry["username"]), Secret(str(entry["password"])))
@@ -143,7 +154,7 @@ def ssl_context(host: str, insecure: bool) -> ssl.SSLContext:
     for ca in sorted(glob.glob(os.path.join(directory, "*.crt"))):
         context.load_verify_locations(cafile=ca)
     for cert in sorted(glob.glob(os.path.join(directory, "*.cert"))):
-        key = cert[:-len(".cert")] + ".key"
+        key = cert[: -len(".cert")] + ".key"
         if os.path.exists(key):
             context.load_cert_chain(cert, key)
     return context
@@ -153,8 +164,10 @@ class AnswerTooLarge(http.client.HTTPException):
     """An answer whose body is longer than ``MAX_ANSWER``: no registry's."""
 
     def __init__(self, url: str):
-        super().__init__(f"{url} answered more than {MAX_ANSWER >> 20} MiB, which no "
-                         "registry's manifest, error or token is")
+        super().__init__(
+            f"{url} answered more than {MAX_ANSWER >> 20} MiB, which no "
+            "registry's manifest, error or token is"
+        )
 
 
 def _body(response: http.client.HTTPResponse | urllib.error.HTTPError, url: str) -> bytes:
@@ -191,11 +204,14 @@ class DaemonProxy(urllib.request.ProxyHandler):
             return
         parts = urllib.parse.urlsplit(proxy)
         if parts.username is not None:
-            pair = (f"{urllib.parse.unquote(parts.username)}:"
-                    f"{urllib.parse.unquote(parts.password or '')}")
+            pair = (
+                f"{urllib.parse.unquote(parts.username)}:"
+                f"{urllib.parse.unquote(parts.password or '')}"
+            )
             # unredirected: a redirect elsewhere (direct) must not carry it to that server
             request.add_unredirected_header(
-                "Proxy-Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+                "Proxy-Authorization", "Basic " + base64.b64encode(pair.encode()).decode()
+            )
         request.set_proxy(parts.netloc.rpartition("@")[2], "http")
 
 
@@ -206,23 +222,30 @@ def usable_proxy(url: str, settings: ProxySettings) -> Optional[str]:
     return proxy if proxy is not None and proxy.lower().startswith("http://") else None
 
 
-def send(url: str, context: ssl.SSLContext, headers: Mapping[str, str],
-         data: Optional[bytes] = None,
-         settings: ProxySettings = DIRECT, method: Optional[str] = None) -> Answer:
+def send(
+    url: str,
+    context: ssl.SSLContext,
+    headers: Mapping[str, str],
+    data: Optional[bytes] = None,
+    settings: ProxySettings = DIRECT,
+    method: Optional[str] = None,
+) -> Answer:
     """One HTTP request (GET, or POST with ``data``; ``method``: another, e.g. PUT): the only
     place that does I/O, through
     the daemon's proxy for the URL (``settings``, ``DaemonProxy``; default: direct). Raises
     OSError (URLError, SSLError, timeouts) or HTTPException when no answer came, or
     ``AnswerTooLarge`` (an HTTPException) for a body over ``MAX_ANSWER`` bytes."""
-    request = urllib.request.Request(url, data=data, headers={"User-Agent": "ragbuild"},
-                                     method=method)
+    request = urllib.request.Request(
+        url, data=data, headers={"User-Agent": "ragbuild"}, method=method
+    )
     for key, value in headers.items():
         if key == "Authorization":  # not sent on to where a redirect points
             request.add_unredirected_header(key, value)
         else:
             request.add_header(key, value)
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
-                                         DaemonProxy(settings))
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), DaemonProxy(settings)
+    )
     try:
         with opener.open(request, timeout=TIMEOUT) as response:
             return Answer(response.status, response.headers, _body(response, url))
@@ -279,9 +302,14 @@ class Session:
     ``login``: docker's credentials, asked once (a ``Secret``, never printed). ``proxies``: the
     daemon's proxy settings (``docker info``), which every request follows."""
 
-    def __init__(self, registry: Registry, creds: Credentials, login: Optional[Login],
-                 insecure: Optional[bool] = None,
-                 proxies: ProxySettings = DIRECT):
+    def __init__(
+        self,
+        registry: Registry,
+        creds: Credentials,
+        login: Optional[Login],
+        insecure: Optional[bool] = None,
+        proxies: ProxySettings = DIRECT,
+    ):
         self.registry, self.creds, self.login = registry, creds, login
         self.proxies = proxies
         host = registry.host
@@ -304,15 +332,27 @@ class Session:
     def scope(self, actions: str) -> str:
         return f"repository:{self.registry.path}:{actions}"
 
-    def request(self, url: str, headers: Mapping[str, str] = {},
-                data: Optional[bytes] = None, method: Optional[str] = None) -> Answer:
+    def request(
+        self,
+        url: str,
+        headers: Mapping[str, str] = {},
+        data: Optional[bytes] = None,
+        method: Optional[str] = None,
+    ) -> Answer:
         if method is None:  # as before: a fake ``send`` without ``method`` still fits
             return send(url, self.context(), headers, data, self.proxies)
         return send(url, self.context(), headers, data, self.proxies, method=method)
 
-    def get(self, path: str, actions: str, accept: Sequence[str] = (), *,
-            method: Optional[str] = None, data: Optional[bytes] = None,
-            headers: Mapping[str, str] = {}) -> Answer:
+    def get(
+        self,
+        path: str,
+        actions: str,
+        accept: Sequence[str] = (),
+        *,
+        method: Optional[str] = None,
+        data: Optional[bytes] = None,
+        headers: Mapping[str, str] = {},
+    ) -> Answer:
         """``GET <base><path>`` authorized for ``actions`` on the repository: a 401 is answered
         once (its challenge, the token for the scope), then the request is made again; a
         ``Refused`` when the credentials are refused. Raises what ``send`` raises.
@@ -325,9 +365,19 @@ class Session:
                 authorization = self._authorization.get(scope)
                 if authorization is None and self._challenge[0]:
                     authorization = self._authorize(self._challenge, scope)
-            answer = self.request(self.base + path, {**headers, **(
-                {"Authorization": authorization.reveal()} if authorization and
-                authorization.reveal() else {})}, data, method)
+            answer = self.request(
+                self.base + path,
+                {
+                    **headers,
+                    **(
+                        {"Authorization": authorization.reveal()}
+                        if authorization and authorization.reveal()
+                        else {}
+                    ),
+                },
+                data,
+                method,
+            )
             if answer.status != 401 or attempt == 2:
                 return answer
             with self._lock:
@@ -354,17 +404,28 @@ class Session:
         realm = params["realm"]
         if urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
             raise ValueError(f"unknown url type: {realm!r}")
-        query = {"scope": scope, **({"service": params["service"]} if params.get("service") else {})}
+        query = {
+            "scope": scope,
+            **({"service": params["service"]} if params.get("service") else {}),
+        }
         login = self.login
         if login is not None and login.identity_token:  # OAuth2: the refresh token's grant,
             # as the daemon asks it (moby registry/auth.go ``AuthClientID = "docker"``)
-            form = {**query, "grant_type": "refresh_token", "client_id": "docker",
-                    "refresh_token": login.secret.reveal()}
-            answer = self.request(realm, {"Content-Type": "application/x-www-form-urlencoded"},
-                                  urllib.parse.urlencode(form).encode())
+            form = {
+                **query,
+                "grant_type": "refresh_token",
+                "client_id": "docker",
+                "refresh_token": login.secret.reveal(),
+            }
+            answer = self.request(
+                realm,
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                urllib.parse.urlencode(form).encode(),
+            )
         else:
-            answer = self.request(with_query(realm, query),
-                                  {"Authorization": _basic(login)} if login else {})
+            answer = self.request(
+                with_query(realm, query), {"Authorization": _basic(login)} if login else {}
+            )
         if answer.status != 200:
             raise Refused(answer.status, token_server=True)
         try:
@@ -409,9 +470,11 @@ def reach(session: Session, daemon_insecure: Callable[[], bool]) -> Optional[str
             return _attempt(session)
     except Unreached as unreached:
         plain = " (nor over plain HTTP, which the daemon allows for it)" if session.insecure else ""
-        return (f"cannot reach the registry {host} over HTTPS{plain}: {unreached}; check the host "
-                "and port in --registry, that the registry is up, and for a plain-HTTP registry "
-                "that the daemon lists it in insecure-registries")
+        return (
+            f"cannot reach the registry {host} over HTTPS{plain}: {unreached}; check the host "
+            "and port in --registry, that the registry is up, and for a plain-HTTP registry "
+            "that the daemon lists it in insecure-registries"
+        )
     except ValueError as err:  # a token realm that is no URL: docker could not use it
         return f"{host} names a token server docker cannot use: {err}"
 
@@ -448,19 +511,25 @@ def _authorize(session: Session) -> Optional[str]:
         if answer.status == 200:
             return None  # (an anonymous token says nothing about pushing: the push will tell)
         if answer.status != 401:
-            return (f"{base}/v2/ answered HTTP {answer.status}, not a registry's 200 or 401: is "
-                    f"{host} a Docker registry?")
+            return (
+                f"{base}/v2/ answered HTTP {answer.status}, not a registry's 200 or 401: is "
+                f"{host} a Docker registry?"
+            )
         scheme, params = parse_challenge(answer.headers.get("WWW-Authenticate", ""))
         if scheme not in ("basic", "bearer") or scheme == "bearer" and not params.get("realm"):
             return None  # a challenge docker itself would have to answer: the push will tell
         status, token_server = answer.status, scheme == "bearer"
-    fix = f"run `docker login {host}`" if not creds.helper else (
-        f"check what docker-credential-{creds.helper} holds for {host}")
+    fix = (
+        f"run `docker login {host}`"
+        if not creds.helper
+        else (f"check what docker-credential-{creds.helper} holds for {host}")
+    )
     if session.login is None:
         return f"{host} needs credentials and docker has none for it ({creds.describe()}): {fix}"
     who = f"{host}'s token server" if token_server else host
-    return (f"{who} refused docker's credentials for it (HTTP {status}; from "
-            f"{creds.describe()}): {fix}")
+    return (
+        f"{who} refused docker's credentials for it (HTTP {status}; from {creds.describe()}): {fix}"
+    )
 
 
 def probe(session: Session, daemon_insecure: Callable[[], bool]) -> Optional[str]:
@@ -468,9 +537,15 @@ def probe(session: Session, daemon_insecure: Callable[[], bool]) -> Optional[str
     return reach(session, daemon_insecure)
 
 
-def check(runner: Runner, registry: Registry, creds: Credentials, config: DockerConfig,
-          daemon_insecure: Callable[[], bool], login: Optional[Login] = None,
-          proxies: ProxySettings = DIRECT) -> Session:
+def check(
+    runner: Runner,
+    registry: Registry,
+    creds: Credentials,
+    config: DockerConfig,
+    daemon_insecure: Callable[[], bool],
+    login: Optional[Login] = None,
+    proxies: ProxySettings = DIRECT,
+) -> Session:
     """Stop before the build (``PushFailed``, exit 1) when ``registry`` cannot be reached or
     refuses the credentials docker would send: ``login`` when this run just logged docker in
     (ECR), else what ``docker_login`` finds where docker keeps them. Returns the ``Session``
@@ -480,17 +555,24 @@ def check(runner: Runner, registry: Registry, creds: Credentials, config: Docker
     if login is None:
         login = docker_login(runner, creds, config)
     session = Session(registry, creds, login, proxies=proxies)
-    how = ("HTTPS, else plain HTTP: a loopback registry, insecure to the daemon"
-           if session.insecure else
-           "HTTPS; if that fails, `docker info` says whether the daemon may go insecure")
+    how = (
+        "HTTPS, else plain HTTP: a loopback registry, insecure to the daemon"
+        if session.insecure
+        else "HTTPS; if that fails, `docker info` says whether the daemon may go insecure"
+    )
     how += route(session, session.base + "/v2/")
-    problem = runner.check(f"ask {registry.host}/v2/ ({how}) whether it answers and accepts "
-                           f"docker's credentials ({creds.describe()})",
-                           lambda: probe(session, daemon_insecure), None)
+    problem = runner.check(
+        f"ask {registry.host}/v2/ ({how}) whether it answers and accepts "
+        f"docker's credentials ({creds.describe()})",
+        lambda: probe(session, daemon_insecure),
+        None,
+    )
     if problem:
         raise PushFailed(f"{problem} (checked before the build; nothing was built or pushed)")
-    runner.report(f"registry {registry.host} answers ({describe(session)}) and takes the push's "
-                  f"credentials ({creds.describe()})")
+    runner.report(
+        f"registry {registry.host} answers ({describe(session)}) and takes the push's "
+        f"credentials ({creds.describe()})"
+    )
     return session
 
 
@@ -499,8 +581,9 @@ def describe(session: Session) -> str:
     if session.base.startswith("http://"):
         how = "plain HTTP: an insecure registry of the daemon"
     else:
-        how = "HTTPS, unverified: an insecure registry of the daemon" if session.insecure \
-            else "HTTPS"
+        how = (
+            "HTTPS, unverified: an insecure registry of the daemon" if session.insecure else "HTTPS"
+        )
     return how + route(session, session.base + "/v2/")
 
 

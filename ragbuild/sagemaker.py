@@ -86,8 +86,12 @@ class GateFailed(SmokeTestFailed):
 
 def failure(image: str, rule: str, figure: str, detail: str = "") -> GateFailed:
     """``SageMaker contract: <rule in words> [rule]: <figure> (<image>)<detail>; <link>``."""
-    return GateFailed(f"SageMaker contract: {RULES[rule]} [{rule}]: {figure} ({image}){detail}; "
-                      f"see {CONTRACT_URL}", rule=rule, figure=figure)
+    return GateFailed(
+        f"SageMaker contract: {RULES[rule]} [{rule}]: {figure} ({image}){detail}; "
+        f"see {CONTRACT_URL}",
+        rule=rule,
+        figure=figure,
+    )
 
 
 @dataclass(frozen=True)
@@ -111,14 +115,16 @@ class GateResult:
 
     def summary(self) -> str:
         """Two lines: what /health answered (its JSON last on the line), then the figures."""
-        return (f"smoke test passed: {self.image} started as `docker run IMAGE serve` answered "
-                f"/ping and /health with {json.dumps(self.health, sort_keys=True)}\nSageMaker's "
-                f"contract held ({CONTRACT_URL}): {MODEL_DIR} read-only, /ping in "
-                f"{self.ping_seconds:.2f}s (limit {PING_LIMIT:g}s), /invocations "
-                f"{self.invocations_status} in {self.invocations_seconds:.2f}s (limit "
-                f"{INVOCATIONS_LIMIT:g}s), exit {self.stop_seconds:.2f}s after SIGTERM (limit "
-                f"{STOP_LIMIT:g}s), {BIND_VARIABLE}={self.moved_port} answered /ping in "
-                f"{self.moved_ping_seconds:.2f}s")
+        return (
+            f"smoke test passed: {self.image} started as `docker run IMAGE serve` answered "
+            f"/ping and /health with {json.dumps(self.health, sort_keys=True)}\nSageMaker's "
+            f"contract held ({CONTRACT_URL}): {MODEL_DIR} read-only, /ping in "
+            f"{self.ping_seconds:.2f}s (limit {PING_LIMIT:g}s), /invocations "
+            f"{self.invocations_status} in {self.invocations_seconds:.2f}s (limit "
+            f"{INVOCATIONS_LIMIT:g}s), exit {self.stop_seconds:.2f}s after SIGTERM (limit "
+            f"{STOP_LIMIT:g}s), {BIND_VARIABLE}={self.moved_port} answered /ping in "
+            f"{self.moved_ping_seconds:.2f}s"
+        )
 
 
 # --- HTTP, timed --------------------------------------------------------------------------------
@@ -139,8 +145,14 @@ class Outcome:
 Http = Callable[[int, str, str, Optional[tuple], float], Outcome]
 
 
-def http_request(port: int, method: str, path: str, body: Optional[tuple], timeout: float,
-                 clock: Callable[[], float] = time.monotonic) -> Outcome:
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    body: Optional[tuple],
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Outcome:
     """``METHOD http://127.0.0.1:PORT/PATH``, straight to the published port (never through a
     proxy), timed. A connection refused, reset or closed without an answer (docker's userland
     proxy accepts, then closes when nothing listens in the container) is ``accepted=False``; a
@@ -164,13 +176,23 @@ def http_request(port: int, method: str, path: str, body: Optional[tuple], timeo
 # --- commands -----------------------------------------------------------------------------------
 
 
-def run_command(image: str, name: str, command: Sequence[str], port: int,
-                moved: bool = False) -> Command:
+def run_command(
+    image: str, name: str, command: Sequence[str], port: int, moved: bool = False
+) -> Command:
     """``docker run -d`` as SageMaker starts the image: ``IMAGE serve``, the model directory a
     read-only tmpfs, the serving port published on a free loopback port; ``moved``: with
     ``SAGEMAKER_BIND_TO_PORT=<port>``, 8080 published too (to tell "listens on 8080 instead")."""
-    argv = ["docker", "run", "-d", "--name", name, "--tmpfs", f"{MODEL_DIR}:ro",
-            "-p", f"127.0.0.1::{port}"]
+    argv = [
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--tmpfs",
+        f"{MODEL_DIR}:ro",
+        "-p",
+        f"127.0.0.1::{port}",
+    ]
     if moved:
         argv += ["-p", f"127.0.0.1::{smoke.CONTAINER_PORT}", "-e", f"{BIND_VARIABLE}={port}"]
     argv += ["--label", smoke.SMOKE_LABEL, image, *command]
@@ -178,14 +200,23 @@ def run_command(image: str, name: str, command: Sequence[str], port: int,
 
 
 def port_command(container: str, port: int) -> Command:
-    return Command(("docker", "port", container, f"{port}/tcp"), kind=Kind.PROBE,
-                   assume=f"127.0.0.1:{port}", check=False)
+    return Command(
+        ("docker", "port", container, f"{port}/tcp"),
+        kind=Kind.PROBE,
+        assume=f"127.0.0.1:{port}",
+        check=False,
+    )
 
 
 def state_command(container: str) -> Command:
     """Whether the container runs, and its exit code: a poll (no ``+`` line each time)."""
-    return Command(("docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}",
-                    container), check=False, kind=Kind.PROBE, assume="false 0", poll=True)
+    return Command(
+        ("docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", container),
+        check=False,
+        kind=Kind.PROBE,
+        assume="false 0",
+        poll=True,
+    )
 
 
 def term_command(container: str) -> Command:
@@ -195,8 +226,11 @@ def term_command(container: str) -> Command:
 
 
 def labels_command(image: str) -> Command:
-    return Command(("docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image),
-                   kind=Kind.PROBE, assume=json.dumps({REVISION_LABEL: "GIT_COMMIT"}))
+    return Command(
+        ("docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image),
+        kind=Kind.PROBE,
+        assume=json.dumps({REVISION_LABEL: "GIT_COMMIT"}),
+    )
 
 
 # --- what a promoted image must report ----------------------------------------------------------
@@ -221,8 +255,10 @@ def revision_expectation(runner: Runner, image: str) -> smoke.Expectation:
         labels = {}
     revision = revision_of(labels if isinstance(labels, dict) else {})
     if revision is None:
-        raise SmokeTestFailed(f"{image} has no {REVISION_LABEL} label, so what /health reports "
-                              "cannot be checked against the commit it was built from")
+        raise SmokeTestFailed(
+            f"{image} has no {REVISION_LABEL} label, so what /health reports "
+            "cannot be checked against the commit it was built from"
+        )
     return smoke.Expectation(image=image, git_commit=revision)
 
 
@@ -233,9 +269,13 @@ def check(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None) -> Ga
     """The smoke test of the image a build just made, as ``plan`` says (start command,
     timeout): the image of ``image_id`` (the build's ``--iidfile``), so a tag another build
     moved meanwhile starts nothing else; ``/health`` must report the build's facts."""
-    expect = smoke.Expectation(image=image_id or plan.primary, version=plan.version,
-                               environment=plan.env, git_commit=plan.git.commit,
-                               command=plan.smoke_command)
+    expect = smoke.Expectation(
+        image=image_id or plan.primary,
+        version=plan.version,
+        environment=plan.env,
+        git_commit=plan.git.commit,
+        command=plan.smoke_command,
+    )
     return run(runner, expect, timeout=plan.limits.smoke_timeout)
 
 
@@ -245,16 +285,23 @@ class _Clock:
     sleep: Callable[[float], None] = time.sleep
 
 
-def run(runner: Runner, expect: smoke.Expectation, *, timeout: float = smoke.DEFAULT_TIMEOUT,
-        http: Optional[Http] = None, clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        names: Optional[Callable[[], str]] = None) -> GateResult:
+def run(
+    runner: Runner,
+    expect: smoke.Expectation,
+    *,
+    timeout: float = smoke.DEFAULT_TIMEOUT,
+    http: Optional[Http] = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    names: Optional[Callable[[], str]] = None,
+) -> GateResult:
     """The gate on ``expect.image`` (its command: ``expect.command``, SageMaker's ``serve``):
     the first start checks readiness (within ``timeout`` seconds), ``/ping``'s time,
     ``/health`` (``expect``), ``/invocations`` and the exit after SIGTERM; the second start
     ``SAGEMAKER_BIND_TO_PORT``. ``GateFailed`` names the first rule broken."""
-    http = http or (lambda port, method, path, body, limit: http_request(port, method, path,
-                                                                         body, limit, clock))
+    http = http or (
+        lambda port, method, path, body, limit: http_request(port, method, path, body, limit, clock)
+    )
     time_ = _Clock(clock, sleep)
     names = names or smoke.container_name
     image = expect.image
@@ -273,26 +320,32 @@ class _Container:
     """One started container: removed on leaving, whatever happened; a failure inside gets the
     container's last log lines."""
 
-    def __init__(self, runner: Runner, expect: smoke.Expectation, name: str, port: int,
-                 moved: bool = False):
+    def __init__(
+        self, runner: Runner, expect: smoke.Expectation, name: str, port: int, moved: bool = False
+    ):
         self.runner, self.expect, self.name = runner, expect, name
         self.port, self.moved = port, moved
         self.started: Optional[Result] = None
 
     def __enter__(self) -> _Container:
         try:
-            self.started = self.runner.run(run_command(self.expect.image, self.name,
-                                                       self.expect.command, self.port,
-                                                       self.moved))
+            self.started = self.runner.run(
+                run_command(
+                    self.expect.image, self.name, self.expect.command, self.port, self.moved
+                )
+            )
         except BaseException:
             self._remove()
             raise
         if not self.started.ok:
             self._remove()
-            raise GateFailed(f"SageMaker contract: {RULES['serve']} [serve]: "
-                             f"{smoke.start_failure(self.expect, self.started)}; see "
-                             f"{CONTRACT_URL}", rule="serve",
-                             figure=f"exit {self.started.returncode}")
+            raise GateFailed(
+                f"SageMaker contract: {RULES['serve']} [serve]: "
+                f"{smoke.start_failure(self.expect, self.started)}; see "
+                f"{CONTRACT_URL}",
+                rule="serve",
+                figure=f"exit {self.started.returncode}",
+            )
         return self
 
     def host_port(self, port: int) -> int:
@@ -303,29 +356,38 @@ class _Container:
             state = self.state()
             if state[:1] != ["true"]:
                 code = f" (exit {state[1]})" if len(state) > 1 else ""
-                raise failure(self.expect.image, "ready", f"the container exited{code} before "
-                              "/ping answered 200")
-            raise SmokeTestFailed(f"SageMaker gate of {self.expect.image} could not run: "
-                                  f"`docker port {self.name} {port}/tcp` failed: "
-                                  f"{(answer.stdout + answer.stderr).strip()}")
+                raise failure(
+                    self.expect.image,
+                    "ready",
+                    f"the container exited{code} before /ping answered 200",
+                )
+            raise SmokeTestFailed(
+                f"SageMaker gate of {self.expect.image} could not run: "
+                f"`docker port {self.name} {port}/tcp` failed: "
+                f"{(answer.stdout + answer.stderr).strip()}"
+            )
         return smoke.parse_port(answer.stdout)
 
     def state(self) -> list:
         return self.runner.run(state_command(self.name)).stdout.split()
 
-    def __exit__(self, kind: Optional[type], error: Optional[BaseException],
-                 trace: object) -> None:
+    def __exit__(self, kind: Optional[type], error: Optional[BaseException], trace: object) -> None:
         try:
             if isinstance(error, SmokeTestFailed):
                 # what the container said, read before it is removed (diagnose.py): its state,
                 # a hint for a start that failed (CRLF #! line, not executable, no interpreter)
                 state, hint, text = diagnose.why_stopped(self.runner, self.name, smoke.LOG_LINES)
                 said = str(error)
-                status = ("" if state.running or not state.status or "exit" in said
-                          else f" (container {state.describe()})")  # said once, not twice
+                status = (
+                    ""
+                    if state.running or not state.status or "exit" in said
+                    else f" (container {state.describe()})"
+                )  # said once, not twice
                 hint = f"; {hint}" if hint else ""
-                error.args = (f"{said}{status}{hint}\n--- last {smoke.LOG_LINES} log lines of "
-                              f"the container ---\n{text or '(no output)'}",)
+                error.args = (
+                    f"{said}{status}{hint}\n--- last {smoke.LOG_LINES} log lines of "
+                    f"the container ---\n{text or '(no output)'}",
+                )
         finally:
             self._remove()
 
@@ -334,8 +396,9 @@ class _Container:
             self.runner.run(smoke.remove_command(self.name))
 
 
-def _first_start(runner: Runner, expect: smoke.Expectation, timeout: float, http: Http,
-                 time_: _Clock, name: str) -> dict:
+def _first_start(
+    runner: Runner, expect: smoke.Expectation, timeout: float, http: Http, time_: _Clock, name: str
+) -> dict:
     image = expect.image
     try:
         with _Container(runner, expect, name, smoke.CONTAINER_PORT) as container:
@@ -343,58 +406,85 @@ def _first_start(runner: Runner, expect: smoke.Expectation, timeout: float, http
             started = time_.now()
 
             def ready() -> tuple:
-                slowest = _wait_ping(runner, container, port, smoke.CONTAINER_PORT, timeout,
-                                     http, time_, image)
+                slowest = _wait_ping(
+                    runner, container, port, smoke.CONTAINER_PORT, timeout, http, time_, image
+                )
                 return slowest, time_.now() - started
 
             ping, ready_after = runner.check(
                 f"wait up to {timeout:g}s for GET {smoke.READY_PATH} on port "
                 f"{smoke.CONTAINER_PORT} to answer 200, each answer within {PING_LIMIT:g}s",
-                ready, (0.0, 0.0))
+                ready,
+                (0.0, 0.0),
+            )
             health = runner.check(
                 f"check what {smoke.HEALTH_PATH} reports",
-                lambda: smoke._health(expect, _answer(http(port, "GET", smoke.HEALTH_PATH, None,
-                                                           PING_PATIENCE))),
-                expect.answer())
+                lambda: smoke._health(
+                    expect, _answer(http(port, "GET", smoke.HEALTH_PATH, None, PING_PATIENCE))
+                ),
+                expect.answer(),
+            )
             problems = expect.mismatches(health)
             if problems:
                 raise SmokeTestFailed(f"{image}: /health answered but {'; '.join(problems)}")
             status, seconds = runner.check(
-                f"POST /invocations and expect an answer below 500 within "
-                f"{INVOCATIONS_LIMIT:g}s", lambda: _invoke(runner, port, http, image),
-                (200, 0.0))
+                f"POST /invocations and expect an answer below 500 within {INVOCATIONS_LIMIT:g}s",
+                lambda: _invoke(runner, port, http, image),
+                (200, 0.0),
+            )
             stop = _stop(runner, container, time_, image)
     except CommandFailed as failed:
         raise SmokeTestFailed(f"SageMaker gate of {image} could not run: {failed}") from None
-    return {"ping_seconds": round(ping, 3), "ready_seconds": round(ready_after, 3),
-            "invocations_status": status, "invocations_seconds": round(seconds, 3),
-            "stop_seconds": round(stop, 3), "moved_port": MOVED_PORT, "health": health}
+    return {
+        "ping_seconds": round(ping, 3),
+        "ready_seconds": round(ready_after, 3),
+        "invocations_status": status,
+        "invocations_seconds": round(seconds, 3),
+        "stop_seconds": round(stop, 3),
+        "moved_port": MOVED_PORT,
+        "health": health,
+    }
 
 
 def _answer(outcome: Outcome) -> smoke.Answer:
     return outcome.status, outcome.body
 
 
-def _wait_ping(runner: Runner, container: _Container, port: int, container_port: int,
-               timeout: float, http: Http, time_: _Clock, image: str) -> float:
+def _wait_ping(
+    runner: Runner,
+    container: _Container,
+    port: int,
+    container_port: int,
+    timeout: float,
+    http: Http,
+    time_: _Clock,
+    image: str,
+) -> float:
     """Poll ``/ping`` until it answers 200; every answer (and every held connection) is timed
     against ``PING_LIMIT``. Returns the slowest answer's seconds. A container that exits, or
     no 200 within ``timeout``, fails."""
     deadline = time_.now() + timeout
     slowest = 0.0
     attempt = 0
-    with runner.waiting(f"GET /ping on port {container_port} of {image} to answer 200",
-                        timeout):
+    with runner.waiting(f"GET /ping on port {container_port} of {image} to answer 200", timeout):
         while True:
             outcome = http(port, "GET", smoke.READY_PATH, None, PING_PATIENCE)
             if outcome.accepted:
                 slowest = max(slowest, outcome.seconds)
                 if outcome.status is None:
-                    raise failure(image, "ping-2s", f"no answer within {PING_PATIENCE:g} s",
-                                  " once the port accepted the connection")
+                    raise failure(
+                        image,
+                        "ping-2s",
+                        f"no answer within {PING_PATIENCE:g} s",
+                        " once the port accepted the connection",
+                    )
                 if outcome.seconds > PING_LIMIT:
-                    raise failure(image, "ping-2s", f"/ping took {outcome.seconds:.1f} s",
-                                  " once the port accepted connections")
+                    raise failure(
+                        image,
+                        "ping-2s",
+                        f"/ping took {outcome.seconds:.1f} s",
+                        " once the port accepted connections",
+                    )
                 if outcome.status == 200:
                     return slowest
             attempt += 1
@@ -402,13 +492,21 @@ def _wait_ping(runner: Runner, container: _Container, port: int, container_port:
                 state = container.state()
                 if state[:1] != ["true"]:
                     code = f" (exit {state[1]})" if len(state) > 1 else ""
-                    raise failure(image, "ready", f"the container exited{code} before /ping "
-                                  "answered 200")
+                    raise failure(
+                        image, "ready", f"the container exited{code} before /ping answered 200"
+                    )
             if time_.now() >= deadline:
-                said = (f"the last answer was {outcome.status}" if outcome.status is not None
-                        else "nothing answered")
-                raise failure(image, "ready", f"no 200 within {timeout:g} s ({said})",
-                              " (--smoke-timeout, or smoke-timeout in setup.cfg [ragbuild])")
+                said = (
+                    f"the last answer was {outcome.status}"
+                    if outcome.status is not None
+                    else "nothing answered"
+                )
+                raise failure(
+                    image,
+                    "ready",
+                    f"no 200 within {timeout:g} s ({said})",
+                    " (--smoke-timeout, or smoke-timeout in setup.cfg [ragbuild])",
+                )
             time_.sleep(POLL)
 
 
@@ -416,11 +514,12 @@ def _invoke(runner: Runner, port: int, http: Http, image: str) -> tuple:
     with runner.waiting(f"POST /invocations of {image} to answer", INVOCATIONS_LIMIT):
         outcome = http(port, "POST", "/invocations", INVOCATION, INVOCATIONS_LIMIT)
     if outcome.status is None:
-        how = ("no answer" if outcome.accepted else "the connection was closed without an answer")
+        how = "no answer" if outcome.accepted else "the connection was closed without an answer"
         raise failure(image, "invocations-60s", f"{how} after {outcome.seconds:.1f} s")
     if outcome.status >= 500:
-        raise failure(image, "invocations-60s",
-                      f"answered {outcome.status} in {outcome.seconds:.1f} s")
+        raise failure(
+            image, "invocations-60s", f"answered {outcome.status} in {outcome.seconds:.1f} s"
+        )
     return outcome.status, outcome.seconds
 
 
@@ -438,18 +537,24 @@ def _stop(runner: Runner, container: _Container, time_: _Clock, image: str) -> f
                 if state[:1] != ["true"]:
                     return elapsed
                 if elapsed >= STOP_LIMIT:
-                    raise failure(image, "sigterm-30s", f"still running {elapsed:.0f} s after "
-                                  "SIGTERM", "; SageMaker then kills it (SIGKILL): handle "
-                                  "SIGTERM (PID 1 gets no default action for it: exec the "
-                                  "server, or run it under an init such as --init/tini)")
+                    raise failure(
+                        image,
+                        "sigterm-30s",
+                        f"still running {elapsed:.0f} s after SIGTERM",
+                        "; SageMaker then kills it (SIGKILL): handle "
+                        "SIGTERM (PID 1 gets no default action for it: exec the "
+                        "server, or run it under an init such as --init/tini)",
+                    )
                 time_.sleep(POLL)
 
-    return runner.check(f"wait up to {STOP_LIMIT:g}s for the container to exit after SIGTERM",
-                        wait, 0.0)
+    return runner.check(
+        f"wait up to {STOP_LIMIT:g}s for the container to exit after SIGTERM", wait, 0.0
+    )
 
 
-def _moved_start(runner: Runner, expect: smoke.Expectation, timeout: float, http: Http,
-                 time_: _Clock, name: str) -> float:
+def _moved_start(
+    runner: Runner, expect: smoke.Expectation, timeout: float, http: Http, time_: _Clock, name: str
+) -> float:
     """The second start, ``SAGEMAKER_BIND_TO_PORT=MOVED_PORT``: ``/ping`` must answer there.
     When it does not, whether 8080 answers instead says why."""
     image = expect.image
@@ -460,21 +565,31 @@ def _moved_start(runner: Runner, expect: smoke.Expectation, timeout: float, http
 
             def ready() -> float:
                 try:
-                    return _wait_ping(runner, container, port, MOVED_PORT, timeout, http, time_,
-                                      image)
+                    return _wait_ping(
+                        runner, container, port, MOVED_PORT, timeout, http, time_, image
+                    )
                 except GateFailed as failed:
                     if failed.rule != "ready":
                         raise
                     other = http(default, "GET", smoke.READY_PATH, None, PING_PATIENCE)
-                    instead = (f"; it answers on {smoke.CONTAINER_PORT} instead ({other.status})"
-                               if other.status is not None else "")
-                    raise failure(image, "bind-to-port",
-                                  f"with {BIND_VARIABLE}={MOVED_PORT}, {failed.figure} on port "
-                                  f"{MOVED_PORT}{instead}") from None
+                    instead = (
+                        f"; it answers on {smoke.CONTAINER_PORT} instead ({other.status})"
+                        if other.status is not None
+                        else ""
+                    )
+                    raise failure(
+                        image,
+                        "bind-to-port",
+                        f"with {BIND_VARIABLE}={MOVED_PORT}, {failed.figure} on port "
+                        f"{MOVED_PORT}{instead}",
+                    ) from None
 
-            return runner.check(f"start it again with {BIND_VARIABLE}={MOVED_PORT} and wait up "
-                                f"to {timeout:g}s for GET /ping on port {MOVED_PORT}",
-                                ready, 0.0)
+            return runner.check(
+                f"start it again with {BIND_VARIABLE}={MOVED_PORT} and wait up "
+                f"to {timeout:g}s for GET /ping on port {MOVED_PORT}",
+                ready,
+                0.0,
+            )
     except CommandFailed as failed:
         raise SmokeTestFailed(f"SageMaker gate of {image} could not run: {failed}") from None
 
@@ -485,34 +600,50 @@ def _moved_start(runner: Runner, expect: smoke.Expectation, timeout: float, http
 #: index (Docker manifest list or OCI index) and not a single OCI image manifest
 #: (aws/amazon-sagemaker-feedback#180, mlflow/mlflow#13834).
 SAGEMAKER_SHAPE = "application/vnd.docker.distribution.manifest.v2+json"
-SHAPE_FIX = ("build for one platform without attestations and with Docker media types (ragbuild's "
-             "own build does: docker buildx build --provenance=false --sbom=false --output "
-             "type=image,oci-mediatypes=false), or pass --not-for-sagemaker when the image is not "
-             "for SageMaker")
+SHAPE_FIX = (
+    "build for one platform without attestations and with Docker media types (ragbuild's "
+    "own build does: docker buildx build --provenance=false --sbom=false --output "
+    "type=image,oci-mediatypes=false), or pass --not-for-sagemaker when the image is not "
+    "for SageMaker"
+)
 
 
-def shape_problem(ref: str, manifest: manifest_api.Manifest,
-                  platform: Optional[str] = None, planned: Optional[str] = None,
-                  normalize: Callable[[str], str] = str.lower) -> Optional[str]:
+def shape_problem(
+    ref: str,
+    manifest: manifest_api.Manifest,
+    platform: Optional[str] = None,
+    planned: Optional[str] = None,
+    normalize: Callable[[str], str] = str.lower,
+) -> Optional[str]:
     """Why ``ref``'s manifest (as the registry serves it) is not SageMaker's shape, with the fix;
     None when it is. ``platform``: the image's (its config's ``os/architecture``), checked
     against ``planned`` when both are known, each ``normalize``d (``push.normalize_platform``:
     containerd's spelling rules)."""
     if manifest.is_index:
-        return (f"{ref} is an image index ({manifest.media_type}), not a single Docker v2 schema "
-                f"2 manifest: SageMaker refuses an index; {SHAPE_FIX}")
+        return (
+            f"{ref} is an image index ({manifest.media_type}), not a single Docker v2 schema "
+            f"2 manifest: SageMaker refuses an index; {SHAPE_FIX}"
+        )
     if manifest.media_type != SAGEMAKER_SHAPE:
-        return (f"{ref} is a single {manifest.media_type} manifest, not a Docker v2 schema 2 "
-                f"manifest ({SAGEMAKER_SHAPE}): SageMaker refuses it; {SHAPE_FIX}")
+        return (
+            f"{ref} is a single {manifest.media_type} manifest, not a Docker v2 schema 2 "
+            f"manifest ({SAGEMAKER_SHAPE}): SageMaker refuses it; {SHAPE_FIX}"
+        )
     if platform and planned:
         if normalize(platform) != normalize(planned):
-            return (f"{ref} is an image for {platform}, not the planned {planned}: build with "
-                    f"--platform {planned}")
+            return (
+                f"{ref} is an image for {platform}, not the planned {planned}: build with "
+                f"--platform {planned}"
+            )
     return None
 
 
-def check_shape(session: registry_api.Session, ref: str, planned: Optional[str] = None,
-                normalize: Callable[[str], str] = str.lower) -> Optional[str]:
+def check_shape(
+    session: registry_api.Session,
+    ref: str,
+    planned: Optional[str] = None,
+    normalize: Callable[[str], str] = str.lower,
+) -> Optional[str]:
     """Read ``ref``'s manifest (and, with a ``planned`` platform, its config) from the registry
     and say why it is not SageMaker's shape; None when it is. For promote: SOURCE's shape before
     any tag is written. ``manifest_api.ReadFailed`` when the registry does not serve it."""

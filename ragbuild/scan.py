@@ -39,17 +39,29 @@ class Scanner:
     source: str  # where it came from, for messages
 
 
-def prepare(plan: BuildPlan, config: Config, *, which: Which = shutil.which,
-            environ: Mapping[str, str] = os.environ) -> Scanner:
+def prepare(
+    plan: BuildPlan,
+    config: Config,
+    *,
+    which: Which = shutil.which,
+    environ: Mapping[str, str] = os.environ,
+) -> Scanner:
     """Before the build: the scanner must exist, and there must be a local image to scan."""
     if plan.multi_platform:
-        raise UsageError("--scan scans the local image, and a multi-platform build leaves none (it "
-                         "pushes straight to the registry); scan a --platform linux/amd64 build")
+        raise UsageError(
+            "--scan scans the local image, and a multi-platform build leaves none (it "
+            "pushes straight to the registry); scan a --platform linux/amd64 build"
+        )
     return resolve(plan.options.scan_command, config.scan_command, which=which, environ=environ)
 
 
-def resolve(command: Optional[str], configured: Optional[str], *, which: Which = shutil.which,
-            environ: Mapping[str, str] = os.environ) -> Scanner:
+def resolve(
+    command: Optional[str],
+    configured: Optional[str],
+    *,
+    which: Which = shutil.which,
+    environ: Mapping[str, str] = os.environ,
+) -> Scanner:
     """The scanner to run: the flag's command, setup.cfg's, or trivy found on PATH."""
     if command is not None:
         scanner = Scanner(parse_scan_command(command, "--scan-command"), "--scan-command")
@@ -59,13 +71,16 @@ def resolve(command: Optional[str], configured: Optional[str], *, which: Which =
     elif which("trivy", path=environ.get("PATH")):
         scanner = Scanner(tuple(shlex.split(TRIVY)), "trivy on PATH")
     else:
-        raise ToolMissing("--scan found no scanner: install trivy (https://trivy.dev), or name one "
-                          "with --scan-command 'grype {image} --fail-on high' or scan-command in "
-                          "setup.cfg [ragbuild]")
+        raise ToolMissing(
+            "--scan found no scanner: install trivy (https://trivy.dev), or name one "
+            "with --scan-command 'grype {image} --fail-on high' or scan-command in "
+            "setup.cfg [ragbuild]"
+        )
     program = _program(scanner.argv[0], environ)
     if not which(program, path=environ.get("PATH")):
-        raise ToolMissing(f"the scanner {program} ({scanner.source}) is not installed or not "
-                          "executable")
+        raise ToolMissing(
+            f"the scanner {program} ({scanner.source}) is not installed or not executable"
+        )
     return scanner
 
 
@@ -92,10 +107,13 @@ def run(runner: Runner, scanner: Scanner, plan: BuildPlan, image_id: Optional[st
     take an ID as they take a name), so the scan reads this run's image even when another build
     took its tags meanwhile."""
     image = image_id or plan.primary
-    result = runner.run(scan_command(scanner, image,
-                                     plan.docker.endpoint() if plan.docker is not None else None))
+    result = runner.run(
+        scan_command(scanner, image, plan.docker.endpoint() if plan.docker is not None else None)
+    )
     if not result.ok:
         pushed = "; nothing was pushed" if plan.options.push else ""
-        raise ScanFailed(f"the vulnerability scan of {image} failed (exit {result.returncode}; "
-                         f"its findings are above){pushed}")
+        raise ScanFailed(
+            f"the vulnerability scan of {image} failed (exit {result.returncode}; "
+            f"its findings are above){pushed}"
+        )
     runner.report(f"vulnerability scan passed: {image}", SUCCESS)

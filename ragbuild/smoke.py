@@ -47,15 +47,26 @@ class Expectation:
 
     def answer(self) -> dict:
         """The /health answer this expects (what a dry run assumes)."""
-        wanted = {"status": "ok", "version": self.version, "environment": self.environment,
-                  "git_commit": self.git_commit}
+        wanted = {
+            "status": "ok",
+            "version": self.version,
+            "environment": self.environment,
+            "git_commit": self.git_commit,
+        }
         return {key: value for key, value in wanted.items() if value is not None}
 
     def mismatches(self, health: dict) -> list:
-        wanted = {"status": "ok", "version": self.version, "environment": self.environment,
-                  "git_commit": self.git_commit}
-        return [f"{key} is {health.get(key)!r}, expected {value!r}"
-                for key, value in wanted.items() if value is not None and health.get(key) != value]
+        wanted = {
+            "status": "ok",
+            "version": self.version,
+            "environment": self.environment,
+            "git_commit": self.git_commit,
+        }
+        return [
+            f"{key} is {health.get(key)!r}, expected {value!r}"
+            for key, value in wanted.items()
+            if value is not None and health.get(key) != value
+        ]
 
 
 #: Lines docker adds after the reason: ``docker run``'s "See 'docker run --help'.", ``docker
@@ -78,8 +89,9 @@ def container_name() -> str:
 
 
 def logs_command(container: str) -> Command:
-    return Command(("docker", "logs", "--tail", str(LOG_LINES), container), check=False,
-                   kind=Kind.PROBE)
+    return Command(
+        ("docker", "logs", "--tail", str(LOG_LINES), container), check=False, kind=Kind.PROBE
+    )
 
 
 def remove_command(container: str) -> Command:
@@ -103,26 +115,37 @@ def start_failure(expect: Expectation, result: Result) -> str:
     started = " ".join(("docker run IMAGE", *expect.command))
     hint = ""
     lowered = reason.lower()
-    if "executable file not found" in lowered or "permission denied" in lowered \
-            or "no such file or directory" in lowered:
-        hint = (f"; `{expect.command[0]}` must be an executable file on the image's PATH "
-                "(set its mode in the image: COPY --chmod=755 or RUN chmod 755), as the "
-                "platform starts the image that way")
-    return (f"smoke test of {expect.image}: `{started}` failed to start (exit "
-            f"{result.returncode}): {reason}{hint}")
+    if (
+        "executable file not found" in lowered
+        or "permission denied" in lowered
+        or "no such file or directory" in lowered
+    ):
+        hint = (
+            f"; `{expect.command[0]}` must be an executable file on the image's PATH "
+            "(set its mode in the image: COPY --chmod=755 or RUN chmod 755), as the "
+            "platform starts the image that way"
+        )
+    return (
+        f"smoke test of {expect.image}: `{started}` failed to start (exit "
+        f"{result.returncode}): {reason}{hint}"
+    )
 
 
 def _health(expect: Expectation, answer: Answer) -> dict:
     status, body = answer
     if status != 200:
-        raise SmokeTestFailed(f"{expect.image}: {READY_PATH} answered 200 but {HEALTH_PATH} "
-                              f"answered {status or 'nothing'}")
+        raise SmokeTestFailed(
+            f"{expect.image}: {READY_PATH} answered 200 but {HEALTH_PATH} "
+            f"answered {status or 'nothing'}"
+        )
     try:
         health = json.loads(body.decode())
     except ValueError:  # also UnicodeDecodeError
-        raise SmokeTestFailed(f"{HEALTH_PATH} answered 200 with a body that is not JSON: "
-                              f"{body[:200]!r}") from None
+        raise SmokeTestFailed(
+            f"{HEALTH_PATH} answered 200 with a body that is not JSON: {body[:200]!r}"
+        ) from None
     if not isinstance(health, dict):
-        raise SmokeTestFailed(f"{expect.image}: {HEALTH_PATH} answered "
-                              f"{json.dumps(health)[:200]}, not a JSON object")
+        raise SmokeTestFailed(
+            f"{expect.image}: {HEALTH_PATH} answered {json.dumps(health)[:200]}, not a JSON object"
+        )
     return health

@@ -56,7 +56,9 @@ def channel_tags(parsed: semver.Version) -> tuple[str, str]:
     return f"{parsed.major}.{parsed.minor}", f"{parsed.major}"
 
 
-def moving_tags(parsed: Optional[semver.Version], env: Optional[str], semver_tags: bool) -> frozenset[str]:
+def moving_tags(
+    parsed: Optional[semver.Version], env: Optional[str], semver_tags: bool
+) -> frozenset[str]:
     """The tags a later build must overwrite: ``latest``, the env tag and, with --semver-tags,
     the channel tags."""
     moving = {"latest"} | ({env} if env else set())
@@ -72,15 +74,21 @@ def needs_known_tags(parsed: Optional[semver.Version], policy: LatestPolicy) -> 
     return policy == LatestPolicy.AUTO and parsed is not None and not parsed.prerelease
 
 
-def _highest(known: tuple[tuple[str, semver.Version], ...],
-             match: Callable[[semver.Version], bool] = lambda v: True
-             ) -> Optional[tuple[str, semver.Version]]:
+def _highest(
+    known: tuple[tuple[str, semver.Version], ...],
+    match: Callable[[semver.Version], bool] = lambda v: True,
+) -> Optional[tuple[str, semver.Version]]:
     stable = [(name, v) for name, v in known if not v.prerelease and match(v)]
     return max(stable, key=lambda item: item[1]) if stable else None
 
 
-def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, policy: LatestPolicy,
-                     known: Optional[tuple] = None) -> Channels:
+def version_channels(
+    parsed: Optional[semver.Version],
+    *,
+    semver_tags: bool,
+    policy: LatestPolicy,
+    known: Optional[tuple] = None,
+) -> Channels:
     """The channel tags and whether ``latest`` moves, with a note for each decision.
 
     ``parsed`` is the ``semver.Version`` of ``plan.parse_version`` (or None: no --version);
@@ -97,8 +105,10 @@ def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, pol
     def decide(tag: str, match: Callable[[semver.Version], bool], scope: str) -> bool:
         """For a moving tag under --latest-policy auto: keep it, or say why not."""
         if parsed is None:
-            notes.append(f"{tag}: left out: no --version (with --latest-policy auto only a "
-                         "released version moves it)")
+            notes.append(
+                f"{tag}: left out: no --version (with --latest-policy auto only a "
+                "released version moves it)"
+            )
             return False
         if parsed.prerelease:
             notes.append(f"{tag}: left out: {version} is a prerelease")
@@ -118,9 +128,9 @@ def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, pol
         assert parsed is not None  # refused above without a version
         minor, major = channel_tags(parsed)
         for tag, match, scope in (
-                (minor, lambda v: (v.major, v.minor) == (parsed.major, parsed.minor),
-                 f"v{minor}.*"),
-                (major, lambda v: v.major == parsed.major, f"v{major}.*")):
+            (minor, lambda v: (v.major, v.minor) == (parsed.major, parsed.minor), f"v{minor}.*"),
+            (major, lambda v: v.major == parsed.major, f"v{major}.*"),
+        ):
             if policy == LatestPolicy.AUTO:
                 if decide(tag, match, scope):
                     tags.append(tag)
@@ -128,8 +138,10 @@ def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, pol
                 notes.append(f"{tag}: left out: {version} is a prerelease")
             else:
                 shown = LatestPolicy(policy).value  # f"{member}" of a str Enum is its name
-                notes.append(f"{tag}: kept: {version} is a release (--latest-policy {shown}: "
-                             "git tags are not compared)")
+                notes.append(
+                    f"{tag}: kept: {version} is a release (--latest-policy {shown}: "
+                    "git tags are not compared)"
+                )
                 tags.append(tag)
     if policy == LatestPolicy.ALWAYS:
         latest = True
@@ -144,8 +156,9 @@ def version_channels(parsed: Optional[semver.Version], *, semver_tags: bool, pol
     return Channels(tuple(tags), latest, tuple(notes))
 
 
-def build_number(flag: Optional[str], ci_tags: bool,
-                 environ: Mapping[str, str]) -> Optional[BuildNumber]:
+def build_number(
+    flag: Optional[str], ci_tags: bool, environ: Mapping[str, str]
+) -> Optional[BuildNumber]:
     """The number of the ``build-<N>`` tag, or None.
 
     ``--build-number`` wins over ``--ci-tags``; with ``--ci-tags`` alone the first of
@@ -158,14 +171,20 @@ def build_number(flag: Optional[str], ci_tags: bool,
         value = environ.get(name)
         if value:
             return BuildNumber(_check_build_number(value, name), name)
-    raise UsageError(f"--ci-tags needs a build number: none of {', '.join(CI_BUILD_NUMBER_VARS)} "
-                     "is set (or pass --build-number N)")
+    raise UsageError(
+        f"--ci-tags needs a build number: none of {', '.join(CI_BUILD_NUMBER_VARS)} "
+        "is set (or pass --build-number N)"
+    )
 
 
 def _check_build_number(raw: str, source: str) -> str:
     text = raw.strip()
     if not BUILD_NUMBER_RE.fullmatch(text) or int(text) == 0:
-        given = f"{source} {raw!r}" if source.startswith("--") else f"{source}={raw!r} (read by --ci-tags)"
+        given = (
+            f"{source} {raw!r}"
+            if source.startswith("--")
+            else f"{source}={raw!r} (read by --ci-tags)"
+        )
         raise UsageError(f"{given} is not a positive integer (the build-<N> tag needs one)")
     return str(int(text))
 
@@ -179,17 +198,28 @@ def parse_version(raw: str) -> semver.Version:
 
     version = raw[1:] if raw.startswith("v") else raw
     if not version:
-        raise UsageError(f"--version {raw!r} is empty; give a semantic version such as 1.2.3 "
-                         "(with make: VERSION=1.2.3)")
+        raise UsageError(
+            f"--version {raw!r} is empty; give a semantic version such as 1.2.3 "
+            "(with make: VERSION=1.2.3)"
+        )
     try:
         return semver.Version.parse(version)
     except ValueError:
-        raise UsageError(f"--version {raw!r} is not a semantic version: use MAJOR.MINOR.PATCH with "
-                         "an optional -prerelease and +build, e.g. 1.2.3 or 1.3.0-rc.1") from None
+        raise UsageError(
+            f"--version {raw!r} is not a semantic version: use MAJOR.MINOR.PATCH with "
+            "an optional -prerelease and +build, e.g. 1.2.3 or 1.3.0-rc.1"
+        ) from None
 
 
-def plan_tags(version: Optional[str], env: Optional[str], timestamp: str, git: GitInfo,
-              number: Optional[BuildNumber], custom: tuple, channel: Channels) -> tuple:
+def plan_tags(
+    version: Optional[str],
+    env: Optional[str],
+    timestamp: str,
+    git: GitInfo,
+    number: Optional[BuildNumber],
+    custom: tuple,
+    channel: Channels,
+) -> tuple:
     """The tags, in bash's order with the opt-in ones slotted in (this module's docstring shows where);
     ``custom`` are the --tag values (``_check_custom_tags``); one equal to a generated tag is
     given once."""
@@ -215,7 +245,9 @@ def _generated(tag: str, origin: str) -> str:
     takes (``build-<200 digits>``, ``<long env>-<timestamp>``), or the build would fail late."""
     if not TAG_RE.fullmatch(tag):
         shown = tag if len(tag) <= 60 else f"{tag[:40]}...{tag[-12:]}"
-        raise UsageError(f"{origin} makes the tag {shown!r} ({len(tag)} characters), which is not "
-                         "a valid Docker tag: up to 128 letters, digits, '_', '.' or '-', not "
-                         "starting with '.' or '-'")
+        raise UsageError(
+            f"{origin} makes the tag {shown!r} ({len(tag)} characters), which is not "
+            "a valid Docker tag: up to 128 letters, digits, '_', '.' or '-', not "
+            "starting with '.' or '-'"
+        )
     return tag

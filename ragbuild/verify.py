@@ -3,7 +3,7 @@ is the image this run built; the result is the ``<repository>@<digest>`` to depl
 
 from __future__ import annotations
 
-from typing import (TYPE_CHECKING, Optional)
+from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, MutableMapping
 
 from ragbuild.buildx import NOT_FOR_SAGEMAKER
@@ -18,16 +18,19 @@ if TYPE_CHECKING:  # registry (urllib, ssl) and proxy are imported by a push onl
 from ragbuild.push import Context, normalize_platform, read_back, restore_advice, session_of
 
 
-def _judge(ctx: Context, ref: str, manifest: manifest.Manifest,
-           pushed: Mapping[str, Optional[str]]) -> str:
+def _judge(
+    ctx: Context, ref: str, manifest: manifest.Manifest, pushed: Mapping[str, Optional[str]]
+) -> str:
     """The digest ``ref`` names, when it is what was pushed; ValueError says what it is not."""
     plan = ctx.plan
     if not plan.multi_platform:
         if manifest.is_index:
-            raise ValueError(f"{ref} is an image index ({manifest.media_type}), not a single "
-                             "image manifest: SageMaker refuses image indexes; build without "
-                             "attestations "
-                             "(--provenance=false --sbom=false) for a single platform")
+            raise ValueError(
+                f"{ref} is an image index ({manifest.media_type}), not a single "
+                "image manifest: SageMaker refuses image indexes; build without "
+                "attestations "
+                "(--provenance=false --sbom=false) for a single platform"
+            )
         if not plan.options.not_for_sagemaker:
             from ragbuild import sagemaker
 
@@ -35,21 +38,29 @@ def _judge(ctx: Context, ref: str, manifest: manifest.Manifest,
             if problem:
                 raise ValueError(problem)
         if manifest.digest != pushed.get(ref):
-            raise ValueError(f"{ref} resolves to {manifest.digest} on the registry, but the push "
-                             f"reported {pushed.get(ref)}")
+            raise ValueError(
+                f"{ref} resolves to {manifest.digest} on the registry, but the push "
+                f"reported {pushed.get(ref)}"
+            )
         if ctx.image_id is not None and not manifest.names_image(ctx.image_id):
-            raise ValueError(f"{ref} serves the image {manifest.config or manifest.digest}, not "
-                             f"this run's image {ctx.image_id}; to put it back: "
-                             + "; ".join(restore_advice(ctx, [ref])))
+            raise ValueError(
+                f"{ref} serves the image {manifest.config or manifest.digest}, not "
+                f"this run's image {ctx.image_id}; to put it back: "
+                + "; ".join(restore_advice(ctx, [ref]))
+            )
         return manifest.digest
     if not manifest.is_index:
-        raise ValueError(f"{ref} is a single image manifest ({manifest.media_type}), not an "
-                         "image index of the platforms")
+        raise ValueError(
+            f"{ref} is a single image manifest ({manifest.media_type}), not an "
+            "image index of the platforms"
+        )
     have = {normalize_platform(p) for p in manifest.platforms}
     missing = [p for p in plan.platforms if normalize_platform(p) not in have]
     if missing:
-        raise ValueError(f"{ref}: the index lacks {', '.join(missing)} (it has "
-                         f"{', '.join(manifest.platforms) or 'no platform'})")
+        raise ValueError(
+            f"{ref}: the index lacks {', '.join(missing)} (it has "
+            f"{', '.join(manifest.platforms) or 'no platform'})"
+        )
     return manifest.digest
 
 
@@ -66,8 +77,9 @@ def _check_platform(runner: Runner, ctx: Context, session: registry_api.Session,
         except (manifest_api.ReadFailed, ValueError) as failed:
             return f"{ref}: its platform cannot be read back: {failed}"
 
-    problem = runner.check(f"read {ref}'s image config and expect the platform {planned}", ask,
-                           None)
+    problem = runner.check(
+        f"read {ref}'s image config and expect the platform {planned}", ask, None
+    )
     return [problem] if problem else []
 
 
@@ -88,8 +100,9 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     assert registry is not None
     if plan.multi_platform:
         expect = f"an image index of {', '.join(plan.platforms)}"
-        what = "the image index {digest} of " + ", ".join(plan.platforms) + \
-            f" ({NOT_FOR_SAGEMAKER})"
+        what = (
+            "the image index {digest} of " + ", ".join(plan.platforms) + f" ({NOT_FOR_SAGEMAKER})"
+        )
         differ = "name different indexes"
     else:
         expect = "the single image manifest the push reported"
@@ -99,13 +112,20 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
     def dry(ref: str) -> manifest.Manifest:  # what a dry run takes the registry to have answered
         if plan.multi_platform:
             return manifest.Manifest(DRY_DIGEST, manifest.OCI_INDEX, plan.platforms)
-        return manifest.Manifest(digests.get(ref) or DRY_DIGEST, manifest.DOCKER_MANIFEST,
-                               config=ctx.image_id or "")
+        return manifest.Manifest(
+            digests.get(ref) or DRY_DIGEST, manifest.DOCKER_MANIFEST, config=ctx.image_id or ""
+        )
 
-    checks = [(f"GET {manifest.manifest_url(session, ref.rsplit(':', 1)[1])} "
-               f"({describe(session)}; a pull token, the Docker and OCI manifest and index "
-               f"types accepted) and expect {expect}",
-               lambda ref=ref: read_back(runner, ctx, ref), dry(ref)) for ref in ctx.push.refs]
+    checks = [
+        (
+            f"GET {manifest.manifest_url(session, ref.rsplit(':', 1)[1])} "
+            f"({describe(session)}; a pull token, the Docker and OCI manifest and index "
+            f"types accepted) and expect {expect}",
+            lambda ref=ref: read_back(runner, ctx, ref),
+            dry(ref),
+        )
+        for ref in ctx.push.refs
+    ]
     answers = runner.check_all(checks)
     problems: list[str] = []
     found: dict[str, str] = {}
@@ -123,18 +143,24 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
         problems += _check_platform(runner, ctx, session, next(iter(found)))
     distinct = sorted(set(found.values()))
     if len(distinct) > 1:
-        problems.append(f"the tags of this build {differ}: "
-                        + ", ".join(f"{ref} {d}" for ref, d in found.items()))
+        problems.append(
+            f"the tags of this build {differ}: "
+            + ", ".join(f"{ref} {d}" for ref, d in found.items())
+        )
     if problems:
         raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
     pinned = f"{registry.uri}@{distinct[0]}"
-    runner.report(f"pushed and verified {len(found)} tags, all {what.format(digest=distinct[0])}:",
-                  SUCCESS)
+    runner.report(
+        f"pushed and verified {len(found)} tags, all {what.format(digest=distinct[0])}:", SUCCESS
+    )
     for ref in found:
         runner.report(f"  {ref}")
     if ctx.push.skipped:
-        why = ("they exist, and the repository's mutability is unknown" if ctx.push.in_order
-               else "the repository keeps them immutable")
+        why = (
+            "they exist, and the repository's mutability is unknown"
+            if ctx.push.in_order
+            else "the repository keeps them immutable"
+        )
         runner.report(f"left out ({why}): {', '.join(ctx.push.skipped)}")
     runner.emit(pinned)  # stdout: the one line a script wants
     return pinned

@@ -5,6 +5,7 @@ Started by a Python without ragbuild's packages (``./scripts/build-image.py`` is
 python3 by its #! line) while the project's ``.venv`` exists (``make venv``, or any make target's
 first use, made it), it runs itself again with ``.venv/bin/python``: the README's commands work
 after ``make build-dev`` without activating anything."""
+
 import os
 import sys
 
@@ -19,8 +20,9 @@ if MISSING:
     if os.access(VENV_PYTHON, os.X_OK) and not os.environ.get("RAGBUILD_IN_VENV"):
         os.environ["RAGBUILD_IN_VENV"] = "1"  # once: a .venv without the packages says so below
         os.execv(VENV_PYTHON, [VENV_PYTHON, *sys.argv])
-    sys.stderr.write(f"error: missing Python packages {', '.join(MISSING)}: "
-                     f"{install_hint(NEEDED.values())}\n")
+    sys.stderr.write(
+        f"error: missing Python packages {', '.join(MISSING)}: {install_hint(NEEDED.values())}\n"
+    )
     sys.exit(1)
 
 from ragbuild.cli import run  # noqa: E402

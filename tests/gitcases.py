@@ -16,33 +16,72 @@ SEED = int(os.environ.get("GITFACTS_SEED", "22"))
 CASES = int(os.environ.get("GITFACTS_CASES", "60"))
 
 #: Variables that would point git elsewhere or change its answers: none reach these tests' git.
-CLEARED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-           "GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM", "GIT_NAMESPACE")
+CLEARED = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_COMMON_DIR",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    "GIT_NAMESPACE",
+)
 
 
 def base_env(**more) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", LC_ALL="C",
-               GIT_AUTHOR_NAME="T", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="T",
-               GIT_COMMITTER_EMAIL="t@example.com")
+    env.update(
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        LC_ALL="C",
+        GIT_AUTHOR_NAME="T",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="T",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
     env.update(more)
     return env
 
 
 def git(repo, *args, env=None) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          env=env or base_env()).stdout.decode()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, env=env or base_env()
+    ).stdout.decode()
 
 
 # --- a generated repository ---------------------------------------------------------------------
 
-FILES = ["a.txt", "src/app.py", "src/util.py", "docs/readme.md", "build/out.txt",
-         "build/keep.txt", "run.sh", "b/c/deep.txt", "notes.log"]
-DOCKERIGNORES = ["", "*.log\n", "docs\n", "build\n!build/keep.txt\n", "**/*.md\n",
-                 "src/util.py\n", "b/c\n*.log\n"]
+FILES = [
+    "a.txt",
+    "src/app.py",
+    "src/util.py",
+    "docs/readme.md",
+    "build/out.txt",
+    "build/keep.txt",
+    "run.sh",
+    "b/c/deep.txt",
+    "notes.log",
+]
+DOCKERIGNORES = [
+    "",
+    "*.log\n",
+    "docs\n",
+    "build\n!build/keep.txt\n",
+    "**/*.md\n",
+    "src/util.py\n",
+    "b/c\n*.log\n",
+]
 GITIGNORES = ["", "*.log\n", "tmp/\n*.log\n"]
-NEW_FILES = ["new.txt", "src/new.py", "build/keep2.txt", "docs/new.md", "x.log", "tmp/t.txt",
-             "b/c/new.txt", "build/keep.txt"]
+NEW_FILES = [
+    "new.txt",
+    "src/new.py",
+    "build/keep2.txt",
+    "docs/new.md",
+    "x.log",
+    "tmp/t.txt",
+    "b/c/new.txt",
+    "build/keep.txt",
+]
 
 
 def lines(rng, crlf=False) -> bytes:
@@ -85,8 +124,20 @@ def make_case(rng, root, subcontext: bool = True) -> dict:
                 git(root, "checkout", "--", path)
     regular = [path for path in tracked if path != "link"]
     for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
-        op = rng.choice(["edit", "skip", "assume", "chmod", "delete", "untracked", "ignored",
-                         "crlf", "relink", "same-bytes"])
+        op = rng.choice(
+            [
+                "edit",
+                "skip",
+                "assume",
+                "chmod",
+                "delete",
+                "untracked",
+                "ignored",
+                "crlf",
+                "relink",
+                "same-bytes",
+            ]
+        )
         path = rng.choice(regular)
         if not (root / path).exists() and op not in ("untracked", "ignored", "relink"):
             continue
@@ -94,19 +145,26 @@ def make_case(rng, root, subcontext: bool = True) -> dict:
             with open(root / path, "ab") as handle:
                 handle.write(lines(rng))
             if op != "edit":
-                git(root, "update-index", f"--{'skip-worktree' if op == 'skip' else 'assume-unchanged'}",
-                    path)
+                git(
+                    root,
+                    "update-index",
+                    f"--{'skip-worktree' if op == 'skip' else 'assume-unchanged'}",
+                    path,
+                )
         elif op == "chmod":
             os.chmod(root / path, os.stat(root / path).st_mode ^ 0o111)
         elif op == "delete":
             os.remove(root / path)
         elif op in ("untracked", "ignored"):
-            path = rng.choice(NEW_FILES) if op == "untracked" else rng.choice(["y.log", "tmp/z.txt"])
+            path = (
+                rng.choice(NEW_FILES) if op == "untracked" else rng.choice(["y.log", "tmp/z.txt"])
+            )
             (root / path).parent.mkdir(parents=True, exist_ok=True)
             (root / path).write_bytes(lines(rng))
         elif op == "crlf":
-            (root / path).write_bytes((root / path).read_bytes().replace(b"\r\n", b"\n")
-                                      .replace(b"\n", b"\r\n"))
+            (root / path).write_bytes(
+                (root / path).read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            )
         elif op == "relink":
             if "link" not in tracked:
                 continue
@@ -127,8 +185,12 @@ def make_case(rng, root, subcontext: bool = True) -> dict:
 
 def exported(root, into):
     """The commit as git checks it out: ``git archive HEAD`` extracted."""
-    data = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", "HEAD"],
-                          check=True, capture_output=True, env=base_env()).stdout
+    data = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", "HEAD"],
+        check=True,
+        capture_output=True,
+        env=base_env(),
+    ).stdout
     into.mkdir()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(into)
@@ -172,7 +234,10 @@ def truth(root, case, tmp) -> set:
             differs.add(path)
         elif a[1] != b[1]:
             # line endings are no change where git converts them (core.autocrlf)
-            if not (case["autocrlf"] and a[0] != "link"
-                    and a[1].replace(b"\r\n", b"\n") == b[1].replace(b"\r\n", b"\n")):
+            if not (
+                case["autocrlf"]
+                and a[0] != "link"
+                and a[1].replace(b"\r\n", b"\n") == b[1].replace(b"\r\n", b"\n")
+            ):
                 differs.add(path)
     return differs

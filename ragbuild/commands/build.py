@@ -81,9 +81,11 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _number(convert: Callable[[str], N], accept: Callable[[N], bool],
-            what: str) -> Callable[[str], N]:
+def _number(
+    convert: Callable[[str], N], accept: Callable[[N], bool], what: str
+) -> Callable[[str], N]:
     """An argparse type: ``convert`` the text, and refuse it unless ``accept`` holds."""
+
     def parse(text: str) -> N:
         try:
             value = convert(text)
@@ -92,6 +94,7 @@ def _number(convert: Callable[[str], N], accept: Callable[[N], bool],
         if value is None or not accept(value):  # a nan fails every comparison, so it is refused
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return value
+
     return parse
 
 
@@ -113,164 +116,324 @@ def _limit_help(key: str) -> str:
     from ragbuild.limits import BY_KEY, default_text
 
     setting = BY_KEY[key]
-    return (f"{setting.help} (default: {key} in setup.cfg [ragbuild], else "
-            f"{default_text(setting)})")
+    return f"{setting.help} (default: {key} in setup.cfg [ragbuild], else {default_text(setting)})"
 
 
 def build_parser() -> ArgumentParser:
     """The build command's flags, each in one of the argument groups ``--help`` shows: tags,
     build, push, safety, output, builders."""
-    parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, allow_abbrev=False,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     tags = parser.add_argument_group(
-        "tags", "bash's tags, in order: v<version>, <version>, <env>-<timestamp>, <env>, git-<sha>,\n"
-                "each --tag, latest; the others opt in (docs/tags-and-policies.md)")
-    tags.add_argument("-v", "--version", metavar="VERSION",
-                      help="semantic version, e.g. 1.2.3 (a leading v is dropped)")
-    tags.add_argument("-e", "--env", metavar="ENV",
-                      help="environment: dev, staging, prod (from setup.cfg [ragbuild])")
-    tags.add_argument("-t", "--tag", metavar="TAG", action="append", default=[], dest="tags",
-                      help="additional custom tag (repeatable)")
-    tags.add_argument("--image-name", default=None,
-                      help="local image name (default: rag-worker, or setup.cfg [ragbuild])")
-    tags.add_argument("--latest", dest="latest", action="store_true", default=None,
-                      help="also tag 'latest' (default)")
-    tags.add_argument("--no-latest", dest="latest", action="store_false",
-                      help="do not tag 'latest' (= --latest-policy never)")
-    tags.add_argument("--semver-tags", action="store_true",
-                      help="also tag <major> and <major>.<minor> for a release version (not a prerelease)")
-    tags.add_argument("--latest-policy", choices=("always", "auto", "never"), default=None,
-                      help="always: tag latest (default, as bash); never: = --no-latest; auto: only a "
-                           "release not lower than the highest v* git tag moves latest, <major>, "
-                           "<major>.<minor>")
+        "tags",
+        "bash's tags, in order: v<version>, <version>, <env>-<timestamp>, <env>, git-<sha>,\n"
+        "each --tag, latest; the others opt in (docs/tags-and-policies.md)",
+    )
+    tags.add_argument(
+        "-v",
+        "--version",
+        metavar="VERSION",
+        help="semantic version, e.g. 1.2.3 (a leading v is dropped)",
+    )
+    tags.add_argument(
+        "-e",
+        "--env",
+        metavar="ENV",
+        help="environment: dev, staging, prod (from setup.cfg [ragbuild])",
+    )
+    tags.add_argument(
+        "-t",
+        "--tag",
+        metavar="TAG",
+        action="append",
+        default=[],
+        dest="tags",
+        help="additional custom tag (repeatable)",
+    )
+    tags.add_argument(
+        "--image-name",
+        default=None,
+        help="local image name (default: rag-worker, or setup.cfg [ragbuild])",
+    )
+    tags.add_argument(
+        "--latest",
+        dest="latest",
+        action="store_true",
+        default=None,
+        help="also tag 'latest' (default)",
+    )
+    tags.add_argument(
+        "--no-latest",
+        dest="latest",
+        action="store_false",
+        help="do not tag 'latest' (= --latest-policy never)",
+    )
+    tags.add_argument(
+        "--semver-tags",
+        action="store_true",
+        help="also tag <major> and <major>.<minor> for a release version (not a prerelease)",
+    )
+    tags.add_argument(
+        "--latest-policy",
+        choices=("always", "auto", "never"),
+        default=None,
+        help="always: tag latest (default, as bash); never: = --no-latest; auto: only a "
+        "release not lower than the highest v* git tag moves latest, <major>, "
+        "<major>.<minor>",
+    )
     tags.add_argument("--build-number", metavar="N", help="also tag build-N (N a positive integer)")
-    tags.add_argument("--ci-tags", action="store_true",
-                      help="tag build-N with N from BUILD_NUMBER, GITHUB_RUN_NUMBER or CI_PIPELINE_IID "
-                           "(first set wins)")
+    tags.add_argument(
+        "--ci-tags",
+        action="store_true",
+        help="tag build-N with N from BUILD_NUMBER, GITHUB_RUN_NUMBER or CI_PIPELINE_IID "
+        "(first set wins)",
+    )
 
     build = parser.add_argument_group("build", "what docker builds, and how (docs/builders.md)")
-    build.add_argument("-f", "--file", default="Dockerfile", help="Dockerfile path (default: Dockerfile)")
+    build.add_argument(
+        "-f", "--file", default="Dockerfile", help="Dockerfile path (default: Dockerfile)"
+    )
     build.add_argument("--context", default=".", help="build context directory (default: .)")
-    build.add_argument("--build-arg", metavar="KEY=VALUE", action="append", default=[], dest="build_args",
-                       help="extra build arg passed to docker (repeatable)")
+    build.add_argument(
+        "--build-arg",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="build_args",
+        help="extra build arg passed to docker (repeatable)",
+    )
     build.add_argument("--no-cache", action="store_true", help="build without the cache")
     host_ca = build.add_mutually_exclusive_group()
-    host_ca.add_argument("--host-ca", metavar="PATH",
-                       help="the CA bundle the build's downloads trust, passed as build secret "
-                            "ragbuild-host-ca (default: the one the host's pip uses: PIP_CERT, "
-                            "pip's config cert, REQUESTS_CA_BUNDLE, SSL_CERT_FILE; setup.cfg "
-                            "host-ca; docs/troubleshooting.md)")
-    host_ca.add_argument("--no-host-ca", action="store_true",
-                       help="pass no CA bundle: the build trusts only its base image's CAs")
-    build.add_argument("--host-index", action="store_true", default=None,
-                       help="pass the host pip's index settings (index-url, extra-index-url, "
-                            "trusted-host; find-links and no-index when URLs) as build secret "
-                            "ragbuild-host-index; --build-arg PIP_* beats them (setup.cfg "
-                            "host-index = true)")
-    build.add_argument("--pull", action="store_true", help="always pull a newer version of the FROM images")
+    host_ca.add_argument(
+        "--host-ca",
+        metavar="PATH",
+        help="the CA bundle the build's downloads trust, passed as build secret "
+        "ragbuild-host-ca (default: the one the host's pip uses: PIP_CERT, "
+        "pip's config cert, REQUESTS_CA_BUNDLE, SSL_CERT_FILE; setup.cfg "
+        "host-ca; docs/troubleshooting.md)",
+    )
+    host_ca.add_argument(
+        "--no-host-ca",
+        action="store_true",
+        help="pass no CA bundle: the build trusts only its base image's CAs",
+    )
+    build.add_argument(
+        "--host-index",
+        action="store_true",
+        default=None,
+        help="pass the host pip's index settings (index-url, extra-index-url, "
+        "trusted-host; find-links and no-index when URLs) as build secret "
+        "ragbuild-host-index; --build-arg PIP_* beats them (setup.cfg "
+        "host-index = true)",
+    )
+    build.add_argument(
+        "--pull", action="store_true", help="always pull a newer version of the FROM images"
+    )
 
-    push = parser.add_argument_group("push", "where the tags go, and the push (docs/push-and-ecr.md)")
-    push.add_argument("-r", "--registry", metavar="URI",
-                      help="registry URI host[:port]/repository: the tags go on it instead of the "
-                           "image name (default: $ECR_REGISTRY_URI)")
-    push.add_argument("--push", action="store_true",
-                      help="push every tag to the registry and verify the digests")
-    push.add_argument("--skip-existing-immutable", action="store_true",
-                      help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten "
-                           "out of the push")
-    push.add_argument("--replace-version-tags", action="store_true",
-                      help="let a push move v<version> and <version> when the registry already "
-                           "has them (by default such a run stops before the build: a version "
-                           "names one image for good)")
-    push.add_argument("--push-attempts", metavar="N", type=_limit("push-attempts"),
-                      help=_limit_help("push-attempts"))
-    push.add_argument("--push-backoff", metavar="SECONDS", type=_limit("push-backoff"),
-                      help=_limit_help("push-backoff"))
+    push = parser.add_argument_group(
+        "push", "where the tags go, and the push (docs/push-and-ecr.md)"
+    )
+    push.add_argument(
+        "-r",
+        "--registry",
+        metavar="URI",
+        help="registry URI host[:port]/repository: the tags go on it instead of the "
+        "image name (default: $ECR_REGISTRY_URI)",
+    )
+    push.add_argument(
+        "--push", action="store_true", help="push every tag to the registry and verify the digests"
+    )
+    push.add_argument(
+        "--skip-existing-immutable",
+        action="store_true",
+        help="with an IMMUTABLE ECR repository, leave tags that cannot be overwritten "
+        "out of the push",
+    )
+    push.add_argument(
+        "--replace-version-tags",
+        action="store_true",
+        help="let a push move v<version> and <version> when the registry already "
+        "has them (by default such a run stops before the build: a version "
+        "names one image for good)",
+    )
+    push.add_argument(
+        "--push-attempts",
+        metavar="N",
+        type=_limit("push-attempts"),
+        help=_limit_help("push-attempts"),
+    )
+    push.add_argument(
+        "--push-backoff",
+        metavar="SECONDS",
+        type=_limit("push-backoff"),
+        help=_limit_help("push-backoff"),
+    )
 
     safety = parser.add_argument_group(
-        "safety", "checks that stop a run before anything is pushed (docs/context-guard.md, "
-                  "docs/scan.md)")
-    safety.add_argument("--allow-dirty", action="store_true",
-                        help="allow a prod build from a tree with uncommitted changes")
-    safety.add_argument("--git-commit", metavar="SHA",
-                        help="the commit of a tree without .git (an exported source tarball): "
-                             "GIT_COMMIT and the git-<sha> tag, where a release (--env prod or "
-                             "--push) needs a commit; refused inside a repository (docs/git-facts.md)")
-    safety.add_argument("--smoke-test", action="store_true",
-                        help="after the build, start the image as SageMaker does (docker run IMAGE "
-                             "serve), wait for GET /ping on 8080, check /health, before anything "
-                             "is pushed (docs/lifecycle.md)")
-    safety.add_argument("--smoke-command", metavar="CMD",
-                        help="what --smoke-test starts: docker run IMAGE CMD, then GET /ping on "
-                             "port 8080 (default: smoke-command in setup.cfg [ragbuild], else "
-                             "'serve', as SageMaker starts the image)")
-    safety.add_argument("--smoke-timeout", metavar="SECONDS", type=_limit("smoke-timeout"),
-                        help=_limit_help("smoke-timeout"))
-    safety.add_argument("--context-warn-mb", metavar="MB", type=_limit("context-warn-mb"),
-                        help=_limit_help("context-warn-mb"))
-    safety.add_argument("--allow-secrets", action="store_true",
-                        help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
-                             "or .pypirc with a token) in the build context instead of refusing")
-    safety.add_argument("--scan", action="store_true",
-                        help="after the build (and smoke test), scan the image for vulnerabilities; "
-                             "findings stop the run before any push (default scanner: trivy image "
-                             "--exit-code 1 --severity HIGH,CRITICAL)")
-    safety.add_argument("--scan-command", metavar="CMD",
-                        help="the scanner to run, with {image} in it (implies --scan), e.g. "
-                             "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
-                             "[ragbuild], else trivy")
+        "safety",
+        "checks that stop a run before anything is pushed (docs/context-guard.md, docs/scan.md)",
+    )
+    safety.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="allow a prod build from a tree with uncommitted changes",
+    )
+    safety.add_argument(
+        "--git-commit",
+        metavar="SHA",
+        help="the commit of a tree without .git (an exported source tarball): "
+        "GIT_COMMIT and the git-<sha> tag, where a release (--env prod or "
+        "--push) needs a commit; refused inside a repository (docs/git-facts.md)",
+    )
+    safety.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="after the build, start the image as SageMaker does (docker run IMAGE "
+        "serve), wait for GET /ping on 8080, check /health, before anything "
+        "is pushed (docs/lifecycle.md)",
+    )
+    safety.add_argument(
+        "--smoke-command",
+        metavar="CMD",
+        help="what --smoke-test starts: docker run IMAGE CMD, then GET /ping on "
+        "port 8080 (default: smoke-command in setup.cfg [ragbuild], else "
+        "'serve', as SageMaker starts the image)",
+    )
+    safety.add_argument(
+        "--smoke-timeout",
+        metavar="SECONDS",
+        type=_limit("smoke-timeout"),
+        help=_limit_help("smoke-timeout"),
+    )
+    safety.add_argument(
+        "--context-warn-mb",
+        metavar="MB",
+        type=_limit("context-warn-mb"),
+        help=_limit_help("context-warn-mb"),
+    )
+    safety.add_argument(
+        "--allow-secrets",
+        action="store_true",
+        help="send likely secrets (.env*, *.pem, id_rsa*, .aws/credentials, .npmrc "
+        "or .pypirc with a token) in the build context instead of refusing",
+    )
+    safety.add_argument(
+        "--scan",
+        action="store_true",
+        help="after the build (and smoke test), scan the image for vulnerabilities; "
+        "findings stop the run before any push (default scanner: trivy image "
+        "--exit-code 1 --severity HIGH,CRITICAL)",
+    )
+    safety.add_argument(
+        "--scan-command",
+        metavar="CMD",
+        help="the scanner to run, with {image} in it (implies --scan), e.g. "
+        "'grype {image} --fail-on high'; default: scan-command in setup.cfg "
+        "[ragbuild], else trivy",
+    )
 
     output = parser.add_argument_group(
-        "output", "what the run prints and records (docs/dry-run.md, docs/metadata.md)")
-    output.add_argument("--dry-run", action="store_true",
-                        help="print the commands a real run would execute; run nothing")
-    output.add_argument("-q", "--quiet", action="store_true",
-                        help="print only errors and the result lines (the pinned "
-                             "<repository>@sha256:... of a push), as docker's -q")
-    output.add_argument("--metadata-file", metavar="PATH",
-                        help="write JSON with the refs, image id, pushed digests, build args, "
-                             "labels, timestamp and each step's wall time, also when a step fails "
-                             "(with $GITHUB_OUTPUT set, tags, digest and image-id go there too)")
+        "output", "what the run prints and records (docs/dry-run.md, docs/metadata.md)"
+    )
+    output.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the commands a real run would execute; run nothing",
+    )
+    output.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only errors and the result lines (the pinned "
+        "<repository>@sha256:... of a push), as docker's -q",
+    )
+    output.add_argument(
+        "--metadata-file",
+        metavar="PATH",
+        help="write JSON with the refs, image id, pushed digests, build args, "
+        "labels, timestamp and each step's wall time, also when a step fails "
+        "(with $GITHUB_OUTPUT set, tags, digest and image-id go there too)",
+    )
 
     builders = parser.add_argument_group(
-        "builders", "plain docker build, or docker buildx build when one of these needs it "
-                    "(docs/builders.md)")
-    builders.add_argument("--builder", metavar="NAME",
-                          help="buildx builder to build on (docker buildx build --builder NAME), e.g. "
-                               "another docker context's (the whole run then uses that context)")
-    builders.add_argument("--platform", metavar="LIST",
-                          help="target platform(s), e.g. linux/amd64; more than one needs buildx, "
-                               "--push and an engine with the containerd image store: an image "
-                               "index, not for SageMaker")
-    builders.add_argument("--not-for-sagemaker", action="store_true",
-                          help="the image is not for SageMaker: a single-platform push may be an "
-                               "OCI manifest (by default each pushed tag must be one Docker v2 "
-                               "schema 2 manifest of the planned platform, the one shape "
-                               "SageMaker takes; docs/smoke-test.md)")
-    builders.add_argument("--cache-from", metavar="SPEC", action="append", default=[],
-                          help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
-                               "or an image (repeatable)")
-    builders.add_argument("--cache-to", metavar="SPEC", action="append", default=[],
-                          help="build cache export: type=inline (plain docker build too) or "
-                               "type=registry,ref=...,mode=max (needs buildx and a builder that can, "
-                               "as --platform) (repeatable)")
+        "builders",
+        "plain docker build, or docker buildx build when one of these needs it (docs/builders.md)",
+    )
+    builders.add_argument(
+        "--builder",
+        metavar="NAME",
+        help="buildx builder to build on (docker buildx build --builder NAME), e.g. "
+        "another docker context's (the whole run then uses that context)",
+    )
+    builders.add_argument(
+        "--platform",
+        metavar="LIST",
+        help="target platform(s), e.g. linux/amd64; more than one needs buildx, "
+        "--push and an engine with the containerd image store: an image "
+        "index, not for SageMaker",
+    )
+    builders.add_argument(
+        "--not-for-sagemaker",
+        action="store_true",
+        help="the image is not for SageMaker: a single-platform push may be an "
+        "OCI manifest (by default each pushed tag must be one Docker v2 "
+        "schema 2 manifest of the planned platform, the one shape "
+        "SageMaker takes; docs/smoke-test.md)",
+    )
+    builders.add_argument(
+        "--cache-from",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="build cache source, e.g. type=registry,ref=<registry>/<repo>:buildcache "
+        "or an image (repeatable)",
+    )
+    builders.add_argument(
+        "--cache-to",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="build cache export: type=inline (plain docker build too) or "
+        "type=registry,ref=...,mode=max (needs buildx and a builder that can, "
+        "as --platform) (repeatable)",
+    )
 
     passed = parser.add_argument_group(
         "docker build options passed through",
         "passed to docker build as given, and shown in the plan, the dry run and the metadata;\n"
         "refused after --: what ragbuild models or what would break its push\n"
         "(-t, --push, -o/--output, --load, -f, --build-arg, --platform, attestations;\n"
-        "see docs/build-options.md)")
-    passed.add_argument("--secret", metavar="SPEC", action="append", default=[], dest="secrets",
-                        help="a build secret, e.g. id=pip_token,env=PIP_TOKEN or "
-                             "id=npmrc,src=$HOME/.npmrc, for RUN --mount=type=secret,id=... "
-                             "(its value is never on a command line; repeatable)")
-    passed.add_argument("--ssh", metavar="SPEC", action="append", default=[],
-                        help="an SSH agent socket or keys for RUN --mount=type=ssh, e.g. default "
-                             "(repeatable)")
-    passed.add_argument("docker_options", nargs="*", metavar="DOCKER-BUILD-OPTION",
-                        help="given after --: every word after -- goes to docker build, e.g. "
-                             "-- --network host --target runtime --add-host mirror:10.0.0.5")
+        "see docs/build-options.md)",
+    )
+    passed.add_argument(
+        "--secret",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        dest="secrets",
+        help="a build secret, e.g. id=pip_token,env=PIP_TOKEN or "
+        "id=npmrc,src=$HOME/.npmrc, for RUN --mount=type=secret,id=... "
+        "(its value is never on a command line; repeatable)",
+    )
+    passed.add_argument(
+        "--ssh",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="an SSH agent socket or keys for RUN --mount=type=ssh, e.g. default (repeatable)",
+    )
+    passed.add_argument(
+        "docker_options",
+        nargs="*",
+        metavar="DOCKER-BUILD-OPTION",
+        help="given after --: every word after -- goes to docker build, e.g. "
+        "-- --network host --target runtime --add-host mirror:10.0.0.5",
+    )
     return parser
 
 
@@ -282,8 +445,10 @@ def latest_policy(latest: Optional[bool], policy: Optional[str]) -> LatestPolicy
         return LatestPolicy.NEVER if latest is False else LatestPolicy.ALWAYS
     if latest is not None and (latest and policy != "always" or not latest and policy != "never"):
         flag = "--latest" if latest else "--no-latest"
-        raise UsageError(f"{flag} contradicts --latest-policy {policy}: give one of them "
-                         f"({flag} means --latest-policy {'always' if latest else 'never'})")
+        raise UsageError(
+            f"{flag} contradicts --latest-policy {policy}: give one of them "
+            f"({flag} means --latest-policy {'always' if latest else 'never'})"
+        )
     return LatestPolicy(policy)
 
 
@@ -293,7 +458,7 @@ def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     if "--" not in argv:
         return argv, []
     at = argv.index("--")
-    return argv[:at], argv[at + 1:]
+    return argv[:at], argv[at + 1 :]
 
 
 def own_options(parser: argparse.ArgumentParser) -> frozenset:
@@ -307,8 +472,10 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
     parser = parser or build_parser()
     ns = parser.parse_args(own)  # --help exits here, before the plan's imports
     if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
-        raise UsageError(f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "
-                         f"options go after --; see {PROG} --help)")
+        raise UsageError(
+            f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "
+            f"options go after --; see {PROG} --help)"
+        )
     from ragbuild import passthrough
 
     # before anything runs: ragbuild's own options after -- (passthrough.check_extra)
@@ -319,27 +486,51 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
     registry, registry_source = ns.registry, "--registry"
     if registry is None and os.environ.get("ECR_REGISTRY_URI"):
         registry, registry_source = os.environ["ECR_REGISTRY_URI"], "ECR_REGISTRY_URI"
-    return Options(version=ns.version, env=ns.env, registry=registry,
-                   registry_source=registry_source, tags=tuple(ns.tags),
-                   no_cache=ns.no_cache, push=ns.push, dry_run=ns.dry_run,
-                   build_args=tuple(ns.build_args), file=ns.file, context=ns.context,
-                   image_name=ns.image_name, allow_dirty=ns.allow_dirty, git_commit=ns.git_commit,
-                   smoke_test=ns.smoke_test,
-                   skip_existing_immutable=ns.skip_existing_immutable,
-                   replace_version_tags=ns.replace_version_tags,
-                   context_warn_mb=ns.context_warn_mb, allow_secrets=ns.allow_secrets,
-                   scan=ns.scan or ns.scan_command is not None, scan_command=ns.scan_command,
-                   metadata_file=ns.metadata_file,
-                   semver_tags=ns.semver_tags, latest_policy=policy, build_number=ns.build_number,
-                   ci_tags=ns.ci_tags, builder=ns.builder, platform=ns.platform,
-                   cache_from=tuple(ns.cache_from), cache_to=tuple(ns.cache_to), pull=ns.pull,
-                   secrets=tuple(ns.secrets), ssh=tuple(ns.ssh),
-                   docker_options=tuple(docker_options),
-                   host_ca=ns.host_ca, no_host_ca=ns.no_host_ca, host_index=ns.host_index,
-                   smoke_command=ns.smoke_command, smoke_timeout=ns.smoke_timeout,
-                   quiet=getattr(ns, "quiet", False),
-                   not_for_sagemaker=getattr(ns, "not_for_sagemaker", False),
-                   push_attempts=ns.push_attempts, push_backoff=ns.push_backoff)
+    return Options(
+        version=ns.version,
+        env=ns.env,
+        registry=registry,
+        registry_source=registry_source,
+        tags=tuple(ns.tags),
+        no_cache=ns.no_cache,
+        push=ns.push,
+        dry_run=ns.dry_run,
+        build_args=tuple(ns.build_args),
+        file=ns.file,
+        context=ns.context,
+        image_name=ns.image_name,
+        allow_dirty=ns.allow_dirty,
+        git_commit=ns.git_commit,
+        smoke_test=ns.smoke_test,
+        skip_existing_immutable=ns.skip_existing_immutable,
+        replace_version_tags=ns.replace_version_tags,
+        context_warn_mb=ns.context_warn_mb,
+        allow_secrets=ns.allow_secrets,
+        scan=ns.scan or ns.scan_command is not None,
+        scan_command=ns.scan_command,
+        metadata_file=ns.metadata_file,
+        semver_tags=ns.semver_tags,
+        latest_policy=policy,
+        build_number=ns.build_number,
+        ci_tags=ns.ci_tags,
+        builder=ns.builder,
+        platform=ns.platform,
+        cache_from=tuple(ns.cache_from),
+        cache_to=tuple(ns.cache_to),
+        pull=ns.pull,
+        secrets=tuple(ns.secrets),
+        ssh=tuple(ns.ssh),
+        docker_options=tuple(docker_options),
+        host_ca=ns.host_ca,
+        no_host_ca=ns.no_host_ca,
+        host_index=ns.host_index,
+        smoke_command=ns.smoke_command,
+        smoke_timeout=ns.smoke_timeout,
+        quiet=getattr(ns, "quiet", False),
+        not_for_sagemaker=getattr(ns, "not_for_sagemaker", False),
+        push_attempts=ns.push_attempts,
+        push_backoff=ns.push_backoff,
+    )
 
 
 def cmd_build(argv: list[str]) -> int:
@@ -371,8 +562,7 @@ def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     stars = " (put the *** values back)" if shown != list(own) else ""
     registry = [] if plan.registry else ["--registry", "<registry>/<repository>"]
     after = ["--", *redact_argv(docker_options)] if docker_options else []  # still docker's
-    return (f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'] + after)}"
-            f"{stars}")
+    return f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'] + after)}{stars}"
 
 
 def program_name(argv0: Optional[str] = None) -> str:
@@ -382,9 +572,13 @@ def program_name(argv0: Optional[str] = None) -> str:
     return "build-image.py" if name.startswith("build-image") else "ragbuild"
 
 
-def rerun_words(argv0: Optional[str] = None, executable: Optional[str] = None,
-                prefix: Optional[str] = None, base_prefix: Optional[str] = None,
-                environ: Mapping[str, str] = os.environ) -> list[str]:
+def rerun_words(
+    argv0: Optional[str] = None,
+    executable: Optional[str] = None,
+    prefix: Optional[str] = None,
+    base_prefix: Optional[str] = None,
+    environ: Mapping[str, str] = os.environ,
+) -> list[str]:
     """How to start this program again as it was started: ``scripts/build-image.py`` (its
     shebang finds python3 on PATH), prefixed with the interpreter when that is a virtualenv's
     that is not activated (``make`` runs ``.venv/bin/python scripts/build-image.py``);
@@ -402,8 +596,11 @@ def rerun_words(argv0: Optional[str] = None, executable: Optional[str] = None,
     script = argv0 if os.sep in argv0 else os.path.join(".", argv0)
     # RAGBUILD_IN_VENV: the script ran itself again with the project's .venv (scripts/
     # build-image.py), so starting it as the user did works as it is
-    inactive_venv = (prefix != base_prefix and environ.get("VIRTUAL_ENV") != prefix
-                     and not environ.get("RAGBUILD_IN_VENV"))
+    inactive_venv = (
+        prefix != base_prefix
+        and environ.get("VIRTUAL_ENV") != prefix
+        and not environ.get("RAGBUILD_IN_VENV")
+    )
     return [python, script] if inactive_venv else [script]
 
 

@@ -25,15 +25,29 @@ PRUNE_HINT = f"docker image prune --filter label={REPOSITORY_LABEL}"
 
 def list_images_command() -> Command:
     """Every image carrying the repository label: ragbuild's, and images built FROM them."""
-    return Command(("docker", "image", "ls", "--filter", f"label={REPOSITORY_LABEL}",
-                    "--quiet", "--no-trunc"), kind=Kind.PROBE, assume="IMAGE_IDS")
+    return Command(
+        ("docker", "image", "ls", "--filter", f"label={REPOSITORY_LABEL}", "--quiet", "--no-trunc"),
+        kind=Kind.PROBE,
+        assume="IMAGE_IDS",
+    )
 
 
 def inspect_images_command(ids: Sequence[str]) -> Command:
     """ONE inspect of every listed id (tags and labels); checked by ``_inspect``."""
-    return Command(("docker", "image", "inspect", *ids), check=False, kind=Kind.PROBE,
-                   assume=json.dumps([{"Id": "IMAGE_ID", "RepoTags": [DRY_REFS],
-                                       "Config": {"Labels": {REPOSITORY_LABEL: DRY_REFS}}}]))
+    return Command(
+        ("docker", "image", "inspect", *ids),
+        check=False,
+        kind=Kind.PROBE,
+        assume=json.dumps(
+            [
+                {
+                    "Id": "IMAGE_ID",
+                    "RepoTags": [DRY_REFS],
+                    "Config": {"Labels": {REPOSITORY_LABEL: DRY_REFS}},
+                }
+            ]
+        ),
+    )
 
 
 def ragbuild_refs(image: dict) -> list:
@@ -48,8 +62,9 @@ def ragbuild_refs(image: dict) -> list:
     return [ref for ref in image.get("RepoTags") or [] if familiar(repository_of(ref)) == want]
 
 
-def clean(runner: Runner, *, name: str = LOCAL_CONTAINER,
-          repositories: Optional[Sequence[str]] = None) -> list:
+def clean(
+    runner: Runner, *, name: str = LOCAL_CONTAINER, repositories: Optional[Sequence[str]] = None
+) -> list:
     """Remove the tags ragbuild's builds of this project put on images (label
     org.ragbuild.repository naming one of ``repositories``: ``cleanup.project_repositories``;
     None: every labelled image, ``clean --all``), and only those: docker deletes an image once
@@ -66,15 +81,25 @@ def clean(runner: Runner, *, name: str = LOCAL_CONTAINER,
     def label(image: dict) -> Optional[str]:
         return ((image.get("Config") or {}).get("Labels") or {}).get(REPOSITORY_LABEL)
 
-    ours = [image for image in images
-            if label(image) == DRY_REFS or cleanup.in_scope(label(image), repositories)]
-    others = sorted({familiar(label(image) or "") for image in images
-                     if image not in ours and image.get("RepoTags")})
+    ours = [
+        image
+        for image in images
+        if label(image) == DRY_REFS or cleanup.in_scope(label(image), repositories)
+    ]
+    others = sorted(
+        {
+            familiar(label(image) or "")
+            for image in images
+            if image not in ours and image.get("RepoTags")
+        }
+    )
     if others:
         assert repositories is not None
-        runner.log(f"kept the images of other repositories ({', '.join(others)}): not this "
-                   f"project's ({', '.join(repositories)}); clean --all removes every ragbuild "
-                   "build's tags")
+        runner.log(
+            f"kept the images of other repositories ({', '.join(others)}): not this "
+            f"project's ({', '.join(repositories)}); clean --all removes every ragbuild "
+            "build's tags"
+        )
     images = ours
     removing = {image.get("Id"): ragbuild_refs(image) for image in images}
     tags = {image.get("Id"): image.get("RepoTags") or [] for image in images}
@@ -82,27 +107,37 @@ def clean(runner: Runner, *, name: str = LOCAL_CONTAINER,
     found = cleanup.containers(runner) if any(removing.values()) else []
     local = next((c for c in found if c.name == name), None)
     using = cleanup.users(found, skip=name)
-    if local is not None and local.image in removing \
-            and len(removing[local.image]) < len(tags[local.image]):
+    if (
+        local is not None
+        and local.image in removing
+        and len(removing[local.image]) < len(tags[local.image])
+    ):
         using.setdefault(local.image, []).append(local)  # its image survives: it is a user
     in_use = set()
     for image_id, image_refs in list(removing.items()):
         if image_refs and image_id in using:
             in_use.add(image_id)
-            runner.log(f"kept {', '.join(image_refs)}: image {str(image_id)[:19]} is used by "
-                       f"{cleanup.describe_users(using[image_id])} (docker would untag it "
-                       "while another tag is left; remove the container, then clean again)")
+            runner.log(
+                f"kept {', '.join(image_refs)}: image {str(image_id)[:19]} is used by "
+                f"{cleanup.describe_users(using[image_id])} (docker would untag it "
+                "while another tag is left; remove the container, then clean again)"
+            )
             removing[image_id] = []
     refs = [ref for image_refs in removing.values() for ref in image_refs]
     if not refs:
         kept = len(images) - untagged - len(in_use)
         why = f"; {kept} labelled image(s) carry only tags of their own (kept)" if kept else ""
-        runner.log(f"nothing to clean: no image has a tag a ragbuild build made (the repository "
-                   f"in its {REPOSITORY_LABEL} label){why}")
+        runner.log(
+            f"nothing to clean: no image has a tag a ragbuild build made (the repository "
+            f"in its {REPOSITORY_LABEL} label){why}"
+        )
         _hint_untagged(runner, untagged)
         return []
-    deleted = {image_id for image_id, image_refs in removing.items()
-               if image_refs and len(image_refs) == len(tags[image_id])}
+    deleted = {
+        image_id
+        for image_id, image_refs in removing.items()
+        if image_refs and len(image_refs) == len(tags[image_id])
+    }
     local_image = local.image if local is not None else ""
     # the local container goes only once every other tag went: a refusal keeps it running
     last = removing[local_image] if local_image in deleted else []
@@ -111,19 +146,27 @@ def clean(runner: Runner, *, name: str = LOCAL_CONTAINER,
     if last:
         runner.run(Command(("docker", "rm", "-f", name), check=False))  # gone already: fine
         gone += _remove_tags(runner, last)
-    kept = sum(1 for image in images if image.get("RepoTags") and image.get("Id") not in deleted
-               and image.get("Id") not in in_use)
+    kept = sum(
+        1
+        for image in images
+        if image.get("RepoTags")
+        and image.get("Id") not in deleted
+        and image.get("Id") not in in_use
+    )
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
     also += f"; {len(in_use)} kept in use by containers" if in_use else ""
     already = f" ({len(gone)} were gone already)" if gone else ""
-    runner.report(f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
-                  f"{len(deleted)} image(s) deleted{also}")
+    runner.report(
+        f"removed {len(refs) - len(gone)} tag(s) of ragbuild builds{already}: "
+        f"{len(deleted)} image(s) deleted{also}"
+    )
     _hint_untagged(runner, untagged)
     return refs
 
 
-def _remove_tags(runner: Runner, refs: Sequence[str],
-                 keeping: Optional[Sequence[str]] = None) -> list:
+def _remove_tags(
+    runner: Runner, refs: Sequence[str], keeping: Optional[Sequence[str]] = None
+) -> list:
     """``docker image rm`` of ``refs`` (no --force); returns docker's lines for tags removed
     since the listing (a concurrent clean, a user: gone, as clean wants). Any other refusal
     raises, saying that the container ``keeping`` was left as it was."""
@@ -135,10 +178,12 @@ def _remove_tags(runner: Runner, refs: Sequence[str],
     if not result.ok and (refused or not gone):
         detail = "\n".join(refused[-15:]) or f"exit {result.returncode}"
         kept = f"; container {keeping} was left running" if keeping else ""
-        raise CommandFailed(f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
-                            "(an image a container uses is kept: remove that container with "
-                            f"docker rm -f, then run clean again{kept})",
-                            returncode=result.returncode)
+        raise CommandFailed(
+            f"`{remove.display()}` failed (exit {result.returncode}):\n{detail}\n"
+            "(an image a container uses is kept: remove that container with "
+            f"docker rm -f, then run clean again{kept})",
+            returncode=result.returncode,
+        )
     return gone
 
 
@@ -151,33 +196,46 @@ def _inspect(runner: Runner, ids: Sequence[str]) -> list:
     except ValueError:
         images = None
     if not isinstance(images, list) or (not result.ok and "No such" not in result.stderr):
-        raise CommandFailed(f"`{inspect_images_command(['...']).display()}` failed "
-                            f"(exit {result.returncode}): {result.stderr.strip()[:500]}",
-                            returncode=result.returncode)
+        raise CommandFailed(
+            f"`{inspect_images_command(['...']).display()}` failed "
+            f"(exit {result.returncode}): {result.stderr.strip()[:500]}",
+            returncode=result.returncode,
+        )
     return images
 
 
 def _hint_untagged(runner: Runner, count: int) -> None:
     if count:
-        runner.log(f"{count} untagged image(s) with the label left (earlier builds' leftovers, "
-                   f"or a fork's); to remove them: {PRUNE_HINT}")
+        runner.log(
+            f"{count} untagged image(s) with the label left (earlier builds' leftovers, "
+            f"or a fork's); to remove them: {PRUNE_HINT}"
+        )
 
 
 def clean_parser() -> ArgumentParser:
-    parser = sub_parser("clean", "Remove the tags this project's ragbuild builds put on images "
-                                 "(the image name and registry a build here uses, matched "
-                                 "against their org.ragbuild.repository label), and no other "
-                                 "tag: an image built FROM one, or one you tagged yourself, "
-                                 "keeps its own tags; an image a container uses keeps all of "
-                                 "them. Untagged leftovers: " + PRUNE_HINT)
-    parser.add_argument("--image-name", default=None,
-                        help="the local image name a build here uses (default: image-name in "
-                             "setup.cfg, else rag-worker)")
-    parser.add_argument("--registry", default=None,
-                        help="the registry URI a build here pushes to (default: "
-                             "$ECR_REGISTRY_URI)")
-    parser.add_argument("--all", action="store_true",
-                        help="every image a ragbuild build labelled, of any project")
+    parser = sub_parser(
+        "clean",
+        "Remove the tags this project's ragbuild builds put on images "
+        "(the image name and registry a build here uses, matched "
+        "against their org.ragbuild.repository label), and no other "
+        "tag: an image built FROM one, or one you tagged yourself, "
+        "keeps its own tags; an image a container uses keeps all of "
+        "them. Untagged leftovers: " + PRUNE_HINT,
+    )
+    parser.add_argument(
+        "--image-name",
+        default=None,
+        help="the local image name a build here uses (default: image-name in "
+        "setup.cfg, else rag-worker)",
+    )
+    parser.add_argument(
+        "--registry",
+        default=None,
+        help="the registry URI a build here pushes to (default: $ECR_REGISTRY_URI)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="every image a ragbuild build labelled, of any project"
+    )
     return parser
 
 
@@ -192,8 +250,11 @@ def cmd_clean(argv: list[str]) -> int:
     ns = clean_parser().parse_args(argv)
     repositories = None
     if not ns.all:
-        name = (check_image_name(ns.image_name) if ns.image_name is not None
-                else load_config().image_name)
+        name = (
+            check_image_name(ns.image_name)
+            if ns.image_name is not None
+            else load_config().image_name
+        )
         registry, source = ns.registry, "--registry"
         if registry is None and os.environ.get("ECR_REGISTRY_URI"):
             registry, source = os.environ["ECR_REGISTRY_URI"], "ECR_REGISTRY_URI"

@@ -31,11 +31,13 @@ NAMES = ("build-image.py", "ragbuild")
 
 #: setup.cfg [ragbuild] environments (commas or blanks), else the defaults: what config.py reads,
 #: in awk, so a tab press costs no interpreter start.
-ENVIRONMENTS = ("awk -F= '/^\\[/ {s = ($0 ~ /^\\[ragbuild\\][ \\t]*$/)} "
-                "s && $1 ~ /^[ \\t]*environments[ \\t]*$/ {gsub(/,/, \" \", $2); print $2; f = 1} "
-                "END {if (!f) print \"" + " ".join(DEFAULT_ENVIRONMENTS) + "\"}' "
-                "setup.cfg 2>/dev/null"
-                " || echo " + " ".join(DEFAULT_ENVIRONMENTS))
+ENVIRONMENTS = (
+    "awk -F= '/^\\[/ {s = ($0 ~ /^\\[ragbuild\\][ \\t]*$/)} "
+    's && $1 ~ /^[ \\t]*environments[ \\t]*$/ {gsub(/,/, " ", $2); print $2; f = 1} '
+    'END {if (!f) print "' + " ".join(DEFAULT_ENVIRONMENTS) + "\"}' "
+    "setup.cfg 2>/dev/null"
+    " || echo " + " ".join(DEFAULT_ENVIRONMENTS)
+)
 #: the local images, repository:tag (nothing when no daemon answers)
 IMAGES = "docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -v '<none>'"
 
@@ -44,12 +46,18 @@ def completers() -> dict:
     """argparse ``dest`` -> shtab's ``.complete`` value."""
     import shtab
 
-    return {"env": shtab.cmd(ENVIRONMENTS), "file": shtab.FILE, "context": shtab.DIRECTORY,
-            "metadata_file": shtab.FILE, "image": shtab.cmd(IMAGES)}
+    return {
+        "env": shtab.cmd(ENVIRONMENTS),
+        "file": shtab.FILE,
+        "context": shtab.DIRECTORY,
+        "metadata_file": shtab.FILE,
+        "image": shtab.cmd(IMAGES),
+    }
 
 
-def parser(root: argparse.ArgumentParser,
-           subcommands: Mapping[str, Callable[[], argparse.ArgumentParser]]) -> argparse.ArgumentParser:
+def parser(
+    root: argparse.ArgumentParser, subcommands: Mapping[str, Callable[[], argparse.ArgumentParser]]
+) -> argparse.ArgumentParser:
     """The build's parser ``root`` with every subcommand's parser (name -> how to make it) under
     it, completers attached."""
     root.prog = NAMES[0]
@@ -63,8 +71,13 @@ def parser(root: argparse.ArgumentParser,
     subparsers = root.add_subparsers(dest="command", metavar="COMMAND")
     for name, make in subcommands.items():
         sub = make()
-        subparsers.add_parser(name, parents=[sub], add_help=False, description=sub.description,
-                              help=(sub.description or "").split(":")[0].split(".")[0])
+        subparsers.add_parser(
+            name,
+            parents=[sub],
+            add_help=False,
+            description=sub.description,
+            help=(sub.description or "").split(":")[0].split(".")[0],
+        )
     complete = completers()
     stack = [root]
     while stack:
@@ -77,8 +90,11 @@ def parser(root: argparse.ArgumentParser,
     return root
 
 
-def script(shell: str, root: argparse.ArgumentParser,
-           subcommands: Mapping[str, Callable[[], argparse.ArgumentParser]]) -> str:
+def script(
+    shell: str,
+    root: argparse.ArgumentParser,
+    subcommands: Mapping[str, Callable[[], argparse.ArgumentParser]],
+) -> str:
     """The completion script for ``shell`` (bash or zsh), registered for both NAMES, of the
     build's parser ``root`` and the ``subcommands``' parsers (the CLI hands them in)."""
     import shtab
@@ -86,8 +102,9 @@ def script(shell: str, root: argparse.ArgumentParser,
     text = shtab.complete(parser(root, subcommands), shell=shell).rstrip("\n") + "\n"
     function = "_shtab_" + NAMES[0].replace("-", "_").replace(".", "_")
     if shell == "bash":
-        return text + "".join(f"complete -o bashdefault -F {function} {name}\n"
-                              for name in NAMES[1:])
+        return text + "".join(
+            f"complete -o bashdefault -F {function} {name}\n" for name in NAMES[1:]
+        )
     register = f"compdef {function} -N {NAMES[0]}"
     if register not in text:
         raise RuntimeError(f"shtab's zsh script no longer has {register!r}")
@@ -95,18 +112,22 @@ def script(shell: str, root: argparse.ArgumentParser,
     if not text.startswith(header):
         raise RuntimeError(f"shtab's zsh script no longer starts with {header!r}")
     # both ways zsh loads it: compinit reads the #compdef line of a file on fpath; eval runs compdef
-    text = " ".join([header.rstrip(), *NAMES[1:]]) + "\n" + text[len(header):]
+    text = " ".join([header.rstrip(), *NAMES[1:]]) + "\n" + text[len(header) :]
     return text.replace(register, " ".join([register, *NAMES[1:]]))
 
 
 def completion_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog=f"{build_cli.PROG} completion", allow_abbrev=False,
-                            description="Print the tab-completion script for bash or zsh: flags, "
-                                        "subcommands, --env values (read from setup.cfg "
-                                        "[ragbuild] when you press tab), --latest-policy values, "
-                                        "local images. Enable it in bash: source <(" + build_cli.PROG
-                                        + " completion bash); in zsh (after compinit): eval "
-                                        "\"$(" + build_cli.PROG + " completion zsh)\"; or make completion")
+    parser = ArgumentParser(
+        prog=f"{build_cli.PROG} completion",
+        allow_abbrev=False,
+        description="Print the tab-completion script for bash or zsh: flags, "
+        "subcommands, --env values (read from setup.cfg "
+        "[ragbuild] when you press tab), --latest-policy values, "
+        "local images. Enable it in bash: source <("
+        + build_cli.PROG
+        + " completion bash); in zsh (after compinit): eval "
+        '"$(' + build_cli.PROG + ' completion zsh)"; or make completion',
+    )
     parser.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
     return parser
 

@@ -30,7 +30,16 @@ from ragbuild.errors import RagbuildError
 from ragbuild.plan import buildx_version_command, human_size
 from ragbuild.git import git_info, version_tags
 from ragbuild.run.runner import missing_message, resolve, tail
-from ragbuild.commands.findings import LEVELS, OK, PROBLEM, WARN, Doctor, Finding, _docker, _one_line
+from ragbuild.commands.findings import (
+    LEVELS,
+    OK,
+    PROBLEM,
+    WARN,
+    Doctor,
+    Finding,
+    _docker,
+    _one_line,
+)
 from ragbuild.commands.doctor_engine import check_engine
 
 
@@ -41,13 +50,30 @@ def check_python(doc: Doctor) -> list:
     version = ".".join(map(str, sys.version_info[:3]))
     missing = deps.missing()
     if sys.version_info < (3, 9):  # noqa: UP036 (a source checkout can run on any Python)
-        return [Finding(PROBLEM, "python", f"Python {version} is too old: ragbuild needs 3.9+; "
-                                           "fix: install Python 3.9 or newer, then make venv")]
+        return [
+            Finding(
+                PROBLEM,
+                "python",
+                f"Python {version} is too old: ragbuild needs 3.9+; "
+                "fix: install Python 3.9 or newer, then make venv",
+            )
+        ]
     if missing:
-        return [Finding(PROBLEM, "python", f"Python {version}, missing packages "
-                                           f"{', '.join(missing)}; fix: {deps.install_hint()}")]
-    return [Finding(OK, "python", f"Python {version} ({sys.executable}); "
-                                  f"{', '.join(deps.NEEDED.values())} installed")]
+        return [
+            Finding(
+                PROBLEM,
+                "python",
+                f"Python {version}, missing packages "
+                f"{', '.join(missing)}; fix: {deps.install_hint()}",
+            )
+        ]
+    return [
+        Finding(
+            OK,
+            "python",
+            f"Python {version} ({sys.executable}); {', '.join(deps.NEEDED.values())} installed",
+        )
+    ]
 
 
 def prepare(doc: Doctor) -> None:
@@ -71,16 +97,21 @@ def check_docker(doc: Doctor) -> list:
     """The client, then the daemon it reaches (and through which context or host)."""
     program = resolve("docker")
     if not shutil.which(program):
-        return [Finding(PROBLEM, "docker client", missing_message("docker", program)),
-                Finding(PROBLEM, "docker daemon", "not checked: no docker client")]
+        return [
+            Finding(PROBLEM, "docker client", missing_message("docker", program)),
+            Finding(PROBLEM, "docker daemon", "not checked: no docker client"),
+        ]
     found = []
-    client = doc.runner.run(_docker("version", "--format", "{{.Client.Version}}",
-                                    assume="<client>"))
+    client = doc.runner.run(
+        _docker("version", "--format", "{{.Client.Version}}", assume="<client>")
+    )
     doc.client = client.stdout.strip() or None
-    found.append(Finding(OK, "docker client", f"{doc.client or 'unknown version'} "
-                                              f"({shutil.which(program)})"))
-    server = doc.runner.run(_docker("version", "--format", "{{.Server.Version}}",
-                                    assume="<server>"))
+    found.append(
+        Finding(OK, "docker client", f"{doc.client or 'unknown version'} ({shutil.which(program)})")
+    )
+    server = doc.runner.run(
+        _docker("version", "--format", "{{.Server.Version}}", assume="<server>")
+    )
     where = doc.target.describe()
     if server.ok and server.stdout.strip():
         doc.daemon = True
@@ -121,13 +152,25 @@ def check_buildkit(doc: Doctor) -> list:
         plugin = result.stdout.strip().split("\n")[0]
         return [Finding(OK, "buildkit", f"buildx plugin ({plugin})")]
     if needs_plugin:
-        return [Finding(PROBLEM, "buildkit", f"docker {doc.client} builds with BuildKit only "
-                                             "through the buildx plugin, which is missing; fix: "
-                                             f"{BUILDX_HINT}")]
+        return [
+            Finding(
+                PROBLEM,
+                "buildkit",
+                f"docker {doc.client} builds with BuildKit only "
+                "through the buildx plugin, which is missing; fix: "
+                f"{BUILDX_HINT}",
+            )
+        ]
     doc.buildkit = True
-    return [Finding(OK, "buildkit", f"built into docker {doc.client} (DOCKER_BUILDKIT=1 docker "
-                                    "build); no buildx plugin, so no --builder, --platform lists "
-                                    "or registry cache")]
+    return [
+        Finding(
+            OK,
+            "buildkit",
+            f"built into docker {doc.client} (DOCKER_BUILDKIT=1 docker "
+            "build); no buildx plugin, so no --builder, --platform lists "
+            "or registry cache",
+        )
+    ]
 
 
 def check_builders(doc: Doctor) -> list:
@@ -135,17 +178,27 @@ def check_builders(doc: Doctor) -> list:
         return [Finding(OK, "buildx builders", "none (no buildx): the plain docker build is used")]
     result = doc.runner.run(_docker("buildx", "ls"))
     if not result.ok:
-        return [Finding(WARN, "buildx builders", f"`docker buildx ls` failed: "
-                                                 f"{tail(result.stderr, 1)}")]
-    names = [line.split()[0] for line in result.stdout.splitlines()[1:]
-             if line.strip() and not line[0].isspace() and not line.startswith(("\\_", " "))]
+        return [
+            Finding(WARN, "buildx builders", f"`docker buildx ls` failed: {tail(result.stderr, 1)}")
+        ]
+    names = [
+        line.split()[0]
+        for line in result.stdout.splitlines()[1:]
+        if line.strip() and not line[0].isspace() and not line.startswith(("\\_", " "))
+    ]
     wanted = doc.options.builder or doc.environ.get("BUILDX_BUILDER")
     if wanted and wanted not in {name.rstrip("*") for name in names}:
         doc.builder_missing = True
-        return [Finding(PROBLEM, "buildx builders", f"builder {wanted!r} does not exist (have: "
-                                                    f"{', '.join(names) or 'none'}); fix: docker "
-                                                    f"buildx create --name {wanted}, or pass an "
-                                                    "existing one with --builder")]
+        return [
+            Finding(
+                PROBLEM,
+                "buildx builders",
+                f"builder {wanted!r} does not exist (have: "
+                f"{', '.join(names) or 'none'}); fix: docker "
+                f"buildx create --name {wanted}, or pass an "
+                "existing one with --builder",
+            )
+        ]
     return [Finding(OK, "buildx builders", ", ".join(names) or "none listed")]
 
 
@@ -159,14 +212,26 @@ def check_git(doc: Doctor) -> list:
         return [Finding(PROBLEM, "git", f"{reason}{'; fix: ' + fix if fix else ''}")]
     if not git.sha:
         reason = git.reason or "no commit"
-        return [Finding(WARN, "git", f"{reason}: the build gets no git-<sha> tag and "
-                                     f"GIT_COMMIT=unknown; fix: {_git_fix(reason)}")]
+        return [
+            Finding(
+                WARN,
+                "git",
+                f"{reason}: the build gets no git-<sha> tag and "
+                f"GIT_COMMIT=unknown; fix: {_git_fix(reason)}",
+            )
+        ]
     found = []
     if git.dirty:
-        found.append(Finding(WARN, "git", f"commit {git.sha} with uncommitted changes "
-                                          f"({git.describe_changes()}): tagged "
-                                          f"git-{git.sha}-dirty; a prod build needs a clean tree "
-                                          "or --allow-dirty"))
+        found.append(
+            Finding(
+                WARN,
+                "git",
+                f"commit {git.sha} with uncommitted changes "
+                f"({git.describe_changes()}): tagged "
+                f"git-{git.sha}-dirty; a prod build needs a clean tree "
+                "or --allow-dirty",
+            )
+        )
     else:
         found.append(Finding(OK, "git", f"commit {git.sha}, clean tree"))
     if steps.facts.needs_version_tags(doc.options):
@@ -177,9 +242,15 @@ def check_git(doc: Doctor) -> list:
         else:
             found.append(Finding(OK, "git tags", f"{len(tags)} v* tag(s) for --latest-policy auto"))
     else:
-        found.append(Finding(OK, "git tags", "a shallow clone (--latest-policy auto would need: "
-                                             "git fetch --tags --unshallow)" if git.shallow
-                             else "full history"))
+        found.append(
+            Finding(
+                OK,
+                "git tags",
+                "a shallow clone (--latest-policy auto would need: git fetch --tags --unshallow)"
+                if git.shallow
+                else "full history",
+            )
+        )
     return found
 
 
@@ -189,8 +260,10 @@ def _unreadable_fix(reason: str) -> str:
     if "dubious ownership" in reason or "safe.directory" in reason:
         return f"git config --global --add safe.directory {os.path.abspath('.')}"
     if "/worktrees/" in reason:
-        return (f"if the main repository was moved, run `git worktree repair {os.path.abspath('.')}`"
-                " in it")
+        return (
+            f"if the main repository was moved, run `git worktree repair {os.path.abspath('.')}`"
+            " in it"
+        )
     return ""
 
 
@@ -211,8 +284,11 @@ def check_plan(doc: Doctor) -> list:
         if doc.plan_error is not None and doc.plan_error == doc.git_error:
             return [Finding(PROBLEM, "plan", "not made: git failed (above)")]
         return [Finding(PROBLEM, "plan", doc.plan_error or "no plan")]
-    return [Finding(OK, "plan", f"--env {doc.plan.env}: {len(doc.plan.refs)} tags, first "
-                                f"{doc.plan.primary}")]
+    return [
+        Finding(
+            OK, "plan", f"--env {doc.plan.env}: {len(doc.plan.refs)} tags, first {doc.plan.primary}"
+        )
+    ]
 
 
 def check_context(doc: Doctor) -> list:
@@ -227,23 +303,35 @@ def check_context(doc: Doctor) -> list:
     except RagbuildError as err:
         return [Finding(PROBLEM, "dockerfile and context", str(err))]
     applied = f"after {report.ignore_file}" if report.ignore_file else "no .dockerignore"
-    detail = (f"{options.file}; context {options.context}: {report.files} files, "
-              f"{human_size(report.bytes)} ({applied})")
+    detail = (
+        f"{options.file}; context {options.context}: {report.files} files, "
+        f"{human_size(report.bytes)} ({applied})"
+    )
     found = []
     limit = options.context_warn_mb
     if limit and report.bytes > limit * 1e6:
         largest = ", ".join(f"{name} {human_size(size)}" for name, size, _ in report.largest(3))
-        found.append(Finding(WARN, "dockerfile and context", f"{detail}: more than {limit:g}MB "
-                                                             f"(largest: {largest}); fix: add "
-                                                             "what the image does not need to "
-                                                             ".dockerignore"))
+        found.append(
+            Finding(
+                WARN,
+                "dockerfile and context",
+                f"{detail}: more than {limit:g}MB "
+                f"(largest: {largest}); fix: add "
+                "what the image does not need to "
+                ".dockerignore",
+            )
+        )
     if report.secrets:
         listed = ", ".join(f"{path} ({why})" for path, why in report.secrets)
         ignore = report.ignore_file or os.path.join(options.context, ".dockerignore")
         status = WARN if options.allow_secrets else PROBLEM
-        found.append(Finding(status, "dockerfile and context", f"likely secrets in the context: "
-                                                               f"{listed}; fix: add them to "
-                                                               f"{ignore}"))
+        found.append(
+            Finding(
+                status,
+                "dockerfile and context",
+                f"likely secrets in the context: {listed}; fix: add them to {ignore}",
+            )
+        )
     return found or [Finding(OK, "dockerfile and context", detail)]
 
 
@@ -265,8 +353,13 @@ def check_registry(doc: Doctor) -> list:
         given = doc.options.registry
         if given:
             return [Finding(PROBLEM, "registry", f"{given} not checked: the plan failed above")]
-        return [Finding(OK, "registry", "none given (--registry or ECR_REGISTRY_URI): a build "
-                                        "without --push needs none")]
+        return [
+            Finding(
+                OK,
+                "registry",
+                "none given (--registry or ECR_REGISTRY_URI): a build without --push needs none",
+            )
+        ]
     assert plan is not None and doc.docker_config is not None
     creds = doc.docker_config.credentials(registry.host)
     try:
@@ -278,8 +371,9 @@ def check_registry(doc: Doctor) -> list:
     if registry.is_ecr:
         aws = resolve("aws")
         if not shutil.which(aws):
-            return found + [Finding(PROBLEM, "ECR credentials",
-                                    f"{aws} not found: {ecr.AWS_INSTALL_HINT}")]
+            return found + [
+                Finding(PROBLEM, "ECR credentials", f"{aws} not found: {ecr.AWS_INSTALL_HINT}")
+            ]
         try:
             logged_in = ecr.authenticate(doc.runner, registry, creds, doc.environ)
         except RagbuildError as err:
@@ -287,21 +381,38 @@ def check_registry(doc: Doctor) -> list:
         how = creds.describe() if logged_in is None else "aws ecr get-login-password | docker login"
         if logged_in is not None:  # what docker now holds: the login, not the config before it
             creds = push_preflight.after_login(creds)
-            found[0] = Finding(OK, "registry credentials", f"{creds.describe()} (the ECR login "
-                                                           "just stored them)")
-        found.append(Finding(OK, "ECR credentials", f"valid for region {registry.region} (from "
-                                                    f"the host {registry.host}); {how}"))
+            found[0] = Finding(
+                OK, "registry credentials", f"{creds.describe()} (the ECR login just stored them)"
+            )
+        found.append(
+            Finding(
+                OK,
+                "ECR credentials",
+                f"valid for region {registry.region} (from the host {registry.host}); {how}",
+            )
+        )
     if not doc.daemon:
-        return found + [Finding(PROBLEM, "registry", "not checked: no docker daemon to say how it "
-                                                     "reaches the registry")]
+        return found + [
+            Finding(
+                PROBLEM,
+                "registry",
+                "not checked: no docker daemon to say how it reaches the registry",
+            )
+        ]
     try:
         login = Login("AWS", logged_in) if logged_in is not None else None
-        session = push_preflight.reach_registry(doc.runner, plan, creds, doc.docker_config, login,
-                                      doc.environ)
+        session = push_preflight.reach_registry(
+            doc.runner, plan, creds, doc.docker_config, login, doc.environ
+        )
     except RagbuildError as err:
         return found + [Finding(PROBLEM, "registry", _one_line(err))]
-    found.append(Finding(OK, "registry", f"{registry.host} answers ({describe(session)}) "
-                                         "and accepts docker's credentials"))
+    found.append(
+        Finding(
+            OK,
+            "registry",
+            f"{registry.host} answers ({describe(session)}) and accepts docker's credentials",
+        )
+    )
     if doc.options.push and plan.version_refs:  # the pre-flight's own rule (push_preflight.prepare)
         try:
             before = push_preflight.read_existing(doc.runner, plan, session, plan.version_refs)
@@ -310,25 +421,45 @@ def check_registry(doc: Doctor) -> list:
             return found + [Finding(PROBLEM, "version tags", _one_line(err))]
         tags = ", ".join(ref.rsplit(":", 1)[1] for ref in plan.version_refs)
         moved = any(before.get(ref) for ref in plan.version_refs)
-        found.append(Finding(OK, "version tags", f"{tags}: moved by --replace-version-tags"
-                             if moved else f"{tags}: not in the registry yet"))
+        found.append(
+            Finding(
+                OK,
+                "version tags",
+                f"{tags}: moved by --replace-version-tags"
+                if moved
+                else f"{tags}: not in the registry yet",
+            )
+        )
     if registry.is_ecr:
         try:
             repository = ecr.check_repository(doc.runner, registry, doc.environ)
         except RagbuildError as err:
             return found + [Finding(PROBLEM, "ECR repository", _one_line(err))]
-        found.append(Finding(OK, "ECR repository", f"{registry.path} exists, "
-                                                   f"{repository.describe()}"
-                             if repository.checked else
-                             f"{registry.path}: cannot check (describe-repositories denied); "
-                             "the push decides"))
+        found.append(
+            Finding(
+                OK,
+                "ECR repository",
+                f"{registry.path} exists, {repository.describe()}"
+                if repository.checked
+                else f"{registry.path}: cannot check (describe-repositories denied); "
+                "the push decides",
+            )
+        )
     return found
 
 
 #: The checks, in the issue's order; each returns its findings (one or more lines).
 CHECKS: tuple[Callable[[Doctor], list], ...] = (
-    check_python, check_docker, check_buildkit, check_builders, check_git, check_plan,
-    check_context, check_registry, check_engine)
+    check_python,
+    check_docker,
+    check_buildkit,
+    check_builders,
+    check_git,
+    check_plan,
+    check_context,
+    check_registry,
+    check_engine,
+)
 
 
 def run(doc: Doctor) -> int:
@@ -340,17 +471,24 @@ def run(doc: Doctor) -> int:
         for finding in check(doc):
             problems += finding.status == PROBLEM
             doc.runner.emit(finding.line(), LEVELS[finding.status])
-    summary = (f"{problems} problem(s): a build would fail; fix them and run doctor again"
-               if problems else "a build" + (" and push" if doc.plan is not None
-                                             and doc.plan.registry else "") + " would work")
-    return doc.runner.verdict(summary, 1 if problems else 0,
-                              asked="doctor runs (and GET /v2/ of a registry)")
+    summary = (
+        f"{problems} problem(s): a build would fail; fix them and run doctor again"
+        if problems
+        else "a build"
+        + (" and push" if doc.plan is not None and doc.plan.registry else "")
+        + " would work"
+    )
+    return doc.runner.verdict(
+        summary, 1 if problems else 0, asked="doctor runs (and GET /v2/ of a registry)"
+    )
 
 
 def doctor_parser() -> ArgumentParser:
     parser = build_cli.build_parser()
     parser.prog = f"{build_cli.PROG} doctor"
-    parser.usage = f"{build_cli.PROG} doctor [build flags: --env, --registry, -f, --context, --builder ...]"
+    parser.usage = (
+        f"{build_cli.PROG} doctor [build flags: --env, --registry, -f, --context, --builder ...]"
+    )
     parser.description = (
         "Check, in order, what a build with these flags needs, one line each (ok, warning, "
         "problem with its fix): Python and ragbuild's packages; the docker client, the daemon "
@@ -361,7 +499,8 @@ def doctor_parser() -> ArgumentParser:
         "login); then what the build fetches, asked of the engine that runs it with small "
         "probe builds: the frontend of a `# syntax=` line (or BUILDKIT_SYNTAX), every FROM "
         "image, and the package index from a RUN on the base image, without and with the "
-        "host's CA. Exit 0 when a build (and push) would work, 1 otherwise.")
+        "host's CA. Exit 0 when a build (and push) would work, 1 otherwise."
+    )
     parser.epilog = None
     return parser
 

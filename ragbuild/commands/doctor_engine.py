@@ -37,10 +37,15 @@ def from_images(text: str, build_args: Mapping[str, str]) -> list:
     found: list = []
     for match in FROM_RE.finditer(text):
         named = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", match["image"])
-        image = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: values.get(m[1], ""),
-                       match["image"])
-        if (image and image.lower() not in stages and image != "scratch"
-                and image not in [seen for seen, _ in found]):
+        image = re.sub(
+            r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: values.get(m[1], ""), match["image"]
+        )
+        if (
+            image
+            and image.lower() not in stages
+            and image != "scratch"
+            and image not in [seen for seen, _ in found]
+        ):
             found.append((image, named[1] if named else None))
     return found
 
@@ -126,8 +131,15 @@ def check_engine(doc: Doctor) -> list:
     from ragbuild import probe
 
     checked = ("dockerfile frontend", "base image", "package index")
-    why = ("no docker daemon" if not doc.daemon else "no BuildKit (above)" if not doc.buildkit
-           else "no such builder (above)" if doc.builder_missing else None)
+    why = (
+        "no docker daemon"
+        if not doc.daemon
+        else "no BuildKit (above)"
+        if not doc.buildkit
+        else "no such builder (above)"
+        if doc.builder_missing
+        else None
+    )
     text = _read(doc.options.file)
     if why is None and text is None:
         why = f"{doc.options.file} cannot be read (above)"
@@ -138,8 +150,11 @@ def check_engine(doc: Doctor) -> list:
     frontend = probe.syntax_frontend(text, build_args)
     images = from_images(text, build_args)
     buildx, builder, sees_local = _builder(doc)
-    local = {image: sees_local and doc.runner.run(
-        _docker("image", "inspect", "--format", "{{.Id}}", image)).ok for image, _ in images}
+    local = {
+        image: sees_local
+        and doc.runner.run(_docker("image", "inspect", "--format", "{{.Id}}", image)).ok
+        for image, _ in images
+    }
     setup = index_setup(doc)
     base = images[0][0] if images else None
 
@@ -153,16 +168,26 @@ def check_engine(doc: Doctor) -> list:
     if base is not None:
         probes["index"] = probe.index_probe(base, build_args, None, nonce, setup.host)
         if setup.ca is not None:
-            probes["index-ca"] = probe.index_probe(base, build_args, setup.ca.path, nonce,
-                                                   setup.host)
+            probes["index-ca"] = probe.index_probe(
+                base, build_args, setup.ca.path, nonce, setup.host
+            )
     try:
         for one in probes.values():
             one.write(directory)
         network = probe.network_words(doc.options.docker_options)
-        results = dict(zip(probes, doc.runner.run_all(
-            [one.command(directory, buildx, builder, network) for one in probes.values()])))
-        answers = {key: probe.read_answer(probes[key].answer_dir(directory))
-                   for key in ("index", "index-ca") if key in probes}
+        results = dict(
+            zip(
+                probes,
+                doc.runner.run_all(
+                    [one.command(directory, buildx, builder, network) for one in probes.values()]
+                ),
+            )
+        )
+        answers = {
+            key: probe.read_answer(probes[key].answer_dir(directory))
+            for key in ("index", "index-ca")
+            if key in probes
+        }
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -177,12 +202,23 @@ def check_engine(doc: Doctor) -> list:
     if base is None:
         return found + [Finding(OK, "package index", "not checked: no base image to run pip on")]
     if base in failed:
-        return found + [Finding(PROBLEM, "package index", f"not checked: the engine cannot get "
-                                                          f"the base image {base} (above)")]
+        return found + [
+            Finding(
+                PROBLEM,
+                "package index",
+                f"not checked: the engine cannot get the base image {base} (above)",
+            )
+        ]
     index = setup.host.index.env if setup.host.index is not None else ()
     url = probe.index_url({**build_args, **dict(index)})
-    found += _index_findings(probe.index_name(url), base, results["index"], answers["index"],
-                             answers.get("index-ca"), setup)
+    found += _index_findings(
+        probe.index_name(url),
+        base,
+        results["index"],
+        answers["index"],
+        answers.get("index-ca"),
+        setup,
+    )
     return found
 
 
@@ -195,50 +231,80 @@ def _frontend_finding(frontend: Optional[tuple], result: Result) -> Finding:
     if result.ok:
         if frontend is None:
             return Finding(OK, "dockerfile frontend", "the engine's own (no `# syntax=` line)")
-        return Finding(OK, "dockerfile frontend", f"{frontend[0]} ({frontend[1]}): the engine "
-                                                  "has it or pulls it")
+        return Finding(
+            OK,
+            "dockerfile frontend",
+            f"{frontend[0]} ({frontend[1]}): the engine has it or pulls it",
+        )
     output = result.stdout + result.stderr
     said = probe.build_reason(output)
     image, source = frontend or (None, "the Dockerfile's header")
     image = probe.frontend_in(output) or image
     if image is None:
-        return Finding(PROBLEM, "dockerfile frontend", f"the engine cannot read the Dockerfile's "
-                                                       f"first lines ({said}); fix: the parser "
-                                                       "directives at the top of "
-                                                       "the Dockerfile")
-    fix = (f"drop --build-arg {probe.SYNTAX_ARG}" if source.startswith("--build-arg")
-           else "remove the `# syntax=` line")
-    return Finding(PROBLEM, "dockerfile frontend", f"the engine cannot get {image}, the frontend "
-                                                   f"{source} names ({said}); fix: {fix} (the "
-                                                   "engine's built-in frontend then reads the "
-                                                   "Dockerfile, RUN --mount included), or docker "
-                                                   f"pull/load {image} on the engine")
+        return Finding(
+            PROBLEM,
+            "dockerfile frontend",
+            f"the engine cannot read the Dockerfile's "
+            f"first lines ({said}); fix: the parser "
+            "directives at the top of "
+            "the Dockerfile",
+        )
+    fix = (
+        f"drop --build-arg {probe.SYNTAX_ARG}"
+        if source.startswith("--build-arg")
+        else "remove the `# syntax=` line"
+    )
+    return Finding(
+        PROBLEM,
+        "dockerfile frontend",
+        f"the engine cannot get {image}, the frontend "
+        f"{source} names ({said}); fix: {fix} (the "
+        "engine's built-in frontend then reads the "
+        "Dockerfile, RUN --mount included), or docker "
+        f"pull/load {image} on the engine",
+    )
 
 
-def _image_finding(image: str, arg: Optional[str], local: bool,
-                   result: Optional[Result]) -> Finding:
+def _image_finding(
+    image: str, arg: Optional[str], local: bool, result: Optional[Result]
+) -> Finding:
     if local:
         return Finding(OK, "base image", f"{image} is available to the engine (local)")
     if result is not None and result.ok:
-        return Finding(OK, "base image", f"{image} is not local; the engine pulled it (the "
-                                         "build finds it in its cache)")
+        return Finding(
+            OK,
+            "base image",
+            f"{image} is not local; the engine pulled it (the build finds it in its cache)",
+        )
     from ragbuild import probe
 
     said = probe.build_reason(result.stdout + result.stderr) if result is not None else "?"
     other = f", or --build-arg {arg}=<an image the engine has>" if arg else ""
-    return Finding(PROBLEM, "base image", f"the engine does not have {image} and cannot pull it "
-                                          f"({said}); fix: docker pull {image} (or docker load "
-                                          f"it) on the engine{other}")
+    return Finding(
+        PROBLEM,
+        "base image",
+        f"the engine does not have {image} and cannot pull it "
+        f"({said}); fix: docker pull {image} (or docker load "
+        f"it) on the engine{other}",
+    )
 
 
 #: What a package index the engine cannot reach needs, after the probe's own reason.
-INDEX_FIX = ("fix: the proxy the build's RUN steps use (proxies in ~/.docker/config.json, or "
-             "--build-arg HTTPS_PROXY=...), a reachable index (--build-arg PIP_INDEX_URL=..., "
-             "--host-index); see docs/troubleshooting.md")
+INDEX_FIX = (
+    "fix: the proxy the build's RUN steps use (proxies in ~/.docker/config.json, or "
+    "--build-arg HTTPS_PROXY=...), a reachable index (--build-arg PIP_INDEX_URL=..., "
+    "--host-index); see docs/troubleshooting.md"
+)
 
 
-def _index_findings(name: str, base: str, result: Result, plain: probe.Answer,
-                    with_ca: Optional[probe.Answer], setup: IndexSetup) -> list:
+def _index_findings(
+    name: str,
+    base: str,
+    result: Result,
+    plain: probe.Answer,
+    with_ca: Optional[probe.Answer],
+    setup: IndexSetup,
+) -> list:
     """The package index's line from the probes' answers (probe.Answer: without the CA,
     ``with_ca`` with it, None when the CA was not probed)."""
     check = "package index"
@@ -256,27 +322,55 @@ def _index_findings(name: str, base: str, result: Result, plain: probe.Answer,
     if with_ca is not None and with_ca.ok:
         assert ca is not None  # probed with it
         if off:
-            return found + [Finding(PROBLEM, check, f"{name} answers only with the host's CA "
-                                                    f"({ca.path}, from {ca.source}), which "
-                                                    "--no-host-ca keeps from the build: "
-                                                    f"{plain.reason()}; fix: drop --no-host-ca")]
-        return found + [Finding(OK, check, f"{name} answers only with the host's CA: ragbuild "
-                                           f"passes it ({ca.path}, from {ca.source}; "
-                                           "--no-host-ca turns it off)")]
+            return found + [
+                Finding(
+                    PROBLEM,
+                    check,
+                    f"{name} answers only with the host's CA "
+                    f"({ca.path}, from {ca.source}), which "
+                    "--no-host-ca keeps from the build: "
+                    f"{plain.reason()}; fix: drop --no-host-ca",
+                )
+            ]
+        return found + [
+            Finding(
+                OK,
+                check,
+                f"{name} answers only with the host's CA: ragbuild "
+                f"passes it ({ca.path}, from {ca.source}; "
+                "--no-host-ca turns it off)",
+            )
+        ]
     if with_ca is not None and with_ca.status is None:
-        return found + [Finding(PROBLEM, check, f"{name} does not answer without the host's CA "
-                                                f"({plain.reason()}), and the probe with it "
-                                                "failed; run doctor again")]
+        return found + [
+            Finding(
+                PROBLEM,
+                check,
+                f"{name} does not answer without the host's CA "
+                f"({plain.reason()}), and the probe with it "
+                "failed; run doctor again",
+            )
+        ]
     if plain.untrusted and (with_ca is None or with_ca.untrusted):
-        trust = (f"not even with the host's CA {ca.path} (from {ca.source})"
-                 if with_ca is not None and ca is not None
-                 else "and the host's CA cannot be passed (above)" if setup.ca_problem
-                 else "and the host names no CA bundle (PIP_CERT, pip's cert, "
-                      "REQUESTS_CA_BUNDLE, SSL_CERT_FILE)")
-        return found + [Finding(PROBLEM, check, f"{name}'s certificate is not trusted in the "
-                                                f"build, {trust}: {plain.reason()}; a "
-                                                "TLS-inspecting proxy? fix: --host-ca <its CA "
-                                                "bundle>; see docs/troubleshooting.md")]
+        trust = (
+            f"not even with the host's CA {ca.path} (from {ca.source})"
+            if with_ca is not None and ca is not None
+            else "and the host's CA cannot be passed (above)"
+            if setup.ca_problem
+            else "and the host names no CA bundle (PIP_CERT, pip's cert, "
+            "REQUESTS_CA_BUNDLE, SSL_CERT_FILE)"
+        )
+        return found + [
+            Finding(
+                PROBLEM,
+                check,
+                f"{name}'s certificate is not trusted in the "
+                f"build, {trust}: {plain.reason()}; a "
+                "TLS-inspecting proxy? fix: --host-ca <its CA "
+                "bundle>; see docs/troubleshooting.md",
+            )
+        ]
     said = (with_ca or plain).reason()
-    return found + [Finding(PROBLEM, check, f"{name} unreachable from the engine: {said}; "
-                                            f"{INDEX_FIX}")]
+    return found + [
+        Finding(PROBLEM, check, f"{name} unreachable from the engine: {said}; {INDEX_FIX}")
+    ]

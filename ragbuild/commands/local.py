@@ -25,12 +25,22 @@ LOCAL_CONTAINER = "rag-worker-local"
 def inspect_local_command(name: str, port: int) -> Command:
     """Whether ``name`` exists, runs, and which host ports it publishes. A dry run takes it to
     exist, running on another port."""
-    return Command(("docker", "container", "inspect", "--format",
-                    "{{.State.Running}} {{json .HostConfig.PortBindings}}", name), check=False,
-                   kind=Kind.PROBE, assume="true {}",
-                   dry_note=f"a real run stops {name} before starting the new one only when it "
-                            f"publishes port {port} itself, and starts it again if the new one "
-                            "fails")
+    return Command(
+        (
+            "docker",
+            "container",
+            "inspect",
+            "--format",
+            "{{.State.Running}} {{json .HostConfig.PortBindings}}",
+            name,
+        ),
+        check=False,
+        kind=Kind.PROBE,
+        assume="true {}",
+        dry_note=f"a real run stops {name} before starting the new one only when it "
+        f"publishes port {port} itself, and starts it again if the new one "
+        "fails",
+    )
 
 
 def published_ports(bindings_json: str) -> set:
@@ -72,19 +82,24 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
     holds_port = exists and running == "true" and port in published_ports(bindings)
     stopped = created = replaced = False
     try:
-        made = runner.run(Command(("docker", "create", "--name", temporary, "-p", f"{port}:8080",
-                                   image), check=False))
+        made = runner.run(
+            Command(
+                ("docker", "create", "--name", temporary, "-p", f"{port}:8080", image), check=False
+            )
+        )
         created = True  # docker create may leave a container even when it fails
         if not made.ok:
-            raise CommandFailed(_start_failure(made, port, name, exists, image),
-                                returncode=made.returncode)
+            raise CommandFailed(
+                _start_failure(made, port, name, exists, image), returncode=made.returncode
+            )
         if holds_port:
             runner.run(Command(("docker", "stop", name)))
             stopped = True
         started = runner.run(Command(("docker", "start", temporary), check=False))
         if not started.ok:
-            raise CommandFailed(_start_failure(started, port, name, exists, image),
-                                returncode=started.returncode)
+            raise CommandFailed(
+                _start_failure(started, port, name, exists, image), returncode=started.returncode
+            )
         died = _died_at_once(runner, temporary, image, name, exists)
         if died:  # before the old one goes: the rollback below keeps it
             raise CommandFailed(died)
@@ -93,9 +108,12 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
         replaced = True  # the new one runs and the old one is gone: no way back, only forward
         renamed = runner.run(Command(("docker", "rename", temporary, name), check=False))
         if not renamed.ok:
-            raise CommandFailed(f"{image} is running as {temporary}, and renaming it to {name} "
-                                f"failed: {docker_reason(renamed)}; rename it with docker rename "
-                                f"{temporary} {name}", returncode=renamed.returncode)
+            raise CommandFailed(
+                f"{image} is running as {temporary}, and renaming it to {name} "
+                f"failed: {docker_reason(renamed)}; rename it with docker rename "
+                f"{temporary} {name}",
+                returncode=renamed.returncode,
+            )
     except BaseException:  # a failure or a signal before the swap: back to how it was
         if replaced:
             raise
@@ -103,11 +121,15 @@ def run_local(runner: Runner, image: str, *, port: int, name: str = LOCAL_CONTAI
             if created:
                 runner.run(Command(("docker", "rm", "-f", temporary), check=False))
             if stopped and not runner.run(Command(("docker", "start", name), check=False)).ok:
-                runner.log(f"warning: {name} was stopped to free port {port} and could not be "
-                           f"started again: docker start {name}")
+                runner.log(
+                    f"warning: {name} was stopped to free port {port} and could not be "
+                    f"started again: docker start {name}"
+                )
         raise
-    runner.report(f"{image} is running as {name}: curl http://localhost:{port}/health; "
-                  "logs: make logs; stop: docker rm -f " + name)
+    runner.report(
+        f"{image} is running as {name}: curl http://localhost:{port}/health; "
+        "logs: make logs; stop: docker rm -f " + name
+    )
 
 
 #: Seconds ``run`` waits after ``docker start`` before it asks whether the container still runs:
@@ -117,7 +139,7 @@ SETTLE = 0.5
 
 
 def _died_at_once(runner: Runner, container: str, image: str, name: str, exists: bool) -> str:
-    """"" while ``container`` runs ``SETTLE`` seconds after its start; else the failure, from
+    """ "" while ``container`` runs ``SETTLE`` seconds after its start; else the failure, from
     what it said (``diagnose.why_stopped``: exit code, the usual cause, its last log lines),
     read before the rollback removes it."""
     import time
@@ -130,14 +152,23 @@ def _died_at_once(runner: Runner, container: str, image: str, name: str, exists:
         if state.running or not state.status:
             return ""
         state, hint, text = diagnose.why_stopped(runner, container)
-        kept = (f"nothing changed: {name} is as it was" if exists
-                else "nothing changed: no container was left")
+        kept = (
+            f"nothing changed: {name} is as it was"
+            if exists
+            else "nothing changed: no container was left"
+        )
         said = f"; {hint}" if hint else ""
-        return (f"{image} stopped at once ({state.describe()}){said}; {kept}\n--- last "
-                f"{diagnose.LOG_LINES} log lines of the container ---\n{text or '(no output)'}")
+        return (
+            f"{image} stopped at once ({state.describe()}){said}; {kept}\n--- last "
+            f"{diagnose.LOG_LINES} log lines of the container ---\n{text or '(no output)'}"
+        )
 
-    return runner.check(f"wait {SETTLE:g}s, then ask whether {container} still runs (docker "
-                        "inspect; stopped: its state and last log lines say why)", probe, "")
+    return runner.check(
+        f"wait {SETTLE:g}s, then ask whether {container} still runs (docker "
+        "inspect; stopped: its state and last log lines say why)",
+        probe,
+        "",
+    )
 
 
 #: What ``shell`` runs in the image: bash when the image has it, else /bin/sh (slim and alpine
@@ -151,8 +182,11 @@ def shell_command(image: str, *, tty: bool) -> Command:
     is a terminal: piped commands (``echo 'ls' | ragbuild shell``) run without one, as docker
     refuses ``-t`` when stdin is not a TTY ("the input device is not a TTY")."""
     flags = ("-it",) if tty else ("-i",)
-    return Command(("docker", "run", "--rm", *flags, "--entrypoint", "/bin/sh", image,
-                    "-c", SHELL_SCRIPT), mode=Mode.INTERACTIVE, check=False)
+    return Command(
+        ("docker", "run", "--rm", *flags, "--entrypoint", "/bin/sh", image, "-c", SHELL_SCRIPT),
+        mode=Mode.INTERACTIVE,
+        check=False,
+    )
 
 
 def shell(runner: Runner, image: str, *, tty: bool) -> int:
@@ -163,15 +197,22 @@ def shell(runner: Runner, image: str, *, tty: bool) -> int:
 
 def _start_failure(result: Result, port: int, name: str, exists: bool, image: str) -> str:
     reason = docker_reason(result)
-    kept = (f"nothing changed: {name} is as it was" if exists
-            else "nothing changed: no container was left")
+    kept = (
+        f"nothing changed: {name} is as it was"
+        if exists
+        else "nothing changed: no container was left"
+    )
     if any(marker in reason.lower() for marker in PORT_TAKEN_MARKERS):
-        return (f"port {port} is taken (docker: {reason}); pass --port with a free port, e.g. "
-                f"run --port {port + 1 if port < 65535 else port - 1}; {kept}")
+        return (
+            f"port {port} is taken (docker: {reason}); pass --port with a free port, e.g. "
+            f"run --port {port + 1 if port < 65535 else port - 1}; {kept}"
+        )
     return f"cannot start {image} as {name}: {reason}; {kept}"
 
 
-def logs(runner: Runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200) -> None:
+def logs(
+    runner: Runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, lines: int = 200
+) -> None:
     """``docker logs --tail LINES [--follow] NAME``. Following ends the way ``tail -f`` and
     ``docker logs -f`` are ended, by Ctrl-C: that SIGINT (ours, or docker's own exit on it:
     130) is the normal end, exit 0 with nothing said; SIGTERM and SIGHUP still exit 128 + N."""
@@ -196,11 +237,15 @@ def logs(runner: Runner, *, name: str = LOCAL_CONTAINER, follow: bool = False, l
 
 
 def run_parser() -> ArgumentParser:
-    parser = sub_parser("run", "Run the image locally in the background as container "
-                               f"{LOCAL_CONTAINER} (replacing an earlier one).")
+    parser = sub_parser(
+        "run",
+        "Run the image locally in the background as container "
+        f"{LOCAL_CONTAINER} (replacing an earlier one).",
+    )
     parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
-    parser.add_argument("--port", type=_port, default=8080,
-                        help="host port, 1-65535 (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=_port, default=8080, help="host port, 1-65535 (default: %(default)s)"
+    )
     return parser
 
 
@@ -224,8 +269,9 @@ def cmd_run(argv: list[str]) -> int:
 def logs_parser() -> ArgumentParser:
     parser = sub_parser("logs", f"Show the logs of the local container {LOCAL_CONTAINER}.")
     parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
-    parser.add_argument("--tail", type=_lines, default=200,
-                        help="lines to show, 0 or more (default: %(default)s)")
+    parser.add_argument(
+        "--tail", type=_lines, default=200, help="lines to show, 0 or more (default: %(default)s)"
+    )
     return parser
 
 
@@ -238,10 +284,13 @@ def cmd_logs(argv: list[str]) -> int:
 
 
 def shell_parser() -> ArgumentParser:
-    parser = sub_parser("shell", "An interactive shell in IMAGE (bash, or /bin/sh when the image "
-                                 "has no bash), as the guide's `docker run -it IMAGE /bin/bash`; "
-                                 "the container is removed on exit. Commands piped in run without "
-                                 "a terminal. Exit status: the shell's.")
+    parser = sub_parser(
+        "shell",
+        "An interactive shell in IMAGE (bash, or /bin/sh when the image "
+        "has no bash), as the guide's `docker run -it IMAGE /bin/bash`; "
+        "the container is removed on exit. Commands piped in run without "
+        "a terminal. Exit status: the shell's.",
+    )
     parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
     return parser
 
@@ -250,5 +299,6 @@ def cmd_shell(argv: list[str]) -> int:
     from ragbuild.run.dry import make_runner
 
     ns = shell_parser().parse_args(argv)
-    return shell(make_runner(ns.dry_run), image_or_dev(ns.image),
-                        tty=bool(sys.stdin and sys.stdin.isatty()))
+    return shell(
+        make_runner(ns.dry_run), image_or_dev(ns.image), tty=bool(sys.stdin and sys.stdin.isatty())
+    )

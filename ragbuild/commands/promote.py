@@ -9,14 +9,21 @@ from ragbuild.commands.build import ArgumentParser, latest_policy, sub_parser
 def push_parser() -> ArgumentParser:
     from ragbuild.promote import add_target_flags
 
-    parser = sub_parser("push", "Push a local image that is already built (and tested) with "
-                                "the tags a build for --env/--version would push, no build: "
-                                "each tag is made from the image's ID (timestamp and commit "
-                                "from the image itself), then the push's pre-flight, version-tag "
-                                "rule and read-back (docs/promote.md).")
+    parser = sub_parser(
+        "push",
+        "Push a local image that is already built (and tested) with "
+        "the tags a build for --env/--version would push, no build: "
+        "each tag is made from the image's ID (timestamp and commit "
+        "from the image itself), then the push's pre-flight, version-tag "
+        "rule and read-back (docs/promote.md).",
+    )
     parser.add_argument("image", help="the local image: its ID (what prod-ready prints) or a ref")
-    parser.add_argument("-r", "--registry", metavar="URI",
-                        help="host[:port]/repository (default: $ECR_REGISTRY_URI)")
+    parser.add_argument(
+        "-r",
+        "--registry",
+        metavar="URI",
+        help="host[:port]/repository (default: $ECR_REGISTRY_URI)",
+    )
     add_target_flags(parser)
     return parser
 
@@ -34,20 +41,33 @@ def cmd_push(argv: list[str]) -> int:
 def promote_parser() -> ArgumentParser:
     from ragbuild.promote import add_target_flags
 
-    parser = sub_parser("promote", "Give an image in a registry the tags a build for "
-                                   "--env/--version would push, in the same repository, by "
-                                   "writing its manifest byte for byte under each tag through "
-                                   "the registry API: no build, no layer upload, every tag at "
-                                   "SOURCE's digest (docs/promote.md).")
-    parser.add_argument("source", metavar="SOURCE",
-                        help="R:tag or R@sha256:<digest> (R: host[:port]/repository), or a bare "
-                             "tag or digest with --registry")
-    parser.add_argument("-r", "--registry", metavar="URI",
-                        help="the repository of a bare SOURCE tag (default: $ECR_REGISTRY_URI)")
+    parser = sub_parser(
+        "promote",
+        "Give an image in a registry the tags a build for "
+        "--env/--version would push, in the same repository, by "
+        "writing its manifest byte for byte under each tag through "
+        "the registry API: no build, no layer upload, every tag at "
+        "SOURCE's digest (docs/promote.md).",
+    )
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="R:tag or R@sha256:<digest> (R: host[:port]/repository), or a bare "
+        "tag or digest with --registry",
+    )
+    parser.add_argument(
+        "-r",
+        "--registry",
+        metavar="URI",
+        help="the repository of a bare SOURCE tag (default: $ECR_REGISTRY_URI)",
+    )
     add_target_flags(parser)
-    parser.add_argument("--no-gate", metavar="REASON",
-                        help="promote without testing SOURCE's digest first (the reason is "
-                             "recorded in the metadata)")
+    parser.add_argument(
+        "--no-gate",
+        metavar="REASON",
+        help="promote without testing SOURCE's digest first (the reason is "
+        "recorded in the metadata)",
+    )
     return parser
 
 

@@ -76,8 +76,9 @@ class Command:
     @property
     def hides_secrets(self) -> bool:
         """Whether ``display()`` shows ``***`` in place of a value the real command gets."""
-        return (redact_argv(self.argv) != tuple(self.argv)
-                or any(redact_value(k, v) != v for k, v in self.env))
+        return redact_argv(self.argv) != tuple(self.argv) or any(
+            redact_value(k, v) != v for k, v in self.env
+        )
 
 
 class Secret:

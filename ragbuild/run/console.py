@@ -53,8 +53,12 @@ def level_of(message: str, level: Optional[str] = None) -> Optional[str]:
     return None
 
 
-def paint(message: str, stream: IO[str], level: Optional[str] = None,
-          environ: Optional[Mapping[str, str]] = None) -> str:
+def paint(
+    message: str,
+    stream: IO[str],
+    level: Optional[str] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> str:
     """``message`` as it is to be written to ``stream``: unchanged when there is no colour or no
     level; else the level's word (``error:``, ``warning:``, ``+``) in its colour, or the whole
     first line for a success or a message given a level without such a word."""
@@ -65,6 +69,6 @@ def paint(message: str, stream: IO[str], level: Optional[str] = None,
     for prefix, named in PREFIXES:
         if named == level and message.startswith(prefix):
             word = prefix.rstrip()
-            return f"{code}{word}{RESET}{message[len(word):]}"
+            return f"{code}{word}{RESET}{message[len(word) :]}"
     first, sep, rest = message.partition("\n")
     return f"{code}{first}{RESET}{sep}{rest}"

@@ -11,18 +11,18 @@ import shutil
 from typing import IO, Callable, Optional
 from collections.abc import Sequence
 
-from ragbuild.errors import (RagbuildError)
+from ragbuild.errors import RagbuildError
 from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind, Result, Secret
-from ragbuild.run.runner import (T, Runner, _check_answer_directory, _write, missing_message,
-                                 resolve)
+from ragbuild.run.runner import T, Runner, _check_answer_directory, _write, missing_message, resolve
 
 
 class DryRunner(Runner):
     """``--dry-run``: prints each command a real run would start (stdout) instead of starting it,
     runs only ``Kind.QUERY`` commands, and warns (once each) where a real run would stop."""
 
-    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None,
-                 quiet: bool = False):
+    def __init__(
+        self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None, quiet: bool = False
+    ):
         super().__init__(out=out, log=log, quiet=quiet)
         self._warned: set[str] = set()
 
@@ -38,8 +38,10 @@ class DryRunner(Runner):
         pass
 
     def verdict(self, summary: str, status: int, *, asked: str) -> int:
-        _write(self._out, f"dry run: these are the commands {asked}; it ran none of them, so "
-                          "it found nothing\n")
+        _write(
+            self._out,
+            f"dry run: these are the commands {asked}; it ran none of them, so it found nothing\n",
+        )
         return 0
 
     def stop_or_warn(self, error: RagbuildError, *, key: Optional[str] = None) -> None:
@@ -71,11 +73,15 @@ class DryRunner(Runner):
         cmd = self._targeted(cmd)
         program = resolve(cmd.argv[0])
         if not shutil.which(program):
-            self._once(program, f"warning: {missing_message(cmd.argv[0], program)} "
-                                "(a real run stops here)")
+            self._once(
+                program, f"warning: {missing_message(cmd.argv[0], program)} (a real run stops here)"
+            )
         if cmd.hides_secrets:
-            self._once("***", "dry run: secret values (secret-looking build args, URL "
-                              "credentials) are shown as ***; the real command gets them")
+            self._once(
+                "***",
+                "dry run: secret values (secret-looking build args, URL "
+                "credentials) are shown as ***; the real command gets them",
+            )
         for path in (cmd.answer_file, cmd.iid_file):
             if path is not None:
                 self._answer_directory(os.path.dirname(path) or ".")
@@ -92,9 +98,12 @@ class DryRunner(Runner):
         try:
             _check_answer_directory(directory)
         except FileNotFoundError:
-            self._once(directory, f"dry run: a real run first makes {directory} (mode 0700), "
-                                  "where docker writes what it pushed; make it before running "
-                                  "the build line yourself")
+            self._once(
+                directory,
+                f"dry run: a real run first makes {directory} (mode 0700), "
+                "where docker writes what it pushed; make it before running "
+                "the build line yourself",
+            )
         except OSError:
             pass  # the real run's mkdir says why
         except RagbuildError as error:

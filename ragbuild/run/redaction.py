@@ -20,8 +20,9 @@ URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 
 def is_secret_name(key: str) -> bool:
     upper = key.upper()
-    return (any(word in upper for word in SECRET_ARG_WORDS)
-            or any(part in SECRET_ARG_PARTS for part in re.split(r"[_\-]", upper)))
+    return any(word in upper for word in SECRET_ARG_WORDS) or any(
+        part in SECRET_ARG_PARTS for part in re.split(r"[_\-]", upper)
+    )
 
 
 def secret_build_args(build_args: Iterable[tuple[str, str]]) -> list[str]:
@@ -47,7 +48,7 @@ def redact_argv(argv: Iterable[str]) -> tuple[str, ...]:
         after_flag = i > 0 and words[i - 1] == "--build-arg"
         if after_flag or word.startswith("--build-arg="):
             prefix = "" if after_flag else "--build-arg="
-            key, eq, value = word[len(prefix):].partition("=")
+            key, eq, value = word[len(prefix) :].partition("=")
             if eq:
                 shown.append(f"{prefix}{key}={redact_value(key, value)}")
                 continue

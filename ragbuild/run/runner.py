@@ -32,8 +32,14 @@ from collections.abc import Sequence
 
 from ragbuild.run import signals
 from ragbuild.run.terminal import close, follow_window, is_terminal, open_pty
-from ragbuild.errors import (CommandFailed, Interrupted, RagbuildError, ToolMissing, interrupted_text,
-                             signal_of)
+from ragbuild.errors import (
+    CommandFailed,
+    Interrupted,
+    RagbuildError,
+    ToolMissing,
+    interrupted_text,
+    signal_of,
+)
 from ragbuild.run.console import paint
 from ragbuild.run.command import Command, Kind, Mode, Result, Secret
 
@@ -94,8 +100,10 @@ def _make_way(path: str) -> None:
     except FileExistsError:
         pass
     except OSError as err:
-        raise RagbuildError(f"cannot make {directory}, where docker writes what it pushed: "
-                            f"{err.strerror}; set TMPDIR to a directory of yours") from None
+        raise RagbuildError(
+            f"cannot make {directory}, where docker writes what it pushed: "
+            f"{err.strerror}; set TMPDIR to a directory of yours"
+        ) from None
     _check_answer_directory(directory)
     _remove(path)
 
@@ -105,9 +113,11 @@ def _check_answer_directory(directory: str) -> None:
     directory of the user's own that no one else may use (``_make_way``)."""
     found = os.lstat(directory)
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
-        raise RagbuildError(f"{directory}, where docker writes what it pushed, is not a directory "
-                            "of yours that only you can use (mode 0700): remove it, or set TMPDIR "
-                            "to a directory of yours")
+        raise RagbuildError(
+            f"{directory}, where docker writes what it pushed, is not a directory "
+            "of yours that only you can use (mode 0700): remove it, or set TMPDIR "
+            "to a directory of yours"
+        )
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -124,8 +134,9 @@ class Runner:
     """Runs commands for real. ``out``: where results and a dry run's commands go (stdout);
     ``log``: where the ``+ command`` lines and messages go (stderr)."""
 
-    def __init__(self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None,
-                 quiet: bool = False):
+    def __init__(
+        self, *, out: Optional[IO[str]] = None, log: Optional[IO[str]] = None, quiet: bool = False
+    ):
         self._out = out or sys.stdout
         self._log = log or sys.stderr
         #: ``-q/--quiet``: the log keeps only errors; results (``emit``, stdout) stay, and the
@@ -229,8 +240,10 @@ class Runner:
                 except BaseException as error:  # handed to the caller, in order
                     raised[index] = error
 
-        threads = [threading.Thread(target=work, name=f"ragbuild-check-{n}", daemon=True)
-                   for n in range(min(CHECK_THREADS, len(checks)))]
+        threads = [
+            threading.Thread(target=work, name=f"ragbuild-check-{n}", daemon=True)
+            for n in range(min(CHECK_THREADS, len(checks)))
+        ]
         try:
             for thread in threads:
                 thread.start()
@@ -243,8 +256,10 @@ class Runner:
                 except queue.Empty:
                     break
             signum = signal_of(stop)
-            raise Interrupted(f"{interrupted_text(signum)}; stopped {len(checks)} registry "
-                              "requests", signum=signum) from None
+            raise Interrupted(
+                f"{interrupted_text(signum)}; stopped {len(checks)} registry requests",
+                signum=signum,
+            ) from None
         for error in raised:
             if error is not None:
                 raise error
@@ -287,8 +302,9 @@ class Runner:
             if proc is not None:
                 _terminate(proc)
             signum = signal_of(stop)
-            raise Interrupted(f"{interrupted_text(signum)}; stopped {name}",
-                              signum=signum) from None
+            raise Interrupted(
+                f"{interrupted_text(signum)}; stopped {name}", signum=signum
+            ) from None
         finally:
             for end in pty_ends:
                 close(end)
@@ -320,8 +336,9 @@ class Runner:
             for proc in procs:
                 _terminate(proc)
             signum = signal_of(stop)
-            raise Interrupted(f"{interrupted_text(signum)}; stopped {len(procs)} "
-                              f"`{name}` commands", signum=signum) from None
+            raise Interrupted(
+                f"{interrupted_text(signum)}; stopped {len(procs)} `{name}` commands", signum=signum
+            ) from None
         except BaseException:
             for proc in procs:
                 _terminate(proc)
@@ -329,11 +346,13 @@ class Runner:
         if show_output and not self.quiet:
             for out, err in outputs:
                 _write(self._out, out + err)
-        return [self._result(cmd, proc, out, err)
-                for cmd, proc, (out, err) in zip(cmds, procs, outputs)]
+        return [
+            self._result(cmd, proc, out, err) for cmd, proc, (out, err) in zip(cmds, procs, outputs)
+        ]
 
-    def _start(self, cmd: Command, stdin: Optional[Secret], *,
-               stderr: Optional[int] = None) -> subprocess.Popen:
+    def _start(
+        self, cmd: Command, stdin: Optional[Secret], *, stderr: Optional[int] = None
+    ) -> subprocess.Popen:
         """Start ``cmd``; ``stderr``: for ``WATCH``, the file descriptor its stderr goes to (the
         pty's child end; none: a pipe)."""
         program = resolve(cmd.argv[0])
@@ -353,31 +372,42 @@ class Runner:
         }[cmd.mode]
         own_stdin = None if cmd.mode is Mode.INTERACTIVE else subprocess.DEVNULL
         try:
-            proc = cast(subprocess.Popen, machine_cmd.popen(
-                stdin=pipe if stdin is not None else own_stdin,
-                stdout=streams[0],
-                stderr=streams[1],
-                env=env,
-            ))
+            proc = cast(
+                subprocess.Popen,
+                machine_cmd.popen(
+                    stdin=pipe if stdin is not None else own_stdin,
+                    stdout=streams[0],
+                    stderr=streams[1],
+                    env=env,
+                ),
+            )
         except FileNotFoundError:
             raise ToolMissing(missing_message(cmd.argv[0], program)) from None
         except OSError as err:  # DOCKER names a directory or a file without the execute bit
-            raise ToolMissing(f"{program} cannot be run ({err.strerror}): "
-                              f"{missing_message(cmd.argv[0], program).split(': ', 1)[1]}") from None
+            raise ToolMissing(
+                f"{program} cannot be run ({err.strerror}): "
+                f"{missing_message(cmd.argv[0], program).split(': ', 1)[1]}"
+            ) from None
         return proc
 
     @staticmethod
-    def _result(cmd: Command, proc: subprocess.Popen, stdout: str, stderr: str,
-                image_id: str = "") -> Result:
-        result = Result(proc.returncode if proc.returncode is not None else -1, stdout, stderr,
-                        image_id)
+    def _result(
+        cmd: Command, proc: subprocess.Popen, stdout: str, stderr: str, image_id: str = ""
+    ) -> Result:
+        result = Result(
+            proc.returncode if proc.returncode is not None else -1, stdout, stderr, image_id
+        )
         if cmd.check and not result.ok:
-            raise CommandFailed(failure_message(cmd, result), returncode=result.returncode,
-                                output=result.stdout + result.stderr)
+            raise CommandFailed(
+                failure_message(cmd, result),
+                returncode=result.returncode,
+                output=result.stdout + result.stderr,
+            )
         return result
 
-    def _watch(self, proc: subprocess.Popen, terminal: Optional[int],
-               stdin: Optional[Secret] = None) -> tuple[str, str]:
+    def _watch(
+        self, proc: subprocess.Popen, terminal: Optional[int], stdin: Optional[Secret] = None
+    ) -> tuple[str, str]:
         """Pass the child's stderr on to our log as it comes, and keep its last ``WATCH_KEEP``
         characters: ``("", kept)``. ``terminal``: our end of the pty the child's stderr is
         (``terminal.open_pty``), whose window follows ours (SIGWINCH) while the child runs; none: the
@@ -421,8 +451,7 @@ class Runner:
                 restore()
         return "", kept
 
-    def _wait(self, proc: subprocess.Popen, mode: Mode,
-              stdin: Optional[Secret]) -> tuple[str, str]:
+    def _wait(self, proc: subprocess.Popen, mode: Mode, stdin: Optional[Secret]) -> tuple[str, str]:
         if mode is Mode.TEE:
             if stdin is not None:
                 assert proc.stdin is not None

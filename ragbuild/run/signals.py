@@ -73,8 +73,9 @@ def install() -> dict:
         if signum is None:
             continue
         current = signal.getsignal(signum)
-        if current == signal.SIG_IGN or (signum == signal.SIGINT
-                                         and current is not signal.default_int_handler):
+        if current == signal.SIG_IGN or (
+            signum == signal.SIGINT and current is not signal.default_int_handler
+        ):
             continue  # ignored, or someone else's SIGINT handler: left alone
         previous[signum] = signal.signal(signum, _raise_stopped)
     return previous

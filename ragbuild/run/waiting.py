@@ -40,10 +40,16 @@ class WaitLine:
     (the runner's log). ``terminal``: whether to redraw in place (default: ``stream.isatty()``).
     ``clock`` and ``every`` are for tests."""
 
-    def __init__(self, stream: IO[str], what: str, limit: Optional[float] = None, *,
-                 terminal: Optional[bool] = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 every: Optional[float] = None):
+    def __init__(
+        self,
+        stream: IO[str],
+        what: str,
+        limit: Optional[float] = None,
+        *,
+        terminal: Optional[bool] = None,
+        clock: Callable[[], float] = time.monotonic,
+        every: Optional[float] = None,
+    ):
         self.stream, self.what, self.limit = stream, what, limit
         self.terminal = is_terminal(stream) if terminal is None else terminal
         self.clock = clock
@@ -56,13 +62,13 @@ class WaitLine:
 
     def __enter__(self) -> WaitLine:
         self.start = self.clock()
-        self._thread = threading.Thread(target=self._loop, name="ragbuild-wait-line",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="ragbuild-wait-line", daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, kind: Optional[type], error: Optional[BaseException],
-                 trace: Optional[TracebackType]) -> None:
+    def __exit__(
+        self, kind: Optional[type], error: Optional[BaseException], trace: Optional[TracebackType]
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

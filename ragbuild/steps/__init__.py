@@ -70,20 +70,35 @@ def _context(runner: Runner, state: RunState) -> None:
 
 
 def _preflight(runner: Runner, state: RunState) -> None:
-    state.preflight = preflight.preflight(runner, state.plan, state.config, state.facts, state.environ)
+    state.preflight = preflight.preflight(
+        runner, state.plan, state.config, state.facts, state.environ
+    )
 
 
 def _build(runner: Runner, state: RunState) -> None:
-    built = build.build(runner, state.plan, state.preflight.push, state.digests,
-                        unique_created=state.facts.unique_created)
-    state.build_pushed, state.image_id, state.built_manifest = (built.pushed, built.image_id,
-                                                                built.manifest)
+    built = build.build(
+        runner,
+        state.plan,
+        state.preflight.push,
+        state.digests,
+        unique_created=state.facts.unique_created,
+    )
+    state.build_pushed, state.image_id, state.built_manifest = (
+        built.pushed,
+        built.image_id,
+        built.manifest,
+    )
 
 
 def _inspect(runner: Runner, state: RunState) -> None:
-    state.image = summary.summarize(runner, state.plan, state.image_id, pushed=state.build_pushed,
-                                  manifest=state.built_manifest,
-                                  unique_created=state.facts.unique_created)
+    state.image = summary.summarize(
+        runner,
+        state.plan,
+        state.image_id,
+        pushed=state.build_pushed,
+        manifest=state.built_manifest,
+        unique_created=state.facts.unique_created,
+    )
     if state.image is not None and state.image_id is not None:
         state.image_id = state.image.followed  # the ID the daemon knows the image by
 
@@ -105,8 +120,13 @@ def _push_context(state: RunState) -> push.Context:
     from ragbuild import push
 
     assert state.preflight.push is not None
-    return push.Context(state.plan, state.preflight.push, state.facts.docker_config, state.environ,
-                        image_id=state.image_id)
+    return push.Context(
+        state.plan,
+        state.preflight.push,
+        state.facts.docker_config,
+        state.environ,
+        image_id=state.image_id,
+    )
 
 
 def _push(runner: Runner, state: RunState) -> None:
@@ -142,8 +162,9 @@ STEPS = (
 )
 
 
-def gather(runner: Runner, options: Options, config: Config,
-           environ: Mapping[str, str] = os.environ) -> RunState:
+def gather(
+    runner: Runner, options: Options, config: Config, environ: Mapping[str, str] = os.environ
+) -> RunState:
     """Facts, then the plan, printed before any step runs."""
     facts = gather_facts(runner, options, environ, config)
     plan = make_plan(options, config, facts)
@@ -151,21 +172,30 @@ def gather(runner: Runner, options: Options, config: Config,
     if not git.sha:
         runner.log(f"warning: {git.reason}: no git-<sha> tag, GIT_COMMIT=unknown")
     elif git.dirty:
-        runner.log(f"warning: the git tree has uncommitted changes ({git.describe_changes()}): "
-                   f"tagging git-{git.sha}-dirty")
+        runner.log(
+            f"warning: the git tree has uncommitted changes ({git.describe_changes()}): "
+            f"tagging git-{git.sha}-dirty"
+        )
     if git.outside:
         first = shown_path(git.outside[0])
-        what = (f"the file docker sends {first} is" if len(git.outside) == 1 else
-                f"{len(git.outside)} files docker sends (e.g. {first}) are")
+        what = (
+            f"the file docker sends {first} is"
+            if len(git.outside) == 1
+            else f"{len(git.outside)} files docker sends (e.g. {first}) are"
+        )
         them = "it" if len(git.outside) == 1 else "them"
-        runner.log(f"warning: {what} outside the git work tree {git.toplevel}: commit {git.sha} "
-                   f"says nothing about {them}")
+        runner.log(
+            f"warning: {what} outside the git work tree {git.toplevel}: commit {git.sha} "
+            f"says nothing about {them}"
+        )
     for line in describe_plan(plan):
         runner.log(line)
     return RunState(options, config, facts, plan, environ)
 
 
-def run(runner: Runner, state: RunState, *, clock: Callable[[], float] = time.monotonic) -> RunState:
+def run(
+    runner: Runner, state: RunState, *, clock: Callable[[], float] = time.monotonic
+) -> RunState:
     """Run every step that applies, in order, each timed; the metadata is written at the end,
     and also when a step fails or is interrupted (then the error goes on to the CLI). Every
     docker command of the steps goes where the plan builds (``Runner.aimed_at``)."""
@@ -191,8 +221,14 @@ class Recorder:
     """Writes what a build made (``steps.RunState``) to ``--metadata-file`` and
     ``$GITHUB_OUTPUT``."""
 
-    def __init__(self, state: RunState, runner: Runner, *, path: Optional[str] = None,
-                 github_output: Optional[str] = None):
+    def __init__(
+        self,
+        state: RunState,
+        runner: Runner,
+        *,
+        path: Optional[str] = None,
+        github_output: Optional[str] = None,
+    ):
         self.state = state
         self.runner = runner
         self.path = path
@@ -207,8 +243,12 @@ class Recorder:
 
     @classmethod
     def for_state(cls, state: RunState, runner: Runner) -> Recorder:
-        return cls(state, runner, path=state.options.metadata_file,
-                   github_output=state.environ.get("GITHUB_OUTPUT"))
+        return cls(
+            state,
+            runner,
+            path=state.options.metadata_file,
+            github_output=state.environ.get("GITHUB_OUTPUT"),
+        )
 
     def failed(self, step: str, err: BaseException) -> None:
         """Record a step's failure (or interruption, or a bug's exception) and write the file
@@ -272,15 +312,18 @@ class Recorder:
         def append() -> None:
             try:
                 with open(github_output, "a", encoding="utf-8") as handle:
-                    handle.write(github_output_lines(tags, doc["digest"] or "",
-                                                     doc["image_id"] or ""))
+                    handle.write(
+                        github_output_lines(tags, doc["digest"] or "", doc["image_id"] or "")
+                    )
             except OSError as err:
-                raise RagbuildError(f"cannot append to $GITHUB_OUTPUT ({github_output}): "
-                                    f"{err.strerror}") from None
+                raise RagbuildError(
+                    f"cannot append to $GITHUB_OUTPUT ({github_output}): {err.strerror}"
+                ) from None
             self.runner.log("appended tags, digest and image-id to $GITHUB_OUTPUT")
 
-        self.runner.apply(f"append tags, digest and image-id to $GITHUB_OUTPUT ({github_output})",
-                          append)
+        self.runner.apply(
+            f"append tags, digest and image-id to $GITHUB_OUTPUT ({github_output})", append
+        )
 
     def _write_file(self, quiet_errors: bool = False) -> None:
         if self.path is None:

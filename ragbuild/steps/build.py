@@ -11,9 +11,16 @@ from typing import TYPE_CHECKING, Optional
 from collections.abc import MutableMapping, Sequence
 
 from ragbuild.docker_config import daemon_down, daemon_unreachable
-from ragbuild.errors import (CommandFailed, DockerUnavailable, PushFailed)
-from ragbuild.plan import (CREATED_LABEL, PUSHED_DIGEST_KEY, BuildPlan, PushPlan, build_command,
-    buildx_version_command, inspect_command)
+from ragbuild.errors import CommandFailed, DockerUnavailable, PushFailed
+from ragbuild.plan import (
+    CREATED_LABEL,
+    PUSHED_DIGEST_KEY,
+    BuildPlan,
+    PushPlan,
+    build_command,
+    buildx_version_command,
+    inspect_command,
+)
 from ragbuild.run.command import Command, Kind
 from ragbuild.passthrough import not_for_buildx
 from ragbuild.run.command import Result
@@ -25,8 +32,10 @@ if TYPE_CHECKING:  # scan.py is imported when --scan asks for it, guard.py by th
 
 #: A docker client whose own docker build has BuildKit built in (no buildx plugin needed, the
 #: classic builder's options taken): docker 23.0 made docker build buildx.
-CLASSIC_CLIENT = ("a client older than 23.0, whose docker build has BuildKit built in (e.g. "
-                  "Debian 12's /usr/bin/docker)")
+CLASSIC_CLIENT = (
+    "a client older than 23.0, whose docker build has BuildKit built in (e.g. "
+    "Debian 12's /usr/bin/docker)"
+)
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,14 @@ class Built:
     manifest: Optional[str] = None
 
 
-def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
-          digests: MutableMapping[str, Optional[str]], *, unique_created: bool = True) -> Built:
+def build(
+    runner: Runner,
+    plan: BuildPlan,
+    push: Optional[PushPlan],
+    digests: MutableMapping[str, Optional[str]],
+    *,
+    unique_created: bool = True,
+) -> Built:
     """The one build; ``push``: the pre-flight's push decisions (attestations, whether the
     build pushes: ``plan.build_pushes``). Returns whether the build pushed and the image's ID
     (``Built``); a one-platform build that pushed records the manifest digest it reported for
@@ -62,30 +77,42 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
     if push is None or not push.by_build or plan.multi_platform:
         image_id = _build(runner, plan, push)
         return Built(push is not None and plan.multi_platform, image_id)
-    pushing = build_command(plan, push, metadata_file=answer_path(plan),
-                            iid_file=answer_path(plan, "iid"))
+    pushing = build_command(
+        plan, push, metadata_file=answer_path(plan), iid_file=answer_path(plan, "iid")
+    )
     try:
         result = runner.run(pushing)
     except CommandFailed as failure:
         ended_as = ended(failure.returncode)
         built: Optional[str] = None
         if not unique_created:
-            runner.log(f"warning: docker buildx build --push {ended_as}; building again without "
-                       "the push, to tell a failed build from a failed push (SOURCE_DATE_EPOCH "
-                       "gives every build the same created label)")
+            runner.log(
+                f"warning: docker buildx build --push {ended_as}; building again without "
+                "the push, to tell a failed build from a failed push (SOURCE_DATE_EPOCH "
+                "gives every build the same created label)"
+            )
             built = _build(runner, plan, replace(push, by_build=False))
         elif (built := built_by_this_run(runner, plan)) is not None:
-            runner.log(f"warning: docker buildx build --push {ended_as} after it built and "
-                       f"tagged the image (this run's created label): {built}")
+            runner.log(
+                f"warning: docker buildx build --push {ended_as} after it built and "
+                f"tagged the image (this run's created label): {built}"
+            )
         else:
             diagnose(runner, plan)
             cause = explain(plan, pushing, failure)
-            said = (f": {cause} (nothing was pushed)" if cause else "; its output is above (the "
-                    "build failed: no image of this run carries the tags, nothing was pushed)")
-            raise CommandFailed(f"docker buildx build {ended_as}{said}",
-                                returncode=failure.returncode) from None
-        runner.log("the build itself succeeded: the push failed, so each tag goes with docker "
-                   "push (retried when the failure is transient)")
+            said = (
+                f": {cause} (nothing was pushed)"
+                if cause
+                else "; its output is above (the "
+                "build failed: no image of this run carries the tags, nothing was pushed)"
+            )
+            raise CommandFailed(
+                f"docker buildx build {ended_as}{said}", returncode=failure.returncode
+            ) from None
+        runner.log(
+            "the build itself succeeded: the push failed, so each tag goes with docker "
+            "push (retried when the failure is transient)"
+        )
         return Built(False, built)
     image_id = _image_id(result, plan)
     digest = parse_pushed_digest(result.stdout)
@@ -94,9 +121,11 @@ def build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan],
     if digest is None:
         from ragbuild.push import progress
 
-        raise PushFailed("docker buildx build --push succeeded but named no manifest digest in "
-                         f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
-                         f"verified\n{progress(push.refs, digests)}")
+        raise PushFailed(
+            "docker buildx build --push succeeded but named no manifest digest in "
+            f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
+            f"verified\n{progress(push.refs, digests)}"
+        )
     return Built(True, image_id, digest)
 
 
@@ -106,9 +135,11 @@ def _image_id(result: Result, plan: BuildPlan) -> Optional[str]:
     if plan.multi_platform:
         return None
     if not result.image_id:
-        raise CommandFailed("the build succeeded but wrote no image ID to its --iidfile, so what "
-                            "follows cannot tell this run's image from another build's with the "
-                            "same tags; nothing was pushed by ragbuild")
+        raise CommandFailed(
+            "the build succeeded but wrote no image ID to its --iidfile, so what "
+            "follows cannot tell this run's image from another build's with the "
+            "same tags; nothing was pushed by ragbuild"
+        )
     return result.image_id
 
 
@@ -152,8 +183,9 @@ def parse_pushed_digest(text: str) -> Optional[str]:
     except ValueError:
         return None
     digest = data.get(PUSHED_DIGEST_KEY) if isinstance(data, dict) else None
-    return digest if isinstance(digest, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", digest) \
-        else None
+    return (
+        digest if isinstance(digest, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else None
+    )
 
 
 def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> Optional[str]:
@@ -166,14 +198,19 @@ def _build(runner: Runner, plan: BuildPlan, push: Optional[PushPlan]) -> Optiona
         what = "docker buildx build" if plan.buildx else "docker build"
         cause = explain(plan, command, failure)
         if cause:
-            raise CommandFailed(f"{what} {ended(failure.returncode)}: {cause}",
-                                returncode=failure.returncode) from None
+            raise CommandFailed(
+                f"{what} {ended(failure.returncode)}: {cause}", returncode=failure.returncode
+            ) from None
         hint = ""
         if plan.options.pull:
-            hint = ("; with --pull, docker must reach the registry of every FROM image: check "
-                    "the network and registry login, or drop --pull to build from the local copy")
-        raise CommandFailed(f"{what} {ended(failure.returncode)}; its output is above{hint}",
-                            returncode=failure.returncode) from None
+            hint = (
+                "; with --pull, docker must reach the registry of every FROM image: check "
+                "the network and registry login, or drop --pull to build from the local copy"
+            )
+        raise CommandFailed(
+            f"{what} {ended(failure.returncode)}; its output is above{hint}",
+            returncode=failure.returncode,
+        ) from None
     return _image_id(result, plan)
 
 
@@ -185,8 +222,12 @@ def explain(plan: BuildPlan, command: Command, failure: CommandFailed) -> Option
     from ragbuild.build_failure import classify
     from ragbuild.pip_config import CA_SECRET_ID
 
-    cause = classify(failure.output, host_ca=passed_secret(command.argv, CA_SECRET_ID),
-                     not_passed=plan.host.ca_note, pull=plan.options.pull)
+    cause = classify(
+        failure.output,
+        host_ca=passed_secret(command.argv, CA_SECRET_ID),
+        not_passed=plan.host.ca_note,
+        pull=plan.options.pull,
+    )
     return cause.message if cause else None
 
 
@@ -207,35 +248,44 @@ def diagnose(runner: Runner, plan: BuildPlan) -> None:
     classic-builder option after ``--`` on a client whose docker build is buildx (Docker 23+:
     ``passthrough.NOT_FOR_BUILDX``) from a failing Dockerfile. Runs only on the failure path,
     so a good build pays nothing for it."""
-    result = runner.run(Command(("docker", "version", "--format", "{{.Client.Version}}"),
-                                check=False, kind=Kind.PROBE))
+    result = runner.run(
+        Command(
+            ("docker", "version", "--format", "{{.Client.Version}}"), check=False, kind=Kind.PROBE
+        )
+    )
     client = result.stdout.strip()
     text = result.stderr.lower()
     if result.returncode != 0 and "permission denied" in text:
-        raise DockerUnavailable("no permission to use the Docker daemon's socket: add your user to "
-                                "the docker group (then log in again), or run with sudo")
+        raise DockerUnavailable(
+            "no permission to use the Docker daemon's socket: add your user to "
+            "the docker group (then log in again), or run with sudo"
+        )
     target = plan.docker
     missing = re.search(r'context "([^"]*)" does not exist', result.stderr)
     if result.returncode != 0 and missing:
         said = f" (the plan said: {target.describe()})" if target is not None else ""
-        raise DockerUnavailable(f"docker context {missing[1]!r} does not exist{said}: `docker "
-                                "context ls` lists the contexts; fix DOCKER_CONTEXT, or `docker "
-                                "context use` an existing one")
+        raise DockerUnavailable(
+            f"docker context {missing[1]!r} does not exist{said}: `docker "
+            "context ls` lists the contexts; fix DOCKER_CONTEXT, or `docker "
+            "context use` an existing one"
+        )
     if result.returncode != 0 and daemon_down(result.stderr):
         raise DockerUnavailable(daemon_unreachable(target))
     major = client.split(".")[0]
     if major.isdigit() and int(major) >= 23:
         buildx = runner.run(buildx_version_command())
         if buildx.returncode != 0:
-            raise DockerUnavailable(f"this docker client ({client}) needs the buildx plugin for "
-                                    f"BuildKit builds: install buildx (docker-buildx-plugin), or set "
-                                    f"DOCKER to {CLASSIC_CLIENT}")
+            raise DockerUnavailable(
+                f"this docker client ({client}) needs the buildx plugin for "
+                f"BuildKit builds: install buildx (docker-buildx-plugin), or set "
+                f"DOCKER to {CLASSIC_CLIENT}"
+            )
         # docker build is buildx on this client, and buildx has no classic-only option
         refused = not_for_buildx(plan.passthrough)
         if refused:
-            raise CommandFailed(f"this docker client ({client}) builds with buildx, which refuses "
-                                f"{', '.join(refused)} (\"unknown flag\"): an option of the classic "
-                                f"builder's docker build, given after --; drop it, or set DOCKER to "
-                                f"{CLASSIC_CLIENT}")
-
-
+            raise CommandFailed(
+                f"this docker client ({client}) builds with buildx, which refuses "
+                f'{", ".join(refused)} ("unknown flag"): an option of the classic '
+                f"builder's docker build, given after --; drop it, or set DOCKER to "
+                f"{CLASSIC_CLIENT}"
+            )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ragbuild.errors import (UsageError)
-from ragbuild.plan import (BuildPlan, human_size)
+from ragbuild.errors import UsageError
+from ragbuild.plan import BuildPlan, human_size
 from ragbuild.run.redaction import is_secret_name, secret_build_args
 from ragbuild.run.runner import Runner
 
@@ -29,46 +29,64 @@ def sent_by_classic_cli(runner: Runner, plan: BuildPlan) -> bool:
 
     if plan.buildx or plan.multi_platform or plan.options.push:
         return False
-    done = runner.run(Command(("docker", "version", "--format", "{{.Client.Version}}"),
-                              check=False, kind=Kind.PROBE, assume="",
-                              dry_note="a client before Docker 23 walks fewer excluded directories"))
+    done = runner.run(
+        Command(
+            ("docker", "version", "--format", "{{.Client.Version}}"),
+            check=False,
+            kind=Kind.PROBE,
+            assume="",
+            dry_note="a client before Docker 23 walks fewer excluded directories",
+        )
+    )
     major = done.stdout.strip().split(".")[0]
     return done.returncode == 0 and major.isdigit() and int(major) < 23
 
 
 def check_context(runner: Runner, plan: BuildPlan) -> ContextReport:
     """Before the build: report the context, warn when it is large, refuse likely secrets."""
-    from ragbuild.guard import ContextRules, scan_context  # the .dockerignore matcher: imported by this step
+    from ragbuild.guard import (
+        ContextRules,
+        scan_context,
+    )  # the .dockerignore matcher: imported by this step
 
     options = plan.options
     for name in secret_build_args(plan.build_args):
         what = "looks like a secret" if is_secret_name(name) else "carries URL credentials"
-        runner.log(f"warning: --build-arg {name} {what}: build args stay readable in the image's "
-                   "history (docker history) and in docker's build output wherever a RUN step "
-                   "names them; pass it with --secret id=NAME,env=VARIABLE and read it in the "
-                   "Dockerfile with `RUN --mount=type=secret,id=NAME` instead")
+        runner.log(
+            f"warning: --build-arg {name} {what}: build args stay readable in the image's "
+            "history (docker history) and in docker's build output wherever a RUN step "
+            "names them; pass it with --secret id=NAME,env=VARIABLE and read it in the "
+            "Dockerfile with `RUN --mount=type=secret,id=NAME` instead"
+        )
     rules = ContextRules(options.context, options.file)
     if rules.clients_differ and sent_by_classic_cli(runner, plan):
         rules.prefix_exceptions = True
     report = scan_context(options.context, options.file, rules)
     applied = f"after {report.ignore_file}" if report.ignore_file else "(no .dockerignore)"
-    runner.log(f"build context {options.context}: {_files(report.files)}, "
-               f"{human_size(report.bytes)} {applied}")
+    runner.log(
+        f"build context {options.context}: {_files(report.files)}, "
+        f"{human_size(report.bytes)} {applied}"
+    )
     limit = plan.limits.context_warn_mb  # MB of 10^6 bytes, as human_size counts; 0: never
     if limit and report.bytes > limit * 1e6:
-        runner.log(f"warning: the build context is {human_size(report.bytes)}, more than "
-                   f"{limit:g}MB (--context-warn-mb); docker sends all of it before building. "
-                   "Add what the image does not need to .dockerignore. Largest:")
+        runner.log(
+            f"warning: the build context is {human_size(report.bytes)}, more than "
+            f"{limit:g}MB (--context-warn-mb); docker sends all of it before building. "
+            "Add what the image does not need to .dockerignore. Largest:"
+        )
         for name, size, files in report.largest():
             count = f" ({_files(files)})" if name.endswith("/") else ""
             runner.log(f"  {human_size(size):>8}  {name}{count}")
     if report.secrets:
         listed = ", ".join(f"{path} ({why})" for path, why in report.secrets)
         if options.allow_secrets:
-            runner.log(f"warning: sending likely secrets in the build context (--allow-secrets): "
-                       f"{listed}")
+            runner.log(
+                f"warning: sending likely secrets in the build context (--allow-secrets): {listed}"
+            )
         else:
-            raise UsageError(f"the build context would send likely secrets: {listed}; add them to "
-                             f"{report.ignore_file or os.path.join(options.context, '.dockerignore')}"
-                             ", or pass --allow-secrets if they belong in the image")
+            raise UsageError(
+                f"the build context would send likely secrets: {listed}; add them to "
+                f"{report.ignore_file or os.path.join(options.context, '.dockerignore')}"
+                ", or pass --allow-secrets if they belong in the image"
+            )
     return report

@@ -13,9 +13,9 @@ from ragbuild import pip_config
 from ragbuild.docker_config import docker_target, read_docker_config
 from ragbuild.config import LatestPolicy
 from ragbuild.docker_config import DockerConfig, DockerTarget
-from ragbuild.errors import (UsageError)
-from ragbuild.plan import (BuildPlan, parse_build_arg)
-from ragbuild.git import (GitInfo)
+from ragbuild.errors import UsageError
+from ragbuild.plan import BuildPlan, parse_build_arg
+from ragbuild.git import GitInfo
 from ragbuild.config import Config, Options
 from ragbuild.git import git_info, version_tags
 from ragbuild.pip_config import HostNetwork
@@ -38,7 +38,9 @@ def clock(environ: Mapping[str, str] = os.environ) -> datetime:
             raise ValueError(epoch)
         return datetime.fromtimestamp(int(epoch), tz=timezone.utc)
     except (ValueError, OverflowError, OSError):
-        raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970") from None
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970"
+        ) from None
 
 
 def check_paths(options: Options, environ: Mapping[str, str]) -> None:
@@ -49,19 +51,27 @@ def check_paths(options: Options, environ: Mapping[str, str]) -> None:
     context, dockerfile = options.context, options.file
     if not os.path.isdir(context):
         what = "it is a file" if os.path.exists(context) else "it does not exist"
-        raise UsageError(f"build context {context!r} is not a directory ({what}); pass the "
-                         "directory docker sends with --context")
+        raise UsageError(
+            f"build context {context!r} is not a directory ({what}); pass the "
+            "directory docker sends with --context"
+        )
     if not os.access(context, os.R_OK | os.X_OK):
         raise UsageError(f"build context {context!r} cannot be read (permission denied)")
     if dockerfile == "-":  # docker reads it from stdin, whatever file is named "-"
-        raise UsageError("-f - (the Dockerfile on stdin) is not supported: ragbuild reads the "
-                         "Dockerfile before the build (the context guard's per-Dockerfile ignore "
-                         "file, doctor's checks); write it to a file and pass -f FILE")
+        raise UsageError(
+            "-f - (the Dockerfile on stdin) is not supported: ragbuild reads the "
+            "Dockerfile before the build (the context guard's per-Dockerfile ignore "
+            "file, doctor's checks); write it to a file and pass -f FILE"
+        )
     if os.path.isdir(dockerfile):
-        raise UsageError(f"Dockerfile {dockerfile!r} is a directory; pass the file, e.g. "
-                         f"-f {os.path.join(dockerfile, 'Dockerfile')}")
+        raise UsageError(
+            f"Dockerfile {dockerfile!r} is a directory; pass the file, e.g. "
+            f"-f {os.path.join(dockerfile, 'Dockerfile')}"
+        )
     if not os.path.isfile(dockerfile):
-        raise UsageError(f"Dockerfile {dockerfile!r} not found (run from the project root, or pass -f)")
+        raise UsageError(
+            f"Dockerfile {dockerfile!r} not found (run from the project root, or pass -f)"
+        )
     if not os.access(dockerfile, os.R_OK):
         raise UsageError(f"Dockerfile {dockerfile!r} cannot be read (permission denied)")
     from ragbuild.metadata import check_path
@@ -96,8 +106,9 @@ class Facts:
         return self.moment.tzinfo is None
 
 
-def host_network(runner: Runner, options: Options, config: Config,
-                 environ: Mapping[str, str]) -> HostNetwork:
+def host_network(
+    runner: Runner, options: Options, config: Config, environ: Mapping[str, str]
+) -> HostNetwork:
     """What the build gets of the host's network (pip_config.py): the CA bundle the host's pip
     uses, or ``--host-ca``/setup.cfg's, unless ``--no-host-ca``; with ``--host-index`` (or
     setup.cfg's ``host-index``) the host pip's index settings, less those a ``--build-arg PIP_*``
@@ -108,11 +119,19 @@ def host_network(runner: Runner, options: Options, config: Config,
     stops the run either way: docker's client would refuse it."""
     explicit = options.host_ca or config.host_ca
     source = "--host-ca" if options.host_ca else "setup.cfg host-ca"
-    ca = None if options.no_host_ca else pip_config.host_ca(environ, given=explicit,
-                                                             given_source=source)
-    note = "--no-host-ca" if options.no_host_ca else (
-        "the host's pip names none: no PIP_CERT, pip config cert, REQUESTS_CA_BUNDLE or "
-        "SSL_CERT_FILE")
+    ca = (
+        None
+        if options.no_host_ca
+        else pip_config.host_ca(environ, given=explicit, given_source=source)
+    )
+    note = (
+        "--no-host-ca"
+        if options.no_host_ca
+        else (
+            "the host's pip names none: no PIP_CERT, pip config cert, REQUESTS_CA_BUNDLE or "
+            "SSL_CERT_FILE"
+        )
+    )
     problem = pip_config.check_ca(ca) if ca is not None else None
     if problem and (explicit or problem.too_big):
         raise UsageError(problem.message)
@@ -122,11 +141,15 @@ def host_network(runner: Runner, options: Options, config: Config,
     build_args = tuple(parse_build_arg(raw) for raw in options.build_args)
     wanted = options.host_index or (options.host_index is None and config.host_index)
     index = pip_config.host_index(
-        pip_config.read(environ) if wanted else {}, given=pip_config.secret_build_args(build_args),
-        overridden=tuple(key for key, _ in build_args if key.startswith("PIP_")))
+        pip_config.read(environ) if wanted else {},
+        given=pip_config.secret_build_args(build_args),
+        overridden=tuple(key for key, _ in build_args if key.startswith("PIP_")),
+    )
     if index.dropped:
-        runner.log("warning: --host-index passes no local path or file:// URL (a build cannot "
-                   f"read the host's files): {', '.join(index.dropped)}")
+        runner.log(
+            "warning: --host-index passes no local path or file:// URL (a build cannot "
+            f"read the host's files): {', '.join(index.dropped)}"
+        )
     return HostNetwork(ca=ca, ca_note=note, index=index if wanted or index.env else None)
 
 
@@ -146,8 +169,12 @@ def needs_version_tags(options: Options) -> bool:
     return needs_known_tags(parsed, options.latest_policy)
 
 
-def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = os.environ,
-                 config: Optional[Config] = None) -> Facts:
+def gather_facts(
+    runner: Runner,
+    options: Options,
+    environ: Mapping[str, str] = os.environ,
+    config: Optional[Config] = None,
+) -> Facts:
     from ragbuild.tags import CI_BUILD_NUMBER_VARS
 
     moment = clock(environ)
@@ -157,16 +184,26 @@ def gather_facts(runner: Runner, options: Options, environ: Mapping[str, str] = 
     git = git_info(runner, options, environ)
     auto = needs_version_tags(options)
     return Facts(
-        git=git, moment=moment, docker_config=docker_config,
+        git=git,
+        moment=moment,
+        docker_config=docker_config,
         docker=docker_target(environ, docker_config),
         version_tags=version_tags(runner, git) if auto else None,
         host=host,
-        ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ})
+        ci_environ={name: environ[name] for name in CI_BUILD_NUMBER_VARS if name in environ},
+    )
 
 
 def make_plan(options: Options, config: Config, facts: Facts) -> BuildPlan:
     from ragbuild import plan
 
-    return plan.make_plan(options, config, facts.git, facts.moment,
-                          version_tags=facts.version_tags, environ=facts.ci_environ,
-                          docker=facts.docker, host=facts.host)
+    return plan.make_plan(
+        options,
+        config,
+        facts.git,
+        facts.moment,
+        version_tags=facts.version_tags,
+        environ=facts.ci_environ,
+        docker=facts.docker,
+        host=facts.host,
+    )

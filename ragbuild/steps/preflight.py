@@ -10,8 +10,8 @@ from collections.abc import Mapping
 
 from ragbuild.docker_config import find_cli_plugin
 from ragbuild.buildx import BUILDX_HINT, builder_driver, docker_driver_needs, docker_driver_problem
-from ragbuild.errors import (DockerUnavailable, ToolMissing)
-from ragbuild.plan import (BuildPlan, PushPlan, build_pushes, buildx_version_command)
+from ragbuild.errors import DockerUnavailable, ToolMissing
+from ragbuild.plan import BuildPlan, PushPlan, build_pushes, buildx_version_command
 from ragbuild.config import Config
 from ragbuild.steps.facts import Facts
 from ragbuild.run.runner import Runner, resolve
@@ -32,8 +32,13 @@ def needs_preflight(plan: BuildPlan) -> bool:
     return bool(plan.options.scan or plan.buildx or plan.options.push)
 
 
-def preflight(runner: Runner, plan: BuildPlan, config: Config, facts: Facts,
-              environ: Mapping[str, str] = os.environ) -> Preflight:
+def preflight(
+    runner: Runner,
+    plan: BuildPlan,
+    config: Config,
+    facts: Facts,
+    environ: Mapping[str, str] = os.environ,
+) -> Preflight:
     """Everything knowable before the long build, in order: the scanner exists, the client has
     buildx when the build needs it, and the push can go (login, repository). A failed check
     stops the run; a dry run warns and shows the rest (``Runner.stop_or_warn``)."""
@@ -45,8 +50,9 @@ def preflight(runner: Runner, plan: BuildPlan, config: Config, facts: Facts,
             scanner = scan.prepare(plan, config)
         except ToolMissing as missing:
             # the scan a real run would make, shown by a dry run after its warning
-            scanner = scan.resolve(plan.options.scan_command, config.scan_command,
-                                   which=lambda name, path=None: name)
+            scanner = scan.resolve(
+                plan.options.scan_command, config.scan_command, which=lambda name, path=None: name
+            )
             runner.stop_or_warn(missing, key=resolve(scanner.argv[0]))
     check_buildx(runner, plan)
     if plan.options.push:
@@ -65,8 +71,10 @@ def check_buildx(runner: Runner, plan: BuildPlan) -> None:
         return
     result = runner.run(buildx_version_command(plan.buildx))
     if not result.ok:
-        raise DockerUnavailable(f"this build needs docker buildx (for {'; '.join(plan.buildx)}), "
-                                f"and this docker client has no buildx: {BUILDX_HINT}")
+        raise DockerUnavailable(
+            f"this build needs docker buildx (for {'; '.join(plan.buildx)}), "
+            f"and this docker client has no buildx: {BUILDX_HINT}"
+        )
     check_builder_can(runner, plan)
 
 

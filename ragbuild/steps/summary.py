@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, Sequence
 
-from ragbuild.errors import (CommandFailed)
-from ragbuild.plan import (CREATED_LABEL, BuildPlan, human_size, inspect_command)
+from ragbuild.errors import CommandFailed
+from ragbuild.plan import CREATED_LABEL, BuildPlan, human_size, inspect_command
 from ragbuild.reference import familiar
 from ragbuild.run.console import SUCCESS
 from ragbuild.run.runner import Runner
@@ -35,9 +35,15 @@ class Image:
         return [ref for ref in refs if familiar(ref) not in listed]
 
 
-def summarize(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None, *,
-              pushed: bool = False, manifest: Optional[str] = None,
-              unique_created: bool = True) -> Optional[Image]:
+def summarize(
+    runner: Runner,
+    plan: BuildPlan,
+    image_id: Optional[str] = None,
+    *,
+    pushed: bool = False,
+    manifest: Optional[str] = None,
+    unique_created: bool = True,
+) -> Optional[Image]:
     """One ``docker image inspect`` of the built image by its ID (``Built.image_id``; the
     primary ref only where there is none to follow) gives the id, size, tags and labels (bash
     ran one per tag). None for a multi-platform build, which leaves no local image. ``pushed``:
@@ -52,8 +58,10 @@ def summarize(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None, *
     here); the push still checks that the registry serves that image (push.check_pushed). The image's ``followed`` is the ID the daemon knows it by, which the
     run follows from then on."""
     if plan.multi_platform:
-        runner.log(f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
-                   "an image index, read back from the registry instead of inspected locally")
+        runner.log(
+            f"built for {', '.join(plan.platforms)} and pushed by the build itself: "
+            "an image index, read back from the registry instead of inspected locally"
+        )
         return None
     followed = image_id or plan.primary
     result = runner.run(replace(inspect_command(followed, plan.refs), check=image_id is None))
@@ -65,31 +73,44 @@ def summarize(runner: Runner, plan: BuildPlan, image_id: Optional[str] = None, *
     try:
         image = parse_inspect(result.stdout)
     except ValueError as bad:
-        raise CommandFailed(f"cannot read docker image inspect output: {bad}: "
-                            f"{_clip(result.stdout)!r}") from None
+        raise CommandFailed(
+            f"cannot read docker image inspect output: {bad}: {_clip(result.stdout)!r}"
+        ) from None
     if by_label and not (unique_created and image.labels.get(CREATED_LABEL) == plan.created):
-        why = ("SOURCE_DATE_EPOCH gives every build the same created label" if not unique_created
-               else f"{plan.primary} names an image of another run (created "
-                    f"{image.labels.get(CREATED_LABEL) or 'unknown'})")
-        raise CommandFailed(f"the daemon knows no image {image_id} (the ID the build wrote: on "
-                            "the containerd image store buildx writes the config's digest) and "
-                            f"{why}, so this run's image cannot be told apart; nothing was "
-                            "pushed by ragbuild")
+        why = (
+            "SOURCE_DATE_EPOCH gives every build the same created label"
+            if not unique_created
+            else f"{plan.primary} names an image of another run (created "
+            f"{image.labels.get(CREATED_LABEL) or 'unknown'})"
+        )
+        raise CommandFailed(
+            f"the daemon knows no image {image_id} (the ID the build wrote: on "
+            "the containerd image store buildx writes the config's digest) and "
+            f"{why}, so this run's image cannot be told apart; nothing was "
+            "pushed by ragbuild"
+        )
     image = replace(image, followed=image.id if by_label else followed)
-    runner.report(f"built {image.id} ({human_size(image.size)}) with {len(plan.refs)} tags:",
-                  SUCCESS)
+    runner.report(
+        f"built {image.id} ({human_size(image.size)}) with {len(plan.refs)} tags:", SUCCESS
+    )
     for ref in plan.refs:
         runner.report(f"  {ref}")
     missing = image.lacks(plan.refs)
     if missing:
-        out = (f"; the build had already pushed its {len(plan.refs)} tags to "
-               f"{plan.registry.uri if plan.registry else 'the registry'} (not read back)"
-               if pushed else "")
-        raise CommandFailed(f"the built image lacks tags {', '.join(missing)}; docker reported "
-                            f"{', '.join(image.repo_tags)}{out}")
+        out = (
+            f"; the build had already pushed its {len(plan.refs)} tags to "
+            f"{plan.registry.uri if plan.registry else 'the registry'} (not read back)"
+            if pushed
+            else ""
+        )
+        raise CommandFailed(
+            f"the built image lacks tags {', '.join(missing)}; docker reported "
+            f"{', '.join(image.repo_tags)}{out}"
+        )
     flags = plan.docker.docker_flags() if plan.docker is not None else ()
-    runner.report(f"run it: docker {''.join(f'{flag} ' for flag in flags)}run -p 8080:8080 "
-                  f"{plan.primary}")
+    runner.report(
+        f"run it: docker {''.join(f'{flag} ' for flag in flags)}run -p 8080:8080 {plan.primary}"
+    )
     return image
 
 
@@ -104,8 +125,9 @@ def parse_inspect(stdout: str) -> Image:
         raise ValueError(f"size {size!r} is not a number")
     repo_tags, end = json.JSONDecoder().raw_decode(rest)  # then the labels' JSON (null: none)
     labels = json.loads(rest[end:]) if rest[end:].strip() else None
-    if repo_tags is not None and not (isinstance(repo_tags, list)
-                                      and all(isinstance(tag, str) for tag in repo_tags)):
+    if repo_tags is not None and not (
+        isinstance(repo_tags, list) and all(isinstance(tag, str) for tag in repo_tags)
+    ):
         raise ValueError("the tags are not a list of strings")
     if labels is not None and not isinstance(labels, dict):
         raise ValueError("the labels are not an object")

@@ -24,13 +24,19 @@ from typing import Optional
 
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 #: ECR operations about one repository (all but the login token)
-ABOUT_A_REPOSITORY = ("DescribeRepositories", "ListImages", "DescribeImages", "BatchGetImage",
-                      "CreateRepository", "PutImageTagMutability", "BatchDeleteImage")
+ABOUT_A_REPOSITORY = (
+    "DescribeRepositories",
+    "ListImages",
+    "DescribeImages",
+    "BatchGetImage",
+    "CreateRepository",
+    "PutImageTagMutability",
+    "BatchDeleteImage",
+)
 
 
 class Recorder:
-    def __init__(self, upstream: str, caller_account: Optional[str] = None,
-                 deny: tuple = ()):
+    def __init__(self, upstream: str, caller_account: Optional[str] = None, deny: tuple = ()):
         self.upstream = upstream.rstrip("/")
         self.caller_account = caller_account
         self.deny = set(deny)
@@ -45,8 +51,9 @@ class Recorder:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 target = self.headers.get("X-Amz-Target", "")
-                operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) \
-                    else target
+                operation = (
+                    target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else target
+                )
                 try:
                     body = json.loads(raw or b"{}")
                 except ValueError:
@@ -62,17 +69,23 @@ class Recorder:
                     self.end_headers()
                     self.wfile.write(data)
                     return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length", "connection")}
-                request = urllib.request.Request(recorder.upstream + self.path, data=raw,
-                                                 headers=headers, method="POST")
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                request = urllib.request.Request(
+                    recorder.upstream + self.path, data=raw, headers=headers, method="POST"
+                )
                 try:
                     with urllib.request.urlopen(request, timeout=30) as response:
-                        status, data, ctype = response.status, response.read(), \
-                            response.headers.get("Content-Type", "")
+                        status, data, ctype = (
+                            response.status,
+                            response.read(),
+                            response.headers.get("Content-Type", ""),
+                        )
                 except urllib.error.HTTPError as err:
-                    status, data, ctype = err.code, err.read(), err.headers.get(
-                        "Content-Type", "")
+                    status, data, ctype = err.code, err.read(), err.headers.get("Content-Type", "")
                 self.send_response(status)
                 self.send_header("Content-Type", ctype or "application/x-amz-json-1.1")
                 self.send_header("Content-Length", str(len(data)))
@@ -85,15 +98,22 @@ class Recorder:
 
     def answer(self, operation: str, body: dict):
         if operation in self.deny:
-            return 400, {"__type": "AccessDeniedException",
-                         "message": f"User: arn:aws:iam::{self.caller_account or '111122223333'}"
-                                    f":user/ci is not authorized to perform: ecr:{operation}"}
-        if (self.caller_account and operation in ABOUT_A_REPOSITORY
-                and body.get("registryId", self.caller_account) == self.caller_account):
+            return 400, {
+                "__type": "AccessDeniedException",
+                "message": f"User: arn:aws:iam::{self.caller_account or '111122223333'}"
+                f":user/ci is not authorized to perform: ecr:{operation}",
+            }
+        if (
+            self.caller_account
+            and operation in ABOUT_A_REPOSITORY
+            and body.get("registryId", self.caller_account) == self.caller_account
+        ):
             name = body.get("repositoryName") or (body.get("repositoryNames") or ["?"])[0]
-            return 400, {"__type": "RepositoryNotFoundException",
-                         "message": f"The repository with name '{name}' does not exist in the "
-                                    f"registry with id '{self.caller_account}'"}
+            return 400, {
+                "__type": "RepositoryNotFoundException",
+                "message": f"The repository with name '{name}' does not exist in the "
+                f"registry with id '{self.caller_account}'",
+            }
         return None
 
     def about_a_repository(self) -> list:

@@ -46,9 +46,26 @@ from typing import Optional
 
 import pytest
 
-from .support import (BASE_IMAGE, BUILD_TIMEOUT, COMMAND_TIMEOUT, ENV_FILE, HARNESS, IN_CI, REPO, SCRUBBED,
-                      WORKER, Docker, Images, Project, RegistryAPI, Result, Runner, copy_tree, git,
-                      set_image_name)
+from .support import (
+    BASE_IMAGE,
+    BUILD_TIMEOUT,
+    COMMAND_TIMEOUT,
+    ENV_FILE,
+    HARNESS,
+    IN_CI,
+    REPO,
+    SCRUBBED,
+    WORKER,
+    Docker,
+    Images,
+    Project,
+    RegistryAPI,
+    Result,
+    Runner,
+    copy_tree,
+    git,
+    set_image_name,
+)
 
 
 def read_env_file(path: Path) -> dict:
@@ -58,7 +75,7 @@ def read_env_file(path: Path) -> dict:
         line = line.strip()
         if not line.startswith("export "):
             continue
-        words = shlex.split(line[len("export "):])
+        words = shlex.split(line[len("export ") :])
         if words and "=" in words[0]:
             key, _, value = words[0].partition("=")
             env[key] = value
@@ -67,9 +84,13 @@ def read_env_file(path: Path) -> dict:
 
 def engine_answers(docker_binary: str, env: Optional[dict] = None) -> tuple:
     try:
-        done = subprocess.run([docker_binary, "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=30,
-                              env={**os.environ, **(env or {})})
+        done = subprocess.run(
+            [docker_binary, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **(env or {})},
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, str(err)
     return done.returncode == 0, (done.stderr or done.stdout).strip()
@@ -92,8 +113,9 @@ def e2e_env() -> dict:
     if not ok:
         print(f"e2e: {why}; running bash {HARNESS} up", flush=True)
         try:
-            up = subprocess.run(["bash", str(HARNESS), "up"], capture_output=True, text=True,
-                                timeout=1800)
+            up = subprocess.run(
+                ["bash", str(HARNESS), "up"], capture_output=True, text=True, timeout=1800
+            )
         except subprocess.TimeoutExpired:
             unavailable("tests/e2e/harness.sh up did not finish within 30 minutes")
         if up.returncode != 0:
@@ -156,8 +178,10 @@ LEGS, FULL_LEG = harness_legs()
 def leg(request, e2e_env) -> Leg:
     name = request.param
     if name not in e2e_env.get("E2E_LEGS", "").split():
-        unavailable(f"leg {name!r} was not brought up by the harness (E2E_LEGS="
-                    f"{e2e_env.get('E2E_LEGS', '')!r})")
+        unavailable(
+            f"leg {name!r} was not brought up by the harness (E2E_LEGS="
+            f"{e2e_env.get('E2E_LEGS', '')!r})"
+        )
     key = f"E2E_LEG_{name.upper()}"
     docker, host = e2e_env[f"{key}_DOCKER"], e2e_env.get(f"{key}_HOST", "")
     can = frozenset(filter(None, e2e_env.get(f"{key}_CAN", "").split(",")))
@@ -177,8 +201,9 @@ def venv() -> Path:
     """The repository's .venv (``make venv``: the Makefile's own bootstrap)."""
     path = REPO / ".venv"
     if not (path / ".installed").exists():
-        done = subprocess.run(["make", "-C", str(REPO), "venv"], capture_output=True, text=True,
-                              timeout=BUILD_TIMEOUT)
+        done = subprocess.run(
+            ["make", "-C", str(REPO), "venv"], capture_output=True, text=True, timeout=BUILD_TIMEOUT
+        )
         assert done.returncode == 0, f"make venv failed:\n{done.stdout}\n{done.stderr}"
     return path
 
@@ -196,9 +221,20 @@ def add_remote_context(config: Path, leg: Leg, e2e_env: dict) -> None:
     ``contexts/``, never config.json."""
     env = {**os.environ, "DOCKER_CONFIG": str(config), "DOCKER_CONTEXT": "default"}
     env.pop("DOCKER_HOST", None)
-    made = subprocess.run([leg.docker, "context", "create", e2e_env["E2E_REMOTE_CONTEXT"],
-                           "--docker", f"host={e2e_env['E2E_REMOTE_HOST']}"],
-                          env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    made = subprocess.run(
+        [
+            leg.docker,
+            "context",
+            "create",
+            e2e_env["E2E_REMOTE_CONTEXT"],
+            "--docker",
+            f"host={e2e_env['E2E_REMOTE_HOST']}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
     assert made.returncode == 0, f"docker context create: {made.stderr}"
 
 
@@ -230,8 +266,10 @@ def docker(runner, leg) -> Docker:
 @pytest.fixture(scope="session")
 def local_docker(runner) -> Docker:
     """/usr/bin/docker against the local engine (the default context), whatever the leg."""
-    return Docker(Runner(runner.environ({"DOCKER_HOST": None, "DOCKER_CONTEXT": None}), runner.cwd),
-                  "/usr/bin/docker")
+    return Docker(
+        Runner(runner.environ({"DOCKER_HOST": None, "DOCKER_CONTEXT": None}), runner.cwd),
+        "/usr/bin/docker",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -326,8 +364,12 @@ def plain_registry(e2e_env) -> RegistryAPI:
 
 @pytest.fixture(scope="session")
 def ecr_registry(e2e_env) -> RegistryAPI:
-    return RegistryAPI(e2e_env["E2E_ECR_HOST"], scheme="https", cafile=e2e_env["E2E_ECR_CA"],
-                       auth=(e2e_env["E2E_ECR_USER"], e2e_env["E2E_ECR_PASSWORD"]))
+    return RegistryAPI(
+        e2e_env["E2E_ECR_HOST"],
+        scheme="https",
+        cafile=e2e_env["E2E_ECR_CA"],
+        auth=(e2e_env["E2E_ECR_USER"], e2e_env["E2E_ECR_PASSWORD"]),
+    )
 
 
 @dataclass
@@ -348,10 +390,17 @@ def dev_build(new_project, docker, session_images, pip_args) -> DevBuild:
     result = project.make("build-dev", f"ARGS={pip_args}").assert_ok()
     image_id = session_images.track_result(result)
     timestamp = result.timestamp()
-    refs = [f"{WORKER}:{tag}" for tag in (f"dev-{timestamp}", "dev", f"git-{project.sha}", "latest")]
-    return DevBuild(project=project, result=result, image_id=image_id, timestamp=timestamp,
-                    ref_ids={ref: docker.image_id(ref) for ref in refs},
-                    repo_tags=sorted(docker.inspect(image_id)["RepoTags"]))
+    refs = [
+        f"{WORKER}:{tag}" for tag in (f"dev-{timestamp}", "dev", f"git-{project.sha}", "latest")
+    ]
+    return DevBuild(
+        project=project,
+        result=result,
+        image_id=image_id,
+        timestamp=timestamp,
+        ref_ids={ref: docker.image_id(ref) for ref in refs},
+        repo_tags=sorted(docker.inspect(image_id)["RepoTags"]),
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -373,8 +422,12 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    items.sort(key=lambda item: (leg_order(item),
-                                 bool(getattr(getattr(item, "module", None), "RUNS_LAST", False))))
+    items.sort(
+        key=lambda item: (
+            leg_order(item),
+            bool(getattr(getattr(item, "module", None), "RUNS_LAST", False)),
+        )
+    )
 
 
 def leg_order(item) -> int:

@@ -40,10 +40,30 @@ COMMAND_TIMEOUT = 120
 
 #: Variables of the calling shell that would change what the commands under test do. MAKEFLAGS
 #: matters under `make e2e ARGS=-v`: it hands ARGS=-v down to every inner make.
-SCRUBBED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARGS", "VERSION", "ECR_URI", "VENV",
-            "PYTHON", "ECR_REGISTRY_URI", "SOURCE_DATE_EPOCH", "DOCKER_HOST", "DOCKER_CONTEXT",
-            "DOCKER_BUILDKIT", "BUILDKIT_PROGRESS", "AWS_PROFILE", "AWS_SESSION_TOKEN",
-            "AWS_ENDPOINT_URL_ECR", "AWS_CLI", "TZ", "GITHUB_OUTPUT", "BUILDX_BUILDER")
+SCRUBBED = (
+    "MAKEFLAGS",
+    "MFLAGS",
+    "MAKELEVEL",
+    "MAKEOVERRIDES",
+    "ARGS",
+    "VERSION",
+    "ECR_URI",
+    "VENV",
+    "PYTHON",
+    "ECR_REGISTRY_URI",
+    "SOURCE_DATE_EPOCH",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_BUILDKIT",
+    "BUILDKIT_PROGRESS",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_CLI",
+    "TZ",
+    "GITHUB_OUTPUT",
+    "BUILDX_BUILDER",
+)
 
 # "built sha256:<id> (207.6MB) with 4 tags:" (ragbuild's summary after a build)
 BUILT_RE = re.compile(r"^built (sha256:[0-9a-f]{64}) ", re.M)
@@ -80,8 +100,10 @@ def client_has_buildx_plugin(env: Optional[dict] = None) -> bool:
     from ragbuild import docker_config
 
     environ = {**os.environ, **(env or {})}
-    return docker_config.find_cli_plugin("buildx", docker_config.read_docker_config(environ),
-                                    environ) is not None
+    return (
+        docker_config.find_cli_plugin("buildx", docker_config.read_docker_config(environ), environ)
+        is not None
+    )
 
 
 def free_port() -> int:
@@ -117,7 +139,9 @@ class Result:
 
     def describe(self, lines: int = 60) -> str:
         out = "\n".join(self.text.strip().splitlines()[-lines:])
-        return f"`{shlex.join(self.argv)}` exited {self.returncode} after {self.seconds:.1f}s:\n{out}"
+        return (
+            f"`{shlex.join(self.argv)}` exited {self.returncode} after {self.seconds:.1f}s:\n{out}"
+        )
 
     def assert_ok(self) -> Result:
         assert self.returncode == 0, self.describe()
@@ -156,10 +180,16 @@ class Runner:
         print(f"$ {shlex.join(argv)}", flush=True)
         started = time.monotonic()
         # own session: on a timeout the whole tree (make -> script -> docker) is stopped
-        proc = subprocess.Popen(argv, cwd=str(cwd or self.cwd), env=self.environ(env),
-                                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=str(cwd or self.cwd),
+            env=self.environ(env),
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -202,27 +232,43 @@ class Project:
     runner: Runner
 
     def make(self, *args, env=None, timeout=BUILD_TIMEOUT) -> Result:
-        return self.runner.run(["make", "-C", self.path, f"VENV={self.venv}", *args], env=env,
-                               timeout=timeout)
+        return self.runner.run(
+            ["make", "-C", self.path, f"VENV={self.venv}", *args], env=env, timeout=timeout
+        )
 
     def script(self, *args, env=None, timeout=BUILD_TIMEOUT) -> Result:
-        return self.runner.run(["./scripts/build-image.py", *args], env=env, cwd=self.path,
-                               timeout=timeout)
+        return self.runner.run(
+            ["./scripts/build-image.py", *args], env=env, cwd=self.path, timeout=timeout
+        )
 
     def popen_script(self, *args, env=None, stdout=None, stderr=None) -> subprocess.Popen:
         """The script in a session of its own (as a terminal's foreground job), not waited for."""
         argv = ["./scripts/build-image.py", *map(str, args)]
         print(f"$ {shlex.join(argv)} &", flush=True)
-        return subprocess.Popen(argv, cwd=str(self.path), env=self.runner.environ(env),
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            cwd=str(self.path),
+            env=self.runner.environ(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
 
 
 def copy_tree(src: Path, dest: Path) -> None:
     """Tracked and untracked-not-ignored files of ``src``, mtimes kept (so make does not think
     setup.cfg changed after the venv was made)."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=src,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=src,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, dict.fromkeys(listed)):
         source = src / rel
         if not source.exists() and not source.is_symlink():
@@ -232,13 +278,25 @@ def copy_tree(src: Path, dest: Path) -> None:
         shutil.copy2(source, target, follow_symlinks=False)
 
 
-GIT = ["git", "-c", "user.name=ragbuild e2e", "-c", "user.email=e2e@ragbuild.invalid",
-       "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main", "-c", "core.hooksPath=/dev/null"]
+GIT = [
+    "git",
+    "-c",
+    "user.name=ragbuild e2e",
+    "-c",
+    "user.email=e2e@ragbuild.invalid",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "init.defaultBranch=main",
+    "-c",
+    "core.hooksPath=/dev/null",
+]
 
 
 def git(cwd: Path, *args) -> str:
-    return subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        [*GIT, *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def set_image_name(setup_cfg: Path, name: str) -> None:
@@ -266,8 +324,13 @@ class Docker:
 
     def quiet(self, *args) -> subprocess.CompletedProcess:
         """A query whose output is not worth logging."""
-        return subprocess.run([self.binary, *map(str, args)], env=self.runner.environ(),
-                              capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        return subprocess.run(
+            [self.binary, *map(str, args)],
+            env=self.runner.environ(),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+        )
 
     def version(self, side: str = "Client") -> str:
         """``docker version``'s Client or Server version (``20.10.24+dfsg1``, ``26.1.5+dfsg1``)."""
@@ -290,13 +353,21 @@ class Docker:
 
     def refs(self, reference: str) -> list:
         """``docker image ls --filter reference=...`` as sorted ``repo:tag`` strings."""
-        done = self.quiet("image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
-                          "--filter", f"reference={reference}")
+        done = self.quiet(
+            "image",
+            "ls",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            f"reference={reference}",
+        )
         assert done.returncode == 0, done.stderr
         return sorted(set(done.stdout.split()))
 
     def ids(self, reference: str) -> set:
-        done = self.quiet("image", "ls", "--quiet", "--no-trunc", "--filter", f"reference={reference}")
+        done = self.quiet(
+            "image", "ls", "--quiet", "--no-trunc", "--filter", f"reference={reference}"
+        )
         return set(done.stdout.split())
 
     def labelled(self, label: str) -> set:
@@ -305,7 +376,13 @@ class Docker:
         return set(done.stdout.split())
 
     def containers(self, *filters) -> list:
-        argv = ["ps", "--all", "--no-trunc", "--format", "{{.ID}} {{.Image}} {{.Names}} {{.Status}}"]
+        argv = [
+            "ps",
+            "--all",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Image}} {{.Names}} {{.Status}}",
+        ]
         for f in filters:
             argv += ["--filter", f]
         done = self.quiet(*argv)
@@ -351,10 +428,12 @@ class Images:
 
 # --- registries --------------------------------------------------------------------------------
 
-MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
-                  "application/vnd.oci.image.manifest.v1+json",
-                  "application/vnd.docker.distribution.manifest.list.v2+json",
-                  "application/vnd.oci.image.index.v1+json")
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
 
 
 @dataclass
@@ -372,7 +451,9 @@ class RegistryAPI:
         self.base = f"{scheme}://{host}"
         handlers = [urllib.request.ProxyHandler({})]  # local traffic never goes through a proxy
         if cafile:
-            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=cafile)))
+            handlers.append(
+                urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=cafile))
+            )
         self._opener = urllib.request.build_opener(*handlers)
         self._auth = None
         if auth:
@@ -403,8 +484,9 @@ class RegistryAPI:
         return sorted(json.loads(body).get("tags") or [])
 
     def manifest(self, repository: str, reference: str) -> Optional[Manifest]:
-        status, headers, body = self.request(f"/v2/{repository}/manifests/{reference}",
-                                             headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        status, headers, body = self.request(
+            f"/v2/{repository}/manifests/{reference}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
+        )
         if status == 404:
             return None
         assert status == 200, f"manifest {repository}:{reference}: {status} {body[:200]!r}"
@@ -424,8 +506,13 @@ def process_table() -> dict:
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace").strip()
+            cmdline = (
+                Path(f"/proc/{entry}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+                .strip()
+            )
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
@@ -489,7 +576,7 @@ def wait_for(predicate, deadline: float, proc, what: str, interval: float = 0.2)
 #: A few-line HTTP server as an image's ``serve``: what SageMaker calls (/ping, /invocations) and
 #: what ragbuild's smoke test reads (/health: ENVIRONMENT and GIT_COMMIT from the environment).
 #: Each knob breaks one rule of SageMaker's serving contract (sagemaker.py).
-SAGEMAKER_SERVER = '''#!/usr/bin/env python3
+SAGEMAKER_SERVER = """#!/usr/bin/env python3
 import json, os, signal, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 time.sleep({delay})
@@ -515,21 +602,25 @@ class Handler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.answer(b"{{}}")
 HTTPServer(("", port), Handler).serve_forever()
-'''
+"""
 
 
-def sagemaker_image_lines(*, delay=0, handles_term=True, binds=True, ping_seconds=0,
-                          as_serve=True) -> tuple:
+def sagemaker_image_lines(
+    *, delay=0, handles_term=True, binds=True, ping_seconds=0, as_serve=True
+) -> tuple:
     """Dockerfile lines (after ``FROM python:3.11-slim``) of an image that serves
     ``SAGEMAKER_SERVER``: as ``/usr/local/bin/serve`` (``as_serve``), else only as its CMD (no
     ``serve``). The script goes in base64, so no quoting of the Dockerfile's shell gets in the way."""
 
-
-    script = SAGEMAKER_SERVER.format(delay=delay, handles_term=handles_term, binds=binds,
-                                     ping_seconds=ping_seconds)
+    script = SAGEMAKER_SERVER.format(
+        delay=delay, handles_term=handles_term, binds=binds, ping_seconds=ping_seconds
+    )
     path = "/usr/local/bin/serve" if as_serve else "/opt/server.py"
     encoded = base64.b64encode(script.encode()).decode()
-    return ("ARG ENVIRONMENT=unknown", "ARG GIT_COMMIT=unknown",
-            "ENV ENVIRONMENT=$ENVIRONMENT GIT_COMMIT=$GIT_COMMIT",
-            f"RUN echo {encoded} | base64 -d > {path} && chmod 755 {path}",
-            f'CMD ["{path}"]')
+    return (
+        "ARG ENVIRONMENT=unknown",
+        "ARG GIT_COMMIT=unknown",
+        "ENV ENVIRONMENT=$ENVIRONMENT GIT_COMMIT=$GIT_COMMIT",
+        f"RUN echo {encoded} | base64 -d > {path} && chmod 755 {path}",
+        f'CMD ["{path}"]',
+    )

@@ -33,14 +33,21 @@ def unreachable_base(docker, unique):
     docker.quiet("image", "rm", ref)
 
 
-def test_pull_without_a_reachable_registry_says_what_pull_needs(project, unique, images,
-                                                                 unreachable_base, tmp_path):
+def test_pull_without_a_reachable_registry_says_what_pull_needs(
+    project, unique, images, unreachable_base, tmp_path
+):
     context = tmp_path / "pull"
     context.mkdir()
     dockerfile = context / "Dockerfile"
     dockerfile.write_text(f"FROM {unreachable_base}\nLABEL org.ragbuild.e2e.case=pull\n")
-    result = project.script("--env", "dev", "--no-latest", "--image-name", unique("pull"),
-                            *tiny_args(dockerfile, "--pull"))
+    result = project.script(
+        "--env",
+        "dev",
+        "--no-latest",
+        "--image-name",
+        unique("pull"),
+        *tiny_args(dockerfile, "--pull"),
+    )
     if result.returncode == 0:
         images.track_result(result)
     assert result.returncode == 1, result.describe()
@@ -51,33 +58,53 @@ def test_pull_without_a_reachable_registry_says_what_pull_needs(project, unique,
     assert len(errors) == 1 and errors[0].startswith(
         f"error: docker build failed (exit 1): the engine cannot get the base image "
         f"{unreachable_base} (its registry does not answer the engine): --pull makes the engine "
-        "ask the registry even for an image it has: drop --pull to build from its copy"), \
-        result.describe()
+        "ask the registry even for an image it has: drop --pull to build from its copy"
+    ), result.describe()
 
 
-def test_inline_cache_pushed_then_imported_with_a_registry_cache_spec(project, tiny_context, unique,
-                                                                      images, e2e_env,
-                                                                      plain_registry):
+def test_inline_cache_pushed_then_imported_with_a_registry_cache_spec(
+    project, tiny_context, unique, images, e2e_env, plain_registry
+):
     name = unique("cache")
     uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
     dockerfile = tiny_context("ARG NONCE", 'RUN echo "$NONCE" > /nonce')
     nonce = f"NONCE={secrets.token_hex(8)}"
 
-    first = project.script("--env", "dev", "--no-latest", "--registry", uri, "--push",
-                           "--cache-to", "type=inline", "--build-arg", nonce,
-                           *tiny_args(dockerfile)).assert_ok()
+    first = project.script(
+        "--env",
+        "dev",
+        "--no-latest",
+        "--registry",
+        uri,
+        "--push",
+        "--cache-to",
+        "type=inline",
+        "--build-arg",
+        nonce,
+        *tiny_args(dockerfile),
+    ).assert_ok()
     images.track_result(first)
     assert "cache to: type=inline (plain docker build: BUILDKIT_INLINE_CACHE=1)" in first.stderr
     manifest = plain_registry.manifest(name, "dev")
     status, _, body = plain_registry.request(
-        f"/v2/{name}/blobs/{manifest.body['config']['digest']}")
+        f"/v2/{name}/blobs/{manifest.body['config']['digest']}"
+    )
     assert status == 200
     assert "moby.buildkit.cache.v0" in json.loads(body)  # the inline cache travelled with the image
 
     # buildx's spelling; docker 20.10 itself would split it at the comma and import nothing
-    second = project.script("--env", "dev", "--no-latest", "--image-name", unique("cache-from"),
-                            "--cache-from", f"type=registry,ref={uri}:dev", "--build-arg", nonce,
-                            *tiny_args(dockerfile)).assert_ok()
+    second = project.script(
+        "--env",
+        "dev",
+        "--no-latest",
+        "--image-name",
+        unique("cache-from"),
+        "--cache-from",
+        f"type=registry,ref={uri}:dev",
+        "--build-arg",
+        nonce,
+        *tiny_args(dockerfile),
+    ).assert_ok()
     images.track_result(second)
     assert f"cache from: {uri}:dev" in second.stderr
     assert f" --cache-from {uri}:dev " in second.stderr  # the command as run
@@ -94,20 +121,32 @@ def docker_without_buildx(docker, e2e_env, tmp_path) -> str:
         return docker.binary
     wrapper = tmp_path / "docker"
     # buildx as any word: `docker --context NAME buildx ...` too
-    wrapper.write_text('#!/bin/sh\nfor word; do [ "$word" = buildx ] || continue\n'
-                       "  echo \"docker: 'buildx' is not a docker command.\" >&2\n"
-                       "  echo \"See 'docker --help'\" >&2\n  exit 1\ndone\n"
-                       f'exec {docker.binary} "$@"\n')
+    wrapper.write_text(
+        '#!/bin/sh\nfor word; do [ "$word" = buildx ] || continue\n'
+        "  echo \"docker: 'buildx' is not a docker command.\" >&2\n"
+        "  echo \"See 'docker --help'\" >&2\n  exit 1\ndone\n"
+        f'exec {docker.binary} "$@"\n'
+    )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return str(wrapper)
 
 
-def test_a_build_that_needs_buildx_stops_before_anything_else(project, tiny_context, unique,
-                                                              docker_without_buildx):
-    result = project.script("--env", "dev", "--builder", "remote", "--image-name", unique("bx"),
-                            *tiny_args(tiny_context()), env={"DOCKER": docker_without_buildx})
+def test_a_build_that_needs_buildx_stops_before_anything_else(
+    project, tiny_context, unique, docker_without_buildx
+):
+    result = project.script(
+        "--env",
+        "dev",
+        "--builder",
+        "remote",
+        "--image-name",
+        unique("bx"),
+        *tiny_args(tiny_context()),
+        env={"DOCKER": docker_without_buildx},
+    )
     assert result.returncode == 1
     assert result.error_lines()[0].startswith(
         "error: this build needs docker buildx (for --builder remote), and this docker client has "
-        "no buildx: install the buildx plugin")
+        "no buildx: install the buildx plugin"
+    )
     assert "+ docker buildx build" not in result.stderr  # nothing was built

@@ -40,8 +40,11 @@ def build_steps(output: str) -> dict:
 
 def step(steps: dict, prefix: str, within: str = "") -> set:
     """The statuses of the one step that starts with ``prefix`` (and holds ``within``)."""
-    found = [statuses for instruction, statuses in steps.items()
-             if instruction.startswith(prefix) and within in instruction]
+    found = [
+        statuses
+        for instruction, statuses in steps.items()
+        if instruction.startswith(prefix) and within in instruction
+    ]
     assert len(found) == 1, f"one step starting {prefix!r} expected among {sorted(steps)}"
     return found[0]
 
@@ -70,12 +73,20 @@ def test_a_change_under_src_rebuilds_only_the_source_layer(project, images, uniq
     for layer in (TRANSITIVE, DIRECT):
         assert step(steps, *layer) == {"CACHED"}, second.describe()
     assert step(steps, "RUN --mount=type=bind,source=src/rag_worker/requirements.txt") == {"CACHED"}
-    for cached in ("RUN mkdir -p /opt/uv", "RUN --mount=type=secret,id=ragbuild-host-ca",
-                   "RUN /opt/uv/pip-to-uv", "RUN printf", "RUN groupadd", "WORKDIR /app"):
+    for cached in (
+        "RUN mkdir -p /opt/uv",
+        "RUN --mount=type=secret,id=ragbuild-host-ca",
+        "RUN /opt/uv/pip-to-uv",
+        "RUN printf",
+        "RUN groupadd",
+        "WORKDIR /app",
+    ):
         assert step(steps, cached) == {"CACHED"}, cached
     assert step(steps, "COPY src/ /app/src/") == {"DONE"}, "the changed source was not copied anew"
     # nothing else ran: every other step of the Dockerfile came from the cache
-    rebuilt = [i for i, s in steps.items() if s != {"CACHED"} and not i.startswith(("FROM", "COPY src/"))]
+    rebuilt = [
+        i for i, s in steps.items() if s != {"CACHED"} and not i.startswith(("FROM", "COPY src/"))
+    ]
     assert rebuilt == []
 
 
@@ -97,29 +108,60 @@ def test_pip_settings_reach_uv_as_flags(project, docker, images, unique, e2e_env
     on spaces, pip's true values of PIP_NO_INDEX in any case, credentials kept in the URL."""
     mirror = e2e_env["E2E_WHEEL_MIRROR"]  # http://HOST:PORT/
     host = mirror.split("/")[2].split(":")[0]
-    got = index_args(project, docker, images, unique,
-                     f"PIP_FIND_LINKS={mirror} /wheels", "PIP_NO_INDEX=TRUE",
-                     f"PIP_TRUSTED_HOST={host} other.invalid:8443",
-                     "PIP_INDEX_URL=https://user:tok@index.invalid/simple",
-                     "PIP_EXTRA_INDEX_URL=https://a.invalid/simple https://b.invalid/simple")
-    assert got == ["--index-url", "https://user:tok@index.invalid/simple",
-                   "--extra-index-url", "https://a.invalid/simple",
-                   "--extra-index-url", "https://b.invalid/simple",
-                   "--find-links", mirror, "--find-links", "/wheels",
-                   "--allow-insecure-host", host, "--allow-insecure-host", "other.invalid:8443",
-                   "--no-index"]
+    got = index_args(
+        project,
+        docker,
+        images,
+        unique,
+        f"PIP_FIND_LINKS={mirror} /wheels",
+        "PIP_NO_INDEX=TRUE",
+        f"PIP_TRUSTED_HOST={host} other.invalid:8443",
+        "PIP_INDEX_URL=https://user:tok@index.invalid/simple",
+        "PIP_EXTRA_INDEX_URL=https://a.invalid/simple https://b.invalid/simple",
+    )
+    assert got == [
+        "--index-url",
+        "https://user:tok@index.invalid/simple",
+        "--extra-index-url",
+        "https://a.invalid/simple",
+        "--extra-index-url",
+        "https://b.invalid/simple",
+        "--find-links",
+        mirror,
+        "--find-links",
+        "/wheels",
+        "--allow-insecure-host",
+        host,
+        "--allow-insecure-host",
+        "other.invalid:8443",
+        "--no-index",
+    ]
     # a false or empty PIP_NO_INDEX is no --no-index (the mirror as the index: pip finds uv
     # through the find-links, its index lookup of the flat directory is a quick 404)
     for false in ("off", "0", ""):
-        got = index_args(project, docker, images, unique, f"PIP_INDEX_URL={mirror}",
-                         f"PIP_FIND_LINKS={mirror}", f"PIP_TRUSTED_HOST={host}",
-                         f"PIP_NO_INDEX={false}")
-        assert got == ["--index-url", mirror, "--find-links", mirror,
-                       "--allow-insecure-host", host], false
+        got = index_args(
+            project,
+            docker,
+            images,
+            unique,
+            f"PIP_INDEX_URL={mirror}",
+            f"PIP_FIND_LINKS={mirror}",
+            f"PIP_TRUSTED_HOST={host}",
+            f"PIP_NO_INDEX={false}",
+        )
+        assert got == [
+            "--index-url",
+            mirror,
+            "--find-links",
+            mirror,
+            "--allow-insecure-host",
+            host,
+        ], false
 
 
-def test_a_new_direct_pin_installs_only_the_direct_requirements_again(project, images, unique,
-                                                                      pip_args, docker):
+def test_a_new_direct_pin_installs_only_the_direct_requirements_again(
+    project, images, unique, pip_args, docker
+):
     """A pin that adds nothing to what the requirements depend on (pip's wheel, which has no
     dependencies, from the harness's mirror) leaves the lock stage's transitive list as it was:
     that layer, most of the venv, stays cached and is the same layer in both images; the direct
@@ -150,10 +192,19 @@ def test_a_new_direct_pin_installs_only_the_direct_requirements_again(project, i
     # layer, the direct layer (then WORKDIR and COPY src/, made again on top of a new layer)
     base, before, after = (layers(docker, ref) for ref in (BASE_IMAGE, first, image))
     transitive = len(base) + 2
-    assert before[:transitive + 1] == after[:transitive + 1], "the transitive layer was made again"
+    assert before[: transitive + 1] == after[: transitive + 1], (
+        "the transitive layer was made again"
+    )
     assert before[transitive + 1] != after[transitive + 1], "the direct layer did not change"
-    done = docker.quiet("run", "--rm", "--entrypoint", "python", image, "-c",
-                        "import importlib.metadata as m, fastapi, uvicorn; print(m.version('pip'))")
+    done = docker.quiet(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        image,
+        "-c",
+        "import importlib.metadata as m, fastapi, uvicorn; print(m.version('pip'))",
+    )
     assert done.returncode == 0 and done.stdout.strip() == version, done
 
 

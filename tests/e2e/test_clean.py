@@ -24,15 +24,15 @@ REPOSITORY_LABEL = "org.ragbuild.repository"
 UNRELATED = "my-rag-worker-fork:1"
 
 
-
-
 @pytest.fixture
 def unrelated(docker, tiny_context, images):
     """An image of someone else whose name contains "rag-worker" (bash's clean grepped for that).
     An image of its own rather than a second name of the base image, so a clean that wrongly
     removed it by id could not take python:3.11-slim (which every build here needs) with it."""
     dockerfile = tiny_context('LABEL org.example.fork="1"')
-    docker("build", "-q", "-t", UNRELATED, dockerfile.parent, env={"DOCKER_BUILDKIT": "1"}).assert_ok()
+    docker(
+        "build", "-q", "-t", UNRELATED, dockerfile.parent, env={"DOCKER_BUILDKIT": "1"}
+    ).assert_ok()
     images.track(docker.image_id(UNRELATED))
     yield UNRELATED
     docker.quiet("image", "rm", UNRELATED)
@@ -47,8 +47,9 @@ def containers(docker):
 
 
 @pytest.mark.every_leg
-def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_context, unique,
-                                                docker, images, containers, tmp_path):
+def test_make_clean_removes_only_ragbuilds_tags(
+    new_project, unrelated, tiny_context, unique, docker, images, containers, tmp_path
+):
     base_id = docker.image_id(BASE_IMAGE)
     unrelated_id = docker.image_id(unrelated)
 
@@ -56,20 +57,23 @@ def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_con
     name = images.track_repository(unique("ours"))
     project = new_project("clean", image_name=name)
     dockerfile = tiny_context('CMD ["sleep", "300"]')  # run-local keeps it running
-    built = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent).assert_ok()
+    built = project.script(
+        "--env", "dev", "-f", dockerfile, "--context", dockerfile.parent
+    ).assert_ok()
     ours_id, ts = built.built_id(), built.timestamp()
     ours = sorted(f"{name}:{tag}" for tag in (f"dev-{ts}", "dev", f"git-{project.sha}", "latest"))
     assert sorted(docker.inspect(ours_id)["RepoTags"]) == ours
     labels = docker.inspect(ours_id)["Config"]["Labels"]
     assert labels[REPOSITORY_LABEL] == name
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d",
-                        labels["org.opencontainers.image.created"]), labels
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", labels["org.opencontainers.image.created"]
+    ), labels
 
     # a fork: built FROM ours by someone else, so it inherits the label, not the tags
     fork = images.track_repository(unique("fork")) + ":1"
     fork_context = tmp_path / "fork"
     fork_context.mkdir()
-    (fork_context / "Dockerfile").write_text(f"FROM {name}:dev\nLABEL org.example.fork=\"2\"\n")
+    (fork_context / "Dockerfile").write_text(f'FROM {name}:dev\nLABEL org.example.fork="2"\n')
     docker("build", "-q", "-t", fork, fork_context, env={"DOCKER_BUILDKIT": "1"}).assert_ok()
     fork_id = docker.image_id(fork)
     assert docker.inspect(fork_id)["Config"]["Labels"][REPOSITORY_LABEL] == name
@@ -77,8 +81,17 @@ def test_make_clean_removes_only_ragbuilds_tags(new_project, unrelated, tiny_con
     # a ragbuild image the user also tagged themselves
     tagged_name = images.track_repository(unique("tagged"))
     dockerfile = tiny_context('LABEL org.example.tagged="1"')
-    tagged = project.script("--env", "dev", "--no-latest", "--image-name", tagged_name, "-f",
-                            dockerfile, "--context", dockerfile.parent).assert_ok()
+    tagged = project.script(
+        "--env",
+        "dev",
+        "--no-latest",
+        "--image-name",
+        tagged_name,
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+    ).assert_ok()
     tagged_id = tagged.built_id()
     user_tag = images.track_repository(unique("team")) + ":1"
     docker("tag", f"{tagged_name}:dev", user_tag).assert_ok()

@@ -37,32 +37,143 @@ DOCKERFILE = b"FROM scratch\nCOPY . /\n"
 # --- the trees -------------------------------------------------------------------------------
 
 #: Files every tree may hold (bytes: names that are not UTF-8 too); symlinks are added apart.
-FILES = [b"a.txt", b"b.py", b"c.md", b"README", b".env", b".git/HEAD", b".git/config",
-         b"src/app.py", b"src/keep.py", b"src/x.txt", b"src/app/main.py", b"src/app/keep.txt",
-         b"src/app/deep/er/z.py", b"node_modules/pkg/index.js", b"node_modules/pkg/keep.js",
-         b"pkg/node_modules/m.js", b"docs/a/b", b"docs/a/c.txt", b"docs/index.md", b"x",
-         b"x.txt", b"space name.txt", b" lead.txt", b"trail.txt ", b"caf\xc3\xa9.txt",
-         b"latin\xe9.txt", b"back\\slash.txt", b"#hash.txt", b"!bang.txt", b"a[1].txt",
-         b"dir.d/f", b"ab.txt", b"bb.txt", b"logs/1.log", b"logs/keep/1.log", b"sub/Dockerfile.x",
-         b"tmp/.keep", b"**/star", b"Dockerfile.old"]
-LINKS = [(b"link-a", b"a.txt"), (b"link-dir", b"src"), (b"dangling", b"nowhere"),
-         (b"src/up", b"../a.txt"), (b"abs", b"/etc/hostname")]
+FILES = [
+    b"a.txt",
+    b"b.py",
+    b"c.md",
+    b"README",
+    b".env",
+    b".git/HEAD",
+    b".git/config",
+    b"src/app.py",
+    b"src/keep.py",
+    b"src/x.txt",
+    b"src/app/main.py",
+    b"src/app/keep.txt",
+    b"src/app/deep/er/z.py",
+    b"node_modules/pkg/index.js",
+    b"node_modules/pkg/keep.js",
+    b"pkg/node_modules/m.js",
+    b"docs/a/b",
+    b"docs/a/c.txt",
+    b"docs/index.md",
+    b"x",
+    b"x.txt",
+    b"space name.txt",
+    b" lead.txt",
+    b"trail.txt ",
+    b"caf\xc3\xa9.txt",
+    b"latin\xe9.txt",
+    b"back\\slash.txt",
+    b"#hash.txt",
+    b"!bang.txt",
+    b"a[1].txt",
+    b"dir.d/f",
+    b"ab.txt",
+    b"bb.txt",
+    b"logs/1.log",
+    b"logs/keep/1.log",
+    b"sub/Dockerfile.x",
+    b"tmp/.keep",
+    b"**/star",
+    b"Dockerfile.old",
+]
+LINKS = [
+    (b"link-a", b"a.txt"),
+    (b"link-dir", b"src"),
+    (b"dangling", b"nowhere"),
+    (b"src/up", b"../a.txt"),
+    (b"abs", b"/etc/hostname"),
+]
 
 # --- the ignore files ------------------------------------------------------------------------
 
-PATTERNS = ["a.txt", "*.txt", "*.py", "**/*.py", "**/*.txt", "src", "src/", "src/*", "src/**",
-            "src/app", "/src/app", "./src/app", "src/../a.txt", "**/keep*", "!**/keep*",
-            "!src/keep.py", "!src/app/keep.txt", "!node_modules/pkg/keep.js", "node_modules",
-            "**/node_modules", "docs/**/c.txt", "docs/*/b", "?.txt", "[ab].txt", "[!a]b.txt",
-            "[^a]b.txt", "*", "**", "*/", "!*.md", "!README", ".env", "!.env", ".git", ".git/",
-            "/.git", "**/.git", "logs", "!logs/keep", "!logs/keep/*.log", "logs/*.log",
-            "space name.txt", "space*", " lead.txt", "trail.txt ", "caf\u00e9.txt", "caf*.txt",
-            "back\\\\slash.txt", "back\\slash.txt", "#hash.txt", "\\#hash.txt", "!bang.txt",
-            "\\!bang.txt", "a\\[1].txt", "dir.d", "Dockerfile*", "!Dockerfile", ".dockerignore",
-            "*.dockerignore", "sub", "!sub/Dockerfile.x", "x", "/x", "./x", "x/", "tmp/*",
-            "!tmp/.keep", "**/star", "\\*\\*/star", "link-*", "link-dir/*", "dangling", "abs",
-            "src/up", ".", "/", "./", "..", "../a.txt", "*/*/*", "src/app/**/z.py", "src/**/*.py",
-            "!src/**", "!**"]
+PATTERNS = [
+    "a.txt",
+    "*.txt",
+    "*.py",
+    "**/*.py",
+    "**/*.txt",
+    "src",
+    "src/",
+    "src/*",
+    "src/**",
+    "src/app",
+    "/src/app",
+    "./src/app",
+    "src/../a.txt",
+    "**/keep*",
+    "!**/keep*",
+    "!src/keep.py",
+    "!src/app/keep.txt",
+    "!node_modules/pkg/keep.js",
+    "node_modules",
+    "**/node_modules",
+    "docs/**/c.txt",
+    "docs/*/b",
+    "?.txt",
+    "[ab].txt",
+    "[!a]b.txt",
+    "[^a]b.txt",
+    "*",
+    "**",
+    "*/",
+    "!*.md",
+    "!README",
+    ".env",
+    "!.env",
+    ".git",
+    ".git/",
+    "/.git",
+    "**/.git",
+    "logs",
+    "!logs/keep",
+    "!logs/keep/*.log",
+    "logs/*.log",
+    "space name.txt",
+    "space*",
+    " lead.txt",
+    "trail.txt ",
+    "caf\u00e9.txt",
+    "caf*.txt",
+    "back\\\\slash.txt",
+    "back\\slash.txt",
+    "#hash.txt",
+    "\\#hash.txt",
+    "!bang.txt",
+    "\\!bang.txt",
+    "a\\[1].txt",
+    "dir.d",
+    "Dockerfile*",
+    "!Dockerfile",
+    ".dockerignore",
+    "*.dockerignore",
+    "sub",
+    "!sub/Dockerfile.x",
+    "x",
+    "/x",
+    "./x",
+    "x/",
+    "tmp/*",
+    "!tmp/.keep",
+    "**/star",
+    "\\*\\*/star",
+    "link-*",
+    "link-dir/*",
+    "dangling",
+    "abs",
+    "src/up",
+    ".",
+    "/",
+    "./",
+    "..",
+    "../a.txt",
+    "*/*/*",
+    "src/app/**/z.py",
+    "src/**/*.py",
+    "!src/**",
+    "!**",
+]
 SPACES = ["", " ", "  ", "\t", " \t"]
 ENDINGS = [b"\n", b"\r\n"]
 
@@ -100,7 +211,7 @@ def encode(lines: list, rng: random.Random) -> bytes:
         out += line.encode(encoding, errors="replace")
         out += rng.choice(ENDINGS) if rng.random() < 0.1 else ending
     if rng.random() < 0.2:
-        out = out[:-len(ending)]  # no final newline
+        out = out[: -len(ending)]  # no final newline
     if encoding == "utf-8" and rng.random() < 0.15:
         out = b"\xef\xbb\xbf" + out
     if rng.random() < 0.05:
@@ -123,19 +234,27 @@ class Case:
     seed: int = SEED
 
     def describe(self) -> str:
-        return (f"case {self.index} (RAGBUILD_CONTEXT_SEED={self.seed}): -f {self.flag} from "
-                f"{self.cwd or '.'}/, context ctx; ctx/.dockerignore={self.root_ignore!r}; "
-                f"{self.dockerfile}.dockerignore={self.own_ignore!r}; files={self.files!r}; "
-                f"links={self.links!r}")
+        return (
+            f"case {self.index} (RAGBUILD_CONTEXT_SEED={self.seed}): -f {self.flag} from "
+            f"{self.cwd or '.'}/, context ctx; ctx/.dockerignore={self.root_ignore!r}; "
+            f"{self.dockerfile}.dockerignore={self.own_ignore!r}; files={self.files!r}; "
+            f"links={self.links!r}"
+        )
 
 
 #: The Dockerfile's place and the -f forms docker accepts for it: (Dockerfile, -f, cwd).
-FORMS = [("ctx/Dockerfile", "Dockerfile", "ctx"), ("ctx/Dockerfile", "./Dockerfile", "ctx"),
-         ("ctx/Dockerfile", "ctx/Dockerfile", ""), ("ctx/Dockerfile", "{abs}", ""),
-         ("ctx/sub/build.Dockerfile", "sub/build.Dockerfile", "ctx"),
-         ("ctx/sub/build.Dockerfile", "./sub/../sub/build.Dockerfile", "ctx"),
-         ("other/Dockerfile", "other/Dockerfile", ""), ("other/Dockerfile", "../other/Dockerfile", "ctx"),
-         ("other/app.Dockerfile", "{abs}", "other"), ("ctx/Dockerfile", "Dockerfile", "ctx")]
+FORMS = [
+    ("ctx/Dockerfile", "Dockerfile", "ctx"),
+    ("ctx/Dockerfile", "./Dockerfile", "ctx"),
+    ("ctx/Dockerfile", "ctx/Dockerfile", ""),
+    ("ctx/Dockerfile", "{abs}", ""),
+    ("ctx/sub/build.Dockerfile", "sub/build.Dockerfile", "ctx"),
+    ("ctx/sub/build.Dockerfile", "./sub/../sub/build.Dockerfile", "ctx"),
+    ("other/Dockerfile", "other/Dockerfile", ""),
+    ("other/Dockerfile", "../other/Dockerfile", "ctx"),
+    ("other/app.Dockerfile", "{abs}", "other"),
+    ("ctx/Dockerfile", "Dockerfile", "ctx"),
+]
 
 
 def generate(index: int, seed: int = SEED) -> Case:
@@ -144,8 +263,11 @@ def generate(index: int, seed: int = SEED) -> Case:
     links = [link for link in LINKS if rng.random() < 0.4]
     # a link where a generated file is a directory's child cannot also be that directory
     names = {path.split(b"/")[0] for path in files}
-    links = [(path, target) for path, target in links if path not in names and
-             not (path.startswith(b"src/") and b"src" not in names)]
+    links = [
+        (path, target)
+        for path, target in links
+        if path not in names and not (path.startswith(b"src/") and b"src" not in names)
+    ]
     dockerfile, flag, cwd = rng.choice(FORMS)
     case = Case(index, files, links, dockerfile, flag, cwd, seed=seed)
     kind = rng.random()
@@ -223,8 +345,16 @@ def predicted(case: Case, where: Path, classic: bool) -> tuple:
 def sent(case: Case, where: Path, docker, leg) -> tuple:
     """(files docker sent, or None, docker's error or "")."""
     out = where / "out"
-    argv = [docker.binary, "build", "-q", "-f", flag_of(case, where), "--output",
-            f"type=local,dest={out}", context_of(case, where)]
+    argv = [
+        docker.binary,
+        "build",
+        "-q",
+        "-f",
+        flag_of(case, where),
+        "--output",
+        f"type=local,dest={out}",
+        context_of(case, where),
+    ]
     env = docker.runner.environ({"DOCKER_BUILDKIT": "1"})
     done = subprocess.run(argv, cwd=where / case.cwd, env=env, capture_output=True, timeout=300)
     if done.returncode != 0:
@@ -255,12 +385,22 @@ def test_the_guard_predicts_the_files_docker_sends(docker, leg, tmp_path):
         where = tmp_path / f"case-{case.seed}-{case.index}"
         lay_out(case, where)
     classic = docker.major() < 23  # its docker build is the CLI's own, not buildx
-    guesses = {id(case): predicted(case, tmp_path / f"case-{case.seed}-{case.index}", classic)
-               for case in cases}
+    guesses = {
+        id(case): predicted(case, tmp_path / f"case-{case.seed}-{case.index}", classic)
+        for case in cases
+    }
     with ThreadPoolExecutor(max_workers=JOBS) as pool:
-        actuals = dict(zip([id(case) for case in cases],
-                           pool.map(lambda case: sent(case, tmp_path / f"case-{case.seed}-{case.index}",
-                                                      docker, leg), cases)))
+        actuals = dict(
+            zip(
+                [id(case) for case in cases],
+                pool.map(
+                    lambda case: sent(
+                        case, tmp_path / f"case-{case.seed}-{case.index}", docker, leg
+                    ),
+                    cases,
+                ),
+            )
+        )
     failures = []
     for case in cases:
         (guess, guard_error), (actual, docker_error) = guesses[id(case)], actuals[id(case)]
@@ -268,13 +408,19 @@ def test_the_guard_predicts_the_files_docker_sends(docker, leg, tmp_path):
             continue  # refused on every engine; Docker 26's fail on it, older ones build
         if guess is None or actual is None:
             if not (guess is None and actual is None):
-                failures.append(f"{case.describe()}\n  guard: {guard_error or f'sends {len(guess)} files'}"
-                                f"\n  docker: {docker_error or f'sent {len(actual)} files'}")
+                failures.append(
+                    f"{case.describe()}\n  guard: {guard_error or f'sends {len(guess)} files'}"
+                    f"\n  docker: {docker_error or f'sent {len(actual)} files'}"
+                )
         elif guess != actual:
-            failures.append(f"{case.describe()}\n  only the guard: {sorted(guess - actual)!r}"
-                            f"\n  only docker: {sorted(actual - guess)!r}")
-    assert not failures, (f"{len(failures)} of {len(cases)} cases disagree "
-                          f"(RAGBUILD_CONTEXT_SEED={SEED}, leg {leg.name}):\n" + "\n".join(failures))
+            failures.append(
+                f"{case.describe()}\n  only the guard: {sorted(guess - actual)!r}"
+                f"\n  only docker: {sorted(actual - guess)!r}"
+            )
+    assert not failures, (
+        f"{len(failures)} of {len(cases)} cases disagree "
+        f"(RAGBUILD_CONTEXT_SEED={SEED}, leg {leg.name}):\n" + "\n".join(failures)
+    )
 
 
 def test_a_dockerfile_on_stdin_is_refused_with_the_reason(project):
@@ -285,5 +431,6 @@ def test_a_dockerfile_on_stdin_is_refused_with_the_reason(project):
     assert result.error_lines() == [
         "error: -f - (the Dockerfile on stdin) is not supported: ragbuild reads the Dockerfile "
         "before the build (the context guard's per-Dockerfile ignore file, doctor's checks); "
-        "write it to a file and pass -f FILE"]
+        "write it to a file and pass -f FILE"
+    ]
     assert "+ docker" not in result.stderr

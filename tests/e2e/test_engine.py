@@ -23,17 +23,22 @@ def test_make_engine_leaves_an_engine_and_the_base_image(project, docker):
     # nothing installed twice; the engine is the harness's ("is running") or one it did not start
     # (a contributor's own: "already running (not ours: ...)")
     assert again.returncode == 0, again.describe()
-    assert re.search(r"docker engine \(started by this harness, pid \d+\) is running"
-                     r"|docker engine (at \S+ )?already running \(not ours", again.stderr), again.describe()
+    assert re.search(
+        r"docker engine \(started by this harness, pid \d+\) is running"
+        r"|docker engine (at \S+ )?already running \(not ours",
+        again.stderr,
+    ), again.describe()
     assert "apt-get install" not in again.stderr
 
 
 def test_build_without_docker_names_make_engine(project, tmp_path):
     result = project.make("build-dev", env={"DOCKER": tmp_path / "nowhere" / "docker"})
     assert result.returncode != 0
-    assert result.error_lines() == [f"error: {tmp_path}/nowhere/docker not found: install docker "
-                                    "(as root on Debian or Ubuntu: make engine) or set DOCKER "
-                                    "to its path"]
+    assert result.error_lines() == [
+        f"error: {tmp_path}/nowhere/docker not found: install docker "
+        "(as root on Debian or Ubuntu: make engine) or set DOCKER "
+        "to its path"
+    ]
 
 
 def test_build_without_a_daemon_names_make_engine(project, tmp_path):

@@ -20,8 +20,16 @@ BUILD_START_DEADLINE = 120
 
 
 def build_args(dockerfile, image_name):
-    return ["--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-            "--image-name", image_name]
+    return [
+        "--env",
+        "dev",
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--image-name",
+        image_name,
+    ]
 
 
 def assert_one_error_line(result, *words):
@@ -56,43 +64,56 @@ def test_failing_dockerfile_exits_1_build_failed(project, tiny_context, unique, 
 
 
 def test_docker_not_installed_exits_1_with_one_line(project, tiny_context, unique):
-    result = project.script(*build_args(tiny_context(), unique("nodocker")),
-                            env={"DOCKER": "/nonexistent/docker"})
+    result = project.script(
+        *build_args(tiny_context(), unique("nodocker")), env={"DOCKER": "/nonexistent/docker"}
+    )
     assert result.returncode == 1, result.describe()
     assert_one_error_line(result, "/nonexistent/docker", "not found")
 
 
 def sleepers(marker: str) -> dict:
-    return {pid: cmd for pid, (_, state, cmd) in process_table().items()
-            if cmd == f"sleep {marker}" and state != "Z"}
+    return {
+        pid: cmd
+        for pid, (_, state, cmd) in process_table().items()
+        if cmd == f"sleep {marker}" and state != "Z"
+    }
 
 
 #: How each signal arrives: Ctrl-C from a terminal goes to the whole foreground group; a CI
 #: system's SIGTERM and a closed terminal's SIGHUP reach the script alone, which then has to stop
 #: its docker child itself (issue 15 f). Each exits 128 + the signal with the same cleanup.
-SIGNALS = [(signal.SIGINT, "group", "interrupted"),
-           (signal.SIGTERM, "process", "interrupted by SIGTERM"),
-           (signal.SIGHUP, "process", "interrupted by SIGHUP")]
+SIGNALS = [
+    (signal.SIGINT, "group", "interrupted"),
+    (signal.SIGTERM, "process", "interrupted by SIGTERM"),
+    (signal.SIGHUP, "process", "interrupted by SIGHUP"),
+]
 
 
-@pytest.mark.parametrize("signum, target, said", SIGNALS,
-                         ids=[signal.Signals(s).name for s, _, _ in SIGNALS])
+@pytest.mark.parametrize(
+    "signum, target, said", SIGNALS, ids=[signal.Signals(s).name for s, _, _ in SIGNALS]
+)
 def test_a_signal_during_a_build_exits_128_plus_it_and_leaves_nothing(
-        project, tiny_context, unique, docker, images, tmp_path, signum, target, said):
+    project, tiny_context, unique, docker, images, tmp_path, signum, target, said
+):
     # a unique sleep: never cached, and its process can be found on this machine while it runs
     marker = f"60.{int(secrets.token_hex(3), 16)}"
     name = images.track_repository(unique("ctrlc"))
     with open(tmp_path / "stderr", "w") as err:
-        proc = project.popen_script(*build_args(tiny_context(f"RUN sleep {marker}"), name),
-                                    "--metadata-file", tmp_path / "m.json",
-                                    stdout=subprocess.DEVNULL, stderr=err)
+        proc = project.popen_script(
+            *build_args(tiny_context(f"RUN sleep {marker}"), name),
+            "--metadata-file",
+            tmp_path / "m.json",
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     with killed_at_exit(proc):
         wait_for(lambda: sleepers(marker), BUILD_START_DEADLINE, proc, "the build's RUN step")
         children = descendants(proc.pid)
         clients = {pid: cmd for pid, cmd in children.items() if " build " in f" {cmd} "}
         assert clients, f"no docker build child: {children}"
-        returncode, elapsed = send_signal(proc, signum, group=target == "group",
-                                          deadline=INTERRUPT_DEADLINE)
+        returncode, elapsed = send_signal(
+            proc, signum, group=target == "group", deadline=INTERRUPT_DEADLINE
+        )
     stderr = (tmp_path / "stderr").read_text()
     print(stderr)
     assert returncode == 128 + signum, stderr

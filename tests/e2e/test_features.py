@@ -31,9 +31,28 @@ FIXED_TIME = {"SOURCE_DATE_EPOCH": EPOCH, "TZ": "UTC"}
 BUILD_LINE = "+ DOCKER_BUILDKIT=1 docker build "
 PLANNED_RE = re.compile(r"^  - (\S+)$", re.M)
 #: The key order of the --metadata-file document (docs/metadata.md).
-METADATA_KEYS = ["status", "failed_step", "error", "image", "refs", "pushed_refs", "version",
-                 "environment", "git_commit", "timestamp", "created", "image_id", "size", "labels",
-                 "build_args", "build_options", "digests", "digest", "pinned", "steps"]
+METADATA_KEYS = [
+    "status",
+    "failed_step",
+    "error",
+    "image",
+    "refs",
+    "pushed_refs",
+    "version",
+    "environment",
+    "git_commit",
+    "timestamp",
+    "created",
+    "image_id",
+    "size",
+    "labels",
+    "build_args",
+    "build_options",
+    "digests",
+    "digest",
+    "pinned",
+    "steps",
+]
 CI_NUMBER_VARS = ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
 
 
@@ -52,8 +71,9 @@ def scratch_context(directory: Path, case: str, *lines, files=None) -> Path:
         path.write_text(text)
     body = lines or ("COPY hello.txt /",)
     dockerfile = directory / "Dockerfile"
-    dockerfile.write_text("\n".join(("FROM scratch", f'LABEL org.ragbuild.e2e.case="{case}"',
-                                     *body)) + "\n")
+    dockerfile.write_text(
+        "\n".join(("FROM scratch", f'LABEL org.ragbuild.e2e.case="{case}"', *body)) + "\n"
+    )
     return dockerfile
 
 
@@ -103,8 +123,9 @@ def parse_github_output(text: str) -> dict:
 def image_files(docker, ref: str, under: str) -> dict:
     """``{relative path: size}`` of the regular files below ``under/`` in the layers of ``ref``
     (read from ``docker save``: no container runs)."""
-    saved = subprocess.run([docker.binary, "save", ref], env=docker.runner.environ(),
-                           capture_output=True, timeout=120)
+    saved = subprocess.run(
+        [docker.binary, "save", ref], env=docker.runner.environ(), capture_output=True, timeout=120
+    )
     assert saved.returncode == 0, saved.stderr.decode(errors="replace")
     found = {}
     prefix = under.strip("/") + "/"
@@ -121,7 +142,7 @@ def image_files(docker, ref: str, under: str) -> dict:
                 for entry in layer.getmembers():
                     name = entry.name.lstrip("./")
                     if name.startswith(prefix) and (entry.isfile() or entry.issym()):
-                        found[name[len(prefix):]] = entry.size
+                        found[name[len(prefix) :]] = entry.size
     return found
 
 
@@ -135,28 +156,46 @@ def executable(path: Path, text: str) -> Path:
 
 
 def test_metadata_file_and_github_output_match_the_engine_and_the_registry(
-        project, docker, images, unique, e2e_env, plain_registry, tmp_path):
+    project, docker, images, unique, e2e_env, plain_registry, tmp_path
+):
     registry = e2e_env["E2E_REGISTRY"]
     name = unique("meta")
     uri = images.track_repository(f"{registry}/{name}")
     # OCI labels filled from ragbuild's build args, as the worker's Dockerfile does
     dockerfile = scratch_context(
-        tmp_path / "context", name,
-        "ARG VERSION=unknown", "ARG GIT_COMMIT=unknown", "ARG BUILD_TIMESTAMP=unknown",
+        tmp_path / "context",
+        name,
+        "ARG VERSION=unknown",
+        "ARG GIT_COMMIT=unknown",
+        "ARG BUILD_TIMESTAMP=unknown",
         'LABEL org.opencontainers.image.version="${VERSION}" '
         'org.opencontainers.image.revision="${GIT_COMMIT}" '
         'org.opencontainers.image.created="${BUILD_TIMESTAMP}"',
-        "COPY hello.txt /")
+        "COPY hello.txt /",
+    )
     metadata = tmp_path / "m.json"
     github_output = tmp_path / "github-output"
     github_output.write_text("earlier=kept\n")  # appended to, never replaced
 
-    result = project.script(*context_args(dockerfile, "--version", "1.2.3", "--env", "dev",
-                                          "--registry", uri, "--push",
-                                          "--build-arg", "FOO=bar",
-                                          "--build-arg", "API_TOKEN=hunter2-not-shown",
-                                          "--metadata-file", metadata),
-                            env={**FIXED_TIME, "GITHUB_OUTPUT": github_output}).assert_ok()
+    result = project.script(
+        *context_args(
+            dockerfile,
+            "--version",
+            "1.2.3",
+            "--env",
+            "dev",
+            "--registry",
+            uri,
+            "--push",
+            "--build-arg",
+            "FOO=bar",
+            "--build-arg",
+            "API_TOKEN=hunter2-not-shown",
+            "--metadata-file",
+            metadata,
+        ),
+        env={**FIXED_TIME, "GITHUB_OUTPUT": github_output},
+    ).assert_ok()
     image_id = images.track_result(result)
     refs = planned_refs(result)
     sha = project.sha
@@ -185,8 +224,14 @@ def test_metadata_file_and_github_output_match_the_engine_and_the_registry(
     assert labels["org.opencontainers.image.created"] in (TS, doc["created"])
 
     # the build args passed, the secret-looking one hidden
-    assert doc["build_args"] == {"VERSION": "1.2.3", "ENVIRONMENT": "dev", "GIT_COMMIT": sha,
-                                 "BUILD_TIMESTAMP": TS, "FOO": "bar", "API_TOKEN": "***"}
+    assert doc["build_args"] == {
+        "VERSION": "1.2.3",
+        "ENVIRONMENT": "dev",
+        "GIT_COMMIT": sha,
+        "BUILD_TIMESTAMP": TS,
+        "FOO": "bar",
+        "API_TOKEN": "***",
+    }
     assert "hunter2-not-shown" not in metadata.read_text()
 
     # each ref's digest is the one the registry serves for that tag
@@ -203,8 +248,14 @@ def test_metadata_file_and_github_output_match_the_engine_and_the_registry(
     steps = doc["steps"]
     # (no push step when the build pushed: plan.build_pushes)
     how, _ = pushed_refs(result)
-    assert list(steps) == ["context", "pre-flight", "build", "inspect",
-                           *(["push"] if how == "docker push" else []), "verify"]
+    assert list(steps) == [
+        "context",
+        "pre-flight",
+        "build",
+        "inspect",
+        *(["push"] if how == "docker push" else []),
+        "verify",
+    ]
     assert all(is_number(seconds) and seconds >= 0 for seconds in steps.values()), steps
     assert sum(steps.values()) <= result.seconds
 
@@ -234,53 +285,72 @@ GUARD_DOCKERFILE = ("COPY . /ctx/",)
 
 def sent_files(directory: Path) -> dict:
     """What a context directory holds, ``{relative path: bytes}`` (no .dockerignore applied)."""
-    return {path.relative_to(directory).as_posix(): path.stat().st_size
-            for path in directory.rglob("*") if path.is_file()}
+    return {
+        path.relative_to(directory).as_posix(): path.stat().st_size
+        for path in directory.rglob("*")
+        if path.is_file()
+    }
 
 
 def context_line(result, directory: Path) -> str:
-    lines = [line for line in result.stderr.splitlines()
-             if line.startswith(f"build context {directory}: ")]
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith(f"build context {directory}: ")
+    ]
     assert len(lines) == 1, result.describe()
     return lines[0]
 
 
-def test_a_secret_in_the_context_stops_the_run_before_the_build(project, docker, images, unique,
-                                                                 tmp_path):
+def test_a_secret_in_the_context_stops_the_run_before_the_build(
+    project, docker, images, unique, tmp_path
+):
     name = images.track_repository(unique("guard"))
     dockerfile = scratch_context(tmp_path / "context", name, *GUARD_DOCKERFILE, files=GUARD_FILES)
     directory = dockerfile.parent
 
-    refused = project.script(*context_args(dockerfile, "--env", "dev", "--no-latest",
-                                           "--image-name", name))
+    refused = project.script(
+        *context_args(dockerfile, "--env", "dev", "--no-latest", "--image-name", name)
+    )
     assert refused.returncode == 2, refused.describe()
     errors = refused.error_lines()
     assert len(errors) == 1, refused.describe()
-    assert errors[0].startswith("error: the build context would send likely secrets: "
-                                ".env (environment file)"), errors[0]
+    assert errors[0].startswith(
+        "error: the build context would send likely secrets: .env (environment file)"
+    ), errors[0]
     assert ".env.example" not in errors[0]
     assert "--allow-secrets" in errors[0] and f"{directory}/.dockerignore" in errors[0]
     assert_not_built(refused, docker, name)
 
     # --allow-secrets: sent with a warning, and the image really holds it
-    allowed = project.script(*context_args(dockerfile, "--env", "dev", "--no-latest",
-                                           "--image-name", name, "--allow-secrets")).assert_ok()
+    allowed = project.script(
+        *context_args(
+            dockerfile, "--env", "dev", "--no-latest", "--image-name", name, "--allow-secrets"
+        )
+    ).assert_ok()
     images.track_result(allowed)
-    warning = [line for line in allowed.stderr.splitlines()
-               if line.startswith("warning: sending likely secrets in the build context")]
-    assert warning == ["warning: sending likely secrets in the build context (--allow-secrets): "
-                       ".env (environment file)"], allowed.describe()
+    warning = [
+        line
+        for line in allowed.stderr.splitlines()
+        if line.startswith("warning: sending likely secrets in the build context")
+    ]
+    assert warning == [
+        "warning: sending likely secrets in the build context (--allow-secrets): "
+        ".env (environment file)"
+    ], allowed.describe()
     expected = sent_files(directory)
     assert ".env" in expected and "Dockerfile" in expected
     assert image_files(docker, f"{name}:dev", "ctx") == expected
     count, size = len(expected), sum(expected.values())
     assert context_line(allowed, directory) == (
-        f"build context {directory}: {count} files, {size}B (no .dockerignore)")
+        f"build context {directory}: {count} files, {size}B (no .dockerignore)"
+    )
 
 
 @pytest.mark.parametrize("ignore_file", [".dockerignore", "Dockerfile.dockerignore"])
 def test_a_dockerignore_that_excludes_the_secret_builds_and_reports_what_docker_got(
-        ignore_file, project, docker, images, unique, tmp_path):
+    ignore_file, project, docker, images, unique, tmp_path
+):
     """``Dockerfile.dockerignore`` beside the Dockerfile wins over ``.dockerignore`` (BuildKit's
     rule): there the context's own ``.dockerignore`` excludes nothing, and is not applied."""
     name = images.track_repository(unique("ignored"))
@@ -290,20 +360,23 @@ def test_a_dockerignore_that_excludes_the_secret_builds_and_reports_what_docker_
     dockerfile = scratch_context(tmp_path / "context", name, *GUARD_DOCKERFILE, files=files)
     directory = dockerfile.parent
 
-    result = project.script(*context_args(dockerfile, "--env", "dev", "--no-latest",
-                                          "--image-name", name)).assert_ok()
+    result = project.script(
+        *context_args(dockerfile, "--env", "dev", "--no-latest", "--image-name", name)
+    ).assert_ok()
     images.track_result(result)
     assert "likely secrets" not in result.text
     # what docker received: every file but .env (the .dockerignore itself is sent, as docker does)
     received = image_files(docker, f"{name}:dev", "ctx")
     expected = {rel: size for rel, size in sent_files(directory).items() if rel != ".env"}
     assert received == expected
-    assert sorted(received) == sorted({".dockerignore", ignore_file, "Dockerfile", "app.txt",
-                                       "sub/.env.example", "sub/data.bin"})
+    assert sorted(received) == sorted(
+        {".dockerignore", ignore_file, "Dockerfile", "app.txt", "sub/.env.example", "sub/data.bin"}
+    )
     # the printed count and bytes are exactly those of what docker received
     count, size = len(received), sum(received.values())
     assert context_line(result, directory) == (
-        f"build context {directory}: {count} files, {size}B after {directory}/{ignore_file}")
+        f"build context {directory}: {count} files, {size}B after {directory}/{ignore_file}"
+    )
 
 
 # --- 3. --scan: the gate between the build and the push ----------------------------------------
@@ -317,9 +390,9 @@ exit "${2:-1}"
 """
 
 
-def test_scan_findings_stop_the_push_and_a_clean_scan_lets_it_through(project, docker, images,
-                                                                      unique, e2e_env,
-                                                                      plain_registry, tmp_path):
+def test_scan_findings_stop_the_push_and_a_clean_scan_lets_it_through(
+    project, docker, images, unique, e2e_env, plain_registry, tmp_path
+):
     registry = e2e_env["E2E_REGISTRY"]
     name = unique("scan")
     uri = images.track_repository(f"{registry}/{name}")
@@ -328,8 +401,9 @@ def test_scan_findings_stop_the_push_and_a_clean_scan_lets_it_through(project, d
     metadata = tmp_path / "m.json"
     github_output = tmp_path / "github-output"
     github_output.touch()
-    flags = context_args(dockerfile, "--env", "dev", "--registry", uri, "--push",
-                         "--metadata-file", metadata)
+    flags = context_args(
+        dockerfile, "--env", "dev", "--registry", uri, "--push", "--metadata-file", metadata
+    )
     env = {"GITHUB_OUTPUT": github_output}
 
     failed = project.script(*flags, "--scan-command", f"{scanner} {{image}} 1", env=env)
@@ -340,7 +414,8 @@ def test_scan_findings_stop_the_push_and_a_clean_scan_lets_it_through(project, d
     assert "CRITICAL CVE-0000-0001" in failed.text
     assert failed.error_lines() == [
         f"error: the vulnerability scan of {refs[0]} failed (exit 1; its findings are above); "
-        "nothing was pushed"]
+        "nothing was pushed"
+    ]
     assert "+ docker push" not in failed.stderr
     assert "@sha256:" not in failed.stdout
     # the registry's own word: nothing arrived
@@ -354,14 +429,14 @@ def test_scan_findings_stop_the_push_and_a_clean_scan_lets_it_through(project, d
     assert github_output.read_text() == ""  # a failed run gives CI no outputs
 
     # the same build, the scanner finding nothing: pushed and verified
-    passed = project.script(*flags, "--scan-command", f"{scanner} {{image}} 0",
-                            env=env).assert_ok()
+    passed = project.script(*flags, "--scan-command", f"{scanner} {{image}} 0", env=env).assert_ok()
     images.track_result(passed)
     refs = planned_refs(passed)
     assert f"vulnerability scan passed: {refs[0]}" in passed.stderr
     lines = passed.stderr.splitlines()
     assert lines.index(f"vulnerability scan passed: {refs[0]}") < lines.index(
-        f"+ docker push {refs[0]}")
+        f"+ docker push {refs[0]}"
+    )
     assert plain_registry.tags(name) == sorted(tags_of(refs))
     digest = plain_registry.manifest(name, tags_of(refs)[0]).digest
     assert passed.stdout.strip().splitlines()[-1] == f"{uri}@{digest}"
@@ -371,12 +446,15 @@ def test_scan_findings_stop_the_push_and_a_clean_scan_lets_it_through(project, d
 
 
 def test_scan_without_a_scanner_stops_before_the_build(project, docker, unique, runner, tmp_path):
-    path = os.pathsep.join(d for d in runner.env["PATH"].split(os.pathsep)
-                           if d and not (Path(d) / "trivy").exists())
+    path = os.pathsep.join(
+        d for d in runner.env["PATH"].split(os.pathsep) if d and not (Path(d) / "trivy").exists()
+    )
     name = unique("noscan")
     dockerfile = scratch_context(tmp_path / "context", name)
-    result = project.script(*context_args(dockerfile, "--env", "dev", "--image-name", name,
-                                          "--scan"), env={"PATH": path})
+    result = project.script(
+        *context_args(dockerfile, "--env", "dev", "--image-name", name, "--scan"),
+        env={"PATH": path},
+    )
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
@@ -398,43 +476,69 @@ def released_project(new_project):
 
 # (id, flags, extra environment, tags in order ({ts}, {sha} filled in), the plan's tag-choice lines)
 CHANNEL_CASES = [
-    ("semver-tags", ["--version", "1.4.2", "--env", "staging", "--semver-tags"], {},
-     ["v1.4.2", "1.4.2", "1.4", "1", "staging-{ts}", "staging", "git-{sha}", "latest"],
-     ["1.4: kept: 1.4.2 is a release (--latest-policy always: git tags are not compared)",
-      "1: kept: 1.4.2 is a release (--latest-policy always: git tags are not compared)",
-      "latest: kept: --latest-policy always (the default, as bash)"]),
-    ("auto-older-line-keeps-channels",
-     ["--version", "1.4.2", "--env", "staging", "--semver-tags", "--latest-policy", "auto"], {},
-     ["v1.4.2", "1.4.2", "1.4", "1", "staging-{ts}", "staging", "git-{sha}"],
-     ["1.4: kept: 1.4.2 is a release and there is no v1.4.* tag",
-      "1: kept: 1.4.2 is a release and there is no v1.* tag",
-      "latest: left out: 1.4.2 < v2.0.0, the highest version tag"]),
-    ("auto-prerelease",
-     ["--version", "2.1.0-rc.1", "--env", "staging", "--semver-tags", "--latest-policy", "auto"], {},
-     ["v2.1.0-rc.1", "2.1.0-rc.1", "staging-{ts}", "staging", "git-{sha}"],
-     ["2.1: left out: 2.1.0-rc.1 is a prerelease",
-      "2: left out: 2.1.0-rc.1 is a prerelease",
-      "latest: left out: 2.1.0-rc.1 is a prerelease"]),
-    ("build-number", ["--env", "dev", "--build-number", "42"], {},
-     ["dev-{ts}", "dev", "git-{sha}", "build-42", "latest"],
-     ["build-42: build number from --build-number"]),
-    ("ci-tags-github", ["--env", "dev", "--ci-tags", "--tag", "qa"],
-     {"GITHUB_RUN_NUMBER": "7", "BUILD_NUMBER": None, "CI_PIPELINE_IID": None},
-     ["dev-{ts}", "dev", "git-{sha}", "build-7", "qa", "latest"],
-     ["build-7: build number from GITHUB_RUN_NUMBER"]),
+    (
+        "semver-tags",
+        ["--version", "1.4.2", "--env", "staging", "--semver-tags"],
+        {},
+        ["v1.4.2", "1.4.2", "1.4", "1", "staging-{ts}", "staging", "git-{sha}", "latest"],
+        [
+            "1.4: kept: 1.4.2 is a release (--latest-policy always: git tags are not compared)",
+            "1: kept: 1.4.2 is a release (--latest-policy always: git tags are not compared)",
+            "latest: kept: --latest-policy always (the default, as bash)",
+        ],
+    ),
+    (
+        "auto-older-line-keeps-channels",
+        ["--version", "1.4.2", "--env", "staging", "--semver-tags", "--latest-policy", "auto"],
+        {},
+        ["v1.4.2", "1.4.2", "1.4", "1", "staging-{ts}", "staging", "git-{sha}"],
+        [
+            "1.4: kept: 1.4.2 is a release and there is no v1.4.* tag",
+            "1: kept: 1.4.2 is a release and there is no v1.* tag",
+            "latest: left out: 1.4.2 < v2.0.0, the highest version tag",
+        ],
+    ),
+    (
+        "auto-prerelease",
+        ["--version", "2.1.0-rc.1", "--env", "staging", "--semver-tags", "--latest-policy", "auto"],
+        {},
+        ["v2.1.0-rc.1", "2.1.0-rc.1", "staging-{ts}", "staging", "git-{sha}"],
+        [
+            "2.1: left out: 2.1.0-rc.1 is a prerelease",
+            "2: left out: 2.1.0-rc.1 is a prerelease",
+            "latest: left out: 2.1.0-rc.1 is a prerelease",
+        ],
+    ),
+    (
+        "build-number",
+        ["--env", "dev", "--build-number", "42"],
+        {},
+        ["dev-{ts}", "dev", "git-{sha}", "build-42", "latest"],
+        ["build-42: build number from --build-number"],
+    ),
+    (
+        "ci-tags-github",
+        ["--env", "dev", "--ci-tags", "--tag", "qa"],
+        {"GITHUB_RUN_NUMBER": "7", "BUILD_NUMBER": None, "CI_PIPELINE_IID": None},
+        ["dev-{ts}", "dev", "git-{sha}", "build-7", "qa", "latest"],
+        ["build-7: build number from GITHUB_RUN_NUMBER"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("case, flags, extra_env, tags, choices",
-                         [pytest.param(*case, id=case[0]) for case in CHANNEL_CASES])
-def test_channel_and_build_number_tags_on_the_engine(case, flags, extra_env, tags, choices,
-                                                     released_project, docker, images, unique,
-                                                     tmp_path):
+@pytest.mark.parametrize(
+    "case, flags, extra_env, tags, choices",
+    [pytest.param(*case, id=case[0]) for case in CHANNEL_CASES],
+)
+def test_channel_and_build_number_tags_on_the_engine(
+    case, flags, extra_env, tags, choices, released_project, docker, images, unique, tmp_path
+):
     project = released_project
     name = images.track_repository(unique(case))
     dockerfile = scratch_context(tmp_path / "context", name)
-    result = project.script(*context_args(dockerfile, "--image-name", name, *flags),
-                            env={**FIXED_TIME, **extra_env}).assert_ok()
+    result = project.script(
+        *context_args(dockerfile, "--image-name", name, *flags), env={**FIXED_TIME, **extra_env}
+    ).assert_ok()
     image_id = images.track_result(result)
 
     expected = [f"{name}:{tag.format(ts=TS, sha=project.sha)}" for tag in tags]

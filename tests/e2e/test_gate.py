@@ -24,8 +24,16 @@ def tiny_image(tiny_context, unique, docker, images):
     def make(**knobs) -> str:
         ref = images.track_repository(unique("gate")) + ":1"
         dockerfile = tiny_context(*sagemaker_image_lines(**knobs))
-        docker("build", "-q", "-t", ref, "--build-arg", "ENVIRONMENT=dev", str(dockerfile.parent),
-               env={"DOCKER_BUILDKIT": "1"}).assert_ok()
+        docker(
+            "build",
+            "-q",
+            "-t",
+            ref,
+            "--build-arg",
+            "ENVIRONMENT=dev",
+            str(dockerfile.parent),
+            env={"DOCKER_BUILDKIT": "1"},
+        ).assert_ok()
         return ref
 
     return make
@@ -53,22 +61,33 @@ def test_a_conforming_tiny_image_passes_the_gate_with_its_figures(project, tiny_
     assert left_running(docker, ref) == []
 
 
-@pytest.mark.parametrize("knobs, rule, figure", [
-    ({"ping_seconds": 3}, "ping-2s", r"/ping took 3\.\d s"),
-    ({"handles_term": False}, "sigterm-30s", r"still running 3\d s after SIGTERM"),
-    ({"as_serve": False}, "serve", r'exec: "serve": executable file not found'),
-    ({"binds": False}, "bind-to-port", r"SAGEMAKER_BIND_TO_PORT=8090, no 200 within 8 s .*it "
-                                       r"answers on 8080 instead \(200\)"),
-], ids=["ping-3s", "ignores-sigterm", "without-serve", "ignores-bind-port"])
-def test_an_image_that_breaks_a_rule_fails_naming_it(project, tiny_image, docker, knobs, rule,
-                                                    figure):
+@pytest.mark.parametrize(
+    "knobs, rule, figure",
+    [
+        ({"ping_seconds": 3}, "ping-2s", r"/ping took 3\.\d s"),
+        ({"handles_term": False}, "sigterm-30s", r"still running 3\d s after SIGTERM"),
+        ({"as_serve": False}, "serve", r'exec: "serve": executable file not found'),
+        (
+            {"binds": False},
+            "bind-to-port",
+            r"SAGEMAKER_BIND_TO_PORT=8090, no 200 within 8 s .*it "
+            r"answers on 8080 instead \(200\)",
+        ),
+    ],
+    ids=["ping-3s", "ignores-sigterm", "without-serve", "ignores-bind-port"],
+)
+def test_an_image_that_breaks_a_rule_fails_naming_it(
+    project, tiny_image, docker, knobs, rule, figure
+):
     ref = tiny_image(**knobs)
     result = smoke(project, ref, "--timeout", "8")
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
     assert f"[{rule}]" in errors[0] and re.search(figure, errors[0]), result.describe()
-    assert "docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html" in errors[0]
+    assert (
+        "docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html" in errors[0]
+    )
     assert left_running(docker, ref) == []
 
 
@@ -111,10 +130,15 @@ def test_the_wait_line_says_what_for_instead_of_repeated_inspects(project, tiny_
     `+ docker inspect` per poll."""
     ref = tiny_image(delay=12)
     result = smoke(project, ref, "--timeout", "30").assert_ok()
-    waits = re.findall(r"^waiting for GET /ping on port 8080 of \S+ to answer 200: (\d+)s of at "
-                       r"most 30s$", result.stderr, re.M)
-    assert len(waits) >= 2 and [int(w) for w in waits] == sorted(int(w) for w in waits), \
+    waits = re.findall(
+        r"^waiting for GET /ping on port 8080 of \S+ to answer 200: (\d+)s of at "
+        r"most 30s$",
+        result.stderr,
+        re.M,
+    )
+    assert len(waits) >= 2 and [int(w) for w in waits] == sorted(int(w) for w in waits), (
         result.describe()
+    )
     assert "+ docker inspect" not in result.stderr
 
 
@@ -135,29 +159,52 @@ def shape(e2e_env, ref):
 
 @pytest.mark.legs("multiplatform")
 def test_an_oci_single_manifest_fails_the_shape_and_the_fixed_build_passes(
-        tiny_context, unique, docker, images, e2e_env):
+    tiny_context, unique, docker, images, e2e_env
+):
     repository = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{unique('shape')}")
     context = tiny_context().parent
     for tag, oci in (("oci", "true"), ("fixed", "false")):
-        docker("buildx", "build", "--provenance=false", "--sbom=false", "--output",
-               f"type=image,name={repository}:{tag},oci-mediatypes={oci},push=true",
-               str(context)).assert_ok()
+        docker(
+            "buildx",
+            "build",
+            "--provenance=false",
+            "--sbom=false",
+            "--output",
+            f"type=image,name={repository}:{tag},oci-mediatypes={oci},push=true",
+            str(context),
+        ).assert_ok()
     problem = shape(e2e_env, f"{repository}:oci")
-    assert problem is not None and "is a single application/vnd.oci.image.manifest.v1+json " \
-        "manifest, not a Docker v2 schema 2 manifest" in problem
+    assert (
+        problem is not None
+        and "is a single application/vnd.oci.image.manifest.v1+json "
+        "manifest, not a Docker v2 schema 2 manifest"
+        in problem
+    )
     assert "oci-mediatypes=false" in problem
     assert shape(e2e_env, f"{repository}:fixed") is None
 
 
 @pytest.mark.legs("multiplatform")
 def test_a_sagemaker_push_from_the_containerd_store_is_a_docker_v2_manifest_of_its_platform(
-        project, tiny_context, unique, images, e2e_env):
+    project, tiny_context, unique, images, e2e_env
+):
     """ragbuild's own single-platform push on the containerd-store engine passes the shape rule,
     its platform read from the pushed config."""
     uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{unique('shapepush')}")
     dockerfile = tiny_context()
-    result = project.script("--env", "dev", "--no-latest", "-f", dockerfile, "--context",
-                            dockerfile.parent, "--registry", uri, "--push", "--platform",
-                            "linux/amd64").assert_ok()
+    result = project.script(
+        "--env",
+        "dev",
+        "--no-latest",
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--registry",
+        uri,
+        "--push",
+        "--platform",
+        "linux/amd64",
+    ).assert_ok()
     assert "pushed and verified" in result.stderr
     assert shape(e2e_env, f"{uri}:dev") is None

@@ -23,8 +23,9 @@ from .support import BASE_IMAGE, git
 
 pytestmark = pytest.mark.e2e
 
-SERVICE_DOCKERFILE = ("FROM python:3.11-slim\nARG GIT_COMMIT\nLABEL commit=$GIT_COMMIT\n"
-                      "COPY . /app\n")
+SERVICE_DOCKERFILE = (
+    "FROM python:3.11-slim\nARG GIT_COMMIT\nLABEL commit=$GIT_COMMIT\nCOPY . /app\n"
+)
 
 
 def service(project) -> str:
@@ -51,7 +52,9 @@ def test_case1_a_skip_worktree_edit_stops_prod_before_docker(project, unique, do
     assert refused.returncode == 2, refused.describe()
     assert "(svc/app.txt)" in refused.stderr.splitlines()[-1]
     assert "+ docker" not in refused.stderr and docker.refs(name) == []
-    result = project.script("--env", "prod", "--version", "1.0.0", "--allow-dirty", *args).assert_ok()
+    result = project.script(
+        "--env", "prod", "--version", "1.0.0", "--allow-dirty", *args
+    ).assert_ok()
     images.track_result(result)
     assert docker.image_id(f"{name}:git-{sha}-dirty") and not docker.image_id(f"{name}:git-{sha}")
     cat = docker.quiet("run", "--rm", "--entrypoint", "cat", f"{name}:prod", "/app/app.txt")
@@ -70,12 +73,29 @@ def test_case2_a_moved_linked_worktree_stops_prod_before_docker(project, unique,
     try:
         name = unique("moved")
         result = project.runner.run(
-            [str(project.venv / "bin" / "python"), "-m", "ragbuild", "--env", "prod", "--version",
-             "1.0.0", "-f", "svc/Dockerfile", "--context", "svc", "--image-name", name], cwd=wt)
+            [
+                str(project.venv / "bin" / "python"),
+                "-m",
+                "ragbuild",
+                "--env",
+                "prod",
+                "--version",
+                "1.0.0",
+                "-f",
+                "svc/Dockerfile",
+                "--context",
+                "svc",
+                "--image-name",
+                name,
+            ],
+            cwd=wt,
+        )
         assert result.returncode == 1, result.describe()
         last = result.stderr.splitlines()[-1]
-        assert last.startswith("error: git cannot say which commit this build is made from: "
-                               "fatal: not a git repository: "), last
+        assert last.startswith(
+            "error: git cannot say which commit this build is made from: "
+            "fatal: not a git repository: "
+        ), last
         assert "/worktrees/wt" in last
         assert "+ docker" not in result.stderr and docker.refs(name) == []
     finally:
@@ -84,7 +104,7 @@ def test_case2_a_moved_linked_worktree_stops_prod_before_docker(project, unique,
 
 # --- the dirty verdict against docker: what the engine sends, from the work tree and the commit ---
 
-LISTER = '''import hashlib, json, os, stat
+LISTER = """import hashlib, json, os, stat
 found = {}
 for top, dirs, files in os.walk("/ctx"):
     for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
@@ -97,7 +117,7 @@ for top, dirs, files in os.walk("/ctx"):
             found[full] = ["x" if mode & stat.S_IXUSR else "f", hashlib.sha256(data).hexdigest(),
                            hashlib.sha256(data.replace(b"\\r\\n", b"\\n")).hexdigest()]
 json.dump(found, open("/listing.json", "w"))
-'''
+"""
 
 
 def prefixed(patterns: str, prefix: str) -> list:
@@ -112,8 +132,12 @@ def prefixed(patterns: str, prefix: str) -> list:
 
 
 def exported(root, into):
-    data = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", "HEAD"],
-                          check=True, capture_output=True, env=base_env()).stdout
+    data = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", "HEAD"],
+        check=True,
+        capture_output=True,
+        env=base_env(),
+    ).stdout
     into.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(into)
@@ -125,8 +149,9 @@ def docker_truth(listing: dict, number: int, autocrlf: bool) -> set:
     sides = {}
     for side in ("work", "head"):
         prefix = f"/ctx/case{number}/{side}/"
-        sides[side] = {path[len(prefix):]: entry for path, entry in listing.items()
-                       if path.startswith(prefix)}
+        sides[side] = {
+            path[len(prefix) :]: entry for path, entry in listing.items() if path.startswith(prefix)
+        }
     work, head = sides["work"], sides["head"]
     differs = set()
     for path in set(work) | set(head):
@@ -138,8 +163,9 @@ def docker_truth(listing: dict, number: int, autocrlf: bool) -> set:
     return differs
 
 
-def test_the_dirty_verdict_matches_what_docker_sends(tmp_path, monkeypatch, docker, unique,
-                                                    images, runner):
+def test_the_dirty_verdict_matches_what_docker_sends(
+    tmp_path, monkeypatch, docker, unique, images, runner
+):
     """Generated repositories (tests/gitcases.py) side by side in one build context: each
     case's work tree and its commit (git archive), under the case's own .dockerignore patterns;
     the image lists what the engine received; ragbuild's verdict for each case must name the
@@ -161,11 +187,14 @@ def test_the_dirty_verdict_matches_what_docker_sends(tmp_path, monkeypatch, dock
         shutil.copytree(root, work, symlinks=True, ignore=shutil.ignore_patterns(".git"))
         exported(root, context / f"case{number}" / "head")
         patterns = (root / ".dockerignore").read_text() if (root / ".dockerignore").exists() else ""
-        ignore += prefixed(patterns, f"case{number}/work") + prefixed(patterns, f"case{number}/head")
+        ignore += prefixed(patterns, f"case{number}/work") + prefixed(
+            patterns, f"case{number}/head"
+        )
     (context / ".dockerignore").write_text("\n".join(ignore) + "\n")
     (context / "list.py").write_text(LISTER)
-    (context / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY . /ctx\n"
-                                        "RUN python3 /ctx/list.py\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nCOPY . /ctx\nRUN python3 /ctx/list.py\n"
+    )
     name = images.track_repository(unique("gitfacts"))
     built = docker("build", "-q", "-t", name, str(context), env={"DOCKER_BUILDKIT": "1"})
     assert built.returncode == 0, built.describe()
@@ -175,7 +204,9 @@ def test_the_dirty_verdict_matches_what_docker_sends(tmp_path, monkeypatch, dock
     dirty = 0
     for number, (case, verdict) in enumerate(cases):
         expected = docker_truth(listing, number, case["autocrlf"])
-        assert verdict == expected, (f"GITFACTS_SEED={SEED} case {number}: {'; '.join(case['done'])}: "
-                                     f"ragbuild says {sorted(verdict)}, docker {sorted(expected)}")
+        assert verdict == expected, (
+            f"GITFACTS_SEED={SEED} case {number}: {'; '.join(case['done'])}: "
+            f"ragbuild says {sorted(verdict)}, docker {sorted(expected)}"
+        )
         dirty += bool(expected)
     assert 0.2 * CASES < dirty < 0.9 * CASES, f"GITFACTS_SEED={SEED}: {dirty} dirty cases"

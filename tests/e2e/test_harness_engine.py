@@ -91,23 +91,50 @@ class Engine:
         self.log = open(self.root / "dockerd.log", "wb")
         bin_dir = os.path.dirname(self.dockerd)  # its own containerd, runc and docker-proxy first
         self.process = subprocess.Popen(
-            [self.dockerd, "--data-root", str(self.root / "data"), "--exec-root", str(self.exec_root),
-             "--pidfile", str(self.root / "dockerd.pid"), "-H", self.host, "--bridge", self.name,
-             "--iptables=false", "--ip-masq=false", "--containerd-namespace", self.name,
-             "--containerd-plugins-namespace", f"{self.name}-plugins", *self.extra],
+            [
+                self.dockerd,
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.exec_root),
+                "--pidfile",
+                str(self.root / "dockerd.pid"),
+                "-H",
+                self.host,
+                "--bridge",
+                self.name,
+                "--iptables=false",
+                "--ip-masq=false",
+                "--containerd-namespace",
+                self.name,
+                "--containerd-plugins-namespace",
+                f"{self.name}-plugins",
+                *self.extra,
+            ],
             env=clean_env(PATH=f"{bin_dir}:{os.path.dirname(bin_dir)}/bin:{os.environ['PATH']}"),
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while self.docker("info").returncode != 0:
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the test's dockerd did not answer on {self.host}:\n"
-                                     + (self.root / "dockerd.log").read_text()[-3000:])
+                raise AssertionError(
+                    f"the test's dockerd did not answer on {self.host}:\n"
+                    + (self.root / "dockerd.log").read_text()[-3000:]
+                )
             time.sleep(0.3)
 
     def docker(self, *args, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([self.client, *args], env=clean_env(DOCKER_HOST=self.host),
-                              capture_output=True, text=True, timeout=300, **kw)
+        return subprocess.run(
+            [self.client, *args],
+            env=clean_env(DOCKER_HOST=self.host),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            **kw,
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -122,8 +149,11 @@ class Engine:
         if self.bridge_up:
             subprocess.run(["ip", "link", "del", self.name], capture_output=True)
         for base in (self.exec_root, self.root / "data"):
-            mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                      if line.split()[1].startswith(f"{base}/")]
+            mounts = [
+                line.split()[1]
+                for line in Path("/proc/mounts").read_text().splitlines()
+                if line.split()[1].startswith(f"{base}/")
+            ]
             for mount in sorted(mounts, reverse=True):
                 subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
@@ -142,8 +172,9 @@ def outside_engine(tmp_path_factory, e2e_env):
 
 
 def first_engine(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([DOCKER, *args], env=clean_env(), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [DOCKER, *args], env=clean_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 def save_load(engine: Engine, ref: str) -> None:
@@ -159,8 +190,13 @@ def harness(tmp_path: Path, *args, host: str = "") -> subprocess.CompletedProces
     extra = {"RAGBUILD_E2E_STATE": tmp_path / "state", "RAGBUILD_E2E_CACHE": tmp_path / "cache"}
     if host:
         extra["DOCKER_HOST"] = host
-    return subprocess.run(["bash", str(HARNESS), *args], env=clean_env(**extra),
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["bash", str(HARNESS), *args],
+        env=clean_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_engine_takes_an_engine_it_did_not_start_and_the_image_it_has(outside_engine, tmp_path):
@@ -220,11 +256,18 @@ def test_base_image_gives_a_containerd_store_engine_the_same_image(tmp_path, e2e
     root = Path(e2e_env["RAGBUILD_E2E_CACHE"]) / "docker26" / "usr"
     config = tmp_path / "daemon.json"
     config.write_text('{"features": {"containerd-snapshotter": true}}\n')
-    engine = Engine(tmp_path / "engine", str(root / "sbin" / "dockerd"), str(root / "bin" / "docker"),
-                    "--config-file", str(config))
+    engine = Engine(
+        tmp_path / "engine",
+        str(root / "sbin" / "dockerd"),
+        str(root / "bin" / "docker"),
+        "--config-file",
+        str(config),
+    )
     try:
         engine.start()
-        assert "io.containerd.snapshotter" in engine.docker("info", "-f", "{{.DriverStatus}}").stdout
+        assert (
+            "io.containerd.snapshotter" in engine.docker("info", "-f", "{{.DriverStatus}}").stdout
+        )
         given = harness(tmp_path, "base-image", engine.host, engine.client)
         assert given.returncode == 0 and "| docker load into " in given.stderr, given.stderr
         shape = FINGERPRINT.split(" ", 1)[1]  # the ID is the manifest's there

@@ -77,8 +77,10 @@ class Mirror:
             return f.read().decode(errors="replace").splitlines()
 
 
-LOG_RE = re.compile(r'^\S+ "(?P<user>[^"]*)" "(?P<method>\S+) (?P<path>\S+) [^"]*" (?P<status>\d+) '
-                    r'"(?P<agent>[^"]*)"$')
+LOG_RE = re.compile(
+    r'^\S+ "(?P<user>[^"]*)" "(?P<method>\S+) (?P<path>\S+) [^"]*" (?P<status>\d+) '
+    r'"(?P<agent>[^"]*)"$'
+)
 
 
 def fetched(lines, *, prefix: str, agent: str, user: str = "-") -> list:
@@ -86,8 +88,13 @@ def fetched(lines, *, prefix: str, agent: str, user: str = "-") -> list:
     got = []
     for line in lines:
         m = LOG_RE.match(line)
-        if (m and m["path"].startswith(prefix) and m["agent"].startswith(agent) and m["user"] == user
-                and m["status"] in ("200", "206")):
+        if (
+            m
+            and m["path"].startswith(prefix)
+            and m["agent"].startswith(agent)
+            and m["user"] == user
+            and m["status"] in ("200", "206")
+        ):
             got.append(m["path"])
     return got
 
@@ -98,13 +105,20 @@ def mirror(e2e_env) -> Mirror:
     (``up`` is idempotent: it starts only what is missing)."""
     env = e2e_env
     if "E2E_TLS_MIRROR" not in env:
-        up = subprocess.run(["bash", str(HARNESS), "up"], capture_output=True, text=True, timeout=1800)
+        up = subprocess.run(
+            ["bash", str(HARNESS), "up"], capture_output=True, text=True, timeout=1800
+        )
         assert up.returncode == 0, f"harness.sh up failed:\n{up.stderr[-3000:]}"
         env = harness_env()
     ca = Path(env["E2E_TLS_MIRROR_CA"])
     assert ca.is_file(), ca
-    return Mirror(url=env["E2E_TLS_MIRROR"], ca=ca, user=env["E2E_TLS_MIRROR_USER"],
-                  token=env["E2E_TLS_MIRROR_TOKEN"], log=Path(env["E2E_TLS_MIRROR_LOG"]))
+    return Mirror(
+        url=env["E2E_TLS_MIRROR"],
+        ca=ca,
+        user=env["E2E_TLS_MIRROR_USER"],
+        token=env["E2E_TLS_MIRROR_TOKEN"],
+        log=Path(env["E2E_TLS_MIRROR_LOG"]),
+    )
 
 
 # --- where a secret could hide -----------------------------------------------------------------
@@ -118,10 +132,13 @@ def ca_needles(ca: Path) -> dict:
     der = base64.b64decode("".join(body))
     name = re.search(rb"mirror test CA [0-9a-f]{16}", der)
     assert name, f"{ca} is not the harness's test CA"
-    needles = {f"the CA's PEM line {i + 1}": line.encode() for i, line in enumerate(body)
-               if len(line) == 64}
+    needles = {
+        f"the CA's PEM line {i + 1}": line.encode()
+        for i, line in enumerate(body)
+        if len(line) == 64
+    }
     needles["the CA's name"] = name[0]
-    needles["the CA's DER bytes"] = der[len(der) // 2:len(der) // 2 + 32]
+    needles["the CA's DER bytes"] = der[len(der) // 2 : len(der) // 2 + 32]
     return needles
 
 
@@ -220,8 +237,19 @@ def exports_cache(leg) -> bool:
     return "multi-platform" in leg.can
 
 
-def build_stages(project, docker, images: Images, leg, mirror: Mirror, tmp: Path, name: str,
-                 flags: list, env: dict, *, stages: bool = True) -> Build:
+def build_stages(
+    project,
+    docker,
+    images: Images,
+    leg,
+    mirror: Mirror,
+    tmp: Path,
+    name: str,
+    flags: list,
+    env: dict,
+    *,
+    stages: bool = True,
+) -> Build:
     """The dry run, the final stage (``--no-cache``; with a ``mode=max`` local cache export where
     the leg can), then the builder and lock stages (``-- --target``, from the cache just made)."""
     tmpdir = tmp / "tmpdir"
@@ -229,14 +257,23 @@ def build_stages(project, docker, images: Images, leg, mirror: Mirror, tmp: Path
     env = {**env, "TMPDIR": tmpdir}
     common = ["--env", "dev", "--no-latest", *flags]
     results, refs, metadata = {}, {}, []
-    results["dry-run"] = project.script(*common, "--image-name", name, "--no-cache", "--dry-run",
-                                        env=env).assert_ok()
+    results["dry-run"] = project.script(
+        *common, "--image-name", name, "--no-cache", "--dry-run", env=env
+    ).assert_ok()
     cache = tmp / "cache" if exports_cache(leg) else None
     extra = ["--cache-to", f"type=local,dest={cache},mode=max"] if cache else []
     metadata.append(tmp / "final.json")
     offset = mirror.log_size()
-    final = project.script(*common, "--image-name", name, "--no-cache", *extra,
-                           "--metadata-file", metadata[-1], env=env)
+    final = project.script(
+        *common,
+        "--image-name",
+        name,
+        "--no-cache",
+        *extra,
+        "--metadata-file",
+        metadata[-1],
+        env=env,
+    )
     requests = mirror.requests_since(offset)
     results["final"] = final
     if final.returncode == 0:
@@ -244,13 +281,29 @@ def build_stages(project, docker, images: Images, leg, mirror: Mirror, tmp: Path
         images.track_result(final)
         for stage in STAGES if stages else ():
             metadata.append(tmp / f"{stage}.json")
-            result = project.script(*common, "--image-name", f"{name}-{stage}", "--metadata-file",
-                                    metadata[-1], "--", "--target", stage, env=env).assert_ok()
+            result = project.script(
+                *common,
+                "--image-name",
+                f"{name}-{stage}",
+                "--metadata-file",
+                metadata[-1],
+                "--",
+                "--target",
+                stage,
+                env=env,
+            ).assert_ok()
             images.track_result(result)
             results[stage] = result
             refs[stage] = f"{name}-{stage}:dev"
-    return Build(name=name, results=results, refs=refs, metadata=metadata, tmpdir=tmpdir,
-                 requests=requests, cache=cache)
+    return Build(
+        name=name,
+        results=results,
+        refs=refs,
+        metadata=metadata,
+        tmpdir=tmpdir,
+        requests=requests,
+        cache=cache,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -267,18 +320,35 @@ def mirror_args(mirror) -> list:
 
 
 @pytest.fixture(scope="module")
-def ca_build(new_project, docker, module_images, leg, mirror, mirror_args, token,
-             tmp_path_factory) -> Build:
+def ca_build(
+    new_project, docker, module_images, leg, mirror, mirror_args, token, tmp_path_factory
+) -> Build:
     """The CA named as a host names it: ``PIP_CERT`` (beside the machine's ``SSL_CERT_FILE`` and
     ``REQUESTS_CA_BUNDLE``, which pip's order puts after it)."""
     tmp = tmp_path_factory.mktemp(f"host-ca-{leg.name}")
-    return build_stages(new_project("host-ca"), docker, module_images, leg, mirror, tmp,
-                        f"ragbuild-e2e-{token}-host-ca", mirror_args, {"PIP_CERT": mirror.ca})
+    return build_stages(
+        new_project("host-ca"),
+        docker,
+        module_images,
+        leg,
+        mirror,
+        tmp,
+        f"ragbuild-e2e-{token}-host-ca",
+        mirror_args,
+        {"PIP_CERT": mirror.ca},
+    )
 
 
 #: the host's pip variables, cleared where a case gives pip's settings in a file of its own
-PIP_VARIABLES = ("PIP_CERT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX",
-                 "PIP_TRUSTED_HOST", "PIP_CONFIG_FILE")
+PIP_VARIABLES = (
+    "PIP_CERT",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_TRUSTED_HOST",
+    "PIP_CONFIG_FILE",
+)
 
 
 @pytest.fixture(scope="module")
@@ -287,23 +357,48 @@ def index_build(new_project, docker, module_images, leg, mirror, token, tmp_path
     (``PIP_CONFIG_FILE``), passed with ``--host-index``; no ``--build-arg PIP_*``."""
     tmp = tmp_path_factory.mktemp(f"host-index-{leg.name}")
     conf = tmp / "pip.conf"
-    conf.write_text(f"[global]\ncert = {mirror.ca}\nfind-links = {mirror.private_url()}\n"
-                    "no-index = true\n")
+    conf.write_text(
+        f"[global]\ncert = {mirror.ca}\nfind-links = {mirror.private_url()}\nno-index = true\n"
+    )
     env = {name: None for name in PIP_VARIABLES}
     env["PIP_CONFIG_FILE"] = conf
-    return build_stages(new_project("host-index"), docker, module_images, leg, mirror, tmp,
-                        f"ragbuild-e2e-{token}-host-index", ["--host-index"], env)
+    return build_stages(
+        new_project("host-index"),
+        docker,
+        module_images,
+        leg,
+        mirror,
+        tmp,
+        f"ragbuild-e2e-{token}-host-index",
+        ["--host-index"],
+        env,
+    )
 
 
 @pytest.fixture(scope="module")
-def arg_index_build(new_project, docker, module_images, leg, mirror, token,
-                    tmp_path_factory) -> Build:
+def arg_index_build(
+    new_project, docker, module_images, leg, mirror, token, tmp_path_factory
+) -> Build:
     """The private index given as ``--build-arg PIP_FIND_LINKS=https://user:token@...`` (the
     issue's leak: the builder stage wrote it to /opt/uv/index-args), the CA in ``PIP_CERT``."""
     tmp = tmp_path_factory.mktemp(f"arg-index-{leg.name}")
-    flags = ["--build-arg", f"PIP_FIND_LINKS={mirror.private_url()}", "--build-arg", "PIP_NO_INDEX=1"]
-    return build_stages(new_project("arg-index"), docker, module_images, leg, mirror, tmp,
-                        f"ragbuild-e2e-{token}-arg-index", flags, {"PIP_CERT": mirror.ca})
+    flags = [
+        "--build-arg",
+        f"PIP_FIND_LINKS={mirror.private_url()}",
+        "--build-arg",
+        "PIP_NO_INDEX=1",
+    ]
+    return build_stages(
+        new_project("arg-index"),
+        docker,
+        module_images,
+        leg,
+        mirror,
+        tmp,
+        f"ragbuild-e2e-{token}-arg-index",
+        flags,
+        {"PIP_CERT": mirror.ca},
+    )
 
 
 #: the parametrized cases' builds (they take ``leg`` too: getfixturevalue alone does not
@@ -333,19 +428,35 @@ def test_the_build_trusts_the_ca_the_host_names_in_pip_cert(ca_build, mirror, do
     assert fetched(ca_build.requests, prefix="/uv-", agent="pip/"), ca_build.requests
     assert fetched(ca_build.requests, prefix="/", agent="uv/"), ca_build.requests
     # the worker's packages are in the image
-    done = docker.quiet("run", "--rm", "--entrypoint", "python", ca_build.refs["final"], "-c",
-                        "import fastapi, uvicorn")
+    done = docker.quiet(
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        ca_build.refs["final"],
+        "-c",
+        "import fastapi, uvicorn",
+    )
     assert done.returncode == 0, done.stderr
 
 
-def test_host_ca_beats_the_ca_pip_cert_names(new_project, docker, module_images, leg, mirror,
-                                             mirror_args, token, tmp_path, e2e_env):
+def test_host_ca_beats_the_ca_pip_cert_names(
+    new_project, docker, module_images, leg, mirror, mirror_args, token, tmp_path, e2e_env
+):
     """``PIP_CERT`` names another CA (the ECR registry's test CA, which did not sign the mirror);
     ``--host-ca`` names the mirror's: the build trusts the one given."""
-    build = build_stages(new_project("host-ca-flag"), docker, module_images, leg, mirror, tmp_path,
-                         f"ragbuild-e2e-{token}-host-ca-flag",
-                         [*mirror_args, "--host-ca", mirror.ca], {"PIP_CERT": e2e_env["E2E_ECR_CA"]},
-                         stages=False)
+    build = build_stages(
+        new_project("host-ca-flag"),
+        docker,
+        module_images,
+        leg,
+        mirror,
+        tmp_path,
+        f"ragbuild-e2e-{token}-host-ca-flag",
+        [*mirror_args, "--host-ca", mirror.ca],
+        {"PIP_CERT": e2e_env["E2E_ECR_CA"]},
+        stages=False,
+    )
     build.final.assert_ok()
     assert fetched(build.requests, prefix="/uv-", agent="pip/"), build.requests
     found = scan(build.outputs().encode(), ca_needles(mirror.ca), "the output")
@@ -355,19 +466,30 @@ def test_host_ca_beats_the_ca_pip_cert_names(new_project, docker, module_images,
 # --- (b) --no-host-ca fails, and says why in one line ------------------------------------------
 
 
-def test_no_host_ca_fails_and_the_last_line_names_the_cause(new_project, docker, module_images, leg,
-                                                            mirror, mirror_args, token, tmp_path):
+def test_no_host_ca_fails_and_the_last_line_names_the_cause(
+    new_project, docker, module_images, leg, mirror, mirror_args, token, tmp_path
+):
     name = f"ragbuild-e2e-{token}-no-host-ca"
     result = new_project("no-host-ca").script(
-        "--env", "dev", "--no-latest", "--image-name", name, "--no-cache", *mirror_args,
-        "--no-host-ca", env={"PIP_CERT": mirror.ca})
+        "--env",
+        "dev",
+        "--no-latest",
+        "--image-name",
+        name,
+        "--no-cache",
+        *mirror_args,
+        "--no-host-ca",
+        env={"PIP_CERT": mirror.ca},
+    )
     assert result.returncode != 0, result.describe()
     assert "Traceback" not in result.text
     # it failed where it should: pip, verifying the mirror's certificate (docker's output)
-    assert re.search(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed", result.stderr), \
+    assert re.search(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed", result.stderr), (
         result.describe()
-    build_lines = [line for line in result.stderr.splitlines()
-                   if line.startswith("+ ") and " build " in line]
+    )
+    build_lines = [
+        line for line in result.stderr.splitlines() if line.startswith("+ ") and " build " in line
+    ]
     assert build_lines and not any("ragbuild-host-ca" in line for line in build_lines), build_lines
     last = result.stderr.rstrip().splitlines()[-1]
     assert last.startswith("error: ") and result.error_lines() == [last], result.describe()
@@ -382,8 +504,9 @@ def test_no_host_ca_fails_and_the_last_line_names_the_cause(new_project, docker,
 @pytest.mark.parametrize("which", list(BUILDS))
 def test_no_layer_of_any_stage_holds_them(which, request, leg, mirror, docker, tmp_path):
     build = request.getfixturevalue(BUILDS[which]).assert_built()
-    found = scan_saved_images(docker, list(build.refs.values()), tmp_path / "saved.tar",
-                              needles_of(which, mirror))
+    found = scan_saved_images(
+        docker, list(build.refs.values()), tmp_path / "saved.tar", needles_of(which, mirror)
+    )
     assert not found, "\n".join(found)
 
 
@@ -421,7 +544,9 @@ def test_no_output_dry_run_metadata_or_temporary_file_holds_them(which, request,
 @pytest.mark.parametrize("which", list(BUILDS))
 def test_no_mode_max_cache_export_holds_them(which, request, leg, mirror):
     build = request.getfixturevalue(BUILDS[which]).assert_built()
-    assert build.cache is not None and (build.cache / "index.json").is_file(), build.final.describe()
+    assert build.cache is not None and (build.cache / "index.json").is_file(), (
+        build.final.describe()
+    )
     blobs = list((build.cache / "blobs").rglob("*"))
     assert len(blobs) > 5, "the cache export holds no layers"
     found = scan_files(build.cache, needles_of(which, mirror))
@@ -438,9 +563,12 @@ def test_a_private_index_with_a_token_builds(which, request, leg, mirror, docker
     for stage in ("final", *STAGES):
         assert docker.image_id(build.refs[stage]), stage
     # the credentials reached pip and uv: /private/ answers 401 without them
-    assert fetched(build.requests, prefix="/private/uv-", agent="pip/", user=mirror.user), \
+    assert fetched(build.requests, prefix="/private/uv-", agent="pip/", user=mirror.user), (
         build.requests
-    assert fetched(build.requests, prefix="/private/", agent="uv/", user=mirror.user), build.requests
+    )
+    assert fetched(build.requests, prefix="/private/", agent="uv/", user=mirror.user), (
+        build.requests
+    )
 
 
 @pytest.mark.parametrize("which", INDEX_BUILDS)
@@ -459,11 +587,26 @@ def test_host_index_lists_the_local_paths_it_does_not_pass(project, tiny_context
     dockerfile = tiny_context()
     local = ["/opt/wheels", "file:///opt/pypi/simple", "file:///opt/pypi-more/simple"]
     env = {name: None for name in PIP_VARIABLES}
-    env.update({"PIP_CONFIG_FILE": "/dev/null", "PIP_FIND_LINKS": local[0],
-                "PIP_EXTRA_INDEX_URL": " ".join(local[1:])})
-    result = project.script("--env", "dev", "--no-latest", "-f", dockerfile, "--context",
-                            dockerfile.parent, "--image-name", unique("host-index-local"),
-                            "--host-index", env=env).assert_ok()
+    env.update(
+        {
+            "PIP_CONFIG_FILE": "/dev/null",
+            "PIP_FIND_LINKS": local[0],
+            "PIP_EXTRA_INDEX_URL": " ".join(local[1:]),
+        }
+    )
+    result = project.script(
+        "--env",
+        "dev",
+        "--no-latest",
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--image-name",
+        unique("host-index-local"),
+        "--host-index",
+        env=env,
+    ).assert_ok()
     images.track_result(result)
     # listed together, in a warning (the plan's summary may say it again, never piecemeal)
     lines = [line for line in result.stderr.splitlines() if any(value in line for value in local)]

@@ -71,18 +71,21 @@ def gate(e2e_env):
 
 def gated_smoke_command(url: str) -> str:
     """``serve`` once ``url`` answers 200 (python in the worker image polls it)."""
-    poll = ("import time, urllib.request as u\n"
-            "while True:\n"
-            "    try:\n"
-            f"        u.urlopen({url!r}, timeout=2); break\n"
-            "    except Exception:\n"
-            "        time.sleep(0.3)\n")
+    poll = (
+        "import time, urllib.request as u\n"
+        "while True:\n"
+        "    try:\n"
+        f"        u.urlopen({url!r}, timeout=2); break\n"
+        "    except Exception:\n"
+        "        time.sleep(0.3)\n"
+    )
     return shlex.join(["sh", "-c", f"python -c {shlex.quote(poll)} && exec serve"])
 
 
 @pytest.mark.legs("legacy", "modern", "multiplatform")
 def test_a_build_during_the_smoke_test_never_reaches_the_registry_under_its_tags(
-        project, docker, images, tiny_context, unique, e2e_env, pip_args, plain_registry, gate):
+    project, docker, images, tiny_context, unique, e2e_env, pip_args, plain_registry, gate
+):
     """Job A: --env prod --version 1.0.0 --registry R --smoke-test --push (make push-prod). While
     its smoke test runs, job B builds a release candidate with the same registry URI and no
     push, taking A's :prod, :latest and :git-<sha>. The registry must serve A's image, the one
@@ -90,26 +93,55 @@ def test_a_build_during_the_smoke_test_never_reaches_the_registry_under_its_tags
     name = unique("identity")
     uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
     job_a = project.popen_script(
-        "--env", "prod", "--version", "1.0.0", "--registry", uri, "--smoke-test", "--push",
-        "--smoke-command", gated_smoke_command(gate.url), "--smoke-timeout", "600",
-        *shlex.split(pip_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        "--env",
+        "prod",
+        "--version",
+        "1.0.0",
+        "--registry",
+        uri,
+        "--smoke-test",
+        "--push",
+        "--smoke-command",
+        gated_smoke_command(gate.url),
+        "--smoke-timeout",
+        "600",
+        *shlex.split(pip_args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     lines: list = []
     stdout: list = []
-    readers = [threading.Thread(target=lambda: lines.extend(job_a.stderr), daemon=True),
-               threading.Thread(target=lambda: stdout.extend(job_a.stdout), daemon=True)]
+    readers = [
+        threading.Thread(target=lambda: lines.extend(job_a.stderr), daemon=True),
+        threading.Thread(target=lambda: stdout.extend(job_a.stdout), daemon=True),
+    ]
     for reader in readers:
         reader.start()
     try:
         deadline = time.monotonic() + 900
         while not SMOKE_LINE.search("".join(line.decode() for line in lines)):
-            assert job_a.poll() is None, "job A ended before its smoke test: " + \
-                "".join(line.decode() for line in lines)[-3000:]
+            assert job_a.poll() is None, (
+                "job A ended before its smoke test: "
+                + "".join(line.decode() for line in lines)[-3000:]
+            )
             assert time.monotonic() < deadline, "job A never reached its smoke test"
             time.sleep(0.5)
         # job B: same registry URI, no push, other content; it takes prod, latest and git-<sha>
         other = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}-rc"')
-        job_b = project.script("--env", "staging", "--version", "1.1.0-rc.1", "--tag", "prod",
-                               "--registry", uri, "-f", other, "--context", other.parent)
+        job_b = project.script(
+            "--env",
+            "staging",
+            "--version",
+            "1.1.0-rc.1",
+            "--tag",
+            "prod",
+            "--registry",
+            uri,
+            "-f",
+            other,
+            "--context",
+            other.parent,
+        )
         job_b.assert_ok()
         b_id = images.track(job_b.built_id())
         assert docker.image_id(f"{uri}:prod") == b_id  # B really took A's tags, locally
@@ -133,8 +165,14 @@ def test_a_build_during_the_smoke_test_never_reaches_the_registry_under_its_tags
     refs = re.findall(r"^  - (\S+)$", err, re.M)
     for ref in refs:
         assert f"+ docker tag {a_id} {ref}\n" in err
-    assert tags_of(refs) == ["v1.0.0", "1.0.0", tags_of(refs)[2], "prod", f"git-{project.sha}",
-                             "latest"]
+    assert tags_of(refs) == [
+        "v1.0.0",
+        "1.0.0",
+        tags_of(refs)[2],
+        "prod",
+        f"git-{project.sha}",
+        "latest",
+    ]
     for tag in tags_of(refs):
         served = image_of(plain_registry, name, tag)
         assert a_id in served and b_id not in served, tag  # A's image, never B's
@@ -153,19 +191,22 @@ def change_and_commit(project) -> None:
 
 
 def assert_second_release_stops(project, docker, registry, repository, uri, args, env=None):
-    first = project.make("push-prod", f"ECR_URI={uri}", "VERSION=1.2.3", f"ARGS={args}",
-                         env=env).assert_ok()
+    first = project.make(
+        "push-prod", f"ECR_URI={uri}", "VERSION=1.2.3", f"ARGS={args}", env=env
+    ).assert_ok()
     served = {tag: registry.manifest(repository, tag).digest for tag in ("v1.2.3", "1.2.3")}
     change_and_commit(project)
-    second = project.make("push-prod", f"ECR_URI={uri}", "VERSION=1.2.3", f"ARGS={args}",
-                          env=env)
+    second = project.make("push-prod", f"ECR_URI={uri}", "VERSION=1.2.3", f"ARGS={args}", env=env)
     assert second.returncode != 0
-    assert re.search(r"\[Makefile:\d+: push-prod\] Error 1$", second.stderr, re.M), \
+    assert re.search(r"\[Makefile:\d+: push-prod\] Error 1$", second.stderr, re.M), (
         second.describe()
+    )
     assert not ANY_BUILD_RE.search(second.stderr), f"docker build ran: {second.describe()}"
     error = second.error_lines()[-1]
-    assert error.startswith(f"error: the registry already has {uri}:v1.2.3 (now "
-                            f"{served['v1.2.3']}), {uri}:1.2.3 (now {served['1.2.3']})"), error
+    assert error.startswith(
+        f"error: the registry already has {uri}:v1.2.3 (now "
+        f"{served['v1.2.3']}), {uri}:1.2.3 (now {served['1.2.3']})"
+    ), error
     assert "--replace-version-tags" in error
     for tag, digest in served.items():  # unchanged
         assert registry.manifest(repository, tag).digest == digest
@@ -174,31 +215,37 @@ def assert_second_release_stops(project, docker, registry, repository, uri, args
 
 @pytest.mark.legs("legacy", "modern", "multiplatform")
 def test_make_push_prod_twice_on_the_plain_registry_keeps_the_version_tags(
-        project, docker, images, unique, e2e_env, pip_args, plain_registry):
+    project, docker, images, unique, e2e_env, pip_args, plain_registry
+):
     name = unique("version")
     uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
-    first, served = assert_second_release_stops(project, docker, plain_registry, name, uri,
-                                                pip_args)
+    first, served = assert_second_release_stops(
+        project, docker, plain_registry, name, uri, pip_args
+    )
     images.track_result(first)
     # --replace-version-tags lets them move, and says so
-    third = project.make("push-prod", f"ECR_URI={uri}", "VERSION=1.2.3",
-                         f"ARGS={pip_args} --replace-version-tags").assert_ok()
+    third = project.make(
+        "push-prod", f"ECR_URI={uri}", "VERSION=1.2.3", f"ARGS={pip_args} --replace-version-tags"
+    ).assert_ok()
     images.track_result(third)
-    assert (f"warning: --replace-version-tags: this push moves {uri}:v1.2.3 (now "
-            f"{served['v1.2.3']}), {uri}:1.2.3 (now {served['1.2.3']}) to the image this run "
-            "builds") in third.stderr
+    assert (
+        f"warning: --replace-version-tags: this push moves {uri}:v1.2.3 (now "
+        f"{served['v1.2.3']}), {uri}:1.2.3 (now {served['1.2.3']}) to the image this run "
+        "builds"
+    ) in third.stderr
     moved = plain_registry.manifest(name, "v1.2.3").digest
     assert moved != served["v1.2.3"] and pinned_line(third).endswith(moved)
 
 
 @pytest.mark.legs("legacy")
 def test_make_push_prod_twice_on_a_mutable_ecr_repository_keeps_the_version_tags(
-        project, docker, images, ecr_repository, docker_config, e2e_env, pip_args,
-        ecr_registry):
+    project, docker, images, ecr_repository, docker_config, e2e_env, pip_args, ecr_registry
+):
     name = ecr_repository("version-ecr")  # MUTABLE, as create-repository makes it
     uri = images.track_repository(f"{e2e_env['E2E_ECR_HOST']}/{name}")
-    first, _ = assert_second_release_stops(project, docker, ecr_registry, name, uri, pip_args,
-                                           env={"DOCKER_CONFIG": docker_config})
+    first, _ = assert_second_release_stops(
+        project, docker, ecr_registry, name, uri, pip_args, env={"DOCKER_CONFIG": docker_config}
+    )
     images.track_result(first)
 
 
@@ -207,7 +254,9 @@ def test_a_dry_run_shows_the_version_check(project, unique, e2e_env):
     dry = project.make("push-prod", f"ECR_URI={uri}", "VERSION=1.2.3", "ARGS=--dry-run")
     dry.assert_ok()
     tag_url = f"/v2/{uri.split('/', 1)[1]}/manifests/v1.2.3"
-    assert re.search(rf"dry run: a real run would GET https?://[^ ]*{re.escape(tag_url)} .* "
-                     r"\(an existing version tag stops the run unless --replace-version-tags\)",
-                     dry.stderr), dry.describe()
+    assert re.search(
+        rf"dry run: a real run would GET https?://[^ ]*{re.escape(tag_url)} .* "
+        r"\(an existing version tag stops the run unless --replace-version-tags\)",
+        dry.stderr,
+    ), dry.describe()
     assert planned_refs(dry)

@@ -16,28 +16,47 @@ pytestmark = pytest.mark.e2e
 
 
 def build_args(dockerfile, image_name, *more):
-    return ["--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-            "--image-name", image_name, *more]
+    return [
+        "--env",
+        "dev",
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--image-name",
+        image_name,
+        *more,
+    ]
 
 
 # --- (c) docker build options the port does not model ------------------------------------------
 
 
-def test_a_buildkit_secret_reaches_the_run_step_and_no_layer_or_output(project, tiny_context,
-                                                                       unique, docker, images):
+def test_a_buildkit_secret_reaches_the_run_step_and_no_layer_or_output(
+    project, tiny_context, unique, docker, images
+):
     """issue 11 (c) 7: --secret id=pip_token,env=PIP_TOKEN on the 20.10 engine; the token is in
     neither `docker history`, the image's config, nor anything ragbuild or docker printed."""
     token = f"pypi-{secrets.token_hex(16)}"
     dockerfile = tiny_context(
         "RUN --mount=type=secret,id=pip_token test -s /run/secrets/pip_token && "
-        "sha256sum /run/secrets/pip_token | cut -d' ' -f1 > /token.sha256")
+        "sha256sum /run/secrets/pip_token | cut -d' ' -f1 > /token.sha256"
+    )
     name = images.track_repository(unique("secret"))
     # --no-cache: BuildKit leaves secrets out of the cache key, so a cached step keeps the
     # hash of an earlier run's token
-    result = project.script(*build_args(dockerfile, name, "--no-cache", "--secret",
-                                        "id=pip_token,env=PIP_TOKEN",
-                                        "--", "--progress=plain"),
-                            env={"PIP_TOKEN": token})
+    result = project.script(
+        *build_args(
+            dockerfile,
+            name,
+            "--no-cache",
+            "--secret",
+            "id=pip_token,env=PIP_TOKEN",
+            "--",
+            "--progress=plain",
+        ),
+        env={"PIP_TOKEN": token},
+    )
     result.assert_ok()
     images.track_result(result)
     assert "--secret id=pip_token,env=PIP_TOKEN" in result.stderr  # the logged build command
@@ -55,7 +74,7 @@ def test_a_buildkit_secret_reaches_the_run_step_and_no_layer_or_output(project, 
 def test_the_same_token_as_a_build_arg_is_what_leaks(project, tiny_context, unique, docker, images):
     """The control: what ragbuild's secret-build-arg warning is about is real on this engine."""
     token = f"pypi-{secrets.token_hex(16)}"
-    dockerfile = tiny_context("ARG PIP_TOKEN", "RUN test -n \"$PIP_TOKEN\"")
+    dockerfile = tiny_context("ARG PIP_TOKEN", 'RUN test -n "$PIP_TOKEN"')
     name = images.track_repository(unique("buildarg"))
     result = project.script(*build_args(dockerfile, name, "--build-arg", f"PIP_TOKEN={token}"))
     result.assert_ok()
@@ -77,10 +96,12 @@ def test_ssh_forwarding_reaches_the_run_step(project, tiny_context, unique, imag
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as agent:
         agent.bind(str(path))
         agent.listen(4)
-        dockerfile = tiny_context("RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\"")
+        dockerfile = tiny_context('RUN --mount=type=ssh test -S "$SSH_AUTH_SOCK"')
         name = images.track_repository(unique("ssh"))
-        result = project.script(*build_args(dockerfile, name, "--no-cache", "--ssh", "default"),
-                                env={"SSH_AUTH_SOCK": str(path)})
+        result = project.script(
+            *build_args(dockerfile, name, "--no-cache", "--ssh", "default"),
+            env={"SSH_AUTH_SOCK": str(path)},
+        )
     result.assert_ok()
     images.track_result(result)
     assert "--ssh default" in result.stderr
@@ -89,11 +110,16 @@ def test_ssh_forwarding_reaches_the_run_step(project, tiny_context, unique, imag
 
 def test_options_after_dashes_reach_the_engine(project, tiny_context, unique, docker, images):
     dockerfile = tiny_context("LABEL stage=runtime", "FROM runtime AS other", "LABEL stage=other")
-    text = dockerfile.read_text().replace("FROM python:3.11-slim\n", "FROM python:3.11-slim AS runtime\n", 1)
+    text = dockerfile.read_text().replace(
+        "FROM python:3.11-slim\n", "FROM python:3.11-slim AS runtime\n", 1
+    )
     dockerfile.write_text(text)
     name = images.track_repository(unique("target"))
-    result = project.script(*build_args(dockerfile, name, "--", "--target", "runtime",
-                                        "--add-host", "mirror.invalid:10.0.0.5"))
+    result = project.script(
+        *build_args(
+            dockerfile, name, "--", "--target", "runtime", "--add-host", "mirror.invalid:10.0.0.5"
+        )
+    )
     result.assert_ok()
     images.track_result(result)
     assert docker.inspect(f"{name}:dev")["Config"]["Labels"]["stage"] == "runtime"
@@ -101,7 +127,9 @@ def test_options_after_dashes_reach_the_engine(project, tiny_context, unique, do
 
 def test_a_refused_option_stops_before_docker(project, tiny_context, unique, docker):
     name = unique("refused")
-    result = project.script(*build_args(tiny_context(), name, "--", "--output", "type=local,dest=x"))
+    result = project.script(
+        *build_args(tiny_context(), name, "--", "--output", "type=local,dest=x")
+    )
     assert result.returncode == 2, result.describe()
     assert result.stderr.splitlines()[-1].startswith("error: --output after -- is refused")
     assert docker.refs(name) == []
@@ -115,8 +143,9 @@ def test_an_untracked_file_in_the_context_marks_the_image_dirty(project, unique,
     the untracked file did reach the image."""
     context = project.path / "svc"
     context.mkdir()
-    (context / "Dockerfile").write_text("FROM python:3.11-slim\nARG GIT_COMMIT\n"
-                                        "LABEL commit=$GIT_COMMIT\nCOPY . /app\n")
+    (context / "Dockerfile").write_text(
+        "FROM python:3.11-slim\nARG GIT_COMMIT\nLABEL commit=$GIT_COMMIT\nCOPY . /app\n"
+    )
     git(project.path, "add", "svc/Dockerfile")
     git(project.path, "commit", "-q", "-m", "svc")
     sha = git(project.path, "rev-parse", "--short", "HEAD")
@@ -143,10 +172,9 @@ def pinned(result) -> str:
     return lines[-1]
 
 
-
-
-def test_a_loopback_name_registry_pushes_and_verifies(project, tiny_context, unique, images,
-                                                      e2e_env, plain_registry):
+def test_a_loopback_name_registry_pushes_and_verifies(
+    project, tiny_context, unique, images, e2e_env, plain_registry
+):
     """issue 11 (b) 5: `vm` resolves to 127.0.0.1, so the daemon pushes to vm:<port> over plain
     HTTP; before, the read-back (no --insecure for a host not spelled as loopback) said "no such
     manifest" and the run exited 1 with no digest."""
@@ -154,16 +182,28 @@ def test_a_loopback_name_registry_pushes_and_verifies(project, tiny_context, uni
     name = unique("vm")
     uri = images.track_repository(f"vm:{port}/team/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-    result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-                            "--registry", uri, "--push", "--no-latest")
+    result = project.script(
+        "--env",
+        "dev",
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--registry",
+        uri,
+        "--push",
+        "--no-latest",
+    )
     result.assert_ok()
     images.track_result(result)
     assert "docker manifest inspect" not in result.stderr  # read back in-process
     # loopback: insecure to every daemon, whose registry configuration is not asked (its proxy
     # settings are: the registry requests follow them)
     assert "RegistryConfig" not in result.stderr
-    assert (f"registry vm:{port} answers (plain HTTP: an insecure registry of the daemon) and "
-            "takes the push's credentials (none: no credHelpers") in result.stderr
+    assert (
+        f"registry vm:{port} answers (plain HTTP: an insecure registry of the daemon) and "
+        "takes the push's credentials (none: no credHelpers"
+    ) in result.stderr
     assert "pushed and verified " in result.stderr  # read back, not assumed
     digest = pinned(result).split("@", 1)[1]
     assert pinned(result) == f"{uri}@{digest}"
@@ -171,19 +211,34 @@ def test_a_loopback_name_registry_pushes_and_verifies(project, tiny_context, uni
     assert manifest is not None and manifest.digest == digest
 
 
-@pytest.mark.parametrize("host", ["nohost.invalid:5000",
-                                  "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.example",
-                                  "127.0.0.1:{closed}"])
-def test_a_registry_that_cannot_be_reached_stops_before_the_build(project, tiny_context, unique,
-                                                                   docker, host):
+@pytest.mark.parametrize(
+    "host",
+    [
+        "nohost.invalid:5000",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.example",
+        "127.0.0.1:{closed}",
+    ],
+)
+def test_a_registry_that_cannot_be_reached_stops_before_the_build(
+    project, tiny_context, unique, docker, host
+):
     """issue 11 (e) 9: a host that does not resolve, a port nothing answers on; and the
     look-alike ECR host gets no ECR login (no aws call at all)."""
     host = host.format(closed=free_port())
     name = unique("noreg")
     uri = f"{host}/{name}"
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-    result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-                            "--registry", uri, "--push")
+    result = project.script(
+        "--env",
+        "dev",
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--registry",
+        uri,
+        "--push",
+    )
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
     assert len(errors) == 1 and errors[0] == result.stderr.rstrip().splitlines()[-1]
@@ -193,8 +248,9 @@ def test_a_registry_that_cannot_be_reached_stops_before_the_build(project, tiny_
     assert "+ aws " not in result.stderr and "+ docker login" not in result.stderr
 
 
-def test_a_plain_http_registry_off_loopback_is_the_daemons_call(project, tiny_context, unique,
-                                                                  docker, e2e_env):
+def test_a_plain_http_registry_off_loopback_is_the_daemons_call(
+    project, tiny_context, unique, docker, e2e_env
+):
     """A registry on the docker bridge (not loopback) that speaks plain HTTP: verified HTTPS
     fails, so the pre-flight asks the real daemon (`docker info`), which does not list it as
     insecure: the run stops before the build, as docker push would fail. (A loopback registry
@@ -217,8 +273,17 @@ def test_a_plain_http_registry_off_loopback_is_the_daemons_call(project, tiny_co
         host = f"{e2e_env['E2E_BRIDGE_IP']}:{httpd.server_address[1]}"
         name = unique("offloop")
         dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-        result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-                                "--registry", f"{host}/{name}", "--push")
+        result = project.script(
+            "--env",
+            "dev",
+            "-f",
+            dockerfile,
+            "--context",
+            dockerfile.parent,
+            "--registry",
+            f"{host}/{name}",
+            "--push",
+        )
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -226,7 +291,8 @@ def test_a_plain_http_registry_off_loopback_is_the_daemons_call(project, tiny_co
     assert "+ docker info --format '{{json .RegistryConfig}}'" in result.stderr
     errors = result.error_lines()
     assert len(errors) == 1 and errors[0].startswith(
-        f"error: cannot reach the registry {host} over HTTPS: "), result.describe()
+        f"error: cannot reach the registry {host} over HTTPS: "
+    ), result.describe()
     assert "insecure-registries" in errors[0]
     assert "docker build -f" not in result.stderr
 
@@ -236,26 +302,37 @@ def stand_in_ecr_helper(tmp_path, runner, e2e_env):
     """``stand_in_ecr_helper(password)``: a ``docker-credential-ecr-login`` that answers ``get``
     with AWS and ``password`` (the real helper asks ECR for a token, which needs AWS) and, like
     the real one, refuses ``store``. Returns the PATH to run with."""
+
     def make(password: str) -> str:
         bin_dir = tmp_path / "helper-bin"
         bin_dir.mkdir(exist_ok=True)
         helper = bin_dir / "docker-credential-ecr-login"
-        answer = json.dumps({"ServerURL": e2e_env["E2E_ECR_HOST"], "Username": "AWS",
-                             "Secret": password})
-        helper.write_text("#!/bin/sh\ncase \"$1\" in\n"
-                          f"  get) cat >/dev/null; echo '{answer}' ;;\n"
-                          "  store) echo 'not implemented' >&2; exit 1 ;;\n"
-                          "  *) exit 1 ;;\nesac\n")
+        answer = json.dumps(
+            {"ServerURL": e2e_env["E2E_ECR_HOST"], "Username": "AWS", "Secret": password}
+        )
+        helper.write_text(
+            '#!/bin/sh\ncase "$1" in\n'
+            f"  get) cat >/dev/null; echo '{answer}' ;;\n"
+            "  store) echo 'not implemented' >&2; exit 1 ;;\n"
+            "  *) exit 1 ;;\nesac\n"
+        )
         helper.chmod(0o755)
         return f"{bin_dir}{os.pathsep}{runner.env['PATH']}"
 
     return make
 
 
-def test_creds_store_ecr_login_pushes_to_ecr_without_a_login(project, tiny_context, images,
-                                                              docker_config, e2e_env, runner,
-                                                              unique, stand_in_ecr_helper,
-                                                              ecr_registry):
+def test_creds_store_ecr_login_pushes_to_ecr_without_a_login(
+    project,
+    tiny_context,
+    images,
+    docker_config,
+    e2e_env,
+    runner,
+    unique,
+    stand_in_ecr_helper,
+    ecr_registry,
+):
     """issue 11 (b) 4: `{"credsStore": "ecr-login"}`: no `aws ecr get-login-password`, no
     `docker login` (the helper would refuse to store it); docker push gets the credentials from
     the helper, and the run pushes and verifies."""
@@ -266,16 +343,31 @@ def test_creds_store_ecr_login_pushes_to_ecr_without_a_login(project, tiny_conte
         (docker_config / "config.json").write_text(json.dumps({"credsStore": "ecr-login"}))
         uri = images.track_repository(f"{host}/{name}")
         dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-        env = {"DOCKER_CONFIG": docker_config,
-               "PATH": stand_in_ecr_helper(e2e_env["E2E_ECR_PASSWORD"])}
-        result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-                                "--registry", uri, "--push", "--no-latest", env=env)
+        env = {
+            "DOCKER_CONFIG": docker_config,
+            "PATH": stand_in_ecr_helper(e2e_env["E2E_ECR_PASSWORD"]),
+        }
+        result = project.script(
+            "--env",
+            "dev",
+            "-f",
+            dockerfile,
+            "--context",
+            dockerfile.parent,
+            "--registry",
+            uri,
+            "--push",
+            "--no-latest",
+            env=env,
+        )
         result.assert_ok()
         images.track_result(result)
         assert "+ aws ecr get-login-password" not in result.stderr
         assert "+ docker login" not in result.stderr
-        assert (f"not logging in to {host}: docker gets its credentials from "
-                "docker-credential-ecr-login (credsStore in") in result.stderr
+        assert (
+            f"not logging in to {host}: docker gets its credentials from "
+            "docker-credential-ecr-login (credsStore in"
+        ) in result.stderr
         assert e2e_env["E2E_ECR_PASSWORD"] not in result.text
         digest = pinned(result).split("@", 1)[1]
         assert ecr_registry.manifest(name, "dev").digest == digest
@@ -283,9 +375,9 @@ def test_creds_store_ecr_login_pushes_to_ecr_without_a_login(project, tiny_conte
         runner.run(["aws", "ecr", "delete-repository", "--repository-name", name, "--force"])
 
 
-def test_credentials_the_registry_refuses_stop_before_the_build(project, tiny_context, unique,
-                                                                docker_config, e2e_env, runner,
-                                                                stand_in_ecr_helper, docker):
+def test_credentials_the_registry_refuses_stop_before_the_build(
+    project, tiny_context, unique, docker_config, e2e_env, runner, stand_in_ecr_helper, docker
+):
     """issue 11 (e) 9: docker has credentials for the host, and the registry (htpasswd) says
     no to them: found with GET /v2/ before the build, nothing written."""
     host = e2e_env["E2E_ECR_HOST"]
@@ -295,31 +387,50 @@ def test_credentials_the_registry_refuses_stop_before_the_build(project, tiny_co
         (docker_config / "config.json").write_text(json.dumps({"credHelpers": {host: "ecr-login"}}))
         wrong = f"wrong-{secrets.token_hex(8)}"
         dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-        result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-                                "--registry", f"{host}/{name}", "--push",
-                                env={"DOCKER_CONFIG": docker_config,
-                                     "PATH": stand_in_ecr_helper(wrong)})
+        result = project.script(
+            "--env",
+            "dev",
+            "-f",
+            dockerfile,
+            "--context",
+            dockerfile.parent,
+            "--registry",
+            f"{host}/{name}",
+            "--push",
+            env={"DOCKER_CONFIG": docker_config, "PATH": stand_in_ecr_helper(wrong)},
+        )
         assert result.returncode == 1, result.describe()
         last = result.stderr.rstrip().splitlines()[-1]
-        assert last.startswith(f"error: {host} refused docker's credentials for it (HTTP 401; "
-                               "from docker-credential-ecr-login (credHelpers in")
+        assert last.startswith(
+            f"error: {host} refused docker's credentials for it (HTTP 401; "
+            "from docker-credential-ecr-login (credHelpers in"
+        )
         assert wrong not in result.text
         assert "docker build -f" not in result.stderr
     finally:
         runner.run(["aws", "ecr", "delete-repository", "--repository-name", name, "--force"])
 
 
-def test_a_creds_store_helper_that_is_not_installed_stops_before_the_build(project, tiny_context,
-                                                                           unique, e2e_env,
-                                                                           docker_config):
+def test_a_creds_store_helper_that_is_not_installed_stops_before_the_build(
+    project, tiny_context, unique, e2e_env, docker_config
+):
     """issue 11 (b) 4: a non-ECR host with `"credsStore": "desktop"` and no helper: before, the
     build ran, the push failed and the hint said `docker login`, which fails the same way."""
     (docker_config / "config.json").write_text(json.dumps({"credsStore": "desktop"}))
     name = unique("desktop")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-    result = project.script("--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-                            "--registry", f"{e2e_env['E2E_REGISTRY']}/{name}", "--push",
-                            env={"DOCKER_CONFIG": docker_config})
+    result = project.script(
+        "--env",
+        "dev",
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--registry",
+        f"{e2e_env['E2E_REGISTRY']}/{name}",
+        "--push",
+        env={"DOCKER_CONFIG": docker_config},
+    )
     assert result.returncode == 1, result.describe()
     last = result.stderr.rstrip().splitlines()[-1]
     assert last.startswith("error: docker-credential-desktop, which credsStore in ")
@@ -330,21 +441,24 @@ def test_a_creds_store_helper_that_is_not_installed_stops_before_the_build(proje
 
 
 @pytest.mark.parametrize("tz", ["IST-5:30", "Asia/Tokyo", "America/St_Johns", "UTC"])
-def test_source_date_epoch_gives_the_same_tags_under_every_tz(project, tiny_context, unique,
-                                                              docker, images, tz):
+def test_source_date_epoch_gives_the_same_tags_under_every_tz(
+    project, tiny_context, unique, docker, images, tz
+):
     """issue 11 (d) 8: SOURCE_DATE_EPOCH=1700000000 gave dev-20231115-071320 under Asia/Tokyo;
     now dev-20231114-221320 everywhere, and the image's created label says the same instant."""
     name = images.track_repository(unique("sde"))
-    result = project.script(*build_args(tiny_context(), name),
-                            env={"SOURCE_DATE_EPOCH": "1700000000", "TZ": tz}).assert_ok()
+    result = project.script(
+        *build_args(tiny_context(), name), env={"SOURCE_DATE_EPOCH": "1700000000", "TZ": tz}
+    ).assert_ok()
     images.track_result(result)
     assert docker.image_id(f"{name}:dev-20231114-221320")
     labels = docker.inspect(f"{name}:dev")["Config"]["Labels"]
     assert labels["org.opencontainers.image.created"] == "2023-11-14T22:13:20+00:00"
 
 
-def test_without_source_date_epoch_the_tag_is_local_time_as_bash(project, tiny_context, unique,
-                                                                 docker, images):
+def test_without_source_date_epoch_the_tag_is_local_time_as_bash(
+    project, tiny_context, unique, docker, images
+):
     from datetime import datetime, timedelta, timezone
 
     name = images.track_repository(unique("localtime"))

@@ -11,8 +11,14 @@ import pytest
 
 from .aws_recorder import Recorder
 from .support import planned_refs, tags_of
-from .test_push import (assert_registry_holds, config_json, ecr_host, ecr_repository,  # noqa: F401
-                        pinned_line, tiny_args)
+from .test_push import (
+    assert_registry_holds,
+    config_json,
+    ecr_host,
+    ecr_repository,  # noqa: F401
+    pinned_line,
+    tiny_args,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -24,45 +30,48 @@ def push_lines(result) -> list:
     return [line for line in result.stderr.splitlines() if line.startswith("+ docker push ")]
 
 
-def test_a_cross_account_push_addresses_the_registrys_account(project, images, ecr_repository,
-                                                              ecr_host, tiny_context,
-                                                              docker_config, e2e_env,
-                                                              ecr_registry):
+def test_a_cross_account_push_addresses_the_registrys_account(
+    project, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env, ecr_registry
+):
     name = ecr_repository("xacct")
     uri = images.track_repository(f"{ecr_host}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
     with Recorder(e2e_env["AWS_ENDPOINT_URL"], caller_account=CALLER) as aws:
-        result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri,
-                                           "--push"),
-                                env={"DOCKER_CONFIG": docker_config,
-                                     "AWS_ENDPOINT_URL": aws.url}).assert_ok()
+        result = project.script(
+            *tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
+            env={"DOCKER_CONFIG": docker_config, "AWS_ENDPOINT_URL": aws.url},
+        ).assert_ok()
     images.track_result(result)
     about = aws.about_a_repository()
     assert about, aws.requests
     # every call about the repository, as the real aws CLI sent it, names the registry's account
-    assert [(op, body.get("registryId")) for op, body in about] == \
-        [(op, ACCOUNT) for op, _ in about], aws.requests
+    assert [(op, body.get("registryId")) for op, body in about] == [
+        (op, ACCOUNT) for op, _ in about
+    ], aws.requests
     refs = planned_refs(result)
     assert_registry_holds(ecr_registry, name, tags_of(refs), pinned_line(result))
     # issue 23, case 4: after the login, the message names the login docker stored
     assert "none: no credHelpers" not in result.text, result.describe()
-    answered = [line for line in result.stderr.splitlines()
-                if "takes the push's credentials" in line]
+    answered = [
+        line for line in result.stderr.splitlines() if "takes the push's credentials" in line
+    ]
     assert len(answered) == 1 and f"auths['{ecr_host}']" in answered[0], result.describe()
     assert ecr_host in config_json(docker_config).get("auths", {})
 
 
 def test_an_immutable_cross_account_repository_lists_its_tags_in_the_registrys_account(
-        project, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env,
-        ecr_registry):
+    project, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env, ecr_registry
+):
     name = ecr_repository("ximmutable", "--image-tag-mutability", "IMMUTABLE")
     uri = images.track_repository(f"{ecr_host}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
     with Recorder(e2e_env["AWS_ENDPOINT_URL"], caller_account=CALLER) as aws:
-        result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri,
-                                           "--push", "--skip-existing-immutable"),
-                                env={"DOCKER_CONFIG": docker_config,
-                                     "AWS_ENDPOINT_URL": aws.url}).assert_ok()
+        result = project.script(
+            *tiny_args(
+                dockerfile, "--env", "dev", "--registry", uri, "--push", "--skip-existing-immutable"
+            ),
+            env={"DOCKER_CONFIG": docker_config, "AWS_ENDPOINT_URL": aws.url},
+        ).assert_ok()
     images.track_result(result)
     about = aws.about_a_repository()
     assert [op for op, _ in about] == ["DescribeRepositories", "ListImages"], aws.requests
@@ -70,33 +79,32 @@ def test_an_immutable_cross_account_repository_lists_its_tags_in_the_registrys_a
     assert set(ecr_registry.tags(name)) == {f"dev-{result.timestamp()}", f"git-{project.sha}"}
 
 
-def test_a_repository_missing_in_the_registrys_account_is_created_there(project, docker, unique,
-                                                                        ecr_host, tiny_context,
-                                                                        docker_config, e2e_env,
-                                                                        ecr_registry):
+def test_a_repository_missing_in_the_registrys_account_is_created_there(
+    project, docker, unique, ecr_host, tiny_context, docker_config, e2e_env, ecr_registry
+):
     name = unique("xmissing")  # never created in moto (the registry's account)
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
     with Recorder(e2e_env["AWS_ENDPOINT_URL"], caller_account=CALLER) as aws:
-        result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry",
-                                           f"{ecr_host}/{name}", "--push"),
-                                env={"DOCKER_CONFIG": docker_config,
-                                     "AWS_ENDPOINT_URL": aws.url})
+        result = project.script(
+            *tiny_args(dockerfile, "--env", "dev", "--registry", f"{ecr_host}/{name}", "--push"),
+            env={"DOCKER_CONFIG": docker_config, "AWS_ENDPOINT_URL": aws.url},
+        )
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
     assert f"does not exist in account {ACCOUNT}" in errors[0]
-    assert errors[0].endswith(f"aws ecr create-repository --repository-name {name} --region "
-                              f"us-east-1 --registry-id {ACCOUNT}"), errors[0]
+    assert errors[0].endswith(
+        f"aws ecr create-repository --repository-name {name} --region "
+        f"us-east-1 --registry-id {ACCOUNT}"
+    ), errors[0]
     assert [body.get("registryId") for _, body in aws.about_a_repository()] == [ACCOUNT]
     assert ecr_registry.tags(name) == []
 
 
 @pytest.mark.every_leg
-def test_denied_describe_is_cannot_check_and_the_existing_tags_go_first(project, images,
-                                                                        ecr_repository,
-                                                                        ecr_host, tiny_context,
-                                                                        docker_config, e2e_env,
-                                                                        ecr_registry):
+def test_denied_describe_is_cannot_check_and_the_existing_tags_go_first(
+    project, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env, ecr_registry
+):
     name = ecr_repository("denied")
     uri = images.track_repository(f"{ecr_host}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
@@ -112,8 +120,8 @@ def test_denied_describe_is_cannot_check_and_the_existing_tags_go_first(project,
     for result in (first, second):
         warned = [line for line in result.stderr.splitlines() if "cannot check" in line]
         assert len(warned) == 1 and warned[0].startswith(
-            f"warning: cannot check ECR repository {name} in account {ACCOUNT}"), \
-            result.describe()
+            f"warning: cannot check ECR repository {name} in account {ACCOUNT}"
+        ), result.describe()
         assert not result.error_lines(), result.describe()
     ts = second.timestamp()
     # the tags the registry already had (dev, git-<sha>, latest: the same commit) are pushed
@@ -128,8 +136,9 @@ def test_denied_describe_is_cannot_check_and_the_existing_tags_go_first(project,
 
 
 @pytest.mark.every_leg
-def test_a_serve_with_crlf_line_endings_is_diagnosed_from_the_container(project, docker, images,
-                                                                        tiny_context, unique):
+def test_a_serve_with_crlf_line_endings_is_diagnosed_from_the_container(
+    project, docker, images, tiny_context, unique
+):
     dockerfile = tiny_context("COPY serve /usr/local/bin/serve")
     # a Windows checkout with core.autocrlf=true
     serve = dockerfile.parent / "serve"
@@ -144,20 +153,24 @@ def test_a_serve_with_crlf_line_endings_is_diagnosed_from_the_container(project,
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
     assert not re.search(r"docker port \S+ 8080/tcp` failed", result.text), result.describe()
-    assert errors[0].startswith("error: SageMaker contract: GET /ping answers 200 [ready]: the "
-                                "container exited (exit 1) before /ping answered 200 "
-                                f"({tag})"), errors[0]
+    assert errors[0].startswith(
+        "error: SageMaker contract: GET /ping answers 200 [ready]: the "
+        "container exited (exit 1) before /ping answered 200 "
+        f"({tag})"
+    ), errors[0]
     assert "/usr/local/bin/serve has CRLF line endings" in errors[0], errors[0]
     assert "No public port" not in result.text, result.describe()
     # the container's last log lines, as it said them
-    assert "exec /usr/local/bin/serve: no such file or directory" in result.stderr, \
+    assert "exec /usr/local/bin/serve: no such file or directory" in result.stderr, (
         result.describe()
+    )
     # and the container is gone
     assert docker.containers(f"ancestor={tag}") == []
 
 
-def test_run_local_of_an_image_that_dies_at_once_says_so(project, docker, images, tiny_context,
-                                                         unique):
+def test_run_local_of_an_image_that_dies_at_once_says_so(
+    project, docker, images, tiny_context, unique
+):
     from .support import LOCAL_CONTAINER, free_port
 
     dockerfile = tiny_context("COPY serve /usr/local/bin/serve", 'CMD ["serve"]')
@@ -174,7 +187,8 @@ def test_run_local_of_an_image_that_dies_at_once_says_so(project, docker, images
         assert "is running as" not in result.text, result.describe()
         errors = result.error_lines()
         assert len(errors) == 1 and errors[0].startswith(
-            f"error: {tag} stopped at once (exited (exit "), result.describe()
+            f"error: {tag} stopped at once (exited (exit "
+        ), result.describe()
         assert "/usr/local/bin/serve has CRLF line endings" in errors[0], errors[0]
         assert "nothing changed: no container was left" in errors[0], errors[0]
         assert "exec /usr/local/bin/serve: no such file or directory" in result.stderr
@@ -187,9 +201,9 @@ def test_run_local_of_an_image_that_dies_at_once_says_so(project, docker, images
 
 
 @pytest.mark.every_leg
-def test_clean_removes_this_projects_images_only_and_none_a_container_uses(new_project, docker,
-                                                                           images, tiny_context,
-                                                                           unique):
+def test_clean_removes_this_projects_images_only_and_none_a_container_uses(
+    new_project, docker, images, tiny_context, unique
+):
     ours = images.track_repository(unique("ours"))
     theirs = images.track_repository(unique("theirs"))
     project = new_project("clean23", image_name=ours)
@@ -197,8 +211,9 @@ def test_clean_removes_this_projects_images_only_and_none_a_container_uses(new_p
 
     def build(proj, *lines, flags=()):
         dockerfile = tiny_context(*lines)
-        return proj.script("--env", "dev", *flags, "-f", dockerfile, "--context",
-                           dockerfile.parent).assert_ok()
+        return proj.script(
+            "--env", "dev", *flags, "-f", dockerfile, "--context", dockerfile.parent
+        ).assert_ok()
 
     busy = build(project, 'LABEL org.example.case="busy"', flags=("--tag", "busy", "--tag", "b2"))
     gone = build(project, 'LABEL org.example.case="gone"')  # takes dev, latest, ... from busy
@@ -213,22 +228,26 @@ def test_clean_removes_this_projects_images_only_and_none_a_container_uses(new_p
         result = project.make("clean").assert_ok()
         # the other project's labelled image: untouched, and named as kept
         assert sorted(docker.inspect(foreign.built_id())["RepoTags"]) == foreign_tags
-        named = re.search(r"^kept the images of other repositories \((.*)\): not this "
-                          rf"project's \({re.escape(ours)}\)", result.stderr, re.M)
+        named = re.search(
+            r"^kept the images of other repositories \((.*)\): not this "
+            rf"project's \({re.escape(ours)}\)",
+            result.stderr,
+            re.M,
+        )
         assert named and theirs in named[1].split(", "), result.describe()
         # the image a (stopped) container uses keeps every tag, named with its container
         assert sorted(docker.inspect(busy.built_id())["RepoTags"]) == busy_tags
         kept = [line for line in result.stderr.splitlines() if line.startswith("kept " + ours)]
-        assert len(kept) == 1 and f"container {container} (created)" in kept[0], \
-            result.describe()
+        assert len(kept) == 1 and f"container {container} (created)" in kept[0], result.describe()
         # this project's other image is deleted
         assert docker.image_id(gone.built_id()) is None
 
         # the prediction against docker: image rm of the busy image's tags (no --force) untags
         # all but the last, then refuses: what clean would have left, one tag of several
         said = docker("image", "rm", *busy_tags)
-        assert said.returncode != 0 and "is using its referenced image" in said.stderr, \
+        assert said.returncode != 0 and "is using its referenced image" in said.stderr, (
             said.describe()
+        )
         assert len(docker.inspect(busy.built_id())["RepoTags"]) == 1
 
         # the other project's image is cleaned when clean is told it is this one's (--all is
@@ -250,13 +269,25 @@ def test_ctrl_c_on_make_logs_follow_exits_0_and_make_says_nothing(project, docke
     from .support import BASE_IMAGE, LOCAL_CONTAINER, send_signal
 
     docker.remove_container(LOCAL_CONTAINER)
-    docker("run", "-d", "--name", LOCAL_CONTAINER, BASE_IMAGE, "python", "-c",
-           "import time; print('worker up', flush=True); time.sleep(300)").assert_ok()
+    docker(
+        "run",
+        "-d",
+        "--name",
+        LOCAL_CONTAINER,
+        BASE_IMAGE,
+        "python",
+        "-c",
+        "import time; print('worker up', flush=True); time.sleep(300)",
+    ).assert_ok()
     try:
-        proc = subprocess.Popen(["make", "-C", str(project.path), f"VENV={project.venv}", "logs",
-                                 "ARGS=-f"], env=runner.environ(), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)  # a terminal's foreground job
+        proc = subprocess.Popen(
+            ["make", "-C", str(project.path), f"VENV={project.venv}", "logs", "ARGS=-f"],
+            env=runner.environ(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )  # a terminal's foreground job
         time.sleep(3)  # following
         code, _ = send_signal(proc, signal.SIGINT, group=True)  # what Ctrl-C sends
         out, err = proc.communicate()

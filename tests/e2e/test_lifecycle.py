@@ -18,8 +18,18 @@ from dataclasses import dataclass
 
 import pytest
 
-from .support import (free_port, LOCAL_CONTAINER, Project, alive, git, killed_at_exit, process_table,
-                      sagemaker_image_lines, send_signal, wait_for)
+from .support import (
+    free_port,
+    LOCAL_CONTAINER,
+    Project,
+    alive,
+    git,
+    killed_at_exit,
+    process_table,
+    sagemaker_image_lines,
+    send_signal,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,8 +37,11 @@ SIGNAL_DEADLINE = 20  # seconds from the signal to the script's exit
 START_DEADLINE = 180  # seconds until the stage to interrupt is reached (a build comes first)
 SMOKE_LABEL = "org.ragbuild.smoke=1"
 SIGNALS = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
-NAMES = {signal.SIGINT: "interrupted", signal.SIGTERM: "interrupted by SIGTERM",
-         signal.SIGHUP: "interrupted by SIGHUP"}
+NAMES = {
+    signal.SIGINT: "interrupted",
+    signal.SIGTERM: "interrupted by SIGTERM",
+    signal.SIGHUP: "interrupted by SIGHUP",
+}
 
 
 def ids(signum):
@@ -36,14 +49,25 @@ def ids(signum):
 
 
 def build_args(dockerfile, image_name, *more):
-    return ["--env", "dev", "-f", dockerfile, "--context", dockerfile.parent,
-            "--image-name", image_name, *more]
+    return [
+        "--env",
+        "dev",
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--image-name",
+        image_name,
+        *more,
+    ]
 
 
 def serve_lines(*script_lines, mode="755"):
     """Dockerfile lines that put a ``serve`` with ``script_lines`` on PATH, with ``mode``."""
     script = "\\n".join(("#!/bin/sh", *script_lines))
-    return (f"RUN printf '{script}\\n' > /usr/local/bin/serve && chmod {mode} /usr/local/bin/serve",)
+    return (
+        f"RUN printf '{script}\\n' > /usr/local/bin/serve && chmod {mode} /usr/local/bin/serve",
+    )
 
 
 #: A tiny image that keeps SageMaker's serving contract (support.SAGEMAKER_SERVER) once its serve
@@ -57,8 +81,11 @@ def smoke_containers(docker, image_name):
     the ID of an image under that name (the build's smoke test starts the image its --iidfile
     named, and `docker ps` then shows that ID)."""
     ids = docker.ids(image_name)
-    return [line for line in docker.containers(f"label={SMOKE_LABEL}")
-            if f" {image_name}:" in f" {line.split()[1]}" or line.split()[1] in ids]
+    return [
+        line
+        for line in docker.containers(f"label={SMOKE_LABEL}")
+        if f" {image_name}:" in f" {line.split()[1]}" or line.split()[1] in ids
+    ]
 
 
 # --- (f) signals -------------------------------------------------------------------------------
@@ -66,18 +93,25 @@ def smoke_containers(docker, image_name):
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=ids)
 def test_a_signal_two_seconds_into_the_smoke_test_removes_the_container_and_records_it(
-        project, tiny_context, unique, docker, images, tmp_path, signum):
+    project, tiny_context, unique, docker, images, tmp_path, signum
+):
     name = images.track_repository(unique("smokesig"))
     dockerfile = tiny_context(*serve_lines("exec sleep 3600"))  # never answers /ping
     metadata = tmp_path / "m.json"
     stderr = tmp_path / "stderr"
     with open(stderr, "w") as err:
-        proc = project.popen_script(*build_args(dockerfile, name, "--smoke-test",
-                                                "--metadata-file", metadata),
-                                    stdout=subprocess.DEVNULL, stderr=err)
+        proc = project.popen_script(
+            *build_args(dockerfile, name, "--smoke-test", "--metadata-file", metadata),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     with killed_at_exit(proc):
-        wait_for(lambda: "+ docker port " in stderr.read_text(), START_DEADLINE, proc,
-                 "the smoke test's start")
+        wait_for(
+            lambda: "+ docker port " in stderr.read_text(),
+            START_DEADLINE,
+            proc,
+            "the smoke test's start",
+        )
         assert len(smoke_containers(docker, name)) == 1  # it really runs now
         time.sleep(2)
         code, elapsed = send_signal(proc, signum, deadline=SIGNAL_DEADLINE)
@@ -93,13 +127,17 @@ def test_a_signal_two_seconds_into_the_smoke_test_removes_the_container_and_reco
 
 
 def scanners(marker: str) -> dict:
-    return {pid: cmd for pid, (_, state, cmd) in process_table().items()
-            if f"time.sleep({marker})" in cmd and "build-image" not in cmd and state != "Z"}
+    return {
+        pid: cmd
+        for pid, (_, state, cmd) in process_table().items()
+        if f"time.sleep({marker})" in cmd and "build-image" not in cmd and state != "Z"
+    }
 
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=ids)
-def test_a_signal_during_the_scan_stops_the_scanner(project, tiny_context, unique, images,
-                                                    tmp_path, signum):
+def test_a_signal_during_the_scan_stops_the_scanner(
+    project, tiny_context, unique, images, tmp_path, signum
+):
     """The scanner is a real child that takes long (a python sleeping): it is stopped and
     reaped, and the metadata says the scan was interrupted."""
     marker = f"{60 + int(secrets.token_hex(2), 16) / 1e5:.5f}"
@@ -107,9 +145,13 @@ def test_a_signal_during_the_scan_stops_the_scanner(project, tiny_context, uniqu
     scanner = f"python3 -c 'import time; time.sleep({marker})' {{image}}"
     metadata = tmp_path / "m.json"
     with open(tmp_path / "stderr", "w") as err:
-        proc = project.popen_script(*build_args(tiny_context(), name, "--scan-command", scanner,
-                                                "--metadata-file", metadata),
-                                    stdout=subprocess.DEVNULL, stderr=err)
+        proc = project.popen_script(
+            *build_args(
+                tiny_context(), name, "--scan-command", scanner, "--metadata-file", metadata
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     with killed_at_exit(proc):
         wait_for(lambda: scanners(marker), START_DEADLINE, proc, "the scan")
         running = scanners(marker)
@@ -124,12 +166,16 @@ def test_a_signal_during_the_scan_stops_the_scanner(project, tiny_context, uniqu
 
 
 def pushers(uri: str) -> dict:
-    return {pid: cmd for pid, (_, state, cmd) in process_table().items()
-            if f" push {uri}:" in cmd and "build-image" not in cmd and state != "Z"}
+    return {
+        pid: cmd
+        for pid, (_, state, cmd) in process_table().items()
+        if f" push {uri}:" in cmd and "build-image" not in cmd and state != "Z"
+    }
 
 
 def test_a_signal_during_the_push_stops_docker_push_and_says_what_was_pushed(
-        project, tiny_context, unique, images, e2e_env, tmp_path):
+    project, tiny_context, unique, images, e2e_env, tmp_path
+):
     """A real push to the harness's plain registry, slowed by an incompressible 64 MB layer;
     SIGTERM while the first `docker push` runs. ``--builder default`` names a builder, so the
     build loads the image and docker push pushes it even where the client has buildx (which
@@ -138,10 +184,23 @@ def test_a_signal_during_the_push_stops_docker_push_and_says_what_was_pushed(
     dockerfile = tiny_context("RUN head -c 64000000 /dev/urandom > /ballast")
     metadata = tmp_path / "m.json"
     with open(tmp_path / "stderr", "w") as err:
-        proc = project.popen_script("--env", "dev", "-f", dockerfile, "--context",
-                                    dockerfile.parent, "--registry", uri, "--push",
-                                    "--builder", "default", "--metadata-file", metadata,
-                                    stdout=subprocess.DEVNULL, stderr=err)
+        proc = project.popen_script(
+            "--env",
+            "dev",
+            "-f",
+            dockerfile,
+            "--context",
+            dockerfile.parent,
+            "--registry",
+            uri,
+            "--push",
+            "--builder",
+            "default",
+            "--metadata-file",
+            metadata,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     with killed_at_exit(proc):
         wait_for(lambda: pushers(uri), START_DEADLINE, proc, "a docker push", interval=0.05)
         running = pushers(uri)
@@ -150,7 +209,8 @@ def test_a_signal_during_the_push_stops_docker_push_and_says_what_was_pushed(
     print(text)
     assert code == 143, text
     assert [line for line in text.splitlines() if line.startswith("error: ")] == [
-        "error: interrupted by SIGTERM; stopped docker push"], text
+        "error: interrupted by SIGTERM; stopped docker push"
+    ], text
     assert text.rstrip().splitlines()[-1].startswith("not pushed: "), text
     assert [pid for pid in running if alive(pid)] == []  # terminated and reaped
     doc = json.loads(metadata.read_text())
@@ -161,7 +221,8 @@ def test_a_signal_during_the_push_stops_docker_push_and_says_what_was_pushed(
 
 
 def test_an_image_whose_serve_is_not_executable_fails_the_smoke_test_in_one_line(
-        project, tiny_context, unique, docker, images):
+    project, tiny_context, unique, docker, images
+):
     name = images.track_repository(unique("serve644"))
     dockerfile = tiny_context()
     serve = dockerfile.parent / "serve"
@@ -172,15 +233,17 @@ def test_an_image_whose_serve_is_not_executable_fails_the_smoke_test_in_one_line
     result = project.script(*build_args(dockerfile, name, "--smoke-test"))
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
-    assert len(errors) == 1 and result.stderr.rstrip().splitlines()[-1] == errors[0], \
+    assert len(errors) == 1 and result.stderr.rstrip().splitlines()[-1] == errors[0], (
         result.describe()
+    )
     assert "`docker run IMAGE serve` failed to start" in errors[0]
     assert "`serve` must be an executable file on the image's PATH" in errors[0]
     assert smoke_containers(docker, name) == []  # not even a Created one
 
 
-def test_make_prod_ready_refuses_the_worker_when_its_serve_is_not_executable(new_project, docker,
-                                                                             images, pip_args):
+def test_make_prod_ready_refuses_the_worker_when_its_serve_is_not_executable(
+    new_project, docker, images, pip_args
+):
     """The issue's input: the worker's Dockerfile without its chmod (serve stays 0644 as in
     git). `make prod-ready` passed before (it ran CMD and read /health); now it stops there."""
     project = new_project("serve644")
@@ -197,14 +260,20 @@ def test_make_prod_ready_refuses_the_worker_when_its_serve_is_not_executable(new
     assert "`docker run IMAGE serve` failed to start (exit 127)" in errors[0]
     assert 'exec: "serve": executable file not found in $PATH' in errors[0]
     assert "push it:" not in result.stderr
-    assert [line for line in docker.containers(f"label={SMOKE_LABEL}") if "rag-worker:v1.0.0" in line
-            or project.sha in line] == []
+    assert [
+        line
+        for line in docker.containers(f"label={SMOKE_LABEL}")
+        if "rag-worker:v1.0.0" in line or project.sha in line
+    ] == []
 
 
 def http(port, path, body=None):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
-                                     headers={"Content-Type": "application/json"} if body else {})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        headers={"Content-Type": "application/json"} if body else {},
+    )
     try:
         with opener.open(request, timeout=5) as response:
             return response.status, response.read()
@@ -218,8 +287,9 @@ def test_the_worker_image_starts_as_sagemaker_does(docker, unique, worker):
     """The real worker: serve is 0755 in the image (0644 in git), `docker run IMAGE serve`
     answers /ping and POST /invocations on 8080, and the smoke subcommand passes."""
     image = worker.ref
-    mode = docker.quiet("run", "--rm", "--entrypoint", "stat", image, "-c", "%a",
-                        "/usr/local/bin/serve")
+    mode = docker.quiet(
+        "run", "--rm", "--entrypoint", "stat", image, "-c", "%a", "/usr/local/bin/serve"
+    )
     assert mode.stdout.strip() == "755", mode.stderr
     assert oct((worker.project.path / "src/rag_worker/serve").stat().st_mode & 0o777) == "0o644"
     name = unique("sagemaker")
@@ -230,13 +300,18 @@ def test_the_worker_image_starts_as_sagemaker_does(docker, unique, worker):
         assert wait_answer(port, "/ping"), "/ping did not answer 200 within 60s"
         status, body = http(port, "/invocations", json.dumps({"query": "hello"}).encode())
         assert status == 200, body
-        assert json.loads(body) == {"query": "hello", "top_k": 5, "documents": [],
-                                    "version": "unknown"}
+        assert json.loads(body) == {
+            "query": "hello",
+            "top_k": 5,
+            "documents": [],
+            "version": "unknown",
+        }
         assert http(port, "/invocations", b"[1]")[0] == 400
     finally:
         docker.remove_container(name)
-    smoked = worker.project.script("smoke", worker.ref, "--expect-env", "dev",
-                                   "--expect-commit", worker.project.sha)
+    smoked = worker.project.script(
+        "smoke", worker.ref, "--expect-env", "dev", "--expect-commit", worker.project.sha
+    )
     assert smoked.returncode == 0, smoked.describe()
     assert "started as `docker run IMAGE serve` answered /ping and /health" in smoked.stderr
 
@@ -252,8 +327,9 @@ def _listening(port) -> bool:
 # --- (h) the smoke timeout on the build path ----------------------------------------------------
 
 
-def test_the_build_paths_smoke_timeout_is_settable_by_flag_and_setup_cfg(project, tiny_context,
-                                                                         unique, docker, images):
+def test_the_build_paths_smoke_timeout_is_settable_by_flag_and_setup_cfg(
+    project, tiny_context, unique, docker, images
+):
     name = images.track_repository(unique("slow"))
     dockerfile = tiny_context(*answering_after(8))  # answers /ping after ~8 s
     short = project.script(*build_args(dockerfile, name, "--smoke-test", "--smoke-timeout", "3"))
@@ -269,16 +345,19 @@ def test_the_build_paths_smoke_timeout_is_settable_by_flag_and_setup_cfg(project
 
 
 def test_make_passes_the_smoke_timeout_through_args(project, pip_args):
-    dry = project.make("prod-ready", "VERSION=1.0.0",
-                       f"ARGS=--dry-run --smoke-timeout 120 --smoke-command 'serve --x' {pip_args}")
+    dry = project.make(
+        "prod-ready",
+        "VERSION=1.0.0",
+        f"ARGS=--dry-run --smoke-timeout 120 --smoke-command 'serve --x' {pip_args}",
+    )
     assert dry.returncode == 0, dry.describe()
-    assert any(line.startswith("docker run -d --name ragbuild-smoke-") and
-               line.endswith(" serve --x") for line in dry.stdout.splitlines()), dry.describe()
+    assert any(
+        line.startswith("docker run -d --name ragbuild-smoke-") and line.endswith(" serve --x")
+        for line in dry.stdout.splitlines()
+    ), dry.describe()
 
 
 # --- (i) run keeps the working container ---------------------------------------------------------
-
-
 
 
 @pytest.fixture
@@ -304,9 +383,13 @@ def wait_health(port, deadline=60):
 
 
 def local_state(docker):
-    done = docker.quiet("container", "inspect", "--format",
-                        "{{.Image}} {{.State.Status}} {{json .HostConfig.PortBindings}}",
-                        LOCAL_CONTAINER)
+    done = docker.quiet(
+        "container",
+        "inspect",
+        "--format",
+        "{{.Image}} {{.State.Status}} {{json .HostConfig.PortBindings}}",
+        LOCAL_CONTAINER,
+    )
     return done.stdout.strip()
 
 
@@ -356,7 +439,8 @@ def test_run_on_a_taken_port_keeps_the_working_container(docker, local_container
 
 
 def test_run_with_an_image_that_cannot_start_on_the_same_port_restarts_the_old_one(
-        docker, local_container, tiny_context, unique, images, worker):
+    docker, local_container, tiny_context, unique, images, worker
+):
     project = worker.project
     broken = images.track_repository(unique("nostart"))
     context = tiny_context('CMD ["/nonexistent"]')

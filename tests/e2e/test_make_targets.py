@@ -79,8 +79,15 @@ def test_build_dev_labels_carry_the_build_args(dev_build, docker, e2e_env):
     history = done.stdout
     assert done.returncode == 0 and "/tmp/uv/uv-index" in history, done  # the install steps
     mirror = urllib.parse.urlsplit(e2e_env["E2E_WHEEL_MIRROR"]).netloc  # host:port
-    for setting in ("PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_TRUSTED_HOST", "--find-links",
-                    "--no-index", "--allow-insecure-host", mirror):
+    for setting in (
+        "PIP_FIND_LINKS",
+        "PIP_NO_INDEX",
+        "PIP_TRUSTED_HOST",
+        "--find-links",
+        "--no-index",
+        "--allow-insecure-host",
+        mirror,
+    ):
         assert setting not in history, setting
 
 
@@ -111,8 +118,9 @@ def test_run_local_answers_health_and_logs_show_uvicorn(dev_build, docker, local
     assert health["environment"] == "dev"
     assert health["git_commit"] == project.sha
     assert health["build_timestamp"] == dev_build.timestamp
-    state = docker.quiet("container", "inspect", "--format", "{{.Image}} {{.State.Running}}",
-                         local_container)
+    state = docker.quiet(
+        "container", "inspect", "--format", "{{.Image}} {{.State.Running}}", local_container
+    )
     assert state.stdout.split() == [dev_build.image_id, "true"], state.stderr
 
     logs = project.make("logs").assert_ok()
@@ -135,7 +143,8 @@ def test_build_prod_with_version_tags_and_labels(prod_project, docker, images, p
     ts, sha = result.timestamp(), prod_project.sha
     expected = ["v1.0.0", "1.0.0", f"prod-{ts}", "prod", f"git-{sha}", "latest"]
     assert {tag: docker.image_id(f"{WORKER}:{tag}") for tag in expected} == {
-        tag: image_id for tag in expected}
+        tag: image_id for tag in expected
+    }
     assert sorted(docker.inspect(image_id)["RepoTags"]) == sorted(f"{WORKER}:{t}" for t in expected)
     # the plan listed them in bash's order
     listed = re.findall(r"^  - (\S+)$", result.stderr, re.M)
@@ -156,13 +165,16 @@ def recording_docker(tmp_path, e2e_env):
     return wrapper, log
 
 
-def test_build_prod_without_version_fails_with_a_hint_and_builds_nothing(prod_project,
-                                                                          recording_docker):
+def test_build_prod_without_version_fails_with_a_hint_and_builds_nothing(
+    prod_project, recording_docker
+):
     wrapper, log = recording_docker
     result = prod_project.make("build-prod", env={"DOCKER": wrapper})
     assert result.returncode != 0
     # make names the recipe's exit status: the script's 2 (usage), not 1 (a command failed)
-    assert re.search(r"\[Makefile:\d+: build-prod\] Error 2$", result.stderr, re.M), result.describe()
+    assert re.search(r"\[Makefile:\d+: build-prod\] Error 2$", result.stderr, re.M), (
+        result.describe()
+    )
     errors = result.error_lines()
     assert len(errors) == 1 and "VERSION=" in errors[0], result.describe()
     assert "\n" not in errors[0]
@@ -171,8 +183,9 @@ def test_build_prod_without_version_fails_with_a_hint_and_builds_nothing(prod_pr
 
 
 @pytest.mark.every_leg
-def test_prod_ready_builds_smoke_tests_and_prints_the_push_command(prod_project, docker, images,
-                                                                   pip_args):
+def test_prod_ready_builds_smoke_tests_and_prints_the_push_command(
+    prod_project, docker, images, pip_args
+):
     result = prod_project.make("prod-ready", "VERSION=1.0.0", f"ARGS={pip_args}").assert_ok()
     image_id = images.track_result(result)
     passed = [line for line in result.stderr.splitlines() if line.startswith("smoke test passed")]
@@ -191,9 +204,18 @@ def test_prod_ready_builds_smoke_tests_and_prints_the_push_command(prod_project,
     assert len(push) == 1, result.describe()
     assert "push it: " not in result.stderr
     words = shlex.split(push[0].split(", then: ", 1)[1])
-    assert words[:2] == [".venv/bin/python", "scripts/build-image.py"] or \
-        words[1].endswith("scripts/build-image.py"), push[0]
-    assert words[2:] == ["push", image_id, "--registry", "$ECR_REGISTRY_URI", "--env", "prod",
-                         "--version", "1.0.0"], push[0]
+    assert words[:2] == [".venv/bin/python", "scripts/build-image.py"] or words[1].endswith(
+        "scripts/build-image.py"
+    ), push[0]
+    assert words[2:] == [
+        "push",
+        image_id,
+        "--registry",
+        "$ECR_REGISTRY_URI",
+        "--env",
+        "prod",
+        "--version",
+        "1.0.0",
+    ], push[0]
     # the smoke test's container is gone again
     assert docker.containers(f"ancestor={image_id}") == []

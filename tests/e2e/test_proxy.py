@@ -42,8 +42,16 @@ SEED_VARIABLE = "RAGBUILD_PROXY_SEED"
 #: Ports the generated registries are named with: nothing may listen on them on 127.0.0.1 nor
 #: on the test bridge's addresses (checked), so a direct attempt is refused at once.
 PORTS = (5000, 5001, 15000)
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY",
-                   "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+)
 
 
 class RecordingProxy:
@@ -104,7 +112,8 @@ def recording_proxy():
 
 @pytest.mark.every_leg
 def test_a_shell_proxy_that_refuses_everything_does_not_stop_a_push_to_a_plain_registry(
-        project, docker, images, tiny_context, unique, e2e_env, plain_registry, recording_proxy):
+    project, docker, images, tiny_context, unique, e2e_env, plain_registry, recording_proxy
+):
     """docker push ignores the shell's proxy variables, and so do ragbuild's pre-flight and
     read-back: they follow the daemon's settings (none here), asked once from docker info."""
     refusing = recording_proxy("shell")
@@ -116,17 +125,32 @@ def test_a_shell_proxy_that_refuses_everything_does_not_stop_a_push_to_a_plain_r
     name = unique("shell-proxy")
     uri = images.track_repository(f"{registry}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-    result = project.script("-f", dockerfile, "--context", dockerfile.parent, "--env", "dev",
-                            "--registry", uri, "--push", env=env)
+    result = project.script(
+        "-f",
+        dockerfile,
+        "--context",
+        dockerfile.parent,
+        "--env",
+        "dev",
+        "--registry",
+        uri,
+        "--push",
+        env=env,
+    )
     assert result.returncode == 0, result.describe()
     images.track_result(result)
     refs = planned_refs(result)
     assert plain_registry.tags(name) == sorted(tags_of(refs))
     assert result.stdout.strip().splitlines()[-1].startswith(f"{uri}@sha256:")
     assert "pushed and verified" in result.stderr
-    assert refusing.seen == [], f"ragbuild's requests went through the shell's proxy: {refusing.seen}"
-    asked = [line for line in result.stderr.splitlines()
-             if line.startswith("+ ") and "info --format" in line and "HTTPProxy" in line]
+    assert refusing.seen == [], (
+        f"ragbuild's requests went through the shell's proxy: {refusing.seen}"
+    )
+    asked = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("+ ") and "info --format" in line and "HTTPProxy" in line
+    ]
     assert len(asked) == 1, result.describe()  # the daemon's proxy settings, asked once
 
 
@@ -185,8 +209,13 @@ def generate(rng: random.Random, net: str) -> tuple:
         zone = f"{word}{index}.test"
         form = rng.choice(["name", "dot", "star", "port", "none"])
         port = rng.choice(PORTS)
-        entry = {"name": zone, "dot": f".{zone}", "star": f"*.{zone}",
-                 "port": f"{zone}:{port}", "none": None}[form]
+        entry = {
+            "name": zone,
+            "dot": f".{zone}",
+            "star": f"*.{zone}",
+            "port": f"{zone}:{port}",
+            "none": None,
+        }[form]
         if entry is not None:
             entries.append(" " * rng.randint(0, 1) + _case(rng, entry) + " " * rng.randint(0, 1))
         for host in (zone, f"reg.{zone}", f"a.b.{zone}", f"x{zone}", f"{zone}.other.test"):
@@ -195,10 +224,15 @@ def generate(rng: random.Random, net: str) -> tuple:
     exact, with_port = f"{net}.1.{rng.randint(1, 50)}", f"{net}.1.{rng.randint(51, 100)}"
     prefix = rng.choice((25, 26, 28))
     entries += [exact, f"{with_port}:{PORTS[0]}", f"{net}.2.0/{prefix}"]
-    targets += [exact, f"{exact}:{PORTS[1]}", f"{net}.1.{rng.randint(101, 150)}",
-                f"{with_port}:{PORTS[0]}", f"{with_port}:{PORTS[1]}",
-                f"{net}.2.{rng.randint(1, (1 << (32 - prefix)) - 2)}:{PORTS[0]}",
-                f"{net}.2.{rng.randint(130, 250)}:{PORTS[0]}"]
+    targets += [
+        exact,
+        f"{exact}:{PORTS[1]}",
+        f"{net}.1.{rng.randint(101, 150)}",
+        f"{with_port}:{PORTS[0]}",
+        f"{with_port}:{PORTS[1]}",
+        f"{net}.2.{rng.randint(1, (1 << (32 - prefix)) - 2)}:{PORTS[0]}",
+        f"{net}.2.{rng.randint(130, 250)}:{PORTS[0]}",
+    ]
     # a domain entry that is a suffix of an IP's text
     tail_ip = f"{net}.1.{rng.randint(151, 200)}"
     entries.append(tail_ip.split(".", 1)[1])
@@ -221,8 +255,9 @@ class SecondDaemon:
     namespaces, TCP socket on 127.0.0.1, bridge (``ip link add``; never --bridge=none), and its
     own mount namespace, where ``/etc/hosts`` is ``hosts`` (``unshare --mount``)."""
 
-    def __init__(self, root: Path, bridge: str, gateway: str, addresses, hosts: str,
-                 environment: dict):
+    def __init__(
+        self, root: Path, bridge: str, gateway: str, addresses, hosts: str, environment: dict
+    ):
         self.root, self.bridge = root, bridge
         self.tag = bridge
         self.exec_root = Path(f"/run/{bridge}")
@@ -242,18 +277,46 @@ class SecondDaemon:
         env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
         self.log = open(root / "dockerd.log", "w")
         self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-             'mount --bind "$0" /etc/hosts && exec "$@"', str(root / "hosts"),
-             DOCKERD, "--data-root", str(root / "data"), "--exec-root", str(self.exec_root),
-             "--pidfile", str(root / "dockerd.pid"), "-H", self.host, "--bridge", bridge,
-             "--iptables=false", "--ip-masq=false", "--containerd-namespace", bridge,
-             "--containerd-plugins-namespace", f"{bridge}-plugins"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                'mount --bind "$0" /etc/hosts && exec "$@"',
+                str(root / "hosts"),
+                DOCKERD,
+                "--data-root",
+                str(root / "data"),
+                "--exec-root",
+                str(self.exec_root),
+                "--pidfile",
+                str(root / "dockerd.pid"),
+                "-H",
+                self.host,
+                "--bridge",
+                bridge,
+                "--iptables=false",
+                "--ip-masq=false",
+                "--containerd-namespace",
+                bridge,
+                "--containerd-plugins-namespace",
+                f"{bridge}-plugins",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 30
         while self.docker("version", "--format", "{{.Server.Version}}").returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the second dockerd did not come up:\n"
-                                     f"{(root / 'dockerd.log').read_text()[-3000:]}")
+                raise AssertionError(
+                    f"the second dockerd did not come up:\n"
+                    f"{(root / 'dockerd.log').read_text()[-3000:]}"
+                )
             time.sleep(0.2)
 
     @staticmethod
@@ -266,8 +329,9 @@ class SecondDaemon:
         env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
         env.update(DOCKER_HOST=self.host, DOCKER_CONFIG=str(self.root / "client-config"))
         env.pop("DOCKER_CONTEXT", None)
-        return subprocess.run([CLIENT, *args], env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [CLIENT, *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
 
     def close(self) -> None:
         """Stop the daemon (and its containerd), then remove its bridge and files."""
@@ -312,27 +376,45 @@ def second_daemon(tmp_path, request):
         daemon.close()
 
 
-def test_the_daemons_proxy_choice_is_what_ragbuild_predicts(e2e_env, second_daemon,
-                                                             recording_proxy):
-    seed = int(os.environ.get(SEED_VARIABLE) or secrets.randbelow(10 ** 6))
+def test_the_daemons_proxy_choice_is_what_ragbuild_predicts(
+    e2e_env, second_daemon, recording_proxy
+):
+    seed = int(os.environ.get(SEED_VARIABLE) or secrets.randbelow(10**6))
     print(f"{SEED_VARIABLE}={seed}", flush=True)
     started = time.monotonic()
     rng = random.Random(seed)
     net = _free_net(random.Random(seed))
     no_proxy, targets, names = generate(rng, net)
-    addresses = sorted({*names.values(), *(t.rsplit(":", 1)[0] if t.count(":") == 1 else t
-                                          for t in targets if t.startswith(f"{net}."))}
-                       - {"127.0.0.1"})
+    addresses = sorted(
+        {
+            *names.values(),
+            *(
+                t.rsplit(":", 1)[0] if t.count(":") == 1 else t
+                for t in targets
+                if t.startswith(f"{net}.")
+            ),
+        }
+        - {"127.0.0.1"}
+    )
     for address in ("127.0.0.1",):
         for port in PORTS:
             assert _port_closed(address, port), f"something listens on {address}:{port}"
     recorder = recording_proxy("http", "https")
-    hosts = Path("/etc/hosts").read_text() + "\n# ragbuild e2e test_proxy\n" + "".join(
-        f"{address} {name}\n" for name, address in sorted(names.items()))
-    daemon = second_daemon(addresses, hosts, {
-        "HTTP_PROXY": recorder.url("http"),
-        "HTTPS_PROXY": recorder.url("https").replace("http://", ""),  # scheme-less: http://
-        "NO_PROXY": no_proxy}, gateway=f"{net}.0.1")
+    hosts = (
+        Path("/etc/hosts").read_text()
+        + "\n# ragbuild e2e test_proxy\n"
+        + "".join(f"{address} {name}\n" for name, address in sorted(names.items()))
+    )
+    daemon = second_daemon(
+        addresses,
+        hosts,
+        {
+            "HTTP_PROXY": recorder.url("http"),
+            "HTTPS_PROXY": recorder.url("https").replace("http://", ""),  # scheme-less: http://
+            "NO_PROXY": no_proxy,
+        },
+        gateway=f"{net}.0.1",
+    )
     for port in PORTS:
         assert _port_closed(addresses[0], port), f"something listens on {addresses[0]}:{port}"
 
@@ -340,42 +422,54 @@ def test_the_daemons_proxy_choice_is_what_ragbuild_predicts(e2e_env, second_daem
     info = daemon.docker(*push.proxy_command().argv[1:])
     assert info.returncode == 0, info.stderr
     settings = proxy.parse_info(info.stdout)
-    assert settings == proxy.ProxySettings(recorder.url("http"),
-                                           recorder.url("https").replace("http://", ""),
-                                           no_proxy)
+    assert settings == proxy.ProxySettings(
+        recorder.url("http"), recorder.url("https").replace("http://", ""), no_proxy
+    )
 
     def pull(target):
-        return target, daemon.docker("pull", "-q", f"{target}/ragbuild-proxy-probe:x",
-                                     timeout=30)
+        return target, daemon.docker("pull", "-q", f"{target}/ragbuild-proxy-probe:x", timeout=30)
 
     with ThreadPoolExecutor(8) as pool:
         answers = dict(pool.map(pull, targets))
 
-    seen_https = {target.lower() for name, method, target in recorder.seen
-                  if name == "https" and method == "CONNECT"}
+    seen_https = {
+        target.lower()
+        for name, method, target in recorder.seen
+        if name == "https" and method == "CONNECT"
+    }
     seen_http = [target.lower() for name, method, target in recorder.seen if name == "http"]
-    assert all(name == "https" for name, method, _ in recorder.seen if method == "CONNECT"), \
-        recorder.seen  # HTTPS_PROXY carries https, HTTP_PROXY http, never the other's
+    assert all(name == "https" for name, method, _ in recorder.seen if method == "CONNECT"), (
+        recorder.seen
+    )  # HTTPS_PROXY carries https, HTTP_PROXY http, never the other's
     wrong = []
     for target in targets:
         said = answers[target]
-        assert said.returncode != 0 and "invalid reference format" not in said.stderr, \
-            (target, said.stderr)
+        assert said.returncode != 0 and "invalid reference format" not in said.stderr, (
+            target,
+            said.stderr,
+        )
         host = target if ":" in target else f"{target}:443"
         predicted = proxy.proxy_for(f"https://{target}/v2/", settings) is not None
         proxied = host.lower() in seen_https
         if predicted != proxied:
-            wrong.append(f"{target}: ragbuild predicts {'proxied' if predicted else 'direct'}, "
-                         f"the daemon went {'through the proxy' if proxied else 'direct'} "
-                         f"({said.stderr.strip()[-160:]})")
+            wrong.append(
+                f"{target}: ragbuild predicts {'proxied' if predicted else 'direct'}, "
+                f"the daemon went {'through the proxy' if proxied else 'direct'} "
+                f"({said.stderr.strip()[-160:]})"
+            )
         http_seen = any(url.startswith(f"http://{target.lower()}/") for url in seen_http)
         if http_seen and proxy.proxy_for(f"http://{target}/v2/", settings) is None:
-            wrong.append(f"{target}: the daemon sent plain HTTP through HTTP_PROXY, ragbuild "
-                         "predicts direct")
+            wrong.append(
+                f"{target}: the daemon sent plain HTTP through HTTP_PROXY, ragbuild predicts direct"
+            )
     decided = [proxy.proxy_for(f"https://{t}/v2/", settings) is not None for t in targets]
-    print(f"{len(targets)} hosts, {sum(decided)} proxied, NO_PROXY={no_proxy!r}, "
-          f"{time.monotonic() - started:.1f}s", flush=True)
-    assert not wrong, (f"{SEED_VARIABLE}={seed} reproduces; NO_PROXY={no_proxy!r}\n"
-                       + "\n".join(wrong))
+    print(
+        f"{len(targets)} hosts, {sum(decided)} proxied, NO_PROXY={no_proxy!r}, "
+        f"{time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    assert not wrong, f"{SEED_VARIABLE}={seed} reproduces; NO_PROXY={no_proxy!r}\n" + "\n".join(
+        wrong
+    )
     assert any(decided) and not all(decided), "the generated hosts must go both ways"
     assert time.monotonic() - started < 60

@@ -39,8 +39,9 @@ MAKE_DIRECTORY_RE = re.compile(r"make(\[\d+\])?: (Entering|Leaving) directory ")
 
 def pinned_line(result) -> str:
     """The last line the script printed on stdout (``make -C`` adds its own directory lines)."""
-    lines = [line for line in result.stdout.strip().splitlines()
-             if not MAKE_DIRECTORY_RE.match(line)]
+    lines = [
+        line for line in result.stdout.strip().splitlines() if not MAKE_DIRECTORY_RE.match(line)
+    ]
     assert lines, f"nothing on stdout: {result.describe()}"
     return lines[-1]
 
@@ -64,7 +65,10 @@ def assert_registry_holds(registry, repository: str, tags, pinned: str) -> str:
     for tag, manifest in manifests.items():
         # a push for SageMaker (no --not-for-sagemaker): the one shape SageMaker pulls
         assert manifest.media_type == SAGEMAKER_MANIFEST, (tag, manifest.media_type)
-        assert "manifests" not in manifest.body and manifest.body.get("layers"), (tag, manifest.body)
+        assert "manifests" not in manifest.body and manifest.body.get("layers"), (
+            tag,
+            manifest.body,
+        )
     return digest
 
 
@@ -99,8 +103,9 @@ def ecr_repository(runner, unique):
 
     def create(label: str, *flags) -> str:
         name = unique(label)
-        runner.run(["aws", "ecr", "create-repository", "--repository-name", name, *flags]
-                   ).assert_ok()
+        runner.run(
+            ["aws", "ecr", "create-repository", "--repository-name", name, *flags]
+        ).assert_ok()
         created.append(name)
         return name
 
@@ -113,9 +118,11 @@ def aws_with_login_password(directory, password: str):
     """An ``aws`` (for AWS_CLI) whose ``ecr get-login-password`` prints ``password``; every
     other call is the real aws CLI's."""
     fake = directory / "aws"
-    fake.write_text('#!/bin/sh\n'
-                    f'if [ "$2" = get-login-password ]; then echo {password}; exit 0; fi\n'
-                    'exec aws "$@"\n')
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$2" = get-login-password ]; then echo {password}; exit 0; fi\n'
+        'exec aws "$@"\n'
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     return fake
 
@@ -133,10 +140,9 @@ def tiny_args(dockerfile, *flags) -> list:
 
 
 @pytest.mark.every_leg
-def test_push_dev_to_a_plain_registry_pushes_exactly_the_planned_tags(project, docker, images,
-                                                                       tiny_context, unique,
-                                                                       e2e_env, pip_args,
-                                                                       plain_registry):
+def test_push_dev_to_a_plain_registry_pushes_exactly_the_planned_tags(
+    project, docker, images, tiny_context, unique, e2e_env, pip_args, plain_registry
+):
     registry = e2e_env["E2E_REGISTRY"]
     name = unique("plain")
     uri = images.track_repository(f"{registry}/{name}")
@@ -167,31 +173,50 @@ def test_push_dev_to_a_plain_registry_pushes_exactly_the_planned_tags(project, d
 
 
 @pytest.mark.every_leg
-def test_push_prod_to_ecr_logs_in_checks_the_repository_and_verifies(project, docker, images,
-                                                                       ecr_repository, ecr_host,
-                                                                       docker_config, e2e_env,
-                                                                       pip_args, ecr_registry):
+def test_push_prod_to_ecr_logs_in_checks_the_repository_and_verifies(
+    project,
+    docker,
+    images,
+    ecr_repository,
+    ecr_host,
+    docker_config,
+    e2e_env,
+    pip_args,
+    ecr_registry,
+):
     name = ecr_repository("ecr")
     uri = images.track_repository(f"{ecr_host}/{name}")
     assert config_json(docker_config) == {}  # logged out of everything
 
-    result = project.make("push-prod", f"ECR_URI={uri}", "VERSION=1.0.0", f"ARGS={pip_args}",
-                          env={"DOCKER_CONFIG": docker_config}).assert_ok()
+    result = project.make(
+        "push-prod",
+        f"ECR_URI={uri}",
+        "VERSION=1.0.0",
+        f"ARGS={pip_args}",
+        env={"DOCKER_CONFIG": docker_config},
+    ).assert_ok()
     images.track_result(result)
 
     # login (password on stdin only), pre-flight, then the build, smoke test and push, in order
     lines = result.stderr.splitlines()
-    steps = ["+ aws ecr get-login-password --region us-east-1",
-             f"+ docker login --username AWS --password-stdin {ecr_host} < "
-             "<password from aws ecr get-login-password>",
-             f"logged in to {ecr_host} (ECR region us-east-1)",
-             f"+ aws ecr describe-repositories --repository-names {name} --registry-id "
-             "123456789012 --region us-east-1",
-             BUILD_LINE, "smoke test passed", "+ docker push "]
-    found = [next((i for i, line in enumerate(lines) if line.startswith(step)), None)
-             for step in steps]
-    assert None not in found and found == sorted(found), (dict(zip(steps, found)),
-                                                          result.describe())
+    steps = [
+        "+ aws ecr get-login-password --region us-east-1",
+        f"+ docker login --username AWS --password-stdin {ecr_host} < "
+        "<password from aws ecr get-login-password>",
+        f"logged in to {ecr_host} (ECR region us-east-1)",
+        f"+ aws ecr describe-repositories --repository-names {name} --registry-id "
+        "123456789012 --region us-east-1",
+        BUILD_LINE,
+        "smoke test passed",
+        "+ docker push ",
+    ]
+    found = [
+        next((i for i, line in enumerate(lines) if line.startswith(step)), None) for step in steps
+    ]
+    assert None not in found and found == sorted(found), (
+        dict(zip(steps, found)),
+        result.describe(),
+    )
     for leaked in secret_forms(e2e_env["E2E_ECR_PASSWORD"]):
         assert leaked not in result.text, "the ECR password was printed"
 
@@ -203,12 +228,14 @@ def test_push_prod_to_ecr_logs_in_checks_the_repository_and_verifies(project, do
     assert ecr_host in config_json(docker_config).get("auths", {})
 
 
-def test_missing_ecr_repository_stops_before_the_build(project, docker, unique, ecr_host,
-                                                       docker_config, pip_args, ecr_registry):
+def test_missing_ecr_repository_stops_before_the_build(
+    project, docker, unique, ecr_host, docker_config, pip_args, ecr_registry
+):
     name = unique("missing")  # never created
     uri = f"{ecr_host}/{name}"
-    result = project.make("push-dev", f"ECR_URI={uri}", f"ARGS={pip_args}",
-                          env={"DOCKER_CONFIG": docker_config})
+    result = project.make(
+        "push-dev", f"ECR_URI={uri}", f"ARGS={pip_args}", env={"DOCKER_CONFIG": docker_config}
+    )
     assert make_exit(result, "push-dev") == 1
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
@@ -217,10 +244,9 @@ def test_missing_ecr_repository_stops_before_the_build(project, docker, unique, 
     assert ecr_registry.tags(name) == []
 
 
-def test_immutable_ecr_repository_stops_or_skips_the_moving_tags(project, docker, images,
-                                                                 ecr_repository, ecr_host,
-                                                                 tiny_context, docker_config,
-                                                                 ecr_registry):
+def test_immutable_ecr_repository_stops_or_skips_the_moving_tags(
+    project, docker, images, ecr_repository, ecr_host, tiny_context, docker_config, ecr_registry
+):
     name = ecr_repository("immutable", "--image-tag-mutability", "IMMUTABLE")
     uri = images.track_repository(f"{ecr_host}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
@@ -251,19 +277,30 @@ def test_immutable_ecr_repository_stops_or_skips_the_moving_tags(project, docker
     assert "already" not in left_out[0], left_out[0]
 
 
-def test_cred_helper_for_the_host_skips_the_login(project, docker, images, ecr_repository,
-                                                  ecr_host, tiny_context, docker_config, runner,
-                                                  ecr_registry):
-    assert shutil.which("docker-credential-ecr-login", path=runner.env["PATH"]) is None, \
+def test_cred_helper_for_the_host_skips_the_login(
+    project,
+    docker,
+    images,
+    ecr_repository,
+    ecr_host,
+    tiny_context,
+    docker_config,
+    runner,
+    ecr_registry,
+):
+    assert shutil.which("docker-credential-ecr-login", path=runner.env["PATH"]) is None, (
         "this case needs a machine without docker-credential-ecr-login"
+    )
     config = {"credHelpers": {ecr_host: "ecr-login"}}
     (docker_config / "config.json").write_text(json.dumps(config))
     name = ecr_repository("helper")
     uri = images.track_repository(f"{ecr_host}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
 
-    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
-                            env={"DOCKER_CONFIG": docker_config})
+    result = project.script(
+        *tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
+        env={"DOCKER_CONFIG": docker_config},
+    )
     assert result.returncode == 1, result.describe()
     assert "+ aws ecr get-login-password" not in result.stderr
     assert "+ docker login" not in result.stderr
@@ -279,7 +316,8 @@ def test_cred_helper_for_the_host_skips_the_login(project, docker, images, ecr_r
 
 
 def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_basic(
-        project, docker, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env):
+    project, docker, images, ecr_repository, ecr_host, tiny_context, docker_config, e2e_env
+):
     """The read-back's HTTP, TLS and auth against the real TLS registry: after a push through
     the script, a session that treats the host as a non-loopback one (the harness maps it to
     127.0.0.1) reaches it over verified HTTPS with the CA of /etc/docker/certs.d/<host>/ only,
@@ -293,9 +331,10 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     name = ecr_repository("tlsread")
     uri = images.track_repository(f"{ecr_host}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push",
-                                       "--no-latest"),
-                            env={"DOCKER_CONFIG": docker_config}).assert_ok()
+    result = project.script(
+        *tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push", "--no-latest"),
+        env={"DOCKER_CONFIG": docker_config},
+    ).assert_ok()
     images.track_result(result)
     digest = pinned_line(result).split("@", 1)[1]
     assert "docker manifest inspect" not in result.stderr
@@ -303,7 +342,9 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
 
     registry = parse_registry(uri)
     login = registry.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
-    session = registry.Session(registry, DockerConfig().credentials(ecr_host), login, insecure=False)
+    session = registry.Session(
+        registry, DockerConfig().credentials(ecr_host), login, insecure=False
+    )
 
     def never():
         raise AssertionError("the daemon was asked")
@@ -313,8 +354,12 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     for ref in planned_refs(result):
         manifest = manifest.read_manifest(session, ref.rsplit(":", 1)[1])
         assert (manifest.digest, manifest.is_index) == (digest, False)
-    wrong = registry.Session(registry, DockerConfig().credentials(ecr_host),
-                           registry.Login("AWS", Secret("wrong")), insecure=False)
+    wrong = registry.Session(
+        registry,
+        DockerConfig().credentials(ecr_host),
+        registry.Login("AWS", Secret("wrong")),
+        insecure=False,
+    )
     assert "refused docker's credentials" in registry.probe(wrong, never)
 
 
@@ -345,17 +390,19 @@ def test_unreachable_registry_stops_before_the_build(project, docker, tiny_conte
     assert "Traceback" not in result.text
 
 
-def test_wrong_ecr_password_fails_the_login_without_showing_it(project, docker, ecr_repository,
-                                                              ecr_host, tiny_context,
-                                                              docker_config, tmp_path):
+def test_wrong_ecr_password_fails_the_login_without_showing_it(
+    project, docker, ecr_repository, ecr_host, tiny_context, docker_config, tmp_path
+):
     wrong = f"wrong-password-{secrets.token_hex(8)}"
     fake = aws_with_login_password(tmp_path, wrong)
     name = ecr_repository("wrongpw")
     uri = f"{ecr_host}/{name}"
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
 
-    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
-                            env={"DOCKER_CONFIG": docker_config, "AWS_CLI": fake})
+    result = project.script(
+        *tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
+        env={"DOCKER_CONFIG": docker_config, "AWS_CLI": fake},
+    )
     assert result.returncode == 1, result.describe()
     errors = result.error_lines()
     assert len(errors) == 1, result.describe()
@@ -367,8 +414,11 @@ def test_wrong_ecr_password_fails_the_login_without_showing_it(project, docker, 
     # registry they treat as insecure (the harness's ECR host is loopback, in 127.0.0.0/8; a real
     # ECR host never is) and report that one's error instead: plain HTTP on port 80, which the
     # harness's ECR does not serve
-    assert "401" in said or "unauthorized" in said or (
-        docker.major("Server") >= 23 and f'get "http://{ecr_host}/v2/"' in said), result.describe()
+    assert (
+        "401" in said
+        or "unauthorized" in said
+        or (docker.major("Server") >= 23 and f'get "http://{ecr_host}/v2/"' in said)
+    ), result.describe()
     assert_not_built(result, docker, uri)
     assert ecr_host not in config_json(docker_config).get("auths", {})
 
@@ -376,26 +426,32 @@ def test_wrong_ecr_password_fails_the_login_without_showing_it(project, docker, 
 # --- dry run -----------------------------------------------------------------------------------
 
 
-def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, unique, ecr_host,
-                                                              tiny_context, docker_config,
-                                                              e2e_env):
+def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(
+    project, docker, unique, ecr_host, tiny_context, docker_config, e2e_env
+):
     name = unique("dry")  # no repository: a pre-flight that really ran would fail
     uri = f"{ecr_host}/{name}"
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push",
-                                       "--dry-run"),
-                            env={"DOCKER_CONFIG": docker_config}).assert_ok()
+    result = project.script(
+        *tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push", "--dry-run"),
+        env={"DOCKER_CONFIG": docker_config},
+    ).assert_ok()
     refs = planned_refs(result)
     printed = result.stdout.splitlines()
     # the login and the pre-flight (no probe of the client: see the build's variable)
-    login = ["aws ecr get-login-password --region us-east-1",
-             f"docker login --username AWS --password-stdin {ecr_host} < "
-             "<password from aws ecr get-login-password>"]
+    login = [
+        "aws ecr get-login-password --region us-east-1",
+        f"docker login --username AWS --password-stdin {ecr_host} < "
+        "<password from aws ecr get-login-password>",
+    ]
     assert printed[:2] == login, result.describe()
     assert printed[2].startswith(f"aws ecr describe-repositories --repository-names {name} ")
     buildx = client_has_buildx_plugin({"DOCKER_CONFIG": str(docker_config)})
-    start = ("docker buildx build --builder default " if buildx
-             else "DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build ")
+    start = (
+        "docker buildx build --builder default "
+        if buildx
+        else "DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build "
+    )
     builds = [i for i, line in enumerate(printed) if line.startswith(start)]
     assert len(builds) == 1 and builds[0] > 2, result.describe()
     # what it cannot know without docker and aws, it says
@@ -407,17 +463,24 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
     # the harness maps the ECR host to 127.0.0.1: loopback, insecure to every daemon, so no
     # `docker info` for its registry configuration, one for its proxy settings; the read-back
     # is HTTP in-process, said on stderr, after the pushes
-    assert not any(" docker manifest inspect " in f" {line}" or "RegistryConfig" in line
-                   for line in printed)
+    assert not any(
+        " docker manifest inspect " in f" {line}" or "RegistryConfig" in line for line in printed
+    )
     assert len([line for line in printed if "docker info" in line]) == 1
     before = [line for line in result.stderr.splitlines() if "before the push" in line]
     assert len(before) == len(refs)  # the pre-flight's look at each tag (version tags: issue 22)
-    reads = [line for line in result.stderr.splitlines()
-             if "/manifests/" in line and " and expect the single" in line]
-    assert reads == [f"dry run: a real run would GET https://{ecr_host}/v2/{name}/manifests/"
-                     f"{ref.rsplit(':', 1)[1]} (HTTPS, unverified: an insecure registry of the "
-                     "daemon; a pull token, the Docker and OCI manifest and index types accepted) "
-                     "and expect the single image manifest the push reported" for ref in refs]
+    reads = [
+        line
+        for line in result.stderr.splitlines()
+        if "/manifests/" in line and " and expect the single" in line
+    ]
+    assert reads == [
+        f"dry run: a real run would GET https://{ecr_host}/v2/{name}/manifests/"
+        f"{ref.rsplit(':', 1)[1]} (HTTPS, unverified: an insecure registry of the "
+        "daemon; a pull token, the Docker and OCI manifest and index types accepted) "
+        "and expect the single image manifest the push reported"
+        for ref in refs
+    ]
     assert e2e_env["E2E_ECR_PASSWORD"] not in result.text
 
     # nothing ran: no command logged as executed, no login, no image
@@ -429,9 +492,9 @@ def test_dry_run_push_to_ecr_prints_the_commands_and_runs_none(project, docker, 
 # --- a build that pushes, when it fails ----------------------------------------------------------
 
 
-def test_a_failing_build_that_pushes_fails_once_and_pushes_nothing(project, docker, unique,
-                                                                  tiny_context, e2e_env,
-                                                                  plain_registry):
+def test_a_failing_build_that_pushes_fails_once_and_pushes_nothing(
+    project, docker, unique, tiny_context, e2e_env, plain_registry
+):
     """The build itself fails: one build (no second run to tell it from a failed push), one
     error line, nothing on the registry."""
     assert client_has_buildx_plugin(), "the harness installs the buildx plugin system-wide"
@@ -442,15 +505,16 @@ def test_a_failing_build_that_pushes_fails_once_and_pushes_nothing(project, dock
     assert result.returncode == 1, result.describe()
     assert result.error_lines() == [
         "error: docker buildx build failed (exit 1); its output is above (the build failed: no "
-        "image of this run carries the tags, nothing was pushed)"], result.describe()
+        "image of this run carries the tags, nothing was pushed)"
+    ], result.describe()
     assert len(ANY_BUILD_RE.findall(result.stderr)) == 1, result.describe()
     assert "+ docker push" not in result.stderr
     assert name not in plain_registry.catalog()
 
 
-def test_a_push_that_fails_in_the_build_goes_again_with_docker_push(project, docker, images,
-                                                                    unique, tiny_context,
-                                                                    tmp_path):
+def test_a_push_that_fails_in_the_build_goes_again_with_docker_push(
+    project, docker, images, unique, tiny_context, tmp_path
+):
     """A registry in read-only mode (distribution's maintenance setting) answers GET /v2/, so
     the pre-flight passes, and refuses every upload: the build's push fails after the image was
     built and tagged, the tags go with docker push, which fails the same way and says so."""
@@ -459,11 +523,14 @@ def test_a_push_that_fails_in_the_build_goes_again_with_docker_push(project, doc
     assert registry_bin, "the harness installs docker-registry"
     port = free_port()
     config = tmp_path / "readonly.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
-                      "  maintenance:\n    readonly:\n      enabled: true\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
-    server = subprocess.Popen([registry_bin, "serve", str(config)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
+        "  maintenance:\n    readonly:\n      enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    server = subprocess.Popen(
+        [registry_bin, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -475,8 +542,11 @@ def test_a_push_that_fails_in_the_build_goes_again_with_docker_push(project, doc
         name = unique("readonly")
         uri = images.track_repository(f"127.0.0.1:{port}/{name}")
         dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-        result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri,
-                                           "--push", "--push-attempts", "1"))
+        result = project.script(
+            *tiny_args(
+                dockerfile, "--env", "dev", "--registry", uri, "--push", "--push-attempts", "1"
+            )
+        )
         images.track_result(result)
     finally:
         server.terminate()
@@ -493,9 +563,9 @@ def test_a_push_that_fails_in_the_build_goes_again_with_docker_push(project, doc
 # --- a build that pushes: where buildx writes what it pushed -------------------------------------
 
 
-def test_a_build_that_pushes_answers_in_a_directory_of_the_users_own(project, docker, images,
-                                                                    unique, tiny_context, e2e_env,
-                                                                    plain_registry, tmp_path):
+def test_a_build_that_pushes_answers_in_a_directory_of_the_users_own(
+    project, docker, images, unique, tiny_context, e2e_env, plain_registry, tmp_path
+):
     """buildx writes its --metadata-file in <TMPDIR>/ragbuild-<uid>, made with mode 0700 and
     left empty; when that directory is open to others the run stops before the build with one
     line, and nothing reaches the registry."""
@@ -506,8 +576,10 @@ def test_a_build_that_pushes_answers_in_a_directory_of_the_users_own(project, do
     name = unique("answerdir")
     uri = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{name}")
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
-    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
-                            env={"TMPDIR": str(temp)}).assert_ok()
+    result = project.script(
+        *tiny_args(dockerfile, "--env", "dev", "--registry", uri, "--push"),
+        env={"TMPDIR": str(temp)},
+    ).assert_ok()
     images.track_result(result)
     assert f"--metadata-file {answers}/" in result.stderr, result.describe()
     assert stat.S_IMODE(os.lstat(answers).st_mode) == 0o700 and not list(answers.iterdir())
@@ -515,12 +587,16 @@ def test_a_build_that_pushes_answers_in_a_directory_of_the_users_own(project, do
 
     answers.chmod(0o777)
     other = unique("answerdir-open")
-    result = project.script(*tiny_args(dockerfile, "--env", "dev", "--registry",
-                                       f"{e2e_env['E2E_REGISTRY']}/{other}", "--push"),
-                            env={"TMPDIR": str(temp)})
+    result = project.script(
+        *tiny_args(
+            dockerfile, "--env", "dev", "--registry", f"{e2e_env['E2E_REGISTRY']}/{other}", "--push"
+        ),
+        env={"TMPDIR": str(temp)},
+    )
     assert result.returncode == 1, result.describe()
     assert result.error_lines() == [
         f"error: {answers}, where docker writes what it pushed, is not a directory of yours "
-        "that only you can use (mode 0700): remove it, or set TMPDIR to a directory of yours"]
+        "that only you can use (mode 0700): remove it, or set TMPDIR to a directory of yours"
+    ]
     assert not ANY_BUILD_RE.search(result.stderr)
     assert other not in plain_registry.catalog()

@@ -28,40 +28,79 @@ TS = "20231114-221320"
 # (id, flags, extra environment, bash's tags in bash's order, the port's tags if they differ)
 # {ts}, {sha}: the timestamp and the short sha; {base}: the registry URI of the row.
 CASES = [
-    ("env-dev", ["--env", "dev"], {},
-     ["dev-{ts}", "dev", "git-{sha}", "latest"], None),
-    ("version-only", ["--version", "1.0.0"], {},
-     ["v1.0.0", "1.0.0", "git-{sha}", "latest"], None),
-    ("version-v-staging-tag-no-latest",
-     ["--version", "v1.2.3", "--env", "staging", "--tag", "x", "--no-latest"], {},
-     ["v1.2.3", "1.2.3", "staging-{ts}", "staging", "git-{sha}", "x"], None),
-    ("short-flags-prod", ["-v", "1.0.0", "-e", "prod"], {},
-     ["v1.0.0", "1.0.0", "prod-{ts}", "prod", "git-{sha}", "latest"], None),
-    ("prerelease", ["--version", "2.0.0-rc.1", "--env", "staging"], {},
-     ["v2.0.0-rc.1", "2.0.0-rc.1", "staging-{ts}", "staging", "git-{sha}", "latest"], None),
-    ("registry", ["--env", "dev", "--registry", "{base}"], {},
-     ["dev-{ts}", "dev", "git-{sha}", "latest"], None),
-    ("registry-from-env", ["--version", "1.0.0"], {"ECR_REGISTRY_URI": "{base}"},
-     ["v1.0.0", "1.0.0", "git-{sha}", "latest"], None),
-    ("no-latest-then-latest", ["--env", "dev", "--no-latest", "--latest"], {},
-     ["dev-{ts}", "dev", "git-{sha}", "latest"], None),
+    ("env-dev", ["--env", "dev"], {}, ["dev-{ts}", "dev", "git-{sha}", "latest"], None),
+    ("version-only", ["--version", "1.0.0"], {}, ["v1.0.0", "1.0.0", "git-{sha}", "latest"], None),
+    (
+        "version-v-staging-tag-no-latest",
+        ["--version", "v1.2.3", "--env", "staging", "--tag", "x", "--no-latest"],
+        {},
+        ["v1.2.3", "1.2.3", "staging-{ts}", "staging", "git-{sha}", "x"],
+        None,
+    ),
+    (
+        "short-flags-prod",
+        ["-v", "1.0.0", "-e", "prod"],
+        {},
+        ["v1.0.0", "1.0.0", "prod-{ts}", "prod", "git-{sha}", "latest"],
+        None,
+    ),
+    (
+        "prerelease",
+        ["--version", "2.0.0-rc.1", "--env", "staging"],
+        {},
+        ["v2.0.0-rc.1", "2.0.0-rc.1", "staging-{ts}", "staging", "git-{sha}", "latest"],
+        None,
+    ),
+    (
+        "registry",
+        ["--env", "dev", "--registry", "{base}"],
+        {},
+        ["dev-{ts}", "dev", "git-{sha}", "latest"],
+        None,
+    ),
+    (
+        "registry-from-env",
+        ["--version", "1.0.0"],
+        {"ECR_REGISTRY_URI": "{base}"},
+        ["v1.0.0", "1.0.0", "git-{sha}", "latest"],
+        None,
+    ),
+    (
+        "no-latest-then-latest",
+        ["--env", "dev", "--no-latest", "--latest"],
+        {},
+        ["dev-{ts}", "dev", "git-{sha}", "latest"],
+        None,
+    ),
     # bash's `date` honoured TZ; so does the port without SOURCE_DATE_EPOCH, and with it the port
     # writes UTC whatever TZ says (issue 11 (d)): both in test_issue11.py
     # a custom tag equal to a generated one: bash tags it twice (same set), the port passes it once
-    ("tag-equals-latest", ["--env", "dev", "--tag", "latest"], {},
-     ["dev-{ts}", "dev", "git-{sha}", "latest", "latest"], ["dev-{ts}", "dev", "git-{sha}", "latest"]),
+    (
+        "tag-equals-latest",
+        ["--env", "dev", "--tag", "latest"],
+        {},
+        ["dev-{ts}", "dev", "git-{sha}", "latest", "latest"],
+        ["dev-{ts}", "dev", "git-{sha}", "latest"],
+    ),
     # THE intended difference: bash kept only the last --tag
-    ("two-tags", ["--env", "dev", "--tag", "a", "--tag", "b"], {},
-     ["dev-{ts}", "dev", "git-{sha}", "b", "latest"],
-     ["dev-{ts}", "dev", "git-{sha}", "a", "b", "latest"]),
+    (
+        "two-tags",
+        ["--env", "dev", "--tag", "a", "--tag", "b"],
+        {},
+        ["dev-{ts}", "dev", "git-{sha}", "b", "latest"],
+        ["dev-{ts}", "dev", "git-{sha}", "a", "b", "latest"],
+    ),
 ]
 
 
 @pytest.mark.every_leg
-@pytest.mark.parametrize("flags, extra_env, bash_tags, port_tags",
-                         [pytest.param(*case[1:], id=case[0]) for case in CASES])
-def test_same_tags_as_bash(flags, extra_env, bash_tags, port_tags, new_project, tiny_context,
-                           unique, docker, images):
+@pytest.mark.parametrize(
+    "flags, extra_env, bash_tags, port_tags",
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
+)
+def test_same_tags_as_bash(
+    flags, extra_env, bash_tags, port_tags, new_project, tiny_context, unique, docker, images
+):
     name = unique("tags")
     registry_base = f"localhost:5000/{name}"  # never contacted: tags only, no push
     uses_registry = any("{base}" in v for v in [*flags, *extra_env.values()])
@@ -72,8 +111,9 @@ def test_same_tags_as_bash(flags, extra_env, bash_tags, port_tags, new_project, 
     dockerfile = tiny_context(f'LABEL org.ragbuild.e2e.case="{name}"')
     env = {"SOURCE_DATE_EPOCH": EPOCH, "TZ": "UTC", **{k: fill(v) for k, v in extra_env.items()}}
 
-    result = project.script(*map(fill, flags), "-f", dockerfile, "--context", dockerfile.parent,
-                            env=env).assert_ok()
+    result = project.script(
+        *map(fill, flags), "-f", dockerfile, "--context", dockerfile.parent, env=env
+    ).assert_ok()
     image_id = images.track_result(result)
 
     bash = [f"{base}:{fill(tag)}" for tag in bash_tags]

@@ -46,8 +46,9 @@ def evaluate(expression: str, contexts: dict):
             continue
         part = NAME_RE.sub(lambda m: f"_get({m[0]!r})", part)
         part = part.replace("&&", " and ").replace("||", " or ").replace("startsWith(", "_starts(")
-        assert re.fullmatch(r"[\s()=!,]*|(?:[\s()=!,]|_get\('[^']*'\)|_starts| and | or )*", part), \
-            f"the test cannot evaluate {expression!r}"
+        assert re.fullmatch(
+            r"[\s()=!,]*|(?:[\s()=!,]|_get\('[^']*'\)|_starts| and | or )*", part
+        ), f"the test cannot evaluate {expression!r}"
         code.append(part)
 
     def get(path):
@@ -76,7 +77,7 @@ def read_output_file(path: Path) -> dict:
         if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
             name, delimiter = line.split("<<", 1)
             end = lines.index(delimiter, i + 1)
-            outputs[name] = "\n".join(lines[i + 1:end])
+            outputs[name] = "\n".join(lines[i + 1 : end])
             i = end + 1
             continue
         name, _, value = line.partition("=")
@@ -108,27 +109,36 @@ class Job:
                 self.skipped.append(step["uses"])
                 continue
             step_env = dict(env)
-            step_env.update({k: substitute(str(v), self.contexts)
-                             for k, v in step.get("env", {}).items()})
+            step_env.update(
+                {k: substitute(str(v), self.contexts) for k, v in step.get("env", {}).items()}
+            )
             output = self.tmp / f"output-{index}"
             output.touch()
             step_env.update(GITHUB_OUTPUT=str(output), GITHUB_STEP_SUMMARY=str(self.summary))
             script = self.tmp / f"step-{index}.sh"
             script.write_text(substitute(step["run"], self.contexts))
             print(f"--- step {step.get('name', index)} ---\n{script.read_text()}", flush=True)
-            done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-                                  cwd=self.cwd, env=step_env, capture_output=True, text=True,
-                                  timeout=900)
+            done = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+                cwd=self.cwd,
+                env=step_env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             print(done.stdout, done.stderr, sep="\n", flush=True)
             if done.returncode != 0 and not check:
                 self.failed = (step.get("name"), done)
                 return None
-            assert done.returncode == 0, f"step {step.get('name')!r} exited {done.returncode}:\n" \
-                                         f"{done.stderr[-3000:]}"
+            assert done.returncode == 0, (
+                f"step {step.get('name')!r} exited {done.returncode}:\n{done.stderr[-3000:]}"
+            )
             self.ran.append((step.get("name"), done))
             if "id" in step:
                 self.contexts["steps"][step["id"]] = {"outputs": read_output_file(output)}
-        return {k: substitute(v, self.contexts) for k, v in self.definition.get("outputs", {}).items()}
+        return {
+            k: substitute(v, self.contexts) for k, v in self.definition.get("outputs", {}).items()
+        }
 
     def output(self, step_id: str) -> dict:
         return self.contexts["steps"][step_id]["outputs"]
@@ -155,44 +165,97 @@ def trivy(tmp_path):
     return directory, record
 
 
-def start_job(name, workflow, project, event, ref, *, variables, tmp_path, base_env, trivy_dir,
-              docker_config, run_number=RUN_NUMBER):
+def start_job(
+    name,
+    workflow,
+    project,
+    event,
+    ref,
+    *,
+    variables,
+    tmp_path,
+    base_env,
+    trivy_dir,
+    docker_config,
+    run_number=RUN_NUMBER,
+):
     sha = git(project.path, "rev-parse", "HEAD")
     ref_name = ref.split("/", 2)[2]
-    github = {"event_name": event, "ref": ref, "ref_name": ref_name, "sha": sha,
-              "run_number": run_number, "repository": "team/rag-worker"}
-    chosen = [job for job, body in workflow["jobs"].items() if evaluate(body["if"], {"github": github})]
+    github = {
+        "event_name": event,
+        "ref": ref,
+        "ref_name": ref_name,
+        "sha": sha,
+        "run_number": run_number,
+        "repository": "team/rag-worker",
+    }
+    chosen = [
+        job for job, body in workflow["jobs"].items() if evaluate(body["if"], {"github": github})
+    ]
     assert chosen == [name], f"{event} {ref}: the workflow runs {chosen}"
     env = {k: v for k, v in base_env.items()}
-    env.update({
-        "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event, "GITHUB_REF": ref,
-        "GITHUB_REF_NAME": ref_name, "GITHUB_REF_TYPE": "tag" if "/tags/" in ref else "branch",
-        "GITHUB_SHA": sha, "GITHUB_RUN_NUMBER": run_number, "GITHUB_RUN_ID": f"9900{run_number}",
-        "GITHUB_REPOSITORY": "team/rag-worker", "GITHUB_WORKSPACE": str(project.path),
-        "RUNNER_OS": "Linux", "RUNNER_TEMP": str(tmp_path),
-        # what setup-python + `make venv` leave: the suite's venv
-        "VENV": str(project.venv),
-        # what configure-aws-credentials exports (the harness's moto credentials)
-        "AWS_REGION": variables["AWS_REGION"], "AWS_DEFAULT_REGION": variables["AWS_REGION"],
-        "DOCKER_CONFIG": str(docker_config),
-        "PATH": f"{trivy_dir}{os.pathsep}{base_env['PATH']}",
-    })
+    env.update(
+        {
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_EVENT_NAME": event,
+            "GITHUB_REF": ref,
+            "GITHUB_REF_NAME": ref_name,
+            "GITHUB_REF_TYPE": "tag" if "/tags/" in ref else "branch",
+            "GITHUB_SHA": sha,
+            "GITHUB_RUN_NUMBER": run_number,
+            "GITHUB_RUN_ID": f"9900{run_number}",
+            "GITHUB_REPOSITORY": "team/rag-worker",
+            "GITHUB_WORKSPACE": str(project.path),
+            "RUNNER_OS": "Linux",
+            "RUNNER_TEMP": str(tmp_path),
+            # what setup-python + `make venv` leave: the suite's venv
+            "VENV": str(project.venv),
+            # what configure-aws-credentials exports (the harness's moto credentials)
+            "AWS_REGION": variables["AWS_REGION"],
+            "AWS_DEFAULT_REGION": variables["AWS_REGION"],
+            "DOCKER_CONFIG": str(docker_config),
+            "PATH": f"{trivy_dir}{os.pathsep}{base_env['PATH']}",
+        }
+    )
     job_tmp = tmp_path / f"job-{name}-{run_number}"
     job_tmp.mkdir()
     return Job(name, workflow, github, variables, env, project.path, job_tmp)
 
 
-def test_pull_request_builds_and_smoke_tests_without_pushing(workflow, new_project, unique, images,
-                                                             tmp_path, base_env, trivy, pip_args,
-                                                             docker_config, docker):
+def test_pull_request_builds_and_smoke_tests_without_pushing(
+    workflow,
+    new_project,
+    unique,
+    images,
+    tmp_path,
+    base_env,
+    trivy,
+    pip_args,
+    docker_config,
+    docker,
+):
     name = unique("wf-pr")
     project = new_project("workflow-pr", image_name=name)
     images.track_repository(name)
-    variables = {"ECR_REGISTRY_URI": "", "AWS_REGION": "us-east-1", "RAGBUILD_ARGS": pip_args,
-                 "AWS_ROLE_ARN": ""}
-    job = start_job("check", workflow, project, "pull_request", "refs/pull/7/merge",
-                    variables=variables, tmp_path=tmp_path, base_env=base_env,
-                    trivy_dir=trivy[0], docker_config=docker_config)
+    variables = {
+        "ECR_REGISTRY_URI": "",
+        "AWS_REGION": "us-east-1",
+        "RAGBUILD_ARGS": pip_args,
+        "AWS_ROLE_ARN": "",
+    }
+    job = start_job(
+        "check",
+        workflow,
+        project,
+        "pull_request",
+        "refs/pull/7/merge",
+        variables=variables,
+        tmp_path=tmp_path,
+        base_env=base_env,
+        trivy_dir=trivy[0],
+        docker_config=docker_config,
+    )
     job.run()
     outputs = job.output("build")
     tags = outputs["tags"].splitlines()
@@ -209,20 +272,42 @@ def test_pull_request_builds_and_smoke_tests_without_pushing(workflow, new_proje
 
 
 DEV_TAGS = ["dev-{ts}", "dev", "git-{sha}", "latest", f"build-{RUN_NUMBER}"]
-PROD_TAGS = ["v1.4.2", "1.4.2", "prod-{ts}", "prod", "git-{sha}", "latest", "1", "1.4",
-             f"build-{TAG_RUN_NUMBER}"]
+PROD_TAGS = [
+    "v1.4.2",
+    "1.4.2",
+    "prod-{ts}",
+    "prod",
+    "git-{sha}",
+    "latest",
+    "1",
+    "1.4",
+    f"build-{TAG_RUN_NUMBER}",
+]
 
 
 def ecr_variables(uri, pip_args) -> dict:
-    return {"ECR_REGISTRY_URI": uri, "AWS_REGION": "us-east-1", "RAGBUILD_ARGS": pip_args,
-            "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/rag-worker-ci"}
+    return {
+        "ECR_REGISTRY_URI": uri,
+        "AWS_REGION": "us-east-1",
+        "RAGBUILD_ARGS": pip_args,
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/rag-worker-ci",
+    }
 
 
 def run_main(workflow, project, uri, *, pip_args, tmp_path, base_env, trivy, docker_config):
     """The push to main: the dev job, which must build, smoke-test, scan, push and pin."""
-    job = start_job("dev", workflow, project, "push", "refs/heads/main",
-                    variables=ecr_variables(uri, pip_args), tmp_path=tmp_path,
-                    base_env=base_env, trivy_dir=trivy[0], docker_config=docker_config)
+    job = start_job(
+        "dev",
+        workflow,
+        project,
+        "push",
+        "refs/heads/main",
+        variables=ecr_variables(uri, pip_args),
+        tmp_path=tmp_path,
+        base_env=base_env,
+        trivy_dir=trivy[0],
+        docker_config=docker_config,
+    )
     outputs = job.run()
     assert "aws-actions/configure-aws-credentials@v6" in job.skipped
     assert job.definition["permissions"]["id-token"] == "write"
@@ -235,15 +320,33 @@ def run_main(workflow, project, uri, *, pip_args, tmp_path, base_env, trivy, doc
     return job, digest
 
 
-def test_main_builds_scans_pushes_dev_and_pins_the_digest(workflow, new_project, unique, images,
-                                                          tmp_path, base_env, trivy, pip_args,
-                                                          docker_config, ecr_repository,
-                                                          ecr_host, ecr_registry):
+def test_main_builds_scans_pushes_dev_and_pins_the_digest(
+    workflow,
+    new_project,
+    unique,
+    images,
+    tmp_path,
+    base_env,
+    trivy,
+    pip_args,
+    docker_config,
+    ecr_repository,
+    ecr_host,
+    ecr_registry,
+):
     project = new_project("workflow-dev", image_name=unique("wf-dev"))
     repository = ecr_repository("wf-dev")
     uri = images.track_repository(f"{ecr_host}/{repository}")
-    job, digest = run_main(workflow, project, uri, pip_args=pip_args, tmp_path=tmp_path,
-                           base_env=base_env, trivy=trivy, docker_config=docker_config)
+    job, digest = run_main(
+        workflow,
+        project,
+        uri,
+        pip_args=pip_args,
+        tmp_path=tmp_path,
+        base_env=base_env,
+        trivy=trivy,
+        docker_config=docker_config,
+    )
     log = job.log()
     ts = re.search(r"^timestamp: (\d{8}-\d{6})$", log, re.M)[1]
     want = sorted(tag.format(ts=ts, sha=project.sha) for tag in DEV_TAGS)
@@ -257,15 +360,36 @@ def test_main_builds_scans_pushes_dev_and_pins_the_digest(workflow, new_project,
 
 
 def test_a_version_tag_promotes_the_digest_main_tested_without_building(
-        workflow, new_project, unique, images, tmp_path, base_env, trivy, pip_args, docker_config,
-        ecr_repository, ecr_host, ecr_registry, docker, e2e_env):
+    workflow,
+    new_project,
+    unique,
+    images,
+    tmp_path,
+    base_env,
+    trivy,
+    pip_args,
+    docker_config,
+    ecr_repository,
+    ecr_host,
+    ecr_registry,
+    docker,
+    e2e_env,
+):
     """Issue 24: main's job builds and tests; the tag's job promotes that digest (its gate
     first) and builds nothing: the registry logs only manifest writes from it."""
     project = new_project("workflow-prod", image_name=unique("wf-prod"))
     repository = ecr_repository("wf-prod")
     uri = images.track_repository(f"{ecr_host}/{repository}")
-    dev, digest = run_main(workflow, project, uri, pip_args=pip_args, tmp_path=tmp_path,
-                           base_env=base_env, trivy=trivy, docker_config=docker_config)
+    dev, digest = run_main(
+        workflow,
+        project,
+        uri,
+        pip_args=pip_args,
+        tmp_path=tmp_path,
+        base_env=base_env,
+        trivy=trivy,
+        docker_config=docker_config,
+    )
     ts = re.search(r"^timestamp: (\d{8}-\d{6})$", dev.log(), re.M)[1]
     scans = trivy[1].read_text()
     # the tag's job runs on a fresh runner: the engine has no image of main's job
@@ -274,10 +398,19 @@ def test_a_version_tag_promotes_the_digest_main_tested_without_building(
 
     git(project.path, "tag", "v1.4.2")
     access = AccessLog(Path(e2e_env["RAGBUILD_E2E_STATE"]) / "registry-ecr.log", repository)
-    job = start_job("prod", workflow, project, "push", "refs/tags/v1.4.2",
-                    variables=ecr_variables(uri, pip_args), tmp_path=tmp_path,
-                    base_env=base_env, trivy_dir=trivy[0], docker_config=docker_config,
-                    run_number=TAG_RUN_NUMBER)
+    job = start_job(
+        "prod",
+        workflow,
+        project,
+        "push",
+        "refs/tags/v1.4.2",
+        variables=ecr_variables(uri, pip_args),
+        tmp_path=tmp_path,
+        base_env=base_env,
+        trivy_dir=trivy[0],
+        docker_config=docker_config,
+        run_number=TAG_RUN_NUMBER,
+    )
     outputs = job.run()
     log = job.log()
 
@@ -285,11 +418,14 @@ def test_a_version_tag_promotes_the_digest_main_tested_without_building(
     assert not ANY_BUILD_RE.search(log) and "+ docker push" not in log, log[-3000:]
     assert trivy[1].read_text() == scans  # scanned once, by main's job: the same digest
     writes = access.writes()
-    assert writes and all(method == "PUT" and "/manifests/" in path and status == "201"
-                          for method, path, status in writes), writes
+    assert writes and all(
+        method == "PUT" and "/manifests/" in path and status == "201"
+        for method, path, status in writes
+    ), writes
     prod = [tag.format(ts=ts, sha=project.sha) for tag in PROD_TAGS]
     assert sorted(path.rsplit("/", 1)[1] for _, path, _ in writes) == sorted(
-        set(prod) - {f"git-{project.sha}", "latest"})  # main's job gave it those two
+        set(prod) - {f"git-{project.sha}", "latest"}
+    )  # main's job gave it those two
     dev_tags = [tag.format(ts=ts, sha=project.sha) for tag in DEV_TAGS]
     assert ecr_registry.tags(repository) == sorted(set(dev_tags) | set(prod))
     assert {ecr_registry.manifest(repository, tag).digest for tag in prod} == {digest}
@@ -307,25 +443,48 @@ def test_a_version_tag_promotes_the_digest_main_tested_without_building(
 
 
 def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(
-        workflow, new_project, unique, images, tmp_path, base_env, trivy, pip_args, docker_config,
-        ecr_repository, ecr_host, ecr_registry, e2e_env):
+    workflow,
+    new_project,
+    unique,
+    images,
+    tmp_path,
+    base_env,
+    trivy,
+    pip_args,
+    docker_config,
+    ecr_repository,
+    ecr_host,
+    ecr_registry,
+    e2e_env,
+):
     project = new_project("workflow-unbuilt", image_name=unique("wf-unbuilt"))
     repository = ecr_repository("wf-unbuilt")
     uri = images.track_repository(f"{ecr_host}/{repository}")
     git(project.path, "tag", "v1.4.2")
     access = AccessLog(Path(e2e_env["RAGBUILD_E2E_STATE"]) / "registry-ecr.log", repository)
-    job = start_job("prod", workflow, project, "push", "refs/tags/v1.4.2",
-                    variables=ecr_variables(uri, pip_args), tmp_path=tmp_path,
-                    base_env=base_env, trivy_dir=trivy[0], docker_config=docker_config,
-                    run_number=TAG_RUN_NUMBER)
+    job = start_job(
+        "prod",
+        workflow,
+        project,
+        "push",
+        "refs/tags/v1.4.2",
+        variables=ecr_variables(uri, pip_args),
+        tmp_path=tmp_path,
+        base_env=base_env,
+        trivy_dir=trivy[0],
+        docker_config=docker_config,
+        run_number=TAG_RUN_NUMBER,
+    )
     assert job.run(check=False) is None
     name, done = job.failed
     assert name == step_named(workflow, "prod", "promote")
     errors = [line for line in done.stdout.splitlines() if line.startswith("::error::")]
-    assert errors == [f"::error::{uri}:git-{project.sha} is not in the registry: main's build "
-                      f"never pushed commit {git(project.path, 'rev-parse', 'HEAD')}; push the "
-                      "commit to main first, and once its dev job has pushed it re-run this job "
-                      "(nothing was promoted)"]
+    assert errors == [
+        f"::error::{uri}:git-{project.sha} is not in the registry: main's build "
+        f"never pushed commit {git(project.path, 'rev-parse', 'HEAD')}; push the "
+        "commit to main first, and once its dev job has pushed it re-run this job "
+        "(nothing was promoted)"
+    ]
     assert done.returncode == 2  # make's, for promote's exit 1
     assert access.writes() == [] and ecr_registry.tags(repository) == []
     assert not ANY_BUILD_RE.search(done.stdout + done.stderr)

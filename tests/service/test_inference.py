@@ -97,8 +97,12 @@ def test_invocations_answers_json_for_a_query(client, clean_env):
     response = client.post("/invocations", json={"query": "what is RAG?", "top_k": 3})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
-    assert response.json() == {"query": "what is RAG?", "top_k": 3, "documents": [],
-                               "version": "1.2.3"}
+    assert response.json() == {
+        "query": "what is RAG?",
+        "top_k": 3,
+        "documents": [],
+        "version": "1.2.3",
+    }
 
 
 def test_invocations_defaults_top_k(client):
@@ -108,15 +112,19 @@ def test_invocations_defaults_top_k(client):
 def test_invocations_returns_what_retrieve_finds(client, monkeypatch):
     from src.rag_worker import inference
 
-    monkeypatch.setattr(inference, "retrieve",
-                        lambda query, top_k: [{"id": f"{query}-{i}"} for i in range(top_k)])
+    monkeypatch.setattr(
+        inference, "retrieve", lambda query, top_k: [{"id": f"{query}-{i}"} for i in range(top_k)]
+    )
     body = client.post("/invocations", json={"query": "q", "top_k": 2}).json()
     assert body["documents"] == [{"id": "q-0"}, {"id": "q-1"}]
 
 
 def test_invocations_accepts_a_charset_parameter(client):
-    response = client.post("/invocations", content=b'{"query": "q"}',
-                           headers={"Content-Type": "application/json; charset=utf-8"})
+    response = client.post(
+        "/invocations",
+        content=b'{"query": "q"}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     assert response.status_code == 200
 
 
@@ -128,21 +136,25 @@ def test_invocations_refuses_other_content_types_with_415(client, content_type):
     assert "application/json" in response.json()["error"]
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b"{not json", "the body is not JSON"),
-    (b"\xff\xfe", "the body is not JSON"),
-    (b"[1, 2]", 'the body must be a JSON object: {"query": "<text>"}'),
-    (b"{}", '"query" must be a non-empty string'),
-    (b'{"query": "  "}', '"query" must be a non-empty string'),
-    (b'{"query": 7}', '"query" must be a non-empty string'),
-    (b'{"query": "q", "top_k": 0}', '"top_k" must be an integer from 1 to 100'),
-    (b'{"query": "q", "top_k": 101}', '"top_k" must be an integer from 1 to 100'),
-    (b'{"query": "q", "top_k": true}', '"top_k" must be an integer from 1 to 100'),
-    (b'{"query": "q", "top_k": "3"}', '"top_k" must be an integer from 1 to 100'),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"{not json", "the body is not JSON"),
+        (b"\xff\xfe", "the body is not JSON"),
+        (b"[1, 2]", 'the body must be a JSON object: {"query": "<text>"}'),
+        (b"{}", '"query" must be a non-empty string'),
+        (b'{"query": "  "}', '"query" must be a non-empty string'),
+        (b'{"query": 7}', '"query" must be a non-empty string'),
+        (b'{"query": "q", "top_k": 0}', '"top_k" must be an integer from 1 to 100'),
+        (b'{"query": "q", "top_k": 101}', '"top_k" must be an integer from 1 to 100'),
+        (b'{"query": "q", "top_k": true}', '"top_k" must be an integer from 1 to 100'),
+        (b'{"query": "q", "top_k": "3"}', '"top_k" must be an integer from 1 to 100'),
+    ],
+)
 def test_invocations_refuses_bad_bodies_with_400_and_a_reason(client, body, reason):
-    response = client.post("/invocations", content=body,
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/invocations", content=body, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json() == {"error": reason}
 

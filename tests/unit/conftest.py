@@ -10,24 +10,55 @@ import time
 import pytest
 from plumbum import local
 
-from fakes import (EPOCH, FAKE_IMAGE_ID, register_git, register_proxy_info,
-                   register_registry_config, set_tz)
+from fakes import (
+    EPOCH,
+    FAKE_IMAGE_ID,
+    register_git,
+    register_proxy_info,
+    register_registry_config,
+    set_tz,
+)
 
 
 #: Variables of the machine (or CI job) running the tests that would change what the code under
 #: test does: cleared for every test, so the tests do not depend on who runs them.
-MACHINE_VARS = ("ECR_REGISTRY_URI", "DOCKER", "AWS_CLI", "DOCKER_HOST", "DOCKER_CONTEXT",
-                "BUILDX_BUILDER", "BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID",
-                "GITHUB_OUTPUT", "SOURCE_DATE_EPOCH", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "NO_COLOR", "FORCE_COLOR",
-                # what the host's pip trusts and installs from (pip_config.py), and proxies
-                "PIP_CONFIG_FILE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "XDG_CONFIG_DIRS",
-                "XDG_CONFIG_HOME", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY",
-                "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY",
-                # `make mutation`: the mutant mutmut tests, kept in this process by mutmut
-                # (trampoline.set_mutant_under_test); a child Python running ragbuild elsewhere
-                # (a fresh clone) must not look for mutmut's state there
-                "MUTANT_UNDER_TEST")
+MACHINE_VARS = (
+    "ECR_REGISTRY_URI",
+    "DOCKER",
+    "AWS_CLI",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "BUILDX_BUILDER",
+    "BUILD_NUMBER",
+    "GITHUB_RUN_NUMBER",
+    "CI_PIPELINE_IID",
+    "GITHUB_OUTPUT",
+    "SOURCE_DATE_EPOCH",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    # what the host's pip trusts and installs from (pip_config.py), and proxies
+    "PIP_CONFIG_FILE",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "XDG_CONFIG_DIRS",
+    "XDG_CONFIG_HOME",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    # `make mutation`: the mutant mutmut tests, kept in this process by mutmut
+    # (trampoline.set_mutant_under_test); a child Python running ragbuild elsewhere
+    # (a fresh clone) must not look for mutmut's state there
+    "MUTANT_UNDER_TEST",
+)
 
 
 def machine_vars(environ) -> list:
@@ -125,8 +156,10 @@ def project(tmp_path, monkeypatch, stub_bin):
 def _is_build(command) -> bool:
     """Whether an fp pattern is a ``docker build`` or ``docker buildx build``."""
     words = [word for word in list(command)[1:6] if isinstance(word, str)]
-    return "build" in words and (words.index("build") == 0 or words[words.index("build") - 1]
-                                 in ("buildx", "remote", "--context"))
+    return "build" in words and (
+        words.index("build") == 0
+        or words[words.index("build") - 1] in ("buildx", "remote", "--context")
+    )
 
 
 #: Where conftest's ``fp`` carries the ID a fake build writes (its ``callback_kwargs``).

@@ -12,6 +12,7 @@ EPOCH = "1701613822"
 STAMP = "20231203-143022"
 SHA = "a1b2c3d"
 
+
 def set_tz(monkeypatch, tz: str) -> None:
     """Change the local time zone of this process (conftest's autouse fixture restores it)."""
     monkeypatch.setenv("TZ", tz)
@@ -31,10 +32,25 @@ GIT_QUERIES = 3
 
 #: The git queries the build makes (git.git_repository_command, git_tree_command,
 #: git_hash_command; git_status_command only when rev-parse failed), as fp patterns.
-GIT_REV_PARSE = ["git", "rev-parse", "--is-inside-work-tree", "--show-toplevel",
-                 "--is-shallow-repository", "HEAD^{commit}", "--short=7", "HEAD^{commit}"]
-GIT_STATUS = ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "-z",
-              "--untracked-files=no"]
+GIT_REV_PARSE = [
+    "git",
+    "rev-parse",
+    "--is-inside-work-tree",
+    "--show-toplevel",
+    "--is-shallow-repository",
+    "HEAD^{commit}",
+    "--short=7",
+    "HEAD^{commit}",
+]
+GIT_STATUS = [
+    "git",
+    "--no-optional-locks",
+    "status",
+    "--porcelain=v2",
+    "--branch",
+    "-z",
+    "--untracked-files=no",
+]
 GIT_HASH = ["git", "hash-object", "--stdin-paths"]
 
 
@@ -77,6 +93,7 @@ def tree_of(top) -> str:
 
 def hash_paths(top):
     """A ``stdin_callable`` answering ``git hash-object --stdin-paths`` for files below ``top``."""
+
     def answer(data):
         text = data.decode() if isinstance(data, bytes) else data
         ids = []
@@ -84,11 +101,22 @@ def hash_paths(top):
             with open(os.path.join(str(top), line), "rb") as handle:
                 ids.append(blob(handle.read()))
         return {"stdout": "".join(f"{oid}\n" for oid in ids)}
+
     return answer
 
 
-def register_git(fp, stdout: str = SHA + "\n", returncode: int = 0, stderr: str = "", *,
-                 toplevel=None, shallow: bool = False, status=None, oid: str = OID, tree=None):
+def register_git(
+    fp,
+    stdout: str = SHA + "\n",
+    returncode: int = 0,
+    stderr: str = "",
+    *,
+    toplevel=None,
+    shallow: bool = False,
+    status=None,
+    oid: str = OID,
+    tree=None,
+):
     """The git queries of one build in a repository at ``toplevel`` (default: the working
     directory, given an empty ``.git`` there for ragbuild's discovery to find) with HEAD ``oid``,
     clean (``tree``: the ls-tree answer, default ``tree_of(toplevel)`` when asked).
@@ -99,17 +127,27 @@ def register_git(fp, stdout: str = SHA + "\n", returncode: int = 0, stderr: str 
     if not os.path.lexists(os.path.join(top, ".git")):
         os.mkdir(os.path.join(top, ".git"))
     if not oid.startswith(stdout.strip()):  # the short sha given names the commit
-        oid = (stdout.strip() + oid)[:len(oid)]
+        oid = (stdout.strip() + oid)[: len(oid)]
     answers = f"true\n{top}\n{'true' if shallow else 'false'}\n{oid}\n{stdout}"
     if returncode:
-        fp.register([fp.program("git"), *GIT_REV_PARSE[1:]], stdout=answers[:answers.index(oid)],
-                    stderr=stderr, returncode=returncode)
-        return fp.register([fp.program("git"), *GIT_STATUS[1:]],
-                           stdout=git_status_output(oid) if status is None else status)
+        fp.register(
+            [fp.program("git"), *GIT_REV_PARSE[1:]],
+            stdout=answers[: answers.index(oid)],
+            stderr=stderr,
+            returncode=returncode,
+        )
+        return fp.register(
+            [fp.program("git"), *GIT_STATUS[1:]],
+            stdout=git_status_output(oid) if status is None else status,
+        )
     fp.register([fp.program("git"), *GIT_REV_PARSE[1:]], stdout=answers)
-    fp.register([fp.program("git"), *git_ls_tree(oid)[1:]], stdout="",
-                callback=lambda process: process.stdout.write(
-                    (tree_of(top) if tree is None else tree).encode()))
+    fp.register(
+        [fp.program("git"), *git_ls_tree(oid)[1:]],
+        stdout="",
+        callback=lambda process: process.stdout.write(
+            (tree_of(top) if tree is None else tree).encode()
+        ),
+    )
     return fp.register([fp.program("git"), *GIT_HASH[1:]], stdin_callable=hash_paths(top))
 
 
@@ -118,14 +156,17 @@ def docker_calls(fp) -> int:
 
 
 #: What the daemon's ``docker info`` says about registries by default (dockerd's defaults).
-REGISTRY_CONFIG = '{"IndexConfigs":{"docker.io":{"Name":"docker.io","Secure":true}},' \
-                  '"InsecureRegistryCIDRs":["127.0.0.0/8"],"Mirrors":[]}'
+REGISTRY_CONFIG = (
+    '{"IndexConfigs":{"docker.io":{"Name":"docker.io","Secure":true}},'
+    '"InsecureRegistryCIDRs":["127.0.0.0/8"],"Mirrors":[]}'
+)
 
 
 def register_registry_config(fp, stdout: str = REGISTRY_CONFIG, program: str = "docker", **kw):
     """The pre-flight's ``docker info --format '{{json .RegistryConfig}}'``."""
-    return fp.register([fp.program(program), "info", "--format", "{{json .RegistryConfig}}"],
-                       stdout=stdout, **kw)
+    return fp.register(
+        [fp.program(program), "info", "--format", "{{json .RegistryConfig}}"], stdout=stdout, **kw
+    )
 
 
 #: What ``docker info`` says about a daemon without proxy settings (``push.proxy_command``).

@@ -35,22 +35,42 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 def manifest_body(config="11"):
     """A single image manifest's bytes, as a registry serves them."""
-    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                                  "digest": "sha256:" + config * 32, "size": 1},
-                       "layers": []}, indent=3).encode()
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": "sha256:" + config * 32,
+                "size": 1,
+            },
+            "layers": [],
+        },
+        indent=3,
+    ).encode()
 
 
 def index_body(platforms=("linux/amd64", "linux/arm64"), media_type=OCI_INDEX, attestations=0):
-    manifests = [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                  "digest": "sha256:" + f"{i:02d}" * 32, "size": 1,
-                  "platform": dict(zip(("os", "architecture", "variant"), p.split("/")))}
-                 for i, p in enumerate(platforms)]
-    manifests += [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                   "digest": "sha256:" + "ee" * 32, "size": 1,
-                   "platform": {"os": "unknown", "architecture": "unknown"}}] * attestations
-    return json.dumps({"schemaVersion": 2, "mediaType": media_type,
-                       "manifests": manifests}).encode()
+    manifests = [
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": "sha256:" + f"{i:02d}" * 32,
+            "size": 1,
+            "platform": dict(zip(("os", "architecture", "variant"), p.split("/"))),
+        }
+        for i, p in enumerate(platforms)
+    ]
+    manifests += [
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": "sha256:" + "ee" * 32,
+            "size": 1,
+            "platform": {"os": "unknown", "architecture": "unknown"},
+        }
+    ] * attestations
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": media_type, "manifests": manifests}
+    ).encode()
 
 
 def digest_of(body):
@@ -116,8 +136,10 @@ class FakeRegistry:
             return registry.Answer(201, answer, b"")
         if match["tag"].startswith("sha256:"):  # by digest: any manifest of the repository
             for known, (body, media_type, _) in list(self.manifests.items()):
-                if known.rsplit(":", 1)[0] == ref.split(":sha256:")[0] and \
-                        digest_of(body) == match["tag"]:
+                if (
+                    known.rsplit(":", 1)[0] == ref.split(":sha256:")[0]
+                    and digest_of(body) == match["tag"]
+                ):
                     answer = Message()
                     answer["Content-Type"] = media_type
                     return registry.Answer(200, answer, body)
@@ -129,8 +151,9 @@ class FakeRegistry:
         if failure is not None:
             return registry.Answer(failure, Message(), b"")
         if ref not in self.manifests:
-            body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN",
-                                           "message": "manifest unknown"}]}).encode()
+            body = json.dumps(
+                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
+            ).encode()
             return registry.Answer(404, Message(), body)
         body, media_type, said = self.manifests[ref]
         answer = Message()
@@ -153,14 +176,23 @@ def serve_index(ref, platforms=("linux/amd64", "linux/arm64"), **kw):
     body = index_body(platforms, **kw)
     serve(ref, body=body, media_type=json.loads(body)["mediaType"])
     return digest_of(body)
+
+
 MOMENT = datetime(2026, 1, 2, 3, 4, 5)
 TS = "20260102-030405"
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
-    for name in ("DOCKER", "AWS_CLI", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR",
-                 "ECR_REGISTRY_URI", "SOURCE_DATE_EPOCH"):
+    for name in (
+        "DOCKER",
+        "AWS_CLI",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_ECR",
+        "ECR_REGISTRY_URI",
+        "SOURCE_DATE_EPOCH",
+    ):
         monkeypatch.delenv(name, raising=False)
     config_dir = tmp_path / "docker-config"
     config_dir.mkdir()
@@ -211,46 +243,86 @@ def register_login(fp, host=ECR, seen=None):
 
 
 def repository_json(name="rag-worker", mutability="MUTABLE", filters=()):
-    repo = {"repositoryName": name, "imageTagMutability": mutability,
-            "repositoryUri": f"{ECR}/{name}"}
+    repo = {
+        "repositoryName": name,
+        "imageTagMutability": mutability,
+        "repositoryUri": f"{ECR}/{name}",
+    }
     if filters:
         repo["imageTagMutabilityExclusionFilters"] = [
-            {"filterType": "WILDCARD", "filter": f} for f in filters]
+            {"filterType": "WILDCARD", "filter": f} for f in filters
+        ]
     return json.dumps({"repositories": [repo]})
 
 
 def register_describe(fp, path="rag-worker", **kw):
-    aws(fp, "describe-repositories", "--repository-names", path, "--registry-id", ACCOUNT,
-        "--region", "us-east-1", "--output", "json", **kw)
+    aws(
+        fp,
+        "describe-repositories",
+        "--repository-names",
+        path,
+        "--registry-id",
+        ACCOUNT,
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+        **kw,
+    )
 
 
 def register_list_images(fp, tags, path="rag-worker"):
     ids = [{"imageDigest": OTHER_DIGEST, "imageTag": t} for t in tags]
-    aws(fp, "list-images", "--repository-name", path, "--registry-id", ACCOUNT, "--region",
-        "us-east-1", "--filter",
-        "tagStatus=TAGGED", "--output", "json", stdout=json.dumps({"imageIds": ids}))
+    aws(
+        fp,
+        "list-images",
+        "--repository-name",
+        path,
+        "--registry-id",
+        ACCOUNT,
+        "--region",
+        "us-east-1",
+        "--filter",
+        "tagStatus=TAGGED",
+        "--output",
+        "json",
+        stdout=json.dumps({"imageIds": ids}),
+    )
 
 
 def push_ok(ref, digest=DIGEST):
     tag = ref.rsplit(":", 1)[1]
-    return (f"The push refers to repository [{ref.rsplit(':', 1)[0]}]\n"
-            f"5c1cc8fb3f8e: Pushed\n{tag}: digest: {digest} size: 528\n")
+    return (
+        f"The push refers to repository [{ref.rsplit(':', 1)[0]}]\n"
+        f"5c1cc8fb3f8e: Pushed\n{tag}: digest: {digest} size: 528\n"
+    )
 
 
 def register_push(fp, ref, stdout=None, returncode=0, digest=DIGEST):
-    docker(fp, "push", ref, stdout=push_ok(ref, digest) if stdout is None else stdout,
-           returncode=returncode)
+    docker(
+        fp,
+        "push",
+        ref,
+        stdout=push_ok(ref, digest) if stdout is None else stdout,
+        returncode=returncode,
+    )
 
 
 def prepared(plan, sleep=None, helper=None, origin="credHelpers"):
     """The push and verify steps' context for a plain registry, without prepare's probes;
     ``helper``: the credential helper docker resolved for the host (from ``origin``)."""
     config = read_docker_config()
-    creds = Credentials(plan.registry.host, helper=helper, origin=origin if helper else "",
-                        config_path=config.path)
+    creds = Credentials(
+        plan.registry.host, helper=helper, origin=origin if helper else "", config_path=config.path
+    )
     session = registry.Session(plan.registry, creds, None)
-    return push.Context(plan, PushPlan(plan.refs, credentials=creds, session=session), config,
-                        os.environ, sleep or FakeSleep())
+    return push.Context(
+        plan,
+        PushPlan(plan.refs, credentials=creds, session=session),
+        config,
+        os.environ,
+        sleep or FakeSleep(),
+    )
 
 
 def push_and_verify(context, runner, digests=None):
@@ -258,5 +330,3 @@ def push_and_verify(context, runner, digests=None):
     digests = {} if digests is None else digests
     push.push(runner, context, digests)
     return verify.verify(runner, context, digests)
-
-

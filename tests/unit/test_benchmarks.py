@@ -21,8 +21,9 @@ def test_a_rows_median_is_of_its_samples():
     assert row.median == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize("seconds, text", [(0.1234, "123 ms"), (0.9994, "999 ms"),
-                                           (1.0, "1.00 s"), (12.345, "12.35 s")])
+@pytest.mark.parametrize(
+    "seconds, text", [(0.1234, "123 ms"), (0.9994, "999 ms"), (1.0, "1.00 s"), (12.345, "12.35 s")]
+)
 def test_times_under_a_second_are_in_ms_else_in_s(seconds, text):
     assert fmt_time(seconds) == text
 
@@ -45,10 +46,9 @@ def test_a_target_row_names_the_figure_its_value_and_verdict():
 
 def test_the_issues_targets_keep_their_limits():
     limits = {key: limit for key, (limit, _) in common.TARGETS.items()}
-    assert {k: limits[k] for k in ("real-size", "real-bump", "real-cold", "wrapper",
-                                   "unchanged")} == {"real-size": 0.6, "real-bump": 0.35,
-                                                     "real-cold": 0.8, "wrapper": 0.8,
-                                                     "unchanged": 1.5}
+    assert {
+        k: limits[k] for k in ("real-size", "real-bump", "real-cold", "wrapper", "unchanged")
+    } == {"real-size": 0.6, "real-bump": 0.35, "real-cold": 0.8, "wrapper": 0.8, "unchanged": 1.5}
 
 
 class FakeBench:
@@ -70,6 +70,7 @@ def test_rounds_rotate_the_order_and_a_failed_round_counts_only_when_run_again()
                 failing.discard(i)
                 raise CommandError("error: boom")
             return value + i
+
         return run
 
     interleave(bench, [(a, fn(a, 10)), (b, fn(b, 20))], 2)
@@ -128,13 +129,16 @@ def test_the_cache_note_counts_steps_after_from_and_those_cached(tmp_path):
     (tmp_path / "cold-0.log").write_text("#1 [1/3] FROM python\n")
     (tmp_path / "cold-1.log").write_text(
         "#4 [builder 1/3] FROM python\n#5 [builder 2/3] RUN x\n#5 CACHED\n"
-        "#6 [stage-1 3/3] COPY a b\n")
+        "#6 [stage-1 3/3] COPY a b\n"
+    )
     assert common.cache_note(tmp_path, "cold") == "1 of 2 Dockerfile steps (after FROM) cached"
 
 
 def test_a_cold_dockerfile_gets_cache_mounts_of_its_own_and_the_marker_in_each_step():
-    text = ("RUN --mount=type=cache,id=ragbuild-uv,target=/c set -e; \\\n  uv sync\n"
-            "RUN --mount=type=cache,id=ragbuild-uv,target=/c set -e; \\\n  uv pip\n")
+    text = (
+        "RUN --mount=type=cache,id=ragbuild-uv,target=/c set -e; \\\n  uv sync\n"
+        "RUN --mount=type=cache,id=ragbuild-uv,target=/c set -e; \\\n  uv pip\n"
+    )
     cold = realistic.cold_dockerfile(text, "bench-1")
     assert cold.count("id=bench-1-uv,") == 2 and "ragbuild-uv" not in cold
     assert cold.count("set -e; : bench-1; \\\n") == 2
@@ -156,9 +160,16 @@ def test_the_report_shows_each_section_once_and_each_row_with_its_figures():
     rows = [Row("1. a", "x", "note"), Row("1. a", "y"), Row("2. b", "z")]
     for row, samples in zip(rows, ([0.2, 0.1, 0.3], [1.5], [0.05])):
         row.samples += samples
-    bench = SimpleNamespace(rows=rows, samples=[{"load1": 0.5, "others": 0}], sizes=[],
-                            counts=[], ratios=[target("size", 0.48)], importtime={},
-                            notes=["n1"], retries=[])
+    bench = SimpleNamespace(
+        rows=rows,
+        samples=[{"load1": 0.5, "others": 0}],
+        sizes=[],
+        counts=[],
+        ratios=[target("size", 0.48)],
+        importtime={},
+        notes=["n1"],
+        retries=[],
+    )
     text = report.render(bench, ["date: d"])
     assert "| **1. a** | | | | | |\n| x | 3 | 200 ms | 100 ms | 300 ms | note |\n" in text
     assert "| y | 1 | 1.50 s | 1.50 s | 1.50 s |  |\n| **2. b** |" in text
@@ -173,8 +184,9 @@ def test_timed_measures_the_childs_run_and_a_failure_names_the_log(tmp_path: Pat
         start = time.perf_counter()
         elapsed = sh.timed(["sleep", "0.2"], cwd=tmp_path, output=tmp_path / "out.log")
         assert 0.2 <= elapsed <= time.perf_counter() - start
-        assert sh.out(["sh", "-c", "echo $FOO; pwd"], cwd=tmp_path,
-                      extra_env={"FOO": "bar"}).split() == ["bar", str(tmp_path)]
+        assert sh.out(
+            ["sh", "-c", "echo $FOO; pwd"], cwd=tmp_path, extra_env={"FOO": "bar"}
+        ).split() == ["bar", str(tmp_path)]
         with pytest.raises(CommandError, match=r"`false` failed \(exit 1\); see .*bench.log\nhint"):
             sh.timed(["false"])
         sh.close()
@@ -216,8 +228,11 @@ class FakeShell:
 
 def fake_bench(tmp_path, **args):
     with local.env():
-        bench = common.Bench(SimpleNamespace(**args), {"E2E_REGISTRY": "localhost:5000",
-                                                       "PATH": "/usr/bin:/bin"}, tmp_path)
+        bench = common.Bench(
+            SimpleNamespace(**args),
+            {"E2E_REGISTRY": "localhost:5000", "PATH": "/usr/bin:/bin"},
+            tmp_path,
+        )
         bench.sh.close()
     bench.sh = FakeShell()
     return bench

@@ -23,8 +23,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 def script(shell):
     """The script the CLI's `completion SHELL` prints."""
-    return completion.script(shell, build_cli.build_parser(),
-                             cli.parsers())
+    return completion.script(shell, build_cli.build_parser(), cli.parsers())
 
 
 @pytest.fixture(scope="module")
@@ -44,46 +43,66 @@ fn=$(complete -p "$1" | sed -E 's/.* -F ([^ ]+) .*/\\1/')  # what bash calls for
 "$fn"
 printf '%s\\n' "${{COMPREPLY[@]}}"
 """
-    done = subprocess.run(["bash", "-c", program, "bash", *words], cwd=cwd, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", "-c", program, "bash", *words], cwd=cwd, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     return sorted(set(done.stdout.split()))
 
 
 def test_env_values_come_from_setup_cfg_when_tab_is_pressed(bash_script, tmp_path):
-    (tmp_path / "setup.cfg").write_text("[metadata]\nname = x\n[ragbuild]\nimage-name = w\n"
-                                        "environments = dev, qa,prod  canary\n"
-                                        "[other]\nenvironments = nope\n")
-    assert complete(bash_script, ["build-image.py", "--env", ""], tmp_path) == \
-        ["canary", "dev", "prod", "qa"]
+    (tmp_path / "setup.cfg").write_text(
+        "[metadata]\nname = x\n[ragbuild]\nimage-name = w\n"
+        "environments = dev, qa,prod  canary\n"
+        "[other]\nenvironments = nope\n"
+    )
+    assert complete(bash_script, ["build-image.py", "--env", ""], tmp_path) == [
+        "canary",
+        "dev",
+        "prod",
+        "qa",
+    ]
     assert complete(bash_script, ["ragbuild", "-e", "q"], tmp_path) == ["qa"]
     (tmp_path / "setup.cfg").write_text("[ragbuild]\nenvironments = blue green\n")
     assert complete(bash_script, ["build-image.py", "--env", ""], tmp_path) == ["blue", "green"]
 
 
-@pytest.mark.parametrize("setup_cfg", [None, "[metadata]\nname = x\n", "[ragbuild]\nimage-name = w\n"])
+@pytest.mark.parametrize(
+    "setup_cfg", [None, "[metadata]\nname = x\n", "[ragbuild]\nimage-name = w\n"]
+)
 def test_env_values_default_without_a_setting(bash_script, tmp_path, setup_cfg):
     if setup_cfg is not None:
         (tmp_path / "setup.cfg").write_text(setup_cfg)
-    assert complete(bash_script, ["build-image.py", "--env", ""], tmp_path) == \
-        sorted(completion.DEFAULT_ENVIRONMENTS)
+    assert complete(bash_script, ["build-image.py", "--env", ""], tmp_path) == sorted(
+        completion.DEFAULT_ENVIRONMENTS
+    )
 
 
 def test_latest_policy_values(bash_script, tmp_path):
-    assert complete(bash_script, ["build-image.py", "--latest-policy", ""], tmp_path) == \
-        ["always", "auto", "never"]
+    assert complete(bash_script, ["build-image.py", "--latest-policy", ""], tmp_path) == [
+        "always",
+        "auto",
+        "never",
+    ]
 
 
 def test_subcommands_and_their_flags(bash_script, tmp_path):
     assert complete(bash_script, ["build-image.py", ""], tmp_path) == sorted(cli.SUBCOMMANDS)
-    assert complete(bash_script, ["build-image.py", "smoke", "--ex"], tmp_path) == \
-        ["--expect-commit", "--expect-env", "--expect-version"]
+    assert complete(bash_script, ["build-image.py", "smoke", "--ex"], tmp_path) == [
+        "--expect-commit",
+        "--expect-env",
+        "--expect-version",
+    ]
     assert complete(bash_script, ["ragbuild", "completion", ""], tmp_path) == ["bash", "zsh"]
 
 
 def test_every_build_flag_is_completed(bash_script, tmp_path):
-    flags = {option for action in build_cli.build_parser()._actions for option in action.option_strings
-             if option.startswith("--")}
+    flags = {
+        option
+        for action in build_cli.build_parser()._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    }
     offered = set(complete(bash_script, ["build-image.py", "--"], tmp_path))
     assert flags - offered == set()
     assert "--no-cache" in offered and "--ci-tags" in offered
@@ -91,8 +110,12 @@ def test_every_build_flag_is_completed(bash_script, tmp_path):
 
 def test_every_subcommand_flag_is_completed(bash_script, tmp_path):
     for name, make in cli.parsers().items():
-        flags = {option for action in make()._actions for option in action.option_strings
-                 if option.startswith("--")}
+        flags = {
+            option
+            for action in make()._actions
+            for option in action.option_strings
+            if option.startswith("--")
+        }
         assert flags <= set(complete(bash_script, ["build-image.py", name, "--"], tmp_path)), name
 
 
@@ -106,9 +129,13 @@ def test_zsh_registers_both_names(tmp_path, how):
     else:
         (tmp_path / "_build-image.py").write_text(text)
         load = f"fpath=({tmp_path} $fpath); autoload -U compinit; compinit -u -D"
-    done = subprocess.run(["zsh", "-f", "-c", f"{load}; print -r -- $_comps[ragbuild] "
-                                              "$_comps[build-image.py]"],
-                          capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    done = subprocess.run(
+        ["zsh", "-f", "-c", f"{load}; print -r -- $_comps[ragbuild] $_comps[build-image.py]"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.split()) == 2, done.stdout
 
@@ -125,12 +152,20 @@ def test_the_cli_prints_the_script_and_help_names_it(capsys):
 
 @pytest.mark.parametrize("argv", [["--help"], ["--env", "dev", "--dry-run"]])
 def test_a_normal_run_never_loads_shtab(argv, tmp_path):
-    probe = ("import runpy, sys\n"
-             f"sys.argv = [{SCRIPT!r}, *{argv!r}]\n"
-             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-             "except SystemExit:\n    pass\n"
-             "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in "
-             "('shtab', 'ragbuild') and m.endswith(('shtab', 'completion'))), file=sys.stderr)\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "DOCKER": "/bin/true"})
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = [{SCRIPT!r}, *{argv!r}]\n"
+        "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('shtab', 'ragbuild') and m.endswith(('shtab', 'completion'))), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DOCKER": "/bin/true"},
+    )
     assert "LOADED []" in done.stderr, done.stderr

@@ -18,8 +18,9 @@ def test_no_setup_cfg_gives_defaults(tmp_path):
 
 
 def test_section_overrides(tmp_path):
-    config = load_config(write(tmp_path, "[ragbuild]\nimage-name = my-worker\n"
-                                         "environments = dev, qa,prod\n"))
+    config = load_config(
+        write(tmp_path, "[ragbuild]\nimage-name = my-worker\nenvironments = dev, qa,prod\n")
+    )
     assert config.image_name == "my-worker" and config.environments == ("dev", "qa", "prod")
 
 
@@ -47,10 +48,13 @@ def test_non_utf8_setup_cfg_is_a_usage_error(tmp_path):
         load_config(str(tmp_path))
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[ragbuild]\nenvironments = dev 100%\n", "environments: '100%' is not a valid Docker tag"),
-    ("[ragbuild]\nimage-name = %(x)s\n", "image-name '%(x)s' is not a lowercase image name"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[ragbuild]\nenvironments = dev 100%\n", "environments: '100%' is not a valid Docker tag"),
+        ("[ragbuild]\nimage-name = %(x)s\n", "image-name '%(x)s' is not a lowercase image name"),
+    ],
+)
 def test_percent_is_literal_not_interpolation(tmp_path, text, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config(write(tmp_path, text))

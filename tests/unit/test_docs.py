@@ -76,8 +76,10 @@ def test_every_relative_link_leads_to_a_file_and_heading_that_exist(page):
 def test_a_broken_link_or_anchor_is_found(tmp_path):
     (tmp_path / "there.md").write_text("# A page\n\n## Exit status\n")
     page = tmp_path / "page.md"
-    page.write_text("[ok](there.md#exit-status) [gone](missing.md) [no such](there.md#nope)\n"
-                    "```sh\n[ignored](in-a-code-block.md)\n```\n[web](https://example.com/x)\n")
+    page.write_text(
+        "[ok](there.md#exit-status) [gone](missing.md) [no such](there.md#nope)\n"
+        "```sh\n[ignored](in-a-code-block.md)\n```\n[web](https://example.com/x)\n"
+    )
     found = [entry.split(":")[0] for entry in broken_links(page)]
     assert found == ["missing.md", "there.md#nope"]
 
@@ -94,7 +96,7 @@ def test_readme_is_short_and_starts_with_the_two_set_up_commands():
     lines = text.splitlines()
     assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines"
     assert len(text.split()) <= MAX_README_WORDS, f"README.md has {len(text.split())} words"
-    block = lines[lines.index("```sh") + 1:lines.index("```")]
+    block = lines[lines.index("```sh") + 1 : lines.index("```")]
     assert [line.split()[:2] for line in block] == [["make", "build-dev"], ["make", "test"]]
     assert lines.index("```sh") < 4  # the first thing after the title
 
@@ -118,7 +120,9 @@ def test_every_page_is_reachable_from_the_readme_and_the_index_links_them_all():
     assert INDEX in linked_pages(README)
     assert [shown(page) for page in PAGES if page not in reachable(README)] == []
     indexed = linked_pages(INDEX)
-    assert [shown(page) for page in PAGES if page not in indexed and page not in (README, INDEX)] == []
+    assert [
+        shown(page) for page in PAGES if page not in indexed and page not in (README, INDEX)
+    ] == []
 
 
 def test_a_page_only_one_link_away_from_another_is_reachable(tmp_path):
@@ -127,7 +131,9 @@ def test_a_page_only_one_link_away_from_another_is_reachable(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.md").write_text("[back](../a.md) [gone](d.md)\n")
     (tmp_path / "lone.md").write_text("# nobody links here\n")
-    assert reachable(tmp_path / "a.md") == {tmp_path / name for name in ("a.md", "b.md", "sub/c.md")}
+    assert reachable(tmp_path / "a.md") == {
+        tmp_path / name for name in ("a.md", "b.md", "sub/c.md")
+    }
 
 
 def test_the_pages_named_in_help_exist(capsys):
@@ -156,8 +162,12 @@ def test_benchmarks_readme_is_short():
 def test_the_exit_status_table_names_every_exit_status(page):
     table = section(page, "Exit status")
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
-    defined = {value for module in (errors, cli) for name, value in vars(module).items()
-               if name.startswith("EXIT_") and isinstance(value, int)}
+    defined = {
+        value
+        for module in (errors, cli)
+        for name, value in vars(module).items()
+        if name.startswith("EXIT_") and isinstance(value, int)
+    }
     assert defined <= documented and 3 in documented  # 3: an unexpected exception (a bug)
 
 
@@ -165,8 +175,11 @@ def test_the_exit_status_table_names_every_exit_status(page):
 def test_the_make_targets_table_names_every_target(page):
     phony = re.search(r"^\.PHONY: (.+)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
     table = section(page, "Make targets")
-    listed = {name for cell in re.findall(r"^\| ([^|]+) \|", table, re.M)
-              for name in re.findall(r"`([a-z0-9-]+)", cell)}
+    listed = {
+        name
+        for cell in re.findall(r"^\| ([^|]+) \|", table, re.M)
+        for name in re.findall(r"`([a-z0-9-]+)", cell)
+    }
     assert [target for target in phony if target != "help" and target not in listed] == []
 
 

@@ -19,15 +19,22 @@ from registry_fakes import clean_env  # noqa: F401 (autouse)
 # --- tag mutability ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mutability, filters, immutable, mutable", [
-    ("MUTABLE", (), [], ["latest", "dev", "v1.2.3"]),
-    ("IMMUTABLE", (), ["latest", "dev", "v1.2.3"], []),
-    # IMMUTABLE_WITH_EXCLUSION: tags matching a filter stay mutable
-    ("IMMUTABLE_WITH_EXCLUSION", ("latest", "dev*"), ["v1.2.3", "git-abc1234", "xdev"],
-     ["latest", "dev", "dev-20260102-030405", "devel"]),
-    # MUTABLE_WITH_EXCLUSION: only tags matching a filter are immutable
-    ("MUTABLE_WITH_EXCLUSION", ("v*", "*.*.*"), ["v1.2.3", "1.2.3"], ["latest", "dev", "1.2"]),
-])
+@pytest.mark.parametrize(
+    "mutability, filters, immutable, mutable",
+    [
+        ("MUTABLE", (), [], ["latest", "dev", "v1.2.3"]),
+        ("IMMUTABLE", (), ["latest", "dev", "v1.2.3"], []),
+        # IMMUTABLE_WITH_EXCLUSION: tags matching a filter stay mutable
+        (
+            "IMMUTABLE_WITH_EXCLUSION",
+            ("latest", "dev*"),
+            ["v1.2.3", "git-abc1234", "xdev"],
+            ["latest", "dev", "dev-20260102-030405", "devel"],
+        ),
+        # MUTABLE_WITH_EXCLUSION: only tags matching a filter are immutable
+        ("MUTABLE_WITH_EXCLUSION", ("v*", "*.*.*"), ["v1.2.3", "1.2.3"], ["latest", "dev", "1.2"]),
+    ],
+)
 def test_tag_mutability_with_exclusion_filters(mutability, filters, immutable, mutable):
     repo = ecr.RepositoryInfo("r", mutability, filters)
     assert [t for t in immutable if not repo.is_immutable(t)] == []
@@ -42,8 +49,9 @@ def test_wildcards_match_the_whole_tag_and_treat_dots_literally():
 
 
 def test_describe_repositories_json_is_read_with_its_exclusion_filters():
-    info = ecr.parse_describe_repositories(repository_json(
-        mutability="IMMUTABLE_WITH_EXCLUSION", filters=("latest", "dev*")))
+    info = ecr.parse_describe_repositories(
+        repository_json(mutability="IMMUTABLE_WITH_EXCLUSION", filters=("latest", "dev*"))
+    )
     assert info == ecr.RepositoryInfo("rag-worker", "IMMUTABLE_WITH_EXCLUSION", ("latest", "dev*"))
 
 
@@ -83,9 +91,17 @@ def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
     register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
     # even if docker echoed the password, the message shows *** instead
-    docker(fp, "login", "--username", "AWS", "--password-stdin", ECR, returncode=1,
-           stderr=f"Error response from daemon: login attempt failed with status: 401 "
-                  f"Unauthorized (password {PASSWORD})\n")
+    docker(
+        fp,
+        "login",
+        "--username",
+        "AWS",
+        "--password-stdin",
+        ECR,
+        returncode=1,
+        stderr=f"Error response from daemon: login attempt failed with status: 401 "
+        f"Unauthorized (password {PASSWORD})\n",
+    )
     with pytest.raises(CommandFailed) as err:
         push_preflight.prepare(Runner(), build_plan())
     message = str(err.value)
@@ -96,19 +112,31 @@ def test_refused_docker_login_fails_without_leaking_the_password(fp, capsys):
     assert fp.call_count([fp.program("aws"), "ecr", "describe-repositories", fp.any()]) == 0
 
 
-@pytest.mark.parametrize("stderr, expected", [
-    ('Unable to locate credentials. You can configure credentials by running "aws configure".',
-     "no AWS credentials found"),
-    ("An error occurred (ExpiredTokenException) when calling the GetAuthorizationToken operation: "
-     "The security token included in the request is expired", "have expired"),
-    ('Could not connect to the endpoint URL: "https://api.ecr.us-east-1.amazonaws.com/"',
-     "cannot reach the ECR API for region us-east-1"),
-    ("The config profile (nope) could not be found", "AWS profile 'nope' is not configured"),
-    ("aws: error: argument operation: Invalid choice, valid choices are: ...", "too old"),
-    ("An error occurred (AccessDeniedException) when calling the GetAuthorizationToken operation:"
-     " User: arn:aws:iam::1:user/x is not authorized to perform: ecr:GetAuthorizationToken",
-     "ecr:GetAuthorizationToken"),
-])
+@pytest.mark.parametrize(
+    "stderr, expected",
+    [
+        (
+            'Unable to locate credentials. You can configure credentials by running "aws configure".',
+            "no AWS credentials found",
+        ),
+        (
+            "An error occurred (ExpiredTokenException) when calling the GetAuthorizationToken operation: "
+            "The security token included in the request is expired",
+            "have expired",
+        ),
+        (
+            'Could not connect to the endpoint URL: "https://api.ecr.us-east-1.amazonaws.com/"',
+            "cannot reach the ECR API for region us-east-1",
+        ),
+        ("The config profile (nope) could not be found", "AWS profile 'nope' is not configured"),
+        ("aws: error: argument operation: Invalid choice, valid choices are: ...", "too old"),
+        (
+            "An error occurred (AccessDeniedException) when calling the GetAuthorizationToken operation:"
+            " User: arn:aws:iam::1:user/x is not authorized to perform: ecr:GetAuthorizationToken",
+            "ecr:GetAuthorizationToken",
+        ),
+    ],
+)
 def test_aws_login_failures_say_what_to_do(fp, stderr, expected):
     register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", returncode=255, stderr=stderr + "\n")
@@ -141,8 +169,12 @@ def install_fake_helper(tmp_path, monkeypatch, name="ecr-login"):
 
 def register_helper_get(fp, name="ecr-login", stdout=None, returncode=0, stderr=""):
     answer = json.dumps({"ServerURL": ECR, "Username": "AWS", "Secret": PASSWORD})
-    fp.register([fp.program(f"docker-credential-{name}"), "get"],
-                stdout=answer if stdout is None else stdout, returncode=returncode, stderr=stderr)
+    fp.register(
+        [fp.program(f"docker-credential-{name}"), "get"],
+        stdout=answer if stdout is None else stdout,
+        returncode=returncode,
+        stderr=stderr,
+    )
 
 
 def test_configured_credential_helper_skips_login(fp, clean_env, capsys, tmp_path, monkeypatch):
@@ -194,7 +226,9 @@ def test_a_plain_build_that_pushes_turns_buildx_default_attestations_off(fp):
     assert dict(cmd.env) == {"DOCKER_BUILDKIT": "1", "BUILDX_NO_DEFAULT_ATTESTATIONS": "1"}
     assert "--provenance=false" not in cmd.argv  # the classic builder would refuse the flag
     assert dict(build_command(plan).env) == {"DOCKER_BUILDKIT": "1"}
-    assert cmd.display().startswith("DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build ")
+    assert cmd.display().startswith(
+        "DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 docker build "
+    )
 
 
 # --- pre-flight --------------------------------------------------------------------------------
@@ -203,14 +237,20 @@ def test_a_plain_build_that_pushes_turns_buildx_default_attestations_off(fp):
 def test_missing_repository_names_the_create_command(fp):
     register_preflight(fp)
     register_login(fp)
-    register_describe(fp, returncode=254, stderr=(
-        "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories "
-        "operation: The repository with name 'rag-worker' does not exist in the registry with id "
-        "'123456789012'\n"))
+    register_describe(
+        fp,
+        returncode=254,
+        stderr=(
+            "An error occurred (RepositoryNotFoundException) when calling the DescribeRepositories "
+            "operation: The repository with name 'rag-worker' does not exist in the registry with id "
+            "'123456789012'\n"
+        ),
+    )
     with pytest.raises(PushFailed) as err:
         push_preflight.prepare(Runner(), build_plan())
-    assert ("aws ecr create-repository --repository-name rag-worker --region us-east-1"
-            in str(err.value))
+    assert "aws ecr create-repository --repository-name rag-worker --region us-east-1" in str(
+        err.value
+    )
 
 
 def test_immutable_repository_stops_on_existing_tags(fp):
@@ -243,8 +283,9 @@ def test_skip_existing_immutable_leaves_them_out_of_the_push(fp, capsys):
 def test_exclusion_filters_decide_which_tags_conflict(fp):
     register_preflight(fp)
     register_login(fp)
-    register_describe(fp, stdout=repository_json(mutability="IMMUTABLE_WITH_EXCLUSION",
-                                                 filters=("latest",)))
+    register_describe(
+        fp, stdout=repository_json(mutability="IMMUTABLE_WITH_EXCLUSION", filters=("latest",))
+    )
     register_list_images(fp, ["latest", "dev"])
     with pytest.raises(PushFailed) as err:
         push_preflight.prepare(Runner(), build_plan())
@@ -254,8 +295,9 @@ def test_exclusion_filters_decide_which_tags_conflict(fp):
 def test_mutable_repository_needs_no_tag_listing(fp):
     register_preflight(fp)
     register_login(fp)
-    register_describe(fp, stdout=repository_json(mutability="MUTABLE_WITH_EXCLUSION",
-                                                 filters=("v*",)))
+    register_describe(
+        fp, stdout=repository_json(mutability="MUTABLE_WITH_EXCLUSION", filters=("v*",))
+    )
     pushing = push_preflight.prepare(Runner(), build_plan())  # no v* tags planned
     assert fp.call_count([fp.program("aws"), "ecr", "list-images", fp.any()]) == 0
     assert len(pushing.refs) == 4
@@ -304,7 +346,11 @@ def test_semver_channels_are_moving_tags_in_an_immutable_repository(fp):
 def test_moving_tags_without_semver_tags_are_latest_and_the_env():
     assert build_plan(version="1.4.1", env="prod").moving_tags == {"latest", "prod"}
     assert build_plan(version="1.4.1", env="prod", semver_tags=True).moving_tags == {
-        "latest", "prod", "1", "1.4"}
+        "latest",
+        "prod",
+        "1",
+        "1.4",
+    }
 
 
 # --- the registry's account (issue 23) ------------------------------------------------------------
@@ -312,13 +358,16 @@ def test_moving_tags_without_semver_tags_are_latest_and_the_env():
 CENTRAL = "210987654321.dkr.ecr.us-east-1.amazonaws.com"  # a central registry, not the caller's
 
 
-@pytest.mark.parametrize("host, account", [
-    (ECR, "123456789012"),
-    ("210987654321.dkr.ecr.eu-west-1.amazonaws.com", "210987654321"),
-    ("111122223333.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "111122223333"),
-    ("444455556666.dkr-ecr.ap-south-1.on.aws", "444455556666"),
-    ("777788889999.dkr.ecr.cn-north-1.amazonaws.com.cn", "777788889999"),
-])
+@pytest.mark.parametrize(
+    "host, account",
+    [
+        (ECR, "123456789012"),
+        ("210987654321.dkr.ecr.eu-west-1.amazonaws.com", "210987654321"),
+        ("111122223333.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "111122223333"),
+        ("444455556666.dkr-ecr.ap-south-1.on.aws", "444455556666"),
+        ("777788889999.dkr.ecr.cn-north-1.amazonaws.com.cn", "777788889999"),
+    ],
+)
 def test_the_account_is_the_one_in_the_registry_host(host, account):
     registry = parse_registry(f"{host}/team/app")
     assert ecr.account_of(registry) == account
@@ -329,14 +378,37 @@ def test_the_account_is_the_one_in_the_registry_host(host, account):
 def test_every_repository_call_of_a_cross_account_push_names_the_registrys_account(fp):
     register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
-    docker(fp, "login", "--username", "AWS", "--password-stdin", CENTRAL,
-           stdout="Login Succeeded\n")
-    aws(fp, "describe-repositories", "--repository-names", "app", "--registry-id",
-        "210987654321", "--region", "us-east-1", "--output", "json",
-        stdout=repository_json("app", mutability="IMMUTABLE"))
-    aws(fp, "list-images", "--repository-name", "app", "--registry-id", "210987654321",
-        "--region", "us-east-1", "--filter", "tagStatus=TAGGED", "--output", "json",
-        stdout=json.dumps({"imageIds": []}))
+    docker(
+        fp, "login", "--username", "AWS", "--password-stdin", CENTRAL, stdout="Login Succeeded\n"
+    )
+    aws(
+        fp,
+        "describe-repositories",
+        "--repository-names",
+        "app",
+        "--registry-id",
+        "210987654321",
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+        stdout=repository_json("app", mutability="IMMUTABLE"),
+    )
+    aws(
+        fp,
+        "list-images",
+        "--repository-name",
+        "app",
+        "--registry-id",
+        "210987654321",
+        "--region",
+        "us-east-1",
+        "--filter",
+        "tagStatus=TAGGED",
+        "--output",
+        "json",
+        stdout=json.dumps({"imageIds": []}),
+    )
     with pytest.raises(PushFailed, match="--registry-id 210987654321"):
         push_preflight.prepare(Runner(), build_plan(f"{CENTRAL}/app"))
     calls = [list(map(str, c)) for c in fp.calls if "ecr" in map(str, c)]
@@ -348,29 +420,46 @@ def test_every_repository_call_of_a_cross_account_push_names_the_registrys_accou
 def test_a_repository_missing_in_another_account_must_be_created_there(fp):
     register_preflight(fp)
     aws(fp, "get-login-password", "--region", "us-east-1", stdout=PASSWORD + "\n")
-    docker(fp, "login", "--username", "AWS", "--password-stdin", CENTRAL,
-           stdout="Login Succeeded\n")
-    aws(fp, "describe-repositories", "--repository-names", "app", "--registry-id",
-        "210987654321", "--region", "us-east-1", "--output", "json", returncode=254,
+    docker(
+        fp, "login", "--username", "AWS", "--password-stdin", CENTRAL, stdout="Login Succeeded\n"
+    )
+    aws(
+        fp,
+        "describe-repositories",
+        "--repository-names",
+        "app",
+        "--registry-id",
+        "210987654321",
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+        returncode=254,
         stderr="An error occurred (RepositoryNotFoundException) when calling the "
-               "DescribeRepositories operation: The repository with name 'app' does not exist "
-               "in the registry with id '210987654321'\n")
+        "DescribeRepositories operation: The repository with name 'app' does not exist "
+        "in the registry with id '210987654321'\n",
+    )
     with pytest.raises(PushFailed) as err:
         push_preflight.prepare(Runner(), build_plan(f"{CENTRAL}/app"))
     message = str(err.value)
     assert "\n" not in message
     assert "does not exist in account 210987654321" in message
     assert "with credentials of account 210987654321" in message
-    assert message.endswith("aws ecr create-repository --repository-name app --region us-east-1 "
-                            "--registry-id 210987654321")
+    assert message.endswith(
+        "aws ecr create-repository --repository-name app --region us-east-1 "
+        "--registry-id 210987654321"
+    )
 
 
-@pytest.mark.parametrize("stderr", [
-    "An error occurred (AccessDeniedException) when calling the DescribeRepositories operation: "
-    "User: arn:aws:iam::111122223333:user/ci is not authorized to perform: "
-    "ecr:DescribeRepositories on resource: arn:aws:ecr:us-east-1:210987654321:repository/app",
-    "An error occurred (AccessDenied) when calling the DescribeRepositories operation: denied",
-])
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "An error occurred (AccessDeniedException) when calling the DescribeRepositories operation: "
+        "User: arn:aws:iam::111122223333:user/ci is not authorized to perform: "
+        "ecr:DescribeRepositories on resource: arn:aws:ecr:us-east-1:210987654321:repository/app",
+        "An error occurred (AccessDenied) when calling the DescribeRepositories operation: denied",
+    ],
+)
 def test_denied_describe_is_cannot_check_and_existing_tags_go_first(fp, capsys, stderr):
     register_preflight(fp)
     register_login(fp)
@@ -379,11 +468,16 @@ def test_denied_describe_is_cannot_check_and_existing_tags_go_first(fp, capsys, 
     serve(f"{base}:latest")  # the registry API: latest exists, the other tags are new
     pushing = push_preflight.prepare(Runner(), build_plan())
     warnings = [line for line in capsys.readouterr().err.splitlines() if "cannot check" in line]
-    assert len(warnings) == 1 and warnings[0].startswith("warning: cannot check ECR repository "
-                                                         "rag-worker in account 123456789012")
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "warning: cannot check ECR repository rag-worker in account 123456789012"
+    )
     # the existing tag first, pushed alone: an immutable repository refuses it before any other
-    assert pushing.refs == (f"{base}:latest", f"{base}:dev-{TS}", f"{base}:dev",
-                            f"{base}:git-abc1234")
+    assert pushing.refs == (
+        f"{base}:latest",
+        f"{base}:dev-{TS}",
+        f"{base}:dev",
+        f"{base}:git-abc1234",
+    )
     assert pushing.before[f"{base}:latest"] == DIGEST
     assert pushing.in_order  # never pushed by the build, all at once
     assert fp.call_count([fp.program("aws"), "ecr", "list-images", fp.any()]) == 0
@@ -397,12 +491,22 @@ def test_an_immutable_refusal_of_the_first_existing_tag_leaves_nothing_pushed(fp
     refs = push_preflight.existing_first(plan.refs, before)
     assert refs[0] == f"{base}:latest"
     context = prepared(plan)
-    context = push.Context(plan, PushPlan(refs, credentials=context.push.credentials,
-                                          session=context.push.session),
-                           context.docker_config, context.environ, context.sleep)
-    register_push(fp, refs[0], returncode=1, stdout=(
-        "tag invalid: The image tag 'latest' already exists in the 'rag-worker' repository and "
-        "cannot be overwritten because the repository is immutable.\n"))
+    context = push.Context(
+        plan,
+        PushPlan(refs, credentials=context.push.credentials, session=context.push.session),
+        context.docker_config,
+        context.environ,
+        context.sleep,
+    )
+    register_push(
+        fp,
+        refs[0],
+        returncode=1,
+        stdout=(
+            "tag invalid: The image tag 'latest' already exists in the 'rag-worker' repository and "
+            "cannot be overwritten because the repository is immutable.\n"
+        ),
+    )
     with pytest.raises(PushFailed) as err:
         push.push(Runner(), context, {})
     assert "pushed: nothing" in str(err.value)
@@ -425,13 +529,19 @@ def test_after_an_ecr_login_the_messages_name_the_login_docker_stored(fp, capsys
 def test_skip_existing_immutable_without_describe_leaves_out_the_existing_tags(fp, capsys):
     register_preflight(fp)
     register_login(fp)
-    register_describe(fp, returncode=254, stderr="An error occurred (AccessDeniedException) when "
-                                                 "calling the DescribeRepositories operation\n")
+    register_describe(
+        fp,
+        returncode=254,
+        stderr="An error occurred (AccessDeniedException) when "
+        "calling the DescribeRepositories operation\n",
+    )
     base = f"{ECR}/rag-worker"
     serve(f"{base}:latest")
     serve(f"{base}:dev")
     pushing = push_preflight.prepare(Runner(), build_plan(skip_existing_immutable=True))
     assert pushing.skipped == (f"{base}:dev", f"{base}:latest")
     assert pushing.refs == (f"{base}:dev-{TS}", f"{base}:git-abc1234")
-    assert "leaving out the tags rag-worker already has (its mutability is unknown): dev, latest" \
+    assert (
+        "leaving out the tags rag-worker already has (its mutability is unknown): dev, latest"
         in capsys.readouterr().err
+    )

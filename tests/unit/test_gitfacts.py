@@ -17,9 +17,16 @@ from ragbuild import cli
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 #: Variables a git hook or the caller's shell may set that would point git elsewhere.
-GIT_LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-                     "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES",
-                     "GIT_DISCOVERY_ACROSS_FILESYSTEM")
+GIT_LOCATION_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+)
 PROD = ("--env", "prod", "--version", "1.0.0")
 STUB_RAN = "the stub docker really ran"
 
@@ -38,14 +45,19 @@ def git_env(tmp_path, monkeypatch, project):
 
 
 def git(*args, cwd=None):
-    return subprocess.run(["git", *args], check=True, capture_output=True, text=True,
-                          cwd=cwd).stdout.strip()
+    return subprocess.run(
+        ["git", *args], check=True, capture_output=True, text=True, cwd=cwd
+    ).stdout.strip()
 
 
 def init(path):
     git("init", "-q", str(path))
-    for key, value in (("user.name", "Test"), ("user.email", "t@example.com"),
-                       ("commit.gpgsign", "false"), ("protocol.file.allow", "always")):
+    for key, value in (
+        ("user.name", "Test"),
+        ("user.email", "t@example.com"),
+        ("commit.gpgsign", "false"),
+        ("protocol.file.allow", "always"),
+    ):
         git("-C", str(path), "config", key, value)
 
 
@@ -262,8 +274,9 @@ def test_a_moved_linked_worktree_stops_before_docker(moved_worktree, capsys, arg
     code, out, err = build(capsys, *argv)
     assert code == 1 and out == "" and STUB_RAN not in err
     last = err.splitlines()[-1]
-    assert last.startswith("error: git cannot say which commit this build is made from: fatal: "
-                           "not a git repository: ")
+    assert last.startswith(
+        "error: git cannot say which commit this build is made from: fatal: not a git repository: "
+    )
     assert "/worktrees/wt" in last
 
 
@@ -287,8 +300,9 @@ def test_git_dir_naming_another_repository_stops_a_release(repo, capsys, monkeyp
     clean(capsys)
 
 
-def test_git_work_tree_naming_another_directory_stops_a_release(repo, capsys, monkeypatch,
-                                                                 tmp_path):
+def test_git_work_tree_naming_another_directory_stops_a_release(
+    repo, capsys, monkeypatch, tmp_path
+):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.setenv("GIT_WORK_TREE", str(elsewhere))
@@ -326,8 +340,9 @@ def test_git_commit_builds_a_release_from_an_exported_tree(git_env, capsys):
     assert code == 0, err
     assert "git-0123456" in tags(out)
     assert "--build-arg GIT_COMMIT=0123456" in out
-    assert ("git commit: 0123456 (--git-commit: a tree without .git, not compared)"
-            in err.splitlines())
+    assert (
+        "git commit: 0123456 (--git-commit: a tree without .git, not compared)" in err.splitlines()
+    )
     code, out, err = dry_run(capsys, *PROD, "--git-commit", "HEAD")
     assert code == 2 and "is not a commit id" in err
 
@@ -343,8 +358,9 @@ def test_doctor_names_the_repair_of_a_moved_worktree(moved_worktree, capsys):
     out, err = capsys.readouterr()
     line = next(line for line in (out + err).splitlines() if line.startswith("problem  git:"))
     assert "fatal: not a git repository: " in line and "/worktrees/wt" in line
-    assert line.endswith(f"fix: if the main repository was moved, run `git worktree repair "
-                         f"{moved_worktree}` in it")
+    assert line.endswith(
+        f"fix: if the main repository was moved, run `git worktree repair {moved_worktree}` in it"
+    )
     assert code == 1
 
 
@@ -354,20 +370,26 @@ def test_a_context_outside_the_work_tree_is_not_compared_and_says_so(repo, capsy
     (elsewhere / "Dockerfile").write_text("FROM scratch\n")
     (elsewhere / "data.txt").write_text("x\n")
     clean(capsys, "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile"))
-    code, out, err = dry_run(capsys, "--env", "dev", "--context", str(elsewhere),
-                             "-f", str(elsewhere / "Dockerfile"))
+    code, out, err = dry_run(
+        capsys, "--env", "dev", "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile")
+    )
     assert code == 0, err
-    assert any(line.startswith("warning: 2 files docker sends (e.g. ") and
-               f"are outside the git work tree {repo}: commit " in line
-               for line in err.splitlines()), err
+    assert any(
+        line.startswith("warning: 2 files docker sends (e.g. ")
+        and f"are outside the git work tree {repo}: commit " in line
+        for line in err.splitlines()
+    ), err
     (repo / "app.txt").write_text("changed\n")  # not sent from here: still clean
     clean(capsys, "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile"))
     os.remove(elsewhere / "data.txt")
-    code, out, err = dry_run(capsys, "--env", "dev", "--context", str(elsewhere),
-                             "-f", str(elsewhere / "Dockerfile"))
-    assert (f"warning: the file docker sends {elsewhere / 'Dockerfile'} is outside the git work "
-            f"tree {repo}: commit {git('rev-parse', '--short=7', 'HEAD')} says nothing about "
-            "it") in err.splitlines()
+    code, out, err = dry_run(
+        capsys, "--env", "dev", "--context", str(elsewhere), "-f", str(elsewhere / "Dockerfile")
+    )
+    assert (
+        f"warning: the file docker sends {elsewhere / 'Dockerfile'} is outside the git work "
+        f"tree {repo}: commit {git('rev-parse', '--short=7', 'HEAD')} says nothing about "
+        "it"
+    ) in err.splitlines()
 
 
 def test_odd_file_names_are_hashed_by_the_one_process(repo, capsys):
@@ -379,8 +401,13 @@ def test_odd_file_names_are_hashed_by_the_one_process(repo, capsys):
     git("add", "-A")
     git("commit", "-q", "-m", "odd names")
     clean(capsys)
-    shown = ['"new\\nline.txt"', '"\\"quoted.txt"', '"back\\\\slash.txt"',
-             '"tab\\there.txt"', "space d.txt"]  # one line: quoted as git shows them
+    shown = [
+        '"new\\nline.txt"',
+        '"\\"quoted.txt"',
+        '"back\\\\slash.txt"',
+        '"tab\\there.txt"',
+        "space d.txt",
+    ]  # one line: quoted as git shows them
     for name, text in zip(names, shown):
         (repo / name).write_text("changed\n")
         assert f"({text}): what docker would send" in refused(capsys)
@@ -411,10 +438,13 @@ def test_discovery_stops_at_a_filesystem_boundary_as_git(tmp_path, monkeypatch):
     env = {"GIT_CEILING_DIRECTORIES": str(tmp_path.parent)}
     assert gitfacts.discover(str(start), env) is None
     for value in ("1", "true", "yes", "on"):
-        assert gitfacts.discover(str(start), {**env, "GIT_DISCOVERY_ACROSS_FILESYSTEM": value}) \
-            == str(tmp_path / ".git")
+        assert gitfacts.discover(
+            str(start), {**env, "GIT_DISCOVERY_ACROSS_FILESYSTEM": value}
+        ) == str(tmp_path / ".git")
     for value in ("0", "false", "off", ""):
-        assert gitfacts.discover(str(start), {**env, "GIT_DISCOVERY_ACROSS_FILESYSTEM": value}) is None
+        assert (
+            gitfacts.discover(str(start), {**env, "GIT_DISCOVERY_ACROSS_FILESYSTEM": value}) is None
+        )
 
 
 def test_an_edit_that_keeps_size_and_mtime_is_a_change(repo, capsys):
@@ -442,11 +472,17 @@ def test_a_file_other_git_excludes_hide_is_not_in_the_commit(repo, capsys, tmp_p
     assert "settings.local (not in the commit)" in refused(capsys)
 
 
-@pytest.mark.parametrize("layout, reason", [
-    ("empty .git directory", "fatal: not a git repository (or any of the parent directories): .git"),
-    ("garbage .git file", "fatal: invalid gitfile format: "),
-    ("dangling .git file", "fatal: not a git repository: "),
-])
+@pytest.mark.parametrize(
+    "layout, reason",
+    [
+        (
+            "empty .git directory",
+            "fatal: not a git repository (or any of the parent directories): .git",
+        ),
+        ("garbage .git file", "fatal: invalid gitfile format: "),
+        ("dangling .git file", "fatal: not a git repository: "),
+    ],
+)
 def test_a_dot_git_git_cannot_use_is_never_no_repository(git_env, capsys, layout, reason):
     """A .git is there, so git's failure is a checkout it cannot read, whatever its words."""
     if layout == "empty .git directory":
@@ -459,4 +495,5 @@ def test_a_dot_git_git_cannot_use_is_never_no_repository(git_env, capsys, layout
         code, out, err = build(capsys, *argv)
         assert code == 1 and out == "" and STUB_RAN not in err
         assert err.splitlines()[-1].startswith(
-            f"error: git cannot say which commit this build is made from: {reason}"), err
+            f"error: git cannot say which commit this build is made from: {reason}"
+        ), err

@@ -31,10 +31,10 @@ from tests.gitcases import CASES, CLEARED, SEED, base_env, git, make_case, truth
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
+
 def ragbuild_verdict(root, context, monkeypatch) -> set:
     monkeypatch.chdir(root)
-    info = git_info(Runner(), Options(env="dev", context=context, file="Dockerfile"),
-                    base_env())
+    info = git_info(Runner(), Options(env="dev", context=context, file="Dockerfile"), base_env())
     assert info.sha, info.reason
     assert info.dirty == bool(info.changes)
     return {path for path, _ in info.changes}
@@ -57,8 +57,10 @@ def test_dirty_verdict_matches_a_checkout_of_the_commit(tmp_path, monkeypatch, i
         case = make_case(rng, root)
         expected = truth(root, case, tmp_path / f"checkout{number}")
         got = ragbuild_verdict(root, case["context"], monkeypatch)
-        assert got == expected, (f"GITFACTS_SEED={SEED} case {number}: {'; '.join(case['done'])}: "
-                                 f"ragbuild says {sorted(got)}, the checkout {sorted(expected)}")
+        assert got == expected, (
+            f"GITFACTS_SEED={SEED} case {number}: {'; '.join(case['done'])}: "
+            f"ragbuild says {sorted(got)}, the checkout {sorted(expected)}"
+        )
         dirty += bool(expected)
     assert 0.2 * CASES < dirty < 0.9 * CASES, f"GITFACTS_SEED={SEED}: {dirty} dirty cases"
 
@@ -77,8 +79,9 @@ def make_layout(rng, root) -> tuple:
     levels[-1].mkdir(parents=True)
     sound, done = True, []
     for level in levels:
-        kind = rng.choice(["none", "none", "none", "repo", "dangling", "empty", "bare",
-                           "worktree-file"])
+        kind = rng.choice(
+            ["none", "none", "none", "repo", "dangling", "empty", "bare", "worktree-file"]
+        )
         if kind == "repo":
             git(level, "init", "-q")
         elif kind == "dangling":
@@ -102,7 +105,9 @@ def make_layout(rng, root) -> tuple:
             done.append(f"{kind} at {level.relative_to(root.parent)}")
     start = rng.choice(levels)
     if rng.random() < 0.15 and any((level / "bare.git").is_dir() for level in levels):
-        start = next(level / "bare.git" / "refs" for level in levels if (level / "bare.git").is_dir())
+        start = next(
+            level / "bare.git" / "refs" for level in levels if (level / "bare.git").is_dir()
+        )
     environ = base_env()
     ceilings = [str(level) for level in levels if rng.random() < 0.25]
     if ceilings or rng.random() < 0.5:
@@ -112,7 +117,9 @@ def make_layout(rng, root) -> tuple:
         environ["GIT_CEILING_DIRECTORIES"] = ":".join(ceilings)
     if rng.random() < 0.1:
         named = rng.choice(levels)
-        environ["GIT_DIR"] = str(named / ".git") if (named / ".git").is_dir() else str(named / "none")
+        environ["GIT_DIR"] = (
+            str(named / ".git") if (named / ".git").is_dir() else str(named / "none")
+        )
         sound = sound and (named / ".git").is_dir() and (named / ".git" / "HEAD").exists()
     done.append(f"start {start.relative_to(root.parent)} ceilings={ceilings}")
     return start, environ, sound, done
@@ -125,19 +132,31 @@ def test_no_repository_is_what_git_finds_too(tmp_path_factory):
         parent = tmp_path_factory.mktemp(f"layout{number}")
         start, environ, sound, done = make_layout(rng, parent / "root")
         environ["GIT_CEILING_DIRECTORIES"] = environ.get("GIT_CEILING_DIRECTORIES", str(parent))
-        asked = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=start,
-                               capture_output=True, text=True, env=environ)
+        asked = subprocess.run(
+            ["git", "rev-parse", "--absolute-git-dir"],
+            cwd=start,
+            capture_output=True,
+            text=True,
+            env=environ,
+        )
         mine = gitfacts.discover(os.path.realpath(start), environ)
         where = f"GITFACTS_SEED={SEED} layout {number}: {'; '.join(done)}"
         if mine is None:
             found_none += 1
-            assert asked.returncode == 128, f"{where}: ragbuild found no repository, git did: {asked.stdout}"
+            assert asked.returncode == 128, (
+                f"{where}: ragbuild found no repository, git did: {asked.stdout}"
+            )
         else:
             found_some += 1
         if sound:
             assert (mine is None) == (asked.returncode != 0), (
-                f"{where}: ragbuild {mine}, git {asked.returncode} {asked.stdout}{asked.stderr}")
+                f"{where}: ragbuild {mine}, git {asked.returncode} {asked.stdout}{asked.stderr}"
+            )
             if asked.returncode == 0 and "GIT_DIR" not in environ:
-                git_dir = gitfacts._git_dir_of(mine) if not mine.endswith(".git") or os.path.isfile(mine) else mine
+                git_dir = (
+                    gitfacts._git_dir_of(mine)
+                    if not mine.endswith(".git") or os.path.isfile(mine)
+                    else mine
+                )
                 assert os.path.realpath(git_dir) == os.path.realpath(asked.stdout.strip()), where
     assert found_none > 10 and found_some > 10, (found_none, found_some)

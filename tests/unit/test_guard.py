@@ -92,11 +92,20 @@ def test_dockerignore_semantics(matcher_factory, patterns, path, excluded):
 
 
 def test_the_walk_counts_files_and_bytes_after_dockerignore(tmp_path):
-    root = tree(tmp_path, {
-        "Dockerfile": 10, ".dockerignore": ".git\n**/__pycache__\n*.log\ndata\n!data/keep.bin\n",
-        "src/app.py": 100, "src/__pycache__/app.pyc": 5000, "app.log": 7000, "sub/kept.log": 3,
-        ".git/objects/pack": 90000, "data/big.bin": 80000, "data/keep.bin": 20,
-    })
+    root = tree(
+        tmp_path,
+        {
+            "Dockerfile": 10,
+            ".dockerignore": ".git\n**/__pycache__\n*.log\ndata\n!data/keep.bin\n",
+            "src/app.py": 100,
+            "src/__pycache__/app.pyc": 5000,
+            "app.log": 7000,
+            "sub/kept.log": 3,
+            ".git/objects/pack": 90000,
+            "data/big.bin": 80000,
+            "data/keep.bin": 20,
+        },
+    )
     report = sent(root)
     ignore_size = len((root / ".dockerignore").read_text())
     # Dockerfile, .dockerignore, src/app.py, sub/kept.log, data/keep.bin
@@ -107,8 +116,15 @@ def test_the_walk_counts_files_and_bytes_after_dockerignore(tmp_path):
 
 
 def test_an_excluded_directory_without_exceptions_is_not_walked(tmp_path, monkeypatch):
-    root = tree(tmp_path, {"Dockerfile": 1, ".dockerignore": "node_modules\n",
-                           "node_modules/a/b.js": 1, "src/x.py": 1})
+    root = tree(
+        tmp_path,
+        {
+            "Dockerfile": 1,
+            ".dockerignore": "node_modules\n",
+            "node_modules/a/b.js": 1,
+            "src/x.py": 1,
+        },
+    )
     walked = []
     real = os.scandir
     monkeypatch.setattr(guard.os, "scandir", lambda d: walked.append(Path(d).name) or real(d))
@@ -117,8 +133,16 @@ def test_an_excluded_directory_without_exceptions_is_not_walked(tmp_path, monkey
 
 
 def test_dockerfile_specific_ignore_file_wins(tmp_path):
-    root = tree(tmp_path, {"Dockerfile": 1, "Dockerfile.dockerignore": "big\n",
-                           ".dockerignore": "small\n", "big/x": 1000, "small/y": 10})
+    root = tree(
+        tmp_path,
+        {
+            "Dockerfile": 1,
+            "Dockerfile.dockerignore": "big\n",
+            ".dockerignore": "small\n",
+            "big/x": 1000,
+            "small/y": 10,
+        },
+    )
     report = sent(root)
     assert report.ignore_file == str(root / "Dockerfile.dockerignore")
     assert "big/" not in report.entries and report.entries["small/"] == [10, 1]
@@ -141,34 +165,51 @@ def test_an_invalid_pattern_is_a_usage_error_naming_the_file(tmp_path):
 # --- what counts as a secret -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path, content, why", [
-    (".env", "", "environment file"),
-    ("config/.env.production", "", "environment file"),
-    (".env.example", "", None),
-    ("certs/server.pem", "", "PEM key or certificate"),
-    ("id_rsa", "", "SSH private key"),
-    ("keys/id_ed25519", "", "SSH private key"),
-    ("id_rsa.pub", "", None),
-    (".aws/credentials", "", "AWS credentials"),
-    ("home/.aws/credentials", "", "AWS credentials"),
-    (".aws/config", "", None),
-    (".npmrc", "//registry.npmjs.org/:_authToken=npm_abc123\n", "token or password"),
-    (".npmrc", "//registry.npmjs.org/:_authToken=${NPM_TOKEN}\n", None),
-    (".npmrc", "registry=https://registry.npmjs.org/\n", None),
-    (".pypirc", "[pypi]\nusername = __token__\npassword = pypi-AgEIcHlwaS5vcmc\n", "token or password"),
-    (".pypirc", "[distutils]\nindex-servers = pypi\n# password = \n", None),
-    (".netrc", "", "netrc credentials"),
-    ("src/app.py", "password = 'x'", None),  # only the files named above are read
-])
+@pytest.mark.parametrize(
+    "path, content, why",
+    [
+        (".env", "", "environment file"),
+        ("config/.env.production", "", "environment file"),
+        (".env.example", "", None),
+        ("certs/server.pem", "", "PEM key or certificate"),
+        ("id_rsa", "", "SSH private key"),
+        ("keys/id_ed25519", "", "SSH private key"),
+        ("id_rsa.pub", "", None),
+        (".aws/credentials", "", "AWS credentials"),
+        ("home/.aws/credentials", "", "AWS credentials"),
+        (".aws/config", "", None),
+        (".npmrc", "//registry.npmjs.org/:_authToken=npm_abc123\n", "token or password"),
+        (".npmrc", "//registry.npmjs.org/:_authToken=${NPM_TOKEN}\n", None),
+        (".npmrc", "registry=https://registry.npmjs.org/\n", None),
+        (
+            ".pypirc",
+            "[pypi]\nusername = __token__\npassword = pypi-AgEIcHlwaS5vcmc\n",
+            "token or password",
+        ),
+        (".pypirc", "[distutils]\nindex-servers = pypi\n# password = \n", None),
+        (".netrc", "", "netrc credentials"),
+        ("src/app.py", "password = 'x'", None),  # only the files named above are read
+    ],
+)
 def test_secret_reason(path, content, why):
     assert guard.secret_reason(path, lambda: content) == why
 
 
-@pytest.mark.parametrize("name, secret", [
-    ("NPM_TOKEN", True), ("DB_PASSWORD", True), ("AWS_SECRET_ACCESS_KEY", True), ("API_KEY", True),
-    ("OPENAI_APIKEY", True), ("github-token", True), ("PIP_INDEX_URL", False),
-    ("PYTHON_IMAGE", False), ("KEYBOARD", False), ("MONKEY_PATCH", False),
-])
+@pytest.mark.parametrize(
+    "name, secret",
+    [
+        ("NPM_TOKEN", True),
+        ("DB_PASSWORD", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("API_KEY", True),
+        ("OPENAI_APIKEY", True),
+        ("github-token", True),
+        ("PIP_INDEX_URL", False),
+        ("PYTHON_IMAGE", False),
+        ("KEYBOARD", False),
+        ("MONKEY_PATCH", False),
+    ],
+)
 def test_secret_looking_build_arg_names(name, secret):
     assert secret_build_args([(name, "v")]) == ([name] if secret else [])
 
@@ -177,14 +218,23 @@ def test_secret_looking_build_arg_names(name, secret):
 # tests/e2e/test_context_differential.py against the real clients) ----------------------------
 
 
-@pytest.mark.parametrize("data, lines", [
-    (b"a\nb\n", ["a", "b"]),
-    (b"a\r\nb", ["a", "b"]),  # CRLF; no final newline
-    (b"\xef\xbb\xbf  .dockerignore\t\r\n", ["  .dockerignore\t"]),  # the BOM goes, first line only
-    (b"a\rb\r", ["a\rb"]),  # a lone CR is no line end (Go's bufio.ScanLines)
-    (b"a\xc2\x85b\xe2\x80\xa8c\x0cd\n", ["a\x85b\u2028c\x0cd"]),  # nor these (str.splitlines)
-    (b"caf\xe9.txt\n", [os.fsdecode(b"caf\xe9.txt")]),  # Latin-1 bytes: as os.scandir names them
-])
+@pytest.mark.parametrize(
+    "data, lines",
+    [
+        (b"a\nb\n", ["a", "b"]),
+        (b"a\r\nb", ["a", "b"]),  # CRLF; no final newline
+        (
+            b"\xef\xbb\xbf  .dockerignore\t\r\n",
+            ["  .dockerignore\t"],
+        ),  # the BOM goes, first line only
+        (b"a\rb\r", ["a\rb"]),  # a lone CR is no line end (Go's bufio.ScanLines)
+        (b"a\xc2\x85b\xe2\x80\xa8c\x0cd\n", ["a\x85b\u2028c\x0cd"]),  # nor these (str.splitlines)
+        (
+            b"caf\xe9.txt\n",
+            [os.fsdecode(b"caf\xe9.txt")],
+        ),  # Latin-1 bytes: as os.scandir names them
+    ],
+)
 def test_ignore_file_lines_as_buildkit_reads_them(data, lines):
     assert guard.read_ignore_file(data) == lines
 
@@ -192,22 +242,30 @@ def test_ignore_file_lines_as_buildkit_reads_them(data, lines):
 def test_a_bom_before_a_pattern_does_not_hide_it(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1, ".dockerignore": 1, "a.txt": 1})
     (root / ".dockerignore").write_bytes(b"\xef\xbb\xbf  .dockerignore\t\r\na.txt\r\n")
-    assert sorted(rel for rel, _ in guard.walk_context(guard.ContextRules(str(root)))) == \
-        ["Dockerfile"]
+    assert sorted(rel for rel, _ in guard.walk_context(guard.ContextRules(str(root)))) == [
+        "Dockerfile"
+    ]
 
 
 def test_a_latin1_pattern_matches_the_latin1_file_name(tmp_path):
     (tmp_path / "Dockerfile").write_text("x")
     (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_text("x")
     (tmp_path / ".dockerignore").write_bytes(b"caf\xe9.txt\n.dockerignore\n")
-    assert [rel for rel, _ in guard.walk_context(guard.ContextRules(str(tmp_path)))] == ["Dockerfile"]
+    assert [rel for rel, _ in guard.walk_context(guard.ContextRules(str(tmp_path)))] == [
+        "Dockerfile"
+    ]
 
 
 @pytest.mark.parametrize("data, number", [(b"a.txt\rb.txt\r", 1), (b"# ok\x01\nx\n\ta\x01b \n", 3)])
-def test_a_pattern_with_a_control_character_is_refused_as_docker_fails_on_it(tmp_path, data, number):
+def test_a_pattern_with_a_control_character_is_refused_as_docker_fails_on_it(
+    tmp_path, data, number
+):
     (tmp_path / ".dockerignore").write_bytes(data)
-    with pytest.raises(UsageError, match=rf"\.dockerignore line {number}: the pattern .* holds a "
-                                         r"control character, .*PROTOCOL_ERROR.*LF or CRLF"):
+    with pytest.raises(
+        UsageError,
+        match=rf"\.dockerignore line {number}: the pattern .* holds a "
+        r"control character, .*PROTOCOL_ERROR.*LF or CRLF",
+    ):
         guard.ContextRules(str(tmp_path))
 
 
@@ -219,24 +277,42 @@ def test_a_tab_inside_a_pattern_is_refused_around_it_trimmed(tmp_path):
         guard.ContextRules(str(tmp_path))
 
 
-WILD = {"Dockerfile": 1, "node_modules/pkg/keep.js": 1, "node_modules/pkg/a.js": 1, "src/keep.py": 1}
+WILD = {
+    "Dockerfile": 1,
+    "node_modules/pkg/keep.js": 1,
+    "node_modules/pkg/a.js": 1,
+    "src/keep.py": 1,
+}
 
 
-@pytest.mark.parametrize("ignore, differ, buildx, classic", [
-    # an exception with a wildcard: buildx walks into the excluded directory, the old CLI does not
-    ("node_modules\n!**/keep*\n", True, ["node_modules/pkg/keep.js"], []),
-    ("node_modules\n!node_modules/pkg/keep.js\n", True, ["node_modules/pkg/keep.js"],
-     ["node_modules/pkg/keep.js"]),  # its text starts with the directory's: both walk in
-    ("node_modules\n", False, [], []),
-    # the older matcher tries a pattern on a path's leading directories: !node_modules/pkg
-    # brings back what */*/* left out; buildx's matcher skips an exception that did not match
-    # a directory while it was not excluded (case 66 of seed 11, remote and legacy legs)
-    ("*/*/*\n!node_modules/pkg\n", True, [], ["node_modules/pkg/a.js", "node_modules/pkg/keep.js"]),
-])
+@pytest.mark.parametrize(
+    "ignore, differ, buildx, classic",
+    [
+        # an exception with a wildcard: buildx walks into the excluded directory, the old CLI does not
+        ("node_modules\n!**/keep*\n", True, ["node_modules/pkg/keep.js"], []),
+        (
+            "node_modules\n!node_modules/pkg/keep.js\n",
+            True,
+            ["node_modules/pkg/keep.js"],
+            ["node_modules/pkg/keep.js"],
+        ),  # its text starts with the directory's: both walk in
+        ("node_modules\n", False, [], []),
+        # the older matcher tries a pattern on a path's leading directories: !node_modules/pkg
+        # brings back what */*/* left out; buildx's matcher skips an exception that did not match
+        # a directory while it was not excluded (case 66 of seed 11, remote and legacy legs)
+        (
+            "*/*/*\n!node_modules/pkg\n",
+            True,
+            [],
+            ["node_modules/pkg/a.js", "node_modules/pkg/keep.js"],
+        ),
+    ],
+)
 def test_the_two_senders_walks_into_excluded_directories(tmp_path, ignore, differ, buildx, classic):
     root = tree(tmp_path, {**WILD, ".dockerignore": ignore})
     rules = guard.ContextRules(str(root))
     assert rules.clients_differ is differ
+
     def sent():
         return sorted(rel for rel, _ in guard.walk_context(rules) if rel.startswith("node_"))
 
@@ -257,8 +333,9 @@ class Answers(Log):
         return subprocess.CompletedProcess(command.argv, self.code, self.client + "\n", "")
 
 
-@pytest.mark.parametrize("client, code, files", [("20.10.24+dfsg1", 0, 2), ("28.0.1", 0, 3),
-                                                 ("", 1, 3)])
+@pytest.mark.parametrize(
+    "client, code, files", [("20.10.24+dfsg1", 0, 2), ("28.0.1", 0, 3), ("", 1, 3)]
+)
 def test_check_asks_the_client_only_when_the_walks_differ(tmp_path, client, code, files):
     root = tree(tmp_path, {**WILD, ".dockerignore": "node_modules\n!**/keep*\n"})
     runner = Answers(client, code)
@@ -285,8 +362,10 @@ def test_a_buildx_build_takes_buildx_walk_without_asking(tmp_path):
 
 
 def test_check_reports_size_and_refuses_secrets_naming_them(tmp_path):
-    root = tree(tmp_path, {"Dockerfile": 1, ".dockerignore": "*.pem\n", "ok.pem": 1, ".env": 1,
-                           "deploy/id_rsa": 1})
+    root = tree(
+        tmp_path,
+        {"Dockerfile": 1, ".dockerignore": "*.pem\n", "ok.pem": 1, ".env": 1, "deploy/id_rsa": 1},
+    )
     log = Log()
     with pytest.raises(UsageError) as refused:
         steps.context.check_context(log, FakePlan(root))
@@ -302,19 +381,34 @@ def test_allow_secrets_turns_the_refusal_into_a_warning(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1, ".env": 1})
     log = Log()
     steps.context.check_context(log, FakePlan(root, allow_secrets=True))
-    assert "warning: sending likely secrets in the build context (--allow-secrets): .env" in log.text
+    assert (
+        "warning: sending likely secrets in the build context (--allow-secrets): .env" in log.text
+    )
 
 
 def test_a_large_context_warns_with_the_largest_entries(tmp_path):
-    root = tree(tmp_path, {"Dockerfile": 1, "data/a.bin": 600_000, "data/b.bin": 600_000,
-                           "model.bin": 300_000, "src/app.py": 10})
+    root = tree(
+        tmp_path,
+        {
+            "Dockerfile": 1,
+            "data/a.bin": 600_000,
+            "data/b.bin": 600_000,
+            "model.bin": 300_000,
+            "src/app.py": 10,
+        },
+    )
     log = Log()
     steps.context.check_context(log, FakePlan(root, context_warn_mb=1))
     assert log.lines[0] == f"build context {root}: 5 files, 1.5MB (no .dockerignore)"
-    assert log.lines[1].startswith("warning: the build context is 1.5MB, more than 1MB "
-                                   "(--context-warn-mb)")
-    assert log.lines[2:] == ["     1.2MB  data/ (2 files)", "   300.0kB  model.bin",
-                             "       10B  src/ (1 file)", "        1B  Dockerfile"]
+    assert log.lines[1].startswith(
+        "warning: the build context is 1.5MB, more than 1MB (--context-warn-mb)"
+    )
+    assert log.lines[2:] == [
+        "     1.2MB  data/ (2 files)",
+        "   300.0kB  model.bin",
+        "       10B  src/ (1 file)",
+        "        1B  Dockerfile",
+    ]
 
 
 @pytest.mark.parametrize("limit", [0, 2])
@@ -328,21 +422,33 @@ def test_no_size_warning_at_or_below_the_limit_or_with_0(tmp_path, limit):
 def test_secret_build_arg_warns_about_image_history(tmp_path):
     root = tree(tmp_path, {"Dockerfile": 1})
     log = Log()
-    steps.context.check_context(log, FakePlan(root, build_args=[("VERSION", "1"), ("NPM_TOKEN", "abc")]))
-    assert log.lines[0].startswith("warning: --build-arg NPM_TOKEN looks like a secret: build args "
-                                   "stay readable in the image's history")
+    steps.context.check_context(
+        log, FakePlan(root, build_args=[("VERSION", "1"), ("NPM_TOKEN", "abc")])
+    )
+    assert log.lines[0].startswith(
+        "warning: --build-arg NPM_TOKEN looks like a secret: build args "
+        "stay readable in the image's history"
+    )
     assert "abc" not in log.text
 
 
-@pytest.mark.parametrize("name, value, warned", [
-    ("PIP_INDEX_URL", "https://u:pAssw0rd@idx.example/simple", True),
-    ("PIP_EXTRA_INDEX_URL", "https://a.example/simple https://__token__:t@b.example/simple", True),
-    ("PIP_FIND_LINKS", "git+https://oauth2:glpat-x@gitlab.example/w.git", True),
-    ("PIP_INDEX_URL", "https://idx.example/simple", False),
-    ("PIP_FIND_LINKS", "http://172.17.0.1:18631/", False),
-])
-def test_a_build_arg_with_url_credentials_warns_as_a_secret_name_does(tmp_path, name, value,
-                                                                      warned):
+@pytest.mark.parametrize(
+    "name, value, warned",
+    [
+        ("PIP_INDEX_URL", "https://u:pAssw0rd@idx.example/simple", True),
+        (
+            "PIP_EXTRA_INDEX_URL",
+            "https://a.example/simple https://__token__:t@b.example/simple",
+            True,
+        ),
+        ("PIP_FIND_LINKS", "git+https://oauth2:glpat-x@gitlab.example/w.git", True),
+        ("PIP_INDEX_URL", "https://idx.example/simple", False),
+        ("PIP_FIND_LINKS", "http://172.17.0.1:18631/", False),
+    ],
+)
+def test_a_build_arg_with_url_credentials_warns_as_a_secret_name_does(
+    tmp_path, name, value, warned
+):
     # the value every printout hides as https://***@ is a secret too: docker's progress output
     # shows it wherever a RUN step expands the arg
     root = tree(tmp_path, {"Dockerfile": 1})
@@ -351,7 +457,8 @@ def test_a_build_arg_with_url_credentials_warns_as_a_secret_name_does(tmp_path, 
     warnings = [line for line in log.lines if line.startswith("warning:")]
     if warned:
         assert warnings == [warnings[0]] and warnings[0].startswith(
-            f"warning: --build-arg {name} carries URL credentials: build args stay readable")
+            f"warning: --build-arg {name} carries URL credentials: build args stay readable"
+        )
     else:
         assert warnings == []
     assert "pAssw0rd" not in log.text and "glpat-x" not in log.text
@@ -365,8 +472,9 @@ def test_secrets_in_the_context_stop_the_build_before_any_docker_call(project, s
     code = cli.main(["--env", "dev"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.splitlines()[-1].startswith("error: the build context would send likely secrets: "
-                                           ".env (environment file)")
+    assert err.splitlines()[-1].startswith(
+        "error: the build context would send likely secrets: .env (environment file)"
+    )
     assert docker_calls(strict_fp) == 0
 
 
@@ -397,14 +505,21 @@ def test_context_warn_mb_must_be_a_size(value):
 def test_help_and_usage_errors_work_without_the_matcher_library(tmp_path):
     """The .dockerignore matcher is needed only to build: --help, a subcommand's --help and a
     refused flag answer as usual where neither matcher library can be imported."""
-    probe = ("import sys; sys.modules['e2b_dockerfile_utils'] = sys.modules['docker'] = None\n"
-             "from ragbuild import cli\n"
-             "print([cli.main(argv) for argv in (['--help'], ['clean', '--help'], ['--env', 'nope'])])\n")
+    probe = (
+        "import sys; sys.modules['e2b_dockerfile_utils'] = sys.modules['docker'] = None\n"
+        "from ragbuild import cli\n"
+        "print([cli.main(argv) for argv in (['--help'], ['clean', '--help'], ['--env', 'nope'])])\n"
+    )
     # not in this repository: untracked files there (which docker would send) make git_info
     # ask the matcher whether the tree is dirty, before the flags are checked
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2]", done.stderr
     assert "--env 'nope' is not one of" in done.stderr
 
@@ -436,9 +551,15 @@ def test_the_dockerfile_names_no_index_build_arg_as_a_variable_in_a_run_step():
 
     text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
     steps = _instructions(text)
-    passed_in = [step.split()[1] for step in steps
-                 if step.upper().startswith("ARG ") and "=" not in step]  # no default: given
+    passed_in = [
+        step.split()[1] for step in steps if step.upper().startswith("ARG ") and "=" not in step
+    ]  # no default: given
     assert "PIP_INDEX_URL" in passed_in and "PIP_EXTRA_INDEX_URL" in passed_in
-    named = [(name, step[:60]) for step in steps if step.upper().startswith("RUN ")
-             for name in passed_in if re.search(rf"\$\{{?{name}\b", step)]
+    named = [
+        (name, step[:60])
+        for step in steps
+        if step.upper().startswith("RUN ")
+        for name in passed_in
+        if re.search(rf"\$\{{?{name}\b", step)
+    ]
     assert named == []

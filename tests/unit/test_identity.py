@@ -23,8 +23,19 @@ from ragbuild.plan import PushPlan, build_command
 from ragbuild.run.dry import DryRunner
 from ragbuild.run.runner import Runner
 from ragbuild.run.command import Result
-from registry_fakes import (DIGEST, OTHER_DIGEST, OTHER_MANIFEST, PLAIN, FakeRegistry, build_plan,
-                            digest_of, prepared, push_and_verify, register_push, serve)
+from registry_fakes import (
+    DIGEST,
+    OTHER_DIGEST,
+    OTHER_MANIFEST,
+    PLAIN,
+    FakeRegistry,
+    build_plan,
+    digest_of,
+    prepared,
+    push_and_verify,
+    register_push,
+    serve,
+)
 
 #: the config digest of OTHER_MANIFEST: another build's image on the classic store
 OTHER_IMAGE = "sha256:" + "22" * 32
@@ -32,8 +43,9 @@ OTHER_IMAGE = "sha256:" + "22" * 32
 
 def ctx_for(plan, before=None, image_id=FAKE_IMAGE_ID):
     ctx = prepared(plan)
-    return dataclasses.replace(ctx, image_id=image_id,
-                               push=dataclasses.replace(ctx.push, before=before or {}))
+    return dataclasses.replace(
+        ctx, image_id=image_id, push=dataclasses.replace(ctx.push, before=before or {})
+    )
 
 
 def calls(fp):
@@ -59,8 +71,7 @@ def test_the_runner_reads_the_id_file_and_removes_it(tmp_path):
     os.mkdir(path.parent, 0o700)
     path.write_text("stale from an earlier run")  # no answer of this one
     script = f"import sys; open({str(path)!r}, 'w').write('sha256:' + 'ab' * 32 + '\\n')"
-    result = Runner(log=io.StringIO()).run(Command(("python3", "-c", script),
-                                                   iid_file=str(path)))
+    result = Runner(log=io.StringIO()).run(Command(("python3", "-c", script), iid_file=str(path)))
     assert result.image_id == "sha256:" + "ab" * 32
     assert not path.exists()
     silent = Runner(log=io.StringIO()).run(Command(("true",), iid_file=str(path)))
@@ -69,7 +80,8 @@ def test_the_runner_reads_the_id_file_and_removes_it(tmp_path):
 
 def test_a_dry_run_takes_the_build_to_name_image_id(tmp_path):
     result = DryRunner(out=io.StringIO(), log=io.StringIO()).run(
-        Command(("docker", "build", "."), iid_file=str(tmp_path / "x.iid")))
+        Command(("docker", "build", "."), iid_file=str(tmp_path / "x.iid"))
+    )
     assert result.image_id == "IMAGE_ID"
 
 
@@ -83,37 +95,88 @@ def test_a_build_that_writes_no_id_stops_the_run(project, strict_fp, capsys):
     assert err.splitlines()[-1] == (
         "error: the build succeeded but wrote no image ID to its --iidfile, so what follows "
         "cannot tell this run's image from another build's with the same tags; nothing was "
-        "pushed by ragbuild")
+        "pushed by ragbuild"
+    )
     assert fakes.docker_calls(strict_fp) == 1  # no inspect of a tag instead
 
 
-def test_the_summary_and_smoke_test_follow_the_id_not_a_tag(project, strict_fp, capsys,
-                                                             monkeypatch):
+def test_the_summary_and_smoke_test_follow_the_id_not_a_tag(
+    project, strict_fp, capsys, monkeypatch
+):
     from ragbuild import sagemaker, smoke
 
     monkeypatch.setattr(smoke, "container_name", lambda: "ragbuild-smoke-0")
     health = json.dumps({"status": "ok", "environment": "dev", "git_commit": fakes.SHA}).encode()
-    monkeypatch.setattr(sagemaker, "http_request", lambda port, method, path, *rest: (
-        sagemaker.Outcome(200, 0.01, True, health)))
+    monkeypatch.setattr(
+        sagemaker,
+        "http_request",
+        lambda port, method, path, *rest: sagemaker.Outcome(200, 0.01, True, health),
+    )
     docker = strict_fp.program("docker")
     strict_fp.register([docker, "build", strict_fp.any()])
-    refs = [f"rag-worker:dev-{fakes.STAMP}", "rag-worker:dev", f"rag-worker:git-{fakes.SHA}",
-            "rag-worker:latest"]
-    strict_fp.register([docker, "image", "inspect", "--format", strict_fp.any(min=1, max=1),
-                        FAKE_IMAGE_ID], stdout=f"{FAKE_IMAGE_ID} 1 {json.dumps(refs)} {{}}\n")
-    strict_fp.register([docker, "run", "-d", "--name", "ragbuild-smoke-0", "--tmpfs",
-                        "/opt/ml/model:ro", "-p", "127.0.0.1::8080", "--label",
-                        "org.ragbuild.smoke=1", FAKE_IMAGE_ID, "serve"],
-                       stdout="ragbuild-smoke-0\n")
+    refs = [
+        f"rag-worker:dev-{fakes.STAMP}",
+        "rag-worker:dev",
+        f"rag-worker:git-{fakes.SHA}",
+        "rag-worker:latest",
+    ]
+    strict_fp.register(
+        [docker, "image", "inspect", "--format", strict_fp.any(min=1, max=1), FAKE_IMAGE_ID],
+        stdout=f"{FAKE_IMAGE_ID} 1 {json.dumps(refs)} {{}}\n",
+    )
+    strict_fp.register(
+        [
+            docker,
+            "run",
+            "-d",
+            "--name",
+            "ragbuild-smoke-0",
+            "--tmpfs",
+            "/opt/ml/model:ro",
+            "-p",
+            "127.0.0.1::8080",
+            "--label",
+            "org.ragbuild.smoke=1",
+            FAKE_IMAGE_ID,
+            "serve",
+        ],
+        stdout="ragbuild-smoke-0\n",
+    )
     strict_fp.register([docker, "port", "ragbuild-smoke-0", "8080/tcp"], stdout="127.0.0.1:5\n")
     strict_fp.register([docker, "kill", "--signal", "TERM", "ragbuild-smoke-0"])
-    strict_fp.register([docker, "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}",
-                        "ragbuild-smoke-0"], stdout="false 0\n")
+    strict_fp.register(
+        [
+            docker,
+            "inspect",
+            "--format",
+            "{{.State.Running}} {{.State.ExitCode}}",
+            "ragbuild-smoke-0",
+        ],
+        stdout="false 0\n",
+    )
     strict_fp.register([docker, "rm", "-f", "ragbuild-smoke-0"])
-    strict_fp.register([docker, "run", "-d", "--name", "ragbuild-smoke-0", "--tmpfs",
-                        "/opt/ml/model:ro", "-p", "127.0.0.1::8090", "-p", "127.0.0.1::8080",
-                        "-e", "SAGEMAKER_BIND_TO_PORT=8090", "--label", "org.ragbuild.smoke=1",
-                        FAKE_IMAGE_ID, "serve"], stdout="ragbuild-smoke-0\n")
+    strict_fp.register(
+        [
+            docker,
+            "run",
+            "-d",
+            "--name",
+            "ragbuild-smoke-0",
+            "--tmpfs",
+            "/opt/ml/model:ro",
+            "-p",
+            "127.0.0.1::8090",
+            "-p",
+            "127.0.0.1::8080",
+            "-e",
+            "SAGEMAKER_BIND_TO_PORT=8090",
+            "--label",
+            "org.ragbuild.smoke=1",
+            FAKE_IMAGE_ID,
+            "serve",
+        ],
+        stdout="ragbuild-smoke-0\n",
+    )
     strict_fp.register([docker, "port", "ragbuild-smoke-0", "8090/tcp"], stdout="127.0.0.1:6\n")
     strict_fp.register([docker, "port", "ragbuild-smoke-0", "8080/tcp"], stdout="127.0.0.1:7\n")
     strict_fp.register([docker, "rm", "-f", "ragbuild-smoke-0"])
@@ -135,7 +198,8 @@ def test_each_ref_is_tagged_from_the_id_just_before_its_push(fp, capsys):
     assert calls(fp)[:2] == [["tag", FAKE_IMAGE_ID, first], ["push", first]]
     # the others: tagged at once, then pushed at once
     assert calls(fp)[2:] == [["tag", FAKE_IMAGE_ID, ref] for ref in rest] + [
-        ["push", ref] for ref in rest]
+        ["push", ref] for ref in rest
+    ]
 
 
 def test_another_image_under_the_first_ref_stops_before_anything_more_is_pushed(fp, capsys):
@@ -145,8 +209,10 @@ def test_another_image_under_the_first_ref_stops_before_anything_more_is_pushed(
     first, *rest = plan.refs
     register_push(fp, first, digest=OTHER_DIGEST)
     serve(first, OTHER_DIGEST)
-    fp.register([fp.program("docker"), "image", "inspect", "--format", "{{json .RepoTags}}",
-                 OTHER_IMAGE], stdout='["rag-worker:v1.1.0-rc.1","rag-worker:dev"]\n')
+    fp.register(
+        [fp.program("docker"), "image", "inspect", "--format", "{{json .RepoTags}}", OTHER_IMAGE],
+        stdout='["rag-worker:v1.1.0-rc.1","rag-worker:dev"]\n',
+    )
     before = {first: "", plan.refs[1]: DIGEST}
     with pytest.raises(PushFailed) as stopped:
         push.push(Runner(), ctx_for(plan, before), {})
@@ -154,7 +220,8 @@ def test_another_image_under_the_first_ref_stops_before_anything_more_is_pushed(
     assert message.splitlines()[:2] == [
         "the registry serves another image under this run's tags:",
         f"  {first} now serves {OTHER_IMAGE} (locally: rag-worker:v1.1.0-rc.1, rag-worker:dev), "
-        f"not this run's image {FAKE_IMAGE_ID}"]
+        f"not this run's image {FAKE_IMAGE_ID}",
+    ]
     assert f"{first} did not exist before this run: delete it" in message
     assert f"pushed: {first}\nnot pushed: {', '.join(rest)}" in message
     assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 1
@@ -177,8 +244,9 @@ def test_a_later_ref_pushed_as_another_manifest_stops_and_says_how_to_restore(fp
         push.push(Runner(), ctx_for(plan, before), {})
     message = str(stopped.value)
     assert f"  {second} now serves {OTHER_IMAGE}, not this run's image" in message
-    assert (f"  docker buildx imagetools create --tag {second} {PLAIN}/rag-worker@sha256:"
-            + "ab" * 32) in message.splitlines()
+    assert (
+        f"  docker buildx imagetools create --tag {second} {PLAIN}/rag-worker@sha256:" + "ab" * 32
+    ) in message.splitlines()
     assert first not in message.split("To put the tags back:")[1].split("pushed:")[0]
 
 
@@ -204,8 +272,7 @@ def test_a_containerd_store_id_is_the_manifest_digest(fp):
 
 
 def test_a_build_that_pushes_records_its_id(fp, buildx_plugin):
-    plan = dataclasses.replace(build_plan(f"{PLAIN}/rag-worker"),
-                               docker=DockerTarget())
+    plan = dataclasses.replace(build_plan(f"{PLAIN}/rag-worker"), docker=DockerTarget())
     pushing = PushPlan(plan.refs, by_build=True)
 
     def wrote(process):
@@ -232,8 +299,10 @@ def test_a_dry_run_push_shows_the_tags_from_the_id(project, strict_fp, capsys):
     lines = out.splitlines()
     first = f"{PLAIN}/rag-worker:dev-{fakes.STAMP}"
     assert lines.index(f"docker tag IMAGE_ID {first}") + 1 == lines.index(f"docker push {first}")
-    assert ("dry run: a real run would GET https://registry.example.com:5000/v2/rag-worker/"
-            f"manifests/dev-{fakes.STAMP} and expect the manifest of this run's image IMAGE_ID") in err
+    assert (
+        "dry run: a real run would GET https://registry.example.com:5000/v2/rag-worker/"
+        f"manifests/dev-{fakes.STAMP} and expect the manifest of this run's image IMAGE_ID"
+    ) in err
     assert FakeRegistry.current.requests == []
 
 
@@ -241,8 +310,7 @@ def test_a_failing_docker_tag_stops_before_the_push_and_lists_progress(fp):
     class TagFails(Runner):
         def run_all(self, cmds, *, show_output=False):
             assert [cmd.argv[:2] for cmd in cmds] == [("docker", "tag")] * len(cmds)
-            return [Result(1, "", "Error response from daemon: No such image: x\n")
-                    for _ in cmds]
+            return [Result(1, "", "Error response from daemon: No such image: x\n") for _ in cmds]
 
     plan = build_plan(f"{PLAIN}/rag-worker")
     with pytest.raises(PushFailed) as stopped:
@@ -257,40 +325,63 @@ def test_on_the_containerd_store_the_summary_follows_the_pushed_manifest(fp):
     manifest's digest (what the build that pushed reported): the run follows that."""
     plan = build_plan(f"{PLAIN}/rag-worker")
     docker = fp.program("docker")
-    fp.register([docker, "image", "inspect", "--format", fp.any(min=1, max=1), FAKE_IMAGE_ID],
-                returncode=1, stderr=f"Error response from daemon: No such image: {FAKE_IMAGE_ID}\n")
-    fp.register([docker, "image", "inspect", "--format", fp.any(min=1, max=1), DIGEST],
-                stdout=f"{DIGEST} 1 {json.dumps(list(plan.refs))} {{}}\n")
-    image = steps.summary.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID, pushed=True,
-                            manifest=DIGEST)
+    fp.register(
+        [docker, "image", "inspect", "--format", fp.any(min=1, max=1), FAKE_IMAGE_ID],
+        returncode=1,
+        stderr=f"Error response from daemon: No such image: {FAKE_IMAGE_ID}\n",
+    )
+    fp.register(
+        [docker, "image", "inspect", "--format", fp.any(min=1, max=1), DIGEST],
+        stdout=f"{DIGEST} 1 {json.dumps(list(plan.refs))} {{}}\n",
+    )
+    image = steps.summary.summarize(
+        Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID, pushed=True, manifest=DIGEST
+    )
     assert image.followed == DIGEST == image.id
 
 
 def test_the_classic_store_knows_the_id_and_asks_once(fp):
     plan = build_plan(f"{PLAIN}/rag-worker")
-    fp.register([fp.program("docker"), "image", "inspect", "--format", fp.any(min=1, max=1),
-                 FAKE_IMAGE_ID], stdout=f"{FAKE_IMAGE_ID} 1 {json.dumps(list(plan.refs))} {{}}\n")
+    fp.register(
+        [fp.program("docker"), "image", "inspect", "--format", fp.any(min=1, max=1), FAKE_IMAGE_ID],
+        stdout=f"{FAKE_IMAGE_ID} 1 {json.dumps(list(plan.refs))} {{}}\n",
+    )
     image = steps.summary.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID, manifest=DIGEST)
     assert image.followed == FAKE_IMAGE_ID and len(fp.calls) == 1
 
 
-@pytest.mark.parametrize("created, unique, followed", [
-    ("THIS", True, "sha256:" + "cd" * 32), ("2020-01-01T00:00:00+00:00", True, None),
-    ("THIS", False, None)])
+@pytest.mark.parametrize(
+    "created, unique, followed",
+    [
+        ("THIS", True, "sha256:" + "cd" * 32),
+        ("2020-01-01T00:00:00+00:00", True, None),
+        ("THIS", False, None),
+    ],
+)
 def test_without_a_manifest_digest_the_primary_ref_counts_only_with_this_runs_label(
-        fp, created, unique, followed):
+    fp, created, unique, followed
+):
     """A plain build on the containerd store (buildx without attestations writes the config
     digest): the primary ref is asked, and taken only when its created label is this run's."""
     plan = build_plan(f"{PLAIN}/rag-worker")
     label = plan.created if created == "THIS" else created
     docker = fp.program("docker")
-    fp.register([docker, "image", "inspect", "--format", fp.any(min=1, max=1), FAKE_IMAGE_ID],
-                returncode=1, stderr="Error response from daemon: No such image\n")
-    fp.register([docker, "image", "inspect", "--format", fp.any(min=1, max=1), plan.primary],
-                stdout=f"sha256:{'cd' * 32} 1 {json.dumps(list(plan.refs))} "
-                       f"{json.dumps({'org.opencontainers.image.created': label})}\n")
-    summarize = lambda: steps.summary.summarize(Runner(log=io.StringIO()), plan, FAKE_IMAGE_ID,  # noqa
-                                        unique_created=unique)
+    fp.register(
+        [docker, "image", "inspect", "--format", fp.any(min=1, max=1), FAKE_IMAGE_ID],
+        returncode=1,
+        stderr="Error response from daemon: No such image\n",
+    )
+    fp.register(
+        [docker, "image", "inspect", "--format", fp.any(min=1, max=1), plan.primary],
+        stdout=f"sha256:{'cd' * 32} 1 {json.dumps(list(plan.refs))} "
+        f"{json.dumps({'org.opencontainers.image.created': label})}\n",
+    )
+    summarize = lambda: steps.summary.summarize(
+        Runner(log=io.StringIO()),
+        plan,
+        FAKE_IMAGE_ID,  # noqa
+        unique_created=unique,
+    )
     if followed:
         assert summarize().followed == followed  # the daemon's own ID from then on
     else:

@@ -26,13 +26,21 @@ def split_program() -> str:
 def split(tmp_path: Path, requirements: str, compiled: str) -> tuple:
     (tmp_path / "requirements.txt").write_text(requirements)
     (tmp_path / "all.txt").write_text(compiled)
-    program = (split_program().replace("/tmp/requirements.txt", str(tmp_path / "requirements.txt"))
-               .replace("/lock/", f"{tmp_path}/"))
-    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", program],
-                          capture_output=True, text=True)
+    program = (
+        split_program()
+        .replace("/tmp/requirements.txt", str(tmp_path / "requirements.txt"))
+        .replace("/lock/", f"{tmp_path}/")
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", program],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    return ((tmp_path / "direct.txt").read_text().splitlines(),
-            (tmp_path / "transitive.txt").read_text().splitlines())
+    return (
+        (tmp_path / "direct.txt").read_text().splitlines(),
+        (tmp_path / "transitive.txt").read_text().splitlines(),
+    )
 
 
 #: What ``uv pip compile --no-header --no-annotate`` wrote for the requirements below (the
@@ -57,23 +65,37 @@ uvicorn==0.54.0
 def test_the_packages_requirements_txt_names_are_direct_whatever_their_spelling(tmp_path):
     """Comments, blank lines, options lines, extras, markers, CRLF, PEP 503 spellings
     (case, ``_``, ``.``), and a requirement that another one also depends on (anyio)."""
-    requirements = ("# the service's pins\r\n\r\n"
-                    "FastAPI==0.165.0   # inline comment\r\n"
-                    '  uvicorn==0.54.0 ; python_version >= "3.8"\r\n'
-                    "httpx[http2]==0.28.1\r\n"
-                    "SQLAlchemy[asyncio] >=2\r\n"
-                    "--find-links http://172.17.0.1:18631/\r\n"
-                    "Typing.Extensions>=4\r\n"
-                    "anyio\r\n"
-                    "python_dateutil~=2.9\r\n"
-                    'colorama==0.4.6 ; sys_platform == "win32"\r\n'
-                    "PyYAML\r\n")
+    requirements = (
+        "# the service's pins\r\n\r\n"
+        "FastAPI==0.165.0   # inline comment\r\n"
+        '  uvicorn==0.54.0 ; python_version >= "3.8"\r\n'
+        "httpx[http2]==0.28.1\r\n"
+        "SQLAlchemy[asyncio] >=2\r\n"
+        "--find-links http://172.17.0.1:18631/\r\n"
+        "Typing.Extensions>=4\r\n"
+        "anyio\r\n"
+        "python_dateutil~=2.9\r\n"
+        'colorama==0.4.6 ; sys_platform == "win32"\r\n'
+        "PyYAML\r\n"
+    )
     direct, transitive = split(tmp_path, requirements, COMPILED)
-    assert direct == ["anyio==4.16.0", "fastapi==0.165.0", "httpx==0.28.1",
-                      "python-dateutil==2.9.0.post0", "pyyaml==6.0.4", "sqlalchemy==2.0.58",
-                      "typing-extensions==4.16.0", "uvicorn==0.54.0"]
-    assert transitive == ["certifi==2026.10.19.post1", "greenlet==3.5.6", "h2==4.4.1",
-                          "six==1.17.0", "starlette==1.10.0"]
+    assert direct == [
+        "anyio==4.16.0",
+        "fastapi==0.165.0",
+        "httpx==0.28.1",
+        "python-dateutil==2.9.0.post0",
+        "pyyaml==6.0.4",
+        "sqlalchemy==2.0.58",
+        "typing-extensions==4.16.0",
+        "uvicorn==0.54.0",
+    ]
+    assert transitive == [
+        "certifi==2026.10.19.post1",
+        "greenlet==3.5.6",
+        "h2==4.4.1",
+        "six==1.17.0",
+        "starlette==1.10.0",
+    ]
 
 
 def test_no_requirements_make_two_empty_lists(tmp_path):

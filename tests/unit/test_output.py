@@ -23,23 +23,38 @@ class Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("message, level, painted", [
-    ("warning: the tree is dirty", None, f"{YELLOW}warning:{RESET} the tree is dirty"),
-    ("error: no such image", None, f"{RED}error:{RESET} no such image"),
-    ("+ docker build .", None, f"{BLUE}+{RESET} docker build ."),
-    ("built sha256:ab (1 MB) with 2 tags:\n  a", SUCCESS, f"{GREEN}built sha256:ab (1 MB) with 2 tags:{RESET}\n  a"),
-    ("build context .: 3 files", None, "build context .: 3 files"),  # info without a marker: plain
-])
+@pytest.mark.parametrize(
+    "message, level, painted",
+    [
+        ("warning: the tree is dirty", None, f"{YELLOW}warning:{RESET} the tree is dirty"),
+        ("error: no such image", None, f"{RED}error:{RESET} no such image"),
+        ("+ docker build .", None, f"{BLUE}+{RESET} docker build ."),
+        (
+            "built sha256:ab (1 MB) with 2 tags:\n  a",
+            SUCCESS,
+            f"{GREEN}built sha256:ab (1 MB) with 2 tags:{RESET}\n  a",
+        ),
+        (
+            "build context .: 3 files",
+            None,
+            "build context .: 3 files",
+        ),  # info without a marker: plain
+    ],
+)
 def test_each_level_is_coloured_on_a_terminal(message, level, painted):
     assert paint(message, Terminal(), level, environ={}) == painted
 
 
-@pytest.mark.parametrize("environ", [{}, {"FORCE_COLOR": ""}, {"FORCE_COLOR": "0"},
-                                     {"NO_COLOR": "1", "FORCE_COLOR": "1"}])
+@pytest.mark.parametrize(
+    "environ",
+    [{}, {"FORCE_COLOR": ""}, {"FORCE_COLOR": "0"}, {"NO_COLOR": "1", "FORCE_COLOR": "1"}],
+)
 def test_a_pipe_or_file_stays_plain(environ):
     for message in ("warning: x", "error: y", "+ docker version", "smoke test passed: z"):
-        assert paint(message, io.StringIO(), SUCCESS if "passed" in message else None,
-                     environ=environ) == message
+        assert (
+            paint(message, io.StringIO(), SUCCESS if "passed" in message else None, environ=environ)
+            == message
+        )
 
 
 @pytest.mark.parametrize("value", ["1", "true", "anything"])
@@ -53,7 +68,9 @@ def test_an_empty_no_color_is_unset():
 
 @pytest.mark.parametrize("value", ["1", "true", "3"])
 def test_force_color_colours_a_pipe(value):
-    assert paint("error: x", io.StringIO(), environ={"FORCE_COLOR": value}) == f"{RED}error:{RESET} x"
+    assert (
+        paint("error: x", io.StringIO(), environ={"FORCE_COLOR": value}) == f"{RED}error:{RESET} x"
+    )
 
 
 def test_a_closed_stream_is_not_a_terminal():
@@ -68,8 +85,9 @@ def test_the_runner_log_colours_on_a_terminal_and_not_in_a_capture(monkeypatch):
         runner = Runner(out=io.StringIO(), log=log)
         runner.log("warning: careful")
         runner.log("pushed and verified 2 tags", SUCCESS)
-    assert tty.getvalue() == (f"{YELLOW}warning:{RESET} careful\n"
-                              f"{GREEN}pushed and verified 2 tags{RESET}\n")
+    assert tty.getvalue() == (
+        f"{YELLOW}warning:{RESET} careful\n{GREEN}pushed and verified 2 tags{RESET}\n"
+    )
     assert plain.getvalue() == "warning: careful\npushed and verified 2 tags\n"
 
 
@@ -78,13 +96,19 @@ def _script_stderr(env_extra, *, tty):
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
     env.update(env_extra)
     if not tty:
-        done = subprocess.run([sys.executable, SCRIPT, "--bogus"], env=env, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, SCRIPT, "--bogus"], env=env, capture_output=True, text=True, timeout=60
+        )
         return done.returncode, done.stderr
     main, secondary = os.openpty()
     try:
-        done = subprocess.run([sys.executable, SCRIPT, "--bogus"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=secondary, timeout=60)
+        done = subprocess.run(
+            [sys.executable, SCRIPT, "--bogus"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=secondary,
+            timeout=60,
+        )
         os.close(secondary)
         chunks = []
         while True:

@@ -11,7 +11,19 @@ from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.run.command import Kind, Mode, Command
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo, parse_git_repository, parse_git_status
-from ragbuild.plan import (PushPlan, build_command, check_env, describe_plan, format_created, format_timestamp, human_size, inspect_command, make_plan, parse_build_arg, plan_build_args)
+from ragbuild.plan import (
+    PushPlan,
+    build_command,
+    check_env,
+    describe_plan,
+    format_created,
+    format_timestamp,
+    human_size,
+    inspect_command,
+    make_plan,
+    parse_build_arg,
+    plan_build_args,
+)
 from ragbuild.tags import parse_version, plan_tags
 from ragbuild.reference import check_tag, parse_registry
 from datetime import timedelta, timezone
@@ -42,11 +54,13 @@ def plan_for(git=GIT, config=None, moment=MOMENT, **options):
 # `git rev-parse --short HEAD` = a1b2c3d and `date +%Y%m%d-%H%M%S` = 20231203-143022.
 
 
-
 def test_no_git_means_no_git_tag_and_unknown_commit():
     plan = plan_for(env="dev", git=GitInfo(reason="not a git repository"))
-    assert list(plan.refs) == ["rag-worker:dev-20231203-143022", "rag-worker:dev",
-                               "rag-worker:latest"]
+    assert list(plan.refs) == [
+        "rag-worker:dev-20231203-143022",
+        "rag-worker:dev",
+        "rag-worker:latest",
+    ]
     assert ("GIT_COMMIT", "unknown") in plan.build_args
 
 
@@ -82,8 +96,12 @@ def test_build_metadata_plus_becomes_underscore_in_tags_only():
 def test_build_args_in_bash_order_then_extra():
     plan = plan_for(version="v1.0.0", env="prod", build_args=("PIP_INDEX=https://x/y", "EMPTY="))
     assert list(plan.build_args) == [
-        ("VERSION", "1.0.0"), ("ENVIRONMENT", "prod"), ("GIT_COMMIT", "a1b2c3d"),
-        ("BUILD_TIMESTAMP", TS), ("PIP_INDEX", "https://x/y"), ("EMPTY", ""),
+        ("VERSION", "1.0.0"),
+        ("ENVIRONMENT", "prod"),
+        ("GIT_COMMIT", "a1b2c3d"),
+        ("BUILD_TIMESTAMP", TS),
+        ("PIP_INDEX", "https://x/y"),
+        ("EMPTY", ""),
     ]
 
 
@@ -102,18 +120,42 @@ def test_format_timestamp_pads_every_field():
 
 
 def test_build_command_is_one_docker_build_with_every_tag():
-    cmd = build_command(plan_for(version="1.0.0", env="prod", no_cache=True,
-                                 file="docker/Dockerfile", context="src"))
+    cmd = build_command(
+        plan_for(
+            version="1.0.0", env="prod", no_cache=True, file="docker/Dockerfile", context="src"
+        )
+    )
     assert cmd.argv == (
-        "docker", "build", "-f", "docker/Dockerfile",
-        "-t", "rag-worker:v1.0.0", "-t", "rag-worker:1.0.0",
-        "-t", "rag-worker:prod-20231203-143022", "-t", "rag-worker:prod",
-        "-t", "rag-worker:git-a1b2c3d", "-t", "rag-worker:latest",
-        "--build-arg", "VERSION=1.0.0", "--build-arg", "ENVIRONMENT=prod",
-        "--build-arg", "GIT_COMMIT=a1b2c3d", "--build-arg", "BUILD_TIMESTAMP=20231203-143022",
-        "--label", f"org.opencontainers.image.created={format_created(MOMENT)}",
-        "--label", "org.ragbuild.repository=rag-worker",
-        "--no-cache", "src",
+        "docker",
+        "build",
+        "-f",
+        "docker/Dockerfile",
+        "-t",
+        "rag-worker:v1.0.0",
+        "-t",
+        "rag-worker:1.0.0",
+        "-t",
+        "rag-worker:prod-20231203-143022",
+        "-t",
+        "rag-worker:prod",
+        "-t",
+        "rag-worker:git-a1b2c3d",
+        "-t",
+        "rag-worker:latest",
+        "--build-arg",
+        "VERSION=1.0.0",
+        "--build-arg",
+        "ENVIRONMENT=prod",
+        "--build-arg",
+        "GIT_COMMIT=a1b2c3d",
+        "--build-arg",
+        "BUILD_TIMESTAMP=20231203-143022",
+        "--label",
+        f"org.opencontainers.image.created={format_created(MOMENT)}",
+        "--label",
+        "org.ragbuild.repository=rag-worker",
+        "--no-cache",
+        "src",
     )
     assert cmd.env == (("DOCKER_BUILDKIT", "1"),)
     assert cmd.mode is Mode.WATCH  # streamed, the end of its stderr kept for build_failure
@@ -125,22 +167,32 @@ def test_build_command_without_no_cache_has_none():
 
 
 def test_build_command_for_a_push_drops_attestations():
-    cmd = build_command(plan_for(env="dev", builder="remote", registry=ECR_DEV, push=True),
-                        PushPlan(()))
+    cmd = build_command(
+        plan_for(env="dev", builder="remote", registry=ECR_DEV, push=True), PushPlan(())
+    )
     assert cmd.argv[-3:] == ("--provenance=false", "--sbom=false", ".")
 
 
 def test_inspect_command_asks_for_id_size_tags_and_labels_in_one_call():
     assert inspect_command("rag-worker:dev").argv == (
-        "docker", "image", "inspect", "--format",
-        "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}", "rag-worker:dev")
+        "docker",
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}",
+        "rag-worker:dev",
+    )
 
 
 def test_display_is_shell_quoted_and_round_trips():
-    cmd = Command(("docker", "build", "-t", "a b", "--build-arg", "X=it's"), env=(("K", "v w"),),
-                  stdin="<password>")
-    assert cmd.display() == ("K='v w' docker build -t 'a b' --build-arg 'X=it'\"'\"'s' "
-                             "< <password>")
+    cmd = Command(
+        ("docker", "build", "-t", "a b", "--build-arg", "X=it's"),
+        env=(("K", "v w"),),
+        stdin="<password>",
+    )
+    assert cmd.display() == (
+        "K='v w' docker build -t 'a b' --build-arg 'X=it'\"'\"'s' < <password>"
+    )
     assert shlex.split(Command(("docker", "x y", "$HOME")).display()) == ["docker", "x y", "$HOME"]
 
 
@@ -151,9 +203,17 @@ def test_describe_plan_lists_tags_and_build_args():
     assert lines[0] == "image: rag-worker"
 
 
-@pytest.mark.parametrize("size, text", [(0, "0B"), (999, "999B"), (1000, "1.0kB"),
-                                        (151_234_567, "151.2MB"), (2_500_000_000, "2.5GB"),
-                                        (5_000_000_000_000, "5000.0GB")])
+@pytest.mark.parametrize(
+    "size, text",
+    [
+        (0, "0B"),
+        (999, "999B"),
+        (1000, "1.0kB"),
+        (151_234_567, "151.2MB"),
+        (2_500_000_000, "2.5GB"),
+        (5_000_000_000_000, "5000.0GB"),
+    ],
+)
 def test_human_size_in_docker_units(size, text):
     assert human_size(size) == text
 
@@ -161,16 +221,36 @@ def test_human_size_in_docker_units(size, text):
 # --- validation --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, version", [
-    ("1.2.3", "1.2.3"), ("v1.2.3", "1.2.3"), ("1.0.0-rc.1", "1.0.0-rc.1"),
-    ("1.2.3+build.5", "1.2.3+build.5"), ("v0.0.0-alpha.1+exp.sha.5114f85", "0.0.0-alpha.1+exp.sha.5114f85"),
-])
+@pytest.mark.parametrize(
+    "raw, version",
+    [
+        ("1.2.3", "1.2.3"),
+        ("v1.2.3", "1.2.3"),
+        ("1.0.0-rc.1", "1.0.0-rc.1"),
+        ("1.2.3+build.5", "1.2.3+build.5"),
+        ("v0.0.0-alpha.1+exp.sha.5114f85", "0.0.0-alpha.1+exp.sha.5114f85"),
+    ],
+)
 def test_semantic_versions_are_accepted(raw, version):
     assert str(parse_version(raw)) == version
 
 
-@pytest.mark.parametrize("raw", ["1.0", "01.2.3", "latest", "1.2.3.4", "vv1.2.3", "V1.2.3", "1.2.3-",
-                                 "1.2", " 1.2.3", "1.2.3-rc..1", ""])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1.0",
+        "01.2.3",
+        "latest",
+        "1.2.3.4",
+        "vv1.2.3",
+        "V1.2.3",
+        "1.2.3-",
+        "1.2",
+        " 1.2.3",
+        "1.2.3-rc..1",
+        "",
+    ],
+)
 def test_non_semantic_versions_are_refused_naming_the_value(raw):
     with pytest.raises(UsageError) as err:
         parse_version(raw)
@@ -189,14 +269,24 @@ def test_env_in_the_configured_list():
     assert check_env("staging", ("dev", "staging", "prod")) == "staging"
 
 
-@pytest.mark.parametrize("raw, near", [("prd", "prod"), ("stagign", "staging"), ("Dev", "dev"),
-                                       ("development", "dev"), ("production", "prod"),
-                                       ("PROD", "prod"), ("stage", "staging")])
+@pytest.mark.parametrize(
+    "raw, near",
+    [
+        ("prd", "prod"),
+        ("stagign", "staging"),
+        ("Dev", "dev"),
+        ("development", "dev"),
+        ("production", "prod"),
+        ("PROD", "prod"),
+        ("stage", "staging"),
+    ],
+)
 def test_env_near_miss_suggests_the_right_one(raw, near):
     with pytest.raises(UsageError) as err:
         check_env(raw, ("dev", "staging", "prod"))
-    assert str(err.value) == (f"--env {raw!r} is not one of dev, staging, prod; "
-                              f"did you mean {near!r}?")
+    assert str(err.value) == (
+        f"--env {raw!r} is not one of dev, staging, prod; did you mean {near!r}?"
+    )
 
 
 def test_env_far_miss_lists_the_choices_without_a_guess():
@@ -210,12 +300,16 @@ def test_env_empty():
         check_env("", ("dev", "staging", "prod"))
 
 
-@pytest.mark.parametrize("tag", ["a", "_x", "1.0.0-rc.1", "A" * 128, "git-a1b2c3d-dirty", "v1.2.3_b.5"])
+@pytest.mark.parametrize(
+    "tag", ["a", "_x", "1.0.0-rc.1", "A" * 128, "git-a1b2c3d-dirty", "v1.2.3_b.5"]
+)
 def test_valid_tags(tag):
     assert check_tag(tag) == tag
 
 
-@pytest.mark.parametrize("tag", ["", ".hidden", "-dash", "a" * 129, "a:b", "a/b", "a b", "a+b", "é"])
+@pytest.mark.parametrize(
+    "tag", ["", ".hidden", "-dash", "a" * 129, "a:b", "a/b", "a b", "a+b", "é"]
+)
 def test_invalid_tags_are_refused(tag):
     with pytest.raises(UsageError) as err:
         check_tag(tag)
@@ -228,29 +322,48 @@ def test_version_too_long_for_a_tag_is_refused_as_version():
         plan_for(version=version, env="dev")
 
 
-@pytest.mark.parametrize("uri, host, path, region", [
-    ("123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker",
-     "123456789012.dkr.ecr.us-east-1.amazonaws.com", "rag-worker", "us-east-1"),
-    ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/rag",
-     "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "team/rag", "cn-north-1"),
-    ("localhost:5000/rag-worker", "localhost:5000", "rag-worker", None),
-    ("registry.example.com:443/a/b_c/d-e", "registry.example.com:443", "a/b_c/d-e", None),
-    (ECR_DEV, "123456789.dkr.ecr.us-east-1.amazonaws.com", "rag-worker-dev", None),  # 9 digits: not ECR
-])
+@pytest.mark.parametrize(
+    "uri, host, path, region",
+    [
+        (
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "rag-worker",
+            "us-east-1",
+        ),
+        (
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/rag",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            "team/rag",
+            "cn-north-1",
+        ),
+        ("localhost:5000/rag-worker", "localhost:5000", "rag-worker", None),
+        ("registry.example.com:443/a/b_c/d-e", "registry.example.com:443", "a/b_c/d-e", None),
+        (
+            ECR_DEV,
+            "123456789.dkr.ecr.us-east-1.amazonaws.com",
+            "rag-worker-dev",
+            None,
+        ),  # 9 digits: not ECR
+    ],
+)
 def test_registries_accepted(uri, host, path, region):
     registry = parse_registry(uri)
     assert (registry.host, registry.path, registry.region) == (host, path, region)
     assert registry.uri == uri
 
 
-@pytest.mark.parametrize("uri, fragment", [
-    ("", "--registry is empty"),
-    ("https://r.example.com/x", "drop the scheme"),
-    ("r.example.com/Rag-Worker", "lowercase repository path"),
-    ("r.example.com/x:tag", "no tag"),
-    ("r.example.com", "is not host[:port]/repository"),
-    ("rag/worker", "has no registry host"),
-])
+@pytest.mark.parametrize(
+    "uri, fragment",
+    [
+        ("", "--registry is empty"),
+        ("https://r.example.com/x", "drop the scheme"),
+        ("r.example.com/Rag-Worker", "lowercase repository path"),
+        ("r.example.com/x:tag", "no tag"),
+        ("r.example.com", "is not host[:port]/repository"),
+        ("rag/worker", "has no registry host"),
+    ],
+)
 def test_bad_registries_are_refused_naming_the_value(uri, fragment):
     with pytest.raises(UsageError) as err:
         parse_registry(uri)
@@ -270,27 +383,37 @@ def test_registry_without_host_message_shows_the_docker_hub_spelling():
     assert "{" not in str(err.value)
 
 
-@pytest.mark.parametrize("raw, pair", [("A=1", ("A", "1")), ("_x=a=b", ("_x", "a=b")),
-                                       ("E=", ("E", ""))])
+@pytest.mark.parametrize(
+    "raw, pair", [("A=1", ("A", "1")), ("_x=a=b", ("_x", "a=b")), ("E=", ("E", ""))]
+)
 def test_build_args(raw, pair):
     assert parse_build_arg(raw) == pair
 
 
-@pytest.mark.parametrize("raw, fragment", [("A", "is not KEY=VALUE"), ("=1", "is not KEY=VALUE"),
-                                           ("1A=x", "is not KEY=VALUE"),
-                                           ("VERSION=9", "is set by ragbuild itself"),
-                                           ("GIT_COMMIT=x", "is set by ragbuild itself")])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ("A", "is not KEY=VALUE"),
+        ("=1", "is not KEY=VALUE"),
+        ("1A=x", "is not KEY=VALUE"),
+        ("VERSION=9", "is set by ragbuild itself"),
+        ("GIT_COMMIT=x", "is set by ragbuild itself"),
+    ],
+)
 def test_bad_build_args(raw, fragment):
     with pytest.raises(UsageError, match=fragment):
         parse_build_arg(raw)
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({}, "give --version and/or --env"),
-    ({"env": "prod"}, "--env prod needs --version"),
-    ({"env": "dev", "push": True}, "--push needs a registry"),
-    ({"env": "dev", "image_name": "Rag"}, "--image-name 'Rag' is not a lowercase image name"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({}, "give --version and/or --env"),
+        ({"env": "prod"}, "--env prod needs --version"),
+        ({"env": "dev", "push": True}, "--push needs a registry"),
+        ({"env": "dev", "image_name": "Rag"}, "--image-name 'Rag' is not a lowercase image name"),
+    ],
+)
 def test_plan_level_refusals(options, fragment):
     with pytest.raises(UsageError, match=fragment):
         plan_for(**options)
@@ -317,17 +440,34 @@ def test_env_list_comes_from_config():
 
 
 def test_git_queries_are_read_only_and_speak_english():
-    from ragbuild.git import (git_hash_command, git_repository_command, git_status_command,
-        git_tree_command)
+    from ragbuild.git import (
+        git_hash_command,
+        git_repository_command,
+        git_status_command,
+        git_tree_command,
+    )
 
-    for cmd in (git_repository_command(), git_status_command(), git_tree_command("a" * 40),
-                git_hash_command(), git_hash_command("/sub")):
+    for cmd in (
+        git_repository_command(),
+        git_status_command(),
+        git_tree_command("a" * 40),
+        git_hash_command(),
+        git_hash_command("/sub"),
+    ):
         assert cmd.argv[0] == "git" and cmd.kind is Kind.QUERY and not cmd.check
         assert dict(cmd.env)["LC_ALL"] == "C"
     assert git_status_command().argv[1] == "--no-optional-locks"  # a query takes no index lock
     assert git_repository_command().argv[-3:] == ("HEAD^{commit}", "--short=7", "HEAD^{commit}")
     assert git_tree_command("f" * 40, "/sub").argv == (
-        "git", "-C", "/sub", "ls-tree", "-r", "-z", "--full-tree", "f" * 40)
+        "git",
+        "-C",
+        "/sub",
+        "ls-tree",
+        "-r",
+        "-z",
+        "--full-tree",
+        "f" * 40,
+    )
     assert git_hash_command().argv == ("git", "hash-object", "--stdin-paths")
     assert git_hash_command().stdin  # the paths go on stdin: one process for every file
 
@@ -335,22 +475,30 @@ def test_git_queries_are_read_only_and_speak_english():
 OID40 = "ab" * 20
 
 
-@pytest.mark.parametrize("stdout, answer", [
-    (f"true\n/src/app\nfalse\n{OID40}\nabababa\n", ("/src/app", False, OID40, "abababa")),
-    (f"true\n/src/app\ntrue\n{OID40}\nabababa\n", ("/src/app", True, OID40, "abababa")),
-    (f"true\n/a b\nfalse\n{'c' * 64}\nccccccc\n", ("/a b", False, "c" * 64, "ccccccc")),
-])
+@pytest.mark.parametrize(
+    "stdout, answer",
+    [
+        (f"true\n/src/app\nfalse\n{OID40}\nabababa\n", ("/src/app", False, OID40, "abababa")),
+        (f"true\n/src/app\ntrue\n{OID40}\nabababa\n", ("/src/app", True, OID40, "abababa")),
+        (f"true\n/a b\nfalse\n{'c' * 64}\nccccccc\n", ("/a b", False, "c" * 64, "ccccccc")),
+    ],
+)
 def test_parse_git_repository(stdout, answer):
     assert parse_git_repository(stdout) == answer
 
 
-@pytest.mark.parametrize("stdout", [
-    "", "true\n/src/app\n", "false\n/src/app\nfalse\n" + OID40 + "\nabababa\n",
-    "true\n/src/app\nmaybe\n" + OID40 + "\nabababa\n",
-    "true\n/src/app\nfalse\nHEAD^{commit}\nabababa\n",  # not an id
-    "true\n/src/app\nfalse\n" + OID40 + "\nffffff\n",  # a short sha of another commit
-    "true\n/src/app\nfalse\n" + OID40 + "\nabababa\nextra\n",
-])
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        "",
+        "true\n/src/app\n",
+        "false\n/src/app\nfalse\n" + OID40 + "\nabababa\n",
+        "true\n/src/app\nmaybe\n" + OID40 + "\nabababa\n",
+        "true\n/src/app\nfalse\nHEAD^{commit}\nabababa\n",  # not an id
+        "true\n/src/app\nfalse\n" + OID40 + "\nffffff\n",  # a short sha of another commit
+        "true\n/src/app\nfalse\n" + OID40 + "\nabababa\nextra\n",
+    ],
+)
 def test_parse_git_repository_fails_closed(stdout):
     from ragbuild.git import GitUnreadable
 
@@ -358,29 +506,51 @@ def test_parse_git_repository_fails_closed(stdout):
         parse_git_repository(stdout)
 
 
-@pytest.mark.parametrize("returncode, stderr, reason", [
-    # git's advice lines after its fatal line are part of the reason (one line)
-    (128, "fatal: detected dubious ownership in repository at '/x'\nTo add an exception for "
-          "this directory, call:\n\n\tgit config --global --add safe.directory /x\n",
-     "fatal: detected dubious ownership in repository at '/x' To add an exception for this "
-     "directory, call: git config --global --add safe.directory /x"),
-    (128, "fatal: unknown repository extension found:\n\tfoo\n",
-     "fatal: unknown repository extension found: foo"),
-    (128, "error: bad config line 1 in file .git/config\nfatal: not a git repository: .git\n",
-     "error: bad config line 1 in file .git/config"),
-    (128, "warning: something\nfatal: not a git repository: /src/.git/worktrees/wt\n",
-     "fatal: not a git repository: /src/.git/worktrees/wt"),
-    (1, "", "exit 1"),
-    (1, "odd\n", "odd"),
-])
+@pytest.mark.parametrize(
+    "returncode, stderr, reason",
+    [
+        # git's advice lines after its fatal line are part of the reason (one line)
+        (
+            128,
+            "fatal: detected dubious ownership in repository at '/x'\nTo add an exception for "
+            "this directory, call:\n\n\tgit config --global --add safe.directory /x\n",
+            "fatal: detected dubious ownership in repository at '/x' To add an exception for this "
+            "directory, call: git config --global --add safe.directory /x",
+        ),
+        (
+            128,
+            "fatal: unknown repository extension found:\n\tfoo\n",
+            "fatal: unknown repository extension found: foo",
+        ),
+        (
+            128,
+            "error: bad config line 1 in file .git/config\nfatal: not a git repository: .git\n",
+            "error: bad config line 1 in file .git/config",
+        ),
+        (
+            128,
+            "warning: something\nfatal: not a git repository: /src/.git/worktrees/wt\n",
+            "fatal: not a git repository: /src/.git/worktrees/wt",
+        ),
+        (1, "", "exit 1"),
+        (1, "odd\n", "odd"),
+    ],
+)
 def test_git_reason_is_gits_line_and_its_advice(returncode, stderr, reason):
     from ragbuild.git import git_reason
 
     assert git_reason(returncode, stderr) == reason
 
 
-@pytest.mark.parametrize("given, sha", [("A1B2C3D", "a1b2c3d"), ("a1b2c3d4e", "a1b2c3d4e"),
-                                        ("ab" * 20, "abababa"), ("cd" * 32, "cdcdcdc")])
+@pytest.mark.parametrize(
+    "given, sha",
+    [
+        ("A1B2C3D", "a1b2c3d"),
+        ("a1b2c3d4e", "a1b2c3d4e"),
+        ("ab" * 20, "abababa"),
+        ("cd" * 32, "cdcdcdc"),
+    ],
+)
 def test_check_git_commit(given, sha):
     from ragbuild.git import check_git_commit
 
@@ -398,13 +568,23 @@ def test_check_git_commit_refuses_what_is_no_commit_id(given):
 def test_parse_git_status():
     from fakes import git_status_output
 
-    text = git_status_output("c" * 40, changed=["src/app.py", "a b.txt"], untracked=["new.py", "dir/x"])
-    rename = "2 R. N... 100644 100644 100644 " + "0" * 40 + " " + "0" * 40 + " R100 new name\0old name\0"
+    text = git_status_output(
+        "c" * 40, changed=["src/app.py", "a b.txt"], untracked=["new.py", "dir/x"]
+    )
+    rename = (
+        "2 R. N... 100644 100644 100644 " + "0" * 40 + " " + "0" * 40 + " R100 new name\0old name\0"
+    )
     unmerged = "u UU N... 100644 100644 100644 100644 " + " ".join(["0" * 40] * 3) + " both.txt\0"
     assert parse_git_status(text + rename + unmerged) == (
-        "c" * 40, ("src/app.py", "a b.txt", "new name", "both.txt"), ("new.py", "dir/x"))
+        "c" * 40,
+        ("src/app.py", "a b.txt", "new name", "both.txt"),
+        ("new.py", "dir/x"),
+    )
     assert parse_git_status("# branch.oid (initial)\0# branch.head main\0? Dockerfile\0") == (
-        None, (), ("Dockerfile",))
+        None,
+        (),
+        ("Dockerfile",),
+    )
 
 
 def test_parse_git_status_without_a_head_is_not_trusted():
@@ -422,7 +602,11 @@ def test_git_info_tag_and_commit():
 
 def test_options_defaults_are_bash_defaults():
     options = Options()
-    assert options.latest_policy == "always" and options.file == "Dockerfile" and options.context == "."
+    assert (
+        options.latest_policy == "always"
+        and options.file == "Dockerfile"
+        and options.context == "."
+    )
 
 
 # --- make_plan's parts -------------------------------------------------------------------------
@@ -432,11 +616,24 @@ def test_plan_tags_in_bash_order_with_the_opt_in_ones_slotted_in():
     from ragbuild.tags import BuildNumber, Channels
 
     channel = Channels(tags=("1.2", "1"), latest=True)
-    assert plan_tags("1.2.3+b.1", "dev", TS, GIT, BuildNumber("7", "--build-number"), ("qa", "dev"),
-                     channel) == ("v1.2.3_b.1", "1.2.3_b.1", "1.2", "1", f"dev-{TS}", "dev",
-                                  "git-a1b2c3d", "build-7", "qa", "latest")
+    assert plan_tags(
+        "1.2.3+b.1", "dev", TS, GIT, BuildNumber("7", "--build-number"), ("qa", "dev"), channel
+    ) == (
+        "v1.2.3_b.1",
+        "1.2.3_b.1",
+        "1.2",
+        "1",
+        f"dev-{TS}",
+        "dev",
+        "git-a1b2c3d",
+        "build-7",
+        "qa",
+        "latest",
+    )
     assert plan_tags(None, "dev", TS, GitInfo(), None, (), Channels(latest=False)) == (
-        f"dev-{TS}", "dev")
+        f"dev-{TS}",
+        "dev",
+    )
 
 
 def test_plan_build_args_spell_inline_cache_for_plain_docker_build_only():
@@ -445,9 +642,16 @@ def test_plan_build_args_spell_inline_cache_for_plain_docker_build_only():
     inline = (parse_cache("type=inline", "--cache-to"),)
     base = [("GIT_COMMIT", "a1b2c3d"), ("BUILD_TIMESTAMP", TS), ("A", "1")]
     assert list(plan_build_args(None, None, GIT, TS, (("A", "1"),), cache_to=inline)) == base + [
-        ("BUILDKIT_INLINE_CACHE", "1")]
-    assert list(plan_build_args(None, None, GIT, TS, (("A", "1"),), buildx=("--builder x",),
-                                cache_to=inline)) == base
+        ("BUILDKIT_INLINE_CACHE", "1")
+    ]
+    assert (
+        list(
+            plan_build_args(
+                None, None, GIT, TS, (("A", "1"),), buildx=("--builder x",), cache_to=inline
+            )
+        )
+        == base
+    )
 
 
 # --- The labels ragbuild's build command adds: OCI's created time in RFC 3339 (the OCI spec's -------
@@ -470,13 +674,17 @@ def dry_run_build(capsys, *flags) -> list:
     return shlex.split(capsys.readouterr().out.splitlines()[0])
 
 
-@pytest.mark.parametrize("tz, created", [  # SOURCE_DATE_EPOCH: UTC whatever TZ says
-    ("UTC", "2023-12-03T14:30:22+00:00"),
-    ("Asia/Kolkata", "2023-12-03T14:30:22+00:00"),
-    ("America/New_York", "2023-12-03T14:30:22+00:00"),
-])
-def test_created_label_is_rfc3339_of_the_build_timestamps_instant(project, strict_fp, capsys,
-                                                                 monkeypatch, tz, created):
+@pytest.mark.parametrize(
+    "tz, created",
+    [  # SOURCE_DATE_EPOCH: UTC whatever TZ says
+        ("UTC", "2023-12-03T14:30:22+00:00"),
+        ("Asia/Kolkata", "2023-12-03T14:30:22+00:00"),
+        ("America/New_York", "2023-12-03T14:30:22+00:00"),
+    ],
+)
+def test_created_label_is_rfc3339_of_the_build_timestamps_instant(
+    project, strict_fp, capsys, monkeypatch, tz, created
+):
     set_tz(monkeypatch, tz)
     argv = dry_run_build(capsys)
     label = labels_of(argv)["org.opencontainers.image.created"]
@@ -499,18 +707,24 @@ def test_format_created_keeps_an_aware_moments_offset():
     assert format_created(moment) == "2024-02-03T04:05:06-03:00"
 
 
-@pytest.mark.parametrize("flags, repository", [
-    ([], "rag-worker"),
-    (["--image-name", "team/my-worker"], "team/my-worker"),
-    (["--registry", "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"],
-     "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"),
-    (["--registry", "localhost:5000/a/b"], "localhost:5000/a/b"),
-])
-def test_repository_label_names_the_repository_of_the_tags(project, strict_fp, capsys, flags,
-                                                           repository):
+@pytest.mark.parametrize(
+    "flags, repository",
+    [
+        ([], "rag-worker"),
+        (["--image-name", "team/my-worker"], "team/my-worker"),
+        (
+            ["--registry", "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"],
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev",
+        ),
+        (["--registry", "localhost:5000/a/b"], "localhost:5000/a/b"),
+    ],
+)
+def test_repository_label_names_the_repository_of_the_tags(
+    project, strict_fp, capsys, flags, repository
+):
     argv = dry_run_build(capsys, *flags)
     assert labels_of(argv)["org.ragbuild.repository"] == repository
-    assert {t.rsplit(":", 1)[0] for t in argv[argv.index("-t") + 1::2][:1]} == {repository}
+    assert {t.rsplit(":", 1)[0] for t in argv[argv.index("-t") + 1 :: 2][:1]} == {repository}
 
 
 def test_custom_image_name_from_setup_cfg_is_the_label(project, strict_fp, capsys):
@@ -520,12 +734,18 @@ def test_custom_image_name_from_setup_cfg_is_the_label(project, strict_fp, capsy
 
 
 def test_labels_follow_the_build_args_on_a_buildx_build_too():
-    plan = make_plan(Options(env="dev", builder="remote"), Config(),
-                     GitInfo(sha="a1b2c3d"), datetime(2023, 12, 3, 14, 30, 22))
+    plan = make_plan(
+        Options(env="dev", builder="remote"),
+        Config(),
+        GitInfo(sha="a1b2c3d"),
+        datetime(2023, 12, 3, 14, 30, 22),
+    )
     argv = list(build_command(plan).argv)
     assert argv[:3] == ["docker", "buildx", "build"]
-    assert labels_of(argv) == {"org.opencontainers.image.created": plan.created,
-                               "org.ragbuild.repository": "rag-worker"}
+    assert labels_of(argv) == {
+        "org.opencontainers.image.created": plan.created,
+        "org.ragbuild.repository": "rag-worker",
+    }
 
 
 def test_the_dockerfile_leaves_created_to_ragbuild():
@@ -541,36 +761,66 @@ def test_the_dockerfile_leaves_created_to_ragbuild():
 
 # (an index build arg with credentials goes in the index secret instead: test_pip_config.py)
 URL = "SOURCE_URL=https://user:tok3n@git.example/team/rag"
-SECRET_FLAGS = ["--build-arg", URL, "--build-arg", "API_TOKEN=s3cr3t",
-                "--build-arg=NPM_KEY=k3y", "--build-arg", "NOTE=plain"]
+SECRET_FLAGS = [
+    "--build-arg",
+    URL,
+    "--build-arg",
+    "API_TOKEN=s3cr3t",
+    "--build-arg=NPM_KEY=k3y",
+    "--build-arg",
+    "NOTE=plain",
+]
 LEAKS = ("tok3n", "s3cr3t", "k3y")
 
 
-@pytest.mark.parametrize("key, value, shown", [
-    ("API_TOKEN", "x", "***"),
-    ("DB_PASSWORD", "x", "***"),
-    ("aws_secret_access_key", "x", "***"),
-    ("API_KEY", "x", "***"),
-    ("PIP_INDEX_URL", "https://user:tok@mirror/simple", "https://***@mirror/simple"),
-    ("PIP_INDEX_URL", "https://mirror/simple", "https://mirror/simple"),
-    ("MONKEY", "banana", "banana"),  # KEY only as a whole part
-    ("PYTHON_IMAGE", "python:3.11-slim", "python:3.11-slim"),
-])
+@pytest.mark.parametrize(
+    "key, value, shown",
+    [
+        ("API_TOKEN", "x", "***"),
+        ("DB_PASSWORD", "x", "***"),
+        ("aws_secret_access_key", "x", "***"),
+        ("API_KEY", "x", "***"),
+        ("PIP_INDEX_URL", "https://user:tok@mirror/simple", "https://***@mirror/simple"),
+        ("PIP_INDEX_URL", "https://mirror/simple", "https://mirror/simple"),
+        ("MONKEY", "banana", "banana"),  # KEY only as a whole part
+        ("PYTHON_IMAGE", "python:3.11-slim", "python:3.11-slim"),
+    ],
+)
 def test_redact_value(key, value, shown):
     assert redact_value(key, value) == shown
 
 
 def test_redact_argv_handles_both_build_arg_spellings_and_urls_anywhere():
-    argv = ("docker", "build", "--build-arg", "API_TOKEN=x", "--build-arg=API_KEY=y",
-            "--cache-from", "https://u:p@cache.example/x", "--build-arg", "NOTE=a=b", ".")
+    argv = (
+        "docker",
+        "build",
+        "--build-arg",
+        "API_TOKEN=x",
+        "--build-arg=API_KEY=y",
+        "--cache-from",
+        "https://u:p@cache.example/x",
+        "--build-arg",
+        "NOTE=a=b",
+        ".",
+    )
     assert redact_argv(argv) == (
-        "docker", "build", "--build-arg", "API_TOKEN=***", "--build-arg=API_KEY=***",
-        "--cache-from", "https://***@cache.example/x", "--build-arg", "NOTE=a=b", ".")
+        "docker",
+        "build",
+        "--build-arg",
+        "API_TOKEN=***",
+        "--build-arg=API_KEY=***",
+        "--cache-from",
+        "https://***@cache.example/x",
+        "--build-arg",
+        "NOTE=a=b",
+        ".",
+    )
 
 
 def test_display_hides_what_the_argv_keeps():
-    cmd = Command(("docker", "build", "--build-arg", "API_TOKEN=x", "."),
-                  env=(("GITHUB_TOKEN", "t"),))
+    cmd = Command(
+        ("docker", "build", "--build-arg", "API_TOKEN=x", "."), env=(("GITHUB_TOKEN", "t"),)
+    )
     assert cmd.display() == "GITHUB_TOKEN='***' docker build --build-arg 'API_TOKEN=***' ."
     assert cmd.argv[3] == "API_TOKEN=x" and cmd.hides_secrets
     assert not Command(("docker", "build", "--build-arg", "NOTE=x", ".")).hides_secrets
@@ -590,10 +840,14 @@ def test_dry_run_shows_no_secret_anywhere_and_says_so_once(project, strict_fp, c
 
 def test_real_run_passes_the_secret_and_prints_it_nowhere(project, strict_fp, capsys):
     build = strict_fp.register([strict_fp.program("docker"), "build", strict_fp.any()])
-    strict_fp.register([strict_fp.program("docker"), "image", "inspect", strict_fp.any()],
-                       stdout="sha256:0123 12 " + json.dumps(
-                           [f"rag-worker:{t}" for t in ("dev-20231203-143022", "dev",
-                                                        "git-a1b2c3d", "latest")]) + " null\n")
+    strict_fp.register(
+        [strict_fp.program("docker"), "image", "inspect", strict_fp.any()],
+        stdout="sha256:0123 12 "
+        + json.dumps(
+            [f"rag-worker:{t}" for t in ("dev-20231203-143022", "dev", "git-a1b2c3d", "latest")]
+        )
+        + " null\n",
+    )
     assert cli.main(["--env", "dev", "--metadata-file", "m.json", *SECRET_FLAGS]) == 0
     out, err = capsys.readouterr()
     argv = list(build.calls[0].args)
@@ -606,8 +860,11 @@ def test_real_run_passes_the_secret_and_prints_it_nowhere(project, strict_fp, ca
 
 
 def test_the_plan_printout_and_the_metadata_share_the_rule():
-    args = (("NPM_TOKEN", "npm_abc"), ("PIP_INDEX_URL", "https://user:s3cret@pypi.example/simple"),
-            ("PYTHON_IMAGE", "python:3.11-slim"))
+    args = (
+        ("NPM_TOKEN", "npm_abc"),
+        ("PIP_INDEX_URL", "https://user:s3cret@pypi.example/simple"),
+        ("PYTHON_IMAGE", "python:3.11-slim"),
+    )
     assert metadata.redact(args) == {key: redact_value(key, value) for key, value in args}
 
 
@@ -618,8 +875,12 @@ def test_describe_plan_without_secrets_keeps_the_plain_header():
     from ragbuild.git import GitInfo
     from ragbuild.plan import make_plan
 
-    plan = make_plan(Options(env="dev", build_args=("NOTE=x",)), Config(), GitInfo(sha="abc1234"),
-                     datetime(2026, 1, 1))
+    plan = make_plan(
+        Options(env="dev", build_args=("NOTE=x",)),
+        Config(),
+        GitInfo(sha="abc1234"),
+        datetime(2026, 1, 1),
+    )
     assert "build args:" in describe_plan(plan) and "  NOTE=x" in describe_plan(plan)
 
 
@@ -650,24 +911,34 @@ def assert_refused(argv, fragment, strict_fp, capsys):
 
 
 def test_a_200_digit_build_number_is_refused(project, strict_fp, capsys):
-    assert_refused(["--env", "dev", "--build-number", "1" * 200],
-                   "the build number from --build-number makes the tag 'build-1111", strict_fp,
-                   capsys)
+    assert_refused(
+        ["--env", "dev", "--build-number", "1" * 200],
+        "the build number from --build-number makes the tag 'build-1111",
+        strict_fp,
+        capsys,
+    )
     register_git(strict_fp)
-    assert "(206 characters), which is not a valid Docker tag" in run_main(
-        ["--env", "dev", "--build-number", "1" * 200], capsys)[2]
+    assert (
+        "(206 characters), which is not a valid Docker tag"
+        in run_main(["--env", "dev", "--build-number", "1" * 200], capsys)[2]
+    )
 
 
 def test_a_long_environment_from_setup_cfg_is_refused(project, strict_fp, capsys):
     (project / "setup.cfg").write_text(f"[ragbuild]\nenvironments = dev {LONG_ENV}\n")
-    assert_refused(["--env", LONG_ENV], f"--env '{LONG_ENV}' makes the tag 'eeee", strict_fp,
-                   capsys)
+    assert_refused(
+        ["--env", LONG_ENV], f"--env '{LONG_ENV}' makes the tag 'eeee", strict_fp, capsys
+    )
 
 
 def test_every_generated_tag_is_checked_in_the_plan():
     with pytest.raises(UsageError, match=r"git's commit id makes the tag 'git-a+\.\.\.a+' \(132 "):
-        make_plan(Options(env="dev"), Config(), GitInfo(sha="a" * 128),
-                  steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}))
+        make_plan(
+            Options(env="dev"),
+            Config(),
+            GitInfo(sha="a" * 128),
+            steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}),
+        )
 
 
 # --- repository names ---------------------------------------------------------------------------
@@ -675,15 +946,22 @@ def test_every_generated_tag_is_checked_in_the_plan():
 
 def test_a_registry_over_255_characters_is_refused(project, strict_fp, capsys):
     uri = "r.example.com/" + "/".join(["abcdefghij"] * 23)  # 266 characters
-    assert_refused(["--env", "dev", "--registry", uri],
-                   "--registry is 266 characters long; docker allows at most 255", strict_fp, capsys)
+    assert_refused(
+        ["--env", "dev", "--registry", uri],
+        "--registry is 266 characters long; docker allows at most 255",
+        strict_fp,
+        capsys,
+    )
     assert parse_registry("r.example.com/" + "a" * 241).uri.endswith("a")  # 255: fine
 
 
 def test_an_image_name_over_255_characters_is_refused(project, strict_fp, capsys):
-    assert_refused(["--env", "dev", "--image-name", "a" * 256],
-                   "--image-name is 256 characters long; docker allows at most 255", strict_fp,
-                   capsys)
+    assert_refused(
+        ["--env", "dev", "--image-name", "a" * 256],
+        "--image-name is 256 characters long; docker allows at most 255",
+        strict_fp,
+        capsys,
+    )
 
 
 # --- the Dockerfile and the context -------------------------------------------------------------
@@ -691,48 +969,76 @@ def test_an_image_name_over_255_characters_is_refused(project, strict_fp, capsys
 
 def test_a_dockerfile_that_is_a_directory_says_so(project, strict_fp, capsys):
     (project / "src").mkdir()
-    assert_refused(["--env", "dev", "-f", "src"],
-                   "Dockerfile 'src' is a directory; pass the file, e.g. -f src/Dockerfile",
-                   strict_fp, capsys)
+    assert_refused(
+        ["--env", "dev", "-f", "src"],
+        "Dockerfile 'src' is a directory; pass the file, e.g. -f src/Dockerfile",
+        strict_fp,
+        capsys,
+    )
 
 
 def test_a_dockerfile_on_stdin_is_refused_saying_so(project, strict_fp, capsys):
     (project / "-").write_text("FROM scratch\n")  # docker reads stdin even so
-    assert_refused(["--env", "dev", "-f", "-"],
-                   "-f - (the Dockerfile on stdin) is not supported: ragbuild reads the Dockerfile "
-                   "before the build (the context guard's per-Dockerfile ignore file, doctor's "
-                   "checks); write it to a file and pass -f FILE", strict_fp, capsys)
+    assert_refused(
+        ["--env", "dev", "-f", "-"],
+        "-f - (the Dockerfile on stdin) is not supported: ragbuild reads the Dockerfile "
+        "before the build (the context guard's per-Dockerfile ignore file, doctor's "
+        "checks); write it to a file and pass -f FILE",
+        strict_fp,
+        capsys,
+    )
 
 
 def test_an_unreadable_dockerfile_is_refused(project, strict_fp, capsys, monkeypatch):
     real = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
-        False if str(path) == "Dockerfile" else real(path, mode, **kw)))  # root reads any mode
-    assert_refused(["--env", "dev"], "Dockerfile 'Dockerfile' cannot be read (permission denied)",
-                   strict_fp, capsys)
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode, **kw: False if str(path) == "Dockerfile" else real(path, mode, **kw),
+    )  # root reads any mode
+    assert_refused(
+        ["--env", "dev"],
+        "Dockerfile 'Dockerfile' cannot be read (permission denied)",
+        strict_fp,
+        capsys,
+    )
 
 
 def test_a_context_that_is_a_file_says_so(project, strict_fp, capsys):
-    assert_refused(["--env", "dev", "--context", "Dockerfile"],
-                   "build context 'Dockerfile' is not a directory (it is a file)", strict_fp, capsys)
+    assert_refused(
+        ["--env", "dev", "--context", "Dockerfile"],
+        "build context 'Dockerfile' is not a directory (it is a file)",
+        strict_fp,
+        capsys,
+    )
 
 
 def test_an_unreadable_context_is_refused(project, strict_fp, capsys, monkeypatch):
     (project / "ctx").mkdir()
     real = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
-        False if str(path) == "ctx" else real(path, mode, **kw)))
-    assert_refused(["--env", "dev", "--context", "ctx"],
-                   "build context 'ctx' cannot be read (permission denied)", strict_fp, capsys)
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode, **kw: False if str(path) == "ctx" else real(path, mode, **kw),
+    )
+    assert_refused(
+        ["--env", "dev", "--context", "ctx"],
+        "build context 'ctx' cannot be read (permission denied)",
+        strict_fp,
+        capsys,
+    )
 
 
 # --- inputs that were accepted silently ----------------------------------------------------------
 
 
 def test_an_empty_image_name_is_refused_not_the_default(project, strict_fp, capsys):
-    assert_refused(["--env", "dev", "--image-name", ""],
-                   "--image-name is empty; give a lowercase image name like rag-worker", strict_fp,
-                   capsys)
+    assert_refused(
+        ["--env", "dev", "--image-name", ""],
+        "--image-name is empty; give a lowercase image name like rag-worker",
+        strict_fp,
+        capsys,
+    )
     assert_refused(["--env", "dev", "--image-name="], "--image-name is empty", strict_fp, capsys)
 
 
@@ -746,69 +1052,105 @@ def test_source_date_epoch_takes_only_ascii_digits(epoch, project, strict_fp, ca
 
 
 def test_source_date_epoch_zero_is_1970():
-    assert steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}).year in (1969, 1970)  # local time of epoch 0
+    assert steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}).year in (
+        1969,
+        1970,
+    )  # local time of epoch 0
 
 
 @pytest.mark.parametrize("value", ["a\nb", "line\r\n", "\n"])
-def test_a_build_arg_value_with_a_line_break_is_refused_without_showing_it(value, project,
-                                                                          strict_fp, capsys):
-    assert_refused(["--env", "dev", "--build-arg", f"NPM_TOKEN={value}"],
-                   "--build-arg NPM_TOKEN: the value has a line break, which would split the "
-                   "printed command", strict_fp, capsys)
+def test_a_build_arg_value_with_a_line_break_is_refused_without_showing_it(
+    value, project, strict_fp, capsys
+):
+    assert_refused(
+        ["--env", "dev", "--build-arg", f"NPM_TOKEN={value}"],
+        "--build-arg NPM_TOKEN: the value has a line break, which would split the printed command",
+        strict_fp,
+        capsys,
+    )
     assert value.strip() == "" or value.strip() not in capsys.readouterr().err
 
 
 def test_a_cache_spec_with_a_line_break_is_refused(project, strict_fp, capsys):
-    assert_refused(["--env", "dev", "--cache-from", "type=local,src=a\nb"],
-                   "--cache-from 'type=local,src=a\\nb' has a line break", strict_fp, capsys)
+    assert_refused(
+        ["--env", "dev", "--cache-from", "type=local,src=a\nb"],
+        "--cache-from 'type=local,src=a\\nb' has a line break",
+        strict_fp,
+        capsys,
+    )
 
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker"
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--registry", ECR], "--skip-existing-immutable only changes what --push pushes to an "
-                          "IMMUTABLE ECR repository: add --push"),
-    ([], "--skip-existing-immutable only changes what --push pushes"),
-    (["--registry", "registry.example.com/rag", "--push"],
-     "--skip-existing-immutable reads the tag immutability of an ECR repository, and "
-     "registry.example.com is not ECR: drop it"),
-])
-def test_skip_existing_immutable_without_an_effect_is_refused(argv, fragment, project, strict_fp,
-                                                              capsys):
-    assert_refused(["--env", "dev", "--skip-existing-immutable", *argv], fragment, strict_fp,
-                   capsys)
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (
+            ["--registry", ECR],
+            "--skip-existing-immutable only changes what --push pushes to an "
+            "IMMUTABLE ECR repository: add --push",
+        ),
+        ([], "--skip-existing-immutable only changes what --push pushes"),
+        (
+            ["--registry", "registry.example.com/rag", "--push"],
+            "--skip-existing-immutable reads the tag immutability of an ECR repository, and "
+            "registry.example.com is not ECR: drop it",
+        ),
+    ],
+)
+def test_skip_existing_immutable_without_an_effect_is_refused(
+    argv, fragment, project, strict_fp, capsys
+):
+    assert_refused(
+        ["--env", "dev", "--skip-existing-immutable", *argv], fragment, strict_fp, capsys
+    )
 
 
 def test_skip_existing_immutable_with_an_ecr_push_is_planned():
     options = Options(env="dev", registry=ECR, push=True, skip_existing_immutable=True)
-    plan = make_plan(options, Config(), GitInfo(sha="a1b2c3d"), steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}))
+    plan = make_plan(
+        options, Config(), GitInfo(sha="a1b2c3d"), steps.facts.clock({"SOURCE_DATE_EPOCH": "0"})
+    )
     assert plan.registry.is_ecr and plan.options.skip_existing_immutable
 
 
 # --- --metadata-file: checked up front, no temporary file left behind ---------------------------
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--metadata-file", ""], "--metadata-file is empty; name a file"),
-    (["--metadata-file="], "--metadata-file is empty"),
-    (["--metadata-file", "no/such/dir/m.json"], "--metadata-file no/such/dir/m.json: directory"),
-    (["--metadata-file", "."], "--metadata-file . is a directory; name a file"),
-])
-def test_a_metadata_path_that_cannot_be_written_stops_before_git(argv, fragment, project,
-                                                                 strict_fp, capsys):
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--metadata-file", ""], "--metadata-file is empty; name a file"),
+        (["--metadata-file="], "--metadata-file is empty"),
+        (
+            ["--metadata-file", "no/such/dir/m.json"],
+            "--metadata-file no/such/dir/m.json: directory",
+        ),
+        (["--metadata-file", "."], "--metadata-file . is a directory; name a file"),
+    ],
+)
+def test_a_metadata_path_that_cannot_be_written_stops_before_git(
+    argv, fragment, project, strict_fp, capsys
+):
     strict_fp.allow_unregistered(False)
     code, out, err = run_main(["--env", "dev", *argv], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err, err
     assert len(strict_fp.calls) == 0  # not even git
 
 
-def test_a_metadata_directory_that_is_not_writable_stops_before_git(project, strict_fp, capsys,
-                                                                    monkeypatch):
+def test_a_metadata_directory_that_is_not_writable_stops_before_git(
+    project, strict_fp, capsys, monkeypatch
+):
     (project / "out").mkdir()
     real = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
-        False if str(path).endswith("/out") and mode & os.W_OK else real(path, mode, **kw)))
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode, **kw: (
+            False if str(path).endswith("/out") and mode & os.W_OK else real(path, mode, **kw)
+        ),
+    )
     code, _, err = run_main(["--env", "dev", "--metadata-file", "out/m.json"], capsys)
     assert code == 2
     assert err == f"error: --metadata-file out/m.json: directory {project}/out is not writable\n"
@@ -819,8 +1161,12 @@ def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatc
     from ragbuild import metadata, steps
     from ragbuild.run.runner import Runner
 
-    plan = make_plan(Options(env="dev"), Config(), GitInfo(sha="a1b2c3d"),
-                     steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}))
+    plan = make_plan(
+        Options(env="dev"),
+        Config(),
+        GitInfo(sha="a1b2c3d"),
+        steps.facts.clock({"SOURCE_DATE_EPOCH": "0"}),
+    )
 
     def refuse(src, dst):
         raise PermissionError(13, "Permission denied")

@@ -21,18 +21,22 @@ def modules() -> dict:
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        found[".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)] = \
+        found[".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)] = (
             path.read_text()
+        )
     return found
 
 
 def test_every_module_level_function_and_class_is_used_in_the_package():
     sources = modules()
     everything = "\n".join(sources.values())
-    unused = [f"{name}: {node.name}"
-              for name, text in sources.items() for node in ast.parse(text).body
-              if isinstance(node, (ast.FunctionDef, ast.ClassDef))
-              and len(re.findall(rf"\b{node.name}\b", everything)) == 1]
+    unused = [
+        f"{name}: {node.name}"
+        for name, text in sources.items()
+        for node in ast.parse(text).body
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        and len(re.findall(rf"\b{node.name}\b", everything)) == 1
+    ]
     assert unused == []
 
 
@@ -43,7 +47,7 @@ def _imports_of(text: str) -> set:
     found = set()
 
     def name(dotted: str) -> str:
-        return dotted[len("ragbuild."):] if dotted.startswith("ragbuild.") else dotted
+        return dotted[len("ragbuild.") :] if dotted.startswith("ragbuild.") else dotted
 
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ragbuild":
@@ -63,7 +67,7 @@ def test_no_module_imports_one_that_imports_it_back():
     def visit(module, path):
         for name in sorted(graph.get(module, ())):
             if name in path:
-                circles.append(" -> ".join(path[path.index(name):] + [name]))
+                circles.append(" -> ".join(path[path.index(name) :] + [name]))
             elif name not in visited:
                 visit(name, path + [name])
         visited.add(module)
@@ -75,17 +79,24 @@ def test_no_module_imports_one_that_imports_it_back():
 
 
 def test_the_runner_is_the_only_module_that_imports_plumbum():
-    importers = sorted(name for name, text in modules().items()
-                       if re.search(r"^\s*(from|import) plumbum\b", text, re.M))
+    importers = sorted(
+        name
+        for name, text in modules().items()
+        if re.search(r"^\s*(from|import) plumbum\b", text, re.M)
+    )
     assert importers == ["run.runner"]
 
 
 def test_run_imports_nothing_above_it():
     """``run/`` (commands, the runner, the console, signals) knows no domain module: it may
     import itself and ``errors``, which sits below it."""
-    above = {f"{name} imports {imported}" for name, text in modules().items()
-             if name == "run" or name.startswith("run.") for imported in _imports_of(text)
-             if not (imported == "run" or imported.startswith("run.") or imported == "errors")}
+    above = {
+        f"{name} imports {imported}"
+        for name, text in modules().items()
+        if name == "run" or name.startswith("run.")
+        for imported in _imports_of(text)
+        if not (imported == "run" or imported.startswith("run.") or imported == "errors")
+    }
     assert above == set()
 
 
@@ -106,7 +117,9 @@ def test_the_machines_variables_are_cleared_for_the_runner_and_plumbum():
             continue
         assert name not in os.environ, name
         assert name not in local.env, name
-    assert not [name for name in os.environ if name.startswith("PIP_") and name != "PIP_CONFIG_FILE"]
+    assert not [
+        name for name in os.environ if name.startswith("PIP_") and name != "PIP_CONFIG_FILE"
+    ]
     assert os.listdir(os.environ["DOCKER_CONFIG"]) == []  # no user's config.json
 
 
@@ -118,8 +131,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def collected(*args: str) -> list:
     """The test ids ``pytest --collect-only -q`` lists from the repository root."""
-    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return [line for line in done.stdout.splitlines() if "::" in line]
 
@@ -138,12 +156,15 @@ def test_the_e2e_suite_is_collected_when_named():
 def test_only_the_dry_runner_module_knows_a_dry_run_from_a_real_one():
     # steps get a runner and never ask which one (issue 10): DryRunner is named, and a dry run
     # tested, in run/dry.py only; the CLI picks the runner with make_runner
-    asking = [f"{name}:{node.lineno}"
-              for name, text in modules().items() if name != "run.dry"
-              for node in ast.walk(ast.parse(text))
-              if (isinstance(node, ast.Name) and node.id == "DryRunner")
-              or (isinstance(node, ast.alias) and node.name == "DryRunner")
-              or (isinstance(node, ast.Attribute) and node.attr == "DryRunner")]
+    asking = [
+        f"{name}:{node.lineno}"
+        for name, text in modules().items()
+        if name != "run.dry"
+        for node in ast.walk(ast.parse(text))
+        if (isinstance(node, ast.Name) and node.id == "DryRunner")
+        or (isinstance(node, ast.alias) and node.name == "DryRunner")
+        or (isinstance(node, ast.Attribute) and node.attr == "DryRunner")
+    ]
     assert asking == []
 
 
@@ -152,16 +173,24 @@ def test_only_the_dry_runner_module_knows_a_dry_run_from_a_real_one():
 
 def _modules_where(predicate) -> set:
     """The modules with an AST node for which ``predicate(node)`` holds."""
-    return {name for name, text in modules().items()
-            if any(predicate(node) for node in ast.walk(ast.parse(text)))}
+    return {
+        name
+        for name, text in modules().items()
+        if any(predicate(node) for node in ast.walk(ast.parse(text)))
+    }
 
 
 def _starts_argv(node, program: str) -> bool:
     """``Command(("program", ...), ...)``: a command of ``program`` made as data."""
-    return (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Command"
-            and bool(node.args) and isinstance(node.args[0], ast.Tuple) and bool(node.args[0].elts)
-            and isinstance(node.args[0].elts[0], ast.Constant)
-            and node.args[0].elts[0].value == program)
+    return (
+        isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "Command"
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Tuple)
+        and bool(node.args[0].elts)
+        and isinstance(node.args[0].elts[0], ast.Constant)
+        and node.args[0].elts[0].value == program
+    )
 
 
 def test_every_git_command_is_made_in_git_py():
@@ -172,30 +201,41 @@ def test_every_git_command_is_made_in_git_py():
 def test_dockers_configuration_is_read_in_docker_config_py():
     """config.json, DOCKER_CONFIG, DOCKER_HOST and DOCKER_CONTEXT are read in one module."""
     names = ("config.json", "DOCKER_CONFIG", "DOCKER_CONTEXT")
-    assert _modules_where(lambda node: isinstance(node, ast.Constant)
-                          and node.value in names) == {"docker_config"}
+    assert _modules_where(lambda node: isinstance(node, ast.Constant) and node.value in names) == {
+        "docker_config"
+    }
 
 
 def test_only_the_registry_modules_speak_http_to_a_registry():
     """The registry API (registry.py: session, auth, the pre-flight; manifest.py: the read-back)
     is the only HTTP client of a registry; sagemaker.py's is the container's /ping, /health and
     /invocations (the SageMaker gate)."""
+
     def imports_http(node) -> bool:
-        return (isinstance(node, ast.Import)
-                and any(alias.name in ("urllib.request", "http.client") for alias in node.names))
+        return isinstance(node, ast.Import) and any(
+            alias.name in ("urllib.request", "http.client") for alias in node.names
+        )
 
     assert _modules_where(imports_http) == {"registry", "manifest", "sagemaker"}
-    assert _modules_where(lambda node: isinstance(node, ast.Constant) and node.value in (
-        "/v2/", "Bearer")) == {"registry", "manifest"}
+    assert _modules_where(
+        lambda node: isinstance(node, ast.Constant) and node.value in ("/v2/", "Bearer")
+    ) == {"registry", "manifest"}
 
 
 def test_each_pipeline_step_runs_the_module_the_layout_names():
     """The table (steps/__init__.py) in its order, each step calling into its own module."""
     from ragbuild import steps
 
-    where = {"context": "context", "pre-flight": "preflight", "build": "build",
-             "inspect": "summary", "smoke": "sagemaker", "scan": "scan", "push": "push",
-             "verify": "verify"}
+    where = {
+        "context": "context",
+        "pre-flight": "preflight",
+        "build": "build",
+        "inspect": "summary",
+        "smoke": "sagemaker",
+        "scan": "scan",
+        "push": "push",
+        "verify": "verify",
+    }
     assert [step.name for step in steps.STEPS] == list(where)
     for step in steps.STEPS:
         assert where[step.name] in step.run.__code__.co_names, step.name
@@ -206,16 +246,21 @@ def test_each_pipeline_step_runs_the_module_the_layout_names():
 def test_steps_never_import_each_others_internals():
     """Steps share what they make through the run state and public functions, never another
     module's ``_internals``."""
-    private = [f"{name}: {node.module}.{alias.name}" for name, text in modules().items()
-               if name == "steps" or name.startswith("steps.")
-               for node in ast.walk(ast.parse(text))
-               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ragbuild.")
-               for alias in node.names if alias.name.startswith("_")]
+    private = [
+        f"{name}: {node.module}.{alias.name}"
+        for name, text in modules().items()
+        if name == "steps" or name.startswith("steps.")
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ragbuild.")
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
     assert private == []
 
 
 def test_only_the_cli_maps_errors_to_exit_codes():
     """``RagbuildError.exit_code`` is read in cli.py alone (errors.py sets it); a subcommand
     returns its status or raises."""
-    assert _modules_where(lambda node: isinstance(node, ast.Attribute)
-                          and node.attr == "exit_code") == {"cli", "errors"}
+    assert _modules_where(
+        lambda node: isinstance(node, ast.Attribute) and node.attr == "exit_code"
+    ) == {"cli", "errors"}

@@ -20,22 +20,47 @@ from registry_fakes import clean_env  # noqa: F401 (autouse)
 
 REPO = f"{PLAIN}/rag-worker"
 SOURCE_TS = "20251111-101112"
-CONFIG_BLOB = json.dumps({"config": {
-    "Labels": {"org.opencontainers.image.revision": "abc1234",
-               "org.opencontainers.image.created": "2025-11-11T10:11:12+00:00"},
-    "Env": ["PATH=/usr/bin", f"BUILD_TIMESTAMP={SOURCE_TS}", "GIT_COMMIT=abc1234",
-            "ENVIRONMENT=dev", "VERSION=unknown"]}}).encode()
+CONFIG_BLOB = json.dumps(
+    {
+        "config": {
+            "Labels": {
+                "org.opencontainers.image.revision": "abc1234",
+                "org.opencontainers.image.created": "2025-11-11T10:11:12+00:00",
+            },
+            "Env": [
+                "PATH=/usr/bin",
+                f"BUILD_TIMESTAMP={SOURCE_TS}",
+                "GIT_COMMIT=abc1234",
+                "ENVIRONMENT=dev",
+                "VERSION=unknown",
+            ],
+        }
+    }
+).encode()
 CONFIG_DIGEST = digest_of(CONFIG_BLOB)
 
 
 def source_manifest(config_digest=CONFIG_DIGEST):
     # odd spacing on purpose: a re-encoding (json.dumps) would change the digest
-    return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                                  "digest": config_digest, "size": len(CONFIG_BLOB)},
-                       "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                                   "digest": "sha256:" + "ab" * 32, "size": 1000}]},
-                      indent=5).encode()
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": config_digest,
+                "size": len(CONFIG_BLOB),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "digest": "sha256:" + "ab" * 32,
+                    "size": 1000,
+                }
+            ],
+        },
+        indent=5,
+    ).encode()
 
 
 SOURCE = source_manifest()
@@ -59,32 +84,47 @@ def registry(project):
 
 
 def staging_refs(version="1.0.0-rc.1"):
-    return [f"{REPO}:{tag}" for tag in (f"v{version}", version, f"staging-{SOURCE_TS}",
-                                         "staging", "git-abc1234", "latest")]
+    return [
+        f"{REPO}:{tag}"
+        for tag in (
+            f"v{version}",
+            version,
+            f"staging-{SOURCE_TS}",
+            "staging",
+            "git-abc1234",
+            "latest",
+        )
+    ]
 
 
 # --- the source and the image's facts ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, registry, ref", [
-    (f"{REPO}:dev", None, f"{REPO}:dev"),
-    (f"{REPO}@{DIGEST}", None, f"{REPO}@{DIGEST}"),
-    ("git-abc1234", REPO, f"{REPO}:git-abc1234"),
-    (DIGEST, REPO, f"{REPO}@{DIGEST}"),
-    (f"{REPO}:dev", REPO, f"{REPO}:dev"),
-])
+@pytest.mark.parametrize(
+    "text, registry, ref",
+    [
+        (f"{REPO}:dev", None, f"{REPO}:dev"),
+        (f"{REPO}@{DIGEST}", None, f"{REPO}@{DIGEST}"),
+        ("git-abc1234", REPO, f"{REPO}:git-abc1234"),
+        (DIGEST, REPO, f"{REPO}@{DIGEST}"),
+        (f"{REPO}:dev", REPO, f"{REPO}:dev"),
+    ],
+)
 def test_a_source_is_a_tag_or_a_digest_in_a_repository(text, registry, ref):
     assert promote.parse_source(text, registry).ref == ref
 
 
-@pytest.mark.parametrize("text, registry, said", [
-    (REPO, None, "names no tag or digest"),
-    (f"{REPO}@sha256:abc", None, "is not a digest"),
-    ("dev", None, "names no tag or digest"),
-    (f"{REPO}:dev", f"{PLAIN}/other", "promote writes tags in SOURCE's own repository"),
-    (f"{REPO}:-bad", None, "not a valid Docker tag"),
-    ("", None, "SOURCE is empty"),
-])
+@pytest.mark.parametrize(
+    "text, registry, said",
+    [
+        (REPO, None, "names no tag or digest"),
+        (f"{REPO}@sha256:abc", None, "is not a digest"),
+        ("dev", None, "names no tag or digest"),
+        (f"{REPO}:dev", f"{PLAIN}/other", "promote writes tags in SOURCE's own repository"),
+        (f"{REPO}:-bad", None, "not a valid Docker tag"),
+        ("", None, "SOURCE is empty"),
+    ],
+)
 def test_a_bad_source_is_refused_in_one_line(text, registry, said):
     with pytest.raises(UsageError, match=said):
         promote.parse_source(text, registry)
@@ -96,25 +136,41 @@ def test_the_commit_and_timestamp_are_the_images_own():
     with pytest.raises(UsageError, match="not a commit id"):
         promote.image_git("main")
     assert promote.image_moment({"BUILD_TIMESTAMP": SOURCE_TS}, {}, "x") == datetime(
-        2025, 11, 11, 10, 11, 12)
+        2025, 11, 11, 10, 11, 12
+    )
     # no BUILD_TIMESTAMP: the created label's wall-clock time, in the offset it was written in
-    assert promote.image_moment({}, {"org.opencontainers.image.created":
-                                     "2025-11-11T10:11:12+01:00"}, "x").strftime(
-        "%Y%m%d-%H%M%S") == SOURCE_TS
+    assert (
+        promote.image_moment(
+            {}, {"org.opencontainers.image.created": "2025-11-11T10:11:12+01:00"}, "x"
+        ).strftime("%Y%m%d-%H%M%S")
+        == SOURCE_TS
+    )
     with pytest.raises(UsageError, match="not built by ragbuild"):
         promote.image_moment({"BUILD_TIMESTAMP": "unknown"}, {}, "x")
 
 
 def test_the_target_tags_are_a_builds_for_that_env_and_version():
     moment = datetime(2025, 11, 11, 10, 11, 12)
-    build = make_plan(Options(env="prod", version="1.2.3", registry=REPO, push=True,
-                              semver_tags=True, tags=("qa",)), Config(),
-                      GitInfo(sha="abc1234"), moment)
-    ns = promote_commands.promote_parser().parse_args([f"{REPO}:dev", "--env", "prod", "--version", "1.2.3",
-                                          "--semver-tags", "--tag", "qa"])
+    build = make_plan(
+        Options(
+            env="prod", version="1.2.3", registry=REPO, push=True, semver_tags=True, tags=("qa",)
+        ),
+        Config(),
+        GitInfo(sha="abc1234"),
+        moment,
+    )
+    ns = promote_commands.promote_parser().parse_args(
+        [f"{REPO}:dev", "--env", "prod", "--version", "1.2.3", "--semver-tags", "--tag", "qa"]
+    )
     ns.policy = build_cli.latest_policy(ns.latest, ns.latest_policy)
-    plan = promote.target_plan(Runner(), promote.target_options(ns, REPO, "SOURCE"), Config(),
-                               promote.image_git("abc1234"), moment, {})
+    plan = promote.target_plan(
+        Runner(),
+        promote.target_options(ns, REPO, "SOURCE"),
+        Config(),
+        promote.image_git("abc1234"),
+        moment,
+        {},
+    )
     assert plan.refs == build.refs
 
 
@@ -128,10 +184,21 @@ def run_promote(fp, *args):
 
 
 def test_promote_writes_the_source_manifest_byte_for_byte_under_each_tag(
-        registry, fp, capsys, tmp_path):
+    registry, fp, capsys, tmp_path
+):
     metadata = tmp_path / "promote.json"
-    code = run_promote(fp, f"{REPO}:dev", "--env", "staging", "--version", "1.0.0-rc.1",
-                       "--no-gate", "tested in dev", "--metadata-file", str(metadata))
+    code = run_promote(
+        fp,
+        f"{REPO}:dev",
+        "--env",
+        "staging",
+        "--version",
+        "1.0.0-rc.1",
+        "--no-gate",
+        "tested in dev",
+        "--metadata-file",
+        str(metadata),
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     refs = staging_refs()
@@ -142,8 +209,11 @@ def test_promote_writes_the_source_manifest_byte_for_byte_under_each_tag(
     assert out.splitlines()[-1] == f"{REPO}@{SOURCE_DIGEST}"
     doc = json.loads(metadata.read_text())
     assert doc["status"] == "succeeded"
-    assert doc["source"] == {"ref": f"{REPO}:dev", "digest": SOURCE_DIGEST,
-                             "media_type": DOCKER_MANIFEST}
+    assert doc["source"] == {
+        "ref": f"{REPO}:dev",
+        "digest": SOURCE_DIGEST,
+        "media_type": DOCKER_MANIFEST,
+    }
     assert doc["gate"]["ran"] is False and doc["gate"]["reason"] == "tested in dev"
     assert doc["digests"] == {ref: SOURCE_DIGEST for ref in refs}
     assert doc["image_id"] == CONFIG_DIGEST and doc["git_commit"] == "abc1234"
@@ -156,37 +226,54 @@ def test_promoting_by_digest_reads_the_manifest_by_digest(registry, fp, capsys):
     code = run_promote(fp, f"{REPO}@{SOURCE_DIGEST}", "--env", "staging", "--no-gate", "x")
     assert code == 0, capsys.readouterr().err
     assert [ref for ref, _, _ in registry.writes] == [
-        f"{REPO}:staging-{SOURCE_TS}", f"{REPO}:staging", f"{REPO}:git-abc1234",
-        f"{REPO}:latest"]
+        f"{REPO}:staging-{SOURCE_TS}",
+        f"{REPO}:staging",
+        f"{REPO}:git-abc1234",
+        f"{REPO}:latest",
+    ]
 
 
 def test_a_version_tag_already_at_the_digest_is_left_alone(registry, fp, capsys):
     for ref in staging_refs()[:2]:
         serve(ref, body=SOURCE)
-    code = run_promote(fp, f"{REPO}:dev", "--env", "staging", "--version", "1.0.0-rc.1",
-                       "--no-gate", "x")
+    code = run_promote(
+        fp, f"{REPO}:dev", "--env", "staging", "--version", "1.0.0-rc.1", "--no-gate", "x"
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert [ref for ref, _, _ in registry.writes] == staging_refs()[2:]
     assert "left as they are" in err
     # run again: nothing left to write
     registry.writes.clear()
-    assert run_promote(fp, f"{REPO}:dev", "--env", "staging", "--version", "1.0.0-rc.1",
-                       "--no-gate", "x") == 0
+    assert (
+        run_promote(
+            fp, f"{REPO}:dev", "--env", "staging", "--version", "1.0.0-rc.1", "--no-gate", "x"
+        )
+        == 0
+    )
     assert registry.writes == []
 
 
 def test_a_version_tag_at_another_digest_stops_before_any_write(registry, fp, capsys):
     serve(f"{REPO}:v1.2.3", OTHER_DIGEST)
-    code = run_promote(fp, f"{REPO}:dev", "--env", "prod", "--version", "1.2.3",
-                       "--no-gate", "x")
+    code = run_promote(fp, f"{REPO}:dev", "--env", "prod", "--version", "1.2.3", "--no-gate", "x")
     err = capsys.readouterr().err
     assert code == 1
     assert registry.writes == []
-    assert err.splitlines()[-1].startswith(f"error: the registry already has {REPO}:v1.2.3 "
-                                           f"(now {OTHER_DIGEST})")
-    code = run_promote(fp, f"{REPO}:dev", "--env", "prod", "--version", "1.2.3",
-                       "--no-gate", "x", "--replace-version-tags")
+    assert err.splitlines()[-1].startswith(
+        f"error: the registry already has {REPO}:v1.2.3 (now {OTHER_DIGEST})"
+    )
+    code = run_promote(
+        fp,
+        f"{REPO}:dev",
+        "--env",
+        "prod",
+        "--version",
+        "1.2.3",
+        "--no-gate",
+        "x",
+        "--replace-version-tags",
+    )
     assert code == 0
     assert f"{REPO}:v1.2.3" in [ref for ref, _, _ in registry.writes]
     assert "warning: --replace-version-tags: this promotion moves" in capsys.readouterr().err
@@ -203,19 +290,29 @@ def test_a_dirty_source_needs_allow_dirty_for_prod(registry, fp, capsys):
     dirty = CONFIG_BLOB.replace(b"GIT_COMMIT=abc1234", b"GIT_COMMIT=abc1234-dirty")
     registry.blobs[digest_of(dirty)] = dirty
     serve(f"{REPO}:dirty", body=source_manifest(digest_of(dirty)))
-    code = run_promote(fp, f"{REPO}:dirty", "--env", "prod", "--version", "1.2.3",
-                       "--no-gate", "x")
+    code = run_promote(fp, f"{REPO}:dirty", "--env", "prod", "--version", "1.2.3", "--no-gate", "x")
     assert code == 2
     assert "pass --allow-dirty" in capsys.readouterr().err
     assert registry.writes == []
-    assert run_promote(fp, f"{REPO}:dirty", "--env", "prod", "--version", "1.2.3",
-                       "--no-gate", "x", "--allow-dirty") == 0
+    assert (
+        run_promote(
+            fp,
+            f"{REPO}:dirty",
+            "--env",
+            "prod",
+            "--version",
+            "1.2.3",
+            "--no-gate",
+            "x",
+            "--allow-dirty",
+        )
+        == 0
+    )
     assert f"{REPO}:git-abc1234-dirty" in [ref for ref, _, _ in registry.writes]
 
 
 def test_a_dry_run_sends_nothing_and_writes_nothing(registry, fp, capsys):
-    code = cli.main(["promote", f"{REPO}:dev", "--env", "prod", "--version", "1.2.3",
-                     "--dry-run"])
+    code = cli.main(["promote", f"{REPO}:dev", "--env", "prod", "--version", "1.2.3", "--dry-run"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert registry.requests == [] and registry.writes == []
@@ -230,23 +327,42 @@ def test_no_gate_needs_a_reason(registry, fp, capsys):
 
 
 def test_the_gate_tests_the_source_digest_before_any_tag_is_written(
-        registry, fp, capsys, monkeypatch, tmp_path):
+    registry, fp, capsys, monkeypatch, tmp_path
+):
     tested = []
 
     def fake_gate(runner, expect, timeout):
         tested.append((expect, list(registry.writes)))
-        return sagemaker.GateResult(expect.image, 0.01, 1.0, 200, 0.02, 0.5, 8090, 0.01,
-                                    {"status": "ok", "git_commit": "abc1234"}, "now")
+        return sagemaker.GateResult(
+            expect.image,
+            0.01,
+            1.0,
+            200,
+            0.02,
+            0.5,
+            8090,
+            0.01,
+            {"status": "ok", "git_commit": "abc1234"},
+            "now",
+        )
 
     monkeypatch.setattr(sagemaker, "run", fake_gate)
     pinned = f"{REPO}@{SOURCE_DIGEST}"
-    docker(fp, "image", "inspect", "--format", "{{.Id}}", pinned, returncode=1,
-           stderr="Error: No such image")
+    docker(
+        fp,
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        pinned,
+        returncode=1,
+        stderr="Error: No such image",
+    )
     docker(fp, "pull", pinned, stdout="pulled\n")
     metadata = tmp_path / "m.json"
     code = run_promote(fp, f"{REPO}:dev", "--env", "staging", "--metadata-file", str(metadata))
     assert code == 0, capsys.readouterr().err
-    (expect, written_before), = tested
+    ((expect, written_before),) = tested
     assert expect.image == pinned and expect.git_commit == "abc1234"
     assert expect.version is None and expect.environment is None  # the source's own
     assert written_before == []
@@ -263,14 +379,22 @@ def test_a_failed_gate_writes_no_tag(registry, fp, capsys, monkeypatch):
         raise SmokeTestFailed("/ping did not answer 200 within 60s")
 
     monkeypatch.setattr(sagemaker, "run", failing)
-    docker(fp, "image", "inspect", "--format", "{{.Id}}", f"{REPO}@{SOURCE_DIGEST}",
-           stdout="sha256:x\n")
+    docker(
+        fp,
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        f"{REPO}@{SOURCE_DIGEST}",
+        stdout="sha256:x\n",
+    )
     assert run_promote(fp, f"{REPO}:dev", "--env", "staging") == 1
     assert registry.writes == []
 
 
 def test_a_single_oci_manifest_source_is_refused_before_the_gate_unless_not_for_sagemaker(
-        registry, fp, capsys, monkeypatch):
+    registry, fp, capsys, monkeypatch
+):
     """SageMaker pulls a Docker v2 schema 2 manifest only: promote checks SOURCE's shape before
     it tests or writes anything; --not-for-sagemaker promotes it as it is."""
     oci = "application/vnd.oci.image.manifest.v1+json"
@@ -283,8 +407,18 @@ def test_a_single_oci_manifest_source_is_refused_before_the_gate_unless_not_for_
     assert f"{REPO}:oci is a single {oci} manifest, not a Docker v2 schema 2 manifest" in err
     assert "--not-for-sagemaker" in err and "nothing was written" in err
     assert tested == [] and registry.writes == []
-    assert run_promote(fp, f"{REPO}:oci", "--env", "staging", "--not-for-sagemaker",
-                       "--no-gate", "not for SageMaker") == 0
+    assert (
+        run_promote(
+            fp,
+            f"{REPO}:oci",
+            "--env",
+            "staging",
+            "--not-for-sagemaker",
+            "--no-gate",
+            "not for SageMaker",
+        )
+        == 0
+    )
     assert registry.writes and all(data == body for _, data, _ in registry.writes)
 
 
@@ -294,28 +428,34 @@ def test_a_single_oci_manifest_source_is_refused_before_the_gate_unless_not_for_
 IMAGE_ID = "sha256:" + "11" * 32  # the config digest of registry_fakes.MANIFEST
 
 
-def register_image(fp, image="rag-worker:prod", env=("BUILD_TIMESTAMP=" + SOURCE_TS,
-                                                    "GIT_COMMIT=abc1234")):
-    inspected = {"Id": IMAGE_ID, "Size": 123, "RepoTags": [image],
-                 "Config": {"Labels": {"org.opencontainers.image.revision": "abc1234"},
-                            "Env": list(env)}}
-    docker(fp, "image", "inspect", "--format", "{{json .}}", image,
-           stdout=json.dumps(inspected))
+def register_image(
+    fp, image="rag-worker:prod", env=("BUILD_TIMESTAMP=" + SOURCE_TS, "GIT_COMMIT=abc1234")
+):
+    inspected = {
+        "Id": IMAGE_ID,
+        "Size": 123,
+        "RepoTags": [image],
+        "Config": {"Labels": {"org.opencontainers.image.revision": "abc1234"}, "Env": list(env)},
+    }
+    docker(fp, "image", "inspect", "--format", "{{json .}}", image, stdout=json.dumps(inspected))
 
 
 def test_push_of_a_local_image_tags_its_id_and_pushes_no_build(project, fp, capsys):
     register_image(fp)
     fakes.register_proxy_info(fp)
-    refs = [f"{REPO}:{tag}" for tag in ("v1.2.3", "1.2.3", f"prod-{SOURCE_TS}", "prod",
-                                        "git-abc1234", "latest")]
+    refs = [
+        f"{REPO}:{tag}"
+        for tag in ("v1.2.3", "1.2.3", f"prod-{SOURCE_TS}", "prod", "git-abc1234", "latest")
+    ]
     for ref in refs:
         docker(fp, "tag", IMAGE_ID, ref)
         register_push(fp, ref)
         serve(ref)  # after the pre-flight's read, which finds no tag (else the version-tag
         FakeRegistry.current.fail[ref] = [404]  # rule would stop the run)
     fp.allow_unregistered(False)
-    code = cli.main(["push", "rag-worker:prod", "--registry", REPO, "--env", "prod",
-                     "--version", "1.2.3"])
+    code = cli.main(
+        ["push", "rag-worker:prod", "--registry", REPO, "--env", "prod", "--version", "1.2.3"]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out.splitlines()[-1] == f"{REPO}@{DIGEST}"
@@ -329,8 +469,9 @@ def test_push_keeps_the_version_tag_rule(project, fp, capsys):
     fakes.register_proxy_info(fp)
     serve(f"{REPO}:v1.2.3", OTHER_DIGEST)
     fp.allow_unregistered(False)
-    code = cli.main(["push", "rag-worker:prod", "--registry", REPO, "--env", "prod",
-                     "--version", "1.2.3"])
+    code = cli.main(
+        ["push", "rag-worker:prod", "--registry", REPO, "--env", "prod", "--version", "1.2.3"]
+    )
     assert code == 1
     assert "the registry already has" in capsys.readouterr().err
     assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 0
@@ -354,31 +495,40 @@ def test_an_image_without_a_timestamp_is_refused(project, fp, capsys):
 def plan_for_hint(**options):
     values = dict(env="prod", version="1.2.3")
     values.update(options)
-    return make_plan(Options(**values), Config(), GitInfo(sha="abc1234"),
-                     datetime(2025, 11, 11, 10, 11, 12))
+    return make_plan(
+        Options(**values), Config(), GitInfo(sha="abc1234"), datetime(2025, 11, 11, 10, 11, 12)
+    )
 
 
 def test_the_hint_pushes_the_tested_image_by_its_id_with_the_same_tags(monkeypatch):
     from ragbuild.tags import LatestPolicy
 
     plan = plan_for_hint(tags=("qa",), semver_tags=True, latest_policy=LatestPolicy.NEVER)
-    hint = promote.tested_push_hint(plan, IMAGE_ID, ["./scripts/build-image.py"],
-                                    {"ECR_URI": f"{ECR}/rag-worker"})
+    hint = promote.tested_push_hint(
+        plan, IMAGE_ID, ["./scripts/build-image.py"], {"ECR_URI": f"{ECR}/rag-worker"}
+    )
     command = hint.split(": ", 1)[1]
     argv = command.split()
     assert argv[:3] == ["./scripts/build-image.py", "push", IMAGE_ID]
     ns = promote_commands.push_parser().parse_args(argv[2:])
     ns.policy = build_cli.latest_policy(ns.latest, ns.latest_policy)
-    again = promote.target_plan(Runner(), promote.target_options(ns, ns.registry, "--registry"),
-                                Config(), plan.git, datetime(2025, 11, 11, 10, 11, 12), {})
+    again = promote.target_plan(
+        Runner(),
+        promote.target_options(ns, ns.registry, "--registry"),
+        Config(),
+        plan.git,
+        datetime(2025, 11, 11, 10, 11, 12),
+        {},
+    )
     assert [ref.split(":", 2)[-1] for ref in again.refs] == list(plan.tags)
 
 
 def test_without_a_registry_the_hint_says_to_set_one():
     hint = promote.tested_push_hint(plan_for_hint(), IMAGE_ID, ["ragbuild"], {})
     assert "set ECR_REGISTRY_URI (make: ECR_URI)" in hint
-    assert hint.endswith(f'ragbuild push {IMAGE_ID} --registry "$ECR_REGISTRY_URI" --env prod '
-                         "--version 1.2.3")
+    assert hint.endswith(
+        f'ragbuild push {IMAGE_ID} --registry "$ECR_REGISTRY_URI" --env prod --version 1.2.3'
+    )
 
 
 # --- ECR: its token, immutable tags; GITHUB_OUTPUT ---------------------------------------------
@@ -402,16 +552,14 @@ def test_promote_in_ecr_logs_in_with_the_token_and_reads_with_it(registry, fp, c
     assert out.splitlines()[-1] == f"{ECR}/rag-worker@{SOURCE_DIGEST}"
 
 
-def test_an_immutable_ecr_repository_stops_or_skips_the_tags_it_would_refuse(
-        registry, fp, capsys):
+def test_an_immutable_ecr_repository_stops_or_skips_the_tags_it_would_refuse(registry, fp, capsys):
     source = ecr_source(registry)
     for skip in (False, True):
         register_login(fp)
         register_describe(fp, stdout=repository_json(mutability="IMMUTABLE"))
         register_list_images(fp, ["dev", "latest"])
         flags = ["--skip-existing-immutable"] if skip else []
-        code = run_promote(fp, source, "--env", "staging", "--no-latest", "--no-gate", "x",
-                           *flags)
+        code = run_promote(fp, source, "--env", "staging", "--no-latest", "--no-gate", "x", *flags)
         err = capsys.readouterr().err
         if not skip:
             # staging moves from build to build: an immutable repository would freeze it
@@ -419,13 +567,17 @@ def test_an_immutable_ecr_repository_stops_or_skips_the_tags_it_would_refuse(
         else:
             assert code == 0, err
             assert [ref for ref, _, _ in registry.writes] == [
-                f"{ECR}/rag-worker:staging-{SOURCE_TS}", f"{ECR}/rag-worker:git-abc1234"]
-            assert f"left out (the repository keeps them immutable): {ECR}/rag-worker:staging" \
-                in err
+                f"{ECR}/rag-worker:staging-{SOURCE_TS}",
+                f"{ECR}/rag-worker:git-abc1234",
+            ]
+            assert (
+                f"left out (the repository keeps them immutable): {ECR}/rag-worker:staging" in err
+            )
 
 
-def test_github_output_gets_the_promoted_tags_and_digest(registry, fp, capsys, tmp_path,
-                                                         monkeypatch):
+def test_github_output_gets_the_promoted_tags_and_digest(
+    registry, fp, capsys, tmp_path, monkeypatch
+):
     output = tmp_path / "github_output"
     output.write_text("")
     monkeypatch.setenv("GITHUB_OUTPUT", str(output))
@@ -436,14 +588,16 @@ def test_github_output_gets_the_promoted_tags_and_digest(registry, fp, capsys, t
     assert f"digest={SOURCE_DIGEST}\n" in text and f"image-id={CONFIG_DIGEST}\n" in text
 
 
-@pytest.mark.parametrize("flags, said", [
-    ((), "give --version and/or --env"),
-    (("--env", "prod"), "--env prod needs --version"),
-    (("--env", "prd"), "did you mean 'prod'?"),
-    (("--env", "dev", "--tag=.x"), "not a valid Docker tag"),
-])
-def test_bad_flags_exit_2_before_docker_or_the_registry_is_asked(registry, fp, capsys, flags,
-                                                                said):
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        ((), "give --version and/or --env"),
+        (("--env", "prod"), "--env prod needs --version"),
+        (("--env", "prd"), "did you mean 'prod'?"),
+        (("--env", "dev", "--tag=.x"), "not a valid Docker tag"),
+    ],
+)
+def test_bad_flags_exit_2_before_docker_or_the_registry_is_asked(registry, fp, capsys, flags, said):
     fp.allow_unregistered(False)
     for command in (["promote", f"{REPO}:dev"], ["push", "rag-worker:prod", "--registry", REPO]):
         assert cli.main([*command, *flags]) == 2
@@ -454,16 +608,32 @@ def test_bad_flags_exit_2_before_docker_or_the_registry_is_asked(registry, fp, c
 def test_an_index_is_copied_as_it_is_and_its_first_platforms_config_read(registry, fp, capsys):
     """A multi-platform image: the index's bytes go under each tag (its digest kept); the
     timestamp and commit come from the config of its first platform's image."""
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "ee" * 32,
-         "size": 1, "platform": {"os": "unknown", "architecture": "unknown"}},
-        {"mediaType": DOCKER_MANIFEST, "digest": SOURCE_DIGEST, "size": len(SOURCE),
-         "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": "sha256:" + "ee" * 32,
+                    "size": 1,
+                    "platform": {"os": "unknown", "architecture": "unknown"},
+                },
+                {
+                    "mediaType": DOCKER_MANIFEST,
+                    "digest": SOURCE_DIGEST,
+                    "size": len(SOURCE),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                },
+            ],
+        }
+    ).encode()
     serve(f"{REPO}:multi", body=index, media_type=OCI_INDEX)
     code = run_promote(fp, f"{REPO}:multi", "--env", "staging", "--no-gate", "x")
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out.splitlines()[-1] == f"{REPO}@{digest_of(index)}"
     assert {(body, headers["Content-Type"]) for _, body, headers in registry.writes} == {
-        (index, OCI_INDEX)}
+        (index, OCI_INDEX)
+    }
     assert f"{REPO}:staging-{SOURCE_TS}" in [ref for ref, _, _ in registry.writes]

@@ -23,8 +23,12 @@ import fakes
 from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve
 from ragbuild import cli, manifest, push, push_preflight, registry, verify
 from ragbuild import docker_config
-from ragbuild.docker_config import (DOCKER_HUB_KEY, DockerConfig, parse_registry_config,
-    read_docker_config)
+from ragbuild.docker_config import (
+    DOCKER_HUB_KEY,
+    DockerConfig,
+    parse_registry_config,
+    read_docker_config,
+)
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
@@ -87,9 +91,12 @@ def register_basics(fp, registry_config=fakes.REGISTRY_CONFIG):
 
 
 def register_helper(fp, name, secret=TOKEN, returncode=0, stderr=""):
-    fp.register([fp.program(f"docker-credential-{name}"), "get"], returncode=returncode,
-                stdout=json.dumps({"Username": "AWS", "Secret": secret}) if not returncode else "",
-                stderr=stderr)
+    fp.register(
+        [fp.program(f"docker-credential-{name}"), "get"],
+        returncode=returncode,
+        stdout=json.dumps({"Username": "AWS", "Secret": secret}) if not returncode else "",
+        stderr=stderr,
+    )
 
 
 def aws_calls(fp):
@@ -104,21 +111,34 @@ def login_calls(fp):
 
 
 def test_cred_helpers_for_the_host_then_creds_store_then_auths():
-    config = DockerConfig(path="/c.json", cred_helpers={ECR: "ecr-login"}, creds_store="desktop",
-                          auths={"other.example": {"auth": "eDp5"}})
-    assert (config.credentials(ECR).helper, config.credentials(ECR).origin) == ("ecr-login",
-                                                                                "credHelpers")
+    config = DockerConfig(
+        path="/c.json",
+        cred_helpers={ECR: "ecr-login"},
+        creds_store="desktop",
+        auths={"other.example": {"auth": "eDp5"}},
+    )
+    assert (config.credentials(ECR).helper, config.credentials(ECR).origin) == (
+        "ecr-login",
+        "credHelpers",
+    )
     other = config.credentials("other.example")
     assert (other.helper, other.origin) == ("desktop", "credsStore")  # credsStore beats auths
-    only_auths = DockerConfig(auths={"other.example": {"auth": "eDp5"}}).credentials("other.example")
+    only_auths = DockerConfig(auths={"other.example": {"auth": "eDp5"}}).credentials(
+        "other.example"
+    )
     assert (only_auths.helper, only_auths.origin, only_auths.auth_key) == (
-        None, "auths", "other.example")
+        None,
+        "auths",
+        "other.example",
+    )
     assert DockerConfig().credentials("x.example").origin == ""
 
 
 def test_auths_keys_match_by_host_name_as_dockers_file_store():
     config = DockerConfig(auths={"https://registry.example:5000/v1/": {"auth": "eDp5"}})
-    assert config.credentials("registry.example:5000").auth_key == "https://registry.example:5000/v1/"
+    assert (
+        config.credentials("registry.example:5000").auth_key == "https://registry.example:5000/v1/"
+    )
     assert config.credentials("registry.example").auth_key is None  # another host:port
 
 
@@ -129,8 +149,14 @@ def test_docker_hub_credentials_are_filed_under_the_index_server(host):
 
 
 def test_the_config_file_is_read_for_creds_store_and_auths(config_dir):
-    config = write_config(config_dir, {"credsStore": "desktop", "auths": {"a.example": {}},
-                                       "credHelpers": {"b.example": "gcloud"}})
+    config = write_config(
+        config_dir,
+        {
+            "credsStore": "desktop",
+            "auths": {"a.example": {}},
+            "credHelpers": {"b.example": "gcloud"},
+        },
+    )
     assert config.creds_store == "desktop" and "a.example" in config.auths
     assert write_config(config_dir, {"credsStore": 7, "auths": []}).creds_store is None
 
@@ -145,18 +171,23 @@ def test_creds_store_ecr_login_skips_the_ecr_login(fp, config_dir, helpers, caps
     helpers("ecr-login")
     register_basics(fp)
     register_helper(fp, "ecr-login")
-    fp.register([fp.program("aws"), "ecr", "describe-repositories", fp.any()],
-                stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
-                                                     "imageTagMutability": "MUTABLE"}]}))
+    fp.register(
+        [fp.program("aws"), "ecr", "describe-repositories", fp.any()],
+        stdout=json.dumps(
+            {"repositories": [{"repositoryName": "rag-worker", "imageTagMutability": "MUTABLE"}]}
+        ),
+    )
     pushing = push_preflight.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
     assert pushing.helper == "ecr-login"
     assert login_calls(fp) == 0
     assert fp.call_count([fp.program("aws"), "ecr", "get-login-password", fp.any()]) == 0
     err = capsys.readouterr().err
-    assert f"not logging in to {ECR}: docker gets its credentials from docker-credential-ecr-login " \
-           "(credsStore in" in err
+    assert (
+        f"not logging in to {ECR}: docker gets its credentials from docker-credential-ecr-login "
+        "(credsStore in" in err
+    )
     assert TOKEN not in err
-    (host, insecure, login, creds), = registry.probe.asked  # the registry is asked with them
+    ((host, insecure, login, creds),) = registry.probe.asked  # the registry is asked with them
     assert host == ECR and login.username == "AWS" and login.secret.reveal() == TOKEN
 
 
@@ -165,9 +196,12 @@ def test_cred_helpers_for_the_host_beat_a_creds_store(fp, config_dir, helpers):
     helpers("ecr-login")  # desktop is not installed, and not needed for this host
     register_basics(fp)
     register_helper(fp, "ecr-login")
-    fp.register([fp.program("aws"), "ecr", "describe-repositories", fp.any()],
-                stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
-                                                     "imageTagMutability": "MUTABLE"}]}))
+    fp.register(
+        [fp.program("aws"), "ecr", "describe-repositories", fp.any()],
+        stdout=json.dumps(
+            {"repositories": [{"repositoryName": "rag-worker", "imageTagMutability": "MUTABLE"}]}
+        ),
+    )
     assert push_preflight.prepare(Runner(), plan_for(f"{ECR}/rag-worker")).helper == "ecr-login"
     assert login_calls(fp) == 0
 
@@ -179,17 +213,21 @@ def test_another_creds_store_with_ecr_still_logs_in_through_it(fp, config_dir, h
     register_basics(fp)
     fp.register([fp.program("aws"), "ecr", "get-login-password", fp.any()], stdout="pw\n")
     fp.register([fp.program("docker"), "login", fp.any()], stdout="Login Succeeded\n")
-    fp.register([fp.program("aws"), "ecr", "describe-repositories", fp.any()],
-                stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
-                                                     "imageTagMutability": "MUTABLE"}]}))
+    fp.register(
+        [fp.program("aws"), "ecr", "describe-repositories", fp.any()],
+        stdout=json.dumps(
+            {"repositories": [{"repositoryName": "rag-worker", "imageTagMutability": "MUTABLE"}]}
+        ),
+    )
     register_helper(fp, "pass")
     assert push_preflight.prepare(Runner(), plan_for(f"{ECR}/rag-worker")).helper == "pass"
     assert login_calls(fp) == 1
 
 
 @pytest.mark.parametrize("registry", ["registry.example.com:5000/team/app", f"{ECR}/rag-worker"])
-def test_a_creds_store_helper_that_is_not_installed_stops_before_the_build(fp, config_dir,
-                                                                           registry):
+def test_a_creds_store_helper_that_is_not_installed_stops_before_the_build(
+    fp, config_dir, registry
+):
     """issue 11 (b) 4: `"credsStore": "desktop"` without the helper: docker can neither read nor
     store credentials, so a hint to run `docker login` would fail the same way."""
     write_config(config_dir, {"credsStore": "desktop"})
@@ -208,7 +246,7 @@ def test_a_helper_without_credentials_for_the_host_means_none(fp, config_dir, he
     register_basics(fp)
     register_helper(fp, "pass", returncode=1, stderr="credentials not found in native keychain\n")
     push_preflight.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
-    (_, _, login, creds), = registry.probe.asked
+    ((_, _, login, creds),) = registry.probe.asked
     assert login is None and creds.helper == "pass"
 
 
@@ -226,7 +264,7 @@ def test_auths_credentials_are_decoded_for_the_check(fp, config_dir):
     write_config(config_dir, {"auths": {"https://registry.example.com:5000": {"auth": auth}}})
     register_basics(fp)
     push_preflight.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
-    (_, _, login, creds), = registry.probe.asked
+    ((_, _, login, creds),) = registry.probe.asked
     assert (login.username, login.secret.reveal(), creds.origin) == ("ci", TOKEN, "auths")
     assert TOKEN not in repr(login)
 
@@ -244,11 +282,15 @@ def test_a_look_alike_ecr_host_gets_no_ecr_login(fp, config_dir):
     assert pushing.helper is None
 
 
-def test_a_registry_that_cannot_take_the_push_stops_the_cli_before_the_build(project, strict_fp,
-                                                                            capsys, monkeypatch):
+def test_a_registry_that_cannot_take_the_push_stops_the_cli_before_the_build(
+    project, strict_fp, capsys, monkeypatch
+):
     """The pre-flight's one line (exit 1); the build never starts."""
-    monkeypatch.setattr(registry, "probe", lambda *a: "cannot reach the registry nohost.invalid:5000 "
-                                                    "over HTTPS: no such host; ...")
+    monkeypatch.setattr(
+        registry,
+        "probe",
+        lambda *a: "cannot reach the registry nohost.invalid:5000 over HTTPS: no such host; ...",
+    )
     strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="Usage\n")
     code = cli.main(["--env", "dev", "--registry", "nohost.invalid:5000/x", "--push"])
     err = capsys.readouterr().err
@@ -261,38 +303,55 @@ def test_a_registry_that_cannot_take_the_push_stops_the_cli_before_the_build(pro
 # --- issue 11 (b) 5: insecure is the daemon's decision ------------------------------------------
 
 
-@pytest.mark.parametrize("host, text, insecure", [
-    ("vm:5000", fakes.REGISTRY_CONFIG, True),  # vm resolves to 127.0.0.1 (conftest TEST_HOSTS)
-    ("localhost:5000", fakes.REGISTRY_CONFIG, True),
-    ("127.0.0.1:5000", fakes.REGISTRY_CONFIG, True),
-    ("127.9.9.9", fakes.REGISTRY_CONFIG, True),
-    ("registry.example.com:5000", fakes.REGISTRY_CONFIG, False),
-    # --insecure-registry registry.example.com:5000: an IndexConfigs entry decides
-    ("registry.example.com:5000",
-     '{"IndexConfigs":{"registry.example.com:5000":{"Secure":false}},"InsecureRegistryCIDRs":[]}',
-     True),
-    # ... also against the CIDR: an index marked secure is secure even on loopback
-    ("vm:5000", '{"IndexConfigs":{"vm:5000":{"Secure":true}},"InsecureRegistryCIDRs":["127.0.0.0/8"]}',
-     False),
-    # a daemon without the loopback default (insecure-registries replaced) keeps vm secure
-    ("vm:5000", '{"IndexConfigs":{},"InsecureRegistryCIDRs":["10.0.0.0/8"]}', False),
-    ("10.1.2.3:5000", '{"IndexConfigs":{},"InsecureRegistryCIDRs":["10.0.0.0/8"]}', True),
-])
+@pytest.mark.parametrize(
+    "host, text, insecure",
+    [
+        ("vm:5000", fakes.REGISTRY_CONFIG, True),  # vm resolves to 127.0.0.1 (conftest TEST_HOSTS)
+        ("localhost:5000", fakes.REGISTRY_CONFIG, True),
+        ("127.0.0.1:5000", fakes.REGISTRY_CONFIG, True),
+        ("127.9.9.9", fakes.REGISTRY_CONFIG, True),
+        ("registry.example.com:5000", fakes.REGISTRY_CONFIG, False),
+        # --insecure-registry registry.example.com:5000: an IndexConfigs entry decides
+        (
+            "registry.example.com:5000",
+            '{"IndexConfigs":{"registry.example.com:5000":{"Secure":false}},"InsecureRegistryCIDRs":[]}',
+            True,
+        ),
+        # ... also against the CIDR: an index marked secure is secure even on loopback
+        (
+            "vm:5000",
+            '{"IndexConfigs":{"vm:5000":{"Secure":true}},"InsecureRegistryCIDRs":["127.0.0.0/8"]}',
+            False,
+        ),
+        # a daemon without the loopback default (insecure-registries replaced) keeps vm secure
+        ("vm:5000", '{"IndexConfigs":{},"InsecureRegistryCIDRs":["10.0.0.0/8"]}', False),
+        ("10.1.2.3:5000", '{"IndexConfigs":{},"InsecureRegistryCIDRs":["10.0.0.0/8"]}', True),
+    ],
+)
 def test_insecure_registries_are_decided_as_the_daemon_does(host, text, insecure):
     assert parse_registry_config(text).is_insecure(host) is insecure
 
 
-@pytest.mark.parametrize("host, always", [
-    ("vm:5000", True),  # vm resolves to 127.0.0.1 (conftest TEST_HOSTS)
-    ("localhost:5000", True),  # 127.0.0.1 and ::1
-    ("127.0.0.1:5000", True), ("127.9.9.9", True), ("[::1]:5000", False),  # ::1: docker >= 28 only
-    ("registry.example.com:5000", False), ("10.1.2.3:5000", False), (ECR, False),
-])
+@pytest.mark.parametrize(
+    "host, always",
+    [
+        ("vm:5000", True),  # vm resolves to 127.0.0.1 (conftest TEST_HOSTS)
+        ("localhost:5000", True),  # 127.0.0.1 and ::1
+        ("127.0.0.1:5000", True),
+        ("127.9.9.9", True),
+        ("[::1]:5000", False),  # ::1: docker >= 28 only
+        ("registry.example.com:5000", False),
+        ("10.1.2.3:5000", False),
+        (ECR, False),
+    ],
+)
 def test_loopback_hosts_are_insecure_to_every_daemon(host, always):
     """moby always adds 127.0.0.0/8 to the insecure CIDRs (docker_config.DEFAULT_INSECURE_CIDRS), so
     no docker info is needed for them."""
     assert docker_config.always_insecure(host) is always
-    assert docker_config.always_insecure("mixed:5000", lambda name: ["127.0.0.1", "10.0.0.1"]) is False
+    assert (
+        docker_config.always_insecure("mixed:5000", lambda name: ["127.0.0.1", "10.0.0.1"]) is False
+    )
 
 
 def plain(ref):
@@ -317,7 +376,8 @@ def test_a_loopback_registry_is_reached_insecurely_without_asking_the_daemon(fp,
     push.push(Runner(), context, digests)
     assert verify.verify(Runner(), context, digests) == f"vm:5000/team/app@{DIGEST}"
     assert [list(c) for c in fp.calls] == [fakes.proxy_info_argv(fp)] + [
-        [fp.program("docker"), "push", ref] for ref in plan.refs]  # no RegistryConfig asked
+        [fp.program("docker"), "push", ref] for ref in plan.refs
+    ]  # no RegistryConfig asked
 
 
 def test_a_read_back_that_fails_fails_the_verification(fp, capsys):
@@ -326,9 +386,16 @@ def test_a_read_back_that_fails_fails_the_verification(fp, capsys):
     plan = plan_for("registry.example.com:5000/team/app")
     for ref in plan.refs:
         fp.register([fp.program("docker"), "push", ref], stdout=plain(ref))
-    context = push.Context(plan, PushPlan(plan.refs, session=registry.Session(
-        plan.registry, creds("registry.example.com:5000"), None)), read_docker_config(),
-        os.environ, lambda s: None)
+    context = push.Context(
+        plan,
+        PushPlan(
+            plan.refs,
+            session=registry.Session(plan.registry, creds("registry.example.com:5000"), None),
+        ),
+        read_docker_config(),
+        os.environ,
+        lambda s: None,
+    )
     digests = {}
     push.push(Runner(), context, digests)
     with pytest.raises(PushFailed) as err:
@@ -342,26 +409,41 @@ def test_a_registry_serving_another_digest_still_fails_verification(fp):
     plan = plan_for("registry.example.com:5000/team/app")
     ref = plan.refs[0]
     serve(ref, digest=OTHER_DIGEST)
-    context = push.Context(plan, PushPlan((ref,), session=registry.Session(
-        plan.registry, creds("registry.example.com:5000"), None)), read_docker_config(),
-        os.environ, lambda s: None)
-    with pytest.raises(PushFailed, match=f"resolves to {OTHER_DIGEST} on the registry, but the "
-                                         f"push reported {DIGEST}"):
+    context = push.Context(
+        plan,
+        PushPlan(
+            (ref,),
+            session=registry.Session(plan.registry, creds("registry.example.com:5000"), None),
+        ),
+        read_docker_config(),
+        os.environ,
+        lambda s: None,
+    )
+    with pytest.raises(
+        PushFailed,
+        match=f"resolves to {OTHER_DIGEST} on the registry, but the push reported {DIGEST}",
+    ):
         verify.verify(Runner(), context, {ref: DIGEST})
 
 
 def test_a_dry_run_says_what_it_would_ask_and_sends_nothing(fp, capsys):
     fp.allow_unregistered(False)
     push_preflight.prepare(DryRunner(), plan_for("vm:5000/team/app", dry_run=True))
-    push_preflight.prepare(DryRunner(), plan_for("registry.example.com:5000/team/app", dry_run=True))
+    push_preflight.prepare(
+        DryRunner(), plan_for("registry.example.com:5000/team/app", dry_run=True)
+    )
     out, err = capsys.readouterr()
     # the daemon's proxy settings are a question of every pre-flight (printed, none started);
     # its registry configuration only when HTTPS fails, which a dry run never finds
     assert out == f"docker info --format '{INFO_FORMAT}'\n" * 2
-    assert "dry run: a real run would ask vm:5000/v2/ (HTTPS, else plain HTTP: a loopback " \
-           "registry, insecure to the daemon)" in err
-    assert "dry run: a real run would ask registry.example.com:5000/v2/ (HTTPS; if that fails, " \
-           "`docker info` says whether the daemon may go insecure)" in err
+    assert (
+        "dry run: a real run would ask vm:5000/v2/ (HTTPS, else plain HTTP: a loopback "
+        "registry, insecure to the daemon)" in err
+    )
+    assert (
+        "dry run: a real run would ask registry.example.com:5000/v2/ (HTTPS; if that fails, "
+        "`docker info` says whether the daemon may go insecure)" in err
+    )
     assert registry.probe.asked == [] and len(fp.calls) == 0 and FakeRegistry.current.requests == []
 
 
@@ -403,10 +485,12 @@ class Registry(http.server.BaseHTTPRequestHandler):
         if self.mode == "basic" and not self._basic_ok():
             return self._answer(401, {"WWW-Authenticate": 'Basic realm="Registry Realm"'})
         if self.mode == "bearer" and not (self.headers.get("Authorization") or "").startswith(
-                "Bearer tok-repository:"):
+            "Bearer tok-repository:"
+        ):
             realm = f"{'https' if self.server.tls else 'http'}://{self.headers['Host']}/token"
-            return self._answer(401, {"WWW-Authenticate":
-                                      f'Bearer realm="{realm}",service="reg.example"'})
+            return self._answer(
+                401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="reg.example"'}
+            )
         if self.path == "/v2/":
             return self._answer(200)
         if "/manifests/" in self.path:
@@ -420,12 +504,16 @@ class Registry(http.server.BaseHTTPRequestHandler):
         cls = type(self)
         form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
         cls.seen.append((self.path, "POST " + ",".join(sorted(form))))
-        if form.get("refresh_token") != ["refresh-right"] or form.get("grant_type") != [
-                "refresh_token"] or form.get("client_id") != ["docker"]:
+        if (
+            form.get("refresh_token") != ["refresh-right"]
+            or form.get("grant_type") != ["refresh_token"]
+            or form.get("client_id") != ["docker"]
+        ):
             return self._answer(401)
         cls.tokens += 1
-        return self._answer(200, body=json.dumps({"access_token": f"tok-{form['scope'][0]}"}
-                                                 ).encode())
+        return self._answer(
+            200, body=json.dumps({"access_token": f"tok-{form['scope'][0]}"}).encode()
+        )
 
     def _answer(self, status, headers=None, body=b""):
         self.send_response(status)
@@ -449,7 +537,9 @@ def server(registry_http):
         httpd.tls = tls
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(os.path.join(TLS, "server.crt"), os.path.join(TLS, "server.key"))
+            context.load_cert_chain(
+                os.path.join(TLS, "server.crt"), os.path.join(TLS, "server.key")
+            )
             httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
         threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
         servers.append(httpd)
@@ -463,8 +553,11 @@ def server(registry_http):
 
 
 def creds(host, helper=None):
-    return DockerConfig(path="/cfg.json").credentials(host) if helper is None else \
-        DockerConfig(path="/cfg.json", creds_store=helper).credentials(host)
+    return (
+        DockerConfig(path="/cfg.json").credentials(host)
+        if helper is None
+        else DockerConfig(path="/cfg.json", creds_store=helper).credentials(host)
+    )
 
 
 def login(password="right"):
@@ -479,18 +572,22 @@ def never_asked():
     raise AssertionError("the daemon was asked")
 
 
-@pytest.mark.parametrize("mode, given, problem", [
-    ("open", None, None),
-    ("basic", login(), None),
-    ("basic", None, "needs credentials and docker has none for it"),
-    ("basic", login("wrong"), "refused docker's credentials for it (HTTP 401"),
-    ("bearer", login(), None),
-    ("bearer", login("wrong"), "token server refused docker's credentials for it (HTTP 401"),
-    ("bearer", None, "needs credentials and docker has none"),
-    ("notregistry", None, "answered HTTP 404, not a registry's 200 or 401"),
-])
-def test_the_registry_decides_whether_dockers_credentials_are_accepted(server, mode, given,
-                                                                       problem):
+@pytest.mark.parametrize(
+    "mode, given, problem",
+    [
+        ("open", None, None),
+        ("basic", login(), None),
+        ("basic", None, "needs credentials and docker has none for it"),
+        ("basic", login("wrong"), "refused docker's credentials for it (HTTP 401"),
+        ("bearer", login(), None),
+        ("bearer", login("wrong"), "token server refused docker's credentials for it (HTTP 401"),
+        ("bearer", None, "needs credentials and docker has none"),
+        ("notregistry", None, "answered HTTP 404, not a registry's 200 or 401"),
+    ],
+)
+def test_the_registry_decides_whether_dockers_credentials_are_accepted(
+    server, mode, given, problem
+):
     host = server(mode)
     answer = registry.probe(session_for(host, given), never_asked)  # loopback: insecure
     if problem is None:
@@ -523,8 +620,9 @@ def test_a_plain_http_registry_the_daemon_trusts_is_reached_after_asking_it(serv
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["default", "x509-strict"])
-def test_a_verified_https_registry_needs_no_answer_from_the_daemon(server, monkeypatch, tmp_path,
-                                                                   strict):
+def test_a_verified_https_registry_needs_no_answer_from_the_daemon(
+    server, monkeypatch, tmp_path, strict
+):
     """TLS trusted through certs.d (the CA docker trusts for the host), as the daemon does. The
     tests' CA has no keyUsage extension, which Python 3.13's default context refuses
     (VERIFY_X509_STRICT: "CA cert does not include key usage extension", seen on Debian 13) and
@@ -558,7 +656,8 @@ def test_without_the_ca_in_certs_d_the_tls_registry_is_not_verified(server, monk
 
 
 def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and_fails_https(
-        server, fp, config_dir, monkeypatch):
+    server, fp, config_dir, monkeypatch
+):
     """Through push_preflight.prepare: a plain-HTTP host that is not loopback (always_insecure says no)
     gets docker info, and the daemon's answer lets the push go over plain HTTP."""
     fp.allow_unregistered(False)
@@ -566,8 +665,9 @@ def test_the_pre_flight_asks_the_daemon_only_for_a_host_that_is_not_loopback_and
     host = server("open")
     monkeypatch.setattr(registry, "always_insecure", lambda host: False)
     fakes.register_registry_config(
-        fp, stdout=json.dumps({"IndexConfigs": {host: {"Secure": False}},
-                               "InsecureRegistryCIDRs": []}))
+        fp,
+        stdout=json.dumps({"IndexConfigs": {host: {"Secure": False}}, "InsecureRegistryCIDRs": []}),
+    )
     pushing = push_preflight.prepare(Runner(), plan_for(f"{host}/team/app"))
     assert pushing.insecure and pushing.session.base == f"http://{host}"
     assert [c[1] for c in fp.calls] == ["info", "info"]  # its proxies, then RegistryConfig
@@ -577,9 +677,13 @@ def test_a_daemon_that_is_down_stops_the_pre_flight(server, fp, monkeypatch):
     fakes.register_proxy_info(fp)
     host = server("open")
     monkeypatch.setattr(registry, "always_insecure", lambda host: False)
-    fakes.register_registry_config(fp, stdout="", returncode=1,
-                                   stderr="Cannot connect to the Docker daemon at unix:///x.sock. "
-                                          "Is the docker daemon running?\n")
+    fakes.register_registry_config(
+        fp,
+        stdout="",
+        returncode=1,
+        stderr="Cannot connect to the Docker daemon at unix:///x.sock. "
+        "Is the docker daemon running?\n",
+    )
     with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
         push_preflight.prepare(Runner(), plan_for(f"{host}/team/app"))
 
@@ -610,14 +714,21 @@ def test_a_host_that_does_not_resolve_is_not_reached(registry_http):
     assert answer.startswith("cannot reach the registry nohost.invalid:5000 over HTTPS:")
 
 
-@pytest.mark.parametrize("header, parsed", [
-    ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io"',
-     ("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io"})),
-    ('Basic realm="Registry Realm"', ("basic", {"realm": "Registry Realm"})),
-    ('Bearer realm="https://x/token",scope="repository:a/b:pull,push"',
-     ("bearer", {"realm": "https://x/token", "scope": "repository:a/b:pull,push"})),
-    ("", ("", {})),
-])
+@pytest.mark.parametrize(
+    "header, parsed",
+    [
+        (
+            'Bearer realm="https://auth.docker.io/token",service="registry.docker.io"',
+            ("bearer", {"realm": "https://auth.docker.io/token", "service": "registry.docker.io"}),
+        ),
+        ('Basic realm="Registry Realm"', ("basic", {"realm": "Registry Realm"})),
+        (
+            'Bearer realm="https://x/token",scope="repository:a/b:pull,push"',
+            ("bearer", {"realm": "https://x/token", "scope": "repository:a/b:pull,push"}),
+        ),
+        ("", ("", {})),
+    ],
+)
 def test_parse_challenge(header, parsed):
     assert registry.parse_challenge(header) == parsed
 
@@ -628,11 +739,14 @@ def test_after_an_ecr_login_the_registry_is_asked_with_that_password(fp, config_
     register_basics(fp)
     fp.register([fp.program("aws"), "ecr", "get-login-password", fp.any()], stdout=f"{TOKEN}\n")
     fp.register([fp.program("docker"), "login", fp.any()], stdout="Login Succeeded\n")
-    fp.register([fp.program("aws"), "ecr", "describe-repositories", fp.any()],
-                stdout=json.dumps({"repositories": [{"repositoryName": "rag-worker",
-                                                     "imageTagMutability": "MUTABLE"}]}))
+    fp.register(
+        [fp.program("aws"), "ecr", "describe-repositories", fp.any()],
+        stdout=json.dumps(
+            {"repositories": [{"repositoryName": "rag-worker", "imageTagMutability": "MUTABLE"}]}
+        ),
+    )
     pushing = push_preflight.prepare(Runner(), plan_for(f"{ECR}/rag-worker"))
-    (host, _, login, _), = registry.probe.asked
+    ((host, _, login, _),) = registry.probe.asked
     assert (host, login.username, login.secret.reveal()) == (ECR, "AWS", TOKEN)
     assert pushing.session.login is login  # kept for the read-back: the helper is not asked again
     assert TOKEN not in repr(pushing) + repr(vars(pushing.session))
@@ -649,7 +763,9 @@ def test_the_sessions_authorization_headers_are_secrets(server):
 
 def test_a_token_realm_that_is_no_url_is_one_line(server, monkeypatch):
     host = server("bearer")
-    monkeypatch.setattr(registry, "parse_challenge", lambda header: ("bearer", {"realm": "not a url"}))
+    monkeypatch.setattr(
+        registry, "parse_challenge", lambda header: ("bearer", {"realm": "not a url"})
+    )
     answer = registry.probe(session_for(host, login()), never_asked)
     assert answer.startswith(f"{host} names a token server docker cannot use:")
 
@@ -667,8 +783,9 @@ def test_https_spoken_to_a_plain_http_port_is_unreachable_not_a_traceback(server
 def read_context(host, session, refs=("dev", "latest"), sleep=lambda s: None, **options):
     plan = plan_for(f"{host}/team/app", **options)
     refs = tuple(f"{host}/team/app:{tag}" for tag in refs)
-    return push.Context(plan, PushPlan(refs, session=session), read_docker_config(), os.environ,
-                        sleep)
+    return push.Context(
+        plan, PushPlan(refs, session=session), read_docker_config(), os.environ, sleep
+    )
 
 
 def test_the_read_back_takes_one_pull_token_for_every_tag(server, capsys):
@@ -728,8 +845,9 @@ def test_a_503_over_http_is_retried_then_passes(server, capsys):
     assert "failed (HTTP 503 Service Unavailable); retrying in 2s" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("refresh, answer", [("refresh-right", None),
-                                             ("refresh-wrong", "token server refused")])
+@pytest.mark.parametrize(
+    "refresh, answer", [("refresh-right", None), ("refresh-wrong", "token server refused")]
+)
 def test_an_identity_token_is_exchanged_by_oauth2_for_the_pull_token(server, refresh, answer):
     """docker login through a browser stores an identity (refresh) token: the token server is
     asked with the refresh-token grant (https://distribution.github.io/distribution/spec/auth/oauth/)."""
@@ -797,8 +915,9 @@ def test_a_token_realm_with_a_query_keeps_it_and_gets_the_scope_added():
         return registry.Answer(200, body=b'{"token": "t"}')
 
     session.request = request
-    session._token({"realm": "https://auth.example/token?account=team", "service": "reg"},
-                   "repository:team/app:pull")
+    session._token(
+        {"realm": "https://auth.example/token?account=team", "service": "reg"},
+        "repository:team/app:pull",
+    )
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(asked[0]).query)
-    assert query == {"account": ["team"], "scope": ["repository:team/app:pull"],
-                     "service": ["reg"]}
+    assert query == {"account": ["team"], "scope": ["repository:team/app:pull"], "service": ["reg"]}

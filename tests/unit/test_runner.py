@@ -80,8 +80,11 @@ def test_resolve(monkeypatch):
     monkeypatch.setenv("DOCKER", "/usr/bin/docker")
     monkeypatch.setenv("AWS_CLI", "/opt/aws/bin/aws")
     monkeypatch.setenv("GIT", "/nope/git")  # only docker and aws can be replaced
-    assert (resolve("docker"), resolve("aws"), resolve("git")) == ("/usr/bin/docker",
-                                                                   "/opt/aws/bin/aws", "git")
+    assert (resolve("docker"), resolve("aws"), resolve("git")) == (
+        "/usr/bin/docker",
+        "/opt/aws/bin/aws",
+        "git",
+    )
     monkeypatch.setenv("DOCKER", "")
     assert resolve("docker") == "docker"
 
@@ -134,8 +137,10 @@ def test_dry_run_warns_once_about_a_program_a_real_run_would_not_find(fp, monkey
     runner.run(Command(("docker", "build", ".")))
     runner.run(Command(("docker", "push", "r")))
     assert out.getvalue() == "docker build .\ndocker push r\n"
-    assert log.getvalue() == (f"warning: {tmp_path}/nope/docker not found: install docker (as root on Debian or Ubuntu: make engine) or set "
-                              "DOCKER to its path (a real run stops here)\n")
+    assert log.getvalue() == (
+        f"warning: {tmp_path}/nope/docker not found: install docker (as root on Debian or Ubuntu: make engine) or set "
+        "DOCKER to its path (a real run stops here)\n"
+    )
 
 
 def test_stop_or_warn_raises_in_a_real_run_and_warns_once_in_a_dry_run():
@@ -158,8 +163,19 @@ def test_emit_writes_a_result_line_to_the_runners_out():
 # --- secrets in what is printed ----------------------------------------------------------------
 
 
-SECRET_BUILD = Command(("docker", "build", "--build-arg", "PIP_INDEX_URL=https://u:tok@m.example/s",
-                        "--build-arg", "API_TOKEN=x", "--build-arg", "NOTE=plain", "."))
+SECRET_BUILD = Command(
+    (
+        "docker",
+        "build",
+        "--build-arg",
+        "PIP_INDEX_URL=https://u:tok@m.example/s",
+        "--build-arg",
+        "API_TOKEN=x",
+        "--build-arg",
+        "NOTE=plain",
+        ".",
+    )
+)
 
 
 def test_dry_run_shows_stars_for_secret_values_and_says_so_once(fp):
@@ -167,8 +183,10 @@ def test_dry_run_shows_stars_for_secret_values_and_says_so_once(fp):
     runner, out, log = quiet_runner(dry_run=True)
     runner.run(SECRET_BUILD)
     runner.run(SECRET_BUILD)
-    line = ("docker build --build-arg 'PIP_INDEX_URL=https://***@m.example/s' --build-arg "
-            "'API_TOKEN=***' --build-arg NOTE=plain .\n")
+    line = (
+        "docker build --build-arg 'PIP_INDEX_URL=https://***@m.example/s' --build-arg "
+        "'API_TOKEN=***' --build-arg NOTE=plain .\n"
+    )
     assert out.getvalue() == line * 2
     assert log.getvalue().count("shown as ***") == 1
     assert "tok" not in out.getvalue() + log.getvalue()
@@ -225,7 +243,9 @@ def test_check_false_returns_the_failure(fp, stub_bin):
 
 def test_failure_message_of_a_streamed_command_points_above():
     cmd = Command(("docker", "build", "."), mode=Mode.STREAM)
-    assert failure_message(cmd, Result(1)) == "`docker build .` failed (exit 1); its output is above"
+    assert (
+        failure_message(cmd, Result(1)) == "`docker build .` failed (exit 1); its output is above"
+    )
 
 
 def test_failure_message_without_output_is_one_line():
@@ -234,7 +254,8 @@ def test_failure_message_without_output_is_one_line():
 
 def test_a_child_killed_by_a_signal_is_named_so_not_a_negative_exit():
     assert failure_message(Command(("docker", "ps")), Result(-9)) == (
-        "`docker ps` was killed by signal 9 (SIGKILL)")
+        "`docker ps` was killed by signal 9 (SIGKILL)"
+    )
     runner, _, _ = quiet_runner()
     with pytest.raises(CommandFailed) as err:
         runner.run(Command(("sh", "-c", "kill -TERM $$")))
@@ -280,7 +301,9 @@ def test_tee_replaces_what_an_ascii_terminal_cannot_show():
     raw = io.BytesIO()
     out = io.TextIOWrapper(raw, encoding="ascii", write_through=True)
     runner = Runner(out=out, log=io.StringIO())
-    result = runner.run(Command(("sh", "-c", "printf 'layer \\342\\226\\210 done\\n'"), mode=Mode.TEE))
+    result = runner.run(
+        Command(("sh", "-c", "printf 'layer \\342\\226\\210 done\\n'"), mode=Mode.TEE)
+    )
     assert result.stdout == "layer \u2588 done\n"  # kept as docker said it
     assert raw.getvalue() == b"layer ? done\n"
 
@@ -305,12 +328,18 @@ class Terminal(io.StringIO):
 def test_watch_passes_stderr_on_and_keeps_it_and_leaves_stdout_alone(capfd):
     runner, _, log = quiet_runner()
     with pytest.raises(CommandFailed) as err:
-        runner.run(Command(("sh", "-c", "echo result; echo step 1 >&2; echo failed >&2; exit 3"),
-                           mode=Mode.WATCH))
+        runner.run(
+            Command(
+                ("sh", "-c", "echo result; echo step 1 >&2; echo failed >&2; exit 3"),
+                mode=Mode.WATCH,
+            )
+        )
     assert log.getvalue().splitlines()[1:] == ["step 1", "failed"]  # after the + line
     assert capfd.readouterr().out == "result\n"  # the child's stdout is ours, as in STREAM
-    assert str(err.value) == ("`sh -c 'echo result; echo step 1 >&2; echo failed >&2; exit 3'` "
-                              "failed (exit 3); its output is above")
+    assert str(err.value) == (
+        "`sh -c 'echo result; echo step 1 >&2; echo failed >&2; exit 3'` "
+        "failed (exit 3); its output is above"
+    )
     assert err.value.returncode == 3
     assert err.value.output == "step 1\nfailed\n"
 
@@ -327,8 +356,12 @@ def test_watch_keeps_only_the_end_of_a_long_output(monkeypatch):
 
 def test_watch_decodes_a_character_split_between_two_reads():
     runner, _, log = quiet_runner()
-    result = runner.run(Command(("sh", "-c", "printf '\\342\\226' >&2; sleep 0.2; "
-                                             "printf '\\210 done\\n' >&2"), mode=Mode.WATCH))
+    result = runner.run(
+        Command(
+            ("sh", "-c", "printf '\\342\\226' >&2; sleep 0.2; printf '\\210 done\\n' >&2"),
+            mode=Mode.WATCH,
+        )
+    )
     assert result.stderr == "\u2588 done\n"
     assert log.getvalue().endswith("\u2588 done\n")
 
@@ -339,9 +372,17 @@ def test_watch_gives_the_child_a_terminal_when_the_log_is_one(capfd):
     log = Terminal()
     runner = Runner(out=io.StringIO(), log=log)
     with pytest.raises(CommandFailed) as err:
-        runner.run(Command(("sh", "-c", "if test -t 2; then echo terminal >&2; else echo pipe >&2;"
-                                        " fi; test -t 1 || echo stdout-is-ours; exit 1"),
-                           mode=Mode.WATCH))
+        runner.run(
+            Command(
+                (
+                    "sh",
+                    "-c",
+                    "if test -t 2; then echo terminal >&2; else echo pipe >&2;"
+                    " fi; test -t 1 || echo stdout-is-ours; exit 1",
+                ),
+                mode=Mode.WATCH,
+            )
+        )
     assert err.value.output == "terminal\r\n"  # as a pty gives it
     assert log.getvalue().endswith("terminal\r\n")
     assert capfd.readouterr().out == "stdout-is-ours\n"
@@ -349,8 +390,9 @@ def test_watch_gives_the_child_a_terminal_when_the_log_is_one(capfd):
 
 def test_without_a_terminal_the_child_gets_a_pipe():
     runner, _, _ = quiet_runner()
-    result = runner.run(Command(("sh", "-c", "test -t 2 && echo terminal >&2 || echo pipe >&2"),
-                                mode=Mode.WATCH))
+    result = runner.run(
+        Command(("sh", "-c", "test -t 2 && echo terminal >&2 || echo pipe >&2"), mode=Mode.WATCH)
+    )
     assert result.stderr == "pipe\n"
 
 
@@ -391,8 +433,10 @@ def test_the_childs_terminal_follows_ours_when_it_is_resized(tmp_path):
         resized.touch()
 
     before = signal.getsignal(signal.SIGWINCH)
-    script = (f"stty size <&2 >&2; touch {asked}; i=0; while [ ! -e {resized} ] && "
-              "[ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; stty size <&2 >&2")
+    script = (
+        f"stty size <&2 >&2; touch {asked}; i=0; while [ ! -e {resized} ] && "
+        "[ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; stty size <&2 >&2"
+    )
     with open(theirs, "w", closefd=True) as terminal, open(ours, "rb", closefd=True):
         runner = Runner(out=io.StringIO(), log=terminal)
         thread = threading.Thread(target=resize)
@@ -406,17 +450,31 @@ def test_the_childs_terminal_follows_ours_when_it_is_resized(tmp_path):
 def test_watch_with_an_answer_file_returns_both(tmp_path):
     answer = str(tmp_path / "own" / "answer.json")
     runner, _, _ = quiet_runner()
-    result = runner.run(Command(("sh", "-c", f"echo '{{}}' > {answer}; echo progress >&2"),
-                                mode=Mode.WATCH, answer_file=answer))
+    result = runner.run(
+        Command(
+            ("sh", "-c", f"echo '{{}}' > {answer}; echo progress >&2"),
+            mode=Mode.WATCH,
+            answer_file=answer,
+        )
+    )
     assert (result.stdout, result.stderr) == ("{}\n", "progress\n")
 
 
 def test_watch_feeds_a_secret_on_stdin_and_logs_its_placeholder():
     runner, _, log = quiet_runner()
-    result = runner.run(Command(("sh", "-c", "read line; echo got=${#line} chars >&2"),
-                                stdin="<password>", mode=Mode.WATCH), stdin=Secret("hunter2"))
+    result = runner.run(
+        Command(
+            ("sh", "-c", "read line; echo got=${#line} chars >&2"),
+            stdin="<password>",
+            mode=Mode.WATCH,
+        ),
+        stdin=Secret("hunter2"),
+    )
     assert result.stderr == "got=7 chars\n"
-    assert log.getvalue() == "+ sh -c 'read line; echo got=${#line} chars >&2' < <password>\ngot=7 chars\n"
+    assert (
+        log.getvalue()
+        == "+ sh -c 'read line; echo got=${#line} chars >&2' < <password>\ngot=7 chars\n"
+    )
 
 
 def test_a_dry_run_prints_a_watched_command(fp):
@@ -431,8 +489,14 @@ def test_a_dry_run_prints_a_watched_command(fp):
 
 def test_secret_is_never_shown():
     secret = Secret("hunter2")
-    shown = [repr(secret), str(secret), f"{secret}", "%s" % secret,  # noqa: UP031 (the %-operator is one way to show it) f"{secret}",
-             repr([secret]), repr({"password": secret})]
+    shown = [
+        repr(secret),
+        str(secret),
+        f"{secret}",
+        "%s" % secret,  # noqa: UP031 (the %-operator is one way to show it) f"{secret}",
+        repr([secret]),
+        repr({"password": secret}),
+    ]
     assert all("hunter2" not in text for text in shown)
     assert secret.reveal() == "hunter2"
 
@@ -440,8 +504,10 @@ def test_secret_is_never_shown():
 @pytest.mark.parametrize("mode", [Mode.CAPTURE, Mode.TEE])
 def test_secret_is_fed_on_stdin_and_not_logged(mode):
     runner, out, log = quiet_runner()
-    result = runner.run(Command(("sh", "-c", "read line; echo got=$line"), stdin="<password>",
-                                mode=mode), stdin=Secret("hunter2"))
+    result = runner.run(
+        Command(("sh", "-c", "read line; echo got=$line"), stdin="<password>", mode=mode),
+        stdin=Secret("hunter2"),
+    )
     assert result.stdout == "got=hunter2\n"
     assert log.getvalue() == "+ sh -c 'read line; echo got=$line' < <password>\n"
 
@@ -450,8 +516,9 @@ def test_secret_reaches_stdin_of_a_faked_process(fp, stub_bin):
     fed = []
     fp.register([fp.program("docker"), "login", "--password-stdin"], stdin_callable=fed.append)
     runner, _, log = quiet_runner()
-    runner.run(Command(("docker", "login", "--password-stdin"), stdin="<ecr token>"),
-               stdin=Secret("t0ken"))
+    runner.run(
+        Command(("docker", "login", "--password-stdin"), stdin="<ecr token>"), stdin=Secret("t0ken")
+    )
     assert fed == [b"t0ken"]
     assert "t0ken" not in log.getvalue()
 
@@ -459,8 +526,9 @@ def test_secret_reaches_stdin_of_a_faked_process(fp, stub_bin):
 def test_dry_run_prints_the_placeholder_not_the_secret(fp):
     fp.allow_unregistered(False)
     runner, out, _ = quiet_runner(dry_run=True)
-    runner.run(Command(("docker", "login", "--password-stdin"), stdin="<ecr token>"),
-               stdin=Secret("t0ken"))
+    runner.run(
+        Command(("docker", "login", "--password-stdin"), stdin="<ecr token>"), stdin=Secret("t0ken")
+    )
     assert out.getvalue() == "docker login --password-stdin < <ecr token>\n"
 
 
@@ -489,7 +557,9 @@ def test_without_a_secret_stdin_is_dev_null_not_the_terminal(fp, stub_bin):
 
 def test_missing_program_on_path(stub_bin):
     runner, _, _ = quiet_runner()
-    with pytest.raises(ToolMissing, match="^no-such-tool-4711 not found: install no-such-tool-4711$"):
+    with pytest.raises(
+        ToolMissing, match="^no-such-tool-4711 not found: install no-such-tool-4711$"
+    ):
         runner.run(Command(("no-such-tool-4711", "x")))
 
 
@@ -498,8 +568,10 @@ def test_missing_docker_named_by_the_variable(monkeypatch, tmp_path):
     runner, _, _ = quiet_runner()
     with pytest.raises(ToolMissing) as err:
         runner.run(Command(("docker", "ps")))
-    assert str(err.value) == (f"{tmp_path}/nope/docker not found: install docker (as root on Debian or Ubuntu: make engine) or set DOCKER "
-                              "to its path")
+    assert str(err.value) == (
+        f"{tmp_path}/nope/docker not found: install docker (as root on Debian or Ubuntu: make engine) or set DOCKER "
+        "to its path"
+    )
 
 
 @pytest.mark.parametrize("make", ["directory", "not-executable"])
@@ -514,9 +586,11 @@ def test_docker_variable_naming_something_not_runnable(monkeypatch, tmp_path, ma
     runner, _, _ = quiet_runner()
     with pytest.raises(ToolMissing) as err:
         runner.run(Command(("docker", "ps")))
-    assert str(err.value) == (f"{target} cannot be run (Permission denied): install docker (as root on Debian "
-                              "or Ubuntu: make engine) or "
-                              "set DOCKER to its path")
+    assert str(err.value) == (
+        f"{target} cannot be run (Permission denied): install docker (as root on Debian "
+        "or Ubuntu: make engine) or "
+        "set DOCKER to its path"
+    )
 
 
 # --- Ctrl-C ------------------------------------------------------------------------------------
@@ -604,8 +678,9 @@ def test_a_child_ignoring_sigterm_is_killed(tmp_path, monkeypatch):
     runner, _, _ = quiet_runner()
     thread = sigint_when_started(pidfile)
     with pytest.raises(Interrupted):
-        runner.run(Command(("sh", "-c", f"trap '' TERM; echo $$ > {pidfile}; sleep 30 & wait; "
-                                        "sleep 30")))
+        runner.run(
+            Command(("sh", "-c", f"trap '' TERM; echo $$ > {pidfile}; sleep 30 & wait; sleep 30"))
+        )
     thread.join()
     assert gone(int(pidfile.read_text()))
 
@@ -616,13 +691,15 @@ def test_a_child_ignoring_sigterm_is_killed(tmp_path, monkeypatch):
 def test_run_all_runs_the_commands_at_once_and_returns_results_in_order(tmp_path):
     """Three 0.4 s commands take about 0.4 s, not 1.2 s; the + lines come first, in order."""
     runner, _, log = quiet_runner()
-    cmds = [Command(("sh", "-c", f"sleep 0.4; echo {n}; echo e{n} >&2"), check=False)
-            for n in range(3)]
+    cmds = [
+        Command(("sh", "-c", f"sleep 0.4; echo {n}; echo e{n} >&2"), check=False) for n in range(3)
+    ]
     started = time.monotonic()
     results = runner.run_all(cmds)
     elapsed = time.monotonic() - started
     assert [(r.returncode, r.stdout, r.stderr) for r in results] == [
-        (0, f"{n}\n", f"e{n}\n") for n in range(3)]
+        (0, f"{n}\n", f"e{n}\n") for n in range(3)
+    ]
     assert elapsed < 1.0, elapsed
     assert log.getvalue().splitlines() == [f"+ {cmd.display()}" for cmd in cmds]
 
@@ -649,8 +726,10 @@ def test_run_all_refuses_streamed_commands_and_secrets():
 def test_a_dry_run_prints_run_all_in_order_and_starts_nothing(fp):
     fp.allow_unregistered(False)
     runner, out, _ = quiet_runner(dry_run=True)
-    cmds = [Command(("docker", "manifest", "inspect", f"h/r:{n}"), kind=Kind.PROBE,
-                    assume=str(n)) for n in range(3)]
+    cmds = [
+        Command(("docker", "manifest", "inspect", f"h/r:{n}"), kind=Kind.PROBE, assume=str(n))
+        for n in range(3)
+    ]
     assert [r.stdout for r in runner.run_all(cmds)] == ["0", "1", "2"]
     assert out.getvalue().splitlines() == [f"docker manifest inspect h/r:{n}" for n in range(3)]
     assert len(fp.calls) == 0
@@ -672,8 +751,11 @@ def test_ctrl_c_during_run_all_stops_every_child(tmp_path):
 
 def test_a_commands_answer_file_is_its_stdout(tmp_path):
     answer = tmp_path / "answer.json"
-    cmd = Command(("sh", "-c", f"echo printed; echo written > {answer}"), answer_file=str(answer),
-                  assume="assumed")
+    cmd = Command(
+        ("sh", "-c", f"echo printed; echo written > {answer}"),
+        answer_file=str(answer),
+        assume="assumed",
+    )
     assert Runner(log=io.StringIO()).run(cmd).stdout == "written\n"
     assert DryRunner(log=io.StringIO(), out=io.StringIO()).run(cmd).stdout == "assumed"
 
@@ -685,9 +767,9 @@ def test_an_answer_file_the_command_did_not_write_is_an_empty_answer(tmp_path):
 
 @pytest.mark.parametrize("together", [False, True])
 @pytest.mark.usefixtures("cli_signal_handlers")
-def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(tmp_path,
-                                                                             monkeypatch,
-                                                                             together):
+def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(
+    tmp_path, monkeypatch, together
+):
     """``docker --context NAME push`` (the run's flags, Runner.aimed_at) is still
     "docker push" in the message, not "docker --context"."""
     pidfile = tmp_path / "pid"
@@ -702,8 +784,11 @@ def test_an_interrupted_docker_command_is_named_without_the_runs_docker_flags(tm
     with pytest.raises(Interrupted) as err:
         runner.run_all([cmd]) if together else runner.run(cmd)
     thread.join()
-    assert str(err.value) == ("interrupted; stopped 1 `docker push` commands" if together
-                              else "interrupted; stopped docker push")
+    assert str(err.value) == (
+        "interrupted; stopped 1 `docker push` commands"
+        if together
+        else "interrupted; stopped docker push"
+    )
     assert gone(int(pidfile.read_text().split()[0]))
 
 
@@ -721,11 +806,16 @@ def test_an_answer_file_that_cannot_be_removed_is_no_traceback(fp, tmp_path):
 
 # --- plumbum's import: what it declares lazy is imported only when used --------------------------
 
+
 def _in_a_new_python(code: str) -> None:
     from pathlib import Path
 
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -754,7 +844,8 @@ def test_running_a_command_does_not_import_what_plumbum_declares_lazy():
         "import urllib.request\n"
         "assert type(urllib.request).__name__ == 'module', type(urllib.request)\n"
         "assert sys.modules['urllib.request'] is urllib.request\n"
-        "assert urllib.request.Request('http://h/').host == 'h'\n")
+        "assert urllib.request.Request('http://h/').host == 'h'\n"
+    )
 
 
 def test_a_module_imported_before_plumbum_is_left_as_it_is():
@@ -765,7 +856,8 @@ def test_a_module_imported_before_plumbum_is_left_as_it_is():
         "from ragbuild.run.runner import _plumbum\n"
         "_plumbum()\n"
         "import plumbum.path.local as local_path\n"
-        "assert local_path.urllib is real and sys.modules['urllib.request'] is real\n")
+        "assert local_path.urllib is real and sys.modules['urllib.request'] is real\n"
+    )
 
 
 def test_a_stand_in_used_while_it_is_in_sys_modules_becomes_the_real_module():
@@ -779,10 +871,12 @@ def test_a_stand_in_used_while_it_is_in_sys_modules_becomes_the_real_module():
         "assert rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)\n"
         "assert sys.modules['colorsys'] is not stand_in\n"
         "assert type(sys.modules['colorsys']).__name__ == 'module'\n"
-        "assert stand_in.hls_to_rgb is sys.modules['colorsys'].hls_to_rgb\n")
+        "assert stand_in.hls_to_rgb is sys.modules['colorsys'].hls_to_rgb\n"
+    )
 
 
 # --- the answer file's directory: the user's own, closed to others ------------------------------
+
 
 def _answer_build(fp, digest="sha256:" + "12" * 32):
     def build(process):
@@ -796,8 +890,9 @@ def _answer_build(fp, digest="sha256:" + "12" * 32):
 def test_the_answer_directory_is_made_for_the_user_alone(fp, tmp_path):
     where = tmp_path / "ragbuild-0" / "a.json"
     _answer_build(fp)
-    cmd = Command(("docker", "buildx", "build", "--metadata-file", str(where), "."),
-                  answer_file=str(where))
+    cmd = Command(
+        ("docker", "buildx", "build", "--metadata-file", str(where), "."), answer_file=str(where)
+    )
     assert Runner().run(cmd).stdout == "sha256:" + "12" * 32
     made = os.lstat(where.parent)
     assert made.st_uid == os.getuid() and made.st_mode & 0o777 == 0o700
@@ -820,12 +915,15 @@ def test_an_answer_directory_others_could_write_in_stops_before_the_command(fp, 
     else:
         directory.write_text("")
     where = directory / "a.json"
-    cmd = Command(("docker", "buildx", "build", "--metadata-file", str(where), "."),
-                  answer_file=str(where))
+    cmd = Command(
+        ("docker", "buildx", "build", "--metadata-file", str(where), "."), answer_file=str(where)
+    )
     with pytest.raises(RagbuildError) as err:
         Runner().run(cmd)
-    assert str(err.value).startswith(f"{directory}, where docker writes what it pushed, is not a "
-                                     "directory of yours that only you can use (mode 0700)")
+    assert str(err.value).startswith(
+        f"{directory}, where docker writes what it pushed, is not a "
+        "directory of yours that only you can use (mode 0700)"
+    )
     assert "\n" not in str(err.value)
     assert not list(fp.calls)
 
@@ -845,9 +943,11 @@ def test_an_answer_directory_of_another_user_stops_before_the_command(fp, tmp_pa
 
 # --- the answer directory in a dry run: said, not made ------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["missing", "open to others", "the user's own"])
-def test_a_dry_run_says_what_a_real_run_does_with_the_answer_directory(fp, stub_bin, tmp_path,
-                                                                       kind):
+def test_a_dry_run_says_what_a_real_run_does_with_the_answer_directory(
+    fp, stub_bin, tmp_path, kind
+):
     """Where a real run stops (someone else could write there) a dry run warns; where it makes
     the directory, the dry run says so, since the printed build line, pasted, needs it (buildx
     writes its --metadata-file only in a directory that is there, after it pushed). It makes
@@ -858,18 +958,19 @@ def test_a_dry_run_says_what_a_real_run_does_with_the_answer_directory(fp, stub_
         directory.mkdir(mode=0o700)
         directory.chmod(0o777 if kind == "open to others" else 0o700)
     where = directory / "a.json"
-    cmd = Command(("docker", "buildx", "build", "--metadata-file", str(where), "."),
-                  answer_file=str(where))
+    cmd = Command(
+        ("docker", "buildx", "build", "--metadata-file", str(where), "."), answer_file=str(where)
+    )
     runner, out, log = quiet_runner(dry_run=True)
     runner.run(cmd)
     runner.run(cmd)  # said once
     assert out.getvalue() == f"docker buildx build --metadata-file {where} .\n" * 2
     said = {
         "missing": f"dry run: a real run first makes {directory} (mode 0700), where docker "
-                   "writes what it pushed; make it before running the build line yourself\n",
+        "writes what it pushed; make it before running the build line yourself\n",
         "open to others": f"warning: {directory}, where docker writes what it pushed, is not a "
-                          "directory of yours that only you can use (mode 0700): remove it, or "
-                          "set TMPDIR to a directory of yours (a real run stops here)\n",
+        "directory of yours that only you can use (mode 0700): remove it, or "
+        "set TMPDIR to a directory of yours (a real run stops here)\n",
         "the user's own": "",
     }[kind]
     assert log.getvalue() == said
@@ -885,5 +986,8 @@ def test_a_runner_aimed_at_a_docker_target_is_a_new_runner_and_the_first_is_unch
     aimed.run(cmd)
     first.run(cmd)
     aimed.run(Command(("git", "push")))
-    assert out.getvalue().splitlines() == ["docker --context remote push h/r:t", "docker push h/r:t",
-                                           "git push"]
+    assert out.getvalue().splitlines() == [
+        "docker --context remote push h/r:t",
+        "docker push h/r:t",
+        "git push",
+    ]

@@ -21,7 +21,15 @@ from ragbuild.run.command import Mode
 
 PRIMARY = f"rag-worker:dev-{STAMP}"
 REFS = [PRIMARY, "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
-TRIVY = ["trivy", "image", "--exit-code", "1", "--severity", "HIGH,CRITICAL", FAKE_IMAGE_ID]  # by the ID the build wrote
+TRIVY = [
+    "trivy",
+    "image",
+    "--exit-code",
+    "1",
+    "--severity",
+    "HIGH,CRITICAL",
+    FAKE_IMAGE_ID,
+]  # by the ID the build wrote
 LOCAL = "localhost:5000/rag-worker"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
@@ -36,8 +44,10 @@ def stub(bin_dir: Path, name: str) -> Path:
 
 def register_build_and_inspect(fp, refs=REFS):
     fp.register([fp.program("docker"), "build", "-f", fp.any()])
-    fp.register([fp.program("docker"), "image", "inspect", fp.any()],
-                stdout=f"sha256:0123456789ab 151234567 {json.dumps(refs, separators=(',', ':'))}\n")
+    fp.register(
+        [fp.program("docker"), "image", "inspect", fp.any()],
+        stdout=f"sha256:0123456789ab 151234567 {json.dumps(refs, separators=(',', ':'))}\n",
+    )
 
 
 def names(fp) -> list:
@@ -67,14 +77,21 @@ def test_scan_command_is_split_like_a_shell_and_gets_the_image():
 def test_image_placeholder_inside_a_word_and_other_braces_are_left_alone():
     words = parse_scan_command("scanner --target=docker:{image} --format '{{json .}}'", "f")
     assert scan.scan_command(scan.Scanner(words, "f"), "r:1").argv == (
-        "scanner", "--target=docker:r:1", "--format", "{{json .}}")
+        "scanner",
+        "--target=docker:r:1",
+        "--format",
+        "{{json .}}",
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ("trivy image", "does not say where the image goes: put {image} in it"),
-    ("", "is empty"),
-    ("grype '{image}", "cannot be split into words"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("trivy image", "does not say where the image goes: put {image} in it"),
+        ("", "is empty"),
+        ("grype '{image}", "cannot be split into words"),
+    ],
+)
 def test_bad_scan_commands_are_usage_errors(text, message):
     with pytest.raises(UsageError, match=message):
         parse_scan_command(text, "--scan-command")
@@ -86,13 +103,22 @@ def which_of(*found):
 
 def test_the_flag_wins_over_setup_cfg_which_wins_over_trivy():
     which = which_of("trivy", "grype", "snyk")
-    assert scan.resolve("snyk container test {image}", "grype {image}", which=which).argv[0] == "snyk"
+    assert (
+        scan.resolve("snyk container test {image}", "grype {image}", which=which).argv[0] == "snyk"
+    )
     configured = scan.resolve(None, "grype {image}", which=which)
     assert configured.argv == ("grype", "{image}")
     assert configured.source == "setup.cfg [ragbuild] scan-command"
     default = scan.resolve(None, None, which=which)
-    assert default.argv == ("trivy", "image", "--exit-code", "1", "--severity", "HIGH,CRITICAL",
-                            "{image}")
+    assert default.argv == (
+        "trivy",
+        "image",
+        "--exit-code",
+        "1",
+        "--severity",
+        "HIGH,CRITICAL",
+        "{image}",
+    )
 
 
 def test_no_scanner_is_an_error_not_a_pass():
@@ -124,8 +150,10 @@ def test_setup_cfg_scan_command_is_read_raw(tmp_path):
 def test_setup_cfg_scan_command_without_image_is_refused(project, strict_fp, capsys):
     (project / "setup.cfg").write_text("[ragbuild]\nscan-command = trivy image\n")
     assert cli.main(["--env", "dev"]) == 2
-    assert "setup.cfg [ragbuild] scan-command 'trivy image' does not say where the image goes" \
+    assert (
+        "setup.cfg [ragbuild] scan-command 'trivy image' does not say where the image goes"
         in capsys.readouterr().err
+    )
     assert docker_calls(strict_fp) == 0
 
 
@@ -154,10 +182,14 @@ def test_scan_comes_after_the_smoke_test(project, strict_fp, stub_bin, capsys, m
 
     from ragbuild import sagemaker
 
-    monkeypatch.setattr(sagemaker, "check", lambda runner, plan, image_id: order.append("smoke")
-                        or types.SimpleNamespace(health={}))
-    strict_fp.register([strict_fp.program("trivy"), *TRIVY[1:]],
-                       callback=lambda process: order.append("scan"))
+    monkeypatch.setattr(
+        sagemaker,
+        "check",
+        lambda runner, plan, image_id: order.append("smoke") or types.SimpleNamespace(health={}),
+    )
+    strict_fp.register(
+        [strict_fp.program("trivy"), *TRIVY[1:]], callback=lambda process: order.append("scan")
+    )
     assert cli.main(["--env", "dev", "--smoke-test", "--scan"]) == 0, capsys.readouterr().err
     assert order == ["smoke", "scan"]
 
@@ -165,16 +197,32 @@ def test_scan_comes_after_the_smoke_test(project, strict_fp, stub_bin, capsys, m
 def test_a_failing_scan_stops_the_push(project, strict_fp, stub_bin, capsys):
     stub(stub_bin, "grype")
     refs = [ref.replace("rag-worker", LOCAL, 1) for ref in REFS]
-    strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
+    strict_fp.register(
+        [strict_fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n"
+    )
     register_build_and_inspect(strict_fp, refs)
-    strict_fp.register([strict_fp.program("grype"), FAKE_IMAGE_ID, "--fail-on", "high"], returncode=1,
-                       stdout="CVE-2024-0001  High  openssl\n")
-    code = cli.main(["--env", "dev", "--registry", LOCAL, "--push",
-                     "--scan-command", "grype {image} --fail-on high"])
+    strict_fp.register(
+        [strict_fp.program("grype"), FAKE_IMAGE_ID, "--fail-on", "high"],
+        returncode=1,
+        stdout="CVE-2024-0001  High  openssl\n",
+    )
+    code = cli.main(
+        [
+            "--env",
+            "dev",
+            "--registry",
+            LOCAL,
+            "--push",
+            "--scan-command",
+            "grype {image} --fail-on high",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
-    assert err.splitlines()[-1] == (f"error: the vulnerability scan of {FAKE_IMAGE_ID} failed (exit 1; "
-                                    "its findings are above); nothing was pushed")
+    assert err.splitlines()[-1] == (
+        f"error: the vulnerability scan of {FAKE_IMAGE_ID} failed (exit 1; "
+        "its findings are above); nothing was pushed"
+    )
     assert strict_fp.call_count([strict_fp.program("docker"), "push", strict_fp.any()]) == 0
     assert names(strict_fp)[-1] == "grype " + FAKE_IMAGE_ID  # the image, by the build's ID
 
@@ -182,12 +230,16 @@ def test_a_failing_scan_stops_the_push(project, strict_fp, stub_bin, capsys):
 def test_a_passing_scan_lets_the_push_follow(project, strict_fp, stub_bin, capsys):
     stub(stub_bin, "trivy")
     refs = [ref.replace("rag-worker", LOCAL, 1) for ref in REFS]
-    strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
+    strict_fp.register(
+        [strict_fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n"
+    )
     register_build_and_inspect(strict_fp, refs)
     strict_fp.register([strict_fp.program("trivy"), *TRIVY[1:]])  # the image by its ID
     for ref in refs:
-        strict_fp.register([strict_fp.program("docker"), "push", ref],
-                           stdout=f"{ref.rsplit(':', 1)[1]}: digest: {DIGEST} size: 528\n")
+        strict_fp.register(
+            [strict_fp.program("docker"), "push", ref],
+            stdout=f"{ref.rsplit(':', 1)[1]}: digest: {DIGEST} size: 528\n",
+        )
     for ref in refs:
         serve(ref)  # the read-back's GET of the manifest
     code = cli.main(["--env", "dev", "--registry", LOCAL, "--push", "--scan"])
@@ -209,7 +261,9 @@ def test_no_scanner_stops_the_run_before_the_build(project, strict_fp, only_stub
 def test_scan_command_without_image_is_a_usage_error_before_the_build(project, strict_fp, capsys):
     code = cli.main(["--env", "dev", "--scan-command", "trivy image"])
     assert code == 2
-    assert "--scan-command 'trivy image' does not say where the image goes" in capsys.readouterr().err
+    assert (
+        "--scan-command 'trivy image' does not say where the image goes" in capsys.readouterr().err
+    )
     assert docker_calls(strict_fp) == 0
 
 

@@ -25,8 +25,11 @@ from ragbuild.run.command import Command, Mode
 from ragbuild.run.runner import Runner
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
-NAMES = {signal.SIGINT: "interrupted", signal.SIGTERM: "interrupted by SIGTERM",
-         signal.SIGHUP: "interrupted by SIGHUP"}
+NAMES = {
+    signal.SIGINT: "interrupted",
+    signal.SIGTERM: "interrupted by SIGTERM",
+    signal.SIGHUP: "interrupted by SIGHUP",
+}
 REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
 LOCAL = "localhost:5000/rag-worker"
 IMAGE_ID = "sha256:" + "0e" * 32
@@ -105,7 +108,9 @@ def signal_when_started(pidfile, signum, timeout=10.0):
 
     def fire():
         deadline = time.monotonic() + timeout
-        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        while (
+            not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline
+        ):
             time.sleep(0.02)
         signal.pthread_kill(main, signum)
 
@@ -156,8 +161,9 @@ def test_a_second_signal_kills_the_child_at_once_and_still_reaps_it(tmp_path, ha
     thread.start()
     started = time.monotonic()
     with pytest.raises(Interrupted) as err:
-        runner.run(Command(("sh", "-c", f"trap '' TERM; echo $$ > {pidfile}; "
-                                        "while :; do sleep 0.1; done")))
+        runner.run(
+            Command(("sh", "-c", f"trap '' TERM; echo $$ > {pidfile}; while :; do sleep 0.1; done"))
+        )
     thread.join()
     assert str(err.value) == "interrupted by SIGTERM; stopped sh -c"  # the first signal's run
     assert err.value.exit_code == 128 + signal.SIGTERM
@@ -183,8 +189,10 @@ def test_signals_after_the_first_raise_nothing_in_the_cleanup(handlers):
 
 def register_build(fp, on_build=None):
     fp.register([fp.program("docker"), "build", "-f", fp.any()], callback=on_build)
-    fp.register([fp.program("docker"), "image", "inspect", fp.any()],
-                stdout=f"{IMAGE_ID} 151234567 {json.dumps(REFS)} {{}}\n")
+    fp.register(
+        [fp.program("docker"), "image", "inspect", fp.any()],
+        stdout=f"{IMAGE_ID} 151234567 {json.dumps(REFS)} {{}}\n",
+    )
 
 
 def run_stage(capsys, argv):
@@ -210,13 +218,18 @@ def test_a_signal_during_the_build(project, strict_fp, capsys, signum):
 
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=ids)
-def test_a_signal_during_the_smoke_test_removes_its_container(project, strict_fp, capsys, monkeypatch,
-                                                              signum):
+def test_a_signal_during_the_smoke_test_removes_its_container(
+    project, strict_fp, capsys, monkeypatch, signum
+):
     register_build(strict_fp)
     monkeypatch.setattr(smoke, "container_name", lambda: SMOKE_NAME)
-    strict_fp.register([strict_fp.program("docker"), "run", "-d", "--name", SMOKE_NAME, strict_fp.any()],
-                stdout="c0ffee\n")
-    strict_fp.register([strict_fp.program("docker"), "port", SMOKE_NAME, "8080/tcp"], stdout="127.0.0.1:49155\n")
+    strict_fp.register(
+        [strict_fp.program("docker"), "run", "-d", "--name", SMOKE_NAME, strict_fp.any()],
+        stdout="c0ffee\n",
+    )
+    strict_fp.register(
+        [strict_fp.program("docker"), "port", SMOKE_NAME, "8080/tcp"], stdout="127.0.0.1:49155\n"
+    )
     strict_fp.register([strict_fp.program("docker"), "rm", "-f", SMOKE_NAME])
 
     def never_answers(port, method, path, *rest):  # the image that never answers: the signal
@@ -235,7 +248,9 @@ def test_a_signal_during_the_scan(project, strict_fp, stub_bin, capsys, signum):
     scanner.write_text("#!/bin/sh\nexit 97\n")
     scanner.chmod(0o755)
     register_build(strict_fp)
-    strict_fp.register([strict_fp.program("trivy"), strict_fp.any()], callback=lambda process: deliver(signum))
+    strict_fp.register(
+        [strict_fp.program("trivy"), strict_fp.any()], callback=lambda process: deliver(signum)
+    )
     code, err, doc = run_stage(capsys, ["--env", "dev", "--scan"])
     assert_interrupted(code, err, doc, signum, "scan")
 
@@ -243,13 +258,21 @@ def test_a_signal_during_the_scan(project, strict_fp, stub_bin, capsys, signum):
 @pytest.mark.parametrize("signum", SIGNALS, ids=ids)
 def test_a_signal_during_the_push_says_what_was_pushed(project, strict_fp, capsys, signum):
     refs = [ref.replace("rag-worker", LOCAL, 1) for ref in REFS]
-    strict_fp.register([strict_fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n")
+    strict_fp.register(
+        [strict_fp.program("docker"), "build", "--help"], stdout="Usage: docker build\n"
+    )
     strict_fp.register([strict_fp.program("docker"), "build", "-f", strict_fp.any()])
-    strict_fp.register([strict_fp.program("docker"), "image", "inspect", strict_fp.any()],
-                stdout=f"{IMAGE_ID} 151234567 {json.dumps(refs)} {{}}\n")
-    strict_fp.register([strict_fp.program("docker"), "push", refs[0]],
-                stdout=f"dev: digest: sha256:{'ab' * 32} size: 528\n")
-    strict_fp.register([strict_fp.program("docker"), "push", refs[1]], callback=lambda process: deliver(signum))
+    strict_fp.register(
+        [strict_fp.program("docker"), "image", "inspect", strict_fp.any()],
+        stdout=f"{IMAGE_ID} 151234567 {json.dumps(refs)} {{}}\n",
+    )
+    strict_fp.register(
+        [strict_fp.program("docker"), "push", refs[0]],
+        stdout=f"dev: digest: sha256:{'ab' * 32} size: 528\n",
+    )
+    strict_fp.register(
+        [strict_fp.program("docker"), "push", refs[1]], callback=lambda process: deliver(signum)
+    )
     serve(refs[0])  # after the first push, the registry serves this run's image
     code, err, doc = run_stage(capsys, ["--env", "dev", "--registry", LOCAL, "--push"])
     assert_interrupted(code, err, doc, signum, "push")
@@ -279,9 +302,14 @@ def test_the_ctrl_c_tests_pass_when_the_test_run_inherits_sigint_ignored():
 
     repo = Path(__file__).resolve().parents[2]
     test = "tests/unit/test_runner.py::test_ctrl_c_on_a_command_without_arguments"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-                          cwd=repo, capture_output=True, text=True, timeout=60,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     assert done.returncode == 0, done.stdout[-2000:]
     assert "1 passed" in done.stdout
 
@@ -318,8 +346,9 @@ def test_a_signal_during_the_concurrent_read_back_exits_without_waiting_for_the_
             sys.exit(128 + stop.signum)
     """)
     begun = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=60
+    )
     took = time.monotonic() - begun
     assert done.returncode == 128 + signum, done.stderr
     assert took < 5, f"exited {took:.1f} s after starting (the probes hang 20 s)"

@@ -26,57 +26,130 @@ GIT_TAGS = "v0.9\nv1.2.3\nv1.4.0\nv2.0.0-rc.1\nvNext\n"
 
 def plan_for(argv, tags=GIT_TAGS, environ=None):
     known = parse_version_tags(tags) if tags is not None else None
-    return make_plan(parse_build(argv), Config(), GIT, MOMENT, version_tags=known,
-                     environ=environ or {})
+    return make_plan(
+        parse_build(argv), Config(), GIT, MOMENT, version_tags=known, environ=environ or {}
+    )
 
 
 TAG_PLANS = [
     # --semver-tags: <major>.<minor>, <major> right after <version>; latest stays bash's
-    pytest.param(["--version", "1.5.0", "--semver-tags"], [
-        "v1.5.0", "1.5.0", "1.5", "1", "git-a1b2c3d", "latest"], id="semver-release"),
-    pytest.param(["--version", "1.5.0", "--env", "prod", "--semver-tags"], [
-        "v1.5.0", "1.5.0", "1.5", "1", f"prod-{TS}", "prod", "git-a1b2c3d", "latest"],
-        id="semver-prod"),
-    pytest.param(["--version", "1.5.0-rc.1", "--env", "staging", "--semver-tags"], [
-        "v1.5.0-rc.1", "1.5.0-rc.1", f"staging-{TS}", "staging", "git-a1b2c3d", "latest"],
-        id="semver-prerelease-no-channels-latest-as-bash"),
-    pytest.param(["--version", "1.2.3+build.5", "--semver-tags"], [
-        "v1.2.3_build.5", "1.2.3_build.5", "1.2", "1", "git-a1b2c3d", "latest"],
-        id="semver-build-metadata-is-a-release"),
-    pytest.param(["--version", "0.3.0", "--semver-tags", "--no-latest"], [
-        "v0.3.0", "0.3.0", "0.3", "0", "git-a1b2c3d"], id="semver-zero-major-no-latest"),
+    pytest.param(
+        ["--version", "1.5.0", "--semver-tags"],
+        ["v1.5.0", "1.5.0", "1.5", "1", "git-a1b2c3d", "latest"],
+        id="semver-release",
+    ),
+    pytest.param(
+        ["--version", "1.5.0", "--env", "prod", "--semver-tags"],
+        ["v1.5.0", "1.5.0", "1.5", "1", f"prod-{TS}", "prod", "git-a1b2c3d", "latest"],
+        id="semver-prod",
+    ),
+    pytest.param(
+        ["--version", "1.5.0-rc.1", "--env", "staging", "--semver-tags"],
+        ["v1.5.0-rc.1", "1.5.0-rc.1", f"staging-{TS}", "staging", "git-a1b2c3d", "latest"],
+        id="semver-prerelease-no-channels-latest-as-bash",
+    ),
+    pytest.param(
+        ["--version", "1.2.3+build.5", "--semver-tags"],
+        ["v1.2.3_build.5", "1.2.3_build.5", "1.2", "1", "git-a1b2c3d", "latest"],
+        id="semver-build-metadata-is-a-release",
+    ),
+    pytest.param(
+        ["--version", "0.3.0", "--semver-tags", "--no-latest"],
+        ["v0.3.0", "0.3.0", "0.3", "0", "git-a1b2c3d"],
+        id="semver-zero-major-no-latest",
+    ),
     # --latest-policy auto against v0.9 (not semver), v1.2.3, v1.4.0, v2.0.0-rc.1 (prerelease)
-    pytest.param(["--version", "1.4.1", "--latest-policy", "auto", "--semver-tags"], [
-        "v1.4.1", "1.4.1", "1.4", "1", "git-a1b2c3d", "latest"], id="auto-newest"),
-    pytest.param(["--version", "1.4.0", "--latest-policy", "auto", "--semver-tags"], [
-        "v1.4.0", "1.4.0", "1.4", "1", "git-a1b2c3d", "latest"], id="auto-rebuild-of-the-highest"),
-    pytest.param(["--version", "1.2.4", "--latest-policy", "auto", "--semver-tags"], [
-        "v1.2.4", "1.2.4", "1.2", "git-a1b2c3d"], id="auto-patch-of-an-older-minor"),
-    pytest.param(["--version", "1.2.0", "--latest-policy", "auto", "--semver-tags"], [
-        "v1.2.0", "1.2.0", "git-a1b2c3d"], id="auto-older-than-everything"),
-    pytest.param(["--version", "1.3.0-rc.1", "--latest-policy", "auto", "--semver-tags"], [
-        "v1.3.0-rc.1", "1.3.0-rc.1", "git-a1b2c3d"], id="auto-prerelease"),
-    pytest.param(["--version", "1.5.0", "--latest-policy", "auto"], [
-        "v1.5.0", "1.5.0", "git-a1b2c3d", "latest"], id="auto-without-semver-tags"),
-    pytest.param(["--version", "1.3.0", "--latest-policy", "auto"], [
-        "v1.3.0", "1.3.0", "git-a1b2c3d"], id="auto-lower-drops-latest"),
-    pytest.param(["--env", "dev", "--latest-policy", "auto"], [
-        f"dev-{TS}", "dev", "git-a1b2c3d"], id="auto-without-version"),
-    pytest.param(["--version", "1.9.0", "--latest-policy=never", "--semver-tags"], [
-        "v1.9.0", "1.9.0", "1.9", "1", "git-a1b2c3d"], id="never"),
-    pytest.param(["--version", "1.9.0", "--latest-policy", "always", "--latest"], [
-        "v1.9.0", "1.9.0", "git-a1b2c3d", "latest"], id="always-agrees-with-latest"),
+    pytest.param(
+        ["--version", "1.4.1", "--latest-policy", "auto", "--semver-tags"],
+        ["v1.4.1", "1.4.1", "1.4", "1", "git-a1b2c3d", "latest"],
+        id="auto-newest",
+    ),
+    pytest.param(
+        ["--version", "1.4.0", "--latest-policy", "auto", "--semver-tags"],
+        ["v1.4.0", "1.4.0", "1.4", "1", "git-a1b2c3d", "latest"],
+        id="auto-rebuild-of-the-highest",
+    ),
+    pytest.param(
+        ["--version", "1.2.4", "--latest-policy", "auto", "--semver-tags"],
+        ["v1.2.4", "1.2.4", "1.2", "git-a1b2c3d"],
+        id="auto-patch-of-an-older-minor",
+    ),
+    pytest.param(
+        ["--version", "1.2.0", "--latest-policy", "auto", "--semver-tags"],
+        ["v1.2.0", "1.2.0", "git-a1b2c3d"],
+        id="auto-older-than-everything",
+    ),
+    pytest.param(
+        ["--version", "1.3.0-rc.1", "--latest-policy", "auto", "--semver-tags"],
+        ["v1.3.0-rc.1", "1.3.0-rc.1", "git-a1b2c3d"],
+        id="auto-prerelease",
+    ),
+    pytest.param(
+        ["--version", "1.5.0", "--latest-policy", "auto"],
+        ["v1.5.0", "1.5.0", "git-a1b2c3d", "latest"],
+        id="auto-without-semver-tags",
+    ),
+    pytest.param(
+        ["--version", "1.3.0", "--latest-policy", "auto"],
+        ["v1.3.0", "1.3.0", "git-a1b2c3d"],
+        id="auto-lower-drops-latest",
+    ),
+    pytest.param(
+        ["--env", "dev", "--latest-policy", "auto"],
+        [f"dev-{TS}", "dev", "git-a1b2c3d"],
+        id="auto-without-version",
+    ),
+    pytest.param(
+        ["--version", "1.9.0", "--latest-policy=never", "--semver-tags"],
+        ["v1.9.0", "1.9.0", "1.9", "1", "git-a1b2c3d"],
+        id="never",
+    ),
+    pytest.param(
+        ["--version", "1.9.0", "--latest-policy", "always", "--latest"],
+        ["v1.9.0", "1.9.0", "git-a1b2c3d", "latest"],
+        id="always-agrees-with-latest",
+    ),
     # build-N after git-<sha>, before each --tag and latest
-    pytest.param(["--env", "dev", "--build-number", "42", "--tag", "qa"], [
-        f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "qa", "latest"], id="build-number"),
-    pytest.param(["--version", "2.1.0", "--env", "prod", "--semver-tags", "--build-number=7",
-                  "-t", "release"], [
-        "v2.1.0", "2.1.0", "2.1", "2", f"prod-{TS}", "prod", "git-a1b2c3d", "build-7",
-        "release", "latest"], id="everything"),
-    pytest.param(["--env", "dev", "--build-number", "0042"], [
-        f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "latest"], id="build-number-leading-zeros"),
-    pytest.param(["--env", "dev", "--build-number", "42", "--tag", "build-42"], [
-        f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "latest"], id="build-tag-given-once"),
+    pytest.param(
+        ["--env", "dev", "--build-number", "42", "--tag", "qa"],
+        [f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "qa", "latest"],
+        id="build-number",
+    ),
+    pytest.param(
+        [
+            "--version",
+            "2.1.0",
+            "--env",
+            "prod",
+            "--semver-tags",
+            "--build-number=7",
+            "-t",
+            "release",
+        ],
+        [
+            "v2.1.0",
+            "2.1.0",
+            "2.1",
+            "2",
+            f"prod-{TS}",
+            "prod",
+            "git-a1b2c3d",
+            "build-7",
+            "release",
+            "latest",
+        ],
+        id="everything",
+    ),
+    pytest.param(
+        ["--env", "dev", "--build-number", "0042"],
+        [f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "latest"],
+        id="build-number-leading-zeros",
+    ),
+    pytest.param(
+        ["--env", "dev", "--build-number", "42", "--tag", "build-42"],
+        [f"dev-{TS}", "dev", "git-a1b2c3d", "build-42", "latest"],
+        id="build-tag-given-once",
+    ),
 ]
 
 
@@ -85,61 +158,102 @@ def test_tag_plan(argv, expected):
     assert list(plan_for(argv).tags) == expected
 
 
-@pytest.mark.parametrize("environ, expected", [
-    ({"BUILD_NUMBER": "11", "GITHUB_RUN_NUMBER": "22", "CI_PIPELINE_IID": "33"}, "build-11"),
-    ({"GITHUB_RUN_NUMBER": "22", "CI_PIPELINE_IID": "33"}, "build-22"),
-    ({"CI_PIPELINE_IID": "33"}, "build-33"),
-    ({"BUILD_NUMBER": "", "GITHUB_RUN_NUMBER": "22"}, "build-22"),  # empty counts as unset
-])
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({"BUILD_NUMBER": "11", "GITHUB_RUN_NUMBER": "22", "CI_PIPELINE_IID": "33"}, "build-11"),
+        ({"GITHUB_RUN_NUMBER": "22", "CI_PIPELINE_IID": "33"}, "build-22"),
+        ({"CI_PIPELINE_IID": "33"}, "build-33"),
+        ({"BUILD_NUMBER": "", "GITHUB_RUN_NUMBER": "22"}, "build-22"),  # empty counts as unset
+    ],
+)
 def test_ci_tags_take_the_first_build_number_set(environ, expected):
     plan = plan_for(["--env", "dev", "--ci-tags"], environ=environ)
     assert list(plan.tags) == [f"dev-{TS}", "dev", "git-a1b2c3d", expected, "latest"]
-    variable = [name for name in ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
-                if environ.get(name)][0]
+    variable = [
+        name
+        for name in ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
+        if environ.get(name)
+    ][0]
     assert f"  {expected}: build number from {variable}" in describe_plan(plan)
 
 
 def test_build_number_flag_wins_over_ci_variables():
-    plan = plan_for(["--env", "dev", "--ci-tags", "--build-number", "5"],
-                    environ={"BUILD_NUMBER": "11"})
+    plan = plan_for(
+        ["--env", "dev", "--ci-tags", "--build-number", "5"], environ={"BUILD_NUMBER": "11"}
+    )
     assert "build-5" in plan.tags and "build-11" not in plan.tags
 
 
-@pytest.mark.parametrize("argv, environ, message", [
-    (["--env", "dev", "--ci-tags"], {}, "--ci-tags needs a build number: none of BUILD_NUMBER, "
-                                        "GITHUB_RUN_NUMBER, CI_PIPELINE_IID is set"),
-    (["--env", "dev", "--ci-tags"], {"BUILD_NUMBER": "abc"},
-     "BUILD_NUMBER='abc' (read by --ci-tags) is not a positive integer"),
-    (["--env", "dev", "--build-number", "0"], {}, "--build-number '0' is not a positive integer"),
-    (["--env", "dev", "--build-number", "-3"], {}, "--build-number '-3' is not a positive integer"),
-    (["--env", "dev", "--build-number", "1.5"], {}, "--build-number '1.5' is not a positive"),
-    (["--env", "dev", "--build-number", ""], {}, "--build-number '' is not a positive integer"),
-    (["--env", "dev", "--semver-tags"], {}, "--semver-tags needs --version"),
-])
+@pytest.mark.parametrize(
+    "argv, environ, message",
+    [
+        (
+            ["--env", "dev", "--ci-tags"],
+            {},
+            "--ci-tags needs a build number: none of BUILD_NUMBER, "
+            "GITHUB_RUN_NUMBER, CI_PIPELINE_IID is set",
+        ),
+        (
+            ["--env", "dev", "--ci-tags"],
+            {"BUILD_NUMBER": "abc"},
+            "BUILD_NUMBER='abc' (read by --ci-tags) is not a positive integer",
+        ),
+        (
+            ["--env", "dev", "--build-number", "0"],
+            {},
+            "--build-number '0' is not a positive integer",
+        ),
+        (
+            ["--env", "dev", "--build-number", "-3"],
+            {},
+            "--build-number '-3' is not a positive integer",
+        ),
+        (["--env", "dev", "--build-number", "1.5"], {}, "--build-number '1.5' is not a positive"),
+        (["--env", "dev", "--build-number", ""], {}, "--build-number '' is not a positive integer"),
+        (["--env", "dev", "--semver-tags"], {}, "--semver-tags needs --version"),
+    ],
+)
 def test_refusals(argv, environ, message):
     with pytest.raises(UsageError) as err:
         plan_for(argv, environ=environ)
     assert str(err.value).startswith(message)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--no-latest", "--latest-policy", "always"], "--no-latest contradicts --latest-policy always"),
-    (["--no-latest", "--latest-policy", "auto"], "--no-latest contradicts --latest-policy auto"),
-    (["--latest", "--latest-policy", "never"], "--latest contradicts --latest-policy never"),
-    (["--latest", "--latest-policy", "auto"], "--latest contradicts --latest-policy auto"),
-    (["--latest-policy", "sometimes"], "argument --latest-policy: invalid choice: 'sometimes'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--no-latest", "--latest-policy", "always"],
+            "--no-latest contradicts --latest-policy always",
+        ),
+        (
+            ["--no-latest", "--latest-policy", "auto"],
+            "--no-latest contradicts --latest-policy auto",
+        ),
+        (["--latest", "--latest-policy", "never"], "--latest contradicts --latest-policy never"),
+        (["--latest", "--latest-policy", "auto"], "--latest contradicts --latest-policy auto"),
+        (["--latest-policy", "sometimes"], "argument --latest-policy: invalid choice: 'sometimes'"),
+    ],
+)
 def test_contradicting_latest_flags_are_refused(argv, message):
     with pytest.raises(UsageError) as err:
         parse_build(["--env", "dev", *argv])
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("argv, policy", [
-    ([], "always"), (["--latest"], "always"), (["--no-latest"], "never"),
-    (["--no-latest", "--latest"], "always"), (["--no-latest", "--latest-policy", "never"], "never"),
-    (["--latest-policy", "auto"], "auto"), (["--latest-policy", "never"], "never"),
-])
+@pytest.mark.parametrize(
+    "argv, policy",
+    [
+        ([], "always"),
+        (["--latest"], "always"),
+        (["--no-latest"], "never"),
+        (["--no-latest", "--latest"], "always"),
+        (["--no-latest", "--latest-policy", "never"], "never"),
+        (["--latest-policy", "auto"], "auto"),
+        (["--latest-policy", "never"], "never"),
+    ],
+)
 def test_latest_flags_become_one_policy(argv, policy):
     options = parse_build(argv)
     assert options.latest_policy == policy
@@ -155,7 +269,7 @@ def notes(argv, tags=GIT_TAGS):
     if "tag choices:" not in lines:
         return []
     start = lines.index("tag choices:") + 1
-    return [line.strip() for line in lines[start:lines.index("build args:")]]
+    return [line.strip() for line in lines[start : lines.index("build args:")]]
 
 
 def test_auto_explains_each_moving_tag():
@@ -185,13 +299,15 @@ def test_auto_with_a_new_major_ignores_prerelease_tags():
 
 def test_auto_without_version_tags():
     assert notes(["--version", "0.1.0", "--latest-policy", "auto"], tags="") == [
-        "latest: kept: 0.1.0 is a release and there is no version tag"]
+        "latest: kept: 0.1.0 is a release and there is no version tag"
+    ]
 
 
 def test_auto_without_a_version_says_so():
     assert notes(["--env", "dev", "--latest-policy", "auto"]) == [
         "latest: left out: no --version (with --latest-policy auto only a released version "
-        "moves it)"]
+        "moves it)"
+    ]
 
 
 def test_always_and_never_explain_only_with_semver_tags():
@@ -203,7 +319,8 @@ def test_always_and_never_explain_only_with_semver_tags():
         "latest: kept: --latest-policy always (the default, as bash)",
     ]
     assert notes(["--version", "1.0.0", "--semver-tags", "--no-latest"])[-1] == (
-        "latest: left out: --latest-policy never (--no-latest)")
+        "latest: left out: --latest-policy never (--no-latest)"
+    )
 
 
 # --- the git facts ------------------------------------------------------------------------------
@@ -223,8 +340,12 @@ def test_non_semver_tags_are_ignored():
 
 def test_version_channels_only_reads_the_tags_under_auto():
     # under always the highest tag (v9.0.0) is not consulted
-    channels = version_channels(parse_version("1.0.0"), semver_tags=True, policy="always",
-                                known=parse_version_tags("v9.0.0\n"))
+    channels = version_channels(
+        parse_version("1.0.0"),
+        semver_tags=True,
+        policy="always",
+        known=parse_version_tags("v9.0.0\n"),
+    )
     assert channels.tags == ("1.0", "1") and channels.latest
 
 
@@ -245,11 +366,17 @@ def test_a_build_without_version_works_without_semver_installed():
     import sys
     from pathlib import Path
 
-    code = ("import sys; sys.modules['semver'] = None; from datetime import datetime; "
-            "from ragbuild.plan import Config, GitInfo, Options, make_plan; "
-            "print(make_plan(Options(env='dev'), Config(), GitInfo(), datetime(2023, 1, 1)).tags)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
-                          capture_output=True, text=True)
+    code = (
+        "import sys; sys.modules['semver'] = None; from datetime import datetime; "
+        "from ragbuild.plan import Config, GitInfo, Options, make_plan; "
+        "print(make_plan(Options(env='dev'), Config(), GitInfo(), datetime(2023, 1, 1)).tags)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "'dev-20230101-000000', 'dev', 'latest'" in done.stdout
 
@@ -257,19 +384,42 @@ def test_a_build_without_version_works_without_semver_installed():
 # --- a --tag the latest policy would contradict -------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--env", "dev", "--no-latest", "--tag", "latest"],
-     "--tag latest contradicts --no-latest (--latest-policy never): it would tag latest whatever"),
-    (["--env", "dev", "--latest-policy", "never", "--tag", "latest"],
-     "--tag latest contradicts --no-latest (--latest-policy never)"),
-    (["--env", "dev", "--latest-policy", "auto", "--tag", "latest"],
-     "--tag latest contradicts --latest-policy auto: it would tag latest whatever the policy "
-     "decides; drop --tag latest, or use --latest-policy always"),
-    (["--version", "1.2.4", "--semver-tags", "--latest-policy", "auto", "--tag", "1"],
-     "--tag 1 contradicts --semver-tags with --latest-policy auto, which decides whether 1 moves"),
-    (["--version", "1.2.4", "--semver-tags", "--latest-policy", "auto", "-t", "ok", "-t", "1.2"],
-     "--tag 1.2 contradicts --semver-tags with --latest-policy auto"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--env", "dev", "--no-latest", "--tag", "latest"],
+            "--tag latest contradicts --no-latest (--latest-policy never): it would tag latest whatever",
+        ),
+        (
+            ["--env", "dev", "--latest-policy", "never", "--tag", "latest"],
+            "--tag latest contradicts --no-latest (--latest-policy never)",
+        ),
+        (
+            ["--env", "dev", "--latest-policy", "auto", "--tag", "latest"],
+            "--tag latest contradicts --latest-policy auto: it would tag latest whatever the policy "
+            "decides; drop --tag latest, or use --latest-policy always",
+        ),
+        (
+            ["--version", "1.2.4", "--semver-tags", "--latest-policy", "auto", "--tag", "1"],
+            "--tag 1 contradicts --semver-tags with --latest-policy auto, which decides whether 1 moves",
+        ),
+        (
+            [
+                "--version",
+                "1.2.4",
+                "--semver-tags",
+                "--latest-policy",
+                "auto",
+                "-t",
+                "ok",
+                "-t",
+                "1.2",
+            ],
+            "--tag 1.2 contradicts --semver-tags with --latest-policy auto",
+        ),
+    ],
+)
 def test_a_tag_the_policy_decides_about_is_refused(argv, message):
     with pytest.raises(UsageError) as err:
         plan_for(argv)
@@ -299,12 +449,18 @@ def test_the_latest_policy_reads_as_its_flag_value_in_messages():
     from ragbuild.config import LatestPolicy
 
     assert [f"--latest-policy {policy}" for policy in LatestPolicy] == [
-        "--latest-policy always", "--latest-policy auto", "--latest-policy never"]
+        "--latest-policy always",
+        "--latest-policy auto",
+        "--latest-policy never",
+    ]
 
 
-@pytest.mark.parametrize("flags, policy", [([], "always"), (["--latest-policy", "always"], "always"),
-                                           (["--no-latest"], "never")])
+@pytest.mark.parametrize(
+    "flags, policy",
+    [([], "always"), (["--latest-policy", "always"], "always"), (["--no-latest"], "never")],
+)
 def test_a_channel_note_names_the_policy_as_the_user_spells_it(flags, policy):
     """Python 3.11 formats a str Enum member as ``LatestPolicy.ALWAYS``: the note says ``always``."""
     assert notes(["--version", "1.4.2", "--semver-tags", *flags])[0] == (
-        f"1.4: kept: 1.4.2 is a release (--latest-policy {policy}: git tags are not compared)")
+        f"1.4: kept: 1.4.2 is a release (--latest-policy {policy}: git tags are not compared)"
+    )

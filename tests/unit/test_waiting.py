@@ -24,8 +24,10 @@ class Terminal(io.StringIO):
 
 
 def test_the_text_says_what_for_and_how_long():
-    assert waiting.text("GET /ping to answer 200", 12.7, 60) == \
-        "waiting for GET /ping to answer 200: 12s of at most 60s"
+    assert (
+        waiting.text("GET /ping to answer 200", 12.7, 60)
+        == "waiting for GET /ping to answer 200: 12s of at most 60s"
+    )
     assert waiting.text("the push", 3, None) == "waiting for the push: 3s"
 
 

@@ -32,17 +32,20 @@ def workflow():
 
 
 def test_actionlint_accepts_the_workflow():
-    done = subprocess.run([actionlint(), "-no-color", str(WORKFLOW)], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [actionlint(), "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_actionlint_would_catch_a_mistake(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text(WORKFLOW.read_text().replace("steps.build.outputs.digest",
-                                                   "steps.biuld.outputs.digest", 1))
-    done = subprocess.run([actionlint(), "-no-color", str(broken)], capture_output=True,
-                          text=True, timeout=120)
+    broken.write_text(
+        WORKFLOW.read_text().replace("steps.build.outputs.digest", "steps.biuld.outputs.digest", 1)
+    )
+    done = subprocess.run(
+        [actionlint(), "-no-color", str(broken)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 1 and "biuld" in done.stdout
 
 
@@ -62,8 +65,9 @@ def test_only_the_push_jobs_get_aws_credentials_and_push(workflow):
     check = jobs["check"]
     assert "permissions" not in check and workflow["permissions"] == {"contents": "read"}
     assert not any("configure-aws-credentials" in step.get("uses", "") for step in check["steps"])
-    assert not any("--push" in step.get("run", "") or "push-" in step.get("run", "")
-                   for step in check["steps"])
+    assert not any(
+        "--push" in step.get("run", "") or "push-" in step.get("run", "") for step in check["steps"]
+    )
     for name, writer in (("dev", "build"), ("prod", "promote")):
         job = jobs[name]
         assert job["permissions"] == {"contents": "read", "id-token": "write"}
@@ -84,18 +88,27 @@ def test_a_version_tag_promotes_the_dev_image_of_its_commit_and_builds_nothing(w
     assert not re.search(r"make (build|push|prod-ready|smoke)|--push|docker (buildx )?build", runs)
     assert not any("setup-trivy" in s.get("uses", "") for s in job["steps"])
     source = step(job, "source")["run"]
-    assert 'git rev-parse --short=7 \'HEAD^{commit}\'' in source
-    assert 'image=${ECR_REGISTRY_URI}:git-${sha}' in source
+    assert "git rev-parse --short=7 'HEAD^{commit}'" in source
+    assert "image=${ECR_REGISTRY_URI}:git-${sha}" in source
     promote = step(job, "promote")
-    assert promote["env"] == {"FROM": "${{ steps.source.outputs.image }}",
-                              "VERSION": "${{ github.ref_name }}"}
-    command = re.search(r"make promote-prod .*?\"\s*\\\n\s*\|\| status=\$\?", promote["run"],
-                        re.S)[0]
+    assert promote["env"] == {
+        "FROM": "${{ steps.source.outputs.image }}",
+        "VERSION": "${{ github.ref_name }}",
+    }
+    command = re.search(r"make promote-prod .*?\"\s*\\\n\s*\|\| status=\$\?", promote["run"], re.S)[
+        0
+    ]
     assert 'FROM="$FROM"' in command and 'VERSION="$VERSION"' in command
     assert 'ECR_URI="$ECR_REGISTRY_URI"' in command
     args = shlex.split(re.search(r'ARGS="([^"]*)"', command)[1])
-    assert args == ["--semver-tags", "--latest-policy", "auto", "--ci-tags", "--metadata-file",
-                    "build-metadata.json"]  # the gate runs: no --no-gate
+    assert args == [
+        "--semver-tags",
+        "--latest-policy",
+        "auto",
+        "--ci-tags",
+        "--metadata-file",
+        "build-metadata.json",
+    ]  # the gate runs: no --no-gate
     assert "--no-gate" not in promote["run"]
     assert step(job, "pin")["env"]["TAGS"] == "${{ steps.promote.outputs.tags }}"
 
@@ -115,17 +128,34 @@ def test_promote_accepts_what_the_prod_job_passes(workflow):
     repo = WORKFLOW.parents[2]
     args = "--semver-tags --latest-policy auto --ci-tags --metadata-file build-metadata.json"
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    done = subprocess.run(["make", "--no-print-directory", "-n", "promote-prod",
-                           "FROM=r.example/w:git-abc1234", "ECR_URI=r.example/w", "VERSION=v1.2.3",
-                           f"ARGS={args}"], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "promote-prod",
+            "FROM=r.example/w:git-abc1234",
+            "ECR_URI=r.example/w",
+            "VERSION=v1.2.3",
+            f"ARGS={args}",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     [line] = [line for line in done.stdout.splitlines() if "build-image.py promote " in line]
     argv = shlex.split(line)
     at = argv.index("promote")
-    ns = promote_parser().parse_args(argv[at + 1:])
+    ns = promote_parser().parse_args(argv[at + 1 :])
     assert (ns.source, ns.registry, ns.env, ns.version) == (
-        "r.example/w:git-abc1234", "r.example/w", "prod", "v1.2.3")
+        "r.example/w:git-abc1234",
+        "r.example/w",
+        "prod",
+        "v1.2.3",
+    )
     assert ns.semver_tags and ns.ci_tags and ns.latest_policy == "auto"
     assert ns.metadata_file == "build-metadata.json" and ns.no_gate is None
 
@@ -138,20 +168,35 @@ def run_promote_step(workflow, tmp_path, metadata: dict, status: int):
     bindir.mkdir()
     (tmp_path / "doc.json").write_text(json.dumps(metadata))
     fake = bindir / "make"
-    fake.write_text(f"#!/bin/sh\ncp {tmp_path / 'doc.json'} build-metadata.json\n"
-                    f"echo \"make $*\" >&2\nexit {status}\n")
+    fake.write_text(
+        f"#!/bin/sh\ncp {tmp_path / 'doc.json'} build-metadata.json\n"
+        f'echo "make $*" >&2\nexit {status}\n'
+    )
     fake.chmod(0o755)
-    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-           "FROM": "r.example/w:git-abc1234", "VERSION": "v1.2.3",
-           "ECR_REGISTRY_URI": "r.example/w", "GITHUB_SHA": "abc1234" + "0" * 33}
-    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+        "FROM": "r.example/w:git-abc1234",
+        "VERSION": "v1.2.3",
+        "ECR_REGISTRY_URI": "r.example/w",
+        "GITHUB_SHA": "abc1234" + "0" * 33,
+    }
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-NOT_PUSHED = {"status": "failed", "failed_step": "pre-flight",
-              "error": "GET https://r.example/v2/w/manifests/git-abc1234 (HTTPS) failed: "
-                       "HTTP 404 MANIFEST_UNKNOWN: manifest unknown",
-              "source": {"ref": "r.example/w:git-abc1234", "digest": None, "media_type": None}}
+NOT_PUSHED = {
+    "status": "failed",
+    "failed_step": "pre-flight",
+    "error": "GET https://r.example/v2/w/manifests/git-abc1234 (HTTPS) failed: "
+    "HTTP 404 MANIFEST_UNKNOWN: manifest unknown",
+    "source": {"ref": "r.example/w:git-abc1234", "digest": None, "media_type": None},
+}
 
 
 def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(workflow, tmp_path):
@@ -162,15 +207,23 @@ def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(workflow,
     assert "r.example/w:git-abc1234" in errors[0]
 
 
-@pytest.mark.parametrize("change, status", [
-    ({}, 0),  # (a metadata file of an earlier failure is no reason when promote succeeded)
-    ({"failed_step": "gate", "source": {"digest": "sha256:" + "1" * 64}}, 1),
-    ({"error": "GET https://r.example/v2/w/manifests/git-abc1234 (HTTPS) failed: HTTP 401"}, 1),
-    ({"error": "GET https://r.example/v2/w/manifests/git-abc1234567 (HTTPS) failed: HTTP 404"},
-     1),
-])
-def test_other_outcomes_keep_promotes_status_and_say_nothing_of_main(workflow, tmp_path, change,
-                                                                     status):
+@pytest.mark.parametrize(
+    "change, status",
+    [
+        ({}, 0),  # (a metadata file of an earlier failure is no reason when promote succeeded)
+        ({"failed_step": "gate", "source": {"digest": "sha256:" + "1" * 64}}, 1),
+        ({"error": "GET https://r.example/v2/w/manifests/git-abc1234 (HTTPS) failed: HTTP 401"}, 1),
+        (
+            {
+                "error": "GET https://r.example/v2/w/manifests/git-abc1234567 (HTTPS) failed: HTTP 404"
+            },
+            1,
+        ),
+    ],
+)
+def test_other_outcomes_keep_promotes_status_and_say_nothing_of_main(
+    workflow, tmp_path, change, status
+):
     done = run_promote_step(workflow, tmp_path, {**NOT_PUSHED, **change}, status)
     assert done.returncode == status
     assert "::error::" not in done.stdout

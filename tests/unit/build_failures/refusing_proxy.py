@@ -17,9 +17,16 @@ class Refuse(socketserver.StreamRequestHandler):
         self.rfile.readline()
         while self.rfile.readline() not in (b"\r\n", b"\n", b""):
             pass  # the request's headers
-        challenge = b'Proxy-Authenticate: Basic realm="corp"\r\n' if STATUS.startswith("407") else b""
-        self.wfile.write(b"HTTP/1.1 " + STATUS.encode() + b"\r\n" + challenge
-                         + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        challenge = (
+            b'Proxy-Authenticate: Basic realm="corp"\r\n' if STATUS.startswith("407") else b""
+        )
+        self.wfile.write(
+            b"HTTP/1.1 "
+            + STATUS.encode()
+            + b"\r\n"
+            + challenge
+            + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
 
 
 socketserver.ThreadingTCPServer.allow_reuse_address = True
