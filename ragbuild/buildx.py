@@ -26,6 +26,7 @@ from typing import Optional
 
 from ragbuild.errors import UsageError
 from ragbuild.reference import IMAGE_REF_RE
+from ragbuild.run.command import Command, Kind
 
 #: os/arch[/variant], as docker spells platforms: linux/amd64, linux/arm64, linux/arm/v7.
 PLATFORM_RE = re.compile(r"[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?")
@@ -183,4 +184,36 @@ def docker_driver_problem(
         "classic image store, which cannot: turn on the containerd image store (daemon.json "
         '{"features": {"containerd-snapshotter": true}}), or build on an engine that '
         "has it (--builder <its docker context>)"
+    )
+
+
+def buildx_version_command(reasons: tuple = ()) -> Command:
+    """Whether the client has buildx, asked before a build that needs it (a dry run prints it:
+    it starts no docker)."""
+    return Command(
+        ("docker", "buildx", "version"),
+        check=False,
+        kind=Kind.PROBE,
+        dry_note=f"a real run stops here when `docker buildx version` fails: this "
+        f"build needs docker buildx (for {'; '.join(reasons)})",
+    )
+
+
+def builder_inspect_command(builder: Optional[str], needs: tuple = ()) -> Command:
+    """The builder's driver, asked before a build that needs more than the docker driver on the
+    classic image store can do (docker_driver_needs, builder_driver)."""
+    return Command(
+        ("docker", "buildx", "inspect", *((builder,) if builder else ())),
+        check=False,
+        kind=Kind.PROBE,
+        dry_note=f"a real run stops here when the builder cannot do this build "
+        f"({'; '.join(needs)}): the docker driver needs the containerd image "
+        "store for it",
+    )
+
+
+def driver_status_command() -> Command:
+    """The engine's image store, asked when the builder uses the docker driver."""
+    return Command(
+        ("docker", "info", "--format", "{{json .DriverStatus}}"), check=False, kind=Kind.PROBE
     )

@@ -11,6 +11,7 @@ from typing import Callable, NoReturn, Optional
 from collections.abc import Sequence
 
 from ragbuild.commands import build
+from ragbuild.commands.rerun import program_name
 from ragbuild.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, RagbuildError, Stopped, signal_of
 
 #: Exit status after stdout was closed early (``... --dry-run | head -1``): 128 + SIGPIPE, what a
@@ -80,7 +81,7 @@ def run() -> NoReturn:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    build.PROG = build.program_name()
+    build.PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:

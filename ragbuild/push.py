@@ -280,7 +280,7 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
 def _tag(runner: Runner, ctx: Context, refs: Sequence[str]) -> None:
     """``docker tag <image ID> REF`` for each of ``refs``, just before their push (at once:
     each is a quick call to the daemon). Nothing when the run has no image ID to follow."""
-    from ragbuild.plan import tag_command
+    from ragbuild.images import tag_command
 
     if ctx.image_id is None or not refs:
         return

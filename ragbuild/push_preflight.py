@@ -29,6 +29,7 @@ from ragbuild.run.runner import Runner, tail
 
 if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
     from ragbuild import manifest, proxy, registry
+    from ragbuild.credentials import Login
 from ragbuild.push import proxy_command, registry_config_command, retrying
 
 
@@ -44,7 +45,7 @@ def prepare(
     credentials (``reach_registry``). No probe of the client for attestations: see
     ``plan.build_command``. The returned plan keeps the registry session for the read-back.
     ``docker_config`` and ``environ`` default to docker's config and the process environment."""
-    from ragbuild.registry import Login
+    from ragbuild.credentials import Login
 
     environ = os.environ if environ is None else environ
     docker_config = read_docker_config(environ) if docker_config is None else docker_config
@@ -225,7 +226,7 @@ def reach_registry(
     plan: BuildPlan,
     creds: Credentials,
     docker_config: DockerConfig,
-    login: Optional[registry.Login] = None,
+    login: Optional[Login] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> registry.Session:
     """The pre-flight's (and doctor's) question to the registry (``check``): it answers

@@ -45,33 +45,21 @@ from email.message import Message
 from typing import Callable, Optional
 from collections.abc import Mapping, Sequence
 
+from ragbuild.credentials import Login, docker_login
 from ragbuild.docker_config import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
 from ragbuild.errors import PushFailed
-from ragbuild.run.command import Command, Kind
 from ragbuild.reference import Registry
 from ragbuild.proxy import DIRECT, ProxySettings, proxy_for, without_credentials
-from ragbuild.run.runner import Runner, tail
+from ragbuild.run.runner import Runner
 from ragbuild.run.command import Secret
 
 #: Seconds the registry has to answer each request.
 TIMEOUT = 15.0
-#: What a credential helper prints when it has nothing for the host: the protocol's fixed
-#: message (docker-credential-helpers credentials/error.go ``errCredentialsNotFoundMessage``).
-CREDENTIALS_NOT_FOUND = "credentials not found in native keychain"
 CERTS_D = "/etc/docker/certs.d"
 #: The most of one answer's body read (bytes): a manifest, an error or a token is far smaller.
 #: The OCI distribution spec has registries accept manifests of at least 4 MiB ("Pushing
 #: Manifests": https://github.com/opencontainers/distribution-spec/blob/main/spec.md).
 MAX_ANSWER = 4 << 20
-
-
-@dataclass(frozen=True)
-class Login:
-    """The user and secret docker would send (``username`` may be empty for a token)."""
-
-    username: str
-    secret: Secret
-    identity_token: bool = False  # an OAuth refresh token (docker login via a browser)
 
 
 @dataclass(frozen=True)
@@ -81,60 +69,6 @@ class Answer:
     status: int
     headers: Message = field(default_factory=Message)
     body: bytes = b""
-
-
-def helper_get_command(helper: str) -> Command:
-    """``docker-credential-<helper> get``: the host on stdin, JSON with the secret on stdout."""
-    return Command(
-        (f"docker-credential-{helper}", "get"),
-        stdin="<registry host>",
-        check=False,
-        kind=Kind.PROBE,
-        assume=json.dumps({"Username": "", "Secret": ""}),
-    )
-
-
-def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Optional[Login]:
-    """The credentials docker would send for ``creds.host``, or None when it has none."""
-    if creds.helper:
-        result = runner.run(helper_get_command(creds.helper), stdin=Secret(creds.host))
-        said = (result.stdout + result.stderr).strip()
-        if not result.ok:
-            if CREDENTIALS_NOT_FOUND in said:
-                return None
-            raise PushFailed(
-                f"docker-credential-{creds.helper} cannot give the credentials for "
-                f"{creds.host} ({creds.origin} in {creds.config_path}); docker "
-                f"push would fail the same way:\n{tail(said, 3)}"
-            )
-        try:
-            data = json.loads(result.stdout)
-            user, secret = str(data.get("Username") or ""), str(data.get("Secret") or "")
-        except (ValueError, AttributeError):
-            raise PushFailed(
-                f"docker-credential-{creds.helper} answered `get` for {creds.host} "
-                "with something that is not its JSON"
-            ) from None
-        if not secret:
-            return None
-        return Login(user, Secret(secret), identity_token=user == "<token>")
-    if creds.auth_key is None:
-        return None
-    entry = config.auths.get(creds.auth_key) or {}
-    if entry.get("identitytoken"):
-        return Login("", Secret(str(entry["identitytoken"])), identity_token=True)
-    if entry.get("auth"):
-        try:
-            user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
-        except (ValueError, UnicodeError):
-            raise PushFailed(
-                f"auths[{creds.auth_key!r}] in {config.path} is not base64 of "
-                "user:password; run `docker login` again"
-            ) from None
-        return Login(user, Secret(password))
-    if entry.get("username") and entry.get("password"):
-        return Login(str(entry["username"]), Secret(str(entry["password"])))
-    return None
 
 
 def ssl_context(host: str, insecure: bool) -> ssl.SSLContext:

@@ -22,12 +22,12 @@ import sys
 from typing import Callable
 
 from ragbuild import deps, steps
+from ragbuild.buildx import BUILDX_HINT, buildx_version_command
 from ragbuild.commands import build as build_cli
 from ragbuild.commands.build import ArgumentParser
 from ragbuild.docker_config import daemon_down, daemon_unreachable, read_docker_config
-from ragbuild.buildx import BUILDX_HINT
 from ragbuild.errors import RagbuildError
-from ragbuild.plan import buildx_version_command, human_size
+from ragbuild.describe import human_size
 from ragbuild.git import git_info, version_tags
 from ragbuild.run.runner import missing_message, resolve, tail
 from ragbuild.commands.findings import (
@@ -345,7 +345,8 @@ def check_registry(doc: Doctor) -> list:
     ECR: the repository and its tag mutability (ecr.check_repository); with --push and
     --version, that the version tags are new (push_preflight.read_existing, push_preflight.check_version_tags)."""
     from ragbuild import ecr, push_preflight
-    from ragbuild.registry import Login, describe
+    from ragbuild.credentials import Login
+    from ragbuild.registry import describe
 
     plan = doc.plan
     registry = plan.registry if plan is not None else None

@@ -112,7 +112,7 @@ def _builder(doc: Doctor) -> tuple:
     or remote builder pulls every FROM itself)."""
     if doc.plan is None or not doc.plan.buildx:
         return False, None, True
-    from ragbuild.plan import builder_inspect_command
+    from ragbuild.buildx import builder_inspect_command
 
     builder = doc.options.builder
     inspected = doc.runner.run(builder_inspect_command(builder))

@@ -21,17 +21,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 from collections.abc import Mapping
 
+from ragbuild.config import Config, Options
+from ragbuild.describe import describe_plan
+from ragbuild.errors import Interrupted, RagbuildError
+from ragbuild.git import shown_path
+from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
+from ragbuild.plan import BuildPlan
+from ragbuild.run.redaction import redact_argv
+from ragbuild.run.runner import Runner
 from ragbuild.steps import build, context, preflight, summary
 from ragbuild.steps.facts import Facts, gather_facts, make_plan
 from ragbuild.steps.preflight import Preflight
 from ragbuild.steps.summary import Image
-from ragbuild.errors import Interrupted, RagbuildError
-from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
-from ragbuild.run.redaction import redact_argv
-from ragbuild.plan import BuildPlan, describe_plan
-from ragbuild.config import Config, Options
-from ragbuild.git import shown_path
-from ragbuild.run.runner import Runner
 
 if TYPE_CHECKING:  # imported where a step needs them
     from ragbuild import guard, push

@@ -10,22 +10,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Optional
 from collections.abc import MutableMapping, Sequence
 
+from ragbuild.buildx import buildx_version_command
 from ragbuild.docker_config import daemon_down, daemon_unreachable
 from ragbuild.errors import CommandFailed, DockerUnavailable, PushFailed
-from ragbuild.plan import (
-    CREATED_LABEL,
-    PUSHED_DIGEST_KEY,
-    BuildPlan,
-    PushPlan,
-    build_command,
-    buildx_version_command,
-    inspect_command,
-)
+from ragbuild.plan import CREATED_LABEL, PUSHED_DIGEST_KEY, BuildPlan, PushPlan, build_command
+from ragbuild.images import inspect_command
 from ragbuild.run.command import Command, Kind
 from ragbuild.passthrough import not_for_buildx
 from ragbuild.run.command import Result
-from ragbuild.steps.summary import parse_inspect
 from ragbuild.run.runner import Runner, ended
+from ragbuild.steps.summary import parse_inspect
 
 if TYPE_CHECKING:  # scan.py is imported when --scan asks for it, guard.py by the context step
     pass

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from ragbuild.describe import human_size
 from ragbuild.errors import UsageError
-from ragbuild.plan import BuildPlan, human_size
+from ragbuild.plan import BuildPlan
 from ragbuild.run.redaction import is_secret_name, secret_build_args
 from ragbuild.run.runner import Runner
 

@@ -8,13 +8,19 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping
 
-from ragbuild.docker_config import find_cli_plugin
-from ragbuild.buildx import BUILDX_HINT, builder_driver, docker_driver_needs, docker_driver_problem
-from ragbuild.errors import DockerUnavailable, ToolMissing
-from ragbuild.plan import BuildPlan, PushPlan, build_pushes, buildx_version_command
+from ragbuild.buildx import (
+    BUILDX_HINT,
+    builder_driver,
+    buildx_version_command,
+    docker_driver_needs,
+    docker_driver_problem,
+)
 from ragbuild.config import Config
-from ragbuild.steps.facts import Facts
+from ragbuild.docker_config import find_cli_plugin
+from ragbuild.errors import DockerUnavailable, ToolMissing
+from ragbuild.plan import BuildPlan, PushPlan, build_pushes
 from ragbuild.run.runner import Runner, resolve
+from ragbuild.steps.facts import Facts
 
 if TYPE_CHECKING:  # scan.py is imported when --scan asks for it, guard.py by the context step
     from ragbuild.scan import Scanner
@@ -81,7 +87,7 @@ def check_buildx(runner: Runner, plan: BuildPlan) -> None:
 def check_builder_can(runner: Runner, plan: BuildPlan) -> None:
     """An index of several platforms or a cache export stops before the login and the build
     when the builder cannot make it (docker_driver_problem)."""
-    from ragbuild.plan import builder_inspect_command, driver_status_command
+    from ragbuild.buildx import builder_inspect_command, driver_status_command
 
     needs = docker_driver_needs(plan.platforms, plan.cache_to)
     if not needs:

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
 from collections.abc import Mapping, Sequence
 
+from ragbuild.describe import human_size
 from ragbuild.errors import CommandFailed
-from ragbuild.plan import CREATED_LABEL, BuildPlan, human_size, inspect_command
+from ragbuild.images import inspect_command
+from ragbuild.plan import CREATED_LABEL, BuildPlan
 from ragbuild.reference import familiar
 from ragbuild.run.console import SUCCESS
 from ragbuild.run.runner import Runner

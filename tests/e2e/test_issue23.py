@@ -14,7 +14,6 @@ from .support import planned_refs, tags_of
 from .test_push import (
     assert_registry_holds,
     config_json,
-    ecr_host,
     ecr_repository,  # noqa: F401
     pinned_line,
     tiny_args,

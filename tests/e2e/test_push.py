@@ -323,7 +323,7 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     127.0.0.1) reaches it over verified HTTPS with the CA of /etc/docker/certs.d/<host>/ only,
     never asking the daemon, takes the htpasswd Basic challenge with the ECR password, and reads
     each tag back with the digest the run pinned."""
-    from ragbuild import manifest, registry
+    from ragbuild import credentials, manifest, registry
     from ragbuild.docker_config import DockerConfig
     from ragbuild.reference import parse_registry
     from ragbuild.run.command import Secret
@@ -341,7 +341,7 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     assert "RegistryConfig" not in result.stderr  # (docker info for the proxy settings only)
 
     registry = parse_registry(uri)
-    login = registry.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
+    login = credentials.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
     session = registry.Session(
         registry, DockerConfig().credentials(ecr_host), login, insecure=False
     )
@@ -357,7 +357,7 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     wrong = registry.Session(
         registry,
         DockerConfig().credentials(ecr_host),
-        registry.Login("AWS", Secret("wrong")),
+        credentials.Login("AWS", Secret("wrong")),
         insecure=False,
     )
     assert "refused docker's credentials" in registry.probe(wrong, never)

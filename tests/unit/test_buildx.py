@@ -18,12 +18,13 @@ from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
 from registry_fakes import FakeRegistry, serve
 from ragbuild import cli, push, registry, verify
 from ragbuild.commands import build as build_cli
+from ragbuild.config import Config
+from ragbuild.describe import describe_plan
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.buildx import parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
-from ragbuild.config import Config
 from ragbuild.git import GitInfo
-from ragbuild.plan import PushPlan, build_command, describe_plan, format_created, make_plan
+from ragbuild.plan import PushPlan, build_command, format_created, make_plan
 from ragbuild.run.runner import Runner
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)

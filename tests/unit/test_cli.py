@@ -20,8 +20,9 @@ from fakes import EPOCH, GIT_QUERIES, STAMP, docker_calls, register_git, set_tz
 from ragbuild import cli, steps
 from ragbuild.commands import build as build_cli
 from ragbuild.config import load_config
-from ragbuild.errors import Interrupted
+from ragbuild.commands import rerun
 from ragbuild.config import Config
+from ragbuild.errors import Interrupted
 from ragbuild.git import GitInfo
 from ragbuild.plan import make_plan
 from fakes import FAKE_IMAGE_ID
@@ -1161,7 +1162,7 @@ REGISTRY = "registry.example.com/rag"
     ],
 )
 def test_program_name(argv0, name):
-    assert build_cli.program_name(argv0) == name
+    assert rerun.program_name(argv0) == name
 
 
 def test_usage_says_ragbuild_for_the_console_script(capsys, monkeypatch):
@@ -1202,13 +1203,13 @@ def workdir(tmp_path, monkeypatch):
 def test_rerun_words_start_the_program_as_it_was_started(argv0, environ, words, workdir):
     venv = str(workdir / ".venv")
     environ = {k: venv if v == "VENV" else v for k, v in environ.items()}
-    assert build_cli.rerun_words(argv0, f"{venv}/bin/python", venv, "/usr", environ) == words
+    assert rerun.rerun_words(argv0, f"{venv}/bin/python", venv, "/usr", environ) == words
 
 
 def test_outside_a_virtualenv_the_script_runs_through_its_shebang(workdir):
-    assert build_cli.rerun_words(
-        "scripts/build-image.py", "/usr/bin/python3", "/usr", "/usr", {}
-    ) == ["scripts/build-image.py"]
+    assert rerun.rerun_words("scripts/build-image.py", "/usr/bin/python3", "/usr", "/usr", {}) == [
+        "scripts/build-image.py"
+    ]
 
 
 def hint(argv, monkeypatch, registry=None):

@@ -376,12 +376,15 @@ def test_without_a_manifest_digest_the_primary_ref_counts_only_with_this_runs_la
         stdout=f"sha256:{'cd' * 32} 1 {json.dumps(list(plan.refs))} "
         f"{json.dumps({'org.opencontainers.image.created': label})}\n",
     )
-    summarize = lambda: steps.summary.summarize(
-        Runner(log=io.StringIO()),
-        plan,
-        FAKE_IMAGE_ID,  # noqa
-        unique_created=unique,
-    )
+
+    def summarize():
+        return steps.summary.summarize(
+            Runner(log=io.StringIO()),
+            plan,
+            FAKE_IMAGE_ID,  # noqa
+            unique_created=unique,
+        )
+
     if followed:
         assert summarize().followed == followed  # the daemon's own ID from then on
     else:

@@ -7,19 +7,21 @@ import shlex
 from datetime import datetime
 import pytest
 from ragbuild.config import LatestPolicy
+from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz
+
+from ragbuild import cli, metadata, steps
+from ragbuild.config import Config, Options
+from ragbuild.describe import describe_plan, human_size
 from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.run.command import Kind, Mode, Command
-from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo, parse_git_repository, parse_git_status
+from ragbuild.images import inspect_command
 from ragbuild.plan import (
     PushPlan,
     build_command,
     check_env,
-    describe_plan,
     format_created,
     format_timestamp,
-    human_size,
-    inspect_command,
     make_plan,
     parse_build_arg,
     plan_build_args,
@@ -28,14 +30,9 @@ from ragbuild.tags import parse_version, plan_tags
 from ragbuild.reference import check_tag, parse_registry
 from datetime import timedelta, timezone
 from pathlib import Path
-from fakes import EPOCH, STAMP, set_tz
-from ragbuild import cli
 import json
-from ragbuild import metadata
 from ragbuild.run.redaction import redact_argv, redact_value
 import os
-from fakes import docker_calls, register_git
-from ragbuild import steps
 
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)

@@ -23,6 +23,10 @@ import fakes
 from registry_fakes import DIGEST, MANIFEST, OTHER_DIGEST, FakeRegistry, serve
 from ragbuild import cli, manifest, push, push_preflight, registry, verify
 from ragbuild import docker_config
+from ragbuild import (
+    credentials,
+)
+from ragbuild.config import Config, Options
 from ragbuild.docker_config import (
     DOCKER_HUB_KEY,
     DockerConfig,
@@ -30,7 +34,6 @@ from ragbuild.docker_config import (
     read_docker_config,
 )
 from ragbuild.errors import DockerUnavailable, PushFailed
-from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
 from ragbuild.plan import PushPlan, make_plan
 from ragbuild.reference import parse_registry
@@ -561,7 +564,7 @@ def creds(host, helper=None):
 
 
 def login(password="right"):
-    return registry.Login("ci", Secret(password))
+    return credentials.Login("ci", Secret(password))
 
 
 def session_for(host, given=None, insecure=None):
@@ -852,7 +855,7 @@ def test_an_identity_token_is_exchanged_by_oauth2_for_the_pull_token(server, ref
     """docker login through a browser stores an identity (refresh) token: the token server is
     asked with the refresh-token grant (https://distribution.github.io/distribution/spec/auth/oauth/)."""
     host = server("bearer")
-    session = session_for(host, registry.Login("", Secret(refresh), identity_token=True))
+    session = session_for(host, credentials.Login("", Secret(refresh), identity_token=True))
     problem = registry.probe(session, never_asked)
     if answer is None:
         assert problem is None

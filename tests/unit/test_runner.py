@@ -122,7 +122,7 @@ def test_read_only_is_git_only_so_a_dry_run_starts_no_docker():
     """The probes a plan makes (buildx, the daemon's registry configuration) are printed in a
     dry run, not run."""
     from ragbuild import push
-    from ragbuild.plan import buildx_version_command
+    from ragbuild.buildx import buildx_version_command
     from ragbuild.git import git_status_command, version_tags_command
 
     assert buildx_version_command().kind is not Kind.QUERY

@@ -11,10 +11,11 @@ from ragbuild.git import parse_version_tags
 from ragbuild.tags import version_channels
 from ragbuild.commands.build import parse_build
 from ragbuild.errors import UsageError
-from ragbuild.run.command import Kind
 from ragbuild.config import Config
+from ragbuild.describe import describe_plan
 from ragbuild.git import GitInfo, version_tags_command
-from ragbuild.plan import describe_plan, make_plan
+from ragbuild.plan import make_plan
+from ragbuild.run.command import Kind
 from ragbuild.tags import parse_version
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)

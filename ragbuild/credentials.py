@@ -1,0 +1,82 @@
+"""Docker's credentials for a registry, got the way ``docker push`` gets them: the credential
+helper docker resolves for the host asked (``docker-credential-<helper> get``, the host on
+stdin), else config.json's ``auths``; they only ever live in a ``Secret``."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+from ragbuild.docker_config import Credentials, DockerConfig
+from ragbuild.errors import PushFailed
+from ragbuild.run.command import Command, Kind, Secret
+from ragbuild.run.runner import Runner, tail
+
+#: What a credential helper prints when it has nothing for the host: the protocol's fixed
+#: message (docker-credential-helpers credentials/error.go ``errCredentialsNotFoundMessage``).
+CREDENTIALS_NOT_FOUND = "credentials not found in native keychain"
+
+
+@dataclass(frozen=True)
+class Login:
+    """The user and secret docker would send (``username`` may be empty for a token)."""
+
+    username: str
+    secret: Secret
+    identity_token: bool = False  # an OAuth refresh token (docker login via a browser)
+
+
+def helper_get_command(helper: str) -> Command:
+    """``docker-credential-<helper> get``: the host on stdin, JSON with the secret on stdout."""
+    return Command(
+        (f"docker-credential-{helper}", "get"),
+        stdin="<registry host>",
+        check=False,
+        kind=Kind.PROBE,
+        assume=json.dumps({"Username": "", "Secret": ""}),
+    )
+
+
+def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Optional[Login]:
+    """The credentials docker would send for ``creds.host``, or None when it has none."""
+    if creds.helper:
+        result = runner.run(helper_get_command(creds.helper), stdin=Secret(creds.host))
+        said = (result.stdout + result.stderr).strip()
+        if not result.ok:
+            if CREDENTIALS_NOT_FOUND in said:
+                return None
+            raise PushFailed(
+                f"docker-credential-{creds.helper} cannot give the credentials for "
+                f"{creds.host} ({creds.origin} in {creds.config_path}); docker "
+                f"push would fail the same way:\n{tail(said, 3)}"
+            )
+        try:
+            data = json.loads(result.stdout)
+            user, secret = str(data.get("Username") or ""), str(data.get("Secret") or "")
+        except (ValueError, AttributeError):
+            raise PushFailed(
+                f"docker-credential-{creds.helper} answered `get` for {creds.host} "
+                "with something that is not its JSON"
+            ) from None
+        if not secret:
+            return None
+        return Login(user, Secret(secret), identity_token=user == "<token>")
+    if creds.auth_key is None:
+        return None
+    entry = config.auths.get(creds.auth_key) or {}
+    if entry.get("identitytoken"):
+        return Login("", Secret(str(entry["identitytoken"])), identity_token=True)
+    if entry.get("auth"):
+        try:
+            user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+        except (ValueError, UnicodeError):
+            raise PushFailed(
+                f"auths[{creds.auth_key!r}] in {config.path} is not base64 of "
+                "user:password; run `docker login` again"
+            ) from None
+        return Login(user, Secret(password))
+    if entry.get("username") and entry.get("password"):
+        return Login(str(entry["username"]), Secret(str(entry["password"])))
+    return None
