@@ -340,11 +340,9 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     assert "docker manifest inspect" not in result.stderr
     assert "RegistryConfig" not in result.stderr  # (docker info for the proxy settings only)
 
-    registry = parse_registry(uri)
+    target = parse_registry(uri)
     login = credentials.Login(e2e_env["E2E_ECR_USER"], Secret(e2e_env["E2E_ECR_PASSWORD"]))
-    session = registry.Session(
-        registry, DockerConfig().credentials(ecr_host), login, insecure=False
-    )
+    session = registry.Session(target, DockerConfig().credentials(ecr_host), login, insecure=False)
 
     def never():
         raise AssertionError("the daemon was asked")
@@ -352,10 +350,10 @@ def test_the_tls_ecr_registry_is_verified_through_certs_d_and_read_back_with_bas
     assert registry.probe(session, never) is None
     assert session.base == f"https://{ecr_host}" and not session.insecure
     for ref in planned_refs(result):
-        manifest = manifest.read_manifest(session, ref.rsplit(":", 1)[1])
-        assert (manifest.digest, manifest.is_index) == (digest, False)
+        found = manifest.read_manifest(session, ref.rsplit(":", 1)[1])
+        assert (found.digest, found.is_index) == (digest, False)
     wrong = registry.Session(
-        registry,
+        target,
         DockerConfig().credentials(ecr_host),
         credentials.Login("AWS", Secret("wrong")),
         insecure=False,
