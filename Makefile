@@ -74,6 +74,7 @@ completion: $(VENV)/.installed ## write tab completion for bash and zsh to .venv
 
 test: $(VENV)/.installed ## lint (ruff), type-check ragbuild/ (mypy), run the unit and service tests
 	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 	$(PY) -m mypy
 	$(PY) -m pytest tests/unit tests/service $(ARGS)
 

@@ -10,7 +10,7 @@ import sys
 from typing import Callable, NoReturn, Optional
 from collections.abc import Sequence
 
-from ragbuild.commands import build
+from ragbuild.commands import args, build
 from ragbuild.commands.rerun import program_name
 from ragbuild.errors import EXIT_BUG, EXIT_OK, EXIT_USAGE, RagbuildError, Stopped, signal_of
 
@@ -81,7 +81,7 @@ def run() -> NoReturn:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    build.PROG = program_name()
+    args.PROG = program_name()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:

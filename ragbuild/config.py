@@ -33,6 +33,7 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from typing import Optional
+from collections.abc import Sequence
 
 from ragbuild.errors import UsageError
 from ragbuild.limits import SETTINGS, Limits
@@ -265,3 +266,23 @@ def parse_scan_command(text: str, source: str) -> tuple:
             f"in it, e.g. '{words[0]} {PLACEHOLDER}'"
         )
     return words
+
+
+def check_env(env: str, environments: Sequence[str]) -> str:
+    """``--env``, one of the environments setup.cfg names; UsageError with the nearest name."""
+    if env in environments:
+        return env
+    if not env:
+        raise UsageError(f"--env is empty; choose one of: {', '.join(environments)}")
+    lower = env.lower()
+    # difflib misses the long spellings people type ("production" vs "prod"): prefixes count too
+    import difflib  # only for a mistyped name, not every run's start
+
+    near = (
+        difflib.get_close_matches(lower, environments, n=1)
+        or [e for e in environments if lower.startswith(e.lower()) or e.lower().startswith(lower)][
+            :1
+        ]
+    )
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise UsageError(f"--env {env!r} is not one of {', '.join(environments)}{hint}")

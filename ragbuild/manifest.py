@@ -293,7 +293,7 @@ def config(session: registry_api.Session, raw: Raw) -> ImageConfig:
 
 def config_platform(session: registry_api.Session, image: Manifest) -> Optional[str]:
     """The ``os/architecture[/variant]`` of an image manifest's config blob (``blob``); None
-    when it names none or it cannot be read (the SageMaker shape rule: sagemaker.check_shape)."""
+    when it names none or it cannot be read (the SageMaker shape rule: shape.check_shape)."""
     if not image.config:
         return None
     try:

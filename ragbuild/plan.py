@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ragbuild import passthrough
 from ragbuild.docker_config import Credentials, DockerTarget
@@ -22,6 +22,7 @@ from ragbuild.buildx import (
     parse_cache,
     parse_platforms,
 )
+from ragbuild.config import check_env
 from ragbuild.config import (
     DEFAULT_SMOKE_COMMAND,
     Config,
@@ -137,25 +138,6 @@ class BuildPlan:
 
 
 # --- validation --------------------------------------------------------------------------------
-
-
-def check_env(env: str, environments: Sequence[str]) -> str:
-    if env in environments:
-        return env
-    if not env:
-        raise UsageError(f"--env is empty; choose one of: {', '.join(environments)}")
-    lower = env.lower()
-    # difflib misses the long spellings people type ("production" vs "prod"): prefixes count too
-    import difflib  # only for a mistyped name, not every run's start
-
-    near = (
-        difflib.get_close_matches(lower, environments, n=1)
-        or [e for e in environments if lower.startswith(e.lower()) or e.lower().startswith(lower)][
-            :1
-        ]
-    )
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    raise UsageError(f"--env {env!r} is not one of {', '.join(environments)}{hint}")
 
 
 def parse_build_arg(raw: str) -> tuple:

@@ -32,18 +32,23 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable, Optional
-from collections.abc import Mapping, Sequence
 
 from ragbuild import diagnose, smoke
+from ragbuild.smoke import (
+    BIND_VARIABLE,
+    MODEL_DIR,
+    port_command,
+    run_command,
+    state_command,
+    term_command,
+)
 from ragbuild.run import signals
 from ragbuild.errors import CommandFailed, SmokeTestFailed
 from ragbuild.run.console import SUCCESS
-from ragbuild.run.command import Command, Kind
 from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner
 
 if TYPE_CHECKING:
-    from ragbuild import manifest as manifest_api, registry as registry_api
     from ragbuild.plan import BuildPlan
 
 CONTRACT_URL = "https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html"
@@ -51,8 +56,6 @@ CONTRACT_URL = "https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-
 PING_LIMIT = 2.0
 INVOCATIONS_LIMIT = 60.0
 STOP_LIMIT = 30.0
-MODEL_DIR = "/opt/ml/model"
-BIND_VARIABLE = "SAGEMAKER_BIND_TO_PORT"
 #: The port the second start asks the server to listen on (any but 8080 would do).
 MOVED_PORT = 8090
 #: What the gate sends to /invocations: the worker's request shape (src/rag_worker/inference.py);
@@ -171,95 +174,6 @@ def http_request(
         return Outcome(None, clock() - start, False)
     finally:
         conn.close()
-
-
-# --- commands -----------------------------------------------------------------------------------
-
-
-def run_command(
-    image: str, name: str, command: Sequence[str], port: int, moved: bool = False
-) -> Command:
-    """``docker run -d`` as SageMaker starts the image: ``IMAGE serve``, the model directory a
-    read-only tmpfs, the serving port published on a free loopback port; ``moved``: with
-    ``SAGEMAKER_BIND_TO_PORT=<port>``, 8080 published too (to tell "listens on 8080 instead")."""
-    argv = [
-        "docker",
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--tmpfs",
-        f"{MODEL_DIR}:ro",
-        "-p",
-        f"127.0.0.1::{port}",
-    ]
-    if moved:
-        argv += ["-p", f"127.0.0.1::{smoke.CONTAINER_PORT}", "-e", f"{BIND_VARIABLE}={port}"]
-    argv += ["--label", smoke.SMOKE_LABEL, image, *command]
-    return Command(tuple(argv), check=False, assume=name)
-
-
-def port_command(container: str, port: int) -> Command:
-    return Command(
-        ("docker", "port", container, f"{port}/tcp"),
-        kind=Kind.PROBE,
-        assume=f"127.0.0.1:{port}",
-        check=False,
-    )
-
-
-def state_command(container: str) -> Command:
-    """Whether the container runs, and its exit code: a poll (no ``+`` line each time)."""
-    return Command(
-        ("docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", container),
-        check=False,
-        kind=Kind.PROBE,
-        assume="false 0",
-        poll=True,
-    )
-
-
-def term_command(container: str) -> Command:
-    """SIGTERM, as SageMaker stops a container (``docker stop`` would send the image's
-    STOPSIGNAL)."""
-    return Command(("docker", "kill", "--signal", "TERM", container), check=False)
-
-
-def labels_command(image: str) -> Command:
-    return Command(
-        ("docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image),
-        kind=Kind.PROBE,
-        assume=json.dumps({REVISION_LABEL: "GIT_COMMIT"}),
-    )
-
-
-# --- what a promoted image must report ----------------------------------------------------------
-
-
-def revision_of(labels: Optional[Mapping[str, str]]) -> Optional[str]:
-    """The commit an image was built from: its ``org.opencontainers.image.revision`` label
-    (the Dockerfile sets it from GIT_COMMIT); None when missing, empty or ``unknown``."""
-    value = (labels or {}).get(REVISION_LABEL) or ""
-    return value if value and value != "unknown" else None
-
-
-def revision_expectation(runner: Runner, image: str) -> smoke.Expectation:
-    """What the gate of a promote expects ``/health`` to report: ``git_commit`` equal to the
-    image's own revision label (a promoted dev build keeps its build's VERSION and ENVIRONMENT
-    unless the deployment sets them, so neither is checked). ``SmokeTestFailed`` when the image
-    has no revision label: nothing to check the image against."""
-    out = runner.run(labels_command(image)).stdout.strip()
-    try:
-        labels = json.loads(out) if out else {}
-    except ValueError:
-        labels = {}
-    revision = revision_of(labels if isinstance(labels, dict) else {})
-    if revision is None:
-        raise SmokeTestFailed(
-            f"{image} has no {REVISION_LABEL} label, so what /health reports "
-            "cannot be checked against the commit it was built from"
-        )
-    return smoke.Expectation(image=image, git_commit=revision)
 
 
 # --- the gate -----------------------------------------------------------------------------------
@@ -592,64 +506,3 @@ def _moved_start(
             )
     except CommandFailed as failed:
         raise SmokeTestFailed(f"SageMaker gate of {image} could not run: {failed}") from None
-
-
-# --- the manifest shape -------------------------------------------------------------------------
-
-#: The one manifest shape SageMaker pulls: a single Docker v2 schema 2 image manifest, not an
-#: index (Docker manifest list or OCI index) and not a single OCI image manifest
-#: (aws/amazon-sagemaker-feedback#180, mlflow/mlflow#13834).
-SAGEMAKER_SHAPE = "application/vnd.docker.distribution.manifest.v2+json"
-SHAPE_FIX = (
-    "build for one platform without attestations and with Docker media types (ragbuild's "
-    "own build does: docker buildx build --provenance=false --sbom=false --output "
-    "type=image,oci-mediatypes=false), or pass --not-for-sagemaker when the image is not "
-    "for SageMaker"
-)
-
-
-def shape_problem(
-    ref: str,
-    manifest: manifest_api.Manifest,
-    platform: Optional[str] = None,
-    planned: Optional[str] = None,
-    normalize: Callable[[str], str] = str.lower,
-) -> Optional[str]:
-    """Why ``ref``'s manifest (as the registry serves it) is not SageMaker's shape, with the fix;
-    None when it is. ``platform``: the image's (its config's ``os/architecture``), checked
-    against ``planned`` when both are known, each ``normalize``d (``push.normalize_platform``:
-    containerd's spelling rules)."""
-    if manifest.is_index:
-        return (
-            f"{ref} is an image index ({manifest.media_type}), not a single Docker v2 schema "
-            f"2 manifest: SageMaker refuses an index; {SHAPE_FIX}"
-        )
-    if manifest.media_type != SAGEMAKER_SHAPE:
-        return (
-            f"{ref} is a single {manifest.media_type} manifest, not a Docker v2 schema 2 "
-            f"manifest ({SAGEMAKER_SHAPE}): SageMaker refuses it; {SHAPE_FIX}"
-        )
-    if platform and planned:
-        if normalize(platform) != normalize(planned):
-            return (
-                f"{ref} is an image for {platform}, not the planned {planned}: build with "
-                f"--platform {planned}"
-            )
-    return None
-
-
-def check_shape(
-    session: registry_api.Session,
-    ref: str,
-    planned: Optional[str] = None,
-    normalize: Callable[[str], str] = str.lower,
-) -> Optional[str]:
-    """Read ``ref``'s manifest (and, with a ``planned`` platform, its config) from the registry
-    and say why it is not SageMaker's shape; None when it is. For promote: SOURCE's shape before
-    any tag is written. ``manifest_api.ReadFailed`` when the registry does not serve it."""
-    from ragbuild import manifest as manifest_api
-
-    tag = ref.rsplit("@", 1)[1] if "@" in ref else ref.rsplit(":", 1)[1]
-    manifest = manifest_api.read_manifest(session, tag)
-    platform = manifest_api.config_platform(session, manifest) if planned else None
-    return shape_problem(ref, manifest, platform, planned, normalize)

@@ -18,11 +18,14 @@ import secrets
 from typing import Optional
 from dataclasses import dataclass
 
+from collections.abc import Mapping, Sequence
+
 from ragbuild.errors import SmokeTestFailed
 from ragbuild.limits import Limits
 from ragbuild.config import DEFAULT_SMOKE_COMMAND
 from ragbuild.run.command import Command, Kind
 from ragbuild.run.command import Result
+from ragbuild.run.runner import Runner
 
 #: ``(HTTP status or None while nothing answers, body)``
 Answer = tuple[Optional[int], bytes]
@@ -149,3 +152,100 @@ def _health(expect: Expectation, answer: Answer) -> dict:
             f"{expect.image}: {HEALTH_PATH} answered {json.dumps(health)[:200]}, not a JSON object"
         )
     return health
+
+
+#: SageMaker's start: the model directory, and the variable that may move the serving port
+#: (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html).
+MODEL_DIR = "/opt/ml/model"
+BIND_VARIABLE = "SAGEMAKER_BIND_TO_PORT"
+#: The label of the commit an image was built from (the Dockerfile sets it from GIT_COMMIT).
+REVISION_LABEL = "org.opencontainers.image.revision"
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def run_command(
+    image: str, name: str, command: Sequence[str], port: int, moved: bool = False
+) -> Command:
+    """``docker run -d`` as SageMaker starts the image: ``IMAGE serve``, the model directory a
+    read-only tmpfs, the serving port published on a free loopback port; ``moved``: with
+    ``SAGEMAKER_BIND_TO_PORT=<port>``, 8080 published too (to tell "listens on 8080 instead")."""
+    argv = [
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--tmpfs",
+        f"{MODEL_DIR}:ro",
+        "-p",
+        f"127.0.0.1::{port}",
+    ]
+    if moved:
+        argv += ["-p", f"127.0.0.1::{CONTAINER_PORT}", "-e", f"{BIND_VARIABLE}={port}"]
+    argv += ["--label", SMOKE_LABEL, image, *command]
+    return Command(tuple(argv), check=False, assume=name)
+
+
+def port_command(container: str, port: int) -> Command:
+    return Command(
+        ("docker", "port", container, f"{port}/tcp"),
+        kind=Kind.PROBE,
+        assume=f"127.0.0.1:{port}",
+        check=False,
+    )
+
+
+def state_command(container: str) -> Command:
+    """Whether the container runs, and its exit code: a poll (no ``+`` line each time)."""
+    return Command(
+        ("docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", container),
+        check=False,
+        kind=Kind.PROBE,
+        assume="false 0",
+        poll=True,
+    )
+
+
+def term_command(container: str) -> Command:
+    """SIGTERM, as SageMaker stops a container (``docker stop`` would send the image's
+    STOPSIGNAL)."""
+    return Command(("docker", "kill", "--signal", "TERM", container), check=False)
+
+
+def labels_command(image: str) -> Command:
+    return Command(
+        ("docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image),
+        kind=Kind.PROBE,
+        assume=json.dumps({REVISION_LABEL: "GIT_COMMIT"}),
+    )
+
+
+# --- what a promoted image must report ----------------------------------------------------------
+
+
+def revision_of(labels: Optional[Mapping[str, str]]) -> Optional[str]:
+    """The commit an image was built from: its ``org.opencontainers.image.revision`` label
+    (the Dockerfile sets it from GIT_COMMIT); None when missing, empty or ``unknown``."""
+    value = (labels or {}).get(REVISION_LABEL) or ""
+    return value if value and value != "unknown" else None
+
+
+def revision_expectation(runner: Runner, image: str) -> Expectation:
+    """What the gate of a promote expects ``/health`` to report: ``git_commit`` equal to the
+    image's own revision label (a promoted dev build keeps its build's VERSION and ENVIRONMENT
+    unless the deployment sets them, so neither is checked). ``SmokeTestFailed`` when the image
+    has no revision label: nothing to check the image against."""
+    out = runner.run(labels_command(image)).stdout.strip()
+    try:
+        labels = json.loads(out) if out else {}
+    except ValueError:
+        labels = {}
+    revision = revision_of(labels if isinstance(labels, dict) else {})
+    if revision is None:
+        raise SmokeTestFailed(
+            f"{image} has no {REVISION_LABEL} label, so what /health reports "
+            "cannot be checked against the commit it was built from"
+        )
+    return Expectation(image=image, git_commit=revision)

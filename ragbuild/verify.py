@@ -32,9 +32,9 @@ def _judge(
                 "(--provenance=false --sbom=false) for a single platform"
             )
         if not plan.options.not_for_sagemaker:
-            from ragbuild import sagemaker
+            from ragbuild import shape
 
-            problem = sagemaker.shape_problem(ref, manifest)
+            problem = shape.shape_problem(ref, manifest)
             if problem:
                 raise ValueError(problem)
         if manifest.digest != pushed.get(ref):
@@ -66,14 +66,14 @@ def _judge(
 
 def _check_platform(runner: Runner, ctx: Context, session: registry_api.Session, ref: str) -> list:
     """The planned platform (``--platform``) is the pushed image's: its config's os/architecture
-    (``sagemaker.check_shape``), asked once, the refs all naming one manifest."""
-    from ragbuild import manifest as manifest_api, sagemaker
+    (``shape.check_shape``), asked once, the refs all naming one manifest."""
+    from ragbuild import manifest as manifest_api, shape
 
     planned = ctx.plan.platforms[0]
 
     def ask() -> Optional[str]:
         try:
-            return sagemaker.check_shape(session, ref, planned, normalize_platform)
+            return shape.check_shape(session, ref, planned, normalize_platform)
         except (manifest_api.ReadFailed, ValueError) as failed:
             return f"{ref}: its platform cannot be read back: {failed}"
 

@@ -7,9 +7,11 @@ import argparse
 import os
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Callable, NoReturn, Optional, TypeVar
+from typing import TYPE_CHECKING, Optional
 
 from ragbuild.commands.rerun import rerun_words
+from ragbuild.commands import args
+from ragbuild.commands.args import ArgumentParser, limit, limit_help
 from ragbuild.errors import EXIT_OK, UsageError
 
 if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
@@ -17,12 +19,8 @@ if TYPE_CHECKING:  # imported when a build needs them (--help stays fast)
     from ragbuild.plan import BuildPlan
 
 
-N = TypeVar("N", int, float)
-
-
 #: The name usage lines and messages give this program; main() sets it from how it was started
 #: (``program_name``): build-image.py for the script, ragbuild for the console script and -m.
-PROG = "build-image.py"
 
 
 DESCRIPTION = "Build, tag, push and verify the RAG worker's Docker image (port of build-image.sh)."
@@ -74,56 +72,11 @@ examples:
 """
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see {self.prog} --help)")
-
-
-def _number(
-    convert: Callable[[str], N], accept: Callable[[N], bool], what: str
-) -> Callable[[str], N]:
-    """An argparse type: ``convert`` the text, and refuse it unless ``accept`` holds."""
-
-    def parse(text: str) -> N:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):  # a nan fails every comparison, so it is refused
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return parse
-
-
-_port = _number(int, lambda v: 1 <= v <= 65535, "a port number (1-65535)")
-
-
-_lines = _number(int, lambda v: v >= 0, "a number of lines (0 or more)")
-
-
-def _limit(key: str) -> Callable[[str], float]:
-    """The argparse type of a limit (limits.py), the same check setup.cfg's value gets."""
-    from ragbuild.limits import BY_KEY
-
-    setting = BY_KEY[key]
-    return _number(setting.convert, setting.accept, setting.what)
-
-
-def _limit_help(key: str) -> str:
-    from ragbuild.limits import BY_KEY, default_text
-
-    setting = BY_KEY[key]
-    return f"{setting.help} (default: {key} in setup.cfg [ragbuild], else {default_text(setting)})"
-
-
 def build_parser() -> ArgumentParser:
     """The build command's flags, each in one of the argument groups ``--help`` shows: tags,
     build, push, safety, output, builders."""
     parser = ArgumentParser(
-        prog=PROG,
+        prog=args.PROG,
         description=DESCRIPTION,
         epilog=EPILOG,
         allow_abbrev=False,
@@ -264,14 +217,14 @@ def build_parser() -> ArgumentParser:
     push.add_argument(
         "--push-attempts",
         metavar="N",
-        type=_limit("push-attempts"),
-        help=_limit_help("push-attempts"),
+        type=limit("push-attempts"),
+        help=limit_help("push-attempts"),
     )
     push.add_argument(
         "--push-backoff",
         metavar="SECONDS",
-        type=_limit("push-backoff"),
-        help=_limit_help("push-backoff"),
+        type=limit("push-backoff"),
+        help=limit_help("push-backoff"),
     )
 
     safety = parser.add_argument_group(
@@ -307,14 +260,14 @@ def build_parser() -> ArgumentParser:
     safety.add_argument(
         "--smoke-timeout",
         metavar="SECONDS",
-        type=_limit("smoke-timeout"),
-        help=_limit_help("smoke-timeout"),
+        type=limit("smoke-timeout"),
+        help=limit_help("smoke-timeout"),
     )
     safety.add_argument(
         "--context-warn-mb",
         metavar="MB",
-        type=_limit("context-warn-mb"),
-        help=_limit_help("context-warn-mb"),
+        type=limit("context-warn-mb"),
+        help=limit_help("context-warn-mb"),
     )
     safety.add_argument(
         "--allow-secrets",
@@ -474,7 +427,7 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
     if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
         raise UsageError(
             f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "
-            f"options go after --; see {PROG} --help)"
+            f"options go after --; see {args.PROG} --help)"
         )
     from ragbuild import passthrough
 
@@ -544,7 +497,7 @@ def cmd_build(argv: list[str]) -> int:
     state = steps.run(runner, steps.gather(runner, options, config))
     if not options.push:
         if options.smoke_test and state.image_id and state.health is not None:
-            from ragbuild.promote import tested_push_hint
+            from ragbuild.push_image import tested_push_hint
 
             runner.report(tested_push_hint(state.plan, state.image_id, rerun_words()))
         else:
@@ -563,9 +516,3 @@ def push_hint(plan: BuildPlan, argv: Sequence[str]) -> str:
     registry = [] if plan.registry else ["--registry", "<registry>/<repository>"]
     after = ["--", *redact_argv(docker_options)] if docker_options else []  # still docker's
     return f"push it: {shlex.join(rerun_words() + shown + registry + ['--push'] + after)}{stars}"
-
-
-def sub_parser(name: str, description: str) -> ArgumentParser:
-    parser = ArgumentParser(prog=f"{PROG} {name}", description=description, allow_abbrev=False)
-    parser.add_argument("--dry-run", action="store_true", help="print the commands; run nothing")
-    return parser

@@ -7,7 +7,7 @@ import json
 from typing import Optional
 from collections.abc import Sequence
 
-from ragbuild.commands.build import ArgumentParser, sub_parser
+from ragbuild.commands.args import ArgumentParser, sub_parser
 from ragbuild.commands.local import LOCAL_CONTAINER
 from ragbuild.reference import repository_of
 from ragbuild.errors import EXIT_OK, CommandFailed

@@ -23,7 +23,8 @@ from typing import Callable
 from collections.abc import Mapping
 
 from ragbuild.commands import build as build_cli
-from ragbuild.commands.build import ArgumentParser
+from ragbuild.commands import args
+from ragbuild.commands.args import ArgumentParser
 from ragbuild.config import DEFAULT_ENVIRONMENTS
 from ragbuild.errors import EXIT_OK
 
@@ -118,15 +119,15 @@ def script(
 
 def completion_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog=f"{build_cli.PROG} completion",
+        prog=f"{args.PROG} completion",
         allow_abbrev=False,
         description="Print the tab-completion script for bash or zsh: flags, "
         "subcommands, --env values (read from setup.cfg "
         "[ragbuild] when you press tab), --latest-policy values, "
         "local images. Enable it in bash: source <("
-        + build_cli.PROG
+        + args.PROG
         + " completion bash); in zsh (after compinit): eval "
-        '"$(' + build_cli.PROG + ' completion zsh)"; or make completion',
+        '"$(' + args.PROG + ' completion zsh)"; or make completion',
     )
     parser.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
     return parser

@@ -24,7 +24,8 @@ from typing import Callable
 from ragbuild import deps, steps
 from ragbuild.buildx import BUILDX_HINT, buildx_version_command
 from ragbuild.commands import build as build_cli
-from ragbuild.commands.build import ArgumentParser
+from ragbuild.commands import args
+from ragbuild.commands.args import ArgumentParser
 from ragbuild.docker_config import daemon_down, daemon_unreachable, read_docker_config
 from ragbuild.errors import RagbuildError
 from ragbuild.describe import human_size
@@ -486,9 +487,9 @@ def run(doc: Doctor) -> int:
 
 def doctor_parser() -> ArgumentParser:
     parser = build_cli.build_parser()
-    parser.prog = f"{build_cli.PROG} doctor"
+    parser.prog = f"{args.PROG} doctor"
     parser.usage = (
-        f"{build_cli.PROG} doctor [build flags: --env, --registry, -f, --context, --builder ...]"
+        f"{args.PROG} doctor [build flags: --env, --registry, -f, --context, --builder ...]"
     )
     parser.description = (
         "Check, in order, what a build with these flags needs, one line each (ok, warning, "

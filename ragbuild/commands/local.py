@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Optional
 
 from ragbuild.run import signals
-from ragbuild.commands.build import ArgumentParser, _lines, _port, sub_parser
+from ragbuild.commands.args import ArgumentParser, lines, port, sub_parser
 from ragbuild.errors import EXIT_OK
 from ragbuild.smoke import docker_reason
 from ragbuild.errors import CommandFailed
@@ -244,7 +244,7 @@ def run_parser() -> ArgumentParser:
     )
     parser.add_argument("image", nargs="?", help="image (default: <image-name>:dev)")
     parser.add_argument(
-        "--port", type=_port, default=8080, help="host port, 1-65535 (default: %(default)s)"
+        "--port", type=port, default=8080, help="host port, 1-65535 (default: %(default)s)"
     )
     return parser
 
@@ -270,7 +270,7 @@ def logs_parser() -> ArgumentParser:
     parser = sub_parser("logs", f"Show the logs of the local container {LOCAL_CONTAINER}.")
     parser.add_argument("-f", "--follow", action="store_true", help="keep following the logs")
     parser.add_argument(
-        "--tail", type=_lines, default=200, help="lines to show, 0 or more (default: %(default)s)"
+        "--tail", type=lines, default=200, help="lines to show, 0 or more (default: %(default)s)"
     )
     return parser
 

@@ -3,11 +3,12 @@ in ragbuild/promote.py: ship a tested image without building it again)."""
 
 from __future__ import annotations
 
-from ragbuild.commands.build import ArgumentParser, latest_policy, sub_parser
+from ragbuild.commands.args import ArgumentParser, sub_parser
+from ragbuild.commands.build import latest_policy
 
 
 def push_parser() -> ArgumentParser:
-    from ragbuild.promote import add_target_flags
+    from ragbuild.push_image import add_target_flags
 
     parser = sub_parser(
         "push",
@@ -29,17 +30,17 @@ def push_parser() -> ArgumentParser:
 
 
 def cmd_push(argv: list[str]) -> int:
-    from ragbuild import promote
+    from ragbuild import push_image
     from ragbuild.config import load_config
     from ragbuild.run.dry import make_runner
 
     ns = push_parser().parse_args(argv)
     ns.policy = latest_policy(ns.latest, ns.latest_policy)
-    return promote.push_image(make_runner(ns.dry_run), ns, load_config())
+    return push_image.push_image(make_runner(ns.dry_run), ns, load_config())
 
 
 def promote_parser() -> ArgumentParser:
-    from ragbuild.promote import add_target_flags
+    from ragbuild.push_image import add_target_flags
 
     parser = sub_parser(
         "promote",

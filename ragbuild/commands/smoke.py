@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragbuild.commands.build import ArgumentParser, _limit, _limit_help, sub_parser
+from ragbuild.commands.args import ArgumentParser, limit, limit_help, sub_parser
 from ragbuild.errors import EXIT_OK
 
 
@@ -26,8 +26,8 @@ def smoke_parser() -> ArgumentParser:
     parser.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=_limit("smoke-timeout"),
-        help=_limit_help("smoke-timeout"),
+        type=limit("smoke-timeout"),
+        help=limit_help("smoke-timeout"),
     )
     parser.add_argument(
         "--command",

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from ragbuild.errors import RagbuildError
 from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind, Result, Secret
-from ragbuild.run.runner import T, Runner, _check_answer_directory, _write, missing_message, resolve
+from ragbuild.run.answer import check_answer_directory
+from ragbuild.run.runner import T, Runner, _write, missing_message, resolve
 
 
 class DryRunner(Runner):
@@ -91,12 +92,12 @@ class DryRunner(Runner):
         return Result(0, cmd.assume, image_id=DRY_IMAGE_ID if cmd.iid_file else "")
 
     def _answer_directory(self, directory: str) -> None:
-        """What a real run's ``_make_way`` would do with the directory of a command's answer
+        """What a real run's ``make_way`` would do with the directory of a command's answer
         file, said and not done: a warning where it would stop; where it would make the
         directory, that it would, since the printed command, pasted, fails without it (buildx
         writes its --metadata-file only in a directory that is there, after the push)."""
         try:
-            _check_answer_directory(directory)
+            check_answer_directory(directory)
         except FileNotFoundError:
             self._once(
                 directory,

@@ -21,7 +21,6 @@ import copy
 import importlib
 import os
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from ragbuild.errors import (
     signal_of,
 )
 from ragbuild.run.console import paint
+from ragbuild.run.answer import make_way, read_answer
 from ragbuild.run.command import Command, Kind, Mode, Result, Secret
 
 T = TypeVar("T")
@@ -65,59 +65,6 @@ CHECK_THREADS = 8
 #: ``http.client``, ``email`` and ``ssl``, about 30 ms of every run's start on the benchmark machine
 #: (benchmarks/README.md, "Current figures": 157 ms, 130 ms with ``urllib.request`` lazy).
 PLUMBUM_LAZY = ("urllib.request", "urllib.parse", "socket", "pickle", "glob")
-
-
-def _remove(path: str) -> None:
-    """Remove a command's answer file if it is there. One that cannot be removed is left: the
-    command replaces it with its answer or fails writing it, and its own failure says so."""
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _read_answer(path: str) -> str:
-    """The text a command wrote to its answer file ("" when it wrote none), then the file is
-    removed: it was this run's only."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as answer:
-            text = answer.read()
-    except OSError:
-        text = ""
-    _remove(path)
-    return text
-
-
-def _make_way(path: str) -> None:
-    """Before a command writes its answer to ``path``: the directory it goes in is the user's
-    own, which no one else may write in (made with mode 0700 when missing, as ssh-agent and tmux
-    make theirs in /tmp), and no earlier answer is there. A file in a directory that others can
-    write in could be put there, or replaced, by them between the command's write and our read.
-    RagbuildError (nothing started) for a directory that is not so."""
-    directory = os.path.dirname(path) or "."
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as err:
-        raise RagbuildError(
-            f"cannot make {directory}, where docker writes what it pushed: "
-            f"{err.strerror}; set TMPDIR to a directory of yours"
-        ) from None
-    _check_answer_directory(directory)
-    _remove(path)
-
-
-def _check_answer_directory(directory: str) -> None:
-    """RagbuildError when ``directory`` (which is there: FileNotFoundError when not) is not a
-    directory of the user's own that no one else may use (``_make_way``)."""
-    found = os.lstat(directory)
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
-        raise RagbuildError(
-            f"{directory}, where docker writes what it pushed, is not a directory "
-            "of yours that only you can use (mode 0700): remove it, or set TMPDIR "
-            "to a directory of yours"
-        )
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -282,7 +229,7 @@ class Runner:
         cmd = self._targeted(cmd)
         for path in (cmd.answer_file, cmd.iid_file):  # an earlier run's answer is none of ours
             if path is not None:
-                _make_way(path)
+                make_way(path)
         if cmd.kind is not Kind.QUERY and not cmd.poll:
             self.log(f"+ {cmd.display()}")
         proc: Optional[subprocess.Popen] = None
@@ -309,8 +256,8 @@ class Runner:
             for end in pty_ends:
                 close(end)
         if cmd.answer_file is not None:  # the answer is in a file it wrote (none: "")
-            stdout = _read_answer(cmd.answer_file)
-        image_id = _read_answer(cmd.iid_file).strip() if cmd.iid_file is not None else ""
+            stdout = read_answer(cmd.answer_file)
+        image_id = read_answer(cmd.iid_file).strip() if cmd.iid_file is not None else ""
         return self._result(cmd, proc, stdout, stderr, image_id)
 
     def run_all(self, cmds: Sequence[Command], *, show_output: bool = False) -> list[Result]:

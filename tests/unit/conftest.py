@@ -219,7 +219,7 @@ def strict_fp(fp):
 
 @pytest.fixture
 def registry_http():
-    """Ask for it to let ``ragbuild.access`` really send its HTTP requests (to a server the
+    """Ask for it to let ``ragbuild.registry`` really send its HTTP requests (to a server the
     test starts); every other test gets the stand-ins below."""
 
 

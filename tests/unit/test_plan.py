@@ -10,7 +10,7 @@ from ragbuild.config import LatestPolicy
 from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz
 
 from ragbuild import cli, metadata, steps
-from ragbuild.config import Config, Options
+from ragbuild.config import Config, Options, check_env
 from ragbuild.describe import describe_plan, human_size
 from ragbuild.errors import EXIT_USAGE, UsageError
 from ragbuild.run.command import Kind, Mode, Command
@@ -19,7 +19,6 @@ from ragbuild.images import inspect_command
 from ragbuild.plan import (
     PushPlan,
     build_command,
-    check_env,
     format_created,
     format_timestamp,
     make_plan,

@@ -1,4 +1,4 @@
-"""push IMAGE and promote SOURCE (promote.py, manifests.py): the target tags from the image's
+"""push IMAGE and promote SOURCE (promote.py, push_image.py, manifest.py): the target tags from the image's
 own facts, the manifest copied byte for byte, the version-tag rule, the gate hook, dry run and
 metadata, against the fake registry and faked docker calls."""
 
@@ -8,7 +8,7 @@ from datetime import datetime
 import fakes
 import pytest
 
-from ragbuild import cli, promote, sagemaker
+from ragbuild import cli, promote, push_image, sagemaker
 from ragbuild.commands import build as build_cli, promote as promote_commands
 from ragbuild.errors import UsageError
 from ragbuild.git import GitInfo
@@ -131,22 +131,22 @@ def test_a_bad_source_is_refused_in_one_line(text, registry, said):
 
 
 def test_the_commit_and_timestamp_are_the_images_own():
-    assert promote.image_git("abc1234-dirty") == GitInfo(sha="abc1234", dirty=True)
-    assert promote.image_git("unknown").sha is None
+    assert push_image.image_git("abc1234-dirty") == GitInfo(sha="abc1234", dirty=True)
+    assert push_image.image_git("unknown").sha is None
     with pytest.raises(UsageError, match="not a commit id"):
-        promote.image_git("main")
-    assert promote.image_moment({"BUILD_TIMESTAMP": SOURCE_TS}, {}, "x") == datetime(
+        push_image.image_git("main")
+    assert push_image.image_moment({"BUILD_TIMESTAMP": SOURCE_TS}, {}, "x") == datetime(
         2025, 11, 11, 10, 11, 12
     )
     # no BUILD_TIMESTAMP: the created label's wall-clock time, in the offset it was written in
     assert (
-        promote.image_moment(
+        push_image.image_moment(
             {}, {"org.opencontainers.image.created": "2025-11-11T10:11:12+01:00"}, "x"
         ).strftime("%Y%m%d-%H%M%S")
         == SOURCE_TS
     )
     with pytest.raises(UsageError, match="not built by ragbuild"):
-        promote.image_moment({"BUILD_TIMESTAMP": "unknown"}, {}, "x")
+        push_image.image_moment({"BUILD_TIMESTAMP": "unknown"}, {}, "x")
 
 
 def test_the_target_tags_are_a_builds_for_that_env_and_version():
@@ -163,11 +163,11 @@ def test_the_target_tags_are_a_builds_for_that_env_and_version():
         [f"{REPO}:dev", "--env", "prod", "--version", "1.2.3", "--semver-tags", "--tag", "qa"]
     )
     ns.policy = build_cli.latest_policy(ns.latest, ns.latest_policy)
-    plan = promote.target_plan(
+    plan = push_image.target_plan(
         Runner(),
-        promote.target_options(ns, REPO, "SOURCE"),
+        push_image.target_options(ns, REPO, "SOURCE"),
         Config(),
-        promote.image_git("abc1234"),
+        push_image.image_git("abc1234"),
         moment,
         {},
     )
@@ -504,7 +504,7 @@ def test_the_hint_pushes_the_tested_image_by_its_id_with_the_same_tags(monkeypat
     from ragbuild.tags import LatestPolicy
 
     plan = plan_for_hint(tags=("qa",), semver_tags=True, latest_policy=LatestPolicy.NEVER)
-    hint = promote.tested_push_hint(
+    hint = push_image.tested_push_hint(
         plan, IMAGE_ID, ["./scripts/build-image.py"], {"ECR_URI": f"{ECR}/rag-worker"}
     )
     command = hint.split(": ", 1)[1]
@@ -512,9 +512,9 @@ def test_the_hint_pushes_the_tested_image_by_its_id_with_the_same_tags(monkeypat
     assert argv[:3] == ["./scripts/build-image.py", "push", IMAGE_ID]
     ns = promote_commands.push_parser().parse_args(argv[2:])
     ns.policy = build_cli.latest_policy(ns.latest, ns.latest_policy)
-    again = promote.target_plan(
+    again = push_image.target_plan(
         Runner(),
-        promote.target_options(ns, ns.registry, "--registry"),
+        push_image.target_options(ns, ns.registry, "--registry"),
         Config(),
         plan.git,
         datetime(2025, 11, 11, 10, 11, 12),
@@ -524,7 +524,7 @@ def test_the_hint_pushes_the_tested_image_by_its_id_with_the_same_tags(monkeypat
 
 
 def test_without_a_registry_the_hint_says_to_set_one():
-    hint = promote.tested_push_hint(plan_for_hint(), IMAGE_ID, ["ragbuild"], {})
+    hint = push_image.tested_push_hint(plan_for_hint(), IMAGE_ID, ["ragbuild"], {})
     assert "set ECR_REGISTRY_URI (make: ECR_URI)" in hint
     assert hint.endswith(
         f'ragbuild push {IMAGE_ID} --registry "$ECR_REGISTRY_URI" --env prod --version 1.2.3'

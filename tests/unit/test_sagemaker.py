@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ragbuild import manifest, cli, sagemaker, smoke
+from ragbuild import cli, manifest, sagemaker, shape, smoke
 from ragbuild.errors import SmokeTestFailed
 from ragbuild.run.dry import DryRunner
 from ragbuild.run.runner import Runner
@@ -471,16 +471,16 @@ def test_smoke_subcommand_quiet_still_prints_the_error(fp, capsys, monkeypatch):
 )
 def test_only_a_docker_v2_manifest_is_sagemakers_shape(media_type, fragment):
     shown = manifest.Manifest("sha256:" + "1" * 64, media_type)
-    problem = sagemaker.shape_problem("r/x:dev", shown)
+    problem = shape.shape_problem("r/x:dev", shown)
     assert fragment in problem
     assert "oci-mediatypes=false" in problem and "--not-for-sagemaker" in problem
 
 
 def test_the_planned_platform_must_be_the_images():
     shown = manifest.Manifest("sha256:" + "1" * 64, manifest.DOCKER_MANIFEST, config="sha256:2")
-    assert sagemaker.shape_problem("r/x:dev", shown) is None
-    assert sagemaker.shape_problem("r/x:dev", shown, "linux/amd64", "linux/amd64") is None
-    problem = sagemaker.shape_problem("r/x:dev", shown, "linux/arm64", "linux/amd64")
+    assert shape.shape_problem("r/x:dev", shown) is None
+    assert shape.shape_problem("r/x:dev", shown, "linux/amd64", "linux/amd64") is None
+    problem = shape.shape_problem("r/x:dev", shown, "linux/arm64", "linux/amd64")
     assert problem == (
         "r/x:dev is an image for linux/arm64, not the planned linux/amd64: build "
         "with --platform linux/amd64"
@@ -499,7 +499,7 @@ def test_a_promote_expects_the_revision_label_not_the_version(fp):
         [fp.program(DOCKER), "image", "inspect", "--format", "{{json .Config.Labels}}", IMAGE],
         stdout=json.dumps(labels) + "\n",
     )
-    expect = sagemaker.revision_expectation(Runner(), IMAGE)
+    expect = smoke.revision_expectation(Runner(), IMAGE)
     assert (expect.git_commit, expect.version, expect.environment) == ("abc1234", None, None)
     assert expect.mismatches({"status": "ok", "git_commit": "abc1234", "version": "1.2.3"}) == []
     assert expect.mismatches({"status": "ok", "git_commit": "fff0000"}) == [
@@ -514,7 +514,7 @@ def test_an_image_without_a_revision_cannot_be_checked(fp, labels):
         stdout=json.dumps(labels) + "\n",
     )
     with pytest.raises(SmokeTestFailed, match="has no org.opencontainers.image.revision label"):
-        sagemaker.revision_expectation(Runner(), IMAGE)
+        smoke.revision_expectation(Runner(), IMAGE)
 
 
 def test_a_container_gone_before_its_port_is_read_fails_as_its_exit(fp):
