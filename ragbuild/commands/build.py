@@ -72,21 +72,10 @@ examples:
 """
 
 
-def build_parser() -> ArgumentParser:
-    """The build command's flags, each in one of the argument groups ``--help`` shows: tags,
-    build, push, safety, output, builders."""
-    parser = ArgumentParser(
-        prog=args.PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    tags = parser.add_argument_group(
-        "tags",
-        "bash's tags, in order: v<version>, <version>, <env>-<timestamp>, <env>, git-<sha>,\n"
-        "each --tag, latest; the others opt in (docs/tags-and-policies.md)",
-    )
+def add_tag_flags(tags: argparse._ActionsContainer, *, image_name: bool = True) -> None:
+    """The flags that decide a build's tags (also ``push IMAGE`` and ``promote``'s, which
+    compute the tags a build would push: commands/promote.py); ``image_name``: with
+    ``--image-name`` (a build's local name)."""
     tags.add_argument(
         "-v",
         "--version",
@@ -108,11 +97,12 @@ def build_parser() -> ArgumentParser:
         dest="tags",
         help="additional custom tag (repeatable)",
     )
-    tags.add_argument(
-        "--image-name",
-        default=None,
-        help="local image name (default: rag-worker, or setup.cfg [ragbuild])",
-    )
+    if image_name:
+        tags.add_argument(
+            "--image-name",
+            default=None,
+            help="local image name (default: rag-worker, or setup.cfg [ragbuild])",
+        )
     tags.add_argument(
         "--latest",
         dest="latest",
@@ -146,6 +136,24 @@ def build_parser() -> ArgumentParser:
         help="tag build-N with N from BUILD_NUMBER, GITHUB_RUN_NUMBER or CI_PIPELINE_IID "
         "(first set wins)",
     )
+
+
+def build_parser() -> ArgumentParser:
+    """The build command's flags, each in one of the argument groups ``--help`` shows: tags,
+    build, push, safety, output, builders."""
+    parser = ArgumentParser(
+        prog=args.PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tags = parser.add_argument_group(
+        "tags",
+        "bash's tags, in order: v<version>, <version>, <env>-<timestamp>, <env>, git-<sha>,\n"
+        "each --tag, latest; the others opt in (docs/tags-and-policies.md)",
+    )
+    add_tag_flags(tags)
 
     build = parser.add_argument_group("build", "what docker builds, and how (docs/builders.md)")
     build.add_argument(

@@ -637,3 +637,14 @@ def test_an_index_is_copied_as_it_is_and_its_first_platforms_config_read(registr
         (index, OCI_INDEX)
     }
     assert f"{REPO}:staging-{SOURCE_TS}" in [ref for ref, _, _ in registry.writes]
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_promote_prints_only_the_result_line(registry, fp, capsys, quiet):
+    """-q/--quiet, as docker's: the pinned repository@digest on stdout, nothing on stderr."""
+    flags = ["-q"] if quiet else []
+    code = run_promote(fp, f"{REPO}:dev", "--env", "staging", "--no-gate", "x", *flags)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.splitlines() == [f"{REPO}@{SOURCE_DIGEST}"]
+    assert (err == "") == quiet, err
