@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar, Union
 from collections.abc import Mapping, Sequence
 
 from ragbuild import ecr
@@ -25,12 +25,15 @@ from ragbuild.docker_config import (
 )
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.plan import BuildPlan, PushPlan
+from ragbuild.run.command import Command
 from ragbuild.run.runner import Runner, tail
 
 if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
     from ragbuild import manifest, proxy, registry
     from ragbuild.credentials import Login
 from ragbuild.push import proxy_command, registry_config_command, retrying
+
+T = TypeVar("T")
 
 
 def prepare(
@@ -269,21 +272,14 @@ def daemon_proxies(
             "checks the registry from here, through the daemon's proxy settings, and may "
             "not see it as the daemon's push does"
         )
-    result = runner.run(proxy_command())
-    if not result.ok:
-        output = result.stdout + result.stderr
-        if daemon_down(output):
-            raise DockerUnavailable(daemon_unreachable(plan.docker))
-        raise PushFailed(
-            f"`docker info` failed, so which proxy the daemon pushes through is "
-            f"unknown:\n{tail(output, 5)}"
-        )
-    try:
-        settings = proxy.parse_info(result.stdout)
-    except ValueError as bad:
-        raise PushFailed(
-            f"cannot read the daemon's proxy settings from `docker info`: {bad}"
-        ) from None
+    settings = _ask_docker_info(
+        runner,
+        plan,
+        proxy_command(),
+        proxy.parse_info,
+        unknown="which proxy the daemon pushes through",
+        what="the daemon's proxy settings",
+    )
     values = {"http_proxy": settings.http_proxy, "https_proxy": settings.https_proxy}
     for masked in settings.masked():
         given = proxy.with_credentials_from(masked, environ)
@@ -338,18 +334,35 @@ def daemon_registry_config(runner: Runner, plan: BuildPlan) -> RegistryConfig:
     """The daemon's registry configuration (``docker info``): whether it reaches a registry
     insecurely is its decision, not something the host's text tells (asked by
     ``reach_registry`` only when verified HTTPS failed)."""
-    result = runner.run(registry_config_command())
+    return _ask_docker_info(
+        runner,
+        plan,
+        registry_config_command(),
+        parse_registry_config,
+        unknown="whether the daemon reaches the registry over plain HTTP",
+        what="the daemon's registry configuration",
+    )
+
+
+def _ask_docker_info(
+    runner: Runner,
+    plan: BuildPlan,
+    command: Command,
+    parse: Callable[[str], T],
+    *,
+    unknown: str,
+    what: str,
+) -> T:
+    """``parse`` of what ``command`` (a ``docker info --format``) printed. A daemon that does
+    not answer is ``DockerUnavailable``; another failure, or an answer ``parse`` refuses
+    (ValueError), ``PushFailed`` saying what stays ``unknown``."""
+    result = runner.run(command)
     if not result.ok:
         output = result.stdout + result.stderr
         if daemon_down(output):
             raise DockerUnavailable(daemon_unreachable(plan.docker))
-        raise PushFailed(
-            f"`docker info` failed, so whether the daemon reaches the registry over "
-            f"plain HTTP is unknown:\n{tail(output, 5)}"
-        )
+        raise PushFailed(f"`docker info` failed, so {unknown} is unknown:\n{tail(output, 5)}")
     try:
-        return parse_registry_config(result.stdout)
+        return parse(result.stdout)
     except ValueError as bad:
-        raise PushFailed(
-            f"cannot read the daemon's registry configuration from `docker info`: {bad}"
-        ) from None
+        raise PushFailed(f"cannot read {what} from `docker info`: {bad}") from None
