@@ -410,10 +410,12 @@ def test_scan_findings_stop_the_push_and_a_clean_scan_lets_it_through(
     assert failed.returncode == 1, failed.describe()
     image_id = images.track_result(failed)
     refs = planned_refs(failed)
-    assert f"fake-scan: scanned {refs[0]} ({image_id})" in failed.text  # the image just built
+    # the image just built, by the ID the build wrote (issue 22): a tag another build moved
+    # meanwhile would scan something else
+    assert f"fake-scan: scanned {image_id} ({image_id})" in failed.text
     assert "CRITICAL CVE-0000-0001" in failed.text
     assert failed.error_lines() == [
-        f"error: the vulnerability scan of {refs[0]} failed (exit 1; its findings are above); "
+        f"error: the vulnerability scan of {image_id} failed (exit 1; its findings are above); "
         "nothing was pushed"
     ]
     assert "+ docker push" not in failed.stderr
@@ -423,18 +425,18 @@ def test_scan_findings_stop_the_push_and_a_clean_scan_lets_it_through(
     assert name not in plain_registry.catalog()
     doc = json.loads(metadata.read_text())
     assert (doc["status"], doc["failed_step"]) == ("failed", "scan")
-    assert doc["error"].startswith(f"the vulnerability scan of {refs[0]} failed")
+    assert doc["error"].startswith(f"the vulnerability scan of {image_id} failed")
     assert list(doc["steps"]) == ["context", "pre-flight", "build", "inspect", "scan"]
     assert (doc["pushed_refs"], doc["digests"], doc["digest"]) == ([], {}, None)
     assert github_output.read_text() == ""  # a failed run gives CI no outputs
 
     # the same build, the scanner finding nothing: pushed and verified
     passed = project.script(*flags, "--scan-command", f"{scanner} {{image}} 0", env=env).assert_ok()
-    images.track_result(passed)
+    passed_id = images.track_result(passed)
     refs = planned_refs(passed)
-    assert f"vulnerability scan passed: {refs[0]}" in passed.stderr
+    assert f"vulnerability scan passed: {passed_id}" in passed.stderr
     lines = passed.stderr.splitlines()
-    assert lines.index(f"vulnerability scan passed: {refs[0]}") < lines.index(
+    assert lines.index(f"vulnerability scan passed: {passed_id}") < lines.index(
         f"+ docker push {refs[0]}"
     )
     assert plain_registry.tags(name) == sorted(tags_of(refs))

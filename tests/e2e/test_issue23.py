@@ -11,10 +11,11 @@ import pytest
 
 from .aws_recorder import Recorder
 from .support import planned_refs, tags_of
-from .test_push import (
+from .test_push import (  # noqa: F401 (ecr_host, ecr_repository: fixtures)
     assert_registry_holds,
     config_json,
-    ecr_repository,  # noqa: F401
+    ecr_host,
+    ecr_repository,
     pinned_line,
     tiny_args,
 )
