@@ -317,13 +317,18 @@ def session_images(docker):
     tracked.cleanup()
 
 
+#: The numbers ``unique`` gives out, one series for the whole session.
+_NAMES = itertools.count(1)
+
+
 @pytest.fixture
 def unique(token):
-    """``unique("push")`` -> e.g. ``ragbuild-e2e-1a2b3c-push-1``: lowercase, repository-safe."""
-    counter = itertools.count(1)
+    """``unique("push")`` -> e.g. ``ragbuild-e2e-1a2b3c-push-1``: lowercase, repository-safe,
+    and never the same twice in a session: the number counts across tests (two tests asking
+    for an "immutable" repository got the same one, and one saw the other's tags)."""
 
     def name(label: str = "t") -> str:
-        return f"ragbuild-e2e-{token}-{label}-{next(counter)}"
+        return f"ragbuild-e2e-{token}-{label}-{next(_NAMES)}"
 
     return name
 
