@@ -147,14 +147,15 @@ def test_the_wait_line_says_what_for_instead_of_repeated_inspects(project, tiny_
 
 def shape(e2e_env, ref):
     """ragbuild's own check of ``ref`` in the plain registry (what push and promote ask)."""
-    from ragbuild import registry, shape
+    from ragbuild import registry
+    from ragbuild import shape as rules
     from ragbuild.docker_config import Credentials
     from ragbuild.reference import parse_registry
 
-    registry = parse_registry(ref.rsplit(":", 1)[0])
-    session = registry.Session(registry, Credentials(registry.host), None)
-    session.base = f"http://{registry.host}"  # the plain registry is loopback, plain HTTP
-    return shape.check_shape(session, ref, "linux/amd64")
+    target = parse_registry(ref.rsplit(":", 1)[0])
+    session = registry.Session(target, Credentials(target.host), None)
+    session.base = f"http://{target.host}"  # the plain registry is loopback, plain HTTP
+    return rules.check_shape(session, ref, "linux/amd64")
 
 
 @pytest.mark.legs("multiplatform")
