@@ -58,6 +58,8 @@ TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 REPOSITORY_LABEL = "org.ragbuild.repository"
 #: OCI's creation time, RFC 3339 (``BUILD_TIMESTAMP`` keeps bash's ``%Y%m%d-%H%M%S``).
 CREATED_LABEL = "org.opencontainers.image.created"
+#: The commit an image was built from (the Dockerfile sets it from GIT_COMMIT).
+REVISION_LABEL = "org.opencontainers.image.revision"
 
 BUILD_ARG_RE = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.S)
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from ragbuild.errors import RagbuildError, UsageError
 from ragbuild.plan import CREATED_LABEL, TIMESTAMP_FORMAT, BuildPlan
+from ragbuild.plan import REVISION_LABEL
 from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
@@ -26,9 +27,6 @@ from ragbuild.run.runner import Runner
 if TYPE_CHECKING:
     from ragbuild import steps
 
-#: The labels the Dockerfile sets from the build args (OCI's annotation keys).
-REVISION_LABEL = "org.opencontainers.image.revision"
-VERSION_LABEL = "org.opencontainers.image.version"
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 

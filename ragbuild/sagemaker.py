@@ -66,7 +66,6 @@ INVOCATION = (b'{"query": "ragbuild gate"}', "application/json")
 PING_PATIENCE = PING_LIMIT + 3.0
 #: Seconds between two polls.
 POLL = 0.25
-REVISION_LABEL = "org.opencontainers.image.revision"
 
 RULES = {
     "serve": "the container starts as `docker run IMAGE serve`",

@@ -24,6 +24,7 @@ from ragbuild.errors import SmokeTestFailed
 from ragbuild.limits import Limits
 from ragbuild.config import DEFAULT_SMOKE_COMMAND
 from ragbuild.run.command import Command, Kind
+from ragbuild.plan import REVISION_LABEL
 from ragbuild.run.command import Result
 from ragbuild.run.runner import Runner
 
@@ -158,8 +159,6 @@ def _health(expect: Expectation, answer: Answer) -> dict:
 #: (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html).
 MODEL_DIR = "/opt/ml/model"
 BIND_VARIABLE = "SAGEMAKER_BIND_TO_PORT"
-#: The label of the commit an image was built from (the Dockerfile sets it from GIT_COMMIT).
-REVISION_LABEL = "org.opencontainers.image.revision"
 
 
 # --- commands -----------------------------------------------------------------------------------
