@@ -134,10 +134,8 @@ class Promotion:
 
 
 def promote_recorder(state: steps.RunState, runner: Runner, promotion: Promotion) -> steps.Recorder:
-    """steps.Recorder with the promotion's own key in its document: ``source``, the ref and
-    digest promoted, and ``found``: whether the registry has SOURCE (false only for its HTTP
-    404, what a CI job tests for "never pushed"; null before or without an answer). The
-    ``gate`` (what was tested, the figures and when, or why not) is the state's, as a build's."""
+    """steps.Recorder plus the promotion's ``source``: ref and digest promoted, ``found`` (false
+    only for the registry's 404 for SOURCE: what CI tests for "never pushed"; null: unknown)."""
     from ragbuild import steps
 
     class Recorder(steps.Recorder):
