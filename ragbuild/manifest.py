@@ -176,11 +176,13 @@ class Raw:
 @dataclass(frozen=True)
 class ImageConfig:
     """What the promotion needs of an image's config blob: its labels and its environment
-    (``Config.Labels``, ``Config.Env`` as ``KEY=VALUE`` strings)."""
+    (``Config.Labels``, ``Config.Env`` as ``KEY=VALUE`` strings), and its platform
+    (``os/architecture[/variant]``, None when it names none)."""
 
     digest: str
     labels: dict
     env: dict
+    platform: Optional[str] = None
 
     def value(self, key: str) -> Optional[str]:
         """``key`` of the image's environment (``ENV`` in the Dockerfile), None when unset."""
@@ -276,7 +278,7 @@ def image_manifest(session: registry_api.Session, raw: Raw) -> Raw:
 
 def config(session: registry_api.Session, raw: Raw) -> ImageConfig:
     """The config blob of the image ``raw`` is (of an index: its first platform's image):
-    labels and environment."""
+    labels, environment and platform."""
     image = image_manifest(session, raw)
     digest = image.parsed.config
     if not digest:
@@ -288,7 +290,13 @@ def config(session: registry_api.Session, raw: Raw) -> ImageConfig:
     settings = (data.get("config") or {}) if isinstance(data, dict) else {}
     labels = settings.get("Labels") or {}
     env = dict(item.split("=", 1) for item in settings.get("Env") or [] if "=" in item)
-    return ImageConfig(digest, dict(labels) if isinstance(labels, dict) else {}, env)
+    labels = dict(labels) if isinstance(labels, dict) else {}
+    return ImageConfig(digest, labels, env, _platform(data) if isinstance(data, dict) else None)
+
+
+def _platform(config: dict) -> Optional[str]:
+    parts = (config.get("os"), config.get("architecture"), config.get("variant"))
+    return "/".join(str(part) for part in parts if part) or None
 
 
 def config_platform(session: registry_api.Session, image: Manifest) -> Optional[str]:
@@ -300,5 +308,4 @@ def config_platform(session: registry_api.Session, image: Manifest) -> Optional[
         config = json.loads(blob(session, image.config))
     except (ReadFailed, ValueError):
         return None
-    parts = (config.get("os"), config.get("architecture"), config.get("variant"))
-    return "/".join(str(part) for part in parts if part) or None
+    return _platform(config) if isinstance(config, dict) else None

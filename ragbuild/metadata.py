@@ -41,6 +41,7 @@ KEYS = (
     "digests",
     "digest",
     "pinned",
+    "gate",
     "steps",
 )
 

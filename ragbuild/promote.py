@@ -43,10 +43,12 @@ from ragbuild.push_image import (
     REVISION_LABEL,
     _check_outputs,
     check_flags,
+    check_platform,
     describe_targets,
     health_warning,
     image_git,
     image_moment,
+    planned_platform,
     run_steps,
     target_options,
     target_plan,
@@ -128,12 +130,12 @@ class Promotion:
     existing: dict = field(default_factory=dict)  # ref -> digest, "", ReadFailed
     todo: tuple = ()  # the refs to write
     skipped: tuple = ()  # immutable refs left out
-    gate: Optional[dict] = None
+    found: Optional[bool] = None  # the registry has SOURCE; False: it answered 404
 
 
 def promote_recorder(state: steps.RunState, runner: Runner, promotion: Promotion) -> steps.Recorder:
-    """steps.Recorder with the promotion's own keys in its document: ``source`` (the ref
-    and digest promoted) and ``gate`` (what was tested, the figures and when, or why not)."""
+    """steps.Recorder plus the promotion's ``source``: ref and digest promoted, ``found`` (false
+    only for the registry's 404 for SOURCE: what CI tests for "never pushed"; null: unknown)."""
     from ragbuild import steps
 
     class Recorder(steps.Recorder):
@@ -144,8 +146,8 @@ def promote_recorder(state: steps.RunState, runner: Runner, promotion: Promotion
                 "ref": promotion.source.ref,
                 "digest": raw.digest if raw is not None else None,
                 "media_type": raw.media_type if raw is not None else None,
+                "found": promotion.found,
             }
-            doc["gate"] = promotion.gate
             return doc
 
     return Recorder.for_state(state, runner)
@@ -192,6 +194,7 @@ def promote(
     docker_config = builders.read_docker_config(environ)
     target = builders.docker_target(environ, docker_config)
     check_flags(runner, options, config, environ)
+    planned = planned_platform(options)
     runner = runner.aimed_at(target.docker_flags())
     promotion = Promotion(source)
     # the plan until the source's facts are read: the registry, for the pre-flight's messages
@@ -231,14 +234,14 @@ def promote(
         what = f"GET {manifest_api.manifest_url(session, source.reference)} ({registry_api.describe(session)})"
         raw = runner.check(
             f"{what}: the source's manifest, as bytes",
-            lambda: _retry(
-                runner, state.plan, what, lambda: manifest_api.fetch(session, source.reference)
-            ),
+            lambda: fetch_source(runner, state.plan, what, promotion),
             dry_raw(source),
         )
-        promotion.raw = raw
+        promotion.raw, promotion.found = raw, True
         check_source_shape(source.ref, raw, options)
-        assumed = manifest_api.ImageConfig(DRY_IMAGE_ID, {}, {"BUILD_TIMESTAMP": "19700101-000000"})
+        assumed = manifest_api.ImageConfig(
+            DRY_IMAGE_ID, {}, {"BUILD_TIMESTAMP": "19700101-000000"}, planned
+        )
         blob = raw.parsed.config or "of its first platform's image"
         image = runner.check(
             f"GET the source's config blob ({blob}): its BUILD_TIMESTAMP and "
@@ -250,6 +253,8 @@ def promote(
             assumed,
         )
         promotion.image = image
+        if not raw.parsed.is_index:  # an index (several platforms) is promoted as it is
+            check_platform(source.ref, image.platform, planned, "nothing was written")
         git = image_git(image.value("GIT_COMMIT") or image.labels.get(REVISION_LABEL))
         moment = image_moment(image.env, image.labels, f"the source {source.ref}")
         state.plan = target_plan(runner, options, config, git, moment, environ, target)
@@ -279,10 +284,10 @@ def promote(
 
     def gate_step(runner: Runner, state: steps.RunState) -> None:
         if ns.no_gate is not None:
-            promotion.gate = {"ran": False, "reason": ns.no_gate, "at": _now()}
+            state.gate = {"ran": False, "reason": ns.no_gate, "at": _now()}
             runner.log(f"warning: --no-gate: {source.ref} is promoted untested ({ns.no_gate})")
             return
-        promotion.gate = gate(runner, state.plan, config, promotion)
+        gate(runner, state.plan, config, promotion, lambda record: setattr(state, "gate", record))
 
     def write(runner: Runner, state: steps.RunState) -> None:
         written = write_tags(runner, state.plan, promotion)
@@ -344,6 +349,29 @@ def _retry(runner: Runner, plan: BuildPlan, what: str, attempt: Callable[[], Any
     return answer
 
 
+def fetch_source(runner: Runner, plan: BuildPlan, what: str, promotion: Promotion) -> Any:
+    """SOURCE's manifest (``manifest.fetch``, retried as ``_retry`` does). The registry's HTTP
+    404 (the distribution API's ``MANIFEST_UNKNOWN``; ECR's too) sets ``promotion.found`` to
+    False and stops the run naming SOURCE as not in the registry (PushFailed, exit 1)."""
+    from ragbuild import manifest as manifest_api
+
+    source = promotion.source
+
+    def attempt() -> Any:
+        try:
+            return manifest_api.fetch(promotion.session, source.reference)
+        except manifest_api.ReadFailed as failed:
+            if failed.status == 404:
+                promotion.found = False
+                raise PushFailed(
+                    f"{source.ref} is not in the registry: {what} answered {failed}; "
+                    "nothing was written"
+                ) from None
+            raise
+
+    return _retry(runner, plan, what, attempt)
+
+
 def check_existing(runner: Runner, plan: BuildPlan, existing: Mapping, digest: str) -> tuple:
     """The refs to write: those not at ``digest`` yet. A version tag (``plan.version_refs``) at
     ``digest`` already is a no-op; at another digest it stops the run (PushFailed, exit 1)
@@ -388,13 +416,20 @@ def check_source_shape(ref: str, raw: Any, options: Options) -> None:
         raise PushFailed(f"{problem}; nothing was written")
 
 
-def gate(runner: Runner, plan: BuildPlan, config: Config, promotion: Promotion) -> dict:
+def gate(
+    runner: Runner,
+    plan: BuildPlan,
+    config: Config,
+    promotion: Promotion,
+    keep: Callable[[dict], None],
+) -> None:
     """The gate on the source's digest before any tag is written: the SageMaker gate
     (``sagemaker.run``: ``docker run IMAGE serve`` with ``/opt/ml/model`` read-only, ``/ping``
     within 2 s, ``/invocations``, the exit after SIGTERM, ``SAGEMAKER_BIND_TO_PORT``), with
     ``/health``'s ``git_commit`` against the source's revision (not the target's version), on
     the image pulled by digest unless the engine has it (that pull is the gate's, not the
-    promotion's). Returns what the metadata records: what was tested, the figures and when."""
+    promotion's). ``keep`` gets what the metadata records, passed or failed
+    (``sagemaker.recorded``: what was tested, the figures and when)."""
     from ragbuild import sagemaker, smoke
 
     raw = promotion.raw
@@ -419,20 +454,12 @@ def gate(runner: Runner, plan: BuildPlan, config: Config, promotion: Promotion) 
         pulled = True
     revision = plan.git.commit if plan.git.sha else None
     expect = smoke.Expectation(image=ref, git_commit=revision, command=plan.smoke_command)
-    started, at = time.monotonic(), _now()
-    passed = sagemaker.run(runner, expect, timeout=plan.limits.smoke_timeout)
-    return {
-        "ran": True,
-        "test": "sagemaker",
-        "image": ref,
-        "pulled": pulled,
-        "at": at,
-        "seconds": round(time.monotonic() - started, 3),
-        "health": passed.health,
-        "figures": {
-            key: value for key, value in passed.figures().items() if key not in ("image", "health")
-        },
-    }
+    sagemaker.recorded(
+        ref,
+        lambda: sagemaker.run(runner, expect, timeout=plan.limits.smoke_timeout),
+        keep,
+        pulled,
+    )
 
 
 def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from collections.abc import Mapping, Sequence
 
-from ragbuild.errors import RagbuildError, UsageError
+from ragbuild.errors import PushFailed, RagbuildError, UsageError
 from ragbuild.plan import CREATED_LABEL, TIMESTAMP_FORMAT, BuildPlan
 from ragbuild.plan import REVISION_LABEL
 from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind
@@ -53,7 +53,38 @@ def target_options(ns: argparse.Namespace, registry: str, registry_source: str) 
         build_number=ns.build_number,
         ci_tags=ns.ci_tags,
         not_for_sagemaker=getattr(ns, "not_for_sagemaker", False),
+        platform=getattr(ns, "platform", None),
     )
+
+
+def planned_platform(options: Options) -> Optional[str]:
+    """The platform the image must be (``shape.planned_platform``: ``--platform``, else
+    linux/amd64 for SageMaker; None with --not-for-sagemaker alone). UsageError for a list:
+    push and promote ship the one image they are given."""
+    from ragbuild import shape
+    from ragbuild.buildx import parse_platforms
+
+    platforms = parse_platforms(options.platform) if options.platform is not None else ()
+    if len(platforms) > 1:
+        raise UsageError(
+            f"--platform {options.platform}: push and promote ship one image, so one "
+            "platform (an image index is promoted as it is: leave --platform out)"
+        )
+    return shape.planned_platform(platforms, options.not_for_sagemaker)
+
+
+def check_platform(
+    ref: str, platform: Optional[str], planned: Optional[str], done: str = "nothing was pushed"
+) -> None:
+    """The image's platform (its config's, as docker or the registry reports it) is the
+    planned one, before anything is written (PushFailed, exit 1); no rule when ``planned`` is
+    None."""
+    from ragbuild import shape
+    from ragbuild.push import normalize_platform
+
+    problem = planned and shape.platform_problem(ref, platform, planned, normalize_platform)
+    if problem:
+        raise PushFailed(f"{problem}; {done}")
 
 
 # --- the image's own facts ---------------------------------------------------------------------
@@ -222,8 +253,9 @@ def tested_push_hint(
 # --- push IMAGE --------------------------------------------------------------------------------
 
 
-def inspect_image_command(image: str) -> Command:
-    """The local image's ID, size, tags, labels and environment, as one JSON line."""
+def inspect_image_command(image: str, platform: Optional[str] = None) -> Command:
+    """The local image's ID, size, tags, labels, environment and platform (``Os``,
+    ``Architecture``, ``Variant``), as one JSON line; a dry run assumes ``platform``."""
     import json
 
     given_id = image if DIGEST_RE.fullmatch(image) else DRY_IMAGE_ID
@@ -233,6 +265,7 @@ def inspect_image_command(image: str) -> Command:
             "Size": 0,
             "RepoTags": [image],
             "Config": {"Labels": {}, "Env": ["BUILD_TIMESTAMP=19700101-000000"]},
+            **dict(zip(("Os", "Architecture", "Variant"), (platform or "linux/amd64").split("/"))),
         }
     )
     return Command(
@@ -272,7 +305,8 @@ def push_image(
     docker_config = builders.read_docker_config(environ)
     target = builders.docker_target(environ, docker_config)
     check_flags(runner, options, config, environ)
-    result = runner.run(inspect_image_command(ns.image))
+    planned = planned_platform(options)
+    result = runner.run(inspect_image_command(ns.image, planned))
     if not result.ok:
         raise RagbuildError(f"no local image {ns.image}: {docker_reason(result)}")
     try:
@@ -285,11 +319,14 @@ def push_image(
             if "=" in item
         )
         repo_tags = tuple(data.get("RepoTags") or ())
+        parts = (data.get("Os"), data.get("Architecture"), data.get("Variant"))
+        platform = "/".join(str(part) for part in parts if part) or None
     except (ValueError, KeyError, TypeError, AttributeError) as bad:
         raise RagbuildError(f"cannot read docker image inspect of {ns.image}: {bad}") from None
     git = image_git(env.get("GIT_COMMIT") or labels.get(REVISION_LABEL))
     moment = image_moment(env, labels, f"the image {ns.image}")
     plan = target_plan(runner, options, config, git, moment, environ, target)
+    check_platform(f"the local image {ns.image}", platform, planned)
     runner.log(
         f"pushing the local image {image_id}"
         + (f" ({ns.image})" if ns.image != image_id else "")
@@ -307,7 +344,7 @@ def push_image(
 
     def preflight(runner: Runner, state: steps.RunState) -> None:
         state.preflight = steps.Preflight(
-            push=push_preflight.prepare(runner, plan, docker_config, environ)
+            push=push_preflight.prepare(runner, plan, docker_config, environ, image_id)
         )
 
     run_steps(

@@ -41,13 +41,16 @@ def prepare(
     plan: BuildPlan,
     docker_config: Optional[DockerConfig] = None,
     environ: Optional[Mapping[str, str]] = None,
+    image_id: Optional[str] = None,
 ) -> PushPlan:
     """Before the build, for every registry: the credential helper docker resolves for the host
     is installed; for ECR the login (none with ECR's own helper), the repository and its
     immutable tags; and the registry answers, as the daemon reaches it, and accepts docker's
     credentials (``reach_registry``). No probe of the client for attestations: see
     ``plan.build_command``. The returned plan keeps the registry session for the read-back.
-    ``docker_config`` and ``environ`` default to docker's config and the process environment."""
+    ``docker_config`` and ``environ`` default to docker's config and the process environment.
+    ``image_id``: the local image ``push IMAGE`` ships; a version tag already naming it (its
+    manifest's config digest is that ID: ``Manifest.names_image``) is no move."""
     from ragbuild.credentials import Login
 
     environ = os.environ if environ is None else environ
@@ -77,8 +80,14 @@ def prepare(
         Login("AWS", logged_in) if logged_in is not None else None,
         environ,
     )
-    before = read_existing(runner, plan, session, refs)
-    check_version_tags(runner, plan, before)
+    found: dict = {}
+    before = read_existing(runner, plan, session, refs, manifests=found)
+    same = frozenset(
+        ref
+        for ref in plan.version_refs
+        if image_id and ref in found and found[ref].names_image(image_id)
+    )
+    check_version_tags(runner, plan, before, same)
     if unchecked:
         refs = existing_first(refs, before)
         if plan.options.skip_existing_immutable:  # those ECR could refuse: the existing ones
@@ -132,12 +141,14 @@ def read_existing(
     session: registry.Session,
     refs: Sequence[str],
     sleep: Callable[[float], None] = time.sleep,
+    manifests: Optional[dict] = None,
 ) -> dict:
     """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
     manifest through the pre-flight's session; a transient failure retried as a push is):
     ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``manifest.ReadFailed``
     where it could not be read (a version tag's check cannot go on without it: see
-    ``check_version_tags``). A dry run says what it would ask and takes every tag to be new."""
+    ``check_version_tags``). A dry run says what it would ask and takes every tag to be new.
+    ``manifests``, when given, gets ref -> ``manifest.Manifest`` of each existing tag."""
     from ragbuild import manifest, registry
 
     def ask(ref: str) -> Union[str, manifest.ReadFailed]:
@@ -163,6 +174,8 @@ def read_existing(
         )
         if isinstance(found, manifest.ReadFailed):
             return found
+        if found is not None and manifests is not None:
+            manifests[ref] = found
         return found.digest if found is not None else ""
 
     version = set(plan.version_refs)
@@ -184,13 +197,16 @@ def read_existing(
     return dict(zip(refs, answers))
 
 
-def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None:
+def check_version_tags(
+    runner: Runner, plan: BuildPlan, before: Mapping, same: frozenset = frozenset()
+) -> None:
     """A version tag (``plan.version_refs``) the registry already has stops the run before the
     build (PushFailed, exit 1), naming the digest it names: a version names one image for good,
     and a rebuilt image never has the same digest (its created label differs). Moving tags
     (``prod``, ``latest``, channels) move as before. With --replace-version-tags the run goes on
     and says which tags it moves. A version tag whose state could not be read stops the run too:
-    the check cannot pass on a guess."""
+    the check cannot pass on a guess. ``same``: version tags that already name the image this
+    run pushes (``push IMAGE`` run again): no move, said and left to the push (a no-op)."""
     from ragbuild import manifest
 
     for ref in plan.version_refs:
@@ -203,10 +219,16 @@ def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None
                 f"would move a version tag ({tail(str(found), 1)}); checked before "
                 "the build, nothing was built or pushed"
             )
+    if same:
+        named = ", ".join(ref for ref in plan.version_refs if ref in same)
+        runner.report(
+            f"{named}: already this image in the registry (its manifest's config digest is "
+            "the image's ID), so no version tag moves; pushed again, a no-op"
+        )
     existing = [
         (ref, before[ref])
         for ref in plan.version_refs
-        if isinstance(before.get(ref), str) and before[ref]
+        if isinstance(before.get(ref), str) and before[ref] and ref not in same
     ]
     if not existing:
         return

@@ -229,6 +229,42 @@ def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def recorded(
+    image: str, gate: Callable[[], GateResult], keep: Callable[[dict], None], pulled: bool = False
+) -> GateResult:
+    """``gate()`` with its record handed to ``keep``, passed or failed (a failure is raised on):
+    what the metadata's ``gate`` holds, the same for a build's ``--smoke-test`` and a promote.
+    ``image``: what was tested (an image ID, or ``repository@digest``); ``at``: when it started
+    (UTC); ``seconds``: the gate's wall time; ``figures``: ``GateResult``'s (``tested_at``: when
+    it ended), or the ``rule`` broken and its ``figure``."""
+    at, started = _now(), time.monotonic()
+    record = {"ran": True, "test": "sagemaker", "image": image, "pulled": pulled, "at": at}
+    try:
+        result = gate()
+    except GateFailed as failed:
+        keep(
+            {
+                **record,
+                "passed": False,
+                "seconds": round(time.monotonic() - started, 3),
+                "rule": failed.rule,
+                "figure": failed.figure,
+            }
+        )
+        raise
+    figures = {k: v for k, v in result.figures().items() if k not in ("image", "health")}
+    keep(
+        {
+            **record,
+            "passed": True,
+            "seconds": round(time.monotonic() - started, 3),
+            "health": result.health,
+            "figures": figures,
+        }
+    )
+    return result
+
+
 class _Container:
     """One started container: removed on leaving, whatever happened; a failure inside gets the
     container's last log lines."""

@@ -46,12 +46,40 @@ def shape_problem(
             f"manifest ({SAGEMAKER_SHAPE}): SageMaker refuses it; {SHAPE_FIX}"
         )
     if platform and planned:
-        if normalize(platform) != normalize(planned):
-            return (
-                f"{ref} is an image for {platform}, not the planned {planned}: build with "
-                f"--platform {planned}"
-            )
+        return platform_problem(ref, platform, planned, normalize)
     return None
+
+
+#: The platform a plan for SageMaker means when it names none: its x86 instance types (a
+#: Graviton one, ml.*g*, takes --platform linux/arm64).
+DEFAULT_PLATFORM = "linux/amd64"
+
+
+def planned_platform(platforms: tuple, not_for_sagemaker: bool) -> Optional[str]:
+    """The one platform a push or promote of a single image must be: ``--platform``'s, else
+    ``DEFAULT_PLATFORM`` for SageMaker; None (no rule) with --not-for-sagemaker and no
+    --platform."""
+    if platforms:
+        return str(platforms[0])
+    return None if not_for_sagemaker else DEFAULT_PLATFORM
+
+
+def platform_problem(
+    ref: str,
+    platform: Optional[str],
+    planned: str,
+    normalize: Callable[[str], str] = str.lower,
+) -> Optional[str]:
+    """Why the image ``ref`` (its config's ``os/architecture[/variant]``: ``platform``, None
+    when it names none) is not of the ``planned`` platform; None when it is."""
+    if platform and normalize(platform) == normalize(planned):
+        return None
+    found = f"an image for {platform}" if platform else "an image whose config names no platform"
+    return (
+        f"{ref} is {found}, not the planned {planned} (the shape rule: one image of the "
+        f"planned platform): build it with --platform {planned}, or pass --platform "
+        f"{platform or 'OS/ARCH'} when that is the plan"
+    )
 
 
 def check_shape(

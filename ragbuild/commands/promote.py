@@ -36,6 +36,12 @@ def add_target_flags(parser: ArgumentParser) -> None:
         "one shape SageMaker pulls; docs/smoke-test.md)",
     )
     parser.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="the platform the image must be, checked before anything is written "
+        "(default: linux/amd64, SageMaker's; none with --not-for-sagemaker alone)",
+    )
+    parser.add_argument(
         "--metadata-file",
         metavar="PATH",
         help="write JSON with the refs, digests, the source and the gate, also "

@@ -53,6 +53,7 @@ class RunState:
     context: Optional[guard.ContextReport] = None  # what the context guard found
     image: Optional[Image] = None
     health: Optional[dict] = None  # what /health answered in the smoke test
+    gate: Optional[dict] = None  # the SageMaker gate's record (sagemaker.recorded), or None
     digests: dict = field(default_factory=dict)  # ref -> digest the push reported
     build_pushed: bool = False  # the build pushed the refs itself (no docker push after it)
     #: the built image's ID (``docker build --iidfile``), which every later step follows; None
@@ -107,7 +108,13 @@ def _inspect(runner: Runner, state: RunState) -> None:
 def _smoke(runner: Runner, state: RunState) -> None:
     from ragbuild import sagemaker
 
-    state.health = sagemaker.check(runner, state.plan, state.image_id).health
+    image = state.image_id or state.plan.primary
+    result = sagemaker.recorded(
+        image,
+        lambda: sagemaker.check(runner, state.plan, state.image_id),
+        lambda record: setattr(state, "gate", record),
+    )
+    state.health = result.health
 
 
 def _scan(runner: Runner, state: RunState) -> None:
@@ -294,6 +301,7 @@ class Recorder:
             "digests": digests,
             "digest": digest,
             "pinned": pinned,
+            "gate": state.gate,
             "steps": {step: round(seconds, 3) for step, seconds in state.times.items()},
         }
         assert tuple(doc) == KEYS

@@ -486,6 +486,9 @@ def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(
         "(nothing was promoted)"
     ]
     assert done.returncode == 2  # make's, for promote's exit 1
+    # the step decided from promote's field, not its words
+    metadata = json.loads((project.path / "build-metadata.json").read_text())
+    assert metadata["source"]["found"] is False and metadata["failed_step"] == "pre-flight"
     assert access.writes() == [] and ecr_registry.tags(repository) == []
     assert not ANY_BUILD_RE.search(done.stdout + done.stderr)
 

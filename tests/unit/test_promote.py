@@ -22,6 +22,8 @@ REPO = f"{PLAIN}/rag-worker"
 SOURCE_TS = "20251111-101112"
 CONFIG_BLOB = json.dumps(
     {
+        "os": "linux",
+        "architecture": "amd64",
         "config": {
             "Labels": {
                 "org.opencontainers.image.revision": "abc1234",
@@ -34,7 +36,7 @@ CONFIG_BLOB = json.dumps(
                 "ENVIRONMENT=dev",
                 "VERSION=unknown",
             ],
-        }
+        },
     }
 ).encode()
 CONFIG_DIGEST = digest_of(CONFIG_BLOB)
@@ -213,6 +215,7 @@ def test_promote_writes_the_source_manifest_byte_for_byte_under_each_tag(
         "ref": f"{REPO}:dev",
         "digest": SOURCE_DIGEST,
         "media_type": DOCKER_MANIFEST,
+        "found": True,
     }
     assert doc["gate"]["ran"] is False and doc["gate"]["reason"] == "tested in dev"
     assert doc["digests"] == {ref: SOURCE_DIGEST for ref in refs}
@@ -435,6 +438,8 @@ def register_image(
         "Id": IMAGE_ID,
         "Size": 123,
         "RepoTags": [image],
+        "Os": "linux",
+        "Architecture": "amd64",
         "Config": {"Labels": {"org.opencontainers.image.revision": "abc1234"}, "Env": list(env)},
     }
     docker(fp, "image", "inspect", "--format", "{{json .}}", image, stdout=json.dumps(inspected))

@@ -482,8 +482,9 @@ def test_the_planned_platform_must_be_the_images():
     assert shape.shape_problem("r/x:dev", shown, "linux/amd64", "linux/amd64") is None
     problem = shape.shape_problem("r/x:dev", shown, "linux/arm64", "linux/amd64")
     assert problem == (
-        "r/x:dev is an image for linux/arm64, not the planned linux/amd64: build "
-        "with --platform linux/amd64"
+        "r/x:dev is an image for linux/arm64, not the planned linux/amd64 (the shape rule: "
+        "one image of the planned platform): build it with --platform linux/amd64, or pass "
+        "--platform linux/arm64 when that is the plan"
     )
 
 

@@ -185,7 +185,9 @@ def test_scan_comes_after_the_smoke_test(project, strict_fp, stub_bin, capsys, m
     monkeypatch.setattr(
         sagemaker,
         "check",
-        lambda runner, plan, image_id: order.append("smoke") or types.SimpleNamespace(health={}),
+        lambda runner, plan, image_id: (
+            order.append("smoke") or types.SimpleNamespace(health={}, figures=dict)
+        ),
     )
     strict_fp.register(
         [strict_fp.program("trivy"), *TRIVY[1:]], callback=lambda process: order.append("scan")

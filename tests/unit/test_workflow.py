@@ -193,14 +193,28 @@ def run_promote_step(workflow, tmp_path, metadata: dict, status: int):
 NOT_PUSHED = {
     "status": "failed",
     "failed_step": "pre-flight",
-    "error": "GET https://r.example/v2/w/manifests/git-abc1234 (HTTPS) failed: "
-    "HTTP 404 MANIFEST_UNKNOWN: manifest unknown",
-    "source": {"ref": "r.example/w:git-abc1234", "digest": None, "media_type": None},
+    "error": "r.example/w:git-abc1234 is not in the registry: GET "
+    "https://r.example/v2/w/manifests/git-abc1234 (HTTPS) answered HTTP 404 "
+    "MANIFEST_UNKNOWN: manifest unknown; nothing was written",
+    "source": {
+        "ref": "r.example/w:git-abc1234",
+        "digest": None,
+        "media_type": None,
+        "found": False,
+    },
 }
 
 
-def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(workflow, tmp_path):
-    done = run_promote_step(workflow, tmp_path, NOT_PUSHED, 1)
+@pytest.mark.parametrize(
+    "error",
+    [
+        NOT_PUSHED["error"],
+        # promote's field decides, not its words: another wording of the same 404
+        "r.example/w:git-abc1234: the registry has no such manifest",
+    ],
+)
+def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(workflow, tmp_path, error):
+    done = run_promote_step(workflow, tmp_path, {**NOT_PUSHED, "error": error}, 1)
     assert done.returncode == 1
     errors = [line for line in done.stdout.splitlines() if line.startswith("::error::")]
     assert len(errors) == 1 and "push the commit to main first" in errors[0]
@@ -211,11 +225,21 @@ def test_a_tag_on_a_commit_main_never_pushed_fails_with_one_error_line(workflow,
     "change, status",
     [
         ({}, 0),  # (a metadata file of an earlier failure is no reason when promote succeeded)
-        ({"failed_step": "gate", "source": {"digest": "sha256:" + "1" * 64}}, 1),
-        ({"error": "GET https://r.example/v2/w/manifests/git-abc1234 (HTTPS) failed: HTTP 401"}, 1),
+        ({"failed_step": "gate", "source": {"digest": "sha256:" + "1" * 64, "found": True}}, 1),
         (
             {
-                "error": "GET https://r.example/v2/w/manifests/git-abc1234567 (HTTPS) failed: HTTP 404"
+                "error": "GET https://r.example/v2/w/manifests/git-abc1234 (HTTPS) failed: HTTP 401",
+                "source": {"ref": "r.example/w:git-abc1234", "digest": None, "found": None},
+            },
+            1,
+        ),
+        # the old text match's own case (a 404 for FROM's path in the pre-flight's error), but
+        # promote did not find the source missing: not "main never pushed it"
+        (
+            {
+                "error": "GET https://r.example/v2/w/manifests/git-abc1234 (HTTPS) failed: "
+                "HTTP 404 NAME_UNKNOWN",
+                "source": {"ref": "r.example/w:git-abc1234", "digest": None, "found": None},
             },
             1,
         ),
