@@ -37,7 +37,7 @@ class Manifest:
 
     digest: str
     media_type: str
-    platforms: tuple = ()
+    platforms: tuple[str, ...] = ()
     #: an image manifest's config digest (``config.digest``): what the classic image store calls
     #: the image's ID; "" for an index or a manifest without one
     config: str = ""
@@ -179,8 +179,8 @@ class ImageConfig:
     (``Config.Labels``, ``Config.Env`` as ``KEY=VALUE`` strings)."""
 
     digest: str
-    labels: dict
-    env: dict
+    labels: dict[str, str]
+    env: dict[str, str]
 
     def value(self, key: str) -> Optional[str]:
         """``key`` of the image's environment (``ENV`` in the Dockerfile), None when unset."""
