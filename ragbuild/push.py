@@ -394,7 +394,7 @@ def _local_tags(runner: Runner, image: str) -> str:
     return f" (locally: {', '.join(tags)})" if isinstance(tags, list) and tags else ""
 
 
-def restore_advice(ctx: Context, refs: Sequence[str]) -> list:
+def restore_advice(ctx: Context, refs: Sequence[str]) -> list[str]:
     """How to put each of ``refs`` back to what it named before the run (``PushPlan.before``,
     read by the pre-flight): ``docker buildx imagetools create`` copies a manifest to a tag
     by its digest, unchanged (https://docs.docker.com/reference/cli/docker/buildx/imagetools/create/);

@@ -158,7 +158,7 @@ def health_warning(env: Mapping[str, str], plan: BuildPlan) -> Optional[str]:
     )
 
 
-def describe_targets(plan: BuildPlan) -> list:
+def describe_targets(plan: BuildPlan) -> list[str]:
     """The lines printed before anything is pushed: the image's facts and the target tags."""
     lines = [f"repository: {plan.base}"]
     if plan.version:

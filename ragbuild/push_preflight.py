@@ -113,7 +113,9 @@ def after_login(creds: Credentials) -> Credentials:
     )
 
 
-def existing_first(refs: Sequence[str], before: Mapping) -> tuple:
+def existing_first(
+    refs: Sequence[str], before: Mapping[str, Union[str, manifest.ReadFailed]]
+) -> tuple[str, ...]:
     """``refs`` with those the registry already has (``before``: a digest, or unreadable)
     first, each group in its order. Used when ECR's tag mutability is unknown (describe
     denied): only an existing tag can be refused as immutable (ECR refuses overwriting a tag,
@@ -132,7 +134,7 @@ def read_existing(
     session: registry.Session,
     refs: Sequence[str],
     sleep: Callable[[float], None] = time.sleep,
-) -> dict:
+) -> dict[str, Union[str, manifest.ReadFailed]]:
     """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
     manifest through the pre-flight's session; a transient failure retried as a push is):
     ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``manifest.ReadFailed``
@@ -184,7 +186,9 @@ def read_existing(
     return dict(zip(refs, answers))
 
 
-def check_version_tags(runner: Runner, plan: BuildPlan, before: Mapping) -> None:
+def check_version_tags(
+    runner: Runner, plan: BuildPlan, before: Mapping[str, Union[str, manifest.ReadFailed]]
+) -> None:
     """A version tag (``plan.version_refs``) the registry already has stops the run before the
     build (PushFailed, exit 1), naming the digest it names: a version names one image for good,
     and a rebuilt image never has the same digest (its created label differs). Moving tags

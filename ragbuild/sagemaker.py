@@ -31,7 +31,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypedDict
 
 from ragbuild import diagnose, smoke
 from ragbuild.smoke import (
@@ -109,10 +109,10 @@ class GateResult:
     stop_seconds: float  # from SIGTERM to the container's exit
     moved_port: int
     moved_ping_seconds: float  # the slowest /ping answer on MOVED_PORT
-    health: dict = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)  # /health's JSON
     tested_at: str = ""  # UTC, ISO 8601
 
-    def figures(self) -> dict:
+    def figures(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
@@ -144,14 +144,14 @@ class Outcome:
 
 
 #: ``(port, method, path, body_and_type or None, timeout) -> Outcome``
-Http = Callable[[int, str, str, Optional[tuple], float], Outcome]
+Http = Callable[[int, str, str, Optional[tuple[bytes, str]], float], Outcome]
 
 
 def http_request(
     port: int,
     method: str,
     path: str,
-    body: Optional[tuple],
+    body: Optional[tuple[bytes, str]],
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
@@ -281,7 +281,7 @@ class _Container:
             )
         return smoke.parse_port(answer.stdout)
 
-    def state(self) -> list:
+    def state(self) -> list[str]:
         return self.runner.run(state_command(self.name)).stdout.split()
 
     def __exit__(self, kind: Optional[type], error: Optional[BaseException], trace: object) -> None:
@@ -309,16 +309,28 @@ class _Container:
             self.runner.run(smoke.remove_command(self.name))
 
 
+class _FirstStart(TypedDict):
+    """The first start's figures, ``GateResult``'s fields."""
+
+    ping_seconds: float
+    ready_seconds: float
+    invocations_status: int
+    invocations_seconds: float
+    stop_seconds: float
+    moved_port: int
+    health: dict[str, Any]
+
+
 def _first_start(
     runner: Runner, expect: smoke.Expectation, timeout: float, http: Http, time_: _Clock, name: str
-) -> dict:
+) -> _FirstStart:
     image = expect.image
     try:
         with _Container(runner, expect, name, smoke.CONTAINER_PORT) as container:
             port = container.host_port(smoke.CONTAINER_PORT)
             started = time_.now()
 
-            def ready() -> tuple:
+            def ready() -> tuple[float, float]:
                 slowest = _wait_ping(
                     runner, container, port, smoke.CONTAINER_PORT, timeout, http, time_, image
                 )
@@ -423,7 +435,7 @@ def _wait_ping(
             time_.sleep(POLL)
 
 
-def _invoke(runner: Runner, port: int, http: Http, image: str) -> tuple:
+def _invoke(runner: Runner, port: int, http: Http, image: str) -> tuple[int, float]:
     with runner.waiting(f"POST /invocations of {image} to answer", INVOCATIONS_LIMIT):
         outcome = http(port, "POST", "/invocations", INVOCATION, INVOCATIONS_LIMIT)
     if outcome.status is None:

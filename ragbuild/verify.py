@@ -64,7 +64,9 @@ def _judge(
     return manifest.digest
 
 
-def _check_platform(runner: Runner, ctx: Context, session: registry_api.Session, ref: str) -> list:
+def _check_platform(
+    runner: Runner, ctx: Context, session: registry_api.Session, ref: str
+) -> list[str]:
     """The planned platform (``--platform``) is the pushed image's: its config's os/architecture
     (``shape.check_shape``), asked once, the refs all naming one manifest."""
     from ragbuild import manifest as manifest_api, shape
