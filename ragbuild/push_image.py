@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import time
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from collections.abc import Mapping, Sequence
 
 from ragbuild.errors import RagbuildError, UsageError
@@ -301,16 +300,14 @@ def push_image(
     if warning:
         runner.log(warning)
     facts = steps.Facts(git=git, moment=moment, docker_config=docker_config, docker=target)
-    state = steps.RunState(options, config, facts, plan, environ)
-    state.image = steps.Image(image_id, size, repo_tags, labels, followed=image_id)
-    state.image_id = image_id
+    image = steps.Image(image_id, size, repo_tags, labels, followed=image_id)
+    state = steps.RunState(options, config, facts, plan, environ, image=image, image_id=image_id)
 
-    def preflight(runner: Runner, state: steps.RunState) -> None:
-        state.preflight = steps.Preflight(
-            push=push_preflight.prepare(runner, plan, docker_config, environ)
-        )
+    def preflight(runner: Runner, state: steps.RunState) -> steps.Made:
+        push = push_preflight.prepare(runner, plan, docker_config, environ)
+        return steps.Made(preflight=steps.Preflight(push=push))
 
-    run_steps(
+    steps.run_steps(
         runner,
         state,
         steps.Recorder.for_state(state, runner),
@@ -327,27 +324,6 @@ def _check_outputs(options: Options, environ: Mapping[str, str]) -> None:
         check_path(options.metadata_file)
     if environ.get("GITHUB_OUTPUT"):
         check_path(environ["GITHUB_OUTPUT"], "$GITHUB_OUTPUT", append=True)
-
-
-def run_steps(
-    runner: Runner,
-    state: steps.RunState,
-    recorder: steps.Recorder,
-    steps: Sequence[tuple],
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Each ``(name, step)`` in order, timed into ``state.times``, as steps.run runs a
-    build's; the metadata is written at the end, and when a step fails."""
-    for name, step in steps:
-        started = clock()
-        try:
-            step(runner, state)
-        except BaseException as err:
-            state.times[name] = clock() - started
-            recorder.failed(name, err)
-            raise
-        state.times[name] = clock() - started
-    recorder.finish()
 
 
 # --- promote SOURCE ----------------------------------------------------------------------------
