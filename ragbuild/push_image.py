@@ -35,22 +35,18 @@ DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 def target_options(ns: argparse.Namespace, registry: str, registry_source: str) -> Options:
     """The build's ``Options`` for the target tags of ``ns`` (a pushing build: ``push``);
     ``ns.policy``: the latest policy the CLI made of --latest/--no-latest/--latest-policy."""
-    return Options(
-        version=ns.version,
-        env=ns.env,
+    from ragbuild.commands.args import tag_options
+
+    return replace(
+        tag_options(ns, ns.policy),
         registry=registry,
         registry_source=registry_source,
-        tags=tuple(ns.tags),
         push=True,
         dry_run=ns.dry_run,
         allow_dirty=ns.allow_dirty,
         replace_version_tags=ns.replace_version_tags,
         skip_existing_immutable=ns.skip_existing_immutable,
         metadata_file=ns.metadata_file,
-        semver_tags=ns.semver_tags,
-        latest_policy=ns.policy,
-        build_number=ns.build_number,
-        ci_tags=ns.ci_tags,
         not_for_sagemaker=getattr(ns, "not_for_sagemaker", False),
     )
 
