@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Optional
 from collections.abc import Mapping, Sequence
 
+from ragbuild.build_failure import PIP_PROXY
 from ragbuild.pip_config import CA_SECRET_ID, INDEX_SECRET_ID, TRUE, HostNetwork
 from ragbuild.run.command import Command, Kind
 from ragbuild.run.redaction import URL_USERINFO_RE
@@ -274,12 +275,11 @@ def read_answer(directory: str) -> Answer:
     return Answer(status, said)
 
 
-#: pip's words for why it could not fetch, most telling first: each pattern's first group (or
-#: whole match) is the reason.
+#: pip's words for why it could not fetch, most telling first: each pattern's ``reason`` group,
+#: else its first group (or whole match), is the reason; the proxy's are build_failure's.
 PIP_REASONS = (
     re.compile(r"\[SSL: CERTIFICATE_VERIFY_FAILED\] ([^'\"()]+?)(?: \(_ssl\.c:\d+\))?['\")]"),
-    re.compile(r"(Tunnel connection failed: [^'\"]+)"),
-    re.compile(r"ProxyError\('([^']+)'"),
+    *PIP_PROXY,
     re.compile(r"(Failed to establish a new connection: [^'\"]+)"),
     re.compile(r"(Read timed out[^'\"]*)"),
     re.compile(r"Could not fetch URL \S+: (\d{3} [A-Za-z ]+Error[^-]*?) - skipping"),
@@ -297,8 +297,9 @@ def pip_reason(said: str) -> str:
 def _pip_reason(said: str) -> str:
     for pattern in PIP_REASONS:
         match = pattern.search(said)
-        if match:
-            reason = match[1] if match.groups() else match[0]
+        named = match.groupdict() if match else {}
+        if match and named.get("reason", "") is not None:  # None: ProxyError( without words
+            reason = named.get("reason") or (match[1] if match.groups() else match[0])
             if "CERTIFICATE_VERIFY_FAILED" in pattern.pattern:
                 return f"CERTIFICATE_VERIFY_FAILED: {reason}"
             return reason.strip()
