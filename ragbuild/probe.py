@@ -87,7 +87,7 @@ COPY --from=probe /ragbuild-probe /
 """
 
 
-def syntax_frontend(text: str, build_args: Mapping[str, str]) -> Optional[tuple]:
+def syntax_frontend(text: str, build_args: Mapping[str, str]) -> Optional[tuple[str, str]]:
     """``(image, source)``: the frontend image the build runs its Dockerfile through, and what
     named it (``--build-arg BUILDKIT_SYNTAX`` or ``# syntax=``); None for the engine's built-in
     frontend. The value's first word is the image (BuildKit passes the rest to it)."""
@@ -126,9 +126,9 @@ class Probe:
 
     name: str  # file name in doctor's directory, and of its answer directory
     dockerfile: str
-    words: tuple = ()
+    words: tuple[str, ...] = ()
     answer: bool = False  # exports an answer directory (the index probe)
-    env: tuple = ()  # added to docker's environment (the index secret's text)
+    env: tuple[tuple[str, str], ...] = ()  # added to docker's environment (the index secret's text)
 
     def write(self, directory: str) -> None:
         with open(
@@ -222,7 +222,7 @@ def index_probe(
     (the probe's name and doctor's directory): BuildKit runs a step once for concurrent builds
     whose steps are the same (a secret is no part of a step's identity), so without it the
     probes with and without the CA, or two doctors at once, would share one answer."""
-    words: list = []
+    words: list[str] = []
     for key in (*INDEX_ARGS, *PROXY_ARGS):
         if key in build_args:
             words += ["--build-arg", f"{key}={build_args[key]}"]
@@ -323,10 +323,10 @@ def build_reason(output: str) -> str:
     return SOLVE_PREFIX_RE.sub("", lines[-1]) if lines else "no output"
 
 
-def network_words(docker_options: Sequence[str]) -> tuple:
+def network_words(docker_options: Sequence[str]) -> tuple[str, ...]:
     """The build's own ``--network`` and ``--add-host`` (after ``--``), which decide what a
     RUN reaches; the probes get them too."""
-    words: list = []
+    words: list[str] = []
     options = list(docker_options)
     for i, word in enumerate(options):
         if word in ("--network", "--add-host") and i + 1 < len(options):

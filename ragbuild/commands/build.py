@@ -422,7 +422,7 @@ def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:at], argv[at + 1 :]
 
 
-def own_options(parser: argparse.ArgumentParser) -> frozenset:
+def own_options(parser: argparse.ArgumentParser) -> frozenset[str]:
     """Every option string of ``parser`` (``--dry-run``, ``-q``...): after ``--`` they are
     ragbuild's, not docker's (``passthrough.check_extra``)."""
     return frozenset(option for action in parser._actions for option in action.option_strings)
