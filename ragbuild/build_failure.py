@@ -151,19 +151,27 @@ _IMAGE_REASONS = (
     ),
     (re.compile(r"not found|manifest unknown"), "the registry has no such image"),
 )
-#: A proxy that refused the build's connection: (pattern, its HTTP status or None). pip
-#: (urllib3): ``ProxyError('Cannot connect to proxy.', OSError('Tunnel connection failed: 407
-#: Proxy Authentication Required'))``; uv: ``tunnel error: proxy authorization required`` (407)
-#: and ``tunnel error: unsuccessful`` (any other status); curl: ``CONNECT tunnel failed,
-#: response 403`` (7.7x+) or ``Received HTTP code 403 from proxy after CONNECT`` (older).
+#: pip's (urllib3's) words for a proxy that refused or failed its connection: ``ProxyError('Cannot
+#: connect to proxy.', OSError('Tunnel connection failed: 407 Proxy Authentication Required'))``.
+#: One table for a failed build's cause (``_proxy`` quotes ``evidence``; ``status``: the proxy's
+#: HTTP status) and doctor's probe (``probe.pip_reason`` says ``reason``; None: pip's own words
+#: are not there).
+PIP_PROXY = (
+    re.compile(r"(?P<reason>(?P<evidence>Tunnel connection failed: (?P<status>\d{3}))[^'\"]*)"),
+    re.compile(r"(?P<evidence>ProxyError\()(?:'(?P<reason>[^']+)')?"),
+)
+#: A proxy that refused the build's connection (``status``: its HTTP status, when said): pip's
+#: (``PIP_PROXY``); uv: ``tunnel error: proxy authorization required`` (407) and ``tunnel error:
+#: unsuccessful`` (any other status); curl: ``CONNECT tunnel failed, response 403`` (7.7x+) or
+#: ``Received HTTP code 403 from proxy after CONNECT`` (older).
 _PROXY = (
-    re.compile(r"Tunnel connection failed: (?P<status>\d{3})"),
+    PIP_PROXY[0],
     re.compile(r"CONNECT tunnel failed, response (?P<status>\d{3})"),
     re.compile(r"Received HTTP code (?P<status>\d{3}) from proxy after CONNECT"),
     re.compile(r"(?P<status>407) Proxy Authentication Required"),
     re.compile(r"tunnel error: proxy authorization required"),
     re.compile(r"tunnel error: unsuccessful"),
-    re.compile(r"ProxyError\("),
+    PIP_PROXY[1],
 )
 #: A download that did not trust its server's certificate, in the order the evidence is
 #: quoted: pip/urllib3 and Python's ssl, uv (rustls), curl, Go (x509), OpenSSL (both spellings
@@ -203,7 +211,7 @@ def classify(
     )
 
 
-def _first(patterns: tuple, text: str) -> Optional[re.Match]:
+def _first(patterns: tuple[re.Pattern[str], ...], text: str) -> Optional[re.Match[str]]:
     for pattern in patterns:
         match = pattern.search(text)
         if match:
@@ -259,7 +267,7 @@ def _proxy(text: str) -> Optional[Cause]:
     match = _first(_PROXY, text)
     if match is None:
         return None
-    said = match.group(0)
+    said = match.groupdict().get("evidence") or match.group(0)
     status = match.groupdict().get("status") or (
         "407" if "authorization required" in said else None
     )

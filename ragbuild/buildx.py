@@ -62,7 +62,7 @@ class Cache:
     ref: Optional[str] = None  # the image ref of a registry cache (all plain docker build takes)
 
 
-def parse_platforms(raw: str) -> tuple:
+def parse_platforms(raw: str) -> tuple[str, ...]:
     """``linux/amd64,linux/arm64`` -> ("linux/amd64", "linux/arm64"); duplicates once."""
     items = [item.strip() for item in raw.split(",")]
     if not raw.strip() or any(not item for item in items):
@@ -134,8 +134,12 @@ def _check_ref(ref: str, flag: str, raw: str) -> None:
 
 
 def buildx_reasons(
-    *, builder: Optional[str], platforms: tuple, cache_from: tuple, cache_to: tuple
-) -> tuple:
+    *,
+    builder: Optional[str],
+    platforms: tuple[str, ...],
+    cache_from: tuple[Cache, ...],
+    cache_to: tuple[Cache, ...],
+) -> tuple[str, ...]:
     """Why this build needs ``docker buildx build`` (empty: plain ``docker build`` does)."""
     reasons = []
     if builder:
@@ -158,7 +162,7 @@ def builder_driver(inspect_stdout: str) -> Optional[str]:
     return match[1] if match else None
 
 
-def docker_driver_needs(platforms: tuple, cache_to: tuple) -> tuple:
+def docker_driver_needs(platforms: tuple[str, ...], cache_to: tuple[Cache, ...]) -> tuple[str, ...]:
     """What in this build the docker driver can do only on the containerd image store: an index
     of several platforms, a cache export other than inline (buildx: "Multi-platform build is not
     supported for the docker driver", "Cache export is not supported for the docker driver")."""
@@ -170,7 +174,7 @@ def docker_driver_needs(platforms: tuple, cache_to: tuple) -> tuple:
 
 
 def docker_driver_problem(
-    needs: tuple, builder: Optional[str], driver: Optional[str], driver_status: str
+    needs: tuple[str, ...], builder: Optional[str], driver: Optional[str], driver_status: str
 ) -> Optional[str]:
     """Why this builder cannot do ``needs`` (``docker_driver_needs``; None: it can). The docker
     driver can only with the containerd image store (``docker info``'s DriverStatus names the
@@ -187,7 +191,7 @@ def docker_driver_problem(
     )
 
 
-def buildx_version_command(reasons: tuple = ()) -> Command:
+def buildx_version_command(reasons: tuple[str, ...] = ()) -> Command:
     """Whether the client has buildx, asked before a build that needs it (a dry run prints it:
     it starts no docker)."""
     return Command(
@@ -199,7 +203,7 @@ def buildx_version_command(reasons: tuple = ()) -> Command:
     )
 
 
-def builder_inspect_command(builder: Optional[str], needs: tuple = ()) -> Command:
+def builder_inspect_command(builder: Optional[str], needs: tuple[str, ...] = ()) -> Command:
     """The builder's driver, asked before a build that needs more than the docker driver on the
     classic image store can do (docker_driver_needs, builder_driver)."""
     return Command(

@@ -34,7 +34,7 @@ class Container:
     status: str  # running, exited, created, ...
 
 
-def project_repositories(image_name: str, registry_uri: Optional[str]) -> tuple:
+def project_repositories(image_name: str, registry_uri: Optional[str]) -> tuple[str, ...]:
     """The label values of this project's builds: the image name, and the registry URI when a
     build here pushes (docker's familiar form, as ``image ls`` shows them)."""
     found = [familiar(image_name)]
@@ -76,7 +76,7 @@ def inspect_containers_command(ids: Sequence[str]) -> Command:
     )
 
 
-def containers(runner: Runner) -> list:
+def containers(runner: Runner) -> list[Container]:
     """Every container of the daemon, running or stopped, with the image ID it uses. A
     container removed between the listing and the inspect is left out (docker prints the
     others, then exits 1)."""
@@ -105,9 +105,9 @@ def containers(runner: Runner) -> list:
     return found
 
 
-def users(found: Sequence[Container], skip: str = "") -> dict:
+def users(found: Sequence[Container], skip: str = "") -> dict[str, list[Container]]:
     """image ID -> the containers using it (``skip``: the local run container's name)."""
-    using: dict = {}
+    using: dict[str, list[Container]] = {}
     for container in found:
         if container.name != skip:
             using.setdefault(container.image, []).append(container)

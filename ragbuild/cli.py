@@ -40,7 +40,7 @@ def subcommand(name: str) -> tuple[Callable[[], build.ArgumentParser], Callable[
     return getattr(module, parser), getattr(module, command)
 
 
-def parsers() -> dict:
+def parsers() -> dict[str, Callable[[], build.ArgumentParser]]:
     """Every subcommand's parser (a function making it), by name: what completion completes."""
     return {name: subcommand(name)[0] for name in SUBCOMMANDS}
 

@@ -167,7 +167,7 @@ class Config:
     """Project defaults from the ``[ragbuild]`` section of setup.cfg."""
 
     image_name: str = DEFAULT_IMAGE_NAME
-    environments: tuple = DEFAULT_ENVIRONMENTS
+    environments: tuple[str, ...] = DEFAULT_ENVIRONMENTS
     scan_command: Optional[str] = None  # the vulnerability scanner for --scan, with {image}
     smoke_command: str = DEFAULT_SMOKE_COMMAND  # what the smoke test starts: docker run IMAGE ...
     limits: Limits = field(default_factory=Limits)  # limits.py: setup.cfg's, over the defaults
@@ -183,11 +183,11 @@ class Options:
     env: Optional[str] = None
     registry: Optional[str] = None
     registry_source: str = "--registry"  # or ECR_REGISTRY_URI, when the value came from there
-    tags: tuple = ()
+    tags: tuple[str, ...] = ()
     no_cache: bool = False
     push: bool = False
     dry_run: bool = False
-    build_args: tuple = ()
+    build_args: tuple[str, ...] = ()  # KEY=VALUE or KEY, as given
     file: str = "Dockerfile"
     context: str = "."
     image_name: Optional[str] = None
@@ -210,13 +210,13 @@ class Options:
     # where and how to build (buildx.py, docker_config.py)
     builder: Optional[str] = None
     platform: Optional[str] = None  # comma list, as given
-    cache_from: tuple = ()
-    cache_to: tuple = ()
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
     pull: bool = False
     # docker build options ragbuild does not model, passed through (passthrough.py)
-    secrets: tuple = ()  # --secret SPEC
-    ssh: tuple = ()  # --ssh SPEC
-    docker_options: tuple = ()  # the words after --
+    secrets: tuple[str, ...] = ()  # --secret SPEC
+    ssh: tuple[str, ...] = ()  # --ssh SPEC
+    docker_options: tuple[str, ...] = ()  # the words after --
     # what the build's downloads trust and use of the host's network (pip_config.py)
     host_ca: Optional[str] = None  # --host-ca PATH
     no_host_ca: bool = False  # --no-host-ca
@@ -230,7 +230,7 @@ class Options:
     not_for_sagemaker: bool = False  # the push need not be SageMaker's manifest shape
 
 
-def split_command(text: str, source: str, example: str) -> tuple:
+def split_command(text: str, source: str, example: str) -> tuple[str, ...]:
     """A command line given as text (a flag, a setup.cfg value), split as a shell would split it
     (no shell runs it); empty or unbalanced quoting is refused in one line naming ``source``."""
     try:
@@ -242,7 +242,7 @@ def split_command(text: str, source: str, example: str) -> tuple:
     return words
 
 
-def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
+def check_start_command(text: str, source: str = "--smoke-command") -> tuple[str, ...]:
     """The words after IMAGE in ``docker run IMAGE ...`` (shell quoting, as typed)."""
     return split_command(
         text,
@@ -255,7 +255,7 @@ def check_start_command(text: str, source: str = "--smoke-command") -> tuple:
 PLACEHOLDER = "{image}"
 
 
-def parse_scan_command(text: str, source: str) -> tuple:
+def parse_scan_command(text: str, source: str) -> tuple[str, ...]:
     """Split a scan command as a shell would (no shell runs it); it must name ``{image}``."""
     words = split_command(
         text, source, f"a command with {PLACEHOLDER}, e.g. 'grype {PLACEHOLDER} --fail-on high'"

@@ -15,7 +15,7 @@ from ragbuild.plan import BuildPlan
 from ragbuild.run.redaction import redact_value
 
 
-def describe_plan(plan: BuildPlan) -> list:
+def describe_plan(plan: BuildPlan) -> list[str]:
     """The lines printed before the build: image, tags, build args."""
     lines = [f"image: {plan.base}"]
     if plan.version:
@@ -42,7 +42,7 @@ def describe_plan(plan: BuildPlan) -> list:
     return lines
 
 
-def _describe_builder(plan: BuildPlan) -> list:
+def _describe_builder(plan: BuildPlan) -> list[str]:
     """Which daemon, builder, platforms and cache the build uses."""
     opts, lines = plan.options, []
     if plan.docker is not None:

@@ -30,7 +30,7 @@ class DockerTarget:
     context: Optional[str] = None  # DOCKER_CONTEXT
     current_context: Optional[str] = None  # config.json currentContext
     #: ((name, docker host), ...) of the contexts in $DOCKER_CONFIG/contexts ("default" is implied)
-    contexts: tuple = ()
+    contexts: tuple[tuple[str, Optional[str]], ...] = ()
     builder_context: Optional[str] = None  # the context whose builder --builder names
     #: BUILDX_BUILDER, which buildx (and ``docker build`` where it is buildx) reads when no
     #: --builder is given, with the same refusal of another context's builder
@@ -59,7 +59,7 @@ class DockerTarget:
             return "default"
         return self.context or self.current_context or "default"
 
-    def docker_flags(self) -> tuple:
+    def docker_flags(self) -> tuple[str, ...]:
         """The global flags every docker command of the run gets: ``("--context", NAME)`` when
         the builder is a context's, else none."""
         return ("--context", self.builder_context) if self.builder_context else ()
@@ -72,7 +72,7 @@ class DockerTarget:
             return dict(self.contexts).get(self.builder_context)
         return None
 
-    def _source(self) -> tuple:
+    def _source(self) -> tuple[str, Optional[str]]:
         """The setting that decides, in docker's order: ("builder"|"host"|"context"|"current"|
         "default", its value)."""
         if self.builder_context and self.builder_context != "default":
@@ -93,7 +93,7 @@ class DockerTarget:
         kind, value = self._source()
         if kind == "host":
             return value
-        if kind in ("builder", "context", "current"):
+        if kind in ("builder", "context", "current") and value is not None:
             return dict(self.contexts).get(value)
         return None
 
@@ -215,8 +215,11 @@ class DockerConfig:
     current_context: Optional[str] = None  # set by ``docker context use``
     cred_helpers: Mapping[str, str] = field(default_factory=dict)  # host -> helper (credHelpers)
     creds_store: Optional[str] = None  # the default helper (credsStore)
-    auths: Mapping[str, Mapping] = field(default_factory=dict)  # key -> {"auth": ...} (auths)
-    plugin_dirs: tuple = ()  # cliPluginsExtraDirs: more places docker looks for CLI plugins
+    #: key -> {"auth": ...} (auths), each entry's JSON as docker wrote it
+    auths: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    plugin_dirs: tuple[
+        str, ...
+    ] = ()  # cliPluginsExtraDirs: more places docker looks for CLI plugins
 
     def credentials(self, host: str) -> Credentials:
         """Where docker gets ``host``'s credentials, in docker's order: ``credHelpers[host]``,
@@ -338,7 +341,7 @@ def always_insecure(host: str, resolve: Optional[Callable[[str], Sequence[str]]]
     )
 
 
-def _addresses(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None) -> list:
+def _addresses(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None) -> list[str]:
     """The addresses ``host`` (``name[:port]``, ``[v6]:port``) resolves to, as the daemon finds
     them (moby ``isCIDRMatch``: a lookup, else the name as an IP)."""
     import ipaddress
@@ -363,7 +366,7 @@ def _addresses(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = No
 class RegistryConfig:
     """The daemon's ``RegistryConfig`` (``docker info``)."""
 
-    insecure_cidrs: tuple = DEFAULT_INSECURE_CIDRS
+    insecure_cidrs: tuple[str, ...] = DEFAULT_INSECURE_CIDRS
     index_secure: Mapping[str, bool] = field(default_factory=dict)  # IndexConfigs[name].Secure
 
     def is_insecure(
@@ -395,11 +398,11 @@ class RegistryConfig:
         return False
 
 
-def _resolve(name: str) -> list:
+def _resolve(name: str) -> list[str]:
     import socket
 
     try:
-        return sorted({info[4][0] for info in socket.getaddrinfo(name, None)})
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(name, None)})
     except (OSError, UnicodeError):
         return []
 
@@ -423,7 +426,9 @@ def parse_registry_config(text: str) -> RegistryConfig:
     )
 
 
-def read_docker_contexts(environ: Mapping[str, str] = os.environ) -> tuple:
+def read_docker_contexts(
+    environ: Mapping[str, str] = os.environ,
+) -> tuple[tuple[str, Optional[str]], ...]:
     """``((name, docker host), ...)`` of the contexts ``docker context create`` stored in
     ``$DOCKER_CONFIG/contexts/meta/<sha256 of name>/meta.json`` (``Name``,
     ``Endpoints.docker.Host``); unreadable or malformed entries are skipped, ``default`` (never

@@ -5,6 +5,7 @@ package prints errors or calls ``sys.exit``.
 """
 
 import signal
+from collections.abc import Mapping
 from typing import Optional
 
 EXIT_OK = 0
@@ -52,7 +53,12 @@ class DockerUnavailable(RagbuildError):
 
 
 class PushFailed(RagbuildError):
-    """Some refs were not pushed or did not verify."""
+    """Some refs were not pushed or did not verify. ``pushed``: ref -> digest (None: pushed,
+    digest unknown) of what went before the failure, which the metadata records."""
+
+    def __init__(self, message: str = "", *, pushed: Optional[Mapping[str, Optional[str]]] = None):
+        super().__init__(message)
+        self.pushed = dict(pushed or {})
 
 
 class SmokeTestFailed(RagbuildError):
@@ -101,7 +107,14 @@ class Interrupted(RagbuildError):
 
     exit_code = EXIT_INTERRUPTED
 
-    def __init__(self, message: str = "", *, signum: int = signal.SIGINT):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        signum: int = signal.SIGINT,
+        pushed: Optional[Mapping[str, Optional[str]]] = None,
+    ):
         super().__init__(message or interrupted_text(signum))
         self.signum = int(signum)
+        self.pushed = dict(pushed or {})  # as PushFailed's: what a stopped push had pushed
         self.exit_code = 128 + self.signum

@@ -7,13 +7,17 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 from collections.abc import Mapping
 
 from ragbuild.config import Options
 from ragbuild.errors import GitFailed, ToolMissing, UsageError
 from ragbuild.run.command import Command, Kind, Result
 from ragbuild.run.runner import Runner
+
+if TYPE_CHECKING:  # imported where they are needed
+    import semver
+    from ragbuild.gitfacts import Entry
 
 
 def shown_path(path: str) -> str:
@@ -40,11 +44,11 @@ class GitInfo:
     #: why the tree is dirty: ``(path, note)`` for each file docker sends (or would send from a
     #: checkout of the commit) that differs, paths relative to the top level, sorted; note ""
     #: (content), ``mode A -> B``, ``missing``, ``not in the commit`` (gitfacts.compare)
-    changes: tuple = ()
+    changes: tuple[tuple[str, str], ...] = ()
     shallow: bool = False  # a shallow clone (``git rev-parse --is-shallow-repository``)
     given: bool = False  # sha is --git-commit's (a tree without .git): nothing was compared
     #: files docker sends from outside the work tree (absolute): not compared with the commit
-    outside: tuple = ()
+    outside: tuple[str, ...] = ()
     toplevel: str = ""  # the work tree's top level, as git names it
 
     def describe_changes(self, limit: int = 5) -> str:
@@ -171,7 +175,7 @@ def git_reason(returncode: int, stderr: str) -> str:
     return " ".join([lines[first], *advice])
 
 
-def parse_git_repository(stdout: str) -> tuple:
+def parse_git_repository(stdout: str) -> tuple[str, bool, str, str]:
     """``(top level, shallow, oid, short sha)`` of a successful ``git_repository_command``.
     Raises ``GitUnreadable`` for an incomplete answer."""
     answers = stdout.splitlines()
@@ -199,7 +203,9 @@ def check_git_commit(value: str) -> str:
     return sha[:7] if len(sha) in (40, 64) else sha
 
 
-def parse_git_status(stdout: str) -> tuple:
+def parse_git_status(
+    stdout: str,
+) -> tuple[Optional[str], tuple[str, ...], tuple[str, ...]]:
     """``(oid or None, changed, untracked)`` of ``git_status_command``: oid None before the first
     commit; ``changed`` the tracked paths with changes (staged, unstaged, unmerged, renamed),
     ``untracked`` the untracked files; paths relative to the top level, as git prints them.
@@ -231,7 +237,7 @@ def version_tags_command() -> Command:
     return Command(("git", "tag", "--list", "v*"), check=False, kind=Kind.QUERY)
 
 
-def parse_version_tags(stdout: str) -> tuple:
+def parse_version_tags(stdout: str) -> tuple[tuple[str, semver.Version], ...]:
     """The ``v*`` tags of ``git tag --list 'v*'`` that are semver, as ``(tag, Version)``.
 
     The one place the tags need semver themselves (--latest-policy auto), so imported here."""
@@ -351,10 +357,10 @@ def _changes(
     runner: Runner,
     toplevel: str,
     oid: str,
-    files: Mapping,
+    files: Mapping[str, Entry],
     sends: Callable[[str], bool],
     prefix: str,
-) -> list:
+) -> list[tuple[str, str]]:
     """``gitfacts.compare`` of the ``files`` docker sends (below ``toplevel``, the work tree of
     the repository holding commit ``oid``) with that commit; each submodule of the commit with
     files sent, or checked out (a ``.git`` in it), likewise in its own repository. Paths in
@@ -434,7 +440,7 @@ def _below(sends: Callable[[str], bool], link: str) -> Callable[[str], bool]:
     return lambda path: sends(f"{link}/{path}")
 
 
-def version_tags(runner: Runner, git: Optional[GitInfo]) -> tuple:
+def version_tags(runner: Runner, git: Optional[GitInfo]) -> tuple[tuple[str, semver.Version], ...]:
     """The ``v*`` version tags --latest-policy auto compares with. It cannot decide without
     them: outside a repository, in a shallow clone (CI's default checkout) or with no version
     tag fetched it stops (``UsageError``, exit 2) naming the fix; a failing git stops with git's

@@ -44,7 +44,7 @@ def _git_bool(value: str) -> Optional[bool]:
         return None
 
 
-def ceilings(environ: Mapping[str, str]) -> list:
+def ceilings(environ: Mapping[str, str]) -> list[str]:
     """``GIT_CEILING_DIRECTORIES`` as git reads it (setup.c ``normalize_ceiling_entry``):
     absolute entries only; symlinks resolved, except after an empty entry."""
     found, resolve = [], True
@@ -58,7 +58,7 @@ def ceilings(environ: Mapping[str, str]) -> list:
     return found
 
 
-def _ceiling_offset(path: str, ceiling_dirs: list) -> int:
+def _ceiling_offset(path: str, ceiling_dirs: list[str]) -> int:
     """git's ``longest_ancestor_length`` (path.c): the length of the longest ceiling that is a
     proper ancestor of ``path``, else -1."""
     best = -1
@@ -172,7 +172,7 @@ class Entry:
     path: str = ""  # where the sent file is on disk ("" for a tree entry)
 
 
-def parse_ls_tree(stdout: str) -> dict:
+def parse_ls_tree(stdout: str) -> dict[str, Entry]:
     """``{path: Entry}`` of ``git ls-tree -r -z --full-tree``: ``<mode> SP <type> SP <oid> TAB
     <path> NUL`` (https://git-scm.com/docs/git-ls-tree#_output_format). ValueError when an
     entry is not so."""
@@ -240,8 +240,8 @@ class Sent:
     ``outside`` the sent files outside the work tree (never in a commit, absolute), and
     ``sends(path)``: whether docker would send the commit's file at ``path``."""
 
-    files: dict
-    outside: list
+    files: dict[str, Entry]
+    outside: list[str]
     sends: Callable[[str], bool]
 
 
@@ -295,7 +295,7 @@ def compare(
     sent: Mapping[str, Entry],
     sends: Callable[[str], bool],
     raw_id: Callable[[str], Optional[str]],
-) -> list:
+) -> list[tuple[str, str]]:
     """``[(path, note)]``, sorted by path: how what docker sends (``sent``, blobs as git would
     store them) differs from the commit's ``tree``, for the commit's files docker would send
     (``sends``). Notes: "" (content), ``mode A -> B``, ``MISSING`` (in the commit, not sent:
@@ -319,6 +319,6 @@ def compare(
     return sorted(changes)
 
 
-def under(paths: Iterable[str], prefix: str) -> list:
+def under(paths: Iterable[str], prefix: str) -> list[str]:
     """The paths below directory ``prefix``."""
     return [path for path in paths if path.startswith(prefix + "/")]

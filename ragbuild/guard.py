@@ -43,10 +43,10 @@ class ContextReport:
     ignore_file: Optional[str]  # the ignore file applied, or None
     files: int = 0
     bytes: int = 0
-    entries: dict = field(default_factory=dict)  # top-level entry -> [bytes, files]
-    secrets: list = field(default_factory=list)  # [(path, why)], in walk order
+    entries: dict[str, list[int]] = field(default_factory=dict)  # entry -> [bytes, files]
+    secrets: list[tuple[str, str]] = field(default_factory=list)  # (path, why), walk order
 
-    def largest(self, count: int = LARGEST) -> list:
+    def largest(self, count: int = LARGEST) -> list[tuple[str, int, int]]:
         """``[(entry, bytes, files)]``, largest first; directories end with ``/``."""
         ranked = sorted(self.entries.items(), key=lambda item: (-item[1][0], item[0]))
         return [(name, size, files) for name, (size, files) in ranked[:count]]
@@ -252,7 +252,7 @@ class ContextRules:
         return not self.excluded(rel)
 
 
-def walk_context(rules: ContextRules) -> Iterator[tuple[str, os.DirEntry]]:
+def walk_context(rules: ContextRules) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """``(rel, entry)`` for each file docker sends from ``rules.context`` (not directories):
     ``rel`` slash-separated relative to the context, in walk order; symlinks are sent as links,
     not followed. An unreadable directory: ``UsageError``."""

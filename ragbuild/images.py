@@ -18,7 +18,7 @@ def tag_command(image_id: str, ref: str) -> Command:
     return Command(("docker", "tag", image_id, ref), check=False)
 
 
-def inspect_command(ref: str, refs: tuple = ()) -> Command:
+def inspect_command(ref: str, refs: tuple[str, ...] = ()) -> Command:
     """The summary's one call: id, size, tags and (for --metadata-file) the image's labels.
     ``ref``: the image's ID (or a ref); ``refs``: the tags a dry run takes it to have."""
     return Command(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class Setting:
     is read, what values it accepts, and its default."""
 
     key: str
-    convert: Callable
-    accept: Callable
+    convert: Callable[[str], float]  # the text's value (int or float)
+    accept: Callable[[float], bool]
     what: str  # what a valid value is, for the one-line refusal
     default: float
     help: str
@@ -104,7 +104,8 @@ class Limits:
     def override(self, **given: Optional[float]) -> Limits:
         """These limits with the given (not None) values in place: the flags over setup.cfg."""
         known = {f.name for f in fields(self)}
-        values: dict = {k: v for k, v in given.items() if k in known and v is not None}
+        # int or float, as each field is (push_attempts: int)
+        values: dict[str, Any] = {k: v for k, v in given.items() if k in known and v is not None}
         return replace(self, **values)
 
 

@@ -11,7 +11,7 @@ import http.client
 import json
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Optional
+from typing import Any, Optional
 
 from ragbuild import registry as registry_api
 from ragbuild.registry import Answer, Refused, Session, network_reason
@@ -37,7 +37,7 @@ class Manifest:
 
     digest: str
     media_type: str
-    platforms: tuple = ()
+    platforms: tuple[str, ...] = ()
     #: an image manifest's config digest (``config.digest``): what the classic image store calls
     #: the image's ID; "" for an index or a manifest without one
     config: str = ""
@@ -180,8 +180,8 @@ class ImageConfig:
     (``os/architecture[/variant]``, None when it names none)."""
 
     digest: str
-    labels: dict
-    env: dict
+    labels: dict[str, str]
+    env: dict[str, str]
     platform: Optional[str] = None
 
     def value(self, key: str) -> Optional[str]:
@@ -294,7 +294,7 @@ def config(session: registry_api.Session, raw: Raw) -> ImageConfig:
     return ImageConfig(digest, labels, env, _platform(data) if isinstance(data, dict) else None)
 
 
-def _platform(config: dict) -> Optional[str]:
+def _platform(config: dict[str, Any]) -> Optional[str]:
     parts = (config.get("os"), config.get("architecture"), config.get("variant"))
     return "/".join(str(part) for part in parts if part) or None
 

@@ -182,7 +182,7 @@ def option_name(word: str) -> Optional[str]:
     return None
 
 
-def not_for_buildx(words: Sequence[str]) -> tuple:
+def not_for_buildx(words: Sequence[str]) -> tuple[str, ...]:
     """The options among the build ``words`` that ``docker buildx build`` refuses
     (``NOT_FOR_BUILDX``), each once, as docker names them."""
     return tuple(
@@ -190,7 +190,7 @@ def not_for_buildx(words: Sequence[str]) -> tuple:
     )
 
 
-def check_extra(words: Sequence[str], own: Collection[str] = ()) -> tuple:
+def check_extra(words: Sequence[str], own: Collection[str] = ()) -> tuple[str, ...]:
     """The words after ``--``, refusing the options in ``REFUSED`` (and ``--label`` of a label
     ragbuild sets), then any of ``own``: ragbuild's own option strings (``commands.build.own_options``,
     read from its argparse parser), which docker would take for its own or refuse only once
@@ -239,7 +239,7 @@ def check_extra(words: Sequence[str], own: Collection[str] = ()) -> tuple:
 
 def build_words(
     secrets: Sequence[str] = (), ssh: Sequence[str] = (), extra: Sequence[str] = ()
-) -> tuple:
+) -> tuple[str, ...]:
     """The docker build words, in order: each ``--secret``, each ``--ssh``, then the rest."""
     words = []
     for spec in secrets:
@@ -251,7 +251,7 @@ def build_words(
 
 def describe(
     secrets: Sequence[str] = (), ssh: Sequence[str] = (), extra: Sequence[str] = ()
-) -> list:
+) -> list[str]:
     """The plan's lines: what each secret reads (never its value), the ssh forwards, the rest."""
     lines = []
     for spec in secrets:

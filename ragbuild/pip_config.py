@@ -48,7 +48,7 @@ def _normalize(name: str) -> str:
     return name[2:] if name.startswith("--") else name
 
 
-def config_files(environ: Mapping[str, str], prefix: str = sys.prefix) -> list:
+def config_files(environ: Mapping[str, str], prefix: str = sys.prefix) -> list[str]:
     """pip's configuration files in the order they are loaded (a later one wins)."""
     env_file = environ.get("PIP_CONFIG_FILE")
     if env_file == os.devnull:
@@ -72,13 +72,13 @@ class Setting:
     source: str  # where pip takes it from: ``PIP_CERT`` or ``/etc/pip.conf [global] cert``
 
 
-def read(environ: Mapping[str, str], prefix: str = sys.prefix) -> dict:
+def read(environ: Mapping[str, str], prefix: str = sys.prefix) -> dict[str, Setting]:
     """``{option: Setting}`` for ``pip install``: files' ``[global]``, then ``[install]``, then
     ``PIP_*`` variables. As in pip, a later file's value replaces an earlier one's for the same
     section and key, even when it is empty, and an empty value is then ignored (so an empty
     ``cert =`` in ~/.pip/pip.conf unsets /etc/pip.conf's). An unreadable file is skipped (pip
     would stop on it; the build then simply gets nothing from it)."""
-    merged: dict = {}  # (section, option) -> Setting, later files over earlier ones
+    merged: dict[tuple[str, str], Setting] = {}  # later files over earlier ones
     for path in config_files(environ, prefix):
         parser = configparser.RawConfigParser()
         try:
@@ -92,7 +92,7 @@ def read(environ: Mapping[str, str], prefix: str = sys.prefix) -> dict:
     for name, value in environ.items():
         if name.startswith("PIP_") and name[4:].lower() not in ("version", "help"):
             merged[":env:", _normalize(name[4:])] = Setting(value, name)
-    found: dict = {}
+    found: dict[str, Setting] = {}
     for section in ("global", "install", ":env:"):
         found.update(
             {
@@ -169,7 +169,9 @@ def check_ca(ca: HostCA) -> Optional[CAProblem]:
 INDEX_BUILD_ARGS = tuple("PIP_" + key.upper().replace("-", "_") for key in INDEX_KEYS)
 
 
-def secret_build_args(build_args: tuple) -> tuple:
+def secret_build_args(
+    build_args: tuple[tuple[str, str], ...],
+) -> tuple[tuple[str, str], ...]:
     """The ``(name, value)`` index build args that carry credentials (a URL's ``user:token@``,
     ``redaction.secret_build_args``): they reach the build in the index secret instead, since
     the Dockerfile's builder stage writes its build args' flags into a layer."""
@@ -188,9 +190,9 @@ class HostIndex:
     """The host's index settings a build can use: ``env`` as ``(PIP_NAME, value)`` pairs, and
     the values it cannot (``dropped``: local paths and ``file://`` URLs, as ``option value``)."""
 
-    env: tuple = ()
-    dropped: tuple = ()
-    sources: tuple = ()  # where each passed setting came from
+    env: tuple[tuple[str, str], ...] = ()
+    dropped: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # where each passed setting came from
 
     def secret_text(self) -> str:
         """The secret's content: ``PIP_NAME=value`` lines, which the Dockerfile exports."""
@@ -198,7 +200,9 @@ class HostIndex:
 
 
 def host_index(
-    settings: Mapping[str, Setting], overridden: tuple = (), given: tuple = ()
+    settings: Mapping[str, Setting],
+    overridden: tuple[str, ...] = (),
+    given: tuple[tuple[str, str], ...] = (),
 ) -> HostIndex:
     """From ``read``'s settings, what a build can use: ``index-url``, ``extra-index-url``,
     ``trusted-host``, and ``find-links`` and ``no-index`` when the find-links are URLs. Paths and
@@ -246,23 +250,23 @@ class HostNetwork:
     ca_note: str = ""  # why no CA is passed: "--no-host-ca", "none found", a warning
     index: Optional[HostIndex] = None
 
-    def build_words(self) -> tuple:
+    def build_words(self) -> tuple[str, ...]:
         """``docker build`` words: a ``--secret`` per thing passed. The CA by its path (docker's
         client reads the file), the index settings from ``INDEX_SECRET_ENV`` (``build_env``)."""
-        words: tuple = ()
+        words: tuple[str, ...] = ()
         if self.ca is not None:
             words += ("--secret", f"id={CA_SECRET_ID},src={self.ca.path}")
         if self.index is not None and self.index.env:
             words += ("--secret", f"id={INDEX_SECRET_ID},env={INDEX_SECRET_ENV}")
         return words
 
-    def build_env(self) -> tuple:
+    def build_env(self) -> tuple[tuple[str, str], ...]:
         """The build command's added environment: the index secret's text."""
         if self.index is not None and self.index.env:
             return ((INDEX_SECRET_ENV, self.index.secret_text()),)
         return ()
 
-    def describe(self) -> list:
+    def describe(self) -> list[str]:
         """The plan's lines: which CA and index settings the build gets, from where."""
         if self.ca is not None:
             lines = [

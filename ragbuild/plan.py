@@ -10,13 +10,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, TypedDict, Union
 from collections.abc import Mapping
 
 from ragbuild import passthrough
 from ragbuild.docker_config import Credentials, DockerTarget
 from ragbuild.buildx import (
     NOT_FOR_SAGEMAKER,
+    Cache,
     buildx_reasons,
     check_builder,
     parse_cache,
@@ -45,6 +46,7 @@ from ragbuild.pip_config import HostNetwork, secret_build_args
 
 if TYPE_CHECKING:  # semver is imported where a version needs it
     import semver
+    from ragbuild.manifest import ReadFailed
 
 from ragbuild.run.command import Command, Mode
 from ragbuild.reference import Registry, check_image_name, check_tag, parse_registry
@@ -69,8 +71,8 @@ class PushPlan:
     """What the pre-flight decided about the push, before the build (push_preflight.prepare); the build
     command consumes it."""
 
-    refs: tuple  # the refs to push, in the plan's order
-    skipped: tuple = ()  # refs left out (tags the immutable repository would refuse)
+    refs: tuple[str, ...]  # the refs to push, in the plan's order
+    skipped: tuple[str, ...] = ()  # refs left out (tags the immutable repository would refuse)
     credentials: Optional[Credentials] = None  # where docker gets the host's credentials
     insecure: bool = False  # the daemon reaches the registry over plain HTTP / unverified TLS
     by_build: bool = False  # the build pushes the refs itself (``build_pushes``)
@@ -80,7 +82,7 @@ class PushPlan:
     #: what each ref named in the registry before the build (``push_preflight.read_existing``): its
     #: manifest digest, "" when the tag did not exist, the ``manifest.ReadFailed`` when it could
     #: not be read; the restore advice after a push of another image quotes it
-    before: Mapping = field(default_factory=dict, compare=False)
+    before: Mapping[str, Union[str, ReadFailed]] = field(default_factory=dict, compare=False)
     #: how the pre-flight reached the registry (scheme, TLS, docker's credentials): the
     #: read-back reuses it. An ``registry.Session`` (push.session_of); typed ``object`` because
     #: access imports this module.
@@ -95,25 +97,28 @@ class PushPlan:
 @dataclass(frozen=True)
 class BuildPlan:
     base: str  # registry URI or image name
-    tags: tuple  # tag names, in bash's order
-    build_args: tuple  # ((key, value), ...) in the order passed to docker
+    tags: tuple[str, ...]  # tag names, in bash's order
+    build_args: tuple[tuple[str, str], ...]  # ((key, value), ...) in the order passed to docker
     timestamp: str
     git: GitInfo
     version: Optional[str]
     env: Optional[str]
     registry: Optional[Registry]
     options: Options = field(repr=False, default_factory=Options)
-    notes: tuple = ()  # why each moving tag (latest, <major>, <major>.<minor>) was kept or not
-    platforms: tuple = ()
-    buildx: tuple = ()  # why the build needs docker buildx build (empty: plain docker build)
-    cache_from: tuple = ()  # Cache
-    cache_to: tuple = ()
+    #: why each moving tag (latest, <major>, <major>.<minor>) was kept or not
+    notes: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    #: why the build needs docker buildx build (empty: plain docker build)
+    buildx: tuple[str, ...] = ()
+    cache_from: tuple[Cache, ...] = ()
+    cache_to: tuple[Cache, ...] = ()
     docker: Optional[DockerTarget] = None  # the daemon docker talks to
     created: str = ""  # the build instant in RFC 3339 with its offset (the OCI created label)
-    passthrough: tuple = ()  # docker build words of --secret, --ssh and after -- (passthrough.py)
-    moving_tags: frozenset = frozenset()  # tags a later build must overwrite (moving_tags)
+    #: docker build words of --secret, --ssh and after -- (passthrough.py)
+    passthrough: tuple[str, ...] = ()
+    moving_tags: frozenset[str] = frozenset()  # tags a later build must overwrite (moving_tags)
     limits: Limits = field(default_factory=Limits)  # flags over setup.cfg over the defaults
-    smoke_command: tuple = (DEFAULT_SMOKE_COMMAND,)  # argv after IMAGE in docker run
+    smoke_command: tuple[str, ...] = (DEFAULT_SMOKE_COMMAND,)  # argv after IMAGE in docker run
     host: HostNetwork = field(default_factory=HostNetwork)  # the CA and index secrets
 
     @property
@@ -122,11 +127,11 @@ class BuildPlan:
         return len(self.platforms) > 1
 
     @property
-    def refs(self) -> tuple:
+    def refs(self) -> tuple[str, ...]:
         return tuple(f"{self.base}:{tag}" for tag in self.tags)
 
     @property
-    def version_refs(self) -> tuple:
+    def version_refs(self) -> tuple[str, ...]:
         """The refs of the release tags ``v<version>`` and ``<version>``: they name one image for
         good, so a push never moves them without --replace-version-tags (``push_preflight.prepare``)."""
         if self.version is None:
@@ -142,7 +147,7 @@ class BuildPlan:
 # --- validation --------------------------------------------------------------------------------
 
 
-def parse_build_arg(raw: str) -> tuple:
+def parse_build_arg(raw: str) -> tuple[str, str]:
     match = BUILD_ARG_RE.fullmatch(raw)
     if not match:
         raise UsageError(f"--build-arg {raw!r} is not KEY=VALUE")
@@ -196,7 +201,7 @@ def make_plan(
     git: GitInfo,
     moment: datetime,
     *,
-    version_tags: Optional[tuple] = None,
+    version_tags: Optional[tuple[tuple[str, semver.Version], ...]] = None,
     environ: Optional[Mapping[str, str]] = None,
     docker: Optional[DockerTarget] = None,
     host: Optional[HostNetwork] = None,
@@ -274,7 +279,9 @@ def make_plan(
     )
 
 
-def _check_version_and_env(options: Options, config: Config) -> tuple:
+def _check_version_and_env(
+    options: Options, config: Config
+) -> tuple[Optional[semver.Version], Optional[str]]:
     """``(semver.Version or None, env or None)``: at least one given, prod only with a version."""
     if options.version is None and options.env is None:
         raise UsageError(
@@ -290,7 +297,7 @@ def _check_version_and_env(options: Options, config: Config) -> tuple:
     return parsed, env
 
 
-def _check_custom_tags(options: Options, parsed: Optional[semver.Version]) -> tuple:
+def _check_custom_tags(options: Options, parsed: Optional[semver.Version]) -> tuple[str, ...]:
     """Each --tag is a valid tag, and none is a moving tag the latest policy decides about: with
     --no-latest or --latest-policy auto, ``--tag latest`` would tag (and push) latest whatever
     the policy says, and under auto so would ``--tag <major>`` with --semver-tags."""
@@ -346,7 +353,14 @@ def _check_registry(options: Options) -> Optional[Registry]:
     return registry
 
 
-def _where_to_build(options: Options) -> dict:
+class _Where(TypedDict):
+    platforms: tuple[str, ...]
+    buildx: tuple[str, ...]
+    cache_from: tuple[Cache, ...]
+    cache_to: tuple[Cache, ...]
+
+
+def _where_to_build(options: Options) -> _Where:
     """--builder, --platform, --cache-from and --cache-to, checked (buildx.py): the plan's
     ``platforms``, ``buildx``, ``cache_from`` and ``cache_to``."""
     builder = check_builder(options.builder) if options.builder is not None else None
@@ -381,11 +395,11 @@ def plan_build_args(
     env: Optional[str],
     git: GitInfo,
     timestamp: str,
-    extra: tuple,
+    extra: tuple[tuple[str, str], ...],
     *,
-    buildx: tuple = (),
-    cache_to: tuple = (),
-) -> tuple:
+    buildx: tuple[str, ...] = (),
+    cache_to: tuple[Cache, ...] = (),
+) -> tuple[tuple[str, str], ...]:
     """``VERSION``, ``ENVIRONMENT`` (those given), ``GIT_COMMIT``, ``BUILD_TIMESTAMP``, then each
     --build-arg; plain docker build spells ``--cache-to type=inline`` as BUILDKIT_INLINE_CACHE=1."""
     build_args = []
@@ -496,7 +510,7 @@ def build_command(
     if plan.platforms:
         argv += ["--platform", ",".join(plan.platforms)]
     for cache in plan.cache_from:
-        argv += ["--cache-from", cache.raw if plan.buildx else cache.ref]
+        argv += ["--cache-from", cache.raw if plan.buildx else cache.ref or cache.raw]
     for cache in plan.cache_to:
         if plan.buildx:  # plain docker build: BUILDKIT_INLINE_CACHE=1 among the build args
             argv += ["--cache-to", cache.raw]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Optional
 from collections.abc import Mapping, Sequence
 
+from ragbuild.build_failure import PIP_PROXY
 from ragbuild.pip_config import CA_SECRET_ID, INDEX_SECRET_ID, TRUE, HostNetwork
 from ragbuild.run.command import Command, Kind
 from ragbuild.run.redaction import URL_USERINFO_RE
@@ -86,7 +87,7 @@ COPY --from=probe /ragbuild-probe /
 """
 
 
-def syntax_frontend(text: str, build_args: Mapping[str, str]) -> Optional[tuple]:
+def syntax_frontend(text: str, build_args: Mapping[str, str]) -> Optional[tuple[str, str]]:
     """``(image, source)``: the frontend image the build runs its Dockerfile through, and what
     named it (``--build-arg BUILDKIT_SYNTAX`` or ``# syntax=``); None for the engine's built-in
     frontend. The value's first word is the image (BuildKit passes the rest to it)."""
@@ -125,9 +126,9 @@ class Probe:
 
     name: str  # file name in doctor's directory, and of its answer directory
     dockerfile: str
-    words: tuple = ()
+    words: tuple[str, ...] = ()
     answer: bool = False  # exports an answer directory (the index probe)
-    env: tuple = ()  # added to docker's environment (the index secret's text)
+    env: tuple[tuple[str, str], ...] = ()  # added to docker's environment (the index secret's text)
 
     def write(self, directory: str) -> None:
         with open(
@@ -221,7 +222,7 @@ def index_probe(
     (the probe's name and doctor's directory): BuildKit runs a step once for concurrent builds
     whose steps are the same (a secret is no part of a step's identity), so without it the
     probes with and without the CA, or two doctors at once, would share one answer."""
-    words: list = []
+    words: list[str] = []
     for key in (*INDEX_ARGS, *PROXY_ARGS):
         if key in build_args:
             words += ["--build-arg", f"{key}={build_args[key]}"]
@@ -274,12 +275,11 @@ def read_answer(directory: str) -> Answer:
     return Answer(status, said)
 
 
-#: pip's words for why it could not fetch, most telling first: each pattern's first group (or
-#: whole match) is the reason.
+#: pip's words for why it could not fetch, most telling first: each pattern's ``reason`` group,
+#: else its first group (or whole match), is the reason; the proxy's are build_failure's.
 PIP_REASONS = (
     re.compile(r"\[SSL: CERTIFICATE_VERIFY_FAILED\] ([^'\"()]+?)(?: \(_ssl\.c:\d+\))?['\")]"),
-    re.compile(r"(Tunnel connection failed: [^'\"]+)"),
-    re.compile(r"ProxyError\('([^']+)'"),
+    *PIP_PROXY,
     re.compile(r"(Failed to establish a new connection: [^'\"]+)"),
     re.compile(r"(Read timed out[^'\"]*)"),
     re.compile(r"Could not fetch URL \S+: (\d{3} [A-Za-z ]+Error[^-]*?) - skipping"),
@@ -297,8 +297,9 @@ def pip_reason(said: str) -> str:
 def _pip_reason(said: str) -> str:
     for pattern in PIP_REASONS:
         match = pattern.search(said)
-        if match:
-            reason = match[1] if match.groups() else match[0]
+        named = match.groupdict() if match else {}
+        if match and named.get("reason", "") is not None:  # None: ProxyError( without words
+            reason = named.get("reason") or (match[1] if match.groups() else match[0])
             if "CERTIFICATE_VERIFY_FAILED" in pattern.pattern:
                 return f"CERTIFICATE_VERIFY_FAILED: {reason}"
             return reason.strip()
@@ -322,10 +323,10 @@ def build_reason(output: str) -> str:
     return SOLVE_PREFIX_RE.sub("", lines[-1]) if lines else "no output"
 
 
-def network_words(docker_options: Sequence[str]) -> tuple:
+def network_words(docker_options: Sequence[str]) -> tuple[str, ...]:
     """The build's own ``--network`` and ``--add-host`` (after ``--``), which decide what a
     RUN reaches; the probes get them too."""
-    words: list = []
+    words: list[str] = []
     options = list(docker_options)
     for i, word in enumerate(options):
         if word in ("--network", "--add-host") and i + 1 < len(options):

@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from collections.abc import Mapping
 
 from ragbuild.errors import PushFailed, UsageError
@@ -49,13 +49,13 @@ from ragbuild.push_image import (
     image_git,
     image_moment,
     planned_platform,
-    run_steps,
     target_options,
     target_plan,
 )
 
 if TYPE_CHECKING:
     from ragbuild import steps
+    from ragbuild.manifest import ReadFailed
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,9 @@ class Promotion:
     raw: Any = None  # manifest_api.Raw: the source's manifest
     image: Any = None  # manifest_api.ImageConfig
     repository: Any = None  # ecr.RepositoryInfo (ECR only)
-    existing: dict = field(default_factory=dict)  # ref -> digest, "", ReadFailed
-    todo: tuple = ()  # the refs to write
-    skipped: tuple = ()  # immutable refs left out
+    existing: dict[str, Union[str, ReadFailed]] = field(default_factory=dict)  # or "": none
+    todo: tuple[str, ...] = ()  # the refs to write
+    skipped: tuple[str, ...] = ()  # immutable refs left out
     found: Optional[bool] = None  # the registry has SOURCE; False: it answered 404
 
 
@@ -139,7 +139,7 @@ def promote_recorder(state: steps.RunState, runner: Runner, promotion: Promotion
     from ragbuild import steps
 
     class Recorder(steps.Recorder):
-        def document(self) -> dict:
+        def document(self) -> dict[str, Any]:
             doc = super().document()
             raw = promotion.raw
             doc["source"] = {
@@ -216,7 +216,7 @@ def promote(
     state = steps.RunState(options, config, facts, plan, environ)
     creds = docker_config.credentials(registry.host)
 
-    def preflight(runner: Runner, state: steps.RunState) -> None:
+    def preflight(runner: Runner, state: steps.RunState) -> steps.Made:
         push_preflight.check_helper(runner, creds, environ)
         logged_in = None
         if registry.is_ecr:
@@ -257,10 +257,15 @@ def promote(
             check_platform(source.ref, image.platform, planned, "nothing was written")
         git = image_git(image.value("GIT_COMMIT") or image.labels.get(REVISION_LABEL))
         moment = image_moment(image.env, image.labels, f"the source {source.ref}")
-        state.plan = target_plan(runner, options, config, git, moment, environ, target)
-        state.facts = replace(state.facts, git=git, moment=moment)
-        state.image = steps.Image(image.digest, _size(raw), (), image.labels, followed=image.digest)
-        state.image_id = image.digest
+        return steps.Made(
+            plan=target_plan(runner, options, config, git, moment, environ, target),
+            facts=replace(state.facts, git=git, moment=moment),
+            image=steps.Image(image.digest, _size(raw), (), image.labels, followed=image.digest),
+            image_id=image.digest,
+        )
+
+    def targets(runner: Runner, state: steps.RunState) -> None:  # the pre-flight's second part
+        raw, image, session = promotion.raw, promotion.image, promotion.session
         runner.log(
             f"promoting {source.ref} ({raw.digest}, {raw.media_type}): its manifest "
             "written under each tag, no build, no layer upload"
@@ -282,26 +287,31 @@ def promote(
             promotion.skipped = skipped
             promotion.todo = tuple(ref for ref in promotion.todo if ref not in skipped)
 
-    def gate_step(runner: Runner, state: steps.RunState) -> None:
+    def gate_step(runner: Runner, state: steps.RunState) -> steps.Made:
         if ns.no_gate is not None:
-            state.gate = {"ran": False, "reason": ns.no_gate, "at": _now()}
             runner.log(f"warning: --no-gate: {source.ref} is promoted untested ({ns.no_gate})")
-            return
-        gate(runner, state.plan, config, promotion, lambda record: setattr(state, "gate", record))
+            return steps.Made(gate={"ran": False, "reason": ns.no_gate, "at": _now()})
+        return steps.Made(gate=gate(runner, state.plan, config, promotion))
 
-    def write(runner: Runner, state: steps.RunState) -> None:
-        written = write_tags(runner, state.plan, promotion)
-        state.digests.update(written)
+    def write(runner: Runner, state: steps.RunState) -> steps.Made:
+        return steps.Made(digests=write_tags(runner, state.plan, promotion))
 
-    def verify(runner: Runner, state: steps.RunState) -> None:
-        state.pinned = verify_tags(runner, state.plan, promotion, state.digests)
+    def verify(runner: Runner, state: steps.RunState) -> steps.Made:
+        pinned, verified = verify_tags(runner, state.plan, promotion)
+        return steps.Made(digests=verified, pinned=pinned)
 
     recorder = promote_recorder(state, runner, promotion)
-    run_steps(
+    steps.run_steps(
         runner,
         state,
         recorder,
-        (("pre-flight", preflight), ("gate", gate_step), ("promote", write), ("verify", verify)),
+        (
+            ("pre-flight", preflight),
+            ("pre-flight", targets),
+            ("gate", gate_step),
+            ("promote", write),
+            ("verify", verify),
+        ),
     )
     return 0
 
@@ -372,7 +382,9 @@ def fetch_source(runner: Runner, plan: BuildPlan, what: str, promotion: Promotio
     return _retry(runner, plan, what, attempt)
 
 
-def check_existing(runner: Runner, plan: BuildPlan, existing: Mapping, digest: str) -> tuple:
+def check_existing(
+    runner: Runner, plan: BuildPlan, existing: Mapping[str, Union[str, ReadFailed]], digest: str
+) -> tuple[str, ...]:
     """The refs to write: those not at ``digest`` yet. A version tag (``plan.version_refs``) at
     ``digest`` already is a no-op; at another digest it stops the run (PushFailed, exit 1)
     unless --replace-version-tags; one that could not be read stops it too."""
@@ -416,20 +428,14 @@ def check_source_shape(ref: str, raw: Any, options: Options) -> None:
         raise PushFailed(f"{problem}; nothing was written")
 
 
-def gate(
-    runner: Runner,
-    plan: BuildPlan,
-    config: Config,
-    promotion: Promotion,
-    keep: Callable[[dict], None],
-) -> None:
+def gate(runner: Runner, plan: BuildPlan, config: Config, promotion: Promotion) -> dict[str, Any]:
     """The gate on the source's digest before any tag is written: the SageMaker gate
     (``sagemaker.run``: ``docker run IMAGE serve`` with ``/opt/ml/model`` read-only, ``/ping``
     within 2 s, ``/invocations``, the exit after SIGTERM, ``SAGEMAKER_BIND_TO_PORT``), with
     ``/health``'s ``git_commit`` against the source's revision (not the target's version), on
     the image pulled by digest unless the engine has it (that pull is the gate's, not the
-    promotion's). ``keep`` gets what the metadata records, passed or failed
-    (``sagemaker.recorded``: what was tested, the figures and when)."""
+    promotion's). Returns what the metadata records (``sagemaker.recorded``: what was tested,
+    the figures and when; a failure carries it as ``GateFailed.record``)."""
     from ragbuild import sagemaker, smoke
 
     raw = promotion.raw
@@ -454,15 +460,12 @@ def gate(
         pulled = True
     revision = plan.git.commit if plan.git.sha else None
     expect = smoke.Expectation(image=ref, git_commit=revision, command=plan.smoke_command)
-    sagemaker.recorded(
-        ref,
-        lambda: sagemaker.run(runner, expect, timeout=plan.limits.smoke_timeout),
-        keep,
-        pulled,
-    )
+    return sagemaker.recorded(
+        ref, lambda: sagemaker.run(runner, expect, timeout=plan.limits.smoke_timeout), pulled
+    )[1]
 
 
-def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict:
+def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict[str, str]:
     """PUT the source's manifest under each ref to write, one after the other (a transient
     failure retried); each must be stored at the source's digest. Returns ref -> digest of
     those written; PushFailed says what was written and what not."""
@@ -470,7 +473,7 @@ def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict:
 
     raw = promotion.raw
     session = promotion.session
-    written: dict = {}
+    written: dict[str, str] = {}
     for ref in promotion.todo:
         tag = ref.rsplit(":", 1)[1]
         url = manifest_api.manifest_url(session, tag)
@@ -495,9 +498,12 @@ def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict:
     return written
 
 
-def verify_tags(runner: Runner, plan: BuildPlan, promotion: Promotion, digests: dict) -> str:
+def verify_tags(
+    runner: Runner, plan: BuildPlan, promotion: Promotion
+) -> tuple[str, dict[str, str]]:
     """Every target ref (but the immutable ones left out) read back at once: each must name the
-    source's digest. Returns and prints ``<repository>@<digest>``."""
+    source's digest. Returns (and prints) ``<repository>@<digest>``, with ref -> digest of those
+    read back at it (PushFailed's ``pushed`` when another was not)."""
     from ragbuild import manifest as manifest_api
 
     raw = promotion.raw
@@ -520,16 +526,17 @@ def verify_tags(runner: Runner, plan: BuildPlan, promotion: Promotion, digests: 
         for ref in refs
     ]
     answers = runner.check_all(checks)
-    problems = []
+    problems, verified = [], {}
     for ref, answer in zip(refs, answers):
         if isinstance(answer, str):
             problems.append(f"{ref}: cannot read it back: {tail(answer, 1)}")
         elif answer.digest != digest:
             problems.append(f"{ref} names {answer.digest}, not {digest}")
         else:
-            digests[ref] = digest
+            verified[ref] = digest
     if problems:
-        raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
+        said = "verification failed:\n" + "\n".join(f"  {p}" for p in problems)
+        raise PushFailed(said, pushed=verified)
     pinned = f"{plan.base}@{digest}"
     runner.report(
         f"promoted and verified {len(refs)} tags, all {digest} ({promotion.source.ref}):", SUCCESS
@@ -541,4 +548,4 @@ def verify_tags(runner: Runner, plan: BuildPlan, promotion: Promotion, digests: 
             f"left out (the repository keeps them immutable): {', '.join(promotion.skipped)}"
         )
     runner.emit(pinned)
-    return pinned
+    return pinned, verified

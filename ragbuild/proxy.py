@@ -58,7 +58,7 @@ class ProxySettings:
     def any(self) -> bool:
         return bool(proxy_url(self.http_proxy) or proxy_url(self.https_proxy))
 
-    def masked(self) -> tuple:
+    def masked(self) -> tuple[str, ...]:
         """The proxy URLs whose credentials ``docker info`` masked (``xxxxx``)."""
         found = []
         for value in (self.https_proxy, self.http_proxy):
@@ -108,7 +108,7 @@ def proxy_url(value: str) -> Optional[str]:
     return "http://" + value
 
 
-def split_host_port(hostport: str) -> tuple:
+def split_host_port(hostport: str) -> tuple[str, str]:
     """Go's ``net.SplitHostPort``: ``(host, port)`` of ``host:port`` or ``[v6]:port``, the port
     unchecked; ValueError when there is no port or the brackets are wrong."""
     colon = hostport.rfind(":")
@@ -140,7 +140,7 @@ def split_host_port(hostport: str) -> tuple:
     return host, hostport[colon + 1 :]
 
 
-def url_host_port(url: str) -> tuple:
+def url_host_port(url: str) -> tuple[str, str, str]:
     """``(scheme, host, port)`` of a URL as Go's ``url.URL`` gives them (``Hostname()``,
     ``Port()``: the host's text unchanged, brackets off, "" for no port)."""
     parts = urllib.parse.urlsplit(url)
@@ -220,7 +220,7 @@ def _cidr(entry: str) -> Optional[Union[ipaddress.IPv4Network, ipaddress.IPv6Net
         return None
 
 
-def no_proxy_rules(no_proxy: str) -> tuple:
+def no_proxy_rules(no_proxy: str) -> tuple[_Rule, ...]:
     """NO_PROXY as Go's ``config.init`` reads it (module docstring): the rules, in order; an
     entry ``*`` makes it ``(all,)``; malformed entries are left out."""
     rules = []

@@ -224,9 +224,9 @@ class Context:
     image_id: Optional[str] = None
 
 
-def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> None:
-    """``docker push`` each ref on its own, recording each digest in ``digests`` (a failure
-    keeps those pushed). Each ref is first tagged from the built image's ID (``docker tag ID
+def push(runner: Runner, ctx: Context) -> dict[str, Optional[str]]:
+    """``docker push`` each ref on its own; returns ref -> the digest each push reported, in
+    the order they went (a failure's error carries those pushed: ``PushFailed.pushed``). Each ref is first tagged from the built image's ID (``docker tag ID
     REF``, ``ctx.image_id``): another build on the daemon may have taken the tag since this
     run's build (its smoke test and scan take minutes), and ``docker push REF`` sends whatever
     the tag names when it runs. The first ref goes alone, its progress shown live: it uploads
@@ -236,6 +236,7 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
     is done; a transient failure among them is retried on its own; each must report the first
     one's digest. On a failure or Ctrl-C the error lists what was pushed and what was not."""
     refs = ctx.push.refs
+    digests: dict[str, Optional[str]] = {}
     try:
         if refs:
             _tag(runner, ctx, refs[:1])
@@ -269,12 +270,13 @@ def push(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str
         if refs:
             check_same(runner, ctx, refs[0], rest, digests)
     except PushFailed as failure:
-        raise PushFailed(f"{failure}\n{progress(ctx.push.refs, digests)}") from None
+        said = f"{failure}\n{progress(ctx.push.refs, digests)}"
+        raise PushFailed(said, pushed=digests) from None
     except (Interrupted, KeyboardInterrupt) as stop:
         text = str(stop) if isinstance(stop, Interrupted) else interrupted_text(signal_of(stop))
-        raise Interrupted(
-            f"{text}\n{progress(ctx.push.refs, digests)}", signum=signal_of(stop)
-        ) from None
+        said = f"{text}\n{progress(ctx.push.refs, digests)}"
+        raise Interrupted(said, signum=signal_of(stop), pushed=digests) from None
+    return digests
 
 
 def _tag(runner: Runner, ctx: Context, refs: Sequence[str]) -> None:
@@ -394,7 +396,7 @@ def _local_tags(runner: Runner, image: str) -> str:
     return f" (locally: {', '.join(tags)})" if isinstance(tags, list) and tags else ""
 
 
-def restore_advice(ctx: Context, refs: Sequence[str]) -> list:
+def restore_advice(ctx: Context, refs: Sequence[str]) -> list[str]:
     """How to put each of ``refs`` back to what it named before the run (``PushPlan.before``,
     read by the pre-flight): ``docker buildx imagetools create`` copies a manifest to a tag
     by its digest, unchanged (https://docs.docker.com/reference/cli/docker/buildx/imagetools/create/);

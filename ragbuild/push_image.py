@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import time
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from collections.abc import Mapping, Sequence
 
 from ragbuild.errors import PushFailed, RagbuildError, UsageError
@@ -36,22 +35,18 @@ DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 def target_options(ns: argparse.Namespace, registry: str, registry_source: str) -> Options:
     """The build's ``Options`` for the target tags of ``ns`` (a pushing build: ``push``);
     ``ns.policy``: the latest policy the CLI made of --latest/--no-latest/--latest-policy."""
-    return Options(
-        version=ns.version,
-        env=ns.env,
+    from ragbuild.commands.args import tag_options
+
+    return replace(
+        tag_options(ns, ns.policy),
         registry=registry,
         registry_source=registry_source,
-        tags=tuple(ns.tags),
         push=True,
         dry_run=ns.dry_run,
         allow_dirty=ns.allow_dirty,
         replace_version_tags=ns.replace_version_tags,
         skip_existing_immutable=ns.skip_existing_immutable,
         metadata_file=ns.metadata_file,
-        semver_tags=ns.semver_tags,
-        latest_policy=ns.policy,
-        build_number=ns.build_number,
-        ci_tags=ns.ci_tags,
         not_for_sagemaker=getattr(ns, "not_for_sagemaker", False),
         platform=getattr(ns, "platform", None),
     )
@@ -189,7 +184,7 @@ def health_warning(env: Mapping[str, str], plan: BuildPlan) -> Optional[str]:
     )
 
 
-def describe_targets(plan: BuildPlan) -> list:
+def describe_targets(plan: BuildPlan) -> list[str]:
     """The lines printed before anything is pushed: the image's facts and the target tags."""
     lines = [f"repository: {plan.base}"]
     if plan.version:
@@ -338,16 +333,14 @@ def push_image(
     if warning:
         runner.log(warning)
     facts = steps.Facts(git=git, moment=moment, docker_config=docker_config, docker=target)
-    state = steps.RunState(options, config, facts, plan, environ)
-    state.image = steps.Image(image_id, size, repo_tags, labels, followed=image_id)
-    state.image_id = image_id
+    image = steps.Image(image_id, size, repo_tags, labels, followed=image_id)
+    state = steps.RunState(options, config, facts, plan, environ, image=image, image_id=image_id)
 
-    def preflight(runner: Runner, state: steps.RunState) -> None:
-        state.preflight = steps.Preflight(
-            push=push_preflight.prepare(runner, plan, docker_config, environ, image_id)
-        )
+    def preflight(runner: Runner, state: steps.RunState) -> steps.Made:
+        push = push_preflight.prepare(runner, plan, docker_config, environ, image_id)
+        return steps.Made(preflight=steps.Preflight(push=push))
 
-    run_steps(
+    steps.run_steps(
         runner,
         state,
         steps.Recorder.for_state(state, runner),
@@ -364,27 +357,6 @@ def _check_outputs(options: Options, environ: Mapping[str, str]) -> None:
         check_path(options.metadata_file)
     if environ.get("GITHUB_OUTPUT"):
         check_path(environ["GITHUB_OUTPUT"], "$GITHUB_OUTPUT", append=True)
-
-
-def run_steps(
-    runner: Runner,
-    state: steps.RunState,
-    recorder: steps.Recorder,
-    steps: Sequence[tuple],
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Each ``(name, step)`` in order, timed into ``state.times``, as steps.run runs a
-    build's; the metadata is written at the end, and when a step fails."""
-    for name, step in steps:
-        started = clock()
-        try:
-            step(runner, state)
-        except BaseException as err:
-            state.times[name] = clock() - started
-            recorder.failed(name, err)
-            raise
-        state.times[name] = clock() - started
-    recorder.finish()
 
 
 # --- promote SOURCE ----------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def prepare(
         Login("AWS", logged_in) if logged_in is not None else None,
         environ,
     )
-    found: dict = {}
+    found: dict[str, manifest.Manifest] = {}
     before = read_existing(runner, plan, session, refs, manifests=found)
     same = frozenset(
         ref
@@ -122,7 +122,9 @@ def after_login(creds: Credentials) -> Credentials:
     )
 
 
-def existing_first(refs: Sequence[str], before: Mapping) -> tuple:
+def existing_first(
+    refs: Sequence[str], before: Mapping[str, Union[str, manifest.ReadFailed]]
+) -> tuple[str, ...]:
     """``refs`` with those the registry already has (``before``: a digest, or unreadable)
     first, each group in its order. Used when ECR's tag mutability is unknown (describe
     denied): only an existing tag can be refused as immutable (ECR refuses overwriting a tag,
@@ -141,8 +143,8 @@ def read_existing(
     session: registry.Session,
     refs: Sequence[str],
     sleep: Callable[[float], None] = time.sleep,
-    manifests: Optional[dict] = None,
-) -> dict:
+    manifests: Optional[dict[str, manifest.Manifest]] = None,
+) -> dict[str, Union[str, manifest.ReadFailed]]:
     """What each of ``refs`` names in the registry now, all asked at once (``GET`` of the tag's
     manifest through the pre-flight's session; a transient failure retried as a push is):
     ref -> manifest digest, "" where the tag does not exist (HTTP 404), the ``manifest.ReadFailed``
@@ -198,7 +200,10 @@ def read_existing(
 
 
 def check_version_tags(
-    runner: Runner, plan: BuildPlan, before: Mapping, same: frozenset = frozenset()
+    runner: Runner,
+    plan: BuildPlan,
+    before: Mapping[str, Union[str, manifest.ReadFailed]],
+    same: frozenset[str] = frozenset(),
 ) -> None:
     """A version tag (``plan.version_refs``) the registry already has stops the run before the
     build (PushFailed, exit 1), naming the digest it names: a version names one image for good,

@@ -195,7 +195,7 @@ def _basic(login: Login) -> str:
     return "Basic " + base64.b64encode(pair).decode()
 
 
-def parse_challenge(header: str) -> tuple:
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """``(scheme, params)`` of a ``WWW-Authenticate`` header (``Bearer realm="...",service=...``)."""
     scheme, _, rest = (header or "").strip().partition(" ")
     params = {}
@@ -206,7 +206,7 @@ def parse_challenge(header: str) -> tuple:
     return scheme.lower(), params
 
 
-def _split_params(text: str) -> list:
+def _split_params(text: str) -> list[str]:
     parts, current, quoted = [], "", False
     for char in text:
         if char == '"':
@@ -252,10 +252,12 @@ class Session:
         #: asks the daemon when verified HTTPS fails
         self.insecure = always_insecure(host) if insecure is None else insecure
         self.base = f"https://{self.api}"
-        self._contexts: dict = {}
+        self._contexts: dict[bool, ssl.SSLContext] = {}  # by insecure
         self._lock = threading.Lock()
-        self._challenge: tuple = ("", {})  # the last 401's (scheme, params)
-        self._authorization: dict = {}  # scope -> Secret(Authorization header value, "": none)
+        self._challenge: tuple[str, dict[str, str]] = ("", {})  # the last 401's (scheme, params)
+        self._authorization: dict[
+            str, Secret
+        ] = {}  # scope -> Secret(Authorization header value, "": none)
 
     def context(self) -> ssl.SSLContext:
         key = self.insecure
@@ -320,7 +322,7 @@ class Session:
                     self._authorization.pop(scope, None)
         return answer
 
-    def _authorize(self, challenge: tuple, scope: str) -> Secret:
+    def _authorize(self, challenge: tuple[str, dict[str, str]], scope: str) -> Secret:
         """The Authorization header for ``scope`` under ``challenge`` (lock held), a Secret; ""
         inside when the registry's challenge is one docker would have to answer itself."""
         scheme, params = challenge

@@ -31,7 +31,7 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypedDict
 
 from ragbuild import diagnose, smoke
 from ragbuild.smoke import (
@@ -84,6 +84,8 @@ class GateFailed(SmokeTestFailed):
     def __init__(self, message: str, *, rule: str, figure: str = ""):
         super().__init__(message)
         self.rule, self.figure = rule, figure
+        #: what the metadata's ``gate`` records of this failure (``recorded`` sets it)
+        self.record: Optional[dict[str, Any]] = None
 
 
 def failure(image: str, rule: str, figure: str, detail: str = "") -> GateFailed:
@@ -109,10 +111,10 @@ class GateResult:
     stop_seconds: float  # from SIGTERM to the container's exit
     moved_port: int
     moved_ping_seconds: float  # the slowest /ping answer on MOVED_PORT
-    health: dict = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)  # /health's JSON
     tested_at: str = ""  # UTC, ISO 8601
 
-    def figures(self) -> dict:
+    def figures(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
@@ -144,14 +146,14 @@ class Outcome:
 
 
 #: ``(port, method, path, body_and_type or None, timeout) -> Outcome``
-Http = Callable[[int, str, str, Optional[tuple], float], Outcome]
+Http = Callable[[int, str, str, Optional[tuple[bytes, str]], float], Outcome]
 
 
 def http_request(
     port: int,
     method: str,
     path: str,
-    body: Optional[tuple],
+    body: Optional[tuple[bytes, str]],
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
@@ -230,39 +232,34 @@ def _now() -> str:
 
 
 def recorded(
-    image: str, gate: Callable[[], GateResult], keep: Callable[[dict], None], pulled: bool = False
-) -> GateResult:
-    """``gate()`` with its record handed to ``keep``, passed or failed (a failure is raised on):
-    what the metadata's ``gate`` holds, the same for a build's ``--smoke-test`` and a promote.
-    ``image``: what was tested (an image ID, or ``repository@digest``); ``at``: when it started
-    (UTC); ``seconds``: the gate's wall time; ``figures``: ``GateResult``'s (``tested_at``: when
-    it ended), or the ``rule`` broken and its ``figure``."""
+    image: str, gate: Callable[[], GateResult], pulled: bool = False
+) -> tuple[GateResult, dict[str, Any]]:
+    """``gate()`` and its record, what the metadata's ``gate`` holds, the same for a build's
+    ``--smoke-test`` and a promote; a failure is raised on with its record as
+    ``GateFailed.record``. ``image``: what was tested (an image ID, or ``repository@digest``);
+    ``at``: when it started (UTC); ``seconds``: the gate's wall time; ``figures``:
+    ``GateResult``'s (``tested_at``: when it ended), or the ``rule`` broken and its ``figure``."""
     at, started = _now(), time.monotonic()
     record = {"ran": True, "test": "sagemaker", "image": image, "pulled": pulled, "at": at}
     try:
         result = gate()
     except GateFailed as failed:
-        keep(
-            {
-                **record,
-                "passed": False,
-                "seconds": round(time.monotonic() - started, 3),
-                "rule": failed.rule,
-                "figure": failed.figure,
-            }
-        )
+        failed.record = {
+            **record,
+            "passed": False,
+            "seconds": round(time.monotonic() - started, 3),
+            "rule": failed.rule,
+            "figure": failed.figure,
+        }
         raise
     figures = {k: v for k, v in result.figures().items() if k not in ("image", "health")}
-    keep(
-        {
-            **record,
-            "passed": True,
-            "seconds": round(time.monotonic() - started, 3),
-            "health": result.health,
-            "figures": figures,
-        }
-    )
-    return result
+    return result, {
+        **record,
+        "passed": True,
+        "seconds": round(time.monotonic() - started, 3),
+        "health": result.health,
+        "figures": figures,
+    }
 
 
 class _Container:
@@ -317,7 +314,7 @@ class _Container:
             )
         return smoke.parse_port(answer.stdout)
 
-    def state(self) -> list:
+    def state(self) -> list[str]:
         return self.runner.run(state_command(self.name)).stdout.split()
 
     def __exit__(self, kind: Optional[type], error: Optional[BaseException], trace: object) -> None:
@@ -345,16 +342,28 @@ class _Container:
             self.runner.run(smoke.remove_command(self.name))
 
 
+class _FirstStart(TypedDict):
+    """The first start's figures, ``GateResult``'s fields."""
+
+    ping_seconds: float
+    ready_seconds: float
+    invocations_status: int
+    invocations_seconds: float
+    stop_seconds: float
+    moved_port: int
+    health: dict[str, Any]
+
+
 def _first_start(
     runner: Runner, expect: smoke.Expectation, timeout: float, http: Http, time_: _Clock, name: str
-) -> dict:
+) -> _FirstStart:
     image = expect.image
     try:
         with _Container(runner, expect, name, smoke.CONTAINER_PORT) as container:
             port = container.host_port(smoke.CONTAINER_PORT)
             started = time_.now()
 
-            def ready() -> tuple:
+            def ready() -> tuple[float, float]:
                 slowest = _wait_ping(
                     runner, container, port, smoke.CONTAINER_PORT, timeout, http, time_, image
                 )
@@ -459,7 +468,7 @@ def _wait_ping(
             time_.sleep(POLL)
 
 
-def _invoke(runner: Runner, port: int, http: Http, image: str) -> tuple:
+def _invoke(runner: Runner, port: int, http: Http, image: str) -> tuple[int, float]:
     with runner.waiting(f"POST /invocations of {image} to answer", INVOCATIONS_LIMIT):
         outcome = http(port, "POST", "/invocations", INVOCATION, INVOCATIONS_LIMIT)
     if outcome.status is None:

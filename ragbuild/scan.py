@@ -35,7 +35,7 @@ TRIVY = "trivy image --exit-code 1 --severity HIGH,CRITICAL {image}"
 
 @dataclass(frozen=True)
 class Scanner:
-    argv: tuple  # words, one or more holding {image}
+    argv: tuple[str, ...]  # words, one or more holding {image}
     source: str  # where it came from, for messages
 
 

@@ -55,7 +55,7 @@ def shape_problem(
 DEFAULT_PLATFORM = "linux/amd64"
 
 
-def planned_platform(platforms: tuple, not_for_sagemaker: bool) -> Optional[str]:
+def planned_platform(platforms: tuple[str, ...], not_for_sagemaker: bool) -> Optional[str]:
     """The one platform a push or promote of a single image must be: ``--platform``'s, else
     ``DEFAULT_PLATFORM`` for SageMaker; None (no rule) with --not-for-sagemaker and no
     --platform."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Optional
+from typing import Any, Optional
 from dataclasses import dataclass
 
 from collections.abc import Mapping, Sequence
@@ -47,9 +47,9 @@ class Expectation:
     version: Optional[str] = None  # None: not checked
     environment: Optional[str] = None
     git_commit: Optional[str] = None
-    command: tuple = (DEFAULT_SMOKE_COMMAND,)  # docker run IMAGE <command>
+    command: tuple[str, ...] = (DEFAULT_SMOKE_COMMAND,)  # docker run IMAGE <command>
 
-    def answer(self) -> dict:
+    def answer(self) -> dict[str, str]:
         """The /health answer this expects (what a dry run assumes)."""
         wanted = {
             "status": "ok",
@@ -59,7 +59,7 @@ class Expectation:
         }
         return {key: value for key, value in wanted.items() if value is not None}
 
-    def mismatches(self, health: dict) -> list:
+    def mismatches(self, health: Mapping[str, Any]) -> list[str]:
         wanted = {
             "status": "ok",
             "version": self.version,
@@ -135,7 +135,7 @@ def start_failure(expect: Expectation, result: Result) -> str:
     )
 
 
-def _health(expect: Expectation, answer: Answer) -> dict:
+def _health(expect: Expectation, answer: Answer) -> dict[str, Any]:  # /health's JSON
     status, body = answer
     if status != 200:
         raise SmokeTestFailed(

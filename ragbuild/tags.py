@@ -45,9 +45,9 @@ class BuildNumber:
 
 @dataclass(frozen=True)
 class Channels:
-    tags: tuple = ()  # ("1.2", "1"): right after <version>
+    tags: tuple[str, ...] = ()  # ("1.2", "1"): right after <version>
     latest: bool = True
-    notes: tuple = ()  # one line per moving tag: why it was kept or left out
+    notes: tuple[str, ...] = ()  # one line per moving tag: why it was kept or left out
 
 
 def channel_tags(parsed: semver.Version) -> tuple[str, str]:
@@ -87,7 +87,7 @@ def version_channels(
     *,
     semver_tags: bool,
     policy: LatestPolicy,
-    known: Optional[tuple] = None,
+    known: Optional[tuple[tuple[str, semver.Version], ...]] = None,
 ) -> Channels:
     """The channel tags and whether ``latest`` moves, with a note for each decision.
 
@@ -217,9 +217,9 @@ def plan_tags(
     timestamp: str,
     git: GitInfo,
     number: Optional[BuildNumber],
-    custom: tuple,
+    custom: tuple[str, ...],
     channel: Channels,
-) -> tuple:
+) -> tuple[str, ...]:
     """The tags, in bash's order with the opt-in ones slotted in (this module's docstring shows where);
     ``custom`` are the --tag values (``_check_custom_tags``); one equal to a generated tag is
     given once."""

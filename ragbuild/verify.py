@@ -3,8 +3,9 @@ is the image this run built; the result is the ``<repository>@<digest>`` to depl
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 
 from ragbuild.buildx import NOT_FOR_SAGEMAKER
 from ragbuild.errors import PushFailed
@@ -64,7 +65,9 @@ def _judge(
     return manifest.digest
 
 
-def _check_platform(runner: Runner, ctx: Context, session: registry_api.Session, ref: str) -> list:
+def _check_platform(
+    runner: Runner, ctx: Context, session: registry_api.Session, ref: str
+) -> list[str]:
     """The planned platform (``--platform``) is the pushed image's: its config's os/architecture
     (``shape.check_shape``), asked once, the refs all naming one manifest."""
     from ragbuild import manifest as manifest_api, shape
@@ -83,13 +86,24 @@ def _check_platform(runner: Runner, ctx: Context, session: registry_api.Session,
     return [problem] if problem else []
 
 
-def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[str]]) -> str:
+@dataclass(frozen=True)
+class Verified:
+    """What the read-back found: the ``<repository>@<digest>`` to pin, and ref -> the index
+    digest of each ref a multi-platform build pushed itself (none for a one-platform build:
+    its push reported them)."""
+
+    pinned: str
+    digests: Mapping[str, Optional[str]] = field(default_factory=dict)
+
+
+def verify(runner: Runner, ctx: Context, digests: Mapping[str, Optional[str]]) -> Verified:
     """Read every pushed ref back from the registry, all at once (``Runner.check_all``,
     ``read_back``): every ref must name what was pushed (the single image manifest ``docker
     push`` reported, or for a multi-platform build an index of every platform), all one digest.
-    Returns ``<repository>@<digest>``, also written to stdout, ready to pin; PushFailed lists
-    every problem. A multi-platform build's refs (pushed by the build itself) get their index
-    digests recorded in ``digests``. A dry run says what it would ask and takes the registry to
+    ``digests``: ref -> what the push reported. Returns ``Verified``, its ``pinned`` also
+    written to stdout; PushFailed lists every problem. A multi-platform build's refs (pushed by
+    the build itself) get their index digests in ``Verified.digests`` (and the error's
+    ``pushed``). A dry run says what it would ask and takes the registry to
     answer with what was pushed."""
     from ragbuild import manifest
     from ragbuild.registry import describe
@@ -137,9 +151,14 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
             found[ref] = _judge(ctx, ref, answer, digests)
         except ValueError as problem:
             problems.append(str(problem))
-    if plan.multi_platform:
-        digests.update(found)
-    elif plan.platforms and found and not plan.options.not_for_sagemaker and not problems:
+    recorded = dict(found) if plan.multi_platform else {}
+    if (
+        not plan.multi_platform
+        and plan.platforms
+        and found
+        and not plan.options.not_for_sagemaker
+        and not problems
+    ):
         problems += _check_platform(runner, ctx, session, next(iter(found)))
     distinct = sorted(set(found.values()))
     if len(distinct) > 1:
@@ -148,7 +167,8 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
             + ", ".join(f"{ref} {d}" for ref, d in found.items())
         )
     if problems:
-        raise PushFailed("verification failed:\n" + "\n".join(f"  {p}" for p in problems))
+        said = "verification failed:\n" + "\n".join(f"  {p}" for p in problems)
+        raise PushFailed(said, pushed=recorded)
     pinned = f"{registry.uri}@{distinct[0]}"
     runner.report(
         f"pushed and verified {len(found)} tags, all {what.format(digest=distinct[0])}:", SUCCESS
@@ -163,4 +183,4 @@ def verify(runner: Runner, ctx: Context, digests: MutableMapping[str, Optional[s
         )
         runner.report(f"left out ({why}): {', '.join(ctx.push.skipped)}")
     runner.emit(pinned)  # stdout: the one line a script wants
-    return pinned
+    return Verified(pinned, recorded)

@@ -5,9 +5,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Callable, NoReturn, TypeVar
 
 from ragbuild.errors import UsageError
+
+if TYPE_CHECKING:  # imported when a command runs (--help stays fast)
+    from ragbuild.config import LatestPolicy, Options
 
 #: The program's name in usage lines and messages.
 PROG = "build-image.py"
@@ -64,3 +67,21 @@ def sub_parser(name: str, description: str) -> ArgumentParser:
     parser = ArgumentParser(prog=f"{PROG} {name}", description=description, allow_abbrev=False)
     parser.add_argument("--dry-run", action="store_true", help="print the commands; run nothing")
     return parser
+
+
+def tag_options(ns: argparse.Namespace, policy: LatestPolicy) -> Options:
+    """``Options`` of the flags that decide the tags (``commands.build.add_tag_flags``), as a
+    build, ``push IMAGE`` and ``promote`` read them; ``policy``: the latest policy made of
+    --latest/--no-latest/--latest-policy (``commands.build.latest_policy``). Each command adds
+    its other flags (``dataclasses.replace``)."""
+    from ragbuild.config import Options
+
+    return Options(
+        version=ns.version,
+        env=ns.env,
+        tags=tuple(ns.tags),
+        semver_tags=ns.semver_tags,
+        latest_policy=policy,
+        build_number=ns.build_number,
+        ci_tags=ns.ci_tags,
+    )

@@ -422,7 +422,7 @@ def split_docker_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:at], argv[at + 1 :]
 
 
-def own_options(parser: argparse.ArgumentParser) -> frozenset:
+def own_options(parser: argparse.ArgumentParser) -> frozenset[str]:
     """Every option string of ``parser`` (``--dry-run``, ``-q``...): after ``--`` they are
     ragbuild's, not docker's (``passthrough.check_extra``)."""
     return frozenset(option for action in parser._actions for option in action.option_strings)
@@ -441,18 +441,16 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
 
     # before anything runs: ragbuild's own options after -- (passthrough.check_extra)
     passthrough.check_extra(docker_options, own_options(parser))
-    from ragbuild.config import Options
+    from dataclasses import replace
 
     policy = latest_policy(ns.latest, ns.latest_policy)
     registry, registry_source = ns.registry, "--registry"
     if registry is None and os.environ.get("ECR_REGISTRY_URI"):
         registry, registry_source = os.environ["ECR_REGISTRY_URI"], "ECR_REGISTRY_URI"
-    return Options(
-        version=ns.version,
-        env=ns.env,
+    return replace(
+        args.tag_options(ns, policy),
         registry=registry,
         registry_source=registry_source,
-        tags=tuple(ns.tags),
         no_cache=ns.no_cache,
         push=ns.push,
         dry_run=ns.dry_run,
@@ -470,10 +468,6 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
         scan=ns.scan or ns.scan_command is not None,
         scan_command=ns.scan_command,
         metadata_file=ns.metadata_file,
-        semver_tags=ns.semver_tags,
-        latest_policy=policy,
-        build_number=ns.build_number,
-        ci_tags=ns.ci_tags,
         builder=ns.builder,
         platform=ns.platform,
         cache_from=tuple(ns.cache_from),

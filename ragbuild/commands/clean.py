@@ -4,7 +4,7 @@ other tag."""
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Any, Optional
 from collections.abc import Sequence
 
 from ragbuild.commands.args import ArgumentParser, sub_parser
@@ -50,7 +50,7 @@ def inspect_images_command(ids: Sequence[str]) -> Command:
     )
 
 
-def ragbuild_refs(image: dict) -> list:
+def ragbuild_refs(image: dict[str, Any]) -> list[str]:  # docker image inspect's JSON
     """The tags of ``image`` on the repository its label names: what ragbuild's build put there.
     A fork built FROM a ragbuild image inherits the label but not those tags; a tag the user
     added (``docker tag rag-worker:dev team/x:1``) is on another repository. Both are kept."""
@@ -64,7 +64,7 @@ def ragbuild_refs(image: dict) -> list:
 
 def clean(
     runner: Runner, *, name: str = LOCAL_CONTAINER, repositories: Optional[Sequence[str]] = None
-) -> list:
+) -> list[str]:
     """Remove the tags ragbuild's builds of this project put on images (label
     org.ragbuild.repository naming one of ``repositories``: ``cleanup.project_repositories``;
     None: every labelled image, ``clean --all``), and only those: docker deletes an image once
@@ -78,7 +78,7 @@ def clean(
     ids = list(dict.fromkeys(listed.stdout.split()))
     images = _inspect(runner, ids) if ids else []
 
-    def label(image: dict) -> Optional[str]:
+    def label(image: dict[str, Any]) -> Optional[str]:
         return ((image.get("Config") or {}).get("Labels") or {}).get(REPOSITORY_LABEL)
 
     ours = [
@@ -166,7 +166,7 @@ def clean(
 
 def _remove_tags(
     runner: Runner, refs: Sequence[str], keeping: Optional[Sequence[str]] = None
-) -> list:
+) -> list[str]:
     """``docker image rm`` of ``refs`` (no --force); returns docker's lines for tags removed
     since the listing (a concurrent clean, a user: gone, as clean wants). Any other refusal
     raises, saying that the container ``keeping`` was left as it was."""
@@ -187,7 +187,7 @@ def _remove_tags(
     return gone
 
 
-def _inspect(runner: Runner, ids: Sequence[str]) -> list:
+def _inspect(runner: Runner, ids: Sequence[str]) -> list[dict[str, Any]]:
     """ONE ``docker image inspect`` of every listed id. An image removed since the listing is
     only missing from the answer (docker prints the others, then exits 1)."""
     result = runner.run(inspect_images_command(ids))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 
 import argparse
-from typing import Callable
+from typing import Callable, Union
 from collections.abc import Mapping
 
 from ragbuild.commands import build as build_cli
@@ -43,8 +43,8 @@ ENVIRONMENTS = (
 IMAGES = "docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -v '<none>'"
 
 
-def completers() -> dict:
-    """argparse ``dest`` -> shtab's ``.complete`` value."""
+def completers() -> dict[str, dict[str, Union[str, dict[str, str]]]]:
+    """argparse ``dest`` -> shtab's ``.complete`` value (shell -> its completer)."""
     import shtab
 
     return {

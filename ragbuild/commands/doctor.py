@@ -47,7 +47,7 @@ from ragbuild.commands.doctor_engine import check_engine
 # --- the checks, in order ----------------------------------------------------------------------
 
 
-def check_python(doc: Doctor) -> list:
+def check_python(doc: Doctor) -> list[Finding]:
     version = ".".join(map(str, sys.version_info[:3]))
     missing = deps.missing()
     if sys.version_info < (3, 9):  # noqa: UP036 (a source checkout can run on any Python)
@@ -94,7 +94,7 @@ def prepare(doc: Doctor) -> None:
             doc.git_error = str(err)
 
 
-def check_docker(doc: Doctor) -> list:
+def check_docker(doc: Doctor) -> list[Finding]:
     """The client, then the daemon it reaches (and through which context or host)."""
     program = resolve("docker")
     if not shutil.which(program):
@@ -134,7 +134,7 @@ def _daemon_problem(doc: Doctor, said: str) -> str:
     return f"`docker version` failed: {tail(said, 3) or 'no output'}"
 
 
-def check_buildkit(doc: Doctor) -> list:
+def check_buildkit(doc: Doctor) -> list[Finding]:
     """BuildKit: built into the client (Debian's docker.io 20.10) or the buildx plugin (23+),
     and buildx itself when the flags need it (steps.preflight.check_buildx)."""
     if doc.client is None:
@@ -174,7 +174,7 @@ def check_buildkit(doc: Doctor) -> list:
     ]
 
 
-def check_builders(doc: Doctor) -> list:
+def check_builders(doc: Doctor) -> list[Finding]:
     if not doc.buildx:
         return [Finding(OK, "buildx builders", "none (no buildx): the plain docker build is used")]
     result = doc.runner.run(_docker("buildx", "ls"))
@@ -203,7 +203,7 @@ def check_builders(doc: Doctor) -> list:
     return [Finding(OK, "buildx builders", ", ".join(names) or "none listed")]
 
 
-def check_git(doc: Doctor) -> list:
+def check_git(doc: Doctor) -> list[Finding]:
     """The build's git facts (git.git_info): a repository with commits, clean; shallow; v*
     tags fetched (git.version_tags, for --latest-policy auto)."""
     git = doc.git
@@ -279,7 +279,7 @@ def _git_fix(reason: str) -> str:
     return ""
 
 
-def check_plan(doc: Doctor) -> list:
+def check_plan(doc: Doctor) -> list[Finding]:
     """The build's own checks of the flags, the paths and the plan (see prepare)."""
     if doc.plan is None:
         if doc.plan_error is not None and doc.plan_error == doc.git_error:
@@ -292,7 +292,7 @@ def check_plan(doc: Doctor) -> list:
     ]
 
 
-def check_context(doc: Doctor) -> list:
+def check_context(doc: Doctor) -> list[Finding]:
     """The Dockerfile, then the build context after .dockerignore (guard.scan_context, the
     build's context check): its size, likely secrets."""
     from ragbuild import guard
@@ -336,7 +336,7 @@ def check_context(doc: Doctor) -> list:
     return found or [Finding(OK, "dockerfile and context", detail)]
 
 
-def check_registry(doc: Doctor) -> list:
+def check_registry(doc: Doctor) -> list[Finding]:
     """The push pre-flight's own steps (push_preflight.prepare's), each its own line: the credential
     helper docker resolves for the host is installed (push_preflight.check_helper); ECR: the aws CLI, the
     login with the region from the host (ecr.authenticate); the registry answers and accepts
@@ -451,7 +451,7 @@ def check_registry(doc: Doctor) -> list:
 
 
 #: The checks, in the issue's order; each returns its findings (one or more lines).
-CHECKS: tuple[Callable[[Doctor], list], ...] = (
+CHECKS: tuple[Callable[[Doctor], list[Finding]], ...] = (
     check_python,
     check_docker,
     check_buildkit,

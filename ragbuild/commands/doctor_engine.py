@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Union
 from collections.abc import Mapping
 
 from ragbuild.buildx import builder_driver
@@ -26,7 +26,7 @@ FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(?P<image>\S+)", re.I | 
 ARG_RE = re.compile(r"^\s*ARG\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:=(?P<value>\S*))?", re.I | re.M)
 
 
-def from_images(text: str, build_args: Mapping[str, str]) -> list:
+def from_images(text: str, build_args: Mapping[str, str]) -> list[tuple[str, Optional[str]]]:
     """``(image, arg)`` for each image the Dockerfile's FROM lines name, in order, once each:
     ARG defaults (before the first FROM) and --build-arg values substituted, ``arg`` the build
     arg that named it (``FROM ${PYTHON_IMAGE}``: ``PYTHON_IMAGE``) or None; stage names
@@ -34,7 +34,7 @@ def from_images(text: str, build_args: Mapping[str, str]) -> list:
     values = {m["name"]: m["value"] or "" for m in ARG_RE.finditer(text.split("\nFROM", 1)[0])}
     values.update(build_args)
     stages = {m.lower() for m in re.findall(r"^\s*FROM\s+.*\s+AS\s+(\S+)", text, re.I | re.M)}
-    found: list = []
+    found: list[tuple[str, Optional[str]]] = []
     for match in FROM_RE.finditer(text):
         named = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", match["image"])
         image = re.sub(
@@ -88,7 +88,7 @@ def index_setup(doc: Doctor) -> IndexSetup:
     return IndexSetup(host, ca, off)
 
 
-def _build_args(doc: Doctor) -> dict:
+def _build_args(doc: Doctor) -> dict[str, str]:
     """The build's build args (the plan's: an index build arg with credentials is in the index
     secret instead), or the flags' when the plan failed."""
     if doc.plan is not None:
@@ -105,7 +105,7 @@ def _build_args(doc: Doctor) -> dict:
     return found
 
 
-def _builder(doc: Doctor) -> tuple:
+def _builder(doc: Doctor) -> tuple[bool, Optional[str], bool]:
     """``(buildx, builder, sees_local)``: whether the build runs ``docker buildx build`` and on
     which builder (None: the daemon's through ``docker build``, or buildx's current one), and
     whether that builder sees the daemon's images (the docker driver does; a docker-container
@@ -120,7 +120,7 @@ def _builder(doc: Doctor) -> tuple:
     return True, builder, driver == "docker"
 
 
-def check_engine(doc: Doctor) -> list:
+def check_engine(doc: Doctor) -> list[Finding]:
     """What the build fetches, asked of the engine that runs it with probe builds (probe.py):
     the frontend of a ``# syntax=`` line or ``BUILDKIT_SYNTAX``, every FROM image the engine
     does not have (``docker image inspect`` on the daemon, when the builder sees its images),
@@ -160,7 +160,7 @@ def check_engine(doc: Doctor) -> list:
 
     directory = tempfile.mkdtemp(prefix="ragbuild-doctor-")
     nonce = os.path.basename(directory)
-    probes: dict = {}
+    probes: dict[Union[str, tuple[str, str]], probe.Probe] = {}  # "index", ("image", name)
     probes["frontend"] = probe.syntax_probe(text, build_args)
     for number, (image, _) in enumerate(images):
         if not local[image]:
@@ -222,7 +222,7 @@ def check_engine(doc: Doctor) -> list:
     return found
 
 
-def _frontend_finding(frontend: Optional[tuple], result: Result) -> Finding:
+def _frontend_finding(frontend: Optional[tuple[str, str]], result: Result) -> Finding:
     """The frontend probe's line: ``frontend`` is ``(image, source)`` as doctor reads the
     Dockerfile (probe.syntax_frontend); the probe build's own failure names the image BuildKit
     tried."""
@@ -304,7 +304,7 @@ def _index_findings(
     plain: probe.Answer,
     with_ca: Optional[probe.Answer],
     setup: IndexSetup,
-) -> list:
+) -> list[Finding]:
     """The package index's line from the probes' answers (probe.Answer: without the CA,
     ``with_ca`` with it, None when the CA was not probed)."""
     check = "package index"

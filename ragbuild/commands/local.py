@@ -43,7 +43,7 @@ def inspect_local_command(name: str, port: int) -> Command:
     )
 
 
-def published_ports(bindings_json: str) -> set:
+def published_ports(bindings_json: str) -> set[int]:
     """``{"8080/tcp":[{"HostIp":"","HostPort":"19090"}]}`` -> ``{19090}``."""
     try:
         bindings = json.loads(bindings_json or "null") or {}

@@ -26,7 +26,7 @@ import sys
 import time
 import types
 from dataclasses import replace
-from typing import IO, Callable, Optional, TypeVar, cast
+from typing import IO, Any, Callable, Optional, TypeVar, cast
 from collections.abc import Sequence
 
 from ragbuild.run import signals
@@ -170,11 +170,11 @@ class Runner:
         import queue
         import threading
 
-        todo: queue.SimpleQueue = queue.SimpleQueue()
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
         for index in range(len(checks)):
             todo.put(index)
-        answers: list = [None] * len(checks)
-        raised: list = [None] * len(checks)
+        answers: dict[int, T] = {}  # index -> answer; every index has one or an error
+        raised: list[Optional[BaseException]] = [None] * len(checks)
 
         def work() -> None:
             while True:
@@ -210,7 +210,7 @@ class Runner:
         for error in raised:
             if error is not None:
                 raise error
-        return answers
+        return [answers[index] for index in range(len(checks))]
 
     def run(self, cmd: Command, *, stdin: Optional[Secret] = None) -> Result:
         """Run one command and return what it produced.
@@ -232,7 +232,7 @@ class Runner:
                 make_way(path)
         if cmd.kind is not Kind.QUERY and not cmd.poll:
             self.log(f"+ {cmd.display()}")
-        proc: Optional[subprocess.Popen] = None
+        proc: Optional[subprocess.Popen[bytes]] = None
         pty_ends: list[int] = []  # WATCH on a terminal: the pty's (ours, the child's)
         try:  # one try from the start: a signal right after popen still stops the child
             with signals.deferred():  # a signal now is raised once proc is assigned
@@ -273,7 +273,7 @@ class Runner:
         for cmd in cmds:
             if cmd.kind is not Kind.QUERY:
                 self.log(f"+ {cmd.display()}")
-        procs: list = []
+        procs: list[subprocess.Popen[bytes]] = []
         try:
             for cmd in cmds:
                 with signals.deferred():  # a signal now is raised once the child is listed
@@ -299,7 +299,7 @@ class Runner:
 
     def _start(
         self, cmd: Command, stdin: Optional[Secret], *, stderr: Optional[int] = None
-    ) -> subprocess.Popen:
+    ) -> subprocess.Popen[bytes]:
         """Start ``cmd``; ``stderr``: for ``WATCH``, the file descriptor its stderr goes to (the
         pty's child end; none: a pipe)."""
         program = resolve(cmd.argv[0])
@@ -320,7 +320,7 @@ class Runner:
         own_stdin = None if cmd.mode is Mode.INTERACTIVE else subprocess.DEVNULL
         try:
             proc = cast(
-                subprocess.Popen,
+                subprocess.Popen[bytes],
                 machine_cmd.popen(
                     stdin=pipe if stdin is not None else own_stdin,
                     stdout=streams[0],
@@ -339,7 +339,7 @@ class Runner:
 
     @staticmethod
     def _result(
-        cmd: Command, proc: subprocess.Popen, stdout: str, stderr: str, image_id: str = ""
+        cmd: Command, proc: subprocess.Popen[bytes], stdout: str, stderr: str, image_id: str = ""
     ) -> Result:
         result = Result(
             proc.returncode if proc.returncode is not None else -1, stdout, stderr, image_id
@@ -353,7 +353,7 @@ class Runner:
         return result
 
     def _watch(
-        self, proc: subprocess.Popen, terminal: Optional[int], stdin: Optional[Secret] = None
+        self, proc: subprocess.Popen[bytes], terminal: Optional[int], stdin: Optional[Secret] = None
     ) -> tuple[str, str]:
         """Pass the child's stderr on to our log as it comes, and keep its last ``WATCH_KEEP``
         characters: ``("", kept)``. ``terminal``: our end of the pty the child's stderr is
@@ -398,7 +398,9 @@ class Runner:
                 restore()
         return "", kept
 
-    def _wait(self, proc: subprocess.Popen, mode: Mode, stdin: Optional[Secret]) -> tuple[str, str]:
+    def _wait(
+        self, proc: subprocess.Popen[bytes], mode: Mode, stdin: Optional[Secret]
+    ) -> tuple[str, str]:
         if mode is Mode.TEE:
             if stdin is not None:
                 assert proc.stdin is not None
@@ -431,7 +433,7 @@ class _OnFirstUse(types.ModuleType):
         return getattr(importlib.import_module(self.__name__), attr)
 
 
-def _plumbum() -> tuple:
+def _plumbum() -> tuple[Any, type[Exception]]:
     """``(plumbum.local, plumbum.commands.processes.CommandNotFound)``, importing plumbum on the
     first command (a run that starts none, ``--help``, never pays for it) with each module of
     ``PLUMBUM_LAZY`` an ``_OnFirstUse`` stand-in, imported only if plumbum uses it.
@@ -501,7 +503,7 @@ def missing_message(name: str, program: str) -> str:
     return f"{program} not found: install {name}{INSTALL_HINT.get(name, '')}{hint}"
 
 
-def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
+def _terminate(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """Stop a child on Ctrl-C, SIGTERM or SIGHUP and reap it, so nothing is left behind:
     SIGTERM, up to ``grace`` seconds to exit, then SIGKILL; at once when a further signal
     came meanwhile (``signals.hurried``)."""

@@ -25,13 +25,18 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Optional
+from types import FrameType
+from typing import Callable, Optional, Union
 from collections.abc import Iterator
 
 from ragbuild.errors import Stopped
 
 #: The signals that get Ctrl-C's cleanup.
 NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+#: A signal's handler as ``signal.signal`` takes and returns it (a function, SIG_DFL/SIG_IGN,
+#: or None: one not installed from Python).
+Handler = Union[Callable[[int, Optional[FrameType]], object], int, signal.Handlers, None]
 
 _deferring = False
 _pending: Optional[int] = None
@@ -62,9 +67,9 @@ def _reset() -> None:
     _pending, _stopping, _hurry = None, False, False
 
 
-def install() -> dict:
+def install() -> dict[int, Handler]:
     """Install the handlers (main thread only); returns the previous ones, for ``restore``."""
-    previous: dict[int, object] = {}
+    previous: dict[int, Handler] = {}
     _reset()
     if threading.current_thread() is not threading.main_thread():
         return previous
@@ -81,7 +86,7 @@ def install() -> dict:
     return previous
 
 
-def restore(previous: dict) -> None:
+def restore(previous: dict[int, Handler]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     _reset()

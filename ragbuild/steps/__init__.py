@@ -6,7 +6,8 @@ facts -> plan -> context guard -> pre-flight -> build -> summary -> smoke test -
 what to push and how is decided there or by the pre-flight, whose ``PushPlan`` the build
 consumes. ``run`` then runs each ``Step`` that applies, timed once by the loop; a failing step
 stops the run, and the metadata recorder (``Recorder``, below; the keys in metadata.py)
-writes what the state holds either way. One module a step: facts.py, context.py, preflight.py,
+writes what the state holds either way. Only this module writes the state: each step returns
+what it made (a failed push's error carries what went: ``PushFailed.pushed``). One module a step: facts.py, context.py, preflight.py,
 build.py, summary.py (inspect); smoke, scan, push and verify run smoke.py, scan.py, push.py
 and verify.py.
 """
@@ -18,12 +19,12 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional
-from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Mapping, Sequence
 
 from ragbuild.config import Config, Options
 from ragbuild.describe import describe_plan
-from ragbuild.errors import Interrupted, RagbuildError
+from ragbuild.errors import Interrupted, PushFailed, RagbuildError
 from ragbuild.git import shown_path
 from ragbuild.metadata import KEYS, check_path, github_output_lines, redact
 from ragbuild.plan import BuildPlan
@@ -40,9 +41,9 @@ if TYPE_CHECKING:  # imported where a step needs them
 
 @dataclass
 class RunState:
-    """What one build run knows, filled in step by step. ``digests`` is filled as each ref is
-    pushed (a failed push still records what went); the other fields are each one step's
-    typed result."""
+    """What one build run knows, filled in step by step. ``digests`` gets each ref a step
+    pushed or read back (a failed push still records what went); the other fields are each one
+    step's typed result."""
 
     options: Options
     config: Config
@@ -52,16 +53,18 @@ class RunState:
     preflight: Preflight = field(default_factory=Preflight)
     context: Optional[guard.ContextReport] = None  # what the context guard found
     image: Optional[Image] = None
-    health: Optional[dict] = None  # what /health answered in the smoke test
-    gate: Optional[dict] = None  # the SageMaker gate's record (sagemaker.recorded), or None
-    digests: dict = field(default_factory=dict)  # ref -> digest the push reported
+    health: Optional[dict[str, Any]] = None  # what /health answered in the smoke test (JSON)
+    #: the SageMaker gate's record (sagemaker.recorded), or None
+    gate: Optional[dict[str, Any]] = None
+    #: ref -> digest the push reported (None: pushed, digest unknown)
+    digests: dict[str, Optional[str]] = field(default_factory=dict)
     build_pushed: bool = False  # the build pushed the refs itself (no docker push after it)
     #: the built image's ID (``docker build --iidfile``), which every later step follows; None
     #: for a multi-platform build (no local image)
     image_id: Optional[str] = None
     built_manifest: Optional[str] = None  # what a build that pushed reported (build.Built)
     pinned: Optional[str] = None  # <repository>@<digest>, verified
-    times: dict = field(default_factory=dict)  # step -> seconds, in the order they ran
+    times: dict[str, float] = field(default_factory=dict)  # step -> seconds, in the order run
 
 
 # --- the steps, each from the state's typed fields to one typed field -------------------------
@@ -82,7 +85,6 @@ def _build(runner: Runner, state: RunState) -> None:
         runner,
         state.plan,
         state.preflight.push,
-        state.digests,
         unique_created=state.facts.unique_created,
     )
     state.build_pushed, state.image_id, state.built_manifest = (
@@ -90,6 +92,7 @@ def _build(runner: Runner, state: RunState) -> None:
         built.image_id,
         built.manifest,
     )
+    state.digests.update(built.digests)
 
 
 def _inspect(runner: Runner, state: RunState) -> None:
@@ -109,11 +112,13 @@ def _smoke(runner: Runner, state: RunState) -> None:
     from ragbuild import sagemaker
 
     image = state.image_id or state.plan.primary
-    result = sagemaker.recorded(
-        image,
-        lambda: sagemaker.check(runner, state.plan, state.image_id),
-        lambda record: setattr(state, "gate", record),
-    )
+    try:
+        result, state.gate = sagemaker.recorded(
+            image, lambda: sagemaker.check(runner, state.plan, state.image_id)
+        )
+    except sagemaker.GateFailed as failed:
+        state.gate = failed.record  # the metadata says which rule broke
+        raise
     state.health = result.health
 
 
@@ -140,13 +145,15 @@ def _push_context(state: RunState) -> push.Context:
 def _push(runner: Runner, state: RunState) -> None:
     from ragbuild import push
 
-    push.push(runner, _push_context(state), state.digests)
+    state.digests.update(push.push(runner, _push_context(state)))
 
 
 def _verify(runner: Runner, state: RunState) -> None:
     from ragbuild import verify
 
-    state.pinned = verify.verify(runner, _push_context(state), state.digests)
+    verified = verify.verify(runner, _push_context(state), state.digests)
+    state.digests.update(verified.digests)
+    state.pinned = verified.pinned
 
 
 @dataclass(frozen=True)
@@ -211,18 +218,74 @@ def run(
         runner = runner.aimed_at(state.plan.docker.docker_flags())
     recorder = Recorder.for_state(state, runner)
     for step in STEPS:
-        if not step.applies(state):
-            continue
-        started = clock()
-        try:
-            step.run(runner, state)
-        except BaseException as err:  # also a bug's exception: the record of the failure matters
-            state.times[step.name] = clock() - started
-            recorder.failed(step.name, err)
-            raise
-        state.times[step.name] = clock() - started
+        if step.applies(state):
+            _run_step(runner, state, recorder, step.name, step.run, clock)
     recorder.finish()
     return state
+
+
+@dataclass(frozen=True)
+class Made:
+    """What a step of another flow (push IMAGE, promote: ``run_steps``) made, which this module
+    puts into the state: each field given replaces the state's, ``digests`` are added."""
+
+    plan: Optional[BuildPlan] = None
+    facts: Optional[Facts] = None
+    preflight: Optional[Preflight] = None
+    image: Optional[Image] = None
+    image_id: Optional[str] = None
+    digests: Mapping[str, Optional[str]] = field(default_factory=dict)
+    pinned: Optional[str] = None
+    gate: Optional[dict[str, Any]] = None  # the gate's record (``sagemaker.recorded``)
+
+
+#: A step of another flow: its name (as the metadata's ``steps`` name it; a name given twice
+#: is one step, timed as the two parts' sum) and what it runs, returning what it made, if any.
+OtherStep = tuple[str, Callable[[Runner, RunState], Optional[Made]]]
+
+
+def run_steps(
+    runner: Runner,
+    state: RunState,
+    recorder: Recorder,
+    table: Sequence[OtherStep],
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Each step of ``table`` in order, as ``run`` runs a build's: timed into ``state.times``,
+    what it made put into the state; the metadata is written at the end, and when a step
+    fails."""
+    for name, step in table:
+        _run_step(runner, state, recorder, name, step, clock)
+    recorder.finish()
+
+
+def _run_step(
+    runner: Runner,
+    state: RunState,
+    recorder: Recorder,
+    name: str,
+    step: Callable[[Runner, RunState], Optional[Made]],
+    clock: Callable[[], float],
+) -> None:
+    """One step, timed; a failure's pushed refs (``PushFailed.pushed``) go into the state
+    before the recorder writes it."""
+    started = clock()
+    try:
+        made = step(runner, state)
+    except BaseException as err:  # also a bug's exception: the record of the failure matters
+        state.times[name] = state.times.get(name, 0.0) + clock() - started
+        if isinstance(err, (PushFailed, Interrupted)):
+            state.digests.update(err.pushed)
+        state.gate = getattr(err, "record", None) or state.gate  # sagemaker.GateFailed's
+        recorder.failed(name, err)
+        raise
+    state.times[name] = state.times.get(name, 0.0) + clock() - started
+    if made is None:
+        return
+    for key in ("plan", "facts", "preflight", "image", "image_id", "pinned", "gate"):
+        if getattr(made, key) is not None:
+            setattr(state, key, getattr(made, key))
+    state.digests.update(made.digests)
 
 
 class Recorder:
@@ -274,7 +337,7 @@ class Recorder:
 
     # --- the document --------------------------------------------------------------------------
 
-    def document(self) -> dict:
+    def document(self) -> dict[str, Any]:  # JSON
         state = self.state
         plan = state.plan
         image = state.image

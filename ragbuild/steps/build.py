@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Optional
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ragbuild.buildx import buildx_version_command
 from ragbuild.docker_config import daemon_down, daemon_unreachable
@@ -44,20 +44,21 @@ class Built:
     #: the image's ID in a daemon with the containerd image store, where buildx's --iidfile
     #: names the config instead (``summarize`` tries it when the daemon does not know the ID)
     manifest: Optional[str] = None
+    #: ref -> the digest a one-platform build that pushed reported, for every ref
+    digests: Mapping[str, Optional[str]] = field(default_factory=dict)
 
 
 def build(
     runner: Runner,
     plan: BuildPlan,
     push: Optional[PushPlan],
-    digests: MutableMapping[str, Optional[str]],
     *,
     unique_created: bool = True,
 ) -> Built:
     """The one build; ``push``: the pre-flight's push decisions (attestations, whether the
     build pushes: ``plan.build_pushes``). Returns whether the build pushed and the image's ID
-    (``Built``); a one-platform build that pushed records the manifest digest it reported for
-    every ref in ``digests``. A one-platform build that succeeded without writing its ID stops
+    (``Built``); a one-platform build that pushed gives the manifest digest it reported for
+    every ref (``Built.digests``). A one-platform build that succeeded without writing its ID stops
     the run: nothing after it may fall back to a tag (CommandFailed).
 
     When a build that pushes fails, the failure was the build's or the push's. buildx's
@@ -110,17 +111,17 @@ def build(
         return Built(False, built)
     image_id = _image_id(result, plan)
     digest = parse_pushed_digest(result.stdout)
-    for ref in push.refs:  # pushed, whether or not the build named the digest
-        digests[ref] = digest
+    digests = {ref: digest for ref in push.refs}  # pushed, whether or not the build named it
     if digest is None:
         from ragbuild.push import progress
 
         raise PushFailed(
             "docker buildx build --push succeeded but named no manifest digest in "
             f"its --metadata-file ({PUSHED_DIGEST_KEY}), so the push cannot be "
-            f"verified\n{progress(push.refs, digests)}"
+            f"verified\n{progress(push.refs, digests)}",
+            pushed=digests,
         )
-    return Built(True, image_id, digest)
+    return Built(True, image_id, digest, digests)
 
 
 def _image_id(result: Result, plan: BuildPlan) -> Optional[str]:

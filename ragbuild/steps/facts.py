@@ -21,8 +21,8 @@ from ragbuild.git import git_info, version_tags
 from ragbuild.pip_config import HostNetwork
 from ragbuild.run.runner import Runner
 
-if TYPE_CHECKING:  # scan.py is imported when --scan asks for it, guard.py by the context step
-    pass
+if TYPE_CHECKING:  # semver is imported where a version needs it
+    import semver
 
 
 def clock(environ: Mapping[str, str] = os.environ) -> datetime:
@@ -95,7 +95,8 @@ class Facts:
     moment: datetime
     docker_config: DockerConfig
     docker: DockerTarget
-    version_tags: Optional[tuple] = None  # the v* git tags, for --latest-policy auto only
+    #: the v* git tags as (tag, version), for --latest-policy auto only
+    version_tags: Optional[tuple[tuple[str, semver.Version], ...]] = None
     host: HostNetwork = field(default_factory=HostNetwork)  # the host CA and index to pass
     ci_environ: Mapping[str, str] = field(default_factory=dict)  # the CI build-number variables
 

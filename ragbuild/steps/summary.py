@@ -26,11 +26,11 @@ class Image:
 
     id: str
     size: int  # bytes
-    repo_tags: tuple = ()
+    repo_tags: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     followed: str = ""  # what the summary asked the daemon by: the ID the rest of the run uses
 
-    def lacks(self, refs: Sequence[str]) -> list:
+    def lacks(self, refs: Sequence[str]) -> list[str]:
         """The refs of ``refs`` that are not among the image's tags, compared as docker lists
         them (``reference.familiar``: ``docker.io/library/x:t`` is ``x:t``)."""
         listed = {familiar(tag) for tag in self.repo_tags}

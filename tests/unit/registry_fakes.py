@@ -325,8 +325,6 @@ def prepared(plan, sleep=None, helper=None, origin="credHelpers"):
     )
 
 
-def push_and_verify(context, runner, digests=None):
-    """What the pipeline does after the build (timing each as its own step)."""
-    digests = {} if digests is None else digests
-    push.push(runner, context, digests)
-    return verify.verify(runner, context, digests)
+def push_and_verify(context, runner):
+    """What the pipeline does after the build (timing each as its own step): the pinned ref."""
+    return verify.verify(runner, context, push.push(runner, context)).pinned

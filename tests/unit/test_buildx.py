@@ -762,8 +762,10 @@ def test_index_of_every_platform_verifies_and_prints_its_digest(fp, capsys):
     raw = raw_index(("linux/amd64", "linux/arm64/v8"))  # arm64/v8 is arm64
     for ref in plan.refs:
         register_index(ref, raw)
-    pinned = verify.verify(Runner(), push_context(plan), {})
+    verified = verify.verify(Runner(), push_context(plan), {})
+    pinned = verified.pinned
     assert pinned == f"{REG}@{digest_of(raw)}"
+    assert verified.digests == {ref: digest_of(raw) for ref in plan.refs}  # the metadata's
     out, err = capsys.readouterr()
     assert out.splitlines()[-1] == pinned
     assert f"pushed and verified 3 tags, all the image index {digest_of(raw)}" in err
@@ -818,8 +820,8 @@ def test_single_platform_push_still_refuses_an_index(fp):
         )
     for ref in plan.refs:
         register_index(ref, raw_index(("linux/amd64",)))
-    context, digests = push_context(plan), {}
-    push.push(Runner(), context, digests)
+    context = push_context(plan)
+    digests = push.push(Runner(), context)
     with pytest.raises(PushFailed, match="SageMaker refuses image indexes"):
         verify.verify(Runner(), context, digests)
 

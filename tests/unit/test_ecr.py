@@ -508,7 +508,7 @@ def test_an_immutable_refusal_of_the_first_existing_tag_leaves_nothing_pushed(fp
         ),
     )
     with pytest.raises(PushFailed) as err:
-        push.push(Runner(), context, {})
+        push.push(Runner(), context)
     assert "pushed: nothing" in str(err.value)
     assert "--registry-id 123456789012" in str(err.value)
     assert sum(1 for c in fp.calls if "push" in map(str, c)) == 1

@@ -28,10 +28,8 @@ def gate_result(image="img"):
 
 
 def test_recorded_keeps_what_was_tested_the_figures_and_when():
-    kept = []
-    result = sagemaker.recorded("sha256:" + "1" * 64, gate_result, kept.append)
+    result, record = sagemaker.recorded("sha256:" + "1" * 64, gate_result)
     assert result.ping_seconds == 0.01
-    (record,) = kept
     assert record["image"] == "sha256:" + "1" * 64 and record["passed"] is True
     assert record["ran"] is True and record["test"] == "sagemaker" and record["pulled"] is False
     assert record["at"].endswith("Z") and record["seconds"] >= 0
@@ -49,14 +47,12 @@ def test_recorded_keeps_what_was_tested_the_figures_and_when():
 
 
 def test_a_failed_gate_is_recorded_with_its_rule_and_figure_and_raised_on():
-    kept = []
-
     def failing():
         raise sagemaker.failure("img", "ping-2s", "/ping took 3.0 s")
 
-    with pytest.raises(sagemaker.GateFailed):
-        sagemaker.recorded("img", failing, kept.append)
-    (record,) = kept
+    with pytest.raises(sagemaker.GateFailed) as raised:
+        sagemaker.recorded("img", failing)
+    record = raised.value.record
     assert record["passed"] is False and record["rule"] == "ping-2s"
     assert record["figure"] == "/ping took 3.0 s" and "figures" not in record
 

@@ -215,7 +215,7 @@ def test_another_image_under_the_first_ref_stops_before_anything_more_is_pushed(
     )
     before = {first: "", plan.refs[1]: DIGEST}
     with pytest.raises(PushFailed) as stopped:
-        push.push(Runner(), ctx_for(plan, before), {})
+        push.push(Runner(), ctx_for(plan, before))
     message = str(stopped.value)
     assert message.splitlines()[:2] == [
         "the registry serves another image under this run's tags:",
@@ -241,7 +241,7 @@ def test_a_later_ref_pushed_as_another_manifest_stops_and_says_how_to_restore(fp
     fp.register([fp.program("docker"), "image", "inspect", fp.any()], returncode=1)
     before = {second: "sha256:" + "ab" * 32}
     with pytest.raises(PushFailed) as stopped:
-        push.push(Runner(), ctx_for(plan, before), {})
+        push.push(Runner(), ctx_for(plan, before))
     message = str(stopped.value)
     assert f"  {second} now serves {OTHER_IMAGE}, not this run's image" in message
     assert (
@@ -281,8 +281,9 @@ def test_a_build_that_pushes_records_its_id(fp, buildx_plugin):
             json.dump({"containerimage.digest": DIGEST}, handle)
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=wrote)
-    built = steps.build.build(Runner(), plan, pushing, {})
-    assert built == steps.build.Built(True, FAKE_IMAGE_ID, DIGEST)
+    built = steps.build.build(Runner(), plan, pushing)
+    digests = {ref: DIGEST for ref in plan.refs}
+    assert built == steps.build.Built(True, FAKE_IMAGE_ID, DIGEST, digests)
     argv = build_command(plan, pushing, metadata_file="m", iid_file="i").argv
     assert argv[argv.index("--iidfile") + 1] == "i"
 
@@ -314,7 +315,7 @@ def test_a_failing_docker_tag_stops_before_the_push_and_lists_progress(fp):
 
     plan = build_plan(f"{PLAIN}/rag-worker")
     with pytest.raises(PushFailed) as stopped:
-        push.push(TagFails(log=io.StringIO()), ctx_for(plan), {})
+        push.push(TagFails(log=io.StringIO()), ctx_for(plan))
     assert str(stopped.value).startswith(f"docker tag {FAKE_IMAGE_ID} {plan.refs[0]} failed")
     assert "No such image" in str(stopped.value) and "pushed: nothing" in str(stopped.value)
     assert fp.call_count([fp.program("docker"), "push", fp.any()]) == 0

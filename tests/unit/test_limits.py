@@ -176,7 +176,7 @@ def test_push_attempts_and_backoff_are_the_plans(fp, attempts, backoff, delays):
     sleep = FakeSleep()
     context = push.Context(plan, PushPlan(plan.refs), read_docker_config(), os.environ, sleep)
     with pytest.raises(push.PushFailed) as err:
-        push.push(Runner(), context, {})
+        push.push(Runner(), context)
     assert sleep.delays == delays
     assert fp.call_count([fp.program("docker"), "push", ref]) == attempts
     assert f"push failed {attempts} times" in str(err.value)

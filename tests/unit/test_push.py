@@ -331,8 +331,7 @@ def test_the_tags_after_the_first_are_pushed_at_once_with_their_output_shown(fp,
     register_push(fp, c)
     register_push(fp, d)
     sleep = FakeSleep()
-    digests = {}
-    push.push(Runner(), prepared(plan, sleep), digests)
+    digests = push.push(Runner(), prepared(plan, sleep))
     assert digests == {a: DIGEST, c: DIGEST, d: DIGEST, b: DIGEST}
     assert sleep.delays == [2.0]
     out, err = capsys.readouterr()
@@ -711,7 +710,7 @@ def test_ctrl_c_during_the_pushes_lists_what_was_pushed_and_exits_130(fp, monkey
 
         expected = [f"pushed: {a}, {c}, {d}", f"not pushed: {b}"]
     with pytest.raises(Interrupted) as err:
-        push.push(Runner(), prepared(plan, sleep), {})
+        push.push(Runner(), prepared(plan, sleep))
     assert err.value.exit_code == 130
     assert str(err.value).splitlines()[1:] == expected
 

@@ -375,9 +375,8 @@ def test_a_loopback_registry_is_reached_insecurely_without_asking_the_daemon(fp,
         fp.register([fp.program("docker"), "push", ref], stdout=plain(ref))
         serve(ref)
     context = push.Context(plan, pushing, read_docker_config(), os.environ, lambda s: None)
-    digests = {}
-    push.push(Runner(), context, digests)
-    assert verify.verify(Runner(), context, digests) == f"vm:5000/team/app@{DIGEST}"
+    digests = push.push(Runner(), context)
+    assert verify.verify(Runner(), context, digests).pinned == f"vm:5000/team/app@{DIGEST}"
     assert [list(c) for c in fp.calls] == [fakes.proxy_info_argv(fp)] + [
         [fp.program("docker"), "push", ref] for ref in plan.refs
     ]  # no RegistryConfig asked
@@ -399,8 +398,7 @@ def test_a_read_back_that_fails_fails_the_verification(fp, capsys):
         os.environ,
         lambda s: None,
     )
-    digests = {}
-    push.push(Runner(), context, digests)
+    digests = push.push(Runner(), context)
     with pytest.raises(PushFailed) as err:
         verify.verify(Runner(), context, digests)
     message = str(err.value)
@@ -800,7 +798,7 @@ def test_the_read_back_takes_one_pull_token_for_every_tag(server, capsys):
     tags = ("dev", "latest", "git-abc1234", "dev-1", "dev-2", "dev-3")
     context = read_context(host, session, tags)
     digests = {ref: DIGEST for ref in context.push.refs}
-    assert verify.verify(Runner(), context, digests) == f"{host}/team/app@{DIGEST}"
+    assert verify.verify(Runner(), context, digests).pinned == f"{host}/team/app@{DIGEST}"
     seen = server.handler.seen
     token_paths = [path for path, _ in seen if path.startswith("/token")]
     assert token_paths[1:] == ["/token?scope=repository%3Ateam%2Fapp%3Apull&service=reg.example"]
@@ -843,7 +841,7 @@ def test_a_503_over_http_is_retried_then_passes(server, capsys):
     server.handler.fail.extend([503])
     delays = []
     context = read_context(host, session, ("dev",), sleep=delays.append)
-    assert verify.verify(Runner(), context, {context.push.refs[0]: DIGEST}).endswith(DIGEST)
+    assert verify.verify(Runner(), context, {context.push.refs[0]: DIGEST}).pinned.endswith(DIGEST)
     assert delays == [2.0]
     assert "failed (HTTP 503 Service Unavailable); retrying in 2s" in capsys.readouterr().err
 

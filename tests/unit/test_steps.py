@@ -910,9 +910,9 @@ def test_a_build_that_pushes_records_the_digest_it_wrote_for_every_ref(fp, tmp_p
             )
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
-    digests = {}
-    assert steps.build.build(Runner(), plan, pushing, digests).pushed is True
-    assert digests == {ref: digest for ref in plan.refs}
+    built = steps.build.build(Runner(), plan, pushing)
+    assert built.pushed is True
+    assert built.digests == {ref: digest for ref in plan.refs}
 
 
 @pytest.mark.parametrize("written", ["", "{}", '{"containerimage.digest": "sha256:short"}', "[1]"])
@@ -928,12 +928,11 @@ def test_a_build_that_pushes_without_a_digest_cannot_be_verified(fp, tmp_path, w
                 metadata.write(written)
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
-    digests = {}
     with pytest.raises(PushFailed, match="named no manifest digest") as failed:
-        steps.build.build(Runner(), plan, pushing, digests)
+        steps.build.build(Runner(), plan, pushing)
     # the build did push: every ref is recorded as pushed, digest unknown (the metadata's
     # pushed_refs), and the message says so, as a docker push that printed no digest does
-    assert digests == {ref: None for ref in plan.refs}
+    assert failed.value.pushed == {ref: None for ref in plan.refs}
     assert f"pushed: {plan.refs[0]} (digest unknown)" in str(failed.value)
 
 
@@ -986,9 +985,9 @@ def test_a_push_that_fails_after_this_runs_build_goes_again_with_docker_push(fp,
     plan, pushing = _pushing_plan(tmp_path)
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     _register_local_image(fp, plan, plan.created)
-    digests = {}
-    assert steps.build.build(Runner(), plan, pushing, digests).pushed is False
-    assert digests == {}
+    built = steps.build.build(Runner(), plan, pushing)
+    assert built.pushed is False
+    assert built.digests == {}
     err = capsys.readouterr().err
     assert "after it built and tagged the image" in err and "the push failed" in err
     assert not [c for c in fp.calls if list(c)[1] == "build"]  # never built twice
@@ -1025,7 +1024,7 @@ def test_a_failed_build_that_pushes_is_the_builds_failure_without_a_second_build
     fp.register([fp.program("docker"), "version", "--format", fp.any()], stdout="28.2.2\n")
     fp.register([fp.program("docker"), "buildx", "version"], stdout="v0.13.1\n")
     with pytest.raises(CommandFailed, match=r"the build failed: no image of this run") as err:
-        steps.build.build(Runner(), plan, pushing, {})
+        steps.build.build(Runner(), plan, pushing)
     assert err.value.returncode == 1
     assert not [c for c in fp.calls if list(c)[1] == "build"]
     assert "docker push" not in capsys.readouterr().err
@@ -1041,7 +1040,7 @@ def test_with_source_date_epoch_a_failed_build_that_pushes_builds_again_to_tell(
     plan, pushing = _pushing_plan(tmp_path)
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     fp.register([fp.program("docker"), "build", fp.any()])  # the same build, cached, no push
-    assert steps.build.build(Runner(), plan, pushing, {}, unique_created=False).pushed is False
+    assert steps.build.build(Runner(), plan, pushing, unique_created=False).pushed is False
     err = capsys.readouterr().err
     assert "building again without the push" in err and "the push failed" in err
     plain = [c for c in fp.calls if list(c)[1] == "build"]
@@ -1051,7 +1050,7 @@ def test_with_source_date_epoch_a_failed_build_that_pushes_builds_again_to_tell(
     fp.register([fp.program("docker"), "version", "--format", fp.any()], stdout="28.2.2\n")
     fp.register([fp.program("docker"), "buildx", "version"], stdout="v0.13.1\n")
     with pytest.raises(CommandFailed, match=r"docker build failed \(exit 1\)"):
-        steps.build.build(Runner(), plan, pushing, {}, unique_created=False)
+        steps.build.build(Runner(), plan, pushing, unique_created=False)
 
 
 def test_the_created_label_is_this_runs_alone_without_source_date_epoch():
@@ -1120,7 +1119,7 @@ def test_a_dry_run_prints_the_build_that_pushes_as_the_real_run_starts_it(fp, tm
 
     plan, pushing = _pushing_plan(tmp_path)
     out = io.StringIO()
-    steps.build.build(DryRunner(out=out, log=io.StringIO()), plan, pushing, {})
+    steps.build.build(DryRunner(out=out, log=io.StringIO()), plan, pushing)
     assert not os.path.exists(
         os.path.dirname(steps.build.answer_path(plan))
     )  # not even the directory
@@ -1132,7 +1131,7 @@ def test_a_dry_run_prints_the_build_that_pushes_as_the_real_run_starts_it(fp, tm
 
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=build)
     log = io.StringIO()
-    steps.build.build(Runner(log=log), plan, pushing, {})
+    steps.build.build(Runner(log=log), plan, pushing)
     executed = [line[2:] for line in log.getvalue().splitlines() if line.startswith("+ ")]
     assert len(printed) == 1 and executed == printed
     assert not os.path.exists(steps.build.answer_path(plan))  # removed once read
@@ -1148,10 +1147,9 @@ def test_a_build_that_pushes_never_takes_an_earlier_runs_answer(fp, tmp_path):
     with open(steps.build.answer_path(plan), "w") as stale:
         json.dump({"containerimage.digest": "sha256:" + "34" * 32}, stale)
     fp.register([fp.program("docker"), "buildx", "build", fp.any()])
-    digests = {}
-    with pytest.raises(PushFailed, match="named no manifest digest"):
-        steps.build.build(Runner(), plan, pushing, digests)
-    assert set(digests.values()) == {None}
+    with pytest.raises(PushFailed, match="named no manifest digest") as failed:
+        steps.build.build(Runner(), plan, pushing)
+    assert set(failed.value.pushed.values()) == {None}
 
 
 def test_builds_of_other_plans_in_the_same_second_get_other_answer_files(tmp_path):
@@ -1212,7 +1210,7 @@ def test_a_failed_build_says_its_cause_in_one_line_after_its_output(fp, returnco
     plan = _local_plan()
     runner = _runner()
     with pytest.raises(CommandFailed) as err:
-        steps.build.build(runner, plan, None, {})
+        steps.build.build(runner, plan, None)
     expected = classify(said, not_passed=plan.host.ca_note).message
     assert str(err.value) == f"docker build failed (exit {returncode}): {expected}"
     assert err.value.returncode == returncode  # docker's
@@ -1229,7 +1227,7 @@ def test_a_failed_build_of_another_cause_points_at_its_output(fp):
     )
     _register_diagnosis(fp)
     with pytest.raises(CommandFailed) as err:
-        steps.build.build(_runner(), _local_plan(pull=True), None, {})
+        steps.build.build(_runner(), _local_plan(pull=True), None)
     assert str(err.value).startswith(
         "docker build failed (exit 1); its output is above; with "
         "--pull, docker must reach the registry"
@@ -1244,7 +1242,7 @@ def test_with_pull_an_unreachable_base_image_says_to_drop_it(fp):
     )
     _register_diagnosis(fp)
     with pytest.raises(CommandFailed) as err:
-        steps.build.build(_runner(), _local_plan(pull=True), None, {})
+        steps.build.build(_runner(), _local_plan(pull=True), None)
     said = str(err.value)
     assert said.startswith(
         "docker build failed (exit 1): the engine cannot get the base image "
@@ -1265,7 +1263,7 @@ def test_an_unreachable_daemon_is_diagnosed_before_the_output_is_read(fp):
         "the docker daemon running?\n",
     )
     with pytest.raises(DockerUnavailable, match="cannot reach the Docker daemon"):
-        steps.build.build(_runner(), _local_plan(), None, {})
+        steps.build.build(_runner(), _local_plan(), None)
 
 
 def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(fp, tmp_path):
@@ -1282,7 +1280,7 @@ def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(f
     )
     _register_diagnosis(fp, "28.2.2")
     with pytest.raises(CommandFailed) as err:
-        steps.build.build(_runner(), plan, pushing, {})
+        steps.build.build(_runner(), plan, pushing)
     expected = classify(said, not_passed=plan.host.ca_note).message
     assert str(err.value) == f"docker buildx build failed (exit 1): {expected} (nothing was pushed)"
     assert err.value.returncode == 1
