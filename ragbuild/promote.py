@@ -26,7 +26,7 @@ import argparse
 import os
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from collections.abc import Mapping
 
@@ -175,6 +175,7 @@ def promote(
         registry as registry_api,
         docker_config as builders,
         ecr,
+        gate_record,
         push_preflight,
         steps,
     )
@@ -290,7 +291,7 @@ def promote(
     def gate_step(runner: Runner, state: steps.RunState) -> steps.Made:
         if ns.no_gate is not None:
             runner.log(f"warning: --no-gate: {source.ref} is promoted untested ({ns.no_gate})")
-            return steps.Made(gate={"ran": False, "reason": ns.no_gate, "at": _now()})
+            return steps.Made(gate=gate_record.not_run(ns.no_gate))
         return steps.Made(gate=gate(runner, state.plan, config, promotion))
 
     def write(runner: Runner, state: steps.RunState) -> steps.Made:
@@ -314,10 +315,6 @@ def promote(
         ),
     )
     return 0
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _size(raw: Any) -> int:
@@ -436,7 +433,7 @@ def gate(runner: Runner, plan: BuildPlan, config: Config, promotion: Promotion) 
     the image pulled by digest unless the engine has it (that pull is the gate's, not the
     promotion's). Returns what the metadata records (``sagemaker.recorded``: what was tested,
     the figures and when; a failure carries it as ``GateFailed.record``)."""
-    from ragbuild import sagemaker, smoke
+    from ragbuild import gate_record, sagemaker, smoke
 
     raw = promotion.raw
     ref = f"{plan.base}@{raw.digest}"
@@ -460,7 +457,7 @@ def gate(runner: Runner, plan: BuildPlan, config: Config, promotion: Promotion) 
         pulled = True
     revision = plan.git.commit if plan.git.sha else None
     expect = smoke.Expectation(image=ref, git_commit=revision, command=plan.smoke_command)
-    return sagemaker.recorded(
+    return gate_record.recorded(
         ref, lambda: sagemaker.run(runner, expect, timeout=plan.limits.smoke_timeout), pulled
     )[1]
 

@@ -222,44 +222,14 @@ def run(
     image = expect.image
     first = _first_start(runner, expect, timeout, http, time_, names())
     moved = _moved_start(runner, expect, timeout, http, time_, names())
-    result = GateResult(image=image, moved_ping_seconds=moved, tested_at=_now(), **first)
+    result = GateResult(image=image, moved_ping_seconds=moved, tested_at=utc_now(), **first)
     runner.report(result.summary(), SUCCESS)
     return result
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """Now in UTC, ISO 8601 to the second with ``Z`` (``2026-12-07T14:39:24Z``)."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def recorded(
-    image: str, gate: Callable[[], GateResult], pulled: bool = False
-) -> tuple[GateResult, dict[str, Any]]:
-    """``gate()`` and its record, what the metadata's ``gate`` holds, the same for a build's
-    ``--smoke-test`` and a promote; a failure is raised on with its record as
-    ``GateFailed.record``. ``image``: what was tested (an image ID, or ``repository@digest``);
-    ``at``: when it started (UTC); ``seconds``: the gate's wall time; ``figures``:
-    ``GateResult``'s (``tested_at``: when it ended), or the ``rule`` broken and its ``figure``."""
-    at, started = _now(), time.monotonic()
-    record = {"ran": True, "test": "sagemaker", "image": image, "pulled": pulled, "at": at}
-    try:
-        result = gate()
-    except GateFailed as failed:
-        failed.record = {
-            **record,
-            "passed": False,
-            "seconds": round(time.monotonic() - started, 3),
-            "rule": failed.rule,
-            "figure": failed.figure,
-        }
-        raise
-    figures = {k: v for k, v in result.figures().items() if k not in ("image", "health")}
-    return result, {
-        **record,
-        "passed": True,
-        "seconds": round(time.monotonic() - started, 3),
-        "health": result.health,
-        "figures": figures,
-    }
 
 
 class _Container:

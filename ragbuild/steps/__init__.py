@@ -109,11 +109,11 @@ def _inspect(runner: Runner, state: RunState) -> None:
 
 
 def _smoke(runner: Runner, state: RunState) -> None:
-    from ragbuild import sagemaker
+    from ragbuild import gate_record, sagemaker
 
     image = state.image_id or state.plan.primary
     try:
-        result, state.gate = sagemaker.recorded(
+        result, state.gate = gate_record.recorded(
             image, lambda: sagemaker.check(runner, state.plan, state.image_id)
         )
     except sagemaker.GateFailed as failed:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fakes import FAKE_IMAGE_ID as IMAGE_ID, STAMP
-from ragbuild import cli, sagemaker
+from ragbuild import cli, gate_record, sagemaker
 from ragbuild.metadata import KEYS
 
 REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d", "rag-worker:latest"]
@@ -28,7 +28,7 @@ def gate_result(image="img"):
 
 
 def test_recorded_keeps_what_was_tested_the_figures_and_when():
-    result, record = sagemaker.recorded("sha256:" + "1" * 64, gate_result)
+    result, record = gate_record.recorded("sha256:" + "1" * 64, gate_result)
     assert result.ping_seconds == 0.01
     assert record["image"] == "sha256:" + "1" * 64 and record["passed"] is True
     assert record["ran"] is True and record["test"] == "sagemaker" and record["pulled"] is False
@@ -51,7 +51,7 @@ def test_a_failed_gate_is_recorded_with_its_rule_and_figure_and_raised_on():
         raise sagemaker.failure("img", "ping-2s", "/ping took 3.0 s")
 
     with pytest.raises(sagemaker.GateFailed) as raised:
-        sagemaker.recorded("img", failing)
+        gate_record.recorded("img", failing)
     record = raised.value.record
     assert record["passed"] is False and record["rule"] == "ping-2s"
     assert record["figure"] == "/ping took 3.0 s" and "figures" not in record
