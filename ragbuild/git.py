@@ -320,7 +320,10 @@ def git_info(
                 )
             return GitInfo(reason=NO_COMMITS)
         toplevel, shallow, oid, sha = parse_git_repository(asked.stdout)
-        sent = gitfacts.sent_files(toplevel, options.context, options.file)
+        from ragbuild.guard import context_rules  # the walk docker will use for this build
+
+        rules = context_rules(runner, options)
+        sent = gitfacts.sent_files(toplevel, options.context, options.file, rules)
         changes = _changes(runner, toplevel, oid, sent.files, sent.sends, "")
     except ToolMissing as missing:
         if release:

@@ -18,8 +18,11 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 from collections.abc import Iterable, Mapping
+
+if TYPE_CHECKING:  # guard.py is imported where the walk is made
+    from ragbuild.guard import ContextRules
 
 #: git's tree entry modes (https://git-scm.com/book/en/v2/Git-Internals-Git-Objects).
 FILE, EXECUTABLE, SYMLINK, GITLINK = "100644", "100755", "120000", "160000"
@@ -245,16 +248,18 @@ class Sent:
     sends: Callable[[str], bool]
 
 
-def sent_files(toplevel: str, context: str, dockerfile: str) -> Sent:
-    """What ``docker build -f dockerfile context`` reads, by guard.py's walk (docker's
-    ``.dockerignore`` matcher), plus the Dockerfile and its ignore files (``<Dockerfile>.dockerignore``,
+def sent_files(
+    toplevel: str, context: str, dockerfile: str, rules: Optional[ContextRules] = None
+) -> Sent:
+    """What ``docker build -f dockerfile context`` reads, by guard.py's walk with ``rules`` (the
+    walk the build's client will use: ``guard.context_rules``; buildx's when not given), plus the Dockerfile and its ignore files (``<Dockerfile>.dockerignore``,
     the context's ``.dockerignore``) wherever they are, sent or not. Paths inside ``.git`` are
     left out (a checkout has its own .git). UsageError: an unreadable context or ignore file."""
     from ragbuild.guard import ContextRules, walk_context
 
     top = os.path.realpath(toplevel)
     root = os.path.realpath(context)
-    rules = ContextRules(context, dockerfile)
+    rules = rules or ContextRules(context, dockerfile)
     files, outside = {}, []
     added = set()
 

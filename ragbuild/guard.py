@@ -1,6 +1,7 @@
 """The context guard: what ``docker build`` would send, checked before it is sent.
 
-It reads the build context (read-only; no process), applies ``.dockerignore`` with a port of
+It reads the build context (read-only; its one process is ``docker version``, asked only when
+the two docker clients' walks differ: ``context_rules``), applies ``.dockerignore`` with a port of
 Docker's own matcher (moby/patternmatcher), and reports the files and bytes that would be sent.
 Above a threshold it warns and names the largest entries; when the context would carry likely
 secrets it refuses (``UsageError``, exit 2) unless ``--allow-secrets``. It also warns about
@@ -16,10 +17,14 @@ import functools
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from collections.abc import Iterator
 
 from ragbuild.errors import ToolMissing, UsageError
+
+if TYPE_CHECKING:  # the runner and the options are the callers'
+    from ragbuild.config import Options
+    from ragbuild.run.runner import Runner
 
 #: How many of the largest top-level entries a size warning names.
 LARGEST = 5
@@ -45,6 +50,9 @@ class ContextReport:
     bytes: int = 0
     entries: dict[str, list[int]] = field(default_factory=dict)  # entry -> [bytes, files]
     secrets: list[tuple[str, str]] = field(default_factory=list)  # (path, why), walk order
+    #: the walk was the classic CLI's (``ContextRules.prefix_exceptions``): the build must then
+    #: be the classic ``docker build`` that walks so (``plan.build_pushes``)
+    classic_walk: bool = False
 
     def largest(self, count: int = LARGEST) -> list[tuple[str, int, int]]:
         """``[(entry, bytes, files)]``, largest first; directories end with ``/``."""
@@ -252,6 +260,62 @@ class ContextRules:
         return not self.excluded(rel)
 
 
+def through_buildx(options: Options) -> bool:
+    """Whether ``docker buildx build`` sends this build's context whatever the client: a
+    --builder, several platforms, a cache export or import buildx does (``buildx_reasons``, as
+    the plan's ``buildx``). Flags that do not parse count as buildx (the plan says why they are
+    wrong). A single-platform --push is not among them: where the classic CLI's walk was
+    predicted, the build stays ``docker build`` plus ``docker push`` (``plan.build_pushes``), so
+    the prediction holds."""
+    from ragbuild.buildx import buildx_reasons, check_builder, parse_cache, parse_platforms
+
+    try:
+        return bool(
+            buildx_reasons(
+                builder=check_builder(options.builder) if options.builder else None,
+                platforms=parse_platforms(options.platform) if options.platform else (),
+                cache_from=tuple(parse_cache(raw, "--cache-from") for raw in options.cache_from),
+                cache_to=tuple(parse_cache(raw, "--cache-to") for raw in options.cache_to),
+            )
+        )
+    except UsageError:
+        return True
+
+
+def sent_by_classic_cli(runner: Runner, options: Options) -> bool:
+    """Whether the docker CLI's own ``docker build`` (a client before Docker 23) sends the
+    context, not buildx: the build does not go through buildx (``through_buildx``) and
+    ``docker version`` names a client before 23. A dry run, or a client that does not answer,
+    takes buildx's walk, which sends the most."""
+    from ragbuild.run.command import Command, Kind
+
+    if through_buildx(options):
+        return False
+    done = runner.run(
+        Command(
+            ("docker", "version", "--format", "{{.Client.Version}}"),
+            check=False,
+            kind=Kind.PROBE,
+            assume="",
+            dry_note="a client before Docker 23 walks fewer excluded directories",
+        )
+    )
+    major = done.stdout.strip().split(".")[0]
+    return done.returncode == 0 and major.isdigit() and int(major) < 23
+
+
+def context_rules(runner: Runner, options: Options) -> ContextRules:
+    """The rules of the walk docker will use for this build (``-f``, ``--context``): the one
+    choice between the two senders' walks, asked by the context step, the git facts' dirty
+    check (gitfacts.sent_files) and doctor alike. The client is asked (``sent_by_classic_cli``)
+    only when the answer changes the walk (``ContextRules.clients_differ``). UsageError: an
+    unreadable or refused ignore file."""
+    rules = ContextRules(options.context, options.file)
+    if rules.clients_differ and sent_by_classic_cli(runner, options):
+        rules.prefix_exceptions = True
+    return rules
+
+
 def walk_context(rules: ContextRules) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """``(rel, entry)`` for each file docker sends from ``rules.context`` (not directories):
     ``rel`` slash-separated relative to the context, in walk order; symlinks are sent as links,
@@ -281,7 +345,9 @@ def scan_context(
     """Walk ``context`` as docker would send it (``walk_context``; ``rules``: made from
     ``context`` and ``dockerfile`` when not given)."""
     rules = rules or ContextRules(context, dockerfile)
-    report = ContextReport(root=context, ignore_file=rules.ignore_file)
+    report = ContextReport(
+        root=context, ignore_file=rules.ignore_file, classic_walk=rules.prefix_exceptions
+    )
     for rel, entry in walk_context(rules):
         size = entry.stat(follow_symlinks=False).st_size
         report.files += 1

@@ -23,14 +23,8 @@ from ragbuild.buildx import (
     parse_cache,
     parse_platforms,
 )
-from ragbuild.config import check_env
-from ragbuild.config import (
-    DEFAULT_SMOKE_COMMAND,
-    Config,
-    LatestPolicy,
-    Options,
-    check_start_command,
-)
+from ragbuild.config import DEFAULT_SMOKE_COMMAND, Config, LatestPolicy, Options
+from ragbuild.config import check_env, check_start_command
 from ragbuild.tags import (
     build_number,
     channel_tags,
@@ -420,23 +414,25 @@ def plan_build_args(
     return tuple(build_args)
 
 
-def build_pushes(plan: BuildPlan, push: PushPlan, buildx_plugin: bool) -> bool:
+def build_pushes(
+    plan: BuildPlan, push: PushPlan, buildx_plugin: bool, classic_walk: bool = False
+) -> bool:
     """Whether the build pushes the refs itself (``docker buildx build --push``) instead of a
     ``docker push`` per ref after it. Always for several platforms (no local image to push).
-    For one platform when that is the same image in the same daemon, only sooner: the client
-    has the buildx plugin (``find_cli_plugin``), the build needs no other builder
-    (``plan.buildx`` empty: no --builder, cache export or --platform list; the daemon's own
-    builder, buildx's ``docker`` driver, stores the image in the daemon and pushes it with the
-    daemon's push, as ``docker push`` would), every ref is pushed (none left out as immutable) and in no set order (``in_order``),
-    nothing must pass between the build and the push (no --smoke-test, no --scan), no option
-    after ``--`` is one buildx refuses (``passthrough.NOT_FOR_BUILDX``), and no --no-cache (a
-    long build gains nothing worth noting, and a failed one may have to run again to tell a
-    failed build from a failed push: ``steps.build.build``)."""
+    For one platform only when it is the same image in the same daemon, sooner: the client has
+    the buildx plugin (``find_cli_plugin``); no other builder is needed (``plan.buildx`` empty;
+    the daemon's own builder, buildx's ``docker`` driver, stores the image in the daemon and
+    pushes it as ``docker push`` would); every ref is pushed (none skipped as immutable), in no
+    set order (``in_order``); nothing passes between build and push (--smoke-test, --scan); no
+    option after ``--`` buildx refuses (``passthrough.NOT_FOR_BUILDX``); no --no-cache (a failed
+    build may have to run again to tell it from a failed push: ``steps.build.build``); and the
+    context guard did not take the classic CLI's walk (``classic_walk``: buildx sends others)."""
     if plan.multi_platform:
         return True
     opts = plan.options
     return (
         buildx_plugin
+        and not classic_walk
         and not plan.buildx
         and not push.skipped
         and not push.in_order

@@ -129,7 +129,10 @@ def existing_first(
     first, each group in its order. Used when ECR's tag mutability is unknown (describe
     denied): only an existing tag can be refused as immutable (ECR refuses overwriting a tag,
     never a new one), and the first ref is pushed alone (``push``), so an immutable repository
-    stops the push before any tag moved or appeared."""
+    stops the push before any tag moved or appeared. A build that pushes itself (several
+    platforms) gets the refs in this order as its ``-t`` list, which BuildKit's image exporter
+    pushes one name at a time, in order, stopping at the first refused
+    (https://github.com/moby/buildkit/blob/master/exporter/containerimage/export.go)."""
 
     def new(ref: str) -> bool:
         return before.get(ref) == ""

@@ -293,14 +293,16 @@ def check_plan(doc: Doctor) -> list[Finding]:
 
 
 def check_context(doc: Doctor) -> list[Finding]:
-    """The Dockerfile, then the build context after .dockerignore (guard.scan_context, the
-    build's context check): its size, likely secrets."""
+    """The Dockerfile, then the build context after .dockerignore (guard.scan_context with
+    the walk the build will use, guard.context_rules: the build's context check): its size,
+    likely secrets."""
     from ragbuild import guard
 
     options = doc.options
     try:
         steps.facts.check_paths(options, doc.environ)
-        report = guard.scan_context(options.context, options.file)
+        rules = guard.context_rules(doc.runner, options)
+        report = guard.scan_context(options.context, options.file, rules)
     except RagbuildError as err:
         return [Finding(PROBLEM, "dockerfile and context", str(err))]
     applied = f"after {report.ignore_file}" if report.ignore_file else "no .dockerignore"

@@ -75,8 +75,9 @@ def _context(runner: Runner, state: RunState) -> None:
 
 
 def _preflight(runner: Runner, state: RunState) -> None:
+    classic = state.context is not None and state.context.classic_walk
     state.preflight = preflight.preflight(
-        runner, state.plan, state.config, state.facts, state.environ
+        runner, state.plan, state.config, state.facts, state.environ, classic
     )
 
 

@@ -20,33 +20,10 @@ def _files(count: int) -> str:
     return f"{count} file" if count == 1 else f"{count} files"
 
 
-def sent_by_classic_cli(runner: Runner, plan: BuildPlan) -> bool:
-    """Whether the docker CLI's own ``docker build`` (a client before Docker 23) sends the
-    context, not buildx: the build needs no ``docker buildx build`` (``plan.buildx`` empty, one
-    platform, no push, which may go with the build) and ``docker version`` names a client before
-    23. Asked only when the answer changes the walk (``ContextRules.clients_differ``); a dry run,
-    or a client that does not answer, takes buildx's walk, which sends the most."""
-    from ragbuild.run.command import Command, Kind
-
-    if plan.buildx or plan.multi_platform or plan.options.push:
-        return False
-    done = runner.run(
-        Command(
-            ("docker", "version", "--format", "{{.Client.Version}}"),
-            check=False,
-            kind=Kind.PROBE,
-            assume="",
-            dry_note="a client before Docker 23 walks fewer excluded directories",
-        )
-    )
-    major = done.stdout.strip().split(".")[0]
-    return done.returncode == 0 and major.isdigit() and int(major) < 23
-
-
 def check_context(runner: Runner, plan: BuildPlan) -> ContextReport:
     """Before the build: report the context, warn when it is large, refuse likely secrets."""
     from ragbuild.guard import (
-        ContextRules,
+        context_rules,
         scan_context,
     )  # the .dockerignore matcher: imported by this step
 
@@ -59,9 +36,7 @@ def check_context(runner: Runner, plan: BuildPlan) -> ContextReport:
             "names them; pass it with --secret id=NAME,env=VARIABLE and read it in the "
             "Dockerfile with `RUN --mount=type=secret,id=NAME` instead"
         )
-    rules = ContextRules(options.context, options.file)
-    if rules.clients_differ and sent_by_classic_cli(runner, plan):
-        rules.prefix_exceptions = True
+    rules = context_rules(runner, options)  # the walk docker will use
     report = scan_context(options.context, options.file, rules)
     applied = f"after {report.ignore_file}" if report.ignore_file else "(no .dockerignore)"
     runner.log(

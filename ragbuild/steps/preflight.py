@@ -44,10 +44,12 @@ def preflight(
     config: Config,
     facts: Facts,
     environ: Mapping[str, str] = os.environ,
+    classic_walk: bool = False,
 ) -> Preflight:
     """Everything knowable before the long build, in order: the scanner exists, the client has
     buildx when the build needs it, and the push can go (login, repository). A failed check
-    stops the run; a dry run warns and shows the rest (``Runner.stop_or_warn``)."""
+    stops the run; a dry run warns and shows the rest (``Runner.stop_or_warn``). ``classic_walk``:
+    the context guard took the classic CLI's walk (``guard.ContextReport``)."""
     scanner = pushing = None
     if plan.options.scan:
         from ragbuild import scan
@@ -66,7 +68,8 @@ def preflight(
 
         pushing = push_preflight.prepare(runner, plan, facts.docker_config, environ)
         plugin = find_cli_plugin("buildx", facts.docker_config, environ)
-        pushing = replace(pushing, by_build=build_pushes(plan, pushing, plugin is not None))
+        by_build = build_pushes(plan, pushing, plugin is not None, classic_walk)
+        pushing = replace(pushing, by_build=by_build)
     return Preflight(scanner, pushing)
 
 

@@ -10,12 +10,20 @@ forwards it to moto, or answers it itself where a case needs an answer moto cann
   push and pull does.
 
 The bodies are recorded, never the headers (the Authorization header is a signature; tokens
-returned by GetAuthorizationToken are in responses, which are not kept).
+returned by GetAuthorizationToken are in responses, which are not kept); of the Authorization
+header only the region of its credential scope is kept (``signed``): the region the CLI signed
+for, which is the region it sends the request to.
+
+``EndpointRecorder`` is an HTTPS proxy that records the host each ``CONNECT`` asks for and
+refuses it: with it as ``HTTPS_PROXY`` (and no ``AWS_ENDPOINT_URL``), the real CLI shows which
+endpoint it resolved (region, FIPS, partition) without anything leaving the machine.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import socketserver
 import threading
 import urllib.error
 import urllib.request
@@ -41,6 +49,7 @@ class Recorder:
         self.caller_account = caller_account
         self.deny = set(deny)
         self.requests: list = []  # (operation, body dict)
+        self.signed: list = []  # (operation, body dict, signing region or None)
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +68,11 @@ class Recorder:
                 except ValueError:
                     body = {"_raw": raw.decode(errors="replace")}
                 recorder.requests.append((operation, body))
+                scope = re.search(
+                    r"Credential=[^/,\s]+/[0-9]{8}/([^/,\s]+)/",
+                    self.headers.get("Authorization", ""),
+                )
+                recorder.signed.append((operation, body, scope[1] if scope else None))
                 own = recorder.answer(operation, body)
                 if own is not None:
                     status, payload = own
@@ -120,6 +134,34 @@ class Recorder:
         return [(op, body) for op, body in self.requests if op in ABOUT_A_REPOSITORY]
 
     def __enter__(self) -> Recorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class EndpointRecorder:
+    """An HTTPS proxy that records each ``CONNECT host:port`` and answers 403: ``targets``."""
+
+    def __init__(self):
+        self.targets: list = []  # "host:port", in order
+        recorder = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                line = self.rfile.readline().decode("latin-1").split()
+                if len(line) >= 2 and line[0] == "CONNECT":
+                    recorder.targets.append(line[1])
+                self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> EndpointRecorder:
         self.thread.start()
         return self
 

@@ -340,7 +340,6 @@ def test_check_asks_the_client_only_when_the_walks_differ(tmp_path, client, code
     root = tree(tmp_path, {**WILD, ".dockerignore": "node_modules\n!**/keep*\n"})
     runner = Answers(client, code)
     plan = FakePlan(root)
-    plan.buildx, plan.multi_platform = (), False
     # Dockerfile, .dockerignore, src/keep.py; buildx's walk also node_modules/pkg/keep.js
     assert check_context(runner, plan).files == files + 1
     assert runner.asked == [("docker", "version", "--format", "{{.Client.Version}}")]
@@ -353,8 +352,7 @@ def test_check_asks_the_client_only_when_the_walks_differ(tmp_path, client, code
 def test_a_buildx_build_takes_buildx_walk_without_asking(tmp_path):
     root = tree(tmp_path, {**WILD, ".dockerignore": "node_modules\n!**/keep*\n"})
     runner = Answers("20.10.24")
-    plan = FakePlan(root)
-    plan.buildx, plan.multi_platform = ("--builder remote",), False
+    plan = FakePlan(root, builder="remote")
     assert check_context(runner, plan).files == 4 and runner.asked == []
 
 
