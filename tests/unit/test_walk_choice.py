@@ -61,7 +61,8 @@ def repo(tmp_path, monkeypatch):
     [
         ("20.10.24+dfsg1", {}, []),  # the classic builder does not send node_modules/pkg/keep.js
         ("28.0.1", {}, ["node_modules/pkg/keep.js"]),
-        ("20.10.24", {"push": True}, ["node_modules/pkg/keep.js"]),  # buildx may push
+        # a single-platform push: the classic walk too (then build_pushes is false: below)
+        ("20.10.24", {"push": True}, []),
         ("20.10.24", {"builder": "remote"}, ["node_modules/pkg/keep.js"]),
     ],
 )
@@ -73,7 +74,7 @@ def test_the_dirty_verdict_follows_the_walk_the_client_makes(repo, client, flags
     sent = {rel for rel, _ in guard.walk_context(guard.context_rules(runner, options))}
     assert ("node_modules/pkg/keep.js" in sent) is bool(dirty)
     # asked only when the walks can differ and the build does not go through buildx
-    assert runner.asked == (0 if flags else 2)
+    assert runner.asked == (0 if "builder" in flags else 2)
 
 
 def test_the_client_is_not_asked_without_an_exception(repo):
@@ -98,7 +99,7 @@ def test_doctor_counts_the_files_of_the_walk_the_client_makes(repo, client, file
     "flags, buildx",
     [
         ({}, False),
-        ({"push": True}, True),
+        ({"push": True}, False),  # one platform: the guard's walk decides (build_pushes)
         ({"builder": "remote"}, True),
         ({"platform": "linux/amd64,linux/arm64"}, True),
         ({"platform": "linux/amd64"}, False),
@@ -110,3 +111,26 @@ def test_doctor_counts_the_files_of_the_walk_the_client_makes(repo, client, file
 )
 def test_through_buildx_is_the_plans_buildx_from_the_flags(flags, buildx):
     assert guard.through_buildx(Options(**flags)) is buildx
+
+
+@pytest.mark.parametrize("client, by_build", [("20.10.24", False), ("28.0.1", True)])
+def test_a_push_whose_walk_was_the_classic_clis_stays_docker_build_then_push(
+    repo, client, by_build
+):
+    """Where the guard took the classic CLI's walk, the build must be the classic ``docker
+    build`` (then ``docker push``), not ``buildx build --push``, which would send other files."""
+    from datetime import datetime
+
+    from ragbuild.commands.build import parse_build
+    from ragbuild.config import Config
+    from ragbuild.docker_config import DockerTarget
+    from ragbuild.git import GitInfo
+    from ragbuild.plan import PushPlan, build_pushes, make_plan
+
+    options = Options(env="dev", context=".", file="Dockerfile", push=True)
+    report = guard.scan_context(".", "Dockerfile", guard.context_rules(ClientSays(client), options))
+    argv = ["--env", "dev", "--registry", "localhost:5000/r", "--push"]
+    plan = make_plan(
+        parse_build(argv), Config(), GitInfo(), datetime(2026, 1, 2), docker=DockerTarget()
+    )
+    assert build_pushes(plan, PushPlan(plan.refs), True, report.classic_walk) is by_build
