@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import git
+from .support import client_has_buildx_plugin, git, pushed_refs
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +15,12 @@ IGNORE = ".git\nnode_modules\n!**/keep*\n"
 
 
 @pytest.mark.legs("legacy", "modern")
-def test_the_dirty_verdict_follows_the_files_docker_sends(project, docker, images, unique):
+@pytest.mark.parametrize("push", [False, True], ids=["local", "push"])
+def test_the_dirty_verdict_follows_the_files_docker_sends(
+    project, docker, images, unique, e2e_env, push
+):
+    """With --push too: where the classic walk was predicted the build stays ``docker build``
+    then ``docker push`` (plan.build_pushes), even where the client has the buildx plugin."""
     svc = project.path / "svc"
     (svc / "src").mkdir(parents=True)
     (svc / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY . /ctx\n")
@@ -27,11 +32,20 @@ def test_the_dirty_verdict_follows_the_files_docker_sends(project, docker, image
     # not in the commit; only buildx's walk goes into node_modules for **/keep*
     (svc / "node_modules" / "pkg").mkdir(parents=True)
     (svc / "node_modules" / "pkg" / "keep.js").write_text("not committed\n")
-    name = images.track_repository(unique("walk"))
+    if push:
+        name = images.track_repository(f"{e2e_env['E2E_REGISTRY']}/{unique('walkpush')}")
+        where = ("--registry", name, "--push")
+    else:
+        name = images.track_repository(unique("walk"))
+        where = ("--image-name", name)
     result = project.script(
-        "--env", "dev", "-f", "svc/Dockerfile", "--context", "svc", "--image-name", name
+        "--env", "dev", "-f", "svc/Dockerfile", "--context", "svc", *where
     ).assert_ok()
     images.track_result(result)
+    if push:
+        how, _ = pushed_refs(result)
+        classic = docker.major() < 23 or not client_has_buildx_plugin()
+        assert how == ("docker push" if classic else "build"), result.describe()
     listed = docker.quiet(
         "run", "--rm", "--entrypoint", "find", f"{name}:dev", "/ctx", "-type", "f"
     )
