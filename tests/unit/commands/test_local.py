@@ -18,7 +18,7 @@ from ragbuild.commands.clean import ragbuild_refs
 from ragbuild.reference import repository_of
 from ragbuild.reference import familiar
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCKER = "docker"
 LS = [DOCKER, "image", "ls", "--filter", "label=org.ragbuild.repository", "--quiet", "--no-trunc"]
 INSPECT_LOCAL = [DOCKER, "container", "inspect", "--format", "{{.Image}}", "rag-worker-local"]

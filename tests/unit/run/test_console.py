@@ -15,7 +15,7 @@ from ragbuild.run.console import ERROR, INFO, RESET, SUCCESS, WARNING, paint
 from ragbuild.run.runner import Runner
 
 RED, GREEN, YELLOW, BLUE = (console.COLOURS[level] for level in (ERROR, SUCCESS, WARNING, INFO))
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "build-image.py")
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "scripts", "build-image.py")
 
 
 class Terminal(io.StringIO):

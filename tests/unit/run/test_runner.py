@@ -812,7 +812,7 @@ def _in_a_new_python(code: str) -> None:
 
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
         capture_output=True,
         text=True,
     )

@@ -28,7 +28,7 @@ from ragbuild.plan import make_plan
 from fakes import FAKE_IMAGE_ID
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCKER = "docker"
 
 DEV_BUILD = (
@@ -1145,7 +1145,7 @@ def test_the_guides_commands_plan_bashs_tags(argv, expected):
 # --- main(): the program's name as it was started, the push hint's exact command, and a closed ------
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 REGISTRY = "registry.example.com/rag"
 
 

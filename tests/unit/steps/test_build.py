@@ -1176,7 +1176,7 @@ def test_builds_of_other_plans_in_the_same_second_get_other_answer_files(tmp_pat
 def _said(name):
     from pathlib import Path
 
-    return (Path(__file__).parent / "build_failures" / f"{name}.txt").read_bytes().decode()
+    return (Path(__file__).parents[1] / "build_failures" / f"{name}.txt").read_bytes().decode()
 
 
 def _runner():
