@@ -2,6 +2,9 @@
 build command as data, and how git's answer is read."""
 
 from __future__ import annotations
+
+from registry_fakes import PLAIN, build_plan
+
 import re
 import shlex
 from datetime import datetime
@@ -1175,3 +1178,8 @@ def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatc
     with pytest.raises(Exception, match="cannot write --metadata-file .*m.json: Permission denied"):
         record.finish()
     assert sorted(p.name for p in project.iterdir()) == ["Dockerfile"]
+
+
+def test_a_multi_platform_build_has_no_id_to_follow():
+    plan = build_plan(f"{PLAIN}/rag-worker", platform="linux/amd64,linux/arm64")
+    assert "--iidfile" not in build_command(plan, PushPlan(plan.refs), iid_file="i").argv

@@ -2,6 +2,11 @@
 diagnosis, and what a dry run of the checks before the build prints."""
 
 from __future__ import annotations
+
+from fakes import FAKE_IMAGE_ID
+from ragbuild.plan import PushPlan, build_command
+from registry_fakes import DIGEST, PLAIN, build_plan
+
 import dataclasses
 import json
 import pytest
@@ -1318,3 +1323,19 @@ def test_the_cause_says_whether_the_build_had_the_host_ca():
 )
 def test_passed_secret(argv, found):
     assert steps.build.passed_secret(["docker", "build", *argv, "."], "ragbuild-host-ca") == found
+
+
+def test_a_build_that_pushes_records_its_id(fp, buildx_plugin):
+    plan = dataclasses.replace(build_plan(f"{PLAIN}/rag-worker"), docker=DockerTarget())
+    pushing = PushPlan(plan.refs, by_build=True)
+
+    def wrote(process):
+        args = list(process.args)
+        with open(args[args.index("--metadata-file") + 1], "w") as handle:
+            json.dump({"containerimage.digest": DIGEST}, handle)
+
+    fp.register([fp.program("docker"), "buildx", "build", fp.any()], callback=wrote)
+    built = steps.build.build(Runner(), plan, pushing, {})
+    assert built == steps.build.Built(True, FAKE_IMAGE_ID, DIGEST)
+    argv = build_command(plan, pushing, metadata_file="m", iid_file="i").argv
+    assert argv[argv.index("--iidfile") + 1] == "i"

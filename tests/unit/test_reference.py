@@ -1,0 +1,59 @@
+"""reference.py: registry references and the ECR hosts they name."""
+
+import pytest
+from ragbuild.reference import parse_registry
+from registry_fakes import *  # noqa: F401,F403 (the shared fakes, clean_env included)
+from registry_fakes import clean_env  # noqa: F401 (autouse)
+
+
+# --- ECR host recognition ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host, region",
+    [
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com", "us-east-1"),
+        ("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+        ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+        ("123456789012.dkr-ecr.eu-west-1.on.aws", "eu-west-1"),  # dual-stack
+        ("123456789012.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn", "cn-northwest-1"),
+        ("123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu", "eusc-de-east-1"),
+        ("123456789012.dkr.ecr.us-iso-east-1.c2s.ic.gov", "us-iso-east-1"),
+        ("123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov", "us-isob-east-1"),
+        ("123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk", "eu-isoe-west-1"),
+        ("123456789012.dkr.ecr.us-isof-south-1.csp.hci.ic.gov", "us-isof-south-1"),
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com:443", "us-east-1"),
+    ],
+)
+def test_ecr_hosts_of_every_partition_give_their_region(host, region):
+    registry = parse_registry(f"{host}/team/rag-worker")
+    assert registry.is_ecr
+    assert registry.region == region
+    assert registry.path == "team/rag-worker"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.example",
+        "123456789012.dkr.ecr.us-east-1.on.aws.evil.example",
+        "evil123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "12345678901.dkr.ecr.us-east-1.amazonaws.com",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.co",
+        "123456789012.dkrxecr.us-east-1.amazonaws.com",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.eu.com",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com.cn.example",
+        "public.ecr.aws",
+        "localhost:5000",
+    ],
+)
+def test_look_alike_hosts_are_not_ecr(host):
+    registry = parse_registry(f"{host}/rag-worker")
+    assert not registry.is_ecr
+    assert registry.region is None
+
+
+def test_fips_is_read_from_the_registry_once():
+    assert parse_registry("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/r").fips
+    assert not parse_registry(f"{ECR}/r").fips
+    assert not parse_registry(f"{PLAIN}/r").fips
