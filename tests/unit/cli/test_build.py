@@ -1329,3 +1329,30 @@ def test_a_venv_without_the_packages_is_tried_once_then_says_how_to_install(fres
     assert done.returncode == 1  # no loop: one try with .venv, then the one-line reason
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("error: missing Python packages plumbum, semver, shtab, ")
+
+
+# --- the checks before the build, in a dry run -------------------------------------------------
+
+
+def test_a_dry_run_with_a_missing_scanner_warns_and_prints_the_scan_it_would_run(
+    project, strict_fp, capsys
+):
+    from ragbuild import cli
+
+    code = cli.main(
+        [
+            "--env",
+            "dev",
+            "--dry-run",
+            "--scan-command",
+            "no-such-scanner-4711 {image} --fail-on high",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert (
+        "warning: the scanner no-such-scanner-4711 (--scan-command) is not installed or not "
+        "executable (a real run stops here)"
+    ) in err.splitlines()
+    assert out.splitlines()[-1] == "no-such-scanner-4711 IMAGE_ID --fail-on high"
+    assert err.count("no-such-scanner-4711") == 1  # one warning, not one per check

@@ -166,3 +166,46 @@ def test_replace_version_tags_needs_a_push_of_a_version(project, fp, capsys):
     code = cli.main(["--env", "dev", "--replace-version-tags"])
     assert code == 2
     assert "--replace-version-tags only lets --push move" in capsys.readouterr().err
+
+
+def test_a_dry_run_of_a_push_with_buildx_shows_the_build_that_pushes_and_no_docker_push(
+    project, fp, capsys, buildx_plugin
+):
+    register_git(fp)
+    code = cli.main(
+        ["--env", "dev", "--registry", "localhost:5000/rag-worker", "--push", "--dry-run"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    builds = [line for line in out.splitlines() if " build " in f" {line} "]
+    assert len(builds) == 1 and builds[0].startswith("docker buildx build --builder default ")
+    assert (
+        "--push --provenance=false --sbom=false --output type=image,oci-mediatypes=false "
+        "--metadata-file "
+    ) in builds[0]
+    assert "docker push" not in out
+
+
+@pytest.mark.parametrize("flags", [["--smoke-test"], ["--builder", "other"]])
+def test_a_dry_run_pushes_with_docker_push_when_something_comes_between(
+    project, fp, capsys, buildx_plugin, flags
+):
+    """A smoke test must pass before anything is pushed; another builder keeps --load."""
+    register_git(fp)
+    assert (
+        cli.main(
+            [
+                "--env",
+                "dev",
+                "--registry",
+                "localhost:5000/rag-worker",
+                "--push",
+                "--dry-run",
+                *flags,
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "docker push localhost:5000/rag-worker:dev" in out
+    assert not any("--push" in line for line in out.splitlines() if " build " in line)

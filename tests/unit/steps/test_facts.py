@@ -1,0 +1,18 @@
+"""steps/facts.py: the facts a run starts from (the clock, the created label)."""
+
+from __future__ import annotations
+import dataclasses
+from ragbuild import steps
+
+
+def test_the_created_label_is_this_runs_alone_without_source_date_epoch():
+    from datetime import datetime
+
+    plain = steps.facts.Facts(
+        git=None, moment=steps.facts.clock({}), docker_config=None, docker=None
+    )
+    fixed = dataclasses.replace(
+        plain, moment=steps.facts.clock({"SOURCE_DATE_EPOCH": "1700000000"})
+    )
+    assert isinstance(plain.moment, datetime)
+    assert plain.unique_created and not fixed.unique_created
