@@ -36,6 +36,8 @@ import json
 from ragbuild.run.redaction import redact_argv, redact_value
 import os
 
+from ragbuild.commands import build as build_cli
+
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
@@ -1183,3 +1185,159 @@ def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatc
 def test_a_multi_platform_build_has_no_id_to_follow():
     plan = build_plan(f"{PLAIN}/rag-worker", platform="linux/amd64,linux/arm64")
     assert "--iidfile" not in build_command(plan, PushPlan(plan.refs), iid_file="i").argv
+
+
+# --- the guide's commands: bash's tags (the drop-in promise) ------------------------------------
+
+MOMENT = datetime(2023, 12, 3, 14, 30, 22)
+
+
+GIT = GitInfo(sha="a1b2c3d")
+
+
+ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
+
+
+ECR_PROD = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-prod"
+
+
+GUIDE_EXAMPLES = [
+    pytest.param(
+        ["--env", "dev"],
+        [
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="development",
+    ),
+    pytest.param(
+        ["--version", "1.0.0", "--env", "prod"],
+        [
+            "rag-worker:v1.0.0",
+            "rag-worker:1.0.0",
+            "rag-worker:prod-20231203-143022",
+            "rag-worker:prod",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="production-1.0.0",
+    ),
+    pytest.param(
+        ["--env", "staging", "--version", "1.0.0-rc.1"],
+        [
+            "rag-worker:v1.0.0-rc.1",
+            "rag-worker:1.0.0-rc.1",
+            "rag-worker:staging-20231203-143022",
+            "rag-worker:staging",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="staging-rc",
+    ),
+    pytest.param(
+        ["--env", "dev", "--registry", ECR_DEV],
+        [
+            f"{ECR_DEV}:dev-20231203-143022",
+            f"{ECR_DEV}:dev",
+            f"{ECR_DEV}:git-a1b2c3d",
+            f"{ECR_DEV}:latest",
+        ],
+        id="ecr-registry",
+    ),
+    pytest.param(
+        ["--env", "prod", "--version", "1.0.0", "--registry", ECR_PROD, "--push"],
+        [
+            f"{ECR_PROD}:v1.0.0",
+            f"{ECR_PROD}:1.0.0",
+            f"{ECR_PROD}:prod-20231203-143022",
+            f"{ECR_PROD}:prod",
+            f"{ECR_PROD}:git-a1b2c3d",
+            f"{ECR_PROD}:latest",
+        ],
+        id="build-and-push",
+    ),
+    pytest.param(
+        ["--env", "dev", "--no-cache"],
+        [
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="no-cache",
+    ),
+    pytest.param(
+        ["--env", "dev", "--tag", "my-custom-tag"],
+        [
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:my-custom-tag",
+            "rag-worker:latest",
+        ],
+        id="custom-tag",
+    ),
+    pytest.param(
+        ["--version", "1.2.3", "--env", "prod", "--registry", ECR_PROD, "--push", "--no-cache"],
+        [
+            f"{ECR_PROD}:v1.2.3",
+            f"{ECR_PROD}:1.2.3",
+            f"{ECR_PROD}:prod-20231203-143022",
+            f"{ECR_PROD}:prod",
+            f"{ECR_PROD}:git-a1b2c3d",
+            f"{ECR_PROD}:latest",
+        ],
+        id="multiple-operations",
+    ),
+    pytest.param(
+        ["--version", "1.0.0", "--env", "dev"],
+        [
+            "rag-worker:v1.0.0",
+            "rag-worker:1.0.0",
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="help-example-version-dev",
+    ),
+    pytest.param(
+        ["--version", "v1.2.3", "--env", "prod", "--registry", ECR_PROD],
+        [
+            f"{ECR_PROD}:v1.2.3",
+            f"{ECR_PROD}:1.2.3",
+            f"{ECR_PROD}:prod-20231203-143022",
+            f"{ECR_PROD}:prod",
+            f"{ECR_PROD}:git-a1b2c3d",
+            f"{ECR_PROD}:latest",
+        ],
+        id="leading-v-stripped-once",
+    ),
+    pytest.param(
+        ["--version", "2.0.0", "--no-latest"],
+        [
+            "rag-worker:v2.0.0",
+            "rag-worker:2.0.0",
+            "rag-worker:git-a1b2c3d",
+        ],
+        id="version-only-no-latest",
+    ),
+    pytest.param(
+        ["--env", "dev", "--no-latest", "--latest"],
+        [
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="latest-after-no-latest",
+    ),
+]
+
+
+@pytest.mark.parametrize("argv, expected", GUIDE_EXAMPLES)
+def test_the_guides_commands_plan_bashs_tags(argv, expected):
+    """The drop-in promise, from the command line the guide gives to the tags bash made."""
+    assert list(make_plan(build_cli.parse_build(argv), Config(), GIT, MOMENT).refs) == expected
