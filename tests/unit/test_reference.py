@@ -5,6 +5,9 @@ from ragbuild.reference import parse_registry
 from registry_fakes import *  # noqa: F401,F403 (the shared fakes, clean_env included)
 from registry_fakes import clean_env  # noqa: F401 (autouse)
 
+from ragbuild.reference import repository_of
+from ragbuild.reference import familiar
+
 
 # --- ECR host recognition ----------------------------------------------------------------------
 
@@ -57,3 +60,31 @@ def test_fips_is_read_from_the_registry_once():
     assert parse_registry("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/r").fips
     assert not parse_registry(f"{ECR}/r").fips
     assert not parse_registry(f"{PLAIN}/r").fips
+
+
+@pytest.mark.parametrize(
+    "ref, repository",
+    [
+        ("rag-worker:dev", "rag-worker"),
+        ("localhost:5000/a/b:1", "localhost:5000/a/b"),
+        ("localhost:5000/a/b", "localhost:5000/a/b"),
+        ("team/x:1", "team/x"),
+    ],
+)
+def test_repository_of(ref, repository):
+    assert repository_of(ref) == repository
+
+
+@pytest.mark.parametrize(
+    "label, familiar_name",
+    [
+        ("docker.io/team/rag", "team/rag"),
+        ("docker.io/library/rag", "rag"),
+        ("index.docker.io/rag", "rag"),
+        ("docker.io/library/a/b", "library/a/b"),
+        ("rag-worker", "rag-worker"),
+        ("r.example.com/library/x", "r.example.com/library/x"),
+    ],
+)
+def test_familiar_matches_how_docker_lists_docker_hub_names(label, familiar_name):
+    assert familiar(label) == familiar_name

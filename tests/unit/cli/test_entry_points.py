@@ -11,6 +11,8 @@ import pytest
 from fakes import EPOCH, STAMP
 from ragbuild import cli
 
+import re
+
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -237,3 +239,49 @@ def test_a_venv_without_the_packages_is_tried_once_then_says_how_to_install(fres
     assert done.returncode == 1  # no loop: one try with .venv, then the one-line reason
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("error: missing Python packages plumbum, semver, shtab, ")
+
+
+# --- the Makefile ------------------------------------------------------------------------------
+
+MAKE_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ECR_URI", "ECR_REGISTRY_URI", "ARGS")
+}
+
+
+def make_n(*args, env=None):
+    if not shutil.which("make"):
+        pytest.fail("make is not installed (the Makefile is the project's entry point)")
+    done = subprocess.run(
+        ["make", "-n", "-C", str(REPO), "-o", ".venv/.installed", *args],
+        capture_output=True,
+        text=True,
+        env={**MAKE_ENV, **(env or {})},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_push_dev_defaults_ecr_uri_to_ecr_registry_uri():
+    out = make_n("push-dev", env={"ECR_REGISTRY_URI": "r.example.com/rag"})
+    assert '--registry "r.example.com/rag" --push' in out
+
+
+def test_ecr_uri_on_the_command_line_wins():
+    out = make_n(
+        "push-prod",
+        "ECR_URI=c.example.com/rag",
+        "VERSION=1.0.0",
+        env={"ECR_REGISTRY_URI": "r.example.com/rag"},
+    )
+    assert '--registry "c.example.com/rag"' in out
+
+
+def test_make_help_lists_every_target():
+    targets = set(re.findall(r"(?m)^([a-zA-Z0-9_-]+):(?!=)", (REPO / "Makefile").read_text()))
+    done = subprocess.run(
+        ["make", "-s", "-C", str(REPO), "help"], capture_output=True, text=True, env=MAKE_ENV
+    )
+    listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+    assert "push-dev" in listed and listed == targets
