@@ -8,6 +8,9 @@ from registry_fakes import clean_env  # noqa: F401 (autouse)
 from ragbuild.reference import repository_of
 from ragbuild.reference import familiar
 
+from ragbuild.errors import UsageError
+from ragbuild.reference import check_tag
+
 
 # --- ECR host recognition ----------------------------------------------------------------------
 
@@ -88,3 +91,83 @@ def test_repository_of(ref, repository):
 )
 def test_familiar_matches_how_docker_lists_docker_hub_names(label, familiar_name):
     assert familiar(label) == familiar_name
+
+
+ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
+
+
+@pytest.mark.parametrize(
+    "tag", ["a", "_x", "1.0.0-rc.1", "A" * 128, "git-a1b2c3d-dirty", "v1.2.3_b.5"]
+)
+def test_valid_tags(tag):
+    assert check_tag(tag) == tag
+
+
+@pytest.mark.parametrize(
+    "tag", ["", ".hidden", "-dash", "a" * 129, "a:b", "a/b", "a b", "a+b", "é"]
+)
+def test_invalid_tags_are_refused(tag):
+    with pytest.raises(UsageError) as err:
+        check_tag(tag)
+    assert str(err.value).startswith(f"--tag {tag!r} is not a valid Docker tag: up to 128 letters")
+
+
+@pytest.mark.parametrize(
+    "uri, host, path, region",
+    [
+        (
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "rag-worker",
+            "us-east-1",
+        ),
+        (
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/rag",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            "team/rag",
+            "cn-north-1",
+        ),
+        ("localhost:5000/rag-worker", "localhost:5000", "rag-worker", None),
+        ("registry.example.com:443/a/b_c/d-e", "registry.example.com:443", "a/b_c/d-e", None),
+        (
+            ECR_DEV,
+            "123456789.dkr.ecr.us-east-1.amazonaws.com",
+            "rag-worker-dev",
+            None,
+        ),  # 9 digits: not ECR
+    ],
+)
+def test_registries_accepted(uri, host, path, region):
+    registry = parse_registry(uri)
+    assert (registry.host, registry.path, registry.region) == (host, path, region)
+    assert registry.uri == uri
+
+
+@pytest.mark.parametrize(
+    "uri, fragment",
+    [
+        ("", "--registry is empty"),
+        ("https://r.example.com/x", "drop the scheme"),
+        ("r.example.com/Rag-Worker", "lowercase repository path"),
+        ("r.example.com/x:tag", "no tag"),
+        ("r.example.com", "is not host[:port]/repository"),
+        ("rag/worker", "has no registry host"),
+    ],
+)
+def test_bad_registries_are_refused_naming_the_value(uri, fragment):
+    with pytest.raises(UsageError) as err:
+        parse_registry(uri)
+    assert fragment in str(err.value)
+    assert (repr(uri) in str(err.value)) or uri == ""
+
+
+def test_uppercase_registry_path_suggests_lowercase():
+    with pytest.raises(UsageError, match=r"did you mean 'r\.example\.com/rag-worker'\?"):
+        parse_registry("r.example.com/Rag-Worker")
+
+
+def test_registry_without_host_message_shows_the_docker_hub_spelling():
+    with pytest.raises(UsageError) as err:
+        parse_registry("someuser/rag-worker")
+    assert "docker.io/someuser/rag-worker" in str(err.value)
+    assert "{" not in str(err.value)
