@@ -1,4 +1,5 @@
-"""push_preflight.py: the checks before a push (credentials, the daemon's answers, version tags that must not move), against faked aws and docker calls (pytest-subprocess)."""
+"""push_preflight.py: the checks before a push (credentials, the daemon's answers, version tags that
+must not move), against faked aws and docker calls (pytest-subprocess)."""
 
 import json
 import fakes

@@ -1,4 +1,5 @@
-"""verify.py: the read-back after a push (every tag serves the pushed manifest, of the shape SageMaker takes), against a fake registry."""
+"""verify.py: the read-back after a push (every tag serves the pushed manifest, of the shape
+SageMaker takes), against a fake registry."""
 
 from ragbuild import verify
 from registry_fakes import OTHER_DIGEST, OTHER_IMAGE, PLAIN, build_plan, ctx_for, serve

@@ -1,4 +1,6 @@
-"""Git facts through main(): the tags, the dirty mark and the release checks from a real git, and git's failures and incomplete answers (faked) that stop a run before docker; --latest-policy auto against a repository's version tags."""
+"""Git facts through main(): the tags, the dirty mark and the release checks from a real git, and
+git's failures and incomplete answers (faked) that stop a run before docker; --latest-policy auto
+against a repository's version tags."""
 
 from __future__ import annotations
 import pytest

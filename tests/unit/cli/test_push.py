@@ -1,4 +1,5 @@
-"""--push through main(): a failed build or pre-flight never pushes, the password stays out of every output, the version-tag check before the build."""
+"""--push through main(): a failed build or pre-flight never pushes, the password stays out of every
+output, the version-tag check before the build."""
 
 import json
 import logging

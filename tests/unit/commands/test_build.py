@@ -1,4 +1,5 @@
-"""commands/build.py: the build's parser: every flag in both spellings, the defaults, the help's groups, sections and examples."""
+"""commands/build.py: the build's parser: every flag in both spellings, the defaults, the help's
+groups, sections and examples."""
 
 from __future__ import annotations
 import re

@@ -1,4 +1,5 @@
-"""clean (commands/clean.py, cleanup.py): only this project's tags go, images a container uses keep every tag, against faked docker calls through main()."""
+"""clean (commands/clean.py, cleanup.py): only this project's tags go, images a container uses keep
+every tag, against faked docker calls through main()."""
 
 import json
 import pytest

@@ -1,4 +1,5 @@
-"""steps/context.py: the context guard step: it asks the client only when the walks differ, reports the size, refuses secrets (or warns with --allow-secrets), warns about secret build args."""
+"""steps/context.py: the context guard step: it asks the client only when the walks differ, reports
+the size, refuses secrets (or warns with --allow-secrets), warns about secret build args."""
 
 from __future__ import annotations
 import subprocess
