@@ -298,7 +298,6 @@ UNTESTED = {
     "credentials.py": "docker login, credential helpers: test_push_preflight.py, test_ecr.py",
     "deps.py": "the optional packages' versions: commands/test_doctor.py (doctor, its one user)",
     "errors.py": "the exception tree: its exit codes are asserted wherever main() exits",
-    "push_image.py": "push of a tested image: test_promote.py (it shares promote's target plan)",
     "run/answer.py": "the answer files: run/test_runner.py, steps/test_build.py (a build that "
     "pushes)",
     "run/terminal.py": "the watched build's pseudo-terminal: run/test_runner.py, "
