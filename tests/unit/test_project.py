@@ -292,7 +292,7 @@ UNTESTED = {
     "(commands/test_build.py, commands/test_local.py, ...)",
     "commands/doctor_engine.py": "doctor's engine checks: commands/test_doctor.py, beside doctor",
     "commands/findings.py": "doctor's finding lines: commands/test_doctor.py, beside doctor",
-    "commands/promote.py": "promote's and push's parsers: test_promote.py drives them",
+    "commands/promote.py": "promote's and push's parsers: test_promote.py, test_push_image.py",
     "commands/smoke.py": "the smoke subcommand's parser: test_smoke.py, test_sagemaker.py",
     "cleanup.py": "what clean may touch: commands/test_clean.py, through clean (its one user)",
     "credentials.py": "docker login, credential helpers: test_push_preflight.py, test_ecr.py",
