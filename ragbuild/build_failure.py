@@ -21,8 +21,8 @@ rustls, curl, OpenSSL, Go's x509). Anything else is None: the caller keeps "its 
 How it is tested (pytest-subprocess cannot run a command whose output is read as it comes, as
 ``& TEE`` in plumbum does): this module alone, on the saved real outputs and on message variants
 (tests/unit/test_build_failure.py); the runner's ``Mode.WATCH`` with real short processes
-(``sh -c 'echo ...; exit 1'``, through a pipe and through a pty: test_runner.py); the steps'
-wiring with faked docker commands whose stderr is a saved output (test_steps.py: the faked
+(``sh -c 'echo ...; exit 1'``, through a pipe and through a pty: run/test_runner.py); the steps'
+wiring with faked docker commands whose stderr is a saved output (steps/test_build.py: the faked
 process's stderr is read as the real one's pipe); and real failing builds, through a pipe and
 on a terminal (tests/e2e/test_build_failure.py).
 """

@@ -1,6 +1,7 @@
 """Fakes of the registry, docker and aws calls that the push and ECR tests share
 (pytest-subprocess registrations, plans, and the push steps' context)."""
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -328,3 +329,16 @@ def prepared(plan, sleep=None, helper=None, origin="credHelpers"):
 def push_and_verify(context, runner):
     """What the pipeline does after the build (timing each as its own step): the pinned ref."""
     return verify.verify(runner, context, push.push(runner, context)).pinned
+
+
+#: the config digest of OTHER_MANIFEST: another build's image on the classic store
+OTHER_IMAGE = "sha256:" + "22" * 32
+
+
+def ctx_for(plan, before=None, image_id=fakes.FAKE_IMAGE_ID):
+    """``prepared(plan)`` following the image ``image_id``, with ``before``: what the registry
+    had under each ref before the push."""
+    ctx = prepared(plan)
+    return dataclasses.replace(
+        ctx, image_id=image_id, push=dataclasses.replace(ctx.push, before=before or {})
+    )

@@ -6,6 +6,9 @@ from ragbuild.config import load_config
 from ragbuild.errors import UsageError
 from ragbuild.config import DEFAULT_ENVIRONMENTS
 
+from pathlib import Path
+from ragbuild.config import Config
+
 
 def write(tmp_path, text):
     (tmp_path / "setup.cfg").write_text(text)
@@ -116,3 +119,16 @@ def test_a_bad_setup_cfg_stops_the_build_in_one_line(make, project, strict_fp, c
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error: ./setup.cfg") and err.count("\n") == 1, err
     assert docker_calls(strict_fp) == 0
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_the_projects_own_setup_cfg():
+    assert load_config(str(REPO)) == Config(
+        image_name="rag-worker", environments=("dev", "staging", "prod")
+    )
+
+
+def test_no_setup_cfg_means_defaults(tmp_path):
+    assert load_config(str(tmp_path)) == Config()

@@ -545,3 +545,12 @@ def test_skip_existing_immutable_without_describe_leaves_out_the_existing_tags(f
         "leaving out the tags rag-worker already has (its mutability is unknown): dev, latest"
         in capsys.readouterr().err
     )
+
+
+def test_fips_host_asks_the_aws_cli_for_the_fips_endpoint_and_others_keep_the_env():
+    fips = parse_registry("123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/r")
+    assert ("AWS_USE_FIPS_ENDPOINT", "true") in ecr.get_login_password_command(fips).env
+    plain = parse_registry(f"{ECR}/r")
+    # nothing set over the caller's AWS_PROFILE / AWS_ENDPOINT_URL*
+    assert ecr.get_login_password_command(plain).env == ()
+    assert ecr.describe_repositories_command(plain).env == ()

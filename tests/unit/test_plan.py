@@ -2,6 +2,9 @@
 build command as data, and how git's answer is read."""
 
 from __future__ import annotations
+
+from registry_fakes import PLAIN, build_plan
+
 import re
 import shlex
 from datetime import datetime
@@ -11,11 +14,9 @@ from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz
 
 from ragbuild import cli, metadata, steps
 from ragbuild.config import Config, Options, check_env
-from ragbuild.describe import describe_plan, human_size
-from ragbuild.errors import EXIT_USAGE, UsageError
-from ragbuild.run.command import Kind, Mode, Command
-from ragbuild.git import GitInfo, parse_git_repository, parse_git_status
-from ragbuild.images import inspect_command
+from ragbuild.errors import UsageError
+from ragbuild.run.command import Kind, Mode
+from ragbuild.git import GitInfo
 from ragbuild.plan import (
     PushPlan,
     build_command,
@@ -25,13 +26,15 @@ from ragbuild.plan import (
     parse_build_arg,
     plan_build_args,
 )
-from ragbuild.tags import parse_version, plan_tags
-from ragbuild.reference import check_tag, parse_registry
+from ragbuild.tags import plan_tags
+from ragbuild.reference import parse_registry
 from datetime import timedelta, timezone
 from pathlib import Path
 import json
-from ragbuild.run.redaction import redact_argv, redact_value
+from ragbuild.run.redaction import redact_value
 import os
+
+from ragbuild.commands import build as build_cli
 
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
@@ -169,98 +172,6 @@ def test_build_command_for_a_push_drops_attestations():
     assert cmd.argv[-3:] == ("--provenance=false", "--sbom=false", ".")
 
 
-def test_inspect_command_asks_for_id_size_tags_and_labels_in_one_call():
-    assert inspect_command("rag-worker:dev").argv == (
-        "docker",
-        "image",
-        "inspect",
-        "--format",
-        "{{.Id}} {{.Size}} {{json .RepoTags}} {{json .Config.Labels}}",
-        "rag-worker:dev",
-    )
-
-
-def test_display_is_shell_quoted_and_round_trips():
-    cmd = Command(
-        ("docker", "build", "-t", "a b", "--build-arg", "X=it's"),
-        env=(("K", "v w"),),
-        stdin="<password>",
-    )
-    assert cmd.display() == (
-        "K='v w' docker build -t 'a b' --build-arg 'X=it'\"'\"'s' < <password>"
-    )
-    assert shlex.split(Command(("docker", "x y", "$HOME")).display()) == ["docker", "x y", "$HOME"]
-
-
-def test_describe_plan_lists_tags_and_build_args():
-    lines = describe_plan(plan_for(env="dev"))
-    assert "  - rag-worker:dev-20231203-143022" in lines
-    assert "  BUILD_TIMESTAMP=20231203-143022" in lines
-    assert lines[0] == "image: rag-worker"
-
-
-@pytest.mark.parametrize(
-    "size, text",
-    [
-        (0, "0B"),
-        (999, "999B"),
-        (1000, "1.0kB"),
-        (151_234_567, "151.2MB"),
-        (2_500_000_000, "2.5GB"),
-        (5_000_000_000_000, "5000.0GB"),
-    ],
-)
-def test_human_size_in_docker_units(size, text):
-    assert human_size(size) == text
-
-
-# --- validation --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "raw, version",
-    [
-        ("1.2.3", "1.2.3"),
-        ("v1.2.3", "1.2.3"),
-        ("1.0.0-rc.1", "1.0.0-rc.1"),
-        ("1.2.3+build.5", "1.2.3+build.5"),
-        ("v0.0.0-alpha.1+exp.sha.5114f85", "0.0.0-alpha.1+exp.sha.5114f85"),
-    ],
-)
-def test_semantic_versions_are_accepted(raw, version):
-    assert str(parse_version(raw)) == version
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        "1.0",
-        "01.2.3",
-        "latest",
-        "1.2.3.4",
-        "vv1.2.3",
-        "V1.2.3",
-        "1.2.3-",
-        "1.2",
-        " 1.2.3",
-        "1.2.3-rc..1",
-        "",
-    ],
-)
-def test_non_semantic_versions_are_refused_naming_the_value(raw):
-    with pytest.raises(UsageError) as err:
-        parse_version(raw)
-    message = str(err.value)
-    assert f"--version {raw!r}" in message
-    assert "\n" not in message
-    assert err.value.exit_code == EXIT_USAGE
-
-
-def test_version_message_says_what_is_allowed():
-    with pytest.raises(UsageError, match=r"MAJOR\.MINOR\.PATCH"):
-        parse_version("1.0")
-
-
 def test_env_in_the_configured_list():
     assert check_env("staging", ("dev", "staging", "prod")) == "staging"
 
@@ -296,87 +207,10 @@ def test_env_empty():
         check_env("", ("dev", "staging", "prod"))
 
 
-@pytest.mark.parametrize(
-    "tag", ["a", "_x", "1.0.0-rc.1", "A" * 128, "git-a1b2c3d-dirty", "v1.2.3_b.5"]
-)
-def test_valid_tags(tag):
-    assert check_tag(tag) == tag
-
-
-@pytest.mark.parametrize(
-    "tag", ["", ".hidden", "-dash", "a" * 129, "a:b", "a/b", "a b", "a+b", "é"]
-)
-def test_invalid_tags_are_refused(tag):
-    with pytest.raises(UsageError) as err:
-        check_tag(tag)
-    assert str(err.value).startswith(f"--tag {tag!r} is not a valid Docker tag: up to 128 letters")
-
-
 def test_version_too_long_for_a_tag_is_refused_as_version():
     version = "1.0.0-" + "a" * 125  # v + 131 characters > 128
     with pytest.raises(UsageError, match=r"^--version 'v1\.0\.0-a+' is not a valid Docker tag"):
         plan_for(version=version, env="dev")
-
-
-@pytest.mark.parametrize(
-    "uri, host, path, region",
-    [
-        (
-            "123456789012.dkr.ecr.us-east-1.amazonaws.com/rag-worker",
-            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
-            "rag-worker",
-            "us-east-1",
-        ),
-        (
-            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/rag",
-            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
-            "team/rag",
-            "cn-north-1",
-        ),
-        ("localhost:5000/rag-worker", "localhost:5000", "rag-worker", None),
-        ("registry.example.com:443/a/b_c/d-e", "registry.example.com:443", "a/b_c/d-e", None),
-        (
-            ECR_DEV,
-            "123456789.dkr.ecr.us-east-1.amazonaws.com",
-            "rag-worker-dev",
-            None,
-        ),  # 9 digits: not ECR
-    ],
-)
-def test_registries_accepted(uri, host, path, region):
-    registry = parse_registry(uri)
-    assert (registry.host, registry.path, registry.region) == (host, path, region)
-    assert registry.uri == uri
-
-
-@pytest.mark.parametrize(
-    "uri, fragment",
-    [
-        ("", "--registry is empty"),
-        ("https://r.example.com/x", "drop the scheme"),
-        ("r.example.com/Rag-Worker", "lowercase repository path"),
-        ("r.example.com/x:tag", "no tag"),
-        ("r.example.com", "is not host[:port]/repository"),
-        ("rag/worker", "has no registry host"),
-    ],
-)
-def test_bad_registries_are_refused_naming_the_value(uri, fragment):
-    with pytest.raises(UsageError) as err:
-        parse_registry(uri)
-    assert fragment in str(err.value)
-    assert (repr(uri) in str(err.value)) or uri == ""
-
-
-def test_uppercase_registry_path_suggests_lowercase():
-    with pytest.raises(UsageError, match=r"did you mean 'r\.example\.com/rag-worker'\?"):
-        parse_registry("r.example.com/Rag-Worker")
-
-
-def test_registry_without_host_message_shows_the_docker_hub_spelling():
-    with pytest.raises(UsageError) as err:
-        parse_registry("someuser/rag-worker")
-    assert "docker.io/someuser/rag-worker" in str(err.value)
-    assert "{" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -430,170 +264,6 @@ def test_env_list_comes_from_config():
     assert plan_for(env="qa", config=config).env == "qa"
     with pytest.raises(UsageError, match="not one of qa, live"):
         plan_for(env="dev", config=config)
-
-
-# --- git ---------------------------------------------------------------------------------------
-
-
-def test_git_queries_are_read_only_and_speak_english():
-    from ragbuild.git import (
-        git_hash_command,
-        git_repository_command,
-        git_status_command,
-        git_tree_command,
-    )
-
-    for cmd in (
-        git_repository_command(),
-        git_status_command(),
-        git_tree_command("a" * 40),
-        git_hash_command(),
-        git_hash_command("/sub"),
-    ):
-        assert cmd.argv[0] == "git" and cmd.kind is Kind.QUERY and not cmd.check
-        assert dict(cmd.env)["LC_ALL"] == "C"
-    assert git_status_command().argv[1] == "--no-optional-locks"  # a query takes no index lock
-    assert git_repository_command().argv[-3:] == ("HEAD^{commit}", "--short=7", "HEAD^{commit}")
-    assert git_tree_command("f" * 40, "/sub").argv == (
-        "git",
-        "-C",
-        "/sub",
-        "ls-tree",
-        "-r",
-        "-z",
-        "--full-tree",
-        "f" * 40,
-    )
-    assert git_hash_command().argv == ("git", "hash-object", "--stdin-paths")
-    assert git_hash_command().stdin  # the paths go on stdin: one process for every file
-
-
-OID40 = "ab" * 20
-
-
-@pytest.mark.parametrize(
-    "stdout, answer",
-    [
-        (f"true\n/src/app\nfalse\n{OID40}\nabababa\n", ("/src/app", False, OID40, "abababa")),
-        (f"true\n/src/app\ntrue\n{OID40}\nabababa\n", ("/src/app", True, OID40, "abababa")),
-        (f"true\n/a b\nfalse\n{'c' * 64}\nccccccc\n", ("/a b", False, "c" * 64, "ccccccc")),
-    ],
-)
-def test_parse_git_repository(stdout, answer):
-    assert parse_git_repository(stdout) == answer
-
-
-@pytest.mark.parametrize(
-    "stdout",
-    [
-        "",
-        "true\n/src/app\n",
-        "false\n/src/app\nfalse\n" + OID40 + "\nabababa\n",
-        "true\n/src/app\nmaybe\n" + OID40 + "\nabababa\n",
-        "true\n/src/app\nfalse\nHEAD^{commit}\nabababa\n",  # not an id
-        "true\n/src/app\nfalse\n" + OID40 + "\nffffff\n",  # a short sha of another commit
-        "true\n/src/app\nfalse\n" + OID40 + "\nabababa\nextra\n",
-    ],
-)
-def test_parse_git_repository_fails_closed(stdout):
-    from ragbuild.git import GitUnreadable
-
-    with pytest.raises(GitUnreadable, match="incomplete answer"):
-        parse_git_repository(stdout)
-
-
-@pytest.mark.parametrize(
-    "returncode, stderr, reason",
-    [
-        # git's advice lines after its fatal line are part of the reason (one line)
-        (
-            128,
-            "fatal: detected dubious ownership in repository at '/x'\nTo add an exception for "
-            "this directory, call:\n\n\tgit config --global --add safe.directory /x\n",
-            "fatal: detected dubious ownership in repository at '/x' To add an exception for this "
-            "directory, call: git config --global --add safe.directory /x",
-        ),
-        (
-            128,
-            "fatal: unknown repository extension found:\n\tfoo\n",
-            "fatal: unknown repository extension found: foo",
-        ),
-        (
-            128,
-            "error: bad config line 1 in file .git/config\nfatal: not a git repository: .git\n",
-            "error: bad config line 1 in file .git/config",
-        ),
-        (
-            128,
-            "warning: something\nfatal: not a git repository: /src/.git/worktrees/wt\n",
-            "fatal: not a git repository: /src/.git/worktrees/wt",
-        ),
-        (1, "", "exit 1"),
-        (1, "odd\n", "odd"),
-    ],
-)
-def test_git_reason_is_gits_line_and_its_advice(returncode, stderr, reason):
-    from ragbuild.git import git_reason
-
-    assert git_reason(returncode, stderr) == reason
-
-
-@pytest.mark.parametrize(
-    "given, sha",
-    [
-        ("A1B2C3D", "a1b2c3d"),
-        ("a1b2c3d4e", "a1b2c3d4e"),
-        ("ab" * 20, "abababa"),
-        ("cd" * 32, "cdcdcdc"),
-    ],
-)
-def test_check_git_commit(given, sha):
-    from ragbuild.git import check_git_commit
-
-    assert check_git_commit(given) == sha
-
-
-@pytest.mark.parametrize("given", ["abc123", "g1b2c3d", "HEAD", "", "a" * 65, "v1.2.3"])
-def test_check_git_commit_refuses_what_is_no_commit_id(given):
-    from ragbuild.git import check_git_commit
-
-    with pytest.raises(UsageError, match="is not a commit id"):
-        check_git_commit(given)
-
-
-def test_parse_git_status():
-    from fakes import git_status_output
-
-    text = git_status_output(
-        "c" * 40, changed=["src/app.py", "a b.txt"], untracked=["new.py", "dir/x"]
-    )
-    rename = (
-        "2 R. N... 100644 100644 100644 " + "0" * 40 + " " + "0" * 40 + " R100 new name\0old name\0"
-    )
-    unmerged = "u UU N... 100644 100644 100644 100644 " + " ".join(["0" * 40] * 3) + " both.txt\0"
-    assert parse_git_status(text + rename + unmerged) == (
-        "c" * 40,
-        ("src/app.py", "a b.txt", "new name", "both.txt"),
-        ("new.py", "dir/x"),
-    )
-    assert parse_git_status("# branch.oid (initial)\0# branch.head main\0? Dockerfile\0") == (
-        None,
-        (),
-        ("Dockerfile",),
-    )
-
-
-def test_parse_git_status_without_a_head_is_not_trusted():
-    from ragbuild.git import GitUnreadable
-
-    with pytest.raises(GitUnreadable, match="no branch.oid"):
-        parse_git_status("")
-
-
-def test_git_info_tag_and_commit():
-    assert GitInfo(sha="abc1234").tag == "git-abc1234"
-    assert GitInfo(sha="abc1234", dirty=True).tag == "git-abc1234-dirty"
-    assert GitInfo().tag is None and GitInfo().commit == "unknown"
 
 
 def test_options_defaults_are_bash_defaults():
@@ -769,59 +439,6 @@ SECRET_FLAGS = [
 LEAKS = ("tok3n", "s3cr3t", "k3y")
 
 
-@pytest.mark.parametrize(
-    "key, value, shown",
-    [
-        ("API_TOKEN", "x", "***"),
-        ("DB_PASSWORD", "x", "***"),
-        ("aws_secret_access_key", "x", "***"),
-        ("API_KEY", "x", "***"),
-        ("PIP_INDEX_URL", "https://user:tok@mirror/simple", "https://***@mirror/simple"),
-        ("PIP_INDEX_URL", "https://mirror/simple", "https://mirror/simple"),
-        ("MONKEY", "banana", "banana"),  # KEY only as a whole part
-        ("PYTHON_IMAGE", "python:3.11-slim", "python:3.11-slim"),
-    ],
-)
-def test_redact_value(key, value, shown):
-    assert redact_value(key, value) == shown
-
-
-def test_redact_argv_handles_both_build_arg_spellings_and_urls_anywhere():
-    argv = (
-        "docker",
-        "build",
-        "--build-arg",
-        "API_TOKEN=x",
-        "--build-arg=API_KEY=y",
-        "--cache-from",
-        "https://u:p@cache.example/x",
-        "--build-arg",
-        "NOTE=a=b",
-        ".",
-    )
-    assert redact_argv(argv) == (
-        "docker",
-        "build",
-        "--build-arg",
-        "API_TOKEN=***",
-        "--build-arg=API_KEY=***",
-        "--cache-from",
-        "https://***@cache.example/x",
-        "--build-arg",
-        "NOTE=a=b",
-        ".",
-    )
-
-
-def test_display_hides_what_the_argv_keeps():
-    cmd = Command(
-        ("docker", "build", "--build-arg", "API_TOKEN=x", "."), env=(("GITHUB_TOKEN", "t"),)
-    )
-    assert cmd.display() == "GITHUB_TOKEN='***' docker build --build-arg 'API_TOKEN=***' ."
-    assert cmd.argv[3] == "API_TOKEN=x" and cmd.hides_secrets
-    assert not Command(("docker", "build", "--build-arg", "NOTE=x", ".")).hides_secrets
-
-
 def test_dry_run_shows_no_secret_anywhere_and_says_so_once(project, strict_fp, capsys):
     assert cli.main(["--env", "dev", "--dry-run", *SECRET_FLAGS]) == 0
     out, err = capsys.readouterr()
@@ -862,22 +479,6 @@ def test_the_plan_printout_and_the_metadata_share_the_rule():
         ("PYTHON_IMAGE", "python:3.11-slim"),
     )
     assert metadata.redact(args) == {key: redact_value(key, value) for key, value in args}
-
-
-def test_describe_plan_without_secrets_keeps_the_plain_header():
-    from datetime import datetime
-
-    from ragbuild.config import Config, Options
-    from ragbuild.git import GitInfo
-    from ragbuild.plan import make_plan
-
-    plan = make_plan(
-        Options(env="dev", build_args=("NOTE=x",)),
-        Config(),
-        GitInfo(sha="abc1234"),
-        datetime(2026, 1, 1),
-    )
-    assert "build args:" in describe_plan(plan) and "  NOTE=x" in describe_plan(plan)
 
 
 # --- Values that pass a first look but docker (or the end of the run) would refuse: each is exit 2 ---
@@ -1175,3 +776,164 @@ def test_a_failed_replace_leaves_no_temporary_file(project, tmp_path, monkeypatc
     with pytest.raises(Exception, match="cannot write --metadata-file .*m.json: Permission denied"):
         record.finish()
     assert sorted(p.name for p in project.iterdir()) == ["Dockerfile"]
+
+
+def test_a_multi_platform_build_has_no_id_to_follow():
+    plan = build_plan(f"{PLAIN}/rag-worker", platform="linux/amd64,linux/arm64")
+    assert "--iidfile" not in build_command(plan, PushPlan(plan.refs), iid_file="i").argv
+
+
+# --- the guide's commands: bash's tags (the drop-in promise) ------------------------------------
+
+MOMENT = datetime(2023, 12, 3, 14, 30, 22)
+
+
+GIT = GitInfo(sha="a1b2c3d")
+
+
+ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
+
+
+ECR_PROD = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-prod"
+
+
+GUIDE_EXAMPLES = [
+    pytest.param(
+        ["--env", "dev"],
+        [
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="development",
+    ),
+    pytest.param(
+        ["--version", "1.0.0", "--env", "prod"],
+        [
+            "rag-worker:v1.0.0",
+            "rag-worker:1.0.0",
+            "rag-worker:prod-20231203-143022",
+            "rag-worker:prod",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="production-1.0.0",
+    ),
+    pytest.param(
+        ["--env", "staging", "--version", "1.0.0-rc.1"],
+        [
+            "rag-worker:v1.0.0-rc.1",
+            "rag-worker:1.0.0-rc.1",
+            "rag-worker:staging-20231203-143022",
+            "rag-worker:staging",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="staging-rc",
+    ),
+    pytest.param(
+        ["--env", "dev", "--registry", ECR_DEV],
+        [
+            f"{ECR_DEV}:dev-20231203-143022",
+            f"{ECR_DEV}:dev",
+            f"{ECR_DEV}:git-a1b2c3d",
+            f"{ECR_DEV}:latest",
+        ],
+        id="ecr-registry",
+    ),
+    pytest.param(
+        ["--env", "prod", "--version", "1.0.0", "--registry", ECR_PROD, "--push"],
+        [
+            f"{ECR_PROD}:v1.0.0",
+            f"{ECR_PROD}:1.0.0",
+            f"{ECR_PROD}:prod-20231203-143022",
+            f"{ECR_PROD}:prod",
+            f"{ECR_PROD}:git-a1b2c3d",
+            f"{ECR_PROD}:latest",
+        ],
+        id="build-and-push",
+    ),
+    pytest.param(
+        ["--env", "dev", "--no-cache"],
+        [
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="no-cache",
+    ),
+    pytest.param(
+        ["--env", "dev", "--tag", "my-custom-tag"],
+        [
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:my-custom-tag",
+            "rag-worker:latest",
+        ],
+        id="custom-tag",
+    ),
+    pytest.param(
+        ["--version", "1.2.3", "--env", "prod", "--registry", ECR_PROD, "--push", "--no-cache"],
+        [
+            f"{ECR_PROD}:v1.2.3",
+            f"{ECR_PROD}:1.2.3",
+            f"{ECR_PROD}:prod-20231203-143022",
+            f"{ECR_PROD}:prod",
+            f"{ECR_PROD}:git-a1b2c3d",
+            f"{ECR_PROD}:latest",
+        ],
+        id="multiple-operations",
+    ),
+    pytest.param(
+        ["--version", "1.0.0", "--env", "dev"],
+        [
+            "rag-worker:v1.0.0",
+            "rag-worker:1.0.0",
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="help-example-version-dev",
+    ),
+    pytest.param(
+        ["--version", "v1.2.3", "--env", "prod", "--registry", ECR_PROD],
+        [
+            f"{ECR_PROD}:v1.2.3",
+            f"{ECR_PROD}:1.2.3",
+            f"{ECR_PROD}:prod-20231203-143022",
+            f"{ECR_PROD}:prod",
+            f"{ECR_PROD}:git-a1b2c3d",
+            f"{ECR_PROD}:latest",
+        ],
+        id="leading-v-stripped-once",
+    ),
+    pytest.param(
+        ["--version", "2.0.0", "--no-latest"],
+        [
+            "rag-worker:v2.0.0",
+            "rag-worker:2.0.0",
+            "rag-worker:git-a1b2c3d",
+        ],
+        id="version-only-no-latest",
+    ),
+    pytest.param(
+        ["--env", "dev", "--no-latest", "--latest"],
+        [
+            "rag-worker:dev-20231203-143022",
+            "rag-worker:dev",
+            "rag-worker:git-a1b2c3d",
+            "rag-worker:latest",
+        ],
+        id="latest-after-no-latest",
+    ),
+]
+
+
+@pytest.mark.parametrize("argv, expected", GUIDE_EXAMPLES)
+def test_the_guides_commands_plan_bashs_tags(argv, expected):
+    """The drop-in promise, from the command line the guide gives to the tags bash made."""
+    assert list(make_plan(build_cli.parse_build(argv), Config(), GIT, MOMENT).refs) == expected

@@ -9,6 +9,7 @@ from plumbum import local
 from conftest import MACHINE_VARS
 import subprocess
 import sys
+from typing import Optional
 
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ragbuild"
@@ -264,3 +265,137 @@ def test_only_the_cli_maps_errors_to_exit_codes():
     assert _modules_where(
         lambda node: isinstance(node, ast.Attribute) and node.attr == "exit_code"
     ) == {"cli", "errors"}
+
+
+# --- The unit tests mirror ragbuild/ (issue 21) ------------------------------------------------
+# ragbuild/X/name.py is tested by tests/unit/X/test_name.py. Two places have no one module:
+# tests/unit/cli/ holds the flows through main() that cross modules (the build flow, git facts,
+# push, the image identity, passthrough, the entry points), ragbuild/cli.py's own tests among
+# them; a subcommand's tests, through main() or not, sit beside its module in commands/.
+
+
+UNIT = Path(__file__).resolve().parent
+
+#: Where a source module's tests are when it is not the plain mirror.
+MIRROR_OVERRIDES = {
+    "steps/__init__.py": "steps/test_pipeline.py",  # the pipeline table, RunState, the recorder
+    "cli.py": "cli",  # the top-level parser, dispatch, the one error-to-exit map: every flow
+}
+
+#: Source modules with no test module of their own, each with why. A module leaves this list
+#: when it gets one (test_the_exceptions_are_still_exceptions fails until then).
+UNTESTED = {
+    "__init__.py": "the version string only",
+    "__main__.py": "calls cli.run; cli/test_entry_points.py starts python -m ragbuild",
+    "run/__init__.py": "a docstring only",
+    "commands/__init__.py": "a docstring only",
+    "commands/args.py": "what every subcommand's parser shares: tested through those parsers "
+    "(commands/test_build.py, commands/test_local.py, ...)",
+    "commands/doctor_engine.py": "doctor's engine checks: commands/test_doctor.py, beside doctor",
+    "commands/findings.py": "doctor's finding lines: commands/test_doctor.py, beside doctor",
+    "commands/promote.py": "promote's and push's parsers: test_promote.py, test_push_image.py",
+    "commands/smoke.py": "the smoke subcommand's parser: test_smoke.py, test_sagemaker.py",
+    "cleanup.py": "what clean may touch: commands/test_clean.py, through clean (its one user)",
+    "credentials.py": "docker login, credential helpers: test_push_preflight.py, test_ecr.py",
+    "deps.py": "the optional packages' versions: commands/test_doctor.py (doctor, its one user)",
+    "errors.py": "the exception tree: its exit codes are asserted wherever main() exits",
+    "run/answer.py": "the answer files: run/test_runner.py, steps/test_build.py (a build that "
+    "pushes)",
+    "run/terminal.py": "the watched build's pseudo-terminal: run/test_runner.py, "
+    "run/test_signals.py",
+    "shape.py": "SageMaker's image shape: test_sagemaker.py, test_verify.py",
+    "steps/preflight.py": "the pre-flight step: its checks are test_push_preflight.py's, its "
+    "place in a run cli/test_push.py's",
+}
+
+#: Test modules at a path with no source module: the project's own checks and data.
+NOT_MIRRORED = {
+    "test_project.py": "this file: the package's shape",
+    "test_docs.py": "the docs' commands and links",
+    "test_workflow.py": ".github/workflows/build-image.yml",
+    "test_benchmarks.py": "benchmarks/",
+    "test_lock_split.py": "the requirements lock split",
+    "test_state_ownership.py": "the package's shape: only the step table writes RunState",
+}
+
+#: Shared helpers beside the tests, not tests.
+HELPERS = {"conftest.py", "fakes.py", "registry_fakes.py", "__init__.py"}
+
+
+def mirror_of(source: str) -> str:
+    """The test module (or folder) that holds ``source``'s tests: ``run/runner.py`` ->
+    ``run/test_runner.py``."""
+    if source in MIRROR_OVERRIDES:
+        return MIRROR_OVERRIDES[source]
+    folder, _, name = source.rpartition("/")
+    return f"{folder}/test_{name}" if folder else f"test_{name}"
+
+
+def sources() -> list:
+    """Every module of ragbuild/, as a path below it: ``plan.py``, ``run/runner.py``."""
+    return sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py"))
+
+
+def unit_test_modules() -> list:
+    """Every Python file below tests/unit outside its data folders, as a path below it."""
+    return sorted(
+        str(path.relative_to(UNIT))
+        for path in UNIT.rglob("*.py")
+        if "build_failures" not in path.parts and "__pycache__" not in path.parts
+    )
+
+
+def test_every_source_module_has_its_test_module_or_a_reason():
+    missing = [
+        f"{source} -> tests/unit/{mirror_of(source)}"
+        for source in sources()
+        if source not in UNTESTED and not (UNIT / mirror_of(source)).exists()
+    ]
+    assert missing == []
+
+
+def topic_of(path: str, mirrors: set) -> Optional[str]:
+    """The module test file ``path`` is a topic file of (``test_ecr_hosts.py`` ->
+    ``test_ecr.py``: one module's long topic, e.g. a differential or its mutation survivors),
+    or None."""
+    folder, _, name = path.rpartition("/")
+    words = name[: -len(".py")].split("_")  # test, module words..., topic words...
+    for cut in range(len(words) - 1, 1, -1):  # the longest module name first
+        base = "_".join(words[:cut]) + ".py"
+        mirror = f"{folder}/{base}" if folder else base
+        if mirror in mirrors:
+            return mirror
+    return None
+
+
+def test_every_test_module_sits_where_a_source_module_is():
+    """Each test module is a source module's (``test_<module>.py``), or a topic file beside it
+    (``test_<module>_<topic>.py``), a CLI flow (cli/), or a listed exception."""
+    mirrors = {mirror_of(source) for source in sources()}
+    astray = [
+        path
+        for path in unit_test_modules()
+        if path.rpartition("/")[2] not in HELPERS
+        and path not in NOT_MIRRORED
+        and path not in mirrors
+        and topic_of(path, mirrors) is None
+        and not path.startswith("cli/")
+    ]
+    assert astray == []
+
+
+def test_a_topic_file_names_the_module_it_belongs_to():
+    mirrors = {"test_ecr.py", "run/test_runner.py", "test_pip_config.py"}
+    assert topic_of("test_ecr_hosts.py", mirrors) == "test_ecr.py"
+    assert topic_of("test_pip_config_list.py", mirrors) == "test_pip_config.py"
+    assert topic_of("run/test_runner_threads.py", mirrors) == "run/test_runner.py"
+    assert topic_of("test_walk_choice.py", mirrors) is None  # no module "walk"
+    assert topic_of("test_ecr.py", mirrors) is None  # the module's own file, not a topic
+    assert topic_of("test_runner_threads.py", mirrors) is None  # run/'s, not the top level's
+
+
+def test_the_exceptions_are_still_exceptions():
+    """A module that gains its test module leaves UNTESTED; a listed file still exists."""
+    assert [s for s in UNTESTED if s not in sources() or (UNIT / mirror_of(s)).exists()] == []
+    assert [path for path in NOT_MIRRORED if not (UNIT / path).exists()] == []
+    assert [path for path in MIRROR_OVERRIDES if path not in sources()] == []

@@ -18,6 +18,8 @@ from ragbuild.plan import make_plan
 from ragbuild.run.command import Kind
 from ragbuild.tags import parse_version
 
+from ragbuild.errors import EXIT_USAGE
+
 MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
 GIT = GitInfo(sha="a1b2c3d")
@@ -465,3 +467,50 @@ def test_a_channel_note_names_the_policy_as_the_user_spells_it(flags, policy):
     assert notes(["--version", "1.4.2", "--semver-tags", *flags])[0] == (
         f"1.4: kept: 1.4.2 is a release (--latest-policy {policy}: git tags are not compared)"
     )
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw, version",
+    [
+        ("1.2.3", "1.2.3"),
+        ("v1.2.3", "1.2.3"),
+        ("1.0.0-rc.1", "1.0.0-rc.1"),
+        ("1.2.3+build.5", "1.2.3+build.5"),
+        ("v0.0.0-alpha.1+exp.sha.5114f85", "0.0.0-alpha.1+exp.sha.5114f85"),
+    ],
+)
+def test_semantic_versions_are_accepted(raw, version):
+    assert str(parse_version(raw)) == version
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1.0",
+        "01.2.3",
+        "latest",
+        "1.2.3.4",
+        "vv1.2.3",
+        "V1.2.3",
+        "1.2.3-",
+        "1.2",
+        " 1.2.3",
+        "1.2.3-rc..1",
+        "",
+    ],
+)
+def test_non_semantic_versions_are_refused_naming_the_value(raw):
+    with pytest.raises(UsageError) as err:
+        parse_version(raw)
+    message = str(err.value)
+    assert f"--version {raw!r}" in message
+    assert "\n" not in message
+    assert err.value.exit_code == EXIT_USAGE
+
+
+def test_version_message_says_what_is_allowed():
+    with pytest.raises(UsageError, match=r"MAJOR\.MINOR\.PATCH"):
+        parse_version("1.0")

@@ -300,8 +300,8 @@ def test_the_ctrl_c_tests_pass_when_the_test_run_inherits_sigint_ignored():
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[2]
-    test = "tests/unit/test_runner.py::test_ctrl_c_on_a_command_without_arguments"
+    repo = Path(__file__).resolve().parents[3]
+    test = "tests/unit/run/test_runner.py::test_ctrl_c_on_a_command_without_arguments"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
         cwd=repo,
@@ -325,7 +325,7 @@ def test_a_signal_during_the_concurrent_read_back_exits_without_waiting_for_the_
     import textwrap
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     script = textwrap.dedent(f"""
         import os, signal, sys, threading, time
         from ragbuild.run import signals

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -15,7 +13,6 @@ from ragbuild.run.console import ERROR, INFO, RESET, SUCCESS, WARNING, paint
 from ragbuild.run.runner import Runner
 
 RED, GREEN, YELLOW, BLUE = (console.COLOURS[level] for level in (ERROR, SUCCESS, WARNING, INFO))
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "build-image.py")
 
 
 class Terminal(io.StringIO):
@@ -89,48 +86,3 @@ def test_the_runner_log_colours_on_a_terminal_and_not_in_a_capture(monkeypatch):
         f"{YELLOW}warning:{RESET} careful\n{GREEN}pushed and verified 2 tags{RESET}\n"
     )
     assert plain.getvalue() == "warning: careful\npushed and verified 2 tags\n"
-
-
-def _script_stderr(env_extra, *, tty):
-    """scripts/build-image.py with a bad flag; its stderr a pseudo-terminal or a pipe."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
-    env.update(env_extra)
-    if not tty:
-        done = subprocess.run(
-            [sys.executable, SCRIPT, "--bogus"], env=env, capture_output=True, text=True, timeout=60
-        )
-        return done.returncode, done.stderr
-    main, secondary = os.openpty()
-    try:
-        done = subprocess.run(
-            [sys.executable, SCRIPT, "--bogus"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=secondary,
-            timeout=60,
-        )
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # EIO: the terminal's other side is closed and drained
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return done.returncode, b"".join(chunks).decode().replace("\r\n", "\n")
-    finally:
-        os.close(main)
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals")
-def test_the_cli_error_is_red_on_a_real_terminal_only():
-    code, err = _script_stderr({}, tty=True)
-    assert code == 2 and err.startswith(f"{RED}error:{RESET} unrecognized arguments: --bogus")
-    code, err = _script_stderr({"NO_COLOR": "1"}, tty=True)
-    assert err.startswith("error: unrecognized arguments: --bogus")
-    code, err = _script_stderr({}, tty=False)
-    assert code == 2 and err.startswith("error: unrecognized arguments: --bogus")
-    code, err = _script_stderr({"FORCE_COLOR": "1"}, tty=False)
-    assert err.startswith(f"{RED}error:{RESET} unrecognized")

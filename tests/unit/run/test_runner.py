@@ -812,7 +812,7 @@ def _in_a_new_python(code: str) -> None:
 
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
         capture_output=True,
         text=True,
     )
@@ -991,3 +991,18 @@ def test_a_runner_aimed_at_a_docker_target_is_a_new_runner_and_the_first_is_unch
         "docker push h/r:t",
         "git push",
     ]
+
+
+# --- the runner reads the ID file --------------------------------------------------------------
+
+
+def test_the_runner_reads_the_id_file_and_removes_it(tmp_path):
+    path = tmp_path / "answers" / "x.iid"
+    os.mkdir(path.parent, 0o700)
+    path.write_text("stale from an earlier run")  # no answer of this one
+    script = f"import sys; open({str(path)!r}, 'w').write('sha256:' + 'ab' * 32 + '\\n')"
+    result = Runner(log=io.StringIO()).run(Command(("python3", "-c", script), iid_file=str(path)))
+    assert result.image_id == "sha256:" + "ab" * 32
+    assert not path.exists()
+    silent = Runner(log=io.StringIO()).run(Command(("true",), iid_file=str(path)))
+    assert silent.image_id == ""  # wrote none: the stale one was removed before

@@ -15,7 +15,7 @@ from ragbuild import cli
 from ragbuild.commands import completion
 from ragbuild.commands import build as build_cli
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..")
 SCRIPT = os.path.join(ROOT, "scripts", "build-image.py")
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
