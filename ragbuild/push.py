@@ -126,8 +126,15 @@ def registry_config_command() -> Command:
     verified HTTPS failed (``registry.reach``), so a dry run, which sends no request, never
     prints it."""
     return Command(
-        ("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False, kind=Kind.PROBE
+        ("docker", "info", "--format", REGISTRY_INFO_FORMAT), check=False, kind=Kind.PROBE
     )
+
+
+#: ``docker info``'s registry configuration and its storage driver's status (the containerd
+#: image store reaches loopback registries over plain HTTP on its own: ``RegistryConfig``).
+REGISTRY_INFO_FORMAT = (
+    '{"RegistryConfig":{{json .RegistryConfig}},"DriverStatus":{{json .DriverStatus}}}'
+)
 
 
 def proxy_command() -> Command:

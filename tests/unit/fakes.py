@@ -162,10 +162,13 @@ REGISTRY_CONFIG = (
 )
 
 
+from ragbuild.push import REGISTRY_INFO_FORMAT  # noqa: E402
+
+
 def register_registry_config(fp, stdout: str = REGISTRY_CONFIG, program: str = "docker", **kw):
-    """The pre-flight's ``docker info --format '{{json .RegistryConfig}}'``."""
+    """The pre-flight's ``docker info --format REGISTRY_INFO_FORMAT``."""
     return fp.register(
-        [fp.program(program), "info", "--format", "{{json .RegistryConfig}}"], stdout=stdout, **kw
+        [fp.program(program), "info", "--format", REGISTRY_INFO_FORMAT], stdout=stdout, **kw
     )
 
 

@@ -46,7 +46,7 @@ from fakes import (
         (
             json.dumps({"credHelpers": {"a": "", "b": None, "c": "gcloud"}}).encode(),
             None,
-            {"c": "gcloud"},
+            {"a": "", "c": "gcloud"},  # "": no helper for "a", not even credsStore (issue 23)
         ),
     ],
 )
