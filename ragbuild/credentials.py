@@ -39,6 +39,31 @@ def helper_get_command(helper: str) -> Command:
     )
 
 
+def client_version_command() -> Command:
+    return Command(
+        ("docker", "version", "--format", "{{.Client.Version}}"),
+        check=False,
+        kind=Kind.PROBE,
+        assume="",
+    )
+
+
+def docker_credentials(runner: Runner, config: DockerConfig, host: str) -> Credentials:
+    """``config.credentials(host)`` as the docker client that will push reads it. The docker
+    28 client matches ``auths`` keys another way (``docker_config._hostname``); its version is
+    asked only when that changes the answer for this config (a key like ``HTTPS://host``), so
+    the usual run starts no process here. An unreadable version: the older clients' rule."""
+    found = config.credentials(host)
+    if config.credentials(host, 28) == found:
+        return found
+    said = runner.run(client_version_command()).stdout.strip()
+    try:
+        major = int(said.split(".")[0])
+    except ValueError:
+        return found
+    return config.credentials(host, major)
+
+
 def docker_login(
     runner: Runner, creds: Credentials, config: DockerConfig, client_major: Optional[int] = None
 ) -> Optional[Login]:

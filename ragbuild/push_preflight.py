@@ -48,7 +48,7 @@ def prepare(
     credentials (``reach_registry``). No probe of the client for attestations: see
     ``plan.build_command``. The returned plan keeps the registry session for the read-back.
     ``docker_config`` and ``environ`` default to docker's config and the process environment."""
-    from ragbuild.credentials import Login
+    from ragbuild.credentials import Login, docker_credentials
 
     environ = os.environ if environ is None else environ
     docker_config = read_docker_config(environ) if docker_config is None else docker_config
@@ -56,7 +56,7 @@ def prepare(
     assert registry is not None
     refs: tuple[str, ...] = plan.refs
     skipped: tuple[str, ...] = ()
-    creds = docker_config.credentials(registry.host)
+    creds = docker_credentials(runner, docker_config, registry.host)
     check_helper(runner, creds, environ)
     logged_in = None  # the ECR password docker login just stored: what docker now sends
     unchecked = False  # ECR denied describe-repositories: mutability unknown

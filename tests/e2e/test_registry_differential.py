@@ -229,13 +229,13 @@ HELPERS = {
 }
 
 HELPER = """#!/usr/bin/python3
-import json, sys
+import json, os, sys
 name, behaviour, log = {name!r}, {behaviour!r}, {log!r}
 if sys.argv[1:] != ["get"]:
     sys.exit(0)
 url = sys.stdin.read().strip()
 with open(log, "a") as out:
-    out.write(name + " " + url + "\\n")
+    out.write(name + " " + url + " " + os.environ.get("DOCKER_CONFIG", "") + "\\n")
 if behaviour == "answer":
     print(json.dumps({{"ServerURL": url, "Username": "user-" + name, "Secret": "secret-" + name}}))
 elif behaviour == "token":
@@ -397,8 +397,9 @@ def written(config: dict, port: int) -> dict:
 
 
 def predicted_credentials(config_dir: Path, host: str, helpers: Path, client: int) -> tuple:
-    """What ragbuild says docker sends for ``host``: ("anonymous",), ("basic", user,
-    password), ("refresh", token), or ("error", message)."""
+    """(the helper ragbuild says docker asks, and for which host, or None; what ragbuild says
+    docker sends for ``host``: ("anonymous",), ("basic", user, password), ("refresh", token),
+    or ("error", message))."""
     from plumbum import local
 
     from ragbuild.credentials import docker_login
@@ -409,16 +410,17 @@ def predicted_credentials(config_dir: Path, host: str, helpers: Path, client: in
 
     config = read_docker_config({"DOCKER_CONFIG": str(config_dir)})
     creds = config.credentials(host, client)
-    with local.env(PATH=f"{helpers}{os.pathsep}{local.env['PATH']}"):
+    asked = (creds.helper, creds.host) if creds.helper else None
+    with local.env(PATH=f"{helpers}{os.pathsep}{local.env['PATH']}", DOCKER_CONFIG=""):
         try:
             login = docker_login(Runner(log=io.StringIO()), creds, config, client)
         except RagbuildError as err:
-            return ("error", str(err).splitlines()[0])
+            return asked, ("error", str(err).splitlines()[0])
     if login is None:
-        return ("anonymous",)
+        return asked, ("anonymous",)
     if login.identity_token:
-        return ("refresh", login.secret.reveal())
-    return ("basic", login.username, login.secret.reveal())
+        return asked, ("refresh", login.secret.reveal())
+    return asked, ("basic", login.username, login.secret.reveal())
 
 
 def push(docker, leg, ref: str, config_dir: Optional[Path], helpers: Optional[Path]) -> str:
@@ -479,11 +481,25 @@ def test_the_credentials_a_push_uses(docker, leg, recorder, helpers, token, tmp_
                 ),
             )
         )
+    # which helper docker's CLI asked, for which server URL: the helpers log it with the
+    # DOCKER_CONFIG they ran under (the case's; ragbuild's own runs above had none)
+    log = (helpers / "log").read_text().splitlines() if (helpers / "log").exists() else []
+    helper_asked: dict = {}
+    for line in log:
+        name, url, config = (line.split(" ", 2) + ["", ""])[:3]
+        if config:
+            helper_asked.setdefault(config, []).append((name, url))
     failures = []
     for case in cases:
-        guess = guesses[case.index]
+        asked, guess = guesses[case.index]
         tokens = [value for kind, value in recorder.seen(repository(case)) if kind == "token"]
         actual = tokens[0] if tokens else ("error", said[case.index].splitlines()[-1:])
+        docker_asked = helper_asked.get(str(dirs[case.index]), [])
+        if docker_asked != ([asked] if asked else []):
+            failures.append(
+                f"{case.describe(port)}\n  ragbuild: docker asks {asked or 'no helper'}"
+                f"\n  docker asked: {docker_asked}"
+            )
         if guess[0] == "error" and actual[0] == "error":
             continue
         if guess != actual:

@@ -96,3 +96,17 @@ def test_a_failing_helper_gives_way_to_the_auths_entry(tmp_path, failing_helper)
 def test_a_failing_helper_without_an_auths_entry_means_none(tmp_path, failing_helper):
     config = config_of(tmp_path, {"credHelpers": {HOST: "broken"}})
     assert docker_login(Runner(log=io.StringIO()), config.credentials(HOST), config) is None
+
+
+def test_the_client_version_is_asked_only_when_the_two_rules_differ(fp):
+    from ragbuild.credentials import docker_credentials
+
+    version = [fp.program("docker"), "version", "--format", "{{.Client.Version}}"]
+    plain = DockerConfig(auths={"https://vm:5000/v1/": auth("u", "p")})
+    assert docker_credentials(Runner(log=io.StringIO()), plain, HOST).auth_key is not None
+    assert fp.call_count(version) == 0  # both rules read the key: no process
+    fp.register(version, stdout="28.1.1\n")
+    fp.register(version, stdout="20.10.24+dfsg1\n")
+    upper = DockerConfig(auths={"HTTPS://vm:5000": auth("u", "p")})
+    assert docker_credentials(Runner(log=io.StringIO()), upper, HOST).auth_key == "HTTPS://vm:5000"
+    assert docker_credentials(Runner(log=io.StringIO()), upper, HOST).auth_key is None
