@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ragbuild.docker_config import Credentials, DockerConfig
@@ -39,19 +39,64 @@ def helper_get_command(helper: str) -> Command:
     )
 
 
-def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Optional[Login]:
-    """The credentials docker would send for ``creds.host``, or None when it has none."""
+def client_version_command() -> Command:
+    return Command(
+        ("docker", "version", "--format", "{{.Client.Version}}"),
+        check=False,
+        kind=Kind.PROBE,
+        assume="",
+    )
+
+
+def docker_credentials(runner: Runner, config: DockerConfig, host: str) -> Credentials:
+    """``config.credentials(host)`` as the docker client that will push reads it. The docker
+    28 client matches ``auths`` keys another way (``docker_config._hostname``); its version is
+    asked only when that changes the answer for this config (a key like ``HTTPS://host``), so
+    the usual run starts no process here. An unreadable version: the older clients' rule."""
+    found = config.credentials(host)
+    if config.credentials(host, 28) == found:
+        return found
+    said = runner.run(client_version_command()).stdout.strip()
+    try:
+        major = int(said.split(".")[0])
+    except ValueError:
+        return found
+    return config.credentials(host, major)
+
+
+def docker_login(
+    runner: Runner, creds: Credentials, config: DockerConfig, client_major: Optional[int] = None
+) -> Optional[Login]:
+    """The credentials docker would send for ``creds.host``, or None when it has none
+    (``resolve_login``)."""
+    return resolve_login(runner, creds, config, client_major)[1]
+
+
+def resolve_login(
+    runner: Runner, creds: Credentials, config: DockerConfig, client_major: Optional[int] = None
+) -> tuple[Credentials, Optional[Login]]:
+    """(where docker's credentials for ``creds.host`` come from, what it sends: None for
+    nothing). A helper that fails (other than "not found", which means none) is what docker
+    push ignores: it sends the config's ``auths`` entry for the host instead, or nothing
+    (docker cli ``ResolveAuthConfig`` drops the helper's error and the native store returns
+    the file's entry with it: cli/config/credentials/native_store.go ``Get``,
+    https://github.com/docker/cli/blob/v28.0.0/cli/config/credentials/native_store.go); a
+    warning says so, and the source returned is that entry (or none)."""
     if creds.helper:
         result = runner.run(helper_get_command(creds.helper), stdin=Secret(creds.host))
         said = (result.stdout + result.stderr).strip()
         if not result.ok:
             if CREDENTIALS_NOT_FOUND in said:
-                return None
-            raise PushFailed(
-                f"docker-credential-{creds.helper} cannot give the credentials for "
-                f"{creds.host} ({creds.origin} in {creds.config_path}); docker "
-                f"push would fail the same way:\n{tail(said, 3)}"
+                return creds, None
+            key = config.auths_key(creds.host, client_major)
+            instead = replace(creds, helper=None, origin="auths" if key else "", auth_key=key)
+            runner.log(
+                f"warning: docker-credential-{creds.helper} failed for {creds.host} "
+                f"({creds.origin} in {creds.config_path}): {tail(said, 1) or 'no output'}; "
+                f"docker push ignores that and sends what it has without the helper "
+                f"({instead.describe()})"
             )
+            return instead, _from_auths(key, config)
         try:
             data = json.loads(result.stdout)
             user, secret = str(data.get("Username") or ""), str(data.get("Secret") or "")
@@ -61,11 +106,16 @@ def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Op
                 "with something that is not its JSON"
             ) from None
         if not secret:
-            return None
-        return Login(user, Secret(secret), identity_token=user == "<token>")
-    if creds.auth_key is None:
+            return creds, None
+        return creds, Login(user, Secret(secret), identity_token=user == "<token>")
+    return creds, _from_auths(creds.auth_key, config)
+
+
+def _from_auths(key: Optional[str], config: DockerConfig) -> Optional[Login]:
+    """The login of ``config.auths[key]`` (None: no entry, or one without credentials)."""
+    if key is None:
         return None
-    entry = config.auths.get(creds.auth_key) or {}
+    entry = config.auths.get(key) or {}
     if entry.get("identitytoken"):
         return Login("", Secret(str(entry["identitytoken"])), identity_token=True)
     if entry.get("auth"):
@@ -73,7 +123,7 @@ def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Op
             user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
         except (ValueError, UnicodeError):
             raise PushFailed(
-                f"auths[{creds.auth_key!r}] in {config.path} is not base64 of "
+                f"auths[{key!r}] in {config.path} is not base64 of "
                 "user:password; run `docker login` again"
             ) from None
         return Login(user, Secret(password))

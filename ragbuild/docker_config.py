@@ -198,8 +198,22 @@ def credentials_key(host: str) -> str:
     return DOCKER_HUB_KEY if host in DOCKER_HUB_HOSTS else host
 
 
-def _hostname(key: str) -> str:
-    """docker's ``ConvertToHostname``: an ``auths`` key without scheme and path."""
+def _hostname(key: str, client_major: Optional[int] = None) -> str:
+    """docker's ``ConvertToHostname``: an ``auths`` key without scheme and path. Clients before
+    28 strip only a lowercase ``http://`` or ``https://``; the 28 client parses a key holding
+    ``://`` as a URL (any scheme, in any case: ``HTTPS://host:5000`` is ``host:5000``) and
+    falls back to the old cut (docker cli, cli/config/credentials/file_store.go
+    ``ConvertToHostname``: https://github.com/docker/cli/blob/v28.0.0/cli/config/credentials/file_store.go).
+    ``client_major`` None: the older rule."""
+    if client_major is not None and client_major >= 28:
+        import re
+
+        # Go's url.Parse: a scheme, then the authority up to /, ? or #; its Hostname and Port
+        found = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)", key)
+        authority = found[1].rpartition("@")[2] if found else ""
+        name = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d*))?", authority)
+        if name and name[1] not in ("", "[]"):
+            return f"{name[1]}:{name[2]}" if name[2] else name[1]
     for scheme in ("http://", "https://"):
         if key.startswith(scheme):
             key = key[len(scheme) :]
@@ -217,28 +231,40 @@ class DockerConfig:
     creds_store: Optional[str] = None  # the default helper (credsStore)
     #: key -> {"auth": ...} (auths), each entry's JSON as docker wrote it
     auths: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    plugin_dirs: tuple[
-        str, ...
-    ] = ()  # cliPluginsExtraDirs: more places docker looks for CLI plugins
+    #: cliPluginsExtraDirs: more places docker looks for CLI plugins
+    plugin_dirs: tuple[str, ...] = ()
 
-    def credentials(self, host: str) -> Credentials:
+    def credentials(self, host: str, client_major: Optional[int] = None) -> Credentials:
         """Where docker gets ``host``'s credentials, in docker's order: ``credHelpers[host]``,
         then ``credsStore``, then the ``auths`` entry (docker cli, config/configfile/file.go
         ``GetCredentialsStore``; https://docs.docker.com/reference/cli/docker/login/#credential-stores).
-        An ``auths`` key matches exactly or by its host name (docker's file store)."""
+        A ``credHelpers`` entry whose helper is ``""`` names the ``auths`` entry, not
+        ``credsStore`` (docker takes the entry's existence, then its empty name as "no
+        helper"). An ``auths`` key matches as ``auths_key`` says."""
         key = credentials_key(host)
         found = dict(host=host, config_path=self.path)
         helper = self.cred_helpers.get(key)
         if isinstance(helper, str) and helper:
             return Credentials(helper=helper, origin="credHelpers", **found)
-        if self.creds_store:
+        if self.creds_store and helper is None:
             return Credentials(helper=self.creds_store, origin="credsStore", **found)
-        if key in self.auths:
-            return Credentials(origin="auths", auth_key=key, **found)
-        for name in self.auths:
-            if _hostname(name) == _hostname(key):
-                return Credentials(origin="auths", auth_key=name, **found)
+        name = self.auths_key(host, client_major)
+        if name is not None:
+            return Credentials(origin="auths", auth_key=name, **found)
         return Credentials(**found)
+
+    def auths_key(self, host: str, client_major: Optional[int] = None) -> Optional[str]:
+        """The ``auths`` key docker's file store reads for ``host``: the key itself, else a key
+        whose host name (``_hostname``, as the client ``client_major`` converts it) is the
+        host; None when no key matches. docker also reads it when a helper fails (it ignores
+        the helper's error and sends the file's entry)."""
+        key = credentials_key(host)
+        if key in self.auths:
+            return key
+        for name in self.auths:
+            if _hostname(name, client_major) == _hostname(key):
+                return name
+        return None
 
 
 def docker_config_path(environ: Mapping[str, str] = os.environ) -> str:
@@ -267,9 +293,8 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
     return DockerConfig(
         path=path,
         current_context=context if isinstance(context, str) and context else None,
-        cred_helpers={
-            host: helper for host, helper in helpers.items() if isinstance(helper, str) and helper
-        },
+        # an empty helper name is kept: it turns credsStore off for its host (``credentials``)
+        cred_helpers={host: helper for host, helper in helpers.items() if isinstance(helper, str)},
         creds_store=store if isinstance(store, str) and store else None,
         auths={key: entry for key, entry in auths.items() if isinstance(entry, dict)},
         plugin_dirs=tuple(d for d in extra if isinstance(d, str) and d)
@@ -368,6 +393,11 @@ class RegistryConfig:
 
     insecure_cidrs: tuple[str, ...] = DEFAULT_INSECURE_CIDRS
     index_secure: Mapping[str, bool] = field(default_factory=dict)  # IndexConfigs[name].Secure
+    #: the daemon stores images in containerd (DriverStatus ``driver-type`` is
+    #: ``io.containerd.snapshotter.v1``): its pushes also go plain HTTP to ``localhost`` and
+    #: loopback addresses, ``::1`` included (containerd remotes/docker ``MatchLocalhost``:
+    #: https://github.com/containerd/containerd/blob/v1.7.20/remotes/docker/resolver.go)
+    containerd: bool = False
 
     def is_insecure(
         self, host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None
@@ -381,6 +411,8 @@ class RegistryConfig:
 
         if host in self.index_secure:
             return not self.index_secure[host]
+        if self.containerd and _is_localhost(host):
+            return True
         addresses = _addresses(host, resolve)
         networks = []
         for cidr in self.insecure_cidrs:
@@ -398,6 +430,26 @@ class RegistryConfig:
         return False
 
 
+def _is_localhost(host: str) -> bool:
+    """containerd's ``MatchLocalhost``: ``host`` (``name[:port]``, ``[v6]:port``) is
+    ``localhost`` or a loopback IP, as written (no lookup)."""
+    import ipaddress
+
+    name = (
+        host[1:].split("]")[0]
+        if host.startswith("[")
+        else host.rsplit(":", 1)[0]
+        if host.count(":") == 1
+        else host
+    )
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _resolve(name: str) -> list[str]:
     import socket
 
@@ -408,10 +460,21 @@ def _resolve(name: str) -> list[str]:
 
 
 def parse_registry_config(text: str) -> RegistryConfig:
-    """``docker info --format '{{json .RegistryConfig}}'``; ValueError if it is not that."""
+    """``docker info --format '{{json .RegistryConfig}}'``, or the object ``push.
+    REGISTRY_INFO_FORMAT`` makes of it with ``DriverStatus``; ValueError if it is neither."""
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
+    containerd = False
+    if "RegistryConfig" in data:
+        status = data.get("DriverStatus") or []
+        containerd = isinstance(status, list) and any(
+            isinstance(pair, list) and pair[1:2] == ["io.containerd.snapshotter.v1"]
+            for pair in status
+        )
+        data = data["RegistryConfig"]
+        if not isinstance(data, dict):
+            raise ValueError("RegistryConfig is not a JSON object")
     cidrs = data.get("InsecureRegistryCIDRs") or []
     indexes = data.get("IndexConfigs") or {}
     if not isinstance(cidrs, list) or not isinstance(indexes, dict):
@@ -423,6 +486,7 @@ def parse_registry_config(text: str) -> RegistryConfig:
             for name, entry in indexes.items()
             if isinstance(entry, dict)
         },
+        containerd,
     )
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Optional, Union
 from collections.abc import Mapping
 
+from ragbuild.run.command import Command, Kind
+
 #: ``docker info --format`` for the three fields, as one JSON object (docker 20.10 and newer).
 INFO_FORMAT = (
     '{"HTTPProxy":{{json .HTTPProxy}},"HTTPSProxy":{{json .HTTPSProxy}},'
@@ -328,3 +330,15 @@ def remote_daemon(endpoint: Optional[str]) -> bool:
         return False  # unix://, fd://, npipe://: this machine
     ip = parse_ip(host)
     return not (host.lower() == "localhost" or ip is not None and ip.is_loopback)
+
+
+def proxy_command() -> Command:
+    """The daemon's proxy settings (``docker info``: HTTPProxy, HTTPSProxy, NoProxy), which
+    ragbuild's own registry requests follow (proxy.py). Asked once, by the push pre-flight
+    (and doctor), just before the first registry request; a dry run takes it as no proxy."""
+    return Command(
+        ("docker", "info", "--format", INFO_FORMAT),
+        check=False,
+        kind=Kind.PROBE,
+        assume=json.dumps({"HTTPProxy": "", "HTTPSProxy": "", "NoProxy": ""}),
+    )

@@ -120,30 +120,6 @@ def normalize_platform(platform: str) -> str:
 # --- commands ----------------------------------------------------------------------------------
 
 
-def registry_config_command() -> Command:
-    """The daemon's registry configuration (``docker info``): which registries it reaches over
-    plain HTTP or unverified TLS. Asked only inside the pre-flight's registry check, after
-    verified HTTPS failed (``registry.reach``), so a dry run, which sends no request, never
-    prints it."""
-    return Command(
-        ("docker", "info", "--format", "{{json .RegistryConfig}}"), check=False, kind=Kind.PROBE
-    )
-
-
-def proxy_command() -> Command:
-    """The daemon's proxy settings (``docker info``: HTTPProxy, HTTPSProxy, NoProxy), which
-    ragbuild's own registry requests follow (proxy.py). Asked once, by the push pre-flight
-    (and doctor), just before the first registry request; a dry run takes it as no proxy."""
-    from ragbuild import proxy
-
-    return Command(
-        ("docker", "info", "--format", proxy.INFO_FORMAT),
-        check=False,
-        kind=Kind.PROBE,
-        assume=json.dumps({"HTTPProxy": "", "HTTPSProxy": "", "NoProxy": ""}),
-    )
-
-
 def push_command(ref: str, mode: Mode = Mode.TEE) -> Command:
     """``docker push ref``: shown live (``TEE``), or kept and shown when done (``CAPTURE``, for
     the tags pushed at once)."""

@@ -25,13 +25,14 @@ from ragbuild.docker_config import (
 )
 from ragbuild.errors import DockerUnavailable, PushFailed
 from ragbuild.plan import BuildPlan, PushPlan
-from ragbuild.run.command import Command
+from ragbuild.run.command import Command, Kind
 from ragbuild.run.runner import Runner, tail
 
 if TYPE_CHECKING:  # access (urllib, ssl) and proxy are imported by a push only
     from ragbuild import manifest, proxy, registry
     from ragbuild.credentials import Login
-from ragbuild.push import proxy_command, registry_config_command, retrying
+from ragbuild.proxy import proxy_command
+from ragbuild.push import retrying
 
 T = TypeVar("T")
 
@@ -51,7 +52,7 @@ def prepare(
     ``docker_config`` and ``environ`` default to docker's config and the process environment.
     ``image_id``: the local image ``push IMAGE`` ships; a version tag already naming it (its
     manifest's config digest is that ID: ``Manifest.names_image``) is no move."""
-    from ragbuild.credentials import Login
+    from ragbuild.credentials import Login, docker_credentials
 
     environ = os.environ if environ is None else environ
     docker_config = read_docker_config(environ) if docker_config is None else docker_config
@@ -59,7 +60,7 @@ def prepare(
     assert registry is not None
     refs: tuple[str, ...] = plan.refs
     skipped: tuple[str, ...] = ()
-    creds = docker_config.credentials(registry.host)
+    creds = docker_credentials(runner, docker_config, registry.host)
     check_helper(runner, creds, environ)
     logged_in = None  # the ECR password docker login just stored: what docker now sends
     unchecked = False  # ECR denied describe-repositories: mutability unknown
@@ -396,3 +397,20 @@ def _ask_docker_info(
         return parse(result.stdout)
     except ValueError as bad:
         raise PushFailed(f"cannot read {what} from `docker info`: {bad}") from None
+
+
+def registry_config_command() -> Command:
+    """The daemon's registry configuration (``docker info``): which registries it reaches over
+    plain HTTP or unverified TLS. Asked only inside the pre-flight's registry check, after
+    verified HTTPS failed (``registry.reach``), so a dry run, which sends no request, never
+    prints it."""
+    return Command(
+        ("docker", "info", "--format", REGISTRY_INFO_FORMAT), check=False, kind=Kind.PROBE
+    )
+
+
+#: ``docker info``'s registry configuration and its storage driver's status (the containerd
+#: image store reaches loopback registries over plain HTTP on its own: ``RegistryConfig``).
+REGISTRY_INFO_FORMAT = (
+    '{"RegistryConfig":{{json .RegistryConfig}},"DriverStatus":{{json .DriverStatus}}}'
+)

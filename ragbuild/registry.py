@@ -45,7 +45,7 @@ from email.message import Message
 from typing import Callable, Optional
 from collections.abc import Mapping, Sequence
 
-from ragbuild.credentials import Login, docker_login
+from ragbuild.credentials import Login, resolve_login
 from ragbuild.docker_config import DOCKER_HUB_HOSTS, Credentials, DockerConfig, always_insecure
 from ragbuild.errors import PushFailed
 from ragbuild.reference import Registry
@@ -489,7 +489,7 @@ def check(
     when verified HTTPS fails (``reach``). ``proxies``: the daemon's proxy settings, which the
     session's requests follow (``DaemonProxy``)."""
     if login is None:
-        login = docker_login(runner, creds, config)
+        creds, login = resolve_login(runner, creds, config)
     session = Session(registry, creds, login, proxies=proxies)
     how = (
         "HTTPS, else plain HTTP: a loopback registry, insecure to the daemon"

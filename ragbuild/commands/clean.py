@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from ragbuild.commands.args import ArgumentParser, sub_parser
 from ragbuild.commands.local import LOCAL_CONTAINER
-from ragbuild.reference import repository_of
 from ragbuild.errors import EXIT_OK, CommandFailed
 from ragbuild.plan import REPOSITORY_LABEL
 from ragbuild.reference import familiar
@@ -48,18 +47,6 @@ def inspect_images_command(ids: Sequence[str]) -> Command:
             ]
         ),
     )
-
-
-def ragbuild_refs(image: dict[str, Any]) -> list[str]:  # docker image inspect's JSON
-    """The tags of ``image`` on the repository its label names: what ragbuild's build put there.
-    A fork built FROM a ragbuild image inherits the label but not those tags; a tag the user
-    added (``docker tag rag-worker:dev team/x:1``) is on another repository. Both are kept."""
-    labels = (image.get("Config") or {}).get("Labels") or {}
-    repository = labels.get(REPOSITORY_LABEL)
-    if not repository:
-        return []
-    want = familiar(repository)
-    return [ref for ref in image.get("RepoTags") or [] if familiar(repository_of(ref)) == want]
 
 
 def clean(
@@ -101,28 +88,17 @@ def clean(
             "build's tags"
         )
     images = ours
-    removing = {image.get("Id"): ragbuild_refs(image) for image in images}
-    tags = {image.get("Id"): image.get("RepoTags") or [] for image in images}
     untagged = sum(1 for image in images if not image.get("RepoTags"))
-    found = cleanup.containers(runner) if any(removing.values()) else []
-    local = next((c for c in found if c.name == name), None)
-    using = cleanup.users(found, skip=name)
-    if (
-        local is not None
-        and local.image in removing
-        and len(removing[local.image]) < len(tags[local.image])
-    ):
-        using.setdefault(local.image, []).append(local)  # its image survives: it is a user
-    in_use = set()
-    for image_id, image_refs in list(removing.items()):
-        if image_refs and image_id in using:
-            in_use.add(image_id)
-            runner.log(
-                f"kept {', '.join(image_refs)}: image {str(image_id)[:19]} is used by "
-                f"{cleanup.describe_users(using[image_id])} (docker would untag it "
-                "while another tag is left; remove the container, then clean again)"
-            )
-            removing[image_id] = []
+    wanted = any(cleanup.ragbuild_refs(image) for image in images)
+    found = cleanup.containers(runner) if wanted else []
+    plan = cleanup.plan_removal(images, found, name)
+    removing, deleted, in_use = plan.removing, plan.deleted, set(plan.in_use)
+    for image_id, (image_refs, using) in plan.in_use.items():
+        runner.log(
+            f"kept {', '.join(image_refs)}: image {str(image_id)[:19]} is used by "
+            f"{cleanup.describe_users(using)} (docker would untag it "
+            "while another tag is left; remove the container, then clean again)"
+        )
     refs = [ref for image_refs in removing.values() for ref in image_refs]
     if not refs:
         kept = len(images) - untagged - len(in_use)
@@ -133,14 +109,8 @@ def clean(
         )
         _hint_untagged(runner, untagged)
         return []
-    deleted = {
-        image_id
-        for image_id, image_refs in removing.items()
-        if image_refs and len(image_refs) == len(tags[image_id])
-    }
-    local_image = local.image if local is not None else ""
     # the local container goes only once every other tag went: a refusal keeps it running
-    last = removing[local_image] if local_image in deleted else []
+    last = removing[plan.local.image] if plan.local is not None else []
     first = [ref for ref in refs if ref not in last]
     gone = _remove_tags(runner, first, keeping=name if last else None) if first else []
     if last:
@@ -151,9 +121,15 @@ def clean(
         for image in images
         if image.get("RepoTags")
         and image.get("Id") not in deleted
+        and image.get("Id") not in plan.parents
         and image.get("Id") not in in_use
     )
     also = f"; {kept} labelled image(s) keep tags of their own" if kept else ""
+    if plan.parents:
+        also += (
+            f"; {len(plan.parents)} left untagged, as the parent of another image "
+            "(docker deletes it with its last child)"
+        )
     also += f"; {len(in_use)} kept in use by containers" if in_use else ""
     already = f" ({len(gone)} were gone already)" if gone else ""
     runner.report(

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import secrets
+import shlex
 
 import pytest
 
@@ -288,7 +289,9 @@ def test_a_plain_http_registry_off_loopback_is_the_daemons_call(
         httpd.shutdown()
         httpd.server_close()
     assert result.returncode == 1, result.describe()
-    assert "+ docker info --format '{{json .RegistryConfig}}'" in result.stderr
+    from ragbuild.push_preflight import REGISTRY_INFO_FORMAT
+
+    assert f"+ docker info --format {shlex.quote(REGISTRY_INFO_FORMAT)}" in result.stderr
     errors = result.error_lines()
     assert len(errors) == 1 and errors[0].startswith(
         f"error: cannot reach the registry {host} over HTTPS: "

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from ragbuild import proxy, push
+from ragbuild import proxy
 
 from .support import alive, descendants, planned_refs, tags_of
 
@@ -418,8 +418,8 @@ def test_the_daemons_proxy_choice_is_what_ragbuild_predicts(
     for port in PORTS:
         assert _port_closed(addresses[0], port), f"something listens on {addresses[0]}:{port}"
 
-    # what ragbuild asks the daemon (push.proxy_command), and reads from its answer
-    info = daemon.docker(*push.proxy_command().argv[1:])
+    # what ragbuild asks the daemon (proxy.proxy_command), and reads from its answer
+    info = daemon.docker(*proxy.proxy_command().argv[1:])
     assert info.returncode == 0, info.stderr
     settings = proxy.parse_info(info.stdout)
     assert settings == proxy.ProxySettings(

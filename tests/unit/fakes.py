@@ -162,14 +162,17 @@ REGISTRY_CONFIG = (
 )
 
 
+from ragbuild.push_preflight import REGISTRY_INFO_FORMAT  # noqa: E402
+
+
 def register_registry_config(fp, stdout: str = REGISTRY_CONFIG, program: str = "docker", **kw):
-    """The pre-flight's ``docker info --format '{{json .RegistryConfig}}'``."""
+    """The pre-flight's ``docker info --format REGISTRY_INFO_FORMAT``."""
     return fp.register(
-        [fp.program(program), "info", "--format", "{{json .RegistryConfig}}"], stdout=stdout, **kw
+        [fp.program(program), "info", "--format", REGISTRY_INFO_FORMAT], stdout=stdout, **kw
     )
 
 
-#: What ``docker info`` says about a daemon without proxy settings (``push.proxy_command``).
+#: What ``docker info`` says about a daemon without proxy settings (``proxy.proxy_command``).
 NO_PROXY_INFO = '{"HTTPProxy":"","HTTPSProxy":"","NoProxy":""}'
 
 
@@ -180,6 +183,6 @@ def proxy_info_argv(fp, program: str = "docker") -> list:
 
 
 def register_proxy_info(fp, stdout: str = NO_PROXY_INFO, program: str = "docker", **kw):
-    """The pre-flight's ``docker info`` for the daemon's proxy settings (``push.proxy_command``),
+    """The pre-flight's ``docker info`` for the daemon's proxy settings (``proxy.proxy_command``),
     asked before every registry request: by default, no proxy."""
     return fp.register(proxy_info_argv(fp, program), stdout=stdout, **kw)

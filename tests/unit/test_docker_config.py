@@ -38,7 +38,7 @@ def test_cred_helper_is_found_by_host():
         (
             json.dumps({"credHelpers": {"a": "", "b": None, "c": "gcloud"}}).encode(),
             None,
-            {"c": "gcloud"},
+            {"a": "", "c": "gcloud"},  # "": no helper for "a", not even credsStore (issue 23)
         ),
     ],
 )

@@ -295,8 +295,6 @@ UNTESTED = {
     "commands/findings.py": "doctor's finding lines: commands/test_doctor.py, beside doctor",
     "commands/promote.py": "promote's and push's parsers: test_promote.py, test_push_image.py",
     "commands/smoke.py": "the smoke subcommand's parser: test_smoke.py, test_sagemaker.py",
-    "cleanup.py": "what clean may touch: commands/test_clean.py, through clean (its one user)",
-    "credentials.py": "docker login, credential helpers: test_push_preflight.py, test_ecr.py",
     "deps.py": "the optional packages' versions: commands/test_doctor.py (doctor, its one user)",
     "errors.py": "the exception tree: its exit codes are asserted wherever main() exits",
     "run/answer.py": "the answer files: run/test_runner.py, steps/test_build.py (a build that "

@@ -253,13 +253,17 @@ def test_a_helper_without_credentials_for_the_host_means_none(fp, config_dir, he
     assert login is None and creds.helper == "pass"
 
 
-def test_a_failing_helper_stops_with_its_reason_and_no_secret(fp, config_dir, helpers):
+def test_a_failing_helper_is_ignored_as_docker_push_ignores_it(fp, config_dir, helpers, capsys):
+    """docker push drops a helper's error and sends what it has without it (issue 23's
+    differential: tests/e2e/test_registry_differential.py)."""
     write_config(config_dir, {"credsStore": "pass"})
     helpers("pass")
     register_basics(fp)
     register_helper(fp, "pass", returncode=1, stderr="gpg: decryption failed: No secret key\n")
-    with pytest.raises(PushFailed, match="docker-credential-pass cannot give the credentials"):
-        push_preflight.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
+    push_preflight.prepare(Runner(), plan_for("registry.example.com:5000/team/app"))
+    ((_, _, login, creds),) = registry.probe.asked
+    assert login is None and creds.helper is None and creds.origin == ""
+    assert "docker-credential-pass failed for registry.example.com:5000" in capsys.readouterr().err
 
 
 def test_auths_credentials_are_decoded_for_the_check(fp, config_dir):

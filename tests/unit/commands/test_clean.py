@@ -4,7 +4,7 @@ every tag, against faked docker calls through main()."""
 import json
 import pytest
 from ragbuild import cli
-from ragbuild.commands.clean import ragbuild_refs
+from ragbuild.cleanup import ragbuild_refs
 
 
 DOCKER = "docker"

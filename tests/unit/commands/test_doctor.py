@@ -42,6 +42,8 @@ def docker(fp, *argv, **kw):
     return fp.register([fp.program("docker"), *argv], **kw)
 
 
+from ragbuild.push_preflight import REGISTRY_INFO_FORMAT  # noqa: E402
+
 REGISTRY_CONFIG = '{"InsecureRegistryCIDRs":["127.0.0.0/8"],"IndexConfigs":{}}'
 
 
@@ -51,7 +53,7 @@ def git_facts(fp):
 
 
 def daemon_registry_config(fp):
-    docker(fp, "info", "--format", "{{json .RegistryConfig}}", stdout=REGISTRY_CONFIG + "\n")
+    docker(fp, "info", "--format", REGISTRY_INFO_FORMAT, stdout=REGISTRY_CONFIG + "\n")
 
 
 #: The directory doctor makes for its probe builds (``probes``), known to the fakes.
@@ -550,9 +552,7 @@ def test_doctor_asks_the_daemon_only_when_verified_https_fails(worker, fp, capsy
     daemon_registry_config(fp)
     code, lines, _ = run_doctor(["--registry", "nohost.invalid:5000/rag-worker"], capsys)
     assert code == 1
-    assert (
-        fp.call_count([fp.program("docker"), "info", "--format", "{{json .RegistryConfig}}"]) == 1
-    )
+    assert fp.call_count([fp.program("docker"), "info", "--format", REGISTRY_INFO_FORMAT]) == 1
     line = next(line for line in lines if line.startswith("problem  registry:"))
     assert line.startswith(
         "problem  registry: cannot reach the registry nohost.invalid:5000 over HTTPS: "

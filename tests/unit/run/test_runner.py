@@ -121,12 +121,12 @@ def test_dry_run_still_runs_read_only_queries(fp):
 def test_read_only_is_git_only_so_a_dry_run_starts_no_docker():
     """The probes a plan makes (buildx, the daemon's registry configuration) are printed in a
     dry run, not run."""
-    from ragbuild import push
+    from ragbuild import push_preflight
     from ragbuild.buildx import buildx_version_command
     from ragbuild.git import git_status_command, version_tags_command
 
     assert buildx_version_command().kind is not Kind.QUERY
-    assert push.registry_config_command().kind is not Kind.QUERY
+    assert push_preflight.registry_config_command().kind is not Kind.QUERY
     assert git_status_command().kind is Kind.QUERY and version_tags_command().kind is Kind.QUERY
 
 
