@@ -4,8 +4,8 @@
   everything, no ``no_proxy``; the daemon has no proxy, so ``docker push`` to the plain registry
   works, and so must ragbuild's pre-flight and read-back: the push goes through and verifies.
 * The rule predicts docker (``proxy.proxy_for``): a second dockerd started with
-  HTTP_PROXY/HTTPS_PROXY/NO_PROXY (generated from a seed: ``RAGBUILD_PROXY_SEED=<n>`` replays a
-  run) is asked to pull from many generated registry hosts; a recording proxy on loopback says
+  HTTP_PROXY/HTTPS_PROXY/NO_PROXY (generated from a fixed seed; ``RAGBUILD_PROXY_SEED=<n>`` tries
+  others) is asked to pull from 50 or more generated registry hosts; a recording proxy on loopback says
   which requests the daemon sent through it, and each must be what ragbuild predicts from the
   daemon's own ``docker info``. The generated names resolve, inside the second dockerd's own
   mount namespace only, to 127.0.0.1 or to addresses on its own bridge, so a direct request never
@@ -39,6 +39,8 @@ pytestmark = pytest.mark.e2e
 DOCKERD = "/usr/sbin/dockerd"
 CLIENT = "/usr/bin/docker"
 SEED_VARIABLE = "RAGBUILD_PROXY_SEED"
+#: the cases CI runs, the same every run (``RAGBUILD_PROXY_SEED`` tries others)
+DEFAULT_SEED = 20
 #: Ports the generated registries are named with: nothing may listen on them on 127.0.0.1 nor
 #: on the test bridge's addresses (checked), so a direct attempt is refused at once.
 PORTS = (5000, 5001, 15000)
@@ -193,7 +195,7 @@ def generate(rng: random.Random, net: str) -> tuple:
     them; loopback and localhost hosts, and malformed or odd entries, are mixed in."""
     entries, targets, names = [], [], {}
     bridge = iter(f"{net}.3.{i}" for i in range(1, 250))
-    words = rng.sample(["corp", "intra", "lab", "build", "ci", "prod", "eu", "stage"], 6)
+    words = rng.sample(["corp", "intra", "lab", "build", "ci", "prod", "eu", "stage"], 8)
 
     def name_target(host, port=None):
         """A target ``host[:port]``; ``host`` resolves to 127.0.0.1 or a bridge address (a
@@ -379,12 +381,13 @@ def second_daemon(tmp_path, request):
 def test_the_daemons_proxy_choice_is_what_ragbuild_predicts(
     e2e_env, second_daemon, recording_proxy
 ):
-    seed = int(os.environ.get(SEED_VARIABLE) or secrets.randbelow(10**6))
+    seed = int(os.environ.get(SEED_VARIABLE) or DEFAULT_SEED)
     print(f"{SEED_VARIABLE}={seed}", flush=True)
     started = time.monotonic()
     rng = random.Random(seed)
     net = _free_net(random.Random(seed))
     no_proxy, targets, names = generate(rng, net)
+    assert len(targets) >= 50, f"{len(targets)} generated hosts: issue 23 asks for 50 or more"
     addresses = sorted(
         {
             *names.values(),
