@@ -3,7 +3,7 @@ and the tags the registry already has must come first in its ``-t`` list (BuildK
 names one at a time, in order, stopping at the first refused: an immutable repository refuses an
 existing tag before any new one appears). The harness's ECR-named registry cannot refuse a tag,
 so what is checked against the real engine is the order the build gets and that the index lands
-under every tag; the refusal itself is unit-tested (tests/unit/test_multiplatform_unchecked.py)."""
+under every tag; the refusal itself is unit-tested (tests/unit/test_push_preflight_multiplatform.py)."""
 
 from __future__ import annotations
 
