@@ -52,28 +52,27 @@ def docker_credentials(runner: Runner, config: DockerConfig, host: str) -> Crede
     """``config.credentials(host)`` as the docker client that will push reads it. The docker
     28 client matches ``auths`` keys another way (``docker_config._hostname``); its version is
     asked only when that changes the answer for this config (a key like ``HTTPS://host``), so
-    the usual run starts no process here. An unreadable version: the older clients' rule."""
-    found = config.credentials(host)
-    if config.credentials(host, 28) == found:
-        return found
+    the usual run starts no process here. An unreadable version: the older clients' rule.
+    The result carries the rule (``Credentials.client_major``) to ``resolve_login``, which
+    reads the ``auths`` entry when a helper fails."""
+    if config.auths_key(host) == config.auths_key(host, 28):
+        return config.credentials(host)
     said = runner.run(client_version_command()).stdout.strip()
     try:
         major = int(said.split(".")[0])
     except ValueError:
-        return found
+        return config.credentials(host)
     return config.credentials(host, major)
 
 
-def docker_login(
-    runner: Runner, creds: Credentials, config: DockerConfig, client_major: Optional[int] = None
-) -> Optional[Login]:
+def docker_login(runner: Runner, creds: Credentials, config: DockerConfig) -> Optional[Login]:
     """The credentials docker would send for ``creds.host``, or None when it has none
     (``resolve_login``)."""
-    return resolve_login(runner, creds, config, client_major)[1]
+    return resolve_login(runner, creds, config)[1]
 
 
 def resolve_login(
-    runner: Runner, creds: Credentials, config: DockerConfig, client_major: Optional[int] = None
+    runner: Runner, creds: Credentials, config: DockerConfig
 ) -> tuple[Credentials, Optional[Login]]:
     """(where docker's credentials for ``creds.host`` come from, what it sends: None for
     nothing). A helper that fails (other than "not found", which means none) is what docker
@@ -88,7 +87,7 @@ def resolve_login(
         if not result.ok:
             if CREDENTIALS_NOT_FOUND in said:
                 return creds, None
-            key = config.auths_key(creds.host, client_major)
+            key = config.auths_key(creds.host, creds.client_major)
             instead = replace(creds, helper=None, origin="auths" if key else "", auth_key=key)
             runner.log(
                 f"warning: docker-credential-{creds.helper} failed for {creds.host} "

@@ -182,6 +182,9 @@ class Credentials:
     origin: str = ""  # "credHelpers", "credsStore", "auths", or "" (none configured)
     auth_key: Optional[str] = None  # the ``auths`` entry that holds them (no helper)
     config_path: str = ""
+    #: the docker client major version whose ``auths`` key rule was applied (``_hostname``);
+    #: None: the rule of clients before 28, or the rules agree for this config
+    client_major: Optional[int] = None
 
     def describe(self) -> str:
         """``docker-credential-ecr-login (credHelpers in /root/.docker/config.json)``."""
@@ -242,16 +245,16 @@ class DockerConfig:
         ``credsStore`` (docker takes the entry's existence, then its empty name as "no
         helper"). An ``auths`` key matches as ``auths_key`` says."""
         key = credentials_key(host)
-        found = dict(host=host, config_path=self.path)
+        found = Credentials(host=host, config_path=self.path, client_major=client_major)
         helper = self.cred_helpers.get(key)
         if isinstance(helper, str) and helper:
-            return Credentials(helper=helper, origin="credHelpers", **found)
+            return replace(found, helper=helper, origin="credHelpers")
         if self.creds_store and helper is None:
-            return Credentials(helper=self.creds_store, origin="credsStore", **found)
+            return replace(found, helper=self.creds_store, origin="credsStore")
         name = self.auths_key(host, client_major)
         if name is not None:
-            return Credentials(origin="auths", auth_key=name, **found)
-        return Credentials(**found)
+            return replace(found, origin="auths", auth_key=name)
+        return found
 
     def auths_key(self, host: str, client_major: Optional[int] = None) -> Optional[str]:
         """The ``auths`` key docker's file store reads for ``host``: the key itself, else a key

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from collections.abc import Mapping
 
+from ragbuild.credentials import docker_credentials
 from ragbuild.errors import PushFailed, UsageError
 from ragbuild.run.console import SUCCESS
 from ragbuild.plan import DRY_DIGEST, BuildPlan
@@ -215,7 +216,7 @@ def promote(
         git=GitInfo(), moment=datetime.now(), docker_config=docker_config, docker=target
     )
     state = steps.RunState(options, config, facts, plan, environ)
-    creds = docker_config.credentials(registry.host)
+    creds = docker_credentials(runner, docker_config, registry.host)
 
     def preflight(runner: Runner, state: steps.RunState) -> steps.Made:
         push_preflight.check_helper(runner, creds, environ)

@@ -26,6 +26,7 @@ from ragbuild.buildx import BUILDX_HINT, buildx_version_command
 from ragbuild.commands import build as build_cli
 from ragbuild.commands import args
 from ragbuild.commands.args import ArgumentParser
+from ragbuild.credentials import docker_credentials
 from ragbuild.docker_config import daemon_down, daemon_unreachable, read_docker_config
 from ragbuild.errors import RagbuildError
 from ragbuild.describe import human_size
@@ -365,7 +366,7 @@ def check_registry(doc: Doctor) -> list[Finding]:
             )
         ]
     assert plan is not None and doc.docker_config is not None
-    creds = doc.docker_config.credentials(registry.host)
+    creds = docker_credentials(doc.runner, doc.docker_config, registry.host)
     try:
         push_preflight.check_helper(doc.runner, creds, doc.environ)
     except RagbuildError as err:

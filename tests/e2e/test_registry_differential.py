@@ -413,7 +413,7 @@ def predicted_credentials(config_dir: Path, host: str, helpers: Path, client: in
     asked = (creds.helper, creds.host) if creds.helper else None
     with local.env(PATH=f"{helpers}{os.pathsep}{local.env['PATH']}", DOCKER_CONFIG=""):
         try:
-            login = docker_login(Runner(log=io.StringIO()), creds, config, client)
+            login = docker_login(Runner(log=io.StringIO()), creds, config)
         except RagbuildError as err:
             return asked, ("error", str(err).splitlines()[0])
     if login is None:

@@ -110,3 +110,46 @@ def test_the_client_version_is_asked_only_when_the_two_rules_differ(fp):
     upper = DockerConfig(auths={"HTTPS://vm:5000": auth("u", "p")})
     assert docker_credentials(Runner(log=io.StringIO()), upper, HOST).auth_key == "HTTPS://vm:5000"
     assert docker_credentials(Runner(log=io.StringIO()), upper, HOST).auth_key is None
+
+
+class ClientSays(Runner):
+    """A runner whose ``docker version`` prints ``client`` (and that counts the asks)."""
+
+    def __init__(self, client: str):
+        super().__init__(log=io.StringIO())
+        self.client, self.asked = client, 0
+
+    def run(self, cmd, **kwargs):
+        if cmd.argv[:2] == ("docker", "version"):
+            self.asked += 1
+            import subprocess
+
+            return subprocess.CompletedProcess(cmd.argv, 0, self.client + "\n", "")
+        return super().run(cmd, **kwargs)
+
+
+@pytest.mark.parametrize("client, sent", [("28.0.1", ("u", "pw")), ("20.10.24", None)])
+def test_a_failing_helper_gives_way_to_the_entry_the_pushing_clients_rule_finds(
+    tmp_path, failing_helper, client, sent
+):
+    """The fallback after a failed helper reads ``auths`` with the key rule of the client that
+    pushes (``docker_credentials`` asks it, once, since the two rules disagree on this key),
+    the rule push, promote and doctor share."""
+    from ragbuild.credentials import docker_credentials
+
+    config = config_of(
+        tmp_path, {"credsStore": "broken", "auths": {"HTTPS://vm:5000": auth("u", "pw")}}
+    )
+    runner = ClientSays(client)
+    creds = docker_credentials(runner, config, HOST)
+    assert creds.helper == "broken" and runner.asked == 1
+    login = docker_login(runner, creds, config)
+    assert (login and (login.username, login.secret.reveal())) == sent
+
+
+def test_the_client_is_not_asked_when_both_key_rules_agree(tmp_path):
+    from ragbuild.credentials import docker_credentials
+
+    config = config_of(tmp_path, {"credsStore": "desktop", "auths": {HOST: auth("u", "pw")}})
+    runner = ClientSays("28.0.1")
+    assert docker_credentials(runner, config, HOST).helper == "desktop" and runner.asked == 0
