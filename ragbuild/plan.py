@@ -41,6 +41,7 @@ from ragbuild.pip_config import HostNetwork, secret_build_args
 if TYPE_CHECKING:  # semver is imported where a version needs it
     import semver
     from ragbuild.manifest import ReadFailed
+    from ragbuild.registry import Session
 
 from ragbuild.run.command import Command, Mode
 from ragbuild.reference import Registry, check_image_name, check_tag, parse_registry
@@ -78,9 +79,8 @@ class PushPlan:
     #: not be read; the restore advice after a push of another image quotes it
     before: Mapping[str, Union[str, ReadFailed]] = field(default_factory=dict, compare=False)
     #: how the pre-flight reached the registry (scheme, TLS, docker's credentials): the
-    #: read-back reuses it. An ``registry.Session`` (push.session_of); typed ``object`` because
-    #: access imports this module.
-    session: object = field(default=None, compare=False, repr=False)
+    #: read-back reuses it (push.session_of); None until the pre-flight made it
+    session: Optional[Session] = field(default=None, compare=False, repr=False)
 
     @property
     def helper(self) -> Optional[str]:
