@@ -180,7 +180,6 @@ def promote(
         push_preflight,
         steps,
     )
-    from ragbuild.plan import BuildPlan as Plan
 
     registry_flag, registry_source = ns.registry, "--registry"
     if registry_flag is None and environ.get("ECR_REGISTRY_URI"):
@@ -200,7 +199,7 @@ def promote(
     runner = runner.aimed_at(target.docker_flags())
     promotion = Promotion(source)
     # the plan until the source's facts are read: the registry, for the pre-flight's messages
-    plan = Plan(
+    plan = BuildPlan(
         base=registry.uri,
         tags=(),
         build_args=(),
