@@ -226,7 +226,8 @@ def plan_tags(
     tags = []
     if version is not None:
         tag_version = version.replace("+", "_")
-        tags += [check_tag(f"v{tag_version}", "--version"), check_tag(tag_version, "--version")]
+        # <version> is a valid tag whenever v<version> is: a semantic version starts with a digit
+        tags += [check_tag(f"v{tag_version}", "--version"), tag_version]
         tags += channel.tags  # <major>.<minor>, <major> (--semver-tags)
     if env is not None:
         tags += [_generated(f"{env}-{timestamp}", f"--env {env!r}"), env]
