@@ -51,6 +51,7 @@ METADATA_KEYS = [
     "digests",
     "digest",
     "pinned",
+    "gate",
     "steps",
 ]
 CI_NUMBER_VARS = ("BUILD_NUMBER", "GITHUB_RUN_NUMBER", "CI_PIPELINE_IID")
@@ -243,6 +244,7 @@ def test_metadata_file_and_github_output_match_the_engine_and_the_registry(
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
     assert doc["digest"] == digest
     assert doc["pinned"] == f"{uri}@{digest}" == result.stdout.strip().splitlines()[-1]
+    assert doc["gate"] is None  # no --smoke-test: nothing tested (tests/e2e/test_promote_checks.py)
 
     # every step that ran, with a wall time, in order; together no longer than the run
     steps = doc["steps"]
