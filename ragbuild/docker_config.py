@@ -369,18 +369,20 @@ def always_insecure(host: str, resolve: Optional[Callable[[str], Sequence[str]]]
     )
 
 
+def _host_name(host: str) -> str:
+    """``host`` (``name[:port]``, ``[v6]:port``, a bare IPv6 address) without its port and
+    brackets."""
+    if host.startswith("["):
+        return host[1:].split("]")[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _addresses(host: str, resolve: Optional[Callable[[str], Sequence[str]]] = None) -> list[str]:
     """The addresses ``host`` (``name[:port]``, ``[v6]:port``) resolves to, as the daemon finds
     them (moby ``isCIDRMatch``: a lookup, else the name as an IP)."""
     import ipaddress
 
-    name = (
-        host[1:].split("]")[0]
-        if host.startswith("[")
-        else host.rsplit(":", 1)[0]
-        if host.count(":") == 1
-        else host
-    )
+    name = _host_name(host)
     addresses = list((resolve or _resolve)(name))
     if not addresses:
         try:
@@ -438,13 +440,7 @@ def _is_localhost(host: str) -> bool:
     ``localhost`` or a loopback IP, as written (no lookup)."""
     import ipaddress
 
-    name = (
-        host[1:].split("]")[0]
-        if host.startswith("[")
-        else host.rsplit(":", 1)[0]
-        if host.count(":") == 1
-        else host
-    )
+    name = _host_name(host)
     if name == "localhost":
         return True
     try:
