@@ -165,7 +165,11 @@ def daemon_unreachable(target: Optional[DockerTarget]) -> str:
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
 
-DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+#: The names docker takes for Docker Hub (distribution/reference normalizes ``index.docker.io``
+#: to ``docker.io``). ``registry-1.docker.io``, Hub's API host, is not one of them: docker files
+#: its credentials under that name (a push asks a helper for ``registry-1.docker.io``, checked
+#: by tests/e2e/test_registry_differential.py).
+DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io")
 
 
 #: The credential helper of amazon-ecr-credential-helper: it gets ECR tokens itself and cannot

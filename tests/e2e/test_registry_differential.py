@@ -600,3 +600,52 @@ def test_whether_the_daemon_takes_a_registry_as_insecure(
         f"{len(failures)} of {compared} cases disagree (RAGBUILD_REGISTRY_SEED={SEED}, leg "
         f"{leg.name}, RegistryConfig {info.stdout.strip()}):\n" + "\n".join(failures)
     )
+
+
+#: Docker Hub's names and its API host, in the cases docker reads them: which ``auths`` key or
+#: helper server URL docker uses for each (a push asks the helper before it goes anywhere).
+HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io", "Docker.io")
+
+
+def test_the_key_docker_files_docker_hubs_credentials_under(docker, helpers, tmp_path):
+    """``credentials_key``: docker asks a credential helper for ``https://index.docker.io/v1/``
+    when the ref names Docker Hub, and for the host itself otherwise (no network needed: the
+    helper is asked first; the push then fails, and no image leaves the machine)."""
+    from ragbuild.docker_config import credentials_key
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"credsStore": "rbnone"}))
+    env = {
+        **os.environ,
+        "DOCKER_CONFIG": str(config),
+        "PATH": f"{helpers}{os.pathsep}{os.environ['PATH']}",
+    }
+    log = helpers / "log"
+    wrong = []
+    for host in HUB_NAMES:
+        ref = f"{host}/ragbuild-e2e/hub-key:{docker.major()}"
+        tagged = subprocess.run(
+            [docker.binary, "tag", "python:3.11-slim", ref], env=env, capture_output=True, text=True
+        )
+        if tagged.returncode != 0:  # Docker.io: docker refuses an upper-case name
+            assert "invalid reference format" in tagged.stderr, tagged.stderr
+            continue
+        before = log.read_text() if log.exists() else ""
+        try:
+            subprocess.run(
+                [docker.binary, "push", ref],
+                env=env,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=COMMAND_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            pass  # the helper was asked before the push went anywhere
+        finally:
+            subprocess.run([docker.binary, "image", "rm", ref], env=env, capture_output=True)
+        asked = [line.split()[1] for line in log.read_text()[len(before) :].splitlines()]
+        if asked[:1] != [credentials_key(host)]:
+            wrong.append(f"{host}: docker asked {asked}, ragbuild predicts {credentials_key(host)}")
+    assert not wrong, "\n".join(wrong)
