@@ -300,8 +300,13 @@ def read_docker_config(environ: Mapping[str, str] = os.environ) -> DockerConfig:
     return DockerConfig(
         path=path,
         current_context=context if isinstance(context, str) and context else None,
-        # an empty helper name is kept: it turns credsStore off for its host (``credentials``)
-        cred_helpers={host: helper for host, helper in helpers.items() if isinstance(helper, str)},
+        # an empty helper name is kept: it turns credsStore off for its host (``credentials``);
+        # so does null, which Go's JSON decoding makes "" in a map of strings
+        cred_helpers={
+            host: helper or ""
+            for host, helper in helpers.items()
+            if isinstance(helper, (str, type(None)))
+        },
         creds_store=store if isinstance(store, str) and store else None,
         auths={key: entry for key, entry in auths.items() if isinstance(entry, dict)},
         plugin_dirs=tuple(d for d in extra if isinstance(d, str) and d)

@@ -376,6 +376,15 @@ PINNED = [
     (ECR, {"credsStore": "rbtok", "credHelpers": {f"{ECR}:{PORT}": ""}}),
     (ECR, {"auths": {f"HTTPS://{ECR}:{PORT}": {"auth": "dTQ6cDQ="}}}),
     ("localhost", {"auths": {f"ftp://localhost:{PORT}/x": {"auth": "dTU6cDU="}}}),
+    # null is "" to docker's JSON decoding: no helper, not even credsStore, for that host
+    (
+        "localhost",
+        {
+            "credsStore": "rbone",
+            "credHelpers": {f"localhost:{PORT}": None},
+            "auths": {f"localhost:{PORT}": {"auth": "dTY6cDY="}},
+        },
+    ),
 ]
 
 

@@ -38,7 +38,8 @@ def test_cred_helper_is_found_by_host():
         (
             json.dumps({"credHelpers": {"a": "", "b": None, "c": "gcloud"}}).encode(),
             None,
-            {"a": "", "c": "gcloud"},  # "": no helper for "a", not even credsStore (issue 23)
+            # "": no helper for "a", not even credsStore (issue 23); null is "" to docker too
+            {"a": "", "b": "", "c": "gcloud"},
         ),
     ],
 )
