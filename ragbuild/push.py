@@ -102,19 +102,25 @@ def parse_push_digest(output: str) -> Optional[str]:
 
 
 def normalize_platform(platform: str) -> str:
-    """containerd's spelling rules for comparison: arm64/v8 is arm64, arm is arm/v7, amd64/v1
-    is amd64."""
+    """containerd's spelling rules for comparison (platforms.Normalize, ``normalizeArch``, which
+    docker and buildx apply to ``--platform``: https://github.com/containerd/platforms/blob/v0.2.1/database.go):
+    x86_64 and amd64/v1 are amd64, aarch64 and arm64/v8 are arm64, arm is arm/v7, armhf arm/v7,
+    armel arm/v6, i386 386."""
     parts = platform.split("/")
-    if (
-        parts[1:2] == ["arm64"]
-        and parts[2:] == ["v8"]
-        or parts[1:2] == ["amd64"]
-        and parts[2:] == ["v1"]
-    ):
-        parts = parts[:2]
-    elif parts[1:] == ["arm"]:
-        parts.append("v7")
-    return "/".join(parts)
+    name, variant = (parts[1:2] or [""])[0], "/".join(parts[2:])
+    arch = _ARCH_ALIASES.get(name, name)
+    variant = _ALIAS_VARIANT.get(name, variant)
+    if arch == "amd64" and variant == "v1" or arch == "arm64" and variant in ("8", "v8", "v8.0"):
+        variant = ""
+    elif arch == "arm" and variant in ("", "5", "6", "7", "8"):
+        variant = f"v{variant or 7}"
+    return "/".join(part for part in (parts[0], arch, variant) if part)
+
+
+#: containerd's architecture aliases, and the variant those that imply one set
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386"}
+_ARCH_ALIASES.update(armhf="arm", armel="arm")
+_ALIAS_VARIANT = {"i386": "", "armhf": "v7", "armel": "v6"}
 
 
 # --- commands ----------------------------------------------------------------------------------
