@@ -287,7 +287,9 @@ def check_pushed(
     manifest's own digest is (the containerd store's); ``manifest.Manifest.names_image``.
     Anything else (another build re-tagged the ref between ``docker tag`` and ``docker push``)
     stops the run before anything more is pushed, naming the other image and how to restore
-    the tag. A dry run says it would ask."""
+    the tag; so does a manifest of a shape the read-back refuses for a one-platform plan
+    (``shape.shape_problem``: an index, e.g. ``push IMAGE`` of a multi-platform image on the
+    containerd store, whose ID is the index's digest). A dry run says it would ask."""
     from ragbuild import manifest
 
     if ctx.image_id is None:
@@ -312,6 +314,13 @@ def check_pushed(
         )
     if not answer.names_image(image_id):
         raise PushFailed(wrong_image(runner, ctx, {ref: answer.config or answer.digest}))
+    plan = ctx.plan
+    if not plan.multi_platform and (answer.is_index or not plan.options.not_for_sagemaker):
+        from ragbuild import shape  # verify.py's rule for one platform, before more is pushed
+
+        problem = shape.shape_problem(ref, answer)
+        if problem:
+            raise PushFailed(f"{problem} (read back after its push; nothing more was pushed)")
 
 
 def check_same(
