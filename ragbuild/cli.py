@@ -82,6 +82,7 @@ def run() -> NoReturn:
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
     args.PROG = program_name()
+    args.COMMANDS = tuple(SUBCOMMANDS)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from collections.abc import Mapping
 
 from ragbuild.credentials import docker_credentials
-from ragbuild.errors import PushFailed, UsageError
+from ragbuild.errors import Interrupted, PushFailed, UsageError, interrupted_text, signal_of
 from ragbuild.run.console import SUCCESS
 from ragbuild.plan import DRY_DIGEST, BuildPlan
 from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind, Mode
@@ -465,7 +465,8 @@ def gate(runner: Runner, plan: BuildPlan, config: Config, promotion: Promotion) 
 def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict[str, str]:
     """PUT the source's manifest under each ref to write, one after the other (a transient
     failure retried); each must be stored at the source's digest. Returns ref -> digest of
-    those written; PushFailed says what was written and what not."""
+    those written; PushFailed says what was written and what not, and carries them
+    (``PushFailed.pushed``) for the metadata."""
     from ragbuild import manifest as manifest_api
 
     raw = promotion.raw
@@ -483,11 +484,23 @@ def write_tags(runner: Runner, plan: BuildPlan, promotion: Promotion) -> dict[st
             except PushFailed as failed:
                 done = ", ".join(written) or "nothing"
                 left = ", ".join(r for r in promotion.todo if r not in written)
-                raise PushFailed(f"{failed}\nwritten: {done}\nnot written: {left}") from None
+                said = f"{failed}\nwritten: {done}\nnot written: {left}"
+                raise PushFailed(said, pushed=written) from None  # the metadata records them
+            except (Interrupted, KeyboardInterrupt) as stop:  # Ctrl-C: the same record
+                text = (
+                    str(stop)
+                    if isinstance(stop, Interrupted)
+                    else interrupted_text(signal_of(stop))
+                )
+                done = ", ".join(written) or "nothing"
+                raise Interrupted(
+                    f"{text}\nwritten: {done}", signum=signal_of(stop), pushed=written
+                ) from None
             if stored != raw.digest:
                 raise PushFailed(
                     f"{ref}: the registry stored the manifest as {stored}, not "
-                    f"{raw.digest}: it changed the bytes"
+                    f"{raw.digest}: it changed the bytes",
+                    pushed={**written, ref: stored},
                 )
             written[f"{plan.base}:{tag}"] = stored
 

@@ -102,19 +102,25 @@ def parse_push_digest(output: str) -> Optional[str]:
 
 
 def normalize_platform(platform: str) -> str:
-    """containerd's spelling rules for comparison: arm64/v8 is arm64, arm is arm/v7, amd64/v1
-    is amd64."""
+    """containerd's spelling rules for comparison (platforms.Normalize, ``normalizeArch``, which
+    docker and buildx apply to ``--platform``: https://github.com/containerd/platforms/blob/v0.2.1/database.go):
+    x86_64 and amd64/v1 are amd64, aarch64 and arm64/v8 are arm64, arm is arm/v7, armhf arm/v7,
+    armel arm/v6, i386 386."""
     parts = platform.split("/")
-    if (
-        parts[1:2] == ["arm64"]
-        and parts[2:] == ["v8"]
-        or parts[1:2] == ["amd64"]
-        and parts[2:] == ["v1"]
-    ):
-        parts = parts[:2]
-    elif parts[1:] == ["arm"]:
-        parts.append("v7")
-    return "/".join(parts)
+    name, variant = (parts[1:2] or [""])[0], "/".join(parts[2:])
+    arch = _ARCH_ALIASES.get(name, name)
+    variant = _ALIAS_VARIANT.get(name, variant)
+    if arch == "amd64" and variant == "v1" or arch == "arm64" and variant in ("8", "v8", "v8.0"):
+        variant = ""
+    elif arch == "arm" and variant in ("", "5", "6", "7", "8"):
+        variant = f"v{variant or 7}"
+    return "/".join(part for part in (parts[0], arch, variant) if part)
+
+
+#: containerd's architecture aliases, and the variant those that imply one set
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386"}
+_ARCH_ALIASES.update(armhf="arm", armel="arm")
+_ALIAS_VARIANT = {"i386": "", "armhf": "v7", "armel": "v6"}
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -281,7 +287,9 @@ def check_pushed(
     manifest's own digest is (the containerd store's); ``manifest.Manifest.names_image``.
     Anything else (another build re-tagged the ref between ``docker tag`` and ``docker push``)
     stops the run before anything more is pushed, naming the other image and how to restore
-    the tag. A dry run says it would ask."""
+    the tag; so does a manifest of a shape the read-back refuses for a one-platform plan
+    (``shape.shape_problem``: an index, e.g. ``push IMAGE`` of a multi-platform image on the
+    containerd store, whose ID is the index's digest). A dry run says it would ask."""
     from ragbuild import manifest
 
     if ctx.image_id is None:
@@ -306,6 +314,13 @@ def check_pushed(
         )
     if not answer.names_image(image_id):
         raise PushFailed(wrong_image(runner, ctx, {ref: answer.config or answer.digest}))
+    plan = ctx.plan
+    if not plan.multi_platform and (answer.is_index or not plan.options.not_for_sagemaker):
+        from ragbuild import shape  # verify.py's rule for one platform, before more is pushed
+
+        problem = shape.shape_problem(ref, answer)
+        if problem:
+            raise PushFailed(f"{problem} (read back after its push; nothing more was pushed)")
 
 
 def check_same(

@@ -14,6 +14,9 @@ if TYPE_CHECKING:  # imported when a command runs (--help stays fast)
 
 #: The program's name in usage lines and messages.
 PROG = "build-image.py"
+#: The subcommands' names (cli.SUBCOMMANDS, set by cli.main): a build's stray word that is one
+#: was a command written after an option (``-q promote ...``)
+COMMANDS: tuple[str, ...] = ()
 
 N = TypeVar("N", int, float)
 

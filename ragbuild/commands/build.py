@@ -432,6 +432,12 @@ def parse_build(argv: Sequence[str], parser: Optional[ArgumentParser] = None) ->
     own, docker_options = split_docker_options(argv)
     parser = parser or build_parser()
     ns = parser.parse_args(own)  # --help exits here, before the plan's imports
+    if ns.docker_options and ns.docker_options[0] in args.COMMANDS:
+        word = ns.docker_options[0]
+        raise UsageError(
+            f"{word} is a command: name it first, then its options "
+            f"(`{args.PROG} {word} ...`; see {args.PROG} {word} --help)"
+        )
     if ns.docker_options:  # a word argparse took as positional: a typo, not a docker option
         raise UsageError(
             f"unrecognized arguments: {' '.join(ns.docker_options)} (docker build "

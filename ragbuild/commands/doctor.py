@@ -411,6 +411,13 @@ def check_registry(doc: Doctor) -> list[Finding]:
         )
     except RagbuildError as err:
         return found + [Finding(PROBLEM, "registry", _one_line(err))]
+    if session.creds != creds:  # the helper failed: docker push sends what it has without it
+        found[0] = Finding(
+            WARN,
+            "registry credentials",
+            f"{creds.describe()} fails for {registry.host}; docker push ignores that and "
+            f"sends what it has without the helper ({session.creds.describe()})",
+        )
     found.append(
         Finding(
             OK,
