@@ -37,10 +37,9 @@ from ragbuild.plan import DRY_DIGEST, BuildPlan
 from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind, Mode
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
-from ragbuild.reference import Registry, check_tag, parse_registry
+from ragbuild.reference import Source, parse_source
 from ragbuild.run.runner import Runner, tail
 from ragbuild.push_image import (
-    DIGEST_RE,
     REVISION_LABEL,
     _check_outputs,
     check_flags,
@@ -57,65 +56,6 @@ from ragbuild.push_image import (
 if TYPE_CHECKING:
     from ragbuild import steps
     from ragbuild.manifest import ReadFailed
-
-
-@dataclass(frozen=True)
-class Source:
-    """SOURCE of a promotion: the repository and the tag or digest it names there."""
-
-    registry: Registry
-    reference: str  # a tag, or sha256:...
-
-    @property
-    def ref(self) -> str:
-        sep = "@" if self.reference.startswith("sha256:") else ":"
-        return f"{self.registry.uri}{sep}{self.reference}"
-
-
-def parse_source(
-    text: str, registry: Optional[str] = None, registry_source: str = "--registry"
-) -> Source:
-    """``R:tag`` or ``R@sha256:<64 hex>`` (R: host[:port]/repository); with ``registry`` (the
-    flag, or ECR_REGISTRY_URI) a bare tag or digest in it. UsageError for anything else."""
-    if not text:
-        raise UsageError(
-            "SOURCE is empty; give <registry>/<repository>:<tag> or "
-            "<registry>/<repository>@sha256:<digest>"
-        )
-    if DIGEST_RE.fullmatch(text):  # a bare digest: in --registry's repository
-        repository, reference = "", text
-    elif "@" in text:
-        repository, _, reference = text.partition("@")
-        if not DIGEST_RE.fullmatch(reference):
-            raise UsageError(f"SOURCE {text!r}: {reference!r} is not a digest sha256:<64 hex>")
-    else:
-        slash = text.rfind("/")
-        colon = text.rfind(":")
-        if colon > slash:
-            repository, reference = text[:colon], text[colon + 1 :]
-            check_tag(reference, "SOURCE's tag")
-        elif "/" not in text and registry is not None:
-            repository, reference = "", text
-            check_tag(reference, "SOURCE's tag")
-        else:
-            raise UsageError(
-                f"SOURCE {text!r} names no tag or digest: give "
-                "<registry>/<repository>:<tag> or ...@sha256:<digest>"
-            )
-    if not repository:
-        if registry is None:
-            raise UsageError(
-                f"SOURCE {text!r} names no repository: give "
-                "<registry>/<repository>:<tag>, or --registry"
-            )
-        return Source(parse_registry(registry, registry_source), reference)
-    parsed = parse_registry(repository, "SOURCE")
-    if registry is not None and parse_registry(registry, registry_source).uri != parsed.uri:
-        raise UsageError(
-            f"SOURCE {text!r} is in {parsed.uri}, and {registry_source} names "
-            f"{registry}: promote writes tags in SOURCE's own repository; drop one"
-        )
-    return Source(parsed, reference)
 
 
 @dataclass

@@ -20,13 +20,11 @@ from ragbuild.plan import REVISION_LABEL
 from ragbuild.run.command import DRY_IMAGE_ID, Command, Kind
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
-from ragbuild.reference import parse_registry
+from ragbuild.reference import DIGEST_RE, parse_registry
 from ragbuild.run.runner import Runner
 
 if TYPE_CHECKING:
     from ragbuild import steps
-
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 # --- the flags both commands share -------------------------------------------------------------

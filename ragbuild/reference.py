@@ -146,3 +146,71 @@ def check_image_ref(ref: str, source: str = "IMAGE") -> str:
             "[host[:port]/]lowercase/path[:tag][@sha256:digest], e.g. rag-worker:dev"
         )
     return ref
+
+
+#: A manifest or image digest as docker and the registry API write it.
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """SOURCE of a promotion: the repository and the tag or digest it names there."""
+
+    registry: Registry
+    reference: str  # a tag, or sha256:...
+
+    @property
+    def ref(self) -> str:
+        sep = "@" if self.reference.startswith("sha256:") else ":"
+        return f"{self.registry.uri}{sep}{self.reference}"
+
+
+def parse_source(
+    text: str, registry: Optional[str] = None, registry_source: str = "--registry"
+) -> Source:
+    """``R:tag`` or ``R@sha256:<64 hex>`` (R: host[:port]/repository; ``R:tag@sha256:...`` is
+    the digest, as docker reads it); with ``registry`` (the flag, or ECR_REGISTRY_URI) a bare
+    tag or digest in it. UsageError for anything else."""
+    if not text:
+        raise UsageError(
+            "SOURCE is empty; give <registry>/<repository>:<tag> or "
+            "<registry>/<repository>@sha256:<digest>"
+        )
+    if DIGEST_RE.fullmatch(text):  # a bare digest: in --registry's repository
+        repository, reference = "", text
+    elif "@" in text:
+        repository, _, reference = text.partition("@")
+        if not DIGEST_RE.fullmatch(reference):
+            raise UsageError(f"SOURCE {text!r}: {reference!r} is not a digest sha256:<64 hex>")
+        named = repository.rsplit("/", 1)[-1]
+        if ":" in named:  # name:tag@digest: docker takes it and goes by the digest alone
+            check_tag(named.split(":", 1)[1], "SOURCE's tag")
+            repository = repository[: len(repository) - len(named)] + named.split(":", 1)[0]
+    else:
+        slash = text.rfind("/")
+        colon = text.rfind(":")
+        if colon > slash:
+            repository, reference = text[:colon], text[colon + 1 :]
+            check_tag(reference, "SOURCE's tag")
+        elif "/" not in text and registry is not None:
+            repository, reference = "", text
+            check_tag(reference, "SOURCE's tag")
+        else:
+            raise UsageError(
+                f"SOURCE {text!r} names no tag or digest: give "
+                "<registry>/<repository>:<tag> or ...@sha256:<digest>"
+            )
+    if not repository:
+        if registry is None:
+            raise UsageError(
+                f"SOURCE {text!r} names no repository: give "
+                "<registry>/<repository>:<tag>, or --registry"
+            )
+        return Source(parse_registry(registry, registry_source), reference)
+    parsed = parse_registry(repository, "SOURCE")
+    if registry is not None and parse_registry(registry, registry_source).uri != parsed.uri:
+        raise UsageError(
+            f"SOURCE {text!r} is in {parsed.uri}, and {registry_source} names "
+            f"{registry}: promote writes tags in SOURCE's own repository; drop one"
+        )
+    return Source(parsed, reference)

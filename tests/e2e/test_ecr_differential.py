@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from ragbuild import ecr
-from ragbuild.promote import parse_source
+from ragbuild.reference import parse_source
 from ragbuild.reference import parse_registry
 from ragbuild.run.runner import Runner
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from ragbuild import ecr
-from ragbuild.promote import parse_source
+from ragbuild.reference import parse_source
 from ragbuild.reference import parse_registry
 
 #: host -> (account, region, FIPS), as the helper reads them

@@ -7,8 +7,7 @@ import json
 import fakes
 import pytest
 
-from ragbuild import cli, promote, sagemaker
-from ragbuild.errors import UsageError
+from ragbuild import cli, sagemaker
 
 from registry_fakes import *  # noqa: F401,F403 (the shared fakes, clean_env included)
 from registry_fakes import clean_env  # noqa: F401 (autouse)
@@ -95,36 +94,6 @@ def staging_refs(version="1.0.0-rc.1"):
 
 
 # --- the source and the image's facts ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text, registry, ref",
-    [
-        (f"{REPO}:dev", None, f"{REPO}:dev"),
-        (f"{REPO}@{DIGEST}", None, f"{REPO}@{DIGEST}"),
-        ("git-abc1234", REPO, f"{REPO}:git-abc1234"),
-        (DIGEST, REPO, f"{REPO}@{DIGEST}"),
-        (f"{REPO}:dev", REPO, f"{REPO}:dev"),
-    ],
-)
-def test_a_source_is_a_tag_or_a_digest_in_a_repository(text, registry, ref):
-    assert promote.parse_source(text, registry).ref == ref
-
-
-@pytest.mark.parametrize(
-    "text, registry, said",
-    [
-        (REPO, None, "names no tag or digest"),
-        (f"{REPO}@sha256:abc", None, "is not a digest"),
-        ("dev", None, "names no tag or digest"),
-        (f"{REPO}:dev", f"{PLAIN}/other", "promote writes tags in SOURCE's own repository"),
-        (f"{REPO}:-bad", None, "not a valid Docker tag"),
-        ("", None, "SOURCE is empty"),
-    ],
-)
-def test_a_bad_source_is_refused_in_one_line(text, registry, said):
-    with pytest.raises(UsageError, match=said):
-        promote.parse_source(text, registry)
 
 
 # --- promote through the CLI ------------------------------------------------------------------

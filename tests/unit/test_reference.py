@@ -9,7 +9,7 @@ from ragbuild.reference import repository_of
 from ragbuild.reference import familiar
 
 from ragbuild.errors import UsageError
-from ragbuild.reference import check_tag
+from ragbuild.reference import check_tag, parse_source
 
 
 # --- ECR host recognition ----------------------------------------------------------------------
@@ -171,3 +171,43 @@ def test_registry_without_host_message_shows_the_docker_hub_spelling():
         parse_registry("someuser/rag-worker")
     assert "docker.io/someuser/rag-worker" in str(err.value)
     assert "{" not in str(err.value)
+
+
+# --- a promotion's SOURCE (parse_source) --------------------------------------------------------
+
+SOURCE_REPO = f"{PLAIN}/rag-worker"
+SOURCE_DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "text, registry, ref",
+    [
+        (f"{SOURCE_REPO}:dev", None, f"{SOURCE_REPO}:dev"),
+        (f"{SOURCE_REPO}@{SOURCE_DIGEST}", None, f"{SOURCE_REPO}@{SOURCE_DIGEST}"),
+        ("git-abc1234", SOURCE_REPO, f"{SOURCE_REPO}:git-abc1234"),
+        (SOURCE_DIGEST, SOURCE_REPO, f"{SOURCE_REPO}@{SOURCE_DIGEST}"),
+        (f"{SOURCE_REPO}:dev", SOURCE_REPO, f"{SOURCE_REPO}:dev"),
+        # docker takes name:tag@digest and goes by the digest alone
+        (f"{SOURCE_REPO}:dev@{SOURCE_DIGEST}", None, f"{SOURCE_REPO}@{SOURCE_DIGEST}"),
+        (f"{PLAIN}/team/app:v1@{SOURCE_DIGEST}", None, f"{PLAIN}/team/app@{SOURCE_DIGEST}"),
+    ],
+)
+def test_a_source_is_a_tag_or_a_digest_in_a_repository(text, registry, ref):
+    assert parse_source(text, registry).ref == ref
+
+
+@pytest.mark.parametrize(
+    "text, registry, said",
+    [
+        (SOURCE_REPO, None, "names no tag or digest"),
+        (f"{SOURCE_REPO}@sha256:abc", None, "is not a digest"),
+        ("dev", None, "names no tag or digest"),
+        (f"{SOURCE_REPO}:dev", f"{PLAIN}/other", "promote writes tags in SOURCE's own repository"),
+        (f"{SOURCE_REPO}:-bad", None, "not a valid Docker tag"),
+        (f"{SOURCE_REPO}:-bad@{SOURCE_DIGEST}", None, "not a valid Docker tag"),
+        ("", None, "SOURCE is empty"),
+    ],
+)
+def test_a_bad_source_is_refused_in_one_line(text, registry, said):
+    with pytest.raises(UsageError, match=said):
+        parse_source(text, registry)
