@@ -80,6 +80,8 @@ def promote_recorder(state: steps.RunState, runner: Runner, promotion: Promotion
     from ragbuild import steps
 
     class Recorder(steps.Recorder):
+        keys = (*steps.Recorder.keys, "source")
+
         def document(self) -> dict[str, Any]:
             doc = super().document()
             raw = promotion.raw
@@ -178,7 +180,7 @@ def promote(
             lambda: fetch_source(runner, state.plan, what, promotion),
             dry_raw(source),
         )
-        promotion.raw, promotion.found = raw, True
+        promotion.raw = raw
         check_source_shape(source.ref, raw, options)
         assumed = manifest_api.ImageConfig(
             DRY_IMAGE_ID, {}, {"BUILD_TIMESTAMP": "19700101-000000"}, planned
@@ -306,7 +308,7 @@ def fetch_source(runner: Runner, plan: BuildPlan, what: str, promotion: Promotio
 
     def attempt() -> Any:
         try:
-            return manifest_api.fetch(promotion.session, source.reference)
+            raw = manifest_api.fetch(promotion.session, source.reference)
         except manifest_api.ReadFailed as failed:
             if failed.status == 404:
                 promotion.found = False
@@ -315,6 +317,8 @@ def fetch_source(runner: Runner, plan: BuildPlan, what: str, promotion: Promotio
                     "nothing was written"
                 ) from None
             raise
+        promotion.found = True  # asked and served (a dry run asks nothing: null)
+        return raw
 
     return _retry(runner, plan, what, attempt)
 

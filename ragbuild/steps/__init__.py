@@ -291,7 +291,9 @@ def _run_step(
 
 class Recorder:
     """Writes what a build made (``steps.RunState``) to ``--metadata-file`` and
-    ``$GITHUB_OUTPUT``."""
+    ``$GITHUB_OUTPUT``; ``keys``: the document's keys, in order (metadata.py)."""
+
+    keys: tuple[str, ...] = KEYS
 
     def __init__(
         self,
@@ -420,4 +422,6 @@ class Recorder:
                 raise RagbuildError(message) from None
             self.runner.log(f"wrote the build metadata ({self.status}) to {path}")
 
-        self.runner.apply(f"write the build metadata to {path} (JSON: {', '.join(KEYS)})", write)
+        self.runner.apply(
+            f"write the build metadata to {path} (JSON: {', '.join(self.keys)})", write
+        )

@@ -462,3 +462,16 @@ def test_quiet_promote_prints_only_the_result_line(registry, fp, capsys, quiet):
     assert code == 0, err
     assert out.splitlines() == [f"{REPO}@{SOURCE_DIGEST}"]
     assert (err == "") == quiet, err
+
+
+def test_a_dry_run_names_the_source_among_the_metadata_keys_and_asks_nothing(
+    registry, fp, capsys, tmp_path
+):
+    """The dry run's metadata line lists the document's keys, ``source`` included."""
+    path = tmp_path / "m.json"
+    argv = ["promote", f"{REPO}:dev", "--env", "prod", "--version", "1.2.3"]
+    assert cli.main([*argv, "--dry-run", "--metadata-file", str(path)]) == 0
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "write the build metadata" in line]
+    assert line.rstrip(")").endswith(", steps, source") and not path.exists()
+    assert registry.requests == []
