@@ -16,12 +16,14 @@ if TYPE_CHECKING:
 #: index (Docker manifest list or OCI index) and not a single OCI image manifest
 #: (aws/amazon-sagemaker-feedback#180, mlflow/mlflow#13834).
 SAGEMAKER_SHAPE = "application/vnd.docker.distribution.manifest.v2+json"
-SHAPE_FIX = (
+#: The fix for an index: a plan for one platform ships one image, whatever --not-for-sagemaker
+#: says (only a multi-platform plan ships an index).
+INDEX_FIX = (
     "build for one platform without attestations and with Docker media types (ragbuild's "
     "own build does: docker buildx build --provenance=false --sbom=false --output "
-    "type=image,oci-mediatypes=false), or pass --not-for-sagemaker when the image is not "
-    "for SageMaker"
+    "type=image,oci-mediatypes=false)"
 )
+SHAPE_FIX = f"{INDEX_FIX}, or pass --not-for-sagemaker when the image is not for SageMaker"
 
 
 def shape_problem(
@@ -38,7 +40,7 @@ def shape_problem(
     if manifest.is_index:
         return (
             f"{ref} is an image index ({manifest.media_type}), not a single Docker v2 schema "
-            f"2 manifest: SageMaker refuses an index; {SHAPE_FIX}"
+            f"2 manifest: SageMaker refuses an index; {INDEX_FIX}"
         )
     if manifest.media_type != SAGEMAKER_SHAPE:
         return (
