@@ -155,7 +155,10 @@ class Removal:
 
 
 def plan_removal(
-    images: Sequence[Mapping[str, Any]], found: Sequence[Container], local_name: str
+    images: Sequence[Mapping[str, Any]],
+    found: Sequence[Container],
+    local_name: str,
+    others: Sequence[Mapping[str, Any]] = (),
 ) -> Removal:
     """Which tags of ``images`` (this project's, inspected) ``clean`` removes, given every
     container of the daemon (``found``): the ragbuild tags (``ragbuild_refs``) of each
@@ -166,7 +169,9 @@ def plan_removal(
     (https://docs.docker.com/reference/cli/docker/image/rm/), unless another image of
     ``images`` names it its ``Parent``: then docker untags it and keeps it, without a word
     (moby daemon/images/image_delete.go: a child is a soft conflict, ignored once a tag was
-    removed)."""
+    removed). ``others``: the daemon's other images (inspected), whose ``Parent`` counts too:
+    an image built FROM one of this project's with the classic builder inherits its label, so
+    the label's listing holds it even where the label now names another repository."""
     removing: dict[str, list[str]] = {
         str(image.get("Id")): ragbuild_refs(image) for image in images
     }
@@ -189,7 +194,9 @@ def plan_removal(
         for image_id, image_refs in removing.items()
         if image_refs and len(image_refs) == len(tags[image_id])
     )
-    parents = frozenset(str(image.get("Parent")) for image in images if image.get("Parent"))
+    parents = frozenset(
+        str(image.get("Parent")) for image in (*images, *others) if image.get("Parent")
+    )
     runs_untagged = local is not None and local.image in untagged
     return Removal(
         removing, in_use, untagged - parents, untagged & parents, local if runs_untagged else None

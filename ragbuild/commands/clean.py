@@ -87,11 +87,11 @@ def clean(
             f"project's ({', '.join(repositories)}); clean --all removes every ragbuild "
             "build's tags"
         )
-    images = ours
+    images, rest = ours, [image for image in images if image not in ours]
     untagged = sum(1 for image in images if not image.get("RepoTags"))
     wanted = any(cleanup.ragbuild_refs(image) for image in images)
     found = cleanup.containers(runner) if wanted else []
-    plan = cleanup.plan_removal(images, found, name)
+    plan = cleanup.plan_removal(images, found, name, others=rest)
     removing, deleted, in_use = plan.removing, plan.deleted, set(plan.in_use)
     for image_id, (image_refs, using) in plan.in_use.items():
         runner.log(

@@ -35,6 +35,16 @@ def test_a_parent_of_another_image_is_untagged_not_deleted():
     assert plan.removing["sha256:child"] == []  # its tag is not on the label's repository
 
 
+def test_a_parent_of_another_projects_image_is_untagged_not_deleted():
+    """A child out of this project's scope (its label names another repository) still keeps
+    its parent: the other images listed count for ``Parent`` (breaker's report)."""
+    child = image("sha256:child", ["other:1"], label="other", parent="sha256:a")
+    plan = plan_removal([image("sha256:a", ["app:dev"])], [], "local", others=[child])
+    assert plan.deleted == frozenset() and plan.parents == {"sha256:a"}
+    assert "sha256:child" not in plan.removing
+    assert plan_removal([image("sha256:a", ["app:dev"])], [], "local").deleted == {"sha256:a"}
+
+
 def test_an_image_a_container_uses_keeps_every_tag():
     used = Container("c1", "job", "sha256:a", "exited")
     plan = plan_removal([image("sha256:a", ["app:dev", "app:1"])], [used], "local")
