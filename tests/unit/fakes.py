@@ -186,3 +186,50 @@ def register_proxy_info(fp, stdout: str = NO_PROXY_INFO, program: str = "docker"
     """The pre-flight's ``docker info`` for the daemon's proxy settings (``proxy.proxy_command``),
     asked before every registry request: by default, no proxy."""
     return fp.register(proxy_info_argv(fp, program), stdout=stdout, **kw)
+
+
+# --- shared by many test modules ----------------------------------------------------------------
+
+import io  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from ragbuild import cli  # noqa: E402
+from ragbuild.run.runner import Runner  # noqa: E402
+
+#: The checkout's root (the folder with setup.cfg, Makefile, Dockerfile and docs/).
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_main(argv, capsys):
+    """``cli.main(argv)`` and what it printed: (exit code, stdout, stderr)."""
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tree(root: Path, files: dict) -> Path:
+    """Create ``files`` ({relative path: content or size in bytes}) under ``root``."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, int):
+            path.write_bytes(b"x" * content)
+        else:
+            path.write_text(content)
+    return root
+
+
+class ClientSays(Runner):
+    """A real runner (other commands run), whose ``docker version`` prints ``client`` and counts
+    the asks in ``asked``."""
+
+    def __init__(self, client: str):
+        super().__init__(log=io.StringIO(), out=io.StringIO())
+        self.client, self.asked = client, 0
+
+    def run(self, cmd, **kwargs):
+        if cmd.argv[:2] == ("docker", "version"):
+            self.asked += 1
+            return subprocess.CompletedProcess(cmd.argv, 0, self.client + "\n", "")
+        return super().run(cmd, **kwargs)

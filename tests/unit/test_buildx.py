@@ -14,9 +14,9 @@ import pytest
 
 from ragbuild.proxy import INFO_FORMAT
 
-from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
+from fakes import GIT_QUERIES, STAMP, docker_calls, register_git, run_main
 from registry_fakes import FakeRegistry, serve
-from ragbuild import cli, push, registry, verify
+from ragbuild import push, registry, verify
 from ragbuild.commands import build as build_cli
 from ragbuild.config import Config
 from ragbuild.describe import describe_plan
@@ -437,12 +437,6 @@ def test_plain_build_plan_says_how_it_caches():
 
 
 # --- through the CLI ----------------------------------------------------------------------------
-
-
-def run_main(argv, capsys):
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 BAD_BUILDER_INPUTS = [

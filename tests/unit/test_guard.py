@@ -12,25 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from fakes import docker_calls, register_git
+from fakes import docker_calls, register_git, tree, REPO
 from ragbuild import cli, guard
 from ragbuild.commands import build as build_cli
 from ragbuild.errors import UsageError
 from ragbuild.run.redaction import secret_build_args
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def tree(root: Path, files: dict) -> Path:
-    """Create ``files`` ({relative path: content or size in bytes}) under ``root``."""
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, int):
-            path.write_bytes(b"x" * content)
-        else:
-            path.write_text(content)
-    return root
 
 
 def sent(root: Path, dockerfile: str = "Dockerfile") -> guard.ContextReport:

@@ -10,7 +10,7 @@ import shlex
 from datetime import datetime
 import pytest
 from ragbuild.config import LatestPolicy
-from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz
+from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz, REPO, run_main
 
 from ragbuild import cli, metadata, steps
 from ragbuild.config import Config, Options, check_env
@@ -29,7 +29,6 @@ from ragbuild.plan import (
 from ragbuild.tags import plan_tags
 from ragbuild.reference import parse_registry
 from datetime import timedelta, timezone
-from pathlib import Path
 import json
 from ragbuild.run.redaction import redact_value
 import os
@@ -323,7 +322,6 @@ def test_plan_build_args_spell_inline_cache_for_plain_docker_build_only():
 # --- The labels ragbuild's build command adds: OCI's created time in RFC 3339 (the OCI spec's -------
 
 
-REPO = Path(__file__).resolve().parents[2]
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
 
 
@@ -485,12 +483,6 @@ def test_the_plan_printout_and_the_metadata_share_the_rule():
 
 
 LONG_ENV = "e" * 120  # a valid tag itself; <env>-<timestamp> is 136 characters
-
-
-def run_main(argv, capsys):
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_refused(argv, fragment, strict_fp, capsys):
