@@ -233,3 +233,20 @@ class ClientSays(Runner):
             self.asked += 1
             return subprocess.CompletedProcess(cmd.argv, 0, self.client + "\n", "")
         return super().run(cmd, **kwargs)
+
+
+from datetime import datetime  # noqa: E402
+
+from ragbuild.config import Config, Options  # noqa: E402
+from ragbuild.git import GitInfo  # noqa: E402
+from ragbuild.plan import make_plan  # noqa: E402
+
+#: The guide's instant as the clock gives it (naive local time; STAMP is its tag form).
+MOMENT = datetime(2023, 12, 3, 14, 30, 22)
+#: The guide's commit (``git rev-parse --short HEAD`` = SHA).
+GIT = GitInfo(sha=SHA)
+
+
+def plan_for(git=GIT, config=None, moment=MOMENT, **options):
+    """The plan of ``Options(**options)``, built without the CLI's parser."""
+    return make_plan(Options(**options), config or Config(), git, moment)

@@ -8,13 +8,12 @@ import hashlib
 import json
 from dataclasses import replace
 import shlex
-from datetime import datetime
 
 import pytest
 
 from ragbuild.proxy import INFO_FORMAT
 
-from fakes import GIT_QUERIES, STAMP, docker_calls, register_git, run_main
+from fakes import GIT_QUERIES, STAMP, docker_calls, register_git, run_main, MOMENT, GIT
 from registry_fakes import FakeRegistry, serve
 from ragbuild import push, registry, verify
 from ragbuild.commands import build as build_cli
@@ -23,12 +22,9 @@ from ragbuild.describe import describe_plan
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.buildx import parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
-from ragbuild.git import GitInfo
 from ragbuild.plan import PushPlan, build_command, format_created, make_plan
 from ragbuild.run.runner import Runner
 
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
-GIT = GitInfo(sha="a1b2c3d")
 REG = "registry.example.com:5000/rag-worker"
 REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d"]
 BUILD_ARGS = [

@@ -10,7 +10,18 @@ import shlex
 from datetime import datetime
 import pytest
 from ragbuild.config import LatestPolicy
-from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz, REPO, run_main
+from fakes import (
+    EPOCH,
+    STAMP,
+    docker_calls,
+    register_git,
+    set_tz,
+    REPO,
+    run_main,
+    MOMENT,
+    GIT,
+    plan_for,
+)
 
 from ragbuild import cli, metadata, steps
 from ragbuild.config import Config, Options, check_env
@@ -36,15 +47,8 @@ import os
 from ragbuild.commands import build as build_cli
 
 
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
-GIT = GitInfo(sha="a1b2c3d")
 ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
-
-
-def plan_for(git=GIT, config=None, moment=MOMENT, **options):
-    """The plan of ``Options(**options)``, built without the CLI's parser."""
-    return make_plan(Options(**options), config or Config(), git, moment)
 
 
 # --- the tag plan: every example of docs/DOCKER_BUILD_GUIDE.md and of the bash --help ----------
@@ -776,15 +780,6 @@ def test_a_multi_platform_build_has_no_id_to_follow():
 
 
 # --- the guide's commands: bash's tags (the drop-in promise) ------------------------------------
-
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
-
-
-GIT = GitInfo(sha="a1b2c3d")
-
-
-ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
-
 
 ECR_PROD = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-prod"
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 import pytest
 
@@ -13,16 +12,15 @@ from ragbuild.commands.build import parse_build
 from ragbuild.errors import UsageError
 from ragbuild.config import Config
 from ragbuild.describe import describe_plan
-from ragbuild.git import GitInfo, version_tags_command
+from ragbuild.git import version_tags_command
 from ragbuild.plan import make_plan
 from ragbuild.run.command import Kind
 from ragbuild.tags import parse_version
 
 from ragbuild.errors import EXIT_USAGE
+from fakes import MOMENT, GIT
 
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
-GIT = GitInfo(sha="a1b2c3d")
 #: What `git tag --list 'v*'` prints in the repository these tests imagine.
 GIT_TAGS = "v0.9\nv1.2.3\nv1.4.0\nv2.0.0-rc.1\nvNext\n"
 
