@@ -250,3 +250,15 @@ GIT = GitInfo(sha=SHA)
 def plan_for(git=GIT, config=None, moment=MOMENT, **options):
     """The plan of ``Options(**options)``, built without the CLI's parser."""
     return make_plan(Options(**options), config or Config(), git, moment)
+
+
+import pytest  # noqa: E402
+
+from ragbuild.errors import UsageError  # noqa: E402
+
+
+def refused(call, *args, **kwargs) -> str:
+    """The message of the UsageError ``call(*args, **kwargs)`` raises (fails if it raises none)."""
+    with pytest.raises(UsageError) as raised:
+        call(*args, **kwargs)
+    return str(raised.value)
