@@ -13,7 +13,7 @@ import pytest
 
 from ragbuild.proxy import INFO_FORMAT
 
-from fakes import GIT_QUERIES, STAMP, docker_calls, register_git, run_main, MOMENT, GIT
+from fakes import GIT_QUERIES, STAMP, docker_calls, register_git, run_main, MOMENT, GIT, REPO
 from registry_fakes import FakeRegistry, serve
 from ragbuild import push, registry, verify
 from ragbuild.commands import build as build_cli
@@ -999,10 +999,9 @@ def test_buildx_and_docker_config_need_no_plan_for_the_reference_grammar(module,
     """plan.py imports buildx.py and docker_config.py at the top; neither imports plan.py back."""
     import subprocess
     import sys
-    from pathlib import Path
 
     code = f"import sys, {module}; sys.exit({absent!r} in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO)
     assert done.returncode == 0
 
 

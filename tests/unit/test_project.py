@@ -13,7 +13,7 @@ from typing import Optional
 from fakes import REPO
 
 
-PACKAGE = Path(__file__).resolve().parents[2] / "ragbuild"
+PACKAGE = REPO / "ragbuild"
 
 
 def modules() -> dict:

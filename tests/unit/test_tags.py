@@ -18,7 +18,7 @@ from ragbuild.run.command import Kind
 from ragbuild.tags import parse_version
 
 from ragbuild.errors import EXIT_USAGE
-from fakes import MOMENT, GIT
+from fakes import MOMENT, GIT, REPO
 
 TS = "20231203-143022"
 #: What `git tag --list 'v*'` prints in the repository these tests imagine.
@@ -365,7 +365,6 @@ def test_a_build_without_version_works_without_semver_installed():
     """semver is needed only when a version is given: a dev build runs where it is missing."""
     import subprocess
     import sys
-    from pathlib import Path
 
     code = (
         "import sys; sys.modules['semver'] = None; from datetime import datetime; "
@@ -374,7 +373,7 @@ def test_a_build_without_version_works_without_semver_installed():
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=REPO,
         capture_output=True,
         text=True,
     )

@@ -7,18 +7,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 import pytest
-from fakes import EPOCH, STAMP
+from fakes import EPOCH, STAMP, REPO
 from ragbuild import cli
 
 import re
 
 from ragbuild.run import console
 from ragbuild.run.console import ERROR, INFO, RESET, SUCCESS, WARNING
-
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 DOCKER = "docker"

@@ -20,6 +20,7 @@ from ragbuild.run.command import Command, Kind, Mode
 from ragbuild.run.dry import DryRunner
 from ragbuild.run.runner import Runner, failure_message, resolve
 from ragbuild.run.command import Secret, Result
+from fakes import REPO
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
@@ -808,11 +809,10 @@ def test_an_answer_file_that_cannot_be_removed_is_no_traceback(fp, tmp_path):
 
 
 def _in_a_new_python(code: str) -> None:
-    from pathlib import Path
 
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[3],
+        cwd=REPO,
         capture_output=True,
         text=True,
     )
