@@ -192,6 +192,7 @@ def register_proxy_info(fp, stdout: str = NO_PROXY_INFO, program: str = "docker"
 
 import io  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ragbuild import cli  # noqa: E402
@@ -262,3 +263,10 @@ def refused(call, *args, **kwargs) -> str:
     with pytest.raises(UsageError) as raised:
         call(*args, **kwargs)
     return str(raised.value)
+
+
+def in_a_new_python(code: str) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh interpreter at the checkout's root; fails unless it exits 0."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done

@@ -18,7 +18,7 @@ from ragbuild.run.command import Kind
 from ragbuild.tags import parse_version
 
 from ragbuild.errors import EXIT_USAGE
-from fakes import MOMENT, GIT, REPO
+from fakes import MOMENT, GIT, in_a_new_python
 
 TS = "20231203-143022"
 #: What `git tag --list 'v*'` prints in the repository these tests imagine.
@@ -363,21 +363,13 @@ def test_the_version_gives_its_tags_build_arg_and_channels_in_one_spelling(given
 
 def test_a_build_without_version_works_without_semver_installed():
     """semver is needed only when a version is given: a dev build runs where it is missing."""
-    import subprocess
-    import sys
 
     code = (
         "import sys; sys.modules['semver'] = None; from datetime import datetime; "
         "from ragbuild.plan import Config, GitInfo, Options, make_plan; "
         "print(make_plan(Options(env='dev'), Config(), GitInfo(), datetime(2023, 1, 1)).tags)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    done = in_a_new_python(code)
     assert "'dev-20230101-000000', 'dev', 'latest'" in done.stdout
 
 
