@@ -186,3 +186,87 @@ def register_proxy_info(fp, stdout: str = NO_PROXY_INFO, program: str = "docker"
     """The pre-flight's ``docker info`` for the daemon's proxy settings (``proxy.proxy_command``),
     asked before every registry request: by default, no proxy."""
     return fp.register(proxy_info_argv(fp, program), stdout=stdout, **kw)
+
+
+# --- shared by many test modules ----------------------------------------------------------------
+
+import io  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from ragbuild import cli  # noqa: E402
+from ragbuild.run.runner import Runner  # noqa: E402
+
+#: The checkout's root (the folder with setup.cfg, Makefile, Dockerfile and docs/).
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_main(argv, capsys):
+    """``cli.main(argv)`` and what it printed: (exit code, stdout, stderr)."""
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tree(root: Path, files: dict) -> Path:
+    """Create ``files`` ({relative path: content or size in bytes}) under ``root``."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, int):
+            path.write_bytes(b"x" * content)
+        else:
+            path.write_text(content)
+    return root
+
+
+class ClientSays(Runner):
+    """A real runner (other commands run), whose ``docker version`` prints ``client`` and counts
+    the asks in ``asked``."""
+
+    def __init__(self, client: str):
+        super().__init__(log=io.StringIO(), out=io.StringIO())
+        self.client, self.asked = client, 0
+
+    def run(self, cmd, **kwargs):
+        if cmd.argv[:2] == ("docker", "version"):
+            self.asked += 1
+            return subprocess.CompletedProcess(cmd.argv, 0, self.client + "\n", "")
+        return super().run(cmd, **kwargs)
+
+
+from datetime import datetime  # noqa: E402
+
+from ragbuild.config import Config, Options  # noqa: E402
+from ragbuild.git import GitInfo  # noqa: E402
+from ragbuild.plan import make_plan  # noqa: E402
+
+#: The guide's instant as the clock gives it (naive local time; STAMP is its tag form).
+MOMENT = datetime(2023, 12, 3, 14, 30, 22)
+#: The guide's commit (``git rev-parse --short HEAD`` = SHA).
+GIT = GitInfo(sha=SHA)
+
+
+def plan_for(git=GIT, config=None, moment=MOMENT, **options):
+    """The plan of ``Options(**options)``, built without the CLI's parser."""
+    return make_plan(Options(**options), config or Config(), git, moment)
+
+
+import pytest  # noqa: E402
+
+from ragbuild.errors import UsageError  # noqa: E402
+
+
+def refused(call, *args, **kwargs) -> str:
+    """The message of the UsageError ``call(*args, **kwargs)`` raises (fails if it raises none)."""
+    with pytest.raises(UsageError) as raised:
+        call(*args, **kwargs)
+    return str(raised.value)
+
+
+def in_a_new_python(code: str) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh interpreter at the checkout's root; fails unless it exits 0."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done

@@ -16,7 +16,7 @@ from datetime import datetime
 import pytest
 
 from ragbuild import cli, ecr, manifest, push, push_preflight, registry, verify
-from ragbuild.docker_config import Credentials, DockerConfig, read_docker_config
+from ragbuild.docker_config import Credentials, DockerConfig, DockerTarget, read_docker_config
 from ragbuild.errors import CommandFailed, Interrupted, PushFailed, ToolMissing
 from ragbuild.config import Config, Options
 from ragbuild.git import GitInfo
@@ -213,6 +213,23 @@ def build_plan(registry=f"{ECR}/rag-worker", **options):
     values = dict(env="dev", registry=registry, push=True)
     values.update(options)
     return make_plan(Options(**values), Config(), GitInfo(sha="abc1234"), MOMENT)
+
+
+def pushing_plan(**options):
+    """A plan that pushes to localhost:5000/rag-worker from its build, and its PushPlan."""
+    plan = build_plan(registry="localhost:5000/rag-worker", **options)
+    plan = dataclasses.replace(plan, docker=DockerTarget())
+    return plan, PushPlan(plan.refs, by_build=True)
+
+
+def register_local_image(fp, plan, created, refs=None):
+    """What ``docker image inspect`` says of the plan's primary ref after a build."""
+    labels = {"org.opencontainers.image.created": created}
+    fp.register(
+        [fp.program("docker"), "image", "inspect", "--format", fp.any(), plan.primary],
+        stdout=f"sha256:{'0e' * 32} 1000 {json.dumps(list(refs or plan.refs))} "
+        f"{json.dumps(labels)}\n",
+    )
 
 
 def refs_of(base, tags=(f"dev-{TS}", "dev", "git-abc1234", "latest")):

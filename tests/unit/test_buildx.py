@@ -8,27 +8,23 @@ import hashlib
 import json
 from dataclasses import replace
 import shlex
-from datetime import datetime
 
 import pytest
 
 from ragbuild.proxy import INFO_FORMAT
 
-from fakes import GIT_QUERIES, STAMP, docker_calls, register_git
+from fakes import GIT_QUERIES, STAMP, docker_calls, register_git, run_main, MOMENT, GIT, REPO
 from registry_fakes import FakeRegistry, serve
-from ragbuild import cli, push, registry, verify
+from ragbuild import push, registry, verify
 from ragbuild.commands import build as build_cli
 from ragbuild.config import Config
 from ragbuild.describe import describe_plan
 from ragbuild.docker_config import DockerConfig, DockerTarget
 from ragbuild.buildx import parse_cache, parse_platforms
 from ragbuild.errors import PushFailed, UsageError
-from ragbuild.git import GitInfo
 from ragbuild.plan import PushPlan, build_command, format_created, make_plan
 from ragbuild.run.runner import Runner
 
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
-GIT = GitInfo(sha="a1b2c3d")
 REG = "registry.example.com:5000/rag-worker"
 REFS = [f"rag-worker:dev-{STAMP}", "rag-worker:dev", "rag-worker:git-a1b2c3d"]
 BUILD_ARGS = [
@@ -437,12 +433,6 @@ def test_plain_build_plan_says_how_it_caches():
 
 
 # --- through the CLI ----------------------------------------------------------------------------
-
-
-def run_main(argv, capsys):
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 BAD_BUILDER_INPUTS = [
@@ -1009,10 +999,9 @@ def test_buildx_and_docker_config_need_no_plan_for_the_reference_grammar(module,
     """plan.py imports buildx.py and docker_config.py at the top; neither imports plan.py back."""
     import subprocess
     import sys
-    from pathlib import Path
 
     code = f"import sys, {module}; sys.exit({absent!r} in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO)
     assert done.returncode == 0
 
 

@@ -6,8 +6,8 @@ from ragbuild.config import load_config
 from ragbuild.errors import UsageError
 from ragbuild.config import DEFAULT_ENVIRONMENTS
 
-from pathlib import Path
 from ragbuild.config import Config
+from fakes import REPO
 
 
 def write(tmp_path, text):
@@ -119,9 +119,6 @@ def test_a_bad_setup_cfg_stops_the_build_in_one_line(make, project, strict_fp, c
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error: ./setup.cfg") and err.count("\n") == 1, err
     assert docker_calls(strict_fp) == 0
-
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_projects_own_setup_cfg():

@@ -12,6 +12,7 @@ import pytest
 from ragbuild.credentials import docker_login, resolve_login
 from ragbuild.docker_config import DockerConfig, _hostname, read_docker_config
 from ragbuild.run.runner import Runner
+from fakes import ClientSays
 
 HOST = "vm:5000"
 
@@ -110,22 +111,6 @@ def test_the_client_version_is_asked_only_when_the_two_rules_differ(fp):
     upper = DockerConfig(auths={"HTTPS://vm:5000": auth("u", "p")})
     assert docker_credentials(Runner(log=io.StringIO()), upper, HOST).auth_key == "HTTPS://vm:5000"
     assert docker_credentials(Runner(log=io.StringIO()), upper, HOST).auth_key is None
-
-
-class ClientSays(Runner):
-    """A runner whose ``docker version`` prints ``client`` (and that counts the asks)."""
-
-    def __init__(self, client: str):
-        super().__init__(log=io.StringIO())
-        self.client, self.asked = client, 0
-
-    def run(self, cmd, **kwargs):
-        if cmd.argv[:2] == ("docker", "version"):
-            self.asked += 1
-            import subprocess
-
-            return subprocess.CompletedProcess(cmd.argv, 0, self.client + "\n", "")
-        return super().run(cmd, **kwargs)
 
 
 @pytest.mark.parametrize("client, sent", [("28.0.1", ("u", "pw")), ("20.10.24", None)])

@@ -1,23 +1,9 @@
 """describe.py: the printed plan and docker's size units."""
 
 from __future__ import annotations
-from datetime import datetime
 import pytest
-from ragbuild.config import Config, Options
 from ragbuild.describe import describe_plan, human_size
-from ragbuild.git import GitInfo
-from ragbuild.plan import make_plan
-
-
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
-
-
-GIT = GitInfo(sha="a1b2c3d")
-
-
-def plan_for(git=GIT, config=None, moment=MOMENT, **options):
-    """The plan of ``Options(**options)``, built without the CLI's parser."""
-    return make_plan(Options(**options), config or Config(), git, moment)
+from fakes import plan_for
 
 
 def test_describe_plan_lists_tags_and_build_args():

@@ -14,8 +14,8 @@ import pytest
 
 from ragbuild import cli, errors
 from ragbuild.commands import build as build_cli
+from fakes import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 INDEX = REPO / "docs" / "README.md"
 COMMANDS = REPO / "docs" / "commands.md"

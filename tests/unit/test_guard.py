@@ -12,25 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from fakes import docker_calls, register_git
+from fakes import docker_calls, register_git, tree, REPO
 from ragbuild import cli, guard
 from ragbuild.commands import build as build_cli
 from ragbuild.errors import UsageError
 from ragbuild.run.redaction import secret_build_args
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def tree(root: Path, files: dict) -> Path:
-    """Create ``files`` ({relative path: content or size in bytes}) under ``root``."""
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, int):
-            path.write_bytes(b"x" * content)
-        else:
-            path.write_text(content)
-    return root
 
 
 def sent(root: Path, dockerfile: str = "Dockerfile") -> guard.ContextReport:
@@ -382,9 +368,8 @@ def test_the_dockerfile_names_no_index_build_arg_as_a_variable_in_a_run_step():
     # BuildKit prints each RUN step with the build args it names ($VAR, ${VAR}) substituted
     # (`#6 [builder 3/3] RUN for v in https://user:token@idx/simple; ...`), so a private index
     # URL's token would be in every build log; the Dockerfile reads them with printenv instead.
-    from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    text = (REPO / "Dockerfile").read_text()
     steps = _instructions(text)
     passed_in = [
         step.split()[1] for step in steps if step.upper().startswith("ARG ") and "=" not in step

@@ -4,8 +4,6 @@ whose two walks differ, all three follow the walk that client makes."""
 
 from __future__ import annotations
 
-import io
-import subprocess
 import types
 
 import pytest
@@ -14,24 +12,10 @@ from ragbuild import guard
 from ragbuild.commands import doctor
 from ragbuild.config import Options
 from ragbuild.git import git_info
-from ragbuild.run.runner import Runner
 from tests.gitcases import CLEARED, base_env, git
+from fakes import ClientSays
 
 IGNORE = ".git\nnode_modules\n!**/keep*\n"
-
-
-class ClientSays(Runner):
-    """A real runner (git runs), whose ``docker version`` prints ``client``."""
-
-    def __init__(self, client: str):
-        super().__init__(log=io.StringIO(), out=io.StringIO())
-        self.client, self.asked = client, 0
-
-    def run(self, cmd, **kwargs):
-        if cmd.argv[:2] == ("docker", "version"):
-            self.asked += 1
-            return subprocess.CompletedProcess(cmd.argv, 0, self.client + "\n", "")
-        return super().run(cmd, **kwargs)
 
 
 @pytest.fixture

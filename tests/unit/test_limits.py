@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from fakes import docker_calls, register_git
+from fakes import docker_calls, register_git, REPO
 from ragbuild import cli, limits, push, sagemaker, smoke
 from ragbuild.commands import build as build_cli
 from ragbuild.config import load_config
@@ -22,7 +21,6 @@ from ragbuild.git import GitInfo
 from ragbuild.plan import PushPlan, make_plan
 from ragbuild.run.runner import Runner
 
-REPO = Path(__file__).resolve().parents[2]
 KEYS = [setting.key for setting in SETTINGS]
 
 

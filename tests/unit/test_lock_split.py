@@ -11,8 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+from fakes import REPO
 
 
 def split_program() -> str:

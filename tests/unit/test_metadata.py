@@ -5,11 +5,10 @@ nothing. Processes are faked with pytest-subprocess (``strict_fp``)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from fakes import STAMP, docker_calls
+from fakes import STAMP, docker_calls, REPO
 from registry_fakes import DIGEST, serve  # DIGEST: the manifest the fake registry serves
 from ragbuild import cli, metadata, steps
 from ragbuild.metadata import KEYS, github_output_lines
@@ -416,5 +415,5 @@ def test_help_lists_metadata_file(capsys):
 
 
 def test_the_metadata_doc_lists_every_key():
-    schema = (Path(__file__).resolve().parents[2] / "docs" / "metadata.md").read_text()
+    schema = (REPO / "docs" / "metadata.md").read_text()
     assert all(f"`{key}`" in schema for key in KEYS)

@@ -112,16 +112,22 @@ def generate(rng: random.Random, root) -> dict:
     return env
 
 
-def test_the_reader_agrees_with_pip_on_generated_configurations(tmp_path):
-    """Seeded cases (RAGBUILD_PIP_CONFIG_SEED and _CASES override): files in the global, user
-    and PIP_CONFIG_FILE places, [global] and [install], PIP_* variables, empty values,
-    /dev/null; each case's answer compared with pip's own option parser."""
+def generate_cases(tmp_path) -> list:
+    """The CASES configurations of SEED, each in its own folder ``tmp_path/case<i>``."""
     rng = random.Random(SEED)
     cases = []
     for i in range(CASES):
         root = tmp_path / f"case{i}"
         root.mkdir()
         cases.append(generate(rng, root))
+    return cases
+
+
+def test_the_reader_agrees_with_pip_on_generated_configurations(tmp_path):
+    """Seeded cases (RAGBUILD_PIP_CONFIG_SEED and _CASES override): files in the global, user
+    and PIP_CONFIG_FILE places, [global] and [install], PIP_* variables, empty values,
+    /dev/null; each case's answer compared with pip's own option parser."""
+    cases = generate_cases(tmp_path)
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "XDG_")) and k != "HOME"
     }

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 
 from ragbuild import pip_config
 from ragbuild.pip_config import HostCA
-from test_pip_config import CASES, SEED, generate
+from test_pip_config import CASES, SEED, generate_cases
 
 LISTER = r"""
 import contextlib, io, json, os, sys
@@ -53,12 +52,7 @@ def cert_of(listing: str):
 
 
 def test_the_host_ca_is_the_cert_pip_config_list_gives_pip_install(tmp_path):
-    rng = random.Random(SEED)
-    cases = []
-    for i in range(CASES):
-        root = tmp_path / f"case{i}"
-        root.mkdir()
-        cases.append(generate(rng, root))
+    cases = generate_cases(tmp_path)
     clean = {
         k: v
         for k, v in os.environ.items()

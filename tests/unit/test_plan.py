@@ -10,7 +10,18 @@ import shlex
 from datetime import datetime
 import pytest
 from ragbuild.config import LatestPolicy
-from fakes import EPOCH, STAMP, docker_calls, register_git, set_tz
+from fakes import (
+    EPOCH,
+    STAMP,
+    docker_calls,
+    register_git,
+    set_tz,
+    REPO,
+    run_main,
+    MOMENT,
+    GIT,
+    plan_for,
+)
 
 from ragbuild import cli, metadata, steps
 from ragbuild.config import Config, Options, check_env
@@ -29,7 +40,6 @@ from ragbuild.plan import (
 from ragbuild.tags import plan_tags
 from ragbuild.reference import parse_registry
 from datetime import timedelta, timezone
-from pathlib import Path
 import json
 from ragbuild.run.redaction import redact_value
 import os
@@ -37,15 +47,8 @@ import os
 from ragbuild.commands import build as build_cli
 
 
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
-GIT = GitInfo(sha="a1b2c3d")
 ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
-
-
-def plan_for(git=GIT, config=None, moment=MOMENT, **options):
-    """The plan of ``Options(**options)``, built without the CLI's parser."""
-    return make_plan(Options(**options), config or Config(), git, moment)
 
 
 # --- the tag plan: every example of docs/DOCKER_BUILD_GUIDE.md and of the bash --help ----------
@@ -323,7 +326,6 @@ def test_plan_build_args_spell_inline_cache_for_plain_docker_build_only():
 # --- The labels ragbuild's build command adds: OCI's created time in RFC 3339 (the OCI spec's -------
 
 
-REPO = Path(__file__).resolve().parents[2]
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
 
 
@@ -485,12 +487,6 @@ def test_the_plan_printout_and_the_metadata_share_the_rule():
 
 
 LONG_ENV = "e" * 120  # a valid tag itself; <env>-<timestamp> is 136 characters
-
-
-def run_main(argv, capsys):
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_refused(argv, fragment, strict_fp, capsys):
@@ -784,15 +780,6 @@ def test_a_multi_platform_build_has_no_id_to_follow():
 
 
 # --- the guide's commands: bash's tags (the drop-in promise) ------------------------------------
-
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
-
-
-GIT = GitInfo(sha="a1b2c3d")
-
-
-ECR_DEV = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-dev"
-
 
 ECR_PROD = "123456789.dkr.ecr.us-east-1.amazonaws.com/rag-worker-prod"
 

@@ -12,11 +12,11 @@ import pytest
 from ragbuild import plan as planning
 from ragbuild.config import Config, LatestPolicy, Options
 from ragbuild.docker_config import Credentials, DockerTarget
-from ragbuild.errors import UsageError
 from ragbuild.git import GitInfo, parse_version_tags
 from ragbuild.pip_config import HostNetwork
 from ragbuild.plan import BuildPlan, PushPlan
 from ragbuild.run.command import Mode
+from fakes import refused
 
 MOMENT = datetime(2023, 12, 3, 14, 30, 22, tzinfo=timezone(timedelta(hours=2)))
 GIT = GitInfo(sha="a1b2c3d")
@@ -24,12 +24,6 @@ GIT = GitInfo(sha="a1b2c3d")
 
 def plan_for(**options) -> BuildPlan:
     return planning.make_plan(Options(**options), Config(), GIT, MOMENT)
-
-
-def refused(call, *args, **kwargs) -> str:
-    with pytest.raises(UsageError) as raised:
-        call(*args, **kwargs)
-    return str(raised.value)
 
 
 def test_push_plan_names_the_credential_helper():

@@ -10,9 +10,10 @@ from conftest import MACHINE_VARS
 import subprocess
 import sys
 from typing import Optional
+from fakes import REPO
 
 
-PACKAGE = Path(__file__).resolve().parents[2] / "ragbuild"
+PACKAGE = REPO / "ragbuild"
 
 
 def modules() -> dict:
@@ -125,9 +126,6 @@ def test_the_machines_variables_are_cleared_for_the_runner_and_plumbum():
 
 
 # --- The test configuration of setup.cfg [tool:pytest], as a user meets it: a bare ``pytest`` from the ---
-
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def collected(*args: str) -> list:

@@ -8,17 +8,11 @@ from __future__ import annotations
 import pytest
 
 from ragbuild import reference
-from ragbuild.errors import UsageError
 from ragbuild.reference import Registry
+from fakes import refused
 
 DIGEST = "@sha256:" + "a" * 64
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
-
-
-def refused(call, *args) -> str:
-    with pytest.raises(UsageError) as raised:
-        call(*args)
-    return str(raised.value)
 
 
 @pytest.mark.parametrize(

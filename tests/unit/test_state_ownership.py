@@ -4,11 +4,11 @@ mutates a ``RunState`` field; every other module's step returns what it made (``
 
 import ast
 import dataclasses
-from pathlib import Path
 
 from ragbuild.steps import RunState
+from fakes import REPO
 
-PACKAGE = Path(__file__).resolve().parents[2] / "ragbuild"
+PACKAGE = REPO / "ragbuild"
 OWNER = PACKAGE / "steps" / "__init__.py"
 FIELDS = {f.name for f in dataclasses.fields(RunState)}
 #: methods that change a list, dict or set in place

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 import pytest
 
@@ -13,16 +12,15 @@ from ragbuild.commands.build import parse_build
 from ragbuild.errors import UsageError
 from ragbuild.config import Config
 from ragbuild.describe import describe_plan
-from ragbuild.git import GitInfo, version_tags_command
+from ragbuild.git import version_tags_command
 from ragbuild.plan import make_plan
 from ragbuild.run.command import Kind
 from ragbuild.tags import parse_version
 
 from ragbuild.errors import EXIT_USAGE
+from fakes import MOMENT, GIT, in_a_new_python
 
-MOMENT = datetime(2023, 12, 3, 14, 30, 22)
 TS = "20231203-143022"
-GIT = GitInfo(sha="a1b2c3d")
 #: What `git tag --list 'v*'` prints in the repository these tests imagine.
 GIT_TAGS = "v0.9\nv1.2.3\nv1.4.0\nv2.0.0-rc.1\nvNext\n"
 
@@ -365,22 +363,13 @@ def test_the_version_gives_its_tags_build_arg_and_channels_in_one_spelling(given
 
 def test_a_build_without_version_works_without_semver_installed():
     """semver is needed only when a version is given: a dev build runs where it is missing."""
-    import subprocess
-    import sys
-    from pathlib import Path
 
     code = (
         "import sys; sys.modules['semver'] = None; from datetime import datetime; "
         "from ragbuild.plan import Config, GitInfo, Options, make_plan; "
         "print(make_plan(Options(env='dev'), Config(), GitInfo(), datetime(2023, 1, 1)).tags)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    done = in_a_new_python(code)
     assert "'dev-20230101-000000', 'dev', 'latest'" in done.stdout
 
 

@@ -10,9 +10,9 @@ import semver
 
 from ragbuild import tags
 from ragbuild.config import LatestPolicy
-from ragbuild.errors import UsageError
 from ragbuild.git import GitInfo, parse_version_tags
 from ragbuild.tags import BuildNumber, Channels
+from fakes import refused
 
 ALWAYS, AUTO, NEVER = LatestPolicy.ALWAYS, LatestPolicy.AUTO, LatestPolicy.NEVER
 V = semver.Version.parse
@@ -21,12 +21,6 @@ TAG_RULE = (
     "which is not a valid Docker tag: up to 128 letters, digits, '_', '.' or '-', not "
     "starting with '.' or '-'"
 )
-
-
-def refused(call, *args, **kwargs) -> str:
-    with pytest.raises(UsageError) as raised:
-        call(*args, **kwargs)
-    return str(raised.value)
 
 
 def test_channel_tags():

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fakes import REPO
 
-WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "build-image.yml"
+WORKFLOW = REPO / ".github" / "workflows" / "build-image.yml"
 
 
 def actionlint() -> str:

@@ -15,10 +15,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 import pytest
 from plumbum import local
-from fakes import EPOCH, GIT_QUERIES, STAMP, docker_calls, register_git, set_tz
-from ragbuild import cli, steps
+from fakes import (
+    EPOCH,
+    GIT_QUERIES,
+    STAMP,
+    docker_calls,
+    register_git,
+    set_tz,
+    FAKE_IMAGE_ID,
+    run_main,
+)
+from ragbuild import steps
 from ragbuild.errors import Interrupted
-from fakes import FAKE_IMAGE_ID
 
 
 DOCKER = "docker"
@@ -46,12 +54,6 @@ def normal(text: str) -> str:
 
 def normal_argv(argv) -> list:
     return shlex.split(normal(shlex.join(str(word) for word in argv)))
-
-
-def run_main(argv, capsys):
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def tags_of(build_line):

@@ -7,18 +7,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 import pytest
-from fakes import EPOCH, STAMP
+from fakes import EPOCH, STAMP, REPO
 from ragbuild import cli
 
 import re
 
 from ragbuild.run import console
 from ragbuild.run.console import ERROR, INFO, RESET, SUCCESS, WARNING
-
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 DOCKER = "docker"
@@ -36,6 +32,19 @@ def child_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("DOCKER", "ECR_REGISTRY_URI")}
     env.update(SOURCE_DATE_EPOCH=EPOCH, TZ="UTC", **extra)
     return env
+
+
+def run_script(clone, *args, flags=("-I",), cwd, env=None):
+    """``python FLAGS scripts/build-image.py ARGS`` of the checkout ``clone``, run in ``cwd``."""
+    script = str(clone / "scripts" / "build-image.py")
+    return subprocess.run(
+        [sys.executable, *flags, script, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_python_dash_m_ragbuild_help():
@@ -92,14 +101,7 @@ def fresh_clone(tmp_path):
 
 def test_script_help_from_a_fresh_clone(fresh_clone, tmp_path):
     # -I: no PYTHONPATH, no user site, no script directory or cwd on sys.path
-    done = subprocess.run(
-        [sys.executable, "-I", str(fresh_clone / "scripts" / "build-image.py"), "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-    )
+    done = run_script(fresh_clone, "--help", cwd=tmp_path, env=child_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: build-image.py")
 
@@ -108,20 +110,11 @@ def test_script_dry_run_from_a_fresh_clone(fresh_clone, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     (work / "Dockerfile").write_text("FROM scratch\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(fresh_clone / "scripts" / "build-image.py"),
-            "--env",
-            "dev",
-            "--dry-run",
-        ],
+    done = run_script(
+        fresh_clone,
+        *("--env", "dev", "--dry-run"),
         cwd=work,
-        capture_output=True,
-        text=True,
         env=child_env(GIT_CEILING_DIRECTORIES=str(tmp_path)),
-        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     build, inspect = done.stdout.splitlines()
@@ -146,13 +139,7 @@ def test_script_without_its_packages_says_how_to_install(fresh_clone, tmp_path):
     )
     if probe.stdout.strip() != "True":
         pytest.skip("this interpreter has plumbum or semver outside site-packages")
-    done = subprocess.run(
-        bare + [str(fresh_clone / "scripts" / "build-image.py"), "--env", "dev"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_script(fresh_clone, "--env", "dev", flags=bare[1:], cwd=tmp_path)
     assert done.returncode == 1
     assert done.stdout == ""
     matcher = "e2b-dockerfile-utils" if sys.version_info >= (3, 11) else "docker"
@@ -207,14 +194,7 @@ def test_script_started_by_a_python_without_its_packages_uses_the_projects_venv(
     # ./scripts/build-image.py after `make build-dev`: the #! line's python3 lacks the packages
     # that .venv has; the README's commands must work without activating .venv
     (fresh_clone / ".venv").symlink_to(sys.prefix, target_is_directory=True)  # has them
-    done = subprocess.run(
-        [sys.executable, "-S", "-I", str(fresh_clone / "scripts" / "build-image.py"), "--help"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-    )
+    done = run_script(fresh_clone, "--help", flags=("-S", "-I"), cwd=tmp_path, env=child_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: build-image.py")
 
@@ -225,20 +205,8 @@ def test_a_venv_without_the_packages_is_tried_once_then_says_how_to_install(fres
     python = bin_dir / "python"  # a .venv whose python lacks the packages too
     python.write_text(f'#!/bin/sh\nexec {sys.executable} -S -I "$@"\n')
     python.chmod(0o755)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-S",
-            "-I",
-            str(fresh_clone / "scripts" / "build-image.py"),
-            "--env",
-            "dev",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
+    done = run_script(
+        fresh_clone, "--env", "dev", flags=("-S", "-I"), cwd=tmp_path, env=child_env()
     )
     assert done.returncode == 1  # no loop: one try with .venv, then the one-line reason
     assert done.stderr.count("\n") == 1

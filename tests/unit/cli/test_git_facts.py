@@ -28,31 +28,6 @@ from fakes import (
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
-#: Variables a git hook or the caller's shell may set that would point git elsewhere.
-GIT_LOCATION_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_CEILING_DIRECTORIES",
-)
-
-
-@pytest.fixture
-def git_env(tmp_path, monkeypatch, project):
-    """Git sees only the test's directories and no user or system configuration."""
-    with local.env():  # plumbum merges its own copy of the environment into every child's
-        for name in GIT_LOCATION_VARS:
-            monkeypatch.delenv(name, raising=False)
-            local.env.pop(name, None)
-        monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-        monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-        yield project
-
-
 def git(*args):
     return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
 

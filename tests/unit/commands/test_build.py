@@ -8,15 +8,10 @@ import sys
 import pytest
 from ragbuild import cli
 from ragbuild.commands import build as build_cli
+from fakes import run_main
 
 
 DOCKER = "docker"
-
-
-def run_main(argv, capsys):
-    code = cli.main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- flags -------------------------------------------------------------------------------------

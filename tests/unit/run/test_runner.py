@@ -20,6 +20,7 @@ from ragbuild.run.command import Command, Kind, Mode
 from ragbuild.run.dry import DryRunner
 from ragbuild.run.runner import Runner, failure_message, resolve
 from ragbuild.run.command import Secret, Result
+from fakes import in_a_new_python
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
@@ -807,18 +808,6 @@ def test_an_answer_file_that_cannot_be_removed_is_no_traceback(fp, tmp_path):
 # --- plumbum's import: what it declares lazy is imported only when used --------------------------
 
 
-def _in_a_new_python(code: str) -> None:
-    from pathlib import Path
-
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[3],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-
-
 def test_running_a_command_does_not_import_what_plumbum_declares_lazy():
     """urllib.request (and http.client, email and ssl behind it, ~30 ms of every start), and the
     other modules of PLUMBUM_LAZY, stay unimported through plumbum's import and a command's
@@ -826,7 +815,7 @@ def test_running_a_command_does_not_import_what_plumbum_declares_lazy():
     ``import urllib.request`` is the ordinary module. What the interpreter had imported before
     (Python 3.12's pathlib imports urllib.parse, 3.13's glob, and ragbuild imports pathlib
     there) is no import of plumbum's."""
-    _in_a_new_python(
+    in_a_new_python(
         "import sys\n"
         "from ragbuild.run.command import Command, Kind\n"
         "from ragbuild.run.runner import Runner, PLUMBUM_LAZY\n"
@@ -850,7 +839,7 @@ def test_running_a_command_does_not_import_what_plumbum_declares_lazy():
 
 def test_a_module_imported_before_plumbum_is_left_as_it_is():
     """No stand-in for a module that is already imported: plumbum gets the real one."""
-    _in_a_new_python(
+    in_a_new_python(
         "import sys, urllib.request\n"
         "real = sys.modules['urllib.request']\n"
         "from ragbuild.run.runner import _plumbum\n"
@@ -863,7 +852,7 @@ def test_a_module_imported_before_plumbum_is_left_as_it_is():
 def test_a_stand_in_used_while_it_is_in_sys_modules_becomes_the_real_module():
     """A ``from m import name`` while the stand-in is still in sys.modules (plumbum using a
     module at its own import) imports the real module once, and it stays."""
-    _in_a_new_python(
+    in_a_new_python(
         "import sys\n"
         "from ragbuild.run.runner import _OnFirstUse\n"
         "stand_in = sys.modules['colorsys'] = _OnFirstUse('colorsys')\n"

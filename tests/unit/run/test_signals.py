@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from fakes import STAMP
+from fakes import STAMP, REPO
 from registry_fakes import serve
 from ragbuild import cli, sagemaker, smoke
 from ragbuild.commands import build as build_command
@@ -298,9 +298,8 @@ def test_the_ctrl_c_tests_pass_when_the_test_run_inherits_sigint_ignored():
     conftest gives it Python's handler back, so a Ctrl-C test still sees its Ctrl-C."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[3]
+    repo = REPO
     test = "tests/unit/run/test_runner.py::test_ctrl_c_on_a_command_without_arguments"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
@@ -323,9 +322,8 @@ def test_a_signal_during_the_concurrent_read_back_exits_without_waiting_for_the_
     import subprocess
     import sys
     import textwrap
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[3]
+    repo = REPO
     script = textwrap.dedent(f"""
         import os, signal, sys, threading, time
         from ragbuild.run import signals

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fakes import FAKE_IMAGE_ID
 from ragbuild.plan import PushPlan, build_command
-from registry_fakes import DIGEST, PLAIN, build_plan
+from registry_fakes import DIGEST, PLAIN, build_plan, pushing_plan, register_local_image
 
 import dataclasses
 import json
@@ -20,21 +20,12 @@ import os
 # --- a build that pushes (plan.build_pushes) ---------------------------------------------------
 
 
-def _pushing_plan(tmp_path, **options):
-    from registry_fakes import build_plan
-    from ragbuild.plan import PushPlan
-
-    plan = build_plan(registry="localhost:5000/rag-worker", **options)
-    plan = dataclasses.replace(plan, docker=DockerTarget())
-    return plan, PushPlan(plan.refs, by_build=True)
-
-
 def _is_pushing_build(argv):
     return argv[1:4] == ["buildx", "build", "--builder"] and "--push" in argv
 
 
 def test_a_build_that_pushes_records_the_digest_it_wrote_for_every_ref(fp, tmp_path):
-    plan, pushing = _pushing_plan(tmp_path)
+    plan, pushing = pushing_plan()
     digest = "sha256:" + "12" * 32
 
     def build(process):
@@ -56,7 +47,7 @@ def test_a_build_that_pushes_records_the_digest_it_wrote_for_every_ref(fp, tmp_p
 def test_a_build_that_pushes_without_a_digest_cannot_be_verified(fp, tmp_path, written):
     from ragbuild.errors import PushFailed
 
-    plan, pushing = _pushing_plan(tmp_path)
+    plan, pushing = pushing_plan()
 
     def build(process):
         argv = list(process.args)
@@ -73,22 +64,12 @@ def test_a_build_that_pushes_without_a_digest_cannot_be_verified(fp, tmp_path, w
     assert f"pushed: {plan.refs[0]} (digest unknown)" in str(failed.value)
 
 
-def _register_local_image(fp, plan, created, refs=None):
-    """What ``docker image inspect`` says of the plan's primary ref after a build."""
-    labels = {"org.opencontainers.image.created": created}
-    fp.register(
-        [fp.program("docker"), "image", "inspect", "--format", fp.any(), plan.primary],
-        stdout=f"sha256:{'0e' * 32} 1000 {json.dumps(list(refs or plan.refs))} "
-        f"{json.dumps(labels)}\n",
-    )
-
-
 def test_a_push_that_fails_after_this_runs_build_goes_again_with_docker_push(fp, tmp_path, capsys):
     """buildx names the image in the daemon before it pushes: every ref on one image with this
     run's created label means the build worked and the push failed. No second build."""
-    plan, pushing = _pushing_plan(tmp_path)
+    plan, pushing = pushing_plan()
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
-    _register_local_image(fp, plan, plan.created)
+    register_local_image(fp, plan, plan.created)
     built = steps.build.build(Runner(), plan, pushing)
     assert built.pushed is False
     assert built.digests == {}
@@ -110,7 +91,7 @@ def test_a_failed_build_that_pushes_is_the_builds_failure_without_a_second_build
 ):
     from ragbuild.errors import CommandFailed
 
-    plan, pushing = _pushing_plan(tmp_path)
+    plan, pushing = pushing_plan()
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     if found == "missing":
         fp.register(
@@ -119,7 +100,7 @@ def test_a_failed_build_that_pushes_is_the_builds_failure_without_a_second_build
             stderr="Error: No such image\n",
         )
     else:
-        _register_local_image(
+        register_local_image(
             fp,
             plan,
             "2020-01-01T00:00:00+00:00" if found == "older" else plan.created,
@@ -141,7 +122,7 @@ def test_with_source_date_epoch_a_failed_build_that_pushes_builds_again_to_tell(
     pass for this run's, so the build runs again without the push instead."""
     from ragbuild.errors import CommandFailed
 
-    plan, pushing = _pushing_plan(tmp_path)
+    plan, pushing = pushing_plan()
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1)
     fp.register([fp.program("docker"), "build", fp.any()])  # the same build, cached, no push
     assert steps.build.build(Runner(), plan, pushing, unique_created=False).pushed is False
@@ -165,7 +146,7 @@ def test_a_dry_run_prints_the_build_that_pushes_as_the_real_run_starts_it(fp, tm
     import io
     from ragbuild.run.dry import DryRunner
 
-    plan, pushing = _pushing_plan(tmp_path)
+    plan, pushing = pushing_plan()
     out = io.StringIO()
     steps.build.build(DryRunner(out=out, log=io.StringIO()), plan, pushing)
     assert not os.path.exists(
@@ -190,7 +171,7 @@ def test_a_build_that_pushes_never_takes_an_earlier_runs_answer(fp, tmp_path):
     build: a build that writes none is one that named no digest, not the earlier digest."""
     from ragbuild.errors import PushFailed
 
-    plan, pushing = _pushing_plan(tmp_path)
+    plan, pushing = pushing_plan()
     os.mkdir(os.path.dirname(steps.build.answer_path(plan)), 0o700)  # as an earlier run left it
     with open(steps.build.answer_path(plan), "w") as stale:
         json.dump({"containerimage.digest": "sha256:" + "34" * 32}, stale)
@@ -318,7 +299,7 @@ def test_a_failed_build_that_pushes_says_its_cause_and_that_nothing_was_pushed(f
     from ragbuild.build_failure import classify
     from ragbuild.errors import CommandFailed
 
-    plan, pushing = _pushing_plan(tmp_path)
+    plan, pushing = pushing_plan()
     said = _said("tls-uv.modern")
     fp.register([fp.program("docker"), "buildx", "build", fp.any()], returncode=1, stderr=said)
     fp.register(

@@ -3,25 +3,13 @@ the size, refuses secrets (or warns with --allow-secrets), warns about secret bu
 
 from __future__ import annotations
 import subprocess
-from pathlib import Path
 import pytest
 from ragbuild import steps
 from ragbuild.steps.context import check_context
 from ragbuild.errors import UsageError
 from ragbuild.limits import Limits
 from ragbuild.config import Options
-
-
-def tree(root: Path, files: dict) -> Path:
-    """Create ``files`` ({relative path: content or size in bytes}) under ``root``."""
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, int):
-            path.write_bytes(b"x" * content)
-        else:
-            path.write_text(content)
-    return root
+from fakes import tree
 
 
 class Log:

@@ -8,12 +8,9 @@ from fakes import FAKE_IMAGE_ID
 from ragbuild import steps
 from ragbuild.errors import CommandFailed
 from ragbuild.run.runner import Runner
-from registry_fakes import DIGEST, PLAIN, build_plan
+from registry_fakes import DIGEST, PLAIN, build_plan, pushing_plan, register_local_image
 
 from ragbuild.reference import familiar
-
-import dataclasses
-from ragbuild.docker_config import DockerTarget
 
 
 def test_on_the_containerd_store_the_summary_follows_the_pushed_manifest(fp):
@@ -136,33 +133,14 @@ def test_a_good_build_on_docker_hub_names_never_lacks_tags(fp, base, capsys):
 # --- a build that pushes (plan.build_pushes) ---------------------------------------------------
 
 
-def _pushing_plan(tmp_path, **options):
-    from registry_fakes import build_plan
-    from ragbuild.plan import PushPlan
-
-    plan = build_plan(registry="localhost:5000/rag-worker", **options)
-    plan = dataclasses.replace(plan, docker=DockerTarget())
-    return plan, PushPlan(plan.refs, by_build=True)
-
-
-def _register_local_image(fp, plan, created, refs=None):
-    """What ``docker image inspect`` says of the plan's primary ref after a build."""
-    labels = {"org.opencontainers.image.created": created}
-    fp.register(
-        [fp.program("docker"), "image", "inspect", "--format", fp.any(), plan.primary],
-        stdout=f"sha256:{'0e' * 32} 1000 {json.dumps(list(refs or plan.refs))} "
-        f"{json.dumps(labels)}\n",
-    )
-
-
 @pytest.mark.parametrize("pushed", [True, False])
 def test_tags_missing_after_a_build_that_pushed_says_the_tags_are_out(fp, tmp_path, pushed):
     """The summary's tag check fails after the build pushed: the user learns the tags went to
     the registry anyway (the verification does not run after a failed step)."""
     from ragbuild.errors import CommandFailed
 
-    plan, _ = _pushing_plan(tmp_path)
-    _register_local_image(fp, plan, plan.created, refs=plan.refs[:1])
+    plan, _ = pushing_plan()
+    register_local_image(fp, plan, plan.created, refs=plan.refs[:1])
     with pytest.raises(CommandFailed) as err:
         steps.summary.summarize(Runner(), plan, pushed=pushed)
     said = str(err.value)
