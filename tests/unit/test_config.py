@@ -122,9 +122,17 @@ def test_a_bad_setup_cfg_stops_the_build_in_one_line(make, project, strict_fp, c
 
 
 def test_the_projects_own_setup_cfg():
-    assert load_config(str(REPO)) == Config(
-        image_name="rag-worker", environments=("dev", "staging", "prod")
-    )
+    """The checkout's own [ragbuild] section is valid and loads as written: a value load_config
+    refuses or reads otherwise fails here (reading other values is tested above)."""
+    import configparser
+
+    section = configparser.ConfigParser(interpolation=None)
+    section.read(REPO / "setup.cfg")
+    written = section["ragbuild"]
+    loaded = load_config(str(REPO))
+    assert loaded.image_name == written["image-name"] == "rag-worker"
+    assert loaded.environments == tuple(e.strip() for e in written["environments"].split(","))
+    assert loaded == Config(image_name="rag-worker", environments=("dev", "staging", "prod"))
 
 
 def test_no_setup_cfg_means_defaults(tmp_path):
