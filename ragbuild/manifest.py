@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any, Optional
+from collections.abc import Sequence
 
-from ragbuild import registry as registry_api
 from ragbuild.registry import Answer, Refused, Session, network_reason
 from ragbuild.run.runner import tail
 
@@ -64,7 +64,7 @@ class ReadFailed(Exception):
 
 
 def manifest_url(session: Session, tag: str) -> str:
-    return f"{session.base}/v2/{session.registry.path}/manifests/{tag}"
+    return session.base + _path(session, "manifests", tag)
 
 
 def read_manifest(session: Session, tag: str) -> Manifest:
@@ -73,19 +73,7 @@ def read_manifest(session: Session, tag: str) -> Manifest:
     distribution-spec "Pulling manifests"). The digest is the sha256 of the body; a
     ``Docker-Content-Digest`` header that differs is an error. ``ReadFailed``: no manifest;
     ValueError: a body that is no manifest."""
-    path = f"/v2/{session.registry.path}/manifests/{tag}"
-    try:
-        answer = session.get(path, "pull", MANIFEST_TYPES)
-    except Refused as refused:
-        where = "its token server" if refused.token_server else "the registry"
-        raise ReadFailed(
-            f"{where} refused docker's credentials for pulling (HTTP "
-            f"{refused.status}; unauthorized)"
-        ) from None
-    except (OSError, http.client.HTTPException) as err:
-        raise ReadFailed(network_reason(err)) from None
-    if answer.status != 200:
-        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
+    answer = _ask(session, "manifests", tag, "pull", accept=MANIFEST_TYPES)
     return parse_manifest(answer.body, answer.headers)
 
 
@@ -112,6 +100,41 @@ def _status_text(answer: Answer) -> str:
         return http.HTTPStatus(answer.status).phrase
     except ValueError:
         return ""
+
+
+def _path(session: Session, kind: str, reference: str) -> str:
+    return f"/v2/{session.registry.path}/{kind}/{reference}"
+
+
+def _ask(
+    session: Session,
+    kind: str,
+    reference: str,
+    actions: str,
+    *,
+    accept: Sequence[str] = (),
+    ok: tuple[int, ...] = (200,),
+    **request: Any,
+) -> Answer:
+    """One request of the registry API for ``/v2/<name>/<kind>/<reference>`` (``Session.get``
+    with a token for ``actions``); every failure is ``ReadFailed`` with its HTTP status:
+    credentials refused, a network error (``network_reason``), or a status not in ``ok``
+    (the registry's error code, ``_status_text``)."""
+    try:
+        answer = session.get(_path(session, kind, reference), actions, accept, **request)
+    except Refused as refused:
+        where = "its token server" if refused.token_server else "the registry"
+        what = "pushing" if "push" in actions else "pulling"
+        raise ReadFailed(
+            f"{where} refused docker's credentials for {what} (HTTP {refused.status}; "
+            "unauthorized)",
+            refused.status,
+        ) from None
+    except (OSError, http.client.HTTPException) as err:
+        raise ReadFailed(network_reason(err)) from None
+    if answer.status not in ok:
+        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
+    return answer
 
 
 def parse_manifest(body: bytes, headers: Message) -> Manifest:
@@ -189,30 +212,11 @@ class ImageConfig:
         return self.env.get(key)
 
 
-def _refused(refused: registry_api.Refused, what: str) -> ReadFailed:
-    where = "its token server" if refused.token_server else "the registry"
-    return ReadFailed(
-        f"{where} refused docker's credentials for {what} (HTTP {refused.status}; unauthorized)",
-        refused.status,
-    )
-
-
-def _path(session: registry_api.Session, kind: str, reference: str) -> str:
-    return f"/v2/{session.registry.path}/{kind}/{reference}"
-
-
-def fetch(session: registry_api.Session, reference: str) -> Raw:
+def fetch(session: Session, reference: str) -> Raw:
     """The manifest ``reference`` (a tag, or ``sha256:...``) names, as bytes, accepting every
     manifest and index type (``MANIFEST_TYPES``). ValueError when the body's sha256
     differs from a digest ``reference`` or from the registry's ``Docker-Content-Digest``."""
-    try:
-        answer = session.get(_path(session, "manifests", reference), "pull", MANIFEST_TYPES)
-    except registry_api.Refused as refused:
-        raise _refused(refused, "pulling") from None
-    except (OSError, http.client.HTTPException) as err:
-        raise ReadFailed(registry_api.network_reason(err)) from None
-    if answer.status != 200:
-        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
+    answer = _ask(session, "manifests", reference, "pull", accept=MANIFEST_TYPES)
     parsed = parse_manifest(answer.body, answer.headers)
     if reference.startswith("sha256:") and parsed.digest != reference:
         raise ValueError(
@@ -223,46 +227,35 @@ def fetch(session: registry_api.Session, reference: str) -> Raw:
     return Raw(answer.body, media_type, parsed.digest, parsed)
 
 
-def put(session: registry_api.Session, tag: str, raw: Raw) -> str:
+def put(session: Session, tag: str, raw: Raw) -> str:
     """``PUT`` ``raw``'s bytes under ``tag`` with its media type (a ``pull,push`` token).
     Returns the digest the registry says it stored (``Docker-Content-Digest``, else the bytes'
     sha256); ``ReadFailed`` with the registry's answer when it did not take it (an immutable
     ECR tag: ``TAG_INVALID``/``ImageTagAlreadyExistsException``, HTTP 400)."""
-    try:
-        answer = session.get(
-            _path(session, "manifests", tag),
-            "pull,push",
-            method="PUT",
-            data=raw.body,
-            headers={"Content-Type": raw.media_type},
-        )
-    except registry_api.Refused as refused:
-        raise _refused(refused, "pushing") from None
-    except (OSError, http.client.HTTPException) as err:
-        raise ReadFailed(registry_api.network_reason(err)) from None
-    if answer.status not in (200, 201):
-        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
+    answer = _ask(
+        session,
+        "manifests",
+        tag,
+        "pull,push",
+        ok=(200, 201),
+        method="PUT",
+        data=raw.body,
+        headers={"Content-Type": raw.media_type},
+    )
     return answer.headers.get("Docker-Content-Digest") or raw.digest
 
 
-def blob(session: registry_api.Session, digest: str) -> bytes:
+def blob(session: Session, digest: str) -> bytes:
     """The blob ``digest`` (a redirect to storage followed, as docker follows it); ValueError
     when its sha256 is not ``digest``."""
-    try:
-        answer = session.get(_path(session, "blobs", digest), "pull")
-    except registry_api.Refused as refused:
-        raise _refused(refused, "pulling") from None
-    except (OSError, http.client.HTTPException) as err:
-        raise ReadFailed(registry_api.network_reason(err)) from None
-    if answer.status != 200:
-        raise ReadFailed(f"HTTP {answer.status} {_status_text(answer)}".rstrip(), answer.status)
+    answer = _ask(session, "blobs", digest, "pull")
     found = "sha256:" + hashlib.sha256(answer.body).hexdigest()
     if found != digest:
         raise ValueError(f"the blob {digest} came with bytes whose sha256 is {found}")
     return answer.body
 
 
-def image_manifest(session: registry_api.Session, raw: Raw) -> Raw:
+def image_manifest(session: Session, raw: Raw) -> Raw:
     """``raw`` when it is an image manifest; for an index, its first image of a real platform
     (attestations, ``unknown/unknown``, left out), fetched by digest."""
     if not raw.parsed.is_index:
@@ -276,7 +269,7 @@ def image_manifest(session: registry_api.Session, raw: Raw) -> Raw:
     raise ValueError(f"the index {raw.digest} names no image of a platform")
 
 
-def config(session: registry_api.Session, raw: Raw) -> ImageConfig:
+def config(session: Session, raw: Raw) -> ImageConfig:
     """The config blob of the image ``raw`` is (of an index: its first platform's image):
     labels, environment and platform."""
     image = image_manifest(session, raw)
@@ -299,7 +292,7 @@ def _platform(config: dict[str, Any]) -> Optional[str]:
     return "/".join(str(part) for part in parts if part) or None
 
 
-def config_platform(session: registry_api.Session, image: Manifest) -> Optional[str]:
+def config_platform(session: Session, image: Manifest) -> Optional[str]:
     """The ``os/architecture[/variant]`` of an image manifest's config blob (``blob``); None
     when it names none or it cannot be read (the SageMaker shape rule: shape.check_shape)."""
     if not image.config:
